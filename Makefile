@@ -1,0 +1,43 @@
+# sluice: the two commands are `make demo` and `make test`; both install what they need.
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
+
+.PHONY: all deps build demo test test-unit asan clean help
+
+all: build
+
+help:
+	@echo "make demo      build and run the recruitment pipeline on generated data (no servers)"
+	@echo "make test      build and run the whole test suite"
+	@echo "make build     build build/sluice"
+	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
+	@echo "make clean     remove build trees"
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: build
+	$(BUILD_DIR)/sluice demo
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+test-unit: build
+	$(BUILD_DIR)/sluice_tests
+
+asan: deps
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,22 @@
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "runtime/runner.h"
+
+namespace sluice::cli {
+
+/// Installs SIGINT/SIGTERM handling: the first signal drains `runner` (workers stop, a final
+/// checkpoint is written), a second one exits at once. Returns a function that uninstalls it.
+void WatchSignals(Runner* runner);
+void StopWatchingSignals();
+
+/// Prints a one-line run summary to stdout.
+void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);
+
+/// Runs the demo: generator -> recruitment pipeline -> SQLite, with a live console summary.
+int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
+            double duration_seconds);
+
+}  // namespace sluice::cli

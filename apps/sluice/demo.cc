@@ -1,0 +1,167 @@
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "core/time.h"
+
+namespace sluice::cli {
+namespace {
+
+std::string Thousands(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return (v < 0 ? "-" : "") + out;
+}
+
+/// Reads business totals and the top jobs from the sink, through its own read-only connection.
+std::string BusinessPanel(const std::string& db_path) {
+  sqlite3* db = nullptr;
+  std::ostringstream out;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return "  (no results yet)\n";
+  }
+  sqlite3_busy_timeout(db, 200);
+  sqlite3_stmt* st = nullptr;
+  const char* totals =
+      "SELECT COUNT(*), SUM(clicks), SUM(conversion), SUM(qualified_application), "
+      "SUM(disqualified_application), SUM(spend_hour) FROM events";
+  if (sqlite3_prepare_v2(db, totals, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    out << "  rows " << Thousands(sqlite3_column_int64(st, 0)) << "   clicks "
+        << Thousands(sqlite3_column_int64(st, 1)) << "   conversions "
+        << Thousands(sqlite3_column_int64(st, 2)) << "   qualified "
+        << Thousands(sqlite3_column_int64(st, 3)) << "   disqualified "
+        << Thousands(sqlite3_column_int64(st, 4)) << "   spend "
+        << Thousands(sqlite3_column_int64(st, 5)) << "\n";
+  } else {
+    out << "  (no results yet)\n";
+  }
+  sqlite3_finalize(st);
+  const char* top =
+      "SELECT job_id, MAX(company_id), SUM(clicks) AS c, SUM(spend_hour), SUM(conversion) FROM "
+      "events GROUP BY job_id ORDER BY c DESC, job_id LIMIT 5";
+  if (sqlite3_prepare_v2(db, top, -1, &st, nullptr) == SQLITE_OK) {
+    out << "  top jobs by clicks:   job   company    clicks     spend  conversions\n";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      char line[160];
+      std::snprintf(line, sizeof line, "                      %5lld  %8lld  %8lld  %8lld  %11lld\n",
+                    static_cast<long long>(sqlite3_column_int64(st, 0)),
+                    static_cast<long long>(sqlite3_column_int64(st, 1)),
+                    static_cast<long long>(sqlite3_column_int64(st, 2)),
+                    static_cast<long long>(sqlite3_column_int64(st, 3)),
+                    static_cast<long long>(sqlite3_column_int64(st, 4)));
+      out << line;
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out.str();
+}
+
+}  // namespace
+
+void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds) {
+  std::printf("%s: %s records in %.2fs (%s/s): %s aggregated, %s ignored, %s dead-lettered%s%s; "
+              "%s rows written in %s checkpoints\n",
+              s.pipeline.c_str(), Thousands(s.records_in).c_str(), seconds,
+              Thousands(static_cast<int64_t>(s.records_in / std::max(seconds, 1e-9))).c_str(),
+              Thousands(s.aggregated).c_str(), Thousands(s.ignored).c_str(),
+              Thousands(s.dead_lettered).c_str(), s.dead_lettered > 0 ? " -> " : "",
+              s.dead_lettered > 0 ? dead_letter_path.c_str() : "", Thousands(s.rows_written).c_str(),
+              Thousands(s.checkpoints).c_str());
+  std::fflush(stdout);
+}
+
+int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
+            double duration_seconds) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
+  const std::string dlq = (std::filesystem::path(db_path).parent_path() / "recruitment.dead-letters.ndjson").string();
+  std::filesystem::remove(dlq, ec);
+
+  Variables vars;
+  vars.values["TRACKING"] = "generator:";
+  vars.values["SINK"] = "sqlite:" + db_path;
+  vars.values["DLQ"] = dlq;
+  vars.values["RATE"] = FormatDouble(rate);
+  vars.values["COUNT"] = "";
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  vars.values["START"] = FormatTimestamp(FloorTo(now, kMicrosPerSecond), "%Y-%m-%dT%H:%M:%SZ");
+  auto config = LoadPipelineConfig(pipeline_path, vars);
+  if (!config.ok()) {
+    std::cerr << "sluice: " << config.status().message() << "\n";
+    return 2;
+  }
+  auto runner = Runner::Make(std::move(config).value(), RunOptions{});
+  if (!runner.ok()) {
+    std::cerr << "sluice: " << runner.status().message() << "\n";
+    return 2;
+  }
+  Runner* r = runner->get();
+  WatchSignals(r);
+  Status result;
+  std::atomic<bool> finished{false};
+  const auto started = std::chrono::steady_clock::now();
+  std::thread worker([&] {
+    result = r->Run();
+    finished = true;
+  });
+  const bool tty = isatty(STDOUT_FILENO);
+  int64_t last_records = 0;
+  auto last = started;
+  int tick = 0;
+  while (!finished.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (++tick % 10 != 0) continue;
+    const auto now_tp = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now_tp - started).count();
+    if (duration_seconds > 0 && elapsed >= duration_seconds) r->RequestStop();
+    PipelineSnapshot s = r->Snapshot();
+    const double dt = std::chrono::duration<double>(now_tp - last).count();
+    const auto per_second = static_cast<int64_t>((s.records_in - last_records) / std::max(dt, 1e-9));
+    last_records = s.records_in;
+    last = now_tp;
+    std::ostringstream frame;
+    frame << "sluice demo: recruitment pipeline, generator -> SQLite " << db_path << "\n";
+    frame << "  uptime " << static_cast<int64_t>(elapsed) << "s   events " << Thousands(s.records_in)
+          << " (" << Thousands(per_second) << "/s)   checkpoints " << Thousands(s.checkpoints)
+          << "   last checkpoint " << s.last_checkpoint_duration_micros / 1000 << " ms\n";
+    frame << "  ignored " << Thousands(s.ignored);
+    for (const auto& [reason, n] : s.ignored_by_reason) {
+      frame << " | " << reason << ": " << Thousands(n);
+    }
+    frame << "\n  dead-lettered " << Thousands(s.dead_lettered) << "   (" << dlq << ")\n";
+    frame << BusinessPanel(db_path);
+    frame << "  Ctrl-C drains, checkpoints and exits.\n";
+    if (tty) {
+      std::cout << "\033[H\033[2J" << frame.str() << std::flush;
+    } else if (tick % 50 == 0) {
+      std::cout << frame.str() << std::flush;
+    }
+  }
+  worker.join();
+  StopWatchingSignals();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
+  std::cout << "results: sqlite3 " << db_path
+            << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n";
+  if (!result.ok()) {
+    std::cerr << "sluice: " << result.ToString() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace sluice::cli

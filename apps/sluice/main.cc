@@ -1,0 +1,170 @@
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "config/pipeline_config.h"
+#include "runtime/plan.h"
+#include "runtime/registry.h"
+#include "runtime/runner.h"
+
+namespace {
+
+using sluice::Status;
+
+/// Exit codes: 0 done, 1 runtime failure, 2 bad pipeline file or arguments.
+constexpr int kExitFailure = 1;
+constexpr int kExitConfig = 2;
+
+int ExitCodeFor(const Status& s) {
+  return s.code() == sluice::StatusCode::kInvalidArgument || s.code() == sluice::StatusCode::kNotFound ||
+                 s.code() == sluice::StatusCode::kParseError
+             ? kExitConfig
+             : kExitFailure;
+}
+
+sluice::Result<sluice::Variables> ParseVars(const std::vector<std::string>& items) {
+  sluice::Variables vars;
+  for (const auto& item : items) {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("--var expects NAME=VALUE, got '" + item + "'");
+    }
+    vars.values[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return vars;
+}
+
+void SetupLogging(const std::string& level) {
+  // Logs go to stderr; stdout carries results (plans, summaries) only.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("sluice"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+int Validate(const std::string& path, const std::vector<std::string>& var_items) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    std::cerr << "sluice: " << vars.status().message() << "\n";
+    return kExitConfig;
+  }
+  auto config = sluice::LoadPipelineConfig(path, *vars);
+  if (!config.ok()) {
+    std::cerr << "sluice: " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  auto plan = sluice::BuildPlan(*config);
+  if (!plan.ok()) {
+    std::cerr << "sluice: " << plan.status().message() << "\n";
+    return kExitConfig;
+  }
+  // Check the connectors' own settings too.
+  if (auto sink = sluice::ConnectorRegistry::Instance().MakeSink(config->sink); !sink.ok()) {
+    std::cerr << "sluice: " << sink.status().message() << "\n";
+    return kExitConfig;
+  }
+  if (auto src = sluice::ConnectorRegistry::Instance().MakeSources(config->source, 1); !src.ok()) {
+    std::cerr << "sluice: " << src.status().message() << "\n";
+    return kExitConfig;
+  }
+  std::cout << sluice::DescribePlan(**plan) << "ok\n";
+  return 0;
+}
+
+int Run(const std::string& path, const std::vector<std::string>& var_items,
+        const sluice::RunOptions& options) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    std::cerr << "sluice: " << vars.status().message() << "\n";
+    return kExitConfig;
+  }
+  auto config = sluice::LoadPipelineConfig(path, *vars);
+  if (!config.ok()) {
+    std::cerr << "sluice: " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  auto runner = sluice::Runner::Make(std::move(config).value(), options);
+  if (!runner.ok()) {
+    std::cerr << "sluice: " << runner.status().message() << "\n";
+    return ExitCodeFor(runner.status());
+  }
+  sluice::cli::WatchSignals(runner->get());
+  const auto started = std::chrono::steady_clock::now();
+  std::atomic<bool> done{false};
+  std::thread progress([&] {
+    // Progress for long runs: one line every 10 s on stderr.
+    auto next = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (std::chrono::steady_clock::now() < next) continue;
+      next += std::chrono::seconds(10);
+      auto s = (*runner)->Snapshot();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      spdlog::info("{} records in ({:.0f}/s), {} ignored, {} dead-lettered, {} checkpoints",
+                   s.records_in, s.records_in / std::max(secs, 1e-9), s.ignored, s.dead_lettered,
+                   s.checkpoints);
+    }
+  });
+  Status s = (*runner)->Run();
+  done = true;
+  progress.join();
+  sluice::cli::StopWatchingSignals();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  sluice::cli::PrintSummary((*runner)->Snapshot(), (*runner)->dead_letter_path(), secs);
+  if (!s.ok()) {
+    std::cerr << "sluice: " << s.ToString() << "\n";
+    return ExitCodeFor(s);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sluice::RegisterBuiltins();
+  CLI::App app{"sluice: near-real-time analytics for clickstream and tracking logs"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+
+  std::string pipeline;
+  std::vector<std::string> vars;
+  sluice::RunOptions options;
+
+  auto* run = app.add_subcommand("run", "Run a pipeline file");
+  run->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  run->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+  run->add_flag("--until-caught-up", options.until_caught_up,
+                "process what is there now (end of files, end offsets seen at start), checkpoint, exit 0");
+  run->add_flag("--follow", options.follow, "keep reading file sources as they grow");
+  run->add_option("--workers", options.workers, "worker threads (default: one per partition, at most the cores)");
+
+  auto* validate = app.add_subcommand("validate", "Check a pipeline file and print its plan");
+  validate->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  validate->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+
+  auto* demo = app.add_subcommand("demo", "Run the recruitment pipeline on generated data, no servers needed");
+  std::string demo_pipeline = "examples/recruitment.toml";
+  std::string demo_db = "build/demo/recruitment.db";
+  double demo_rate = 20000;
+  double demo_duration = 0;
+  demo->add_option("--pipeline", demo_pipeline, "pipeline file")->capture_default_str();
+  demo->add_option("--db", demo_db, "SQLite file for the results (recreated)")->capture_default_str();
+  demo->add_option("--rate", demo_rate, "generated events per second")->capture_default_str();
+  demo->add_option("--duration", demo_duration, "stop after this many seconds (0: until Ctrl-C)");
+
+  app.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  SetupLogging(log_level);
+
+  if (run->parsed()) return Run(pipeline, vars, options);
+  if (validate->parsed()) return Validate(pipeline, vars);
+  if (demo->parsed()) return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration);
+  std::cout << "sluice " << SLUICE_VERSION << "\n";
+  return 0;
+}

@@ -1,0 +1,510 @@
+#include "config/pipeline_config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "core/time.h"
+
+namespace sluice {
+namespace {
+
+std::string Loc(const expr::SourceLocation& w) {
+  return w.file + ":" + std::to_string(w.line) + ":" + std::to_string(w.column);
+}
+
+expr::SourceLocation LocationOf(const toml::node& node, const std::string& file) {
+  const auto& src = node.source();
+  expr::SourceLocation w;
+  w.file = file;
+  w.line = static_cast<int>(src.begin.line);
+  // Point inside the quotes of a string so expression offsets line up.
+  w.column = static_cast<int>(src.begin.column) + (node.is_string() ? 1 : 0);
+  return w;
+}
+
+Status ErrorAt(const toml::node& node, const std::string& file, const std::string& message) {
+  return Status::InvalidArgument(Loc(LocationOf(node, file)) + ": " + message);
+}
+
+class Reader {
+ public:
+  Reader(std::string file, const Variables& vars) : file_(std::move(file)), vars_(vars) {}
+
+  Status Fail(const toml::node& node, const std::string& message) const {
+    return ErrorAt(node, file_, message);
+  }
+
+  /// Fails when `table` holds a key outside `allowed`.
+  Status CheckKeys(const toml::table& table, const std::set<std::string>& allowed,
+                   const std::string& section) const {
+    for (auto&& [key, node] : table) {
+      if (!allowed.count(std::string(key.str()))) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        return Fail(node, "unknown key '" + std::string(key.str()) + "' in [" + section +
+                              "] (expected one of: " + list + ")");
+      }
+    }
+    return Status::OK();
+  }
+
+  /// Renders a scalar node as text, substituting variables in strings.
+  Result<std::string> Scalar(const toml::node& node, const std::string& what) const {
+    if (auto s = node.as_string()) {
+      auto r = SubstituteVariables(s->get(), vars_);
+      if (!r.ok()) return Fail(node, r.status().message());
+      return r;
+    }
+    if (auto i = node.as_integer()) return std::to_string(i->get());
+    if (auto f = node.as_floating_point()) return FormatDouble(f->get());
+    if (auto b = node.as_boolean()) return std::string(b->get() ? "true" : "false");
+    return Fail(node, what + " must be a string, number or boolean");
+  }
+
+  Result<std::string> String(const toml::table& table, const std::string& key, bool required,
+                             const toml::node& parent, const std::string& section) const {
+    const toml::node* node = table.get(key);
+    if (!node) {
+      if (required) return Fail(parent, "[" + section + "] needs '" + key + "'");
+      return std::string();
+    }
+    if (!node->is_string()) return Fail(*node, "'" + key + "' must be a string");
+    return Scalar(*node, key);
+  }
+
+  Result<std::vector<Field>> Fields(const toml::node& node) const {
+    const toml::table* t = node.as_table();
+    if (!t) return Fail(node, "fields must be a table of name = \"type\"");
+    std::vector<Field> out;
+    for (auto&& [key, value] : *t) {
+      Field f;
+      f.name = std::string(key.str());
+      std::string type_name;
+      if (value.is_string()) {
+        type_name = value.as_string()->get();
+      } else if (const toml::table* ft = value.as_table()) {
+        RETURN_IF_ERROR(CheckKeys(*ft, {"type", "path"}, "field " + f.name));
+        ASSIGN_OR_RETURN(type_name, String(*ft, "type", true, value, "field " + f.name));
+        ASSIGN_OR_RETURN(f.path, String(*ft, "path", false, value, "field " + f.name));
+      } else {
+        return Fail(value, "field '" + f.name + "' must be a type name or { type, path }");
+      }
+      if (!ParseTypeName(type_name, &f.type)) {
+        return Fail(value, "unknown type '" + type_name +
+                               "' (expected int64, double, string, timestamp or bool)");
+      }
+      out.push_back(std::move(f));
+    }
+    return out;
+  }
+
+  /// Reads every key of `table` except `skip` into connector options.
+  Result<Options> CollectOptions(const toml::table& table, const std::set<std::string>& skip,
+                                 const toml::node& section_node) const {
+    Options options;
+    options.section_location = LocationOf(section_node, file_);
+    for (auto&& [key, node] : table) {
+      std::string k(key.str());
+      if (skip.count(k)) continue;
+      if (node.is_table() || node.is_array()) {
+        return Fail(node, "unknown key '" + k + "' (a table or array is not expected here)");
+      }
+      ASSIGN_OR_RETURN(std::string text, Scalar(node, k));
+      options.Set(k, Option{std::move(text), LocationOf(node, file_)});
+    }
+    return options;
+  }
+
+  /// Reads an array of "name = rhs" strings (plain "name" means "name = name").
+  Result<std::vector<ColumnConfig>> Columns(const toml::node& node, const std::string& what) const {
+    const toml::array* arr = node.as_array();
+    if (!arr) return Fail(node, what + " must be an array of strings");
+    std::vector<ColumnConfig> out;
+    std::set<std::string> seen;
+    for (const toml::node& item : *arr) {
+      if (!item.is_string()) return Fail(item, what + " entries must be strings");
+      ASSIGN_OR_RETURN(std::string text, Scalar(item, what));
+      ColumnConfig c;
+      c.where = LocationOf(item, file_);
+      size_t i = 0;
+      while (i < text.size() && text[i] == ' ') ++i;
+      size_t start = i;
+      while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '_')) {
+        ++i;
+      }
+      c.name = text.substr(start, i - start);
+      if (c.name.empty()) return Fail(item, what + " entry must start with a column name");
+      while (i < text.size() && text[i] == ' ') ++i;
+      if (i == text.size()) {
+        c.text = c.name;
+        c.where.column += static_cast<int>(start);
+      } else if (text[i] == '=' && (i + 1 == text.size() || text[i + 1] != '=')) {
+        ++i;
+        while (i < text.size() && text[i] == ' ') ++i;
+        c.text = text.substr(i);
+        c.where.column += static_cast<int>(i);
+        if (c.text.empty()) return Fail(item, "'" + c.name + " =' needs an expression");
+      } else {
+        return Fail(item, what + " entry must look like \"name\" or \"name = expression\"");
+      }
+      if (!seen.insert(c.name).second) return Fail(item, "duplicate column '" + c.name + "'");
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  const std::string& file() const { return file_; }
+  const Variables& vars() const { return vars_; }
+
+ private:
+  std::string file_;
+  const Variables& vars_;
+};
+
+Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t index) {
+  const toml::table* t = node.as_table();
+  std::string section = "step " + std::to_string(index + 1);
+  if (!t) return r.Fail(node, "[[step]] must be a table");
+  StepConfig step;
+  int kinds = 0;
+  auto expr_of = [&](const char* key) -> Result<std::string> {
+    const toml::node* n = t->get(key);
+    step.where = LocationOf(*n, r.file());
+    return r.String(*t, key, true, node, section);
+  };
+  if (t->contains("let")) {
+    ++kinds;
+    step.kind = StepConfig::Kind::kLet;
+    RETURN_IF_ERROR(r.CheckKeys(*t, {"let", "expr"}, section));
+    ASSIGN_OR_RETURN(step.target, r.String(*t, "let", true, node, section));
+    ASSIGN_OR_RETURN(step.expr, expr_of("expr"));
+  }
+  for (auto [key, kind] : {std::pair{"ignore_if", StepConfig::Kind::kIgnoreIf},
+                           std::pair{"dead_letter_if", StepConfig::Kind::kDeadLetterIf},
+                           std::pair{"filter", StepConfig::Kind::kFilter}}) {
+    if (!t->contains(key)) continue;
+    ++kinds;
+    step.kind = kind;
+    RETURN_IF_ERROR(r.CheckKeys(*t, {key, "reason"}, section));
+    ASSIGN_OR_RETURN(step.expr, expr_of(key));
+    ASSIGN_OR_RETURN(step.reason, r.String(*t, "reason", false, node, section));
+    if (step.reason.empty()) step.reason = std::string(key) + " " + step.expr;
+  }
+  if (t->contains("lookup")) {
+    ++kinds;
+    step.kind = StepConfig::Kind::kLookup;
+    RETURN_IF_ERROR(
+        r.CheckKeys(*t, {"lookup", "key", "fields", "on_missing", "defaults"}, section));
+    ASSIGN_OR_RETURN(step.target, r.String(*t, "lookup", true, node, section));
+    ASSIGN_OR_RETURN(step.expr, expr_of("key"));
+    ASSIGN_OR_RETURN(std::string on_missing, r.String(*t, "on_missing", false, node, section));
+    if (!on_missing.empty()) step.on_missing = on_missing;
+    if (step.on_missing != "default" && step.on_missing != "drop" &&
+        step.on_missing != "dead_letter") {
+      return r.Fail(*t->get("on_missing"),
+                    "on_missing must be 'default', 'drop' or 'dead_letter'");
+    }
+    const toml::node* fields = t->get("fields");
+    if (!fields || !fields->is_array()) return r.Fail(node, "lookup needs fields = [\"...\"]");
+    for (const toml::node& f : *fields->as_array()) {
+      if (!f.is_string()) return r.Fail(f, "lookup fields must be strings");
+      step.fields.push_back(f.as_string()->get());
+    }
+    if (const toml::node* d = t->get("defaults")) {
+      if (!d->is_table()) return r.Fail(*d, "defaults must be a table");
+      for (auto&& [k, v] : *d->as_table()) {
+        std::string text;
+        if (v.is_string()) {
+          // A string default is a string literal.
+          std::string s = v.as_string()->get();
+          std::string quoted = "'";
+          for (char c : s) quoted += (c == '\'' ? std::string("''") : std::string(1, c));
+          text = quoted + "'";
+        } else {
+          ASSIGN_OR_RETURN(text, r.Scalar(v, "default"));
+        }
+        step.defaults[std::string(k.str())] = text;
+      }
+    }
+  }
+  if (kinds != 1) {
+    return r.Fail(node,
+                  "a [[step]] needs exactly one of: let, ignore_if, dead_letter_if, filter, lookup");
+  }
+  return step;
+}
+
+Result<AggregateConfig> ReadAggregate(const Reader& r, const toml::node& node) {
+  const toml::table* t = node.as_table();
+  if (!t) return r.Fail(node, "[aggregate] must be a table");
+  RETURN_IF_ERROR(r.CheckKeys(*t,
+                              {"time", "window", "mode", "window_columns", "keys", "metrics",
+                               "watermark_delay", "allowed_lateness", "idle_timeout"},
+                              "aggregate"));
+  AggregateConfig a;
+  a.where = LocationOf(node, r.file());
+  ASSIGN_OR_RETURN(a.time_expr, r.String(*t, "time", true, node, "aggregate"));
+  a.time_where = LocationOf(*t->get("time"), r.file());
+  ASSIGN_OR_RETURN(std::string window, r.String(*t, "window", true, node, "aggregate"));
+  auto w = ParseDurationMicros(window);
+  if (!w || *w <= 0) return r.Fail(*t->get("window"), "window must be a duration like \"1h\"");
+  a.window_micros = *w;
+  ASSIGN_OR_RETURN(std::string mode, r.String(*t, "mode", false, node, "aggregate"));
+  if (!mode.empty()) a.mode = mode;
+  if (a.mode != "update" && a.mode != "append") {
+    return r.Fail(*t->get("mode"), "mode must be 'update' or 'append'");
+  }
+  auto duration = [&](const char* key, int64_t* out) -> Status {
+    const toml::node* n = t->get(key);
+    if (!n) return Status::OK();
+    ASSIGN_OR_RETURN(std::string text, r.Scalar(*n, key));
+    auto d = ParseDurationMicros(text);
+    if (!d) return r.Fail(*n, std::string(key) + " must be a duration like \"10s\"");
+    *out = *d;
+    return Status::OK();
+  };
+  RETURN_IF_ERROR(duration("watermark_delay", &a.watermark_delay_micros));
+  if (a.mode == "append") a.allowed_lateness_micros = 0;
+  RETURN_IF_ERROR(duration("allowed_lateness", &a.allowed_lateness_micros));
+  RETURN_IF_ERROR(duration("idle_timeout", &a.idle_timeout_micros));
+  if (const toml::node* wc = t->get("window_columns")) {
+    if (!wc->is_array()) return r.Fail(*wc, "window_columns must be an array");
+    a.window_columns.clear();
+    for (const toml::node& c : *wc->as_array()) {
+      std::string s = c.is_string() ? std::string(c.as_string()->get()) : "";
+      if (s != "window_start" && s != "window_end") {
+        return r.Fail(c, "window_columns may hold \"window_start\" and \"window_end\"");
+      }
+      a.window_columns.push_back(s);
+    }
+  }
+  if (const toml::node* keys = t->get("keys")) {
+    ASSIGN_OR_RETURN(a.keys, r.Columns(*keys, "keys"));
+  }
+  const toml::node* metrics = t->get("metrics");
+  if (!metrics) return r.Fail(node, "[aggregate] needs metrics = [\"name = fn(expr)\", ...]");
+  ASSIGN_OR_RETURN(a.metrics, r.Columns(*metrics, "metrics"));
+  return a;
+}
+
+}  // namespace
+
+std::string Options::GetString(const std::string& key, const std::string& fallback) const {
+  consumed_[key] = true;
+  auto it = values_.find(key);
+  return it == values_.end() ? fallback : it->second.text;
+}
+
+std::string Options::Where(const std::string& key) const {
+  auto it = values_.find(key);
+  return Loc(it == values_.end() ? section_location : it->second.where);
+}
+
+Result<int64_t> Options::GetInt(const std::string& key, int64_t fallback) const {
+  std::string text = GetString(key);
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (*end != '\0') return Status::InvalidArgument(Where(key) + ": " + key + " must be an integer, got '" + text + "'");
+  return static_cast<int64_t>(v);
+}
+
+Result<double> Options::GetDouble(const std::string& key, double fallback) const {
+  std::string text = GetString(key);
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (*end != '\0') return Status::InvalidArgument(Where(key) + ": " + key + " must be a number, got '" + text + "'");
+  return v;
+}
+
+Result<bool> Options::GetBool(const std::string& key, bool fallback) const {
+  std::string text = GetString(key);
+  if (text.empty()) return fallback;
+  if (text == "true") return true;
+  if (text == "false") return false;
+  return Status::InvalidArgument(Where(key) + ": " + key + " must be true or false");
+}
+
+Result<int64_t> Options::GetDurationMicros(const std::string& key, int64_t fallback) const {
+  std::string text = GetString(key);
+  if (text.empty()) return fallback;
+  auto d = ParseDurationMicros(text);
+  if (!d) return Status::InvalidArgument(Where(key) + ": " + key + " must be a duration like \"5s\", got '" + text + "'");
+  return *d;
+}
+
+Status Options::RejectUnconsumed(const std::string& section) const {
+  for (const auto& [key, value] : values_) {
+    if (!consumed_.count(key)) {
+      return Status::InvalidArgument(Loc(value.where) + ": unknown key '" + key + "' in [" +
+                                     section + "]");
+    }
+  }
+  return Status::OK();
+}
+
+std::optional<std::string> Variables::Lookup(const std::string& name) const {
+  auto it = values.find(name);
+  if (it != values.end()) return it->second;
+  if (use_environment) {
+    if (const char* env = std::getenv(name.c_str())) return std::string(env);
+  }
+  return std::nullopt;
+}
+
+Result<std::string> SubstituteVariables(const std::string& text, const Variables& vars) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      size_t close = text.find('}', i + 2);
+      if (close == std::string::npos) {
+        return Status::InvalidArgument("unterminated ${ in '" + text + "'");
+      }
+      std::string body = text.substr(i + 2, close - i - 2);
+      std::string name = body;
+      std::optional<std::string> fallback;
+      size_t dash = body.find(":-");
+      if (dash != std::string::npos) {
+        name = body.substr(0, dash);
+        fallback = body.substr(dash + 2);
+      }
+      auto value = vars.Lookup(name);
+      if (value && (!value->empty() || !fallback)) {
+        out += *value;
+      } else if (fallback) {
+        out += *fallback;
+      } else {
+        return Status::InvalidArgument("variable " + name +
+                                       " is not set (pass --var " + name +
+                                       "=VALUE or set it in the environment)");
+      }
+      i = close + 1;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::string& file,
+                                           const Variables& vars) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    return Status::InvalidArgument(file + ":" + std::to_string(b.line) + ":" +
+                                   std::to_string(b.column) + ": " + std::string(e.description()));
+  }
+  Reader r(file, vars);
+  PipelineConfig cfg;
+  cfg.file = file;
+  RETURN_IF_ERROR(r.CheckKeys(
+      root, {"pipeline", "source", "dimension", "step", "aggregate", "select", "sink",
+             "dead_letter"},
+      "top level"));
+
+  // [pipeline]
+  const toml::table* p = root["pipeline"].as_table();
+  if (!p) return Status::InvalidArgument(file + ":1:1: missing [pipeline] table with name = \"...\"");
+  RETURN_IF_ERROR(r.CheckKeys(*p, {"name", "checkpoint_interval", "workers"}, "pipeline"));
+  ASSIGN_OR_RETURN(cfg.name, r.String(*p, "name", true, *p, "pipeline"));
+  if (const toml::node* ci = p->get("checkpoint_interval")) {
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*ci, "checkpoint_interval"));
+    auto d = ParseDurationMicros(t);
+    if (!d || *d <= 0) return r.Fail(*ci, "checkpoint_interval must be a duration like \"1s\"");
+    cfg.checkpoint_interval_micros = *d;
+  }
+  if (const toml::node* w = p->get("workers")) {
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*w, "workers"));
+    char* end = nullptr;
+    long v = std::strtol(t.c_str(), &end, 10);
+    if (*end != '\0' || v < 0 || v > 256) return r.Fail(*w, "workers must be 0..256");
+    cfg.workers = static_cast<int>(v);
+  }
+
+  // [source]
+  const toml::node* sn = root.get("source");
+  if (!sn || !sn->is_table()) {
+    return Status::InvalidArgument(file + ":1:1: missing [source] table with uri = \"...\"");
+  }
+  const toml::table& s = *sn->as_table();
+  ASSIGN_OR_RETURN(cfg.source.name, r.String(s, "name", false, *sn, "source"));
+  if (cfg.source.name.empty()) cfg.source.name = "source";
+  ASSIGN_OR_RETURN(cfg.source.uri, r.String(s, "uri", true, *sn, "source"));
+  if (const toml::node* f = s.get("fields")) {
+    ASSIGN_OR_RETURN(cfg.source.fields, r.Fields(*f));
+  }
+  ASSIGN_OR_RETURN(cfg.source.options, r.CollectOptions(s, {"name", "uri", "fields"}, *sn));
+
+  // [dimension.NAME]
+  if (const toml::node* dn = root.get("dimension")) {
+    if (!dn->is_table()) return r.Fail(*dn, "[dimension.NAME] tables expected");
+    for (auto&& [key, node] : *dn->as_table()) {
+      const toml::table* d = node.as_table();
+      if (!d) return r.Fail(node, "[dimension." + std::string(key.str()) + "] must be a table");
+      DimensionConfig dim;
+      dim.name = std::string(key.str());
+      std::string section = "dimension." + dim.name;
+      ASSIGN_OR_RETURN(dim.uri, r.String(*d, "uri", true, node, section));
+      ASSIGN_OR_RETURN(dim.key, r.String(*d, "key", true, node, section));
+      const toml::node* f = d->get("fields");
+      if (!f) return r.Fail(node, "[" + section + "] needs fields = { name = \"type\" }");
+      ASSIGN_OR_RETURN(dim.fields, r.Fields(*f));
+      ASSIGN_OR_RETURN(dim.options, r.CollectOptions(*d, {"uri", "key", "fields"}, node));
+      cfg.dimensions[dim.name] = std::move(dim);
+    }
+  }
+
+  // [[step]]
+  if (const toml::node* st = root.get("step")) {
+    const toml::array* arr = st->as_array();
+    if (!arr) return r.Fail(*st, "steps are written as [[step]] tables");
+    for (size_t i = 0; i < arr->size(); ++i) {
+      ASSIGN_OR_RETURN(StepConfig step, ReadStep(r, *arr->get(i), i));
+      cfg.steps.push_back(std::move(step));
+    }
+  }
+
+  if (const toml::node* a = root.get("aggregate")) {
+    ASSIGN_OR_RETURN(cfg.aggregate, ReadAggregate(r, *a));
+  }
+  if (const toml::node* sel = root.get("select")) {
+    if (cfg.aggregate) return r.Fail(*sel, "select and [aggregate] cannot be combined");
+    ASSIGN_OR_RETURN(cfg.select, r.Columns(*sel, "select"));
+  }
+
+  // [sink]
+  const toml::node* kn = root.get("sink");
+  if (!kn || !kn->is_table()) {
+    return Status::InvalidArgument(file + ":1:1: missing [sink] table with uri = \"...\"");
+  }
+  const toml::table& k = *kn->as_table();
+  ASSIGN_OR_RETURN(cfg.sink.uri, r.String(k, "uri", true, *kn, "sink"));
+  ASSIGN_OR_RETURN(cfg.sink.table, r.String(k, "table", false, *kn, "sink"));
+  ASSIGN_OR_RETURN(cfg.sink.options, r.CollectOptions(k, {"uri", "table"}, *kn));
+
+  if (const toml::node* dl = root.get("dead_letter")) {
+    const toml::table* d = dl->as_table();
+    if (!d) return r.Fail(*dl, "[dead_letter] must be a table");
+    RETURN_IF_ERROR(r.CheckKeys(*d, {"path"}, "dead_letter"));
+    ASSIGN_OR_RETURN(cfg.dead_letter_path, r.String(*d, "path", false, *dl, "dead_letter"));
+  }
+  return cfg;
+}
+
+Result<PipelineConfig> LoadPipelineConfig(const std::string& path, const Variables& vars) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open pipeline file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParsePipelineConfig(ss.str(), path, vars);
+}
+
+}  // namespace sluice

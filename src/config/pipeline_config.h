@@ -1,0 +1,139 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/schema.h"
+#include "core/status.h"
+#include "expr/expr.h"
+
+namespace sluice {
+
+/// One `key = value` setting of a connector, kept as text with where it was written, so the
+/// connector that consumes it can report type errors at file:line.
+struct Option {
+  std::string text;
+  expr::SourceLocation where;
+};
+
+/// Connector settings, consumed by the connector's factory. Options nobody consumed are
+/// rejected as unknown keys (see RejectUnconsumed).
+class Options {
+ public:
+  void Set(std::string key, Option value) { values_[std::move(key)] = std::move(value); }
+  bool Has(const std::string& key) const { return values_.count(key) > 0; }
+
+  /// Returns the text of `key` (empty when unset or set to an empty string) and marks it used.
+  std::string GetString(const std::string& key, const std::string& fallback = "") const;
+  /// Parses `key` as an integer; unset or empty gives `fallback`.
+  Result<int64_t> GetInt(const std::string& key, int64_t fallback) const;
+  Result<double> GetDouble(const std::string& key, double fallback) const;
+  Result<bool> GetBool(const std::string& key, bool fallback) const;
+  /// Parses `key` as a duration ("10s", "1h", "250ms").
+  Result<int64_t> GetDurationMicros(const std::string& key, int64_t fallback) const;
+  /// Returns "file:line:col" of `key`, or the section location when unset.
+  std::string Where(const std::string& key) const;
+
+  /// Fails with "file:line: unknown key 'x' in [section]" for the first option never read.
+  Status RejectUnconsumed(const std::string& section) const;
+
+  expr::SourceLocation section_location;
+
+ private:
+  std::map<std::string, Option> values_;
+  mutable std::map<std::string, bool> consumed_;
+};
+
+struct SourceConfig {
+  std::string name;
+  std::string uri;
+  std::vector<Field> fields;
+  Options options;  ///< everything else under [source], for the connector
+};
+
+struct DimensionConfig {
+  std::string name;
+  std::string uri;
+  std::string key;
+  std::vector<Field> fields;
+  Options options;
+};
+
+struct StepConfig {
+  enum class Kind { kLet, kIgnoreIf, kDeadLetterIf, kFilter, kLookup };
+  Kind kind = Kind::kLet;
+  std::string target;  ///< kLet: the field it sets; kLookup: the dimension name
+  std::string expr;    ///< the expression text (kLookup: the key expression)
+  expr::SourceLocation where;
+  std::string reason;
+  // kLookup only.
+  std::vector<std::string> fields;
+  std::string on_missing = "default";  ///< default | drop | dead_letter
+  std::map<std::string, std::string> defaults;  ///< field -> literal expression text
+};
+
+/// One output column of an aggregation, written as "name = expr" (keys) or
+/// "name = [round(]fn(arg)[, n)] [where cond] [default literal]" (metrics).
+struct ColumnConfig {
+  std::string name;
+  std::string text;  ///< the right-hand side
+  expr::SourceLocation where;  ///< location of the right-hand side's first character
+};
+
+struct AggregateConfig {
+  std::string time_expr;
+  expr::SourceLocation time_where;
+  int64_t window_micros = 0;
+  std::string mode = "update";  ///< update | append
+  std::vector<std::string> window_columns = {"window_start", "window_end"};
+  std::vector<ColumnConfig> keys;
+  std::vector<ColumnConfig> metrics;
+  int64_t watermark_delay_micros = 10 * 1'000'000;
+  int64_t allowed_lateness_micros = -1;  ///< -1: never late (update mode default)
+  int64_t idle_timeout_micros = 30 * 1'000'000;
+  expr::SourceLocation where;
+};
+
+struct SinkConfig {
+  std::string uri;
+  std::string table;
+  Options options;
+};
+
+/// A parsed, variable-substituted pipeline file. Expressions are still text here; the planner
+/// compiles them against the schema.
+struct PipelineConfig {
+  std::string file;
+  std::string name;
+  int64_t checkpoint_interval_micros = 1'000'000;
+  int workers = 0;  ///< 0: one per source partition, at most the number of cores
+  SourceConfig source;
+  std::map<std::string, DimensionConfig> dimensions;
+  std::vector<StepConfig> steps;
+  std::optional<AggregateConfig> aggregate;
+  std::vector<ColumnConfig> select;  ///< without [aggregate]: the output columns
+  SinkConfig sink;
+  std::string dead_letter_path;
+};
+
+/// Supplies ${NAME} values: --var first, then the environment.
+struct Variables {
+  std::map<std::string, std::string> values;
+  bool use_environment = true;
+  std::optional<std::string> Lookup(const std::string& name) const;
+};
+
+/// Replaces ${NAME} and ${NAME:-default} in `text`. Fails naming the variable when it is unset
+/// and has no default.
+Result<std::string> SubstituteVariables(const std::string& text, const Variables& vars);
+
+/// Reads and validates a pipeline file. Errors carry "file:line:col: ...".
+Result<PipelineConfig> LoadPipelineConfig(const std::string& path, const Variables& vars);
+/// Same, from text (for tests); `file` names it in errors.
+Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::string& file,
+                                           const Variables& vars);
+
+}  // namespace sluice

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/source.h"
+
+namespace sluice {
+
+/// A deterministic, splittable random generator (SplitMix64).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  /// Returns a value in [0, n).
+  uint64_t Below(uint64_t n) { return n == 0 ? 0 : Next() % n; }
+  /// Returns a value in [0, 1).
+  double Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+ private:
+  uint64_t state_;
+};
+
+/// Produces the payload of one synthetic event. Implementations are immutable after Make and
+/// shared by all generator instances of a pipeline.
+class GeneratorProfile {
+ public:
+  virtual ~GeneratorProfile() = default;
+  /// Appends the NDJSON payload of the event with global sequence number `seq` to `out`.
+  /// Must depend only on (seed, seq, event_time) so that a replay reproduces it exactly.
+  virtual void Make(uint64_t seq, int64_t event_time_micros, Rng& rng, std::string* out) const = 0;
+};
+
+/// Settings shared by all profiles.
+struct GeneratorSettings {
+  std::string profile;
+  uint64_t seed = 1;
+  double rate = 1000;       ///< events per second over all partitions; 0 = as fast as possible
+  int64_t count = -1;       ///< total events; -1 = unbounded
+  int32_t partitions = 1;
+  int64_t start_micros = 0; ///< event time of the first event
+  int64_t spacing_micros = 0;  ///< event-time distance between consecutive events
+};
+
+/// Emits synthetic events of a named profile (recruitment, viewlog, ...) at a given rate.
+///
+/// Event `seq` belongs to partition seq % partitions; positions are per-partition sequence
+/// counts, so a restart regenerates exactly the events after the committed ones.
+class GeneratorSource : public Source {
+ public:
+  static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,
+                                                           int max_instances);
+
+  Status Open(const SourceContext& ctx) override;
+  Result<PollState> Poll(RawBatch* out, size_t max_records,
+                         std::chrono::milliseconds budget) override;
+  std::string_view kind() const override { return "generator"; }
+  DecoderOptions decoder_options() const override { return {}; }
+
+  GeneratorSource(GeneratorSettings settings, std::shared_ptr<const GeneratorProfile> profile,
+                  std::vector<int32_t> partitions);
+
+ private:
+  struct Partition {
+    int32_t id;
+    int64_t next = 0;   ///< events of this partition emitted so far
+    int64_t limit = -1; ///< events this partition emits in total; -1 = unbounded
+  };
+  GeneratorSettings settings_;
+  std::shared_ptr<const GeneratorProfile> profile_;
+  std::vector<Partition> partitions_;
+  std::chrono::steady_clock::time_point started_;
+  int64_t emitted_since_start_ = 0;
+  std::string scratch_;
+};
+
+/// Creates a built-in profile by name, reading its extra options (e.g. `jobs`).
+Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
+                                                                     const Options& options,
+                                                                     uint64_t seed);
+
+/// Parses the settings every generator shares from [source] options.
+Result<GeneratorSettings> ParseGeneratorSettings(const Options& options);
+
+}  // namespace sluice

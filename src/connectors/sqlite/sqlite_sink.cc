@@ -1,0 +1,358 @@
+#include "connectors/sqlite/sqlite_sink.h"
+
+#include <limits>
+
+#include "connectors/dlq/dead_letter_file.h"
+#include "core/time.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+const char* SqlType(Type t) {
+  switch (t) {
+    case Type::kInt64:
+    case Type::kBool: return "INTEGER";
+    case Type::kDouble: return "REAL";
+    default: return "TEXT";
+  }
+}
+
+std::string Q(const std::string& s) { return QuoteIdent(s); }
+
+}  // namespace
+
+std::string QuoteIdent(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string SqlText(const Value& v) {
+  if (v.type() == Type::kTimestamp) {
+    return FormatTimestamp(v.time_value().micros, "%Y-%m-%d %H:%M:%S");
+  }
+  return v.ToString();
+}
+
+Result<std::unique_ptr<Sink>> SqliteSink::Make(const SinkConfig& config) {
+  auto [scheme, path] = SplitUri(config.uri);
+  if (path.empty()) return Status::InvalidArgument(config.options.Where("") + ": sqlite sink needs a path: sqlite:PATH");
+  RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
+  return std::unique_ptr<Sink>(new SqliteSink(path, config.table));
+}
+
+SqliteSink::~SqliteSink() { Close(); }
+
+void SqliteSink::Close() {
+  if (upsert_) sqlite3_finalize(upsert_);
+  if (position_) sqlite3_finalize(position_);
+  upsert_ = position_ = nullptr;
+  if (db_) sqlite3_close(db_);
+  db_ = nullptr;
+}
+
+Status SqliteSink::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IOError("sqlite " + path_ + ": " + msg + " (in: " + sql.substr(0, 120) + ")");
+  }
+  return Status::OK();
+}
+
+Status SqliteSink::Prepare(const std::string& sql, sqlite3_stmt** stmt) {
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, stmt, nullptr) != SQLITE_OK) {
+    return Status::Internal("sqlite prepare failed: " + std::string(sqlite3_errmsg(db_)) +
+                            " (in: " + sql + ")");
+  }
+  return Status::OK();
+}
+
+Status SqliteSink::Open(const SinkContext& ctx) {
+  ctx_ = ctx;
+  if (table_.empty()) table_ = ctx.pipeline;
+  RETURN_IF_ERROR(EnsureParentDirectory(path_));
+  if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    return Status::IOError("cannot open sqlite database " + path_ + ": " +
+                           (db_ ? sqlite3_errmsg(db_) : "out of memory"));
+  }
+  sqlite3_busy_timeout(db_, 10000);
+  RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(CreateTables());
+  return BuildStatements();
+}
+
+Status SqliteSink::CreateTables() {
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_positions (pipeline TEXT NOT NULL, source TEXT NOT "
+      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, updated_at TEXT NOT NULL, "
+      "PRIMARY KEY (pipeline, source, partition))"));
+  std::vector<std::pair<std::string, std::string>> columns;  // name, declaration
+  std::vector<std::pair<std::string, std::string>> hidden;   // after the visible columns
+  std::vector<std::string> keys;
+  if (ctx_.aggregate && !ctx_.aggregate->append_mode) {
+    const AggregateSpec& a = *ctx_.aggregate;
+    if (a.emit_window_start) columns.push_back({"window_start", "TEXT NOT NULL"});
+    if (a.emit_window_end) columns.push_back({"window_end", "TEXT NOT NULL"});
+    for (const auto& k : a.keys) columns.push_back({k.name, std::string(SqlType(k.type)) + " NOT NULL"});
+    keys = a.KeyColumns();
+    for (const auto& m : a.metrics) {
+      switch (m.fn) {
+        case AggFn::kCount:
+          columns.push_back({m.name, "INTEGER NOT NULL DEFAULT 0"});
+          break;
+        case AggFn::kSum:
+          columns.push_back({m.name, std::string(SqlType(m.result_type)) + " NOT NULL DEFAULT 0"});
+          break;
+        case AggFn::kAvg:
+          columns.push_back({m.name, "REAL"});
+          hidden.push_back({"_" + m.name + "_sum", std::string(m.integer_sum() ? "INTEGER" : "REAL") + " NOT NULL DEFAULT 0"});
+          hidden.push_back({"_" + m.name + "_count", "INTEGER NOT NULL DEFAULT 0"});
+          break;
+        case AggFn::kMin:
+        case AggFn::kMax:
+          columns.push_back({m.name, SqlType(m.result_type)});
+          break;
+        case AggFn::kLast:
+          columns.push_back({m.name, SqlType(m.result_type)});
+          hidden.push_back({"_" + m.name + "_at", "INTEGER"});
+          break;
+      }
+    }
+  } else {
+    for (const auto& f : ctx_.output.fields()) columns.push_back({f.name, SqlType(f.type)});
+    keys = ctx_.key_columns;
+  }
+  for (auto& h : hidden) columns.push_back(std::move(h));
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + Q(table_) + " (";
+  for (size_t i = 0; i < columns.size(); ++i) {
+    sql += (i ? ", " : "") + Q(columns[i].first) + " " + columns[i].second;
+  }
+  if (!keys.empty()) {
+    sql += ", PRIMARY KEY (";
+    for (size_t i = 0; i < keys.size(); ++i) sql += (i ? ", " : "") + Q(keys[i]);
+    sql += ")";
+  }
+  sql += ")";
+  RETURN_IF_ERROR(Exec(sql));
+
+  // An existing table must have the columns this pipeline writes.
+  sqlite3_stmt* info = nullptr;
+  RETURN_IF_ERROR(Prepare("PRAGMA table_info(" + Q(table_) + ")", &info));
+  std::vector<std::string> existing;
+  while (sqlite3_step(info) == SQLITE_ROW) {
+    existing.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(info, 1)));
+  }
+  sqlite3_finalize(info);
+  std::vector<std::string> expected;
+  for (const auto& c : columns) expected.push_back(c.first);
+  if (existing != expected) {
+    std::string have, want;
+    for (const auto& c : existing) have += (have.empty() ? "" : ", ") + c;
+    for (const auto& c : expected) want += (want.empty() ? "" : ", ") + c;
+    return Status::InvalidArgument("sqlite table " + table_ + " in " + path_ +
+                                   " has columns (" + have + ") but this pipeline writes (" +
+                                   want + "); drop the table or write to another one");
+  }
+  return Status::OK();
+}
+
+Status SqliteSink::BuildStatements() {
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_positions (pipeline, source, partition, offset, updated_at) VALUES "
+      "(?1, ?2, ?3, ?4, datetime('now')) ON CONFLICT (pipeline, source, partition) DO UPDATE "
+      "SET offset = excluded.offset, updated_at = excluded.updated_at",
+      &position_));
+  std::string cols, values, updates, conflict;
+  int p = 0;
+  auto add = [&](const std::string& col, const std::string& value) {
+    cols += (cols.empty() ? "" : ", ") + Q(col);
+    values += (values.empty() ? "" : ", ") + value;
+  };
+  auto set = [&](const std::string& assignment) {
+    updates += (updates.empty() ? "" : ", ") + assignment;
+  };
+  auto param = [&]() { return "?" + std::to_string(++p); };
+  if (ctx_.aggregate && !ctx_.aggregate->append_mode) {
+    const AggregateSpec& a = *ctx_.aggregate;
+    for (const auto& k : a.KeyColumns()) {
+      add(k, param());
+      conflict += (conflict.empty() ? "" : ", ") + Q(k);
+    }
+    for (const auto& m : a.metrics) {
+      const std::string c = Q(m.name);
+      switch (m.fn) {
+        case AggFn::kCount:
+        case AggFn::kSum:
+          add(m.name, param());
+          set(c + " = " + c + " + excluded." + c);
+          break;
+        case AggFn::kAvg: {
+          const std::string s = param(), n = param();
+          const std::string hs = Q("_" + m.name + "_sum"), hc = Q("_" + m.name + "_count");
+          const std::string def = m.default_value ? FormatDouble(m.default_value->double_value()) : "NULL";
+          auto avg = [&](const std::string& sum, const std::string& cnt) {
+            std::string q = "CAST(" + sum + " AS REAL) / (" + cnt + ")";
+            if (m.round_digits >= 0) q = "ROUND(" + q + ", " + std::to_string(m.round_digits) + ")";
+            return "CASE WHEN " + cnt + " > 0 THEN " + q + " ELSE " + def + " END";
+          };
+          add(m.name, avg(s, n));
+          add("_" + m.name + "_sum", s);
+          add("_" + m.name + "_count", n);
+          set(hs + " = " + hs + " + excluded." + hs);
+          set(hc + " = " + hc + " + excluded." + hc);
+          set(c + " = " + avg(hs + " + excluded." + hs, hc + " + excluded." + hc));
+          break;
+        }
+        case AggFn::kMin:
+        case AggFn::kMax: {
+          add(m.name, param());
+          const char* op = m.fn == AggFn::kMin ? " < " : " > ";
+          set(c + " = CASE WHEN excluded." + c + " IS NOT NULL AND (" + c + " IS NULL OR excluded." +
+              c + op + c + ") THEN excluded." + c + " ELSE " + c + " END");
+          break;
+        }
+        case AggFn::kLast: {
+          add(m.name, param());
+          const std::string at = Q("_" + m.name + "_at");
+          add("_" + m.name + "_at", param());
+          const std::string newer = "excluded." + at + " IS NOT NULL AND (" + at +
+                                    " IS NULL OR excluded." + at + " > " + at + " OR (excluded." +
+                                    at + " = " + at + " AND excluded." + c + " > " + c + "))";
+          set(c + " = CASE WHEN " + newer + " THEN excluded." + c + " ELSE " + c + " END");
+          set(at + " = CASE WHEN " + newer + " THEN excluded." + at + " ELSE " + at + " END");
+          break;
+        }
+      }
+    }
+    // SQLite evaluates every SET expression against the old row, so the order above is safe.
+    return Prepare("INSERT INTO " + Q(table_) + " (" + cols + ") VALUES (" + values +
+                       ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates,
+                   &upsert_);
+  }
+  for (const auto& f : ctx_.output.fields()) add(f.name, param());
+  const char* verb = ctx_.key_columns.empty() ? "INSERT INTO " : "INSERT OR REPLACE INTO ";
+  return Prepare(verb + Q(table_) + " (" + cols + ") VALUES (" + values + ")", &upsert_);
+}
+
+Result<std::vector<StoredPosition>> SqliteSink::LoadPositions() {
+  sqlite3_stmt* stmt = nullptr;
+  RETURN_IF_ERROR(Prepare(
+      "SELECT source, partition, offset FROM _sluice_positions WHERE pipeline = ?1", &stmt));
+  sqlite3_bind_text(stmt, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+  std::vector<StoredPosition> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    out.push_back(StoredPosition{reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)),
+                                 sqlite3_column_int(stmt, 1), sqlite3_column_int64(stmt, 2)});
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return Status::IOError("reading positions from " + path_ + ": " + sqlite3_errmsg(db_));
+  return out;
+}
+
+Status SqliteSink::Bind(sqlite3_stmt* stmt, int index, const Value& v) {
+  int rc = SQLITE_OK;
+  switch (v.type()) {
+    case Type::kNull: rc = sqlite3_bind_null(stmt, index); break;
+    case Type::kBool: rc = sqlite3_bind_int(stmt, index, v.bool_value() ? 1 : 0); break;
+    case Type::kInt64: rc = sqlite3_bind_int64(stmt, index, v.int_value()); break;
+    case Type::kDouble: rc = sqlite3_bind_double(stmt, index, v.double_value()); break;
+    case Type::kString:
+      rc = sqlite3_bind_text(stmt, index, v.string_value().data(),
+                             static_cast<int>(v.string_value().size()), SQLITE_TRANSIENT);
+      break;
+    case Type::kTimestamp: {
+      std::string text = SqlText(v);
+      rc = sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+      break;
+    }
+  }
+  if (rc != SQLITE_OK) return Status::Internal(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
+  return Status::OK();
+}
+
+Status SqliteSink::Step(sqlite3_stmt* stmt, const char* what) {
+  int rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  if (rc != SQLITE_DONE) {
+    return Status::IOError(std::string("sqlite ") + what + " in " + path_ + ": " + sqlite3_errmsg(db_));
+  }
+  return Status::OK();
+}
+
+Status SqliteSink::WriteDelta(const DeltaRow& row) {
+  const AggregateSpec& a = *ctx_.aggregate;
+  int p = 0;
+  if (a.emit_window_start) RETURN_IF_ERROR(Bind(upsert_, ++p, Value::TimeMicros(row.window_start)));
+  if (a.emit_window_end) {
+    RETURN_IF_ERROR(Bind(upsert_, ++p, Value::TimeMicros(row.window_start + a.window_micros)));
+  }
+  for (const auto& k : row.keys) RETURN_IF_ERROR(Bind(upsert_, ++p, k));
+  for (size_t i = 0; i < a.metrics.size(); ++i) {
+    const MetricSpec& m = a.metrics[i];
+    const MetricState& s = row.metrics[i];
+    switch (m.fn) {
+      case AggFn::kCount:
+        RETURN_IF_ERROR(Bind(upsert_, ++p, Value::Int(s.count)));
+        break;
+      case AggFn::kSum:
+        RETURN_IF_ERROR(Bind(upsert_, ++p, FinalValue(m, s)));
+        break;
+      case AggFn::kAvg:
+        RETURN_IF_ERROR(Bind(upsert_, ++p, m.integer_sum() ? Value::Int(s.isum) : Value::Double(s.dsum)));
+        RETURN_IF_ERROR(Bind(upsert_, ++p, Value::Int(s.count)));
+        break;
+      case AggFn::kMin:
+      case AggFn::kMax:
+        RETURN_IF_ERROR(Bind(upsert_, ++p, s.value));
+        break;
+      case AggFn::kLast:
+        RETURN_IF_ERROR(Bind(upsert_, ++p, s.value));
+        RETURN_IF_ERROR(Bind(upsert_, ++p, s.count > 0 ? Value::Int(s.at) : Value::Null()));
+        break;
+    }
+  }
+  return Step(upsert_, "upsert");
+}
+
+Status SqliteSink::WriteRow(const std::vector<Value>& row) {
+  for (size_t i = 0; i < row.size(); ++i) RETURN_IF_ERROR(Bind(upsert_, static_cast<int>(i + 1), row[i]));
+  return Step(upsert_, "insert");
+}
+
+Status SqliteSink::Commit(const Checkpoint& cp) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Status s = [&]() -> Status {
+    if (cp.deltas) {
+      for (const auto& row : *cp.deltas) RETURN_IF_ERROR(WriteDelta(row));
+    }
+    if (cp.rows) {
+      for (const auto& row : *cp.rows) RETURN_IF_ERROR(WriteRow(row));
+    }
+    for (const auto& pos : cp.positions) {
+      sqlite3_bind_text(position_, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(position_, 2, pos.source.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int(position_, 3, pos.partition);
+      sqlite3_bind_int64(position_, 4, pos.offset);
+      RETURN_IF_ERROR(Step(position_, "position update"));
+    }
+    return Exec("COMMIT");
+  }();
+  if (!s.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+  }
+  return s;
+}
+
+}  // namespace sluice

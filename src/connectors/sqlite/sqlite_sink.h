@@ -1,0 +1,54 @@
+#pragma once
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// Writes results to an SQLite table, exactly once: each checkpoint is one transaction holding
+/// the merged deltas (upserted with additive counts and sums, min/max, latest value, exact
+/// averages from hidden sum and count columns) and the source positions.
+///
+/// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
+/// `_NAME_count` (avg) or `_NAME_at` (last) columns. Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
+/// Positions live in `_sluice_positions(pipeline, source, partition, offset)`.
+class SqliteSink : public Sink {
+ public:
+  static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
+  ~SqliteSink() override;
+
+  Status Open(const SinkContext& ctx) override;
+  Result<std::vector<StoredPosition>> LoadPositions() override;
+  Status Commit(const Checkpoint& checkpoint) override;
+  void Close() override;
+
+ private:
+  SqliteSink(std::string path, std::string table) : path_(std::move(path)), table_(std::move(table)) {}
+  Status Exec(const std::string& sql);
+  Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
+  Status CreateTables();
+  Status BuildStatements();
+  Status Bind(sqlite3_stmt* stmt, int index, const Value& v);
+  Status Step(sqlite3_stmt* stmt, const char* what);
+  Status WriteDelta(const DeltaRow& row);
+  Status WriteRow(const std::vector<Value>& row);
+
+  std::string path_;
+  std::string table_;
+  SinkContext ctx_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* position_ = nullptr;
+};
+
+/// Renders a value for a text column: timestamps as "YYYY-MM-DD HH:MM:SS" (seconds).
+std::string SqlText(const Value& v);
+/// Quotes an identifier for SQL ("name" with doubled quotes).
+std::string QuoteIdent(const std::string& name);
+
+}  // namespace sluice

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+/// Locates one undecoded record: its partition, where it starts, and the position to resume
+/// from once it has been processed (the source's checkpoint unit).
+struct RawRecord {
+  uint32_t begin = 0;  ///< offset of the payload in RawBatch::data
+  uint32_t length = 0;
+  int32_t partition = 0;
+  int64_t offset = 0;       ///< source position of the record itself (byte offset, sequence, ...)
+  int64_t next_offset = 0;  ///< source position just after it
+  int64_t timestamp_micros = -1;  ///< broker/append time when the source knows one, else -1
+};
+
+/// Holds a batch of undecoded records in one contiguous buffer, reused across polls.
+class RawBatch {
+ public:
+  void Clear() {
+    data_.clear();
+    records_.clear();
+  }
+  /// Appends a record's payload and returns its descriptor for the caller to fill in.
+  RawRecord& Append(std::string_view payload) {
+    RawRecord r;
+    r.begin = static_cast<uint32_t>(data_.size());
+    r.length = static_cast<uint32_t>(payload.size());
+    data_.append(payload);
+    records_.push_back(r);
+    return records_.back();
+  }
+  size_t size() const { return records_.size(); }
+  bool empty() const { return records_.empty(); }
+  size_t bytes() const { return data_.size(); }
+  const RawRecord& record(size_t i) const { return records_[i]; }
+  std::string_view payload(size_t i) const {
+    const RawRecord& r = records_[i];
+    return std::string_view(data_).substr(r.begin, r.length);
+  }
+
+ private:
+  std::string data_;
+  std::vector<RawRecord> records_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,84 @@
+#include "core/time.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice {
+namespace {
+
+// 2022-07-27 07:52:22.658 UTC in microseconds, worked out by hand from the civil date:
+// days(1970-01-01..2022-07-27) = 19200.
+constexpr int64_t kDay19200 = 19200LL * kMicrosPerDay;
+
+TEST(TimeTest, CivilRoundTrip) {
+  CivilTime t{2022, 7, 27, 7, 52, 22, 658000};
+  EXPECT_EQ(FromCivil(t), kDay19200 + 7 * kMicrosPerHour + 52 * kMicrosPerMinute +
+                              22 * kMicrosPerSecond + 658000);
+  CivilTime back = ToCivil(FromCivil(t));
+  EXPECT_EQ(back.year, 2022);
+  EXPECT_EQ(back.month, 7);
+  EXPECT_EQ(back.day, 27);
+  EXPECT_EQ(back.micros, 658000);
+  EXPECT_EQ(FormatTimestamp(-1), "1969-12-31 23:59:59.999999");
+}
+
+TEST(TimeTest, TimeUuidVersion1) {
+  // The first data row of the seed tracking log. Its 60-bit timestamp is 0x1ed0d605af328a0
+  // 100-ns ticks since 1582-10-15; python's uuid module gives the instant independently:
+  // datetime(1582,10,15) + timedelta(microseconds=uuid.UUID(s).time//10).
+  auto t = ParseTimeUuid("5af328a0-0d60-11ed-90e9-7cd44fe229db");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(FormatTimestamp(*t), "2022-07-27 03:58:21.226000");
+}
+
+TEST(TimeTest, TimeUuidRejectsOtherVersionsAndJunk) {
+  EXPECT_FALSE(ParseTimeUuid("5af328a0-0d60-41ed-90e9-7cd44fe229db"));  // version 4
+  EXPECT_FALSE(ParseTimeUuid("5af328a0-0d60-11ed-90e9-7cd44fe229d"));   // too short
+  EXPECT_FALSE(ParseTimeUuid("5af328a0x0d60-11ed-90e9-7cd44fe229db"));
+  EXPECT_FALSE(ParseTimeUuid("5af328g0-0d60-11ed-90e9-7cd44fe229db"));
+  EXPECT_FALSE(ParseTimeUuid(""));
+}
+
+TEST(TimeTest, IsoVariants) {
+  const int64_t base = FromCivil({2023, 10, 8, 12, 0, 0, 0});
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08 12:00:00"), base);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08T12:00:00Z"), base);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08T14:00:00+02:00"), base);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08T11:30:00-0030"), base);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08T12:00:00.25"), base + 250000);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08T12:00:00.1234567Z"), base + 123456);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08 12:00"), base);
+  EXPECT_EQ(ParseIsoTimestamp("2023-10-08"), FromCivil({2023, 10, 8, 0, 0, 0, 0}));
+  EXPECT_FALSE(ParseIsoTimestamp("2023-02-29 00:00:00"));
+  EXPECT_FALSE(ParseIsoTimestamp("2023-10-08 24:00:00"));
+  EXPECT_FALSE(ParseIsoTimestamp("58:22.5"));
+  EXPECT_FALSE(ParseIsoTimestamp("2023-10-08 12:00:00 junk"));
+}
+
+TEST(TimeTest, UsFormatFromSeedData) {
+  EXPECT_EQ(ParseUsTimestamp("1/14/2023 9:05"), FromCivil({2023, 1, 14, 9, 5, 0, 0}));
+  EXPECT_EQ(ParseTimestamp("12/31/2022 23:59"), FromCivil({2022, 12, 31, 23, 59, 0, 0}));
+  EXPECT_FALSE(ParseUsTimestamp("13/1/2023 9:05"));
+  EXPECT_FALSE(ParseTimestamp("17:54.5"));
+}
+
+TEST(TimeTest, Durations) {
+  EXPECT_EQ(ParseDurationMicros("10s"), 10 * kMicrosPerSecond);
+  EXPECT_EQ(ParseDurationMicros("1h"), kMicrosPerHour);
+  EXPECT_EQ(ParseDurationMicros("1m"), kMicrosPerMinute);
+  EXPECT_EQ(ParseDurationMicros("250ms"), 250000);
+  EXPECT_EQ(ParseDurationMicros("2"), 2 * kMicrosPerSecond);
+  EXPECT_FALSE(ParseDurationMicros("1 fortnight"));
+  EXPECT_FALSE(ParseDurationMicros("-1s"));
+}
+
+TEST(TimeTest, FloorAndFormat) {
+  EXPECT_EQ(FloorTo(-1, kMicrosPerHour), -kMicrosPerHour);
+  EXPECT_EQ(FloorTo(kMicrosPerHour + 5, kMicrosPerHour), kMicrosPerHour);
+  EXPECT_EQ(FormatTimestamp(FromCivil({2023, 1, 2, 3, 4, 5, 0}), "%Y-%m-%d-%H-%M"),
+            "2023-01-02-03-04");
+  EXPECT_EQ(FormatDouble(0.1), "0.1");
+  EXPECT_EQ(FormatDouble(2.0), "2");
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/schema.h"
+#include "core/status.h"
+#include "core/value.h"
+
+namespace sluice::expr {
+
+/// Says where an expression's text starts in its pipeline file, so errors can point at
+/// file:line:column of the offending token.
+struct SourceLocation {
+  std::string file;
+  int line = 0;    ///< 1-based; 0 when unknown
+  int column = 0;  ///< 1-based column of the expression's first character
+};
+
+/// A compiled expression: type-checked once, evaluated per record without re-parsing.
+///
+/// Thread-safety: Eval() is const and touches no shared mutable state, so one compiled
+/// expression may be evaluated by many worker threads at once.
+class Expr {
+ public:
+  virtual ~Expr() = default;
+  /// Returns the static result type (Type::kNull only for the literal `null`).
+  virtual Type type() const = 0;
+  /// Evaluates against a row laid out as the Schema the expression was compiled with.
+  virtual Value Eval(std::span<const Value> row) const = 0;
+};
+
+/// Compiles `text` against `schema` (field references resolve to slots by name).
+/// Errors are InvalidArgument/ParseError with the message "FILE:LINE:COL: what went wrong".
+Result<std::unique_ptr<Expr>> Compile(std::string_view text, const Schema& schema,
+                                      const SourceLocation& where = {});
+
+/// Compiles a condition (a filter or an aggregate's `where`): like Compile(), but rejects
+/// expressions that are not bool, pointing at the expression's start.
+Result<std::unique_ptr<Expr>> CompilePredicate(std::string_view text, const Schema& schema,
+                                               const SourceLocation& where = {});
+
+/// Evaluates a predicate the SQL way: true only when the value is a non-null true.
+inline bool IsTrue(const Value& v) { return v.type() == Type::kBool && v.bool_value(); }
+
+}  // namespace sluice::expr

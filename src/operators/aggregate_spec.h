@@ -1,0 +1,94 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/schema.h"
+#include "core/value.h"
+#include "expr/expr.h"
+
+namespace sluice {
+
+/// The aggregate functions a metric can use.
+enum class AggFn { kCount, kSum, kAvg, kMin, kMax, kLast };
+
+std::string_view AggFnName(AggFn fn);
+
+/// One conditional aggregate: `fn(arg) where cond`, with optional rounding and default.
+struct MetricSpec {
+  std::string name;
+  AggFn fn = AggFn::kCount;
+  Type arg_type = Type::kNull;     ///< type of `arg`; kNull for count()
+  Type result_type = Type::kInt64;  ///< type of the final value
+  std::unique_ptr<expr::Expr> arg;    ///< null for count()
+  std::unique_ptr<expr::Expr> where;  ///< null: every record
+  int round_digits = -1;              ///< avg only; -1: no rounding
+  std::optional<Value> default_value;  ///< avg only: the value when no record matched
+
+  /// True when the sum is kept as an integer (sum/avg over int64).
+  bool integer_sum() const { return arg_type == Type::kInt64 || fn == AggFn::kCount; }
+};
+
+/// One group-key column: a name and the expression that computes it (may use window_start).
+struct KeySpec {
+  std::string name;
+  Type type = Type::kNull;
+  std::unique_ptr<expr::Expr> expr;
+  int slot = -1;  ///< when the key is a plain field reference: its slot, else -1
+};
+
+/// A compiled [aggregate] section. Immutable after planning; shared by all workers.
+struct AggregateSpec {
+  std::unique_ptr<expr::Expr> time;
+  int64_t window_micros = 0;
+  bool append_mode = false;
+  bool emit_window_start = true;
+  bool emit_window_end = true;
+  int64_t watermark_delay_micros = 0;
+  int64_t allowed_lateness_micros = -1;  ///< -1: records are never late
+  int64_t idle_timeout_micros = 0;
+  std::vector<KeySpec> keys;
+  std::vector<MetricSpec> metrics;
+  size_t window_start_slot = 0;  ///< slots in the working row the engine fills before keys
+  size_t window_end_slot = 0;
+
+  /// Returns the final output layout: [window_start][window_end] keys... metrics...
+  Schema OutputSchema() const;
+  /// Returns the names of the output's key columns (window columns emitted, then keys).
+  std::vector<std::string> KeyColumns() const;
+};
+
+/// A partial aggregate. Two states for the same group merge into the state of the union of
+/// their records, in any order (the basis of delta checkpoints and multi-worker merging).
+struct MetricState {
+  int64_t count = 0;  ///< records that matched `where` (and had a non-null arg)
+  int64_t isum = 0;
+  double dsum = 0;
+  Value value;  ///< min, max, last: the current value
+  int64_t at = std::numeric_limits<int64_t>::min();  ///< last: event time of `value`
+};
+
+/// The partial aggregates of one group since the last checkpoint.
+struct DeltaRow {
+  int64_t window_start = 0;
+  std::vector<Value> keys;
+  std::vector<MetricState> metrics;
+};
+
+/// Folds one matching record's argument into `state`.
+void UpdateMetric(const MetricSpec& spec, MetricState& state, const Value& arg, int64_t event_time);
+/// Folds `from` into `into`.
+void MergeMetric(const MetricSpec& spec, MetricState& into, const MetricState& from);
+/// Returns the metric's final value (avg: rounded sum/count, or the default when count is 0).
+Value FinalValue(const MetricSpec& spec, const MetricState& state);
+/// Rounds half away from zero to `digits` decimals, as SQL ROUND does.
+double RoundHalfAway(double v, int digits);
+
+/// Renders a delta row as a final output row in OutputSchema() order.
+std::vector<Value> FinalRow(const AggregateSpec& spec, const DeltaRow& row);
+
+}  // namespace sluice

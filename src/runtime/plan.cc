@@ -1,0 +1,416 @@
+#include "runtime/plan.h"
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+
+#include "core/time.h"
+
+namespace sluice {
+namespace {
+
+std::string At(const expr::SourceLocation& w, size_t offset = 0) {
+  return w.file + ":" + std::to_string(w.line) + ":" + std::to_string(w.column + offset);
+}
+
+expr::SourceLocation Shift(expr::SourceLocation w, size_t offset) {
+  w.column += static_cast<int>(offset);
+  return w;
+}
+
+/// Finds `keyword` as a whole word outside quotes and parentheses; returns npos if absent.
+size_t FindTopLevelKeyword(std::string_view text, std::string_view keyword) {
+  int depth = 0;
+  bool quoted = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '\'') quoted = false;
+      continue;
+    }
+    if (c == '\'') {
+      quoted = true;
+    } else if (c == '(') {
+      ++depth;
+    } else if (c == ')') {
+      --depth;
+    } else if (depth == 0 && i + keyword.size() <= text.size()) {
+      bool word_start = i == 0 || !(std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '_');
+      size_t end = i + keyword.size();
+      bool word_end = end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_');
+      if (word_start && word_end) {
+        bool match = true;
+        for (size_t k = 0; k < keyword.size(); ++k) {
+          if (std::tolower(static_cast<unsigned char>(text[i + k])) != keyword[k]) {
+            match = false;
+            break;
+          }
+        }
+        if (match) return i;
+      }
+    }
+  }
+  return std::string_view::npos;
+}
+
+std::pair<size_t, size_t> TrimRange(std::string_view s, size_t begin, size_t end) {
+  while (begin < end && std::isspace(static_cast<unsigned char>(s[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
+  return {begin, end};
+}
+
+Result<std::unique_ptr<expr::Expr>> CompileAt(std::string_view text, const Schema& schema,
+                                              const expr::SourceLocation& where) {
+  return expr::Compile(text, schema, where);
+}
+
+/// Parses "[round(]fn(arg)[, n)] [where cond] [default literal]".
+Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m) {
+  std::string_view text = c.text;
+  m->name = c.name;
+  size_t end = text.size();
+  size_t def = FindTopLevelKeyword(text, "default");
+  std::string default_text;
+  size_t default_at = 0;
+  if (def != std::string_view::npos) {
+    auto [b, e] = TrimRange(text, def + 7, end);
+    default_text = std::string(text.substr(b, e - b));
+    default_at = b;
+    end = def;
+  }
+  size_t where = FindTopLevelKeyword(text.substr(0, end), "where");
+  if (where != std::string_view::npos) {
+    auto [b, e] = TrimRange(text, where + 5, end);
+    if (b == e) return Status::InvalidArgument(At(c.where, where) + ": 'where' needs a condition");
+    ASSIGN_OR_RETURN(m->where, CompileAt(text.substr(b, e - b), schema, Shift(c.where, b)));
+    if (m->where->type() != Type::kBool) {
+      return Status::InvalidArgument(At(c.where, b) + ": the where condition of metric '" +
+                                     c.name + "' must be a boolean expression");
+    }
+    end = where;
+  }
+  auto [b, e] = TrimRange(text, 0, end);
+  std::string_view agg = text.substr(b, e - b);
+  size_t agg_at = b;
+  // round(inner, n)
+  if (agg.size() > 6 && agg.substr(0, 6) == "round(" && agg.back() == ')') {
+    std::string_view inside = agg.substr(6, agg.size() - 7);
+    size_t comma = std::string_view::npos;
+    int depth = 0;
+    for (size_t i = 0; i < inside.size(); ++i) {
+      if (inside[i] == '(') ++depth;
+      if (inside[i] == ')') --depth;
+      if (inside[i] == ',' && depth == 0) comma = i;
+    }
+    if (comma == std::string_view::npos) {
+      return Status::InvalidArgument(At(c.where, agg_at) + ": round() needs two arguments: round(avg(x), 2)");
+    }
+    auto [db, de] = TrimRange(inside, comma + 1, inside.size());
+    std::string digits(inside.substr(db, de - db));
+    char* endp = nullptr;
+    long n = std::strtol(digits.c_str(), &endp, 10);
+    if (digits.empty() || *endp != '\0' || n < 0 || n > 15) {
+      return Status::InvalidArgument(At(c.where, agg_at + 6 + db) + ": round() digits must be 0..15");
+    }
+    m->round_digits = static_cast<int>(n);
+    auto [ib, ie] = TrimRange(inside, 0, comma);
+    agg_at += 6 + ib;
+    agg = inside.substr(ib, ie - ib);
+  }
+  size_t open = agg.find('(');
+  if (open == std::string_view::npos || agg.back() != ')') {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": metric '" + c.name +
+                                   "' must be an aggregate such as count(), sum(x), avg(x), "
+                                   "min(x), max(x) or last(x)");
+  }
+  std::string fn(agg.substr(0, open));
+  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (fn == "count") m->fn = AggFn::kCount;
+  else if (fn == "sum") m->fn = AggFn::kSum;
+  else if (fn == "avg") m->fn = AggFn::kAvg;
+  else if (fn == "min") m->fn = AggFn::kMin;
+  else if (fn == "max") m->fn = AggFn::kMax;
+  else if (fn == "last") m->fn = AggFn::kLast;
+  else {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
+                                   "' (expected count, sum, avg, min, max or last)");
+  }
+  auto [ab, ae] = TrimRange(agg, open + 1, agg.size() - 1);
+  std::string_view arg = agg.substr(ab, ae - ab);
+  if (m->fn == AggFn::kCount) {
+    if (!arg.empty() && arg != "*") {
+      // count(x) counts non-null x.
+      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
+      m->arg_type = m->arg->type();
+    }
+    m->result_type = Type::kInt64;
+  } else {
+    if (arg.empty()) {
+      return Status::InvalidArgument(At(c.where, agg_at) + ": " + fn + "() needs an argument");
+    }
+    ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
+    m->arg_type = m->arg->type();
+    bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
+    if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
+      return Status::InvalidArgument(At(c.where, agg_at + ab) + ": " + fn +
+                                     "() needs a numeric argument, got " +
+                                     std::string(TypeName(m->arg_type)));
+    }
+    if (m->fn == AggFn::kSum) {
+      m->result_type = m->arg_type;
+    } else if (m->fn == AggFn::kAvg) {
+      m->result_type = Type::kDouble;
+    } else {
+      m->result_type = m->arg_type;
+    }
+  }
+  if (m->round_digits >= 0 && m->fn != AggFn::kAvg) {
+    return Status::InvalidArgument(At(c.where) + ": round() applies to avg() only");
+  }
+  if (!default_text.empty()) {
+    if (m->fn != AggFn::kAvg) {
+      return Status::InvalidArgument(At(c.where, default_at) +
+                                     ": 'default' applies to avg() only (count and sum are 0 "
+                                     "without records)");
+    }
+    Schema empty;
+    ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
+    Value v = lit->Eval({});
+    if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
+      return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
+    }
+    m->default_value = Value::Double(v.AsDouble());
+  }
+  return Status::OK();
+}
+
+Result<Value> CompileDefault(const std::string& text, Type type, const std::string& where) {
+  Schema empty;
+  ASSIGN_OR_RETURN(auto lit, expr::Compile(text, empty, {}));
+  Value v = lit->Eval({});
+  if (v.is_null()) return v;
+  if (v.type() == type) return v;
+  if (type == Type::kDouble && v.type() == Type::kInt64) return Value::Double(v.AsDouble());
+  return Status::InvalidArgument(where + ": default " + text + " is not a " +
+                                 std::string(TypeName(type)));
+}
+
+}  // namespace
+
+Schema Plan::OutputSchema() const {
+  if (aggregate) return aggregate->OutputSchema();
+  Schema out;
+  if (select.empty()) {
+    for (const auto& f : input.fields()) out.Add({f.name, f.type, ""});
+    return out;
+  }
+  for (const auto& c : select) out.Add({c.name, c.expr->type(), ""});
+  return out;
+}
+
+Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
+  auto plan = std::make_unique<Plan>();
+  plan->config = &config;
+  for (const auto& f : config.source.fields) {
+    plan->input.Add(f);
+    plan->schema.Add(f);
+  }
+  if (config.source.fields.empty()) {
+    return Status::InvalidArgument(config.source.options.Where("") +
+                                   ": [source.fields] must declare the fields to read");
+  }
+  plan->source_slot = plan->schema.Add({"_source", Type::kString, ""});
+  plan->partition_slot = plan->schema.Add({"_partition", Type::kInt64, ""});
+  plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
+
+  for (const auto& [name, dim] : config.dimensions) {
+    ASSIGN_OR_RETURN(plan->dimensions[name], LoadDimension(dim));
+  }
+
+  for (const StepConfig& sc : config.steps) {
+    CompiledStep step;
+    step.kind = sc.kind;
+    step.reason = sc.reason;
+    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
+    switch (sc.kind) {
+      case StepConfig::Kind::kLet: {
+        Type t = step.expr->type();
+        auto existing = plan->schema.IndexOf(sc.target);
+        if (existing) {
+          Type old = plan->schema.field(*existing).type;
+          if (old != t && t != Type::kNull) {
+            return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
+                                           std::string(TypeName(old)) + " to " +
+                                           std::string(TypeName(t)) + "; use a new name");
+          }
+          step.slot = *existing;
+        } else {
+          if (t == Type::kNull) {
+            return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
+          }
+          step.slot = plan->schema.Add({sc.target, t, ""});
+        }
+        break;
+      }
+      case StepConfig::Kind::kIgnoreIf:
+      case StepConfig::Kind::kDeadLetterIf:
+      case StepConfig::Kind::kFilter:
+        if (step.expr->type() != Type::kBool) {
+          return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
+                                         std::string(TypeName(step.expr->type())));
+        }
+        break;
+      case StepConfig::Kind::kLookup: {
+        auto it = plan->dimensions.find(sc.target);
+        if (it == plan->dimensions.end()) {
+          return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" +
+                                         sc.target + "' (declare [dimension." + sc.target + "])");
+        }
+        const DimensionTable& dim = *it->second;
+        if (step.expr->type() != dim.key_type()) {
+          return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
+                                         std::string(TypeName(step.expr->type())) +
+                                         " but the key of dimension " + sc.target + " is " +
+                                         std::string(TypeName(dim.key_type())));
+        }
+        step.dimension = sc.target;
+        step.on_missing = sc.on_missing;
+        for (const auto& f : sc.fields) {
+          auto col = dim.fields().IndexOf(f);
+          if (!col) {
+            return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target +
+                                           " has no field '" + f + "'");
+          }
+          Type t = dim.fields().field(*col).type;
+          auto existing = plan->schema.IndexOf(f);
+          size_t slot;
+          if (existing) {
+            if (plan->schema.field(*existing).type != t) {
+              return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
+                                             " clashes with an existing field of another type");
+            }
+            slot = *existing;
+          } else {
+            slot = plan->schema.Add({f, t, ""});
+          }
+          step.lookup_slots.emplace_back(slot, *col);
+          Value def;
+          auto d = sc.defaults.find(f);
+          if (d != sc.defaults.end()) {
+            ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
+          }
+          step.defaults.push_back(def);
+        }
+        for (const auto& [k, v] : sc.defaults) {
+          if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
+            return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
+                                           "', which is not one of the lookup fields");
+          }
+        }
+        break;
+      }
+    }
+    plan->steps.push_back(std::move(step));
+  }
+
+  if (config.aggregate) {
+    const AggregateConfig& ac = *config.aggregate;
+    auto spec = std::make_unique<AggregateSpec>();
+    spec->window_micros = ac.window_micros;
+    spec->append_mode = ac.mode == "append";
+    spec->watermark_delay_micros = ac.watermark_delay_micros;
+    spec->allowed_lateness_micros = ac.allowed_lateness_micros;
+    spec->idle_timeout_micros = ac.idle_timeout_micros;
+    spec->emit_window_start = false;
+    spec->emit_window_end = false;
+    for (const auto& w : ac.window_columns) {
+      if (w == "window_start") spec->emit_window_start = true;
+      if (w == "window_end") spec->emit_window_end = true;
+    }
+    ASSIGN_OR_RETURN(spec->time, expr::Compile(ac.time_expr, plan->schema, ac.time_where));
+    if (spec->time->type() != Type::kTimestamp) {
+      return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
+                                     std::string(TypeName(spec->time->type())));
+    }
+    spec->window_start_slot = plan->schema.Add({"window_start", Type::kTimestamp, ""});
+    spec->window_end_slot = plan->schema.Add({"window_end", Type::kTimestamp, ""});
+    for (const auto& kc : ac.keys) {
+      KeySpec k;
+      k.name = kc.name;
+      ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, plan->schema, kc.where));
+      k.type = k.expr->type();
+      if (auto idx = plan->schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
+      spec->keys.push_back(std::move(k));
+    }
+    for (const auto& mc : ac.metrics) {
+      MetricSpec m;
+      RETURN_IF_ERROR(CompileMetric(mc, plan->schema, &m));
+      for (const auto& k : spec->keys) {
+        if (k.name == m.name) {
+          return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
+        }
+      }
+      spec->metrics.push_back(std::move(m));
+    }
+    plan->aggregate = std::move(spec);
+  } else {
+    for (const auto& sc : config.select) {
+      SelectColumn c;
+      c.name = sc.name;
+      ASSIGN_OR_RETURN(c.expr, expr::Compile(sc.text, plan->schema, sc.where));
+      plan->select.push_back(std::move(c));
+    }
+  }
+  return plan;
+}
+
+std::string DescribePlan(const Plan& plan) {
+  std::ostringstream out;
+  const PipelineConfig& c = *plan.config;
+  out << "pipeline " << c.name << " (" << c.file << ")\n";
+  out << "  source   " << c.source.name << ": " << c.source.uri << "\n";
+  out << "  fields   ";
+  for (size_t i = 0; i < plan.input.size(); ++i) {
+    out << (i ? ", " : "") << plan.input.field(i).name << " " << TypeName(plan.input.field(i).type);
+  }
+  out << "\n";
+  for (const auto& [name, dim] : plan.dimensions) {
+    out << "  dimension " << name << ": " << dim->size() << " keys by "
+        << dim->fields().field(dim->key_index()).name << "\n";
+  }
+  int n = 1;
+  for (size_t i = 0; i < c.steps.size(); ++i) {
+    const StepConfig& s = c.steps[i];
+    out << "  step " << n++ << "   ";
+    switch (s.kind) {
+      case StepConfig::Kind::kLet: out << "let " << s.target << " = " << s.expr; break;
+      case StepConfig::Kind::kIgnoreIf: out << "ignore if " << s.expr; break;
+      case StepConfig::Kind::kDeadLetterIf: out << "dead-letter if " << s.expr; break;
+      case StepConfig::Kind::kFilter: out << "keep if " << s.expr; break;
+      case StepConfig::Kind::kLookup:
+        out << "lookup " << s.target << " by " << s.expr << " -> ";
+        for (size_t f = 0; f < s.fields.size(); ++f) out << (f ? ", " : "") << s.fields[f];
+        out << " (missing: " << s.on_missing << ")";
+        break;
+    }
+    out << "\n";
+  }
+  if (plan.aggregate) {
+    const AggregateConfig& a = *c.aggregate;
+    out << "  aggregate tumbling " << FormatDouble(a.window_micros / 1e6) << "s windows on "
+        << a.time_expr << ", " << a.mode << " mode\n";
+    out << "    keys    ";
+    for (size_t i = 0; i < a.keys.size(); ++i) out << (i ? ", " : "") << a.keys[i].name;
+    out << "\n";
+    for (const auto& m : a.metrics) out << "    metric  " << m.name << " = " << m.text << "\n";
+  }
+  Schema output = plan.OutputSchema();
+  out << "  output   ";
+  for (size_t i = 0; i < output.size(); ++i) {
+    out << (i ? ", " : "") << output.field(i).name << " " << TypeName(output.field(i).type);
+  }
+  out << "\n  sink     " << c.sink.uri << (c.sink.table.empty() ? "" : " table " + c.sink.table) << "\n";
+  return out.str();
+}
+
+}  // namespace sluice

@@ -1,0 +1,281 @@
+#include "runtime/runner.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string DefaultDeadLetterPath(const PipelineConfig& config) {
+  auto [scheme, path] = SplitUri(config.sink.uri);
+  if (scheme == "sqlite") {
+    std::filesystem::path p(path);
+    return (p.parent_path() / (p.stem().string() + ".dead-letters.ndjson")).string();
+  }
+  return config.name + ".dead-letters.ndjson";
+}
+
+bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
+  if (a.window_start != b.window_start) return a.window_start < b.window_start;
+  return a.keys < b.keys;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions options) {
+  std::unique_ptr<Runner> runner(new Runner(std::move(config), options));
+  ASSIGN_OR_RETURN(runner->plan_, BuildPlan(runner->config_));
+  if (runner->plan_->aggregate && runner->plan_->aggregate->append_mode) {
+    return Status::InvalidArgument(runner->config_.aggregate->where.file + ":" +
+                                   std::to_string(runner->config_.aggregate->where.line) +
+                                   ": mode = \"append\" is not supported yet; use \"update\"");
+  }
+  ASSIGN_OR_RETURN(runner->sink_, ConnectorRegistry::Instance().MakeSink(runner->config_.sink));
+  runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
+                                  ? DefaultDeadLetterPath(runner->config_)
+                                  : runner->config_.dead_letter_path;
+  return runner;
+}
+
+Runner::~Runner() {
+  for (auto& w : workers_) w->RequestStop();
+  workers_.clear();
+  if (sink_) sink_->Close();
+}
+
+void Runner::RequestStop() {
+  if (stop_.exchange(true)) force_stop_.store(true);
+  for (auto& w : workers_) w->RequestStop();
+}
+
+Status Runner::Start() {
+  SinkContext ctx;
+  ctx.pipeline = config_.name;
+  ctx.aggregate = plan_->aggregate.get();
+  ctx.output = plan_->OutputSchema();
+  if (plan_->aggregate) ctx.key_columns = plan_->aggregate->KeyColumns();
+  // Opening the sink is retried: a database that is still starting is not a configuration error.
+  int64_t backoff_ms = 200;
+  while (true) {
+    Status s = sink_->Open(ctx);
+    if (s.ok()) break;
+    if (s.code() != StatusCode::kUnavailable || stop_.load()) return s.WithContext("sink");
+    spdlog::warn("sink not reachable ({}); retrying in {} ms", s.message(), backoff_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+  }
+  ASSIGN_OR_RETURN(std::vector<StoredPosition> stored, sink_->LoadPositions());
+  int64_t dead_letter_length = 0;
+  for (const auto& p : stored) {
+    if (p.source == kDeadLetterPositionSource) {
+      dead_letter_length = p.offset;
+    } else {
+      committed_[{p.source, p.partition}] = p.offset;
+    }
+  }
+  positions_ = committed_;
+  ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
+
+  int max_instances = options_.workers > 0 ? options_.workers : config_.workers;
+  if (max_instances <= 0) {
+    max_instances = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  }
+  ASSIGN_OR_RETURN(auto sources,
+                   ConnectorRegistry::Instance().MakeSources(config_.source, max_instances));
+  step_counts_ = std::vector<std::atomic<int64_t>>(plan_->steps.size());
+  const std::string source_name = config_.source.name;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    SourceContext sc;
+    sc.until_caught_up = options_.until_caught_up;
+    sc.follow = options_.follow;
+    sc.instance = static_cast<int>(i);
+    sc.instances = static_cast<int>(sources.size());
+    auto committed = committed_;
+    sc.committed_position = [committed, source_name](int32_t partition) -> std::optional<int64_t> {
+      auto it = committed.find({source_name, partition});
+      if (it == committed.end()) return std::nullopt;
+      return it->second;
+    };
+    counters_.push_back(std::make_unique<WorkerCounters>());
+    workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
+                                                std::move(sources[i]), std::move(sc),
+                                                counters_.back().get(), &step_counts_));
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.pipeline = config_.name;
+    stats_.state = "running";
+    stats_.started_micros = NowMicros();
+    stats_.workers = static_cast<int>(workers_.size());
+  }
+  spdlog::info("pipeline {}: {} worker(s), resuming from {} committed position(s), dead letters to {}",
+               config_.name, workers_.size(), committed_.size(), dead_letter_path_);
+  for (auto& w : workers_) w->Start();
+  return Status::OK();
+}
+
+Status Runner::Run() {
+  Status started = Start();
+  if (!started.ok()) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.state = "failed";
+    return started;
+  }
+  const auto interval = std::chrono::microseconds(config_.checkpoint_interval_micros);
+  auto next = std::chrono::steady_clock::now() + interval;
+  Status failure;
+  while (true) {
+    bool all_finished = true;
+    for (auto& w : workers_) {
+      if (!w->finished()) all_finished = false;
+      Status e = w->error();
+      if (!e.ok() && failure.ok()) {
+        failure = e;
+        spdlog::error("{}", e.ToString());
+        RequestStop();
+      }
+    }
+    if (all_finished || stop_.load()) break;
+    if (std::chrono::steady_clock::now() >= next) {
+      Status s = Checkpoint(false);
+      if (!s.ok()) return s;
+      next = std::chrono::steady_clock::now() + interval;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.state = "draining";
+  }
+  for (auto& w : workers_) w->RequestStop();
+  Status s = Checkpoint(true);
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.state = (s.ok() && failure.ok()) ? "finished" : "failed";
+  }
+  if (!s.ok()) return s;
+  return failure;
+}
+
+Status Runner::Checkpoint(bool final) {
+  ++epoch_;
+  for (auto& w : workers_) w->RequestHandoff(epoch_);
+  std::vector<std::vector<DeltaRow>> parts;
+  std::vector<std::vector<Value>> rows;
+  std::vector<DeadLetter> letters;
+  for (auto& w : workers_) {
+    Handoff h = w->TakeHandoff(epoch_);
+    if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
+    for (auto& r : h.rows) rows.push_back(std::move(r));
+    for (auto& d : h.dead_letters) letters.push_back(std::move(d));
+    for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
+  }
+  std::vector<DeltaRow> deltas;
+  if (!parts.empty() && plan_->aggregate) {
+    deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+    // A fixed order makes concurrent writers lock rows in the same order.
+    std::sort(deltas.begin(), deltas.end(), DeltaLess);
+  }
+  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_) {
+    return Status::OK();
+  }
+  const auto started = std::chrono::steady_clock::now();
+  int64_t backoff_ms = 100;
+  int64_t dead_letter_length = dead_letters_->length();
+  bool letters_written = false;
+  while (true) {
+    Status s;
+    if (!letters_written) {
+      auto len = dead_letters_->Append(letters);
+      if (len.ok()) {
+        dead_letter_length = *len;
+        letters_written = true;
+      } else {
+        s = len.status();
+      }
+    }
+    if (letters_written) {
+      ::sluice::Checkpoint cp;
+      cp.id = epoch_;
+      cp.deltas = &deltas;
+      cp.rows = &rows;
+      for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
+      cp.positions.push_back({kDeadLetterPositionSource, 0, dead_letter_length});
+      s = sink_->Commit(cp);
+    }
+    if (s.ok()) break;
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      ++stats_.checkpoint_failures;
+      ++stats_.sink_retries;
+      stats_.sink_healthy = false;
+    }
+    if (force_stop_.load()) {
+      return s.WithContext("checkpoint abandoned on forced stop (the next run replays it)");
+    }
+    if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal) {
+      return s.WithContext("checkpoint");
+    }
+    spdlog::warn("checkpoint {} failed: {}; retrying in {} ms", epoch_, s.ToString(), backoff_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+  }
+  committed_ = positions_;
+  const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  ++stats_.checkpoints;
+  stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size());
+  stats_.last_checkpoint_micros = NowMicros();
+  stats_.last_checkpoint_duration_micros = duration;
+  stats_.checkpoint_duration_total_micros += duration;
+  stats_.sink_healthy = true;
+  if (final) spdlog::debug("final checkpoint {} committed", epoch_);
+  return Status::OK();
+}
+
+PipelineSnapshot Runner::Snapshot() const {
+  PipelineSnapshot s;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    s = stats_;
+  }
+  for (const auto& c : counters_) {
+    s.records_in += c->records_in.load(std::memory_order_relaxed);
+    s.bytes_in += c->bytes_in.load(std::memory_order_relaxed);
+    s.aggregated += c->aggregated.load(std::memory_order_relaxed);
+    s.ignored += c->ignored.load(std::memory_order_relaxed);
+    s.dead_lettered += c->dead_lettered.load(std::memory_order_relaxed);
+    s.decode_errors += c->decode_errors.load(std::memory_order_relaxed);
+    s.late += c->late.load(std::memory_order_relaxed);
+    s.lookup_misses += c->lookup_misses.load(std::memory_order_relaxed);
+    s.source_errors += c->source_errors.load(std::memory_order_relaxed);
+    s.max_event_time = std::max(s.max_event_time, c->max_event_time.load(std::memory_order_relaxed));
+  }
+  for (size_t k = 0; k < step_counts_.size() && k < config_.steps.size(); ++k) {
+    const StepConfig& sc = config_.steps[k];
+    if (sc.kind == StepConfig::Kind::kIgnoreIf || sc.kind == StepConfig::Kind::kFilter ||
+        sc.kind == StepConfig::Kind::kDeadLetterIf) {
+      s.ignored_by_reason.emplace_back(sc.reason, step_counts_[k].load(std::memory_order_relaxed));
+    }
+  }
+  for (const auto& w : workers_) {
+    for (const auto& p : w->Partitions()) s.partitions.push_back(p);
+  }
+  return s;
+}
+
+}  // namespace sluice

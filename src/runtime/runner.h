@@ -1,0 +1,76 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/plan.h"
+#include "runtime/sink.h"
+#include "runtime/stats.h"
+#include "runtime/worker.h"
+
+namespace sluice {
+
+/// How a run behaves, from the command line.
+struct RunOptions {
+  bool until_caught_up = false;  ///< stop at the end offsets seen at start, then exit
+  bool follow = false;           ///< keep reading files as they grow
+  int workers = 0;               ///< 0: the pipeline's setting, else one per partition (max cores)
+};
+
+/// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
+/// their deltas and positions and commits them to the sink in one transaction.
+///
+/// Thread-safety: Run() blocks on the calling thread. RequestStop() and Snapshot() may be called
+/// from any thread while Run() is in progress.
+class Runner {
+ public:
+  static Result<std::unique_ptr<Runner>> Make(PipelineConfig config, RunOptions options);
+  ~Runner();
+
+  /// Runs until a bounded input is consumed, RequestStop() is called, or a fatal error.
+  /// Always ends with a checkpoint of everything processed, unless the sink stays unreachable.
+  Status Run();
+  /// Drains: workers stop after their current batch, then a final checkpoint is written.
+  void RequestStop();
+  PipelineSnapshot Snapshot() const;
+  const Plan& plan() const { return *plan_; }
+  const PipelineConfig& config() const { return config_; }
+  /// Path of the dead-letter file.
+  const std::string& dead_letter_path() const { return dead_letter_path_; }
+
+ private:
+  Runner(PipelineConfig config, RunOptions options)
+      : config_(std::move(config)), options_(options) {}
+  Status Start();
+  /// Collects every worker's handoff and commits it; retries the commit until it succeeds or
+  /// a stop is forced. Returns the commit status.
+  Status Checkpoint(bool final);
+
+  PipelineConfig config_;
+  RunOptions options_;
+  std::unique_ptr<Plan> plan_;
+  std::unique_ptr<Sink> sink_;
+  std::unique_ptr<DeadLetterFile> dead_letters_;
+  std::string dead_letter_path_;
+  std::vector<std::unique_ptr<WorkerCounters>> counters_;
+  std::vector<std::atomic<int64_t>> step_counts_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_;  ///< what the sink holds
+  std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
+  int64_t epoch_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> force_stop_{false};
+
+  mutable std::mutex stats_mu_;
+  PipelineSnapshot stats_;  // guarded by stats_mu_ (coordinator-owned fields)
+};
+
+/// The source name under which the dead-letter file's committed length is stored.
+inline constexpr const char* kDeadLetterPositionSource = "__dead_letters";
+
+}  // namespace sluice

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "core/status.h"
+#include "core/value.h"
+#include "operators/aggregate_spec.h"
+
+namespace sluice {
+
+/// The committed position of one source partition.
+struct StoredPosition {
+  std::string source;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  friend bool operator==(const StoredPosition&, const StoredPosition&) = default;
+};
+
+/// What one checkpoint writes. Exactly one of `deltas` (update mode: partial aggregates to merge
+/// into stored rows) or `rows` (final rows to append or upsert) is used.
+struct Checkpoint {
+  int64_t id = 0;
+  const std::vector<DeltaRow>* deltas = nullptr;
+  const std::vector<std::vector<Value>>* rows = nullptr;
+  std::vector<StoredPosition> positions;
+};
+
+/// Describes what a sink receives, fixed at Open().
+struct SinkContext {
+  std::string pipeline;
+  /// Set when the pipeline aggregates; deltas follow its layout.
+  const AggregateSpec* aggregate = nullptr;
+  /// The output columns of `rows` (aggregate output in append mode, or select columns).
+  Schema output;
+  /// Names the key columns of `output` (upsert sinks use them as the primary key).
+  std::vector<std::string> key_columns;
+};
+
+/// Writes results together with source positions, atomically.
+///
+/// Lifecycle: Make -> Open -> LoadPositions -> Commit* -> Close, all from the checkpoint
+/// coordinator's thread (never a worker thread). Commit() either applies everything it is given
+/// (results and positions) or nothing, and may be retried with the same Checkpoint after a
+/// failure. Sinks that cannot be transactional (files) must make a replay rewrite the same output.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual Status Open(const SinkContext& ctx) = 0;
+  /// Returns the positions committed by earlier runs of this pipeline.
+  virtual Result<std::vector<StoredPosition>> LoadPositions() = 0;
+  virtual Status Commit(const Checkpoint& checkpoint) = 0;
+  /// Returns true when the sink can currently be reached (for /readyz).
+  virtual bool Healthy() const { return true; }
+  virtual void Close() {}
+};
+
+using SinkFactory = std::function<Result<std::unique_ptr<Sink>>(const SinkConfig& config)>;
+
+}  // namespace sluice

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "core/raw_batch.h"
+#include "core/status.h"
+#include "operators/decoder.h"
+
+namespace sluice {
+
+/// What a Poll() produced.
+enum class PollState {
+  kData,  ///< records were appended
+  kIdle,  ///< nothing now; poll again later
+  kEnd,   ///< a bounded input is exhausted; no more records will come
+};
+
+/// Lets a source ask the engine for what the sink has committed. The committed positions in the
+/// sink are the truth; a source seeks to them when it is assigned a partition.
+struct SourceContext {
+  /// Returns the committed next position of `partition`, if the sink has one.
+  std::function<std::optional<int64_t>(int32_t partition)> committed_position;
+  /// Stops consumption at the end offsets seen at start (--until-caught-up).
+  bool until_caught_up = false;
+  /// Keeps reading a file after its end (--follow).
+  bool follow = false;
+  /// Index of this instance among the pipeline's workers, and how many there are.
+  int instance = 0;
+  int instances = 1;
+};
+
+/// Reads undecoded records from one or more partitions of an input.
+///
+/// Lifecycle: Make (connector factory) -> Open -> Poll* -> Close. A source instance is owned by
+/// one worker thread; none of its methods are called concurrently. Different instances of the
+/// same pipeline run on different threads and share nothing.
+class Source {
+ public:
+  virtual ~Source() = default;
+
+  /// Connects, reads the header for formats that have one, and seeks every partition this
+  /// instance owns to its committed position (or the beginning).
+  virtual Status Open(const SourceContext& ctx) = 0;
+
+  /// Appends up to `max_records` records to `out`, waiting at most `budget` for data.
+  virtual Result<PollState> Poll(RawBatch* out, size_t max_records,
+                                 std::chrono::milliseconds budget) = 0;
+
+  /// Returns the header record's payload for formats that have one (CSV), else nullopt.
+  virtual std::optional<std::string> Header() const { return std::nullopt; }
+
+  /// Returns the source kind written to `_source` ("file", "generator", "kafka", ...).
+  virtual std::string_view kind() const = 0;
+
+  /// Returns how the payloads are encoded.
+  virtual DecoderOptions decoder_options() const = 0;
+
+  /// Reports positions processed and committed by the sink (informational for Kafka).
+  virtual void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& /*positions*/) {}
+
+  /// Returns per-partition lag (records or bytes behind the end), when known.
+  virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
+
+  virtual void Close() {}
+};
+
+/// Creates the source instances of a pipeline: at most `max_instances`, each owning a disjoint
+/// share of the input's partitions.
+using SourceFactory = std::function<Result<std::vector<std::unique_ptr<Source>>>(
+    const SourceConfig& config, int max_instances)>;
+
+}  // namespace sluice

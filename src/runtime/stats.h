@@ -1,0 +1,49 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+/// Counters one worker updates with relaxed atomics; readers (console, /metrics) sum them.
+/// Aligned so two workers never share a cache line.
+struct alignas(64) WorkerCounters {
+  std::atomic<int64_t> records_in{0};
+  std::atomic<int64_t> bytes_in{0};
+  std::atomic<int64_t> aggregated{0};  ///< records that reached the aggregate or output
+  std::atomic<int64_t> ignored{0};
+  std::atomic<int64_t> dead_lettered{0};
+  std::atomic<int64_t> decode_errors{0};
+  std::atomic<int64_t> late{0};
+  std::atomic<int64_t> lookup_misses{0};
+  std::atomic<int64_t> source_errors{0};
+  std::atomic<int64_t> backpressure_waits{0};
+  std::atomic<int64_t> max_event_time{INT64_MIN};
+};
+
+/// A point-in-time view of a running pipeline, for the console and the HTTP endpoints.
+struct PipelineSnapshot {
+  std::string pipeline;
+  std::string state;  ///< starting, running, draining, finished, failed
+  int64_t records_in = 0, bytes_in = 0, aggregated = 0, ignored = 0, dead_lettered = 0;
+  int64_t decode_errors = 0, late = 0, lookup_misses = 0, source_errors = 0;
+  int64_t checkpoints = 0, checkpoint_failures = 0, sink_retries = 0, rows_written = 0;
+  int64_t last_checkpoint_micros = 0;      ///< wall-clock time of the last successful commit
+  int64_t last_checkpoint_duration_micros = 0;
+  int64_t checkpoint_duration_total_micros = 0;
+  int64_t max_event_time = INT64_MIN;      ///< highest event time seen
+  int64_t started_micros = 0;
+  int workers = 0;
+  std::vector<std::pair<std::string, int64_t>> ignored_by_reason;
+  struct PartitionInfo {
+    int32_t partition;
+    int64_t position;
+    int64_t lag;  ///< -1 when unknown
+  };
+  std::vector<PartitionInfo> partitions;
+  bool sink_healthy = true;
+};
+
+}  // namespace sluice

@@ -1,0 +1,269 @@
+#include "runtime/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace sluice {
+namespace {
+
+constexpr size_t kBatchRecords = 4096;
+constexpr auto kPollBudget = std::chrono::milliseconds(100);
+/// Above this many pending groups, rows or dead letters a worker stops consuming until the
+/// coordinator has taken its state: a slow sink pauses the source instead of growing memory.
+constexpr size_t kMaxPending = 2'000'000;
+
+}  // namespace
+
+Worker::Worker(int index, const Plan* plan, std::string source_name, std::unique_ptr<Source> source,
+               SourceContext context, WorkerCounters* counters,
+               std::vector<std::atomic<int64_t>>* step_counts)
+    : index_(index),
+      plan_(plan),
+      source_name_(std::move(source_name)),
+      source_(std::move(source)),
+      context_(std::move(context)),
+      counters_(counters),
+      step_counts_(step_counts) {}
+
+Worker::~Worker() {
+  RequestStop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Worker::RequestHandoff(int64_t epoch) {
+  requested_epoch_.store(epoch);
+}
+
+void Worker::RequestStop() {
+  stop_.store(true);
+  cv_.notify_all();
+}
+
+Status Worker::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+Handoff Worker::TakeHandoff(int64_t epoch) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return handed_epoch_ >= epoch || finished_.load(); });
+  Handoff out = std::move(outbox_);
+  outbox_ = Handoff();
+  return out;
+}
+
+std::vector<PipelineSnapshot::PartitionInfo> Worker::Partitions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PipelineSnapshot::PartitionInfo> out;
+  for (const auto& [p, pos] : reported_positions_) {
+    int64_t lag = -1;
+    for (const auto& [lp, l] : reported_lag_) {
+      if (lp == p) lag = l;
+    }
+    out.push_back({p, pos, lag});
+  }
+  return out;
+}
+
+size_t Worker::PendingSize() const {
+  return (aggregator_ ? aggregator_->size() : 0) + pending_.rows.size() +
+         pending_.dead_letters.size();
+}
+
+Status Worker::Setup() {
+  RETURN_IF_ERROR(source_->Open(context_));
+  ASSIGN_OR_RETURN(decoder_, MakeDecoder(source_->decoder_options(), plan_->input));
+  if (auto header = source_->Header()) {
+    Status s = decoder_->SetHeader(*header);
+    if (!s.ok()) return s.WithContext("source " + source_name_);
+  }
+  if (plan_->aggregate) aggregator_ = std::make_unique<Aggregator>(plan_->aggregate.get());
+  row_.assign(plan_->schema.size(), Value());
+  source_kind_ = Value::String(std::string(source_->kind()));
+  return Status::OK();
+}
+
+void Worker::HandOver() {
+  if (aggregator_) {
+    std::vector<DeltaRow> rows = aggregator_->TakeAll();
+    if (pending_.deltas.empty()) {
+      pending_.deltas = std::move(rows);
+    } else {
+      for (auto& r : rows) pending_.deltas.push_back(std::move(r));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  // The coordinator takes every handoff before requesting the next, so outbox_ is empty unless
+  // it is a stop after an untaken handoff; merge rather than overwrite in that case.
+  for (auto& d : pending_.deltas) outbox_.deltas.push_back(std::move(d));
+  for (auto& r : pending_.rows) outbox_.rows.push_back(std::move(r));
+  for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
+  for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
+  reported_positions_ = pending_.positions;
+  reported_lag_ = source_->Lag();
+  pending_.deltas.clear();
+  pending_.rows.clear();
+  pending_.dead_letters.clear();
+  handed_epoch_ = requested_epoch_.load();
+  cv_.notify_all();
+}
+
+void Worker::Run() {
+  Status setup = Setup();
+  if (!setup.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = setup;
+    finished_.store(true);
+    cv_.notify_all();
+    return;
+  }
+  int64_t backoff_ms = 100;
+  while (!stop_.load()) {
+    {
+      bool requested;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        requested = requested_epoch_.load() > handed_epoch_;
+      }
+      if (requested) HandOver();
+    }
+    if (PendingSize() >= kMaxPending) {
+      counters_->backpressure_waits.fetch_add(1, std::memory_order_relaxed);
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(50),
+                   [&] { return stop_.load() || requested_epoch_.load() > handed_epoch_; });
+      continue;
+    }
+    batch_.Clear();
+    auto state = source_->Poll(&batch_, kBatchRecords, kPollBudget);
+    if (!state.ok()) {
+      counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("source {} (worker {}): {}; retrying in {} ms", source_name_, index_,
+                   state.status().ToString(), backoff_ms);
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stop_.load(); });
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+      continue;
+    }
+    backoff_ms = 100;
+    if (!batch_.empty()) ProcessBatch();
+    if (*state == PollState::kEnd) break;
+  }
+  HandOver();
+  source_->Close();
+  std::lock_guard<std::mutex> lock(mu_);
+  finished_.store(true);
+  cv_.notify_all();
+}
+
+void Worker::ProcessBatch() {
+  counters_->records_in.fetch_add(static_cast<int64_t>(batch_.size()), std::memory_order_relaxed);
+  counters_->bytes_in.fetch_add(static_cast<int64_t>(batch_.bytes()), std::memory_order_relaxed);
+  for (size_t i = 0; i < batch_.size(); ++i) {
+    Process(i);
+    const RawRecord& r = batch_.record(i);
+    pending_.positions[r.partition] = r.next_offset;
+  }
+}
+
+void Worker::DeadLetter(size_t i, std::string reason) {
+  const RawRecord& r = batch_.record(i);
+  counters_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  pending_.dead_letters.push_back(sluice::DeadLetter{std::move(reason), std::string(batch_.payload(i)),
+                                                     source_name_, r.partition, r.offset});
+}
+
+void Worker::Process(size_t i) {
+  const RawRecord& rec = batch_.record(i);
+  std::span<Value> row(row_);
+  Status s = decoder_->Decode(batch_.payload(i), row.first(plan_->input.size()));
+  if (!s.ok()) {
+    counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
+    DeadLetter(i, "decode: " + s.message());
+    return;
+  }
+  row_[plan_->source_slot] = source_kind_;
+  row_[plan_->partition_slot] = Value::Int(rec.partition);
+  row_[plan_->offset_slot] = Value::Int(rec.offset);
+  for (size_t k = 0; k < plan_->steps.size(); ++k) {
+    const CompiledStep& step = plan_->steps[k];
+    switch (step.kind) {
+      case StepConfig::Kind::kLet:
+        row_[step.slot] = step.expr->Eval(row);
+        break;
+      case StepConfig::Kind::kIgnoreIf:
+        if (expr::IsTrue(step.expr->Eval(row))) {
+          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        break;
+      case StepConfig::Kind::kFilter:
+        if (!expr::IsTrue(step.expr->Eval(row))) {
+          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        break;
+      case StepConfig::Kind::kDeadLetterIf:
+        if (expr::IsTrue(step.expr->Eval(row))) {
+          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+          DeadLetter(i, step.reason);
+          return;
+        }
+        break;
+      case StepConfig::Kind::kLookup: {
+        const DimensionTable& dim = *plan_->dimensions.at(step.dimension);
+        Value key = step.expr->Eval(row);
+        const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
+        if (found) {
+          for (const auto& [slot, col] : step.lookup_slots) row_[slot] = (*found)[col];
+          break;
+        }
+        counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
+        (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+        if (step.on_missing == "drop") {
+          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        if (step.on_missing == "dead_letter") {
+          DeadLetter(i, "no " + step.dimension + " for key " + key.ToString());
+          return;
+        }
+        for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
+          row_[step.lookup_slots[f].first] = step.defaults[f];
+        }
+        break;
+      }
+    }
+  }
+  if (aggregator_) {
+    std::string null_key;
+    switch (aggregator_->Add(row, &null_key)) {
+      case Aggregator::AddResult::kAdded:
+        counters_->aggregated.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case Aggregator::AddResult::kNoTime:
+        DeadLetter(i, "aggregate time is null");
+        break;
+      case Aggregator::AddResult::kNullKey:
+        DeadLetter(i, "group key " + null_key + " is null");
+        break;
+    }
+    return;
+  }
+  std::vector<Value> out;
+  if (plan_->select.empty()) {
+    out.assign(row_.begin(), row_.begin() + static_cast<std::ptrdiff_t>(plan_->input.size()));
+  } else {
+    out.reserve(plan_->select.size());
+    for (const auto& c : plan_->select) out.push_back(c.expr->Eval(row));
+  }
+  pending_.rows.push_back(std::move(out));
+  counters_->aggregated.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace sluice

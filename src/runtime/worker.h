@@ -1,0 +1,88 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/dead_letter.h"
+#include "operators/aggregator.h"
+#include "runtime/plan.h"
+#include "runtime/source.h"
+#include "runtime/stats.h"
+
+namespace sluice {
+
+/// What a worker hands to the checkpoint coordinator: everything it produced since its previous
+/// handoff, and the positions just after the last record that went into it.
+struct Handoff {
+  std::vector<DeltaRow> deltas;
+  std::vector<std::vector<Value>> rows;
+  std::vector<DeadLetter> dead_letters;
+  std::map<int32_t, int64_t> positions;  ///< partition -> next offset
+};
+
+/// Runs one shard of a pipeline on its own thread: polls its source instance, decodes, runs the
+/// steps and aggregates into state it alone owns. Nothing on this path takes a lock; the only
+/// synchronisation is the handoff to the coordinator between batches.
+class Worker {
+ public:
+  Worker(int index, const Plan* plan, std::string source_name, std::unique_ptr<Source> source,
+         SourceContext context, WorkerCounters* counters, std::vector<std::atomic<int64_t>>* step_counts);
+  ~Worker();
+
+  void Start();
+  /// Asks the worker to hand over its state for checkpoint `epoch` at its next batch boundary.
+  void RequestHandoff(int64_t epoch);
+  /// Waits until the worker has handed over `epoch` (or finished), then takes its handoff.
+  Handoff TakeHandoff(int64_t epoch);
+  /// Asks the worker to stop after its current batch (it hands over what it has).
+  void RequestStop();
+  bool finished() const { return finished_.load(); }
+  /// Returns the error that stopped the worker, if any.
+  Status error() const;
+  /// Returns per-partition positions and lag, for monitoring.
+  std::vector<PipelineSnapshot::PartitionInfo> Partitions() const;
+
+ private:
+  void Run();
+  Status Setup();
+  void ProcessBatch();
+  void Process(size_t i);
+  void DeadLetter(size_t i, std::string reason);
+  void HandOver();
+  size_t PendingSize() const;
+
+  const int index_;
+  const Plan* plan_;
+  const std::string source_name_;
+  std::unique_ptr<Source> source_;
+  SourceContext context_;
+  WorkerCounters* counters_;
+  std::vector<std::atomic<int64_t>>* step_counts_;
+
+  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<Aggregator> aggregator_;
+  RawBatch batch_;
+  std::vector<Value> row_;
+  Value source_kind_;
+  Handoff pending_;  ///< what is being accumulated (owned by the worker thread)
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<int64_t> requested_epoch_{0};
+  int64_t handed_epoch_ = 0;  // guarded by mu_
+  Handoff outbox_;            // guarded by mu_
+  std::map<int32_t, int64_t> reported_positions_;  // guarded by mu_
+  std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  Status error_;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace sluice
