@@ -142,7 +142,12 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
     for (const auto& [reason, n] : s.ignored_by_reason) {
       frame << " | " << reason << ": " << Thousands(n);
     }
-    frame << "\n  dead-lettered " << Thousands(s.dead_lettered) << "   (" << dlq << ")\n";
+    frame << "\n  dead-lettered " << Thousands(s.dead_lettered) << " (decode errors "
+          << Thousands(s.decode_errors);
+    for (const auto& [reason, n] : s.dead_lettered_by_reason) {
+      frame << ", " << reason.substr(0, reason.find(':')) << " " << Thousands(n);
+    }
+    frame << ") -> " << dlq << "\n";
     frame << BusinessPanel(db_path);
     frame << "  Ctrl-C drains, checkpoints and exits.\n";
     if (tty) {

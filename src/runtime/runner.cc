@@ -267,9 +267,11 @@ PipelineSnapshot Runner::Snapshot() const {
   }
   for (size_t k = 0; k < step_counts_.size() && k < config_.steps.size(); ++k) {
     const StepConfig& sc = config_.steps[k];
-    if (sc.kind == StepConfig::Kind::kIgnoreIf || sc.kind == StepConfig::Kind::kFilter ||
-        sc.kind == StepConfig::Kind::kDeadLetterIf) {
-      s.ignored_by_reason.emplace_back(sc.reason, step_counts_[k].load(std::memory_order_relaxed));
+    const int64_t n = step_counts_[k].load(std::memory_order_relaxed);
+    if (sc.kind == StepConfig::Kind::kIgnoreIf || sc.kind == StepConfig::Kind::kFilter) {
+      s.ignored_by_reason.emplace_back(sc.reason, n);
+    } else if (sc.kind == StepConfig::Kind::kDeadLetterIf) {
+      s.dead_lettered_by_reason.emplace_back(sc.reason, n);
     }
   }
   for (const auto& w : workers_) {

@@ -37,6 +37,7 @@ struct PipelineSnapshot {
   int64_t started_micros = 0;
   int workers = 0;
   std::vector<std::pair<std::string, int64_t>> ignored_by_reason;
+  std::vector<std::pair<std::string, int64_t>> dead_lettered_by_reason;  ///< by dead_letter_if step
   struct PartitionInfo {
     int32_t partition;
     int64_t position;

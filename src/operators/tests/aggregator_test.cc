@@ -1,0 +1,148 @@
+#include "operators/aggregator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "core/time.h"
+#include "expr/expr.h"
+
+namespace sluice {
+namespace {
+
+// A row layout: t (timestamp), k (int64), x (int64), window_start, window_end.
+class AggregatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = Schema({{"t", Type::kTimestamp, ""}, {"k", Type::kInt64, ""}, {"x", Type::kInt64, ""},
+                      {"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+    spec_.time = Compile("t");
+    spec_.window_micros = kMicrosPerHour;
+    spec_.window_start_slot = 3;
+    spec_.window_end_slot = 4;
+    spec_.emit_window_start = spec_.emit_window_end = false;
+    KeySpec k;
+    k.name = "k";
+    k.type = Type::kInt64;
+    k.expr = Compile("k");
+    k.slot = 1;
+    spec_.keys.push_back(std::move(k));
+    AddMetric("n", AggFn::kCount, "", "");
+    AddMetric("s", AggFn::kSum, "x", "");
+    AddMetric("a", AggFn::kAvg, "x", "x > 0", 2);
+    AddMetric("lo", AggFn::kMin, "x", "");
+    AddMetric("hi", AggFn::kMax, "x", "");
+    AddMetric("last_x", AggFn::kLast, "x", "");
+  }
+
+  std::unique_ptr<expr::Expr> Compile(const std::string& text) {
+    auto e = expr::Compile(text, schema_);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return std::move(e).value();
+  }
+
+  void AddMetric(const std::string& name, AggFn fn, const std::string& arg, const std::string& where,
+                 int round = -1) {
+    MetricSpec m;
+    m.name = name;
+    m.fn = fn;
+    if (!arg.empty()) {
+      m.arg = Compile(arg);
+      m.arg_type = m.arg->type();
+    }
+    if (!where.empty()) m.where = Compile(where);
+    m.round_digits = round;
+    m.result_type = fn == AggFn::kAvg ? Type::kDouble : Type::kInt64;
+    spec_.metrics.push_back(std::move(m));
+  }
+
+  std::vector<Value> Row(int64_t t, int64_t k, Value x) {
+    return {Value::TimeMicros(t), Value::Int(k), std::move(x), Value(), Value()};
+  }
+
+  Schema schema_;
+  AggregateSpec spec_;
+};
+
+TEST_F(AggregatorTest, ComputesConditionalAggregatesPerWindowAndKey) {
+  Aggregator agg(&spec_);
+  const int64_t h = kMicrosPerHour;
+  std::string null_key;
+  // Window [0,1h) key 1: x = 3, 0, 4, null. Window [1h,2h) key 1: x = 5.
+  for (auto row : {Row(10, 1, Value::Int(3)), Row(20, 1, Value::Int(0)), Row(h - 1, 1, Value::Int(4)),
+                   Row(30, 1, Value::Null()), Row(h, 1, Value::Int(5))}) {
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  auto rows = agg.TakeAll();
+  ASSERT_EQ(rows.size(), 2u);
+  std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.window_start < b.window_start; });
+  // Layout (no window columns emitted): k, n, s, a, lo, hi, last_x.
+  std::vector<Value> first = FinalRow(spec_, rows[0]);
+  EXPECT_EQ(first[0], Value::Int(1));
+  EXPECT_EQ(first[1], Value::Int(4));            // count() counts every record, null x too
+  EXPECT_EQ(first[2], Value::Int(7));            // 3 + 0 + 4
+  EXPECT_EQ(first[3], Value::Double(3.5));       // avg over x > 0: (3 + 4) / 2
+  EXPECT_EQ(first[4], Value::Int(0));
+  EXPECT_EQ(first[5], Value::Int(4));
+  EXPECT_EQ(first[6], Value::Int(4));            // the latest event (t = 1h - 1) had x = 4
+  EXPECT_EQ(rows[1].window_start, h);
+  EXPECT_EQ(FinalRow(spec_, rows[1])[2], Value::Int(5));
+}
+
+TEST_F(AggregatorTest, MergeIsOrderIndependent) {
+  // Split 200 random records over 1..5 partial aggregators in random order: merged results
+  // must equal a single aggregator's.
+  std::mt19937_64 rng(42);
+  std::vector<std::vector<Value>> rows;
+  for (int i = 0; i < 200; ++i) {
+    rows.push_back(Row(static_cast<int64_t>(rng() % (3 * kMicrosPerHour)), static_cast<int64_t>(rng() % 4),
+                       rng() % 7 == 0 ? Value::Null() : Value::Int(static_cast<int64_t>(rng() % 100) - 20)));
+  }
+  std::string null_key;
+  Aggregator whole(&spec_);
+  for (auto r : rows) ASSERT_EQ(whole.Add(r, &null_key), Aggregator::AddResult::kAdded);
+  auto expected = whole.TakeAll();
+  auto key_less = [](const DeltaRow& a, const DeltaRow& b) {
+    return std::tie(a.window_start, a.keys) < std::tie(b.window_start, b.keys);
+  };
+  std::sort(expected.begin(), expected.end(), key_less);
+  for (int trial = 0; trial < 10; ++trial) {
+    std::shuffle(rows.begin(), rows.end(), rng);
+    int parts = 1 + static_cast<int>(rng() % 5);
+    std::vector<Aggregator> aggs(parts, Aggregator(&spec_));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto r = rows[i];
+      ASSERT_EQ(aggs[rng() % parts].Add(r, &null_key), Aggregator::AddResult::kAdded);
+    }
+    std::vector<std::vector<DeltaRow>> taken;
+    for (auto& a : aggs) taken.push_back(a.TakeAll());
+    auto merged = MergeDeltas(spec_, std::move(taken));
+    std::sort(merged.begin(), merged.end(), key_less);
+    ASSERT_EQ(merged.size(), expected.size());
+    for (size_t i = 0; i < merged.size(); ++i) {
+      EXPECT_EQ(FinalRow(spec_, merged[i]), FinalRow(spec_, expected[i])) << "trial " << trial;
+    }
+  }
+}
+
+TEST_F(AggregatorTest, NullKeyAndNullTimeAreReported) {
+  Aggregator agg(&spec_);
+  std::string null_key;
+  auto no_key = std::vector<Value>{Value::TimeMicros(1), Value::Null(), Value::Int(1), Value(), Value()};
+  EXPECT_EQ(agg.Add(no_key, &null_key), Aggregator::AddResult::kNullKey);
+  EXPECT_EQ(null_key, "k");
+  auto no_time = std::vector<Value>{Value::Null(), Value::Int(1), Value::Int(1), Value(), Value()};
+  EXPECT_EQ(agg.Add(no_time, &null_key), Aggregator::AddResult::kNoTime);
+  EXPECT_EQ(agg.size(), 0u);
+}
+
+TEST(RoundTest, HalfAwayFromZero) {
+  EXPECT_DOUBLE_EQ(RoundHalfAway(1.125, 2), 1.13);
+  EXPECT_DOUBLE_EQ(RoundHalfAway(2.0 / 3.0, 2), 0.67);
+  EXPECT_DOUBLE_EQ(RoundHalfAway(-1.125, 2), -1.13);
+  EXPECT_DOUBLE_EQ(RoundHalfAway(0.5, 0), 1.0);
+}
+
+}  // namespace
+}  // namespace sluice
