@@ -125,6 +125,7 @@ std::optional<int64_t> ParseTimeUuid(std::string_view s) {
     }
   }
   if ((groups[2] >> 12) != 1) return std::nullopt;  // not version 1
+  if ((groups[3] >> 14) != 2) return std::nullopt;  // not the RFC 4122 variant (10xx)
   const uint64_t ticks = ((groups[2] & 0x0fff) << 48) | (groups[1] << 32) | groups[0];
   // 100 ns intervals since 1582-10-15 00:00:00 UTC; the Unix epoch is this many ticks later.
   constexpr uint64_t kGregorianToUnixTicks = 0x01B21DD213814000ULL;

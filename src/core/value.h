@@ -32,6 +32,7 @@ class Value {
   static Value Double(double v) { return Value(Storage(std::in_place_index<3>, v)); }
   static Value String(std::string v) { return Value(Storage(std::in_place_index<4>, std::move(v))); }
   static Value String(std::string_view v) { return String(std::string(v)); }
+  static Value String(const char* v) { return String(std::string(v)); }
   static Value Time(Timestamp v) { return Value(Storage(std::in_place_index<5>, v)); }
   static Value TimeMicros(int64_t micros) { return Time(Timestamp{micros}); }
 

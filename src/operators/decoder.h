@@ -28,7 +28,8 @@ class Decoder {
 
   /// Decodes `payload` into `out[0 .. schema.size())`, setting absent fields to null.
   /// Returns ParseError with a short reason ("field bid: 'x1' is not an int64", "malformed JSON
-  /// at byte 17") when the record cannot be decoded; the caller dead-letters it.
+  /// at byte 17") when the record cannot be decoded; the caller dead-letters it. After a
+  /// failure the contents of `out` are unspecified.
   virtual Status Decode(std::string_view payload, std::span<Value> out) = 0;
 };
 

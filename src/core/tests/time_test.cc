@@ -32,6 +32,9 @@ TEST(TimeTest, TimeUuidVersion1) {
 
 TEST(TimeTest, TimeUuidRejectsOtherVersionsAndJunk) {
   EXPECT_FALSE(ParseTimeUuid("5af328a0-0d60-41ed-90e9-7cd44fe229db"));  // version 4
+  // Version digit 1 but not the RFC 4122 variant: python's uuid reports version None.
+  EXPECT_FALSE(ParseTimeUuid("deaef000-fcf0-11ec-7008-7cd44fe229db"));
+  EXPECT_TRUE(ParseTimeUuid("deaef000-fcf0-11ec-b008-7cd44fe229db"));
   EXPECT_FALSE(ParseTimeUuid("5af328a0-0d60-11ed-90e9-7cd44fe229d"));   // too short
   EXPECT_FALSE(ParseTimeUuid("5af328a0x0d60-11ed-90e9-7cd44fe229db"));
   EXPECT_FALSE(ParseTimeUuid("5af328g0-0d60-11ed-90e9-7cd44fe229db"));

@@ -1,0 +1,27 @@
+# Python-driven tests for the recruitment pipeline (included by the top-level CMakeLists.txt).
+#   tools_selftest       the test tooling checked against the hand-written golden expectations
+#                        and the seed data (needs no engine)
+#   golden_recruitment   golden cases + seed acceptance against the sluice binary
+#   restart_recruitment  kill -9 / SIGINT / restart exactness (file and generator sources)
+# Run: ctest --test-dir build -R 'recruitment|tools' --output-on-failure
+# CI=true in the environment turns a missing seed-data directory from a SKIP into a FAIL.
+# Python is required: without it the golden and restart tests would silently not run.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+
+  add_test(NAME tools_selftest
+           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/tools/selftest.py
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(tools_selftest PROPERTIES TIMEOUT 120 LABELS "python;golden")
+
+  add_test(NAME golden_recruitment
+           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/golden/run_golden.py
+                   --sluice $<TARGET_FILE:sluice>
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(golden_recruitment PROPERTIES TIMEOUT 300 LABELS "python;golden")
+
+  add_test(NAME restart_recruitment
+           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/restart_test.py
+                   --sluice $<TARGET_FILE:sluice>
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(restart_recruitment PROPERTIES TIMEOUT 240 LABELS "python;integration"
+                       RUN_SERIAL TRUE)
