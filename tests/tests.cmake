@@ -8,20 +8,20 @@
 # Python is required: without it the golden and restart tests would silently not run.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
-  add_test(NAME tools_selftest
-           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/tools/selftest.py
-           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(tools_selftest PROPERTIES TIMEOUT 120 LABELS "python;golden")
+add_test(NAME tools_selftest
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/tools/selftest.py
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(tools_selftest PROPERTIES TIMEOUT 120 LABELS "python;golden")
 
-  add_test(NAME golden_recruitment
-           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/golden/run_golden.py
-                   --sluice $<TARGET_FILE:sluice>
-           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(golden_recruitment PROPERTIES TIMEOUT 300 LABELS "python;golden")
+add_test(NAME golden_recruitment
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/golden/run_golden.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(golden_recruitment PROPERTIES TIMEOUT 300 LABELS "python;golden")
 
-  add_test(NAME restart_recruitment
-           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/restart_test.py
-                   --sluice $<TARGET_FILE:sluice>
-           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(restart_recruitment PROPERTIES TIMEOUT 240 LABELS "python;integration"
-                       RUN_SERIAL TRUE)
+add_test(NAME restart_recruitment
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/restart_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(restart_recruitment PROPERTIES TIMEOUT 240 LABELS "python;integration"
+                     RUN_SERIAL TRUE)
