@@ -1,6 +1,7 @@
 #include "core/time.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
@@ -228,7 +229,7 @@ std::optional<int64_t> ParseDurationMicros(std::string_view text) {
   if (s.empty()) return std::nullopt;
   double number = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), number);
-  if (ec != std::errc() || number < 0) return std::nullopt;
+  if (ec != std::errc() || !(number >= 0) || !std::isfinite(number)) return std::nullopt;
   std::string_view unit = Trim(std::string_view(end, s.data() + s.size() - end));
   double scale;
   if (unit.empty() || unit == "s" || unit == "sec" || unit == "second" || unit == "seconds") {

@@ -72,6 +72,8 @@ TEST(TimeTest, Durations) {
   EXPECT_EQ(ParseDurationMicros("2"), 2 * kMicrosPerSecond);
   EXPECT_FALSE(ParseDurationMicros("1 fortnight"));
   EXPECT_FALSE(ParseDurationMicros("-1s"));
+  EXPECT_FALSE(ParseDurationMicros("nan"));
+  EXPECT_FALSE(ParseDurationMicros("inf"));
 }
 
 TEST(TimeTest, FloorAndFormat) {
