@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <string>
 
@@ -14,6 +15,21 @@ void StopWatchingSignals();
 
 /// Prints a one-line run summary to stdout.
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);
+
+/// Settings of `sluice generate`.
+struct GenerateOptions {
+  std::string profile = "recruitment";
+  std::string to;
+  double rate = 10000;
+  int64_t count = -1;
+  uint64_t seed = 1;
+  std::string jobs;
+  std::string start;
+};
+
+/// Produces synthetic events to Kafka (keyed, idempotent producer) or an NDJSON file, with a
+/// progress bar on stderr. Returns the process exit code.
+int RunGenerate(const GenerateOptions& options, const std::atomic<bool>& stop);
 
 /// Runs the demo: generator -> recruitment pipeline -> SQLite, with a live console summary.
 int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -157,6 +158,16 @@ int main(int argc, char** argv) {
   demo->add_option("--rate", demo_rate, "generated events per second")->capture_default_str();
   demo->add_option("--duration", demo_duration, "stop after this many seconds (0: until Ctrl-C)");
 
+  auto* generate = app.add_subcommand("generate", "Produce synthetic events to Kafka or an NDJSON file");
+  sluice::cli::GenerateOptions gen;
+  generate->add_option("--profile", gen.profile, "generator profile")->capture_default_str();
+  generate->add_option("--to", gen.to, "kafka://HOST:PORT/TOPIC or a file path (NDJSON)")->required();
+  generate->add_option("--rate", gen.rate, "events per second (0: as fast as possible)")->capture_default_str();
+  generate->add_option("--count", gen.count, "number of events (-1: until Ctrl-C)")->capture_default_str();
+  generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
+  generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from");
+  generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -164,6 +175,12 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return Run(pipeline, vars, options);
   if (validate->parsed()) return Validate(pipeline, vars);
+  if (generate->parsed()) {
+    static std::atomic<bool> stop{false};
+    std::signal(SIGINT, [](int) { stop.store(true); });
+    std::signal(SIGTERM, [](int) { stop.store(true); });
+    return sluice::cli::RunGenerate(gen, stop);
+  }
   if (demo->parsed()) return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration);
   std::cout << "sluice " << SLUICE_VERSION << "\n";
   return 0;

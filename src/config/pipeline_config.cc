@@ -438,6 +438,7 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   ASSIGN_OR_RETURN(cfg.source.name, r.String(s, "name", false, *sn, "source"));
   if (cfg.source.name.empty()) cfg.source.name = "source";
   ASSIGN_OR_RETURN(cfg.source.uri, r.String(s, "uri", true, *sn, "source"));
+  cfg.source.pipeline = cfg.name;
   if (const toml::node* f = s.get("fields")) {
     ASSIGN_OR_RETURN(cfg.source.fields, r.Fields(*f));
   }

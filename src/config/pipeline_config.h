@@ -25,6 +25,14 @@ class Options {
  public:
   void Set(std::string key, Option value) { values_[std::move(key)] = std::move(value); }
   bool Has(const std::string& key) const { return values_.count(key) > 0; }
+  /// Returns the keys that start with `prefix`, in order.
+  std::vector<std::string> KeysWithPrefix(const std::string& prefix) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : values_) {
+      if (k.rfind(prefix, 0) == 0) out.push_back(k);
+    }
+    return out;
+  }
 
   /// Returns the text of `key` (empty when unset or set to an empty string) and marks it used.
   std::string GetString(const std::string& key, const std::string& fallback = "") const;
@@ -48,6 +56,7 @@ class Options {
 };
 
 struct SourceConfig {
+  std::string pipeline;  ///< the pipeline's name (the default consumer group)
   std::string name;
   std::string uri;
   std::vector<Field> fields;

@@ -2,6 +2,8 @@
 
 #include "connectors/file/file_source.h"
 #include "connectors/generator/generator_source.h"
+#include "connectors/mysql/mysql_sink.h"
+#include "connectors/kafka/kafka_source.h"
 #include "connectors/sqlite/sqlite_sink.h"
 
 namespace sluice {
@@ -53,7 +55,9 @@ void RegisterBuiltins() {
   ConnectorRegistry& r = ConnectorRegistry::Instance();
   r.AddSource("file", FileSource::Make);
   r.AddSource("generator", GeneratorSource::Make);
+  r.AddSource("kafka", KafkaSource::Make);
   r.AddSink("sqlite", SqliteSink::Make);
+  r.AddSink("mysql", MysqlSink::Make);
 }
 
 }  // namespace sluice

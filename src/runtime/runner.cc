@@ -56,8 +56,9 @@ Runner::~Runner() {
 }
 
 void Runner::RequestStop() {
+  // Only flags here: this may run on a signal-handling thread while Start() builds workers_.
+  // The coordinator loop passes the stop on to the workers.
   if (stop_.exchange(true)) force_stop_.store(true);
-  for (auto& w : workers_) w->RequestStop();
 }
 
 Status Runner::Start() {
@@ -102,16 +103,13 @@ Status Runner::Start() {
     sc.follow = options_.follow;
     sc.instance = static_cast<int>(i);
     sc.instances = static_cast<int>(sources.size());
-    auto committed = committed_;
-    sc.committed_position = [committed, source_name](int32_t partition) -> std::optional<int64_t> {
-      auto it = committed.find({source_name, partition});
-      if (it == committed.end()) return std::nullopt;
-      return it->second;
+    sc.committed_position = [this, source_name](int32_t partition) {
+      return LookupCommitted(source_name, partition);
     };
     counters_.push_back(std::make_unique<WorkerCounters>());
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
                                                 std::move(sources[i]), std::move(sc),
-                                                counters_.back().get(), &step_counts_));
+                                                counters_.back().get(), &step_counts_, this));
   }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -144,23 +142,41 @@ Status Runner::Run() {
       if (!e.ok() && failure.ok()) {
         failure = e;
         spdlog::error("{}", e.ToString());
-        RequestStop();
+        stop_.store(true);
       }
     }
-    if (all_finished || stop_.load()) break;
-    if (std::chrono::steady_clock::now() >= next) {
+    if (all_finished) break;
+    // On stop, keep serving checkpoints until every worker is done: closing a Kafka consumer
+    // revokes its partitions, and that waits for a checkpoint.
+    if (stop_.load()) {
+      for (auto& w : workers_) w->RequestStop();
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.state = "draining";
+    }
+    bool urgent;
+    {
+      std::lock_guard<std::mutex> lock(epoch_mu_);
+      urgent = requested_epoch_ > committed_epoch_;
+    }
+    if (urgent || std::chrono::steady_clock::now() >= next) {
       Status s = Checkpoint(false);
-      if (!s.ok()) return s;
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(epoch_mu_);
+        failing_ = true;
+        epoch_cv_.notify_all();
+        return s;
+      }
       next = std::chrono::steady_clock::now() + interval;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.state = "draining";
-  }
   for (auto& w : workers_) w->RequestStop();
   Status s = Checkpoint(true);
+  {
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    failing_ = true;  // nothing waits for later checkpoints
+    epoch_cv_.notify_all();
+  }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.state = (s.ok() && failure.ok()) ? "finished" : "failed";
@@ -169,18 +185,54 @@ Status Runner::Run() {
   return failure;
 }
 
+int64_t Runner::RequestCheckpoint() {
+  std::lock_guard<std::mutex> lock(epoch_mu_);
+  // epoch_ may be a checkpoint in progress that already took this worker's handoff slot; the
+  // next one surely includes what was handed over before this call.
+  requested_epoch_ = std::max(requested_epoch_, epoch_ + 1);
+  return requested_epoch_;
+}
+
+Status Runner::WaitCommitted(int64_t epoch) {
+  std::unique_lock<std::mutex> lock(epoch_mu_);
+  epoch_cv_.wait(lock, [&] { return committed_epoch_ >= epoch || failing_; });
+  if (committed_epoch_ >= epoch) return Status::OK();
+  return Status::Aborted("the pipeline is stopping; the checkpoint before the rebalance was not written");
+}
+
+std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_t partition) {
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  auto stored = sink_->LoadPositions();
+  if (!stored.ok()) {
+    spdlog::warn("reading positions from the sink failed: {}; using the last known ones",
+                 stored.status().ToString());
+    auto it = committed_.find({source, partition});
+    if (it == committed_.end()) return std::nullopt;
+    return it->second;
+  }
+  for (const auto& p : *stored) {
+    if (p.source == source && p.partition == partition) return p.offset;
+  }
+  return std::nullopt;
+}
+
 Status Runner::Checkpoint(bool final) {
-  ++epoch_;
+  {
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    ++epoch_;
+  }
   for (auto& w : workers_) w->RequestHandoff(epoch_);
   std::vector<std::vector<DeltaRow>> parts;
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> letters;
+  std::vector<int32_t> revoked;
   for (auto& w : workers_) {
     Handoff h = w->TakeHandoff(epoch_);
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
     for (auto& r : h.rows) rows.push_back(std::move(r));
     for (auto& d : h.dead_letters) letters.push_back(std::move(d));
     for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
+    for (int32_t p : h.revoked) revoked.push_back(p);
   }
   std::vector<DeltaRow> deltas;
   if (!parts.empty() && plan_->aggregate) {
@@ -188,7 +240,17 @@ Status Runner::Checkpoint(bool final) {
     // A fixed order makes concurrent writers lock rows in the same order.
     std::sort(deltas.begin(), deltas.end(), DeltaLess);
   }
+  auto mark_committed = [&] {
+    for (int32_t p : revoked) {
+      positions_.erase({config_.source.name, p});
+      committed_.erase({config_.source.name, p});
+    }
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    committed_epoch_ = epoch_;
+    epoch_cv_.notify_all();
+  };
   if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_) {
+    mark_committed();
     return Status::OK();
   }
   const auto started = std::chrono::steady_clock::now();
@@ -213,6 +275,7 @@ Status Runner::Checkpoint(bool final) {
       cp.rows = &rows;
       for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
       cp.positions.push_back({kDeadLetterPositionSource, 0, dead_letter_length});
+      std::lock_guard<std::mutex> lock(sink_mu_);
       s = sink_->Commit(cp);
     }
     if (s.ok()) break;
@@ -233,6 +296,7 @@ Status Runner::Checkpoint(bool final) {
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
   committed_ = positions_;
+  mark_committed();
   const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - started)
                                .count();

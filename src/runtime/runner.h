@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,7 +28,7 @@ struct RunOptions {
 ///
 /// Thread-safety: Run() blocks on the calling thread. RequestStop() and Snapshot() may be called
 /// from any thread while Run() is in progress.
-class Runner {
+class Runner : public CheckpointRequester {
  public:
   static Result<std::unique_ptr<Runner>> Make(PipelineConfig config, RunOptions options);
   ~Runner();
@@ -43,6 +44,9 @@ class Runner {
   /// Path of the dead-letter file.
   const std::string& dead_letter_path() const { return dead_letter_path_; }
 
+  int64_t RequestCheckpoint() override;
+  Status WaitCommitted(int64_t epoch) override;
+
  private:
   Runner(PipelineConfig config, RunOptions options)
       : config_(std::move(config)), options_(options) {}
@@ -50,6 +54,8 @@ class Runner {
   /// Collects every worker's handoff and commits it; retries the commit until it succeeds or
   /// a stop is forced. Returns the commit status.
   Status Checkpoint(bool final);
+  /// Reads the committed position of one partition from the sink.
+  std::optional<int64_t> LookupCommitted(const std::string& source, int32_t partition);
 
   PipelineConfig config_;
   RunOptions options_;
@@ -64,6 +70,12 @@ class Runner {
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
   int64_t epoch_ = 0;
   std::atomic<bool> stop_{false};
+  std::mutex sink_mu_;  ///< the sink is used by the coordinator and by rebalance callbacks
+  std::mutex epoch_mu_;
+  std::condition_variable epoch_cv_;
+  int64_t committed_epoch_ = 0;   // guarded by epoch_mu_
+  int64_t requested_epoch_ = 0;   // guarded by epoch_mu_: an urgent checkpoint is wanted
+  bool failing_ = false;          // guarded by epoch_mu_
   std::atomic<bool> force_stop_{false};
 
   mutable std::mutex stats_mu_;

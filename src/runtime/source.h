@@ -25,8 +25,13 @@ enum class PollState {
 /// Lets a source ask the engine for what the sink has committed. The committed positions in the
 /// sink are the truth; a source seeks to them when it is assigned a partition.
 struct SourceContext {
-  /// Returns the committed next position of `partition`, if the sink has one.
+  /// Returns the committed next position of `partition`, if the sink has one. Reads the sink,
+  /// so positions committed by other processes of the same pipeline are seen.
   std::function<std::optional<int64_t>(int32_t partition)> committed_position;
+  /// Called on the worker thread when partitions are about to be taken away (a consumer-group
+  /// rebalance): hands over everything processed so far and returns once it is committed,
+  /// together with the final positions of `revoked`, which later checkpoints no longer carry.
+  std::function<Status(const std::vector<int32_t>& revoked)> checkpoint_before_revoke;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
   /// Keeps reading a file after its end (--follow).

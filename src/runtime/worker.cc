@@ -17,14 +17,19 @@ constexpr size_t kMaxPending = 2'000'000;
 
 Worker::Worker(int index, const Plan* plan, std::string source_name, std::unique_ptr<Source> source,
                SourceContext context, WorkerCounters* counters,
-               std::vector<std::atomic<int64_t>>* step_counts)
+               std::vector<std::atomic<int64_t>>* step_counts, CheckpointRequester* requester)
     : index_(index),
       plan_(plan),
       source_name_(std::move(source_name)),
       source_(std::move(source)),
       context_(std::move(context)),
       counters_(counters),
-      step_counts_(step_counts) {}
+      step_counts_(step_counts),
+      requester_(requester) {
+  context_.checkpoint_before_revoke = [this](const std::vector<int32_t>& revoked) {
+    return CheckpointBeforeRevoke(revoked);
+  };
+}
 
 Worker::~Worker() {
   RequestStop();
@@ -49,7 +54,7 @@ Status Worker::error() const {
 
 Handoff Worker::TakeHandoff(int64_t epoch) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return handed_epoch_ >= epoch || finished_.load(); });
+  cv_.wait(lock, [&] { return handed_epoch_ >= epoch || finished_.load() || in_callback_; });
   Handoff out = std::move(outbox_);
   outbox_ = Handoff();
   return out;
@@ -86,7 +91,23 @@ Status Worker::Setup() {
   return Status::OK();
 }
 
-void Worker::HandOver() {
+Status Worker::CheckpointBeforeRevoke(const std::vector<int32_t>& revoked) {
+  // Hand over first, then ask for the checkpoint: a checkpoint that starts after the request
+  // is sure to find this handoff in the outbox.
+  HandOver(revoked);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_callback_ = true;
+    cv_.notify_all();
+  }
+  const int64_t epoch = requester_->RequestCheckpoint();
+  Status s = requester_->WaitCommitted(epoch);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_callback_ = false;
+  return s;
+}
+
+void Worker::HandOver(const std::vector<int32_t>& revoked) {
   if (aggregator_) {
     std::vector<DeltaRow> rows = aggregator_->TakeAll();
     if (pending_.deltas.empty()) {
@@ -102,6 +123,10 @@ void Worker::HandOver() {
   for (auto& r : pending_.rows) outbox_.rows.push_back(std::move(r));
   for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
   for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
+  for (int32_t p : revoked) {
+    outbox_.revoked.push_back(p);
+    pending_.positions.erase(p);
+  }
   reported_positions_ = pending_.positions;
   reported_lag_ = source_->Lag();
   pending_.deltas.clear();

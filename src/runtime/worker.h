@@ -24,6 +24,17 @@ struct Handoff {
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> dead_letters;
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
+  std::vector<int32_t> revoked;          ///< partitions given up; commit, then forget them
+};
+
+/// Lets a worker ask the coordinator for an immediate checkpoint and wait for it to commit.
+class CheckpointRequester {
+ public:
+  virtual ~CheckpointRequester() = default;
+  /// Requests a checkpoint that starts after this call; returns its epoch.
+  virtual int64_t RequestCheckpoint() = 0;
+  /// Waits until checkpoint `epoch` committed (OK) or the run is failing/stopping (error).
+  virtual Status WaitCommitted(int64_t epoch) = 0;
 };
 
 /// Runs one shard of a pipeline on its own thread: polls its source instance, decodes, runs the
@@ -32,7 +43,8 @@ struct Handoff {
 class Worker {
  public:
   Worker(int index, const Plan* plan, std::string source_name, std::unique_ptr<Source> source,
-         SourceContext context, WorkerCounters* counters, std::vector<std::atomic<int64_t>>* step_counts);
+         SourceContext context, WorkerCounters* counters, std::vector<std::atomic<int64_t>>* step_counts,
+         CheckpointRequester* requester);
   ~Worker();
 
   void Start();
@@ -54,8 +66,9 @@ class Worker {
   void ProcessBatch();
   void Process(size_t i);
   void DeadLetter(size_t i, std::string reason);
-  void HandOver();
+  void HandOver(const std::vector<int32_t>& revoked = {});
   size_t PendingSize() const;
+  Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
 
   const int index_;
   const Plan* plan_;
@@ -64,6 +77,7 @@ class Worker {
   SourceContext context_;
   WorkerCounters* counters_;
   std::vector<std::atomic<int64_t>>* step_counts_;
+  CheckpointRequester* requester_;
 
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<Aggregator> aggregator_;
@@ -76,6 +90,7 @@ class Worker {
   std::condition_variable cv_;
   std::atomic<int64_t> requested_epoch_{0};
   int64_t handed_epoch_ = 0;  // guarded by mu_
+  bool in_callback_ = false;  // guarded by mu_: waiting inside a rebalance callback
   Handoff outbox_;            // guarded by mu_
   std::map<int32_t, int64_t> reported_positions_;  // guarded by mu_
   std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_

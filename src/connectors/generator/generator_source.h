@@ -33,9 +33,11 @@ class Rng {
 class GeneratorProfile {
  public:
   virtual ~GeneratorProfile() = default;
-  /// Appends the NDJSON payload of the event with global sequence number `seq` to `out`.
+  /// Appends the NDJSON payload of the event with global sequence number `seq` to `out`, and
+  /// when `key` is not null sets it to the event's message key (e.g. the job id).
   /// Must depend only on (seed, seq, event_time) so that a replay reproduces it exactly.
-  virtual void Make(uint64_t seq, int64_t event_time_micros, Rng& rng, std::string* out) const = 0;
+  virtual void Make(uint64_t seq, int64_t event_time_micros, Rng& rng, std::string* out,
+                    std::string* key = nullptr) const = 0;
 };
 
 /// Settings shared by all profiles.

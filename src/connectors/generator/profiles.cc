@@ -32,7 +32,8 @@ class RecruitmentProfile : public GeneratorProfile {
  public:
   explicit RecruitmentProfile(std::vector<Job> jobs) : jobs_(std::move(jobs)) {}
 
-  void Make(uint64_t seq, int64_t event_time, Rng& rng, std::string* out) const override {
+  void Make(uint64_t seq, int64_t event_time, Rng& rng, std::string* out,
+            std::string* key) const override {
     // Up to 2 s of jitter: events arrive slightly out of order, as from real browsers.
     event_time += static_cast<int64_t>(rng.Below(2'000'000));
     const Job& job = jobs_[rng.Below(jobs_.size())];
@@ -77,6 +78,7 @@ class RecruitmentProfile : public GeneratorProfile {
     }
 
     const bool blank_job = rng.Below(100) < 3;
+    if (key) *key = blank_job ? "" : std::to_string(job.id);
     const bool blank_bid = rng.Below(100) < 3;
     const bool blank_publisher = rng.Below(100) < 2;
     static constexpr int kBids[] = {0, 1, 1, 1, 2, 2, 2, 7};

@@ -1,0 +1,203 @@
+#include <librdkafka/rdkafkacpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "connectors/dlq/dead_letter_file.h"
+#include "connectors/generator/generator_source.h"
+#include "connectors/kafka/kafka_uri.h"
+#include "core/time.h"
+#include "runtime/registry.h"
+
+namespace sluice::cli {
+namespace {
+
+/// Writes events somewhere: a Kafka topic or an NDJSON file.
+class EventWriter {
+ public:
+  virtual ~EventWriter() = default;
+  virtual Status Write(std::string_view key, std::string_view payload) = 0;
+  virtual Status Finish() = 0;
+};
+
+class FileWriter : public EventWriter {
+ public:
+  explicit FileWriter(std::ofstream out) : out_(std::move(out)) {}
+  Status Write(std::string_view, std::string_view payload) override {
+    out_.write(payload.data(), static_cast<std::streamsize>(payload.size()));
+    out_.put('\n');
+    return out_ ? Status::OK() : Status::IOError("write failed");
+  }
+  Status Finish() override {
+    out_.flush();
+    return out_ ? Status::OK() : Status::IOError("write failed");
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+class KafkaWriter : public EventWriter, public RdKafka::DeliveryReportCb {
+ public:
+  static Result<std::unique_ptr<KafkaWriter>> Make(const KafkaUri& uri) {
+    std::unique_ptr<KafkaWriter> w(new KafkaWriter());
+    w->topic_ = uri.topic;
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    std::string err;
+    for (auto [k, v] : {std::pair<std::string, std::string>{"bootstrap.servers", uri.brokers},
+                        {"enable.idempotence", "true"}, {"linger.ms", "20"},
+                        {"batch.num.messages", "10000"}, {"queue.buffering.max.kbytes", "262144"}}) {
+      if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) return Status::InvalidArgument(err);
+    }
+    conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(w.get()), err);
+    w->producer_.reset(RdKafka::Producer::create(conf.get(), err));
+    if (!w->producer_) return Status::InvalidArgument("kafka producer: " + err);
+    return w;
+  }
+
+  Status Write(std::string_view key, std::string_view payload) override {
+    while (true) {
+      RdKafka::ErrorCode rc = producer_->produce(
+          topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+          const_cast<char*>(payload.data()), payload.size(), key.empty() ? nullptr : key.data(),
+          key.size(), 0, nullptr);
+      if (rc == RdKafka::ERR_NO_ERROR) break;
+      if (rc != RdKafka::ERR__QUEUE_FULL) return Status::Unavailable("kafka produce: " + RdKafka::err2str(rc));
+      producer_->poll(50);
+    }
+    producer_->poll(0);
+    if (!error_.empty()) return Status::Unavailable("kafka delivery failed: " + error_);
+    return Status::OK();
+  }
+
+  Status Finish() override {
+    RdKafka::ErrorCode rc = producer_->flush(60000);
+    if (rc != RdKafka::ERR_NO_ERROR) return Status::Unavailable("kafka flush: " + RdKafka::err2str(rc));
+    if (!error_.empty()) return Status::Unavailable("kafka delivery failed: " + error_);
+    return Status::OK();
+  }
+
+  void dr_cb(RdKafka::Message& message) override {
+    if (message.err() != RdKafka::ERR_NO_ERROR && error_.empty()) error_ = message.errstr();
+  }
+
+ private:
+  KafkaWriter() = default;
+  std::string topic_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  std::string error_;
+};
+
+void Progress(int64_t done, int64_t total, double seconds, bool final) {
+  char line[160];
+  const double rate = done / std::max(seconds, 1e-9);
+  if (total > 0) {
+    const int width = 30;
+    int filled = static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total));
+    std::string bar(filled, '#');
+    bar.resize(width, '.');
+    std::snprintf(line, sizeof line, "\r[%s] %lld/%lld events  %.0f/s  %.1fs", bar.c_str(),
+                  static_cast<long long>(done), static_cast<long long>(total), rate, seconds);
+  } else {
+    std::snprintf(line, sizeof line, "\r%lld events  %.0f/s  %.1fs", static_cast<long long>(done),
+                  rate, seconds);
+  }
+  std::fputs(line, stderr);
+  if (final) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
+  Options o;
+  o.Set("profile", {opts.profile, {}});
+  o.Set("seed", {std::to_string(opts.seed), {}});
+  o.Set("rate", {FormatDouble(opts.rate), {}});
+  o.Set("count", {std::to_string(opts.count), {}});
+  if (!opts.jobs.empty()) o.Set("jobs", {opts.jobs, {}});
+  if (!opts.start.empty()) o.Set("start", {opts.start, {}});
+  auto settings = ParseGeneratorSettings(o);
+  if (!settings.ok()) {
+    std::cerr << "sluice generate: " << settings.status().message() << "\n";
+    return 2;
+  }
+  auto profile = MakeGeneratorProfile(opts.profile, o, settings->seed);
+  if (!profile.ok()) {
+    std::cerr << "sluice generate: " << profile.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<EventWriter> writer;
+  auto [scheme, rest] = SplitUri(opts.to);
+  if (scheme == "kafka") {
+    auto uri = ParseKafkaUri(rest);
+    if (!uri.ok()) {
+      std::cerr << "sluice generate: " << uri.status().message() << "\n";
+      return 2;
+    }
+    auto kw = KafkaWriter::Make(*uri);
+    if (!kw.ok()) {
+      std::cerr << "sluice generate: " << kw.status().message() << "\n";
+      return 2;
+    }
+    writer = std::move(kw).value();
+  } else if (scheme == "file") {
+    if (Status s = EnsureParentDirectory(rest); !s.ok()) {
+      std::cerr << "sluice generate: " << s.message() << "\n";
+      return 1;
+    }
+    std::ofstream out(rest, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      std::cerr << "sluice generate: cannot write " << rest << "\n";
+      return 1;
+    }
+    writer = std::make_unique<FileWriter>(std::move(out));
+  } else {
+    std::cerr << "sluice generate: --to must be kafka://HOST:PORT/TOPIC or a file path\n";
+    return 2;
+  }
+
+  const GeneratorSettings& s = *settings;
+  const bool tty = isatty(STDERR_FILENO);
+  const auto started = std::chrono::steady_clock::now();
+  auto last_progress = started;
+  std::string payload, key;
+  int64_t produced = 0;
+  for (uint64_t seq = 0; s.count < 0 || static_cast<int64_t>(seq) < s.count; ++seq) {
+    if (stop.load()) break;
+    if (s.rate > 0) {
+      // Pace to the rate: event seq is due at seq / rate seconds after the start.
+      auto due = started + std::chrono::microseconds(static_cast<int64_t>(seq * 1e6 / s.rate));
+      if (due > std::chrono::steady_clock::now()) std::this_thread::sleep_until(due);
+    }
+    Rng rng(s.seed * 0x9e3779b97f4a7c15ULL ^ (seq + 1) * 0xd1b54a32d192ed03ULL);
+    payload.clear();
+    (*profile)->Make(seq, s.start_micros + static_cast<int64_t>(seq) * s.spacing_micros, rng,
+                     &payload, &key);
+    if (Status st = writer->Write(key, payload); !st.ok()) {
+      std::cerr << "\nsluice generate: " << st.message() << "\n";
+      return 1;
+    }
+    ++produced;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_progress > std::chrono::milliseconds(tty ? 200 : 5000)) {
+      last_progress = now;
+      Progress(produced, s.count, std::chrono::duration<double>(now - started).count(), !tty);
+    }
+  }
+  Status st = writer->Finish();
+  Progress(produced, s.count,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), true);
+  if (!st.ok()) {
+    std::cerr << "sluice generate: " << st.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace sluice::cli

@@ -1,0 +1,301 @@
+#include "connectors/kafka/kafka_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "connectors/kafka/kafka_uri.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+/// Sets one librdkafka property or fails with its message.
+Status Set(RdKafka::Conf* conf, const std::string& key, const std::string& value) {
+  std::string err;
+  if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+    return Status::InvalidArgument("kafka setting " + key + "=" + value + ": " + err);
+  }
+  return Status::OK();
+}
+
+/// Returns the number of partitions of `topic`, or 0 when the broker cannot be asked now.
+int PartitionCount(const std::string& brokers, const std::string& topic) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  conf->set("bootstrap.servers", brokers, err);
+  conf->set("log_level", "3", err);
+  std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
+  if (!probe) return 0;
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(probe.get(), topic, nullptr, err));
+  if (!t) return 0;
+  RdKafka::Metadata* md = nullptr;
+  if (probe->metadata(false, t.get(), &md, 5000) != RdKafka::ERR_NO_ERROR || !md) return 0;
+  int n = 0;
+  for (const auto* tm : *md->topics()) {
+    if (tm->topic() == topic && tm->err() == RdKafka::ERR_NO_ERROR) {
+      n = static_cast<int>(tm->partitions()->size());
+    }
+  }
+  delete md;
+  return n;
+}
+
+}  // namespace
+
+Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
+                                                               int max_instances) {
+  auto [scheme, rest] = SplitUri(config.uri);
+  auto uri = ParseKafkaUri(rest);
+  if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
+  const Options& o = config.options;
+  Settings s;
+  s.brokers = uri->brokers;
+  s.topic = uri->topic;
+  s.group = o.GetString("group", config.pipeline);
+  DecoderOptions decoder;
+  std::string format = o.GetString("format", "auto");
+  if (format == "auto" || format == "json" || format == "ndjson") {
+    decoder.format = DecoderOptions::Format::kNdjson;
+  } else if (format == "csv") {
+    decoder.format = DecoderOptions::Format::kCsv;
+    decoder.header = false;
+    std::string delimiter = o.GetString("delimiter", ",");
+    if (delimiter != "," && delimiter != ";") {
+      return Status::InvalidArgument(o.Where("delimiter") + ": delimiter must be \",\" or \";\"");
+    }
+    decoder.delimiter = delimiter[0];
+    std::string columns = o.GetString("columns");
+    if (columns.empty()) {
+      return Status::InvalidArgument(o.Where("format") +
+                                     ": CSV messages have no header: list the columns in order, "
+                                     "columns = \"create_time,bid,...\"");
+    }
+    size_t start = 0;
+    while (start <= columns.size()) {
+      size_t comma = columns.find(',', start);
+      if (comma == std::string::npos) comma = columns.size();
+      decoder.columns.push_back(columns.substr(start, comma - start));
+      start = comma + 1;
+    }
+  } else {
+    return Status::InvalidArgument(o.Where("format") + ": format must be json or csv for Kafka");
+  }
+  for (const auto& key : o.KeysWithPrefix("kafka.")) {
+    s.properties[key.substr(6)] = o.GetString(key);
+  }
+  // Generator-only settings may stay in a pipeline that switches sources through variables.
+  for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions", "spacing",
+                        "campaigns", "header"}) {
+    o.GetString(k);
+  }
+  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+
+  // One group member per worker, but no more than there are partitions.
+  int instances = std::max(1, max_instances);
+  if (instances > 1) {
+    int partitions = PartitionCount(s.brokers, s.topic);
+    if (partitions > 0) instances = std::min(instances, partitions);
+  }
+  std::vector<std::unique_ptr<Source>> out;
+  for (int i = 0; i < instances; ++i) {
+    Settings si = s;
+    si.client_id = "sluice-" + config.pipeline + "-" + std::to_string(i);
+    out.push_back(std::make_unique<KafkaSource>(std::move(si), decoder));
+  }
+  return out;
+}
+
+KafkaSource::~KafkaSource() { Close(); }
+
+Status KafkaSource::Open(const SourceContext& ctx) {
+  ctx_ = ctx;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(Set(conf.get(), "bootstrap.servers", settings_.brokers));
+  RETURN_IF_ERROR(Set(conf.get(), "group.id", settings_.group));
+  RETURN_IF_ERROR(Set(conf.get(), "client.id", settings_.client_id));
+  // Positions live in the sink; Kafka's committed offsets are written for monitoring only.
+  RETURN_IF_ERROR(Set(conf.get(), "enable.auto.commit", "false"));
+  RETURN_IF_ERROR(Set(conf.get(), "enable.auto.offset.store", "false"));
+  RETURN_IF_ERROR(Set(conf.get(), "auto.offset.reset", "earliest"));
+  RETURN_IF_ERROR(Set(conf.get(), "enable.partition.eof", "true"));
+  // A killed member is noticed in seconds, not the default 45 s.
+  RETURN_IF_ERROR(Set(conf.get(), "session.timeout.ms", "10000"));
+  RETURN_IF_ERROR(Set(conf.get(), "heartbeat.interval.ms", "1000"));
+  RETURN_IF_ERROR(Set(conf.get(), "max.poll.interval.ms", "900000"));
+  RETURN_IF_ERROR(Set(conf.get(), "log_level", "4"));
+  for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(Set(conf.get(), k, v));
+  std::string err;
+  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
+    return Status::Internal("kafka rebalance_cb: " + err);
+  }
+  consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer_) return Status::InvalidArgument("kafka consumer: " + err);
+  if (ctx_.until_caught_up) RETURN_IF_ERROR(FetchEndOffsets());
+  RdKafka::ErrorCode rc = consumer_->subscribe({settings_.topic});
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    return Status::Unavailable("kafka subscribe to " + settings_.topic + ": " + RdKafka::err2str(rc));
+  }
+  opened_ = std::chrono::steady_clock::now();
+  spdlog::info("kafka {}: consuming topic {} as group {} ({})", settings_.client_id, settings_.topic,
+               settings_.group, settings_.brokers);
+  return Status::OK();
+}
+
+Status KafkaSource::FetchEndOffsets() {
+  // Retry for a while: a broker that is still starting is not a reason to give up a batch run.
+  for (int attempt = 0; attempt < 30; ++attempt) {
+    RdKafka::Metadata* md = nullptr;
+    std::unique_ptr<RdKafka::Topic> t;
+    std::string err;
+    t.reset(RdKafka::Topic::create(consumer_.get(), settings_.topic, nullptr, err));
+    RdKafka::ErrorCode rc = consumer_->metadata(false, t.get(), &md, 5000);
+    if (rc == RdKafka::ERR_NO_ERROR && md) {
+      bool ok = false;
+      for (const auto* tm : *md->topics()) {
+        if (tm->topic() != settings_.topic || tm->err() != RdKafka::ERR_NO_ERROR) continue;
+        ok = true;
+        for (const auto* pm : *tm->partitions()) {
+          int64_t low = 0, high = 0;
+          rc = consumer_->query_watermark_offsets(settings_.topic, pm->id(), &low, &high, 5000);
+          if (rc != RdKafka::ERR_NO_ERROR) {
+            ok = false;
+            break;
+          }
+          end_offsets_[pm->id()] = high;
+          next_[pm->id()] = low;  // replaced by the committed position on assignment
+        }
+      }
+      delete md;
+      if (ok) return Status::OK();
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return Status::Unavailable("kafka: cannot read the end offsets of topic " + settings_.topic +
+                             " from " + settings_.brokers);
+}
+
+void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                               std::vector<RdKafka::TopicPartition*>& partitions) {
+  if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+    for (auto* tp : partitions) {
+      std::optional<int64_t> committed = ctx_.committed_position(tp->partition());
+      tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
+      assigned_.insert(tp->partition());
+      if (committed) next_[tp->partition()] = *committed;
+      spdlog::info("kafka {}: assigned {}[{}] from offset {}", settings_.client_id, settings_.topic,
+                   tp->partition(), committed ? std::to_string(*committed) : "beginning");
+    }
+    consumer->assign(partitions);
+    return;
+  }
+  std::vector<int32_t> revoked;
+  for (auto* tp : partitions) revoked.push_back(tp->partition());
+  if (err == RdKafka::ERR__REVOKE_PARTITIONS && !revoked.empty() && ctx_.checkpoint_before_revoke) {
+    Status s = ctx_.checkpoint_before_revoke(revoked);
+    if (!s.ok()) {
+      spdlog::error("kafka {}: checkpoint before giving up partitions failed: {}",
+                    settings_.client_id, s.ToString());
+      callback_error_ = s;
+    }
+  } else if (err != RdKafka::ERR__REVOKE_PARTITIONS) {
+    spdlog::warn("kafka {}: rebalance error {}", settings_.client_id, RdKafka::err2str(err));
+  }
+  for (int32_t p : revoked) {
+    assigned_.erase(p);
+    if (!ctx_.until_caught_up) next_.erase(p);
+  }
+  consumer->unassign();
+}
+
+bool KafkaSource::CaughtUp() const {
+  if (assigned_.empty()) {
+    // Other group members may hold every partition; give the group time to assign first.
+    return std::chrono::steady_clock::now() - opened_ > std::chrono::seconds(15);
+  }
+  for (int32_t p : assigned_) {
+    auto end = end_offsets_.find(p);
+    auto next = next_.find(p);
+    if (end == end_offsets_.end()) continue;  // created after start: not part of this batch
+    if (next == next_.end() || next->second < end->second) return false;
+  }
+  return true;
+}
+
+Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
+                                    std::chrono::milliseconds budget) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  Status transient;
+  while (out->size() < max_records) {
+    if (ctx_.until_caught_up && CaughtUp()) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(static_cast<int>(std::max<int64_t>(0, left.count()))));
+    if (!callback_error_.ok()) {
+      Status s = callback_error_;
+      callback_error_ = Status::OK();
+      return s;
+    }
+    switch (msg->err()) {
+      case RdKafka::ERR_NO_ERROR: {
+        const int32_t p = msg->partition();
+        const int64_t offset = msg->offset();
+        if (ctx_.until_caught_up) {
+          auto end = end_offsets_.find(p);
+          if (end != end_offsets_.end() && offset >= end->second) break;  // beyond this batch
+        }
+        std::string_view payload(static_cast<const char*>(msg->payload()), msg->len());
+        RawRecord& r = out->Append(payload);
+        r.partition = p;
+        r.offset = offset;
+        r.next_offset = offset + 1;
+        RdKafka::MessageTimestamp ts = msg->timestamp();
+        if (ts.type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
+          r.timestamp_micros = ts.timestamp * 1000;
+        }
+        next_[p] = offset + 1;
+        break;
+      }
+      case RdKafka::ERR__PARTITION_EOF:
+        break;
+      case RdKafka::ERR__TIMED_OUT:
+        return out->empty() ? (ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle)
+                            : PollState::kData;
+      default:
+        if (msg->err() == RdKafka::ERR__FATAL) {
+          return Status::Internal("kafka consumer fatal error: " + msg->errstr());
+        }
+        transient = Status::Unavailable("kafka: " + msg->errstr());
+        break;
+    }
+    if (!transient.ok()) {
+      if (out->empty()) return transient;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+  if (out->empty()) return ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle;
+  return PollState::kData;
+}
+
+std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {
+  std::vector<std::pair<int32_t, int64_t>> out;
+  if (!consumer_) return out;
+  for (int32_t p : assigned_) {
+    int64_t low = 0, high = 0;
+    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) != RdKafka::ERR_NO_ERROR) continue;
+    auto next = next_.find(p);
+    int64_t pos = next == next_.end() ? low : next->second;
+    if (high >= 0) out.emplace_back(p, std::max<int64_t>(0, high - pos));
+  }
+  return out;
+}
+
+void KafkaSource::Close() {
+  if (!consumer_) return;
+  // close() revokes the assignment, which checkpoints through the rebalance callback.
+  consumer_->close();
+  consumer_.reset();
+}
+
+}  // namespace sluice
