@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config python3
   libsimdjson-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev sqlite3 libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
+  librdkafka-dev libmariadb-dev
 )
 if [ "${SLUICE_EXTRA_PACKAGES:-}" != "" ]; then
   # shellcheck disable=SC2206

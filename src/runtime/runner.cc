@@ -297,6 +297,9 @@ Status Runner::Checkpoint(bool final) {
   }
   committed_ = positions_;
   mark_committed();
+  std::map<int32_t, int64_t> by_partition;
+  for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
+  for (auto& w : workers_) w->NotifyCommitted(by_partition);
   const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - started)
                                .count();

@@ -47,6 +47,13 @@ void Worker::RequestStop() {
   cv_.notify_all();
 }
 
+void Worker::NotifyCommitted(const std::map<int32_t, int64_t>& positions) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [p, o] : positions) {
+    if (reported_positions_.count(p)) committed_to_report_[p] = o;
+  }
+}
+
 Status Worker::error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return error_;
@@ -149,9 +156,14 @@ void Worker::Run() {
   while (!stop_.load()) {
     {
       bool requested;
+      std::map<int32_t, int64_t> committed;
       {
         std::lock_guard<std::mutex> lock(mu_);
         requested = requested_epoch_.load() > handed_epoch_;
+        committed.swap(committed_to_report_);
+      }
+      if (!committed.empty()) {
+        source_->OnCommitted(std::vector<std::pair<int32_t, int64_t>>(committed.begin(), committed.end()));
       }
       if (requested) HandOver();
     }

@@ -52,6 +52,9 @@ class Worker {
   void RequestHandoff(int64_t epoch);
   /// Waits until the worker has handed over `epoch` (or finished), then takes its handoff.
   Handoff TakeHandoff(int64_t epoch);
+  /// Tells the worker what the sink now holds; it passes its own partitions on to the source
+  /// (Source::OnCommitted) on its thread.
+  void NotifyCommitted(const std::map<int32_t, int64_t>& positions);
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
@@ -90,7 +93,8 @@ class Worker {
   std::condition_variable cv_;
   std::atomic<int64_t> requested_epoch_{0};
   int64_t handed_epoch_ = 0;  // guarded by mu_
-  bool in_callback_ = false;  // guarded by mu_: waiting inside a rebalance callback
+  bool in_callback_ = false;
+  std::map<int32_t, int64_t> committed_to_report_;  // guarded by mu_  // guarded by mu_: waiting inside a rebalance callback
   Handoff outbox_;            // guarded by mu_
   std::map<int32_t, int64_t> reported_positions_;  // guarded by mu_
   std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_

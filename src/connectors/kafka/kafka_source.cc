@@ -291,6 +291,16 @@ std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {
   return out;
 }
 
+void KafkaSource::OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) {
+  if (!consumer_) return;
+  std::vector<RdKafka::TopicPartition*> offsets;
+  for (const auto& [p, offset] : positions) {
+    if (assigned_.count(p)) offsets.push_back(RdKafka::TopicPartition::create(settings_.topic, p, offset));
+  }
+  if (!offsets.empty()) consumer_->commitAsync(offsets);
+  RdKafka::TopicPartition::destroy(offsets);
+}
+
 void KafkaSource::Close() {
   if (!consumer_) return;
   // close() revokes the assignment, which checkpoints through the rebalance callback.

@@ -34,6 +34,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::string_view kind() const override { return "kafka"; }
   DecoderOptions decoder_options() const override { return decoder_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
+  /// Commits the sink's positions to Kafka too, for lag monitoring tools; never read back.
+  void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) override;
   void Close() override;
 
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,

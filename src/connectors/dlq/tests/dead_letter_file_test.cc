@@ -1,0 +1,47 @@
+#include "connectors/dlq/dead_letter_file.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "operators/dimension.h"
+
+namespace sluice {
+namespace {
+
+TEST(DeadLetterFileTest, WritesJsonLinesAndCutsBackToCommittedLength) {
+  auto dir = std::filesystem::temp_directory_path() / ("sluice_dlq_" + std::to_string(::getpid()));
+  std::string path = (dir / "sub" / "dl.ndjson").string();
+  {
+    auto f = DeadLetterFile::Open(path, 0);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    auto len = (*f)->Append({{"decode: bad \"bid\"", "1,x\n2", "tracking", 0, 42}});
+    ASSERT_TRUE(len.ok());
+    EXPECT_EQ(*ReadFile(path),
+              "{\"reason\":\"decode: bad \\\"bid\\\"\",\"source\":\"tracking\",\"partition\":0,"
+              "\"offset\":42,\"payload\":\"1,x\\n2\"}\n");
+    const int64_t committed = *len;
+    ASSERT_TRUE((*f)->Append({{"late", "p", "s", 1, 7}}).ok());
+    // Reopening with the committed length drops the uncommitted second letter.
+    f = DeadLetterFile::Open(path, committed);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ(static_cast<int64_t>(ReadFile(path)->size()), committed);
+  }
+  // A committed length beyond the file means someone truncated it: refuse to guess.
+  auto bad = DeadLetterFile::Open(path, 1 << 20);
+  EXPECT_FALSE(bad.ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DeadLetterFileTest, InvalidUtf8StaysValidJson) {
+  auto dir = std::filesystem::temp_directory_path() / ("sluice_dlq2_" + std::to_string(::getpid()));
+  std::string path = (dir / "dl.ndjson").string();
+  auto f = DeadLetterFile::Open(path, 0);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append({{"r", std::string("a\xff\x01", 3), "s", 0, 0}}).ok());
+  EXPECT_NE(ReadFile(path)->find("a\\u00ff\\u0001"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sluice
