@@ -3,6 +3,7 @@
 #                        and the seed data (needs no engine)
 #   golden_recruitment   golden cases + seed acceptance against the sluice binary
 #   restart_recruitment  kill -9 / SIGINT / restart exactness (file and generator sources)
+#   mysql_recruitment    the same into a real MariaDB/MySQL (needs `make services`)
 # Run: ctest --test-dir build -R 'recruitment|tools' --output-on-failure
 # CI=true in the environment turns a missing seed-data directory from a SKIP into a FAIL.
 # Python is required: without it the golden and restart tests would silently not run.
@@ -25,3 +26,13 @@ add_test(NAME restart_recruitment
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(restart_recruitment PROPERTIES TIMEOUT 240 LABELS "python;integration"
                      RUN_SERIAL TRUE)
+
+# MySQL/MariaDB sink end to end: seed and kill -9 runs into a real server == recomputation.
+# Needs the server of `make services` (root@127.0.0.1:3306) and the mariadb client: without
+# them the test is skipped (exit 77), or fails when CI=true.
+add_test(NAME mysql_recruitment
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/mysql_recruitment_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(mysql_recruitment PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
+                     SKIP_RETURN_CODE 77)

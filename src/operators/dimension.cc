@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "connectors/mysql/mysql_dimension.h"
 #include "operators/decoder.h"
 #include "runtime/registry.h"
 
@@ -73,14 +74,19 @@ Result<std::shared_ptr<DimensionTable>> LoadCsvDimension(const DimensionConfig& 
 
 Result<std::shared_ptr<DimensionTable>> LoadDimension(const DimensionConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
-  if (scheme != "file") {
-    return Status::InvalidArgument("dimension " + config.name + ": unsupported uri '" +
-                                   config.uri + "' (expected a CSV file path)");
-  }
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
   size_t skipped = 0;
   std::string first_error;
-  ASSIGN_OR_RETURN(auto table, LoadCsvDimension(config, &skipped, &first_error));
+  std::shared_ptr<DimensionTable> table;
+  if (scheme == "mysql") {
+    ASSIGN_OR_RETURN(table, LoadMysqlDimension(config, &skipped, &first_error));
+  } else if (scheme == "file") {
+    RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
+    ASSIGN_OR_RETURN(table, LoadCsvDimension(config, &skipped, &first_error));
+  } else {
+    return Status::InvalidArgument(
+        "dimension " + config.name + ": unsupported uri '" + config.uri +
+        "' (expected a CSV file path or mysql://USER@HOST:PORT/DB/TABLE)");
+  }
   if (skipped > 0) {
     spdlog::warn("dimension {}: skipped {} rows of {} (first: {})", config.name, skipped,
                  path, first_error);

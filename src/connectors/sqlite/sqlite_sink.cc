@@ -41,6 +41,9 @@ std::string SqlText(const Value& v) {
 Result<std::unique_ptr<Sink>> SqliteSink::Make(const SinkConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
   if (path.empty()) return Status::InvalidArgument(config.options.Where("") + ": sqlite sink needs a path: sqlite:PATH");
+  // Column types for the MySQL sink, so one pipeline file serves both; SQLite's dynamic typing
+  // needs none.
+  (void)config.options.GetString("column_types");
   RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
   return std::unique_ptr<Sink>(new SqliteSink(path, config.table));
 }

@@ -95,7 +95,7 @@ class RunnerTest : public ::testing::Test {
       std::atomic<bool> stopped{false};
       Runner* r = runner->get();
       const bool interrupt = runs < 10;
-      const auto delay = std::chrono::milliseconds(20 + rng() % 200);
+      const auto delay = std::chrono::milliseconds(10 + rng() % 50);
       std::thread stopper([&] {
         auto until = std::chrono::steady_clock::now() + delay;
         while (!done.load() && std::chrono::steady_clock::now() < until) {
@@ -121,8 +121,8 @@ class RunnerTest : public ::testing::Test {
 
 TEST_F(RunnerTest, GeneratorRestartsGiveTheUninterruptedResult) {
   const std::string a = (dir_ / "a.db").string(), b = (dir_ / "b.db").string();
-  RunAll("generator:", a, "30000");
-  int runs = RunInterrupted("generator:", b, "30000", 1);
+  RunAll("generator:", a, "60000");
+  int runs = RunInterrupted("generator:", b, "60000", 1);
   EXPECT_GT(runs, 2);
   auto expected = Dump(a);
   ASSERT_GT(expected.size(), 1000u);

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/mysql/mysql_sql.h"
+#include "core/status.h"
+
+struct st_mysql;  // MYSQL, from <mysql.h>, kept out of this header.
+
+namespace sluice::mysql {
+
+/// One result row: each column as text, nullopt for NULL. Valid only during the callback.
+using RowView = std::span<const std::optional<std::string_view>>;
+/// A fully read result set.
+using Rows = std::vector<std::vector<std::optional<std::string>>>;
+
+/// Owns one MariaDB Connector/C connection (text protocol, TCP, utf8mb4, no auto-reconnect).
+///
+/// Not thread-safe: one thread at a time. Errors come back as Status with the code the runner
+/// expects (see ClassifyError); after a connection-level error broken() is true and the
+/// connection must be discarded.
+class Connection {
+ public:
+  struct Options {
+    Uri uri;
+    std::string password_file;      ///< see ResolvePassword
+    unsigned timeout_seconds = 10;  ///< connect, read and write timeouts
+  };
+
+  /// Connects and prepares the session: strict sql_mode (and never NO_BACKSLASH_ESCAPES, which
+  /// StringLiteral relies on), UTC time zone, lock waits shorter than the read timeout.
+  /// Fails with kUnavailable when the server cannot be reached, kInvalidArgument for a wrong
+  /// password, an unknown database or missing privileges.
+  static Result<std::unique_ptr<Connection>> Open(const Options& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// Runs a statement, discarding any result.
+  Status Execute(std::string_view sql);
+  /// Runs a query and calls `row` for each result row, streaming.
+  Status Query(std::string_view sql, const std::function<Status(RowView)>& row);
+  /// Runs a query and returns all its rows.
+  Result<Rows> QueryAll(std::string_view sql);
+
+  /// Returns true after a connection-level error: the connection is unusable.
+  bool broken() const { return broken_; }
+  /// Returns the number of the last error (0 after success).
+  unsigned last_error() const { return last_error_; }
+  /// Returns the server's id of this connection (for KILL).
+  unsigned long id() const;
+  const std::string& display() const { return display_; }
+
+ private:
+  Connection(st_mysql* mysql, std::string display) : mysql_(mysql), display_(std::move(display)) {}
+  Status Fail(std::string_view sql);
+
+  st_mysql* mysql_;
+  std::string display_;
+  bool broken_ = false;
+  unsigned last_error_ = 0;
+};
+
+/// Builds the Status for error `number` with the server's `message` on `display`, naming the
+/// statement (its beginning only: values are not logged) and adding a hint where one helps.
+Status ErrorStatus(unsigned number, std::string_view message, const std::string& display,
+                   std::string_view sql);
+
+}  // namespace sluice::mysql

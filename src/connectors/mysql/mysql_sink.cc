@@ -1,0 +1,250 @@
+#include "connectors/mysql/mysql_sink.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "core/time.h"
+
+namespace sluice {
+namespace {
+
+/// Returns the information_schema DATA_TYPE a declared column type gives ("DECIMAL(10,2)" ->
+/// "decimal", "BOOLEAN" -> "tinyint").
+std::string BaseType(const std::string& declared) {
+  std::string base;
+  for (char c : declared) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') break;
+    base += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (base == "boolean" || base == "bool") return "tinyint";
+  if (base == "integer") return "int";
+  if (base == "real") return "double";
+  if (base == "numeric" || base == "dec" || base == "fixed") return "decimal";
+  return base;
+}
+
+template <typename Text, typename T>
+bool ParseNumber(const std::optional<Text>& text, T* out) {
+  if (!text) return false;
+  const std::string_view v(*text);
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc() && end == v.data() + v.size();
+}
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sink>> MysqlSink::Make(const SinkConfig& config) {
+  const Options& o = config.options;
+  auto uri = mysql::ParseUri(config.uri, false);
+  if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
+  std::unique_ptr<MysqlSink> sink(new MysqlSink());
+  sink->options_.uri = std::move(uri).value();
+  sink->options_.password_file = o.GetString("password_file");
+  // Read once now so that a wrong path fails at startup; it is read again at every connect.
+  auto password = mysql::ResolvePassword(sink->options_.password_file);
+  if (!password.ok()) {
+    return Status::InvalidArgument(o.Where("password_file") + ": " + password.status().message());
+  }
+  auto types = mysql::ParseColumnTypes(o.GetString("column_types"));
+  if (!types.ok()) {
+    return Status::InvalidArgument(o.Where("column_types") + ": " + types.status().message());
+  }
+  sink->column_types_ = std::move(types).value();
+  sink->column_types_where_ = o.Where("column_types");
+  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 10 * kMicrosPerSecond));
+  if (timeout < kMicrosPerSecond) {
+    return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 1s");
+  }
+  sink->options_.timeout_seconds = static_cast<unsigned>(timeout / kMicrosPerSecond);
+  ASSIGN_OR_RETURN(int64_t batch_rows, o.GetInt("batch_rows", 1000));
+  ASSIGN_OR_RETURN(int64_t batch_bytes, o.GetInt("batch_bytes", 1 << 20));
+  if (batch_rows < 1 || batch_bytes < 1) {
+    return Status::InvalidArgument(o.Where(batch_rows < 1 ? "batch_rows" : "batch_bytes") +
+                                   ": batch_rows and batch_bytes must be positive");
+  }
+  sink->batch_rows_ = static_cast<size_t>(batch_rows);
+  sink->batch_bytes_ = static_cast<size_t>(batch_bytes);
+  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  sink->table_ = config.table;
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+MysqlSink::~MysqlSink() { Close(); }
+
+void MysqlSink::Close() { conn_.reset(); }
+
+Status MysqlSink::Connect() {
+  conn_.reset();
+  auto c = mysql::Connection::Open(options_);
+  if (!c.ok()) {
+    healthy_ = false;
+    return c.status();
+  }
+  conn_ = std::move(c).value();
+  spdlog::debug("mysql sink: connected to {} (connection id {})", conn_->display(), conn_->id());
+  return Status::OK();
+}
+
+Status MysqlSink::Open(const SinkContext& ctx) {
+  ctx_ = ctx;
+  if (table_.empty()) table_ = ctx.pipeline;
+  auto sql = mysql::TableSql::Make(ctx_, table_, column_types_);
+  if (!sql.ok()) {
+    return Status::InvalidArgument(column_types_where_ + ": " + sql.status().message());
+  }
+  sql_ = std::move(sql).value();
+  RETURN_IF_ERROR(Connect());
+  Status s = CreateTables();
+  if (!s.ok()) return Failed(s, conn_->broken());
+  healthy_ = true;
+  return Status::OK();
+}
+
+Status MysqlSink::CreateTables() {
+  std::vector<std::string> collations;
+  RETURN_IF_ERROR(conn_->Query(
+      "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN "
+      "('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')",
+      [&](mysql::RowView r) {
+        if (r[0]) collations.emplace_back(*r[0]);
+        return Status::OK();
+      }));
+  const std::string collation = mysql::ChooseCollation(collations);
+  RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
+  RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
+
+  // An existing table must have the columns this pipeline writes.
+  ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(sql_->DescribeTableSql()));
+  std::vector<std::string> existing;
+  for (const auto& r : rows) existing.push_back(r[0].value_or(""));
+  const std::vector<std::string> expected = sql_->column_names();
+  if (existing != expected) {
+    return Status::InvalidArgument("mysql table " + table_ + " in " + conn_->display() +
+                                   " has columns (" + Join(existing) +
+                                   ") but this pipeline writes (" + Join(expected) +
+                                   "); drop the table or write to another one");
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string have = rows[i][1].value_or("");
+    const std::string want = BaseType(sql_->columns()[i].type);
+    if (have != want) {
+      spdlog::warn("mysql table {}: column {} is {} but this pipeline would create it as {}",
+                   table_, expected[i], have, sql_->columns()[i].type);
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::vector<StoredPosition>> MysqlSink::LoadPositions() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  auto rows = conn_->QueryAll(mysql::SelectPositionsSql(ctx_.pipeline));
+  if (!rows.ok()) return Failed(rows.status(), conn_->broken());
+  std::vector<StoredPosition> out;
+  for (const auto& r : *rows) {
+    StoredPosition p;
+    p.source = r[0].value_or("");
+    if (!ParseNumber(r[1], &p.partition) || !ParseNumber(r[2], &p.offset)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_positions");
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<bool> MysqlSink::AlreadyApplied(const Checkpoint& cp) {
+  if (cp.positions.empty()) return false;
+  // A locking read: if the lost connection's transaction is still running on the server (its
+  // COMMIT not yet done), it holds these rows, so this waits for its outcome instead of reading
+  // the old positions and applying the checkpoint a second time.
+  std::vector<StoredPosition> stored;
+  RETURN_IF_ERROR(
+      conn_->Query(mysql::SelectPositionsSql(ctx_.pipeline) + " FOR UPDATE", [&](mysql::RowView r) {
+        StoredPosition p;
+        p.source = std::string(r[0].value_or(""));
+        if (!ParseNumber(r[1], &p.partition) || !ParseNumber(r[2], &p.offset)) {
+          return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_positions");
+        }
+        stored.push_back(std::move(p));
+        return Status::OK();
+      }));
+  for (const auto& want : cp.positions) {
+    auto it = std::find_if(stored.begin(), stored.end(), [&](const StoredPosition& p) {
+      return p.source == want.source && p.partition == want.partition;
+    });
+    if (it == stored.end() || it->offset != want.offset) return false;
+  }
+  return true;
+}
+
+Status MysqlSink::Failed(Status s, bool lost) {
+  if (lost || !conn_) {
+    conn_.reset();
+    healthy_ = false;
+    if (s.code() != StatusCode::kUnavailable) s = Status::Unavailable(s.message());
+    return s;
+  }
+  Status rollback = conn_->Execute("ROLLBACK");
+  if (!rollback.ok() && conn_->broken()) {
+    conn_.reset();
+    healthy_ = false;
+  }
+  return s;
+}
+
+Status MysqlSink::Commit(const Checkpoint& cp) {
+  if (!sql_) return Status::Internal("mysql sink: Commit() before Open()");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  bool commit_sent = false;
+  bool hook_failed = false;
+  auto hook = [&](std::string_view stage) -> Status {
+    if (!hook_) return Status::OK();
+    Status h = hook_(stage);
+    hook_failed = !h.ok();
+    return h;
+  };
+  Status s = [&]() -> Status {
+    RETURN_IF_ERROR(conn_->Execute("START TRANSACTION"));
+    if (ambiguous_) {
+      // The previous attempt lost the connection at COMMIT: it may have been applied.
+      // Positions only move forward, so stored positions equal to this checkpoint's mean it was.
+      ASSIGN_OR_RETURN(bool applied, AlreadyApplied(cp));
+      spdlog::warn("mysql sink: checkpoint {} was {}committed before the connection was lost; {}",
+                   cp.id, applied ? "" : "not ",
+                   applied ? "not writing it again" : "writing it again");
+      if (applied) return conn_->Execute("COMMIT");
+    }
+    auto run = [this](const std::string& sql) { return conn_->Execute(sql); };
+    if (cp.deltas && !cp.deltas->empty()) {
+      RETURN_IF_ERROR(sql_->ForEachDeltaStatement(*cp.deltas, batch_rows_, batch_bytes_, run));
+    }
+    if (cp.rows && !cp.rows->empty()) {
+      RETURN_IF_ERROR(sql_->ForEachRowStatement(*cp.rows, batch_rows_, batch_bytes_, run));
+    }
+    if (!cp.positions.empty()) {
+      RETURN_IF_ERROR(conn_->Execute(mysql::UpsertPositionsSql(ctx_.pipeline, cp.positions)));
+    }
+    RETURN_IF_ERROR(hook("before_commit"));
+    commit_sent = true;
+    RETURN_IF_ERROR(conn_->Execute("COMMIT"));
+    return hook("after_commit");
+  }();
+  if (s.ok()) {
+    ambiguous_ = false;
+    healthy_ = true;
+    return s;
+  }
+  const bool lost = hook_failed || conn_->broken();
+  if (lost && commit_sent) ambiguous_ = true;
+  return Failed(s, lost);
+}
+
+}  // namespace sluice

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/mysql/mysql_connection.h"
+#include "connectors/mysql/mysql_sql.h"
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// Writes results to a MySQL or MariaDB table, exactly once: each checkpoint is one InnoDB
+/// transaction holding the merged deltas (multi-row INSERT ... ON DUPLICATE KEY UPDATE with the
+/// SQLite sink's merge rules and table layout) and the source positions (`_sluice_positions`).
+///
+/// URI `mysql://USER@HOST[:PORT]/DATABASE`; the database must exist, the tables are created.
+/// Options: `password_file` (else $SLUICE_MYSQL_PASSWORD_FILE / $SLUICE_MYSQL_PASSWORD),
+/// `column_types = "name:TYPE,..."` (e.g. "dates:DATE,bid_set:DECIMAL(10,2)"), `timeout`
+/// (connect, read and write; lock waits give up 2 s earlier; "10s"), `batch_rows` (rows per
+/// statement, 1000) and `batch_bytes` (about 1 MiB per statement).
+///
+/// A lost connection or a deadlock makes Commit() return kUnavailable (the runner retries) and
+/// the next call reconnects. When the connection is lost at COMMIT, whether it was applied is
+/// unknown: the retry first reads the positions back (a locking read, so a COMMIT still in
+/// flight on the server is waited for) and returns OK without writing again when they already
+/// equal the checkpoint's.
+///
+/// Lifecycle and threading as Sink; Healthy() may be called from any thread.
+class MysqlSink : public Sink {
+ public:
+  static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
+  ~MysqlSink() override;
+
+  Status Open(const SinkContext& ctx) override;
+  Result<std::vector<StoredPosition>> LoadPositions() override;
+  Status Commit(const Checkpoint& checkpoint) override;
+  bool Healthy() const override { return healthy_.load(); }
+  void Close() override;
+
+  /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
+  /// "after_commit" (COMMIT succeeded); a non-OK status is treated as a lost connection there.
+  using TestHook = std::function<Status(std::string_view stage)>;
+  void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+  /// Returns the server's id of the current connection, or 0 when there is none.
+  unsigned long ConnectionIdForTesting() const { return conn_ ? conn_->id() : 0; }
+
+ private:
+  MysqlSink() = default;
+  Status Connect();
+  Status CreateTables();
+  /// Returns true when the stored positions already equal the checkpoint's (read with locks,
+  /// inside the current transaction).
+  Result<bool> AlreadyApplied(const Checkpoint& cp);
+  /// After a failure: drops the connection when `lost` (returning kUnavailable), else rolls
+  /// back; returns `s`.
+  Status Failed(Status s, bool lost);
+
+  mysql::Connection::Options options_;
+  std::string table_;
+  std::map<std::string, std::string> column_types_;
+  std::string column_types_where_;
+  size_t batch_rows_ = 1000;
+  size_t batch_bytes_ = 1 << 20;
+  SinkContext ctx_;
+  std::optional<mysql::TableSql> sql_;
+  std::unique_ptr<mysql::Connection> conn_;
+  /// Set when the connection broke at COMMIT: the next Commit() checks the positions first.
+  bool ambiguous_ = false;
+  std::atomic<bool> healthy_{true};
+  TestHook hook_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,639 @@
+#include "connectors/mysql/mysql_sql.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "core/time.h"
+
+namespace sluice::mysql {
+namespace {
+
+/// Precision of the exact average: 45 integer digits hold any BIGINT or double sum sluice writes,
+/// and 20 decimals (24 after the division) keep sum/count far enough from a rounding boundary
+/// that ROUND(..., n) rounds the true quotient, half away from zero, like FinalValue().
+constexpr const char* kExactDecimal = "DECIMAL(65,20)";
+
+std::string SqlType(Type t, bool key) {
+  switch (t) {
+    case Type::kInt64:
+      return "BIGINT";
+    case Type::kBool:
+      return "BOOLEAN";
+    case Type::kDouble:
+      return "DOUBLE";
+    case Type::kTimestamp:
+      return "DATETIME";
+    case Type::kString:
+    case Type::kNull:
+      break;
+  }
+  // TEXT cannot be part of a primary key without a prefix length.
+  return key ? "VARCHAR(255)" : "TEXT";
+}
+
+/// Accepts what a column type can look like (DATE, DECIMAL(10,2), VARCHAR(64) CHARACTER SET
+/// latin1, BIGINT UNSIGNED), so that a typo fails here with the option's name, not as an SQL
+/// syntax error, and nothing but a type can reach the DDL.
+bool PlausibleType(std::string_view t) {
+  if (t.empty() || !std::isalpha(static_cast<unsigned char>(t[0]))) return false;
+  int depth = 0;
+  for (char c : t) {
+    if (c == '(') {
+      if (++depth > 1) return false;
+    } else if (c == ')') {
+      if (--depth < 0) return false;
+    } else if (c == ',') {
+      if (depth == 0) return false;
+    } else if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != ' ') {
+      return false;
+    }
+  }
+  return depth == 0;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+Result<std::string> ReadPasswordFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::InvalidArgument("cannot read the MySQL password file " + path + " (" + what +
+                                   ")");
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  return text;
+}
+
+/// Returns the SQL expression of an average from SQL expressions of its sum and count (> 0).
+std::string AvgExpr(const MetricSpec& m, const std::string& sum, const std::string& count) {
+  if (m.round_digits >= 0) {
+    return "ROUND(CAST(" + sum + " AS " + kExactDecimal + ") / " + count + ", " +
+           std::to_string(m.round_digits) + ")";
+  }
+  return "CAST(" + sum + " AS DOUBLE) / " + count;
+}
+
+Status AppendDefault(const MetricSpec& m, std::string* out) {
+  if (!m.default_value) {
+    *out += "NULL";
+    return Status::OK();
+  }
+  return AppendLiteral(*m.default_value, out);
+}
+
+}  // namespace
+
+ErrorKind ClassifyError(unsigned n) {
+  // The server cannot be reached or the connection broke (client 2xxx/5xxx), or the server is
+  // shutting down, killed the connection, had network trouble, is full or read-only (failover).
+  static constexpr unsigned kConnection[] = {
+      2002, 2003, 2004, 2005, 2006, 2013, 2026, 2055, 5013, 5014, 1040, 1053, 1077, 1079, 1080,
+      1152, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161, 1203, 1290, 1836, 1927, 4031};
+  // Lock wait timeout, deadlock, query interrupted, statement timeouts.
+  static constexpr unsigned kTransient[] = {1205, 1213, 1317, 1969, 3024};
+  // Statements over max_allowed_packet; credentials, database, privileges; table definitions
+  // the server refuses (usually because of column_types).
+  static constexpr unsigned kConfig[] = {1153, 2020, 1044, 1045, 1049, 1129, 1130, 1142,
+                                         1143, 1227, 1251, 1698, 1820, 1862, 1067, 1071,
+                                         1074, 1115, 1118, 1170, 1273, 1286};
+  // NULL in NOT NULL, out of range, truncated, bad datetime/string, too long, ...
+  static constexpr unsigned kData[] = {1048, 1264, 1265, 1292, 1365, 1366,
+                                       1367, 1406, 1411, 1690, 4025};
+  // Unknown column or table, syntax, column count, commands out of sync.
+  static constexpr unsigned kBug[] = {1054, 1064, 1110, 1136, 1146, 1149, 2014};
+  auto in = [n](const auto& list) {
+    return std::find(std::begin(list), std::end(list), n) != std::end(list);
+  };
+  if (in(kConnection)) return ErrorKind::kConnection;
+  if (in(kTransient)) return ErrorKind::kTransient;
+  if (in(kConfig)) return ErrorKind::kConfig;
+  if (in(kData)) return ErrorKind::kData;
+  if (in(kBug)) return ErrorKind::kBug;
+  return ErrorKind::kOther;
+}
+
+StatusCode StatusCodeFor(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kConnection:
+    case ErrorKind::kTransient:
+      return StatusCode::kUnavailable;
+    case ErrorKind::kConfig:
+    case ErrorKind::kData:
+      return StatusCode::kInvalidArgument;
+    case ErrorKind::kBug:
+      return StatusCode::kInternal;
+    case ErrorKind::kOther:
+      break;
+  }
+  return StatusCode::kIOError;
+}
+
+std::string Uri::Display() const {
+  std::string host_part = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  std::string out = user + "@" + host_part + ":" + std::to_string(port) + "/" + database;
+  if (!table.empty()) out += "/" + table;
+  return out;
+}
+
+Result<Uri> ParseUri(std::string_view uri, bool with_table) {
+  const std::string form =
+      with_table ? "mysql://USER@HOST[:PORT]/DATABASE/TABLE" : "mysql://USER@HOST[:PORT]/DATABASE";
+  std::string_view rest = uri;
+  if (rest.substr(0, 6) != "mysql:") return Status::InvalidArgument("expected a URI like " + form);
+  rest.remove_prefix(6);
+  if (rest.substr(0, 2) == "//") rest.remove_prefix(2);
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) {
+    return Status::InvalidArgument("mysql URI needs a user: " + form);
+  }
+  std::string_view userinfo = authority.substr(0, at);
+  if (userinfo.find(':') != std::string_view::npos) {
+    // Do not echo the URI: it holds a password.
+    return Status::InvalidArgument(
+        "a mysql URI must not contain a password (USER:PASSWORD@); give only the user and put "
+        "the password in the environment variable SLUICE_MYSQL_PASSWORD, or in a file named by "
+        "SLUICE_MYSQL_PASSWORD_FILE or by the option password_file");
+  }
+  Uri out;
+  out.user = std::string(userinfo);
+  if (out.user.empty()) return Status::InvalidArgument("mysql URI needs a user: " + form);
+  std::string_view hostport = authority.substr(at + 1);
+  std::string_view port_text;
+  if (!hostport.empty() && hostport.front() == '[') {
+    size_t close = hostport.find(']');
+    if (close == std::string_view::npos) {
+      return Status::InvalidArgument("mysql URI: unclosed '[' in the host");
+    }
+    out.host = std::string(hostport.substr(1, close - 1));
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        return Status::InvalidArgument("mysql URI: expected ':PORT' after ']'");
+      }
+      port_text = after.substr(1);
+    }
+  } else {
+    size_t colon = hostport.rfind(':');
+    out.host = std::string(hostport.substr(0, colon));
+    if (colon != std::string_view::npos) port_text = hostport.substr(colon + 1);
+  }
+  if (out.host.empty()) return Status::InvalidArgument("mysql URI needs a host: " + form);
+  if (!port_text.empty() || hostport.find(':') != std::string_view::npos) {
+    int port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 ||
+        port > 65535) {
+      return Status::InvalidArgument("mysql URI: port must be a number from 1 to 65535, got '" +
+                                     std::string(port_text) + "'");
+    }
+    out.port = port;
+  }
+  if (path.find('?') != std::string_view::npos) {
+    return Status::InvalidArgument("mysql URI: query parameters are not supported; use options");
+  }
+  size_t split = path.find('/');
+  out.database = std::string(path.substr(0, split));
+  if (split != std::string_view::npos) out.table = std::string(path.substr(split + 1));
+  if (out.database.empty()) return Status::InvalidArgument("mysql URI needs a database: " + form);
+  if (with_table && (out.table.empty() || out.table.find('/') != std::string::npos)) {
+    return Status::InvalidArgument("mysql dimension URI needs a table: " + form);
+  }
+  if (!with_table && split != std::string_view::npos) {
+    return Status::InvalidArgument("mysql sink URI names only the database (" + form +
+                                   "); the table comes from the sink's table option");
+  }
+  return out;
+}
+
+Result<std::string> ResolvePassword(const std::string& password_file) {
+  if (!password_file.empty()) return ReadPasswordFile(password_file, "option password_file");
+  if (const char* file = std::getenv("SLUICE_MYSQL_PASSWORD_FILE"); file && *file) {
+    return ReadPasswordFile(file, "SLUICE_MYSQL_PASSWORD_FILE");
+  }
+  if (const char* password = std::getenv("SLUICE_MYSQL_PASSWORD")) return std::string(password);
+  return std::string();
+}
+
+Result<std::map<std::string, std::string>> ParseColumnTypes(std::string_view text) {
+  std::map<std::string, std::string> out;
+  size_t start = 0;
+  int depth = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i < text.size()) {
+      if (text[i] == '(') ++depth;
+      if (text[i] == ')') --depth;
+      if (text[i] != ',' || depth > 0) continue;
+    }
+    std::string entry = Trim(text.substr(start, i - start));
+    start = i + 1;
+    if (entry.empty()) continue;
+    size_t colon = entry.find(':');
+    if (colon == std::string::npos) {
+      return Status::InvalidArgument("column_types: expected NAME:TYPE, got '" + entry + "'");
+    }
+    std::string name = Trim(std::string_view(entry).substr(0, colon));
+    std::string type = Trim(std::string_view(entry).substr(colon + 1));
+    if (name.empty()) {
+      return Status::InvalidArgument("column_types: missing column name in '" + entry + "'");
+    }
+    if (!PlausibleType(type)) {
+      return Status::InvalidArgument("column_types: '" + type + "' (for " + name +
+                                     ") is not an SQL column type such as DATE or DECIMAL(10,2)");
+    }
+    if (!out.emplace(name, type).second) {
+      return Status::InvalidArgument("column_types: column " + name + " is given twice");
+    }
+  }
+  return out;
+}
+
+std::string QuoteIdentifier(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`') out += '`';
+    out += c;
+  }
+  return out + "`";
+}
+
+std::string StringLiteral(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '\'';
+  for (char c : text) {
+    switch (c) {
+      case '\0':
+        out += "\\0";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\'':
+        out += "\\'";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\x1a':
+        out += "\\Z";
+        break;
+      default:
+        out += c;
+    }
+  }
+  out += '\'';
+  return out;
+}
+
+Status AppendLiteral(const Value& v, std::string* out) {
+  switch (v.type()) {
+    case Type::kNull:
+      *out += "NULL";
+      break;
+    case Type::kBool:
+      *out += v.bool_value() ? '1' : '0';
+      break;
+    case Type::kInt64: {
+      char buf[24];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v.int_value());
+      out->append(buf, end);
+      break;
+    }
+    case Type::kDouble: {
+      const double d = v.double_value();
+      if (!std::isfinite(d)) {
+        return Status::InvalidArgument("MySQL cannot store the non-finite number " +
+                                       FormatDouble(d));
+      }
+      const size_t mark = out->size();
+      *out += FormatDouble(d);
+      // An exponent makes it an approximate (DOUBLE) literal rather than an exact DECIMAL one.
+      if (out->find_first_of("eE", mark) == std::string::npos) *out += "e0";
+      break;
+    }
+    case Type::kString:
+      *out += StringLiteral(v.string_value());
+      break;
+    case Type::kTimestamp:
+      *out += '\'';
+      *out += FormatTimestamp(v.time_value().micros, "%Y-%m-%d %H:%M:%S");
+      *out += '\'';
+      break;
+  }
+  return Status::OK();
+}
+
+std::string ChooseCollation(const std::vector<std::string>& available) {
+  for (const char* preferred : {"utf8mb4_nopad_bin", "utf8mb4_0900_bin"}) {
+    for (const auto& a : available) {
+      if (a == preferred) return a;
+    }
+  }
+  return "utf8mb4_bin";
+}
+
+std::string CreatePositionsTableSql(const std::string& collation) {
+  return "CREATE TABLE IF NOT EXISTS `_sluice_positions` (`pipeline` VARCHAR(255) NOT NULL, "
+         "`source` VARCHAR(255) NOT NULL, `partition` INT NOT NULL, `offset` BIGINT NOT NULL, "
+         "`updated_at` DATETIME NOT NULL, PRIMARY KEY (`pipeline`, `source`, `partition`)) "
+         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" +
+         collation;
+}
+
+std::string UpsertPositionsSql(const std::string& pipeline,
+                               const std::vector<StoredPosition>& positions) {
+  std::string sql =
+      "INSERT INTO `_sluice_positions` (`pipeline`, `source`, `partition`, `offset`, "
+      "`updated_at`) VALUES ";
+  const std::string p = StringLiteral(pipeline);
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const StoredPosition& pos = positions[i];
+    sql += (i ? ", (" : "(") + p + ", " + StringLiteral(pos.source) + ", " +
+           std::to_string(pos.partition) + ", " + std::to_string(pos.offset) + ", UTC_TIMESTAMP())";
+  }
+  return sql +
+         " ON DUPLICATE KEY UPDATE `offset` = VALUES(`offset`), `updated_at` = "
+         "VALUES(`updated_at`)";
+}
+
+std::string SelectPositionsSql(const std::string& pipeline) {
+  return "SELECT `source`, `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = " +
+         StringLiteral(pipeline);
+}
+
+Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
+                                const std::map<std::string, std::string>& types) {
+  TableSql t;
+  t.table_ = std::move(table);
+  std::vector<Column> hidden;  // after the visible columns
+  std::string cols;            // insert column list, in tuple order
+  std::string updates;
+  auto col = [&](const std::string& name) {
+    cols += (cols.empty() ? "" : ", ") + QuoteIdentifier(name);
+  };
+  auto set = [&](const std::string& assignment) {
+    updates += (updates.empty() ? "" : ", ") + assignment;
+  };
+  if (ctx.aggregate && !ctx.aggregate->append_mode) {
+    const AggregateSpec& a = *ctx.aggregate;
+    t.aggregate_ = &a;
+    if (a.emit_window_start) t.columns_.push_back({"window_start", "DATETIME", " NOT NULL"});
+    if (a.emit_window_end) t.columns_.push_back({"window_end", "DATETIME", " NOT NULL"});
+    for (const auto& k : a.keys) t.columns_.push_back({k.name, SqlType(k.type, true), " NOT NULL"});
+    t.keys_ = a.KeyColumns();
+    for (const auto& k : t.keys_) col(k);
+    for (const auto& m : a.metrics) {
+      const std::string c = QuoteIdentifier(m.name);
+      const std::string v = "VALUES(" + c + ")";
+      switch (m.fn) {
+        case AggFn::kCount:
+        case AggFn::kSum:
+          t.columns_.push_back({m.name,
+                                m.fn == AggFn::kCount ? "BIGINT" : SqlType(m.result_type, false),
+                                " NOT NULL DEFAULT 0"});
+          col(m.name);
+          set(c + " = " + c + " + " + v);
+          break;
+        case AggFn::kAvg: {
+          t.columns_.push_back({m.name, "DOUBLE", ""});
+          hidden.push_back({"_" + m.name + "_sum", m.integer_sum() ? "BIGINT" : "DOUBLE",
+                            " NOT NULL DEFAULT 0"});
+          hidden.push_back({"_" + m.name + "_count", "BIGINT", " NOT NULL DEFAULT 0"});
+          col(m.name);
+          col("_" + m.name + "_sum");
+          col("_" + m.name + "_count");
+          const std::string hs = QuoteIdentifier("_" + m.name + "_sum");
+          const std::string hc = QuoteIdentifier("_" + m.name + "_count");
+          std::string def;
+          RETURN_IF_ERROR(AppendDefault(m, &def));
+          // The hidden sum and count first: the average below then reads their new values.
+          set(hs + " = " + hs + " + VALUES(" + hs + ")");
+          set(hc + " = " + hc + " + VALUES(" + hc + ")");
+          set(c + " = CASE WHEN " + hc + " > 0 THEN " + AvgExpr(m, hs, hc) + " ELSE " + def +
+              " END");
+          break;
+        }
+        case AggFn::kMin:
+        case AggFn::kMax: {
+          t.columns_.push_back({m.name, SqlType(m.result_type, false), ""});
+          col(m.name);
+          const char* op = m.fn == AggFn::kMin ? " < " : " > ";
+          set(c + " = CASE WHEN " + v + " IS NOT NULL AND (" + c + " IS NULL OR " + v + op + c +
+              ") THEN " + v + " ELSE " + c + " END");
+          break;
+        }
+        case AggFn::kLast: {
+          t.columns_.push_back({m.name, SqlType(m.result_type, false), ""});
+          hidden.push_back({"_" + m.name + "_at", "BIGINT", ""});
+          col(m.name);
+          col("_" + m.name + "_at");
+          const std::string at = QuoteIdentifier("_" + m.name + "_at");
+          const std::string vat = "VALUES(" + at + ")";
+          // Newer time wins; on equal times the larger value, null being the smallest (as
+          // MergeMetric orders values). The value goes first, while `at` is still the old time.
+          const std::string later =
+              vat + " IS NOT NULL AND (" + at + " IS NULL OR " + vat + " > " + at;
+          set(c + " = CASE WHEN " + later + " OR (" + vat + " = " + at + " AND " + v +
+              " IS NOT NULL AND (" + c + " IS NULL OR " + v + " > " + c + "))) THEN " + v +
+              " ELSE " + c + " END");
+          set(at + " = CASE WHEN " + later + ") THEN " + vat + " ELSE " + at + " END");
+          break;
+        }
+      }
+    }
+  } else {
+    t.keys_ = ctx.key_columns;
+    for (const auto& f : ctx.output.fields()) {
+      bool key = std::find(t.keys_.begin(), t.keys_.end(), f.name) != t.keys_.end();
+      t.columns_.push_back({f.name, SqlType(f.type, key), key ? " NOT NULL" : ""});
+      col(f.name);
+      if (!key) set(QuoteIdentifier(f.name) + " = VALUES(" + QuoteIdentifier(f.name) + ")");
+    }
+    if (!t.keys_.empty() && updates.empty()) {
+      set(QuoteIdentifier(t.keys_[0]) + " = " + QuoteIdentifier(t.keys_[0]));
+    }
+    if (t.keys_.empty()) updates.clear();
+  }
+  for (auto& h : hidden) t.columns_.push_back(std::move(h));
+
+  for (const auto& [name, type] : types) {
+    auto it = std::find_if(t.columns_.begin(), t.columns_.end(),
+                           [&](const Column& c) { return c.name == name; });
+    if (it == t.columns_.end()) {
+      std::string known;
+      for (const auto& c : t.columns_) known += (known.empty() ? "" : ", ") + c.name;
+      return Status::InvalidArgument("column_types names column " + name +
+                                     ", which this pipeline does not write (columns: " + known +
+                                     ")");
+    }
+    it->type = type;
+  }
+  t.insert_prefix_ = "INSERT INTO " + QuoteIdentifier(t.table_) + " (" + cols + ") VALUES ";
+  if (!updates.empty()) t.update_suffix_ = " ON DUPLICATE KEY UPDATE " + updates;
+  return t;
+}
+
+std::vector<std::string> TableSql::column_names() const {
+  std::vector<std::string> out;
+  for (const auto& c : columns_) out.push_back(c.name);
+  return out;
+}
+
+std::string TableSql::CreateTableSql(const std::string& collation) const {
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + QuoteIdentifier(table_) + " (";
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    sql += (i ? ", " : "") + QuoteIdentifier(columns_[i].name) + " " + columns_[i].type +
+           columns_[i].attributes;
+  }
+  if (!keys_.empty()) {
+    sql += ", PRIMARY KEY (";
+    for (size_t i = 0; i < keys_.size(); ++i) sql += (i ? ", " : "") + QuoteIdentifier(keys_[i]);
+    sql += ")";
+  }
+  return sql + ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" + collation;
+}
+
+std::string TableSql::DescribeTableSql() const {
+  return "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+         "DATABASE() AND TABLE_NAME = " +
+         StringLiteral(table_) + " ORDER BY ORDINAL_POSITION";
+}
+
+Status TableSql::AppendDeltaTuple(const DeltaRow& row, std::string* out) const {
+  const AggregateSpec& a = *aggregate_;
+  *out += '(';
+  bool first = true;
+  auto next = [&]() -> std::string* {
+    if (!first) *out += ", ";
+    first = false;
+    return out;
+  };
+  if (a.emit_window_start) {
+    RETURN_IF_ERROR(AppendLiteral(Value::TimeMicros(row.window_start), next()));
+  }
+  if (a.emit_window_end) {
+    RETURN_IF_ERROR(AppendLiteral(Value::TimeMicros(row.window_start + a.window_micros), next()));
+  }
+  for (const auto& k : row.keys) RETURN_IF_ERROR(AppendLiteral(k, next()));
+  for (size_t i = 0; i < a.metrics.size(); ++i) {
+    const MetricSpec& m = a.metrics[i];
+    const MetricState& s = row.metrics[i];
+    switch (m.fn) {
+      case AggFn::kCount:
+        RETURN_IF_ERROR(AppendLiteral(Value::Int(s.count), next()));
+        break;
+      case AggFn::kSum:
+        RETURN_IF_ERROR(AppendLiteral(FinalValue(m, s), next()));
+        break;
+      case AggFn::kAvg: {
+        std::string sum, count;
+        RETURN_IF_ERROR(
+            AppendLiteral(m.integer_sum() ? Value::Int(s.isum) : Value::Double(s.dsum), &sum));
+        RETURN_IF_ERROR(AppendLiteral(Value::Int(s.count), &count));
+        // The server computes the average, with the same expression as on update, so a row's
+        // value does not depend on how its records were split into checkpoints.
+        if (s.count > 0) {
+          *next() += AvgExpr(m, sum, count);
+        } else {
+          RETURN_IF_ERROR(AppendDefault(m, next()));
+        }
+        *next() += sum;
+        *next() += count;
+        break;
+      }
+      case AggFn::kMin:
+      case AggFn::kMax:
+        RETURN_IF_ERROR(AppendLiteral(s.value, next()));
+        break;
+      case AggFn::kLast:
+        RETURN_IF_ERROR(AppendLiteral(s.value, next()));
+        RETURN_IF_ERROR(AppendLiteral(s.count > 0 ? Value::Int(s.at) : Value::Null(), next()));
+        break;
+    }
+  }
+  *out += ')';
+  return Status::OK();
+}
+
+Status TableSql::AppendRowTuple(const std::vector<Value>& row, std::string* out) const {
+  *out += '(';
+  for (size_t i = 0; i < row.size(); ++i) {
+    if (i) *out += ", ";
+    RETURN_IF_ERROR(AppendLiteral(row[i], out));
+  }
+  *out += ')';
+  return Status::OK();
+}
+
+template <typename T, typename F>
+Status TableSql::Chunk(std::span<const T> items, size_t max_rows, size_t max_bytes, F&& append,
+                       const std::function<Status(const std::string&)>& run) const {
+  std::string sql, tuple;
+  size_t rows = 0;
+  auto flush = [&]() -> Status {
+    if (rows == 0) return Status::OK();
+    sql += update_suffix_;
+    rows = 0;
+    return run(sql);
+  };
+  for (const T& item : items) {
+    tuple.clear();
+    RETURN_IF_ERROR(append(item, &tuple));
+    if (rows > 0 &&
+        (rows >= max_rows || sql.size() + 2 + tuple.size() + update_suffix_.size() > max_bytes)) {
+      RETURN_IF_ERROR(flush());
+    }
+    if (rows == 0) {
+      sql = insert_prefix_;
+    } else {
+      sql += ", ";
+    }
+    sql += tuple;
+    ++rows;
+  }
+  return flush();
+}
+
+Status TableSql::ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows,
+                                       size_t max_bytes,
+                                       const std::function<Status(const std::string&)>& run) const {
+  if (!aggregate_) {
+    return Status::Internal("mysql sink: deltas given to a table without an aggregate");
+  }
+  return Chunk(
+      deltas, max_rows, max_bytes,
+      [this](const DeltaRow& r, std::string* out) { return AppendDeltaTuple(r, out); }, run);
+}
+
+Status TableSql::ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
+                                     size_t max_bytes,
+                                     const std::function<Status(const std::string&)>& run) const {
+  return Chunk(
+      rows, max_rows, max_bytes,
+      [this](const std::vector<Value>& r, std::string* out) { return AppendRowTuple(r, out); },
+      run);
+}
+
+}  // namespace sluice::mysql

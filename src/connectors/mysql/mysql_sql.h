@@ -1,0 +1,130 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "core/value.h"
+#include "runtime/sink.h"
+
+namespace sluice::mysql {
+
+/// Says how to react to a MySQL/MariaDB error number.
+enum class ErrorKind {
+  kConnection,  ///< the connection is gone or unusable: drop it, reconnect, retry
+  kTransient,   ///< the transaction failed but the connection is fine (deadlock, lock wait)
+  kConfig,      ///< wrong credentials, database, privileges: fatal until someone fixes it
+  kData,        ///< a value the column cannot hold: fatal
+  kBug,         ///< SQL that sluice should never have sent: fatal
+  kOther,       ///< anything else (disk full, ...): retried
+};
+
+/// Classifies a server (1xxx-4xxx) or client (2xxx, 5xxx) error number.
+ErrorKind ClassifyError(unsigned error_number);
+/// Returns the Status code the runner expects for `kind` (kUnavailable and kIOError retry).
+StatusCode StatusCodeFor(ErrorKind kind);
+
+/// Where a server, database and (for dimensions) table are: mysql://USER@HOST[:PORT]/DB[/TABLE].
+struct Uri {
+  std::string user;
+  std::string host;
+  int port = 3306;
+  std::string database;
+  std::string table;  ///< dimension URIs only
+
+  /// Returns "USER@HOST:PORT/DB", for messages (there is never a password to hide).
+  std::string Display() const;
+};
+
+/// Parses a mysql:// URI. `with_table` requires a /TABLE part (dimensions) or forbids it (sinks).
+/// A password in the URI (USER:PASSWORD@) is rejected without repeating it in the message.
+Result<Uri> ParseUri(std::string_view uri, bool with_table);
+
+/// Returns the password for a connection: the file named by `password_file` (an option), else
+/// the file named by $SLUICE_MYSQL_PASSWORD_FILE, else $SLUICE_MYSQL_PASSWORD, else "" (none).
+/// One trailing newline of a file is dropped.
+Result<std::string> ResolvePassword(const std::string& password_file);
+
+/// Parses the column_types option: "name:TYPE,name:TYPE" where TYPE is an SQL column type such
+/// as DATE, TINYINT or DECIMAL(10,2) (commas inside parentheses belong to the type).
+Result<std::map<std::string, std::string>> ParseColumnTypes(std::string_view text);
+
+/// Quotes an identifier with backquotes (inner backquotes doubled).
+std::string QuoteIdentifier(std::string_view name);
+/// Renders a quoted string literal, escaped like mysql_real_escape_string for utf8mb4 (valid
+/// because the sink's sessions never enable NO_BACKSLASH_ESCAPES).
+std::string StringLiteral(std::string_view text);
+/// Appends the SQL literal for `v`: NULL, integers, doubles as approximate literals (always with
+/// an exponent, so the server computes with the same double), strings, timestamps as
+/// 'YYYY-MM-DD HH:MM:SS'. Fails for NaN and infinities, which no MySQL column can hold.
+Status AppendLiteral(const Value& v, std::string* out);
+
+/// The string collation of created tables: binary and NO PAD, so that keys compare exactly as
+/// sluice compares them ("a" != "A", "a" != "a "). Picks the best of `available`.
+std::string ChooseCollation(const std::vector<std::string>& available);
+
+/// Returns the DDL of the positions table.
+std::string CreatePositionsTableSql(const std::string& collation);
+/// Returns the statement that upserts `positions` of `pipeline` (one row each).
+std::string UpsertPositionsSql(const std::string& pipeline,
+                               const std::vector<StoredPosition>& positions);
+/// Returns the query for (source, partition, offset) of `pipeline`.
+std::string SelectPositionsSql(const std::string& pipeline);
+
+/// One column of the results table.
+struct Column {
+  std::string name;
+  std::string type;        ///< the SQL type, e.g. "BIGINT" or an override such as "DATE"
+  std::string attributes;  ///< e.g. " NOT NULL DEFAULT 0"
+};
+
+/// Renders the SQL the MySQL sink sends for its results table: the DDL and the chunked
+/// INSERT ... ON DUPLICATE KEY UPDATE statements whose merge rules match MergeMetric().
+///
+/// MariaDB and MySQL evaluate ON DUPLICATE KEY UPDATE assignments left to right, each seeing
+/// the columns already assigned, so assignments are ordered: an average's hidden sum and count
+/// before the average, a last() value before its `_at` time.
+class TableSql {
+ public:
+  /// `types` overrides column types by name (from column_types); unknown names are an error.
+  static Result<TableSql> Make(const SinkContext& ctx, std::string table,
+                               const std::map<std::string, std::string>& types);
+
+  const std::string& table() const { return table_; }
+  const std::vector<Column>& columns() const { return columns_; }
+  std::vector<std::string> column_names() const;
+  std::string CreateTableSql(const std::string& collation) const;
+  /// Returns the query for the names and types of the existing table's columns, in order.
+  std::string DescribeTableSql() const;
+
+  /// Renders `deltas` as upserts of at most `max_rows` rows and about `max_bytes` each and calls
+  /// `run` with each statement; stops at the first error.
+  Status ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows, size_t max_bytes,
+                               const std::function<Status(const std::string&)>& run) const;
+  /// Same for final rows (no aggregate): INSERT, or upsert replacing non-key columns.
+  Status ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
+                             size_t max_bytes,
+                             const std::function<Status(const std::string&)>& run) const;
+
+ private:
+  TableSql() = default;
+  Status AppendDeltaTuple(const DeltaRow& row, std::string* out) const;
+  Status AppendRowTuple(const std::vector<Value>& row, std::string* out) const;
+  template <typename T, typename F>
+  Status Chunk(std::span<const T> items, size_t max_rows, size_t max_bytes, F&& append,
+               const std::function<Status(const std::string&)>& run) const;
+
+  std::string table_;
+  const AggregateSpec* aggregate_ = nullptr;  ///< null: rows mode
+  std::vector<Column> columns_;
+  std::vector<std::string> keys_;
+  std::string insert_prefix_;  ///< "INSERT INTO `t` (`a`, `b`) VALUES "
+  std::string update_suffix_;  ///< " ON DUPLICATE KEY UPDATE ..." (may be empty)
+};
+
+}  // namespace sluice::mysql

@@ -1,0 +1,639 @@
+// Integration tests of the MySQL sink and dimension loader against a real MariaDB/MySQL server:
+// root without a password on 127.0.0.1:3306, database `sluice` (created when missing), or the
+// server named by $SLUICE_TEST_MYSQL_URI. Started by `make services`, or by hand. Unreachable:
+// every test FAILS when CI=true, else is skipped with a loud message.
+
+#include "connectors/mysql/mysql_sink.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+#include <tuple>
+
+#include "connectors/mysql/mysql_connection.h"
+#include "connectors/mysql/tests/mysql_test_util.h"
+#include "core/time.h"
+#include "operators/dimension.h"
+
+namespace sluice {
+namespace {
+
+using mysql_test::AllKindsSpec;
+using mysql_test::MakeDelta;
+using mysql_test::Rec;
+using mysql_test::RecruitmentSpec;
+
+std::string ServerUri() {
+  const char* env = std::getenv("SLUICE_TEST_MYSQL_URI");
+  return env && *env ? env : "mysql://root@127.0.0.1:3306/sluice";
+}
+
+int64_t At(const char* text) { return *ParseTimestamp(text); }
+
+const int64_t kT = At("2024-05-01 10:00:00");
+constexpr int64_t kSec = kMicrosPerSecond;
+
+class MysqlSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto uri = mysql::ParseUri(ServerUri(), false);
+    ASSERT_TRUE(uri.ok()) << uri.status().ToString();
+    uri_ = *uri;
+    mysql::Connection::Options o;
+    o.uri = uri_;
+    o.timeout_seconds = 5;
+    auto c = mysql::Connection::Open(o);
+    if (!c.ok() && c.status().message().find("error 1049") != std::string::npos) {
+      o.uri.database = "information_schema";
+      auto bootstrap = mysql::Connection::Open(o);
+      if (bootstrap.ok()) {
+        (void)(*bootstrap)
+            ->Execute("CREATE DATABASE IF NOT EXISTS " + mysql::QuoteIdentifier(uri_.database) +
+                      " CHARACTER SET utf8mb4");
+      }
+      o.uri = uri_;
+      c = mysql::Connection::Open(o);
+    }
+    if (!c.ok()) {
+      const std::string why = "MariaDB/MySQL is not reachable at " + uri_.Display() + " (" +
+                              c.status().message() + "); start it with `make services`";
+      const char* ci = std::getenv("CI");
+      if (ci && std::string(ci) == "true") FAIL() << why << " (CI=true: not skipping)";
+      std::cerr << std::string(78, '!') << "\nSKIP " << why << "\n" << std::string(78, '!') << "\n";
+      GTEST_SKIP() << why;
+    }
+    admin_ = std::move(c).value();
+    static std::atomic<int> counter{0};
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    table_ = "t_" + name.substr(0, 30) + "_" + std::to_string(::getpid()) + "_" +
+             std::to_string(counter++);
+    pipeline_ = "test_" + table_;
+  }
+
+  void TearDown() override {
+    if (!admin_) return;
+    (void)admin_->Execute("DROP TABLE IF EXISTS " + mysql::QuoteIdentifier(table_));
+    (void)admin_->Execute("DELETE FROM _sluice_positions WHERE pipeline = " +
+                          mysql::StringLiteral(pipeline_));
+  }
+
+  SinkContext Context(const AggregateSpec* a) {
+    SinkContext ctx;
+    ctx.pipeline = pipeline_;
+    ctx.aggregate = a;
+    ctx.output = a->OutputSchema();
+    ctx.key_columns = a->KeyColumns();
+    return ctx;
+  }
+
+  SinkConfig Config(std::map<std::string, std::string> options = {}) {
+    SinkConfig c;
+    c.uri = "mysql://" + uri_.Display();
+    c.table = table_;
+    c.options.section_location = {"test.toml", 1, 1};
+    for (auto& [k, v] : options) c.options.Set(k, Option{v, {"test.toml", 2, 1}});
+    return c;
+  }
+
+  /// Makes and opens a sink for `spec`.
+  std::unique_ptr<MysqlSink> OpenSink(const AggregateSpec& spec,
+                                      std::map<std::string, std::string> options = {}) {
+    auto s = MysqlSink::Make(Config(std::move(options)));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return nullptr;
+    std::unique_ptr<MysqlSink> sink(static_cast<MysqlSink*>(s->release()));
+    Status open = sink->Open(Context(&spec));
+    EXPECT_TRUE(open.ok()) << open.ToString();
+    return open.ok() ? std::move(sink) : nullptr;
+  }
+
+  static Checkpoint Cp(int64_t id, const std::vector<DeltaRow>* deltas, int64_t offset) {
+    Checkpoint cp;
+    cp.id = id;
+    cp.deltas = deltas;
+    cp.positions = {{"tracking", 0, offset}, {"__dead_letters", 0, offset / 10}};
+    return cp;
+  }
+
+  /// Runs `sql` on the admin connection and returns the rows as "a|b|NULL" lines.
+  std::vector<std::string> Lines(const std::string& sql) {
+    std::vector<std::string> out;
+    Status s = admin_->Query(sql, [&](mysql::RowView r) {
+      std::string line;
+      for (size_t i = 0; i < r.size(); ++i) {
+        line += (i ? "|" : "") + (r[i] ? std::string(*r[i]) : std::string("NULL"));
+      }
+      out.push_back(line);
+      return Status::OK();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
+  std::string One(const std::string& sql) {
+    auto lines = Lines(sql);
+    return lines.size() == 1 ? lines[0] : "<" + std::to_string(lines.size()) + " rows>";
+  }
+
+  std::string T() const { return mysql::QuoteIdentifier(table_); }
+
+  /// Kills connection `id` from the admin connection and waits until it is gone.
+  void Kill(unsigned long id) {
+    ASSERT_NE(id, 0u);
+    ASSERT_TRUE(admin_->Execute("KILL " + std::to_string(id)).ok());
+    for (int i = 0; i < 100; ++i) {
+      if (One("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " +
+              std::to_string(id)) == "0") {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "connection " << id << " still alive after KILL";
+  }
+
+  mysql::Uri uri_;
+  std::unique_ptr<mysql::Connection> admin_;
+  std::string table_;
+  std::string pipeline_;
+};
+
+// Args per record: n (ignored), total, mean, dmean, lo, hi, latest, seen.
+const Value N;
+Value I(int64_t v) { return Value::Int(v); }
+Value D(double v) { return Value::Double(v); }
+Value S(const char* v) { return Value::String(v); }
+Value Ts(int64_t micros) { return Value::TimeMicros(micros); }
+
+TEST_F(MysqlSinkTest, MergesDeltasAcrossCheckpointsLikeMergeMetric) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  const auto& a = *spec;
+  std::vector<DeltaRow> cp1 = {
+      MakeDelta(
+          a, kT, {S("a")},
+          {Rec({N, I(5), I(1), D(0.5), D(2.5), S("b"), I(7), Ts(kT + 10 * kSec)}, kT + 10 * kSec),
+           Rec({N, I(3), I(2), D(0.25), D(-1), S("a"), I(9), Ts(kT + 20 * kSec)}, kT + 5 * kSec)}),
+      MakeDelta(a, kT, {S("b")},
+                {Rec({N, I(1), I(1), N, N, N, N, Ts(kT + kSec)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, Ts(kT + kSec)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, Ts(kT)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT + kSec)}),
+  };
+  ASSERT_TRUE(sink->Commit(Cp(1, &cp1, 10)).ok());
+  const std::string select =
+      "SELECT window_start, window_end, k, n, total, mean, dmean, lo, hi, "
+      "latest, seen FROM " +
+      T() + " ORDER BY window_start, k";
+  const std::string w = "2024-05-01 10:00:00|2024-05-01 11:00:00|";
+  EXPECT_EQ(Lines(select),
+            (std::vector<std::string>{w + "a|2|8|1.5|0.375|-1|b|7|2024-05-01 10:00:20",
+                                      w + "b|4|4|0.25|NULL|NULL|NULL|NULL|2024-05-01 10:00:01"}));
+
+  std::vector<DeltaRow> cp2 = {
+      // "A" is another key than "a" (binary collation), as in the engine.
+      MakeDelta(a, kT, {S("A")}, {Rec({N, I(1), I(1), D(2), D(1.5), S("z"), I(3), Ts(kT)}, kT)}),
+      // lo stays -1, hi becomes c, an older last() loses, an older max loses.
+      MakeDelta(
+          a, kT, {S("a")},
+          {Rec({N, I(2), I(2), D(1), D(0.5), S("c"), I(100), Ts(kT + 15 * kSec)}, kT + 5 * kSec)}),
+      // mean: 1/8 = 0.125 rounds half away from zero to 0.13; min becomes non-null; last() at
+      // the same time as the stored null value: non-null is larger.
+      MakeDelta(a, kT, {S("b")},
+                {Rec({N, I(1), I(0), N, D(-3), S("x"), I(5), Ts(kT)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT), Rec({N, I(1), I(0), N, N, N, N, N}, kT),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT)}),
+  };
+  ASSERT_TRUE(sink->Commit(Cp(2, &cp2, 20)).ok());
+  EXPECT_EQ(Lines(select), (std::vector<std::string>{
+                               w + "A|1|1|1|2|1.5|z|3|2024-05-01 10:00:00",
+                               w + "a|3|10|1.67|0.5833333333333334|-1|c|7|2024-05-01 10:00:20",
+                               w + "b|8|8|0.13|NULL|-3|x|5|2024-05-01 10:00:01"}));
+
+  // Same time as the stored last(): the larger value wins, a smaller one does not.
+  std::vector<DeltaRow> cp3 = {
+      MakeDelta(a, kT, {S("a")}, {Rec({N, N, I(2), N, N, N, I(9), N}, kT + 10 * kSec)})};
+  ASSERT_TRUE(sink->Commit(Cp(3, &cp3, 30)).ok());
+  std::vector<DeltaRow> cp4 = {
+      MakeDelta(a, kT, {S("a")}, {Rec({N, N, N, N, N, N, I(8), N}, kT + 10 * kSec)})};
+  ASSERT_TRUE(sink->Commit(Cp(4, &cp4, 40)).ok());
+  EXPECT_EQ(One(select + " LIMIT 1 OFFSET 1"),
+            w + "a|5|10|1.75|0.5833333333333334|-1|c|9|2024-05-01 10:00:20");
+  EXPECT_EQ(One("SELECT _mean_sum, _mean_count, _dmean_sum, _dmean_count, _latest_at FROM " + T() +
+                " WHERE k = 'a'"),
+            "7|4|1.75|3|" + std::to_string(kT + 10 * kSec));
+  EXPECT_TRUE(sink->Healthy());
+}
+
+TEST_F(MysqlSinkTest, RecruitmentColumnTypesAndDecimalRounding) {
+  auto spec = RecruitmentSpec();
+  auto sink = OpenSink(*spec, {{"column_types",
+                                "dates:DATE,hours:TINYINT,bid_set:DECIMAL(10,2),"
+                                "latest_update_time:DATETIME"}});
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(Lines("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
+                  "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
+                  table_ +
+                  "' AND COLUMN_NAME IN "
+                  "('dates', 'hours', 'bid_set', 'latest_update_time', 'sources') ORDER BY "
+                  "ORDINAL_POSITION"),
+            (std::vector<std::string>{"dates|date", "hours|tinyint(4)", "bid_set|decimal(10,2)",
+                                      "sources|text", "latest_update_time|datetime"}));
+  const auto& a = *spec;
+  auto key = [](int64_t job) {
+    return std::vector<Value>{I(job), S("2024-05-01"), I(10), I(1), I(2), I(3)};
+  };
+  // Metrics: company_id last, clicks, bid_set avg, spend_hour sum, conversion, qualified,
+  // disqualified, sources last, latest_update_time max. `match` picks the clicks-only metrics.
+  const std::vector<bool> click = {true, true, true, true, false, false, false, true, true};
+  const std::vector<bool> conversion = {true, false, false, false, true, false, false, true, true};
+  auto rec = [](int64_t company, int64_t bid, int64_t t, std::vector<bool> m) {
+    return Rec({I(company), N, I(bid), I(bid), N, N, N, S("file"), Ts(t)}, t, std::move(m));
+  };
+  std::vector<DeltaRow> cp1 = {
+      MakeDelta(a, kT, key(1),
+                {rec(10, 1, kT + 1 * kSec, click), rec(10, 2, kT + 2 * kSec, click)}),
+      MakeDelta(a, kT, key(2), {rec(20, 0, kT + 3 * kSec, conversion)}),
+  };
+  ASSERT_TRUE(sink->Commit(Cp(1, &cp1, 10)).ok());
+  std::vector<DeltaRow> cp2 = {
+      MakeDelta(a, kT, key(1), {rec(11, 2, kT + 4 * kSec, click)}),
+      MakeDelta(a, kT, key(2),
+                {rec(21, 5, kT + 5 * kSec, click), rec(21, 6, kT + 6 * kSec, click),
+                 rec(21, 6, kT + 6 * kSec, click)}),
+  };
+  ASSERT_TRUE(sink->Commit(Cp(2, &cp2, 20)).ok());
+  EXPECT_EQ(Lines("SELECT job_id, dates, hours, company_id, clicks, bid_set, spend_hour, "
+                  "conversion, sources, latest_update_time FROM " +
+                  T() + " ORDER BY job_id"),
+            (std::vector<std::string>{
+                // (1 + 2 + 2) / 3 = 1.666.. -> 1.67
+                "1|2024-05-01|10|11|3|1.67|5|0|file|2024-05-01 10:00:04",
+                // no click in cp1: the default 0; then (5 + 6 + 6) / 3 = 5.666.. -> 5.67
+                "2|2024-05-01|10|21|3|5.67|17|1|file|2024-05-01 10:00:06"}));
+}
+
+TEST_F(MysqlSinkTest, KeysAndStringsAreStoredExactly) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  const std::vector<std::string> keys = {"a",
+                                         "A",
+                                         "a ",
+                                         "it's \"quoted\"",
+                                         "back\\slash",
+                                         std::string("nul\0byte", 8),
+                                         "line\nbreak",
+                                         "Hà Nội ✓",
+                                         "x'); DROP TABLE t; --"};
+  std::vector<DeltaRow> deltas;
+  for (const auto& k : keys) {
+    deltas.push_back(MakeDelta(*spec, kT, {Value::String(k)},
+                               {Rec({N, I(1), N, N, N, Value::String(k), N, N}, kT)}));
+  }
+  ASSERT_TRUE(sink->Commit(Cp(1, &deltas, 10)).ok());
+  ASSERT_TRUE(sink->Commit(Cp(2, &deltas, 20)).ok());
+  std::vector<std::string> got;
+  ASSERT_TRUE(admin_
+                  ->Query("SELECT k, hi, n FROM " + T(),
+                          [&](mysql::RowView r) {
+                            EXPECT_EQ(*r[0], *r[1]);
+                            EXPECT_EQ(*r[2], "2") << *r[0];
+                            got.emplace_back(*r[0]);
+                            return Status::OK();
+                          })
+                  .ok());
+  std::sort(got.begin(), got.end());
+  auto want = keys;
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(MysqlSinkTest, PositionsRoundTrip) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  auto none = sink->LoadPositions();
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  std::vector<DeltaRow> empty;
+  Checkpoint cp = Cp(1, &empty, 0);
+  cp.positions = {{"tracking", 0, 1234}, {"tracking", 3, 99}, {"__dead_letters", 0, 17}};
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  cp.positions[0].offset = 5678;
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  sink->Close();
+
+  auto again = OpenSink(*spec);
+  ASSERT_TRUE(again);
+  auto loaded = again->LoadPositions();
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  std::sort(loaded->begin(), loaded->end(), [](const StoredPosition& x, const StoredPosition& y) {
+    return std::tie(x.source, x.partition) < std::tie(y.source, y.partition);
+  });
+  EXPECT_EQ(*loaded, (std::vector<StoredPosition>{
+                         {"__dead_letters", 0, 17}, {"tracking", 0, 5678}, {"tracking", 3, 99}}));
+  EXPECT_EQ(One("SELECT COUNT(*) FROM _sluice_positions WHERE pipeline = '" + pipeline_ +
+                "' AND updated_at > UTC_TIMESTAMP() - INTERVAL 1 HOUR"),
+            "3");
+}
+
+TEST_F(MysqlSinkTest, RetryAfterAnAmbiguousCommitDoesNotApplyTwice) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  // COMMIT succeeds but its reply is lost: the connection dies right after.
+  bool fired = false;
+  sink->SetTestHook([&](std::string_view stage) {
+    if (stage != "after_commit" || fired) return Status::OK();
+    fired = true;
+    Kill(sink->ConnectionIdForTesting());
+    return Status::Unavailable("simulated: lost the reply to COMMIT");
+  });
+  Status s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_FALSE(sink->Healthy());
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");  // it was applied
+  // The runner retries the same checkpoint: it must not be applied again.
+  s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(sink->Healthy());
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+  ASSERT_TRUE(sink->Commit(Cp(3, &d, 30)).ok());
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "3|15");
+}
+
+TEST_F(MysqlSinkTest, RetryAfterTheConnectionDiedBeforeCommitAppliesOnce) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  bool fired = false;
+  sink->SetTestHook([&](std::string_view stage) {
+    if (stage == "before_commit" && !fired) {
+      fired = true;
+      Kill(sink->ConnectionIdForTesting());  // the COMMIT below then fails on a dead connection
+    }
+    return Status::OK();
+  });
+  Status s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_FALSE(sink->Healthy());
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "1|5");  // rolled back
+  s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+  EXPECT_EQ(One("SELECT `offset` FROM _sluice_positions WHERE pipeline = '" + pipeline_ +
+                "' AND source = 'tracking'"),
+            "20");
+}
+
+TEST_F(MysqlSinkTest, RetryWaitsForACommitStillInFlight) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  bool fired = false;
+  sink->SetTestHook([&](std::string_view stage) {
+    if (stage == "before_commit" && !fired) {
+      fired = true;
+      Kill(sink->ConnectionIdForTesting());
+    }
+    return Status::OK();
+  });
+  ASSERT_EQ(sink->Commit(Cp(2, &d, 20)).code(), StatusCode::kUnavailable);
+  // Stand-in for the lost connection's transaction, still running on the server: it writes
+  // checkpoint 2 and commits only after the retry has started.
+  ASSERT_TRUE(admin_->Execute("START TRANSACTION").ok());
+  ASSERT_TRUE(admin_->Execute("UPDATE " + T() + " SET n = n + 1, total = total + 5").ok());
+  ASSERT_TRUE(admin_
+                  ->Execute("UPDATE _sluice_positions SET `offset` = `offset` * 2 WHERE "
+                            "pipeline = '" +
+                            pipeline_ + "'")
+                  .ok());
+  std::thread committer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_TRUE(admin_->Execute("COMMIT").ok());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Status s = sink->Commit(Cp(2, &d, 20));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  committer.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(waited, std::chrono::milliseconds(500));
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");  // not applied a second time
+}
+
+TEST_F(MysqlSinkTest, ReconnectsAfterTheConnectionIsKilled) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  const unsigned long first = sink->ConnectionIdForTesting();
+  Kill(first);
+  Status s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_FALSE(sink->Healthy());
+  s = sink->Commit(Cp(2, &d, 20));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(sink->Healthy());
+  EXPECT_NE(sink->ConnectionIdForTesting(), first);
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+  auto positions = sink->LoadPositions();
+  ASSERT_TRUE(positions.ok());
+  EXPECT_EQ(positions->size(), 2u);
+}
+
+TEST_F(MysqlSinkTest, LockWaitTimeoutIsRetriedOnTheSameConnection) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec, {{"timeout", "3s"}});  // lock waits give up after 1 s
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  const unsigned long id = sink->ConnectionIdForTesting();
+  ASSERT_TRUE(admin_->Execute("START TRANSACTION").ok());
+  ASSERT_TRUE(admin_->Execute("SELECT * FROM " + T() + " FOR UPDATE").ok());
+  Status s = sink->Commit(Cp(2, &d, 20));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("1205"), std::string::npos) << s.message();
+  ASSERT_TRUE(admin_->Execute("ROLLBACK").ok());
+  EXPECT_TRUE(sink->Healthy());
+  s = sink->Commit(Cp(2, &d, 20));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(sink->ConnectionIdForTesting(), id);
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+}
+
+TEST_F(MysqlSinkTest, RejectsAnExistingTableWithOtherColumns) {
+  ASSERT_TRUE(
+      admin_->Execute("CREATE TABLE " + T() + " (k VARCHAR(10) PRIMARY KEY, n BIGINT)").ok());
+  auto spec = AllKindsSpec();
+  auto s = MysqlSink::Make(Config());
+  ASSERT_TRUE(s.ok());
+  Status open = (*s)->Open(Context(spec.get()));
+  EXPECT_EQ(open.code(), StatusCode::kInvalidArgument) << open.ToString();
+  EXPECT_NE(open.message().find("has columns (k, n) but this pipeline writes (window_start"),
+            std::string::npos)
+      << open.message();
+}
+
+TEST_F(MysqlSinkTest, ReopensAnExistingTable) {
+  auto spec = AllKindsSpec();
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  {
+    auto sink = OpenSink(*spec);
+    ASSERT_TRUE(sink);
+    ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  }
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->Commit(Cp(2, &d, 20)).ok());
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+}
+
+TEST_F(MysqlSinkTest, ConfigurationErrorsAreClear) {
+  auto spec = AllKindsSpec();
+  SinkConfig c = Config();
+  c.uri = "mysql://" + uri_.user + "@" + uri_.host + ":" + std::to_string(uri_.port) +
+          "/sluice_no_such_database";
+  auto s = MysqlSink::Make(c);
+  ASSERT_TRUE(s.ok());
+  Status open = (*s)->Open(Context(spec.get()));
+  EXPECT_EQ(open.code(), StatusCode::kInvalidArgument) << open.ToString();
+  EXPECT_NE(open.message().find("CREATE DATABASE"), std::string::npos) << open.message();
+
+  const std::string pw = (std::filesystem::temp_directory_path() /
+                          ("sluice_mysql_wrong_pw_" + std::to_string(::getpid())))
+                             .string();
+  std::ofstream(pw) << "certainly-wrong\n";
+  s = MysqlSink::Make(Config({{"password_file", pw}}));
+  ASSERT_TRUE(s.ok());
+  open = (*s)->Open(Context(spec.get()));
+  std::filesystem::remove(pw);
+  EXPECT_EQ(open.code(), StatusCode::kInvalidArgument) << open.ToString();
+  EXPECT_NE(open.message().find("1045"), std::string::npos) << open.message();
+  EXPECT_EQ(open.message().find("certainly-wrong"), std::string::npos) << open.message();
+}
+
+TEST_F(MysqlSinkTest, AKeyLongerThanItsColumnIsAFatalDataError) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {MakeDelta(*spec, kT, {Value::String(std::string(300, 'k'))},
+                                       {Rec({N, I(1), N, N, N, N, N, N}, kT)})};
+  Status s = sink->Commit(Cp(1, &d, 10));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("column_types"), std::string::npos) << s.message();
+  EXPECT_TRUE(sink->Healthy());
+  EXPECT_EQ(One("SELECT COUNT(*) FROM _sluice_positions WHERE pipeline = '" + pipeline_ + "'"),
+            "0");
+}
+
+TEST_F(MysqlSinkTest, CommitsFiftyThousandDeltas) {
+  auto spec = RecruitmentSpec();
+  auto sink = OpenSink(*spec, {{"column_types", "dates:DATE,hours:TINYINT,bid_set:DECIMAL(10,2)"}});
+  ASSERT_TRUE(sink);
+  const std::vector<bool> click = {true, true, true, true, false, false, false, true, true};
+  std::vector<DeltaRow> deltas;
+  for (int i = 0; i < 50'000; ++i) {
+    std::vector<Value> key = {I(i / 24), S("2024-05-01"), I(i % 24), I(i % 7), I(i % 13), I(1)};
+    deltas.push_back(
+        MakeDelta(*spec, kT, std::move(key),
+                  {Rec({I(i), N, I(i % 100), I(i % 100), N, N, N, S("file"), Ts(kT)}, kT, click)}));
+  }
+  std::sort(deltas.begin(), deltas.end(),
+            [](const DeltaRow& x, const DeltaRow& y) { return x.keys < y.keys; });
+  for (int round = 1; round <= 2; ++round) {
+    const auto start = std::chrono::steady_clock::now();
+    Status s = sink->Commit(Cp(round, &deltas, 10 * round));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    std::cout << "mysql sink: commit of " << deltas.size() << " deltas ("
+              << (round == 1 ? "all new rows" : "all updates") << ") in " << secs << " s, "
+              << static_cast<int64_t>(deltas.size() / secs) << " rows/s\n";
+  }
+  EXPECT_EQ(One("SELECT COUNT(*), SUM(clicks), SUM(spend_hour) FROM " + T()),
+            "50000|100000|" + std::to_string(2 * 49'500 * 50));
+}
+
+class MysqlDimensionTest : public MysqlSinkTest {};
+
+TEST_F(MysqlDimensionTest, LoadsTheDeclaredFields) {
+  ASSERT_TRUE(admin_
+                  ->Execute("CREATE TABLE " + T() +
+                            " (id BIGINT, company_id INT NULL, title VARCHAR(50), "
+                            "created DATETIME, score DOUBLE, active BOOLEAN)")
+                  .ok());
+  ASSERT_TRUE(admin_
+                  ->Execute("INSERT INTO " + T() +
+                            " VALUES "
+                            "(1, 10, 'Data engineer', '2024-01-02 03:04:05', 1.5, TRUE), "
+                            "(2, NULL, NULL, NULL, NULL, NULL), "
+                            "(NULL, 30, 'no key', NULL, 0, FALSE)")
+                  .ok());
+  DimensionConfig c;
+  c.name = "job";
+  c.uri = "mysql://" + uri_.Display() + "/" + table_;
+  c.key = "id";
+  c.fields = {{"id", Type::kInt64, ""},         {"company_id", Type::kInt64, ""},
+              {"name", Type::kString, "title"}, {"created", Type::kTimestamp, ""},
+              {"score", Type::kDouble, ""},     {"active", Type::kBool, ""}};
+  auto table = LoadDimension(c);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ((*table)->size(), 2u);
+  const auto* one = (*table)->Find(I(1));
+  ASSERT_NE(one, nullptr);
+  EXPECT_EQ(*one, (std::vector<Value>{I(1), I(10), S("Data engineer"),
+                                      Ts(At("2024-01-02 03:04:05")), D(1.5), Value::Bool(true)}));
+  const auto* two = (*table)->Find(I(2));
+  ASSERT_NE(two, nullptr);
+  EXPECT_EQ(*two, (std::vector<Value>{I(2), N, N, N, N, N}));
+}
+
+TEST_F(MysqlDimensionTest, ReportsMissingTablesAndColumns) {
+  DimensionConfig c;
+  c.name = "job";
+  c.uri = "mysql://" + uri_.Display() + "/" + table_;
+  c.key = "id";
+  c.fields = {{"id", Type::kInt64, ""}, {"company_id", Type::kInt64, ""}};
+  auto table = LoadDimension(c);
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("table " + table_ + " does not exist"), std::string::npos)
+      << table.status().message();
+
+  ASSERT_TRUE(admin_->Execute("CREATE TABLE " + T() + " (id BIGINT, company BIGINT)").ok());
+  table = LoadDimension(c);
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("has no column company_id (its columns: id, company)"),
+            std::string::npos)
+      << table.status().message();
+
+  c.options.Set("pasword_file", Option{"x", {"p.toml", 3, 1}});
+  table = LoadDimension(c);
+  ASSERT_FALSE(table.ok());
+  EXPECT_NE(table.status().message().find("unknown key 'pasword_file'"), std::string::npos)
+      << table.status().message();
+}
+
+}  // namespace
+}  // namespace sluice
