@@ -28,16 +28,24 @@ build: deps $(BUILD_DIR)/build.ninja
 demo: build
 	$(BUILD_DIR)/sluice demo
 
-test: build
+test: build services
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
 test-unit: build
 	$(BUILD_DIR)/sluice_tests
 
-asan: deps
+asan: deps services
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+
+# Local MariaDB (127.0.0.1:3306) and Kafka (127.0.0.1:9092) for the connector tests; see scripts/README.md.
+.PHONY: services services-down
+services:
+	@scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down

@@ -1,0 +1,549 @@
+#!/usr/bin/env bash
+# Local servers for sluice's connector tests, on loopback only:
+#   MariaDB  127.0.0.1:3306  user root, no password, database `sluice`
+#   Kafka    127.0.0.1:9092  (KRaft controller on 127.0.0.1:9093), single node
+#
+# Usage: scripts/services.sh up|down|restart [mariadb|kafka]...   (default: both)
+#        scripts/services.sh status
+#        scripts/services.sh jars   (only fetch the Kafka jars; used by kafka-topics.sh)
+#
+# Both run as our own processes with everything under build/services/ (see scripts/README.md),
+# never as the system's services, so tests get the same servers on every machine and a reset is
+# `rm -rf build/services`. `up` is idempotent: what already runs is left alone.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SVC_DIR=${SLUICE_SERVICES_DIR:-$ROOT/build/services}
+
+# The tests connect to exactly these ports. The overrides exist only for trying this script
+# while another server holds a port; tests will not find servers moved elsewhere.
+readonly HOST=127.0.0.1
+readonly MARIADB_PORT=${SLUICE_MARIADB_PORT:-3306}
+readonly KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
+readonly KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
+
+MARIADB_DIR=$SVC_DIR/mariadb
+MARIADB_DATA=$MARIADB_DIR/data
+MARIADB_CNF=$MARIADB_DIR/my.cnf
+MARIADB_LOG=$MARIADB_DIR/mariadb.log
+MARIADB_SOCK=$MARIADB_DIR/mariadb.sock
+MARIADB_PIDFILE=$SVC_DIR/mariadb.pid
+MARIADB_TIMEOUT=60
+
+KAFKA_DIR=$SVC_DIR/kafka
+KAFKA_LIBS=$KAFKA_DIR/libs
+KAFKA_DATA=$KAFKA_DIR/data
+KAFKA_PROPS=$KAFKA_DIR/server.properties
+KAFKA_LOG=$KAFKA_DIR/kafka.log
+KAFKA_PIDFILE=$SVC_DIR/kafka.pid
+KAFKA_POM=$ROOT/scripts/kafka/pom.xml
+KAFKA_TIMEOUT=90
+# A fixed cluster id (base64 of the 16 bytes "sluice-local-dev"), so the storage can be
+# formatted without asking Kafka for a random one first.
+readonly KAFKA_CLUSTER_ID=c2x1aWNlLWxvY2FsLWRldg
+
+say() { echo "services: $*"; }
+die() { echo "services: error: $*" >&2; exit 1; }
+
+# Prints the pid recorded in pid file $1 when that process is alive and its command line contains
+# $2 (our config file's path), so a stale pid file or a recycled pid is never taken for ours.
+# Zombies have an empty command line and count as gone.
+running_pid() {
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1" 2>/dev/null || true)
+  [[ $pid =~ ^[0-9]+$ ]] && has_marker "$pid" "$2" && echo "$pid"
+}
+
+has_marker() {
+  local cmdline
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
+  [[ $cmdline == *"$2"* ]]
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp: no extra tool).
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Who listens on port $1, for error messages (ss may be missing or show no process as non-root).
+port_owner() {
+  local line
+  line=$(ss -Hltnp "sport = :$1" 2>/dev/null | head -1 || true)
+  echo "${line:-unknown process}"
+}
+
+# Our server may run without its pid file: take it back when the process listening on port $1
+# has our config file ($3) on its command line, writing pid file $2. When build/services itself
+# was deleted under it (`make clean` while it ran), its data is gone: stop it instead ($4: name).
+adopt_orphan() {
+  local pid
+  pid=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+  [ -n "$pid" ] && has_marker "$pid" "$3" || return 1
+  mkdir -p "$(dirname "$2")"
+  echo "$pid" >"$2"
+  [ -f "$3" ] && return 0
+  # On stderr: callers use stdout for the pid.
+  say "$4: pid $pid still runs although its directory was deleted (make clean?); stopping it" >&2
+  stop_server "$4" "$2" "$3" 30 >&2
+  return 1
+}
+
+# Fails, saying why, when port $1 is taken by a process that is not ours ($2: who needs it,
+# $3: a hint on stopping the usual suspect).
+port_free() {
+  port_open "$1" || return 0
+  echo "services: error: port $1 on $HOST is already in use by another process: $(port_owner "$1")
+  $2 needs this port (the tests connect to it). Stop that process$3, then run 'make services' again." >&2
+  return 1
+}
+
+# Starts "$@" detached from this shell and terminal: setsid, so Ctrl-C on `make test` does not
+# reach the servers; nohup and </dev/null, so nothing waits on their input or output. A
+# background child of a script is not a process-group leader, so setsid does not fork and $!
+# is the server's pid. Output is appended to log file $1. fd 9 is closed: it holds our lock
+# (take_lock), and a server keeping it would block every later `up` and `down`.
+launch() {
+  local log=$1
+  shift
+  nohup setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+  LAUNCHED_PID=$!
+}
+
+# Stops the server recorded in pid file $2 (name $1, command-line marker $3): SIGTERM, which both
+# servers handle as a clean shutdown, then SIGKILL after $4 seconds.
+stop_server() {
+  local name=$1 pidfile=$2 marker=$3 timeout=$4 pid deadline
+  if ! pid=$(running_pid "$pidfile" "$marker"); then
+    rm -f "$pidfile"
+    say "$name: not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + timeout))
+  while running_pid "$pidfile" "$marker" >/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      say "$name: pid $pid did not stop within ${timeout}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$pidfile"
+  say "$name: stopped (pid $pid)"
+}
+
+# Called when a server did not come up: shows why, stops what is left of it, and fails.
+fail_start() {
+  local name=$1 pidfile=$2 marker=$3 log=$4 reason=$5 pid
+  {
+    echo "services: error: $name $reason"
+    echo "---- last 40 lines of $log ----"
+    tail -n 40 "$log" 2>/dev/null || echo "(no log)"
+    echo "----"
+    echo "services: error: $name $reason (full log: $log; to start it from scratch, losing its" \
+      "data: rm -rf $(dirname "$log"))"
+  } >&2
+  if pid=$(running_pid "$pidfile" "$marker"); then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$pidfile"
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools: installed through the repo's installer, and only when one is missing, so a warm `up`
+# does not spend time on package checks.
+
+MARIADBD=""
+find_mariadbd() {
+  # /usr/sbin is not on a normal user's PATH.
+  MARIADBD=$(command -v mariadbd || true)
+  [ -n "$MARIADBD" ] || { [ -x /usr/sbin/mariadbd ] && MARIADBD=/usr/sbin/mariadbd; } || true
+  [ -n "$MARIADBD" ]
+}
+
+JAVA=""
+# Kafka 3.9 runs on Java 11+, but we require 17 (what Debian 12 ships and what we test with).
+# Takes $JAVA_HOME, then java on PATH, then any JDK under /usr/lib/jvm.
+find_java() {
+  local j v candidates=()
+  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
+  command -v java >/dev/null && candidates+=("$(command -v java)")
+  candidates+=(/usr/lib/jvm/*/bin/java)
+  for j in "${candidates[@]}"; do
+    [ -x "$j" ] || continue
+    v=$("$j" -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1)
+    if [ "${v:-0}" -ge 17 ]; then JAVA=$j; return 0; fi
+  done
+  return 1
+}
+
+# The Kafka jars are current when the stamp in libs/ holds the hash of the pom they came from.
+kafka_libs_current() {
+  [ -f "$KAFKA_LIBS/.pom.sha256" ] &&
+    [ "$(cat "$KAFKA_LIBS/.pom.sha256")" = "$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)" ]
+}
+
+# $1: which servers need their tools (mariadb, kafka or both).
+ensure_tools() {
+  local need=()
+  if [[ " $* " == *" mariadb "* ]]; then
+    find_mariadbd || need+=(mariadb-server)
+    command -v mariadb >/dev/null || need+=(mariadb-client)
+  fi
+  if [[ " $* " == *" kafka "* ]]; then
+    find_java || need+=(openjdk-17-jre-headless)
+    command -v kcat >/dev/null || need+=(kcat) # readiness check and the tests' own produce/consume
+    kafka_libs_current || command -v mvn >/dev/null || need+=(maven)
+  fi
+  if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]}"
+    # On failure the checks below say what exactly is missing.
+    SLUICE_EXTRA_PACKAGES="${need[*]}" "$ROOT/scripts/install-deps.sh" ||
+      echo "services: could not install ${need[*]} (see above)" >&2
+  fi
+  if [[ " $* " == *" mariadb "* ]]; then
+    find_mariadbd || die "MariaDB is required: install mariadb-server (apt-get install mariadb-server)"
+    command -v mariadb >/dev/null || die "the mariadb client is required: install mariadb-client"
+  fi
+  if [[ " $* " == *" kafka "* ]]; then
+    find_java || die "Java 17 is required to run Kafka: install openjdk-17-jre-headless" \
+      "(apt-get install openjdk-17-jre-headless) or point JAVA_HOME at a JDK 17+"
+    command -v kcat >/dev/null || die "kcat is required to check the Kafka broker: install kcat"
+    kafka_libs_current || command -v mvn >/dev/null ||
+      die "Maven is required once to download the Kafka jars: install maven (apt-get install maven)"
+  fi
+}
+
+# Copies the broker's jars out of ~/.m2 into build/services/kafka/libs, downloading them with
+# Maven on the very first run. Offline first (-o), so a warm ~/.m2 needs no network at all.
+ensure_kafka_libs() {
+  kafka_libs_current && return 0
+  local tmp=$KAFKA_LIBS.tmp mvn_log=$KAFKA_DIR/mvn.log
+  mkdir -p "$KAFKA_DIR"
+  rm -rf "$tmp"
+  local mvn=(mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies -DoutputDirectory="$tmp")
+  if ! "${mvn[@]}" -o >"$mvn_log" 2>&1; then
+    say "kafka: downloading the Kafka jars with Maven into ~/.m2 (first run only)"
+    rm -rf "$tmp"
+    "${mvn[@]}" >"$mvn_log" 2>&1 || {
+      tail -n 30 "$mvn_log" >&2
+      die "Maven could not fetch the Kafka jars (full output: $mvn_log)"
+    }
+  fi
+  ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but $tmp has no kafka_2.13 jar"
+  sha256sum "$KAFKA_POM" | cut -d' ' -f1 >"$tmp/.pom.sha256"
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+}
+
+# ---------------------------------------------------------------------------------------------
+# MariaDB
+
+mariadb_cli() { mariadb --no-defaults --protocol=socket --socket="$MARIADB_SOCK" -uroot "$@"; }
+
+write_mariadb_cnf() {
+  # Regenerated each start so edits here take effect; --defaults-file keeps /etc/mysql out of it.
+  cat >"$MARIADB_CNF" <<EOF
+# Generated by scripts/services.sh; edit that script instead.
+[mariadbd]
+datadir=$MARIADB_DATA
+socket=$MARIADB_SOCK
+pid-file=$MARIADB_DIR/mariadbd.pid
+log-error=$MARIADB_LOG
+port=$MARIADB_PORT
+bind-address=$HOST
+# No DNS here: accounts are matched by address (root@127.0.0.1), and connects stay fast.
+skip-name-resolve
+character-set-server=utf8mb4
+collation-server=utf8mb4_unicode_ci
+innodb-buffer-pool-size=256M
+max-connections=200
+# Level 2 logs every aborted connection (port probes, killed test runs): too noisy here.
+log-warnings=1
+EOF
+  # mariadbd refuses to run as root unless told to. As any other user it runs as that user, and
+  # the data directory belongs to them, so the same script works with and without root.
+  if [ "$(id -u)" = 0 ]; then echo "user=root" >>"$MARIADB_CNF"; fi
+}
+
+# Our running mariadbd's pid, if any.
+mariadb_pid() {
+  running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF" ||
+    { adopt_orphan "$MARIADB_PORT" "$MARIADB_PIDFILE" "$MARIADB_CNF" mariadb &&
+      running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF"; }
+}
+
+mariadb_can_start() {
+  mariadb_pid >/dev/null ||
+    port_free "$MARIADB_PORT" "MariaDB" " (a system MariaDB or MySQL: 'sudo service mariadb stop')"
+}
+
+mariadb_start() {
+  local pid
+  if pid=$(mariadb_pid); then
+    say "mariadb: already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$MARIADB_PIDFILE"
+  # A Unix socket path is limited to 107 bytes.
+  [ ${#MARIADB_SOCK} -lt 100 ] ||
+    die "socket path $MARIADB_SOCK is too long for a Unix socket;" \
+      "set SLUICE_SERVICES_DIR to a shorter directory"
+  mkdir -p "$MARIADB_DIR"
+  write_mariadb_cnf
+  if [ ! -d "$MARIADB_DATA/mysql" ]; then
+    say "mariadb: initialising $MARIADB_DATA"
+    rm -rf "$MARIADB_DATA"
+    # normal: root@localhost without password, so the socket login below works for any OS user
+    # (the default, unix_socket, would only let the OS root in).
+    mariadb-install-db --defaults-file="$MARIADB_CNF" --auth-root-authentication-method=normal \
+      --skip-test-db --skip-name-resolve >>"$MARIADB_LOG" 2>&1 ||
+      {
+        tail -n 30 "$MARIADB_LOG" >&2
+        rm -rf "$MARIADB_DATA"
+        die "mariadb-install-db failed (log: $MARIADB_LOG)"
+      }
+  fi
+  launch "$MARIADB_LOG" "$MARIADBD" --defaults-file="$MARIADB_CNF"
+  echo "$LAUNCHED_PID" >"$MARIADB_PIDFILE"
+  say "mariadb: started (pid $LAUNCHED_PID)"
+}
+
+# Waits until MariaDB answers, then makes sure of the accounts and database the tests use
+# (idempotent, so it also repairs a data directory made by an older version of this script).
+# Fails rather than exits, so that `up` still waits for Kafka; every step checks for itself.
+mariadb_wait() {
+  local deadline=$((SECONDS + MARIADB_TIMEOUT)) h
+  until mariadb_cli --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; do
+    if ! running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF" >/dev/null; then
+      fail_start mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_LOG" "exited during startup"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail_start mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_LOG" \
+        "did not answer on $MARIADB_SOCK within ${MARIADB_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+  # With skip-name-resolve, TCP from 127.0.0.1 matches root@127.0.0.1, not root@localhost.
+  mariadb_cli -e "
+    CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+    GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+    CREATE DATABASE IF NOT EXISTS sluice;" || {
+    echo "services: error: could not create the sluice database or root@127.0.0.1 (log: $MARIADB_LOG)" >&2
+    return 1
+  }
+  # mariadb-install-db also adds root@<hostname>, which skip-name-resolve ignores with a warning
+  # at every start.
+  for h in $(mariadb_cli -N -e "SELECT host FROM mysql.user WHERE user = 'root'
+               AND host NOT IN ('localhost', '127.0.0.1', '::1', '%')"); do
+    mariadb_cli -e "DROP USER 'root'@'$h'" || true
+  done
+  if ! mariadb --no-defaults --connect-timeout=5 -h"$HOST" -P"$MARIADB_PORT" -uroot -e 'SELECT 1' \
+    sluice >/dev/null; then
+    echo "services: error: MariaDB runs, but 'mariadb -h$HOST -P$MARIADB_PORT -uroot sluice' fails" \
+      "(log: $MARIADB_LOG)" >&2
+    return 1
+  fi
+  say "mariadb: ready on $HOST:$MARIADB_PORT (root, no password, database sluice)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kafka
+
+write_kafka_props() {
+  cat >"$KAFKA_PROPS" <<EOF
+# Generated by scripts/services.sh; edit that script instead.
+# One process that is both KRaft controller and broker.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+
+# Tests may produce to topics nobody created; they get 4 partitions.
+auto.create.topics.enable=true
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+delete.topic.enable=true
+
+# A single node can only hold one replica of the internal topics. Fewer partitions than the
+# default 50 make the first consumer group and the first transaction start much faster.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+# Consumer groups form at once instead of after the default 3 s.
+group.initial.rebalance.delay.ms=0
+# After a kill -9 the restarted broker cannot register until its old session expires (default
+# 9 s); the controller is in the same process, so a short session costs nothing.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
+
+# Two cores: keep the thread pools small.
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+EOF
+}
+
+# Our running broker's pid, if any.
+kafka_pid() {
+  running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS" ||
+    { adopt_orphan "$KAFKA_PORT" "$KAFKA_PIDFILE" "$KAFKA_PROPS" kafka &&
+      running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS"; }
+}
+
+kafka_can_start() {
+  kafka_pid >/dev/null && return 0
+  port_free "$KAFKA_PORT" "Kafka" "" &&
+    port_free "$KAFKA_CONTROLLER_PORT" "Kafka's KRaft controller" ""
+}
+
+kafka_start() {
+  local pid
+  if pid=$(kafka_pid); then
+    say "kafka: already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$KAFKA_PIDFILE"
+  ensure_kafka_libs
+  # scripts/kafka-topics.sh runs the same java as the broker.
+  ln -sfn "$JAVA" "$KAFKA_DIR/java"
+  write_kafka_props
+  # The log is appended to across restarts; start over once it gets big.
+  if [ -f "$KAFKA_LOG" ] && [ "$(stat -c %s "$KAFKA_LOG")" -gt $((50 * 1024 * 1024)) ]; then
+    mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
+  fi
+  local tools_log4j=-Dlog4j.configuration=file:$ROOT/scripts/kafka/tools-log4j.properties
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    say "kafka: formatting $KAFKA_DATA (cluster id $KAFKA_CLUSTER_ID)"
+    "$JAVA" -Xmx256m "$tools_log4j" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format \
+      -t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" --ignore-formatted >>"$KAFKA_LOG" 2>&1 ||
+      { tail -n 30 "$KAFKA_LOG" >&2; die "formatting the Kafka storage failed (log: $KAFKA_LOG)"; }
+  fi
+  # The GC settings of Kafka's own kafka-server-start.sh, with a smaller heap. IPv4 only, so the
+  # listeners are plain 127.0.0.1 sockets rather than IPv6 ones bound to ::ffff:127.0.0.1.
+  launch "$KAFKA_LOG" "$JAVA" -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
+    -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
+  echo "$LAUNCHED_PID" >"$KAFKA_PIDFILE"
+  say "kafka: started (pid $LAUNCHED_PID)"
+}
+
+# Ready means a client gets metadata naming our broker, the same first step the tests take.
+kafka_ready() {
+  local meta
+  meta=$(kcat -b "$HOST:$KAFKA_PORT" -L -m 2 2>/dev/null) || return 1
+  [[ $meta == *"broker 1 at $HOST:$KAFKA_PORT"* ]]
+}
+
+kafka_wait() {
+  local deadline=$((SECONDS + KAFKA_TIMEOUT))
+  until kafka_ready; do
+    if ! running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS" >/dev/null; then
+      fail_start kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_LOG" "exited during startup"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail_start kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_LOG" \
+        "did not answer on $HOST:$KAFKA_PORT within ${KAFKA_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.5
+  done
+  say "kafka: ready on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+status_line() {
+  local name=$1 pidfile=$2 marker=$3 port=$4 where=$5 pid
+  if pid=$(running_pid "$pidfile" "$marker"); then
+    if port_open "$port"; then
+      printf '%-8s running  pid %-7s %s:%s  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
+    else
+      printf '%-8s starting pid %-7s %s:%s not answering yet  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
+    fi
+    return 0
+  fi
+  if port_open "$port"; then
+    printf '%-8s stopped  (port %s is used by another process: %s)\n' "$name" "$port" "$(port_owner "$port")"
+  else
+    printf '%-8s stopped\n' "$name"
+  fi
+  return 1
+}
+
+status() {
+  local rc=0
+  status_line mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_PORT" \
+    "data ${MARIADB_DATA#"$ROOT"/}, log ${MARIADB_LOG#"$ROOT"/}" || rc=3
+  status_line kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_PORT" \
+    "data ${KAFKA_DATA#"$ROOT"/}, log ${KAFKA_LOG#"$ROOT"/}" || rc=3
+  return $rc
+}
+
+# One `up` or `down` at a time (e.g. two `make test` started together).
+take_lock() {
+  mkdir -p "$SVC_DIR"
+  exec 9>"$SVC_DIR/.lock"
+  if command -v flock >/dev/null; then
+    flock -w 300 9 || die "another scripts/services.sh is still running (lock $SVC_DIR/.lock)"
+  fi
+}
+
+# $@: the servers to act on (mariadb, kafka). One that cannot start (port taken, crash) does not
+# keep the other from starting, but `up` fails at the end.
+up() {
+  local start=$SECONDS s startable=() failed=()
+  take_lock
+  ensure_tools "$@"
+  for s in "$@"; do
+    if "${s}_can_start"; then startable+=("$s"); else failed+=("$s"); fi
+  done
+  # All are launched first and waited for afterwards, so they start side by side.
+  for s in "${startable[@]}"; do "${s}_start"; done
+  for s in "${startable[@]}"; do "${s}_wait" || failed+=("$s"); done
+  [ ${#failed[@]} -eq 0 ] || die "not running: ${failed[*]} (reasons above)"
+  say "up in $((SECONDS - start))s"
+}
+
+down() {
+  take_lock
+  if [[ " $* " == *" kafka "* ]]; then stop_server kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" 60; fi
+  if [[ " $* " == *" mariadb "* ]]; then stop_server mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" 60; fi
+}
+
+command=${1:-}
+if [ $# -gt 0 ]; then shift; fi
+servers=("$@")
+[ ${#servers[@]} -gt 0 ] || servers=(mariadb kafka)
+for s in "${servers[@]}"; do
+  [[ $s == mariadb || $s == kafka ]] || { echo "services: unknown server '$s' (mariadb, kafka)" >&2; exit 2; }
+done
+
+case "$command" in
+  up) up "${servers[@]}" ;;
+  down) down "${servers[@]}" ;;
+  restart) down "${servers[@]}" && up "${servers[@]}" ;;
+  status) status ;;
+  jars)
+    take_lock
+    ensure_tools kafka
+    ensure_kafka_libs
+    ln -sfn "$JAVA" "$KAFKA_DIR/java"
+    ;;
+  *)
+    echo "usage: $0 up|down|restart [mariadb|kafka]... | status | jars" >&2
+    exit 2
+    ;;
+esac
