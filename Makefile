@@ -14,6 +14,8 @@ help:
 	@echo "make test      build and run the whole test suite"
 	@echo "make build     build build/sluice"
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
+	@echo "make services  start MariaDB and Kafka on 127.0.0.1 (data under build/services)"
+	@echo "make services-down  stop them"
 	@echo "make clean     remove build trees"
 
 deps:
