@@ -36,3 +36,9 @@ add_test(NAME mysql_recruitment
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(mysql_recruitment PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
                      SKIP_RETURN_CODE 77)
+
+add_test(NAME cli
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/cli_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(cli PROPERTIES TIMEOUT 180 LABELS "python;integration")
