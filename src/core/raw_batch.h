@@ -34,6 +34,22 @@ class RawBatch {
     records_.push_back(r);
     return records_.back();
   }
+  /// Removes the records for which `drop(record)` is true, keeping the others in order.
+  template <typename Pred>
+  void RemoveIf(Pred drop) {
+    std::string data;
+    std::vector<RawRecord> records;
+    for (size_t i = 0; i < records_.size(); ++i) {
+      if (drop(records_[i])) continue;
+      RawRecord r = records_[i];
+      r.begin = static_cast<uint32_t>(data.size());
+      data.append(payload(i));
+      records.push_back(r);
+    }
+    data_.swap(data);
+    records_.swap(records);
+  }
+
   size_t size() const { return records_.size(); }
   bool empty() const { return records_.empty(); }
   size_t bytes() const { return data_.size(); }

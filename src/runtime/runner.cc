@@ -46,6 +46,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
                                   ? DefaultDeadLetterPath(runner->config_)
                                   : runner->config_.dead_letter_path;
+  // Each dead-letter file has its own committed length, so processes of one pipeline that
+  // share a sink (scale-out) each keep their own file exact.
+  runner->dead_letter_key_ = std::string(kDeadLetterPositionSource) + ":" +
+                             std::filesystem::absolute(runner->dead_letter_path_).lexically_normal().string();
   return runner;
 }
 
@@ -80,13 +84,17 @@ Status Runner::Start() {
   ASSIGN_OR_RETURN(std::vector<StoredPosition> stored, sink_->LoadPositions());
   int64_t dead_letter_length = 0;
   for (const auto& p : stored) {
-    if (p.source == kDeadLetterPositionSource) {
+    if (p.source == dead_letter_key_) {
       dead_letter_length = p.offset;
+    } else if (p.source.rfind(kDeadLetterPositionSource, 0) == 0) {
+      continue;  // another process's dead-letter file
     } else {
-      committed_[{p.source, p.partition}] = p.offset;
+      loaded_[{p.source, p.partition}] = p.offset;
     }
   }
-  positions_ = committed_;
+  // positions_ and committed_ start empty: a checkpoint carries only the partitions this
+  // process has read. Writing back positions it merely loaded would move another process's
+  // partitions backwards.
   ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
 
   int max_instances = options_.workers > 0 ? options_.workers : config_.workers;
@@ -118,8 +126,8 @@ Status Runner::Start() {
     stats_.started_micros = NowMicros();
     stats_.workers = static_cast<int>(workers_.size());
   }
-  spdlog::info("pipeline {}: {} worker(s), resuming from {} committed position(s), dead letters to {}",
-               config_.name, workers_.size(), committed_.size(), dead_letter_path_);
+  spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
+               config_.name, workers_.size(), loaded_.size(), dead_letter_path_);
   for (auto& w : workers_) w->Start();
   return Status::OK();
 }
@@ -207,7 +215,9 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
     spdlog::warn("reading positions from the sink failed: {}; using the last known ones",
                  stored.status().ToString());
     auto it = committed_.find({source, partition});
-    if (it == committed_.end()) return std::nullopt;
+    if (it != committed_.end()) return it->second;
+    it = loaded_.find({source, partition});
+    if (it == loaded_.end()) return std::nullopt;
     return it->second;
   }
   for (const auto& p : *stored) {
@@ -274,7 +284,7 @@ Status Runner::Checkpoint(bool final) {
       cp.deltas = &deltas;
       cp.rows = &rows;
       for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
-      cp.positions.push_back({kDeadLetterPositionSource, 0, dead_letter_length});
+      cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
       std::lock_guard<std::mutex> lock(sink_mu_);
       s = sink_->Commit(cp);
     }

@@ -63,10 +63,12 @@ class Runner : public CheckpointRequester {
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<DeadLetterFile> dead_letters_;
   std::string dead_letter_path_;
+  std::string dead_letter_key_;  ///< positions-table source name of its committed length
   std::vector<std::unique_ptr<WorkerCounters>> counters_;
   std::vector<std::atomic<int64_t>> step_counts_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::map<std::pair<std::string, int32_t>, int64_t> committed_;  ///< what the sink holds
+  std::map<std::pair<std::string, int32_t>, int64_t> loaded_;     ///< the sink's, at start
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_;  ///< what this process wrote
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
   int64_t epoch_ = 0;
   std::atomic<bool> stop_{false};
@@ -82,7 +84,8 @@ class Runner : public CheckpointRequester {
   PipelineSnapshot stats_;  // guarded by stats_mu_ (coordinator-owned fields)
 };
 
-/// The source name under which the dead-letter file's committed length is stored.
+/// The prefix of the source name under which a dead-letter file's committed length is stored
+/// ("__dead_letters:" followed by the file's absolute path).
 inline constexpr const char* kDeadLetterPositionSource = "__dead_letters";
 
 }  // namespace sluice

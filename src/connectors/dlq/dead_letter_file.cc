@@ -1,6 +1,7 @@
 #include "connectors/dlq/dead_letter_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,13 @@ Result<std::unique_ptr<DeadLetterFile>> DeadLetterFile::Open(
   RETURN_IF_ERROR(EnsureParentDirectory(path));
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("open dead-letter file " + path + ": " + std::strerror(errno));
+  // Two processes appending to one file would interleave and lose lines.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return Status::InvalidArgument("dead-letter file " + path +
+                                   " is in use by another process; give each process of a "
+                                   "pipeline its own file ([dead_letter] path or DLQ)");
+  }
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);

@@ -192,6 +192,12 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
   }
   std::vector<int32_t> revoked;
   for (auto* tp : partitions) revoked.push_back(tp->partition());
+  // Records of these partitions fetched earlier in this Poll() are not processed yet; the new
+  // owner will read them from the committed position, so they must not be processed here.
+  if (in_flight_) {
+    std::set<int32_t> gone(revoked.begin(), revoked.end());
+    in_flight_->RemoveIf([&](const RawRecord& r) { return gone.count(r.partition) > 0; });
+  }
   if (err == RdKafka::ERR__REVOKE_PARTITIONS && !revoked.empty() && ctx_.checkpoint_before_revoke) {
     Status s = ctx_.checkpoint_before_revoke(revoked);
     if (!s.ok()) {
@@ -227,10 +233,18 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
                                     std::chrono::milliseconds budget) {
   const auto deadline = std::chrono::steady_clock::now() + budget;
   Status transient;
+  in_flight_ = out;
+  struct Clear {
+    RawBatch** p;
+    ~Clear() { *p = nullptr; }
+  } clear{&in_flight_};
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(static_cast<int>(std::max<int64_t>(0, left.count()))));
+    if (msg->err() == RdKafka::ERR_NO_ERROR && !assigned_.count(msg->partition())) {
+      continue;  // fetched before a revoke: no longer ours
+    }
     if (!callback_error_.ok()) {
       Status s = callback_error_;
       callback_error_ = Status::OK();

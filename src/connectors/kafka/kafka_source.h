@@ -63,6 +63,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::map<int32_t, int64_t> high_watermark_;
   std::chrono::steady_clock::time_point opened_;
   Status callback_error_;
+  RawBatch* in_flight_ = nullptr;  ///< the batch Poll() is filling, while inside consume()
   bool paused_ = false;
 };
 

@@ -23,13 +23,28 @@ TEST(DeadLetterFileTest, WritesJsonLinesAndCutsBackToCommittedLength) {
     const int64_t committed = *len;
     ASSERT_TRUE((*f)->Append({{"late", "p", "s", 1, 7}}).ok());
     // Reopening with the committed length drops the uncommitted second letter.
+    f->reset();
     f = DeadLetterFile::Open(path, committed);
     ASSERT_TRUE(f.ok());
     EXPECT_EQ(static_cast<int64_t>(ReadFile(path)->size()), committed);
   }
   // A committed length beyond the file means someone truncated it: refuse to guess.
+  ASSERT_TRUE(std::filesystem::exists(path));
   auto bad = DeadLetterFile::Open(path, 1 << 20);
   EXPECT_FALSE(bad.ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DeadLetterFileTest, OneProcessAtATime) {
+  auto dir = std::filesystem::temp_directory_path() / ("sluice_dlq3_" + std::to_string(::getpid()));
+  std::string path = (dir / "dl.ndjson").string();
+  auto first = DeadLetterFile::Open(path, 0);
+  ASSERT_TRUE(first.ok());
+  auto second = DeadLetterFile::Open(path, 0);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use by another process"), std::string::npos);
+  first->reset();
+  EXPECT_TRUE(DeadLetterFile::Open(path, 0).ok());
   std::filesystem::remove_all(dir);
 }
 
