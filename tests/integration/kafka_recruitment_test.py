@@ -191,6 +191,25 @@ def restart_broker():
     return []
 
 
+def restart_mariadb():
+    """Restarts the MariaDB of scripts/services.sh (the one next to the broker); returns a list
+    of problems."""
+    pid, svc = broker_process()
+    if svc is None:
+        return ["cannot find the services directory of scripts/services.sh to restart MariaDB"]
+    env = dict(os.environ, SLUICE_SERVICES_DIR=svc)
+    script = os.path.join(REPO, "scripts", "services.sh")
+    rc, out = run([script, "down", "mariadb"], timeout=60, env=env)
+    if rc != 0:
+        return [f"SLUICE_SERVICES_DIR={svc} scripts/services.sh down mariadb exited {rc}: {out[-1500:]}"]
+    # Down long enough for several checkpoints (1 s apart) to fail and be retried.
+    time.sleep(3)
+    rc, out = run([script, "up", "mariadb"], timeout=180, env=env)
+    if rc != 0:
+        return [f"SLUICE_SERVICES_DIR={svc} scripts/services.sh up mariadb exited {rc}: {out[-1500:]}"]
+    return []
+
+
 def create_topic(topic, partitions):
     rc, out = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", topic,
                    "--partitions", str(partitions), "--replication-factor", "1"], timeout=90)
@@ -976,6 +995,53 @@ class Test:
         self.result(f"4 broker restart mid-run ({total} records) == recompute", problems, notes)
         self.timings.append(("4 broker restart", time.monotonic() - t0))
 
+    def scenario_mariadb_restart(self):
+        """The sink's server goes away mid-run: checkpoints fail and are retried whole until
+        MariaDB is back; nothing is lost or applied twice."""
+        t0 = time.monotonic()
+        paths = [self.generate(self.args.broker_count, "s5-gen.ndjson")]
+        topic, pipe, sink, variables, total = self.setup_scenario("s5", 4, paths,
+                                                                  slow_consumer(50), batch=1000)
+        self.say(f"s5: {total} records published to {topic} (4 partitions, consumer throttled)")
+        exp = self.recompute("s5", paths)
+        problems, notes = [], []
+        pr = Proc(self, pipe, variables, "s5-run")
+        w = pr.wait_assigned(40)
+        if w is None:
+            problems.append(f"no partitions within 40s\n{pr.tail()}")
+        else:
+            # Restart once something is committed, so that work before and after is checked.
+            deadline = time.monotonic() + 20
+            while sink.committed() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            at_stop = sink.committed()
+            t_r = time.monotonic()
+            self.say("s5: scripts/services.sh down mariadb; 3 s; up mariadb")
+            problems += restart_mariadb()
+            restart_secs = time.monotonic() - t_r
+            if at_stop is not None and at_stop >= total:
+                problems.append("the work was done before MariaDB was stopped (use a larger "
+                                "--broker-count)")
+            if not pr.alive():
+                problems.append(f"sluice exited {pr.p.returncode} while MariaDB restarted "
+                                f"(it must carry on by itself)\n{pr.tail()}")
+            else:
+                t_rec = time.monotonic()
+                ok, why = self.wait_done(sink, total, self.args.run_timeout, [pr])
+                if not ok:
+                    problems.append(why)
+                notes.append(f"MariaDB restart took {restart_secs:.1f}s; committed {at_stop} of "
+                             f"{total} before it; sluice finished {time.monotonic() - t_rec:.1f}s "
+                             "after it was back")
+            rc = pr.stop(30, sink.committed)
+            if rc != 0:
+                problems.append(f"exit {rc} after SIGTERM (expected 0)\n{pr.tail()}")
+            problems += self.check_results("after MariaDB restart", sink, variables, *exp)
+        if pr.alive():
+            pr.stop(10)
+        self.result(f"5 MariaDB restart mid-run ({total} records) == recompute", problems, notes)
+        self.timings.append(("5 MariaDB restart", time.monotonic() - t0))
+
     # -------------------------------------------------------------------- per sink
     def run_sink(self, kind):
         self.sink_kind = kind
@@ -983,6 +1049,8 @@ class Test:
         only = self.args.only
         scenarios = [("1", self.scenario_produce), ("2", self.scenario_kill),
                      ("3", self.scenario_scale_out), ("4", self.scenario_broker_restart)]
+        if kind == "mysql":
+            scenarios.append(("5", self.scenario_mariadb_restart))
         t0 = time.monotonic()
         print(f"---- sink: {kind} ----", flush=True)
         try:
@@ -1045,7 +1113,7 @@ def main(argv=None):
     ap.add_argument("--scale-count", type=int, default=200000, help="scenario 3 records")
     ap.add_argument("--broker-count", type=int, default=300000, help="scenario 4 records")
     ap.add_argument("--run-timeout", type=float, default=90, help="seconds a run may take")
-    ap.add_argument("--only", help="comma-separated scenario numbers (1-4) to run")
+    ap.add_argument("--only", help="comma-separated scenario numbers (1-5; 5 is mysql only) to run")
     ap.add_argument("--keep", action="store_true", help="keep the work dir, topics and tables")
     args = ap.parse_args(argv)
     args.sluice = os.path.abspath(args.sluice)
