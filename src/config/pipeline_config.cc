@@ -413,7 +413,8 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   // [pipeline]
   const toml::table* p = root["pipeline"].as_table();
   if (!p) return Status::InvalidArgument(file + ":1:1: missing [pipeline] table with name = \"...\"");
-  RETURN_IF_ERROR(r.CheckKeys(*p, {"name", "checkpoint_interval", "workers"}, "pipeline"));
+  RETURN_IF_ERROR(
+      r.CheckKeys(*p, {"name", "checkpoint_interval", "workers", "max_pending"}, "pipeline"));
   ASSIGN_OR_RETURN(cfg.name, r.String(*p, "name", true, *p, "pipeline"));
   if (const toml::node* ci = p->get("checkpoint_interval")) {
     ASSIGN_OR_RETURN(std::string t, r.Scalar(*ci, "checkpoint_interval"));
@@ -427,6 +428,14 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
     long v = std::strtol(t.c_str(), &end, 10);
     if (*end != '\0' || v < 0 || v > 256) return r.Fail(*w, "workers must be 0..256");
     cfg.workers = static_cast<int>(v);
+  }
+
+  if (const toml::node* mp = p->get("max_pending")) {
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*mp, "max_pending"));
+    char* end = nullptr;
+    long long v = std::strtoll(t.c_str(), &end, 10);
+    if (*end != '\0' || v < 1) return r.Fail(*mp, "max_pending must be a positive integer");
+    cfg.max_pending = v;
   }
 
   // [source]

@@ -119,6 +119,9 @@ struct PipelineConfig {
   std::string name;
   int64_t checkpoint_interval_micros = 1'000'000;
   int workers = 0;  ///< 0: one per source partition, at most the number of cores
+  /// A worker stops consuming while it holds more than this many pending groups, rows or dead
+  /// letters that the sink has not taken yet (a slow or unreachable sink pauses the source).
+  int64_t max_pending = 2'000'000;
   SourceConfig source;
   std::map<std::string, DimensionConfig> dimensions;
   std::vector<StepConfig> steps;

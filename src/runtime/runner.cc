@@ -340,6 +340,7 @@ PipelineSnapshot Runner::Snapshot() const {
     s.late += c->late.load(std::memory_order_relaxed);
     s.lookup_misses += c->lookup_misses.load(std::memory_order_relaxed);
     s.source_errors += c->source_errors.load(std::memory_order_relaxed);
+    s.backpressure_waits += c->backpressure_waits.load(std::memory_order_relaxed);
     s.max_event_time = std::max(s.max_event_time, c->max_event_time.load(std::memory_order_relaxed));
   }
   for (size_t k = 0; k < step_counts_.size() && k < config_.steps.size(); ++k) {

@@ -29,6 +29,7 @@ struct PipelineSnapshot {
   std::string state;  ///< starting, running, draining, finished, failed
   int64_t records_in = 0, bytes_in = 0, aggregated = 0, ignored = 0, dead_lettered = 0;
   int64_t decode_errors = 0, late = 0, lookup_misses = 0, source_errors = 0;
+  int64_t backpressure_waits = 0;  ///< times a worker paused because the sink was behind
   int64_t checkpoints = 0, checkpoint_failures = 0, sink_retries = 0, rows_written = 0;
   int64_t last_checkpoint_micros = 0;      ///< wall-clock time of the last successful commit
   int64_t last_checkpoint_duration_micros = 0;

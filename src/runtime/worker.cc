@@ -9,9 +9,6 @@ namespace {
 
 constexpr size_t kBatchRecords = 4096;
 constexpr auto kPollBudget = std::chrono::milliseconds(100);
-/// Above this many pending groups, rows or dead letters a worker stops consuming until the
-/// coordinator has taken its state: a slow sink pauses the source instead of growing memory.
-constexpr size_t kMaxPending = 2'000'000;
 
 }  // namespace
 
@@ -167,7 +164,9 @@ void Worker::Run() {
       }
       if (requested) HandOver();
     }
-    if (PendingSize() >= kMaxPending) {
+    // Above max_pending a worker stops consuming until the coordinator has taken its state: a
+    // slow or unreachable sink pauses the source instead of growing memory.
+    if (static_cast<int64_t>(PendingSize()) >= plan_->config->max_pending) {
       counters_->backpressure_waits.fetch_add(1, std::memory_order_relaxed);
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(50),

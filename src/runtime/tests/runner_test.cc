@@ -182,6 +182,69 @@ TEST_F(RunnerTest, SecondRunOverTheSameFileChangesNothing) {
   EXPECT_EQ(Dump(db), first);
 }
 
+/// Wraps the SQLite sink; its commits fail while `down` is set, like an unreachable database.
+class FlakySink : public Sink {
+ public:
+  static std::atomic<bool> down;
+  explicit FlakySink(std::unique_ptr<Sink> inner) : inner_(std::move(inner)) {}
+  Status Open(const SinkContext& ctx) override { return inner_->Open(ctx); }
+  Result<std::vector<StoredPosition>> LoadPositions() override { return inner_->LoadPositions(); }
+  Status Commit(const Checkpoint& cp) override {
+    if (down.load()) return Status::Unavailable("the test holds the sink down");
+    return inner_->Commit(cp);
+  }
+
+ private:
+  std::unique_ptr<Sink> inner_;
+};
+std::atomic<bool> FlakySink::down{false};
+
+TEST_F(RunnerTest, UnreachableSinkPausesTheSourceAndRecovers) {
+  ConnectorRegistry::Instance().AddSink("flaky", [](const SinkConfig& config) -> Result<std::unique_ptr<Sink>> {
+    SinkConfig inner = config;
+    inner.uri = "sqlite:" + SplitUri(config.uri).second;
+    ASSIGN_OR_RETURN(auto sink, ConnectorRegistry::Instance().MakeSink(inner));
+    return std::unique_ptr<Sink>(new FlakySink(std::move(sink)));
+  });
+  const std::string a = (dir_ / "a.db").string(), b = (dir_ / "b.db").string();
+  RunAll("generator:", a, "100000");
+
+  auto cfg = Config("generator:", b, "100000");
+  ASSERT_TRUE(cfg.ok());
+  cfg->sink.uri = "flaky:" + b;
+  cfg->max_pending = 1000;
+  cfg->checkpoint_interval_micros = 20'000;
+  auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  FlakySink::down = true;
+  Status result;
+  std::thread run([&] { result = (*runner)->Run(); });
+  // While the sink is down the coordinator retries one checkpoint and asks for nothing new;
+  // the worker fills its pending state once more, then stops reading until a commit succeeds.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  auto stuck = [&] {
+    PipelineSnapshot s = (*runner)->Snapshot();
+    return s.backpressure_waits > 0 && s.checkpoint_failures > 0;
+  };
+  while (!stuck() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const PipelineSnapshot paused1 = (*runner)->Snapshot();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const PipelineSnapshot paused2 = (*runner)->Snapshot();
+  EXPECT_EQ(paused1.records_in, paused2.records_in) << "the source kept reading";
+  EXPECT_LT(paused2.records_in, 100000);
+  EXPECT_GT(paused2.backpressure_waits, 0);
+  EXPECT_GT(paused2.checkpoint_failures, 0);
+  EXPECT_EQ(paused2.checkpoints, 0);
+  FlakySink::down = false;
+  run.join();
+  ASSERT_TRUE(result.ok()) << result.ToString();
+  EXPECT_EQ((*runner)->Snapshot().records_in, 100000);
+  EXPECT_EQ(Dump(b), Dump(a));
+}
+
 TEST_F(RunnerTest, MissingSourceFileIsAClearError) {
   auto cfg = Config((dir_ / "nope.csv").string(), (dir_ / "x.db").string());
   ASSERT_TRUE(cfg.ok());
