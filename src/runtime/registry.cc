@@ -21,8 +21,7 @@ std::pair<std::string, std::string> SplitUri(const std::string& uri) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-') return {"file", uri};
   }
   std::string rest = uri.substr(colon + 1);
-  if (rest.rfind("//", 0) == 0 && scheme != "file") rest = rest.substr(2);
-  else if (rest.rfind("//", 0) == 0) rest = rest.substr(2);
+  if (rest.rfind("//", 0) == 0) rest = rest.substr(2);
   return {scheme, rest};
 }
 

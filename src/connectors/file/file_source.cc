@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "connectors/generator/generator_source.h"
 #include "operators/dimension.h"
 #include "runtime/registry.h"
 
@@ -61,11 +62,7 @@ Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig
     return Status::InvalidArgument(o.Where("delimiter") + ": delimiter must be \",\" or \";\"");
   }
   ASSIGN_OR_RETURN(options.header, o.GetBool("header", true));
-  // Generator-only settings may stay in a pipeline that switches sources through variables.
-  for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions",
-                        "spacing", "campaigns"}) {
-    o.GetString(k);
-  }
+  IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {

@@ -8,6 +8,13 @@
 
 namespace sluice {
 
+void IgnoreGeneratorOptions(const Options& options) {
+  for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions", "spacing",
+                        "campaigns"}) {
+    options.GetString(k);
+  }
+}
+
 Result<GeneratorSettings> ParseGeneratorSettings(const Options& o) {
   GeneratorSettings s;
   s.profile = o.GetString("profile", "");

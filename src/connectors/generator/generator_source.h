@@ -88,6 +88,10 @@ Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::
                                                                      const Options& options,
                                                                      uint64_t seed);
 
+/// Marks the generator's settings as read, for sources that share a [source] section with it:
+/// a pipeline that switches its source through a variable keeps them without error.
+void IgnoreGeneratorOptions(const Options& options);
+
 /// Parses the settings every generator shares from [source] options.
 Result<GeneratorSettings> ParseGeneratorSettings(const Options& options);
 

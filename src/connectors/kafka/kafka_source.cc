@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "connectors/generator/generator_source.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "runtime/registry.h"
 
@@ -85,11 +86,8 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.GetString(key);
   }
-  // Generator-only settings may stay in a pipeline that switches sources through variables.
-  for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions", "spacing",
-                        "campaigns", "header"}) {
-    o.GetString(k);
-  }
+  IgnoreGeneratorOptions(o);
+  o.GetString("header");  // a file source's setting; Kafka CSV messages never have a header
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
 
   // One group member per worker, but no more than there are partitions.
