@@ -951,49 +951,67 @@ class Test:
                     dlq_problems)
         self.timings.append(("3 scale-out", time.monotonic() - t0))
 
-    def scenario_broker_restart(self):
+    def restart_mid_run(self, scenario, server, restart, count, throttled, wait_for_commit):
+        """Runs sluice over `count` records and calls `restart` (which stops and starts `server`)
+        mid-run; sluice must carry on by itself and end equal to the recomputation."""
         t0 = time.monotonic()
-        paths = [self.generate(self.args.broker_count, "s4-gen.ndjson")]
-        topic, pipe, sink, variables, total = self.setup_scenario("s4", 4, paths)
-        self.say(f"s4: {total} records published to {topic} (4 partitions)")
-        exp = self.recompute("s4", paths)
+        paths = [self.generate(count, f"{scenario}-gen.ndjson")]
+        if throttled:
+            topic, pipe, sink, variables, total = self.setup_scenario(
+                scenario, 4, paths, slow_consumer(50), batch=1000)
+        else:
+            topic, pipe, sink, variables, total = self.setup_scenario(scenario, 4, paths)
+        self.say(f"{scenario}: {total} records published to {topic} (4 partitions"
+                 + (", consumer throttled)" if throttled else ")"))
+        exp = self.recompute(scenario, paths)
         problems, notes = [], []
-        pr = Proc(self, pipe, variables, "s4-run")
+        pr = Proc(self, pipe, variables, f"{scenario}-run")
         w = pr.wait_assigned(40)
         if w is None:
             problems.append(f"no partitions within 40s\n{pr.tail()}")
         else:
-            self.watch_sleep(sink, 0.5)
+            if wait_for_commit:
+                # Restart once something is committed, so that work before and after is checked.
+                deadline = time.monotonic() + 20
+                while sink.committed() is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            else:
+                self.watch_sleep(sink, 0.5)
             at_stop = sink.committed()
             t_r = time.monotonic()
-            self.say("s4: scripts/services.sh restart kafka")
-            restart_problems = restart_broker()
+            self.say(f"{scenario}: restarting {server}")
+            problems += restart()
             restart_secs = time.monotonic() - t_r
-            after_restart = sink.committed()
-            self.say(f"s4: broker restart took {restart_secs:.1f}s; committed {at_stop} before, "
-                     f"{after_restart} after (of {total})")
-            problems += restart_problems
+            self.say(f"{scenario}: {server} restart took {restart_secs:.1f}s; committed {at_stop} "
+                     f"before, {sink.committed()} after (of {total})")
             if at_stop is not None and at_stop >= total:
-                problems.append("the work was done before the broker was stopped (use a larger "
+                problems.append(f"the work was done before {server} was stopped (use a larger "
                                 "--broker-count)")
             if not pr.alive():
-                problems.append(f"sluice exited {pr.p.returncode} during the broker restart "
+                problems.append(f"sluice exited {pr.p.returncode} during the {server} restart "
                                 f"(it must carry on by itself)\n{pr.tail()}")
             else:
                 t_rec = time.monotonic()
                 ok, why = self.wait_done(sink, total, self.args.run_timeout, [pr])
                 if not ok:
                     problems.append(why)
-                notes.append(f"broker restart took {restart_secs:.1f}s; sluice finished "
-                             f"{time.monotonic() - t_rec:.1f}s after the broker was back")
+                notes.append(f"{server} restart took {restart_secs:.1f}s; committed {at_stop} of "
+                             f"{total} before it; sluice finished "
+                             f"{time.monotonic() - t_rec:.1f}s after it was back")
             rc = pr.stop(30, sink.committed)
             if rc != 0:
                 problems.append(f"exit {rc} after SIGTERM (expected 0)\n{pr.tail()}")
-            problems += self.check_results("after broker restart", sink, variables, *exp)
+            problems += self.check_results(f"after {server} restart", sink, variables, *exp)
         if pr.alive():
             pr.stop(10)
+        return problems, notes, total, time.monotonic() - t0
+
+    def scenario_broker_restart(self):
+        problems, notes, total, secs = self.restart_mid_run(
+            "s4", "the Kafka broker", restart_broker, self.args.broker_count, throttled=False,
+            wait_for_commit=False)
         self.result(f"4 broker restart mid-run ({total} records) == recompute", problems, notes)
-        self.timings.append(("4 broker restart", time.monotonic() - t0))
+        self.timings.append(("4 broker restart", secs))
 
     def scenario_csv_payloads(self):
         """The seed tracking log published as CSV lines without a header (format = "csv" with
@@ -1040,49 +1058,11 @@ class Test:
     def scenario_mariadb_restart(self):
         """The sink's server goes away mid-run: checkpoints fail and are retried whole until
         MariaDB is back; nothing is lost or applied twice."""
-        t0 = time.monotonic()
-        paths = [self.generate(self.args.broker_count, "s5-gen.ndjson")]
-        topic, pipe, sink, variables, total = self.setup_scenario("s5", 4, paths,
-                                                                  slow_consumer(50), batch=1000)
-        self.say(f"s5: {total} records published to {topic} (4 partitions, consumer throttled)")
-        exp = self.recompute("s5", paths)
-        problems, notes = [], []
-        pr = Proc(self, pipe, variables, "s5-run")
-        w = pr.wait_assigned(40)
-        if w is None:
-            problems.append(f"no partitions within 40s\n{pr.tail()}")
-        else:
-            # Restart once something is committed, so that work before and after is checked.
-            deadline = time.monotonic() + 20
-            while sink.committed() is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            at_stop = sink.committed()
-            t_r = time.monotonic()
-            self.say("s5: scripts/services.sh down mariadb; 3 s; up mariadb")
-            problems += restart_mariadb()
-            restart_secs = time.monotonic() - t_r
-            if at_stop is not None and at_stop >= total:
-                problems.append("the work was done before MariaDB was stopped (use a larger "
-                                "--broker-count)")
-            if not pr.alive():
-                problems.append(f"sluice exited {pr.p.returncode} while MariaDB restarted "
-                                f"(it must carry on by itself)\n{pr.tail()}")
-            else:
-                t_rec = time.monotonic()
-                ok, why = self.wait_done(sink, total, self.args.run_timeout, [pr])
-                if not ok:
-                    problems.append(why)
-                notes.append(f"MariaDB restart took {restart_secs:.1f}s; committed {at_stop} of "
-                             f"{total} before it; sluice finished {time.monotonic() - t_rec:.1f}s "
-                             "after it was back")
-            rc = pr.stop(30, sink.committed)
-            if rc != 0:
-                problems.append(f"exit {rc} after SIGTERM (expected 0)\n{pr.tail()}")
-            problems += self.check_results("after MariaDB restart", sink, variables, *exp)
-        if pr.alive():
-            pr.stop(10)
+        problems, notes, total, secs = self.restart_mid_run(
+            "s5", "MariaDB", restart_mariadb, self.args.broker_count, throttled=True,
+            wait_for_commit=True)
         self.result(f"5 MariaDB restart mid-run ({total} records) == recompute", problems, notes)
-        self.timings.append(("5 MariaDB restart", time.monotonic() - t0))
+        self.timings.append(("5 MariaDB restart", secs))
 
     # -------------------------------------------------------------------- per sink
     def run_sink(self, kind):
