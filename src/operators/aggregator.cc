@@ -6,11 +6,17 @@
 
 namespace sluice {
 
-Aggregator::AddResult Aggregator::Add(std::span<Value> row, std::string* null_key_name) {
+Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
+                                      int64_t* event_time_out, std::string* null_key_name) {
   Value t = spec_->time->Eval(row);
   if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
   const int64_t event_time = t.time_value().micros;
+  *event_time_out = event_time;
   const int64_t start = WindowStart(event_time);
+  if (late_before != kNoLateness && spec_->allowed_lateness_micros >= 0 &&
+      start + spec_->window_micros + spec_->allowed_lateness_micros <= late_before) {
+    return AddResult::kLate;
+  }
   row[spec_->window_start_slot] = Value::TimeMicros(start);
   row[spec_->window_end_slot] = Value::TimeMicros(start + spec_->window_micros);
 
@@ -80,6 +86,13 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
       MergeMetric(spec_->metrics[i], it->second[i], r.metrics[i]);
     }
   }
+}
+
+std::vector<DeltaRow> Aggregator::Snapshot() const {
+  std::vector<DeltaRow> out;
+  out.reserve(groups_.size());
+  for (const auto& [key, states] : groups_) out.push_back(DeltaRow{key.window_start, key.keys, states});
+  return out;
 }
 
 std::vector<DeltaRow> MergeDeltas(const AggregateSpec& spec,

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -35,10 +36,19 @@ class Aggregator {
  public:
   explicit Aggregator(const AggregateSpec* spec) : spec_(spec) {}
 
-  enum class AddResult { kAdded, kNoTime, kNullKey };
+  enum class AddResult { kAdded, kNoTime, kNullKey, kLate };
 
   /// Evaluates time, keys and metrics on `row` (a working row; this fills its window slots).
-  AddResult Add(std::span<Value> row, std::string* null_key_name);
+  /// A record is late, and not added, when its window end plus the allowed lateness is at or
+  /// before `late_before` (pass kNoLateness to accept every record). `*event_time` receives the
+  /// record's event time whenever it has one.
+  AddResult Add(std::span<Value> row, int64_t late_before, int64_t* event_time,
+                std::string* null_key_name);
+  AddResult Add(std::span<Value> row, std::string* null_key_name) {
+    int64_t t;
+    return Add(row, kNoLateness, &t, null_key_name);
+  }
+  static constexpr int64_t kNoLateness = std::numeric_limits<int64_t>::min();
 
   /// Computes the window start for an event time.
   int64_t WindowStart(int64_t event_time) const {
@@ -51,6 +61,8 @@ class Aggregator {
   std::vector<DeltaRow> TakeClosed(int64_t watermark);
   /// Merges rows taken from another aggregator (or a restored snapshot) into this one.
   void Merge(std::vector<DeltaRow>&& rows);
+  /// Copies every group out, leaving the state as it is (checkpointing open windows).
+  std::vector<DeltaRow> Snapshot() const;
 
   size_t size() const { return groups_.size(); }
 

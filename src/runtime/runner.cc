@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "runtime/registry.h"
@@ -37,12 +38,18 @@ bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
 Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions options) {
   std::unique_ptr<Runner> runner(new Runner(std::move(config), options));
   ASSIGN_OR_RETURN(runner->plan_, BuildPlan(runner->config_));
-  if (runner->plan_->aggregate && runner->plan_->aggregate->append_mode) {
-    return Status::InvalidArgument(runner->config_.aggregate->where.file + ":" +
-                                   std::to_string(runner->config_.aggregate->where.line) +
-                                   ": mode = \"append\" is not supported yet; use \"update\"");
-  }
   ASSIGN_OR_RETURN(runner->sink_, ConnectorRegistry::Instance().MakeSink(runner->config_.sink));
+  if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
+    runner->needs_state_ = spec->append_mode || spec->allowed_lateness_micros >= 0;
+    if (runner->needs_state_ && !runner->sink_->SupportsState()) {
+      return Status::InvalidArgument(
+          runner->config_.sink.options.Where("uri") + ": sink " + runner->config_.sink.uri +
+          " cannot store window state, which " +
+          (spec->append_mode ? std::string("mode = \"append\"") : std::string("allowed_lateness")) +
+          " needs; use an sqlite:, mysql: or parquet: sink");
+    }
+    if (spec->append_mode) runner->open_ = std::make_unique<Aggregator>(spec);
+  }
   runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
                                   ? DefaultDeadLetterPath(runner->config_)
                                   : runner->config_.dead_letter_path;
@@ -92,6 +99,7 @@ Status Runner::Start() {
       loaded_[{p.source, p.partition}] = p.offset;
     }
   }
+  if (needs_state_) RETURN_IF_ERROR(RestoreWindowState());
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
   // partitions backwards.
@@ -118,7 +126,18 @@ Status Runner::Start() {
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
                                                 std::move(sources[i]), std::move(sc),
                                                 counters_.back().get(), &step_counts_, this));
+    if (needs_state_) {
+      workers_.back()->SetRestoredEventTimes([this, source_name](int32_t p) -> std::optional<int64_t> {
+        auto it = restored_event_times_.find({source_name, p});
+        if (it == restored_event_times_.end()) return std::nullopt;
+        return it->second;
+      });
+      // A restarted run closes nothing that is already closed: records for windows emitted
+      // before the restart are late, as they would have been without it.
+      workers_.back()->PublishWatermarks(std::numeric_limits<int64_t>::max(), window_.closed_before);
+    }
   }
+  reports_.assign(workers_.size(), WorkerReport{});
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.pipeline = config_.name;
@@ -208,6 +227,62 @@ Status Runner::WaitCommitted(int64_t epoch) {
   return Status::Aborted("the pipeline is stopping; the checkpoint before the rebalance was not written");
 }
 
+Status Runner::RestoreWindowState() {
+  ASSIGN_OR_RETURN(std::string stored, sink_->LoadState());
+  if (stored.empty()) return Status::OK();
+  auto parsed = WindowState::Parse(stored, *plan_->aggregate);
+  if (!parsed.ok()) return parsed.status().WithContext("pipeline " + config_.name + ": sink " + config_.sink.uri);
+  window_ = std::move(*parsed);
+  restored_event_times_ = window_.max_event_times;
+  if (open_) open_->Merge(std::move(window_.open));
+  window_.open.clear();
+  spdlog::info("pipeline {}: restored event-time state: {} open group(s), watermark {}", config_.name,
+               open_ ? open_->size() : 0,
+               window_.watermark == kNoWatermark ? std::string("none") : FormatTimestamp(window_.watermark));
+  return Status::OK();
+}
+
+std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended) {
+  const AggregateSpec& spec = *plan_->aggregate;
+  // Workers whose bounded input is exhausted hold nothing back.
+  int64_t closable = std::numeric_limits<int64_t>::max();
+  int64_t active_min = std::numeric_limits<int64_t>::max(), any_max = kNoWatermark;
+  bool any_active = false;
+  for (const auto& r : reports_) {
+    any_max = std::max(any_max, r.watermark);
+    if (r.ended) continue;
+    any_active = true;
+    closable = std::min(closable, r.late_floor);
+    active_min = std::min(active_min, r.watermark);
+  }
+  *all_ended = !any_active;
+  window_.watermark = std::max(window_.watermark, any_active ? active_min : any_max);
+  std::vector<DeltaRow> closed;
+  if (open_) {
+    open_->Merge(std::move(deltas));
+    if (!any_active) {
+      closed = open_->TakeAll();
+    } else if (closable != kNoWatermark) {
+      // A window is closed when its end plus the allowed lateness is at or before the bound.
+      closed = open_->TakeClosed(closable - spec.allowed_lateness_micros);
+    }
+  }
+  if (any_active) window_.closed_before = std::max(window_.closed_before, closable);
+  // Each worker judges lateness against the others' watermarks too.
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    int64_t others = std::numeric_limits<int64_t>::max();
+    for (size_t j = 0; j < reports_.size(); ++j) {
+      if (j != i && !reports_[j].ended) others = std::min(others, reports_[j].watermark);
+    }
+    workers_[i]->PublishWatermarks(others, window_.closed_before);
+  }
+  std::sort(closed.begin(), closed.end(), DeltaLess);
+  std::vector<std::vector<Value>> rows;
+  rows.reserve(closed.size());
+  for (const auto& d : closed) rows.push_back(FinalRow(spec, d));
+  return rows;
+}
+
 std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_t partition) {
   std::lock_guard<std::mutex> lock(sink_mu_);
   auto stored = sink_->LoadPositions();
@@ -236,8 +311,18 @@ Status Runner::Checkpoint(bool final) {
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> letters;
   std::vector<int32_t> revoked;
-  for (auto& w : workers_) {
-    Handoff h = w->TakeHandoff(epoch_);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Handoff h = workers_[i]->TakeHandoff(epoch_);
+    if (needs_state_) {
+      for (const auto& [p, t] : h.max_event_times) {
+        auto [it, inserted] = window_.max_event_times.try_emplace({config_.source.name, p}, t);
+        if (!inserted) it->second = std::max(it->second, t);
+      }
+      // A worker that handed over nothing new (finished earlier) keeps its last report.
+      if (h.late_floor != kNoWatermark || h.watermark != kNoWatermark || h.input_ended) {
+        reports_[i] = WorkerReport{h.watermark, h.late_floor, h.input_ended};
+      }
+    }
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
     for (auto& r : h.rows) rows.push_back(std::move(r));
     for (auto& d : h.dead_letters) letters.push_back(std::move(d));
@@ -250,6 +335,29 @@ Status Runner::Checkpoint(bool final) {
     // A fixed order makes concurrent writers lock rows in the same order.
     std::sort(deltas.begin(), deltas.end(), DeltaLess);
   }
+  bool all_ended = false;
+  bool state_changed = false;
+  std::string state;
+  if (needs_state_) {
+    const int64_t watermark_before = window_.watermark;
+    const size_t open_before = open_ ? open_->size() : 0;
+    state_changed = open_ && !deltas.empty();
+    std::vector<std::vector<Value>> closed =
+        AdvanceWindows(open_ ? std::move(deltas) : std::vector<DeltaRow>(), &all_ended);
+    if (open_) deltas.clear();
+    state_changed = state_changed || !closed.empty() || window_.watermark != watermark_before ||
+                    (open_ && open_->size() != open_before);
+    for (auto& r : closed) rows.push_back(std::move(r));
+    WindowState snapshot;
+    snapshot.watermark = window_.watermark;
+    snapshot.closed_before = window_.closed_before;
+    snapshot.max_event_times = window_.max_event_times;
+    if (open_) snapshot.open = open_->Snapshot();
+    state = snapshot.Serialize(*plan_->aggregate);
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.watermark_micros = window_.watermark;
+    stats_.open_windows = open_ ? static_cast<int64_t>(open_->size()) : 0;
+  }
   auto mark_committed = [&] {
     for (int32_t p : revoked) {
       positions_.erase({config_.source.name, p});
@@ -259,7 +367,7 @@ Status Runner::Checkpoint(bool final) {
     committed_epoch_ = epoch_;
     epoch_cv_.notify_all();
   };
-  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_) {
+  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_ && !state_changed) {
     mark_committed();
     return Status::OK();
   }
@@ -283,6 +391,8 @@ Status Runner::Checkpoint(bool final) {
       cp.id = epoch_;
       cp.deltas = &deltas;
       cp.rows = &rows;
+      cp.state = needs_state_ ? &state : nullptr;
+      cp.final = final && all_ended;
       for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
       cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
       std::lock_guard<std::mutex> lock(sink_mu_);
@@ -310,6 +420,7 @@ Status Runner::Checkpoint(bool final) {
   std::map<int32_t, int64_t> by_partition;
   for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
   for (auto& w : workers_) w->NotifyCommitted(by_partition);
+  if (commit_observer_) commit_observer_(deltas, rows);
   const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - started)
                                .count();

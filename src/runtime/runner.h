@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include "runtime/plan.h"
 #include "runtime/sink.h"
 #include "runtime/stats.h"
+#include "runtime/window_state.h"
 #include "runtime/worker.h"
 
 namespace sluice {
@@ -44,6 +46,14 @@ class Runner : public CheckpointRequester {
   /// Path of the dead-letter file.
   const std::string& dead_letter_path() const { return dead_letter_path_; }
 
+  /// Called on the coordinator thread after each successful commit with what it wrote (merged
+  /// deltas in update mode, finished rows in append mode or without an aggregate). For live
+  /// views such as the dashboard; must be quick and must not call back into the runner. Set it
+  /// before Run().
+  using CommitObserver =
+      std::function<void(const std::vector<DeltaRow>& deltas, const std::vector<std::vector<Value>>& rows)>;
+  void SetCommitObserver(CommitObserver observer) { commit_observer_ = std::move(observer); }
+
   int64_t RequestCheckpoint() override;
   Status WaitCommitted(int64_t epoch) override;
 
@@ -54,6 +64,11 @@ class Runner : public CheckpointRequester {
   /// Collects every worker's handoff and commits it; retries the commit until it succeeds or
   /// a stop is forced. Returns the commit status.
   Status Checkpoint(bool final);
+  /// Loads the event-time state of the last run from the sink (append mode, lateness).
+  Status RestoreWindowState();
+  /// Folds the workers' event-time reports into the pipeline's watermark, closes the windows it
+  /// allows (append mode; all of them at the end of a bounded input) and returns their rows.
+  std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
   /// Reads the committed position of one partition from the sink.
   std::optional<int64_t> LookupCommitted(const std::string& source, int32_t partition);
 
@@ -80,6 +95,20 @@ class Runner : public CheckpointRequester {
   bool failing_ = false;          // guarded by epoch_mu_
   std::atomic<bool> force_stop_{false};
 
+  // Event time, owned by the coordinator thread.
+  bool needs_state_ = false;          ///< append mode or lateness: state goes with each commit
+  std::unique_ptr<Aggregator> open_;  ///< append mode: groups of windows not closed yet
+  WindowState window_;                ///< watermark, closed bound, max event times (open_ apart)
+  /// The last run's max event times; read by worker threads, never changed after Start().
+  std::map<std::pair<std::string, int32_t>, int64_t> restored_event_times_;
+  struct WorkerReport {
+    int64_t watermark = kNoWatermark;
+    int64_t late_floor = kNoWatermark;
+    bool ended = false;
+  };
+  std::vector<WorkerReport> reports_;
+
+  CommitObserver commit_observer_;
   mutable std::mutex stats_mu_;
   PipelineSnapshot stats_;  // guarded by stats_mu_ (coordinator-owned fields)
 };

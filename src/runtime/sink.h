@@ -28,6 +28,13 @@ struct Checkpoint {
   const std::vector<DeltaRow>* deltas = nullptr;
   const std::vector<std::vector<Value>>* rows = nullptr;
   std::vector<StoredPosition> positions;
+  /// The engine's state after this checkpoint (open windows, per-partition watermarks; see
+  /// WindowState), stored atomically with the positions. Null when the pipeline keeps none
+  /// (update mode without lateness): the sink then stores nothing and LoadState() returns "".
+  const std::string* state = nullptr;
+  /// Set on the last checkpoint of a bounded input: a sink that buffers output (Parquet roll
+  /// size/interval) writes everything it holds.
+  bool final = false;
 };
 
 /// Describes what a sink receives, fixed at Open().
@@ -53,6 +60,11 @@ class Sink {
   virtual Status Open(const SinkContext& ctx) = 0;
   /// Returns the positions committed by earlier runs of this pipeline.
   virtual Result<std::vector<StoredPosition>> LoadPositions() = 0;
+  /// Returns the engine state stored by the last Commit() whose `state` was set ("" if none).
+  /// A sink that cannot store state keeps SupportsState() false, and the runner rejects
+  /// pipelines that need state (append mode, lateness) at start.
+  virtual Result<std::string> LoadState() { return std::string(); }
+  virtual bool SupportsState() const { return false; }
   virtual Status Commit(const Checkpoint& checkpoint) = 0;
   /// Returns true when the sink can currently be reached (for /readyz).
   virtual bool Healthy() const { return true; }

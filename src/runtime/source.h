@@ -70,6 +70,16 @@ class Source {
   /// Reports positions processed and committed by the sink (informational for Kafka).
   virtual void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& /*positions*/) {}
 
+  /// True when kEnd means the input is exhausted for good (a file, a counted generator), so
+  /// every open window can be emitted; false when it only means "caught up for now" (Kafka with
+  /// --until-caught-up): open windows then stay in the checkpointed state for the next run.
+  virtual bool EndIsFinal() const { return true; }
+
+  /// Returns the partitions this instance reads now. The watermark waits for each of them (until
+  /// it has a record, or has been idle for the idle timeout), so a partition whose first batch
+  /// comes later is not overtaken.
+  virtual std::vector<int32_t> Partitions() const { return {}; }
+
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
 

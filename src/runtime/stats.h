@@ -35,6 +35,10 @@ struct PipelineSnapshot {
   int64_t last_checkpoint_duration_micros = 0;
   int64_t checkpoint_duration_total_micros = 0;
   int64_t max_event_time = INT64_MIN;      ///< highest event time seen
+  /// The pipeline's event-time watermark (INT64_MIN until known; pipelines without windows or
+  /// lateness track none).
+  int64_t watermark_micros = INT64_MIN;
+  int64_t open_windows = 0;                ///< groups held until their window closes (append mode)
   int64_t started_micros = 0;
   int workers = 0;
   std::vector<std::pair<std::string, int64_t>> ignored_by_reason;

@@ -10,6 +10,12 @@ namespace {
 constexpr size_t kBatchRecords = 4096;
 constexpr auto kPollBudget = std::chrono::milliseconds(100);
 
+int64_t SteadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 Worker::Worker(int index, const Plan* plan, std::string source_name, std::unique_ptr<Source> source,
@@ -37,6 +43,30 @@ void Worker::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void Worker::RequestHandoff(int64_t epoch) {
   requested_epoch_.store(epoch);
+}
+
+void Worker::PublishWatermarks(int64_t others, int64_t closed_before) {
+  others_watermark_.store(others);
+  closed_before_.store(closed_before);
+}
+
+void Worker::UpdateLateThreshold() {
+  const int64_t bound = std::max(closed_before_.load(std::memory_order_relaxed),
+                                 std::min(clocks_->watermark(),
+                                          others_watermark_.load(std::memory_order_relaxed)));
+  late_threshold_ = std::max(late_threshold_, bound);
+}
+
+void Worker::TrackPartition(int32_t partition) {
+  last_partition_ = partition;
+  if (clocks_->Tracks(partition)) return;
+  if (restored_event_time_) {
+    if (auto t = restored_event_time_(partition)) {
+      clocks_->Restore(partition, *t, now_micros_);
+      return;
+    }
+  }
+  clocks_->Track(partition, now_micros_);
 }
 
 void Worker::RequestStop() {
@@ -89,7 +119,13 @@ Status Worker::Setup() {
     Status s = decoder_->SetHeader(*header);
     if (!s.ok()) return s.WithContext("source " + source_name_);
   }
-  if (plan_->aggregate) aggregator_ = std::make_unique<Aggregator>(plan_->aggregate.get());
+  if (plan_->aggregate) {
+    const AggregateSpec& spec = *plan_->aggregate;
+    aggregator_ = std::make_unique<Aggregator>(&spec);
+    clocks_ = std::make_unique<WatermarkTracker>(spec.watermark_delay_micros, spec.idle_timeout_micros);
+    lateness_ = spec.allowed_lateness_micros >= 0;
+  }
+  now_micros_ = SteadyMicros();
   row_.assign(plan_->schema.size(), Value());
   source_kind_ = Value::String(std::string(source_->kind()));
   return Status::OK();
@@ -119,6 +155,15 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     } else {
       for (auto& r : rows) pending_.deltas.push_back(std::move(r));
     }
+    now_micros_ = SteadyMicros();
+    clocks_->Advance(now_micros_);
+    UpdateLateThreshold();
+    pending_.max_event_times = clocks_->MaxEventTimes();
+    pending_.watermark = clocks_->watermark();
+    pending_.late_floor = late_threshold_;
+    pending_.input_ended = input_ended_;
+    for (int32_t p : revoked) clocks_->Forget(p);
+    last_partition_ = -1;
   }
   std::lock_guard<std::mutex> lock(mu_);
   // The coordinator takes every handoff before requesting the next, so outbox_ is empty unless
@@ -127,6 +172,12 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
   for (auto& r : pending_.rows) outbox_.rows.push_back(std::move(r));
   for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
   for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
+  if (aggregator_) {
+    for (const auto& [p, t] : pending_.max_event_times) outbox_.max_event_times[p] = t;
+    outbox_.watermark = pending_.watermark;
+    outbox_.late_floor = pending_.late_floor;
+    outbox_.input_ended = pending_.input_ended;
+  }
   for (int32_t p : revoked) {
     outbox_.revoked.push_back(p);
     pending_.positions.erase(p);
@@ -186,7 +237,10 @@ void Worker::Run() {
     }
     backoff_ms = 100;
     if (!batch_.empty()) ProcessBatch();
-    if (*state == PollState::kEnd) break;
+    if (*state == PollState::kEnd) {
+      input_ended_ = source_->EndIsFinal();
+      break;
+    }
   }
   HandOver();
   source_->Close();
@@ -198,6 +252,14 @@ void Worker::Run() {
 void Worker::ProcessBatch() {
   counters_->records_in.fetch_add(static_cast<int64_t>(batch_.size()), std::memory_order_relaxed);
   counters_->bytes_in.fetch_add(static_cast<int64_t>(batch_.bytes()), std::memory_order_relaxed);
+  if (clocks_) {
+    now_micros_ = SteadyMicros();
+    for (int32_t p : source_->Partitions()) {
+      if (!clocks_->Tracks(p)) TrackPartition(p);
+    }
+    clocks_->Advance(now_micros_);
+    UpdateLateThreshold();
+  }
   for (size_t i = 0; i < batch_.size(); ++i) {
     Process(i);
     const RawRecord& r = batch_.record(i);
@@ -278,9 +340,21 @@ void Worker::Process(size_t i) {
   }
   if (aggregator_) {
     std::string null_key;
-    switch (aggregator_->Add(row, &null_key)) {
+    int64_t event_time = 0;
+    switch (aggregator_->Add(row, lateness_ ? late_threshold_ : Aggregator::kNoLateness, &event_time,
+                             &null_key)) {
       case Aggregator::AddResult::kAdded:
         counters_->aggregated.fetch_add(1, std::memory_order_relaxed);
+        if (rec.partition != last_partition_) TrackPartition(rec.partition);
+        clocks_->Observe(rec.partition, event_time, now_micros_);
+        if (lateness_) UpdateLateThreshold();
+        if (event_time > counters_->max_event_time.load(std::memory_order_relaxed)) {
+          counters_->max_event_time.store(event_time, std::memory_order_relaxed);
+        }
+        break;
+      case Aggregator::AddResult::kLate:
+        counters_->late.fetch_add(1, std::memory_order_relaxed);
+        DeadLetter(i, "late");
         break;
       case Aggregator::AddResult::kNoTime:
         DeadLetter(i, "aggregate time is null");

@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +17,7 @@
 #include "runtime/plan.h"
 #include "runtime/source.h"
 #include "runtime/stats.h"
+#include "runtime/watermark.h"
 
 namespace sluice {
 
@@ -25,6 +29,13 @@ struct Handoff {
   std::vector<DeadLetter> dead_letters;
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
   std::vector<int32_t> revoked;          ///< partitions given up; commit, then forget them
+  // Event time (pipelines with an [aggregate]):
+  std::map<int32_t, int64_t> max_event_times;  ///< partition -> highest event time so far
+  int64_t watermark = kNoWatermark;    ///< the worker's own watermark over its partitions
+  /// The worker judges every later record late against at least this: windows ending (plus
+  /// the allowed lateness) at or before it may be closed.
+  int64_t late_floor = kNoWatermark;
+  bool input_ended = false;  ///< its bounded input is exhausted: it will never hold back windows
 };
 
 /// Lets a worker ask the coordinator for an immediate checkpoint and wait for it to commit.
@@ -55,6 +66,13 @@ class Worker {
   /// Tells the worker what the sink now holds; it passes its own partitions on to the source
   /// (Source::OnCommitted) on its thread.
   void NotifyCommitted(const std::map<int32_t, int64_t>& positions);
+  /// Passes on the coordinator's view of event time: the lowest watermark among the other
+  /// workers, and the bound below which windows are closed. Both only ever grow.
+  void PublishWatermarks(int64_t others, int64_t closed_before);
+  /// Supplies the highest event time an earlier run saw on a partition (restored state).
+  void SetRestoredEventTimes(std::function<std::optional<int64_t>(int32_t)> lookup) {
+    restored_event_time_ = std::move(lookup);
+  }
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
@@ -72,6 +90,9 @@ class Worker {
   void HandOver(const std::vector<int32_t>& revoked = {});
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
+  /// Raises the lateness threshold to what the watermarks now allow.
+  void UpdateLateThreshold();
+  void TrackPartition(int32_t partition);
 
   const int index_;
   const Plan* plan_;
@@ -88,6 +109,15 @@ class Worker {
   std::vector<Value> row_;
   Value source_kind_;
   Handoff pending_;  ///< what is being accumulated (owned by the worker thread)
+  std::unique_ptr<WatermarkTracker> clocks_;
+  bool lateness_ = false;            ///< the pipeline dead-letters late records
+  int64_t late_threshold_ = kNoWatermark;
+  int64_t now_micros_ = 0;           ///< steady clock, read once per batch
+  int32_t last_partition_ = -1;
+  bool input_ended_ = false;
+  std::function<std::optional<int64_t>(int32_t)> restored_event_time_;
+  std::atomic<int64_t> others_watermark_{std::numeric_limits<int64_t>::max()};
+  std::atomic<int64_t> closed_before_{kNoWatermark};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

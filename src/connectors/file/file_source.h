@@ -25,6 +25,7 @@ class FileSource : public Source {
   std::string_view kind() const override { return "file"; }
   DecoderOptions decoder_options() const override { return options_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
+  std::vector<int32_t> Partitions() const override { return {0}; }
   void Close() override;
   ~FileSource() override { Close(); }
 

@@ -63,6 +63,13 @@ class GeneratorSource : public Source {
   Status Open(const SourceContext& ctx) override;
   Result<PollState> Poll(RawBatch* out, size_t max_records,
                          std::chrono::milliseconds budget) override;
+  std::vector<int32_t> Partitions() const override {
+    std::vector<int32_t> out;
+    for (const auto& p : partitions_) {
+      if (p.limit < 0 || p.next < p.limit) out.push_back(p.id);
+    }
+    return out;
+  }
   std::string_view kind() const override { return "generator"; }
   DecoderOptions decoder_options() const override { return {}; }
 

@@ -32,8 +32,10 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   Result<PollState> Poll(RawBatch* out, size_t max_records,
                          std::chrono::milliseconds budget) override;
   std::string_view kind() const override { return "kafka"; }
+  bool EndIsFinal() const override { return false; }
   DecoderOptions decoder_options() const override { return decoder_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
+  std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
   /// Commits the sink's positions to Kafka too, for lag monitoring tools; never read back.
   void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) override;
   void Close() override;

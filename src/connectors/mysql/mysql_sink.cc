@@ -120,6 +120,7 @@ Status MysqlSink::CreateTables() {
       }));
   const std::string collation = mysql::ChooseCollation(collations);
   RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
+  RETURN_IF_ERROR(conn_->Execute(mysql::CreateStateTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
 
   // An existing table must have the columns this pipeline writes.
@@ -156,6 +157,18 @@ Result<std::vector<StoredPosition>> MysqlSink::LoadPositions() {
       return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_positions");
     }
     out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<std::string> MysqlSink::LoadState() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  auto rows = conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline));
+  if (!rows.ok()) return Failed(rows.status(), conn_->broken());
+  std::string out;
+  if (rows->empty()) return out;
+  if (!mysql::DecodeHex((*rows)[0][0].value_or(""), &out)) {
+    return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_state");
   }
   return out;
 }
@@ -232,6 +245,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
     if (!cp.positions.empty()) {
       RETURN_IF_ERROR(conn_->Execute(mysql::UpsertPositionsSql(ctx_.pipeline, cp.positions)));
     }
+    if (cp.state) RETURN_IF_ERROR(conn_->Execute(mysql::UpsertStateSql(ctx_.pipeline, *cp.state)));
     RETURN_IF_ERROR(hook("before_commit"));
     commit_sent = true;
     RETURN_IF_ERROR(conn_->Execute("COMMIT"));

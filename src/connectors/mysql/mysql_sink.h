@@ -39,6 +39,8 @@ class MysqlSink : public Sink {
 
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
+  Result<std::string> LoadState() override;
+  bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;

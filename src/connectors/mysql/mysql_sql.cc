@@ -383,6 +383,49 @@ std::string SelectPositionsSql(const std::string& pipeline) {
          StringLiteral(pipeline);
 }
 
+std::string CreateStateTableSql(const std::string& collation) {
+  return "CREATE TABLE IF NOT EXISTS `_sluice_state` (`pipeline` VARCHAR(255) NOT NULL, "
+         "`state` LONGBLOB NOT NULL, `updated_at` DATETIME NOT NULL, PRIMARY KEY (`pipeline`)) "
+         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" +
+         collation;
+}
+
+std::string UpsertStateSql(const std::string& pipeline, std::string_view state) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string sql = "INSERT INTO `_sluice_state` (`pipeline`, `state`, `updated_at`) VALUES (" +
+                    StringLiteral(pipeline) + ", X'";
+  sql.reserve(sql.size() + state.size() * 2 + 128);
+  for (unsigned char c : state) {
+    sql += kHex[c >> 4];
+    sql += kHex[c & 15];
+  }
+  sql += "', UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE `state` = VALUES(`state`), "
+         "`updated_at` = VALUES(`updated_at`)";
+  return sql;
+}
+
+std::string SelectStateSql(const std::string& pipeline) {
+  return "SELECT HEX(`state`) FROM `_sluice_state` WHERE `pipeline` = " + StringLiteral(pipeline);
+}
+
+bool DecodeHex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  out->clear();
+  out->reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
 Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
                                 const std::map<std::string, std::string>& types) {
   TableSql t;

@@ -76,6 +76,15 @@ std::string UpsertPositionsSql(const std::string& pipeline,
 /// Returns the query for (source, partition, offset) of `pipeline`.
 std::string SelectPositionsSql(const std::string& pipeline);
 
+/// Returns the DDL of the event-time state table (one opaque blob per pipeline).
+std::string CreateStateTableSql(const std::string& collation);
+/// Returns the statement that stores `state` for `pipeline` (as a hex literal: any bytes).
+std::string UpsertStateSql(const std::string& pipeline, std::string_view state);
+/// Returns the query for HEX(state) of `pipeline`.
+std::string SelectStateSql(const std::string& pipeline);
+/// Decodes what HEX() returned; false on a malformed string.
+bool DecodeHex(std::string_view hex, std::string* out);
+
 /// One column of the results table.
 struct Column {
   std::string name;

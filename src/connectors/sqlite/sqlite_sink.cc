@@ -53,7 +53,8 @@ SqliteSink::~SqliteSink() { Close(); }
 void SqliteSink::Close() {
   if (upsert_) sqlite3_finalize(upsert_);
   if (position_) sqlite3_finalize(position_);
-  upsert_ = position_ = nullptr;
+  if (state_) sqlite3_finalize(state_);
+  upsert_ = position_ = state_ = nullptr;
   if (db_) sqlite3_close(db_);
   db_ = nullptr;
 }
@@ -97,6 +98,9 @@ Status SqliteSink::CreateTables() {
       "CREATE TABLE IF NOT EXISTS _sluice_positions (pipeline TEXT NOT NULL, source TEXT NOT "
       "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, updated_at TEXT NOT NULL, "
       "PRIMARY KEY (pipeline, source, partition))"));
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
+      "NOT NULL, updated_at TEXT NOT NULL)"));
   std::vector<std::pair<std::string, std::string>> columns;  // name, declaration
   std::vector<std::pair<std::string, std::string>> hidden;   // after the visible columns
   std::vector<std::string> keys;
@@ -173,6 +177,10 @@ Status SqliteSink::BuildStatements() {
       "(?1, ?2, ?3, ?4, datetime('now')) ON CONFLICT (pipeline, source, partition) DO UPDATE "
       "SET offset = excluded.offset, updated_at = excluded.updated_at",
       &position_));
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_state (pipeline, state, updated_at) VALUES (?1, ?2, datetime('now')) "
+      "ON CONFLICT (pipeline) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+      &state_));
   std::string cols, values, updates, conflict;
   int p = 0;
   auto add = [&](const std::string& col, const std::string& value) {
@@ -258,6 +266,22 @@ Result<std::vector<StoredPosition>> SqliteSink::LoadPositions() {
   }
   sqlite3_finalize(stmt);
   if (rc != SQLITE_DONE) return Status::IOError("reading positions from " + path_ + ": " + sqlite3_errmsg(db_));
+  return out;
+}
+
+Result<std::string> SqliteSink::LoadState() {
+  sqlite3_stmt* stmt = nullptr;
+  RETURN_IF_ERROR(Prepare("SELECT state FROM _sluice_state WHERE pipeline = ?1", &stmt));
+  sqlite3_bind_text(stmt, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out;
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    const void* data = sqlite3_column_blob(stmt, 0);
+    if (data) out.assign(static_cast<const char*>(data), static_cast<size_t>(sqlite3_column_bytes(stmt, 0)));
+    rc = SQLITE_DONE;
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return Status::IOError("reading state from " + path_ + ": " + sqlite3_errmsg(db_));
   return out;
 }
 
@@ -347,6 +371,11 @@ Status SqliteSink::Commit(const Checkpoint& cp) {
       sqlite3_bind_int(position_, 3, pos.partition);
       sqlite3_bind_int64(position_, 4, pos.offset);
       RETURN_IF_ERROR(Step(position_, "position update"));
+    }
+    if (cp.state) {
+      sqlite3_bind_text(state_, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_blob64(state_, 2, cp.state->data(), cp.state->size(), SQLITE_TRANSIENT);
+      RETURN_IF_ERROR(Step(state_, "state update"));
     }
     return Exec("COMMIT");
   }();

@@ -16,7 +16,8 @@ namespace sluice {
 ///
 /// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
 /// `_NAME_count` (avg) or `_NAME_at` (last) columns. Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
-/// Positions live in `_sluice_positions(pipeline, source, partition, offset)`.
+/// Positions live in `_sluice_positions(pipeline, source, partition, offset)`, the event-time
+/// state (open windows, watermarks) in `_sluice_state(pipeline, state)`.
 class SqliteSink : public Sink {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
@@ -24,6 +25,8 @@ class SqliteSink : public Sink {
 
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
+  Result<std::string> LoadState() override;
+  bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   void Close() override;
 
@@ -44,6 +47,7 @@ class SqliteSink : public Sink {
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* position_ = nullptr;
+  sqlite3_stmt* state_ = nullptr;
 };
 
 /// Renders a value for a text column: timestamps as "YYYY-MM-DD HH:MM:SS" (seconds).

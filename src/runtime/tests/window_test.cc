@@ -1,0 +1,480 @@
+// Event-time windows: the watermark tracker, the checkpointed window state, and append mode /
+// lateness end to end through the runner, against hand-worked and independently computed results.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "core/time.h"
+#include "operators/dimension.h"
+#include "runtime/registry.h"
+#include "runtime/runner.h"
+#include "runtime/watermark.h"
+#include "runtime/window_state.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kSec = 1'000'000;
+
+// ---------------------------------------------------------------------------------------------
+// WatermarkTracker
+
+TEST(WatermarkTrackerTest, HighestEventTimeMinusDelay) {
+  WatermarkTracker w(10 * kSec, 0);
+  EXPECT_EQ(w.watermark(), kNoWatermark);
+  w.Observe(0, 100 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 90 * kSec);
+  w.Observe(0, 50 * kSec, 0);  // out of order: no step back
+  EXPECT_EQ(w.watermark(), 90 * kSec);
+  w.Observe(0, 130 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 120 * kSec);
+}
+
+TEST(WatermarkTrackerTest, SlowestActivePartitionHoldsItBack) {
+  WatermarkTracker w(0, 0);
+  w.Track(0, 0);
+  w.Track(1, 0);
+  w.Observe(0, 100 * kSec, 0);
+  EXPECT_EQ(w.watermark(), kNoWatermark);  // partition 1 has nothing yet
+  w.Observe(1, 40 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 40 * kSec);
+  w.Observe(1, 70 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 70 * kSec);
+  w.Observe(1, 200 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 100 * kSec);
+}
+
+TEST(WatermarkTrackerTest, IdlePartitionStopsHoldingItBackAndNeverPullsItBack) {
+  const int64_t idle = 30 * kSec;
+  WatermarkTracker w(0, idle);
+  w.Track(1, 0);
+  w.Observe(0, 100 * kSec, 0);
+  w.Observe(1, 40 * kSec, 0);
+  EXPECT_EQ(w.Advance(idle - 1), 40 * kSec);  // not idle yet
+  w.Observe(0, 110 * kSec, idle - 1);          // partition 0 keeps going
+  EXPECT_EQ(w.Advance(idle), 110 * kSec);      // partition 1 idle for exactly the timeout
+  // Partition 1 wakes up behind: it holds back again only from where the watermark is.
+  w.Observe(1, 50 * kSec, idle + 1);
+  EXPECT_EQ(w.watermark(), 110 * kSec);
+  w.Observe(1, 120 * kSec, idle + 2);
+  EXPECT_EQ(w.watermark(), 110 * kSec);  // 0 is the slowest now
+  w.Observe(0, 125 * kSec, idle + 2);
+  EXPECT_EQ(w.watermark(), 120 * kSec);
+}
+
+TEST(WatermarkTrackerTest, AllIdleGivesTheHighestPartitionWatermark) {
+  WatermarkTracker w(5 * kSec, 10 * kSec);
+  w.Track(1, 0);
+  w.Observe(0, 100 * kSec, 0);
+  w.Observe(1, 60 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 55 * kSec);
+  EXPECT_EQ(w.Advance(10 * kSec), 95 * kSec);
+}
+
+TEST(WatermarkTrackerTest, NoIdleTimeoutMeansNeverIdle) {
+  WatermarkTracker w(0, 0);
+  w.Track(1, 0);
+  w.Observe(0, 100 * kSec, 0);
+  w.Observe(1, 40 * kSec, 0);
+  EXPECT_EQ(w.Advance(int64_t{1} << 50), 40 * kSec);
+}
+
+TEST(WatermarkTrackerTest, APartitionWithNoRecordHoldsItBackUntilIdle) {
+  WatermarkTracker w(0, 10 * kSec);
+  w.Track(0, 0);
+  w.Track(1, 0);
+  w.Observe(0, 100 * kSec, 1);
+  EXPECT_EQ(w.Advance(10 * kSec - 1), kNoWatermark);
+  EXPECT_EQ(w.Advance(10 * kSec), 100 * kSec);  // 1 idle since it was assigned; 0 seen at 1
+}
+
+TEST(WatermarkTrackerTest, RestoredAndForgottenPartitions) {
+  WatermarkTracker w(0, 0);
+  w.Restore(3, 500 * kSec, 0);
+  EXPECT_TRUE(w.Tracks(3));
+  EXPECT_EQ(w.watermark(), 500 * kSec);
+  w.Observe(3, 400 * kSec, 0);
+  EXPECT_EQ(w.MaxEventTimes().at(3), 500 * kSec);
+  w.Observe(4, 600 * kSec, 0);
+  EXPECT_EQ(w.watermark(), 500 * kSec);
+  w.Forget(3);
+  EXPECT_FALSE(w.Tracks(3));
+  EXPECT_EQ(w.watermark(), 600 * kSec);
+  EXPECT_EQ(w.MaxEventTimes().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// WindowState
+
+std::unique_ptr<Plan> CompileAggregate(const std::string& aggregate) {
+  Variables vars;
+  vars.use_environment = false;
+  const std::string text = "[pipeline]\nname = \"t\"\n[source]\nuri = \"x.ndjson\"\n[source.fields]\n"
+                           "k = \"string\"\nv = \"int64\"\nt = \"string\"\n[[step]]\nlet = \"et\"\n"
+                           "expr = \"parse_time(t)\"\n" +
+                           aggregate + "\n[sink]\nuri = \"sqlite:x.db\"\ntable = \"w\"\n";
+  auto cfg = ParsePipelineConfig(text, "t.toml", vars);
+  EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+  static std::vector<std::unique_ptr<PipelineConfig>> keep;
+  keep.push_back(std::make_unique<PipelineConfig>(std::move(cfg).value()));
+  auto plan = BuildPlan(*keep.back());
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  return std::move(plan).value();
+}
+
+TEST(WindowStateTest, RoundTrips) {
+  auto plan = CompileAggregate(
+      "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"append\"\nkeys = [\"k\"]\n"
+      "metrics = [\"n = count()\", \"a = avg(v)\", \"l = last(k)\"]");
+  WindowState s;
+  s.watermark = 123 * kSec;
+  s.closed_before = 120 * kSec;
+  s.max_event_times[{"src", 0}] = 133 * kSec;
+  s.max_event_times[{"src", 7}] = -5;
+  DeltaRow row;
+  row.window_start = 60 * kSec;
+  row.keys = {Value::String("a\0b")};
+  row.metrics.resize(3);
+  row.metrics[0].count = 4;
+  row.metrics[1].count = 2;
+  row.metrics[1].isum = -17;
+  row.metrics[2].value = Value::String("x");
+  row.metrics[2].at = 99;
+  s.open.push_back(row);
+  auto back = WindowState::Parse(s.Serialize(*plan->aggregate), *plan->aggregate);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->watermark, s.watermark);
+  EXPECT_EQ(back->closed_before, s.closed_before);
+  EXPECT_EQ(back->max_event_times, s.max_event_times);
+  ASSERT_EQ(back->open.size(), 1u);
+  EXPECT_EQ(back->open[0].window_start, row.window_start);
+  EXPECT_EQ(back->open[0].keys, row.keys);
+  EXPECT_EQ(back->open[0].metrics[1].isum, -17);
+  EXPECT_EQ(back->open[0].metrics[2].value, Value::String("x"));
+  EXPECT_EQ(back->open[0].metrics[2].at, 99);
+}
+
+TEST(WindowStateTest, RejectsAStateOfAnotherAggregateAndCorruption) {
+  auto a = CompileAggregate("[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"append\"\n"
+                            "keys = [\"k\"]\nmetrics = [\"n = count()\"]");
+  auto b = CompileAggregate("[aggregate]\ntime = \"et\"\nwindow = \"5m\"\nmode = \"append\"\n"
+                            "keys = [\"k\"]\nmetrics = [\"n = count()\"]");
+  WindowState s;
+  s.open.push_back(DeltaRow{0, {Value::String("a")}, std::vector<MetricState>(1)});
+  const std::string data = s.Serialize(*a->aggregate);
+  auto other = WindowState::Parse(data, *b->aggregate);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("different [aggregate]"), std::string::npos);
+  for (size_t cut : {size_t{0}, size_t{5}, data.size() / 2, data.size() - 1}) {
+    EXPECT_FALSE(WindowState::Parse(data.substr(0, cut), *a->aggregate).ok()) << cut;
+  }
+  EXPECT_FALSE(WindowState::Parse(data + "x", *a->aggregate).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Append mode and lateness through the runner
+
+std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::vector<std::string> out;
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    std::string line;
+    for (int c = 0; c < sqlite3_column_count(st); ++c) {
+      const unsigned char* t = sqlite3_column_text(st, c);
+      line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
+    }
+    out.push_back(line);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+std::vector<std::string> Lines(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+class WindowRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RegisterBuiltins();
+    dir_ = fs::temp_directory_path() /
+           ("sluice_window_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+
+  Result<PipelineConfig> Config(const std::string& input, const std::string& db,
+                                const std::string& aggregate_extra, const std::string& mode = "append") {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text = "[pipeline]\nname = \"w\"\n[source]\nuri = \"" + input +
+                             "\"\n[source.fields]\nk = \"string\"\nt = \"string\"\nv = \"int64\"\n"
+                             "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+                             "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"" + mode + "\"\n" +
+                             aggregate_extra +
+                             "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+                             "[sink]\nuri = \"sqlite:" + db + "\"\ntable = \"w\"\n"
+                             "[dead_letter]\npath = \"" + db + ".dlq\"\n";
+    return ParsePipelineConfig(text, "w.toml", vars);
+  }
+
+  Status Run(const std::string& input, const std::string& db, const std::string& extra,
+             const std::string& mode = "append") {
+    ASSIGN_OR_RETURN(PipelineConfig cfg, Config(input, db, extra, mode));
+    ASSIGN_OR_RETURN(auto runner, Runner::Make(std::move(cfg), RunOptions{}));
+    return runner->Run();
+  }
+
+  fs::path dir_;
+};
+
+// Worked by hand (delay 10 s, lateness 0): the watermark after each record is its highest event
+// time so far minus 10 s; a record is late when its minute ends at or before the watermark.
+constexpr const char* kHandFixture =
+    R"({"k":"a","t":"2024-01-01 00:00:05","v":1}
+{"k":"a","t":"2024-01-01T00:00:59Z","v":2}
+{"k":"b","t":"2024-01-01 00:01:00","v":3}
+{"k":"a","t":"2024-01-01 01:01:09+01:00","v":4}
+{"k":"a","t":"2024-01-01 00:00:50.000001","v":5}
+{"k":"a","t":"2024-01-01 00:01:10","v":6}
+{"k":"a","t":"2024-01-01 00:00:51","v":7}
+{"k":"b","t":"2024-01-01 00:03:00","v":8}
+{"k":"b","t":"2024-01-01 00:02:49.999","v":9}
+{"k":"b","t":"2024-01-01 00:02:50","v":10}
+{"k":"b","t":"not a time","v":11}
+)";
+// Record by record (W = watermark before the record):
+//  1 a 00:05   W=-inf        -> [00:00,00:01) a          W=-00:05
+//  2 a 00:59   W=-00:05      -> [00:00) a                W=00:49
+//  3 b 01:00   W=00:49       -> [00:01) b (boundary: a new minute)   W=00:50
+//  4 a 01:09 (00:01:09 UTC)  -> [00:01) a                W=00:59
+//  5 a 00:50   W=00:59: window end 01:00 > 00:59 -> [00:00) a (out of order, not late)
+//  6 a 01:10                 -> [00:01) a                W=01:00
+//  7 a 00:51   W=01:00: window end 01:00 <= 01:00 -> late (exactly at the watermark)
+//  8 b 03:00                 -> [00:03) b                W=02:50
+//  9 b 02:49.999 W=02:50: end 03:00 > 02:50 -> [00:02) b
+// 10 b 02:50                 -> [00:02) b
+// 11 no event time           -> dead letter
+TEST_F(WindowRunTest, AppendModeMatchesTheHandWorkedFixture) {
+  const std::string in = Write("in.ndjson", kHandFixture);
+  const std::string db = (dir_ / "out.db").string();
+  ASSERT_TRUE(Run(in, db, "").ok());
+  EXPECT_EQ(Query(db, "SELECT window_start, window_end, k, n, s FROM w ORDER BY window_start, k"),
+            (std::vector<std::string>{
+                "2024-01-01 00:00:00|2024-01-01 00:01:00|a|3|8",
+                "2024-01-01 00:01:00|2024-01-01 00:02:00|a|2|10",
+                "2024-01-01 00:01:00|2024-01-01 00:02:00|b|1|3",
+                "2024-01-01 00:02:00|2024-01-01 00:03:00|b|2|19",
+                "2024-01-01 00:03:00|2024-01-01 00:04:00|b|1|8",
+            }));
+  auto letters = Lines(db + ".dlq");
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_NE(letters[0].find("\"reason\":\"late\""), std::string::npos) << letters[0];
+  EXPECT_NE(letters[0].find("00:00:51"), std::string::npos) << letters[0];
+  EXPECT_NE(letters[1].find("aggregate time is null"), std::string::npos) << letters[1];
+}
+
+TEST_F(WindowRunTest, AllowedLatenessKeepsAWindowOpenLonger) {
+  const std::string in = Write("in.ndjson", kHandFixture);
+  const std::string db = (dir_ / "out.db").string();
+  // With 1 s of lateness record 7 (window end 01:00, watermark 01:00) is no longer late.
+  ASSERT_TRUE(Run(in, db, "allowed_lateness = \"1s\"\n").ok());
+  EXPECT_EQ(Query(db, "SELECT n, s FROM w WHERE k = 'a' AND window_start = '2024-01-01 00:00:00'"),
+            std::vector<std::string>{"4|15"});
+  EXPECT_EQ(Lines(db + ".dlq").size(), 1u);
+}
+
+TEST_F(WindowRunTest, UpdateModeWithLatenessDeadLettersLateRecords) {
+  const std::string in = Write("in.ndjson", kHandFixture);
+  const std::string db = (dir_ / "out.db").string();
+  ASSERT_TRUE(Run(in, db, "allowed_lateness = \"0s\"\n", "update").ok());
+  EXPECT_EQ(Query(db, "SELECT SUM(n), SUM(s) FROM w"), std::vector<std::string>{"9|48"});
+  EXPECT_EQ(Lines(db + ".dlq").size(), 2u);
+}
+
+TEST_F(WindowRunTest, UpdateModeWithoutLatenessAcceptsEveryRecord) {
+  const std::string in = Write("in.ndjson", kHandFixture);
+  const std::string db = (dir_ / "out.db").string();
+  ASSERT_TRUE(Run(in, db, "", "update").ok());
+  EXPECT_EQ(Query(db, "SELECT SUM(n), SUM(s) FROM w"), std::vector<std::string>{"10|55"});
+}
+
+/// An independent model of the rules, record by record in file order.
+struct Expected {
+  std::map<std::pair<int64_t, std::string>, std::pair<int64_t, int64_t>> windows;  // -> (n, s)
+  int64_t late = 0;
+};
+
+Expected Model(const std::vector<std::tuple<std::string, int64_t, int64_t>>& records, int64_t delay) {
+  Expected e;
+  int64_t max_t = INT64_MIN;
+  for (const auto& [k, t, v] : records) {
+    const int64_t start = t - (((t % (60 * kSec)) + 60 * kSec) % (60 * kSec));
+    const bool late = max_t != INT64_MIN && start + 60 * kSec <= max_t - delay;
+    if (late) {
+      ++e.late;
+      continue;
+    }
+    auto& w = e.windows[{start, k}];
+    w.first += 1;
+    w.second += v;
+    max_t = std::max(max_t, t);
+  }
+  return e;
+}
+
+TEST_F(WindowRunTest, InterruptedRunsEqualTheModelOnDisorderedData) {
+  // 200000 records over ~55 minutes: mostly in order, some shifted back by less than the delay,
+  // some by minutes (late unless their window is still open).
+  std::mt19937_64 rng(11);
+  std::vector<std::tuple<std::string, int64_t, int64_t>> records;
+  std::string text;
+  const int64_t base = 1'700'000'000 * kSec;
+  for (int i = 0; i < 200000; ++i) {
+    int64_t t = base + int64_t{i} * 16'000;
+    const int r = static_cast<int>(rng() % 100);
+    if (r < 10) t -= static_cast<int64_t>(rng() % (9 * kSec));
+    if (r >= 97) t -= static_cast<int64_t>(60 * kSec + rng() % (240 * kSec));
+    std::string k = std::string(1, static_cast<char>('a' + rng() % 5));
+    const int64_t v = static_cast<int64_t>(rng() % 1000);
+    records.emplace_back(k, t, v);
+    text += "{\"k\":\"" + k + "\",\"t\":\"" + FormatTimestamp(t, "%Y-%m-%dT%H:%M:%S.%fZ") +
+            "\",\"v\":" + std::to_string(v) + "}\n";
+  }
+  const Expected want = Model(records, 10 * kSec);
+  ASSERT_GT(want.late, 100);
+  const std::string in = Write("in.ndjson", text);
+
+  const std::string db = (dir_ / "out.db").string();
+  std::mt19937 pick(3);
+  int runs = 0;
+  for (bool done = false; !done && runs < 60; ++runs) {
+    auto cfg = Config(in, db, "");
+    ASSERT_TRUE(cfg.ok());
+    cfg->checkpoint_interval_micros = 5'000;
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+    Runner* r = runner->get();
+    std::atomic<bool> finished{false}, stopped{false};
+    const auto delay = std::chrono::milliseconds(runs < 8 ? 2 + pick() % 30 : 100000);
+    std::thread stopper([&] {
+      const auto until = std::chrono::steady_clock::now() + delay;
+      while (!finished.load() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (!finished.load()) {
+        stopped = true;
+        r->RequestStop();
+      }
+    });
+    Status s = r->Run();
+    finished = true;
+    stopper.join();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    done = !stopped.load();
+  }
+  EXPECT_GT(runs, 2);
+  std::vector<std::string> expected;
+  for (const auto& [key, ns] : want.windows) {
+    expected.push_back(FormatTimestamp(key.first) + "|" + key.second + "|" + std::to_string(ns.first) +
+                       "|" + std::to_string(ns.second));
+  }
+  EXPECT_EQ(Query(db, "SELECT window_start, k, n, s FROM w ORDER BY window_start, k"), expected);
+  auto letters = Lines(db + ".dlq");
+  EXPECT_EQ(static_cast<int64_t>(letters.size()), want.late);
+  for (const auto& l : letters) EXPECT_NE(l.find("\"reason\":\"late\""), std::string::npos) << l;
+}
+
+// The recruitment pipeline in append mode over four generator partitions: three workers close
+// windows from each other's watermarks and must give what one worker gives, interrupted or not.
+TEST_F(WindowRunTest, AppendModeWithSeveralWorkersEqualsOneWorker) {
+  const std::string repo = SLUICE_SOURCE_DIR;
+  auto config = [&](const std::string& db) {
+    Variables vars;
+    vars.use_environment = false;
+    vars.values = {{"TRACKING", "generator:"}, {"JOBS", repo + "/examples/data/job.csv"},
+                   {"SINK", "sqlite:" + db}, {"DLQ", db + ".dlq"}, {"RATE", "0"}, {"COUNT", "40000"}};
+    std::string text = *ReadFile(repo + "/examples/recruitment.toml");
+    const std::string from = "mode = \"update\"";
+    text.replace(text.find(from), from.size(), "mode = \"append\"");
+    auto cfg = ParsePipelineConfig(text, "recruitment-append.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    cfg->source.options.Set("partitions", {"4", {}});
+    cfg->checkpoint_interval_micros = 10'000;
+    return std::move(cfg).value();
+  };
+  const std::string a = (dir_ / "a.db").string(), b = (dir_ / "b.db").string();
+  auto one = Runner::Make(config(a), RunOptions{.workers = 1});
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_TRUE((*one)->Run().ok());
+  for (int run = 0; run < 6; ++run) {
+    auto three = Runner::Make(config(b), RunOptions{.workers = 3});
+    ASSERT_TRUE(three.ok());
+    Runner* r = three->get();
+    std::thread stopper([&] {
+      if (run < 5) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(15 + 10 * run));
+        r->RequestStop();
+      }
+    });
+    ASSERT_TRUE(r->Run().ok());
+    stopper.join();
+  }
+  const std::string sql = "SELECT job_id, dates, hours, publisher_id, campaign_id, group_id, clicks, "
+                          "spend_hour, conversion FROM events ORDER BY 1, 2, 3, 4, 5, 6";
+  auto want = Query(a, sql);
+  ASSERT_GT(want.size(), 1000u);
+  EXPECT_EQ(Query(b, sql), want);
+  EXPECT_EQ(Lines(b + ".dlq").size(), Lines(a + ".dlq").size());
+}
+
+TEST_F(WindowRunTest, AppendModeNeedsASinkThatKeepsState) {
+  ConnectorRegistry::Instance().AddSink("stateless", [](const SinkConfig& config) -> Result<std::unique_ptr<Sink>> {
+    SinkConfig inner = config;
+    inner.uri = "sqlite:" + SplitUri(config.uri).second;
+    ASSIGN_OR_RETURN(auto sink, ConnectorRegistry::Instance().MakeSink(inner));
+    struct Stateless : Sink {
+      std::unique_ptr<Sink> in;
+      Status Open(const SinkContext& c) override { return in->Open(c); }
+      Result<std::vector<StoredPosition>> LoadPositions() override { return in->LoadPositions(); }
+      Status Commit(const Checkpoint& cp) override { return in->Commit(cp); }
+    };
+    auto s = std::make_unique<Stateless>();
+    s->in = std::move(sink);
+    return std::unique_ptr<Sink>(std::move(s));
+  });
+  auto cfg = Config(Write("in.ndjson", kHandFixture), (dir_ / "x.db").string(), "");
+  ASSERT_TRUE(cfg.ok());
+  cfg->sink.uri = "stateless:" + (dir_ / "x.db").string();
+  auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+  ASSERT_FALSE(runner.ok());
+  EXPECT_NE(runner.status().message().find("cannot store window state"), std::string::npos)
+      << runner.status().message();
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "operators/aggregate_spec.h"
+#include "runtime/watermark.h"
+
+namespace sluice {
+
+/// The event-time state a checkpoint stores next to the source positions, so that a restart
+/// judges lateness and closes windows exactly as the interrupted run would have.
+struct WindowState {
+  /// The pipeline's watermark (minimum over its workers), for monitoring.
+  int64_t watermark = kNoWatermark;
+  /// Windows whose end plus the allowed lateness is at or before this are closed: emitted (append
+  /// mode), and any later record for them is late.
+  int64_t closed_before = kNoWatermark;
+  /// (source, partition) -> highest event time seen up to the committed position.
+  std::map<std::pair<std::string, int32_t>, int64_t> max_event_times;
+  /// Append mode: the groups of windows not closed yet.
+  std::vector<DeltaRow> open;
+
+  std::string Serialize(const AggregateSpec& spec) const;
+  /// Parses what Serialize wrote; fails when it was written for a different [aggregate].
+  static Result<WindowState> Parse(std::string_view data, const AggregateSpec& spec);
+};
+
+}  // namespace sluice
