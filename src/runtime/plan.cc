@@ -399,6 +399,12 @@ std::string DescribePlan(const Plan& plan) {
     const AggregateConfig& a = *c.aggregate;
     out << "  aggregate tumbling " << FormatDouble(a.window_micros / 1e6) << "s windows on "
         << a.time_expr << ", " << a.mode << " mode\n";
+    out << "    event time: watermark delay " << FormatDouble(a.watermark_delay_micros / 1e6)
+        << "s, idle timeout " << FormatDouble(a.idle_timeout_micros / 1e6) << "s, "
+        << (a.allowed_lateness_micros < 0
+                ? std::string("no record is late")
+                : "late after the window end + " + FormatDouble(a.allowed_lateness_micros / 1e6) + "s")
+        << "\n";
     out << "    keys    ";
     for (size_t i = 0; i < a.keys.size(); ++i) out << (i ? ", " : "") << a.keys[i].name;
     out << "\n";

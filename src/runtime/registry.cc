@@ -3,6 +3,7 @@
 #include "connectors/file/file_source.h"
 #include "connectors/generator/generator_source.h"
 #include "connectors/mysql/mysql_sink.h"
+#include "connectors/parquet/parquet_sink.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/sqlite/sqlite_sink.h"
 
@@ -57,6 +58,7 @@ void RegisterBuiltins() {
   r.AddSource("kafka", KafkaSource::Make);
   r.AddSink("sqlite", SqliteSink::Make);
   r.AddSink("mysql", MysqlSink::Make);
+  r.AddSink("parquet", ParquetSink::Make);
 }
 
 }  // namespace sluice

@@ -244,25 +244,29 @@ Status Runner::RestoreWindowState() {
 
 std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended) {
   const AggregateSpec& spec = *plan_->aggregate;
-  // Workers whose bounded input is exhausted hold nothing back.
+  // Workers whose bounded input is exhausted, and workers that read no partition, hold nothing
+  // back; while no worker reads anything, nothing closes (before the first report, say).
   int64_t closable = std::numeric_limits<int64_t>::max();
   int64_t active_min = std::numeric_limits<int64_t>::max(), any_max = kNoWatermark;
   bool any_active = false;
+  bool any_reading = false;
   for (const auto& r : reports_) {
     any_max = std::max(any_max, r.watermark);
     if (r.ended) continue;
+    any_reading = true;
+    if (r.idle) continue;
     any_active = true;
     closable = std::min(closable, r.late_floor);
     active_min = std::min(active_min, r.watermark);
   }
-  *all_ended = !any_active;
+  *all_ended = !any_reading;
   window_.watermark = std::max(window_.watermark, any_active ? active_min : any_max);
   std::vector<DeltaRow> closed;
   if (open_) {
     open_->Merge(std::move(deltas));
-    if (!any_active) {
+    if (*all_ended) {
       closed = open_->TakeAll();
-    } else if (closable != kNoWatermark) {
+    } else if (any_active && closable != kNoWatermark) {
       // A window is closed when its end plus the allowed lateness is at or before the bound.
       closed = open_->TakeClosed(closable - spec.allowed_lateness_micros);
     }
@@ -272,7 +276,7 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   for (size_t i = 0; i < workers_.size(); ++i) {
     int64_t others = std::numeric_limits<int64_t>::max();
     for (size_t j = 0; j < reports_.size(); ++j) {
-      if (j != i && !reports_[j].ended) others = std::min(others, reports_[j].watermark);
+      if (j != i && !reports_[j].ended && !reports_[j].idle) others = std::min(others, reports_[j].watermark);
     }
     workers_[i]->PublishWatermarks(others, window_.closed_before);
   }
@@ -319,8 +323,10 @@ Status Runner::Checkpoint(bool final) {
         if (!inserted) it->second = std::max(it->second, t);
       }
       // A worker that handed over nothing new (finished earlier) keeps its last report.
-      if (h.late_floor != kNoWatermark || h.watermark != kNoWatermark || h.input_ended) {
-        reports_[i] = WorkerReport{h.watermark, h.late_floor, h.input_ended};
+      if (h.has_partitions || h.input_ended) {
+        reports_[i] = WorkerReport{h.watermark, h.late_floor, h.input_ended, false};
+      } else if (!workers_[i]->finished()) {
+        reports_[i].idle = true;  // its partitions were all revoked, or it never had any
       }
     }
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));

@@ -105,6 +105,7 @@ class Runner : public CheckpointRequester {
     int64_t watermark = kNoWatermark;
     int64_t late_floor = kNoWatermark;
     bool ended = false;
+    bool idle = true;  ///< reads no partition: holds nothing back
   };
   std::vector<WorkerReport> reports_;
 

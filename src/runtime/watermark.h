@@ -38,6 +38,7 @@ class WatermarkTracker {
   void Forget(int32_t partition);
 
   bool Tracks(int32_t partition) const { return Find(partition) != nullptr; }
+  bool empty() const { return clocks_.empty(); }
   int64_t watermark() const { return watermark_; }
   /// Returns partition -> highest event time seen, for checkpoints.
   std::map<int32_t, int64_t> MaxEventTimes() const;

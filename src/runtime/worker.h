@@ -36,6 +36,7 @@ struct Handoff {
   /// the allowed lateness) at or before it may be closed.
   int64_t late_floor = kNoWatermark;
   bool input_ended = false;  ///< its bounded input is exhausted: it will never hold back windows
+  bool has_partitions = false;  ///< false: it reads nothing (yet), so it holds nothing back
 };
 
 /// Lets a worker ask the coordinator for an immediate checkpoint and wait for it to commit.
