@@ -72,11 +72,46 @@ Result<std::shared_ptr<DimensionTable>> LoadCsvDimension(const DimensionConfig& 
   return table;
 }
 
-Result<std::shared_ptr<DimensionTable>> LoadDimension(const DimensionConfig& config) {
+void Dimension::Publish(std::shared_ptr<const DimensionTable> table, int64_t changes, int64_t now_micros) {
+  size_.store(static_cast<int64_t>(table->size()), std::memory_order_relaxed);
+  table_.store(std::move(table), std::memory_order_release);
+  versions_.fetch_add(1, std::memory_order_relaxed);
+  changes_.fetch_add(changes, std::memory_order_relaxed);
+  last_update_.store(now_micros, std::memory_order_relaxed);
+}
+
+Dimension::Stats Dimension::stats() const {
+  Stats s;
+  s.size = size_.load(std::memory_order_relaxed);
+  s.versions = versions_.load(std::memory_order_relaxed);
+  s.changes = changes_.load(std::memory_order_relaxed);
+  s.last_update_micros = last_update_.load(std::memory_order_relaxed);
+  s.lag_micros = lag_.load(std::memory_order_relaxed);
+  s.refresh_errors = refresh_errors_.load(std::memory_order_relaxed);
+  s.misses = misses_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Result<DimensionRefresh> ParseDimensionRefresh(const DimensionConfig& config) {
+  DimensionRefresh r;
+  const Options& o = config.options;
+  ASSIGN_OR_RETURN(r.interval_micros, o.GetDurationMicros("refresh", 5'000'000));
+  if (r.interval_micros < 0) {
+    return Status::InvalidArgument(o.Where("refresh") + ": refresh must not be negative");
+  }
+  if (SplitUri(config.uri).first == "mysql") {
+    r.updated_column = o.GetString("updated_column");
+    ASSIGN_OR_RETURN(r.grace_micros, o.GetDurationMicros("grace", 5'000'000));
+  }
+  return r;
+}
+
+Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
   size_t skipped = 0;
   std::string first_error;
   std::shared_ptr<DimensionTable> table;
+  ASSIGN_OR_RETURN(DimensionRefresh refresh, ParseDimensionRefresh(config));
   if (scheme == "mysql") {
     ASSIGN_OR_RETURN(table, LoadMysqlDimension(config, &skipped, &first_error));
   } else if (scheme == "file") {
@@ -92,7 +127,7 @@ Result<std::shared_ptr<DimensionTable>> LoadDimension(const DimensionConfig& con
                  path, first_error);
   }
   spdlog::info("dimension {}: {} keys from {}", config.name, table->size(), path);
-  return table;
+  return std::make_shared<Dimension>(config, std::move(refresh), std::move(table));
 }
 
 }  // namespace sluice

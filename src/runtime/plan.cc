@@ -266,7 +266,9 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
           return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" +
                                          sc.target + "' (declare [dimension." + sc.target + "])");
         }
-        const DimensionTable& dim = *it->second;
+        std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
+        const DimensionTable& dim = *snapshot;
+        step.dim = it->second.get();
         if (step.expr->type() != dim.key_type()) {
           return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
                                          std::string(TypeName(step.expr->type())) +
@@ -375,8 +377,13 @@ std::string DescribePlan(const Plan& plan) {
   }
   out << "\n";
   for (const auto& [name, dim] : plan.dimensions) {
-    out << "  dimension " << name << ": " << dim->size() << " keys by "
-        << dim->fields().field(dim->key_index()).name << "\n";
+    auto table = dim->snapshot();
+    out << "  dimension " << name << ": " << table->size() << " keys by "
+        << table->fields().field(table->key_index()).name;
+    if (dim->refresh().interval_micros > 0) {
+      out << ", refreshed every " << FormatDouble(dim->refresh().interval_micros / 1e6) << "s";
+    }
+    out << "\n";
   }
   int n = 1;
   for (size_t i = 0; i < c.steps.size(); ++i) {

@@ -22,6 +22,7 @@ struct CompiledStep {
   std::string reason;
   // kLookup
   std::string dimension;
+  Dimension* dim = nullptr;  ///< owned by Plan::dimensions
   std::vector<std::pair<size_t, size_t>> lookup_slots;  ///< (row slot, dimension column)
   std::vector<Value> defaults;                          ///< per lookup_slots entry
   std::string on_missing;
@@ -34,7 +35,7 @@ struct SelectColumn {
 };
 
 /// A pipeline compiled against its schema: what every worker runs. Immutable once built and
-/// shared read-only by the workers (dimension snapshots are swapped atomically, see Runner).
+/// shared read-only by the workers (dimension snapshots are swapped atomically: Dimension).
 struct Plan {
   const PipelineConfig* config = nullptr;
   Schema input;   ///< the decoded fields, slots [0, input.size())
@@ -43,7 +44,7 @@ struct Plan {
   std::vector<CompiledStep> steps;
   std::unique_ptr<AggregateSpec> aggregate;
   std::vector<SelectColumn> select;
-  std::map<std::string, std::shared_ptr<DimensionTable>> dimensions;
+  std::map<std::string, std::shared_ptr<Dimension>> dimensions;
 
   /// Returns the layout of what the sink receives as rows (append mode or select).
   Schema OutputSchema() const;

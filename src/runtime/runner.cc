@@ -63,6 +63,7 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
 Runner::~Runner() {
   for (auto& w : workers_) w->RequestStop();
   workers_.clear();
+  refresher_.reset();
   if (sink_) sink_->Close();
 }
 
@@ -147,6 +148,8 @@ Status Runner::Start() {
   }
   spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
                config_.name, workers_.size(), loaded_.size(), dead_letter_path_);
+  ASSIGN_OR_RETURN(refresher_, DimensionRefresher::Make(*plan_));
+  if (refresher_) refresher_->Start();
   for (auto& w : workers_) w->Start();
   return Status::OK();
 }
@@ -198,6 +201,7 @@ Status Runner::Run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (auto& w : workers_) w->RequestStop();
+  if (refresher_) refresher_->Stop();
   Status s = Checkpoint(true);
   {
     std::lock_guard<std::mutex> lock(epoch_mu_);

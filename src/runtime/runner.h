@@ -10,6 +10,7 @@
 
 #include "config/pipeline_config.h"
 #include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dimension_refresh.h"
 #include "runtime/plan.h"
 #include "runtime/sink.h"
 #include "runtime/stats.h"
@@ -76,6 +77,7 @@ class Runner : public CheckpointRequester {
   RunOptions options_;
   std::unique_ptr<Plan> plan_;
   std::unique_ptr<Sink> sink_;
+  std::unique_ptr<DimensionRefresher> refresher_;  ///< null when no dimension refreshes
   std::unique_ptr<DeadLetterFile> dead_letters_;
   std::string dead_letter_path_;
   std::string dead_letter_key_;  ///< positions-table source name of its committed length

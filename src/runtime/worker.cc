@@ -127,6 +127,7 @@ Status Worker::Setup() {
   }
   now_micros_ = SteadyMicros();
   row_.assign(plan_->schema.size(), Value());
+  snapshots_.resize(plan_->steps.size());
   source_kind_ = Value::String(std::string(source_->kind()));
   return Status::OK();
 }
@@ -254,6 +255,10 @@ void Worker::Run() {
 void Worker::ProcessBatch() {
   counters_->records_in.fetch_add(static_cast<int64_t>(batch_.size()), std::memory_order_relaxed);
   counters_->bytes_in.fetch_add(static_cast<int64_t>(batch_.bytes()), std::memory_order_relaxed);
+  // Dimension updates apply here, between batches.
+  for (size_t k = 0; k < plan_->steps.size(); ++k) {
+    if (plan_->steps[k].dim) snapshots_[k] = plan_->steps[k].dim->snapshot();
+  }
   if (clocks_) {
     now_micros_ = SteadyMicros();
     for (int32_t p : source_->Partitions()) {
@@ -316,7 +321,7 @@ void Worker::Process(size_t i) {
         }
         break;
       case StepConfig::Kind::kLookup: {
-        const DimensionTable& dim = *plan_->dimensions.at(step.dimension);
+        const DimensionTable& dim = *snapshots_[k];
         Value key = step.expr->Eval(row);
         const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
         if (found) {
@@ -324,6 +329,7 @@ void Worker::Process(size_t i) {
           break;
         }
         counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
+        step.dim->RecordMiss();
         (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
         if (step.on_missing == "drop") {
           counters_->ignored.fetch_add(1, std::memory_order_relaxed);

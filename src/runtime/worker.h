@@ -110,6 +110,7 @@ class Worker {
   std::vector<Value> row_;
   Value source_kind_;
   Handoff pending_;  ///< what is being accumulated (owned by the worker thread)
+  std::vector<std::shared_ptr<const DimensionTable>> snapshots_;  ///< per lookup step, this batch
   std::unique_ptr<WatermarkTracker> clocks_;
   bool lateness_ = false;            ///< the pipeline dead-letters late records
   int64_t late_threshold_ = kNoWatermark;

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
 
 #include "connectors/mysql/mysql_connection.h"
+#include "runtime/dimension_refresh.h"
 #include "core/time.h"
 
 namespace sluice {
@@ -133,6 +137,174 @@ Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig
   });
   if (!s.ok()) return s.WithContext(what);
   return out;
+}
+
+namespace {
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class MysqlPoller : public DimensionPoller {
+ public:
+  MysqlPoller(std::shared_ptr<Dimension> dim, mysql::Connection::Options options, std::string column,
+              std::string cursor)
+      : dim_(std::move(dim)), options_(std::move(options)), column_(std::move(column)),
+        cursor_(std::move(cursor)) {
+    const Schema& schema = dim_->snapshot()->fields();
+    for (const auto& f : schema.fields()) {
+      select_ += (select_.empty() ? "" : ", ") + mysql::QuoteIdentifier(f.source_path());
+    }
+    key_column_ = mysql::QuoteIdentifier(schema.field(dim_->snapshot()->key_index()).source_path());
+  }
+
+  Status Poll() override {
+    if (!conn_) {
+      auto c = mysql::Connection::Open(options_);
+      if (!c.ok()) return c.status();
+      conn_ = std::move(c).value();
+    }
+    Status s = PollChanges();
+    if (!s.ok() && conn_->broken()) conn_.reset();
+    return s;
+  }
+
+ private:
+  static constexpr int kPageRows = 10000;
+
+  Status PollChanges() {
+    auto current = dim_->snapshot();
+    const Schema& schema = current->fields();
+    const size_t key_index = current->key_index();
+    const std::string quoted = mysql::QuoteIdentifier(column_);
+    // Start a grace period behind the newest change seen: a transaction that committed after a
+    // later one carries an older timestamp. Re-reading a row already applied changes nothing.
+    std::string from;
+    if (!cursor_.empty()) {
+      auto t = ParseTimestamp(cursor_);
+      from = t ? FormatTimestamp(*t - dim_->refresh().grace_micros, "%Y-%m-%d %H:%M:%S.%f") : cursor_;
+    }
+    std::shared_ptr<DimensionTable> next;
+    int64_t changes = 0;
+    std::string newest = cursor_;
+    std::string page_ts, page_key;  // the (timestamp, key) the last page ended at
+    bool first_page = true;
+    while (true) {
+      std::string where;
+      if (first_page) {
+        if (!from.empty()) where = " WHERE " + quoted + " >= " + mysql::StringLiteral(from);
+      } else {
+        where = " WHERE (" + quoted + " > " + mysql::StringLiteral(page_ts) + " OR (" + quoted + " = " +
+                mysql::StringLiteral(page_ts) + " AND " + key_column_ + " > " + page_key + "))";
+      }
+      const std::string sql = "SELECT " + select_ + ", " + quoted + " FROM " +
+                              mysql::QuoteIdentifier(options_.uri.table) + where + " ORDER BY " + quoted +
+                              ", " + key_column_ + " LIMIT " + std::to_string(kPageRows);
+      int rows = 0;
+      std::vector<Value> row(schema.size());
+      Status s = conn_->Query(sql, [&](mysql::RowView r) -> Status {
+        ++rows;
+        const std::string ts(r[schema.size()].value_or(""));
+        if (!ts.empty() && (newest.empty() || ts > newest)) newest = ts;
+        page_ts = ts;
+        Status bad;
+        for (size_t i = 0; i < schema.size() && bad.ok(); ++i) {
+          if (!r[i]) {
+            row[i] = Value::Null();
+            continue;
+          }
+          auto v = Convert(*r[i], schema.field(i));
+          if (v.ok()) {
+            row[i] = std::move(v).value();
+          } else {
+            bad = v.status();
+          }
+        }
+        if (bad.ok() && row[key_index].is_null()) bad = Status::ParseError("null key");
+        if (!bad.ok()) {
+          dim_->RecordRefreshError();
+          return Status::OK();
+        }
+        page_key.clear();
+        RETURN_IF_ERROR(mysql::AppendLiteral(row[key_index], &page_key));
+        const std::vector<Value>* old = (next ? next.get() : current.get())->Find(row[key_index]);
+        if (old && *old == row) return Status::OK();
+        if (!next) next = std::make_shared<DimensionTable>(*current);
+        next->Put(row);
+        ++changes;
+        return Status::OK();
+      });
+      RETURN_IF_ERROR(s);
+      if (rows < kPageRows || page_ts.empty()) break;
+      first_page = false;
+    }
+    cursor_ = newest;
+    if (auto t = ParseTimestamp(newest)) dim_->SetLag(std::max<int64_t>(0, NowMicros() - *t));
+    if (next) {
+      dim_->Publish(std::move(next), changes, NowMicros());
+      spdlog::info("dimension {}: {} row(s) changed in {} (newest {} = {})", dim_->name(), changes,
+                   options_.uri.table, column_, newest);
+    }
+    return Status::OK();
+  }
+
+  std::shared_ptr<Dimension> dim_;
+  mysql::Connection::Options options_;
+  std::string column_;
+  std::string cursor_;  ///< the newest updated_column value seen, as the server prints it
+  std::string select_;
+  std::string key_column_;
+  std::unique_ptr<mysql::Connection> conn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DimensionPoller>> MakeMysqlDimensionPoller(std::shared_ptr<Dimension> dim) {
+  const DimensionConfig& config = dim->config();
+  const std::string what = "dimension " + config.name;
+  auto uri = mysql::ParseUri(config.uri, true);
+  if (!uri.ok()) return uri.status().WithContext(what);
+  mysql::Connection::Options options;
+  options.uri = std::move(uri).value();
+  options.password_file = config.options.GetString("password_file");
+  auto conn = mysql::Connection::Open(options);
+  if (!conn.ok()) return conn.status().WithContext(what);
+  std::string column = dim->refresh().updated_column;
+  const bool configured = !column.empty();
+  if (!configured) column = "updated_at";
+  std::vector<std::string> found;
+  Status s = (*conn)->Query(
+      "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+      "TABLE_NAME = " + mysql::StringLiteral(options.uri.table) + " AND COLUMN_NAME = " +
+          mysql::StringLiteral(column),
+      [&](mysql::RowView r) {
+        found.emplace_back(r[0].value_or(""));
+        return Status::OK();
+      });
+  if (!s.ok()) return s.WithContext(what);
+  if (found.empty()) {
+    if (configured) {
+      return Status::InvalidArgument(config.options.Where("updated_column") + ": table " +
+                                     options.uri.table + " has no column " + column);
+    }
+    spdlog::info("{}: table {} has no updated_at column; the snapshot stays as loaded (set "
+                 "updated_column to follow changes)", what, options.uri.table);
+    return std::unique_ptr<DimensionPoller>();
+  }
+  column = found[0];
+  std::string cursor;
+  s = (*conn)->Query("SELECT MAX(" + mysql::QuoteIdentifier(column) + ") FROM " +
+                         mysql::QuoteIdentifier(options.uri.table),
+                     [&](mysql::RowView r) {
+                       cursor = std::string(r[0].value_or(""));
+                       return Status::OK();
+                     });
+  if (!s.ok()) return s.WithContext(what);
+  spdlog::info("{}: following changes of {} by {} every {}s", what, options.uri.table, column,
+               dim->refresh().interval_micros / 1e6);
+  return std::unique_ptr<DimensionPoller>(new MysqlPoller(std::move(dim), std::move(options), column, cursor));
 }
 
 }  // namespace sluice

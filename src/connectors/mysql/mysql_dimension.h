@@ -18,4 +18,15 @@ Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig
                                                            size_t* skipped,
                                                            std::string* first_error);
 
+class DimensionPoller;
+
+/// Follows a MySQL dimension table by timestamp change data capture: every refresh interval it
+/// reads the rows whose `updated_column` is at or after the newest value seen minus the grace
+/// period, in (updated_column, key) order and in bounded pages, and publishes a new snapshot when
+/// any row differs. Rows sharing a timestamp are all read (the page cursor is the pair), and a
+/// transaction that commits up to `grace` after a later one is still seen. Deleted rows are not
+/// visible to timestamp CDC (use a CDC topic for deletes). Returns nullptr when the table has no
+/// `updated_column` (default `updated_at`) and none was configured: the snapshot stays as loaded.
+Result<std::unique_ptr<DimensionPoller>> MakeMysqlDimensionPoller(std::shared_ptr<Dimension> dim);
+
 }  // namespace sluice

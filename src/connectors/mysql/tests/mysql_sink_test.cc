@@ -19,6 +19,8 @@
 #include <tuple>
 
 #include "connectors/mysql/mysql_connection.h"
+#include "connectors/mysql/mysql_dimension.h"
+#include "runtime/dimension_refresh.h"
 #include "connectors/mysql/tests/mysql_test_util.h"
 #include "core/time.h"
 #include "operators/dimension.h"
@@ -600,14 +602,85 @@ TEST_F(MysqlDimensionTest, LoadsTheDeclaredFields) {
               {"score", Type::kDouble, ""},     {"active", Type::kBool, ""}};
   auto table = LoadDimension(c);
   ASSERT_TRUE(table.ok()) << table.status().ToString();
-  EXPECT_EQ((*table)->size(), 2u);
-  const auto* one = (*table)->Find(I(1));
+  EXPECT_EQ((*table)->snapshot()->size(), 2u);
+  const auto* one = (*table)->snapshot()->Find(I(1));
   ASSERT_NE(one, nullptr);
   EXPECT_EQ(*one, (std::vector<Value>{I(1), I(10), S("Data engineer"),
                                       Ts(At("2024-01-02 03:04:05")), D(1.5), Value::Bool(true)}));
-  const auto* two = (*table)->Find(I(2));
+  const auto* two = (*table)->snapshot()->Find(I(2));
   ASSERT_NE(two, nullptr);
   EXPECT_EQ(*two, (std::vector<Value>{I(2), N, N, N, N, N}));
+}
+
+// Timestamp CDC: rows that share a timestamp are all applied, a row committed late with an older
+// timestamp (within the grace period) is applied, unchanged rows publish nothing.
+TEST_F(MysqlDimensionTest, PollingFollowsUpdatesByUpdatedAt) {
+  ASSERT_TRUE(admin_->Execute("CREATE TABLE " + T() +
+                              " (id BIGINT PRIMARY KEY, company_id BIGINT, updated_at DATETIME(6))")
+                  .ok());
+  ASSERT_TRUE(admin_->Execute("INSERT INTO " + T() + " VALUES (1, 10, '2024-01-01 00:00:00'), "
+                              "(2, 20, '2024-01-01 00:00:00'), (3, 30, '2024-01-01 00:00:05')")
+                  .ok());
+  DimensionConfig c;
+  c.name = "job";
+  c.uri = "mysql://" + uri_.Display() + "/" + table_;
+  c.key = "id";
+  c.fields = {{"id", Type::kInt64, ""}, {"company_id", Type::kInt64, ""}};
+  c.options.Set("refresh", {"1s", {}});
+  c.options.Set("grace", {"10s", {}});
+  auto dim = LoadDimension(c);
+  ASSERT_TRUE(dim.ok()) << dim.status().ToString();
+  auto poller = MakeMysqlDimensionPoller(*dim);
+  ASSERT_TRUE(poller.ok()) << poller.status().ToString();
+  ASSERT_NE(*poller, nullptr);
+  auto company = [&](int64_t id) -> Value {
+    const auto* row = (*dim)->snapshot()->Find(I(id));
+    return row ? (*row)[1] : Value::String("missing");
+  };
+  ASSERT_TRUE((*poller)->Poll().ok());
+  EXPECT_EQ((*dim)->stats().versions, 0);  // nothing changed since the snapshot
+
+  // Two rows moved to another company in the same second, one new job.
+  ASSERT_TRUE(admin_->Execute("UPDATE " + T() + " SET company_id = 11, updated_at = '2024-01-01 00:01:00' WHERE id = 1").ok());
+  ASSERT_TRUE(admin_->Execute("UPDATE " + T() + " SET company_id = 21, updated_at = '2024-01-01 00:01:00' WHERE id = 2").ok());
+  ASSERT_TRUE(admin_->Execute("INSERT INTO " + T() + " VALUES (4, 40, '2024-01-01 00:01:00')").ok());
+  ASSERT_TRUE((*poller)->Poll().ok());
+  EXPECT_EQ(company(1), I(11));
+  EXPECT_EQ(company(2), I(21));
+  EXPECT_EQ(company(3), I(30));
+  EXPECT_EQ(company(4), I(40));
+  EXPECT_EQ((*dim)->stats().versions, 1);
+  EXPECT_EQ((*dim)->stats().changes, 3);
+  EXPECT_EQ((*dim)->stats().size, 4);
+
+  // A transaction that committed after the poll but stamped 5 s before the newest change seen.
+  ASSERT_TRUE(admin_->Execute("UPDATE " + T() + " SET company_id = 31, updated_at = '2024-01-01 00:00:55' WHERE id = 3").ok());
+  ASSERT_TRUE((*poller)->Poll().ok());
+  EXPECT_EQ(company(3), I(31));
+  EXPECT_EQ((*dim)->stats().versions, 2);
+  EXPECT_EQ((*dim)->stats().changes, 4);  // rows 1, 2, 4 re-read within the grace: no change
+  ASSERT_TRUE((*poller)->Poll().ok());
+  EXPECT_EQ((*dim)->stats().versions, 2);
+}
+
+TEST_F(MysqlDimensionTest, PollingNeedsAnUpdatedColumn) {
+  ASSERT_TRUE(admin_->Execute("CREATE TABLE " + T() + " (id BIGINT, company_id BIGINT)").ok());
+  DimensionConfig c;
+  c.name = "job";
+  c.uri = "mysql://" + uri_.Display() + "/" + table_;
+  c.key = "id";
+  c.fields = {{"id", Type::kInt64, ""}, {"company_id", Type::kInt64, ""}};
+  auto dim = LoadDimension(c);
+  ASSERT_TRUE(dim.ok()) << dim.status().ToString();
+  auto none = MakeMysqlDimensionPoller(*dim);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, nullptr);  // no updated_at: a static snapshot
+  c.options.Set("updated_column", {"changed", {}});
+  dim = LoadDimension(c);
+  ASSERT_TRUE(dim.ok());
+  auto bad = MakeMysqlDimensionPoller(*dim);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("no column changed"), std::string::npos) << bad.status().message();
 }
 
 TEST_F(MysqlDimensionTest, ReportsMissingTablesAndColumns) {
