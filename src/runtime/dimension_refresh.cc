@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "connectors/kafka/kafka_dimension.h"
 #include "connectors/mysql/mysql_dimension.h"
 #include "runtime/plan.h"
 #include "runtime/registry.h"
@@ -95,10 +96,15 @@ std::unique_ptr<DimensionPoller> MakeCsvDimensionPoller(std::shared_ptr<Dimensio
 Result<std::unique_ptr<DimensionRefresher>> DimensionRefresher::Make(const Plan& plan) {
   std::unique_ptr<DimensionRefresher> r(new DimensionRefresher());
   for (const auto& [name, dim] : plan.dimensions) {
-    if (dim->refresh().interval_micros <= 0) continue;
     const std::string scheme = SplitUri(dim->config().uri).first;
     std::unique_ptr<DimensionPoller> poller;
-    if (scheme == "mysql") {
+    if (scheme == "kafka") {
+      // Reads the topic to its end now, so the first lookups see the whole table.
+      ASSIGN_OR_RETURN(poller, MakeKafkaDimensionPoller(dim));
+      if (dim->refresh().interval_micros <= 0) continue;
+    } else if (dim->refresh().interval_micros <= 0) {
+      continue;
+    } else if (scheme == "mysql") {
       ASSIGN_OR_RETURN(poller, MakeMysqlDimensionPoller(dim));
     } else if (scheme == "file") {
       poller = MakeCsvDimensionPoller(dim);

@@ -12,37 +12,6 @@
 namespace sluice {
 namespace {
 
-/// Sets one librdkafka property or fails with its message.
-Status Set(RdKafka::Conf* conf, const std::string& key, const std::string& value) {
-  std::string err;
-  if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
-    return Status::InvalidArgument("kafka setting " + key + "=" + value + ": " + err);
-  }
-  return Status::OK();
-}
-
-/// Returns the number of partitions of `topic`, or 0 when the broker cannot be asked now.
-int PartitionCount(const std::string& brokers, const std::string& topic) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  conf->set("bootstrap.servers", brokers, err);
-  conf->set("log_level", "3", err);
-  std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
-  if (!probe) return 0;
-  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(probe.get(), topic, nullptr, err));
-  if (!t) return 0;
-  RdKafka::Metadata* md = nullptr;
-  if (probe->metadata(false, t.get(), &md, 5000) != RdKafka::ERR_NO_ERROR || !md) return 0;
-  int n = 0;
-  for (const auto* tm : *md->topics()) {
-    if (tm->topic() == topic && tm->err() == RdKafka::ERR_NO_ERROR) {
-      n = static_cast<int>(tm->partitions()->size());
-    }
-  }
-  delete md;
-  return n;
-}
-
 }  // namespace
 
 Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
@@ -93,7 +62,7 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   // One group member per worker, but no more than there are partitions.
   int instances = std::max(1, max_instances);
   if (instances > 1) {
-    int partitions = PartitionCount(s.brokers, s.topic);
+    int partitions = KafkaPartitionCount(s.brokers, s.topic);
     if (partitions > 0) instances = std::min(instances, partitions);
   }
   std::vector<std::unique_ptr<Source>> out;
@@ -110,20 +79,20 @@ KafkaSource::~KafkaSource() { Close(); }
 Status KafkaSource::Open(const SourceContext& ctx) {
   ctx_ = ctx;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  RETURN_IF_ERROR(Set(conf.get(), "bootstrap.servers", settings_.brokers));
-  RETURN_IF_ERROR(Set(conf.get(), "group.id", settings_.group));
-  RETURN_IF_ERROR(Set(conf.get(), "client.id", settings_.client_id));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "group.id", settings_.group));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "client.id", settings_.client_id));
   // Positions live in the sink; Kafka's committed offsets are written for monitoring only.
-  RETURN_IF_ERROR(Set(conf.get(), "enable.auto.commit", "false"));
-  RETURN_IF_ERROR(Set(conf.get(), "enable.auto.offset.store", "false"));
-  RETURN_IF_ERROR(Set(conf.get(), "auto.offset.reset", "earliest"));
-  RETURN_IF_ERROR(Set(conf.get(), "enable.partition.eof", "true"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.commit", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.offset.store", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "auto.offset.reset", "earliest"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "true"));
   // A killed member is noticed in seconds, not the default 45 s.
-  RETURN_IF_ERROR(Set(conf.get(), "session.timeout.ms", "10000"));
-  RETURN_IF_ERROR(Set(conf.get(), "heartbeat.interval.ms", "1000"));
-  RETURN_IF_ERROR(Set(conf.get(), "max.poll.interval.ms", "900000"));
-  RETURN_IF_ERROR(Set(conf.get(), "log_level", "4"));
-  for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(Set(conf.get(), k, v));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "session.timeout.ms", "10000"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "heartbeat.interval.ms", "1000"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "max.poll.interval.ms", "900000"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+  for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(SetKafkaConf(conf.get(), k, v));
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
     return Status::Internal("kafka rebalance_cb: " + err);

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <librdkafka/rdkafkacpp.h>
+
 #include "core/status.h"
 
 namespace sluice {
@@ -14,5 +16,11 @@ struct KafkaUri {
 
 /// Parses the part after "kafka:" ("//host:port/topic" or "host:port/topic").
 Result<KafkaUri> ParseKafkaUri(const std::string& rest);
+
+/// Sets one librdkafka property or fails with its message.
+Status SetKafkaConf(RdKafka::Conf* conf, const std::string& key, const std::string& value);
+
+/// Returns the number of partitions of `topic`, or 0 when the broker cannot be asked now.
+int KafkaPartitionCount(const std::string& brokers, const std::string& topic);
 
 }  // namespace sluice

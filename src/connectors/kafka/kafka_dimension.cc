@@ -1,0 +1,226 @@
+#include "connectors/kafka/kafka_dimension.h"
+
+#include <librdkafka/rdkafkacpp.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+
+#include "connectors/kafka/kafka_uri.h"
+#include "operators/decoder.h"
+#include "runtime/dimension_refresh.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// The same fields, read from inside `prefix` (a dotted path) of each message.
+Schema Prefixed(const Schema& schema, const std::string& prefix) {
+  Schema out;
+  for (const auto& f : schema.fields()) out.Add(Field{f.name, f.type, prefix + f.source_path()});
+  return out;
+}
+
+}  // namespace
+
+class KafkaDimensionPoller : public DimensionPoller {
+ public:
+  KafkaDimensionPoller(std::shared_ptr<Dimension> dim, KafkaUri uri, bool debezium, int64_t snapshot_timeout)
+      : dim_(std::move(dim)), uri_(std::move(uri)), debezium_(debezium), snapshot_timeout_(snapshot_timeout) {}
+
+  ~KafkaDimensionPoller() override {
+    if (consumer_) consumer_->close();
+  }
+
+  Status Open() {
+    auto table = dim_->snapshot();
+    const Schema& schema = table->fields();
+    key_index_ = table->key_index();
+    DecoderOptions json;
+    json.format = DecoderOptions::Format::kNdjson;
+    if (debezium_) {
+      ASSIGN_OR_RETURN(after_, MakeDecoder(json, Prefixed(schema, "after.")));
+      ASSIGN_OR_RETURN(payload_after_, MakeDecoder(json, Prefixed(schema, "payload.after.")));
+      Schema before_key;
+      before_key.Add(Field{"key", schema.field(key_index_).type, "before." + schema.field(key_index_).source_path()});
+      before_key.Add(Field{"pkey", schema.field(key_index_).type,
+                           "payload.before." + schema.field(key_index_).source_path()});
+      ASSIGN_OR_RETURN(before_key_, MakeDecoder(json, before_key));
+      Schema op;
+      op.Add(Field{"op", Type::kString, "op"});
+      op.Add(Field{"pop", Type::kString, "payload.op"});
+      ASSIGN_OR_RETURN(op_, MakeDecoder(json, op));
+    } else {
+      ASSIGN_OR_RETURN(after_, MakeDecoder(json, schema));
+    }
+    const int partitions = KafkaPartitionCount(uri_.brokers, uri_.topic);
+    if (partitions <= 0) {
+      return Status::Unavailable("dimension " + dim_->name() + ": topic " + uri_.topic + " on " +
+                                 uri_.brokers + " is not reachable or does not exist");
+    }
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", uri_.brokers));
+    // Partitions are assigned, not subscribed: the group id is required but never joined.
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "group.id", "sluice-dimension-" + dim_->name()));
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.commit", "false"));
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "false"));
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+    std::string err;
+    consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!consumer_) return Status::InvalidArgument("dimension " + dim_->name() + ": kafka consumer: " + err);
+    std::vector<RdKafka::TopicPartition*> assignment;
+    for (int p = 0; p < partitions; ++p) {
+      assignment.push_back(RdKafka::TopicPartition::create(uri_.topic, p, RdKafka::Topic::OFFSET_BEGINNING));
+    }
+    RdKafka::ErrorCode rc = consumer_->assign(assignment);
+    RdKafka::TopicPartition::destroy(assignment);
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      return Status::Unavailable("dimension " + dim_->name() + ": assigning " + uri_.topic + ": " + RdKafka::err2str(rc));
+    }
+    partitions_ = partitions;
+    return Status::OK();
+  }
+
+  /// Reads up to the end offsets as of now: the snapshot the pipeline starts with.
+  Status CatchUp() {
+    std::map<int32_t, int64_t> end;
+    for (int32_t p = 0; p < partitions_; ++p) {
+      int64_t low = 0, high = 0;
+      RdKafka::ErrorCode rc = consumer_->query_watermark_offsets(uri_.topic, p, &low, &high, 10000);
+      if (rc != RdKafka::ERR_NO_ERROR) {
+        return Status::Unavailable("dimension " + dim_->name() + ": end offsets of " + uri_.topic + ": " +
+                                   RdKafka::err2str(rc));
+      }
+      if (high > low) end[p] = high;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(snapshot_timeout_);
+    auto next = std::make_shared<DimensionTable>(*dim_->snapshot());
+    int64_t changes = 0, messages = 0;
+    while (!end.empty()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::Unavailable("dimension " + dim_->name() + ": reading " + uri_.topic +
+                                   " to its end took longer than the snapshot timeout");
+      }
+      std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
+      if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
+      if (m->err() != RdKafka::ERR_NO_ERROR) {
+        spdlog::warn("dimension {}: {}", dim_->name(), m->errstr());
+        continue;
+      }
+      ++messages;
+      changes += Apply(*m, next.get());
+      auto it = end.find(m->partition());
+      if (it != end.end() && m->offset() + 1 >= it->second) end.erase(it);
+    }
+    dim_->Publish(std::move(next), changes, NowMicros());
+    spdlog::info("dimension {}: {} keys from {} change records of {}", dim_->name(), dim_->stats().size,
+                 messages, uri_.topic);
+    return Status::OK();
+  }
+
+  Status Poll() override {
+    std::shared_ptr<DimensionTable> next;
+    int64_t changes = 0;
+    for (int i = 0; i < 100000; ++i) {
+      std::unique_ptr<RdKafka::Message> m(consumer_->consume(i == 0 ? 100 : 0));
+      if (m->err() == RdKafka::ERR__TIMED_OUT) break;
+      if (m->err() != RdKafka::ERR_NO_ERROR) return Status::Unavailable(m->errstr());
+      if (!next) next = std::make_shared<DimensionTable>(*dim_->snapshot());
+      changes += Apply(*m, next.get());
+      if (m->timestamp().type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
+        dim_->SetLag(std::max<int64_t>(0, NowMicros() - m->timestamp().timestamp * 1000));
+      }
+    }
+    if (next && changes > 0) dim_->Publish(std::move(next), changes, NowMicros());
+    return Status::OK();
+  }
+
+ private:
+  /// Applies one change record; returns 1 when it changed the table.
+  int64_t Apply(const RdKafka::Message& m, DimensionTable* table) {
+    if (m.len() == 0) return 0;  // a tombstone: the delete event came before it
+    std::string_view payload(static_cast<const char*>(m.payload()), m.len());
+    const size_t width = table->fields().size();
+    row_.assign(width, Value());
+    if (!debezium_) return Upsert(*after_, payload, table);
+    std::vector<Value> op(2);
+    if (!op_->Decode(payload, op).ok()) return Bad("not a JSON change event");
+    const Value& code = op[1].is_null() ? op[0] : op[1];
+    if (code.is_null()) return Bad("a Debezium event without op");
+    const std::string& c = code.string_value();
+    const bool enveloped = !op[1].is_null();
+    if (c == "d") {
+      std::vector<Value> key(2);
+      if (!before_key_->Decode(payload, key).ok()) return Bad("a delete whose before does not decode");
+      const Value& k = enveloped ? key[1] : key[0];
+      if (k.is_null()) return Bad("a delete without the key in before");
+      if (!table->Find(k)) return 0;
+      table->Erase(k);
+      return 1;
+    }
+    if (c == "c" || c == "u" || c == "r") return Upsert(enveloped ? *payload_after_ : *after_, payload, table);
+    return Bad("unknown op '" + c + "'");
+  }
+
+  int64_t Upsert(Decoder& decoder, std::string_view payload, DimensionTable* table) {
+    Status s = decoder.Decode(payload, row_);
+    if (!s.ok()) return Bad(s.message());
+    if (row_[key_index_].is_null()) return Bad("a row without its key");
+    const std::vector<Value>* old = table->Find(row_[key_index_]);
+    if (old && *old == row_) return 0;
+    table->Put(row_);
+    return 1;
+  }
+
+  int64_t Bad(const std::string& why) {
+    dim_->RecordRefreshError();
+    if (bad_++ % 1000 == 0) {
+      spdlog::warn("dimension {}: skipped a change record of {} ({} so far): {}", dim_->name(), uri_.topic,
+                   bad_, why);
+    }
+    return 0;
+  }
+
+  std::shared_ptr<Dimension> dim_;
+  KafkaUri uri_;
+  bool debezium_;
+  int64_t snapshot_timeout_;
+  int partitions_ = 0;
+  size_t key_index_ = 0;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<Decoder> after_, payload_after_, before_key_, op_;
+  std::vector<Value> row_;
+  int64_t bad_ = 0;
+};
+
+Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
+  const std::string format = config.options.GetString("format", "jdbc");
+  if (format != "jdbc" && format != "debezium") {
+    return Status::InvalidArgument(config.options.Where("format") + ": format must be \"jdbc\" or \"debezium\", got '" +
+                                   format + "'");
+  }
+  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  (void)timeout;
+  auto uri = ParseKafkaUri(SplitUri(config.uri).second);
+  if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
+  return Status::OK();
+}
+
+Result<std::unique_ptr<DimensionPoller>> MakeKafkaDimensionPoller(std::shared_ptr<Dimension> dim) {
+  const DimensionConfig& config = dim->config();
+  ASSIGN_OR_RETURN(KafkaUri uri, ParseKafkaUri(SplitUri(config.uri).second));
+  const bool debezium = config.options.GetString("format", "jdbc") == "debezium";
+  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), debezium, timeout);
+  RETURN_IF_ERROR(poller->Open());
+  RETURN_IF_ERROR(poller->CatchUp());
+  return std::unique_ptr<DimensionPoller>(std::move(poller));
+}
+
+}  // namespace sluice
