@@ -20,6 +20,7 @@ help:
 
 deps:
 	@scripts/install-deps.sh
+	@scripts/venv.sh
 
 $(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)

@@ -110,10 +110,22 @@ class Reader {
     for (auto&& [key, node] : table) {
       std::string k(key.str());
       if (skip.count(k)) continue;
-      if (node.is_table() || node.is_array()) {
-        return Fail(node, "unknown key '" + k + "' (a table or array is not expected here)");
+      if (node.is_table()) {
+        return Fail(node, "unknown key '" + k + "' (a table is not expected here)");
       }
-      ASSIGN_OR_RETURN(std::string text, Scalar(node, k));
+      std::string text;
+      if (const toml::array* arr = node.as_array()) {
+        // A list of names (partition_by = ["a", "b"]) reaches the connector as "a, b".
+        for (const auto& item : *arr) {
+          if (item.is_table() || item.is_array()) {
+            return Fail(item, k + " must be a list of strings or numbers");
+          }
+          ASSIGN_OR_RETURN(std::string one, Scalar(item, k));
+          text += (text.empty() ? "" : ", ") + one;
+        }
+      } else {
+        ASSIGN_OR_RETURN(text, Scalar(node, k));
+      }
       options.Set(k, Option{std::move(text), LocationOf(node, file_)});
     }
     return options;

@@ -61,6 +61,7 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
 }
 
 Runner::~Runner() {
+  std::lock_guard<std::mutex> topology(topology_mu_);
   for (auto& w : workers_) w->RequestStop();
   workers_.clear();
   refresher_.reset();
@@ -112,6 +113,8 @@ Status Runner::Start() {
   }
   ASSIGN_OR_RETURN(auto sources,
                    ConnectorRegistry::Instance().MakeSources(config_.source, max_instances));
+  // Snapshot() may run on another thread (HTTP) while this builds the workers.
+  std::unique_lock<std::mutex> topology(topology_mu_);
   step_counts_ = std::vector<std::atomic<int64_t>>(plan_->steps.size());
   const std::string source_name = config_.source.name;
   for (size_t i = 0; i < sources.size(); ++i) {
@@ -139,6 +142,8 @@ Status Runner::Start() {
     }
   }
   reports_.assign(workers_.size(), WorkerReport{});
+  ended_.assign(workers_.size(), false);
+  topology.unlock();
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.pipeline = config_.name;
@@ -321,6 +326,7 @@ Status Runner::Checkpoint(bool final) {
   std::vector<int32_t> revoked;
   for (size_t i = 0; i < workers_.size(); ++i) {
     Handoff h = workers_[i]->TakeHandoff(epoch_);
+    if (h.input_ended) ended_[i] = true;
     if (needs_state_) {
       for (const auto& [p, t] : h.max_event_times) {
         auto [it, inserted] = window_.max_event_times.try_emplace({config_.source.name, p}, t);
@@ -345,7 +351,9 @@ Status Runner::Checkpoint(bool final) {
     // A fixed order makes concurrent writers lock rows in the same order.
     std::sort(deltas.begin(), deltas.end(), DeltaLess);
   }
-  bool all_ended = false;
+  // Every worker's bounded input is exhausted: this is the end, open windows and buffered
+  // output are written.
+  bool all_ended = std::all_of(ended_.begin(), ended_.end(), [](bool e) { return e; });
   bool state_changed = false;
   std::string state;
   if (needs_state_) {
@@ -377,7 +385,8 @@ Status Runner::Checkpoint(bool final) {
     committed_epoch_ = epoch_;
     epoch_cv_.notify_all();
   };
-  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_ && !state_changed) {
+  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_ && !state_changed &&
+      !(final && all_ended)) {
     mark_committed();
     return Status::OK();
   }
@@ -451,6 +460,7 @@ PipelineSnapshot Runner::Snapshot() const {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s = stats_;
   }
+  std::lock_guard<std::mutex> topology(topology_mu_);
   for (const auto& c : counters_) {
     s.records_in += c->records_in.load(std::memory_order_relaxed);
     s.bytes_in += c->bytes_in.load(std::memory_order_relaxed);
@@ -475,6 +485,11 @@ PipelineSnapshot Runner::Snapshot() const {
   }
   for (const auto& w : workers_) {
     for (const auto& p : w->Partitions()) s.partitions.push_back(p);
+  }
+  for (const auto& [name, dim] : plan_->dimensions) {
+    const Dimension::Stats d = dim->stats();
+    s.dimensions.push_back({name, d.size, d.versions, d.changes, d.last_update_micros, d.lag_micros,
+                            d.refresh_errors, d.misses});
   }
   return s;
 }

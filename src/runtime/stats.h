@@ -49,6 +49,17 @@ struct PipelineSnapshot {
     int64_t lag;  ///< -1 when unknown
   };
   std::vector<PartitionInfo> partitions;
+  struct DimensionInfo {
+    std::string name;
+    int64_t size;                ///< keys in the current snapshot
+    int64_t versions;            ///< snapshots published after the first
+    int64_t changes;             ///< rows changed by them
+    int64_t last_update_micros;  ///< wall clock of the last change (0: none)
+    int64_t lag_micros;          ///< newest change seen behind now; -1 unknown
+    int64_t refresh_errors;
+    int64_t misses;              ///< lookups that found no row
+  };
+  std::vector<DimensionInfo> dimensions;
   bool sink_healthy = true;
 };
 

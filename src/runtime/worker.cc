@@ -162,7 +162,6 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     pending_.max_event_times = clocks_->MaxEventTimes();
     pending_.watermark = clocks_->watermark();
     pending_.late_floor = late_threshold_;
-    pending_.input_ended = input_ended_;
     pending_.has_partitions = !clocks_->empty();
     for (int32_t p : revoked) clocks_->Forget(p);
     last_partition_ = -1;
@@ -178,9 +177,9 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     for (const auto& [p, t] : pending_.max_event_times) outbox_.max_event_times[p] = t;
     outbox_.watermark = pending_.watermark;
     outbox_.late_floor = pending_.late_floor;
-    outbox_.input_ended = pending_.input_ended;
     outbox_.has_partitions = pending_.has_partitions;
   }
+  outbox_.input_ended = input_ended_;
   for (int32_t p : revoked) {
     outbox_.revoked.push_back(p);
     pending_.positions.erase(p);

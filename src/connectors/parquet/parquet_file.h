@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/schema.h"
+#include "core/status.h"
+#include "core/value.h"
+
+namespace sluice {
+
+/// Names the compression codecs the Parquet sink offers.
+enum class ParquetCompression { kZstd, kSnappy, kGzip, kNone };
+
+/// Parses "zstd", "snappy", "gzip" or "none"; false for anything else.
+bool ParseParquetCompression(std::string_view name, ParquetCompression* out);
+
+/// Writes `rows` to a new Parquet file at `path` (truncating any file there) as one row group
+/// and fsyncs it. Only the slots `columns` of `schema` are written, in that order. Types map
+/// int64 -> INT64, double -> DOUBLE, string -> UTF8, bool -> BOOLEAN, timestamp ->
+/// TIMESTAMP(MICROS, UTC); every column is nullable. An int64 value in a double column is
+/// converted; any other value of the wrong type is an Internal error.
+Status WriteParquetFile(const std::string& path, const Schema& schema,
+                        const std::vector<size_t>& columns,
+                        const std::vector<const std::vector<Value>*>& rows,
+                        ParquetCompression compression);
+
+}  // namespace sluice

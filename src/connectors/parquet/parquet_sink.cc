@@ -1,0 +1,466 @@
+#include "connectors/parquet/parquet_sink.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "connectors/parquet/parquet_naming.h"
+#include "connectors/parquet/parquet_state.h"
+#include "core/serialize.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kStateDir[] = "_sluice";
+constexpr char kNeedsAppendMode[] =
+    "the parquet sink needs [aggregate] mode = \"append\" (or a pipeline without [aggregate])";
+
+std::string Errno() { return std::strerror(errno); }
+
+Status FsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open directory " + dir + " to fsync: " + Errno());
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IOError("fsync directory " + dir + ": " + std::strerror(err));
+  return Status::OK();
+}
+
+/// Creates `dir` and its missing parents, fsyncing each parent that gained an entry, so a new
+/// partition directory survives a crash together with the file renamed into it.
+Status CreateDirectories(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return Status::OK();
+  const fs::path parent = dir.parent_path();
+  if (!parent.empty() && parent != dir) RETURN_IF_ERROR(CreateDirectories(parent));
+  if (!fs::create_directory(dir, ec) && ec) {
+    return Status::IOError("cannot create directory " + dir.string() + ": " + ec.message());
+  }
+  return FsyncDir(parent.empty() ? "." : parent.string());
+}
+
+Result<std::string> ReadWholeFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot read " + path + ": " + Errno());
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = Status::IOError("cannot read " + path + ": " + Errno());
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+/// Splits `partition_by`: "a, b", or the text of a TOML array ["a", "b"].
+Result<std::vector<std::string>> ParseColumnList(std::string text, const std::string& where) {
+  auto trim = [](std::string s) {
+    const char* ws = " \t\r\n";
+    size_t b = s.find_first_not_of(ws);
+    if (b == std::string::npos) return std::string();
+    return s.substr(b, s.find_last_not_of(ws) - b + 1);
+  };
+  text = trim(text);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
+    text = trim(text.substr(1, text.size() - 2));
+  }
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  std::set<std::string> seen;
+  size_t start = 0;
+  while (true) {
+    size_t comma = text.find(',', start);
+    std::string name =
+        trim(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (name.size() >= 2 && (name.front() == '"' || name.front() == '\'') &&
+        name.back() == name.front()) {
+      name = name.substr(1, name.size() - 2);
+    }
+    if (name.empty()) {
+      return Status::InvalidArgument(where + ": partition_by has an empty column name");
+    }
+    if (!seen.insert(name).second) {
+      return Status::InvalidArgument(where + ": partition_by names column '" + name + "' twice");
+    }
+    out.push_back(std::move(name));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+int64_t SteadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ColumnList(const std::vector<Field>& fields) {
+  std::string out;
+  for (const auto& f : fields) {
+    out += (out.empty() ? "" : ", ") + f.name + " " + std::string(TypeName(f.type));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
+  const Options& o = config.options;
+  Settings s;
+  s.dir = SplitUri(config.uri).second;
+  if (s.dir.empty()) {
+    return Status::InvalidArgument(o.Where("") +
+                                   ": the parquet sink needs a directory: parquet:DIR");
+  }
+  s.partition_by_where = o.Where("partition_by");
+  ASSIGN_OR_RETURN(s.partition_by,
+                   ParseColumnList(o.GetString("partition_by"), s.partition_by_where));
+  const std::string compression = o.GetString("compression", "zstd");
+  if (!ParseParquetCompression(compression, &s.compression)) {
+    return Status::InvalidArgument(o.Where("compression") +
+                                   ": compression must be zstd, snappy, "
+                                   "gzip or none, got '" +
+                                   compression + "'");
+  }
+  ASSIGN_OR_RETURN(s.roll_rows, o.GetInt("roll_rows", s.roll_rows));
+  if (s.roll_rows < 1) {
+    return Status::InvalidArgument(o.Where("roll_rows") + ": roll_rows must be at least 1");
+  }
+  ASSIGN_OR_RETURN(s.roll_interval_micros,
+                   o.GetDurationMicros("roll_interval", s.roll_interval_micros));
+  if (s.roll_interval_micros <= 0) {
+    return Status::InvalidArgument(o.Where("roll_interval") + ": roll_interval must be positive");
+  }
+  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  return std::unique_ptr<Sink>(new ParquetSink(std::move(s)));
+}
+
+ParquetSink::ParquetSink(Settings settings)
+    : settings_(std::move(settings)), clock_(SteadyMicros) {}
+
+ParquetSink::~ParquetSink() { Close(); }
+
+void ParquetSink::Close() {
+  // Nothing to flush: buffered rows are in the state file since the commit that took them.
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
+  opened_ = false;
+}
+
+std::string ParquetSink::StatePath() const {
+  return (fs::path(settings_.dir) / kStateDir / (HiveEscape(ctx_.pipeline) + ".state")).string();
+}
+
+Status ParquetSink::Open(const SinkContext& ctx) {
+  if (ctx.aggregate && !ctx.aggregate->append_mode)
+    return Status::InvalidArgument(kNeedsAppendMode);
+  Close();
+  ctx_ = ctx;
+  partition_slots_.clear();
+  data_slots_.clear();
+  for (const auto& name : settings_.partition_by) {
+    auto slot = ctx_.output.IndexOf(name);
+    if (!slot) {
+      return Status::InvalidArgument(
+          settings_.partition_by_where + ": partition_by column '" + name +
+          "' is not an output column (columns: " + ColumnList(ctx_.output.fields()) + ")");
+    }
+    partition_slots_.push_back(*slot);
+  }
+  for (size_t i = 0; i < ctx_.output.size(); ++i) {
+    if (std::find(partition_slots_.begin(), partition_slots_.end(), i) == partition_slots_.end()) {
+      data_slots_.push_back(i);
+    }
+  }
+  if (data_slots_.empty()) {
+    return Status::InvalidArgument(settings_.partition_by_where +
+                                   ": partition_by leaves no column to write into the files");
+  }
+
+  Status s = CreateDirectories(fs::path(settings_.dir) / kStateDir);
+  if (!s.ok()) return s.WithContext("parquet sink " + settings_.dir);
+  if (::access(settings_.dir.c_str(), W_OK) != 0) {
+    return Status::IOError("parquet sink directory " + settings_.dir +
+                           " is not writable: " + Errno());
+  }
+  RETURN_IF_ERROR(LockDirectory());
+  seq_ = 0;
+  positions_.clear();
+  engine_state_.clear();
+  buffer_.clear();
+  buffer_encoded_.clear();
+  roll_failed_ = false;
+  RETURN_IF_ERROR(ReadState());
+  RETURN_IF_ERROR(RemoveOrphans());
+  last_roll_micros_ = clock_();
+  opened_ = true;
+  if (!buffer_.empty()) {
+    spdlog::info("parquet sink {}: {} buffered rows restored from {}", settings_.dir,
+                 buffer_.size(), StatePath());
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::LockDirectory() {
+  const std::string path =
+      (fs::path(settings_.dir) / kStateDir / (HiveEscape(ctx_.pipeline) + ".lock")).string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("parquet sink: cannot open " + path + ": " + Errno());
+  // Two processes of one pipeline would each delete the other's files in flight as orphans.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return Status::InvalidArgument("parquet sink directory " + settings_.dir +
+                                   " is in use by another process running pipeline '" +
+                                   ctx_.pipeline + "' (" + path + " is locked)");
+  }
+  lock_fd_ = fd;
+  return Status::OK();
+}
+
+Status ParquetSink::ReadState() {
+  const std::string path = StatePath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    if (ec) return Status::IOError("parquet sink: cannot stat " + path + ": " + ec.message());
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto state = DecodeParquetSinkState(data, ctx_.pipeline);
+  if (!state.ok()) {
+    return Status::Internal("parquet sink state file " + path + ": " + state.status().message() +
+                            "; refusing to start over (moving the file away restarts the "
+                            "pipeline from scratch and may write rows twice)");
+  }
+  if (!state->rows.empty()) {
+    bool same = state->columns.size() == ctx_.output.size();
+    for (size_t i = 0; same && i < state->columns.size(); ++i) {
+      same = state->columns[i].name == ctx_.output.field(i).name &&
+             state->columns[i].type == ctx_.output.field(i).type;
+    }
+    if (!same) {
+      return Status::InvalidArgument(
+          "parquet sink state file " + path + " holds " + std::to_string(state->rows.size()) +
+          " buffered rows with columns (" + ColumnList(state->columns) +
+          ") but the pipeline now writes (" + ColumnList(ctx_.output.fields()) +
+          "); run the previous pipeline file to the end (a final checkpoint writes them) first");
+    }
+  }
+  seq_ = state->seq;
+  for (auto& p : state->positions) positions_[{p.source, p.partition}] = p.offset;
+  engine_state_ = std::move(state->engine_state);
+  BinaryWriter w;
+  for (const auto& row : state->rows) w.PutRow(row);
+  buffer_encoded_ = w.Take();
+  buffer_ = std::move(state->rows);
+  return Status::OK();
+}
+
+Status ParquetSink::RemoveOrphans() {
+  const std::string state_tmp = StatePath() + ".tmp";
+  std::vector<std::pair<fs::path, const char*>> doomed;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(settings_.dir, fs::directory_options::none, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (auto seq = ParsePartFileName(ctx_.pipeline, name); seq && *seq > seq_) {
+      doomed.emplace_back(it->path(), "written by a checkpoint that never committed");
+    } else if (IsPartTempFileName(ctx_.pipeline, name)) {
+      doomed.emplace_back(it->path(), "temporary file of an interrupted write");
+    } else if (it->path().string() == state_tmp) {
+      doomed.emplace_back(it->path(), "temporary state file of an interrupted commit");
+    }
+  }
+  if (ec) {
+    return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
+  }
+  for (const auto& [path, why] : doomed) {
+    if (!fs::remove(path, ec) && ec) {
+      return Status::IOError("parquet sink: cannot remove " + path.string() + ": " + ec.message());
+    }
+    spdlog::info("parquet sink: removed {} ({}; committed sequence number {})", path.string(), why,
+                 seq_);
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::CheckRow(const std::vector<Value>& row) const {
+  if (row.size() != ctx_.output.size()) {
+    return Status::Internal("parquet sink: a row has " + std::to_string(row.size()) +
+                            " values for " + std::to_string(ctx_.output.size()) + " columns");
+  }
+  for (size_t i = 0; i < row.size(); ++i) {
+    const Field& f = ctx_.output.field(i);
+    const Type t = row[i].type();
+    const Type want = f.type == Type::kNull ? Type::kString : f.type;
+    if (t == Type::kNull || t == want || (want == Type::kDouble && t == Type::kInt64)) continue;
+    return Status::Internal("parquet sink: column " + f.name + " is " +
+                            std::string(TypeName(f.type)) + " but a row holds a " +
+                            std::string(TypeName(t)) + " value");
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions) {
+  // Group rows by partition directory; the map's order makes the write order deterministic.
+  std::map<std::string, std::vector<const std::vector<Value>*>> groups;
+  for (const auto& row : buffer_) {
+    std::string rel;
+    for (size_t slot : partition_slots_) {
+      if (!rel.empty()) rel += '/';
+      rel += HivePartitionSegment(ctx_.output.field(slot).name, row[slot]);
+    }
+    groups[rel].push_back(&row);
+  }
+  for (const auto& [rel, rows] : groups) {
+    const fs::path dir = rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / rel;
+    RETURN_IF_ERROR(CreateDirectories(dir));
+    const std::string hash = PartFileHash(ctx_.pipeline, rel, positions);
+    const std::string tmp = (dir / PartTempFileName(ctx_.pipeline, seq, hash)).string();
+    const std::string final_path = (dir / PartFileName(ctx_.pipeline, seq, hash)).string();
+    RETURN_IF_ERROR(WriteParquetFile(tmp, ctx_.output, data_slots_, rows, settings_.compression));
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      Status s = Status::IOError("rename " + tmp + " to " + final_path + ": " + Errno());
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    RETURN_IF_ERROR(FsyncDir(dir.string()));
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::WriteStateFile(const std::string& content) {
+  const std::string path = StatePath();
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("parquet sink: cannot create " + tmp + ": " + Errno());
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = Status::IOError("parquet sink: writing " + tmp + ": " + Errno());
+      ::close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    Status s = Status::IOError("parquet sink: fsync " + tmp + ": " + Errno());
+    ::close(fd);
+    return s;
+  }
+  if (::close(fd) != 0) return Status::IOError("parquet sink: closing " + tmp + ": " + Errno());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError("parquet sink: rename " + tmp + " to " + path + ": " + Errno());
+  }
+  return FsyncDir(fs::path(path).parent_path().string());
+}
+
+Status ParquetSink::Commit(const Checkpoint& cp) {
+  if (!opened_) return Status::Internal("parquet sink: Commit before Open");
+  if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsAppendMode);
+
+  // The new rows go to the end of the buffer and are cut off again unless the commit succeeds,
+  // so a retry with the same checkpoint starts from the same buffer.
+  const size_t old_size = buffer_.size();
+  auto rollback = [&](Status s) {
+    buffer_.resize(old_size);
+    return s;
+  };
+  BinaryWriter added;
+  if (cp.rows) {
+    for (const auto& row : *cp.rows) {
+      Status s = CheckRow(row);
+      if (!s.ok()) return rollback(s);
+      buffer_.push_back(row);
+      added.PutRow(row);
+    }
+  }
+
+  const int64_t now = clock_();
+  const bool roll = !buffer_.empty() &&
+                    (cp.final || static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
+                     now - last_roll_micros_ >= settings_.roll_interval_micros);
+  int64_t seq = seq_;
+  if (roll) {
+    // A failed roll may have renamed some of its files; a retry of the same checkpoint
+    // rewrites the same names, but a different checkpoint would not: remove them first.
+    if (roll_failed_) {
+      Status s = RemoveOrphans();
+      if (!s.ok()) return rollback(s);
+    }
+    seq = seq_ + 1;
+    Status s = WriteFiles(seq, cp.positions);
+    if (!s.ok()) {
+      roll_failed_ = true;
+      return rollback(s);
+    }
+  }
+
+  std::map<std::pair<std::string, int32_t>, int64_t> positions = positions_;
+  for (const auto& p : cp.positions) positions[{p.source, p.partition}] = p.offset;
+  std::vector<StoredPosition> stored;
+  for (const auto& [key, offset] : positions) stored.push_back({key.first, key.second, offset});
+  const std::string& engine_state = cp.state ? *cp.state : engine_state_;
+  std::string encoded_rows;
+  int64_t row_count = 0;
+  if (!roll) {
+    encoded_rows = buffer_encoded_ + added.data();
+    row_count = static_cast<int64_t>(buffer_.size());
+  }
+  Status s = WriteStateFile(EncodeParquetSinkState(ctx_.pipeline, seq, stored, engine_state,
+                                                   ctx_.output.fields(), row_count, encoded_rows));
+  if (!s.ok()) {
+    if (roll) roll_failed_ = true;
+    return rollback(s);
+  }
+
+  seq_ = seq;
+  positions_ = std::move(positions);
+  if (cp.state) engine_state_ = *cp.state;
+  roll_failed_ = false;
+  if (roll) {
+    spdlog::debug("parquet sink {}: wrote {} rows as sequence {}", settings_.dir, buffer_.size(),
+                  seq);
+    buffer_.clear();
+    buffer_encoded_.clear();
+    last_roll_micros_ = now;
+  } else {
+    buffer_encoded_ = std::move(encoded_rows);
+    // The interval counts from the moment rows start waiting, not from an idle stretch.
+    if (buffer_.empty()) last_roll_micros_ = now;
+  }
+  return Status::OK();
+}
+
+Result<std::vector<StoredPosition>> ParquetSink::LoadPositions() {
+  std::vector<StoredPosition> out;
+  for (const auto& [key, offset] : positions_) out.push_back({key.first, key.second, offset});
+  return out;
+}
+
+Result<std::string> ParquetSink::LoadState() { return engine_state_; }
+
+}  // namespace sluice

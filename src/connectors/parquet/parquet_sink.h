@@ -1,0 +1,90 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "connectors/parquet/parquet_file.h"
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// Writes result rows as Parquet files under a directory (`parquet:DIR`), exactly once.
+///
+/// Commit() appends the checkpoint's rows to a buffer. When the buffer holds `roll_rows` rows,
+/// `roll_interval` has passed since the last roll, or the checkpoint is final, the buffer is
+/// written: one file per Hive partition directory (`DIR/col=value/...`), first under a
+/// temporary name, then renamed to `part-<pipeline>-<seq>-<hash>.parquet`, where seq is the
+/// last committed sequence number + 1 and hash depends on the partition directory and the
+/// checkpoint's positions. Only after every rename does the state file
+/// `DIR/_sluice/<pipeline>.state` (sequence number, positions, engine state, rows still
+/// buffered) replace the previous one, atomically; that is the commit. Open() removes the part
+/// files of a roll whose state file was never written (seq above the committed one) and
+/// temporary files, so a replay rewrites the same names without duplicates.
+///
+/// Options (`[sink]`): partition_by ("a,b" or ["a", "b"]), compression (zstd, snappy, gzip,
+/// none), roll_rows, roll_interval. Needs rows (append mode or select); update-mode deltas are
+/// refused. One process per pipeline and directory (a lock file enforces it).
+///
+/// Lifecycle as Sink: every call from the checkpoint coordinator's thread.
+class ParquetSink : public Sink {
+ public:
+  static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
+  ~ParquetSink() override;
+
+  Status Open(const SinkContext& ctx) override;
+  Result<std::vector<StoredPosition>> LoadPositions() override;
+  Result<std::string> LoadState() override;
+  bool SupportsState() const override { return true; }
+  Status Commit(const Checkpoint& checkpoint) override;
+  void Close() override;
+
+  /// Replaces the monotonic clock (microseconds) that roll_interval is measured with.
+  void SetClockForTesting(std::function<int64_t()> clock) { clock_ = std::move(clock); }
+  /// Returns the number of rows buffered and not yet written to a Parquet file.
+  size_t buffered_rows() const { return buffer_.size(); }
+
+ private:
+  struct Settings {
+    std::string dir;
+    std::vector<std::string> partition_by;
+    std::string partition_by_where;
+    ParquetCompression compression = ParquetCompression::kZstd;
+    int64_t roll_rows = 1'000'000;
+    int64_t roll_interval_micros = 60'000'000;
+  };
+  explicit ParquetSink(Settings settings);
+
+  std::string StatePath() const;
+  Status LockDirectory();
+  Status ReadState();
+  Status RemoveOrphans();
+  Status CheckRow(const std::vector<Value>& row) const;
+  /// Writes the buffer as part files of sequence number `seq`, one per partition directory.
+  Status WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions);
+  Status WriteStateFile(const std::string& content);
+
+  Settings settings_;
+  SinkContext ctx_;
+  bool opened_ = false;
+  std::vector<size_t> partition_slots_;
+  std::vector<size_t> data_slots_;  ///< the columns written into the files
+  std::function<int64_t()> clock_;
+  int lock_fd_ = -1;
+
+  // Committed state (what the state file on disk says).
+  int64_t seq_ = 0;
+  std::map<std::pair<std::string, int32_t>, int64_t> positions_;
+  std::string engine_state_;
+  std::vector<std::vector<Value>> buffer_;
+  std::string buffer_encoded_;  ///< buffer_ as BinaryWriter rows, for the state file
+  int64_t last_roll_micros_ = 0;
+  /// Set when a roll failed after it may have renamed files: the next roll removes them first.
+  bool roll_failed_ = false;
+};
+
+}  // namespace sluice

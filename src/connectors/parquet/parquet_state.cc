@@ -1,0 +1,116 @@
+#include "connectors/parquet/parquet_state.h"
+
+#include "core/serialize.h"
+
+namespace sluice {
+namespace {
+
+constexpr std::string_view kMagic = "SLUICEPQ";
+constexpr int64_t kFormatVersion = 1;
+constexpr size_t kChecksumSize = 8;
+
+uint64_t Checksum(std::string_view data) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
+                                   const std::vector<StoredPosition>& positions,
+                                   std::string_view engine_state, const std::vector<Field>& columns,
+                                   int64_t row_count, std::string_view encoded_rows) {
+  BinaryWriter w;
+  w.PutI64(kFormatVersion);
+  w.PutString(pipeline);
+  w.PutI64(seq);
+  w.PutI64(static_cast<int64_t>(positions.size()));
+  for (const auto& p : positions) {
+    w.PutString(p.source);
+    w.PutI64(p.partition);
+    w.PutI64(p.offset);
+  }
+  w.PutString(engine_state);
+  w.PutI64(static_cast<int64_t>(columns.size()));
+  for (const auto& f : columns) {
+    w.PutString(f.name);
+    w.PutU8(static_cast<uint8_t>(f.type));
+  }
+  w.PutI64(row_count);
+  std::string out(kMagic);
+  out += w.data();
+  out += encoded_rows;
+  BinaryWriter sum;
+  sum.PutI64(static_cast<int64_t>(Checksum(out)));
+  out += sum.data();
+  return out;
+}
+
+Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::string_view pipeline) {
+  if (data.size() < kMagic.size() + 8 + kChecksumSize || data.substr(0, kMagic.size()) != kMagic) {
+    return Status::Internal("not a sluice parquet sink state file (bad magic)");
+  }
+  std::string_view body = data.substr(kMagic.size(), data.size() - kMagic.size() - kChecksumSize);
+  BinaryReader r(body);
+  int64_t version = 0;
+  if (!r.GetI64(&version)) return r.status();
+  if (version != kFormatVersion) {
+    return Status::Internal("state file format version " + std::to_string(version) +
+                            ", but this build reads version " + std::to_string(kFormatVersion));
+  }
+  BinaryReader sum_reader(data.substr(data.size() - kChecksumSize));
+  int64_t stored_sum = 0;
+  if (!sum_reader.GetI64(&stored_sum) ||
+      static_cast<uint64_t>(stored_sum) != Checksum(data.substr(0, data.size() - kChecksumSize))) {
+    return Status::Internal("checksum mismatch: the file is truncated or corrupt");
+  }
+
+  ParquetSinkState s;
+  std::string stored_pipeline;
+  int64_t n = 0;
+  if (!r.GetString(&stored_pipeline) || !r.GetI64(&s.seq) || !r.GetI64(&n)) return r.status();
+  if (stored_pipeline != pipeline) {
+    return Status::Internal("the state belongs to pipeline '" + stored_pipeline + "', not '" +
+                            std::string(pipeline) + "'");
+  }
+  if (s.seq < 0 || n < 0) return Status::Internal("negative sequence number or count");
+  for (int64_t i = 0; i < n; ++i) {
+    StoredPosition p;
+    int64_t partition = 0;
+    if (!r.GetString(&p.source) || !r.GetI64(&partition) || !r.GetI64(&p.offset)) return r.status();
+    p.partition = static_cast<int32_t>(partition);
+    s.positions.push_back(std::move(p));
+  }
+  if (!r.GetString(&s.engine_state) || !r.GetI64(&n)) return r.status();
+  if (n < 0) return Status::Internal("negative column count");
+  for (int64_t i = 0; i < n; ++i) {
+    Field f;
+    uint8_t type = 0;
+    if (!r.GetString(&f.name) || !r.GetU8(&type)) return r.status();
+    if (type > static_cast<uint8_t>(Type::kTimestamp)) {
+      return Status::Internal("unknown column type tag " + std::to_string(type));
+    }
+    f.type = static_cast<Type>(type);
+    s.columns.push_back(std::move(f));
+  }
+  if (!r.GetI64(&n)) return r.status();
+  if (n < 0) return Status::Internal("negative row count");
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<Value> row;
+    if (!r.GetRow(&row)) return r.status();
+    if (row.size() != s.columns.size()) {
+      return Status::Internal("buffered row " + std::to_string(i) + " has " +
+                              std::to_string(row.size()) + " values for " +
+                              std::to_string(s.columns.size()) + " columns");
+    }
+    s.rows.push_back(std::move(row));
+  }
+  if (!r.done()) return Status::Internal("unexpected bytes after the buffered rows");
+  return s;
+}
+
+}  // namespace sluice

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/schema.h"
+#include "core/status.h"
+#include "core/value.h"
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// What the Parquet sink stores in `DIR/_sluice/<pipeline>.state`, replaced whole by each
+/// commit: the last committed file sequence number, the source positions, the engine's state
+/// and the rows buffered but not yet written to a Parquet file.
+struct ParquetSinkState {
+  int64_t seq = 0;
+  std::vector<StoredPosition> positions;
+  std::string engine_state;
+  /// The layout of `rows` (the sink's output columns when they were buffered).
+  std::vector<Field> columns;
+  std::vector<std::vector<Value>> rows;
+};
+
+/// Encodes a state file: magic, format version, the fields, and a trailing checksum.
+/// `encoded_rows` holds `row_count` rows, each written by BinaryWriter::PutRow, so a commit
+/// does not encode rows buffered by earlier commits again.
+std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
+                                   const std::vector<StoredPosition>& positions,
+                                   std::string_view engine_state, const std::vector<Field>& columns,
+                                   int64_t row_count, std::string_view encoded_rows);
+
+/// Decodes what EncodeParquetSinkState wrote. Fails (never guesses) on a wrong magic, another
+/// format version, a checksum mismatch, another pipeline's name, or malformed content.
+Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::string_view pipeline);
+
+}  // namespace sluice

@@ -1,0 +1,634 @@
+#include "connectors/parquet/parquet_sink.h"
+
+#include <arrow/api.h>
+#include <arrow/io/file.h>
+#include <gtest/gtest.h>
+#include <parquet/arrow/reader.h>
+#include <parquet/file_reader.h>
+#include <parquet/metadata.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "connectors/parquet/parquet_naming.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+using Row = std::vector<Value>;
+
+class ParquetSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int counter = 0;
+    dir_ = fs::temp_directory_path() /
+           ("sluice_parquet_" + std::to_string(::getpid()) + "_" + std::to_string(++counter));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(dir_, ec);
+  }
+
+  /// Builds a [sink] config; each option sits on its own line of "test.toml", from line 2.
+  static SinkConfig Config(const std::string& uri,
+                           const std::vector<std::pair<std::string, std::string>>& options = {}) {
+    SinkConfig c;
+    c.uri = uri;
+    c.options.section_location = {"test.toml", 1, 1};
+    int line = 2;
+    for (const auto& [k, v] : options) c.options.Set(k, Option{v, {"test.toml", line++, 1}});
+    return c;
+  }
+
+  Result<std::unique_ptr<Sink>> Make(
+      const std::vector<std::pair<std::string, std::string>>& options = {}) {
+    return ParquetSink::Make(Config("parquet:" + dir_.string(), options));
+  }
+
+  /// Makes and opens a sink; fails the test on error.
+  std::unique_ptr<Sink> Open(const std::vector<std::pair<std::string, std::string>>& options = {},
+                             const std::string& pipeline = "views") {
+    auto sink = Make(options);
+    EXPECT_TRUE(sink.ok()) << sink.status().ToString();
+    if (!sink.ok()) return nullptr;
+    Status s = (*sink)->Open(Context(pipeline));
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return std::move(*sink);
+  }
+
+  static SinkContext Context(const std::string& pipeline = "views") {
+    SinkContext ctx;
+    ctx.pipeline = pipeline;
+    ctx.output = Schema({{"network_id", Type::kInt64, ""},
+                         {"minute", Type::kString, ""},
+                         {"avg_duration", Type::kDouble, ""},
+                         {"valid", Type::kBool, ""},
+                         {"window_start", Type::kTimestamp, ""}});
+    return ctx;
+  }
+
+  static Row MakeRow(int64_t network, const std::string& minute, double avg, bool valid,
+                     int64_t micros) {
+    return {Value::Int(network), Value::String(minute), Value::Double(avg), Value::Bool(valid),
+            Value::TimeMicros(micros)};
+  }
+
+  /// Returns the relative paths of every regular file under dir_ except _sluice/, sorted.
+  std::vector<std::string> Files() const {
+    std::vector<std::string> out;
+    if (!fs::exists(dir_)) return out;
+    for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+      const std::string rel = fs::relative(e.path(), dir_).string();
+      if (e.is_regular_file() && rel.rfind("_sluice", 0) != 0) out.push_back(rel);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  static Result<std::shared_ptr<arrow::Table>> ReadTable(const fs::path& path) {
+    auto in = arrow::io::ReadableFile::Open(path.string());
+    if (!in.ok()) return Status::IOError(in.status().ToString());
+    auto reader = parquet::arrow::OpenFile(*in, arrow::default_memory_pool());
+    if (!reader.ok()) return Status::IOError(reader.status().ToString());
+    auto table = (*reader)->ReadTable();
+    if (!table.ok()) return Status::IOError(table.status().ToString());
+    return *table;
+  }
+
+  static parquet::Compression::type Codec(const fs::path& path) {
+    auto reader = parquet::ParquetFileReader::OpenFile(path.string());
+    return reader->metadata()->RowGroup(0)->ColumnChunk(0)->compression();
+  }
+
+  static int64_t RowsIn(const fs::path& path) {
+    auto t = ReadTable(path);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? (*t)->num_rows() : -1;
+  }
+
+  int64_t TotalRows() const {
+    int64_t n = 0;
+    for (const auto& f : Files()) n += RowsIn(dir_ / f);
+    return n;
+  }
+
+  static Checkpoint Cp(const std::vector<Row>* rows, int64_t offset, bool final = false,
+                       const std::string* state = nullptr) {
+    Checkpoint cp;
+    cp.rows = rows;
+    cp.positions = {{"views", 0, offset}, {"_dead_letters:x", 0, 0}};
+    cp.final = final;
+    cp.state = state;
+    return cp;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ParquetSinkTest, WritesEveryTypeWithNullsAsZstdByDefault) {
+  auto sink = Open();
+  ASSERT_TRUE(sink);
+  EXPECT_TRUE(sink->SupportsState());
+  const int64_t t0 = 1696766460000000;  // 2023-10-08 12:01:00 UTC
+  std::vector<Row> rows = {
+      MakeRow(3, "2023-10-08-12-01", 12.5, true, t0),
+      {Value::Null(), Value::Null(), Value::Null(), Value::Null(), Value::Null()},
+      {Value::Int(-7), Value::String("caf\xc3\xa9"), Value::Int(4), Value::Bool(false),
+       Value::TimeMicros(t0 + 123456)},
+  };
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 10, /*final=*/true)).ok());
+  auto files = Files();
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_TRUE(files[0].starts_with("part-views-0000000001-")) << files[0];
+  EXPECT_TRUE(files[0].ends_with(".parquet")) << files[0];
+
+  auto table = ReadTable(dir_ / files[0]);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  auto expected = arrow::schema(
+      {arrow::field("network_id", arrow::int64()), arrow::field("minute", arrow::utf8()),
+       arrow::field("avg_duration", arrow::float64()), arrow::field("valid", arrow::boolean()),
+       arrow::field("window_start", arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"))});
+  EXPECT_TRUE((*table)->schema()->Equals(*expected, /*check_metadata=*/false))
+      << (*table)->schema()->ToString();
+  ASSERT_EQ((*table)->num_rows(), 3);
+  auto combined = (*table)->CombineChunks();
+  ASSERT_TRUE(combined.ok());
+  auto col = [&](int i) { return (*combined)->column(i)->chunk(0); };
+  auto ints = std::static_pointer_cast<arrow::Int64Array>(col(0));
+  auto strs = std::static_pointer_cast<arrow::StringArray>(col(1));
+  auto dbls = std::static_pointer_cast<arrow::DoubleArray>(col(2));
+  auto bools = std::static_pointer_cast<arrow::BooleanArray>(col(3));
+  auto times = std::static_pointer_cast<arrow::TimestampArray>(col(4));
+  EXPECT_EQ(ints->Value(0), 3);
+  EXPECT_EQ(strs->GetString(0), "2023-10-08-12-01");
+  EXPECT_DOUBLE_EQ(dbls->Value(0), 12.5);
+  EXPECT_TRUE(bools->Value(0));
+  EXPECT_EQ(times->Value(0), t0);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(col(i)->IsNull(1)) << "column " << i;
+  EXPECT_EQ(ints->Value(2), -7);
+  EXPECT_EQ(strs->GetString(2), "caf\xc3\xa9");
+  EXPECT_DOUBLE_EQ(dbls->Value(2), 4.0);  // an int64 value in a double column
+  EXPECT_FALSE(bools->Value(2));
+  EXPECT_EQ(times->Value(2), t0 + 123456);
+  EXPECT_EQ(Codec(dir_ / files[0]), parquet::Compression::ZSTD);
+}
+
+TEST_F(ParquetSinkTest, CompressionOption) {
+  for (const auto& [name, codec] : std::vector<std::pair<std::string, parquet::Compression::type>>{
+           {"snappy", parquet::Compression::SNAPPY},
+           {"gzip", parquet::Compression::GZIP},
+           {"none", parquet::Compression::UNCOMPRESSED}}) {
+    fs::remove_all(dir_);
+    auto sink = Open({{"compression", name}});
+    ASSERT_TRUE(sink);
+    std::vector<Row> rows = {MakeRow(1, "m", 1, true, 0)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 1, true)).ok());
+    auto files = Files();
+    ASSERT_EQ(files.size(), 1u);
+    EXPECT_EQ(Codec(dir_ / files[0]), codec) << name;
+  }
+  auto bad = Make({{"compression", "lzma"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("test.toml:2:1"), std::string::npos)
+      << bad.status().message();
+}
+
+TEST_F(ParquetSinkTest, HivePartitionDirectoriesLeavePartitionColumnsOutOfTheFiles) {
+  auto sink = Open({{"partition_by", "[\"network_id\", \"minute\"]"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> rows = {
+      MakeRow(3, "2023-10-08-12-01", 1, true, 0),
+      MakeRow(3, "2023-10-08-12-01", 2, true, 0),
+      MakeRow(3, "2023-10-08 12:02", 3, true, 0),
+      MakeRow(4, "a/b=c%", 4, false, 0),
+      {Value::Null(), Value::String(""), Value::Double(5), Value::Bool(true), Value::Null()},
+  };
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 5, true)).ok());
+  auto files = Files();
+  ASSERT_EQ(files.size(), 4u);
+  std::map<std::string, std::string> by_dir;
+  for (const auto& f : files) by_dir[fs::path(f).parent_path().string()] = f;
+  const std::vector<std::string> dirs = {
+      "network_id=3/minute=2023-10-08 12%3A02",
+      "network_id=3/minute=2023-10-08-12-01",
+      "network_id=4/minute=a%2Fb%3Dc%25",
+      "network_id=__HIVE_DEFAULT_PARTITION__/minute=__HIVE_DEFAULT_PARTITION__",
+  };
+  for (const auto& d : dirs) ASSERT_TRUE(by_dir.count(d)) << d;
+  auto table = ReadTable(dir_ / by_dir["network_id=3/minute=2023-10-08-12-01"]);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ((*table)->num_rows(), 2);
+  std::vector<std::string> names;
+  for (const auto& f : (*table)->schema()->fields()) names.push_back(f->name());
+  EXPECT_EQ(names, (std::vector<std::string>{"avg_duration", "valid", "window_start"}));
+  EXPECT_EQ(RowsIn(dir_ / by_dir[dirs[3]]), 1);
+}
+
+TEST_F(ParquetSinkTest, HiveEscaping) {
+  EXPECT_EQ(HiveEscape("plain-value_1.5 x"), "plain-value_1.5 x");
+  EXPECT_EQ(HiveEscape("a/b"), "a%2Fb");
+  EXPECT_EQ(HiveEscape("k=v:1?#%*'\"\\{[]^"), "k%3Dv%3A1%3F%23%25%2A%27%22%5C%7B%5B%5D%5E");
+  EXPECT_EQ(HiveEscape(std::string("\n\x7f", 2)), "%0A%7F");
+  EXPECT_EQ(HivePartitionSegment("t", Value::TimeMicros(60000000)), "t=1970-01-01 00%3A01%3A00");
+  EXPECT_EQ(HivePartitionSegment("n", Value::Null()), "n=__HIVE_DEFAULT_PARTITION__");
+  EXPECT_EQ(HivePartitionSegment("b", Value::Bool(true)), "b=true");
+}
+
+TEST_F(ParquetSinkTest, FileNamesOfOnePipelineOnly) {
+  const std::string hash = "0123456789abcdef";
+  EXPECT_EQ(PartFileName("views", 7, hash), "part-views-0000000007-0123456789abcdef.parquet");
+  EXPECT_EQ(ParsePartFileName("views", PartFileName("views", 7, hash)), 7);
+  EXPECT_EQ(ParsePartFileName("a", PartFileName("a-b", 7, hash)), std::nullopt);
+  EXPECT_EQ(ParsePartFileName("a", PartFileName("a-0000000001", 7, hash)), std::nullopt);
+  EXPECT_EQ(ParsePartFileName("a-b", PartFileName("a", 7, hash)), std::nullopt);
+  EXPECT_EQ(ParsePartFileName("views", PartTempFileName("views", 7, hash)), std::nullopt);
+  EXPECT_TRUE(IsPartTempFileName("views", PartTempFileName("views", 7, hash)));
+  EXPECT_FALSE(IsPartTempFileName("view", PartTempFileName("views", 7, hash)));
+  EXPECT_EQ(PartFileName("a/b", 1, hash), "part-a%2Fb-0000000001-0123456789abcdef.parquet");
+  // The hash depends on the partition directory and the positions, and on nothing else.
+  const std::vector<StoredPosition> p1 = {{"s", 0, 10}}, p2 = {{"s", 0, 11}};
+  EXPECT_EQ(PartFileHash("v", "d=1", p1), PartFileHash("v", "d=1", p1));
+  EXPECT_NE(PartFileHash("v", "d=1", p1), PartFileHash("v", "d=2", p1));
+  EXPECT_NE(PartFileHash("v", "d=1", p1), PartFileHash("v", "d=1", p2));
+  EXPECT_EQ(PartFileHash("v", "", p1).size(), 16u);
+}
+
+TEST_F(ParquetSinkTest, PositionsAndEngineStateSurviveARestart) {
+  {
+    auto sink = Open();
+    ASSERT_TRUE(sink);
+    auto positions = sink->LoadPositions();
+    ASSERT_TRUE(positions.ok());
+    EXPECT_TRUE(positions->empty());
+    EXPECT_EQ(*sink->LoadState(), "");
+    std::vector<Row> rows = {MakeRow(1, "m", 1, true, 0)};
+    const std::string state("windows\0and watermarks", 22);
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 42, true, &state)).ok());
+    // A later checkpoint carries only some partitions and no state: the others are kept.
+    Checkpoint cp;
+    std::vector<Row> none;
+    cp.rows = &none;
+    cp.positions = {{"views", 1, 7}};
+    ASSERT_TRUE(sink->Commit(cp).ok());
+    sink->Close();
+  }
+  auto sink = Open();
+  ASSERT_TRUE(sink);
+  auto positions = sink->LoadPositions();
+  ASSERT_TRUE(positions.ok());
+  EXPECT_EQ(*positions, (std::vector<StoredPosition>{
+                            {"_dead_letters:x", 0, 0}, {"views", 0, 42}, {"views", 1, 7}}));
+  EXPECT_EQ(*sink->LoadState(), std::string("windows\0and watermarks", 22));
+  // Another pipeline in the same directory has its own state.
+  auto other = Open({}, "clicks");
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(other->LoadPositions()->empty());
+}
+
+TEST_F(ParquetSinkTest, OpenRemovesUncommittedFilesButNotCommittedOrOtherPipelines) {
+  const std::string hash = "00000000deadbeef";
+  {
+    auto sink = Open({{"partition_by", "network_id"}});
+    ASSERT_TRUE(sink);
+    std::vector<Row> rows = {MakeRow(3, "m", 1, true, 0), MakeRow(4, "m", 2, true, 0)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 2, true)).ok());
+  }
+  const auto committed = Files();
+  ASSERT_EQ(committed.size(), 2u);
+  // A crash between the renames of checkpoint 2 and its state file leaves part files of
+  // sequence 2 and temporary files; another pipeline's files sit beside them.
+  const fs::path part = dir_ / "network_id=3";
+  const std::vector<fs::path> orphans = {
+      part / PartFileName("views", 2, hash),
+      dir_ / "network_id=9" / PartFileName("views", 2, hash),
+      part / PartTempFileName("views", 2, hash),
+      part / PartTempFileName("views", 1, hash),
+      dir_ / "_sluice" / "views.state.tmp",
+  };
+  const std::vector<fs::path> foreign = {
+      part / PartFileName("clicks", 5, hash),
+      part / PartTempFileName("clicks", 5, hash),
+      part / "notes.txt",
+  };
+  fs::create_directories(dir_ / "network_id=9");
+  for (const auto& p : orphans) std::ofstream(p) << "x";
+  for (const auto& p : foreign) std::ofstream(p) << "x";
+
+  auto sink = Open({{"partition_by", "network_id"}});
+  ASSERT_TRUE(sink);
+  for (const auto& p : orphans) EXPECT_FALSE(fs::exists(p)) << p;
+  for (const auto& p : foreign) EXPECT_TRUE(fs::exists(p)) << p;
+  for (const auto& f : committed) EXPECT_TRUE(fs::exists(dir_ / f)) << f;
+}
+
+TEST_F(ParquetSinkTest, RetriedCheckpointRewritesTheSameNames) {
+  auto sink = Open({{"partition_by", "network_id"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> first = {MakeRow(3, "m", 1, true, 0)};
+  ASSERT_TRUE(sink->Commit(Cp(&first, 1, true)).ok());
+
+  // The state file cannot be written (its temporary name is a directory): the part files are
+  // renamed, then the commit fails.
+  const fs::path blocker = dir_ / "_sluice" / "views.state.tmp";
+  fs::create_directories(blocker / "x");
+  std::vector<Row> rows = {MakeRow(3, "m", 2, true, 0), MakeRow(4, "m", 3, true, 0),
+                           MakeRow(5, "m", 4, true, 0)};
+  const Checkpoint cp = Cp(&rows, 4, true);
+  Status failed = sink->Commit(cp);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.code(), StatusCode::kIOError) << failed.ToString();
+  const auto after_failure = Files();
+  EXPECT_EQ(after_failure.size(), 4u);
+  EXPECT_EQ(sink->LoadPositions()->at(1).offset, 1) << "positions move only on success";
+  ASSERT_FALSE(sink->Commit(cp).ok());
+  EXPECT_EQ(Files(), after_failure);
+
+  fs::remove_all(blocker);
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  EXPECT_EQ(Files(), after_failure);
+  EXPECT_EQ(TotalRows(), 4);
+  EXPECT_EQ(sink->LoadPositions()->at(1).offset, 4);
+
+  // A crash after the renames: the next run removes them and its replay writes the same names.
+  fs::create_directories(blocker / "x");
+  std::vector<Row> more = {MakeRow(6, "m", 5, true, 0)};
+  const Checkpoint cp3 = Cp(&more, 9, true);
+  ASSERT_FALSE(sink->Commit(cp3).ok());
+  const auto crashed = Files();
+  ASSERT_EQ(crashed.size(), 5u);
+  sink.reset();
+  fs::remove_all(blocker);
+  sink = Open({{"partition_by", "network_id"}});
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(Files().size(), 4u);
+  EXPECT_EQ(TotalRows(), 4);
+  ASSERT_TRUE(sink->Commit(cp3).ok());
+  EXPECT_EQ(Files(), crashed);
+  EXPECT_EQ(TotalRows(), 5);
+}
+
+TEST_F(ParquetSinkTest, AFailedRollFollowedByAnotherCheckpointLeavesNoDuplicates) {
+  auto sink = Open({{"partition_by", "network_id"}});
+  ASSERT_TRUE(sink);
+  const fs::path blocker = dir_ / "_sluice" / "views.state.tmp";
+  fs::create_directories(blocker / "x");
+  std::vector<Row> rows = {MakeRow(3, "m", 1, true, 0)};
+  ASSERT_FALSE(sink->Commit(Cp(&rows, 1, true)).ok());
+  ASSERT_EQ(Files().size(), 1u);
+  fs::remove_all(blocker);
+  // Not a retry: more rows and other positions, so other names. The failed roll's file goes.
+  std::vector<Row> more = {MakeRow(3, "m", 1, true, 0), MakeRow(3, "m", 2, true, 0)};
+  ASSERT_TRUE(sink->Commit(Cp(&more, 2, true)).ok());
+  ASSERT_EQ(Files().size(), 1u);
+  EXPECT_EQ(TotalRows(), 2);
+}
+
+TEST_F(ParquetSinkTest, BufferedRowsSurviveARestartAndRollLater) {
+  const std::vector<std::pair<std::string, std::string>> options = {{"roll_rows", "5"},
+                                                                    {"roll_interval", "1h"}};
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    std::vector<Row> rows = {MakeRow(1, "a", 1, true, 0), MakeRow(2, "b", 2, false, 1)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 2)).ok());
+    std::vector<Row> more = {MakeRow(3, "c", 3, true, 2)};
+    ASSERT_TRUE(sink->Commit(Cp(&more, 3)).ok());
+    EXPECT_TRUE(Files().empty());
+    EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 3u);
+  }  // a crash: nothing but the state file holds the three rows
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 3u);
+    EXPECT_EQ(sink->LoadPositions()->at(1).offset, 3);
+    std::vector<Row> rows = {MakeRow(4, "d", 4, true, 3)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 4)).ok());
+    EXPECT_TRUE(Files().empty());
+    // roll_rows reached: all five rows go into one file.
+    std::vector<Row> fifth = {MakeRow(5, "e", 5, true, 4)};
+    ASSERT_TRUE(sink->Commit(Cp(&fifth, 5)).ok());
+    ASSERT_EQ(Files().size(), 1u);
+    EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 0u);
+    auto table = ReadTable(dir_ / Files()[0]);
+    ASSERT_TRUE(table.ok());
+    ASSERT_EQ((*table)->num_rows(), 5);
+    auto ids = std::static_pointer_cast<arrow::Int64Array>(
+        (*(*table)->CombineChunks())->column(0)->chunk(0));
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(ids->Value(i), i + 1);
+    // A final checkpoint writes what is buffered.
+    std::vector<Row> sixth = {MakeRow(6, "f", 6, true, 5)};
+    ASSERT_TRUE(sink->Commit(Cp(&sixth, 6)).ok());
+    EXPECT_EQ(Files().size(), 1u);
+    std::vector<Row> none;
+    ASSERT_TRUE(sink->Commit(Cp(&none, 6, /*final=*/true)).ok());
+    ASSERT_EQ(Files().size(), 2u);
+    EXPECT_TRUE(Files()[1].starts_with("part-views-0000000002-")) << Files()[1];
+  }
+  EXPECT_EQ(TotalRows(), 6);
+}
+
+TEST_F(ParquetSinkTest, RollIntervalOnAFakeClock) {
+  auto made = Make({{"roll_interval", "1m"}});
+  ASSERT_TRUE(made.ok());
+  auto* sink = static_cast<ParquetSink*>(made->get());
+  int64_t now = 1'000'000'000;
+  sink->SetClockForTesting([&] { return now; });
+  ASSERT_TRUE(sink->Open(Context()).ok());
+  std::vector<Row> rows = {MakeRow(1, "a", 1, true, 0)};
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 1)).ok());
+  now += 59'000'000;
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 2)).ok());
+  EXPECT_TRUE(Files().empty());
+  now += 1'000'000;
+  std::vector<Row> none;
+  ASSERT_TRUE(sink->Commit(Cp(&none, 2)).ok());
+  EXPECT_EQ(Files().size(), 1u);
+  EXPECT_EQ(TotalRows(), 2);
+  // After an idle stretch the interval counts from when rows start waiting again.
+  now += 600'000'000;
+  ASSERT_TRUE(sink->Commit(Cp(&none, 2)).ok());
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 3)).ok());
+  EXPECT_EQ(Files().size(), 1u);
+}
+
+TEST_F(ParquetSinkTest, CorruptStateFileIsAnErrorNotAFreshStart) {
+  {
+    auto sink = Open({{"roll_rows", "100"}});
+    ASSERT_TRUE(sink);
+    std::vector<Row> rows = {MakeRow(1, "a", 1, true, 0)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 1)).ok());
+  }
+  const fs::path state = dir_ / "_sluice" / "views.state";
+  std::string bytes;
+  {
+    std::ifstream in(state, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  auto expect_error = [&](const std::string& content, const std::string& words) {
+    std::ofstream(state, std::ios::binary | std::ios::trunc) << content;
+    auto sink = Make();
+    ASSERT_TRUE(sink.ok());
+    Status s = (*sink)->Open(Context());
+    ASSERT_FALSE(s.ok()) << words;
+    EXPECT_NE(s.message().find(state.string()), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find(words), std::string::npos) << s.message();
+  };
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x5a;
+  expect_error(flipped, "checksum");
+  expect_error(bytes.substr(0, bytes.size() - 3), "checksum");
+  expect_error("PAR1 not a state file at all", "bad magic");
+  std::string version = bytes;
+  version[8] = 9;
+  expect_error(version, "version 9");
+  // The intact file still opens.
+  std::ofstream(state, std::ios::binary | std::ios::trunc) << bytes;
+  auto sink = Open();
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 1u);
+}
+
+TEST_F(ParquetSinkTest, BufferedRowsOfAnotherLayoutAreRefused) {
+  {
+    auto sink = Open({{"roll_rows", "100"}});
+    ASSERT_TRUE(sink);
+    std::vector<Row> rows = {MakeRow(1, "a", 1, true, 0)};
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 1)).ok());
+  }
+  auto sink = Make();
+  ASSERT_TRUE(sink.ok());
+  SinkContext ctx = Context();
+  ctx.output = Schema({{"network_id", Type::kInt64, ""}});
+  Status s = (*sink)->Open(ctx);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("buffered rows"), std::string::npos) << s.message();
+}
+
+TEST_F(ParquetSinkTest, UnwritableDirectoryIsAClearError) {
+  fs::create_directories(dir_);
+  std::ofstream(dir_ / "file") << "x";
+  auto sink = ParquetSink::Make(Config("parquet:" + (dir_ / "file" / "out").string()));
+  ASSERT_TRUE(sink.ok());
+  Status s = (*sink)->Open(Context());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot create directory"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find((dir_ / "file").string()), std::string::npos) << s.message();
+
+  if (::geteuid() == 0) return;  // root writes anywhere
+  const fs::path ro = dir_ / "readonly";
+  fs::create_directories(ro);
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+  auto sink2 = ParquetSink::Make(Config("parquet:" + ro.string()));
+  ASSERT_TRUE(sink2.ok());
+  Status s2 = (*sink2)->Open(Context());
+  fs::permissions(ro, fs::perms::owner_all);
+  ASSERT_FALSE(s2.ok());
+  EXPECT_NE(s2.message().find(ro.string()), std::string::npos) << s2.message();
+}
+
+TEST_F(ParquetSinkTest, ConfigErrorsNameFileAndLine) {
+  auto unknown = Make({{"roll_rows", "10"}, {"partition", "x"}});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("test.toml:3:1: unknown key 'partition' in [sink]"),
+            std::string::npos)
+      << unknown.status().message();
+
+  auto bad_rows = Make({{"roll_rows", "0"}});
+  ASSERT_FALSE(bad_rows.ok());
+  EXPECT_NE(bad_rows.status().message().find("test.toml:2:1"), std::string::npos);
+  auto bad_interval = Make({{"roll_interval", "soon"}});
+  ASSERT_FALSE(bad_interval.ok());
+  EXPECT_NE(bad_interval.status().message().find("test.toml:2:1"), std::string::npos);
+
+  auto sink = Make({{"compression", "zstd"}, {"partition_by", "network_id, nope"}});
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  Status s = (*sink)->Open(Context());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("test.toml:3:1"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("'nope'"), std::string::npos) << s.message();
+
+  auto all = Make({{"partition_by", "network_id,minute,avg_duration,valid,window_start"}});
+  ASSERT_TRUE(all.ok());
+  EXPECT_FALSE((*all)->Open(Context()).ok());
+  auto twice = Make({{"partition_by", "network_id, network_id"}});
+  ASSERT_FALSE(twice.ok());
+
+  auto no_dir = ParquetSink::Make(Config("parquet:"));
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_NE(no_dir.status().message().find("test.toml:1:1"), std::string::npos);
+}
+
+TEST_F(ParquetSinkTest, UpdateModeIsRefused) {
+  const std::string want =
+      "the parquet sink needs [aggregate] mode = \"append\" (or a pipeline without [aggregate])";
+  AggregateSpec update;
+  update.append_mode = false;
+  auto sink = Make();
+  ASSERT_TRUE(sink.ok());
+  SinkContext ctx = Context();
+  ctx.aggregate = &update;
+  Status s = (*sink)->Open(ctx);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), want);
+
+  AggregateSpec append;
+  append.append_mode = true;
+  ctx.aggregate = &append;
+  ASSERT_TRUE((*sink)->Open(ctx).ok());
+  std::vector<DeltaRow> deltas(1);
+  std::vector<Row> none;
+  Checkpoint cp = Cp(&none, 1);
+  cp.deltas = &deltas;
+  Status c = (*sink)->Commit(cp);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.message(), want);
+  // An empty delta list is what a select pipeline's checkpoint carries.
+  deltas.clear();
+  EXPECT_TRUE((*sink)->Commit(cp).ok());
+}
+
+TEST_F(ParquetSinkTest, WrongValueTypeIsRefusedAndNotBuffered) {
+  auto sink = Open({{"roll_rows", "100"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> rows = {
+      MakeRow(1, "a", 1, true, 0),
+      {Value::String("x"), Value::Null(), Value::Null(), Value::Null(), Value::Null()}};
+  Status s = sink->Commit(Cp(&rows, 1));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("network_id"), std::string::npos) << s.message();
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 0u);
+}
+
+TEST_F(ParquetSinkTest, OneProcessPerPipelineAndDirectory) {
+  auto first = Open();
+  ASSERT_TRUE(first);
+  auto second = Make();
+  ASSERT_TRUE(second.ok());
+  Status s = (*second)->Open(Context());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("in use by another process"), std::string::npos) << s.message();
+  first->Close();
+  EXPECT_TRUE((*second)->Open(Context()).ok());
+}
+
+TEST_F(ParquetSinkTest, RegisteredAsParquetScheme) {
+  RegisterBuiltins();
+  auto sink = ConnectorRegistry::Instance().MakeSink(Config("parquet:" + dir_.string()));
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  EXPECT_TRUE((*sink)->SupportsState());
+}
+
+}  // namespace
+}  // namespace sluice
