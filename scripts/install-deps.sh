@@ -8,6 +8,8 @@ packages=(
   libsimdjson-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev sqlite3 libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libmariadb-dev
+  prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
+  python3-yaml  # deploy tests: Grafana provisioning files
 )
 if [ "${SLUICE_EXTRA_PACKAGES:-}" != "" ]; then
   # shellcheck disable=SC2206

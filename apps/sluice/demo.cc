@@ -8,8 +8,12 @@
 #include <sstream>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "commands.h"
 #include "core/time.h"
+#include "logging.h"
+#include "serve.h"
 
 namespace sluice::cli {
 namespace {
@@ -84,7 +88,7 @@ void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path
 }
 
 int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
-            double duration_seconds) {
+            double duration_seconds, const std::string& http_address) {
   std::error_code ec;
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
   const std::string dlq = (std::filesystem::path(db_path).parent_path() / "recruitment.dead-letters.ndjson").string();
@@ -101,15 +105,29 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
   vars.values["START"] = FormatTimestamp(FloorTo(now, kMicrosPerSecond), "%Y-%m-%dT%H:%M:%SZ");
   auto config = LoadPipelineConfig(pipeline_path, vars);
   if (!config.ok()) {
-    std::cerr << "sluice: " << config.status().message() << "\n";
+    ReportError(config.status().message());
     return 2;
   }
   auto runner = Runner::Make(std::move(config).value(), RunOptions{});
   if (!runner.ok()) {
-    std::cerr << "sluice: " << runner.status().message() << "\n";
+    ReportError(runner.status().message());
     return 2;
   }
   Runner* r = runner->get();
+  HttpEndpoint endpoint;
+  if (!http_address.empty()) {
+    auto started_http = StartHttp(r, http_address);
+    if (started_http.ok()) {
+      endpoint = std::move(started_http).value();
+    } else if (started_http.status().code() == StatusCode::kInvalidArgument) {
+      ReportError("--http: " + started_http.status().message());
+      return 2;
+    } else {
+      spdlog::warn("dashboard not served: {} (choose another port with --http HOST:PORT, "
+                   "or --no-http)",
+                   started_http.status().message());
+    }
+  }
   WatchSignals(r);
   Status result;
   std::atomic<bool> finished{false};
@@ -149,6 +167,9 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
     }
     frame << ") -> " << dlq << "\n";
     frame << BusinessPanel(db_path);
+    if (endpoint.server) {
+      frame << "  dashboard " << endpoint.url << "   metrics " << endpoint.url << "metrics\n";
+    }
     frame << "  Ctrl-C drains, checkpoints and exits.\n";
     if (tty) {
       std::cout << "\033[H\033[2J" << frame.str() << std::flush;
@@ -158,12 +179,13 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
   }
   worker.join();
   StopWatchingSignals();
+  if (endpoint.server) endpoint.server->Stop();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
   std::cout << "results: sqlite3 " << db_path
             << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n";
   if (!result.ok()) {
-    std::cerr << "sluice: " << result.ToString() << "\n";
+    ReportError(result.ToString());
     return 1;
   }
   return 0;

@@ -1,13 +1,15 @@
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 #include "commands.h"
+#include "logging.h"
+#include "serve.h"
 #include "config/pipeline_config.h"
 #include "runtime/plan.h"
 #include "runtime/registry.h"
@@ -40,36 +42,52 @@ sluice::Result<sluice::Variables> ParseVars(const std::vector<std::string>& item
   return vars;
 }
 
-void SetupLogging(const std::string& level) {
-  // Logs go to stderr; stdout carries results (plans, summaries) only.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("sluice"));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(level));
+using sluice::cli::ReportError;
+
+/// Settings of the HTTP endpoints of `sluice run`.
+struct HttpOptions {
+  std::string address;       ///< "" : no server
+  double linger_seconds = 0;  ///< keep serving this long after the run ends
+};
+
+/// Keeps serving after the run until `seconds` passed or SIGINT/SIGTERM arrives (both are
+/// blocked on this thread by WatchSignals, so they are waited for here).
+void Linger(const sluice::cli::HttpEndpoint& endpoint, double seconds) {
+  spdlog::info("http: still serving {} for {} s (Ctrl-C to exit)", endpoint.url, seconds);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  timespec timeout{};
+  timeout.tv_sec = static_cast<time_t>(seconds);
+  timeout.tv_nsec = static_cast<long>((seconds - static_cast<double>(timeout.tv_sec)) * 1e9);
+  sigtimedwait(&set, nullptr, &timeout);
 }
 
 int Validate(const std::string& path, const std::vector<std::string>& var_items) {
   auto vars = ParseVars(var_items);
   if (!vars.ok()) {
-    std::cerr << "sluice: " << vars.status().message() << "\n";
+    ReportError(vars.status().message());
     return kExitConfig;
   }
   auto config = sluice::LoadPipelineConfig(path, *vars);
   if (!config.ok()) {
-    std::cerr << "sluice: " << config.status().message() << "\n";
+    ReportError(config.status().message());
     return kExitConfig;
   }
   auto plan = sluice::BuildPlan(*config);
   if (!plan.ok()) {
-    std::cerr << "sluice: " << plan.status().message() << "\n";
+    ReportError(plan.status().message());
     return kExitConfig;
   }
   // Check the connectors' own settings too.
   if (auto sink = sluice::ConnectorRegistry::Instance().MakeSink(config->sink); !sink.ok()) {
-    std::cerr << "sluice: " << sink.status().message() << "\n";
+    ReportError(sink.status().message());
     return kExitConfig;
   }
   if (auto src = sluice::ConnectorRegistry::Instance().MakeSources(config->source, 1); !src.ok()) {
-    std::cerr << "sluice: " << src.status().message() << "\n";
+    ReportError(src.status().message());
     return kExitConfig;
   }
   std::cout << sluice::DescribePlan(**plan) << "ok\n";
@@ -77,21 +95,30 @@ int Validate(const std::string& path, const std::vector<std::string>& var_items)
 }
 
 int Run(const std::string& path, const std::vector<std::string>& var_items,
-        const sluice::RunOptions& options) {
+        const sluice::RunOptions& options, const HttpOptions& http) {
   auto vars = ParseVars(var_items);
   if (!vars.ok()) {
-    std::cerr << "sluice: " << vars.status().message() << "\n";
+    ReportError(vars.status().message());
     return kExitConfig;
   }
   auto config = sluice::LoadPipelineConfig(path, *vars);
   if (!config.ok()) {
-    std::cerr << "sluice: " << config.status().message() << "\n";
+    ReportError(config.status().message());
     return kExitConfig;
   }
   auto runner = sluice::Runner::Make(std::move(config).value(), options);
   if (!runner.ok()) {
-    std::cerr << "sluice: " << runner.status().message() << "\n";
+    ReportError(runner.status().message());
     return ExitCodeFor(runner.status());
+  }
+  sluice::cli::HttpEndpoint endpoint;
+  if (!http.address.empty()) {
+    auto started_http = sluice::cli::StartHttp(runner->get(), http.address);
+    if (!started_http.ok()) {
+      ReportError("--http: " + started_http.status().message());
+      return ExitCodeFor(started_http.status());
+    }
+    endpoint = std::move(started_http).value();
   }
   sluice::cli::WatchSignals(runner->get());
   const auto started = std::chrono::steady_clock::now();
@@ -116,8 +143,10 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   sluice::cli::StopWatchingSignals();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   sluice::cli::PrintSummary((*runner)->Snapshot(), (*runner)->dead_letter_path(), secs);
+  if (endpoint.server && http.linger_seconds > 0) Linger(endpoint, http.linger_seconds);
+  if (endpoint.server) endpoint.server->Stop();
   if (!s.ok()) {
-    std::cerr << "sluice: " << s.ToString() << "\n";
+    ReportError(s.ToString());
     return ExitCodeFor(s);
   }
   return 0;
@@ -131,6 +160,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  // --log-level and --log-format may also follow the subcommand.
+  app.fallthrough();
 
   std::string pipeline;
   std::vector<std::string> vars;
@@ -143,6 +178,14 @@ int main(int argc, char** argv) {
                 "process what is there now (end of files, end offsets seen at start), checkpoint, exit 0");
   run->add_flag("--follow", options.follow, "keep reading file sources as they grow");
   run->add_option("--workers", options.workers, "worker threads (default: one per partition, at most the cores)");
+  HttpOptions http;
+  run->add_option("--http", http.address,
+                  "serve /metrics, /healthz, /readyz, /api/status and the dashboard on HOST:PORT "
+                  "(e.g. 127.0.0.1:8080)");
+  run->add_option("--http-linger", http.linger_seconds,
+                  "with --http: keep serving this many seconds after the run ends (a signal "
+                  "ends it)")
+      ->check(CLI::NonNegativeNumber);
 
   auto* validate = app.add_subcommand("validate", "Check a pipeline file and print its plan");
   validate->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
@@ -157,6 +200,11 @@ int main(int argc, char** argv) {
   demo->add_option("--db", demo_db, "SQLite file for the results (recreated)")->capture_default_str();
   demo->add_option("--rate", demo_rate, "generated events per second")->capture_default_str();
   demo->add_option("--duration", demo_duration, "stop after this many seconds (0: until Ctrl-C)");
+  std::string demo_http = "127.0.0.1:8080";
+  bool demo_no_http = false;
+  demo->add_option("--http", demo_http, "dashboard and /metrics address (a busy port only warns)")
+      ->capture_default_str();
+  demo->add_flag("--no-http", demo_no_http, "do not serve the dashboard");
 
   auto* generate = app.add_subcommand("generate", "Produce synthetic events to Kafka or an NDJSON file");
   sluice::cli::GenerateOptions gen;
@@ -167,13 +215,27 @@ int main(int argc, char** argv) {
   generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
   generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from");
   generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
+  generate->add_option("--set", gen.settings,
+                       "a generator or profile setting as under [source]: NAME=VALUE (repeatable; "
+                       "e.g. spacing=100ms, campaigns=FILE, out_of_order=0.05, late=0.01, "
+                       "invalid=0.02)");
 
   app.add_subcommand("version", "Print the version");
 
-  CLI11_PARSE(app, argc, argv);
-  SetupLogging(log_level);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; a usage error (unknown option, missing pipeline file) is a
+    // configuration error: exit 2, like a pipeline file sluice rejects.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
+    std::cerr << "sluice: " << s.message() << "\n";
+    return kExitConfig;
+  }
 
-  if (run->parsed()) return Run(pipeline, vars, options);
+  if (run->parsed()) return Run(pipeline, vars, options, http);
   if (validate->parsed()) return Validate(pipeline, vars);
   if (generate->parsed()) {
     static std::atomic<bool> stop{false};
@@ -181,7 +243,10 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, [](int) { stop.store(true); });
     return sluice::cli::RunGenerate(gen, stop);
   }
-  if (demo->parsed()) return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration);
+  if (demo->parsed()) {
+    return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration,
+                                demo_no_http ? std::string() : demo_http);
+  }
   std::cout << "sluice " << SLUICE_VERSION << "\n";
   return 0;
 }

@@ -31,6 +31,12 @@ def main():
     check("validate prints the plan and ok", r.returncode == 0 and "aggregate tumbling 3600s" in r.stdout
           and r.stdout.strip().endswith("ok"), r.stdout + r.stderr)
 
+    r = run([sluice, "run", os.path.join(tmp, "no-such-pipeline.toml")])
+    check("a pipeline file that does not exist -> exit 2 naming it",
+          r.returncode == 2 and "no-such-pipeline.toml" in r.stderr, f"rc {r.returncode}: {r.stderr}")
+    r = run([sluice, "run", "examples/recruitment.toml", "--no-such-option"])
+    check("an unknown option -> exit 2", r.returncode == 2, f"rc {r.returncode}: {r.stderr}")
+
     bad = os.path.join(tmp, "bad.toml")
     with open("%s/examples/recruitment.toml" % REPO) as f:
         text = f.read()

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core/status.h"
+#include "http/metrics.h"
+#include "http/result_view.h"
+#include "http/status.h"
+#include "runtime/stats.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace sluice::http {
+
+/// Where to listen.
+struct ListenAddress {
+  std::string host = "127.0.0.1";
+  int port = 8080;  ///< 0: any free port (see HttpServer::port())
+};
+
+/// Parses "HOST:PORT", ":PORT" or "PORT" (host 127.0.0.1). IPv6 hosts are written "[::1]:PORT".
+Result<ListenAddress> ParseListenAddress(const std::string& text);
+
+/// What the server needs to know about the pipeline it shows.
+struct ServerContext {
+  StatusInfo info;  ///< names, version, checkpoint interval
+  /// Returns the current snapshot; called from the server's threads (Runner::Snapshot()).
+  std::function<PipelineSnapshot()> snapshot;
+  /// The committed-results view, or null (then /api/results answers 404).
+  const ResultView* results = nullptr;
+};
+
+/// Serves /metrics, /healthz, /readyz, /api/status, /api/results and the dashboard at /.
+///
+/// Lifecycle: Start() binds (failing when the address is taken) and serves from its own
+/// threads, which block SIGINT/SIGTERM/SIGUSR1 so signal handling stays with the command line.
+/// A sampler thread takes a snapshot every second for rates and charts. Handlers only read
+/// snapshots and the result view, so a slow client never blocks the pipeline. Stop() (or the
+/// destructor) stops serving and joins the threads.
+class HttpServer {
+ public:
+  static Result<std::unique_ptr<HttpServer>> Start(const ListenAddress& address,
+                                                   ServerContext context);
+  ~HttpServer();
+  void Stop();
+  /// Returns the bound port (useful with port 0).
+  int port() const { return port_; }
+  const std::string& host() const { return host_; }
+
+ private:
+  HttpServer() = default;
+  void Sample();
+
+  ServerContext context_;
+  MetricsInfo metrics_info_;
+  std::unique_ptr<httplib::Server> server_;
+  StatusHistory history_;
+  std::string host_;
+  int port_ = 0;
+  std::thread listener_;
+  std::thread sampler_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> listening_done_{false};
+};
+
+}  // namespace sluice::http

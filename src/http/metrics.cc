@@ -1,0 +1,268 @@
+#include "http/metrics.h"
+
+#include <climits>
+#include <cmath>
+#include <cstdio>
+
+#include "core/time.h"
+
+namespace sluice::http {
+
+std::string PrometheusWriter::EscapeLabel(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string PrometheusWriter::EscapeHelp(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string PrometheusWriter::FormatValue(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    return std::to_string(static_cast<int64_t>(v));
+  }
+  return FormatDouble(v);
+}
+
+void PrometheusWriter::Family(std::string_view name, std::string_view type, std::string_view help) {
+  out_ += "# HELP ";
+  out_ += name;
+  out_ += ' ';
+  out_ += EscapeHelp(help);
+  out_ += "\n# TYPE ";
+  out_ += name;
+  out_ += ' ';
+  out_ += type;
+  out_ += '\n';
+}
+
+void PrometheusWriter::Begin(std::string_view name, const Labels& labels) {
+  out_ += name;
+  if (!labels.empty()) {
+    out_ += '{';
+    bool first = true;
+    for (const auto& [k, v] : labels) {
+      if (!first) out_ += ',';
+      first = false;
+      out_ += k;
+      out_ += "=\"";
+      out_ += EscapeLabel(v);
+      out_ += '"';
+    }
+    out_ += '}';
+  }
+  out_ += ' ';
+}
+
+void PrometheusWriter::Sample(std::string_view name, const Labels& labels, double value) {
+  Begin(name, labels);
+  out_ += FormatValue(value);
+  out_ += '\n';
+}
+
+void PrometheusWriter::Sample(std::string_view name, const Labels& labels, int64_t value) {
+  Begin(name, labels);
+  out_ += std::to_string(value);
+  out_ += '\n';
+}
+
+std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
+                          const ProcessStats& process, int64_t now_micros) {
+  PrometheusWriter w;
+  const std::string_view pipeline = info.pipeline;
+  const PrometheusWriter::Labels p = {{"pipeline", pipeline}};
+  const PrometheusWriter::Labels ps = {{"pipeline", pipeline}, {"source", info.source}};
+  const PrometheusWriter::Labels pk = {{"pipeline", pipeline}, {"sink", info.sink}};
+  auto counter = [&](std::string_view name, std::string_view help,
+                     const PrometheusWriter::Labels& labels, int64_t v) {
+    w.Family(name, "counter", help);
+    w.Sample(name, labels, v);
+  };
+  auto gauge = [&](std::string_view name, std::string_view help,
+                   const PrometheusWriter::Labels& labels, double v) {
+    w.Family(name, "gauge", help);
+    w.Sample(name, labels, v);
+  };
+  const double micros = 1e6;
+
+  w.Family("sluice_build_info", "gauge", "Version of the sluice binary (always 1).");
+  w.Sample("sluice_build_info", {{"version", info.version}}, int64_t{1});
+  w.Family("sluice_pipeline_state", "gauge",
+           "1 for the pipeline's current state (starting, running, draining, finished, failed).");
+  const std::string state = s.state.empty() ? "starting" : s.state;
+  for (const char* st : {"starting", "running", "draining", "finished", "failed"}) {
+    w.Sample("sluice_pipeline_state", {{"pipeline", pipeline}, {"state", st}},
+             int64_t{state == st ? 1 : 0});
+  }
+  gauge("sluice_pipeline_workers", "Worker threads of the pipeline.", p, s.workers);
+
+  counter("sluice_source_records_total", "Records read from the source.", ps, s.records_in);
+  counter("sluice_source_bytes_total", "Bytes of record payload read from the source.", ps,
+          s.bytes_in);
+  counter("sluice_source_errors_total", "Failed source polls (each retried with backoff).", ps,
+          s.source_errors);
+  counter("sluice_records_aggregated_total",
+          "Records that reached the aggregation (or the output without one).", p, s.aggregated);
+
+  w.Family("sluice_records_ignored_total", "counter",
+           "Records ignored on purpose (ignore_if and filter steps), by reason.");
+  int64_t by_reason = 0;
+  for (const auto& [reason, n] : s.ignored_by_reason) {
+    w.Sample("sluice_records_ignored_total", {{"pipeline", pipeline}, {"reason", reason}}, n);
+    by_reason += n;
+  }
+  if (s.ignored > by_reason || s.ignored_by_reason.empty()) {
+    w.Sample("sluice_records_ignored_total", {{"pipeline", pipeline}, {"reason", "other"}},
+             s.ignored - by_reason);
+  }
+  counter("sluice_records_dead_lettered_total",
+          "Records written to the dead-letter output (decode errors, dead_letter_if, lookups).", p,
+          s.dead_lettered);
+  counter("sluice_records_late_total", "Records behind the watermark beyond the allowed lateness.",
+          p, s.late);
+  counter("sluice_decode_errors_total", "Records that could not be decoded (dead-lettered).", p,
+          s.decode_errors);
+  counter("sluice_lookup_misses_total", "Dimension lookups that found no row.", p, s.lookup_misses);
+  counter("sluice_backpressure_waits_total",
+          "Times a worker paused its source because the sink was behind.", p, s.backpressure_waits);
+
+  counter("sluice_sink_rows_written_total", "Rows (merged deltas or finished rows) committed.", pk,
+          s.rows_written);
+  counter("sluice_sink_retries_total", "Sink commits that failed and were retried.", pk,
+          s.sink_retries);
+  gauge("sluice_sink_up", "1 when the last sink operation succeeded, else 0.", pk,
+        s.sink_healthy ? 1 : 0);
+
+  w.Family("sluice_source_partition_position", "gauge",
+           "Next offset (or sequence number) to read in each source partition.");
+  for (const auto& part : s.partitions) {
+    const std::string id = std::to_string(part.partition);
+    w.Sample("sluice_source_partition_position",
+             {{"pipeline", pipeline}, {"source", info.source}, {"partition", id}}, part.position);
+  }
+  w.Family("sluice_source_partition_lag_records", "gauge",
+           "Records between the read position and the end of each partition (when known).");
+  for (const auto& part : s.partitions) {
+    if (part.lag < 0) continue;
+    const std::string id = std::to_string(part.partition);
+    w.Sample("sluice_source_partition_lag_records",
+             {{"pipeline", pipeline}, {"source", info.source}, {"partition", id}}, part.lag);
+  }
+
+  w.Family("sluice_watermark_timestamp_seconds", "gauge",
+           "The pipeline's event-time watermark (Unix seconds).");
+  if (s.watermark_micros != INT64_MIN) {
+    w.Sample("sluice_watermark_timestamp_seconds", p, s.watermark_micros / micros);
+  }
+  w.Family("sluice_watermark_delay_seconds", "gauge",
+           "Wall-clock time minus the event-time watermark.");
+  if (s.watermark_micros != INT64_MIN) {
+    w.Sample("sluice_watermark_delay_seconds", p, (now_micros - s.watermark_micros) / micros);
+  }
+  w.Family("sluice_max_event_timestamp_seconds", "gauge",
+           "Highest event time seen so far (Unix seconds).");
+  if (s.max_event_time != INT64_MIN) {
+    w.Sample("sluice_max_event_timestamp_seconds", p, s.max_event_time / micros);
+  }
+  gauge("sluice_open_windows", "Groups held in memory until their window closes.", p,
+        static_cast<double>(s.open_windows));
+
+  // Dimensions: one series per [dimension.NAME].
+  auto dimension_family = [&](std::string_view name, std::string_view type, std::string_view help,
+                              auto value, bool (*present)(const PipelineSnapshot::DimensionInfo&)) {
+    w.Family(name, type, help);
+    for (const auto& d : s.dimensions) {
+      if (present && !present(d)) continue;
+      w.Sample(name, {{"pipeline", pipeline}, {"dimension", d.name}}, value(d));
+    }
+  };
+  dimension_family("sluice_dimension_rows", "gauge", "Keys in the dimension's current snapshot.",
+                   [](const auto& d) { return d.size; }, nullptr);
+  dimension_family("sluice_dimension_updates_total", "counter",
+                   "Dimension rows added, changed or deleted since the start.",
+                   [](const auto& d) { return d.changes; }, nullptr);
+  dimension_family("sluice_dimension_refresh_errors_total", "counter",
+                   "Dimension refreshes that failed, and change records skipped.",
+                   [](const auto& d) { return d.refresh_errors; }, nullptr);
+  dimension_family("sluice_dimension_lookup_misses_total", "counter",
+                   "Lookups in the dimension that found no row.",
+                   [](const auto& d) { return d.misses; }, nullptr);
+  dimension_family("sluice_dimension_last_update_timestamp_seconds", "gauge",
+                   "Wall-clock time the dimension last changed (Unix seconds).",
+                   [&](const auto& d) { return d.last_update_micros / micros; },
+                   [](const PipelineSnapshot::DimensionInfo& d) { return d.last_update_micros > 0; });
+  dimension_family("sluice_dimension_lag_seconds", "gauge",
+                   "How far the newest change seen in the dimension's source is behind now.",
+                   [&](const auto& d) { return d.lag_micros / micros; },
+                   [](const PipelineSnapshot::DimensionInfo& d) { return d.lag_micros >= 0; });
+
+  counter("sluice_checkpoints_total", "Checkpoints committed to the sink.", p, s.checkpoints);
+  counter("sluice_checkpoint_failures_total", "Checkpoint commits that failed (then retried).", p,
+          s.checkpoint_failures);
+  w.Family("sluice_checkpoint_duration_seconds", "summary",
+           "Time to write and commit a checkpoint, over the committed checkpoints.");
+  w.Sample("sluice_checkpoint_duration_seconds_sum", p,
+           s.checkpoint_duration_total_micros / micros);
+  w.Sample("sluice_checkpoint_duration_seconds_count", p, s.checkpoints);
+  gauge("sluice_last_checkpoint_duration_seconds", "Duration of the last committed checkpoint.", p,
+        s.last_checkpoint_duration_micros / micros);
+  w.Family("sluice_last_checkpoint_timestamp_seconds", "gauge",
+           "Wall-clock time of the last committed checkpoint (Unix seconds).");
+  if (s.last_checkpoint_micros > 0) {
+    w.Sample("sluice_last_checkpoint_timestamp_seconds", p, s.last_checkpoint_micros / micros);
+  }
+
+  if (process.resident_bytes >= 0) {
+    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {},
+          static_cast<double>(process.resident_bytes));
+  }
+  if (process.virtual_bytes >= 0) {
+    gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", {},
+          static_cast<double>(process.virtual_bytes));
+  }
+  if (process.cpu_seconds >= 0) {
+    w.Family("process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.");
+    w.Sample("process_cpu_seconds_total", {}, process.cpu_seconds);
+  }
+  if (process.start_time_seconds >= 0) {
+    gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+          {}, process.start_time_seconds);
+  }
+  if (process.open_fds >= 0) {
+    gauge("process_open_fds", "Number of open file descriptors.", {},
+          static_cast<double>(process.open_fds));
+  }
+  if (process.max_fds >= 0) {
+    gauge("process_max_fds", "Maximum number of open file descriptors.", {},
+          static_cast<double>(process.max_fds));
+  }
+  return w.str();
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/process_stats.h"
+#include "runtime/stats.h"
+
+namespace sluice::http {
+
+/// The names that label a pipeline's series (they do not change while it runs).
+struct MetricsInfo {
+  std::string pipeline;
+  std::string source;  ///< the [source] name
+  std::string sink;    ///< the sink table, or the URI scheme when it has none
+  std::string version;
+};
+
+/// Writes the Prometheus text exposition format 0.0.4: each family once with its HELP and TYPE
+/// lines, then its samples.
+class PrometheusWriter {
+ public:
+  using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
+
+  /// Starts a family; `type` is counter, gauge, summary or untyped.
+  void Family(std::string_view name, std::string_view type, std::string_view help);
+  /// Writes one sample of the current family; `suffix` is appended to its name (_sum, _count).
+  void Sample(std::string_view name, const Labels& labels, double value);
+  void Sample(std::string_view name, const Labels& labels, int64_t value);
+
+  const std::string& str() const { return out_; }
+
+  /// Escapes a label value: backslash, double quote and line feed.
+  static std::string EscapeLabel(std::string_view v);
+  /// Escapes HELP text: backslash and line feed.
+  static std::string EscapeHelp(std::string_view v);
+  /// Formats a sample value: integers exactly, NaN and infinities as Prometheus spells them.
+  static std::string FormatValue(double v);
+
+ private:
+  void Begin(std::string_view name, const Labels& labels);
+  std::string out_;
+};
+
+/// Renders every sluice metric for one pipeline plus the process_* metrics. Series whose value
+/// is unknown (watermark before it is set, lag a source does not report) are left out.
+std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
+                          const ProcessStats& process, int64_t now_micros);
+
+}  // namespace sluice::http
