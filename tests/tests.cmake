@@ -4,6 +4,7 @@
 #   golden_recruitment   golden cases + seed acceptance against the sluice binary
 #   restart_recruitment  kill -9 / SIGINT / restart exactness (file and generator sources)
 #   mysql_recruitment    the same into a real MariaDB/MySQL (needs `make services`)
+#   viewlog, viewlog_kafka  the viewlog pipeline into Parquet (file sources; Kafka)
 # Run: ctest --test-dir build -R 'recruitment|tools' --output-on-failure
 # CI=true in the environment turns a missing seed-data directory from a SKIP into a FAIL.
 # Python is required: without it the golden and restart tests would silently not run.
@@ -61,3 +62,98 @@ add_test(NAME kafka_recruitment_mysql
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(kafka_recruitment_mysql PROPERTIES TIMEOUT 330
                      LABELS "python;integration;kafka;mysql" RUN_SERIAL TRUE)
+
+# viewlog pipeline end to end (tests/integration/viewlog_test.py): view logs -> 1-minute
+# event-time windows with a watermark -> Parquet read back with pyarrow (hence the project
+# venv's interpreter, SLUICE_VENV_PYTHON), against tests/tools/recompute_viewlog.py: the
+# hand-worked golden cases, the seed view_log sample, generated data, and kill -9 during file
+# runs. Missing seed data or pyarrow: a SKIP (exit 77), a FAIL when CI=true.
+add_test(NAME viewlog
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/viewlog_test.py
+                 --sluice $<TARGET_FILE:sluice> --only golden,seed,generated,kill
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(viewlog PROPERTIES TIMEOUT 300 LABELS "python;integration;parquet"
+                     SKIP_RETURN_CODE 77)
+# The same pipeline from a 1-partition Kafka topic (broker of `make services`): kill -9 mid-run,
+# then --until-caught-up == the recomputation with --open-at-end. No broker: SKIP (exit 77), a
+# FAIL when CI=true.
+add_test(NAME viewlog_kafka
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/viewlog_test.py
+                 --sluice $<TARGET_FILE:sluice> --only kafka
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(viewlog_kafka PROPERTIES TIMEOUT 300
+                     LABELS "python;integration;kafka;parquet" RUN_SERIAL TRUE
+                     SKIP_RETURN_CODE 77)
+
+# HTTP endpoints and dashboard (src/http/README.md). http_endpoints needs nothing but the binary;
+# http_promtool and http_prometheus need Debian's `prometheus` package (promtool, the server),
+# dashboard_chromium needs `chromium`: without them a loud SKIP (exit 77), a FAIL when CI=true.
+# Each picks free loopback ports. The dashboard test saves test-artifacts/dashboard.png here.
+add_test(NAME http_endpoints
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
+                 --sluice $<TARGET_FILE:sluice> --part endpoints
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(http_endpoints PROPERTIES TIMEOUT 240 LABELS "python;integration;http")
+add_test(NAME http_promtool
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
+                 --sluice $<TARGET_FILE:sluice> --part promtool
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(http_promtool PROPERTIES TIMEOUT 120 LABELS "python;integration;http"
+                     SKIP_RETURN_CODE 77)
+add_test(NAME http_prometheus
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
+                 --sluice $<TARGET_FILE:sluice> --part prometheus
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(http_prometheus PROPERTIES TIMEOUT 240 LABELS "python;integration;http"
+                     SKIP_RETURN_CODE 77)
+add_test(NAME dashboard_chromium
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dashboard_test.py
+                 --sluice $<TARGET_FILE:sluice> --artifacts ${CMAKE_BINARY_DIR}/test-artifacts
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(dashboard_chromium PROPERTIES TIMEOUT 300 LABELS "python;integration;http"
+                     SKIP_RETURN_CODE 77)
+
+# Dimensions that follow their source (issue: change data capture): a MySQL table polled by
+# updated_at, and Kafka CDC topics (Kafka Connect JDBC rows, Debezium with and without the
+# envelope, deletes included), while events flow. Needs `make services` (MariaDB and Kafka);
+# CI=true turns a missing server into a FAIL.
+add_test(NAME dimension_cdc
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dimension_cdc_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql;kafka")
+
+# deploy/ (Grafana, Prometheus, systemd, Airflow), tests/deploy/. Run: ctest -L deploy
+#   deploy_files          provisioning + dashboard models, SQL macro expansion, PromQL names
+#                         against the metrics contract, promtool check config, systemd-analyze
+#   deploy_grafana_mysql  every business-dashboard query run on MariaDB (`make services`) over
+#                         an events table written by sluice; numbers == Python over SQLite
+#   deploy_prometheus     a real Prometheus scraping `sluice run --http`: every operations
+#                         query accepted and with data; SIGTERM exits 0
+#   deploy_airflow        real Apache Airflow (PyPI, pinned, venv in the build tree: minutes
+#                         the first time, reused after) runs both DAGs with `airflow dags test`
+# A missing server or tool is a loud SKIP (exit 77), a FAIL when CI=true.
+add_test(NAME deploy_files
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/deploy_files_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(deploy_files PROPERTIES TIMEOUT 120 LABELS "python;deploy"
+                     SKIP_RETURN_CODE 77)
+add_test(NAME deploy_grafana_mysql
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/grafana_mysql_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(deploy_grafana_mysql PROPERTIES TIMEOUT 180
+                     LABELS "python;integration;mysql;deploy" SKIP_RETURN_CODE 77)
+add_test(NAME deploy_prometheus
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/prometheus_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(deploy_prometheus PROPERTIES TIMEOUT 180
+                     LABELS "python;integration;deploy" SKIP_RETURN_CODE 77)
+add_test(NAME deploy_airflow
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/airflow_test.py
+                 --sluice $<TARGET_FILE:sluice> --venv ${CMAKE_BINARY_DIR}/airflow-venv
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(deploy_airflow PROPERTIES TIMEOUT 1200
+                     LABELS "python;integration;airflow;deploy" SKIP_RETURN_CODE 77)

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/runner.h"
 
@@ -25,14 +26,18 @@ struct GenerateOptions {
   uint64_t seed = 1;
   std::string jobs;
   std::string start;
+  /// Further generator or profile settings, NAME=VALUE as under [source] (e.g. spacing=100ms,
+  /// out_of_order=0.1 for the viewlog profile).
+  std::vector<std::string> settings;
 };
 
 /// Produces synthetic events to Kafka (keyed, idempotent producer) or an NDJSON file, with a
 /// progress bar on stderr. Returns the process exit code.
 int RunGenerate(const GenerateOptions& options, const std::atomic<bool>& stop);
 
-/// Runs the demo: generator -> recruitment pipeline -> SQLite, with a live console summary.
+/// Runs the demo: generator -> recruitment pipeline -> SQLite, with a live console summary and
+/// the dashboard on `http_address` ("" : none; a busy port only logs a warning).
 int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
-            double duration_seconds);
+            double duration_seconds, const std::string& http_address);
 
 }  // namespace sluice::cli

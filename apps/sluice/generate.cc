@@ -112,6 +112,13 @@ void Progress(int64_t done, int64_t total, double seconds, bool final) {
   std::fflush(stderr);
 }
 
+/// Drops the empty "file:0:0" location that options given on the command line carry.
+std::string WithoutLocation(std::string m) {
+  for (size_t at; (at = m.find(":0:0: ")) != std::string::npos;) m.replace(at, 6, ": ");
+  if (m.rfind(": ", 0) == 0) m.erase(0, 2);
+  return m;
+}
+
 }  // namespace
 
 int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
@@ -122,14 +129,33 @@ int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
   o.Set("count", {std::to_string(opts.count), {}});
   if (!opts.jobs.empty()) o.Set("jobs", {opts.jobs, {}});
   if (!opts.start.empty()) o.Set("start", {opts.start, {}});
+  for (const std::string& item : opts.settings) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "sluice generate: --set expects NAME=VALUE, got '" << item << "'\n";
+      return 2;
+    }
+    expr::SourceLocation where;
+    where.file = "--set " + item.substr(0, eq);
+    o.Set(item.substr(0, eq), {item.substr(eq + 1), where});
+  }
   auto settings = ParseGeneratorSettings(o);
   if (!settings.ok()) {
-    std::cerr << "sluice generate: " << settings.status().message() << "\n";
+    std::cerr << "sluice generate: " << WithoutLocation(settings.status().message()) << "\n";
     return 2;
   }
   auto profile = MakeGeneratorProfile(opts.profile, o, settings->seed);
   if (!profile.ok()) {
-    std::cerr << "sluice generate: " << profile.status().message() << "\n";
+    std::cerr << "sluice generate: " << WithoutLocation(profile.status().message()) << "\n";
+    return 2;
+  }
+  if (Status unused = o.RejectUnconsumed("generate"); !unused.ok()) {
+    // The message names the key as "unknown key 'NAME'"; say which profile ignores it.
+    const std::string& m = unused.message();
+    const size_t q = m.find("unknown key '");
+    std::string key = q == std::string::npos ? m : m.substr(q + 13, m.find('\'', q + 13) - q - 13);
+    std::cerr << "sluice generate: the " << opts.profile << " profile has no setting '" << key
+              << "'\n";
     return 2;
   }
   std::unique_ptr<EventWriter> writer;

@@ -6,12 +6,17 @@
   * the NDJSON conversion of every CSV golden input and of the seed tracking.csv recomputes to
     the same table as the CSV;
   * the seed totals agree with SOURCES.md (6766 records; raw custom_track counts);
-  * compare_tables.py detects a changed, a missing and an extra row.
+  * compare_tables.py detects a changed, a missing and an extra row;
+  * viewlog: recompute_viewlog.py equals every hand-worked tests/golden/viewlog case (rows to
+    the end of the input, rows with --open-at-end, dead letters), the hand-computed results of
+    the seed view_log sample (with both campaign CSVs), and its timestamp parser and row
+    comparison behave as documented.
 
     selftest.py            prints PASS/FAIL per check and 'N passed, M failed'; exit 1 on failure
 """
 
 import csv
+import json
 import os
 import shutil
 import sqlite3
@@ -25,11 +30,102 @@ import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+import recompute_viewlog as rv  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(REPO, "tests", "golden", "recruitment")
 SEED = os.path.join(os.path.dirname(REPO), "shared", "seed-data", "TrannXuanTien__ETL-streaming-project")
 KEY = list(rr.EVENTS_KEY)
+GOLDEN_VIEWLOG = os.path.join(REPO, "tests", "golden", "viewlog")
+SEED_VIEWLOG = os.path.join(os.path.dirname(REPO), "shared", "seed-data",
+                            "HassanAli-star__big_data_pipeline")
+
+
+def viewlog_checks(report, tmp):
+    """The viewlog recomputation against hand-worked expectations."""
+    for name in sorted(os.listdir(GOLDEN_VIEWLOG)):
+        d = os.path.join(GOLDEN_VIEWLOG, name)
+        if not os.path.isfile(os.path.join(d, "expected.csv")):
+            continue
+        inp, camp = os.path.join(d, "input.ndjson"), os.path.join(d, "campaigns.csv")
+        res = rv.recompute(inp, camp)
+        problems = rv.compare_rows(res["rows"], rv.read_rows(os.path.join(d, "expected.csv")),
+                                   label="recompute")
+        dlq = os.path.join(tmp, f"viewlog-{name}.dlq")
+        with open(dlq, "w", encoding="utf-8") as f:
+            for reason, payload, _, offset in res["dead_letters"]:
+                f.write(json.dumps({"reason": reason, "payload": payload, "offset": offset}) + "\n")
+        p2, _ = dead_letters.check(dlq, os.path.join(d, "expected_dead_letters.txt"),
+                                   require_keys=False)
+        report(f"golden viewlog/{name}: recompute == expected (rows, dead letters)", problems + p2)
+        open_path = os.path.join(d, "expected_open_at_end.csv")
+        if os.path.exists(open_path):
+            res2 = rv.recompute(inp, camp, open_at_end=True)
+            problems = rv.compare_rows(res2["rows"], rv.read_rows(open_path), label="recompute")
+            if res2["reasons"] != res["reasons"]:
+                problems.append(f"dead letters differ with --open-at-end: {res2['reasons']}")
+            report(f"golden viewlog/{name}: recompute --open-at-end == expected", problems)
+
+    sample = os.path.join(SEED_VIEWLOG, "sample_view_logs.json")
+    if os.path.exists(sample):
+        # Hand-computed: v1 12:00-12:01 and v2 12:00-12:00:40 (campaign 1), and the same view
+        # 12:01:00-12:01:30 twice (campaign 2); campaigns 1 and 2 are in network 1.
+        def row(minute, campaign, avg, n):
+            ws = (1696766400 + 60 * minute) * rv.MICROS  # 2023-10-08 12:MM:00 UTC
+            return {"network_id": 1, "minute_timestamp": f"2023-10-08-12-{minute:02d}",
+                    "campaign_id": campaign, "window_start": ws, "window_end": ws + rv.WINDOW,
+                    "avg_duration": avg, "total_count": n}
+        res = rv.recompute(sample, os.path.join(SEED_VIEWLOG, "sample_compaign.csv"))
+        problems = rv.compare_rows(res["rows"], [row(0, 1, 50.0, 2), row(1, 2, 30.0, 2)])
+        if res["read"] != 4 or res["dead_letters"]:
+            problems.append(f"read {res['read']}, dead letters {res['dead_letters']}")
+        # Caught up after 12:01:00, W = 12:00:50: both windows are still open.
+        res = rv.recompute(sample, os.path.join(SEED_VIEWLOG, "sample_compaign.csv"),
+                           open_at_end=True)
+        if res["rows"] or res["open_windows"] != 2:
+            problems.append(f"--open-at-end: rows {res['rows']}, open {res['open_windows']}")
+        res = rv.recompute(sample, os.path.join(SEED_VIEWLOG, "campaigns1.csv"))
+        if res["rows"] or res["reasons"] != Counter({"no campaign for key 1": 2,
+                                                    "no campaign for key 2": 2}):
+            problems.append(f"with campaigns1.csv: rows {res['rows']}, reasons {res['reasons']}")
+        report("seed view_log sample: recompute == hand-computed (both campaign CSVs)", problems)
+    else:
+        print(f"SKIP seed view_log checks: {SEED_VIEWLOG} not found")
+
+    t0 = 1696766400 * rv.MICROS  # 2023-10-08 12:00:00 UTC
+    cases = {
+        "2023-10-08T12:00:00Z": t0, "2023-10-08t12:00:00z": t0, "2023-10-08 12:00": t0,
+        "2023-10-08 14:00:00+02:00": t0, "2023-10-08T14:00:00+0200": t0,
+        "2023-10-08T14:00:00+02": t0, "2023-10-08 06:30:00-05:30": t0,
+        "2023-10-08 12:00:00 +00:00": t0, " 2023-10-08 12:00:00\t": t0,
+        "2023-10-08": t0 - 12 * 3600 * rv.MICROS,
+        "2023-10-08 12:00:00.5": t0 + 500000, "2023-10-08 12:00:00,25": t0 + 250000,
+        "2023-10-08 12:00:00.1234567": t0 + 123456, "2023-10-08 12:00:60": t0 + 60 * rv.MICROS,
+        "2023-02-29 12:00:00": None, "2024-02-29 12:00:00": 1709208000 * rv.MICROS,
+        "2023-10-08 24:00:00": None, "2023-10-08 12:60:00": None, "2023-10-08 12:00:00.": None,
+        "2023-10-08T": None, "2023-10-08 12": None, "2023-10-08 12:00:00+24:00": None,
+        "2023-10-08 12:00:00 UTC": None, "10/08/2023 12:00": None, "yesterday": None, "": None,
+        "2023-1-08 12:00:00": None, "1696766400": None, "2023-10-08 12:00:00Z ": t0,
+    }
+    problems = [f"parse_iso({k!r}) = {rv.parse_iso(k)!r}, expected {v!r}"
+                for k, v in cases.items() if rv.parse_iso(k) != v]
+    if rv.parse_iso("2024-02-29") - rv.parse_iso("2024-02-28") != 86400 * rv.MICROS:
+        problems.append("leap day arithmetic")
+    report("viewlog: the timestamp parser reads what the contract says", problems)
+
+    base = [{"network_id": 1, "minute_timestamp": "m", "campaign_id": c, "window_start": 0,
+             "window_end": 60, "avg_duration": 1.0 / 3, "total_count": 3} for c in (10, 20)]
+    problems = []
+    if rv.compare_rows([dict(r) for r in base], base):
+        problems.append("equal rows reported as different")
+    if rv.compare_rows([dict(base[0], avg_duration=1.0 / 3 + 1e-15), base[1]], base):
+        problems.append("a difference within the tolerance was reported")
+    for mutated in ([dict(base[0], avg_duration=0.3334), base[1]], [base[0]],
+                    [base[0], base[1], base[1]], [dict(base[0], total_count=4), base[1]],
+                    [base[0], dict(base[1], campaign_id=30)]):
+        if not rv.compare_rows(mutated, base):
+            problems.append(f"not detected: {mutated}")
+    report("viewlog: compare_rows detects changed, missing, duplicated and extra rows", problems)
 
 
 def case_dirs():
@@ -116,6 +212,8 @@ def main():
             report("seed: ndjson conversion recomputes the same", compare_tables.compare(db, db2, KEY))
         else:
             print(f"SKIP seed checks: {SEED} not found")
+
+        viewlog_checks(report, tmp)
 
         # compare_tables must notice differences.
         base = os.path.join(tmp, "seed.db") if os.path.exists(os.path.join(tmp, "seed.db")) \

@@ -10,7 +10,7 @@ namespace sluice {
 
 void IgnoreGeneratorOptions(const Options& options) {
   for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions", "spacing",
-                        "campaigns"}) {
+                        "campaigns", "out_of_order", "late", "invalid"}) {
     options.GetString(k);
   }
 }

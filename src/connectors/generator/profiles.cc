@@ -1,4 +1,7 @@
 #include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 #include "connectors/generator/generator_source.h"
@@ -125,6 +128,231 @@ Result<std::vector<Job>> LoadJobs(const std::string& path) {
   return jobs;
 }
 
+/// Shares of the viewlog profile's special records (see ViewlogProfile).
+struct ViewlogShares {
+  double out_of_order = 0.05;
+  double late = 0.01;
+  double invalid = 0.02;
+};
+
+/// A timestamp spelling seen in view logs; the offset shifts the local time written.
+struct ViewTimeFormat {
+  const char* separator;
+  int fraction_digits;  ///< 0, 3 or 6
+  const char* zone;
+  int offset_minutes;
+};
+
+// The seed sample's "2023-10-08 12:00:00" is the most common.
+constexpr ViewTimeFormat kViewTimeFormats[] = {
+    {" ", 0, "", 0},         {" ", 0, "", 0},          {" ", 0, "", 0},
+    {"T", 0, "Z", 0},        {"T", 6, "Z", 0},         {" ", 3, "", 0},
+    {"T", 0, "+02:00", 120}, {"T", 3, "-05:30", -330}, {"T", 0, "", 0},
+};
+
+/// Formats `micros` in spelling `kind` of kViewTimeFormats, keeping the instant.
+std::string FormatViewTime(int64_t micros, uint64_t kind) {
+  const ViewTimeFormat& f = kViewTimeFormats[kind % std::size(kViewTimeFormats)];
+  CivilTime c = ToCivil(micros + f.offset_minutes * kMicrosPerMinute);
+  char buf[64];
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02d%s%02d:%02d:%02d", c.year, c.month, c.day,
+                        f.separator, c.hour, c.minute, c.second);
+  std::string out(buf, static_cast<size_t>(n));
+  if (f.fraction_digits == 6) {
+    std::snprintf(buf, sizeof buf, ".%06d", c.micros);
+    out += buf;
+  } else if (f.fraction_digits == 3) {
+    std::snprintf(buf, sizeof buf, ".%03d", c.micros / 1000);
+    out += buf;
+  }
+  return out + f.zone;
+}
+constexpr uint64_t kViewTimeKinds = std::size(kViewTimeFormats);
+
+/// Appends a version-4 UUID drawn from `rng`.
+void AppendUuidV4(Rng& rng, std::string* out) {
+  const uint64_t hi = rng.Next();
+  const uint64_t lo = rng.Next();
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08llx-%04llx-4%03llx-%x%03llx-%012llx",
+                static_cast<unsigned long long>(hi >> 32),
+                static_cast<unsigned long long>((hi >> 16) & 0xffff),
+                static_cast<unsigned long long>(hi & 0xfff), static_cast<unsigned>(8 + (lo >> 62)),
+                static_cast<unsigned long long>((lo >> 48) & 0xfff),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  out->append(buf);
+}
+
+/// `view_log` records like the big_data_pipeline's: view_id, start/end timestamps in varied
+/// ISO 8601 spellings, banner_id and campaign_id, views of 1-600 s. The start time follows the
+/// generator's clock, except for three configurable shares:
+///   out_of_order: start up to 8 s earlier (under the example pipeline's 10 s watermark delay,
+///                 so such a record is never late);
+///   late:         start 2-6 minutes earlier (late once the stream has run a few minutes);
+///   invalid:      one defect each: no/blank view_id, no/garbage start or end timestamp, end
+///                 before start, an unknown campaign, no campaign, a non-numeric campaign_id,
+///                 or a broken JSON line.
+class ViewlogProfile : public GeneratorProfile {
+ public:
+  ViewlogProfile(std::vector<int64_t> campaigns, ViewlogShares shares)
+      : campaigns_(std::move(campaigns)), shares_(shares) {
+    unknown_campaign_ = 999;
+    while (std::find(campaigns_.begin(), campaigns_.end(), unknown_campaign_) != campaigns_.end()) {
+      ++unknown_campaign_;
+    }
+  }
+
+  void Make(uint64_t /*seq*/, int64_t event_time, Rng& rng, std::string* out,
+            std::string* key) const override {
+    const double r = rng.Unit();
+    const bool invalid = r < shares_.invalid;
+    const bool late = !invalid && r < shares_.invalid + shares_.late;
+    const bool out_of_order =
+        !invalid && !late && r < shares_.invalid + shares_.late + shares_.out_of_order;
+    int64_t start = event_time;
+    if (late) {
+      start -= 120 * kMicrosPerSecond + static_cast<int64_t>(rng.Below(240 * kMicrosPerSecond));
+    } else if (out_of_order) {
+      start -= 1 + static_cast<int64_t>(rng.Below(8 * kMicrosPerSecond));
+    }
+    const int64_t duration =
+        kMicrosPerSecond + static_cast<int64_t>(rng.Below(599 * kMicrosPerSecond + 1));
+    int64_t campaign = campaigns_[rng.Below(campaigns_.size())];
+    const int64_t banner = 100 + static_cast<int64_t>(rng.Below(900));
+    std::string view_id = "\"";
+    AppendUuidV4(rng, &view_id);
+    view_id += '"';
+    std::string start_text = '"' + FormatViewTime(start, rng.Below(kViewTimeKinds)) + '"';
+    std::string end_text = '"' + FormatViewTime(start + duration, rng.Below(kViewTimeKinds)) + '"';
+    std::string campaign_text = std::to_string(campaign);
+    bool omit_view_id = false, omit_start = false, omit_end = false, broken_json = false;
+
+    if (invalid) {
+      static constexpr const char* kMissing[] = {"null", "\"\"", "\"  \""};
+      static constexpr const char* kGarbage[] = {"\"not a time\"", "\"58:22.5\"",
+                                                 "\"2026-02-30 10:00:00\"", "\"1767225600\"",
+                                                 "\"2026-01-01 25:00:00\""};
+      const uint64_t what = rng.Below(11);
+      const uint64_t variant = rng.Below(3);
+      switch (what) {
+        case 0:
+          omit_view_id = true;
+          break;
+        case 1:
+          view_id = kMissing[variant];
+          break;
+        case 2:
+          if (variant == 0)
+            omit_start = true;
+          else
+            start_text = kMissing[variant];
+          break;
+        case 3:
+          if (variant == 0)
+            omit_end = true;
+          else
+            end_text = kMissing[variant];
+          break;
+        case 4:
+          start_text = kGarbage[rng.Below(std::size(kGarbage))];
+          break;
+        case 5:
+          end_text = kGarbage[rng.Below(std::size(kGarbage))];
+          break;
+        case 6:
+          end_text = '"' +
+                     FormatViewTime(start - kMicrosPerSecond -
+                                        static_cast<int64_t>(rng.Below(300 * kMicrosPerSecond)),
+                                    rng.Below(kViewTimeKinds)) +
+                     '"';
+          break;
+        case 7:
+          campaign = unknown_campaign_;
+          campaign_text = std::to_string(campaign);
+          break;
+        case 8:
+          campaign_text = variant == 0 ? "null" : "\"\"";
+          break;
+        case 9:
+          campaign_text = variant == 0 ? "\"abc\"" : "12.5";
+          break;
+        default:
+          broken_json = true;
+          break;
+      }
+    }
+    if (key) *key = std::to_string(campaign);
+
+    std::string& o = *out;
+    const size_t begin = o.size();
+    o += '{';
+    bool first = true;
+    auto field = [&](const char* name, const std::string& value) {
+      if (!first) o += ',';
+      first = false;
+      o.append("\"").append(name).append("\":").append(value);
+    };
+    if (!omit_view_id) field("view_id", view_id);
+    if (!omit_start) field("start_timestamp", start_text);
+    if (!omit_end) field("end_timestamp", end_text);
+    field("banner_id", std::to_string(banner));
+    field("campaign_id", campaign_text);
+    o += '}';
+    if (broken_json) {
+      // A record cut short, as by a crashed writer: any proper prefix of an object is malformed.
+      const size_t length = o.size() - begin;
+      o.resize(begin + 1 + static_cast<size_t>(rng.Below(length - 2)));
+    }
+  }
+
+ private:
+  std::vector<int64_t> campaigns_;
+  ViewlogShares shares_;
+  int64_t unknown_campaign_;
+};
+
+/// Campaign ids of the campaigns CSV of big_data_pipeline (campaigns1.csv).
+std::vector<int64_t> DefaultCampaigns() {
+  std::vector<int64_t> ids;
+  for (int64_t id = 10; id <= 140; id += 10) ids.push_back(id);
+  return ids;
+}
+
+Result<std::vector<int64_t>> LoadCampaigns(const std::string& path) {
+  DimensionConfig dim;
+  dim.name = "generator campaigns";
+  dim.uri = path;
+  dim.key = "campaign_id";
+  dim.fields = {{"campaign_id", Type::kInt64, ""}};
+  size_t skipped = 0;
+  std::string first_error;
+  ASSIGN_OR_RETURN(auto table, LoadCsvDimension(dim, &skipped, &first_error));
+  std::vector<int64_t> ids;
+  table->ForEach([&](const std::vector<Value>& row) { ids.push_back(row[0].int_value()); });
+  std::sort(ids.begin(), ids.end());
+  if (ids.empty()) return Status::InvalidArgument("no campaigns in " + path);
+  return ids;
+}
+
+Result<ViewlogShares> ParseViewlogShares(const Options& o) {
+  ViewlogShares s;
+  ASSIGN_OR_RETURN(s.out_of_order, o.GetDouble("out_of_order", s.out_of_order));
+  ASSIGN_OR_RETURN(s.late, o.GetDouble("late", s.late));
+  ASSIGN_OR_RETURN(s.invalid, o.GetDouble("invalid", s.invalid));
+  for (auto [name, v] : {std::pair{"out_of_order", s.out_of_order}, std::pair{"late", s.late},
+                         std::pair{"invalid", s.invalid}}) {
+    if (!(v >= 0 && v <= 1)) {
+      return Status::InvalidArgument(o.Where(name) + ": " + name +
+                                     " must be a share between 0 and 1");
+    }
+  }
+  if (s.out_of_order + s.late + s.invalid > 1) {
+    return Status::InvalidArgument(o.Where("out_of_order") +
+                                   ": out_of_order + late + invalid must not exceed 1");
+  }
+  return s;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
@@ -140,8 +368,22 @@ Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::
     return std::shared_ptr<const GeneratorProfile>(
         std::make_shared<RecruitmentProfile>(std::move(jobs).value()));
   }
-  return Status::InvalidArgument(options.Where("profile") + ": unknown generator profile '" +
-                                 name + "' (available: recruitment)");
+  if (name == "viewlog") {
+    ASSIGN_OR_RETURN(ViewlogShares shares, ParseViewlogShares(options));
+    std::vector<int64_t> campaigns = DefaultCampaigns();
+    if (std::string path = options.GetString("campaigns"); !path.empty()) {
+      auto loaded = LoadCampaigns(path);
+      if (!loaded.ok()) {
+        return Status::InvalidArgument(options.Where("campaigns") +
+                                       ": viewlog generator: " + loaded.status().message());
+      }
+      campaigns = std::move(loaded).value();
+    }
+    return std::shared_ptr<const GeneratorProfile>(
+        std::make_shared<ViewlogProfile>(std::move(campaigns), shares));
+  }
+  return Status::InvalidArgument(options.Where("profile") + ": unknown generator profile '" + name +
+                                 "' (available: recruitment, viewlog)");
 }
 
 }  // namespace sluice

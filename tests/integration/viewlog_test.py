@@ -1,0 +1,731 @@
+#!/usr/bin/env python3
+"""End-to-end test of the viewlog pipeline (examples/viewlog.toml): view logs -> 1-minute
+event-time windows with a watermark -> Parquet, read back with pyarrow, against the independent
+recomputation (tests/tools/recompute_viewlog.py).
+
+    viewlog_test.py --sluice build/sluice [--only golden,seed,generated,kill,kafka]
+                    [--seed N] [--count 6000] [--kill-count 100000] [--kills 6]
+                    [--kafka-count 60000] [--kafka-kills 4] [--keep]
+
+Scenarios (each runs `sluice run examples/viewlog.toml --var VIEWS=... --var CAMPAIGNS=...
+--var OUT=parquet:DIR --var DLQ=FILE`, on a fresh DIR):
+  golden     every tests/golden/viewlog/<case>: input.ndjson with campaigns.csv; the rows equal
+             the hand-worked expected.csv and the dead letters expected_dead_letters.txt.
+  seed       the seed sample_view_logs.json with sample_compaign.csv (other column order): rows
+             equal the recomputation (two windows); with campaigns1.csv (no campaigns 1 and 2)
+             no rows at all and every record dead-lettered.
+  generated  `sluice generate --profile viewlog` (--count records, 100 ms apart, out-of-order,
+             late and invalid shares) to an NDJSON file; one run == the recomputation.
+  kill       a bigger generated file (--kill-count); runs are killed with SIGKILL at random
+             moments (seeded RNG) and restarted until one exits 0, in cycles on fresh outputs
+             with checkpoint_interval 100ms / 1s / 25ms (copies of the example with that line
+             changed) until --kills kills landed mid-run; every cycle's output == the
+             recomputation: each window exactly once (no file or row twice), dead letters equal.
+  kafka      a single-partition topic (scripts/kafka-topics.sh) on the broker of `make services`
+             (127.0.0.1:9092): one generated file published with kcat, then more records by
+             `sluice generate --to kafka://...` (checked against the same command --to a file);
+             sluice runs as a service through a throttled consumer and is killed with SIGKILL
+             --kafka-kills times mid-run, then a last --until-caught-up run exits 0. Output ==
+             the recomputation with --open-at-end (windows the final watermark has not closed
+             stay in sluice's state); dead letters equal. A second --until-caught-up run changes
+             nothing.
+
+Comparison: Parquet files are read with pyarrow.dataset (hive partitioning: network_id and
+minute_timestamp come from the directory names); each window key (network_id, minute_timestamp,
+campaign_id) must appear once, window_start/window_end/total_count equal, avg_duration within
+1e-9 relative. Dead-letter files are parsed line by line as JSON; the counts per reason ('decode:
+...' counted as one reason) and the payload multisets must equal the recomputation's.
+
+Skips: pyarrow missing (run it with the project venv, `make deps`), the seed data missing, or no
+Kafka broker: a loud SKIP, but a FAIL when CI=true. Exit 77 when everything asked for was
+skipped, 1 on any failure.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import dead_letters  # noqa: E402
+import recompute_viewlog as rv  # noqa: E402
+
+PIPELINE = os.path.join(REPO, "examples", "viewlog.toml")
+CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
+GOLDEN = os.path.join(REPO, "tests", "golden", "viewlog")
+SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
+                                     "HassanAli-star__big_data_pipeline"))
+KAFKA_HOST, KAFKA_PORT = "127.0.0.1", 9092
+BROKER = f"{KAFKA_HOST}:{KAFKA_PORT}"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ASSIGNED = re.compile(r"assigned \S+\[\d+\]")
+SCENARIOS = ["golden", "seed", "generated", "kill", "kafka"]
+START = "2026-01-01T00:00:00Z"
+
+
+def loud(msg):
+    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
+
+
+def run(cmd, timeout, **kw):
+    """Runs a short command; returns (rc, stdout+stderr text); rc None on timeout."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                           cwd=kw.pop("cwd", REPO), **kw)
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired as e:
+        return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
+    except OSError as e:
+        return 127, str(e)
+
+
+# ------------------------------------------------------------------------------ reading output
+
+def read_parquet_output(out_dir):
+    """Reads a parquet:DIR result. Returns (rows, problems, files): rows as recompute_viewlog
+    row dicts (network_id and minute_timestamp from the hive directory names), files the number
+    of data files."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    problems, files = [], []
+    for root, dirs, names in os.walk(out_dir):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for n in names:
+            if not n.startswith((".", "_")):
+                files.append(os.path.join(root, n))
+    for f in files:
+        if not f.endswith(".parquet"):
+            problems.append(f"{os.path.relpath(f, out_dir)}: not a .parquet file, but a reader of "
+                            "the dataset would read it")
+    files = [f for f in files if f.endswith(".parquet")]
+    if not files:
+        return [], problems, 0
+
+    def micros(col):
+        if pa.types.is_timestamp(col.type):
+            return pc.cast(col, pa.timestamp("us", tz=col.type.tz)).cast(pa.int64()).to_pylist()
+        raise ValueError(f"window column of type {col.type}, expected a timestamp")
+
+    part = ds.partitioning(pa.schema([("network_id", pa.int64()),
+                                      ("minute_timestamp", pa.string())]), flavor="hive")
+    dataset = ds.dataset(out_dir, format="parquet", partitioning=part)
+    table = dataset.to_table()
+    want = {"network_id", "minute_timestamp", "campaign_id", "window_start", "window_end",
+            "avg_duration", "total_count"}
+    if set(table.column_names) != want:
+        problems.append(f"dataset columns {sorted(table.column_names)}, expected {sorted(want)}")
+        return [], problems, len(files)
+    rows = []
+    cols = {c: table.column(c) for c in want}
+    starts, ends = micros(cols["window_start"]), micros(cols["window_end"])
+    for i in range(table.num_rows):
+        rows.append({"network_id": cols["network_id"][i].as_py(),
+                     "minute_timestamp": cols["minute_timestamp"][i].as_py(),
+                     "campaign_id": cols["campaign_id"][i].as_py(),
+                     "window_start": starts[i], "window_end": ends[i],
+                     "avg_duration": cols["avg_duration"][i].as_py(),
+                     "total_count": cols["total_count"][i].as_py()})
+    # Each file on its own: its directory names its partition, and its rows belong there.
+    per_file_rows = 0
+    where = defaultdict(list)
+    for f in files:
+        rel = os.path.relpath(f, out_dir)
+        m = re.fullmatch(r"network_id=(-?\d+)/minute_timestamp=([^/]+)/[^/]+\.parquet", rel)
+        if not m:
+            problems.append(f"{rel}: not under network_id=N/minute_timestamp=M/")
+            continue
+        t = pq.read_table(f)
+        per_file_rows += t.num_rows
+        if {"network_id", "minute_timestamp"} & set(t.column_names):
+            problems.append(f"{rel}: the file repeats a partition column")
+        ws = micros(t.column("window_start")) if "window_start" in t.column_names else []
+        for s, c in zip(ws, t.column("campaign_id").to_pylist()):
+            if rv.format_micros(s, "%Y-%m-%d-%H-%M") != m.group(2):
+                problems.append(f"{rel}: a row of window {rv.format_micros(s)} in the wrong "
+                                "minute_timestamp directory")
+            where[(int(m.group(1)), m.group(2), c)].append(os.path.basename(f))
+    if per_file_rows != len(rows):
+        problems.append(f"the files hold {per_file_rows} rows, the dataset {len(rows)}")
+    for key, fs in where.items():
+        if len(fs) > 1:
+            problems.append(f"window {key} is written {len(fs)} times (files {sorted(fs)})")
+    for r in rows:
+        if r["window_end"] - r["window_start"] != rv.WINDOW:
+            problems.append(f"row {r}: window is not 1 minute")
+    return rows, problems, len(files)
+
+
+def load_dlq(path):
+    """(Counter by reason class, Counter of payloads, lines, problems)."""
+    reasons, payloads, problems, lines = Counter(), Counter(), [], 0
+    if not os.path.exists(path):
+        return reasons, payloads, 0, problems
+    with open(path, "rb") as f:
+        for n, ln in enumerate(f, start=1):
+            if not ln.strip():
+                continue
+            lines += 1
+            try:
+                o = json.loads(ln)
+                reasons[rv.reason_class(o["reason"])] += 1
+                payloads[o["payload"]] += 1
+            except (ValueError, KeyError, TypeError) as e:
+                problems.append(f"{path}:{n}: not a dead-letter JSON line ({e}): {ln[:100]!r}")
+    return reasons, payloads, lines, problems
+
+
+def compare_output(label, out_dir, dlq_path, expected):
+    """Problems of a run's output against a recompute_viewlog result."""
+    try:
+        rows, problems, nfiles = read_parquet_output(out_dir)
+    except Exception as e:  # an unreadable file is a finding, not a crash of the test
+        return [f"{label}: cannot read the Parquet output: {type(e).__name__}: {e}"], 0
+    problems = [f"{label}: {p}" for p in problems]
+    problems += [f"{label}: {p}" for p in rv.compare_rows(rows, expected["rows"], label="sluice")]
+    reasons, payloads, lines, bad = load_dlq(dlq_path)
+    problems += [f"{label}: {p}" for p in bad]
+    if reasons != expected["reasons"]:
+        diff = sorted(set(reasons) | set(expected["reasons"]))
+        problems.append(f"{label}: dead letters per reason differ (sluice / recompute): " +
+                        ", ".join(f"{r!r} {reasons[r]}/{expected['reasons'][r]}" for r in diff
+                                  if reasons[r] != expected["reasons"][r]))
+    exp_payloads = Counter(d[1] for d in expected["dead_letters"])
+    if payloads != exp_payloads:
+        problems.append(f"{label}: dead-letter payloads differ: "
+                        f"{sum((payloads - exp_payloads).values())} extra, "
+                        f"{sum((exp_payloads - payloads).values())} missing")
+    return problems, nfiles
+
+
+def pipeline_copy(path, interval=None, source_lines=()):
+    """examples/viewlog.toml with checkpoint_interval replaced and lines added under [source]."""
+    with open(PIPELINE, encoding="utf-8") as f:
+        text = f.read()
+    if interval:
+        text, n = re.subn(r'(?m)^checkpoint_interval\s*=\s*"[^"]*"',
+                          f'checkpoint_interval = "{interval}"', text)
+        if n != 1:
+            raise RuntimeError(f"{PIPELINE}: cannot find checkpoint_interval to override")
+    if source_lines:
+        text, n = re.subn(r"(?m)^\[source\]\s*$", "[source]\n" + "\n".join(source_lines), text)
+        if n != 1:
+            raise RuntimeError(f"{PIPELINE}: cannot find [source]")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for ln in f if ln.strip())
+
+
+# ------------------------------------------------------------------------------ Kafka
+
+def kafka_ready():
+    try:
+        with socket.create_connection((KAFKA_HOST, KAFKA_PORT), timeout=2):
+            pass
+    except OSError:
+        return False
+    rc, out = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
+    return rc == 0 and f"at {BROKER}" in out
+
+
+def ensure_kcat():
+    if shutil.which("kcat"):
+        return None
+    print("     kcat not found: installing it (SLUICE_EXTRA_PACKAGES=kcat scripts/install-deps.sh)",
+          flush=True)
+    env = dict(os.environ, SLUICE_EXTRA_PACKAGES="kcat")
+    rc, out = run([os.path.join(REPO, "scripts", "install-deps.sh")], timeout=600, env=env)
+    return None if shutil.which("kcat") else f"kcat is missing and could not be installed " \
+                                              f"(rc {rc}):\n{out[-1500:]}"
+
+
+def topic_payloads(topic):
+    rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-f", "%s\n"], timeout=120)
+    if rc != 0:
+        raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
+    return [ln for ln in out.split("\n") if ln]
+
+
+def end_offset(topic):
+    rc, out = run(["kcat", "-b", BROKER, "-Q", "-t", f"{topic}:0:-1"], timeout=30)
+    m = re.search(r"\[0\] offset (-?\d+)", out)
+    if rc != 0 or not m:
+        raise RuntimeError(f"kcat -Q {topic} failed (rc {rc}): {out[-800:]}")
+    return int(m.group(1))
+
+
+# ------------------------------------------------------------------------------ test
+
+class Test:
+    def __init__(self, args, tmp):
+        self.args = args
+        self.tmp = tmp
+        self.rng = random.Random(args.seed)
+        self.passed = self.failed = self.skipped = 0
+        self.t0 = time.monotonic()
+        self.attempt = 0
+        self.procs = []
+        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
+
+    def result(self, name, problems, notes=()):
+        if problems:
+            self.failed += 1
+        else:
+            self.passed += 1
+        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
+              flush=True)
+        for n in notes:
+            print(f"    note: {n}")
+        for p in problems[:25]:
+            print(f"    {p}")
+        if len(problems) > 25:
+            print(f"    ... {len(problems) - 25} more")
+        sys.stdout.flush()
+
+    def skip(self, name, why):
+        """A missing prerequisite: FAIL under CI=true, else a loud SKIP."""
+        if IN_CI:
+            self.result(name, [why + " (CI=true)"])
+        else:
+            loud(f"SKIP {name}: {why}")
+            self.skipped += 1
+
+    def say(self, msg):
+        print(f"     {msg}  [{time.monotonic() - self.t0:.1f}s]", flush=True)
+
+    def start(self, variables, label, pipeline=None, extra=()):
+        self.attempt += 1
+        logpath = os.path.join(self.tmp, f"{self.attempt:03d}-{label}.log")
+        cmd = [self.args.sluice, "run", pipeline or PIPELINE]
+        for k, v in variables.items():
+            cmd += ["--var", f"{k}={v}"]
+        cmd += list(extra)
+        log = open(logpath, "wb")
+        p = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        p.log, p.logpath, p.label = log, logpath, label
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def text(p):
+        try:
+            with open(p.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def tail(self, p, n=12):
+        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
+
+    def finish(self, p, timeout):
+        """Waits for a run; returns its exit code (None: timed out and killed)."""
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = None
+        p.log.close()
+        return rc
+
+    def clean_run(self, variables, label, pipeline=None, extra=()):
+        t = time.monotonic()
+        p = self.start(variables, label, pipeline, extra)
+        rc = self.finish(p, self.args.run_timeout)
+        return rc, time.monotonic() - t, p
+
+    def kill_leftovers(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if not p.log.closed:
+                p.log.close()
+
+    def outputs(self, name):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, "out"), os.path.join(d, "dead-letters.ndjson")
+
+    def generate(self, name, count, seed, start=START, to=None):
+        """sluice generate --profile viewlog to a file (and the same to `to` when given)."""
+        out = os.path.join(self.tmp, name)
+        common = ["generate", "--profile", "viewlog", "--count", str(count), "--rate", "0",
+                  "--seed", str(seed), "--start", start, "--set", "spacing=100ms",
+                  "--set", f"out_of_order={self.args.out_of_order}",
+                  "--set", f"late={self.args.late}", "--set", f"invalid={self.args.invalid}"]
+        for dest in [out] + ([to] if to else []):
+            rc, text = run([self.args.sluice] + common + ["--to", dest], timeout=180)
+            if rc != 0:
+                raise RuntimeError(f"sluice generate --to {dest} exited {rc}: {text[-800:]}")
+        n = count_lines(out)
+        if n != count:
+            raise RuntimeError(f"sluice generate wrote {n} records to {out}, asked for {count}")
+        return out
+
+    def describe(self, what, res):
+        self.say(f"recompute {what}: read {res['read']}, aggregated {res['aggregated']}, late "
+                 f"{res['late']}, dead letters {len(res['dead_letters'])}, rows {len(res['rows'])}"
+                 + (f", open windows {res['open_windows']}" if res["open_windows"] else ""))
+
+    # -------------------------------------------------------------------------- scenarios
+    def scenario_golden(self):
+        cases = sorted(d for d in os.listdir(GOLDEN)
+                       if os.path.isfile(os.path.join(GOLDEN, d, "expected.csv")))
+        for name in cases:
+            d = os.path.join(GOLDEN, name)
+            out, dlq = self.outputs(f"golden-{name}")
+            inp = os.path.join(d, "input.ndjson")
+            rc, secs, p = self.clean_run({"VIEWS": inp, "CAMPAIGNS": os.path.join(d, "campaigns.csv"),
+                                          "OUT": f"parquet:{out}", "DLQ": dlq}, f"golden-{name}")
+            if rc != 0:
+                self.result(f"golden {name}", [f"sluice run exited {rc}\n{self.tail(p)}"])
+                continue
+            try:
+                rows, problems, _ = read_parquet_output(out)
+            except Exception as e:
+                rows, problems = [], [f"cannot read the Parquet output: {type(e).__name__}: {e}"]
+            problems += rv.compare_rows(rows, rv.read_rows(os.path.join(d, "expected.csv")),
+                                        label="sluice")
+            p2, warnings = dead_letters.check(dlq, os.path.join(d, "expected_dead_letters.txt"),
+                                              input_path=inp)
+            self.result(f"golden {name}: Parquet rows == expected.csv, dead letters == "
+                        f"expected_dead_letters.txt ({secs:.2f}s)", problems + p2, warnings)
+
+    def scenario_seed(self):
+        sample = os.path.join(SEED, "sample_view_logs.json")
+        if not os.path.exists(sample):
+            self.skip("seed view_log sample", f"{sample} not found")
+            return
+        for camp, what in (("sample_compaign.csv", "its own campaigns (other column order)"),
+                           ("campaigns1.csv", "campaigns1.csv (campaigns 1 and 2 missing)")):
+            out, dlq = self.outputs(f"seed-{camp}")
+            expected = rv.recompute(sample, os.path.join(SEED, camp))
+            rc, secs, p = self.clean_run({"VIEWS": sample, "CAMPAIGNS": os.path.join(SEED, camp),
+                                          "OUT": f"parquet:{out}", "DLQ": dlq}, f"seed-{camp}")
+            if rc != 0:
+                self.result(f"seed sample with {what}", [f"sluice run exited {rc}\n{self.tail(p)}"])
+                continue
+            problems, nfiles = compare_output("seed", out, dlq, expected)
+            if camp == "campaigns1.csv" and (expected["rows"] or len(expected["dead_letters"]) != 4):
+                problems.append(f"recompute: expected no rows and 4 dead letters, got {expected}")
+            if camp == "campaigns1.csv" and nfiles:
+                problems.append(f"{nfiles} Parquet files written for an input without a valid "
+                                "record")
+            self.result(f"seed sample_view_logs.json with {what}: {len(expected['rows'])} rows, "
+                        f"{len(expected['dead_letters'])} dead letters ({secs:.2f}s)", problems)
+
+    def scenario_generated(self):
+        views = self.generate("generated.ndjson", self.args.count, self.args.seed + 1)
+        expected = rv.recompute(views, CAMPAIGNS)
+        self.describe("generated", expected)
+        problems = []
+        for reason in ("late", "decode:", "missing view_id", "no campaign for key 999",
+                       "end_timestamp before start_timestamp", "unparseable start_timestamp"):
+            if not expected["reasons"][reason]:
+                problems.append(f"the generated input has no {reason!r} record: the test would "
+                                "not exercise it")
+        out, dlq = self.outputs("generated")
+        rc, secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq},
+                                     "generated")
+        if rc != 0:
+            problems.append(f"sluice run exited {rc}\n{self.tail(p)}")
+        else:
+            problems += compare_output("generated", out, dlq, expected)[0]
+        self.result(f"generated ({self.args.count} records): Parquet == recompute ({secs:.2f}s)",
+                    problems)
+
+        # The pipeline's own generator: source (seed 11 in the file) makes the same records as
+        # `sluice generate --seed 11` with the same settings.
+        views = self.generate("generator-11.ndjson", self.args.count, 11)
+        expected = rv.recompute(views, CAMPAIGNS)
+        out, dlq = self.outputs("generator-source")
+        rc, secs, p = self.clean_run({
+            "VIEWS": "generator:", "COUNT": str(self.args.count), "RATE": "0", "START": START,
+            "SPACING": "100ms", "OUT_OF_ORDER": str(self.args.out_of_order),
+            "LATE": str(self.args.late), "INVALID": str(self.args.invalid),
+            "OUT": f"parquet:{out}", "DLQ": dlq}, "generator-source")
+        problems = [] if rc == 0 else [f"sluice run exited {rc}\n{self.tail(p)}"]
+        if not problems:
+            problems += compare_output("generator:", out, dlq, expected)[0]
+        self.result(f"VIEWS=generator: (COUNT={self.args.count}) == recompute of `sluice generate "
+                    f"--seed 11` ({secs:.2f}s)", problems)
+
+    def scenario_kill(self):
+        views = self.generate("kill.ndjson", self.args.kill_count, self.args.seed + 2)
+        expected = rv.recompute(views, CAMPAIGNS)
+        self.describe("kill input", expected)
+        out, dlq = self.outputs("kill-clean")
+        rc, clean_secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq},
+                                           "kill-clean")
+        problems = [] if rc == 0 else [f"uninterrupted run exited {rc}\n{self.tail(p)}"]
+        if not problems:
+            problems += compare_output("uninterrupted", out, dlq, expected)[0]
+        self.result(f"kill input ({self.args.kill_count} records): uninterrupted run == recompute "
+                    f"({clean_secs:.2f}s)", problems)
+        if problems:
+            return
+        intervals = ["100ms", None, "25ms"]
+        landed = early = cycle = 0
+        problems, notes = [], []
+        deadline = time.monotonic() + self.args.kill_budget
+        while landed < self.args.kills and cycle < 8 and time.monotonic() < deadline:
+            cycle += 1
+            interval = intervals[(cycle - 1) % len(intervals)]
+            pipe = pipeline_copy(os.path.join(self.tmp, f"viewlog-{interval or 'default'}.toml"),
+                                 interval)
+            out, dlq = self.outputs(f"kill-{cycle}")
+            variables = {"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq}
+            spent, kills_here, done = 0.0, 0, False
+            while kills_here < 3 and landed < self.args.kills:
+                remaining = clean_secs - spent
+                if remaining < 0.15:
+                    break
+                delay = self.rng.uniform(0.05, max(0.06, 0.9 * remaining))
+                p = self.start(variables, f"kill-{cycle}", pipe)
+                try:
+                    rc = p.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                if rc is not None:
+                    p.log.close()
+                    if rc != 0:
+                        problems.append(f"cycle {cycle}: run exited {rc} before the kill\n"
+                                        f"{self.tail(p)}")
+                        return self.result("kill -9 during file runs", problems, notes)
+                    early += 1
+                    done = True
+                    break
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                p.log.close()
+                landed += 1
+                kills_here += 1
+                spent += delay
+                self.say(f"cycle {cycle} (checkpoint_interval {interval or '1s'}): kill -9 "
+                         f"#{landed} after {delay:.3f}s")
+            if not done:
+                rc, secs, p = self.clean_run(variables, f"kill-{cycle}-final", pipe)
+                if rc != 0:
+                    problems.append(f"cycle {cycle}: the last restart exited {rc}\n{self.tail(p)}")
+                    break
+            problems += compare_output(f"cycle {cycle}", out, dlq, expected)[0]
+        if landed < self.args.kills:
+            problems.append(f"only {landed} of {self.args.kills} kills landed mid-run")
+        notes.append(f"{landed} kills landed over {cycle} cycle(s); {early} runs finished before "
+                     "their kill")
+        self.result(f"kill -9 x{landed} during file runs + restarts: every cycle == recompute",
+                    problems, notes)
+
+    def scenario_kafka(self):
+        why = ensure_kcat()
+        if why:
+            self.result("kafka: kcat", [why])
+            return
+        if not kafka_ready():
+            self.skip("kafka scenario", f"Kafka does not answer on {BROKER} (start it with "
+                      "`make services` or scripts/services.sh up kafka)")
+            return
+        topic = f"sluice-viewlog-{self.token}"
+        rc, out = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic",
+                       topic, "--partitions", "1", "--replication-factor", "1"], timeout=90)
+        if rc != 0:
+            self.result("kafka: create topic", [f"kafka-topics.sh exited {rc}: {out[-1500:]}"])
+            return
+        try:
+            self._kafka(topic)
+        finally:
+            if not self.args.keep:
+                run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
+                     topic], timeout=90)
+
+    def _kafka(self, topic):
+        n2 = min(4000, self.args.kafka_count // 10)
+        n1 = self.args.kafka_count - n2
+        first = self.generate("kafka-1.ndjson", n1, self.args.seed + 3)
+        with open(first, "rb") as f:
+            p = subprocess.run(["kcat", "-P", "-b", BROKER, "-t", topic, "-p", "0", "-z", "none",
+                                "-X", "batch.num.messages=500"], stdin=f,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"kcat -P exited {p.returncode}: {p.stdout[-800:]!r}")
+        # The second half continues the clock where the first ends, through sluice generate.
+        second_start = rv.format_micros(rv.parse_iso(START) + n1 * 100_000, "%Y-%m-%dT%H:%M:%S.%fZ")
+        second = self.generate("kafka-2.ndjson", n2, self.args.seed + 4, second_start,
+                               to=f"kafka://{BROKER}/{topic}")
+        problems = []
+        total = end_offset(topic)
+        if total != n1 + n2:
+            problems.append(f"the topic holds {total} records, expected {n1 + n2}")
+        published = topic_payloads(topic)
+        with open(first, encoding="utf-8") as f1, open(second, encoding="utf-8") as f2:
+            written = [ln.rstrip("\n") for ln in f1] + [ln.rstrip("\n") for ln in f2]
+        if published != written:
+            problems.append("the topic's records differ from the generated files (kcat + sluice "
+                            "generate --to kafka)")
+        self.result(f"kafka: {n1} records by kcat + {n2} by `sluice generate --to kafka://` on a "
+                    "1-partition topic", problems)
+        if problems:
+            return
+        expected = rv.recompute([first, second], CAMPAIGNS, open_at_end=True)
+        self.describe("kafka (--open-at-end)", expected)
+        group = f"viewlog-test-{self.token}"
+        pipe = pipeline_copy(os.path.join(self.tmp, "viewlog-kafka.toml"), "250ms", (
+            f'group = "{group}"', '"kafka.session.timeout.ms" = "6000"',
+            # A throttled consumer (see kafka_recruitment_test.slow_consumer): about one
+            # producer batch (500 records from kcat) per 100 ms, so kills land with work left.
+            '"kafka.fetch.wait.max.ms" = "100"', '"kafka.fetch.min.bytes" = "100000000"',
+            '"kafka.max.partition.fetch.bytes" = "1"'))
+        out, dlq = self.outputs("kafka")
+        variables = {"VIEWS": f"kafka://{BROKER}/{topic}", "OUT": f"parquet:{out}", "DLQ": dlq}
+        problems, notes = [], []
+        landed = 0
+        while landed < self.args.kafka_kills:
+            p = self.start(variables, "kafka-service", pipe)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and p.poll() is None \
+                    and not ASSIGNED.search(self.text(p)):
+                time.sleep(0.05)
+            if p.poll() is not None:
+                p.log.close()
+                problems.append(f"service run exited {p.returncode} by itself\n{self.tail(p)}")
+                break
+            if not ASSIGNED.search(self.text(p)):
+                problems.append(f"no partition assigned within 60 s\n{self.tail(p)}")
+                p.kill()
+                p.wait()
+                p.log.close()
+                break
+            delay = self.rng.uniform(0.3, 2.0)
+            time.sleep(delay)
+            if p.poll() is not None:
+                p.log.close()
+                problems.append(f"service run exited {p.returncode} by itself\n{self.tail(p)}")
+                break
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            p.log.close()
+            landed += 1
+            self.say(f"kafka: kill -9 #{landed} {delay:.2f}s after the partition was assigned")
+        if not problems:
+            rc, secs, p = self.clean_run(variables, "kafka-catch-up", pipe, ["--until-caught-up"])
+            if rc != 0:
+                problems.append(f"--until-caught-up run exited {rc}\n{self.tail(p)}")
+            else:
+                problems += compare_output("kafka", out, dlq, expected)[0]
+                m = re.findall(r": ([\d,]+) records in [\d.]+s", self.text(p))
+                left = int(m[-1].replace(",", "")) if m else None
+                notes.append(f"--until-caught-up run: {secs:.2f}s, {left} records left for it")
+                if not left:
+                    problems.append("the service runs consumed the whole topic before the last "
+                                    "kill: the kills did not land mid-run (throttle the consumer "
+                                    "more or raise --kafka-count)")
+        self.result(f"kafka: kill -9 x{landed} mid-run + --until-caught-up == recompute "
+                    "--open-at-end", problems, notes)
+        if problems:
+            return
+        before = snapshot(out, dlq)
+        rc, secs, p = self.clean_run(variables, "kafka-again", pipe, ["--until-caught-up"])
+        problems = [] if rc == 0 else [f"second --until-caught-up run exited {rc}\n{self.tail(p)}"]
+        if snapshot(out, dlq) != before:
+            problems.append("the second run changed the Parquet files or the dead-letter file")
+        self.result(f"kafka: a second --until-caught-up run changes nothing ({secs:.2f}s)",
+                    problems)
+
+
+def snapshot(out_dir, dlq):
+    """Data files (relative path -> bytes) and the dead-letter file's bytes."""
+    files = {}
+    for root, dirs, names in os.walk(out_dir):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for n in names:
+            path = os.path.join(root, n)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, out_dir)] = f.read()
+    with open(dlq, "rb") as f:
+        return files, f.read()
+
+
+def main(argv=None):
+    global PIPELINE
+    ap = argparse.ArgumentParser(description="viewlog pipeline end to end (Parquet, Kafka).")
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
+    ap.add_argument("--seed", type=int, default=20240612, help="RNG seed (generator, kill delays)")
+    ap.add_argument("--count", type=int, default=6000, help="generated records")
+    ap.add_argument("--kill-count", type=int, default=100000, help="records of the kill scenario")
+    ap.add_argument("--kills", type=int, default=6, help="kills that must land mid-run (file)")
+    ap.add_argument("--kill-budget", type=float, default=90, help="seconds for the kill cycles")
+    ap.add_argument("--kafka-count", type=int, default=60000,
+                    help="records on the topic (a tenth, at most 4000, by sluice generate)")
+    ap.add_argument("--kafka-kills", type=int, default=4)
+    ap.add_argument("--out-of-order", type=float, default=0.1)
+    ap.add_argument("--late", type=float, default=0.03)
+    ap.add_argument("--invalid", type=float, default=0.05)
+    ap.add_argument("--run-timeout", type=float, default=90, help="seconds a run may take")
+    ap.add_argument("--pipeline", default=PIPELINE,
+                    help="the pipeline file under test (default: examples/viewlog.toml)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (and the topic)")
+    args = ap.parse_args(argv)
+    args.sluice = os.path.abspath(args.sluice)
+    PIPELINE = os.path.abspath(args.pipeline)
+    only = [s.strip() for s in args.only.split(",")] if args.only else SCENARIOS
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenario(s) {sorted(unknown)}")
+    tmp = tempfile.mkdtemp(prefix="sluice-viewlog-")
+    t = Test(args, tmp)
+    print(f"     work dir {tmp}, RNG seed {args.seed}", flush=True)
+    try:
+        try:
+            import pyarrow  # noqa: F401
+            import pyarrow.dataset  # noqa: F401
+        except ImportError as e:
+            t.skip("viewlog (all scenarios)", f"pyarrow is not importable by {sys.executable} "
+                   f"({e}); run with the project venv (`make deps`)")
+            only = []
+        if only and not os.access(args.sluice, os.X_OK):
+            t.result("sluice binary", [f"not an executable: {args.sluice}"])
+            only = []
+        for name in only:
+            try:
+                getattr(t, f"scenario_{name}")()
+            except RuntimeError as e:
+                t.result(f"{name}: setup", [str(e)])
+            except Exception:
+                import traceback
+                t.result(f"{name}", [traceback.format_exc()])
+            finally:
+                t.kill_leftovers()
+    finally:
+        t.kill_leftovers()
+        if args.keep or t.failed:
+            print(f"     kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{t.passed} passed, {t.failed} failed" + (f", {t.skipped} skipped" if t.skipped else ""))
+    if t.failed:
+        return 1
+    return 77 if t.skipped and not t.passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
