@@ -142,7 +142,6 @@ Status Runner::Start() {
     }
   }
   reports_.assign(workers_.size(), WorkerReport{});
-  ended_.assign(workers_.size(), false);
   topology.unlock();
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -326,7 +325,6 @@ Status Runner::Checkpoint(bool final) {
   std::vector<int32_t> revoked;
   for (size_t i = 0; i < workers_.size(); ++i) {
     Handoff h = workers_[i]->TakeHandoff(epoch_);
-    if (h.input_ended) ended_[i] = true;
     if (needs_state_) {
       for (const auto& [p, t] : h.max_event_times) {
         auto [it, inserted] = window_.max_event_times.try_emplace({config_.source.name, p}, t);
@@ -351,9 +349,7 @@ Status Runner::Checkpoint(bool final) {
     // A fixed order makes concurrent writers lock rows in the same order.
     std::sort(deltas.begin(), deltas.end(), DeltaLess);
   }
-  // Every worker's bounded input is exhausted: this is the end, open windows and buffered
-  // output are written.
-  bool all_ended = std::all_of(ended_.begin(), ended_.end(), [](bool e) { return e; });
+  bool all_ended = false;  // every bounded input is exhausted: all open windows are emitted
   bool state_changed = false;
   std::string state;
   if (needs_state_) {
@@ -385,8 +381,9 @@ Status Runner::Checkpoint(bool final) {
     committed_epoch_ = epoch_;
     epoch_cv_.notify_all();
   };
+  // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
   if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_ && !state_changed &&
-      !(final && all_ended)) {
+      !final) {
     mark_committed();
     return Status::OK();
   }
@@ -411,7 +408,7 @@ Status Runner::Checkpoint(bool final) {
       cp.deltas = &deltas;
       cp.rows = &rows;
       cp.state = needs_state_ ? &state : nullptr;
-      cp.final = final && all_ended;
+      cp.final = final;
       for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
       cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
       std::lock_guard<std::mutex> lock(sink_mu_);

@@ -110,7 +110,6 @@ class Runner : public CheckpointRequester {
     bool idle = true;  ///< reads no partition: holds nothing back
   };
   std::vector<WorkerReport> reports_;
-  std::vector<bool> ended_;  ///< per worker: its bounded input is exhausted
 
   CommitObserver commit_observer_;
   /// Guards counters_, workers_ and step_counts_ against Snapshot() while Start() builds them.

@@ -32,8 +32,8 @@ struct Checkpoint {
   /// WindowState), stored atomically with the positions. Null when the pipeline keeps none
   /// (update mode without lateness): the sink then stores nothing and LoadState() returns "".
   const std::string* state = nullptr;
-  /// Set on the last checkpoint of a bounded input: a sink that buffers output (Parquet roll
-  /// size/interval) writes everything it holds.
+  /// Set on the last checkpoint of a run (end of input, caught up, or a stop): a sink that
+  /// buffers output (Parquet roll size/interval) writes everything it holds.
   bool final = false;
 };
 
