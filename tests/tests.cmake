@@ -157,3 +157,12 @@ add_test(NAME deploy_airflow
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(deploy_airflow PROPERTIES TIMEOUT 1200
                      LABELS "python;integration;airflow;deploy" SKIP_RETURN_CODE 77)
+
+# Incremental MySQL table source: the seed log loaded into MariaDB in bursts that share a
+# timestamp, read by (inserted_at, id) in small pages; a re-run changes nothing; a transaction
+# that commits after a later one within the grace period is not skipped. Needs `make services`.
+add_test(NAME table_source
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/table_source_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(table_source PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql")

@@ -3,6 +3,7 @@
 #include "connectors/file/file_source.h"
 #include "connectors/generator/generator_source.h"
 #include "connectors/mysql/mysql_sink.h"
+#include "connectors/mysql/mysql_table_source.h"
 #include "connectors/parquet/parquet_sink.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/sqlite/sqlite_sink.h"
@@ -56,6 +57,7 @@ void RegisterBuiltins() {
   r.AddSource("file", FileSource::Make);
   r.AddSource("generator", GeneratorSource::Make);
   r.AddSource("kafka", KafkaSource::Make);
+  r.AddSource("mysql", MysqlTableSource::Make);
   r.AddSink("sqlite", SqliteSink::Make);
   r.AddSink("mysql", MysqlSink::Make);
   r.AddSink("parquet", ParquetSink::Make);

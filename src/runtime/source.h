@@ -80,6 +80,10 @@ class Source {
   /// comes later is not overtaken.
   virtual std::vector<int32_t> Partitions() const { return {}; }
 
+  /// Positions to commit after the batch just polled, for sources whose position is not one
+  /// offset per record (a table's (column, key) cursor). Empty: each record's next_offset.
+  virtual std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const { return {}; }
+
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
 

@@ -271,6 +271,7 @@ void Worker::ProcessBatch() {
     const RawRecord& r = batch_.record(i);
     pending_.positions[r.partition] = r.next_offset;
   }
+  for (const auto& [p, o] : source_->PositionsAfterBatch()) pending_.positions[p] = o;
 }
 
 void Worker::DeadLetter(size_t i, std::string reason) {
