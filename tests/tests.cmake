@@ -166,3 +166,7 @@ add_test(NAME table_source
                  --sluice $<TARGET_FILE:sluice>
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(table_source PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql")
+
+# mysql_recruitment restarts the shared MariaDB; the other tests that use it must not overlap.
+set_tests_properties(mysql_recruitment dimension_cdc table_source deploy_grafana_mysql
+                     PROPERTIES RESOURCE_LOCK mariadb)
