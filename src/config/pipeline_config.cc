@@ -210,15 +210,29 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
     ++kinds;
     step.kind = StepConfig::Kind::kLookup;
     RETURN_IF_ERROR(
-        r.CheckKeys(*t, {"lookup", "key", "fields", "on_missing", "defaults"}, section));
+        r.CheckKeys(*t, {"lookup", "key", "fields", "on_missing", "defaults", "hold_for", "then"}, section));
     ASSIGN_OR_RETURN(step.target, r.String(*t, "lookup", true, node, section));
     ASSIGN_OR_RETURN(step.expr, expr_of("key"));
     ASSIGN_OR_RETURN(std::string on_missing, r.String(*t, "on_missing", false, node, section));
     if (!on_missing.empty()) step.on_missing = on_missing;
     if (step.on_missing != "default" && step.on_missing != "drop" &&
-        step.on_missing != "dead_letter") {
+        step.on_missing != "dead_letter" && step.on_missing != "hold") {
       return r.Fail(*t->get("on_missing"),
-                    "on_missing must be 'default', 'drop' or 'dead_letter'");
+                    "on_missing must be 'default', 'drop', 'dead_letter' or 'hold'");
+    }
+    if (const toml::node* h = t->get("hold_for")) {
+      if (step.on_missing != "hold") return r.Fail(*h, "hold_for needs on_missing = \"hold\"");
+      ASSIGN_OR_RETURN(std::string text, r.Scalar(*h, "hold_for"));
+      auto d = ParseDurationMicros(text);
+      if (!d || *d <= 0) return r.Fail(*h, "hold_for must be a positive duration like \"30s\"");
+      step.hold_micros = *d;
+    }
+    if (const toml::node* th = t->get("then")) {
+      if (step.on_missing != "hold") return r.Fail(*th, "then needs on_missing = \"hold\"");
+      ASSIGN_OR_RETURN(step.then, r.Scalar(*th, "then"));
+      if (step.then != "default" && step.then != "drop" && step.then != "dead_letter") {
+        return r.Fail(*th, "then must be 'default', 'drop' or 'dead_letter'");
+      }
     }
     const toml::node* fields = t->get("fields");
     if (!fields || !fields->is_array()) return r.Fail(node, "lookup needs fields = [\"...\"]");

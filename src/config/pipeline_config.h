@@ -80,7 +80,11 @@ struct StepConfig {
   std::string reason;
   // kLookup only.
   std::vector<std::string> fields;
-  std::string on_missing = "default";  ///< default | drop | dead_letter
+  std::string on_missing = "default";  ///< default | drop | dead_letter | hold
+  /// on_missing = "hold": keep retrying the record this long (a late-arriving dimension row),
+  /// then apply `then`.
+  int64_t hold_micros = 30'000'000;
+  std::string then = "dead_letter";  ///< default | drop | dead_letter
   std::map<std::string, std::string> defaults;  ///< field -> literal expression text
 };
 

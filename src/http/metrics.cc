@@ -191,6 +191,8 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
   }
   gauge("sluice_open_windows", "Groups held in memory until their window closes.", p,
         static_cast<double>(s.open_windows));
+  gauge("sluice_records_held", "Records a lookup holds until their dimension key appears.", p,
+        static_cast<double>(s.held));
 
   // Dimensions: one series per [dimension.NAME].
   auto dimension_family = [&](std::string_view name, std::string_view type, std::string_view help,

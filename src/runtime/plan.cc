@@ -277,6 +277,9 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
         }
         step.dimension = sc.target;
         step.on_missing = sc.on_missing;
+        step.hold_micros = sc.hold_micros;
+        step.then = sc.then;
+        if (sc.on_missing == "hold") plan->holds = true;
         for (const auto& f : sc.fields) {
           auto col = dim.fields().IndexOf(f);
           if (!col) {

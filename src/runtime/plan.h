@@ -26,6 +26,8 @@ struct CompiledStep {
   std::vector<std::pair<size_t, size_t>> lookup_slots;  ///< (row slot, dimension column)
   std::vector<Value> defaults;                          ///< per lookup_slots entry
   std::string on_missing;
+  int64_t hold_micros = 0;  ///< on_missing = "hold"
+  std::string then;         ///< on_missing = "hold": the policy once the hold expires
 };
 
 /// One compiled select column (pipelines without an aggregate).
@@ -45,6 +47,7 @@ struct Plan {
   std::unique_ptr<AggregateSpec> aggregate;
   std::vector<SelectColumn> select;
   std::map<std::string, std::shared_ptr<Dimension>> dimensions;
+  bool holds = false;  ///< a lookup holds records whose key is not known yet
 
   /// Returns the layout of what the sink receives as rows (append mode or select).
   Schema OutputSchema() const;

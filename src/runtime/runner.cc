@@ -39,16 +39,21 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   std::unique_ptr<Runner> runner(new Runner(std::move(config), options));
   ASSIGN_OR_RETURN(runner->plan_, BuildPlan(runner->config_));
   ASSIGN_OR_RETURN(runner->sink_, ConnectorRegistry::Instance().MakeSink(runner->config_.sink));
+  std::string needs;  // what makes the pipeline keep state across checkpoints
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
-    runner->needs_state_ = spec->append_mode || spec->allowed_lateness_micros >= 0;
-    if (runner->needs_state_ && !runner->sink_->SupportsState()) {
-      return Status::InvalidArgument(
-          runner->config_.sink.options.Where("uri") + ": sink " + runner->config_.sink.uri +
-          " cannot store window state, which " +
-          (spec->append_mode ? std::string("mode = \"append\"") : std::string("allowed_lateness")) +
-          " needs; use an sqlite:, mysql: or parquet: sink");
+    if (spec->append_mode) {
+      needs = "mode = \"append\"";
+      runner->open_ = std::make_unique<Aggregator>(spec);
+    } else if (spec->allowed_lateness_micros >= 0) {
+      needs = "allowed_lateness";
     }
-    if (spec->append_mode) runner->open_ = std::make_unique<Aggregator>(spec);
+  }
+  if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
+  runner->needs_state_ = !needs.empty();
+  if (runner->needs_state_ && !runner->sink_->SupportsState()) {
+    return Status::InvalidArgument(runner->config_.sink.options.Where("uri") + ": sink " +
+                                   runner->config_.sink.uri + " cannot store window state, which " +
+                                   needs + " needs; use an sqlite:, mysql: or parquet: sink");
   }
   runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
                                   ? DefaultDeadLetterPath(runner->config_)
@@ -142,6 +147,13 @@ Status Runner::Start() {
     }
   }
   reports_.assign(workers_.size(), WorkerReport{});
+  held_by_worker_.assign(workers_.size(), {});
+  if (!restored_held_.empty() && !workers_.empty()) {
+    // Held records are retried by the first worker; until it hands over, checkpoints keep them.
+    held_by_worker_[0] = restored_held_;
+    workers_[0]->RestoreHeld(std::move(restored_held_));
+    restored_held_.clear();
+  }
   topology.unlock();
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -238,14 +250,16 @@ Status Runner::WaitCommitted(int64_t epoch) {
 Status Runner::RestoreWindowState() {
   ASSIGN_OR_RETURN(std::string stored, sink_->LoadState());
   if (stored.empty()) return Status::OK();
-  auto parsed = WindowState::Parse(stored, *plan_->aggregate);
+  auto parsed = WindowState::Parse(stored, plan_->aggregate.get());
   if (!parsed.ok()) return parsed.status().WithContext("pipeline " + config_.name + ": sink " + config_.sink.uri);
   window_ = std::move(*parsed);
   restored_event_times_ = window_.max_event_times;
   if (open_) open_->Merge(std::move(window_.open));
   window_.open.clear();
-  spdlog::info("pipeline {}: restored event-time state: {} open group(s), watermark {}", config_.name,
-               open_ ? open_->size() : 0,
+  restored_held_ = std::move(window_.held);
+  window_.held.clear();
+  spdlog::info("pipeline {}: restored state: {} open group(s), {} held record(s), watermark {}",
+               config_.name, open_ ? open_->size() : 0, restored_held_.size(),
                window_.watermark == kNoWatermark ? std::string("none") : FormatTimestamp(window_.watermark));
   return Status::OK();
 }
@@ -323,8 +337,13 @@ Status Runner::Checkpoint(bool final) {
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> letters;
   std::vector<int32_t> revoked;
+  bool held_changed = false;
   for (size_t i = 0; i < workers_.size(); ++i) {
     Handoff h = workers_[i]->TakeHandoff(epoch_);
+    if (h.held_reported) {
+      held_changed = held_changed || !h.held.empty() || !held_by_worker_[i].empty();
+      held_by_worker_[i] = std::move(h.held);
+    }
     if (needs_state_) {
       for (const auto& [p, t] : h.max_event_times) {
         auto [it, inserted] = window_.max_event_times.try_emplace({config_.source.name, p}, t);
@@ -355,19 +374,24 @@ Status Runner::Checkpoint(bool final) {
   if (needs_state_) {
     const int64_t watermark_before = window_.watermark;
     const size_t open_before = open_ ? open_->size() : 0;
-    state_changed = open_ && !deltas.empty();
-    std::vector<std::vector<Value>> closed =
-        AdvanceWindows(open_ ? std::move(deltas) : std::vector<DeltaRow>(), &all_ended);
-    if (open_) deltas.clear();
-    state_changed = state_changed || !closed.empty() || window_.watermark != watermark_before ||
-                    (open_ && open_->size() != open_before);
-    for (auto& r : closed) rows.push_back(std::move(r));
+    state_changed = (open_ && !deltas.empty()) || held_changed;
+    if (plan_->aggregate) {
+      std::vector<std::vector<Value>> closed =
+          AdvanceWindows(open_ ? std::move(deltas) : std::vector<DeltaRow>(), &all_ended);
+      if (open_) deltas.clear();
+      state_changed = state_changed || !closed.empty() || window_.watermark != watermark_before ||
+                      (open_ && open_->size() != open_before);
+      for (auto& r : closed) rows.push_back(std::move(r));
+    }
     WindowState snapshot;
+    for (const auto& list : held_by_worker_) {
+      snapshot.held.insert(snapshot.held.end(), list.begin(), list.end());
+    }
     snapshot.watermark = window_.watermark;
     snapshot.closed_before = window_.closed_before;
     snapshot.max_event_times = window_.max_event_times;
     if (open_) snapshot.open = open_->Snapshot();
-    state = snapshot.Serialize(*plan_->aggregate);
+    state = snapshot.Serialize(plan_->aggregate.get());
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.watermark_micros = window_.watermark;
     stats_.open_windows = open_ ? static_cast<int64_t>(open_->size()) : 0;
@@ -470,6 +494,7 @@ PipelineSnapshot Runner::Snapshot() const {
     s.source_errors += c->source_errors.load(std::memory_order_relaxed);
     s.backpressure_waits += c->backpressure_waits.load(std::memory_order_relaxed);
     s.max_event_time = std::max(s.max_event_time, c->max_event_time.load(std::memory_order_relaxed));
+    s.held += c->held.load(std::memory_order_relaxed);
   }
   for (size_t k = 0; k < step_counts_.size() && k < config_.steps.size(); ++k) {
     const StepConfig& sc = config_.steps[k];

@@ -110,6 +110,8 @@ class Runner : public CheckpointRequester {
     bool idle = true;  ///< reads no partition: holds nothing back
   };
   std::vector<WorkerReport> reports_;
+  std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
+  std::vector<HeldRecord> restored_held_;                ///< from the last run, until Start()
 
   CommitObserver commit_observer_;
   /// Guards counters_, workers_ and step_counts_ against Snapshot() while Start() builds them.

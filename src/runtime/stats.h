@@ -21,6 +21,7 @@ struct alignas(64) WorkerCounters {
   std::atomic<int64_t> source_errors{0};
   std::atomic<int64_t> backpressure_waits{0};
   std::atomic<int64_t> max_event_time{INT64_MIN};
+  std::atomic<int64_t> held{0};  ///< records a lookup is holding now (late-arriving dimension)
 };
 
 /// A point-in-time view of a running pipeline, for the console and the HTTP endpoints.
@@ -38,7 +39,8 @@ struct PipelineSnapshot {
   /// The pipeline's event-time watermark (INT64_MIN until known; pipelines without windows or
   /// lateness track none).
   int64_t watermark_micros = INT64_MIN;
-  int64_t open_windows = 0;                ///< groups held until their window closes (append mode)
+  int64_t open_windows = 0;
+  int64_t held = 0;                        ///< records held by lookups waiting for their key                ///< groups held until their window closes (append mode)
   int64_t started_micros = 0;
   int workers = 0;
   std::vector<std::pair<std::string, int64_t>> ignored_by_reason;

@@ -6,20 +6,21 @@ namespace sluice {
 namespace {
 
 constexpr std::string_view kMagic = "sluice-window-state";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
 
 // Names the layout the open groups are stored in: a state written for other keys or metrics
 // cannot be merged into this pipeline's windows.
-std::string Fingerprint(const AggregateSpec& spec) {
-  std::string f = std::to_string(spec.window_micros);
-  for (const auto& k : spec.keys) f += "|k:" + k.name;
-  for (const auto& m : spec.metrics) f += "|m:" + m.name + ":" + std::string(AggFnName(m.fn));
+std::string Fingerprint(const AggregateSpec* spec) {
+  if (!spec) return "no aggregate";
+  std::string f = std::to_string(spec->window_micros);
+  for (const auto& k : spec->keys) f += "|k:" + k.name;
+  for (const auto& m : spec->metrics) f += "|m:" + m.name + ":" + std::string(AggFnName(m.fn));
   return f;
 }
 
 }  // namespace
 
-std::string WindowState::Serialize(const AggregateSpec& spec) const {
+std::string WindowState::Serialize(const AggregateSpec* spec) const {
   BinaryWriter w;
   w.PutString(kMagic);
   w.PutI64(kVersion);
@@ -45,10 +46,17 @@ std::string WindowState::Serialize(const AggregateSpec& spec) const {
       w.PutI64(m.at);
     }
   }
+  w.PutI64(static_cast<int64_t>(held.size()));
+  for (const auto& h : held) {
+    w.PutString(h.payload);
+    w.PutI64(h.partition);
+    w.PutI64(h.offset);
+    w.PutI64(h.deadline_micros);
+  }
   return w.Take();
 }
 
-Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpec& spec) {
+Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpec* spec) {
   BinaryReader r(data);
   std::string magic, fingerprint;
   int64_t version = 0;
@@ -80,7 +88,8 @@ Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpe
     DeltaRow row;
     int64_t metrics = 0;
     if (!r.GetI64(&row.window_start) || !r.GetRow(&row.keys) || !r.GetI64(&metrics)) return r.status();
-    if (row.keys.size() != spec.keys.size() || metrics != static_cast<int64_t>(spec.metrics.size())) {
+    if (!spec || row.keys.size() != spec->keys.size() ||
+        metrics != static_cast<int64_t>(spec->metrics.size())) {
       return Status::Internal("the stored window state has a group of the wrong width");
     }
     row.metrics.resize(static_cast<size_t>(metrics));
@@ -91,6 +100,17 @@ Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpe
       }
     }
     s.open.push_back(std::move(row));
+  }
+  if (!r.GetI64(&n)) return r.status();
+  for (int64_t i = 0; i < n; ++i) {
+    HeldRecord h;
+    int64_t partition = 0;
+    if (!r.GetString(&h.payload) || !r.GetI64(&partition) || !r.GetI64(&h.offset) ||
+        !r.GetI64(&h.deadline_micros)) {
+      return r.status();
+    }
+    h.partition = static_cast<int32_t>(partition);
+    s.held.push_back(std::move(h));
   }
   if (!r.done()) return Status::Internal("the stored window state has trailing bytes");
   return s;

@@ -10,6 +10,19 @@ namespace {
 constexpr size_t kBatchRecords = 4096;
 constexpr auto kPollBudget = std::chrono::milliseconds(100);
 
+int64_t WallMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string FormatDuration(int64_t micros) {
+  if (micros % 1'000'000 == 0) return std::to_string(micros / 1'000'000) + "s";
+  return std::to_string(micros / 1000) + "ms";
+}
+
+constexpr int64_t kHeldRetryMicros = 200'000;
+
 int64_t SteadyMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -180,6 +193,10 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     outbox_.has_partitions = pending_.has_partitions;
   }
   outbox_.input_ended = input_ended_;
+  if (plan_->holds) {
+    outbox_.held = held_;
+    outbox_.held_reported = true;
+  }
   for (int32_t p : revoked) {
     outbox_.revoked.push_back(p);
     pending_.positions.erase(p);
@@ -226,6 +243,18 @@ void Worker::Run() {
                    [&] { return stop_.load() || requested_epoch_.load() > handed_epoch_; });
       continue;
     }
+    if (!held_.empty() && SteadyMicros() >= next_retry_micros_) {
+      RefreshSnapshots();
+      RetryHeld();
+    }
+    if (input_done_) {
+      // The input is exhausted; held records wait for their key or their deadline.
+      if (held_.empty()) break;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(50),
+                   [&] { return stop_.load() || requested_epoch_.load() > handed_epoch_; });
+      continue;
+    }
     batch_.Clear();
     auto state = source_->Poll(&batch_, kBatchRecords, kPollBudget);
     if (!state.ok()) {
@@ -240,10 +269,12 @@ void Worker::Run() {
     backoff_ms = 100;
     if (!batch_.empty()) ProcessBatch();
     if (*state == PollState::kEnd) {
-      input_ended_ = source_->EndIsFinal();
-      break;
+      input_done_ = true;
+      if (held_.empty()) break;
     }
   }
+  // Ended by its input (not by a stop, which leaves held records to the next run).
+  if (input_done_ && held_.empty()) input_ended_ = source_->EndIsFinal();
   HandOver();
   source_->Close();
   std::lock_guard<std::mutex> lock(mu_);
@@ -255,9 +286,8 @@ void Worker::ProcessBatch() {
   counters_->records_in.fetch_add(static_cast<int64_t>(batch_.size()), std::memory_order_relaxed);
   counters_->bytes_in.fetch_add(static_cast<int64_t>(batch_.bytes()), std::memory_order_relaxed);
   // Dimension updates apply here, between batches.
-  for (size_t k = 0; k < plan_->steps.size(); ++k) {
-    if (plan_->steps[k].dim) snapshots_[k] = plan_->steps[k].dim->snapshot();
-  }
+  RefreshSnapshots();
+  if (!held_.empty()) RetryHeld();
   if (clocks_) {
     now_micros_ = SteadyMicros();
     for (int32_t p : source_->Partitions()) {
@@ -274,17 +304,42 @@ void Worker::ProcessBatch() {
   for (const auto& [p, o] : source_->PositionsAfterBatch()) pending_.positions[p] = o;
 }
 
-void Worker::DeadLetter(size_t i, std::string reason) {
-  const RawRecord& r = batch_.record(i);
+void Worker::DeadLetter(const Current& c, std::string reason) {
   counters_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
-  pending_.dead_letters.push_back(sluice::DeadLetter{std::move(reason), std::string(batch_.payload(i)),
-                                                     source_name_, r.partition, r.offset});
+  pending_.dead_letters.push_back(sluice::DeadLetter{std::move(reason), std::string(c.payload),
+                                                     source_name_, c.partition, c.offset});
+}
+
+void Worker::RefreshSnapshots() {
+  for (size_t k = 0; k < plan_->steps.size(); ++k) {
+    if (plan_->steps[k].dim) snapshots_[k] = plan_->steps[k].dim->snapshot();
+  }
+}
+
+void Worker::RetryHeld() {
+  next_retry_micros_ = SteadyMicros() + kHeldRetryMicros;
+  std::vector<HeldRecord> list;
+  list.swap(held_);
+  for (auto& h : list) {
+    retrying_ = true;
+    retry_deadline_ = h.deadline_micros;
+    keep_holding_ = false;
+    Process(Current{h.payload, h.partition, h.offset});
+    if (keep_holding_) held_.push_back(std::move(h));
+  }
+  retrying_ = false;
+  counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
 }
 
 void Worker::Process(size_t i) {
   const RawRecord& rec = batch_.record(i);
+  Process(Current{batch_.payload(i), rec.partition, rec.offset});
+}
+
+void Worker::Process(const Current& i) {
+  const Current& rec = i;
   std::span<Value> row(row_);
-  Status s = decoder_->Decode(batch_.payload(i), row.first(plan_->input.size()));
+  Status s = decoder_->Decode(rec.payload, row.first(plan_->input.size()));
   if (!s.ok()) {
     counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
     DeadLetter(i, "decode: " + s.message());
@@ -328,15 +383,34 @@ void Worker::Process(size_t i) {
           for (const auto& [slot, col] : step.lookup_slots) row_[slot] = (*found)[col];
           break;
         }
-        counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
-        step.dim->RecordMiss();
-        (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-        if (step.on_missing == "drop") {
+        if (!retrying_) {
+          counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
+          step.dim->RecordMiss();
+          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+        }
+        std::string policy = step.on_missing;
+        std::string reason = "no " + step.dimension + " for key " + key.ToString();
+        if (policy == "hold") {
+          // A late-arriving dimension row: keep the record and retry it between batches.
+          if (!retrying_) {
+            held_.push_back(HeldRecord{std::string(i.payload), i.partition, i.offset,
+                                       WallMicros() + step.hold_micros});
+            counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
+            return;
+          }
+          if (WallMicros() < retry_deadline_) {
+            keep_holding_ = true;
+            return;
+          }
+          policy = step.then;
+          reason += " after holding it " + FormatDuration(step.hold_micros);
+        }
+        if (policy == "drop") {
           counters_->ignored.fetch_add(1, std::memory_order_relaxed);
           return;
         }
-        if (step.on_missing == "dead_letter") {
-          DeadLetter(i, "no " + step.dimension + " for key " + key.ToString());
+        if (policy == "dead_letter") {
+          DeadLetter(i, std::move(reason));
           return;
         }
         for (size_t f = 0; f < step.lookup_slots.size(); ++f) {

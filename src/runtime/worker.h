@@ -18,6 +18,7 @@
 #include "runtime/source.h"
 #include "runtime/stats.h"
 #include "runtime/watermark.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 
@@ -37,6 +38,10 @@ struct Handoff {
   int64_t late_floor = kNoWatermark;
   bool input_ended = false;  ///< its bounded input is exhausted: it will never hold back windows
   bool has_partitions = false;  ///< false: it reads nothing (yet), so it holds nothing back
+  /// Lookups with on_missing = "hold": every record the worker holds now (all of them, each
+  /// handoff), which the checkpoint stores since their positions are committed.
+  std::vector<HeldRecord> held;
+  bool held_reported = false;
 };
 
 /// Lets a worker ask the coordinator for an immediate checkpoint and wait for it to commit.
@@ -74,6 +79,8 @@ class Worker {
   void SetRestoredEventTimes(std::function<std::optional<int64_t>(int32_t)> lookup) {
     restored_event_time_ = std::move(lookup);
   }
+  /// Gives the worker records held by an earlier run (before Start()).
+  void RestoreHeld(std::vector<HeldRecord> held) { held_ = std::move(held); }
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
@@ -86,14 +93,24 @@ class Worker {
   void Run();
   Status Setup();
   void ProcessBatch();
+  /// The record being processed: from the batch, or a held record retried.
+  struct Current {
+    std::string_view payload;
+    int32_t partition;
+    int64_t offset;
+  };
   void Process(size_t i);
-  void DeadLetter(size_t i, std::string reason);
+  void Process(const Current& record);
+  void DeadLetter(const Current& record, std::string reason);
   void HandOver(const std::vector<int32_t>& revoked = {});
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
   /// Raises the lateness threshold to what the watermarks now allow.
   void UpdateLateThreshold();
   void TrackPartition(int32_t partition);
+  void RefreshSnapshots();
+  /// Processes the held records again; those still missing their key stay held.
+  void RetryHeld();
 
   const int index_;
   const Plan* plan_;
@@ -117,6 +134,12 @@ class Worker {
   int64_t now_micros_ = 0;           ///< steady clock, read once per batch
   int32_t last_partition_ = -1;
   bool input_ended_ = false;
+  bool input_done_ = false;  ///< the source returned kEnd (held records may still be pending)
+  std::vector<HeldRecord> held_;
+  bool retrying_ = false;     ///< processing a held record again
+  int64_t retry_deadline_ = 0;
+  bool keep_holding_ = false;  ///< set by a retry whose key is still missing
+  int64_t next_retry_micros_ = 0;
   std::function<std::optional<int64_t>(int32_t)> restored_event_time_;
   std::atomic<int64_t> others_watermark_{std::numeric_limits<int64_t>::max()};
   std::atomic<int64_t> closed_before_{kNoWatermark};

@@ -150,7 +150,7 @@ TEST(WindowStateTest, RoundTrips) {
   row.metrics[2].value = Value::String("x");
   row.metrics[2].at = 99;
   s.open.push_back(row);
-  auto back = WindowState::Parse(s.Serialize(*plan->aggregate), *plan->aggregate);
+  auto back = WindowState::Parse(s.Serialize(plan->aggregate.get()), plan->aggregate.get());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->watermark, s.watermark);
   EXPECT_EQ(back->closed_before, s.closed_before);
@@ -170,14 +170,14 @@ TEST(WindowStateTest, RejectsAStateOfAnotherAggregateAndCorruption) {
                             "keys = [\"k\"]\nmetrics = [\"n = count()\"]");
   WindowState s;
   s.open.push_back(DeltaRow{0, {Value::String("a")}, std::vector<MetricState>(1)});
-  const std::string data = s.Serialize(*a->aggregate);
-  auto other = WindowState::Parse(data, *b->aggregate);
+  const std::string data = s.Serialize(a->aggregate.get());
+  auto other = WindowState::Parse(data, b->aggregate.get());
   ASSERT_FALSE(other.ok());
   EXPECT_NE(other.status().message().find("different [aggregate]"), std::string::npos);
   for (size_t cut : {size_t{0}, size_t{5}, data.size() / 2, data.size() - 1}) {
-    EXPECT_FALSE(WindowState::Parse(data.substr(0, cut), *a->aggregate).ok()) << cut;
+    EXPECT_FALSE(WindowState::Parse(data.substr(0, cut), a->aggregate.get()).ok()) << cut;
   }
-  EXPECT_FALSE(WindowState::Parse(data + "x", *a->aggregate).ok());
+  EXPECT_FALSE(WindowState::Parse(data + "x", a->aggregate.get()).ok());
 }
 
 // ---------------------------------------------------------------------------------------------
