@@ -8,7 +8,7 @@
 
 #include "connectors/generator/generator_source.h"
 #include "connectors/mysql/mysql_sql.h"
-#include "core/json_writer.h"
+#include "connectors/table/table_util.h"
 #include "core/time.h"
 #include "runtime/registry.h"
 
@@ -28,25 +28,7 @@ Result<std::vector<std::unique_ptr<Source>>> MysqlTableSource::Make(const Source
                                                                     int /*max_instances*/) {
   Options o = config.options;
   // Options may ride in the URI: mysql://u@h:3306/db/tracking?order_by=inserted_at&key=id
-  std::string uri = config.uri;
-  if (size_t q = uri.find('?'); q != std::string::npos) {
-    std::string query = uri.substr(q + 1);
-    uri.resize(q);
-    size_t start = 0;
-    while (start <= query.size()) {
-      size_t amp = query.find('&', start);
-      std::string pair = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
-      if (!pair.empty()) {
-        size_t eq = pair.find('=');
-        if (eq == std::string::npos || eq == 0) {
-          return Status::InvalidArgument(o.Where("uri") + ": expected NAME=VALUE in the query of " + config.uri);
-        }
-        o.Set(pair.substr(0, eq), Option{pair.substr(eq + 1), o.section_location});
-      }
-      if (amp == std::string::npos) break;
-      start = amp + 1;
-    }
-  }
+  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
   auto parsed = mysql::ParseUri(uri, true);
   if (!parsed.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + parsed.status().message());
   Settings s;
@@ -166,18 +148,9 @@ Result<PollState> MysqlTableSource::Poll(RawBatch* out, size_t max_records, std:
     if (!r[n + 1] || !ParseInt(*r[n + 1], &key)) {
       return Status::Internal("key value of a row is not an integer (NULL?): " + settings_.key);
     }
-    scratch_ = "{";
-    for (size_t i = 0; i < n; ++i) {
-      if (i) scratch_ += ',';
-      AppendJsonString(settings_.columns[i], &scratch_);
-      scratch_ += ':';
-      if (r[i]) {
-        AppendJsonString(*r[i], &scratch_);
-      } else {
-        scratch_ += "null";
-      }
-    }
-    scratch_ += '}';
+    scratch_.clear();
+    values_.assign(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(n));
+    AppendJsonRow(settings_.columns, values_, &scratch_);
     RawRecord& rec = out->Append(scratch_);
     rec.partition = 0;
     rec.offset = order;

@@ -57,6 +57,7 @@ class MysqlTableSource : public Source {
   std::optional<int64_t> cursor_order_;  ///< last order_by value read (none: from the start)
   int64_t cursor_key_ = 0;
   std::string scratch_;
+  std::vector<std::optional<std::string_view>> values_;
 };
 
 }  // namespace sluice

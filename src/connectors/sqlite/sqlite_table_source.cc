@@ -1,0 +1,146 @@
+#include "connectors/sqlite/sqlite_table_source.h"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <thread>
+
+#include "connectors/generator/generator_source.h"
+#include "connectors/table/table_util.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+constexpr auto kIdleWait = std::chrono::milliseconds(500);
+
+std::string Quote(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) out += (c == '"' ? std::string("\"\"") : std::string(1, c));
+  return out + "\"";
+}
+
+}  // namespace
+
+Result<std::vector<std::unique_ptr<Source>>> SqliteTableSource::Make(const SourceConfig& config,
+                                                                     int /*max_instances*/) {
+  Options o = config.options;
+  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
+  Settings s;
+  s.path = SplitUri(uri).second;
+  s.table = o.GetString("table");
+  if (s.table.empty()) {
+    return Status::InvalidArgument(o.Where("uri") + ": an sqlite source needs table=NAME (sqlite:PATH?table=NAME)");
+  }
+  s.order_by = o.GetString("order_by", "rowid");
+  s.key = o.GetString("key", s.order_by);
+  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
+  if (s.page_rows <= 0) return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
+  for (const auto& f : config.fields) s.columns.push_back(f.source_path());
+  IgnoreGeneratorOptions(o);
+  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  std::vector<std::unique_ptr<Source>> out;
+  out.push_back(std::unique_ptr<Source>(new SqliteTableSource(std::move(s))));
+  return out;
+}
+
+SqliteTableSource::~SqliteTableSource() { Close(); }
+
+void SqliteTableSource::Close() {
+  if (db_) sqlite3_close(db_);
+  db_ = nullptr;
+}
+
+Status SqliteTableSource::Open(const SourceContext& ctx) {
+  ctx_ = ctx;
+  const std::string where = "source sqlite:" + settings_.path + " table " + settings_.table;
+  if (sqlite3_open_v2(settings_.path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    Close();
+    return Status::IOError(where + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 10000);
+  // Checks the columns exist by preparing the page query once.
+  sqlite3_stmt* st = nullptr;
+  std::string sql = "SELECT ";
+  for (const auto& c : settings_.columns) sql += Quote(c) + ", ";
+  sql += Quote(settings_.order_by) + ", " + Quote(settings_.key) + " FROM " + Quote(settings_.table) + " LIMIT 0";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_finalize(st);
+    return Status::InvalidArgument(where + ": " + msg);
+  }
+  sqlite3_finalize(st);
+  cursor_order_ = ctx.committed_position(0);
+  if (cursor_order_) cursor_key_ = ctx.committed_position(1).value_or(0);
+  return Status::OK();
+}
+
+Result<PollState> SqliteTableSource::Poll(RawBatch* out, size_t max_records, std::chrono::milliseconds budget) {
+  const std::string order = Quote(settings_.order_by), key = Quote(settings_.key);
+  std::string sql = "SELECT ";
+  for (const auto& c : settings_.columns) sql += Quote(c) + ", ";
+  sql += order + ", " + key + " FROM " + Quote(settings_.table) + " WHERE " + order + " IS NOT NULL";
+  if (cursor_order_) {
+    const std::string at = std::to_string(*cursor_order_);
+    if (settings_.order_by == settings_.key) {
+      sql += " AND " + order + " > " + at;
+    } else {
+      sql += " AND (" + order + " > " + at + " OR (" + order + " = " + at + " AND " + key + " > " +
+             std::to_string(cursor_key_) + "))";
+    }
+  }
+  const size_t limit = std::min<size_t>(max_records, static_cast<size_t>(settings_.page_rows));
+  sql += " ORDER BY " + order + ", " + key + " LIMIT " + std::to_string(limit);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_finalize(st);
+    return Status::Unavailable("sqlite:" + settings_.path + ": " + msg);
+  }
+  const int n = static_cast<int>(settings_.columns.size());
+  size_t rows = 0;
+  Status bad;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (sqlite3_column_type(st, n) != SQLITE_INTEGER || sqlite3_column_type(st, n + 1) != SQLITE_INTEGER) {
+      bad = Status::InvalidArgument("sqlite:" + settings_.path + " table " + settings_.table + ": " +
+                                    settings_.order_by + " and " + settings_.key + " must hold integers");
+      break;
+    }
+    texts_.assign(static_cast<size_t>(n), std::string());
+    values_.assign(static_cast<size_t>(n), std::nullopt);
+    for (int i = 0; i < n; ++i) {
+      if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
+      const unsigned char* t = sqlite3_column_text(st, i);
+      texts_[static_cast<size_t>(i)].assign(reinterpret_cast<const char*>(t),
+                                            static_cast<size_t>(sqlite3_column_bytes(st, i)));
+      values_[static_cast<size_t>(i)] = texts_[static_cast<size_t>(i)];
+    }
+    scratch_.clear();
+    AppendJsonRow(settings_.columns, values_, &scratch_);
+    const int64_t o = sqlite3_column_int64(st, n);
+    RawRecord& rec = out->Append(scratch_);
+    rec.partition = 0;
+    rec.offset = o;
+    rec.next_offset = o;
+    cursor_order_ = o;
+    cursor_key_ = sqlite3_column_int64(st, n + 1);
+    ++rows;
+  }
+  const std::string err = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? "" : sqlite3_errmsg(db_);
+  sqlite3_finalize(st);
+  if (!bad.ok() && rows == 0) return bad;
+  if (!err.empty() && rows == 0) return Status::Unavailable("sqlite:" + settings_.path + ": " + err);
+  if (rows > 0) return PollState::kData;
+  if (ctx_.until_caught_up) return PollState::kEnd;
+  std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(budget, kIdleWait));
+  return PollState::kIdle;
+}
+
+std::vector<std::pair<int32_t, int64_t>> SqliteTableSource::PositionsAfterBatch() const {
+  if (!cursor_order_) return {};
+  return {{0, *cursor_order_}, {1, cursor_key_}};
+}
+
+}  // namespace sluice

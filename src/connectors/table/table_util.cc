@@ -1,0 +1,44 @@
+#include "connectors/table/table_util.h"
+
+#include "core/json_writer.h"
+
+namespace sluice {
+
+Result<std::string> TakeUriOptions(const std::string& uri, Options* options) {
+  const size_t q = uri.find('?');
+  if (q == std::string::npos) return uri;
+  const std::string query = uri.substr(q + 1);
+  size_t start = 0;
+  while (start <= query.size()) {
+    const size_t amp = query.find('&', start);
+    const std::string pair = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    if (!pair.empty()) {
+      const size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return Status::InvalidArgument(options->Where("uri") + ": expected NAME=VALUE in the query of " + uri);
+      }
+      options->Set(pair.substr(0, eq), Option{pair.substr(eq + 1), options->section_location});
+    }
+    if (amp == std::string::npos) break;
+    start = amp + 1;
+  }
+  return uri.substr(0, q);
+}
+
+void AppendJsonRow(const std::vector<std::string>& columns,
+                   const std::vector<std::optional<std::string_view>>& values, std::string* out) {
+  *out += '{';
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (i) *out += ',';
+    AppendJsonString(columns[i], out);
+    *out += ':';
+    if (values[i]) {
+      AppendJsonString(*values[i], out);
+    } else {
+      *out += "null";
+    }
+  }
+  *out += '}';
+}
+
+}  // namespace sluice
