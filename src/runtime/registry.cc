@@ -7,6 +7,7 @@
 #include "connectors/parquet/parquet_sink.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/sqlite/sqlite_sink.h"
+#include "connectors/sqlite/sqlite_table_source.h"
 
 namespace sluice {
 
@@ -58,6 +59,7 @@ void RegisterBuiltins() {
   r.AddSource("generator", GeneratorSource::Make);
   r.AddSource("kafka", KafkaSource::Make);
   r.AddSource("mysql", MysqlTableSource::Make);
+  r.AddSource("sqlite", SqliteTableSource::Make);
   r.AddSink("sqlite", SqliteSink::Make);
   r.AddSink("mysql", MysqlSink::Make);
   r.AddSink("parquet", ParquetSink::Make);
