@@ -1,5 +1,7 @@
 #include "core/time.h"
 
+#include <chrono>
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -313,6 +315,18 @@ std::string FormatTimeUuid(int64_t micros, int ticks_100ns, uint16_t clock_seq, 
                 static_cast<unsigned>((clock_seq & 0x3fff) | 0x8000),
                 static_cast<unsigned long long>(node & 0xffffffffffffULL));
   return std::string(buf, 36);
+}
+
+int64_t WallClockMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t SteadyClockMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace sluice

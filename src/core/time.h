@@ -41,6 +41,11 @@ std::optional<int64_t> ParseTimestamp(std::string_view text);
 std::optional<int64_t> ParseDurationMicros(std::string_view text);
 
 /// Formats as "YYYY-MM-DD HH:MM:SS", adding ".ffffff" only when the microseconds are not zero.
+/// Returns the wall-clock time (system clock) in microseconds since the Unix epoch.
+int64_t WallClockMicros();
+/// Returns a monotonic time in microseconds (steady clock; only differences mean anything).
+int64_t SteadyClockMicros();
+
 std::string FormatTimestamp(int64_t micros);
 /// Formats with a strftime-like pattern supporting %Y %m %d %H %M %S %f (6 digits) and %%.
 std::string FormatTimestamp(int64_t micros, std::string_view pattern);

@@ -7,17 +7,12 @@
 #include <chrono>
 #include <csignal>
 
+#include "core/time.h"
 #include "http/assets.h"
 #include "http/process_stats.h"
 
 namespace sluice::http {
 namespace {
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Keeps the process's termination signals away from server threads: the command line waits for
 /// them on its own thread, and SIGUSR1 would otherwise kill the process.
@@ -79,7 +74,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
   HttpServer* self = s.get();
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     const PipelineSnapshot snap = self->context_.snapshot();
-    res.set_content(RenderMetrics(snap, self->metrics_info_, ReadProcessStats(), NowMicros()),
+    res.set_content(RenderMetrics(snap, self->metrics_info_, ReadProcessStats(), WallClockMicros()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
   srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
@@ -87,7 +82,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
   });
   srv.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
     const PipelineSnapshot snap = self->context_.snapshot();
-    Readiness r = CheckReadiness(snap, NowMicros(), self->context_.info.checkpoint_interval_micros,
+    Readiness r = CheckReadiness(snap, WallClockMicros(), self->context_.info.checkpoint_interval_micros,
                                  self->history_.records_at_last_checkpoint());
     std::string body = r.ready ? "ready\n" : "not ready:";
     for (const auto& reason : r.reasons) body += " " + reason + ";";
@@ -97,7 +92,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
   });
   srv.Get("/api/status", [self](const httplib::Request&, httplib::Response& res) {
     const PipelineSnapshot snap = self->context_.snapshot();
-    const int64_t now = NowMicros();
+    const int64_t now = WallClockMicros();
     Readiness r = CheckReadiness(snap, now, self->context_.info.checkpoint_interval_micros,
                                  self->history_.records_at_last_checkpoint());
     res.set_header("Cache-Control", "no-store");
@@ -159,7 +154,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
 
 void HttpServer::Sample() {
   while (!stop_.load()) {
-    history_.Add(context_.snapshot(), NowMicros());
+    history_.Add(context_.snapshot(), WallClockMicros());
     for (int i = 0; i < 10 && !stop_.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

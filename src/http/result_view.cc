@@ -9,12 +9,6 @@
 namespace sluice::http {
 namespace {
 
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool IsNumericMetric(const MetricSpec& m) {
   if (m.fn == AggFn::kLast) return false;
   return m.result_type == Type::kInt64 || m.result_type == Type::kDouble;
@@ -71,7 +65,7 @@ void ResultView::OnCommit(const std::vector<DeltaRow>& deltas,
                           const std::vector<std::vector<Value>>& rows) {
   std::lock_guard<std::mutex> lock(mu_);
   ++commits_;
-  last_commit_micros_ = NowMicros();
+  last_commit_micros_ = WallClockMicros();
   if (spec_ != nullptr) {
     for (const DeltaRow& d : deltas) {
       auto it = windows_.find(d.window_start);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "core/time.h"
 #include "connectors/kafka/kafka_dimension.h"
 #include "connectors/mysql/mysql_dimension.h"
 #include "runtime/plan.h"
@@ -12,18 +13,6 @@
 
 namespace sluice {
 namespace {
-
-int64_t SteadyMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t WallMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Counts the rows that differ between two versions (added, changed or removed keys).
 int64_t CountChanges(const DimensionTable& before, const DimensionTable& after) {
@@ -61,7 +50,7 @@ class CsvPoller : public DimensionPoller {
                    first_error);
     }
     if (changes == 0) return Status::OK();
-    dim_->Publish(std::move(table).value(), changes, WallMicros());
+    dim_->Publish(std::move(table).value(), changes, WallClockMicros());
     spdlog::info("dimension {}: reloaded {} ({} rows changed)", dim_->name(), path_, changes);
     return Status::OK();
   }
@@ -110,7 +99,7 @@ Result<std::unique_ptr<DimensionRefresher>> DimensionRefresher::Make(const Plan&
       poller = MakeCsvDimensionPoller(dim);
     }
     if (!poller) continue;
-    r->entries_.push_back(Entry{dim, std::move(poller), SteadyMicros() + dim->refresh().interval_micros, 0});
+    r->entries_.push_back(Entry{dim, std::move(poller), SteadyClockMicros() + dim->refresh().interval_micros, 0});
   }
   if (r->entries_.empty()) return std::unique_ptr<DimensionRefresher>();
   return r;
@@ -152,7 +141,7 @@ void DimensionRefresher::PollOne(Entry& e) {
 void DimensionRefresher::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    int64_t now = SteadyMicros();
+    int64_t now = SteadyClockMicros();
     int64_t next = now + 1'000'000;
     for (auto& e : entries_) {
       if (e.next_due <= now) {
@@ -160,12 +149,12 @@ void DimensionRefresher::Run() {
         PollOne(e);
         lock.lock();
         if (stop_) return;
-        now = SteadyMicros();
+        now = SteadyClockMicros();
         e.next_due = now + e.dim->refresh().interval_micros;
       }
       next = std::min(next, e.next_due);
     }
-    cv_.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(next - SteadyMicros(), 1000)),
+    cv_.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(next - SteadyClockMicros(), 1000)),
                  [&] { return stop_; });
   }
 }

@@ -8,16 +8,11 @@
 #include <limits>
 #include <thread>
 
+#include "core/time.h"
 #include "runtime/registry.h"
 
 namespace sluice {
 namespace {
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string DefaultDeadLetterPath(const PipelineConfig& config) {
   auto [scheme, path] = SplitUri(config.sink.uri);
@@ -159,7 +154,7 @@ Status Runner::Start() {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.pipeline = config_.name;
     stats_.state = "running";
-    stats_.started_micros = NowMicros();
+    stats_.started_micros = WallClockMicros();
     stats_.workers = static_cast<int>(workers_.size());
   }
   spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
@@ -467,7 +462,7 @@ Status Runner::Checkpoint(bool final) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_.checkpoints;
   stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size());
-  stats_.last_checkpoint_micros = NowMicros();
+  stats_.last_checkpoint_micros = WallClockMicros();
   stats_.last_checkpoint_duration_micros = duration;
   stats_.checkpoint_duration_total_micros += duration;
   stats_.sink_healthy = true;

@@ -4,17 +4,13 @@
 
 #include <algorithm>
 
+#include "core/time.h"
+
 namespace sluice {
 namespace {
 
 constexpr size_t kBatchRecords = 4096;
 constexpr auto kPollBudget = std::chrono::milliseconds(100);
-
-int64_t WallMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string FormatDuration(int64_t micros) {
   if (micros % 1'000'000 == 0) return std::to_string(micros / 1'000'000) + "s";
@@ -22,12 +18,6 @@ std::string FormatDuration(int64_t micros) {
 }
 
 constexpr int64_t kHeldRetryMicros = 200'000;
-
-int64_t SteadyMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -138,7 +128,7 @@ Status Worker::Setup() {
     clocks_ = std::make_unique<WatermarkTracker>(spec.watermark_delay_micros, spec.idle_timeout_micros);
     lateness_ = spec.allowed_lateness_micros >= 0;
   }
-  now_micros_ = SteadyMicros();
+  now_micros_ = SteadyClockMicros();
   row_.assign(plan_->schema.size(), Value());
   snapshots_.resize(plan_->steps.size());
   source_kind_ = Value::String(std::string(source_->kind()));
@@ -169,7 +159,7 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     } else {
       for (auto& r : rows) pending_.deltas.push_back(std::move(r));
     }
-    now_micros_ = SteadyMicros();
+    now_micros_ = SteadyClockMicros();
     clocks_->Advance(now_micros_);
     UpdateLateThreshold();
     pending_.max_event_times = clocks_->MaxEventTimes();
@@ -243,7 +233,7 @@ void Worker::Run() {
                    [&] { return stop_.load() || requested_epoch_.load() > handed_epoch_; });
       continue;
     }
-    if (!held_.empty() && SteadyMicros() >= next_retry_micros_) {
+    if (!held_.empty() && SteadyClockMicros() >= next_retry_micros_) {
       RefreshSnapshots();
       RetryHeld();
     }
@@ -289,7 +279,7 @@ void Worker::ProcessBatch() {
   RefreshSnapshots();
   if (!held_.empty()) RetryHeld();
   if (clocks_) {
-    now_micros_ = SteadyMicros();
+    now_micros_ = SteadyClockMicros();
     for (int32_t p : source_->Partitions()) {
       if (!clocks_->Tracks(p)) TrackPartition(p);
     }
@@ -317,7 +307,7 @@ void Worker::RefreshSnapshots() {
 }
 
 void Worker::RetryHeld() {
-  next_retry_micros_ = SteadyMicros() + kHeldRetryMicros;
+  next_retry_micros_ = SteadyClockMicros() + kHeldRetryMicros;
   std::vector<HeldRecord> list;
   list.swap(held_);
   for (auto& h : list) {
@@ -336,13 +326,12 @@ void Worker::Process(size_t i) {
   Process(Current{batch_.payload(i), rec.partition, rec.offset});
 }
 
-void Worker::Process(const Current& i) {
-  const Current& rec = i;
+void Worker::Process(const Current& rec) {
   std::span<Value> row(row_);
   Status s = decoder_->Decode(rec.payload, row.first(plan_->input.size()));
   if (!s.ok()) {
     counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
-    DeadLetter(i, "decode: " + s.message());
+    DeadLetter(rec, "decode: " + s.message());
     return;
   }
   row_[plan_->source_slot] = source_kind_;
@@ -371,7 +360,7 @@ void Worker::Process(const Current& i) {
       case StepConfig::Kind::kDeadLetterIf:
         if (expr::IsTrue(step.expr->Eval(row))) {
           (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-          DeadLetter(i, step.reason);
+          DeadLetter(rec, step.reason);
           return;
         }
         break;
@@ -393,12 +382,12 @@ void Worker::Process(const Current& i) {
         if (policy == "hold") {
           // A late-arriving dimension row: keep the record and retry it between batches.
           if (!retrying_) {
-            held_.push_back(HeldRecord{std::string(i.payload), i.partition, i.offset,
-                                       WallMicros() + step.hold_micros});
+            held_.push_back(HeldRecord{std::string(rec.payload), rec.partition, rec.offset,
+                                       WallClockMicros() + step.hold_micros});
             counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
             return;
           }
-          if (WallMicros() < retry_deadline_) {
+          if (WallClockMicros() < retry_deadline_) {
             keep_holding_ = true;
             return;
           }
@@ -410,7 +399,7 @@ void Worker::Process(const Current& i) {
           return;
         }
         if (policy == "dead_letter") {
-          DeadLetter(i, std::move(reason));
+          DeadLetter(rec, std::move(reason));
           return;
         }
         for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
@@ -436,13 +425,13 @@ void Worker::Process(const Current& i) {
         break;
       case Aggregator::AddResult::kLate:
         counters_->late.fetch_add(1, std::memory_order_relaxed);
-        DeadLetter(i, "late");
+        DeadLetter(rec, "late");
         break;
       case Aggregator::AddResult::kNoTime:
-        DeadLetter(i, "aggregate time is null");
+        DeadLetter(rec, "aggregate time is null");
         break;
       case Aggregator::AddResult::kNullKey:
-        DeadLetter(i, "group key " + null_key + " is null");
+        DeadLetter(rec, "group key " + null_key + " is null");
         break;
     }
     return;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 
+#include "core/time.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "operators/decoder.h"
 #include "runtime/dimension_refresh.h"
@@ -13,12 +14,6 @@
 
 namespace sluice {
 namespace {
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// The same fields, read from inside `prefix` (a dotted path) of each message.
 Schema Prefixed(const Schema& schema, const std::string& prefix) {
@@ -118,7 +113,7 @@ class KafkaDimensionPoller : public DimensionPoller {
       auto it = end.find(m->partition());
       if (it != end.end() && m->offset() + 1 >= it->second) end.erase(it);
     }
-    dim_->Publish(std::move(next), changes, NowMicros());
+    dim_->Publish(std::move(next), changes, WallClockMicros());
     spdlog::info("dimension {}: {} keys from {} change records of {}", dim_->name(), dim_->stats().size,
                  messages, uri_.topic);
     return Status::OK();
@@ -134,10 +129,10 @@ class KafkaDimensionPoller : public DimensionPoller {
       if (!next) next = std::make_shared<DimensionTable>(*dim_->snapshot());
       changes += Apply(*m, next.get());
       if (m->timestamp().type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
-        dim_->SetLag(std::max<int64_t>(0, NowMicros() - m->timestamp().timestamp * 1000));
+        dim_->SetLag(std::max<int64_t>(0, WallClockMicros() - m->timestamp().timestamp * 1000));
       }
     }
-    if (next && changes > 0) dim_->Publish(std::move(next), changes, NowMicros());
+    if (next && changes > 0) dim_->Publish(std::move(next), changes, WallClockMicros());
     return Status::OK();
   }
 

@@ -58,6 +58,19 @@ Result<Value> Convert(std::string_view text, const Field& field) {
   return bad();
 }
 
+/// Converts the first schema.size() columns of a result row; fails on a bad value or a NULL key.
+Status ConvertRow(mysql::RowView r, const Schema& schema, size_t key_index, std::vector<Value>* row) {
+  for (size_t i = 0; i < schema.size(); ++i) {
+    if (!r[i]) {
+      (*row)[i] = Value::Null();
+      continue;
+    }
+    ASSIGN_OR_RETURN((*row)[i], Convert(*r[i], schema.field(i)));
+  }
+  if ((*row)[key_index].is_null()) return Status::ParseError("null key");
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig& config,
@@ -114,20 +127,7 @@ Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig
   std::vector<Value> row(schema.size());
   *skipped = 0;
   s = c.Query("SELECT " + select + " FROM " + mysql::QuoteIdentifier(table), [&](mysql::RowView r) {
-    Status bad;
-    for (size_t i = 0; i < schema.size() && bad.ok(); ++i) {
-      if (!r[i]) {
-        row[i] = Value::Null();
-        continue;
-      }
-      auto v = Convert(*r[i], schema.field(i));
-      if (v.ok()) {
-        row[i] = std::move(v).value();
-      } else {
-        bad = v.status();
-      }
-    }
-    if (bad.ok() && row[*key_index].is_null()) bad = Status::ParseError("null key");
+    Status bad = ConvertRow(r, schema, *key_index, &row);
     if (!bad.ok()) {
       if (++*skipped == 1) *first_error = bad.message();
       return Status::OK();
@@ -140,12 +140,6 @@ Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig
 }
 
 namespace {
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 class MysqlPoller : public DimensionPoller {
  public:
@@ -209,21 +203,7 @@ class MysqlPoller : public DimensionPoller {
         const std::string ts(r[schema.size()].value_or(""));
         if (!ts.empty() && (newest.empty() || ts > newest)) newest = ts;
         page_ts = ts;
-        Status bad;
-        for (size_t i = 0; i < schema.size() && bad.ok(); ++i) {
-          if (!r[i]) {
-            row[i] = Value::Null();
-            continue;
-          }
-          auto v = Convert(*r[i], schema.field(i));
-          if (v.ok()) {
-            row[i] = std::move(v).value();
-          } else {
-            bad = v.status();
-          }
-        }
-        if (bad.ok() && row[key_index].is_null()) bad = Status::ParseError("null key");
-        if (!bad.ok()) {
+        if (!ConvertRow(r, schema, key_index, &row).ok()) {
           dim_->RecordRefreshError();
           return Status::OK();
         }
@@ -241,9 +221,9 @@ class MysqlPoller : public DimensionPoller {
       first_page = false;
     }
     cursor_ = newest;
-    if (auto t = ParseTimestamp(newest)) dim_->SetLag(std::max<int64_t>(0, NowMicros() - *t));
+    if (auto t = ParseTimestamp(newest)) dim_->SetLag(std::max<int64_t>(0, WallClockMicros() - *t));
     if (next) {
-      dim_->Publish(std::move(next), changes, NowMicros());
+      dim_->Publish(std::move(next), changes, WallClockMicros());
       spdlog::info("dimension {}: {} row(s) changed in {} (newest {} = {})", dim_->name(), changes,
                    options_.uri.table, column_, newest);
     }

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <set>
 
+#include "core/time.h"
 #include "connectors/parquet/parquet_naming.h"
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
@@ -108,12 +109,6 @@ Result<std::vector<std::string>> ParseColumnList(std::string text, const std::st
   return out;
 }
 
-int64_t SteadyMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string ColumnList(const std::vector<Field>& fields) {
   std::string out;
   for (const auto& f : fields) {
@@ -156,7 +151,7 @@ Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
 }
 
 ParquetSink::ParquetSink(Settings settings)
-    : settings_(std::move(settings)), clock_(SteadyMicros) {}
+    : settings_(std::move(settings)), clock_(SteadyClockMicros) {}
 
 ParquetSink::~ParquetSink() { Close(); }
 
