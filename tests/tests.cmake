@@ -170,3 +170,9 @@ set_tests_properties(table_source PROPERTIES TIMEOUT 300 LABELS "python;integrat
 # mysql_recruitment restarts the shared MariaDB; the other tests that use it must not overlap.
 set_tests_properties(mysql_recruitment dimension_cdc table_source deploy_grafana_mysql
                      PROPERTIES RESOURCE_LOCK mariadb)
+
+# Further test groups, one file per area (tests/cmake/*.cmake), each with its own add_test()s.
+file(GLOB SLUICE_TEST_GROUPS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cmake/*.cmake)
+foreach(group IN LISTS SLUICE_TEST_GROUPS)
+  include(${group})
+endforeach()
