@@ -237,8 +237,16 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         next_[p] = offset + 1;
         break;
       }
-      case RdKafka::ERR__PARTITION_EOF:
+      case RdKafka::ERR__PARTITION_EOF: {
+        // The end of a partition written in transactions lies past its last record: the
+        // commit marker takes an offset no record has. Reaching EOF means everything before
+        // the EOF offset is read.
+        auto next = next_.find(msg->partition());
+        if (next != next_.end() && assigned_.count(msg->partition()) && msg->offset() > next->second) {
+          next->second = msg->offset();
+        }
         break;
+      }
       case RdKafka::ERR__TIMED_OUT:
         return out->empty() ? (ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle)
                             : PollState::kData;
