@@ -40,4 +40,19 @@ int RunGenerate(const GenerateOptions& options, const std::atomic<bool>& stop);
 int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
             double duration_seconds, const std::string& http_address);
 
+/// Settings of `sluice fake-api` (see src/connectors/http/README.md).
+struct FakeApiCliOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string seed = "sluice";
+  double error_rate = 0;
+  std::string errors = "5xx,timeout,malformed";
+  int64_t delay_ms = 0;
+  int64_t hang_ms = 5000;
+  int fail_times = 0;
+};
+
+/// Serves randomuser-shaped JSON at /api/ until SIGINT/SIGTERM. Returns the exit code.
+int RunFakeApi(const FakeApiCliOptions& options);
+
 }  // namespace sluice::cli

@@ -220,6 +220,34 @@ int main(int argc, char** argv) {
                        "e.g. spacing=100ms, campaigns=FILE, out_of_order=0.05, late=0.01, "
                        "invalid=0.02)");
 
+  auto* fake_api = app.add_subcommand(
+      "fake-api",
+      "Serve randomuser-style profiles at /api/?results=N&seed=S&page=P (deterministic, with "
+      "optional error injection) for the http source, until SIGINT/SIGTERM");
+  sluice::cli::FakeApiCliOptions fake;
+  fake_api->add_option("--port", fake.port, "port (0: any free port; the URL is printed)")
+      ->capture_default_str();
+  fake_api->add_option("--host", fake.host, "address to bind")->capture_default_str();
+  fake_api->add_option("--seed", fake.seed, "seed of requests that send none")->capture_default_str();
+  fake_api->add_option("--error-rate", fake.error_rate,
+                       "share of pages that fail, chosen by (seed, page)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  fake_api->add_option("--errors", fake.errors,
+                       "failure kinds: 5xx (500/502/503), timeout (answer --hang ms late), "
+                       "malformed (truncated JSON)")
+      ->capture_default_str();
+  fake_api->add_option("--delay", fake.delay_ms, "delay every answer by this many ms")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  fake_api->add_option("--hang", fake.hang_ms, "how late a 'timeout' answer comes, ms")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  fake_api->add_option("--fail-times", fake.fail_times,
+                       "0: a failing page fails every time; N: only its first N requests")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -243,6 +271,7 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, [](int) { stop.store(true); });
     return sluice::cli::RunGenerate(gen, stop);
   }
+  if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
   if (demo->parsed()) {
     return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration,
                                 demo_no_http ? std::string() : demo_http);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice {
@@ -18,12 +19,22 @@ struct RawRecord {
   int64_t timestamp_micros = -1;  ///< broker/append time when the source knows one, else -1
 };
 
+/// Input a source could not turn into records (an HTTP page that failed for good): the worker
+/// dead-letters it with the batch's records, so it is counted and committed with the positions.
+struct SourceDeadLetter {
+  std::string reason;
+  std::string payload;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
 /// Holds a batch of undecoded records in one contiguous buffer, reused across polls.
 class RawBatch {
  public:
   void Clear() {
     data_.clear();
     records_.clear();
+    dead_letters_.clear();
   }
   /// Appends a record's payload and returns its descriptor for the caller to fill in.
   RawRecord& Append(std::string_view payload) {
@@ -50,6 +61,10 @@ class RawBatch {
     records_.swap(records);
   }
 
+  /// Adds input that the source could not read (the source moves on past it).
+  void AddDeadLetter(SourceDeadLetter letter) { dead_letters_.push_back(std::move(letter)); }
+  const std::vector<SourceDeadLetter>& dead_letters() const { return dead_letters_; }
+
   size_t size() const { return records_.size(); }
   bool empty() const { return records_.empty(); }
   size_t bytes() const { return data_.size(); }
@@ -62,6 +77,7 @@ class RawBatch {
  private:
   std::string data_;
   std::vector<RawRecord> records_;
+  std::vector<SourceDeadLetter> dead_letters_;
 };
 
 }  // namespace sluice

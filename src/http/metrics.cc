@@ -1,5 +1,6 @@
 #include "http/metrics.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -126,6 +127,26 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
           s.bytes_in);
   counter("sluice_source_errors_total", "Failed source polls (each retried with backoff).", ps,
           s.source_errors);
+  // The source's own counters (sluice_http_requests_total, ...): one family per name, its
+  // samples together, whatever order the source listed them in.
+  std::vector<std::string_view> families;
+  for (const SourceCounter& c : s.source_counters) {
+    if (std::find(families.begin(), families.end(), c.name) == families.end()) {
+      families.push_back(c.name);
+    }
+  }
+  for (std::string_view family : families) {
+    const std::string name = "sluice_" + std::string(family) + "_total";
+    bool first = true;
+    for (const SourceCounter& c : s.source_counters) {
+      if (c.name != family) continue;
+      if (first) w.Family(name, "counter", c.help);
+      first = false;
+      PrometheusWriter::Labels labels = ps;
+      if (!c.kind.empty()) labels.emplace_back("kind", c.kind);
+      w.Sample(name, labels, c.value);
+    }
+  }
   counter("sluice_records_aggregated_total",
           "Records that reached the aggregation (or the output without one).", p, s.aggregated);
 

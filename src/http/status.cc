@@ -144,6 +144,15 @@ std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
   reasons("ignored_by_reason", s.ignored_by_reason);
   reasons("dead_lettered_by_reason", s.dead_lettered_by_reason);
 
+  // The source's own counters, named as on /metrics without "sluice_" and "_total".
+  j.Key("source_counters").BeginArray();
+  for (const SourceCounter& c : s.source_counters) {
+    j.BeginObject().Key("name").String(c.name).Key("kind");
+    c.kind.empty() ? j.Null() : j.String(c.kind);
+    j.Key("value").Int(c.value).EndObject();
+  }
+  j.EndArray();
+
   int64_t total_lag = -1;
   j.Key("partitions").BeginArray();
   for (const auto& p : s.partitions) {

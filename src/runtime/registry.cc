@@ -2,6 +2,7 @@
 
 #include "connectors/file/file_source.h"
 #include "connectors/generator/generator_source.h"
+#include "connectors/http/http_source.h"
 #include "connectors/mysql/mysql_sink.h"
 #include "connectors/mysql/mysql_table_source.h"
 #include "connectors/parquet/parquet_sink.h"
@@ -57,6 +58,8 @@ void RegisterBuiltins() {
   ConnectorRegistry& r = ConnectorRegistry::Instance();
   r.AddSource("file", FileSource::Make);
   r.AddSource("generator", GeneratorSource::Make);
+  r.AddSource("http", HttpSource::Make);
+  r.AddSource("https", HttpSource::Make);
   r.AddSource("kafka", KafkaSource::Make);
   r.AddSource("mysql", MysqlTableSource::Make);
   r.AddSource("sqlite", SqliteTableSource::Make);

@@ -502,6 +502,7 @@ PipelineSnapshot Runner::Snapshot() const {
   }
   for (const auto& w : workers_) {
     for (const auto& p : w->Partitions()) s.partitions.push_back(p);
+    AddSourceCounters(w->SourceCounters(), &s.source_counters);
   }
   for (const auto& [name, dim] : plan_->dimensions) {
     const Dimension::Stats d = dim->stats();

@@ -12,6 +12,7 @@
 #include "core/raw_batch.h"
 #include "core/status.h"
 #include "operators/decoder.h"
+#include "runtime/stats.h"
 
 namespace sluice {
 
@@ -44,8 +45,9 @@ struct SourceContext {
 /// Reads undecoded records from one or more partitions of an input.
 ///
 /// Lifecycle: Make (connector factory) -> Open -> Poll* -> Close. A source instance is owned by
-/// one worker thread; none of its methods are called concurrently. Different instances of the
-/// same pipeline run on different threads and share nothing.
+/// one worker thread; none of its methods are called concurrently, except Counters(), which the
+/// monitoring thread may call at any time between construction and destruction. Different
+/// instances of the same pipeline run on different threads and share nothing.
 class Source {
  public:
   virtual ~Source() = default;
@@ -88,6 +90,16 @@ class Source {
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
 
   virtual void Close() {}
+
+  /// Returns the source's own counters (requests, retries, failures by kind, ...) for /metrics,
+  /// where they read `sluice_<name>_total{pipeline,source[,kind]}`; a name starts with the
+  /// source's kind ("http_requests"), so it never collides with the engine's own metrics.
+  /// The runner sums them over the pipeline's instances by (name, kind). Thread-safe: called
+  /// from the monitoring thread concurrently with every other method (before Open and after
+  /// Close too), so it must only read values the source keeps in atomics, never take a lock
+  /// the worker holds while polling. Return every counter (zeros included) from the first call
+  /// on, so the series do not appear halfway through a run.
+  virtual std::vector<SourceCounter> Counters() const { return {}; }
 };
 
 /// Creates the source instances of a pipeline: at most `max_instances`, each owning a disjoint

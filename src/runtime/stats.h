@@ -7,6 +7,31 @@
 
 namespace sluice {
 
+/// One counter a source keeps about itself (requests, retries, failures by kind, ...), exposed
+/// on /metrics as `sluice_<name>_total{pipeline,source[,kind]}`.
+struct SourceCounter {
+  std::string name;  ///< metric name between "sluice_" and "_total": "http_requests"
+  std::string help;  ///< the family's HELP text
+  std::string kind;  ///< value of the `kind` label; "" = no such label
+  int64_t value = 0;
+};
+
+/// Adds `counters` to `sum`, matching on (name, kind); new ones are appended in their order.
+inline void AddSourceCounters(const std::vector<SourceCounter>& counters,
+                              std::vector<SourceCounter>* sum) {
+  for (const SourceCounter& c : counters) {
+    bool found = false;
+    for (SourceCounter& s : *sum) {
+      if (s.name == c.name && s.kind == c.kind) {
+        s.value += c.value;
+        found = true;
+        break;
+      }
+    }
+    if (!found) sum->push_back(c);
+  }
+}
+
 /// Counters one worker updates with relaxed atomics; readers (console, /metrics) sum them.
 /// Aligned so two workers never share a cache line.
 struct alignas(64) WorkerCounters {
@@ -62,6 +87,8 @@ struct PipelineSnapshot {
     int64_t misses;              ///< lookups that found no row
   };
   std::vector<DimensionInfo> dimensions;
+  /// The sources' own counters (Source::Counters()), summed over the pipeline's instances.
+  std::vector<SourceCounter> source_counters;
   bool sink_healthy = true;
 };
 

@@ -257,7 +257,7 @@ void Worker::Run() {
       continue;
     }
     backoff_ms = 100;
-    if (!batch_.empty()) ProcessBatch();
+    if (!batch_.empty() || !batch_.dead_letters().empty()) ProcessBatch();
     if (*state == PollState::kEnd) {
       input_done_ = true;
       if (held_.empty()) break;
@@ -290,6 +290,9 @@ void Worker::ProcessBatch() {
     Process(i);
     const RawRecord& r = batch_.record(i);
     pending_.positions[r.partition] = r.next_offset;
+  }
+  for (const auto& d : batch_.dead_letters()) {
+    DeadLetter(Current{d.payload, d.partition, d.offset}, d.reason);
   }
   for (const auto& [p, o] : source_->PositionsAfterBatch()) pending_.positions[p] = o;
 }

@@ -88,6 +88,9 @@ class Worker {
   Status error() const;
   /// Returns per-partition positions and lag, for monitoring.
   std::vector<PipelineSnapshot::PartitionInfo> Partitions() const;
+  /// Returns the source's own counters (Source::Counters()); callable from any thread while
+  /// the worker exists.
+  std::vector<SourceCounter> SourceCounters() const { return source_->Counters(); }
 
  private:
   void Run();

@@ -1,0 +1,450 @@
+#include "connectors/http/http_source.h"
+
+#include <httplib.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "connectors/generator/generator_source.h"
+#include "core/json_writer.h"
+
+namespace sluice {
+namespace {
+
+/// Pages the fetch thread may hold ahead of the worker.
+constexpr size_t kMaxReadyPages = 4;
+/// Bytes of a failed answer's body kept in its dead letter.
+constexpr size_t kExcerptBytes = 1024;
+
+std::string PercentEncode(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string FormatMicros(int64_t micros) {
+  if (micros % 1'000'000 == 0) return std::to_string(micros / 1'000'000) + "s";
+  return std::to_string(micros / 1000) + "ms";
+}
+
+}  // namespace
+
+std::string HttpSourceCounters::ToString() const {
+  auto v = [](const std::atomic<int64_t>& a) { return std::to_string(a.load()); };
+  return "requests=" + v(requests) + " retries=" + v(retries) + " pages=" + v(pages) +
+         " records=" + v(records) + " dead_lettered_pages=" + v(dead_lettered_pages) +
+         " failures: timeout=" + v(timeout) + " connection=" + v(connection) +
+         " http_5xx=" + v(http_5xx) + " http_429=" + v(http_429) + " http_4xx=" + v(http_4xx) +
+         " invalid_body=" + v(invalid_body) + " too_large=" + v(too_large);
+}
+
+std::vector<SourceCounter> HttpSource::Counters() const {
+  const HttpSourceCounters& c = counters_;
+  auto v = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
+  const char* kFailures = "Failed HTTP requests of the http source, by kind.";
+  return {
+      {"http_requests", "HTTP requests of the http source (first attempts and retries).", "",
+       v(c.requests)},
+      {"http_retries", "HTTP requests the http source retried after a failure.", "", v(c.retries)},
+      {"http_pages", "Pages whose records the http source emitted.", "", v(c.pages)},
+      {"http_records", "Records the http source emitted.", "", v(c.records)},
+      {"http_dead_lettered_pages", "Pages the http source dead-lettered.", "",
+       v(c.dead_lettered_pages)},
+      {"http_failures", kFailures, "timeout", v(c.timeout)},
+      {"http_failures", kFailures, "connection", v(c.connection)},
+      {"http_failures", kFailures, "http_5xx", v(c.http_5xx)},
+      {"http_failures", kFailures, "http_429", v(c.http_429)},
+      {"http_failures", kFailures, "http_4xx", v(c.http_4xx)},
+      {"http_failures", kFailures, "invalid_body", v(c.invalid_body)},
+      {"http_failures", kFailures, "too_large", v(c.too_large)},
+  };
+}
+
+int64_t BackoffDelayMicros(int64_t base, int64_t max, int retry, double unit) {
+  if (base <= 0) return 0;
+  int64_t delay = base;
+  for (int i = 0; i < retry && delay < max; ++i) delay *= 2;
+  delay = std::min(delay, max);
+  const int64_t half = delay / 2;
+  unit = std::clamp(unit, 0.0, 1.0);
+  return delay - half + static_cast<int64_t>(static_cast<double>(half) * unit);
+}
+
+std::string BodyExcerpt(std::string_view body, size_t max_bytes) {
+  if (body.size() <= max_bytes) return std::string(body);
+  size_t cut = max_bytes;
+  // Do not split a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(body[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(body.substr(0, cut)) + "...";
+}
+
+Status ExtractJsonRecords(std::string_view body, const std::string& path,
+                          std::vector<std::string>* out) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (auto err = parser.parse(body.data(), body.size()).get(root)) {
+    return Status::ParseError(std::string("invalid JSON: ") + simdjson::error_message(err));
+  }
+  simdjson::dom::element node = root;
+  std::string walked;
+  size_t start = 0;
+  while (!path.empty() && start <= path.size()) {
+    size_t dot = path.find('.', start);
+    if (dot == std::string::npos) dot = path.size();
+    const std::string key = path.substr(start, dot - start);
+    walked += (walked.empty() ? "" : ".") + key;
+    simdjson::dom::element next;
+    bool found = false;
+    simdjson::dom::object object;
+    simdjson::dom::array array;
+    if (!node.get_object().get(object)) {
+      found = !object.at_key(key).get(next);
+    } else if (!node.get_array().get(array) && !key.empty() && key.size() < 10 &&
+               std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      found = !array.at(std::stoull(key)).get(next);
+    }
+    if (!found) return Status::ParseError("no '" + walked + "' in the body");
+    node = next;
+    start = dot + 1;
+  }
+  simdjson::dom::array records;
+  if (!node.get_array().get(records)) {
+    for (simdjson::dom::element e : records) out->push_back(simdjson::minify(e));
+    return Status::OK();
+  }
+  if (path.empty() && node.is_object()) {
+    out->push_back(simdjson::minify(node));
+    return Status::OK();
+  }
+  return Status::ParseError("'" + (path.empty() ? std::string("the body") : path) +
+                            "' is not an array");
+}
+
+Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const Options& o) {
+  HttpSourceSettings s;
+  const size_t scheme_end = uri.find("://");
+  if (scheme_end == std::string::npos || scheme_end + 3 >= uri.size()) {
+    return Status::InvalidArgument(o.Where("uri") + ": expected http://HOST[:PORT]/PATH, got '" +
+                                   uri + "'");
+  }
+  const size_t path_start = uri.find_first_of("/?", scheme_end + 3);
+  s.base = uri.substr(0, path_start);
+  s.path = path_start == std::string::npos ? "/" : uri.substr(path_start);
+  if (s.path[0] == '?') s.path = "/" + s.path;
+
+  ASSIGN_OR_RETURN(s.interval_micros, o.GetDurationMicros("interval", s.interval_micros));
+  s.records = o.GetString("records", "");
+  ASSIGN_OR_RETURN(s.timeout_micros, o.GetDurationMicros("timeout", s.timeout_micros));
+  if (s.timeout_micros <= 0) return Status::InvalidArgument(o.Where("timeout") + ": must be > 0");
+  ASSIGN_OR_RETURN(int64_t retries, o.GetInt("retries", s.retries));
+  if (retries < 0 || retries > 100) {
+    return Status::InvalidArgument(o.Where("retries") + ": retries must be 0..100");
+  }
+  s.retries = static_cast<int>(retries);
+  ASSIGN_OR_RETURN(s.backoff_micros, o.GetDurationMicros("backoff", s.backoff_micros));
+  ASSIGN_OR_RETURN(s.backoff_max_micros, o.GetDurationMicros("backoff_max", s.backoff_max_micros));
+  ASSIGN_OR_RETURN(s.count, o.GetInt("count", -1));
+  ASSIGN_OR_RETURN(s.pages, o.GetInt("pages", -1));
+  s.page_param = o.Has("page_param") ? o.GetString("page_param") : s.page_param;
+  ASSIGN_OR_RETURN(s.first_page, o.GetInt("first_page", s.first_page));
+  if (s.first_page < 0) return Status::InvalidArgument(o.Where("first_page") + ": must be >= 0");
+  s.size_param = o.GetString("size_param", s.size_param);
+  ASSIGN_OR_RETURN(s.page_size, o.GetInt("page_size", -1));
+  s.seed_param = o.GetString("seed_param", s.seed_param);
+  s.seed = o.GetString("seed", "");
+  ASSIGN_OR_RETURN(s.max_body_bytes, o.GetInt("max_body", s.max_body_bytes));
+  if (s.max_body_bytes <= 0) return Status::InvalidArgument(o.Where("max_body") + ": must be > 0");
+  s.ca_file = o.GetString("ca_file", "");
+  ASSIGN_OR_RETURN(s.insecure, o.GetBool("insecure", false));
+  const std::string format = o.GetString("format", "json");
+  if (format != "json" && format != "ndjson") {
+    return Status::InvalidArgument(o.Where("format") + ": an http source reads JSON (format = \"json\")");
+  }
+  if (s.count >= 0 && !s.page_param.empty() && s.page_size <= 0) {
+    return Status::InvalidArgument(
+        o.Where("count") + ": count needs page_size (the records per page), so that a restart "
+                           "knows how many records the pages before it held; or use pages");
+  }
+  return s;
+}
+
+Result<std::vector<std::unique_ptr<Source>>> HttpSource::Make(const SourceConfig& config,
+                                                              int /*max_instances*/) {
+  IgnoreGeneratorOptions(config.options);
+  ASSIGN_OR_RETURN(HttpSourceSettings settings, ParseHttpSourceSettings(config.uri, config.options));
+  RETURN_IF_ERROR(config.options.RejectUnconsumed("source"));
+  std::vector<std::unique_ptr<Source>> out;
+  out.push_back(std::make_unique<HttpSource>(std::move(settings)));
+  return out;
+}
+
+HttpSource::HttpSource(HttpSourceSettings settings) : settings_(std::move(settings)) {}
+
+HttpSource::~HttpSource() { Close(); }
+
+Status HttpSource::Open(const SourceContext& ctx) {
+  until_caught_up_ = ctx.until_caught_up;
+  start_page_ = settings_.page_param.empty() ? 0 : settings_.first_page;
+  if (auto committed = ctx.committed_position(0)) start_page_ = *committed;
+  client_ = std::make_unique<httplib::Client>(settings_.base);
+  if (!client_->is_valid()) {
+    return Status::InvalidArgument("http source: cannot use '" + settings_.base + "'");
+  }
+  const int64_t t = settings_.timeout_micros;
+  client_->set_connection_timeout(t / 1'000'000, t % 1'000'000);
+  client_->set_read_timeout(t / 1'000'000, t % 1'000'000);
+  client_->set_write_timeout(t / 1'000'000, t % 1'000'000);
+  client_->set_follow_location(true);
+  client_->set_keep_alive(true);
+  if (!settings_.ca_file.empty()) client_->set_ca_cert_path(settings_.ca_file);
+  client_->enable_server_certificate_verification(!settings_.insecure);
+  jitter_state_ = static_cast<uint64_t>(start_page_) * 0x9e3779b97f4a7c15ULL + 0x5851f42d4c957f2dULL;
+  stop_.store(false);
+  fetcher_ = std::thread([this] { FetchLoop(); });
+  return Status::OK();
+}
+
+std::string HttpSource::Target(int64_t page) const {
+  std::string target = settings_.path;
+  auto add = [&](const std::string& name, const std::string& value) {
+    target += (target.find('?') == std::string::npos ? "?" : "&");
+    target += PercentEncode(name) + "=" + PercentEncode(value);
+  };
+  if (settings_.page_size >= 0 && !settings_.size_param.empty()) {
+    add(settings_.size_param, std::to_string(settings_.page_size));
+  }
+  if (!settings_.seed.empty() && !settings_.seed_param.empty()) add(settings_.seed_param, settings_.seed);
+  if (!settings_.page_param.empty()) add(settings_.page_param, std::to_string(page));
+  return target;
+}
+
+bool HttpSource::SleepUntil(std::chrono::steady_clock::time_point until) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_until(lock, until, [&] { return stop_.load(); });
+  return !stop_.load();
+}
+
+bool HttpSource::Fetch(int64_t page, Page* out) {
+  out->page = page;
+  const std::string target = Target(page);
+  std::string body;
+  std::string failure;  // the last attempt's reason
+  int status = 0;
+  int attempts = 0;
+  bool give_up = false;  // a failure that retrying cannot fix
+  for (int attempt = 0; attempt <= settings_.retries && !give_up; ++attempt) {
+    if (attempt > 0) {
+      counters_.retries.fetch_add(1);
+      Rng rng(jitter_state_++);
+      const int64_t delay = BackoffDelayMicros(settings_.backoff_micros, settings_.backoff_max_micros,
+                                               attempt - 1, rng.Unit());
+      if (!SleepUntil(std::chrono::steady_clock::now() + std::chrono::microseconds(delay))) {
+        return false;
+      }
+    }
+    ++attempts;
+    counters_.requests.fetch_add(1);
+    body.clear();
+    bool too_large = false;
+    const auto started = std::chrono::steady_clock::now();
+    auto res = client_->Get(target, [&](const char* data, size_t n) {
+      if (stop_.load()) return false;
+      if (body.size() + n > static_cast<size_t>(settings_.max_body_bytes)) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (stop_.load()) return false;
+    status = res ? res->status : 0;
+    if (!res) {
+      const auto err = res.error();
+      const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count();
+      if (too_large) {
+        counters_.too_large.fetch_add(1);
+        failure = "body larger than max_body (" + std::to_string(settings_.max_body_bytes) + " bytes)";
+        give_up = true;
+      } else if (err == httplib::Error::ConnectionTimeout ||
+                 (err == httplib::Error::Read && elapsed >= settings_.timeout_micros * 9 / 10)) {
+        counters_.timeout.fetch_add(1);
+        failure = "timeout (" + FormatMicros(settings_.timeout_micros) + ")";
+      } else {
+        counters_.connection.fetch_add(1);
+        // A certificate that does not verify will not verify on a retry either.
+        give_up = err == httplib::Error::SSLServerVerification ||
+                  err == httplib::Error::SSLLoadingCerts;
+        if (err == httplib::Error::Connection) {
+          failure = "cannot connect";
+        } else if (give_up || err == httplib::Error::SSLConnection) {
+          failure = "TLS: " + httplib::to_string(err);
+        } else {
+          failure = "connection: " + httplib::to_string(err);
+        }
+      }
+      continue;
+    }
+    if (status >= 200 && status < 300) {
+      std::vector<std::string> records;
+      Status parsed = ExtractJsonRecords(body, settings_.records, &records);
+      if (parsed.ok()) {
+        out->records = std::move(records);
+        return true;
+      }
+      counters_.invalid_body.fetch_add(1);
+      failure = parsed.message();
+      give_up = true;
+      continue;
+    }
+    failure = "HTTP " + std::to_string(status);
+    if (status >= 500) {
+      counters_.http_5xx.fetch_add(1);
+    } else if (status == 429) {
+      counters_.http_429.fetch_add(1);
+    } else {
+      counters_.http_4xx.fetch_add(1);
+      give_up = true;
+    }
+  }
+  out->dead = true;
+  out->reason = "http: " + failure;
+  if (attempts > 1) out->reason += " after " + std::to_string(attempts) + " attempts";
+  std::string& p = out->payload;
+  p = "{\"url\":";
+  AppendJsonString(settings_.base + target, &p);
+  p += ",\"page\":" + std::to_string(page) + ",\"attempts\":" + std::to_string(attempts);
+  p += ",\"status\":" + (status > 0 ? std::to_string(status) : std::string("null"));
+  p += ",\"error\":";
+  AppendJsonString(failure, &p);
+  p += ",\"body\":";
+  AppendJsonString(BodyExcerpt(body, kExcerptBytes), &p);
+  p += "}";
+  counters_.dead_lettered_pages.fetch_add(1);
+  spdlog::warn("http source: page {} of {} dead-lettered: {}", page, settings_.base + settings_.path,
+               out->reason);
+  return true;
+}
+
+void HttpSource::FetchLoop() {
+  const bool paging = !settings_.page_param.empty();
+  int64_t page = start_page_;
+  int64_t emitted = 0;  // without paging: records emitted in this run
+  auto next_request = std::chrono::steady_clock::now();
+  auto finish = [&](bool final_end) {
+    end_is_final_.store(final_end);
+    std::lock_guard<std::mutex> lock(mu_);
+    fetch_done_ = true;
+    cv_.notify_all();
+  };
+  while (!stop_.load()) {
+    // Bounds: pages, or count (with paging, counted as page_size records per page before).
+    const int64_t index = page - start_page_;
+    int64_t first_record = -1;  // global index of the page's first record, when known
+    if (paging && settings_.page_size > 0) first_record = (page - settings_.first_page) * settings_.page_size;
+    if (!paging) first_record = emitted;
+    if (settings_.pages >= 0 && (paging ? page - settings_.first_page : index) >= settings_.pages) {
+      finish(true);
+      return;
+    }
+    if (settings_.count >= 0 && first_record >= settings_.count) {
+      finish(true);
+      return;
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_.load() || ready_.size() < kMaxReadyPages; });
+    }
+    if (!SleepUntil(next_request)) break;
+    next_request = std::chrono::steady_clock::now() + std::chrono::microseconds(settings_.interval_micros);
+    Page result;
+    if (!Fetch(page, &result)) break;
+    if (!result.dead && result.records.empty()) {
+      // Caught up: ask for the same page again after the interval.
+      if (until_caught_up_) {
+        finish(false);
+        return;
+      }
+      if (!paging) ++page;
+      continue;
+    }
+    if (!result.dead) {
+      if (settings_.count >= 0 && first_record >= 0 &&
+          first_record + static_cast<int64_t>(result.records.size()) > settings_.count) {
+        result.records.resize(static_cast<size_t>(settings_.count - first_record));
+      }
+      emitted += static_cast<int64_t>(result.records.size());
+      counters_.pages.fetch_add(1);
+      counters_.records.fetch_add(static_cast<int64_t>(result.records.size()));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_.push_back(std::move(result));
+      cv_.notify_all();
+    }
+    ++page;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  fetch_done_ = true;
+  cv_.notify_all();
+}
+
+Result<PollState> HttpSource::Poll(RawBatch* out, size_t max_records,
+                                   std::chrono::milliseconds budget) {
+  batch_next_page_ = -1;
+  std::deque<Page> pages;
+  bool done = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, budget, [&] { return !ready_.empty() || fetch_done_; });
+    size_t taken = 0;
+    while (!ready_.empty() && (pages.empty() || taken + ready_.front().records.size() <= max_records)) {
+      taken += ready_.front().records.size();
+      pages.push_back(std::move(ready_.front()));
+      ready_.pop_front();
+    }
+    done = fetch_done_ && ready_.empty();
+    cv_.notify_all();
+  }
+  for (Page& p : pages) {
+    if (p.dead) {
+      out->AddDeadLetter(SourceDeadLetter{std::move(p.reason), std::move(p.payload), 0, p.page});
+    } else {
+      for (const std::string& r : p.records) {
+        RawRecord& rec = out->Append(r);
+        rec.partition = 0;
+        rec.offset = p.page;
+        rec.next_offset = p.page + 1;
+      }
+    }
+    batch_next_page_ = p.page + 1;
+  }
+  if (!pages.empty()) return PollState::kData;
+  return done ? PollState::kEnd : PollState::kIdle;
+}
+
+void HttpSource::Close() {
+  if (!fetcher_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+    cv_.notify_all();
+  }
+  if (client_) client_->stop();
+  fetcher_.join();
+  spdlog::info("http source {}: {}", settings_.base + settings_.path, counters_.ToString());
+}
+
+}  // namespace sluice
