@@ -11,6 +11,7 @@ packages=(
   libssl-dev openssl  # https: linked ahead of the pyarrow libraries; the tests make a certificate
   prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
   python3-yaml  # deploy tests: Grafana provisioning files
+  kcat  # Kafka tests: an independent producer and read_committed reader
 )
 if [ "${SLUICE_EXTRA_PACKAGES:-}" != "" ]; then
   # shellcheck disable=SC2206

@@ -6,6 +6,7 @@
 #include "connectors/mysql/mysql_sink.h"
 #include "connectors/mysql/mysql_table_source.h"
 #include "connectors/parquet/parquet_sink.h"
+#include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/sqlite/sqlite_sink.h"
 #include "connectors/sqlite/sqlite_table_source.h"
@@ -66,6 +67,7 @@ void RegisterBuiltins() {
   r.AddSink("sqlite", SqliteSink::Make);
   r.AddSink("mysql", MysqlSink::Make);
   r.AddSink("parquet", ParquetSink::Make);
+  r.AddSink("kafka", KafkaSink::Make);
 }
 
 }  // namespace sluice

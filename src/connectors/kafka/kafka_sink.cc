@@ -1,0 +1,606 @@
+#include "connectors/kafka/kafka_sink.h"
+
+#include <librdkafka/rdkafka.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "connectors/kafka/kafka_uri.h"
+#include "core/json_writer.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+constexpr char kNeedsRows[] =
+    "the kafka sink writes rows: use [aggregate] mode = \"append\" or a pipeline without "
+    "[aggregate] (a topic cannot merge the partial aggregates of update mode)";
+/// Room for large engine state in the positions topic (the producer's and the topic's limit).
+constexpr int kMaxMessageBytes = 16 << 20;
+
+void AppendJsonValue(const Value& v, std::string* out) {
+  switch (v.type()) {
+    case Type::kNull:
+      *out += "null";
+      return;
+    case Type::kBool:
+      *out += v.bool_value() ? "true" : "false";
+      return;
+    case Type::kInt64:
+      *out += std::to_string(v.int_value());
+      return;
+    case Type::kDouble: {
+      double d = v.double_value();
+      if (!std::isfinite(d)) {
+        *out += "null";
+        return;
+      }
+      char buf[64];
+      auto r = std::to_chars(buf, buf + sizeof(buf), d);
+      out->append(buf, r.ptr);
+      return;
+    }
+    case Type::kString:
+      AppendJsonString(v.string_value(), out);
+      return;
+    case Type::kTimestamp:
+      AppendJsonString(v.ToString(), out);
+      return;
+  }
+}
+
+std::string ErrorText(rd_kafka_error_t* e) {
+  return std::string(rd_kafka_error_name(e)) + ": " + rd_kafka_error_string(e);
+}
+
+bool IsFencing(rd_kafka_resp_err_t code) {
+  return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
+         code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+}  // namespace
+
+/// Keeps the first failed delivery of a transaction (served on the thread calling poll/flush).
+class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
+ public:
+  void dr_cb(RdKafka::Message& m) override {
+    if (m.err() == RdKafka::ERR_NO_ERROR || failed) return;
+    failed = true;
+    code = m.err();
+    text = m.errstr();
+    row = reinterpret_cast<uintptr_t>(m.msg_opaque());
+    size = m.len();
+    if (m.key()) key = *m.key();
+  }
+  void Reset() { *this = DeliveryReport(); }
+
+  bool failed = false;
+  RdKafka::ErrorCode code = RdKafka::ERR_NO_ERROR;
+  std::string text, key;
+  uintptr_t row = 0;  ///< 1 + the row's index; 0 for position/state records
+  size_t size = 0;
+};
+
+Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
+  auto [scheme, rest] = SplitUri(config.uri);
+  auto uri = ParseKafkaUri(rest);
+  const Options& o = config.options;
+  if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
+  Settings s;
+  s.brokers = uri->brokers;
+  s.topic = uri->topic;
+  s.key = o.GetString("key");
+  s.key_where = o.Where("key");
+  s.transactional_id = o.GetString("transactional_id");
+  s.positions_topic = o.GetString("positions_topic");
+  s.consumer_group = o.GetString("consumer_group");
+  s.consumer_topic = o.GetString("consumer_topic");
+  if (s.consumer_group.empty() != s.consumer_topic.empty()) {
+    return Status::InvalidArgument(
+        o.Where(s.consumer_group.empty() ? "consumer_topic" : "consumer_group") +
+        ": consumer_group and consumer_topic go together (the Kafka "
+        "source's group and topic, to commit the consumed offsets to)");
+  }
+  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 30'000'000));
+  if (timeout < 1'000'000) {
+    return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 1s");
+  }
+  s.timeout_ms = timeout / 1000;
+  for (const auto& key : o.KeysWithPrefix("kafka.")) {
+    std::string prop = key.substr(6);
+    if (prop == "enable.idempotence" || prop == "acks" || prop == "transactional.id" ||
+        prop == "bootstrap.servers") {
+      return Status::InvalidArgument(o.Where(key) + ": " + prop +
+                                     " is set by the kafka sink (exactly-once needs it)");
+    }
+    s.properties[prop] = o.GetString(key);
+  }
+  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  // Check the librdkafka properties now, so a typo fails at start, not at the first checkpoint.
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  for (const auto& [k, v] : s.properties) {
+    Status st = SetKafkaConf(conf.get(), k, v);
+    if (!st.ok()) return Status::InvalidArgument(o.Where("kafka." + k) + ": " + st.message());
+  }
+  return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
+}
+
+KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {}
+
+KafkaSink::~KafkaSink() { Close(); }
+
+void KafkaSink::Close() {
+  if (reader_) {
+    reader_->close();
+    reader_.reset();
+  }
+  if (producer_) {
+    // An open transaction is left to the coordinator (aborted at its timeout or by the next
+    // init_transactions); nothing of it is visible.
+    producer_->flush(1000);
+    producer_.reset();
+  }
+  needs_init_ = true;
+}
+
+std::string KafkaSink::PositionKey(const std::string& source, int32_t partition) const {
+  std::string k = "[\"position\",";
+  AppendJsonString(ctx_.pipeline, &k);
+  k += ',';
+  AppendJsonString(source, &k);
+  k += ',' + std::to_string(partition) + ']';
+  return k;
+}
+
+Status KafkaSink::Open(const SinkContext& ctx) {
+  if (ctx.aggregate && !ctx.aggregate->append_mode) return Status::InvalidArgument(kNeedsRows);
+  Close();
+  ctx_ = ctx;
+  key_slot_.reset();
+  if (!settings_.key.empty()) {
+    key_slot_ = ctx_.output.IndexOf(settings_.key);
+    if (!key_slot_) {
+      std::string names;
+      for (const auto& f : ctx_.output.fields()) names += (names.empty() ? "" : ", ") + f.name;
+      return Status::InvalidArgument(settings_.key_where + ": key '" + settings_.key +
+                                     "' is not an output column (" + names + ")");
+    }
+  }
+  if (settings_.transactional_id.empty()) {
+    settings_.transactional_id = "sluice-" + ctx_.pipeline + "-" + settings_.topic;
+  }
+  if (settings_.positions_topic.empty())
+    settings_.positions_topic = settings_.topic + ".sluice-positions";
+  std::random_device rd;
+  token_prefix_ = std::to_string((static_cast<uint64_t>(rd()) << 32) | rd());
+  positions_.clear();
+  read_next_.clear();
+  state_.clear();
+  commit_marker_.clear();
+  pending_marker_.clear();
+  fatal_.clear();
+  RETURN_IF_ERROR(InitProducer());
+  RETURN_IF_ERROR(EnsureTopic(settings_.positions_topic, true));
+  RETURN_IF_ERROR(EnsureTopic(settings_.topic, false));
+
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "group.id", settings_.transactional_id + ".reader"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "isolation.level", "read_committed"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.commit", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "true"));
+  RETURN_IF_ERROR(
+      SetKafkaConf(conf.get(), "fetch.max.bytes", std::to_string(2 * kMaxMessageBytes)));
+  // Reading back waits for the end of a small topic: do not let the broker hold fetches.
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "fetch.wait.max.ms", "20"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+  std::string err;
+  reader_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!reader_) return Status::InvalidArgument("kafka sink reader: " + err);
+  spdlog::info("kafka sink: topic {} (positions in {}), transactional.id {} ({})", settings_.topic,
+               settings_.positions_topic, settings_.transactional_id, settings_.brokers);
+  return Status::OK();
+}
+
+Status KafkaSink::InitProducer() {
+  producer_.reset();
+  needs_init_ = true;
+  delivery_ = std::make_unique<DeliveryReport>();
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "client.id", "sluice-" + ctx_.pipeline + "-sink"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "message.max.bytes", std::to_string(kMaxMessageBytes)));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "linger.ms", "5"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+  RETURN_IF_ERROR(
+      SetKafkaConf(conf.get(), "transaction.timeout.ms",
+                   std::to_string(std::max<int64_t>(60'000, 2 * settings_.timeout_ms))));
+  for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(SetKafkaConf(conf.get(), k, v));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.idempotence", "true"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "acks", "all"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "transactional.id", settings_.transactional_id));
+  std::string err;
+  if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(delivery_.get()), err) !=
+      RdKafka::Conf::CONF_OK) {
+    return Status::Internal("kafka dr_cb: " + err);
+  }
+  producer_.reset(RdKafka::Producer::create(conf.get(), err));
+  if (!producer_) return Status::InvalidArgument("kafka sink producer: " + err);
+  // A clear message when no broker answers, before the transactional handshake times out.
+  RdKafka::Metadata* md = nullptr;
+  RdKafka::ErrorCode rc =
+      producer_->metadata(true, nullptr, &md, static_cast<int>(settings_.timeout_ms));
+  delete md;
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    healthy_.store(false);
+    producer_.reset();
+    return Status::Unavailable("kafka sink: no broker of " + settings_.brokers +
+                               " answered within " + std::to_string(settings_.timeout_ms / 1000) +
+                               "s (" + RdKafka::err2str(rc) + ")");
+  }
+  RdKafka::Error* e = producer_->init_transactions(static_cast<int>(settings_.timeout_ms));
+  if (e) {
+    std::string text = e->name() + ": " + e->str();
+    bool fatal = e->is_fatal();
+    delete e;
+    producer_.reset();
+    healthy_.store(false);
+    std::string msg = "kafka sink: init_transactions for transactional.id " +
+                      settings_.transactional_id + " on " + settings_.brokers + ": " + text;
+    return fatal ? Status::Internal(msg) : Status::Unavailable(msg);
+  }
+  needs_init_ = false;
+  healthy_.store(true);
+  return Status::OK();
+}
+
+Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
+  rd_kafka_t* rk = producer_->c_ptr();
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 0, t, &md, static_cast<int>(settings_.timeout_ms));
+  rd_kafka_topic_destroy(t);
+  bool exists = false;
+  if (rc == RD_KAFKA_RESP_ERR_NO_ERROR && md) {
+    for (int i = 0; i < md->topic_cnt; ++i) {
+      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+          md->topics[i].partition_cnt > 0) {
+        exists = true;
+      }
+    }
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  if (exists) return Status::OK();
+  char errstr[512];
+  rd_kafka_NewTopic_t* nt =
+      rd_kafka_NewTopic_new(topic.c_str(), compact ? 1 : -1, -1, errstr, sizeof(errstr));
+  if (!nt) return Status::InvalidArgument("kafka sink: topic " + topic + ": " + errstr);
+  if (compact) {
+    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+    rd_kafka_NewTopic_set_config(nt, "max.message.bytes", std::to_string(kMaxMessageBytes).c_str());
+  }
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(opts, static_cast<int>(settings_.timeout_ms), errstr,
+                                              sizeof(errstr));
+  rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(settings_.timeout_ms) + 2000);
+  Status result;
+  if (!ev) {
+    result = Status::Unavailable("kafka sink: creating topic " + topic + " timed out");
+  } else if (rd_kafka_event_error(ev)) {
+    result = Status::Unavailable("kafka sink: creating topic " + topic + ": " +
+                                 rd_kafka_event_error_string(ev));
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        const char* why = rd_kafka_topic_result_error_string(res[i]);
+        result = Status::InvalidArgument("kafka sink: creating topic " + topic + ": " +
+                                         (why ? why : rd_kafka_err2str(err)));
+      }
+    }
+    if (result.ok())
+      spdlog::info("kafka sink: created topic {}{}", topic, compact ? " (compacted)" : "");
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy(nt);
+  return result;
+}
+
+Status KafkaSink::ReadBack() {
+  if (!reader_) return Status::Internal("kafka sink: not open");
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(settings_.timeout_ms);
+  if (read_next_.empty()) {
+    int n = KafkaPartitionCount(settings_.brokers, settings_.positions_topic);
+    if (n <= 0) {
+      return Status::Unavailable("kafka sink: cannot read the partitions of " +
+                                 settings_.positions_topic);
+    }
+    for (int p = 0; p < n; ++p) read_next_[p] = RdKafka::Topic::OFFSET_BEGINNING;
+  }
+  // A fresh assignment reports the end (read_committed: the last stable offset) once reached.
+  std::vector<RdKafka::TopicPartition*> parts;
+  for (const auto& [p, offset] : read_next_) {
+    parts.push_back(RdKafka::TopicPartition::create(settings_.positions_topic, p, offset));
+  }
+  RdKafka::ErrorCode rc = reader_->assign(parts);
+  RdKafka::TopicPartition::destroy(parts);
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    return Status::Unavailable("kafka sink: assign " + settings_.positions_topic + ": " +
+                               RdKafka::err2str(rc));
+  }
+  std::set<int32_t> pending;
+  for (const auto& [p, offset] : read_next_) pending.insert(p);
+  simdjson::dom::parser parser;
+  Status result;
+  while (!pending.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result = Status::Unavailable("kafka sink: reading " + settings_.positions_topic +
+                                   " to its end timed out after " +
+                                   std::to_string(settings_.timeout_ms / 1000) + "s");
+      break;
+    }
+    std::unique_ptr<RdKafka::Message> m(
+        reader_->consume(static_cast<int>(std::min<int64_t>(left.count(), 500))));
+    if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      pending.erase(m->partition());
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      result = Status::Unavailable("kafka sink: reading " + settings_.positions_topic + ": " +
+                                   m->errstr());
+      break;
+    }
+    read_next_[m->partition()] = m->offset() + 1;
+    if (!m->key()) continue;
+    simdjson::dom::array key;
+    if (parser.parse(*m->key()).get_array().get(key) != simdjson::SUCCESS) continue;
+    std::vector<simdjson::dom::element> items(key.begin(), key.end());
+    std::string_view kind, pipeline;
+    if (items.size() < 2 || items[0].get_string().get(kind) || items[1].get_string().get(pipeline))
+      continue;
+    if (pipeline != ctx_.pipeline) continue;
+    const bool tombstone = m->payload() == nullptr;
+    std::string value =
+        tombstone ? std::string() : std::string(static_cast<const char*>(m->payload()), m->len());
+    if (kind == "position" && items.size() == 4) {
+      std::string_view source;
+      int64_t partition = 0;
+      if (items[2].get_string().get(source) || items[3].get_int64().get(partition)) continue;
+      auto k = std::make_pair(std::string(source), static_cast<int32_t>(partition));
+      int64_t offset = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), offset);
+      if (tombstone || ec != std::errc() || ptr != value.data() + value.size()) {
+        positions_.erase(k);
+      } else {
+        positions_[k] = offset;
+      }
+    } else if (kind == "state") {
+      state_ = std::move(value);
+    } else if (kind == "commit" && items.size() == 3) {
+      std::string_view id;
+      if (!items[2].get_string().get(id) && id == settings_.transactional_id)
+        commit_marker_ = std::move(value);
+    }
+  }
+  reader_->unassign();
+  return result;
+}
+
+Result<std::vector<StoredPosition>> KafkaSink::LoadPositions() {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  RETURN_IF_ERROR(ReadBack());
+  std::vector<StoredPosition> out;
+  for (const auto& [k, offset] : positions_) out.push_back({k.first, k.second, offset});
+  return out;
+}
+
+Result<std::string> KafkaSink::LoadState() {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  RETURN_IF_ERROR(ReadBack());
+  return state_;
+}
+
+Status KafkaSink::TxnError(const std::string& what, int code, std::string text, bool fatal) {
+  if (fatal) {
+    char buf[512];
+    rd_kafka_resp_err_t fatal_code = rd_kafka_fatal_error(producer_->c_ptr(), buf, sizeof(buf));
+    if (fatal_code != RD_KAFKA_RESP_ERR_NO_ERROR)
+      text = std::string(rd_kafka_err2name(fatal_code)) + ": " + buf;
+    if (IsFencing(fatal_code) || IsFencing(static_cast<rd_kafka_resp_err_t>(code))) {
+      fatal_ = "kafka sink: the producer with transactional.id " + settings_.transactional_id +
+               " was fenced: another process with the same transactional_id started (" + text +
+               "); this one stops, its open transaction is aborted";
+    } else {
+      fatal_ = "kafka sink: fatal producer error in " + what + ": " + text;
+    }
+    healthy_.store(false);
+    return Status::Internal(fatal_);
+  }
+  return Status::Unavailable("kafka sink: " + what + ": " + text);
+}
+
+Status KafkaSink::TxnError(const std::string& what, RdKafka::Error* e) {
+  return TxnError(what, static_cast<int>(e->code()), e->name() + ": " + e->str(), e->is_fatal());
+}
+
+void KafkaSink::Abort() {
+  if (!producer_ || needs_init_) return;
+  RdKafka::Error* e = producer_->abort_transaction(static_cast<int>(settings_.timeout_ms));
+  if (!e) return;
+  Status s = TxnError("abort_transaction", e);
+  delete e;
+  spdlog::warn("{}", s.message());
+  needs_init_ = true;  // the next init_transactions aborts what is left open
+}
+
+Status KafkaSink::Commit(const Checkpoint& cp) {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
+  if (needs_init_) RETURN_IF_ERROR(InitProducer());
+  if (!pending_marker_.empty()) {
+    // The new producer's init_transactions made the coordinator finish or abort the transaction
+    // in doubt; its marker says which.
+    RETURN_IF_ERROR(ReadBack());
+    const bool applied = commit_marker_ == pending_marker_;
+    spdlog::info("kafka sink: checkpoint {} in doubt was {}", cp.id,
+                 applied ? "committed" : "not committed");
+    pending_marker_.clear();
+    if (applied) return Status::OK();
+  }
+  healthy_.store(true);
+  const int timeout = static_cast<int>(settings_.timeout_ms);
+  const std::string marker =
+      token_prefix_ + "-" + std::to_string(cp.id) + "-" + std::to_string(++attempts_);
+  delivery_->Reset();
+  if (RdKafka::Error* e = producer_->begin_transaction()) {
+    Status s = TxnError("begin_transaction", e);
+    delete e;
+    needs_init_ = true;
+    return s;
+  }
+  auto produce = [&](const std::string& topic, const std::string& key, const std::string* payload,
+                     uintptr_t row) -> Status {
+    while (true) {
+      RdKafka::ErrorCode rc = producer_->produce(
+          topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+          payload ? const_cast<char*>(payload->data()) : nullptr, payload ? payload->size() : 0,
+          key.empty() && row != 0 ? nullptr : key.data(), key.size(), 0,
+          reinterpret_cast<void*>(row));
+      if (rc == RdKafka::ERR_NO_ERROR) break;
+      if (rc == RdKafka::ERR__QUEUE_FULL) {
+        producer_->poll(50);
+        continue;
+      }
+      if (rc == RdKafka::ERR_MSG_SIZE_TOO_LARGE && row != 0) {
+        return Status::InvalidArgument("kafka sink: row " + std::to_string(row - 1) +
+                                       " of checkpoint " + std::to_string(cp.id) +
+                                       (key.empty() ? "" : " (key " + key + ")") + " is " +
+                                       std::to_string(payload ? payload->size() : 0) +
+                                       " bytes as JSON, over the producer's message.max.bytes");
+      }
+      return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
+    }
+    producer_->poll(0);
+    return Status::OK();
+  };
+  Status s;
+  std::string json, key;
+  if (cp.rows) {
+    const auto& fields = ctx_.output.fields();
+    for (size_t i = 0; i < cp.rows->size() && s.ok(); ++i) {
+      const auto& row = (*cp.rows)[i];
+      json.clear();
+      json += '{';
+      for (size_t c = 0; c < fields.size() && c < row.size(); ++c) {
+        if (c) json += ',';
+        AppendJsonString(fields[c].name, &json);
+        json += ':';
+        AppendJsonValue(row[c], &json);
+      }
+      json += '}';
+      key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
+      s = produce(settings_.topic, key, &json, i + 1);
+    }
+  }
+  for (const auto& p : cp.positions) {
+    if (!s.ok()) break;
+    std::string value = std::to_string(p.offset);
+    s = produce(settings_.positions_topic, PositionKey(p.source, p.partition), &value, 0);
+  }
+  std::string pipeline_json;
+  AppendJsonString(ctx_.pipeline, &pipeline_json);
+  if (s.ok() && cp.state)
+    s = produce(settings_.positions_topic, "[\"state\"," + pipeline_json + "]", cp.state, 0);
+  if (s.ok()) {
+    std::string commit_key = "[\"commit\"," + pipeline_json + ",";
+    AppendJsonString(settings_.transactional_id, &commit_key);
+    s = produce(settings_.positions_topic, commit_key + "]", &marker, 0);
+  }
+  if (s.ok() && !settings_.consumer_group.empty()) {
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(4);
+    for (const auto& p : cp.positions) {
+      if (p.source.rfind("__dead_letters", 0) == 0) continue;  // a dead-letter file's length
+      rd_kafka_topic_partition_list_add(offsets, settings_.consumer_topic.c_str(), p.partition)
+          ->offset = p.offset;
+    }
+    if (offsets->cnt > 0) {
+      rd_kafka_consumer_group_metadata_t* group =
+          rd_kafka_consumer_group_metadata_new(settings_.consumer_group.c_str());
+      rd_kafka_error_t* e =
+          rd_kafka_send_offsets_to_transaction(producer_->c_ptr(), offsets, group, timeout);
+      rd_kafka_consumer_group_metadata_destroy(group);
+      if (e) {
+        s = TxnError("send_offsets_to_transaction", rd_kafka_error_code(e), ErrorText(e),
+                     rd_kafka_error_is_fatal(e));
+        rd_kafka_error_destroy(e);
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+  }
+  if (s.ok() && hook_) s = hook_("before_commit");
+  if (!s.ok()) {
+    if (fatal_.empty()) Abort();
+    return s;
+  }
+  pending_marker_ = marker;
+  RdKafka::Error* e = producer_->commit_transaction(timeout);
+  if (e) {
+    Status cs = TxnError("commit_transaction", e);
+    const bool requires_abort = e->txn_requires_abort();
+    delete e;
+    if (!fatal_.empty()) return cs;
+    if (requires_abort) {
+      pending_marker_.clear();  // not committed
+      Abort();
+      if (delivery_->failed && delivery_->code == RdKafka::ERR_MSG_SIZE_TOO_LARGE &&
+          delivery_->row != 0) {
+        return Status::InvalidArgument(
+            "kafka sink: row " + std::to_string(delivery_->row - 1) + " of checkpoint " +
+            std::to_string(cp.id) +
+            (delivery_->key.empty() ? "" : " (key " + delivery_->key + ")") + " is " +
+            std::to_string(delivery_->size) + " bytes as JSON, over the broker's limit for topic " +
+            settings_.topic + " (" + delivery_->text + ")");
+      }
+      if (delivery_->failed) cs = cs.WithContext("delivery failed: " + delivery_->text);
+      healthy_.store(false);
+      return cs;
+    }
+    // Retriable or unknown: the commit may or may not have happened. Re-initialising the
+    // producer settles it at the coordinator; the marker read back then tells.
+    needs_init_ = true;
+    healthy_.store(false);
+    return cs.WithContext("commit outcome unknown, checked before the retry");
+  }
+  if (hook_) {
+    Status h = hook_("after_commit");
+    if (!h.ok()) {
+      needs_init_ = true;
+      return h;
+    }
+  }
+  pending_marker_.clear();
+  for (const auto& p : cp.positions) positions_[{p.source, p.partition}] = p.offset;
+  if (cp.state) state_ = *cp.state;
+  commit_marker_ = marker;
+  return Status::OK();
+}
+
+}  // namespace sluice

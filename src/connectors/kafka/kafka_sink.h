@@ -1,0 +1,103 @@
+#pragma once
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// Writes output rows to a Kafka topic as JSON objects, exactly once, with the transactional
+/// producer (see src/connectors/kafka/README.md for the URI, options and record layout).
+///
+/// Each Commit() is one transaction holding the rows, the checkpoint's positions and state (in
+/// a compacted positions topic, the truth that LoadPositions()/LoadState() read back with
+/// read_committed) and, with `consumer_group`, the consumed offsets for that group. A failed
+/// transaction is aborted and Commit() fails (kUnavailable: the runner retries; a record too
+/// large: kInvalidArgument naming the row). A commit whose outcome is unknown is resolved on the
+/// next call by re-initialising the producer and reading the commit marker back. A producer
+/// fenced by a newer process with the same transactional.id fails with kInternal.
+///
+/// Lifecycle and threading as Sink; Healthy() may be called from any thread.
+class KafkaSink : public Sink {
+ public:
+  static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
+  ~KafkaSink() override;
+
+  Status Open(const SinkContext& ctx) override;
+  Result<std::vector<StoredPosition>> LoadPositions() override;
+  Result<std::string> LoadState() override;
+  bool SupportsState() const override { return true; }
+  Status Commit(const Checkpoint& checkpoint) override;
+  bool Healthy() const override { return healthy_.load(); }
+  void Close() override;
+
+  struct Settings {
+    std::string brokers;
+    std::string topic;
+    std::string key;  ///< output column used as the message key; empty: none
+    std::string key_where;
+    std::string transactional_id;  ///< empty: sluice-<pipeline>-<topic>
+    std::string positions_topic;   ///< empty: <topic>.sluice-positions
+    std::string consumer_group;    ///< with consumer_topic: send consumed offsets to this group
+    std::string consumer_topic;
+    int64_t timeout_ms = 30'000;
+    std::map<std::string, std::string> properties;  ///< extra librdkafka producer settings
+  };
+  explicit KafkaSink(Settings settings);
+
+  const Settings& settings() const { return settings_; }
+
+  /// Called at "before_commit" (everything produced, commit_transaction not called yet) and
+  /// "after_commit" (committed); a non-OK status there fails the Commit() the way a broker
+  /// error at that point would (before: the transaction is aborted; after: the outcome is
+  /// treated as unknown).
+  using TestHook = std::function<Status(std::string_view stage)>;
+  void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+
+ private:
+  class DeliveryReport;
+
+  /// Creates the producer and calls init_transactions (which fences older producers).
+  Status InitProducer();
+  /// Creates `topic` when the broker does not have it (compacted when `compact`).
+  Status EnsureTopic(const std::string& topic, bool compact);
+  /// Reads the positions topic from where the last read stopped up to its end (read_committed).
+  Status ReadBack();
+  /// Aborts the open transaction; when that fails the producer is re-initialised next time.
+  void Abort();
+  /// Turns a transactional API error into a Status, remembering fatal (fenced) errors.
+  Status TxnError(const std::string& what, int code, std::string text, bool fatal);
+  Status TxnError(const std::string& what, RdKafka::Error* e);
+  std::string PositionKey(const std::string& source, int32_t partition) const;
+
+  Settings settings_;
+  SinkContext ctx_;
+  std::optional<size_t> key_slot_;
+  std::unique_ptr<DeliveryReport> delivery_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  std::unique_ptr<RdKafka::KafkaConsumer> reader_;
+  std::map<int32_t, int64_t> read_next_;  ///< positions topic: next offset to read, per partition
+  std::map<std::pair<std::string, int32_t>, int64_t> positions_;
+  std::string state_;
+  std::string commit_marker_;
+  /// The marker of a transaction whose commit outcome is unknown; resolved by the next Commit().
+  std::string pending_marker_;
+  bool needs_init_ = true;
+  std::string fatal_;
+  std::string token_prefix_;
+  int64_t attempts_ = 0;
+  std::atomic<bool> healthy_{true};
+  TestHook hook_;
+};
+
+}  // namespace sluice
