@@ -1,5 +1,7 @@
 #include "runtime/registry.h"
 
+#include "connectors/cassandra/cassandra_sink.h"
+#include "connectors/cassandra/cassandra_table_source.h"
 #include "connectors/file/file_source.h"
 #include "connectors/generator/generator_source.h"
 #include "connectors/http/http_source.h"
@@ -67,6 +69,8 @@ void RegisterBuiltins() {
   r.AddSink("sqlite", SqliteSink::Make);
   r.AddSink("mysql", MysqlSink::Make);
   r.AddSink("parquet", ParquetSink::Make);
+  r.AddSource("cassandra", CassandraTableSource::Make);
+  r.AddSink("cassandra", CassandraSink::Make);
   r.AddSink("kafka", KafkaSink::Make);
 }
 

@@ -1,0 +1,619 @@
+#include "connectors/cassandra/cassandra_sink.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <thread>
+
+#include "core/time.h"
+
+namespace sluice {
+
+using cassandra::BatchEntry;
+using cassandra::CqlType;
+using cassandra::CqlValue;
+using cassandra::QuoteIdentifier;
+using cassandra::Request;
+
+namespace {
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::vector<std::string> SplitList(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item =
+        Trim(text.substr(start, comma == std::string_view::npos ? text.npos : comma - start));
+    if (!item.empty()) out.push_back(std::move(item));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Quoted: an unquoted CQL identifier cannot start with '_'.
+constexpr const char* kPositionsTable = "\"_sluice_positions\"";
+constexpr const char* kStateTable = "\"_sluice_state\"";
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+}  // namespace
+
+CqlType CqlTypeFor(Type type) {
+  switch (type) {
+    case Type::kBool:
+      return CqlType::kBoolean;
+    case Type::kInt64:
+      return CqlType::kBigint;
+    case Type::kDouble:
+      return CqlType::kDouble;
+    case Type::kTimestamp:
+      return CqlType::kTimestamp;
+    case Type::kString:
+    case Type::kNull:
+      return CqlType::kVarchar;
+  }
+  return CqlType::kVarchar;
+}
+
+bool ParseCqlTypeName(std::string_view name, CqlType* out) {
+  std::string lower;
+  for (char c : name)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  static const std::map<std::string, CqlType> kTypes = {
+      {"text", CqlType::kVarchar},    {"varchar", CqlType::kVarchar},
+      {"ascii", CqlType::kAscii},     {"int", CqlType::kInt},
+      {"bigint", CqlType::kBigint},   {"double", CqlType::kDouble},
+      {"boolean", CqlType::kBoolean}, {"timestamp", CqlType::kTimestamp},
+      {"uuid", CqlType::kUuid},       {"timeuuid", CqlType::kTimeuuid}};
+  auto it = kTypes.find(lower);
+  if (it == kTypes.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+Result<CqlValue> ToCqlValue(const Value& value, CqlType type) {
+  if (value.is_null()) return CqlValue::Null();
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("value '" + value.ToString().substr(0, 60) + "' (" +
+                                   std::string(TypeName(value.type())) + ") does not fit a " +
+                                   std::string(cassandra::CqlTypeName(type)) +
+                                   " column: " + std::string(why));
+  };
+  switch (type) {
+    case CqlType::kVarchar:
+    case CqlType::kAscii:
+      if (value.type() == Type::kString) return CqlValue::Text(value.string_value());
+      return CqlValue::Text(value.ToString());
+    case CqlType::kInt:
+    case CqlType::kBigint: {
+      int64_t v = 0;
+      if (value.type() == Type::kInt64) {
+        v = value.int_value();
+      } else if (value.type() == Type::kBool) {
+        v = value.bool_value() ? 1 : 0;
+      } else if (value.type() == Type::kString) {
+        const std::string& s = value.string_value();
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || end != s.data() + s.size()) return bad("not an integer");
+      } else if (value.type() == Type::kDouble &&
+                 std::trunc(value.double_value()) == value.double_value() &&
+                 std::fabs(value.double_value()) < 9.0e15) {
+        v = static_cast<int64_t>(value.double_value());
+      } else {
+        return bad("not an integer");
+      }
+      if (type == CqlType::kInt) {
+        if (v < INT32_MIN || v > INT32_MAX) return bad("out of the int range");
+        return CqlValue::Int(static_cast<int32_t>(v));
+      }
+      return CqlValue::Bigint(v);
+    }
+    case CqlType::kDouble:
+      if (value.type() == Type::kDouble) return CqlValue::Double(value.double_value());
+      if (value.type() == Type::kInt64) {
+        return CqlValue::Double(static_cast<double>(value.int_value()));
+      }
+      return bad("not a number");
+    case CqlType::kBoolean:
+      if (value.type() == Type::kBool) return CqlValue::Boolean(value.bool_value());
+      if (value.type() == Type::kInt64) return CqlValue::Boolean(value.int_value() != 0);
+      return bad("not a boolean");
+    case CqlType::kTimestamp:
+      if (value.type() == Type::kTimestamp) {
+        return CqlValue::Timestamp(FloorDiv(value.time_value().micros, 1000));
+      }
+      if (value.type() == Type::kString) {
+        auto t = ParseTimestamp(value.string_value());
+        if (!t) return bad("not a timestamp");
+        return CqlValue::Timestamp(FloorDiv(*t, 1000));
+      }
+      return bad("not a timestamp");
+    case CqlType::kUuid:
+    case CqlType::kTimeuuid: {
+      if (value.type() != Type::kString) return bad("not a UUID");
+      auto u = cassandra::Uuid::Parse(value.string_value());
+      if (!u) return bad("not a UUID");
+      if (type == CqlType::kTimeuuid && u->version() != 1) return bad("not a version-1 UUID");
+      return CqlValue::FromUuid(*u);
+    }
+    default:
+      return bad("type not supported");
+  }
+}
+
+Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
+  const Options& o = config.options;
+  auto uri = cassandra::ParseCassandraUri(config.uri, false);
+  if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
+  std::unique_ptr<CassandraSink> sink(new CassandraSink());
+  sink->uri_ = std::move(uri).value();
+  sink->where_ = o.Where("uri");
+  sink->password_file_ = o.GetString("password_file");
+  auto credentials = cassandra::ResolveCredentials(sink->uri_.user, sink->password_file_);
+  if (!credentials.ok()) {
+    return Status::InvalidArgument(o.Where("password_file") + ": " +
+                                   credentials.status().message());
+  }
+  sink->table_ = config.table;
+  if (sink->table_.empty()) sink->table_ = o.GetString("table");
+  sink->key_option_ = SplitList(o.GetString("key"));
+  sink->partition_key_option_ = SplitList(o.GetString("partition_key"));
+  for (const std::string& entry : SplitList(o.GetString("column_types"))) {
+    size_t colon = entry.find(':');
+    CqlType t;
+    if (colon == std::string::npos ||
+        !ParseCqlTypeName(Trim(std::string_view(entry).substr(colon + 1)), &t)) {
+      return Status::InvalidArgument(o.Where("column_types") +
+                                     ": expected NAME:TYPE with TYPE one of text, ascii, int, "
+                                     "bigint, double, boolean, timestamp, uuid, timeuuid; got '" +
+                                     entry + "'");
+    }
+    sink->column_types_[Trim(std::string_view(entry).substr(0, colon))] =
+        Trim(std::string_view(entry).substr(colon + 1));
+  }
+  std::string consistency = o.GetString("consistency", "local_quorum");
+  if (!cassandra::ParseConsistency(consistency, &sink->consistency_)) {
+    return Status::InvalidArgument(o.Where("consistency") + ": unknown consistency '" +
+                                   consistency + "' (one, quorum, local_quorum, all, ...)");
+  }
+  ASSIGN_OR_RETURN(int64_t concurrency, o.GetInt("concurrency", 4));
+  ASSIGN_OR_RETURN(int64_t batch_rows, o.GetInt("batch_rows", 50));
+  ASSIGN_OR_RETURN(int64_t retries, o.GetInt("retries", 6));
+  ASSIGN_OR_RETURN(int64_t rf, o.GetInt("replication_factor", 1));
+  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 12 * kMicrosPerSecond));
+  if (concurrency < 1 || concurrency > 1024) {
+    return Status::InvalidArgument(o.Where("concurrency") + ": concurrency must be 1..1024");
+  }
+  if (batch_rows < 1 || batch_rows > 1000) {
+    return Status::InvalidArgument(o.Where("batch_rows") + ": batch_rows must be 1..1000");
+  }
+  if (retries < 1) return Status::InvalidArgument(o.Where("retries") + ": retries must be >= 1");
+  if (rf < 1) {
+    return Status::InvalidArgument(o.Where("replication_factor") + ": must be at least 1");
+  }
+  if (timeout < 100'000) {
+    return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 100ms");
+  }
+  sink->concurrency_ = static_cast<int>(concurrency);
+  sink->batch_rows_ = static_cast<size_t>(batch_rows);
+  sink->retries_ = static_cast<int>(retries);
+  sink->replication_factor_ = static_cast<int>(rf);
+  sink->client_options_.host = sink->uri_.host;
+  sink->client_options_.port = sink->uri_.port;
+  sink->client_options_.request_timeout = std::chrono::milliseconds(timeout / 1000);
+  sink->client_options_.connect_timeout =
+      std::chrono::milliseconds(std::min<int64_t>(timeout / 1000, 5000));
+  sink->client_options_.max_in_flight = sink->concurrency_;
+  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+CassandraSink::~CassandraSink() { Close(); }
+
+void CassandraSink::Close() {
+  insert_.reset();
+  insert_position_.reset();
+  insert_state_.reset();
+  conn_.reset();
+}
+
+Status CassandraSink::Failed(Status s) {
+  if (conn_ && conn_->broken()) {
+    insert_.reset();
+    insert_position_.reset();
+    insert_state_.reset();
+    conn_.reset();
+    healthy_ = false;
+  }
+  return s;
+}
+
+Status CassandraSink::Connect() {
+  conn_.reset();
+  // Credentials are read at every connect, so a rotated password file is picked up.
+  ASSIGN_OR_RETURN(client_options_.credentials,
+                   cassandra::ResolveCredentials(uri_.user, password_file_));
+  auto c = cassandra::Connection::Open(client_options_);
+  if (!c.ok()) {
+    healthy_ = false;
+    return c.status();
+  }
+  conn_ = std::move(c).value();
+  if (schema_ready_) RETURN_IF_ERROR(PrepareStatements());
+  healthy_ = true;
+  return Status::OK();
+}
+
+Status CassandraSink::PrepareStatements() {
+  const std::string ks = QuoteIdentifier(uri_.keyspace) + ".";
+  std::string cols, marks;
+  for (const Column& c : columns_) {
+    cols += (cols.empty() ? "" : ", ") + QuoteIdentifier(c.name);
+    marks += marks.empty() ? "?" : ", ?";
+  }
+  if (!columns_.empty()) {
+    auto insert = conn_->Prepare("INSERT INTO " + ks + QuoteIdentifier(table_) + " (" + cols +
+                                 ") VALUES (" + marks + ")");
+    auto position = conn_->Prepare("INSERT INTO " + ks + kPositionsTable +
+                                   " (pipeline, source, \"partition\", \"offset\") VALUES "
+                                   "(?, ?, ?, ?)");
+    auto state =
+        conn_->Prepare("INSERT INTO " + ks + kStateTable + " (pipeline, state) VALUES (?, ?)");
+    for (auto* r : {&insert, &position, &state}) {
+      if (!r->ok()) return Failed(r->status());
+    }
+    insert_ = *insert;
+    insert_position_ = *position;
+    insert_state_ = *state;
+  }
+  return Status::OK();
+}
+
+Status CassandraSink::Open(const SinkContext& ctx) {
+  ctx_ = ctx;
+  if (ctx.aggregate && !ctx.aggregate->append_mode) {
+    return Status::InvalidArgument(
+        where_ +
+        ": the cassandra sink cannot store update-mode aggregates: merging deltas "
+        "into stored rows is not idempotent in Cassandra (no transactions; counters cannot be "
+        "replayed safely), so exactly-once would be lost. Use mode = \"append\" under "
+        "[aggregate] (finished windows, upserted once), or a select pipeline without "
+        "[aggregate]");
+  }
+  if (table_.empty()) table_ = ctx.pipeline;
+  if (table_.empty()) return Status::InvalidArgument(where_ + ": the sink needs a table");
+  columns_.clear();
+  key_slots_.clear();
+  for (const Field& f : ctx.output.fields()) {
+    Column c{f.name, CqlTypeFor(f.type)};
+    auto it = column_types_.find(f.name);
+    if (it != column_types_.end()) ParseCqlTypeName(it->second, &c.type);
+    columns_.push_back(std::move(c));
+  }
+  for (const auto& [name, type] : column_types_) {
+    if (!ctx.output.IndexOf(name)) {
+      std::vector<std::string> names;
+      for (const Column& c : columns_) names.push_back(c.name);
+      return Status::InvalidArgument(
+          where_ + ": column_types names column " + name +
+          ", which this pipeline does not write (columns: " + Join(names) + ")");
+    }
+  }
+  std::vector<std::string> keys = ctx.key_columns.empty() ? key_option_ : ctx.key_columns;
+  if (!ctx.key_columns.empty() && !key_option_.empty() && key_option_ != ctx.key_columns) {
+    return Status::InvalidArgument(where_ + ": option key (" + Join(key_option_) +
+                                   ") differs from the aggregate's keys (" + Join(ctx.key_columns) +
+                                   "); leave it out");
+  }
+  if (keys.empty()) {
+    return Status::InvalidArgument(
+        where_ +
+        ": a Cassandra table needs a primary key: name it with key = [\"id\"] under "
+        "[sink] (the columns that identify a row; rows with the same key are upserted)");
+  }
+  for (const std::string& k : keys) {
+    auto slot = ctx.output.IndexOf(k);
+    if (!slot) {
+      return Status::InvalidArgument(where_ + ": key column " + k + " is not an output column");
+    }
+    key_slots_.push_back(*slot);
+  }
+  partition_key_count_ = keys.size();
+  if (!partition_key_option_.empty()) {
+    if (partition_key_option_.size() > keys.size() ||
+        !std::equal(partition_key_option_.begin(), partition_key_option_.end(), keys.begin())) {
+      return Status::InvalidArgument(where_ + ": partition_key (" + Join(partition_key_option_) +
+                                     ") must be leading columns of the key (" + Join(keys) + ")");
+    }
+    partition_key_count_ = partition_key_option_.size();
+  }
+  schema_ready_ = false;
+  Status s = Connect();
+  if (s.ok()) s = CreateSchema();
+  if (s.ok()) {
+    schema_ready_ = true;
+    s = PrepareStatements();
+  }
+  if (!s.ok()) return Failed(s);
+  return Status::OK();
+}
+
+Status CassandraSink::CreateSchema() {
+  const std::string ks = QuoteIdentifier(uri_.keyspace);
+  cassandra::QueryOptions ddl;
+  ddl.consistency = consistency_;
+  ddl.page_size = 0;
+  std::vector<std::string> statements = {
+      "CREATE KEYSPACE IF NOT EXISTS " + ks +
+          " WITH replication = {'class': 'SimpleStrategy', 'replication_factor': " +
+          std::to_string(replication_factor_) + "}",
+      "CREATE TABLE IF NOT EXISTS " + ks + "." + kPositionsTable +
+          " (pipeline text, source text, \"partition\" int, \"offset\" bigint, "
+          "PRIMARY KEY ((pipeline), source, \"partition\"))",
+      "CREATE TABLE IF NOT EXISTS " + ks + "." + kStateTable +
+          " (pipeline text PRIMARY KEY, state blob)",
+  };
+  std::string table = "CREATE TABLE IF NOT EXISTS " + ks + "." + QuoteIdentifier(table_) + " (";
+  for (const Column& c : columns_) {
+    table += QuoteIdentifier(c.name) + " " + std::string(cassandra::CqlTypeName(c.type)) + ", ";
+  }
+  std::string partition, clustering;
+  for (size_t i = 0; i < key_slots_.size(); ++i) {
+    const std::string name = QuoteIdentifier(columns_[key_slots_[i]].name);
+    if (i < partition_key_count_) {
+      partition += (partition.empty() ? "" : ", ") + name;
+    } else {
+      clustering += ", " + name;
+    }
+  }
+  table += "PRIMARY KEY ((" + partition + ")" + clustering + "))";
+  statements.push_back(table);
+  for (const std::string& cql : statements) {
+    auto r = conn_->Query(cql, {}, ddl);
+    if (!r.ok()) return r.status().WithContext("cassandra " + uri_.Display());
+  }
+  return CheckExistingTable();
+}
+
+Status CassandraSink::CheckExistingTable() {
+  // An existing table must have every column this pipeline writes, with the same type.
+  cassandra::QueryOptions q;
+  q.consistency = cassandra::Consistency::kOne;
+  std::vector<CqlValue> args = {CqlValue::Text(uri_.keyspace), CqlValue::Text(table_)};
+  ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                   conn_->QueryAllPages("SELECT column_name, type FROM system_schema.columns "
+                                        "WHERE keyspace_name = ? AND table_name = ?",
+                                        args, q));
+  std::map<std::string, std::string> existing;
+  for (const auto& row : r.rows) {
+    if (row.size() == 2) existing[row[0].text()] = row[1].text();
+  }
+  for (const Column& c : columns_) {
+    auto it = existing.find(c.name);
+    if (it == existing.end()) {
+      return Status::InvalidArgument("cassandra table " + uri_.keyspace + "." + table_ +
+                                     " exists without column " + c.name +
+                                     ", which this pipeline writes; drop the table or write "
+                                     "to another one");
+    }
+    std::string want(cassandra::CqlTypeName(c.type));
+    if (it->second != want) {
+      return Status::InvalidArgument("cassandra table " + uri_.keyspace + "." + table_ +
+                                     ": column " + c.name + " is " + it->second +
+                                     " but this pipeline writes " + want +
+                                     " (set column_types, or drop the table)");
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::vector<StoredPosition>> CassandraSink::LoadPositions() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  cassandra::QueryOptions q;
+  q.consistency = consistency_;
+  std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
+  auto r = conn_->QueryAllPages("SELECT source, \"partition\", \"offset\" FROM " +
+                                    QuoteIdentifier(uri_.keyspace) + "." + kPositionsTable +
+                                    " WHERE pipeline = ?",
+                                args, q);
+  if (!r.ok()) return Failed(r.status());
+  std::vector<StoredPosition> out;
+  for (const auto& row : r->rows) {
+    if (row.size() != 3 || row[1].kind() != CqlValue::Kind::kInt ||
+        row[2].kind() != CqlValue::Kind::kBigint) {
+      return Status::Internal("cassandra " + uri_.Display() + ": bad row in _sluice_positions");
+    }
+    out.push_back({row[0].text(), row[1].int32(), row[2].int64()});
+  }
+  return out;
+}
+
+Result<std::string> CassandraSink::LoadState() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  cassandra::QueryOptions q;
+  q.consistency = consistency_;
+  std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
+  auto r = conn_->Query("SELECT state FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable +
+                            " WHERE pipeline = ?",
+                        args, q);
+  if (!r.ok()) return Failed(r.status());
+  if (r->rows.empty() || r->rows[0].empty() || r->rows[0][0].is_null()) return std::string();
+  return r->rows[0][0].text();
+}
+
+Result<std::vector<std::vector<CqlValue>>> CassandraSink::ConvertRows(
+    const std::vector<std::vector<Value>>& rows) const {
+  std::vector<std::vector<CqlValue>> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) {
+    if (row.size() != columns_.size()) {
+      return Status::Internal("cassandra sink: a row has " + std::to_string(row.size()) +
+                              " values for " + std::to_string(columns_.size()) + " columns");
+    }
+    std::vector<CqlValue> values;
+    values.reserve(row.size());
+    for (size_t i = 0; i < row.size(); ++i) {
+      auto v = ToCqlValue(row[i], columns_[i].type);
+      if (!v.ok()) {
+        return v.status().WithContext("cassandra table " + table_ + ", column " + columns_[i].name);
+      }
+      values.push_back(std::move(v).value());
+    }
+    for (size_t slot : key_slots_) {
+      if (values[slot].is_null()) {
+        return Status::InvalidArgument("cassandra table " + table_ + ": key column " +
+                                       columns_[slot].name +
+                                       " is null in a row; Cassandra keys cannot be null "
+                                       "(give it a default with coalesce)");
+      }
+    }
+    out.push_back(std::move(values));
+  }
+  return out;
+}
+
+Status CassandraSink::RunWithRetry(size_t groups,
+                                   const std::function<Request(size_t group)>& build) {
+  std::vector<size_t> pending(groups);
+  for (size_t i = 0; i < groups; ++i) pending[i] = i;
+  int64_t backoff_ms = 100;
+  Status last;
+  for (int attempt = 0; attempt < retries_ && !pending.empty(); ++attempt) {
+    if (attempt > 0) {
+      spdlog::warn("cassandra sink: {} request(s) failed ({}); retrying in {} ms", pending.size(),
+                   last.message(), backoff_ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+    }
+    if (!conn_) {
+      Status c = Connect();
+      if (!c.ok()) {
+        last = c;
+        if (!cassandra::IsRetryable(c)) return c;
+        continue;
+      }
+    }
+    std::vector<Request> requests;
+    requests.reserve(pending.size());
+    for (size_t g : pending) requests.push_back(build(g));
+    std::vector<Result<cassandra::QueryResult>> results = conn_->Run(requests);
+    std::vector<size_t> still;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) continue;
+      if (!cassandra::IsRetryable(results[i].status())) {
+        return Failed(results[i].status().WithContext("cassandra " + uri_.Display()));
+      }
+      last = results[i].status();
+      still.push_back(pending[i]);
+    }
+    pending.swap(still);
+    if (conn_->broken()) {
+      Status ignored = Failed(last);
+      (void)ignored;
+    }
+  }
+  if (pending.empty()) return Status::OK();
+  healthy_ = false;
+  return Status::Unavailable("cassandra " + uri_.Display() + ": " + std::to_string(pending.size()) +
+                             " request(s) still failing after " + std::to_string(retries_) +
+                             " attempts: " + last.message());
+}
+
+Status CassandraSink::Commit(const Checkpoint& cp) {
+  if (columns_.empty()) return Status::Internal("cassandra sink: Commit() before Open()");
+  if (cp.deltas && !cp.deltas->empty()) {
+    return Status::Internal("cassandra sink: received update-mode deltas");
+  }
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  if (cp.rows && !cp.rows->empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::vector<CqlValue>> rows, ConvertRows(*cp.rows));
+    // Requests in flight at once are applied in any order: keep only the last row of each key
+    // (stream order), so the final value never depends on that order.
+    std::map<std::vector<std::string>, size_t> last_of_key;
+    std::map<std::vector<std::string>, std::vector<size_t>> by_partition;
+    auto encode = [&](const std::vector<CqlValue>& row, size_t count) {
+      std::vector<std::string> key;
+      for (size_t k = 0; k < count; ++k) {
+        const CqlValue& v = row[key_slots_[k]];
+        std::string bytes;
+        Status s = cassandra::AppendValue(columns_[key_slots_[k]].type, v, &bytes);
+        (void)s;  // already converted for this type
+        key.push_back(std::move(bytes));
+      }
+      return key;
+    };
+    for (size_t i = 0; i < rows.size(); ++i) last_of_key[encode(rows[i], key_slots_.size())] = i;
+    std::vector<size_t> keep;
+    keep.reserve(last_of_key.size());
+    for (const auto& [key, index] : last_of_key) keep.push_back(index);
+    std::sort(keep.begin(), keep.end());
+    for (size_t i : keep) by_partition[encode(rows[i], partition_key_count_)].push_back(i);
+    // One request per partition chunk: a single EXECUTE, or an unlogged batch of rows of the
+    // same partition (applied atomically there, and cheap for the coordinator).
+    std::vector<std::vector<size_t>> groups;
+    for (auto& [key, indexes] : by_partition) {
+      for (size_t start = 0; start < indexes.size(); start += batch_rows_) {
+        size_t end = std::min(indexes.size(), start + batch_rows_);
+        groups.emplace_back(indexes.begin() + static_cast<std::ptrdiff_t>(start),
+                            indexes.begin() + static_cast<std::ptrdiff_t>(end));
+      }
+    }
+    RETURN_IF_ERROR(RunWithRetry(groups.size(), [&](size_t g) {
+      Request req;
+      req.options.consistency = consistency_;
+      req.options.page_size = 0;
+      if (groups[g].size() == 1) {
+        req.prepared = insert_;
+        req.values = rows[groups[g][0]];
+      } else {
+        for (size_t i : groups[g]) req.batch.push_back({"", insert_.get(), rows[i]});
+      }
+      return req;
+    }));
+  }
+  if (hook_) RETURN_IF_ERROR(hook_("rows_written"));
+  if (cp.positions.empty() && !cp.state) return Status::OK();
+  // Positions and state together in one logged batch: both are applied, or (after a crash
+  // before the batch log took it) neither, so state always matches the positions.
+  RETURN_IF_ERROR(RunWithRetry(1, [&](size_t) {
+    Request req;
+    req.options.consistency = consistency_;
+    req.batch_type = cassandra::BatchType::kLogged;
+    for (const StoredPosition& p : cp.positions) {
+      req.batch.push_back({"",
+                           insert_position_.get(),
+                           {CqlValue::Text(ctx_.pipeline), CqlValue::Text(p.source),
+                            CqlValue::Int(p.partition), CqlValue::Bigint(p.offset)}});
+    }
+    if (cp.state) {
+      req.batch.push_back(
+          {"",
+           insert_state_.get(),
+           {CqlValue::Text(ctx_.pipeline), CqlValue::Raw(CqlType::kBlob, *cp.state)}});
+    }
+    return req;
+  }));
+  healthy_ = true;
+  return Status::OK();
+}
+
+}  // namespace sluice

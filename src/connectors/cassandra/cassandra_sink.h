@@ -1,0 +1,108 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "connectors/cassandra/cql_client.h"
+#include "runtime/sink.h"
+
+namespace sluice {
+
+/// Upserts results into a Cassandra table, exactly once by idempotence: every row is an INSERT
+/// (an upsert by primary key) of final values, and a checkpoint's source positions and engine
+/// state are written only after all its rows have been acknowledged. A crash in between replays
+/// the same upserts, which leave the same rows.
+///
+/// URI `cassandra://[USER@]HOST[:PORT]/KEYSPACE`; the keyspace (SimpleStrategy with
+/// `replication_factor`, default 1) and tables are created when missing. Options: `table`
+/// (default: the pipeline name), `key` (primary key columns of a select pipeline; aggregates in
+/// append mode use their keys), `partition_key` (the leading key columns that form the partition
+/// key; default all of them), `column_types = "name:TYPE,..."` (text, ascii, int, bigint,
+/// double, boolean, timestamp, uuid, timeuuid), `consistency` (default local_quorum),
+/// `concurrency` (requests in flight, default 4), `batch_rows` (rows per unlogged batch of one
+/// partition, default 50), `retries` (attempts per request on timeouts, unavailable, overloaded,
+/// with exponential backoff; default 6), `timeout` (default 12s), `password_file`.
+///
+/// Update-mode aggregates (deltas merged into stored rows) are rejected at Open(): Cassandra
+/// cannot apply them idempotently.
+///
+/// Lifecycle and threading as Sink; Healthy() may be called from any thread.
+class CassandraSink : public Sink {
+ public:
+  static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
+  ~CassandraSink() override;
+
+  Status Open(const SinkContext& ctx) override;
+  Result<std::vector<StoredPosition>> LoadPositions() override;
+  Result<std::string> LoadState() override;
+  bool SupportsState() const override { return true; }
+  Status Commit(const Checkpoint& checkpoint) override;
+  bool Healthy() const override { return healthy_.load(); }
+  void Close() override;
+
+  /// Called with "rows_written" after the rows of a checkpoint are acknowledged and before its
+  /// positions are written; a non-OK status aborts the Commit there (a crash simulation).
+  using TestHook = std::function<Status(std::string_view stage)>;
+  void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+
+  /// One column of the results table.
+  struct Column {
+    std::string name;
+    cassandra::CqlType type = cassandra::CqlType::kVarchar;
+  };
+
+ private:
+  CassandraSink() = default;
+  Status Connect();
+  Status CreateSchema();
+  /// Prepares the INSERTs of rows, positions and state on the current connection.
+  Status PrepareStatements();
+  Status CheckExistingTable();
+  /// Runs the requests that `build` makes for the still-pending groups, retrying the retryable
+  /// failures with backoff (and reconnecting when the connection broke).
+  Status RunWithRetry(size_t groups, const std::function<cassandra::Request(size_t group)>& build);
+  Result<std::vector<std::vector<cassandra::CqlValue>>> ConvertRows(
+      const std::vector<std::vector<Value>>& rows) const;
+  Status Failed(Status s);
+
+  cassandra::CassandraUri uri_;
+  std::string password_file_;
+  cassandra::ClientOptions client_options_;
+  cassandra::Consistency consistency_ = cassandra::Consistency::kLocalQuorum;
+  std::string table_;
+  std::vector<std::string> key_option_;
+  std::vector<std::string> partition_key_option_;
+  std::map<std::string, std::string> column_types_;
+  std::string where_;  ///< file:line of the sink section, for messages
+  int concurrency_ = 4;
+  size_t batch_rows_ = 50;
+  int retries_ = 6;
+  int replication_factor_ = 1;
+
+  SinkContext ctx_;
+  std::vector<Column> columns_;
+  std::vector<size_t> key_slots_;   ///< primary key columns, in order
+  size_t partition_key_count_ = 0;  ///< leading key_slots_ forming the partition key
+  std::unique_ptr<cassandra::Connection> conn_;
+  bool schema_ready_ = false;  ///< the tables exist (statements can be prepared)
+  std::shared_ptr<const cassandra::Prepared> insert_;
+  std::shared_ptr<const cassandra::Prepared> insert_position_;
+  std::shared_ptr<const cassandra::Prepared> insert_state_;
+  std::atomic<bool> healthy_{true};
+  TestHook hook_;
+};
+
+/// Returns the CQL type for a sluice type (int64 -> bigint, string -> text, ...).
+cassandra::CqlType CqlTypeFor(Type type);
+/// Parses a CQL type name accepted by column_types.
+bool ParseCqlTypeName(std::string_view name, cassandra::CqlType* out);
+/// Converts a sluice value for a column of `type` (timestamps to milliseconds, strings to UUIDs,
+/// ...); fails with a message naming the value when it does not fit.
+Result<cassandra::CqlValue> ToCqlValue(const Value& value, cassandra::CqlType type);
+
+}  // namespace sluice
