@@ -14,7 +14,7 @@ help:
 	@echo "make test      build and run the whole test suite"
 	@echo "make build     build build/sluice"
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
-	@echo "make services  start MariaDB and Kafka on 127.0.0.1 (data under build/services)"
+	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make clean     remove build trees"
 
@@ -45,7 +45,7 @@ asan: deps services
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
 
-# Local MariaDB (127.0.0.1:3306) and Kafka (127.0.0.1:9092) for the connector tests; see scripts/README.md.
+# Local MariaDB (127.0.0.1:3306), Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042) for the connector tests; see scripts/README.md.
 .PHONY: services services-down
 services:
 	@scripts/services.sh up

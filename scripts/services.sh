@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Local servers for sluice's connector tests, on loopback only:
-#   MariaDB  127.0.0.1:3306  user root, no password, database `sluice`
-#   Kafka    127.0.0.1:9092  (KRaft controller on 127.0.0.1:9093), single node
+#   MariaDB    127.0.0.1:3306  user root, no password, database `sluice`
+#   Kafka      127.0.0.1:9092  (KRaft controller on 127.0.0.1:9093), single node
+#   Cassandra  127.0.0.1:9042  CQL native protocol (storage port 127.0.0.1:7000), single node
 #
-# Usage: scripts/services.sh up|down|restart [mariadb|kafka]...   (default: both)
+# Usage: scripts/services.sh up|down|restart [mariadb|kafka|cassandra]...   (default: all three)
 #        scripts/services.sh status
 #        scripts/services.sh jars   (only fetch the Kafka jars; used by kafka-topics.sh)
 #
-# Both run as our own processes with everything under build/services/ (see scripts/README.md),
+# All run as our own processes with everything under build/services/ (see scripts/README.md),
 # never as the system's services, so tests get the same servers on every machine and a reset is
 # `rm -rf build/services`. `up` is idempotent: what already runs is left alone.
 set -euo pipefail
@@ -21,6 +22,8 @@ readonly HOST=127.0.0.1
 readonly MARIADB_PORT=${SLUICE_MARIADB_PORT:-3306}
 readonly KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
 readonly KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
+readonly CASSANDRA_PORT=${SLUICE_CASSANDRA_PORT:-9042}
+readonly CASSANDRA_STORAGE_PORT=${SLUICE_CASSANDRA_STORAGE_PORT:-7000}
 
 MARIADB_DIR=$SVC_DIR/mariadb
 MARIADB_DATA=$MARIADB_DIR/data
@@ -41,6 +44,16 @@ KAFKA_TIMEOUT=90
 # A fixed cluster id (base64 of the 16 bytes "sluice-local-dev"), so the storage can be
 # formatted without asking Kafka for a random one first.
 readonly KAFKA_CLUSTER_ID=c2x1aWNlLWxvY2FsLWRldg
+
+CASSANDRA_DIR=$SVC_DIR/cassandra
+CASSANDRA_LIBS=$CASSANDRA_DIR/libs
+CASSANDRA_YAML=$CASSANDRA_DIR/cassandra.yaml
+CASSANDRA_LOG=$CASSANDRA_DIR/cassandra.log
+CASSANDRA_PIDFILE=$SVC_DIR/cassandra.pid
+CASSANDRA_POM=$ROOT/scripts/cassandra/pom.xml
+# A first start (system keyspaces created) takes ~15 s on two idle cores; leave room for a
+# loaded machine.
+CASSANDRA_TIMEOUT=120
 
 say() { echo "services: $*"; }
 die() { echo "services: error: $*" >&2; exit 1; }
@@ -182,7 +195,12 @@ kafka_libs_current() {
     [ "$(cat "$KAFKA_LIBS/.pom.sha256")" = "$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)" ]
 }
 
-# $1: which servers need their tools (mariadb, kafka or both).
+cassandra_libs_current() {
+  [ -f "$CASSANDRA_LIBS/.pom.sha256" ] &&
+    [ "$(cat "$CASSANDRA_LIBS/.pom.sha256")" = "$(sha256sum "$CASSANDRA_POM" | cut -d' ' -f1)" ]
+}
+
+# $@: which servers need their tools (mariadb, kafka, cassandra).
 ensure_tools() {
   local need=()
   if [[ " $* " == *" mariadb "* ]]; then
@@ -194,7 +212,14 @@ ensure_tools() {
     command -v kcat >/dev/null || need+=(kcat) # readiness check and the tests' own produce/consume
     kafka_libs_current || command -v mvn >/dev/null || need+=(maven)
   fi
+  if [[ " $* " == *" cassandra "* ]]; then
+    find_java || need+=(openjdk-17-jre-headless)
+    command -v python3 >/dev/null || need+=(python3) # readiness check (scripts/cassandra/cql_ping.py)
+    cassandra_libs_current || command -v mvn >/dev/null || need+=(maven)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
+    # Each of kafka and cassandra may ask for Java and Maven.
+    mapfile -t need < <(printf '%s\n' "${need[@]}" | awk '!seen[$0]++')
     say "installing ${need[*]}"
     # On failure the checks below say what exactly is missing.
     SLUICE_EXTRA_PACKAGES="${need[*]}" "$ROOT/scripts/install-deps.sh" ||
@@ -210,6 +235,13 @@ ensure_tools() {
     command -v kcat >/dev/null || die "kcat is required to check the Kafka broker: install kcat"
     kafka_libs_current || command -v mvn >/dev/null ||
       die "Maven is required once to download the Kafka jars: install maven (apt-get install maven)"
+  fi
+  if [[ " $* " == *" cassandra "* ]]; then
+    find_java || die "Java 17 is required to run Cassandra: install openjdk-17-jre-headless" \
+      "(apt-get install openjdk-17-jre-headless) or point JAVA_HOME at a JDK 17+"
+    command -v python3 >/dev/null || die "python3 is required to check Cassandra: install python3"
+    cassandra_libs_current || command -v mvn >/dev/null ||
+      die "Maven is required once to download the Cassandra jars: install maven (apt-get install maven)"
   fi
 }
 
@@ -464,21 +496,158 @@ kafka_wait() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Cassandra
+
+# Copies the node's jars out of ~/.m2 into build/services/cassandra/libs, as for Kafka.
+ensure_cassandra_libs() {
+  cassandra_libs_current && return 0
+  local tmp=$CASSANDRA_LIBS.tmp mvn_log=$CASSANDRA_DIR/mvn.log
+  mkdir -p "$CASSANDRA_DIR"
+  rm -rf "$tmp"
+  local mvn=(mvn -B -q -f "$CASSANDRA_POM" dependency:copy-dependencies -DoutputDirectory="$tmp")
+  if ! "${mvn[@]}" -o >"$mvn_log" 2>&1; then
+    say "cassandra: downloading the Cassandra jars with Maven into ~/.m2 (first run only)"
+    rm -rf "$tmp"
+    "${mvn[@]}" >"$mvn_log" 2>&1 || {
+      tail -n 30 "$mvn_log" >&2
+      die "Maven could not fetch the Cassandra jars (full output: $mvn_log)"
+    }
+  fi
+  ls "$tmp"/cassandra-all-*.jar >/dev/null 2>&1 || die "Maven ran but $tmp has no cassandra-all jar"
+  sha256sum "$CASSANDRA_POM" | cut -d' ' -f1 >"$tmp/.pom.sha256"
+  rm -rf "$CASSANDRA_LIBS"
+  mv "$tmp" "$CASSANDRA_LIBS"
+}
+
+write_cassandra_yaml() {
+  # Everything not set here keeps Cassandra 5.0's default (see conf/cassandra.yaml upstream).
+  cat >"$CASSANDRA_YAML" <<YAML
+# Generated by scripts/services.sh; edit that script instead.
+cluster_name: sluice-local
+# One node owning the whole ring through one fixed token: no token allocation, no random pick.
+num_tokens: 1
+initial_token: 0
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "$HOST:$CASSANDRA_STORAGE_PORT"
+endpoint_snitch: SimpleSnitch
+
+listen_address: $HOST
+storage_port: $CASSANDRA_STORAGE_PORT
+rpc_address: $HOST
+start_native_transport: true
+native_transport_port: $CASSANDRA_PORT
+# No JMX: services.sh sets no cassandra.jmx.*.port property, so nothing listens for it.
+
+data_file_directories:
+  - $CASSANDRA_DIR/data
+commitlog_directory: $CASSANDRA_DIR/commitlog
+saved_caches_directory: $CASSANDRA_DIR/saved_caches
+hints_directory: $CASSANDRA_DIR/hints
+cdc_raw_directory: $CASSANDRA_DIR/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+
+# A fresh single node: the newest storage format, no upgrade path to keep.
+storage_compatibility_mode: NONE
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+# Tests drop and truncate tables all the time; a snapshot each time only fills the disk.
+auto_snapshot: false
+# Two cores shared with everything else.
+concurrent_compactors: 1
+concurrent_reads: 8
+concurrent_writes: 8
+concurrent_counter_writes: 8
+YAML
+}
+
+# Our running node's pid, if any (the marker is the yaml path on its command line).
+cassandra_pid() {
+  running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" ||
+    { adopt_orphan "$CASSANDRA_PORT" "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" cassandra &&
+      running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML"; }
+}
+
+cassandra_can_start() {
+  cassandra_pid >/dev/null && return 0
+  port_free "$CASSANDRA_PORT" "Cassandra" " (a system Cassandra: 'sudo service cassandra stop')" &&
+    port_free "$CASSANDRA_STORAGE_PORT" "Cassandra's storage (gossip) port" ""
+}
+
+cassandra_start() {
+  local pid
+  if pid=$(cassandra_pid); then
+    say "cassandra: already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$CASSANDRA_PIDFILE"
+  ensure_cassandra_libs
+  mkdir -p "$CASSANDRA_DIR"
+  write_cassandra_yaml
+  if [ -f "$CASSANDRA_LOG" ] && [ "$(stat -c %s "$CASSANDRA_LOG")" -gt $((50 * 1024 * 1024)) ]; then
+    mv -f "$CASSANDRA_LOG" "$CASSANDRA_LOG.1"
+  fi
+  # One option per line; "--add-opens X" is two arguments to java.
+  local jvm_opts=() words
+  while read -r -a words; do
+    jvm_opts+=("${words[@]}")
+  done < <(sed -e 's/#.*//' "$ROOT/scripts/cassandra/jvm17-server.options")
+  [ -d "$CASSANDRA_DIR/data/system" ] || say "cassandra: first start, creating $CASSANDRA_DIR/data"
+  # Small heap; G1 as upstream. ExitOnOutOfMemoryError: a node that ran out of memory must not
+  # keep serving. Startup shortcuts for a single node that has no peers to wait for: no gossip
+  # settling, a short ring delay. IPv4 only, like Kafka.
+  launch "$CASSANDRA_LOG" "$JAVA" -Xms512m -Xmx1g -XX:+UseG1GC -XX:+ParallelRefProcEnabled \
+    -XX:MaxGCPauseMillis=300 -XX:+ExitOnOutOfMemoryError -Xss512k \
+    "${jvm_opts[@]}" \
+    -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
+    -Dcassandra.config="file://$CASSANDRA_YAML" -Dcassandra-foreground=yes \
+    -Dcassandra.storagedir="$CASSANDRA_DIR" -Dcassandra.logdir="$CASSANDRA_DIR" \
+    -Dlogback.configurationFile="$ROOT/scripts/cassandra/logback.xml" \
+    -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000 \
+    -cp "$CASSANDRA_LIBS/*" org.apache.cassandra.service.CassandraDaemon
+  echo "$LAUNCHED_PID" >"$CASSANDRA_PIDFILE"
+  say "cassandra: started (pid $LAUNCHED_PID)"
+}
+
+# Ready means the node answers a CQL OPTIONS request with SUPPORTED, as a driver's first step.
+cassandra_ready() { python3 "$ROOT/scripts/cassandra/cql_ping.py" "$HOST" "$CASSANDRA_PORT"; }
+
+cassandra_wait() {
+  local deadline=$((SECONDS + CASSANDRA_TIMEOUT))
+  until cassandra_ready; do
+    if ! running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" >/dev/null; then
+      fail_start cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_LOG" "exited during startup"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail_start cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_LOG" \
+        "did not answer CQL on $HOST:$CASSANDRA_PORT within ${CASSANDRA_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.5
+  done
+  say "cassandra: ready on $HOST:$CASSANDRA_PORT (CQL, no authentication; storage port $CASSANDRA_STORAGE_PORT)"
+}
+
+# ---------------------------------------------------------------------------------------------
 
 status_line() {
   local name=$1 pidfile=$2 marker=$3 port=$4 where=$5 pid
   if pid=$(running_pid "$pidfile" "$marker"); then
     if port_open "$port"; then
-      printf '%-8s running  pid %-7s %s:%s  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
+      printf '%-9s running  pid %-7s %s:%s  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
     else
-      printf '%-8s starting pid %-7s %s:%s not answering yet  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
+      printf '%-9s starting pid %-7s %s:%s not answering yet  %s\n' "$name" "$pid" "$HOST" "$port" "$where"
     fi
     return 0
   fi
   if port_open "$port"; then
-    printf '%-8s stopped  (port %s is used by another process: %s)\n' "$name" "$port" "$(port_owner "$port")"
+    printf '%-9s stopped  (port %s is used by another process: %s)\n' "$name" "$port" "$(port_owner "$port")"
   else
-    printf '%-8s stopped\n' "$name"
+    printf '%-9s stopped\n' "$name"
   fi
   return 1
 }
@@ -489,6 +658,8 @@ status() {
     "data ${MARIADB_DATA#"$ROOT"/}, log ${MARIADB_LOG#"$ROOT"/}" || rc=3
   status_line kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_PORT" \
     "data ${KAFKA_DATA#"$ROOT"/}, log ${KAFKA_LOG#"$ROOT"/}" || rc=3
+  status_line cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_PORT" \
+    "data ${CASSANDRA_DIR#"$ROOT"/}/data, log ${CASSANDRA_LOG#"$ROOT"/}" || rc=3
   return $rc
 }
 
@@ -501,8 +672,8 @@ take_lock() {
   fi
 }
 
-# $@: the servers to act on (mariadb, kafka). One that cannot start (port taken, crash) does not
-# keep the other from starting, but `up` fails at the end.
+# $@: the servers to act on (mariadb, kafka, cassandra). One that cannot start (port taken, crash)
+# does not keep the others from starting, but `up` fails at the end.
 up() {
   local start=$SECONDS s startable=() failed=()
   take_lock
@@ -519,6 +690,11 @@ up() {
 
 down() {
   take_lock
+  # Cassandra flushes its memtables on SIGTERM (a few seconds); the commit log would replay them
+  # anyway, but a clean stop makes the next start faster.
+  if [[ " $* " == *" cassandra "* ]]; then
+    stop_server cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" 60
+  fi
   if [[ " $* " == *" kafka "* ]]; then stop_server kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" 60; fi
   if [[ " $* " == *" mariadb "* ]]; then stop_server mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" 60; fi
 }
@@ -526,9 +702,10 @@ down() {
 command=${1:-}
 if [ $# -gt 0 ]; then shift; fi
 servers=("$@")
-[ ${#servers[@]} -gt 0 ] || servers=(mariadb kafka)
+[ ${#servers[@]} -gt 0 ] || servers=(mariadb kafka cassandra)
 for s in "${servers[@]}"; do
-  [[ $s == mariadb || $s == kafka ]] || { echo "services: unknown server '$s' (mariadb, kafka)" >&2; exit 2; }
+  [[ $s == mariadb || $s == kafka || $s == cassandra ]] ||
+    { echo "services: unknown server '$s' (mariadb, kafka, cassandra)" >&2; exit 2; }
 done
 
 case "$command" in
@@ -543,7 +720,7 @@ case "$command" in
     ln -sfn "$JAVA" "$KAFKA_DIR/java"
     ;;
   *)
-    echo "usage: $0 up|down|restart [mariadb|kafka]... | status | jars" >&2
+    echo "usage: $0 up|down|restart [mariadb|kafka|cassandra]... | status | jars" >&2
     exit 2
     ;;
 esac
