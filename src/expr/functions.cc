@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <optional>
@@ -333,6 +334,115 @@ class ConcatFn final : public Node {
   std::vector<NodePtr> args_;
 };
 
+// ---- name-based UUIDs ----
+
+/// Returns the SHA-1 digest of `data` (FIPS 180-4). Used for version-5 UUIDs only, where the
+/// hash is a deterministic name-to-id mapping, not a security measure.
+std::array<uint8_t, 20> Sha1(std::string_view data) {
+  uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+  auto rotl = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  auto block = [&](const uint8_t* p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = (uint32_t{p[4 * i]} << 24) | (uint32_t{p[4 * i + 1]} << 16) |
+             (uint32_t{p[4 * i + 2]} << 8) | uint32_t{p[4 * i + 3]};
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d), k = 0x5A827999u;
+      } else if (i < 40) {
+        f = b ^ c ^ d, k = 0x6ED9EBA1u;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDCu;
+      } else {
+        f = b ^ c ^ d, k = 0xCA62C1D6u;
+      }
+      const uint32_t t = rotl(a, 5) + f + e + k + w[i];
+      e = d, d = c, c = rotl(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  };
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
+  size_t n = data.size();
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) block(bytes + i);
+  // The tail, 0x80, zeros and the length in bits (big-endian) fill one or two more blocks.
+  uint8_t tail[128] = {};
+  const size_t rest = n - i;
+  for (size_t j = 0; j < rest; ++j) tail[j] = bytes[i + j];
+  tail[rest] = 0x80;
+  const size_t tail_len = rest + 9 <= 64 ? 64 : 128;
+  const uint64_t bits = static_cast<uint64_t>(n) * 8;
+  for (int j = 0; j < 8; ++j) tail[tail_len - 1 - j] = static_cast<uint8_t>(bits >> (8 * j));
+  for (size_t j = 0; j < tail_len; j += 64) block(tail + j);
+  std::array<uint8_t, 20> out{};
+  for (int j = 0; j < 20; ++j) out[j] = static_cast<uint8_t>(h[j / 4] >> (24 - 8 * (j % 4)));
+  return out;
+}
+
+/// Parses a UUID in its canonical text form (hex digits, hyphens optional, any case).
+std::optional<std::array<uint8_t, 16>> ParseUuidBytes(std::string_view text) {
+  std::array<uint8_t, 16> out{};
+  size_t n = 0;
+  int half = -1;
+  for (char c : text) {
+    if (c == '-') continue;
+    int v;
+    if (c >= '0' && c <= '9') {
+      v = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      v = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      v = c - 'A' + 10;
+    } else {
+      return std::nullopt;
+    }
+    if (n >= 16) return std::nullopt;
+    if (half < 0) {
+      half = v;
+    } else {
+      out[n++] = static_cast<uint8_t>(half << 4 | v);
+      half = -1;
+    }
+  }
+  if (n != 16 || half >= 0) return std::nullopt;
+  return out;
+}
+
+/// uuid5(namespace, name): the version-5 UUID of RFC 4122 (SHA-1 of the namespace's 16 bytes
+/// followed by the name's UTF-8 bytes), as lower-case text; Python's uuid.uuid5 gives the same.
+class Uuid5Fn final : public Node {
+ public:
+  Uuid5Fn(std::array<uint8_t, 16> ns, NodePtr name)
+      : Node(Type::kString), ns_(ns), name_(std::move(name)) {}
+  const Value& Ref(std::span<const Value> row, Value& scratch) const override {
+    Value t;
+    const Value& name = name_->Ref(row, t);
+    if (name.is_null()) return scratch = Value();
+    std::string input(reinterpret_cast<const char*>(ns_.data()), ns_.size());
+    input.append(name.string_value());
+    std::array<uint8_t, 20> digest = Sha1(input);
+    digest[6] = static_cast<uint8_t>((digest[6] & 0x0F) | 0x50);  // version 5
+    digest[8] = static_cast<uint8_t>((digest[8] & 0x3F) | 0x80);  // RFC 4122 variant
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(36);
+    for (int i = 0; i < 16; ++i) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+      out += kHex[digest[i] >> 4];
+      out += kHex[digest[i] & 0x0F];
+    }
+    return scratch = Value::String(std::move(out));
+  }
+
+ private:
+  std::array<uint8_t, 16> ns_;
+  NodePtr name_;
+};
+
 // ---- conversions ----
 
 void ToIntFromStringFn(const Value& in, Value& out) {
@@ -574,6 +684,21 @@ Result<Operand> BuildLength(Args& args, size_t pos, const Diag& diag) {
   return StringToX<LengthFn>(args, pos, diag, "length", Type::kInt64);
 }
 
+Result<Operand> BuildUuid5(Args& args, size_t pos, const Diag& diag) {
+  std::string ns_text;
+  RETURN_IF_ERROR(WantConstantString(args, 0, "uuid5",
+                                     "'6ba7b811-9dad-11d1-80b4-00c04fd430c8' (a namespace UUID)",
+                                     diag, &ns_text));
+  const auto ns = ParseUuidBytes(ns_text);
+  if (!ns) {
+    return diag.Error(args[0].pos, ArgName(0, "uuid5") + " must be a UUID such as "
+                                                         "'6ba7b811-9dad-11d1-80b4-00c04fd430c8'");
+  }
+  RETURN_IF_ERROR(Want(args, 1, Type::kString, "uuid5", diag));
+  const bool constant = args[1].constant;
+  return Finish(std::make_unique<Uuid5Fn>(*ns, std::move(args[1].node)), pos, constant);
+}
+
 Result<Operand> BuildConcat(Args& args, size_t pos, const Diag&) {
   const bool constant = AllConstant(args);
   std::vector<NodePtr> nodes;
@@ -709,6 +834,7 @@ const std::array kFunctions = {
     FunctionSpec{"to_string", 1, 1, BuildToString},
     FunctionSpec{"trim", 1, 1, BuildTrim},
     FunctionSpec{"upper", 1, 1, BuildUpper},
+    FunctionSpec{"uuid5", 2, 2, BuildUuid5},
 };
 
 }  // namespace

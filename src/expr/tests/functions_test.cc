@@ -244,6 +244,38 @@ TEST_F(ExprTest, ConcatFunction) {
 
 // ---- conversions ----
 
+TEST_F(ExprTest, Uuid5) {
+  // Expected values from Python's uuid.uuid5 (RFC 4122 version 5, SHA-1).
+  const std::string url = "uuid5('6ba7b811-9dad-11d1-80b4-00c04fd430c8', ";
+  EXPECT_EQ(Eval("uuid5('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org')"),
+            "string '886313e1-3b8a-5372-9b90-0c9aee199e5d'");
+  EXPECT_EQ(Eval(url + "name)"), "string '9750dcc2-516e-5ea0-8a26-54fa6ff6986b'");
+  EXPECT_EQ(Eval(url + "'')"), "string '1b4db7eb-4057-5ddf-91e0-36dec72071f5'");
+  // Names whose padding ends exactly at, or spills past, a 64-byte block (16 + n bytes).
+  EXPECT_EQ(Eval(url + "'" + std::string(55, 'x') + "')"),
+            "string 'd7c769b2-da3b-59fa-bdd6-2f3e8c5ed303'");
+  EXPECT_EQ(Eval(url + "'" + std::string(56, 'x') + "')"),
+            "string '3626e090-976f-515f-95a7-d3a479e5f76b'");
+  EXPECT_EQ(Eval(url + "'" + std::string(64, 'y') + "')"),
+            "string '0ed594eb-df1f-5fa8-abbe-2103349c9c8b'");
+  EXPECT_EQ(Eval(url + "'" + std::string(119, 'z') + "')"),
+            "string 'f2d4433e-0ecc-5842-9a63-6b3c09a08a4c'");
+  EXPECT_EQ(Eval(url + "'\xC3\xA9|\xC3\x9Cn\xC3\xAF" "code')"),
+            "string '0affb27d-2396-5009-a5c7-d9f733a68434'");
+  // The namespace may be written in upper case or without hyphens.
+  EXPECT_EQ(Eval("uuid5('6BA7B8119DAD11D180B400C04FD430C8', name)"),
+            "string '9750dcc2-516e-5ea0-8a26-54fa6ff6986b'");
+  EXPECT_EQ(Eval(url + "s_null)"), "null");
+  EXPECT_EQ(Eval(url + "name || '-' || to_string(clicks))"), Eval(url + "'alice-42')"));
+  EXPECT_EQ(Error("uuid5('not-a-uuid', name)"),
+            "<expr>:1:7: argument 1 of uuid5() must be a UUID such as "
+            "'6ba7b811-9dad-11d1-80b4-00c04fd430c8'");
+  EXPECT_EQ(Error("uuid5(name, name)").rfind("<expr>:1:7: argument 1 of uuid5() must be a "
+                                             "constant string", 0),
+            0u);
+  EXPECT_EQ(Error(url + "clicks)").rfind("<expr>:1:", 0), 0u);
+}
+
 TEST_F(ExprTest, ToInt) {
   EXPECT_EQ(Eval("to_int('42')"), "int64 42");
   EXPECT_EQ(Eval("to_int('-7')"), "int64 -7");
