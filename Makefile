@@ -16,6 +16,7 @@ help:
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
+	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make clean     remove build trees"
 
 deps:
@@ -52,3 +53,13 @@ services:
 
 services-down:
 	@scripts/services.sh down
+
+# Benchmarks (bench/README.md, BENCHMARKS.md): an optimised build in $(BENCH_BUILD_DIR), then the
+# end-to-end runs and micro-benchmarks; results in bench/results/. BENCH_QUICK=1: about a minute.
+BENCH_BUILD_DIR ?= build-bench
+.PHONY: bench
+bench: deps
+	@scripts/services.sh up || echo "make bench: Kafka/MariaDB not started; the runs that need them are skipped"
+	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_micro sluice_bench_fresh
+	.venv/bin/python bench/run.py --build-dir $(BENCH_BUILD_DIR)

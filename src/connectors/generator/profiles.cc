@@ -353,6 +353,106 @@ Result<ViewlogShares> ParseViewlogShares(const Options& o) {
   return s;
 }
 
+/// One ad of the Yahoo Streaming Benchmark: its id and the campaign that bought it.
+struct YsbAd {
+  std::string ad_id;
+  std::string campaign_id;
+};
+
+constexpr const char* kYsbAdTypes[] = {"banner", "modal", "sponsored-search", "mail", "mobile"};
+constexpr const char* kYsbEventTypes[] = {"view", "click", "purchase"};
+
+/// Appends a version-4 UUID drawn from `rng`, without going through printf (the YSB profile
+/// makes two per event, and the in-process benchmark counts the generator's time).
+void AppendFastUuidV4(Rng& rng, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t hi = rng.Next();
+  uint64_t lo = rng.Next();
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;                           // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char buf[36];
+  int at = 0;
+  // 8-4-4-4-12 hex digits: `hi` holds the first three groups, `lo` the last two.
+  for (int i = 0; i < 16; ++i) {
+    if (i == 8 || i == 12) buf[at++] = '-';
+    buf[at++] = kHex[(hi >> (60 - 4 * i)) & 0xf];
+  }
+  for (int i = 0; i < 16; ++i) {
+    if (i == 0 || i == 4) buf[at++] = '-';
+    buf[at++] = kHex[(lo >> (60 - 4 * i)) & 0xf];
+  }
+  out->append(buf, sizeof buf);
+}
+
+void AppendUnsigned(uint64_t v, std::string* out) {
+  char buf[24];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0) out->push_back(buf[--n]);
+}
+
+/// Ad events of the Yahoo Streaming Benchmark (YSB): `user_id`, `page_id` and `ad_id` UUIDs,
+/// `ad_type` (banner, modal, sponsored-search, mail, mobile), `event_type` (view, click,
+/// purchase; each a third), `event_time` and `ip_address`. Unlike the original, which writes
+/// epoch milliseconds as a string, `event_time` is a JSON number of epoch milliseconds (what a
+/// `timestamp` field decodes). The ad is drawn uniformly from the ads CSV (ad_id,
+/// campaign_id), by default examples/data/ysb_ads.csv: 100 campaigns x 10 ads. The message
+/// key is the ad_id.
+class YsbProfile : public GeneratorProfile {
+ public:
+  explicit YsbProfile(std::vector<YsbAd> ads) : ads_(std::move(ads)) {}
+
+  void Make(uint64_t /*seq*/, int64_t event_time, Rng& rng, std::string* out,
+            std::string* key) const override {
+    const YsbAd& ad = ads_[rng.Below(ads_.size())];
+    if (key) *key = ad.ad_id;
+    std::string& o = *out;
+    o.append("{\"user_id\":\"");
+    AppendFastUuidV4(rng, &o);
+    o.append("\",\"page_id\":\"");
+    AppendFastUuidV4(rng, &o);
+    o.append("\",\"ad_id\":\"").append(ad.ad_id);
+    o.append("\",\"ad_type\":\"").append(kYsbAdTypes[rng.Below(std::size(kYsbAdTypes))]);
+    o.append("\",\"event_type\":\"").append(kYsbEventTypes[rng.Below(std::size(kYsbEventTypes))]);
+    o.append("\",\"event_time\":");
+    // Floor to whole milliseconds (event times before 1970 do not occur here).
+    AppendUnsigned(static_cast<uint64_t>(std::max<int64_t>(0, event_time) / 1000), &o);
+    o.append(",\"ip_address\":\"");
+    const uint64_t ip = rng.Next();
+    for (int i = 0; i < 4; ++i) {
+      if (i > 0) o.push_back('.');
+      AppendUnsigned((ip >> (8 * i)) & 0xff, &o);
+    }
+    o.append("\"}");
+  }
+
+ private:
+  std::vector<YsbAd> ads_;
+};
+
+Result<std::vector<YsbAd>> LoadYsbAds(const std::string& path) {
+  DimensionConfig dim;
+  dim.name = "generator ads";
+  dim.uri = path;
+  dim.key = "ad_id";
+  dim.fields = {{"ad_id", Type::kString, ""}, {"campaign_id", Type::kString, ""}};
+  size_t skipped = 0;
+  std::string first_error;
+  ASSIGN_OR_RETURN(auto table, LoadCsvDimension(dim, &skipped, &first_error));
+  std::vector<YsbAd> ads;
+  table->ForEach([&](const std::vector<Value>& row) {
+    if (row[0].is_null() || row[1].is_null()) return;
+    ads.push_back(YsbAd{std::string(row[0].string_value()), std::string(row[1].string_value())});
+  });
+  // A fixed order keeps the generated stream independent of hash-table order.
+  std::sort(ads.begin(), ads.end(), [](const YsbAd& a, const YsbAd& b) { return a.ad_id < b.ad_id; });
+  if (ads.empty()) return Status::InvalidArgument("no ads (ad_id, campaign_id) in " + path);
+  return ads;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
@@ -382,8 +482,19 @@ Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::
     return std::shared_ptr<const GeneratorProfile>(
         std::make_shared<ViewlogProfile>(std::move(campaigns), shares));
   }
+  if (name == "ysb") {
+    // `campaigns` names the ads CSV: which campaign bought each ad.
+    const std::string path = options.GetString("campaigns", "examples/data/ysb_ads.csv");
+    auto ads = LoadYsbAds(path);
+    if (!ads.ok()) {
+      return Status::InvalidArgument(options.Where("campaigns") + ": ysb generator: " +
+                                     ads.status().message());
+    }
+    return std::shared_ptr<const GeneratorProfile>(
+        std::make_shared<YsbProfile>(std::move(ads).value()));
+  }
   return Status::InvalidArgument(options.Where("profile") + ": unknown generator profile '" + name +
-                                 "' (available: recruitment, viewlog)");
+                                 "' (available: recruitment, viewlog, ysb)");
 }
 
 }  // namespace sluice
