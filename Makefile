@@ -63,3 +63,13 @@ bench: deps
 	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_micro sluice_bench_fresh
 	.venv/bin/python bench/run.py --build-dir $(BENCH_BUILD_DIR)
+
+# sluice and Spark Structured Streaming side by side on the recruitment job (bench/spark/,
+# BENCHMARKS.md): the build of `make bench`, a pinned pyspark with its Kafka and JDBC jars, then
+# both engines on the same Kafka topics into MariaDB. BENCH_QUICK=1: a shorter run (~10 min).
+.PHONY: bench-spark
+bench-spark: deps services
+	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
+	bench/spark/setup.sh
+	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
