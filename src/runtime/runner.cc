@@ -23,9 +23,29 @@ std::string DefaultDeadLetterPath(const PipelineConfig& config) {
   return config.name + ".dead-letters.ndjson";
 }
 
+/// Orders like Value's operator< (by type first, then by value) without a variant visit.
+bool ValueLess(const Value& a, const Value& b) {
+  if (a.type() != b.type()) return a.type() < b.type();
+  switch (a.type()) {
+    case Type::kNull: return false;
+    case Type::kBool: return a.bool_value() < b.bool_value();
+    case Type::kInt64: return a.int_value() < b.int_value();
+    case Type::kDouble: return a.double_value() < b.double_value();
+    case Type::kString: return a.string_value() < b.string_value();
+    case Type::kTimestamp: return a.time_value().micros < b.time_value().micros;
+  }
+  return false;
+}
+
 bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
   if (a.window_start != b.window_start) return a.window_start < b.window_start;
-  return a.keys < b.keys;
+  // Lexicographic, as std::vector's operator<.
+  const size_t n = std::min(a.keys.size(), b.keys.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (ValueLess(a.keys[i], b.keys[i])) return true;
+    if (ValueLess(b.keys[i], a.keys[i])) return false;
+  }
+  return a.keys.size() < b.keys.size();
 }
 
 }  // namespace
