@@ -1,5 +1,6 @@
 #include "core/time.h"
 
+#include <array>
 #include <chrono>
 
 #include <charconv>
@@ -41,12 +42,24 @@ int DaysInMonth(int y, int m) {
   return m == 2 && IsLeap(y) ? 29 : kDays[m - 1];
 }
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+/// Maps a byte to its hex digit value, or -1 (a table: TimeUUIDs are parsed once per record).
+constexpr std::array<int8_t, 256> kHexValue = [] {
+  std::array<int8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    if (c >= '0' && c <= '9') {
+      t[c] = static_cast<int8_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      t[c] = static_cast<int8_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      t[c] = static_cast<int8_t>(c - 'A' + 10);
+    } else {
+      t[c] = -1;
+    }
+  }
+  return t;
+}();
+
+int HexDigit(char c) { return kHexValue[static_cast<unsigned char>(c)]; }
 
 // Reads exactly `n` decimal digits at `*pos`, advancing it.
 bool ReadDigits(std::string_view s, size_t* pos, int n, int* out) {

@@ -43,6 +43,16 @@ struct PathNode {
     return it == children.end() ? 0 : it->second;
   }
   static constexpr size_t kMaxLinearChildren = 16;
+  /// The keys met at each position of the last object decoded here, and where they led: NDJSON
+  /// writers keep their key order, so a key is usually matched by one comparison of its raw
+  /// text, without unescaping it or searching for it.
+  struct RememberedKey {
+    std::string key;
+    uint32_t child = 0;
+    bool usable = false;  ///< key has no quote or backslash, so its raw JSON text equals it
+  };
+  std::vector<RememberedKey> order;
+  static constexpr size_t kMaxRememberedKeys = 64;
   uint32_t depth = 0;  ///< number of path segments leading here
   /// True when the value must be read more than once (several slots, or slots and children).
   bool shared() const { return slots.size() > 1 || (!slots.empty() && !children.empty()); }
@@ -233,12 +243,28 @@ class NdjsonDecoder final : public Decoder {
   }
 
   Status DecodeObject(ondemand::object& object, uint32_t node_index, std::span<Value> out) {
+    size_t position = 0;
     for (auto field_result : object) {
       ondemand::field field;
       if (auto error = std::move(field_result).get(field)) return JsonError(error);
-      std::string_view key;
-      if (auto error = field.unescaped_key().get(key)) return JsonError(error);
-      const uint32_t child = nodes_[node_index].Find(key);
+      std::vector<PathNode::RememberedKey>& order = nodes_[node_index].order;
+      uint32_t child;
+      if (position < order.size() && order[position].usable &&
+          field.key().unsafe_is_equal(order[position].key)) {
+        child = order[position].child;
+      } else {
+        std::string_view key;
+        if (auto error = field.unescaped_key().get(key)) return JsonError(error);
+        child = nodes_[node_index].Find(key);
+        if (position < PathNode::kMaxRememberedKeys) {
+          if (order.size() <= position) order.resize(position + 1);
+          PathNode::RememberedKey& remembered = order[position];
+          remembered.key.assign(key.data(), key.size());
+          remembered.child = child;
+          remembered.usable = key.find_first_of("\"\\") == std::string_view::npos;
+        }
+      }
+      ++position;
       if (child == 0) continue;  // the iterator skips the value
       RETURN_IF_ERROR(DecodeValue(field.value(), child, out));
     }
