@@ -82,6 +82,23 @@ Aggregator::Aggregator(const AggregateSpec* spec)
   }
   if (has_window_keys_) window_cache_.resize(kWindowCacheSize);
   table_.assign(kMinTableSize, 0);
+  for (const MetricSpec& m : spec_->metrics) {
+    const bool numeric = m.fn == AggFn::kCount || m.fn == AggFn::kSum || m.fn == AggFn::kAvg;
+    numeric_.push_back(numeric);
+    state_slot_.push_back(numeric ? num_numeric_++ : num_values_++);
+  }
+}
+
+MetricState Aggregator::StateOf(size_t g, size_t i) const {
+  if (IsNumeric(i)) {
+    const NumState& n = nums_[g * num_numeric_ + state_slot_[i]];
+    MetricState s;
+    s.count = n.count;
+    s.isum = n.isum;
+    s.dsum = n.dsum;
+    return s;
+  }
+  return states_[g * num_values_ + state_slot_[i]];
 }
 
 const std::vector<Value>& Aggregator::KeysOfWindow(int64_t window_start) {
@@ -134,7 +151,8 @@ size_t Aggregator::FindOrAdd(int64_t window_start, uint64_t hash, const Value* c
   groups_.push_back(Group{window_start, hash, key_bytes_.size(), key_scratch_.size()});
   key_bytes_.append(key_scratch_);
   for (size_t i = 0; i < num_keys_; ++i) key_values_.push_back(*keys[i]);
-  states_.resize(states_.size() + num_metrics_);
+  nums_.resize(nums_.size() + num_numeric_);
+  states_.resize(states_.size() + num_values_);
   table_[pos] = tag | (g + 1);
   if (groups_.size() * 2 > table_.size()) Rehash(table_.size() * 2);
   return g;
@@ -176,15 +194,28 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
   }
   const uint64_t hash = HashKey(start, key_scratch_);
   const size_t g = FindOrAdd(start, hash, key_pointers_.data());
-  MetricState* states = states_.data() + g * num_metrics_;
+  NumState* nums = nums_.data() + g * num_numeric_;
+  MetricState* states = states_.data() + g * num_values_;
   for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
     if (m.where && !m.where->EvalTrue(row)) continue;
-    if (m.arg) {
-      Value scratch;
-      UpdateMetric(m, states[i], m.arg->EvalRef(row, scratch), event_time);
-    } else {
-      UpdateMetric(m, states[i], null_, event_time);
+    Value scratch;
+    const Value& arg = m.arg ? m.arg->EvalRef(row, scratch) : null_;
+    if (!IsNumeric(i)) {
+      UpdateMetric(m, states[state_slot_[i]], arg, event_time);
+      continue;
+    }
+    // Same rules as UpdateMetric for count, sum and avg.
+    NumState& n = nums[state_slot_[i]];
+    if (m.fn == AggFn::kCount) {
+      if (!m.arg || !arg.is_null()) ++n.count;
+    } else if (!arg.is_null()) {
+      ++n.count;
+      if (arg.type() == Type::kInt64) {
+        n.isum += arg.int_value();
+      } else {
+        n.dsum += arg.AsDouble();
+      }
     }
   }
   return AddResult::kAdded;
@@ -196,9 +227,11 @@ DeltaRow Aggregator::MoveOut(size_t g) {
   auto keys = key_values_.begin() + static_cast<std::ptrdiff_t>(g * num_keys_);
   row.keys.assign(std::make_move_iterator(keys),
                   std::make_move_iterator(keys + static_cast<std::ptrdiff_t>(num_keys_)));
-  auto states = states_.begin() + static_cast<std::ptrdiff_t>(g * num_metrics_);
-  row.metrics.assign(std::make_move_iterator(states),
-                     std::make_move_iterator(states + static_cast<std::ptrdiff_t>(num_metrics_)));
+  row.metrics.reserve(num_metrics_);
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    row.metrics.push_back(IsNumeric(i) ? StateOf(g, i)
+                                       : std::move(states_[g * num_values_ + state_slot_[i]]));
+  }
   return row;
 }
 
@@ -206,6 +239,7 @@ void Aggregator::Clear() {
   groups_.clear();
   key_bytes_.clear();
   key_values_.clear();
+  nums_.clear();
   states_.clear();
   std::fill(table_.begin(), table_.end(), 0);
 }
@@ -222,6 +256,7 @@ void Aggregator::Compact(const std::vector<bool>& keep) {
   std::vector<Group> groups;
   std::string key_bytes;
   std::vector<Value> key_values;
+  std::vector<NumState> nums;
   std::vector<MetricState> states;
   for (size_t g = 0; g < groups_.size(); ++g) {
     if (!keep[g]) continue;
@@ -230,11 +265,13 @@ void Aggregator::Compact(const std::vector<bool>& keep) {
     key_bytes.append(key_bytes_, groups_[g].key_begin, groups_[g].key_size);
     groups.push_back(group);
     for (size_t i = 0; i < num_keys_; ++i) key_values.push_back(std::move(key_values_[g * num_keys_ + i]));
-    for (size_t i = 0; i < num_metrics_; ++i) states.push_back(std::move(states_[g * num_metrics_ + i]));
+    for (size_t i = 0; i < num_numeric_; ++i) nums.push_back(nums_[g * num_numeric_ + i]);
+    for (size_t i = 0; i < num_values_; ++i) states.push_back(std::move(states_[g * num_values_ + i]));
   }
   groups_.swap(groups);
   key_bytes_.swap(key_bytes);
   key_values_.swap(key_values);
+  nums_.swap(nums);
   states_.swap(states);
   size_t capacity = kMinTableSize;
   while (groups_.size() * 2 > capacity) capacity *= 2;
@@ -266,13 +303,21 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
     const size_t before = groups_.size();
     const size_t g = FindOrAdd(r.window_start, HashKey(r.window_start, key_scratch_),
                                key_pointers_.data());
-    MetricState* states = states_.data() + g * num_metrics_;
-    if (groups_.size() > before) {
-      for (size_t i = 0; i < num_metrics_; ++i) states[i] = std::move(r.metrics[i]);
-      continue;
-    }
+    const bool added = groups_.size() > before;
+    NumState* nums = nums_.data() + g * num_numeric_;
+    MetricState* states = states_.data() + g * num_values_;
     for (size_t i = 0; i < num_metrics_; ++i) {
-      MergeMetric(spec_->metrics[i], states[i], r.metrics[i]);
+      MetricState& from = r.metrics[i];
+      if (IsNumeric(i)) {
+        NumState& n = nums[state_slot_[i]];
+        n.count += from.count;
+        n.isum += from.isum;
+        n.dsum += from.dsum;
+      } else if (added) {
+        states[state_slot_[i]] = std::move(from);
+      } else {
+        MergeMetric(spec_->metrics[i], states[state_slot_[i]], from);
+      }
     }
   }
 }
@@ -285,8 +330,10 @@ std::vector<DeltaRow> Aggregator::Snapshot() const {
     row.window_start = groups_[g].window_start;
     row.keys.assign(key_values_.begin() + static_cast<std::ptrdiff_t>(g * num_keys_),
                     key_values_.begin() + static_cast<std::ptrdiff_t>((g + 1) * num_keys_));
-    row.metrics.assign(states_.begin() + static_cast<std::ptrdiff_t>(g * num_metrics_),
-                       states_.begin() + static_cast<std::ptrdiff_t>((g + 1) * num_metrics_));
+    row.metrics.reserve(num_metrics_);
+    for (size_t i = 0; i < num_metrics_; ++i) {
+      row.metrics.push_back(StateOf(g, i));
+    }
     out.push_back(std::move(row));
   }
   return out;

@@ -86,8 +86,24 @@ class Aggregator {
   bool has_window_keys_ = false;
   std::vector<Group> groups_;
   std::string key_bytes_;
-  std::vector<Value> key_values_;    ///< num_keys_ per group
-  std::vector<MetricState> states_;  ///< num_metrics_ per group
+  std::vector<Value> key_values_;  ///< num_keys_ per group
+  /// count, sum and avg need no Value: their state is three numbers, kept apart from the
+  /// min/max/last states so that a group's state is compact (the table is cache-bound).
+  struct NumState {
+    int64_t count = 0;
+    int64_t isum = 0;
+    double dsum = 0;
+  };
+  /// Returns true when metric `i` keeps a NumState.
+  bool IsNumeric(size_t i) const { return numeric_[i]; }
+  /// Returns a copy of metric `i`'s state in group `g`.
+  MetricState StateOf(size_t g, size_t i) const;
+  std::vector<bool> numeric_;      ///< per metric
+  std::vector<size_t> state_slot_;  ///< per metric: index among its kind's states in a group
+  size_t num_numeric_ = 0;
+  size_t num_values_ = 0;
+  std::vector<NumState> nums_;       ///< num_numeric_ per group
+  std::vector<MetricState> states_;  ///< num_values_ per group (min, max, last)
   /// Open-addressing table (power-of-two size): high 32 bits of the hash, low 32 bits the
   /// group index + 1; 0 is an empty slot.
   std::vector<uint64_t> table_;
