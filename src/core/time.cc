@@ -1,5 +1,6 @@
 #include "core/time.h"
 
+#include <array>
 #include <chrono>
 
 #include <charconv>
@@ -41,12 +42,24 @@ int DaysInMonth(int y, int m) {
   return m == 2 && IsLeap(y) ? 29 : kDays[m - 1];
 }
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+/// Maps a byte to its hex digit value, or -1 (a table: TimeUUIDs are parsed once per record).
+constexpr std::array<int8_t, 256> kHexValue = [] {
+  std::array<int8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    if (c >= '0' && c <= '9') {
+      t[c] = static_cast<int8_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      t[c] = static_cast<int8_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      t[c] = static_cast<int8_t>(c - 'A' + 10);
+    } else {
+      t[c] = -1;
+    }
+  }
+  return t;
+}();
+
+int HexDigit(char c) { return kHexValue[static_cast<unsigned char>(c)]; }
 
 // Reads exactly `n` decimal digits at `*pos`, advancing it.
 bool ReadDigits(std::string_view s, size_t* pos, int n, int* out) {
@@ -254,41 +267,74 @@ std::optional<int64_t> ParseDurationMicros(std::string_view text) {
   return static_cast<int64_t>(micros);
 }
 
+namespace {
+
+/// Appends `value` as printf's "%0<width>d" does, without printf's cost for the usual values.
+void AppendZeroPadded(int value, int width, std::string* out) {
+  if (value < 0) {
+    char buf[24];
+    const int n = std::snprintf(buf, sizeof buf, "%0*d", width, value);
+    out->append(buf, static_cast<size_t>(n));
+    return;
+  }
+  char buf[16];
+  int n = 0;
+  do {
+    buf[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (n < width) buf[n++] = '0';
+  while (n > 0) out->push_back(buf[--n]);
+}
+
+}  // namespace
+
 std::string FormatTimestamp(int64_t micros) {
   CivilTime t = ToCivil(micros);
-  char buf[40];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d", t.year, t.month, t.day,
-                        t.hour, t.minute, t.second);
+  std::string out;
+  out.reserve(26);
+  AppendZeroPadded(t.year, 4, &out);
+  out.push_back('-');
+  AppendZeroPadded(t.month, 2, &out);
+  out.push_back('-');
+  AppendZeroPadded(t.day, 2, &out);
+  out.push_back(' ');
+  AppendZeroPadded(t.hour, 2, &out);
+  out.push_back(':');
+  AppendZeroPadded(t.minute, 2, &out);
+  out.push_back(':');
+  AppendZeroPadded(t.second, 2, &out);
   if (t.micros != 0) {
-    n += std::snprintf(buf + n, sizeof buf - n, ".%06d", t.micros);
+    out.push_back('.');
+    AppendZeroPadded(t.micros, 6, &out);
   }
-  return std::string(buf, n);
+  return out;
 }
 
 std::string FormatTimestamp(int64_t micros, std::string_view pattern) {
   CivilTime t = ToCivil(micros);
   std::string out;
   out.reserve(pattern.size() + 16);
-  char buf[16];
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] != '%' || i + 1 == pattern.size()) {
       out.push_back(pattern[i]);
       continue;
     }
     char c = pattern[++i];
-    int n = 0;
     switch (c) {
-      case 'Y': n = std::snprintf(buf, sizeof buf, "%04d", t.year); break;
-      case 'm': n = std::snprintf(buf, sizeof buf, "%02d", t.month); break;
-      case 'd': n = std::snprintf(buf, sizeof buf, "%02d", t.day); break;
-      case 'H': n = std::snprintf(buf, sizeof buf, "%02d", t.hour); break;
-      case 'M': n = std::snprintf(buf, sizeof buf, "%02d", t.minute); break;
-      case 'S': n = std::snprintf(buf, sizeof buf, "%02d", t.second); break;
-      case 'f': n = std::snprintf(buf, sizeof buf, "%06d", t.micros); break;
-      case '%': buf[0] = '%'; n = 1; break;
-      default: buf[0] = '%'; buf[1] = c; n = 2; break;
+      case 'Y': AppendZeroPadded(t.year, 4, &out); break;
+      case 'm': AppendZeroPadded(t.month, 2, &out); break;
+      case 'd': AppendZeroPadded(t.day, 2, &out); break;
+      case 'H': AppendZeroPadded(t.hour, 2, &out); break;
+      case 'M': AppendZeroPadded(t.minute, 2, &out); break;
+      case 'S': AppendZeroPadded(t.second, 2, &out); break;
+      case 'f': AppendZeroPadded(t.micros, 6, &out); break;
+      case '%': out.push_back('%'); break;
+      default:
+        out.push_back('%');
+        out.push_back(c);
+        break;
     }
-    out.append(buf, n);
   }
   return out;
 }

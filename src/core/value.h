@@ -36,6 +36,16 @@ class Value {
   static Value Time(Timestamp v) { return Value(Storage(std::in_place_index<5>, v)); }
   static Value TimeMicros(int64_t micros) { return Time(Timestamp{micros}); }
 
+  /// Makes this the string `v`, reusing the buffer when it already holds a string (decoders
+  /// refill the same row slots record after record without allocating).
+  void SetString(std::string_view v) {
+    if (auto* s = std::get_if<4>(&data_)) {
+      s->assign(v.data(), v.size());
+    } else {
+      data_.emplace<4>(v);
+    }
+  }
+
   Type type() const { return static_cast<Type>(data_.index()); }
   bool is_null() const { return data_.index() == 0; }
 

@@ -31,6 +31,11 @@ class Expr {
   virtual Type type() const = 0;
   /// Evaluates against a row laid out as the Schema the expression was compiled with.
   virtual Value Eval(std::span<const Value> row) const = 0;
+  /// Evaluates like Eval() without copying: returns a reference to a row slot or a constant
+  /// when the result is one, else to `scratch`, which receives the computed value.
+  virtual const Value& EvalRef(std::span<const Value> row, Value& scratch) const = 0;
+  /// Evaluates a condition the SQL way, as IsTrue(Eval(row)), without building a Value.
+  virtual bool EvalTrue(std::span<const Value> row) const = 0;
 };
 
 /// Compiles `text` against `schema` (field references resolve to slots by name).

@@ -32,6 +32,10 @@ class Node : public Expr {
 
   Type type() const final { return type_; }
   Value Eval(std::span<const Value> row) const final;
+  const Value& EvalRef(std::span<const Value> row, Value& scratch) const final {
+    return Ref(row, scratch);
+  }
+  bool EvalTrue(std::span<const Value> row) const final { return Test(row) == Tri::kTrue; }
 
   /// Evaluates and returns a reference to the result: either a value that outlives the call
   /// (a row slot, a literal) or `scratch`, which receives computed values. Lets parents read

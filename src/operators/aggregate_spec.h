@@ -39,6 +39,10 @@ struct KeySpec {
   Type type = Type::kNull;
   std::unique_ptr<expr::Expr> expr;
   int slot = -1;  ///< when the key is a plain field reference: its slot, else -1
+  /// Set when the key depends on nothing but the window (`date(window_start)`, constants): the
+  /// same expression compiled against a row of [window_start, window_end]. The aggregator
+  /// computes such keys once per window instead of once per record.
+  std::unique_ptr<expr::Expr> window_expr;
 };
 
 /// A compiled [aggregate] section. Immutable after planning; shared by all workers.

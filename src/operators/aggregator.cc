@@ -1,14 +1,167 @@
 #include "operators/aggregator.h"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 
 #include "core/time.h"
 
 namespace sluice {
 
+namespace {
+
+constexpr size_t kWindowCacheSize = 16;  // power of two
+constexpr size_t kMinTableSize = 1024;   // power of two
+
+uint64_t Mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+uint64_t HashKey(int64_t window_start, std::string_view bytes) {
+  uint64_t h = static_cast<uint64_t>(window_start) * 0x9e3779b97f4a7c15ULL ^ bytes.size();
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 32;
+  }
+  if (i < bytes.size()) {
+    uint64_t w = 0;
+    std::memcpy(&w, bytes.data() + i, bytes.size() - i);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+  }
+  return Mix(h);
+}
+
+void AppendWord(uint64_t w, std::string* out) {
+  char b[8];
+  std::memcpy(b, &w, 8);
+  out->append(b, 8);
+}
+
+/// Appends a self-delimiting encoding of a non-null value: equal values (as Value's ==, with
+/// 0.0 equal to -0.0) encode to equal bytes, and different values to different bytes.
+void EncodeKeyValue(const Value& v, std::string* out) {
+  out->push_back(static_cast<char>(v.type()));
+  switch (v.type()) {
+    case Type::kNull: break;
+    case Type::kBool: out->push_back(v.bool_value() ? 1 : 0); break;
+    case Type::kInt64: AppendWord(static_cast<uint64_t>(v.int_value()), out); break;
+    case Type::kTimestamp: AppendWord(static_cast<uint64_t>(v.time_value().micros), out); break;
+    case Type::kDouble: {
+      double d = v.double_value();
+      if (d == 0) d = 0;  // -0.0 == 0.0
+      uint64_t w;
+      std::memcpy(&w, &d, 8);
+      AppendWord(w, out);
+      break;
+    }
+    case Type::kString: {
+      const std::string& s = v.string_value();
+      AppendWord(s.size(), out);
+      out->append(s);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+Aggregator::Aggregator(const AggregateSpec* spec)
+    : spec_(spec), num_keys_(spec->keys.size()), num_metrics_(spec->metrics.size()) {
+  value_scratch_.resize(num_keys_);
+  key_pointers_.resize(num_keys_);
+  for (const KeySpec& k : spec_->keys) {
+    if (k.window_expr) has_window_keys_ = true;
+  }
+  if (has_window_keys_) window_cache_.resize(kWindowCacheSize);
+  table_.assign(kMinTableSize, 0);
+  for (const MetricSpec& m : spec_->metrics) {
+    const bool numeric = m.fn == AggFn::kCount || m.fn == AggFn::kSum || m.fn == AggFn::kAvg;
+    numeric_.push_back(numeric);
+    state_slot_.push_back(numeric ? num_numeric_++ : num_values_++);
+  }
+}
+
+MetricState Aggregator::StateOf(size_t g, size_t i) const {
+  if (IsNumeric(i)) {
+    const NumState& n = nums_[g * num_numeric_ + state_slot_[i]];
+    MetricState s;
+    s.count = n.count;
+    s.isum = n.isum;
+    s.dsum = n.dsum;
+    return s;
+  }
+  return states_[g * num_values_ + state_slot_[i]];
+}
+
+const std::vector<Value>& Aggregator::KeysOfWindow(int64_t window_start) {
+  const uint64_t n = static_cast<uint64_t>(window_start / std::max<int64_t>(spec_->window_micros, 1));
+  WindowKeys& entry = window_cache_[n & (kWindowCacheSize - 1)];
+  if (entry.valid && entry.window_start == window_start) return entry.values;
+  entry.valid = true;
+  entry.window_start = window_start;
+  entry.values.resize(num_keys_);
+  window_row_[0] = Value::TimeMicros(window_start);
+  window_row_[1] = Value::TimeMicros(window_start + spec_->window_micros);
+  for (size_t i = 0; i < num_keys_; ++i) {
+    const KeySpec& k = spec_->keys[i];
+    entry.values[i] = k.window_expr ? k.window_expr->Eval(std::span<const Value>(window_row_, 2))
+                                    : Value::Null();
+  }
+  return entry.values;
+}
+
+void Aggregator::Rehash(size_t capacity) {
+  table_.assign(capacity, 0);
+  const size_t mask = capacity - 1;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    size_t pos = groups_[g].hash & mask;
+    while (table_[pos] != 0) pos = (pos + 1) & mask;
+    table_[pos] = (groups_[g].hash & 0xffffffff00000000ULL) | (g + 1);
+  }
+}
+
+size_t Aggregator::FindOrAdd(int64_t window_start, uint64_t hash, const Value* const* keys) {
+  const size_t mask = table_.size() - 1;
+  const uint64_t tag = hash & 0xffffffff00000000ULL;
+  size_t pos = hash & mask;
+  while (true) {
+    const uint64_t e = table_[pos];
+    if (e == 0) break;
+    if ((e & 0xffffffff00000000ULL) == tag) {
+      const size_t g = static_cast<size_t>(e & 0xffffffffULL) - 1;
+      const Group& group = groups_[g];
+      if (group.hash == hash && group.window_start == window_start &&
+          group.key_size == key_scratch_.size() &&
+          std::memcmp(key_bytes_.data() + group.key_begin, key_scratch_.data(),
+                      key_scratch_.size()) == 0) {
+        return g;
+      }
+    }
+    pos = (pos + 1) & mask;
+  }
+  const size_t g = groups_.size();
+  groups_.push_back(Group{window_start, hash, key_bytes_.size(), key_scratch_.size()});
+  key_bytes_.append(key_scratch_);
+  for (size_t i = 0; i < num_keys_; ++i) key_values_.push_back(*keys[i]);
+  nums_.resize(nums_.size() + num_numeric_);
+  states_.resize(states_.size() + num_values_);
+  table_[pos] = tag | (g + 1);
+  if (groups_.size() * 2 > table_.size()) Rehash(table_.size() * 2);
+  return g;
+}
+
 Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
                                       int64_t* event_time_out, std::string* null_key_name) {
-  Value t = spec_->time->Eval(row);
+  Value time_scratch;
+  const Value& t = spec_->time->EvalRef(row, time_scratch);
   if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
   const int64_t event_time = t.time_value().micros;
   *event_time_out = event_time;
@@ -20,70 +173,151 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
   row[spec_->window_start_slot] = Value::TimeMicros(start);
   row[spec_->window_end_slot] = Value::TimeMicros(start + spec_->window_micros);
 
-  scratch_.window_start = start;
-  scratch_.keys.resize(spec_->keys.size());
-  for (size_t i = 0; i < spec_->keys.size(); ++i) {
+  const std::vector<Value>* window_keys = has_window_keys_ ? &KeysOfWindow(start) : nullptr;
+  key_scratch_.clear();
+  for (size_t i = 0; i < num_keys_; ++i) {
     const KeySpec& k = spec_->keys[i];
-    if (k.slot >= 0) {
-      scratch_.keys[i] = row[k.slot];
+    const Value* v;
+    if (k.window_expr) {
+      v = &(*window_keys)[i];
+    } else if (k.slot >= 0) {
+      v = &row[k.slot];
     } else {
-      scratch_.keys[i] = k.expr->Eval(row);
+      v = &k.expr->EvalRef(row, value_scratch_[i]);
     }
-    if (scratch_.keys[i].is_null()) {
+    if (v->is_null()) {
       *null_key_name = k.name;
       return AddResult::kNullKey;
     }
+    key_pointers_[i] = v;
+    if (!k.window_expr) EncodeKeyValue(*v, &key_scratch_);
   }
-  auto it = groups_.find(scratch_);
-  if (it == groups_.end()) {
-    it = groups_.emplace(scratch_, std::vector<MetricState>(spec_->metrics.size())).first;
-  }
-  std::vector<MetricState>& states = it->second;
-  for (size_t i = 0; i < spec_->metrics.size(); ++i) {
+  const uint64_t hash = HashKey(start, key_scratch_);
+  const size_t g = FindOrAdd(start, hash, key_pointers_.data());
+  NumState* nums = nums_.data() + g * num_numeric_;
+  MetricState* states = states_.data() + g * num_values_;
+  for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
-    if (m.where && !expr::IsTrue(m.where->Eval(row))) continue;
-    if (m.arg) {
-      UpdateMetric(m, states[i], m.arg->Eval(row), event_time);
-    } else {
-      UpdateMetric(m, states[i], Value::Null(), event_time);
+    if (m.where && !m.where->EvalTrue(row)) continue;
+    Value scratch;
+    const Value& arg = m.arg ? m.arg->EvalRef(row, scratch) : null_;
+    if (!IsNumeric(i)) {
+      UpdateMetric(m, states[state_slot_[i]], arg, event_time);
+      continue;
+    }
+    // Same rules as UpdateMetric for count, sum and avg.
+    NumState& n = nums[state_slot_[i]];
+    if (m.fn == AggFn::kCount) {
+      if (!m.arg || !arg.is_null()) ++n.count;
+    } else if (!arg.is_null()) {
+      ++n.count;
+      if (arg.type() == Type::kInt64) {
+        n.isum += arg.int_value();
+      } else {
+        n.dsum += arg.AsDouble();
+      }
     }
   }
   return AddResult::kAdded;
 }
 
+DeltaRow Aggregator::MoveOut(size_t g) {
+  DeltaRow row;
+  row.window_start = groups_[g].window_start;
+  auto keys = key_values_.begin() + static_cast<std::ptrdiff_t>(g * num_keys_);
+  row.keys.assign(std::make_move_iterator(keys),
+                  std::make_move_iterator(keys + static_cast<std::ptrdiff_t>(num_keys_)));
+  row.metrics.reserve(num_metrics_);
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    row.metrics.push_back(IsNumeric(i) ? StateOf(g, i)
+                                       : std::move(states_[g * num_values_ + state_slot_[i]]));
+  }
+  return row;
+}
+
+void Aggregator::Clear() {
+  groups_.clear();
+  key_bytes_.clear();
+  key_values_.clear();
+  nums_.clear();
+  states_.clear();
+  std::fill(table_.begin(), table_.end(), 0);
+}
+
 std::vector<DeltaRow> Aggregator::TakeAll() {
   std::vector<DeltaRow> out;
   out.reserve(groups_.size());
-  for (auto& [key, states] : groups_) {
-    out.push_back(DeltaRow{key.window_start, key.keys, std::move(states)});
-  }
-  groups_.clear();
+  for (size_t g = 0; g < groups_.size(); ++g) out.push_back(MoveOut(g));
+  Clear();
   return out;
+}
+
+void Aggregator::Compact(const std::vector<bool>& keep) {
+  std::vector<Group> groups;
+  std::string key_bytes;
+  std::vector<Value> key_values;
+  std::vector<NumState> nums;
+  std::vector<MetricState> states;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!keep[g]) continue;
+    Group group = groups_[g];
+    group.key_begin = key_bytes.size();
+    key_bytes.append(key_bytes_, groups_[g].key_begin, groups_[g].key_size);
+    groups.push_back(group);
+    for (size_t i = 0; i < num_keys_; ++i) key_values.push_back(std::move(key_values_[g * num_keys_ + i]));
+    for (size_t i = 0; i < num_numeric_; ++i) nums.push_back(nums_[g * num_numeric_ + i]);
+    for (size_t i = 0; i < num_values_; ++i) states.push_back(std::move(states_[g * num_values_ + i]));
+  }
+  groups_.swap(groups);
+  key_bytes_.swap(key_bytes);
+  key_values_.swap(key_values);
+  nums_.swap(nums);
+  states_.swap(states);
+  size_t capacity = kMinTableSize;
+  while (groups_.size() * 2 > capacity) capacity *= 2;
+  Rehash(capacity);
 }
 
 std::vector<DeltaRow> Aggregator::TakeClosed(int64_t watermark) {
   std::vector<DeltaRow> out;
-  for (auto it = groups_.begin(); it != groups_.end();) {
-    if (it->first.window_start + spec_->window_micros <= watermark) {
-      out.push_back(DeltaRow{it->first.window_start, it->first.keys, std::move(it->second)});
-      it = groups_.erase(it);
-    } else {
-      ++it;
+  std::vector<bool> keep(groups_.size(), true);
+  bool any = false;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (groups_[g].window_start + spec_->window_micros <= watermark) {
+      out.push_back(MoveOut(g));
+      keep[g] = false;
+      any = true;
     }
   }
+  if (any) Compact(keep);
   return out;
 }
 
 void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
   for (auto& r : rows) {
-    GroupKey key{r.window_start, std::move(r.keys)};
-    auto it = groups_.find(key);
-    if (it == groups_.end()) {
-      groups_.emplace(std::move(key), std::move(r.metrics));
-      continue;
+    key_scratch_.clear();
+    for (size_t i = 0; i < num_keys_; ++i) {
+      key_pointers_[i] = &r.keys[i];
+      if (!spec_->keys[i].window_expr) EncodeKeyValue(r.keys[i], &key_scratch_);
     }
-    for (size_t i = 0; i < spec_->metrics.size(); ++i) {
-      MergeMetric(spec_->metrics[i], it->second[i], r.metrics[i]);
+    const size_t before = groups_.size();
+    const size_t g = FindOrAdd(r.window_start, HashKey(r.window_start, key_scratch_),
+                               key_pointers_.data());
+    const bool added = groups_.size() > before;
+    NumState* nums = nums_.data() + g * num_numeric_;
+    MetricState* states = states_.data() + g * num_values_;
+    for (size_t i = 0; i < num_metrics_; ++i) {
+      MetricState& from = r.metrics[i];
+      if (IsNumeric(i)) {
+        NumState& n = nums[state_slot_[i]];
+        n.count += from.count;
+        n.isum += from.isum;
+        n.dsum += from.dsum;
+      } else if (added) {
+        states[state_slot_[i]] = std::move(from);
+      } else {
+        MergeMetric(spec_->metrics[i], states[state_slot_[i]], from);
+      }
     }
   }
 }
@@ -91,7 +325,17 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
 std::vector<DeltaRow> Aggregator::Snapshot() const {
   std::vector<DeltaRow> out;
   out.reserve(groups_.size());
-  for (const auto& [key, states] : groups_) out.push_back(DeltaRow{key.window_start, key.keys, states});
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    DeltaRow row;
+    row.window_start = groups_[g].window_start;
+    row.keys.assign(key_values_.begin() + static_cast<std::ptrdiff_t>(g * num_keys_),
+                    key_values_.begin() + static_cast<std::ptrdiff_t>((g + 1) * num_keys_));
+    row.metrics.reserve(num_metrics_);
+    for (size_t i = 0; i < num_metrics_; ++i) {
+      row.metrics.push_back(StateOf(g, i));
+    }
+    out.push_back(std::move(row));
+  }
   return out;
 }
 

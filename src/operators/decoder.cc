@@ -108,7 +108,11 @@ std::string QuoteForMessage(std::string_view text) {
 
 Status ParseTextValue(std::string_view text, const Field& field, Value* out) {
   if (field.type == Type::kString) {
-    *out = text.empty() ? Value::Null() : Value::String(text);
+    if (text.empty()) {
+      *out = Value::Null();
+    } else {
+      out->SetString(text);
+    }
     return Status::OK();
   }
   if (TrimBlank(text).empty()) {

@@ -21,10 +21,20 @@ struct ValueHash {
 ///
 /// Shared read-only by all workers through std::shared_ptr<const DimensionTable>; a refresh
 /// (reload, CDC) builds a new snapshot and swaps the pointer between batches.
+///
+/// Integer keys, the common case, are also indexed by a flat open-addressing table, so a
+/// lookup is a multiply and a probe or two instead of a walk through hash buckets.
 class DimensionTable {
  public:
   DimensionTable(std::string name, Schema fields, size_t key_index)
       : name_(std::move(name)), fields_(std::move(fields)), key_index_(key_index) {}
+  /// Copies the rows (a refresh starts from the current snapshot) and indexes them anew.
+  DimensionTable(const DimensionTable& other)
+      : name_(other.name_), fields_(other.fields_), key_index_(other.key_index_),
+        rows_(other.rows_) {
+    RebuildIntIndex();
+  }
+  DimensionTable& operator=(const DimensionTable&) = delete;
 
   const std::string& name() const { return name_; }
   const Schema& fields() const { return fields_; }
@@ -33,6 +43,7 @@ class DimensionTable {
 
   /// Returns the row for `key`, or nullptr.
   const std::vector<Value>* Find(const Value& key) const {
+    if (key.type() == Type::kInt64) return FindInt(key.int_value());
     auto it = rows_.find(key);
     return it == rows_.end() ? nullptr : &it->second;
   }
@@ -47,15 +58,79 @@ class DimensionTable {
   /// Inserts or replaces the row keyed by row[key_index()].
   void Put(std::vector<Value> row) {
     Value key = row[key_index_];
-    rows_[std::move(key)] = std::move(row);
+    const bool is_int = key.type() == Type::kInt64;
+    const int64_t int_key = is_int ? key.int_value() : 0;
+    std::vector<Value>& stored = rows_[std::move(key)];
+    stored = std::move(row);
+    if (is_int) IndexInt(int_key, &stored);
   }
-  void Erase(const Value& key) { rows_.erase(key); }
+  void Erase(const Value& key) {
+    if (rows_.erase(key) == 0 || key.type() != Type::kInt64) return;
+    IntSlot* slot = FindIntSlot(key.int_value());
+    if (slot != nullptr) slot->row = &kErased;
+  }
 
  private:
+  struct IntSlot {
+    int64_t key = 0;
+    const std::vector<Value>* row = nullptr;  ///< nullptr: empty; &kErased: deleted
+  };
+  static inline const std::vector<Value> kErased{};
+
+  static uint64_t HashInt(int64_t key) {
+    uint64_t h = static_cast<uint64_t>(key) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 29);
+  }
+  const IntSlot* FindIntSlotConst(int64_t key) const {
+    if (int_index_.empty()) return nullptr;
+    const size_t mask = int_index_.size() - 1;
+    for (size_t pos = HashInt(key) & mask;; pos = (pos + 1) & mask) {
+      const IntSlot& slot = int_index_[pos];
+      if (slot.row == nullptr) return nullptr;
+      if (slot.key == key) return &slot;
+    }
+  }
+  IntSlot* FindIntSlot(int64_t key) { return const_cast<IntSlot*>(FindIntSlotConst(key)); }
+  const std::vector<Value>* FindInt(int64_t key) const {
+    const IntSlot* slot = FindIntSlotConst(key);
+    return slot == nullptr || slot->row == &kErased ? nullptr : slot->row;
+  }
+  void IndexInt(int64_t key, const std::vector<Value>* row) {
+    if (IntSlot* slot = FindIntSlot(key)) {
+      slot->row = row;
+      return;
+    }
+    if ((int_used_ + 1) * 2 > int_index_.size()) {
+      RebuildIntIndex();  // picks up `row` from rows_
+      return;
+    }
+    const size_t mask = int_index_.size() - 1;
+    size_t pos = HashInt(key) & mask;
+    while (int_index_[pos].row != nullptr) pos = (pos + 1) & mask;
+    int_index_[pos] = IntSlot{key, row};
+    ++int_used_;
+  }
+  void RebuildIntIndex() {
+    size_t capacity = 16;
+    while (capacity < rows_.size() * 4) capacity *= 2;
+    int_index_.assign(capacity, IntSlot{});
+    int_used_ = 0;
+    const size_t mask = capacity - 1;
+    for (const auto& [key, row] : rows_) {
+      if (key.type() != Type::kInt64) continue;
+      size_t pos = HashInt(key.int_value()) & mask;
+      while (int_index_[pos].row != nullptr) pos = (pos + 1) & mask;
+      int_index_[pos] = IntSlot{key.int_value(), &row};
+      ++int_used_;
+    }
+  }
+
   std::string name_;
   Schema fields_;
   size_t key_index_;
   std::unordered_map<Value, std::vector<Value>, ValueHash> rows_;
+  std::vector<IntSlot> int_index_;  ///< power-of-two size, at most half full (with deletions)
+  size_t int_used_ = 0;             ///< slots in use, deleted ones included
 };
 
 /// How a dimension follows its source after the snapshot taken at start.

@@ -27,6 +27,32 @@ struct StringHash {
 struct PathNode {
   std::vector<uint32_t> slots;
   std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> children;
+  /// The same children as a list, searched linearly when short (cheaper than hashing a key).
+  std::vector<std::pair<std::string, uint32_t>> child_list;
+  /// Returns the child reached by `key`, or 0 (the root is nobody's child).
+  uint32_t Find(std::string_view key) const {
+    if (child_list.size() <= kMaxLinearChildren) {
+      for (const auto& [name, child] : child_list) {
+        if (name.size() == key.size() && std::memcmp(name.data(), key.data(), key.size()) == 0) {
+          return child;
+        }
+      }
+      return 0;
+    }
+    auto it = children.find(key);
+    return it == children.end() ? 0 : it->second;
+  }
+  static constexpr size_t kMaxLinearChildren = 16;
+  /// The keys met at each position of the last object decoded here, and where they led: NDJSON
+  /// writers keep their key order, so a key is usually matched by one comparison of its raw
+  /// text, without unescaping it or searching for it.
+  struct RememberedKey {
+    std::string key;
+    uint32_t child = 0;
+    bool usable = false;  ///< key has no quote or backslash, so its raw JSON text equals it
+  };
+  std::vector<RememberedKey> order;
+  static constexpr size_t kMaxRememberedKeys = 64;
   uint32_t depth = 0;  ///< number of path segments leading here
   /// True when the value must be read more than once (several slots, or slots and children).
   bool shared() const { return slots.size() > 1 || (!slots.empty() && !children.empty()); }
@@ -130,6 +156,7 @@ class NdjsonDecoder final : public Decoder {
           const uint32_t child = static_cast<uint32_t>(nodes_.size());
           const uint32_t depth = nodes_[node].depth + 1;
           nodes_[node].children.emplace(std::string(segment), child);
+          nodes_[node].child_list.emplace_back(std::string(segment), child);
           nodes_.emplace_back();
           nodes_.back().depth = depth;
           node = child;
@@ -141,6 +168,7 @@ class NdjsonDecoder final : public Decoder {
       }
       nodes_[node].slots.push_back(static_cast<uint32_t>(slot));
     }
+    set_in_.assign(schema_.size(), 0);
     for (const PathNode& node : nodes_) {
       if (node.shared()) max_shared_depth = std::max(max_shared_depth, node.depth);
     }
@@ -157,7 +185,11 @@ class NdjsonDecoder final : public Decoder {
 
   Status Decode(std::string_view payload, std::span<Value> out) override {
     if (out.size() < schema_.size()) return Status::Internal("JSON decoder: output row too small");
-    for (size_t i = 0; i < schema_.size(); ++i) out[i] = Value::Null();
+    // Slots are nulled after decoding unless set, so string slots keep their buffers.
+    if (++generation_ == 0) {
+      std::fill(set_in_.begin(), set_in_.end(), 0);
+      generation_ = 1;
+    }
 
     const size_t capacity = buffer_.Assign(payload);
     payload_size_ = payload.size();
@@ -179,6 +211,9 @@ class NdjsonDecoder final : public Decoder {
       return Status::ParseError("malformed JSON at byte " +
                                 std::to_string(location - buffer_.data()) +
                                 ": trailing content after the object");
+    }
+    for (size_t i = 0; i < schema_.size(); ++i) {
+      if (set_in_[i] != generation_) out[i] = Value::Null();
     }
     return Status::OK();
   }
@@ -208,15 +243,30 @@ class NdjsonDecoder final : public Decoder {
   }
 
   Status DecodeObject(ondemand::object& object, uint32_t node_index, std::span<Value> out) {
+    size_t position = 0;
     for (auto field_result : object) {
       ondemand::field field;
       if (auto error = std::move(field_result).get(field)) return JsonError(error);
-      std::string_view key;
-      if (auto error = field.unescaped_key().get(key)) return JsonError(error);
-      const PathNode& node = nodes_[node_index];
-      auto it = node.children.find(key);
-      if (it == node.children.end()) continue;  // the iterator skips the value
-      RETURN_IF_ERROR(DecodeValue(field.value(), it->second, out));
+      std::vector<PathNode::RememberedKey>& order = nodes_[node_index].order;
+      uint32_t child;
+      if (position < order.size() && order[position].usable &&
+          field.key().unsafe_is_equal(order[position].key)) {
+        child = order[position].child;
+      } else {
+        std::string_view key;
+        if (auto error = field.unescaped_key().get(key)) return JsonError(error);
+        child = nodes_[node_index].Find(key);
+        if (position < PathNode::kMaxRememberedKeys) {
+          if (order.size() <= position) order.resize(position + 1);
+          PathNode::RememberedKey& remembered = order[position];
+          remembered.key.assign(key.data(), key.size());
+          remembered.child = child;
+          remembered.usable = key.find_first_of("\"\\") == std::string_view::npos;
+        }
+      }
+      ++position;
+      if (child == 0) continue;  // the iterator skips the value
+      RETURN_IF_ERROR(DecodeValue(field.value(), child, out));
     }
     return Status::OK();
   }
@@ -226,6 +276,7 @@ class NdjsonDecoder final : public Decoder {
     if (!node.shared()) {
       if (node.children.empty()) {
         const uint32_t slot = node.slots.front();
+        set_in_[slot] = generation_;
         return Convert(value, schema_.field(slot), &out[slot]);
       }
       ondemand::json_type type;
@@ -240,6 +291,7 @@ class NdjsonDecoder final : public Decoder {
     RETURN_IF_ERROR(RawValueText(value, &raw));
     Reparser& reparser = *reparsers_[node.depth];
     for (uint32_t slot : node.slots) {
+      set_in_[slot] = generation_;
       RETURN_IF_ERROR(Reparse(raw, &reparser));
       RETURN_IF_ERROR(Convert(reparser.doc, schema_.field(slot), &out[slot]));
     }
@@ -296,7 +348,7 @@ class NdjsonDecoder final : public Decoder {
         std::string_view text;
         if (auto error = value.get_string().get(text)) return JsonError(error);
         if (field.type == Type::kString) {
-          *out = Value::String(text);
+          out->SetString(text);
           return Status::OK();
         }
         return ParseTextValue(text, field, out);
@@ -403,6 +455,8 @@ class NdjsonDecoder final : public Decoder {
   PaddedBuffer buffer_;
   size_t payload_size_ = 0;
   bool doc_ready_ = false;  ///< doc_ holds the current payload's document
+  std::vector<uint32_t> set_in_;  ///< per slot: the generation_ of the last Decode() that set it
+  uint32_t generation_ = 0;
   std::string minified_;
 };
 

@@ -345,6 +345,18 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
       ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, plan->schema, kc.where));
       k.type = k.expr->type();
       if (auto idx = plan->schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
+      // A key that compiles against the window columns alone depends on nothing else, unless
+      // a field of the same name hides a window column.
+      if (k.slot < 0 && plan->schema.IndexOf("window_start") == spec->window_start_slot &&
+          plan->schema.IndexOf("window_end") == spec->window_end_slot) {
+        Schema window_row;
+        window_row.Add({"window_start", Type::kTimestamp, ""});
+        window_row.Add({"window_end", Type::kTimestamp, ""});
+        auto window_expr = expr::Compile(kc.text, window_row, kc.where);
+        if (window_expr.ok() && (*window_expr)->type() == k.type) {
+          k.window_expr = std::move(*window_expr);
+        }
+      }
       spec->keys.push_back(std::move(k));
     }
     for (const auto& mc : ac.metrics) {

@@ -23,9 +23,30 @@ std::string DefaultDeadLetterPath(const PipelineConfig& config) {
   return config.name + ".dead-letters.ndjson";
 }
 
+/// Orders like Value's operator< (by type first, then by value) without a variant visit.
+/// Returns <0, 0 or >0 as `a` orders before, with or after `b` (type first, then value).
+int ValueCompare(const Value& a, const Value& b) {
+  auto three_way = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
+  if (a.type() != b.type()) return a.type() < b.type() ? -1 : 1;
+  switch (a.type()) {
+    case Type::kNull: return 0;
+    case Type::kBool: return three_way(a.bool_value(), b.bool_value());
+    case Type::kInt64: return three_way(a.int_value(), b.int_value());
+    case Type::kDouble: return three_way(a.double_value(), b.double_value());
+    case Type::kString: return a.string_value().compare(b.string_value());
+    case Type::kTimestamp: return three_way(a.time_value().micros, b.time_value().micros);
+  }
+  return 0;
+}
+
 bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
   if (a.window_start != b.window_start) return a.window_start < b.window_start;
-  return a.keys < b.keys;
+  // Lexicographic, as std::vector's operator<.
+  const size_t n = std::min(a.keys.size(), b.keys.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (int c = ValueCompare(a.keys[i], b.keys[i]); c != 0) return c < 0;
+  }
+  return a.keys.size() < b.keys.size();
 }
 
 }  // namespace

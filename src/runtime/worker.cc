@@ -286,14 +286,21 @@ void Worker::ProcessBatch() {
     clocks_->Advance(now_micros_);
     UpdateLateThreshold();
   }
+  int64_t* position = nullptr;  // std::map values stay put while others are inserted
+  int32_t position_partition = 0;
   for (size_t i = 0; i < batch_.size(); ++i) {
     Process(i);
     const RawRecord& r = batch_.record(i);
-    pending_.positions[r.partition] = r.next_offset;
+    if (position == nullptr || r.partition != position_partition) {
+      position = &pending_.positions[r.partition];
+      position_partition = r.partition;
+    }
+    *position = r.next_offset;
   }
   for (const auto& d : batch_.dead_letters()) {
     DeadLetter(Current{d.payload, d.partition, d.offset}, d.reason);
   }
+  FlushCounters();
   for (const auto& [p, o] : source_->PositionsAfterBatch()) pending_.positions[p] = o;
 }
 
@@ -321,6 +328,7 @@ void Worker::RetryHeld() {
     if (keep_holding_) held_.push_back(std::move(h));
   }
   retrying_ = false;
+  FlushCounters();
   counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
 }
 
@@ -343,25 +351,28 @@ void Worker::Process(const Current& rec) {
   for (size_t k = 0; k < plan_->steps.size(); ++k) {
     const CompiledStep& step = plan_->steps[k];
     switch (step.kind) {
-      case StepConfig::Kind::kLet:
-        row_[step.slot] = step.expr->Eval(row);
+      case StepConfig::Kind::kLet: {
+        Value scratch;
+        const Value& v = step.expr->EvalRef(row, scratch);
+        if (&v != &row_[step.slot]) row_[step.slot] = v;
         break;
+      }
       case StepConfig::Kind::kIgnoreIf:
-        if (expr::IsTrue(step.expr->Eval(row))) {
+        if (step.expr->EvalTrue(row)) {
           counters_->ignored.fetch_add(1, std::memory_order_relaxed);
           (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
           return;
         }
         break;
       case StepConfig::Kind::kFilter:
-        if (!expr::IsTrue(step.expr->Eval(row))) {
+        if (!step.expr->EvalTrue(row)) {
           counters_->ignored.fetch_add(1, std::memory_order_relaxed);
           (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
           return;
         }
         break;
       case StepConfig::Kind::kDeadLetterIf:
-        if (expr::IsTrue(step.expr->Eval(row))) {
+        if (step.expr->EvalTrue(row)) {
           (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
           DeadLetter(rec, step.reason);
           return;
@@ -369,7 +380,8 @@ void Worker::Process(const Current& rec) {
         break;
       case StepConfig::Kind::kLookup: {
         const DimensionTable& dim = *snapshots_[k];
-        Value key = step.expr->Eval(row);
+        Value key_scratch;
+        const Value& key = step.expr->EvalRef(row, key_scratch);
         const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
         if (found) {
           for (const auto& [slot, col] : step.lookup_slots) row_[slot] = (*found)[col];
@@ -418,13 +430,11 @@ void Worker::Process(const Current& rec) {
     switch (aggregator_->Add(row, lateness_ ? late_threshold_ : Aggregator::kNoLateness, &event_time,
                              &null_key)) {
       case Aggregator::AddResult::kAdded:
-        counters_->aggregated.fetch_add(1, std::memory_order_relaxed);
+        ++unflushed_aggregated_;
         if (rec.partition != last_partition_) TrackPartition(rec.partition);
         clocks_->Observe(rec.partition, event_time, now_micros_);
         if (lateness_) UpdateLateThreshold();
-        if (event_time > counters_->max_event_time.load(std::memory_order_relaxed)) {
-          counters_->max_event_time.store(event_time, std::memory_order_relaxed);
-        }
+        unflushed_max_event_time_ = std::max(unflushed_max_event_time_, event_time);
         break;
       case Aggregator::AddResult::kLate:
         counters_->late.fetch_add(1, std::memory_order_relaxed);
@@ -447,7 +457,17 @@ void Worker::Process(const Current& rec) {
     for (const auto& c : plan_->select) out.push_back(c.expr->Eval(row));
   }
   pending_.rows.push_back(std::move(out));
-  counters_->aggregated.fetch_add(1, std::memory_order_relaxed);
+  ++unflushed_aggregated_;
+}
+
+void Worker::FlushCounters() {
+  if (unflushed_aggregated_ > 0) {
+    counters_->aggregated.fetch_add(unflushed_aggregated_, std::memory_order_relaxed);
+    unflushed_aggregated_ = 0;
+  }
+  if (unflushed_max_event_time_ > counters_->max_event_time.load(std::memory_order_relaxed)) {
+    counters_->max_event_time.store(unflushed_max_event_time_, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace sluice

@@ -105,6 +105,8 @@ class Worker {
   void Process(size_t i);
   void Process(const Current& record);
   void DeadLetter(const Current& record, std::string reason);
+  /// Adds the per-record counts gathered since the last flush to the shared counters.
+  void FlushCounters();
   void HandOver(const std::vector<int32_t>& revoked = {});
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
@@ -139,6 +141,8 @@ class Worker {
   bool input_ended_ = false;
   bool input_done_ = false;  ///< the source returned kEnd (held records may still be pending)
   std::vector<HeldRecord> held_;
+  int64_t unflushed_aggregated_ = 0;
+  int64_t unflushed_max_event_time_ = std::numeric_limits<int64_t>::min();
   bool retrying_ = false;     ///< processing a held record again
   int64_t retry_deadline_ = 0;
   bool keep_holding_ = false;  ///< set by a retry whose key is still missing

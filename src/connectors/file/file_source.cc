@@ -83,9 +83,9 @@ Status FileSource::Open(const SourceContext& ctx) {
   if (options_.format == DecoderOptions::Format::kCsv && options_.header) {
     // Read until the header record is complete.
     while (true) {
-      size_t len = CsvRecordLength(std::string_view(buf_), eof_);
+      size_t len = CsvRecordLength(Buffered(), eof_);
       if (len > 0) {
-        header_ = std::string(StripTerminator(std::string_view(buf_).substr(0, len)));
+        header_ = std::string(StripTerminator(Buffered().substr(0, len)));
         data_start = static_cast<int64_t>(len);
         break;
       }
@@ -102,7 +102,7 @@ Status FileSource::Open(const SourceContext& ctx) {
   if (::lseek(fd_, start, SEEK_SET) < 0) {
     return Status::IOError("seek " + path_ + ": " + std::strerror(errno));
   }
-  buf_.clear();
+  buf_len_ = 0;
   buf_pos_ = 0;
   buf_offset_ = start;
   eof_ = false;
@@ -110,28 +110,31 @@ Status FileSource::Open(const SourceContext& ctx) {
 }
 
 Result<size_t> FileSource::Fill() {
-  if (buf_pos_ > 0 && buf_pos_ >= buf_.size() / 2) {
-    buf_.erase(0, buf_pos_);
+  if (buf_pos_ > 0 && buf_pos_ >= buf_len_ / 2) {
+    std::memmove(buf_.get(), buf_.get() + buf_pos_, buf_len_ - buf_pos_);
+    buf_len_ -= buf_pos_;
     buf_offset_ += static_cast<int64_t>(buf_pos_);
     buf_pos_ = 0;
   }
-  size_t old = buf_.size();
-  buf_.resize(old + kReadSize);
+  if (buf_cap_ - buf_len_ < kReadSize) {
+    size_t cap = std::max(2 * buf_cap_, buf_len_ + kReadSize);
+    auto grown = std::make_unique_for_overwrite<char[]>(cap);
+    if (buf_len_ > 0) std::memcpy(grown.get(), buf_.get(), buf_len_);
+    buf_ = std::move(grown);
+    buf_cap_ = cap;
+  }
   ssize_t n;
   do {
-    n = ::read(fd_, buf_.data() + old, kReadSize);
+    n = ::read(fd_, buf_.get() + buf_len_, kReadSize);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    buf_.resize(old);
-    return Status::IOError("read " + path_ + ": " + std::strerror(errno));
-  }
-  buf_.resize(old + static_cast<size_t>(n));
+  if (n < 0) return Status::IOError("read " + path_ + ": " + std::strerror(errno));
+  buf_len_ += static_cast<size_t>(n);
   if (n == 0) eof_ = true;
   return static_cast<size_t>(n);
 }
 
 size_t FileSource::NextRecordLength(bool at_eof) const {
-  std::string_view rest = std::string_view(buf_).substr(buf_pos_);
+  std::string_view rest = Buffered().substr(buf_pos_);
   if (rest.empty()) return 0;
   if (options_.format == DecoderOptions::Format::kCsv) return CsvRecordLength(rest, at_eof);
   size_t nl = rest.find('\n');
@@ -157,7 +160,7 @@ Result<PollState> FileSource::Poll(RawBatch* out, size_t max_records,
       }
       continue;
     }
-    std::string_view record = std::string_view(buf_).substr(buf_pos_, len);
+    std::string_view record = Buffered().substr(buf_pos_, len);
     const int64_t offset = buf_offset_ + static_cast<int64_t>(buf_pos_);
     buf_pos_ += len;
     std::string_view payload = StripTerminator(record);

@@ -41,7 +41,13 @@ class FileSource : public Source {
   int fd_ = -1;
   bool follow_ = false;
   std::optional<std::string> header_;
-  std::string buf_;
+  /// Returns the buffered bytes [0, buf_len_).
+  std::string_view Buffered() const { return {buf_.get(), buf_len_}; }
+
+  // A plain array rather than a std::string: growing a string zero-fills the 1 MB read area.
+  std::unique_ptr<char[]> buf_;
+  size_t buf_len_ = 0;
+  size_t buf_cap_ = 0;
   size_t buf_pos_ = 0;      ///< first unconsumed byte in buf_
   int64_t buf_offset_ = 0;  ///< file offset of buf_[0]
   bool eof_ = false;

@@ -36,7 +36,9 @@ class SqliteSink : public Sink {
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
   Status CreateTables();
   Status BuildStatements();
-  Status Bind(sqlite3_stmt* stmt, int index, const Value& v);
+  /// Binds `v` to parameter `index`. `copy` false lets SQLite keep pointing at a string `v`,
+  /// which must then live until the statement's Step() (which resets it).
+  Status Bind(sqlite3_stmt* stmt, int index, const Value& v, bool copy = true);
   Status Step(sqlite3_stmt* stmt, const char* what);
   Status WriteDelta(const DeltaRow& row);
   Status WriteRow(const std::vector<Value>& row);

@@ -137,6 +137,101 @@ TEST_F(AggregatorTest, NullKeyAndNullTimeAreReported) {
   EXPECT_EQ(agg.size(), 0u);
 }
 
+// Keys computed from the window alone (date/hour of window_start) and string keys, as the
+// recruitment pipeline groups, checked against counts worked out by hand.
+TEST(AggregatorKeysTest, WindowKeysAndStringKeysGroupLikeTheirValues) {
+  Schema schema({{"t", Type::kTimestamp, ""}, {"s", Type::kString, ""},
+                 {"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  Schema window_row({{"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  AggregateSpec spec;
+  spec.time = expr::Compile("t", schema).value();
+  spec.window_micros = kMicrosPerHour;
+  spec.window_start_slot = 2;
+  spec.window_end_slot = 3;
+  spec.emit_window_start = spec.emit_window_end = false;
+  auto add_key = [&](const std::string& name, const std::string& text, int slot, bool window) {
+    KeySpec k;
+    k.name = name;
+    k.expr = expr::Compile(text, schema).value();
+    k.type = k.expr->type();
+    k.slot = slot;
+    if (window) k.window_expr = expr::Compile(text, window_row).value();
+    spec.keys.push_back(std::move(k));
+  };
+  add_key("dates", "date(window_start)", -1, true);
+  add_key("s", "s", 1, false);
+  add_key("hours", "hour(window_start)", -1, true);
+  MetricSpec n;
+  n.name = "n";
+  n.fn = AggFn::kCount;
+  spec.metrics.push_back(std::move(n));
+
+  Aggregator agg(&spec);
+  std::string null_key;
+  const int64_t day = 20000 * kMicrosPerDay;  // 2024-10-04
+  const int64_t h = kMicrosPerHour;
+  // (time, s): hour 0 "a" x3, hour 0 "ab" x1, hour 5 "a" x2, next day hour 0 "a" x1, "" x1.
+  std::vector<std::pair<int64_t, std::string>> input = {
+      {day + 1, "a"},  {day + 2, "ab"},      {day + 5 * h + 1, "a"}, {day + 3, "a"},
+      {day + 4, "a"},  {day + 5 * h + 9, "a"}, {day + 24 * h, "a"},  {day + 7, ""}};
+  for (const auto& [t, str] : input) {
+    std::vector<Value> row = {Value::TimeMicros(t), Value::String(str), Value(), Value()};
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  std::vector<Value> no_key = {Value::TimeMicros(day), Value::Null(), Value(), Value()};
+  EXPECT_EQ(agg.Add(no_key, &null_key), Aggregator::AddResult::kNullKey);
+  EXPECT_EQ(null_key, "s");
+  std::vector<std::vector<Value>> got;
+  for (const DeltaRow& r : agg.TakeAll()) got.push_back(FinalRow(spec, r));
+  std::sort(got.begin(), got.end());
+  std::vector<std::vector<Value>> want = {
+      {Value::String("2024-10-04"), Value::String(""), Value::Int(0), Value::Int(1)},
+      {Value::String("2024-10-04"), Value::String("a"), Value::Int(0), Value::Int(3)},
+      {Value::String("2024-10-04"), Value::String("a"), Value::Int(5), Value::Int(2)},
+      {Value::String("2024-10-04"), Value::String("ab"), Value::Int(0), Value::Int(1)},
+      {Value::String("2024-10-05"), Value::String("a"), Value::Int(0), Value::Int(1)},
+  };
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(agg.size(), 0u);
+}
+
+// Many groups force the table to grow; every group must keep its own count.
+TEST(AggregatorKeysTest, ManyGroupsSurviveGrowth) {
+  Schema schema({{"t", Type::kTimestamp, ""}, {"k", Type::kInt64, ""},
+                 {"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  AggregateSpec spec;
+  spec.time = expr::Compile("t", schema).value();
+  spec.window_micros = kMicrosPerMinute;
+  spec.window_start_slot = 2;
+  spec.window_end_slot = 3;
+  KeySpec k;
+  k.name = "k";
+  k.expr = expr::Compile("k", schema).value();
+  k.type = Type::kInt64;
+  k.slot = 1;
+  spec.keys.push_back(std::move(k));
+  MetricSpec n;
+  n.name = "n";
+  n.fn = AggFn::kCount;
+  spec.metrics.push_back(std::move(n));
+  Aggregator agg(&spec);
+  std::string null_key;
+  // Key i gets (i % 3) + 1 records, in three passes.
+  constexpr int kKeys = 5000;
+  for (int pass = 0; pass < 3; ++pass) {
+    for (int i = 0; i < kKeys; ++i) {
+      if (i % 3 < pass) continue;
+      std::vector<Value> row = {Value::TimeMicros(7), Value::Int(i * 7919), Value(), Value()};
+      ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+    }
+  }
+  EXPECT_EQ(agg.size(), static_cast<size_t>(kKeys));
+  for (const DeltaRow& r : agg.TakeAll()) {
+    const int64_t i = r.keys[0].int_value() / 7919;
+    EXPECT_EQ(r.metrics[0].count, i % 3 + 1) << "key " << i;
+  }
+}
+
 TEST(RoundTest, HalfAwayFromZero) {
   EXPECT_DOUBLE_EQ(RoundHalfAway(1.125, 2), 1.13);
   EXPECT_DOUBLE_EQ(RoundHalfAway(2.0 / 3.0, 2), 0.67);

@@ -121,8 +121,9 @@ class RunnerTest : public ::testing::Test {
 
 TEST_F(RunnerTest, GeneratorRestartsGiveTheUninterruptedResult) {
   const std::string a = (dir_ / "a.db").string(), b = (dir_ / "b.db").string();
-  RunAll("generator:", a, "60000");
-  int runs = RunInterrupted("generator:", b, "60000", 1);
+  // Enough input that several runs are stopped before the input is consumed.
+  RunAll("generator:", a, "200000");
+  int runs = RunInterrupted("generator:", b, "200000", 1);
   EXPECT_GT(runs, 2);
   auto expected = Dump(a);
   ASSERT_GT(expected.size(), 1000u);
