@@ -171,11 +171,6 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
   if (format != "json" && format != "ndjson") {
     return Status::InvalidArgument(o.Where("format") + ": an http source reads JSON (format = \"json\")");
   }
-  if (s.count >= 0 && !s.page_param.empty() && s.page_size <= 0) {
-    return Status::InvalidArgument(
-        o.Where("count") + ": count needs page_size (the records per page), so that a restart "
-                           "knows how many records the pages before it held; or use pages");
-  }
   return s;
 }
 
@@ -196,7 +191,18 @@ HttpSource::~HttpSource() { Close(); }
 Status HttpSource::Open(const SourceContext& ctx) {
   until_caught_up_ = ctx.until_caught_up;
   start_page_ = settings_.page_param.empty() ? 0 : settings_.first_page;
-  if (auto committed = ctx.committed_position(0)) start_page_ = *committed;
+  start_received_ = 0;
+  if (auto committed = ctx.committed_position(0)) {
+    start_page_ = *committed;
+    if (auto received = ctx.committed_position(1)) {
+      start_received_ = *received;
+    } else if (!settings_.page_param.empty() && settings_.page_size > 0) {
+      // Committed before the count was kept (partition 1): every page was taken as full.
+      start_received_ = std::max<int64_t>(0, start_page_ - settings_.first_page) * settings_.page_size;
+      spdlog::info("http source: no record count committed; {} records assumed before page {}",
+                   start_received_, start_page_);
+    }
+  }
   client_ = std::make_unique<httplib::Client>(settings_.base);
   if (!client_->is_valid()) {
     return Status::InvalidArgument("http source: cannot use '" + settings_.base + "'");
@@ -341,7 +347,8 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
 void HttpSource::FetchLoop() {
   const bool paging = !settings_.page_param.empty();
   int64_t page = start_page_;
-  int64_t emitted = 0;  // without paging: records emitted in this run
+  int64_t received = start_received_;  // records received before `page`, committed ones included
+  bool short_page_logged = false;
   auto next_request = std::chrono::steady_clock::now();
   auto finish = [&](bool final_end) {
     end_is_final_.store(final_end);
@@ -350,16 +357,12 @@ void HttpSource::FetchLoop() {
     cv_.notify_all();
   };
   while (!stop_.load()) {
-    // Bounds: pages, or count (with paging, counted as page_size records per page before).
     const int64_t index = page - start_page_;
-    int64_t first_record = -1;  // global index of the page's first record, when known
-    if (paging && settings_.page_size > 0) first_record = (page - settings_.first_page) * settings_.page_size;
-    if (!paging) first_record = emitted;
     if (settings_.pages >= 0 && (paging ? page - settings_.first_page : index) >= settings_.pages) {
       finish(true);
       return;
     }
-    if (settings_.count >= 0 && first_record >= settings_.count) {
+    if (settings_.count >= 0 && received >= settings_.count) {
       finish(true);
       return;
     }
@@ -381,14 +384,22 @@ void HttpSource::FetchLoop() {
       continue;
     }
     if (!result.dead) {
-      if (settings_.count >= 0 && first_record >= 0 &&
-          first_record + static_cast<int64_t>(result.records.size()) > settings_.count) {
-        result.records.resize(static_cast<size_t>(settings_.count - first_record));
+      const auto size = static_cast<int64_t>(result.records.size());
+      // Many APIs cap their page size: a short page is their page size, not the end.
+      if (paging && settings_.page_size > 0 && size < settings_.page_size && !short_page_logged) {
+        short_page_logged = true;
+        spdlog::info("http source: page {} of {} held {} records where page_size = {} asked for "
+                     "more; taken as the API's page size, reading on", page,
+                     settings_.base + settings_.path, size, settings_.page_size);
       }
-      emitted += static_cast<int64_t>(result.records.size());
+      if (settings_.count >= 0 && received + size > settings_.count) {
+        result.records.resize(static_cast<size_t>(settings_.count - received));
+      }
+      received += static_cast<int64_t>(result.records.size());
       counters_.pages.fetch_add(1);
       counters_.records.fetch_add(static_cast<int64_t>(result.records.size()));
     }
+    result.received_after = received;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ready_.push_back(std::move(result));
@@ -430,6 +441,7 @@ Result<PollState> HttpSource::Poll(RawBatch* out, size_t max_records,
       }
     }
     batch_next_page_ = p.page + 1;
+    batch_received_ = p.received_after;
   }
   if (!pages.empty()) return PollState::kData;
   return done ? PollState::kEnd : PollState::kIdle;

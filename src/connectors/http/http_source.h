@@ -30,7 +30,7 @@ struct HttpSourceSettings {
   int retries = 3;                      ///< further attempts after a failed one
   int64_t backoff_micros = 200'000;     ///< first retry delay, doubled per retry
   int64_t backoff_max_micros = 10'000'000;
-  int64_t count = -1;        ///< stop after this many records (needs page_size); -1 = none
+  int64_t count = -1;        ///< stop after this many records received; -1 = none
   int64_t pages = -1;        ///< stop after this many pages; -1 = none
   std::string page_param = "page";  ///< "" = no paging: every poll requests the same URL
   int64_t first_page = 1;
@@ -82,9 +82,12 @@ struct HttpSourceCounters {
 
 /// Polls a JSON API over HTTP(S), one page per request.
 ///
-/// The position of its single partition (0) is the page number: page P's records carry offset
-/// P and next offset P + 1, and a restart resumes at the committed page and requests it again.
-/// So an API whose pages are replayable (randomuser's `seed` + `page`) is read exactly once.
+/// Its position is a page cursor: partition 0 holds the next page to request (page P's records
+/// carry offset P and next offset P + 1), partition 1 the records received before that page.
+/// Both are committed with the results, so a restart requests the committed page again and
+/// knows how many records it has: an API whose pages are replayable (randomuser's `seed` +
+/// `page`) is read exactly once, and `count` counts records received, whatever the API's page
+/// size (a page shorter than `page_size` is not the end; an empty one is).
 /// A fetch thread requests pages ahead (at most a few) so the worker never blocks on the
 /// network; a page is handed over whole in one Poll (it may exceed max_records). Requests that
 /// time out, fail to connect or answer 5xx/429 are retried with capped exponential backoff with
@@ -106,9 +109,10 @@ class HttpSource : public Source {
   DecoderOptions decoder_options() const override { return {}; }
   bool EndIsFinal() const override { return end_is_final_.load(); }
   std::vector<int32_t> Partitions() const override { return {0}; }
+  /// Partition 0: the next page to request; partition 1: the records received before it.
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override {
     if (batch_next_page_ < 0) return {};
-    return {{0, batch_next_page_}};
+    return {{0, batch_next_page_}, {1, batch_received_}};
   }
   void Close() override;
   /// Returns the counters as sluice_http_{requests,retries,pages,records,dead_lettered_pages}
@@ -121,6 +125,7 @@ class HttpSource : public Source {
   /// One page as the fetch thread hands it over.
   struct Page {
     int64_t page = 0;
+    int64_t received_after = 0;  ///< records received through this page
     std::vector<std::string> records;
     bool dead = false;
     std::string reason;
@@ -137,7 +142,9 @@ class HttpSource : public Source {
   HttpSourceCounters counters_;
   bool until_caught_up_ = false;
   int64_t start_page_ = 0;
+  int64_t start_received_ = 0;  ///< records received before start_page_ (committed)
   int64_t batch_next_page_ = -1;
+  int64_t batch_received_ = 0;
   std::atomic<bool> end_is_final_{true};
 
   std::unique_ptr<httplib::Client> client_;

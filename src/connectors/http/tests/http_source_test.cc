@@ -102,9 +102,10 @@ TEST(HttpSourceSettings, ParsesUriAndOptions) {
   EXPECT_EQ(s->base, "https://example.com");
   EXPECT_EQ(s->path, "/");
   EXPECT_FALSE(ParseHttpSourceSettings("http://", MakeOptions({})).ok());
-  auto bad = ParseHttpSourceSettings("http://h/api", MakeOptions({{"count", "10"}}));
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("page_size"), std::string::npos);
+  // count counts the records received, so it needs no page_size.
+  auto counted = ParseHttpSourceSettings("http://h/api", MakeOptions({{"count", "10"}}));
+  ASSERT_TRUE(counted.ok()) << counted.status().message();
+  EXPECT_EQ(counted->count, 10);
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"retries", "-1"}})).ok());
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"timeout", "soon"}})).ok());
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"format", "csv"}})).ok());
@@ -258,12 +259,19 @@ TEST(FakeApi, RequestHandling) {
 struct Drained {
   std::vector<std::pair<int64_t, std::string>> records;  // (offset, payload)
   std::vector<SourceDeadLetter> dead;
-  int64_t last_position = -1;
+  int64_t last_position = -1;  // partition 0: the next page
+  int64_t last_received = -1;  // partition 1: records received before it
+  PollState last_state = PollState::kIdle;
 };
 
-Drained Drain(HttpSource& src, std::optional<int64_t> committed = std::nullopt) {
+/// Opens the source as a restart would, with the sink's committed positions by partition.
+Drained Drain(HttpSource& src, std::map<int32_t, int64_t> committed = {}) {
   SourceContext ctx;
-  ctx.committed_position = [committed](int32_t) { return committed; };
+  ctx.committed_position = [committed](int32_t p) -> std::optional<int64_t> {
+    auto it = committed.find(p);
+    if (it == committed.end()) return std::nullopt;
+    return it->second;
+  };
   Drained d;
   EXPECT_TRUE(src.Open(ctx).ok());
   RawBatch batch;
@@ -276,7 +284,8 @@ Drained Drain(HttpSource& src, std::optional<int64_t> committed = std::nullopt) 
       d.records.emplace_back(batch.record(i).offset, std::string(batch.payload(i)));
     }
     for (const auto& l : batch.dead_letters()) d.dead.push_back(l);
-    for (const auto& [p, o] : src.PositionsAfterBatch()) d.last_position = o;
+    for (const auto& [p, o] : src.PositionsAfterBatch()) (p == 0 ? d.last_position : d.last_received) = o;
+    d.last_state = *st;
     if (*st == PollState::kEnd) break;
   }
   src.Close();
@@ -359,7 +368,7 @@ TEST(HttpSourceLive, ResumesAtCommittedPageAndRetriesTransientFailures) {
   auto server = FakeApiServer::Start(o);
   ASSERT_TRUE(server.ok());
   HttpSource src(SettingsFor((*server)->port(), 8, 3));
-  Drained d = Drain(src, /*committed=*/5);
+  Drained d = Drain(src, {{0, 5}, {1, 12}});
   ASSERT_EQ(d.records.size(), 4u * 3);  // pages 5..8
   EXPECT_EQ(d.records.front().first, 5);
   EXPECT_TRUE(d.dead.empty());
@@ -403,10 +412,82 @@ TEST(HttpSourceLive, CountTruncatesTheLastPage) {
   Drained d = Drain(src);
   ASSERT_EQ(d.records.size(), 10u);
   EXPECT_EQ(d.records.back().first, 3);  // pages 1, 2 whole; 2 records of page 3
-  // From committed page 3 only the 2 remaining records come.
+  EXPECT_EQ(d.last_position, 4);
+  EXPECT_EQ(d.last_received, 10);
+  // From committed page 3 with 8 records received, only the 2 remaining records come.
   HttpSource again(s);
-  d = Drain(again, 3);
+  d = Drain(again, {{0, 3}, {1, 8}});
   EXPECT_EQ(d.records.size(), 2u);
+  // A checkpoint from before the record count was committed (partition 0 only): the pages
+  // before were full, as that version assumed.
+  HttpSource old_checkpoint(s);
+  d = Drain(old_checkpoint, {{0, 3}});
+  EXPECT_EQ(d.records.size(), 2u);
+  (*server)->Stop();
+}
+
+TEST(FakeApi, MaxResultsCapsThePageSize) {
+  FakeApiOptions o;
+  o.max_results = 40;
+  std::multimap<std::string, std::string> params = {{"results", "200"}, {"seed", "cap"}, {"page", "3"}};
+  FakeApiResponse r = HandleFakeApiRequest(o, "/api/", params, nullptr);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, RenderFakeUsersPage("cap", 3, 40));
+  params = {{"results", "7"}, {"seed", "cap"}, {"page", "3"}};
+  EXPECT_EQ(HandleFakeApiRequest(o, "/api/", params, nullptr).body, RenderFakeUsersPage("cap", 3, 7));
+}
+
+/// The records the fake API serves for pages first..last at `per_page` users per page.
+std::vector<std::pair<int64_t, std::string>> FakePages(const std::string& seed, int64_t first,
+                                                       int64_t last, int per_page) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  for (int64_t page = first; page <= last; ++page) {
+    std::vector<std::string> recs;
+    EXPECT_TRUE(ExtractJsonRecords(RenderFakeUsersPage(seed, page, per_page), "results", &recs).ok());
+    for (auto& r : recs) out.emplace_back(page, r);
+  }
+  return out;
+}
+
+// Issue 13: an API that serves fewer records per page than asked (asked 200, got 40) ended the
+// run after its first page, since count assumed page_size records per page.
+TEST(HttpSourceLive, CountCountsRecordsReceivedWhenTheApiCapsItsPageSize) {
+  FakeApiOptions o;
+  o.max_results = 40;
+  auto server = FakeApiServer::Start(o);
+  ASSERT_TRUE(server.ok());
+  auto s = SettingsFor((*server)->port(), -1, 200);
+  s.count = 200;
+  HttpSource src(s);
+  Drained d = Drain(src);
+  EXPECT_EQ(d.records, FakePages("gtest", 1, 5, 40));  // 5 short pages, none taken as the end
+  EXPECT_EQ(d.last_position, 6);
+  EXPECT_EQ(d.last_received, 200);
+  EXPECT_EQ(d.last_state, PollState::kEnd);
+  EXPECT_EQ(src.counters().requests.load(), 5);
+
+  // A restart in the middle resumes the page cursor: page 3, 80 records received.
+  HttpSource resumed(s);
+  d = Drain(resumed, {{0, 3}, {1, 80}});
+  EXPECT_EQ(d.records, FakePages("gtest", 3, 5, 40));
+  EXPECT_EQ(d.last_received, 200);
+
+  // A count that ends inside a page: 130 = 3 pages and 10 records of page 4.
+  s.count = 130;
+  HttpSource partial(s);
+  d = Drain(partial);
+  auto expected = FakePages("gtest", 1, 4, 40);
+  expected.resize(130);
+  EXPECT_EQ(d.records, expected);
+  EXPECT_EQ(d.last_position, 5);
+  EXPECT_EQ(d.last_received, 130);
+
+  // Restarted after everything was committed: nothing more, the run ends.
+  HttpSource done(s);
+  d = Drain(done, {{0, 5}, {1, 130}});
+  EXPECT_TRUE(d.records.empty());
+  EXPECT_EQ(d.last_state, PollState::kEnd);
+  EXPECT_EQ(done.counters().requests.load(), 0);
   (*server)->Stop();
 }
 
