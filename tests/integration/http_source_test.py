@@ -20,6 +20,9 @@ Needs no server but the fake API, which the test starts on a free loopback port.
     end), also with kill -9 twice after a commit and a restart: the page cursor (page, records
     received) is committed with the rows. Expected rows fetched with urllib; duplicates counted
     in SQLite.
+ 4. permanent: 401 and 403 (a stub server) and a 404 on the base URL fail the run at start with
+    exit 2, after one request and with nothing written; transient 5xx (each page fails twice)
+    are retried with backoff, counted, and the run succeeds.
 
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
@@ -363,6 +366,69 @@ def scenario_capped(sluice, work):
         api.stop()
 
 
+def scenario_permanent(sluice, work):
+    """Issue 14: a permanent error fails at start with exit 2 (not retried, nothing written);
+    a transient one is retried with backoff, counted, and the run succeeds."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            code = 403 if self.path.startswith("/forbidden") else 401
+            body = b'{"error":"bad credentials"}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    api = FakeApi(sluice, "--error-rate", "1", "--errors", "5xx", "--fail-times", "2")
+    try:
+        cases = [("401", f"http://127.0.0.1:{stub.server_port}/api/", "HTTP 401: the credentials were refused"),
+                 ("403", f"http://127.0.0.1:{stub.server_port}/forbidden/", "HTTP 403: the credentials were refused"),
+                 ("404", api.url.replace("/api/", "/wrong/"), "HTTP 404: the URL does not exist")]
+        for name, url, message in cases:
+            db, dlq, toml = (os.path.join(work, f"perm{name}{ext}") for ext in (".db", ".dlq.ndjson", ".toml"))
+            write_pipeline(toml, checkpoint="100ms", url=url, size=5, seed="perm", pages=3, timeout="2s",
+                           db=db, dlq=dlq)
+            del hits[:]
+            start = time.monotonic()
+            run = subprocess.run([sluice, "run", toml], capture_output=True, text=True, timeout=60)
+            secs = time.monotonic() - start
+            check(f"permanent: {name} at start exits 2 at once, not retried, nothing written",
+                  run.returncode == 2 and message in run.stderr and secs < 10 and not table_rows(db)
+                  and (name == "404" or len(hits) == 1),
+                  f"rc={run.returncode} after {secs:.1f}s, {len(hits)} requests: {run.stderr[-800:]}")
+        db, dlq, toml = (os.path.join(work, f"transient{ext}") for ext in (".db", ".dlq.ndjson", ".toml"))
+        write_pipeline(toml, checkpoint="100ms", url=api.url, size=5, seed="flaky", pages=3, timeout="2s",
+                       db=db, dlq=dlq)
+        run = subprocess.run([sluice, "run", toml], capture_output=True, text=True, timeout=60)
+        c = counters_line(run.stderr)
+        expected = []
+        for page in range(1, 4):
+            kind, data = "", None
+            for _ in range(3):  # the fake API answers a page's third request
+                kind, data = fetch(f"{api.url}?results=5&seed=flaky&page={page}", timeout=5)
+                if kind == "ok":
+                    break
+            expected += [flatten(u, page) for u in data] if kind == "ok" else []
+        check("permanent: transient 5xx (twice per page) retried with backoff and counted; the run succeeds",
+              run.returncode == 0 and c.get("retries") == 6 and c.get("http_5xx") == 6
+              and sorted(table_rows(db)) == sorted(expected) and len(expected) == 15,
+              f"rc={run.returncode} counters {c}, {len(table_rows(db))} rows: {run.stderr[-800:]}")
+    finally:
+        api.stop()
+        stub.shutdown()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -373,6 +439,7 @@ def main():
         scenario_faults(os.path.abspath(args.sluice), work)
         scenario_restart(os.path.abspath(args.sluice), work)
         scenario_capped(os.path.abspath(args.sluice), work)
+        scenario_permanent(os.path.abspath(args.sluice), work)
     finally:
         if args.keep:
             print(f"work directory: {work}")

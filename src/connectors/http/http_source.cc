@@ -217,8 +217,40 @@ Status HttpSource::Open(const SourceContext& ctx) {
   client_->enable_server_certificate_verification(!settings_.insecure);
   jitter_state_ = static_cast<uint64_t>(start_page_) * 0x9e3779b97f4a7c15ULL + 0x5851f42d4c957f2dULL;
   stop_.store(false);
+  // The start page is requested here, so that what no retry can fix fails the run at once
+  // (exit 2) instead of dead-lettering page after page; a transient failure is retried as
+  // always, and the page (whatever came of it) is handed to the fetch thread.
+  first_.reset();
+  if (!Finished(start_page_, start_received_)) {
+    first_requested_ = std::chrono::steady_clock::now();
+    Page first;
+    Fetch(start_page_, &first);
+    // A 404 after a committed page may just be past the API's last page.
+    const bool fresh = !ctx.committed_position(0).has_value() || settings_.page_param.empty();
+    if (first.dead && first.permanent && (fresh || first.reason != "http: HTTP 404")) {
+      client_->stop();  // no connection is kept for a run that does not start
+      client_.reset();
+      const bool tls = first.reason.find("TLS") != std::string::npos;
+      const bool auth = first.reason == "http: HTTP 401" || first.reason == "http: HTTP 403";
+      return Status::InvalidArgument(
+          "http source " + settings_.base + Target(start_page_) + ": " + first.reason.substr(6) +
+          (auth  ? ": the credentials were refused"
+           : tls ? ": the server's certificate does not verify (ca_file, or insecure = true)"
+                 : ": the URL does not exist") +
+          "; not retried");
+    }
+    first_ = std::move(first);
+  }
   fetcher_ = std::thread([this] { FetchLoop(); });
   return Status::OK();
+}
+
+bool HttpSource::Finished(int64_t page, int64_t received) const {
+  const bool paging = !settings_.page_param.empty();
+  if (settings_.pages >= 0 && (paging ? page - settings_.first_page : page - start_page_) >= settings_.pages) {
+    return true;
+  }
+  return settings_.count >= 0 && received >= settings_.count;
 }
 
 std::string HttpSource::Target(int64_t page) const {
@@ -293,6 +325,7 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
         // A certificate that does not verify will not verify on a retry either.
         give_up = err == httplib::Error::SSLServerVerification ||
                   err == httplib::Error::SSLLoadingCerts;
+        out->permanent = give_up;
         if (err == httplib::Error::Connection) {
           failure = "cannot connect";
         } else if (give_up || err == httplib::Error::SSLConnection) {
@@ -323,6 +356,7 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
     } else {
       counters_.http_4xx.fetch_add(1);
       give_up = true;
+      out->permanent = status == 401 || status == 403 || status == 404;
     }
   }
   out->dead = true;
@@ -357,23 +391,24 @@ void HttpSource::FetchLoop() {
     cv_.notify_all();
   };
   while (!stop_.load()) {
-    const int64_t index = page - start_page_;
-    if (settings_.pages >= 0 && (paging ? page - settings_.first_page : index) >= settings_.pages) {
+    if (Finished(page, received)) {
       finish(true);
       return;
     }
-    if (settings_.count >= 0 && received >= settings_.count) {
-      finish(true);
-      return;
-    }
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_.load() || ready_.size() < kMaxReadyPages; });
-    }
-    if (!SleepUntil(next_request)) break;
-    next_request = std::chrono::steady_clock::now() + std::chrono::microseconds(settings_.interval_micros);
     Page result;
-    if (!Fetch(page, &result)) break;
+    if (first_) {  // requested by Open
+      result = std::move(*first_);
+      first_.reset();
+      next_request = first_requested_ + std::chrono::microseconds(settings_.interval_micros);
+    } else {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_.load() || ready_.size() < kMaxReadyPages; });
+      }
+      if (!SleepUntil(next_request)) break;
+      next_request = std::chrono::steady_clock::now() + std::chrono::microseconds(settings_.interval_micros);
+      if (!Fetch(page, &result)) break;
+    }
     if (!result.dead && result.records.empty()) {
       // Caught up: ask for the same page again after the interval.
       if (until_caught_up_) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -94,7 +95,9 @@ struct HttpSourceCounters {
 /// jitter; a page that still fails, answers another non-2xx status, is not JSON or lacks the
 /// records path is dead-lettered with the reason and the source moves on to the next page.
 /// An empty page means "caught up": it is requested again after `interval` (or ends the run
-/// with --until-caught-up).
+/// with --until-caught-up). Open() requests the start page itself (with the retries of a
+/// transient failure) and fails with InvalidArgument on a permanent one: credentials refused
+/// (401, 403), a certificate that does not verify, a 404 on a fresh start.
 class HttpSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,
@@ -128,10 +131,15 @@ class HttpSource : public Source {
     int64_t received_after = 0;  ///< records received through this page
     std::vector<std::string> records;
     bool dead = false;
+    /// The failure cannot be fixed by retrying, nor by the next page: refused credentials
+    /// (401, 403), a certificate that does not verify, or a 404 on the first page.
+    bool permanent = false;
     std::string reason;
     std::string payload;  ///< of the dead letter
   };
   void FetchLoop();
+  /// True when `count` or `pages` is reached at `page` with `received` records.
+  bool Finished(int64_t page, int64_t received) const;
   /// Requests `page` with retries. Returns false when stopped meanwhile.
   bool Fetch(int64_t page, Page* out);
   std::string Target(int64_t page) const;
@@ -151,6 +159,8 @@ class HttpSource : public Source {
   std::thread fetcher_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::optional<Page> first_;  // the start page, requested by Open (then the fetch thread's)
+  std::chrono::steady_clock::time_point first_requested_;
   std::deque<Page> ready_;   // guarded by mu_
   bool fetch_done_ = false;  // guarded by mu_
   std::atomic<bool> stop_{false};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <simdjson.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -262,6 +263,7 @@ struct Drained {
   int64_t last_position = -1;  // partition 0: the next page
   int64_t last_received = -1;  // partition 1: records received before it
   PollState last_state = PollState::kIdle;
+  Status open;  // what Open returned
 };
 
 /// Opens the source as a restart would, with the sink's committed positions by partition.
@@ -273,7 +275,8 @@ Drained Drain(HttpSource& src, std::map<int32_t, int64_t> committed = {}) {
     return it->second;
   };
   Drained d;
-  EXPECT_TRUE(src.Open(ctx).ok());
+  d.open = src.Open(ctx);
+  if (!d.open.ok()) return d;
   RawBatch batch;
   for (int polls = 0; polls < 2000; ++polls) {
     batch.Clear();
@@ -382,10 +385,20 @@ TEST(HttpSourceLive, ResumesAtCommittedPageAndRetriesTransientFailures) {
 TEST(HttpSourceLive, ClientErrorsAreNotRetriedAndConnectionErrorsAre) {
   auto server = FakeApiServer::Start(FakeApiOptions{});
   ASSERT_TRUE(server.ok());
-  auto s = SettingsFor((*server)->port(), 2, 1);
+  auto s = SettingsFor((*server)->port(), 4, 1);
   s.path = "/missing";
+  // A 404 on a fresh start: the URL is wrong, and no retry or next page will fix it.
+  HttpSource fresh(s);
+  Drained d = Drain(fresh);
+  EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.open.message().find("HTTP 404: the URL does not exist"), std::string::npos)
+      << d.open.message();
+  EXPECT_EQ(fresh.counters().requests.load(), 1);
+  EXPECT_EQ(fresh.counters().http_4xx.load(), 1);
+  // After a committed page a 404 may be past the API's end: dead-lettered, page by page.
   HttpSource src(s);
-  Drained d = Drain(src);
+  d = Drain(src, {{0, 3}, {1, 2}});
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
   EXPECT_TRUE(d.records.empty());
   ASSERT_EQ(d.dead.size(), 2u);
   EXPECT_EQ(d.dead[0].reason, "http: HTTP 404");
@@ -491,8 +504,68 @@ TEST(HttpSourceLive, CountCountsRecordsReceivedWhenTheApiCapsItsPageSize) {
   (*server)->Stop();
 }
 
+// Issue 14: a permanent error fails at start (exit 2 from the command line), a transient one
+// is retried with backoff and counted.
+TEST(HttpSourceLive, PermanentErrorsFailAtStartTransientOnesAreRetried) {
+  httplib::Server server;
+  std::atomic<int> hits{0};
+  server.Get(R"(/(\d+)/)", [&](const httplib::Request& req, httplib::Response& res) {
+    ++hits;
+    res.status = std::stoi(req.matches[1]);
+    res.set_content("{\"error\":\"no\"}", "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread listener([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const char* code : {"401", "403"}) {
+    auto settings = SettingsFor(port, 3, 2);
+    settings.path = std::string("/") + code + "/";
+    HttpSource src(settings);
+    hits = 0;
+    // Also after a committed page: credentials refused stay refused.
+    Drained d = Drain(src, {{0, 2}, {1, 2}});
+    EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument) << code;
+    EXPECT_NE(d.open.message().find(std::string("HTTP ") + code + ": the credentials were refused; not retried"),
+              std::string::npos) << d.open.message();
+    EXPECT_EQ(hits.load(), 1) << code;  // no retry
+    EXPECT_EQ(src.counters().http_4xx.load(), 1);
+  }
+  // 503 at start: retried with backoff (counted), then the page is dead-lettered and the run
+  // goes on; nothing fails at start.
+  auto settings = SettingsFor(port, 1, 2);
+  settings.path = "/503/";
+  HttpSource busy(settings);
+  hits = 0;
+  Drained d = Drain(busy);
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
+  EXPECT_EQ(hits.load(), 3);
+  EXPECT_EQ(busy.counters().retries.load(), 2);
+  EXPECT_EQ(busy.counters().http_5xx.load(), 3);
+  ASSERT_EQ(d.dead.size(), 1u);
+  EXPECT_EQ(d.dead[0].reason, "http: HTTP 503 after 3 attempts");
+  server.stop();
+  listener.join();
+
+  // Transient failures that pass: every page fails twice, then answers; all records arrive.
+  FakeApiOptions o;
+  o.error_rate = 1;
+  o.errors = {FakeFault::k5xx};
+  o.fail_times = 2;
+  auto fake = FakeApiServer::Start(o);
+  ASSERT_TRUE(fake.ok());
+  HttpSource flaky(SettingsFor((*fake)->port(), 3, 2));
+  d = Drain(flaky);
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
+  EXPECT_EQ(d.records, FakePages("gtest", 1, 3, 2));
+  EXPECT_TRUE(d.dead.empty());
+  EXPECT_EQ(flaky.counters().retries.load(), 6);
+  EXPECT_EQ(flaky.counters().http_5xx.load(), 6);
+  EXPECT_EQ(flaky.counters().requests.load(), 9);
+  (*fake)->Stop();
+}
+
 // https: a server with a self-signed certificate (made by the openssl tool) is trusted through
-// ca_file or insecure, and otherwise dead-lettered without retry.
+// ca_file or insecure, and otherwise fails the run at start, without retry.
 TEST(HttpSourceLive, HttpsVerifiesTheServerCertificate) {
   const std::string dir = ::testing::TempDir() + "sluice-https-" + std::to_string(::getpid());
   const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
@@ -516,11 +589,13 @@ TEST(HttpSourceLive, HttpsVerifiesTheServerCertificate) {
   auto settings = SettingsFor(port, 2, 2);
   settings.base = "https://127.0.0.1:" + std::to_string(port);
 
+  // A certificate that does not verify will not verify on a retry: the run fails at start.
   HttpSource untrusted(settings);
   Drained d = Drain(untrusted);
-  EXPECT_TRUE(d.records.empty());
-  ASSERT_EQ(d.dead.size(), 2u);
-  EXPECT_EQ(d.dead[0].reason, "http: TLS: SSLServerVerification");
+  EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.open.message().find("TLS: SSLServerVerification: the server's certificate does not verify"),
+            std::string::npos) << d.open.message();
+  EXPECT_EQ(untrusted.counters().requests.load(), 1);
   EXPECT_EQ(untrusted.counters().retries.load(), 0);
 
   settings.ca_file = cert;
