@@ -293,9 +293,9 @@ bool ConnectionLoop::Accept(int64_t now) {
     AddressOf(local, &c->peer.local_ip, &c->peer.local_port);
     int waiting = 0;
     for (const auto& [other_fd, other] : conns_) {
-      if (other->state == State::kReading && other->peer.ip == c->peer.ip) ++waiting;
+      if (other->state != State::kHandling && other->peer.ip == c->peer.ip) ++waiting;
     }
-    if (waiting >= limits_.max_waiting_per_client) EvictOldestWaiting(c->peer.ip);
+    while (waiting >= limits_.max_waiting_per_client && EvictOldestWaiting(c->peer.ip)) --waiting;
     if (static_cast<int>(conns_.size()) >= limits_.max_connections && !EvictOldestWaiting("")) {
       close(fd);
       counters_.evicted.fetch_add(1, std::memory_order_relaxed);
@@ -311,7 +311,7 @@ bool ConnectionLoop::Accept(int64_t now) {
 bool ConnectionLoop::EvictOldestWaiting(const std::string& ip) {
   Conn* oldest = nullptr;
   for (const auto& [fd, c] : conns_) {
-    if (c->state != State::kReading || (!ip.empty() && c->peer.ip != ip)) continue;
+    if (c->state == State::kHandling || (!ip.empty() && c->peer.ip != ip)) continue;
     if (oldest == nullptr || c->since < oldest->since) oldest = c.get();
   }
   if (oldest == nullptr) return false;

@@ -33,10 +33,11 @@ struct ServerLimits {
   int64_t write_deadline_micros = 10'000'000;
   /// A larger request head is answered 431 and the connection closed.
   size_t max_head_bytes = 16 << 10;
-  /// Connections of one client address that are waiting for a request: one more evicts that
-  /// client's connection that has waited longest (so a new one, a health check, gets in).
+  /// Connections of one client address that are waiting for their request or for the client
+  /// to take its answer: one more evicts that client's connection that has waited longest (so
+  /// a new one, a health check, gets in). Requests being handled are never evicted.
   int max_waiting_per_client = 32;
-  /// Connections in all; one more evicts the connection that has waited longest for its request.
+  /// Connections in all; one more evicts the connection that has waited longest.
   int max_connections = 512;
   /// Threads that run handlers, besides the one that runs only priority requests.
   int workers = 3;
@@ -123,7 +124,8 @@ class ConnectionLoop {
   void Dispatch(Conn* c, int64_t now);
   void StartWaiting(Conn* c, int64_t now);
   void StartWriting(Conn* c, int64_t now);
-  /// Closes the waiting connection (of `ip`, or of anyone when empty) that waited longest.
+  /// Closes the connection waiting for a request or for its answer to be taken (of `ip`, or
+  /// of anyone when empty) that waited longest.
   bool EvictOldestWaiting(const std::string& ip);
   void Close(int fd);
   void Wake();

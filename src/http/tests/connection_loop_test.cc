@@ -26,8 +26,9 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-int Connect(int port) {
+int Connect(int port, int receive_buffer = 0) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -303,6 +304,51 @@ TEST(ConnectionLoopPriorityTest, HealthHasAThreadNothingElseCanOccupy) {
     EXPECT_EQ(Receive(fd, 2.0, nullptr, "ok\n").rfind("HTTP/1.1 200", 0), 0u);
     close(fd);
   }
+  (*loop)->Stop();
+}
+
+// Clients that do not read their (large) answers hold no thread, and count against the cap.
+TEST(ConnectionLoopPriorityTest, ClientsThatDoNotReadTheirAnswersHoldNoThread) {
+  ServerLimits limits;
+  limits.max_waiting_per_client = 4;
+  limits.workers = 1;
+  const std::string big(8 << 20, 'x');
+  auto loop = ConnectionLoop::Bind(
+      {"127.0.0.1", 0}, limits, [](std::string_view) { return false; },
+      [&](std::string_view head, const Peer&, bool, std::string* out) {
+        const bool large = ConnectionLoop::RequestPath(head) == "/large";
+        const std::string body = large ? big : std::string("ok\n");
+        *out = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        return large;  // Get() asks for Connection: close
+      });
+  ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+  (*loop)->Start({});
+  const int port = (*loop)->port();
+  std::vector<int> readers;
+  for (int i = 0; i < 10; ++i) {
+    const int fd = Connect(port, 4096);  // a small window: 8 MB cannot be buffered
+    Send(fd, "GET /large HTTP/1.1\r\n\r\n");
+    readers.push_back(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int i = 0; i < 200 && (*loop)->counters().requests.load() < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // The one handler thread is free: a new request is answered at once.
+  double secs = 0;
+  EXPECT_EQ(Get(port, "/small", 2.0, &secs), 200);
+  EXPECT_LT(secs, 1.0);
+  // Over the cap of 4, the oldest non-readers were evicted: their answers are cut short.
+  EXPECT_GE((*loop)->counters().evicted.load(), 6)
+      << "accepted " << (*loop)->counters().accepted.load() << " requests "
+      << (*loop)->counters().requests.load() << " write timeouts "
+      << (*loop)->counters().write_timeouts.load();
+  bool closed = false;
+  size_t got = 0;
+  while (!closed && got < big.size()) got += Receive(readers[0], 2.0, &closed).size();
+  EXPECT_TRUE(closed);
+  EXPECT_LT(got, big.size());
+  for (int fd : readers) close(fd);
   (*loop)->Stop();
 }
 
