@@ -223,8 +223,10 @@ Status HttpSource::Open(const SourceContext& ctx) {
   first_.reset();
   if (!Finished(start_page_, start_received_)) {
     first_requested_ = std::chrono::steady_clock::now();
+    // One attempt only: the retries of a transient failure are the fetch thread's, which
+    // Close() can interrupt.
     Page first;
-    Fetch(start_page_, &first);
+    Fetch(start_page_, &first, 0, /*one_attempt=*/true);
     // A 404 after a committed page may just be past the API's last page.
     const bool fresh = !ctx.committed_position(0).has_value() || settings_.page_param.empty();
     if (first.dead && first.permanent && (fresh || first.reason != "http: HTTP 404")) {
@@ -273,15 +275,20 @@ bool HttpSource::SleepUntil(std::chrono::steady_clock::time_point until) {
   return !stop_.load();
 }
 
-bool HttpSource::Fetch(int64_t page, Page* out) {
+bool HttpSource::Fetch(int64_t page, Page* out, int first_attempt, bool one_attempt) {
   out->page = page;
+  out->retry_from = 0;
   const std::string target = Target(page);
   std::string body;
   std::string failure;  // the last attempt's reason
   int status = 0;
-  int attempts = 0;
+  int attempts = first_attempt;
   bool give_up = false;  // a failure that retrying cannot fix
-  for (int attempt = 0; attempt <= settings_.retries && !give_up; ++attempt) {
+  for (int attempt = first_attempt; attempt <= settings_.retries && !give_up; ++attempt) {
+    if (one_attempt && attempt > first_attempt) {
+      out->retry_from = attempt;  // the caller goes on from here
+      return true;
+    }
     if (attempt > 0) {
       counters_.retries.fetch_add(1);
       Rng rng(jitter_state_++);
@@ -396,10 +403,15 @@ void HttpSource::FetchLoop() {
       return;
     }
     Page result;
-    if (first_) {  // requested by Open
+    if (first_ && first_->retry_from == 0) {  // requested by Open
       result = std::move(*first_);
       first_.reset();
       next_request = first_requested_ + std::chrono::microseconds(settings_.interval_micros);
+    } else if (first_) {  // Open's attempt failed transiently: its retries follow
+      const int retry_from = first_->retry_from;
+      first_.reset();
+      next_request = first_requested_ + std::chrono::microseconds(settings_.interval_micros);
+      if (!Fetch(page, &result, retry_from)) break;
     } else {
       {
         std::unique_lock<std::mutex> lock(mu_);

@@ -95,9 +95,10 @@ struct HttpSourceCounters {
 /// jitter; a page that still fails, answers another non-2xx status, is not JSON or lacks the
 /// records path is dead-lettered with the reason and the source moves on to the next page.
 /// An empty page means "caught up": it is requested again after `interval` (or ends the run
-/// with --until-caught-up). Open() requests the start page itself (with the retries of a
-/// transient failure) and fails with InvalidArgument on a permanent one: credentials refused
-/// (401, 403), a certificate that does not verify, a 404 on a fresh start.
+/// with --until-caught-up). Open() requests the start page itself (one attempt; the retries of
+/// a transient failure are the fetch thread's) and fails with InvalidArgument on a permanent
+/// failure: credentials refused (401, 403), a certificate that does not verify, a 404 on a
+/// fresh start.
 class HttpSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,
@@ -134,14 +135,18 @@ class HttpSource : public Source {
     /// The failure cannot be fixed by retrying, nor by the next page: refused credentials
     /// (401, 403), a certificate that does not verify, or a 404 on the first page.
     bool permanent = false;
+    /// > 0: a transient failure whose retries are still to come, from this attempt on.
+    int retry_from = 0;
     std::string reason;
     std::string payload;  ///< of the dead letter
   };
   void FetchLoop();
   /// True when `count` or `pages` is reached at `page` with `received` records.
   bool Finished(int64_t page, int64_t received) const;
-  /// Requests `page` with retries. Returns false when stopped meanwhile.
-  bool Fetch(int64_t page, Page* out);
+  /// Requests `page` with retries, counting attempts from `first_attempt`. Returns false when
+  /// stopped meanwhile. With `one_attempt`, a transient failure returns at once with
+  /// `out->retry_from` set to the attempt to go on with.
+  bool Fetch(int64_t page, Page* out, int first_attempt = 0, bool one_attempt = false);
   std::string Target(int64_t page) const;
   /// Waits until `until` or a stop; returns false on stop.
   bool SleepUntil(std::chrono::steady_clock::time_point until);

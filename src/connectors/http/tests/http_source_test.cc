@@ -564,6 +564,31 @@ TEST(HttpSourceLive, PermanentErrorsFailAtStartTransientOnesAreRetried) {
   (*fake)->Stop();
 }
 
+// Open makes one attempt: the retries of a transient failure are the fetch thread's, which
+// Close() interrupts, so a signal ends a run at once even while the API is down at start.
+TEST(HttpSourceLive, OpenMakesOneAttemptAndCloseInterruptsTheRetries) {
+  auto server = FakeApiServer::Start(FakeApiOptions{});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  (*server)->Stop();  // nothing listens there any more
+  auto s = SettingsFor(port, 3, 2);
+  s.backoff_micros = 5'000'000;
+  s.backoff_max_micros = 5'000'000;
+  HttpSource src(s);
+  SourceContext ctx;
+  ctx.committed_position = [](int32_t) -> std::optional<int64_t> { return std::nullopt; };
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(src.Open(ctx).ok());
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  EXPECT_EQ(src.counters().requests.load(), 1);
+  EXPECT_EQ(src.counters().connection.load(), 1);
+  const auto closing = std::chrono::steady_clock::now();
+  src.Close();
+  EXPECT_LT(std::chrono::steady_clock::now() - closing, std::chrono::seconds(1));
+  EXPECT_EQ(src.counters().requests.load(), 1);  // the first retry waits at least 2.5 s
+}
+
 // https: a server with a self-signed certificate (made by the openssl tool) is trusted through
 // ca_file or insecure, and otherwise fails the run at start, without retry.
 TEST(HttpSourceLive, HttpsVerifiesTheServerCertificate) {
