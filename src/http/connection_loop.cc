@@ -223,8 +223,10 @@ void ConnectionLoop::PollLoop() {
         // Only a request that started gets an answer; an idle connection is just closed.
         if (!c->in.empty()) {
           [[maybe_unused]] ssize_t n = send(fd, kTimedOut.data(), kTimedOut.size(), MSG_NOSIGNAL);
+          counters_.deadline_closed.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          counters_.idle_closed.fetch_add(1, std::memory_order_relaxed);
         }
-        counters_.deadline_closed.fetch_add(1, std::memory_order_relaxed);
       } else {
         counters_.write_timeouts.fetch_add(1, std::memory_order_relaxed);
       }

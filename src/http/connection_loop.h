@@ -49,7 +49,8 @@ struct ServerLimits {
 struct ConnectionLoopCounters {
   std::atomic<int64_t> accepted{0};
   std::atomic<int64_t> requests{0};
-  std::atomic<int64_t> deadline_closed{0};  ///< request head not complete by the deadline
+  std::atomic<int64_t> deadline_closed{0};  ///< request head begun, not complete by the deadline
+  std::atomic<int64_t> idle_closed{0};      ///< nothing sent by the deadline (idle keep-alive too)
   std::atomic<int64_t> evicted{0};          ///< over max_waiting_per_client or max_connections
   std::atomic<int64_t> too_large{0};        ///< request head over max_head_bytes (431)
   std::atomic<int64_t> write_timeouts{0};   ///< answer not taken by the write deadline

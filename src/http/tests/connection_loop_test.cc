@@ -193,6 +193,9 @@ TEST_F(GuardedServerTest, AnIdleKeepAliveConnectionIsClosedAtTheDeadline) {
   EXPECT_TRUE(closed);
   EXPECT_LT(SecondsSince(start), 1.5);
   close(fd);
+  // Not a client turned away: counted apart from request heads that were too slow.
+  EXPECT_EQ(server->connection_counters().idle_closed.load(), 1);
+  EXPECT_EQ(server->connection_counters().deadline_closed.load(), 0);
 }
 
 TEST_F(GuardedServerTest, ACapPerClientEvictsTheConnectionsThatWaitedLongest) {
