@@ -94,6 +94,13 @@ add_test(NAME http_endpoints
                  --sluice $<TARGET_FILE:sluice> --part endpoints
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(http_endpoints PROPERTIES TIMEOUT 240 LABELS "python;integration;http")
+# Slow clients (issue 14): 60 slow-loris connections on loopback while /healthz, /readyz and
+# /metrics must answer within 2 s; the headers deadline and the per-client cap. About 50 s.
+add_test(NAME http_slowloris
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_slowloris_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(http_slowloris PROPERTIES TIMEOUT 180 LABELS "python;integration;http")
 add_test(NAME http_promtool
          COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
                  --sluice $<TARGET_FILE:sluice> --part promtool

@@ -50,6 +50,7 @@ struct FakeApiCliOptions {
   int64_t delay_ms = 0;
   int64_t hang_ms = 5000;
   int fail_times = 0;
+  int64_t max_results = 5000;
 };
 
 /// Serves randomuser-shaped JSON at /api/ until SIGINT/SIGTERM. Returns the exit code.

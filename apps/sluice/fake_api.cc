@@ -22,6 +22,7 @@ int RunFakeApi(const FakeApiCliOptions& cli) {
   options.delay_ms = cli.delay_ms;
   options.hang_ms = cli.hang_ms;
   options.fail_times = cli.fail_times;
+  options.max_results = cli.max_results;
   options.errors.clear();
   size_t start = 0;
   while (start <= cli.errors.size()) {

@@ -247,6 +247,10 @@ int main(int argc, char** argv) {
                        "0: a failing page fails every time; N: only its first N requests")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  fake_api->add_option("--max-results", fake.max_results,
+                       "most users per page, whatever 'results' asks (an API that caps its page size)")
+      ->check(CLI::Range(int64_t{1}, int64_t{5000}))
+      ->capture_default_str();
 
   app.add_subcommand("version", "Print the version");
 

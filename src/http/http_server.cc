@@ -2,10 +2,13 @@
 
 #include <httplib.h>
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 
 #include "core/time.h"
 #include "http/assets.h"
@@ -25,7 +28,54 @@ void BlockSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+/// Reads one request head that the connection loop has received whole, and collects the answer
+/// (httplib writes it in pieces) for the loop to send.
+class HeadStream : public httplib::Stream {
+ public:
+  HeadStream(std::string_view head, const Peer& peer, std::string* out)
+      : head_(head), peer_(peer), out_(out) {}
+  bool is_readable() const override { return pos_ < head_.size(); }
+  bool is_writable() const override { return true; }
+  ssize_t read(char* ptr, size_t size) override {
+    const size_t n = std::min(size, head_.size() - pos_);
+    std::memcpy(ptr, head_.data() + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t write(const char* ptr, size_t size) override {
+    out_->append(ptr, size);
+    return static_cast<ssize_t>(size);
+  }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = peer_.ip;
+    port = peer_.port;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = peer_.local_ip;
+    port = peer_.local_port;
+  }
+  socket_t socket() const override { return INVALID_SOCKET; }
+
+ private:
+  std::string_view head_;
+  size_t pos_ = 0;
+  const Peer& peer_;
+  std::string* out_;
+};
+
 }  // namespace
+
+/// httplib's routing and answer writing, fed by the connection loop instead of httplib's own
+/// blocking accept loop and thread pool.
+class Router : public httplib::Server {
+ public:
+  bool Serve(std::string_view head, const Peer& peer, bool must_close, std::string* out) {
+    HeadStream stream(head, peer, out);
+    bool connection_closed = false;
+    const bool ok = process_request(stream, must_close, connection_closed, {});
+    return ok && !connection_closed;
+  }
+};
 
 Result<ListenAddress> ParseListenAddress(const std::string& text) {
   ListenAddress a;
@@ -58,18 +108,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
   s->metrics_info_.source = s->context_.info.source;
   s->metrics_info_.sink = s->context_.info.sink;
   s->metrics_info_.version = s->context_.info.version;
-  s->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& srv = *s->server_;
-  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second
-  // process bind the same port silently.
-  srv.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  srv.new_task_queue = [] { return new httplib::ThreadPool(4); };
-  srv.set_keep_alive_timeout(2);
-  srv.set_read_timeout(5);
-  srv.set_write_timeout(5);
+  s->router_ = std::make_unique<Router>();
+  Router& srv = *s->router_;
+  const ServerLimits limits = s->context_.limits;
+  srv.set_keep_alive_timeout(std::max<time_t>(1, limits.request_deadline_micros / 1'000'000));
+  srv.set_keep_alive_max_count(static_cast<size_t>(std::max(1, limits.keep_alive_max)));
 
   HttpServer* self = s.get();
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
@@ -127,24 +170,19 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
     res.set_content(std::string(a->body), std::string(a->content_type).c_str());
   });
 
-  if (address.port == 0) {
-    s->port_ = srv.bind_to_any_port(address.host);
-    if (s->port_ <= 0) {
-      return Status::Unavailable("cannot listen on " + address.host + ": no free port");
-    }
-  } else {
-    if (!srv.bind_to_port(address.host, address.port)) {
-      return Status::Unavailable("cannot listen on " + address.host + ":" +
-                                 std::to_string(address.port) + " (address in use or not local)");
-    }
-    s->port_ = address.port;
-  }
+  ASSIGN_OR_RETURN(
+      s->loop_,
+      ConnectionLoop::Bind(
+          address, limits,
+          [](std::string_view path) {
+            return path == "/healthz" || path == "/readyz" || path == "/metrics";
+          },
+          [self](std::string_view head, const Peer& peer, bool must_close, std::string* out) {
+            return self->router_->Serve(head, peer, must_close, out);
+          }));
+  s->port_ = s->loop_->port();
   s->host_ = address.host;
-  s->listener_ = std::thread([self] {
-    BlockSignals();
-    self->server_->listen_after_bind();
-    self->listening_done_.store(true);
-  });
+  s->loop_->Start(BlockSignals);
   s->sampler_ = std::thread([self] {
     BlockSignals();
     self->Sample();
@@ -153,8 +191,26 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
 }
 
 void HttpServer::Sample() {
+  int64_t reported = 0;  // clients turned away, as of the last warning
+  int64_t last_warning = 0;
   while (!stop_.load()) {
     history_.Add(context_.snapshot(), WallClockMicros());
+    const ConnectionLoopCounters& c = loop_->counters();
+    const int64_t turned_away = c.deadline_closed.load() + c.evicted.load() + c.too_large.load() +
+                                c.write_timeouts.load();
+    const int64_t now = SteadyClockMicros();
+    if (turned_away > reported && (last_warning == 0 || now - last_warning >= 60'000'000)) {
+      spdlog::warn("http: turned away slow or oversized clients: {} request heads not complete "
+                   "within {}s, {} connections evicted (over {} waiting per client or {} in all), "
+                   "{} heads over {} bytes, {} answers not taken within {}s",
+                   c.deadline_closed.load(), context_.limits.request_deadline_micros / 1'000'000,
+                   c.evicted.load(), context_.limits.max_waiting_per_client,
+                   context_.limits.max_connections, c.too_large.load(),
+                   context_.limits.max_head_bytes, c.write_timeouts.load(),
+                   context_.limits.write_deadline_micros / 1'000'000);
+      reported = turned_away;
+      last_warning = now;
+    }
     for (int i = 0; i < 10 && !stop_.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -163,14 +219,7 @@ void HttpServer::Sample() {
 
 void HttpServer::Stop() {
   if (stop_.exchange(true)) return;
-  // stop() does nothing until the listener thread is inside listen: repeat until it returned.
-  if (listener_.joinable()) {
-    while (!listening_done_.load()) {
-      server_->stop();
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    listener_.join();
-  }
+  if (loop_) loop_->Stop();
   if (sampler_.joinable()) sampler_.join();
 }
 

@@ -15,6 +15,14 @@ Needs no server but the fake API, which the test starts on a free loopback port.
  2. restart: fake-api with transient 5xx (--fail-times 1) and a delay, 60 pages of 10 users;
     sluice is killed with kill -9 three times mid-run and restarted; the final table holds every
     user exactly once, and the restarts resumed at a committed page (not from page 1).
+ 3. capped: fake-api --max-results 40 answers 40 users to a page_size of 200 (APIs cap their
+    page size); count = 1000 must give exactly 1000 rows (25 short pages, none taken as the
+    end), also with kill -9 twice after a commit and a restart: the page cursor (page, records
+    received) is committed with the rows. Expected rows fetched with urllib; duplicates counted
+    in SQLite.
+ 4. permanent: 401 and 403 (a stub server) and a 404 on the base URL fail the run at start with
+    exit 2, after one request and with nothing written; transient 5xx (each page fails twice)
+    are retried with backoff, counted, and the run succeeds.
 
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
@@ -125,7 +133,7 @@ uri = "{url}"
 records = "results"
 page_size = {size}
 seed = "{seed}"
-pages = {pages}
+{limit}
 interval = "0s"
 timeout = "{timeout}"
 retries = 2
@@ -150,9 +158,10 @@ path = "{dlq}"
 """
 
 
-def write_pipeline(path, **kw):
+def write_pipeline(path, pages=None, count=None, **kw):
+    limit = f"pages = {pages}" if count is None else f"count = {count}"
     with open(path, "w") as f:
-        f.write(PIPELINE.format(**kw))
+        f.write(PIPELINE.format(limit=limit, **kw))
 
 
 def table_rows(db):
@@ -302,6 +311,124 @@ def scenario_restart(sluice, work):
         api.stop()
 
 
+def scenario_capped(sluice, work):
+    """An API that serves fewer records per page than asked (issue 13): asked for 200 per page,
+    it serves 40. `count` counts the records received, a short page is not the end, and the page
+    cursor (page, records received) survives kill -9."""
+    seed, size, cap, count = "capped", 200, 40, 1000
+    api = FakeApi(sluice, "--max-results", str(cap), "--delay", "60")
+    try:
+        kind, data = fetch(f"{api.url}?results={size}&seed={seed}&page=1", timeout=5)
+        check("capped: the fake API serves 40 of the 200 asked", kind == "ok" and len(data) == cap,
+              f"{kind} {len(data) if kind == 'ok' else data}")
+        # Expected, independently: the first `count` users of pages 1, 2, ... as a client sees them.
+        expected, page = [], 1
+        while len(expected) < count:
+            kind, data = fetch(f"{api.url}?results={size}&seed={seed}&page={page}", timeout=5)
+            expected += [flatten(u, page) for u in data]
+            page += 1
+        expected = expected[:count]
+
+        db, dlq, toml = (os.path.join(work, n) for n in ("capped.db", "capped.dlq.ndjson", "capped.toml"))
+        write_pipeline(toml, checkpoint="100ms", url=api.url, size=size, seed=seed, count=count,
+                       timeout="5s", db=db, dlq=dlq)
+        log = open(os.path.join(work, "capped.log"), "w")
+        killed_at = []
+        for target in (200, 520):
+            proc = subprocess.Popen([sluice, "run", toml], stdout=log, stderr=log)
+            deadline = time.time() + 30
+            while time.time() < deadline and len(table_rows(db)) < target and proc.poll() is None:
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_at.append(len(table_rows(db)))
+        check("capped: killed -9 twice mid-run, each after a commit",
+              len(killed_at) == 2 and all(0 < n < count for n in killed_at), f"rows at the kills {killed_at}")
+        proc = subprocess.run([sluice, "run", toml], capture_output=True, text=True, timeout=120)
+        check("capped: the final run succeeds", proc.returncode == 0, proc.stderr[-2000:])
+        c = counters_line(proc.stderr)
+        check("capped: the final run resumed from the committed page cursor",
+              0 < c.get("records", 0) < count, f"counters {c}")
+        con = sqlite3.connect(db)
+        total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT uuid) FROM users").fetchone()
+        con.close()
+        check(f"capped: exactly count = {count} rows in the sink, no uuid twice",
+              total == count and distinct == count, f"{total} rows, {distinct} distinct")
+        rows = table_rows(db)
+        check("capped: the rows are the first 1000 users the API served, page by page",
+              sorted(rows) == sorted(expected),
+              f"missing {len(set(expected) - set(rows))}, unexpected {len(set(rows) - set(expected))}")
+        check("capped: the short pages were logged as the API's page size",
+              "taken as the API's page size" in proc.stderr or "taken as the API's page size" in
+              open(os.path.join(work, "capped.log")).read(), proc.stderr[-1000:])
+    finally:
+        api.stop()
+
+
+def scenario_permanent(sluice, work):
+    """Issue 14: a permanent error fails at start with exit 2 (not retried, nothing written);
+    a transient one is retried with backoff, counted, and the run succeeds."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            code = 403 if self.path.startswith("/forbidden") else 401
+            body = b'{"error":"bad credentials"}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    api = FakeApi(sluice, "--error-rate", "1", "--errors", "5xx", "--fail-times", "2")
+    try:
+        cases = [("401", f"http://127.0.0.1:{stub.server_port}/api/", "HTTP 401: the credentials were refused"),
+                 ("403", f"http://127.0.0.1:{stub.server_port}/forbidden/", "HTTP 403: the credentials were refused"),
+                 ("404", api.url.replace("/api/", "/wrong/"), "HTTP 404: the URL does not exist")]
+        for name, url, message in cases:
+            db, dlq, toml = (os.path.join(work, f"perm{name}{ext}") for ext in (".db", ".dlq.ndjson", ".toml"))
+            write_pipeline(toml, checkpoint="100ms", url=url, size=5, seed="perm", pages=3, timeout="2s",
+                           db=db, dlq=dlq)
+            del hits[:]
+            start = time.monotonic()
+            run = subprocess.run([sluice, "run", toml], capture_output=True, text=True, timeout=60)
+            secs = time.monotonic() - start
+            check(f"permanent: {name} at start exits 2 at once, not retried, nothing written",
+                  run.returncode == 2 and message in run.stderr and secs < 10 and not table_rows(db)
+                  and (name == "404" or len(hits) == 1),
+                  f"rc={run.returncode} after {secs:.1f}s, {len(hits)} requests: {run.stderr[-800:]}")
+        db, dlq, toml = (os.path.join(work, f"transient{ext}") for ext in (".db", ".dlq.ndjson", ".toml"))
+        write_pipeline(toml, checkpoint="100ms", url=api.url, size=5, seed="flaky", pages=3, timeout="2s",
+                       db=db, dlq=dlq)
+        run = subprocess.run([sluice, "run", toml], capture_output=True, text=True, timeout=60)
+        c = counters_line(run.stderr)
+        expected = []
+        for page in range(1, 4):
+            kind, data = "", None
+            for _ in range(3):  # the fake API answers a page's third request
+                kind, data = fetch(f"{api.url}?results=5&seed=flaky&page={page}", timeout=5)
+                if kind == "ok":
+                    break
+            expected += [flatten(u, page) for u in data] if kind == "ok" else []
+        check("permanent: transient 5xx (twice per page) retried with backoff and counted; the run succeeds",
+              run.returncode == 0 and c.get("retries") == 6 and c.get("http_5xx") == 6
+              and sorted(table_rows(db)) == sorted(expected) and len(expected) == 15,
+              f"rc={run.returncode} counters {c}, {len(table_rows(db))} rows: {run.stderr[-800:]}")
+    finally:
+        api.stop()
+        stub.shutdown()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -311,6 +438,8 @@ def main():
     try:
         scenario_faults(os.path.abspath(args.sluice), work)
         scenario_restart(os.path.abspath(args.sluice), work)
+        scenario_capped(os.path.abspath(args.sluice), work)
+        scenario_permanent(os.path.abspath(args.sluice), work)
     finally:
         if args.keep:
             print(f"work directory: {work}")

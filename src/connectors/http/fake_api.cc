@@ -344,7 +344,7 @@ FakeApiResponse HandleFakeApiRequest(
       r.body = ErrorBody("results must be an integer, got '" + *v + "'");
       return r;
     }
-    results = std::clamp<int64_t>(*n, 1, 5000);
+    results = std::clamp<int64_t>(*n, 1, std::clamp<int64_t>(options.max_results, 1, kMaxResults));
   }
   if (auto v = param("page")) {
     auto n = ParseInt(*v);

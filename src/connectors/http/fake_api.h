@@ -43,7 +43,13 @@ struct FakeApiOptions {
   /// 0: a failing page fails on every request; N: on its first N requests only (then it
   /// answers normally, so a client's retry succeeds).
   int fail_times = 0;
+  /// The most users one page holds, whatever `results` asks (at most kMaxResults): like APIs
+  /// that cap their page size, so a client that asked for more gets fewer per page.
+  int64_t max_results = 5000;
 };
+
+/// The largest page the fake API serves.
+constexpr int64_t kMaxResults = 5000;
 
 /// Hashes a seed string (64-bit FNV-1a).
 uint64_t FakeSeedHash(std::string_view seed);

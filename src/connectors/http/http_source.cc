@@ -171,11 +171,6 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
   if (format != "json" && format != "ndjson") {
     return Status::InvalidArgument(o.Where("format") + ": an http source reads JSON (format = \"json\")");
   }
-  if (s.count >= 0 && !s.page_param.empty() && s.page_size <= 0) {
-    return Status::InvalidArgument(
-        o.Where("count") + ": count needs page_size (the records per page), so that a restart "
-                           "knows how many records the pages before it held; or use pages");
-  }
   return s;
 }
 
@@ -196,7 +191,18 @@ HttpSource::~HttpSource() { Close(); }
 Status HttpSource::Open(const SourceContext& ctx) {
   until_caught_up_ = ctx.until_caught_up;
   start_page_ = settings_.page_param.empty() ? 0 : settings_.first_page;
-  if (auto committed = ctx.committed_position(0)) start_page_ = *committed;
+  start_received_ = 0;
+  if (auto committed = ctx.committed_position(0)) {
+    start_page_ = *committed;
+    if (auto received = ctx.committed_position(1)) {
+      start_received_ = *received;
+    } else if (!settings_.page_param.empty() && settings_.page_size > 0) {
+      // Committed before the count was kept (partition 1): every page was taken as full.
+      start_received_ = std::max<int64_t>(0, start_page_ - settings_.first_page) * settings_.page_size;
+      spdlog::info("http source: no record count committed; {} records assumed before page {}",
+                   start_received_, start_page_);
+    }
+  }
   client_ = std::make_unique<httplib::Client>(settings_.base);
   if (!client_->is_valid()) {
     return Status::InvalidArgument("http source: cannot use '" + settings_.base + "'");
@@ -211,8 +217,42 @@ Status HttpSource::Open(const SourceContext& ctx) {
   client_->enable_server_certificate_verification(!settings_.insecure);
   jitter_state_ = static_cast<uint64_t>(start_page_) * 0x9e3779b97f4a7c15ULL + 0x5851f42d4c957f2dULL;
   stop_.store(false);
+  // The start page is requested here, so that what no retry can fix fails the run at once
+  // (exit 2) instead of dead-lettering page after page; a transient failure is retried as
+  // always, and the page (whatever came of it) is handed to the fetch thread.
+  first_.reset();
+  if (!Finished(start_page_, start_received_)) {
+    first_requested_ = std::chrono::steady_clock::now();
+    // One attempt only: the retries of a transient failure are the fetch thread's, which
+    // Close() can interrupt.
+    Page first;
+    Fetch(start_page_, &first, 0, /*one_attempt=*/true);
+    // A 404 after a committed page may just be past the API's last page.
+    const bool fresh = !ctx.committed_position(0).has_value() || settings_.page_param.empty();
+    if (first.dead && first.permanent && (fresh || first.reason != "http: HTTP 404")) {
+      client_->stop();  // no connection is kept for a run that does not start
+      client_.reset();
+      const bool tls = first.reason.find("TLS") != std::string::npos;
+      const bool auth = first.reason == "http: HTTP 401" || first.reason == "http: HTTP 403";
+      return Status::InvalidArgument(
+          "http source " + settings_.base + Target(start_page_) + ": " + first.reason.substr(6) +
+          (auth  ? ": the credentials were refused"
+           : tls ? ": the server's certificate does not verify (ca_file, or insecure = true)"
+                 : ": the URL does not exist") +
+          "; not retried");
+    }
+    first_ = std::move(first);
+  }
   fetcher_ = std::thread([this] { FetchLoop(); });
   return Status::OK();
+}
+
+bool HttpSource::Finished(int64_t page, int64_t received) const {
+  const bool paging = !settings_.page_param.empty();
+  if (settings_.pages >= 0 && (paging ? page - settings_.first_page : page - start_page_) >= settings_.pages) {
+    return true;
+  }
+  return settings_.count >= 0 && received >= settings_.count;
 }
 
 std::string HttpSource::Target(int64_t page) const {
@@ -235,15 +275,20 @@ bool HttpSource::SleepUntil(std::chrono::steady_clock::time_point until) {
   return !stop_.load();
 }
 
-bool HttpSource::Fetch(int64_t page, Page* out) {
+bool HttpSource::Fetch(int64_t page, Page* out, int first_attempt, bool one_attempt) {
   out->page = page;
+  out->retry_from = 0;
   const std::string target = Target(page);
   std::string body;
   std::string failure;  // the last attempt's reason
   int status = 0;
-  int attempts = 0;
+  int attempts = first_attempt;
   bool give_up = false;  // a failure that retrying cannot fix
-  for (int attempt = 0; attempt <= settings_.retries && !give_up; ++attempt) {
+  for (int attempt = first_attempt; attempt <= settings_.retries && !give_up; ++attempt) {
+    if (one_attempt && attempt > first_attempt) {
+      out->retry_from = attempt;  // the caller goes on from here
+      return true;
+    }
     if (attempt > 0) {
       counters_.retries.fetch_add(1);
       Rng rng(jitter_state_++);
@@ -287,6 +332,7 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
         // A certificate that does not verify will not verify on a retry either.
         give_up = err == httplib::Error::SSLServerVerification ||
                   err == httplib::Error::SSLLoadingCerts;
+        out->permanent = give_up;
         if (err == httplib::Error::Connection) {
           failure = "cannot connect";
         } else if (give_up || err == httplib::Error::SSLConnection) {
@@ -317,6 +363,7 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
     } else {
       counters_.http_4xx.fetch_add(1);
       give_up = true;
+      out->permanent = status == 401 || status == 403 || status == 404;
     }
   }
   out->dead = true;
@@ -341,7 +388,8 @@ bool HttpSource::Fetch(int64_t page, Page* out) {
 void HttpSource::FetchLoop() {
   const bool paging = !settings_.page_param.empty();
   int64_t page = start_page_;
-  int64_t emitted = 0;  // without paging: records emitted in this run
+  int64_t received = start_received_;  // records received before `page`, committed ones included
+  bool short_page_logged = false;
   auto next_request = std::chrono::steady_clock::now();
   auto finish = [&](bool final_end) {
     end_is_final_.store(final_end);
@@ -350,27 +398,29 @@ void HttpSource::FetchLoop() {
     cv_.notify_all();
   };
   while (!stop_.load()) {
-    // Bounds: pages, or count (with paging, counted as page_size records per page before).
-    const int64_t index = page - start_page_;
-    int64_t first_record = -1;  // global index of the page's first record, when known
-    if (paging && settings_.page_size > 0) first_record = (page - settings_.first_page) * settings_.page_size;
-    if (!paging) first_record = emitted;
-    if (settings_.pages >= 0 && (paging ? page - settings_.first_page : index) >= settings_.pages) {
+    if (Finished(page, received)) {
       finish(true);
       return;
     }
-    if (settings_.count >= 0 && first_record >= settings_.count) {
-      finish(true);
-      return;
-    }
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_.load() || ready_.size() < kMaxReadyPages; });
-    }
-    if (!SleepUntil(next_request)) break;
-    next_request = std::chrono::steady_clock::now() + std::chrono::microseconds(settings_.interval_micros);
     Page result;
-    if (!Fetch(page, &result)) break;
+    if (first_ && first_->retry_from == 0) {  // requested by Open
+      result = std::move(*first_);
+      first_.reset();
+      next_request = first_requested_ + std::chrono::microseconds(settings_.interval_micros);
+    } else if (first_) {  // Open's attempt failed transiently: its retries follow
+      const int retry_from = first_->retry_from;
+      first_.reset();
+      next_request = first_requested_ + std::chrono::microseconds(settings_.interval_micros);
+      if (!Fetch(page, &result, retry_from)) break;
+    } else {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_.load() || ready_.size() < kMaxReadyPages; });
+      }
+      if (!SleepUntil(next_request)) break;
+      next_request = std::chrono::steady_clock::now() + std::chrono::microseconds(settings_.interval_micros);
+      if (!Fetch(page, &result)) break;
+    }
     if (!result.dead && result.records.empty()) {
       // Caught up: ask for the same page again after the interval.
       if (until_caught_up_) {
@@ -381,14 +431,22 @@ void HttpSource::FetchLoop() {
       continue;
     }
     if (!result.dead) {
-      if (settings_.count >= 0 && first_record >= 0 &&
-          first_record + static_cast<int64_t>(result.records.size()) > settings_.count) {
-        result.records.resize(static_cast<size_t>(settings_.count - first_record));
+      const auto size = static_cast<int64_t>(result.records.size());
+      // Many APIs cap their page size: a short page is their page size, not the end.
+      if (paging && settings_.page_size > 0 && size < settings_.page_size && !short_page_logged) {
+        short_page_logged = true;
+        spdlog::info("http source: page {} of {} held {} records where page_size = {} asked for "
+                     "more; taken as the API's page size, reading on", page,
+                     settings_.base + settings_.path, size, settings_.page_size);
       }
-      emitted += static_cast<int64_t>(result.records.size());
+      if (settings_.count >= 0 && received + size > settings_.count) {
+        result.records.resize(static_cast<size_t>(settings_.count - received));
+      }
+      received += static_cast<int64_t>(result.records.size());
       counters_.pages.fetch_add(1);
       counters_.records.fetch_add(static_cast<int64_t>(result.records.size()));
     }
+    result.received_after = received;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ready_.push_back(std::move(result));
@@ -430,6 +488,7 @@ Result<PollState> HttpSource::Poll(RawBatch* out, size_t max_records,
       }
     }
     batch_next_page_ = p.page + 1;
+    batch_received_ = p.received_after;
   }
   if (!pages.empty()) return PollState::kData;
   return done ? PollState::kEnd : PollState::kIdle;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -30,7 +31,7 @@ struct HttpSourceSettings {
   int retries = 3;                      ///< further attempts after a failed one
   int64_t backoff_micros = 200'000;     ///< first retry delay, doubled per retry
   int64_t backoff_max_micros = 10'000'000;
-  int64_t count = -1;        ///< stop after this many records (needs page_size); -1 = none
+  int64_t count = -1;        ///< stop after this many records received; -1 = none
   int64_t pages = -1;        ///< stop after this many pages; -1 = none
   std::string page_param = "page";  ///< "" = no paging: every poll requests the same URL
   int64_t first_page = 1;
@@ -82,16 +83,22 @@ struct HttpSourceCounters {
 
 /// Polls a JSON API over HTTP(S), one page per request.
 ///
-/// The position of its single partition (0) is the page number: page P's records carry offset
-/// P and next offset P + 1, and a restart resumes at the committed page and requests it again.
-/// So an API whose pages are replayable (randomuser's `seed` + `page`) is read exactly once.
+/// Its position is a page cursor: partition 0 holds the next page to request (page P's records
+/// carry offset P and next offset P + 1), partition 1 the records received before that page.
+/// Both are committed with the results, so a restart requests the committed page again and
+/// knows how many records it has: an API whose pages are replayable (randomuser's `seed` +
+/// `page`) is read exactly once, and `count` counts records received, whatever the API's page
+/// size (a page shorter than `page_size` is not the end; an empty one is).
 /// A fetch thread requests pages ahead (at most a few) so the worker never blocks on the
 /// network; a page is handed over whole in one Poll (it may exceed max_records). Requests that
 /// time out, fail to connect or answer 5xx/429 are retried with capped exponential backoff with
 /// jitter; a page that still fails, answers another non-2xx status, is not JSON or lacks the
 /// records path is dead-lettered with the reason and the source moves on to the next page.
 /// An empty page means "caught up": it is requested again after `interval` (or ends the run
-/// with --until-caught-up).
+/// with --until-caught-up). Open() requests the start page itself (one attempt; the retries of
+/// a transient failure are the fetch thread's) and fails with InvalidArgument on a permanent
+/// failure: credentials refused (401, 403), a certificate that does not verify, a 404 on a
+/// fresh start.
 class HttpSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,
@@ -106,9 +113,10 @@ class HttpSource : public Source {
   DecoderOptions decoder_options() const override { return {}; }
   bool EndIsFinal() const override { return end_is_final_.load(); }
   std::vector<int32_t> Partitions() const override { return {0}; }
+  /// Partition 0: the next page to request; partition 1: the records received before it.
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override {
     if (batch_next_page_ < 0) return {};
-    return {{0, batch_next_page_}};
+    return {{0, batch_next_page_}, {1, batch_received_}};
   }
   void Close() override;
   /// Returns the counters as sluice_http_{requests,retries,pages,records,dead_lettered_pages}
@@ -121,14 +129,24 @@ class HttpSource : public Source {
   /// One page as the fetch thread hands it over.
   struct Page {
     int64_t page = 0;
+    int64_t received_after = 0;  ///< records received through this page
     std::vector<std::string> records;
     bool dead = false;
+    /// The failure cannot be fixed by retrying, nor by the next page: refused credentials
+    /// (401, 403), a certificate that does not verify, or a 404 on the first page.
+    bool permanent = false;
+    /// > 0: a transient failure whose retries are still to come, from this attempt on.
+    int retry_from = 0;
     std::string reason;
     std::string payload;  ///< of the dead letter
   };
   void FetchLoop();
-  /// Requests `page` with retries. Returns false when stopped meanwhile.
-  bool Fetch(int64_t page, Page* out);
+  /// True when `count` or `pages` is reached at `page` with `received` records.
+  bool Finished(int64_t page, int64_t received) const;
+  /// Requests `page` with retries, counting attempts from `first_attempt`. Returns false when
+  /// stopped meanwhile. With `one_attempt`, a transient failure returns at once with
+  /// `out->retry_from` set to the attempt to go on with.
+  bool Fetch(int64_t page, Page* out, int first_attempt = 0, bool one_attempt = false);
   std::string Target(int64_t page) const;
   /// Waits until `until` or a stop; returns false on stop.
   bool SleepUntil(std::chrono::steady_clock::time_point until);
@@ -137,13 +155,17 @@ class HttpSource : public Source {
   HttpSourceCounters counters_;
   bool until_caught_up_ = false;
   int64_t start_page_ = 0;
+  int64_t start_received_ = 0;  ///< records received before start_page_ (committed)
   int64_t batch_next_page_ = -1;
+  int64_t batch_received_ = 0;
   std::atomic<bool> end_is_final_{true};
 
   std::unique_ptr<httplib::Client> client_;
   std::thread fetcher_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::optional<Page> first_;  // the start page, requested by Open (then the fetch thread's)
+  std::chrono::steady_clock::time_point first_requested_;
   std::deque<Page> ready_;   // guarded by mu_
   bool fetch_done_ = false;  // guarded by mu_
   std::atomic<bool> stop_{false};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <simdjson.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -102,9 +103,10 @@ TEST(HttpSourceSettings, ParsesUriAndOptions) {
   EXPECT_EQ(s->base, "https://example.com");
   EXPECT_EQ(s->path, "/");
   EXPECT_FALSE(ParseHttpSourceSettings("http://", MakeOptions({})).ok());
-  auto bad = ParseHttpSourceSettings("http://h/api", MakeOptions({{"count", "10"}}));
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("page_size"), std::string::npos);
+  // count counts the records received, so it needs no page_size.
+  auto counted = ParseHttpSourceSettings("http://h/api", MakeOptions({{"count", "10"}}));
+  ASSERT_TRUE(counted.ok()) << counted.status().message();
+  EXPECT_EQ(counted->count, 10);
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"retries", "-1"}})).ok());
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"timeout", "soon"}})).ok());
   EXPECT_FALSE(ParseHttpSourceSettings("http://h/", MakeOptions({{"format", "csv"}})).ok());
@@ -258,14 +260,23 @@ TEST(FakeApi, RequestHandling) {
 struct Drained {
   std::vector<std::pair<int64_t, std::string>> records;  // (offset, payload)
   std::vector<SourceDeadLetter> dead;
-  int64_t last_position = -1;
+  int64_t last_position = -1;  // partition 0: the next page
+  int64_t last_received = -1;  // partition 1: records received before it
+  PollState last_state = PollState::kIdle;
+  Status open;  // what Open returned
 };
 
-Drained Drain(HttpSource& src, std::optional<int64_t> committed = std::nullopt) {
+/// Opens the source as a restart would, with the sink's committed positions by partition.
+Drained Drain(HttpSource& src, std::map<int32_t, int64_t> committed = {}) {
   SourceContext ctx;
-  ctx.committed_position = [committed](int32_t) { return committed; };
+  ctx.committed_position = [committed](int32_t p) -> std::optional<int64_t> {
+    auto it = committed.find(p);
+    if (it == committed.end()) return std::nullopt;
+    return it->second;
+  };
   Drained d;
-  EXPECT_TRUE(src.Open(ctx).ok());
+  d.open = src.Open(ctx);
+  if (!d.open.ok()) return d;
   RawBatch batch;
   for (int polls = 0; polls < 2000; ++polls) {
     batch.Clear();
@@ -276,7 +287,8 @@ Drained Drain(HttpSource& src, std::optional<int64_t> committed = std::nullopt) 
       d.records.emplace_back(batch.record(i).offset, std::string(batch.payload(i)));
     }
     for (const auto& l : batch.dead_letters()) d.dead.push_back(l);
-    for (const auto& [p, o] : src.PositionsAfterBatch()) d.last_position = o;
+    for (const auto& [p, o] : src.PositionsAfterBatch()) (p == 0 ? d.last_position : d.last_received) = o;
+    d.last_state = *st;
     if (*st == PollState::kEnd) break;
   }
   src.Close();
@@ -359,7 +371,7 @@ TEST(HttpSourceLive, ResumesAtCommittedPageAndRetriesTransientFailures) {
   auto server = FakeApiServer::Start(o);
   ASSERT_TRUE(server.ok());
   HttpSource src(SettingsFor((*server)->port(), 8, 3));
-  Drained d = Drain(src, /*committed=*/5);
+  Drained d = Drain(src, {{0, 5}, {1, 12}});
   ASSERT_EQ(d.records.size(), 4u * 3);  // pages 5..8
   EXPECT_EQ(d.records.front().first, 5);
   EXPECT_TRUE(d.dead.empty());
@@ -373,10 +385,20 @@ TEST(HttpSourceLive, ResumesAtCommittedPageAndRetriesTransientFailures) {
 TEST(HttpSourceLive, ClientErrorsAreNotRetriedAndConnectionErrorsAre) {
   auto server = FakeApiServer::Start(FakeApiOptions{});
   ASSERT_TRUE(server.ok());
-  auto s = SettingsFor((*server)->port(), 2, 1);
+  auto s = SettingsFor((*server)->port(), 4, 1);
   s.path = "/missing";
+  // A 404 on a fresh start: the URL is wrong, and no retry or next page will fix it.
+  HttpSource fresh(s);
+  Drained d = Drain(fresh);
+  EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.open.message().find("HTTP 404: the URL does not exist"), std::string::npos)
+      << d.open.message();
+  EXPECT_EQ(fresh.counters().requests.load(), 1);
+  EXPECT_EQ(fresh.counters().http_4xx.load(), 1);
+  // After a committed page a 404 may be past the API's end: dead-lettered, page by page.
   HttpSource src(s);
-  Drained d = Drain(src);
+  d = Drain(src, {{0, 3}, {1, 2}});
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
   EXPECT_TRUE(d.records.empty());
   ASSERT_EQ(d.dead.size(), 2u);
   EXPECT_EQ(d.dead[0].reason, "http: HTTP 404");
@@ -403,15 +425,172 @@ TEST(HttpSourceLive, CountTruncatesTheLastPage) {
   Drained d = Drain(src);
   ASSERT_EQ(d.records.size(), 10u);
   EXPECT_EQ(d.records.back().first, 3);  // pages 1, 2 whole; 2 records of page 3
-  // From committed page 3 only the 2 remaining records come.
+  EXPECT_EQ(d.last_position, 4);
+  EXPECT_EQ(d.last_received, 10);
+  // From committed page 3 with 8 records received, only the 2 remaining records come.
   HttpSource again(s);
-  d = Drain(again, 3);
+  d = Drain(again, {{0, 3}, {1, 8}});
+  EXPECT_EQ(d.records.size(), 2u);
+  // A checkpoint from before the record count was committed (partition 0 only): the pages
+  // before were full, as that version assumed.
+  HttpSource old_checkpoint(s);
+  d = Drain(old_checkpoint, {{0, 3}});
   EXPECT_EQ(d.records.size(), 2u);
   (*server)->Stop();
 }
 
+TEST(FakeApi, MaxResultsCapsThePageSize) {
+  FakeApiOptions o;
+  o.max_results = 40;
+  std::multimap<std::string, std::string> params = {{"results", "200"}, {"seed", "cap"}, {"page", "3"}};
+  FakeApiResponse r = HandleFakeApiRequest(o, "/api/", params, nullptr);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, RenderFakeUsersPage("cap", 3, 40));
+  params = {{"results", "7"}, {"seed", "cap"}, {"page", "3"}};
+  EXPECT_EQ(HandleFakeApiRequest(o, "/api/", params, nullptr).body, RenderFakeUsersPage("cap", 3, 7));
+}
+
+/// The records the fake API serves for pages first..last at `per_page` users per page.
+std::vector<std::pair<int64_t, std::string>> FakePages(const std::string& seed, int64_t first,
+                                                       int64_t last, int per_page) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  for (int64_t page = first; page <= last; ++page) {
+    std::vector<std::string> recs;
+    EXPECT_TRUE(ExtractJsonRecords(RenderFakeUsersPage(seed, page, per_page), "results", &recs).ok());
+    for (auto& r : recs) out.emplace_back(page, r);
+  }
+  return out;
+}
+
+// Issue 13: an API that serves fewer records per page than asked (asked 200, got 40) ended the
+// run after its first page, since count assumed page_size records per page.
+TEST(HttpSourceLive, CountCountsRecordsReceivedWhenTheApiCapsItsPageSize) {
+  FakeApiOptions o;
+  o.max_results = 40;
+  auto server = FakeApiServer::Start(o);
+  ASSERT_TRUE(server.ok());
+  auto s = SettingsFor((*server)->port(), -1, 200);
+  s.count = 200;
+  HttpSource src(s);
+  Drained d = Drain(src);
+  EXPECT_EQ(d.records, FakePages("gtest", 1, 5, 40));  // 5 short pages, none taken as the end
+  EXPECT_EQ(d.last_position, 6);
+  EXPECT_EQ(d.last_received, 200);
+  EXPECT_EQ(d.last_state, PollState::kEnd);
+  EXPECT_EQ(src.counters().requests.load(), 5);
+
+  // A restart in the middle resumes the page cursor: page 3, 80 records received.
+  HttpSource resumed(s);
+  d = Drain(resumed, {{0, 3}, {1, 80}});
+  EXPECT_EQ(d.records, FakePages("gtest", 3, 5, 40));
+  EXPECT_EQ(d.last_received, 200);
+
+  // A count that ends inside a page: 130 = 3 pages and 10 records of page 4.
+  s.count = 130;
+  HttpSource partial(s);
+  d = Drain(partial);
+  auto expected = FakePages("gtest", 1, 4, 40);
+  expected.resize(130);
+  EXPECT_EQ(d.records, expected);
+  EXPECT_EQ(d.last_position, 5);
+  EXPECT_EQ(d.last_received, 130);
+
+  // Restarted after everything was committed: nothing more, the run ends.
+  HttpSource done(s);
+  d = Drain(done, {{0, 5}, {1, 130}});
+  EXPECT_TRUE(d.records.empty());
+  EXPECT_EQ(d.last_state, PollState::kEnd);
+  EXPECT_EQ(done.counters().requests.load(), 0);
+  (*server)->Stop();
+}
+
+// Issue 14: a permanent error fails at start (exit 2 from the command line), a transient one
+// is retried with backoff and counted.
+TEST(HttpSourceLive, PermanentErrorsFailAtStartTransientOnesAreRetried) {
+  httplib::Server server;
+  std::atomic<int> hits{0};
+  server.Get(R"(/(\d+)/)", [&](const httplib::Request& req, httplib::Response& res) {
+    ++hits;
+    res.status = std::stoi(req.matches[1]);
+    res.set_content("{\"error\":\"no\"}", "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread listener([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const char* code : {"401", "403"}) {
+    auto settings = SettingsFor(port, 3, 2);
+    settings.path = std::string("/") + code + "/";
+    HttpSource src(settings);
+    hits = 0;
+    // Also after a committed page: credentials refused stay refused.
+    Drained d = Drain(src, {{0, 2}, {1, 2}});
+    EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument) << code;
+    EXPECT_NE(d.open.message().find(std::string("HTTP ") + code + ": the credentials were refused; not retried"),
+              std::string::npos) << d.open.message();
+    EXPECT_EQ(hits.load(), 1) << code;  // no retry
+    EXPECT_EQ(src.counters().http_4xx.load(), 1);
+  }
+  // 503 at start: retried with backoff (counted), then the page is dead-lettered and the run
+  // goes on; nothing fails at start.
+  auto settings = SettingsFor(port, 1, 2);
+  settings.path = "/503/";
+  HttpSource busy(settings);
+  hits = 0;
+  Drained d = Drain(busy);
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
+  EXPECT_EQ(hits.load(), 3);
+  EXPECT_EQ(busy.counters().retries.load(), 2);
+  EXPECT_EQ(busy.counters().http_5xx.load(), 3);
+  ASSERT_EQ(d.dead.size(), 1u);
+  EXPECT_EQ(d.dead[0].reason, "http: HTTP 503 after 3 attempts");
+  server.stop();
+  listener.join();
+
+  // Transient failures that pass: every page fails twice, then answers; all records arrive.
+  FakeApiOptions o;
+  o.error_rate = 1;
+  o.errors = {FakeFault::k5xx};
+  o.fail_times = 2;
+  auto fake = FakeApiServer::Start(o);
+  ASSERT_TRUE(fake.ok());
+  HttpSource flaky(SettingsFor((*fake)->port(), 3, 2));
+  d = Drain(flaky);
+  ASSERT_TRUE(d.open.ok()) << d.open.message();
+  EXPECT_EQ(d.records, FakePages("gtest", 1, 3, 2));
+  EXPECT_TRUE(d.dead.empty());
+  EXPECT_EQ(flaky.counters().retries.load(), 6);
+  EXPECT_EQ(flaky.counters().http_5xx.load(), 6);
+  EXPECT_EQ(flaky.counters().requests.load(), 9);
+  (*fake)->Stop();
+}
+
+// Open makes one attempt: the retries of a transient failure are the fetch thread's, which
+// Close() interrupts, so a signal ends a run at once even while the API is down at start.
+TEST(HttpSourceLive, OpenMakesOneAttemptAndCloseInterruptsTheRetries) {
+  auto server = FakeApiServer::Start(FakeApiOptions{});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  (*server)->Stop();  // nothing listens there any more
+  auto s = SettingsFor(port, 3, 2);
+  s.backoff_micros = 5'000'000;
+  s.backoff_max_micros = 5'000'000;
+  HttpSource src(s);
+  SourceContext ctx;
+  ctx.committed_position = [](int32_t) -> std::optional<int64_t> { return std::nullopt; };
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(src.Open(ctx).ok());
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::seconds(1));
+  EXPECT_EQ(src.counters().requests.load(), 1);
+  EXPECT_EQ(src.counters().connection.load(), 1);
+  const auto closing = std::chrono::steady_clock::now();
+  src.Close();
+  EXPECT_LT(std::chrono::steady_clock::now() - closing, std::chrono::seconds(1));
+  EXPECT_EQ(src.counters().requests.load(), 1);  // the first retry waits at least 2.5 s
+}
+
 // https: a server with a self-signed certificate (made by the openssl tool) is trusted through
-// ca_file or insecure, and otherwise dead-lettered without retry.
+// ca_file or insecure, and otherwise fails the run at start, without retry.
 TEST(HttpSourceLive, HttpsVerifiesTheServerCertificate) {
   const std::string dir = ::testing::TempDir() + "sluice-https-" + std::to_string(::getpid());
   const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
@@ -435,11 +614,13 @@ TEST(HttpSourceLive, HttpsVerifiesTheServerCertificate) {
   auto settings = SettingsFor(port, 2, 2);
   settings.base = "https://127.0.0.1:" + std::to_string(port);
 
+  // A certificate that does not verify will not verify on a retry: the run fails at start.
   HttpSource untrusted(settings);
   Drained d = Drain(untrusted);
-  EXPECT_TRUE(d.records.empty());
-  ASSERT_EQ(d.dead.size(), 2u);
-  EXPECT_EQ(d.dead[0].reason, "http: TLS: SSLServerVerification");
+  EXPECT_EQ(d.open.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.open.message().find("TLS: SSLServerVerification: the server's certificate does not verify"),
+            std::string::npos) << d.open.message();
+  EXPECT_EQ(untrusted.counters().requests.load(), 1);
   EXPECT_EQ(untrusted.counters().retries.load(), 0);
 
   settings.ca_file = cert;
