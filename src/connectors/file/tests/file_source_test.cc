@@ -73,7 +73,10 @@ class FileSourceTest : public ::testing::Test {
       auto st = src->Poll(&batch, 3, std::chrono::milliseconds(10));
       EXPECT_TRUE(st.ok()) << st.status().ToString();
       if (!st.ok()) break;
-      for (size_t k = 0; k < batch.size(); ++k) out.emplace_back(batch.payload(k));
+      for (size_t k = 0; k < batch.size(); ++k) {
+        out.emplace_back(batch.payload(k));
+        (*stored)[0] = batch.record(k).next_offset;  // as the worker does, then the source's own
+      }
       if (!batch.empty() || !batch.dead_letters().empty()) {
         for (const auto& [p, o] : src->PositionsAfterBatch()) (*stored)[p] = o;
       }
