@@ -44,6 +44,14 @@ add_test(NAME cli
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(cli PROPERTIES TIMEOUT 180 LABELS "python;integration")
 
+# File positions bound to the file's identity: a replaced file (longer, shorter), an append, a
+# prefix-keeping rewrite, a shrink refused until --reset-source; a directory as the source exits 2.
+add_test(NAME file_identity
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/file_identity_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(file_identity PROPERTIES TIMEOUT 300 LABELS "python;integration" SKIP_RETURN_CODE 77)
+
 # Kafka source end to end, against the broker of `make services` (127.0.0.1:9092): records
 # published by kcat keyed by job_id; --until-caught-up and its re-run, kill -9 x10 + restarts,
 # scale-out (two processes, one group, rebalances), broker restart mid-run; every result must

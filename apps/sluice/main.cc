@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
                 "process what is there now (end of files, end offsets seen at start), checkpoint, exit 0");
   run->add_flag("--follow", options.follow, "keep reading file sources as they grow");
   run->add_option("--workers", options.workers, "worker threads (default: one per partition, at most the cores)");
+  run->add_option("--reset-source", options.reset_source,
+                  "forget the committed position of source NAME and read it from its beginning "
+                  "(results already in the sink stay)");
   HttpOptions http;
   run->add_option("--http", http.address,
                   "serve /metrics, /healthz, /readyz, /api/status and the dashboard on HOST:PORT "

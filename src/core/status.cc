@@ -13,6 +13,7 @@ const char* CodeName(StatusCode code) {
     case StatusCode::kUnavailable: return "Unavailable";
     case StatusCode::kAborted: return "Aborted";
     case StatusCode::kInternal: return "Internal error";
+    case StatusCode::kFailedPrecondition: return "Failed precondition";
   }
   return "Unknown";
 }

@@ -18,6 +18,9 @@ enum class StatusCode {
   kUnavailable,      ///< a server is not reachable right now; retry with backoff
   kAborted,          ///< the operation was cancelled (shutdown)
   kInternal,         ///< a broken invariant
+  /// The input or the stored state is not what the operation needs, and retrying cannot help
+  /// (a source file that is a directory or shrank under its committed position): stop now.
+  kFailedPrecondition,
 };
 
 /// Carries the outcome of an operation that can fail in an expected way.
@@ -34,6 +37,9 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) {
+    return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

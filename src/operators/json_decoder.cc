@@ -191,6 +191,13 @@ class NdjsonDecoder final : public Decoder {
       generation_ = 1;
     }
 
+    // JSON text holds no raw NUL (in a string it must be escaped as \u0000), but simdjson stops
+    // at one as at its zero padding, so `{"a":1<NUL>}` would pass for `{"a":1}`.
+    if (const void* nul = payload.empty() ? nullptr : std::memchr(payload.data(), '\0', payload.size())) {
+      return Status::ParseError("malformed JSON at byte " +
+                                std::to_string(static_cast<const char*>(nul) - payload.data()) +
+                                ": a NUL byte (JSON text cannot contain one unescaped)");
+    }
     const size_t capacity = buffer_.Assign(payload);
     payload_size_ = payload.size();
     doc_ready_ = false;

@@ -122,6 +122,7 @@ Status Runner::Start() {
       loaded_[{p.source, p.partition}] = p.offset;
     }
   }
+  if (!options_.reset_source.empty()) RETURN_IF_ERROR(ForgetSourcePositions());
   if (needs_state_) RETURN_IF_ERROR(RestoreWindowState());
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
@@ -325,20 +326,66 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   return rows;
 }
 
+Status Runner::ForgetSourcePositions() {
+  const std::string& name = options_.reset_source;
+  if (name != config_.source.name) {
+    return Status::InvalidArgument("--reset-source " + name + ": the pipeline's source is named '" +
+                                   config_.source.name + "'");
+  }
+  std::string forgotten;
+  for (auto it = loaded_.begin(); it != loaded_.end();) {
+    if (it->first.first != name) {
+      ++it;
+      continue;
+    }
+    if (it->first.second < kIdentityPartitionBase && it->second != kForgottenPosition) {
+      forgotten += (forgotten.empty() ? "" : ", ") + std::string("partition ") + std::to_string(it->first.second) +
+                   " at " + std::to_string(it->second);
+    }
+    // Stored with the next checkpoint, so a restart before the source has new positions still
+    // starts from the beginning.
+    positions_[it->first] = kForgottenPosition;
+    it = loaded_.erase(it);
+  }
+  forgetting_ = true;
+  if (forgotten.empty()) {
+    spdlog::info("pipeline {}: --reset-source {}: no committed position to forget; reading it from its beginning",
+                 config_.name, name);
+  } else {
+    spdlog::info("pipeline {}: --reset-source {}: forgetting its committed position(s) ({}); reading it from its "
+                 "beginning (results already in the sink stay)",
+                 config_.name, name, forgotten);
+  }
+  return Status::OK();
+}
+
 std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_t partition) {
   std::lock_guard<std::mutex> lock(sink_mu_);
+  if (forgetting_ && source == options_.reset_source) {
+    // The sink still holds the forgotten positions until this run commits; only what this run
+    // committed counts.
+    auto it = committed_.find({source, partition});
+    if (it == committed_.end() || it->second == kForgottenPosition) return std::nullopt;
+    return it->second;
+  }
   auto stored = sink_->LoadPositions();
   if (!stored.ok()) {
     spdlog::warn("reading positions from the sink failed: {}; using the last known ones",
                  stored.status().ToString());
-    auto it = committed_.find({source, partition});
-    if (it != committed_.end()) return it->second;
-    it = loaded_.find({source, partition});
-    if (it == loaded_.end()) return std::nullopt;
-    return it->second;
+    std::optional<int64_t> known;
+    if (auto it = committed_.find({source, partition}); it != committed_.end()) {
+      known = it->second;
+    } else if (auto at = loaded_.find({source, partition}); at != loaded_.end()) {
+      known = at->second;
+    }
+    if (known == kForgottenPosition) return std::nullopt;
+    return known;
   }
   for (const auto& p : *stored) {
-    if (p.source == source && p.partition == partition) return p.offset;
+    if (p.source == source && p.partition == partition) {
+      if (p.offset == kForgottenPosition) return std::nullopt;  // forgotten by --reset-source
+      return p.offset;
+    }
   }
   return std::nullopt;
 }

@@ -24,6 +24,9 @@ struct RunOptions {
   bool until_caught_up = false;  ///< stop at the end offsets seen at start, then exit
   bool follow = false;           ///< keep reading files as they grow
   int workers = 0;               ///< 0: the pipeline's setting, else one per partition (max cores)
+  /// --reset-source NAME: forget the committed positions of that source (it must be the
+  /// pipeline's), so it is read from its beginning; what it produced before stays in the sink.
+  std::string reset_source = {};
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
@@ -72,6 +75,9 @@ class Runner : public CheckpointRequester {
   std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
   /// Reads the committed position of one partition from the sink.
   std::optional<int64_t> LookupCommitted(const std::string& source, int32_t partition);
+  /// --reset-source: replaces the loaded positions of that source by kForgottenPosition, which
+  /// the next checkpoints store until the source has new ones.
+  Status ForgetSourcePositions();
 
   PipelineConfig config_;
   RunOptions options_;
@@ -87,6 +93,7 @@ class Runner : public CheckpointRequester {
   std::map<std::pair<std::string, int32_t>, int64_t> loaded_;     ///< the sink's, at start
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;  ///< what this process wrote
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
+  bool forgetting_ = false;  ///< --reset-source: the sink's positions of the source are stale
   int64_t epoch_ = 0;
   std::atomic<bool> stop_{false};
   std::mutex sink_mu_;  ///< the sink is used by the coordinator and by rebalance callbacks

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/pipeline_config.h"
@@ -15,6 +16,29 @@
 #include "runtime/stats.h"
 
 namespace sluice {
+
+/// Positions at or above this partition number are not partitions of the input: they hold what
+/// a source needs to recognise its input again on the next start (a file's device, inode and
+/// fingerprints, a table's last row read), committed with the real positions in the same
+/// transaction. The engine stores and returns them like any position and never reads records
+/// from them.
+inline constexpr int32_t kIdentityPartitionBase = 1 << 30;
+
+/// The offset `sluice run --reset-source` stores for a forgotten position until the source has
+/// a new one: the engine reports such a position as absent, so the source starts from the
+/// beginning, also after a restart that comes before the first new position.
+inline constexpr int64_t kForgottenPosition = INT64_MIN;
+
+/// Returns a 64-bit FNV-1a hash of `bytes`: stable across builds and machines, for the
+/// fingerprints sources store with their positions (not for anything adversarial).
+inline int64_t Fingerprint64(std::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<int64_t>(h);
+}
 
 /// What a Poll() produced.
 enum class PollState {
@@ -27,7 +51,8 @@ enum class PollState {
 /// sink are the truth; a source seeks to them when it is assigned a partition.
 struct SourceContext {
   /// Returns the committed next position of `partition`, if the sink has one. Reads the sink,
-  /// so positions committed by other processes of the same pipeline are seen.
+  /// so positions committed by other processes of the same pipeline are seen. Also answers for
+  /// the identity partitions (kIdentityPartitionBase and up) the source stored itself.
   std::function<std::optional<int64_t>(int32_t partition)> committed_position;
   /// Called on the worker thread when partitions are about to be taken away (a consumer-group
   /// rebalance): hands over everything processed so far and returns once it is committed,
@@ -83,7 +108,8 @@ class Source {
   virtual std::vector<int32_t> Partitions() const { return {}; }
 
   /// Positions to commit after the batch just polled, for sources whose position is not one
-  /// offset per record (a table's (column, key) cursor). Empty: each record's next_offset.
+  /// offset per record (a table's (column, key) cursor), and the identity partitions
+  /// (kIdentityPartitionBase and up) that go with them. Empty: each record's next_offset.
   virtual std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const { return {}; }
 
   /// Returns per-partition lag (records or bytes behind the end), when known.

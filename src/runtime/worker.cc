@@ -101,6 +101,7 @@ std::vector<PipelineSnapshot::PartitionInfo> Worker::Partitions() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PipelineSnapshot::PartitionInfo> out;
   for (const auto& [p, pos] : reported_positions_) {
+    if (p >= kIdentityPartitionBase) continue;  // what the source stores to recognise its input
     int64_t lag = -1;
     for (const auto& [lp, l] : reported_lag_) {
       if (lp == p) lag = l;
@@ -247,6 +248,13 @@ void Worker::Run() {
     }
     batch_.Clear();
     auto state = source_->Poll(&batch_, kBatchRecords, kPollBudget);
+    if (!state.ok() && state.status().code() == StatusCode::kFailedPrecondition) {
+      // Permanent (a source file that turned into a directory, say): retrying cannot help.
+      counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = state.status().WithContext("source " + source_name_);
+      break;
+    }
     if (!state.ok()) {
       counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("source {} (worker {}): {}; retrying in {} ms", source_name_, index_,

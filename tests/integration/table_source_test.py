@@ -20,6 +20,10 @@ over the same rows.
     NOW(6) and stays open, transaction B inserts rows stamped later and commits, then A commits
     one second later (an out-of-order commit within the grace period). After a stop and a last
     `--until-caught-up`, the table equals the recomputation over all 6,766 rows.
+ 4. recreated: the table is dropped and recreated with 1,000 rows (ids from 1 again). The next
+    run is refused with exit 1, naming --reset-source and the table's CREATE_TIME, and changes
+    nothing (before, it resumed after the old cursor and read nothing, exit 0); then
+    `--reset-source tracking` reads the new table from its beginning.
 """
 
 import argparse
@@ -130,10 +134,11 @@ def main():
     key = list(rr.EVENTS_KEY)
     db = os.path.join(tmp, "out.db")
     try:
-        server.run(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                   "create_time VARCHAR(64), ts VARCHAR(64), custom_track VARCHAR(64), job_id BIGINT, bid BIGINT, "
-                   "publisher_id BIGINT, campaign_id BIGINT, group_id BIGINT, inserted_at DATETIME(6) NOT NULL, "
-                   "KEY (inserted_at, id))", "sluice")
+        create = (f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                  "create_time VARCHAR(64), ts VARCHAR(64), custom_track VARCHAR(64), job_id BIGINT, bid BIGINT, "
+                  "publisher_id BIGINT, campaign_id BIGINT, group_id BIGINT, inserted_at DATETIME(6) NOT NULL, "
+                  "KEY (inserted_at, id))")
+        server.run(create, "sluice")
         # 1. bursts of 500 rows sharing one timestamp, an hour ago (well outside the grace).
         first = rows[:5000]
         sql = ""
@@ -191,6 +196,26 @@ def main():
                 "SELECT source, partition, offset FROM _sluice_positions WHERE source = 'tracking'"))
         check("positions hold the (inserted_at, id) cursor of the last row", stored.get(("tracking", 1)) == len(rows),
               f"stored {stored}")
+
+        # 4. dropped and recreated with other rows: refused until --reset-source.
+        server.run(create, "sluice")
+        reloaded = rows[:1000]
+        server.run(insert_sql(table, reloaded, "NOW(6) - INTERVAL 1 HOUR"), "sluice")
+        before = compare_tables.load(db, "events")
+        p = subprocess.run(sluice_run(sluice, table, db, ["--until-caught-up"]), cwd=REPO, capture_output=True,
+                           text=True, timeout=180)
+        check("recreated: refused with exit 1 naming --reset-source and CREATE_TIME",
+              p.returncode == 1 and "--reset-source tracking" in p.stderr and "CREATE_TIME" in p.stderr,
+              f"rc={p.returncode} {p.stderr[-1500:]}")
+        after = compare_tables.load(db, "events")
+        check("recreated: the refused run changes nothing", sorted(before.rows) == sorted(after.rows), "rows differ")
+        p = subprocess.run(sluice_run(sluice, table, db, ["--until-caught-up", "--reset-source", "tracking"]),
+                           cwd=REPO, capture_output=True, text=True, timeout=180)
+        check("recreated: --reset-source tracking exits 0", p.returncode == 0, p.stderr[-1500:])
+        want = expected_db(tmp, header, rows + reloaded, "reloaded")
+        diffs = compare_tables.compare(db, want, key)
+        check("recreated: events == recomputation over the 6,766 rows and the 1,000 reloaded ones",
+              not diffs, "\n".join(diffs[:10]))
     except Exception as e:  # noqa: BLE001
         check("scenario ran", False, repr(e)[:1500])
     finally:

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -17,6 +19,51 @@ namespace sluice {
 namespace {
 
 constexpr size_t kReadSize = 1 << 20;
+
+/// Bytes at the start of a file whose hash, with the device and inode, identifies it.
+constexpr int64_t kHeadBytes = 1024;
+/// Bytes just before a position whose hash shows, on the next start, that the file still holds
+/// what was read up to it. buf_ always keeps this many bytes before buf_pos_ (or all of them).
+constexpr int64_t kTailBytes = 1024;
+// The identity partitions (see kIdentityPartitionBase). The hashes cover kHeadBytes and
+// kTailBytes: changing either needs new partition numbers, or every stored file looks new.
+constexpr int32_t kDevicePartition = kIdentityPartitionBase + 0;
+constexpr int32_t kInodePartition = kIdentityPartitionBase + 1;
+constexpr int32_t kHeadPartition = kIdentityPartitionBase + 2;
+constexpr int32_t kTailPartition = kIdentityPartitionBase + 3;
+
+/// Reads up to `n` bytes at `offset` (fewer only at the end of the file).
+Result<std::string> ReadAt(int fd, int64_t offset, size_t n, const std::string& path) {
+  std::string out(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(offset + static_cast<int64_t>(got)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::IOError("read " + path + ": " + std::strerror(errno));
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out.resize(got);
+  return out;
+}
+
+/// Classifies a failed open() or stat() of a source file: missing is NotFound, and what no
+/// retry can change (permissions, not a file) is InvalidArgument; both exit 2 at start.
+Status OpenError(const std::string& what, int error) {
+  std::string m = what + ": " + std::strerror(error);
+  if (error == ENOENT || error == ENOTDIR) return Status::NotFound(m);
+  if (error == EACCES || error == EPERM || error == EISDIR || error == ELOOP || error == ENAMETOOLONG) {
+    return Status::InvalidArgument(m);
+  }
+  return Status::IOError(m);
+}
+
+/// Returns why `st` cannot be a source file, or "" for a regular file.
+std::string NotAFile(const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return "";
+  if (S_ISDIR(st.st_mode)) return "is a directory, not a file";
+  return "is not a regular file (a FIFO, socket or device): a file source needs a file it can seek in";
+}
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -62,23 +109,38 @@ Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig
     return Status::InvalidArgument(o.Where("delimiter") + ": delimiter must be \",\" or \";\"");
   }
   ASSIGN_OR_RETURN(options.header, o.GetBool("header", true));
+  ASSIGN_OR_RETURN(int64_t max_quoted, o.GetInt("max_quoted_bytes", 1 << 20));
+  if (max_quoted <= 0) {
+    return Status::InvalidArgument(o.Where("max_quoted_bytes") + ": max_quoted_bytes must be positive");
+  }
   IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  // What no retry can fix fails here, at start (and in `validate`): a missing file, a
+  // directory, a FIFO or device, a file this user cannot read.
+  const std::string where = config.options.Where("") + ": source file " + path;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return Status::NotFound(config.options.Where("") + ": source file " + path + ": " +
-                            std::strerror(errno));
-  }
+  if (::stat(path.c_str(), &st) != 0) return OpenError(where, errno);
+  if (std::string why = NotAFile(st); !why.empty()) return Status::InvalidArgument(where + " " + why);
+  if (::access(path.c_str(), R_OK) != 0) return OpenError(where + " cannot be read", errno);
   std::vector<std::unique_ptr<Source>> out;
-  out.push_back(std::unique_ptr<Source>(new FileSource(path, options)));
-  if (delimiter.empty()) static_cast<FileSource*>(out.back().get())->options_.delimiter = 0;
+  auto* source = new FileSource(config.name, path, options);
+  out.push_back(std::unique_ptr<Source>(source));
+  if (delimiter.empty()) source->options_.delimiter = 0;
+  source->max_quoted_bytes_ = max_quoted;
   return out;
 }
 
 Status FileSource::Open(const SourceContext& ctx) {
   follow_ = ctx.follow && !ctx.until_caught_up;
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) return Status::IOError("open " + path_ + ": " + std::strerror(errno));
+  if (fd_ < 0) return OpenError("source " + name_ + ": open " + path_, errno);
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::IOError("stat " + path_ + ": " + std::strerror(errno));
+  if (std::string why = NotAFile(st); !why.empty()) {
+    return Status::InvalidArgument("source " + name_ + ": " + path_ + " " + why);
+  }
+  device_ = static_cast<int64_t>(st.st_dev);
+  inode_ = static_cast<int64_t>(st.st_ino);
   int64_t data_start = 0;
   if (options_.format == DecoderOptions::Format::kCsv && options_.header) {
     // Read until the header record is complete.
@@ -97,80 +159,232 @@ Status FileSource::Open(const SourceContext& ctx) {
     if (options_.delimiter == 0) options_.delimiter = SniffDelimiter(*header_);
   }
   if (options_.delimiter == 0) options_.delimiter = ',';
+  if (header_) {
+    std::vector<std::string> names;
+    if (SplitCsvRecord(*header_, options_.delimiter, &names).ok()) columns_ = names.size();
+  }
+  ASSIGN_OR_RETURN(head_, ReadAt(fd_, 0, static_cast<size_t>(kHeadBytes), path_));
   int64_t start = data_start;
-  if (auto committed = ctx.committed_position(0)) start = std::max(start, *committed);
+  if (auto committed = ctx.committed_position(0); committed && *committed > 0) {
+    ASSIGN_OR_RETURN(int64_t resume, ResumeOffset(ctx, *committed, static_cast<int64_t>(st.st_size)));
+    start = std::max(start, resume);
+  }
+  // The buffer starts with the bytes before `start`, whose hash goes with the next position.
+  const int64_t history = std::min(start, kTailBytes);
+  ASSIGN_OR_RETURN(std::string before, ReadAt(fd_, start - history, static_cast<size_t>(history), path_));
+  if (static_cast<int64_t>(before.size()) != history) {
+    return Status::IOError("source " + name_ + ": " + path_ + " shrank while it was opened");
+  }
+  buf_len_ = 0;
+  Reserve(before.size());
+  if (!before.empty()) std::memcpy(buf_.get(), before.data(), before.size());
+  buf_len_ = before.size();
+  buf_pos_ = before.size();
+  buf_offset_ = start - history;
+  eof_ = false;
   if (::lseek(fd_, start, SEEK_SET) < 0) {
     return Status::IOError("seek " + path_ + ": " + std::strerror(errno));
   }
-  buf_len_ = 0;
-  buf_pos_ = 0;
-  buf_offset_ = start;
-  eof_ = false;
   return Status::OK();
 }
 
+Result<int64_t> FileSource::ResumeOffset(const SourceContext& ctx, int64_t committed, int64_t size) {
+  const std::string what = "source " + name_ + ": file " + path_;
+  const std::string reset = "run again with --reset-source " + name_ +
+                            " to read it from its start (what was read before stays counted in the sink)";
+  auto shrank = [&](const std::string& how) {
+    return Status::FailedPrecondition(
+        what + " is shorter (" + std::to_string(size) + " bytes) than the position committed for it (byte " +
+        std::to_string(committed) + ") and " + how + ": it was truncated or rewritten shorter, and sluice " +
+        "cannot tell which of its records are new; " + reset);
+  };
+  const auto device = ctx.committed_position(kDevicePartition);
+  const auto inode = ctx.committed_position(kInodePartition);
+  const auto head = ctx.committed_position(kHeadPartition);
+  const auto tail = ctx.committed_position(kTailPartition);
+  if (!head || !tail) {
+    // A position stored by a sluice that kept no identity: trust it unless the file shrank.
+    if (size < committed) return shrank("no file identity is stored with the position");
+    spdlog::info("{}: no file identity is stored with its position (written by an older sluice); "
+                 "continuing at byte {}", what, committed);
+    return committed;
+  }
+  const bool same_inode = device && inode && *device == device_ && *inode == inode_;
+  const int64_t head_len = std::min(committed, kHeadBytes);
+  if (static_cast<int64_t>(head_.size()) < head_len) {
+    // Shorter than the first bytes that were hashed: they cannot be compared.
+    if (same_inode) return shrank("it is the same file (device and inode)");
+    spdlog::info("{}: it was replaced (another inode) by a file shorter than the first bytes read before; "
+                 "reading it from its start as a new file", what);
+    return 0;
+  }
+  if (Fingerprint64(std::string_view(head_).substr(0, static_cast<size_t>(head_len))) != *head) {
+    spdlog::info("{}: {} than the file read to byte {} before; reading it from its start as a new file", what,
+                 same_inode ? "its first bytes were rewritten in place: it holds other data"
+                            : "it was replaced: another inode and other first bytes, so other data",
+                 committed);
+    return 0;
+  }
+  if (size < committed) return shrank("starts with the same bytes as the file read before");
+  const int64_t tail_len = std::min(committed, kTailBytes);
+  ASSIGN_OR_RETURN(std::string before, ReadAt(fd_, committed - tail_len, static_cast<size_t>(tail_len), path_));
+  if (Fingerprint64(before) != *tail) {
+    return Status::FailedPrecondition(
+        what + " starts with the same bytes as the file read before, but the bytes before the position " +
+        "committed for it (byte " + std::to_string(committed) + ") changed: it was rewritten, not " +
+        "appended to, and sluice cannot tell which of its records are new; " + reset);
+  }
+  if (!same_inode) {
+    spdlog::info("{}: replaced by a file that keeps what was read (to byte {}) as its prefix; continuing there",
+                 what, committed);
+  }
+  return committed;
+}
+
+void FileSource::Reserve(size_t n) {
+  if (buf_cap_ - buf_len_ >= n) return;
+  size_t cap = std::max(2 * buf_cap_, buf_len_ + n);
+  auto grown = std::make_unique_for_overwrite<char[]>(cap);
+  if (buf_len_ > 0) std::memcpy(grown.get(), buf_.get(), buf_len_);
+  buf_ = std::move(grown);
+  buf_cap_ = cap;
+}
+
 Result<size_t> FileSource::Fill() {
-  if (buf_pos_ > 0 && buf_pos_ >= buf_len_ / 2) {
-    std::memmove(buf_.get(), buf_.get() + buf_pos_, buf_len_ - buf_pos_);
-    buf_len_ -= buf_pos_;
-    buf_offset_ += static_cast<int64_t>(buf_pos_);
-    buf_pos_ = 0;
+  // Consumed bytes are dropped, except the kTailBytes before buf_pos_ (hashed with positions).
+  const size_t drop = buf_pos_ > static_cast<size_t>(kTailBytes) ? buf_pos_ - static_cast<size_t>(kTailBytes) : 0;
+  if (drop > 0 && drop >= buf_len_ / 2) {
+    std::memmove(buf_.get(), buf_.get() + drop, buf_len_ - drop);
+    buf_len_ -= drop;
+    buf_offset_ += static_cast<int64_t>(drop);
+    buf_pos_ -= drop;
   }
-  if (buf_cap_ - buf_len_ < kReadSize) {
-    size_t cap = std::max(2 * buf_cap_, buf_len_ + kReadSize);
-    auto grown = std::make_unique_for_overwrite<char[]>(cap);
-    if (buf_len_ > 0) std::memcpy(grown.get(), buf_.get(), buf_len_);
-    buf_ = std::move(grown);
-    buf_cap_ = cap;
-  }
+  Reserve(kReadSize);
   ssize_t n;
   do {
     n = ::read(fd_, buf_.get() + buf_len_, kReadSize);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return Status::IOError("read " + path_ + ": " + std::strerror(errno));
+  if (n < 0) {
+    // EIO and the like may pass (a flaky disk, a network file system): the worker retries them
+    // with backoff and counts them. What a retry cannot change stops the run.
+    const int e = errno;
+    std::string m = "source " + name_ + ": read " + path_ + ": " + std::strerror(e);
+    if (e == EISDIR || e == EBADF || e == EINVAL || e == EFAULT) return Status::FailedPrecondition(m);
+    return Status::IOError(m);
+  }
+  // The first kHeadBytes of the file are kept in head_ as they are read (a followed file that
+  // was shorter when it was opened).
+  const int64_t at = buf_offset_ + static_cast<int64_t>(buf_len_);
+  const int64_t have = static_cast<int64_t>(head_.size());
+  if (n > 0 && have < kHeadBytes && at <= have && at + n > have) {
+    const int64_t upto = std::min<int64_t>(at + n, kHeadBytes);
+    head_.append(buf_.get() + buf_len_ + (have - at), static_cast<size_t>(upto - have));
+  }
   buf_len_ += static_cast<size_t>(n);
   if (n == 0) eof_ = true;
   return static_cast<size_t>(n);
 }
 
-size_t FileSource::NextRecordLength(bool at_eof) const {
+FileSource::Framed FileSource::NextRecord(bool at_eof) {
   std::string_view rest = Buffered().substr(buf_pos_);
-  if (rest.empty()) return 0;
-  if (options_.format == DecoderOptions::Format::kCsv) return CsvRecordLength(rest, at_eof);
-  size_t nl = rest.find('\n');
-  if (nl != std::string_view::npos) return nl + 1;
-  return at_eof ? rest.size() : 0;
+  if (rest.empty()) return {};
+  const size_t nl = rest.find('\n');
+  if (options_.format != DecoderOptions::Format::kCsv) {
+    if (nl != std::string_view::npos) return {nl + 1, {}};
+    return {at_eof ? rest.size() : 0, {}};
+  }
+  const size_t len = CsvRecordLength(rest, at_eof);
+  // The first line, which is all a broken record gives up.
+  const size_t line = nl != std::string_view::npos ? nl + 1 : (at_eof ? rest.size() : 0);
+  const size_t cap = static_cast<size_t>(max_quoted_bytes_);
+  auto broken = [&](const std::string& why) {
+    return Framed{line, "CSV record: " + why + " (a stray quote?); this line was dead-lettered and reading " +
+                            "resumed at the next one"};
+  };
+  if (len == 0) {
+    // Still inside quotes at the end of the buffer: more is needed, unless that is too much.
+    if (line > 0 && rest.size() > cap) {
+      return broken("a quoted field runs past " + std::to_string(cap) + " bytes (max_quoted_bytes)");
+    }
+    return {};
+  }
+  if (line == 0 || len <= line) return {len, {}};
+  // A record over several lines: a quoted field with line breaks, or a quote that is not one.
+  if (len > cap) return broken("a quoted field runs past " + std::to_string(cap) + " bytes (max_quoted_bytes)");
+  Status s = SplitCsvRecordViews(rest.substr(0, len), options_.delimiter, &fields_, &scratch_);
+  if (!s.ok()) return broken(s.message());
+  if (columns_ > 0 && fields_.size() != columns_) {
+    return broken("a quoted field over " + std::to_string(std::count(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(len), '\n')) +
+                  " line breaks gives " + std::to_string(fields_.size()) + " fields where the header has " +
+                  std::to_string(columns_));
+  }
+  return {len, {}};
 }
 
 Result<PollState> FileSource::Poll(RawBatch* out, size_t max_records,
                                    std::chrono::milliseconds budget) {
   auto deadline = std::chrono::steady_clock::now() + budget;
-  while (out->size() < max_records) {
+  const int64_t position_before = buf_offset_ + static_cast<int64_t>(buf_pos_);
+  auto taken = [&] { return out->size() + out->dead_letters().size(); };
+  while (taken() < max_records) {
     // A record cut at the end of a followed file is not final: more may be appended.
-    size_t len = NextRecordLength(eof_ && !follow_);
-    if (len == 0) {
-      if (!out->empty() && eof_) break;
-      if (eof_ && !follow_) return out->empty() ? PollState::kEnd : PollState::kData;
+    Framed next = NextRecord(eof_ && !follow_);
+    if (next.length == 0) {
+      if (taken() > 0 && eof_) break;
+      if (eof_ && !follow_) break;
       eof_ = false;
-      ASSIGN_OR_RETURN(size_t n, Fill());
+      auto filled = Fill();
+      if (!filled.ok()) {
+        // The records taken so far are returned (their bytes are consumed); the error comes
+        // again with the next poll.
+        if (taken() > 0) break;
+        return filled.status();
+      }
+      const size_t n = *filled;
       if (n == 0 && follow_) {
-        if (!out->empty()) break;
+        if (taken() > 0) break;
         if (std::chrono::steady_clock::now() >= deadline) return PollState::kIdle;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       continue;
     }
-    std::string_view record = Buffered().substr(buf_pos_, len);
+    std::string_view record = Buffered().substr(buf_pos_, next.length);
     const int64_t offset = buf_offset_ + static_cast<int64_t>(buf_pos_);
-    buf_pos_ += len;
+    buf_pos_ += next.length;
     std::string_view payload = StripTerminator(record);
+    if (!next.error.empty()) {
+      out->AddDeadLetter(SourceDeadLetter{std::move(next.error), std::string(payload), 0, offset});
+      continue;
+    }
     if (payload.empty()) continue;  // blank line
     RawRecord& r = out->Append(payload);
     r.partition = 0;
     r.offset = offset;
-    r.next_offset = offset + static_cast<int64_t>(len);
+    r.next_offset = offset + static_cast<int64_t>(next.length);
   }
-  return out->empty() ? (follow_ ? PollState::kIdle : PollState::kEnd) : PollState::kData;
+  if (buf_offset_ + static_cast<int64_t>(buf_pos_) != position_before) UpdateIdentity();
+  if (taken() > 0) return PollState::kData;
+  return follow_ ? PollState::kIdle : PollState::kEnd;
+}
+
+void FileSource::UpdateIdentity() {
+  const int64_t position = buf_offset_ + static_cast<int64_t>(buf_pos_);
+  // Fill() keeps head_ up to date as the first bytes are read, so it covers head_len; were it
+  // ever short, the next start would find other first bytes and read the file again as new.
+  const size_t head_len = static_cast<size_t>(std::min(position, kHeadBytes));
+  const size_t tail_len = static_cast<size_t>(std::min(position, kTailBytes));
+  head_hash_ = Fingerprint64(std::string_view(head_).substr(0, head_len));
+  tail_hash_ = Fingerprint64(Buffered().substr(buf_pos_ - tail_len, tail_len));
+  identity_at_ = position;
+}
+
+std::vector<std::pair<int32_t, int64_t>> FileSource::PositionsAfterBatch() const {
+  if (identity_at_ < 0) return {};
+  return {{0, identity_at_},
+          {kDevicePartition, device_},
+          {kInodePartition, inode_},
+          {kHeadPartition, head_hash_},
+          {kTailPartition, tail_hash_}};
 }
 
 std::vector<std::pair<int32_t, int64_t>> FileSource::Lag() const {

@@ -13,6 +13,19 @@ namespace sluice {
 /// Bounded by default (Poll returns kEnd at the end of the file); with SourceContext::follow it
 /// tails the file and waits for complete records. A final record without a line terminator is
 /// read at the end of a bounded run but waited for while following.
+///
+/// The position is bound to the file's identity, stored with it as identity partitions: the
+/// device and inode, a hash of the first min(position, 1 KiB) bytes and a hash of the 1 KiB
+/// before the position. On Open with a committed position: other first bytes make it a new file,
+/// read from its start (logged); the same first bytes continue at the position when the file
+/// still holds the bytes before it (an append, or a rewrite that keeps what was read as its
+/// prefix); a file shorter than the position, or with other bytes before it, is refused with
+/// FailedPrecondition naming `--reset-source`.
+///
+/// A CSV record that spans lines must split into the header's number of fields and keep its
+/// quoted fields under `max_quoted_bytes` (default 1 MiB); otherwise the quote that opened it
+/// is taken for a stray one: its first line is dead-lettered with the reason and reading
+/// resumes at the next line.
 class FileSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,
@@ -26,19 +39,45 @@ class FileSource : public Source {
   DecoderOptions decoder_options() const override { return options_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
   std::vector<int32_t> Partitions() const override { return {0}; }
+  std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override;
   void Close() override;
   ~FileSource() override { Close(); }
 
  private:
-  FileSource(std::string path, DecoderOptions options) : path_(std::move(path)), options_(options) {}
+  FileSource(std::string name, std::string path, DecoderOptions options)
+      : name_(std::move(name)), path_(std::move(path)), options_(options) {}
   /// Reads more bytes into buf_; returns the number read (0 at end of file).
   Result<size_t> Fill();
-  /// Returns the length of the next complete record in buf_ from buf_pos_, or 0.
-  size_t NextRecordLength(bool at_eof) const;
+  /// Makes room for `n` bytes in buf_ (keeping its content).
+  void Reserve(size_t n);
 
+  /// The next record in buf_ from buf_pos_: its length (0: none complete yet), and when the
+  /// record is broken (CSV framing) the reason; only its first line is then consumed.
+  struct Framed {
+    size_t length = 0;
+    std::string error;
+  };
+  Framed NextRecord(bool at_eof);
+  /// Decides where to resume for a committed position `committed` of a file of `size` bytes,
+  /// from the identity stored with it: `committed`, 0 for a new file, or an error.
+  Result<int64_t> ResumeOffset(const SourceContext& ctx, int64_t committed, int64_t size);
+  /// Computes the identity hashes for the current position after a poll that consumed input.
+  void UpdateIdentity();
+
+  std::string name_;  ///< the source's name in the pipeline (for messages)
   std::string path_;
   DecoderOptions options_;
+  int64_t max_quoted_bytes_ = 1 << 20;
+  size_t columns_ = 0;  ///< fields in the CSV header (0: unknown)
+  std::vector<std::string_view> fields_;  ///< scratch for checking multi-line CSV records
+  std::string scratch_;
   int fd_ = -1;
+  int64_t device_ = 0;
+  int64_t inode_ = 0;
+  std::string head_;             ///< the file's first bytes (up to 1 KiB), as far as known
+  int64_t identity_at_ = -1;     ///< the position the hashes below are for (-1: none yet)
+  int64_t head_hash_ = 0;
+  int64_t tail_hash_ = 0;
   bool follow_ = false;
   std::optional<std::string> header_;
   /// Returns the buffered bytes [0, buf_len_).

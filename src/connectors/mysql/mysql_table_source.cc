@@ -32,6 +32,7 @@ Result<std::vector<std::unique_ptr<Source>>> MysqlTableSource::Make(const Source
   auto parsed = mysql::ParseUri(uri, true);
   if (!parsed.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + parsed.status().message());
   Settings s;
+  s.name = config.name;
   s.connection.uri = std::move(parsed).value();
   s.connection.password_file = o.GetString("password_file");
   s.order_by = o.GetString("order_by", "id");
@@ -91,23 +92,67 @@ Status MysqlTableSource::Open(const SourceContext& ctx) {
   RETURN_IF_ERROR(Connect());
   cursor_order_ = ctx.committed_position(0);
   if (cursor_order_) cursor_key_ = ctx.committed_position(1).value_or(0);
+  if (cursor_order_) cursor_row_hash_ = ctx.committed_position(kCursorRowPartition);
+  RETURN_IF_ERROR(CheckCursorRow());
   spdlog::info("source {}/{}: reading by ({}, {}) {}", settings_.connection.uri.Display(),
                settings_.connection.uri.table, settings_.order_by, settings_.key,
                cursor_order_ ? "after the committed cursor" : "from the start");
   return Status::OK();
 }
 
+std::string MysqlTableSource::SelectSql() const {
+  std::string sql = "SELECT ";
+  for (const auto& c : settings_.columns) sql += mysql::QuoteIdentifier(c) + ", ";
+  return sql + mysql::QuoteIdentifier(settings_.order_by) + ", " + mysql::QuoteIdentifier(settings_.key) +
+         " FROM " + mysql::QuoteIdentifier(settings_.connection.uri.table);
+}
+
+std::string MysqlTableSource::OrderLiteral(int64_t order) const {
+  return timestamp_order_ ? mysql::StringLiteral(FormatTimestamp(order, "%Y-%m-%d %H:%M:%S.%f"))
+                          : std::to_string(order);
+}
+
+Status MysqlTableSource::CheckCursorRow() {
+  // Positions from a sluice that stored no row hash are trusted as they are.
+  if (!cursor_order_ || !cursor_row_hash_) return Status::OK();
+  const size_t n = settings_.columns.size();
+  std::string sql = SelectSql() + " WHERE " + mysql::QuoteIdentifier(settings_.order_by) + " = " +
+                    OrderLiteral(*cursor_order_);
+  if (settings_.order_by != settings_.key) {
+    sql += " AND " + mysql::QuoteIdentifier(settings_.key) + " = " + std::to_string(cursor_key_);
+  }
+  bool found = false, same = false;
+  RETURN_IF_ERROR(conn_->Query(sql + " LIMIT 1", [&](mysql::RowView r) -> Status {
+    found = true;
+    scratch_.clear();
+    values_.assign(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(n));
+    AppendJsonRow(settings_.columns, values_, &scratch_);
+    same = Fingerprint64(scratch_) == *cursor_row_hash_;
+    return Status::OK();
+  }));
+  if (same) return Status::OK();
+  std::string created;
+  RETURN_IF_ERROR(conn_->Query(
+      "SELECT CREATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " +
+          mysql::StringLiteral(settings_.connection.uri.table),
+      [&](mysql::RowView r) {
+        created = std::string(r[0].value_or(""));
+        return Status::OK();
+      }));
+  std::string cursor = settings_.order_by + " = " + (timestamp_order_ ? FormatTimestamp(*cursor_order_, "%Y-%m-%d %H:%M:%S.%f")
+                                                                       : std::to_string(*cursor_order_));
+  if (settings_.order_by != settings_.key) cursor += ", " + settings_.key + " = " + std::to_string(cursor_key_);
+  return CursorRowChanged(
+      "source " + settings_.name + " (" + settings_.connection.uri.Display() + "/" + settings_.connection.uri.table + ")",
+      settings_.name, cursor, !found, created.empty() ? "" : "The table's CREATE_TIME is " + created + ".");
+}
+
 std::string MysqlTableSource::PageSql(size_t limit) const {
   const std::string order = mysql::QuoteIdentifier(settings_.order_by);
   const std::string key = mysql::QuoteIdentifier(settings_.key);
-  std::string sql = "SELECT ";
-  for (const auto& c : settings_.columns) sql += mysql::QuoteIdentifier(c) + ", ";
-  sql += order + ", " + key + " FROM " + mysql::QuoteIdentifier(settings_.connection.uri.table) +
-         " WHERE " + order + " IS NOT NULL";
+  std::string sql = SelectSql() + " WHERE " + order + " IS NOT NULL";
   if (cursor_order_) {
-    const std::string at = timestamp_order_
-                               ? mysql::StringLiteral(FormatTimestamp(*cursor_order_, "%Y-%m-%d %H:%M:%S.%f"))
-                               : std::to_string(*cursor_order_);
+    const std::string at = OrderLiteral(*cursor_order_);
     if (settings_.order_by == settings_.key) {
       sql += " AND " + order + " > " + at;
     } else {
@@ -157,6 +202,7 @@ Result<PollState> MysqlTableSource::Poll(RawBatch* out, size_t max_records, std:
     rec.next_offset = order;
     cursor_order_ = order;
     cursor_key_ = key;
+    cursor_row_hash_ = Fingerprint64(scratch_);
     ++rows;
     return Status::OK();
   });
@@ -174,7 +220,8 @@ Result<PollState> MysqlTableSource::Poll(RawBatch* out, size_t max_records, std:
 
 std::vector<std::pair<int32_t, int64_t>> MysqlTableSource::PositionsAfterBatch() const {
   if (!cursor_order_) return {};
-  return {{0, *cursor_order_}, {1, cursor_key_}};
+  if (!cursor_row_hash_) return {{0, *cursor_order_}, {1, cursor_key_}};
+  return {{0, *cursor_order_}, {1, cursor_key_}, {kCursorRowPartition, *cursor_row_hash_}};
 }
 
 }  // namespace sluice

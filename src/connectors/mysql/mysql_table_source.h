@@ -24,6 +24,11 @@ namespace sluice {
 ///
 /// Each row becomes one NDJSON record of the declared fields (values as strings, NULL as null),
 /// decoded like any JSON record. Options may also be given in the URI's query string.
+///
+/// With the cursor goes a hash of the last row read (kCursorRowPartition). On start that row is
+/// read again at the cursor; when it is gone or holds other values the table was dropped and
+/// recreated, truncated or rewritten, and Open() refuses with FailedPrecondition naming
+/// --reset-source (and the table's CREATE_TIME).
 class MysqlTableSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config, int max_instances);
@@ -37,6 +42,7 @@ class MysqlTableSource : public Source {
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override;
 
   struct Settings {
+    std::string name;  ///< the source's name in the pipeline
     mysql::Connection::Options connection;
     std::vector<std::string> columns;  ///< the declared fields' column names
     std::string order_by;
@@ -49,6 +55,12 @@ class MysqlTableSource : public Source {
   explicit MysqlTableSource(Settings s) : settings_(std::move(s)) {}
   Status Connect();
   std::string PageSql(size_t limit) const;
+  /// Returns "SELECT cols, order, key FROM table".
+  std::string SelectSql() const;
+  /// Returns the SQL literal of an order_by value.
+  std::string OrderLiteral(int64_t order) const;
+  /// Refuses to start when the last row read is no longer at the committed cursor.
+  Status CheckCursorRow();
 
   Settings settings_;
   SourceContext ctx_;
@@ -56,6 +68,7 @@ class MysqlTableSource : public Source {
   bool timestamp_order_ = false;
   std::optional<int64_t> cursor_order_;  ///< last order_by value read (none: from the start)
   int64_t cursor_key_ = 0;
+  std::optional<int64_t> cursor_row_hash_;  ///< Fingerprint64 of the last row read
   std::string scratch_;
   std::vector<std::optional<std::string_view>> values_;
 };

@@ -27,6 +27,7 @@ Result<std::vector<std::unique_ptr<Source>>> SqliteTableSource::Make(const Sourc
   Options o = config.options;
   ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
   Settings s;
+  s.name = config.name;
   s.path = SplitUri(uri).second;
   s.table = o.GetString("table");
   if (s.table.empty()) {
@@ -62,9 +63,7 @@ Status SqliteTableSource::Open(const SourceContext& ctx) {
   sqlite3_busy_timeout(db_, 10000);
   // Checks the columns exist by preparing the page query once.
   sqlite3_stmt* st = nullptr;
-  std::string sql = "SELECT ";
-  for (const auto& c : settings_.columns) sql += Quote(c) + ", ";
-  sql += Quote(settings_.order_by) + ", " + Quote(settings_.key) + " FROM " + Quote(settings_.table) + " LIMIT 0";
+  const std::string sql = SelectSql() + " LIMIT 0";
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db_);
     sqlite3_finalize(st);
@@ -73,14 +72,64 @@ Status SqliteTableSource::Open(const SourceContext& ctx) {
   sqlite3_finalize(st);
   cursor_order_ = ctx.committed_position(0);
   if (cursor_order_) cursor_key_ = ctx.committed_position(1).value_or(0);
-  return Status::OK();
+  if (cursor_order_) cursor_row_hash_ = ctx.committed_position(kCursorRowPartition);
+  return CheckCursorRow();
+}
+
+std::string SqliteTableSource::SelectSql() const {
+  std::string sql = "SELECT ";
+  for (const auto& c : settings_.columns) sql += Quote(c) + ", ";
+  return sql + Quote(settings_.order_by) + ", " + Quote(settings_.key) + " FROM " + Quote(settings_.table);
+}
+
+bool SqliteTableSource::ReadRow(sqlite3_stmt* st, Status* bad) {
+  const int n = static_cast<int>(settings_.columns.size());
+  if (sqlite3_column_type(st, n) != SQLITE_INTEGER || sqlite3_column_type(st, n + 1) != SQLITE_INTEGER) {
+    *bad = Status::InvalidArgument("sqlite:" + settings_.path + " table " + settings_.table + ": " +
+                                   settings_.order_by + " and " + settings_.key + " must hold integers");
+    return false;
+  }
+  texts_.assign(static_cast<size_t>(n), std::string());
+  values_.assign(static_cast<size_t>(n), std::nullopt);
+  for (int i = 0; i < n; ++i) {
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
+    const unsigned char* t = sqlite3_column_text(st, i);
+    texts_[static_cast<size_t>(i)].assign(reinterpret_cast<const char*>(t),
+                                          static_cast<size_t>(sqlite3_column_bytes(st, i)));
+    values_[static_cast<size_t>(i)] = texts_[static_cast<size_t>(i)];
+  }
+  scratch_.clear();
+  AppendJsonRow(settings_.columns, values_, &scratch_);
+  return true;
+}
+
+Status SqliteTableSource::CheckCursorRow() {
+  // Positions from a sluice that stored no row hash are trusted as they are.
+  if (!cursor_order_ || !cursor_row_hash_) return Status::OK();
+  std::string sql = SelectSql() + " WHERE " + Quote(settings_.order_by) + " = " + std::to_string(*cursor_order_);
+  if (settings_.order_by != settings_.key) sql += " AND " + Quote(settings_.key) + " = " + std::to_string(cursor_key_);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_finalize(st);
+    return Status::Unavailable("sqlite:" + settings_.path + ": " + msg);
+  }
+  const int rc = sqlite3_step(st);
+  Status bad;
+  const bool found = rc == SQLITE_ROW && ReadRow(st, &bad);
+  const std::string err = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? "" : sqlite3_errmsg(db_);
+  sqlite3_finalize(st);
+  if (!err.empty()) return Status::Unavailable("sqlite:" + settings_.path + ": " + err);
+  if (found && Fingerprint64(scratch_) == *cursor_row_hash_) return Status::OK();
+  std::string cursor = settings_.order_by + " = " + std::to_string(*cursor_order_);
+  if (settings_.order_by != settings_.key) cursor += ", " + settings_.key + " = " + std::to_string(cursor_key_);
+  return CursorRowChanged("source " + settings_.name + " (sqlite:" + settings_.path + " table " + settings_.table + ")",
+                          settings_.name, cursor, !found, "");
 }
 
 Result<PollState> SqliteTableSource::Poll(RawBatch* out, size_t max_records, std::chrono::milliseconds budget) {
   const std::string order = Quote(settings_.order_by), key = Quote(settings_.key);
-  std::string sql = "SELECT ";
-  for (const auto& c : settings_.columns) sql += Quote(c) + ", ";
-  sql += order + ", " + key + " FROM " + Quote(settings_.table) + " WHERE " + order + " IS NOT NULL";
+  std::string sql = SelectSql() + " WHERE " + order + " IS NOT NULL";
   if (cursor_order_) {
     const std::string at = std::to_string(*cursor_order_);
     if (settings_.order_by == settings_.key) {
@@ -103,22 +152,7 @@ Result<PollState> SqliteTableSource::Poll(RawBatch* out, size_t max_records, std
   Status bad;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (sqlite3_column_type(st, n) != SQLITE_INTEGER || sqlite3_column_type(st, n + 1) != SQLITE_INTEGER) {
-      bad = Status::InvalidArgument("sqlite:" + settings_.path + " table " + settings_.table + ": " +
-                                    settings_.order_by + " and " + settings_.key + " must hold integers");
-      break;
-    }
-    texts_.assign(static_cast<size_t>(n), std::string());
-    values_.assign(static_cast<size_t>(n), std::nullopt);
-    for (int i = 0; i < n; ++i) {
-      if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
-      const unsigned char* t = sqlite3_column_text(st, i);
-      texts_[static_cast<size_t>(i)].assign(reinterpret_cast<const char*>(t),
-                                            static_cast<size_t>(sqlite3_column_bytes(st, i)));
-      values_[static_cast<size_t>(i)] = texts_[static_cast<size_t>(i)];
-    }
-    scratch_.clear();
-    AppendJsonRow(settings_.columns, values_, &scratch_);
+    if (!ReadRow(st, &bad)) break;
     const int64_t o = sqlite3_column_int64(st, n);
     RawRecord& rec = out->Append(scratch_);
     rec.partition = 0;
@@ -126,6 +160,7 @@ Result<PollState> SqliteTableSource::Poll(RawBatch* out, size_t max_records, std
     rec.next_offset = o;
     cursor_order_ = o;
     cursor_key_ = sqlite3_column_int64(st, n + 1);
+    cursor_row_hash_ = Fingerprint64(scratch_);
     ++rows;
   }
   const std::string err = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? "" : sqlite3_errmsg(db_);
@@ -140,7 +175,8 @@ Result<PollState> SqliteTableSource::Poll(RawBatch* out, size_t max_records, std
 
 std::vector<std::pair<int32_t, int64_t>> SqliteTableSource::PositionsAfterBatch() const {
   if (!cursor_order_) return {};
-  return {{0, *cursor_order_}, {1, cursor_key_}};
+  if (!cursor_row_hash_) return {{0, *cursor_order_}, {1, cursor_key_}};
+  return {{0, *cursor_order_}, {1, cursor_key_}, {kCursorRowPartition, *cursor_row_hash_}};
 }
 
 }  // namespace sluice

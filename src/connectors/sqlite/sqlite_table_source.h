@@ -8,6 +8,7 @@
 #include "runtime/source.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace sluice {
 
@@ -20,6 +21,10 @@ namespace sluice {
 /// runs one write transaction at a time, so an AUTOINCREMENT id or rowid never commits out of
 /// order and needs no grace period; timestamps written by the application can, so they are not
 /// accepted as `order_by` here.
+///
+/// With the cursor goes a hash of the last row read (kCursorRowPartition). On start that row is
+/// read again at the cursor; when it is gone or holds other values the table was dropped and
+/// recreated (or rewritten), and Open() refuses with FailedPrecondition naming --reset-source.
 class SqliteTableSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config, int max_instances);
@@ -35,6 +40,7 @@ class SqliteTableSource : public Source {
   void Close() override;
 
   struct Settings {
+    std::string name;  ///< the source's name in the pipeline
     std::string path;
     std::string table;
     std::vector<std::string> columns;
@@ -45,12 +51,20 @@ class SqliteTableSource : public Source {
 
  private:
   explicit SqliteTableSource(Settings s) : settings_(std::move(s)) {}
+  /// Returns the SELECT list and FROM clause of every query ("SELECT cols, order, key FROM t").
+  std::string SelectSql() const;
+  /// Builds the NDJSON record of the current row of `st` into scratch_; returns false (with
+  /// `bad` set) when its order_by or key is not an integer.
+  bool ReadRow(sqlite3_stmt* st, Status* bad);
+  /// Refuses to start when the last row read is no longer at the committed cursor.
+  Status CheckCursorRow();
 
   Settings settings_;
   SourceContext ctx_;
   sqlite3* db_ = nullptr;
   std::optional<int64_t> cursor_order_;
   int64_t cursor_key_ = 0;
+  std::optional<int64_t> cursor_row_hash_;  ///< Fingerprint64 of the last row read
   std::string scratch_;
   std::vector<std::string> texts_;
   std::vector<std::optional<std::string_view>> values_;

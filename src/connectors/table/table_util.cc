@@ -41,4 +41,17 @@ void AppendJsonRow(const std::vector<std::string>& columns,
   *out += '}';
 }
 
+Status CursorRowChanged(const std::string& what, const std::string& source_name, const std::string& cursor,
+                        bool gone, const std::string& extra) {
+  std::string m = what + ": the last row read, at the committed cursor (" + cursor + "), " +
+                  (gone ? "is gone" : "holds other values now") +
+                  ": the table was dropped and recreated, truncated, or that row was " +
+                  (gone ? "deleted" : "updated") + " since. ";
+  if (!extra.empty()) m += extra + " ";
+  m += "sluice cannot tell which rows are new and refuses to guess. If the table holds new data, run again "
+       "with --reset-source " + source_name + " to read it from its beginning (results already in the sink "
+       "stay).";
+  return Status::FailedPrecondition(std::move(m));
+}
+
 }  // namespace sluice

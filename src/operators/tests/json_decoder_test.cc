@@ -181,6 +181,26 @@ TEST(NdjsonDecoderTest, RejectsMalformedRecords) {
   EXPECT_EQ(row[0], Value::Int(5));
 }
 
+// simdjson stops at a NUL as at the zero padding after the text, so `{"a":1<NUL>}` passed for
+// `{"a":1}` (issue 14, item 8). No raw NUL is valid anywhere in JSON text.
+TEST(NdjsonDecoderTest, RejectsNulBytes) {
+  auto decoder = MakeJson(Schema({{"a", Type::kInt64, ""}, {"s", Type::kString, ""}}));
+  std::vector<Value> row(2);
+  using namespace std::string_literals;
+  for (const std::string& record : {"{\"a\":1\0}"s, "{\"a\":1}\0"s, "{\"a\":1,\"s\":\"x\0y\"}"s, "\0{\"a\":1}"s,
+                                    "{\"a\":1 \0 }"s, "{\"a\":1,\0\"s\":\"x\"}"s}) {
+    Status st = decoder->Decode(record, row);
+    EXPECT_EQ(st.code(), StatusCode::kParseError) << "accepted a NUL at byte " << record.find('\0');
+    EXPECT_NE(st.message().find("NUL byte"), std::string::npos) << st.message();
+  }
+  Status st = decoder->Decode("{\"a\":1\0}"s, row);
+  EXPECT_EQ(st.message(), "malformed JSON at byte 6: a NUL byte (JSON text cannot contain one unescaped)");
+  // An escaped NUL in a string is valid JSON.
+  ASSERT_TRUE(decoder->Decode(R"({"a":2,"s":"x\u0000y"})", row).ok());
+  EXPECT_EQ(row[0], Value::Int(2));
+  EXPECT_EQ(row[1], Value::String("x\0y"s));
+}
+
 TEST(NdjsonDecoderTest, MatchesEscapedKeysAndKeepsTheLastDuplicate) {
   auto decoder = MakeJson(Schema({{"name", Type::kString, ""}}));
   std::vector<Value> row(1);

@@ -58,16 +58,23 @@ class SqliteTableSourceTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  /// Inserts `n` rows in runs of `run` rows sharing one batch number.
-  void Insert(int n, int run) {
+  /// Inserts `n` rows in runs of `run` rows sharing one batch number; `salt` changes job_id.
+  void Insert(int n, int run, int salt = 0) {
     std::string sql = "BEGIN;";
     for (int i = 0; i < n; ++i) {
       const int id = next_id_++;
       sql += "INSERT INTO tracking VALUES (" + std::to_string(id) + ", " + std::to_string(id / run) + ", " +
-             (id % 7 == 0 ? std::string("NULL") : std::to_string(id % 13)) + ", " +
+             (id % 7 == 0 ? std::string("NULL") : std::to_string(id % 13 + salt)) + ", " +
              (id % 3 == 0 ? "'click'" : "'view'") + ");";
     }
     Exec(in_, sql + "COMMIT;");
+  }
+
+  /// Drops and recreates the table, empty, with ids from 1 again.
+  void Recreate() {
+    Exec(in_, "DROP TABLE tracking; CREATE TABLE tracking (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, "
+              "job_id INTEGER, kind TEXT)");
+    next_id_ = 1;
   }
 
   std::unique_ptr<Runner> Make(RunOptions options = {}) {
@@ -129,6 +136,68 @@ TEST_F(SqliteTableSourceTest, StoppedRunsResumeExactly) {
   ASSERT_TRUE(Make(RunOptions{.until_caught_up = true})->Run().ok());
   EXPECT_EQ(Got(), Want());
   EXPECT_EQ(Query(out_, "SELECT COUNT(*), COUNT(DISTINCT id) FROM copy"), std::vector<std::string>{"3000|3000"});
+}
+
+// A table dropped and recreated used to be read after the old cursor: rows below it were lost
+// without a word. Now the last row read is checked at the cursor on start, and a table that no
+// longer holds it is refused, naming --reset-source.
+TEST_F(SqliteTableSourceTest, RecreatedTableIsRefusedUntilResetSource) {
+  Insert(50, 10);
+  ASSERT_TRUE(Make(RunOptions{.until_caught_up = true})->Run().ok());
+  // Recreated with more rows: the cursor's row (batch 5, id 50) exists but holds other values.
+  Recreate();
+  Insert(80, 10, /*salt=*/100);
+  {
+    auto r = Make(RunOptions{.until_caught_up = true});
+    Status s = r->Run();
+    ASSERT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("holds other values"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("--reset-source tracking"), std::string::npos) << s.message();
+    EXPECT_EQ(r->Snapshot().records_in, 0);
+  }
+  // Recreated with fewer rows: the cursor's row is gone.
+  Recreate();
+  Insert(20, 10, /*salt=*/200);
+  {
+    Status s = Make(RunOptions{.until_caught_up = true})->Run();
+    ASSERT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("is gone"), std::string::npos) << s.message();
+  }
+  // An unknown source name is an argument error.
+  {
+    Status s = Make(RunOptions{.until_caught_up = true, .reset_source = "trackin"})->Run();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  }
+  // --reset-source reads the new table from its beginning, and later runs continue after it.
+  {
+    auto r = Make(RunOptions{.until_caught_up = true, .reset_source = "tracking"});
+    ASSERT_TRUE(r->Run().ok());
+    EXPECT_EQ(r->Snapshot().records_in, 20);
+  }
+  Insert(5, 10, /*salt=*/200);
+  {
+    auto r = Make(RunOptions{.until_caught_up = true});
+    ASSERT_TRUE(r->Run().ok());
+    EXPECT_EQ(r->Snapshot().records_in, 5);
+  }
+}
+
+// A reset stores "forgotten" positions until the source has new ones: a reset run that reads
+// nothing does not leave the old cursor behind for the next run.
+TEST_F(SqliteTableSourceTest, ResetSourceIsRememberedUntilNewPositions) {
+  Insert(50, 10);
+  ASSERT_TRUE(Make(RunOptions{.until_caught_up = true})->Run().ok());
+  Recreate();  // empty
+  {
+    auto r = Make(RunOptions{.until_caught_up = true, .reset_source = "tracking"});
+    ASSERT_TRUE(r->Run().ok());
+    EXPECT_EQ(r->Snapshot().records_in, 0);
+  }
+  Insert(30, 10, /*salt=*/300);  // ids 1..30, all below the forgotten cursor (batch 5, id 50)
+  auto r = Make(RunOptions{.until_caught_up = true});
+  Status s = r->Run();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(r->Snapshot().records_in, 30);
 }
 
 TEST_F(SqliteTableSourceTest, ClearErrors) {
