@@ -224,7 +224,18 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
 
   for (const auto& [name, dim] : config.dimensions) {
-    ASSIGN_OR_RETURN(plan->dimensions[name], LoadDimension(dim));
+    auto loaded = LoadDimension(dim);
+    if (!loaded.ok()) {
+      // Point at the setting that names the dimension, unless the error already has a place.
+      const Status& s = loaded.status();
+      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
+        return s;
+      }
+      const std::string prefix = "dimension " + name + ": ";
+      const bool named = s.message().rfind(prefix, 0) == 0;
+      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
+    }
+    plan->dimensions[name] = std::move(loaded).value();
   }
 
   for (const StepConfig& sc : config.steps) {

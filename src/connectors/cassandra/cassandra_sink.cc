@@ -288,8 +288,7 @@ Status CassandraSink::PrepareStatements() {
   return Status::OK();
 }
 
-Status CassandraSink::Open(const SinkContext& ctx) {
-  ctx_ = ctx;
+Status CassandraSink::Check(const SinkContext& ctx) const {
   if (ctx.aggregate && !ctx.aggregate->append_mode) {
     return Status::InvalidArgument(
         where_ +
@@ -299,6 +298,18 @@ Status CassandraSink::Open(const SinkContext& ctx) {
         "[aggregate] (finished windows, upserted once), or a select pipeline without "
         "[aggregate]");
   }
+  std::vector<std::string> keys = ctx.key_columns.empty() ? key_option_ : ctx.key_columns;
+  for (const std::string& k : keys) {
+    if (!ctx.output.IndexOf(k)) {
+      return Status::InvalidArgument(where_ + ": key column " + k + " is not an output column");
+    }
+  }
+  return Status::OK();
+}
+
+Status CassandraSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
+  ctx_ = ctx;
   if (table_.empty()) table_ = ctx.pipeline;
   if (table_.empty()) return Status::InvalidArgument(where_ + ": the sink needs a table");
   columns_.clear();

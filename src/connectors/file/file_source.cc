@@ -69,6 +69,11 @@ Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig
     return Status::NotFound(config.options.Where("") + ": source file " + path + ": " +
                             std::strerror(errno));
   }
+  if (S_ISDIR(st.st_mode)) {
+    // Permanent: waiting or retrying cannot turn a directory into a file.
+    return Status::InvalidArgument(config.options.Where("") + ": source file " + path +
+                                   " is a directory; name a .csv or .ndjson file in it");
+  }
   std::vector<std::unique_ptr<Source>> out;
   out.push_back(std::unique_ptr<Source>(new FileSource(path, options)));
   if (delimiter.empty()) static_cast<FileSource*>(out.back().get())->options_.delimiter = 0;

@@ -249,11 +249,23 @@ TEST_F(RunnerTest, UnreachableSinkPausesTheSourceAndRecovers) {
 TEST_F(RunnerTest, MissingSourceFileIsAClearError) {
   auto cfg = Config((dir_ / "nope.csv").string(), (dir_ / "x.db").string());
   ASSERT_TRUE(cfg.ok());
+  // Refused while the pipeline is checked (Make), before the sink is opened.
   auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-  ASSERT_TRUE(runner.ok());
-  Status s = (*runner)->Run();
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("nope.csv"), std::string::npos) << s.message();
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(runner.status().message().find("nope.csv"), std::string::npos) << runner.status().message();
+  EXPECT_FALSE(fs::exists(dir_ / "x.db"));
+}
+
+TEST_F(RunnerTest, SourceThatIsADirectoryIsRefusedAtStart) {
+  fs::create_directories(dir_ / "in.csv");
+  auto cfg = Config((dir_ / "in.csv").string(), (dir_ / "x.db").string());
+  ASSERT_TRUE(cfg.ok());
+  auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(runner.status().message().find("is a directory"), std::string::npos)
+      << runner.status().message();
 }
 
 }  // namespace
