@@ -42,7 +42,8 @@ int RunGenerate(const GenerateOptions& options, const std::atomic<bool>& stop);
 struct DemoOptions {
   /// Everything the demo writes goes under here: the built-in pipeline and job dimension
   /// (recruitment.toml, data/job.csv), the results and the dead letters.
-  std::string dir = "sluice-demo";
+  /// "": the folder of `db` when that is given, else sluice-demo in the working directory.
+  std::string dir;
   std::string pipeline;  ///< "": the built-in examples/recruitment.toml, written to `dir`
   std::string db;        ///< "": DIR/recruitment.db
   double rate = 20000;

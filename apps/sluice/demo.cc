@@ -117,11 +117,13 @@ int RunDemo(const DemoOptions& options) {
   const double rate = options.rate;
   const double duration_seconds = options.duration_seconds;
   const std::string& http_address = options.http_address;
-  const std::filesystem::path dir = options.dir;
+  std::filesystem::path dir = options.dir;
+  if (dir.empty()) dir = options.db.empty() ? "sluice-demo" : std::filesystem::path(options.db).parent_path();
+  if (dir.empty()) dir = ".";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    ReportError("--dir " + options.dir + ": " + ec.message());
+    ReportError("--dir " + dir.string() + ": " + ec.message());
     return 2;
   }
   std::string pipeline_path = options.pipeline;

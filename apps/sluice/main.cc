@@ -222,8 +222,8 @@ int main(int argc, char** argv) {
   sluice::cli::DemoOptions demo_options;
   demo->add_option("--dir", demo_options.dir,
                    "directory the demo writes its pipeline, job dimension, results and dead "
-                   "letters under (created; printed)")
-      ->capture_default_str();
+                   "letters under (created; printed; default: the folder of --db, else "
+                   "sluice-demo)");
   demo->add_option("--pipeline", demo_options.pipeline,
                    "run this pipeline file instead of the built-in examples/recruitment.toml");
   demo->add_option("--db", demo_options.db, "SQLite file for the results (recreated; default: DIR/recruitment.db)");
