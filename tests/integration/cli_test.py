@@ -146,6 +146,16 @@ def main():
     check("run rejects it the same way, before touching the sink", rr.returncode == 2 and want in rr.stderr
           and not os.path.exists(pq_dir), rr)
 
+    # The MySQL sink's column_types are checked without a connection (nothing listens on port 1).
+    ct = path("coltypes.toml")
+    with open(ct, "w") as f:
+        f.write(re.sub(r'(?m)^column_types = .*$', 'column_types = "nosuch:INT"', text))
+    for command in ("validate", "run"):
+        r = run([sluice, command, ct, *gen, "--var", "JOBS=" + JOBS, "--var", "SINK=mysql://root@127.0.0.1:1/db"],
+                timeout=30)
+        check(f"{command}: a sink setting that cannot fit the output -> exit 2 without connecting",
+              r.returncode == 2 and "column_types names column nosuch" in r.stderr, r)
+
     # ---- exit codes ----------------------------------------------------------------------------------
     r = run([sluice, "run", RECRUITMENT, *gen, "--var", "COUNT=2000", "--var", "SINK=sqlite:" + path("done.db")])
     check("exit 0: a bounded input ends", r.returncode == 0 and "recruitment: 2,000 records in" in r.stdout, r)
