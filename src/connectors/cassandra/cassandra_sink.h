@@ -28,7 +28,7 @@ namespace sluice {
 /// partition, default 50), `retries` (attempts per request on timeouts, unavailable, overloaded,
 /// with exponential backoff; default 6), `timeout` (default 12s), `password_file`.
 ///
-/// Update-mode aggregates (deltas merged into stored rows) are rejected at Open(): Cassandra
+/// Update-mode aggregates (deltas merged into stored rows) are rejected by Check(): Cassandra
 /// cannot apply them idempotently.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
