@@ -76,9 +76,10 @@ std::string BusinessPanel(const std::string& db_path) {
   return out.str();
 }
 
-/// Writes the built-in demo files under `dir` (replacing earlier copies).
+/// Writes the demo's pipeline and job dimension under `dir` (replacing earlier copies).
 Status WriteDemoFiles(const std::filesystem::path& dir) {
   for (const DemoFile& f : DemoFiles()) {
+    if (f.path != "recruitment.toml" && f.path != "data/job.csv") continue;
     const std::filesystem::path path = dir / std::string(f.path);
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
@@ -93,6 +94,13 @@ Status WriteDemoFiles(const std::filesystem::path& dir) {
 }
 
 }  // namespace
+
+const DemoFile* FindDemoFile(std::string_view path) {
+  for (const DemoFile& f : DemoFiles()) {
+    if (f.path == path) return &f;
+  }
+  return nullptr;
+}
 
 std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& s, double seconds) {
   char secs[32];

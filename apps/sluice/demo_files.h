@@ -11,8 +11,12 @@ struct DemoFile {
   std::string_view body;
 };
 
-/// Returns the demo's pipeline (recruitment.toml) and its job dimension (data/job.csv), as
-/// shipped under examples/. Defined in the .cc file generated at build time.
+/// Returns the files of examples/ built into the binary: the demo's pipeline (recruitment.toml)
+/// and job dimension (data/job.csv), and the YSB ads (data/ysb_ads.csv) that `sluice generate`
+/// uses when no file is named. Defined in the .cc file generated at build time.
 std::span<const DemoFile> DemoFiles();
+
+/// Returns the built-in file at `path` (e.g. "data/job.csv"), or null.
+const DemoFile* FindDemoFile(std::string_view path);
 
 }  // namespace sluice::cli

@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
   generate->add_option("--rate", gen.rate, "events per second (0: as fast as possible)")->capture_default_str();
   generate->add_option("--count", gen.count, "number of events (-1: until Ctrl-C)")->capture_default_str();
   generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
-  generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from");
+  generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from (default: examples/data/job.csv, built in)");
   generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
   generate->add_option("--set", gen.settings,
                        "a generator or profile setting as under [source]: NAME=VALUE (repeatable; "

@@ -28,6 +28,13 @@ def check(name, ok, detail=""):
     print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[-1500:]), flush=True)
 
 
+def same(x, y):
+    try:
+        return open(x, "rb").read() == open(y, "rb").read()
+    except OSError:
+        return False
+
+
 class Ran:
     def __init__(self, returncode, stdout, stderr):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
@@ -233,6 +240,18 @@ def main():
         con.close()
         return rows
 
+    # Without --jobs (or the ysb ads), generate uses the copy of examples/data/ built into the
+    # binary: from any directory, the same events as naming the shipped file.
+    for profile, setting in (("recruitment", ["--jobs", JOBS]),
+                             ("ysb", ["--set", "campaigns=" + os.path.join(EXAMPLES, "data", "ysb_ads.csv")])):
+        named, built_in = path(profile + "-named.ndjson"), path(profile + "-builtin.ndjson")
+        common = ["generate", "--profile", profile, "--count", "500", "--rate", "0", "--seed", "9"]
+        r1 = run([sluice, *common, "--to", named, *setting])
+        r2 = run([sluice, *common, "--to", built_in])
+        check(f"generate --profile {profile} needs no source tree (built-in data == the shipped file)",
+              r1.returncode == 0 and r2.returncode == 0 and same(named, built_in) and os.path.getsize(named) > 0,
+              f"{r1}\n{r2}")
+
     a, b = path("a.db"), path("b.db")
     r1 = run([sluice, "run", RECRUITMENT, "--var", "TRACKING=" + gen_file, "--var", "SINK=sqlite:" + a])
     # The toml's generator seed is 7; pass the file's seed through a copy of the pipeline.
@@ -253,11 +272,6 @@ def main():
     check("demo runs from another directory with a copied binary, stops after --duration, leaves results",
           r.returncode == 0 and rows[0] > 0 and (rows[1] or 0) > 0, f"{r} rows={rows}")
 
-    def same(x, y):
-        try:
-            return open(x, "rb").read() == open(y, "rb").read()
-        except OSError:
-            return False
     check("demo writes its built-in pipeline and job dimension under the directory it names",
           same(os.path.join(demo_dir, "recruitment.toml"), RECRUITMENT)
           and same(os.path.join(demo_dir, "data", "job.csv"), JOBS)
