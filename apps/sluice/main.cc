@@ -34,6 +34,7 @@ using sluice::Status;
 ///
 /// `sluice validate` runs the same checks as the start of `sluice run` (Runner::Make), so
 /// whatever validate passes, run does not reject for its configuration.
+constexpr int kExitDone = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;
 
@@ -122,7 +123,7 @@ int Validate(const std::string& path, const std::vector<std::string>& var_items)
   auto runner = Prepare(path, var_items, sluice::RunOptions{}, show, &exit_code);
   if (!runner) return exit_code;
   std::cout << sluice::DescribePlan(runner->plan()) << "ok\n";
-  return 0;
+  return kExitDone;
 }
 
 int Run(const std::string& path, const std::vector<std::string>& var_items,
@@ -176,7 +177,7 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   if (endpoint.server && http.linger_seconds > 0) Linger(endpoint, http.linger_seconds);
   if (endpoint.server) endpoint.server->Stop();
   // The run had started: whatever stopped it is a runtime failure, whatever its status code.
-  return s.ok() ? 0 : kExitFailure;
+  return s.ok() ? kExitDone : kExitFailure;
 }
 
 }  // namespace
@@ -287,7 +288,7 @@ int main(int argc, char** argv) {
     // --help and --version exit 0; a usage error (unknown option, missing pipeline file) is a
     // configuration error: exit 2, like a pipeline file sluice rejects.
     const int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? kExitDone : kExitConfig;
   }
   if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
     std::cerr << "sluice: " << s.message() << "\n";
