@@ -404,7 +404,7 @@ std::string DescribePlan(const Plan& plan) {
   out << "\n";
   for (const auto& [name, dim] : plan.dimensions) {
     auto table = dim->snapshot();
-    out << "  dimension " << name << ": " << table->size() << " keys by "
+    out << "  dimension " << name << ": " << dim->config().uri << ", " << table->size() << " keys by "
         << table->fields().field(table->key_index()).name;
     if (dim->refresh().interval_micros > 0) {
       out << ", refreshed every " << FormatDouble(dim->refresh().interval_micros / 1e6) << "s";

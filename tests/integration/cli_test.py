@@ -81,6 +81,8 @@ def main():
           'TRACKING = "generator:" (--var)' in r.stdout
           and f'SINK = "sqlite:{path("env.db")}" (environment)' in r.stdout
           and 'JOBS = "data/job.csv" (default)' in r.stdout, r)
+    check("validate shows the default path resolved against the pipeline file's folder",
+          f"dimension job: {JOBS}, " in r.stdout, r)
     r = run([sluice, "run", RECRUITMENT, *gen, "--var", "COUNT=500", "--var", "SINK=sqlite:" + path("vars.db")])
     check("run logs each variable's origin", r.returncode == 0
           and 'variable COUNT = "500" (--var)' in r.stderr and 'variable START = "2026-01-01T00:00:00Z" (default)' in r.stderr, r)
