@@ -165,6 +165,14 @@ def main():
         check(f"{command}: a sink setting that cannot fit the output -> exit 2 without connecting",
               r.returncode == 2 and "column_types names column nosuch" in r.stderr, r)
 
+    # A Cassandra table without a key is refused by validate too, without connecting.
+    cq = path("cassandra.toml")
+    with open(cq, "w") as f:
+        f.write(base + '[sink]\nuri = "cassandra://127.0.0.1:1/ks"\ntable = "t"\n')
+    r = run([sluice, "validate", cq], timeout=30)
+    check("validate: a Cassandra sink without a key -> exit 2 without connecting",
+          r.returncode == 2 and "needs a primary key" in r.stderr, r)
+
     # ---- exit codes ----------------------------------------------------------------------------------
     r = run([sluice, "run", RECRUITMENT, *gen, "--var", "COUNT=2000", "--var", "SINK=sqlite:" + path("done.db")])
     check("exit 0: a bounded input ends", r.returncode == 0 and "recruitment: 2,000 records in" in r.stdout, r)
