@@ -30,7 +30,7 @@ build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 demo: build
-	$(BUILD_DIR)/sluice demo
+	$(BUILD_DIR)/sluice demo --dir $(BUILD_DIR)/demo
 
 test: build services
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 $(CTEST_ARGS)

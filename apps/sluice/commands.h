@@ -14,8 +14,11 @@ namespace sluice::cli {
 void WatchSignals(Runner* runner);
 void StopWatchingSignals();
 
-/// Prints a one-line run summary to stdout.
+/// Prints a one-line run summary to stdout (for a run that finished).
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);
+/// Describes how far a failed run got: "pipeline P failed after 1.20s (N records in, M
+/// checkpoints committed)".
+std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& s, double seconds);
 
 /// Settings of `sluice generate`.
 struct GenerateOptions {
@@ -35,10 +38,23 @@ struct GenerateOptions {
 /// progress bar on stderr. Returns the process exit code.
 int RunGenerate(const GenerateOptions& options, const std::atomic<bool>& stop);
 
+/// Settings of `sluice demo`.
+struct DemoOptions {
+  /// Everything the demo writes goes under here: the built-in pipeline and job dimension
+  /// (recruitment.toml, data/job.csv), the results and the dead letters.
+  /// "": the folder of `db` when that is given, else sluice-demo in the working directory.
+  std::string dir;
+  std::string pipeline;  ///< "": the built-in examples/recruitment.toml, written to `dir`
+  std::string db;        ///< "": DIR/recruitment.db
+  double rate = 20000;
+  double duration_seconds = 0;  ///< 0: until a signal
+  std::string http_address;     ///< "": no dashboard; a busy port only logs a warning
+};
+
 /// Runs the demo: generator -> recruitment pipeline -> SQLite, with a live console summary and
-/// the dashboard on `http_address` ("" : none; a busy port only logs a warning).
-int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
-            double duration_seconds, const std::string& http_address);
+/// the dashboard. Runs from any working directory: the pipeline and its job dimension are
+/// compiled into the binary. Returns the exit code.
+int RunDemo(const DemoOptions& options);
 
 /// Settings of `sluice fake-api` (see src/connectors/http/README.md).
 struct FakeApiCliOptions {

@@ -1,8 +1,10 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -12,6 +14,7 @@
 
 #include "commands.h"
 #include "core/time.h"
+#include "demo_files.h"
 #include "logging.h"
 #include "serve.h"
 
@@ -73,7 +76,38 @@ std::string BusinessPanel(const std::string& db_path) {
   return out.str();
 }
 
+/// Writes the demo's pipeline and job dimension under `dir` (replacing earlier copies).
+Status WriteDemoFiles(const std::filesystem::path& dir) {
+  for (const DemoFile& f : DemoFiles()) {
+    if (f.path != "recruitment.toml" && f.path != "data/job.csv") continue;
+    const std::filesystem::path path = dir / std::string(f.path);
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    std::FILE* out = std::fopen(path.c_str(), "wb");
+    if (!out) return Status::IOError("cannot write " + path.string() + ": " + std::strerror(errno));
+    const bool ok = std::fwrite(f.body.data(), 1, f.body.size(), out) == f.body.size();
+    if (std::fclose(out) != 0 || !ok) {
+      return Status::IOError("cannot write " + path.string() + ": " + std::strerror(errno));
+    }
+  }
+  return Status::OK();
+}
+
 }  // namespace
+
+const DemoFile* FindDemoFile(std::string_view path) {
+  for (const DemoFile& f : DemoFiles()) {
+    if (f.path == path) return &f;
+  }
+  return nullptr;
+}
+
+std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& s, double seconds) {
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.2f", seconds);
+  return "pipeline " + pipeline + " failed after " + secs + "s (" + Thousands(s.records_in) +
+         " records in, " + Thousands(s.checkpoints) + " checkpoints committed)";
+}
 
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds) {
   std::printf("%s: %s records in %.2fs (%s/s): %s aggregated, %s ignored, %s dead-lettered%s%s; "
@@ -87,14 +121,44 @@ void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path
   std::fflush(stdout);
 }
 
-int RunDemo(const std::string& pipeline_path, const std::string& db_path, double rate,
-            double duration_seconds, const std::string& http_address) {
+int RunDemo(const DemoOptions& options) {
+  const double rate = options.rate;
+  const double duration_seconds = options.duration_seconds;
+  const std::string& http_address = options.http_address;
+  std::filesystem::path dir = options.dir;
+  if (dir.empty()) dir = options.db.empty() ? "sluice-demo" : std::filesystem::path(options.db).parent_path();
+  if (dir.empty()) dir = ".";
   std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    ReportError("--dir " + dir.string() + ": " + ec.message());
+    return 2;
+  }
+  std::string pipeline_path = options.pipeline;
+  if (pipeline_path.empty()) {
+    pipeline_path = (dir / "recruitment.toml").string();
+    if (Status s = WriteDemoFiles(dir); !s.ok()) {
+      ReportError(s.message());
+      return 1;
+    }
+  }
+  const std::string db_path = options.db.empty() ? (dir / "recruitment.db").string() : options.db;
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
   const std::string dlq = (std::filesystem::path(db_path).parent_path() / "recruitment.dead-letters.ndjson").string();
   std::filesystem::remove(dlq, ec);
+  const std::string where = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  std::cout << "sluice demo: writing under " << where << "\n"
+            << "  pipeline " << pipeline_path << (options.pipeline.empty() ? " (built in)" : "")
+            << ", results " << db_path << ", dead letters " << dlq << "\n"
+            << "  input: synthetic recruitment tracking events from the generator (seed 7, "
+            << (rate > 0 ? FormatDouble(rate) + " events/s" : std::string("unthrottled"))
+            << ", event times from now), not real data; job ids from the job dimension\n"
+            << std::flush;
 
   Variables vars;
+  // The demo's own settings: named as such, and a --pipeline that uses fewer of them is fine.
+  vars.values_label = "demo";
+  vars.reject_unused = false;
   vars.values["TRACKING"] = "generator:";
   vars.values["SINK"] = "sqlite:" + db_path;
   vars.values["DLQ"] = dlq;
@@ -108,10 +172,14 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
     ReportError(config.status().message());
     return 2;
   }
+  for (const auto& v : config->variables) spdlog::info("variable {}", DescribeVariable(v));
   auto runner = Runner::Make(std::move(config).value(), RunOptions{});
   if (!runner.ok()) {
     ReportError(runner.status().message());
-    return 2;
+    return runner.status().code() == StatusCode::kUnavailable ||
+                   runner.status().code() == StatusCode::kIOError
+               ? 1
+               : 2;
   }
   Runner* r = runner->get();
   HttpEndpoint endpoint;
@@ -152,7 +220,9 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
     last_records = s.records_in;
     last = now_tp;
     std::ostringstream frame;
-    frame << "sluice demo: recruitment pipeline, generator -> SQLite " << db_path << "\n";
+    frame << "sluice demo: synthetic tracking events (generator:) -> recruitment pipeline -> "
+             "SQLite "
+          << db_path << "\n";
     frame << "  uptime " << static_cast<int64_t>(elapsed) << "s   events " << Thousands(s.records_in)
           << " (" << Thousands(per_second) << "/s)   checkpoints " << Thousands(s.checkpoints)
           << "   last checkpoint " << s.last_checkpoint_duration_micros / 1000 << " ms\n";
@@ -181,13 +251,14 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
   StopWatchingSignals();
   if (endpoint.server) endpoint.server->Stop();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
-  std::cout << "results: sqlite3 " << db_path
-            << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n";
   if (!result.ok()) {
-    ReportError(result.ToString());
+    ReportError(FailureSummary(r->config().name, r->Snapshot(), secs) + ": " + result.ToString());
     return 1;
   }
+  PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
+  std::cout << "results: sqlite3 " << db_path
+            << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n"
+            << "the demo's files are under " << where << "\n";
   return 0;
 }
 

@@ -7,7 +7,10 @@
 #include <iostream>
 #include <thread>
 
+#include <filesystem>
+
 #include "commands.h"
+#include "demo_files.h"
 #include "connectors/dlq/dead_letter_file.h"
 #include "connectors/generator/generator_source.h"
 #include "connectors/kafka/kafka_uri.h"
@@ -121,6 +124,20 @@ std::string WithoutLocation(std::string m) {
 
 }  // namespace
 
+/// Writes the built-in copy of examples/`name` to a temporary file for a profile to read, so
+/// `sluice generate` needs no source tree. Returns its path, or "" when it cannot.
+std::string WriteBuiltInFile(const std::string& name) {
+  const DemoFile* f = FindDemoFile(name);
+  if (!f) return "";
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("sluice-generate-" + std::to_string(::getpid()) + "-" + std::filesystem::path(name).filename().string());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(f->body.data(), static_cast<std::streamsize>(f->body.size()));
+  out.close();
+  return out ? path.string() : "";
+}
+
 int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
   Options o;
   o.Set("profile", {opts.profile, {}});
@@ -144,7 +161,20 @@ int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
     std::cerr << "sluice generate: " << WithoutLocation(settings.status().message()) << "\n";
     return 2;
   }
+  // Without --jobs (recruitment) or campaigns= (ysb), the profile reads the copy of
+  // examples/data/ built into the binary: the same events from any working directory.
+  std::string built_in;
+  const std::string file_key =
+      opts.profile == "recruitment" ? "jobs" : opts.profile == "ysb" ? "campaigns" : "";
+  if (!file_key.empty() && !o.Has(file_key)) {
+    built_in = WriteBuiltInFile(opts.profile == "recruitment" ? "data/job.csv" : "data/ysb_ads.csv");
+    if (!built_in.empty()) o.Set(file_key, {built_in, {}});
+  }
   auto profile = MakeGeneratorProfile(opts.profile, o, settings->seed);
+  if (!built_in.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(built_in, ec);
+  }
   if (!profile.ok()) {
     std::cerr << "sluice generate: " << WithoutLocation(profile.status().message()) << "\n";
     return 2;

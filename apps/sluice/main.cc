@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <iostream>
 
 #include "commands.h"
@@ -19,11 +20,27 @@ namespace {
 
 using sluice::Status;
 
-/// Exit codes: 0 done, 1 runtime failure, 2 bad pipeline file or arguments.
+/// Exit codes of every command (README.md, "Exit codes", has the same table):
+///
+///   0  done: a bounded input ended, --until-caught-up caught up, or a signal (SIGINT/SIGTERM)
+///      stopped the run after its final checkpoint
+///   1  runtime failure: anything that goes wrong once the run has started (a sink or source
+///      error, a checkpoint that cannot be written, an --http port in use), and a server that
+///      cannot be reached while the pipeline is checked (a MySQL dimension, say)
+///   2  bad pipeline file or arguments, found before any data is read: an unknown option or key,
+///      a --var the pipeline does not reference, a variable without a value, a missing pipeline
+///      or input file, a source path that is a directory, a sink that cannot take the pipeline's
+///      output (update mode into parquet:)
+///
+/// `sluice validate` runs the same checks as the start of `sluice run` (Runner::Make), so
+/// whatever validate passes, run does not reject for its configuration.
+constexpr int kExitDone = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;
 
-int ExitCodeFor(const Status& s) {
+/// Exit code of a failure found while checking the pipeline (before any data is touched): the
+/// file or arguments are wrong (2) unless a server could not be reached (1).
+int CheckExitCode(const Status& s) {
   return s.code() == sluice::StatusCode::kInvalidArgument || s.code() == sluice::StatusCode::kNotFound ||
                  s.code() == sluice::StatusCode::kParseError
              ? kExitConfig
@@ -65,62 +82,70 @@ void Linger(const sluice::cli::HttpEndpoint& endpoint, double seconds) {
   sigtimedwait(&set, nullptr, &timeout);
 }
 
-int Validate(const std::string& path, const std::vector<std::string>& var_items) {
+/// The one check path of `validate` and `run`: reads the file with the variables, shows each
+/// variable with where its value came from (`show`), and builds the runner, which runs every
+/// check that needs no data (see Runner::Make). On failure reports the error and sets
+/// `*exit_code`.
+std::unique_ptr<sluice::Runner> Prepare(
+    const std::string& path, const std::vector<std::string>& var_items,
+    const sluice::RunOptions& options,
+    const std::function<void(const std::vector<sluice::VariableUse>&)>& show, int* exit_code) {
   auto vars = ParseVars(var_items);
   if (!vars.ok()) {
     ReportError(vars.status().message());
-    return kExitConfig;
+    *exit_code = kExitConfig;
+    return nullptr;
   }
   auto config = sluice::LoadPipelineConfig(path, *vars);
   if (!config.ok()) {
     ReportError(config.status().message());
-    return kExitConfig;
+    *exit_code = CheckExitCode(config.status());
+    return nullptr;
   }
-  auto plan = sluice::BuildPlan(*config);
-  if (!plan.ok()) {
-    ReportError(plan.status().message());
-    return kExitConfig;
+  show(config->variables);
+  auto runner = sluice::Runner::Make(std::move(config).value(), options);
+  if (!runner.ok()) {
+    ReportError(runner.status().message());
+    *exit_code = CheckExitCode(runner.status());
+    return nullptr;
   }
-  // Check the connectors' own settings too.
-  if (auto sink = sluice::ConnectorRegistry::Instance().MakeSink(config->sink); !sink.ok()) {
-    ReportError(sink.status().message());
-    return kExitConfig;
-  }
-  if (auto src = sluice::ConnectorRegistry::Instance().MakeSources(config->source, 1); !src.ok()) {
-    ReportError(src.status().message());
-    return kExitConfig;
-  }
-  std::cout << sluice::DescribePlan(**plan) << "ok\n";
-  return 0;
+  return std::move(runner).value();
+}
+
+int Validate(const std::string& path, const std::vector<std::string>& var_items) {
+  int exit_code = 0;
+  auto show = [](const std::vector<sluice::VariableUse>& variables) {
+    if (variables.empty()) return;
+    std::cout << "variables\n";
+    for (const auto& v : variables) std::cout << "  " << sluice::DescribeVariable(v) << "\n";
+    std::cout << std::flush;
+  };
+  auto runner = Prepare(path, var_items, sluice::RunOptions{}, show, &exit_code);
+  if (!runner) return exit_code;
+  std::cout << sluice::DescribePlan(runner->plan()) << "ok\n";
+  return kExitDone;
 }
 
 int Run(const std::string& path, const std::vector<std::string>& var_items,
         const sluice::RunOptions& options, const HttpOptions& http) {
-  auto vars = ParseVars(var_items);
-  if (!vars.ok()) {
-    ReportError(vars.status().message());
-    return kExitConfig;
-  }
-  auto config = sluice::LoadPipelineConfig(path, *vars);
-  if (!config.ok()) {
-    ReportError(config.status().message());
-    return kExitConfig;
-  }
-  auto runner = sluice::Runner::Make(std::move(config).value(), options);
-  if (!runner.ok()) {
-    ReportError(runner.status().message());
-    return ExitCodeFor(runner.status());
-  }
+  int exit_code = 0;
+  auto show = [](const std::vector<sluice::VariableUse>& variables) {
+    for (const auto& v : variables) spdlog::info("variable {}", sluice::DescribeVariable(v));
+  };
+  auto runner = Prepare(path, var_items, options, show, &exit_code);
+  if (!runner) return exit_code;
   sluice::cli::HttpEndpoint endpoint;
   if (!http.address.empty()) {
-    auto started_http = sluice::cli::StartHttp(runner->get(), http.address);
+    auto started_http = sluice::cli::StartHttp(runner.get(), http.address);
     if (!started_http.ok()) {
       ReportError("--http: " + started_http.status().message());
-      return ExitCodeFor(started_http.status());
+      // A malformed address is an argument error; a port in use is not.
+      return started_http.status().code() == sluice::StatusCode::kInvalidArgument ? kExitConfig
+                                                                                  : kExitFailure;
     }
     endpoint = std::move(started_http).value();
   }
-  sluice::cli::WatchSignals(runner->get());
+  sluice::cli::WatchSignals(runner.get());
   const auto started = std::chrono::steady_clock::now();
   std::atomic<bool> done{false};
   std::thread progress([&] {
@@ -130,26 +155,29 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (std::chrono::steady_clock::now() < next) continue;
       next += std::chrono::seconds(10);
-      auto s = (*runner)->Snapshot();
+      auto s = runner->Snapshot();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       spdlog::info("{} records in ({:.0f}/s), {} ignored, {} dead-lettered, {} checkpoints",
                    s.records_in, s.records_in / std::max(secs, 1e-9), s.ignored, s.dead_lettered,
                    s.checkpoints);
     }
   });
-  Status s = (*runner)->Run();
+  Status s = runner->Run();
   done = true;
   progress.join();
   sluice::cli::StopWatchingSignals();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  sluice::cli::PrintSummary((*runner)->Snapshot(), (*runner)->dead_letter_path(), secs);
+  if (s.ok()) {
+    sluice::cli::PrintSummary(runner->Snapshot(), runner->dead_letter_path(), secs);
+  } else {
+    // One line on stderr; stdout's summary is for runs that finished.
+    ReportError(sluice::cli::FailureSummary(runner->config().name, runner->Snapshot(), secs) +
+                ": " + s.ToString());
+  }
   if (endpoint.server && http.linger_seconds > 0) Linger(endpoint, http.linger_seconds);
   if (endpoint.server) endpoint.server->Stop();
-  if (!s.ok()) {
-    ReportError(s.ToString());
-    return ExitCodeFor(s);
-  }
-  return 0;
+  // The run had started: whatever stopped it is a runtime failure, whatever its status code.
+  return s.ok() ? kExitDone : kExitFailure;
 }
 
 }  // namespace
@@ -195,12 +223,16 @@ int main(int argc, char** argv) {
   validate->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
 
   auto* demo = app.add_subcommand("demo", "Run the recruitment pipeline on generated data, no servers needed");
-  std::string demo_pipeline = "examples/recruitment.toml";
-  std::string demo_db = "build/demo/recruitment.db";
-  double demo_rate = 20000;
-  double demo_duration = 0;
-  demo->add_option("--pipeline", demo_pipeline, "pipeline file")->capture_default_str();
-  demo->add_option("--db", demo_db, "SQLite file for the results (recreated)")->capture_default_str();
+  sluice::cli::DemoOptions demo_options;
+  demo->add_option("--dir", demo_options.dir,
+                   "directory the demo writes its pipeline, job dimension, results and dead "
+                   "letters under (created; printed; default: the folder of --db, else "
+                   "sluice-demo)");
+  demo->add_option("--pipeline", demo_options.pipeline,
+                   "run this pipeline file instead of the built-in examples/recruitment.toml");
+  demo->add_option("--db", demo_options.db, "SQLite file for the results (recreated; default: DIR/recruitment.db)");
+  double& demo_rate = demo_options.rate;
+  double& demo_duration = demo_options.duration_seconds;
   demo->add_option("--rate", demo_rate, "generated events per second")->capture_default_str();
   demo->add_option("--duration", demo_duration, "stop after this many seconds (0: until Ctrl-C)");
   std::string demo_http = "127.0.0.1:8080";
@@ -216,7 +248,7 @@ int main(int argc, char** argv) {
   generate->add_option("--rate", gen.rate, "events per second (0: as fast as possible)")->capture_default_str();
   generate->add_option("--count", gen.count, "number of events (-1: until Ctrl-C)")->capture_default_str();
   generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
-  generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from");
+  generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from (default: examples/data/job.csv, built in)");
   generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
   generate->add_option("--set", gen.settings,
                        "a generator or profile setting as under [source]: NAME=VALUE (repeatable; "
@@ -263,7 +295,7 @@ int main(int argc, char** argv) {
     // --help and --version exit 0; a usage error (unknown option, missing pipeline file) is a
     // configuration error: exit 2, like a pipeline file sluice rejects.
     const int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? kExitDone : kExitConfig;
   }
   if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
     std::cerr << "sluice: " << s.message() << "\n";
@@ -280,8 +312,8 @@ int main(int argc, char** argv) {
   }
   if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
   if (demo->parsed()) {
-    return sluice::cli::RunDemo(demo_pipeline, demo_db, demo_rate, demo_duration,
-                                demo_no_http ? std::string() : demo_http);
+    demo_options.http_address = demo_no_http ? std::string() : demo_http;
+    return sluice::cli::RunDemo(demo_options);
   }
   std::cout << "sluice " << SLUICE_VERSION << "\n";
   return 0;

@@ -1,6 +1,8 @@
 #include "config/pipeline_config.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -30,9 +32,122 @@ Status ErrorAt(const toml::node& node, const std::string& file, const std::strin
   return Status::InvalidArgument(Loc(LocationOf(node, file)) + ": " + message);
 }
 
+/// Text after variable substitution, with where each character came from.
+struct Substituted {
+  std::string text;
+  std::vector<bool> from_file;  ///< per character: written in the file (literal or a default)
+};
+
+/// Looks `name` up as SubstituteVariables does and says where the value came from.
+std::optional<std::string> LookupWithOrigin(const Variables& vars, const std::string& name,
+                                            VariableUse::Origin* origin) {
+  auto it = vars.values.find(name);
+  if (it != vars.values.end()) {
+    *origin = VariableUse::Origin::kValues;
+    return it->second;
+  }
+  if (vars.use_environment) {
+    if (const char* env = std::getenv(name.c_str())) {
+      *origin = VariableUse::Origin::kEnvironment;
+      return std::string(env);
+    }
+  }
+  return std::nullopt;
+}
+
+/// Replaces ${NAME} and ${NAME:-default}; records each variable's first use in `uses` (when set).
+Result<Substituted> SubstituteTracked(const std::string& text, const Variables& vars,
+                                      std::vector<VariableUse>* uses,
+                                      const expr::SourceLocation& where) {
+  Substituted out;
+  auto append = [&out](const std::string& part, bool from_file) {
+    out.text += part;
+    out.from_file.insert(out.from_file.end(), part.size(), from_file);
+  };
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      size_t close = text.find('}', i + 2);
+      if (close == std::string::npos) {
+        return Status::InvalidArgument("unterminated ${ in '" + text + "'");
+      }
+      std::string body = text.substr(i + 2, close - i - 2);
+      std::string name = body;
+      std::optional<std::string> fallback;
+      size_t dash = body.find(":-");
+      if (dash != std::string::npos) {
+        name = body.substr(0, dash);
+        fallback = body.substr(dash + 2);
+      }
+      VariableUse use;
+      use.name = name;
+      use.where = where;
+      auto value = LookupWithOrigin(vars, name, &use.origin);
+      if (value && (!value->empty() || !fallback)) {
+        use.value = *value;
+        append(*value, false);
+      } else if (fallback) {
+        use.value = *fallback;
+        use.origin = VariableUse::Origin::kDefault;
+        append(*fallback, true);
+      } else {
+        return Status::InvalidArgument("variable " + name +
+                                       " is not set (pass --var " + name +
+                                       "=VALUE or set it in the environment)");
+      }
+      switch (use.origin) {
+        case VariableUse::Origin::kValues: use.origin_label = vars.values_label; break;
+        case VariableUse::Origin::kEnvironment: use.origin_label = "environment"; break;
+        case VariableUse::Origin::kDefault: use.origin_label = "default"; break;
+      }
+      if (uses && std::none_of(uses->begin(), uses->end(),
+                               [&](const VariableUse& u) { return u.name == name; })) {
+        uses->push_back(std::move(use));
+      }
+      i = close + 1;
+    } else {
+      append(std::string(1, text[i++]), true);
+    }
+  }
+  return out;
+}
+
+/// Collects the names of every ${NAME} in the string values of `node`, recursively.
+void CollectReferences(const toml::node& node, std::set<std::string>* names) {
+  if (const toml::table* t = node.as_table()) {
+    for (auto&& [k, v] : *t) CollectReferences(v, names);
+  } else if (const toml::array* a = node.as_array()) {
+    for (const toml::node& v : *a) CollectReferences(v, names);
+  } else if (const auto* str = node.as_string()) {
+    const std::string& text = str->get();
+    for (size_t i = text.find("${"); i != std::string::npos; i = text.find("${", i + 2)) {
+      size_t close = text.find('}', i + 2);
+      if (close == std::string::npos) break;
+      std::string body = text.substr(i + 2, close - i - 2);
+      names->insert(body.substr(0, body.find(":-")));
+    }
+  }
+}
+
+/// How a setting's value is a path that resolves against the pipeline file's directory.
+enum class PathKind {
+  kNone,
+  kUri,   ///< a URI whose file, sqlite: or parquet: path part is a path
+  kPath,  ///< a plain path
+};
+
+/// The [source] and [sink] options that name files.
+const std::set<std::string>& PathOptions() {
+  static const std::set<std::string> kNames = {"jobs", "campaigns", "password_file", "ca_file"};
+  return kNames;
+}
+
 class Reader {
  public:
-  Reader(std::string file, const Variables& vars) : file_(std::move(file)), vars_(vars) {}
+  Reader(std::string file, const Variables& vars)
+      : file_(std::move(file)),
+        vars_(vars),
+        base_dir_(std::filesystem::path(file_).parent_path()) {}
 
   Status Fail(const toml::node& node, const std::string& message) const {
     return ErrorAt(node, file_, message);
@@ -52,12 +167,14 @@ class Reader {
     return Status::OK();
   }
 
-  /// Renders a scalar node as text, substituting variables in strings.
-  Result<std::string> Scalar(const toml::node& node, const std::string& what) const {
+  /// Renders a scalar node as text, substituting variables in strings. A relative path of
+  /// `kind` whose first character was written in the file resolves against the file's folder.
+  Result<std::string> Scalar(const toml::node& node, const std::string& what,
+                             PathKind kind = PathKind::kNone) const {
     if (auto s = node.as_string()) {
-      auto r = SubstituteVariables(s->get(), vars_);
+      auto r = SubstituteTracked(s->get(), vars_, &uses_, LocationOf(node, file_));
       if (!r.ok()) return Fail(node, r.status().message());
-      return r;
+      return Resolve(*r, kind);
     }
     if (auto i = node.as_integer()) return std::to_string(i->get());
     if (auto f = node.as_floating_point()) return FormatDouble(f->get());
@@ -66,14 +183,44 @@ class Reader {
   }
 
   Result<std::string> String(const toml::table& table, const std::string& key, bool required,
-                             const toml::node& parent, const std::string& section) const {
+                             const toml::node& parent, const std::string& section,
+                             PathKind kind = PathKind::kNone) const {
     const toml::node* node = table.get(key);
     if (!node) {
       if (required) return Fail(parent, "[" + section + "] needs '" + key + "'");
       return std::string();
     }
     if (!node->is_string()) return Fail(*node, "'" + key + "' must be a string");
-    return Scalar(*node, key);
+    return Scalar(*node, key, kind);
+  }
+
+  /// Puts the file's folder in front of a relative path written in the file.
+  std::string Resolve(const Substituted& s, PathKind kind) const {
+    const std::string& text = s.text;
+    if (kind == PathKind::kNone || base_dir_.empty()) return text;
+    size_t start = 0;
+    size_t end = text.size();
+    if (kind == PathKind::kUri) {
+      size_t colon = text.find(':');
+      bool has_scheme = colon != std::string::npos && colon > 0;
+      for (size_t i = 0; has_scheme && i < colon; ++i) {
+        const char c = text[i];
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-') has_scheme = false;
+      }
+      if (has_scheme) {
+        const std::string scheme = text.substr(0, colon);
+        if (scheme != "file" && scheme != "sqlite" && scheme != "parquet") return text;
+        start = colon + 1;
+        if (text.compare(start, 2, "//") == 0) start += 2;
+        end = std::min(end, text.find('?', start));
+      }
+    }
+    if (start >= end || text[start] == '/' || text[start] == '~' || !s.from_file[start]) {
+      return text;
+    }
+    const std::string path = text.substr(start, end - start);
+    return text.substr(0, start) + (base_dir_ / path).lexically_normal().string() +
+           text.substr(end);
   }
 
   Result<std::vector<Field>> Fields(const toml::node& node) const {
@@ -124,7 +271,8 @@ class Reader {
           text += (text.empty() ? "" : ", ") + one;
         }
       } else {
-        ASSIGN_OR_RETURN(text, Scalar(node, k));
+        ASSIGN_OR_RETURN(text, Scalar(node, k, PathOptions().count(k) ? PathKind::kPath
+                                                                          : PathKind::kNone));
       }
       options.Set(k, Option{std::move(text), LocationOf(node, file_)});
     }
@@ -171,10 +319,13 @@ class Reader {
 
   const std::string& file() const { return file_; }
   const Variables& vars() const { return vars_; }
+  std::vector<VariableUse> TakeUses() const { return std::move(uses_); }
 
  private:
   std::string file_;
   const Variables& vars_;
+  std::filesystem::path base_dir_;
+  mutable std::vector<VariableUse> uses_;
 };
 
 Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t index) {
@@ -183,8 +334,13 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
   if (!t) return r.Fail(node, "[[step]] must be a table");
   StepConfig step;
   int kinds = 0;
-  auto expr_of = [&](const char* key) -> Result<std::string> {
+  auto expr_of = [&](const char* key, const char* kind) -> Result<std::string> {
     const toml::node* n = t->get(key);
+    if (!n) {
+      return r.Fail(node, std::string("[[step]] ") + std::to_string(index + 1) + ": " + kind +
+                              " needs " + key + " = \"...\"");
+    }
+    if (!n->is_string()) return r.Fail(*n, "'" + std::string(key) + "' must be a string");
     step.where = LocationOf(*n, r.file());
     return r.String(*t, key, true, node, section);
   };
@@ -193,7 +349,7 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
     step.kind = StepConfig::Kind::kLet;
     RETURN_IF_ERROR(r.CheckKeys(*t, {"let", "expr"}, section));
     ASSIGN_OR_RETURN(step.target, r.String(*t, "let", true, node, section));
-    ASSIGN_OR_RETURN(step.expr, expr_of("expr"));
+    ASSIGN_OR_RETURN(step.expr, expr_of("expr", "let"));
   }
   for (auto [key, kind] : {std::pair{"ignore_if", StepConfig::Kind::kIgnoreIf},
                            std::pair{"dead_letter_if", StepConfig::Kind::kDeadLetterIf},
@@ -202,7 +358,7 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
     ++kinds;
     step.kind = kind;
     RETURN_IF_ERROR(r.CheckKeys(*t, {key, "reason"}, section));
-    ASSIGN_OR_RETURN(step.expr, expr_of(key));
+    ASSIGN_OR_RETURN(step.expr, expr_of(key, key));
     ASSIGN_OR_RETURN(step.reason, r.String(*t, "reason", false, node, section));
     if (step.reason.empty()) step.reason = std::string(key) + " " + step.expr;
   }
@@ -212,7 +368,7 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
     RETURN_IF_ERROR(
         r.CheckKeys(*t, {"lookup", "key", "fields", "on_missing", "defaults", "hold_for", "then"}, section));
     ASSIGN_OR_RETURN(step.target, r.String(*t, "lookup", true, node, section));
-    ASSIGN_OR_RETURN(step.expr, expr_of("key"));
+    ASSIGN_OR_RETURN(step.expr, expr_of("key", "lookup"));
     ASSIGN_OR_RETURN(std::string on_missing, r.String(*t, "on_missing", false, node, section));
     if (!on_missing.empty()) step.on_missing = on_missing;
     if (step.on_missing != "default" && step.on_missing != "drop" &&
@@ -384,38 +540,42 @@ std::optional<std::string> Variables::Lookup(const std::string& name) const {
 }
 
 Result<std::string> SubstituteVariables(const std::string& text, const Variables& vars) {
-  std::string out;
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
-      size_t close = text.find('}', i + 2);
-      if (close == std::string::npos) {
-        return Status::InvalidArgument("unterminated ${ in '" + text + "'");
+  ASSIGN_OR_RETURN(Substituted s, SubstituteTracked(text, vars, nullptr, {}));
+  return std::move(s.text);
+}
+
+std::string DescribeVariable(const VariableUse& v) {
+  return v.name + " = \"" + v.value + "\" (" + v.origin_label + ")";
+}
+
+std::string ClosestName(const std::string& name, const std::vector<std::string>& candidates) {
+  auto upper = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  };
+  const std::string a = upper(name);
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, a.size() / 3) + 1;
+  for (const std::string& candidate : candidates) {
+    const std::string b = upper(candidate);
+    // Levenshtein distance, one row at a time.
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t above = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = above;
       }
-      std::string body = text.substr(i + 2, close - i - 2);
-      std::string name = body;
-      std::optional<std::string> fallback;
-      size_t dash = body.find(":-");
-      if (dash != std::string::npos) {
-        name = body.substr(0, dash);
-        fallback = body.substr(dash + 2);
-      }
-      auto value = vars.Lookup(name);
-      if (value && (!value->empty() || !fallback)) {
-        out += *value;
-      } else if (fallback) {
-        out += *fallback;
-      } else {
-        return Status::InvalidArgument("variable " + name +
-                                       " is not set (pass --var " + name +
-                                       "=VALUE or set it in the environment)");
-      }
-      i = close + 1;
-    } else {
-      out += text[i++];
+    }
+    if (row[b.size()] < best_distance) {
+      best_distance = row[b.size()];
+      best = candidate;
     }
   }
-  return out;
+  return best;
 }
 
 Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::string& file,
@@ -427,6 +587,21 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
     const auto& b = e.source().begin;
     return Status::InvalidArgument(file + ":" + std::to_string(b.line) + ":" +
                                    std::to_string(b.column) + ": " + std::string(e.description()));
+  }
+  if (vars.reject_unused) {
+    std::set<std::string> referenced;
+    CollectReferences(root, &referenced);
+    for (const auto& [name, value] : vars.values) {
+      if (referenced.count(name)) continue;
+      std::vector<std::string> names(referenced.begin(), referenced.end());
+      std::string hint = ClosestName(name, names);
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      return Status::InvalidArgument(
+          vars.values_label + " " + name + ": " + file + " does not reference ${" + name + "}" +
+          (hint.empty() ? "" : " (did you mean " + hint + "?)") + "; it references " +
+          (list.empty() ? std::string("no variables") : list));
+    }
   }
   Reader r(file, vars);
   PipelineConfig cfg;
@@ -472,7 +647,7 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   const toml::table& s = *sn->as_table();
   ASSIGN_OR_RETURN(cfg.source.name, r.String(s, "name", false, *sn, "source"));
   if (cfg.source.name.empty()) cfg.source.name = "source";
-  ASSIGN_OR_RETURN(cfg.source.uri, r.String(s, "uri", true, *sn, "source"));
+  ASSIGN_OR_RETURN(cfg.source.uri, r.String(s, "uri", true, *sn, "source", PathKind::kUri));
   cfg.source.pipeline = cfg.name;
   if (const toml::node* f = s.get("fields")) {
     ASSIGN_OR_RETURN(cfg.source.fields, r.Fields(*f));
@@ -488,7 +663,8 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
       DimensionConfig dim;
       dim.name = std::string(key.str());
       std::string section = "dimension." + dim.name;
-      ASSIGN_OR_RETURN(dim.uri, r.String(*d, "uri", true, node, section));
+      ASSIGN_OR_RETURN(dim.uri, r.String(*d, "uri", true, node, section, PathKind::kUri));
+      dim.uri_where = LocationOf(*d->get("uri"), file);
       ASSIGN_OR_RETURN(dim.key, r.String(*d, "key", true, node, section));
       const toml::node* f = d->get("fields");
       if (!f) return r.Fail(node, "[" + section + "] needs fields = { name = \"type\" }");
@@ -522,7 +698,7 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
     return Status::InvalidArgument(file + ":1:1: missing [sink] table with uri = \"...\"");
   }
   const toml::table& k = *kn->as_table();
-  ASSIGN_OR_RETURN(cfg.sink.uri, r.String(k, "uri", true, *kn, "sink"));
+  ASSIGN_OR_RETURN(cfg.sink.uri, r.String(k, "uri", true, *kn, "sink", PathKind::kUri));
   ASSIGN_OR_RETURN(cfg.sink.table, r.String(k, "table", false, *kn, "sink"));
   ASSIGN_OR_RETURN(cfg.sink.options, r.CollectOptions(k, {"uri", "table"}, *kn));
 
@@ -530,8 +706,10 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
     const toml::table* d = dl->as_table();
     if (!d) return r.Fail(*dl, "[dead_letter] must be a table");
     RETURN_IF_ERROR(r.CheckKeys(*d, {"path"}, "dead_letter"));
-    ASSIGN_OR_RETURN(cfg.dead_letter_path, r.String(*d, "path", false, *dl, "dead_letter"));
+    ASSIGN_OR_RETURN(cfg.dead_letter_path,
+                     r.String(*d, "path", false, *dl, "dead_letter", PathKind::kPath));
   }
+  cfg.variables = r.TakeUses();
   return cfg;
 }
 

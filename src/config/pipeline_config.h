@@ -66,6 +66,7 @@ struct SourceConfig {
 struct DimensionConfig {
   std::string name;
   std::string uri;
+  expr::SourceLocation uri_where;  ///< where `uri` is written, for errors loading it
   std::string key;
   std::vector<Field> fields;
   Options options;
@@ -116,6 +117,16 @@ struct SinkConfig {
   Options options;
 };
 
+/// One variable a pipeline file references and where its value came from.
+struct VariableUse {
+  enum class Origin { kValues, kEnvironment, kDefault };
+  std::string name;
+  std::string value;
+  Origin origin = Origin::kDefault;
+  std::string origin_label;    ///< "--var", "environment" or "default"
+  expr::SourceLocation where;  ///< its first reference in the file
+};
+
 /// A parsed, variable-substituted pipeline file. Expressions are still text here; the planner
 /// compiles them against the schema.
 struct PipelineConfig {
@@ -133,20 +144,39 @@ struct PipelineConfig {
   std::vector<ColumnConfig> select;  ///< without [aggregate]: the output columns
   SinkConfig sink;
   std::string dead_letter_path;
+  /// Every ${NAME} the file references, in order of first use, with the value it got.
+  std::vector<VariableUse> variables;
 };
 
 /// Supplies ${NAME} values: --var first, then the environment.
 struct Variables {
   std::map<std::string, std::string> values;
   bool use_environment = true;
+  /// How `values` are named when a variable's origin is reported ("--var"; the demo sets its own).
+  std::string values_label = "--var";
+  /// Loading fails when a name in `values` is not referenced by the file (a misspelt --var must
+  /// not leave the file's default in charge).
+  bool reject_unused = true;
   std::optional<std::string> Lookup(const std::string& name) const;
 };
+
+/// Renders a variable for `validate` and `run`: NAME = "value" (origin).
+std::string DescribeVariable(const VariableUse& v);
+
+/// Returns the name in `candidates` closest to `name` by edit distance, or "" when none is close
+/// (for "did you mean" hints).
+std::string ClosestName(const std::string& name, const std::vector<std::string>& candidates);
 
 /// Replaces ${NAME} and ${NAME:-default} in `text`. Fails naming the variable when it is unset
 /// and has no default.
 Result<std::string> SubstituteVariables(const std::string& text, const Variables& vars);
 
 /// Reads and validates a pipeline file. Errors carry "file:line:col: ...".
+///
+/// Relative paths written in the file (a file, sqlite: or parquet: URI, a dead-letter path, the
+/// path options jobs, campaigns, password_file and ca_file), including the defaults of
+/// ${NAME:-default}, resolve against the directory of the file; a path that comes from a
+/// variable's value (--var or the environment) stays relative to the working directory.
 Result<PipelineConfig> LoadPipelineConfig(const std::string& path, const Variables& vars);
 /// Same, from text (for tests); `file` names it in errors.
 Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::string& file,

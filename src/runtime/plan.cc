@@ -224,7 +224,18 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
 
   for (const auto& [name, dim] : config.dimensions) {
-    ASSIGN_OR_RETURN(plan->dimensions[name], LoadDimension(dim));
+    auto loaded = LoadDimension(dim);
+    if (!loaded.ok()) {
+      // Point at the setting that names the dimension, unless the error already has a place.
+      const Status& s = loaded.status();
+      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
+        return s;
+      }
+      const std::string prefix = "dimension " + name + ": ";
+      const bool named = s.message().rfind(prefix, 0) == 0;
+      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
+    }
+    plan->dimensions[name] = std::move(loaded).value();
   }
 
   for (const StepConfig& sc : config.steps) {
@@ -393,7 +404,7 @@ std::string DescribePlan(const Plan& plan) {
   out << "\n";
   for (const auto& [name, dim] : plan.dimensions) {
     auto table = dim->snapshot();
-    out << "  dimension " << name << ": " << table->size() << " keys by "
+    out << "  dimension " << name << ": " << dim->config().uri << ", " << table->size() << " keys by "
         << table->fields().field(table->key_index()).name;
     if (dim->refresh().interval_micros > 0) {
       out << ", refreshed every " << FormatDouble(dim->refresh().interval_micros / 1e6) << "s";

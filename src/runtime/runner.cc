@@ -23,6 +23,16 @@ std::string DefaultDeadLetterPath(const PipelineConfig& config) {
   return config.name + ".dead-letters.ndjson";
 }
 
+/// What the sink is told about the pipeline's output.
+SinkContext ContextFor(const PipelineConfig& config, const Plan& plan) {
+  SinkContext ctx;
+  ctx.pipeline = config.name;
+  ctx.aggregate = plan.aggregate.get();
+  ctx.output = plan.OutputSchema();
+  if (plan.aggregate) ctx.key_columns = plan.aggregate->KeyColumns();
+  return ctx;
+}
+
 /// Orders like Value's operator< (by type first, then by value) without a variant visit.
 /// Returns <0, 0 or >0 as `a` orders before, with or after `b` (type first, then value).
 int ValueCompare(const Value& a, const Value& b) {
@@ -71,6 +81,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
                                    runner->config_.sink.uri + " cannot store window state, which " +
                                    needs + " needs; use an sqlite:, mysql: or parquet: sink");
   }
+  // Every check that needs no connection and touches no data runs here, so `sluice validate`
+  // (which stops after Make) rejects what a run would reject before reading anything.
+  RETURN_IF_ERROR(runner->sink_->Check(ContextFor(runner->config_, *runner->plan_)));
+  RETURN_IF_ERROR(ConnectorRegistry::Instance().MakeSources(runner->config_.source, 1).status());
   runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
                                   ? DefaultDeadLetterPath(runner->config_)
                                   : runner->config_.dead_letter_path;
@@ -96,11 +110,7 @@ void Runner::RequestStop() {
 }
 
 Status Runner::Start() {
-  SinkContext ctx;
-  ctx.pipeline = config_.name;
-  ctx.aggregate = plan_->aggregate.get();
-  ctx.output = plan_->OutputSchema();
-  if (plan_->aggregate) ctx.key_columns = plan_->aggregate->KeyColumns();
+  const SinkContext ctx = ContextFor(config_, *plan_);
   // Opening the sink is retried: a database that is still starting is not a configuration error.
   int64_t backoff_ms = 200;
   while (true) {
@@ -204,7 +214,8 @@ Status Runner::Run() {
       Status e = w->error();
       if (!e.ok() && failure.ok()) {
         failure = e;
-        spdlog::error("{}", e.ToString());
+        // Run() returns it and the caller reports it once; say only that the run is stopping.
+        spdlog::info("a worker failed; draining the others and checkpointing before exiting");
         stop_.store(true);
       }
     }

@@ -57,6 +57,14 @@ struct SinkContext {
 class Sink {
  public:
   virtual ~Sink() = default;
+  /// Checks, without connecting or touching any data, that the sink can take what `ctx`
+  /// describes (a sink that only writes rows rejects update-mode deltas; named columns must be
+  /// output columns). Runner::Make calls it, so `sluice validate` and `sluice run` reject the
+  /// same pipelines; Open() checks the same again.
+  virtual Status Check(const SinkContext& ctx) const {
+    (void)ctx;
+    return Status::OK();
+  }
   virtual Status Open(const SinkContext& ctx) = 0;
   /// Returns the positions committed by earlier runs of this pipeline.
   virtual Result<std::vector<StoredPosition>> LoadPositions() = 0;

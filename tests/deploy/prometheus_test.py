@@ -130,7 +130,7 @@ def main():
     try:
         sluice_log = open(os.path.join(tmp, "sluice.log"), "wb")
         sluice = subprocess.Popen(
-            [args.sluice, "run", PIPELINE, "--var", "RATE=2000",
+            [args.sluice, "run", PIPELINE, "--var", "TRACKING=generator:", "--var", "RATE=2000",
              "--var", f"SINK=sqlite:{os.path.join(tmp, 'events.db')}",
              "--var", f"DLQ={os.path.join(tmp, 'dlq.ndjson')}",
              "--http", f"127.0.0.1:{sluice_port}"],

@@ -86,7 +86,8 @@ def part_endpoints(args, t, tmp):
         t.check("/ serves the dashboard", code == 200 and "app.js" in body, body[:200])
 
         # A second run on the same port: an explicit --http that cannot bind is an error.
-        r = subprocess.run([args.sluice, "run", "examples/recruitment.toml", "--var", "COUNT=10",
+        r = subprocess.run([args.sluice, "run", "examples/recruitment.toml", "--var", "TRACKING=generator:",
+                            "--var", "COUNT=10",
                             "--var", "SINK=sqlite:" + os.path.join(tmp, "second.db"),
                             "--http", f"127.0.0.1:{run.port}"], cwd=REPO, capture_output=True, text=True, timeout=60)
         t.check("run --http on a busy port exits 1 naming the address",
@@ -97,7 +98,8 @@ def part_endpoints(args, t, tmp):
         t.check("demo on a busy port warns and continues",
                 r.returncode == 0 and "dashboard not served" in r.stderr and "records in" in r.stdout,
                 f"rc={r.returncode} {r.stderr}")
-        r = subprocess.run([args.sluice, "run", "examples/recruitment.toml", "--http", "nonsense:port"],
+        r = subprocess.run([args.sluice, "run", "examples/recruitment.toml", "--var", "TRACKING=generator:",
+                            "--var", "SINK=sqlite:" + os.path.join(tmp, "third.db"), "--http", "nonsense:port"],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
         t.check("run --http with a bad address exits 2", r.returncode == 2 and "HOST:PORT" in r.stderr, r.stderr)
     finally:
@@ -124,7 +126,8 @@ def part_endpoints(args, t, tmp):
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db + suffix):
                 os.remove(db + suffix)
-        r = subprocess.run([args.sluice] + args_order + ["--var", "COUNT=3000", "--var", "RATE=0",
+        r = subprocess.run([args.sluice] + args_order + ["--var", "TRACKING=generator:",
+                                                         "--var", "COUNT=3000", "--var", "RATE=0",
                                                          "--var", "SINK=sqlite:" + db],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
         lines = [l for l in r.stderr.splitlines() if l.strip()]

@@ -212,9 +212,11 @@ def compare_output(label, out_dir, dlq_path, expected):
 
 
 def pipeline_copy(path, interval=None, source_lines=()):
-    """examples/viewlog.toml with checkpoint_interval replaced and lines added under [source]."""
+    """examples/viewlog.toml with checkpoint_interval replaced and lines added under [source].
+    Its defaults name files next to examples/viewlog.toml (data/...): the copy names them there."""
     with open(PIPELINE, encoding="utf-8") as f:
         text = f.read()
+    text = text.replace(":-data/", ":-" + os.path.join(os.path.dirname(PIPELINE), "data") + "/")
     if interval:
         text, n = re.subn(r'(?m)^checkpoint_interval\s*=\s*"[^"]*"',
                           f'checkpoint_interval = "{interval}"', text)

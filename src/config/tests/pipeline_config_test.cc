@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/plan.h"
+
 namespace sluice {
 namespace {
 
@@ -112,6 +118,154 @@ TEST(OptionsTest, TypedGettersAndUnconsumed) {
   Status s = o.RejectUnconsumed("source");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("f.toml:6:8: unknown key 'typo'"), std::string::npos) << s.message();
+}
+
+// Issue 14, item 1: a step without its expression crashed validate and run (exit 139).
+TEST(PipelineConfigTest, StepWithoutItsExpressionIsAnErrorWithLocation) {
+  struct Case {
+    const char* step;
+    const char* want;
+  } cases[] = {
+      {"let = \"x\"\n", "let needs expr"},
+      {"ignore_if = \"a > 1\"\nreason = \"r\"\n", nullptr},  // fine: the control case
+      {"lookup = \"d\"\nfields = [\"a\"]\n", "lookup needs key"},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string(kMinimal) + "\n[[step]]\n" + c.step;
+    auto cfg = ParsePipelineConfig(text, "p.toml", NoEnv());
+    if (!c.want) {
+      EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+      continue;
+    }
+    ASSERT_FALSE(cfg.ok()) << c.step;
+    // [[step]] is on line 12 of the text (kMinimal ends on line 10, a blank line follows).
+    EXPECT_EQ(cfg.status().message().rfind("p.toml:12:1: ", 0), 0u) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(c.want), std::string::npos) << cfg.status().message();
+  }
+  // ignore_if, dead_letter_if and filter share the helper: a non-string value is an error too.
+  for (const char* key : {"ignore_if", "dead_letter_if", "filter", "expr"}) {
+    std::string step = std::string(key == std::string("expr") ? "let = \"x\"\n" : "") + key + " = 3\n";
+    auto cfg = ParsePipelineConfig(std::string(kMinimal) + "\n[[step]]\n" + step, "p.toml", NoEnv());
+    ASSERT_FALSE(cfg.ok()) << key;
+    EXPECT_NE(cfg.status().message().find("must be a string"), std::string::npos)
+        << cfg.status().message();
+  }
+}
+
+// Issue 13: a misspelt --var must not leave the file's default (the generator) in charge.
+TEST(PipelineConfigTest, UnreferencedVariableIsAnErrorWithSuggestion) {
+  auto cfg = ParsePipelineConfig(kMinimal, "p.toml", NoEnv({{"INN", "x.csv"}}));
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cfg.status().message().find("--var INN"), std::string::npos) << cfg.status().message();
+  EXPECT_NE(cfg.status().message().find("did you mean IN?"), std::string::npos)
+      << cfg.status().message();
+  // Nothing close: no suggestion, but the list of what the file references.
+  cfg = ParsePipelineConfig(kMinimal, "p.toml", NoEnv({{"SOMETHING_ELSE", "1"}}));
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().message().find("did you mean"), std::string::npos);
+  EXPECT_NE(cfg.status().message().find("it references IN"), std::string::npos)
+      << cfg.status().message();
+  // A caller that supplies more variables than the file uses may allow it (the demo does).
+  Variables lenient = NoEnv({{"SOMETHING_ELSE", "1"}});
+  lenient.reject_unused = false;
+  EXPECT_TRUE(ParsePipelineConfig(kMinimal, "p.toml", lenient).ok());
+}
+
+TEST(PipelineConfigTest, ClosestNameByEditDistance) {
+  EXPECT_EQ(ClosestName("TRACKNG", {"COUNT", "JOBS", "SINK", "TRACKING"}), "TRACKING");
+  EXPECT_EQ(ClosestName("tracking", {"JOBS", "TRACKING"}), "TRACKING");
+  EXPECT_EQ(ClosestName("SNIK", {"SINK", "JOBS"}), "SINK");  // a transposition: distance 2
+  EXPECT_EQ(ClosestName("DATABASE", {"SINK", "JOBS"}), "");
+}
+
+TEST(PipelineConfigTest, ReportsWhereEachVariableCameFrom) {
+  const char* text = R"(
+[pipeline]
+name = "p"
+[source]
+uri = "${IN:-in.csv}"
+fields = { a = "int64" }
+rate = "${RATE:-5}"
+[sink]
+uri = "${SINK_FROM_ENV_FOR_TEST}"
+)";
+  ::setenv("SINK_FROM_ENV_FOR_TEST", "sqlite:env.db", 1);
+  Variables vars;
+  vars.values = {{"IN", "x.csv"}};
+  auto cfg = ParsePipelineConfig(text, "p.toml", vars);
+  ::unsetenv("SINK_FROM_ENV_FOR_TEST");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_EQ(cfg->variables.size(), 3u);
+  EXPECT_EQ(DescribeVariable(cfg->variables[0]), "IN = \"x.csv\" (--var)");
+  EXPECT_EQ(DescribeVariable(cfg->variables[1]), "RATE = \"5\" (default)");
+  EXPECT_EQ(DescribeVariable(cfg->variables[2]), "SINK_FROM_ENV_FOR_TEST = \"sqlite:env.db\" (environment)");
+  EXPECT_EQ(cfg->variables[1].where.line, 7);
+}
+
+// Issue 13: paths written in the file resolve against its folder; values of variables against
+// the working directory.
+TEST(PipelineConfigTest, PathsInTheFileResolveAgainstItsFolder) {
+  const char* text = R"(
+[pipeline]
+name = "p"
+[source]
+uri = "${IN:-data/in.csv}"
+fields = { a = "int64" }
+jobs = "${JOBS:-data/job.csv}"
+campaigns = "/abs/c.csv"
+profile = "data/not-a-path"
+[dimension.d]
+uri = "d.csv"
+key = "a"
+fields = { a = "int64" }
+[sink]
+uri = "sqlite:${DB:-out/r.db}?x=1"
+[dead_letter]
+path = "dl.ndjson"
+)";
+  auto cfg = ParsePipelineConfig(text, "conf/pipes/p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->source.uri, "conf/pipes/data/in.csv");
+  EXPECT_EQ(cfg->source.options.GetString("jobs"), "conf/pipes/data/job.csv");
+  EXPECT_EQ(cfg->source.options.GetString("campaigns"), "/abs/c.csv");
+  EXPECT_EQ(cfg->source.options.GetString("profile"), "data/not-a-path");
+  EXPECT_EQ(cfg->dimensions.at("d").uri, "conf/pipes/d.csv");
+  EXPECT_EQ(cfg->sink.uri, "sqlite:conf/pipes/out/r.db?x=1");
+  EXPECT_EQ(cfg->dead_letter_path, "conf/pipes/dl.ndjson");
+
+  // The same settings from variables stay relative to the working directory.
+  cfg = ParsePipelineConfig(text, "conf/pipes/p.toml",
+                            NoEnv({{"IN", "mine.csv"}, {"JOBS", "j.csv"}, {"DB", "here.db"}}));
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->source.uri, "mine.csv");
+  EXPECT_EQ(cfg->source.options.GetString("jobs"), "j.csv");
+  EXPECT_EQ(cfg->sink.uri, "sqlite:here.db?x=1");
+
+  // Other schemes are not paths.
+  cfg = ParsePipelineConfig(std::string(text).replace(std::string(text).find("${IN:-data/in.csv}"),
+                                                      18, "kafka://h:1/t"),
+                            "conf/pipes/p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->source.uri, "kafka://h:1/t");
+}
+
+// Issue 14, item 7: a dimension that cannot be loaded is reported at the setting naming it.
+TEST(PipelineConfigTest, DimensionThatCannotBeLoadedHasALocation) {
+  std::string text = std::string(kMinimal) + R"(
+[dimension.job]
+uri = "/nonexistent/sluice/job.csv"
+key = "a"
+fields = { a = "int64" }
+)";
+  auto cfg = ParsePipelineConfig(text, "p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto plan = BuildPlan(*cfg);
+  ASSERT_FALSE(plan.ok());
+  // uri is on line 13; the location points inside its quotes (column 8).
+  EXPECT_EQ(plan.status().message().rfind("p.toml:13:8: dimension job: ", 0), 0u)
+      << plan.status().message();
+  EXPECT_NE(plan.status().message().find("/nonexistent/sluice/job.csv"), std::string::npos);
 }
 
 }  // namespace

@@ -288,8 +288,7 @@ Status CassandraSink::PrepareStatements() {
   return Status::OK();
 }
 
-Status CassandraSink::Open(const SinkContext& ctx) {
-  ctx_ = ctx;
+Status CassandraSink::Check(const SinkContext& ctx) const {
   if (ctx.aggregate && !ctx.aggregate->append_mode) {
     return Status::InvalidArgument(
         where_ +
@@ -299,6 +298,47 @@ Status CassandraSink::Open(const SinkContext& ctx) {
         "[aggregate] (finished windows, upserted once), or a select pipeline without "
         "[aggregate]");
   }
+  if (table_.empty() && ctx.pipeline.empty()) {
+    return Status::InvalidArgument(where_ + ": the sink needs a table");
+  }
+  for (const auto& [name, type] : column_types_) {
+    if (!ctx.output.IndexOf(name)) {
+      std::vector<std::string> names;
+      for (const Field& f : ctx.output.fields()) names.push_back(f.name);
+      return Status::InvalidArgument(
+          where_ + ": column_types names column " + name +
+          ", which this pipeline does not write (columns: " + Join(names) + ")");
+    }
+  }
+  if (!ctx.key_columns.empty() && !key_option_.empty() && key_option_ != ctx.key_columns) {
+    return Status::InvalidArgument(where_ + ": option key (" + Join(key_option_) +
+                                   ") differs from the aggregate's keys (" + Join(ctx.key_columns) +
+                                   "); leave it out");
+  }
+  std::vector<std::string> keys = ctx.key_columns.empty() ? key_option_ : ctx.key_columns;
+  if (keys.empty()) {
+    return Status::InvalidArgument(
+        where_ +
+        ": a Cassandra table needs a primary key: name it with key = [\"id\"] under "
+        "[sink] (the columns that identify a row; rows with the same key are upserted)");
+  }
+  for (const std::string& k : keys) {
+    if (!ctx.output.IndexOf(k)) {
+      return Status::InvalidArgument(where_ + ": key column " + k + " is not an output column");
+    }
+  }
+  if (!partition_key_option_.empty() &&
+      (partition_key_option_.size() > keys.size() ||
+       !std::equal(partition_key_option_.begin(), partition_key_option_.end(), keys.begin()))) {
+    return Status::InvalidArgument(where_ + ": partition_key (" + Join(partition_key_option_) +
+                                   ") must be leading columns of the key (" + Join(keys) + ")");
+  }
+  return Status::OK();
+}
+
+Status CassandraSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
+  ctx_ = ctx;
   if (table_.empty()) table_ = ctx.pipeline;
   if (table_.empty()) return Status::InvalidArgument(where_ + ": the sink needs a table");
   columns_.clear();

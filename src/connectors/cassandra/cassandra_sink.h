@@ -28,7 +28,7 @@ namespace sluice {
 /// partition, default 50), `retries` (attempts per request on timeouts, unavailable, overloaded,
 /// with exponential backoff; default 6), `timeout` (default 12s), `password_file`.
 ///
-/// Update-mode aggregates (deltas merged into stored rows) are rejected at Open(): Cassandra
+/// Update-mode aggregates (deltas merged into stored rows) are rejected by Check(): Cassandra
 /// cannot apply them idempotently.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
@@ -37,6 +37,7 @@ class CassandraSink : public Sink {
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~CassandraSink() override;
 
+  Status Check(const SinkContext& ctx) const override;
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;

@@ -159,8 +159,19 @@ std::string KafkaSink::PositionKey(const std::string& source, int32_t partition)
   return k;
 }
 
-Status KafkaSink::Open(const SinkContext& ctx) {
+Status KafkaSink::Check(const SinkContext& ctx) const {
   if (ctx.aggregate && !ctx.aggregate->append_mode) return Status::InvalidArgument(kNeedsRows);
+  if (!settings_.key.empty() && !ctx.output.IndexOf(settings_.key)) {
+    std::string names;
+    for (const auto& f : ctx.output.fields()) names += (names.empty() ? "" : ", ") + f.name;
+    return Status::InvalidArgument(settings_.key_where + ": key '" + settings_.key +
+                                   "' is not an output column (" + names + ")");
+  }
+  return Status::OK();
+}
+
+Status KafkaSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
   Close();
   ctx_ = ctx;
   key_slot_.reset();

@@ -33,6 +33,7 @@ class KafkaSink : public Sink {
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~KafkaSink() override;
 
+  Status Check(const SinkContext& ctx) const override;
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;

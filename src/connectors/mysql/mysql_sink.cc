@@ -94,6 +94,15 @@ Status MysqlSink::Connect() {
   return Status::OK();
 }
 
+Status MysqlSink::Check(const SinkContext& ctx) const {
+  // The table's SQL (column types included) is built without a connection.
+  auto sql = mysql::TableSql::Make(ctx, table_.empty() ? ctx.pipeline : table_, column_types_);
+  if (!sql.ok()) {
+    return Status::InvalidArgument(column_types_where_ + ": " + sql.status().message());
+  }
+  return Status::OK();
+}
+
 Status MysqlSink::Open(const SinkContext& ctx) {
   ctx_ = ctx;
   if (table_.empty()) table_ = ctx.pipeline;

@@ -37,6 +37,7 @@ class MysqlSink : public Sink {
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~MysqlSink() override;
 
+  Status Check(const SinkContext& ctx) const override;
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;

@@ -128,6 +128,7 @@ Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
                                    ": the parquet sink needs a directory: parquet:DIR");
   }
   s.partition_by_where = o.Where("partition_by");
+  s.where = o.Where("");
   ASSIGN_OR_RETURN(s.partition_by,
                    ParseColumnList(o.GetString("partition_by"), s.partition_by_where));
   const std::string compression = o.GetString("compression", "zstd");
@@ -166,9 +167,28 @@ std::string ParquetSink::StatePath() const {
   return (fs::path(settings_.dir) / kStateDir / (HiveEscape(ctx_.pipeline) + ".state")).string();
 }
 
+Status ParquetSink::Check(const SinkContext& ctx) const {
+  if (ctx.aggregate && !ctx.aggregate->append_mode) {
+    return Status::InvalidArgument(settings_.where + ": " + kNeedsAppendMode);
+  }
+  std::set<std::string> partition_columns;
+  for (const auto& name : settings_.partition_by) {
+    if (!ctx.output.IndexOf(name)) {
+      return Status::InvalidArgument(
+          settings_.partition_by_where + ": partition_by column '" + name +
+          "' is not an output column (columns: " + ColumnList(ctx.output.fields()) + ")");
+    }
+    partition_columns.insert(name);
+  }
+  if (partition_columns.size() >= ctx.output.size()) {
+    return Status::InvalidArgument(settings_.partition_by_where +
+                                   ": partition_by leaves no column to write into the files");
+  }
+  return Status::OK();
+}
+
 Status ParquetSink::Open(const SinkContext& ctx) {
-  if (ctx.aggregate && !ctx.aggregate->append_mode)
-    return Status::InvalidArgument(kNeedsAppendMode);
+  RETURN_IF_ERROR(Check(ctx));
   Close();
   ctx_ = ctx;
   partition_slots_.clear();

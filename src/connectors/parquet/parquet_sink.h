@@ -36,6 +36,7 @@ class ParquetSink : public Sink {
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~ParquetSink() override;
 
+  Status Check(const SinkContext& ctx) const override;
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;
@@ -53,6 +54,7 @@ class ParquetSink : public Sink {
     std::string dir;
     std::vector<std::string> partition_by;
     std::string partition_by_where;
+    std::string where;  ///< the [sink] section, for errors
     ParquetCompression compression = ParquetCompression::kZstd;
     int64_t roll_rows = 1'000'000;
     int64_t roll_interval_micros = 60'000'000;

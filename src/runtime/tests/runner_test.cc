@@ -249,11 +249,44 @@ TEST_F(RunnerTest, UnreachableSinkPausesTheSourceAndRecovers) {
 TEST_F(RunnerTest, MissingSourceFileIsAClearError) {
   auto cfg = Config((dir_ / "nope.csv").string(), (dir_ / "x.db").string());
   ASSERT_TRUE(cfg.ok());
+  // Refused while the pipeline is checked (Make), before the sink is opened.
   auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-  ASSERT_TRUE(runner.ok());
-  Status s = (*runner)->Run();
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("nope.csv"), std::string::npos) << s.message();
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(runner.status().message().find("nope.csv"), std::string::npos) << runner.status().message();
+  EXPECT_FALSE(fs::exists(dir_ / "x.db"));
+}
+
+// Issue 13: `sluice validate` (which stops after Make) must refuse what a run refuses before it
+// touches data: the sink's own capability checks run in Make, without opening the sink.
+TEST_F(RunnerTest, SinkCapabilityIsCheckedInMakeWithoutTouchingTheSink) {
+  const std::string out = (dir_ / "pq").string();
+  Variables vars;
+  vars.use_environment = false;
+  auto cfg = ParsePipelineConfig(
+      "[pipeline]\nname = \"p\"\n[source]\nuri = \"generator:\"\ncount = 10\n"
+      "fields = { job_id = \"int64\" }\n[aggregate]\ntime = \"parse_time('2026-01-01')\"\n"
+      "window = \"1m\"\nkeys = [\"job_id\"]\nmetrics = [\"n = count()\"]\n"
+      "[sink]\nuri = \"parquet:" + out + "\"\n",
+      "p.toml", vars);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(runner.status().message().find("mode = \"append\""), std::string::npos)
+      << runner.status().message();
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(RunnerTest, SourceThatIsADirectoryIsRefusedAtStart) {
+  fs::create_directories(dir_ / "in.csv");
+  auto cfg = Config((dir_ / "in.csv").string(), (dir_ / "x.db").string());
+  ASSERT_TRUE(cfg.ok());
+  auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(runner.status().message().find("is a directory"), std::string::npos)
+      << runner.status().message();
 }
 
 }  // namespace

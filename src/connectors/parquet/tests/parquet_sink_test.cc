@@ -579,9 +579,13 @@ TEST_F(ParquetSinkTest, UpdateModeIsRefused) {
   ASSERT_TRUE(sink.ok());
   SinkContext ctx = Context();
   ctx.aggregate = &update;
+  // Check() (what `sluice validate` runs, no directory touched) and Open() refuse it alike.
+  Status checked = (*sink)->Check(ctx);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_NE(checked.message().find(want), std::string::npos) << checked.message();
   Status s = (*sink)->Open(ctx);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.message(), want);
+  EXPECT_EQ(s.message(), checked.message());
 
   AggregateSpec append;
   append.append_mode = true;
