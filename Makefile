@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build demo test test-unit asan clean help
+.PHONY: all deps build demo test test-unit asan clean help install package
 
 all: build
 
@@ -17,6 +17,8 @@ help:
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
+	@echo "make install   install into PREFIX (default /usr/local; DESTDIR honoured), see README"
+	@echo "make package   build/sluice-*.tar.gz and build/sluice_*.deb (CPack)"
 	@echo "make clean     remove build trees"
 
 deps:
@@ -42,6 +44,15 @@ asan: deps services
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
+# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+package: build
+	cd $(BUILD_DIR) && cpack
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,11 @@
+# `make install` end to end (tests/integration/install_test.py, cmake/install.cmake): the build
+# installed into a fresh temporary prefix that is then moved; the installed binary run with a
+# clean environment from an unrelated directory, with the checkout, build tree and venv hidden
+# (unshare -rm + tmpfs): --version, the demo, a viewlog pipeline into Parquet read back with
+# pyarrow == recompute_viewlog.py, ldd, the split debug info, the bash completion.
+add_test(NAME install
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/install_test.py
+                 --build-dir ${CMAKE_BINARY_DIR} --version ${PROJECT_VERSION}
+                 --venv ${SLUICE_VENV_DIR}
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(install PROPERTIES TIMEOUT 120 LABELS "python;integration;install")
