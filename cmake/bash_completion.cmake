@@ -77,7 +77,8 @@ foreach(sub IN LISTS subcommands)
   list(JOIN names " " names)
   list(APPEND valued ${global_valued})
   list(JOIN valued " " valued)
-  string(APPEND cases "    ${sub}) opts=\"${names}\"; valued=\" ${valued} \"; files=${positional_files} ;;\n")
+  string(APPEND cases "    ${sub}) opts=\"${names}\"; valued=\" ${valued} \"; "
+                      "files=${positional_files} ;;\n")
 endforeach()
 list(JOIN global_valued " " global_valued)
 list(JOIN global_names " " global_names)
@@ -86,11 +87,13 @@ set(choice_cases "")
 list(REMOVE_DUPLICATES all_choices)
 foreach(c IN LISTS all_choices)
   string(REGEX MATCH "^([^=]+)=(.*)$" _ "${c}")
-  string(APPEND choice_cases "      ${CMAKE_MATCH_1}) COMPREPLY=( $(compgen -W \"${CMAKE_MATCH_2}\" -- \"$cur\") ); return ;;\n")
+  string(APPEND choice_cases "      ${CMAKE_MATCH_1}) "
+                             "COMPREPLY=( $(compgen -W \"${CMAKE_MATCH_2}\" -- \"$cur\") ); return ;;\n")
 endforeach()
 
-file(WRITE "${OUTPUT}" "# bash completion for sluice. Generated from `sluice --help` by cmake/bash_completion.cmake;
-# do not edit. Installed as share/bash-completion/completions/sluice, or: source this file.
+file(WRITE "${OUTPUT}" "# bash completion for sluice, generated from `sluice --help` by
+# cmake/bash_completion.cmake (do not edit). Installed as
+# share/bash-completion/completions/sluice; or: source this file.
 _sluice() {
   local cur=\"\${COMP_WORDS[COMP_CWORD]}\" prev=\"\${COMP_WORDS[COMP_CWORD-1]}\"
   local sub=\"\" i w opts files=0 valued=\" ${global_valued} \"

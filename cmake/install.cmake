@@ -34,9 +34,10 @@ if(SLUICE_OBJCOPY)
     get_filename_component(bindir \"\${bin}\" DIRECTORY)
     file(MAKE_DIRECTORY \"\${bindir}/.debug\")
     message(STATUS \"Splitting debug info: \${bindir}/.debug/sluice.debug\")
-    execute_process(COMMAND \"${SLUICE_OBJCOPY}\" --only-keep-debug \"\${bin}\" \"\${bindir}/.debug/sluice.debug\"
+    set(debug \"\${bindir}/.debug/sluice.debug\")
+    execute_process(COMMAND \"${SLUICE_OBJCOPY}\" --only-keep-debug \"\${bin}\" \"\${debug}\"
                     COMMAND_ERROR_IS_FATAL ANY)
-    file(CHMOD \"\${bindir}/.debug/sluice.debug\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    file(CHMOD \"\${debug}\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
     execute_process(COMMAND \"${SLUICE_OBJCOPY}\" --strip-debug --strip-unneeded
                             --add-gnu-debuglink=sluice.debug \"\${bin}\"
                     WORKING_DIRECTORY \"\${bindir}/.debug\"
@@ -59,12 +60,13 @@ if(SLUICE_ARROW_LIB_DIR)
 endif()
 
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/sluice)
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/examples
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/examples
         FILES_MATCHING PATTERN "*.toml" PATTERN "data/*")
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/deploy/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/deploy
         PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
-install(FILES "${SLUICE_COMPLETION}" DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
-        RENAME sluice)
+install(FILES "${SLUICE_COMPLETION}"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME sluice)
 
 # --- make package: CPack -------------------------------------------------------------------------
 set(CPACK_GENERATOR "TGZ;DEB")
@@ -73,7 +75,8 @@ set(CPACK_PACKAGE_VENDOR "sluice")
 set(CPACK_PACKAGE_CONTACT "sluice maintainers <sluice@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "near-real-time analytics for clickstream and tracking logs")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
-set(CPACK_PACKAGE_FILE_NAME "sluice-${PROJECT_VERSION}-${CMAKE_SYSTEM_NAME}-${CMAKE_SYSTEM_PROCESSOR}")
+set(CPACK_PACKAGE_FILE_NAME
+    "sluice-${PROJECT_VERSION}-${CMAKE_SYSTEM_NAME}-${CMAKE_SYSTEM_PROCESSOR}")
 set(CPACK_STRIP_FILES OFF)  # the install rule strips sluice itself and keeps its debug file
 set(CPACK_DEBIAN_PACKAGE_SECTION "database")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)

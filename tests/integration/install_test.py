@@ -19,10 +19,16 @@ build tree nor the Python venv reachable:
   * the installed bash completion completes subcommands, options and --log-format's choices,
     and offers every subcommand the installed binary's --help lists.
 
+With --package, `make package` instead: cpack builds the .tar.gz and the .deb into the
+temporary directory; the .deb's Depends must name the Debian package owning each library the
+binary links (readelf NEEDED -> ldd -> dpkg -S; a virtual package the owner provides counts)
+and nothing for the bundled Arrow/Parquet, its files are laid out as above and its sluice runs
+isolated; the tarball, unpacked, is the prefix every check above runs on.
+
 Without unshare (user namespaces disabled), the runs use only the clean environment and the
 ldd checks, said loudly; with CI=true that is a failure.
 
-    install_test.py --build-dir BUILD --version X.Y.Z [--venv DIR] [--keep]
+    install_test.py --build-dir BUILD --version X.Y.Z [--venv DIR] [--package] [--keep]
 """
 
 import argparse
@@ -132,8 +138,8 @@ class Test:
         if shutil.which("gdb"):
             # gdb follows the debuglink to bin/.debug/: source lines of main() are known.
             rc, out = self.sh(["gdb", "-nx", "-batch", "-ex", "info line main", binary])
-            self.check(rc == 0 and "main.cc" in out,
-                       f"gdb finds main() in apps/sluice/main.cc via the debug file: {out.strip()[-200:]}")
+            self.check(rc == 0 and "main.cc" in out, "gdb finds main() in apps/sluice/main.cc via "
+                       f"the debug file: {out.strip()[-200:]}")
 
     def runpath(self, p):
         binary = os.path.join(p, "bin", "sluice")
@@ -168,8 +174,8 @@ class Test:
         if self.namespace:
             listing = "find " + " ".join(self.hidden) + " -mindepth 1 | wc -l"
             rc, out = self.isolated(["sh", "-c", listing], cwd)
-            self.check(rc == 0 and out.strip() == "0",
-                       f"in the namespace the checkout, build tree and venv are empty: {out.strip()}")
+            self.check(rc == 0 and out.strip() == "0", "in the namespace the checkout, build "
+                       f"tree and venv are empty: {out.strip()}")
         self.ldd(p, self.isolated(["ldd", sluice], cwd), "isolated")
 
         want = f"sluice {self.args.version}"
@@ -227,7 +233,8 @@ class Test:
 
         def complete(*words):
             prog = ('source "$1"; shift; COMP_WORDS=("$@"); '
-                    'COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _sluice; printf "%s\\n" "${COMPREPLY[@]}"')
+                    'COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _sluice; '
+                    'printf "%s\\n" "${COMPREPLY[@]}"')
             rc, out = self.sh(["bash", "-c", prog, "x", script, "sluice"] + list(words))
             return rc, sorted(w for w in out.split("\n") if w)
 
@@ -280,10 +287,81 @@ class Test:
             else:
                 loud(msg)
 
+    def package(self):
+        """`make package` (cpack) into the temporary directory. Returns the prefix unpacked from
+        the tarball (for the checks an installed prefix gets), after checking the .deb."""
+        out = os.path.join(self.tmp, "packages")
+        config = os.path.join(self.args.build_dir, "CPackConfig.cmake")
+        rc, log = self.sh(["cpack", "--config", config, "-G", "TGZ;DEB", "-B", out], timeout=300)
+        if not self.check(rc == 0, f"cpack -G 'TGZ;DEB' -> rc {rc}"
+                          + ("" if rc == 0 else log[-3000:])):
+            return None
+        debs = [f for f in os.listdir(out) if f.endswith(".deb")]
+        tgzs = [f for f in os.listdir(out) if f.endswith(".tar.gz")]
+        if not self.check(len(debs) == 1 and len(tgzs) == 1,
+                          f"one .deb and one .tar.gz: {debs} {tgzs}"):
+            return None
+        self.deb(os.path.join(out, debs[0]))
+        moved = os.path.join(self.tmp, "moved")
+        os.makedirs(moved)
+        rc, log = self.sh(["tar", "-xzf", os.path.join(out, tgzs[0]), "-C", moved])
+        tops = os.listdir(moved)
+        if not self.check(rc == 0 and len(tops) == 1,
+                          f"the tarball unpacks into one directory: {tops}"):
+            return None
+        return os.path.join(moved, tops[0])
+
+    def deb(self, deb):
+        rc, depends = self.sh(["dpkg-deb", "-f", deb, "Depends"])
+        have = {d.strip().split()[0] for d in depends.split(",") if d.strip()}
+        root = os.path.join(self.tmp, "deb")
+        self.sh(["dpkg-deb", "-x", deb, root])
+        prefix = os.path.join(root, "usr")
+        binary = os.path.join(prefix, "bin", "sluice")
+        # Expected: the Debian package owning each library the binary needs directly (NEEDED),
+        # found through ldd and dpkg -S; the bundled Arrow/Parquet are in the package itself.
+        _, dyn = self.sh(["readelf", "-d", binary])
+        needed = [ln.split("[", 1)[1].rstrip("]") for ln in dyn.splitlines() if "(NEEDED)" in ln]
+        _, ldd = self.sh(["ldd", binary], env=CLEAN_ENV)
+        where = {ln.split()[0]: ln.split()[2] for ln in ldd.splitlines() if " => /" in ln}
+        want, unowned = set(), []
+        for lib in needed:
+            if lib.startswith(("libarrow.so", "libparquet.so")):
+                continue
+            rc, owner = self.sh(["dpkg", "-S", os.path.realpath(where.get(lib, lib))])
+            if rc != 0:
+                rc, owner = self.sh(["dpkg", "-S", where.get(lib, lib)])
+            if rc == 0:
+                want.add(owner.split(":")[0].strip())
+            else:
+                unowned.append(lib)
+        # A dependency may name a virtual package the owner provides (libspdlog1.10-fmt9).
+        missing = []
+        for pkg in sorted(want - have):
+            _, provides = self.sh(["dpkg-query", "-W", "-f", "${Provides}", pkg])
+            if not {x.strip().split()[0] for x in provides.split(",") if x.strip()} & have:
+                missing.append(pkg)
+        self.check(rc == 0 and not missing and not unowned and
+                   not any("arrow" in d or "parquet" in d for d in have),
+                   f".deb Depends has the package of every library sluice links ({len(want)}: "
+                   f"{', '.join(sorted(want))}), none for the bundled Arrow/Parquet"
+                   + (f"; missing {missing}, unowned {unowned}; Depends: {depends.strip()}"
+                      if missing or unowned else ""))
+        for key in ("librdkafka1", "libmariadb3", "libsqlite3-0", "libssl3"):
+            self.check(key in have, f".deb depends on {key}")
+        self.layout(prefix)
+        self.runpath(prefix)
+        cwd = os.path.join(self.tmp, "deb-elsewhere")
+        os.makedirs(cwd)
+        self.ldd(prefix, self.isolated(["ldd", binary], cwd), ".deb contents, isolated")
+        rc, out = self.isolated([binary, "--version"], cwd)
+        self.check(rc == 0 and out.strip() == f"sluice {self.args.version}",
+                   f".deb's usr/bin/sluice --version -> rc {rc}, {out.strip()[-300:]!r}")
+
     def main(self):
         try:
             self.setup_isolation()
-            prefix = self.install()
+            prefix = self.package() if self.args.package else self.install()
             if prefix:
                 self.layout(prefix)
                 self.debug_info(prefix)
@@ -307,6 +385,9 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--version", required=True, help="the project version sluice must report")
     ap.add_argument("--venv", help="the Python environment whose pyarrow the build links")
+    ap.add_argument("--package", action="store_true",
+                    help="check `make package` instead: the .deb (Depends, contents, --version) "
+                    "and the tarball unpacked as the prefix")
     ap.add_argument("--keep", action="store_true", help="keep the temporary prefix")
     return Test(ap.parse_args()).main()
 
