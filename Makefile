@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build demo test test-unit asan clean help install package
+.PHONY: all deps build demo test test-unit asan clean help
 
 all: build
 
@@ -45,15 +45,6 @@ asan: deps services
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
-# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
-# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
-PREFIX ?= /usr/local
-install: build
-	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
-
-package: build
-	cd $(BUILD_DIR) && cpack
-
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
 
@@ -84,3 +75,13 @@ bench-spark: deps services
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
 	bench/spark/setup.sh
 	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
+
+# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
+# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
+.PHONY: install package
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+package: build
+	cd $(BUILD_DIR) && cpack
