@@ -17,9 +17,9 @@ help:
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
+	@echo "make clean     remove build trees"
 	@echo "make install   install into PREFIX (default /usr/local; DESTDIR honoured), see README"
 	@echo "make package   build/sluice-*.tar.gz and build/sluice_*.deb (CPack)"
-	@echo "make clean     remove build trees"
 
 deps:
 	@scripts/install-deps.sh
@@ -47,6 +47,16 @@ asan: deps services
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+
+# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
+# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
+.PHONY: install package
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+package: build
+	cd $(BUILD_DIR) && cpack
 
 # Local MariaDB (127.0.0.1:3306), Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042) for the connector tests; see scripts/README.md.
 .PHONY: services services-down
@@ -76,12 +86,3 @@ bench-spark: deps services
 	bench/spark/setup.sh
 	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
 
-# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
-# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
-.PHONY: install package
-PREFIX ?= /usr/local
-install: build
-	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
-
-package: build
-	cd $(BUILD_DIR) && cpack
