@@ -85,4 +85,3 @@ bench-spark: deps services
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
 	bench/spark/setup.sh
 	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
-
