@@ -18,6 +18,8 @@ help:
 	@echo "make services-down  stop them"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make clean     remove build trees"
+	@echo "make install   install into PREFIX (default /usr/local; DESTDIR honoured), see README"
+	@echo "make package   build/sluice-*.tar.gz and build/sluice_*.deb (CPack)"
 
 deps:
 	@scripts/install-deps.sh
@@ -45,6 +47,16 @@ asan: deps services
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+
+# Install (README "Install"): the stripped binary with its debug file, the Arrow/Parquet
+# libraries beside it, examples, deploy/ and the bash completion; cmake/install.cmake.
+.PHONY: install package
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+package: build
+	cd $(BUILD_DIR) && cpack
 
 # Local MariaDB (127.0.0.1:3306), Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042) for the connector tests; see scripts/README.md.
 .PHONY: services services-down

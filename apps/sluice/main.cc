@@ -185,6 +185,7 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
 int main(int argc, char** argv) {
   sluice::RegisterBuiltins();
   CLI::App app{"sluice: near-real-time analytics for clickstream and tracking logs"};
+  app.set_version_flag("--version", "sluice " SLUICE_VERSION);
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
