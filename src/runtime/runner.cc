@@ -434,7 +434,7 @@ Status Runner::Checkpoint(bool final) {
   while (true) {
     Status s;
     if (!letters_written) {
-      auto len = dead_letters_->Append(letters);
+      auto len = dead_letters_->Append(config_.name, letters);
       if (len.ok()) {
         dead_letter_length = *len;
         letters_written = true;
