@@ -91,13 +91,10 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
             double duration_seconds, const std::string& http_address) {
   std::error_code ec;
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
-  const std::string dlq = (std::filesystem::path(db_path).parent_path() / "recruitment.dead-letters.ndjson").string();
-  std::filesystem::remove(dlq, ec);
 
   Variables vars;
   vars.values["TRACKING"] = "generator:";
   vars.values["SINK"] = "sqlite:" + db_path;
-  vars.values["DLQ"] = dlq;
   vars.values["RATE"] = FormatDouble(rate);
   vars.values["COUNT"] = "";
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -165,7 +162,7 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
     for (const auto& [reason, n] : s.dead_lettered_by_reason) {
       frame << ", " << reason.substr(0, reason.find(':')) << " " << Thousands(n);
     }
-    frame << ") -> " << dlq << "\n";
+    frame << ") -> " << r->dead_letter_location() << "\n";
     frame << BusinessPanel(db_path);
     if (endpoint.server) {
       frame << "  dashboard " << endpoint.url << "   metrics " << endpoint.url << "metrics\n";
@@ -181,7 +178,7 @@ int RunDemo(const std::string& pipeline_path, const std::string& db_path, double
   StopWatchingSignals();
   if (endpoint.server) endpoint.server->Stop();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
+  PrintSummary(r->Snapshot(), r->dead_letter_location(), secs);
   std::cout << "results: sqlite3 " << db_path
             << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n";
   if (!result.ok()) {
