@@ -167,7 +167,15 @@ def stored_markers(server, database):
 
 
 def a_b_a(sluice, tmp, server):
-    dbs = {"A": "dlq_a", "B": "dlq_b"}
+    dbs = {"A": f"sluice_dlq_a_{os.getpid()}", "B": f"sluice_dlq_b_{os.getpid()}"}
+    try:
+        _a_b_a(sluice, tmp, server, dbs)
+    finally:
+        for db in dbs.values():
+            server.run(f"DROP DATABASE IF EXISTS {db}")
+
+
+def _a_b_a(sluice, tmp, server, dbs):
     for db in dbs.values():
         server.run(f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4")
     work = os.path.join(tmp, "aba")
@@ -194,8 +202,6 @@ def a_b_a(sluice, tmp, server):
           stored_markers(server, dbs["B"]) == markers(b), f"{stored_markers(server, dbs['B'])[:6]}...")
     check("A, B, A: no dead-letter file left in the working directory",
           not [n for n in os.listdir(work) if "dead-letter" in n], str(os.listdir(work)))
-    for db in dbs.values():
-        server.run(f"DROP DATABASE IF EXISTS {db}")
 
 
 def shared_file(sluice, tmp):
