@@ -529,12 +529,23 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     }
   }
   if (cp.dead_letters) {
-    // Keyed by the letter's identity; the payload is capped at 64 KiB (escaped, at most about
-    // 480 KB), under the producer's message size limit.
+    // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
+    // 480 KB: under the broker's default 1 MB); a letter still over the producer's
+    // message.max.bytes keeps a shorter prefix, with `truncated` and the whole payload's hash.
+    size_t max_bytes = kMaxMessageBytes;
+    if (auto it = settings_.properties.find("message.max.bytes"); it != settings_.properties.end()) {
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_bytes);
+    }
+    const size_t limit = max_bytes > 8192 ? max_bytes - 4096 : max_bytes / 2;
     for (const DeadLetter& d : *cp.dead_letters) {
       if (!s.ok()) break;
       json.clear();
       AppendDeadLetterJson(ctx_.pipeline, d, &json);
+      if (json.size() > limit) {
+        // Escaping and base64 make at most about 7.4 bytes of a payload byte.
+        json.clear();
+        AppendDeadLetterJson(ctx_.pipeline, d, EncodeDeadLetterPayload(d.payload, limit / 16), &json);
+      }
       key = "[";
       AppendJsonString(ctx_.pipeline, &key);
       key += ',';

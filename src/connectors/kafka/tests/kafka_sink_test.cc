@@ -352,6 +352,29 @@ TEST(KafkaSink, DeadLettersGoToTheirTopicInTheTransaction) {
             "\"payload_sha256\":\"7d1016b8ca164152081d146beee2d283458686459be947524a721f88e255c88e\"}");
 }
 
+TEST(KafkaSink, ADeadLetterOverTheMessageSizeIsStoredTruncatedWithItsHash) {
+  REQUIRE_BROKER();
+  const std::string topic = UniqueTopic("bigdead");
+  auto sink = OpenSink(topic, "p", {{"key", ""}, {"kafka.message.max.bytes", "20000"}});
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->LoadPositions().ok());
+  const std::string big(60000, '\xff');  // escaped as \u00ff: 6 bytes each, plus base64
+  const std::vector<DeadLetter> letters = {{"decode: x", big, "src", 0, 1, 0, 0}};
+  Checkpoint cp;
+  cp.id = 1;
+  cp.positions = {{"src", 0, 2}};
+  cp.dead_letters = &letters;
+  Status s = sink->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto records = ReadCommitted(topic + ".sluice-dead-letters");
+  ASSERT_EQ(records.size(), 1u);
+  const std::string& v = records[0].value;
+  EXPECT_LE(v.size(), 20000u);
+  EXPECT_NE(v.find("\"payload_bytes\":60000,\"truncated\":true,\"payload_sha256\":\"e8a220abf2a0ce5e5b1ef94ca5330dfcfdbfa956ba3d9bd1effbda9ed050222e\""),
+            std::string::npos)
+      << v.substr(v.size() - 200);
+}
+
 TEST(KafkaSink, CommitInDoubtIsNotWrittenTwice) {
   REQUIRE_BROKER();
   const std::string topic = UniqueTopic("doubt");
