@@ -191,3 +191,13 @@ file(GLOB SLUICE_TEST_GROUPS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cmake
 foreach(group IN LISTS SLUICE_TEST_GROUPS)
   include(${group})
 endforeach()
+
+# Dead letters: every record valid JSON on a binary input (file and SQLite table), two sinks in
+# one working directory (A, B, A against MariaDB: skipped without the server, exit 77, or a FAIL
+# when CI=true), and a dead-letter file shared by two sinks refused.
+add_test(NAME dead_letters
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dead_letters_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(dead_letters PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
+                     SKIP_RETURN_CODE 77)

@@ -144,12 +144,10 @@ int RunDemo(const DemoOptions& options) {
   }
   const std::string db_path = options.db.empty() ? (dir / "recruitment.db").string() : options.db;
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_path + suffix, ec);
-  const std::string dlq = (std::filesystem::path(db_path).parent_path() / "recruitment.dead-letters.ndjson").string();
-  std::filesystem::remove(dlq, ec);
   const std::string where = std::filesystem::absolute(dir, ec).lexically_normal().string();
   std::cout << "sluice demo: writing under " << where << "\n"
             << "  pipeline " << pipeline_path << (options.pipeline.empty() ? " (built in)" : "")
-            << ", results " << db_path << ", dead letters " << dlq << "\n"
+            << ", results and dead letters (table _sluice_dead_letters) in " << db_path << "\n"
             << "  input: synthetic recruitment tracking events from the generator (seed 7, "
             << (rate > 0 ? FormatDouble(rate) + " events/s" : std::string("unthrottled"))
             << ", event times from now), not real data; job ids from the job dimension\n"
@@ -161,7 +159,6 @@ int RunDemo(const DemoOptions& options) {
   vars.reject_unused = false;
   vars.values["TRACKING"] = "generator:";
   vars.values["SINK"] = "sqlite:" + db_path;
-  vars.values["DLQ"] = dlq;
   vars.values["RATE"] = FormatDouble(rate);
   vars.values["COUNT"] = "";
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -235,7 +232,7 @@ int RunDemo(const DemoOptions& options) {
     for (const auto& [reason, n] : s.dead_lettered_by_reason) {
       frame << ", " << reason.substr(0, reason.find(':')) << " " << Thousands(n);
     }
-    frame << ") -> " << dlq << "\n";
+    frame << ") -> " << r->dead_letter_location() << "\n";
     frame << BusinessPanel(db_path);
     if (endpoint.server) {
       frame << "  dashboard " << endpoint.url << "   metrics " << endpoint.url << "metrics\n";
@@ -255,7 +252,7 @@ int RunDemo(const DemoOptions& options) {
     ReportError(FailureSummary(r->config().name, r->Snapshot(), secs) + ": " + result.ToString());
     return 1;
   }
-  PrintSummary(r->Snapshot(), r->dead_letter_path(), secs);
+  PrintSummary(r->Snapshot(), r->dead_letter_location(), secs);
   std::cout << "results: sqlite3 " << db_path
             << " 'SELECT * FROM events ORDER BY clicks DESC LIMIT 10'\n"
             << "the demo's files are under " << where << "\n";

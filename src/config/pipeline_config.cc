@@ -705,9 +705,35 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   if (const toml::node* dl = root.get("dead_letter")) {
     const toml::table* d = dl->as_table();
     if (!d) return r.Fail(*dl, "[dead_letter] must be a table");
-    RETURN_IF_ERROR(r.CheckKeys(*d, {"path"}, "dead_letter"));
-    ASSIGN_OR_RETURN(cfg.dead_letter_path,
-                     r.String(*d, "path", false, *dl, "dead_letter", PathKind::kPath));
+    RETURN_IF_ERROR(r.CheckKeys(*d, {"to", "path"}, "dead_letter"));
+    ASSIGN_OR_RETURN(std::string to, r.String(*d, "to", false, *dl, "dead_letter"));
+    if (to.rfind("file:", 0) == 0) {
+      // A file named in the pipeline file resolves against the file's folder.
+      ASSIGN_OR_RETURN(to, r.String(*d, "to", false, *dl, "dead_letter", PathKind::kUri));
+    }
+    ASSIGN_OR_RETURN(std::string path,
+                     r.String(*d, "path", false, *dl, "dead_letter", PathKind::kUri));
+    const toml::node* at = d->get("to") ? d->get("to") : d->get("path");
+    if (at) cfg.dead_letter_where = Loc(LocationOf(*at, file));
+    if (d->get("to") && d->get("path")) {
+      return r.Fail(*d->get("path"), "[dead_letter] takes 'to' or the older 'path', not both");
+    }
+    if (!path.empty()) {
+      // `path = "X"` (or "file:X") is the older spelling of `to = "file:X"`; an empty one
+      // means the default.
+      if (path.rfind("file:", 0) == 0) path = path.substr(5);
+      if (path.empty()) return r.Fail(*d->get("path"), "[dead_letter] path \"file:\" names no file");
+      cfg.dead_letter_store = PipelineConfig::DeadLetterStore::kFile;
+      cfg.dead_letter_path = path;
+    } else if (to == "sink") {
+      cfg.dead_letter_store = PipelineConfig::DeadLetterStore::kSink;
+    } else if (to.rfind("file:", 0) == 0 && to.size() > 5) {
+      cfg.dead_letter_store = PipelineConfig::DeadLetterStore::kFile;
+      cfg.dead_letter_path = to.substr(5);
+    } else if (d->get("to")) {
+      return r.Fail(*d->get("to"), "[dead_letter] to must be \"sink\" (the sink's own store) or "
+                                   "\"file:PATH\" (an NDJSON file), not \"" + to + "\"");
+    }
   }
   cfg.variables = r.TakeUses();
   return cfg;

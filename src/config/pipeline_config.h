@@ -143,7 +143,12 @@ struct PipelineConfig {
   std::optional<AggregateConfig> aggregate;
   std::vector<ColumnConfig> select;  ///< without [aggregate]: the output columns
   SinkConfig sink;
-  std::string dead_letter_path;
+  /// Where dead letters go ([dead_letter] to): kDefault is the sink's own store when the sink
+  /// has one, else an NDJSON file at a default path; kFile is the file `dead_letter_path`.
+  enum class DeadLetterStore { kDefault, kSink, kFile };
+  DeadLetterStore dead_letter_store = DeadLetterStore::kDefault;
+  std::string dead_letter_path;   ///< kFile: the NDJSON file
+  std::string dead_letter_where;  ///< file:line:column of the setting, for errors
   /// Every ${NAME} the file references, in order of first use, with the value it got.
   std::vector<VariableUse> variables;
 };

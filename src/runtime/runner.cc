@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <limits>
+#include <map>
 #include <thread>
+#include <tuple>
 
 #include "core/time.h"
+#include "operators/dimension.h"
 #include "runtime/registry.h"
 
 namespace sluice {
@@ -59,7 +63,49 @@ bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
   return a.keys.size() < b.keys.size();
 }
 
+/// Names the sink a dead-letter file belongs to: its URI (an SQLite path made absolute) and table.
+std::string SinkIdentity(const PipelineConfig& config) {
+  auto [scheme, path] = SplitUri(config.sink.uri);
+  std::string id = config.sink.uri;
+  if (scheme == "sqlite") {
+    id = "sqlite:" + std::filesystem::absolute(path).lexically_normal().string();
+  }
+  if (!config.sink.table.empty()) id += " table " + config.sink.table;
+  return id;
+}
+
 }  // namespace
+
+Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
+                           const std::string& sink) {
+  // The file's committed length lives in the sink: a second sink (or pipeline) writing to the
+  // same file would cut back the first one's letters. The owner file records who writes it.
+  const std::string owner_path = path + ".owner";
+  const std::string want = "pipeline " + pipeline + "\nsink " + sink + "\n";
+  std::error_code ec;
+  if (std::filesystem::exists(owner_path, ec)) {
+    ASSIGN_OR_RETURN(std::string have, ReadFile(owner_path));
+    if (have == want) return Status::OK();
+    std::string who = have;
+    std::replace(who.begin(), who.end(), '\n', ' ');
+    return Status::InvalidArgument(
+        "dead-letter file " + path + " belongs to another pipeline or sink (" + who +
+        "per " + owner_path + "); this run (pipeline " + pipeline + ", sink " + sink +
+        ") needs its own: set [dead_letter] to = \"file:OTHER_PATH\", or to = \"sink\" to keep "
+        "dead letters with the results");
+  }
+  RETURN_IF_ERROR(EnsureParentDirectory(owner_path));
+  const std::string tmp = owner_path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << want;
+    out.close();
+    if (!out) return Status::IOError("cannot write " + tmp);
+  }
+  std::filesystem::rename(tmp, owner_path, ec);
+  if (ec) return Status::IOError("cannot rename " + tmp + ": " + ec.message());
+  return Status::OK();
+}
 
 Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions options) {
   std::unique_ptr<Runner> runner(new Runner(std::move(config), options));
@@ -85,13 +131,22 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   // (which stops after Make) rejects what a run would reject before reading anything.
   RETURN_IF_ERROR(runner->sink_->Check(ContextFor(runner->config_, *runner->plan_)));
   RETURN_IF_ERROR(ConnectorRegistry::Instance().MakeSources(runner->config_.source, 1).status());
-  runner->dead_letter_path_ = runner->config_.dead_letter_path.empty()
-                                  ? DefaultDeadLetterPath(runner->config_)
-                                  : runner->config_.dead_letter_path;
-  // Each dead-letter file has its own committed length, so processes of one pipeline that
-  // share a sink (scale-out) each keep their own file exact.
-  runner->dead_letter_key_ = std::string(kDeadLetterPositionSource) + ":" +
-                             std::filesystem::absolute(runner->dead_letter_path_).lexically_normal().string();
+  using Store = PipelineConfig::DeadLetterStore;
+  const Store store = runner->config_.dead_letter_store;
+  if (store == Store::kSink && !runner->sink_->StoresDeadLetters()) {
+    return Status::InvalidArgument(runner->config_.dead_letter_where + ": sink " +
+                                   runner->config_.sink.uri +
+                                   " cannot store dead letters; use [dead_letter] to = \"file:PATH\"");
+  }
+  if (store == Store::kFile || !runner->sink_->StoresDeadLetters()) {
+    runner->dead_letter_path_ = store == Store::kFile ? runner->config_.dead_letter_path
+                                                      : DefaultDeadLetterPath(runner->config_);
+    // Each dead-letter file has its own committed length, so processes of one pipeline that
+    // share a sink (scale-out) each keep their own file exact.
+    runner->dead_letter_key_ =
+        std::string(kDeadLetterPositionSource) + ":" +
+        std::filesystem::absolute(runner->dead_letter_path_).lexically_normal().string();
+  }
   return runner;
 }
 
@@ -137,7 +192,10 @@ Status Runner::Start() {
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
   // partitions backwards.
-  ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
+  if (!dead_letter_path_.empty()) {
+    RETURN_IF_ERROR(ClaimDeadLetterFile(dead_letter_path_, config_.name, SinkIdentity(config_)));
+    ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
+  }
 
   int max_instances = options_.workers > 0 ? options_.workers : config_.workers;
   if (max_instances <= 0) {
@@ -190,7 +248,7 @@ Status Runner::Start() {
     stats_.workers = static_cast<int>(workers_.size());
   }
   spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
-               config_.name, workers_.size(), loaded_.size(), dead_letter_path_);
+               config_.name, workers_.size(), loaded_.size(), dead_letter_location());
   ASSIGN_OR_RETURN(refresher_, DimensionRefresher::Make(*plan_));
   if (refresher_) refresher_->Start();
   for (auto& w : workers_) w->Start();
@@ -487,12 +545,15 @@ Status Runner::Checkpoint(bool final) {
   }
   const auto started = std::chrono::steady_clock::now();
   int64_t backoff_ms = 100;
-  int64_t dead_letter_length = dead_letters_->length();
-  bool letters_written = false;
+  // Several dead letters of one record are told apart by their order (the sink's key).
+  std::map<std::tuple<std::string, int32_t, int64_t>, int32_t> seen;
+  for (auto& d : letters) d.seq = seen[{d.source, d.partition, d.offset}]++;
+  int64_t dead_letter_length = dead_letters_ ? dead_letters_->length() : 0;
+  bool letters_written = !dead_letters_;
   while (true) {
     Status s;
     if (!letters_written) {
-      auto len = dead_letters_->Append(letters);
+      auto len = dead_letters_->Append(config_.name, letters);
       if (len.ok()) {
         dead_letter_length = *len;
         letters_written = true;
@@ -508,7 +569,11 @@ Status Runner::Checkpoint(bool final) {
       cp.state = needs_state_ ? &state : nullptr;
       cp.final = final;
       for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
-      cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
+      if (dead_letters_) {
+        cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
+      } else {
+        cp.dead_letters = &letters;
+      }
       std::lock_guard<std::mutex> lock(sink_mu_);
       s = sink_->Commit(cp);
     }
@@ -547,6 +612,11 @@ Status Runner::Checkpoint(bool final) {
   stats_.sink_healthy = true;
   if (final) spdlog::debug("final checkpoint {} committed", epoch_);
   return Status::OK();
+}
+
+std::string Runner::dead_letter_location() const {
+  if (!dead_letter_path_.empty()) return dead_letter_path_;
+  return sink_->DeadLetterLocation();
 }
 
 PipelineSnapshot Runner::Snapshot() const {

@@ -47,8 +47,10 @@ class Runner : public CheckpointRequester {
   PipelineSnapshot Snapshot() const;
   const Plan& plan() const { return *plan_; }
   const PipelineConfig& config() const { return config_; }
-  /// Path of the dead-letter file.
+  /// Path of the dead-letter file; empty when the sink stores the dead letters.
   const std::string& dead_letter_path() const { return dead_letter_path_; }
+  /// Says where dead letters go: the file's path, or the sink's store.
+  std::string dead_letter_location() const;
 
   /// Called on the coordinator thread after each successful commit with what it wrote (merged
   /// deltas in update mode, finished rows in append mode or without an aggregate). For live
@@ -84,8 +86,8 @@ class Runner : public CheckpointRequester {
   std::unique_ptr<Plan> plan_;
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<DimensionRefresher> refresher_;  ///< null when no dimension refreshes
-  std::unique_ptr<DeadLetterFile> dead_letters_;
-  std::string dead_letter_path_;
+  std::unique_ptr<DeadLetterFile> dead_letters_;  ///< null when the sink stores dead letters
+  std::string dead_letter_path_;                  ///< empty when the sink stores dead letters
   std::string dead_letter_key_;  ///< positions-table source name of its committed length
   std::vector<std::unique_ptr<WorkerCounters>> counters_;
   std::vector<std::atomic<int64_t>> step_counts_;
@@ -126,6 +128,12 @@ class Runner : public CheckpointRequester {
   mutable std::mutex stats_mu_;
   PipelineSnapshot stats_;  // guarded by stats_mu_ (coordinator-owned fields)
 };
+
+/// Records in `PATH.owner` that the dead-letter file `path` belongs to this pipeline and sink,
+/// or fails when another pipeline or sink already owns it (its committed length is stored in
+/// that sink, so sharing the file would cut back the other's letters).
+Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
+                           const std::string& sink);
 
 /// The prefix of the source name under which a dead-letter file's committed length is stored
 /// ("__dead_letters:" followed by the file's absolute path).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/pipeline_config.h"
+#include "core/dead_letter.h"
 #include "core/status.h"
 #include "core/value.h"
 #include "operators/aggregate_spec.h"
@@ -35,6 +36,10 @@ struct Checkpoint {
   /// Set on the last checkpoint of a run (end of input, caught up, or a stop): a sink that
   /// buffers output (Parquet roll size/interval) writes everything it holds.
   bool final = false;
+  /// Dead letters to store in the same transaction (null: none), each with its `seq` set. Only
+  /// given to a sink whose StoresDeadLetters() is true. Besides the records the workers
+  /// dead-lettered, a sink may add letters of its own (rows it rejects) through the same path.
+  const std::vector<DeadLetter>* dead_letters = nullptr;
 };
 
 /// Describes what a sink receives, fixed at Open().
@@ -74,6 +79,11 @@ class Sink {
   virtual Result<std::string> LoadState() { return std::string(); }
   virtual bool SupportsState() const { return false; }
   virtual Status Commit(const Checkpoint& checkpoint) = 0;
+  /// Returns true when Commit() stores `dead_letters` with the results, atomically, and
+  /// idempotently by (pipeline, source, partition, offset, seq) so a replay never duplicates one.
+  virtual bool StoresDeadLetters() const { return false; }
+  /// Says where the stored dead letters are, for the log ("table _sluice_dead_letters").
+  virtual std::string DeadLetterLocation() const { return std::string(); }
   /// Returns true when the sink can currently be reached (for /readyz).
   virtual bool Healthy() const { return true; }
   virtual void Close() {}

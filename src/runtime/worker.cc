@@ -315,7 +315,8 @@ void Worker::ProcessBatch() {
 void Worker::DeadLetter(const Current& c, std::string reason) {
   counters_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
   pending_.dead_letters.push_back(sluice::DeadLetter{std::move(reason), std::string(c.payload),
-                                                     source_name_, c.partition, c.offset});
+                                                     source_name_, c.partition, c.offset,
+                                                     WallClockMicros()});
 }
 
 void Worker::RefreshSnapshots() {

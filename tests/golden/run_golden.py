@@ -5,21 +5,24 @@
 
 For every case directory under tests/golden/recruitment/ (one with an expected.csv):
     sluice run examples/recruitment.toml --var TRACKING=<input> --var JOBS=<jobs>
-           --var SINK=sqlite:<tmp>/out.db --var DLQ=<tmp>/dlq.ndjson
+           --var SINK=sqlite:<tmp>/out.db
 is run from the repository root; then
   * table `events` must equal expected.csv (multiset of rows, '_' columns ignored);
-  * the dead-letter file must hold exactly the expected dead letters (expected_dead_letters.txt,
-    none when absent), each an NDJSON object with reason, payload, source, partition, offset;
+  * the sink's table `_sluice_dead_letters` (where dead letters go by default) must hold exactly
+    the expected dead letters (expected_dead_letters.txt, none when absent), each a record of
+    the dead-letter schema (tests/tools/dead_letters.py) whose payload is at its offset;
   * running the same command again on the same sink must change nothing (positions resume at
     the end of the input: no double counting, no duplicated dead letters).
 Seed acceptance: the real seed tracking.csv with its job.csv, and the NDJSON conversion of it
 (tests/tools/csv_to_ndjson.py), must each give the same table as tests/tools/recompute_recruitment.py
-and the same number of dead letters. A missing seed directory is a FAIL when CI=true, else a SKIP.
+and the same number of dead letters (the CSV run writes them to an NDJSON file, DLQ=file:...,
+the NDJSON run to the sink's table). A missing seed directory is a FAIL when CI=true, else a SKIP.
 
 Prints PASS/FAIL/SKIP per case and, last, a line 'N passed, M failed'. Exit 1 if any failed.
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -43,10 +46,20 @@ SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
 KEY = list(rr.EVENTS_KEY)
 
 
+def letters(location):
+    """The stored dead letters as a sorted list of comparable records."""
+    entries, _ = dead_letters.load_dlq(location)
+    return sorted(json.dumps(e, sort_keys=True) for e in entries)
+
+
 def run_sluice(sluice, tracking, jobs, db, dlq, timeout, extra_vars=()):
+    """Runs the pipeline; `dlq` is an NDJSON file for the dead letters, or None for the default
+    (the sink's table)."""
     cmd = [sluice, "run", PIPELINE,
            "--var", f"TRACKING={tracking}", "--var", f"JOBS={jobs}",
-           "--var", f"SINK=sqlite:{db}", "--var", f"DLQ={dlq}", *extra_vars]
+           "--var", f"SINK=sqlite:{db}", *extra_vars]
+    if dlq:
+        cmd += ["--var", f"DLQ=file:{dlq}"]
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -61,20 +74,6 @@ def run_sluice(sluice, tracking, jobs, db, dlq, timeout, extra_vars=()):
 def tail(text, n=15):
     lines = text.strip().splitlines()
     return "\n".join("      | " + ln for ln in lines[-n:])
-
-
-def count_lines(path):
-    if not os.path.exists(path):
-        return 0
-    with open(path, "rb") as f:
-        return sum(1 for ln in f if ln.strip())
-
-
-def file_bytes(path):
-    if not os.path.exists(path):
-        return b""
-    with open(path, "rb") as f:
-        return f.read()
 
 
 class Runner:
@@ -119,9 +118,10 @@ class Runner:
         if not os.path.exists(jobs):
             jobs = os.path.join(GOLDEN, "jobs.csv")
         tmp = tempfile.mkdtemp(prefix=f"golden-{name}-")
-        db, dlq = os.path.join(tmp, "out.db"), os.path.join(tmp, "dlq.ndjson")
+        db = os.path.join(tmp, "out.db")
+        dlq = f"sqlite:{db}"  # the default location: the sink's table
         problems, notes = [], []
-        rc, out, secs = run_sluice(self.args.sluice, inp, jobs, db, dlq, self.args.timeout)
+        rc, out, secs = run_sluice(self.args.sluice, inp, jobs, db, None, self.args.timeout)
         if rc != 0:
             problems.append(f"sluice exited {rc}\n{tail(out)}")
         else:
@@ -130,21 +130,17 @@ class Runner:
             problems += p
             notes += w
             if not problems and not self.args.no_rerun:
-                before = file_bytes(dlq)
-                rc2, out2, _ = run_sluice(self.args.sluice, inp, jobs, db, dlq, self.args.timeout)
+                before = letters(dlq)
+                rc2, out2, _ = run_sluice(self.args.sluice, inp, jobs, db, None, self.args.timeout)
                 if rc2 != 0:
                     problems.append(f"second run on the same sink exited {rc2}\n{tail(out2)}")
                 else:
                     p = compare_tables.compare(db, os.path.join(d, "expected.csv"), KEY)
                     problems += [f"after a second run on the same sink: {x}" for x in p]
-                    after = file_bytes(dlq)
-                    if len(after) > len(before):
-                        n_before = len([x for x in before.split(b"\n") if x.strip()])
-                        problems.append(f"second run on the same sink added dead letters "
-                                        f"({n_before} -> {count_lines(dlq)} lines)")
-                    elif after != before:
-                        notes.append("second run rewrote the dead-letter file "
-                                     f"({len(before)} -> {len(after)} bytes)")
+                    after = letters(dlq)
+                    if after != before:
+                        problems.append(f"second run on the same sink changed the dead letters "
+                                        f"({len(before)} -> {len(after)})")
         self.result(f"golden/{name}", problems, secs, notes)
         if self.args.keep or problems:
             print(f"    kept: {tmp}")
@@ -175,7 +171,8 @@ class Runner:
         for label, inp in (("seed/tracking.csv", tracking), ("seed/tracking.ndjson", ndjson)):
             sub = os.path.join(tmp, os.path.basename(inp).replace(".", "_"))
             os.makedirs(sub)
-            db, dlq = os.path.join(sub, "out.db"), os.path.join(sub, "dlq.ndjson")
+            db = os.path.join(sub, "out.db")
+            dlq = os.path.join(sub, "dlq.ndjson") if inp == tracking else None
             problems = []
             rc, out, secs = run_sluice(self.args.sluice, inp, jobs, db, dlq, self.args.timeout)
             if rc != 0:
@@ -187,7 +184,7 @@ class Runner:
                     rr.recompute(ndjson, jobs, re_nd, "file")
                     problems += [f"tooling: recompute(ndjson) != recompute(csv): {x}"
                                  for x in compare_tables.compare(re_nd, expected_db, KEY)]
-                entries, p = dead_letters.load_dlq(dlq)
+                entries, p = dead_letters.load_dlq(dlq or f"sqlite:{db}")
                 problems += p
                 if len(entries) != stats["dead_lettered"]:
                     problems.append(f"dead letters: recompute has {stats['dead_lettered']}, "

@@ -226,7 +226,8 @@ def scenario_faults(sluice, work):
             d = by_page.get(page)
             if not d:
                 continue
-            payload = json.loads(d["payload"])
+            # A JSON document is stored as a JSON value, anything else as a string.
+            payload = d["payload"] if isinstance(d["payload"], dict) else json.loads(d["payload"])
             want = {"5xx": r"^http: HTTP 50[023] after 3 attempts$",
                     "timeout": r"^http: timeout \(400ms\) after 3 attempts$",
                     "malformed": r"^http: invalid JSON: "}[kind]

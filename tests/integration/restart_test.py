@@ -19,10 +19,12 @@ File source:
      of examples/recruitment.toml with only that line changed, so kills also hit runs that have
      committed part of their input, and commits in progress.
   4. A and every B<i> (all non-'_' columns) must be equal, both must equal the independent recomputation
-     (tests/tools/recompute_recruitment.py), and A's and B's dead-letter files must hold the
-     same multiset of dead letters, as many as the recomputation has.
+     (tests/tools/recompute_recruitment.py), and A's and B's dead letters (in the sink's table
+     `_sluice_dead_letters`, the default) must be the same multiset, as many as the
+     recomputation has.
 Generator source: TRACKING=generator: with COUNT=200000 (--gen-count) and RATE=0: an
-uninterrupted run and a killed/restarted run must give equal tables and dead letters.
+uninterrupted run and a killed/restarted run must give equal tables and dead letters (these in
+an NDJSON file, DLQ=file:PATH).
 
 The seed data is needed for the file part (missing: FAIL under CI=true, else SKIP).
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
@@ -48,6 +50,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
+import dead_letters  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 
 PIPELINE = "examples/recruitment.toml"
@@ -99,19 +102,15 @@ def build_input(seed_tracking, copies, out):
     return n
 
 
-def load_dlq_multiset(path):
+def load_dlq_multiset(location):
+    """Dead letters as a multiset of (reason, payload, partition, offset): from the sink's table
+    (`sqlite:DB`) or an NDJSON file. A malformed record counts as one '<bad record>' entry."""
     c = Counter()
-    if not os.path.exists(path):
-        return c
-    with open(path, "rb") as f:
-        for ln in f:
-            if not ln.strip():
-                continue
-            try:
-                o = json.loads(ln)
-                c[(o.get("reason"), o.get("payload"), o.get("partition"), o.get("offset"))] += 1
-            except ValueError:
-                c[("<not json>", ln.decode("utf-8", "replace"), None, None)] += 1
+    entries, problems = dead_letters.load_dlq(location)
+    for o in entries:
+        c[(o.get("reason"), dead_letters.payload_key(o), o.get("partition"), o.get("offset"))] += 1
+    for p in problems:
+        c[("<bad record>", p, None, None)] += 1
     return c
 
 
@@ -322,8 +321,8 @@ class Test:
         def vars_for(name):
             d = os.path.join(tmp, name)
             os.makedirs(d, exist_ok=True)
-            return d, {"TRACKING": big, "JOBS": jobs, "SINK": f"sqlite:{d}/out.db",
-                       "DLQ": f"{d}/dlq.ndjson"}
+            # Dead letters in the sink's table (the default).
+            return d, {"TRACKING": big, "JOBS": jobs, "SINK": f"sqlite:{d}/out.db"}
 
         da, va = vars_for("A")
         rc, secs, p = self.clean_run(va, da, self.args.run_timeout)
@@ -331,7 +330,7 @@ class Test:
         if not problems:
             problems += [f"A vs recompute: {x}" for x in
                          compare_tables.compare(f"{da}/out.db", expected, KEY)]
-            dl = sum(load_dlq_multiset(f"{da}/dlq.ndjson").values())
+            dl = sum(load_dlq_multiset(f"sqlite:{da}/out.db").values())
             if dl != stats["dead_lettered"]:
                 problems.append(f"A dead letters: {dl}, recompute: {stats['dead_lettered']}")
         self.result(f"file source: uninterrupted run == recompute ({secs:.2f}s)", problems)
@@ -340,13 +339,13 @@ class Test:
 
         problems, notes, cycles = self.kill_loop(vars_for, secs, self.args.run_timeout,
                                                  total=os.path.getsize(big))
-        ma = load_dlq_multiset(f"{da}/dlq.ndjson")
+        ma = load_dlq_multiset(f"sqlite:{da}/out.db")
         for i, db in enumerate(cycles, start=1):
             problems += [f"B{i} vs A: {x}" for x in
                          compare_tables.compare(f"{db}/out.db", f"{da}/out.db", KEY)]
             problems += [f"B{i} vs recompute: {x}" for x in
                          compare_tables.compare(f"{db}/out.db", expected, KEY)]
-            mb = load_dlq_multiset(f"{db}/dlq.ndjson")
+            mb = load_dlq_multiset(f"sqlite:{db}/out.db")
             if ma != mb:
                 problems.append(f"B{i}: dead letters differ from the uninterrupted run: "
                                 f"{sum((mb - ma).values())} extra (duplicated?), "
@@ -362,7 +361,7 @@ class Test:
             d = os.path.join(tmp, name)
             os.makedirs(d, exist_ok=True)
             return d, {"TRACKING": "generator:", "COUNT": str(self.args.gen_count), "RATE": "0",
-                       "JOBS": jobs, "SINK": f"sqlite:{d}/out.db", "DLQ": f"{d}/dlq.ndjson"}
+                       "JOBS": jobs, "SINK": f"sqlite:{d}/out.db", "DLQ": f"file:{d}/dlq.ndjson"}
 
         da, va = vars_for("GA")
         rc, secs, p = self.clean_run(va, da, self.args.run_timeout)

@@ -775,7 +775,7 @@ class Test:
         if self.cluster is not None:
             self.cluster.shutdown()
         for t in self.topics:
-            for name in (t, t + ".sluice-positions"):
+            for name in (t, t + ".sluice-positions", t + ".sluice-dead-letters"):
                 run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
                      name], timeout=90)
         shutil.rmtree(self.tmp, ignore_errors=True)

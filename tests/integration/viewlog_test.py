@@ -8,7 +8,7 @@ recomputation (tests/tools/recompute_viewlog.py).
                     [--kafka-count 60000] [--kafka-kills 4] [--keep]
 
 Scenarios (each runs `sluice run examples/viewlog.toml --var VIEWS=... --var CAMPAIGNS=...
---var OUT=parquet:DIR --var DLQ=FILE`, on a fresh DIR):
+--var OUT=parquet:DIR`, on a fresh DIR; dead letters in DIR/_sluice/dead_letters/):
   golden     every tests/golden/viewlog/<case>: input.ndjson with campaigns.csv; the rows equal
              the hand-worked expected.csv and the dead letters expected_dead_letters.txt.
   seed       the seed sample_view_logs.json with sample_compaign.csv (other column order): rows
@@ -170,21 +170,27 @@ def read_parquet_output(out_dir):
 
 
 def load_dlq(path):
-    """(Counter by reason class, Counter of payloads, lines, problems)."""
+    """(Counter by reason class, Counter of payloads, lines, problems) of an NDJSON file or of
+    every committed file of a dead-letter folder (temporary files start with '.')."""
     reasons, payloads, problems, lines = Counter(), Counter(), [], 0
     if not os.path.exists(path):
         return reasons, payloads, 0, problems
-    with open(path, "rb") as f:
-        for n, ln in enumerate(f, start=1):
-            if not ln.strip():
-                continue
-            lines += 1
-            try:
-                o = json.loads(ln)
-                reasons[rv.reason_class(o["reason"])] += 1
-                payloads[o["payload"]] += 1
-            except (ValueError, KeyError, TypeError) as e:
-                problems.append(f"{path}:{n}: not a dead-letter JSON line ({e}): {ln[:100]!r}")
+    paths = [path]
+    if os.path.isdir(path):
+        paths = [os.path.join(path, n) for n in sorted(os.listdir(path))
+                 if n.endswith(".ndjson") and not n.startswith(".")]
+    for p in paths:
+        with open(p, "rb") as f:
+            for n, ln in enumerate(f, start=1):
+                if not ln.strip():
+                    continue
+                lines += 1
+                try:
+                    o = json.loads(ln.decode("utf-8"))
+                    reasons[rv.reason_class(o["reason"])] += 1
+                    payloads[dead_letters.payload_key(o)] += 1
+                except (ValueError, KeyError, TypeError) as e:
+                    problems.append(f"{p}:{n}: not a dead-letter JSON line ({e}): {ln[:100]!r}")
     return reasons, payloads, lines, problems
 
 
@@ -203,7 +209,7 @@ def compare_output(label, out_dir, dlq_path, expected):
         problems.append(f"{label}: dead letters per reason differ (sluice / recompute): " +
                         ", ".join(f"{r!r} {reasons[r]}/{expected['reasons'][r]}" for r in diff
                                   if reasons[r] != expected["reasons"][r]))
-    exp_payloads = Counter(d[1] for d in expected["dead_letters"])
+    exp_payloads = Counter(dead_letters.payload_key(d[1]) for d in expected["dead_letters"])
     if payloads != exp_payloads:
         problems.append(f"{label}: dead-letter payloads differ: "
                         f"{sum((payloads - exp_payloads).values())} extra, "
@@ -365,7 +371,8 @@ class Test:
     def outputs(self, name):
         d = os.path.join(self.tmp, name)
         os.makedirs(d, exist_ok=True)
-        return os.path.join(d, "out"), os.path.join(d, "dead-letters.ndjson")
+        # Dead letters live with the results, in the sink's own folder readers skip.
+        return os.path.join(d, "out"), os.path.join(d, "out", "_sluice", "dead_letters")
 
     def generate(self, name, count, seed, start=START, to=None):
         """sluice generate --profile viewlog to a file (and the same to `to` when given)."""
@@ -397,7 +404,7 @@ class Test:
             out, dlq = self.outputs(f"golden-{name}")
             inp = os.path.join(d, "input.ndjson")
             rc, secs, p = self.clean_run({"VIEWS": inp, "CAMPAIGNS": os.path.join(d, "campaigns.csv"),
-                                          "OUT": f"parquet:{out}", "DLQ": dlq}, f"golden-{name}")
+                                          "OUT": f"parquet:{out}"}, f"golden-{name}")
             if rc != 0:
                 self.result(f"golden {name}", [f"sluice run exited {rc}\n{self.tail(p)}"])
                 continue
@@ -422,7 +429,7 @@ class Test:
             out, dlq = self.outputs(f"seed-{camp}")
             expected = rv.recompute(sample, os.path.join(SEED, camp))
             rc, secs, p = self.clean_run({"VIEWS": sample, "CAMPAIGNS": os.path.join(SEED, camp),
-                                          "OUT": f"parquet:{out}", "DLQ": dlq}, f"seed-{camp}")
+                                          "OUT": f"parquet:{out}"}, f"seed-{camp}")
             if rc != 0:
                 self.result(f"seed sample with {what}", [f"sluice run exited {rc}\n{self.tail(p)}"])
                 continue
@@ -446,7 +453,7 @@ class Test:
                 problems.append(f"the generated input has no {reason!r} record: the test would "
                                 "not exercise it")
         out, dlq = self.outputs("generated")
-        rc, secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq},
+        rc, secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}"},
                                      "generated")
         if rc != 0:
             problems.append(f"sluice run exited {rc}\n{self.tail(p)}")
@@ -464,7 +471,7 @@ class Test:
             "VIEWS": "generator:", "COUNT": str(self.args.count), "RATE": "0", "START": START,
             "SPACING": "100ms", "OUT_OF_ORDER": str(self.args.out_of_order),
             "LATE": str(self.args.late), "INVALID": str(self.args.invalid),
-            "OUT": f"parquet:{out}", "DLQ": dlq}, "generator-source")
+            "OUT": f"parquet:{out}"}, "generator-source")
         problems = [] if rc == 0 else [f"sluice run exited {rc}\n{self.tail(p)}"]
         if not problems:
             problems += compare_output("generator:", out, dlq, expected)[0]
@@ -476,7 +483,7 @@ class Test:
         expected = rv.recompute(views, CAMPAIGNS)
         self.describe("kill input", expected)
         out, dlq = self.outputs("kill-clean")
-        rc, clean_secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq},
+        rc, clean_secs, p = self.clean_run({"VIEWS": views, "OUT": f"parquet:{out}"},
                                            "kill-clean")
         problems = [] if rc == 0 else [f"uninterrupted run exited {rc}\n{self.tail(p)}"]
         if not problems:
@@ -495,7 +502,7 @@ class Test:
             pipe = pipeline_copy(os.path.join(self.tmp, f"viewlog-{interval or 'default'}.toml"),
                                  interval)
             out, dlq = self.outputs(f"kill-{cycle}")
-            variables = {"VIEWS": views, "OUT": f"parquet:{out}", "DLQ": dlq}
+            variables = {"VIEWS": views, "OUT": f"parquet:{out}"}
             spent, kills_here, done = 0.0, 0, False
             while kills_here < 3 and landed < self.args.kills:
                 remaining = clean_secs - spent
@@ -597,7 +604,7 @@ class Test:
             '"kafka.fetch.wait.max.ms" = "100"', '"kafka.fetch.min.bytes" = "100000000"',
             '"kafka.max.partition.fetch.bytes" = "1"'))
         out, dlq = self.outputs("kafka")
-        variables = {"VIEWS": f"kafka://{BROKER}/{topic}", "OUT": f"parquet:{out}", "DLQ": dlq}
+        variables = {"VIEWS": f"kafka://{BROKER}/{topic}", "OUT": f"parquet:{out}"}
         problems, notes = [], []
         landed = 0
         while landed < self.args.kafka_kills:
@@ -654,7 +661,7 @@ class Test:
 
 
 def snapshot(out_dir, dlq):
-    """Data files (relative path -> bytes) and the dead-letter file's bytes."""
+    """Data files (relative path -> bytes) and the dead-letter files' (name -> bytes)."""
     files = {}
     for root, dirs, names in os.walk(out_dir):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
@@ -662,8 +669,11 @@ def snapshot(out_dir, dlq):
             path = os.path.join(root, n)
             with open(path, "rb") as f:
                 files[os.path.relpath(path, out_dir)] = f.read()
-    with open(dlq, "rb") as f:
-        return files, f.read()
+    letters = {}
+    for n in sorted(os.listdir(dlq)) if os.path.isdir(dlq) else []:
+        with open(os.path.join(dlq, n), "rb") as f:
+            letters[n] = f.read()
+    return files, letters
 
 
 def main(argv=None):

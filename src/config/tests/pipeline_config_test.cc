@@ -270,3 +270,44 @@ fields = { a = "int64" }
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(PipelineConfigTest, DeadLetterStore) {
+  using Store = PipelineConfig::DeadLetterStore;
+  auto parse = [](const std::string& section) {
+    return ParsePipelineConfig(std::string(kMinimal) + section, "p.toml", NoEnv({{"DLQ", "d.ndjson"}}));
+  };
+  auto none = parse("");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->dead_letter_store, Store::kDefault);
+  auto sink = parse("[dead_letter]\nto = \"sink\"\n");
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  EXPECT_EQ(sink->dead_letter_store, Store::kSink);
+  EXPECT_EQ(sink->dead_letter_where, "p.toml:12:7");
+  auto file = parse("[dead_letter]\nto = \"file:x/dl.ndjson\"\n");
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->dead_letter_store, Store::kFile);
+  EXPECT_EQ(file->dead_letter_path, "x/dl.ndjson");
+  // The older spelling: a path is a file; an empty one (an unset variable) the default.
+  auto path = parse("[dead_letter]\npath = \"${DLQ}\"\n");
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(path->dead_letter_store, Store::kFile);
+  EXPECT_EQ(path->dead_letter_path, "d.ndjson");
+  auto prefixed = parse("[dead_letter]\npath = \"file:${DLQ}\"\n");
+  ASSERT_TRUE(prefixed.ok());
+  EXPECT_EQ(prefixed->dead_letter_path, "d.ndjson");
+  auto empty = parse("[dead_letter]\npath = \"${NONE:-}\"\n");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->dead_letter_store, Store::kDefault);
+  auto bad = parse("[dead_letter]\nto = \"d.ndjson\"\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("p.toml:12:"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("file:PATH"), std::string::npos);
+  EXPECT_FALSE(parse("[dead_letter]\nto = \"sink\"\npath = \"x\"\n").ok());
+  EXPECT_FALSE(parse("[dead_letter]\nto = \"file:\"\n").ok());
+}
+
+}  // namespace
+}  // namespace sluice

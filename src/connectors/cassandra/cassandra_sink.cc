@@ -8,6 +8,7 @@
 #include <map>
 #include <thread>
 
+#include "core/json_writer.h"
 #include "core/time.h"
 
 namespace sluice {
@@ -43,6 +44,7 @@ std::vector<std::string> SplitList(std::string_view text) {
 // Quoted: an unquoted CQL identifier cannot start with '_'.
 constexpr const char* kPositionsTable = "\"_sluice_positions\"";
 constexpr const char* kStateTable = "\"_sluice_state\"";
+constexpr const char* kDeadLettersTable = "\"_sluice_dead_letters\"";
 
 std::string Join(const std::vector<std::string>& names) {
   std::string out;
@@ -278,12 +280,18 @@ Status CassandraSink::PrepareStatements() {
                                    "(?, ?, ?, ?)");
     auto state =
         conn_->Prepare("INSERT INTO " + ks + kStateTable + " (pipeline, state) VALUES (?, ?)");
-    for (auto* r : {&insert, &position, &state}) {
+    auto dead_letter = conn_->Prepare(
+        "INSERT INTO " + ks + kDeadLettersTable +
+        " (pipeline, source, \"partition\", \"offset\", seq, reason, time, payload, "
+        "payload_base64, payload_bytes, truncated, payload_sha256) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (auto* r : {&insert, &position, &state, &dead_letter}) {
       if (!r->ok()) return Failed(r->status());
     }
     insert_ = *insert;
     insert_position_ = *position;
     insert_state_ = *state;
+    insert_dead_letter_ = *dead_letter;
   }
   return Status::OK();
 }
@@ -411,6 +419,13 @@ Status CassandraSink::CreateSchema() {
           "PRIMARY KEY ((pipeline), source, \"partition\"))",
       "CREATE TABLE IF NOT EXISTS " + ks + "." + kStateTable +
           " (pipeline text PRIMARY KEY, state blob)",
+      // One partition per source partition, ordered by offset; an upsert by the letter's
+      // identity, so a replayed checkpoint rewrites the same rows.
+      "CREATE TABLE IF NOT EXISTS " + ks + "." + kDeadLettersTable +
+          " (pipeline text, source text, \"partition\" int, \"offset\" bigint, seq int, "
+          "reason text, time text, payload text, payload_base64 text, payload_bytes bigint, "
+          "truncated boolean, payload_sha256 text, "
+          "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", seq))",
   };
   std::string table = "CREATE TABLE IF NOT EXISTS " + ks + "." + QuoteIdentifier(table_) + " (";
   for (const Column& c : columns_) {
@@ -578,6 +593,10 @@ Status CassandraSink::RunWithRetry(size_t groups,
                              " attempts: " + last.message());
 }
 
+std::string CassandraSink::DeadLetterLocation() const {
+  return "table " + uri_.keyspace + "._sluice_dead_letters";
+}
+
 Status CassandraSink::Commit(const Checkpoint& cp) {
   if (columns_.empty()) return Status::Internal("cassandra sink: Commit() before Open()");
   if (cp.deltas && !cp.deltas->empty()) {
@@ -627,6 +646,31 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
       } else {
         for (size_t i : groups[g]) req.batch.push_back({"", insert_.get(), rows[i]});
       }
+      return req;
+    }));
+  }
+  if (cp.dead_letters && !cp.dead_letters->empty()) {
+    // Idempotent rows written before the positions, like the results.
+    const std::vector<DeadLetter>& letters = *cp.dead_letters;
+    RETURN_IF_ERROR(RunWithRetry(letters.size(), [&](size_t i) {
+      const DeadLetter& d = letters[i];
+      const StoredPayload p = EncodeDeadLetterPayload(d.payload);
+      Request req;
+      req.options.consistency = consistency_;
+      req.options.page_size = 0;
+      req.prepared = insert_dead_letter_;
+      req.values = {CqlValue::Text(ToValidUtf8(ctx_.pipeline)),
+                    CqlValue::Text(ToValidUtf8(d.source)),
+                    CqlValue::Int(d.partition),
+                    CqlValue::Bigint(d.offset),
+                    CqlValue::Int(d.seq),
+                    CqlValue::Text(ToValidUtf8(d.reason)),
+                    CqlValue::Text(FormatIsoUtc(d.time_micros)),
+                    CqlValue::Text(p.json),
+                    p.base64.empty() ? CqlValue::Null() : CqlValue::Text(p.base64),
+                    CqlValue::Bigint(p.bytes),
+                    CqlValue::Boolean(p.truncated),
+                    CqlValue::Text(p.sha256)};
       return req;
     }));
   }

@@ -16,7 +16,9 @@ namespace sluice {
 /// Upserts results into a Cassandra table, exactly once by idempotence: every row is an INSERT
 /// (an upsert by primary key) of final values, and a checkpoint's source positions and engine
 /// state are written only after all its rows have been acknowledged. A crash in between replays
-/// the same upserts, which leave the same rows.
+/// the same upserts, which leave the same rows. Dead letters are upserts too, into
+/// `_sluice_dead_letters` keyed by ((pipeline, source, partition), offset, seq), written with
+/// the rows, before the positions.
 ///
 /// URI `cassandra://[USER@]HOST[:PORT]/KEYSPACE`; the keyspace (SimpleStrategy with
 /// `replication_factor`, default 1) and tables are created when missing. Options: `table`
@@ -43,6 +45,8 @@ class CassandraSink : public Sink {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool StoresDeadLetters() const override { return true; }
+  std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
 
@@ -94,6 +98,7 @@ class CassandraSink : public Sink {
   std::shared_ptr<const cassandra::Prepared> insert_;
   std::shared_ptr<const cassandra::Prepared> insert_position_;
   std::shared_ptr<const cassandra::Prepared> insert_state_;
+  std::shared_ptr<const cassandra::Prepared> insert_dead_letter_;
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };

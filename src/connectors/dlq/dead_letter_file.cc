@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/json_writer.h"
 
 namespace sluice {
 
@@ -60,19 +59,13 @@ DeadLetterFile::~DeadLetterFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<int64_t> DeadLetterFile::Append(const std::vector<DeadLetter>& letters) {
+Result<int64_t> DeadLetterFile::Append(std::string_view pipeline,
+                                       const std::vector<DeadLetter>& letters) {
   if (letters.empty()) return length_;
   std::string out;
   for (const DeadLetter& d : letters) {
-    out.append("{\"reason\":");
-    AppendJsonString(d.reason, &out);
-    out.append(",\"source\":");
-    AppendJsonString(d.source, &out);
-    out.append(",\"partition\":").append(std::to_string(d.partition));
-    out.append(",\"offset\":").append(std::to_string(d.offset));
-    out.append(",\"payload\":");
-    AppendJsonString(d.payload, &out);
-    out.append("}\n");
+    AppendDeadLetterJson(pipeline, d, &out);
+    out.push_back('\n');
   }
   size_t done = 0;
   while (done < out.size()) {

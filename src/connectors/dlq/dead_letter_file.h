@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/dead_letter.h"
@@ -11,8 +12,8 @@
 
 namespace sluice {
 
-/// Appends dead letters to an NDJSON file, one object per line:
-/// {"reason": ..., "source": ..., "partition": ..., "offset": ..., "payload": ...}.
+/// Appends dead letters to an NDJSON file, one record per line in the format of
+/// AppendDeadLetterJson (core/dead_letter.h).
 ///
 /// Exactly once: the file's committed length is stored with the sink's positions. On start the
 /// file is cut back to that length, so letters written by a checkpoint that never committed
@@ -26,7 +27,7 @@ class DeadLetterFile {
   ~DeadLetterFile();
 
   /// Appends and fsyncs; returns the new length, to be committed with the positions.
-  Result<int64_t> Append(const std::vector<DeadLetter>& letters);
+  Result<int64_t> Append(std::string_view pipeline, const std::vector<DeadLetter>& letters);
   int64_t length() const { return length_; }
   const std::string& path() const { return path_; }
 

@@ -100,6 +100,7 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   s.key_where = o.Where("key");
   s.transactional_id = o.GetString("transactional_id");
   s.positions_topic = o.GetString("positions_topic");
+  s.dead_letter_topic = o.GetString("dead_letter_topic");
   s.consumer_group = o.GetString("consumer_group");
   s.consumer_topic = o.GetString("consumer_topic");
   if (s.consumer_group.empty() != s.consumer_topic.empty()) {
@@ -150,6 +151,10 @@ void KafkaSink::Close() {
   needs_init_ = true;
 }
 
+std::string KafkaSink::DeadLetterLocation() const {
+  return "topic " + settings_.dead_letter_topic;
+}
+
 std::string KafkaSink::PositionKey(const std::string& source, int32_t partition) const {
   std::string k = "[\"position\",";
   AppendJsonString(ctx_.pipeline, &k);
@@ -189,6 +194,8 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   }
   if (settings_.positions_topic.empty())
     settings_.positions_topic = settings_.topic + ".sluice-positions";
+  if (settings_.dead_letter_topic.empty())
+    settings_.dead_letter_topic = settings_.topic + ".sluice-dead-letters";
   std::random_device rd;
   token_prefix_ = std::to_string((static_cast<uint64_t>(rd()) << 32) | rd());
   positions_.clear();
@@ -200,6 +207,7 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   RETURN_IF_ERROR(InitProducer());
   RETURN_IF_ERROR(EnsureTopic(settings_.positions_topic, true));
   RETURN_IF_ERROR(EnsureTopic(settings_.topic, false));
+  RETURN_IF_ERROR(EnsureTopic(settings_.dead_letter_topic, false));
 
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
@@ -529,6 +537,33 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       json += '}';
       key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
       s = produce(settings_.topic, key, &json, i + 1);
+    }
+  }
+  if (cp.dead_letters) {
+    // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
+    // 480 KB: under the broker's default 1 MB); a letter still over the producer's
+    // message.max.bytes keeps a shorter prefix, with `truncated` and the whole payload's hash.
+    size_t max_bytes = kMaxMessageBytes;
+    if (auto it = settings_.properties.find("message.max.bytes"); it != settings_.properties.end()) {
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_bytes);
+    }
+    const size_t limit = max_bytes > 8192 ? max_bytes - 4096 : max_bytes / 2;
+    for (const DeadLetter& d : *cp.dead_letters) {
+      if (!s.ok()) break;
+      json.clear();
+      AppendDeadLetterJson(ctx_.pipeline, d, &json);
+      if (json.size() > limit) {
+        // Escaping and base64 make at most about 7.4 bytes of a payload byte.
+        json.clear();
+        AppendDeadLetterJson(ctx_.pipeline, d, EncodeDeadLetterPayload(d.payload, limit / 16), &json);
+      }
+      key = "[";
+      AppendJsonString(ctx_.pipeline, &key);
+      key += ',';
+      AppendJsonString(d.source, &key);
+      key += ',' + std::to_string(d.partition) + ',' + std::to_string(d.offset) + ',' +
+             std::to_string(d.seq) + ']';
+      s = produce(settings_.dead_letter_topic, key, &json, 0);
     }
   }
   for (const auto& p : cp.positions) {

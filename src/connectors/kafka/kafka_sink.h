@@ -19,7 +19,8 @@ namespace sluice {
 /// Writes output rows to a Kafka topic as JSON objects, exactly once, with the transactional
 /// producer (see src/connectors/kafka/README.md for the URI, options and record layout).
 ///
-/// Each Commit() is one transaction holding the rows, the checkpoint's positions and state (in
+/// Each Commit() is one transaction holding the rows, the dead letters (one message each, in the
+/// format of core/dead_letter.h, in the dead-letter topic), the checkpoint's positions and state (in
 /// a compacted positions topic, the truth that LoadPositions()/LoadState() read back with
 /// read_committed) and, with `consumer_group`, the consumed offsets for that group. A failed
 /// transaction is aborted and Commit() fails (kUnavailable: the runner retries; a record too
@@ -39,6 +40,8 @@ class KafkaSink : public Sink {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool StoresDeadLetters() const override { return true; }
+  std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
 
@@ -49,6 +52,7 @@ class KafkaSink : public Sink {
     std::string key_where;
     std::string transactional_id;  ///< empty: sluice-<pipeline>-<topic>
     std::string positions_topic;   ///< empty: <topic>.sluice-positions
+    std::string dead_letter_topic;  ///< empty: <topic>.sluice-dead-letters
     std::string consumer_group;    ///< with consumer_topic: send consumed offsets to this group
     std::string consumer_topic;
     int64_t timeout_ms = 30'000;

@@ -130,6 +130,7 @@ Status MysqlSink::CreateTables() {
   const std::string collation = mysql::ChooseCollation(collations);
   RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateStateTableSql(collation)));
+  RETURN_IF_ERROR(conn_->Execute(mysql::CreateDeadLettersTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
 
   // An existing table must have the columns this pipeline writes.
@@ -222,6 +223,10 @@ Status MysqlSink::Failed(Status s, bool lost) {
   return s;
 }
 
+std::string MysqlSink::DeadLetterLocation() const {
+  return "table _sluice_dead_letters in " + options_.uri.Display();
+}
+
 Status MysqlSink::Commit(const Checkpoint& cp) {
   if (!sql_) return Status::Internal("mysql sink: Commit() before Open()");
   if (!conn_) RETURN_IF_ERROR(Connect());
@@ -250,6 +255,10 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
     }
     if (cp.rows && !cp.rows->empty()) {
       RETURN_IF_ERROR(sql_->ForEachRowStatement(*cp.rows, batch_rows_, batch_bytes_, run));
+    }
+    if (cp.dead_letters && !cp.dead_letters->empty()) {
+      RETURN_IF_ERROR(
+          mysql::ForEachDeadLetterStatement(ctx_.pipeline, *cp.dead_letters, batch_bytes_, run));
     }
     if (!cp.positions.empty()) {
       RETURN_IF_ERROR(conn_->Execute(mysql::UpsertPositionsSql(ctx_.pipeline, cp.positions)));

@@ -17,7 +17,8 @@ namespace sluice {
 
 /// Writes results to a MySQL or MariaDB table, exactly once: each checkpoint is one InnoDB
 /// transaction holding the merged deltas (multi-row INSERT ... ON DUPLICATE KEY UPDATE with the
-/// SQLite sink's merge rules and table layout) and the source positions (`_sluice_positions`).
+/// SQLite sink's merge rules and table layout), the dead letters (`_sluice_dead_letters`) and the
+/// source positions (`_sluice_positions`).
 ///
 /// URI `mysql://USER@HOST[:PORT]/DATABASE`; the database must exist, the tables are created.
 /// Options: `password_file` (else $SLUICE_MYSQL_PASSWORD_FILE / $SLUICE_MYSQL_PASSWORD),
@@ -43,6 +44,8 @@ class MysqlSink : public Sink {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool StoresDeadLetters() const override { return true; }
+  std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
 

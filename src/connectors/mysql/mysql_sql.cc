@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/dead_letter.h"
+#include "core/json_writer.h"
 #include "core/time.h"
 
 namespace sluice::mysql {
@@ -352,6 +354,51 @@ std::string ChooseCollation(const std::vector<std::string>& available) {
     }
   }
   return "utf8mb4_bin";
+}
+
+std::string CreateDeadLettersTableSql(const std::string& collation) {
+  return "CREATE TABLE IF NOT EXISTS `_sluice_dead_letters` (`pipeline` VARCHAR(255) NOT NULL, "
+         "`source` VARCHAR(255) NOT NULL, `partition` INT NOT NULL, `offset` BIGINT NOT NULL, "
+         "`seq` INT NOT NULL, `reason` TEXT NOT NULL, `time` DATETIME(6) NOT NULL, "
+         "`payload` MEDIUMTEXT NOT NULL, `payload_base64` MEDIUMTEXT NULL, "
+         "`payload_bytes` BIGINT NOT NULL, `truncated` BOOLEAN NOT NULL, "
+         "`payload_sha256` CHAR(64) NOT NULL, "
+         "PRIMARY KEY (`pipeline`, `source`, `partition`, `offset`, `seq`)) "
+         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" +
+         collation;
+}
+
+Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector<DeadLetter>& letters,
+                                  size_t max_bytes,
+                                  const std::function<Status(const std::string&)>& run) {
+  static const std::string kHead =
+      "INSERT INTO `_sluice_dead_letters` (`pipeline`, `source`, `partition`, `offset`, `seq`, "
+      "`reason`, `time`, `payload`, `payload_base64`, `payload_bytes`, `truncated`, "
+      "`payload_sha256`) VALUES ";
+  // Keeps the stored letter: the row already holds this key (the same record, dead-lettered
+  // by an earlier attempt of this checkpoint that did commit).
+  static const std::string kTail = " ON DUPLICATE KEY UPDATE `seq` = `seq`";
+  const std::string p = StringLiteral(ToValidUtf8(pipeline));
+  std::string sql;
+  for (const DeadLetter& d : letters) {
+    const StoredPayload payload = EncodeDeadLetterPayload(d.payload);
+    std::string row = "(" + p + ", " + StringLiteral(ToValidUtf8(d.source)) + ", " +
+                      std::to_string(d.partition) + ", " + std::to_string(d.offset) + ", " +
+                      std::to_string(d.seq) + ", " + StringLiteral(ToValidUtf8(d.reason)) + ", '" +
+                      FormatTimestamp(d.time_micros, "%Y-%m-%d %H:%M:%S.%f") + "', " +
+                      StringLiteral(payload.json) + ", " +
+                      (payload.base64.empty() ? std::string("NULL") : StringLiteral(payload.base64)) +
+                      ", " + std::to_string(payload.bytes) + ", " + (payload.truncated ? "1" : "0") +
+                      ", '" + payload.sha256 + "')";
+    if (!sql.empty() && sql.size() + row.size() + 2 > max_bytes) {
+      RETURN_IF_ERROR(run(sql + kTail));
+      sql.clear();
+    }
+    sql += sql.empty() ? kHead : ", ";
+    sql += row;
+  }
+  if (!sql.empty()) RETURN_IF_ERROR(run(sql + kTail));
+  return Status::OK();
 }
 
 std::string CreatePositionsTableSql(const std::string& collation) {

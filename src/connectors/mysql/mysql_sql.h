@@ -68,6 +68,16 @@ Status AppendLiteral(const Value& v, std::string* out);
 /// sluice compares them ("a" != "A", "a" != "a "). Picks the best of `available`.
 std::string ChooseCollation(const std::vector<std::string>& available);
 
+/// Returns the DDL of the dead-letter table `_sluice_dead_letters` (one row per dead letter, the
+/// columns of core/dead_letter.h; primary key pipeline, source, partition, offset, seq).
+std::string CreateDeadLettersTableSql(const std::string& collation);
+/// Calls `run` with INSERT statements that store `letters` of `pipeline`, each statement at
+/// most about `max_bytes` long (one letter per statement when a letter is longer); a letter
+/// already stored under the same key is left as it is, so a replay never duplicates one.
+Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector<DeadLetter>& letters,
+                                  size_t max_bytes,
+                                  const std::function<Status(const std::string&)>& run);
+
 /// Returns the DDL of the positions table.
 std::string CreatePositionsTableSql(const std::string& collation);
 /// Returns the statement that upserts `positions` of `pipeline` (one row each).

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <filesystem>
 #include <set>
 
@@ -24,6 +26,38 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kStateDir[] = "_sluice";
+constexpr char kDeadLetterDir[] = "dead_letters";
+
+/// The temporary name a file is written under before its rename: `.NAME.tmp`, same directory.
+std::string TempPathFor(const std::string& path) {
+  const fs::path p(path);
+  return (p.parent_path() / ("." + p.filename().string() + ".tmp")).string();
+}
+
+std::string DeadLetterFilePrefix(std::string_view pipeline) {
+  return "dead-letters-" + HiveEscape(pipeline) + "-";
+}
+
+/// Returns `dead-letters-<pipeline>-<n, 10 digits>.ndjson`.
+std::string DeadLetterFileName(std::string_view pipeline, int64_t n) {
+  char digits[24];
+  std::snprintf(digits, sizeof digits, "%010lld", static_cast<long long>(n));
+  return DeadLetterFilePrefix(pipeline) + digits + ".ndjson";
+}
+
+/// Returns the number of a dead-letter file of `pipeline` (a temporary one too), else nullopt.
+std::optional<int64_t> ParseDeadLetterFileName(std::string_view pipeline, std::string name) {
+  if (name.size() > 5 && name.front() == '.' && name.ends_with(".tmp")) {
+    name = name.substr(1, name.size() - 5);
+  }
+  const std::string prefix = DeadLetterFilePrefix(pipeline);
+  if (!name.starts_with(prefix) || !name.ends_with(".ndjson")) return std::nullopt;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - 7);
+  if (digits.size() != 10 || digits.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  return std::stoll(digits);
+}
 constexpr char kNeedsAppendMode[] =
     "the parquet sink needs [aggregate] mode = \"append\" (or a pipeline without [aggregate])";
 
@@ -220,6 +254,7 @@ Status ParquetSink::Open(const SinkContext& ctx) {
   }
   RETURN_IF_ERROR(LockDirectory());
   seq_ = 0;
+  dead_letter_seq_ = 0;
   positions_.clear();
   engine_state_.clear();
   buffer_.clear();
@@ -281,6 +316,7 @@ Status ParquetSink::ReadState() {
     }
   }
   seq_ = state->seq;
+  dead_letter_seq_ = state->dead_letter_seq;
   for (auto& p : state->positions) positions_[{p.source, p.partition}] = p.offset;
   engine_state_ = std::move(state->engine_state);
   BinaryWriter w;
@@ -305,6 +341,10 @@ Status ParquetSink::RemoveOrphans() {
       doomed.emplace_back(it->path(), "temporary file of an interrupted write");
     } else if (it->path().string() == state_tmp) {
       doomed.emplace_back(it->path(), "temporary state file of an interrupted commit");
+    } else if (auto n = ParseDeadLetterFileName(ctx_.pipeline, name);
+               n && (*n > dead_letter_seq_ || name.front() == '.') &&
+               it->path().parent_path() == fs::path(DeadLetterDir())) {
+      doomed.emplace_back(it->path(), "dead letters of a checkpoint that never committed");
     }
   }
   if (ec) {
@@ -366,8 +406,11 @@ Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& p
 }
 
 Status ParquetSink::WriteStateFile(const std::string& content) {
-  const std::string path = StatePath();
-  const std::string tmp = path + ".tmp";
+  return WriteAtomically(StatePath(), StatePath() + ".tmp", content);
+}
+
+Status ParquetSink::WriteAtomically(const std::string& path, const std::string& tmp,
+                                    const std::string& content) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("parquet sink: cannot create " + tmp + ": " + Errno());
   size_t done = 0;
@@ -391,6 +434,24 @@ Status ParquetSink::WriteStateFile(const std::string& content) {
     return Status::IOError("parquet sink: rename " + tmp + " to " + path + ": " + Errno());
   }
   return FsyncDir(fs::path(path).parent_path().string());
+}
+
+std::string ParquetSink::DeadLetterDir() const {
+  return (fs::path(settings_.dir) / kStateDir / kDeadLetterDir).string();
+}
+
+std::string ParquetSink::DeadLetterLocation() const { return DeadLetterDir() + "/"; }
+
+Status ParquetSink::WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& letters) {
+  RETURN_IF_ERROR(CreateDirectories(DeadLetterDir()));
+  std::string content;
+  for (const DeadLetter& d : letters) {
+    AppendDeadLetterJson(ctx_.pipeline, d, &content);
+    content.push_back('\n');
+  }
+  const std::string path =
+      (fs::path(DeadLetterDir()) / DeadLetterFileName(ctx_.pipeline, n)).string();
+  return WriteAtomically(path, TempPathFor(path), content);
 }
 
 Status ParquetSink::Commit(const Checkpoint& cp) {
@@ -434,6 +495,17 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
     }
   }
 
+  // Dead letters are written before the state file that commits them, like the part files.
+  int64_t dead_letter_seq = dead_letter_seq_;
+  if (cp.dead_letters && !cp.dead_letters->empty()) {
+    dead_letter_seq = dead_letter_seq_ + 1;
+    Status s = WriteDeadLetters(dead_letter_seq, *cp.dead_letters);
+    if (!s.ok()) {
+      if (roll) roll_failed_ = true;
+      return rollback(s);
+    }
+  }
+
   std::map<std::pair<std::string, int32_t>, int64_t> positions = positions_;
   for (const auto& p : cp.positions) positions[{p.source, p.partition}] = p.offset;
   std::vector<StoredPosition> stored;
@@ -445,7 +517,8 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
     encoded_rows = buffer_encoded_ + added.data();
     row_count = static_cast<int64_t>(buffer_.size());
   }
-  Status s = WriteStateFile(EncodeParquetSinkState(ctx_.pipeline, seq, stored, engine_state,
+  Status s = WriteStateFile(EncodeParquetSinkState(ctx_.pipeline, seq, dead_letter_seq, stored,
+                                                   engine_state,
                                                    ctx_.output.fields(), row_count, encoded_rows));
   if (!s.ok()) {
     if (roll) roll_failed_ = true;
@@ -453,6 +526,7 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
   }
 
   seq_ = seq;
+  dead_letter_seq_ = dead_letter_seq;
   positions_ = std::move(positions);
   if (cp.state) engine_state_ = *cp.state;
   roll_failed_ = false;

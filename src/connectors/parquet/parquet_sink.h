@@ -26,6 +26,13 @@ namespace sluice {
 /// files of a roll whose state file was never written (seq above the committed one) and
 /// temporary files, so a replay rewrites the same names without duplicates.
 ///
+/// Dead letters: a checkpoint that has some writes them, in the record format of
+/// core/dead_letter.h, to `DIR/_sluice/dead_letters/dead-letters-<pipeline>-<n>.ndjson` (n is one
+/// more than the committed count, kept in the state file) under a temporary name first, then
+/// renamed, before the state file: the same discipline as the part files, so a replay rewrites
+/// the same file and Open() removes one whose commit never happened. Readers of the dataset
+/// skip the `_sluice` folder (Hive, Spark and Arrow ignore names starting with `_`).
+///
 /// Options (`[sink]`): partition_by ("a,b" or ["a", "b"]), compression (zstd, snappy, gzip,
 /// none), roll_rows, roll_interval. Needs rows (append mode or select); update-mode deltas are
 /// refused. One process per pipeline and directory (a lock file enforces it).
@@ -42,6 +49,8 @@ class ParquetSink : public Sink {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool StoresDeadLetters() const override { return true; }
+  std::string DeadLetterLocation() const override;
   void Close() override;
 
   /// Replaces the monotonic clock (microseconds) that roll_interval is measured with.
@@ -69,6 +78,12 @@ class ParquetSink : public Sink {
   /// Writes the buffer as part files of sequence number `seq`, one per partition directory.
   Status WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions);
   Status WriteStateFile(const std::string& content);
+  /// Writes `content` to `path` through the temporary file `tmp`, fsync and rename.
+  Status WriteAtomically(const std::string& path, const std::string& tmp,
+                         const std::string& content);
+  std::string DeadLetterDir() const;
+  /// Writes the checkpoint's dead letters as dead-letter file number `n`.
+  Status WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& letters);
 
   Settings settings_;
   SinkContext ctx_;
@@ -80,6 +95,7 @@ class ParquetSink : public Sink {
 
   // Committed state (what the state file on disk says).
   int64_t seq_ = 0;
+  int64_t dead_letter_seq_ = 0;  ///< dead-letter files committed
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;
   std::string engine_state_;
   std::vector<std::vector<Value>> buffer_;

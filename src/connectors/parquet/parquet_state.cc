@@ -6,7 +6,8 @@ namespace sluice {
 namespace {
 
 constexpr std::string_view kMagic = "SLUICEPQ";
-constexpr int64_t kFormatVersion = 1;
+constexpr int64_t kFormatVersion = 2;
+constexpr int64_t kFirstFormatVersion = 1;  ///< without dead_letter_seq
 constexpr size_t kChecksumSize = 8;
 
 uint64_t Checksum(std::string_view data) {
@@ -21,6 +22,7 @@ uint64_t Checksum(std::string_view data) {
 }  // namespace
 
 std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
+                                   int64_t dead_letter_seq,
                                    const std::vector<StoredPosition>& positions,
                                    std::string_view engine_state, const std::vector<Field>& columns,
                                    int64_t row_count, std::string_view encoded_rows) {
@@ -28,6 +30,7 @@ std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
   w.PutI64(kFormatVersion);
   w.PutString(pipeline);
   w.PutI64(seq);
+  w.PutI64(dead_letter_seq);
   w.PutI64(static_cast<int64_t>(positions.size()));
   for (const auto& p : positions) {
     w.PutString(p.source);
@@ -58,7 +61,7 @@ Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::stri
   BinaryReader r(body);
   int64_t version = 0;
   if (!r.GetI64(&version)) return r.status();
-  if (version != kFormatVersion) {
+  if (version != kFormatVersion && version != kFirstFormatVersion) {
     return Status::Internal("state file format version " + std::to_string(version) +
                             ", but this build reads version " + std::to_string(kFormatVersion));
   }
@@ -72,12 +75,14 @@ Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::stri
   ParquetSinkState s;
   std::string stored_pipeline;
   int64_t n = 0;
-  if (!r.GetString(&stored_pipeline) || !r.GetI64(&s.seq) || !r.GetI64(&n)) return r.status();
+  if (!r.GetString(&stored_pipeline) || !r.GetI64(&s.seq)) return r.status();
+  if (version >= 2 && !r.GetI64(&s.dead_letter_seq)) return r.status();
+  if (!r.GetI64(&n)) return r.status();
   if (stored_pipeline != pipeline) {
     return Status::Internal("the state belongs to pipeline '" + stored_pipeline + "', not '" +
                             std::string(pipeline) + "'");
   }
-  if (s.seq < 0 || n < 0) return Status::Internal("negative sequence number or count");
+  if (s.seq < 0 || s.dead_letter_seq < 0 || n < 0) return Status::Internal("negative sequence number or count");
   for (int64_t i = 0; i < n; ++i) {
     StoredPosition p;
     int64_t partition = 0;

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "connectors/dlq/dead_letter_file.h"
+#include "core/json_writer.h"
 #include "core/time.h"
 #include "runtime/registry.h"
 
@@ -54,7 +55,8 @@ void SqliteSink::Close() {
   if (upsert_) sqlite3_finalize(upsert_);
   if (position_) sqlite3_finalize(position_);
   if (state_) sqlite3_finalize(state_);
-  upsert_ = position_ = state_ = nullptr;
+  if (dead_letter_) sqlite3_finalize(dead_letter_);
+  upsert_ = position_ = state_ = dead_letter_ = nullptr;
   if (db_) sqlite3_close(db_);
   db_ = nullptr;
 }
@@ -102,6 +104,12 @@ Status SqliteSink::CreateTables() {
   RETURN_IF_ERROR(Exec(
       "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
       "NOT NULL, updated_at TEXT NOT NULL)"));
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_dead_letters (pipeline TEXT NOT NULL, source TEXT NOT "
+      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, seq INTEGER NOT NULL, reason "
+      "TEXT NOT NULL, time TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, "
+      "payload_bytes INTEGER NOT NULL, truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, "
+      "PRIMARY KEY (pipeline, source, partition, offset, seq))"));
   std::vector<std::pair<std::string, std::string>> columns;  // name, declaration
   std::vector<std::pair<std::string, std::string>> hidden;   // after the visible columns
   std::vector<std::string> keys;
@@ -182,6 +190,11 @@ Status SqliteSink::BuildStatements() {
       "INSERT INTO _sluice_state (pipeline, state, updated_at) VALUES (?1, ?2, datetime('now')) "
       "ON CONFLICT (pipeline) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
       &state_));
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_dead_letters (pipeline, source, partition, offset, seq, reason, time, "
+      "payload, payload_base64, payload_bytes, truncated, payload_sha256) VALUES (?1, ?2, ?3, ?4, "
+      "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+      &dead_letter_));
   std::string cols, values, updates, conflict;
   int p = 0;
   auto add = [&](const std::string& col, const std::string& value) {
@@ -360,6 +373,34 @@ Status SqliteSink::WriteRow(const std::vector<Value>& row) {
   return Step(upsert_, "insert");
 }
 
+std::string SqliteSink::DeadLetterLocation() const {
+  return "table _sluice_dead_letters in " + path_;
+}
+
+Status SqliteSink::WriteDeadLetter(const DeadLetter& d) {
+  const StoredPayload p = EncodeDeadLetterPayload(d.payload);
+  auto text = [&](int i, const std::string& v) {
+    sqlite3_bind_text(dead_letter_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  };
+  text(1, ToValidUtf8(ctx_.pipeline));
+  text(2, ToValidUtf8(d.source));
+  sqlite3_bind_int(dead_letter_, 3, d.partition);
+  sqlite3_bind_int64(dead_letter_, 4, d.offset);
+  sqlite3_bind_int(dead_letter_, 5, d.seq);
+  text(6, ToValidUtf8(d.reason));
+  text(7, FormatIsoUtc(d.time_micros));
+  text(8, p.json);
+  if (p.base64.empty()) {
+    sqlite3_bind_null(dead_letter_, 9);
+  } else {
+    text(9, p.base64);
+  }
+  sqlite3_bind_int64(dead_letter_, 10, p.bytes);
+  sqlite3_bind_int(dead_letter_, 11, p.truncated ? 1 : 0);
+  text(12, p.sha256);
+  return Step(dead_letter_, "dead-letter insert");
+}
+
 Status SqliteSink::Commit(const Checkpoint& cp) {
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   Status s = [&]() -> Status {
@@ -375,6 +416,9 @@ Status SqliteSink::Commit(const Checkpoint& cp) {
       sqlite3_bind_int(position_, 3, pos.partition);
       sqlite3_bind_int64(position_, 4, pos.offset);
       RETURN_IF_ERROR(Step(position_, "position update"));
+    }
+    if (cp.dead_letters) {
+      for (const auto& d : *cp.dead_letters) RETURN_IF_ERROR(WriteDeadLetter(d));
     }
     if (cp.state) {
       sqlite3_bind_text(state_, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);

@@ -17,7 +17,9 @@ namespace sluice {
 /// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
 /// `_NAME_count` (avg) or `_NAME_at` (last) columns. Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
 /// Positions live in `_sluice_positions(pipeline, source, partition, offset)`, the event-time
-/// state (open windows, watermarks) in `_sluice_state(pipeline, state)`.
+/// state (open windows, watermarks) in `_sluice_state(pipeline, state)`, the dead letters in
+/// `_sluice_dead_letters` (see core/dead_letter.h; primary key pipeline, source, partition,
+/// offset, seq, so a replayed checkpoint does not add them twice).
 class SqliteSink : public Sink {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
@@ -28,6 +30,8 @@ class SqliteSink : public Sink {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool StoresDeadLetters() const override { return true; }
+  std::string DeadLetterLocation() const override;
   void Close() override;
 
  private:
@@ -42,6 +46,8 @@ class SqliteSink : public Sink {
   Status Step(sqlite3_stmt* stmt, const char* what);
   Status WriteDelta(const DeltaRow& row);
   Status WriteRow(const std::vector<Value>& row);
+  /// Inserts one dead letter (ignored when already stored), inside the open transaction.
+  Status WriteDeadLetter(const DeadLetter& letter);
 
   std::string path_;
   std::string table_;
@@ -50,6 +56,7 @@ class SqliteSink : public Sink {
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* position_ = nullptr;
   sqlite3_stmt* state_ = nullptr;
+  sqlite3_stmt* dead_letter_ = nullptr;
 };
 
 /// Renders a value for a text column: timestamps as "YYYY-MM-DD HH:MM:SS" (seconds).

@@ -119,6 +119,8 @@ class CassandraSinkTest : public ::testing::Test {
     // The tables may not exist yet: errors are fine here.
     (void)conn_->Query("DELETE FROM " + ks + "\"_sluice_positions\" WHERE pipeline = ?", p, q);
     (void)conn_->Query("DELETE FROM " + ks + "\"_sluice_state\" WHERE pipeline = ?", p, q);
+    (void)conn_->Query("DELETE FROM " + ks + "\"_sluice_dead_letters\" WHERE pipeline = ? AND "
+                       "source = 'src' AND \"partition\" = 0", p, q);
   }
 
   std::unique_ptr<CassandraSink> Open(const SinkContext& ctx,
@@ -248,6 +250,38 @@ TEST_F(CassandraSinkTest, ACrashBeforeThePositionsReplaysToTheSameRows) {
   EXPECT_EQ(Lines("SELECT \"offset\" FROM " + std::string(kKeyspace) +
                   ".\"_sluice_positions\" WHERE pipeline = 'replay_pipeline'"),
             std::vector<std::string>{"3"});
+}
+
+TEST_F(CassandraSinkTest, DeadLettersAreIdempotentRowsBeforeThePositions) {
+  Reset("dl_sink", "dl_pipeline");
+  SinkContext ctx = SelectContext("dl_pipeline");
+  auto sink = Open(ctx, {{"key", "id"}}, "dl_sink");
+  ASSERT_TRUE(sink);
+  EXPECT_TRUE(sink->StoresDeadLetters());
+  std::vector<std::vector<Value>> rows = {User("a", "one", 1, 1, true, 0)};
+  const std::vector<DeadLetter> letters = {
+      {"decode: 'x\xff'", std::string("a\xff", 2), "src", 0, 7, 1767225600000006, 0},
+      {"late", "{ \"k\": 1 }", "src", 0, 9, 0, 0}};
+  Checkpoint cp;
+  cp.id = 1;
+  cp.rows = &rows;
+  cp.positions = {{"src", 0, 10}};
+  cp.dead_letters = &letters;
+  // A crash after the rows and dead letters, before the positions: the replay writes the same.
+  sink->SetTestHook([](std::string_view stage) {
+    return stage == "rows_written" ? Status::Aborted("crash after the rows") : Status::OK();
+  });
+  EXPECT_FALSE(sink->Commit(cp).ok());
+  sink->SetTestHook(nullptr);
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  EXPECT_EQ(Lines("SELECT source, \"partition\", \"offset\", seq, reason, time, payload, "
+                  "payload_base64, payload_bytes, truncated, payload_sha256 FROM " +
+                  std::string(kKeyspace) + ".\"_sluice_dead_letters\" WHERE pipeline = "
+                  "'dl_pipeline' AND source = 'src' AND \"partition\" = 0"),
+            (std::vector<std::string>{
+                "src|0|7|0|decode: 'x\xef\xbf\xbd'|2026-01-01T00:00:00.000006Z|\"a\\u00ff\"|Yf8=|2|"
+                "false|8dd06b5ab6b594257e41b7d8dd440a4062eddc67fdab5c13b4dc300176896f6e",
+                "src|0|9|0|late|1970-01-01T00:00:00.000000Z|{\"k\":1}||10|false|d695a39e577351ce510ed3ceb060e2dab8a0593413602e242d9ad2c8f0da1760"}));
 }
 
 TEST_F(CassandraSinkTest, ManyRowsInConcurrentBatchesAndColumnTypes) {

@@ -15,13 +15,15 @@ TEST(DeadLetterFileTest, WritesJsonLinesAndCutsBackToCommittedLength) {
   {
     auto f = DeadLetterFile::Open(path, 0);
     ASSERT_TRUE(f.ok()) << f.status().ToString();
-    auto len = (*f)->Append({{"decode: bad \"bid\"", "1,x\n2", "tracking", 0, 42}});
+    auto len = (*f)->Append("pipe", {{"decode: bad \"bid\"", "1,x\n2", "tracking", 0, 42, 0}});
     ASSERT_TRUE(len.ok());
     EXPECT_EQ(*ReadFile(path),
-              "{\"reason\":\"decode: bad \\\"bid\\\"\",\"source\":\"tracking\",\"partition\":0,"
-              "\"offset\":42,\"payload\":\"1,x\\n2\"}\n");
+              "{\"pipeline\":\"pipe\",\"source\":\"tracking\",\"partition\":0,\"offset\":42,"
+              "\"reason\":\"decode: bad \\\"bid\\\"\",\"time\":\"1970-01-01T00:00:00.000000Z\","
+              "\"payload\":\"1,x\\n2\",\"payload_bytes\":5,\"truncated\":false,\"payload_sha256\":"
+              "\"4f9c39f0416b87eeb95549e4f94d44911019529f89c4a8219416f6af3daf4d7c\"}\n");
     const int64_t committed = *len;
-    ASSERT_TRUE((*f)->Append({{"late", "p", "s", 1, 7}}).ok());
+    ASSERT_TRUE((*f)->Append("pipe", {{"late", "p", "s", 1, 7}}).ok());
     // Reopening with the committed length drops the uncommitted second letter.
     f->reset();
     f = DeadLetterFile::Open(path, committed);
@@ -53,8 +55,8 @@ TEST(DeadLetterFileTest, InvalidUtf8StaysValidJson) {
   std::string path = (dir / "dl.ndjson").string();
   auto f = DeadLetterFile::Open(path, 0);
   ASSERT_TRUE(f.ok());
-  ASSERT_TRUE((*f)->Append({{"r", std::string("a\xff\x01", 3), "s", 0, 0}}).ok());
-  EXPECT_NE(ReadFile(path)->find("a\\u00ff\\u0001"), std::string::npos);
+  ASSERT_TRUE((*f)->Append("pipe", {{"r", std::string("a\xff\x01", 3), "s", 0, 0}}).ok());
+  EXPECT_NE(ReadFile(path)->find("\"payload\":\"a\\u00ff\\u0001\",\"payload_base64\":\"Yf8B\""), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

@@ -312,6 +312,69 @@ TEST(KafkaSink, AbortedTransactionIsInvisibleAndRetryWritesOnce) {
   EXPECT_EQ(values, want);
 }
 
+TEST(KafkaSink, DeadLettersGoToTheirTopicInTheTransaction) {
+  REQUIRE_BROKER();
+  const std::string topic = UniqueTopic("dead");
+  auto sink = OpenSink(topic, "p", {{"key", ""}});
+  ASSERT_TRUE(sink);
+  EXPECT_TRUE(sink->StoresDeadLetters());
+  ASSERT_TRUE(sink->LoadPositions().ok());
+  const std::vector<DeadLetter> letters = {{"late", "{\"a\": [1]}", "src", 0, 3, 0, 0},
+                                           {"decode: x", std::string("b\xff", 2), "src", 1, 4, 0, 0}};
+  auto rows = Rows(0, 1);
+  Checkpoint cp;
+  cp.id = 1;
+  cp.rows = &rows;
+  cp.positions = {{"src", 0, 4}};
+  cp.dead_letters = &letters;
+  // An aborted transaction shows none of them; the retry shows each once.
+  int failures = 1;
+  sink->SetTestHook([&](std::string_view stage) {
+    if (stage == "before_commit" && failures-- > 0) return Status::Unavailable("injected");
+    return Status::OK();
+  });
+  ASSERT_FALSE(sink->Commit(cp).ok());
+  EXPECT_TRUE(ReadCommitted(topic + ".sluice-dead-letters").empty());
+  ASSERT_TRUE(sink->Commit(cp).ok()) << "retry";
+  auto records = ReadCommitted(topic + ".sluice-dead-letters");
+  std::map<std::string, std::string> by_key;
+  for (const auto& r : records) by_key[r.key] = r.value;
+  EXPECT_EQ(records.size(), 2u);
+  EXPECT_EQ(by_key["[\"p\",\"src\",0,3,0]"],
+            "{\"pipeline\":\"p\",\"source\":\"src\",\"partition\":0,\"offset\":3,\"reason\":"
+            "\"late\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":{\"a\":[1]},"
+            "\"payload_bytes\":10,\"truncated\":false,\"payload_sha256\":"
+            "\"2147dbdb56c4868b170810adc6478ded3311f12987ec1f614a5ff54a4442e792\"}");
+  EXPECT_EQ(by_key["[\"p\",\"src\",1,4,0]"],
+            "{\"pipeline\":\"p\",\"source\":\"src\",\"partition\":1,\"offset\":4,\"reason\":"
+            "\"decode: x\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":\"b\\u00ff\","
+            "\"payload_base64\":\"Yv8=\",\"payload_bytes\":2,\"truncated\":false,"
+            "\"payload_sha256\":\"7d1016b8ca164152081d146beee2d283458686459be947524a721f88e255c88e\"}");
+}
+
+TEST(KafkaSink, ADeadLetterOverTheMessageSizeIsStoredTruncatedWithItsHash) {
+  REQUIRE_BROKER();
+  const std::string topic = UniqueTopic("bigdead");
+  auto sink = OpenSink(topic, "p", {{"key", ""}, {"kafka.message.max.bytes", "20000"}});
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->LoadPositions().ok());
+  const std::string big(60000, '\xff');  // escaped as \u00ff: 6 bytes each, plus base64
+  const std::vector<DeadLetter> letters = {{"decode: x", big, "src", 0, 1, 0, 0}};
+  Checkpoint cp;
+  cp.id = 1;
+  cp.positions = {{"src", 0, 2}};
+  cp.dead_letters = &letters;
+  Status s = sink->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto records = ReadCommitted(topic + ".sluice-dead-letters");
+  ASSERT_EQ(records.size(), 1u);
+  const std::string& v = records[0].value;
+  EXPECT_LE(v.size(), 20000u);
+  EXPECT_NE(v.find("\"payload_bytes\":60000,\"truncated\":true,\"payload_sha256\":\"e8a220abf2a0ce5e5b1ef94ca5330dfcfdbfa956ba3d9bd1effbda9ed050222e\""),
+            std::string::npos)
+      << v.substr(v.size() - 200);
+}
+
 TEST(KafkaSink, CommitInDoubtIsNotWrittenTwice) {
   REQUIRE_BROKER();
   const std::string topic = UniqueTopic("doubt");

@@ -85,6 +85,8 @@ class MysqlSinkTest : public ::testing::Test {
     (void)admin_->Execute("DROP TABLE IF EXISTS " + mysql::QuoteIdentifier(table_));
     (void)admin_->Execute("DELETE FROM _sluice_positions WHERE pipeline = " +
                           mysql::StringLiteral(pipeline_));
+    (void)admin_->Execute("DELETE FROM _sluice_dead_letters WHERE pipeline = " +
+                          mysql::StringLiteral(pipeline_));
   }
 
   SinkContext Context(const AggregateSpec* a) {
@@ -374,6 +376,45 @@ TEST_F(MysqlSinkTest, RetryAfterAnAmbiguousCommitDoesNotApplyTwice) {
   EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
   ASSERT_TRUE(sink->Commit(Cp(3, &d, 30)).ok());
   EXPECT_EQ(One("SELECT n, total FROM " + T()), "3|15");
+}
+
+TEST_F(MysqlSinkTest, DeadLettersGoInTheSameTransactionOnce) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  EXPECT_TRUE(sink->StoresDeadLetters());
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  // Invalid UTF-8 in the payload and the reason; a JSON payload; two letters of one record.
+  const std::vector<DeadLetter> letters = {
+      {"decode: 'x\xff'", std::string("a\xff\x01", 3), "tracking", 0, 7, 1767225600000006, 0},
+      {"late", "{ \"k\" : [1, 2] }", "tracking", 1, 9, 0, 0},
+      {"late again", "{ \"k\" : [1, 2] }", "tracking", 1, 9, 0, 1}};
+  Checkpoint cp = Cp(1, &d, 10);
+  cp.dead_letters = &letters;
+  // A commit that fails before COMMIT leaves no dead letter behind.
+  sink->SetTestHook([&](std::string_view stage) {
+    return stage == "before_commit" ? Status::Unavailable("simulated") : Status::OK();
+  });
+  EXPECT_FALSE(sink->Commit(cp).ok());
+  sink->SetTestHook(nullptr);
+  EXPECT_EQ(One("SELECT COUNT(*) FROM _sluice_dead_letters WHERE pipeline = '" + pipeline_ + "'"),
+            "0");
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  // Stored again (a replay that reached the sink twice): still one row per letter.
+  Checkpoint again = Cp(2, &d, 10);
+  again.dead_letters = &letters;
+  ASSERT_TRUE(sink->Commit(again).ok());
+  EXPECT_EQ(Lines("SELECT source, `partition`, `offset`, seq, reason, time, payload, payload_base64, "
+                  "payload_bytes, truncated, payload_sha256 FROM _sluice_dead_letters WHERE "
+                  "pipeline = '" + pipeline_ + "' ORDER BY `partition`, `offset`, seq"),
+            (std::vector<std::string>{
+                "tracking|0|7|0|decode: 'x\xef\xbf\xbd'|2026-01-01 00:00:00.000006|\"a\\u00ff\\u0001\"|"
+                "Yf8B|3|0|da75cf3a663ea72b55cb362eabd1676bdd658794b8c97fd0810557a0b1040319",
+                "tracking|1|9|0|late|1970-01-01 00:00:00.000000|{\"k\":[1,2]}|NULL|16|0|"
+                "8d4e60facd4e71dab596d187e8a4c460bc0c15371bcb1cd94c90224e48cfd837",
+                "tracking|1|9|1|late again|1970-01-01 00:00:00.000000|{\"k\":[1,2]}|NULL|16|0|"
+                "8d4e60facd4e71dab596d187e8a4c460bc0c15371bcb1cd94c90224e48cfd837"}));
 }
 
 TEST_F(MysqlSinkTest, RetryAfterTheConnectionDiedBeforeCommitAppliesOnce) {

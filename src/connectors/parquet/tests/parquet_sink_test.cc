@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "connectors/parquet/parquet_naming.h"
+#include "operators/dimension.h"
 #include "runtime/registry.h"
 
 namespace sluice {
@@ -632,6 +633,73 @@ TEST_F(ParquetSinkTest, RegisteredAsParquetScheme) {
   auto sink = ConnectorRegistry::Instance().MakeSink(Config("parquet:" + dir_.string()));
   ASSERT_TRUE(sink.ok()) << sink.status().ToString();
   EXPECT_TRUE((*sink)->SupportsState());
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST_F(ParquetSinkTest, DeadLettersAreCommittedFilesUnderTheSluiceFolder) {
+  const fs::path dl_dir = dir_ / "_sluice" / "dead_letters";
+  const std::vector<DeadLetter> letters = {{"decode: x", "{\"a\": 1}", "views", 0, 3, 0, 0},
+                                           {"late", "1,2", "views", 0, 5, 0, 0}};
+  const std::vector<DeadLetter> later = {{"late", "3,4", "views", 0, 9, 0, 0}};
+  {
+    auto sink = Open();
+    ASSERT_TRUE(sink);
+    EXPECT_TRUE(sink->StoresDeadLetters());
+    std::vector<Row> rows = {MakeRow(1, "m", 1, true, 0)};
+    Checkpoint cp = Cp(&rows, 6);
+    cp.dead_letters = &letters;
+    ASSERT_TRUE(sink->Commit(cp).ok());
+  }
+  const fs::path first = dl_dir / "dead-letters-views-0000000001.ndjson";
+  auto text = ReadFile(first.string());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(*text,
+            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":3,"
+            "\"reason\":\"decode: x\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":{\"a\":1},"
+            "\"payload_bytes\":8,\"truncated\":false,\"payload_sha256\":"
+            "\"f9d86028c6e0d64e225186f96acb69338b2c59764df79162107f5c4bb34d1310\"}\n"
+            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":5,"
+            "\"reason\":\"late\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":\"1,2\","
+            "\"payload_bytes\":3,\"truncated\":false,\"payload_sha256\":"
+            "\"17f8af97ad4a7f7639a4c9171d5185cbafb85462877a4746c21bdb0a4f940ca0\"}\n");
+  // A crash after the next checkpoint wrote its dead letters but before its state file: the
+  // reopened sink removes them (and a temporary file), keeps the committed one and another
+  // pipeline's.
+  const fs::path orphan = dl_dir / "dead-letters-views-0000000002.ndjson";
+  const fs::path temp = dl_dir / ".dead-letters-views-0000000002.ndjson.tmp";
+  const fs::path foreign = dl_dir / "dead-letters-clicks-0000000007.ndjson";
+  for (const auto& p : {orphan, temp, foreign}) std::ofstream(p) << "x\n";
+  {
+    auto sink = Open();
+    ASSERT_TRUE(sink);
+    EXPECT_FALSE(fs::exists(orphan));
+    EXPECT_FALSE(fs::exists(temp));
+    EXPECT_TRUE(fs::exists(foreign));
+    EXPECT_EQ(*ReadFile(first.string()), *text);
+    // The replay writes number 2 again, and a checkpoint without dead letters writes none.
+    std::vector<Row> none;
+    Checkpoint cp = Cp(&none, 10);
+    cp.dead_letters = &later;
+    ASSERT_TRUE(sink->Commit(cp).ok());
+    ASSERT_TRUE(sink->Commit(Cp(&none, 11)).ok());
+  }
+  EXPECT_TRUE(fs::exists(orphan));
+  EXPECT_FALSE(fs::exists(dl_dir / "dead-letters-views-0000000003.ndjson"));
+  // The dead-letter count survives a restart: the next file is number 3.
+  auto sink = Open();
+  ASSERT_TRUE(sink);
+  std::vector<Row> none;
+  Checkpoint cp = Cp(&none, 12);
+  cp.dead_letters = &later;
+  ASSERT_TRUE(sink->Commit(cp).ok());
+  EXPECT_TRUE(fs::exists(dl_dir / "dead-letters-views-0000000003.ndjson"));
+  // The data files are not mixed with them.
+  for (const auto& f : Files()) EXPECT_EQ(f.find("dead-letters"), std::string::npos) << f;
 }
 
 }  // namespace
