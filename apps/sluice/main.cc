@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
 
@@ -147,6 +148,13 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   if (endpoint.server) endpoint.server->Stop();
   if (!s.ok()) {
     ReportError(s.ToString());
+    if ((*runner)->abandoned()) {
+      // Draining timed out: a worker may still be blocked, so the runner's destructor could
+      // block too. Nothing uncommitted is lost by ending here; the next run replays it.
+      spdlog::shutdown();
+      std::fflush(nullptr);
+      std::_Exit(ExitCodeFor(s));
+    }
     return ExitCodeFor(s);
   }
   return 0;

@@ -35,6 +35,9 @@ struct SourceContext {
   std::function<Status(const std::vector<int32_t>& revoked)> checkpoint_before_revoke;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
+  /// With until_caught_up: how long a source may go without progress (no record read, no
+  /// committed position of the input moving, or every read failing) before it gives up.
+  std::chrono::microseconds catch_up_timeout{300'000'000};
   /// Keeps reading a file after its end (--follow).
   bool follow = false;
   /// Index of this instance among the pipeline's workers, and how many there are.
