@@ -133,6 +133,15 @@ Status KafkaSource::FetchEndOffsets() {
           }
           end_offsets_[pm->id()] = high;
           low_offsets_[pm->id()] = low;
+          // A position committed beyond the end was taken in another life of the topic (offsets
+          // only grow): it says nothing about this one until someone rewrites it.
+          if (std::optional<int64_t> c = ctx_.committed_position(pm->id()); c && *c > high) {
+            stale_[pm->id()] = *c;
+            spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the "
+                         "partition ({}): the topic was deleted and recreated; the partition is "
+                         "read again from its beginning", settings_.client_id, settings_.topic,
+                         pm->id(), *c, high);
+          }
           next_[pm->id()] = low;  // replaced by the committed position on assignment
         }
       }
@@ -239,9 +248,12 @@ bool KafkaSource::CaughtUp() {
       it->second = c;
       last_progress_ = now;
     }
-    if (c >= end) continue;
+    auto stale = stale_.find(p);
+    const bool is_stale = stale != stale_.end() && stale->second == c;
+    if (c >= end && !is_stale) continue;
     if (!waiting.empty()) waiting += ", ";
-    waiting += "[" + std::to_string(p) + "] at " + (c < 0 ? std::string("no position") : std::to_string(c)) +
+    waiting += "[" + std::to_string(p) + "] at " +
+               (c < 0 ? std::string("no position") : std::to_string(c) + (is_stale ? " (stale)" : "")) +
                " of " + std::to_string(end);
   }
   waiting_ = waiting;

@@ -82,6 +82,9 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// until_caught_up: the sink's committed position of each partition this instance does not
   /// read (-1: none), as last read; a change counts as progress.
   std::map<int32_t, int64_t> others_committed_;
+  /// until_caught_up: committed positions found beyond the partition's end at start (the topic
+  /// was recreated); such a position does not count until it is rewritten.
+  std::map<int32_t, int64_t> stale_;
   std::chrono::steady_clock::time_point next_sink_check_;
   std::chrono::steady_clock::time_point last_progress_;
   std::chrono::steady_clock::time_point next_wait_log_;
