@@ -17,6 +17,9 @@ Cases (name: pipeline / source -> sink):
   recruitment-generator  recruitment / generator (unbounded) -> SQLite
   recruitment-kafka      recruitment / 4-partition topic, 2 workers, slow consumer -> SQLite;
                          exact after restarts
+  recruitment-kafka-rebalance
+                         recruitment / the same topic, two processes: A is stopped while B
+                         joins the group (a rebalance under way), then B; exact after restarts
   recruitment-table      recruitment / SQLite table source (generated records in a table) ->
                          SQLite; exact after restarts
   viewlog-file, viewlog-generator, viewlog-kafka
@@ -324,6 +327,41 @@ class Test:
         problems += self.finish_and_compare(pipe, v, db, src, "kafka", "rk")
         return problems, notes
 
+    def case_recruitment_kafka_rebalance(self):
+        """Two processes of one pipeline on one topic: A runs, B joins (a rebalance: A
+        checkpoints before giving partitions up) and A is stopped while the group rebalances;
+        then B is stopped. Both must end within the bound; the results are then exact."""
+        src = self.generate("recruitment", 80000, "rr.ndjson", ["--jobs", kr.JOBS])
+        topic = self.topic("rr", 4, [src])
+        name = f"st_rr_{self.token}"
+        pipe = kr.pipeline_copy(os.path.join(self.tmp, "rr0.toml"), name, name, "sqlite", "events",
+                                kr.slow_consumer(100) + ('"kafka.session.timeout.ms" = "6000"',))
+        pipe = with_bound(pipe, os.path.join(self.tmp, "rr.toml"), self.args.bound)
+        db = os.path.join(self.tmp, "rr.db")
+        v = {"TRACKING": f"kafka://{kr.BROKER}/{topic}", "JOBS": kr.JOBS, "SINK": f"sqlite:{db}"}
+        problems, times = [], []
+        for i in range(self.args.rounds):
+            a = self.start(pipe, dict(v, DLQ=os.path.join(self.tmp, "rr-a.dlq")), f"rr-a{i}",
+                           ["--workers", "2"])
+            time.sleep(self.rng.uniform(1.0, 4.0))
+            b = self.start(pipe, dict(v, DLQ=os.path.join(self.tmp, "rr-b.dlq")), f"rr-b{i}",
+                           ["--workers", "2"])
+            time.sleep(self.rng.uniform(0.0, 3.0))
+            for label, p in (("A (while B joins)", a), ("B", b)):
+                if p.poll() is not None:
+                    if p.returncode != 0:
+                        problems.append(f"round {i}: {label} exited {p.returncode} by itself\n"
+                                        f"{self.tail(p)}")
+                    continue
+                pr, secs = self.term(p)
+                problems += [f"round {i}: {label}: {x}" for x in pr]
+                if secs is not None:
+                    times.append(secs)
+        problems += self.finish_and_compare(pipe, dict(v, DLQ=os.path.join(self.tmp, "rr-a.dlq")),
+                                            db, src, "kafka", "rr")
+        notes = [f"{len(times)} stop(s), exit after {min(times):.1f}-{max(times):.1f}s"] if times else []
+        return problems, notes
+
     def case_recruitment_table(self):
         import json
         src = self.generate("recruitment", 60000, "rt.ndjson", ["--jobs", kr.JOBS])
@@ -440,6 +478,7 @@ CASES = [
     ("recruitment-generator", "case_recruitment_generator", None),
     ("recruitment-table", "case_recruitment_table", None),
     ("recruitment-kafka", "case_recruitment_kafka", "kafka"),
+    ("recruitment-kafka-rebalance", "case_recruitment_kafka_rebalance", "kafka"),
     ("viewlog-file", "case_viewlog_file", None),
     ("viewlog-generator", "case_viewlog_generator", None),
     ("viewlog-kafka", "case_viewlog_kafka", "kafka"),
