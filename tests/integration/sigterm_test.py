@@ -262,7 +262,7 @@ class Test:
     def stop_at_random(self, case, pipe, variables, max_delay, args=(), expect_rc=0,
                        rounds=None):
         """Starts, waits a random delay, SIGTERMs; `rounds` times. Returns (problems, notes)."""
-        problems, times = [], []
+        problems, times, early = [], [], 0
         for i in range(rounds or self.args.rounds):
             p = self.start(pipe, variables, f"{case}-{i}", args)
             delay = self.rng.uniform(0.2, max_delay)
@@ -270,12 +270,15 @@ class Test:
             if p.poll() is not None:
                 if p.returncode != 0:
                     problems.append(f"run {i} exited {p.returncode} by itself\n{self.tail(p)}")
+                early += 1
                 continue  # finished before the signal: nothing to stop
             pr, secs = self.term(p, expect_rc)
             problems += [f"run {i} (SIGTERM {delay:.1f}s after start): {x}" for x in pr]
             if secs is not None:
                 times.append(secs)
         notes = [f"{len(times)} stop(s), exit after {min(times):.1f}-{max(times):.1f}s"] if times else []
+        if early:
+            notes.append(f"{early} run(s) finished before the signal")
         return problems, notes
 
     def finish_and_compare(self, pipe, variables, db, tracking, sources, case):
@@ -300,7 +303,7 @@ class Test:
         db = os.path.join(self.tmp, "rf.db")
         v = {"TRACKING": src, "JOBS": kr.JOBS, "SINK": f"sqlite:{db}",
              "DLQ": os.path.join(self.tmp, "rf.dlq")}
-        problems, notes = self.stop_at_random("recruitment-file", pipe, v, 3.0)
+        problems, notes = self.stop_at_random("recruitment-file", pipe, v, 1.2)
         problems += self.finish_and_compare(pipe, v, db, src, "file", "rf")
         return problems, notes
 
@@ -382,7 +385,7 @@ class Test:
         db = os.path.join(self.tmp, "rt.db")
         v = {"TRACKING": f"sqlite:{table_db}?table=tracking&order_by=id&page_rows=500",
              "JOBS": kr.JOBS, "SINK": f"sqlite:{db}", "DLQ": os.path.join(self.tmp, "rt.dlq")}
-        problems, notes = self.stop_at_random("recruitment-table", pipe, v, 2.0,
+        problems, notes = self.stop_at_random("recruitment-table", pipe, v, 0.8,
                                               ["--until-caught-up"])
         problems += self.finish_and_compare(pipe, v, db, src, "sqlite", "rt")
         return problems, notes
