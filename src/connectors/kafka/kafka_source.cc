@@ -299,13 +299,22 @@ Status KafkaSource::CheckProgress() {
 
 Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
                                     std::chrono::milliseconds budget) {
-  const auto deadline = std::chrono::steady_clock::now() + budget;
+  const auto now = std::chrono::steady_clock::now();
+  const auto deadline = now + budget;
+  // Time spent outside Poll() (the worker paused by a slow sink) is not the topic standing still.
+  if (last_poll_end_ != std::chrono::steady_clock::time_point() &&
+      now - last_poll_end_ > std::chrono::seconds(1)) {
+    last_progress_ += now - last_poll_end_;
+  }
   Status transient;
   in_flight_ = out;
   struct Clear {
-    RawBatch** p;
-    ~Clear() { *p = nullptr; }
-  } clear{&in_flight_};
+    KafkaSource* self;
+    ~Clear() {
+      self->in_flight_ = nullptr;
+      self->last_poll_end_ = std::chrono::steady_clock::now();
+    }
+  } clear{this};
   RETURN_IF_ERROR(CheckProgress());
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;

@@ -87,6 +87,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::map<int32_t, int64_t> stale_;
   std::chrono::steady_clock::time_point next_sink_check_;
   std::chrono::steady_clock::time_point last_progress_;
+  std::chrono::steady_clock::time_point last_poll_end_;  ///< when Poll() last returned
   std::chrono::steady_clock::time_point next_wait_log_;
   bool caught_up_ = false;
   std::string waiting_;     ///< until_caught_up: the partitions others still hold, as last read
