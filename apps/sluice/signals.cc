@@ -25,10 +25,10 @@ void WatchSignals(Runner* runner) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   g_watching = true;
   // The runner bounds draining by shutdown_timeout itself; this is the backstop for a call that
-  // never returns (a sink or source blocked in I/O): some seconds later the process ends without
+  // never returns (a sink or source blocked in I/O): 3 s later the process ends without
   // the final checkpoint, which is as safe as a kill -9 (the next run replays what was not
   // committed).
-  const int64_t backstop_micros = runner->config().shutdown_timeout_micros + 10'000'000;
+  const int64_t backstop_micros = runner->config().shutdown_timeout_micros + 3'000'000;
   g_signal_thread = std::thread([runner, set, backstop_micros] {
     int seen = 0;
     while (true) {
@@ -43,7 +43,7 @@ void WatchSignals(Runner* runner) {
         if (sig < 0) {
           if (errno == EINTR) continue;
           std::fprintf(stderr,
-                       "sluice: still draining %lld s after the signal (shutdown_timeout + 10 s); "
+                       "sluice: still draining %lld s after the signal (shutdown_timeout + 3 s); "
                        "exiting without a final checkpoint (the next run reads again what was not "
                        "committed)\n",
                        static_cast<long long>(backstop_micros / 1'000'000));

@@ -30,6 +30,9 @@ Cases (name: pipeline / source -> sink):
                          the test shuts once a checkpoint is committed (a server that is gone):
                          SIGTERM must end the run with exit 1 within the bound, and nothing
                          after the last commit is committed.
+  mysql-frozen           the same, but the proxy stops answering and keeps the connections open
+                         (a commit blocked in I/O): the signal watcher's backstop ends the
+                         process 3 s after shutdown_timeout.
 (examples/users.toml reads Kafka into Cassandra; its Kafka source is covered by the other Kafka
 cases and the test does not use the shared Cassandra.)
 
@@ -90,6 +93,7 @@ class Proxy:
         self.port = self.lsock.getsockname()[1]
         self.conns = []
         self.open = True
+        self.frozen = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -110,13 +114,14 @@ class Proxy:
             for a, b in ((c, s), (s, c)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, a, b):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
+                while self.frozen and self.open:
+                    time.sleep(0.1)  # a server that stopped answering: hold everything
                 b.sendall(data)
         except OSError:
             pass
@@ -125,6 +130,10 @@ class Proxy:
                 x.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def freeze(self):
+        """Stops forwarding but keeps every connection open (a server that hangs)."""
+        self.frozen = True
 
     def shut(self):
         self.open = False
@@ -436,7 +445,13 @@ class Test:
             api.wait()
 
     def case_mysql_gone(self):
-        database = f"{self.args.prefix.replace('-', '_')}_{self.token}"
+        return self.mysql_case("gone", lambda proxy: proxy.shut())
+
+    def case_mysql_frozen(self):
+        return self.mysql_case("frozen", lambda proxy: proxy.freeze())
+
+    def mysql_case(self, how, fault):
+        database = f"{self.args.prefix.replace('-', '_')}_{how}_{self.token}"
         rc, out = mysql(f"CREATE DATABASE `{database}`")
         if rc != 0:
             return [f"cannot create database {database}: {out}"], []
@@ -447,7 +462,7 @@ class Test:
             v = {"TRACKING": "generator:", "RATE": "5000", "JOBS": kr.JOBS,
                  "SINK": f"mysql://root@127.0.0.1:{proxy.port}/{database}",
                  "DLQ": os.path.join(self.tmp, "mg.dlq")}
-            p = self.start(pipe, v, "mysql-gone")
+            p = self.start(pipe, v, f"mysql-{how}")
             deadline = time.monotonic() + 60
             committed = None
             while time.monotonic() < deadline and p.poll() is None:
@@ -459,8 +474,8 @@ class Test:
                 time.sleep(0.2)
             if committed is None:
                 return [f"no checkpoint was committed within 60 s\n{self.tail(p)}"], []
-            proxy.shut()
-            time.sleep(self.rng.uniform(1.0, 3.0))  # checkpoints now fail
+            fault(proxy)
+            time.sleep(self.rng.uniform(0.5, 1.5))  # checkpoints now fail, or hang
             _, before = mysql("SELECT SUM(`offset`) FROM `_sluice_positions` WHERE "
                               "`source` = 'tracking'", database)
             problems, secs = self.term(p, expect_rc=1)
@@ -468,7 +483,7 @@ class Test:
                              "`source` = 'tracking'", database)
             if before != after:
                 problems.append(f"positions changed after the server was gone: {before!r} -> {after!r}")
-            if not problems and "shutdown_timeout" not in self.text(p):
+            if not problems and "shutdown_timeout" not in self.text(p):  # either path says it
                 problems.append("the output does not say shutdown_timeout\n" + self.tail(p))
             return problems, [f"exit 1 {secs:.1f}s after SIGTERM"] if secs else []
         finally:
@@ -488,6 +503,7 @@ CASES = [
     ("ysb-generator", "case_ysb_generator", None),
     ("users-ingest-http", "case_users_ingest_http", "kafka"),
     ("mysql-gone", "case_mysql_gone", "mariadb"),
+    ("mysql-frozen", "case_mysql_frozen", "mariadb"),
 ]
 
 
