@@ -176,6 +176,7 @@ Status Runner::Start() {
     sc.committed_position = [this, source_name](int32_t partition) {
       return LookupCommitted(source_name, partition);
     };
+    sc.committed_positions = [this, source_name] { return LookupAllCommitted(source_name); };
     counters_.push_back(std::make_unique<WorkerCounters>());
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
                                                 std::move(sources[i]), std::move(sc),
@@ -380,6 +381,21 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
     if (p.source == source && p.partition == partition) return p.offset;
   }
   return std::nullopt;
+}
+
+std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source) {
+  std::map<int32_t, int64_t> out;
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  auto stored = sink_->LoadPositions();
+  if (!stored.ok()) {
+    // Nothing is known then; the caller (a catch-up check) asks again later.
+    spdlog::warn("reading positions from the sink failed: {}", stored.status().ToString());
+    return out;
+  }
+  for (const auto& p : *stored) {
+    if (p.source == source) out[p.partition] = p.offset;
+  }
+  return out;
 }
 
 Status Runner::Checkpoint(bool final) {

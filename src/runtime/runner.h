@@ -79,6 +79,8 @@ class Runner : public CheckpointRequester {
   std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
   /// Reads the committed position of one partition from the sink.
   std::optional<int64_t> LookupCommitted(const std::string& source, int32_t partition);
+  /// Reads the committed positions of every partition of `source` from the sink.
+  std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
 
   PipelineConfig config_;
   RunOptions options_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,9 @@ struct SourceContext {
   /// Returns the committed next position of `partition`, if the sink has one. Reads the sink,
   /// so positions committed by other processes of the same pipeline are seen.
   std::function<std::optional<int64_t>(int32_t partition)> committed_position;
+  /// Returns the committed next position of every partition the sink has one for, in one read
+  /// (empty when the sink cannot be read now). May be null: then use committed_position.
+  std::function<std::map<int32_t, int64_t>()> committed_positions;
   /// Called on the worker thread when partitions are about to be taken away (a consumer-group
   /// rebalance): hands over everything processed so far and returns once it is committed,
   /// together with the final positions of `revoked`, which later checkpoints no longer carry.

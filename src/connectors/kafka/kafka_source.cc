@@ -135,7 +135,9 @@ Status KafkaSource::FetchEndOffsets() {
           low_offsets_[pm->id()] = low;
           // A position committed beyond the end was taken in another life of the topic (offsets
           // only grow): it says nothing about this one until someone rewrites it.
-          if (std::optional<int64_t> c = ctx_.committed_position(pm->id()); c && *c > high) {
+          if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(pm->id())
+                                                                 : std::nullopt;
+              c && *c > high) {
             stale_[pm->id()] = *c;
             spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the "
                          "partition ({}): the topic was deleted and recreated; the partition is "
@@ -239,9 +241,16 @@ bool KafkaSource::CaughtUp() {
   if (now < next_sink_check_) return false;
   next_sink_check_ = now + std::chrono::seconds(1);
   std::string waiting;
+  std::map<int32_t, int64_t> all;  // one read of the sink for every partition
+  if (ctx_.committed_positions) all = ctx_.committed_positions();
   for (const auto& [p, end] : end_offsets_) {
     if (assigned_.count(p) || end <= low_offsets_[p]) continue;
-    std::optional<int64_t> committed = ctx_.committed_position(p);
+    std::optional<int64_t> committed;
+    if (ctx_.committed_positions) {
+      if (auto it = all.find(p); it != all.end()) committed = it->second;
+    } else {
+      committed = ctx_.committed_position(p);
+    }
     const int64_t c = committed ? *committed : -1;
     auto [it, inserted] = others_committed_.try_emplace(p, c);
     if (!inserted && it->second != c) {
