@@ -14,11 +14,11 @@ set_tests_properties(kafka_catch_up PROPERTIES TIMEOUT 400 LABELS "python;integr
 
 # SIGTERM at a random moment to every example pipeline on each source kind usable here (file,
 # generator, Kafka, HTTP fake-api, SQLite table) and to a MySQL sink whose server went away:
-# each process must end within shutdown_timeout (10 s here) + 5 s, with exact results after a
+# each process must end within shutdown_timeout (5 s here) + 5 s, with exact results after a
 # restart where the test can check them. One signal per case (~2 min); `make sigterm-long`
 # sends more. Kafka or MariaDB missing: those cases SKIP (a FAIL when CI=true).
 add_test(NAME sigterm
          COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/sigterm_test.py
-                 --sluice $<TARGET_FILE:sluice>
+                 --sluice $<TARGET_FILE:sluice> --bound 5
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(sigterm PROPERTIES TIMEOUT 400 LABELS "python;integration;kafka;mysql")

@@ -306,13 +306,13 @@ class Test:
 
     # ------------------------------------------------------------------ cases
     def case_recruitment_file(self):
-        src = self.generate("recruitment", 150000, "rec.ndjson", ["--jobs", kr.JOBS])
+        src = self.generate("recruitment", 100000, "rec.ndjson", ["--jobs", kr.JOBS])
         pipe = with_bound(os.path.join(EX, "recruitment.toml"), os.path.join(self.tmp, "rf.toml"),
                           self.args.bound)
         db = os.path.join(self.tmp, "rf.db")
         v = {"TRACKING": src, "JOBS": kr.JOBS, "SINK": f"sqlite:{db}",
              "DLQ": os.path.join(self.tmp, "rf.dlq")}
-        problems, notes = self.stop_at_random("recruitment-file", pipe, v, 1.2)
+        problems, notes = self.stop_at_random("recruitment-file", pipe, v, 1.0)
         problems += self.finish_and_compare(pipe, v, db, src, "file", "rf")
         return problems, notes
 
@@ -325,7 +325,7 @@ class Test:
         return self.stop_at_random("recruitment-generator", pipe, v, 4.0)
 
     def case_recruitment_kafka(self):
-        src = self.generate("recruitment", 80000, "rk.ndjson", ["--jobs", kr.JOBS])
+        src = self.generate("recruitment", 50000, "rk.ndjson", ["--jobs", kr.JOBS])
         topic = self.topic("rk", 4, [src])
         name = f"st_rk_{self.token}"
         pipe = kr.pipeline_copy(os.path.join(self.tmp, "rk0.toml"), name, name, "sqlite", "events",
@@ -343,7 +343,7 @@ class Test:
         """Two processes of one pipeline on one topic: A runs, B joins (a rebalance: A
         checkpoints before giving partitions up) and A is stopped while the group rebalances;
         then B is stopped. Both must end within the bound; the results are then exact."""
-        src = self.generate("recruitment", 80000, "rr.ndjson", ["--jobs", kr.JOBS])
+        src = self.generate("recruitment", 50000, "rr.ndjson", ["--jobs", kr.JOBS])
         topic = self.topic("rr", 4, [src])
         name = f"st_rr_{self.token}"
         pipe = kr.pipeline_copy(os.path.join(self.tmp, "rr0.toml"), name, name, "sqlite", "events",
@@ -355,7 +355,7 @@ class Test:
         for i in range(self.args.rounds):
             a = self.start(pipe, dict(v, DLQ=os.path.join(self.tmp, "rr-a.dlq")), f"rr-a{i}",
                            ["--workers", "2"])
-            time.sleep(self.rng.uniform(1.0, 4.0))
+            time.sleep(self.rng.uniform(1.0, 3.0))
             b = self.start(pipe, dict(v, DLQ=os.path.join(self.tmp, "rr-b.dlq")), f"rr-b{i}",
                            ["--workers", "2"])
             time.sleep(self.rng.uniform(0.0, 3.0))
@@ -376,7 +376,7 @@ class Test:
 
     def case_recruitment_table(self):
         import json
-        src = self.generate("recruitment", 60000, "rt.ndjson", ["--jobs", kr.JOBS])
+        src = self.generate("recruitment", 40000, "rt.ndjson", ["--jobs", kr.JOBS])
         table_db = os.path.join(self.tmp, "tracking-table.db")
         with open(src, encoding="utf-8") as f:
             records = [json.loads(ln) for ln in f if ln.strip()]
@@ -407,13 +407,13 @@ class Test:
         return self.stop_at_random(case, pipe, v, max_delay, args)
 
     def case_viewlog_file(self):
-        return self.viewlog("viewlog-file", self.generate("viewlog", 200000, "views.ndjson"), 3.0)
+        return self.viewlog("viewlog-file", self.generate("viewlog", 100000, "views.ndjson"), 1.5)
 
     def case_viewlog_generator(self):
         return self.viewlog("viewlog-generator", "generator:", 3.0)
 
     def case_viewlog_kafka(self):
-        src = self.generate("viewlog", 200000, "views-k.ndjson")
+        src = self.generate("viewlog", 100000, "views-k.ndjson")
         topic = self.topic("vk", 4, [src], keyed_by_job=False)
         return self.viewlog("viewlog-kafka", f"kafka://{kr.BROKER}/{topic}", 8.0,
                             ["--workers", "4"])
