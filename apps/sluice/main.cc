@@ -144,7 +144,10 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   sluice::cli::StopWatchingSignals();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   sluice::cli::PrintSummary((*runner)->Snapshot(), (*runner)->dead_letter_path(), secs);
-  if (endpoint.server && http.linger_seconds > 0) Linger(endpoint, http.linger_seconds);
+  if (endpoint.server && http.linger_seconds > 0) {
+    sluice::cli::DisarmSignalBackstop();
+    Linger(endpoint, http.linger_seconds);
+  }
   if (endpoint.server) endpoint.server->Stop();
   if (!s.ok()) {
     ReportError(s.ToString());

@@ -78,4 +78,8 @@ void StopWatchingSignals() {
   if (g_signal_thread.joinable()) g_signal_thread.join();
 }
 
+void DisarmSignalBackstop() {
+  if (g_stopping.load()) kill(getpid(), SIGUSR1);  // the detached watcher returns on it
+}
+
 }  // namespace sluice::cli
