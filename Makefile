@@ -17,6 +17,7 @@ help:
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
+	@echo "make sigterm-long  SIGTERM at random moments to every example pipeline (SIGTERM_ROUNDS=10)"
 	@echo "make clean     remove build trees"
 	@echo "make install   install into PREFIX (default /usr/local; DESTDIR honoured), see README"
 	@echo "make package   build/sluice-*.tar.gz and build/sluice_*.deb (CPack)"
@@ -85,3 +86,10 @@ bench-spark: deps services
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
 	bench/spark/setup.sh
 	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
+
+# SIGTERM at random moments to every example pipeline on every source (tests/integration/
+# sigterm_test.py), SIGTERM_ROUNDS signals per case instead of the suite's one.
+SIGTERM_ROUNDS ?= 10
+.PHONY: sigterm-long
+sigterm-long: build
+	python3 tests/integration/sigterm_test.py --sluice $(BUILD_DIR)/sluice --rounds $(SIGTERM_ROUNDS)

@@ -12,7 +12,11 @@ namespace sluice::cli {
 /// Installs SIGINT/SIGTERM handling: the first signal drains `runner` (workers stop, a final
 /// checkpoint is written), a second one exits at once. Returns a function that uninstalls it.
 void WatchSignals(Runner* runner);
+/// Ends the watching. After a stop signal the watcher stays armed as a backstop (the process
+/// ends 3 s after shutdown_timeout if it is still winding down) and a second signal still exits.
 void StopWatchingSignals();
+/// Disarms that backstop (before waiting on purpose, e.g. --http-linger).
+void DisarmSignalBackstop();
 
 /// Prints a one-line run summary to stdout (for a run that finished).
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <functional>
 #include <iostream>
@@ -174,8 +175,18 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
     ReportError(sluice::cli::FailureSummary(runner->config().name, runner->Snapshot(), secs) +
                 ": " + s.ToString());
   }
-  if (endpoint.server && http.linger_seconds > 0) Linger(endpoint, http.linger_seconds);
+  if (endpoint.server && http.linger_seconds > 0) {
+    sluice::cli::DisarmSignalBackstop();
+    Linger(endpoint, http.linger_seconds);
+  }
   if (endpoint.server) endpoint.server->Stop();
+  if (!s.ok() && runner->abandoned()) {
+    // Draining timed out: a worker may still be blocked, so the runner's destructor could
+    // block too. Nothing uncommitted is lost by ending here; the next run replays it.
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(kExitFailure);
+  }
   // The run had started: whatever stopped it is a runtime failure, whatever its status code.
   return s.ok() ? kExitDone : kExitFailure;
 }

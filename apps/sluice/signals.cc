@@ -1,5 +1,7 @@
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@ namespace {
 
 std::thread g_signal_thread;
 std::atomic<bool> g_watching{false};
+std::atomic<bool> g_stopping{false};  ///< a stop signal was received
 
 }  // namespace
 
@@ -21,13 +24,36 @@ void WatchSignals(Runner* runner) {
   sigaddset(&set, SIGUSR1);  // used to wake the watcher when the run ends
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   g_watching = true;
-  g_signal_thread = std::thread([runner, set] {
+  // The runner bounds draining by shutdown_timeout itself; this is the backstop for a call that
+  // never returns (a sink or source blocked in I/O): 3 s later the process ends without
+  // the final checkpoint, which is as safe as a kill -9 (the next run replays what was not
+  // committed).
+  const int64_t backstop_micros = runner->config().shutdown_timeout_micros + 3'000'000;
+  g_signal_thread = std::thread([runner, set, backstop_micros] {
     int seen = 0;
     while (true) {
       int sig = 0;
-      if (sigwait(&set, &sig) != 0) continue;
+      if (seen == 0) {
+        if (sigwait(&set, &sig) != 0) continue;
+      } else {
+        timespec timeout{};
+        timeout.tv_sec = static_cast<time_t>(backstop_micros / 1'000'000);
+        timeout.tv_nsec = static_cast<long>(backstop_micros % 1'000'000) * 1000;
+        sig = sigtimedwait(&set, nullptr, &timeout);
+        if (sig < 0) {
+          if (errno == EINTR) continue;
+          std::fprintf(stderr,
+                       "sluice: still draining %lld s after the signal (shutdown_timeout + 3 s); "
+                       "exiting without a final checkpoint (the next run reads again what was not "
+                       "committed)\n",
+                       static_cast<long long>(backstop_micros / 1'000'000));
+          std::fflush(nullptr);
+          _exit(1);
+        }
+      }
       if (sig == SIGUSR1 || !g_watching) return;
       if (++seen == 1) {
+        g_stopping = true;
         std::fprintf(stderr, "\nsluice: %s received, draining and checkpointing (send again to exit at once)\n",
                      sig == SIGINT ? "SIGINT" : "SIGTERM");
         runner->RequestStop();
@@ -41,8 +67,19 @@ void WatchSignals(Runner* runner) {
 
 void StopWatchingSignals() {
   if (!g_watching.exchange(false)) return;
+  if (g_stopping.load()) {
+    // Stopping on a signal: keep the backstop armed while the process winds down (closing
+    // sources and the sink), and let a second signal still end it at once.
+    g_watching = true;
+    g_signal_thread.detach();
+    return;
+  }
   kill(getpid(), SIGUSR1);
   if (g_signal_thread.joinable()) g_signal_thread.join();
+}
+
+void DisarmSignalBackstop() {
+  if (g_stopping.load()) kill(getpid(), SIGUSR1);  // the detached watcher returns on it
 }
 
 }  // namespace sluice::cli

@@ -615,13 +615,24 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   const toml::table* p = root["pipeline"].as_table();
   if (!p) return Status::InvalidArgument(file + ":1:1: missing [pipeline] table with name = \"...\"");
   RETURN_IF_ERROR(
-      r.CheckKeys(*p, {"name", "checkpoint_interval", "workers", "max_pending"}, "pipeline"));
+      r.CheckKeys(*p, {"name", "checkpoint_interval", "workers", "max_pending", "catch_up_timeout",
+                       "shutdown_timeout"},
+                  "pipeline"));
   ASSIGN_OR_RETURN(cfg.name, r.String(*p, "name", true, *p, "pipeline"));
   if (const toml::node* ci = p->get("checkpoint_interval")) {
     ASSIGN_OR_RETURN(std::string t, r.Scalar(*ci, "checkpoint_interval"));
     auto d = ParseDurationMicros(t);
     if (!d || *d <= 0) return r.Fail(*ci, "checkpoint_interval must be a duration like \"1s\"");
     cfg.checkpoint_interval_micros = *d;
+  }
+  for (auto [key, target] : {std::pair{"catch_up_timeout", &cfg.catch_up_timeout_micros},
+                             std::pair{"shutdown_timeout", &cfg.shutdown_timeout_micros}}) {
+    const toml::node* n = p->get(key);
+    if (!n) continue;
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*n, key));
+    auto d = ParseDurationMicros(t);
+    if (!d || *d <= 0) return r.Fail(*n, std::string(key) + " must be a duration like \"30s\"");
+    *target = *d;
   }
   if (const toml::node* w = p->get("workers")) {
     ASSIGN_OR_RETURN(std::string t, r.Scalar(*w, "workers"));

@@ -137,6 +137,12 @@ struct PipelineConfig {
   /// A worker stops consuming while it holds more than this many pending groups, rows or dead
   /// letters that the sink has not taken yet (a slow or unreachable sink pauses the source).
   int64_t max_pending = 2'000'000;
+  /// --until-caught-up gives up (exit 1) after this long without progress: no record read, no
+  /// committed position of the topic moving, or every read failing.
+  int64_t catch_up_timeout_micros = 300'000'000;
+  /// After a stop (SIGTERM, SIGINT), draining and the final checkpoint may take this long; then
+  /// the run ends with an error without committing (the next run replays from the last commit).
+  int64_t shutdown_timeout_micros = 30'000'000;
   SourceConfig source;
   std::map<std::string, DimensionConfig> dimensions;
   std::vector<StepConfig> steps;

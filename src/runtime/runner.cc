@@ -161,7 +161,35 @@ Runner::~Runner() {
 void Runner::RequestStop() {
   // Only flags here: this may run on a signal-handling thread while Start() builds workers_.
   // The coordinator loop passes the stop on to the workers.
+  MarkStopping();
   if (stop_.exchange(true)) force_stop_.store(true);
+}
+
+void Runner::MarkStopping() {
+  int64_t expected = 0;
+  stop_started_micros_.compare_exchange_strong(expected, std::max<int64_t>(1, SteadyClockMicros()));
+}
+
+bool Runner::DrainExpired() const {
+  const int64_t since = stop_started_micros_.load();
+  return since != 0 && SteadyClockMicros() - since > config_.shutdown_timeout_micros;
+}
+
+Status Runner::Abandon(const std::string& where) {
+  abandoned_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    failing_ = true;  // rebalance callbacks waiting for a checkpoint give up
+    epoch_cv_.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.state = "failed";
+  }
+  return Status::Aborted("draining did not finish within shutdown_timeout (" +
+                         std::to_string(config_.shutdown_timeout_micros / 1'000'000) + " s; " +
+                         where + "): exiting without the final checkpoint; the next run reads again "
+                         "what was not committed");
 }
 
 Status Runner::Start() {
@@ -210,12 +238,14 @@ Status Runner::Start() {
   for (size_t i = 0; i < sources.size(); ++i) {
     SourceContext sc;
     sc.until_caught_up = options_.until_caught_up;
+    sc.catch_up_timeout = std::chrono::microseconds(config_.catch_up_timeout_micros);
     sc.follow = options_.follow;
     sc.instance = static_cast<int>(i);
     sc.instances = static_cast<int>(sources.size());
     sc.committed_position = [this, source_name](int32_t partition) {
       return LookupCommitted(source_name, partition);
     };
+    sc.committed_positions = [this, source_name] { return LookupAllCommitted(source_name); };
     counters_.push_back(std::make_unique<WorkerCounters>());
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
                                                 std::move(sources[i]), std::move(sc),
@@ -281,6 +311,15 @@ Status Runner::Run() {
     // On stop, keep serving checkpoints until every worker is done: closing a Kafka consumer
     // revokes its partitions, and that waits for a checkpoint.
     if (stop_.load()) {
+      MarkStopping();
+      if (DrainExpired()) {
+        std::string busy;
+        for (size_t i = 0; i < workers_.size(); ++i) {
+          if (workers_[i]->finished()) continue;
+          busy += (busy.empty() ? "" : ", ") + std::to_string(i);
+        }
+        return Abandon("worker(s) " + busy + " still busy");
+      }
       for (auto& w : workers_) w->RequestStop();
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.state = "draining";
@@ -293,6 +332,7 @@ Status Runner::Run() {
     if (urgent || std::chrono::steady_clock::now() >= next) {
       Status s = Checkpoint(false);
       if (!s.ok()) {
+        if (abandoned_.load()) return s;
         std::lock_guard<std::mutex> lock(epoch_mu_);
         failing_ = true;
         epoch_cv_.notify_all();
@@ -459,6 +499,21 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
   return std::nullopt;
 }
 
+std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source) {
+  std::map<int32_t, int64_t> out;
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  auto stored = sink_->LoadPositions();
+  if (!stored.ok()) {
+    // Nothing is known then; the caller (a catch-up check) asks again later.
+    spdlog::warn("reading positions from the sink failed: {}", stored.status().ToString());
+    return out;
+  }
+  for (const auto& p : *stored) {
+    if (p.source == source) out[p.partition] = p.offset;
+  }
+  return out;
+}
+
 Status Runner::Checkpoint(bool final) {
   {
     std::lock_guard<std::mutex> lock(epoch_mu_);
@@ -471,7 +526,11 @@ Status Runner::Checkpoint(bool final) {
   std::vector<int32_t> revoked;
   bool held_changed = false;
   for (size_t i = 0; i < workers_.size(); ++i) {
-    Handoff h = workers_[i]->TakeHandoff(epoch_);
+    // While draining, a worker blocked in its source (a close that does not return) must not
+    // hold the stop beyond shutdown_timeout; its handoff is left uncommitted.
+    std::optional<Handoff> taken = workers_[i]->TakeHandoff(epoch_, [this] { return DrainExpired(); });
+    if (!taken) return Abandon("worker " + std::to_string(i) + " did not hand over its work");
+    Handoff h = std::move(*taken);
     if (h.held_reported) {
       held_changed = held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
@@ -587,11 +646,16 @@ Status Runner::Checkpoint(bool final) {
     if (force_stop_.load()) {
       return s.WithContext("checkpoint abandoned on forced stop (the next run replays it)");
     }
+    if (DrainExpired()) return Abandon("the checkpoint kept failing: " + s.ToString());
     if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal) {
       return s.WithContext("checkpoint");
     }
     spdlog::warn("checkpoint {} failed: {}; retrying in {} ms", epoch_, s.ToString(), backoff_ms);
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    // Sleep in slices: a stop's shutdown_timeout may run out meanwhile.
+    const int64_t wake = SteadyClockMicros() + backoff_ms * 1000;
+    while (SteadyClockMicros() < wake && !DrainExpired()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, backoff_ms)));
+    }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
   committed_ = positions_;

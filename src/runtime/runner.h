@@ -43,7 +43,14 @@ class Runner : public CheckpointRequester {
   /// Always ends with a checkpoint of everything processed, unless the sink stays unreachable.
   Status Run();
   /// Drains: workers stop after their current batch, then a final checkpoint is written.
+  /// Draining is bounded by the pipeline's shutdown_timeout: after it Run() returns kAborted
+  /// without committing, and abandoned() is true.
   void RequestStop();
+  /// True when Run() gave up draining after shutdown_timeout. Workers may still be blocked
+  /// (a source or sink call that does not return), so destroying the runner may block too: the
+  /// caller should end the process without destructors (nothing uncommitted is lost, the next
+  /// run replays from the last commit).
+  bool abandoned() const { return abandoned_.load(); }
   PipelineSnapshot Snapshot() const;
   const Plan& plan() const { return *plan_; }
   const PipelineConfig& config() const { return config_; }
@@ -80,6 +87,8 @@ class Runner : public CheckpointRequester {
   /// --reset-source: replaces the loaded positions of that source by kForgottenPosition, which
   /// the next checkpoints store until the source has new ones.
   Status ForgetSourcePositions();
+  /// Reads the committed positions of every partition of `source` from the sink.
+  std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
 
   PipelineConfig config_;
   RunOptions options_;
@@ -105,6 +114,15 @@ class Runner : public CheckpointRequester {
   int64_t requested_epoch_ = 0;   // guarded by epoch_mu_: an urgent checkpoint is wanted
   bool failing_ = false;          // guarded by epoch_mu_
   std::atomic<bool> force_stop_{false};
+  /// Steady-clock micros of the first stop (RequestStop, or a worker's failure); 0 before.
+  std::atomic<int64_t> stop_started_micros_{0};
+  std::atomic<bool> abandoned_{false};
+  /// Notes when stopping began (once).
+  void MarkStopping();
+  /// True when a stop began more than shutdown_timeout ago.
+  bool DrainExpired() const;
+  /// Gives up draining: marks the runner abandoned and returns the error that says so.
+  Status Abandon(const std::string& where);
 
   // Event time, owned by the coordinator thread.
   bool needs_state_ = false;          ///< append mode or lateness: state goes with each commit

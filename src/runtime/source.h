@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,12 +55,18 @@ struct SourceContext {
   /// so positions committed by other processes of the same pipeline are seen. Also answers for
   /// the identity partitions (kIdentityPartitionBase and up) the source stored itself.
   std::function<std::optional<int64_t>(int32_t partition)> committed_position;
+  /// Returns the committed next position of every partition the sink has one for, in one read
+  /// (empty when the sink cannot be read now). May be null: then use committed_position.
+  std::function<std::map<int32_t, int64_t>()> committed_positions;
   /// Called on the worker thread when partitions are about to be taken away (a consumer-group
   /// rebalance): hands over everything processed so far and returns once it is committed,
   /// together with the final positions of `revoked`, which later checkpoints no longer carry.
   std::function<Status(const std::vector<int32_t>& revoked)> checkpoint_before_revoke;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
+  /// With until_caught_up: how long a source may go without progress (no record read, no
+  /// committed position of the input moving, or every read failing) before it gives up.
+  std::chrono::microseconds catch_up_timeout{300'000'000};
   /// Keeps reading a file after its end (--follow).
   bool follow = false;
   /// Index of this instance among the pipeline's workers, and how many there are.

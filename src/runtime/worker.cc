@@ -89,9 +89,12 @@ Status Worker::error() const {
   return error_;
 }
 
-Handoff Worker::TakeHandoff(int64_t epoch) {
+std::optional<Handoff> Worker::TakeHandoff(int64_t epoch, const std::function<bool()>& give_up) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return handed_epoch_ >= epoch || finished_.load() || in_callback_; });
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(50),
+                       [&] { return handed_epoch_ >= epoch || finished_.load() || in_callback_; })) {
+    if (give_up()) return std::nullopt;
+  }
   Handoff out = std::move(outbox_);
   outbox_ = Handoff();
   return out;
@@ -257,6 +260,27 @@ void Worker::Run() {
     }
     if (!state.ok()) {
       counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      if (context_.until_caught_up) {
+        // A batch run must end: a source that gives up (kAborted), or whose reads keep failing
+        // for catch_up_timeout, fails the run with the server's message.
+        const auto now = std::chrono::steady_clock::now();
+        if (!failing_since_) failing_since_ = now;
+        Status fatal;
+        if (state.status().code() == StatusCode::kAborted) {
+          fatal = state.status().WithContext("source " + source_name_);
+        } else if (now - *failing_since_ >= context_.catch_up_timeout) {
+          fatal = Status::Unavailable(
+              "--until-caught-up gave up: the reads of source " + source_name_ +
+              " kept failing for " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - *failing_since_).count()) +
+              " s (catch_up_timeout); the last error: " + state.status().ToString());
+        }
+        if (!fatal.ok()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          error_ = fatal;
+          break;
+        }
+      }
       spdlog::warn("source {} (worker {}): {}; retrying in {} ms", source_name_, index_,
                    state.status().ToString(), backoff_ms);
       std::unique_lock<std::mutex> lock(mu_);
@@ -265,6 +289,7 @@ void Worker::Run() {
       continue;
     }
     backoff_ms = 100;
+    failing_since_.reset();
     if (!batch_.empty() || !batch_.dead_letters().empty()) ProcessBatch();
     if (*state == PollState::kEnd) {
       input_done_ = true;

@@ -68,7 +68,8 @@ class Worker {
   /// Asks the worker to hand over its state for checkpoint `epoch` at its next batch boundary.
   void RequestHandoff(int64_t epoch);
   /// Waits until the worker has handed over `epoch` (or finished), then takes its handoff.
-  Handoff TakeHandoff(int64_t epoch);
+  /// Returns nullopt, taking nothing, when `give_up` (checked every 50 ms) says so first.
+  std::optional<Handoff> TakeHandoff(int64_t epoch, const std::function<bool()>& give_up);
   /// Tells the worker what the sink now holds; it passes its own partitions on to the source
   /// (Source::OnCommitted) on its thread.
   void NotifyCommitted(const std::map<int32_t, int64_t>& positions);
@@ -147,6 +148,8 @@ class Worker {
   int64_t retry_deadline_ = 0;
   bool keep_holding_ = false;  ///< set by a retry whose key is still missing
   int64_t next_retry_micros_ = 0;
+  /// With until_caught_up: when the source's reads started failing without a success since.
+  std::optional<std::chrono::steady_clock::time_point> failing_since_;
   std::function<std::optional<int64_t>(int32_t)> restored_event_time_;
   std::atomic<int64_t> others_watermark_{std::numeric_limits<int64_t>::max()};
   std::atomic<int64_t> closed_before_{kNoWatermark};

@@ -105,6 +105,7 @@ Status KafkaSource::Open(const SourceContext& ctx) {
     return Status::Unavailable("kafka subscribe to " + settings_.topic + ": " + RdKafka::err2str(rc));
   }
   opened_ = std::chrono::steady_clock::now();
+  last_progress_ = opened_;
   spdlog::info("kafka {}: consuming topic {} as group {} ({})", settings_.client_id, settings_.topic,
                settings_.group, settings_.brokers);
   return Status::OK();
@@ -131,6 +132,18 @@ Status KafkaSource::FetchEndOffsets() {
             break;
           }
           end_offsets_[pm->id()] = high;
+          low_offsets_[pm->id()] = low;
+          // A position committed beyond the end was taken in another life of the topic (offsets
+          // only grow): it says nothing about this one until someone rewrites it.
+          if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(pm->id())
+                                                                 : std::nullopt;
+              c && *c > high) {
+            stale_[pm->id()] = *c;
+            spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the "
+                         "partition ({}): the topic was deleted and recreated; the partition is "
+                         "read again from its beginning", settings_.client_id, settings_.topic,
+                         pm->id(), *c, high);
+          }
           next_[pm->id()] = low;  // replaced by the committed position on assignment
         }
       }
@@ -148,6 +161,7 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
   if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
     for (auto* tp : partitions) {
       std::optional<int64_t> committed = ctx_.committed_position(tp->partition());
+      if (committed) committed = StartOffset(tp->partition(), *committed);
       tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
       assigned_.insert(tp->partition());
       if (committed) next_[tp->partition()] = *committed;
@@ -155,6 +169,7 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
                    tp->partition(), committed ? std::to_string(*committed) : "beginning");
     }
     consumer->assign(partitions);
+    last_progress_ = std::chrono::steady_clock::now();
     return;
   }
   std::vector<int32_t> revoked;
@@ -182,29 +197,134 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
   consumer->unassign();
 }
 
-bool KafkaSource::CaughtUp() const {
-  if (assigned_.empty()) {
-    // Other group members may hold every partition; give the group time to assign first.
-    return std::chrono::steady_clock::now() - opened_ > std::chrono::seconds(15);
+int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed) {
+  int64_t low = 0, high = 0;
+  RdKafka::ErrorCode rc =
+      consumer_->query_watermark_offsets(settings_.topic, partition, &low, &high, 5000);
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    spdlog::warn("kafka {}: cannot read the offsets of {}[{}] ({}); reading from the committed "
+                 "position {}", settings_.client_id, settings_.topic, partition,
+                 RdKafka::err2str(rc), committed);
+    return committed;
   }
+  if (committed > high) {
+    // Offsets only grow: a position past the end was taken in another life of the topic.
+    spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the partition "
+                 "({}): the topic was deleted and recreated; reading the partition from its "
+                 "beginning (offset {})",
+                 settings_.client_id, settings_.topic, partition, committed, high, low);
+    return low;
+  }
+  if (committed < low) {
+    spdlog::warn("kafka {}: {}[{}]: the committed position {} is before the first offset of the "
+                 "partition ({}): {} record(s) were deleted before they were read (retention, or "
+                 "the topic was recreated); reading from offset {}",
+                 settings_.client_id, settings_.topic, partition, committed, low, low - committed,
+                 low);
+    return low;
+  }
+  return committed;
+}
+
+bool KafkaSource::CaughtUp() {
+  if (caught_up_) return true;
+  // Its own partitions first: no need to ask the sink while this instance still reads.
+  for (int32_t p : assigned_) {
+    auto end = end_offsets_.find(p);
+    if (end == end_offsets_.end()) continue;  // created after start: not part of this batch
+    if (end->second <= low_offsets_[p]) continue;  // nothing to read
+    auto next = next_.find(p);
+    if (next == next_.end() || next->second < end->second) return false;
+  }
+  // Every other partition must have reached its end in the sink, whoever read it.
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_sink_check_) return false;
+  next_sink_check_ = now + std::chrono::seconds(1);
+  std::string waiting;
+  std::map<int32_t, int64_t> all;  // one read of the sink for every partition
+  if (ctx_.committed_positions) all = ctx_.committed_positions();
+  for (const auto& [p, end] : end_offsets_) {
+    if (assigned_.count(p) || end <= low_offsets_[p]) continue;
+    std::optional<int64_t> committed;
+    if (ctx_.committed_positions) {
+      if (auto it = all.find(p); it != all.end()) committed = it->second;
+    } else {
+      committed = ctx_.committed_position(p);
+    }
+    const int64_t c = committed ? *committed : -1;
+    auto [it, inserted] = others_committed_.try_emplace(p, c);
+    if (!inserted && it->second != c) {
+      it->second = c;
+      last_progress_ = now;
+    }
+    auto stale = stale_.find(p);
+    const bool is_stale = stale != stale_.end() && stale->second == c;
+    if (c >= end && !is_stale) continue;
+    if (!waiting.empty()) waiting += ", ";
+    waiting += "[" + std::to_string(p) + "] at " +
+               (c < 0 ? std::string("no position") : std::to_string(c) + (is_stale ? " (stale)" : "")) +
+               " of " + std::to_string(end);
+  }
+  waiting_ = waiting;
+  if (waiting.empty()) {
+    caught_up_ = true;
+    spdlog::info("kafka {}: every partition of {} has reached the end offsets seen at start",
+                 settings_.client_id, settings_.topic);
+    return true;
+  }
+  if (now >= next_wait_log_) {
+    next_wait_log_ = now + std::chrono::seconds(10);
+    spdlog::info("kafka {}: nothing left to read in its own partitions of {}; waiting for {} (committed "
+                 "positions in the sink; read by other members of group {}, or not assigned yet)",
+                 settings_.client_id, settings_.topic, waiting, settings_.group);
+  }
+  return false;
+}
+
+Status KafkaSource::CheckProgress() {
+  if (!ctx_.until_caught_up || caught_up_) return Status::OK();
+  const auto stalled = std::chrono::steady_clock::now() - last_progress_;
+  if (stalled < ctx_.catch_up_timeout) return Status::OK();
+  std::string own;
   for (int32_t p : assigned_) {
     auto end = end_offsets_.find(p);
     auto next = next_.find(p);
-    if (end == end_offsets_.end()) continue;  // created after start: not part of this batch
-    if (next == next_.end() || next->second < end->second) return false;
+    if (end == end_offsets_.end() || next == next_.end() || next->second >= end->second) continue;
+    if (!own.empty()) own += ", ";
+    own += "[" + std::to_string(p) + "] at " + std::to_string(next->second) + " of " +
+           std::to_string(end->second);
   }
-  return true;
+  std::string msg = "--until-caught-up gave up on topic " + settings_.topic + ": nothing moved for " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(stalled).count()) +
+                    " s (catch_up_timeout)";
+  if (!own.empty()) msg += "; partitions this member reads: " + own;
+  if (!waiting_.empty()) {
+    msg += "; partitions others hold or nobody was assigned (committed positions in the sink): " +
+           waiting_ + " (is another member of group " + settings_.group + " stuck?)";
+  }
+  if (!last_error_.empty()) msg += "; last error from Kafka: " + last_error_;
+  return Status::Aborted(msg);
 }
 
 Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
                                     std::chrono::milliseconds budget) {
-  const auto deadline = std::chrono::steady_clock::now() + budget;
+  const auto now = std::chrono::steady_clock::now();
+  const auto deadline = now + budget;
+  // Time spent outside Poll() (the worker paused by a slow sink) is not the topic standing still.
+  if (last_poll_end_ != std::chrono::steady_clock::time_point() &&
+      now - last_poll_end_ > std::chrono::seconds(1)) {
+    last_progress_ += now - last_poll_end_;
+  }
   Status transient;
   in_flight_ = out;
   struct Clear {
-    RawBatch** p;
-    ~Clear() { *p = nullptr; }
-  } clear{&in_flight_};
+    KafkaSource* self;
+    ~Clear() {
+      self->in_flight_ = nullptr;
+      self->last_poll_end_ = std::chrono::steady_clock::now();
+    }
+  } clear{this};
+  RETURN_IF_ERROR(CheckProgress());
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -235,6 +355,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
           r.timestamp_micros = ts.timestamp * 1000;
         }
         next_[p] = offset + 1;
+        last_progress_ = std::chrono::steady_clock::now();
         break;
       }
       case RdKafka::ERR__PARTITION_EOF: {
@@ -244,6 +365,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         auto next = next_.find(msg->partition());
         if (next != next_.end() && assigned_.count(msg->partition()) && msg->offset() > next->second) {
           next->second = msg->offset();
+          last_progress_ = std::chrono::steady_clock::now();
         }
         break;
       }
@@ -254,6 +376,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         if (msg->err() == RdKafka::ERR__FATAL) {
           return Status::Internal("kafka consumer fatal error: " + msg->errstr());
         }
+        last_error_ = msg->errstr();
         transient = Status::Unavailable("kafka: " + msg->errstr());
         break;
     }

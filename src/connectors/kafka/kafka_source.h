@@ -18,7 +18,16 @@ namespace sluice {
 /// the group assigns a partition, the source seeks to the sink's committed position (or the
 /// beginning); Kafka's own committed offsets are only informational. Before partitions are
 /// revoked, the worker's state is checkpointed (SourceContext::checkpoint_before_revoke).
-/// With until_caught_up the source stops at the end offsets seen when it opened.
+/// With until_caught_up the source stops at the end offsets seen when it opened, once every
+/// partition of the topic has reached them: its own by reading, the others by the sink's
+/// committed positions (whoever read them: another member, another process, this one before a
+/// rebalance). It waits for partitions that are not assigned yet (a member of a killed process
+/// keeps them until its session times out), and gives up (kAborted) after
+/// SourceContext::catch_up_timeout without progress.
+///
+/// A committed position beyond a partition's end (the topic was deleted and recreated) makes the
+/// partition be read from its beginning, and one below its start (records deleted by retention)
+/// from its start; both are logged as warnings.
 ///
 /// Each instance is one group member owned by one worker thread; librdkafka calls the rebalance
 /// callback on that thread, inside Poll().
@@ -53,7 +62,14 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
-  bool CaughtUp() const;
+  /// until_caught_up: true once every partition has reached its end offset (its own by
+  /// reading, the others in the sink). Reads the sink at most once a second.
+  bool CaughtUp();
+  /// until_caught_up: fails when nothing moved for catch_up_timeout.
+  Status CheckProgress();
+  /// Where to start reading an assigned partition whose committed position is `committed`:
+  /// the committed position, unless it lies outside the partition's offsets.
+  int64_t StartOffset(int32_t partition, int64_t committed);
 
   Settings settings_;
   DecoderOptions decoder_;
@@ -62,6 +78,20 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::set<int32_t> assigned_;
   std::map<int32_t, int64_t> next_;          ///< next offset to process, per assigned partition
   std::map<int32_t, int64_t> end_offsets_;   ///< until_caught_up: stop here
+  std::map<int32_t, int64_t> low_offsets_;   ///< until_caught_up: first offset, at start
+  /// until_caught_up: the sink's committed position of each partition this instance does not
+  /// read (-1: none), as last read; a change counts as progress.
+  std::map<int32_t, int64_t> others_committed_;
+  /// until_caught_up: committed positions found beyond the partition's end at start (the topic
+  /// was recreated); such a position does not count until it is rewritten.
+  std::map<int32_t, int64_t> stale_;
+  std::chrono::steady_clock::time_point next_sink_check_;
+  std::chrono::steady_clock::time_point last_progress_;
+  std::chrono::steady_clock::time_point last_poll_end_;  ///< when Poll() last returned
+  std::chrono::steady_clock::time_point next_wait_log_;
+  bool caught_up_ = false;
+  std::string waiting_;     ///< until_caught_up: the partitions others still hold, as last read
+  std::string last_error_;  ///< the last error the consumer reported, for the give-up message
   std::map<int32_t, int64_t> high_watermark_;
   std::chrono::steady_clock::time_point opened_;
   Status callback_error_;
