@@ -249,6 +249,12 @@ void Worker::Run() {
     auto state = source_->Poll(&batch_, kBatchRecords, kPollBudget);
     if (!state.ok()) {
       counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      if (state.status().code() == StatusCode::kAborted && !stop_.load()) {
+        // The source gave up (see Source::Poll): the run ends with its error.
+        std::lock_guard<std::mutex> lock(mu_);
+        error_ = state.status().WithContext("source " + source_name_);
+        break;
+      }
       spdlog::warn("source {} (worker {}): {}; retrying in {} ms", source_name_, index_,
                    state.status().ToString(), backoff_ms);
       std::unique_lock<std::mutex> lock(mu_);
