@@ -18,8 +18,8 @@ nothing expected comes from sluice.
 
 Scenarios:
   single   PRIMARY KEY (create_time), the seeds' layout, read by scanning the table in bounded
-           pages: a run killed (-9) after its first commit, then a run to the end
-           (--until-caught-up, exit 0): events == recomputation; a re-run changes nothing.
+           pages: a run with small reads killed (-9) after its first commit, then a run to the
+           end (--until-caught-up, exit 0): events == recomputation; a re-run changes nothing.
   bucket   PRIMARY KEY ((day), create_time), day = the create_time's UTC date as text, read
            bucket by bucket (bucket=day, bucket_width=1d, bucket_format=%Y-%m-%d): the same
            kill and restart, events == recomputation; the log shows the month-long gaps are
@@ -260,9 +260,10 @@ class Test:
         self.session.execute(f"CREATE KEYSPACE {self.ks} WITH replication = "
                              "{'class': 'SimpleStrategy', 'replication_factor': 1}")
 
-    def killed_then_finished(self, name, table, uri):
-        """Loads the table, runs the pipeline, kills it -9 after its first commit, runs it
-        again to the end, compares with the recomputation, and re-runs it."""
+    def killed_then_finished(self, name, table, uri, slow):
+        """Loads the table, runs the pipeline with the option `slow` (small reads, so that it
+        is still running), kills it -9 after its first commit, runs it again to the end with
+        `uri`, compares with the recomputation, and re-runs it."""
         _, secs = load(self.session, self.ks, [(table, name == "bucket")], self.header,
                        self.rows)
         n = count_rows(self.session, self.ks, table)
@@ -274,7 +275,8 @@ class Test:
         cmd = self.cmd(uri, db)
         problems = []
         with open(os.path.join(self.tmp, f"{name}.1.log"), "wb") as log:
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            p = subprocess.Popen(self.cmd(uri + "&" + slow, db), stdout=log,
+                                 stderr=subprocess.STDOUT)
             deadline = time.time() + 120
             while time.time() < deadline and p.poll() is None and not committed(db):
                 time.sleep(0.05)
@@ -285,8 +287,8 @@ class Test:
         if not first:
             problems.append("the first run committed nothing within 120 s")
         elif rc1 != -signal.SIGKILL:
-            problems.append(f"the first run ended (exit {rc1}) before it was killed: make the "
-                            "pages smaller")
+            problems.append(f"the first run ended (exit {rc1}) before it was killed: make its "
+                            f"reads smaller than {slow}")
         rc, out = self.run(cmd, os.path.join(self.tmp, f"{name}.2.log"), timeout=600)
         if rc != 0:
             problems.append(f"the second run exited {rc}:\n{out[-2500:]}")
@@ -308,7 +310,7 @@ class Test:
     def scenario_single(self):
         uri = (f"cassandra://{HOST}:{PORT}/{self.ks}/tracking_single?order_by=create_time"
                f"&page_rows={self.args.page_rows}")
-        out = self.killed_then_finished("single", "tracking_single", uri)
+        out = self.killed_then_finished("single", "tracking_single", uri, "page_rows=300")
         if out is not None:
             problems = []
             if "scans the whole table" not in out:
@@ -318,9 +320,8 @@ class Test:
 
     def scenario_bucket(self):
         uri = (f"cassandra://{HOST}:{PORT}/{self.ks}/tracking_bucket?order_by=create_time"
-               f"&bucket=day&bucket_width=1d&bucket_format=%Y-%m-%d"
-               f"&fetch_size={self.args.page_rows}")
-        out = self.killed_then_finished("bucket", "tracking_bucket", uri)
+               f"&bucket=day&bucket_width=1d&bucket_format=%Y-%m-%d")
+        out = self.killed_then_finished("bucket", "tracking_bucket", uri, "fetch_size=16")
         if out is not None:
             problems = []
             if "scans the whole table" in out:
@@ -405,8 +406,7 @@ def main():
     ap.add_argument("--keyspace", default="", help="(dropped and) created for the test")
     ap.add_argument("--seed-tracking", default=SEED_TRACKING,
                     help="the seed tracking.csv (default: <repo>/../shared/seed-data/...)")
-    ap.add_argument("--page-rows", type=int, default=2000,
-                    help="rows per scan (single) / per bucket read (bucket)")
+    ap.add_argument("--page-rows", type=int, default=2000, help="page_rows of the scan layout")
     ap.add_argument("--keep", action="store_true", help="keep the keyspace and files")
     args = ap.parse_args()
     SEED_TRACKING = args.seed_tracking

@@ -225,11 +225,12 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
                                      "bucket column of PRIMARY KEY ((bucket), order_by))");
     }
   } else {
-    if (width <= 0 || width % 1000 != 0) {
+    if (width <= 0 || width % kMicrosPerSecond != 0) {
       return Status::InvalidArgument(
           o.Where("bucket") +
-          ": bucket needs bucket_width, the width of a bucket (e.g. 1h or 1d; buckets start at "
-          "multiples of it since 1970-01-01T00:00:00Z), as the table's writer computes it");
+          ": bucket needs bucket_width, the width of a bucket in whole seconds (e.g. 1h or 1d; "
+          "buckets start at multiples of it since 1970-01-01T00:00:00Z), as the table's writer "
+          "computes it");
     }
     s.scheme.width_ms = width / 1000;
   }
@@ -488,10 +489,10 @@ Status CassandraTableSource::ReadFailed(Status s) {
                  settings_.uri.Display(), page_size_);
   }
   if (ctx_.until_caught_up && now - failing_since_ >= settings_.give_up_micros) {
-    return Status::Aborted("source cassandra " + settings_.uri.Display() + ": reads have failed for " +
-                           Seconds(now - failing_since_) + " (give_up_after " +
-                           Seconds(settings_.give_up_micros) + "); giving up. Last error: " +
-                           s.message());
+    return Status::Aborted("source cassandra " + settings_.uri.Display() +
+                           ": reads have failed for " + Seconds(now - failing_since_) +
+                           " (give_up_after " + Seconds(settings_.give_up_micros) +
+                           "); giving up. Last error: " + s.message());
   }
   return s;
 }
@@ -567,6 +568,13 @@ Status CassandraTableSource::ScanStep(int64_t deadline_micros) {
         key_slot_ ? ", " + settings_.key : std::string());
   }
   caught_up_ = buffer_.empty();
+  if (caught_up_) {
+    // Nothing new: the next scan waits three times as long as this one took (at least the idle
+    // wait), so an idle source keeps its share of the server's reads at about a quarter.
+    const int64_t took = SteadyClockMicros() - scan.started_micros;
+    next_scan_micros_ =
+        SteadyClockMicros() + std::max<int64_t>(3 * took, int64_t{kIdleWait.count()} * 1000);
+  }
   scan_.reset();
   return Status::OK();
 }
@@ -674,9 +682,9 @@ Status CassandraTableSource::BucketStep(int64_t deadline_micros) {
       }
       auto key = cassandra::OrderKeyOf(row[order_slot_], key_slot_ ? &row[*key_slot_] : nullptr);
       if (!key) {
-        return Status::Aborted("source cassandra " + settings_.uri.Display() + ": a row of bucket " +
-                               settings_.scheme.Value(*bucket_).ToString() + " has " +
-                               settings_.order_by + " " + row[order_slot_].ToString() +
+        return Status::Aborted("source cassandra " + settings_.uri.Display() +
+                               ": a row of bucket " + settings_.scheme.Value(*bucket_).ToString() +
+                               " has " + settings_.order_by + " " + row[order_slot_].ToString() +
                                ", not a version-1 TimeUUID; it cannot be ordered");
       }
       const int64_t index =
@@ -687,7 +695,8 @@ Status CassandraTableSource::BucketStep(int64_t deadline_micros) {
             settings_.order_by + " " + row[order_slot_].ToString() + " is in bucket " +
             settings_.scheme.Value(*bucket_).ToString() + ", but bucket_width " +
             std::to_string(settings_.scheme.width_ms / 1000) + "s" +
-            (settings_.scheme.format.empty() ? "" : " and bucket_format " + settings_.scheme.format) +
+            (settings_.scheme.format.empty() ? ""
+                                             : " and bucket_format " + settings_.scheme.format) +
             " put it in " + settings_.scheme.Value(index).ToString() +
             ": set them to what the table's writer computes (rows in other buckets would be "
             "missed)");
@@ -732,6 +741,12 @@ Status CassandraTableSource::BucketStep(int64_t deadline_micros) {
 
 Result<PollState> CassandraTableSource::Poll(RawBatch* out, size_t max_records,
                                              std::chrono::milliseconds budget) {
+  if (buffer_pos_ >= buffer_.size() && !ctx_.until_caught_up && !scan_ &&
+      SteadyClockMicros() < next_scan_micros_) {
+    const auto wait = std::chrono::microseconds(next_scan_micros_ - SteadyClockMicros());
+    std::this_thread::sleep_for(std::min<std::chrono::microseconds>(budget, wait));
+    return PollState::kIdle;
+  }
   if (buffer_pos_ >= buffer_.size()) {
     buffer_.clear();
     buffer_pos_ = 0;

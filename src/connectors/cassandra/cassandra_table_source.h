@@ -205,6 +205,7 @@ class CassandraTableSource : public Source {
   std::optional<int64_t> bucket_;  ///< the bucket being read (bucket layout)
   int empty_buckets_ = 0;          ///< consecutive empty buckets walked
   bool caught_up_ = false;
+  int64_t next_scan_micros_ = 0;  ///< steady micros before which an idle scan layout waits
   bool layout_warned_ = false;
   bool key_is_int_ = false;
   int64_t failing_since_ = 0;  ///< steady micros of the first failure in a row; 0: none
