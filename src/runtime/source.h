@@ -89,6 +89,9 @@ class Source {
   virtual Status Open(const SourceContext& ctx) = 0;
 
   /// Appends up to `max_records` records to `out`, waiting at most `budget` for data.
+  /// An error is retried by the worker with backoff (100 ms doubling to 5 s), except
+  /// StatusCode::kAborted: the source gave up (e.g. reads failing for longer than its limit
+  /// under --until-caught-up), and the run ends with that error (exit 1).
   virtual Result<PollState> Poll(RawBatch* out, size_t max_records,
                                  std::chrono::milliseconds budget) = 0;
 

@@ -260,24 +260,24 @@ void Worker::Run() {
     }
     if (!state.ok()) {
       counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      if (state.status().code() == StatusCode::kAborted && !stop_.load()) {
+        // The source gave up (see Source::Poll): the run ends with its error.
+        std::lock_guard<std::mutex> lock(mu_);
+        error_ = state.status().WithContext("source " + source_name_);
+        break;
+      }
       if (context_.until_caught_up) {
-        // A batch run must end: a source that gives up (kAborted), or whose reads keep failing
-        // for catch_up_timeout, fails the run with the server's message.
+        // A batch run must end: a source whose reads keep failing for catch_up_timeout fails
+        // the run with the server's message.
         const auto now = std::chrono::steady_clock::now();
         if (!failing_since_) failing_since_ = now;
-        Status fatal;
-        if (state.status().code() == StatusCode::kAborted) {
-          fatal = state.status().WithContext("source " + source_name_);
-        } else if (now - *failing_since_ >= context_.catch_up_timeout) {
-          fatal = Status::Unavailable(
+        if (now - *failing_since_ >= context_.catch_up_timeout) {
+          std::lock_guard<std::mutex> lock(mu_);
+          error_ = Status::Unavailable(
               "--until-caught-up gave up: the reads of source " + source_name_ +
               " kept failing for " +
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - *failing_since_).count()) +
               " s (catch_up_timeout); the last error: " + state.status().ToString());
-        }
-        if (!fatal.ok()) {
-          std::lock_guard<std::mutex> lock(mu_);
-          error_ = fatal;
           break;
         }
       }

@@ -197,6 +197,18 @@ Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
     return Status::InvalidArgument(o.Where("consistency") + ": unknown consistency '" +
                                    consistency + "' (one, quorum, local_quorum, all, ...)");
   }
+  // The sink's own reads (positions and state, at start) cannot use the write-only levels.
+  const bool write_only = sink->consistency_ == cassandra::Consistency::kAny ||
+                          sink->consistency_ == cassandra::Consistency::kEachQuorum;
+  std::string read_consistency =
+      o.GetString("read_consistency", write_only ? "local_quorum" : consistency);
+  if (!cassandra::ParseConsistency(read_consistency, &sink->read_consistency_) ||
+      sink->read_consistency_ == cassandra::Consistency::kAny ||
+      sink->read_consistency_ == cassandra::Consistency::kEachQuorum) {
+    return Status::InvalidArgument(o.Where("read_consistency") + ": '" + read_consistency +
+                                   "' is not a read consistency (one, two, three, quorum, all, "
+                                   "local_quorum, local_one)");
+  }
   ASSIGN_OR_RETURN(int64_t concurrency, o.GetInt("concurrency", 4));
   ASSIGN_OR_RETURN(int64_t batch_rows, o.GetInt("batch_rows", 50));
   ASSIGN_OR_RETURN(int64_t retries, o.GetInt("retries", 6));
@@ -484,7 +496,7 @@ Status CassandraSink::CheckExistingTable() {
 Result<std::vector<StoredPosition>> CassandraSink::LoadPositions() {
   if (!conn_) RETURN_IF_ERROR(Connect());
   cassandra::QueryOptions q;
-  q.consistency = consistency_;
+  q.consistency = read_consistency_;
   std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
   auto r = conn_->QueryAllPages("SELECT source, \"partition\", \"offset\" FROM " +
                                     QuoteIdentifier(uri_.keyspace) + "." + kPositionsTable +
@@ -505,7 +517,7 @@ Result<std::vector<StoredPosition>> CassandraSink::LoadPositions() {
 Result<std::string> CassandraSink::LoadState() {
   if (!conn_) RETURN_IF_ERROR(Connect());
   cassandra::QueryOptions q;
-  q.consistency = consistency_;
+  q.consistency = read_consistency_;
   std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
   auto r = conn_->Query("SELECT state FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable +
                             " WHERE pipeline = ?",

@@ -25,7 +25,9 @@ namespace sluice {
 /// (default: the pipeline name), `key` (primary key columns of a select pipeline; aggregates in
 /// append mode use their keys), `partition_key` (the leading key columns that form the partition
 /// key; default all of them), `column_types = "name:TYPE,..."` (text, ascii, int, bigint,
-/// double, boolean, timestamp, uuid, timeuuid), `consistency` (default local_quorum),
+/// double, boolean, timestamp, uuid, timeuuid), `consistency` (of the writes, default
+/// local_quorum), `read_consistency` (of the reads of positions and state at start; default
+/// `consistency`, local_quorum when that is a write-only level, any or each_quorum),
 /// `concurrency` (requests in flight, default 4), `batch_rows` (rows per unlogged batch of one
 /// partition, default 50), `retries` (attempts per request on timeouts, unavailable, overloaded,
 /// with exponential backoff; default 6), `timeout` (default 12s), `password_file`.
@@ -78,7 +80,8 @@ class CassandraSink : public Sink {
   cassandra::CassandraUri uri_;
   std::string password_file_;
   cassandra::ClientOptions client_options_;
-  cassandra::Consistency consistency_ = cassandra::Consistency::kLocalQuorum;
+  cassandra::Consistency consistency_ = cassandra::Consistency::kLocalQuorum;  ///< writes
+  cassandra::Consistency read_consistency_ = cassandra::Consistency::kLocalQuorum;
   std::string table_;
   std::vector<std::string> key_option_;
   std::vector<std::string> partition_key_option_;

@@ -2,7 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <time.h>
+
 #include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "connectors/generator/generator_source.h"
@@ -91,6 +96,82 @@ std::vector<std::pair<OrderKey, std::string>> PageSelector::Take() {
   return std::move(heap_);
 }
 
+int64_t BucketScheme::IndexOf(int64_t unix_ms) const { return FloorDiv(unix_ms, width_ms); }
+
+CqlValue BucketScheme::Value(int64_t index) const {
+  const int64_t start_ms = index * width_ms;
+  switch (type) {
+    case CqlType::kInt:
+      return CqlValue::Int(static_cast<int32_t>(index));
+    case CqlType::kTimestamp:
+      return CqlValue::Timestamp(start_ms);
+    case CqlType::kVarchar:
+    case CqlType::kAscii: {
+      time_t secs = static_cast<time_t>(FloorDiv(start_ms, 1000));
+      struct tm tm {};
+      gmtime_r(&secs, &tm);
+      char buf[128];
+      size_t n = std::strftime(buf, sizeof(buf), format.c_str(), &tm);
+      return CqlValue::Text(std::string(buf, n));
+    }
+    default:
+      return CqlValue::Bigint(index);
+  }
+}
+
+std::optional<int64_t> BucketScheme::IndexOfValue(const CqlValue& v) const {
+  std::optional<int64_t> index;
+  switch (v.kind()) {
+    case CqlValue::Kind::kInt:
+    case CqlValue::Kind::kBigint:
+      index = v.int64();
+      break;
+    case CqlValue::Kind::kTimestamp:
+      index = FloorDiv(v.int64(), width_ms);
+      break;
+    case CqlValue::Kind::kText: {
+      struct tm tm {};
+      const char* end = strptime(v.text().c_str(), format.c_str(), &tm);
+      if (end == nullptr || *end != '\0') return std::nullopt;
+      index = FloorDiv(static_cast<int64_t>(timegm(&tm)) * 1000, width_ms);
+      break;
+    }
+    default:
+      return std::nullopt;
+  }
+  // Only the exact value of a bucket counts (a timestamp not at a bucket's start, a text that
+  // formats differently, e.g. without its leading zeros, belongs to no bucket of this scheme).
+  CqlValue back = Value(*index);
+  if (back.kind() != v.kind()) return std::nullopt;
+  if (v.kind() == CqlValue::Kind::kText ? back.text() != v.text() : back.int64() != v.int64()) {
+    return std::nullopt;
+  }
+  return index;
+}
+
+int64_t OrderKeyUnixMillis(CqlType order_type, const OrderKey& key) {
+  if (order_type == CqlType::kTimeuuid) return FloorDiv(key.time - kUuidEpochOffsetTicks, 10'000);
+  return key.time;
+}
+
+Uuid TimeUuidOf(const OrderKey& key) {
+  const uint64_t t = static_cast<uint64_t>(key.time);
+  const uint64_t msb = ((t & 0xFFFFFFFFULL) << 32) | (((t >> 32) & 0xFFFFULL) << 16) |
+                       ((t >> 48) & 0x0FFFULL) | 0x1000ULL;
+  Uuid u;
+  for (int i = 0; i < 8; ++i) {
+    u.bytes[i] = static_cast<uint8_t>(msb >> (56 - 8 * i));
+    u.bytes[8 + i] = static_cast<uint8_t>(key.tie >> (56 - 8 * i));
+  }
+  return u;
+}
+
+bool IsReadOverload(const Status& status) {
+  auto code = ErrorCodeOf(status);
+  return code && (*code == static_cast<int32_t>(ErrorCode::kReadTimeout) ||
+                  *code == static_cast<int32_t>(ErrorCode::kReadFailure));
+}
+
 }  // namespace cassandra
 
 using cassandra::CqlType;
@@ -99,6 +180,16 @@ using cassandra::QuoteIdentifier;
 
 namespace {
 constexpr auto kIdleWait = std::chrono::milliseconds(500);
+/// The smallest page a read the server gave up on is retried with.
+constexpr int32_t kMinPageSize = 16;
+/// Empty buckets walked one read each before one SELECT DISTINCT finds the next bucket.
+constexpr int kEmptyBucketsBeforeJump = 16;
+/// Time a Poll may spend reading before it returns (the worker polls again at once).
+constexpr int64_t kPollWorkMicros = 1'000'000;
+
+std::string Seconds(int64_t micros) {
+  return std::to_string(micros / kMicrosPerSecond) + "s";
+}
 }  // namespace
 
 Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const SourceConfig& config,
@@ -124,24 +215,52 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
                                    "column), e.g. ...?order_by=create_time");
   }
   s.key = o.GetString("key");
+  s.bucket = o.GetString("bucket");
+  ASSIGN_OR_RETURN(int64_t width, o.GetDurationMicros("bucket_width", 0));
+  s.scheme.format = o.GetString("bucket_format");
+  if (s.bucket.empty()) {
+    if (width != 0 || !s.scheme.format.empty()) {
+      return Status::InvalidArgument(o.Where("bucket_width") +
+                                     ": bucket_width and bucket_format need bucket (the time "
+                                     "bucket column of PRIMARY KEY ((bucket), order_by))");
+    }
+  } else {
+    if (width <= 0 || width % kMicrosPerSecond != 0) {
+      return Status::InvalidArgument(
+          o.Where("bucket") +
+          ": bucket needs bucket_width, the width of a bucket in whole seconds (e.g. 1h or 1d; "
+          "buckets start at multiples of it since 1970-01-01T00:00:00Z), as the table's writer "
+          "computes it");
+    }
+    s.scheme.width_ms = width / 1000;
+  }
   ASSIGN_OR_RETURN(s.grace_micros, o.GetDurationMicros("grace", 5'000'000));
-  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
+  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 100000));
   ASSIGN_OR_RETURN(int64_t fetch, o.GetInt("fetch_size", 5000));
   ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 12 * kMicrosPerSecond));
+  ASSIGN_OR_RETURN(s.give_up_micros,
+                   o.GetDurationMicros("give_up_after", 120 * kMicrosPerSecond));
   if (s.page_rows <= 0) {
     return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   }
-  if (fetch <= 0 || fetch > 1'000'000) {
-    return Status::InvalidArgument(o.Where("fetch_size") + ": fetch_size must be 1..1000000");
+  if (fetch < kMinPageSize || fetch > 100'000) {
+    return Status::InvalidArgument(o.Where("fetch_size") + ": fetch_size must be " +
+                                   std::to_string(kMinPageSize) + "..100000");
   }
   if (s.grace_micros < 0) return Status::InvalidArgument(o.Where("grace") + ": negative grace");
   if (timeout < 100'000) {
     return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 100ms");
   }
+  if (s.give_up_micros <= 0) {
+    return Status::InvalidArgument(o.Where("give_up_after") + ": give_up_after must be positive");
+  }
   std::string consistency = o.GetString("consistency", "local_quorum");
-  if (!cassandra::ParseConsistency(consistency, &s.consistency)) {
-    return Status::InvalidArgument(o.Where("consistency") + ": unknown consistency '" +
-                                   consistency + "'");
+  if (!cassandra::ParseConsistency(consistency, &s.consistency) ||
+      s.consistency == cassandra::Consistency::kAny ||
+      s.consistency == cassandra::Consistency::kEachQuorum) {
+    return Status::InvalidArgument(o.Where("consistency") + ": '" + consistency +
+                                   "' is not a read consistency (one, two, three, quorum, all, "
+                                   "local_quorum, local_one)");
   }
   s.fetch_size = static_cast<int32_t>(fetch);
   s.client.host = s.uri.host;
@@ -169,15 +288,34 @@ Status CassandraTableSource::Connect() {
   std::vector<CqlValue> args = {CqlValue::Text(settings_.uri.keyspace),
                                 CqlValue::Text(settings_.uri.table)};
   ASSIGN_OR_RETURN(cassandra::QueryResult r,
-                   conn_->QueryAllPages("SELECT column_name, type FROM system_schema.columns "
+                   conn_->QueryAllPages("SELECT column_name, type, kind, position, "
+                                        "clustering_order FROM system_schema.columns "
                                         "WHERE keyspace_name = ? AND table_name = ?",
                                         args, q));
   if (r.rows.empty()) return Status::InvalidArgument(where + ": the table does not exist");
-  auto type_of = [&](const std::string& name) -> std::optional<std::string> {
-    for (const auto& row : r.rows) {
-      if (row.size() == 2 && row[0].text() == name) return row[1].text();
+  struct Column {
+    std::string type, kind, order;
+    int position = 0;
+  };
+  std::map<std::string, Column> columns;
+  std::vector<std::string> partition_key, clustering;
+  for (const auto& row : r.rows) {
+    if (row.size() != 5) return Status::Internal(where + ": unexpected system_schema row");
+    Column c{row[1].text(), row[2].text(), row[4].text(),
+             row[3].is_null() ? 0 : static_cast<int>(row[3].int64())};
+    std::vector<std::string>* list = c.kind == "partition_key" ? &partition_key
+                                     : c.kind == "clustering"  ? &clustering
+                                                               : nullptr;
+    if (list) {
+      if (list->size() <= static_cast<size_t>(c.position)) list->resize(c.position + 1);
+      (*list)[c.position] = row[0].text();
     }
-    return std::nullopt;
+    columns[row[0].text()] = std::move(c);
+  }
+  auto type_of = [&](const std::string& name) -> std::optional<std::string> {
+    auto it = columns.find(name);
+    if (it == columns.end()) return std::nullopt;
+    return it->second.type;
   };
   for (const auto& c : settings_.columns) {
     if (!type_of(c)) {
@@ -205,6 +343,55 @@ Status CassandraTableSource::Connect() {
       return Status::InvalidArgument(where + ": key column " + settings_.key +
                                      " must be an int or bigint column");
     }
+    key_is_int_ = *key == "int";
+  }
+  auto join = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  };
+  if (!settings_.bucket.empty()) {
+    // The bucket layout: PRIMARY KEY ((bucket), order_by[, key]), ascending.
+    std::vector<std::string> want_clustering = {settings_.order_by};
+    if (!settings_.key.empty()) want_clustering.push_back(settings_.key);
+    if (partition_key != std::vector<std::string>{settings_.bucket} ||
+        clustering != want_clustering) {
+      return Status::InvalidArgument(
+          where + ": bucket=" + settings_.bucket + " reads a table with PRIMARY KEY ((" +
+          settings_.bucket + "), " + join(want_clustering) + "); this one has PRIMARY KEY ((" +
+          join(partition_key) + ")" + (clustering.empty() ? "" : ", " + join(clustering)) + ")");
+    }
+    for (const auto& c : want_clustering) {
+      if (columns[c].order != "asc") {
+        return Status::InvalidArgument(where + ": clustering column " + c +
+                                       " is in descending order; the bucket layout reads "
+                                       "ascending clustering (CLUSTERING ORDER BY (" + c +
+                                       " ASC))");
+      }
+    }
+    const std::string& t = columns[settings_.bucket].type;
+    if (t == "bigint") {
+      settings_.scheme.type = CqlType::kBigint;
+    } else if (t == "int") {
+      settings_.scheme.type = CqlType::kInt;
+    } else if (t == "timestamp") {
+      settings_.scheme.type = CqlType::kTimestamp;
+    } else if (t == "text" || t == "varchar" || t == "ascii") {
+      settings_.scheme.type = CqlType::kVarchar;
+    } else {
+      return Status::InvalidArgument(where + ": bucket column " + settings_.bucket + " is " + t +
+                                     "; it must be bigint or int (the bucket number), timestamp "
+                                     "(the bucket's start) or text (with bucket_format)");
+    }
+    if ((settings_.scheme.type == CqlType::kVarchar) == settings_.scheme.format.empty()) {
+      return Status::InvalidArgument(
+          where + ": " +
+          (settings_.scheme.format.empty()
+               ? "a text bucket column needs bucket_format, the strftime format of the bucket's "
+                 "start in UTC (e.g. %Y-%m-%d)"
+               : "bucket_format is only for a text bucket column; " + settings_.bucket + " is " +
+                     t));
+    }
   }
   select_.clear();
   field_slots_.clear();
@@ -218,11 +405,33 @@ Status CassandraTableSource::Connect() {
   order_slot_ = slot_of(settings_.order_by);
   key_slot_.reset();
   if (!settings_.key.empty()) key_slot_ = slot_of(settings_.key);
+  rendered_.assign(settings_.columns.size(), std::string());
+  views_.assign(settings_.columns.size(), std::nullopt);
+  if (settings_.bucket.empty() && !layout_warned_) {
+    layout_warned_ = true;
+    const bool clustered =
+        std::find(clustering.begin(), clustering.end(), settings_.order_by) != clustering.end();
+    spdlog::warn(
+        "source cassandra {}: PRIMARY KEY (({}){}) is not read in {} order, so each poll "
+        "scans the whole table ({} rows a page) to find the next {} rows after the cursor: "
+        "the cost of a poll grows with the table. For a raw store use a time-bucket partition "
+        "key with {} clustering, PRIMARY KEY ((bucket), {}), and read it with bucket=... "
+        "bucket_width=... (see the cassandra connector's README)",
+        settings_.uri.Display(), join(partition_key),
+        clustering.empty() ? "" : ", " + join(clustering), settings_.order_by, page_size_,
+        settings_.page_rows, settings_.order_by, settings_.order_by);
+    if (clustered) {
+      spdlog::warn("source cassandra {}: {} is a clustering column; if the partition key is a "
+                   "time bucket, bucket=<its column> reads the table without scanning it",
+                   settings_.uri.Display(), settings_.order_by);
+    }
+  }
   return Status::OK();
 }
 
 Status CassandraTableSource::Open(const SourceContext& ctx) {
   ctx_ = ctx;
+  page_size_ = settings_.fetch_size;
   RETURN_IF_ERROR(Connect());
   cursor_.reset();
   if (auto time = ctx.committed_position(0)) {
@@ -230,121 +439,331 @@ Status CassandraTableSource::Open(const SourceContext& ctx) {
   }
   buffer_.clear();
   buffer_pos_ = 0;
-  spdlog::info("source cassandra {}: reading by {} {}", settings_.uri.Display(), settings_.order_by,
-               cursor_ ? "after the committed cursor" : "from the start");
+  scan_.reset();
+  bucket_.reset();
+  empty_buckets_ = 0;
+  failing_since_ = 0;
+  if (!settings_.bucket.empty() && cursor_) {
+    bucket_ = settings_.scheme.IndexOf(cassandra::OrderKeyUnixMillis(order_type_, *cursor_));
+  }
+  spdlog::info("source cassandra {}: reading by {} {}, {}", settings_.uri.Display(),
+               settings_.order_by, cursor_ ? "after the committed cursor" : "from the start",
+               settings_.bucket.empty()
+                   ? "scanning the table"
+                   : "bucket by bucket (" + settings_.bucket + ", " +
+                         std::to_string(settings_.scheme.width_ms / 1000) + "s wide)" +
+                         (bucket_ ? ", from bucket " + settings_.scheme.Value(*bucket_).ToString()
+                                  : std::string()));
   return Status::OK();
 }
 
-std::string CassandraTableSource::ScanCql(bool filtered) const {
-  std::string cql = "SELECT ";
+std::string CassandraTableSource::SelectList() const {
+  std::string cql;
   for (size_t i = 0; i < select_.size(); ++i) cql += (i ? ", " : "") + QuoteIdentifier(select_[i]);
-  cql += " FROM " + QuoteIdentifier(settings_.uri.keyspace) + "." +
-         QuoteIdentifier(settings_.uri.table);
-  if (filtered) {
-    const std::string col = QuoteIdentifier(settings_.order_by);
-    cql += " WHERE " + col + (order_type_ == CqlType::kTimeuuid ? " >= minTimeuuid(?)" : " >= ?") +
-           " ALLOW FILTERING";
-  }
   return cql;
 }
 
-Status CassandraTableSource::Scan() {
-  const int64_t horizon =
-      cassandra::HorizonTime(order_type_, WallClockMicros() - settings_.grace_micros);
-  cassandra::PageSelector selector(cursor_, horizon, static_cast<size_t>(settings_.page_rows));
-  // A bound at or below the cursor, in milliseconds (minTimeuuid's unit rounds down).
-  std::vector<CqlValue> bound;
-  bool filtered = cursor_.has_value() && !filter_refused_;
-  if (filtered) {
-    int64_t millis = order_type_ == CqlType::kTimeuuid
-                         ? (cursor_->time - 0x01B21DD213814000LL) / 10 / 1000 - 1
-                         : cursor_->time;
-    bound.push_back(CqlValue::Timestamp(millis));
+Status CassandraTableSource::RenderRow(const std::vector<CqlValue>& row, std::string* json) {
+  for (size_t i = 0; i < field_slots_.size(); ++i) {
+    const CqlValue& v = row[field_slots_[i]];
+    if (v.is_null()) {
+      views_[i].reset();
+    } else {
+      rendered_[i] = v.ToString();
+      views_[i] = rendered_[i];
+    }
   }
-  cassandra::QueryOptions q;
-  q.consistency = settings_.consistency;
-  q.page_size = settings_.fetch_size;
-  std::vector<std::string> rendered(settings_.columns.size());
-  std::vector<std::optional<std::string_view>> views(settings_.columns.size());
-  size_t null_order = 0;
+  json->clear();
+  AppendJsonRow(settings_.columns, views_, json);
+  return Status::OK();
+}
+
+Status CassandraTableSource::ReadFailed(Status s) {
+  counts_.failures.fetch_add(1, std::memory_order_relaxed);
+  if (conn_ && conn_->broken()) conn_.reset();
+  const int64_t now = SteadyClockMicros();
+  if (failing_since_ == 0) failing_since_ = now;
+  if (cassandra::IsReadOverload(s) && page_size_ > kMinPageSize) {
+    page_size_ = std::max(kMinPageSize, page_size_ / 2);
+    spdlog::warn("source cassandra {}: the server gave up on a read; reading {} rows a page now",
+                 settings_.uri.Display(), page_size_);
+  }
+  if (ctx_.until_caught_up && now - failing_since_ >= settings_.give_up_micros) {
+    return Status::Aborted("source cassandra " + settings_.uri.Display() +
+                           ": reads have failed for " + Seconds(now - failing_since_) +
+                           " (give_up_after " + Seconds(settings_.give_up_micros) +
+                           "); giving up. Last error: " + s.message());
+  }
+  return s;
+}
+
+Status CassandraTableSource::ScanStep(int64_t deadline_micros) {
+  if (!scan_) {
+    scan_.emplace();
+    const int64_t horizon =
+        cassandra::HorizonTime(order_type_, WallClockMicros() - settings_.grace_micros);
+    scan_->selector.emplace(cursor_, horizon, static_cast<size_t>(settings_.page_rows));
+    scan_->started_micros = SteadyClockMicros();
+  }
+  Scan& scan = *scan_;
+  const std::string cql = "SELECT " + SelectList() + " FROM " +
+                          QuoteIdentifier(settings_.uri.keyspace) + "." +
+                          QuoteIdentifier(settings_.uri.table);
   std::string json;
   while (true) {
-    auto page = conn_->Query(ScanCql(filtered), filtered ? bound : std::vector<CqlValue>{}, q);
-    if (!page.ok()) {
-      if (filtered && q.paging_state.empty() &&
-          page.status().code() == StatusCode::kInvalidArgument) {
-        spdlog::warn(
-            "source cassandra {}: the server refuses to filter on {} ({}); scanning "
-            "the whole table each time instead",
-            settings_.uri.Display(), settings_.order_by, page.status().message());
-        filter_refused_ = true;
-        filtered = false;
-        continue;
-      }
-      return page.status();
-    }
+    cassandra::QueryOptions q;
+    q.consistency = settings_.consistency;
+    q.page_size = page_size_;
+    q.paging_state = scan.paging_state;
+    // A failed page is asked for again from the same paging state: the scan goes on where it
+    // was, not from the start.
+    auto page = conn_->Query(cql, {}, q);
+    if (!page.ok()) return page.status();
+    failing_since_ = 0;
+    ++scan.pages;
+    scan.rows += static_cast<int64_t>(page->rows.size());
+    counts_.reads.fetch_add(1, std::memory_order_relaxed);
+    counts_.rows_read.fetch_add(static_cast<int64_t>(page->rows.size()),
+                                std::memory_order_relaxed);
     for (const auto& row : page->rows) {
       if (row.size() != select_.size()) {
         return Status::Internal("source cassandra: a row has the wrong number of columns");
       }
       auto key = cassandra::OrderKeyOf(row[order_slot_], key_slot_ ? &row[*key_slot_] : nullptr);
       if (!key) {
-        ++null_order;
+        ++scan.null_order;
         continue;
       }
-      if (!selector.Wants(*key)) {
-        selector.Offer(*key, std::string());  // counts the too-recent ones
+      if (!scan.selector->Wants(*key)) {
+        scan.selector->Offer(*key, std::string());  // counts the too-recent ones
         continue;
       }
-      for (size_t i = 0; i < field_slots_.size(); ++i) {
-        const CqlValue& v = row[field_slots_[i]];
-        if (v.is_null()) {
-          views[i].reset();
-        } else {
-          rendered[i] = v.ToString();
-          views[i] = rendered[i];
-        }
+      RETURN_IF_ERROR(RenderRow(row, &json));
+      scan.selector->Offer(*key, json);
+    }
+    if (!page->paging_state || page->paging_state->empty()) break;
+    scan.paging_state = *page->paging_state;
+    if (SteadyClockMicros() >= deadline_micros) return Status::OK();  // more next poll
+  }
+  buffer_ = scan.selector->Take();
+  buffer_pos_ = 0;
+  counts_.scans.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info(
+      "source cassandra {}: scanned the table: {} rows in {} pages, {} ms; {} to read{}",
+      settings_.uri.Display(), scan.rows, scan.pages,
+      (SteadyClockMicros() - scan.started_micros) / 1000, buffer_.size(),
+      scan.selector->too_recent() ? " (" + std::to_string(scan.selector->too_recent()) +
+                                        " newer than the grace horizon wait)"
+                                  : std::string());
+  if (scan.null_order > 0) {
+    spdlog::warn("source cassandra {}: {} row(s) without a usable {} (null{}) are not read",
+                 settings_.uri.Display(), scan.null_order, settings_.order_by,
+                 key_slot_ ? " or a null key" : "");
+  }
+  if (scan.selector->duplicates() > 0) {
+    spdlog::warn(
+        "source cassandra {}: {} row(s) share their ({}{}) with another row; only "
+        "one of each is read (the order must be unique)",
+        settings_.uri.Display(), scan.selector->duplicates(), settings_.order_by,
+        key_slot_ ? ", " + settings_.key : std::string());
+  }
+  caught_up_ = buffer_.empty();
+  if (caught_up_) {
+    // Nothing new: the next scan waits three times as long as this one took (at least the idle
+    // wait), so an idle source keeps its share of the server's reads at about a quarter.
+    const int64_t took = SteadyClockMicros() - scan.started_micros;
+    next_scan_micros_ =
+        SteadyClockMicros() + std::max<int64_t>(3 * took, int64_t{kIdleWait.count()} * 1000);
+  }
+  scan_.reset();
+  return Status::OK();
+}
+
+Result<bool> CassandraTableSource::JumpToNextBucket(std::optional<int64_t> limit) {
+  cassandra::QueryOptions q;
+  q.consistency = settings_.consistency;
+  q.page_size = 1000;
+  const std::string cql = "SELECT DISTINCT " + QuoteIdentifier(settings_.bucket) + " FROM " +
+                          QuoteIdentifier(settings_.uri.keyspace) + "." +
+                          QuoteIdentifier(settings_.uri.table);
+  std::optional<int64_t> next;
+  size_t foreign = 0;
+  std::string example;
+  while (true) {
+    auto page = conn_->Query(cql, {}, q);
+    if (!page.ok()) return page.status();
+    counts_.reads.fetch_add(1, std::memory_order_relaxed);
+    for (const auto& row : page->rows) {
+      if (row.empty() || row[0].is_null()) continue;
+      auto index = settings_.scheme.IndexOfValue(row[0]);
+      if (!index) {
+        if (foreign++ == 0) example = row[0].ToString();
+        continue;
       }
-      json.clear();
-      AppendJsonRow(settings_.columns, views, &json);
-      selector.Offer(*key, json);
+      if (bucket_ && *index <= *bucket_) continue;
+      if (!next || *index < *next) next = index;
     }
     if (!page->paging_state || page->paging_state->empty()) break;
     q.paging_state = *page->paging_state;
   }
-  buffer_ = selector.Take();
-  buffer_pos_ = 0;
-  if (null_order > 0) {
-    spdlog::warn("source cassandra {}: {} row(s) without a usable {} (null{}) are not read",
-                 settings_.uri.Display(), null_order, settings_.order_by,
-                 key_slot_ ? " or a null key" : "");
+  if (foreign > 0) {
+    spdlog::warn("source cassandra {}: {} bucket value(s) such as '{}' are not the start of a "
+                 "bucket of width {}s{}; their rows are not read",
+                 settings_.uri.Display(), foreign, example, settings_.scheme.width_ms / 1000,
+                 settings_.scheme.format.empty() ? "" : " formatted " + settings_.scheme.format);
   }
-  if (selector.duplicates() > 0) {
-    spdlog::warn(
-        "source cassandra {}: {} row(s) share their ({}{}) with another row; only "
-        "one of each is read (the order must be unique)",
-        settings_.uri.Display(), selector.duplicates(), settings_.order_by,
-        key_slot_ ? ", " + settings_.key : std::string());
+  if (!next) return false;
+  if (limit && *next > *limit) next = limit;
+  if (bucket_ && *next > *bucket_ + 1) {
+    spdlog::info("source cassandra {}: skipping empty buckets {} .. {}", settings_.uri.Display(),
+                 settings_.scheme.Value(*bucket_ + 1).ToString(),
+                 settings_.scheme.Value(*next - 1).ToString());
+  }
+  bucket_ = next;
+  return true;
+}
+
+Status CassandraTableSource::BucketStep(int64_t deadline_micros) {
+  const int64_t horizon =
+      cassandra::HorizonTime(order_type_, WallClockMicros() - settings_.grace_micros);
+  const int64_t horizon_bucket = settings_.scheme.IndexOf(
+      cassandra::OrderKeyUnixMillis(order_type_, cassandra::OrderKey{horizon, 0}));
+  caught_up_ = false;
+  if (!bucket_) {
+    // A first run: start at the oldest bucket in the table (found after the horizon was taken:
+    // a bucket with rows at or before it exists by now).
+    ASSIGN_OR_RETURN(bool found, JumpToNextBucket(std::nullopt));
+    failing_since_ = 0;
+    if (!found) {
+      caught_up_ = true;  // an empty table
+      return Status::OK();
+    }
+  }
+  const std::string table =
+      QuoteIdentifier(settings_.uri.keyspace) + "." + QuoteIdentifier(settings_.uri.table);
+  std::string json;
+  while (SteadyClockMicros() < deadline_micros) {
+    const bool after_cursor =
+        cursor_ &&
+        settings_.scheme.IndexOf(cassandra::OrderKeyUnixMillis(order_type_, *cursor_)) == *bucket_;
+    std::string cql = "SELECT " + SelectList() + " FROM " + table + " WHERE " +
+                      QuoteIdentifier(settings_.bucket) + " = ?";
+    std::vector<CqlValue> values = {settings_.scheme.Value(*bucket_)};
+    if (after_cursor) {
+      if (order_type_ == CqlType::kTimeuuid) {
+        cql += " AND " + QuoteIdentifier(settings_.order_by) + " > ?";
+        values.push_back(CqlValue::FromUuid(cassandra::TimeUuidOf(*cursor_)));
+      } else if (key_slot_) {
+        cql += " AND (" + QuoteIdentifier(settings_.order_by) + ", " +
+               QuoteIdentifier(settings_.key) + ") > (?, ?)";
+        values.push_back(CqlValue::Timestamp(cursor_->time));
+        const auto key = static_cast<int64_t>(cursor_->tie ^ (uint64_t{1} << 63));
+        values.push_back(key_is_int_ ? CqlValue::Int(static_cast<int32_t>(key))
+                                     : CqlValue::Bigint(key));
+      } else {
+        cql += " AND " + QuoteIdentifier(settings_.order_by) + " > ?";
+        values.push_back(CqlValue::Timestamp(cursor_->time));
+      }
+    }
+    cql += " LIMIT " + std::to_string(page_size_);
+    cassandra::QueryOptions q;
+    q.consistency = settings_.consistency;
+    q.page_size = page_size_;
+    auto page = conn_->Query(cql, values, q);
+    if (!page.ok()) return page.status();
+    failing_since_ = 0;
+    counts_.reads.fetch_add(1, std::memory_order_relaxed);
+    counts_.rows_read.fetch_add(static_cast<int64_t>(page->rows.size()),
+                                std::memory_order_relaxed);
+    bool too_recent = false;
+    for (const auto& row : page->rows) {
+      if (row.size() != select_.size()) {
+        return Status::Internal("source cassandra: a row has the wrong number of columns");
+      }
+      auto key = cassandra::OrderKeyOf(row[order_slot_], key_slot_ ? &row[*key_slot_] : nullptr);
+      if (!key) {
+        return Status::Aborted("source cassandra " + settings_.uri.Display() +
+                               ": a row of bucket " + settings_.scheme.Value(*bucket_).ToString() +
+                               " has " + settings_.order_by + " " + row[order_slot_].ToString() +
+                               ", not a version-1 TimeUUID; it cannot be ordered");
+      }
+      const int64_t index =
+          settings_.scheme.IndexOf(cassandra::OrderKeyUnixMillis(order_type_, *key));
+      if (index != *bucket_) {
+        return Status::Aborted(
+            "source cassandra " + settings_.uri.Display() + ": the row with " +
+            settings_.order_by + " " + row[order_slot_].ToString() + " is in bucket " +
+            settings_.scheme.Value(*bucket_).ToString() + ", but bucket_width " +
+            std::to_string(settings_.scheme.width_ms / 1000) + "s" +
+            (settings_.scheme.format.empty() ? ""
+                                             : " and bucket_format " + settings_.scheme.format) +
+            " put it in " + settings_.scheme.Value(index).ToString() +
+            ": set them to what the table's writer computes (rows in other buckets would be "
+            "missed)");
+      }
+      if (key->time > horizon) {
+        too_recent = true;  // rows come in order: the rest are newer still
+        break;
+      }
+      RETURN_IF_ERROR(RenderRow(row, &json));
+      buffer_.emplace_back(*key, json);
+    }
+    if (!buffer_.empty()) {
+      empty_buckets_ = 0;
+      return Status::OK();
+    }
+    // Nothing (more) in this bucket now. It is complete when it ended before the horizon.
+    if (too_recent || *bucket_ >= horizon_bucket) {
+      caught_up_ = true;
+      return Status::OK();
+    }
+    counts_.buckets.fetch_add(1, std::memory_order_relaxed);
+    if (++empty_buckets_ >= kEmptyBucketsBeforeJump) {
+      // A gap: one look at the buckets that exist instead of a read per empty bucket. Rows at
+      // or before the horizon were written by now (grace), so no bucket up to it can appear
+      // later in the gap.
+      ASSIGN_OR_RETURN(bool found, JumpToNextBucket(horizon_bucket));
+      if (!found) {
+        if (*bucket_ + 1 < horizon_bucket) {
+          spdlog::info("source cassandra {}: skipping empty buckets {} .. {}",
+                       settings_.uri.Display(), settings_.scheme.Value(*bucket_ + 1).ToString(),
+                       settings_.scheme.Value(horizon_bucket - 1).ToString());
+        }
+        bucket_ = horizon_bucket;
+      }
+      empty_buckets_ = 0;
+    } else {
+      bucket_ = *bucket_ + 1;
+    }
   }
   return Status::OK();
 }
 
 Result<PollState> CassandraTableSource::Poll(RawBatch* out, size_t max_records,
                                              std::chrono::milliseconds budget) {
-  if (!conn_ || conn_->broken()) {
-    Status s = Connect();
-    if (!s.ok()) {
-      conn_.reset();
-      return s;
-    }
+  if (buffer_pos_ >= buffer_.size() && !ctx_.until_caught_up && !scan_ &&
+      SteadyClockMicros() < next_scan_micros_) {
+    const auto wait = std::chrono::microseconds(next_scan_micros_ - SteadyClockMicros());
+    std::this_thread::sleep_for(std::min<std::chrono::microseconds>(budget, wait));
+    return PollState::kIdle;
   }
   if (buffer_pos_ >= buffer_.size()) {
-    Status s = Scan();
+    buffer_.clear();
+    buffer_pos_ = 0;
+    caught_up_ = false;
+    if (!conn_ || conn_->broken()) {
+      Status s = Connect();
+      if (!s.ok()) {
+        conn_.reset();
+        return ReadFailed(std::move(s));
+      }
+    }
+    const int64_t deadline = SteadyClockMicros() + kPollWorkMicros;
+    Status s = settings_.bucket.empty() ? ScanStep(deadline) : BucketStep(deadline);
     if (!s.ok()) {
-      if (conn_ && conn_->broken()) conn_.reset();
+      if (s.code() == StatusCode::kAborted) return s;
       buffer_.clear();
-      buffer_pos_ = 0;
-      return s;
+      return ReadFailed(std::move(s));
     }
   }
   size_t emitted = 0;
@@ -362,6 +781,7 @@ Result<PollState> CassandraTableSource::Poll(RawBatch* out, size_t max_records,
     buffer_pos_ = 0;
   }
   if (emitted > 0) return PollState::kData;
+  if (!caught_up_) return PollState::kIdle;  // a scan or a bucket walk goes on at the next poll
   if (ctx_.until_caught_up) return PollState::kEnd;
   std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(budget, kIdleWait));
   return PollState::kIdle;
@@ -370,6 +790,32 @@ Result<PollState> CassandraTableSource::Poll(RawBatch* out, size_t max_records,
 std::vector<std::pair<int32_t, int64_t>> CassandraTableSource::PositionsAfterBatch() const {
   if (!cursor_) return {};
   return cassandra::CursorPositions(*cursor_);
+}
+
+void CassandraTableSource::Close() {
+  conn_.reset();
+  auto v = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
+  spdlog::info("source cassandra {}: {} reads returned {} rows ({}), {} failed reads",
+               settings_.uri.Display(), v(counts_.reads), v(counts_.rows_read),
+               settings_.bucket.empty() ? std::to_string(v(counts_.scans)) + " whole-table scans"
+                                        : std::to_string(v(counts_.buckets)) + " buckets done",
+               v(counts_.failures));
+}
+
+std::vector<SourceCounter> CassandraTableSource::Counters() const {
+  auto v = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {
+      {"cassandra_reads", "Reads of rows by the cassandra source (scan pages, bucket reads).", "",
+       v(counts_.reads)},
+      {"cassandra_rows_read", "Rows the server returned to the cassandra source.", "",
+       v(counts_.rows_read)},
+      {"cassandra_scans", "Whole-table scans the cassandra source completed (scan layout).", "",
+       v(counts_.scans)},
+      {"cassandra_buckets", "Buckets the cassandra source finished and moved past.", "",
+       v(counts_.buckets)},
+      {"cassandra_read_failures", "Reads of the cassandra source that failed.", "",
+       v(counts_.failures)},
+  };
 }
 
 }  // namespace sluice

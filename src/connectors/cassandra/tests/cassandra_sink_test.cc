@@ -45,6 +45,12 @@ SinkContext SelectContext(const std::string& pipeline) {
 TEST(CassandraSinkOptions, RejectsBadOptions) {
   EXPECT_FALSE(CassandraSink::Make(Config({{"concurrency", "0"}})).ok());
   EXPECT_FALSE(CassandraSink::Make(Config({{"consistency", "most"}})).ok());
+  // Writes may use the write-only levels; the sink's reads of its positions may not.
+  EXPECT_TRUE(CassandraSink::Make(Config({{"consistency", "each_quorum"}})).ok());
+  EXPECT_TRUE(CassandraSink::Make(Config({{"consistency", "any"}})).ok());
+  EXPECT_FALSE(CassandraSink::Make(Config({{"read_consistency", "any"}})).ok());
+  EXPECT_FALSE(CassandraSink::Make(Config({{"read_consistency", "each_quorum"}})).ok());
+  EXPECT_TRUE(CassandraSink::Make(Config({{"read_consistency", "local_one"}})).ok());
   EXPECT_FALSE(CassandraSink::Make(Config({{"column_types", "id:varint"}})).ok());
   EXPECT_FALSE(CassandraSink::Make(Config({{"colour", "blue"}})).ok());
   SinkConfig c = Config({});

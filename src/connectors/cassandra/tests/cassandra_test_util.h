@@ -36,8 +36,12 @@ inline bool InCi() {
   return ci && std::string(ci) == "true";
 }
 
-/// The keyspace every integration test of this module uses.
-inline constexpr const char* kKeyspace = "sluice_cql_test";
+/// The keyspace every integration test of this module uses: $SLUICE_TEST_CASSANDRA_KEYSPACE,
+/// else sluice_cql_test (a separate name lets several checkouts test against one server).
+inline const std::string kKeyspace = [] {
+  const char* env = std::getenv("SLUICE_TEST_CASSANDRA_KEYSPACE");
+  return std::string(env && *env ? env : "sluice_cql_test");
+}();
 
 /// Connects to the test server and makes sure kKeyspace exists; nullptr when the server is
 /// unreachable (the caller then FAILs under CI=true, else skips).
