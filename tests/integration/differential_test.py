@@ -34,7 +34,15 @@ Variants, each on a fresh sink, every run with `--until-caught-up` (the mode a s
   split    the input cut in two at a line boundary: the first part written at a path and run,
            then the second part written to a new file and `mv`d over the same path (a daily
            export replacing yesterday's), and run again
-  w1 w2 w4 one run with --workers 1, 2 and 4
+  w1 w2 w4 one run with --workers 1, 2 and 4 (a file is one partition, read by one worker)
+  viewlog only:
+  split-bounded  the split without --until-caught-up: each file's end is final, so its open
+           windows are written; no window may be written twice and every record must be in a
+           row or a dead letter (not compared with the single run: the second file's records
+           for windows the first run wrote are late)
+  partitioned    (--full, or --variants) the pipeline's generator source with partitions = 4,
+           read by 1, 2 and 4 workers: the same rows and dead letters (lateness is judged per
+           partition, issue 16)
 
 Checks: the single run equals the independent recomputation (tests/tools/recompute_*.py; for
 viewlog with open windows left open, as --until-caught-up keeps them in the checkpointed state),
@@ -684,6 +692,44 @@ class Test:
             self.result(f"{pl.name}: {what} == single run ({secs:.2f}s)", problems, notes)
         if isinstance(pl, Viewlog) and "split-bounded" in self.args.variants:
             self.bounded_split(pl)
+        if isinstance(pl, Viewlog) and "partitioned" in self.args.variants:
+            self.partitioned_workers(pl)
+
+    def partitioned_workers(self, pl):
+        """A source with several partitions, so that the workers really split them: the
+        pipeline's own generator with partitions = 4, COUNT records, read by 1, 2 and 4 workers.
+        Lateness is judged per partition (issue 16), so all three must agree."""
+        path = os.path.join(self.tmp, f"{pl.name}-partitions-4.toml")
+        with open(os.path.join(REPO, pl.pipeline), encoding="utf-8") as f:
+            text = f.read()
+        text, n = re.subn(r"(?m)^\[source\]\s*$", "[source]\npartitions = 4", text)
+        if n != 1:
+            raise RuntimeError(f"{pl.pipeline}: cannot find [source]")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        base = base_dl = None
+        for workers in (1, 2, 4):
+            ctx = pl.make_ctx(f"partitioned-w{workers}")
+            p = self.start(pl, ctx, "generator:", path, ["--workers", str(workers), "--var",
+                                                         f"COUNT={self.viewlog_count}", "--var",
+                                                         "RATE=0", "--var", "SPACING=5ms"],
+                           caught_up=False)
+            rc = self.finish(p)
+            problems = [] if rc == 0 else [f"run exited {rc}\n{self.tail(p)}"]
+            if not problems:
+                rows, problems = pl.read_rows(ctx)
+                dl = dead_letter_multiset(ctx)
+                if base is None:
+                    base, base_dl = rows, dl
+                    if not rows:
+                        problems.append("no rows")
+                elif rows is not None:
+                    problems += pl.compare_rows(rows, base, f"{workers} workers", "1 worker")
+                    problems += diff_multisets(base_dl, dl, "1 worker", f"{workers} workers")
+            self.result(f"{pl.name}: generator with 4 partitions, --workers {workers}"
+                        + (" (the reference)" if workers == 1 else " == --workers 1"), problems)
+            if problems and workers == 1:
+                return
 
 
 def main(argv=None):
@@ -696,13 +742,17 @@ def main(argv=None):
     ap.add_argument("--kills", type=int, help="kills per pipeline (default 4, 20 with --full)")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SLUICE_DIFFERENTIAL_SEED",
                                                                    "1313")))
-    ap.add_argument("--variants", default=",".join(VARIANTS[1:] + ["split-bounded"]),
+    ap.add_argument("--variants",
                     help="comma-separated, besides the single run: " +
-                    ",".join(VARIANTS[1:] + ["split-bounded"]) + " (split-bounded: viewlog only)")
+                    ",".join(VARIANTS[1:] + ["split-bounded", "partitioned"]) +
+                    " (the last two: viewlog only; partitioned by default only with --full)")
     ap.add_argument("--run-timeout", type=float, default=120)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
     args.sluice = os.path.abspath(args.sluice)
+    if args.variants is None:
+        args.variants = ",".join(VARIANTS[1:] + ["split-bounded"] +
+                                 (["partitioned"] if args.full else []))
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in PIPELINES]
