@@ -29,7 +29,7 @@ Variants, each on a fresh sink, every run with `--until-caught-up` (the mode a s
            RNG): about one kill in five during start-up (0..150 ms after the start, before or
            around the first commit), the others after the run has committed at least once more
            (its sink's commit marker moved), a random time later; then restarted until a run
-           exits 0. The kill runs use a copy of the pipeline with checkpoint_interval 100ms so
+           exits 0. The kill runs use a copy of the pipeline with checkpoint_interval 25ms so
            that commits happen between kills.
   split    the input cut in two at a line boundary: the first part written at a path and run,
            then the second part written to a new file and `mv`d over the same path (a daily
@@ -459,7 +459,7 @@ class Test:
         self.shared_stats = None
         full = args.full
         self.kills = args.kills if args.kills is not None else (20 if full else 4)
-        self.copies = 40 if full else 12
+        self.copies = 60 if full else 24
         self.ysb_count = 2_000_000 if full else 500_000
         self.viewlog_count = 1_000_000 if full else 200_000
         # --until-caught-up: a file source keeps its open windows for the next run.
@@ -593,7 +593,7 @@ class Test:
                     "no window written twice", problems)
 
     def variant_kill(self, pl, ctx):
-        pipeline = self.pipeline_with_interval(pl, "100ms")
+        pipeline = self.pipeline_with_interval(pl, "25ms")
         problems, notes = [], []
         landed = startup = mid_input = early = 0
         consumed = False  # a run has exited 0: the input is read; later kills hit restarts
@@ -646,11 +646,13 @@ class Test:
             problems.append("kill: no restart exited 0")
         if landed < self.kills:
             problems.append(f"kill: only {landed} of {self.kills} kills landed")
-        if mid_input < max(1, self.kills // 2):
-            problems.append(f"kill: only {mid_input} kills landed before the input was read "
+        if mid_input < 1 or landed - startup < 1:
+            problems.append(f"kill: {mid_input} kills landed before the input was read, "
+                            f"{landed - startup} after a commit of their run: need one of each "
                             "(a bigger input is needed)")
-        notes.append(f"{landed} kills: {mid_input} before the input was read, {startup} during "
-                     f"start-up; {early} run(s) finished before their kill")
+        notes.append(f"{landed} kills: {landed - startup} after a commit of their run, {startup} "
+                     f"during start-up; {mid_input} before the input was read; {early} run(s) "
+                     "finished before their kill")
         return problems, notes
 
     # -------------------------------------------------------------------------- one pipeline
