@@ -16,6 +16,7 @@ help:
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
+	@echo "make differential  the long differential test (20 kills per pipeline; see tests/cmake/differential.cmake)"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make sigterm-long  SIGTERM at random moments to every example pipeline (SIGTERM_ROUNDS=10)"
 	@echo "make clean     remove build trees"
@@ -66,6 +67,13 @@ services:
 
 services-down:
 	@scripts/services.sh down
+
+# The differential test at full length (tests/integration/differential_test.py): every example
+# pipeline with a file source through one run, 20 kill -9 + restarts, a replaced input file and
+# 1/2/4 workers, all equal. The suite's `ctest -R differential` runs a short version.
+.PHONY: differential
+differential: build services
+	cd $(BUILD_DIR) && SLUICE_DIFFERENTIAL_FULL=1 ctest -R '^differential$$' --output-on-failure
 
 # Benchmarks (bench/README.md, BENCHMARKS.md): an optimised build in $(BENCH_BUILD_DIR), then the
 # end-to-end runs and micro-benchmarks; results in bench/results/. BENCH_QUICK=1: about a minute.

@@ -414,6 +414,12 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
     open_->Merge(std::move(deltas));
     if (*all_ended) {
       closed = open_->TakeAll();
+      // Every window just written is closed for good: a later run (a replaced file, say) must
+      // find its records late rather than write the window a second time.
+      for (const auto& d : closed) {
+        window_.closed_before = std::max(window_.closed_before,
+                                         d.window_start + spec.window_micros + spec.allowed_lateness_micros);
+      }
     } else if (any_active && closable != kNoWatermark) {
       // A window is closed when its end plus the allowed lateness is at or before the bound.
       closed = open_->TakeClosed(closable - spec.allowed_lateness_micros);

@@ -132,6 +132,7 @@ Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig
 
 Status FileSource::Open(const SourceContext& ctx) {
   follow_ = ctx.follow && !ctx.until_caught_up;
+  until_caught_up_ = ctx.until_caught_up;
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) return OpenError("source " + name_ + ": open " + path_, errno);
   struct stat st;

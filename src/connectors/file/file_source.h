@@ -37,6 +37,10 @@ class FileSource : public Source {
   std::optional<std::string> Header() const override { return header_; }
   std::string_view kind() const override { return "file"; }
   DecoderOptions decoder_options() const override { return options_; }
+  /// A bounded run ends the input for good (every open window is written); with
+  /// --until-caught-up the file is what is there now, and the next run may bring more (a file
+  /// appended to, or replaced by the next export), so open windows stay in the state.
+  bool EndIsFinal() const override { return !until_caught_up_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
   std::vector<int32_t> Partitions() const override { return {0}; }
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override;
@@ -79,6 +83,7 @@ class FileSource : public Source {
   int64_t head_hash_ = 0;
   int64_t tail_hash_ = 0;
   bool follow_ = false;
+  bool until_caught_up_ = false;  ///< kEnd is "caught up for now": open windows stay open
   std::optional<std::string> header_;
   /// Returns the buffered bytes [0, buf_len_).
   std::string_view Buffered() const { return {buf_.get(), buf_len_}; }

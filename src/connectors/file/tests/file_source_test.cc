@@ -155,6 +155,22 @@ TEST_F(FileSourceTest, ResumesAfterCommittedOffsetAndStillReadsHeader) {
   EXPECT_EQ(records, (std::vector<std::string>{"2;y", "3;z"}));
 }
 
+// A bounded run ends the input for good, so every open window is written at its end; with
+// --until-caught-up the end is "caught up for now" (the file may grow or be replaced by the next
+// export), so open windows stay in the state as with Kafka.
+TEST_F(FileSourceTest, EndIsFinalOnlyWithoutUntilCaughtUp) {
+  auto path = Write("t.ndjson", "{\"a\":1}\n");
+  auto bounded = Make(path);
+  ASSERT_TRUE(bounded->Open(Context()).ok());
+  EXPECT_TRUE(bounded->EndIsFinal());
+  auto caught_up = Make(path);
+  SourceContext ctx = Context();
+  ctx.until_caught_up = true;
+  ASSERT_TRUE(caught_up->Open(ctx).ok());
+  EXPECT_FALSE(caught_up->EndIsFinal());
+  EXPECT_EQ(ReadAll(*caught_up), (std::vector<std::string>{"{\"a\":1}"}));
+}
+
 TEST_F(FileSourceTest, NdjsonSkipsBlankLines) {
   auto path = Write("t.ndjson", "{\"a\":1}\n\n{\"a\":2}\n");
   auto src = Make(path);
