@@ -191,3 +191,12 @@ file(GLOB SLUICE_TEST_GROUPS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cmake
 foreach(group IN LISTS SLUICE_TEST_GROUPS)
   include(${group})
 endforeach()
+
+# What a run tells about itself: progress lines and the live bar (under a pty), the summary
+# (done / interrupted at X% / nothing new), --summary-json, --quiet, every line JSON under
+# --log-format json; validate with several files; init skeletons that validate and run.
+add_test(NAME cli_output
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/cli_output_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(cli_output PROPERTIES TIMEOUT 300 LABELS "python;integration")

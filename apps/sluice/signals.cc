@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "logging.h"
 
 namespace sluice::cli {
 namespace {
 
 std::thread g_signal_thread;
 std::atomic<bool> g_watching{false};
+std::atomic<int> g_received{0};  ///< the first SIGINT/SIGTERM seen (0: none)
 
 }  // namespace
 
@@ -28,15 +30,22 @@ void WatchSignals(Runner* runner) {
       if (sigwait(&set, &sig) != 0) continue;
       if (sig == SIGUSR1 || !g_watching) return;
       if (++seen == 1) {
-        std::fprintf(stderr, "\nsluice: %s received, draining and checkpointing (send again to exit at once)\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        g_received = sig;
+        LogSignalNotice(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                            " received, draining and checkpointing (send again to exit at once)",
+                        sig, true);
         runner->RequestStop();
       } else {
-        std::fprintf(stderr, "sluice: second signal, exiting without a final checkpoint\n");
+        LogSignalNotice("second signal, exiting without a final checkpoint", sig, false);
         _exit(130);
       }
     }
   });
+}
+
+std::string ReceivedSignal() {
+  const int sig = g_received.load();
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "";
 }
 
 void StopWatchingSignals() {
