@@ -43,14 +43,15 @@ std::string SourceNotes(const std::string& scheme) {
 /// The [sink] section for `scheme`, and whether it takes appended window rows (`append`) or
 /// upserts by key.
 std::string SinkSection(const std::string& uri, const std::string& scheme, bool* append) {
-  *append = scheme == "parquet";
+  // Files and topics take each window's rows once; tables merge updates by key.
+  *append = scheme == "parquet" || scheme == "kafka";
   std::string out = "[sink]\nuri = " + Quoted(uri) + "\n";
   if (scheme == "parquet") {
     out += "# One Parquet file per closed window (append mode); files are partitioned by these\n"
            "# columns.\n"
            "partition_by = [\"key\"]\n";
   } else if (scheme == "kafka") {
-    out += "# Each result row is one JSON message, keyed by these columns.\n"
+    out += "# Each closed window's row is one JSON message (append mode), keyed by these columns.\n"
            "key = \"key\"\n";
   } else {
     out += "# Result rows are upserted by the aggregate's keys; positions are committed in the same\n"

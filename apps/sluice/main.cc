@@ -99,6 +99,7 @@ std::unique_ptr<sluice::Runner> Prepare(
     *exit_code = CheckExitCode(config.status());
     return nullptr;
   }
+  sluice::cli::SetLogPipeline(config->name);
   show(config->variables);
   auto runner = sluice::Runner::Make(std::move(config).value(), options);
   if (!runner.ok()) {
@@ -211,7 +212,6 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   };
   auto runner = Prepare(path, *vars, options, show, &exit_code);
   if (!runner) return exit_code;
-  sluice::cli::SetLogPipeline(runner->config().name);
   sluice::cli::HttpEndpoint endpoint;
   if (!http.address.empty()) {
     auto started_http = sluice::cli::StartHttp(runner.get(), http.address);

@@ -1,6 +1,7 @@
 #include "progress.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -258,9 +259,27 @@ void ProgressReporter::Loop() {
   }
 }
 
+namespace {
+
+/// The progress of a finished run. A file run that read nothing stopped at the end of the file
+/// it found (no poll consumed anything, so no position was reported): its position is the size.
+Progress FinalProgress(const PipelineSnapshot& s, const PipelineConfig& config, const RunEnd& end) {
+  Progress p = MeasureProgress(s, config, end.seconds);
+  if (p.file && p.position < 0 && Outcome(s, end) == "nothing_new") {
+    struct stat st;
+    if (::stat(SplitUri(config.source.uri).second.c_str(), &st) == 0) {
+      p.position = p.total = static_cast<int64_t>(st.st_size);
+      p.percent = 100.0;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
 std::string SummaryText(const PipelineSnapshot& s, const PipelineConfig& config,
                         const std::string& dead_letter_path, const RunEnd& end) {
-  const Progress p = MeasureProgress(s, config, end.seconds);
+  const Progress p = FinalProgress(s, config, end);
   const std::string outcome = Outcome(s, end);
   std::string out = config.name + ": " + Thousands(s.records_in) + " records in " +
                     Fixed(end.seconds, 2) + "s (" +
@@ -295,7 +314,7 @@ std::string SummaryText(const PipelineSnapshot& s, const PipelineConfig& config,
 
 std::string SummaryJson(const PipelineSnapshot& s, const PipelineConfig& config,
                         const std::string& dead_letter_path, const RunEnd& end) {
-  const Progress p = MeasureProgress(s, config, end.seconds);
+  const Progress p = FinalProgress(s, config, end);
   JsonFields f;
   f.Add("event", "summary").Add("pipeline", config.name).Add("outcome", Outcome(s, end));
   if (!end.signal.empty()) f.Add("signal", end.signal);
