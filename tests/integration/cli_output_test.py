@@ -182,11 +182,25 @@ def main():
           r.returncode == 2 and "--summary-json: cannot write" in r.stderr and not os.path.exists(path("q2.db")), r)
 
     # ---- progress lines in logs (stderr is not a terminal) ------------------------------------------
-    # SIGTERM once a progress line shows the file partly read.
-    seen, r = sigterm_run(base(big, path("big.db"), "--progress-interval", "0.05", "--workers", "1",
-                               "--summary-json", path("big.json")),
-                          r"progress recruitment: \d{1,2}\.\d% of ", "big")
-    progress = [l for l in r.stderr.splitlines() if "progress recruitment:" in l]
+    # SIGTERM once a progress line shows the file partly read (a fast machine may read the whole
+    # file before the first line: then another try on a fresh sink).
+    for attempt in range(4):
+        db = path(f"big{attempt}.db")
+        seen, r = sigterm_run(base(big, db, "--progress-interval", "0.02", "--workers", "1",
+                                   "--summary-json", path("big.json")),
+                              r"progress recruitment: \d{1,2}\.\d% of ", "big")
+        try:
+            done_at = json.load(open(path("big.json"))).get("position")
+        except (OSError, ValueError):
+            done_at = None
+        # The source reads ahead of the aggregation: a signal may land after the whole file was
+        # read (an honest "interrupted at 100.0%"); try again for one that lands mid-file.
+        if seen and done_at != big_size:
+            break
+    if done_at == big_size:
+        print("     NOTE: every SIGTERM landed after the whole file was read", flush=True)
+    # (lines before the first read have no position yet)
+    progress = [l for l in r.stderr.splitlines() if "progress recruitment:" in l and "%" in l]
     check("progress lines: percent of the file, its size with separators, records/s, ETA",
           seen and progress and all(re.search(
               r"progress recruitment: [\d.]+% of " + re.escape(big) + r" \([\d,]+ of " + f"{big_size:,}" +
@@ -199,10 +213,10 @@ def main():
     pct = s.get("position", -1) / big_size * 100
     check("SIGTERM: exit 0, summary says interrupted by SIGTERM at the file's percent",
           r.returncode == 0 and s.get("outcome") == "interrupted" and s.get("signal") == "SIGTERM"
-          and 0 < s.get("position", -1) < big_size and abs(s.get("percent", -1) - pct) < 1e-6
+          and 0 < s.get("position", -1) <= big_size and abs(s.get("percent", -1) - pct) < 1e-3
           and f"interrupted by SIGTERM at {pct:.1f}% of {big}" in r.stdout, f"{s}\n{r}")
     first = s.get("records_in", 0)
-    r = run(base(big, path("big.db"), "--summary-json", path("big2.json")))
+    r = run(base(big, db, "--summary-json", path("big2.json")))
     s2 = json.load(open(path("big2.json"))) if os.path.exists(path("big2.json")) else {}
     check("the re-run continues where the interrupted one stopped: their records add up to the file's",
           r.returncode == 0 and s2.get("outcome") == "done" and first + s2.get("records_in", 0) == big_n,
