@@ -47,6 +47,11 @@ std::string Bytes(int64_t b) {
   return u == 0 ? std::to_string(b) + " B" : Fixed(v, 1) + " " + units[u];
 }
 
+/// "1 checkpoint", "3 checkpoints".
+std::string Checkpoints(int64_t n) {
+  return Thousands(n) + (n == 1 ? " checkpoint" : " checkpoints");
+}
+
 std::string Json(std::string_view s) {
   std::string out;
   AppendJsonString(s, &out);
@@ -169,7 +174,7 @@ std::string ProgressText(const Progress& p) {
   if (p.eta_seconds >= 0) out += ", ETA " + Duration(p.eta_seconds);
   if (p.lag >= 0) out += ", lag " + Thousands(p.lag) + " messages";
   out += ", " + Thousands(p.ignored) + " ignored, " + Thousands(p.dead_lettered) +
-         " dead-lettered, " + Thousands(p.checkpoints) + " checkpoints";
+         " dead-lettered, " + Checkpoints(p.checkpoints);
   return out;
 }
 
@@ -308,7 +313,7 @@ std::string SummaryText(const PipelineSnapshot& s, const PipelineConfig& config,
   out += "\n  output: " + config.sink.uri;
   if (!config.sink.table.empty()) out += " table " + config.sink.table;
   out += ": " + Thousands(s.rows_written) + (Appends(config) ? " rows appended" : " rows upserted") +
-         " in " + Thousands(s.checkpoints) + " checkpoints";
+         " in " + Checkpoints(s.checkpoints);
   return out;
 }
 

@@ -142,7 +142,7 @@ def main():
     check("summary: ignored records with their count by reason",
           f"{sum(small_ignored.values()):,} ignored ({reasons})" in r.stdout, f"want ({reasons})\n{r}")
     check("summary: where the output went, rows upserted (not 'rows written')",
-          re.search(r"output: sqlite:" + re.escape(path("s.db")) + r" table events: [\d,]+ rows upserted in [\d,]+ checkpoints",
+          re.search(r"output: sqlite:" + re.escape(path("s.db")) + r" table events: [\d,]+ rows upserted in [\d,]+ checkpoints?",
                     r.stdout) and "rows written" not in r.stdout, r)
     try:
         s = json.load(open(sj))
