@@ -201,3 +201,11 @@ add_test(NAME dead_letters
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(dead_letters PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
                      SKIP_RETURN_CODE 77)
+# What a run tells about itself: progress lines and the live bar (under a pty), the summary
+# (done / interrupted at X% / nothing new), --summary-json, --quiet, every line JSON under
+# --log-format json; validate with several files; init skeletons that validate and run.
+add_test(NAME cli_output
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/cli_output_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(cli_output PROPERTIES TIMEOUT 300 LABELS "python;integration")

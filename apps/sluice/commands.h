@@ -17,6 +17,8 @@ void WatchSignals(Runner* runner);
 void StopWatchingSignals();
 /// Disarms that backstop (before waiting on purpose, e.g. --http-linger).
 void DisarmSignalBackstop();
+/// "SIGINT" or "SIGTERM" when WatchSignals saw one (the run was asked to stop), else "".
+std::string ReceivedSignal();
 
 /// Prints a one-line run summary to stdout (for a run that finished).
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);
@@ -75,5 +77,21 @@ struct FakeApiCliOptions {
 
 /// Serves randomuser-shaped JSON at /api/ until SIGINT/SIGTERM. Returns the exit code.
 int RunFakeApi(const FakeApiCliOptions& options);
+
+/// Settings of `sluice init`.
+struct InitOptions {
+  std::string source;  ///< source URI
+  std::string sink;    ///< sink URI
+  std::string output;  ///< "" or "-": stdout
+  std::string name;    ///< "": the output file's stem, else "pipeline"
+  bool force = false;  ///< overwrite an existing output file
+};
+
+/// The commented pipeline file `sluice init` writes for a source and a sink.
+std::string PipelineSkeleton(const std::string& name, const std::string& source_uri,
+                             const std::string& sink_uri);
+
+/// Writes the skeleton. Returns the exit code (2: the output exists or cannot be written).
+int RunInit(const InitOptions& options);
 
 }  // namespace sluice::cli

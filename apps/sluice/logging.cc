@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <iostream>
 
 #include "core/json_writer.h"
@@ -15,6 +17,12 @@ namespace sluice::cli {
 namespace {
 
 bool g_json = false;
+
+/// Extra members for the JSON object of the line being logged on this thread (",\"k\":v...");
+/// set by LogWithFields around one spdlog call (formatting runs on the calling thread).
+thread_local const std::string* t_fields = nullptr;
+/// `,"pipeline":NAME` on every JSON line once the pipeline is known.
+std::string g_pipeline_field;
 
 /// Formats each log record as one JSON object on one line.
 class JsonFormatter : public spdlog::formatter {
@@ -32,7 +40,12 @@ class JsonFormatter : public spdlog::formatter {
     AppendJsonString(std::string_view(msg.payload.data(), msg.payload.size()), &line);
     line += ",\"logger\":";
     AppendJsonString(std::string_view(msg.logger_name.data(), msg.logger_name.size()), &line);
-    line += ",\"thread\":" + std::to_string(msg.thread_id) + "}\n";
+    line += ",\"thread\":" + std::to_string(msg.thread_id);
+    if (t_fields == nullptr || t_fields->find("\"pipeline\":") == std::string::npos) {
+      line += g_pipeline_field;
+    }
+    if (t_fields != nullptr) line += *t_fields;
+    line += "}\n";
     dest.append(line.data(), line.data() + line.size());
   }
   std::unique_ptr<spdlog::formatter> clone() const override {
@@ -66,6 +79,65 @@ Status SetupLogging(const std::string& level, const std::string& format) {
 }
 
 bool JsonLogs() { return g_json; }
+
+void SetLogPipeline(const std::string& name) {
+  std::string f = ",\"pipeline\":";
+  AppendJsonString(name, &f);
+  g_pipeline_field = f;
+}
+
+void LogWithFields(spdlog::level::level_enum level, const std::string& message,
+                   const JsonFields& fields) {
+  const std::string extra = fields.str();
+  t_fields = &extra;
+  spdlog::log(level, "{}", message);
+  t_fields = nullptr;
+  if (level >= spdlog::level::warn) spdlog::default_logger()->flush();
+}
+
+JsonFields& JsonFields::Add(std::string_view key, std::string_view value) {
+  Key(key);
+  AppendJsonString(value, &out_);
+  return *this;
+}
+
+JsonFields& JsonFields::Add(std::string_view key, int64_t value) {
+  Key(key);
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonFields& JsonFields::Add(std::string_view key, double value) {
+  Key(key);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3f", value);
+  out_ += buf;
+  return *this;
+}
+
+JsonFields& JsonFields::AddRaw(std::string_view key, std::string_view json) {
+  Key(key);
+  out_ += json;
+  return *this;
+}
+
+void JsonFields::Key(std::string_view key) {
+  out_ += ',';
+  AppendJsonString(key, &out_);
+  out_ += ':';
+}
+
+void LogSignalNotice(const std::string& message, int signal, bool draining) {
+  if (g_json) {
+    JsonFields f;
+    f.Add("event", "signal")
+        .Add("signal", signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : std::to_string(signal))
+        .AddRaw("draining", draining ? "true" : "false");
+    LogWithFields(spdlog::level::warn, message, f);
+  } else {
+    std::fprintf(stderr, "%ssluice: %s\n", draining ? "\n" : "", message.c_str());
+  }
+}
 
 void ReportError(const std::string& message) {
   if (g_json) {

@@ -6,11 +6,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
+#include <set>
+#include <unistd.h>
 #include <functional>
 #include <iostream>
 
 #include "commands.h"
 #include "logging.h"
+#include "progress.h"
 #include "serve.h"
 #include "config/pipeline_config.h"
 #include "runtime/plan.h"
@@ -88,21 +92,15 @@ void Linger(const sluice::cli::HttpEndpoint& endpoint, double seconds) {
 /// check that needs no data (see Runner::Make). On failure reports the error and sets
 /// `*exit_code`.
 std::unique_ptr<sluice::Runner> Prepare(
-    const std::string& path, const std::vector<std::string>& var_items,
-    const sluice::RunOptions& options,
+    const std::string& path, const sluice::Variables& vars, const sluice::RunOptions& options,
     const std::function<void(const std::vector<sluice::VariableUse>&)>& show, int* exit_code) {
-  auto vars = ParseVars(var_items);
-  if (!vars.ok()) {
-    ReportError(vars.status().message());
-    *exit_code = kExitConfig;
-    return nullptr;
-  }
-  auto config = sluice::LoadPipelineConfig(path, *vars);
+  auto config = sluice::LoadPipelineConfig(path, vars);
   if (!config.ok()) {
     ReportError(config.status().message());
     *exit_code = CheckExitCode(config.status());
     return nullptr;
   }
+  sluice::cli::SetLogPipeline(config->name);
   show(config->variables);
   auto runner = sluice::Runner::Make(std::move(config).value(), options);
   if (!runner.ok()) {
@@ -113,27 +111,107 @@ std::unique_ptr<sluice::Runner> Prepare(
   return std::move(runner).value();
 }
 
-int Validate(const std::string& path, const std::vector<std::string>& var_items) {
-  int exit_code = 0;
-  auto show = [](const std::vector<sluice::VariableUse>& variables) {
-    if (variables.empty()) return;
-    std::cout << "variables\n";
-    for (const auto& v : variables) std::cout << "  " << sluice::DescribeVariable(v) << "\n";
-    std::cout << std::flush;
-  };
-  auto runner = Prepare(path, var_items, sluice::RunOptions{}, show, &exit_code);
-  if (!runner) return exit_code;
-  std::cout << sluice::DescribePlan(runner->plan()) << "ok\n";
-  return kExitDone;
+/// `sluice validate FILE...`: checks each file as `run` would and prints its plan. With several
+/// files the same --var set applies to each, and a --var is unused when no file references it.
+int Validate(const std::vector<std::string>& paths, const std::vector<std::string>& var_items) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    ReportError(vars.status().message());
+    return kExitConfig;
+  }
+  const bool several = paths.size() > 1;
+  // One file: the loader refuses an unused --var itself (naming the variables it references).
+  if (several) vars->reject_unused = false;
+  std::set<std::string> referenced;
+  int worst = kExitDone, failed = 0;
+  for (const std::string& path : paths) {
+    if (several) std::cout << path << "\n" << std::flush;
+    const std::string indent = several ? "  " : "";
+    auto show = [&](const std::vector<sluice::VariableUse>& variables) {
+      for (const auto& v : variables) referenced.insert(v.name);
+      if (variables.empty()) return;
+      std::cout << indent << "variables\n";
+      for (const auto& v : variables) std::cout << indent << "  " << sluice::DescribeVariable(v) << "\n";
+      std::cout << std::flush;
+    };
+    int exit_code = kExitDone;
+    auto runner = Prepare(path, *vars, sluice::RunOptions{}, show, &exit_code);
+    if (!runner) {
+      ++failed;
+      worst = std::max(worst, exit_code == kExitConfig ? 3 : exit_code);  // 2 outranks 1
+      if (several) std::cout << "  failed (see stderr)\n" << std::flush;
+      continue;
+    }
+    std::string plan = sluice::DescribePlan(runner->plan());
+    if (several) {
+      std::string indented;
+      size_t start = 0;
+      while (start < plan.size()) {
+        size_t end = plan.find('\n', start);
+        if (end == std::string::npos) end = plan.size();
+        indented += "  " + plan.substr(start, end - start) + "\n";
+        start = end + 1;
+      }
+      plan = indented;
+    }
+    std::cout << plan << indent << "ok\n" << std::flush;
+  }
+  if (several) {
+    std::vector<std::string> names(referenced.begin(), referenced.end());
+    for (const auto& [name, value] : vars->values) {
+      if (referenced.count(name)) continue;
+      const std::string hint = sluice::ClosestName(name, names);
+      ReportError("--var " + name + ": none of the " + std::to_string(paths.size()) +
+                  " files references ${" + name + "}" +
+                  (hint.empty() ? "" : " (did you mean " + hint + "?)"));
+      worst = 3;
+    }
+    std::cout << paths.size() << " files: " << paths.size() - failed << " ok, " << failed
+              << " failed\n";
+  }
+  return worst == 3 ? kExitConfig : worst;
+}
+
+/// Settings of `sluice run` that only the command line uses.
+struct RunCliOptions {
+  sluice::cli::ProgressOptions progress;
+  std::string summary_json;  ///< "": none; "-": stdout (instead of the text summary); else a file
+};
+
+/// Writes `json` and a newline to `path` ("-": stdout).
+Status WriteSummaryJson(const std::string& path, const std::string& json) {
+  if (path == "-") {
+    std::cout << json << "\n" << std::flush;
+    return Status::OK();
+  }
+  std::ofstream out(path, std::ios::trunc);
+  out << json << "\n";
+  out.close();
+  if (!out) return Status::IOError("--summary-json: cannot write " + path);
+  return Status::OK();
 }
 
 int Run(const std::string& path, const std::vector<std::string>& var_items,
-        const sluice::RunOptions& options, const HttpOptions& http) {
+        const sluice::RunOptions& options, const HttpOptions& http, const RunCliOptions& cli) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    ReportError(vars.status().message());
+    return kExitConfig;
+  }
+  if (!cli.summary_json.empty() && cli.summary_json != "-") {
+    // A path that cannot be written is an argument error, found before any data is read.
+    std::ofstream probe(cli.summary_json, std::ios::app);
+    if (!probe) {
+      ReportError("--summary-json: cannot write " + cli.summary_json);
+      return kExitConfig;
+    }
+  }
   int exit_code = 0;
-  auto show = [](const std::vector<sluice::VariableUse>& variables) {
+  auto show = [&cli](const std::vector<sluice::VariableUse>& variables) {
+    if (cli.progress.quiet) return;
     for (const auto& v : variables) spdlog::info("variable {}", sluice::DescribeVariable(v));
   };
-  auto runner = Prepare(path, var_items, options, show, &exit_code);
+  auto runner = Prepare(path, *vars, options, show, &exit_code);
   if (!runner) return exit_code;
   sluice::cli::HttpEndpoint endpoint;
   if (!http.address.empty()) {
@@ -148,32 +226,44 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   }
   sluice::cli::WatchSignals(runner.get());
   const auto started = std::chrono::steady_clock::now();
-  std::atomic<bool> done{false};
-  std::thread progress([&] {
-    // Progress for long runs: one line every 10 s on stderr.
-    auto next = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (std::chrono::steady_clock::now() < next) continue;
-      next += std::chrono::seconds(10);
-      auto s = runner->Snapshot();
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      spdlog::info("{} records in ({:.0f}/s), {} ignored, {} dead-lettered, {} checkpoints",
-                   s.records_in, s.records_in / std::max(secs, 1e-9), s.ignored, s.dead_lettered,
-                   s.checkpoints);
-    }
-  });
+  sluice::cli::ProgressOptions progress = cli.progress;
+  // The live bar only on a terminal and with text logs; otherwise a log line every interval.
+  progress.bar = !progress.quiet && isatty(STDERR_FILENO) && !sluice::cli::JsonLogs();
+  sluice::cli::ProgressReporter reporter(runner.get(), progress, started);
+  reporter.Start();
   Status s = runner->Run();
-  done = true;
-  progress.join();
+  reporter.Stop();
   sluice::cli::StopWatchingSignals();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (s.ok()) {
-    sluice::cli::PrintSummary(runner->Snapshot(), runner->dead_letter_location(), secs);
-  } else {
+  sluice::cli::RunEnd end;
+  end.status = s;
+  end.signal = sluice::cli::ReceivedSignal();
+  end.until_caught_up = options.until_caught_up;
+  end.follow = options.follow;
+  end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // The run had started: whatever stopped it is a runtime failure, whatever its status code.
+  end.exit_code = s.ok() ? kExitDone : kExitFailure;
+  const sluice::PipelineSnapshot snapshot = runner->Snapshot();
+  const std::string json =
+      sluice::cli::SummaryJson(snapshot, runner->config(), runner->dead_letter_location(), end);
+  if (!s.ok()) {
     // One line on stderr; stdout's summary is for runs that finished.
-    ReportError(sluice::cli::FailureSummary(runner->config().name, runner->Snapshot(), secs) +
-                ": " + s.ToString());
+    ReportError(sluice::cli::FailureSummary(runner->config().name, snapshot, end.seconds) + ": " +
+                s.ToString());
+  } else if (!cli.progress.quiet && cli.summary_json != "-") {
+    // Under --log-format json every line is JSON, the summary on stdout included.
+    if (sluice::cli::JsonLogs()) {
+      std::cout << json << "\n" << std::flush;
+    } else {
+      std::cout << sluice::cli::SummaryText(snapshot, runner->config(), runner->dead_letter_location(), end)
+                << "\n"
+                << std::flush;
+    }
+  }
+  if (!cli.summary_json.empty()) {
+    if (Status w = WriteSummaryJson(cli.summary_json, json); !w.ok()) {
+      ReportError(w.message());
+      if (end.exit_code == kExitDone) end.exit_code = kExitFailure;
+    }
   }
   if (endpoint.server && http.linger_seconds > 0) {
     sluice::cli::DisarmSignalBackstop();
@@ -187,8 +277,7 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
     std::fflush(nullptr);
     std::_Exit(kExitFailure);
   }
-  // The run had started: whatever stopped it is a runtime failure, whatever its status code.
-  return s.ok() ? kExitDone : kExitFailure;
+  return end.exit_code;
 }
 
 }  // namespace
@@ -221,6 +310,18 @@ int main(int argc, char** argv) {
   run->add_option("--reset-source", options.reset_source,
                   "forget the committed position of source NAME and read it from its beginning "
                   "(results already in the sink stay)");
+  RunCliOptions run_cli;
+  run->add_flag("--quiet,-q", run_cli.progress.quiet,
+                "no progress, no summary on stdout, no info logs (warnings and errors still go "
+                "to stderr; --summary-json still writes)");
+  run->add_option("--progress-interval", run_cli.progress.interval_seconds,
+                  "when stderr is not a terminal: a progress log line every this many seconds "
+                  "(0: none; a terminal shows a live bar instead)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  run->add_option("--summary-json", run_cli.summary_json,
+                  "write the run's summary as one JSON object to FILE ('-': stdout, instead of "
+                  "the text summary), also for a failed run");
   HttpOptions http;
   run->add_option("--http", http.address,
                   "serve /metrics, /healthz, /readyz, /api/status and the dashboard on HOST:PORT "
@@ -230,9 +331,12 @@ int main(int argc, char** argv) {
                   "ends it)")
       ->check(CLI::NonNegativeNumber);
 
-  auto* validate = app.add_subcommand("validate", "Check a pipeline file and print its plan");
-  validate->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
-  validate->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+  auto* validate = app.add_subcommand("validate", "Check pipeline files and print their plans");
+  std::vector<std::string> pipelines;
+  validate->add_option("pipeline", pipelines, "pipeline TOML files")->required()->check(CLI::ExistingFile);
+  validate->add_option("--var", vars,
+                       "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
+                       "same set for each)");
 
   auto* demo = app.add_subcommand("demo", "Run the recruitment pipeline on generated data, no servers needed");
   sluice::cli::DemoOptions demo_options;
@@ -299,6 +403,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{5000}))
       ->capture_default_str();
 
+  auto* init = app.add_subcommand("init", "Write a commented pipeline skeleton for a source and a sink");
+  sluice::cli::InitOptions init_options;
+  init->add_option("--source", init_options.source,
+                   "source URI (a file path, kafka://HOST:PORT/TOPIC, http://..., generator:)")
+      ->required();
+  init->add_option("--sink", init_options.sink,
+                   "sink URI (sqlite:FILE, mysql://..., parquet:DIR, kafka://..., cassandra://...)")
+      ->required();
+  init->add_option("-o,--output", init_options.output, "pipeline file to write (default: stdout)");
+  init->add_option("--name", init_options.name, "pipeline name (default: the output file's stem)");
+  init->add_flag("--force", init_options.force, "overwrite the output file");
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -309,19 +425,24 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitDone : kExitConfig;
   }
+  // --quiet keeps stderr to warnings and errors unless --log-level says otherwise.
+  if (run->parsed() && run_cli.progress.quiet && app.get_option("--log-level")->count() == 0) {
+    log_level = "warn";
+  }
   if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
     std::cerr << "sluice: " << s.message() << "\n";
     return kExitConfig;
   }
 
-  if (run->parsed()) return Run(pipeline, vars, options, http);
-  if (validate->parsed()) return Validate(pipeline, vars);
+  if (run->parsed()) return Run(pipeline, vars, options, http, run_cli);
+  if (validate->parsed()) return Validate(pipelines, vars);
   if (generate->parsed()) {
     static std::atomic<bool> stop{false};
     std::signal(SIGINT, [](int) { stop.store(true); });
     std::signal(SIGTERM, [](int) { stop.store(true); });
     return sluice::cli::RunGenerate(gen, stop);
   }
+  if (init->parsed()) return sluice::cli::RunInit(init_options);
   if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
   if (demo->parsed()) {
     demo_options.http_address = demo_no_http ? std::string() : demo_http;

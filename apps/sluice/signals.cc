@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "logging.h"
 
 namespace sluice::cli {
 namespace {
@@ -13,6 +14,7 @@ namespace {
 std::thread g_signal_thread;
 std::atomic<bool> g_watching{false};
 std::atomic<bool> g_stopping{false};  ///< a stop signal was received
+std::atomic<int> g_received{0};       ///< the first SIGINT/SIGTERM seen (0: none)
 
 }  // namespace
 
@@ -42,11 +44,10 @@ void WatchSignals(Runner* runner) {
         sig = sigtimedwait(&set, nullptr, &timeout);
         if (sig < 0) {
           if (errno == EINTR) continue;
-          std::fprintf(stderr,
-                       "sluice: still draining %lld s after the signal (shutdown_timeout + 3 s); "
-                       "exiting without a final checkpoint (the next run reads again what was not "
-                       "committed)\n",
-                       static_cast<long long>(backstop_micros / 1'000'000));
+          LogSignalNotice("still draining " + std::to_string(backstop_micros / 1'000'000) +
+                              " s after the signal (shutdown_timeout + 3 s); exiting without a "
+                              "final checkpoint (the next run reads again what was not committed)",
+                          g_received.load(), false);
           std::fflush(nullptr);
           _exit(1);
         }
@@ -54,15 +55,22 @@ void WatchSignals(Runner* runner) {
       if (sig == SIGUSR1 || !g_watching) return;
       if (++seen == 1) {
         g_stopping = true;
-        std::fprintf(stderr, "\nsluice: %s received, draining and checkpointing (send again to exit at once)\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        g_received = sig;
+        LogSignalNotice(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                            " received, draining and checkpointing (send again to exit at once)",
+                        sig, true);
         runner->RequestStop();
       } else {
-        std::fprintf(stderr, "sluice: second signal, exiting without a final checkpoint\n");
+        LogSignalNotice("second signal, exiting without a final checkpoint", sig, false);
         _exit(130);
       }
     }
   });
+}
+
+std::string ReceivedSignal() {
+  const int sig = g_received.load();
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "";
 }
 
 void StopWatchingSignals() {
