@@ -168,7 +168,10 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   sluice::cli::StopWatchingSignals();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (s.ok()) {
-    sluice::cli::PrintSummary(runner->Snapshot(), runner->dead_letter_path(), secs);
+    // With the `stdout:` sink, stdout carries the rows only.
+    const bool rows_on_stdout = sluice::SplitUri(runner->config().sink.uri).first == "stdout";
+    sluice::cli::PrintSummary(runner->Snapshot(), runner->dead_letter_path(), secs,
+                              rows_on_stdout ? stderr : stdout);
   } else {
     // One line on stderr; stdout's summary is for runs that finished.
     ReportError(sluice::cli::FailureSummary(runner->config().name, runner->Snapshot(), secs) +

@@ -209,7 +209,9 @@ class Reader {
       }
       if (has_scheme) {
         const std::string scheme = text.substr(0, colon);
-        if (scheme != "file" && scheme != "sqlite" && scheme != "parquet") return text;
+        if (scheme != "file" && scheme != "sqlite" && scheme != "parquet" && scheme != "ndjson") {
+          return text;
+        }
         start = colon + 1;
         if (text.compare(start, 2, "//") == 0) start += 2;
         end = std::min(end, text.find('?', start));
