@@ -132,7 +132,7 @@ void CollectReferences(const toml::node& node, std::set<std::string>* names) {
 /// How a setting's value is a path that resolves against the pipeline file's directory.
 enum class PathKind {
   kNone,
-  kUri,   ///< a URI whose file, sqlite: or parquet: path part is a path
+  kUri,   ///< a URI whose file, sqlite:, parquet: or ndjson: path part is a path
   kPath,  ///< a plain path
 };
 

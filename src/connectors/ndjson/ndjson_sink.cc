@@ -111,12 +111,17 @@ Status NdjsonSink::Open(const SinkContext& ctx) {
   RETURN_IF_ERROR(Check(ctx));
   ctx_ = ctx;
   if (path_.empty()) return Status::OK();
+  Status s = OpenFile(ctx);
+  if (!s.ok()) Close();  // and so release the lock
+  return s;
+}
+
+Status NdjsonSink::OpenFile(const SinkContext& ctx) {
   RETURN_IF_ERROR(EnsureParentDirectory(path_));
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) return Status::IOError("open " + path_ + ": " + Errno());
   // Two processes appending to one file would overwrite each other's lines.
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    Close();
     return Status::InvalidArgument(path_ + " is in use by another sluice process; give each "
                                    "pipeline process its own ndjson file");
   }

@@ -60,6 +60,7 @@ class NdjsonSink : public Sink {
   };
 
   NdjsonSink(std::string path, std::string where) : path_(std::move(path)), where_(std::move(where)) {}
+  Status OpenFile(const SinkContext& ctx);
   Result<bool> ReadSidecar(Committed* out) const;
   Status WriteSidecar(const Committed& c) const;
   Status WriteAt(int64_t offset, const std::string& bytes);

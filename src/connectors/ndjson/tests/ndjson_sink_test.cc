@@ -102,7 +102,7 @@ TEST_F(NdjsonSinkTest, CommitsLinesAndPositionsAndReloadsThem) {
   ASSERT_TRUE(positions.ok());
   // Partition 0 was only in the first checkpoint: positions merge, as a table's upsert does.
   EXPECT_EQ(*positions, (std::vector<StoredPosition>{{"api", 0, 10}, {"api", 1, 7}}));
-  EXPECT_EQ(Slurp(path_).size(), 65u);
+  EXPECT_EQ(Slurp(path_).size(), 63u);
 }
 
 TEST_F(NdjsonSinkTest, LinesWithoutCommittedPositionsAreCutOnStart) {
@@ -163,7 +163,6 @@ TEST_F(NdjsonSinkTest, RefusesAnotherPipelinesFileAndATruncatedOne) {
   Status st = (*s)->Open(ctx_);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
   EXPECT_NE(st.message().find("pipeline 'users'"), std::string::npos) << st.ToString();
-  (*s)->Close();
 
   ctx_.pipeline = "users";
   fs::resize_file(path_, 3);
