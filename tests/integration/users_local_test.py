@@ -2,7 +2,7 @@
 """The users pipeline without servers: `sluice fake-api` -> examples/users-local.toml -> SQLite
 upserted by id, and the same flattening into an `ndjson:` file; both killed with kill -9.
 
-    users_local_test.py --sluice build/sluice [--only sqlite,ndjson] [--keep]
+    users_local_test.py --sluice build/sluice [--only sqlite,stdout,ndjson] [--keep]
 
 No server but the fake API, which the test starts itself on a free loopback port. Expected values
 never come from sluice: the test fetches the same pages (same seed and page size) with urllib,
@@ -13,6 +13,9 @@ Scenarios:
   sqlite  examples/users-local.toml run until its first commit, killed with kill -9, rerun with
           --until-caught-up: the table holds one row per distinct id fetched, every column equal
           to the Python flattening, `id` is the primary key; a third run changes nothing
+  stdout  SINK=stdout: prints exactly the first COUNT profiles as JSON lines on stdout (the
+          summary on stderr); `sluice validate` refuses an update-mode aggregate into stdout: and
+          ndjson:, and a table sink's [sink] on ndjson:, with exit 2
   ndjson  the same flattening into ndjson:PATH (the example without `key`), killed with kill -9
           after commits several times and restarted: the file's lines are exactly the profiles
           in page order, each once (no duplicate, no missing line), and a rerun adds nothing
@@ -138,6 +141,39 @@ class Test:
             return {r["id"]: {k: r[k] for k in COLUMNS}
                     for r in c.execute("SELECT * FROM users_profile")}
 
+    # ---- stdout: a quick look, and what validate refuses ----
+
+    def scenario_stdout(self, api, want):
+        n = 25
+        cmd = self.cmd(EXAMPLE, "stdout:", api)
+        cmd[cmd.index(f"COUNT={COUNT}")] = f"COUNT={n}"
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.check(p.returncode == 0, f"stdout: exit {p.returncode}: {p.stderr[-500:]!r}")
+        lines = p.stdout.decode("utf-8").splitlines()
+        try:
+            got = [json.loads(line) for line in lines]
+        except ValueError as e:
+            got = []
+            self.check(False, f"stdout: a line is not JSON ({e}): {lines[-1:]!r}")
+        self.check(got == want[:n], f"stdout: {len(got)} lines, expected the first {n} profiles")
+        self.check(b"records in" in p.stderr, "stdout: the summary is not on stderr")
+        recruitment = os.path.join(REPO, "examples", "recruitment.toml")
+        for pipeline, sink, needle in (
+                (recruitment, "stdout:", 'mode = "append"'),
+                (recruitment, "ndjson:" + os.path.join(self.tmp, "r.ndjson"), 'mode = "append"'),
+                (EXAMPLE, "ndjson:" + os.path.join(self.tmp, "u.ndjson"), "has no tables")):
+            v = subprocess.run([self.sluice, "validate", pipeline, "--var", f"SINK={sink}",
+                                "--var", "TRACKING=generator:"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            out = v.stdout.decode("utf-8", "replace")
+            self.check(v.returncode == 2 and needle in out,
+                       f"validate {os.path.basename(pipeline)} into {sink}: exit {v.returncode}, "
+                       f"expected 2 and {needle!r}: {out[-400:]!r}")
+        v = subprocess.run([self.sluice, "validate", EXAMPLE, "--var", "SINK=stdout:"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.check(v.returncode == 0, f"validate users-local into stdout: exit {v.returncode}")
+        self.say(f"stdout: {len(got)} lines; validate refuses update mode, and table/key on ndjson:")
+
     # ---- ndjson: the same pipeline into ndjson:PATH ----
 
     def scenario_ndjson(self, api, want):
@@ -191,7 +227,7 @@ class Test:
         try:
             want = expected_profiles(api.url)
             assert len(want) == COUNT
-            for name in ("sqlite", "ndjson"):
+            for name in ("sqlite", "stdout", "ndjson"):
                 if name in only:
                     self.say(f"== {name}")
                     getattr(self, "scenario_" + name)(api.url, want)
@@ -209,7 +245,7 @@ class Test:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--only", default="sqlite,ndjson")
+    ap.add_argument("--only", default="sqlite,stdout,ndjson")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     sys.exit(Test(a).main(set(a.only.split(","))))
