@@ -102,8 +102,9 @@ class Test:
         def committed():
             try:
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-                    return c.execute("SELECT count(*) FROM _sluice_positions WHERE "
-                                     "pipeline = 'users-local' AND source = 'api'").fetchone()[0] > 0
+                    n = c.execute("SELECT count(*) FROM _sluice_positions WHERE "
+                                  "pipeline = 'users-local' AND source = 'api'").fetchone()[0]
+                    return n > 0
             except sqlite3.Error:
                 return False
 
@@ -172,7 +173,8 @@ class Test:
         v = subprocess.run([self.sluice, "validate", EXAMPLE, "--var", "SINK=stdout:"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.check(v.returncode == 0, f"validate users-local into stdout: exit {v.returncode}")
-        self.say(f"stdout: {len(got)} lines; validate refuses update mode, and table/key on ndjson:")
+        self.say(f"stdout: {len(got)} lines; validate refuses update mode, "
+                 "and table/key on ndjson:")
 
     # ---- ndjson: the same pipeline into ndjson:PATH ----
 
@@ -217,9 +219,10 @@ class Test:
         self.check(dups == 0, f"{label}: {dups} duplicate lines")
         missing = {r["id"] for r in want} - set(ids)
         self.check(not missing, f"{label}: {len(missing)} profiles missing")
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                     min(len(got), len(want)))
         self.check(got == want, f"{label}: {len(got)} lines differ from the {len(want)} profiles "
-                   "in page order (first difference at line "
-                   f"{next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))})")
+                   f"in page order (first difference at line {first})")
         self.check(all(list(r) == COLUMNS for r in got), f"{label}: keys are not {COLUMNS}")
 
     def main(self, only):

@@ -44,7 +44,8 @@ Result<std::string> ReadWhole(const std::string& path) {
 Status WriteAll(int fd, const std::string& bytes, int64_t offset, const std::string& path) {
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, offset + static_cast<int64_t>(done));
+    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                         offset + static_cast<int64_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::IOError("write " + path + ": " + Errno());
     done += static_cast<size_t>(n);
@@ -57,7 +58,9 @@ Status WriteAll(int fd, const std::string& bytes, int64_t offset, const std::str
 void AppendNdjsonRow(const Schema& schema, const std::vector<Value>& row, std::string* out) {
   http::JsonBuilder j;
   j.BeginObject();
-  for (size_t i = 0; i < row.size() && i < schema.size(); ++i) j.Key(schema.field(i).name).ValueOf(row[i]);
+  for (size_t i = 0; i < row.size() && i < schema.size(); ++i) {
+    j.Key(schema.field(i).name).ValueOf(row[i]);
+  }
   j.EndObject();
   out->append(j.str());
   out->push_back('\n');
@@ -66,7 +69,8 @@ void AppendNdjsonRow(const Schema& schema, const std::vector<Value>& row, std::s
 Result<std::unique_ptr<Sink>> NdjsonSink::MakeFile(const SinkConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
   if (path.empty()) {
-    return Status::InvalidArgument(config.options.Where("uri") + ": ndjson sink needs a path: ndjson:PATH");
+    return Status::InvalidArgument(config.options.Where("uri") +
+                                   ": ndjson sink needs a path: ndjson:PATH");
   }
   if (!config.table.empty()) {
     return Status::InvalidArgument(config.options.Where("table") +
@@ -84,7 +88,9 @@ Result<std::unique_ptr<Sink>> NdjsonSink::MakeStdout(const SinkConfig& config) {
   }
   // A quick look at a pipeline written for another sink: the options that only shape that
   // sink's table or messages (not which rows there are) are accepted and have no effect.
-  for (const char* other : {"key", "partition_by", "column_types"}) (void)config.options.GetString(other);
+  for (const char* other : {"key", "partition_by", "column_types"}) {
+    (void)config.options.GetString(other);
+  }
   RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
   return std::unique_ptr<Sink>(new NdjsonSink("", config.options.Where("uri")));
 }
@@ -170,7 +176,8 @@ Result<bool> NdjsonSink::ReadSidecar(Committed* out) const {
   std::string magic;
   int64_t files = 0, positions = 0;
   uint8_t has_state = 0;
-  bool ok = r.GetString(&magic) && magic == kMagic && r.GetString(&out->pipeline) && r.GetI64(&files);
+  bool ok = r.GetString(&magic) && magic == kMagic && r.GetString(&out->pipeline) &&
+            r.GetI64(&files);
   for (int64_t i = 0; ok && i < files; ++i) {
     std::string role;
     int64_t length = 0;
@@ -187,8 +194,9 @@ Result<bool> NdjsonSink::ReadSidecar(Committed* out) const {
   ok = ok && r.GetU8(&has_state) && (!has_state || r.GetString(&out->state)) && r.done();
   out->has_state = has_state != 0;
   if (!ok) {
-    return Status::Internal(sidecar + " is not a sluice positions file (" +
-                            (r.status().ok() ? std::string("unexpected content") : r.status().message()) +
+    const std::string why =
+        r.status().ok() ? std::string("unexpected content") : r.status().message();
+    return Status::Internal(sidecar + " is not a sluice positions file (" + why +
                             "); it must not be edited");
   }
   return true;
@@ -235,7 +243,9 @@ Status NdjsonSink::WriteSidecar(const Committed& c) const {
 
 Result<std::vector<StoredPosition>> NdjsonSink::LoadPositions() {
   std::vector<StoredPosition> out;
-  for (const auto& [key, offset] : committed_.positions) out.push_back({key.first, key.second, offset});
+  for (const auto& [key, offset] : committed_.positions) {
+    out.push_back({key.first, key.second, offset});
+  }
   return out;
 }
 

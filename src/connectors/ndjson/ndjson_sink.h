@@ -59,7 +59,8 @@ class NdjsonSink : public Sink {
     std::string state;
   };
 
-  NdjsonSink(std::string path, std::string where) : path_(std::move(path)), where_(std::move(where)) {}
+  NdjsonSink(std::string path, std::string where)
+      : path_(std::move(path)), where_(std::move(where)) {}
   Status OpenFile(const SinkContext& ctx);
   Result<bool> ReadSidecar(Committed* out) const;
   Status WriteSidecar(const Committed& c) const;

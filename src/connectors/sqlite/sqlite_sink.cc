@@ -26,7 +26,8 @@ std::vector<std::string> SplitList(const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
     if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
     if (comma == std::string::npos) break;
@@ -76,8 +77,8 @@ Result<std::unique_ptr<Sink>> SqliteSink::Make(const SinkConfig& config) {
 Status SqliteSink::Check(const SinkContext& ctx) const {
   if (key_option_.empty()) return Status::OK();
   const AggregateSpec* a = ctx.aggregate;
-  const std::vector<std::string> aggregate_keys =
-      a ? (ctx.key_columns.empty() ? a->KeyColumns() : ctx.key_columns) : std::vector<std::string>();
+  std::vector<std::string> aggregate_keys;
+  if (a) aggregate_keys = ctx.key_columns.empty() ? a->KeyColumns() : ctx.key_columns;
   if (a && key_option_ != aggregate_keys) {
     return Status::InvalidArgument(key_where_ + ": option key (" + Join(key_option_) +
                                    ") differs from the aggregate's keys (" + Join(aggregate_keys) +
@@ -198,7 +199,8 @@ Status SqliteSink::CreateTables() {
     for (const auto& f : ctx_.output.fields()) {
       // A key named by the option must not be null (SQLite would let NULLs repeat in a
       // primary key, and a replay would then add rows instead of upserting them).
-      const bool not_null = !key_slots_.empty() && std::find(keys.begin(), keys.end(), f.name) != keys.end();
+      const bool not_null =
+          !key_slots_.empty() && std::find(keys.begin(), keys.end(), f.name) != keys.end();
       columns.push_back({f.name, std::string(SqlType(f.type)) + (not_null ? " NOT NULL" : "")});
     }
   }
@@ -325,7 +327,8 @@ Status SqliteSink::BuildStatements() {
     // Upsert by key, as the MySQL sink's ON DUPLICATE KEY UPDATE: the row's final values
     // replace the stored ones; within a checkpoint the last row of a key wins.
     for (const auto& k : keys) conflict += (conflict.empty() ? "" : ", ") + Q(k);
-    sql += " ON CONFLICT (" + conflict + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
+    sql += " ON CONFLICT (" + conflict + ") DO " +
+           (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
   }
   Status s = Prepare(sql, &upsert_);
   if (!s.ok() && !keys.empty()) {

@@ -17,7 +17,8 @@ namespace sluice {
 /// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
 /// `_NAME_count` (avg) or `_NAME_at` (last) columns. Pipelines without an update-mode aggregate
 /// write their output columns; with a key (the option `key`, or an append-mode aggregate's keys)
-/// rows are upserted by it (`INSERT ... ON CONFLICT (key) DO UPDATE`), without one appended. Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
+/// rows are upserted by it (`INSERT ... ON CONFLICT (key) DO UPDATE`), without one appended.
+/// Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
 /// Positions live in `_sluice_positions(pipeline, source, partition, offset)`, the event-time
 /// state (open windows, watermarks) in `_sluice_state(pipeline, state)`.
 class SqliteSink : public Sink {

@@ -54,8 +54,8 @@ class NdjsonSinkTest : public ::testing::Test {
     return st.ok() ? std::move(s).value() : nullptr;
   }
 
-  static Status Commit(Sink* sink, const std::vector<Row>& rows, std::vector<StoredPosition> positions,
-                       const std::string* state = nullptr) {
+  static Status Commit(Sink* sink, const std::vector<Row>& rows,
+                       std::vector<StoredPosition> positions, const std::string* state = nullptr) {
     Checkpoint cp;
     cp.rows = &rows;
     cp.positions = std::move(positions);
@@ -90,7 +90,8 @@ TEST_F(NdjsonSinkTest, CommitsLinesAndPositionsAndReloadsThem) {
     ASSERT_TRUE(sink);
     ASSERT_TRUE(sink->LoadPositions()->empty());
     ASSERT_TRUE(Commit(sink.get(), {{Value::Int(1), Value::String("ann")}}, {{"api", 0, 10}}).ok());
-    ASSERT_TRUE(Commit(sink.get(), {{Value::Int(2), Value::Null()}, {Value::Int(3), Value::String("c")}},
+    ASSERT_TRUE(Commit(sink.get(),
+                       {{Value::Int(2), Value::Null()}, {Value::Int(3), Value::String("c")}},
                        {{"api", 1, 7}})
                     .ok());
   }

@@ -25,7 +25,8 @@ class SqliteSinkKeyTest : public ::testing::Test {
     fs::create_directories(dir_);
     db_ = (dir_ / "out.db").string();
     ctx_.pipeline = "users";
-    ctx_.output = Schema({{"id", Type::kString, ""}, {"name", Type::kString, ""}, {"age", Type::kInt64, ""}});
+    ctx_.output = Schema(
+        {{"id", Type::kString, ""}, {"name", Type::kString, ""}, {"age", Type::kInt64, ""}});
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -56,7 +57,8 @@ class SqliteSinkKeyTest : public ::testing::Test {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* stmt = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
     std::vector<std::string> out;
     while (stmt && sqlite3_step(stmt) == SQLITE_ROW) {
       std::string row;
@@ -95,7 +97,8 @@ TEST_F(SqliteSinkKeyTest, UpsertsRowsByKeyWithThePositionsInTheSameTransaction) 
                   .ok());
   EXPECT_EQ(Query("SELECT id, name, age FROM profiles ORDER BY id"),
             (std::vector<std::string>{"a|Anna|∅", "b|Bob|40", "c|∅|∅"}));
-  EXPECT_EQ(Query("SELECT source, partition, offset FROM _sluice_positions WHERE pipeline = 'users'"),
+  EXPECT_EQ(Query("SELECT source, partition, offset FROM _sluice_positions "
+                  "WHERE pipeline = 'users'"),
             (std::vector<std::string>{"api|0|6"}));
   // The key is the table's primary key.
   EXPECT_EQ(Query("SELECT name FROM pragma_table_info('profiles') WHERE pk > 0"),
