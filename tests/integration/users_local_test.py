@@ -159,12 +159,13 @@ class Test:
         self.check(got == want[:n], f"stdout: {len(got)} lines, expected the first {n} profiles")
         self.check(b"records in" in p.stderr, "stdout: the summary is not on stderr")
         recruitment = os.path.join(REPO, "examples", "recruitment.toml")
+        # recruitment is an update-mode aggregate (with `table`, which ndjson: refuses first).
         for pipeline, sink, needle in (
                 (recruitment, "stdout:", 'mode = "append"'),
-                (recruitment, "ndjson:" + os.path.join(self.tmp, "r.ndjson"), 'mode = "append"'),
+                (recruitment, "ndjson:" + os.path.join(self.tmp, "r.ndjson"), "has no tables"),
                 (EXAMPLE, "ndjson:" + os.path.join(self.tmp, "u.ndjson"), "has no tables")):
-            v = subprocess.run([self.sluice, "validate", pipeline, "--var", f"SINK={sink}",
-                                "--var", "TRACKING=generator:"],
+            extra = ["--var", "TRACKING=generator:"] if pipeline == recruitment else []
+            v = subprocess.run([self.sluice, "validate", pipeline, "--var", f"SINK={sink}", *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
             out = v.stdout.decode("utf-8", "replace")
             self.check(v.returncode == 2 and needle in out,
