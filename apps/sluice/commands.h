@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,7 +22,9 @@ void DisarmSignalBackstop();
 std::string ReceivedSignal();
 
 /// Prints a one-line run summary to stdout (for a run that finished).
-void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds);
+/// Prints the one-line run summary to `out` (stderr when stdout carries the rows: `stdout:`).
+void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds,
+                  std::FILE* out = stdout);
 /// Describes how far a failed run got: "pipeline P failed after 1.20s (N records in, M
 /// checkpoints committed)".
 std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& s, double seconds);

@@ -109,8 +109,9 @@ std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& 
          " records in, " + Thousands(s.checkpoints) + " checkpoints committed)";
 }
 
-void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds) {
-  std::printf("%s: %s records in %.2fs (%s/s): %s aggregated, %s ignored, %s dead-lettered%s%s; "
+void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds,
+                  std::FILE* out) {
+  std::fprintf(out, "%s: %s records in %.2fs (%s/s): %s aggregated, %s ignored, %s dead-lettered%s%s; "
               "%s rows written in %s checkpoints\n",
               s.pipeline.c_str(), Thousands(s.records_in).c_str(), seconds,
               Thousands(static_cast<int64_t>(s.records_in / std::max(seconds, 1e-9))).c_str(),
@@ -118,7 +119,7 @@ void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path
               Thousands(s.dead_lettered).c_str(), s.dead_lettered > 0 ? " -> " : "",
               s.dead_lettered > 0 ? dead_letter_path.c_str() : "", Thousands(s.rows_written).c_str(),
               Thousands(s.checkpoints).c_str());
-  std::fflush(stdout);
+  std::fflush(out);
 }
 
 int RunDemo(const DemoOptions& options) {

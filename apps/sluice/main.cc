@@ -250,11 +250,14 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
     ReportError(sluice::cli::FailureSummary(runner->config().name, snapshot, end.seconds) + ": " +
                 s.ToString());
   } else if (!cli.progress.quiet && cli.summary_json != "-") {
+    // With the `stdout:` sink, stdout carries the rows only: the summary goes to stderr.
+    const bool rows_on_stdout = sluice::SplitUri(runner->config().sink.uri).first == "stdout";
+    std::ostream& out = rows_on_stdout ? std::cerr : std::cout;
     // Under --log-format json every line is JSON, the summary on stdout included.
     if (sluice::cli::JsonLogs()) {
-      std::cout << json << "\n" << std::flush;
+      out << json << "\n" << std::flush;
     } else {
-      std::cout << sluice::cli::SummaryText(snapshot, runner->config(), runner->dead_letter_location(), end)
+      out << sluice::cli::SummaryText(snapshot, runner->config(), runner->dead_letter_location(), end)
                 << "\n"
                 << std::flush;
     }

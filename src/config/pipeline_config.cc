@@ -132,7 +132,7 @@ void CollectReferences(const toml::node& node, std::set<std::string>* names) {
 /// How a setting's value is a path that resolves against the pipeline file's directory.
 enum class PathKind {
   kNone,
-  kUri,   ///< a URI whose file, sqlite: or parquet: path part is a path
+  kUri,   ///< a URI whose file, sqlite:, parquet: or ndjson: path part is a path
   kPath,  ///< a plain path
 };
 
@@ -209,7 +209,9 @@ class Reader {
       }
       if (has_scheme) {
         const std::string scheme = text.substr(0, colon);
-        if (scheme != "file" && scheme != "sqlite" && scheme != "parquet") return text;
+        if (scheme != "file" && scheme != "sqlite" && scheme != "parquet" && scheme != "ndjson") {
+          return text;
+        }
         start = colon + 1;
         if (text.compare(start, 2, "//") == 0) start += 2;
         end = std::min(end, text.find('?', start));

@@ -7,6 +7,7 @@
 #include "connectors/http/http_source.h"
 #include "connectors/mysql/mysql_sink.h"
 #include "connectors/mysql/mysql_table_source.h"
+#include "connectors/ndjson/ndjson_sink.h"
 #include "connectors/parquet/parquet_sink.h"
 #include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/kafka_source.h"
@@ -72,6 +73,8 @@ void RegisterBuiltins() {
   r.AddSource("cassandra", CassandraTableSource::Make);
   r.AddSink("cassandra", CassandraSink::Make);
   r.AddSink("kafka", KafkaSink::Make);
+  r.AddSink("ndjson", NdjsonSink::MakeFile);
+  r.AddSink("stdout", NdjsonSink::MakeStdout);
 }
 
 }  // namespace sluice

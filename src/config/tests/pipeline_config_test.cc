@@ -250,6 +250,33 @@ path = "dl.ndjson"
   EXPECT_EQ(cfg->source.uri, "kafka://h:1/t");
 }
 
+// Issue 18: an ndjson: sink's path is a path like sqlite:'s; stdout: is not one.
+TEST(PipelineConfigTest, NdjsonSinkPathsResolveAgainstTheFilesFolder) {
+  const std::string text = R"(
+[pipeline]
+name = "p"
+[source]
+uri = "in.csv"
+fields = { a = "int64" }
+[sink]
+uri = "SINK_URI"
+)";
+  auto with = [&](const std::string& uri) {
+    std::string t = text;
+    t.replace(t.find("SINK_URI"), 8, uri);
+    return ParsePipelineConfig(t, "conf/pipes/p.toml", NoEnv());
+  };
+  auto cfg = with("ndjson:out/rows.ndjson");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->sink.uri, "ndjson:conf/pipes/out/rows.ndjson");
+  cfg = with("ndjson:/abs/rows.ndjson");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->sink.uri, "ndjson:/abs/rows.ndjson");
+  cfg = with("stdout:");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->sink.uri, "stdout:");
+}
+
 // Issue 14, item 7: a dimension that cannot be loaded is reported at the setting naming it.
 TEST(PipelineConfigTest, DimensionThatCannotBeLoadedHasALocation) {
   std::string text = std::string(kMinimal) + R"(

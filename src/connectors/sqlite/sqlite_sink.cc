@@ -1,5 +1,6 @@
 #include "connectors/sqlite/sqlite_sink.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "connectors/dlq/dead_letter_file.h"
@@ -20,6 +21,27 @@ const char* SqlType(Type t) {
 }
 
 std::string Q(const std::string& s) { return QuoteIdent(s); }
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 
 }  // namespace
 
@@ -45,8 +67,40 @@ Result<std::unique_ptr<Sink>> SqliteSink::Make(const SinkConfig& config) {
   // Column types for the MySQL sink, so one pipeline file serves both; SQLite's dynamic typing
   // needs none.
   (void)config.options.GetString("column_types");
+  std::vector<std::string> key = SplitList(config.options.GetString("key"));
   RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
-  return std::unique_ptr<Sink>(new SqliteSink(path, config.table));
+  std::unique_ptr<SqliteSink> sink(new SqliteSink(path, config.table));
+  sink->key_option_ = std::move(key);
+  sink->key_where_ = config.options.Where("key");
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+Status SqliteSink::Check(const SinkContext& ctx) const {
+  if (key_option_.empty()) return Status::OK();
+  const AggregateSpec* a = ctx.aggregate;
+  std::vector<std::string> aggregate_keys;
+  if (a) aggregate_keys = ctx.key_columns.empty() ? a->KeyColumns() : ctx.key_columns;
+  if (a && key_option_ != aggregate_keys) {
+    return Status::InvalidArgument(key_where_ + ": option key (" + Join(key_option_) +
+                                   ") differs from the aggregate's keys (" + Join(aggregate_keys) +
+                                   "); leave it out: an aggregate's rows are keyed by its keys");
+  }
+  if (a) return Status::OK();
+  for (size_t i = 0; i < key_option_.size(); ++i) {
+    const std::string& k = key_option_[i];
+    if (!ctx.output.IndexOf(k)) {
+      std::vector<std::string> names;
+      for (const Field& f : ctx.output.fields()) names.push_back(f.name);
+      return Status::InvalidArgument(key_where_ + ": key column " + k +
+                                     " is not an output column (columns: " + Join(names) + ")");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (key_option_[j] == k) {
+        return Status::InvalidArgument(key_where_ + ": key column " + k + " is named twice");
+      }
+    }
+  }
+  return Status::OK();
 }
 
 SqliteSink::~SqliteSink() { Close(); }
@@ -80,7 +134,13 @@ Status SqliteSink::Prepare(const std::string& sql, sqlite3_stmt** stmt) {
 }
 
 Status SqliteSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
   ctx_ = ctx;
+  key_slots_.clear();
+  if (ctx_.key_columns.empty() && !ctx_.aggregate) {
+    ctx_.key_columns = key_option_;
+    for (const auto& k : key_option_) key_slots_.push_back(*ctx_.output.IndexOf(k));
+  }
   if (table_.empty()) table_ = ctx.pipeline;
   RETURN_IF_ERROR(EnsureParentDirectory(path_));
   // One thread uses the connection (see Sink), so SQLite's per-call mutex is pure cost.
@@ -143,8 +203,14 @@ Status SqliteSink::CreateTables() {
       }
     }
   } else {
-    for (const auto& f : ctx_.output.fields()) columns.push_back({f.name, SqlType(f.type)});
     keys = ctx_.key_columns;
+    for (const auto& f : ctx_.output.fields()) {
+      // A key named by the option must not be null (SQLite would let NULLs repeat in a
+      // primary key, and a replay would then add rows instead of upserting them).
+      const bool not_null =
+          !key_slots_.empty() && std::find(keys.begin(), keys.end(), f.name) != keys.end();
+      columns.push_back({f.name, std::string(SqlType(f.type)) + (not_null ? " NOT NULL" : "")});
+    }
   }
   for (auto& h : hidden) columns.push_back(std::move(h));
   std::string sql = "CREATE TABLE IF NOT EXISTS " + Q(table_) + " (";
@@ -262,9 +328,29 @@ Status SqliteSink::BuildStatements() {
                        ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates,
                    &upsert_);
   }
-  for (const auto& f : ctx_.output.fields()) add(f.name, param());
-  const char* verb = ctx_.key_columns.empty() ? "INSERT INTO " : "INSERT OR REPLACE INTO ";
-  return Prepare(verb + Q(table_) + " (" + cols + ") VALUES (" + values + ")", &upsert_);
+  const std::vector<std::string>& keys = ctx_.key_columns;
+  for (const auto& f : ctx_.output.fields()) {
+    add(f.name, param());
+    if (std::find(keys.begin(), keys.end(), f.name) == keys.end()) {
+      set(Q(f.name) + " = excluded." + Q(f.name));
+    }
+  }
+  std::string sql = "INSERT INTO " + Q(table_) + " (" + cols + ") VALUES (" + values + ")";
+  if (!keys.empty()) {
+    // Upsert by key, as the MySQL sink's ON DUPLICATE KEY UPDATE: the row's final values
+    // replace the stored ones; within a checkpoint the last row of a key wins.
+    for (const auto& k : keys) conflict += (conflict.empty() ? "" : ", ") + Q(k);
+    sql += " ON CONFLICT (" + conflict + ") DO " +
+           (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
+  }
+  Status s = Prepare(sql, &upsert_);
+  if (!s.ok() && !keys.empty()) {
+    return Status::InvalidArgument("sqlite table " + table_ + " in " + path_ +
+                                   " has no primary key (" + Join(keys) +
+                                   ") to upsert by; it was created without `key`: drop the table "
+                                   "or write to another one (" + s.message() + ")");
+  }
+  return s;
 }
 
 Result<std::vector<StoredPosition>> SqliteSink::LoadPositions() {
@@ -367,6 +453,14 @@ Status SqliteSink::WriteDelta(const DeltaRow& row) {
 }
 
 Status SqliteSink::WriteRow(const std::vector<Value>& row) {
+  for (size_t slot : key_slots_) {
+    if (slot < row.size() && row[slot].is_null()) {
+      return Status::InvalidArgument("sqlite table " + table_ + ": key column " +
+                                     ctx_.output.field(slot).name +
+                                     " is null in a row; a key cannot be null (give it a "
+                                     "default with coalesce)");
+    }
+  }
   for (size_t i = 0; i < row.size(); ++i) {
     RETURN_IF_ERROR(Bind(upsert_, static_cast<int>(i + 1), row[i], false));
   }

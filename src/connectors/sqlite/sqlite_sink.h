@@ -15,7 +15,10 @@ namespace sluice {
 /// averages from hidden sum and count columns) and the source positions.
 ///
 /// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
-/// `_NAME_count` (avg) or `_NAME_at` (last) columns. Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
+/// `_NAME_count` (avg) or `_NAME_at` (last) columns. Pipelines without an update-mode aggregate
+/// write their output columns; with a key (the option `key`, or an append-mode aggregate's keys)
+/// rows are upserted by it (`INSERT ... ON CONFLICT (key) DO UPDATE`), without one appended.
+/// Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
 /// Positions live in `_sluice_positions(pipeline, source, partition, offset)`, the event-time
 /// state (open windows, watermarks) in `_sluice_state(pipeline, state)`, the dead letters in
 /// `_sluice_dead_letters` (see core/dead_letter.h; primary key pipeline, source, partition,
@@ -25,6 +28,9 @@ class SqliteSink : public Sink {
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~SqliteSink() override;
 
+  /// Checks the option `key`: output columns only, and equal to an aggregate's keys if given
+  /// with an aggregate.
+  Status Check(const SinkContext& ctx) const override;
   Status Open(const SinkContext& ctx) override;
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;
@@ -36,6 +42,10 @@ class SqliteSink : public Sink {
 
  private:
   SqliteSink(std::string path, std::string table) : path_(std::move(path)), table_(std::move(table)) {}
+  /// The primary key of the table: the aggregate's keys, else the option `key`.
+  std::vector<std::string> Keys(const SinkContext& ctx) const {
+    return ctx.key_columns.empty() ? key_option_ : ctx.key_columns;
+  }
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
   Status CreateTables();
@@ -51,6 +61,10 @@ class SqliteSink : public Sink {
 
   std::string path_;
   std::string table_;
+  std::vector<std::string> key_option_;  ///< `key = "id"` / `key = ["a", "b"]`
+  std::string key_where_;
+  /// Slots of the key columns in a row, when the key comes from the option (checked not null).
+  std::vector<size_t> key_slots_;
   SinkContext ctx_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
