@@ -184,9 +184,9 @@ Result<StepConfig> ReadStep(const Reader& r, const toml::node& node, size_t inde
   StepConfig step;
   int kinds = 0;
   auto expr_of = [&](const char* key) -> Result<std::string> {
-    const toml::node* n = t->get(key);
-    step.where = LocationOf(*n, r.file());
-    return r.String(*t, key, true, node, section);
+    ASSIGN_OR_RETURN(std::string text, r.String(*t, key, true, node, section));  // fails when missing
+    if (const toml::node* n = t->get(key)) step.where = LocationOf(*n, r.file());
+    return text;
   };
   if (t->contains("let")) {
     ++kinds;
