@@ -1,11 +1,14 @@
 # sluice: the two commands are `make demo` and `make test`; both install what they need.
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build demo test test-unit asan clean help
+.PHONY: all deps build demo test test-unit asan tsan fuzz clean help
 
 all: build
 
@@ -14,6 +17,8 @@ help:
 	@echo "make test      build and run the whole test suite"
 	@echo "make build     build build/sluice"
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
+	@echo "make tsan      build with ThreadSanitizer and run the threaded tests (tests/tsan.supp)"
+	@echo "make fuzz      build the libFuzzer targets with clang and fuzz each for FUZZ_SECONDS (60)"
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
@@ -43,8 +48,25 @@ asan: deps services
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
+# ThreadSanitizer: the tests that run threads (workers and the checkpoint coordinator, hold and
+# dimension refresh, the HTTP server and source; TSAN_GTEST) and the Python tests that drive the
+# binary with them (TSAN_CTEST). tests/tsan.supp says why each suppression is there.
+TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*:MysqlSink*:KafkaSink*
+TSAN_CTEST ?= ^(golden_recruitment|restart_recruitment|cli|http_source|http_endpoints|viewlog|table_source|dimension_cdc)$$
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
+tsan: deps services
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_TSAN=ON
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target sluice sluice_tests
+	$(TSAN_ENV) $(TSAN_DIR)/sluice_tests --gtest_filter='$(TSAN_GTEST)'
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -R '$(TSAN_CTEST)' $(CTEST_ARGS)
+
+# libFuzzer targets (tests/fuzz/README.md), built with clang in $(FUZZ_DIR): each fuzzed for
+# FUZZ_SECONDS; the corpus it grows is kept in $(FUZZ_DIR)/corpus, crashes in $(FUZZ_DIR)/artifacts.
+fuzz: deps
+	tests/fuzz/run.sh --build-dir $(FUZZ_DIR) --seconds $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)
 
 # Local MariaDB (127.0.0.1:3306), Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042) for the connector tests; see scripts/README.md.
 .PHONY: services services-down
