@@ -17,7 +17,7 @@ help:
 	@echo "make test      build and run the whole test suite"
 	@echo "make build     build build/sluice"
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
-	@echo "make tsan      build with ThreadSanitizer and run the threaded tests (tests/tsan.supp)"
+	@echo "make tsan      build with ThreadSanitizer and run the threaded tests (tests/tsan/tsan.supp)"
 	@echo "make fuzz      build the libFuzzer targets with clang and fuzz each for FUZZ_SECONDS (60)"
 	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
@@ -50,10 +50,10 @@ asan: deps services
 
 # ThreadSanitizer: the tests that run threads (workers and the checkpoint coordinator, hold and
 # dimension refresh, the HTTP server and source; TSAN_GTEST) and the Python tests that drive the
-# binary with them (TSAN_CTEST). tests/tsan.supp says why each suppression is there.
+# binary with them (TSAN_CTEST). tests/tsan/tsan.supp says why each suppression is there.
 TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*:MysqlSink*:KafkaSink*
 TSAN_CTEST ?= ^(golden_recruitment|restart_recruitment|cli|http_source|http_endpoints|viewlog|table_source|dimension_cdc)$$
-TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
 tsan: deps services
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_TSAN=ON
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target sluice sluice_tests
