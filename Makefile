@@ -52,10 +52,11 @@ asan: deps services
 # dimension refresh, the HTTP server and source; TSAN_GTEST), the Python tests that drive the
 # binary with them (TSAN_CTEST), and Kafka scale-out: two processes in one group, rebalancing
 # (scenario 3 of kafka_recruitment, smaller). A Debug build, as measured;
-# restart_recruitment is left out, its 60 s run bound is too tight under TSan at -O0.
+# restart_recruitment and viewlog are left out: their run bounds (60 s, 90 s) are too tight
+# under TSan at -O0 (they time out, with no report).
 # tests/tsan/tsan.supp says why each suppression is there.
 TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*
-TSAN_CTEST ?= ^(golden_recruitment|cli|http_source|http_endpoints|viewlog)$$
+TSAN_CTEST ?= ^(golden_recruitment|cli|http_source|http_endpoints)$$
 TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
 tsan: deps services
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON
