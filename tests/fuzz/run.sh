@@ -75,7 +75,7 @@ for t in $targets; do
   rc=$?
   elapsed=$(( $(date +%s) - t0 ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  corpus=$(ls "$work" "$seeds" | grep -vc ':$')
+  corpus=$(find "$work" "$seeds" -type f | wc -l)
   if [ -n "$runs" ]; then rm -rf "$work"; fi
   if [ $rc -eq 0 ]; then
     result=ok
