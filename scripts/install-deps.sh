@@ -12,6 +12,7 @@ packages=(
   prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
   python3-yaml  # deploy tests: Grafana provisioning files
   kcat  # Kafka tests: an independent producer and read_committed reader
+  clang libclang-rt-dev  # `make fuzz` and the fuzz_regression test: clang's libFuzzer and sanitizers
 )
 if [ "${SLUICE_EXTRA_PACKAGES:-}" != "" ]; then
   # shellcheck disable=SC2206

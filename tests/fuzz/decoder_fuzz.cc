@@ -1,12 +1,7 @@
-// libFuzzer target for the record decoders. Build from the repository root with clang:
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -DSLUICE_DECODER_FUZZ
-//       tests/fuzz/decoder_fuzz.cc src/core/status.cc src/core/value.cc src/core/time.cc
-//       src/operators/decoder.cc src/operators/csv_decoder.cc src/operators/json_decoder.cc
-//       -lsimdjson -lfmt -o decoder_fuzz
-// Without SLUICE_DECODER_FUZZ the file compiles to nothing, so globs over *.cc stay harmless.
-// The first input byte picks the decoder; the rest is the payload.
-#ifdef SLUICE_DECODER_FUZZ
-
+// libFuzzer target for the record decoders (src/operators: JSON and CSV). The first input
+// byte picks the decoder (NDJSON, CSV with ',' or ';'); the rest is the payload, split into
+// records by CsvRecordLength for CSV. Built by tests/fuzz/CMakeLists.txt; see
+// tests/fuzz/README.md.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,5 +63,3 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   return 0;
 }
-
-#endif  // SLUICE_DECODER_FUZZ

@@ -104,6 +104,18 @@ TEST(PipelineConfigTest, StepNeedsExactlyOneKind) {
   EXPECT_NE(cfg.status().message().find("exactly one of"), std::string::npos);
 }
 
+// Found by tests/fuzz/pipeline_config_fuzz.cc (corpus step_without_expr.toml,
+// lookup_without_key.toml): a step without its expression crashed (a null toml node).
+TEST(PipelineConfigTest, StepWithoutItsExpressionIsAnErrorNotACrash) {
+  const std::string head = "[pipeline]\nname = \"p\"\n[source]\nuri = \"generator:\"\n[[step]]\n";
+  for (const auto& [step, missing] : {std::pair{"let = \"x\"\n", "expr"}, std::pair{"lookup = \"d\"\n", "key"}}) {
+    auto cfg = ParsePipelineConfig(head + step, "p.toml", NoEnv());
+    ASSERT_FALSE(cfg.ok()) << step;
+    EXPECT_EQ(cfg.status().message().rfind("p.toml:", 0), 0u) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(missing), std::string::npos) << cfg.status().message();
+  }
+}
+
 TEST(OptionsTest, TypedGettersAndUnconsumed) {
   Options o;
   o.section_location = {"f.toml", 3, 1};

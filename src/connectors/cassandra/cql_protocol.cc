@@ -222,8 +222,10 @@ Status ReadResult(Reader* r, const std::vector<ColumnSpec>* prepared_columns, Qu
         out->columns = *prepared_columns;
       }
       int32_t rows = r->I32();
-      // Every cell takes at least 4 bytes: a count beyond that is a corrupt frame.
-      if (r->failed() || rows < 0 ||
+      // Every cell takes at least 4 bytes: a count beyond that is a corrupt frame. Rows without
+      // columns take no bytes at all, so any count of them is one too (found by
+      // tests/fuzz/cql_fuzz.cc: 2^31 empty rows were reserved).
+      if (r->failed() || rows < 0 || (columns == 0 && rows > 0) ||
           (columns > 0 &&
            static_cast<uint64_t>(rows) * static_cast<uint64_t>(columns) * 4 > r->remaining())) {
         return Status::ParseError("cassandra: malformed row count in RESULT rows");

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "connectors/http/http_body.h"
 #include "runtime/source.h"
 
 namespace httplib {
@@ -50,17 +51,6 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
 /// Returns the delay before retry `retry` (0 for the first retry): base * 2^retry capped at
 /// `max`, with "equal jitter": half of it fixed, the other half scaled by `unit` in [0, 1).
 int64_t BackoffDelayMicros(int64_t base, int64_t max, int retry, double unit);
-
-/// Splits a JSON body into records: the array at the dotted `path` ("" = the body itself,
-/// which may be an array of records or one record). Each record is appended to `out` as compact
-/// JSON. A path segment that is a number indexes an array. Fails on invalid JSON, a missing
-/// path or a value at the path that is not an array (or, for "", not an array or object).
-Status ExtractJsonRecords(std::string_view body, const std::string& path,
-                          std::vector<std::string>* out);
-
-/// Returns at most `max_bytes` of `body`, cut at a UTF-8 character boundary, with "..." appended
-/// when something was cut.
-std::string BodyExcerpt(std::string_view body, size_t max_bytes);
 
 /// What the source did, for logs and tests. Updated by the fetch thread, read by anyone.
 struct HttpSourceCounters {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 
+#include "connectors/kafka/cdc_record.h"
 #include "core/time.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "operators/decoder.h"
@@ -13,16 +14,6 @@
 #include "runtime/registry.h"
 
 namespace sluice {
-namespace {
-
-/// The same fields, read from inside `prefix` (a dotted path) of each message.
-Schema Prefixed(const Schema& schema, const std::string& prefix) {
-  Schema out;
-  for (const auto& f : schema.fields()) out.Add(Field{f.name, f.type, prefix + f.source_path()});
-  return out;
-}
-
-}  // namespace
 
 class KafkaDimensionPoller : public DimensionPoller {
  public:
@@ -35,25 +26,8 @@ class KafkaDimensionPoller : public DimensionPoller {
 
   Status Open() {
     auto table = dim_->snapshot();
-    const Schema& schema = table->fields();
     key_index_ = table->key_index();
-    DecoderOptions json;
-    json.format = DecoderOptions::Format::kNdjson;
-    if (debezium_) {
-      ASSIGN_OR_RETURN(after_, MakeDecoder(json, Prefixed(schema, "after.")));
-      ASSIGN_OR_RETURN(payload_after_, MakeDecoder(json, Prefixed(schema, "payload.after.")));
-      Schema before_key;
-      before_key.Add(Field{"key", schema.field(key_index_).type, "before." + schema.field(key_index_).source_path()});
-      before_key.Add(Field{"pkey", schema.field(key_index_).type,
-                           "payload.before." + schema.field(key_index_).source_path()});
-      ASSIGN_OR_RETURN(before_key_, MakeDecoder(json, before_key));
-      Schema op;
-      op.Add(Field{"op", Type::kString, "op"});
-      op.Add(Field{"pop", Type::kString, "payload.op"});
-      ASSIGN_OR_RETURN(op_, MakeDecoder(json, op));
-    } else {
-      ASSIGN_OR_RETURN(after_, MakeDecoder(json, schema));
-    }
+    ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::Make(table->fields(), key_index_, debezium_));
     const int partitions = KafkaPartitionCount(uri_.brokers, uri_.topic);
     if (partitions <= 0) {
       return Status::Unavailable("dimension " + dim_->name() + ": topic " + uri_.topic + " on " +
@@ -139,38 +113,24 @@ class KafkaDimensionPoller : public DimensionPoller {
  private:
   /// Applies one change record; returns 1 when it changed the table.
   int64_t Apply(const RdKafka::Message& m, DimensionTable* table) {
-    if (m.len() == 0) return 0;  // a tombstone: the delete event came before it
     std::string_view payload(static_cast<const char*>(m.payload()), m.len());
-    const size_t width = table->fields().size();
-    row_.assign(width, Value());
-    if (!debezium_) return Upsert(*after_, payload, table);
-    std::vector<Value> op(2);
-    if (!op_->Decode(payload, op).ok()) return Bad("not a JSON change event");
-    const Value& code = op[1].is_null() ? op[0] : op[1];
-    if (code.is_null()) return Bad("a Debezium event without op");
-    const std::string& c = code.string_value();
-    const bool enveloped = !op[1].is_null();
-    if (c == "d") {
-      std::vector<Value> key(2);
-      if (!before_key_->Decode(payload, key).ok()) return Bad("a delete whose before does not decode");
-      const Value& k = enveloped ? key[1] : key[0];
-      if (k.is_null()) return Bad("a delete without the key in before");
-      if (!table->Find(k)) return 0;
-      table->Erase(k);
-      return 1;
-    }
-    if (c == "c" || c == "u" || c == "r") return Upsert(enveloped ? *payload_after_ : *after_, payload, table);
-    return Bad("unknown op '" + c + "'");
-  }
-
-  int64_t Upsert(Decoder& decoder, std::string_view payload, DimensionTable* table) {
-    Status s = decoder.Decode(payload, row_);
+    Status s = cdc_->Decode(payload, &change_);
     if (!s.ok()) return Bad(s.message());
-    if (row_[key_index_].is_null()) return Bad("a row without its key");
-    const std::vector<Value>* old = table->Find(row_[key_index_]);
-    if (old && *old == row_) return 0;
-    table->Put(row_);
-    return 1;
+    switch (change_.kind) {
+      case ChangeRecord::Kind::kNone:
+        return 0;
+      case ChangeRecord::Kind::kDelete:
+        if (!table->Find(change_.key)) return 0;
+        table->Erase(change_.key);
+        return 1;
+      case ChangeRecord::Kind::kUpsert: {
+        const std::vector<Value>* old = table->Find(change_.row[key_index_]);
+        if (old && *old == change_.row) return 0;
+        table->Put(change_.row);
+        return 1;
+      }
+    }
+    return 0;
   }
 
   int64_t Bad(const std::string& why) {
@@ -189,8 +149,8 @@ class KafkaDimensionPoller : public DimensionPoller {
   int partitions_ = 0;
   size_t key_index_ = 0;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
-  std::unique_ptr<Decoder> after_, payload_after_, before_key_, op_;
-  std::vector<Value> row_;
+  std::unique_ptr<ChangeRecordDecoder> cdc_;
+  ChangeRecord change_;
   int64_t bad_ = 0;
 };
 

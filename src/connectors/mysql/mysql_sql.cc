@@ -569,8 +569,10 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
   for (auto& h : hidden) t.columns_.push_back(std::move(h));
 
   for (const auto& [name, type] : types) {
+    // Compared through a plain reference: clang before 16 cannot capture a structured binding.
+    const std::string& wanted = name;
     auto it = std::find_if(t.columns_.begin(), t.columns_.end(),
-                           [&](const Column& c) { return c.name == name; });
+                           [&](const Column& c) { return c.name == wanted; });
     if (it == t.columns_.end()) {
       std::string known;
       for (const auto& c : t.columns_) known += (known.empty() ? "" : ", ") + c.name;

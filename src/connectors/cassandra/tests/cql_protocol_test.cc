@@ -426,6 +426,26 @@ TEST(CqlProtocol, HugeCountsAreRejectedWithoutAllocating) {
   EXPECT_FALSE(DecodeResponse(h, body).ok());
 }
 
+// Found by tests/fuzz/cql_fuzz.cc (corpus rows_without_columns): a rows result of zero columns
+// and 2^31-1 rows passed the size check (0 bytes per row) and reserved 2^31 rows.
+TEST(CqlProtocol, RowsWithoutColumnsAreRejected) {
+  FrameHeader h;
+  h.opcode = Opcode::kResult;
+  for (const char* hex : {"00000002 00000000 00000000 7fffffff", "00000002 00000000 00000000 00000001"}) {
+    std::string body = Bytes(hex);
+    h.length = static_cast<uint32_t>(body.size());
+    auto r = DecodeResponse(h, body);
+    ASSERT_FALSE(r.ok()) << hex;
+    EXPECT_EQ(r.status().code(), StatusCode::kParseError);
+  }
+  // No rows of no columns is a valid (empty) result.
+  std::string body = Bytes("00000002 00000000 00000000 00000000");
+  h.length = static_cast<uint32_t>(body.size());
+  auto r = DecodeResponse(h, body);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->result.rows.empty());
+}
+
 TEST(CqlProtocol, DecodesValuesStrictly) {
   EXPECT_FALSE(DecodeValue(CqlType::kInt, Bytes("000001")).ok());
   EXPECT_FALSE(DecodeValue(CqlType::kUuid, Bytes("00")).ok());
