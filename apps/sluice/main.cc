@@ -240,8 +240,12 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   end.until_caught_up = options.until_caught_up;
   end.follow = options.follow;
   end.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  // The run had started: whatever stopped it is a runtime failure, whatever its status code.
-  end.exit_code = s.ok() ? kExitDone : kExitFailure;
+  // The run had started: whatever stopped it is a runtime failure, whatever its status code,
+  // except a source that refused to open for a reason no retry changes (credentials, a URL
+  // that does not exist): that is a configuration error, like a source path that is a folder.
+  end.exit_code = s.ok()                                                       ? kExitDone
+                  : runner->FailedOpeningSource() && CheckExitCode(s) == kExitConfig ? kExitConfig
+                                                                              : kExitFailure;
   const sluice::PipelineSnapshot snapshot = runner->Snapshot();
   const std::string json =
       sluice::cli::SummaryJson(snapshot, runner->config(), runner->dead_letter_location(), end);

@@ -27,6 +27,13 @@ std::unique_ptr<LoadedPipeline> LoadExample(const std::string& name) {
   vars.values["CAMPAIGNS"] = root + "/examples/data/campaigns1.csv";
   vars.values["ADS"] = root + "/examples/data/ysb_ads.csv";
   vars.values["COUNT"] = "1";
+  // Each example requires its input and sink; the fixtures only plan, so these are never opened.
+  vars.values["TRACKING"] = "generator:";
+  vars.values["VIEWS"] = "generator:";
+  vars.values["EVENTS"] = "generator:";
+  vars.values["SINK"] = "sqlite::memory:";
+  vars.values["OUT"] = "parquet:/nonexistent/sluice-bench";
+  vars.reject_unused = false;  // one set of variables for every example
   auto config = LoadPipelineConfig(root + "/examples/" + name + ".toml", vars);
   CheckOk(config.status(), "load pipeline");
   auto out = std::make_unique<LoadedPipeline>();

@@ -77,7 +77,7 @@ std::string SinkIdentity(const PipelineConfig& config) {
 }  // namespace
 
 Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
-                           const std::string& sink) {
+                           const std::string& sink, bool check_only) {
   // The file's committed length lives in the sink: a second sink (or pipeline) writing to the
   // same file would cut back the first one's letters. The owner file records who writes it.
   const std::string owner_path = path + ".owner";
@@ -94,6 +94,7 @@ Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
         ") needs its own: set [dead_letter] to = \"file:OTHER_PATH\", or to = \"sink\" to keep "
         "dead letters with the results");
   }
+  if (check_only) return Status::OK();
   RETURN_IF_ERROR(EnsureParentDirectory(owner_path));
   const std::string tmp = owner_path + ".tmp";
   {
@@ -131,6 +132,12 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   // (which stops after Make) rejects what a run would reject before reading anything.
   RETURN_IF_ERROR(runner->sink_->Check(ContextFor(runner->config_, *runner->plan_)));
   RETURN_IF_ERROR(ConnectorRegistry::Instance().MakeSources(runner->config_.source, 1).status());
+  if (!runner->options_.reset_source.empty() &&
+      runner->options_.reset_source != runner->config_.source.name) {
+    return Status::InvalidArgument("--reset-source " + runner->options_.reset_source +
+                                   ": the pipeline's source is named '" +
+                                   runner->config_.source.name + "'");
+  }
   using Store = PipelineConfig::DeadLetterStore;
   const Store store = runner->config_.dead_letter_store;
   if (store == Store::kSink && !runner->sink_->StoresDeadLetters()) {
@@ -146,6 +153,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
     runner->dead_letter_key_ =
         std::string(kDeadLetterPositionSource) + ":" +
         std::filesystem::absolute(runner->dead_letter_path_).lexically_normal().string();
+    // A file that belongs to another pipeline or sink is a configuration error, found here so
+    // that `validate` finds it too (Start() claims the file).
+    RETURN_IF_ERROR(ClaimDeadLetterFile(runner->dead_letter_path_, runner->config_.name,
+                                        SinkIdentity(runner->config_), /*check_only=*/true));
   }
   return runner;
 }
@@ -221,7 +232,8 @@ Status Runner::Start() {
   // process has read. Writing back positions it merely loaded would move another process's
   // partitions backwards.
   if (!dead_letter_path_.empty()) {
-    RETURN_IF_ERROR(ClaimDeadLetterFile(dead_letter_path_, config_.name, SinkIdentity(config_)));
+    RETURN_IF_ERROR(ClaimDeadLetterFile(dead_letter_path_, config_.name, SinkIdentity(config_),
+                                        /*check_only=*/false));
     ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
   }
 
@@ -687,6 +699,14 @@ Status Runner::Checkpoint(bool final) {
 std::string Runner::dead_letter_location() const {
   if (!dead_letter_path_.empty()) return dead_letter_path_;
   return sink_->DeadLetterLocation();
+}
+
+bool Runner::FailedOpeningSource() const {
+  std::lock_guard<std::mutex> lock(topology_mu_);
+  for (const auto& w : workers_) {
+    if (w->setup_failed()) return true;
+  }
+  return false;
 }
 
 PipelineSnapshot Runner::Snapshot() const {

@@ -51,6 +51,9 @@ class Runner : public CheckpointRequester {
   /// caller should end the process without destructors (nothing uncommitted is lost, the next
   /// run replays from the last commit).
   bool abandoned() const { return abandoned_.load(); }
+  /// True when a worker could not open its source (bad credentials, a URL that does not exist):
+  /// the run failed before reading anything. Call after Run() returned.
+  bool FailedOpeningSource() const;
   PipelineSnapshot Snapshot() const;
   const Plan& plan() const { return *plan_; }
   const PipelineConfig& config() const { return config_; }
@@ -149,9 +152,10 @@ class Runner : public CheckpointRequester {
 
 /// Records in `PATH.owner` that the dead-letter file `path` belongs to this pipeline and sink,
 /// or fails when another pipeline or sink already owns it (its committed length is stored in
-/// that sink, so sharing the file would cut back the other's letters).
+/// that sink, so sharing the file would cut back the other's letters). `check_only` only
+/// checks, writing nothing (for `sluice validate` and the start of `run`).
 Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
-                           const std::string& sink);
+                           const std::string& sink, bool check_only = false);
 
 /// The prefix of the source name under which a dead-letter file's committed length is stored
 /// ("__dead_letters:" followed by the file's absolute path).

@@ -209,6 +209,7 @@ void Worker::Run() {
   if (!setup.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     error_ = setup;
+    setup_failed_.store(true);
     finished_.store(true);
     cv_.notify_all();
     return;

@@ -85,6 +85,8 @@ class Worker {
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
+  /// True when the source could not be opened (Setup failed): nothing was read.
+  bool setup_failed() const { return setup_failed_.load(); }
   /// Returns the error that stopped the worker, if any.
   Status error() const;
   /// Returns per-partition positions and lag, for monitoring.
@@ -165,6 +167,7 @@ class Worker {
   std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<bool> setup_failed_{false};
   Status error_;  // guarded by mu_
   std::thread thread_;
 };

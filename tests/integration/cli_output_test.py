@@ -127,9 +127,18 @@ def main():
     big_n, _ = expected_counts(big)
     small_size, big_size = os.path.getsize(small), os.path.getsize(big)
 
-    def base(src, db, *more):
-        return [sluice, "run", RECRUITMENT, "--var", "TRACKING=" + src, "--var", "JOBS=" + JOBS,
+    def base(src, db, *more, pipeline=RECRUITMENT):
+        return [sluice, "run", pipeline, "--var", "TRACKING=" + src, "--var", "JOBS=" + JOBS,
                 "--var", "SINK=sqlite:" + db, *more]
+
+    # Workers report their positions with each checkpoint: the runs that are stopped mid-file
+    # checkpoint every 50 ms, so a fast machine still shows a file partly read.
+    frequent = path("recruitment-frequent.toml")
+    with open(RECRUITMENT) as f:
+        text = f.read()
+    assert 'checkpoint_interval = "1s"' in text
+    with open(frequent, "w") as f:
+        f.write(text.replace('checkpoint_interval = "1s"', 'checkpoint_interval = "50ms"'))
 
     # ---- the text summary and --summary-json ---------------------------------------------------
     sj = path("summary.json")
@@ -187,7 +196,7 @@ def main():
     for attempt in range(4):
         db = path(f"big{attempt}.db")
         seen, r = sigterm_run(base(big, db, "--progress-interval", "0.02", "--workers", "1",
-                                   "--summary-json", path("big.json")),
+                                   "--summary-json", path("big.json"), pipeline=frequent),
                               r"progress recruitment: \d{1,2}\.\d% of ", "big")
         try:
             done_at = json.load(open(path("big.json"))).get("position")
@@ -216,7 +225,7 @@ def main():
           and 0 < s.get("position", -1) <= big_size and abs(s.get("percent", -1) - pct) < 1e-3
           and f"interrupted by SIGTERM at {pct:.1f}% of {big}" in r.stdout, f"{s}\n{r}")
     first = s.get("records_in", 0)
-    r = run(base(big, db, "--summary-json", path("big2.json")))
+    r = run(base(big, db, "--summary-json", path("big2.json"), pipeline=frequent))
     s2 = json.load(open(path("big2.json"))) if os.path.exists(path("big2.json")) else {}
     check("the re-run continues where the interrupted one stopped: their records add up to the file's",
           r.returncode == 0 and s2.get("outcome") == "done" and first + s2.get("records_in", 0) == big_n,
@@ -239,7 +248,7 @@ def main():
           r.returncode == 0 and all(o.get("pipeline") == "recruitment" for o in eo)
           and oo and oo[0].get("records_in") == small_n and oo[0].get("ignored_by_reason") == small_ignored, r)
     seen, r = sigterm_run(base(big, path("jbig.db"), "--log-format", "json", "--progress-interval", "0.05",
-                               "--workers", "1"), r'"event":"progress".*"percent":\d{1,2}\.', "jbig")
+                               "--workers", "1", pipeline=frequent), r'"event":"progress".*"percent":\d{1,2}\.', "jbig")
     eo, oo = all_json("a SIGTERM'd run", r, True)
     # (a line before the first read has no position yet)
     prog = [o for o in eo if o.get("event") == "progress" and "position" in o]

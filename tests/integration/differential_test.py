@@ -109,16 +109,36 @@ def dead_letter_multiset(ctx):
                 continue
             try:
                 o = json.loads(ln)
-                payload = o.get("payload")
-                if not isinstance(payload, str):
-                    payload = json.dumps(payload, sort_keys=True)
-                c[(o.get("reason"), payload)] += 1
+                c[(o.get("reason"), canonical_payload(o.get("payload")))] += 1
             except ValueError:
                 c[("<not a JSON line>", ln.decode("utf-8", "replace"))] += 1
     return c
 
 
+def canonical_payload(payload):
+    """A payload as one canonical text: a record that is a JSON object or array (which the
+    dead-letter record stores as that JSON value) compares by its content, not its spacing or
+    key order; anything else stays the exact text."""
+    if isinstance(payload, str):
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            return payload
+        if not isinstance(value, (dict, list)):
+            return payload
+        payload = value
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def canonical(multiset):
+    out = Counter()
+    for (reason, payload), n in multiset.items():
+        out[(reason, canonical_payload(payload))] += n
+    return out
+
+
 def diff_multisets(a, b, label_a, label_b, limit=5):
+    a, b = canonical(a), canonical(b)
     out = []
     extra, missing = b - a, a - b
     if extra or missing:

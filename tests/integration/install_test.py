@@ -209,11 +209,13 @@ class Test:
                           + ("" if rc == 0 else f"\n{out[-2000:]}")):
             return
         out_dir, dlq = os.path.join(self.tmp, "viewlog"), os.path.join(self.tmp, "viewlog.dlq")
+        # A plain run: the end of a file is the end of its input, so every window is written
+        # (--until-caught-up would leave the last open windows for the next run).
         rc, out = self.isolated([sluice, "run", os.path.join(share, "viewlog.toml"),
-                                 "--until-caught-up", "--var", f"VIEWS={views}",
+                                 "--var", f"VIEWS={views}",
                                  "--var", f"OUT=parquet:{out_dir}", "--var", f"CAMPAIGNS={camp}",
                                  "--var", f"DLQ={dlq}"], cwd, timeout=60)
-        if not self.check(rc == 0, f"sluice run viewlog.toml --until-caught-up -> rc {rc}"
+        if not self.check(rc == 0, f"sluice run viewlog.toml -> rc {rc}"
                           + ("" if rc == 0 else f"\n{out[-2000:]}")):
             return
         # The recomputation reads the checkout's campaigns file, not the installed copy.

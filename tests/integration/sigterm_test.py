@@ -403,6 +403,7 @@ class Test:
         pipe = with_bound(os.path.join(EX, "viewlog.toml"), os.path.join(self.tmp, f"{case}.toml"),
                           self.args.bound)
         v = {"VIEWS": views, "OUT": f"parquet:{os.path.join(self.tmp, case + '-out')}",
+             "CAMPAIGNS": os.path.join(EX, "data", "campaigns1.csv"),
              "DLQ": os.path.join(self.tmp, f"{case}.dlq")}
         return self.stop_at_random(case, pipe, v, max_delay, args)
 
@@ -421,7 +422,8 @@ class Test:
     def case_ysb_generator(self):
         pipe = with_bound(os.path.join(EX, "ysb.toml"), os.path.join(self.tmp, "ysb.toml"),
                           self.args.bound)
-        v = {"SINK": f"sqlite:{os.path.join(self.tmp, 'ysb.db')}",
+        v = {"EVENTS": "generator:", "SINK": f"sqlite:{os.path.join(self.tmp, 'ysb.db')}",
+             "ADS": os.path.join(EX, "data", "ysb_ads.csv"),
              "DLQ": os.path.join(self.tmp, "ysb.dlq")}
         return self.stop_at_random("ysb-generator", pipe, v, 3.0)
 
@@ -461,7 +463,7 @@ class Test:
                               os.path.join(self.tmp, "mg.toml"), self.args.bound)
             v = {"TRACKING": "generator:", "RATE": "5000", "JOBS": kr.JOBS,
                  "SINK": f"mysql://root@127.0.0.1:{proxy.port}/{database}",
-                 "DLQ": os.path.join(self.tmp, "mg.dlq")}
+                 "DLQ": os.path.join(self.tmp, f"mg-{how}.dlq")}
             p = self.start(pipe, v, f"mysql-{how}")
             deadline = time.monotonic() + 60
             committed = None
