@@ -121,6 +121,11 @@ class Source {
   /// offset per record (a table's (column, key) cursor), and the identity partitions
   /// (kIdentityPartitionBase and up) that go with them. Empty: each record's next_offset.
   virtual std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const { return {}; }
+  /// Positions this instance has moved past without a record to carry them (the commit marker
+  /// that ends a Kafka partition written in transactions), committed like record positions
+  /// after every poll, so a partition read to its end is at its end in the sink too. Only ever
+  /// moves forward; empty for most sources.
+  virtual std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const { return {}; }
 
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }

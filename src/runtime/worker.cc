@@ -292,6 +292,10 @@ void Worker::Run() {
     backoff_ms = 100;
     failing_since_.reset();
     if (!batch_.empty() || !batch_.dead_letters().empty()) ProcessBatch();
+    for (const auto& [p, o] : source_->PositionsPastRecords()) {
+      auto it = pending_.positions.find(p);
+      if (it == pending_.positions.end() || it->second < o) pending_.positions[p] = o;
+    }
     if (*state == PollState::kEnd) {
       input_done_ = true;
       if (held_.empty()) break;

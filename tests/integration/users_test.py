@@ -433,9 +433,13 @@ class Test:
         args = ("--error-rate", "0.4", "--fail-times", "1", "--hang", "3000")
         # The independent account: a second API with the same settings, each page requested once
         # with urllib (1 s timeout), tells which pages fail and how.
+        # `count` counts the profiles received: a malformed page brings none, so the ingest asks
+        # for pages until it has received n profiles (page n // size + 1 for each malformed one).
         probe = self.api(*args)
         kind_of = {}
-        for page in range(1, pages + 1):
+        page, received = 0, 0
+        while received < n:
+            page += 1
             try:
                 fetch_page(probe.url, seed, page, size, timeout=1)
             except urllib.error.HTTPError as e:
@@ -444,6 +448,9 @@ class Test:
                 kind_of[page] = "timeout"
             except ValueError:
                 kind_of[page] = "invalid_body"
+            if kind_of.get(page) != "invalid_body":
+                received += size
+        pages = page
         kinds = {k: sum(1 for v in kind_of.values() if v == k)
                  for k in ("http_5xx", "timeout", "invalid_body")}
         # Failed requests (5xx, timeouts) are retried and then answered; a body that is not JSON
@@ -477,7 +484,7 @@ class Test:
             msgs = topic_messages(topic)
             if len(msgs) != len(want) or {m.get("login_uuid") for m in msgs} != set(want):
                 problems.append(f"the topic holds {len(msgs)} messages, expected the "
-                                f"{len(want)} profiles of the pages that were not malformed")
+                                f"{len(want)} profiles of the {pages} pages that were not malformed")
             rc, out = self.users_until(topic, ks, len(want))
             if rc != 0:
                 problems.append(f"users exited {rc}:\n{out[-2000:]}")

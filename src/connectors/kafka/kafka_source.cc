@@ -165,6 +165,7 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
       tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
       assigned_.insert(tp->partition());
       if (committed) next_[tp->partition()] = *committed;
+      past_records_.erase(tp->partition());
       spdlog::info("kafka {}: assigned {}[{}] from offset {}", settings_.client_id, settings_.topic,
                    tp->partition(), committed ? std::to_string(*committed) : "beginning");
     }
@@ -355,6 +356,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
           r.timestamp_micros = ts.timestamp * 1000;
         }
         next_[p] = offset + 1;
+        past_records_.erase(p);
         last_progress_ = std::chrono::steady_clock::now();
         break;
       }
@@ -365,6 +367,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         auto next = next_.find(msg->partition());
         if (next != next_.end() && assigned_.count(msg->partition()) && msg->offset() > next->second) {
           next->second = msg->offset();
+          past_records_[msg->partition()] = msg->offset();
           last_progress_ = std::chrono::steady_clock::now();
         }
         break;
@@ -388,6 +391,14 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
   }
   if (out->empty()) return ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle;
   return PollState::kData;
+}
+
+std::vector<std::pair<int32_t, int64_t>> KafkaSource::PositionsPastRecords() const {
+  std::vector<std::pair<int32_t, int64_t>> out;
+  for (const auto& [p, offset] : past_records_) {
+    if (assigned_.count(p)) out.emplace_back(p, offset);
+  }
+  return out;
 }
 
 std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {

@@ -44,6 +44,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   bool EndIsFinal() const override { return false; }
   DecoderOptions decoder_options() const override { return decoder_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
+  std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override;
   std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
   /// Commits the sink's positions to Kafka too, for lag monitoring tools; never read back.
   void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) override;
@@ -77,6 +78,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::set<int32_t> assigned_;
   std::map<int32_t, int64_t> next_;          ///< next offset to process, per assigned partition
+  /// Partitions whose end (a commit marker) lies past their last record, with that offset.
+  std::map<int32_t, int64_t> past_records_;
   std::map<int32_t, int64_t> end_offsets_;   ///< until_caught_up: stop here
   std::map<int32_t, int64_t> low_offsets_;   ///< until_caught_up: first offset, at start
   /// until_caught_up: the sink's committed position of each partition this instance does not
