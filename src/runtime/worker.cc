@@ -120,7 +120,10 @@ size_t Worker::PendingSize() const {
 }
 
 Status Worker::Setup() {
-  RETURN_IF_ERROR(source_->Open(context_));
+  if (Status open = source_->Open(context_); !open.ok()) {
+    setup_failed_.store(true);
+    return open;
+  }
   ASSIGN_OR_RETURN(decoder_, MakeDecoder(source_->decoder_options(), plan_->input));
   if (auto header = source_->Header()) {
     Status s = decoder_->SetHeader(*header);
@@ -209,7 +212,6 @@ void Worker::Run() {
   if (!setup.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     error_ = setup;
-    setup_failed_.store(true);
     finished_.store(true);
     cv_.notify_all();
     return;

@@ -85,7 +85,7 @@ class Worker {
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
-  /// True when the source could not be opened (Setup failed): nothing was read.
+  /// True when the source's Open() failed: nothing was read.
   bool setup_failed() const { return setup_failed_.load(); }
   /// Returns the error that stopped the worker, if any.
   Status error() const;

@@ -45,6 +45,7 @@ Choices where the contract is silent (kept out of the golden cases):
 
 import argparse
 import csv
+import io
 import datetime as dt
 import json
 import os
@@ -123,6 +124,8 @@ def decode_str_json(name, value):
 
 
 def decode_csv_record(header, row):
+    if isinstance(row, BadCsvRow):
+        raise DeadLetter(row.reason)
     if len(row) != len(header):
         raise DeadLetter(f"decode: csv row has {len(row)} fields, header has {len(header)}")
     cells = dict(zip(header, row))
@@ -153,10 +156,70 @@ def decode_json_record(line):
 
 # ----------------------------------------------------------------------------- reading
 
+class BadCsvRow(list):
+    """A CSV record sluice's file source sets aside before decoding, with its reason."""
+
+    def __init__(self, reason):
+        super().__init__()
+        self.reason = reason
+
+
+def _quote_open(text):
+    """True when `text` ends inside a quoted field: a quote opens a field only at its start
+    (a quote inside an unquoted field is stray and opens nothing); "" inside quotes is a quote."""
+    in_quote, field_start, i, n = False, True, 0, len(text)
+    while i < n:
+        c = text[i]
+        if in_quote:
+            if c == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    i += 2
+                    continue
+                in_quote = False
+        elif c == '"' and field_start:
+            in_quote = True
+        field_start = (not in_quote) and c == ","
+        i += 1
+    return in_quote
+
+
+def _stray_quote_column(line):
+    """The 1-based column of the first stray quote of a one-line record (a quote inside an
+    unquoted field, or text after a closing quote), else None."""
+    i, n, column = 0, len(line), 1
+    while True:
+        if i < n and line[i] == '"':
+            i += 1
+            while i < n:
+                if line[i] == '"':
+                    if i + 1 < n and line[i + 1] == '"':
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1  # past the closing quote
+            if i < n and line[i] != ",":
+                return column
+        else:
+            j = line.find(",", i)
+            j = n if j < 0 else j
+            if '"' in line[i:j]:
+                return column
+            i = j
+        if i >= n:
+            return None
+        i += 1
+        column += 1
+
+
 def read_csv_records(path):
     """Yields (row, header, raw_text, byte_offset) for each CSV record (quoted newlines handled).
 
-    raw_text is the record's text as it is in the file, without the final line break."""
+    raw_text is the record's text as it is in the file, without the final line break. As in
+    sluice's file source, a record that runs over several lines must still split into the
+    header's number of fields: otherwise only its first line is set aside and reading resumes
+    at the next line; and a one-line record with a stray quote is set aside. Set-aside records
+    come as a BadCsvRow (empty, with a `reason`)."""
     with open(path, "rb") as fb:
         data = fb.read()
     text_lines = data.decode("utf-8").splitlines(keepends=True)
@@ -168,34 +231,53 @@ def read_csv_records(path):
             lines[-1] += piece
         else:
             lines.append(piece)
-    consumed = []
-    state = {"offset": 0}
-
-    def feed():
-        for ln in lines:
-            consumed.append(ln)
-            yield ln
-
-    reader = csv.reader(feed(), strict=False)
-    header = next(reader, None)
+    if not lines:
+        return
+    header = next(csv.reader(io.StringIO(lines[0], newline=""), strict=False), None)
     if header is None:
         return
     if header and header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
-    state["offset"] = sum(len(x.encode("utf-8")) for x in consumed)
-    consumed.clear()
-    for row in reader:
-        raw = "".join(consumed)
-        offset = state["offset"]
-        state["offset"] += len(raw.encode("utf-8"))
-        consumed.clear()
-        if row == []:  # blank line
+    offset = len(lines[0].encode("utf-8"))
+
+    def strip_eol(t):
+        if t.endswith("\n"):
+            t = t[:-1]
+            if t.endswith("\r"):
+                t = t[:-1]
+        return t
+
+    i = 1
+    while i < len(lines):
+        j, text = i, lines[i]
+        while _quote_open(text) and j + 1 < len(lines):
+            j += 1
+            text += lines[j]
+        raw = strip_eol(text)
+        if raw == "":
+            offset += len(text.encode("utf-8"))
+            i = j + 1
             continue
-        if raw.endswith("\n"):
-            raw = raw[:-1]
-            if raw.endswith("\r"):
-                raw = raw[:-1]
+        row = next(csv.reader(io.StringIO(text, newline=""), strict=False), [])
+        if j > i and len(row) != len(header):
+            first = strip_eol(lines[i])
+            yield (BadCsvRow(f"CSV record: a record over {j - i + 1} lines has {len(row)} fields, "
+                             f"the header {len(header)}; its first line was set aside"),
+                   header, first, offset)
+            offset += len(lines[i].encode("utf-8"))
+            i += 1
+            continue
+        if j == i:
+            col = _stray_quote_column(raw)
+            if col is not None:
+                yield (BadCsvRow(f"CSV record: column {col}: stray quote in unquoted field"),
+                       header, raw, offset)
+                offset += len(text.encode("utf-8"))
+                i = j + 1
+                continue
         yield row, header, raw, offset
+        offset += len(text.encode("utf-8"))
+        i = j + 1
 
 
 def read_ndjson_lines(path):

@@ -78,6 +78,12 @@ class SqliteTableSourceTest : public ::testing::Test {
   }
 
   std::unique_ptr<Runner> Make(RunOptions options = {}) {
+    auto runner = TryMake(options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    return std::move(runner).value();
+  }
+
+  Result<std::unique_ptr<Runner>> TryMake(RunOptions options) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
@@ -88,9 +94,7 @@ class SqliteTableSourceTest : public ::testing::Test {
         "[sink]\nuri = \"sqlite:" + out_ + "\"\ntable = \"copy\"\n";
     auto cfg = ParsePipelineConfig(text, "tbl.toml", vars);
     EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), options);
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    return std::move(runner).value();
+    return Runner::Make(std::move(cfg).value(), options);
   }
 
   std::vector<std::string> Want() { return Query(in_, "SELECT id, job_id, kind FROM tracking ORDER BY id"); }
@@ -163,10 +167,11 @@ TEST_F(SqliteTableSourceTest, RecreatedTableIsRefusedUntilResetSource) {
     ASSERT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
     EXPECT_NE(s.message().find("is gone"), std::string::npos) << s.message();
   }
-  // An unknown source name is an argument error.
+  // An unknown source name is an argument error, found before the run (as `validate` would).
   {
-    Status s = Make(RunOptions{.until_caught_up = true, .reset_source = "trackin"})->Run();
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    auto r = TryMake(RunOptions{.until_caught_up = true, .reset_source = "trackin"});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
   }
   // --reset-source reads the new table from its beginning, and later runs continue after it.
   {
