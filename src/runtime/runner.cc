@@ -13,15 +13,15 @@
 
 #include "core/time.h"
 #include "operators/dimension.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 
 namespace sluice {
 namespace {
 
 std::string DefaultDeadLetterPath(const PipelineConfig& config) {
-  auto [scheme, path] = SplitUri(config.sink.uri);
-  if (scheme == "sqlite") {
-    std::filesystem::path p(path);
+  if (ConnectorRegistry::Instance().SinkTraitsFor(config.sink.uri).local_file) {
+    std::filesystem::path p(SplitUri(config.sink.uri).second);
     return (p.parent_path() / (p.stem().string() + ".dead-letters.ndjson")).string();
   }
   return config.name + ".dead-letters.ndjson";
@@ -67,8 +67,8 @@ bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
 std::string SinkIdentity(const PipelineConfig& config) {
   auto [scheme, path] = SplitUri(config.sink.uri);
   std::string id = config.sink.uri;
-  if (scheme == "sqlite") {
-    id = "sqlite:" + std::filesystem::absolute(path).lexically_normal().string();
+  if (ConnectorRegistry::Instance().SinkTraitsFor(config.sink.uri).local_file) {
+    id = scheme + ":" + std::filesystem::absolute(path).lexically_normal().string();
   }
   if (!config.sink.table.empty()) id += " table " + config.sink.table;
   return id;
@@ -715,6 +715,9 @@ PipelineSnapshot Runner::Snapshot() const {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s = stats_;
   }
+  // A sink that watches its connection says so before the next commit fails (Healthy() may be
+  // called from any thread).
+  if (sink_ && !sink_->Healthy()) s.sink_healthy = false;
   std::lock_guard<std::mutex> topology(topology_mu_);
   for (const auto& c : counters_) {
     s.records_in += c->records_in.load(std::memory_order_relaxed);
