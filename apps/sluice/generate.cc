@@ -11,11 +11,11 @@
 
 #include "commands.h"
 #include "demo_files.h"
-#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dead_letter_file.h"
 #include "connectors/generator/generator_source.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "core/time.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice::cli {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "commands.h"
 #include "logging.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice::cli {
 namespace {

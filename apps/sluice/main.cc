@@ -18,6 +18,7 @@
 #include "serve.h"
 #include "config/pipeline_config.h"
 #include "runtime/plan.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 

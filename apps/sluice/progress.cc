@@ -8,7 +8,7 @@
 
 #include "core/json_writer.h"
 #include "logging.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice::cli {
 namespace {

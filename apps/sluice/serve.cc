@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice::cli {
 

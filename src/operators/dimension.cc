@@ -6,10 +6,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "connectors/kafka/kafka_dimension.h"
-#include "connectors/mysql/mysql_dimension.h"
+#include "core/uri.h"
 #include "operators/decoder.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 
@@ -91,57 +90,6 @@ Dimension::Stats Dimension::stats() const {
   s.refresh_errors = refresh_errors_.load(std::memory_order_relaxed);
   s.misses = misses_.load(std::memory_order_relaxed);
   return s;
-}
-
-Result<DimensionRefresh> ParseDimensionRefresh(const DimensionConfig& config) {
-  DimensionRefresh r;
-  const Options& o = config.options;
-  const bool kafka = SplitUri(config.uri).first == "kafka";
-  ASSIGN_OR_RETURN(r.interval_micros, o.GetDurationMicros("refresh", kafka ? 1'000'000 : 5'000'000));
-  if (r.interval_micros < 0) {
-    return Status::InvalidArgument(o.Where("refresh") + ": refresh must not be negative");
-  }
-  if (SplitUri(config.uri).first == "mysql") {
-    r.updated_column = o.GetString("updated_column");
-    ASSIGN_OR_RETURN(r.grace_micros, o.GetDurationMicros("grace", 5'000'000));
-  }
-  return r;
-}
-
-Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) {
-  auto [scheme, path] = SplitUri(config.uri);
-  size_t skipped = 0;
-  std::string first_error;
-  std::shared_ptr<DimensionTable> table;
-  ASSIGN_OR_RETURN(DimensionRefresh refresh, ParseDimensionRefresh(config));
-  if (scheme == "mysql") {
-    ASSIGN_OR_RETURN(table, LoadMysqlDimension(config, &skipped, &first_error));
-  } else if (scheme == "kafka") {
-    // Filled from the topic when the run starts (DimensionRefresher), before any lookup.
-    RETURN_IF_ERROR(CheckKafkaDimensionOptions(config));
-    RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
-    Schema schema(config.fields);
-    auto key_index = schema.IndexOf(config.key);
-    if (!key_index) {
-      return Status::InvalidArgument("dimension " + config.name + ": key '" + config.key +
-                                     "' is not one of its fields");
-    }
-    auto empty = std::make_shared<DimensionTable>(config.name, schema, *key_index);
-    return std::make_shared<Dimension>(config, std::move(refresh), std::move(empty));
-  } else if (scheme == "file") {
-    RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
-    ASSIGN_OR_RETURN(table, LoadCsvDimension(config, &skipped, &first_error));
-  } else {
-    return Status::InvalidArgument(
-        "dimension " + config.name + ": unsupported uri '" + config.uri +
-        "' (expected a CSV file path, mysql://USER@HOST:PORT/DB/TABLE or kafka://HOST:PORT/TOPIC)");
-  }
-  if (skipped > 0) {
-    spdlog::warn("dimension {}: skipped {} rows of {} (first: {})", config.name, skipped,
-                 path, first_error);
-  }
-  spdlog::info("dimension {}: {} keys from {}", config.name, table->size(), path);
-  return std::make_shared<Dimension>(config, std::move(refresh), std::move(table));
 }
 
 }  // namespace sluice

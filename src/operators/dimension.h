@@ -185,10 +185,20 @@ class Dimension {
   std::atomic<int64_t> refresh_errors_{0}, misses_{0};
 };
 
-/// Reads the refresh settings of [dimension.NAME]: `refresh` (interval; default "5s" for MySQL
-/// tables and CSV files, "0" turns it off), `updated_column` (MySQL; default "updated_at" when
-/// the table has it) and `grace` (MySQL, default "5s").
-Result<DimensionRefresh> ParseDimensionRefresh(const DimensionConfig& config);
+/// Follows one dimension's source and publishes a new snapshot (Dimension::Publish) when it
+/// changed. Dimension connectors implement it; ConnectorRegistry::MakeDimensionPoller makes one.
+///
+/// Lifecycle and threads: made on the thread that starts the run (a poller that fills its table,
+/// as a Kafka changelog does, catches up there); then Poll() is called by one thread at a time,
+/// the refresher's background thread, until the run ends. Workers never call it: they only read
+/// the published snapshots.
+class DimensionPoller {
+ public:
+  virtual ~DimensionPoller() = default;
+  /// Looks for changes once; publishes a new version of the dimension when there are any. An
+  /// error keeps the current snapshot (the refresher counts it and retries at the next interval).
+  virtual Status Poll() = 0;
+};
 
 /// Loads a dimension from a CSV file (',' or ';' delimited, sniffed from the header).
 /// Rows whose key is blank or whose values do not decode are skipped and counted in
@@ -196,9 +206,6 @@ Result<DimensionRefresh> ParseDimensionRefresh(const DimensionConfig& config);
 Result<std::shared_ptr<DimensionTable>> LoadCsvDimension(const DimensionConfig& config,
                                                          size_t* skipped,
                                                          std::string* first_error);
-
-/// Loads a dimension from the location named by config.uri, with its refresh settings.
-Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config);
 
 /// Reads a whole file into memory.
 Result<std::string> ReadFile(const std::string& path);

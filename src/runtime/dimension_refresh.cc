@@ -1,104 +1,22 @@
 #include "runtime/dimension_refresh.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <chrono>
 
 #include "core/time.h"
-#include "connectors/kafka/kafka_dimension.h"
-#include "connectors/mysql/mysql_dimension.h"
 #include "runtime/plan.h"
 #include "runtime/registry.h"
 
 namespace sluice {
-namespace {
-
-/// Counts the rows that differ between two versions (added, changed or removed keys).
-int64_t CountChanges(const DimensionTable& before, const DimensionTable& after) {
-  int64_t changes = 0;
-  after.ForEach([&](const std::vector<Value>& row) {
-    const std::vector<Value>* old = before.Find(row[after.key_index()]);
-    if (!old || *old != row) ++changes;
-  });
-  before.ForEach([&](const std::vector<Value>& row) {
-    if (!after.Find(row[before.key_index()])) ++changes;
-  });
-  return changes;
-}
-
-class CsvPoller : public DimensionPoller {
- public:
-  explicit CsvPoller(std::shared_ptr<Dimension> dim) : dim_(std::move(dim)) {
-    path_ = SplitUri(dim_->config().uri).second;
-    Stat(&seen_);
-  }
-
-  Status Poll() override {
-    FileVersion now;
-    if (!Stat(&now)) return Status::NotFound("dimension " + dim_->name() + ": " + path_ + " is missing");
-    if (now == seen_) return Status::OK();
-    size_t skipped = 0;
-    std::string first_error;
-    auto table = LoadCsvDimension(dim_->config(), &skipped, &first_error);
-    if (!table.ok()) return table.status();
-    seen_ = now;
-    auto current = dim_->snapshot();
-    const int64_t changes = CountChanges(*current, **table);
-    if (skipped > 0) {
-      spdlog::warn("dimension {}: skipped {} rows of {} (first: {})", dim_->name(), skipped, path_,
-                   first_error);
-    }
-    if (changes == 0) return Status::OK();
-    dim_->Publish(std::move(table).value(), changes, WallClockMicros());
-    spdlog::info("dimension {}: reloaded {} ({} rows changed)", dim_->name(), path_, changes);
-    return Status::OK();
-  }
-
- private:
-  struct FileVersion {
-    int64_t size = -1;
-    int64_t mtime_ns = 0;
-    uint64_t inode = 0;  ///< a file renamed over the old one is a change even within one mtime tick
-    friend bool operator==(const FileVersion&, const FileVersion&) = default;
-  };
-  bool Stat(FileVersion* v) const {
-    struct stat st;
-    if (::stat(path_.c_str(), &st) != 0) return false;
-    v->size = st.st_size;
-    v->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-    v->inode = static_cast<uint64_t>(st.st_ino);
-    return true;
-  }
-
-  std::shared_ptr<Dimension> dim_;
-  std::string path_;
-  FileVersion seen_;
-};
-
-}  // namespace
-
-std::unique_ptr<DimensionPoller> MakeCsvDimensionPoller(std::shared_ptr<Dimension> dim) {
-  return std::make_unique<CsvPoller>(std::move(dim));
-}
-
 Result<std::unique_ptr<DimensionRefresher>> DimensionRefresher::Make(const Plan& plan) {
   std::unique_ptr<DimensionRefresher> r(new DimensionRefresher());
   for (const auto& [name, dim] : plan.dimensions) {
-    const std::string scheme = SplitUri(dim->config().uri).first;
-    std::unique_ptr<DimensionPoller> poller;
-    if (scheme == "kafka") {
-      // Reads the topic to its end now, so the first lookups see the whole table.
-      ASSIGN_OR_RETURN(poller, MakeKafkaDimensionPoller(dim));
-      if (dim->refresh().interval_micros <= 0) continue;
-    } else if (dim->refresh().interval_micros <= 0) {
-      continue;
-    } else if (scheme == "mysql") {
-      ASSIGN_OR_RETURN(poller, MakeMysqlDimensionPoller(dim));
-    } else if (scheme == "file") {
-      poller = MakeCsvDimensionPoller(dim);
-    }
-    if (!poller) continue;
+    // A poller that fills its table (a changelog topic) reads to the end now, so the first
+    // lookups see the whole table, even when it is not polled afterwards.
+    ASSIGN_OR_RETURN(std::unique_ptr<DimensionPoller> poller,
+                     ConnectorRegistry::Instance().MakeDimensionPoller(dim));
+    if (!poller || dim->refresh().interval_micros <= 0) continue;
     r->entries_.push_back(Entry{dim, std::move(poller), SteadyClockMicros() + dim->refresh().interval_micros, 0});
   }
   if (r->entries_.empty()) return std::unique_ptr<DimensionRefresher>();

@@ -13,18 +13,6 @@ namespace sluice {
 
 struct Plan;
 
-/// Follows one dimension's source and publishes a new snapshot when it changed.
-class DimensionPoller {
- public:
-  virtual ~DimensionPoller() = default;
-  /// Looks for changes once; publishes a new version of the dimension when there are any.
-  virtual Status Poll() = 0;
-};
-
-/// Polls a CSV dimension file and reloads it when its size or modification time changed. A file
-/// that is missing or does not parse keeps the previous snapshot (and counts a refresh error).
-std::unique_ptr<DimensionPoller> MakeCsvDimensionPoller(std::shared_ptr<Dimension> dim);
-
 /// Keeps a plan's dimensions current on one background thread, each at its own interval.
 /// Lookups never wait for it: workers pick up a new snapshot at their next batch.
 class DimensionRefresher {

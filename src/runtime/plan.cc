@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/time.h"
+#include "runtime/registry.h"
 
 namespace sluice {
 namespace {
@@ -224,7 +225,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
 
   for (const auto& [name, dim] : config.dimensions) {
-    auto loaded = LoadDimension(dim);
+    auto loaded = ConnectorRegistry::Instance().LoadDimension(dim);
     if (!loaded.ok()) {
       // Point at the setting that names the dimension, unless the error already has a place.
       const Status& s = loaded.status();

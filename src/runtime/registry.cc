@@ -1,36 +1,22 @@
 #include "runtime/registry.h"
 
-#include "connectors/cassandra/cassandra_sink.h"
-#include "connectors/cassandra/cassandra_table_source.h"
-#include "connectors/file/file_source.h"
-#include "connectors/generator/generator_source.h"
-#include "connectors/http/http_source.h"
-#include "connectors/mysql/mysql_sink.h"
-#include "connectors/mysql/mysql_table_source.h"
-#include "connectors/ndjson/ndjson_sink.h"
-#include "connectors/parquet/parquet_sink.h"
-#include "connectors/kafka/kafka_sink.h"
-#include "connectors/kafka/kafka_source.h"
-#include "connectors/sqlite/sqlite_sink.h"
-#include "connectors/sqlite/sqlite_table_source.h"
+#include "core/uri.h"
 
 namespace sluice {
+namespace {
+
+template <typename Map>
+std::string Known(const Map& map) {
+  std::string known;
+  for (const auto& [k, v] : map) known += (known.empty() ? "" : ", ") + k;
+  return known;
+}
+
+}  // namespace
 
 ConnectorRegistry& ConnectorRegistry::Instance() {
   static ConnectorRegistry registry;
   return registry;
-}
-
-std::pair<std::string, std::string> SplitUri(const std::string& uri) {
-  size_t colon = uri.find(':');
-  if (colon == std::string::npos || colon == 0) return {"file", uri};
-  std::string scheme = uri.substr(0, colon);
-  for (char c : scheme) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-') return {"file", uri};
-  }
-  std::string rest = uri.substr(colon + 1);
-  if (rest.rfind("//", 0) == 0) rest = rest.substr(2);
-  return {scheme, rest};
 }
 
 Result<std::vector<std::unique_ptr<Source>>> ConnectorRegistry::MakeSources(
@@ -38,11 +24,10 @@ Result<std::vector<std::unique_ptr<Source>>> ConnectorRegistry::MakeSources(
   auto [scheme, rest] = SplitUri(config.uri);
   auto it = sources_.find(scheme);
   if (it == sources_.end()) {
-    std::string known;
-    for (const auto& [k, v] : sources_) known += (known.empty() ? "" : ", ") + k;
     return Status::InvalidArgument(config.options.Where("uri") + ": unknown source '" + scheme +
-                                   ":' in " + config.uri + " (available: " + known + ")");
+                                   ":' in " + config.uri + " (available: " + Known(sources_) + ")");
   }
+  for (const std::string& key : switchable_) config.options.GetString(key);
   return it->second(config, max_instances);
 }
 
@@ -50,31 +35,42 @@ Result<std::unique_ptr<Sink>> ConnectorRegistry::MakeSink(const SinkConfig& conf
   auto [scheme, rest] = SplitUri(config.uri);
   auto it = sinks_.find(scheme);
   if (it == sinks_.end()) {
-    std::string known;
-    for (const auto& [k, v] : sinks_) known += (known.empty() ? "" : ", ") + k;
     return Status::InvalidArgument(config.options.Where("uri") + ": unknown sink '" + scheme +
-                                   ":' in " + config.uri + " (available: " + known + ")");
+                                   ":' in " + config.uri + " (available: " + Known(sinks_) + ")");
   }
-  return it->second(config);
+  return it->second.factory(config);
 }
 
-void RegisterBuiltins() {
-  ConnectorRegistry& r = ConnectorRegistry::Instance();
-  r.AddSource("file", FileSource::Make);
-  r.AddSource("generator", GeneratorSource::Make);
-  r.AddSource("http", HttpSource::Make);
-  r.AddSource("https", HttpSource::Make);
-  r.AddSource("kafka", KafkaSource::Make);
-  r.AddSource("mysql", MysqlTableSource::Make);
-  r.AddSource("sqlite", SqliteTableSource::Make);
-  r.AddSink("sqlite", SqliteSink::Make);
-  r.AddSink("mysql", MysqlSink::Make);
-  r.AddSink("parquet", ParquetSink::Make);
-  r.AddSource("cassandra", CassandraTableSource::Make);
-  r.AddSink("cassandra", CassandraSink::Make);
-  r.AddSink("kafka", KafkaSink::Make);
-  r.AddSink("ndjson", NdjsonSink::MakeFile);
-  r.AddSink("stdout", NdjsonSink::MakeStdout);
+SinkTraits ConnectorRegistry::SinkTraitsFor(const std::string& uri) const {
+  auto it = sinks_.find(SplitUri(uri).first);
+  return it == sinks_.end() ? SinkTraits{} : it->second.traits;
+}
+
+Result<std::shared_ptr<Dimension>> ConnectorRegistry::LoadDimension(const DimensionConfig& config) const {
+  const std::string scheme = SplitUri(config.uri).first;
+  auto it = dimensions_.find(scheme);
+  if (it == dimensions_.end()) {
+    return Status::InvalidArgument("dimension " + config.name + ": unsupported uri '" + config.uri +
+                                   "' (dimensions read: " + Known(dimensions_) +
+                                   "; a path without a scheme is a CSV file)");
+  }
+  DimensionRefresh refresh;
+  ASSIGN_OR_RETURN(refresh.interval_micros,
+                   config.options.GetDurationMicros("refresh", it->second.default_refresh_micros));
+  if (refresh.interval_micros < 0) {
+    return Status::InvalidArgument(config.options.Where("refresh") + ": refresh must not be negative");
+  }
+  return it->second.load(config, std::move(refresh));
+}
+
+Result<std::unique_ptr<DimensionPoller>> ConnectorRegistry::MakeDimensionPoller(
+    std::shared_ptr<Dimension> dim) const {
+  auto it = dimensions_.find(SplitUri(dim->config().uri).first);
+  if (it == dimensions_.end() || !it->second.poller) return std::unique_ptr<DimensionPoller>();
+  if (dim->refresh().interval_micros <= 0 && !it->second.fills_at_start) {
+    return std::unique_ptr<DimensionPoller>();
+  }
+  return it->second.poller(std::move(dim));
 }
 
 }  // namespace sluice

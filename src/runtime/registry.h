@@ -1,37 +1,89 @@
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "operators/dimension.h"
 #include "runtime/sink.h"
 #include "runtime/source.h"
 
 namespace sluice {
 
-/// Maps URI schemes ("file", "generator", "sqlite", ...) to connector factories.
+/// What a dimension connector provides: the first snapshot, and a poller that follows changes.
+struct DimensionFactory {
+  /// Loads the first snapshot (or an empty table that `poller` fills at start). `refresh` holds
+  /// the interval already read from `refresh`; the connector reads its own refresh options.
+  std::function<Result<std::shared_ptr<Dimension>>(const DimensionConfig&, DimensionRefresh)> load;
+  /// Creates the poller that keeps the dimension current; returns null when the dimension has
+  /// nothing to follow. Unset: the dimension never changes.
+  std::function<Result<std::unique_ptr<DimensionPoller>>(std::shared_ptr<Dimension>)> poller;
+  /// The refresh interval when the pipeline sets none (0: never).
+  int64_t default_refresh_micros = 5'000'000;
+  /// The poller fills the table: it is made (and catches up) at start even when refresh is 0.
+  bool fills_at_start = false;
+};
+
+/// What the engine knows of a sink kind besides its factory.
+struct SinkTraits {
+  /// The URI's rest is a local file (an SQLite database): the sink is named by its absolute
+  /// path, and a dead-letter file given no path goes beside it.
+  bool local_file = false;
+};
+
+/// Maps URI schemes ("file", "kafka", "sqlite", ...) to connector factories: sources (streams
+/// and tables read incrementally), sinks and dimensions.
 ///
-/// Filled once by RegisterBuiltins() before any pipeline starts; read-only afterwards.
+/// The runtime never names a connector: each connector folder registers its factories through
+/// one function (RegisterKafka, ...), and the list of those functions lives above the runtime
+/// (src/connectors/builtin.cc). Filled once by RegisterBuiltins() before any pipeline starts;
+/// read-only afterwards, from any thread.
 class ConnectorRegistry {
  public:
   static ConnectorRegistry& Instance();
 
   void AddSource(const std::string& scheme, SourceFactory factory) { sources_[scheme] = std::move(factory); }
-  void AddSink(const std::string& scheme, SinkFactory factory) { sinks_[scheme] = std::move(factory); }
+  void AddSink(const std::string& scheme, SinkFactory factory, SinkTraits traits = {}) {
+    sinks_[scheme] = Sink_{std::move(factory), traits};
+  }
+  void AddDimension(const std::string& scheme, DimensionFactory factory) {
+    dimensions_[scheme] = std::move(factory);
+  }
+  /// Names [source] options that belong to another source kind and may stay in a pipeline file
+  /// whose source a variable switches (the generator's `profile`, `rate`, ...). Every source
+  /// treats them as read; a misspelled option is still reported.
+  void AddSwitchableSourceOptions(const std::vector<std::string>& keys) {
+    switchable_.insert(switchable_.end(), keys.begin(), keys.end());
+  }
 
   /// Creates source instances for `config.uri` (a path without a scheme means "file").
   Result<std::vector<std::unique_ptr<Source>>> MakeSources(const SourceConfig& config,
                                                            int max_instances) const;
   Result<std::unique_ptr<Sink>> MakeSink(const SinkConfig& config) const;
+  /// The traits of the sink kind `uri` names (defaults for an unknown scheme).
+  SinkTraits SinkTraitsFor(const std::string& uri) const;
+
+  /// Loads a dimension from the location `config.uri` names, with its refresh settings.
+  Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) const;
+  /// Creates the poller that keeps `dim` current, or null when it needs none (refresh off and
+  /// nothing to fill at start, or nothing to follow).
+  Result<std::unique_ptr<DimensionPoller>> MakeDimensionPoller(std::shared_ptr<Dimension> dim) const;
 
  private:
+  struct Sink_ {
+    SinkFactory factory;
+    SinkTraits traits;
+  };
   std::map<std::string, SourceFactory> sources_;
-  std::map<std::string, SinkFactory> sinks_;
+  std::map<std::string, Sink_> sinks_;
+  std::map<std::string, DimensionFactory> dimensions_;
+  std::vector<std::string> switchable_;
 };
 
-/// Registers every built-in connector. Idempotent.
+/// Registers every built-in connector (src/connectors/builtin.cc). Idempotent.
 void RegisterBuiltins();
-
-/// Splits "scheme:rest" or "scheme://rest"; a bare path has scheme "file".
-std::pair<std::string, std::string> SplitUri(const std::string& uri);
 
 }  // namespace sluice

@@ -13,15 +13,15 @@
 
 #include "core/time.h"
 #include "operators/dimension.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 
 namespace sluice {
 namespace {
 
 std::string DefaultDeadLetterPath(const PipelineConfig& config) {
-  auto [scheme, path] = SplitUri(config.sink.uri);
-  if (scheme == "sqlite") {
-    std::filesystem::path p(path);
+  if (ConnectorRegistry::Instance().SinkTraitsFor(config.sink.uri).local_file) {
+    std::filesystem::path p(SplitUri(config.sink.uri).second);
     return (p.parent_path() / (p.stem().string() + ".dead-letters.ndjson")).string();
   }
   return config.name + ".dead-letters.ndjson";
@@ -67,8 +67,8 @@ bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
 std::string SinkIdentity(const PipelineConfig& config) {
   auto [scheme, path] = SplitUri(config.sink.uri);
   std::string id = config.sink.uri;
-  if (scheme == "sqlite") {
-    id = "sqlite:" + std::filesystem::absolute(path).lexically_normal().string();
+  if (ConnectorRegistry::Instance().SinkTraitsFor(config.sink.uri).local_file) {
+    id = scheme + ":" + std::filesystem::absolute(path).lexically_normal().string();
   }
   if (!config.sink.table.empty()) id += " table " + config.sink.table;
   return id;
@@ -487,34 +487,54 @@ Status Runner::ForgetSourcePositions() {
 }
 
 std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_t partition) {
-  std::lock_guard<std::mutex> lock(sink_mu_);
-  if (forgetting_ && source == options_.reset_source) {
-    // The sink still holds the forgotten positions until this run commits; only what this run
-    // committed counts.
-    auto it = committed_.find({source, partition});
-    if (it == committed_.end() || it->second == kForgottenPosition) return std::nullopt;
-    return it->second;
-  }
-  auto stored = sink_->LoadPositions();
-  if (!stored.ok()) {
-    spdlog::warn("reading positions from the sink failed: {}; using the last known ones",
-                 stored.status().ToString());
-    std::optional<int64_t> known;
-    if (auto it = committed_.find({source, partition}); it != committed_.end()) {
-      known = it->second;
-    } else if (auto at = loaded_.find({source, partition}); at != loaded_.end()) {
-      known = at->second;
+  int64_t backoff_ms = 100;
+  for (int failures = 0;; ++failures) {
+    Status failed;
+    {
+      std::lock_guard<std::mutex> lock(sink_mu_);
+      if (forgetting_ && source == options_.reset_source) {
+        // The sink still holds the forgotten positions until this run commits; only what this
+        // run committed counts.
+        auto it = committed_.find({source, partition});
+        if (it == committed_.end() || it->second == kForgottenPosition) return std::nullopt;
+        return it->second;
+      }
+      auto stored = sink_->LoadPositions();
+      if (stored.ok()) {
+        if (failures > 0) spdlog::info("the sink answers again: positions read");
+        for (const auto& p : *stored) {
+          if (p.source == source && p.partition == partition) {
+            if (p.offset == kForgottenPosition) return std::nullopt;  // forgotten by --reset-source
+            return p.offset;
+          }
+        }
+        return std::nullopt;
+      }
+      failed = stored.status();
     }
-    if (known == kForgottenPosition) return std::nullopt;
-    return known;
-  }
-  for (const auto& p : *stored) {
-    if (p.source == source && p.partition == partition) {
-      if (p.offset == kForgottenPosition) return std::nullopt;  // forgotten by --reset-source
-      return p.offset;
+    // No guess is safe: another process of the group may have committed this partition further
+    // since this one last knew, and starting behind it would count those records again (and
+    // move the committed position back). Wait for the sink instead.
+    if (stop_.load() || force_stop_.load()) {
+      positions_uncertain_.store(true);
+      spdlog::warn("{}[{}]: the sink cannot be read while stopping ({}); nothing more is committed "
+                   "by this run", source, partition, failed.ToString());
+      std::lock_guard<std::mutex> lock(sink_mu_);
+      auto it = committed_.find({source, partition});
+      if (it == committed_.end() || it->second == kForgottenPosition) return std::nullopt;
+      return it->second;
     }
+    if (failures % 10 == 0) {
+      spdlog::warn("{}[{}] was assigned but its committed position cannot be read from the sink: "
+                   "{}; waiting for the sink (retry in {} ms)", source, partition, failed.ToString(),
+                   backoff_ms);
+    }
+    const int64_t wake = SteadyClockMicros() + backoff_ms * 1000;
+    while (SteadyClockMicros() < wake && !stop_.load() && !force_stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, backoff_ms)));
+    }
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
-  return std::nullopt;
 }
 
 std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source) {
@@ -608,6 +628,7 @@ Status Runner::Checkpoint(bool final) {
   auto mark_committed = [&] {
     for (int32_t p : revoked) {
       positions_.erase({config_.source.name, p});
+      std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
       committed_.erase({config_.source.name, p});
     }
     std::lock_guard<std::mutex> lock(epoch_mu_);
@@ -619,6 +640,13 @@ Status Runner::Checkpoint(bool final) {
       !final) {
     mark_committed();
     return Status::OK();
+  }
+  if (positions_uncertain_.load()) {
+    // A partition was assigned while the sink could not be read: what was read of it may
+    // start behind the committed position. The next run starts from the sink's positions.
+    return Status::Aborted("a partition was assigned while the sink could not be read; this "
+                           "checkpoint is not committed (the next run goes on from the sink's "
+                           "positions)");
   }
   const auto started = std::chrono::steady_clock::now();
   int64_t backoff_ms = 100;
@@ -676,7 +704,10 @@ Status Runner::Checkpoint(bool final) {
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
-  committed_ = positions_;
+  {
+    std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
+    committed_ = positions_;
+  }
   mark_committed();
   std::map<int32_t, int64_t> by_partition;
   for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
@@ -715,6 +746,9 @@ PipelineSnapshot Runner::Snapshot() const {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s = stats_;
   }
+  // A sink that watches its connection says so before the next commit fails (Healthy() may be
+  // called from any thread).
+  if (sink_ && !sink_->Healthy()) s.sink_healthy = false;
   std::lock_guard<std::mutex> topology(topology_mu_);
   for (const auto& c : counters_) {
     s.records_in += c->records_in.load(std::memory_order_relaxed);

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "config/pipeline_config.h"
-#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dead_letter_file.h"
 #include "runtime/dimension_refresh.h"
 #include "runtime/plan.h"
 #include "runtime/sink.h"
@@ -85,7 +85,9 @@ class Runner : public CheckpointRequester {
   /// Folds the workers' event-time reports into the pipeline's watermark, closes the windows it
   /// allows (append mode; all of them at the end of a bounded input) and returns their rows.
   std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
-  /// Reads the committed position of one partition from the sink.
+  /// Reads the committed position of one partition from the sink (worker threads, on
+  /// assignment). While the sink cannot be read it waits and retries, never guesses: another
+  /// process may have moved the position. Only a stop ends the wait (positions_uncertain_).
   std::optional<int64_t> LookupCommitted(const std::string& source, int32_t partition);
   /// --reset-source: replaces the loaded positions of that source by kForgottenPosition, which
   /// the next checkpoints store until the source has new ones.
@@ -105,7 +107,9 @@ class Runner : public CheckpointRequester {
   std::vector<std::atomic<int64_t>> step_counts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::pair<std::string, int32_t>, int64_t> loaded_;     ///< the sink's, at start
-  std::map<std::pair<std::string, int32_t>, int64_t> committed_;  ///< what this process wrote
+  /// What this process wrote; written by the coordinator under sink_mu_, read by worker threads
+  /// (LookupCommitted) under it.
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
   bool forgetting_ = false;  ///< --reset-source: the sink's positions of the source are stale
   int64_t epoch_ = 0;
@@ -120,6 +124,9 @@ class Runner : public CheckpointRequester {
   /// Steady-clock micros of the first stop (RequestStop, or a worker's failure); 0 before.
   std::atomic<int64_t> stop_started_micros_{0};
   std::atomic<bool> abandoned_{false};
+  /// Set when a partition was assigned while stopping and the sink could not be read: its
+  /// position is a guess, so no checkpoint is committed after that.
+  std::atomic<bool> positions_uncertain_{false};
   /// Notes when stopping began (once).
   void MarkStopping();
   /// True when a stop began more than shutdown_timeout ago.

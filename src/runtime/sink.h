@@ -55,10 +55,17 @@ struct SinkContext {
 
 /// Writes results together with source positions, atomically.
 ///
-/// Lifecycle: Make -> Open -> LoadPositions -> Commit* -> Close, all from the checkpoint
-/// coordinator's thread (never a worker thread). Commit() either applies everything it is given
-/// (results and positions) or nothing, and may be retried with the same Checkpoint after a
-/// failure. Sinks that cannot be transactional (files) must make a replay rewrite the same output.
+/// Lifecycle: Make -> Check -> Open -> LoadPositions/LoadState -> Commit* -> Close.
+///
+/// Threads: calls come one at a time, never concurrently. Open, LoadState, Commit and Close come
+/// from the checkpoint coordinator's thread; LoadPositions() also from worker threads, when a
+/// rebalance hands a worker new partitions (the runner serializes those calls with the
+/// coordinator's under its sink mutex). Healthy() is the exception: it may be called from any
+/// thread at any time (the HTTP server's /readyz) and must not block.
+///
+/// Commit() either applies everything it is given (results and positions) or nothing, and may be
+/// retried with the same Checkpoint after a failure. Sinks that cannot be transactional (files)
+/// must make a replay rewrite the same output.
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -84,7 +91,8 @@ class Sink {
   virtual bool StoresDeadLetters() const { return false; }
   /// Says where the stored dead letters are, for the log ("table _sluice_dead_letters").
   virtual std::string DeadLetterLocation() const { return std::string(); }
-  /// Returns true when the sink can currently be reached (for /readyz).
+  /// Returns false when the sink knows it cannot be reached now (its connection dropped), so
+  /// /readyz reports it before the next commit fails. Any thread; must not block.
   virtual bool Healthy() const { return true; }
   virtual void Close() {}
 };

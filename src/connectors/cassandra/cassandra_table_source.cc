@@ -10,7 +10,6 @@
 #include <set>
 #include <thread>
 
-#include "connectors/generator/generator_source.h"
 #include "connectors/table/table_util.h"
 #include "core/time.h"
 
@@ -269,7 +268,6 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
   s.client.connect_timeout = std::chrono::milliseconds(std::min<int64_t>(timeout / 1000, 5000));
   s.client.max_in_flight = 1;
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
   std::vector<std::unique_ptr<Source>> out;
   // One reader: the cursor is one position, so the table is not split between workers.

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/time.h"
+#include "core/uri.h"
 
 namespace sluice::cassandra {
 namespace {
@@ -42,8 +43,7 @@ int64_t RemainingMillis(int64_t deadline_micros) {
 }  // namespace
 
 std::string CassandraUri::Display() const {
-  std::string host_part = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  std::string out = host_part + ":" + std::to_string(port) + "/" + keyspace;
+  std::string out = ServerUri::HostPort(host, port) + "/" + keyspace;
   if (!table.empty()) out += "/" + table;
   return out;
 }
@@ -51,75 +51,29 @@ std::string CassandraUri::Display() const {
 Result<CassandraUri> ParseCassandraUri(std::string_view uri, bool with_table) {
   const std::string form = with_table ? "cassandra://[USER@]HOST[:PORT]/KEYSPACE/TABLE"
                                       : "cassandra://[USER@]HOST[:PORT]/KEYSPACE";
-  std::string_view rest = uri;
-  if (rest.substr(0, 10) != "cassandra:") {
-    return Status::InvalidArgument("expected a URI like " + form);
-  }
-  rest.remove_prefix(10);
-  if (rest.substr(0, 2) == "//") rest.remove_prefix(2);
-  if (rest.find('?') != std::string_view::npos) {
+  if (uri.find('?') != std::string_view::npos) {
     return Status::InvalidArgument("cassandra URI: unexpected query string; use options");
   }
-  size_t slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  std::string_view path =
-      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  ServerUriRules rules;
+  rules.scheme = "cassandra";
+  rules.form = form;
+  rules.password_hint =
+      "put the password in the environment variable SLUICE_CASSANDRA_PASSWORD, or in a file named "
+      "by SLUICE_CASSANDRA_PASSWORD_FILE or by the option password_file";
+  ASSIGN_OR_RETURN(ServerUri server, ParseServerUri(uri, rules));
   CassandraUri out;
-  size_t at = authority.rfind('@');
-  if (at != std::string_view::npos) {
-    std::string_view userinfo = authority.substr(0, at);
-    if (userinfo.find(':') != std::string_view::npos) {
-      // Do not echo the URI: it holds a password.
-      return Status::InvalidArgument(
-          "a cassandra URI must not contain a password (USER:PASSWORD@); put the password in "
-          "the environment variable SLUICE_CASSANDRA_PASSWORD, or in a file named by "
-          "SLUICE_CASSANDRA_PASSWORD_FILE or by the option password_file");
-    }
-    out.user = std::string(userinfo);
-    authority.remove_prefix(at + 1);
-  }
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      return Status::InvalidArgument("cassandra URI: unclosed '[' in the host");
-    }
-    out.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return Status::InvalidArgument("cassandra URI: expected ':PORT'");
-      port_text = after.substr(1);
-      has_port = true;
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    out.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      has_port = true;
-    }
-  }
-  if (out.host.empty()) return Status::InvalidArgument("cassandra URI needs a host: " + form);
-  if (has_port) {
-    int port = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 ||
-        port > 65535) {
-      return Status::InvalidArgument("cassandra URI: port must be a number from 1 to 65535, got '" +
-                                     std::string(port_text) + "'");
-    }
-    out.port = port;
-  }
-  size_t split = path.find('/');
-  out.keyspace = std::string(path.substr(0, split));
-  if (split != std::string_view::npos) out.table = std::string(path.substr(split + 1));
-  if (out.keyspace.empty())
-    return Status::InvalidArgument("cassandra URI needs a keyspace: " + form);
+  out.user = std::move(server.user);
+  out.host = std::move(server.host);
+  if (server.port != 0) out.port = server.port;
+  const std::string& path = server.path;
+  const size_t split = path.find('/');
+  out.keyspace = path.substr(0, split);
+  if (split != std::string::npos) out.table = path.substr(split + 1);
+  if (out.keyspace.empty()) return Status::InvalidArgument("cassandra URI needs a keyspace: " + form);
   if (with_table && (out.table.empty() || out.table.find('/') != std::string::npos)) {
     return Status::InvalidArgument("cassandra source URI needs a table: " + form);
   }
-  if (!with_table && split != std::string_view::npos) {
+  if (!with_table && split != std::string::npos) {
     return Status::InvalidArgument("cassandra sink URI names only the keyspace (" + form +
                                    "); the table comes from the sink's table option");
   }
@@ -167,11 +121,8 @@ bool IsRetryable(const Status& status) {
   return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kIOError;
 }
 
-Connection::Connection(int fd, ClientOptions options) : fd_(fd), options_(std::move(options)) {
-  std::string host =
-      options_.host.find(':') != std::string::npos ? "[" + options_.host + "]" : options_.host;
-  display_ = host + ":" + std::to_string(options_.port);
-}
+Connection::Connection(int fd, ClientOptions options)
+    : fd_(fd), options_(std::move(options)), display_(ServerUri::HostPort(options_.host, options_.port)) {}
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);

@@ -11,9 +11,8 @@
 #include <cstring>
 #include <thread>
 
-#include "connectors/generator/generator_source.h"
 #include "operators/dimension.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {
@@ -113,7 +112,6 @@ Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig
   if (max_quoted <= 0) {
     return Status::InvalidArgument(o.Where("max_quoted_bytes") + ": max_quoted_bytes must be positive");
   }
-  IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
   // What no retry can fix fails here, at start (and in `validate`): a missing file, a
   // directory, a FIFO or device, a file this user cannot read.

@@ -8,13 +8,6 @@
 
 namespace sluice {
 
-void IgnoreGeneratorOptions(const Options& options) {
-  for (const char* k : {"profile", "rate", "seed", "count", "jobs", "start", "partitions", "spacing",
-                        "campaigns", "out_of_order", "late", "invalid"}) {
-    options.GetString(k);
-  }
-}
-
 Result<GeneratorSettings> ParseGeneratorSettings(const Options& o) {
   GeneratorSettings s;
   s.profile = o.GetString("profile", "");

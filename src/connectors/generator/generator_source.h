@@ -5,28 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "core/random.h"
 #include "runtime/source.h"
 
 namespace sluice {
-
-/// A deterministic, splittable random generator (SplitMix64).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  /// Returns a value in [0, n).
-  uint64_t Below(uint64_t n) { return n == 0 ? 0 : Next() % n; }
-  /// Returns a value in [0, 1).
-  double Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
- private:
-  uint64_t state_;
-};
 
 /// Produces the payload of one synthetic event. Implementations are immutable after Make and
 /// shared by all generator instances of a pipeline.
@@ -94,10 +76,6 @@ class GeneratorSource : public Source {
 Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
                                                                      const Options& options,
                                                                      uint64_t seed);
-
-/// Marks the generator's settings as read, for sources that share a [source] section with it:
-/// a pipeline that switches its source through a variable keeps them without error.
-void IgnoreGeneratorOptions(const Options& options);
 
 /// Parses the settings every generator shares from [source] options.
 Result<GeneratorSettings> ParseGeneratorSettings(const Options& options);

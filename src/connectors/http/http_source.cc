@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "connectors/generator/generator_source.h"
 #include "core/json_writer.h"
+#include "core/random.h"
 
 namespace sluice {
 namespace {
@@ -126,7 +126,6 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
 
 Result<std::vector<std::unique_ptr<Source>>> HttpSource::Make(const SourceConfig& config,
                                                               int /*max_instances*/) {
-  IgnoreGeneratorOptions(config.options);
   ASSIGN_OR_RETURN(HttpSourceSettings settings, ParseHttpSourceSettings(config.uri, config.options));
   RETURN_IF_ERROR(config.options.RejectUnconsumed("source"));
   std::vector<std::unique_ptr<Source>> out;

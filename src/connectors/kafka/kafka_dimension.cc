@@ -11,7 +11,7 @@
 #include "connectors/kafka/kafka_uri.h"
 #include "operators/decoder.h"
 #include "runtime/dimension_refresh.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 

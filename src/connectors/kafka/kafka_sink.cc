@@ -13,7 +13,7 @@
 
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_writer.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {

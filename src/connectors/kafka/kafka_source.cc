@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <thread>
 
-#include "connectors/generator/generator_source.h"
 #include "connectors/kafka/kafka_uri.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {
@@ -55,7 +54,6 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.GetString(key);
   }
-  IgnoreGeneratorOptions(o);
   o.GetString("header");  // a file source's setting; Kafka CSV messages never have a header
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
 

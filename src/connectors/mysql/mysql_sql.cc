@@ -11,6 +11,7 @@
 #include "core/dead_letter.h"
 #include "core/json_writer.h"
 #include "core/time.h"
+#include "core/uri.h"
 
 namespace sluice::mysql {
 namespace {
@@ -143,8 +144,7 @@ StatusCode StatusCodeFor(ErrorKind kind) {
 }
 
 std::string Uri::Display() const {
-  std::string host_part = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  std::string out = user + "@" + host_part + ":" + std::to_string(port) + "/" + database;
+  std::string out = user + "@" + ServerUri::HostPort(host, port) + "/" + database;
   if (!table.empty()) out += "/" + table;
   return out;
 }
@@ -152,71 +152,30 @@ std::string Uri::Display() const {
 Result<Uri> ParseUri(std::string_view uri, bool with_table) {
   const std::string form =
       with_table ? "mysql://USER@HOST[:PORT]/DATABASE/TABLE" : "mysql://USER@HOST[:PORT]/DATABASE";
-  std::string_view rest = uri;
-  if (rest.substr(0, 6) != "mysql:") return Status::InvalidArgument("expected a URI like " + form);
-  rest.remove_prefix(6);
-  if (rest.substr(0, 2) == "//") rest.remove_prefix(2);
-  size_t slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  std::string_view path =
-      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-  size_t at = authority.rfind('@');
-  if (at == std::string_view::npos) {
-    return Status::InvalidArgument("mysql URI needs a user: " + form);
-  }
-  std::string_view userinfo = authority.substr(0, at);
-  if (userinfo.find(':') != std::string_view::npos) {
-    // Do not echo the URI: it holds a password.
-    return Status::InvalidArgument(
-        "a mysql URI must not contain a password (USER:PASSWORD@); give only the user and put "
-        "the password in the environment variable SLUICE_MYSQL_PASSWORD, or in a file named by "
-        "SLUICE_MYSQL_PASSWORD_FILE or by the option password_file");
-  }
+  ServerUriRules rules;
+  rules.scheme = "mysql";
+  rules.form = form;
+  rules.password_hint =
+      "give only the user and put the password in the environment variable SLUICE_MYSQL_PASSWORD, "
+      "or in a file named by SLUICE_MYSQL_PASSWORD_FILE or by the option password_file";
+  rules.user_required = true;
+  ASSIGN_OR_RETURN(ServerUri server, ParseServerUri(uri, rules));
   Uri out;
-  out.user = std::string(userinfo);
-  if (out.user.empty()) return Status::InvalidArgument("mysql URI needs a user: " + form);
-  std::string_view hostport = authority.substr(at + 1);
-  std::string_view port_text;
-  if (!hostport.empty() && hostport.front() == '[') {
-    size_t close = hostport.find(']');
-    if (close == std::string_view::npos) {
-      return Status::InvalidArgument("mysql URI: unclosed '[' in the host");
-    }
-    out.host = std::string(hostport.substr(1, close - 1));
-    std::string_view after = hostport.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        return Status::InvalidArgument("mysql URI: expected ':PORT' after ']'");
-      }
-      port_text = after.substr(1);
-    }
-  } else {
-    size_t colon = hostport.rfind(':');
-    out.host = std::string(hostport.substr(0, colon));
-    if (colon != std::string_view::npos) port_text = hostport.substr(colon + 1);
-  }
-  if (out.host.empty()) return Status::InvalidArgument("mysql URI needs a host: " + form);
-  if (!port_text.empty() || hostport.find(':') != std::string_view::npos) {
-    int port = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 ||
-        port > 65535) {
-      return Status::InvalidArgument("mysql URI: port must be a number from 1 to 65535, got '" +
-                                     std::string(port_text) + "'");
-    }
-    out.port = port;
-  }
-  if (path.find('?') != std::string_view::npos) {
+  out.user = std::move(server.user);
+  out.host = std::move(server.host);
+  if (server.port != 0) out.port = server.port;
+  const std::string& path = server.path;
+  if (path.find('?') != std::string::npos) {
     return Status::InvalidArgument("mysql URI: query parameters are not supported; use options");
   }
-  size_t split = path.find('/');
-  out.database = std::string(path.substr(0, split));
-  if (split != std::string_view::npos) out.table = std::string(path.substr(split + 1));
+  const size_t split = path.find('/');
+  out.database = path.substr(0, split);
+  if (split != std::string::npos) out.table = path.substr(split + 1);
   if (out.database.empty()) return Status::InvalidArgument("mysql URI needs a database: " + form);
   if (with_table && (out.table.empty() || out.table.find('/') != std::string::npos)) {
     return Status::InvalidArgument("mysql dimension URI needs a table: " + form);
   }
-  if (!with_table && split != std::string_view::npos) {
+  if (!with_table && split != std::string::npos) {
     return Status::InvalidArgument("mysql sink URI names only the database (" + form +
                                    "); the table comes from the sink's table option");
   }

@@ -6,11 +6,9 @@
 #include <charconv>
 #include <thread>
 
-#include "connectors/generator/generator_source.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "connectors/table/table_util.h"
 #include "core/time.h"
-#include "runtime/registry.h"
 
 namespace sluice {
 namespace {
@@ -41,7 +39,6 @@ Result<std::vector<std::unique_ptr<Source>>> MysqlTableSource::Make(const Source
   ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
   if (s.page_rows <= 0) return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
   std::vector<std::unique_ptr<Source>> out;
   // One reader: the cursor is one position, so the table is not split between workers.

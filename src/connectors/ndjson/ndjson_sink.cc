@@ -9,10 +9,10 @@
 #include <cstring>
 #include <filesystem>
 
-#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dead_letter_file.h"
 #include "core/serialize.h"
 #include "http/json_builder.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {

@@ -18,7 +18,7 @@
 #include "connectors/parquet/parquet_naming.h"
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <limits>
 
-#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dead_letter_file.h"
 #include "core/json_writer.h"
 #include "core/time.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {

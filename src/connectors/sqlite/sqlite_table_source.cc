@@ -5,9 +5,8 @@
 
 #include <thread>
 
-#include "connectors/generator/generator_source.h"
 #include "connectors/table/table_util.h"
-#include "runtime/registry.h"
+#include "core/uri.h"
 
 namespace sluice {
 namespace {
@@ -38,7 +37,6 @@ Result<std::vector<std::unique_ptr<Source>>> SqliteTableSource::Make(const Sourc
   ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
   if (s.page_rows <= 0) return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  IgnoreGeneratorOptions(o);
   RETURN_IF_ERROR(o.RejectUnconsumed("source"));
   std::vector<std::unique_ptr<Source>> out;
   out.push_back(std::unique_ptr<Source>(new SqliteTableSource(std::move(s))));

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "operators/dimension.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 
 namespace sluice {

@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 

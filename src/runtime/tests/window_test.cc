@@ -13,6 +13,7 @@
 
 #include "core/time.h"
 #include "operators/dimension.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/watermark.h"

@@ -4,6 +4,7 @@
 // every test FAILS when CI=true, else is skipped with a loud message.
 
 #include "connectors/mysql/mysql_sink.h"
+#include "runtime/registry.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -27,6 +28,11 @@
 
 namespace sluice {
 namespace {
+
+Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) {
+  RegisterBuiltins();
+  return ConnectorRegistry::Instance().LoadDimension(config);
+}
 
 using mysql_test::AllKindsSpec;
 using mysql_test::MakeDelta;

@@ -1,4 +1,4 @@
-#include "connectors/dlq/dead_letter_file.h"
+#include "runtime/dead_letter_file.h"
 
 #include <gtest/gtest.h>
 

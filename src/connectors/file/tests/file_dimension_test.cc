@@ -1,4 +1,4 @@
-#include "runtime/dimension_refresh.h"
+#include "connectors/file/file_dimension.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,6 +10,15 @@ namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+
+Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) {
+  RegisterBuiltins();
+  return ConnectorRegistry::Instance().LoadDimension(config);
+}
+
+std::unique_ptr<DimensionPoller> MakeCsvDimensionPoller(std::shared_ptr<Dimension> dim) {
+  return std::move(CsvDimensionFactory().poller(std::move(dim))).value();
+}
 
 class CsvDimensionRefreshTest : public ::testing::Test {
  protected:

@@ -1,0 +1,12 @@
+#pragma once
+
+#include "runtime/registry.h"
+
+namespace sluice {
+
+/// The file connector's dimensions: a CSV file (',' or ';' delimited, sniffed from the header),
+/// loaded whole and reloaded when its size, modification time or inode changes. A file that is
+/// missing or does not parse keeps the previous snapshot (and counts a refresh error).
+DimensionFactory CsvDimensionFactory();
+
+}  // namespace sluice

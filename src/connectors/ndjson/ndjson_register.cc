@@ -1,0 +1,12 @@
+#include "connectors/ndjson/ndjson_sink.h"
+#include "runtime/registry.h"
+
+namespace sluice {
+
+/// ndjson:PATH and stdout:, rows as JSON lines.
+void RegisterNdjson(ConnectorRegistry& registry) {
+  registry.AddSink("ndjson", NdjsonSink::MakeFile);
+  registry.AddSink("stdout", NdjsonSink::MakeStdout);
+}
+
+}  // namespace sluice

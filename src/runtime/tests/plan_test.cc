@@ -1,0 +1,124 @@
+#include "runtime/plan.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/registry.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+// BuildPlan compiles a pipeline file into what every worker runs: the slot layout, the steps in
+// order, the aggregate and the dimensions. These cases are worked out from the file text alone.
+class PlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RegisterBuiltins();
+    dir_ = fs::temp_directory_path() / ("sluice_plan_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "job.csv") << "id,company_id\n1,10\n2,20\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result<std::unique_ptr<Plan>> Build(const std::string& body) {
+    Variables vars;
+    vars.use_environment = false;
+    auto cfg = ParsePipelineConfig(kHead + body, (dir_ / "p.toml").string(), vars);
+    if (!cfg.ok()) return cfg.status();
+    config_ = std::move(cfg).value();
+    return BuildPlan(config_);
+  }
+
+  static constexpr const char* kHead = R"([pipeline]
+name = "p"
+[source]
+uri = "generator:"
+[source.fields]
+job_id = "int64"
+bid = "int64"
+kind = "string"
+[sink]
+uri = "sqlite:x.db"
+table = "t"
+)";
+
+  fs::path dir_;
+  PipelineConfig config_;
+};
+
+TEST_F(PlanTest, SlotsStepsAndAggregate) {
+  auto plan = Build(R"toml([dimension.job]
+uri = "job.csv"
+key = "id"
+fields = { id = "int64", company_id = "int64" }
+[[step]]
+ignore_if = "kind is null"
+reason = "no kind"
+[[step]]
+let = "bid2"
+expr = "coalesce(bid, 0) * 2"
+[[step]]
+lookup = "job"
+key = "job_id"
+fields = ["company_id"]
+on_missing = "default"
+defaults = { company_id = 0 }
+[[step]]
+let = "at"
+expr = "parse_time('2024-01-01T00:00:00Z')"
+[aggregate]
+time = "at"
+window = "1h"
+keys = ["job_id"]
+metrics = ["n = count()", "spend = sum(bid2)"]
+)toml");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const Plan& p = **plan;
+  // Input fields first, then the position slots, then what steps derive.
+  ASSERT_EQ(p.input.size(), 3u);
+  for (const char* f : {"job_id", "bid", "kind"}) EXPECT_LT(p.schema.IndexOf(f).value_or(99), 3u) << f;
+  EXPECT_EQ(p.source_slot, 3u);
+  EXPECT_EQ(p.partition_slot, 4u);
+  EXPECT_EQ(p.offset_slot, 5u);
+  EXPECT_EQ(p.schema.IndexOf("bid2"), std::optional<size_t>(6));
+  ASSERT_TRUE(p.schema.IndexOf("company_id").has_value());
+  ASSERT_EQ(p.steps.size(), 4u);
+  EXPECT_EQ(p.steps[0].kind, StepConfig::Kind::kIgnoreIf);
+  EXPECT_EQ(p.steps[0].reason, "no kind");
+  EXPECT_EQ(p.steps[1].kind, StepConfig::Kind::kLet);
+  EXPECT_EQ(p.steps[1].slot, 6u);
+  EXPECT_EQ(p.steps[2].kind, StepConfig::Kind::kLookup);
+  ASSERT_NE(p.steps[2].dim, nullptr);
+  EXPECT_EQ(p.steps[2].dim->snapshot()->size(), 2u);  // the CSV, found beside the pipeline file
+  ASSERT_NE(p.aggregate, nullptr);
+  const auto keys = p.aggregate->KeyColumns();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "job_id"), keys.end());
+  EXPECT_FALSE(p.holds);
+  const std::string described = DescribePlan(p);
+  EXPECT_NE(described.find("job"), std::string::npos) << described;
+}
+
+TEST_F(PlanTest, ErrorsPointAtTheFile) {
+  auto unknown = Build("[[step]]\nlet = \"x\"\nexpr = \"nosuch + 1\"\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("p.toml:"), std::string::npos) << unknown.status().message();
+  EXPECT_NE(unknown.status().message().find("nosuch"), std::string::npos) << unknown.status().message();
+
+  auto no_dim = Build("[[step]]\nlookup = \"nodim\"\nkey = \"job_id\"\nfields = [\"x\"]\n");
+  ASSERT_FALSE(no_dim.ok());
+  EXPECT_NE(no_dim.status().message().find("nodim"), std::string::npos) << no_dim.status().message();
+
+  auto missing_csv = Build("[dimension.job]\nuri = \"gone.csv\"\nkey = \"id\"\nfields = { id = \"int64\" }\n");
+  ASSERT_FALSE(missing_csv.ok());
+  EXPECT_NE(missing_csv.status().message().find("gone.csv"), std::string::npos)
+      << missing_csv.status().message();
+}
+
+}  // namespace
+}  // namespace sluice
