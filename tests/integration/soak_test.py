@@ -30,7 +30,8 @@ Driver. A seeded RNG picks, every 1-4 s, one of:
   kill        kill -9 one sluice process, restart it after 0-3 s
   broker      restart the broker: `services.sh restart kafka`, or kill -9 and `up`
   database    restart MariaDB: `services.sh down`, or kill -9; `up` after 1-5 s
-  disk-full   fill the sink's tmpfs with a file until ENOSPC, publish a burst, hold 3-10 s, free
+  disk-full   fill the sink's tmpfs with a file until ENOSPC, publish a burst with poison records
+              (new rows and 64 KiB dead letters need new pages), hold 3-10 s, free
 Every kind happens at least once (the first five actions are one of each, shuffled). A sluice
 process that exits on its own (not killed by the driver) is a failure; it is restarted so the
 run goes on.
@@ -400,7 +401,7 @@ class Soak:
         self.note(f"started sluice {label} (pid {self.procs[label].p.pid})")
 
     # ------------------------------------------------------------------ producing
-    def burst(self, size=None):
+    def burst(self, size=None, poison=None):
         if size is None:
             hi = 20000 if self.args.minutes >= 10 else 6000
             size = self.rng.randint(500, hi)
@@ -417,7 +418,7 @@ class Soak:
         if len(records) != size:
             raise RuntimeError(f"sluice generate wrote {len(records)} records, asked for {size}")
         poison = []
-        if self.rng.random() < 0.7:
+        if poison if poison is not None else self.rng.random() < 0.7:
             self.seq += 1
             poison = poison_records(self.seq, self.rng, self.args.sink_poison)
             for kind, payload, expect in poison:
@@ -545,7 +546,8 @@ class Soak:
         hold = self.rng.uniform(3, 10)
         self.note(f"disk full: {written >> 20} MiB filler written until ENOSPC; hold {hold:.1f}s")
         end = time.monotonic() + hold
-        self.burst(self.rng.randint(200, 2000))  # checkpoints with work in them fail meanwhile
+        # Work that needs new pages (new rows, 64 KiB dead letters), so checkpoints fail meanwhile.
+        self.burst(self.rng.randint(2000, 8000), poison=True)
         time.sleep(max(0.0, end - time.monotonic()))
         os.remove(filler)
         self.counts["disk_full_episodes"] += 1
