@@ -25,8 +25,8 @@ SINK=mysql://root@127.0.0.1:PORT/soak_sink, dead letters in the sink's `_sluice_
 Two `sluice run` processes in one consumer group, as services (no --until-caught-up).
 
 Driver. A seeded RNG picks, every 1-4 s, one of:
-  burst       `sluice generate` records (a few thousand; more in long runs) plus poison
-              records, published with kcat (idempotent producer, keyed by job_id)
+  burst       500-5000 `sluice generate` records, with poison records mixed in 7 times in 10,
+              published with kcat (idempotent producer, keyed by job_id)
   kill        kill -9 one sluice process, restart it after 0-3 s
   broker      restart the broker: `services.sh restart kafka`, or kill -9 and `up`
   database    restart MariaDB: `services.sh down`, or kill -9; `up` after 1-5 s
@@ -56,7 +56,9 @@ the topic's end offsets, and stops both processes with SIGTERM (each must exit 0
     of each record's bytes (payload_sha256), each with the recomputation's reason ('decode...'
     for the decoder's, the step's reason otherwise), so every poison record is there with its
     reason;
-  * committed positions never went back (read every loop).
+  * committed positions never went back (read every loop);
+  * the run had poison records, kills, broker and database restarts (and disk-full episodes
+    when the tmpfs could be mounted): a run without them would prove nothing.
 A summary line (kills, broker restarts, database restarts, disk-full episodes, records, poison
 records, duration) is printed and written as JSON to --summary-json (default WORKDIR/summary.json).
 Exit 0 on success, 1 on a failure, 77 (SKIP) when a tool is missing (mariadbd, java, kcat) unless
