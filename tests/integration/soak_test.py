@@ -3,6 +3,7 @@
 
     soak_test.py --sluice build/sluice [--minutes 2.5] [--seed N] [--workdir DIR]
                  [--summary-json FILE] [--sink-poison] [--no-disk-full] [--keep]
+                 [--faults kill,broker,database,disk-full]
 
 `make soak SOAK_MINUTES=60` runs it for an hour; the suite's `soak` test (tests/cmake/soak.cmake)
 for two minutes.
@@ -360,7 +361,7 @@ class Soak:
         srv.start()
         self.say(f"MariaDB on {HOST}:{srv.mariadb_port}, Kafka on {HOST}:{srv.kafka_port} "
                  f"(controller {srv.controller_port})")
-        if self.args.disk_full:
+        if self.args.disk_full and "disk-full" in self.args.faults:
             self.disk = srv.mount_sink_disk()
         if not self.disk:
             srv.mysql(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}` CHARACTER SET utf8mb4")
@@ -563,6 +564,7 @@ class Soak:
                    "broker": (self.restart_broker, 1), "database": (self.restart_database, 1)}
         if self.disk:
             actions["disk-full"] = (self.disk_full, 1)
+        actions = {k: v for k, v in actions.items() if k == "burst" or k in self.args.faults}
         first = list(actions)
         self.rng.shuffle(first)
         self.chaos_start = time.monotonic()
@@ -627,9 +629,11 @@ class Soak:
 
     def verify(self):
         c = self.counts
-        for what in ("poison", "kills", "broker_restarts", "database_restarts") + (
-                ("disk_full_episodes",) if self.disk else ()):
-            if not c[what]:
+        wanted = {"poison": "burst", "kills": "kill", "broker_restarts": "broker",
+                  "database_restarts": "database", "disk_full_episodes": "disk-full"}
+        for what, fault in wanted.items():
+            if fault in self.args.faults + ["burst"] and (self.disk or fault != "disk-full") \
+                    and not c[what]:
                 self.problem(f"the run had no {what.replace('_', ' ')}: it proves nothing about them")
         self.say("recomputing the expected table and dead letters")
         expected_db = os.path.join(self.workdir, "expected.db")
@@ -726,6 +730,8 @@ class Soak:
                           else "checkpoint_failures_other"] += 1
                     elif "sink not reachable" in ln:
                         n["sink_unreachable_retries"] += 1
+                    elif "reading positions from the sink failed" in ln:
+                        n["position_reads_failed"] += 1
         return dict(n)
 
     def summary(self, status):
@@ -749,6 +755,7 @@ class Soak:
                                                     "rows")} if hasattr(self, "stats") else None,
             "problems": self.problems[:50],
             "sink_poison": self.args.sink_poison,
+            "faults": self.args.faults,
             "machine": machine(),
         }
         path = self.args.summary_json or os.path.join(self.workdir, "summary.json")
@@ -816,9 +823,15 @@ def main():
     ap.add_argument("--sink-poison", action="store_true",
                     help="also publish records the sink must reject (a bid_set beyond DECIMAL(10,2))")
     ap.add_argument("--no-disk-full", dest="disk_full", action="store_false")
+    ap.add_argument("--faults", default="kill,broker,database,disk-full",
+                    help="the kinds of fault to inject, comma-separated (default: all four)")
     ap.add_argument("--keep", action="store_true", help="keep WORKDIR's data after a pass")
     args = ap.parse_args()
     args.sluice = os.path.abspath(args.sluice)
+    args.faults = [f for f in args.faults.split(",") if f]
+    unknown = set(args.faults) - {"kill", "broker", "database", "disk-full"}
+    if unknown:
+        ap.error(f"unknown fault kinds {sorted(unknown)} (kill, broker, database, disk-full)")
 
     missing = missing_tools()
     if missing:
