@@ -27,7 +27,7 @@ readonly KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 readonly CASSANDRA_PORT=${SLUICE_CASSANDRA_PORT:-9042}
 readonly CASSANDRA_STORAGE_PORT=${SLUICE_CASSANDRA_STORAGE_PORT:-7000}
 # Extra lines for MariaDB's my.cnf (newline-separated option=value), appended after ours so that
-# they win; empty by default. The soak test caps the InnoDB system tablespace with them.
+# they win; empty by default. The soak test gives its private MariaDB a smaller buffer pool.
 readonly MARIADB_EXTRA_CNF=${SLUICE_MARIADB_EXTRA_CNF:-}
 
 MARIADB_DIR=$SVC_DIR/mariadb
