@@ -16,14 +16,19 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC_DIR=${SLUICE_SERVICES_DIR:-$ROOT/build/services}
 
-# The tests connect to exactly these ports. The overrides exist only for trying this script
-# while another server holds a port; tests will not find servers moved elsewhere.
+# The tests connect to exactly these ports. The overrides exist for trying this script while
+# another server holds a port, and for the soak test (tests/integration/soak_test.py), which runs
+# its own private MariaDB and Kafka on other ports with their own SLUICE_SERVICES_DIR so that it
+# can restart them without touching these; other tests will not find servers moved elsewhere.
 readonly HOST=127.0.0.1
 readonly MARIADB_PORT=${SLUICE_MARIADB_PORT:-3306}
 readonly KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
 readonly KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 readonly CASSANDRA_PORT=${SLUICE_CASSANDRA_PORT:-9042}
 readonly CASSANDRA_STORAGE_PORT=${SLUICE_CASSANDRA_STORAGE_PORT:-7000}
+# Extra lines for MariaDB's my.cnf (newline-separated option=value), appended after ours so that
+# they win; empty by default. The soak test gives its private MariaDB a smaller buffer pool.
+readonly MARIADB_EXTRA_CNF=${SLUICE_MARIADB_EXTRA_CNF:-}
 
 MARIADB_DIR=$SVC_DIR/mariadb
 MARIADB_DATA=$MARIADB_DIR/data
@@ -295,6 +300,9 @@ EOF
   # mariadbd refuses to run as root unless told to. As any other user it runs as that user, and
   # the data directory belongs to them, so the same script works with and without root.
   if [ "$(id -u)" = 0 ]; then echo "user=root" >>"$MARIADB_CNF"; fi
+  if [ -n "$MARIADB_EXTRA_CNF" ]; then
+    printf '# From SLUICE_MARIADB_EXTRA_CNF:\n%s\n' "$MARIADB_EXTRA_CNF" >>"$MARIADB_CNF"
+  fi
 }
 
 # Our running mariadbd's pid, if any.
