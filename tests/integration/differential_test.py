@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Differential test: every example pipeline that runs on file input, the same input through
-several paths, must give the same rows (issue 13, "Tests").
+"""Differential test: every example pipeline that runs on local input (files, the generator,
+sluice fake-api), the same input through several paths, must give the same rows (issue 13,
+"Tests"; lateness judged per partition, issue 16).
 
     differential_test.py --sluice build/sluice [--only recruitment,recruitment_mysql,viewlog,ysb,users]
                          [--full] [--kills N] [--seed S] [--keep]
@@ -10,7 +11,7 @@ several paths, must give the same rows (issue 13, "Tests").
 and bigger inputs. The suite version (ctest) uses 4 kills and small inputs to stay within ~3
 minutes on 2 cores.
 
-Pipelines and inputs (all file sources):
+Pipelines and inputs (file sources, except users):
   recruitment        examples/recruitment.toml, the seed tracking.csv repeated (as
                      restart_test.py builds it, with decode and field-count dead letters) with the
                      seed job.csv, into SQLite
