@@ -122,6 +122,9 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
     }
   }
   if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
+  if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
+    runner->clock_ = std::make_unique<PipelineClock>(spec->watermark_delay_micros, spec->idle_timeout_micros);
+  }
   runner->needs_state_ = !needs.empty();
   if (runner->needs_state_ && !runner->sink_->SupportsState()) {
     return Status::InvalidArgument(runner->config_.sink.options.Where("uri") + ": sink " +
@@ -264,16 +267,18 @@ Status Runner::Start() {
                                                 counters_.back().get(), &step_counts_, this));
     if (needs_state_) {
       workers_.back()->SetRestoredEventTimes([this, source_name](int32_t p) -> std::optional<int64_t> {
-        auto it = restored_event_times_.find({source_name, p});
-        if (it == restored_event_times_.end()) return std::nullopt;
+        std::lock_guard<std::mutex> lock(event_mu_);
+        auto it = committed_event_times_.find({source_name, p});
+        if (it == committed_event_times_.end()) return std::nullopt;
         return it->second;
       });
       // A restarted run closes nothing that is already closed: records for windows emitted
       // before the restart are late, as they would have been without it.
-      workers_.back()->PublishWatermarks(std::numeric_limits<int64_t>::max(), window_.closed_before);
+      workers_.back()->PublishClosedBound(window_.closed_before);
     }
   }
-  reports_.assign(workers_.size(), WorkerReport{});
+  // Every worker applies the restored closed bound from its first record on.
+  reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false});
   held_by_worker_.assign(workers_.size(), {});
   if (!restored_held_.empty() && !workers_.empty()) {
     // Held records are retried by the first worker; until it hands over, checkpoints keep them.
@@ -391,7 +396,18 @@ Status Runner::RestoreWindowState() {
   auto parsed = WindowState::Parse(stored, plan_->aggregate.get());
   if (!parsed.ok()) return parsed.status().WithContext("pipeline " + config_.name + ": sink " + config_.sink.uri);
   window_ = std::move(*parsed);
-  restored_event_times_ = window_.max_event_times;
+  {
+    std::lock_guard<std::mutex> lock(event_mu_);
+    committed_event_times_ = window_.max_event_times;
+  }
+  if (clock_) {
+    // Each partition of the source holds the watermark back from its committed progress until
+    // it is read again or has been idle for the idle timeout.
+    const int64_t now = SteadyClockMicros();
+    for (const auto& [key, t] : window_.max_event_times) {
+      if (key.first == config_.source.name) clock_->Know(key, t, now);
+    }
+  }
   if (open_) open_->Merge(std::move(window_.open));
   window_.open.clear();
   restored_held_ = std::move(window_.held);
@@ -404,23 +420,18 @@ Status Runner::RestoreWindowState() {
 
 std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended) {
   const AggregateSpec& spec = *plan_->aggregate;
-  // Workers whose bounded input is exhausted, and workers that read no partition, hold nothing
-  // back; while no worker reads anything, nothing closes (before the first report, say).
-  int64_t closable = std::numeric_limits<int64_t>::max();
-  int64_t active_min = std::numeric_limits<int64_t>::max(), any_max = kNoWatermark;
-  bool any_active = false;
+  // Workers whose bounded input is exhausted hold nothing back; when every one is, all open
+  // windows are emitted.
   bool any_reading = false;
-  for (const auto& r : reports_) {
-    any_max = std::max(any_max, r.watermark);
-    if (r.ended) continue;
+  int64_t enforced = std::numeric_limits<int64_t>::max();
+  for (size_t i = 0; i < reports_.size(); ++i) {
+    if (reports_[i].ended) continue;
     any_reading = true;
-    if (r.idle) continue;
-    any_active = true;
-    closable = std::min(closable, r.late_floor);
-    active_min = std::min(active_min, r.watermark);
+    if (!workers_[i]->finished()) enforced = std::min(enforced, reports_[i].enforced);
   }
   *all_ended = !any_reading;
-  window_.watermark = std::max(window_.watermark, any_active ? active_min : any_max);
+  const PipelineClock::Bounds bounds = clock_->Compute(SteadyClockMicros(), enforced);
+  if (bounds.any) window_.watermark = std::max(window_.watermark, bounds.watermark);
   std::vector<DeltaRow> closed;
   if (open_) {
     open_->Merge(std::move(deltas));
@@ -432,20 +443,16 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
         window_.closed_before = std::max(window_.closed_before,
                                          d.window_start + spec.window_micros + spec.allowed_lateness_micros);
       }
-    } else if (any_active && closable != kNoWatermark) {
-      // A window is closed when its end plus the allowed lateness is at or before the bound.
-      closed = open_->TakeClosed(closable - spec.allowed_lateness_micros);
+    } else if (bounds.any && bounds.emit != kNoWatermark) {
+      // A window is emitted when its end plus the allowed lateness is at or before the minimum
+      // of all partitions' watermarks (and the bound every worker already enforces).
+      closed = open_->TakeClosed(bounds.emit - spec.allowed_lateness_micros);
     }
   }
-  if (any_active) window_.closed_before = std::max(window_.closed_before, closable);
-  // Each worker judges lateness against the others' watermarks too.
-  for (size_t i = 0; i < workers_.size(); ++i) {
-    int64_t others = std::numeric_limits<int64_t>::max();
-    for (size_t j = 0; j < reports_.size(); ++j) {
-      if (j != i && !reports_[j].ended && !reports_[j].idle) others = std::min(others, reports_[j].watermark);
-    }
-    workers_[i]->PublishWatermarks(others, window_.closed_before);
+  if (bounds.any && bounds.release != kNoWatermark) {
+    window_.closed_before = std::max(window_.closed_before, bounds.release);
   }
+  for (auto& w : workers_) w->PublishClosedBound(window_.closed_before);
   std::sort(closed.begin(), closed.end(), DeltaLess);
   std::vector<std::vector<Value>> rows;
   rows.reserve(closed.size());
@@ -573,16 +580,15 @@ Status Runner::Checkpoint(bool final) {
       held_changed = held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
     }
-    if (needs_state_) {
-      for (const auto& [p, t] : h.max_event_times) {
-        auto [it, inserted] = window_.max_event_times.try_emplace({config_.source.name, p}, t);
-        if (!inserted) it->second = std::max(it->second, t);
-      }
-      // A worker that handed over nothing new (finished earlier) keeps its last report.
-      if (h.has_partitions || h.input_ended) {
-        reports_[i] = WorkerReport{h.watermark, h.late_floor, h.input_ended, false};
-      } else if (!workers_[i]->finished()) {
-        reports_[i].idle = true;  // its partitions were all revoked, or it never had any
+    // A worker that handed over nothing new (finished earlier) keeps its last report.
+    if (needs_state_ && clock_ && (!h.progress.empty() || h.input_ended || !workers_[i]->finished())) {
+      const int64_t now = SteadyClockMicros();
+      for (int32_t p : h.input_partitions) clock_->Know({config_.source.name, p}, kNoWatermark, now);
+      clock_->Report(static_cast<int>(i), config_.source.name, h.progress, h.revoked, now);
+      reports_[i].enforced = std::max(reports_[i].enforced, h.enforced);
+      if (h.input_ended) {
+        reports_[i].ended = true;
+        clock_->WorkerEnded(static_cast<int>(i));
       }
     }
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
@@ -598,6 +604,7 @@ Status Runner::Checkpoint(bool final) {
     std::sort(deltas.begin(), deltas.end(), DeltaLess);
   }
   bool all_ended = false;  // every bounded input is exhausted: all open windows are emitted
+  std::map<std::pair<std::string, int32_t>, int64_t> event_times;  // as this checkpoint stores them
   bool state_changed = false;
   std::string state;
   if (needs_state_) {
@@ -618,7 +625,8 @@ Status Runner::Checkpoint(bool final) {
     }
     snapshot.watermark = window_.watermark;
     snapshot.closed_before = window_.closed_before;
-    snapshot.max_event_times = window_.max_event_times;
+    snapshot.max_event_times = clock_ ? clock_->MaxEventTimes() : window_.max_event_times;
+    event_times = snapshot.max_event_times;
     if (open_) snapshot.open = open_->Snapshot();
     state = snapshot.Serialize(plan_->aggregate.get());
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -707,6 +715,15 @@ Status Runner::Checkpoint(bool final) {
   {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
     committed_ = positions_;
+  }
+  if (needs_state_) {
+    // Before mark_committed(): a worker that gave up partitions waits for it, and their next
+    // owner here restores from this.
+    std::lock_guard<std::mutex> lock(event_mu_);
+    for (const auto& [key, t] : event_times) {
+      auto [it, inserted] = committed_event_times_.try_emplace(key, t);
+      if (!inserted) it->second = std::max(it->second, t);
+    }
   }
   mark_committed();
   std::map<int32_t, int64_t> by_partition;

@@ -82,8 +82,9 @@ class Runner : public CheckpointRequester {
   Status Checkpoint(bool final);
   /// Loads the event-time state of the last run from the sink (append mode, lateness).
   Status RestoreWindowState();
-  /// Folds the workers' event-time reports into the pipeline's watermark, closes the windows it
-  /// allows (append mode; all of them at the end of a bounded input) and returns their rows.
+  /// Folds the workers' per-partition event-time reports into the pipeline's clock, closes the
+  /// windows the minimum over all partitions' watermarks allows (append mode; all of them at the
+  /// end of a bounded input), publishes the closed bound to the workers and returns the rows.
   std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
   /// Reads the committed position of one partition from the sink (worker threads, on
   /// assignment). While the sink cannot be read it waits and retries, never guesses: another
@@ -138,13 +139,16 @@ class Runner : public CheckpointRequester {
   bool needs_state_ = false;          ///< append mode or lateness: state goes with each commit
   std::unique_ptr<Aggregator> open_;  ///< append mode: groups of windows not closed yet
   WindowState window_;                ///< watermark, closed bound, max event times (open_ apart)
-  /// The last run's max event times; read by worker threads, never changed after Start().
-  std::map<std::pair<std::string, int32_t>, int64_t> restored_event_times_;
+  /// Every partition's event-time progress (with an [aggregate]).
+  std::unique_ptr<PipelineClock> clock_;
+  /// (source, partition) -> highest event time as last committed (restored at start, then what
+  /// this process committed): a worker that is assigned a partition starts from it, so the
+  /// partition's own watermark survives a restart and a rebalance. Read by worker threads.
+  std::map<std::pair<std::string, int32_t>, int64_t> committed_event_times_;  // guarded by event_mu_
+  mutable std::mutex event_mu_;
   struct WorkerReport {
-    int64_t watermark = kNoWatermark;
-    int64_t late_floor = kNoWatermark;
-    bool ended = false;
-    bool idle = true;  ///< reads no partition: holds nothing back
+    int64_t enforced = kNoWatermark;  ///< the closed bound it had applied at its last handoff
+    bool ended = false;               ///< its bounded input is exhausted
   };
   std::vector<WorkerReport> reports_;
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff

@@ -116,6 +116,11 @@ class Source {
   /// it has a record, or has been idle for the idle timeout), so a partition whose first batch
   /// comes later is not overtaken.
   virtual std::vector<int32_t> Partitions() const { return {}; }
+  /// Returns every partition of the input this instance knows of, whoever reads it (a Kafka
+  /// topic's partitions): the pipeline's watermark waits for each of them until it has been read
+  /// or has been idle for the idle timeout, so the partitions assigned first do not drag it past
+  /// those assigned later (to this process or another). Default: Partitions().
+  virtual std::vector<int32_t> InputPartitions() const { return Partitions(); }
 
   /// Positions to commit after the batch just polled, for sources whose position is not one
   /// offset per record (a table's (column, key) cursor), and the identity partitions

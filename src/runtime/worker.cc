@@ -48,16 +48,17 @@ void Worker::RequestHandoff(int64_t epoch) {
   requested_epoch_.store(epoch);
 }
 
-void Worker::PublishWatermarks(int64_t others, int64_t closed_before) {
-  others_watermark_.store(others);
-  closed_before_.store(closed_before);
+void Worker::PublishClosedBound(int64_t closed_before) {
+  int64_t have = closed_before_.load();
+  while (closed_before > have && !closed_before_.compare_exchange_weak(have, closed_before)) {
+  }
 }
 
-void Worker::UpdateLateThreshold() {
-  const int64_t bound = std::max(closed_before_.load(std::memory_order_relaxed),
-                                 std::min(clocks_->watermark(),
-                                          others_watermark_.load(std::memory_order_relaxed)));
-  late_threshold_ = std::max(late_threshold_, bound);
+int64_t Worker::LateBefore(int32_t partition) {
+  // The partition's own watermark: how far the other partitions are does not matter (issue 16).
+  // The closed bound only rises above it for windows an idle partition no longer held back.
+  closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load(std::memory_order_relaxed));
+  return std::max(closed_before_seen_, clocks_->PartitionWatermark(partition));
 }
 
 void Worker::TrackPartition(int32_t partition) {
@@ -168,11 +169,15 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     }
     now_micros_ = SteadyClockMicros();
     clocks_->Advance(now_micros_);
-    UpdateLateThreshold();
-    pending_.max_event_times = clocks_->MaxEventTimes();
-    pending_.watermark = clocks_->watermark();
-    pending_.late_floor = late_threshold_;
-    pending_.has_partitions = !clocks_->empty();
+    // From here on every record is judged against at least this bound, which the coordinator
+    // may rely on when it emits windows an idle partition no longer holds back.
+    closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load());
+    pending_.progress = clocks_->Progress();
+    pending_.enforced = closed_before_seen_;
+    pending_.input_partitions.clear();
+    for (int32_t p : source_->InputPartitions()) {
+      if (p < kIdentityPartitionBase) pending_.input_partitions.push_back(p);
+    }
     for (int32_t p : revoked) clocks_->Forget(p);
     last_partition_ = -1;
   }
@@ -184,10 +189,10 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
   for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
   for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
   if (aggregator_) {
-    for (const auto& [p, t] : pending_.max_event_times) outbox_.max_event_times[p] = t;
-    outbox_.watermark = pending_.watermark;
-    outbox_.late_floor = pending_.late_floor;
-    outbox_.has_partitions = pending_.has_partitions;
+    // An untaken earlier handoff may list partitions given up since: keep their progress.
+    for (const auto& [p, pr] : pending_.progress) outbox_.progress[p] = pr;
+    outbox_.input_partitions = pending_.input_partitions;
+    outbox_.enforced = pending_.enforced;
   }
   outbox_.input_ended = input_ended_;
   if (plan_->holds) {
@@ -324,7 +329,7 @@ void Worker::ProcessBatch() {
       if (!clocks_->Tracks(p)) TrackPartition(p);
     }
     clocks_->Advance(now_micros_);
-    UpdateLateThreshold();
+    closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load());
   }
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
@@ -468,13 +473,13 @@ void Worker::Process(const Current& rec) {
   if (aggregator_) {
     std::string null_key;
     int64_t event_time = 0;
-    switch (aggregator_->Add(row, lateness_ ? late_threshold_ : Aggregator::kNoLateness, &event_time,
-                             &null_key)) {
+    if (rec.partition != last_partition_) TrackPartition(rec.partition);
+    // Judged before its own event time counts: a record is never late by itself.
+    const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
+    switch (aggregator_->Add(row, late_before, &event_time, &null_key)) {
       case Aggregator::AddResult::kAdded:
         ++unflushed_aggregated_;
-        if (rec.partition != last_partition_) TrackPartition(rec.partition);
         clocks_->Observe(rec.partition, event_time, now_micros_);
-        if (lateness_) UpdateLateThreshold();
         unflushed_max_event_time_ = std::max(unflushed_max_event_time_, event_time);
         break;
       case Aggregator::AddResult::kLate:

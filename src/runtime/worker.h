@@ -31,13 +31,16 @@ struct Handoff {
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
   std::vector<int32_t> revoked;          ///< partitions given up; commit, then forget them
   // Event time (pipelines with an [aggregate]):
-  std::map<int32_t, int64_t> max_event_times;  ///< partition -> highest event time so far
-  int64_t watermark = kNoWatermark;    ///< the worker's own watermark over its partitions
-  /// The worker judges every later record late against at least this: windows ending (plus
-  /// the allowed lateness) at or before it may be closed.
-  int64_t late_floor = kNoWatermark;
+  /// Every partition the worker reads now (those in `revoked` included), with its progress up to
+  /// `positions`.
+  std::map<int32_t, PartitionProgress> progress;
+  /// Every partition of the input the source knows of, read by this worker or not (a Kafka
+  /// topic's partitions): the pipeline's watermark waits for each.
+  std::vector<int32_t> input_partitions;
+  /// The closed bound the worker had applied at this handoff: every later record of any of its
+  /// partitions is judged late against at least this.
+  int64_t enforced = kNoWatermark;
   bool input_ended = false;  ///< its bounded input is exhausted: it will never hold back windows
-  bool has_partitions = false;  ///< false: it reads nothing (yet), so it holds nothing back
   /// Lookups with on_missing = "hold": every record the worker holds now (all of them, each
   /// handoff), which the checkpoint stores since their positions are committed.
   std::vector<HeldRecord> held;
@@ -73,10 +76,12 @@ class Worker {
   /// Tells the worker what the sink now holds; it passes its own partitions on to the source
   /// (Source::OnCommitted) on its thread.
   void NotifyCommitted(const std::map<int32_t, int64_t>& positions);
-  /// Passes on the coordinator's view of event time: the lowest watermark among the other
-  /// workers, and the bound below which windows are closed. Both only ever grow.
-  void PublishWatermarks(int64_t others, int64_t closed_before);
-  /// Supplies the highest event time an earlier run saw on a partition (restored state).
+  /// Passes on the coordinator's closed bound: windows whose end plus the allowed lateness is at
+  /// or before it are closed, and every record for them is late. Only ever grows.
+  void PublishClosedBound(int64_t closed_before);
+  /// Supplies the committed highest event time of a partition (restored state, or what this
+  /// process committed for it before a rebalance took it away), so a partition assigned to the
+  /// worker starts from its own committed watermark.
   void SetRestoredEventTimes(std::function<std::optional<int64_t>(int32_t)> lookup) {
     restored_event_time_ = std::move(lookup);
   }
@@ -113,8 +118,9 @@ class Worker {
   void HandOver(const std::vector<int32_t>& revoked = {});
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
-  /// Raises the lateness threshold to what the watermarks now allow.
-  void UpdateLateThreshold();
+  /// Returns the bound a record of `partition` is judged late against: its own watermark, or
+  /// the closed bound when that is higher.
+  int64_t LateBefore(int32_t partition);
   void TrackPartition(int32_t partition);
   void RefreshSnapshots();
   /// Processes the held records again; those still missing their key stay held.
@@ -138,7 +144,7 @@ class Worker {
   std::vector<std::shared_ptr<const DimensionTable>> snapshots_;  ///< per lookup step, this batch
   std::unique_ptr<WatermarkTracker> clocks_;
   bool lateness_ = false;            ///< the pipeline dead-letters late records
-  int64_t late_threshold_ = kNoWatermark;
+  int64_t closed_before_seen_ = kNoWatermark;  ///< closed_before_ as read at the batch's start
   int64_t now_micros_ = 0;           ///< steady clock, read once per batch
   int32_t last_partition_ = -1;
   bool input_ended_ = false;
@@ -153,7 +159,6 @@ class Worker {
   /// With until_caught_up: when the source's reads started failing without a success since.
   std::optional<std::chrono::steady_clock::time_point> failing_since_;
   std::function<std::optional<int64_t>(int32_t)> restored_event_time_;
-  std::atomic<int64_t> others_watermark_{std::numeric_limits<int64_t>::max()};
   std::atomic<int64_t> closed_before_{kNoWatermark};
 
   mutable std::mutex mu_;

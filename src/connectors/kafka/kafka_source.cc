@@ -98,6 +98,7 @@ Status KafkaSource::Open(const SourceContext& ctx) {
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return Status::InvalidArgument("kafka consumer: " + err);
   if (ctx_.until_caught_up) RETURN_IF_ERROR(FetchEndOffsets());
+  ListPartitions();
   RdKafka::ErrorCode rc = consumer_->subscribe({settings_.topic});
   if (rc != RdKafka::ERR_NO_ERROR) {
     return Status::Unavailable("kafka subscribe to " + settings_.topic + ": " + RdKafka::err2str(rc));
@@ -107,6 +108,28 @@ Status KafkaSource::Open(const SourceContext& ctx) {
   spdlog::info("kafka {}: consuming topic {} as group {} ({})", settings_.client_id, settings_.topic,
                settings_.group, settings_.brokers);
   return Status::OK();
+}
+
+void KafkaSource::ListPartitions() {
+  topic_partitions_.clear();
+  if (!end_offsets_.empty()) {
+    for (const auto& [p, end] : end_offsets_) topic_partitions_.push_back(p);
+    return;
+  }
+  // Best effort: without the list, a partition holds the watermark back once it is assigned.
+  RdKafka::Metadata* md = nullptr;
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(consumer_.get(), settings_.topic, nullptr, err));
+  if (!t || consumer_->metadata(false, t.get(), &md, 5000) != RdKafka::ERR_NO_ERROR || !md) {
+    spdlog::debug("kafka {}: cannot list the partitions of {}: {}", settings_.client_id, settings_.topic, err);
+    delete md;
+    return;
+  }
+  for (const auto* tm : *md->topics()) {
+    if (tm->topic() != settings_.topic || tm->err() != RdKafka::ERR_NO_ERROR) continue;
+    for (const auto* pm : *tm->partitions()) topic_partitions_.push_back(pm->id());
+  }
+  delete md;
 }
 
 Status KafkaSource::FetchEndOffsets() {

@@ -46,6 +46,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
   std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override;
   std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
+  /// Every partition of the topic (read at Open), assigned here or not.
+  std::vector<int32_t> InputPartitions() const override { return topic_partitions_; }
   /// Commits the sink's positions to Kafka too, for lag monitoring tools; never read back.
   void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) override;
   void Close() override;
@@ -63,6 +65,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
+  /// Reads the topic's partitions into topic_partitions_ (best effort).
+  void ListPartitions();
   /// until_caught_up: true once every partition has reached its end offset (its own by
   /// reading, the others in the sink). Reads the sink at most once a second.
   bool CaughtUp();
@@ -77,6 +81,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   SourceContext ctx_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::set<int32_t> assigned_;
+  std::vector<int32_t> topic_partitions_;  ///< every partition of the topic, as listed at Open
   std::map<int32_t, int64_t> next_;          ///< next offset to process, per assigned partition
   /// Partitions whose end (a commit marker) lies past their last record, with that offset.
   std::map<int32_t, int64_t> past_records_;

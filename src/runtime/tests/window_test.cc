@@ -29,88 +29,142 @@ constexpr int64_t kSec = 1'000'000;
 // ---------------------------------------------------------------------------------------------
 // WatermarkTracker
 
-TEST(WatermarkTrackerTest, HighestEventTimeMinusDelay) {
+TEST(WatermarkTrackerTest, EachPartitionsHighestEventTimeMinusDelay) {
   WatermarkTracker w(10 * kSec, 0);
-  EXPECT_EQ(w.watermark(), kNoWatermark);
+  EXPECT_EQ(w.PartitionWatermark(0), kNoWatermark);
   w.Observe(0, 100 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 90 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(0), 90 * kSec);
   w.Observe(0, 50 * kSec, 0);  // out of order: no step back
-  EXPECT_EQ(w.watermark(), 90 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(0), 90 * kSec);
+  w.Observe(1, 30 * kSec, 0);  // another partition has its own
+  EXPECT_EQ(w.PartitionWatermark(1), 20 * kSec);
   w.Observe(0, 130 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 120 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(0), 120 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(1), 20 * kSec);
 }
 
-TEST(WatermarkTrackerTest, SlowestActivePartitionHoldsItBack) {
+TEST(WatermarkTrackerTest, APartitionWithNoRecordIsReportedWithoutATime) {
   WatermarkTracker w(0, 0);
   w.Track(0, 0);
   w.Track(1, 0);
   w.Observe(0, 100 * kSec, 0);
-  EXPECT_EQ(w.watermark(), kNoWatermark);  // partition 1 has nothing yet
-  w.Observe(1, 40 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 40 * kSec);
-  w.Observe(1, 70 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 70 * kSec);
-  w.Observe(1, 200 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 100 * kSec);
+  EXPECT_EQ(w.Progress(), (std::map<int32_t, PartitionProgress>{{0, {100 * kSec, false}},
+                                                                {1, {kNoWatermark, false}}}));
+  EXPECT_EQ(w.MaxEventTimes(), (std::map<int32_t, int64_t>{{0, 100 * kSec}}));
 }
 
-TEST(WatermarkTrackerTest, IdlePartitionStopsHoldingItBackAndNeverPullsItBack) {
+TEST(WatermarkTrackerTest, IdleAfterTheTimeoutUntilTheNextRecord) {
   const int64_t idle = 30 * kSec;
   WatermarkTracker w(0, idle);
   w.Track(1, 0);
   w.Observe(0, 100 * kSec, 0);
-  w.Observe(1, 40 * kSec, 0);
-  EXPECT_EQ(w.Advance(idle - 1), 40 * kSec);  // not idle yet
-  w.Observe(0, 110 * kSec, idle - 1);          // partition 0 keeps going
-  EXPECT_EQ(w.Advance(idle), 110 * kSec);      // partition 1 idle for exactly the timeout
-  // Partition 1 wakes up behind: it holds back again only from where the watermark is.
+  w.Advance(idle - 1);
+  EXPECT_FALSE(w.Progress().at(1).idle);
+  w.Observe(0, 110 * kSec, idle - 1);
+  w.Advance(idle);  // partition 1 silent for exactly the timeout since it was assigned
+  EXPECT_TRUE(w.Progress().at(1).idle);
+  EXPECT_FALSE(w.Progress().at(0).idle);
   w.Observe(1, 50 * kSec, idle + 1);
-  EXPECT_EQ(w.watermark(), 110 * kSec);
-  w.Observe(1, 120 * kSec, idle + 2);
-  EXPECT_EQ(w.watermark(), 110 * kSec);  // 0 is the slowest now
-  w.Observe(0, 125 * kSec, idle + 2);
-  EXPECT_EQ(w.watermark(), 120 * kSec);
-}
-
-TEST(WatermarkTrackerTest, AllIdleGivesTheHighestPartitionWatermark) {
-  WatermarkTracker w(5 * kSec, 10 * kSec);
-  w.Track(1, 0);
-  w.Observe(0, 100 * kSec, 0);
-  w.Observe(1, 60 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 55 * kSec);
-  EXPECT_EQ(w.Advance(10 * kSec), 95 * kSec);
+  EXPECT_FALSE(w.Progress().at(1).idle);
+  EXPECT_EQ(w.PartitionWatermark(1), 50 * kSec);
 }
 
 TEST(WatermarkTrackerTest, NoIdleTimeoutMeansNeverIdle) {
   WatermarkTracker w(0, 0);
   w.Track(1, 0);
-  w.Observe(0, 100 * kSec, 0);
-  w.Observe(1, 40 * kSec, 0);
-  EXPECT_EQ(w.Advance(int64_t{1} << 50), 40 * kSec);
-}
-
-TEST(WatermarkTrackerTest, APartitionWithNoRecordHoldsItBackUntilIdle) {
-  WatermarkTracker w(0, 10 * kSec);
-  w.Track(0, 0);
-  w.Track(1, 0);
-  w.Observe(0, 100 * kSec, 1);
-  EXPECT_EQ(w.Advance(10 * kSec - 1), kNoWatermark);
-  EXPECT_EQ(w.Advance(10 * kSec), 100 * kSec);  // 1 idle since it was assigned; 0 seen at 1
+  w.Advance(int64_t{1} << 50);
+  EXPECT_FALSE(w.Progress().at(1).idle);
 }
 
 TEST(WatermarkTrackerTest, RestoredAndForgottenPartitions) {
   WatermarkTracker w(0, 0);
   w.Restore(3, 500 * kSec, 0);
   EXPECT_TRUE(w.Tracks(3));
-  EXPECT_EQ(w.watermark(), 500 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(3), 500 * kSec);
   w.Observe(3, 400 * kSec, 0);
   EXPECT_EQ(w.MaxEventTimes().at(3), 500 * kSec);
   w.Observe(4, 600 * kSec, 0);
-  EXPECT_EQ(w.watermark(), 500 * kSec);
   w.Forget(3);
   EXPECT_FALSE(w.Tracks(3));
-  EXPECT_EQ(w.watermark(), 600 * kSec);
+  EXPECT_EQ(w.PartitionWatermark(3), kNoWatermark);
   EXPECT_EQ(w.MaxEventTimes().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PipelineClock: the minimum over all partitions, worked by hand (delay 0 unless said).
+
+TEST(PipelineClockTest, TheSlowestPartitionHoldsEveryWindowBack) {
+  PipelineClock c(0, 0);
+  c.Report(0, "s", {{0, {100 * kSec, false}}, {1, {40 * kSec, false}}}, {}, 0);
+  auto b = c.Compute(0, kNoWatermark);
+  EXPECT_TRUE(b.any);
+  EXPECT_EQ(b.watermark, 40 * kSec);
+  EXPECT_EQ(b.release, 40 * kSec);
+  EXPECT_EQ(b.emit, 40 * kSec);
+  // Two workers: the same minimum.
+  PipelineClock d(5 * kSec, 0);
+  d.Report(0, "s", {{0, {100 * kSec, false}}}, {}, 0);
+  d.Report(1, "s", {{1, {40 * kSec, false}}}, {}, 0);
+  EXPECT_EQ(d.Compute(0, kNoWatermark).emit, 35 * kSec);
+}
+
+TEST(PipelineClockTest, APartitionWithoutARecordHoldsItBackUntilIdle) {
+  const int64_t idle = 10 * kSec;
+  PipelineClock c(0, idle);
+  // Partition 1 exists (the source listed it) but nobody here reads it yet.
+  c.Know({"s", 1}, kNoWatermark, 0);
+  c.Report(0, "s", {{0, {100 * kSec, false}}}, {}, 0);
+  EXPECT_EQ(c.Compute(idle - 1, kNoWatermark).release, kNoWatermark);
+  EXPECT_EQ(c.Compute(idle - 1, kNoWatermark).emit, kNoWatermark);
+  // Idle for the timeout: it holds nothing back; windows are released at once, and emitted once
+  // every worker enforces the released bound (its records for them are late from then on).
+  auto b = c.Compute(idle, kNoWatermark);
+  EXPECT_EQ(b.release, 100 * kSec);
+  EXPECT_EQ(b.emit, kNoWatermark);
+  EXPECT_EQ(c.Compute(idle, 100 * kSec).emit, 100 * kSec);
+  // Without an idle timeout it holds the watermark back for ever.
+  PipelineClock never(0, 0);
+  never.Know({"s", 1}, kNoWatermark, 0);
+  never.Report(0, "s", {{0, {100 * kSec, false}}}, {}, 0);
+  EXPECT_EQ(never.Compute(int64_t{1} << 50, 100 * kSec).emit, kNoWatermark);
+}
+
+TEST(PipelineClockTest, AnIdlePartitionReportedByItsWorkerIsReleased) {
+  PipelineClock c(0, 10 * kSec);
+  c.Report(0, "s", {{0, {100 * kSec, false}}, {1, {40 * kSec, true}}}, {}, 0);
+  auto b = c.Compute(0, 60 * kSec);
+  EXPECT_EQ(b.release, 100 * kSec);
+  EXPECT_EQ(b.emit, 60 * kSec);  // partition 1's records are late from 60 s on, not yet from 100 s
+  // Every partition idle: the highest watermark counts.
+  c.Report(0, "s", {{0, {100 * kSec, true}}, {1, {40 * kSec, true}}}, {}, 0);
+  EXPECT_EQ(c.Compute(0, 100 * kSec).release, 100 * kSec);
+  EXPECT_EQ(c.Compute(0, 100 * kSec).emit, 100 * kSec);
+}
+
+TEST(PipelineClockTest, ARevokedPartitionKeepsHoldingItBackFromItsProgress) {
+  PipelineClock c(0, 10 * kSec);
+  c.Report(0, "s", {{0, {100 * kSec, false}}, {1, {40 * kSec, false}}}, {1}, 0);
+  // Nobody here reads partition 1 now (another member of the group may): it holds the
+  // watermark at its committed progress until it has been idle for the timeout.
+  c.Report(0, "s", {{0, {200 * kSec, false}}}, {}, 1 * kSec);
+  EXPECT_EQ(c.Compute(5 * kSec, kNoWatermark).emit, 40 * kSec);
+  EXPECT_EQ(c.Compute(11 * kSec, 200 * kSec).emit, 200 * kSec);
+  // Assigned again, to another worker, behind: the minimum is its own progress again.
+  c.Report(1, "s", {{1, {50 * kSec, false}}}, {}, 12 * kSec);
+  EXPECT_EQ(c.Compute(12 * kSec, 200 * kSec).watermark, 50 * kSec);
+  EXPECT_EQ(c.MaxEventTimes(), (std::map<PipelineClock::Key, int64_t>{{{"s", 0}, 200 * kSec},
+                                                                      {{"s", 1}, 50 * kSec}}));
+}
+
+TEST(PipelineClockTest, NothingReadHereClosesNothingAndEndedInputsHoldNothingBack) {
+  PipelineClock c(0, 10 * kSec);
+  c.Know({"s", 0}, 100 * kSec, 0);
+  EXPECT_FALSE(c.Compute(20 * kSec, kNoWatermark).any);  // idle, and nobody reads it
+  c.Report(0, "s", {{0, {100 * kSec, false}}}, {}, 20 * kSec);
+  c.Report(1, "s", {{1, {10 * kSec, false}}}, {}, 20 * kSec);
+  EXPECT_EQ(c.Compute(20 * kSec, kNoWatermark).emit, 10 * kSec);
+  c.WorkerEnded(1);
+  EXPECT_EQ(c.Compute(20 * kSec, kNoWatermark).emit, 100 * kSec);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,298 @@
+// Lateness per partition (issue 16) through the runner, worked by hand: a record is late if and
+// only if its window's end plus the allowed lateness is at or before its OWN partition's
+// watermark; a window is emitted when the minimum of all partitions' watermarks passes its end
+// plus the allowed lateness. A scripted two-partition source plays a fast partition 0 and a slow
+// partition 1, step by step, and the test looks at the sink after each step.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "runtime/registry.h"
+#include "runtime/runner.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// One step of the script: partitions given up first (with the checkpoint a rebalance makes),
+/// then records, each (partition, payload). A partition is assigned with its first record, like
+/// a Kafka partition whose assignment comes late; both partitions exist from the start
+/// (InputPartitions), like a topic's.
+struct Step {
+  std::vector<std::pair<int32_t, std::string>> records;
+  std::vector<int32_t> revoke;
+};
+
+struct Script {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Step> steps;
+  size_t released = 0;  ///< steps the test let the source deliver
+  size_t taken = 0;
+  bool finish = false;  ///< after the last released step, the source ends
+};
+Script* g_script = nullptr;
+
+class ScriptSource : public Source {
+ public:
+  Status Open(const SourceContext& ctx) override {
+    ctx_ = ctx;
+    for (int32_t p : {0, 1}) next_[p] = ctx.committed_position(p).value_or(0);
+    return Status::OK();
+  }
+  Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds budget) override {
+    Step step;
+    {
+      std::unique_lock<std::mutex> lock(g_script->mu);
+      if (g_script->taken >= g_script->released) {
+        if (g_script->finish) return PollState::kEnd;
+        g_script->cv.wait_for(lock, budget);
+        return PollState::kIdle;
+      }
+      step = g_script->steps[g_script->taken++];
+    }
+    if (!step.revoke.empty()) {
+      Status s = ctx_.checkpoint_before_revoke(step.revoke);
+      if (!s.ok()) return s;
+      for (int32_t p : step.revoke) assigned_.erase(p);
+    }
+    for (const auto& [p, payload] : step.records) {
+      assigned_.insert(p);
+      RawRecord& r = out->Append(payload);
+      r.partition = p;
+      r.offset = next_[p]++;
+      r.next_offset = next_[p];
+    }
+    return PollState::kData;
+  }
+  std::string_view kind() const override { return "script"; }
+  DecoderOptions decoder_options() const override { return {}; }
+  bool EndIsFinal() const override { return false; }  // like Kafka: open windows stay open
+  std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
+  std::vector<int32_t> InputPartitions() const override { return {0, 1}; }
+
+ private:
+  SourceContext ctx_;
+  std::set<int32_t> assigned_;
+  std::map<int32_t, int64_t> next_;
+};
+
+std::string Rec(const std::string& t, int v) {
+  return R"({"k":"a","t":"2024-01-01 )" + t + R"(","v":)" + std::to_string(v) + "}";
+}
+
+std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::string line;
+      for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        const unsigned char* t = sqlite3_column_text(st, c);
+        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
+      }
+      out.push_back(line);
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+class PartitionWatermarkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RegisterBuiltins();
+    ConnectorRegistry::Instance().AddSource(
+        "script", [](const SourceConfig&, int) -> Result<std::vector<std::unique_ptr<Source>>> {
+          std::vector<std::unique_ptr<Source>> out;
+          out.push_back(std::make_unique<ScriptSource>());
+          return out;
+        });
+    dir_ = fs::temp_directory_path() / ("sluice_partition_wm_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_ = (dir_ / "out.db").string();
+    script_ = std::make_unique<Script>();
+    g_script = script_.get();
+  }
+  void TearDown() override {
+    Finish();
+    g_script = nullptr;
+    fs::remove_all(dir_);
+  }
+
+  /// Starts a run (delay 10 s, 1-minute windows, append mode, lateness 0) on a thread.
+  void Start(const std::string& idle_timeout) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"pw\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\n"
+        "uri = \"script:x\"\n[source.fields]\nk = \"string\"\nt = \"string\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"append\"\nwatermark_delay = \"10s\"\n"
+        "idle_timeout = \"" + idle_timeout + "\"\nkeys = [\"k\"]\n"
+        "metrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + ".dlq\"\n";
+    auto cfg = ParsePipelineConfig(text, "pw.toml", vars);
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+    runner_ = std::move(runner).value();
+    {
+      std::lock_guard<std::mutex> lock(script_->mu);
+      script_->finish = false;
+    }
+    status_ = Status::OK();
+    thread_ = std::thread([this] { status_ = runner_->Run(); });
+  }
+
+  /// Lets the source deliver the records (after giving up `revoke`), then waits until the sink
+  /// has committed their positions: the checkpoint that commits them has also emitted what the
+  /// watermarks allow and written the dead letters.
+  void Play(std::vector<std::pair<int32_t, std::string>> records, std::vector<int32_t> revoke = {}) {
+    Step step;
+    step.records = std::move(records);
+    step.revoke = std::move(revoke);
+    played_ += static_cast<int64_t>(step.records.size());
+    {
+      std::lock_guard<std::mutex> lock(script_->mu);
+      script_->steps.push_back(std::move(step));
+      ++script_->released;
+    }
+    script_->cv.notify_all();
+    // Offsets count records per partition, across runs: their sum is the records committed.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto sum = Query(db_, "SELECT SUM(offset) FROM _sluice_positions WHERE source = 'in' AND partition < 2");
+      if (!sum.empty() && sum[0] != "NULL" && std::stoll(sum[0]) >= played_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ADD_FAILURE() << "the records played were not committed within 20 s";
+  }
+
+  /// Ends the run: the source ends once everything released is taken.
+  void Finish() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(script_->mu);
+      script_->finish = true;
+    }
+    script_->cv.notify_all();
+    thread_.join();
+    EXPECT_TRUE(status_.ok()) << status_.ToString();
+    runner_.reset();
+    std::lock_guard<std::mutex> lock(script_->mu);
+    script_->steps.clear();
+    script_->released = script_->taken = 0;
+  }
+
+  std::vector<std::string> Rows() {
+    return Query(db_, "SELECT window_start, n, s FROM w ORDER BY window_start");
+  }
+  /// Returns the v of every record dead-lettered as late, in order.
+  std::vector<int> Late() {
+    std::vector<int> out;
+    std::ifstream in(db_ + ".dlq");
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("\"reason\":\"late\"") == std::string::npos) continue;
+      const size_t at = line.find("\\\"v\\\":");
+      if (at != std::string::npos) out.push_back(std::stoi(line.substr(at + 6)));
+      else if (size_t j = line.find("\"v\":"); j != std::string::npos) out.push_back(std::stoi(line.substr(j + 4)));
+    }
+    return out;
+  }
+
+  fs::path dir_;
+  std::string db_;
+  std::unique_ptr<Script> script_;
+  std::unique_ptr<Runner> runner_;
+  std::thread thread_;
+  Status status_;
+  int64_t played_ = 0;  ///< records released, over every run
+};
+
+// Watermarks W0, W1 (highest event time of the partition minus 10 s); windows are minutes.
+TEST_F(PartitionWatermarkTest, FastAndSlowPartitionEachJudgedByItsOwnWatermark) {
+  Start("1h");
+  // Partition 0 runs ahead: W0 = 00:02:20. Partition 1 (a topic partition not assigned yet) has
+  // delivered nothing: it holds every window back.
+  Play({{0, Rec("00:00:30", 1)}, {0, Rec("00:01:30", 2)}, {0, Rec("00:02:30", 4)}});
+  EXPECT_TRUE(Rows().empty());
+  // Partition 1, for the window partition 0 is past: NOT late (W1 has no time yet), counted.
+  // Partition 0, 00:00:50: its window ends at 00:01:00 <= W0 = 00:02:20: late, although the
+  // slow partition is behind that window.
+  Play({{1, Rec("00:00:40", 8)}, {0, Rec("00:00:50", 16)}});  // W1 = 00:00:30
+  EXPECT_TRUE(Rows().empty());  // min(W0, W1) = 00:00:30 < 00:01:00
+  EXPECT_EQ(Late(), std::vector<int>{16});
+  // W1 = 00:01:10 passes 00:01:00: window [00:00, 00:01) is emitted with records 1 and 8.
+  Play({{1, Rec("00:01:20", 32)}});
+  EXPECT_EQ(Rows(), std::vector<std::string>{"2024-01-01 00:00:00|2|9"});
+  // Partition 1 is now past 00:01:00 itself: its record for that window is late.
+  Play({{1, Rec("00:00:59", 128)}});
+  EXPECT_EQ(Late(), (std::vector<int>{16, 128}));
+  // W1 = 00:02:30, W0 = 00:02:20: the minimum passes 00:02:00 only.
+  Play({{1, Rec("00:02:40", 64)}});
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:00:00|2|9", "2024-01-01 00:01:00|2|34"}));
+  Finish();
+  // Window [00:02, 00:03) (records 4 and 64) stays open in the state.
+  EXPECT_EQ(Rows().size(), 2u);
+}
+
+TEST_F(PartitionWatermarkTest, TheIdleTimeoutReleasesASilentPartition) {
+  Start("300ms");
+  const auto started = std::chrono::steady_clock::now();
+  Play({{0, Rec("00:00:30", 1)}, {0, Rec("00:01:30", 2)}, {0, Rec("00:02:30", 4)}});
+  if (std::chrono::steady_clock::now() - started < std::chrono::milliseconds(250)) {
+    EXPECT_TRUE(Rows().empty());  // partition 1 still holds everything back
+  }
+  // After 300 ms partition 1 (and 0) is idle: windows up to W0 = 00:02:20 are emitted.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Rows().size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:00:00|1|1", "2024-01-01 00:01:00|1|2"}));
+  // Partition 1 wakes up: a record for an emitted window is late (the idle exception), one for
+  // an open window counts.
+  Play({{1, Rec("00:00:40", 8)}, {1, Rec("00:02:45", 16)}});
+  EXPECT_EQ(Late(), std::vector<int>{8});
+  Finish();
+}
+
+TEST_F(PartitionWatermarkTest, APartitionsWatermarkSurvivesARebalanceAndARestart) {
+  Start("1h");
+  Play({{0, Rec("00:02:30", 1)}, {1, Rec("00:00:30", 2)}});  // W0 = 00:02:20, W1 = 00:00:20
+  // Partition 0 is revoked (committed first) and assigned again: it starts from its committed
+  // watermark, so its record for window 00:00 is late; partition 1's is not.
+  Play({}, {0});
+  Play({{0, Rec("00:00:45", 4)}, {1, Rec("00:00:50", 8)}});
+  EXPECT_EQ(Late(), std::vector<int>{4});
+  Finish();
+  // A restarted run judges the same way from the committed state.
+  Start("1h");
+  Play({{0, Rec("00:00:46", 16)}, {1, Rec("00:00:51", 32)}});
+  EXPECT_EQ(Late(), (std::vector<int>{4, 16}));
+  Play({{1, Rec("00:01:15", 64)}});  // W1 = 00:01:05: window 00:00 closes
+  EXPECT_EQ(Rows(), std::vector<std::string>{"2024-01-01 00:00:00|3|42"});
+  Finish();
+}
+
+}  // namespace
+}  // namespace sluice
