@@ -322,7 +322,11 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
   Collected collected;
   std::map<int32_t, int64_t> limits;
   RunOptions run;
-  run.until_caught_up = true;
+  // A file (or a counted generator) ends by itself, and its end is final: every window is
+  // emitted, as the run that read it to its end emitted them. Other sources (Kafka, tables, an
+  // API) end at what is there now, as a `--until-caught-up` run: windows still open stay open.
+  const std::string scheme = SplitUri(config.source.uri).first;
+  run.until_caught_up = scheme != "file" && scheme != "generator";
   run.workers = std::max(1, options.workers);
   run.sink_override = [&collected]() -> Result<std::unique_ptr<Sink>> {
     return std::unique_ptr<Sink>(std::make_unique<CollectorSink>(&collected));

@@ -158,9 +158,8 @@ def positions(db):
 
 
 def set_positions(db, rows):
-    col = "partition" if isinstance(db, SqliteDb) else "`partition`"
-    off = "offset" if isinstance(db, SqliteDb) else "`offset`"
-    src = "source" if isinstance(db, SqliteDb) else "`source`"
+    q = '"' if isinstance(db, SqliteDb) else "`"
+    col, off, src = (q + name + q for name in ("partition", "offset", "source"))
     db.execute(";\n".join(
         f"UPDATE _sluice_positions SET {off} = {o} WHERE pipeline = 'recruitment' AND {src} = {lit(s)} "
         f"AND {col} = {p}" for s, p, o in rows) + ";")
@@ -206,10 +205,17 @@ def sql_checks(args, checks, db, tmp):
                  f"exit {rc}, table {len(table_b)} rows, {summary(report)}; {err[-500:]}")
 
     rng = random.Random(7)
-    # A row with clicks and a job that the job file knows (its company_id is not the default 0).
+    # Jobs whose line in the job file is plain (no quoted ';'), so the test can edit it.
+    with open(jobs, encoding="utf-8") as f:
+        job_lines = f.read().split("\n")
+    header = job_lines[0].split(";")
+    id_at, company_at = header.index("id"), header.index("company_id")
+    plain_jobs = {ln.split(";")[id_at] for ln in job_lines[1:]
+                  if len(ln.split(";")) == len(header) and '"' not in ln}
+    # A row with clicks and a job the job file knows (its company_id is not the default 0).
     candidates = sorted(k for k, r in table_b.items()
                         if r[COLUMNS.index("clicks")] not in (None, "0") and
-                        r[COLUMNS.index("company_id")] not in (None, "0"))
+                        r[COLUMNS.index("company_id")] not in (None, "0") and k[0] in plain_jobs)
     victim = rng.choice(candidates)
     clicks = int(table_b[victim][COLUMNS.index("clicks")])
 
@@ -249,10 +255,6 @@ def sql_checks(args, checks, db, tmp):
 
     # The job file changes: job J now belongs to another company.
     job = victim[0]
-    with open(jobs, encoding="utf-8") as f:
-        job_lines = f.read().split("\n")
-    header = job_lines[0].split(";")
-    id_at, company_at = header.index("id"), header.index("company_id")
     changed = []
     for ln in job_lines[1:]:
         fields = ln.split(";")
