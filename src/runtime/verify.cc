@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "connectors/file/file_source.h"
@@ -99,15 +101,32 @@ class CollectorSink : public Sink {
 
 class LimitedSource : public Source {
  public:
-  LimitedSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits)
+  LimitedSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits,
+                const std::map<int32_t, int64_t>& identity)
       : inner_(std::move(inner)), limits_(std::move(limits)) {
     const std::string_view k = inner_->kind();
     by_cursor_ = k == "sqlite" || k == "mysql" || k == "cassandra";
+    // The SQL table sources store the hash of the last row read (the NDJSON record, which is
+    // the payload) at kIdentityPartitionBase: that row must still be there, as it was.
+    if ((k == "sqlite" || k == "mysql") && limits_.count(0)) {
+      if (auto it = identity.find(kIdentityPartitionBase); it != identity.end()) cursor_row_hash_ = it->second;
+    }
   }
   Status Open(const SourceContext& ctx) override { return inner_->Open(ctx); }
   Result<PollState> Poll(RawBatch* out, size_t max_records, std::chrono::milliseconds budget) override {
     auto state = inner_->Poll(out, max_records, budget);
     if (!state.ok()) return state;
+    bool past_cursor = false;
+    for (size_t i = 0; cursor_row_hash_ && i < out->size(); ++i) {
+      const RawRecord& r = out->record(i);
+      if (r.offset == limits_[0] && Fingerprint64(out->payload(i)) == *cursor_row_hash_) cursor_row_found_ = true;
+      if (r.offset > limits_[0]) past_cursor = true;
+    }
+    if (cursor_row_hash_ && !cursor_row_found_ && (past_cursor || *state == PollState::kEnd)) {
+      return Status::Aborted("the input changed since the sink's positions were committed: the last row read "
+                             "from the table (cursor " + std::to_string(limits_[0]) +
+                             ") is gone or holds other values");
+    }
     out->RemoveIf([&](const RawRecord& r) {
       const bool keep = Within(r);
       if (!keep) beyond_ = true;
@@ -146,6 +165,8 @@ class LimitedSource : public Source {
   std::unique_ptr<Source> inner_;
   std::map<int32_t, int64_t> limits_;
   bool by_cursor_ = false;
+  std::optional<int64_t> cursor_row_hash_;
+  bool cursor_row_found_ = false;
   bool beyond_ = false;
 };
 
@@ -227,10 +248,26 @@ void AppendJsonValue(const Value& v, std::string* out) {
   }
 }
 
+/// The sink's `key` option: "id", "a, b" or ["a", "b"].
+std::vector<std::string> KeyOption(const SinkConfig& sink) {
+  std::vector<std::string> out;
+  std::string name;
+  for (char c : sink.options.GetString("key") + ",") {
+    if (c == ',') {
+      if (!name.empty()) out.push_back(name);
+      name.clear();
+    } else if (c != '[' && c != ']' && c != '"' && c != '\'' && !std::isspace(static_cast<unsigned char>(c))) {
+      name += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
-std::unique_ptr<Source> LimitSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits) {
-  return std::make_unique<LimitedSource>(std::move(inner), std::move(limits));
+std::unique_ptr<Source> LimitSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits,
+                                    const std::map<int32_t, int64_t>& identity) {
+  return std::make_unique<LimitedSource>(std::move(inner), std::move(limits), identity);
 }
 
 std::set<std::string> ReferencedNames(const std::string& text) {
@@ -331,7 +368,10 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
   run.sink_override = [&collected]() -> Result<std::unique_ptr<Sink>> {
     return std::unique_ptr<Sink>(std::make_unique<CollectorSink>(&collected));
   };
-  run.wrap_source = [&limits](std::unique_ptr<Source> s) { return LimitSource(std::move(s), limits); };
+  std::map<int32_t, int64_t> identity;
+  run.wrap_source = [&limits, &identity](std::unique_ptr<Source> s) {
+    return LimitSource(std::move(s), limits, identity);
+  };
   const std::string source_name = config.source.name;
   const SinkConfig sink_config = config.sink;
   PipelineConfig recompute = config;
@@ -354,7 +394,6 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
   auto stored_rows = sink->ReadOutput();
   if (!stored_rows.ok()) return stored_rows.status().WithContext("sink " + report.sink);
 
-  std::map<int32_t, int64_t> identity;
   for (const auto& p : *positions) {
     if (p.source != source_name) continue;
     if (p.offset == kForgottenPosition) {
@@ -394,8 +433,21 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
   // The diff, by key (all columns when the output has no key: rows compared as a multiset).
   const Schema& out = ctx.output;
   for (size_t i = 0; i < out.size(); ++i) report.columns.push_back(out.field(i).name);
-  for (const auto& k : ctx.key_columns) {
+  // Without an aggregate, the sink's `key` (SQLite) upserts rows by it.
+  const std::vector<std::string> upsert_key =
+      ctx.key_columns.empty() ? KeyOption(sink_config) : std::vector<std::string>();
+  for (const auto& k : ctx.key_columns.empty() ? upsert_key : ctx.key_columns) {
     if (auto i = out.IndexOf(k)) report.key_columns.push_back(*i);
+  }
+  if (!upsert_key.empty()) {
+    // Rows upserted by a key: the last row of each key is what the sink keeps.
+    std::unordered_map<std::string, size_t> last;
+    for (size_t i = 0; i < recomputed.size(); ++i) last[RowKey(recomputed[i], report.key_columns)] = i;
+    std::vector<std::vector<Value>> kept;
+    for (size_t i = 0; i < recomputed.size(); ++i) {
+      if (last[RowKey(recomputed[i], report.key_columns)] == i) kept.push_back(std::move(recomputed[i]));
+    }
+    recomputed = std::move(kept);
   }
   std::vector<size_t> key_cols = report.key_columns;
   if (key_cols.empty()) {
@@ -521,10 +573,10 @@ std::string FormatVerifyReport(const VerifyReport& r) {
   std::string out = "verify " + r.pipeline + ": " + r.sink + "\n";
   std::string upto;
   for (const auto& p : r.positions) {
-    if (!upto.empty()) upto += ", ";
-    upto += "[" + std::to_string(p.partition) + "] " + std::to_string(p.offset);
+    upto += (upto.empty() ? " (partition " : ", ") + std::to_string(p.partition) + " at " + std::to_string(p.offset);
   }
-  out += "  read up to the committed positions " + (upto.empty() ? std::string("(none: nothing committed)") : upto) +
+  out += "  read " + (r.positions.empty() ? std::string("nothing: no position is committed")
+                                          : r.positions[0].source + " up to its committed positions" + upto + ")") +
          ": " + Count(r.records) + " records (" + Count(r.ignored) + " ignored, " + Count(r.dead_lettered) +
          " dead-lettered)\n";
   out += "  rows: " + Count(r.sink_rows) + " in the sink, " + Count(r.recomputed_rows) + " recomputed\n";
@@ -533,7 +585,8 @@ std::string FormatVerifyReport(const VerifyReport& r) {
   std::string dims;
   for (size_t c : r.dimension_columns) dims += (dims.empty() ? "" : ", ") + r.columns[c];
   out += "  " + Count(r.dimension_changed) + " dimension changed since" +
-         (dims.empty() ? std::string() : " (only " + dims + " differ)") + "\n";
+         (dims.empty() ? std::string(" (no column comes from a dimension)")
+                       : " (differ only in " + dims + ", from a dimension)") + "\n";
   out += "  " + Count(r.missing_from_sink) + " missing from the sink\n";
   out += "  " + Count(r.only_in_sink) + " only in the sink\n";
   const std::vector<size_t> key = KeyOrAll(r);

@@ -81,7 +81,10 @@ std::set<size_t> DimensionDerivedColumns(const PipelineConfig& config, const Sch
 
 /// Wraps a source so that it hands on only records at or before `limits` (partition -> the
 /// committed next position; a partition without one hands on nothing). Table sources, whose
-/// records carry their cursor value as offset, are limited by partition 0's cursor.
-std::unique_ptr<Source> LimitSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits);
+/// records carry their cursor value as offset, are limited by partition 0's cursor; an SQL
+/// table source whose last row read (its hash among `identity`, the committed identity
+/// partitions) is not found again at the cursor fails with kAborted: the input changed.
+std::unique_ptr<Source> LimitSource(std::unique_ptr<Source> inner, std::map<int32_t, int64_t> limits,
+                                    const std::map<int32_t, int64_t>& identity = {});
 
 }  // namespace sluice

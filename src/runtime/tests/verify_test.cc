@@ -203,5 +203,51 @@ TEST_F(VerifySqliteTest, InputRewrittenBeforeThePositionIsRefused) {
   EXPECT_NE(report.status().message().find("input changed"), std::string::npos) << report.status().message();
 }
 
+// A table source read incrementally: verify reads it only up to the committed cursor (rows
+// added since are not in the sink yet), rows upserted by the sink's `key` compare by it, and a
+// changed last row read means the input changed.
+TEST_F(VerifySqliteTest, TableSourceStopsAtTheCommittedCursorAndChecksItsLastRow) {
+  const std::string in = (dir_ / "in.db").string();
+  auto exec = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(in.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  };
+  std::string sql = "CREATE TABLE tracking (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, kind TEXT);";
+  for (int id = 1; id <= 50; ++id) {
+    sql += "INSERT INTO tracking VALUES (" + std::to_string(id) + ", " + std::to_string(id / 10) + ", 'k" +
+           std::to_string(id % 3) + "');";
+  }
+  exec(sql);
+  auto config = [&] {
+    Variables vars;
+    vars.use_environment = false;
+    return ParsePipelineConfig(
+        "select = [\"id\", \"kind\"]\n[pipeline]\nname = \"tbl\"\n[source]\nname = \"tracking\"\n"
+        "uri = \"sqlite:" + in + "?table=tracking&order_by=batch&key=id&page_rows=7\"\n"
+        "[source.fields]\nid = \"int64\"\nkind = \"string\"\n"
+        "[sink]\nuri = \"sqlite:" + (dir_ / "out.db").string() + "\"\ntable = \"copy\"\nkey = \"id\"\n",
+        "tbl.toml", vars);
+  };
+  {
+    auto runner = Runner::Make(*config(), RunOptions{.until_caught_up = true});
+    ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+    ASSERT_TRUE((*runner)->Run().ok());
+  }
+  exec("INSERT INTO tracking VALUES (51, 9, 'new'), (52, 9, 'new')");  // not read by any run yet
+  auto report = VerifyPipeline(*config(), VerifyOptions{});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->equal()) << FormatVerifyReport(*report);
+  EXPECT_EQ(report->matching, 50);
+  EXPECT_EQ(report->records, 50);
+  ASSERT_EQ(report->key_columns.size(), 1u);
+
+  exec("UPDATE tracking SET kind = 'edited' WHERE id = 50");  // the last row read (batch 5)
+  report = VerifyPipeline(*config(), VerifyOptions{});
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.status().message().find("input changed"), std::string::npos) << report.status().message();
+}
+
 }  // namespace
 }  // namespace sluice
