@@ -18,7 +18,9 @@ report of each check follows from the corruption the test makes by hand, never f
   7. a checkpoint applied twice: the positions of the first run are put back after the second,
      the second part is run again (its deltas applied a second time), the second run's positions
      restored: exit 1, and the rows that differ are exactly those the second part touched (the
-     rows that changed or appeared between the table after the first run and after the second).
+     rows that changed or appeared between the table after the first run and after the second);
+  8. (sqlite) the text report of that state: the counts, the first --show rows, `NOT equal`;
+  9. (sqlite) an unused --var: exit 2.
 parquet: a small append-mode pipeline (1-minute windows per user, partitioned by user) over a
 generated NDJSON file:
   1. clean: exit 0, all rows match; 2. a part file deleted: exit 1, exactly its rows (read with
@@ -303,6 +305,19 @@ def sql_checks(args, checks, db, tmp):
                  report["missing_from_sink"]["count"] == 0 and report["only_in_sink"]["count"] == 0,
                  f"exit {rc}, {summary(report)}, {len(got - touched)} unexpected, "
                  f"{len(touched - got)} not reported; {err[-500:]}")
+
+    if isinstance(db, SqliteDb):
+        a = ["verify", PIPELINE, "--show", "2"]
+        for k, v in variables.items():
+            a += ["--var", f"{k}={v}"]
+        rc, out, err = sluice(a, exe)
+        lines = out.split("\n")
+        checks.check("the text report: counts, the first --show rows with both values, NOT equal, exit 1",
+                     rc == 1 and f"  {len(touched)} differ" in lines and
+                     f"differ (2 of {len(touched)}):" in lines and "recomputed" in out and
+                     lines[-2] == "NOT equal", f"exit {rc}: {out[-1500:]}")
+        rc, out, err = sluice(a + ["--var", "UNUSED=1"], exe)
+        checks.check("an unused --var: exit 2", rc == 2 and "UNUSED" in err, f"exit {rc}: {err[-500:]}")
 
 
 # --- Parquet ----------------------------------------------------------------------------------
