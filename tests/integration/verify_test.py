@@ -26,7 +26,11 @@ generated NDJSON file:
   1. clean: exit 0, all rows match; 2. a part file deleted: exit 1, exactly its rows (read with
   pyarrow) are missing from the sink; 3. a part file duplicated under another part-file name:
   exit 1, exactly its rows are only in the sink.
-MySQL server or client missing: SKIP (exit 77), FAIL under CI=true; pyarrow missing likewise.
+kafka: the generator's tracking events in a fresh topic verify_<pid>_<n>, a run
+--until-caught-up into SQLite, then more events produced: verify reads every partition only up
+to its committed offset (exactly the records the run read) and is equal; a value edited by hand
+is then found.
+MySQL server or client, or Kafka, missing: SKIP (exit 77), FAIL under CI=true; pyarrow likewise.
 Prints PASS/FAIL per check; exit 1 on any failure.
 """
 
@@ -419,15 +423,61 @@ def parquet_checks(args, checks, tmp):
     os.remove(copy)
 
 
+# --- Kafka -------------------------------------------------------------------------------------
+
+def kafka_checks(args, checks, tmp):
+    import socket
+    host, port = args.broker.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as e:
+        skip_or_fail(f"Kafka not reachable at {args.broker} ({e})")
+    exe = args.sluice
+    topic = f"verify_{os.getpid()}_{random.randrange(1 << 30)}"
+    uri = f"kafka://{args.broker}/{topic}"
+
+    def generate(count, seed):
+        rc, _, err = sluice(["generate", "--profile", "recruitment", "--to", uri, "--count", str(count),
+                             "--rate", "0", "--seed", str(seed)], exe)
+        if rc != 0:
+            raise RuntimeError(f"sluice generate exited {rc}: {err[-2000:]}")
+
+    db = SqliteDb(os.path.join(tmp, "out.db"))
+    variables = {"TRACKING": uri, "SINK": db.uri}
+    generate(4000, 1)
+    a = ["run", PIPELINE, "--until-caught-up"]
+    for k, v in variables.items():
+        a += ["--var", f"{k}={v}"]
+    rc, _, err = sluice(a, exe)
+    if rc != 0:
+        raise RuntimeError(f"sluice run exited {rc}: {err[-2000:]}")
+    generate(2500, 2)  # after the run: past the committed offsets, not in the sink
+    rows = table(db)
+    rc, report, err = verify(exe, PIPELINE, variables)
+    checks.check("kafka: verify reads each partition up to its committed offset (the 4000 records the "
+                 "run read, not the 2500 produced since) and the sink is equal",
+                 rc == 0 and report and report["equal"] and report["records"] == 4000 and
+                 report["matching"] == len(rows), f"exit {rc}, {summary(report)}; {err[-500:]}")
+    victim = sorted(rows)[len(rows) // 2]
+    db.execute(f"UPDATE events SET spend_hour = spend_hour + 1 WHERE {where_key(victim)}")
+    rc, report, err = verify(exe, PIPELINE, variables)
+    checks.check("kafka: a value edited by hand: exit 1, that row differs in spend_hour",
+                 rc == 1 and report and report["differ"]["count"] == 1 and
+                 key_of(report["differ"]["rows"][0]["key"]) == victim and
+                 list(report["differ"]["rows"][0]["columns"]) == ["spend_hour"],
+                 f"exit {rc}, {summary(report)}; {err[-500:]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--backend", choices=["sqlite", "mysql", "parquet"], required=True)
+    ap.add_argument("--backend", choices=["sqlite", "mysql", "parquet", "kafka"], required=True)
+    ap.add_argument("--broker", default="127.0.0.1:9092")
     ap.add_argument("--server", default="mysql://root@127.0.0.1:3306")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     args.sluice = os.path.abspath(args.sluice)
-    if args.backend != "parquet" and not os.path.exists(SEED):
+    if args.backend in ("sqlite", "mysql") and not os.path.exists(SEED):
         skip_or_fail(f"seed data missing: {SEED}")
     checks = Checks()
     tmp = tempfile.mkdtemp(prefix="verify_test_")
@@ -435,6 +485,8 @@ def main():
     try:
         if args.backend == "parquet":
             parquet_checks(args, checks, tmp)
+        elif args.backend == "kafka":
+            kafka_checks(args, checks, tmp)
         elif args.backend == "sqlite":
             db = SqliteDb(os.path.join(tmp, "out.db"))
             sql_checks(args, checks, db, tmp)
