@@ -106,6 +106,7 @@ class LimitedSource : public Source {
       : inner_(std::move(inner)), limits_(std::move(limits)) {
     const std::string_view k = inner_->kind();
     by_cursor_ = k == "sqlite" || k == "mysql" || k == "cassandra";
+    kafka_ = k == "kafka";
     // The SQL table sources store the hash of the last row read (the NDJSON record, which is
     // the payload) at kIdentityPartitionBase: that row must still be there, as it was.
     if ((k == "sqlite" || k == "mysql") && limits_.count(0)) {
@@ -126,6 +127,18 @@ class LimitedSource : public Source {
       return Status::Aborted("the input changed since the sink's positions were committed: the last row read "
                              "from the table (cursor " + std::to_string(limits_[0]) +
                              ") is gone or holds other values");
+    }
+    if (kafka_) {
+      // Offsets start at 0: a partition whose first record comes later lost its beginning to
+      // retention (or compaction), so its committed results cannot be recomputed.
+      for (size_t i = 0; i < out->size(); ++i) {
+        const RawRecord& r = out->record(i);
+        if (!first_seen_.insert(r.partition).second || r.offset == 0) continue;
+        return Status::Aborted("the topic no longer holds partition " + std::to_string(r.partition) +
+                               " from its start: its first record is at offset " + std::to_string(r.offset) +
+                               " (the records before it were deleted by retention or compaction, or "
+                               "aborted), so what the sink holds cannot be recomputed");
+      }
     }
     out->RemoveIf([&](const RawRecord& r) {
       const bool keep = Within(r);
@@ -167,6 +180,8 @@ class LimitedSource : public Source {
   bool by_cursor_ = false;
   std::optional<int64_t> cursor_row_hash_;
   bool cursor_row_found_ = false;
+  bool kafka_ = false;
+  std::set<int32_t> first_seen_;  ///< Kafka: partitions whose first record was seen
   bool beyond_ = false;
 };
 

@@ -62,27 +62,43 @@ TEST(VerifyTest, ParseStoredValueReadsWhatSqlSinksStore) {
   EXPECT_FALSE(ParseStoredValue("12.5", Type::kInt64).ok());
 }
 
-/// A source of fixed records on partition 0: offsets 0, 10, 20, ... each 10 long.
+/// A source of fixed records on partition 0: offsets first, first + 10, ... each 10 long.
 class FixedSource : public Source {
  public:
+  explicit FixedSource(std::string kind = "file", int64_t first = 0) : kind_(std::move(kind)), first_(first) {}
   Status Open(const SourceContext&) override { return Status::OK(); }
   Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds) override {
     if (done_) return PollState::kEnd;
     for (int i = 0; i < 5; ++i) {
       RawRecord& r = out->Append("{}");
       r.partition = 0;
-      r.offset = i * 10;
-      r.next_offset = i * 10 + 10;
+      r.offset = first_ + i * 10;
+      r.next_offset = first_ + i * 10 + 10;
     }
     done_ = true;
     return PollState::kData;
   }
-  std::string_view kind() const override { return "file"; }
+  std::string_view kind() const override { return kind_; }
   DecoderOptions decoder_options() const override { return {}; }
 
  private:
+  std::string kind_;
+  int64_t first_;
   bool done_ = false;
 };
+
+TEST(VerifyTest, KafkaPartitionThatLostItsStartCannotBeRecomputed) {
+  RawBatch batch;
+  auto whole = LimitSource(std::make_unique<FixedSource>("kafka", 0), {{0, 30}});
+  EXPECT_TRUE(whole->Poll(&batch, 100, std::chrono::milliseconds(0)).ok());
+  batch.Clear();
+  auto trimmed = LimitSource(std::make_unique<FixedSource>("kafka", 20), {{0, 30}});  // retention
+  auto polled = trimmed->Poll(&batch, 100, std::chrono::milliseconds(0));
+  ASSERT_FALSE(polled.ok());
+  EXPECT_EQ(polled.status().code(), StatusCode::kAborted);
+  EXPECT_NE(polled.status().message().find("first record is at offset 20"), std::string::npos)
+      << polled.status().message();
+}
 
 TEST(VerifyTest, LimitedSourceHandsOnOnlyRecordsBeforeTheCommittedPosition) {
   auto limited = LimitSource(std::make_unique<FixedSource>(), {{0, 30}});
