@@ -21,6 +21,7 @@
 #include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
+#include "runtime/verify.h"
 
 namespace {
 
@@ -171,6 +172,34 @@ int Validate(const std::vector<std::string>& paths, const std::vector<std::strin
               << " failed\n";
   }
   return worst == 3 ? kExitConfig : worst;
+}
+
+/// `sluice verify FILE`: recomputes the pipeline's output from its source up to the sink's
+/// committed positions and compares it with what the sink holds. Exit 0 when they are equal
+/// (rows that differ only because a dimension changed since do not count), 1 when they differ
+/// or cannot be compared (the input changed, the sink cannot be read), 2 for a bad file or
+/// arguments.
+int Verify(const std::string& path, const std::vector<std::string>& var_items, bool json,
+           const sluice::VerifyOptions& options) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    ReportError(vars.status().message());
+    return kExitConfig;
+  }
+  auto config = sluice::LoadPipelineConfig(path, *vars);
+  if (!config.ok()) {
+    ReportError(config.status().message());
+    return CheckExitCode(config.status());
+  }
+  sluice::cli::SetLogPipeline(config->name);
+  auto report = sluice::VerifyPipeline(std::move(config).value(), options);
+  if (!report.ok()) {
+    ReportError(report.status().message());
+    return CheckExitCode(report.status());
+  }
+  std::cout << (json ? sluice::VerifyReportJson(*report) + "\n" : sluice::FormatVerifyReport(*report))
+            << std::flush;
+  return report->equal() ? kExitDone : kExitFailure;
 }
 
 /// Settings of `sluice run` that only the command line uses.
@@ -346,6 +375,22 @@ int main(int argc, char** argv) {
                        "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
                        "same set for each)");
 
+  auto* verify = app.add_subcommand(
+      "verify",
+      "Recompute a pipeline's output from its source up to the sink's committed positions and "
+      "compare it with the sink, row by row (exit 0: equal, 1: they differ)");
+  std::string verify_pipeline;
+  verify->add_option("pipeline", verify_pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  verify->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+  bool verify_json = false;
+  verify->add_flag("--json", verify_json, "print the report as one JSON object");
+  sluice::VerifyOptions verify_options;
+  verify->add_option("--show", verify_options.show, "rows listed of each kind of difference")
+      ->capture_default_str();
+  verify->add_option("--workers", verify_options.workers, "workers of the recomputation")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   auto* demo = app.add_subcommand("demo", "Run the recruitment pipeline on generated data, no servers needed");
   sluice::cli::DemoOptions demo_options;
   demo->add_option("--dir", demo_options.dir,
@@ -437,6 +482,8 @@ int main(int argc, char** argv) {
   if (run->parsed() && run_cli.progress.quiet && app.get_option("--log-level")->count() == 0) {
     log_level = "warn";
   }
+  // verify's report is its output; the recomputation's own log lines only with --log-level.
+  if (verify->parsed() && app.get_option("--log-level")->count() == 0) log_level = "warn";
   if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
     std::cerr << "sluice: " << s.message() << "\n";
     return kExitConfig;
@@ -444,6 +491,7 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return Run(pipeline, vars, options, http, run_cli);
   if (validate->parsed()) return Validate(pipelines, vars);
+  if (verify->parsed()) return Verify(verify_pipeline, vars, verify_json, verify_options);
   if (generate->parsed()) {
     static std::atomic<bool> stop{false};
     std::signal(SIGINT, [](int) { stop.store(true); });

@@ -111,7 +111,11 @@ Status ClaimDeadLetterFile(const std::string& path, const std::string& pipeline,
 Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions options) {
   std::unique_ptr<Runner> runner(new Runner(std::move(config), options));
   ASSIGN_OR_RETURN(runner->plan_, BuildPlan(runner->config_));
-  ASSIGN_OR_RETURN(runner->sink_, ConnectorRegistry::Instance().MakeSink(runner->config_.sink));
+  if (runner->options_.sink_override) {
+    ASSIGN_OR_RETURN(runner->sink_, runner->options_.sink_override());
+  } else {
+    ASSIGN_OR_RETURN(runner->sink_, ConnectorRegistry::Instance().MakeSink(runner->config_.sink));
+  }
   std::string needs;  // what makes the pipeline keep state across checkpoints
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
     if (spec->append_mode) {
@@ -246,6 +250,9 @@ Status Runner::Start() {
   }
   ASSIGN_OR_RETURN(auto sources,
                    ConnectorRegistry::Instance().MakeSources(config_.source, max_instances));
+  if (options_.wrap_source) {
+    for (auto& source : sources) source = options_.wrap_source(std::move(source));
+  }
   // Snapshot() may run on another thread (HTTP) while this builds the workers.
   std::unique_lock<std::mutex> topology(topology_mu_);
   step_counts_ = std::vector<std::atomic<int64_t>>(plan_->steps.size());

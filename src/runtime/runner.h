@@ -27,6 +27,12 @@ struct RunOptions {
   /// --reset-source NAME: forget the committed positions of that source (it must be the
   /// pipeline's), so it is read from its beginning; what it produced before stays in the sink.
   std::string reset_source = {};
+  /// `sluice verify` (runtime/verify.h): the sink to write to instead of the pipeline's own (an
+  /// in-memory collector). Unset: the pipeline's sink.
+  std::function<Result<std::unique_ptr<Sink>>()> sink_override = {};
+  /// `sluice verify`: wraps each source instance, to read it only up to the positions the
+  /// pipeline's sink committed. Unset: the sources as they are.
+  std::function<std::unique_ptr<Source>(std::unique_ptr<Source>)> wrap_source = {};
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects

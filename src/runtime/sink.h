@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/pipeline_config.h"
@@ -95,7 +96,35 @@ class Sink {
   /// /readyz reports it before the next commit fails. Any thread; must not block.
   virtual bool Healthy() const { return true; }
   virtual void Close() {}
+
+  // `sluice verify` (runtime/verify.h) reads a sink back through these three calls.
+
+  /// Opens the sink to read what it holds without changing anything: no table is created, no
+  /// lock taken, no file removed. LoadPositions() and ReadOutput() may follow, nothing else.
+  /// A sink that cannot be read back leaves the default, which refuses.
+  virtual Status OpenForReading(const SinkContext& ctx) {
+    (void)ctx;
+    return Status::InvalidArgument("this sink cannot be read back, so sluice verify cannot check it");
+  }
+  /// Returns every row the sink holds for the pipeline: only the columns the pipeline declares
+  /// (SinkContext::output, in that order, never the internal merge columns), each read back
+  /// into its column's type (ParseStoredValue for a value stored as text).
+  virtual Result<std::vector<std::vector<Value>>> ReadOutput() {
+    return Status::InvalidArgument("this sink cannot be read back");
+  }
+  /// Returns `v`, a value computed for output column `column`, as ReadOutput() would return it
+  /// once stored: timestamps cut to whole seconds in a SQL table, a DECIMAL(p,s) column's value
+  /// rounded half away from zero to s digits, ... The default stores values exactly.
+  virtual Value AsStored(size_t column, const Value& v) const {
+    (void)column;
+    return v;
+  }
 };
+
+/// Reads a value a sink stored as text back as `type` (what ReadOutput() returns): integers,
+/// decimals, `YYYY-MM-DD[ HH:MM:SS[.f]]` timestamps, 0/1 or true/false for booleans. A text that
+/// is not of the type is an InvalidArgument error naming it.
+Result<Value> ParseStoredValue(std::string_view text, Type type);
 
 using SinkFactory = std::function<Result<std::unique_ptr<Sink>>(const SinkConfig& config)>;
 

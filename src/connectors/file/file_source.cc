@@ -393,6 +393,48 @@ std::vector<std::pair<int32_t, int64_t>> FileSource::Lag() const {
   return {{0, std::max<int64_t>(0, st.st_size - pos)}};
 }
 
+Status CheckFileIdentity(const std::string& path, int64_t committed,
+                         const std::map<int32_t, int64_t>& stored) {
+  auto get = [&](int32_t p) -> std::optional<int64_t> {
+    auto it = stored.find(p);
+    if (it == stored.end()) return std::nullopt;
+    return it->second;
+  };
+  const auto head = get(kHeadPartition);
+  const auto tail = get(kTailPartition);
+  if (!head || !tail) return Status::OK();
+  const std::string what = "the input changed since the sink's positions were committed: file " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FailedPrecondition(what + " cannot be opened: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return Status::IOError("stat " + path + ": " + std::strerror(errno));
+  }
+  const int64_t size = static_cast<int64_t>(st.st_size);
+  auto fail = [&](const std::string& how) {
+    ::close(fd);
+    return Status::FailedPrecondition(what + " " + how);
+  };
+  if (size < committed) {
+    return fail("is shorter (" + std::to_string(size) + " bytes) than the committed position (byte " +
+                std::to_string(committed) + ")");
+  }
+  const int64_t head_len = std::min(committed, kHeadBytes);
+  auto first = ReadAt(fd, 0, static_cast<size_t>(head_len), path);
+  if (!first.ok()) return fail(first.status().message());
+  if (Fingerprint64(*first) != *head) return fail("holds other first bytes than the file that was read");
+  const int64_t tail_len = std::min(committed, kTailBytes);
+  auto before = ReadAt(fd, committed - tail_len, static_cast<size_t>(tail_len), path);
+  if (!before.ok()) return fail(before.status().message());
+  if (Fingerprint64(*before) != *tail) {
+    return fail("holds other bytes before the committed position (byte " + std::to_string(committed) +
+                "): it was rewritten");
+  }
+  ::close(fd);
+  return Status::OK();
+}
+
 void FileSource::Close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,5 +100,14 @@ class FileSource : public Source {
 
 /// Returns the decoder format implied by a file name (.csv, .ndjson, .jsonl, .json).
 Result<DecoderOptions::Format> FormatFromPath(const std::string& path);
+
+/// For `sluice verify`: checks that the file at `path` is still the one a sink's positions were
+/// committed for, with the same rules a resuming FileSource applies: its first bytes and the
+/// bytes before the committed position `committed` hash to what `stored` (the identity
+/// partitions, kIdentityPartitionBase and up) holds. Another inode is fine when the content
+/// matches (a file replaced by one that keeps what was read). Returns FailedPrecondition
+/// saying how the input changed; OK when no identity is stored (an older sluice).
+Status CheckFileIdentity(const std::string& path, int64_t committed,
+                         const std::map<int32_t, int64_t>& stored);
 
 }  // namespace sluice

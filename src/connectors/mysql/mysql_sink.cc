@@ -118,6 +118,65 @@ Status MysqlSink::Open(const SinkContext& ctx) {
   return Status::OK();
 }
 
+Status MysqlSink::OpenForReading(const SinkContext& ctx) {
+  ctx_ = ctx;
+  if (table_.empty()) table_ = ctx.pipeline;
+  auto sql = mysql::TableSql::Make(ctx_, table_, column_types_);
+  if (!sql.ok()) {
+    return Status::InvalidArgument(column_types_where_ + ": " + sql.status().message());
+  }
+  sql_ = std::move(sql).value();
+  return Connect();
+}
+
+Result<std::vector<std::vector<Value>>> MysqlSink::ReadOutput() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  std::string cols;
+  for (size_t i = 0; i < ctx_.output.size(); ++i) {
+    cols += (i > 0 ? ", " : "") + mysql::QuoteIdentifier(ctx_.output.field(i).name);
+  }
+  auto rows = conn_->QueryAll("SELECT " + cols + " FROM " + mysql::QuoteIdentifier(table_));
+  if (!rows.ok()) return rows.status().WithContext("reading table " + table_);
+  std::vector<std::vector<Value>> out;
+  out.reserve(rows->size());
+  for (const auto& r : *rows) {
+    std::vector<Value> row;
+    for (size_t i = 0; i < ctx_.output.size() && i < r.size(); ++i) {
+      if (!r[i]) {
+        row.push_back(Value::Null());
+        continue;
+      }
+      auto v = ParseStoredValue(*r[i], ctx_.output.field(i).type);
+      // A value of another type (edited by hand) is compared as the text it is.
+      row.push_back(v.ok() ? std::move(v).value() : Value::String(*r[i]));
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+Value MysqlSink::AsStored(size_t column, const Value& v) const {
+  if (v.is_null() || column >= ctx_.output.size() || !sql_) return v;
+  std::string type;
+  for (const auto& c : sql_->columns()) {
+    if (c.name == ctx_.output.field(column).name) type = c.type;
+  }
+  for (auto& ch : type) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (v.type() == Type::kTimestamp) {
+    const int64_t unit = type.rfind("DATE", 0) == 0 && type.rfind("DATETIME", 0) != 0 ? 86'400'000'000 : 1'000'000;
+    return Value::TimeMicros(FloorTo(v.time_value().micros, unit));
+  }
+  if ((v.type() == Type::kDouble || v.type() == Type::kInt64) &&
+      (type.rfind("DECIMAL", 0) == 0 || type.rfind("NUMERIC", 0) == 0)) {
+    int scale = 0;  // DECIMAL and DECIMAL(p) have no digits after the point
+    if (size_t comma = type.find(','); comma != std::string::npos) scale = std::atoi(type.c_str() + comma + 1);
+    const double d = v.type() == Type::kDouble ? v.double_value() : static_cast<double>(v.int_value());
+    const double rounded = RoundHalfAway(d, scale);
+    return v.type() == Type::kInt64 ? Value::Int(static_cast<int64_t>(rounded)) : Value::Double(rounded);
+  }
+  return v;
+}
+
 Status MysqlSink::CreateTables() {
   std::vector<std::string> collations;
   RETURN_IF_ERROR(conn_->Query(

@@ -48,6 +48,14 @@ class MysqlSink : public Sink {
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
+  /// Connects without creating or altering anything (sluice verify).
+  Status OpenForReading(const SinkContext& ctx) override;
+  /// Reads the output columns of every row of the table (the one place that names them for
+  /// reading, so the hidden merge columns stay out of it wherever they live).
+  Result<std::vector<std::vector<Value>>> ReadOutput() override;
+  /// As the column stores it: a DECIMAL(p,s) rounded half away from zero to s digits, a DATE
+  /// to the day, other timestamps to the second.
+  Value AsStored(size_t column, const Value& v) const override;
 
   /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
   /// "after_commit" (COMMIT succeeded); a non-OK status is treated as a lost connection there.

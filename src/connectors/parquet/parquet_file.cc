@@ -3,6 +3,7 @@
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <fcntl.h>
+#include <parquet/arrow/reader.h>
 #include <parquet/arrow/writer.h>
 #include <parquet/exception.h>
 #include <parquet/properties.h>
@@ -189,6 +190,64 @@ Status WriteParquetFile(const std::string& path, const Schema& schema,
   } catch (const std::exception& e) {
     return Status::IOError("writing " + path + ": " + e.what());
   }
+}
+
+Result<std::vector<std::vector<Value>>> ReadParquetFile(const std::string& path, const Schema& schema,
+                                                        const std::vector<size_t>& columns) {
+  auto file = arrow::io::ReadableFile::Open(path);
+  if (!file.ok()) return FromArrow(file.status(), "open " + path);
+  auto reader = parquet::arrow::OpenFile(*file, arrow::default_memory_pool());
+  if (!reader.ok()) return FromArrow(reader.status(), "read " + path);
+  std::shared_ptr<arrow::Table> table;
+  try {
+    auto t = (*reader)->ReadTable();
+    if (!t.ok()) return FromArrow(t.status(), "read " + path);
+    table = *t;
+  } catch (const std::exception& e) {
+    return Status::IOError("read " + path + ": " + e.what());
+  }
+  const int64_t n = table->num_rows();
+  std::vector<std::vector<Value>> rows(static_cast<size_t>(n), std::vector<Value>(schema.size()));
+  for (size_t slot : columns) {
+    const Field& f = schema.field(slot);
+    auto column = table->GetColumnByName(f.name);
+    if (!column) return Status::InvalidArgument(path + " has no column " + f.name);
+    int64_t row = 0;
+    for (const auto& chunk : column->chunks()) {
+      for (int64_t i = 0; i < chunk->length(); ++i, ++row) {
+        Value& out = rows[static_cast<size_t>(row)][slot];
+        if (chunk->IsNull(i)) continue;
+        switch (chunk->type_id()) {
+          case arrow::Type::INT64:
+            out = Value::Int(static_cast<const arrow::Int64Array&>(*chunk).Value(i));
+            break;
+          case arrow::Type::DOUBLE:
+            out = Value::Double(static_cast<const arrow::DoubleArray&>(*chunk).Value(i));
+            break;
+          case arrow::Type::BOOL:
+            out = Value::Bool(static_cast<const arrow::BooleanArray&>(*chunk).Value(i));
+            break;
+          case arrow::Type::STRING:
+            out = Value::String(static_cast<const arrow::StringArray&>(*chunk).GetView(i));
+            break;
+          case arrow::Type::TIMESTAMP: {
+            const auto& ts = static_cast<const arrow::TimestampArray&>(*chunk);
+            const auto unit = static_cast<const arrow::TimestampType&>(*ts.type()).unit();
+            int64_t v = ts.Value(i);
+            if (unit == arrow::TimeUnit::SECOND) v *= 1'000'000;
+            if (unit == arrow::TimeUnit::MILLI) v *= 1'000;
+            if (unit == arrow::TimeUnit::NANO) v /= 1'000;
+            out = Value::TimeMicros(v);
+            break;
+          }
+          default:
+            return Status::InvalidArgument(path + ": column " + f.name + " has type " +
+                                           chunk->type()->ToString() + ", not one sluice writes");
+        }
+      }
+    }
+  }
+  return rows;
 }
 
 }  // namespace sluice

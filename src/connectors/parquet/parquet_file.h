@@ -26,4 +26,11 @@ Status WriteParquetFile(const std::string& path, const Schema& schema,
                         const std::vector<const std::vector<Value>*>& rows,
                         ParquetCompression compression);
 
+/// Reads the rows of a Parquet file written by WriteParquetFile (sluice verify): each row gets
+/// `schema.size()` values, the slots `columns` filled from the file's columns of the same names
+/// (read back as the schema's types), the others null. A missing column or another type is an
+/// error naming the file.
+Result<std::vector<std::vector<Value>>> ReadParquetFile(const std::string& path, const Schema& schema,
+                                                        const std::vector<size_t>& columns);
+
 }  // namespace sluice

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <set>
 
 #include "core/time.h"
+#include "connectors/parquet/parquet_file.h"
 #include "connectors/parquet/parquet_naming.h"
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
@@ -221,7 +223,90 @@ Status ParquetSink::Check(const SinkContext& ctx) const {
   return Status::OK();
 }
 
+Status ParquetSink::OpenForReading(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetContext(ctx));
+  std::error_code ec;
+  if (!fs::is_directory(settings_.dir, ec)) {
+    return Status::NotFound("parquet sink directory " + settings_.dir + " does not exist");
+  }
+  return ReadState();
+}
+
+Result<std::vector<std::vector<Value>>> ParquetSink::ReadOutput() {
+  std::vector<std::vector<Value>> rows;
+  std::error_code ec;
+  // Every part file of the pipeline a reader of the dataset sees: folders starting with `_` or
+  // `.` are skipped, as Hive, Spark and Arrow skip them.
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(settings_.dir, ec), end;
+  if (ec) return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
+    const std::string name = it->path().filename().string();
+    if (it->is_directory(ec)) {
+      if (!name.empty() && (name[0] == '_' || name[0] == '.')) it.disable_recursion_pending();
+      continue;
+    }
+    if (ParsePartFileName(ctx_.pipeline, name)) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    ASSIGN_OR_RETURN(auto file_rows, ReadParquetFile(file.string(), ctx_.output, data_slots_));
+    // The partition columns come from the directories: name=value, escaped the Hive way.
+    std::vector<Value> partition(ctx_.output.size());
+    for (const auto& part : fs::relative(file.parent_path(), settings_.dir)) {
+      const std::string seg = part.string();
+      const size_t eq = seg.find('=');
+      if (eq == std::string::npos) continue;
+      auto slot = ctx_.output.IndexOf(seg.substr(0, eq));
+      if (!slot) continue;
+      std::string text;
+      const std::string escaped = seg.substr(eq + 1);
+      for (size_t i = 0; i < escaped.size(); ++i) {
+        if (escaped[i] == '%' && i + 2 < escaped.size() &&
+            std::isxdigit(static_cast<unsigned char>(escaped[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(escaped[i + 2]))) {
+          text += static_cast<char>(std::stoi(escaped.substr(i + 1, 2), nullptr, 16));
+          i += 2;
+        } else {
+          text += escaped[i];
+        }
+      }
+      if (text == kHiveDefaultPartition) continue;  // null (or empty)
+      auto v = ParseStoredValue(text, ctx_.output.field(*slot).type);
+      partition[*slot] = v.ok() ? std::move(v).value() : Value::String(text);
+    }
+    for (auto& row : file_rows) {
+      for (size_t slot : partition_slots_) row[slot] = partition[slot];
+      rows.push_back(std::move(row));
+    }
+  }
+  // Rows committed but not rolled into a file yet are in the state file.
+  rows.insert(rows.end(), buffer_.begin(), buffer_.end());
+  return rows;
+}
+
 Status ParquetSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetContext(ctx));
+  Status s = CreateDirectories(fs::path(settings_.dir) / kStateDir);
+  if (!s.ok()) return s.WithContext("parquet sink " + settings_.dir);
+  if (::access(settings_.dir.c_str(), W_OK) != 0) {
+    return Status::IOError("parquet sink directory " + settings_.dir +
+                           " is not writable: " + Errno());
+  }
+  RETURN_IF_ERROR(LockDirectory());
+  RETURN_IF_ERROR(ReadState());
+  RETURN_IF_ERROR(RemoveOrphans());
+  last_roll_micros_ = clock_();
+  opened_ = true;
+  if (!buffer_.empty()) {
+    spdlog::info("parquet sink {}: {} buffered rows restored from {}", settings_.dir,
+                 buffer_.size(), StatePath());
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::SetContext(const SinkContext& ctx) {
   RETURN_IF_ERROR(Check(ctx));
   Close();
   ctx_ = ctx;
@@ -246,13 +331,6 @@ Status ParquetSink::Open(const SinkContext& ctx) {
                                    ": partition_by leaves no column to write into the files");
   }
 
-  Status s = CreateDirectories(fs::path(settings_.dir) / kStateDir);
-  if (!s.ok()) return s.WithContext("parquet sink " + settings_.dir);
-  if (::access(settings_.dir.c_str(), W_OK) != 0) {
-    return Status::IOError("parquet sink directory " + settings_.dir +
-                           " is not writable: " + Errno());
-  }
-  RETURN_IF_ERROR(LockDirectory());
   seq_ = 0;
   dead_letter_seq_ = 0;
   positions_.clear();
@@ -260,14 +338,6 @@ Status ParquetSink::Open(const SinkContext& ctx) {
   buffer_.clear();
   buffer_encoded_.clear();
   roll_failed_ = false;
-  RETURN_IF_ERROR(ReadState());
-  RETURN_IF_ERROR(RemoveOrphans());
-  last_roll_micros_ = clock_();
-  opened_ = true;
-  if (!buffer_.empty()) {
-    spdlog::info("parquet sink {}: {} buffered rows restored from {}", settings_.dir,
-                 buffer_.size(), StatePath());
-  }
   return Status::OK();
 }
 

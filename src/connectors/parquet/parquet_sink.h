@@ -52,6 +52,11 @@ class ParquetSink : public Sink {
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
   void Close() override;
+  /// Reads the state file only: no lock, no directory created, no orphan removed (sluice verify).
+  Status OpenForReading(const SinkContext& ctx) override;
+  /// Reads the rows of every part file of the pipeline under DIR (partition columns from the
+  /// directory names) and the committed rows still buffered in the state file.
+  Result<std::vector<std::vector<Value>>> ReadOutput() override;
 
   /// Replaces the monotonic clock (microseconds) that roll_interval is measured with.
   void SetClockForTesting(std::function<int64_t()> clock) { clock_ = std::move(clock); }
@@ -70,6 +75,8 @@ class ParquetSink : public Sink {
   };
   explicit ParquetSink(Settings settings);
 
+  /// What Open() and OpenForReading() share: the context, the partition and data columns.
+  Status SetContext(const SinkContext& ctx);
   std::string StatePath() const;
   Status LockDirectory();
   Status ReadState();

@@ -133,7 +133,7 @@ Status SqliteSink::Prepare(const std::string& sql, sqlite3_stmt** stmt) {
   return Status::OK();
 }
 
-Status SqliteSink::Open(const SinkContext& ctx) {
+Status SqliteSink::SetContext(const SinkContext& ctx) {
   RETURN_IF_ERROR(Check(ctx));
   ctx_ = ctx;
   key_slots_.clear();
@@ -142,6 +142,75 @@ Status SqliteSink::Open(const SinkContext& ctx) {
     for (const auto& k : key_option_) key_slots_.push_back(*ctx_.output.IndexOf(k));
   }
   if (table_.empty()) table_ = ctx.pipeline;
+  return Status::OK();
+}
+
+Status SqliteSink::OpenForReading(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetContext(ctx));
+  constexpr int kFlags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path_.c_str(), &db_, kFlags, nullptr) != SQLITE_OK) {
+    Status s = Status::NotFound("cannot open sqlite database " + path_ + ": " +
+                                (db_ ? sqlite3_errmsg(db_) : "out of memory"));
+    Close();
+    return s;
+  }
+  sqlite3_busy_timeout(db_, 10000);
+  return Status::OK();
+}
+
+Result<std::vector<std::vector<Value>>> SqliteSink::ReadOutput() {
+  std::string cols;
+  for (size_t i = 0; i < ctx_.output.size(); ++i) {
+    cols += (i > 0 ? ", " : "") + QuoteIdent(ctx_.output.field(i).name);
+  }
+  sqlite3_stmt* stmt = nullptr;
+  const std::string sql = "SELECT " + cols + " FROM " + QuoteIdent(table_);
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_finalize(stmt);
+    return Status::IOError("sqlite " + path_ + ": cannot read table " + table_ + ": " + msg);
+  }
+  std::vector<std::vector<Value>> rows;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    std::vector<Value> row;
+    for (size_t i = 0; i < ctx_.output.size(); ++i) {
+      const int c = static_cast<int>(i);
+      const Type type = ctx_.output.field(i).type;
+      switch (sqlite3_column_type(stmt, c)) {
+        case SQLITE_NULL: row.push_back(Value::Null()); break;
+        case SQLITE_INTEGER: {
+          const int64_t v = sqlite3_column_int64(stmt, c);
+          row.push_back(type == Type::kBool     ? Value::Bool(v != 0)
+                        : type == Type::kDouble ? Value::Double(static_cast<double>(v))
+                                                : Value::Int(v));
+          break;
+        }
+        case SQLITE_FLOAT: row.push_back(Value::Double(sqlite3_column_double(stmt, c))); break;
+        default: {
+          std::string_view text(reinterpret_cast<const char*>(sqlite3_column_text(stmt, c)),
+                                static_cast<size_t>(sqlite3_column_bytes(stmt, c)));
+          auto v = ParseStoredValue(text, type);
+          // A value of another type (edited by hand) is compared as the text it is.
+          row.push_back(v.ok() ? std::move(v).value() : Value::String(text));
+        }
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return Status::IOError("reading table " + table_ + " from " + path_ + ": " + sqlite3_errmsg(db_));
+  return rows;
+}
+
+Value SqliteSink::AsStored(size_t column, const Value& v) const {
+  (void)column;
+  if (v.type() != Type::kTimestamp) return v;
+  return Value::TimeMicros(FloorTo(v.time_value().micros, 1'000'000));
+}
+
+Status SqliteSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetContext(ctx));
   RETURN_IF_ERROR(EnsureParentDirectory(path_));
   // One thread uses the connection (see Sink), so SQLite's per-call mutex is pure cost.
   constexpr int kFlags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;

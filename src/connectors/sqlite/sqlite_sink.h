@@ -39,6 +39,13 @@ class SqliteSink : public Sink {
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
   void Close() override;
+  /// Opens the database read-only (sluice verify); the table must exist.
+  Status OpenForReading(const SinkContext& ctx) override;
+  /// Reads the output columns of every row of the table (the one place that names them for
+  /// reading, so the hidden merge columns stay out of it wherever they live).
+  Result<std::vector<std::vector<Value>>> ReadOutput() override;
+  /// Timestamps are stored as text to the second.
+  Value AsStored(size_t column, const Value& v) const override;
 
  private:
   SqliteSink(std::string path, std::string table) : path_(std::move(path)), table_(std::move(table)) {}
@@ -46,6 +53,8 @@ class SqliteSink : public Sink {
   std::vector<std::string> Keys(const SinkContext& ctx) const {
     return ctx.key_columns.empty() ? key_option_ : ctx.key_columns;
   }
+  /// What Open() and OpenForReading() share: the context, the key and the table name.
+  Status SetContext(const SinkContext& ctx);
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
   Status CreateTables();

@@ -757,3 +757,28 @@ TEST_F(MysqlDimensionTest, ReportsMissingTablesAndColumns) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// sluice verify compares values as the table stores them: the server itself says how a double
+// sent into a DECIMAL(p,s) column is rounded, and AsStored() must give the same; a DATE keeps the
+// day, a DATETIME the second.
+TEST_F(MysqlSinkTest, AsStoredRoundsLikeTheServer) {
+  auto spec = RecruitmentSpec();
+  auto sink = OpenSink(*spec, {{"column_types", "dates:DATE,bid_set:DECIMAL(10,1)"}});
+  ASSERT_TRUE(sink);
+  const size_t bid_set = *spec->OutputSchema().IndexOf("bid_set");
+  for (double d : {2.25, 2.35, -2.25, 0.05, 1.45, 12345.65}) {
+    const std::string literal = FormatDouble(d) + "e0";
+    const std::string server = One("SELECT CAST(" + literal + " AS DECIMAL(10,1))");
+    const Value mine = sink->AsStored(bid_set, Value::Double(d));
+    EXPECT_EQ(FormatDouble(mine.double_value()), FormatDouble(std::stod(server))) << d << " -> " << server;
+  }
+  const size_t latest = *spec->OutputSchema().IndexOf("latest_update_time");
+  EXPECT_EQ(sink->AsStored(latest, Value::TimeMicros(kT + 1'234'567)).time_value().micros,
+            FloorTo(kT + 1'234'567, 1'000'000));
+}
+
+}  // namespace
+}  // namespace sluice
