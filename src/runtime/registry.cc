@@ -46,6 +46,14 @@ SinkTraits ConnectorRegistry::SinkTraitsFor(const std::string& uri) const {
   return it == sinks_.end() ? SinkTraits{} : it->second.traits;
 }
 
+Status ConnectorRegistry::CheckInput(const std::string& uri, const std::map<int32_t, int64_t>& positions,
+                                     const std::map<int32_t, int64_t>& identity) const {
+  auto [scheme, rest] = SplitUri(uri);
+  auto it = input_checks_.find(scheme);
+  if (it == input_checks_.end()) return Status::OK();
+  return it->second(rest, positions, identity);
+}
+
 Result<std::shared_ptr<Dimension>> ConnectorRegistry::LoadDimension(const DimensionConfig& config) const {
   const std::string scheme = SplitUri(config.uri).first;
   auto it = dimensions_.find(scheme);

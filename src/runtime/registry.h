@@ -34,6 +34,12 @@ struct SinkTraits {
   bool local_file = false;
 };
 
+/// Checks, before `sluice verify` re-reads a source, that its input is still what the sink's
+/// committed positions describe (a file's identity). Given the URI's rest, the committed
+/// positions by partition and the identity rows (partitions kIdentityPartitionBase and up).
+using InputCheck = std::function<Status(const std::string& rest, const std::map<int32_t, int64_t>& positions,
+                                        const std::map<int32_t, int64_t>& identity)>;
+
 /// Maps URI schemes ("file", "kafka", "sqlite", ...) to connector factories: sources (streams
 /// and tables read incrementally), sinks and dimensions.
 ///
@@ -52,6 +58,10 @@ class ConnectorRegistry {
   void AddDimension(const std::string& scheme, DimensionFactory factory) {
     dimensions_[scheme] = std::move(factory);
   }
+  void AddInputCheck(const std::string& scheme, InputCheck check) { input_checks_[scheme] = std::move(check); }
+  /// Runs the input check of the scheme `uri` names (OK when it registered none).
+  Status CheckInput(const std::string& uri, const std::map<int32_t, int64_t>& positions,
+                    const std::map<int32_t, int64_t>& identity) const;
   /// Names [source] options that belong to another source kind and may stay in a pipeline file
   /// whose source a variable switches (the generator's `profile`, `rate`, ...). Every source
   /// treats them as read; a misspelled option is still reported.
@@ -80,6 +90,7 @@ class ConnectorRegistry {
   std::map<std::string, SourceFactory> sources_;
   std::map<std::string, Sink_> sinks_;
   std::map<std::string, DimensionFactory> dimensions_;
+  std::map<std::string, InputCheck> input_checks_;
   std::vector<std::string> switchable_;
 };
 

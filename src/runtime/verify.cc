@@ -10,7 +10,6 @@
 #include <optional>
 #include <unordered_map>
 
-#include "connectors/file/file_source.h"
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "operators/aggregator.h"
@@ -423,9 +422,7 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
       report.positions.push_back(p);
     }
   }
-  if (auto [scheme, path] = SplitUri(config.source.uri); scheme == "file" && limits.count(0)) {
-    RETURN_IF_ERROR(CheckFileIdentity(path, limits[0], identity));
-  }
+  RETURN_IF_ERROR(ConnectorRegistry::Instance().CheckInput(config.source.uri, limits, identity));
 
   Status ran = runner->Run();
   if (!ran.ok()) return ran.WithContext("recomputing " + config.name);

@@ -8,6 +8,12 @@ namespace sluice {
 void RegisterFile(ConnectorRegistry& registry) {
   registry.AddSource("file", FileSource::Make);
   registry.AddDimension("file", CsvDimensionFactory());
+  registry.AddInputCheck("file", [](const std::string& path, const std::map<int32_t, int64_t>& positions,
+                                    const std::map<int32_t, int64_t>& identity) -> Status {
+    auto it = positions.find(0);
+    if (it == positions.end()) return Status::OK();  // nothing read yet
+    return CheckFileIdentity(path, it->second, identity);
+  });
 }
 
 }  // namespace sluice
