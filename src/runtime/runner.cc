@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/json_writer.h"
 #include "core/time.h"
 #include "operators/dimension.h"
 #include "runtime/registry.h"
@@ -236,6 +237,8 @@ Status Runner::Start() {
                                         /*check_only=*/false));
     ASSIGN_OR_RETURN(dead_letters_, DeadLetterFile::Open(dead_letter_path_, dead_letter_length));
   }
+
+  LoadStoredDeadLetters();
 
   int max_instances = options_.workers > 0 ? options_.workers : config_.workers;
   if (max_instances <= 0) {
@@ -681,6 +684,7 @@ Status Runner::Checkpoint(bool final) {
   std::map<int32_t, int64_t> by_partition;
   for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
   for (auto& w : workers_) w->NotifyCommitted(by_partition);
+  UpdateStoredDeadLetters(letters);
   if (commit_observer_) commit_observer_(deltas, rows);
   const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - started)
@@ -694,6 +698,69 @@ Status Runner::Checkpoint(bool final) {
   stats_.sink_healthy = true;
   if (final) spdlog::debug("final checkpoint {} committed", epoch_);
   return Status::OK();
+}
+
+void Runner::LoadStoredDeadLetters() {
+  Result<std::map<std::string, int64_t>> counted = std::map<std::string, int64_t>();
+  if (dead_letters_) {
+    // The file was cut back to its committed length when opened: all of it is committed.
+    auto data = ReadFile(dead_letters_->path());
+    if (!data.ok()) {
+      counted = data.status();
+    } else {
+      DeadLetterTally tally;
+      Status s = TallyDeadLetterLines(*data, config_.name, 0, &tally);
+      counted = s.ok() ? Result<std::map<std::string, int64_t>>(std::move(tally.by_reason))
+                       : Result<std::map<std::string, int64_t>>(s);
+    }
+  } else if (auto* reader = dynamic_cast<SinkReader*>(sink_.get())) {
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    counted = reader->CountDeadLetters();
+  } else {
+    stored_letters_unreadable_ = true;  // Kafka, Cassandra: not read back (yet)
+    return;
+  }
+  if (!counted.ok()) {
+    if (counted.status().code() == StatusCode::kFailedPrecondition) {
+      stored_letters_unreadable_ = true;  // a store that cannot keep an exact count
+      spdlog::debug("stored dead letters are not counted: {}", counted.status().message());
+      return;
+    }
+    spdlog::warn("counting the stored dead letters in {} failed: {}; trying again after the next "
+                 "checkpoint", dead_letter_location(), counted.status().ToString());
+    return;
+  }
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stored_letters_ = std::move(counted).value();
+  stored_letters_known_ = true;
+}
+
+void Runner::UpdateStoredDeadLetters(const std::vector<DeadLetter>& letters) {
+  if (stored_letters_unreadable_) return;
+  bool known;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    known = stored_letters_known_;
+    // Committed in the same transaction as the positions: exactly these are now stored, once.
+    if (known) {
+      for (const auto& d : letters) ++stored_letters_[ToValidUtf8(d.reason)];
+    }
+  }
+  // Not read yet (the store failed at start): read it now, this commit's letters included.
+  if (!known) LoadStoredDeadLetters();
+}
+
+StoredDeadLetterCounts Runner::StoredDeadLetters() const {
+  StoredDeadLetterCounts out;
+  out.location = dead_letter_location();
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    out.known = stored_letters_known_;
+    if (out.known) out.by_reason.assign(stored_letters_.begin(), stored_letters_.end());
+  }
+  std::stable_sort(out.by_reason.begin(), out.by_reason.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
 }
 
 std::string Runner::dead_letter_location() const {

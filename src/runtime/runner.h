@@ -13,6 +13,7 @@
 #include "runtime/dimension_refresh.h"
 #include "runtime/plan.h"
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 #include "runtime/stats.h"
 #include "runtime/window_state.h"
 #include "runtime/worker.h"
@@ -55,6 +56,12 @@ class Runner : public CheckpointRequester {
   /// the run failed before reading anything. Call after Run() returned.
   bool FailedOpeningSource() const;
   PipelineSnapshot Snapshot() const;
+  /// The pipeline's dead letters where they are kept (the sink's store, or the dead-letter
+  /// file), by reason, across runs: counted once at start, then kept current by adding what
+  /// each checkpoint commits (never a query per call). Not `known` for sinks that cannot be read
+  /// back (Kafka, Cassandra) and while the store could not be read (retried after each
+  /// checkpoint). Thread-safe.
+  StoredDeadLetterCounts StoredDeadLetters() const;
   const Plan& plan() const { return *plan_; }
   const PipelineConfig& config() const { return config_; }
   /// Path of the dead-letter file; empty when the sink stores the dead letters.
@@ -92,6 +99,12 @@ class Runner : public CheckpointRequester {
   Status ForgetSourcePositions();
   /// Reads the committed positions of every partition of `source` from the sink.
   std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
+  /// Reads the stored dead letters by reason (the sink's CountDeadLetters(), or the dead-letter
+  /// file up to its committed length) into stored_letters_. Called at start, and after a
+  /// commit while they could not be read yet.
+  void LoadStoredDeadLetters();
+  /// After a successful commit: adds its `letters` to stored_letters_ (or loads them).
+  void UpdateStoredDeadLetters(const std::vector<DeadLetter>& letters);
 
   PipelineConfig config_;
   RunOptions options_;
@@ -143,6 +156,11 @@ class Runner : public CheckpointRequester {
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
   std::vector<HeldRecord> restored_held_;                ///< from the last run, until Start()
 
+  /// The dead letters in the store by reason (guarded by stats_mu_); valid when
+  /// stored_letters_known_. stored_letters_unreadable_: the sink cannot be read back.
+  std::map<std::string, int64_t> stored_letters_;
+  bool stored_letters_known_ = false;    // guarded by stats_mu_
+  bool stored_letters_unreadable_ = false;  // coordinator thread only
   CommitObserver commit_observer_;
   /// Guards counters_, workers_ and step_counts_ against Snapshot() while Start() builds them.
   mutable std::mutex topology_mu_;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,5 +101,11 @@ class FileSource : public Source {
 
 /// Returns the decoder format implied by a file name (.csv, .ndjson, .jsonl, .json).
 Result<DecoderOptions::Format> FormatFromPath(const std::string& path);
+
+/// Describes for people the identity a file source stores with its position (the identity
+/// partitions kIdentityPartitionBase + 0..3: device, inode, hash of the first bytes, hash of
+/// the bytes before the offset), given one source's positions (partition -> offset); nullopt
+/// when they are not a file's.
+std::optional<std::string> DescribeFileIdentity(const std::map<int32_t, int64_t>& positions);
 
 }  // namespace sluice
