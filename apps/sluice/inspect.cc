@@ -111,7 +111,9 @@ void RenderText(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
     out << "  state              "
         << (p.state_bytes < 0 ? std::string("none stored") : Thousands(p.state_bytes) + " bytes")
         << "\n";
-    for (const auto& [key, value] : p.details) out << "  " << key << ": " << value << "\n";
+    for (const auto& [key, value] : p.details) {
+      out << "  " << key << std::string(key.size() < 19 ? 19 - key.size() : 1, ' ') << value << "\n";
+    }
     std::vector<SourcePositions> sources;
     std::vector<DeadLetterFileLength> files;
     SplitPositions(p, &sources, &files);

@@ -87,7 +87,9 @@ class SinkReader {
   /// server cannot be reached.
   virtual Result<SinkInventory> Inventory(const InventoryOptions& options) = 0;
   /// After Open(): this pipeline's dead letters in the sink's store, counted by reason. The
-  /// runner reads them once at start and then adds what each checkpoint commits.
+  /// runner counts them at start and again after checkpoints that stored dead letters (at
+  /// most every max(5 s, 20 counting times)); FailedPrecondition: this store cannot be
+  /// counted, do not ask again.
   virtual Result<std::map<std::string, int64_t>> CountDeadLetters() = 0;
 };
 

@@ -21,3 +21,11 @@ add_test(NAME inspect_mysql
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(inspect_mysql PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
                      SKIP_RETURN_CODE 77 RESOURCE_LOCK mariadb)
+# Cassandra of `make services` (127.0.0.1:9042), keyspace inspect_<pid>, read back with the venv's
+# cassandra-driver: SKIP (exit 77) without the server, a FAIL when CI=true.
+add_test(NAME inspect_cassandra
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/inspect_test.py
+                 --sluice $<TARGET_FILE:sluice> --part cassandra
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(inspect_cassandra PROPERTIES TIMEOUT 300 LABELS "python;integration;cassandra"
+                     SKIP_RETURN_CODE 77)

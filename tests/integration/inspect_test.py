@@ -15,6 +15,10 @@ Parts (--part, comma-separated; default all):
   parquet  the viewlog pipeline on the generator (invalid and late records) into parquet:DIR;
            inspect must match the dead-letter NDJSON files read with Python's json, the part
            files pyarrow's dataset lists, the generator's count and the state file's mtime.
+  cassandra  a pipeline from `sluice init` (append mode) into a keyspace inspect_<pid>; inspect
+           must match what cassandra-driver reads (positions, dead letters by reason, the
+           newest samples, the newest WRITETIME); a keyspace that does not exist exits 2.
+           SKIP (exit 77) without the server or the driver, a FAIL when CI=true.
   errors   exit 2 for a URI that names no sink, a missing SQLite file or Parquet folder, a
            file that is no SQLite database, an unknown --pipeline and a sink inspect does not
            read yet (kafka://); exit 1 when the MySQL server cannot be reached.
@@ -423,10 +427,111 @@ def part_parquet(sluice, tmp):
           p["last_checkpoint"] == mtime.strftime("%Y-%m-%dT%H:%M:%SZ"), (p["last_checkpoint"], mtime))
     check("parquet: state size within the state file",
           p["state_bytes"] is not None and 0 < p["state_bytes"] < os.path.getsize(state_file), p["state_bytes"])
-    r = inspect(sluice, f"parquet:{out}")
+    r = inspect(sluice, f"parquet:{out}", "--reasons", "100")
     check("parquet: inspect (text) exits 0 and lists the reasons",
-          r.returncode == 0 and all(f"\n    {n:,}  {reason}\n" in r.stdout for reason, n in counts.most_common(10)),
+          r.returncode == 0 and all(f"\n    {n:,}  {reason}\n" in r.stdout for reason, n in counts.items()),
           r.stdout[:800] + r.stderr[-300:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cassandra
+
+def part_cassandra(sluice, tmp):
+    try:
+        from cassandra.cluster import Cluster  # noqa: PLC0415
+    except ImportError:
+        why = "no cassandra-driver (run with the project venv)"
+        cluster = None
+    else:
+        try:
+            cluster = Cluster(["127.0.0.1"], port=9042, protocol_version=4, connect_timeout=10)
+            session = cluster.connect()
+            why = None
+        except Exception as e:  # noqa: BLE001
+            why, cluster = f"Cassandra not reachable at 127.0.0.1:9042 ({e})", None
+    if why:
+        if IN_CI:
+            check(f"cassandra: server needed ({why})", False)
+            return
+        print(f"{'!' * 78}\nSKIP cassandra part: {why}\n{'!' * 78}", flush=True)
+        return "skip"
+    ks = f"inspect_{os.getpid()}"
+    try:
+        _part_cassandra(sluice, tmp, session, ks)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        cluster.shutdown()
+
+
+def _part_cassandra(sluice, tmp, session, ks):
+    csv = os.path.join(tmp, "values.csv")
+    rows, expected = ["key,ts,value\n"], collections.Counter()
+    for i in range(120):
+        if i % 15 == 3:
+            rows.append(f"k{i % 4},not a time,{i}\n")
+            expected["ts is not a timestamp"] += 1
+        elif i % 25 == 7:
+            rows.append(f"k{i % 4},2026-01-01 00:{i % 60:02d}:00,abc\n")
+            expected["decode: field value: 'abc' is not a double"] += 1
+        else:
+            rows.append(f"k{i % 4},2026-01-01 00:{i % 60:02d}:00,{i}.5\n")
+    with open(csv, "w") as f:
+        f.write("".join(rows))
+    pipeline = os.path.join(tmp, "cass.toml")
+    r = subprocess.run([sluice, "init", "--source", csv, "--sink", f"cassandra://127.0.0.1:9042/{ks}",
+                        "-o", pipeline, "--name", "cass_inspect"], capture_output=True, text=True)
+    check("cassandra: init writes the pipeline", r.returncode == 0, r.stderr[-300:])
+    # The Cassandra sink takes finished windows only (init's skeleton says update).
+    with open(pipeline) as f:
+        text = f.read()
+    with open(pipeline, "w") as f:
+        f.write(text.replace('mode = "update"', 'mode = "append"'))
+    r = subprocess.run([sluice, "run", pipeline], capture_output=True, text=True, timeout=180)
+    check("cassandra: run exits 0", r.returncode == 0, r.stderr[-600:])
+    r = inspect(sluice, f"cassandra://127.0.0.1:9042/{ks}", "--json")
+    check("cassandra: inspect --json exits 0", r.returncode == 0, r.stderr[-600:])
+    if r.returncode != 0:
+        return
+    got = json.loads(r.stdout)
+    check("cassandra: one pipeline", [p["pipeline"] for p in got["pipelines"]] == ["cass_inspect"],
+          [p["pipeline"] for p in got["pipelines"]])
+    if not got["pipelines"]:
+        return
+    p = got["pipelines"][0]
+    stored = {(x.source, x.partition, x.offset) for x in session.execute(
+        f'SELECT source, "partition", "offset" FROM {ks}."_sluice_positions" WHERE pipeline = %s', ["cass_inspect"])}
+    check("cassandra: every stored position (cassandra-driver)", json_positions(p) == stored,
+          f"{sorted(json_positions(p))} vs {sorted(stored)}")
+    st = os.stat(csv)
+    check("cassandra: the file offset is the input's size", (p["sources"][0]["partitions"] or [{}])[0].get("offset")
+          == st.st_size and p["sources"][0]["file_identity"]["inode"] == st.st_ino, p["sources"])
+    letters = list(session.execute(f"SELECT reason, source, \"partition\", \"offset\", time, payload FROM "
+                                   f"{ks}.\"_sluice_dead_letters\""))
+    counts = collections.Counter(x.reason for x in letters)
+    by_reason = {x["reason"]: x["count"] for x in p["dead_letters"]["by_reason"]}
+    check("cassandra: dead letters by reason (cassandra-driver)", by_reason == dict(counts), f"{by_reason} vs {dict(counts)}")
+    check("cassandra: dead letters by reason = the bad rows written", by_reason == dict(expected),
+          f"{by_reason} vs {dict(expected)}")
+    rows_by_reason = collections.defaultdict(list)
+    for x in letters:
+        payload = json.loads(x.payload)
+        rows_by_reason[x.reason].append((x.source, x.partition, x.offset, x.time, x.payload,
+                                         len(payload.encode()) if isinstance(payload, str) else len(x.payload)))
+    problems = []
+    for r_ in p["dead_letters"]["by_reason"]:
+        mine = rows_by_reason[r_["reason"]]
+        newest = sorted(mine, key=lambda x: (x[3], x[2]), reverse=True)[:3]
+        if [(s["source"], s["partition"], s["offset"], s["payload_json"]) for s in r_["samples"]] != \
+                [(x[0], x[1], x[2], x[4][:200]) for x in newest]:
+            problems.append(r_["reason"])
+    check("cassandra: samples are each reason's newest letters", not problems, problems)
+    times = [x[0] for x in session.execute(f'SELECT WRITETIME("offset") FROM {ks}."_sluice_positions" '
+                                           "WHERE pipeline = %s", ["cass_inspect"])]
+    last = datetime.datetime.fromtimestamp(max(times) // 1_000_000, datetime.timezone.utc)
+    check("cassandra: last checkpoint = the newest WRITETIME of its positions",
+          p["last_checkpoint"] == last.strftime("%Y-%m-%dT%H:%M:%SZ"), (p["last_checkpoint"], last))
+    r = inspect(sluice, f"cassandra://127.0.0.1:9042/{ks}_missing")
+    check("cassandra: a keyspace that does not exist exits 2", r.returncode == 2, (r.returncode, r.stderr[-300:]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +588,9 @@ def part_metrics(sluice, tmp):
     r = run(sluice, PIPELINE, {"TRACKING": csv1, "SINK": f"sqlite:{db}"})
     check("metrics: run 1 exits 0", r.returncode == 0, r.stderr[-300:])
     csv2 = os.path.join(tmp, "run2.csv")
-    exp2 = write_csv(csv2, 100, {"abc": 3, "xyz": 1}, start + 7_200_000_000)
+    # More good rows first: run 2's bad rows lie past every offset of run 1's file, so none has
+    # the key (source, partition, offset) of a letter already stored.
+    exp2 = write_csv(csv2, 200, {"abc": 3, "xyz": 1}, start + 7_200_000_000)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sluice, "run", PIPELINE, "--var", f"JOBS={JOBS}", "--var", f"TRACKING={csv2}",
@@ -524,7 +631,7 @@ def part_metrics(sluice, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--part", default="sqlite,errors,metrics,parquet,mysql")
+    ap.add_argument("--part", default="sqlite,errors,metrics,parquet,mysql,cassandra")
     ap.add_argument("--mysql", default=os.environ.get("SLUICE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -541,6 +648,8 @@ def main():
                 result = part_mysql(sluice, sub, args)
             elif part == "parquet":
                 result = part_parquet(sluice, sub)
+            elif part == "cassandra":
+                result = part_cassandra(sluice, sub)
             elif part == "errors":
                 result = part_errors(sluice, sub)
             elif part == "metrics":

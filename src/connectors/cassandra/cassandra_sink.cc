@@ -607,9 +607,27 @@ Status CassandraSink::RunWithRetry(size_t groups,
 }
 
 Result<std::map<std::string, int64_t>> CassandraSink::CountDeadLetters() {
-  return Status::FailedPrecondition(
-      "cassandra keeps the dead letters of a checkpoint that failed after writing them, so a "
-      "count kept current by adding each commit's letters would count a replay twice");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  const std::string table = QuoteIdentifier(uri_.keyspace) + "." + kDeadLettersTable;
+  // CQL groups only by primary key columns: the reasons are counted here, partition by
+  // partition (one per source partition of the pipeline).
+  auto parts = conn_->QueryAllPages("SELECT DISTINCT pipeline, source, \"partition\" FROM " + table, {}, q);
+  if (!parts.ok()) return Failed(parts.status());
+  std::map<std::string, int64_t> out;
+  for (const auto& part : parts->rows) {
+    if (part.size() != 3 || part[0].text() != ctx_.pipeline) continue;
+    std::vector<CqlValue> key = {part[0], part[1], part[2]};
+    auto r = conn_->QueryAllPages("SELECT reason FROM " + table +
+                                      " WHERE pipeline = ? AND source = ? AND \"partition\" = ?",
+                                  key, q);
+    if (!r.ok()) return Failed(r.status());
+    for (const auto& row : r->rows) {
+      if (!row.empty()) ++out[row[0].text()];
+    }
+  }
+  return out;
 }
 
 Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) {

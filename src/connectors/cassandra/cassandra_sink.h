@@ -55,9 +55,7 @@ class CassandraSink : public Sink, public SinkReader {
   /// LoadPositions(), the last checkpoint time as the newest WRITETIME of the pipeline's
   /// positions and state, and every dead letter of the pipeline, partition by partition.
   Result<SinkInventory> Inventory(const InventoryOptions& options) override;
-  /// FailedPrecondition: the rows of a checkpoint that failed after writing its dead letters
-  /// stay (a replay rewrites them), so adding each commit's letters to a count read at start
-  /// would count them twice; /metrics leaves Cassandra's stored dead letters out.
+  /// Reads the reason of every dead letter of the pipeline (CQL cannot group by it).
   Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
 

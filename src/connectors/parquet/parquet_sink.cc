@@ -547,7 +547,7 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
       }
       if (ec) return Status::IOError("cannot list " + settings_.dir + ": " + ec.message());
       p.details.emplace_back("part files", WithThousands(files) + " (" + WithThousands(bytes) + " bytes)");
-      p.details.emplace_back("rows buffered for the next part file", WithThousands(static_cast<int64_t>(state->rows.size())));
+      p.details.emplace_back("rows buffered", WithThousands(static_cast<int64_t>(state->rows.size())));
       p.details.emplace_back("dead-letter files", WithThousands(state->dead_letter_seq));
       p.dead_letters_stored = true;
       RETURN_IF_ERROR(TallyDeadLetters(state->dead_letter_seq, options.samples_per_reason, &p.dead_letters));
