@@ -25,7 +25,8 @@ Parts (--part, comma-separated; default all):
   metrics  run 1 writes dead letters; run 2 (a new process, new input with more bad rows)
            serves /metrics and /api/status: sluice_dead_letters_stored{reason} and the
            status's stored_dead_letters must equal SQLite's GROUP BY over both runs (and the
-           rows the test wrote), while sluice_records_dead_lettered_total counts run 2 only.
+           rows the test wrote), while sluice_records_dead_lettered_total counts run 2 only;
+           with Chromium, the dashboard's "Dead letters in the store" table shows the same.
 """
 
 import argparse
@@ -580,6 +581,37 @@ def scrape(text, name):
     return out
 
 
+def dashboard_dom(url, tmp):
+    """The dashboard's DOM after its scripts ran (headless Chromium), or None without Chromium."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("note: no chromium, the dashboard panel is not checked", flush=True)
+        return None
+    from html.parser import HTMLParser  # noqa: PLC0415
+
+    class Dom(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.by_id, self.stored_rows, self._in = {}, [], False
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if "id" in a:
+                self.by_id[a["id"]] = a
+            if tag == "table":
+                self._in = a.get("id") == "stored-dead"
+            if tag == "tr" and self._in and "data-reason" in a:
+                self.stored_rows.append(a)
+
+    profile = os.path.join(tmp, "chromium-profile")
+    r = subprocess.run([chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                        f"--user-data-dir={profile}", "--virtual-time-budget=3000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    dom = Dom()
+    dom.feed(r.stdout)
+    return dom
+
+
 def part_metrics(sluice, tmp):
     db = os.path.join(tmp, "m.db")
     start = 1_767_225_600_000_000
@@ -602,6 +634,7 @@ def part_metrics(sluice, tmp):
             get_json(url + "/api/status")), 60)
         check("metrics: run 2 finishes and keeps serving", status is not None)
         metrics = get(url + "/metrics")[1]
+        dom = dashboard_dom(url + "/", tmp)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=60)
@@ -620,6 +653,12 @@ def part_metrics(sluice, tmp):
     local = scrape(metrics, "sluice_records_dead_lettered_total")
     check("metrics: sluice_records_dead_lettered_total counts this process's letters only",
           local == {"": float(sum(exp2.values()))}, local)
+    if dom is not None:
+        rows = {a.get("data-reason"): int(a.get("data-count")) for a in dom.stored_rows}
+        check("metrics: the dashboard's stored dead-letter table = SQLite's counts", rows == stored,
+              f"{rows} vs {stored}")
+        note = dom.by_id.get("stored-dead-note", {}).get("data-total")
+        check("metrics: the dashboard's stored total", note == str(sum(stored.values())), note)
     sd = status and status.get("stored_dead_letters")
     check("metrics: /api/status stored_dead_letters = SQLite's counts",
           sd is not None and {x["reason"]: x["count"] for x in sd["by_reason"]} == stored
