@@ -99,7 +99,7 @@ int RunInit(const InitOptions& options);
 
 /// Settings of `sluice inspect`.
 struct InspectCliOptions {
-  std::string uri;          ///< the sink: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR
+  std::string uri;  ///< the sink: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR, cassandra://...
   std::string pipeline;     ///< "": every pipeline the sink holds
   bool json = false;        ///< one JSON object on stdout instead of text
   size_t samples = 3;       ///< dead-letter samples per reason (newest)

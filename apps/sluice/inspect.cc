@@ -132,8 +132,9 @@ void RenderText(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
       if (i == o.reasons && ranked.size() > o.reasons) {
         int64_t rest = 0;
         for (size_t j = i; j < ranked.size(); ++j) rest += ranked[j].second;
-        out << "    " << Thousands(rest) << " more with " << ranked.size() - i
-            << " other reasons (--reasons N shows more, --json all)\n";
+        const size_t others = ranked.size() - i;
+        out << "    " << Thousands(rest) << " more with " << others << " other reason"
+            << (others == 1 ? "" : "s") << " (--reasons N shows more, --json all)\n";
         break;
       }
       const auto& [reason, count] = ranked[i];

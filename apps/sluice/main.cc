@@ -428,7 +428,8 @@ int main(int argc, char** argv) {
       "dead letters by reason with samples (runs no pipeline)");
   sluice::cli::InspectCliOptions inspect_options;
   inspect->add_option("sink", inspect_options.uri,
-                      "sink URI: sqlite:PATH, mysql://USER@HOST:PORT/DB or parquet:DIR")
+                      "sink URI: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR or "
+                      "cassandra://HOST:PORT/KEYSPACE")
       ->required();
   inspect->add_option("--pipeline", inspect_options.pipeline, "only this pipeline");
   inspect->add_flag("--json", inspect_options.json, "one JSON object on stdout, for machines");
