@@ -156,7 +156,9 @@ function renderStatus(s) {
   setValue("h-aggregated", c.aggregated);
   setValue("h-ignored", c.ignored, fmt(c.ignored) + " ignored");
   setValue("h-dead", c.dead_lettered);
-  $("h-dead-sub").textContent = `${fmt(c.decode_errors)} decode errors · ${fmt(s.rates.dead_lettered_per_second, 1)} /s`;
+  const stored = s.stored_dead_letters;
+  $("h-dead-sub").textContent = `${fmt(c.decode_errors)} decode errors · ${fmt(s.rates.dead_lettered_per_second, 1)} /s` +
+    (stored ? ` · ${fmt(stored.total)} stored` : "");
   setValue("h-lag", s.total_lag, s.total_lag === null ? "n/a" : fmt(s.total_lag));
   $("h-partitions").textContent = `${s.partitions.length} partition(s) · ${s.workers} worker(s)`;
   const wm = s.watermark;
@@ -193,6 +195,12 @@ function renderStatus(s) {
   ];
   $("reasons").tBodies[0].replaceChildren(...reasons.map(([kind, r]) =>
     el("tr", {}, el("td", {}, `${kind}: ${r.reason}`), el("td", {}, fmt(r.count)))));
+  // Read from the sink's store at start and kept current by each checkpoint, so earlier runs count.
+  const storedNote = $("stored-dead-note");
+  storedNote.textContent = stored ? `${fmt(stored.total)} in ${stored.location}` : "the sink's store cannot be read back";
+  storedNote.dataset.total = stored ? String(stored.total) : "";
+  $("stored-dead").tBodies[0].replaceChildren(...(stored ? stored.by_reason : []).slice(0, 20).map((r) =>
+    el("tr", { "data-reason": r.reason, "data-count": r.count }, el("td", {}, r.reason), el("td", {}, fmt(r.count)))));
 }
 
 function windowLabel(w, windowSeconds) {

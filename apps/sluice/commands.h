@@ -97,4 +97,19 @@ std::string PipelineSkeleton(const std::string& name, const std::string& source_
 /// Writes the skeleton. Returns the exit code (2: the output exists or cannot be written).
 int RunInit(const InitOptions& options);
 
+/// Settings of `sluice inspect`.
+struct InspectCliOptions {
+  std::string uri;  ///< the sink: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR, cassandra://...
+  std::string pipeline;     ///< "": every pipeline the sink holds
+  bool json = false;        ///< one JSON object on stdout instead of text
+  size_t samples = 3;       ///< dead-letter samples per reason (newest)
+  size_t reasons = 10;      ///< reasons shown in text (most frequent first) and given samples
+  size_t payload_bytes = 200;  ///< a sample's payload is cut to this many bytes
+};
+
+/// Prints what a sink holds for the pipelines that committed to it (positions, state size,
+/// last checkpoint, dead letters by reason with samples) without running any. Returns the exit
+/// code: 2 for a URI that names no readable sink, 1 when it cannot be read now.
+int RunInspect(const InspectCliOptions& options);
+
 }  // namespace sluice::cli

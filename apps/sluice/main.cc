@@ -468,6 +468,27 @@ int main(int argc, char** argv) {
   init->add_option("--name", init_options.name, "pipeline name (default: the output file's stem)");
   init->add_flag("--force", init_options.force, "overwrite the output file");
 
+  auto* inspect = app.add_subcommand(
+      "inspect",
+      "Show what a sink holds: pipelines, committed positions, state size, last checkpoint, "
+      "dead letters by reason with samples (runs no pipeline)");
+  sluice::cli::InspectCliOptions inspect_options;
+  inspect->add_option("sink", inspect_options.uri,
+                      "sink URI: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR or "
+                      "cassandra://HOST:PORT/KEYSPACE")
+      ->required();
+  inspect->add_option("--pipeline", inspect_options.pipeline, "only this pipeline");
+  inspect->add_flag("--json", inspect_options.json, "one JSON object on stdout, for machines");
+  inspect->add_option("--samples", inspect_options.samples, "dead-letter samples per reason (newest first)")
+      ->capture_default_str();
+  inspect->add_option("--reasons", inspect_options.reasons,
+                      "dead-letter reasons shown with samples, most frequent first (--json lists "
+                      "every reason)")
+      ->capture_default_str();
+  inspect->add_option("--payload-bytes", inspect_options.payload_bytes,
+                      "cut each sample's payload to this many bytes")
+      ->capture_default_str();
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -499,6 +520,7 @@ int main(int argc, char** argv) {
     return sluice::cli::RunGenerate(gen, stop);
   }
   if (init->parsed()) return sluice::cli::RunInit(init_options);
+  if (inspect->parsed()) return sluice::cli::RunInspect(inspect_options);
   if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
   if (demo->parsed()) {
     demo_options.http_address = demo_no_http ? std::string() : demo_http;

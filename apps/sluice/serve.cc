@@ -36,6 +36,7 @@ Result<HttpEndpoint> StartHttp(Runner* runner, const std::string& address) {
     if (s.pipeline.empty()) s.pipeline = runner->config().name;
     return s;
   };
+  ctx.stored_dead_letters = [runner] { return runner->StoredDeadLetters(); };
   ctx.results = view;
   auto server = http::HttpServer::Start(listen, std::move(ctx));
   if (!server.ok()) {

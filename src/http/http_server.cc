@@ -117,7 +117,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
   HttpServer* self = s.get();
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     const PipelineSnapshot snap = self->context_.snapshot();
-    res.set_content(RenderMetrics(snap, self->metrics_info_, ReadProcessStats(), WallClockMicros()),
+    res.set_content(RenderMetrics(snap, self->metrics_info_, ReadProcessStats(), WallClockMicros(),
+                                  self->StoredDeadLetters()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
   srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
@@ -139,7 +140,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
     Readiness r = CheckReadiness(snap, now, self->context_.info.checkpoint_interval_micros,
                                  self->history_.records_at_last_checkpoint());
     res.set_header("Cache-Control", "no-store");
-    res.set_content(RenderStatusJson(snap, self->context_.info, self->history_.Samples(), r, now),
+    res.set_content(RenderStatusJson(snap, self->context_.info, self->history_.Samples(), r, now,
+                                     300, self->StoredDeadLetters()),
                     "application/json");
   });
   srv.Get("/api/results", [self](const httplib::Request& req, httplib::Response& res) {

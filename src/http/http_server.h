@@ -25,6 +25,9 @@ struct ServerContext {
   StatusInfo info;  ///< names, version, checkpoint interval
   /// Returns the current snapshot; called from the server's threads (Runner::Snapshot()).
   std::function<PipelineSnapshot()> snapshot;
+  /// Returns the dead letters in the store by reason (Runner::StoredDeadLetters(), a cached
+  /// count); null: not known.
+  std::function<StoredDeadLetterCounts()> stored_dead_letters;
   /// The committed-results view, or null (then /api/results answers 404).
   const ResultView* results = nullptr;
   /// What a client may take (deadlines, caps; see README.md, "Slow and hostile clients").
@@ -58,6 +61,9 @@ class HttpServer {
 
   ServerContext context_;
   MetricsInfo metrics_info_;
+  StoredDeadLetterCounts StoredDeadLetters() const {
+    return context_.stored_dead_letters ? context_.stored_dead_letters() : StoredDeadLetterCounts{};
+  }
   std::unique_ptr<Router> router_;
   std::unique_ptr<ConnectionLoop> loop_;
   StatusHistory history_;

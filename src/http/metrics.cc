@@ -93,7 +93,8 @@ void PrometheusWriter::Sample(std::string_view name, const Labels& labels, int64
 }
 
 std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
-                          const ProcessStats& process, int64_t now_micros) {
+                          const ProcessStats& process, int64_t now_micros,
+                          const StoredDeadLetterCounts& stored) {
   PrometheusWriter w;
   const std::string_view pipeline = info.pipeline;
   const PrometheusWriter::Labels p = {{"pipeline", pipeline}};
@@ -164,6 +165,28 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
   counter("sluice_records_dead_lettered_total",
           "Records written to the dead-letter output (decode errors, dead_letter_if, lookups).", p,
           s.dead_lettered);
+  // What the store holds, across runs (read at start, kept current by each commit), by reason.
+  // Reasons can carry values ("decode: field bid: 'x' ..."): past kMaxStoredReasons the rest
+  // are summed under one label so a scrape stays bounded.
+  if (stored.known) {
+    constexpr size_t kMaxStoredReasons = 50;
+    w.Family("sluice_dead_letters_stored", "gauge",
+             "Dead letters of the pipeline in the sink's store (or its dead-letter file), by "
+             "reason, across runs; the 50 most frequent reasons, the rest as \"(other reasons)\".");
+    int64_t rest = 0;
+    for (size_t i = 0; i < stored.by_reason.size(); ++i) {
+      const auto& [reason, n] = stored.by_reason[i];
+      if (i < kMaxStoredReasons) {
+        w.Sample("sluice_dead_letters_stored", {{"pipeline", pipeline}, {"reason", reason}}, n);
+      } else {
+        rest += n;
+      }
+    }
+    if (stored.by_reason.size() > kMaxStoredReasons) {
+      w.Sample("sluice_dead_letters_stored", {{"pipeline", pipeline}, {"reason", "(other reasons)"}},
+               rest);
+    }
+  }
   counter("sluice_records_late_total", "Records behind the watermark beyond the allowed lateness.",
           p, s.late);
   counter("sluice_decode_errors_total", "Records that could not be decoded (dead-lettered).", p,

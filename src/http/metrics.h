@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "http/process_stats.h"
+#include "runtime/sink_inventory.h"
 #include "runtime/stats.h"
 
 namespace sluice::http {
@@ -47,7 +48,9 @@ class PrometheusWriter {
 
 /// Renders every sluice metric for one pipeline plus the process_* metrics. Series whose value
 /// is unknown (watermark before it is set, lag a source does not report) are left out.
+/// `stored`: the dead letters in the store (sluice_dead_letters_stored), when known.
 std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
-                          const ProcessStats& process, int64_t now_micros);
+                          const ProcessStats& process, int64_t now_micros,
+                          const StoredDeadLetterCounts& stored = {});
 
 }  // namespace sluice::http

@@ -81,7 +81,8 @@ double Rate(const std::vector<StatusSample>& h, int64_t window, F field) {
 
 std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
                              const std::vector<StatusSample>& history, const Readiness& readiness,
-                             int64_t now_micros, size_t max_points) {
+                             int64_t now_micros, size_t max_points,
+                             const StoredDeadLetterCounts& stored) {
   JsonBuilder j;
   j.BeginObject();
   j.Key("pipeline").String(info.pipeline);
@@ -143,6 +144,19 @@ std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
   };
   reasons("ignored_by_reason", s.ignored_by_reason);
   reasons("dead_lettered_by_reason", s.dead_lettered_by_reason);
+  // The store's dead letters across runs (null when they cannot be read back).
+  j.Key("stored_dead_letters");
+  if (stored.known) {
+    int64_t total = 0;
+    for (const auto& [reason, n] : stored.by_reason) total += n;
+    j.BeginObject();
+    j.Key("location").String(stored.location);
+    j.Key("total").Int(total);
+    reasons("by_reason", stored.by_reason);
+    j.EndObject();
+  } else {
+    j.Null();
+  }
 
   // The source's own counters, named as on /metrics without "sluice_" and "_total".
   j.Key("source_counters").BeginArray();

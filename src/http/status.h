@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/sink_inventory.h"
 #include "runtime/stats.h"
 
 namespace sluice::http {
@@ -61,8 +62,10 @@ struct StatusInfo {
 
 /// Renders /api/status: the snapshot (counts, partitions, watermark, checkpoints), rates over
 /// the last seconds of `history`, readiness, and the history itself (at most `max_points`).
+/// `stored`: the dead letters in the store (`stored_dead_letters`, null when not known).
 std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
                              const std::vector<StatusSample>& history, const Readiness& readiness,
-                             int64_t now_micros, size_t max_points = 300);
+                             int64_t now_micros, size_t max_points = 300,
+                             const StoredDeadLetterCounts& stored = {});
 
 }  // namespace sluice::http

@@ -13,6 +13,7 @@
 #include "runtime/dimension_refresh.h"
 #include "runtime/plan.h"
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 #include "runtime/stats.h"
 #include "runtime/window_state.h"
 #include "runtime/worker.h"
@@ -61,6 +62,12 @@ class Runner : public CheckpointRequester {
   /// the run failed before reading anything. Call after Run() returned.
   bool FailedOpeningSource() const;
   PipelineSnapshot Snapshot() const;
+  /// The pipeline's dead letters where they are kept (the sink's store, or the dead-letter
+  /// file), by reason, across runs and processes: counted at start and again after
+  /// checkpoints that stored dead letters (at most every max(5 s, 20 counting times), and on
+  /// the final one), never per call. Not `known` for sinks that cannot be read back (Kafka)
+  /// and while the store could not be read (retried after later checkpoints). Thread-safe.
+  StoredDeadLetterCounts StoredDeadLetters() const;
   const Plan& plan() const { return *plan_; }
   const PipelineConfig& config() const { return config_; }
   /// Path of the dead-letter file; empty when the sink stores the dead letters.
@@ -101,6 +108,13 @@ class Runner : public CheckpointRequester {
   Status ForgetSourcePositions();
   /// Reads the committed positions of every partition of `source` from the sink.
   std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
+  /// Counts the stored dead letters by reason (the sink's CountDeadLetters(), or the
+  /// dead-letter file) into stored_letters_. Called at start and by UpdateStoredDeadLetters.
+  void LoadStoredDeadLetters();
+  /// After a successful commit (`committed_letters`: it stored dead letters): counts them again
+  /// when they changed, at most every max(5 s, 20 counting times), and always on the `final`
+  /// checkpoint.
+  void UpdateStoredDeadLetters(bool committed_letters, bool final);
 
   PipelineConfig config_;
   RunOptions options_;
@@ -160,6 +174,13 @@ class Runner : public CheckpointRequester {
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
   std::vector<HeldRecord> restored_held_;                ///< from the last run, until Start()
 
+  /// The dead letters in the store by reason (guarded by stats_mu_); valid when
+  /// stored_letters_known_. stored_letters_unreadable_: the sink cannot be read back.
+  std::map<std::string, int64_t> stored_letters_;
+  bool stored_letters_known_ = false;    // guarded by stats_mu_
+  bool stored_letters_unreadable_ = false;  // coordinator thread only
+  bool letters_count_stale_ = false;          // coordinator thread only
+  int64_t next_letters_count_micros_ = 0;     // coordinator thread only (steady clock)
   CommitObserver commit_observer_;
   /// Guards counters_, workers_ and step_counts_ against Snapshot() while Start() builds them.
   mutable std::mutex topology_mu_;

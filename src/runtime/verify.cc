@@ -13,6 +13,7 @@
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "operators/aggregator.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "core/json_writer.h"
@@ -603,6 +604,152 @@ Status CassandraSink::RunWithRetry(size_t groups,
   return Status::Unavailable("cassandra " + uri_.Display() + ": " + std::to_string(pending.size()) +
                              " request(s) still failing after " + std::to_string(retries_) +
                              " attempts: " + last.message());
+}
+
+Result<std::map<std::string, int64_t>> CassandraSink::CountDeadLetters() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  const std::string table = QuoteIdentifier(uri_.keyspace) + "." + kDeadLettersTable;
+  // CQL groups only by primary key columns: the reasons are counted here, partition by
+  // partition (one per source partition of the pipeline).
+  auto parts = conn_->QueryAllPages("SELECT DISTINCT pipeline, source, \"partition\" FROM " + table, {}, q);
+  if (!parts.ok()) return Failed(parts.status());
+  std::map<std::string, int64_t> out;
+  for (const auto& part : parts->rows) {
+    if (part.size() != 3 || part[0].text() != ctx_.pipeline) continue;
+    std::vector<CqlValue> key = {part[0], part[1], part[2]};
+    auto r = conn_->QueryAllPages("SELECT reason FROM " + table +
+                                      " WHERE pipeline = ? AND source = ? AND \"partition\" = ?",
+                                  key, q);
+    if (!r.ok()) return Failed(r.status());
+    for (const auto& row : r->rows) {
+      if (!row.empty()) ++out[row[0].text()];
+    }
+  }
+  return out;
+}
+
+Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) {
+  if (schema_ready_) return Status::Internal("cassandra sink: Inventory() on an opened sink");
+  RETURN_IF_ERROR(Connect());
+  Result<SinkInventory> out = [&]() -> Result<SinkInventory> {
+    cassandra::QueryOptions q;
+    q.consistency = read_consistency_;
+    const std::string ks = QuoteIdentifier(uri_.keyspace) + ".";
+    SinkInventory inv;
+    inv.location = "cassandra://" + uri_.Display();
+    inv.dead_letter_location = DeadLetterLocation();
+    std::vector<CqlValue> ks_arg = {CqlValue::Text(uri_.keyspace)};
+    cassandra::QueryOptions schema;
+    schema.consistency = cassandra::Consistency::kOne;
+    ASSIGN_OR_RETURN(cassandra::QueryResult keyspaces,
+                     conn_->QueryAllPages("SELECT keyspace_name FROM system_schema.keyspaces WHERE "
+                                          "keyspace_name = ?",
+                                          ks_arg, schema));
+    if (keyspaces.rows.empty()) {
+      return Status::NotFound("cassandra keyspace " + uri_.keyspace + " does not exist");
+    }
+    ASSIGN_OR_RETURN(cassandra::QueryResult tables,
+                     conn_->QueryAllPages("SELECT table_name FROM system_schema.tables WHERE "
+                                          "keyspace_name = ?",
+                                          ks_arg, schema));
+    std::set<std::string> have;
+    for (const auto& row : tables.rows) {
+      if (!row.empty()) have.insert(row[0].text());
+    }
+    std::set<std::string> names;
+    auto collect = [&](const std::string& cql) -> Status {
+      ASSIGN_OR_RETURN(cassandra::QueryResult r, conn_->QueryAllPages(cql, {}, q));
+      for (const auto& row : r.rows) {
+        if (!row.empty() && !row[0].is_null()) names.insert(row[0].text());
+      }
+      return Status::OK();
+    };
+    if (have.count("_sluice_positions")) {
+      RETURN_IF_ERROR(collect("SELECT DISTINCT pipeline FROM " + ks + kPositionsTable));
+    }
+    if (have.count("_sluice_state")) RETURN_IF_ERROR(collect("SELECT pipeline FROM " + ks + kStateTable));
+    if (have.count("_sluice_dead_letters")) {
+      RETURN_IF_ERROR(collect("SELECT DISTINCT pipeline, source, \"partition\" FROM " + ks + kDeadLettersTable));
+    }
+    for (const auto& name : names) {
+      if (!options.pipeline.empty() && name != options.pipeline) continue;
+      ctx_.pipeline = name;
+      PipelineInventory p;
+      p.pipeline = name;
+      std::vector<CqlValue> arg = {CqlValue::Text(name)};
+      int64_t written = 0;  // microseconds: WRITETIME of the newest position or state
+      if (have.count("_sluice_positions")) {
+        ASSIGN_OR_RETURN(p.positions, LoadPositions());
+        ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                         conn_->QueryAllPages("SELECT WRITETIME(\"offset\") FROM " + ks + kPositionsTable +
+                                                  " WHERE pipeline = ?",
+                                              arg, q));
+        for (const auto& row : r.rows) {
+          if (!row.empty() && !row[0].is_null()) written = std::max(written, row[0].int64());
+        }
+      }
+      if (have.count("_sluice_state")) {
+        ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                         conn_->QueryAllPages("SELECT state, WRITETIME(state) FROM " + ks + kStateTable +
+                                                  " WHERE pipeline = ?",
+                                              arg, q));
+        if (!r.rows.empty() && r.rows[0].size() == 2 && !r.rows[0][0].is_null()) {
+          p.state_bytes = static_cast<int64_t>(r.rows[0][0].text().size());
+          if (!r.rows[0][1].is_null()) written = std::max(written, r.rows[0][1].int64());
+        }
+      }
+      p.last_checkpoint_micros = written;
+      if (have.count("_sluice_dead_letters")) {
+        p.dead_letters_stored = true;
+        // One partition per (pipeline, source, partition); the dead letters of the pipeline are
+        // read partition by partition, and the newest by `time` kept as samples.
+        ASSIGN_OR_RETURN(cassandra::QueryResult parts,
+                         conn_->QueryAllPages("SELECT DISTINCT pipeline, source, \"partition\" FROM " + ks +
+                                                  kDeadLettersTable,
+                                              {}, q));
+        std::map<std::string, std::vector<StoredDeadLetter>> all;
+        for (const auto& part : parts.rows) {
+          if (part.size() != 3 || part[0].text() != name) continue;
+          std::vector<CqlValue> key = {part[0], part[1], part[2]};
+          ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                           conn_->QueryAllPages("SELECT reason, \"offset\", time, payload, payload_bytes, "
+                                                "truncated FROM " + ks + kDeadLettersTable +
+                                                    " WHERE pipeline = ? AND source = ? AND \"partition\" = ?",
+                                                key, q));
+          for (const auto& row : r.rows) {
+            if (row.size() != 6) continue;
+            StoredDeadLetter d;
+            d.source = part[1].text();
+            d.partition = part[2].int32();
+            d.reason = row[0].text();
+            d.offset = row[1].int64();
+            d.time = row[2].text();
+            d.payload = row[3].text();
+            d.payload_bytes = row[4].is_null() ? 0 : row[4].int64();
+            d.truncated = !row[5].is_null() && row[5].boolean();
+            ++p.dead_letters.by_reason[d.reason];
+            all[d.reason].push_back(std::move(d));
+          }
+        }
+        const auto ranked = p.dead_letters.Ranked();
+        for (size_t i = 0; i < ranked.size() && i < options.sample_reasons; ++i) {
+          auto& letters = all[ranked[i].first];
+          std::stable_sort(letters.begin(), letters.end(), [](const auto& a, const auto& b) {
+            return a.time != b.time ? a.time > b.time : a.offset > b.offset;
+          });
+          if (letters.size() > options.samples_per_reason) letters.resize(options.samples_per_reason);
+          p.dead_letters.samples[ranked[i].first] = std::move(letters);
+        }
+      }
+      inv.pipelines.push_back(std::move(p));
+    }
+    return inv;
+  }();
+  ctx_.pipeline.clear();
+  conn_.reset();
+  return out;
 }
 
 std::string CassandraSink::DeadLetterLocation() const {

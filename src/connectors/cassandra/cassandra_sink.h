@@ -10,6 +10,7 @@
 
 #include "connectors/cassandra/cql_client.h"
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice {
 
@@ -36,7 +37,7 @@ namespace sluice {
 /// cannot apply them idempotently.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
-class CassandraSink : public Sink {
+class CassandraSink : public Sink, public SinkReader {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~CassandraSink() override;
@@ -50,6 +51,12 @@ class CassandraSink : public Sink {
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
+  /// Connects and reads the keyspace's sluice tables (creating nothing): positions through
+  /// LoadPositions(), the last checkpoint time as the newest WRITETIME of the pipeline's
+  /// positions and state, and every dead letter of the pipeline, partition by partition.
+  Result<SinkInventory> Inventory(const InventoryOptions& options) override;
+  /// Reads the reason of every dead letter of the pipeline (CQL cannot group by it).
+  Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
 
   /// Called with "rows_written" after the rows of a checkpoint are acknowledged and before its

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -438,6 +439,26 @@ Status CheckFileIdentity(const std::string& path, int64_t committed,
 void FileSource::Close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+}
+
+std::optional<std::string> DescribeFileIdentity(const std::map<int32_t, int64_t>& positions) {
+  std::vector<int32_t> identity;
+  for (const auto& [partition, offset] : positions) {
+    if (partition >= kIdentityPartitionBase) identity.push_back(partition);
+  }
+  if (identity != std::vector<int32_t>{kDevicePartition, kInodePartition, kHeadPartition, kTailPartition}) {
+    return std::nullopt;
+  }
+  auto hex = [](int64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  return "device " + std::to_string(positions.at(kDevicePartition)) + ", inode " +
+         std::to_string(positions.at(kInodePartition)) + ", hash of the first " +
+         std::to_string(kHeadBytes) + " bytes " + hex(positions.at(kHeadPartition)) +
+         ", hash of the " + std::to_string(kTailBytes) + " bytes before the offset " +
+         hex(positions.at(kTailPartition));
 }
 
 }  // namespace sluice

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -109,5 +110,10 @@ Result<DecoderOptions::Format> FormatFromPath(const std::string& path);
 /// saying how the input changed; OK when no identity is stored (an older sluice).
 Status CheckFileIdentity(const std::string& path, int64_t committed,
                          const std::map<int32_t, int64_t>& stored);
+/// Describes for people the identity a file source stores with its position (the identity
+/// partitions kIdentityPartitionBase + 0..3: device, inode, hash of the first bytes, hash of
+/// the bytes before the offset), given one source's positions (partition -> offset); nullopt
+/// when they are not a file's.
+std::optional<std::string> DescribeFileIdentity(const std::map<int32_t, int64_t>& positions);
 
 }  // namespace sluice

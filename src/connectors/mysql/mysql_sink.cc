@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <set>
 
 #include "core/time.h"
 
@@ -239,6 +240,95 @@ Result<std::string> MysqlSink::LoadState() {
   if (!mysql::DecodeHex((*rows)[0][0].value_or(""), &out)) {
     return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_state");
   }
+  return out;
+}
+
+Result<std::map<std::string, int64_t>> MysqlSink::CountDeadLetters() {
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  std::map<std::string, int64_t> out;
+  Status s = conn_->Query(mysql::CountDeadLettersSql(ctx_.pipeline), [&](mysql::RowView r) {
+    int64_t n = 0;
+    if (!ParseNumber(r[1], &n)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad count in _sluice_dead_letters");
+    }
+    out[std::string(r[0].value_or(""))] += n;
+    return Status::OK();
+  });
+  if (!s.ok()) return Failed(s, conn_->broken());
+  return out;
+}
+
+Result<SinkInventory> MysqlSink::Inventory(const InventoryOptions& options) {
+  if (sql_) return Status::Internal("mysql sink: Inventory() on an opened sink");
+  RETURN_IF_ERROR(Connect());
+  Result<SinkInventory> out = [&]() -> Result<SinkInventory> {
+    SinkInventory inv;
+    inv.location = "mysql://" + options_.uri.Display();
+    inv.dead_letter_location = DeadLetterLocation();
+    ASSIGN_OR_RETURN(mysql::Rows table_rows, conn_->QueryAll(mysql::SluiceTablesSql()));
+    std::vector<std::string> tables;
+    for (const auto& r : table_rows) tables.push_back(r[0].value_or(""));
+    auto has = [&](const char* t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
+    std::set<std::string> names;
+    if (!tables.empty()) {
+      ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::PipelinesSql(tables)));
+      for (const auto& r : rows) names.insert(r[0].value_or(""));
+    }
+    for (const auto& name : names) {
+      if (!options.pipeline.empty() && name != options.pipeline) continue;
+      ctx_.pipeline = name;
+      PipelineInventory p;
+      p.pipeline = name;
+      std::string last;  // 'YYYY-MM-DD HH:MM:SS' UTC (the sessions run in UTC)
+      for (const char* t : {"_sluice_positions", "_sluice_state"}) {
+        if (!has(t)) continue;
+        ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::LastUpdateSql(t, name)));
+        if (!rows.empty() && rows[0][0] && *rows[0][0] > last) last = *rows[0][0];
+      }
+      if (!last.empty()) {
+        if (auto t = ParseTimestamp(last)) p.last_checkpoint_micros = *t;
+      }
+      if (has("_sluice_positions")) {
+        ASSIGN_OR_RETURN(p.positions, LoadPositions());
+      }
+      if (has("_sluice_state")) {
+        ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(name)));
+        if (!rows.empty()) {
+          ASSIGN_OR_RETURN(std::string state, LoadState());
+          p.state_bytes = static_cast<int64_t>(state.size());
+        }
+      }
+      if (has("_sluice_dead_letters")) {
+        p.dead_letters_stored = true;
+        ASSIGN_OR_RETURN(p.dead_letters.by_reason, CountDeadLetters());
+        const auto ranked = p.dead_letters.Ranked();
+        for (size_t i = 0; i < ranked.size() && i < options.sample_reasons; ++i) {
+          auto& samples = p.dead_letters.samples[ranked[i].first];
+          ASSIGN_OR_RETURN(mysql::Rows rows,
+                           conn_->QueryAll(mysql::SampleDeadLettersSql(name, ranked[i].first,
+                                                                       options.samples_per_reason)));
+          for (const auto& r : rows) {
+            StoredDeadLetter d;
+            d.source = r[0].value_or("");
+            d.reason = ranked[i].first;
+            int64_t truncated = 0;
+            if (!ParseNumber(r[1], &d.partition) || !ParseNumber(r[2], &d.offset) ||
+                !ParseNumber(r[5], &d.payload_bytes) || !ParseNumber(r[6], &truncated)) {
+              return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_dead_letters");
+            }
+            d.time = r[3].value_or("");
+            d.payload = r[4].value_or("");
+            d.truncated = truncated != 0;
+            samples.push_back(std::move(d));
+          }
+        }
+      }
+      inv.pipelines.push_back(std::move(p));
+    }
+    return inv;
+  }();
+  ctx_.pipeline.clear();
+  conn_.reset();
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice {
 
@@ -33,7 +34,7 @@ namespace sluice {
 /// equal the checkpoint's.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
-class MysqlSink : public Sink {
+class MysqlSink : public Sink, public SinkReader {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~MysqlSink() override;
@@ -47,6 +48,11 @@ class MysqlSink : public Sink {
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
+  /// Connects (kUnavailable when the server cannot be reached, kInvalidArgument for an
+  /// unknown database or wrong credentials), creates nothing, and reads every pipeline's
+  /// positions and state with LoadPositions() and LoadState().
+  Result<SinkInventory> Inventory(const InventoryOptions& options) override;
+  Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
   /// Connects without creating or altering anything (sluice verify).
   Status OpenForReading(const SinkContext& ctx) override;

@@ -360,6 +360,40 @@ Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector
   return Status::OK();
 }
 
+std::string CountDeadLettersSql(const std::string& pipeline) {
+  return "SELECT `reason`, COUNT(*) FROM `_sluice_dead_letters` WHERE `pipeline` = " +
+         StringLiteral(pipeline) + " GROUP BY `reason`";
+}
+
+std::string SampleDeadLettersSql(const std::string& pipeline, const std::string& reason,
+                                 size_t limit) {
+  return "SELECT `source`, `partition`, `offset`, DATE_FORMAT(`time`, "
+         "'%Y-%m-%dT%H:%i:%s.%fZ'), `payload`, `payload_bytes`, `truncated` FROM "
+         "`_sluice_dead_letters` WHERE `pipeline` = " +
+         StringLiteral(pipeline) + " AND `reason` = " + StringLiteral(reason) +
+         " ORDER BY `time` DESC, `source`, `partition`, `offset` DESC, `seq` DESC LIMIT " +
+         std::to_string(limit);
+}
+
+std::string SluiceTablesSql() {
+  return "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+         "TABLE_NAME IN ('_sluice_positions', '_sluice_state', '_sluice_dead_letters') ORDER BY "
+         "TABLE_NAME";
+}
+
+std::string PipelinesSql(const std::vector<std::string>& tables) {
+  std::string sql;
+  for (const auto& t : tables) {
+    sql += (sql.empty() ? "" : " UNION ") + std::string("SELECT `pipeline` FROM ") + QuoteIdentifier(t);
+  }
+  return sql;
+}
+
+std::string LastUpdateSql(const std::string& table, const std::string& pipeline) {
+  return "SELECT DATE_FORMAT(MAX(`updated_at`), '%Y-%m-%d %H:%i:%s') FROM " +
+         QuoteIdentifier(table) + " WHERE `pipeline` = " + StringLiteral(pipeline);
+}
+
 std::string CreatePositionsTableSql(const std::string& collation) {
   return "CREATE TABLE IF NOT EXISTS `_sluice_positions` (`pipeline` VARCHAR(255) NOT NULL, "
          "`source` VARCHAR(255) NOT NULL, `partition` INT NOT NULL, `offset` BIGINT NOT NULL, "

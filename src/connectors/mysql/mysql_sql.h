@@ -78,6 +78,22 @@ Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector
                                   size_t max_bytes,
                                   const std::function<Status(const std::string&)>& run);
 
+/// Returns the query for (reason, count) of the stored dead letters of `pipeline`.
+std::string CountDeadLettersSql(const std::string& pipeline);
+/// Returns the query for the newest `limit` dead letters of `pipeline` with `reason`: source,
+/// partition, offset, time (ISO 8601 UTC, as in the record format), payload,
+/// payload_bytes, truncated.
+std::string SampleDeadLettersSql(const std::string& pipeline, const std::string& reason,
+                                 size_t limit);
+/// Returns the query for the names of the sluice tables (`_sluice_positions`, `_sluice_state`,
+/// `_sluice_dead_letters`) that exist in the connection's database.
+std::string SluiceTablesSql();
+/// Returns the query for the distinct pipelines named in `tables` (sluice tables that exist).
+std::string PipelinesSql(const std::vector<std::string>& tables);
+/// Returns the query for the latest `updated_at` of `pipeline` in `table` (`_sluice_positions`
+/// or `_sluice_state`), as 'YYYY-MM-DD HH:MM:SS' UTC, NULL when it has no row there.
+std::string LastUpdateSql(const std::string& table, const std::string& pipeline);
+
 /// Returns the DDL of the positions table.
 std::string CreatePositionsTableSql(const std::string& collation);
 /// Returns the statement that upserts `positions` of `pipeline` (one row each).

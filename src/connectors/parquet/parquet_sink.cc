@@ -512,6 +512,123 @@ std::string ParquetSink::DeadLetterDir() const {
 
 std::string ParquetSink::DeadLetterLocation() const { return DeadLetterDir() + "/"; }
 
+Status ParquetSink::TallyDeadLetters(int64_t committed, size_t samples_per_reason,
+                                     DeadLetterTally* tally) const {
+  // Files above the committed number belong to a checkpoint that never committed (Open()
+  // removes them); temporary files start with '.'.
+  for (int64_t n = 1; n <= committed; ++n) {
+    const std::string path =
+        (fs::path(DeadLetterDir()) / DeadLetterFileName(ctx_.pipeline, n)).string();
+    ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+    Status s = TallyDeadLetterLines(data, ctx_.pipeline, samples_per_reason, tally);
+    if (!s.ok()) return s.WithContext(path);
+  }
+  for (auto& [reason, samples] : tally->samples) std::reverse(samples.begin(), samples.end());
+  return Status::OK();
+}
+
+Result<std::map<std::string, int64_t>> ParquetSink::CountDeadLetters() {
+  if (!opened_) return Status::Internal("parquet sink: CountDeadLetters() before Open()");
+  DeadLetterTally tally;
+  RETURN_IF_ERROR(TallyDeadLetters(dead_letter_seq_, 0, &tally));
+  return tally.by_reason;
+}
+
+namespace {
+
+/// Undoes HiveEscape: %XX becomes the byte XX.
+std::string HiveUnescape(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+std::string WithThousands(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
+  if (opened_) return Status::Internal("parquet sink: Inventory() on an opened sink");
+  std::error_code ec;
+  if (!fs::exists(settings_.dir, ec)) {
+    return Status::NotFound("parquet directory " + settings_.dir + " does not exist");
+  }
+  if (!fs::is_directory(settings_.dir, ec)) {
+    return Status::InvalidArgument("parquet sink " + settings_.dir + " is not a directory");
+  }
+  SinkInventory inv;
+  inv.location = "parquet:" + settings_.dir;
+  inv.dead_letter_location = DeadLetterLocation();
+  const fs::path state_dir = fs::path(settings_.dir) / kStateDir;
+  std::vector<std::string> names;
+  if (fs::is_directory(state_dir, ec)) {
+    for (fs::directory_iterator it(state_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string file = it->path().filename().string();
+      if (file.size() > 6 && file.ends_with(".state") && file.front() != '.') {
+        names.push_back(HiveUnescape(std::string_view(file).substr(0, file.size() - 6)));
+      }
+    }
+    if (ec) return Status::IOError("cannot list " + state_dir.string() + ": " + ec.message());
+  }
+  std::sort(names.begin(), names.end());
+  const SinkContext saved = ctx_;
+  Result<SinkInventory> out = [&]() -> Result<SinkInventory> {
+    for (const auto& name : names) {
+      if (!options.pipeline.empty() && name != options.pipeline) continue;
+      ctx_.pipeline = name;
+      const std::string path = StatePath();
+      ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+      auto state = DecodeParquetSinkState(data, name);
+      if (!state.ok()) return Status::Internal("parquet state file " + path + ": " + state.status().message());
+      PipelineInventory p;
+      p.pipeline = name;
+      p.positions = state->positions;
+      p.state_bytes = static_cast<int64_t>(state->engine_state.size());
+      const auto mtime = fs::last_write_time(path, ec);
+      if (!ec) {
+        const auto since_epoch = std::chrono::file_clock::to_sys(mtime).time_since_epoch();
+        p.last_checkpoint_micros = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch).count();
+      }
+      // The committed part files of this pipeline, wherever their partition directory is.
+      int64_t files = 0, bytes = 0;
+      for (fs::recursive_directory_iterator it(settings_.dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code type_ec;
+        if (!it->is_regular_file(type_ec)) continue;
+        auto seq = ParsePartFileName(name, it->path().filename().string());
+        if (!seq || *seq > state->seq) continue;
+        ++files;
+        bytes += static_cast<int64_t>(it->file_size(type_ec));
+      }
+      if (ec) return Status::IOError("cannot list " + settings_.dir + ": " + ec.message());
+      p.details.emplace_back("part files", WithThousands(files) + " (" + WithThousands(bytes) + " bytes)");
+      p.details.emplace_back("rows buffered", WithThousands(static_cast<int64_t>(state->rows.size())));
+      p.details.emplace_back("dead-letter files", WithThousands(state->dead_letter_seq));
+      p.dead_letters_stored = true;
+      RETURN_IF_ERROR(TallyDeadLetters(state->dead_letter_seq, options.samples_per_reason, &p.dead_letters));
+      p.dead_letters.PruneSamples(options.sample_reasons);
+      inv.pipelines.push_back(std::move(p));
+    }
+    return inv;
+  }();
+  ctx_ = saved;
+  return out;
+}
+
 Status ParquetSink::WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& letters) {
   RETURN_IF_ERROR(CreateDirectories(DeadLetterDir()));
   std::string content;

@@ -10,6 +10,7 @@
 
 #include "connectors/parquet/parquet_file.h"
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice {
 
@@ -38,7 +39,7 @@ namespace sluice {
 /// refused. One process per pipeline and directory (a lock file enforces it).
 ///
 /// Lifecycle as Sink: every call from the checkpoint coordinator's thread.
-class ParquetSink : public Sink {
+class ParquetSink : public Sink, public SinkReader {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~ParquetSink() override;
@@ -51,6 +52,11 @@ class ParquetSink : public Sink {
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
+  /// Reads the state file of each pipeline in DIR/_sluice (without the lock: a running
+  /// pipeline replaces it atomically), counts the committed part and dead-letter files, and
+  /// reads the dead letters. A missing directory is kNotFound.
+  Result<SinkInventory> Inventory(const InventoryOptions& options) override;
+  Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
   /// Reads the state file only: no lock, no directory created, no orphan removed (sluice verify).
   Status OpenForReading(const SinkContext& ctx) override;
@@ -89,6 +95,9 @@ class ParquetSink : public Sink {
   Status WriteAtomically(const std::string& path, const std::string& tmp,
                          const std::string& content);
   std::string DeadLetterDir() const;
+  /// Counts the dead letters of ctx_.pipeline in the committed dead-letter files (numbers 1 to
+  /// `committed`), keeping `samples_per_reason` samples each, newest first.
+  Status TallyDeadLetters(int64_t committed, size_t samples_per_reason, DeadLetterTally* tally) const;
   /// Writes the checkpoint's dead letters as dead-letter file number `n`.
   Status WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& letters);
 

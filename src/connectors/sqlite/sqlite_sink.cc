@@ -1,7 +1,9 @@
 #include "connectors/sqlite/sqlite_sink.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
+#include <set>
 
 #include "runtime/dead_letter_file.h"
 #include "core/json_writer.h"
@@ -534,6 +536,151 @@ Status SqliteSink::WriteRow(const std::vector<Value>& row) {
     RETURN_IF_ERROR(Bind(upsert_, static_cast<int>(i + 1), row[i], false));
   }
   return Step(upsert_, "insert");
+}
+
+Status SqliteSink::Query(const std::string& sql, const std::vector<std::string>& params,
+                         const std::function<void(sqlite3_stmt*)>& row) {
+  sqlite3_stmt* stmt = nullptr;
+  RETURN_IF_ERROR(Prepare(sql, &stmt));
+  for (size_t i = 0; i < params.size(); ++i) {
+    sqlite3_bind_text(stmt, static_cast<int>(i + 1), params[i].data(),
+                      static_cast<int>(params[i].size()), SQLITE_TRANSIENT);
+  }
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) row(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) {
+    return Status::IOError("sqlite " + path_ + ": " + sqlite3_errmsg(db_) + " (in: " + sql.substr(0, 120) + ")");
+  }
+  return Status::OK();
+}
+
+namespace {
+
+std::string ColumnText(sqlite3_stmt* stmt, int i) {
+  const unsigned char* t = sqlite3_column_text(stmt, i);
+  return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(stmt, i)))
+           : std::string();
+}
+
+}  // namespace
+
+Result<std::map<std::string, int64_t>> SqliteSink::CountDeadLetters() {
+  std::map<std::string, int64_t> out;
+  RETURN_IF_ERROR(Query(
+      "SELECT reason, count(*) FROM _sluice_dead_letters WHERE pipeline = ?1 GROUP BY reason",
+      {ctx_.pipeline},
+      [&](sqlite3_stmt* r) { out[ColumnText(r, 0)] += sqlite3_column_int64(r, 1); }));
+  return out;
+}
+
+Result<SinkInventory> SqliteSink::Inventory(const InventoryOptions& options) {
+  if (db_) return Status::Internal("sqlite sink: Inventory() on an opened sink");
+  std::error_code ec;
+  if (!std::filesystem::exists(path_, ec)) {
+    return Status::NotFound("sqlite database " + path_ + " does not exist");
+  }
+  if (!std::filesystem::is_regular_file(path_, ec)) {
+    return Status::InvalidArgument("sqlite database " + path_ + " is not a regular file");
+  }
+  // Read-only: nothing is created or changed, and a running pipeline's writes are not held up
+  // beyond the moment each query reads.
+  if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    Status s = Status::IOError("cannot open sqlite database " + path_ + ": " +
+                               (db_ ? sqlite3_errmsg(db_) : "out of memory"));
+    Close();
+    return s;
+  }
+  sqlite3_busy_timeout(db_, 10000);
+  Result<SinkInventory> out = [&]() -> Result<SinkInventory> {
+    SinkInventory inv;
+    inv.location = "sqlite:" + path_;
+    inv.dead_letter_location = DeadLetterLocation();
+    std::vector<std::string> tables;
+    Status s = Query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('_sluice_positions', "
+        "'_sluice_state', '_sluice_dead_letters') ORDER BY name",
+        {}, [&](sqlite3_stmt* r) { tables.push_back(ColumnText(r, 0)); });
+    if (!s.ok()) {
+      // "file is not a database" and the like: the URI names something that is no sluice sink.
+      return Status::InvalidArgument(path_ + " is not an SQLite database sluice can read: " + s.message());
+    }
+    std::string union_sql;
+    for (const auto& t : tables) {
+      union_sql += (union_sql.empty() ? "" : " UNION ") + std::string("SELECT pipeline FROM ") + t;
+    }
+    std::set<std::string> names;
+    if (!union_sql.empty()) {
+      RETURN_IF_ERROR(Query(union_sql, {}, [&](sqlite3_stmt* r) { names.insert(ColumnText(r, 0)); }));
+    }
+    for (const auto& name : names) {
+      if (!options.pipeline.empty() && name != options.pipeline) continue;
+      ctx_.pipeline = name;
+      ASSIGN_OR_RETURN(PipelineInventory p, InventoryOf(tables, options));
+      inv.pipelines.push_back(std::move(p));
+    }
+    return inv;
+  }();
+  ctx_.pipeline.clear();
+  Close();
+  return out;
+}
+
+Result<PipelineInventory> SqliteSink::InventoryOf(const std::vector<std::string>& tables,
+                                                  const InventoryOptions& options) {
+  auto has = [&](const char* t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
+  PipelineInventory p;
+  p.pipeline = ctx_.pipeline;
+  std::string last;  // "YYYY-MM-DD HH:MM:SS", UTC, as datetime('now') wrote it
+  auto latest = [&](sqlite3_stmt* r) {
+    const std::string t = ColumnText(r, 0);
+    if (t > last) last = t;
+  };
+  if (has("_sluice_positions")) {
+    ASSIGN_OR_RETURN(p.positions, LoadPositions());
+    RETURN_IF_ERROR(Query("SELECT max(updated_at) FROM _sluice_positions WHERE pipeline = ?1",
+                          {ctx_.pipeline}, latest));
+  }
+  if (has("_sluice_state")) {
+    bool stored = false;
+    RETURN_IF_ERROR(Query("SELECT 1 FROM _sluice_state WHERE pipeline = ?1", {ctx_.pipeline},
+                          [&](sqlite3_stmt*) { stored = true; }));
+    if (stored) {
+      ASSIGN_OR_RETURN(std::string state, LoadState());
+      p.state_bytes = static_cast<int64_t>(state.size());
+    }
+    RETURN_IF_ERROR(Query("SELECT max(updated_at) FROM _sluice_state WHERE pipeline = ?1",
+                          {ctx_.pipeline}, latest));
+  }
+  if (!last.empty()) {
+    if (auto t = ParseTimestamp(last)) p.last_checkpoint_micros = *t;
+  }
+  if (has("_sluice_dead_letters")) {
+    p.dead_letters_stored = true;
+    ASSIGN_OR_RETURN(p.dead_letters.by_reason, CountDeadLetters());
+    const auto ranked = p.dead_letters.Ranked();
+    for (size_t i = 0; i < ranked.size() && i < options.sample_reasons; ++i) {
+      auto& samples = p.dead_letters.samples[ranked[i].first];
+      RETURN_IF_ERROR(Query(
+          "SELECT source, partition, offset, time, payload, payload_bytes, truncated FROM "
+          "_sluice_dead_letters WHERE pipeline = ?1 AND reason = ?2 ORDER BY time DESC, source, "
+          "partition, offset DESC, seq DESC LIMIT " + std::to_string(options.samples_per_reason),
+          {ctx_.pipeline, ranked[i].first}, [&](sqlite3_stmt* r) {
+            StoredDeadLetter d;
+            d.source = ColumnText(r, 0);
+            d.partition = sqlite3_column_int(r, 1);
+            d.offset = sqlite3_column_int64(r, 2);
+            d.reason = ranked[i].first;
+            d.time = ColumnText(r, 3);
+            d.payload = ColumnText(r, 4);
+            d.payload_bytes = sqlite3_column_int64(r, 5);
+            d.truncated = sqlite3_column_int(r, 6) != 0;
+            samples.push_back(std::move(d));
+          }));
+    }
+  }
+  return p;
 }
 
 std::string SqliteSink::DeadLetterLocation() const {

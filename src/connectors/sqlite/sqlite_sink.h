@@ -2,11 +2,14 @@
 
 #include <sqlite3.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/sink.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice {
 
@@ -23,7 +26,7 @@ namespace sluice {
 /// state (open windows, watermarks) in `_sluice_state(pipeline, state)`, the dead letters in
 /// `_sluice_dead_letters` (see core/dead_letter.h; primary key pipeline, source, partition,
 /// offset, seq, so a replayed checkpoint does not add them twice).
-class SqliteSink : public Sink {
+class SqliteSink : public Sink, public SinkReader {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~SqliteSink() override;
@@ -38,6 +41,10 @@ class SqliteSink : public Sink {
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
+  /// Opens the database read-only (a missing file is kNotFound) and reads every pipeline's
+  /// positions and state with LoadPositions() and LoadState().
+  Result<SinkInventory> Inventory(const InventoryOptions& options) override;
+  Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
   /// Opens the database read-only (sluice verify); the table must exist.
   Status OpenForReading(const SinkContext& ctx) override;
@@ -67,6 +74,13 @@ class SqliteSink : public Sink {
   Status WriteRow(const std::vector<Value>& row);
   /// Inserts one dead letter (ignored when already stored), inside the open transaction.
   Status WriteDeadLetter(const DeadLetter& letter);
+  /// Runs `sql` with text parameters `params` (?1, ?2, ...), calling `row` for each result row.
+  Status Query(const std::string& sql, const std::vector<std::string>& params,
+               const std::function<void(sqlite3_stmt*)>& row);
+  /// Reads what Inventory() shows of the pipeline ctx_.pipeline; `tables` are the sluice
+  /// tables that exist.
+  Result<PipelineInventory> InventoryOf(const std::vector<std::string>& tables,
+                                        const InventoryOptions& options);
 
   std::string path_;
   std::string table_;

@@ -1,5 +1,7 @@
 #include "connectors/table/table_util.h"
 
+#include <cstdio>
+
 #include "core/json_writer.h"
 
 namespace sluice {
@@ -52,6 +54,17 @@ Status CursorRowChanged(const std::string& what, const std::string& source_name,
        "with --reset-source " + source_name + " to read it from its beginning (results already in the sink "
        "stay).";
   return Status::FailedPrecondition(std::move(m));
+}
+
+std::optional<std::string> DescribeTableCursor(const std::map<int32_t, int64_t>& positions) {
+  std::vector<int32_t> partitions;
+  for (const auto& [partition, offset] : positions) partitions.push_back(partition);
+  if (partitions != std::vector<int32_t>{0, 1, kCursorRowPartition}) return std::nullopt;
+  char hash[24];
+  std::snprintf(hash, sizeof hash, "%016llx",
+                static_cast<unsigned long long>(positions.at(kCursorRowPartition)));
+  return "after order_by value " + std::to_string(positions.at(0)) + ", key " +
+         std::to_string(positions.at(1)) + " (hash of the last row read " + hash + ")";
 }
 
 }  // namespace sluice

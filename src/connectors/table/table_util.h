@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,5 +31,10 @@ inline constexpr int32_t kCursorRowPartition = kIdentityPartitionBase;
 /// cursor, `extra` adds what else is known ("" or a sentence). Exits 1, naming --reset-source.
 Status CursorRowChanged(const std::string& what, const std::string& source_name, const std::string& cursor,
                         bool gone, const std::string& extra);
+
+/// Describes for people the cursor a table source stores (partition 0: the order_by value,
+/// 1: the key, kCursorRowPartition: the hash of the last row read), given one source's
+/// positions (partition -> offset); nullopt when they are not a table source's.
+std::optional<std::string> DescribeTableCursor(const std::map<int32_t, int64_t>& positions);
 
 }  // namespace sluice

@@ -191,5 +191,43 @@ TEST(MetricsTest, ReadsThisProcessFromProc) {
   EXPECT_GT(p.open_fds, 0);
 }
 
+TEST(MetricsTest, StoredDeadLettersByReasonOnlyWhenKnown) {
+  const int64_t now = 1'700'000'010'000'000;
+  // Not known (a sink that cannot be read back): no sample, no family.
+  std::string m = RenderMetrics(Sample(), Info(), Process(), now);
+  EXPECT_EQ(m.find("sluice_dead_letters_stored"), std::string::npos);
+
+  StoredDeadLetterCounts stored;
+  stored.known = true;
+  stored.by_reason = {{"late", 7}, {"decode: field \"bid\"", 2}};
+  m = RenderMetrics(Sample(), Info(), Process(), now, stored);
+  EXPECT_TRUE(Has(m, "# TYPE sluice_dead_letters_stored gauge"));
+  EXPECT_TRUE(Has(m, "sluice_dead_letters_stored{pipeline=\"recruitment\",reason=\"late\"} 7"));
+  EXPECT_TRUE(Has(m, "sluice_dead_letters_stored{pipeline=\"recruitment\",reason=\"decode: field "
+                     "\\\"bid\\\"\"} 2"));
+}
+
+TEST(MetricsTest, StoredDeadLettersPastFiftyReasonsAreSummed) {
+  StoredDeadLetterCounts stored;
+  stored.known = true;
+  int64_t rest = 0;
+  for (int i = 0; i < 60; ++i) {
+    stored.by_reason.emplace_back("reason " + std::to_string(i), 100 - i);
+    if (i >= 50) rest += 100 - i;
+  }
+  const std::string m = RenderMetrics(Sample(), Info(), Process(), 0, stored);
+  int series = 0;
+  std::istringstream in(m);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("sluice_dead_letters_stored{", 0) == 0) ++series;
+  }
+  EXPECT_EQ(series, 51);
+  EXPECT_TRUE(Has(m, "sluice_dead_letters_stored{pipeline=\"recruitment\",reason=\"reason 49\"} 51"));
+  EXPECT_FALSE(Has(m, "sluice_dead_letters_stored{pipeline=\"recruitment\",reason=\"reason 50\"} 50"));
+  EXPECT_TRUE(Has(m, "sluice_dead_letters_stored{pipeline=\"recruitment\",reason=\"(other reasons)\"} " +
+                     std::to_string(rest)));
+}
+
 }  // namespace
 }  // namespace sluice::http
