@@ -6,7 +6,7 @@
 A 3-partition topic gets a backlog (`sluice generate --profile viewlog`, nothing is written to
 it after that); kcat -Q reads each partition's end offset (the independent side). The viewlog
 pipeline (a copy of examples/viewlog.toml with its own name, so its own consumer group) then
-reads it with --until-caught-up --log-format json --progress-interval 0.1:
+reads it with --until-caught-up --workers 1 --log-format json --progress-interval 0.1:
 
  1. every progress line is one JSON object; each partition it lists has `end` == kcat's end
     offset and `lag` == end - position; the line's `lag` == the sum of the partitions' lags
@@ -18,6 +18,8 @@ reads it with --until-caught-up --log-format json --progress-interval 0.1:
     lag 0;
  4. a second run, with nothing new, says `nothing_new` and still lists every partition at its
     end with lag 0 (the partitions are reported from their assignment, before any record).
+ 5. on a terminal (stderr a pty, text logs) the live bar shows the lag (`... rec/s ETA 2s lag
+    189,408`), from the beginning of the topic again (another sink, so no positions).
 
 No broker or no kcat: SKIP (exit 77), a FAIL when CI=true. The topic is deleted at the end
 unless --keep.
@@ -103,10 +105,36 @@ class Test:
             f.write(text)
         return path
 
+    def bar_run(self, pipeline):
+        """The live bar's redraws of a run whose stderr is a pty."""
+        import pty  # noqa: PLC0415
+        master, slave = pty.openpty()
+        cmd = [self.args.sluice, "run", pipeline, "--until-caught-up", "--workers", "1",
+               "--var", f"VIEWS=kafka://{BROKER}/{self.topic}", "--var", f"CAMPAIGNS={CAMPAIGNS}",
+               "--var", f"OUT=parquet:{os.path.join(self.tmp, 'out-bar')}",
+               "--var", f"DLQ={os.path.join(self.tmp, 'dead-letters-bar.ndjson')}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the pty
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        rc = proc.wait(timeout=120)
+        text = b"".join(chunks).decode("utf-8", "replace")
+        return rc, [x for x in re.split(r"[\r\n]", text) if "rec/s" in x]
+
     def sluice_run(self, pipeline):
         """Returns (exit code, progress lines, summary, problems)."""
+        # One worker: with several, the group's first rebalance moves partitions between them
+        # and the total covers the partitions assigned at that moment (it may rise as one joins).
         cmd = [self.args.sluice, "--log-format", "json", "run", pipeline, "--until-caught-up",
-               "--progress-interval", "0.1", "--var", f"VIEWS=kafka://{BROKER}/{self.topic}",
+               "--workers", "1", "--progress-interval", "0.1", "--var", f"VIEWS=kafka://{BROKER}/{self.topic}",
                "--var", f"CAMPAIGNS={CAMPAIGNS}",
                "--var", f"OUT=parquet:{os.path.join(self.tmp, 'out')}",
                "--var", f"DLQ={os.path.join(self.tmp, 'dead-letters.ndjson')}"]
@@ -235,6 +263,16 @@ class Test:
                      for p in parts if p.get("lag") != 0]
         self.result("a re-run with nothing new lists every partition at its end, lag 0",
                     problems)
+
+        rc, bars = self.bar_run(pipeline)
+        lagged = [int(m.group(1).replace(",", "")) for b in bars
+                  for m in [re.search(r"rec/s(?: ETA \S+)? lag ([\d,]+)", b)] if m]
+        problems = [] if rc == 0 else [f"exit {rc}"]
+        if not lagged or max(lagged) <= 0 or max(lagged) > self.args.count:
+            problems.append(f"no bar with a lag between 1 and {self.args.count:,}: "
+                            f"{bars[:5]}")
+        self.result(f"the live bar shows the lag ({len(lagged)} of {len(bars)} redraws, e.g. "
+                    f"{bars[len(bars) // 2].strip()[-60:] if bars else None!r})", problems)
 
 
 def main():
