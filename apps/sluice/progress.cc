@@ -161,7 +161,9 @@ Progress MeasureProgress(const PipelineSnapshot& s, const PipelineConfig& config
   } else if (lag_known) {
     p.lag = lag;
     // Kafka: the backlog at the recent rate (one record a message).
-    if (lag > 0 && p.records_per_second > 0) p.eta_seconds = static_cast<double>(lag) / p.records_per_second;
+    if (lag > 0 && p.records_per_second > 0) {
+      p.eta_seconds = static_cast<double>(lag) / p.records_per_second;
+    }
   }
   return p;
 }

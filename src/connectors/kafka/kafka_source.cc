@@ -431,11 +431,14 @@ std::vector<Source::ReadPosition> KafkaSource::ReadPositions() const {
     int64_t position = -1;
     if (auto n = next_.find(p); n != next_.end()) position = n->second;
     // A partition written in transactions ends with a commit marker past its last record.
-    if (auto m = past_records_.find(p); m != past_records_.end()) position = std::max(position, m->second);
+    if (auto m = past_records_.find(p); m != past_records_.end()) {
+      position = std::max(position, m->second);
+    }
     if (position < 0) continue;
     // The high watermark librdkafka took from its last fetch response: no request here.
     int64_t low = -1, high = -1;
-    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) != RdKafka::ERR_NO_ERROR ||
+    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) !=
+            RdKafka::ERR_NO_ERROR ||
         high < 0) {
       high = -1;
     }
