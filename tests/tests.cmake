@@ -146,7 +146,10 @@ set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integra
 #   deploy_prometheus     a real Prometheus scraping `sluice run --http`: every operations
 #                         query accepted and with data; SIGTERM exits 0
 #   deploy_airflow        real Apache Airflow (PyPI, pinned, venv in the build tree: minutes
-#                         the first time, reused after) runs both DAGs with `airflow dags test`
+#                         the first time, reused after) runs the four DAGs with `airflow dags
+#                         test`; push_data_to_broker and viewlog_report use the Kafka of `make
+#                         services` (topics airflow_*) and read the Parquet reports with pyarrow
+#                         (hence the project venv's interpreter, SLUICE_VENV_PYTHON)
 # A missing server or tool is a loud SKIP (exit 77), a FAIL when CI=true.
 add_test(NAME deploy_files
          COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/deploy_files_test.py
@@ -167,11 +170,11 @@ add_test(NAME deploy_prometheus
 set_tests_properties(deploy_prometheus PROPERTIES TIMEOUT 180
                      LABELS "python;integration;deploy" SKIP_RETURN_CODE 77)
 add_test(NAME deploy_airflow
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/airflow_test.py
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/deploy/airflow_test.py
                  --sluice $<TARGET_FILE:sluice> --venv ${CMAKE_BINARY_DIR}/airflow-venv
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(deploy_airflow PROPERTIES TIMEOUT 1200
-                     LABELS "python;integration;airflow;deploy" SKIP_RETURN_CODE 77)
+set_tests_properties(deploy_airflow PROPERTIES TIMEOUT 1800
+                     LABELS "python;integration;airflow;deploy;kafka" SKIP_RETURN_CODE 77)
 
 # Incremental MySQL table source: the seed log loaded into MariaDB in bursts that share a
 # timestamp, read by (inserted_at, id) in small pages; a re-run changes nothing; a transaction

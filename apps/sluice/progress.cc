@@ -82,7 +82,8 @@ std::string PartitionsJson(const PipelineSnapshot& s) {
   for (const auto& p : s.partitions) {
     if (out.size() > 1) out += ',';
     out += "{\"partition\":" + std::to_string(p.partition) + ",\"position\":" +
-           std::to_string(p.position) + ",\"lag\":" + std::to_string(p.lag) + "}";
+           std::to_string(p.position) + ",\"lag\":" + std::to_string(p.lag) +
+           (p.end >= 0 ? ",\"end\":" + std::to_string(p.end) : std::string()) + "}";
   }
   return out + "]";
 }
@@ -159,6 +160,10 @@ Progress MeasureProgress(const PipelineSnapshot& s, const PipelineConfig& config
     }
   } else if (lag_known) {
     p.lag = lag;
+    // Kafka: the backlog at the recent rate (one record a message).
+    if (lag > 0 && p.records_per_second > 0) {
+      p.eta_seconds = static_cast<double>(lag) / p.records_per_second;
+    }
   }
   return p;
 }

@@ -870,10 +870,17 @@ PipelineSnapshot Runner::Snapshot() const {
       s.dead_lettered_by_reason.emplace_back(sc.reason, n);
     }
   }
+  // A partition reported by two workers (one that finished or lost it in a rebalance, one that
+  // reads it now) counts once, at the furthest position.
+  std::map<int32_t, PipelineSnapshot::PartitionInfo> partitions;
   for (const auto& w : workers_) {
-    for (const auto& p : w->Partitions()) s.partitions.push_back(p);
+    for (const auto& p : w->Partitions()) {
+      auto [it, fresh] = partitions.emplace(p.partition, p);
+      if (!fresh && p.position >= it->second.position) it->second = p;
+    }
     AddSourceCounters(w->SourceCounters(), &s.source_counters);
   }
+  for (const auto& [id, p] : partitions) s.partitions.push_back(p);
   for (const auto& [name, dim] : plan_->dimensions) {
     const Dimension::Stats d = dim->stats();
     s.dimensions.push_back({name, d.size, d.versions, d.changes, d.last_update_micros, d.lag_micros,

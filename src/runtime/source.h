@@ -135,6 +135,21 @@ class Source {
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
 
+  /// Where this instance stands in one partition it reads now, for monitoring.
+  struct ReadPosition {
+    int32_t partition;
+    int64_t position;  ///< the next offset to read
+    int64_t end;       ///< the partition's end as last seen; -1 while not known
+  };
+  /// The partitions this instance reads now, from their assignment on (before their first
+  /// record), with the next offset to read and the end as last seen. The worker thread calls it
+  /// between polls a few times a second and publishes the result for /metrics and progress, so
+  /// it must be cheap: cached values only, never a request to a server (Kafka: the high
+  /// watermark librdkafka keeps from its last fetch; after --until-caught-up found the other
+  /// partitions at their ends in the sink, those too, at their committed positions). Empty: the
+  /// worker reports the positions it hands to checkpoints and Lag() instead.
+  virtual std::vector<ReadPosition> ReadPositions() const { return {}; }
+
   virtual void Close() {}
 
   /// Returns the source's own counters (requests, retries, failures by kind, ...) for /metrics,

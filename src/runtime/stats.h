@@ -74,6 +74,7 @@ struct PipelineSnapshot {
     int32_t partition;
     int64_t position;
     int64_t lag;  ///< -1 when unknown
+    int64_t end = -1;  ///< the partition's end as last seen (Kafka: high watermark); -1 unknown
   };
   std::vector<PartitionInfo> partitions;
   struct DimensionInfo {

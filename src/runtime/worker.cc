@@ -103,6 +103,7 @@ std::optional<Handoff> Worker::TakeHandoff(int64_t epoch, const std::function<bo
 
 std::vector<PipelineSnapshot::PartitionInfo> Worker::Partitions() const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (read_positions_known_) return read_positions_;
   std::vector<PipelineSnapshot::PartitionInfo> out;
   for (const auto& [p, pos] : reported_positions_) {
     if (p >= kIdentityPartitionBase) continue;  // what the source stores to recognise its input
@@ -110,9 +111,27 @@ std::vector<PipelineSnapshot::PartitionInfo> Worker::Partitions() const {
     for (const auto& [lp, l] : reported_lag_) {
       if (lp == p) lag = l;
     }
-    out.push_back({p, pos, lag});
+    out.push_back({p, pos, lag, -1});
   }
   return out;
+}
+
+void Worker::PublishReadPositions(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now < next_read_positions_) return;
+  next_read_positions_ = now + std::chrono::milliseconds(200);
+  std::vector<Source::ReadPosition> read = source_->ReadPositions();
+  std::vector<PipelineSnapshot::PartitionInfo> out;
+  out.reserve(read.size());
+  for (const auto& r : read) {
+    out.push_back({r.partition, r.position,
+                   r.end >= 0 ? std::max<int64_t>(0, r.end - r.position) : -1, r.end});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  // A source that never reported a partition keeps the checkpoint-time report (file, table).
+  if (out.empty() && !read_positions_known_) return;
+  read_positions_known_ = true;
+  read_positions_ = std::move(out);
 }
 
 size_t Worker::PendingSize() const {
@@ -303,6 +322,7 @@ void Worker::Run() {
       auto it = pending_.positions.find(p);
       if (it == pending_.positions.end() || it->second < o) pending_.positions[p] = o;
     }
+    PublishReadPositions(false);
     if (*state == PollState::kEnd) {
       input_done_ = true;
       if (held_.empty()) break;
@@ -310,6 +330,7 @@ void Worker::Run() {
   }
   // Ended by its input (not by a stop, which leaves held records to the next run).
   if (input_done_ && held_.empty()) input_ended_ = source_->EndIsFinal();
+  PublishReadPositions(true);  // where it ended, kept after Close()
   HandOver();
   source_->Close();
   std::lock_guard<std::mutex> lock(mu_);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <limits>
@@ -94,7 +95,9 @@ class Worker {
   bool setup_failed() const { return setup_failed_.load(); }
   /// Returns the error that stopped the worker, if any.
   Status error() const;
-  /// Returns per-partition positions and lag, for monitoring.
+  /// Returns per-partition positions and lag, for monitoring: the source's ReadPositions()
+  /// when it reports them (Kafka: from assignment on, as read), else the positions handed over
+  /// at the last checkpoint request with the source's Lag().
   std::vector<PipelineSnapshot::PartitionInfo> Partitions() const;
   /// Returns the source's own counters (Source::Counters()); callable from any thread while
   /// the worker exists.
@@ -116,6 +119,8 @@ class Worker {
   /// Adds the per-record counts gathered since the last flush to the shared counters.
   void FlushCounters();
   void HandOver(const std::vector<int32_t>& revoked = {});
+  /// Publishes source_->ReadPositions() for Partitions(), at most every 200 ms unless forced.
+  void PublishReadPositions(bool force);
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
   /// Returns the bound a record of `partition` is judged late against: its own watermark, or
@@ -170,6 +175,11 @@ class Worker {
   Handoff outbox_;            // guarded by mu_
   std::map<int32_t, int64_t> reported_positions_;  // guarded by mu_
   std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_
+  /// The source's ReadPositions() as last published (a few times a second, and once more
+  /// before the source closes, so a finished worker keeps where it ended).
+  std::vector<PipelineSnapshot::PartitionInfo> read_positions_;  // guarded by mu_
+  bool read_positions_known_ = false;  // guarded by mu_: the source reports ReadPositions()
+  std::chrono::steady_clock::time_point next_read_positions_{};  ///< worker thread only
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::atomic<bool> setup_failed_{false};

@@ -2,8 +2,9 @@
 
 The task runs `sluice run PIPELINE --until-caught-up`: sluice reads what is new since the
 positions committed in the sink, writes it in checkpoints and exits 0. The sink's positions
-make a retry or a re-run harmless (nothing is counted twice). A non-zero exit (1: runtime
-failure, 2: bad pipeline file or arguments) fails the task.
+make a retry or a re-run harmless (nothing is counted twice). Exit 1 (a runtime failure) fails
+the task and Airflow retries it; exit 2 (bad pipeline file or arguments) fails it without
+retries (sluice_operator.SluiceBashOperator).
 
 Settings, read when the task runs; each is an Airflow Variable, else the environment variable
 in brackets, else the default:
@@ -17,7 +18,8 @@ in brackets, else the default:
 The pipeline also reads its variables (TRACKING, JOBS, SINK, DLQ, ...) from the worker's
 environment, and the MySQL password from SLUICE_MYSQL_PASSWORD_FILE (or SLUICE_MYSQL_PASSWORD)
 there: credentials never go into Variables or onto the command line.
-SLUICE_AIRFLOW_RETRIES in the scheduler's environment sets the task's retries (default 2).
+SLUICE_AIRFLOW_RETRIES and SLUICE_AIRFLOW_RETRY_DELAY (seconds) in the scheduler's environment
+set the task's retries (default 2) and the delay between them (default 300).
 """
 
 import os
@@ -25,7 +27,8 @@ import shlex
 
 import pendulum
 from airflow import DAG
-from airflow.operators.bash import BashOperator
+
+from sluice_operator import SluiceBashOperator
 
 
 def _default(env_name, fallback):
@@ -58,19 +61,16 @@ with DAG(
     default_args={
         "owner": "data-platform",
         "retries": int(_default("SLUICE_AIRFLOW_RETRIES", "2")),
-        "retry_delay": pendulum.duration(minutes=5),
+        "retry_delay": pendulum.duration(seconds=int(_default("SLUICE_AIRFLOW_RETRY_DELAY", "300"))),
     },
     doc_md=__doc__,
 ) as dag:
-    BashOperator(
+    SluiceBashOperator(
         task_id="run_until_caught_up",
         # exec: sluice gets SIGTERM itself when Airflow stops the task, and drains and
         # checkpoints before it exits.
         bash_command=(
             f'cd "{_DIR}" && exec "{_BIN}" run "{_PIPELINE}" --until-caught-up{_VARS}'
         ),
-        # Every non-zero exit fails the task (BashOperator would skip it on exit code 99).
-        skip_on_exit_code=None,
-        append_env=True,
         execution_timeout=pendulum.duration(hours=3),
     )

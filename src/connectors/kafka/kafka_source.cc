@@ -185,7 +185,17 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
       if (committed) committed = StartOffset(tp->partition(), *committed);
       tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
       assigned_.insert(tp->partition());
-      if (committed) next_[tp->partition()] = *committed;
+      if (committed) {
+        next_[tp->partition()] = *committed;
+      } else if (!next_.count(tp->partition())) {
+        // Read from its beginning: the first offset, asked once per assignment, so progress and
+        // /metrics show the partition's position and lag before its first record.
+        int64_t low = -1, high = -1;
+        if (consumer->query_watermark_offsets(settings_.topic, tp->partition(), &low, &high,
+                                              2000) == RdKafka::ERR_NO_ERROR && low >= 0) {
+          next_[tp->partition()] = low;
+        }
+      }
       past_records_.erase(tp->partition());
       spdlog::info("kafka {}: assigned {}[{}] from offset {}", settings_.client_id, settings_.topic,
                    tp->partition(), committed ? std::to_string(*committed) : "beginning");
@@ -431,6 +441,39 @@ std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {
     auto next = next_.find(p);
     int64_t pos = next == next_.end() ? low : next->second;
     if (high >= 0) out.emplace_back(p, std::max<int64_t>(0, high - pos));
+  }
+  return out;
+}
+
+std::vector<Source::ReadPosition> KafkaSource::ReadPositions() const {
+  std::vector<ReadPosition> out;
+  if (!consumer_) return out;
+  for (int32_t p : assigned_) {
+    int64_t position = -1;
+    if (auto n = next_.find(p); n != next_.end()) position = n->second;
+    // A partition written in transactions ends with a commit marker past its last record.
+    if (auto m = past_records_.find(p); m != past_records_.end()) {
+      position = std::max(position, m->second);
+    }
+    if (position < 0) continue;
+    // The high watermark librdkafka took from its last fetch response: no request here.
+    int64_t low = -1, high = -1;
+    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) !=
+            RdKafka::ERR_NO_ERROR ||
+        high < 0) {
+      high = -1;
+    }
+    out.push_back({p, position, high});
+  }
+  // --until-caught-up found every other partition at its end in the sink (a re-run with nothing
+  // new ends so, often before any assignment): those partitions are where the sink has them,
+  // against the end offsets read at start.
+  if (caught_up_) {
+    for (const auto& [p, end] : end_offsets_) {
+      if (assigned_.count(p)) continue;
+      auto c = others_committed_.find(p);
+      out.push_back({p, c != others_committed_.end() && c->second >= 0 ? c->second : end, end});
+    }
   }
   return out;
 }

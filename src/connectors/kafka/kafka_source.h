@@ -44,6 +44,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   bool EndIsFinal() const override { return false; }
   DecoderOptions decoder_options() const override { return decoder_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
+  std::vector<ReadPosition> ReadPositions() const override;
   std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override;
   std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
   /// Every partition of the topic (read at Open), assigned here or not.
