@@ -41,6 +41,7 @@ class KafkaSink : public Sink {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
@@ -98,6 +99,12 @@ class KafkaSink : public Sink {
   /// The marker of a transaction whose commit outcome is unknown; resolved by the next Commit().
   std::string pending_marker_;
   bool needs_init_ = true;
+  /// The rows of checkpoint `rejected_cp_` that the producer or the broker refused as too
+  /// large (index -> message): later attempts of that checkpoint leave them out and
+  /// dead-letter them instead.
+  int64_t rejected_cp_ = -1;
+  std::map<size_t, std::string> rejected_;
+  int64_t rows_rejected_ = 0;
   std::string fatal_;
   std::string token_prefix_;
   int64_t attempts_ = 0;

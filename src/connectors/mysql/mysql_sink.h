@@ -12,6 +12,7 @@
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "runtime/sink.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 
@@ -45,12 +46,15 @@ class MysqlSink : public Sink {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
 
   /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
   /// "after_commit" (COMMIT succeeded); a non-OK status is treated as a lost connection there.
+  /// Also called at "row_refused", each time the server refused a range of rows while they are
+  /// being isolated (after the rollback to the savepoint).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
   /// Returns the server's id of the current connection, or 0 when there is none.
@@ -66,6 +70,13 @@ class MysqlSink : public Sink {
   /// After a failure: drops the connection when `lost` (returning kUnavailable), else rolls
   /// back; returns `s`.
   Status Failed(Status s, bool lost);
+  /// Writes items [0, n) with `write` (which sends their statements), bisecting a range the
+  /// server refuses for its values (IsRowRejection) under a savepoint; returns the refused
+  /// items with the server's message.
+  Result<std::vector<RejectedItem>> WriteIsolatingRows(
+      size_t n, const std::function<Status(size_t begin, size_t end)>& write);
+  /// Returns true when `s`, the failure of a write, is a permanent refusal of its values.
+  bool IsRowRejection(const Status& s) const;
 
   mysql::Connection::Options options_;
   std::string table_;
@@ -78,6 +89,7 @@ class MysqlSink : public Sink {
   std::unique_ptr<mysql::Connection> conn_;
   /// Set when the connection broke at COMMIT: the next Commit() checks the positions first.
   bool ambiguous_ = false;
+  int64_t rows_rejected_ = 0;
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };
