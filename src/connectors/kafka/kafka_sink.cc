@@ -487,6 +487,15 @@ void KafkaSink::Abort() {
   needs_init_ = true;  // the next init_transactions aborts what is left open
 }
 
+bool KafkaSink::RetryWithoutRefusedRow() {
+  // The broker refused a row as too large for the topic: the transaction is aborted, so nothing
+  // of it is visible; it is written again without that row, dead-lettered instead. Each round
+  // leaves out one more row, so this ends.
+  if (producer_) producer_->poll(0);  // serve the delivery reports still queued
+  return delivery_->too_large_row != 0 &&
+         rejected_.emplace(delivery_->too_large_row - 1, delivery_->too_large_text).second;
+}
+
 Status KafkaSink::Commit(const Checkpoint& cp) {
   if (!fatal_.empty()) return Status::Internal(fatal_);
   if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
@@ -634,7 +643,11 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
   }
   if (s.ok() && hook_) s = hook_("before_commit");
   if (!s.ok()) {
-    if (fatal_.empty()) Abort();
+    if (!fatal_.empty()) return s;
+    Abort();
+    // A row the broker refused as too large already broke this transaction (later produce
+    // calls fail with "erroneous state"): written again without that row.
+    if (RetryWithoutRefusedRow()) return Commit(cp);
     return s;
   }
   pending_marker_ = marker;
@@ -647,13 +660,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     if (requires_abort) {
       pending_marker_.clear();  // not committed
       Abort();
-      if (delivery_->too_large_row != 0 &&
-          rejected_.emplace(delivery_->too_large_row - 1, delivery_->too_large_text).second) {
-        // The broker refused a row as too large for the topic: the transaction is aborted, so
-        // nothing of it is visible; it is written again without that row, dead-lettered
-        // instead. Each round leaves out one more row, so this ends.
-        return Commit(cp);
-      }
+      if (RetryWithoutRefusedRow()) return Commit(cp);
       if (delivery_->failed) cs = cs.WithContext("delivery failed: " + delivery_->text);
       healthy_.store(false);
       return cs;

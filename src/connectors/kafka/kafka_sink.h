@@ -81,6 +81,9 @@ class KafkaSink : public Sink {
   Status ReadBack();
   /// Aborts the open transaction; when that fails the producer is re-initialised next time.
   void Abort();
+  /// After an aborted transaction: returns true when the broker refused a row of it as too
+  /// large that is not yet left out, and leaves it out of the next attempt (rejected_).
+  bool RetryWithoutRefusedRow();
   /// Turns a transactional API error into a Status, remembering fatal (fenced) errors.
   Status TxnError(const std::string& what, int code, std::string text, bool fatal);
   Status TxnError(const std::string& what, RdKafka::Error* e);
