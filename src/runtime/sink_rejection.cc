@@ -76,7 +76,8 @@ std::vector<DeadLetter> RejectedLetters(const SinkContext& ctx, const Checkpoint
   return out;
 }
 
-void LogRejected(std::string_view sink, int64_t checkpoint, const std::vector<DeadLetter>& letters) {
+void LogRejected(std::string_view sink, int64_t checkpoint,
+                 const std::vector<DeadLetter>& letters) {
   constexpr size_t kShown = 200;
   for (const DeadLetter& d : letters) {
     const std::string_view reason(d.reason);

@@ -56,6 +56,7 @@ std::vector<DeadLetter> RejectedLetters(const SinkContext& ctx, const Checkpoint
 
 /// Logs one warning per letter made by RejectedLetters: the sink, the checkpoint, what was
 /// refused with its row (the first 200 bytes of the payload) and the server's message.
-void LogRejected(std::string_view sink, int64_t checkpoint, const std::vector<DeadLetter>& letters);
+void LogRejected(std::string_view sink, int64_t checkpoint,
+                 const std::vector<DeadLetter>& letters);
 
 }  // namespace sluice

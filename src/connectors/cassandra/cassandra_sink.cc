@@ -729,7 +729,9 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     }
     LogRejected("cassandra", cp.id, letters);
   }
-  if (cp.dead_letters) letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  if (cp.dead_letters) {
+    letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  }
   if (!letters.empty()) {
     // Idempotent rows written before the positions, like the results.
     RETURN_IF_ERROR(RunWithRetry(letters.size(), [&](size_t i) {

@@ -578,7 +578,9 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     letters = RejectedLetters(ctx_, cp, {}, items, now, now);
     LogRejected("kafka", cp.id, letters);
   }
-  if (cp.dead_letters) letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  if (cp.dead_letters) {
+    letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  }
   if (!letters.empty()) {
     // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
     // 480 KB: under the broker's default 1 MB); a letter still over the producer's

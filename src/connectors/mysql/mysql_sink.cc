@@ -302,7 +302,8 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       rejected = RejectedLetters(ctx_, cp, rejected_deltas, rejected_rows, now, now);
       rejected_count = rejected.size();
       LogRejected("mysql", cp.id, rejected);
-      RETURN_IF_ERROR(mysql::ForEachDeadLetterStatement(ctx_.pipeline, rejected, batch_bytes_, run));
+      RETURN_IF_ERROR(
+          mysql::ForEachDeadLetterStatement(ctx_.pipeline, rejected, batch_bytes_, run));
     }
     if (cp.dead_letters && !cp.dead_letters->empty()) {
       RETURN_IF_ERROR(

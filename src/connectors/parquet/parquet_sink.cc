@@ -503,7 +503,9 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
     refused = RejectedLetters(ctx_, cp, {}, rejected, wall, wall);
     LogRejected("parquet", cp.id, refused);
   }
-  if (cp.dead_letters) refused.insert(refused.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  if (cp.dead_letters) {
+    refused.insert(refused.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  }
 
   const int64_t now = clock_();
   const bool roll = !buffer_.empty() &&

@@ -468,8 +468,9 @@ TEST_F(CassandraSinkTest, ARowTheServerRefusesIsIsolatedFromItsBatch) {
                        ".\"_sluice_dead_letters\" WHERE pipeline = 'poison_badtext' AND source "
                        "= '_sink' AND \"partition\" = 0");
   ASSERT_EQ(letters.size(), 1u);
-  EXPECT_EQ(letters[0].rfind("sink_rejected: row refused by the sink: cassandra invalid (0x2200)", 0),
-            0u)
+  EXPECT_EQ(
+      letters[0].rfind("sink_rejected: row refused by the sink: cassandra invalid (0x2200)", 0),
+      0u)
       << letters[0];
 }
 
