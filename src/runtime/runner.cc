@@ -672,6 +672,7 @@ Status Runner::Checkpoint(bool final) {
   for (auto& d : letters) d.seq = seen[{d.source, d.partition, d.offset}]++;
   int64_t dead_letter_length = dead_letters_ ? dead_letters_->length() : 0;
   bool letters_written = !dead_letters_;
+  int64_t sink_rejected_total = 0;
   while (true) {
     Status s;
     if (!letters_written) {
@@ -698,6 +699,7 @@ Status Runner::Checkpoint(bool final) {
       }
       std::lock_guard<std::mutex> lock(sink_mu_);
       s = sink_->Commit(cp);
+      if (s.ok()) sink_rejected_total = sink_->RowsRejected();
     }
     if (s.ok()) break;
     {
@@ -745,7 +747,9 @@ Status Runner::Checkpoint(bool final) {
                                .count();
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_.checkpoints;
-  stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size());
+  const int64_t refused = sink_rejected_total - stats_.sink_rejected;
+  stats_.sink_rejected += refused;
+  stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size()) - refused;
   stats_.last_checkpoint_micros = WallClockMicros();
   stats_.last_checkpoint_duration_micros = duration;
   stats_.checkpoint_duration_total_micros += duration;
@@ -873,6 +877,10 @@ PipelineSnapshot Runner::Snapshot() const {
   // A partition reported by two workers (one that finished or lost it in a rebalance, one that
   // reads it now) counts once, at the furthest position.
   std::map<int32_t, PipelineSnapshot::PartitionInfo> partitions;
+  if (s.sink_rejected > 0) {
+    s.dead_lettered += s.sink_rejected;
+    s.dead_lettered_by_reason.emplace_back("sink_rejected", s.sink_rejected);
+  }
   for (const auto& w : workers_) {
     for (const auto& p : w->Partitions()) {
       auto [it, fresh] = partitions.emplace(p.partition, p);

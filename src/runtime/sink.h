@@ -90,6 +90,10 @@ class Sink {
   /// Returns true when Commit() stores `dead_letters` with the results, atomically, and
   /// idempotently by (pipeline, source, partition, offset, seq) so a replay never duplicates one.
   virtual bool StoresDeadLetters() const { return false; }
+  /// Returns how many result rows this sink refused and dead-lettered itself in the commits
+  /// that succeeded since Open() (see runtime/sink_rejection.h). Called from the checkpoint
+  /// thread only.
+  virtual int64_t RowsRejected() const { return 0; }
   /// Says where the stored dead letters are, for the log ("table _sluice_dead_letters").
   virtual std::string DeadLetterLocation() const { return std::string(); }
   /// Returns false when the sink knows it cannot be reached now (its connection dropped), so

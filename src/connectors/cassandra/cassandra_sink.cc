@@ -11,6 +11,7 @@
 
 #include "core/json_writer.h"
 #include "core/time.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 
@@ -91,6 +92,13 @@ bool ParseCqlTypeName(std::string_view name, CqlType* out) {
   if (it == kTypes.end()) return false;
   *out = it->second;
   return true;
+}
+
+int64_t RejectionOffset(std::string_view payload) {
+  const std::string hex = EncodeDeadLetterPayload(payload, 0).sha256;
+  int64_t out = 0;
+  std::from_chars(hex.data(), hex.data() + 15, out, 16);
+  return out;
 }
 
 Result<CqlValue> ToCqlValue(const Value& value, CqlType type) {
@@ -528,39 +536,42 @@ Result<std::string> CassandraSink::LoadState() {
   return r->rows[0][0].text();
 }
 
-Result<std::vector<std::vector<CqlValue>>> CassandraSink::ConvertRows(
-    const std::vector<std::vector<Value>>& rows) const {
-  std::vector<std::vector<CqlValue>> out;
-  out.reserve(rows.size());
-  for (const auto& row : rows) {
-    if (row.size() != columns_.size()) {
-      return Status::Internal("cassandra sink: a row has " + std::to_string(row.size()) +
-                              " values for " + std::to_string(columns_.size()) + " columns");
-    }
-    std::vector<CqlValue> values;
-    values.reserve(row.size());
-    for (size_t i = 0; i < row.size(); ++i) {
-      auto v = ToCqlValue(row[i], columns_[i].type);
-      if (!v.ok()) {
-        return v.status().WithContext("cassandra table " + table_ + ", column " + columns_[i].name);
-      }
-      values.push_back(std::move(v).value());
-    }
-    for (size_t slot : key_slots_) {
-      if (values[slot].is_null()) {
-        return Status::InvalidArgument("cassandra table " + table_ + ": key column " +
-                                       columns_[slot].name +
-                                       " is null in a row; Cassandra keys cannot be null "
-                                       "(give it a default with coalesce)");
-      }
-    }
-    out.push_back(std::move(values));
+Result<std::vector<CqlValue>> CassandraSink::ConvertRow(const std::vector<Value>& row) const {
+  if (row.size() != columns_.size()) {
+    return Status::Internal("cassandra sink: a row has " + std::to_string(row.size()) +
+                            " values for " + std::to_string(columns_.size()) + " columns");
   }
-  return out;
+  std::vector<CqlValue> values;
+  values.reserve(row.size());
+  for (size_t i = 0; i < row.size(); ++i) {
+    auto v = ToCqlValue(row[i], columns_[i].type);
+    if (!v.ok()) {
+      return v.status().WithContext("cassandra table " + table_ + ", column " + columns_[i].name);
+    }
+    values.push_back(std::move(v).value());
+  }
+  for (size_t slot : key_slots_) {
+    if (values[slot].is_null()) {
+      return Status::InvalidArgument("cassandra table " + table_ + ": key column " +
+                                     columns_[slot].name +
+                                     " is null in a row; Cassandra keys cannot be null "
+                                     "(give it a default with coalesce)");
+    }
+    // The server refuses a key component over 64 KiB (its length is a 16-bit number).
+    std::string bytes;
+    RETURN_IF_ERROR(cassandra::AppendValue(columns_[slot].type, values[slot], &bytes));
+    if (bytes.size() > kMaxKeyComponentBytes + 4) {
+      return Status::InvalidArgument("cassandra table " + table_ + ": key column " +
+                                     columns_[slot].name + " holds " +
+                                     std::to_string(bytes.size() - 4) +
+                                     " bytes, over Cassandra's limit of 65535 for a key");
+    }
+  }
+  return values;
 }
 
-Status CassandraSink::RunWithRetry(size_t groups,
-                                   const std::function<Request(size_t group)>& build) {
+Status CassandraSink::RunWithRetry(size_t groups, const std::function<Request(size_t group)>& build,
+                                   const std::function<bool(size_t, const Status&)>& reject) {
   std::vector<size_t> pending(groups);
   for (size_t i = 0; i < groups; ++i) pending[i] = i;
   int64_t backoff_ms = 100;
@@ -588,6 +599,7 @@ Status CassandraSink::RunWithRetry(size_t groups,
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok()) continue;
       if (!cassandra::IsRetryable(results[i].status())) {
+        if (reject && reject(pending[i], results[i].status())) continue;
         return Failed(results[i].status().WithContext("cassandra " + uri_.Display()));
       }
       last = results[i].status();
@@ -762,8 +774,23 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     return Status::Internal("cassandra sink: received update-mode deltas");
   }
   if (!conn_) RETURN_IF_ERROR(Connect());
+  std::vector<RejectedItem> rejected;
   if (cp.rows && !cp.rows->empty()) {
-    ASSIGN_OR_RETURN(std::vector<std::vector<CqlValue>> rows, ConvertRows(*cp.rows));
+    // A row whose values cannot be stored (a value that does not fit its column, a null or
+    // oversized key) is refused here, before anything is sent.
+    std::vector<std::vector<CqlValue>> rows(cp.rows->size());
+    std::vector<size_t> accepted;
+    for (size_t i = 0; i < cp.rows->size(); ++i) {
+      auto converted = ConvertRow((*cp.rows)[i]);
+      if (converted.ok()) {
+        rows[i] = std::move(converted).value();
+        accepted.push_back(i);
+      } else if (converted.status().code() == StatusCode::kInvalidArgument) {
+        rejected.push_back({i, converted.status().message()});
+      } else {
+        return converted.status();
+      }
+    }
     // Requests in flight at once are applied in any order: keep only the last row of each key
     // (stream order), so the final value never depends on that order.
     std::map<std::vector<std::string>, size_t> last_of_key;
@@ -779,7 +806,7 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
       }
       return key;
     };
-    for (size_t i = 0; i < rows.size(); ++i) last_of_key[encode(rows[i], key_slots_.size())] = i;
+    for (size_t i : accepted) last_of_key[encode(rows[i], key_slots_.size())] = i;
     std::vector<size_t> keep;
     keep.reserve(last_of_key.size());
     for (const auto& [key, index] : last_of_key) keep.push_back(index);
@@ -795,22 +822,65 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
                             indexes.begin() + static_cast<std::ptrdiff_t>(end));
       }
     }
-    RETURN_IF_ERROR(RunWithRetry(groups.size(), [&](size_t g) {
+    auto build = [&](const std::vector<size_t>& group) {
       Request req;
       req.options.consistency = consistency_;
       req.options.page_size = 0;
-      if (groups[g].size() == 1) {
+      if (group.size() == 1) {
         req.prepared = insert_;
-        req.values = rows[groups[g][0]];
+        req.values = rows[group[0]];
       } else {
-        for (size_t i : groups[g]) req.batch.push_back({"", insert_.get(), rows[i]});
+        for (size_t i : group) req.batch.push_back({"", insert_.get(), rows[i]});
       }
       return req;
-    }));
+    };
+    // A request the server refuses as invalid is taken apart: each of its rows is sent alone
+    // (upserts, so sending again the ones that were fine changes nothing), and the rows still
+    // refused are dead-lettered.
+    auto invalid = [](const Status& s) {
+      return cassandra::ErrorCodeOf(s) == static_cast<int32_t>(cassandra::ErrorCode::kInvalid);
+    };
+    std::vector<size_t> singles;
+    RETURN_IF_ERROR(RunWithRetry(
+        groups.size(), [&](size_t g) { return build(groups[g]); },
+        [&](size_t g, const Status& s) {
+          if (!invalid(s)) return false;
+          if (groups[g].size() == 1) {
+            rejected.push_back({groups[g][0], s.message()});
+          } else {
+            singles.insert(singles.end(), groups[g].begin(), groups[g].end());
+          }
+          return true;
+        }));
+    if (!singles.empty()) {
+      RETURN_IF_ERROR(RunWithRetry(
+          singles.size(), [&](size_t g) { return build({singles[g]}); },
+          [&](size_t g, const Status& s) {
+            if (!invalid(s)) return false;
+            rejected.push_back({singles[g], s.message()});
+            return true;
+          }));
+    }
   }
-  if (cp.dead_letters && !cp.dead_letters->empty()) {
+  std::vector<DeadLetter> letters;
+  if (!rejected.empty()) {
+    std::sort(rejected.begin(), rejected.end(),
+              [](const RejectedItem& a, const RejectedItem& b) { return a.index < b.index; });
+    const int64_t now = WallClockMicros();
+    letters = RejectedLetters(ctx_, cp, {}, rejected, 0, now);
+    for (DeadLetter& d : letters) {
+      // Idempotent like the rows: a replay of the checkpoint refuses the same row again and
+      // writes the same letter, so its identity comes from its content.
+      d.offset = RejectionOffset(d.payload);
+      d.seq = 0;
+    }
+    LogRejected("cassandra", cp.id, letters);
+  }
+  if (cp.dead_letters) {
+    letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  }
+  if (!letters.empty()) {
     // Idempotent rows written before the positions, like the results.
-    const std::vector<DeadLetter>& letters = *cp.dead_letters;
     RETURN_IF_ERROR(RunWithRetry(letters.size(), [&](size_t i) {
       const DeadLetter& d = letters[i];
       const StoredPayload p = EncodeDeadLetterPayload(d.payload);
@@ -834,7 +904,10 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     }));
   }
   if (hook_) RETURN_IF_ERROR(hook_("rows_written"));
-  if (cp.positions.empty() && !cp.state) return Status::OK();
+  if (cp.positions.empty() && !cp.state) {
+    rows_rejected_ += static_cast<int64_t>(rejected.size());
+    return Status::OK();
+  }
   // Positions and state together in one logged batch: both are applied, or (after a crash
   // before the batch log took it) neither, so state always matches the positions.
   RETURN_IF_ERROR(RunWithRetry(1, [&](size_t) {
@@ -855,6 +928,7 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     }
     return req;
   }));
+  rows_rejected_ += static_cast<int64_t>(rejected.size());
   healthy_ = true;
   return Status::OK();
 }

@@ -33,6 +33,12 @@ namespace sluice {
 /// partition, default 50), `retries` (attempts per request on timeouts, unavailable, overloaded,
 /// with exponential backoff; default 6), `timeout` (default 12s), `password_file`.
 ///
+/// A row the server cannot store (a value that does not fit its column, a null key, a key
+/// over 64 KiB, found before sending; or a request the server refuses as invalid, whose rows are
+/// then sent one by one) is dead-lettered with reason "sink_rejected: ..." and the rest of the
+/// checkpoint is written. Its letter's offset is a hash of the row, so a replay writes the same
+/// letter again rather than a second one.
+///
 /// Update-mode aggregates (deltas merged into stored rows) are rejected by Check(): Cassandra
 /// cannot apply them idempotently.
 ///
@@ -49,6 +55,7 @@ class CassandraSink : public Sink, public SinkReader {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   /// Connects and reads the keyspace's sluice tables (creating nothing): positions through
@@ -79,9 +86,13 @@ class CassandraSink : public Sink, public SinkReader {
   Status CheckExistingTable();
   /// Runs the requests that `build` makes for the still-pending groups, retrying the retryable
   /// failures with backoff (and reconnecting when the connection broke).
-  Status RunWithRetry(size_t groups, const std::function<cassandra::Request(size_t group)>& build);
-  Result<std::vector<std::vector<cassandra::CqlValue>>> ConvertRows(
-      const std::vector<std::vector<Value>>& rows) const;
+  /// A group whose failure is not retryable is given to `reject` when set: true means the
+  /// caller took care of it (the other groups go on), false fails the whole run.
+  Status RunWithRetry(size_t groups, const std::function<cassandra::Request(size_t group)>& build,
+                      const std::function<bool(size_t group, const Status&)>& reject = nullptr);
+  /// Converts a row for the table; kInvalidArgument when a value does not fit its column or a
+  /// key is null or over the server's 64 KiB limit (the row is refused), kInternal for a bug.
+  Result<std::vector<cassandra::CqlValue>> ConvertRow(const std::vector<Value>& row) const;
   Status Failed(Status s);
 
   cassandra::CassandraUri uri_;
@@ -110,8 +121,15 @@ class CassandraSink : public Sink, public SinkReader {
   std::shared_ptr<const cassandra::Prepared> insert_state_;
   std::shared_ptr<const cassandra::Prepared> insert_dead_letter_;
   std::atomic<bool> healthy_{true};
+  int64_t rows_rejected_ = 0;
   TestHook hook_;
 };
+
+/// The largest key component (partition or clustering column value) Cassandra stores.
+inline constexpr size_t kMaxKeyComponentBytes = 65535;
+/// Returns the offset of the dead letter of a refused row: the first 60 bits of the SHA-256 of
+/// its payload, the same for the same row in every attempt.
+int64_t RejectionOffset(std::string_view payload);
 
 /// Returns the CQL type for a sluice type (int64 -> bigint, string -> text, ...).
 cassandra::CqlType CqlTypeFor(Type type);

@@ -7,13 +7,16 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_writer.h"
+#include "core/time.h"
 #include "core/uri.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 namespace {
@@ -71,7 +74,16 @@ bool IsFencing(rd_kafka_resp_err_t code) {
 class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& m) override {
-    if (m.err() == RdKafka::ERR_NO_ERROR || failed) return;
+    if (m.err() == RdKafka::ERR_NO_ERROR) return;
+    const auto r = reinterpret_cast<uintptr_t>(m.msg_opaque());
+    if (m.err() == RdKafka::ERR_MSG_SIZE_TOO_LARGE && r != 0 && m.len() >= too_large_bytes) {
+      // The broker refuses a whole batch: only its largest row is surely too large.
+      too_large_bytes = m.len();
+      too_large_row = r;
+      too_large_text = "kafka error MSG_SIZE_TOO_LARGE: " + std::to_string(m.len()) +
+                       " bytes, over the broker's limit for the topic (" + m.errstr() + ")";
+    }
+    if (failed) return;
     failed = true;
     code = m.err();
     text = m.errstr();
@@ -86,6 +98,11 @@ class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
   std::string text, key;
   uintptr_t row = 0;  ///< 1 + the row's index; 0 for position/state records
   size_t size = 0;
+  /// The largest row the broker refused as too large (1 + its index; 0: none), its size and
+  /// the message for its dead letter.
+  uintptr_t too_large_row = 0;
+  size_t too_large_bytes = 0;
+  std::string too_large_text;
 };
 
 Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
@@ -470,6 +487,15 @@ void KafkaSink::Abort() {
   needs_init_ = true;  // the next init_transactions aborts what is left open
 }
 
+bool KafkaSink::RetryWithoutRefusedRow() {
+  // The broker refused a row as too large for the topic: the transaction is aborted, so nothing
+  // of it is visible; it is written again without that row, dead-lettered instead. Each round
+  // leaves out one more row, so this ends.
+  if (producer_) producer_->poll(0);  // serve the delivery reports still queued
+  return delivery_->too_large_row != 0 &&
+         rejected_.emplace(delivery_->too_large_row - 1, delivery_->too_large_text).second;
+}
+
 Status KafkaSink::Commit(const Checkpoint& cp) {
   if (!fatal_.empty()) return Status::Internal(fatal_);
   if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
@@ -509,22 +535,27 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
         continue;
       }
       if (rc == RdKafka::ERR_MSG_SIZE_TOO_LARGE && row != 0) {
-        return Status::InvalidArgument("kafka sink: row " + std::to_string(row - 1) +
-                                       " of checkpoint " + std::to_string(cp.id) +
-                                       (key.empty() ? "" : " (key " + key + ")") + " is " +
-                                       std::to_string(payload ? payload->size() : 0) +
-                                       " bytes as JSON, over the producer's message.max.bytes");
+        // Refused before it left: dead-lettered instead, in this same transaction.
+        rejected_[row - 1] = "kafka error MSG_SIZE_TOO_LARGE: " +
+                             std::to_string(payload ? payload->size() : 0) +
+                             " bytes as JSON, over the producer's message.max.bytes";
+        return Status::OK();
       }
       return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
     }
     producer_->poll(0);
     return Status::OK();
   };
+  if (rejected_cp_ != cp.id) {
+    rejected_cp_ = cp.id;
+    rejected_.clear();
+  }
   Status s;
   std::string json, key;
   if (cp.rows) {
     const auto& fields = ctx_.output.fields();
     for (size_t i = 0; i < cp.rows->size() && s.ok(); ++i) {
+      if (rejected_.count(i)) continue;
       const auto& row = (*cp.rows)[i];
       json.clear();
       json += '{';
@@ -539,7 +570,18 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       s = produce(settings_.topic, key, &json, i + 1);
     }
   }
+  std::vector<DeadLetter> letters;
+  if (!rejected_.empty()) {
+    std::vector<RejectedItem> items;
+    for (const auto& [index, message] : rejected_) items.push_back({index, message});
+    const int64_t now = WallClockMicros();
+    letters = RejectedLetters(ctx_, cp, {}, items, now, now);
+    LogRejected("kafka", cp.id, letters);
+  }
   if (cp.dead_letters) {
+    letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
+  }
+  if (!letters.empty()) {
     // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
     // 480 KB: under the broker's default 1 MB); a letter still over the producer's
     // message.max.bytes keeps a shorter prefix, with `truncated` and the whole payload's hash.
@@ -548,7 +590,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_bytes);
     }
     const size_t limit = max_bytes > 8192 ? max_bytes - 4096 : max_bytes / 2;
-    for (const DeadLetter& d : *cp.dead_letters) {
+    for (const DeadLetter& d : letters) {
       if (!s.ok()) break;
       json.clear();
       AppendDeadLetterJson(ctx_.pipeline, d, &json);
@@ -603,7 +645,11 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
   }
   if (s.ok() && hook_) s = hook_("before_commit");
   if (!s.ok()) {
-    if (fatal_.empty()) Abort();
+    if (!fatal_.empty()) return s;
+    Abort();
+    // A row the broker refused as too large already broke this transaction (later produce
+    // calls fail with "erroneous state"): written again without that row.
+    if (RetryWithoutRefusedRow()) return Commit(cp);
     return s;
   }
   pending_marker_ = marker;
@@ -616,15 +662,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     if (requires_abort) {
       pending_marker_.clear();  // not committed
       Abort();
-      if (delivery_->failed && delivery_->code == RdKafka::ERR_MSG_SIZE_TOO_LARGE &&
-          delivery_->row != 0) {
-        return Status::InvalidArgument(
-            "kafka sink: row " + std::to_string(delivery_->row - 1) + " of checkpoint " +
-            std::to_string(cp.id) +
-            (delivery_->key.empty() ? "" : " (key " + delivery_->key + ")") + " is " +
-            std::to_string(delivery_->size) + " bytes as JSON, over the broker's limit for topic " +
-            settings_.topic + " (" + delivery_->text + ")");
-      }
+      if (RetryWithoutRefusedRow()) return Commit(cp);
       if (delivery_->failed) cs = cs.WithContext("delivery failed: " + delivery_->text);
       healthy_.store(false);
       return cs;
@@ -643,6 +681,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     }
   }
   pending_marker_.clear();
+  rows_rejected_ += static_cast<int64_t>(rejected_.size());
   for (const auto& p : cp.positions) positions_[{p.source, p.partition}] = p.offset;
   if (cp.state) state_ = *cp.state;
   commit_marker_ = marker;

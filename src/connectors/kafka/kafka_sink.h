@@ -41,6 +41,7 @@ class KafkaSink : public Sink {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
@@ -80,6 +81,9 @@ class KafkaSink : public Sink {
   Status ReadBack();
   /// Aborts the open transaction; when that fails the producer is re-initialised next time.
   void Abort();
+  /// After an aborted transaction: returns true when the broker refused a row of it as too
+  /// large that is not yet left out, and leaves it out of the next attempt (rejected_).
+  bool RetryWithoutRefusedRow();
   /// Turns a transactional API error into a Status, remembering fatal (fenced) errors.
   Status TxnError(const std::string& what, int code, std::string text, bool fatal);
   Status TxnError(const std::string& what, RdKafka::Error* e);
@@ -98,6 +102,12 @@ class KafkaSink : public Sink {
   /// The marker of a transaction whose commit outcome is unknown; resolved by the next Commit().
   std::string pending_marker_;
   bool needs_init_ = true;
+  /// The rows of checkpoint `rejected_cp_` that the producer or the broker refused as too
+  /// large (index -> message): later attempts of that checkpoint leave them out and
+  /// dead-letter them instead.
+  int64_t rejected_cp_ = -1;
+  std::map<size_t, std::string> rejected_;
+  int64_t rows_rejected_ = 0;
   std::string fatal_;
   std::string token_prefix_;
   int64_t attempts_ = 0;

@@ -102,12 +102,14 @@ Status Connection::Fail(std::string_view sql) {
   last_error_ = mysql_errno(mysql_);
   if (last_error_ == 0) last_error_ = 2000;  // CR_UNKNOWN_ERROR
   if (ClassifyError(last_error_) == ErrorKind::kConnection) broken_ = true;
-  return ErrorStatus(last_error_, mysql_error(mysql_), display_, sql);
+  last_message_ = mysql_error(mysql_);
+  return ErrorStatus(last_error_, last_message_, display_, sql);
 }
 
 Status Connection::Execute(std::string_view sql) {
   if (broken_) return Status::Unavailable("mysql " + display_ + ": connection lost");
   last_error_ = 0;
+  last_message_.clear();
   if (mysql_real_query(mysql_, sql.data(), sql.size()) != 0) return Fail(sql);
   if (mysql_field_count(mysql_) > 0) {
     MYSQL_RES* res = mysql_store_result(mysql_);
@@ -120,6 +122,7 @@ Status Connection::Execute(std::string_view sql) {
 Status Connection::Query(std::string_view sql, const std::function<Status(RowView)>& row) {
   if (broken_) return Status::Unavailable("mysql " + display_ + ": connection lost");
   last_error_ = 0;
+  last_message_.clear();
   if (mysql_real_query(mysql_, sql.data(), sql.size()) != 0) return Fail(sql);
   MYSQL_RES* res = mysql_use_result(mysql_);
   if (!res) {

@@ -53,6 +53,8 @@ class Connection {
   bool broken() const { return broken_; }
   /// Returns the number of the last error (0 after success).
   unsigned last_error() const { return last_error_; }
+  /// Returns the server's message for the last error ("" after success).
+  const std::string& last_message() const { return last_message_; }
   /// Returns the server's id of this connection (for KILL).
   unsigned long id() const;
   const std::string& display() const { return display_; }
@@ -65,6 +67,7 @@ class Connection {
   std::string display_;
   bool broken_ = false;
   unsigned last_error_ = 0;
+  std::string last_message_;
 };
 
 /// Builds the Status for error `number` with the server's `message` on `display`, naming the

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/time.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 namespace {
@@ -372,6 +373,35 @@ Status MysqlSink::Failed(Status s, bool lost) {
   return s;
 }
 
+Result<std::vector<RejectedItem>> MysqlSink::WriteIsolatingRows(
+    size_t n, const std::function<Status(size_t begin, size_t end)>& write) {
+  // The savepoint undoes the earlier statements of a range when a later one fails; the failed
+  // statement itself is undone by the server (InnoDB rolls back a statement that fails).
+  bool rejection = false;
+  auto attempt = [&](size_t b, size_t e) -> Status {
+    RETURN_IF_ERROR(conn_->Execute("SAVEPOINT sluice_rows"));
+    Status s = write(b, e);
+    rejection = !s.ok() && IsRowRejection(s);
+    if (!rejection) return s;
+    std::string message = conn_->last_error() != 0 ? "mysql error " +
+                                                         std::to_string(conn_->last_error()) +
+                                                         ": " + conn_->last_message()
+                                                   : s.message();
+    RETURN_IF_ERROR(conn_->Execute("ROLLBACK TO SAVEPOINT sluice_rows"));
+    if (hook_) RETURN_IF_ERROR(hook_("row_refused"));
+    return Status::InvalidArgument(std::move(message));
+  };
+  return WriteIsolatingRejects(n, attempt, [&](const Status&) { return rejection; });
+}
+
+bool MysqlSink::IsRowRejection(const Status& s) const {
+  if (!conn_ || conn_->broken() || s.code() != StatusCode::kInvalidArgument) return false;
+  // A value the column cannot hold (server), or one no column can (a non-finite double, refused
+  // while rendering the statement, before anything was sent).
+  return conn_->last_error() == 0 ||
+         mysql::ClassifyError(conn_->last_error()) == mysql::ErrorKind::kData;
+}
+
 std::string MysqlSink::DeadLetterLocation() const {
   return "table _sluice_dead_letters in " + options_.uri.Display();
 }
@@ -381,6 +411,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
   if (!conn_) RETURN_IF_ERROR(Connect());
   bool commit_sent = false;
   bool hook_failed = false;
+  size_t rejected_count = 0;
   auto hook = [&](std::string_view stage) -> Status {
     if (!hook_) return Status::OK();
     Status h = hook_(stage);
@@ -399,11 +430,29 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       if (applied) return conn_->Execute("COMMIT");
     }
     auto run = [this](const std::string& sql) { return conn_->Execute(sql); };
+    std::vector<RejectedItem> rejected_deltas, rejected_rows;
     if (cp.deltas && !cp.deltas->empty()) {
-      RETURN_IF_ERROR(sql_->ForEachDeltaStatement(*cp.deltas, batch_rows_, batch_bytes_, run));
+      const std::span<const DeltaRow> all(*cp.deltas);
+      ASSIGN_OR_RETURN(rejected_deltas, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
+                         return sql_->ForEachDeltaStatement(all.subspan(b, e - b), batch_rows_,
+                                                            batch_bytes_, run);
+                       }));
     }
     if (cp.rows && !cp.rows->empty()) {
-      RETURN_IF_ERROR(sql_->ForEachRowStatement(*cp.rows, batch_rows_, batch_bytes_, run));
+      const std::span<const std::vector<Value>> all(*cp.rows);
+      ASSIGN_OR_RETURN(rejected_rows, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
+                         return sql_->ForEachRowStatement(all.subspan(b, e - b), batch_rows_,
+                                                          batch_bytes_, run);
+                       }));
+    }
+    std::vector<DeadLetter> rejected;
+    if (!rejected_deltas.empty() || !rejected_rows.empty()) {
+      const int64_t now = WallClockMicros();
+      rejected = RejectedLetters(ctx_, cp, rejected_deltas, rejected_rows, now, now);
+      rejected_count = rejected.size();
+      LogRejected("mysql", cp.id, rejected);
+      RETURN_IF_ERROR(
+          mysql::ForEachDeadLetterStatement(ctx_.pipeline, rejected, batch_bytes_, run));
     }
     if (cp.dead_letters && !cp.dead_letters->empty()) {
       RETURN_IF_ERROR(
@@ -419,6 +468,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
     return hook("after_commit");
   }();
   if (s.ok()) {
+    rows_rejected_ += static_cast<int64_t>(rejected_count);
     ambiguous_ = false;
     healthy_ = true;
     return s;

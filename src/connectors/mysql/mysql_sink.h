@@ -13,6 +13,7 @@
 #include "connectors/mysql/mysql_sql.h"
 #include "runtime/sink.h"
 #include "runtime/sink_inventory.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 
@@ -46,6 +47,7 @@ class MysqlSink : public Sink, public SinkReader {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   /// Connects (kUnavailable when the server cannot be reached, kInvalidArgument for an
@@ -65,6 +67,8 @@ class MysqlSink : public Sink, public SinkReader {
 
   /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
   /// "after_commit" (COMMIT succeeded); a non-OK status is treated as a lost connection there.
+  /// Also called at "row_refused", each time the server refused a range of rows while they are
+  /// being isolated (after the rollback to the savepoint).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
   /// Returns the server's id of the current connection, or 0 when there is none.
@@ -80,6 +84,13 @@ class MysqlSink : public Sink, public SinkReader {
   /// After a failure: drops the connection when `lost` (returning kUnavailable), else rolls
   /// back; returns `s`.
   Status Failed(Status s, bool lost);
+  /// Writes items [0, n) with `write` (which sends their statements), bisecting a range the
+  /// server refuses for its values (IsRowRejection) under a savepoint; returns the refused
+  /// items with the server's message.
+  Result<std::vector<RejectedItem>> WriteIsolatingRows(
+      size_t n, const std::function<Status(size_t begin, size_t end)>& write);
+  /// Returns true when `s`, the failure of a write, is a permanent refusal of its values.
+  bool IsRowRejection(const Status& s) const;
 
   mysql::Connection::Options options_;
   std::string table_;
@@ -92,6 +103,7 @@ class MysqlSink : public Sink, public SinkReader {
   std::unique_ptr<mysql::Connection> conn_;
   /// Set when the connection broke at COMMIT: the next Commit() checks the positions first.
   bool ambiguous_ = false;
+  int64_t rows_rejected_ = 0;
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };

@@ -21,6 +21,7 @@
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
 #include "core/uri.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 namespace {
@@ -430,6 +431,21 @@ Status ParquetSink::RemoveOrphans() {
   return Status::OK();
 }
 
+Status ParquetSink::CheckPartitionPath(const std::vector<Value>& row) const {
+  constexpr size_t kNameMax = 255;
+  for (size_t slot : partition_slots_) {
+    if (slot >= row.size()) continue;
+    const std::string segment = HivePartitionSegment(ctx_.output.field(slot).name, row[slot]);
+    if (segment.size() > kNameMax) {
+      return Status::InvalidArgument("parquet sink: partition_by column " +
+                                     ctx_.output.field(slot).name + " makes a folder name of " +
+                                     std::to_string(segment.size()) + " bytes, over the " +
+                                     std::to_string(kNameMax) + " a file system allows");
+    }
+  }
+  return Status::OK();
+}
+
 Status ParquetSink::CheckRow(const std::vector<Value>& row) const {
   if (row.size() != ctx_.output.size()) {
     return Status::Internal("parquet sink: a row has " + std::to_string(row.size()) +
@@ -653,13 +669,29 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
     return s;
   };
   BinaryWriter added;
+  std::vector<RejectedItem> rejected;
   if (cp.rows) {
-    for (const auto& row : *cp.rows) {
+    for (size_t i = 0; i < cp.rows->size(); ++i) {
+      const auto& row = (*cp.rows)[i];
       Status s = CheckRow(row);
       if (!s.ok()) return rollback(s);
+      if (Status p = CheckPartitionPath(row); !p.ok()) {
+        rejected.push_back({i, p.message()});
+        continue;
+      }
       buffer_.push_back(row);
       added.PutRow(row);
     }
+  }
+  // Refused rows are dead-lettered with the others, in the same dead-letter file.
+  std::vector<DeadLetter> refused;
+  if (!rejected.empty()) {
+    const int64_t wall = WallClockMicros();
+    refused = RejectedLetters(ctx_, cp, {}, rejected, wall, wall);
+    LogRejected("parquet", cp.id, refused);
+  }
+  if (cp.dead_letters) {
+    refused.insert(refused.end(), cp.dead_letters->begin(), cp.dead_letters->end());
   }
 
   const int64_t now = clock_();
@@ -684,9 +716,9 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
 
   // Dead letters are written before the state file that commits them, like the part files.
   int64_t dead_letter_seq = dead_letter_seq_;
-  if (cp.dead_letters && !cp.dead_letters->empty()) {
+  if (!refused.empty()) {
     dead_letter_seq = dead_letter_seq_ + 1;
-    Status s = WriteDeadLetters(dead_letter_seq, *cp.dead_letters);
+    Status s = WriteDeadLetters(dead_letter_seq, refused);
     if (!s.ok()) {
       if (roll) roll_failed_ = true;
       return rollback(s);
@@ -713,6 +745,7 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
   }
 
   seq_ = seq;
+  rows_rejected_ += static_cast<int64_t>(rejected.size());
   dead_letter_seq_ = dead_letter_seq;
   positions_ = std::move(positions);
   if (cp.state) engine_state_ = *cp.state;

@@ -51,6 +51,7 @@ class ParquetSink : public Sink, public SinkReader {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   /// Reads the state file of each pipeline in DIR/_sluice (without the lock: a running
   /// pipeline replaces it atomically), counts the committed part and dead-letter files, and
@@ -88,6 +89,9 @@ class ParquetSink : public Sink, public SinkReader {
   Status ReadState();
   Status RemoveOrphans();
   Status CheckRow(const std::vector<Value>& row) const;
+  /// Fails with kInvalidArgument when a partition_by value of `row` makes a folder name longer
+  /// than a file system allows (255 bytes): no retry could write that row.
+  Status CheckPartitionPath(const std::vector<Value>& row) const;
   /// Writes the buffer as part files of sequence number `seq`, one per partition directory.
   Status WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions);
   Status WriteStateFile(const std::string& content);
@@ -112,6 +116,7 @@ class ParquetSink : public Sink, public SinkReader {
   // Committed state (what the state file on disk says).
   int64_t seq_ = 0;
   int64_t dead_letter_seq_ = 0;  ///< dead-letter files committed
+  int64_t rows_rejected_ = 0;
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;
   std::string engine_state_;
   std::vector<std::vector<Value>> buffer_;

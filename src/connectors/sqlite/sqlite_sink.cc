@@ -1,7 +1,10 @@
 #include "connectors/sqlite/sqlite_sink.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <set>
 
@@ -9,6 +12,7 @@
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "core/uri.h"
+#include "runtime/sink_rejection.h"
 
 namespace sluice {
 namespace {
@@ -474,7 +478,11 @@ Status SqliteSink::Bind(sqlite3_stmt* stmt, int index, const Value& v, bool copy
       break;
     }
   }
-  if (rc != SQLITE_OK) return Status::Internal(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
+  if (rc != SQLITE_OK) {
+    last_rc_ = rc;
+    last_message_ = sqlite3_errstr(rc);
+    return Status::Internal(std::string("sqlite bind: ") + last_message_);
+  }
   return Status::OK();
 }
 
@@ -483,7 +491,9 @@ Status SqliteSink::Step(sqlite3_stmt* stmt, const char* what) {
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
   if (rc != SQLITE_DONE) {
-    return Status::IOError(std::string("sqlite ") + what + " in " + path_ + ": " + sqlite3_errmsg(db_));
+    last_rc_ = rc;
+    last_message_ = sqlite3_errmsg(db_);
+    return Status::IOError(std::string("sqlite ") + what + " in " + path_ + ": " + last_message_);
   }
   return Status::OK();
 }
@@ -526,6 +536,8 @@ Status SqliteSink::WriteDelta(const DeltaRow& row) {
 Status SqliteSink::WriteRow(const std::vector<Value>& row) {
   for (size_t slot : key_slots_) {
     if (slot < row.size() && row[slot].is_null()) {
+      last_rc_ = SQLITE_CONSTRAINT;
+      last_message_ = "key column " + ctx_.output.field(slot).name + " is null";
       return Status::InvalidArgument("sqlite table " + table_ + ": key column " +
                                      ctx_.output.field(slot).name +
                                      " is null in a row; a key cannot be null (give it a "
@@ -711,15 +723,54 @@ Status SqliteSink::WriteDeadLetter(const DeadLetter& d) {
   return Step(dead_letter_, "dead-letter insert");
 }
 
+bool SqliteSink::IsRowRejection() const {
+  switch (last_rc_ & 0xff) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_TOOBIG:
+    case SQLITE_MISMATCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status SqliteSink::WriteResults(const Checkpoint& cp, std::vector<DeadLetter>* rejected) {
+  // One statement per row: a refused row is undone alone, so no bisecting is needed.
+  auto write_all = [&](size_t n, const std::function<Status(size_t)>& write,
+                       std::vector<RejectedItem>* out) -> Status {
+    for (size_t i = 0; i < n; ++i) {
+      last_rc_ = SQLITE_OK;
+      Status s = write(i);
+      if (s.ok()) continue;
+      if (!IsRowRejection()) return s;
+      out->push_back({i, "sqlite error " + std::to_string(last_rc_) + ": " + last_message_});
+    }
+    return Status::OK();
+  };
+  std::vector<RejectedItem> deltas, rows;
+  if (cp.deltas) {
+    RETURN_IF_ERROR(write_all(cp.deltas->size(),
+                              [&](size_t i) { return WriteDelta((*cp.deltas)[i]); }, &deltas));
+  }
+  if (cp.rows) {
+    RETURN_IF_ERROR(
+        write_all(cp.rows->size(), [&](size_t i) { return WriteRow((*cp.rows)[i]); }, &rows));
+  }
+  if (deltas.empty() && rows.empty()) return Status::OK();
+  const int64_t now = WallClockMicros();
+  *rejected = RejectedLetters(ctx_, cp, deltas, rows, now, now);
+  LogRejected("sqlite", cp.id, *rejected);
+  return Status::OK();
+}
+
 Status SqliteSink::Commit(const Checkpoint& cp) {
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  size_t rejected_count = 0;
   Status s = [&]() -> Status {
-    if (cp.deltas) {
-      for (const auto& row : *cp.deltas) RETURN_IF_ERROR(WriteDelta(row));
-    }
-    if (cp.rows) {
-      for (const auto& row : *cp.rows) RETURN_IF_ERROR(WriteRow(row));
-    }
+    std::vector<DeadLetter> rejected;
+    RETURN_IF_ERROR(WriteResults(cp, &rejected));
+    for (const auto& d : rejected) RETURN_IF_ERROR(WriteDeadLetter(d));
+    rejected_count = rejected.size();
     for (const auto& pos : cp.positions) {
       sqlite3_bind_text(position_, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
       sqlite3_bind_text(position_, 2, pos.source.c_str(), -1, SQLITE_TRANSIENT);
@@ -737,6 +788,7 @@ Status SqliteSink::Commit(const Checkpoint& cp) {
     }
     return Exec("COMMIT");
   }();
+  if (s.ok()) rows_rejected_ += static_cast<int64_t>(rejected_count);
   if (!s.ok()) {
     char* err = nullptr;
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);

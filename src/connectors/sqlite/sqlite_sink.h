@@ -26,6 +26,11 @@ namespace sluice {
 /// state (open windows, watermarks) in `_sluice_state(pipeline, state)`, the dead letters in
 /// `_sluice_dead_letters` (see core/dead_letter.h; primary key pipeline, source, partition,
 /// offset, seq, so a replayed checkpoint does not add them twice).
+///
+/// A result row SQLite refuses for its values (a null key, a value over its length limit) is
+/// left out and dead-lettered in the same transaction with reason "sink_rejected: ..." (see
+/// runtime/sink_rejection.h); the rest of the checkpoint commits. Each row is its own statement,
+/// and a failed statement is undone by SQLite without ending the transaction.
 class SqliteSink : public Sink, public SinkReader {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
@@ -40,6 +45,7 @@ class SqliteSink : public Sink, public SinkReader {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
+  int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
   /// Opens the database read-only (a missing file is kNotFound) and reads every pipeline's
   /// positions and state with LoadPositions() and LoadState().
@@ -72,6 +78,12 @@ class SqliteSink : public Sink, public SinkReader {
   Status Step(sqlite3_stmt* stmt, const char* what);
   Status WriteDelta(const DeltaRow& row);
   Status WriteRow(const std::vector<Value>& row);
+  /// Writes the deltas and rows of `cp`, one statement each; a row SQLite refuses for its
+  /// values (IsRowRejection) is left out, and its dead letter added to `rejected`.
+  Status WriteResults(const Checkpoint& cp, std::vector<DeadLetter>* rejected);
+  /// Returns true when the last write failed for its values: a constraint (a null key), a value
+  /// over SQLite's length limit, a type mismatch. Busy, full or I/O errors are not.
+  bool IsRowRejection() const;
   /// Inserts one dead letter (ignored when already stored), inside the open transaction.
   Status WriteDeadLetter(const DeadLetter& letter);
   /// Runs `sql` with text parameters `params` (?1, ?2, ...), calling `row` for each result row.
@@ -94,6 +106,10 @@ class SqliteSink : public Sink, public SinkReader {
   sqlite3_stmt* position_ = nullptr;
   sqlite3_stmt* state_ = nullptr;
   sqlite3_stmt* dead_letter_ = nullptr;
+  /// The result code of the last failed bind or step (SQLITE_OK after success) and its message.
+  int last_rc_ = SQLITE_OK;
+  int64_t rows_rejected_ = 0;
+  std::string last_message_;
 };
 
 /// Renders a value for a text column: timestamps as "YYYY-MM-DD HH:MM:SS" (seconds).

@@ -412,23 +412,109 @@ TEST(KafkaSink, CommitInDoubtIsNotWrittenTwice) {
   EXPECT_EQ((*loaded)[0].offset, 4);
 }
 
-TEST(KafkaSink, OversizedRowIsNamed) {
+/// Checks that `topic` holds exactly the rows `want` (by key) and that its dead-letter topic
+/// holds one letter per `refused` row id, refused by the sink for being too large.
+void ExpectRowsAndRefused(const std::string& topic, const std::vector<int>& want,
+                          const std::vector<int>& refused, const std::string& limit_text,
+                          size_t refused_bytes) {
+  std::multiset<std::string> keys, want_keys;
+  for (const auto& r : ReadCommitted(topic)) {
+    keys.insert(r.key);
+    if (r.key == "0" || r.key == "2") {
+      EXPECT_EQ(r.value, ExpectedJson(std::stoi(r.key)));
+    }
+  }
+  for (int i : want) want_keys.insert(std::to_string(i));
+  EXPECT_EQ(keys, want_keys);
+  auto letters = ReadCommitted(topic + ".sluice-dead-letters");
+  ASSERT_EQ(letters.size(), refused.size());
+  for (size_t i = 0; i < letters.size(); ++i) {
+    const std::string& v = letters[i].value;
+    EXPECT_NE(v.find("\"source\":\"_sink\""), std::string::npos) << v.substr(0, 300);
+    EXPECT_NE(v.find("\"reason\":\"sink_rejected: row refused by the sink: kafka error "
+                     "MSG_SIZE_TOO_LARGE: " +
+                     std::to_string(refused_bytes) + " bytes"),
+              std::string::npos)
+        << v.substr(0, 400);
+    EXPECT_NE(v.find(limit_text), std::string::npos) << v.substr(0, 400);
+    // The row itself, as its columns: the payload starts with the refused row's id.
+    EXPECT_NE(v.find("\"payload\":\"{\\\"id\\\":" + std::to_string(refused[i]) + ","),
+              std::string::npos)
+        << v.substr(0, 400);
+    EXPECT_NE(v.find("\"truncated\":true"), std::string::npos);
+  }
+}
+
+TEST(KafkaSink, RowOverTheProducersLimitIsDeadLetteredAndTheRestCommitted) {
+  // issue 14: a row over message.max.bytes stopped the pipeline for good. Now it is
+  // dead-lettered with the reason in the same transaction as the other rows and positions.
   REQUIRE_BROKER();
-  const std::string topic = UniqueTopic("big");
-  auto sink = OpenSink(topic, "p", {{"kafka.message.max.bytes", "2000"}});
+  const std::string topic = "poison_ksink_" + UniqueTopic("producer");
+  auto sink = OpenSink(topic, "p", {{"kafka.message.max.bytes", "100000"}});
   ASSERT_TRUE(sink);
   ASSERT_TRUE(sink->LoadPositions().ok());
   auto rows = Rows(0, 3);
-  rows[1][1] = Value::String(std::string(5000, 'x'));
+  rows[1][1] = Value::String(std::string(200000, 'x'));
+  // Its JSON, written out by hand from Rows(): {"id":1,"name":"xx...","score":1.5,"ok":false,
+  // "at":"2023-11-14 22:13:20.000001"}
+  const size_t json_bytes = std::string("{\"id\":1,\"name\":\"\",\"score\":1.5,\"ok\":false,"
+                                        "\"at\":\"2023-11-14 22:13:20.000001\"}")
+                                .size() +
+                            200000;
   Checkpoint cp;
   cp.id = 7;
   cp.rows = &rows;
   cp.positions = {{"src", 0, 3}};
   Status s = sink->Commit(cp);
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("row 1 of checkpoint 7 (key 1)"), std::string::npos) << s.ToString();
-  EXPECT_TRUE(ReadCommitted(topic).empty()) << "row 0 of the failed transaction is visible";
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectRowsAndRefused(topic, {0, 2}, {1}, "over the producer's message.max.bytes", json_bytes);
+  auto loaded = sink->LoadPositions();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].offset, 3);
+}
+
+TEST(KafkaSink, RowOverTheBrokersLimitIsDeadLetteredAndTheRestCommitted) {
+  // The producer allows 16 MiB, the broker's default topic limit is about 1 MB: the broker
+  // refuses the row at delivery, the transaction is aborted, and written again without it.
+  REQUIRE_BROKER();
+  const std::string topic = "poison_ksink_" + UniqueTopic("broker");
+  auto sink = OpenSink(topic, "p");
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->LoadPositions().ok());
+  auto rows = Rows(0, 4);
+  rows[1][1] = Value::String(std::string(3 << 20, 'x'));
+  rows[3][1] = Value::String(std::string(2 << 20, 'y'));
+  Checkpoint cp;
+  cp.id = 3;
+  cp.rows = &rows;
+  cp.positions = {{"src", 0, 4}};
+  Status s = sink->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::multiset<std::string> keys;
+  for (const auto& r : ReadCommitted(topic)) keys.insert(r.key);
+  EXPECT_EQ(keys, (std::multiset<std::string>{"0", "2"}));
+  auto letters = ReadCommitted(topic + ".sluice-dead-letters");
+  ASSERT_EQ(letters.size(), 2u);
+  std::set<int> refused;
+  for (const auto& l : letters) {
+    EXPECT_NE(l.value.find("sink_rejected: row refused by the sink: kafka error "
+                           "MSG_SIZE_TOO_LARGE"),
+              std::string::npos)
+        << l.value.substr(0, 400);
+    EXPECT_NE(l.value.find("over the broker's limit"), std::string::npos);
+    for (int id : {1, 3}) {
+      if (l.value.find("\"payload\":\"{\\\"id\\\":" + std::to_string(id) + ",") !=
+          std::string::npos) {
+        refused.insert(id);
+      }
+    }
+  }
+  EXPECT_EQ(refused, (std::set<int>{1, 3}));
+  auto loaded = sink->LoadPositions();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].offset, 4);
 }
 
 TEST(KafkaSink, ConsumedOffsetsGoToTheGroupInTheTransaction) {

@@ -704,3 +704,39 @@ TEST_F(ParquetSinkTest, DeadLettersAreCommittedFilesUnderTheSluiceFolder) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST_F(ParquetSinkTest, ARowWhosePartitionFolderCannotExistIsDeadLettered) {
+  // issue 14: a partition_by value longer than a folder name can be (255 bytes) failed every
+  // attempt of the checkpoint (ENAMETOOLONG), for good. Now that row alone is dead-lettered.
+  auto sink = Open({{"partition_by", "minute"}});
+  ASSERT_TRUE(sink);
+  const std::string long_minute(300, 'm');
+  std::vector<Row> rows = {MakeRow(1, "a", 1, true, 0), MakeRow(2, long_minute, 2, true, 0),
+                           MakeRow(3, "b", 3, false, 0)};
+  Checkpoint cp = Cp(&rows, 3, true);
+  cp.id = 4;
+  Status s = sink->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Files().size(), 2u);
+  EXPECT_EQ(TotalRows(), 2);
+  auto text = ReadFile((dir_ / "_sluice" / "dead_letters" / "dead-letters-views-0000000001.ndjson")
+                           .string());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  // One line: "minute=" and 300 bytes make a 307-byte folder name.
+  EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 1);
+  EXPECT_NE(text->find("\"source\":\"_sink\",\"partition\":0,"), std::string::npos) << *text;
+  EXPECT_NE(text->find("\"reason\":\"sink_rejected: row refused by the sink: parquet sink: "
+                       "partition_by column minute makes a folder name of 307 bytes, over the "
+                       "255 a file system allows\""),
+            std::string::npos)
+      << *text;
+  EXPECT_NE(text->find("\"payload\":{\"network_id\":2,\"minute\":\"" + long_minute + "\","),
+            std::string::npos)
+      << *text;
+}
+
+}  // namespace
+}  // namespace sluice

@@ -127,17 +127,23 @@ TEST_F(SqliteSinkKeyTest, WithoutKeyRowsAreAppended) {
   EXPECT_EQ(Query("SELECT count(*) FROM profiles"), (std::vector<std::string>{"2"}));
 }
 
-TEST_F(SqliteSinkKeyTest, ANullKeyStopsTheRunWithoutWritingTheCheckpoint) {
+TEST_F(SqliteSinkKeyTest, ANullKeyRowIsDeadLetteredAndTheRestCommitted) {
+  // issue 14: a null key used to fail every attempt of the checkpoint, for good.
   auto sink = OpenSink("id");
   ASSERT_TRUE(sink.ok());
   Status s = Commit(sink->get(),
                     {{Value::String("a"), Value::String("A"), Value::Int(1)},
-                     {Value::Null(), Value::String("B"), Value::Int(2)}},
-                    2);
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find("key column id is null"), std::string::npos) << s.ToString();
-  EXPECT_EQ(Query("SELECT count(*) FROM profiles"), (std::vector<std::string>{"0"}));
-  EXPECT_TRUE(Query("SELECT offset FROM _sluice_positions").empty());
+                     {Value::Null(), Value::String("B"), Value::Int(2)},
+                     {Value::String("c"), Value::String("C"), Value::Int(3)}},
+                    3);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Query("SELECT id, name, age FROM profiles ORDER BY id"),
+            (std::vector<std::string>{"a|A|1", "c|C|3"}));
+  EXPECT_EQ(Query("SELECT offset FROM _sluice_positions"), (std::vector<std::string>{"3"}));
+  EXPECT_EQ(Query("SELECT source, partition, seq, reason, payload FROM _sluice_dead_letters"),
+            (std::vector<std::string>{
+                "_sink|0|0|sink_rejected: row refused by the sink: sqlite error 19: key column "
+                "id is null|{\"id\":null,\"name\":\"B\",\"age\":2}"}));
 }
 
 TEST_F(SqliteSinkKeyTest, CheckRefusesAKeyThatIsNotAnOutputColumn) {
