@@ -92,14 +92,37 @@ namespace {
 /// terabyte string would otherwise reach malloc; no value of a body needs more than a multiple of
 /// the body's size.
 thread_local size_t tl_avro_alloc_limit = 0;
+/// The newest block Avro C allocated (not resized) on this thread while decoding, until freed.
+thread_local void* tl_avro_last_alloc = nullptr;
 
 void* LimitedAlloc(void*, void* ptr, size_t, size_t nsize) {
+  if (ptr != nullptr && ptr == tl_avro_last_alloc) tl_avro_last_alloc = nullptr;
   if (nsize == 0) {
     std::free(ptr);
     return nullptr;
   }
   if (tl_avro_alloc_limit != 0 && nsize > tl_avro_alloc_limit) return nullptr;
-  return std::realloc(ptr, nsize);
+  void* out = std::realloc(ptr, nsize);
+  if (ptr == nullptr && tl_avro_alloc_limit != 0) tl_avro_last_alloc = out;
+  return out;
+}
+
+/// Avro C 1.11 leaks the buffer of a string or bytes value whose length runs past the end of
+/// the body: read_string()/read_bytes() allocate it, then return on the failed read without
+/// freeing it. That buffer is the last block allocated before the failure; the other failures of
+/// those reads (the length itself unreadable, negative, or its buffer refused) allocate nothing.
+void FreeLeakedValueBuffer(const std::string& error) {
+  for (std::string_view prefix : {"Cannot read string value: ", "Cannot read bytes value: "}) {
+    if (error.rfind(prefix, 0) != 0) continue;
+    std::string_view rest = std::string_view(error).substr(prefix.size());
+    if (rest.rfind("Cannot read string length", 0) == 0 || rest.rfind("Cannot read bytes length", 0) == 0 ||
+        rest.rfind("Cannot allocate", 0) == 0 || rest.rfind("Invalid", 0) == 0) {
+      return;
+    }
+    std::free(tl_avro_last_alloc);
+    tl_avro_last_alloc = nullptr;
+    return;
+  }
 }
 
 /// Avro C's default allocator is realloc/free too, so blocks allocated before this one was set
@@ -477,13 +500,16 @@ class AvroDecoder final : public Decoder {
     avro_reader_t reader = avro_reader_memory(payload.data() + 5, static_cast<int64_t>(payload.size() - 5));
     if (!reader) return Status::Internal("avro_reader_memory failed");
     tl_avro_alloc_limit = (size_t{64} << 20) + 64 * payload.size();
+    tl_avro_last_alloc = nullptr;
     int rc = avro_value_read(reader, v);
     tl_avro_alloc_limit = 0;
+    std::string why = rc != 0 ? avro_strerror() : std::string();
+    if (rc != 0) FreeLeakedValueBuffer(why);
+    tl_avro_last_alloc = nullptr;
     char extra = 0;
     bool trailing = rc == 0 && avro_read(reader, &extra, 1) == 0;
     avro_reader_free(reader);
     if (rc != 0) {
-      std::string why = avro_strerror();
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
       return Status::ParseError("body does not match schema id " + std::to_string(*id) + ": " + why);
     }
