@@ -25,6 +25,11 @@ AvroSerializer with its SchemaRegistryClient, against the schema registry of `ma
     --until-caught-up and the registry comes back 4 s later. The run must retry (not dead-letter,
     not crash), exit 0 with every record in the sink.
 
+ 4. Kafka sink format = "avro": 50 NDJSON rows (nulls, doubles, booleans, microsecond
+    timestamps) through a pipeline into topic avro_<run>_out; read back with a read_committed
+    consumer and AvroDeserializer, every row equals its input, keyed by job_id, and the value
+    schema is registered under the subject avro_<run>_out-value.
+
 Without the broker or the registry: SKIP (exit 77), a FAIL when CI=true. Prints PASS/FAIL per
 check and 'N passed, M failed' last.
 """
@@ -377,6 +382,86 @@ def scenario_registry_down(sluice, work, run_id):
               f"{n} rows, dead letters {[e.get('reason') for e in entries][:3]}")
 
 
+# ------------------------------------------------------------------------------ scenario 4
+
+SINK_PIPELINE = """
+[pipeline]
+name = "{name}"
+checkpoint_interval = "1s"
+
+[source]
+name = "rows"
+uri = "{input}"
+
+[source.fields]
+job_id = "int64"
+campaign = "string"
+score = "double"
+ok = "bool"
+ts = "timestamp"
+
+[sink]
+uri = "kafka://{broker}/{topic}"
+key = "job_id"
+format = "avro"
+schema_registry = "{registry}"
+"""
+
+
+def scenario_sink(sluice, work, run_id):
+    import datetime
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    topic = f"avro_{run_id}_out"
+    src = os.path.join(work, "sink_input.ndjson")
+    expected = {}
+    with open(src, "w", encoding="utf-8") as f:
+        for i in range(50):
+            rec = {"job_id": i, "campaign": None if i % 7 == 0 else f"c{i % 3}",
+                   "score": i / 4, "ok": i % 2 == 0,
+                   "ts": f"2026-01-0{1 + i % 5}T0{i % 10}:00:0{i % 6}.{i:06d}Z"}
+            if i % 11 == 0:
+                del rec["score"]
+            f.write(json.dumps(rec) + "\n")
+            ts = datetime.datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc)
+            expected[i] = {"job_id": i, "campaign": rec["campaign"], "score": rec.get("score"),
+                           "ok": rec["ok"], "ts": ts}
+    pipe = os.path.join(work, "sink.toml")
+    with open(pipe, "w", encoding="utf-8") as f:
+        f.write(SINK_PIPELINE.format(name=f"avro_{run_id}_sink", input=src, broker=BROKER,
+                                     topic=topic, registry=REGISTRY))
+    p = subprocess.run([sluice, "run", pipe, "--quiet"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=180, cwd=REPO)
+    check("avro sink: exit 0", p.returncode == 0, p.stdout.decode("utf-8", "replace")[-2000:])
+    if p.returncode != 0:
+        return
+    de = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": f"avro_{run_id}_reader",
+                  "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, keys, deadline = {}, {}, time.monotonic() + 30
+    while len(got) < len(expected) and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        v = de(m.value(), SerializationContext(topic, MessageField.VALUE))
+        got[v["job_id"]] = v
+        keys[v["job_id"]] = m.key()
+    c.close()
+    check("avro sink: every row read back by AvroDeserializer, equal to the input",
+          got == expected, f"got {len(got)} rows; first difference: "
+          f"{next(((k, got.get(k), expected[k]) for k in expected if got.get(k) != expected[k]), None)}")
+    check("avro sink: keyed by job_id", all(keys[k] == str(k).encode() for k in keys),
+          str(list(keys.items())[:3]))
+    subject = SchemaRegistryClient({"url": REGISTRY}).get_latest_version(f"{topic}-value")
+    check("avro sink: value schema registered under TOPIC-value",
+          json.loads(subject.schema.schema_str)["name"] == "Row", subject.schema.schema_str)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -399,6 +484,7 @@ def main():
         scenario_recruitment(args.sluice, work, run_id)
         scenario_evolution(args.sluice, work, run_id)
         scenario_registry_down(args.sluice, work, run_id)
+        scenario_sink(args.sluice, work, run_id)
     finally:
         if args.keep:
             print(f"kept {work}")
