@@ -92,37 +92,46 @@ namespace {
 /// terabyte string would otherwise reach malloc; no value of a body needs more than a multiple of
 /// the body's size.
 thread_local size_t tl_avro_alloc_limit = 0;
-/// The newest block Avro C allocated (not resized) on this thread while decoding, until freed.
-thread_local void* tl_avro_last_alloc = nullptr;
+/// While a body is decoded: the blocks Avro C allocated on this thread and has not freed yet.
+/// Avro C 1.11 does not free what it allocated for a value whose read fails part way (a string
+/// buffer, an array's storage); after a failure the value is destroyed and what is left here
+/// is freed.
+thread_local std::vector<void*>* tl_avro_new_blocks = nullptr;
+
+void Forget(void* ptr) {
+  auto& v = *tl_avro_new_blocks;
+  for (size_t i = v.size(); i-- > 0;) {
+    if (v[i] == ptr) {
+      v[i] = v.back();
+      v.pop_back();
+      return;
+    }
+  }
+}
 
 void* LimitedAlloc(void*, void* ptr, size_t, size_t nsize) {
-  if (ptr != nullptr && ptr == tl_avro_last_alloc) tl_avro_last_alloc = nullptr;
   if (nsize == 0) {
+    if (ptr != nullptr && tl_avro_new_blocks) Forget(ptr);
     std::free(ptr);
     return nullptr;
   }
   if (tl_avro_alloc_limit != 0 && nsize > tl_avro_alloc_limit) return nullptr;
   void* out = std::realloc(ptr, nsize);
-  if (ptr == nullptr && tl_avro_alloc_limit != 0) tl_avro_last_alloc = out;
-  return out;
-}
-
-/// Avro C 1.11 leaks the buffer of a string or bytes value whose length runs past the end of
-/// the body: read_string()/read_bytes() allocate it, then return on the failed read without
-/// freeing it. That buffer is the last block allocated before the failure; the other failures of
-/// those reads (the length itself unreadable, negative, or its buffer refused) allocate nothing.
-void FreeLeakedValueBuffer(const std::string& error) {
-  for (std::string_view prefix : {"Cannot read string value: ", "Cannot read bytes value: "}) {
-    if (error.rfind(prefix, 0) != 0) continue;
-    std::string_view rest = std::string_view(error).substr(prefix.size());
-    if (rest.rfind("Cannot read string length", 0) == 0 || rest.rfind("Cannot read bytes length", 0) == 0 ||
-        rest.rfind("Cannot allocate", 0) == 0 || rest.rfind("Invalid", 0) == 0) {
-      return;
+  if (out != nullptr && tl_avro_new_blocks) {
+    if (ptr != nullptr && out != ptr) {
+      // Moved: a block from before the read keeps being untracked; a new one is tracked anew.
+      auto& v = *tl_avro_new_blocks;
+      for (auto& p : v) {
+        if (p == ptr) {
+          p = out;
+          return out;
+        }
+      }
+    } else if (ptr == nullptr) {
+      tl_avro_new_blocks->push_back(out);
     }
-    std::free(tl_avro_last_alloc);
-    tl_avro_last_alloc = nullptr;
-    return;
   }
+  return out;
 }
 
 /// Avro C's default allocator is realloc/free too, so blocks allocated before this one was set
@@ -339,29 +348,37 @@ Status WrongType(const Field& f, std::string_view what) {
                             std::string(TypeName(f.type)));
 }
 
+Status OutOfRange(const Field& f, std::string_view what) {
+  return Status::ParseError("field " + f.name + ": " + std::string(what) +
+                            " is outside the timestamp range");
+}
+
 /// Converts a number the writer gave (with its logical type) to the field's type.
 Status FromInteger(int64_t v, const Node& n, const Field& f, Value* out) {
-  int64_t micros = 0;
-  bool is_time = true;
+  int64_t factor = 0;  // to microseconds; 0: not a time
   if (n.logical == "timestamp-millis" || n.logical == "local-timestamp-millis") {
-    micros = v * 1000;
+    factor = 1000;
   } else if (n.logical == "timestamp-micros" || n.logical == "local-timestamp-micros") {
-    micros = v;
+    factor = 1;
   } else if (n.logical == "date") {
-    micros = v * 86400 * 1000000;
-  } else {
-    is_time = false;
+    factor = int64_t{86400} * 1000000;
   }
+  const bool is_time = factor != 0;
+  int64_t micros = 0;
   switch (f.type) {
     case Type::kInt64: *out = Value::Int(v); return Status::OK();
     case Type::kDouble: *out = Value::Double(static_cast<double>(v)); return Status::OK();
     case Type::kBool: *out = Value::Bool(v != 0); return Status::OK();
     case Type::kTimestamp:
       // A plain long is epoch milliseconds, as a JSON number is.
-      *out = Value::TimeMicros(is_time ? micros : v * 1000);
+      if (__builtin_mul_overflow(v, is_time ? factor : 1000, &micros)) {
+        return OutOfRange(f, std::to_string(v));
+      }
+      *out = Value::TimeMicros(micros);
       return Status::OK();
     case Type::kString:
       if (is_time) {
+        if (__builtin_mul_overflow(v, factor, &micros)) return OutOfRange(f, std::to_string(v));
         *out = Value::TimeMicros(micros);
         out->SetString(out->ToString());
       } else {
@@ -387,7 +404,11 @@ Status FromDouble(double v, const Field& f, Value* out) {
       out->SetString(std::string_view(buf, static_cast<size_t>(end - buf)));
       return Status::OK();
     }
-    case Type::kTimestamp: *out = Value::TimeMicros(static_cast<int64_t>(v * 1000)); return Status::OK();
+    case Type::kTimestamp:
+      // Epoch milliseconds, as a JSON number is.
+      if (!(std::fabs(v) < 9.2e15)) return OutOfRange(f, "a number");
+      *out = Value::TimeMicros(static_cast<int64_t>(v * 1000));
+      return Status::OK();
     case Type::kBool: return WrongType(f, "number");
     case Type::kNull: *out = Value(); return Status::OK();
   }
@@ -466,6 +487,19 @@ class WriterSchema {
   const Node* root() const { return tree_.root(); }
   avro_value_t* value() { return &value_; }
 
+  /// Destroys the value (after a failed read left it half built); Create() makes a new one.
+  void Destroy() {
+    if (value_.iface) avro_value_decref(&value_);
+    value_ = {nullptr, nullptr};
+  }
+  Status Create() {
+    if (avro_generic_value_new(iface_, &value_) != 0) {
+      value_.iface = nullptr;
+      return Status::Internal(std::string("avro value: ") + avro_strerror());
+    }
+    return Status::OK();
+  }
+
  private:
   SchemaTree tree_;
   avro_schema_t schema_ = nullptr;
@@ -500,12 +534,25 @@ class AvroDecoder final : public Decoder {
     avro_reader_t reader = avro_reader_memory(payload.data() + 5, static_cast<int64_t>(payload.size() - 5));
     if (!reader) return Status::Internal("avro_reader_memory failed");
     tl_avro_alloc_limit = (size_t{64} << 20) + 64 * payload.size();
-    tl_avro_last_alloc = nullptr;
+    new_blocks_.clear();
+    tl_avro_new_blocks = &new_blocks_;
     int rc = avro_value_read(reader, v);
     tl_avro_alloc_limit = 0;
     std::string why = rc != 0 ? avro_strerror() : std::string();
-    if (rc != 0) FreeLeakedValueBuffer(why);
-    tl_avro_last_alloc = nullptr;
+    if (rc != 0) {
+      // Destroy the half-read value (freeing what it owns, still tracked so those blocks leave
+      // the list), then free what nobody owns, then make a new value (untracked).
+      w->Destroy();
+      tl_avro_new_blocks = nullptr;
+      for (void* p : new_blocks_) std::free(p);
+      new_blocks_.clear();
+      Status renewed = w->Create();
+      if (!renewed.ok()) {
+        avro_reader_free(reader);
+        return renewed;
+      }
+    }
+    tl_avro_new_blocks = nullptr;
     char extra = 0;
     bool trailing = rc == 0 && avro_read(reader, &extra, 1) == 0;
     avro_reader_free(reader);
@@ -728,6 +775,7 @@ class AvroDecoder final : public Decoder {
   std::vector<std::vector<std::string>> paths_;
   std::unordered_map<int32_t, std::unique_ptr<WriterSchema>> writers_;  ///< null: unusable
   std::unordered_map<int32_t, std::string> bad_;
+  std::vector<void*> new_blocks_;  ///< see tl_avro_new_blocks
   std::unique_ptr<SchemaTree> reader_tree_;
   uint64_t reader_generation_ = ~uint64_t{0};
   std::vector<std::pair<std::string, const Node*>> defaults_;  ///< per field: default, reader node

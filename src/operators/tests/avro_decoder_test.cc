@@ -185,6 +185,9 @@ TEST(AvroDecoderTest, ReportsWhyARecordCannotBeRead) {
   s = d->Decode(Header(1) + Long(1) + Long(0) + Long(1) + Long(int64_t{1} << 30) + "ab", row);
   EXPECT_EQ(s.message(), "body does not match schema id 1: Cannot read string value: Cannot "
                          "allocate buffer for string value");
+  // A timestamp-millis whose microseconds overflow int64.
+  s = d->Decode(Header(1) + Long(1) + Long(int64_t{1} << 60) + Long(0) + Long(0) + Bid1234(), row);
+  EXPECT_EQ(s.message(), "field ts: 1152921504606846976 is outside the timestamp range");
   // A valid record followed by more bytes.
   s = d->Decode(Header(1) + Long(1) + Long(0) + Long(0) + Long(0) + Bid1234() + "z", row);
   EXPECT_EQ(s.message(), "body does not match schema id 1: bytes left after the record");
