@@ -527,7 +527,8 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
                                        " of checkpoint " + std::to_string(cp.id) +
                                        (key.empty() ? "" : " (key " + key + ")") + " is " +
                                        std::to_string(payload ? payload->size() : 0) +
-                                       " bytes as JSON, over the producer's message.max.bytes");
+                                       (avro_ ? " bytes as Avro" : " bytes as JSON") +
+                                       ", over the producer's message.max.bytes");
       }
       return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
     }
@@ -555,7 +556,6 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
         AppendJsonValue(row[c], &json);
       }
       json += '}';
-      key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
       s = produce(settings_.topic, key, &json, i + 1);
     }
   }
