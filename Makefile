@@ -19,7 +19,7 @@ help:
 	@echo "make asan      build with AddressSanitizer/UBSan and run the suite"
 	@echo "make tsan      build with ThreadSanitizer and run the threaded tests (tests/tsan/tsan.supp)"
 	@echo "make fuzz      build the libFuzzer targets with clang and fuzz each for FUZZ_SECONDS (60)"
-	@echo "make services  start MariaDB, Kafka and Cassandra on 127.0.0.1 (data under build/services)"
+	@echo "make services  start MariaDB, Kafka, Cassandra and a schema registry on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make differential  the long differential test (20 kills per pipeline; see tests/cmake/differential.cmake)"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"

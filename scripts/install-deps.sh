@@ -8,6 +8,7 @@ packages=(
   libsimdjson-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev sqlite3 libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libmariadb-dev
+  libavro-dev  # Kafka source format = "avro": Apache Avro C decodes the records
   libssl-dev openssl  # https: linked ahead of the pyarrow libraries; the tests make a certificate
   prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
   python3-yaml  # deploy tests: Grafana provisioning files

@@ -3,8 +3,10 @@
 #   MariaDB    127.0.0.1:3306  user root, no password, database `sluice`
 #   Kafka      127.0.0.1:9092  (KRaft controller on 127.0.0.1:9093), single node
 #   Cassandra  127.0.0.1:9042  CQL native protocol (storage port 127.0.0.1:7000), single node
+#   Registry   127.0.0.1:8081  a Confluent-compatible schema registry (REST subset, see
+#                              tests/tools/schema_registry.py and scripts/README.md for why)
 #
-# Usage: scripts/services.sh up|down|restart [mariadb|kafka|cassandra]...   (default: all three)
+# Usage: scripts/services.sh up|down|restart [mariadb|kafka|cassandra|registry]...  (default: all)
 #        scripts/services.sh status
 #        scripts/services.sh jars   (only fetch the Kafka jars; used by kafka-topics.sh)
 #
@@ -29,6 +31,7 @@ readonly CASSANDRA_STORAGE_PORT=${SLUICE_CASSANDRA_STORAGE_PORT:-7000}
 # Extra lines for MariaDB's my.cnf (newline-separated option=value), appended after ours so that
 # they win; empty by default. The soak test gives its private MariaDB a smaller buffer pool.
 readonly MARIADB_EXTRA_CNF=${SLUICE_MARIADB_EXTRA_CNF:-}
+readonly REGISTRY_PORT=${SLUICE_REGISTRY_PORT:-8081}
 
 MARIADB_DIR=$SVC_DIR/mariadb
 MARIADB_DATA=$MARIADB_DIR/data
@@ -59,6 +62,13 @@ CASSANDRA_POM=$ROOT/scripts/cassandra/pom.xml
 # A first start (system keyspaces created) takes ~15 s on two idle cores; leave room for a
 # loaded machine.
 CASSANDRA_TIMEOUT=120
+
+REGISTRY_DIR=$SVC_DIR/registry
+# The registry's state (schemas and subjects); also the marker on its command line.
+REGISTRY_STATE=$REGISTRY_DIR/registry.json
+REGISTRY_LOG=$REGISTRY_DIR/registry.log
+REGISTRY_PIDFILE=$SVC_DIR/registry.pid
+REGISTRY_TIMEOUT=30
 
 say() { echo "services: $*"; }
 die() { echo "services: error: $*" >&2; exit 1; }
@@ -221,6 +231,9 @@ ensure_tools() {
     find_java || need+=(openjdk-17-jre-headless)
     command -v python3 >/dev/null || need+=(python3) # readiness check (scripts/cassandra/cql_ping.py)
     cassandra_libs_current || command -v mvn >/dev/null || need+=(maven)
+  fi
+  if [[ " $* " == *" registry "* ]]; then
+    command -v python3 >/dev/null || need+=(python3)
   fi
   if [ ${#need[@]} -gt 0 ]; then
     # Each of kafka and cassandra may ask for Java and Maven.
@@ -641,6 +654,51 @@ cassandra_wait() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Schema registry
+
+registry_pid() {
+  running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE" ||
+    { adopt_orphan "$REGISTRY_PORT" "$REGISTRY_PIDFILE" "$REGISTRY_STATE" registry &&
+      running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE"; }
+}
+
+registry_can_start() {
+  registry_pid >/dev/null || port_free "$REGISTRY_PORT" "The schema registry" ""
+}
+
+registry_start() {
+  local pid
+  if pid=$(registry_pid); then
+    say "registry: already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$REGISTRY_PIDFILE"
+  mkdir -p "$REGISTRY_DIR"
+  [ -s "$REGISTRY_STATE" ] || echo '{"schemas": {}, "subjects": {}}' >"$REGISTRY_STATE"
+  launch "$REGISTRY_LOG" python3 "$ROOT/tests/tools/schema_registry.py" --host "$HOST" \
+    --port "$REGISTRY_PORT" --state "$REGISTRY_STATE"
+  echo "$LAUNCHED_PID" >"$REGISTRY_PIDFILE"
+  say "registry: started (pid $LAUNCHED_PID)"
+}
+
+registry_wait() {
+  local deadline=$((SECONDS + REGISTRY_TIMEOUT))
+  until port_open "$REGISTRY_PORT"; do
+    if ! running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE" >/dev/null; then
+      fail_start registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_LOG" "exited during startup"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail_start registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_LOG" \
+        "did not answer on $HOST:$REGISTRY_PORT within ${REGISTRY_TIMEOUT}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+  say "registry: ready on http://$HOST:$REGISTRY_PORT (Confluent REST subset, state ${REGISTRY_STATE#"$ROOT"/})"
+}
+
+# ---------------------------------------------------------------------------------------------
 
 status_line() {
   local name=$1 pidfile=$2 marker=$3 port=$4 where=$5 pid
@@ -668,6 +726,8 @@ status() {
     "data ${KAFKA_DATA#"$ROOT"/}, log ${KAFKA_LOG#"$ROOT"/}" || rc=3
   status_line cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_PORT" \
     "data ${CASSANDRA_DIR#"$ROOT"/}/data, log ${CASSANDRA_LOG#"$ROOT"/}" || rc=3
+  status_line registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_PORT" \
+    "state ${REGISTRY_STATE#"$ROOT"/}, log ${REGISTRY_LOG#"$ROOT"/}" || rc=3
   return $rc
 }
 
@@ -705,15 +765,18 @@ down() {
   fi
   if [[ " $* " == *" kafka "* ]]; then stop_server kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" 60; fi
   if [[ " $* " == *" mariadb "* ]]; then stop_server mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" 60; fi
+  if [[ " $* " == *" registry "* ]]; then
+    stop_server registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" 10
+  fi
 }
 
 command=${1:-}
 if [ $# -gt 0 ]; then shift; fi
 servers=("$@")
-[ ${#servers[@]} -gt 0 ] || servers=(mariadb kafka cassandra)
+[ ${#servers[@]} -gt 0 ] || servers=(mariadb kafka cassandra registry)
 for s in "${servers[@]}"; do
-  [[ $s == mariadb || $s == kafka || $s == cassandra ]] ||
-    { echo "services: unknown server '$s' (mariadb, kafka, cassandra)" >&2; exit 2; }
+  [[ $s == mariadb || $s == kafka || $s == cassandra || $s == registry ]] ||
+    { echo "services: unknown server '$s' (mariadb, kafka, cassandra, registry)" >&2; exit 2; }
 done
 
 case "$command" in
@@ -728,7 +791,7 @@ case "$command" in
     ln -sfn "$JAVA" "$KAFKA_DIR/java"
     ;;
   *)
-    echo "usage: $0 up|down|restart [mariadb|kafka|cassandra]... | status | jars" >&2
+    echo "usage: $0 up|down|restart [mariadb|kafka|cassandra|registry]... | status | jars" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "core/time.h"
+#include "operators/avro_decoder.h"
 #include "operators/csv_decoder.h"
 #include "operators/json_decoder.h"
 
@@ -52,6 +53,7 @@ Result<std::unique_ptr<Decoder>> MakeDecoder(const DecoderOptions& options, cons
   switch (options.format) {
     case DecoderOptions::Format::kCsv: return MakeCsvDecoder(options, schema);
     case DecoderOptions::Format::kNdjson: return MakeNdjsonDecoder(schema);
+    case DecoderOptions::Format::kAvro: return MakeAvroDecoder(schema, options.avro_schemas);
   }
   return Status::InvalidArgument("unknown decoder format");
 }

@@ -14,6 +14,8 @@
 
 namespace sluice {
 
+class AvroSchemaCache;
+
 /// Turns one undecoded payload into typed values.
 ///
 /// Lifecycle: Make() once per worker, optionally SetHeader() (CSV), then Decode() per record.
@@ -35,12 +37,14 @@ class Decoder {
 
 /// Options shared by the decoders.
 struct DecoderOptions {
-  enum class Format { kCsv, kNdjson };
+  enum class Format { kCsv, kNdjson, kAvro };
   Format format = Format::kNdjson;
   char delimiter = ',';  ///< CSV only: ',' or ';'
   bool header = true;    ///< CSV only: the first record names the columns
   /// CSV without header: column names in order. Ignored when `header` is true.
   std::vector<std::string> columns;
+  /// Avro only: the writer schemas by id (Confluent wire format), shared by the workers.
+  std::shared_ptr<AvroSchemaCache> avro_schemas;
 };
 
 /// Creates a decoder that fills the fields of `schema` (by Field::source_path()).

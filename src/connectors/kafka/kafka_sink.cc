@@ -131,6 +131,14 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
     return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 1s");
   }
   s.timeout_ms = timeout / 1000;
+  const std::string format = o.GetString("format", "json");
+  if (format == "avro") {
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    s.avro = registry;
+    s.avro_record_name = o.GetString("avro_record_name", s.avro_record_name);
+  } else if (format != "json") {
+    return Status::InvalidArgument(o.Where("format") + ": format must be json or avro for the Kafka sink");
+  }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     std::string prop = key.substr(6);
     if (prop == "enable.idempotence" || prop == "acks" || prop == "transactional.id" ||
@@ -205,6 +213,12 @@ Status KafkaSink::Open(const SinkContext& ctx) {
       return Status::InvalidArgument(settings_.key_where + ": key '" + settings_.key +
                                      "' is not an output column (" + names + ")");
     }
+  }
+  avro_.reset();
+  if (settings_.avro) {
+    auto encoder = std::make_unique<AvroRowEncoder>();
+    RETURN_IF_ERROR(encoder->Open(*settings_.avro, ctx_.output, settings_.avro_record_name));
+    avro_ = std::move(encoder);
   }
   if (settings_.transactional_id.empty()) {
     settings_.transactional_id = "sluice-" + ctx_.pipeline + "-" + settings_.topic;
@@ -538,7 +552,8 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
         // Refused before it left: dead-lettered instead, in this same transaction.
         rejected_[row - 1] = "kafka error MSG_SIZE_TOO_LARGE: " +
                              std::to_string(payload ? payload->size() : 0) +
-                             " bytes as JSON, over the producer's message.max.bytes";
+                             (avro_ ? " bytes as Avro" : " bytes as JSON") +
+                             ", over the producer's message.max.bytes";
         return Status::OK();
       }
       return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
@@ -557,6 +572,12 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     for (size_t i = 0; i < cp.rows->size() && s.ok(); ++i) {
       if (rejected_.count(i)) continue;
       const auto& row = (*cp.rows)[i];
+      key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
+      if (avro_) {
+        s = avro_->Encode(row, &json);
+        if (s.ok()) s = produce(settings_.topic, key, &json, i + 1);
+        continue;
+      }
       json.clear();
       json += '{';
       for (size_t c = 0; c < fields.size() && c < row.size(); ++c) {
@@ -566,7 +587,6 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
         AppendJsonValue(row[c], &json);
       }
       json += '}';
-      key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
       s = produce(settings_.topic, key, &json, i + 1);
     }
   }

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "connectors/kafka/avro_encoder.h"
 #include "runtime/sink.h"
 
 namespace sluice {
@@ -58,6 +59,9 @@ class KafkaSink : public Sink {
     std::string consumer_topic;
     int64_t timeout_ms = 30'000;
     std::map<std::string, std::string> properties;  ///< extra librdkafka producer settings
+    /// format = "avro": the registry the value schema is registered in, and the record's name.
+    std::optional<SchemaRegistrySettings> avro;
+    std::string avro_record_name = "sluice.Row";
   };
   explicit KafkaSink(Settings settings);
 
@@ -92,6 +96,7 @@ class KafkaSink : public Sink {
   Settings settings_;
   SinkContext ctx_;
   std::optional<size_t> key_slot_;
+  std::unique_ptr<AvroRowEncoder> avro_;  ///< format = "avro"
   std::unique_ptr<DeliveryReport> delivery_;
   std::unique_ptr<RdKafka::Producer> producer_;
   std::unique_ptr<RdKafka::KafkaConsumer> reader_;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "connectors/kafka/kafka_uri.h"
+#include "connectors/kafka/schema_registry.h"
 #include "core/uri.h"
 
 namespace sluice {
@@ -48,8 +49,12 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
       decoder.columns.push_back(columns.substr(start, comma - start));
       start = comma + 1;
     }
+  } else if (format == "avro") {
+    decoder.format = DecoderOptions::Format::kAvro;
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    decoder.avro_schemas = MakeRegistrySchemaCache(registry);
   } else {
-    return Status::InvalidArgument(o.Where("format") + ": format must be json or csv for Kafka");
+    return Status::InvalidArgument(o.Where("format") + ": format must be json, csv or avro for Kafka");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.GetString(key);
@@ -360,7 +365,11 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(static_cast<int>(std::max<int64_t>(0, left.count()))));
+    // A record held back while the schema registry did not answer comes first.
+    std::unique_ptr<RdKafka::Message> msg =
+        held_ ? std::move(held_)
+              : std::unique_ptr<RdKafka::Message>(
+                    consumer_->consume(static_cast<int>(std::max<int64_t>(0, left.count()))));
     if (msg->err() == RdKafka::ERR_NO_ERROR && !assigned_.count(msg->partition())) {
       continue;  // fetched before a revoke: no longer ours
     }
@@ -378,6 +387,22 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
           if (end != end_offsets_.end() && offset >= end->second) break;  // beyond this batch
         }
         std::string_view payload(static_cast<const char*>(msg->payload()), msg->len());
+        if (decoder_.avro_schemas) {
+          // The writer schema is fetched here, not in the decoder, so that a registry that does
+          // not answer is retried with the source's backoff instead of dead-lettering records.
+          // The record waits in held_ and is handed over first on the next Poll().
+          std::optional<int32_t> id = ConfluentSchemaId(payload);
+          if (id && !known_schema_ids_.count(*id)) {
+            Status fetched = decoder_.avro_schemas->Ensure(*id);
+            if (!fetched.ok()) {
+              last_error_ = fetched.message();
+              transient = fetched;
+              held_ = std::move(msg);
+              break;
+            }
+            known_schema_ids_.insert(*id);
+          }
+        }
         RawRecord& r = out->Append(payload);
         r.partition = p;
         r.offset = offset;
@@ -489,6 +514,7 @@ void KafkaSource::OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& po
 }
 
 void KafkaSource::Close() {
+  held_.reset();  // a message must not outlive its consumer
   if (!consumer_) return;
   // close() revokes the assignment, which checkpoints through the rebalance callback.
   consumer_->close();

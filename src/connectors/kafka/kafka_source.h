@@ -104,6 +104,9 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::map<int32_t, int64_t> high_watermark_;
   std::chrono::steady_clock::time_point opened_;
   Status callback_error_;
+  /// format = "avro": a record whose writer schema could not be fetched yet (registry down).
+  std::unique_ptr<RdKafka::Message> held_;
+  std::set<int32_t> known_schema_ids_;  ///< avro: schema ids already in the decoder's cache
   RawBatch* in_flight_ = nullptr;  ///< the batch Poll() is filling, while inside consume()
   bool paused_ = false;
 };
