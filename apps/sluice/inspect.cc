@@ -11,7 +11,7 @@
 #include "connectors/table/table_util.h"
 #include "core/json_writer.h"
 #include "core/time.h"
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/sink_inventory.h"
@@ -158,7 +158,7 @@ void RenderText(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
 }
 
 void RenderJson(const SinkInventory& inv, const InspectCliOptions& o, std::ostream& out) {
-  http::JsonBuilder j;
+  JsonBuilder j;
   j.BeginObject();
   j.Key("sink").String(inv.location);
   j.Key("dead_letter_location").String(inv.dead_letter_location);

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "core/time.h"
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 
 namespace sluice::http {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 
 namespace sluice::http {
 

@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/json_writer.h"
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 
 namespace sluice {
 namespace {
@@ -37,7 +37,7 @@ Result<std::vector<RejectedItem>> WriteIsolatingRejects(
 DeadLetter RejectedRowLetter(const Schema& output, const std::vector<Value>& row,
                              const std::string& message, const std::string& what, int64_t offset,
                              int32_t seq, int64_t time_micros) {
-  http::JsonBuilder j;
+  JsonBuilder j;
   j.BeginObject();
   for (size_t i = 0; i < row.size() && i < output.size(); ++i) {
     j.Key(output.field(i).name).ValueOf(row[i]);

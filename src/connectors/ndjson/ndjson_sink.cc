@@ -11,7 +11,7 @@
 
 #include "runtime/dead_letter_file.h"
 #include "core/serialize.h"
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 #include "core/uri.h"
 
 namespace sluice {
@@ -56,7 +56,7 @@ Status WriteAll(int fd, const std::string& bytes, int64_t offset, const std::str
 }  // namespace
 
 void AppendNdjsonRow(const Schema& schema, const std::vector<Value>& row, std::string* out) {
-  http::JsonBuilder j;
+  JsonBuilder j;
   j.BeginObject();
   for (size_t i = 0; i < row.size() && i < schema.size(); ++i) {
     j.Key(schema.field(i).name).ValueOf(row[i]);

@@ -5,7 +5,7 @@
 
 #include <climits>
 
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 
 namespace sluice::http {
 namespace {

@@ -1,4 +1,4 @@
-#include "http/json_builder.h"
+#include "core/json_builder.h"
 
 #include <cassert>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "core/json_writer.h"
 #include "core/time.h"
 
-namespace sluice::http {
+namespace sluice {
 
 void JsonBuilder::Separate() {
   if (after_key_) {
@@ -103,4 +103,4 @@ JsonBuilder& JsonBuilder::ValueOf(const Value& v) {
   return Null();
 }
 
-}  // namespace sluice::http
+}  // namespace sluice

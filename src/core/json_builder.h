@@ -7,7 +7,7 @@
 
 #include "core/value.h"
 
-namespace sluice::http {
+namespace sluice {
 
 /// Builds a JSON document in one pass, inserting commas itself. Not thread-safe; misuse
 /// (a value without a key inside an object) is a programming error, caught by debug asserts.
@@ -37,4 +37,4 @@ class JsonBuilder {
   bool after_key_ = false;
 };
 
-}  // namespace sluice::http
+}  // namespace sluice
