@@ -97,4 +97,17 @@ std::string PipelineSkeleton(const std::string& name, const std::string& source_
 /// Writes the skeleton. Returns the exit code (2: the output exists or cannot be written).
 int RunInit(const InitOptions& options);
 
+/// Settings of `sluice takeover`.
+struct TakeoverOptions {
+  /// Where the pipeline's source starts: "OFFSET" (partition 0), "PARTITION=OFFSET" or
+  /// "SOURCE:PARTITION=OFFSET"; one per partition.
+  std::vector<std::string> from_positions;
+  bool apply = false;  ///< false: print the plan only
+};
+
+/// Prints how sluice takes over the existing results table of `runner`'s pipeline (columns
+/// added, internal state created, old columns with no source left as they are, where reading
+/// starts) and, with `apply`, applies it and stores the start positions. Returns the exit code.
+int RunTakeover(const Runner& runner, const TakeoverOptions& options);
+
 }  // namespace sluice::cli

@@ -688,6 +688,12 @@ Status Runner::Checkpoint(bool final) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_.checkpoints;
   stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size());
+  if (const std::optional<SinkRowCounts> c = sink_->LastCommitRowCounts()) {
+    stats_.row_counts_known = true;
+    stats_.rows_inserted += c->inserted;
+    stats_.rows_updated += c->updated;
+    stats_.rows_unchanged += c->unchanged;
+  }
   stats_.last_checkpoint_micros = WallClockMicros();
   stats_.last_checkpoint_duration_micros = duration;
   stats_.checkpoint_duration_total_micros += duration;

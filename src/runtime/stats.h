@@ -57,6 +57,10 @@ struct PipelineSnapshot {
   int64_t decode_errors = 0, late = 0, lookup_misses = 0, source_errors = 0;
   int64_t backpressure_waits = 0;  ///< times a worker paused because the sink was behind
   int64_t checkpoints = 0, checkpoint_failures = 0, sink_retries = 0, rows_written = 0;
+  /// What the commits did to the results table's rows, when the sink tells (SQL sinks; see
+  /// Sink::LastCommitRowCounts): rows_written = inserted + updated + unchanged.
+  bool row_counts_known = false;
+  int64_t rows_inserted = 0, rows_updated = 0, rows_unchanged = 0;
   int64_t last_checkpoint_micros = 0;      ///< wall-clock time of the last successful commit
   int64_t last_checkpoint_duration_micros = 0;
   int64_t checkpoint_duration_total_micros = 0;

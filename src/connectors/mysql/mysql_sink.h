@@ -20,6 +20,12 @@ namespace sluice {
 /// SQLite sink's merge rules and table layout), the dead letters (`_sluice_dead_letters`) and the
 /// source positions (`_sluice_positions`).
 ///
+/// With internal columns (avg, last) the rows live in `_sluice_table_TABLE` and TABLE is a view
+/// of the declared columns (the SQLite sink's layout, see there); a TABLE created by an older
+/// sluice with the internal columns in it is renamed at Open() (RENAME TABLE: no row changes).
+/// Commit() counts rows inserted, updated and found unchanged from the affected rows and
+/// mysql_info() of each statement (LastCommitRowCounts).
+///
 /// URI `mysql://USER@HOST[:PORT]/DATABASE`; the database must exist, the tables are created.
 /// Options: `password_file` (else $SLUICE_MYSQL_PASSWORD_FILE / $SLUICE_MYSQL_PASSWORD),
 /// `column_types = "name:TYPE,..."` (e.g. "dates:DATE,bid_set:DECIMAL(10,2)"), `timeout`
@@ -47,6 +53,7 @@ class MysqlSink : public Sink {
   bool StoresDeadLetters() const override { return true; }
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
+  std::optional<SinkRowCounts> LastCommitRowCounts() const override { return counts_; }
   void Close() override;
 
   /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
@@ -60,6 +67,10 @@ class MysqlSink : public Sink {
   MysqlSink() = default;
   Status Connect();
   Status CreateTables();
+  /// Returns "BASE TABLE", "VIEW" or "" for `name` in the connection's database.
+  Result<std::string> TableType(const std::string& name);
+  /// Renames an older sluice's TABLE (internal columns in it) to the internal name.
+  Status MigrateOldLayout();
   /// Returns true when the stored positions already equal the checkpoint's (read with locks,
   /// inside the current transaction).
   Result<bool> AlreadyApplied(const Checkpoint& cp);
@@ -78,6 +89,7 @@ class MysqlSink : public Sink {
   std::unique_ptr<mysql::Connection> conn_;
   /// Set when the connection broke at COMMIT: the next Commit() checks the positions first.
   bool ambiguous_ = false;
+  SinkRowCounts counts_;
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };
