@@ -345,15 +345,17 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
     }
     auto run = [this](const std::string& sql) { return conn_->Execute(sql); };
     // Each results statement holds `n` rows: inserted ones count 1 affected row, updated ones
-    // 2, unchanged ones 0, and mysql_info() says how many met an existing key.
+    // 2, unchanged ones 0, and mysql_info() says how many were updated.
     std::function<Status(const std::string&, size_t)> counted =
         [this](const std::string& sql, size_t rows) -> Status {
       const int64_t n = static_cast<int64_t>(rows);
       ASSIGN_OR_RETURN(mysql::Connection::Affected a, conn_->ExecuteCounted(sql));
       int64_t inserted, updated;
       if (a.duplicates >= 0) {
-        inserted = n - a.duplicates;
-        updated = (a.rows - inserted) / 2;
+        // MariaDB's Duplicates counts the rows the UPDATE changed (2 affected rows each), not
+        // those it found unchanged (0): the inserted rows are the rest of the affected rows.
+        updated = a.duplicates;
+        inserted = a.rows - 2 * updated;
       } else if (n == 1) {
         inserted = a.rows == 1 ? 1 : 0;
         updated = a.rows == 2 ? 1 : 0;
