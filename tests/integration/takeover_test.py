@@ -257,7 +257,7 @@ class MysqlDb:
             self.database)
 
     def columns(self):
-        return self.server.run("SELECT * FROM events LIMIT 0", self.database)[0]
+        return self.server.run("SELECT * FROM events LIMIT 1", self.database)[0]  # header
 
     def rows(self):
         out = self.server.run("SELECT * FROM events", self.database)
