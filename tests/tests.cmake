@@ -212,3 +212,11 @@ add_test(NAME cli_output
                  --sluice $<TARGET_FILE:sluice>
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(cli_output PROPERTIES TIMEOUT 300 LABELS "python;integration")
+
+# sluice takeover: a Spark-filled `events` table (SQLite and MySQL) is planned, applied, and
+# continued from a byte offset; compared with the independent recomputation.
+add_test(NAME takeover
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/takeover_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(takeover PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "python;integration;mysql")

@@ -111,5 +111,17 @@ struct InspectCliOptions {
 /// last checkpoint, dead letters by reason with samples) without running any. Returns the exit
 /// code: 2 for a URI that names no readable sink, 1 when it cannot be read now.
 int RunInspect(const InspectCliOptions& options);
+/// Settings of `sluice takeover`.
+struct TakeoverOptions {
+  /// Where the pipeline's source starts: "OFFSET" (partition 0), "PARTITION=OFFSET" or
+  /// "SOURCE:PARTITION=OFFSET"; one per partition.
+  std::vector<std::string> from_positions;
+  bool apply = false;  ///< false: print the plan only
+};
+
+/// Prints how sluice takes over the existing results table of `runner`'s pipeline (columns
+/// added, internal state created, old columns with no source left as they are, where reading
+/// starts) and, with `apply`, applies it and stores the start positions. Returns the exit code.
+int RunTakeover(const Runner& runner, const TakeoverOptions& options);
 
 }  // namespace sluice::cli

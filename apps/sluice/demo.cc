@@ -111,13 +111,18 @@ std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& 
 
 void PrintSummary(const PipelineSnapshot& s, const std::string& dead_letter_path, double seconds,
                   std::FILE* out) {
+  std::string rows = Thousands(s.rows_written) + " rows upserted";
+  if (s.row_counts_known) {
+    rows += " (" + Thousands(s.rows_inserted) + " inserted, " + Thousands(s.rows_updated) +
+            " updated)";
+  }
   std::fprintf(out, "%s: %s records in %.2fs (%s/s): %s aggregated, %s ignored, %s dead-lettered%s%s; "
-              "%s rows written in %s checkpoints\n",
+              "%s in %s checkpoints\n",
               s.pipeline.c_str(), Thousands(s.records_in).c_str(), seconds,
               Thousands(static_cast<int64_t>(s.records_in / std::max(seconds, 1e-9))).c_str(),
               Thousands(s.aggregated).c_str(), Thousands(s.ignored).c_str(),
               Thousands(s.dead_lettered).c_str(), s.dead_lettered > 0 ? " -> " : "",
-              s.dead_lettered > 0 ? dead_letter_path.c_str() : "", Thousands(s.rows_written).c_str(),
+              s.dead_lettered > 0 ? dead_letter_path.c_str() : "", rows.c_str(),
               Thousands(s.checkpoints).c_str());
   std::fflush(out);
 }

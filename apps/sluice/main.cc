@@ -488,6 +488,16 @@ int main(int argc, char** argv) {
   inspect->add_option("--payload-bytes", inspect_options.payload_bytes,
                       "cut each sample's payload to this many bytes")
       ->capture_default_str();
+  auto* takeover = app.add_subcommand(
+      "takeover",
+      "Take over a results table another job filled: print the plan, apply it with --apply");
+  sluice::cli::TakeoverOptions takeover_options;
+  takeover->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  takeover->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+  takeover->add_option("--from-position", takeover_options.from_positions,
+                       "where the source starts: OFFSET (a file's byte offset, or partition 0), "
+                       "PARTITION=OFFSET or SOURCE:PARTITION=OFFSET (repeat per partition)");
+  takeover->add_flag("--apply", takeover_options.apply, "apply the plan (default: print it only)");
 
   app.add_subcommand("version", "Print the version");
 
@@ -521,6 +531,18 @@ int main(int argc, char** argv) {
   }
   if (init->parsed()) return sluice::cli::RunInit(init_options);
   if (inspect->parsed()) return sluice::cli::RunInspect(inspect_options);
+  if (takeover->parsed()) {
+    auto parsed = ParseVars(vars);
+    if (!parsed.ok()) {
+      ReportError(parsed.status().message());
+      return kExitConfig;
+    }
+    int code = kExitDone;
+    auto runner = Prepare(pipeline, *parsed, sluice::RunOptions{},
+                          [](const std::vector<sluice::VariableUse>&) {}, &code);
+    if (!runner) return code;
+    return sluice::cli::RunTakeover(*runner, takeover_options);
+  }
   if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
   if (demo->parsed()) {
     demo_options.http_address = demo_no_http ? std::string() : demo_http;

@@ -317,8 +317,14 @@ std::string SummaryText(const PipelineSnapshot& s, const PipelineConfig& config,
   if (s.late > 0) out += ", " + Thousands(s.late) + " late";
   out += "\n  output: " + config.sink.uri;
   if (!config.sink.table.empty()) out += " table " + config.sink.table;
-  out += ": " + Thousands(s.rows_written) + (Appends(config) ? " rows appended" : " rows upserted") +
-         " in " + Checkpoints(s.checkpoints);
+  out += ": " + Thousands(s.rows_written) + (Appends(config) ? " rows appended" : " rows upserted");
+  if (s.row_counts_known) {
+    out += " (" + Thousands(s.rows_inserted) + " inserted, " + Thousands(s.rows_updated) +
+           " updated";
+    if (s.rows_unchanged > 0) out += ", " + Thousands(s.rows_unchanged) + " unchanged";
+    out += ")";
+  }
+  out += " in " + Checkpoints(s.checkpoints);
   return out;
 }
 
@@ -346,6 +352,10 @@ std::string SummaryJson(const PipelineSnapshot& s, const PipelineConfig& config,
   f.Add("decode_errors", s.decode_errors).Add("late", s.late);
   f.Add("sink", config.sink.uri).Add("table", config.sink.table);
   f.Add(Appends(config) ? "rows_appended" : "rows_upserted", s.rows_written);
+  if (s.row_counts_known) {
+    f.Add("rows_inserted", s.rows_inserted).Add("rows_updated", s.rows_updated);
+    f.Add("rows_unchanged", s.rows_unchanged);
+  }
   f.Add("checkpoints", s.checkpoints);
   return "{" + f.str().substr(1) + "}";
 }

@@ -197,6 +197,16 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
 
   counter("sluice_sink_rows_written_total", "Rows (merged deltas or finished rows) committed.", pk,
           s.rows_written);
+  if (s.row_counts_known) {
+    counter("sluice_sink_rows_inserted_total", "Rows the sink's commits inserted as new.", pk,
+            s.rows_inserted);
+    counter("sluice_sink_rows_updated_total",
+            "Rows the sink's commits updated (an existing key, values changed).", pk,
+            s.rows_updated);
+    counter("sluice_sink_rows_unchanged_total",
+            "Rows the sink's commits found with the values they already had (MySQL).", pk,
+            s.rows_unchanged);
+  }
   counter("sluice_sink_retries_total", "Sink commits that failed and were retried.", pk,
           s.sink_retries);
   gauge("sluice_sink_up", "1 when the last sink operation succeeded, else 0.", pk,

@@ -750,6 +750,12 @@ Status Runner::Checkpoint(bool final) {
   const int64_t refused = sink_rejected_total - stats_.sink_rejected;
   stats_.sink_rejected += refused;
   stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size()) - refused;
+  if (const std::optional<SinkRowCounts> c = sink_->LastCommitRowCounts()) {
+    stats_.row_counts_known = true;
+    stats_.rows_inserted += c->inserted;
+    stats_.rows_updated += c->updated;
+    stats_.rows_unchanged += c->unchanged;
+  }
   stats_.last_checkpoint_micros = WallClockMicros();
   stats_.last_checkpoint_duration_micros = duration;
   stats_.checkpoint_duration_total_micros += duration;

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,14 @@ struct Checkpoint {
   /// given to a sink whose StoresDeadLetters() is true. Besides the records the workers
   /// dead-lettered, a sink may add letters of its own (rows it rejects) through the same path.
   const std::vector<DeadLetter>* dead_letters = nullptr;
+};
+
+/// What one Commit() did to the rows of the results table (SQL sinks; others leave it zero).
+/// `unchanged` counts rows found with the values they already had (MySQL's affected-rows 0).
+struct SinkRowCounts {
+  int64_t inserted = 0;
+  int64_t updated = 0;
+  int64_t unchanged = 0;
 };
 
 /// Describes what a sink receives, fixed at Open().
@@ -99,6 +108,9 @@ class Sink {
   /// Returns false when the sink knows it cannot be reached now (its connection dropped), so
   /// /readyz reports it before the next commit fails. Any thread; must not block.
   virtual bool Healthy() const { return true; }
+  /// Returns what the last successful Commit() did to the results table's rows, when the sink
+  /// can tell (SQL sinks: inserted vs updated vs unchanged); nullopt otherwise.
+  virtual std::optional<SinkRowCounts> LastCommitRowCounts() const { return std::nullopt; }
   virtual void Close() {}
 
   // `sluice verify` (runtime/verify.h) reads a sink back through these three calls.
@@ -129,6 +141,28 @@ class Sink {
 /// decimals, `YYYY-MM-DD[ HH:MM:SS[.f]]` timestamps, 0/1 or true/false for booleans. A text that
 /// is not of the type is an InvalidArgument error naming it.
 Result<Value> ParseStoredValue(std::string_view text, Type type);
+/// The columns an SQL sink keeps for exact merges of an update-mode aggregate, which the user's
+/// table does not show: `_NAME_sum` and `_NAME_count` behind avg(), `_NAME_at` (the event time)
+/// behind last(). Empty for append mode, rows, and aggregates without avg() or last().
+inline std::vector<std::string> InternalColumnNames(const AggregateSpec* a) {
+  std::vector<std::string> out;
+  if (a == nullptr || a->append_mode) return out;
+  for (const MetricSpec& m : a->metrics) {
+    if (m.fn == AggFn::kAvg) {
+      out.push_back("_" + m.name + "_sum");
+      out.push_back("_" + m.name + "_count");
+    } else if (m.fn == AggFn::kLast) {
+      out.push_back("_" + m.name + "_at");
+    }
+  }
+  return out;
+}
+
+/// The table that holds every column (declared and internal) of the SQL sinks' `table`, when the
+/// pipeline has internal columns; `table` itself is then a view of the declared columns (plus
+/// the old columns of a table taken over, see `sluice takeover`), so `SELECT *` shows no
+/// internal column.
+inline std::string InternalTableName(const std::string& table) { return "_sluice_table_" + table; }
 
 using SinkFactory = std::function<Result<std::unique_ptr<Sink>>(const SinkConfig& config)>;
 

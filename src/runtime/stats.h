@@ -60,6 +60,10 @@ struct PipelineSnapshot {
   /// Result rows the sink refused and dead-lettered (reason "sink_rejected"); also counted in
   /// dead_lettered and dead_lettered_by_reason.
   int64_t sink_rejected = 0;
+  /// What the commits did to the results table's rows, when the sink tells (SQL sinks; see
+  /// Sink::LastCommitRowCounts): rows_written = inserted + updated + unchanged.
+  bool row_counts_known = false;
+  int64_t rows_inserted = 0, rows_updated = 0, rows_unchanged = 0;
   int64_t last_checkpoint_micros = 0;      ///< wall-clock time of the last successful commit
   int64_t last_checkpoint_duration_micros = 0;
   int64_t checkpoint_duration_total_micros = 0;

@@ -151,8 +151,18 @@ def main():
     check("summary: ignored records with their count by reason",
           f"{sum(small_ignored.values()):,} ignored ({reasons})" in r.stdout, f"want ({reasons})\n{r}")
     check("summary: where the output went, rows upserted (not 'rows written')",
-          re.search(r"output: sqlite:" + re.escape(path("s.db")) + r" table events: [\d,]+ rows upserted in [\d,]+ checkpoints?",
+          re.search(r"output: sqlite:" + re.escape(path("s.db")) + r" table events: [\d,]+ rows upserted \([\d,]+ inserted, [\d,]+ updated\) in [\d,]+ checkpoints?",
                     r.stdout) and "rows written" not in r.stdout, r)
+    # Inserted vs updated, against the table itself: a first run into a new table inserts
+    # exactly the rows it holds, and the upserts beyond them were updates.
+    m = re.search(r"([\d,]+) rows upserted \(([\d,]+) inserted, ([\d,]+) updated\)", r.stdout)
+    con = sqlite3.connect(path("s.db"))
+    table_rows = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    con.close()
+    nums = [int(x.replace(",", "")) for x in m.groups()] if m else None
+    check("summary: rows inserted = the rows in the new table, updated = the other upserts",
+          nums is not None and nums[1] == table_rows and nums[0] == nums[1] + nums[2],
+          f"{nums} vs {table_rows} rows in the table\n{r}")
     try:
         s = json.load(open(sj))
     except (OSError, ValueError) as e:

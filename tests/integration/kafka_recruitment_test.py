@@ -364,7 +364,8 @@ class SqliteSink(PositionWatch):
         """(events rows incl. '_' columns, positions rows, updated_at values), sorted."""
         con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         try:
-            ev = con.execute(f'SELECT * FROM "{self.table}" ORDER BY '
+            # The table behind the view: the '_' columns are out of sight of `SELECT *` on it.
+            ev = con.execute(f'SELECT * FROM "_sluice_table_{self.table}" ORDER BY '
                              + ", ".join(f'"{k}"' for k in KEY)).fetchall()
             pos = con.execute("SELECT pipeline, source, partition, offset FROM _sluice_positions "
                               "ORDER BY 1, 2, 3").fetchall()
@@ -424,7 +425,7 @@ class MysqlSink(PositionWatch):
         return {int(p): int(o) for p, o in rows}
 
     def dump(self):
-        _, ev = self.query(f"SELECT * FROM `{self.table}` ORDER BY "
+        _, ev = self.query(f"SELECT * FROM `_sluice_table_{self.table}` ORDER BY "
                            + ", ".join(f"`{k}`" for k in KEY), timeout=60)
         _, pos = self.query("SELECT `pipeline`, `source`, `partition`, `offset` FROM "
                             f"`_sluice_positions` WHERE `pipeline` = '{self.pipeline}' ORDER BY 1, 2, 3")

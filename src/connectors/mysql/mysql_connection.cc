@@ -1,5 +1,8 @@
 #include "connectors/mysql/mysql_connection.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include <mysql.h>
 
 #include <mutex>
@@ -117,6 +120,19 @@ Status Connection::Execute(std::string_view sql) {
     mysql_free_result(res);
   }
   return Status::OK();
+}
+
+Result<Connection::Affected> Connection::ExecuteCounted(std::string_view sql) {
+  RETURN_IF_ERROR(Execute(sql));
+  Affected out;
+  out.rows = static_cast<int64_t>(mysql_affected_rows(mysql_));
+  if (const char* info = mysql_info(mysql_)) {
+    // "Records: 3  Duplicates: 1  Warnings: 0"
+    if (const char* d = std::strstr(info, "Duplicates:")) {
+      out.duplicates = std::strtoll(d + 11, nullptr, 10);
+    }
+  }
+  return out;
 }
 
 Status Connection::Query(std::string_view sql, const std::function<Status(RowView)>& row) {

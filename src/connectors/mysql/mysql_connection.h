@@ -44,6 +44,16 @@ class Connection {
 
   /// Runs a statement, discarding any result.
   Status Execute(std::string_view sql);
+  /// What an INSERT ... ON DUPLICATE KEY UPDATE reported: the affected rows (1 per inserted row,
+  /// 2 per updated row, 0 per row found unchanged) and, for a multi-row statement, the rows the
+  /// update changed ("Duplicates" of mysql_info(): MariaDB does not count rows found unchanged
+  /// there; -1 when the server sent no info, which it does not for a single row).
+  struct Affected {
+    int64_t rows = 0;
+    int64_t duplicates = -1;
+  };
+  /// Runs a statement that returns no result set and reports what it affected.
+  Result<Affected> ExecuteCounted(std::string_view sql);
   /// Runs a query and calls `row` for each result row, streaming.
   Status Query(std::string_view sql, const std::function<Status(RowView)>& row);
   /// Runs a query and returns all its rows.

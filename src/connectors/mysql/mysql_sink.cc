@@ -192,27 +192,121 @@ Status MysqlSink::CreateTables() {
   RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateStateTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateDeadLettersTableSql(collation)));
+  if (sql_->view()) RETURN_IF_ERROR(MigrateOldLayout());
   RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
 
-  // An existing table must have the columns this pipeline writes.
+  // An existing table must have the columns this pipeline writes; columns it does not write
+  // (the old columns of a table taken over) are left as they are, so they must accept a row
+  // without them.
+  const std::string& physical = sql_->physical();
   ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(sql_->DescribeTableSql()));
-  std::vector<std::string> existing;
+  std::vector<std::string> existing, stuck, missing;
   for (const auto& r : rows) existing.push_back(r[0].value_or(""));
   const std::vector<std::string> expected = sql_->column_names();
-  if (existing != expected) {
-    return Status::InvalidArgument("mysql table " + table_ + " in " + conn_->display() +
-                                   " has columns (" + Join(existing) +
-                                   ") but this pipeline writes (" + Join(expected) +
-                                   "); drop the table or write to another one");
-  }
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const std::string have = rows[i][1].value_or("");
-    const std::string want = BaseType(sql_->columns()[i].type);
-    if (have != want) {
-      spdlog::warn("mysql table {}: column {} is {} but this pipeline would create it as {}",
-                   table_, expected[i], have, sql_->columns()[i].type);
+  for (const auto& r : rows) {
+    const std::string name = r[0].value_or("");
+    const bool written = std::find(expected.begin(), expected.end(), name) != expected.end();
+    if (!written && r[2].value_or("YES") == "NO" && !r[3] &&
+        r[4].value_or("").find("auto_increment") == std::string::npos) {
+      stuck.push_back(name);
     }
   }
+  for (const auto& c : expected) {
+    if (std::find(existing.begin(), existing.end(), c) == existing.end()) missing.push_back(c);
+  }
+  if (!missing.empty()) {
+    return Status::InvalidArgument("mysql table " + physical + " in " + conn_->display() +
+                                   " has columns (" + Join(existing) +
+                                   ") but this pipeline writes (" + Join(expected) +
+                                   "); drop the table, write to another one, or take it over "
+                                   "with `sluice takeover` (missing: " + Join(missing) + ")");
+  }
+  if (!stuck.empty()) {
+    return Status::InvalidArgument("mysql table " + physical + " in " + conn_->display() +
+                                   " has columns this pipeline does not write that are NOT NULL "
+                                   "without a default (" + Join(stuck) +
+                                   "): new rows cannot be inserted; give them a default");
+  }
+  for (const auto& r : rows) {
+    const std::string name = r[0].value_or("");
+    for (const auto& c : sql_->columns()) {
+      if (c.name != name) continue;
+      const std::string have = r[1].value_or("");
+      const std::string want = BaseType(c.type);
+      if (have != want) {
+        spdlog::warn("mysql table {}: column {} is {} but this pipeline would create it as {}",
+                     physical, name, have, c.type);
+      }
+    }
+  }
+  if (sql_->view()) {
+    ASSIGN_OR_RETURN(std::string type, TableType(table_));
+    if (type == "BASE TABLE") {
+      return Status::InvalidArgument("mysql " + conn_->display() + " has both a table " + table_ +
+                                     " and the table " + physical +
+                                     " sluice keeps its rows in (" + table_ +
+                                     " should be a view of it); drop or rename one of them");
+    }
+    // The view's columns: replaced only when they differ (a CREATE OR REPLACE needs DROP).
+    std::vector<std::string> want;
+    for (const auto& c : existing) {
+      const auto internal = InternalColumnNames(ctx_.aggregate);
+      if (std::find(internal.begin(), internal.end(), c) == internal.end()) want.push_back(c);
+    }
+    std::vector<std::string> have;
+    if (type == "VIEW") {
+      RETURN_IF_ERROR(conn_->Query(
+          "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+          "AND TABLE_NAME = " + mysql::StringLiteral(table_) + " ORDER BY ORDINAL_POSITION",
+          [&](mysql::RowView r) {
+            have.emplace_back(r[0].value_or(""));
+            return Status::OK();
+          }));
+    }
+    if (have != want) RETURN_IF_ERROR(conn_->Execute(sql_->CreateViewSql(existing)));
+  }
+  return Status::OK();
+}
+
+Result<std::string> MysqlSink::TableType(const std::string& name) {
+  ASSIGN_OR_RETURN(mysql::Rows rows,
+                   conn_->QueryAll("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE "
+                                   "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " +
+                                   mysql::StringLiteral(name)));
+  if (rows.empty()) return std::string();
+  return rows[0][0].value_or("");
+}
+
+Status MysqlSink::MigrateOldLayout() {
+  ASSIGN_OR_RETURN(std::string user, TableType(table_));
+  if (user != "BASE TABLE") return Status::OK();
+  ASSIGN_OR_RETURN(std::string internal, TableType(sql_->physical()));
+  if (!internal.empty()) return Status::OK();  // reported by CreateTables
+  std::vector<std::string> existing;
+  RETURN_IF_ERROR(conn_->Query(
+      "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+      "TABLE_NAME = " + mysql::StringLiteral(table_) + " ORDER BY ORDINAL_POSITION",
+      [&](mysql::RowView r) {
+        existing.emplace_back(r[0].value_or(""));
+        return Status::OK();
+      }));
+  const std::vector<std::string> expected = sql_->column_names();
+  for (const auto& c : expected) {
+    if (std::find(existing.begin(), existing.end(), c) == existing.end()) {
+      // Not a table this pipeline wrote (a results table of another job): never moved
+      // without being asked.
+      return Status::InvalidArgument(
+          "mysql table " + table_ + " in " + conn_->display() + " has columns (" +
+          Join(existing) + ") but this pipeline writes (" + Join(expected) +
+          "); drop the table, write to another one, or take it over with `sluice takeover`");
+    }
+  }
+  RETURN_IF_ERROR(conn_->Execute("RENAME TABLE " + mysql::QuoteIdentifier(table_) + " TO " +
+                                 mysql::QuoteIdentifier(sql_->physical())));
+  spdlog::warn(
+      "mysql table {} in {} held sluice's internal columns (an older sluice's layout): moved "
+      "the table, rows unchanged, to {} and made {} a view of the declared columns",
+      table_, conn_->display(), sql_->physical(), table_);
   return Status::OK();
 }
 
@@ -430,19 +524,55 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       if (applied) return conn_->Execute("COMMIT");
     }
     auto run = [this](const std::string& sql) { return conn_->Execute(sql); };
+    // Each results statement holds `n` rows: inserted ones count 1 affected row, updated ones
+    // 2, unchanged ones 0, and mysql_info() says how many were updated.
+    std::function<Status(const std::string&, size_t)> counted =
+        [this](const std::string& sql, size_t rows) -> Status {
+      const int64_t n = static_cast<int64_t>(rows);
+      ASSIGN_OR_RETURN(mysql::Connection::Affected a, conn_->ExecuteCounted(sql));
+      int64_t inserted, updated;
+      if (a.duplicates >= 0) {
+        // MariaDB's Duplicates counts the rows the UPDATE changed (2 affected rows each), not
+        // those it found unchanged (0): the inserted rows are the rest of the affected rows.
+        updated = a.duplicates;
+        inserted = a.rows - 2 * updated;
+      } else if (n == 1) {
+        inserted = a.rows == 1 ? 1 : 0;
+        updated = a.rows == 2 ? 1 : 0;
+      } else {  // no info: assume no row was unchanged
+        updated = a.rows - n;
+        inserted = n - updated;
+      }
+      counts_.inserted += inserted;
+      counts_.updated += updated;
+      counts_.unchanged += n - inserted - updated;
+      return Status::OK();
+    };
+    // A range whose rows are refused is rolled back to its savepoint: its counts go with it.
+    auto counting = [this](const std::function<Status()>& write) -> Status {
+      const SinkRowCounts before = counts_;
+      Status st = write();
+      if (!st.ok()) counts_ = before;
+      return st;
+    };
+    counts_ = SinkRowCounts{};
     std::vector<RejectedItem> rejected_deltas, rejected_rows;
     if (cp.deltas && !cp.deltas->empty()) {
       const std::span<const DeltaRow> all(*cp.deltas);
       ASSIGN_OR_RETURN(rejected_deltas, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
-                         return sql_->ForEachDeltaStatement(all.subspan(b, e - b), batch_rows_,
-                                                            batch_bytes_, run);
+                         return counting([&] {
+                           return sql_->ForEachDeltaStatement(all.subspan(b, e - b), batch_rows_,
+                                                              batch_bytes_, counted);
+                         });
                        }));
     }
     if (cp.rows && !cp.rows->empty()) {
       const std::span<const std::vector<Value>> all(*cp.rows);
       ASSIGN_OR_RETURN(rejected_rows, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
-                         return sql_->ForEachRowStatement(all.subspan(b, e - b), batch_rows_,
-                                                          batch_bytes_, run);
+                         return counting([&] {
+                           return sql_->ForEachRowStatement(all.subspan(b, e - b), batch_rows_,
+                                                            batch_bytes_, counted);
+                         });
                        }));
     }
     std::vector<DeadLetter> rejected;

@@ -22,6 +22,12 @@ namespace sluice {
 /// SQLite sink's merge rules and table layout), the dead letters (`_sluice_dead_letters`) and the
 /// source positions (`_sluice_positions`).
 ///
+/// With internal columns (avg, last) the rows live in `_sluice_table_TABLE` and TABLE is a view
+/// of the declared columns (the SQLite sink's layout, see there); a TABLE created by an older
+/// sluice with the internal columns in it is renamed at Open() (RENAME TABLE: no row changes).
+/// Commit() counts rows inserted, updated and found unchanged from the affected rows and
+/// mysql_info() of each statement (LastCommitRowCounts).
+///
 /// URI `mysql://USER@HOST[:PORT]/DATABASE`; the database must exist, the tables are created.
 /// Options: `password_file` (else $SLUICE_MYSQL_PASSWORD_FILE / $SLUICE_MYSQL_PASSWORD),
 /// `column_types = "name:TYPE,..."` (e.g. "dates:DATE,bid_set:DECIMAL(10,2)"), `timeout`
@@ -55,6 +61,7 @@ class MysqlSink : public Sink, public SinkReader {
   /// positions and state with LoadPositions() and LoadState().
   Result<SinkInventory> Inventory(const InventoryOptions& options) override;
   Result<std::map<std::string, int64_t>> CountDeadLetters() override;
+  std::optional<SinkRowCounts> LastCommitRowCounts() const override { return counts_; }
   void Close() override;
   /// Connects without creating or altering anything (sluice verify).
   Status OpenForReading(const SinkContext& ctx) override;
@@ -78,6 +85,10 @@ class MysqlSink : public Sink, public SinkReader {
   MysqlSink() = default;
   Status Connect();
   Status CreateTables();
+  /// Returns "BASE TABLE", "VIEW" or "" for `name` in the connection's database.
+  Result<std::string> TableType(const std::string& name);
+  /// Renames an older sluice's TABLE (internal columns in it) to the internal name.
+  Status MigrateOldLayout();
   /// Returns true when the stored positions already equal the checkpoint's (read with locks,
   /// inside the current transaction).
   Result<bool> AlreadyApplied(const Checkpoint& cp);
@@ -104,6 +115,7 @@ class MysqlSink : public Sink, public SinkReader {
   /// Set when the connection broke at COMMIT: the next Commit() checks the positions first.
   bool ambiguous_ = false;
   int64_t rows_rejected_ = 0;
+  SinkRowCounts counts_;
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };

@@ -470,6 +470,9 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
                                 const std::map<std::string, std::string>& types) {
   TableSql t;
   t.table_ = std::move(table);
+  t.internal_ = InternalColumnNames(ctx.aggregate);
+  t.view_ = !t.internal_.empty();
+  t.physical_ = t.view_ ? InternalTableName(t.table_) : t.table_;
   std::vector<Column> hidden;  // after the visible columns
   std::string cols;            // insert column list, in tuple order
   std::string updates;
@@ -575,7 +578,7 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
     }
     it->type = type;
   }
-  t.insert_prefix_ = "INSERT INTO " + QuoteIdentifier(t.table_) + " (" + cols + ") VALUES ";
+  t.insert_prefix_ = "INSERT INTO " + QuoteIdentifier(t.physical_) + " (" + cols + ") VALUES ";
   if (!updates.empty()) t.update_suffix_ = " ON DUPLICATE KEY UPDATE " + updates;
   return t;
 }
@@ -587,7 +590,7 @@ std::vector<std::string> TableSql::column_names() const {
 }
 
 std::string TableSql::CreateTableSql(const std::string& collation) const {
-  std::string sql = "CREATE TABLE IF NOT EXISTS " + QuoteIdentifier(table_) + " (";
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + QuoteIdentifier(physical_) + " (";
   for (size_t i = 0; i < columns_.size(); ++i) {
     sql += (i ? ", " : "") + QuoteIdentifier(columns_[i].name) + " " + columns_[i].type +
            columns_[i].attributes;
@@ -601,9 +604,19 @@ std::string TableSql::CreateTableSql(const std::string& collation) const {
 }
 
 std::string TableSql::DescribeTableSql() const {
-  return "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-         "DATABASE() AND TABLE_NAME = " +
-         StringLiteral(table_) + " ORDER BY ORDINAL_POSITION";
+  return "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM "
+         "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = " +
+         StringLiteral(physical_) + " ORDER BY ORDINAL_POSITION";
+}
+
+std::string TableSql::CreateViewSql(const std::vector<std::string>& table_columns) const {
+  std::string select;
+  for (const auto& c : table_columns) {
+    if (std::find(internal_.begin(), internal_.end(), c) != internal_.end()) continue;
+    select += (select.empty() ? "" : ", ") + QuoteIdentifier(c);
+  }
+  return "CREATE OR REPLACE ALGORITHM=MERGE VIEW " + QuoteIdentifier(table_) + " AS SELECT " +
+         select + " FROM " + QuoteIdentifier(physical_);
 }
 
 Status TableSql::AppendDeltaTuple(const DeltaRow& row, std::string* out) const {
@@ -674,14 +687,15 @@ Status TableSql::AppendRowTuple(const std::vector<Value>& row, std::string* out)
 
 template <typename T, typename F>
 Status TableSql::Chunk(std::span<const T> items, size_t max_rows, size_t max_bytes, F&& append,
-                       const std::function<Status(const std::string&)>& run) const {
+                       const std::function<Status(const std::string&, size_t)>& run) const {
   std::string sql, tuple;
   size_t rows = 0;
   auto flush = [&]() -> Status {
     if (rows == 0) return Status::OK();
     sql += update_suffix_;
+    const size_t n = rows;
     rows = 0;
-    return run(sql);
+    return run(sql, n);
   };
   for (const T& item : items) {
     tuple.clear();
@@ -704,6 +718,15 @@ Status TableSql::Chunk(std::span<const T> items, size_t max_rows, size_t max_byt
 Status TableSql::ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows,
                                        size_t max_bytes,
                                        const std::function<Status(const std::string&)>& run) const {
+  return ForEachDeltaStatement(
+      deltas, max_rows, max_bytes,
+      std::function<Status(const std::string&, size_t)>(
+          [&run](const std::string& sql, size_t) { return run(sql); }));
+}
+
+Status TableSql::ForEachDeltaStatement(
+    std::span<const DeltaRow> deltas, size_t max_rows, size_t max_bytes,
+    const std::function<Status(const std::string&, size_t)>& run) const {
   if (!aggregate_) {
     return Status::Internal("mysql sink: deltas given to a table without an aggregate");
   }
@@ -715,6 +738,15 @@ Status TableSql::ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t 
 Status TableSql::ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
                                      size_t max_bytes,
                                      const std::function<Status(const std::string&)>& run) const {
+  return ForEachRowStatement(
+      rows, max_rows, max_bytes,
+      std::function<Status(const std::string&, size_t)>(
+          [&run](const std::string& sql, size_t) { return run(sql); }));
+}
+
+Status TableSql::ForEachRowStatement(
+    std::span<const std::vector<Value>> rows, size_t max_rows, size_t max_bytes,
+    const std::function<Status(const std::string&, size_t)>& run) const {
   return Chunk(
       rows, max_rows, max_bytes,
       [this](const std::vector<Value>& r, std::string* out) { return AppendRowTuple(r, out); },

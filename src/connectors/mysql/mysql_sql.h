@@ -130,21 +130,37 @@ class TableSql {
   static Result<TableSql> Make(const SinkContext& ctx, std::string table,
                                const std::map<std::string, std::string>& types);
 
+  /// The table the pipeline names (a view of the declared columns when view() is true).
   const std::string& table() const { return table_; }
+  /// The table the rows are written to: table(), or InternalTableName(table()) when view().
+  const std::string& physical() const { return physical_; }
+  /// True when the pipeline has internal columns: they live in physical() and table() is a
+  /// view that leaves them out.
+  bool view() const { return view_; }
+  /// Returns the statement that makes table() a view of `table_columns` (the columns of
+  /// physical(), in order) without the internal ones.
+  std::string CreateViewSql(const std::vector<std::string>& table_columns) const;
   const std::vector<Column>& columns() const { return columns_; }
   std::vector<std::string> column_names() const;
   std::string CreateTableSql(const std::string& collation) const;
-  /// Returns the query for the names and types of the existing table's columns, in order.
+  /// Returns the query for the names, types, nullability and defaults of the existing columns
+  /// of physical(), in order.
   std::string DescribeTableSql() const;
 
   /// Renders `deltas` as upserts of at most `max_rows` rows and about `max_bytes` each and calls
   /// `run` with each statement; stops at the first error.
   Status ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows, size_t max_bytes,
                                const std::function<Status(const std::string&)>& run) const;
+  /// Same, also giving `run` the number of rows in each statement.
+  Status ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows, size_t max_bytes,
+                               const std::function<Status(const std::string&, size_t)>& run) const;
   /// Same for final rows (no aggregate): INSERT, or upsert replacing non-key columns.
   Status ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
                              size_t max_bytes,
                              const std::function<Status(const std::string&)>& run) const;
+  Status ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
+                             size_t max_bytes,
+                             const std::function<Status(const std::string&, size_t)>& run) const;
 
  private:
   TableSql() = default;
@@ -152,9 +168,12 @@ class TableSql {
   Status AppendRowTuple(const std::vector<Value>& row, std::string* out) const;
   template <typename T, typename F>
   Status Chunk(std::span<const T> items, size_t max_rows, size_t max_bytes, F&& append,
-               const std::function<Status(const std::string&)>& run) const;
+               const std::function<Status(const std::string&, size_t)>& run) const;
 
   std::string table_;
+  std::string physical_;
+  bool view_ = false;
+  std::vector<std::string> internal_;
   const AggregateSpec* aggregate_ = nullptr;  ///< null: rows mode
   std::vector<Column> columns_;
   std::vector<std::string> keys_;

@@ -148,6 +148,8 @@ Status SqliteSink::SetContext(const SinkContext& ctx) {
     for (const auto& k : key_option_) key_slots_.push_back(*ctx_.output.IndexOf(k));
   }
   if (table_.empty()) table_ = ctx.pipeline;
+  view_ = !InternalColumnNames(ctx_.aggregate).empty();
+  physical_ = view_ ? InternalTableName(table_) : table_;
   return Status::OK();
 }
 
@@ -288,7 +290,10 @@ Status SqliteSink::CreateTables() {
     }
   }
   for (auto& h : hidden) columns.push_back(std::move(h));
-  std::string sql = "CREATE TABLE IF NOT EXISTS " + Q(table_) + " (";
+  std::vector<std::string> expected;
+  for (const auto& c : columns) expected.push_back(c.first);
+  if (view_) RETURN_IF_ERROR(MigrateOldLayout(expected));
+  std::string sql = "CREATE TABLE IF NOT EXISTS " + Q(physical_) + " (";
   for (size_t i = 0; i < columns.size(); ++i) {
     sql += (i ? ", " : "") + Q(columns[i].first) + " " + columns[i].second;
   }
@@ -300,7 +305,66 @@ Status SqliteSink::CreateTables() {
   sql += ")";
   RETURN_IF_ERROR(Exec(sql));
 
-  // An existing table must have the columns this pipeline writes.
+  // An existing table must have the columns this pipeline writes; columns it does not write
+  // (the old columns of a table taken over) are left as they are, so they must accept a row
+  // without them.
+  sqlite3_stmt* info = nullptr;
+  RETURN_IF_ERROR(Prepare("PRAGMA table_info(" + Q(physical_) + ")", &info));
+  std::vector<std::string> existing, stuck;
+  while (sqlite3_step(info) == SQLITE_ROW) {
+    existing.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(info, 1)));
+    const bool not_null = sqlite3_column_int(info, 3) != 0;
+    const bool has_default = sqlite3_column_type(info, 4) != SQLITE_NULL;
+    if (not_null && !has_default &&
+        std::find(expected.begin(), expected.end(), existing.back()) == expected.end()) {
+      stuck.push_back(existing.back());
+    }
+  }
+  sqlite3_finalize(info);
+  std::vector<std::string> missing;
+  for (const auto& c : expected) {
+    if (std::find(existing.begin(), existing.end(), c) == existing.end()) missing.push_back(c);
+  }
+  if (!missing.empty()) {
+    return Status::InvalidArgument("sqlite table " + physical_ + " in " + path_ +
+                                   " has columns (" + Join(existing) +
+                                   ") but this pipeline writes (" + Join(expected) +
+                                   "); drop the table, write to another one, or take it over "
+                                   "with `sluice takeover` (missing: " + Join(missing) + ")");
+  }
+  if (!stuck.empty()) {
+    return Status::InvalidArgument("sqlite table " + physical_ + " in " + path_ +
+                                   " has columns this pipeline does not write that are NOT NULL "
+                                   "without a default (" + Join(stuck) +
+                                   "): new rows cannot be inserted; give them a default");
+  }
+  if (view_) RETURN_IF_ERROR(EnsureView(existing));
+  return Status::OK();
+}
+
+Result<std::string> SqliteSink::ObjectType(const std::string& name) {
+  sqlite3_stmt* stmt = nullptr;
+  RETURN_IF_ERROR(Prepare(
+      "SELECT type FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')", &stmt));
+  sqlite3_bind_text(stmt, 1, name.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out;
+  if (sqlite3_step(stmt) == SQLITE_ROW) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  return out;
+}
+
+Status SqliteSink::MigrateOldLayout(const std::vector<std::string>& expected) {
+  ASSIGN_OR_RETURN(std::string user, ObjectType(table_));
+  if (user != "table") return Status::OK();
+  ASSIGN_OR_RETURN(std::string internal, ObjectType(physical_));
+  if (!internal.empty()) {
+    return Status::InvalidArgument("sqlite " + path_ + " has both a table " + table_ +
+                                   " and the table " + physical_ +
+                                   " sluice keeps its rows in (" + table_ +
+                                   " should be a view of it); drop or rename one of them");
+  }
   sqlite3_stmt* info = nullptr;
   RETURN_IF_ERROR(Prepare("PRAGMA table_info(" + Q(table_) + ")", &info));
   std::vector<std::string> existing;
@@ -308,17 +372,67 @@ Status SqliteSink::CreateTables() {
     existing.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(info, 1)));
   }
   sqlite3_finalize(info);
-  std::vector<std::string> expected;
-  for (const auto& c : columns) expected.push_back(c.first);
-  if (existing != expected) {
-    std::string have, want;
-    for (const auto& c : existing) have += (have.empty() ? "" : ", ") + c;
-    for (const auto& c : expected) want += (want.empty() ? "" : ", ") + c;
-    return Status::InvalidArgument("sqlite table " + table_ + " in " + path_ +
-                                   " has columns (" + have + ") but this pipeline writes (" +
-                                   want + "); drop the table or write to another one");
+  for (const auto& c : expected) {
+    if (std::find(existing.begin(), existing.end(), c) == existing.end()) {
+      // Not a table this pipeline wrote (a results table of another job): never moved
+      // without being asked.
+      return Status::InvalidArgument(
+          "sqlite table " + table_ + " in " + path_ + " has columns (" + Join(existing) +
+          ") but this pipeline writes (" + Join(expected) +
+          "); drop the table, write to another one, or take it over with `sluice takeover`");
+    }
   }
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Status s = Exec("ALTER TABLE " + Q(table_) + " RENAME TO " + Q(physical_));
+  if (s.ok()) s = Exec("COMMIT");
+  if (!s.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+    return s;
+  }
+  spdlog::warn(
+      "sqlite table {} in {} held sluice's internal columns (an older sluice's layout): moved "
+      "the table, rows unchanged, to {} and made {} a view of the declared columns",
+      table_, path_, physical_, table_);
   return Status::OK();
+}
+
+Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
+  const std::vector<std::string> internal = InternalColumnNames(ctx_.aggregate);
+  std::string select;
+  for (const auto& c : table_columns) {
+    if (std::find(internal.begin(), internal.end(), c) != internal.end()) continue;
+    select += (select.empty() ? "" : ", ") + Q(c);
+  }
+  const std::string create =
+      "CREATE VIEW " + Q(table_) + " AS SELECT " + select + " FROM " + Q(physical_);
+  sqlite3_stmt* stmt = nullptr;
+  RETURN_IF_ERROR(Prepare("SELECT type, sql FROM sqlite_master WHERE name = ?1", &stmt));
+  sqlite3_bind_text(stmt, 1, table_.c_str(), -1, SQLITE_TRANSIENT);
+  std::string type, current;
+  if (sqlite3_step(stmt) == SQLITE_ROW) {
+    type = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
+      current = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
+    }
+  }
+  sqlite3_finalize(stmt);
+  if (!type.empty() && type != "view") {
+    return Status::InvalidArgument("sqlite " + path_ + ": " + table_ + " is a " + type +
+                                   ", not the view of " + physical_ + " sluice expects");
+  }
+  if (current == create) return Status::OK();
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Status s = type.empty() ? Status::OK() : Exec("DROP VIEW " + Q(table_));
+  if (s.ok()) s = Exec(create);
+  if (s.ok()) s = Exec("COMMIT");
+  if (!s.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+  }
+  return s;
 }
 
 Status SqliteSink::BuildStatements() {
@@ -399,7 +513,7 @@ Status SqliteSink::BuildStatements() {
       }
     }
     // SQLite evaluates every SET expression against the old row, so the order above is safe.
-    return Prepare("INSERT INTO " + Q(table_) + " (" + cols + ") VALUES (" + values +
+    return Prepare("INSERT INTO " + Q(physical_) + " (" + cols + ") VALUES (" + values +
                        ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates,
                    &upsert_);
   }
@@ -410,7 +524,7 @@ Status SqliteSink::BuildStatements() {
       set(Q(f.name) + " = excluded." + Q(f.name));
     }
   }
-  std::string sql = "INSERT INTO " + Q(table_) + " (" + cols + ") VALUES (" + values + ")";
+  std::string sql = "INSERT INTO " + Q(physical_) + " (" + cols + ") VALUES (" + values + ")";
   if (!keys.empty()) {
     // Upsert by key, as the MySQL sink's ON DUPLICATE KEY UPDATE: the row's final values
     // replace the stored ones; within a checkpoint the last row of a key wins.
@@ -420,7 +534,7 @@ Status SqliteSink::BuildStatements() {
   }
   Status s = Prepare(sql, &upsert_);
   if (!s.ok() && !keys.empty()) {
-    return Status::InvalidArgument("sqlite table " + table_ + " in " + path_ +
+    return Status::InvalidArgument("sqlite table " + physical_ + " in " + path_ +
                                    " has no primary key (" + Join(keys) +
                                    ") to upsert by; it was created without `key`: drop the table "
                                    "or write to another one (" + s.message() + ")");
@@ -530,7 +644,22 @@ Status SqliteSink::WriteDelta(const DeltaRow& row) {
         break;
     }
   }
-  return Step(upsert_, "upsert");
+  sqlite3_set_last_insert_rowid(db_, 0);
+  RETURN_IF_ERROR(Step(upsert_, "upsert"));
+  CountStep();
+  return Status::OK();
+}
+
+void SqliteSink::CountStep() {
+  // An upsert that updates sets no rowid (only an INSERT does, and rowids are positive), and
+  // ON CONFLICT DO NOTHING changes nothing.
+  if (sqlite3_last_insert_rowid(db_) != 0) {
+    ++counts_.inserted;
+  } else if (sqlite3_changes(db_) > 0) {
+    ++counts_.updated;
+  } else {
+    ++counts_.unchanged;
+  }
 }
 
 Status SqliteSink::WriteRow(const std::vector<Value>& row) {
@@ -547,7 +676,10 @@ Status SqliteSink::WriteRow(const std::vector<Value>& row) {
   for (size_t i = 0; i < row.size(); ++i) {
     RETURN_IF_ERROR(Bind(upsert_, static_cast<int>(i + 1), row[i], false));
   }
-  return Step(upsert_, "insert");
+  sqlite3_set_last_insert_rowid(db_, 0);
+  RETURN_IF_ERROR(Step(upsert_, "insert"));
+  CountStep();
+  return Status::OK();
 }
 
 Status SqliteSink::Query(const std::string& sql, const std::vector<std::string>& params,
@@ -764,6 +896,7 @@ Status SqliteSink::WriteResults(const Checkpoint& cp, std::vector<DeadLetter>* r
 }
 
 Status SqliteSink::Commit(const Checkpoint& cp) {
+  counts_ = SinkRowCounts{};
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   size_t rejected_count = 0;
   Status s = [&]() -> Status {

@@ -17,8 +17,14 @@ namespace sluice {
 /// the merged deltas (upserted with additive counts and sums, min/max, latest value, exact
 /// averages from hidden sum and count columns) and the source positions.
 ///
-/// Table layout: key columns (primary key), one column per metric, and hidden `_NAME_sum`,
-/// `_NAME_count` (avg) or `_NAME_at` (last) columns. Pipelines without an update-mode aggregate
+/// Table layout: key columns (primary key), one column per metric, and the internal `_NAME_sum`,
+/// `_NAME_count` (avg) or `_NAME_at` (last) columns exact merges need. With internal columns
+/// the rows live in `_sluice_table_TABLE` (see InternalTableName) and `TABLE` is a view of the
+/// declared columns, so `SELECT *` shows none of them; a TABLE created by an older sluice with
+/// the internal columns in it is renamed to that name at Open() (a log line says so; no row
+/// changes). Columns of an existing table that the pipeline does not write (a table taken over
+/// with `sluice takeover`) are left as they are, and must accept NULL or have a default.
+/// Pipelines without an update-mode aggregate
 /// write their output columns; with a key (the option `key`, or an append-mode aggregate's keys)
 /// rows are upserted by it (`INSERT ... ON CONFLICT (key) DO UPDATE`), without one appended.
 /// Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
@@ -59,6 +65,7 @@ class SqliteSink : public Sink, public SinkReader {
   Result<std::vector<std::vector<Value>>> ReadOutput() override;
   /// Timestamps are stored as text to the second.
   Value AsStored(size_t column, const Value& v) const override;
+  std::optional<SinkRowCounts> LastCommitRowCounts() const override { return counts_; }
 
  private:
   SqliteSink(std::string path, std::string table) : path_(std::move(path)), table_(std::move(table)) {}
@@ -71,6 +78,15 @@ class SqliteSink : public Sink, public SinkReader {
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
   Status CreateTables();
+  /// Returns "table", "view" or "" (no such object) for `name`.
+  Result<std::string> ObjectType(const std::string& name);
+  /// With internal columns: moves an older sluice's TABLE (internal columns in it) to the
+  /// internal name, in one transaction with the view that replaces it.
+  Status MigrateOldLayout(const std::vector<std::string>& expected);
+  /// With internal columns: (re)creates the view TABLE over the internal table.
+  Status EnsureView(const std::vector<std::string>& table_columns);
+  /// Counts what the last upsert step did (see LastCommitRowCounts).
+  void CountStep();
   Status BuildStatements();
   /// Binds `v` to parameter `index`. `copy` false lets SQLite keep pointing at a string `v`,
   /// which must then live until the statement's Step() (which resets it).
@@ -96,6 +112,10 @@ class SqliteSink : public Sink, public SinkReader {
 
   std::string path_;
   std::string table_;
+  /// The table written: table_, or InternalTableName(table_) when view_.
+  std::string physical_;
+  bool view_ = false;
+  SinkRowCounts counts_;
   std::vector<std::string> key_option_;  ///< `key = "id"` / `key = ["a", "b"]`
   std::string key_where_;
   /// Slots of the key columns in a row, when the key comes from the option (checked not null).

@@ -88,7 +88,11 @@ class MysqlSinkTest : public ::testing::Test {
 
   void TearDown() override {
     if (!admin_) return;
+    // A view over the internal table when the pipeline has internal columns, else a table.
+    (void)admin_->Execute("DROP VIEW IF EXISTS " + mysql::QuoteIdentifier(table_));
     (void)admin_->Execute("DROP TABLE IF EXISTS " + mysql::QuoteIdentifier(table_));
+    (void)admin_->Execute("DROP TABLE IF EXISTS " +
+                          mysql::QuoteIdentifier(InternalTableName(table_)));
     (void)admin_->Execute("DELETE FROM _sluice_positions WHERE pipeline = " +
                           mysql::StringLiteral(pipeline_));
     (void)admin_->Execute("DELETE FROM _sluice_dead_letters WHERE pipeline = " +
@@ -154,6 +158,8 @@ class MysqlSinkTest : public ::testing::Test {
   }
 
   std::string T() const { return mysql::QuoteIdentifier(table_); }
+  /// The table behind T() that holds the internal columns too.
+  std::string Internal() const { return mysql::QuoteIdentifier(InternalTableName(table_)); }
 
   /// Kills connection `id` from the admin connection and waits until it is gone.
   void Kill(unsigned long id) {
@@ -237,7 +243,7 @@ TEST_F(MysqlSinkTest, MergesDeltasAcrossCheckpointsLikeMergeMetric) {
   ASSERT_TRUE(sink->Commit(Cp(4, &cp4, 40)).ok());
   EXPECT_EQ(One(select + " LIMIT 1 OFFSET 1"),
             w + "a|5|10|1.75|0.5833333333333334|-1|c|9|2024-05-01 10:00:20");
-  EXPECT_EQ(One("SELECT _mean_sum, _mean_count, _dmean_sum, _dmean_count, _latest_at FROM " + T() +
+  EXPECT_EQ(One("SELECT _mean_sum, _mean_count, _dmean_sum, _dmean_count, _latest_at FROM " + Internal() +
                 " WHERE k = 'a'"),
             "7|4|1.75|3|" + std::to_string(kT + 10 * kSec));
   EXPECT_TRUE(sink->Healthy());
@@ -542,6 +548,106 @@ TEST_F(MysqlSinkTest, RejectsAnExistingTableWithOtherColumns) {
   EXPECT_NE(open.message().find("has columns (k, n) but this pipeline writes (window_start"),
             std::string::npos)
       << open.message();
+}
+
+TEST_F(MysqlSinkTest, SelectStarShowsExactlyTheDeclaredColumns) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), D(2), N, N, I(4), N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  // What `SELECT *` returns, as a client (Grafana) sees it: the result set's column names.
+  auto rows = admin_->QueryAll("SELECT * FROM " + T());
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].size(), 11u);
+  EXPECT_EQ(Lines("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                  "DATABASE() AND TABLE_NAME = '" + table_ + "' ORDER BY ORDINAL_POSITION"),
+            (std::vector<std::string>{"window_start", "window_end", "k", "n", "total", "mean",
+                                      "dmean", "lo", "hi", "latest", "seen"}));
+  EXPECT_EQ(One("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                "DATABASE() AND TABLE_NAME = '" + table_ + "'"),
+            "VIEW");
+  EXPECT_EQ(One("SELECT k, n, total, mean, latest FROM " + T()), "a|1|5|1|4");
+  EXPECT_EQ(One("SELECT _mean_sum, _mean_count, _latest_at FROM " + Internal()),
+            "1|1|" + std::to_string(kT));
+}
+
+TEST_F(MysqlSinkTest, AnOlderSluicesTableIsMovedWithEveryRow) {
+  auto spec = AllKindsSpec();
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, I(7), N}, kT + kSec)}),
+      MakeDelta(*spec, kT, {S("b")}, {Rec({N, I(2), I(3), N, N, N, N, N}, kT)})};
+  {
+    auto sink = OpenSink(*spec);
+    ASSERT_TRUE(sink);
+    ASSERT_TRUE(sink->Commit(Cp(1, &d, 10)).ok());
+  }
+  // What an older sluice left: one base table named as the pipeline says, internal columns in it.
+  ASSERT_TRUE(admin_->Execute("DROP VIEW " + T()).ok());
+  ASSERT_TRUE(admin_->Execute("RENAME TABLE " + Internal() + " TO " + T()).ok());
+  ASSERT_EQ(Lines("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                  "DATABASE() AND TABLE_NAME = '" + table_ + "'").size(),
+            16u);
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(Lines("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                  "DATABASE() AND TABLE_NAME = '" + table_ + "'").size(),
+            11u);
+  // The merge goes on from the moved sums, counts and times: a's mean (1 + 3) / 2, latest 7
+  // (at +1 s) beats 9 at kT.
+  std::vector<DeltaRow> d2 = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(1), I(3), N, N, N, I(9), N}, kT)})};
+  ASSERT_TRUE(sink->Commit(Cp(2, &d2, 20)).ok());
+  EXPECT_EQ(Lines("SELECT k, n, total, mean, latest FROM " + T() + " ORDER BY k"),
+            (std::vector<std::string>{"a|2|6|2|7", "b|1|2|3|NULL"}));
+}
+
+TEST_F(MysqlSinkTest, AnotherJobsTableIsNotMoved) {
+  ASSERT_TRUE(admin_->Execute("CREATE TABLE " + T() + " (k VARCHAR(10), impressions BIGINT)").ok());
+  auto spec = AllKindsSpec();
+  auto s = MysqlSink::Make(Config());
+  ASSERT_TRUE(s.ok());
+  Status open = (*s)->Open(Context(spec.get()));
+  EXPECT_FALSE(open.ok());
+  EXPECT_NE(open.message().find("sluice takeover"), std::string::npos) << open.message();
+  EXPECT_EQ(One("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                "DATABASE() AND TABLE_NAME = '" + table_ + "'"),
+            "BASE TABLE");
+}
+
+TEST_F(MysqlSinkTest, CountsRowsInsertedUpdatedAndUnchanged) {
+  auto spec = AllKindsSpec();
+  for (const char* batch : {"1000", "1"}) {  // multi-row statements (mysql_info), one row each
+    SCOPED_TRACE(batch);
+    TearDown();
+    auto sink = OpenSink(*spec, {{"batch_rows", batch}});
+    ASSERT_TRUE(sink);
+    auto count = [&] { return std::stoll(One("SELECT COUNT(*) FROM " + T())); };
+    std::vector<DeltaRow> d1, d2;
+    for (const char* k : {"a", "b", "c"}) {
+      d1.push_back(MakeDelta(*spec, kT, {S(k)}, {Rec({N, I(1), N, N, N, N, N, N}, kT)}));
+    }
+    for (const char* k : {"b", "d"}) {
+      d2.push_back(MakeDelta(*spec, kT, {S(k)}, {Rec({N, I(1), N, N, N, N, N, N}, kT)}));
+    }
+    // A delta that changes nothing: no record matched any metric but the key is there.
+    DeltaRow nothing = MakeDelta(*spec, kT, {S("c")}, {});
+    d2.push_back(nothing);
+    ASSERT_TRUE(sink->Commit(Cp(1, &d1, 10)).ok());
+    ASSERT_TRUE(sink->LastCommitRowCounts());
+    EXPECT_EQ(sink->LastCommitRowCounts()->inserted, count());
+    EXPECT_EQ(sink->LastCommitRowCounts()->updated, 0);
+    const int64_t before = count();
+    ASSERT_TRUE(sink->Commit(Cp(2, &d2, 20)).ok());
+    auto c = sink->LastCommitRowCounts();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->inserted, count() - before);
+    EXPECT_EQ(c->inserted, 1);   // d
+    EXPECT_EQ(c->updated, 1);    // b
+    EXPECT_EQ(c->unchanged, 1);  // c
+  }
 }
 
 TEST_F(MysqlSinkTest, ReopensAnExistingTable) {

@@ -250,7 +250,7 @@ TEST(MysqlSqlTest, RecruitmentTableLayoutMatchesTheSqliteSink) {
   auto t = mysql::TableSql::Make(Context(spec.get()), "events", *types);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->CreateTableSql("utf8mb4_nopad_bin"),
-            "CREATE TABLE IF NOT EXISTS `events` (`job_id` BIGINT NOT NULL, `dates` DATE NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS `_sluice_table_events` (`job_id` BIGINT NOT NULL, `dates` DATE NOT NULL, "
             "`hours` TINYINT NOT NULL, `publisher_id` BIGINT NOT NULL, `campaign_id` BIGINT NOT "
             "NULL, `group_id` BIGINT NOT NULL, `company_id` BIGINT, `clicks` BIGINT NOT NULL "
             "DEFAULT 0, `bid_set` DECIMAL(10,2), `spend_hour` BIGINT NOT NULL DEFAULT 0, "
@@ -260,6 +260,13 @@ TEST(MysqlSqlTest, RecruitmentTableLayoutMatchesTheSqliteSink) {
             "NULL DEFAULT 0, `_bid_set_count` BIGINT NOT NULL DEFAULT 0, `_sources_at` BIGINT, "
             "PRIMARY KEY (`job_id`, `dates`, `hours`, `publisher_id`, `campaign_id`, "
             "`group_id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin");
+  // `events` itself is a view without the internal columns; a taken-over table's other
+  // columns (impressions) stay in it.
+  EXPECT_TRUE(t->view());
+  EXPECT_EQ(t->CreateViewSql({"job_id", "dates", "_company_id_at", "impressions", "_bid_set_sum",
+                              "_bid_set_count", "_sources_at"}),
+            "CREATE OR REPLACE ALGORITHM=MERGE VIEW `events` AS SELECT `job_id`, `dates`, "
+            "`impressions` FROM `_sluice_table_events`");
 }
 
 TEST(MysqlSqlTest, StringKeysAreVarcharOtherStringsText) {
@@ -318,7 +325,7 @@ TEST(MysqlSqlTest, UpsertsOneDelta) {
   ASSERT_EQ(sql.size(), 1u);
   EXPECT_EQ(
       sql[0],
-      "INSERT INTO `t` (`window_start`, `window_end`, `k`, `n`, `total`, `mean`, `_mean_sum`, "
+      "INSERT INTO `_sluice_table_t` (`window_start`, `window_end`, `k`, `n`, `total`, `mean`, `_mean_sum`, "
       "`_mean_count`, `dmean`, `_dmean_sum`, `_dmean_count`, `lo`, `hi`, `latest`, `_latest_at`, "
       "`seen`) VALUES ('2024-05-01 10:00:00', '2024-05-01 11:00:00', 'it\\'s', 2, 8, "
       "ROUND(CAST(3 AS DECIMAL(65,20)) / 2, 2), 3, 2, CAST(0.75e0 AS DOUBLE) / 2, 0.75e0, 2, "
