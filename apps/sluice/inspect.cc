@@ -11,6 +11,7 @@
 #include "connectors/table/table_util.h"
 #include "core/json_writer.h"
 #include "core/time.h"
+#include "core/uri.h"
 #include "core/json_builder.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"

@@ -17,6 +17,7 @@
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "connectors/sqlite/sqlite_sink.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 
 namespace sluice::cli {
