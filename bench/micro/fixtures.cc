@@ -7,6 +7,7 @@
 
 #include "connectors/generator/generator_source.h"
 #include "expr/expr.h"
+#include "runtime/registry.h"
 
 namespace sluice::bench {
 
@@ -38,6 +39,7 @@ std::unique_ptr<LoadedPipeline> LoadExample(const std::string& name) {
   CheckOk(config.status(), "load pipeline");
   auto out = std::make_unique<LoadedPipeline>();
   out->config = std::move(config).value();
+  RegisterBuiltins();  // dimensions are loaded through their connectors
   auto plan = BuildPlan(out->config);
   CheckOk(plan.status(), "build plan");
   out->plan = std::move(plan).value();

@@ -171,7 +171,8 @@ TEST_F(VerifySqliteTest, CleanRunIsEqualAndEachCorruptionIsFound) {
   EXPECT_EQ(report->records, 5);
   EXPECT_EQ(report->sink_rows, 3);
 
-  Sql("UPDATE t SET total = 80 WHERE user = 'ann' AND total = 8");
+  // t is a view (avg() keeps internal columns); the rows live in _sluice_table_t.
+  Sql("UPDATE _sluice_table_t SET total = 80 WHERE user = 'ann' AND total = 8");
   report = VerifyPipeline(*Config(), VerifyOptions{});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_FALSE(report->equal());
@@ -186,9 +187,9 @@ TEST_F(VerifySqliteTest, CleanRunIsEqualAndEachCorruptionIsFound) {
       << FormatVerifyReport(*report);
   EXPECT_NE(VerifyReportJson(*report).find("\"total\":{\"sink\":80,\"recomputed\":8}"), std::string::npos)
       << VerifyReportJson(*report);
-  Sql("UPDATE t SET total = 8 WHERE user = 'ann' AND total = 80");
+  Sql("UPDATE _sluice_table_t SET total = 8 WHERE user = 'ann' AND total = 80");
 
-  Sql("DELETE FROM t WHERE user = 'bob'");
+  Sql("DELETE FROM _sluice_table_t WHERE user = 'bob'");
   report = VerifyPipeline(*Config(), VerifyOptions{});
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->missing_from_sink, 1) << FormatVerifyReport(*report);
@@ -196,7 +197,7 @@ TEST_F(VerifySqliteTest, CleanRunIsEqualAndEachCorruptionIsFound) {
   ASSERT_EQ(report->missing_rows.size(), 1u);
   EXPECT_EQ(report->missing_rows[0][1].string_value(), "bob");
 
-  Sql("INSERT INTO t (window_start, user, events, total, mean) VALUES ('2026-01-01 00:00:00', 'bob', 1, 4, 4.0),"
+  Sql("INSERT INTO _sluice_table_t (window_start, user, events, total, mean) VALUES ('2026-01-01 00:00:00', 'bob', 1, 4, 4.0),"
       " ('2026-01-01 00:05:00', 'cy', 1, 1, 1.0)");
   report = VerifyPipeline(*Config(), VerifyOptions{});
   ASSERT_TRUE(report.ok());
