@@ -22,7 +22,7 @@
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_dimension.h"
 #include "runtime/dimension_refresh.h"
-#include "connectors/mysql/tests/mysql_test_util.h"
+#include "operators/tests/aggregate_test_util.h"
 #include "core/time.h"
 #include "operators/dimension.h"
 
@@ -34,10 +34,10 @@ Result<std::shared_ptr<Dimension>> LoadDimension(const DimensionConfig& config) 
   return ConnectorRegistry::Instance().LoadDimension(config);
 }
 
-using mysql_test::AllKindsSpec;
-using mysql_test::MakeDelta;
-using mysql_test::Rec;
-using mysql_test::RecruitmentSpec;
+using aggregate_test::AllKindsSpec;
+using aggregate_test::MakeDelta;
+using aggregate_test::Rec;
+using aggregate_test::RecruitmentSpec;
 
 std::string ServerUri() {
   const char* env = std::getenv("SLUICE_TEST_MYSQL_URI");

@@ -12,16 +12,16 @@
 
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sink.h"
-#include "connectors/mysql/tests/mysql_test_util.h"
+#include "operators/tests/aggregate_test_util.h"
 #include "core/time.h"
 
 namespace sluice {
 namespace {
 
-using mysql_test::AllKindsSpec;
-using mysql_test::MakeDelta;
-using mysql_test::Rec;
-using mysql_test::RecruitmentSpec;
+using aggregate_test::AllKindsSpec;
+using aggregate_test::MakeDelta;
+using aggregate_test::Rec;
+using aggregate_test::RecruitmentSpec;
 
 std::string Lit(const Value& v) {
   std::string out;

@@ -8,7 +8,7 @@
 #include "core/time.h"
 #include "operators/aggregate_spec.h"
 
-namespace sluice::mysql_test {
+namespace sluice::aggregate_test {
 
 inline void AddKey(AggregateSpec& a, std::string name, Type type) {
   KeySpec k;
@@ -95,4 +95,4 @@ inline DeltaRow MakeDelta(const AggregateSpec& a, int64_t window_start, std::vec
   return d;
 }
 
-}  // namespace sluice::mysql_test
+}  // namespace sluice::aggregate_test
