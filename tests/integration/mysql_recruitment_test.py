@@ -331,30 +331,39 @@ class Test:
         rng = random.Random(self.args.seed)
         problems, notes, landed = [], [], 0
         for cycle in range(1, self.args.kills + 1):
-            b = self.database(f"killed{cycle}")
-            for _ in range(2):
-                # Early kills would mostly hit start-up (loading the dimension, connecting).
-                delay = rng.uniform(0.4 * secs, 0.95 * secs)
-                p = self.start(big, JOBS_CSV, b, pipeline)
-                try:
-                    rc = p.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    rc = None
-                if rc is not None:
+            # A run can end before its kill (a fast, idle machine): the cycle starts again on a
+            # fresh database with earlier kills, at most three times.
+            scale = 1.0
+            for attempt in range(3):
+                b = self.database(f"killed{cycle}" + (f"_{attempt}" if attempt else ""))
+                finished = False
+                for _ in range(2):
+                    # Early kills would mostly hit start-up (loading the dimension, connecting).
+                    delay = rng.uniform(0.3 * secs, 0.9 * secs) * scale
+                    p = self.start(big, JOBS_CSV, b, pipeline)
+                    try:
+                        rc = p.wait(timeout=delay)
+                    except subprocess.TimeoutExpired:
+                        rc = None
+                    if rc is not None:
+                        p.log_file.close()
+                        if rc != 0:
+                            problems.append(f"cycle {cycle}: run exited {rc} before the kill\n"
+                                            f"{self.tail(p)}")
+                        else:
+                            notes.append(f"cycle {cycle}: a run finished before its kill at "
+                                         f"{delay:.2f}s")
+                        finished = True
+                        break
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait()
                     p.log_file.close()
-                    if rc != 0:
-                        problems.append(f"cycle {cycle}: run exited {rc} before the kill\n"
-                                        f"{self.tail(p)}")
-                    else:
-                        notes.append(f"cycle {cycle}: a run finished before its kill at "
-                                     f"{delay:.2f}s")
+                    landed += 1
+                    print(f"     cycle {cycle}: kill -9 after {delay:.2f}s, committed position "
+                          f"{self.committed(b)} of {os.path.getsize(big)}", flush=True)
+                if not finished or problems:
                     break
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
-                p.log_file.close()
-                landed += 1
-                print(f"     cycle {cycle}: kill -9 after {delay:.2f}s, committed position "
-                      f"{self.committed(b)} of {os.path.getsize(big)}", flush=True)
+                scale *= 0.5
             rc, p = self.run(big, JOBS_CSV, b, pipeline)
             if rc != 0:
                 problems.append(f"cycle {cycle}: restart exited {rc}\n{self.tail(p)}")
