@@ -95,12 +95,7 @@ Status WriteDemoFiles(const std::filesystem::path& dir) {
 
 }  // namespace
 
-const DemoFile* FindDemoFile(std::string_view path) {
-  for (const DemoFile& f : DemoFiles()) {
-    if (f.path == path) return &f;
-  }
-  return nullptr;
-}
+const DemoFile* FindDemoFile(std::string_view path) { return FindEmbeddedFile(DemoFiles(), path); }
 
 std::string FailureSummary(const std::string& pipeline, const PipelineSnapshot& s, double seconds) {
   char secs[32];

@@ -3,13 +3,13 @@
 #include <span>
 #include <string_view>
 
+#include "core/embedded_file.h"
+
 namespace sluice::cli {
 
-/// One file of the demo compiled into the binary (see apps/sluice/embed_demo.cmake).
-struct DemoFile {
-  std::string_view path;  ///< relative to the demo directory, e.g. "data/job.csv"
-  std::string_view body;
-};
+/// One file of the demo compiled into the binary (see cmake/embed_files.cmake); `path` is
+/// relative to the demo directory, e.g. "data/job.csv".
+using DemoFile = EmbeddedFile;
 
 /// Returns the files of examples/ built into the binary: the demo's pipeline (recruitment.toml)
 /// and job dimension (data/job.csv), and the YSB ads (data/ysb_ads.csv) that `sluice generate`

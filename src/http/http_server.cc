@@ -162,8 +162,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
     res.set_content(self->context_.results->RenderJson(q), "application/json");
   });
   srv.Get(R"(/[A-Za-z0-9_.\-]*)", [](const httplib::Request& req, httplib::Response& res) {
-    const Asset* a = FindAsset(req.path);
-    if (a == nullptr) {
+    const std::optional<Asset> a = FindAsset(req.path);
+    if (!a) {
       res.status = 404;
       res.set_content("not found\n", "text/plain; charset=utf-8");
       return;
