@@ -150,7 +150,16 @@ set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integra
 #                         test`; push_data_to_broker and viewlog_report use the Kafka of `make
 #                         services` (topics airflow_*) and read the Parquet reports with pyarrow
 #                         (hence the project venv's interpreter, SLUICE_VENV_PYTHON)
+#   deploy_kubernetes     deploy/kubernetes/ against the Kubernetes schema (kubernetes-validate,
+#                         strict), wiring between the manifests, `sluice validate` of the
+#                         ConfigMap's pipeline with the Deployment's env (no cluster needed)
 # A missing server or tool is a loud SKIP (exit 77), a FAIL when CI=true.
+add_test(NAME deploy_kubernetes
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/deploy/kubernetes_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(deploy_kubernetes PROPERTIES TIMEOUT 120 LABELS "python;deploy"
+                     SKIP_RETURN_CODE 77)
 add_test(NAME deploy_files
          COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/deploy_files_test.py
                  --sluice $<TARGET_FILE:sluice>
