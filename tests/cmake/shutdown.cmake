@@ -22,3 +22,11 @@ add_test(NAME sigterm
                  --sluice $<TARGET_FILE:sluice> --bound 5
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(sigterm PROPERTIES TIMEOUT 400 LABELS "python;integration;kafka;mysql")
+
+# A second SIGTERM/SIGINT while the drain cannot commit (SQLite locked by the test): exit 1 at
+# once, nothing committed after the first signal. No server needed.
+add_test(NAME signal_twice
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/signal_twice_test.py
+                 --sluice $<TARGET_FILE:sluice>
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(signal_twice PROPERTIES TIMEOUT 180 LABELS "python;integration")
