@@ -338,7 +338,9 @@ def main():
     # ---- init ---------------------------------------------------------------------------------------
     open(path("events.ndjson"), "w").close()  # a file source must exist to validate
     pairs = [("events.ndjson", "sqlite:out.db"), ("events.ndjson", "parquet:out"),
-             ("kafka://127.0.0.1:9092/t", "mysql://root@127.0.0.1:3306/db"), ("events.ndjson", "kafka://127.0.0.1:9092/out")]
+             ("kafka://127.0.0.1:9092/t", "mysql://root@127.0.0.1:3306/db"), ("events.ndjson", "kafka://127.0.0.1:9092/out"),
+             ("events.ndjson", "cassandra://127.0.0.1:9042/init_ks"), ("events.ndjson", "stdout:"),
+             ("events.ndjson", "ndjson:" + path("out.ndjson"))]
     for src, snk in pairs:
         out_file = path("init-" + re.sub(r"\W", "_", src + snk) + ".toml")
         r = run([sluice, "init", "--source", src, "--sink", snk, "-o", out_file])
