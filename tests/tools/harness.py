@@ -1,0 +1,299 @@
+"""The one harness of the Python integration tests (tests/integration/*.py, tests/deploy/*.py).
+
+Server discovery: the servers of `make services` on 127.0.0.1, each overridable by one
+environment variable (HOST:PORT), e.g. SLUICE_TEST_KAFKA=127.0.0.1:1 points the Kafka tests at a
+port where nothing listens:
+
+    SLUICE_TEST_MYSQL      MariaDB/MySQL     127.0.0.1:3306 (root, no password)
+    SLUICE_TEST_KAFKA      Kafka broker      127.0.0.1:9092
+    SLUICE_TEST_CASSANDRA  Cassandra         127.0.0.1:9042
+    SLUICE_TEST_REGISTRY   schema registry   127.0.0.1:8081
+
+The one CI rule: with CI set to true, 1 or yes (any case) a missing server, tool or seed data is
+a FAIL; otherwise the test prints loudly why and exits with ctest's skip code 77 (registered
+with SKIP_RETURN_CODE 77) when nothing else ran, so ctest says "Skipped", never "Passed".
+
+Also: subprocess helpers (run with a timeout and capture, start sluice, kill -9 at a random
+moment, wait for output), temporary directories kept on failure, and PASS/FAIL counting with a
+final "N passed, M failed[, K skipped]" line and the exit code (Checks.finish()).
+Python 3 standard library only.
+"""
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(TOOLS))
+SEED_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
+                                         "TrannXuanTien__ETL-streaming-project"))
+SEED_TRACKING = os.path.join(SEED_DIR, "tracking.csv")
+SKIP = 77
+
+
+def in_ci():
+    """The one CI rule: CI=true, 1 or yes (any case) turns every skip into a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+IN_CI = in_ci()
+
+
+# ----------------------------------------------------------------------------- discovery
+
+class Server:
+    """Where one of the servers of `make services` is expected: HOST:PORT from its environment
+    variable, else 127.0.0.1 and the port scripts/services.sh uses."""
+
+    def __init__(self, kind, env, port):
+        self.kind, self.env = kind, env
+        text = os.environ.get(env, "").strip()
+        host, _, p = text.rpartition(":") if text else ("127.0.0.1", ":", str(port))
+        if not host or not p.isdigit():
+            raise SystemExit(f"{env}={text!r}: expected HOST:PORT")
+        self.host, self.port = host, int(p)
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def up(self, timeout=2.0):
+        return port_open(self.host, self.port, timeout)
+
+    def why_down(self):
+        """None when something listens on the port, else why (with how to start it)."""
+        if self.up():
+            return None
+        return (f"{self.kind} does not answer on {self.address} (start it with `make services`; "
+                f"{self.env} overrides the address)")
+
+
+MYSQL = Server("MariaDB", "SLUICE_TEST_MYSQL", 3306)
+KAFKA = Server("Kafka", "SLUICE_TEST_KAFKA", 9092)
+CASSANDRA = Server("Cassandra", "SLUICE_TEST_CASSANDRA", 9042)
+REGISTRY = Server("the schema registry", "SLUICE_TEST_REGISTRY", 8081)
+
+BROKER = KAFKA.address
+MYSQL_URI = f"mysql://root@{MYSQL.address}"          # + /DATABASE[/TABLE]
+REGISTRY_URL = f"http://{REGISTRY.address}"
+
+
+def port_open(host, port, timeout=2.0):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool_missing(name, package):
+    return f"{name} not found (Debian package {package}; scripts/install-deps.sh installs it)"
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def loud(msg):
+    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
+
+
+class Checks:
+    """PASS/FAIL counting. check() for one condition, result() for a list of problems; skip()
+    and missing() apply the CI rule; finish() prints the summary and returns the exit code."""
+
+    def __init__(self, name=None):
+        self.name = name or os.path.basename(sys.argv[0]).removesuffix(".py")
+        self.passed = self.failed = self.skipped = 0
+        self.t0 = time.monotonic()
+
+    def elapsed(self):
+        return time.monotonic() - self.t0
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("PASS " + name, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL " + name + (": " + str(detail) if detail != "" else ""), flush=True)
+        return ok
+
+    def result(self, name, problems, notes=(), limit=25):
+        """PASS when problems is empty, else FAIL with each problem; with the elapsed time."""
+        if problems:
+            self.failed += 1
+        else:
+            self.passed += 1
+        print(f"{'FAIL' if problems else 'PASS'} {name}  [{self.elapsed():.1f}s]", flush=True)
+        for n in notes:
+            print(f"    note: {n}")
+        for p in problems[:limit]:
+            print(f"    {p}")
+        if len(problems) > limit:
+            print(f"    ... {len(problems) - limit} more")
+        sys.stdout.flush()
+        return not problems
+
+    def say(self, msg):
+        print(f"     {msg}  [{self.elapsed():.1f}s]", flush=True)
+
+    def skip(self, name, why):
+        """A missing prerequisite of one part: FAIL under CI, else a loud SKIP. Returns False."""
+        if in_ci():
+            self.result(name, [f"{why} (CI={os.environ.get('CI')}: not skipping)"])
+        else:
+            self.skipped += 1
+            loud(f"SKIP {name}: {why}")
+        return False
+
+    def missing(self, why):
+        """A missing prerequisite of the whole test: records it (skip()) and returns finish()."""
+        self.skip(self.name, why)
+        return self.finish()
+
+    def code(self):
+        if self.failed:
+            return 1
+        if self.skipped and not self.passed:
+            return SKIP
+        return 0
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed"
+              + (f", {self.skipped} skipped" if self.skipped else ""), flush=True)
+        return self.code()
+
+
+def main_guard(fn, *args):
+    """sys.exit(fn(*args)); Ctrl-C exits 130 without a traceback."""
+    try:
+        sys.exit(fn(*args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# ----------------------------------------------------------------------------- processes
+
+def run(cmd, timeout, **kw):
+    """Runs a short command (cwd: the repository unless given); returns (rc, stdout+stderr
+    text); rc None on timeout, 127 when it cannot start."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                           cwd=kw.pop("cwd", REPO), **kw)
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired as e:
+        return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
+    except OSError as e:
+        return 127, str(e)
+
+
+def sluice_args(sluice, command, pipeline=None, variables=None, extra=()):
+    cmd = [sluice, command] + ([pipeline] if pipeline else [])
+    for k, v in (variables or {}).items():
+        cmd += ["--var", f"{k}={v}"]
+    return cmd + list(extra)
+
+
+def run_sluice(sluice, pipeline, variables=None, extra=(), timeout=180, command="run", cwd=REPO,
+               env=None):
+    """`sluice run PIPELINE --var K=V ... EXTRA` to the end; a CompletedProcess with text
+    stdout and stderr. A run past its timeout is killed and returns code None."""
+    cmd = sluice_args(sluice, command, pipeline, variables, extra)
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        return subprocess.CompletedProcess(cmd, None, out, err + f"\n(timed out after {timeout}s)")
+
+
+def start_sluice(sluice, pipeline, log_path, variables=None, extra=(), command="run", cwd=REPO,
+                 env=None):
+    """Starts sluice in the background, stdout and stderr into log_path; returns the Popen."""
+    cmd = sluice_args(sluice, command, pipeline, variables, extra)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+def kill9(proc):
+    """SIGKILL (if still running) and reap; returns the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+    return proc.wait()
+
+
+def kill9_at_random(proc, rng, low, high):
+    """Sleeps a random time in [low, high) s, then kill -9s proc. True when the kill landed
+    on a running process, False when it had already exited."""
+    deadline = time.monotonic() + rng.uniform(low, high)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    landed = proc.poll() is None
+    kill9(proc)
+    return landed
+
+
+def wait_for(predicate, timeout, interval=0.25):
+    """Polls predicate() until it returns a truthy value (returned) or the timeout passes (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_output(path, pattern, timeout, proc=None):
+    """Waits until the file at path (a process's log) matches the regex; returns the match, or
+    None at the timeout or when proc exits first without it."""
+    rx = re.compile(pattern)
+
+    def found():
+        m = rx.search(read_text(path))
+        if m or (proc is not None and proc.poll() is not None):
+            return m or False
+        return None
+
+    m = wait_for(lambda: found() is not None, timeout, 0.1)
+    return rx.search(read_text(path)) if m else None
+
+
+# ----------------------------------------------------------------------------- temp dirs
+
+@contextlib.contextmanager
+def temp_dir(prefix, keep=False, checks=None):
+    """A fresh temporary directory, removed at the end unless keep is set or checks failed
+    (then its path is printed)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield path
+    finally:
+        if keep or (checks is not None and checks.failed):
+            print(f"     kept {path}", flush=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
