@@ -34,27 +34,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-
-SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project",
-                                     "tracking.csv"))
-if not os.path.exists(SEED):
-    SEED = "/work/shared/seed-data/TrannXuanTien__ETL-streaming-project/tracking.csv"
+from harness import SEED_TRACKING as SEED  # noqa: E402
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {detail}", flush=True)
+T = harness.Checks()
+check = T.check
 
 
 def csv_text(header, rows, with_header=True):
@@ -104,8 +91,7 @@ def main():
     args = ap.parse_args()
     sluice = os.path.abspath(args.sluice)
     if not os.path.exists(SEED):
-        print(f"{'FAIL' if CI else 'SKIP'} file_identity_test: seed data missing: {SEED}")
-        return 1 if CI else 77
+        return T.missing(f"seed data missing: {SEED}")
     with open(SEED, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
@@ -209,8 +195,7 @@ def main():
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -671,7 +671,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--part", default="sqlite,errors,metrics,parquet,mysql,cassandra")
-    ap.add_argument("--mysql", default=os.environ.get("SLUICE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
+    ap.add_argument("--mysql", default=harness.MYSQL_URI)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     sluice = os.path.abspath(args.sluice)

@@ -291,7 +291,7 @@ def sqlite_part(sluice, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--mysql", default=os.environ.get("SLUICE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
+    ap.add_argument("--mysql", default=harness.MYSQL_URI)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="poison_")
     skipped = None

@@ -1,8 +1,8 @@
 """The one harness of the Python integration tests (tests/integration/*.py, tests/deploy/*.py).
 
 Server discovery: the servers of `make services` on 127.0.0.1, each overridable by one
-environment variable (HOST:PORT), e.g. SLUICE_TEST_KAFKA=127.0.0.1:1 points the Kafka tests at a
-port where nothing listens:
+environment variable (HOST:PORT, or a URI such as mysql://USER@HOST:PORT), e.g.
+SLUICE_TEST_KAFKA=127.0.0.1:1 points the Kafka tests at a port where nothing listens:
 
     SLUICE_TEST_MYSQL      MariaDB/MySQL     127.0.0.1:3306 (root, no password)
     SLUICE_TEST_KAFKA      Kafka broker      127.0.0.1:9092
@@ -28,11 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import urlparse
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(TOOLS))
-SEED_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                         "TrannXuanTien__ETL-streaming-project"))
+SEED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data"))
+if not os.path.isdir(SEED_DATA):  # a checkout elsewhere on this machine
+    SEED_DATA = "/work/shared/seed-data"
+SEED_DIR = os.path.join(SEED_DATA, "TrannXuanTien__ETL-streaming-project")
 SEED_TRACKING = os.path.join(SEED_DIR, "tracking.csv")
 SKIP = 77
 
@@ -51,10 +54,16 @@ class Server:
     """Where one of the servers of `make services` is expected: HOST:PORT from its environment
     variable, else 127.0.0.1 and the port scripts/services.sh uses."""
 
-    def __init__(self, kind, env, port):
-        self.kind, self.env = kind, env
+    def __init__(self, kind, env, port, user=None):
+        self.kind, self.env, self.user = kind, env, user
         text = os.environ.get(env, "").strip()
-        host, _, p = text.rpartition(":") if text else ("127.0.0.1", ":", str(port))
+        host, p = "127.0.0.1", str(port)
+        if text:
+            if "://" in text:
+                u = urlparse(text)
+                host, p, self.user = u.hostname or "", str(u.port or port), u.username or user
+            else:
+                host, _, p = text.rpartition(":")
         if not host or not p.isdigit():
             raise SystemExit(f"{env}={text!r}: expected HOST:PORT")
         self.host, self.port = host, int(p)
@@ -74,13 +83,13 @@ class Server:
                 f"{self.env} overrides the address)")
 
 
-MYSQL = Server("MariaDB", "SLUICE_TEST_MYSQL", 3306)
+MYSQL = Server("MariaDB", "SLUICE_TEST_MYSQL", 3306, user="root")
 KAFKA = Server("Kafka", "SLUICE_TEST_KAFKA", 9092)
 CASSANDRA = Server("Cassandra", "SLUICE_TEST_CASSANDRA", 9042)
 REGISTRY = Server("the schema registry", "SLUICE_TEST_REGISTRY", 8081)
 
 BROKER = KAFKA.address
-MYSQL_URI = f"mysql://root@{MYSQL.address}"          # + /DATABASE[/TABLE]
+MYSQL_URI = f"mysql://{MYSQL.user}@{MYSQL.address}"   # + /DATABASE[/TABLE]
 REGISTRY_URL = f"http://{REGISTRY.address}"
 
 
