@@ -110,16 +110,28 @@ def restart_mariadb():
     return []
 
 
+def topics_tool(*args, timeout=120):
+    """scripts/kafka-topics.sh ARGS against the discovered broker; returns (rc, output). A
+    worktree without its own services uses the jars of the tree that runs them."""
+    env = dict(os.environ)
+    if not os.path.isdir(os.path.join(REPO, "build", "services", "kafka", "libs")):
+        for cand in (os.environ.get("SLUICE_SERVICES_DIR", ""), "/work/main/build/services"):
+            if cand and os.path.isdir(os.path.join(cand, "kafka", "libs")):
+                env["SLUICE_SERVICES_DIR"] = cand
+                break
+    return run([os.path.join(REPO, "scripts", "kafka-topics.sh"), *args,
+                "--bootstrap-server", BROKER], timeout=timeout, env=env)
+
+
 def create_topic(topic, partitions):
-    rc, out = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", topic,
-                   "--partitions", str(partitions), "--replication-factor", "1"], timeout=90)
+    rc, out = topics_tool("--create", "--topic", topic, "--partitions", str(partitions),
+                          "--replication-factor", "1", timeout=90)
     if rc != 0:
         raise RuntimeError(f"creating topic {topic} failed (rc {rc}): {out[-1500:]}")
 
 
 def delete_topics(pattern):
-    run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic", pattern],
-        timeout=90)
+    topics_tool("--delete", "--topic", pattern, timeout=90)
 
 
 def end_offsets(topic, partitions):
