@@ -166,6 +166,13 @@ class Checks:
             loud(f"SKIP {name}: {why}")
         return False
 
+    def require_tool(self, name, package):
+        """The tool's path, or None after skip() (a FAIL under CI)."""
+        path = shutil.which(name)
+        if not path:
+            self.skip(name, tool_missing(name, package))
+        return path
+
     def missing(self, why):
         """A missing prerequisite of the whole test: records it (skip()) and returns finish()."""
         self.skip(self.name, why)
