@@ -121,8 +121,11 @@ class Checks:
     """PASS/FAIL counting. check() for one condition, result() for a list of problems; skip()
     and missing() apply the CI rule; finish() prints the summary and returns the exit code."""
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, skip_on_any=False):
+        """skip_on_any: exit 77 when any part was skipped (and none failed), not only when
+        nothing passed."""
         self.name = name or os.path.basename(sys.argv[0]).removesuffix(".py")
+        self.skip_on_any = skip_on_any
         self.passed = self.failed = self.skipped = 0
         self.t0 = time.monotonic()
 
@@ -181,7 +184,7 @@ class Checks:
     def code(self):
         if self.failed:
             return 1
-        if self.skipped and not self.passed:
+        if self.skipped and (self.skip_on_any or not self.passed):
             return SKIP
         return 0
 
