@@ -5,7 +5,7 @@ environment variable (HOST:PORT, or a URI such as mysql://USER@HOST:PORT), e.g.
 SLUICE_TEST_KAFKA=127.0.0.1:1 points the Kafka tests at a port where nothing listens:
 
     SLUICE_TEST_MYSQL      MariaDB/MySQL     127.0.0.1:3306 (root, no password)
-    SLUICE_TEST_KAFKA      Kafka broker      127.0.0.1:9092
+    SLUICE_TEST_KAFKA      Kafka broker      127.0.0.1:9092 (else SLUICE_KAFKA_BROKERS's first)
     SLUICE_TEST_CASSANDRA  Cassandra         127.0.0.1:9042
     SLUICE_TEST_REGISTRY   schema registry   127.0.0.1:8081
 
@@ -54,9 +54,9 @@ class Server:
     """Where one of the servers of `make services` is expected: HOST:PORT from its environment
     variable, else 127.0.0.1 and the port scripts/services.sh uses."""
 
-    def __init__(self, kind, env, port, user=None):
+    def __init__(self, kind, env, port, user=None, also=None):
         self.kind, self.env, self.user = kind, env, user
-        text = os.environ.get(env, "").strip()
+        text = os.environ.get(env, "").strip() or os.environ.get(also or "", "").split(",")[0].strip()
         host, p = "127.0.0.1", str(port)
         if text:
             if "://" in text:
@@ -84,7 +84,7 @@ class Server:
 
 
 MYSQL = Server("MariaDB", "SLUICE_TEST_MYSQL", 3306, user="root")
-KAFKA = Server("Kafka", "SLUICE_TEST_KAFKA", 9092)
+KAFKA = Server("Kafka", "SLUICE_TEST_KAFKA", 9092, also="SLUICE_KAFKA_BROKERS")  # as sluice_tests
 CASSANDRA = Server("Cassandra", "SLUICE_TEST_CASSANDRA", 9042)
 REGISTRY = Server("the schema registry", "SLUICE_TEST_REGISTRY", 8081)
 
@@ -124,7 +124,7 @@ class Checks:
     def __init__(self, name=None, skip_on_any=False):
         """skip_on_any: exit 77 when any part was skipped (and none failed), not only when
         nothing passed."""
-        self.name = name or os.path.basename(sys.argv[0]).removesuffix(".py")
+        self.test_name = name or os.path.basename(sys.argv[0]).removesuffix(".py")
         self.skip_on_any = skip_on_any
         self.passed = self.failed = self.skipped = 0
         self.t0 = time.monotonic()
@@ -178,7 +178,7 @@ class Checks:
 
     def missing(self, why):
         """A missing prerequisite of the whole test: records it (skip()) and returns finish()."""
-        self.skip(self.name, why)
+        self.skip(self.test_name, why)
         return self.finish()
 
     def code(self):
@@ -215,6 +215,21 @@ def run(cmd, timeout, **kw):
         return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
     except OSError as e:
         return 127, str(e)
+
+
+def run_split(cmd, timeout, **kw):
+    """Like run(), with stdout and stderr apart: (rc, stdout text, stderr text); rc None on
+    timeout, 127 when it cannot start."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                           cwd=kw.pop("cwd", REPO), **kw)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        return None, out, err + f"\n(timed out after {timeout}s)"
+    except OSError as e:
+        return 127, "", str(e)
 
 
 def sluice_args(sluice, command, pipeline=None, variables=None, extra=()):
