@@ -138,7 +138,10 @@ class Checks:
             print("PASS " + name, flush=True)
         else:
             self.failed += 1
-            print("FAIL " + name + (": " + str(detail) if detail != "" else ""), flush=True)
+            detail = str(detail)
+            if len(detail) > 3000:
+                detail = "..." + detail[-3000:]
+            print("FAIL " + name + (": " + detail if detail else ""), flush=True)
         return ok
 
     def result(self, name, problems, notes=(), limit=25):
@@ -217,19 +220,40 @@ def run(cmd, timeout, **kw):
         return 127, str(e)
 
 
+def _text(b):
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
+
+
+class Ran:
+    """What a finished command left: returncode (None: killed at its timeout; 127: it could not
+    start), stdout and stderr text; str() shows their tails (for a FAIL line's detail)."""
+
+    def __init__(self, returncode, stdout, stderr, tail=700):
+        self.returncode, self.stdout, self.stderr, self.tail = returncode, stdout, stderr, tail
+
+    def __str__(self):
+        return (f"rc={self.returncode}\nstdout: {self.stdout[-self.tail:]}\n"
+                f"stderr: {self.stderr[-self.tail:]}")
+
+
+def run_captured(cmd, timeout, cwd=REPO, env=None, tail=700, **kw):
+    """Runs cmd to its end with stdout and stderr captured apart; env adds variables to this
+    process's environment. Returns a Ran."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                           cwd=cwd, env=dict(os.environ, **(env or {})), **kw)
+        return Ran(p.returncode, p.stdout, p.stderr, tail)
+    except subprocess.TimeoutExpired as e:
+        return Ran(None, _text(e.stdout), _text(e.stderr) + f"\n(timed out after {timeout}s)", tail)
+    except OSError as e:
+        return Ran(127, "", str(e), tail)
+
+
 def run_split(cmd, timeout, **kw):
     """Like run(), with stdout and stderr apart: (rc, stdout text, stderr text); rc None on
     timeout, 127 when it cannot start."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
-                           cwd=kw.pop("cwd", REPO), **kw)
-        return p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return None, out, err + f"\n(timed out after {timeout}s)"
-    except OSError as e:
-        return 127, "", str(e)
+    r = run_captured(cmd, timeout, **kw)
+    return r.returncode, r.stdout, r.stderr
 
 
 def sluice_args(sluice, command, pipeline=None, variables=None, extra=()):
@@ -248,9 +272,8 @@ def run_sluice(sluice, pipeline, variables=None, extra=(), timeout=180, command=
         return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode("utf-8", "replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return subprocess.CompletedProcess(cmd, None, out, err + f"\n(timed out after {timeout}s)")
+        return subprocess.CompletedProcess(cmd, None, _text(e.stdout),
+                                           _text(e.stderr) + f"\n(timed out after {timeout}s)")
 
 
 def start_sluice(sluice, pipeline, log_path, variables=None, extra=(), command="run", cwd=REPO,
