@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 
@@ -50,10 +49,8 @@ check = T.check
 
 
 def run(sluice, cwd, variables, timeout=120):
-    cmd = [sluice, "run", PIPELINE, "--var", f"JOBS={JOBS}"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, PIPELINE, {"JOBS": JOBS, **variables}, timeout=timeout,
+                              cwd=cwd)
 
 
 def exact_payload(d):

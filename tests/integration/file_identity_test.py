@@ -66,9 +66,9 @@ def replace(path, text):
 
 
 def run(sluice, tracking, db, extra=(), timeout=120):
-    cmd = [sluice, "run", PIPELINE, "--var", f"TRACKING={tracking}", "--var", f"JOBS={JOBS}",
-           "--var", f"SINK=sqlite:{db}", "--var", f"DLQ={db}.dlq"] + list(extra)
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, PIPELINE, {"TRACKING": tracking, "JOBS": JOBS,
+                                                 "SINK": f"sqlite:{db}", "DLQ": f"{db}.dlq"},
+                              extra, timeout=timeout)
 
 
 def expect(tmp, header, rows, name):

@@ -97,10 +97,8 @@ def write_csv(path, good, bad, start_micros, ua_long=False):
 
 
 def run(sluice, pipeline, variables, extra=(), timeout=180):
-    cmd = [sluice, "run", pipeline, "--var", f"JOBS={JOBS}"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    return subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, pipeline, {"JOBS": JOBS, **variables}, extra,
+                              timeout=timeout, cwd=None)
 
 
 def inspect(sluice, *args):

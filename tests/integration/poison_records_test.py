@@ -30,7 +30,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 
@@ -97,10 +96,7 @@ check = T.check
 
 
 def run(sluice, pipeline, variables, timeout=180):
-    cmd = [sluice, "run", pipeline]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, pipeline, variables, timeout=timeout, cwd=None)
 
 
 def write_records(path, records, mode="w"):
