@@ -567,7 +567,7 @@ class Test(harness.Checks):
         p.log, p.log_path = f, log
         return p
 
-    def finish(self, p, timeout=None):
+    def finish_run(self, p, timeout=None):
         try:
             rc = p.wait(timeout=timeout or self.args.run_timeout)
         except subprocess.TimeoutExpired:
@@ -585,7 +585,7 @@ class Test(harness.Checks):
 
     def run(self, pl, ctx, input_path, pipeline=None, extra=(), caught_up=True):
         p = self.start(pl, ctx, input_path, pipeline, extra, caught_up)
-        rc = self.finish(p)
+        rc = self.finish_run(p)
         return [] if rc == 0 else [f"{ctx['variant']}: run exited {rc}\n{self.tail(p)}"]
 
     # -------------------------------------------------------------------------- variants
@@ -759,7 +759,7 @@ class Test(harness.Checks):
                                                          f"COUNT={self.viewlog_count}", "--var",
                                                          "RATE=0", "--var", "SPACING=5ms"],
                            caught_up=False)
-            rc = self.finish(p)
+            rc = self.finish_run(p)
             problems = [] if rc == 0 else [f"run exited {rc}\n{self.tail(p)}"]
             if not problems:
                 rows, problems = pl.read_rows(ctx)

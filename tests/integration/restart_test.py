@@ -92,7 +92,7 @@ class Test(harness.Checks):
         return p
 
     @staticmethod
-    def finish(p, timeout):
+    def finish_run(p, timeout):
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,7 +114,7 @@ class Test(harness.Checks):
     def clean_run(self, variables, logdir, timeout):
         t0 = time.monotonic()
         p = self.start(variables, logdir)
-        rc = self.finish(p, timeout)
+        rc = self.finish_run(p, timeout)
         return rc, time.monotonic() - t0, p
 
     def pipeline_with_interval(self, interval):

@@ -133,7 +133,7 @@ class Test(harness.Checks):
     def tail(self, p, n=12):
         return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
 
-    def finish(self, p, timeout):
+    def finish_run(self, p, timeout):
         """Waits for a run; returns its exit code (None: timed out and killed)."""
         try:
             rc = p.wait(timeout=timeout)
@@ -147,7 +147,7 @@ class Test(harness.Checks):
     def clean_run(self, variables, label, pipeline=None, extra=()):
         t = time.monotonic()
         p = self.start(variables, label, pipeline, extra)
-        rc = self.finish(p, self.args.run_timeout)
+        rc = self.finish_run(p, self.args.run_timeout)
         return rc, time.monotonic() - t, p
 
     def kill_leftovers(self):
