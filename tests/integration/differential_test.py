@@ -811,10 +811,7 @@ def main(argv=None):
             t.pipeline(PIPELINES[n])
     finally:
         t.mysql.drop_all()
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        t.keep_or_remove(tmp, args.keep)
     return t.finish()
 
 

@@ -34,7 +34,6 @@ import argparse
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -367,10 +366,7 @@ def main(argv=None):
             if not args.skip_generator:
                 t.generator_part(tmp)
     finally:
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        t.keep_or_remove(tmp, args.keep)
     return t.finish()
 
 

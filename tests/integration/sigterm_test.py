@@ -189,11 +189,10 @@ class Test(harness.Checks):
 
     @staticmethod
     def text(p):
-        with open(p.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return harness.read_text(p.logpath)
 
     def tail(self, p, n=10):
-        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
+        return harness.log_tail(p.logpath, n)
 
     def term(self, p, expect_rc=0):
         """SIGTERM; returns (problems, seconds to exit)."""
@@ -535,10 +534,7 @@ def main(argv=None):
         t.kill_leftovers()
         if t.topics and not args.keep:
             kr.delete_topics(f"{args.prefix}-{t.token}-.*")
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        t.keep_or_remove(tmp, args.keep)
     return t.finish()
 
 

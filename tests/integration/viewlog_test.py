@@ -45,7 +45,6 @@ import argparse
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -124,14 +123,10 @@ class Test(harness.Checks):
 
     @staticmethod
     def text(p):
-        try:
-            with open(p.logpath, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return harness.read_text(p.logpath)
 
     def tail(self, p, n=12):
-        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
+        return harness.log_tail(p.logpath, n)
 
     def finish_run(self, p, timeout):
         """Waits for a run; returns its exit code (None: timed out and killed)."""
@@ -518,10 +513,7 @@ def main(argv=None):
                 t.kill_leftovers()
     finally:
         t.kill_leftovers()
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        t.keep_or_remove(tmp, args.keep)
     return t.finish()
 
 

@@ -172,6 +172,14 @@ class Checks:
             loud(f"SKIP {name}: {why}")
         return False
 
+    def keep_or_remove(self, path, keep=False):
+        """At the end: removes the work directory path, or keeps it (and says so) when keep is
+        set or a check failed."""
+        if keep or self.failed:
+            print(f"     kept {path}", flush=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
     def require_tool(self, name, package):
         """The tool's path, or None after skip() (a FAIL under CI)."""
         path = shutil.which(name)
@@ -321,8 +329,13 @@ def read_text(path):
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
-    except FileNotFoundError:
+    except OSError:
         return ""
+
+
+def log_tail(path, n=12):
+    """The last n lines of a log file, indented with a bar (for a FAIL's details)."""
+    return "\n".join("      | " + ln for ln in read_text(path).strip().splitlines()[-n:])
 
 
 def wait_output(path, pattern, timeout, proc=None):
@@ -350,7 +363,9 @@ def temp_dir(prefix, keep=False, checks=None):
     try:
         yield path
     finally:
-        if keep or (checks is not None and checks.failed):
+        if checks is not None:
+            checks.keep_or_remove(path, keep)
+        elif keep:
             print(f"     kept {path}", flush=True)
         else:
             shutil.rmtree(path, ignore_errors=True)
