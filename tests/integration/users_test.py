@@ -57,7 +57,7 @@ import compare_tables  # noqa: E402
 import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 from harness import BROKER, SEED_TRACKING, run  # noqa: E402
-from kafka_util import delete_topics, kafka_missing  # noqa: E402
+from kafka_util import delete_topics, kafka_missing, topic_messages  # noqa: E402
 from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten  # noqa: E402,F401
 
 CASSANDRA_HOST, CASSANDRA_PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
@@ -93,25 +93,6 @@ def cassandra_session():
                    "start it with `make services` or scripts/services.sh up cassandra") from e
     session.default_timeout = 60
     return cluster, session
-
-
-def topic_messages(topic):
-    """The committed messages of `topic` (all partitions), as parsed JSON objects.
-
-    A producer's commit returns before the broker has written the commit markers into every
-    partition, and until then a read_committed reader stops short of that partition's
-    messages. So the topic is read until two reads 1.5 s apart agree (20 s at most)."""
-    last, deadline = None, time.time() + 20
-    while True:
-        rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-X",
-                       "isolation.level=read_committed", "-f", "%s\\n"], timeout=120)
-        if rc != 0:
-            raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-        msgs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
-        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
-            return msgs
-        last = msgs
-        time.sleep(1.5)
 
 
 def produce(topic, lines):

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import recompute_recruitment as rr
-from harness import BROKER, KAFKA, REPO, run
+from harness import BROKER, KAFKA, REPO, run, run_split
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
@@ -277,3 +277,22 @@ def topic_payloads(topic):
     if rc != 0:
         raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
     return [ln for ln in out.split("\n") if ln]
+
+
+def topic_messages(topic):
+    """The committed messages of `topic` (all partitions), as parsed JSON objects.
+
+    A producer's commit returns before the broker has written the commit markers into every
+    partition, and until then a read_committed reader stops short of that partition's
+    messages. So the topic is read until two reads 1.5 s apart agree (20 s at most)."""
+    last, deadline = None, time.time() + 20
+    while True:
+        rc, out, err = run_split(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-X",
+                                  "isolation.level=read_committed", "-f", "%s\\n"], timeout=120)
+        if rc != 0:
+            raise RuntimeError(f"kcat -C {topic} exited {rc}: {err[-800:]}")
+        msgs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
+            return msgs
+        last = msgs
+        time.sleep(1.5)
