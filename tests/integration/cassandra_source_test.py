@@ -45,6 +45,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import compare_tables  # noqa: E402
 import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
@@ -59,23 +60,8 @@ TICKS_PER_DAY = 864_000_000_000  # 100-ns ticks
 GREGORIAN = dt.datetime(1582, 10, 15, tzinfo=dt.timezone.utc)
 
 
-class Skip(Exception):
-    pass
-
-
 def session():
-    try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError as e:
-        raise Skip(f"the Python cassandra-driver is missing ({e}); use .venv/bin/python") from e
-    try:
-        cluster = Cluster([HOST], port=PORT, protocol_version=4, connect_timeout=10)
-        s = cluster.connect()
-    except Exception as e:  # NoHostAvailable and friends
-        raise Skip(f"Cassandra does not answer on {HOST}:{PORT} ({e}); start it with "
-                   "`make services` or scripts/services.sh up cassandra") from e
-    s.default_timeout = 120
-    return cluster, s
+    return cassandra_util.session(timeout=120)
 
 
 def shifted(u, copy, days=200):
@@ -352,7 +338,7 @@ class Test(harness.Checks):
 
     def main(self):
         if not os.path.exists(SEED_TRACKING):
-            raise Skip(f"seed tracking log missing: {SEED_TRACKING}")
+            raise harness.Missing(f"seed tracking log missing: {SEED_TRACKING}")
         self.cluster, self.session = session()
         only = set(self.args.only.split(",")) if self.args.only else None
         if only is None or only & {"single", "bucket"}:
@@ -399,13 +385,7 @@ def main():
     args = ap.parse_args()
     SEED_TRACKING = args.seed_tracking
     t = Test(args)
-    try:
-        t.main()
-    except Skip as e:
-        t.cleanup()
-        return t.missing(str(e))
-    t.cleanup()
-    return t.finish()
+    return t.run_main(t.main, t.cleanup)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import harness  # noqa: E402
 from harness import CASSANDRA, Checks, free_port, wait_for  # noqa: E402
 from http_util import get, get_json  # noqa: E402
@@ -431,17 +432,10 @@ def part_parquet(sluice, tmp):
 
 def part_cassandra(sluice, tmp):
     try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError:
-        why = "no cassandra-driver (run with the project venv)"
-        cluster = None
-    else:
-        try:
-            cluster = Cluster([CASSANDRA.host], port=CASSANDRA.port, protocol_version=4, connect_timeout=10)
-            session = cluster.connect()
-            why = None
-        except Exception as e:  # noqa: BLE001
-            why, cluster = f"Cassandra not reachable at {CASSANDRA.address} ({e})", None
+        cluster, session = cassandra_util.session()
+        why = None
+    except harness.Missing as e:
+        why = str(e)
     if why:
         return checks.skip("cassandra part", why)
     ks = f"inspect_{os.getpid()}"

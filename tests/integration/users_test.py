@@ -53,6 +53,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import compare_tables  # noqa: E402
 import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
@@ -68,31 +69,10 @@ JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 # The namespace examples/users.toml derives missing ids from (see its header).
 
 
-class Skip(Exception):
-    pass
-
-
 # ---- the independent side: the API's JSON, flattened in Python ----
 
 
 # ---- servers and tools ----
-
-
-def cassandra_session():
-    try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError as e:
-        raise Skip(f"the Python cassandra-driver is missing ({e}); run scripts/venv.sh and use "
-                   ".venv/bin/python") from e
-    try:
-        cluster = Cluster([CASSANDRA_HOST], port=CASSANDRA_PORT, protocol_version=4,
-                          connect_timeout=10)
-        session = cluster.connect()
-    except Exception as e:  # the driver raises NoHostAvailable and friends
-        raise Skip(f"Cassandra does not answer on {CASSANDRA_HOST}:{CASSANDRA_PORT} ({e}); "
-                   "start it with `make services` or scripts/services.sh up cassandra") from e
-    session.default_timeout = 60
-    return cluster, session
 
 
 def produce(topic, lines):
@@ -604,8 +584,8 @@ class Test(harness.Checks):
         if only is None or only - {"recruitment"}:
             why = kafka_missing()
             if why:
-                raise Skip(why)
-        self.cluster, self.session = cassandra_session()
+                raise harness.Missing(why)
+        self.cluster, self.session = cassandra_util.session()
         for name in ("clean", "errors", "dead", "kill", "messages", "recruitment"):
             if only and name not in only:
                 continue
@@ -646,13 +626,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep topics, keyspaces and files")
     args = ap.parse_args()
     t = Test(args)
-    try:
-        t.main()
-    except Skip as e:
-        t.cleanup()
-        return t.missing(str(e))
-    t.cleanup()
-    return t.finish()
+    return t.run_main(t.main, t.cleanup)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,10 @@ def loud(msg):
     print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
 
 
+class Missing(Exception):
+    """A server, tool or seed data the test needs is not there (Checks.run_main: missing())."""
+
+
 class Checks:
     """PASS/FAIL counting. check() for one condition, result() for a list of problems; skip()
     and missing() apply the CI rule; finish() prints the summary and returns the exit code."""
@@ -190,6 +194,18 @@ class Checks:
     def missing(self, why):
         """A missing prerequisite of the whole test: records it (skip()) and returns finish()."""
         self.skip(self.test_name, why)
+        return self.finish()
+
+    def run_main(self, body, cleanup=None):
+        """body(), then cleanup() in any case; returns finish(), or missing() when body raised
+        Missing."""
+        try:
+            body()
+        except Missing as e:
+            return self.missing(str(e))
+        finally:
+            if cleanup is not None:
+                cleanup()
         return self.finish()
 
     def code(self):
