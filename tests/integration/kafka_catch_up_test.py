@@ -101,11 +101,7 @@ class Test(harness.Checks):
 
     def start(self, pipe, variables, label, args=()):
         log = os.path.join(self.tmp, f"{len(self.procs):02d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipe] + list(args)
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        p.logpath = log
+        p = harness.start_sluice(self.args.sluice, pipe, log, variables, args)
         self.procs.append(p)
         return p
 
@@ -154,10 +150,7 @@ class Test(harness.Checks):
         return problems
 
     def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        harness.kill_all(self.procs)
 
     # ------------------------------------------------------------------ scenarios
     def crash_then_catch_up(self, scenario, kills, after_assigned, title):

@@ -179,11 +179,7 @@ class Test(harness.Checks):
     def start(self, pipe, variables, label, args=()):
         self.n += 1
         log = os.path.join(self.tmp, f"{self.n:03d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipe] + list(args)
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        p.logpath = log
+        p = harness.start_sluice(self.args.sluice, pipe, log, variables, args)
         self.procs.append(p)
         return p
 
@@ -220,10 +216,7 @@ class Test(harness.Checks):
         return [], secs
 
     def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        harness.kill_all(self.procs)
 
     def generate(self, profile, count, name, extra=()):
         out = os.path.join(self.tmp, name)

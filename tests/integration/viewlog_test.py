@@ -111,13 +111,8 @@ class Test(harness.Checks):
     def start(self, variables, label, pipeline=None, extra=()):
         self.attempt += 1
         logpath = os.path.join(self.tmp, f"{self.attempt:03d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipeline or PIPELINE]
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        cmd += list(extra)
-        log = open(logpath, "wb")
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        p.log, p.logpath, p.label = log, logpath, label
+        p = harness.start_sluice(self.args.sluice, pipeline or PIPELINE, logpath, variables, extra)
+        p.label = label
         self.procs.append(p)
         return p
 
@@ -146,12 +141,7 @@ class Test(harness.Checks):
         return rc, time.monotonic() - t, p
 
     def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            if not p.log.closed:
-                p.log.close()
+        harness.kill_all(self.procs)
 
     def outputs(self, name):
         d = os.path.join(self.tmp, name)

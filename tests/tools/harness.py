@@ -302,11 +302,24 @@ def run_sluice(sluice, pipeline, variables=None, extra=(), timeout=180, command=
 
 def start_sluice(sluice, pipeline, log_path, variables=None, extra=(), command="run", cwd=REPO,
                  env=None):
-    """Starts sluice in the background, stdout and stderr into log_path; returns the Popen."""
+    """Starts sluice in the background, stdout and stderr into a new file at log_path; returns
+    the Popen with .logpath and .log (the open file: close it, or kill_all(), when it is over)."""
     cmd = sluice_args(sluice, command, pipeline, variables, extra)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    log = open(log_path, "wb")
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    p.log, p.logpath = log, log_path
+    return p
+
+
+def kill_all(procs):
+    """kill -9 what is still running of procs (Popens) and closes their logs (start_sluice)."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log = getattr(p, "log", None)
+        if log is not None and not log.closed:
+            log.close()
 
 
 def kill9(proc):
