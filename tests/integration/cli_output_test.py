@@ -92,13 +92,7 @@ def main():
                     seen = True
                     break
                 time.sleep(0.02)
-            if seen:
-                p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = p.wait()
+            rc = harness.stop(p, signal.SIGTERM if seen else None)
         return seen, harness.Ran(rc, open(out_path).read(), open(err_path).read(), tail=900)
 
     small = path("small.ndjson")

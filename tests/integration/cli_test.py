@@ -168,12 +168,7 @@ def main():
     while time.time() < deadline and not os.path.exists(path("sigterm.db")):
         time.sleep(0.1)
     time.sleep(1.5)
-    p.send_signal(signal.SIGTERM)
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = harness.stop(p)
     log.close()
     check("exit 0: SIGTERM drains, checkpoints and stops cleanly", rc == 0, f"rc={rc} " + open(path("sigterm.log")).read()[-800:])
 

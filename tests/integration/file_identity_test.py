@@ -24,7 +24,6 @@ import argparse
 import csv
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -191,10 +190,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         check("scenarios ran", False, repr(e)[:1500])
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        harness.keep_or_remove(tmp, args.keep)
     return T.finish()
 
 

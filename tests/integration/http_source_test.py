@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -436,10 +435,7 @@ def main():
         scenario_capped(os.path.abspath(args.sluice), work)
         scenario_permanent(os.path.abspath(args.sluice), work)
     finally:
-        if args.keep:
-            print(f"work directory: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        harness.keep_or_remove(work, args.keep)
     return T.finish()
 
 

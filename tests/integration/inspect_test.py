@@ -677,10 +677,7 @@ def main():
             else:
                 raise SystemExit(f"unknown part {part}")
     finally:
-        if args.keep:
-            print("kept", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        harness.keep_or_remove(tmp, args.keep)
     return checks.finish()
 
 

@@ -38,7 +38,6 @@ import argparse
 import io
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -457,10 +456,7 @@ def main():
         scenario_registry_down(args.sluice, work, run_id)
         scenario_sink(args.sluice, work, run_id)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        harness.keep_or_remove(work, args.keep)
     if not T.passed and not T.failed:
         check("at least one scenario ran", False)
     return T.finish()

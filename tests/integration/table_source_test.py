@@ -30,7 +30,6 @@ over the same rows.
 import argparse
 import csv
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -208,10 +207,7 @@ def main():
             server.run(f"DROP TABLE IF EXISTS {table}", "sluice")
         except Exception:  # noqa: BLE001
             pass
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        harness.keep_or_remove(tmp, args.keep)
     return T.finish()
 
 

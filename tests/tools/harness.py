@@ -179,10 +179,7 @@ class Checks:
     def keep_or_remove(self, path, keep=False):
         """At the end: removes the work directory path, or keeps it (and says so) when keep is
         set or a check failed."""
-        if keep or self.failed:
-            print(f"     kept {path}", flush=True)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+        keep_or_remove(path, keep or self.failed)
 
     def require_tool(self, name, package):
         """The tool's path, or None after skip() (a FAIL under CI)."""
@@ -343,6 +340,19 @@ def kill9_at_random(proc, rng, low, high):
     return landed
 
 
+def stop(proc, sig=signal.SIGTERM, timeout=60):
+    """Sends sig (None: none) if it still runs, waits up to timeout s, then kill -9s; returns
+    the exit code."""
+    if sig is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def wait_for(predicate, timeout, interval=0.25):
     """Polls predicate() until it returns a truthy value (returned) or the timeout passes (None)."""
     deadline = time.monotonic() + timeout
@@ -384,6 +394,14 @@ def wait_output(path, pattern, timeout, proc=None):
 
 # ----------------------------------------------------------------------------- temp dirs
 
+def keep_or_remove(path, keep=False):
+    """Removes the directory path, or says it is kept."""
+    if keep:
+        print(f"     kept {path}", flush=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def temp_dir(prefix, keep=False, checks=None):
     """A fresh temporary directory, removed at the end unless keep is set or checks failed
@@ -394,7 +412,5 @@ def temp_dir(prefix, keep=False, checks=None):
     finally:
         if checks is not None:
             checks.keep_or_remove(path, keep)
-        elif keep:
-            print(f"     kept {path}", flush=True)
         else:
-            shutil.rmtree(path, ignore_errors=True)
+            keep_or_remove(path, keep)
