@@ -52,13 +52,9 @@ import recompute_recruitment as rr  # noqa: E402
 REPO = kr.REPO
 
 
-class Test(harness.Checks):
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
-        harness.Checks.__init__(self)
-        self.procs = []
+        harness.SluiceTest.__init__(self, args, tmp)
         self.seed = 77
 
     # ------------------------------------------------------------------ building blocks
@@ -100,17 +96,7 @@ class Test(harness.Checks):
                 "SINK": f"sqlite:{db}", "DLQ": dlq}
 
     def start(self, pipe, variables, label, args=()):
-        log = os.path.join(self.tmp, f"{len(self.procs):02d}-{label}.log")
-        p = harness.start_sluice(self.args.sluice, pipe, log, variables, args)
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def text(p):
-        return harness.read_text(p.logpath)
-
-    def tail(self, p, n=12):
-        return harness.log_tail(p.logpath, n)
+        return self.start_run(pipe, variables, label, args)
 
     def wait(self, p, timeout):
         try:
@@ -148,9 +134,6 @@ class Test(harness.Checks):
         problems += [f"{label} vs recompute: {x}"
                      for x in compare_tables.compare(db, expected_db, kr.KEY)]
         return problems
-
-    def kill_leftovers(self):
-        harness.kill_all(self.procs)
 
     # ------------------------------------------------------------------ scenarios
     def crash_then_catch_up(self, scenario, kills, after_assigned, title):

@@ -163,29 +163,16 @@ def mysql(sql, db=None):
     return harness.run(cmd, timeout=30)
 
 
-class Test(harness.Checks):
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
-        harness.Checks.__init__(self)
-        self.procs = []
-        self.n = 0
         self.kafka = shutil.which("kcat") is not None and kr.kafka_ready()
         self.mariadb = MYSQL.up() and mysql("SELECT 1")[0] == 0
         self.topics = []
 
     def start(self, pipe, variables, label, args=()):
-        self.n += 1
-        log = os.path.join(self.tmp, f"{self.n:03d}-{label}.log")
-        p = harness.start_sluice(self.args.sluice, pipe, log, variables, args)
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def text(p):
-        return harness.read_text(p.logpath)
+        return self.start_run(pipe, variables, label, args)
 
     def tail(self, p, n=10):
         return harness.log_tail(p.logpath, n)
@@ -214,9 +201,6 @@ class Test(harness.Checks):
         if rc != expect_rc:
             return [f"exit {rc} after SIGTERM (expected {expect_rc}), {secs:.1f}s\n{self.tail(p)}"], secs
         return [], secs
-
-    def kill_leftovers(self):
-        harness.kill_all(self.procs)
 
     def generate(self, profile, count, name, extra=()):
         out = os.path.join(self.tmp, name)

@@ -98,30 +98,13 @@ def end_offset(topic):
 
 # ------------------------------------------------------------------------------ test
 
-class Test(harness.Checks):
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
-        harness.Checks.__init__(self)
-        self.attempt = 0
-        self.procs = []
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
 
     def start(self, variables, label, pipeline=None, extra=()):
-        self.attempt += 1
-        logpath = os.path.join(self.tmp, f"{self.attempt:03d}-{label}.log")
-        p = harness.start_sluice(self.args.sluice, pipeline or PIPELINE, logpath, variables, extra)
-        p.label = label
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def text(p):
-        return harness.read_text(p.logpath)
-
-    def tail(self, p, n=12):
-        return harness.log_tail(p.logpath, n)
+        return self.start_run(pipeline or PIPELINE, variables, label, extra)
 
     def finish_run(self, p, timeout):
         """Waits for a run; returns its exit code (None: timed out and killed)."""
@@ -139,9 +122,6 @@ class Test(harness.Checks):
         p = self.start(variables, label, pipeline, extra)
         rc = self.finish_run(p, self.args.run_timeout)
         return rc, time.monotonic() - t, p
-
-    def kill_leftovers(self):
-        harness.kill_all(self.procs)
 
     def outputs(self, name):
         d = os.path.join(self.tmp, name)

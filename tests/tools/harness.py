@@ -218,6 +218,36 @@ class Checks:
         return self.code()
 
 
+class SluiceTest(Checks):
+    """Checks plus the sluice processes a test starts, each logging to its own file in tmp
+    (numbered in start order), and a token that names the test's topics and groups."""
+
+    def __init__(self, args, tmp):
+        Checks.__init__(self)
+        self.args, self.tmp = args, tmp
+        self.procs = []
+        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
+
+    def start_run(self, pipeline, variables, label, extra=()):
+        """`sluice run PIPELINE --var K=V ... EXTRA` in the background (start_sluice)."""
+        log = os.path.join(self.tmp, f"{len(self.procs) + 1:03d}-{label}.log")
+        p = start_sluice(self.args.sluice, pipeline, log, variables, extra)
+        p.label = label
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def text(p):
+        return read_text(p.logpath)
+
+    @staticmethod
+    def tail(p, n=12):
+        return log_tail(p.logpath, n)
+
+    def kill_leftovers(self):
+        kill_all(self.procs)
+
+
 def main_guard(fn, *args):
     """sys.exit(fn(*args)); Ctrl-C exits 130 without a traceback."""
     try:
