@@ -44,8 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
-import recompute_recruitment as rr  # noqa: E402
 import harness  # noqa: E402
+import recompute_recruitment as rr  # noqa: E402
 from mysql_client import Server, dump_csv  # noqa: E402
 from recruitment_input import build_input  # noqa: E402
 
