@@ -342,15 +342,11 @@ class Proc:
 
 # ------------------------------------------------------------------------------------ test
 
-class Test(harness.Checks):
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)  # self.procs: Proc objects here
         self.rng = random.Random(args.seed)
-        harness.Checks.__init__(self)
         self.attempt = 0
-        self.procs = []
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
         self.timings = []
         self.gen_seed = args.seed
 
