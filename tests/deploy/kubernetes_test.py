@@ -32,38 +32,25 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
+import grafana_model as gm  # noqa: E402
+import harness  # noqa: E402
+
+REPO = harness.REPO
 K8S = os.path.join(REPO, "deploy", "kubernetes")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 # The Kubernetes release whose schema the manifests must satisfy.
 KUBERNETES_VERSION = "1.30.0"
 # Where the .deb installs the examples (CPack's /usr prefix).
 INSTALLED_EXAMPLES = "/usr/share/sluice/examples"
 
-sys.path.insert(0, HERE)
-import grafana_model as gm  # noqa: E402
-
 try:
     import yaml
     import kubernetes_validate
-except ImportError as e:  # pragma: no cover - depends on the venv
-    print(f"{'FAIL' if IN_CI else 'SKIP'}: {e} (install requirements.txt into the venv: make deps)")
-    sys.exit(1 if IN_CI else 77)
-
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def result(self, name, problems):
-        print(f"{'FAIL' if problems else 'PASS'} {name}", flush=True)
-        for p in problems[:30]:
-            print(f"    {p}")
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
+except ImportError as e:  # depends on the venv
+    yaml = kubernetes_validate = None
+    MISSING = f"{e} (install requirements.txt into the venv: make deps)"
 
 
 def load_manifests():
@@ -300,14 +287,15 @@ def main():
     if a.write_configmap:
         write_configmap()
         return 0
-    t = Checks()
+    t = harness.Checks()
+    if kubernetes_validate is None:
+        return t.missing(MISSING)
     docs = load_manifests()
     check_schema(t, docs)
     check_configmap(t, docs)
     check_wiring(t, docs)
     check_validate(t, docs, a.sluice)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 Needs the servers of `make services`: MariaDB on 127.0.0.1:3306 (root, no password, database
 `sluice`) and Kafka on 127.0.0.1:9092, plus kcat (installed through scripts/install-deps.sh when
-missing). A server that does not answer is a FAIL under CI=true, otherwise a loud SKIP (exit 0).
+missing); SLUICE_TEST_MYSQL and SLUICE_TEST_KAFKA override the addresses (tests/tools/harness.py).
+A server that does not answer is a FAIL under CI=true (or 1, yes), otherwise a loud SKIP (exit 77).
 
 Each scenario runs a small pipeline with `sluice run --follow` over an NDJSON file of events
 `{"seq": N, "job_id": J}`; a lookup step adds `company_id` from the `job` dimension, and every
@@ -38,11 +39,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-import kafka_recruitment_test as krt  # noqa: E402  (broker helpers: kcat, topics)
-from mysql_recruitment_test import Server  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
+import kafka_util  # noqa: E402  (broker helpers: kcat, topics)
+from harness import BROKER  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REFRESH_S = 1.0
 
 PIPELINE = """
@@ -82,17 +84,8 @@ table = "events"
 path = "{db}.dlq"
 """
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {detail}", flush=True)
+T = harness.Checks()
+check = T.check
 
 
 class Run:
@@ -214,7 +207,7 @@ def scenario_mysql(sluice, tmp, server):
 
 
 def produce(topic, lines):
-    p = subprocess.run(["kcat", "-b", krt.BROKER, "-P", "-t", topic, "-p", "0", "-Z"],
+    p = subprocess.run(["kcat", "-b", BROKER, "-P", "-t", topic, "-p", "0", "-Z"],
                        input=("\n".join(lines) + "\n").encode(), capture_output=True, timeout=60)
     if p.returncode != 0:
         raise RuntimeError(f"kcat -P failed: {p.stderr.decode(errors='replace')}")
@@ -232,7 +225,7 @@ def debezium(op, before, after, envelope):
 def scenario_kafka(sluice, tmp, fmt, envelope=False):
     name = fmt + (" envelope" if envelope else "")
     topic = f"cdc_{fmt}{'_env' if envelope else ''}_{os.getpid()}"
-    krt.create_topic(topic, 1)
+    kafka_util.create_topic(topic, 1)
     rows = {1: 101, 2: 102, 3: 103, 4: 104}
     if fmt == "jdbc":
         produce(topic, [json.dumps({"id": i, "company_id": c, "created_by": "x"}) for i, c in rows.items()])
@@ -254,12 +247,12 @@ def scenario_kafka(sluice, tmp, fmt, envelope=False):
                             debezium("c", None, {"id": 6, "company_id": 106}, envelope)])
         changed = [3, 6]
     options = 'format = "debezium"' if fmt == "debezium" else 'format = "jdbc"'
-    run = Run(sluice, tmp, topic, f"kafka://{krt.BROKER}/{topic}", options)
+    run = Run(sluice, tmp, topic, f"kafka://{BROKER}/{topic}", options)
     try:
         follow_change(run, f"kafka {name}", before, after, change, changed)
     finally:
         run.stop()
-        krt.delete_topics(topic)
+        kafka_util.delete_topics(topic)
 
 
 def main():
@@ -271,25 +264,19 @@ def main():
     only = set(args.only.split(","))
     sluice = os.path.abspath(args.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice_cdc_")
-    server = Server("mysql://root@127.0.0.1:3306")
+    server = Server()
     problems = []
     if "mysql" in only:
         why = server.reachable()
         if why:
             problems.append(why)
     if only & {"jdbc", "debezium", "envelope"}:
-        why = krt.ensure_kcat()
+        why = kafka_util.ensure_kcat() or kafka_util.kafka_missing()
         if why:
             problems.append(why)
-        elif not krt.kafka_ready():
-            problems.append(f"Kafka is not reachable at {krt.BROKER} (make services)")
     if problems:
-        msg = "dimension_cdc_test: " + "; ".join(problems)
-        if CI:
-            print(f"FAIL {msg}")
-            return 1
-        krt.loud(f"SKIP {msg}")
-        return 0
+        shutil.rmtree(tmp, ignore_errors=True)
+        return T.missing("; ".join(problems))
     try:
         if "mysql" in only:
             scenario_mysql(sluice, tmp, server)
@@ -306,8 +293,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.finish()
 
 
 if __name__ == "__main__":

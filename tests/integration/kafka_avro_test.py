@@ -38,8 +38,6 @@ import argparse
 import io
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,48 +50,23 @@ sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import (BROKER, KAFKA, REGISTRY as REGISTRY_SERVER, SEED_TRACKING,  # noqa: E402
+                     free_port, port_open)
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                              "TrannXuanTien__ETL-streaming-project",
-                                              "tracking.csv"))
-BROKER = "127.0.0.1:9092"
-REGISTRY = "http://127.0.0.1:8081"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
+REGISTRY = harness.REGISTRY_URL
 
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""),
-          flush=True)
-
-
-def port_open(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+T = harness.Checks()
+check = T.check
 
 
 def run_sluice(sluice, pipeline, variables, timeout=180):
-    cmd = [sluice, "run", pipeline, "--until-caught-up", "--quiet"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       cwd=REPO)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
+    """--until-caught-up --quiet; (rc, stdout+stderr)."""
+    return harness.run(harness.sluice_args(sluice, "run", pipeline, variables,
+                                           ["--until-caught-up", "--quiet"]), timeout)
 
 
 def producer():
@@ -471,13 +444,10 @@ def main():
         import confluent_kafka  # noqa: F401
         import confluent_kafka.schema_registry.avro  # noqa: F401
     except ImportError as e:
-        print(f"SKIP: confluent-kafka[avro] is not installed ({e}): make deps")
-        return 1 if IN_CI else SKIP
-    missing = [what for what, (h, p) in (("Kafka", ("127.0.0.1", 9092)), ("schema registry", ("127.0.0.1", 8081)))
-               if not port_open(h, p)]
+        return T.missing(f"confluent-kafka[avro] is not installed ({e}): make deps")
+    missing = [s.why_down() for s in (KAFKA, REGISTRY_SERVER) if not s.up()]
     if missing:
-        print(f"SKIP: {', '.join(missing)} not running (make services)")
-        return 1 if IN_CI else SKIP
+        return T.missing("; ".join(missing))
     run_id = f"{int(time.time())}_{os.getpid()}"
     work = tempfile.mkdtemp(prefix="sluice-avro-")
     try:
@@ -486,14 +456,10 @@ def main():
         scenario_registry_down(args.sluice, work, run_id)
         scenario_sink(args.sluice, work, run_id)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed or not results else 0
+        harness.keep_or_remove(work, args.keep)
+    if not T.passed and not T.failed:
+        check("at least one scenario ran", False)
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import harness  # noqa: E402
+
+REPO = harness.REPO
 
 
 def committed(db):
@@ -85,17 +88,11 @@ def main():
     ap.add_argument("--sluice", required=True)
     a = ap.parse_args()
     sluice = os.path.abspath(a.sluice)
-    failed = 0
+    t = harness.Checks()
     with tempfile.TemporaryDirectory(prefix="sluice-sig2-") as tmp:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            problems = case(sluice, sig, tmp)
-            print(f"{'FAIL' if problems else 'PASS'} second {sig.name} while draining", flush=True)
-            for pr in problems:
-                print(f"    {pr}")
-            failed += bool(problems)
-    print(f"{2 - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
+            t.result(f"second {sig.name} while draining", case(sluice, sig, tmp))
+    return t.finish()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -53,153 +53,26 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import BROKER, SEED_TRACKING, run  # noqa: E402
+from kafka_util import delete_topics, kafka_missing, topic_messages  # noqa: E402
+from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten  # noqa: E402,F401
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BROKER = "127.0.0.1:9092"
-CASSANDRA_HOST, CASSANDRA_PORT = "127.0.0.1", 9042
+CASSANDRA_HOST, CASSANDRA_PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
 INGEST = os.path.join(REPO, "examples", "users-ingest.toml")
 USERS = os.path.join(REPO, "examples", "users.toml")
 RECRUITMENT = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(
-    REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
 # The namespace examples/users.toml derives missing ids from (see its header).
-ID_NAMESPACE = uuid.UUID("03dfda38-77dc-5be2-9c23-26d2a4dfa02d")
-COLUMNS = ["id", "first_name", "last_name", "gender", "address", "post_code", "email", "username",
-           "dob", "registered_date", "phone", "picture"]
-SKIP = 77
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- the independent side: the API's JSON, flattened in Python ----
 
-def fetch_page(api, seed, page, size, timeout=10):
-    url = f"{api}?page={page}&results={size}&seed={urllib.parse.quote(seed)}"
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode("utf-8"))["results"]
-
-
-def text(v):
-    """A JSON scalar as the text the pipeline keeps: strings as sent, numbers digit for digit."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def get(obj, path):
-    for part in path.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return None
-        obj = obj[part]
-    return obj
-
-
-def flatten(p):
-    """One API profile -> the users_profile row examples/users.toml specifies."""
-    parts = [text(get(p, k)) for k in ("location.street.number", "location.street.name",
-                                       "location.city", "location.state", "location.country")]
-    address = None
-    if any(x is not None for x in parts):
-        n, street, city, state, country = (x or "" for x in parts)
-        address = f"{n} {street}, {city}, {state}, {country}"
-    row = {
-        "first_name": text(get(p, "name.first")),
-        "last_name": text(get(p, "name.last")),
-        "gender": text(get(p, "gender")),
-        "address": address,
-        "post_code": text(get(p, "location.postcode")),
-        "email": text(get(p, "email")),
-        "username": text(get(p, "login.username")),
-        "dob": text(get(p, "dob.date")),
-        "registered_date": text(get(p, "registered.date")),
-        "phone": text(get(p, "phone")),
-        "picture": text(get(p, "picture.medium")),
-    }
-    login = text(get(p, "login.uuid"))
-    if login is None or login.strip() == "":
-        name = "|".join(x or "" for x in (
-            row["first_name"], row["last_name"], row["email"], row["username"], row["dob"],
-            row["registered_date"], row["phone"], row["picture"], *parts,
-            row["post_code"]))
-        login = str(uuid.uuid5(ID_NAMESPACE, name))
-    row["id"] = login
-    return row
-
-
-def flat_message(p):
-    """A profile as users-ingest.toml writes it to the topic (for hand-written messages)."""
-    keys = {
-        "gender": "gender", "name_first": "name.first", "name_last": "name.last",
-        "location_street_number": "location.street.number",
-        "location_street_name": "location.street.name", "location_city": "location.city",
-        "location_state": "location.state", "location_country": "location.country",
-        "location_postcode": "location.postcode", "email": "email", "login_uuid": "login.uuid",
-        "login_username": "login.username", "dob_date": "dob.date",
-        "registered_date": "registered.date", "phone": "phone",
-        "picture_medium": "picture.medium",
-    }
-    return {k: get(p, path) for k, path in keys.items()}
-
 
 # ---- servers and tools ----
-
-def run(cmd, timeout=300, env=None):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       env=env)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
-
-
-def kafka_ready():
-    if not shutil.which("kcat"):
-        return "kcat is not installed (scripts/services.sh up kafka installs it)"
-    try:
-        rc, out = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
-    except subprocess.TimeoutExpired:
-        return f"kcat -L timed out on {BROKER}"
-    return None if rc == 0 and "broker 1" in out else f"Kafka does not answer on {BROKER}"
-
-
-def cassandra_session():
-    try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError as e:
-        raise Skip(f"the Python cassandra-driver is missing ({e}); run scripts/venv.sh and use "
-                   ".venv/bin/python") from e
-    try:
-        cluster = Cluster([CASSANDRA_HOST], port=CASSANDRA_PORT, protocol_version=4,
-                          connect_timeout=10)
-        session = cluster.connect()
-    except Exception as e:  # the driver raises NoHostAvailable and friends
-        raise Skip(f"Cassandra does not answer on {CASSANDRA_HOST}:{CASSANDRA_PORT} ({e}); "
-                   "start it with `make services` or scripts/services.sh up cassandra") from e
-    session.default_timeout = 60
-    return cluster, session
-
-
-def topic_messages(topic):
-    """The committed messages of `topic` (all partitions), as parsed JSON objects.
-
-    A producer's commit returns before the broker has written the commit markers into every
-    partition, and until then a read_committed reader stops short of that partition's
-    messages. So the topic is read until two reads 1.5 s apart agree (20 s at most)."""
-    last, deadline = None, time.time() + 20
-    while True:
-        rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-X",
-                       "isolation.level=read_committed", "-f", "%s\\n"], timeout=120)
-        if rc != 0:
-            raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-        msgs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
-        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
-            return msgs
-        last = msgs
-        time.sleep(1.5)
 
 
 def produce(topic, lines):
@@ -210,40 +83,15 @@ def produce(topic, lines):
         raise RuntimeError(f"kcat -P exited {p.returncode}: {p.stdout[-800:]!r}")
 
 
-class FakeApi:
-    """A `sluice fake-api` process on a free port."""
-
-    def __init__(self, sluice, log, *args):
-        self.log = open(log, "w+b")
-        self.proc = subprocess.Popen([sluice, "fake-api", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        m = re.search(r"(http://\S+/api/)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"sluice fake-api did not print its URL (got {line!r})")
-        self.url = m.group(1)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 # ---- the test ----
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
         self.args = args
         self.sluice = os.path.abspath(args.sluice)
         self.tmp = tempfile.mkdtemp(prefix="sluice-users-")
         self.token = f"{os.getpid()}_{int(time.time()) % 100000}"
-        self.passed = self.failed = 0
+        harness.Checks.__init__(self)
         self.apis = []
         self.keyspaces = []
         self.topics = []
@@ -251,21 +99,6 @@ class Test:
         self.clean_api = None
 
     # reporting
-    def result(self, name, problems, notes=()):
-        for n in notes:
-            print(f"     {n}", flush=True)
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name}", flush=True)
-            for p in problems[:15]:
-                print(f"     {p}", flush=True)
-        else:
-            self.passed += 1
-            print(f"PASS {name}", flush=True)
-
-    def say(self, msg):
-        print(f"     {msg}", flush=True)
-
     # plumbing
     def api(self, *args):
         a = FakeApi(self.sluice, os.path.join(self.tmp, f"fake-api-{len(self.apis)}.log"), *args)
@@ -683,11 +516,7 @@ class Test:
 
     def scenario_recruitment(self):
         if not os.path.exists(SEED_TRACKING):
-            msg = f"seed tracking log missing: {SEED_TRACKING}"
-            if CI:
-                self.result("recruitment: seed data", [msg])
-            else:
-                print(f"SKIP recruitment: {msg}", flush=True)
+            self.skip("recruitment: seed data", f"seed tracking log missing: {SEED_TRACKING}")
             return
         ks = f"users_rec_{self.token}"
         self.keyspaces.append(ks)
@@ -753,10 +582,10 @@ class Test:
     def main(self):
         only = set(self.args.only.split(",")) if self.args.only else None
         if only is None or only - {"recruitment"}:
-            why = kafka_ready()
+            why = kafka_missing()
             if why:
-                raise Skip(why + " (start it with `make services` or scripts/services.sh up kafka)")
-        self.cluster, self.session = cassandra_session()
+                raise harness.Missing(why)
+        self.cluster, self.session = cassandra_util.session()
         for name in ("clean", "errors", "dead", "kill", "messages", "recruitment"):
             if only and name not in only:
                 continue
@@ -783,8 +612,7 @@ class Test:
             self.cluster.shutdown()
         for t in self.topics:
             for name in (t, t + ".sluice-positions", t + ".sluice-dead-letters"):
-                run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
-                     name], timeout=90)
+                delete_topics(name)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -798,18 +626,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep topics, keyspaces and files")
     args = ap.parse_args()
     t = Test(args)
-    try:
-        t.main()
-    except Skip as e:
-        t.cleanup()
-        if CI:
-            print(f"FAIL {e} (CI=true: the servers must be there)", flush=True)
-            return 1
-        print(f"SKIP users: {e}", flush=True)
-        return SKIP
-    t.cleanup()
-    print(f"{t.passed} passed, {t.failed} failed", flush=True)
-    return 1 if t.failed else 0
+    return t.run_main(t.main, t.cleanup)
 
 
 if __name__ == "__main__":
