@@ -182,7 +182,7 @@ TEST(ProtobufDecoderTest, MapsFieldsByNameAndPathWithWellKnownTypesEnumsAndPrese
   EXPECT_EQ(row[8], Value::Int(0));  // proto3 scalar without presence, unset: its default
   EXPECT_EQ(row[9], S("n"));
   EXPECT_TRUE(row[10].is_null());  // no such field
-  EXPECT_EQ(row[11], S("2023-11-14 22:13:20.123"));
+  EXPECT_EQ(row[11], S("2023-11-14 22:13:20.123000"));
   EXPECT_TRUE(row[12].is_null());  // v1 has no campaign
 
   // An empty body: implicit scalars take their defaults, fields with presence are null.
