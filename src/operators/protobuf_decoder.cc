@@ -7,12 +7,15 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -44,6 +47,20 @@ std::string ProtobufSchemaBundle(std::string_view schema,
 }
 
 namespace {
+
+/// While a body is parsed on this thread: where libprotobuf's complaint about it goes (such as
+/// "String field 'T.f' contains invalid UTF-8 data ..."), so that it becomes part of the dead
+/// letter's reason instead of a line on stderr.
+thread_local std::string* tl_parse_complaint = nullptr;
+
+void LogToSpdlog(pb::LogLevel level, const char* file, int line, const std::string& message) {
+  if (tl_parse_complaint) {
+    if (tl_parse_complaint->empty()) *tl_parse_complaint = message;
+    return;
+  }
+  if (level >= pb::LOGLEVEL_ERROR) spdlog::warn("libprotobuf {}:{}: {}", file, line, message);
+  else spdlog::debug("libprotobuf {}:{}: {}", file, line, message);
+}
 
 /// The root file's name in the pool (the registry gives the root schema no name).
 constexpr const char* kRootName = "<schema>";
@@ -324,9 +341,16 @@ class ProtobufDecoder final : public Decoder {
     Plan& plan = PlanFor(d, w);
     pb::Message& msg = *plan.message;
     msg.Clear();
-    if (!msg.ParsePartialFromArray(rest.data(), static_cast<int>(rest.size()))) {
-      return Status::ParseError("body does not match schema id " + std::to_string(*id) + " (message " +
-                                d->full_name() + "): not a valid Protobuf encoding of it");
+    complaint_.clear();
+    tl_parse_complaint = &complaint_;
+    const bool parsed = msg.ParsePartialFromArray(rest.data(), static_cast<int>(rest.size()));
+    tl_parse_complaint = nullptr;
+    if (!parsed) {
+      std::string why = "body does not match schema id " + std::to_string(*id) + " (message " + d->full_name() +
+                        "): not a valid Protobuf encoding of it";
+      while (!complaint_.empty() && (complaint_.back() == ' ' || complaint_.back() == '\n')) complaint_.pop_back();
+      if (!complaint_.empty()) why += " (" + complaint_ + ")";
+      return Status::ParseError(std::move(why));
     }
     if (!msg.IsInitialized()) {
       return Status::ParseError("body does not match schema id " + std::to_string(*id) + " (message " +
@@ -517,6 +541,7 @@ class ProtobufDecoder final : public Decoder {
   std::unordered_map<int32_t, std::string> bad_;
   std::unordered_map<const pb::Descriptor*, Plan> plans_;
   std::vector<int64_t> indexes_;
+  std::string complaint_;  ///< libprotobuf's message about the body being parsed
 };
 
 }  // namespace
@@ -524,6 +549,8 @@ class ProtobufDecoder final : public Decoder {
 Result<std::unique_ptr<Decoder>> MakeProtobufDecoder(const Schema& schema,
                                                      std::shared_ptr<AvroSchemaCache> schemas) {
   if (!schemas) return Status::InvalidArgument("format protobuf needs a schema registry");
+  static std::once_flag once;
+  std::call_once(once, [] { pb::SetLogHandler(&LogToSpdlog); });
   return std::unique_ptr<Decoder>(new ProtobufDecoder(schema, std::move(schemas)));
 }
 

@@ -295,6 +295,11 @@ TEST(ProtobufDecoderTest, ReportsWhyARecordCannotBeRead) {
   // A string length past the end of the body.
   s = d->Decode(Header(1, {1}) + VarintField(1, 1) + Varint((3 << 3) | 2) + Varint(50) + "ab", row);
   EXPECT_EQ(s.message(), "body does not match schema id 1 (message t.Event): not a valid Protobuf encoding of it");
+  // Invalid UTF-8 in a proto3 string: libprotobuf's reason, not a line on stderr.
+  s = d->Decode(Header(1, {1}) + BytesField(3, "a\xff"), row);
+  EXPECT_EQ(s.message(), "body does not match schema id 1 (message t.Event): not a valid Protobuf encoding of it "
+                         "(String field 't.Event.custom_track' contains invalid UTF-8 data when parsing a protocol "
+                         "buffer. Use the 'bytes' type if you intend to send raw bytes.)");
   // Wire type 7 does not exist.
   s = d->Decode(Header(1, {1}) + Varint((1 << 3) | 7), row);
   EXPECT_EQ(s.message(), "body does not match schema id 1 (message t.Event): not a valid Protobuf encoding of it");
