@@ -12,8 +12,10 @@ test time from FileDescriptorProtos (descriptor_pb2, message_factory); no genera
     fields, each proto3 `optional`, int64 for the ids; a null or blank value is left unset, as
     the JSON decoder reads blank as null; the rows that are not JSON objects are published as their
     raw bytes), to topics proto_<run>_json and proto_<run>_pb; `sluice run --until-caught-up` of
-    examples/recruitment.toml on each. Both `events` tables equal the independent recomputation
-    (tests/tools/recompute_recruitment.py); the Protobuf run dead-letters as many records as the
+    examples/recruitment.toml on each into SQLite, and on the Protobuf topic once more into MySQL
+    (database proto_<run> on 127.0.0.1:3306, read back with the mariadb client; without MariaDB
+    only a note, a FAIL when CI=true). Every `events` table equals the independent recomputation
+    (tests/tools/recompute_recruitment.py); the Protobuf runs dead-letter as many records as the
     recomputation, each non-JSON row with "decode: not the Confluent wire format: magic byte 0x..".
  2. evolution and bad records: one topic, a small pipeline (job_id, campaign, kind (an enum),
     score (a DoubleValue wrapper), city by path loc.city (Loc from a referenced file), ts (a
@@ -170,8 +172,9 @@ def tracking_class(run_id):
     return message_class(pool, "sluice.prototest.Tracking")
 
 
-def pipeline_copy(path, name, topic_group, registry=None):
-    """examples/recruitment.toml with its own name and group, in Protobuf with a registry."""
+def pipeline_copy(path, name, topic_group, registry=None, keep_column_types=False):
+    """examples/recruitment.toml with its own name and group, in Protobuf with a registry; the
+    MySQL sink keeps [sink] column_types (the SQLite sink may reject it)."""
     with open(PIPELINE, encoding="utf-8") as f:
         text = f.read()
     out = []
@@ -182,7 +185,7 @@ def pipeline_copy(path, name, topic_group, registry=None):
             section = s
         if section == "[pipeline]" and s.startswith("name ="):
             ln = f'name = "{name}"'
-        if section == "[sink]" and s.startswith("column_types"):
+        if section == "[sink]" and s.startswith("column_types") and not keep_column_types:
             continue
         out.append(ln)
         if s == "[source]":
@@ -192,6 +195,33 @@ def pipeline_copy(path, name, topic_group, registry=None):
                 out.append(f'schema_registry = "{registry}"')
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out))
+    return path
+
+
+def mysql(sql, database=""):
+    """Runs SQL with the mariadb client (--batch); returns (header, rows), NULL as None."""
+    cmd = ["mariadb", "--no-defaults", "-h127.0.0.1", "-P3306", "-uroot", "--batch", "-e", sql]
+    if database:
+        cmd.append(database)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode("utf-8", "replace")
+    if p.returncode != 0:
+        raise RuntimeError(f"mariadb: {out.strip()[-800:]}")
+    lines = [ln for ln in out.split("\n") if ln != ""]
+    if not lines:
+        return [], []
+    header = lines[0].split("\t")
+    return header, [tuple(None if v == "NULL" else v for v in ln.split("\t")) for ln in lines[1:]]
+
+
+def mysql_table_as_csv(database, table, path):
+    import csv
+    header, rows = mysql(f"SELECT * FROM `{table}`", database)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])
     return path
 
 
@@ -232,29 +262,46 @@ def scenario_recruitment(sluice, work, run_id):
     expected_dlq = os.path.join(work, "expected_dlq.ndjson")
     stats = rr.recompute(ndjson, JOBS, expected_db, "kafka", expected_dlq)
     n_expected_dlq = sum(1 for _ in open(expected_dlq, encoding="utf-8"))
-    for kind, topic in (("json", t_json), ("protobuf", t_pb)):
-        pipe = pipeline_copy(os.path.join(work, f"{kind}.toml"), f"proto_{run_id}_{kind}",
-                             f"proto_{run_id}_{kind}", REGISTRY if kind == "protobuf" else None)
-        db = os.path.join(work, f"{kind}.db")
-        dlq = os.path.join(work, f"{kind}_dlq.ndjson")
+    database = f"proto_{run_id}"
+    have_mysql = port_open("127.0.0.1", 3306) and shutil.which("mariadb")
+    runs = [("json", t_json, "sqlite"), ("protobuf", t_pb, "sqlite")]
+    if have_mysql:
+        mysql(f"CREATE DATABASE `{database}`")
+        runs.append(("protobuf", t_pb, "mysql"))
+    elif IN_CI:
+        check("recruitment protobuf mysql: MariaDB on 127.0.0.1:3306 and the mariadb client", False)
+    else:
+        print("note: no MariaDB on 127.0.0.1:3306 (or no mariadb client): the MySQL run is skipped")
+    for kind, topic, sink in runs:
+        label = kind if sink == "sqlite" else f"{kind} mysql"
+        name = f"proto_{run_id}_{kind}" + ("" if sink == "sqlite" else "_mysql")
+        pipe = pipeline_copy(os.path.join(work, f"{name}.toml"), name, name,
+                             REGISTRY if kind == "protobuf" else None, keep_column_types=sink == "mysql")
+        db = os.path.join(work, f"{name}.db")
+        dlq = os.path.join(work, f"{name}_dlq.ndjson")
+        uri = f"sqlite:{db}" if sink == "sqlite" else f"mysql://root@127.0.0.1:3306/{database}"
         rc, out = run_sluice(sluice, pipe, {"TRACKING": f"kafka://{BROKER}/{topic}",
-                                            "SINK": f"sqlite:{db}", "DLQ": dlq, "JOBS": JOBS})
-        check(f"recruitment {kind}: exit 0", rc == 0, out[-2000:])
+                                            "SINK": uri, "DLQ": dlq, "JOBS": JOBS})
+        check(f"recruitment {label}: exit 0", rc == 0, out[-2000:])
         if rc != 0:
             continue
+        if sink == "mysql":
+            db = mysql_table_as_csv(database, "events", os.path.join(work, f"{name}.csv"))
         problems = compare_tables.compare(expected_db, db, list(rr.EVENTS_KEY))
-        check(f"recruitment {kind}: events == recomputation ({stats})", not problems,
+        check(f"recruitment {label}: events == recomputation ({stats})", not problems,
               "\n".join(problems[:10]) if problems else "")
         entries, bad = dead_letters.load_dlq(dlq)
-        check(f"recruitment {kind}: {n_expected_dlq} dead letters",
+        check(f"recruitment {label}: {n_expected_dlq} dead letters",
               n_expected_dlq >= 2 and len(entries) == n_expected_dlq and not bad,
               f"got {len(entries)}, problems {bad[:3]}")
-        if kind == "protobuf":
+        if kind == "protobuf" and sink == "sqlite":
             raw = [e for e in entries if e.get("reason", "").startswith(
                 "decode: not the Confluent wire format: magic byte 0x")]
             check(f"recruitment protobuf: {n_raw} non-JSON rows dead-lettered as 'not the Confluent "
                   "wire format'", len(raw) == n_raw == 2,
                   f"got {len(raw)}: {[e.get('reason') for e in entries][:5]}")
+    if have_mysql:
+        mysql(f"DROP DATABASE IF EXISTS `{database}`")
 
 
 # ------------------------------------------------------------------------------ scenario 2
