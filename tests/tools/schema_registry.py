@@ -69,10 +69,12 @@ class Store:
             return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
         return text
 
-    def find(self, text, schema_type):
+    def find(self, text, schema_type, references=None):
+        """The id of this schema (text, type and references, as Confluent compares them)."""
         key = self.canonical(text, schema_type)
         for sid, s in self.schemas.items():
-            if s["schemaType"] == schema_type and self.canonical(s["schema"], schema_type) == key:
+            if (s["schemaType"] == schema_type and self.canonical(s["schema"], schema_type) == key
+                    and (s.get("references") or []) == (references or [])):
                 return sid
         return None
 
@@ -123,7 +125,7 @@ def handle(store, method, path, body):
                         json.loads(text)
                 except (ValueError, KeyError, TypeError) as e:
                     return error(422, 42201, f"Invalid schema: {e}")
-                sid = store.find(text, schema_type)
+                sid = store.find(text, schema_type, req.get("references"))
                 if len(parts) == 2:  # lookup
                     ids = store.subjects.get(subject)
                     if ids is None:
