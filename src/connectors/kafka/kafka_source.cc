@@ -53,8 +53,12 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     decoder.format = DecoderOptions::Format::kAvro;
     ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
     decoder.avro_schemas = MakeRegistrySchemaCache(registry);
+  } else if (format == "protobuf") {
+    decoder.format = DecoderOptions::Format::kProtobuf;
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    decoder.avro_schemas = MakeRegistryProtobufSchemaCache(registry);
   } else {
-    return Status::InvalidArgument(o.Where("format") + ": format must be json, csv or avro for Kafka");
+    return Status::InvalidArgument(o.Where("format") + ": format must be json, csv, avro or protobuf for Kafka");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.GetString(key);
