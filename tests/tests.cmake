@@ -60,6 +60,11 @@ sluice_python_test(mysql_recruitment tests/integration/mysql_recruitment_test.py
 
 sluice_python_test(cli tests/integration/cli_test.py TIMEOUT 180 LABELS python integration)
 
+# The README's first example, run with bash in a scratch copy of a plain clone (no ../shared):
+# its table == the independent recomputation over examples/data/tracking.csv.
+sluice_python_test(readme_example tests/integration/readme_example_test.py TIMEOUT 300
+                   LABELS python integration)
+
 # File positions bound to the file's identity: a replaced file (longer, shorter), an append, a
 # prefix-keeping rewrite, a shrink refused until --reset-source; a directory as the source exits 2.
 sluice_python_test(file_identity tests/integration/file_identity_test.py TIMEOUT 300
