@@ -1,5 +1,6 @@
 #include "runtime/explain.h"
 
+#include <cctype>
 #include <sstream>
 
 #include "core/json_builder.h"
@@ -8,6 +9,24 @@
 
 namespace sluice {
 namespace {
+
+/// Puts an expression written over several lines on one: runs of white space outside quotes
+/// become one space, leading and trailing ones go.
+std::string OneLine(const std::string& text) {
+  std::string out;
+  bool quoted = false, space = false;
+  for (char c : text) {
+    if (!quoted && std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    if (c == '\'') quoted = !quoted;
+    out += c;
+  }
+  return out;
+}
 
 std::string Seconds(double s) { return FormatDouble(s) + "s"; }
 
@@ -152,7 +171,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     PipelineExplanation::Step s;
     s.number = static_cast<int>(i) + 1;
     s.kind = StepKind(sc.kind);
-    s.expr = sc.expr;
+    s.expr = OneLine(sc.expr);
     s.reason = sc.reason;
     if (sc.kind == StepConfig::Kind::kLet) {
       s.target = sc.target;
@@ -179,7 +198,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     const AggregateSpec& spec = *plan.aggregate;
     const AggregateConfig& ac = *c.aggregate;
     PipelineExplanation::Aggregate a;
-    a.time = ac.time_expr;
+    a.time = OneLine(ac.time_expr);
     a.window_seconds = static_cast<double>(spec.window_micros) / 1e6;
     a.mode = spec.append_mode ? "append" : "update";
     a.watermark_delay_seconds = static_cast<double>(spec.watermark_delay_micros) / 1e6;
@@ -191,7 +210,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     for (size_t i = 0; i < spec.keys.size(); ++i) {
       const ColumnConfig& kc = ac.keys[i];
       a.keys.push_back({spec.keys[i].name, std::string(TypeName(spec.keys[i].type)),
-                        kc.text == kc.name ? std::string() : kc.text});
+                        kc.text == kc.name ? std::string() : OneLine(kc.text)});
     }
     const std::vector<std::string> internal = InternalColumnNames(&spec);
     for (size_t i = 0; i < spec.metrics.size(); ++i) {
@@ -199,7 +218,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
       PipelineExplanation::Metric me;
       me.name = m.name;
       me.function = std::string(AggFnName(m.fn));
-      me.text = ac.metrics[i].text;
+      me.text = OneLine(ac.metrics[i].text);
       MetricParts(me.text, &me.argument, &me.where);
       me.type = std::string(TypeName(m.result_type));
       me.state = KeptState(m, me.argument);
@@ -222,7 +241,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     for (size_t i = 0; i < plan.select.size(); ++i) {
       const ColumnConfig& sc = c.select[i];
       e.select.push_back({plan.select[i].name, std::string(TypeName(plan.select[i].expr->type())),
-                          sc.text == sc.name ? std::string() : sc.text});
+                          sc.text == sc.name ? std::string() : OneLine(sc.text)});
     }
   }
   if (needs.empty() && plan.holds) needs = "on_missing = \"hold\" (held records wait for their dimension row)";
@@ -239,6 +258,19 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
   e.sink.table = c.sink.table;
   const SinkContext ctx = SinkContextFor(c, plan);
   e.sink.key = ctx.key_columns;
+  if (e.sink.key.empty() && c.sink.options.Has("key")) {
+    // A pipeline without an aggregate: the sink's `key` option ("id" or ["a", "b"], kept as
+    // "a,b") names the columns rows are upserted by.
+    std::string item;
+    for (char ch : c.sink.options.GetString("key") + ",") {
+      if (ch != ',') {
+        if (!std::isspace(static_cast<unsigned char>(ch))) item += ch;
+        continue;
+      }
+      if (!item.empty()) e.sink.key.push_back(item);
+      item.clear();
+    }
+  }
   if (auto* explainer = dynamic_cast<SinkExplainer*>(sink)) {
     ASSIGN_OR_RETURN(e.sink.details, explainer->Explain(ctx));
     e.sink.explained = true;

@@ -181,7 +181,9 @@ void KafkaSink::Close() {
 }
 
 std::string KafkaSink::DeadLetterLocation() const {
-  return "topic " + settings_.dead_letter_topic;
+  // Before Open() the default name is not filled in yet (sluice explain, validate).
+  return "topic " + (settings_.dead_letter_topic.empty() ? settings_.topic + ".sluice-dead-letters"
+                                                         : settings_.dead_letter_topic);
 }
 
 Result<SinkExplanation> KafkaSink::Explain(const SinkContext& ctx) {
@@ -384,21 +386,41 @@ Result<SinkInventory> KafkaSink::Inventory(const InventoryOptions& options) {
   if (topics.count(dead_letter_topic)) {
     ASSIGN_OR_RETURN(auto dead, ReadTopic(settings_.brokers, dead_letter_topic, topics[dead_letter_topic],
                                           settings_.timeout_ms, true, nullptr));
-    std::stable_sort(dead.begin(), dead.end(), [](const ReadRecord& a, const ReadRecord& b) {
-      return std::tie(a.timestamp_ms, a.partition, a.offset) < std::tie(b.timestamp_ms, b.partition, b.offset);
-    });
+    // The letters are keyed, so they spread over the topic's partitions: order them by when
+    // they were dead-lettered (the record's `time`, to the microsecond), then by their place
+    // in the source, oldest first.
+    struct Letter {
+      std::string time, source;
+      int64_t partition = 0, offset = 0, seq = 0;
+      const ReadRecord* record = nullptr;
+    };
+    std::vector<Letter> ordered;
     for (const ReadRecord& r : dead) {
       if (r.tombstone) continue;
-      letters += r.value;
-      letters += '\n';
-      // A pipeline that only dead-lettered so far is listed too.
       simdjson::dom::object record;
-      std::string_view name;
-      if (parser.parse(r.value).get_object().get(record) == simdjson::SUCCESS &&
-          record["pipeline"].get_string().get(name) == simdjson::SUCCESS &&
+      if (parser.parse(r.value).get_object().get(record) != simdjson::SUCCESS) continue;
+      Letter l;
+      l.record = &r;
+      std::string_view name, time, source;
+      if (record["time"].get_string().get(time) == simdjson::SUCCESS) l.time = std::string(time);
+      if (record["source"].get_string().get(source) == simdjson::SUCCESS) l.source = std::string(source);
+      if (record["partition"].get_int64().get(l.partition) != simdjson::SUCCESS) l.partition = 0;
+      if (record["offset"].get_int64().get(l.offset) != simdjson::SUCCESS) l.offset = 0;
+      if (record["seq"].get_int64().get(l.seq) != simdjson::SUCCESS) l.seq = 0;
+      // A pipeline that only dead-lettered so far is listed too.
+      if (record["pipeline"].get_string().get(name) == simdjson::SUCCESS &&
           (options.pipeline.empty() || name == options.pipeline)) {
         seen[std::string(name)];
       }
+      ordered.push_back(std::move(l));
+    }
+    std::stable_sort(ordered.begin(), ordered.end(), [](const Letter& a, const Letter& b) {
+      return std::tie(a.time, a.source, a.partition, a.offset, a.seq) <
+             std::tie(b.time, b.source, b.partition, b.offset, b.seq);
+    });
+    for (const Letter& l : ordered) {
+      letters += l.record->value;
+      letters += '\n';
     }
   }
   // The output topic's offsets, for a sense of its size (transaction markers take offsets too).
