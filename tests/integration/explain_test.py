@@ -10,7 +10,8 @@ Parts (--part, comma-separated; default all):
             window columns, the sink's table and key, select columns); the internal columns
             listed are the ones avg() and last() need; nothing is created where the sinks point.
   errors    exit 2 for a bad file (the message names it; the good files are still explained),
-            a missing file, an unused --var, an unknown --format.
+            a missing file, an unused --var, an unknown --format; `sluice inspect` of a Kafka
+            broker that cannot be reached exits 1 within about 10 s.
   mysql     recruitment and ysb explained into MariaDB (database explain_<pid>): the pipeline
             then runs (generator, a few hundred events) so sluice creates its own table, and
             the printed merge statement is PREPAREd against that table and EXECUTEd twice for a
@@ -269,6 +270,13 @@ def part_errors(sluice, tmp):
           (r.returncode, r.stderr[-300:]))
     r = sluice_run(sluice, "explain", good, *v, "--format", "yaml")
     check("errors: an unknown --format exits 2", r.returncode == 2, r.returncode)
+    # sluice inspect of a Kafka sink whose broker cannot be reached: a runtime failure (1), not a
+    # bad argument, reported within the 10 s inspect waits for the broker's topic list.
+    started = time.time()
+    r = sluice_run(sluice, "inspect", "kafka://127.0.0.1:1/explain_nowhere", timeout=60)
+    check("errors: inspect of an unreachable Kafka broker exits 1 and names it",
+          r.returncode == 1 and "127.0.0.1:1" in r.stderr and r.stdout == "", (r.returncode, r.stderr[-300:]))
+    check("errors: ... within about 10 s", time.time() - started < 25, time.time() - started)
 
 
 def mysql(sql, db=None):

@@ -341,7 +341,9 @@ Result<SinkInventory> KafkaSink::Inventory(const InventoryOptions& options) {
   SinkInventory inv;
   inv.location = "kafka://" + settings_.brokers + "/" + settings_.topic;
   inv.dead_letter_location = "topic " + dead_letter_topic;
-  ASSIGN_OR_RETURN(auto topics, ExistingTopics(settings_.brokers, settings_.timeout_ms));
+  // Brokers that answer do so in well under a second; one that is down is reported after 10 s
+  // at most, not the sink's whole timeout.
+  ASSIGN_OR_RETURN(auto topics, ExistingTopics(settings_.brokers, std::min<int64_t>(settings_.timeout_ms, 10'000)));
   if (!topics.count(positions_topic)) {
     return Status::NotFound("kafka " + settings_.brokers + " has no topic " + positions_topic +
                             ": no pipeline has committed to topic " + settings_.topic);
