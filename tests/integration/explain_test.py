@@ -276,6 +276,7 @@ def part_errors(sluice, tmp):
     r = sluice_run(sluice, "inspect", "kafka://127.0.0.1:1/explain_nowhere", timeout=60)
     check("errors: inspect of an unreachable Kafka broker exits 1 and names it",
           r.returncode == 1 and "127.0.0.1:1" in r.stderr and r.stdout == "", (r.returncode, r.stderr[-300:]))
+    check("errors: ... in one line, without librdkafka's own log", r.stderr.count("\n") == 1, r.stderr[-500:])
     check("errors: ... within about 10 s", time.time() - started < 25, time.time() - started)
 
 

@@ -217,7 +217,7 @@ namespace {
 Result<std::map<std::string, int>> ExistingTopics(const std::string& brokers, int64_t timeout_ms) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", brokers));
-  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "3"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "0"));  // failures come back as a Status
   std::string err;
   std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
   if (!probe) return Status::InvalidArgument("kafka: " + err);
@@ -257,7 +257,7 @@ Result<std::unique_ptr<RdKafka::KafkaConsumer>> MakeInspectReader(const std::str
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "true"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "allow.auto.create.topics", "false"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "fetch.wait.max.ms", "20"));
-  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "3"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "0"));  // failures come back as a Status
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return Status::InvalidArgument("kafka: " + err);
