@@ -21,7 +21,8 @@ Parts (--part, comma-separated; default all):
            SKIP (exit 77) without the server or the driver, a FAIL when CI=true.
   errors   exit 2 for a URI that names no sink, a missing SQLite file or Parquet folder, a
            file that is no SQLite database, an unknown --pipeline and a sink inspect does not
-           read yet (kafka://); exit 1 when the MySQL server cannot be reached.
+           read (stdout:); exit 1 when the MySQL server cannot be reached. (kafka:// is read:
+           tests/integration/explain_test.py, part kafka-inspect.)
   metrics  run 1 writes dead letters; run 2 (a new process, new input with more bad rows)
            serves /metrics and /api/status: sluice_dead_letters_stored{reason} and the
            status's stored_dead_letters must equal SQLite's GROUP BY over both runs (and the
@@ -536,7 +537,7 @@ def part_errors(sluice, tmp):
         ("a missing SQLite file", [f"sqlite:{os.path.join(tmp, 'missing.db')}"], 2, "does not exist"),
         ("a file that is no SQLite database", [f"sqlite:{notdb}"], 2, "not an SQLite database"),
         ("a missing Parquet folder", [f"parquet:{empty_dir}"], 2, "does not exist"),
-        ("a sink inspect does not read yet", ["kafka://127.0.0.1:9092/t"], 2, "not supported for this sink yet"),
+        ("a sink inspect does not read", ["stdout:"], 2, "not supported for this sink yet"),
         ("an unknown --pipeline", [f"sqlite:{db}", "--pipeline", "nosuch"], 2, "holds no pipeline named nosuch"),
         ("a MySQL server that cannot be reached", ["mysql://root@127.0.0.1:1/x"], 1, "127.0.0.1"),
     ]
