@@ -129,11 +129,13 @@ set_tests_properties(dashboard_chromium PROPERTIES TIMEOUT 300 LABELS "python;in
                      SKIP_RETURN_CODE 77)
 
 # Dimensions that follow their source (issue: change data capture): a MySQL table polled by
-# updated_at, and Kafka CDC topics (Kafka Connect JDBC rows, Debezium with and without the
-# envelope, deletes included), while events flow. Needs `make services` (MariaDB and Kafka);
-# CI=true turns a missing server into a FAIL.
+# updated_at, and Kafka CDC topics (Kafka Connect JDBC rows flat and in the JsonConverter's
+# envelope, Debezium with and without the envelope, deletes included, and both in Avro written
+# by confluent-kafka's AvroSerializer, hence the venv's interpreter), while events flow. Needs
+# `make services` (MariaDB, Kafka and the schema registry); CI=true turns a missing server into
+# a FAIL.
 add_test(NAME dimension_cdc
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dimension_cdc_test.py
+         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/dimension_cdc_test.py
                  --sluice $<TARGET_FILE:sluice>
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql;kafka")
