@@ -269,6 +269,10 @@ int RunGenerate(const GenerateOptions& opts, const std::atomic<bool>& stop) {
         std::cerr << "sluice generate: " << fields.status().message() << "\n";
         return 2;
       }
+      if (opts.schema_registry.empty()) {
+        std::cerr << "sluice generate: --format avro needs --schema-registry http://HOST:PORT\n";
+        return 2;
+      }
       Options ro;
       ro.Set("schema_registry", {opts.schema_registry, {}});
       auto registry = ReadSchemaRegistrySettings(ro, uri->topic);
