@@ -32,6 +32,11 @@ changes the dimension at its source, appends more events, and checks per event:
            one message without the Confluent header (counted, logged with its reason).
  avro_jdbc format avro: rows as the JDBC source connector writes them with the AvroConverter
            (a flat record with optional fields): a new version of job 3.
+ avro_down format avro with a private registry (tests/tools/schema_registry.py on a free port)
+           that is down when sluice starts (the snapshot waits for it, then is complete) and down
+           again when an event with a new schema id arrives: the event is held back, not skipped
+           (counted as failed refreshes, "waiting for the schema registry" in the log), and
+           applied once the registry is back.
 
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
@@ -167,11 +172,12 @@ class Run:
         return self.proc.returncode
 
 
-def follow_change(run, name, before, after, change, changed_jobs, at_end=None):
+def follow_change(run, name, before, after, change, changed_jobs, at_end=None, timed_after=False):
     """Feeds events, applies `change`, feeds more; checks old/new companies per event.
 
     before/after: job -> company_id expected before/after the change (0: no such job).
     at_end: called (with the run) after the checks, before the run is stopped.
+    timed_after: the change counts from when change() returns (it waits for something itself).
     """
     jobs = sorted(before)
     run.append(jobs * 3)
@@ -181,6 +187,8 @@ def follow_change(run, name, before, after, change, changed_jobs, at_end=None):
     check(f"{name}: events before the change carry the snapshot", not wrong, f"wrong rows {wrong[:5]}")
     changed_at = time.monotonic()
     change()
+    if timed_after:
+        changed_at = time.monotonic()
     # Events every 200 ms for 4 refresh intervals.
     end = changed_at + 4 * REFRESH_S
     while time.monotonic() < end:
@@ -437,6 +445,99 @@ def scenario_avro(sluice, tmp, jdbc):
         krt.delete_topics(topic)
 
 
+class PrivateRegistry:
+    """tests/tools/schema_registry.py on a free port with its own state file, to stop and start."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, os.path.join(REPO, "tests", "tools", "schema_registry.py"),
+                    "--port", str(self.port), "--state", os.path.join(tmp, "private_registry.json")]
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the private schema registry did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def scenario_avro_down(sluice, tmp):
+    from confluent_kafka import Producer  # noqa: PLC0415
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+    from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    name = "kafka avro registry down"
+    topic = f"avro2_cdc_down_{os.getpid()}"
+    krt.create_topic(topic, 1)
+    reg = PrivateRegistry(tmp)
+    reg.start()
+    # v2: the row record gains a field (a new schema id the running dimension has not seen).
+    v2 = json.loads(json.dumps(DEBEZIUM_SCHEMA))
+    v2["fields"][0]["type"][1]["fields"].append({"name": "note", "type": ["null", "string"], "default": None})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    try:
+        client = SchemaRegistryClient({"url": reg.url})
+        ser1 = AvroSerializer(client, json.dumps(DEBEZIUM_SCHEMA))
+        ser2 = AvroSerializer(client, json.dumps(v2))
+        rows = {1: 101, 2: 102, 3: 103, 4: 104}
+        snapshot = [ser1(debezium_avro("r", None, {"id": i, "company_id": c}), ctx) for i, c in rows.items()]
+        ev = debezium_avro("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999})
+        for side in ("before", "after"):
+            ev[side]["note"] = "moved"
+        update = ser2(ev, ctx)
+    finally:
+        reg.stop()
+    p = Producer({"bootstrap.servers": krt.BROKER, "enable.idempotence": True})
+
+    def produce_raw(values):
+        for v in values:
+            p.produce(topic, value=v, partition=0)
+        if p.flush(30):
+            raise RuntimeError(f"records to {topic} not delivered")
+    produce_raw(snapshot)
+    port = free_port()
+    options = f'format = "avro"\nschema_registry = "{reg.url}"'
+    run = Run(sluice, tmp, topic, f"kafka://{krt.BROKER}/{topic}", options, ["--http", f"127.0.0.1:{port}"])
+    try:
+        time.sleep(3)  # the snapshot waits for the registry
+        reg.start()
+        before = {**rows, 6: 0}
+        after = {**before, 3: 999}
+
+        def change():
+            reg.stop()
+            produce_raw([update])
+            time.sleep(3)  # a few refreshes meet the registry down
+            reg.start()
+
+        def at_end(r):
+            got = refresh_errors(port)
+            check(f"{name}: the refreshes that met the registry down are counted, nothing skipped",
+                  got is not None and got >= 1, f"sluice_dimension_refresh_errors_total = {got}")
+            r.log.flush()
+            with open(r.log.name, encoding="utf-8", errors="replace") as f:
+                log = f.read()
+            check(f"{name}: the log says it waits for the registry, and skipped nothing",
+                  "waiting for the schema registry" in log and "skipped a change record" not in log,
+                  f"see {r.log.name}")
+        follow_change(run, name, before, after, change, [3], at_end, timed_after=True)
+    finally:
+        run.stop()
+        reg.stop()
+        krt.delete_topics(topic)
+
+
 def registry_ready():
     import urllib.request  # noqa: PLC0415
     try:
@@ -453,7 +554,7 @@ def registry_ready():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--only", default="mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc")
+    ap.add_argument("--only", default="mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,avro_down")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -465,13 +566,13 @@ def main():
         why = server.reachable()
         if why:
             problems.append(why)
-    if only & {"jdbc", "debezium", "envelope", "connect", "avro", "avro_jdbc"}:
+    if only & {"jdbc", "debezium", "envelope", "connect", "avro", "avro_jdbc", "avro_down"}:
         why = krt.ensure_kcat()
         if why:
             problems.append(why)
         elif not krt.kafka_ready():
             problems.append(f"Kafka is not reachable at {krt.BROKER} (make services)")
-    if only & {"avro", "avro_jdbc"}:
+    if only & {"avro", "avro_jdbc", "avro_down"}:
         why = registry_ready()
         if why:
             problems.append(why)
@@ -497,6 +598,8 @@ def main():
             scenario_avro(sluice, tmp, jdbc=False)
         if "avro_jdbc" in only:
             scenario_avro(sluice, tmp, jdbc=True)
+        if "avro_down" in only:
+            scenario_avro_down(sluice, tmp)
     except Exception as e:  # noqa: BLE001 — a broken scenario is a failure with its reason
         check("scenario ran", False, repr(e))
     finally:
