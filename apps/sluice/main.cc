@@ -507,6 +507,12 @@ int main(int argc, char** argv) {
   generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
   generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from (default: examples/data/job.csv, built in)");
   generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
+  generate->add_option("--format", gen.format,
+                       "json, or avro (recruitment profile, Kafka only): the Confluent wire format with "
+                       "the value schema registered at --schema-registry")
+      ->capture_default_str();
+  generate->add_option("--schema-registry", gen.schema_registry,
+                       "with --format avro: the schema registry, http://HOST:PORT");
   generate->add_option("--set", gen.settings,
                        "a generator or profile setting as under [source]: NAME=VALUE (repeatable; "
                        "e.g. spacing=100ms, campaigns=FILE, out_of_order=0.05, late=0.01, "

@@ -6,10 +6,14 @@
 # without them a loud SKIP (exit 77), a FAIL when CI=true. Creates its own topics and keyspaces
 # (users_*), dropped at the end.
 #   users              clean run, re-run, injected API errors (retried / dead-lettered), kill -9
+#   users_avro         the clean run with the profiles in Avro through the schema registry
+#                      (FORMAT=avro), read back with confluent-kafka's AvroDeserializer
 #   users_messages     hand-written messages (generated ids, postcodes, non-profiles)
 #   users_recruitment  recruitment from Cassandra == recompute_recruitment.py, re-run unchanged
 sluice_python_test(users tests/integration/users_test.py VENV TIMEOUT 900
                    ARGS --only clean,errors,dead,kill LABELS python integration kafka cassandra)
+sluice_python_test(users_avro tests/integration/users_test.py VENV TIMEOUT 300
+                   ARGS --only avro LABELS python integration kafka cassandra)
 sluice_python_test(users_messages tests/integration/users_test.py VENV TIMEOUT 300
                    ARGS --only messages LABELS python integration kafka cassandra)
 sluice_python_test(users_recruitment tests/integration/users_test.py VENV TIMEOUT 300

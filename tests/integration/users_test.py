@@ -27,6 +27,12 @@ Scenarios (each in its own topic and keyspace):
   messages     hand-written messages: no/blank login.uuid (generated id == Python's uuid5),
                numeric and text postcodes, a partial address, and records that are not profiles
                or not JSON (dead-lettered with a reason; the run goes on); a replay keeps the ids
+  avro         the clean scenario with the profiles in Avro (FORMAT=avro, SCHEMA_REGISTRY of
+               `make services`, 127.0.0.1:8081): the topic read back with a read_committed
+               consumer and confluent-kafka's AvroDeserializer holds the N profiles with every
+               field as the API sent it (ages as numbers) and the value schema under TOPIC-value;
+               the table equals the flattening in Python, exactly as for JSON; a re-run of both
+               changes nothing
   recruitment  the seed tracking log loaded into a Cassandra table with the driver, read by
                examples/recruitment.toml (TRACKING=cassandra://...) into SQLite: the totals equal
                tests/tools/recompute_recruitment.py; a re-run changes nothing
@@ -59,9 +65,10 @@ import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 from harness import BROKER, SEED_TRACKING, run  # noqa: E402
 from kafka_util import delete_topics, kafka_missing, topic_messages  # noqa: E402
-from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten  # noqa: E402,F401
+from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten, get, text  # noqa: E402,F401
 
 CASSANDRA_HOST, CASSANDRA_PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
+REGISTRY = harness.REGISTRY_URL
 INGEST = os.path.join(REPO, "examples", "users-ingest.toml")
 USERS = os.path.join(REPO, "examples", "users.toml")
 RECRUITMENT = os.path.join(REPO, "examples", "recruitment.toml")
@@ -73,6 +80,49 @@ JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 
 
 # ---- servers and tools ----
+
+
+def avro_topic_messages(topic):
+    """The committed messages of `topic`, decoded with confluent-kafka's AvroDeserializer (the
+    writer schema fetched from the registry by the id in each message), read as topic_messages
+    reads: until two reads 1.5 s apart agree."""
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+    from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    des = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
+
+    def read_once():
+        c = Consumer({"bootstrap.servers": BROKER, "group.id": f"users-test-{os.getpid()}",
+                      "isolation.level": "read_committed", "enable.auto.commit": False})
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {}
+            for p in parts:
+                # With read_committed the high watermark is the last stable offset.
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if hi > lo:
+                    ends[p] = hi
+            c.assign([TopicPartition(topic, p, 0) for p in ends])
+            out, deadline = [], time.time() + 60
+            while ends and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is None or m.error():
+                    continue
+                out.append(des(m.value(), SerializationContext(topic, MessageField.VALUE)))
+                if m.offset() + 1 >= ends.get(m.partition(), 0):
+                    ends.pop(m.partition(), None)
+            return out
+        finally:
+            c.close()
+
+    last, deadline = None, time.time() + 20
+    while True:
+        msgs = read_once()
+        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
+            return msgs
+        last = msgs
+        time.sleep(1.5)
 
 
 def produce(topic, lines):
@@ -97,6 +147,7 @@ class Test(harness.Checks):
         self.topics = []
         self.cluster = self.session = None
         self.clean_api = None
+        self.format_vars = []  # --var FORMAT=avro ... in the avro scenario
 
     # reporting
     # plumbing
@@ -125,7 +176,7 @@ class Test(harness.Checks):
 
     def ingest_cmd(self, api, topic, count, seed, extra=(), page_size=20, interval="50ms",
                    dlq=None):
-        return [self.sluice, "run", INGEST, "--var", f"API={api}",
+        return [self.sluice, "run", INGEST, *self.format_vars, "--var", f"API={api}",
                 "--var", f"PROFILES=kafka://{BROKER}/{topic}", "--var", f"COUNT={count}",
                 "--var", f"SEED={seed}", "--var", f"PAGE_SIZE={page_size}",
                 "--var", f"INTERVAL={interval}",
@@ -133,7 +184,8 @@ class Test(harness.Checks):
                 *extra]
 
     def users_cmd(self, topic, ks, until_caught_up=True, dlq=None):
-        cmd = [self.sluice, "run", USERS, "--var", f"PROFILES=kafka://{BROKER}/{topic}",
+        cmd = [self.sluice, "run", USERS, *self.format_vars,
+               "--var", f"PROFILES=kafka://{BROKER}/{topic}",
                "--var", f"CASSANDRA=cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/{ks}",
                "--var", f"DLQ={dlq or os.path.join(self.tmp, ks + '.dlq.ndjson')}"]
         return cmd + (["--until-caught-up"] if until_caught_up else [])
@@ -254,6 +306,92 @@ class Test(harness.Checks):
             problems.append("the ingest re-run added messages to the topic")
         self.result("clean: re-running both pipelines leaves the topic and the table unchanged "
                     "(same rows, same write times)", problems)
+
+    def scenario_avro(self):
+        """The clean scenario through Avro topics; the expected values are the same."""
+        try:
+            import confluent_kafka.schema_registry.avro  # noqa: F401, PLC0415
+        except ImportError as e:
+            raise harness.Missing(f"confluent-kafka with Avro support is missing ({e}); run scripts/venv.sh")
+        try:
+            urllib.request.urlopen(REGISTRY + "/subjects", timeout=5).read()
+        except (OSError, urllib.error.URLError) as e:
+            raise harness.Missing(f"the schema registry does not answer on {REGISTRY} ({e}); start it with "
+                       "`make services`") from e
+        topic, ks = self.names("avro")
+        seed, n, size = "avro-1", 200, 20
+        want = self.expected(seed, range(1, n // size + 1), size)
+        # The topic's content, independently: the API's profiles as users-ingest.toml lays them
+        # out (flat, named by path), every field as sent (ages numbers, the rest text).
+        api_profiles = []
+        for page in range(1, n // size + 1):
+            api_profiles += fetch_page(self.clean_api.url, seed, page, size)
+        self.format_vars = ["--var", "FORMAT=avro", "--var", f"SCHEMA_REGISTRY={REGISTRY}"]
+        try:
+            api = self.api()
+            rc, out = run(self.ingest_cmd(api.url, topic, n, seed), timeout=180)
+            problems = [] if rc == 0 else [f"ingest exited {rc}:\n{out[-2000:]}"]
+            msgs = avro_topic_messages(topic) if rc == 0 else []
+            if rc == 0:
+                by_id = {m.get("login_uuid"): m for m in msgs}
+                if len(msgs) != n or set(by_id) != {text(get(p, "login.uuid")) for p in api_profiles}:
+                    problems.append(f"the topic holds {len(msgs)} committed Avro messages "
+                                    f"({len(by_id)} distinct login_uuid), expected the {n} "
+                                    "profiles of the API")
+                bad = []
+                for p in api_profiles:
+                    m = by_id.get(text(get(p, "login.uuid")), {})
+                    for col, path in (("name_first", "name.first"), ("email", "email"),
+                                      ("location_postcode", "location.postcode"),
+                                      ("dob_date", "dob.date"), ("nat", "nat")):
+                        if m.get(col) != text(get(p, path)):
+                            bad.append((col, m.get(col), get(p, path)))
+                    for col, path in (("dob_age", "dob.age"), ("registered_age", "registered.age")):
+                        if m.get(col) != get(p, path):
+                            bad.append((col, m.get(col), get(p, path)))
+                if bad:
+                    problems.append(f"{len(bad)} Avro fields differ from the API's (field, got, "
+                                    f"want): {bad[:5]}")
+                try:
+                    with urllib.request.urlopen(
+                            f"{REGISTRY}/subjects/{topic}-value/versions/latest", timeout=5) as r:
+                        schema = json.loads(json.loads(r.read())["schema"])
+                    if len(schema.get("fields", [])) != 29:
+                        problems.append(f"the value schema has {len(schema.get('fields', []))} "
+                                        "fields, expected the 29 columns")
+                except (OSError, ValueError, KeyError) as e:
+                    problems.append(f"no value schema under {topic}-value: {e}")
+            self.result(f"avro: ingest of {n} profiles -> {n} Avro messages (AvroDeserializer)",
+                        problems)
+            if problems:
+                return
+            rc, out = self.users_until(topic, ks, n)
+            problems = [] if rc == 0 else [f"users exited {rc}:\n{out[-2000:]}"]
+            if rc == 0:
+                problems += self.compare_rows("table", self.table(ks), want)
+            dead = self.dead_letters(os.path.join(self.tmp, ks + ".dlq.ndjson"))
+            if dead:
+                problems.append(f"{len(dead)} dead letters, e.g. {dead[0]}")
+            self.result(f"avro: users from Avro -> {n} rows, every column as for JSON", problems)
+            if problems:
+                return
+            before = {r["id"]: r for r in self.table(ks, "writetime(email) AS wt")}
+            rc1, out1 = run(self.users_cmd(topic, ks, until_caught_up=True), timeout=120)
+            rc2, out2 = run(self.ingest_cmd(api.url, topic, n, seed), timeout=180)
+            after = {r["id"]: r for r in self.table(ks, "writetime(email) AS wt")}
+            problems = []
+            if rc1 != 0:
+                problems.append(f"users re-run exited {rc1}:\n{out1[-1500:]}")
+            if rc2 != 0:
+                problems.append(f"ingest re-run exited {rc2}:\n{out2[-1500:]}")
+            if before != after:
+                problems.append("the re-run changed the table")
+            if len(avro_topic_messages(topic)) != n:
+                problems.append("the ingest re-run added messages to the topic")
+            self.result("avro: re-running both pipelines leaves the topic and the table unchanged",
+                        problems)
+        finally:
+            self.format_vars = []
 
     def scenario_errors(self):
         topic, ks = self.names("errors")
@@ -586,11 +724,13 @@ class Test(harness.Checks):
             if why:
                 raise harness.Missing(why)
         self.cluster, self.session = cassandra_util.session()
-        for name in ("clean", "errors", "dead", "kill", "messages", "recruitment"):
+        for name in ("clean", "avro", "errors", "dead", "kill", "messages", "recruitment"):
             if only and name not in only:
                 continue
             try:
                 getattr(self, "scenario_" + name)()
+            except harness.Missing:
+                raise
             except Exception as e:  # one broken scenario must not hide the others
                 import traceback  # noqa: PLC0415
                 self.result(f"{name}: unexpected error", [f"{type(e).__name__}: {e}",

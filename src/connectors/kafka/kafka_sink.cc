@@ -142,6 +142,9 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
     s.avro_record_name = o.GetString("avro_record_name", s.avro_record_name);
   } else if (format != "json") {
     return Status::InvalidArgument(o.Where("format") + ": format must be json or avro for the Kafka sink");
+  } else if (!o.GetString("schema_registry").empty()) {
+    // An empty schema_registry (a variable left unset, as in examples/users-ingest.toml) is none.
+    return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     std::string prop = key.substr(6);

@@ -28,6 +28,10 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   std::string format = o.GetString("format", "auto");
   if (format == "auto" || format == "json" || format == "ndjson") {
     decoder.format = DecoderOptions::Format::kNdjson;
+    // An empty schema_registry (a variable left unset, as in examples/users.toml) is none.
+    if (!o.GetString("schema_registry").empty()) {
+      return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
+    }
   } else if (format == "csv") {
     decoder.format = DecoderOptions::Format::kCsv;
     decoder.header = false;
