@@ -77,6 +77,10 @@ class SqliteSink : public Sink, public SinkReader {
   Status SetContext(const SinkContext& ctx);
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
+  /// The CREATE TABLE of the dead-letter table, under `name`.
+  static std::string DeadLettersTableSql(const std::string& name);
+  /// Adds the generation column to the key of a dead-letter table of an older sluice.
+  Status MigrateDeadLetters();
   Status CreateTables();
   /// Returns "table", "view" or "" (no such object) for `name`.
   Result<std::string> ObjectType(const std::string& name);
