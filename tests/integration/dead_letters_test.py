@@ -254,14 +254,22 @@ def replaced_file(sluice, tmp, server=None, database=None):
         variables_file = {"TRACKING": "t.csv", "SINK": "sqlite:file.db", "DLQ": f"file:{dlq}"}
 
     def stored():
+        """(bad marker, generation) of each stored letter; generation None in a table without the
+        column (a sluice before generations, which this test must fail)."""
         if server:
-            rows = server.run("SELECT payload, generation FROM _sluice_dead_letters WHERE pipeline = "
+            cols = server.run("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                              f"'{database}' AND TABLE_NAME = '_sluice_dead_letters' AND COLUMN_NAME = "
+                              "'generation'")[1][0]
+            g = "generation" if cols != "0" else "NULL"
+            rows = server.run(f"SELECT payload, {g} FROM _sluice_dead_letters WHERE pipeline = "
                               "'recruitment'", database)[1:]
-            return sorted((json.loads(p).split(",")[1], int(g)) for p, g in rows)
+            return sorted((json.loads(p).split(",")[1], None if g == "NULL" else int(n)) for p, n in rows)
         con = sqlite3.connect(os.path.join(work, "out.db"))
         try:
-            return sorted((json.loads(p).split(",")[1], g) for p, g in con.execute(
-                "SELECT payload, generation FROM _sluice_dead_letters WHERE pipeline = 'recruitment'"))
+            cols = [r[1] for r in con.execute("PRAGMA table_info(_sluice_dead_letters)")]
+            g = "generation" if "generation" in cols else "NULL"
+            return sorted((json.loads(p).split(",")[1], n) for p, n in con.execute(
+                f"SELECT payload, {g} FROM _sluice_dead_letters WHERE pipeline = 'recruitment'"))
         finally:
             con.close()
 
@@ -287,12 +295,14 @@ def replaced_file(sluice, tmp, server=None, database=None):
     check(f"{label}: every run exits 0", all(r.returncode == 0 for r in runs),
           " / ".join(r.stderr[-300:] for r in runs if r.returncode != 0))
     want = [("bad-R1", 0), ("bad-R2", 1)]
-    check(f"{label}: both files' bad rows are stored, generations 0 and 1", stored() == want, str(stored()))
+    check(f"{label}: both files' bad rows are stored", [m for m, _ in stored()] == ["bad-R1", "bad-R2"],
+          str(stored()))
+    check(f"{label}: ... with generations 0 and 1", stored() == want, str(stored()))
     check(f"{label}: sluice inspect counts both", inspect_total() == 2, str(inspect_total()))
     if not server:
         with open(dlq, encoding="utf-8") as f:
             lines = [json.loads(line) for line in f]
-        got = sorted((d["payload"].split(",")[1], d["generation"]) for d in lines)
+        got = sorted((d["payload"].split(",")[1], d.get("generation")) for d in lines)
         check(f"{label}: the NDJSON dead-letter file holds both, generations 0 and 1", got == want, str(got))
         same_offset = len({d["offset"] for d in lines}) == 1 and len(lines) == 2
         check(f"{label}: ... at the same offset", same_offset, str([d["offset"] for d in lines]))
