@@ -197,7 +197,9 @@ endforeach()
 
 # Dead letters: every record valid JSON on a binary input (file and SQLite table), two sinks in
 # one working directory (A, B, A against MariaDB: skipped without the server, exit 77, or a FAIL
-# when CI=true), and a dead-letter file shared by two sinks refused.
+# when CI=true), a dead-letter file shared by two sinks refused, and a file replaced at its path
+# with its bad row at the old one's offset: both letters stored and counted (SQLite, the NDJSON
+# file and MariaDB), told apart by their generation.
 add_test(NAME dead_letters
          COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dead_letters_test.py
                  --sluice $<TARGET_FILE:sluice>
