@@ -166,7 +166,9 @@ endforeach()
 
 # Dead letters: every record valid JSON on a binary input (file and SQLite table), two sinks in
 # one working directory (A, B, A against MariaDB: skipped without the server, exit 77, or a FAIL
-# when CI=true), and a dead-letter file shared by two sinks refused.
+# when CI=true), a dead-letter file shared by two sinks refused, and a file replaced at its path
+# with its bad row at the old one's offset: both letters stored and counted (SQLite, the NDJSON
+# file and MariaDB), told apart by their generation.
 sluice_python_test(dead_letters tests/integration/dead_letters_test.py TIMEOUT 300
                    LABELS python integration mysql)
 # What a run tells about itself: progress lines and the live bar (under a pty), the summary

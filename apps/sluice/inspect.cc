@@ -26,7 +26,9 @@ struct SourcePositions {
   std::string source;
   std::map<int32_t, int64_t> partitions;  ///< the input's partitions (below 2^30)
   std::map<int32_t, int64_t> identity;    ///< identity partitions (2^30 and up)
-  std::map<int32_t, int64_t> all;
+  std::map<int32_t, int64_t> all;         ///< partitions and identity partitions
+  /// The input's generation by partition (kGenerationPartitionBase + p; not in `all`).
+  std::map<int32_t, int64_t> generations;
 };
 
 struct DeadLetterFileLength {
@@ -45,6 +47,10 @@ void SplitPositions(const PipelineInventory& p, std::vector<SourcePositions>* so
     }
     SourcePositions& s = by_source[pos.source];
     s.source = pos.source;
+    if (pos.partition >= kGenerationPartitionBase) {
+      s.generations[pos.partition - kGenerationPartitionBase] = pos.offset;
+      continue;
+    }
     s.all[pos.partition] = pos.offset;
     (pos.partition >= kIdentityPartitionBase ? s.identity : s.partitions)[pos.partition] = pos.offset;
   }
@@ -86,6 +92,11 @@ void DescribeSourceText(const SourcePositions& s, std::ostream& out) {
     } else {
       out << "offset " << Thousands(offset) << "\n";
     }
+  }
+  for (const auto& [partition, generation] : s.generations) {
+    out << "      partition " << partition << "      input generation " << generation
+        << " (another input was found there " << generation << " time" << (generation == 1 ? "" : "s")
+        << " and read from its start)\n";
   }
   if (s.identity.empty()) return;
   if (auto file = DescribeFileIdentity(s.all)) {
@@ -217,6 +228,11 @@ void RenderJson(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
       } else {
         j.Null();
       }
+      j.Key("generations").BeginArray();
+      for (const auto& [partition, generation] : s.generations) {
+        j.BeginObject().Key("partition").Int(partition).Key("generation").Int(generation).EndObject();
+      }
+      j.EndArray();
       // Identity rows neither shape explains, as stored.
       j.Key("identity_partitions").BeginArray();
       if (!file && !cursor) {

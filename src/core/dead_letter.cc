@@ -69,6 +69,7 @@ void AppendDeadLetterJson(std::string_view pipeline, const DeadLetter& d,
   AppendJsonString(d.source, out);
   out->append(",\"partition\":").append(std::to_string(d.partition));
   out->append(",\"offset\":").append(std::to_string(d.offset));
+  out->append(",\"generation\":").append(std::to_string(d.generation));
   out->append(",\"reason\":");
   AppendJsonString(d.reason, out);
   out->append(",\"time\":\"").append(FormatIsoUtc(d.time_micros)).append("\"");

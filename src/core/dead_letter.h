@@ -19,6 +19,11 @@ struct DeadLetter {
   /// a checkpoint, in the order they were made: 0 for the first. Part of the identity under
   /// which sinks store dead letters idempotently.
   int32_t seq = 0;
+  /// Which input the partition held when the record was read: 0 for the first, one more each
+  /// time the source found another input at the same place and read it from its start (a file
+  /// replaced at its path, a Kafka topic deleted and recreated, `--reset-source`). Offsets
+  /// restart with a new input, so this is part of the dead letter's identity too.
+  int64_t generation = 0;
 };
 
 /// The most payload bytes a stored dead letter keeps; longer payloads are cut, marked
@@ -47,7 +52,7 @@ StoredPayload EncodeDeadLetterPayload(std::string_view payload, size_t cap = kDe
 std::string FormatIsoUtc(int64_t micros);
 
 /// Appends the dead-letter record as one line of JSON, without the newline:
-/// {"pipeline","source","partition","offset","reason","time","payload",["payload_base64",]
+/// {"pipeline","source","partition","offset","generation","reason","time","payload",["payload_base64",]
 ///  "payload_bytes","truncated","payload_sha256"}. The line is valid JSON and valid UTF-8
 /// whatever bytes the payload and reason hold.
 void AppendDeadLetterJson(std::string_view pipeline, const DeadLetter& letter, std::string* out);

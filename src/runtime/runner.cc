@@ -488,8 +488,17 @@ Status Runner::ForgetSourcePositions() {
     // Stored with the next checkpoint, so a restart before the source has new positions still
     // starts from the beginning.
     positions_[it->first] = kForgottenPosition;
+    if (it->first.second < kIdentityPartitionBase && it->second != kForgottenPosition) {
+      // The input is read again from its start, perhaps another one: the next generation, so
+      // its dead letters keep apart from those stored at the same offsets before.
+      auto g = loaded_.find({name, kGenerationPartitionBase + it->first.second});
+      reset_generations_[kGenerationPartitionBase + it->first.second] = g == loaded_.end() ? 1 : g->second + 1;
+    } else if (it->first.second >= kGenerationPartitionBase) {
+      reset_generations_.try_emplace(it->first.second, it->second);  // not read since: kept
+    }
     it = loaded_.erase(it);
   }
+  for (const auto& [partition, generation] : reset_generations_) positions_[{name, partition}] = generation;
   forgetting_ = true;
   if (forgotten.empty()) {
     spdlog::info("pipeline {}: --reset-source {}: no committed position to forget; reading it from its beginning",
@@ -512,6 +521,9 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
         // The sink still holds the forgotten positions until this run commits; only what this
         // run committed counts.
         auto it = committed_.find({source, partition});
+        if (it == committed_.end()) {
+          if (auto g = reset_generations_.find(partition); g != reset_generations_.end()) return g->second;
+        }
         if (it == committed_.end() || it->second == kForgottenPosition) return std::nullopt;
         return it->second;
       }

@@ -133,6 +133,10 @@ class Runner : public CheckpointRequester {
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
   bool forgetting_ = false;  ///< --reset-source: the sink's positions of the source are stale
+  /// --reset-source: the input's next generation by generation partition
+  /// (kGenerationPartitionBase + p), answered for the source until this run commits; set at
+  /// start, read-only afterwards.
+  std::map<int32_t, int64_t> reset_generations_;
   int64_t epoch_ = 0;
   std::atomic<bool> stop_{false};
   std::mutex sink_mu_;  ///< the sink is used by the coordinator and by rebalance callbacks

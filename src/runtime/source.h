@@ -25,6 +25,12 @@ namespace sluice {
 /// from them.
 inline constexpr int32_t kIdentityPartitionBase = 1 << 30;
 
+/// The generation of partition p (see DeadLetter::generation) is stored as the identity
+/// partition kGenerationPartitionBase + p, by the sources that can find another input at the
+/// same place (a file replaced at its path, a recreated Kafka topic), and only once it is above
+/// 0. Sources and `sluice inspect` read it back like any identity partition.
+inline constexpr int32_t kGenerationPartitionBase = kIdentityPartitionBase + (1 << 29);
+
 /// The offset `sluice run --reset-source` stores for a forgotten position until the source has
 /// a new one: the engine reports such a position as absent, so the source starts from the
 /// beginning, also after a restart that comes before the first new position.
@@ -131,6 +137,14 @@ class Source {
   /// after every poll, so a partition read to its end is at its end in the sink too. Only ever
   /// moves forward; empty for most sources.
   virtual std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const { return {}; }
+
+  /// Returns the generation of the input `partition` holds now (see DeadLetter::generation):
+  /// 0 until the source finds another input at the same place and reads it from its start.
+  /// The worker stamps it on the dead letters of the batch just polled, so it must be the
+  /// generation of that batch's records. Sources that can tell store it with their positions
+  /// (kGenerationPartitionBase + partition) and read it back on Open, so a replayed record gets
+  /// the same value.
+  virtual int64_t Generation(int32_t /*partition*/) const { return 0; }
 
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }

@@ -158,6 +158,7 @@ class LimitedSource : public Source {
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override {
     return inner_->PositionsAfterBatch();
   }
+  int64_t Generation(int32_t partition) const override { return inner_->Generation(partition); }
   std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override {
     return inner_->PositionsPastRecords();
   }

@@ -372,9 +372,16 @@ void Worker::ProcessBatch() {
 
 void Worker::DeadLetter(const Current& c, std::string reason) {
   counters_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
-  pending_.dead_letters.push_back(sluice::DeadLetter{std::move(reason), std::string(c.payload),
-                                                     source_name_, c.partition, c.offset,
-                                                     WallClockMicros()});
+  sluice::DeadLetter d{std::move(reason), std::string(c.payload), source_name_, c.partition, c.offset,
+                       WallClockMicros()};
+  auto stored = stored_generations_.find(c.partition);
+  if (stored == stored_generations_.end()) {
+    std::optional<int64_t> g;
+    if (context_.committed_position) g = context_.committed_position(kGenerationPartitionBase + c.partition);
+    stored = stored_generations_.emplace(c.partition, g.value_or(0)).first;
+  }
+  d.generation = std::max(source_->Generation(c.partition), stored->second);
+  pending_.dead_letters.push_back(std::move(d));
 }
 
 void Worker::RefreshSnapshots() {

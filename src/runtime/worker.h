@@ -136,6 +136,10 @@ class Worker {
   const std::string source_name_;
   std::unique_ptr<Source> source_;
   SourceContext context_;
+  /// The generation of each partition committed in the sink (kGenerationPartitionBase + p, 0
+  /// when none), read at its first dead letter: a source that keeps none itself (a table after
+  /// --reset-source) gets its dead letters stamped with it.
+  std::map<int32_t, int64_t> stored_generations_;
   WorkerCounters* counters_;
   std::vector<std::atomic<int64_t>>* step_counts_;
   CheckpointRequester* requester_;

@@ -15,6 +15,13 @@
    Needs the server of `make services`: without it this part is skipped (a FAIL under CI=true).
 3. Two SQLite sinks given one explicit dead-letter file: the second run is refused (exit 2) and
    the first run's file is left as it was.
+4. A replaced file (issue 13: dead letters keyed by the input's generation): the input at one
+   path is replaced (a new file `mv`d over it) by one with its bad row at the same byte offset.
+   Each run's bad row must be stored and counted: 2 rows in the SQLite table (before, the second
+   one had the first one's key, (pipeline, source, partition, offset, seq), and was dropped),
+   in `sluice inspect --json`, and 2 lines in an NDJSON dead-letter file, with generations 0
+   and 1; against MariaDB too (INSERT ... ON DUPLICATE KEY kept only the first). Then
+   `--reset-source` reads the second file again: its bad row is stored once more (generation 2).
 
 Expected dead letters come from the inputs this test writes (each bad row carries a marker), never
 from sluice's output.
@@ -41,7 +48,7 @@ from mysql_client import Server  # noqa: E402
 PIPELINE = os.path.join(ROOT, "examples", "recruitment.toml")
 JOBS = os.path.join(ROOT, "examples", "data", "job.csv")
 HEADER = "create_time,bid,campaign_id,custom_track,group_id,job_id,publisher_id,ts,ua\n"
-KEYS = {"pipeline": str, "source": str, "partition": int, "offset": int, "reason": str,
+KEYS = {"pipeline": str, "source": str, "partition": int, "offset": int, "generation": int, "reason": str,
         "time": str, "payload_bytes": int, "truncated": bool, "payload_sha256": str}
 
 T = harness.Checks(skip_on_any=True)  # without MariaDB the test is a SKIP, not a pass
@@ -216,6 +223,101 @@ def shared_file(sluice, tmp):
     check("shared file: the first sink runs again (exit 0)", r3.returncode == 0, r3.stderr[-600:])
 
 
+def replaced_input(marker, start):
+    """A CSV with 20 good rows and one bad row (bid `bad-<marker>`, markers of equal length) at
+    the same byte offset for every marker; the uuids differ by `start`, so the files differ."""
+    rows = [f"{start + i:08x}-0132-11ed-8601-7cd44fe229db,1,1,click,10,1,1,01:00.0,ua\n" for i in range(20)]
+    rows[7] = rows[7].replace(",1,1,click", f",bad-{marker},1,click", 1)
+    return HEADER + "".join(rows)
+
+
+def replaced_file(sluice, tmp, server=None, database=None):
+    label = "replaced file" + (" (MariaDB)" if server else "")
+    work = os.path.join(tmp, "replaced-mysql" if server else "replaced")
+    os.makedirs(work)
+    path = os.path.join(work, "t.csv")
+    first, second = replaced_input("R1", 0x5000000), replaced_input("R2", 0x6000000)
+    check(f"{label}: both inputs have their bad row at the same byte offset",
+          first.index("bad-R1") == second.index("bad-R2") and len(first) == len(second))
+    dlq = os.path.join(work, "dlq.ndjson")
+    sink = server.uri(database) if server else "sqlite:out.db"
+    variables = {"TRACKING": "t.csv", "SINK": sink}
+    if not server:
+        variables_file = {"TRACKING": "t.csv", "SINK": "sqlite:file.db", "DLQ": f"file:{dlq}"}
+
+    def stored():
+        """(bad marker, generation) of each stored letter; generation None in a table without the
+        column (a sluice before generations, which this test must fail)."""
+        if server:
+            cols = server.run("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                              f"'{database}' AND TABLE_NAME = '_sluice_dead_letters' AND COLUMN_NAME = "
+                              "'generation'")[1][0]
+            g = "generation" if cols != "0" else "NULL"
+            rows = server.run(f"SELECT payload, {g} FROM _sluice_dead_letters WHERE pipeline = "
+                              "'recruitment'", database)[1:]
+            return sorted((json.loads(p).split(",")[1], None if g == "NULL" else int(n)) for p, n in rows)
+        con = sqlite3.connect(os.path.join(work, "out.db"))
+        try:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(_sluice_dead_letters)")]
+            g = "generation" if "generation" in cols else "NULL"
+            return sorted((json.loads(p).split(",")[1], n) for p, n in con.execute(
+                f"SELECT payload, {g} FROM _sluice_dead_letters WHERE pipeline = 'recruitment'"))
+        finally:
+            con.close()
+
+    def inspect_total():
+        r = subprocess.run([sluice, "inspect", sink, "--json"], cwd=work, capture_output=True, text=True,
+                           timeout=120)
+        try:
+            return json.loads(r.stdout)["pipelines"][0]["dead_letters"]["total"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return f"rc={r.returncode} {r.stdout[:200]} {r.stderr[-300:]}"
+
+    with open(path, "w") as f:
+        f.write(first)
+    runs = [run(sluice, work, variables)]
+    if not server:
+        runs.append(run(sluice, work, variables_file))
+    with open(path + ".new", "w") as f:
+        f.write(second)
+    os.rename(path + ".new", path)
+    runs.append(run(sluice, work, variables))
+    if not server:
+        runs.append(run(sluice, work, variables_file))
+    check(f"{label}: every run exits 0", all(r.returncode == 0 for r in runs),
+          " / ".join(r.stderr[-300:] for r in runs if r.returncode != 0))
+    want = [("bad-R1", 0), ("bad-R2", 1)]
+    check(f"{label}: both files' bad rows are stored", [m for m, _ in stored()] == ["bad-R1", "bad-R2"],
+          str(stored()))
+    check(f"{label}: ... with generations 0 and 1", stored() == want, str(stored()))
+    check(f"{label}: sluice inspect counts both", inspect_total() == 2, str(inspect_total()))
+    if not server:
+        with open(dlq, encoding="utf-8") as f:
+            lines = [json.loads(line) for line in f]
+        got = sorted((d["payload"].split(",")[1], d.get("generation")) for d in lines)
+        check(f"{label}: the NDJSON dead-letter file holds both, generations 0 and 1", got == want, str(got))
+        same_offset = len({d["offset"] for d in lines}) == 1 and len(lines) == 2
+        check(f"{label}: ... at the same offset", same_offset, str([d["offset"] for d in lines]))
+    r = subprocess.run([sluice, "run", PIPELINE, "--var", f"JOBS={JOBS}", "--var", "TRACKING=t.csv",
+                        "--var", f"SINK={sink}", "--reset-source", "tracking"],
+                       cwd=work, capture_output=True, text=True, timeout=120)
+    check(f"{label}: --reset-source exits 0", r.returncode == 0, r.stderr[-600:])
+    check(f"{label}: after --reset-source the second file's bad row is stored again (generation 2)",
+          stored() == want + [("bad-R2", 2)], str(stored()))
+    r = run(sluice, work, variables)
+    check(f"{label}: a run after that stores nothing twice", r.returncode == 0 and
+          stored() == want + [("bad-R2", 2)], f"rc={r.returncode} {stored()}")
+
+
+def replaced_file_mysql(sluice, tmp, server):
+    db = f"sluice_dlq_r_{os.getpid()}"
+    server.run(f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    try:
+        replaced_file(sluice, tmp, server, db)
+    finally:
+        server.run(f"DROP DATABASE IF EXISTS {db}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
@@ -224,7 +326,7 @@ def main(argv=None):
     sluice = os.path.abspath(args.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice-dlq-")
     try:
-        for part in (binary_input, shared_file):
+        for part in (binary_input, shared_file, replaced_file):
             try:
                 part(sluice, tmp)
             except Exception as e:  # a crash of one part is a failure, not the end of the test
@@ -234,10 +336,11 @@ def main(argv=None):
         if why:
             T.skip("A, B, A against MariaDB", why + "; start it with `make services`")
         else:
-            try:
-                a_b_a(sluice, tmp, server)
-            except Exception as e:
-                check("A, B, A", False, f"{type(e).__name__}: {e}")
+            for part in (a_b_a, replaced_file_mysql):
+                try:
+                    part(sluice, tmp, server)
+                except Exception as e:
+                    check(part.__name__, False, f"{type(e).__name__}: {e}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return T.finish()

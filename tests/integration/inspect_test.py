@@ -57,6 +57,7 @@ VIEWLOG = os.path.join(ROOT, "examples", "viewlog.toml")
 JOBS = os.path.join(ROOT, "examples", "data", "job.csv")
 HEADER = "create_time,bid,campaign_id,custom_track,group_id,job_id,publisher_id,ts,ua\n"
 IDENTITY = 1 << 30
+GENERATION = IDENTITY + (1 << 29)  # the generation of partition p is stored at GENERATION + p
 NO_TIME = "no event time: create_time is not a version-1 TimeUUID and ts is not a timestamp"
 
 checks = Checks()
@@ -142,6 +143,8 @@ def json_positions(p):
                     (s["source"], IDENTITY, tc["last_row_hash"])}
         for ip in s["identity_partitions"]:
             out.add((s["source"], ip["partition"], ip["value"]))
+        for g in s["generations"]:
+            out.add((s["source"], GENERATION + g["partition"], g["generation"]))
     for f in p["dead_letter_files"]:
         out.add(("__dead_letters:" + f["path"], 0, f["committed_bytes"]))
     return out

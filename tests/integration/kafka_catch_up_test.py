@@ -25,7 +25,9 @@ recomputation (tests/tools/recompute_recruitment.py) over exactly the records pu
     saying catch_up_timeout and naming the partitions it waited for.
  5. topic deleted and recreated with fewer records: the committed positions are then beyond
     the partitions' ends; --until-caught-up must log it, read the new topic from its beginning
-    and exit 0, with the table == the recomputation over both topics' records.
+    and exit 0, with the table == the recomputation over both topics' records, and each
+    partition's generation 1 stored with the positions (dead letters of the new topic then keep
+    apart from the old one's at the same offsets).
 
 A broker that does not answer (or no kcat): SKIP (exit 77), a FAIL when CI=true. Topics are
 named PREFIX-<run id>-*; they are deleted at the end unless --keep.
@@ -273,8 +275,18 @@ class Test(harness.SluiceTest):
                                     + self.tail(b))
                 problems += self.check_complete("recreated topic", db, name, topic, 4,
                                                 self.expected(scenario, [first, second]))
+                # Each partition's offsets started again: the next generation of the input, stored
+                # with the positions (so its dead letters keep apart from the old topic's).
+                gen = {p: self.positions(db, name).get(GENERATION_BASE + p) for p in range(4)}
+                if gen != {p: 1 for p in range(4)}:
+                    problems.append(f"generation of each partition after the recreation: {gen}, "
+                                    "expected 1 for each")
         self.result("5 topic deleted and recreated with fewer records: read from the beginning, "
-                    "logged, table == recompute over both", problems)
+                    "logged, table == recompute over both, generation 1 stored", problems)
+
+
+# The identity partition that holds partition p's generation (kGenerationPartitionBase + p).
+GENERATION_BASE = (1 << 30) + (1 << 29)
 
 
 def main(argv=None):

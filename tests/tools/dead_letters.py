@@ -2,7 +2,8 @@
 """Reads dead letters and checks them against a golden case's expectations.
 
 Dead letters are stored, one record each, with the keys
-    pipeline (str), source (str), partition (int), offset (int), reason (str),
+    pipeline (str), source (str), partition (int), offset (int), generation (int: which input
+    the partition held, 0 for the first; a file replaced at its path is the next), reason (str),
     time (str, UTC ISO 8601), payload (the record: a JSON object/array when it was one, else a
     string), payload_base64 (str, only when the string is not the exact bytes: invalid UTF-8),
     payload_bytes (int), truncated (bool: only the first 64 KiB are kept), payload_sha256 (str,
@@ -30,7 +31,8 @@ import os
 import sqlite3
 import sys
 
-REQUIRED_KEYS = {"pipeline": str, "source": str, "partition": int, "offset": int, "reason": str,
+REQUIRED_KEYS = {"pipeline": str, "source": str, "partition": int, "offset": int, "generation": int,
+                 "reason": str,
                  "time": str, "payload_bytes": int, "truncated": bool, "payload_sha256": str}
 
 
@@ -118,7 +120,8 @@ def load_sqlite(path, pipeline=None):
         if not have:
             return entries, problems
         sql = ("SELECT pipeline, source, partition, offset, seq, reason, time, payload, "
-               "payload_base64, payload_bytes, truncated, payload_sha256 FROM _sluice_dead_letters")
+               "payload_base64, payload_bytes, truncated, payload_sha256, generation FROM "
+               "_sluice_dead_letters")
         rows = con.execute(sql + (" WHERE pipeline = ?" if pipeline else ""),
                            (pipeline,) if pipeline else ()).fetchall()
     finally:
@@ -132,7 +135,7 @@ def load_sqlite(path, pipeline=None):
             continue
         obj = {"pipeline": r[0], "source": r[1], "partition": r[2], "offset": r[3],
                "reason": r[5], "time": r[6], "payload": payload, "payload_bytes": r[9],
-               "truncated": bool(r[10]), "payload_sha256": r[11]}
+               "truncated": bool(r[10]), "payload_sha256": r[11], "generation": r[12]}
         if r[8] is not None:
             obj["payload_base64"] = r[8]
         _check_record(obj, where, problems)

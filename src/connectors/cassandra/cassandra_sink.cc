@@ -328,8 +328,8 @@ Status CassandraSink::PrepareStatements() {
     auto dead_letter = conn_->Prepare(
         "INSERT INTO " + ks + kDeadLettersTable +
         " (pipeline, source, \"partition\", \"offset\", seq, reason, time, payload, "
-        "payload_base64, payload_bytes, truncated, payload_sha256) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "payload_base64, payload_bytes, truncated, payload_sha256, generation) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (auto* r : {&insert, &position, &state, &dead_letter}) {
       if (!r->ok()) return Failed(r->status());
     }
@@ -491,10 +491,10 @@ Status CassandraSink::CreateSchema() {
       // One partition per source partition, ordered by offset; an upsert by the letter's
       // identity, so a replayed checkpoint rewrites the same rows.
       "CREATE TABLE IF NOT EXISTS " + ks + "." + kDeadLettersTable +
-          " (pipeline text, source text, \"partition\" int, \"offset\" bigint, seq int, "
-          "reason text, time text, payload text, payload_base64 text, payload_bytes bigint, "
+          " (pipeline text, source text, \"partition\" int, \"offset\" bigint, generation bigint, "
+          "seq int, reason text, time text, payload text, payload_base64 text, payload_bytes bigint, "
           "truncated boolean, payload_sha256 text, "
-          "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", seq))",
+          "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", generation, seq))",
   };
   const std::string table = TableCql();
   statements.push_back(table);
@@ -502,7 +502,45 @@ Status CassandraSink::CreateSchema() {
     auto r = conn_->Query(cql, {}, ddl);
     if (!r.ok()) return r.status().WithContext("cassandra " + uri_.Display());
   }
+  RETURN_IF_ERROR(MigrateDeadLetters());
   return CheckExistingTable();
+}
+
+Status CassandraSink::MigrateDeadLetters() {
+  cassandra::QueryOptions q;
+  q.consistency = cassandra::Consistency::kOne;
+  const std::vector<CqlValue> args = {CqlValue::Text(uri_.keyspace), CqlValue::Text("_sluice_dead_letters")};
+  auto kind = [&]() -> Result<std::string> {
+    ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                     conn_->QueryAllPages("SELECT column_name, kind FROM system_schema.columns "
+                                          "WHERE keyspace_name = ? AND table_name = ?",
+                                          args, q));
+    for (const auto& row : r.rows) {
+      if (row.size() == 2 && row[0].text() == "generation") return row[1].text();
+    }
+    return std::string();
+  };
+  ASSIGN_OR_RETURN(std::string found, kind());
+  if (found.empty()) {
+    // A table of an older sluice: Cassandra cannot change a primary key, so the generation is
+    // a regular column there and goes into the key through seq (see legacy_dead_letter_key_).
+    cassandra::QueryOptions ddl;
+    ddl.consistency = consistency_;
+    ddl.page_size = 0;
+    auto r = conn_->Query("ALTER TABLE " + QuoteIdentifier(uri_.keyspace) + "." + kDeadLettersTable +
+                              " ADD generation bigint",
+                          {}, ddl);
+    ASSIGN_OR_RETURN(found, kind());  // another process may have added it first
+    if (found.empty()) {
+      return (r.ok() ? Status::Internal("the column did not appear") : r.status())
+          .WithContext("cassandra " + uri_.Display() + ": adding generation to _sluice_dead_letters");
+    }
+    spdlog::info("cassandra {}: _sluice_dead_letters (an older sluice's layout, whose key cannot change) "
+                 "now stores the input's generation; its key tells generations apart through seq",
+                 uri_.Display());
+  }
+  legacy_dead_letter_key_ = found != "clustering";
+  return Status::OK();
 }
 
 Status CassandraSink::CheckExistingTable() {
@@ -927,14 +965,15 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
                     CqlValue::Text(ToValidUtf8(d.source)),
                     CqlValue::Int(d.partition),
                     CqlValue::Bigint(d.offset),
-                    CqlValue::Int(d.seq),
+                    CqlValue::Int(LegacyDeadLetterSeq(d)),
                     CqlValue::Text(ToValidUtf8(d.reason)),
                     CqlValue::Text(FormatIsoUtc(d.time_micros)),
                     CqlValue::Text(p.json),
                     p.base64.empty() ? CqlValue::Null() : CqlValue::Text(p.base64),
                     CqlValue::Bigint(p.bytes),
                     CqlValue::Boolean(p.truncated),
-                    CqlValue::Text(p.sha256)};
+                    CqlValue::Text(p.sha256),
+                    CqlValue::Bigint(d.generation)};
       return req;
     }));
   }

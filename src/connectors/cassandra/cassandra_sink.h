@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -88,6 +89,15 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   Status SetLayout(const SinkContext& ctx);
   std::string TableCql() const;
   std::string InsertCql() const;
+  /// Adds the generation column to a dead-letter table of an older sluice (a regular column:
+  /// Cassandra cannot change a key) and sets legacy_dead_letter_key_.
+  Status MigrateDeadLetters();
+  /// The seq a dead letter is stored under: its own, or in a table whose key lacks the
+  /// generation, generation * 65536 + seq, so other inputs' letters at the same offset stay apart.
+  int32_t LegacyDeadLetterSeq(const DeadLetter& d) const {
+    if (!legacy_dead_letter_key_ || d.generation <= 0) return d.seq;
+    return static_cast<int32_t>(std::min<int64_t>(d.generation, 32767) * 65536 + (d.seq & 0xffff));
+  }
   /// Prepares the INSERTs of rows, positions and state on the current connection.
   Status PrepareStatements();
   Status CheckExistingTable();
@@ -122,6 +132,8 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   std::vector<size_t> key_slots_;   ///< primary key columns, in order
   size_t partition_key_count_ = 0;  ///< leading key_slots_ forming the partition key
   std::unique_ptr<cassandra::Connection> conn_;
+  /// The dead-letter table is keyed without the generation (made by an older sluice).
+  bool legacy_dead_letter_key_ = false;
   bool schema_ready_ = false;  ///< the tables exist (statements can be prepared)
   std::shared_ptr<const cassandra::Prepared> insert_;
   std::shared_ptr<const cassandra::Prepared> insert_position_;

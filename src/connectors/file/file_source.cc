@@ -165,8 +165,13 @@ Status FileSource::Open(const SourceContext& ctx) {
   }
   ASSIGN_OR_RETURN(head_, ReadAt(fd_, 0, static_cast<size_t>(kHeadBytes), path_));
   int64_t start = data_start;
+  generation_ = 0;
   if (auto committed = ctx.committed_position(0); committed && *committed > 0) {
     ASSIGN_OR_RETURN(int64_t resume, ResumeOffset(ctx, *committed, static_cast<int64_t>(st.st_size)));
+    generation_ = ctx.committed_position(kGenerationPartitionBase).value_or(0);
+    // Another file at the path: its offsets start again, and so that its dead letters do not
+    // take the identity of the old file's at the same offsets, it is the next generation.
+    if (resume == 0) ++generation_;
     start = std::max(start, resume);
   }
   // The buffer starts with the bytes before `start`, whose hash goes with the next position.
@@ -380,11 +385,13 @@ void FileSource::UpdateIdentity() {
 
 std::vector<std::pair<int32_t, int64_t>> FileSource::PositionsAfterBatch() const {
   if (identity_at_ < 0) return {};
-  return {{0, identity_at_},
-          {kDevicePartition, device_},
-          {kInodePartition, inode_},
-          {kHeadPartition, head_hash_},
-          {kTailPartition, tail_hash_}};
+  std::vector<std::pair<int32_t, int64_t>> out = {{0, identity_at_},
+                                                  {kDevicePartition, device_},
+                                                  {kInodePartition, inode_},
+                                                  {kHeadPartition, head_hash_},
+                                                  {kTailPartition, tail_hash_}};
+  if (generation_ > 0) out.push_back({kGenerationPartitionBase, generation_});
+  return out;
 }
 
 std::vector<std::pair<int32_t, int64_t>> FileSource::Lag() const {

@@ -22,7 +22,9 @@ namespace sluice {
 /// read from its start (logged); the same first bytes continue at the position when the file
 /// still holds the bytes before it (an append, or a rewrite that keeps what was read as its
 /// prefix); a file shorter than the position, or with other bytes before it, is refused with
-/// FailedPrecondition naming `--reset-source`.
+/// FailedPrecondition naming `--reset-source`. A new file is the next generation of the
+/// input (Generation(), stored from 1 on as kGenerationPartitionBase), so its dead letters are
+/// told apart from the old file's at the same offsets.
 ///
 /// A CSV record that spans lines must split into the header's number of fields and keep its
 /// quoted fields under `max_quoted_bytes` (default 1 MiB); otherwise the quote that opened it
@@ -46,6 +48,7 @@ class FileSource : public Source {
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
   std::vector<int32_t> Partitions() const override { return {0}; }
   std::vector<std::pair<int32_t, int64_t>> PositionsAfterBatch() const override;
+  int64_t Generation(int32_t /*partition*/) const override { return generation_; }
   void Close() override;
   ~FileSource() override { Close(); }
 
@@ -84,6 +87,7 @@ class FileSource : public Source {
   int64_t identity_at_ = -1;     ///< the position the hashes below are for (-1: none yet)
   int64_t head_hash_ = 0;
   int64_t tail_hash_ = 0;
+  int64_t generation_ = 0;  ///< which file at the path this is (0: the first); see Generation()
   bool follow_ = false;
   bool until_caught_up_ = false;  ///< kEnd is "caught up for now": open windows stay open
   std::optional<std::string> header_;

@@ -900,7 +900,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       key += ',';
       AppendJsonString(d.source, &key);
       key += ',' + std::to_string(d.partition) + ',' + std::to_string(d.offset) + ',' +
-             std::to_string(d.seq) + ']';
+             std::to_string(d.generation) + ',' + std::to_string(d.seq) + ']';
       s = produce(settings_.dead_letter_topic, key, &json, 0);
     }
   }

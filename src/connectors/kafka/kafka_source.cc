@@ -195,7 +195,19 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
   if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
     for (auto* tp : partitions) {
       std::optional<int64_t> committed = ctx_.committed_position(tp->partition());
-      if (committed) committed = StartOffset(tp->partition(), *committed);
+      bool recreated = false;
+      if (committed) committed = StartOffset(tp->partition(), *committed, &recreated);
+      // The topic was recreated: its offsets start again, under the next generation, so the
+      // dead letters of this life of the partition keep apart from the last one's.
+      int64_t generation = 0;
+      if (committed || recreated) {
+        generation = ctx_.committed_position(kGenerationPartitionBase + tp->partition()).value_or(0);
+      }
+      if (recreated) {
+        ++generation;
+        new_generations_.insert(tp->partition());
+      }
+      generations_[tp->partition()] = generation;
       tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
       assigned_.insert(tp->partition());
       if (committed) {
@@ -242,7 +254,7 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
   consumer->unassign();
 }
 
-int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed) {
+int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* recreated) {
   int64_t low = 0, high = 0;
   RdKafka::ErrorCode rc =
       consumer_->query_watermark_offsets(settings_.topic, partition, &low, &high, 5000);
@@ -258,6 +270,7 @@ int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed) {
                  "({}): the topic was deleted and recreated; reading the partition from its "
                  "beginning (offset {})",
                  settings_.client_id, settings_.topic, partition, committed, high, low);
+    *recreated = true;
     return low;
   }
   if (committed < low) {
@@ -462,7 +475,18 @@ std::vector<std::pair<int32_t, int64_t>> KafkaSource::PositionsPastRecords() con
   for (const auto& [p, offset] : past_records_) {
     if (assigned_.count(p)) out.emplace_back(p, offset);
   }
+  // A generation this instance started (the topic was recreated), committed with the positions
+  // of the new life of the partition.
+  for (int32_t p : new_generations_) {
+    if (!assigned_.count(p)) continue;
+    if (auto g = generations_.find(p); g != generations_.end()) out.emplace_back(kGenerationPartitionBase + p, g->second);
+  }
   return out;
+}
+
+int64_t KafkaSource::Generation(int32_t partition) const {
+  auto g = generations_.find(partition);
+  return g == generations_.end() ? 0 : g->second;
 }
 
 std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {

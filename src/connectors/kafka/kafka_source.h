@@ -27,7 +27,9 @@ namespace sluice {
 ///
 /// A committed position beyond a partition's end (the topic was deleted and recreated) makes the
 /// partition be read from its beginning, and one below its start (records deleted by retention)
-/// from its start; both are logged as warnings.
+/// from its start; both are logged as warnings. A recreated topic's partition is the next
+/// generation of the input (Generation(), stored as kGenerationPartitionBase + partition), so its
+/// dead letters keep apart from the old topic's at the same offsets.
 ///
 /// Each instance is one group member owned by one worker thread; librdkafka calls the rebalance
 /// callback on that thread, inside Poll().
@@ -46,6 +48,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;
   std::vector<ReadPosition> ReadPositions() const override;
   std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override;
+  int64_t Generation(int32_t partition) const override;
   std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
   /// Every partition of the topic (read at Open), assigned here or not.
   std::vector<int32_t> InputPartitions() const override { return topic_partitions_; }
@@ -74,8 +77,9 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// until_caught_up: fails when nothing moved for catch_up_timeout.
   Status CheckProgress();
   /// Where to start reading an assigned partition whose committed position is `committed`:
-  /// the committed position, unless it lies outside the partition's offsets.
-  int64_t StartOffset(int32_t partition, int64_t committed);
+  /// the committed position, unless it lies outside the partition's offsets. Sets `recreated`
+  /// when the position lies beyond the end (another life of the topic).
+  int64_t StartOffset(int32_t partition, int64_t committed, bool* recreated);
 
   Settings settings_;
   DecoderOptions decoder_;
@@ -94,6 +98,11 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// until_caught_up: committed positions found beyond the partition's end at start (the topic
   /// was recreated); such a position does not count until it is rewritten.
   std::map<int32_t, int64_t> stale_;
+  /// The generation of each partition assigned (see Source::Generation): the committed one, one
+  /// more when the committed position was beyond the partition's end (the topic was recreated).
+  std::map<int32_t, int64_t> generations_;
+  /// Partitions whose generation this instance started; committed with their positions.
+  std::set<int32_t> new_generations_;
   std::chrono::steady_clock::time_point next_sink_check_;
   std::chrono::steady_clock::time_point last_progress_;
   std::chrono::steady_clock::time_point last_poll_end_;  ///< when Poll() last returned

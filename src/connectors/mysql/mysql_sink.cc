@@ -203,6 +203,26 @@ Value MysqlSink::AsStored(size_t column, const Value& v) const {
   return v;
 }
 
+Status MysqlSink::MigrateDeadLetters() {
+  auto has_generation = [&]() -> Result<bool> {
+    ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::DeadLettersHaveGenerationSql()));
+    return !rows.empty() && !rows[0].empty() && rows[0][0] && *rows[0][0] != "0";
+  };
+  ASSIGN_OR_RETURN(bool done, has_generation());
+  if (done) return Status::OK();
+  // A table of an older sluice, keyed without the input's generation: one ALTER adds the column
+  // (0 for the stored letters) and widens the key. Another process may have done it meanwhile.
+  Status s = conn_->Execute(mysql::MigrateDeadLettersSql());
+  if (!s.ok()) {
+    auto now = has_generation();
+    if (now.ok() && *now) return Status::OK();
+    return s.WithContext("adding the generation column to _sluice_dead_letters");
+  }
+  spdlog::info("mysql {}: _sluice_dead_letters (an older sluice's layout) now keys its dead letters by the "
+               "input's generation too; the stored ones are generation 0", conn_->display());
+  return Status::OK();
+}
+
 Status MysqlSink::CreateTables() {
   std::vector<std::string> collations;
   RETURN_IF_ERROR(conn_->Query(
@@ -216,6 +236,7 @@ Status MysqlSink::CreateTables() {
   RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateStateTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateDeadLettersTableSql(collation)));
+  RETURN_IF_ERROR(MigrateDeadLetters());
   if (sql_->view()) RETURN_IF_ERROR(MigrateOldLayout());
   RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
 

@@ -88,6 +88,8 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
  private:
   MysqlSink() = default;
   Status Connect();
+  /// Adds the generation column to the key of a dead-letter table of an older sluice.
+  Status MigrateDeadLetters();
   Status CreateTables();
   /// Returns "BASE TABLE", "VIEW" or "" for `name` in the connection's database.
   Result<std::string> TableType(const std::string& name);

@@ -318,22 +318,34 @@ std::string ChooseCollation(const std::vector<std::string>& available) {
 std::string CreateDeadLettersTableSql(const std::string& collation) {
   return "CREATE TABLE IF NOT EXISTS `_sluice_dead_letters` (`pipeline` VARCHAR(255) NOT NULL, "
          "`source` VARCHAR(255) NOT NULL, `partition` INT NOT NULL, `offset` BIGINT NOT NULL, "
+         "`generation` BIGINT NOT NULL DEFAULT 0, "
          "`seq` INT NOT NULL, `reason` TEXT NOT NULL, `time` DATETIME(6) NOT NULL, "
          "`payload` MEDIUMTEXT NOT NULL, `payload_base64` MEDIUMTEXT NULL, "
          "`payload_bytes` BIGINT NOT NULL, `truncated` BOOLEAN NOT NULL, "
          "`payload_sha256` CHAR(64) NOT NULL, "
-         "PRIMARY KEY (`pipeline`, `source`, `partition`, `offset`, `seq`)) "
+         "PRIMARY KEY (`pipeline`, `source`, `partition`, `offset`, `generation`, `seq`)) "
          "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" +
          collation;
+}
+
+std::string DeadLettersHaveGenerationSql() {
+  return "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
+         "TABLE_NAME = '_sluice_dead_letters' AND COLUMN_NAME = 'generation'";
+}
+
+std::string MigrateDeadLettersSql() {
+  return "ALTER TABLE `_sluice_dead_letters` ADD COLUMN `generation` BIGINT NOT NULL DEFAULT 0 "
+         "AFTER `offset`, DROP PRIMARY KEY, ADD PRIMARY KEY (`pipeline`, `source`, `partition`, "
+         "`offset`, `generation`, `seq`)";
 }
 
 Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector<DeadLetter>& letters,
                                   size_t max_bytes,
                                   const std::function<Status(const std::string&)>& run) {
   static const std::string kHead =
-      "INSERT INTO `_sluice_dead_letters` (`pipeline`, `source`, `partition`, `offset`, `seq`, "
-      "`reason`, `time`, `payload`, `payload_base64`, `payload_bytes`, `truncated`, "
-      "`payload_sha256`) VALUES ";
+      "INSERT INTO `_sluice_dead_letters` (`pipeline`, `source`, `partition`, `offset`, "
+      "`generation`, `seq`, `reason`, `time`, `payload`, `payload_base64`, `payload_bytes`, "
+      "`truncated`, `payload_sha256`) VALUES ";
   // Keeps the stored letter: the row already holds this key (the same record, dead-lettered
   // by an earlier attempt of this checkpoint that did commit).
   static const std::string kTail = " ON DUPLICATE KEY UPDATE `seq` = `seq`";
@@ -343,7 +355,7 @@ Status ForEachDeadLetterStatement(const std::string& pipeline, const std::vector
     const StoredPayload payload = EncodeDeadLetterPayload(d.payload);
     std::string row = "(" + p + ", " + StringLiteral(ToValidUtf8(d.source)) + ", " +
                       std::to_string(d.partition) + ", " + std::to_string(d.offset) + ", " +
-                      std::to_string(d.seq) + ", " + StringLiteral(ToValidUtf8(d.reason)) + ", '" +
+                      std::to_string(d.generation) + ", " + std::to_string(d.seq) + ", " + StringLiteral(ToValidUtf8(d.reason)) + ", '" +
                       FormatTimestamp(d.time_micros, "%Y-%m-%d %H:%M:%S.%f") + "', " +
                       StringLiteral(payload.json) + ", " +
                       (payload.base64.empty() ? std::string("NULL") : StringLiteral(payload.base64)) +

@@ -68,8 +68,15 @@ Status AppendLiteral(const Value& v, std::string* out);
 /// sluice compares them ("a" != "A", "a" != "a "). Picks the best of `available`.
 std::string ChooseCollation(const std::vector<std::string>& available);
 
+/// Counts the `generation` column of `_sluice_dead_letters` (0: a table of an older sluice).
+std::string DeadLettersHaveGenerationSql();
+/// Adds `generation` to an older `_sluice_dead_letters` and to its primary key, in one statement
+/// (the stored letters get generation 0).
+std::string MigrateDeadLettersSql();
+
 /// Returns the DDL of the dead-letter table `_sluice_dead_letters` (one row per dead letter, the
-/// columns of core/dead_letter.h; primary key pipeline, source, partition, offset, seq).
+/// columns of core/dead_letter.h; primary key pipeline, source, partition, offset, generation,
+/// seq).
 std::string CreateDeadLettersTableSql(const std::string& collation);
 /// Calls `run` with INSERT statements that store `letters` of `pipeline`, each statement at
 /// most about `max_bytes` long (one letter per statement when a letter is longer); a letter

@@ -292,6 +292,60 @@ SqliteSink::TableLayout SqliteSink::Layout() const {
   return layout;
 }
 
+std::string SqliteSink::DeadLettersTableSql(const std::string& name) {
+  return "CREATE TABLE IF NOT EXISTS " + name +
+         " (pipeline TEXT NOT NULL, source TEXT NOT NULL, partition INTEGER NOT NULL, offset "
+         "INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, reason "
+         "TEXT NOT NULL, time TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, "
+         "payload_bytes INTEGER NOT NULL, truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, "
+         "PRIMARY KEY (pipeline, source, partition, offset, generation, seq))";
+}
+
+Status SqliteSink::MigrateDeadLetters() {
+  auto has_generation = [&]() -> Result<bool> {
+    bool found = false;
+    RETURN_IF_ERROR(Query("SELECT name FROM pragma_table_info('_sluice_dead_letters')", {},
+                          [&](sqlite3_stmt* r) {
+                            const unsigned char* name = sqlite3_column_text(r, 0);
+                            found = found || (name && std::string_view(reinterpret_cast<const char*>(name)) == "generation");
+                          }));
+    return found;
+  };
+  ASSIGN_OR_RETURN(bool done, has_generation());
+  if (done) return Status::OK();
+  // A table of an older sluice, keyed without the input's generation. SQLite cannot change a
+  // primary key: the rows move to a new table (generation 0), in one transaction, which another
+  // process may have run first.
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  auto s = has_generation();
+  Status st = s.status();
+  if (st.ok() && !*s) {
+    st = Exec("DROP TABLE IF EXISTS _sluice_dead_letters_migrating");
+    if (st.ok()) st = Exec(DeadLettersTableSql("_sluice_dead_letters_migrating"));
+    if (st.ok()) {
+      st = Exec(
+          "INSERT INTO _sluice_dead_letters_migrating (pipeline, source, partition, offset, generation, seq, "
+          "reason, time, payload, payload_base64, payload_bytes, truncated, payload_sha256) SELECT pipeline, "
+          "source, partition, offset, 0, seq, reason, time, payload, payload_base64, payload_bytes, truncated, "
+          "payload_sha256 FROM _sluice_dead_letters");
+    }
+    if (st.ok()) st = Exec("DROP TABLE _sluice_dead_letters");
+    if (st.ok()) st = Exec("ALTER TABLE _sluice_dead_letters_migrating RENAME TO _sluice_dead_letters");
+  }
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+    return st;
+  }
+  if (s.ok() && !*s) {
+    spdlog::info("sqlite {}: _sluice_dead_letters (an older sluice's layout) now keys its dead letters "
+                 "by the input's generation too; the stored ones are generation 0", path_);
+  }
+  return Status::OK();
+}
+
 Status SqliteSink::CreateTables() {
   RETURN_IF_ERROR(Exec(
       "CREATE TABLE IF NOT EXISTS _sluice_positions (pipeline TEXT NOT NULL, source TEXT NOT "
@@ -300,12 +354,8 @@ Status SqliteSink::CreateTables() {
   RETURN_IF_ERROR(Exec(
       "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
       "NOT NULL, updated_at TEXT NOT NULL)"));
-  RETURN_IF_ERROR(Exec(
-      "CREATE TABLE IF NOT EXISTS _sluice_dead_letters (pipeline TEXT NOT NULL, source TEXT NOT "
-      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, seq INTEGER NOT NULL, reason "
-      "TEXT NOT NULL, time TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, "
-      "payload_bytes INTEGER NOT NULL, truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, "
-      "PRIMARY KEY (pipeline, source, partition, offset, seq))"));
+  RETURN_IF_ERROR(Exec(DeadLettersTableSql("_sluice_dead_letters")));
+  RETURN_IF_ERROR(MigrateDeadLetters());
   const TableLayout layout = Layout();
   std::vector<std::string> expected;
   for (const auto& c : layout.columns) expected.push_back(c.first);
@@ -567,8 +617,8 @@ Status SqliteSink::BuildStatements() {
       &state_));
   RETURN_IF_ERROR(Prepare(
       "INSERT INTO _sluice_dead_letters (pipeline, source, partition, offset, seq, reason, time, "
-      "payload, payload_base64, payload_bytes, truncated, payload_sha256) VALUES (?1, ?2, ?3, ?4, "
-      "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+      "payload, payload_base64, payload_bytes, truncated, payload_sha256, generation) VALUES (?1, ?2, "
+      "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
       &dead_letter_));
   const std::string sql = UpsertSql();
   if (ctx_.aggregate && !ctx_.aggregate->append_mode) return Prepare(sql, &upsert_);
@@ -893,6 +943,7 @@ Status SqliteSink::WriteDeadLetter(const DeadLetter& d) {
   sqlite3_bind_int64(dead_letter_, 10, p.bytes);
   sqlite3_bind_int(dead_letter_, 11, p.truncated ? 1 : 0);
   text(12, p.sha256);
+  sqlite3_bind_int64(dead_letter_, 13, d.generation);
   return Step(dead_letter_, "dead-letter insert");
 }
 

@@ -80,6 +80,10 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   Status SetContext(const SinkContext& ctx);
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
+  /// The CREATE TABLE of the dead-letter table, under `name`.
+  static std::string DeadLettersTableSql(const std::string& name);
+  /// Adds the generation column to the key of a dead-letter table of an older sluice.
+  Status MigrateDeadLetters();
   Status CreateTables();
   /// The results table's columns (name, declaration; internal ones last), primary key and DDL.
   struct TableLayout {

@@ -117,7 +117,7 @@ TEST(DeadLetterRecordTest, TextPayloadIsAString) {
   std::string line;
   AppendDeadLetterJson("recruitment", d, &line);
   EXPECT_EQ(line,
-            "{\"pipeline\":\"recruitment\",\"source\":\"tracking\",\"partition\":2,\"offset\":42,"
+            "{\"pipeline\":\"recruitment\",\"source\":\"tracking\",\"partition\":2,\"offset\":42,\"generation\":0,"
             "\"reason\":\"decode: bad \\\"bid\\\"\",\"time\":\"2026-01-01T00:00:00.000000Z\","
             "\"payload\":\"1,x\\n\",\"payload_bytes\":4,\"truncated\":false,\"payload_sha256\":"
             "\"73fc91d1fbe17d683656a8391d7806092fec9d7b0a9e1a91b1613d10bcd2b9c5\"}");
@@ -128,7 +128,7 @@ TEST(DeadLetterRecordTest, JsonPayloadIsAJsonValue) {
   std::string line;
   AppendDeadLetterJson("p", d, &line);
   EXPECT_EQ(line,
-            "{\"pipeline\":\"p\",\"source\":\"t\",\"partition\":0,\"offset\":7,\"reason\":\"late\","
+            "{\"pipeline\":\"p\",\"source\":\"t\",\"partition\":0,\"offset\":7,\"generation\":0,\"reason\":\"late\","
             "\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":{\"bid\":\"abc\",\"n\":[1,2.5e3,null]},"
             "\"payload_bytes\":41,\"truncated\":false,\"payload_sha256\":"
             "\"4e8877fc804aab88eeb2643a999b31a73061a95a07a54eee6880b8a6e7be5dc5\"}");

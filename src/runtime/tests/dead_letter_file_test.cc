@@ -18,7 +18,7 @@ TEST(DeadLetterFileTest, WritesJsonLinesAndCutsBackToCommittedLength) {
     auto len = (*f)->Append("pipe", {{"decode: bad \"bid\"", "1,x\n2", "tracking", 0, 42, 0}});
     ASSERT_TRUE(len.ok());
     EXPECT_EQ(*ReadFile(path),
-              "{\"pipeline\":\"pipe\",\"source\":\"tracking\",\"partition\":0,\"offset\":42,"
+              "{\"pipeline\":\"pipe\",\"source\":\"tracking\",\"partition\":0,\"offset\":42,\"generation\":0,"
               "\"reason\":\"decode: bad \\\"bid\\\"\",\"time\":\"1970-01-01T00:00:00.000000Z\","
               "\"payload\":\"1,x\\n2\",\"payload_bytes\":5,\"truncated\":false,\"payload_sha256\":"
               "\"4f9c39f0416b87eeb95549e4f94d44911019529f89c4a8219416f6af3daf4d7c\"}\n");

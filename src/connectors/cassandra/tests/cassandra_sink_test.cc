@@ -5,6 +5,7 @@
 #include "connectors/cassandra/cassandra_sink.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 
@@ -288,6 +289,65 @@ TEST_F(CassandraSinkTest, DeadLettersAreIdempotentRowsBeforeThePositions) {
                 "src|0|7|0|decode: 'x\xef\xbf\xbd'|2026-01-01T00:00:00.000006Z|\"a\\u00ff\"|Yf8=|2|"
                 "false|8dd06b5ab6b594257e41b7d8dd440a4062eddc67fdab5c13b4dc300176896f6e",
                 "src|0|9|0|late|1970-01-01T00:00:00.000000Z|{\"k\":1}||10|false|d695a39e577351ce510ed3ceb060e2dab8a0593413602e242d9ad2c8f0da1760"}));
+}
+
+// Two inputs at one path (a file replaced by another) put their dead letters at the same
+// offsets; the generation keeps them apart (before, the second overwrote the first). In a new
+// keyspace the generation is part of the key; a table of an older sluice, keyed (offset, seq),
+// gets a regular generation column and stores a later generation under seq + generation * 65536.
+TEST_F(CassandraSinkTest, DeadLetterGenerationsAtOneOffsetAreRowsOfTheirOwn) {
+  cassandra::QueryOptions ddl;
+  ddl.page_size = 0;
+  std::vector<DeadLetter> letters(2);
+  letters[0] = {"decode", "first file", "src", 0, 100, 0, 0};
+  letters[1] = {"decode", "second file", "src", 0, 100, 0, 0};
+  letters[1].generation = 1;
+  for (bool older : {false, true}) {
+    const std::string ks = std::string(older ? "sluice_dlgen_old_" : "sluice_dlgen_new_") + std::to_string(::getpid());
+    ASSERT_TRUE(conn_->Query("DROP KEYSPACE IF EXISTS " + ks, {}, ddl).ok());
+    if (older) {
+      ASSERT_TRUE(conn_->Query("CREATE KEYSPACE " + ks + " WITH replication = {'class': 'SimpleStrategy', "
+                               "'replication_factor': 1}", {}, ddl).ok());
+      ASSERT_TRUE(conn_->Query("CREATE TABLE " + ks + ".\"_sluice_dead_letters\" (pipeline text, source text, "
+                               "\"partition\" int, \"offset\" bigint, seq int, reason text, time text, payload text, "
+                               "payload_base64 text, payload_bytes bigint, truncated boolean, payload_sha256 text, "
+                               "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", seq))", {}, ddl).ok());
+      ASSERT_TRUE(conn_->Query("INSERT INTO " + ks + ".\"_sluice_dead_letters\" (pipeline, source, \"partition\", "
+                               "\"offset\", seq, reason, payload) VALUES ('p', 'src', 0, 5, 0, 'old', 'x')", {}, ddl).ok());
+    }
+    SinkConfig config = Config({{"key", "id"}}, "dl_gen");
+    config.uri = "cassandra://" + cassandra_test::ServerHostPort() + "/" + ks;
+    for (int open = 0; open < 2; ++open) {  // the second open finds the table as the first left it
+      auto made = CassandraSink::Make(config);
+      ASSERT_TRUE(made.ok()) << made.status().ToString();
+      std::unique_ptr<Sink> sink = std::move(made).value();
+      Status opened = sink->Open(SelectContext("p"));
+      ASSERT_TRUE(opened.ok()) << opened.ToString();
+      Checkpoint cp;
+      cp.id = 1 + open;
+      cp.positions = {{"src", 0, 200}};
+      cp.dead_letters = &letters;
+      Status committed = sink->Commit(cp);
+      ASSERT_TRUE(committed.ok()) << committed.ToString();
+      sink->Close();
+    }
+    const std::string table = ks + ".\"_sluice_dead_letters\"";
+    if (older) {
+      EXPECT_EQ(Lines("SELECT \"offset\", generation, seq, reason, payload FROM " + table),
+                (std::vector<std::string>{"100|0|0|decode|\"first file\"", "100|1|65536|decode|\"second file\"",
+                                          "5||0|old|x"}));
+      EXPECT_EQ(Lines("SELECT kind FROM system_schema.columns WHERE keyspace_name = '" + ks +
+                      "' AND table_name = '_sluice_dead_letters' AND column_name = 'generation'"),
+                std::vector<std::string>{"regular"});
+    } else {
+      EXPECT_EQ(Lines("SELECT \"offset\", generation, seq, reason, payload FROM " + table),
+                (std::vector<std::string>{"100|0|0|decode|\"first file\"", "100|1|0|decode|\"second file\""}));
+      EXPECT_EQ(Lines("SELECT kind FROM system_schema.columns WHERE keyspace_name = '" + ks +
+                      "' AND table_name = '_sluice_dead_letters' AND column_name = 'generation'"),
+                std::vector<std::string>{"clustering"});
+    }
+    (void)conn_->Query("DROP KEYSPACE IF EXISTS " + ks, {}, ddl);
+  }
 }
 
 TEST_F(CassandraSinkTest, ManyRowsInConcurrentBatchesAndColumnTypes) {

@@ -429,6 +429,61 @@ TEST_F(MysqlSinkTest, DeadLettersGoInTheSameTransactionOnce) {
                 "8d4e60facd4e71dab596d187e8a4c460bc0c15371bcb1cd94c90224e48cfd837"}));
 }
 
+// Two inputs at one path (a file replaced by another) put their dead letters at the same
+// offsets; the generation keeps them apart. A table of an older sluice, keyed without it, gets
+// the column and the wider key on open (in a database of its own, so the shared one's table is
+// not the one rebuilt), and keeps its letters as generation 0.
+TEST_F(MysqlSinkTest, DeadLetterGenerationsStoredApartAndAnOlderTableMigrated) {
+  const std::string db = "sluice_dlgen_" + std::to_string(::getpid());
+  const std::string qdb = mysql::QuoteIdentifier(db);
+  ASSERT_TRUE(admin_->Execute("DROP DATABASE IF EXISTS " + qdb).ok());
+  ASSERT_TRUE(admin_->Execute("CREATE DATABASE " + qdb + " CHARACTER SET utf8mb4").ok());
+  ASSERT_TRUE(admin_
+                  ->Execute("CREATE TABLE " + qdb +
+                            ".`_sluice_dead_letters` (`pipeline` VARCHAR(255) NOT NULL, `source` VARCHAR(255) "
+                            "NOT NULL, `partition` INT NOT NULL, `offset` BIGINT NOT NULL, `seq` INT NOT NULL, "
+                            "`reason` TEXT NOT NULL, `time` DATETIME(6) NOT NULL, `payload` MEDIUMTEXT NOT NULL, "
+                            "`payload_base64` MEDIUMTEXT NULL, `payload_bytes` BIGINT NOT NULL, `truncated` "
+                            "BOOLEAN NOT NULL, `payload_sha256` CHAR(64) NOT NULL, PRIMARY KEY (`pipeline`, "
+                            "`source`, `partition`, `offset`, `seq`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+                  .ok());
+  ASSERT_TRUE(admin_
+                  ->Execute("INSERT INTO " + qdb + ".`_sluice_dead_letters` VALUES ('" + pipeline_ +
+                            "', 'tracking', 0, 100, 0, 'old', '2026-01-01 00:00:00', '\"old\"', NULL, 3, 0, 'h')")
+                  .ok());
+  auto spec = AllKindsSpec();
+  SinkConfig config = Config();
+  mysql::Uri uri = uri_;
+  uri.database = db;
+  config.uri = "mysql://" + uri.Display();
+  for (int open = 0; open < 2; ++open) {  // the second open finds the table migrated
+    auto made = MysqlSink::Make(config);
+    ASSERT_TRUE(made.ok()) << made.status().ToString();
+    std::unique_ptr<Sink> sink = std::move(made).value();
+    Status opened = sink->Open(Context(spec.get()));
+    ASSERT_TRUE(opened.ok()) << opened.ToString();
+    std::vector<DeadLetter> letters(2);
+    letters[0] = {"decode", "first file", "tracking", 0, 100, 0, 0};
+    letters[1] = {"decode", "second file", "tracking", 0, 100, 0, 0};
+    letters[1].generation = 1;
+    std::vector<DeltaRow> none;
+    Checkpoint cp = Cp(1 + open, &none, 200);
+    cp.dead_letters = &letters;
+    Status committed = sink->Commit(cp);
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
+    sink->Close();
+  }
+  // The old letter (generation 0) holds the key of the first file's: kept, not doubled.
+  EXPECT_EQ(Lines("SELECT `offset`, `generation`, `seq`, `reason`, `payload` FROM " + qdb +
+                  ".`_sluice_dead_letters` ORDER BY `generation`"),
+            (std::vector<std::string>{"100|0|0|old|\"old\"", "100|1|0|decode|\"second file\""}));
+  EXPECT_EQ(Lines("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = '" + db +
+                  "' AND TABLE_NAME = '_sluice_dead_letters' AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY "
+                  "ORDINAL_POSITION"),
+            (std::vector<std::string>{"pipeline", "source", "partition", "offset", "generation", "seq"}));
+  (void)admin_->Execute("DROP DATABASE IF EXISTS " + qdb);
+}
+
 TEST_F(MysqlSinkTest, RetryAfterTheConnectionDiedBeforeCommitAppliesOnce) {
   auto spec = AllKindsSpec();
   auto sink = OpenSink(*spec);

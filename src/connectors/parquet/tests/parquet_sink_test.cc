@@ -659,11 +659,11 @@ TEST_F(ParquetSinkTest, DeadLettersAreCommittedFilesUnderTheSluiceFolder) {
   auto text = ReadFile(first.string());
   ASSERT_TRUE(text.ok()) << text.status().ToString();
   EXPECT_EQ(*text,
-            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":3,"
+            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":3,\"generation\":0,"
             "\"reason\":\"decode: x\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":{\"a\":1},"
             "\"payload_bytes\":8,\"truncated\":false,\"payload_sha256\":"
             "\"f9d86028c6e0d64e225186f96acb69338b2c59764df79162107f5c4bb34d1310\"}\n"
-            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":5,"
+            "{\"pipeline\":\"views\",\"source\":\"views\",\"partition\":0,\"offset\":5,\"generation\":0,"
             "\"reason\":\"late\",\"time\":\"1970-01-01T00:00:00.000000Z\",\"payload\":\"1,2\","
             "\"payload_bytes\":3,\"truncated\":false,\"payload_sha256\":"
             "\"17f8af97ad4a7f7639a4c9171d5185cbafb85462877a4746c21bdb0a4f940ca0\"}\n");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,67 @@ TEST(SqliteSinkDeadLetterTest, StoredWithThePositionsOnceEach) {
                 "8cf6476b77736cf49701894bb3057d1ecda312b822331bf7c892dff64db5bca4"}));
   EXPECT_EQ(Query(path, "SELECT source, partition, offset FROM _sluice_positions"),
             std::vector<std::string>{"tracking|0|8"});
+  fs::remove_all(dir);
+}
+
+/// Runs `sql` on the database at `path` with plain SQLite.
+void Exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// Two inputs at one path (a file replaced by another) put their dead letters at the same
+// offsets; the generation keeps them apart. A table of an older sluice, keyed without it, is
+// migrated on open and keeps its letters (generation 0).
+TEST(SqliteSinkDeadLetterTest, GenerationsAtOneOffsetStoredApartAndOldTableMigrated) {
+  const fs::path dir = fs::temp_directory_path() / ("sluice_sqlite_dlgen_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "out.db").string();
+  // The table as the sluice before generations made it, with one stored letter.
+  Exec(path,
+       "CREATE TABLE _sluice_dead_letters (pipeline TEXT NOT NULL, source TEXT NOT NULL, partition "
+       "INTEGER NOT NULL, offset INTEGER NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, time "
+       "TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, payload_bytes INTEGER NOT NULL, "
+       "truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, PRIMARY KEY (pipeline, source, "
+       "partition, offset, seq));"
+       "INSERT INTO _sluice_dead_letters VALUES ('p', 'tracking', 0, 100, 0, 'old', "
+       "'2026-01-01T00:00:00.000000Z', '\"old\"', NULL, 3, 0, 'h');");
+  SinkConfig config;
+  config.uri = "sqlite:" + path;
+  config.table = "out";
+  SinkContext ctx;
+  ctx.pipeline = "p";
+  ctx.output = Schema({{"k", Type::kString, ""}});
+  ctx.key_columns = {"k"};
+  for (int open = 0; open < 2; ++open) {  // the second open finds the table migrated
+    auto sink = SqliteSink::Make(config);
+    ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+    Status opened = (*sink)->Open(ctx);
+    ASSERT_TRUE(opened.ok()) << opened.ToString();
+    std::vector<DeadLetter> letters(2);
+    letters[0] = {"decode", "first file", "tracking", 0, 100, 0, 0};
+    letters[1] = {"decode", "second file", "tracking", 0, 100, 0, 0};
+    letters[1].generation = 1;
+    Checkpoint cp;
+    cp.positions = {{"tracking", 0, 200}};
+    cp.dead_letters = &letters;
+    ASSERT_TRUE((*sink)->Commit(cp).ok());
+    auto counted = static_cast<SqliteSink*>(sink->get())->CountDeadLetters();
+    ASSERT_TRUE(counted.ok());
+    // The old letter (generation 0, migrated) holds the key of the first file's: kept, not doubled.
+    EXPECT_EQ(*counted, (std::map<std::string, int64_t>{{"decode", 1}, {"old", 1}}));
+    (*sink)->Close();
+  }
+  EXPECT_EQ(Query(path, "SELECT offset, generation, seq, reason, payload FROM _sluice_dead_letters "
+                        "ORDER BY generation, reason"),
+            (std::vector<std::string>{"100|0|0|old|\"old\"", "100|1|0|decode|\"second file\""}));
+  EXPECT_EQ(Query(path, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%migrating%'"),
+            std::vector<std::string>{"0"});
   fs::remove_all(dir);
 }
 
