@@ -196,6 +196,234 @@ Result<Value> CompileDefault(const std::string& text, Type type, const std::stri
                                  std::string(TypeName(type)));
 }
 
+/// Adds the declared source fields to the plan's input and row schemas, then the columns every
+/// record carries (_source, _partition, _offset).
+Status DeclareInputFields(const PipelineConfig& config, Plan* plan) {
+  for (const auto& f : config.source.fields) {
+    plan->input.Add(f);
+    plan->schema.Add(f);
+  }
+  if (config.source.fields.empty()) {
+    return Status::InvalidArgument(config.source.options.Where("") +
+                                   ": [source.fields] must declare the fields to read");
+  }
+  plan->source_slot = plan->schema.Add({"_source", Type::kString, ""});
+  plan->partition_slot = plan->schema.Add({"_partition", Type::kInt64, ""});
+  plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
+  return Status::OK();
+}
+
+/// Loads every [dimension.NAME] through the connector registry; an error points at the setting
+/// that names the dimension, unless it already has a place.
+Status LoadDimensions(const PipelineConfig& config, Plan* plan) {
+  for (const auto& [name, dim] : config.dimensions) {
+    auto loaded = ConnectorRegistry::Instance().LoadDimension(dim);
+    if (!loaded.ok()) {
+      const Status& s = loaded.status();
+      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
+        return s;
+      }
+      const std::string prefix = "dimension " + name + ": ";
+      const bool named = s.message().rfind(prefix, 0) == 0;
+      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
+    }
+    plan->dimensions[name] = std::move(loaded).value();
+  }
+  return Status::OK();
+}
+
+/// Gives a `let` step its slot: the field it names when it exists (of the same type), else a
+/// new field of the expression's type.
+Status CompileLet(const StepConfig& sc, Schema* schema, CompiledStep* step) {
+  Type t = step->expr->type();
+  auto existing = schema->IndexOf(sc.target);
+  if (existing) {
+    Type old = schema->field(*existing).type;
+    if (old != t && t != Type::kNull) {
+      return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
+                                     std::string(TypeName(old)) + " to " +
+                                     std::string(TypeName(t)) + "; use a new name");
+    }
+    step->slot = *existing;
+  } else {
+    if (t == Type::kNull) {
+      return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
+    }
+    step->slot = schema->Add({sc.target, t, ""});
+  }
+  return Status::OK();
+}
+
+/// Checks that a condition step (ignore_if, dead_letter_if, filter) is boolean.
+Status CheckCondition(const StepConfig& sc, const CompiledStep& step) {
+  if (step.expr->type() != Type::kBool) {
+    return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
+                                   std::string(TypeName(step.expr->type())));
+  }
+  return Status::OK();
+}
+
+/// Gives one field a lookup copies from dimension `dim` its slot in `schema` (a new field, or
+/// an existing one of the same type) and its default, appended to `step`.
+Status CompileLookupField(const StepConfig& sc, const DimensionTable& dim, const std::string& f,
+                          Schema* schema, CompiledStep* step) {
+  auto col = dim.fields().IndexOf(f);
+  if (!col) {
+    return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target + " has no field '" +
+                                   f + "'");
+  }
+  Type t = dim.fields().field(*col).type;
+  auto existing = schema->IndexOf(f);
+  size_t slot;
+  if (existing) {
+    if (schema->field(*existing).type != t) {
+      return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
+                                     " clashes with an existing field of another type");
+    }
+    slot = *existing;
+  } else {
+    slot = schema->Add({f, t, ""});
+  }
+  step->lookup_slots.emplace_back(slot, *col);
+  Value def;
+  auto d = sc.defaults.find(f);
+  if (d != sc.defaults.end()) {
+    ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
+  }
+  step->defaults.push_back(def);
+  return Status::OK();
+}
+
+/// Binds a lookup step to its dimension (loaded by LoadDimensions) and its fields to slots.
+Status CompileLookup(const StepConfig& sc, Plan* plan, CompiledStep* step) {
+  auto it = plan->dimensions.find(sc.target);
+  if (it == plan->dimensions.end()) {
+    return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" + sc.target +
+                                   "' (declare [dimension." + sc.target + "])");
+  }
+  std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
+  const DimensionTable& dim = *snapshot;
+  step->dim = it->second.get();
+  if (step->expr->type() != dim.key_type()) {
+    return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
+                                   std::string(TypeName(step->expr->type())) +
+                                   " but the key of dimension " + sc.target + " is " +
+                                   std::string(TypeName(dim.key_type())));
+  }
+  step->dimension = sc.target;
+  step->on_missing = sc.on_missing;
+  step->hold_micros = sc.hold_micros;
+  step->then = sc.then;
+  if (sc.on_missing == "hold") plan->holds = true;
+  for (const auto& f : sc.fields) {
+    RETURN_IF_ERROR(CompileLookupField(sc, dim, f, &plan->schema, step));
+  }
+  for (const auto& [k, v] : sc.defaults) {
+    if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
+      return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
+                                     "', which is not one of the lookup fields");
+    }
+  }
+  return Status::OK();
+}
+
+/// Compiles the steps in order, each against the fields the steps before it defined.
+Status CompileSteps(const PipelineConfig& config, Plan* plan) {
+  for (const StepConfig& sc : config.steps) {
+    CompiledStep step;
+    step.kind = sc.kind;
+    step.reason = sc.reason;
+    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
+    switch (sc.kind) {
+      case StepConfig::Kind::kLet:
+        RETURN_IF_ERROR(CompileLet(sc, &plan->schema, &step));
+        break;
+      case StepConfig::Kind::kIgnoreIf:
+      case StepConfig::Kind::kDeadLetterIf:
+      case StepConfig::Kind::kFilter:
+        RETURN_IF_ERROR(CheckCondition(sc, step));
+        break;
+      case StepConfig::Kind::kLookup:
+        RETURN_IF_ERROR(CompileLookup(sc, plan, &step));
+        break;
+    }
+    plan->steps.push_back(std::move(step));
+  }
+  return Status::OK();
+}
+
+/// Compiles one group key; a key that compiles against the window columns alone also gets
+/// that form (`window_expr`), since it depends on nothing else, unless a field of the same name
+/// hides a window column.
+Result<KeySpec> CompileKey(const ColumnConfig& kc, const Schema& schema, const AggregateSpec& spec) {
+  KeySpec k;
+  k.name = kc.name;
+  ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, schema, kc.where));
+  k.type = k.expr->type();
+  if (auto idx = schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
+  if (k.slot < 0 && schema.IndexOf("window_start") == spec.window_start_slot &&
+      schema.IndexOf("window_end") == spec.window_end_slot) {
+    Schema window_row;
+    window_row.Add({"window_start", Type::kTimestamp, ""});
+    window_row.Add({"window_end", Type::kTimestamp, ""});
+    auto window_expr = expr::Compile(kc.text, window_row, kc.where);
+    if (window_expr.ok() && (*window_expr)->type() == k.type) {
+      k.window_expr = std::move(*window_expr);
+    }
+  }
+  return k;
+}
+
+/// Compiles [aggregate]: its window and event time, then (after adding the window columns to
+/// the row schema) its keys and metrics.
+Result<std::unique_ptr<AggregateSpec>> CompileAggregate(const AggregateConfig& ac, Schema* schema) {
+  auto spec = std::make_unique<AggregateSpec>();
+  spec->window_micros = ac.window_micros;
+  spec->append_mode = ac.mode == "append";
+  spec->watermark_delay_micros = ac.watermark_delay_micros;
+  spec->allowed_lateness_micros = ac.allowed_lateness_micros;
+  spec->idle_timeout_micros = ac.idle_timeout_micros;
+  spec->emit_window_start = false;
+  spec->emit_window_end = false;
+  for (const auto& w : ac.window_columns) {
+    if (w == "window_start") spec->emit_window_start = true;
+    if (w == "window_end") spec->emit_window_end = true;
+  }
+  ASSIGN_OR_RETURN(spec->time, expr::Compile(ac.time_expr, *schema, ac.time_where));
+  if (spec->time->type() != Type::kTimestamp) {
+    return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
+                                   std::string(TypeName(spec->time->type())));
+  }
+  spec->window_start_slot = schema->Add({"window_start", Type::kTimestamp, ""});
+  spec->window_end_slot = schema->Add({"window_end", Type::kTimestamp, ""});
+  for (const auto& kc : ac.keys) {
+    ASSIGN_OR_RETURN(KeySpec k, CompileKey(kc, *schema, *spec));
+    spec->keys.push_back(std::move(k));
+  }
+  for (const auto& mc : ac.metrics) {
+    MetricSpec m;
+    RETURN_IF_ERROR(CompileMetric(mc, *schema, &m));
+    for (const auto& k : spec->keys) {
+      if (k.name == m.name) {
+        return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
+      }
+    }
+    spec->metrics.push_back(std::move(m));
+  }
+  return spec;
+}
+
+/// Compiles the output columns of a pipeline without an aggregate.
+Status CompileSelect(const PipelineConfig& config, Plan* plan) {
+  for (const auto& sc : config.select) {
+    SelectColumn c;
+    c.name = sc.name;
+    ASSIGN_OR_RETURN(c.expr, expr::Compile(sc.text, plan->schema, sc.where));
+    plan->select.push_back(std::move(c));
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Schema Plan::OutputSchema() const {
@@ -212,183 +440,13 @@ Schema Plan::OutputSchema() const {
 Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   auto plan = std::make_unique<Plan>();
   plan->config = &config;
-  for (const auto& f : config.source.fields) {
-    plan->input.Add(f);
-    plan->schema.Add(f);
-  }
-  if (config.source.fields.empty()) {
-    return Status::InvalidArgument(config.source.options.Where("") +
-                                   ": [source.fields] must declare the fields to read");
-  }
-  plan->source_slot = plan->schema.Add({"_source", Type::kString, ""});
-  plan->partition_slot = plan->schema.Add({"_partition", Type::kInt64, ""});
-  plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
-
-  for (const auto& [name, dim] : config.dimensions) {
-    auto loaded = ConnectorRegistry::Instance().LoadDimension(dim);
-    if (!loaded.ok()) {
-      // Point at the setting that names the dimension, unless the error already has a place.
-      const Status& s = loaded.status();
-      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
-        return s;
-      }
-      const std::string prefix = "dimension " + name + ": ";
-      const bool named = s.message().rfind(prefix, 0) == 0;
-      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
-    }
-    plan->dimensions[name] = std::move(loaded).value();
-  }
-
-  for (const StepConfig& sc : config.steps) {
-    CompiledStep step;
-    step.kind = sc.kind;
-    step.reason = sc.reason;
-    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
-    switch (sc.kind) {
-      case StepConfig::Kind::kLet: {
-        Type t = step.expr->type();
-        auto existing = plan->schema.IndexOf(sc.target);
-        if (existing) {
-          Type old = plan->schema.field(*existing).type;
-          if (old != t && t != Type::kNull) {
-            return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
-                                           std::string(TypeName(old)) + " to " +
-                                           std::string(TypeName(t)) + "; use a new name");
-          }
-          step.slot = *existing;
-        } else {
-          if (t == Type::kNull) {
-            return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
-          }
-          step.slot = plan->schema.Add({sc.target, t, ""});
-        }
-        break;
-      }
-      case StepConfig::Kind::kIgnoreIf:
-      case StepConfig::Kind::kDeadLetterIf:
-      case StepConfig::Kind::kFilter:
-        if (step.expr->type() != Type::kBool) {
-          return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
-                                         std::string(TypeName(step.expr->type())));
-        }
-        break;
-      case StepConfig::Kind::kLookup: {
-        auto it = plan->dimensions.find(sc.target);
-        if (it == plan->dimensions.end()) {
-          return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" +
-                                         sc.target + "' (declare [dimension." + sc.target + "])");
-        }
-        std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
-        const DimensionTable& dim = *snapshot;
-        step.dim = it->second.get();
-        if (step.expr->type() != dim.key_type()) {
-          return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
-                                         std::string(TypeName(step.expr->type())) +
-                                         " but the key of dimension " + sc.target + " is " +
-                                         std::string(TypeName(dim.key_type())));
-        }
-        step.dimension = sc.target;
-        step.on_missing = sc.on_missing;
-        step.hold_micros = sc.hold_micros;
-        step.then = sc.then;
-        if (sc.on_missing == "hold") plan->holds = true;
-        for (const auto& f : sc.fields) {
-          auto col = dim.fields().IndexOf(f);
-          if (!col) {
-            return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target +
-                                           " has no field '" + f + "'");
-          }
-          Type t = dim.fields().field(*col).type;
-          auto existing = plan->schema.IndexOf(f);
-          size_t slot;
-          if (existing) {
-            if (plan->schema.field(*existing).type != t) {
-              return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
-                                             " clashes with an existing field of another type");
-            }
-            slot = *existing;
-          } else {
-            slot = plan->schema.Add({f, t, ""});
-          }
-          step.lookup_slots.emplace_back(slot, *col);
-          Value def;
-          auto d = sc.defaults.find(f);
-          if (d != sc.defaults.end()) {
-            ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
-          }
-          step.defaults.push_back(def);
-        }
-        for (const auto& [k, v] : sc.defaults) {
-          if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
-            return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
-                                           "', which is not one of the lookup fields");
-          }
-        }
-        break;
-      }
-    }
-    plan->steps.push_back(std::move(step));
-  }
-
+  RETURN_IF_ERROR(DeclareInputFields(config, plan.get()));
+  RETURN_IF_ERROR(LoadDimensions(config, plan.get()));
+  RETURN_IF_ERROR(CompileSteps(config, plan.get()));
   if (config.aggregate) {
-    const AggregateConfig& ac = *config.aggregate;
-    auto spec = std::make_unique<AggregateSpec>();
-    spec->window_micros = ac.window_micros;
-    spec->append_mode = ac.mode == "append";
-    spec->watermark_delay_micros = ac.watermark_delay_micros;
-    spec->allowed_lateness_micros = ac.allowed_lateness_micros;
-    spec->idle_timeout_micros = ac.idle_timeout_micros;
-    spec->emit_window_start = false;
-    spec->emit_window_end = false;
-    for (const auto& w : ac.window_columns) {
-      if (w == "window_start") spec->emit_window_start = true;
-      if (w == "window_end") spec->emit_window_end = true;
-    }
-    ASSIGN_OR_RETURN(spec->time, expr::Compile(ac.time_expr, plan->schema, ac.time_where));
-    if (spec->time->type() != Type::kTimestamp) {
-      return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
-                                     std::string(TypeName(spec->time->type())));
-    }
-    spec->window_start_slot = plan->schema.Add({"window_start", Type::kTimestamp, ""});
-    spec->window_end_slot = plan->schema.Add({"window_end", Type::kTimestamp, ""});
-    for (const auto& kc : ac.keys) {
-      KeySpec k;
-      k.name = kc.name;
-      ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, plan->schema, kc.where));
-      k.type = k.expr->type();
-      if (auto idx = plan->schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
-      // A key that compiles against the window columns alone depends on nothing else, unless
-      // a field of the same name hides a window column.
-      if (k.slot < 0 && plan->schema.IndexOf("window_start") == spec->window_start_slot &&
-          plan->schema.IndexOf("window_end") == spec->window_end_slot) {
-        Schema window_row;
-        window_row.Add({"window_start", Type::kTimestamp, ""});
-        window_row.Add({"window_end", Type::kTimestamp, ""});
-        auto window_expr = expr::Compile(kc.text, window_row, kc.where);
-        if (window_expr.ok() && (*window_expr)->type() == k.type) {
-          k.window_expr = std::move(*window_expr);
-        }
-      }
-      spec->keys.push_back(std::move(k));
-    }
-    for (const auto& mc : ac.metrics) {
-      MetricSpec m;
-      RETURN_IF_ERROR(CompileMetric(mc, plan->schema, &m));
-      for (const auto& k : spec->keys) {
-        if (k.name == m.name) {
-          return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
-        }
-      }
-      spec->metrics.push_back(std::move(m));
-    }
-    plan->aggregate = std::move(spec);
+    ASSIGN_OR_RETURN(plan->aggregate, CompileAggregate(*config.aggregate, &plan->schema));
   } else {
-    for (const auto& sc : config.select) {
-      SelectColumn c;
-      c.name = sc.name;
-      ASSIGN_OR_RETURN(c.expr, expr::Compile(sc.text, plan->schema, sc.where));
-      plan->select.push_back(std::move(c));
-    }
+    RETURN_IF_ERROR(CompileSelect(config, plan.get()));
   }
   return plan;
 }
