@@ -65,6 +65,107 @@ Result<std::unique_ptr<expr::Expr>> CompileAt(std::string_view text, const Schem
   return expr::Compile(text, schema, where);
 }
 
+/// Takes "round(inner, n)" apart: sets m->round_digits to n and `*agg` to inner, moving
+/// `*agg_at` to where inner starts. Leaves anything else as it is.
+Status TakeRound(const ColumnConfig& c, std::string_view* agg, size_t* agg_at, MetricSpec* m) {
+  if (!(agg->size() > 6 && agg->substr(0, 6) == "round(" && agg->back() == ')')) return Status::OK();
+  std::string_view inside = agg->substr(6, agg->size() - 7);
+  size_t comma = std::string_view::npos;
+  int depth = 0;
+  for (size_t i = 0; i < inside.size(); ++i) {
+    if (inside[i] == '(') ++depth;
+    if (inside[i] == ')') --depth;
+    if (inside[i] == ',' && depth == 0) comma = i;
+  }
+  if (comma == std::string_view::npos) {
+    return Status::InvalidArgument(At(c.where, *agg_at) + ": round() needs two arguments: round(avg(x), 2)");
+  }
+  auto [db, de] = TrimRange(inside, comma + 1, inside.size());
+  std::string digits(inside.substr(db, de - db));
+  char* endp = nullptr;
+  long n = std::strtol(digits.c_str(), &endp, 10);
+  if (digits.empty() || *endp != '\0' || n < 0 || n > 15) {
+    return Status::InvalidArgument(At(c.where, *agg_at + 6 + db) + ": round() digits must be 0..15");
+  }
+  m->round_digits = static_cast<int>(n);
+  auto [ib, ie] = TrimRange(inside, 0, comma);
+  *agg_at += 6 + ib;
+  *agg = inside.substr(ib, ie - ib);
+  return Status::OK();
+}
+
+/// Reads the aggregate's name, `agg` up to `open` (its parenthesis), into m->fn; returns it
+/// lower-cased.
+Result<std::string> ParseAggregateName(const ColumnConfig& c, std::string_view agg, size_t agg_at,
+                                       size_t open, MetricSpec* m) {
+  std::string fn(agg.substr(0, open));
+  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (fn == "count") m->fn = AggFn::kCount;
+  else if (fn == "sum") m->fn = AggFn::kSum;
+  else if (fn == "avg") m->fn = AggFn::kAvg;
+  else if (fn == "min") m->fn = AggFn::kMin;
+  else if (fn == "max") m->fn = AggFn::kMax;
+  else if (fn == "last") m->fn = AggFn::kLast;
+  else {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
+                                   "' (expected count, sum, avg, min, max or last)");
+  }
+  return fn;
+}
+
+/// Compiles the aggregate's argument (`arg`, at `arg_at` in the column's text) and sets the
+/// argument and result types: count() counts records (count(x): non-null x), sum and avg need
+/// a number.
+Status CompileMetricArgument(const ColumnConfig& c, const Schema& schema, std::string_view arg,
+                             size_t arg_at, size_t agg_at, const std::string& fn, MetricSpec* m) {
+  if (m->fn == AggFn::kCount) {
+    if (!arg.empty() && arg != "*") {
+      // count(x) counts non-null x.
+      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
+      m->arg_type = m->arg->type();
+    }
+    m->result_type = Type::kInt64;
+    return Status::OK();
+  }
+  if (arg.empty()) {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": " + fn + "() needs an argument");
+  }
+  ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
+  m->arg_type = m->arg->type();
+  bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
+  if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
+    return Status::InvalidArgument(At(c.where, arg_at) + ": " + fn +
+                                   "() needs a numeric argument, got " +
+                                   std::string(TypeName(m->arg_type)));
+  }
+  if (m->fn == AggFn::kSum) {
+    m->result_type = m->arg_type;
+  } else if (m->fn == AggFn::kAvg) {
+    m->result_type = Type::kDouble;
+  } else {
+    m->result_type = m->arg_type;
+  }
+  return Status::OK();
+}
+
+/// Sets avg()'s value without records from `default_text` (at `default_at`), a number.
+Status CompileMetricDefault(const ColumnConfig& c, const std::string& default_text,
+                            size_t default_at, MetricSpec* m) {
+  if (m->fn != AggFn::kAvg) {
+    return Status::InvalidArgument(At(c.where, default_at) +
+                                   ": 'default' applies to avg() only (count and sum are 0 "
+                                   "without records)");
+  }
+  Schema empty;
+  ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
+  Value v = lit->Eval({});
+  if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
+    return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
+  }
+  m->default_value = Value::Double(v.AsDouble());
+  return Status::OK();
+}
+
 /// Parses "[round(]fn(arg)[, n)] [where cond] [default literal]".
 Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m) {
   std::string_view text = c.text;
@@ -93,95 +194,20 @@ Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m)
   auto [b, e] = TrimRange(text, 0, end);
   std::string_view agg = text.substr(b, e - b);
   size_t agg_at = b;
-  // round(inner, n)
-  if (agg.size() > 6 && agg.substr(0, 6) == "round(" && agg.back() == ')') {
-    std::string_view inside = agg.substr(6, agg.size() - 7);
-    size_t comma = std::string_view::npos;
-    int depth = 0;
-    for (size_t i = 0; i < inside.size(); ++i) {
-      if (inside[i] == '(') ++depth;
-      if (inside[i] == ')') --depth;
-      if (inside[i] == ',' && depth == 0) comma = i;
-    }
-    if (comma == std::string_view::npos) {
-      return Status::InvalidArgument(At(c.where, agg_at) + ": round() needs two arguments: round(avg(x), 2)");
-    }
-    auto [db, de] = TrimRange(inside, comma + 1, inside.size());
-    std::string digits(inside.substr(db, de - db));
-    char* endp = nullptr;
-    long n = std::strtol(digits.c_str(), &endp, 10);
-    if (digits.empty() || *endp != '\0' || n < 0 || n > 15) {
-      return Status::InvalidArgument(At(c.where, agg_at + 6 + db) + ": round() digits must be 0..15");
-    }
-    m->round_digits = static_cast<int>(n);
-    auto [ib, ie] = TrimRange(inside, 0, comma);
-    agg_at += 6 + ib;
-    agg = inside.substr(ib, ie - ib);
-  }
+  RETURN_IF_ERROR(TakeRound(c, &agg, &agg_at, m));
   size_t open = agg.find('(');
   if (open == std::string_view::npos || agg.back() != ')') {
     return Status::InvalidArgument(At(c.where, agg_at) + ": metric '" + c.name +
                                    "' must be an aggregate such as count(), sum(x), avg(x), "
                                    "min(x), max(x) or last(x)");
   }
-  std::string fn(agg.substr(0, open));
-  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (fn == "count") m->fn = AggFn::kCount;
-  else if (fn == "sum") m->fn = AggFn::kSum;
-  else if (fn == "avg") m->fn = AggFn::kAvg;
-  else if (fn == "min") m->fn = AggFn::kMin;
-  else if (fn == "max") m->fn = AggFn::kMax;
-  else if (fn == "last") m->fn = AggFn::kLast;
-  else {
-    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
-                                   "' (expected count, sum, avg, min, max or last)");
-  }
+  ASSIGN_OR_RETURN(const std::string fn, ParseAggregateName(c, agg, agg_at, open, m));
   auto [ab, ae] = TrimRange(agg, open + 1, agg.size() - 1);
-  std::string_view arg = agg.substr(ab, ae - ab);
-  if (m->fn == AggFn::kCount) {
-    if (!arg.empty() && arg != "*") {
-      // count(x) counts non-null x.
-      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
-      m->arg_type = m->arg->type();
-    }
-    m->result_type = Type::kInt64;
-  } else {
-    if (arg.empty()) {
-      return Status::InvalidArgument(At(c.where, agg_at) + ": " + fn + "() needs an argument");
-    }
-    ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
-    m->arg_type = m->arg->type();
-    bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
-    if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
-      return Status::InvalidArgument(At(c.where, agg_at + ab) + ": " + fn +
-                                     "() needs a numeric argument, got " +
-                                     std::string(TypeName(m->arg_type)));
-    }
-    if (m->fn == AggFn::kSum) {
-      m->result_type = m->arg_type;
-    } else if (m->fn == AggFn::kAvg) {
-      m->result_type = Type::kDouble;
-    } else {
-      m->result_type = m->arg_type;
-    }
-  }
+  RETURN_IF_ERROR(CompileMetricArgument(c, schema, agg.substr(ab, ae - ab), agg_at + ab, agg_at, fn, m));
   if (m->round_digits >= 0 && m->fn != AggFn::kAvg) {
     return Status::InvalidArgument(At(c.where) + ": round() applies to avg() only");
   }
-  if (!default_text.empty()) {
-    if (m->fn != AggFn::kAvg) {
-      return Status::InvalidArgument(At(c.where, default_at) +
-                                     ": 'default' applies to avg() only (count and sum are 0 "
-                                     "without records)");
-    }
-    Schema empty;
-    ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
-    Value v = lit->Eval({});
-    if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
-      return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
-    }
-    m->default_value = Value::Double(v.AsDouble());
-  }
+  if (!default_text.empty()) RETURN_IF_ERROR(CompileMetricDefault(c, default_text, default_at, m));
   return Status::OK();
 }
 
