@@ -205,5 +205,49 @@ TEST_F(PlanTest, HoldAndSelect) {
   EXPECT_EQ(out.field(2).name, "company_id");
 }
 
+
+// A metric is "[round(]fn(arg)[, n)] [where cond] [default literal]"; each part is checked.
+TEST_F(PlanTest, Metrics) {
+  const std::string head =
+      "[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+      "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nkeys = [\"kind\"]\nmetrics = [";
+  auto plan = Build(head + "\"a = round(avg(bid), 2) where kind = 'click' default 1\", "
+                           "\"n = count(bid)\", \"top = max(kind)\"]\n");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const auto& metrics = (*plan)->aggregate->metrics;
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[0].fn, AggFn::kAvg);
+  EXPECT_EQ(metrics[0].round_digits, 2);
+  EXPECT_NE(metrics[0].where, nullptr);
+  ASSERT_TRUE(metrics[0].default_value.has_value());
+  EXPECT_EQ(metrics[0].default_value->type(), Type::kDouble);
+  EXPECT_EQ(metrics[0].default_value->AsDouble(), 1.0);
+  EXPECT_EQ(metrics[0].result_type, Type::kDouble);
+  EXPECT_EQ(metrics[1].fn, AggFn::kCount);
+  EXPECT_NE(metrics[1].arg, nullptr);  // count(x) counts non-null x
+  EXPECT_EQ(metrics[1].result_type, Type::kInt64);
+  EXPECT_EQ(metrics[2].fn, AggFn::kMax);
+  EXPECT_EQ(metrics[2].result_type, Type::kString);
+
+  for (const auto& [metric, says] : std::vector<std::pair<std::string, std::string>>{
+           {"x = round(avg(bid))", "round() needs two arguments"},
+           {"x = round(avg(bid), 16)", "round() digits must be 0..15"},
+           {"x = round(sum(bid), 2)", "round() applies to avg() only"},
+           {"x = bid", "must be an aggregate such as count()"},
+           {"x = median(bid)", "unknown aggregate 'median'"},
+           {"x = sum()", "sum() needs an argument"},
+           {"x = sum(kind)", "sum() needs a numeric argument, got string"},
+           {"x = sum(bid) default 1", "'default' applies to avg() only"},
+           {"x = avg(bid) default 'z'", "the default of avg() must be a number"},
+           {"x = count() where", "'where' needs a condition"},
+           {"x = count() where bid", "the where condition of metric 'x' must be a boolean"},
+       }) {
+    auto bad = Build(head + "\"" + metric + "\"]\n");
+    ASSERT_FALSE(bad.ok()) << metric;
+    EXPECT_NE(bad.status().message().find(says), std::string::npos)
+        << metric << "\n" << bad.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace sluice
