@@ -158,7 +158,13 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
 }
 
-KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {}
+KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {
+  // Here rather than in Open(): DeadLetterLocation() may be called from any thread, also while
+  // Open() runs, so what it reads is fixed before.
+  if (settings_.dead_letter_topic.empty()) {
+    settings_.dead_letter_topic = settings_.topic + ".sluice-dead-letters";
+  }
+}
 
 KafkaSink::~KafkaSink() { Close(); }
 
@@ -225,8 +231,6 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   }
   if (settings_.positions_topic.empty())
     settings_.positions_topic = settings_.topic + ".sluice-positions";
-  if (settings_.dead_letter_topic.empty())
-    settings_.dead_letter_topic = settings_.topic + ".sluice-dead-letters";
   std::random_device rd;
   token_prefix_ = std::to_string((static_cast<uint64_t>(rd()) << 32) | rd());
   positions_.clear();
