@@ -92,41 +92,65 @@ void PrometheusWriter::Sample(std::string_view name, const Labels& labels, int64
   out_ += '\n';
 }
 
-std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
-                          const ProcessStats& process, int64_t now_micros,
-                          const StoredDeadLetterCounts& stored) {
-  PrometheusWriter w;
-  const std::string_view pipeline = info.pipeline;
-  const PrometheusWriter::Labels p = {{"pipeline", pipeline}};
-  const PrometheusWriter::Labels ps = {{"pipeline", pipeline}, {"source", info.source}};
-  const PrometheusWriter::Labels pk = {{"pipeline", pipeline}, {"sink", info.sink}};
-  auto counter = [&](std::string_view name, std::string_view help,
-                     const PrometheusWriter::Labels& labels, int64_t v) {
-    w.Family(name, "counter", help);
-    w.Sample(name, labels, v);
-  };
-  auto gauge = [&](std::string_view name, std::string_view help,
-                   const PrometheusWriter::Labels& labels, double v) {
-    w.Family(name, "gauge", help);
-    w.Sample(name, labels, v);
-  };
-  const double micros = 1e6;
+namespace {
 
+using Labels = PrometheusWriter::Labels;
+constexpr double kMicros = 1e6;
+
+/// The label sets most series carry: the pipeline, with its source or its sink.
+struct PipelineLabels {
+  std::string_view pipeline;
+  std::string_view source;
+  Labels p;   ///< pipeline
+  Labels ps;  ///< pipeline, source
+  Labels pk;  ///< pipeline, sink
+};
+
+PipelineLabels LabelsFor(const MetricsInfo& info) {
+  PipelineLabels l;
+  l.pipeline = info.pipeline;
+  l.source = info.source;
+  l.p = {{"pipeline", l.pipeline}};
+  l.ps = {{"pipeline", l.pipeline}, {"source", info.source}};
+  l.pk = {{"pipeline", l.pipeline}, {"sink", info.sink}};
+  return l;
+}
+
+/// Writes a counter family with its one sample.
+void Counter(PrometheusWriter& w, std::string_view name, std::string_view help,
+             const Labels& labels, int64_t v) {
+  w.Family(name, "counter", help);
+  w.Sample(name, labels, v);
+}
+
+/// Writes a gauge family with its one sample.
+void Gauge(PrometheusWriter& w, std::string_view name, std::string_view help,
+           const Labels& labels, double v) {
+  w.Family(name, "gauge", help);
+  w.Sample(name, labels, v);
+}
+
+/// Writes the binary's version, the pipeline's state and its worker count.
+void WritePipelineInfo(PrometheusWriter& w, const PipelineSnapshot& s, const MetricsInfo& info,
+                       const PipelineLabels& l) {
   w.Family("sluice_build_info", "gauge", "Version of the sluice binary (always 1).");
   w.Sample("sluice_build_info", {{"version", info.version}}, int64_t{1});
   w.Family("sluice_pipeline_state", "gauge",
            "1 for the pipeline's current state (starting, running, draining, finished, failed).");
   const std::string state = s.state.empty() ? "starting" : s.state;
   for (const char* st : {"starting", "running", "draining", "finished", "failed"}) {
-    w.Sample("sluice_pipeline_state", {{"pipeline", pipeline}, {"state", st}},
+    w.Sample("sluice_pipeline_state", {{"pipeline", l.pipeline}, {"state", st}},
              int64_t{state == st ? 1 : 0});
   }
-  gauge("sluice_pipeline_workers", "Worker threads of the pipeline.", p, s.workers);
+  Gauge(w, "sluice_pipeline_workers", "Worker threads of the pipeline.", l.p, s.workers);
+}
 
-  counter("sluice_source_records_total", "Records read from the source.", ps, s.records_in);
-  counter("sluice_source_bytes_total", "Bytes of record payload read from the source.", ps,
+/// Writes what the source read, its failed polls and the source's own counters.
+void WriteSourceCounters(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
+  Counter(w, "sluice_source_records_total", "Records read from the source.", l.ps, s.records_in);
+  Counter(w, "sluice_source_bytes_total", "Bytes of record payload read from the source.", l.ps,
           s.bytes_in);
-  counter("sluice_source_errors_total", "Failed source polls (each retried with backoff).", ps,
+  Counter(w, "sluice_source_errors_total", "Failed source polls (each retried with backoff).", l.ps,
           s.source_errors);
   // The source's own counters (sluice_http_requests_total, ...): one family per name, its
   // samples together, whatever order the source listed them in.
@@ -143,81 +167,104 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
       if (c.name != family) continue;
       if (first) w.Family(name, "counter", c.help);
       first = false;
-      PrometheusWriter::Labels labels = ps;
+      Labels labels = l.ps;
       if (!c.kind.empty()) labels.emplace_back("kind", c.kind);
       w.Sample(name, labels, c.value);
     }
   }
-  counter("sluice_records_aggregated_total",
-          "Records that reached the aggregation (or the output without one).", p, s.aggregated);
+}
 
+/// Writes the records ignored on purpose, by reason; what the reasons do not cover is "other".
+void WriteIgnoredRecords(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
   w.Family("sluice_records_ignored_total", "counter",
            "Records ignored on purpose (ignore_if and filter steps), by reason.");
   int64_t by_reason = 0;
   for (const auto& [reason, n] : s.ignored_by_reason) {
-    w.Sample("sluice_records_ignored_total", {{"pipeline", pipeline}, {"reason", reason}}, n);
+    w.Sample("sluice_records_ignored_total", {{"pipeline", l.pipeline}, {"reason", reason}}, n);
     by_reason += n;
   }
   if (s.ignored > by_reason || s.ignored_by_reason.empty()) {
-    w.Sample("sluice_records_ignored_total", {{"pipeline", pipeline}, {"reason", "other"}},
+    w.Sample("sluice_records_ignored_total", {{"pipeline", l.pipeline}, {"reason", "other"}},
              s.ignored - by_reason);
   }
-  counter("sluice_records_dead_lettered_total",
-          "Records written to the dead-letter output (decode errors, dead_letter_if, lookups).", p,
-          s.dead_lettered);
-  // What the store holds, across runs (read at start, kept current by each commit), by reason.
-  // Reasons can carry values ("decode: field bid: 'x' ..."): past kMaxStoredReasons the rest
-  // are summed under one label so a scrape stays bounded.
-  if (stored.known) {
-    constexpr size_t kMaxStoredReasons = 50;
-    w.Family("sluice_dead_letters_stored", "gauge",
-             "Dead letters of the pipeline in the sink's store (or its dead-letter file), by "
-             "reason, across runs; the 50 most frequent reasons, the rest as \"(other reasons)\".");
-    int64_t rest = 0;
-    for (size_t i = 0; i < stored.by_reason.size(); ++i) {
-      const auto& [reason, n] = stored.by_reason[i];
-      if (i < kMaxStoredReasons) {
-        w.Sample("sluice_dead_letters_stored", {{"pipeline", pipeline}, {"reason", reason}}, n);
-      } else {
-        rest += n;
-      }
-    }
-    if (stored.by_reason.size() > kMaxStoredReasons) {
-      w.Sample("sluice_dead_letters_stored", {{"pipeline", pipeline}, {"reason", "(other reasons)"}},
-               rest);
+}
+
+/// Writes what the store holds, across runs (read at start, kept current by each commit), by
+/// reason. Reasons can carry values ("decode: field bid: 'x' ..."): past kMaxStoredReasons the
+/// rest are summed under one label so a scrape stays bounded.
+void WriteStoredDeadLetters(PrometheusWriter& w, const StoredDeadLetterCounts& stored,
+                            const PipelineLabels& l) {
+  if (!stored.known) return;
+  constexpr size_t kMaxStoredReasons = 50;
+  w.Family("sluice_dead_letters_stored", "gauge",
+           "Dead letters of the pipeline in the sink's store (or its dead-letter file), by "
+           "reason, across runs; the 50 most frequent reasons, the rest as \"(other reasons)\".");
+  int64_t rest = 0;
+  for (size_t i = 0; i < stored.by_reason.size(); ++i) {
+    const auto& [reason, n] = stored.by_reason[i];
+    if (i < kMaxStoredReasons) {
+      w.Sample("sluice_dead_letters_stored", {{"pipeline", l.pipeline}, {"reason", reason}}, n);
+    } else {
+      rest += n;
     }
   }
-  counter("sluice_records_late_total", "Records behind the watermark beyond the allowed lateness.",
-          p, s.late);
-  counter("sluice_decode_errors_total", "Records that could not be decoded (dead-lettered).", p,
-          s.decode_errors);
-  counter("sluice_lookup_misses_total", "Dimension lookups that found no row.", p, s.lookup_misses);
-  counter("sluice_backpressure_waits_total",
-          "Times a worker paused its source because the sink was behind.", p, s.backpressure_waits);
+  if (stored.by_reason.size() > kMaxStoredReasons) {
+    w.Sample("sluice_dead_letters_stored", {{"pipeline", l.pipeline}, {"reason", "(other reasons)"}},
+             rest);
+  }
+}
 
-  counter("sluice_sink_rows_written_total", "Rows (merged deltas or finished rows) committed.", pk,
-          s.rows_written);
+/// Writes where the records went: aggregated, ignored, dead-lettered (and stored), late,
+/// undecodable, missed by a lookup, and the waits for a slow sink.
+void WriteRecordOutcomes(PrometheusWriter& w, const PipelineSnapshot& s,
+                         const StoredDeadLetterCounts& stored, const PipelineLabels& l) {
+  Counter(w, "sluice_records_aggregated_total",
+          "Records that reached the aggregation (or the output without one).", l.p, s.aggregated);
+  WriteIgnoredRecords(w, s, l);
+  Counter(w, "sluice_records_dead_lettered_total",
+          "Records written to the dead-letter output (decode errors, dead_letter_if, lookups).", l.p,
+          s.dead_lettered);
+  WriteStoredDeadLetters(w, stored, l);
+  Counter(w, "sluice_records_late_total", "Records behind the watermark beyond the allowed lateness.",
+          l.p, s.late);
+  Counter(w, "sluice_decode_errors_total", "Records that could not be decoded (dead-lettered).", l.p,
+          s.decode_errors);
+  Counter(w, "sluice_lookup_misses_total", "Dimension lookups that found no row.", l.p,
+          s.lookup_misses);
+  Counter(w, "sluice_backpressure_waits_total",
+          "Times a worker paused its source because the sink was behind.", l.p,
+          s.backpressure_waits);
+}
+
+/// Writes the rows the sink committed (inserted/updated/unchanged when it can tell), its
+/// retries and whether it is up.
+void WriteSinkMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
+  Counter(w, "sluice_sink_rows_written_total", "Rows (merged deltas or finished rows) committed.",
+          l.pk, s.rows_written);
   if (s.row_counts_known) {
-    counter("sluice_sink_rows_inserted_total", "Rows the sink's commits inserted as new.", pk,
+    Counter(w, "sluice_sink_rows_inserted_total", "Rows the sink's commits inserted as new.", l.pk,
             s.rows_inserted);
-    counter("sluice_sink_rows_updated_total",
-            "Rows the sink's commits updated (an existing key, values changed).", pk,
+    Counter(w, "sluice_sink_rows_updated_total",
+            "Rows the sink's commits updated (an existing key, values changed).", l.pk,
             s.rows_updated);
-    counter("sluice_sink_rows_unchanged_total",
-            "Rows the sink's commits found with the values they already had (MySQL).", pk,
+    Counter(w, "sluice_sink_rows_unchanged_total",
+            "Rows the sink's commits found with the values they already had (MySQL).", l.pk,
             s.rows_unchanged);
   }
-  counter("sluice_sink_retries_total", "Sink commits that failed and were retried.", pk,
+  Counter(w, "sluice_sink_retries_total", "Sink commits that failed and were retried.", l.pk,
           s.sink_retries);
-  gauge("sluice_sink_up", "1 when the last sink operation succeeded, else 0.", pk,
+  Gauge(w, "sluice_sink_up", "1 when the last sink operation succeeded, else 0.", l.pk,
         s.sink_healthy ? 1 : 0);
+}
 
+/// Writes each source partition's read position and, when known, its lag.
+void WritePartitionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
   w.Family("sluice_source_partition_position", "gauge",
            "Next offset (or sequence number) to read in each source partition.");
   for (const auto& part : s.partitions) {
     const std::string id = std::to_string(part.partition);
     w.Sample("sluice_source_partition_position",
-             {{"pipeline", pipeline}, {"source", info.source}, {"partition", id}}, part.position);
+             {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}}, part.position);
   }
   w.Family("sluice_source_partition_lag_records", "gauge",
            "Records between the read position and the end of each partition (when known).");
@@ -225,80 +272,101 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
     if (part.lag < 0) continue;
     const std::string id = std::to_string(part.partition);
     w.Sample("sluice_source_partition_lag_records",
-             {{"pipeline", pipeline}, {"source", info.source}, {"partition", id}}, part.lag);
+             {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}}, part.lag);
   }
+}
 
+/// Writes the watermark, its delay behind `now_micros`, the newest event time, and what the
+/// pipeline holds in memory (open windows, held records).
+void WriteEventTimeMetrics(PrometheusWriter& w, const PipelineSnapshot& s, int64_t now_micros,
+                           const PipelineLabels& l) {
   w.Family("sluice_watermark_timestamp_seconds", "gauge",
            "The pipeline's event-time watermark (Unix seconds).");
   if (s.watermark_micros != INT64_MIN) {
-    w.Sample("sluice_watermark_timestamp_seconds", p, s.watermark_micros / micros);
+    w.Sample("sluice_watermark_timestamp_seconds", l.p, s.watermark_micros / kMicros);
   }
   w.Family("sluice_watermark_delay_seconds", "gauge",
            "Wall-clock time minus the event-time watermark.");
   if (s.watermark_micros != INT64_MIN) {
-    w.Sample("sluice_watermark_delay_seconds", p, (now_micros - s.watermark_micros) / micros);
+    w.Sample("sluice_watermark_delay_seconds", l.p, (now_micros - s.watermark_micros) / kMicros);
   }
   w.Family("sluice_max_event_timestamp_seconds", "gauge",
            "Highest event time seen so far (Unix seconds).");
   if (s.max_event_time != INT64_MIN) {
-    w.Sample("sluice_max_event_timestamp_seconds", p, s.max_event_time / micros);
+    w.Sample("sluice_max_event_timestamp_seconds", l.p, s.max_event_time / kMicros);
   }
-  gauge("sluice_open_windows", "Groups held in memory until their window closes.", p,
+  Gauge(w, "sluice_open_windows", "Groups held in memory until their window closes.", l.p,
         static_cast<double>(s.open_windows));
-  gauge("sluice_records_held", "Records a lookup holds until their dimension key appears.", p,
+  Gauge(w, "sluice_records_held", "Records a lookup holds until their dimension key appears.", l.p,
         static_cast<double>(s.held));
+}
 
-  // Dimensions: one series per [dimension.NAME].
-  auto dimension_family = [&](std::string_view name, std::string_view type, std::string_view help,
-                              auto value, bool (*present)(const PipelineSnapshot::DimensionInfo&)) {
-    w.Family(name, type, help);
-    for (const auto& d : s.dimensions) {
-      if (present && !present(d)) continue;
-      w.Sample(name, {{"pipeline", pipeline}, {"dimension", d.name}}, value(d));
-    }
-  };
-  dimension_family("sluice_dimension_rows", "gauge", "Keys in the dimension's current snapshot.",
-                   [](const auto& d) { return d.size; }, nullptr);
-  dimension_family("sluice_dimension_updates_total", "counter",
-                   "Dimension rows added, changed or deleted since the start.",
-                   [](const auto& d) { return d.changes; }, nullptr);
-  dimension_family("sluice_dimension_refresh_errors_total", "counter",
-                   "Dimension refreshes that failed, and change records skipped.",
-                   [](const auto& d) { return d.refresh_errors; }, nullptr);
-  dimension_family("sluice_dimension_lookup_misses_total", "counter",
-                   "Lookups in the dimension that found no row.",
-                   [](const auto& d) { return d.misses; }, nullptr);
-  dimension_family("sluice_dimension_last_update_timestamp_seconds", "gauge",
-                   "Wall-clock time the dimension last changed (Unix seconds).",
-                   [&](const auto& d) { return d.last_update_micros / micros; },
-                   [](const PipelineSnapshot::DimensionInfo& d) { return d.last_update_micros > 0; });
-  dimension_family("sluice_dimension_lag_seconds", "gauge",
-                   "How far the newest change seen in the dimension's source is behind now.",
-                   [&](const auto& d) { return d.lag_micros / micros; },
-                   [](const PipelineSnapshot::DimensionInfo& d) { return d.lag_micros >= 0; });
+/// Writes one family with a series per [dimension.NAME]: `value(d)` of each dimension for which
+/// `present` (when given) is true.
+template <typename ValueOf>
+void WriteDimensionFamily(PrometheusWriter& w, const PipelineSnapshot& s, std::string_view pipeline,
+                          std::string_view name, std::string_view type, std::string_view help,
+                          ValueOf value, bool (*present)(const PipelineSnapshot::DimensionInfo&)) {
+  w.Family(name, type, help);
+  for (const auto& d : s.dimensions) {
+    if (present && !present(d)) continue;
+    w.Sample(name, {{"pipeline", pipeline}, {"dimension", d.name}}, value(d));
+  }
+}
 
-  counter("sluice_checkpoints_total", "Checkpoints committed to the sink.", p, s.checkpoints);
-  counter("sluice_checkpoint_failures_total", "Checkpoint commits that failed (then retried).", p,
-          s.checkpoint_failures);
+/// Writes each dimension's size, changes, refresh errors, misses, last update and lag.
+void WriteDimensionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, std::string_view pipeline) {
+  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_rows", "gauge",
+                       "Keys in the dimension's current snapshot.",
+                       [](const auto& d) { return d.size; }, nullptr);
+  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_updates_total", "counter",
+                       "Dimension rows added, changed or deleted since the start.",
+                       [](const auto& d) { return d.changes; }, nullptr);
+  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_refresh_errors_total", "counter",
+                       "Dimension refreshes that failed, and change records skipped.",
+                       [](const auto& d) { return d.refresh_errors; }, nullptr);
+  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_lookup_misses_total", "counter",
+                       "Lookups in the dimension that found no row.",
+                       [](const auto& d) { return d.misses; }, nullptr);
+  WriteDimensionFamily(
+      w, s, pipeline, "sluice_dimension_last_update_timestamp_seconds", "gauge",
+      "Wall-clock time the dimension last changed (Unix seconds).",
+      [](const auto& d) { return d.last_update_micros / kMicros; },
+      [](const PipelineSnapshot::DimensionInfo& d) { return d.last_update_micros > 0; });
+  WriteDimensionFamily(
+      w, s, pipeline, "sluice_dimension_lag_seconds", "gauge",
+      "How far the newest change seen in the dimension's source is behind now.",
+      [](const auto& d) { return d.lag_micros / kMicros; },
+      [](const PipelineSnapshot::DimensionInfo& d) { return d.lag_micros >= 0; });
+}
+
+/// Writes the checkpoints committed and failed, their durations, and the last one's time.
+void WriteCheckpointMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
+  Counter(w, "sluice_checkpoints_total", "Checkpoints committed to the sink.", l.p, s.checkpoints);
+  Counter(w, "sluice_checkpoint_failures_total", "Checkpoint commits that failed (then retried).",
+          l.p, s.checkpoint_failures);
   w.Family("sluice_checkpoint_duration_seconds", "summary",
            "Time to write and commit a checkpoint, over the committed checkpoints.");
-  w.Sample("sluice_checkpoint_duration_seconds_sum", p,
-           s.checkpoint_duration_total_micros / micros);
-  w.Sample("sluice_checkpoint_duration_seconds_count", p, s.checkpoints);
-  gauge("sluice_last_checkpoint_duration_seconds", "Duration of the last committed checkpoint.", p,
-        s.last_checkpoint_duration_micros / micros);
+  w.Sample("sluice_checkpoint_duration_seconds_sum", l.p,
+           s.checkpoint_duration_total_micros / kMicros);
+  w.Sample("sluice_checkpoint_duration_seconds_count", l.p, s.checkpoints);
+  Gauge(w, "sluice_last_checkpoint_duration_seconds", "Duration of the last committed checkpoint.",
+        l.p, s.last_checkpoint_duration_micros / kMicros);
   w.Family("sluice_last_checkpoint_timestamp_seconds", "gauge",
            "Wall-clock time of the last committed checkpoint (Unix seconds).");
   if (s.last_checkpoint_micros > 0) {
-    w.Sample("sluice_last_checkpoint_timestamp_seconds", p, s.last_checkpoint_micros / micros);
+    w.Sample("sluice_last_checkpoint_timestamp_seconds", l.p, s.last_checkpoint_micros / kMicros);
   }
+}
 
+/// Writes the standard process_* metrics the platform could read (negative: unknown, left out).
+void WriteProcessMetrics(PrometheusWriter& w, const ProcessStats& process) {
   if (process.resident_bytes >= 0) {
-    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {},
+    Gauge(w, "process_resident_memory_bytes", "Resident memory size in bytes.", {},
           static_cast<double>(process.resident_bytes));
   }
   if (process.virtual_bytes >= 0) {
-    gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", {},
+    Gauge(w, "process_virtual_memory_bytes", "Virtual memory size in bytes.", {},
           static_cast<double>(process.virtual_bytes));
   }
   if (process.cpu_seconds >= 0) {
@@ -307,17 +375,35 @@ std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
     w.Sample("process_cpu_seconds_total", {}, process.cpu_seconds);
   }
   if (process.start_time_seconds >= 0) {
-    gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+    Gauge(w, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
           {}, process.start_time_seconds);
   }
   if (process.open_fds >= 0) {
-    gauge("process_open_fds", "Number of open file descriptors.", {},
+    Gauge(w, "process_open_fds", "Number of open file descriptors.", {},
           static_cast<double>(process.open_fds));
   }
   if (process.max_fds >= 0) {
-    gauge("process_max_fds", "Maximum number of open file descriptors.", {},
+    Gauge(w, "process_max_fds", "Maximum number of open file descriptors.", {},
           static_cast<double>(process.max_fds));
   }
+}
+
+}  // namespace
+
+std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
+                          const ProcessStats& process, int64_t now_micros,
+                          const StoredDeadLetterCounts& stored) {
+  PrometheusWriter w;
+  const PipelineLabels l = LabelsFor(info);
+  WritePipelineInfo(w, s, info, l);
+  WriteSourceCounters(w, s, l);
+  WriteRecordOutcomes(w, s, stored, l);
+  WriteSinkMetrics(w, s, l);
+  WritePartitionMetrics(w, s, l);
+  WriteEventTimeMetrics(w, s, now_micros, l);
+  WriteDimensionMetrics(w, s, l.pipeline);
+  WriteCheckpointMetrics(w, s, l);
+  WriteProcessMetrics(w, process);
   return w.str();
 }
 

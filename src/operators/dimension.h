@@ -147,6 +147,15 @@ struct DimensionRefresh {
 /// A dimension the pipeline looks records up in: the newest complete snapshot, replaced as a
 /// whole when its source changes. Workers take the current snapshot at the start of each batch,
 /// so an update applies between batches and never in the middle of a record.
+///
+/// Lifecycle: made by the connector's DimensionFactory::load while the plan is built, owned by
+/// the plan (shared with its poller) until the run ends.
+///
+/// Threads: every method may be called from any thread at any time. snapshot() (workers, each
+/// batch) and Publish() (the refresher's thread, or the thread that starts the run while a
+/// poller catches up) exchange the snapshot atomically; stats() and the Record/Set counters (the
+/// monitoring thread, workers, the refresher) use relaxed atomics. A published DimensionTable
+/// is never changed again: a refresh copies it, changes the copy and publishes that.
 class Dimension {
  public:
   Dimension(DimensionConfig config, DimensionRefresh refresh, std::shared_ptr<const DimensionTable> table)

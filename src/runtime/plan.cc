@@ -65,6 +65,107 @@ Result<std::unique_ptr<expr::Expr>> CompileAt(std::string_view text, const Schem
   return expr::Compile(text, schema, where);
 }
 
+/// Takes "round(inner, n)" apart: sets m->round_digits to n and `*agg` to inner, moving
+/// `*agg_at` to where inner starts. Leaves anything else as it is.
+Status TakeRound(const ColumnConfig& c, std::string_view* agg, size_t* agg_at, MetricSpec* m) {
+  if (!(agg->size() > 6 && agg->substr(0, 6) == "round(" && agg->back() == ')')) return Status::OK();
+  std::string_view inside = agg->substr(6, agg->size() - 7);
+  size_t comma = std::string_view::npos;
+  int depth = 0;
+  for (size_t i = 0; i < inside.size(); ++i) {
+    if (inside[i] == '(') ++depth;
+    if (inside[i] == ')') --depth;
+    if (inside[i] == ',' && depth == 0) comma = i;
+  }
+  if (comma == std::string_view::npos) {
+    return Status::InvalidArgument(At(c.where, *agg_at) + ": round() needs two arguments: round(avg(x), 2)");
+  }
+  auto [db, de] = TrimRange(inside, comma + 1, inside.size());
+  std::string digits(inside.substr(db, de - db));
+  char* endp = nullptr;
+  long n = std::strtol(digits.c_str(), &endp, 10);
+  if (digits.empty() || *endp != '\0' || n < 0 || n > 15) {
+    return Status::InvalidArgument(At(c.where, *agg_at + 6 + db) + ": round() digits must be 0..15");
+  }
+  m->round_digits = static_cast<int>(n);
+  auto [ib, ie] = TrimRange(inside, 0, comma);
+  *agg_at += 6 + ib;
+  *agg = inside.substr(ib, ie - ib);
+  return Status::OK();
+}
+
+/// Reads the aggregate's name, `agg` up to `open` (its parenthesis), into m->fn; returns it
+/// lower-cased.
+Result<std::string> ParseAggregateName(const ColumnConfig& c, std::string_view agg, size_t agg_at,
+                                       size_t open, MetricSpec* m) {
+  std::string fn(agg.substr(0, open));
+  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (fn == "count") m->fn = AggFn::kCount;
+  else if (fn == "sum") m->fn = AggFn::kSum;
+  else if (fn == "avg") m->fn = AggFn::kAvg;
+  else if (fn == "min") m->fn = AggFn::kMin;
+  else if (fn == "max") m->fn = AggFn::kMax;
+  else if (fn == "last") m->fn = AggFn::kLast;
+  else {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
+                                   "' (expected count, sum, avg, min, max or last)");
+  }
+  return fn;
+}
+
+/// Compiles the aggregate's argument (`arg`, at `arg_at` in the column's text) and sets the
+/// argument and result types: count() counts records (count(x): non-null x), sum and avg need
+/// a number.
+Status CompileMetricArgument(const ColumnConfig& c, const Schema& schema, std::string_view arg,
+                             size_t arg_at, size_t agg_at, const std::string& fn, MetricSpec* m) {
+  if (m->fn == AggFn::kCount) {
+    if (!arg.empty() && arg != "*") {
+      // count(x) counts non-null x.
+      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
+      m->arg_type = m->arg->type();
+    }
+    m->result_type = Type::kInt64;
+    return Status::OK();
+  }
+  if (arg.empty()) {
+    return Status::InvalidArgument(At(c.where, agg_at) + ": " + fn + "() needs an argument");
+  }
+  ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
+  m->arg_type = m->arg->type();
+  bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
+  if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
+    return Status::InvalidArgument(At(c.where, arg_at) + ": " + fn +
+                                   "() needs a numeric argument, got " +
+                                   std::string(TypeName(m->arg_type)));
+  }
+  if (m->fn == AggFn::kSum) {
+    m->result_type = m->arg_type;
+  } else if (m->fn == AggFn::kAvg) {
+    m->result_type = Type::kDouble;
+  } else {
+    m->result_type = m->arg_type;
+  }
+  return Status::OK();
+}
+
+/// Sets avg()'s value without records from `default_text` (at `default_at`), a number.
+Status CompileMetricDefault(const ColumnConfig& c, const std::string& default_text,
+                            size_t default_at, MetricSpec* m) {
+  if (m->fn != AggFn::kAvg) {
+    return Status::InvalidArgument(At(c.where, default_at) +
+                                   ": 'default' applies to avg() only (count and sum are 0 "
+                                   "without records)");
+  }
+  Schema empty;
+  ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
+  Value v = lit->Eval({});
+  if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
+    return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
+  }
+  m->default_value = Value::Double(v.AsDouble());
+  return Status::OK();
+}
+
 /// Parses "[round(]fn(arg)[, n)] [where cond] [default literal]".
 Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m) {
   std::string_view text = c.text;
@@ -93,95 +194,20 @@ Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m)
   auto [b, e] = TrimRange(text, 0, end);
   std::string_view agg = text.substr(b, e - b);
   size_t agg_at = b;
-  // round(inner, n)
-  if (agg.size() > 6 && agg.substr(0, 6) == "round(" && agg.back() == ')') {
-    std::string_view inside = agg.substr(6, agg.size() - 7);
-    size_t comma = std::string_view::npos;
-    int depth = 0;
-    for (size_t i = 0; i < inside.size(); ++i) {
-      if (inside[i] == '(') ++depth;
-      if (inside[i] == ')') --depth;
-      if (inside[i] == ',' && depth == 0) comma = i;
-    }
-    if (comma == std::string_view::npos) {
-      return Status::InvalidArgument(At(c.where, agg_at) + ": round() needs two arguments: round(avg(x), 2)");
-    }
-    auto [db, de] = TrimRange(inside, comma + 1, inside.size());
-    std::string digits(inside.substr(db, de - db));
-    char* endp = nullptr;
-    long n = std::strtol(digits.c_str(), &endp, 10);
-    if (digits.empty() || *endp != '\0' || n < 0 || n > 15) {
-      return Status::InvalidArgument(At(c.where, agg_at + 6 + db) + ": round() digits must be 0..15");
-    }
-    m->round_digits = static_cast<int>(n);
-    auto [ib, ie] = TrimRange(inside, 0, comma);
-    agg_at += 6 + ib;
-    agg = inside.substr(ib, ie - ib);
-  }
+  RETURN_IF_ERROR(TakeRound(c, &agg, &agg_at, m));
   size_t open = agg.find('(');
   if (open == std::string_view::npos || agg.back() != ')') {
     return Status::InvalidArgument(At(c.where, agg_at) + ": metric '" + c.name +
                                    "' must be an aggregate such as count(), sum(x), avg(x), "
                                    "min(x), max(x) or last(x)");
   }
-  std::string fn(agg.substr(0, open));
-  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (fn == "count") m->fn = AggFn::kCount;
-  else if (fn == "sum") m->fn = AggFn::kSum;
-  else if (fn == "avg") m->fn = AggFn::kAvg;
-  else if (fn == "min") m->fn = AggFn::kMin;
-  else if (fn == "max") m->fn = AggFn::kMax;
-  else if (fn == "last") m->fn = AggFn::kLast;
-  else {
-    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
-                                   "' (expected count, sum, avg, min, max or last)");
-  }
+  ASSIGN_OR_RETURN(const std::string fn, ParseAggregateName(c, agg, agg_at, open, m));
   auto [ab, ae] = TrimRange(agg, open + 1, agg.size() - 1);
-  std::string_view arg = agg.substr(ab, ae - ab);
-  if (m->fn == AggFn::kCount) {
-    if (!arg.empty() && arg != "*") {
-      // count(x) counts non-null x.
-      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
-      m->arg_type = m->arg->type();
-    }
-    m->result_type = Type::kInt64;
-  } else {
-    if (arg.empty()) {
-      return Status::InvalidArgument(At(c.where, agg_at) + ": " + fn + "() needs an argument");
-    }
-    ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, agg_at + ab)));
-    m->arg_type = m->arg->type();
-    bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
-    if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
-      return Status::InvalidArgument(At(c.where, agg_at + ab) + ": " + fn +
-                                     "() needs a numeric argument, got " +
-                                     std::string(TypeName(m->arg_type)));
-    }
-    if (m->fn == AggFn::kSum) {
-      m->result_type = m->arg_type;
-    } else if (m->fn == AggFn::kAvg) {
-      m->result_type = Type::kDouble;
-    } else {
-      m->result_type = m->arg_type;
-    }
-  }
+  RETURN_IF_ERROR(CompileMetricArgument(c, schema, agg.substr(ab, ae - ab), agg_at + ab, agg_at, fn, m));
   if (m->round_digits >= 0 && m->fn != AggFn::kAvg) {
     return Status::InvalidArgument(At(c.where) + ": round() applies to avg() only");
   }
-  if (!default_text.empty()) {
-    if (m->fn != AggFn::kAvg) {
-      return Status::InvalidArgument(At(c.where, default_at) +
-                                     ": 'default' applies to avg() only (count and sum are 0 "
-                                     "without records)");
-    }
-    Schema empty;
-    ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
-    Value v = lit->Eval({});
-    if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
-      return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
-    }
-    m->default_value = Value::Double(v.AsDouble());
-  }
+  if (!default_text.empty()) RETURN_IF_ERROR(CompileMetricDefault(c, default_text, default_at, m));
   return Status::OK();
 }
 
@@ -194,6 +220,234 @@ Result<Value> CompileDefault(const std::string& text, Type type, const std::stri
   if (type == Type::kDouble && v.type() == Type::kInt64) return Value::Double(v.AsDouble());
   return Status::InvalidArgument(where + ": default " + text + " is not a " +
                                  std::string(TypeName(type)));
+}
+
+/// Adds the declared source fields to the plan's input and row schemas, then the columns every
+/// record carries (_source, _partition, _offset).
+Status DeclareInputFields(const PipelineConfig& config, Plan* plan) {
+  for (const auto& f : config.source.fields) {
+    plan->input.Add(f);
+    plan->schema.Add(f);
+  }
+  if (config.source.fields.empty()) {
+    return Status::InvalidArgument(config.source.options.Where("") +
+                                   ": [source.fields] must declare the fields to read");
+  }
+  plan->source_slot = plan->schema.Add({"_source", Type::kString, ""});
+  plan->partition_slot = plan->schema.Add({"_partition", Type::kInt64, ""});
+  plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
+  return Status::OK();
+}
+
+/// Loads every [dimension.NAME] through the connector registry; an error points at the setting
+/// that names the dimension, unless it already has a place.
+Status LoadDimensions(const PipelineConfig& config, Plan* plan) {
+  for (const auto& [name, dim] : config.dimensions) {
+    auto loaded = ConnectorRegistry::Instance().LoadDimension(dim);
+    if (!loaded.ok()) {
+      const Status& s = loaded.status();
+      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
+        return s;
+      }
+      const std::string prefix = "dimension " + name + ": ";
+      const bool named = s.message().rfind(prefix, 0) == 0;
+      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
+    }
+    plan->dimensions[name] = std::move(loaded).value();
+  }
+  return Status::OK();
+}
+
+/// Gives a `let` step its slot: the field it names when it exists (of the same type), else a
+/// new field of the expression's type.
+Status CompileLet(const StepConfig& sc, Schema* schema, CompiledStep* step) {
+  Type t = step->expr->type();
+  auto existing = schema->IndexOf(sc.target);
+  if (existing) {
+    Type old = schema->field(*existing).type;
+    if (old != t && t != Type::kNull) {
+      return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
+                                     std::string(TypeName(old)) + " to " +
+                                     std::string(TypeName(t)) + "; use a new name");
+    }
+    step->slot = *existing;
+  } else {
+    if (t == Type::kNull) {
+      return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
+    }
+    step->slot = schema->Add({sc.target, t, ""});
+  }
+  return Status::OK();
+}
+
+/// Checks that a condition step (ignore_if, dead_letter_if, filter) is boolean.
+Status CheckCondition(const StepConfig& sc, const CompiledStep& step) {
+  if (step.expr->type() != Type::kBool) {
+    return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
+                                   std::string(TypeName(step.expr->type())));
+  }
+  return Status::OK();
+}
+
+/// Gives one field a lookup copies from dimension `dim` its slot in `schema` (a new field, or
+/// an existing one of the same type) and its default, appended to `step`.
+Status CompileLookupField(const StepConfig& sc, const DimensionTable& dim, const std::string& f,
+                          Schema* schema, CompiledStep* step) {
+  auto col = dim.fields().IndexOf(f);
+  if (!col) {
+    return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target + " has no field '" +
+                                   f + "'");
+  }
+  Type t = dim.fields().field(*col).type;
+  auto existing = schema->IndexOf(f);
+  size_t slot;
+  if (existing) {
+    if (schema->field(*existing).type != t) {
+      return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
+                                     " clashes with an existing field of another type");
+    }
+    slot = *existing;
+  } else {
+    slot = schema->Add({f, t, ""});
+  }
+  step->lookup_slots.emplace_back(slot, *col);
+  Value def;
+  auto d = sc.defaults.find(f);
+  if (d != sc.defaults.end()) {
+    ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
+  }
+  step->defaults.push_back(def);
+  return Status::OK();
+}
+
+/// Binds a lookup step to its dimension (loaded by LoadDimensions) and its fields to slots.
+Status CompileLookup(const StepConfig& sc, Plan* plan, CompiledStep* step) {
+  auto it = plan->dimensions.find(sc.target);
+  if (it == plan->dimensions.end()) {
+    return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" + sc.target +
+                                   "' (declare [dimension." + sc.target + "])");
+  }
+  std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
+  const DimensionTable& dim = *snapshot;
+  step->dim = it->second.get();
+  if (step->expr->type() != dim.key_type()) {
+    return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
+                                   std::string(TypeName(step->expr->type())) +
+                                   " but the key of dimension " + sc.target + " is " +
+                                   std::string(TypeName(dim.key_type())));
+  }
+  step->dimension = sc.target;
+  step->on_missing = sc.on_missing;
+  step->hold_micros = sc.hold_micros;
+  step->then = sc.then;
+  if (sc.on_missing == "hold") plan->holds = true;
+  for (const auto& f : sc.fields) {
+    RETURN_IF_ERROR(CompileLookupField(sc, dim, f, &plan->schema, step));
+  }
+  for (const auto& [k, v] : sc.defaults) {
+    if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
+      return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
+                                     "', which is not one of the lookup fields");
+    }
+  }
+  return Status::OK();
+}
+
+/// Compiles the steps in order, each against the fields the steps before it defined.
+Status CompileSteps(const PipelineConfig& config, Plan* plan) {
+  for (const StepConfig& sc : config.steps) {
+    CompiledStep step;
+    step.kind = sc.kind;
+    step.reason = sc.reason;
+    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
+    switch (sc.kind) {
+      case StepConfig::Kind::kLet:
+        RETURN_IF_ERROR(CompileLet(sc, &plan->schema, &step));
+        break;
+      case StepConfig::Kind::kIgnoreIf:
+      case StepConfig::Kind::kDeadLetterIf:
+      case StepConfig::Kind::kFilter:
+        RETURN_IF_ERROR(CheckCondition(sc, step));
+        break;
+      case StepConfig::Kind::kLookup:
+        RETURN_IF_ERROR(CompileLookup(sc, plan, &step));
+        break;
+    }
+    plan->steps.push_back(std::move(step));
+  }
+  return Status::OK();
+}
+
+/// Compiles one group key; a key that compiles against the window columns alone also gets
+/// that form (`window_expr`), since it depends on nothing else, unless a field of the same name
+/// hides a window column.
+Result<KeySpec> CompileKey(const ColumnConfig& kc, const Schema& schema, const AggregateSpec& spec) {
+  KeySpec k;
+  k.name = kc.name;
+  ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, schema, kc.where));
+  k.type = k.expr->type();
+  if (auto idx = schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
+  if (k.slot < 0 && schema.IndexOf("window_start") == spec.window_start_slot &&
+      schema.IndexOf("window_end") == spec.window_end_slot) {
+    Schema window_row;
+    window_row.Add({"window_start", Type::kTimestamp, ""});
+    window_row.Add({"window_end", Type::kTimestamp, ""});
+    auto window_expr = expr::Compile(kc.text, window_row, kc.where);
+    if (window_expr.ok() && (*window_expr)->type() == k.type) {
+      k.window_expr = std::move(*window_expr);
+    }
+  }
+  return k;
+}
+
+/// Compiles [aggregate]: its window and event time, then (after adding the window columns to
+/// the row schema) its keys and metrics.
+Result<std::unique_ptr<AggregateSpec>> CompileAggregate(const AggregateConfig& ac, Schema* schema) {
+  auto spec = std::make_unique<AggregateSpec>();
+  spec->window_micros = ac.window_micros;
+  spec->append_mode = ac.mode == "append";
+  spec->watermark_delay_micros = ac.watermark_delay_micros;
+  spec->allowed_lateness_micros = ac.allowed_lateness_micros;
+  spec->idle_timeout_micros = ac.idle_timeout_micros;
+  spec->emit_window_start = false;
+  spec->emit_window_end = false;
+  for (const auto& w : ac.window_columns) {
+    if (w == "window_start") spec->emit_window_start = true;
+    if (w == "window_end") spec->emit_window_end = true;
+  }
+  ASSIGN_OR_RETURN(spec->time, expr::Compile(ac.time_expr, *schema, ac.time_where));
+  if (spec->time->type() != Type::kTimestamp) {
+    return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
+                                   std::string(TypeName(spec->time->type())));
+  }
+  spec->window_start_slot = schema->Add({"window_start", Type::kTimestamp, ""});
+  spec->window_end_slot = schema->Add({"window_end", Type::kTimestamp, ""});
+  for (const auto& kc : ac.keys) {
+    ASSIGN_OR_RETURN(KeySpec k, CompileKey(kc, *schema, *spec));
+    spec->keys.push_back(std::move(k));
+  }
+  for (const auto& mc : ac.metrics) {
+    MetricSpec m;
+    RETURN_IF_ERROR(CompileMetric(mc, *schema, &m));
+    for (const auto& k : spec->keys) {
+      if (k.name == m.name) {
+        return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
+      }
+    }
+    spec->metrics.push_back(std::move(m));
+  }
+  return spec;
+}
+
+/// Compiles the output columns of a pipeline without an aggregate.
+Status CompileSelect(const PipelineConfig& config, Plan* plan) {
+  for (const auto& sc : config.select) {
+    SelectColumn c;
+    c.name = sc.name;
+    ASSIGN_OR_RETURN(c.expr, expr::Compile(sc.text, plan->schema, sc.where));
+    plan->select.push_back(std::move(c));
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -212,183 +466,13 @@ Schema Plan::OutputSchema() const {
 Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   auto plan = std::make_unique<Plan>();
   plan->config = &config;
-  for (const auto& f : config.source.fields) {
-    plan->input.Add(f);
-    plan->schema.Add(f);
-  }
-  if (config.source.fields.empty()) {
-    return Status::InvalidArgument(config.source.options.Where("") +
-                                   ": [source.fields] must declare the fields to read");
-  }
-  plan->source_slot = plan->schema.Add({"_source", Type::kString, ""});
-  plan->partition_slot = plan->schema.Add({"_partition", Type::kInt64, ""});
-  plan->offset_slot = plan->schema.Add({"_offset", Type::kInt64, ""});
-
-  for (const auto& [name, dim] : config.dimensions) {
-    auto loaded = ConnectorRegistry::Instance().LoadDimension(dim);
-    if (!loaded.ok()) {
-      // Point at the setting that names the dimension, unless the error already has a place.
-      const Status& s = loaded.status();
-      if (dim.uri_where.file.empty() || s.message().rfind(dim.uri_where.file + ":", 0) == 0) {
-        return s;
-      }
-      const std::string prefix = "dimension " + name + ": ";
-      const bool named = s.message().rfind(prefix, 0) == 0;
-      return Status(s.code(), At(dim.uri_where) + ": " + (named ? "" : prefix) + s.message());
-    }
-    plan->dimensions[name] = std::move(loaded).value();
-  }
-
-  for (const StepConfig& sc : config.steps) {
-    CompiledStep step;
-    step.kind = sc.kind;
-    step.reason = sc.reason;
-    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
-    switch (sc.kind) {
-      case StepConfig::Kind::kLet: {
-        Type t = step.expr->type();
-        auto existing = plan->schema.IndexOf(sc.target);
-        if (existing) {
-          Type old = plan->schema.field(*existing).type;
-          if (old != t && t != Type::kNull) {
-            return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
-                                           std::string(TypeName(old)) + " to " +
-                                           std::string(TypeName(t)) + "; use a new name");
-          }
-          step.slot = *existing;
-        } else {
-          if (t == Type::kNull) {
-            return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
-          }
-          step.slot = plan->schema.Add({sc.target, t, ""});
-        }
-        break;
-      }
-      case StepConfig::Kind::kIgnoreIf:
-      case StepConfig::Kind::kDeadLetterIf:
-      case StepConfig::Kind::kFilter:
-        if (step.expr->type() != Type::kBool) {
-          return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
-                                         std::string(TypeName(step.expr->type())));
-        }
-        break;
-      case StepConfig::Kind::kLookup: {
-        auto it = plan->dimensions.find(sc.target);
-        if (it == plan->dimensions.end()) {
-          return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" +
-                                         sc.target + "' (declare [dimension." + sc.target + "])");
-        }
-        std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
-        const DimensionTable& dim = *snapshot;
-        step.dim = it->second.get();
-        if (step.expr->type() != dim.key_type()) {
-          return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
-                                         std::string(TypeName(step.expr->type())) +
-                                         " but the key of dimension " + sc.target + " is " +
-                                         std::string(TypeName(dim.key_type())));
-        }
-        step.dimension = sc.target;
-        step.on_missing = sc.on_missing;
-        step.hold_micros = sc.hold_micros;
-        step.then = sc.then;
-        if (sc.on_missing == "hold") plan->holds = true;
-        for (const auto& f : sc.fields) {
-          auto col = dim.fields().IndexOf(f);
-          if (!col) {
-            return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target +
-                                           " has no field '" + f + "'");
-          }
-          Type t = dim.fields().field(*col).type;
-          auto existing = plan->schema.IndexOf(f);
-          size_t slot;
-          if (existing) {
-            if (plan->schema.field(*existing).type != t) {
-              return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
-                                             " clashes with an existing field of another type");
-            }
-            slot = *existing;
-          } else {
-            slot = plan->schema.Add({f, t, ""});
-          }
-          step.lookup_slots.emplace_back(slot, *col);
-          Value def;
-          auto d = sc.defaults.find(f);
-          if (d != sc.defaults.end()) {
-            ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
-          }
-          step.defaults.push_back(def);
-        }
-        for (const auto& [k, v] : sc.defaults) {
-          if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
-            return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
-                                           "', which is not one of the lookup fields");
-          }
-        }
-        break;
-      }
-    }
-    plan->steps.push_back(std::move(step));
-  }
-
+  RETURN_IF_ERROR(DeclareInputFields(config, plan.get()));
+  RETURN_IF_ERROR(LoadDimensions(config, plan.get()));
+  RETURN_IF_ERROR(CompileSteps(config, plan.get()));
   if (config.aggregate) {
-    const AggregateConfig& ac = *config.aggregate;
-    auto spec = std::make_unique<AggregateSpec>();
-    spec->window_micros = ac.window_micros;
-    spec->append_mode = ac.mode == "append";
-    spec->watermark_delay_micros = ac.watermark_delay_micros;
-    spec->allowed_lateness_micros = ac.allowed_lateness_micros;
-    spec->idle_timeout_micros = ac.idle_timeout_micros;
-    spec->emit_window_start = false;
-    spec->emit_window_end = false;
-    for (const auto& w : ac.window_columns) {
-      if (w == "window_start") spec->emit_window_start = true;
-      if (w == "window_end") spec->emit_window_end = true;
-    }
-    ASSIGN_OR_RETURN(spec->time, expr::Compile(ac.time_expr, plan->schema, ac.time_where));
-    if (spec->time->type() != Type::kTimestamp) {
-      return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
-                                     std::string(TypeName(spec->time->type())));
-    }
-    spec->window_start_slot = plan->schema.Add({"window_start", Type::kTimestamp, ""});
-    spec->window_end_slot = plan->schema.Add({"window_end", Type::kTimestamp, ""});
-    for (const auto& kc : ac.keys) {
-      KeySpec k;
-      k.name = kc.name;
-      ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, plan->schema, kc.where));
-      k.type = k.expr->type();
-      if (auto idx = plan->schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
-      // A key that compiles against the window columns alone depends on nothing else, unless
-      // a field of the same name hides a window column.
-      if (k.slot < 0 && plan->schema.IndexOf("window_start") == spec->window_start_slot &&
-          plan->schema.IndexOf("window_end") == spec->window_end_slot) {
-        Schema window_row;
-        window_row.Add({"window_start", Type::kTimestamp, ""});
-        window_row.Add({"window_end", Type::kTimestamp, ""});
-        auto window_expr = expr::Compile(kc.text, window_row, kc.where);
-        if (window_expr.ok() && (*window_expr)->type() == k.type) {
-          k.window_expr = std::move(*window_expr);
-        }
-      }
-      spec->keys.push_back(std::move(k));
-    }
-    for (const auto& mc : ac.metrics) {
-      MetricSpec m;
-      RETURN_IF_ERROR(CompileMetric(mc, plan->schema, &m));
-      for (const auto& k : spec->keys) {
-        if (k.name == m.name) {
-          return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
-        }
-      }
-      spec->metrics.push_back(std::move(m));
-    }
-    plan->aggregate = std::move(spec);
+    ASSIGN_OR_RETURN(plan->aggregate, CompileAggregate(*config.aggregate, &plan->schema));
   } else {
-    for (const auto& sc : config.select) {
-      SelectColumn c;
-      c.name = sc.name;
-      ASSIGN_OR_RETURN(c.expr, expr::Compile(sc.text, plan->schema, sc.where));
-      plan->select.push_back(std::move(c));
-    }
+    RETURN_IF_ERROR(CompileSelect(config, plan.get()));
   }
   return plan;
 }

@@ -14,6 +14,15 @@
 namespace sluice {
 
 /// What a dimension connector provides: the first snapshot, and a poller that follows changes.
+///
+/// Lifecycle: `load` -> `poller` -> DimensionPoller::Poll()* -> the poller's destruction. `load`
+/// runs while the plan is built (BuildPlan, on the thread that makes the runner; `sluice
+/// validate` stops there), `poller` when the run starts (Runner::Start, on the coordinator's
+/// thread, before any worker starts); the poller then runs on the refresher's thread (see
+/// DimensionPoller) and is destroyed when the run ends. Each is called once per dimension and
+/// run, never concurrently with the other; both may block while they read the source, and
+/// report a source they cannot read as an error (BuildPlan adds where the dimension is
+/// declared).
 struct DimensionFactory {
   /// Loads the first snapshot (or an empty table that `poller` fills at start). `refresh` holds
   /// the interval already read from `refresh`; the connector reads its own refresh options.

@@ -580,17 +580,31 @@ std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source)
   return out;
 }
 
-Status Runner::Checkpoint(bool final) {
+void Runner::RequestHandoffs() {
   {
     std::lock_guard<std::mutex> lock(epoch_mu_);
     ++epoch_;
   }
   for (auto& w : workers_) w->RequestHandoff(epoch_);
+}
+
+void Runner::ReportEventTime(size_t i, const Handoff& h) {
+  // A worker that handed over nothing new (finished earlier) keeps its last report.
+  if (!needs_state_ || !clock_ || (h.progress.empty() && !h.input_ended && workers_[i]->finished())) {
+    return;
+  }
+  const int64_t now = SteadyClockMicros();
+  for (int32_t p : h.input_partitions) clock_->Know({config_.source.name, p}, kNoWatermark, now);
+  clock_->Report(static_cast<int>(i), config_.source.name, h.progress, h.revoked, now);
+  reports_[i].enforced = std::max(reports_[i].enforced, h.enforced);
+  if (h.input_ended) {
+    reports_[i].ended = true;
+    clock_->WorkerEnded(static_cast<int>(i));
+  }
+}
+
+Status Runner::CollectHandoffs(CheckpointWork* work) {
   std::vector<std::vector<DeltaRow>> parts;
-  std::vector<std::vector<Value>> rows;
-  std::vector<DeadLetter> letters;
-  std::vector<int32_t> revoked;
-  bool held_changed = false;
   for (size_t i = 0; i < workers_.size(); ++i) {
     // While draining, a worker blocked in its source (a close that does not return) must not
     // hold the stop beyond shutdown_timeout; its handoff is left uncommitted.
@@ -598,97 +612,92 @@ Status Runner::Checkpoint(bool final) {
     if (!taken) return Abandon("worker " + std::to_string(i) + " did not hand over its work");
     Handoff h = std::move(*taken);
     if (h.held_reported) {
-      held_changed = held_changed || !h.held.empty() || !held_by_worker_[i].empty();
+      work->held_changed = work->held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
     }
-    // A worker that handed over nothing new (finished earlier) keeps its last report.
-    if (needs_state_ && clock_ && (!h.progress.empty() || h.input_ended || !workers_[i]->finished())) {
-      const int64_t now = SteadyClockMicros();
-      for (int32_t p : h.input_partitions) clock_->Know({config_.source.name, p}, kNoWatermark, now);
-      clock_->Report(static_cast<int>(i), config_.source.name, h.progress, h.revoked, now);
-      reports_[i].enforced = std::max(reports_[i].enforced, h.enforced);
-      if (h.input_ended) {
-        reports_[i].ended = true;
-        clock_->WorkerEnded(static_cast<int>(i));
-      }
-    }
+    ReportEventTime(i, h);
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
-    for (auto& r : h.rows) rows.push_back(std::move(r));
-    for (auto& d : h.dead_letters) letters.push_back(std::move(d));
+    for (auto& r : h.rows) work->rows.push_back(std::move(r));
+    for (auto& d : h.dead_letters) work->letters.push_back(std::move(d));
     for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
-    for (int32_t p : h.revoked) revoked.push_back(p);
+    for (int32_t p : h.revoked) work->revoked.push_back(p);
   }
-  std::vector<DeltaRow> deltas;
   if (!parts.empty() && plan_->aggregate) {
-    deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+    work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
     // A fixed order makes concurrent writers lock rows in the same order.
-    std::sort(deltas.begin(), deltas.end(), DeltaLess);
+    std::sort(work->deltas.begin(), work->deltas.end(), DeltaLess);
   }
+  return Status::OK();
+}
+
+void Runner::AdvanceEventTime(CheckpointWork* work) {
   bool all_ended = false;  // every bounded input is exhausted: all open windows are emitted
-  std::map<std::pair<std::string, int32_t>, int64_t> event_times;  // as this checkpoint stores them
-  bool state_changed = false;
-  std::string state;
-  if (needs_state_) {
-    const int64_t watermark_before = window_.watermark;
-    const size_t open_before = open_ ? open_->size() : 0;
-    state_changed = (open_ && !deltas.empty()) || held_changed;
-    if (plan_->aggregate) {
-      std::vector<std::vector<Value>> closed =
-          AdvanceWindows(open_ ? std::move(deltas) : std::vector<DeltaRow>(), &all_ended);
-      if (open_) deltas.clear();
-      state_changed = state_changed || !closed.empty() || window_.watermark != watermark_before ||
-                      (open_ && open_->size() != open_before);
-      for (auto& r : closed) rows.push_back(std::move(r));
-    }
-    WindowState snapshot;
-    for (const auto& list : held_by_worker_) {
-      snapshot.held.insert(snapshot.held.end(), list.begin(), list.end());
-    }
-    snapshot.watermark = window_.watermark;
-    snapshot.closed_before = window_.closed_before;
-    snapshot.max_event_times = clock_ ? clock_->MaxEventTimes() : window_.max_event_times;
-    event_times = snapshot.max_event_times;
-    if (open_) snapshot.open = open_->Snapshot();
-    state = snapshot.Serialize(plan_->aggregate.get());
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.watermark_micros = window_.watermark;
-    stats_.open_windows = open_ ? static_cast<int64_t>(open_->size()) : 0;
+  const int64_t watermark_before = window_.watermark;
+  const size_t open_before = open_ ? open_->size() : 0;
+  work->state_changed = (open_ && !work->deltas.empty()) || work->held_changed;
+  if (plan_->aggregate) {
+    std::vector<std::vector<Value>> closed =
+        AdvanceWindows(open_ ? std::move(work->deltas) : std::vector<DeltaRow>(), &all_ended);
+    if (open_) work->deltas.clear();
+    work->state_changed = work->state_changed || !closed.empty() ||
+                          window_.watermark != watermark_before ||
+                          (open_ && open_->size() != open_before);
+    for (auto& r : closed) work->rows.push_back(std::move(r));
   }
-  auto mark_committed = [&] {
-    for (int32_t p : revoked) {
-      positions_.erase({config_.source.name, p});
-      std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
-      committed_.erase({config_.source.name, p});
-    }
-    std::lock_guard<std::mutex> lock(epoch_mu_);
-    committed_epoch_ = epoch_;
-    epoch_cv_.notify_all();
-  };
-  // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
-  if (deltas.empty() && rows.empty() && letters.empty() && positions_ == committed_ && !state_changed &&
-      !final) {
-    mark_committed();
-    return Status::OK();
+  WindowState snapshot;
+  for (const auto& list : held_by_worker_) {
+    snapshot.held.insert(snapshot.held.end(), list.begin(), list.end());
   }
-  if (positions_uncertain_.load()) {
-    // A partition was assigned while the sink could not be read: what was read of it may
-    // start behind the committed position. The next run starts from the sink's positions.
-    return Status::Aborted("a partition was assigned while the sink could not be read; this "
-                           "checkpoint is not committed (the next run goes on from the sink's "
-                           "positions)");
+  snapshot.watermark = window_.watermark;
+  snapshot.closed_before = window_.closed_before;
+  snapshot.max_event_times = clock_ ? clock_->MaxEventTimes() : window_.max_event_times;
+  work->event_times = snapshot.max_event_times;
+  if (open_) snapshot.open = open_->Snapshot();
+  work->state = snapshot.Serialize(plan_->aggregate.get());
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.watermark_micros = window_.watermark;
+  stats_.open_windows = open_ ? static_cast<int64_t>(open_->size()) : 0;
+}
+
+void Runner::MarkCommitted(const std::vector<int32_t>& revoked) {
+  for (int32_t p : revoked) {
+    positions_.erase({config_.source.name, p});
+    std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
+    committed_.erase({config_.source.name, p});
   }
-  const auto started = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(epoch_mu_);
+  committed_epoch_ = epoch_;
+  epoch_cv_.notify_all();
+}
+
+::sluice::Checkpoint Runner::MakeSinkCheckpoint(CheckpointWork* work, bool final,
+                                                int64_t dead_letter_length) {
+  ::sluice::Checkpoint cp;
+  cp.id = epoch_;
+  cp.deltas = &work->deltas;
+  cp.rows = &work->rows;
+  cp.state = needs_state_ ? &work->state : nullptr;
+  cp.final = final;
+  for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
+  if (dead_letters_) {
+    cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
+  } else {
+    cp.dead_letters = &work->letters;
+  }
+  return cp;
+}
+
+Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink_rejected_total) {
   int64_t backoff_ms = 100;
   // Several dead letters of one record are told apart by their order (the sink's key).
   std::map<std::tuple<std::string, int32_t, int64_t>, int32_t> seen;
-  for (auto& d : letters) d.seq = seen[{d.source, d.partition, d.offset}]++;
+  for (auto& d : work->letters) d.seq = seen[{d.source, d.partition, d.offset}]++;
   int64_t dead_letter_length = dead_letters_ ? dead_letters_->length() : 0;
   bool letters_written = !dead_letters_;
-  int64_t sink_rejected_total = 0;
   while (true) {
     Status s;
     if (!letters_written) {
-      auto len = dead_letters_->Append(config_.name, letters);
+      auto len = dead_letters_->Append(config_.name, work->letters);
       if (len.ok()) {
         dead_letter_length = *len;
         letters_written = true;
@@ -697,23 +706,12 @@ Status Runner::Checkpoint(bool final) {
       }
     }
     if (letters_written) {
-      ::sluice::Checkpoint cp;
-      cp.id = epoch_;
-      cp.deltas = &deltas;
-      cp.rows = &rows;
-      cp.state = needs_state_ ? &state : nullptr;
-      cp.final = final;
-      for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
-      if (dead_letters_) {
-        cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
-      } else {
-        cp.dead_letters = &letters;
-      }
+      const ::sluice::Checkpoint cp = MakeSinkCheckpoint(work, final, dead_letter_length);
       std::lock_guard<std::mutex> lock(sink_mu_);
       s = sink_->Commit(cp);
-      if (s.ok()) sink_rejected_total = sink_->RowsRejected();
+      if (s.ok()) *sink_rejected_total = sink_->RowsRejected();
     }
-    if (s.ok()) break;
+    if (s.ok()) return s;
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.checkpoint_failures;
@@ -735,33 +733,35 @@ Status Runner::Checkpoint(bool final) {
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }
+}
+
+void Runner::PublishCommitted(const CheckpointWork& work) {
   {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
     committed_ = positions_;
   }
   if (needs_state_) {
-    // Before mark_committed(): a worker that gave up partitions waits for it, and their next
+    // Before MarkCommitted(): a worker that gave up partitions waits for it, and their next
     // owner here restores from this.
     std::lock_guard<std::mutex> lock(event_mu_);
-    for (const auto& [key, t] : event_times) {
+    for (const auto& [key, t] : work.event_times) {
       auto [it, inserted] = committed_event_times_.try_emplace(key, t);
       if (!inserted) it->second = std::max(it->second, t);
     }
   }
-  mark_committed();
+  MarkCommitted(work.revoked);
   std::map<int32_t, int64_t> by_partition;
   for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
   for (auto& w : workers_) w->NotifyCommitted(by_partition);
-  UpdateStoredDeadLetters(!letters.empty(), final);
-  if (commit_observer_) commit_observer_(deltas, rows);
-  const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::steady_clock::now() - started)
-                               .count();
+}
+
+void Runner::RecordCheckpointStats(const CheckpointWork& work, int64_t sink_rejected_total,
+                                   int64_t duration_micros) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_.checkpoints;
   const int64_t refused = sink_rejected_total - stats_.sink_rejected;
   stats_.sink_rejected += refused;
-  stats_.rows_written += static_cast<int64_t>(deltas.size() + rows.size()) - refused;
+  stats_.rows_written += static_cast<int64_t>(work.deltas.size() + work.rows.size()) - refused;
   if (const std::optional<SinkRowCounts> c = sink_->LastCommitRowCounts()) {
     stats_.row_counts_known = true;
     stats_.rows_inserted += c->inserted;
@@ -769,9 +769,39 @@ Status Runner::Checkpoint(bool final) {
     stats_.rows_unchanged += c->unchanged;
   }
   stats_.last_checkpoint_micros = WallClockMicros();
-  stats_.last_checkpoint_duration_micros = duration;
-  stats_.checkpoint_duration_total_micros += duration;
+  stats_.last_checkpoint_duration_micros = duration_micros;
+  stats_.checkpoint_duration_total_micros += duration_micros;
   stats_.sink_healthy = true;
+}
+
+Status Runner::Checkpoint(bool final) {
+  RequestHandoffs();
+  CheckpointWork work;
+  RETURN_IF_ERROR(CollectHandoffs(&work));
+  if (needs_state_) AdvanceEventTime(&work);
+  // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
+  if (work.deltas.empty() && work.rows.empty() && work.letters.empty() && positions_ == committed_ &&
+      !work.state_changed && !final) {
+    MarkCommitted(work.revoked);
+    return Status::OK();
+  }
+  if (positions_uncertain_.load()) {
+    // A partition was assigned while the sink could not be read: what was read of it may
+    // start behind the committed position. The next run starts from the sink's positions.
+    return Status::Aborted("a partition was assigned while the sink could not be read; this "
+                           "checkpoint is not committed (the next run goes on from the sink's "
+                           "positions)");
+  }
+  const auto started = std::chrono::steady_clock::now();
+  int64_t sink_rejected_total = 0;
+  RETURN_IF_ERROR(CommitWithRetries(&work, final, &sink_rejected_total));
+  PublishCommitted(work);
+  UpdateStoredDeadLetters(!work.letters.empty(), final);
+  if (commit_observer_) commit_observer_(work.deltas, work.rows);
+  const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count();
+  RecordCheckpointStats(work, sink_rejected_total, duration);
   if (final) spdlog::debug("final checkpoint {} committed", epoch_);
   return Status::OK();
 }

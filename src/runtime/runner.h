@@ -93,6 +93,44 @@ class Runner : public CheckpointRequester {
   /// Collects every worker's handoff and commits it; retries the commit until it succeeds or
   /// a stop is forced. Returns the commit status.
   Status Checkpoint(bool final);
+
+  // The steps of Checkpoint(), in order.
+
+  /// What the workers handed over for one checkpoint, and what the coordinator made of it.
+  struct CheckpointWork {
+    std::vector<DeltaRow> deltas;  ///< merged and sorted (update mode)
+    std::vector<std::vector<Value>> rows;
+    std::vector<DeadLetter> letters;
+    std::vector<int32_t> revoked;  ///< partitions workers gave up since the last checkpoint
+    bool held_changed = false;     ///< the held records changed
+    bool state_changed = false;    ///< the serialized state differs from the last commit's
+    std::string state;             ///< the WindowState to store (needs_state_)
+    std::map<std::pair<std::string, int32_t>, int64_t> event_times;  ///< as `state` stores them
+  };
+  /// Starts a new epoch and asks every worker to hand over its work for it.
+  void RequestHandoffs();
+  /// Takes every worker's handoff into `work` and the latest positions into positions_; merges
+  /// the deltas. Gives up (Abandon) when a worker does not hand over before the drain expires.
+  Status CollectHandoffs(CheckpointWork* work);
+  /// Folds worker `i`'s event-time report of handoff `h` into the pipeline's clock.
+  void ReportEventTime(size_t i, const Handoff& h);
+  /// With state (needs_state_): closes the windows the watermark allows (their rows join
+  /// `work->rows`) and serializes the state to store.
+  void AdvanceEventTime(CheckpointWork* work);
+  /// Writes the dead letters (to the file, if any) and commits `work` to the sink, retrying
+  /// until it succeeds, the stop is forced or the drain expires, or the sink refuses for good.
+  Status CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink_rejected_total);
+  /// The sink's view of `work`, with every position handed over so far.
+  ::sluice::Checkpoint MakeSinkCheckpoint(CheckpointWork* work, bool final,
+                                          int64_t dead_letter_length);
+  /// After a commit: records what is committed (positions, event times), wakes the waiters
+  /// and tells the workers.
+  void PublishCommitted(const CheckpointWork& work);
+  /// Forgets the revoked partitions' positions and wakes whoever waits for this epoch.
+  void MarkCommitted(const std::vector<int32_t>& revoked);
+  /// Adds a committed checkpoint to the run's statistics.
+  void RecordCheckpointStats(const CheckpointWork& work, int64_t sink_rejected_total,
+                             int64_t duration_micros);
   /// Loads the event-time state of the last run from the sink (append mode, lateness).
   Status RestoreWindowState();
   /// Folds the workers' per-partition event-time reports into the pipeline's clock, closes the

@@ -67,11 +67,22 @@ struct SinkContext {
 ///
 /// Lifecycle: Make -> Check -> Open -> LoadPositions/LoadState -> Commit* -> Close.
 ///
-/// Threads: calls come one at a time, never concurrently. Open, LoadState, Commit and Close come
-/// from the checkpoint coordinator's thread; LoadPositions() also from worker threads, when a
-/// rebalance hands a worker new partitions (the runner serializes those calls with the
-/// coordinator's under its sink mutex). Healthy() is the exception: it may be called from any
-/// thread at any time (the HTTP server's /readyz) and must not block.
+/// Threads (as the Runner calls it):
+/// - Check() comes from the thread that makes the runner (Runner::Make, `sluice validate` too).
+/// - Open, LoadState, Commit, RowsRejected and LastCommitRowCounts come from the checkpoint
+///   coordinator's thread (the one in Runner::Run); Close from the thread that destroys the
+///   runner, once Run() returned and its workers stopped.
+/// - LoadPositions() comes from the coordinator at start, and from worker threads: when a
+///   rebalance hands a worker new partitions, and while a worker checks whether every partition
+///   has caught up (--until-caught-up).
+/// - The runner serializes LoadPositions(), Commit() and RowsRejected() (and SinkReader's
+///   CountDeadLetters()) under its sink mutex, so none of them overlaps another. The other
+///   coordinator calls are made without it: LastCommitRowCounts() may overlap a worker's
+///   LoadPositions(), so it must only read what the last Commit() left.
+/// - Healthy() and DeadLetterLocation() may be called from any thread at any time, from before
+///   Open() returns until Close(), concurrently with every other call (the HTTP server's
+///   /readyz, /metrics and dead-letter counts, the demo's console), and must not block:
+///   Healthy() should read an atomic, DeadLetterLocation() only what Make() fixed.
 ///
 /// Commit() either applies everything it is given (results and positions) or nothing, and may be
 /// retried with the same Checkpoint after a failure. Sinks that cannot be transactional (files)
@@ -101,9 +112,10 @@ class Sink {
   virtual bool StoresDeadLetters() const { return false; }
   /// Returns how many result rows this sink refused and dead-lettered itself in the commits
   /// that succeeded since Open() (see runtime/sink_rejection.h). Called from the checkpoint
-  /// thread only.
+  /// thread only, under the runner's sink mutex.
   virtual int64_t RowsRejected() const { return 0; }
-  /// Says where the stored dead letters are, for the log ("table _sluice_dead_letters").
+  /// Says where the stored dead letters are, for the log ("table _sluice_dead_letters"). Any
+  /// thread (see Threads above); must not block.
   virtual std::string DeadLetterLocation() const { return std::string(); }
   /// Returns false when the sink knows it cannot be reached now (its connection dropped), so
   /// /readyz reports it before the next commit fails. Any thread; must not block.

@@ -411,127 +411,152 @@ void Worker::Process(size_t i) {
   Process(Current{batch_.payload(i), rec.partition, rec.offset});
 }
 
-void Worker::Process(const Current& rec) {
-  std::span<Value> row(row_);
+bool Worker::DecodeInto(const Current& rec, std::span<Value> row) {
   Status s = decoder_->Decode(rec.payload, row.first(plan_->input.size()));
   if (!s.ok()) {
     counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
     DeadLetter(rec, "decode: " + s.message());
-    return;
+    return false;
   }
-  row_[plan_->source_slot] = source_kind_;
-  row_[plan_->partition_slot] = Value::Int(rec.partition);
-  row_[plan_->offset_slot] = Value::Int(rec.offset);
+  row[plan_->source_slot] = source_kind_;
+  row[plan_->partition_slot] = Value::Int(rec.partition);
+  row[plan_->offset_slot] = Value::Int(rec.offset);
+  return true;
+}
+
+void Worker::CountIgnored(size_t k) {
+  counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+  (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Worker::ApplyLookup(size_t k, const Current& rec, std::span<Value> row) {
+  const CompiledStep& step = plan_->steps[k];
+  const DimensionTable& dim = *snapshots_[k];
+  Value key_scratch;
+  const Value& key = step.expr->EvalRef(row, key_scratch);
+  const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
+  if (found) {
+    for (const auto& [slot, col] : step.lookup_slots) row[slot] = (*found)[col];
+    return true;
+  }
+  if (!retrying_) {
+    counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
+    step.dim->RecordMiss();
+    (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string policy = step.on_missing;
+  std::string reason = "no " + step.dimension + " for key " + key.ToString();
+  if (policy == "hold") {
+    // A late-arriving dimension row: keep the record and retry it between batches.
+    if (!retrying_) {
+      held_.push_back(HeldRecord{std::string(rec.payload), rec.partition, rec.offset,
+                                 WallClockMicros() + step.hold_micros});
+      counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
+      return false;
+    }
+    if (WallClockMicros() < retry_deadline_) {
+      keep_holding_ = true;
+      return false;
+    }
+    policy = step.then;
+    reason += " after holding it " + FormatDuration(step.hold_micros);
+  }
+  if (policy == "drop") {
+    counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (policy == "dead_letter") {
+    DeadLetter(rec, std::move(reason));
+    return false;
+  }
+  for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
+    row[step.lookup_slots[f].first] = step.defaults[f];
+  }
+  return true;
+}
+
+bool Worker::RunSteps(const Current& rec, std::span<Value> row) {
   for (size_t k = 0; k < plan_->steps.size(); ++k) {
     const CompiledStep& step = plan_->steps[k];
     switch (step.kind) {
       case StepConfig::Kind::kLet: {
         Value scratch;
         const Value& v = step.expr->EvalRef(row, scratch);
-        if (&v != &row_[step.slot]) row_[step.slot] = v;
+        if (&v != &row[step.slot]) row[step.slot] = v;
         break;
       }
       case StepConfig::Kind::kIgnoreIf:
         if (step.expr->EvalTrue(row)) {
-          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
-          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-          return;
+          CountIgnored(k);
+          return false;
         }
         break;
       case StepConfig::Kind::kFilter:
         if (!step.expr->EvalTrue(row)) {
-          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
-          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-          return;
+          CountIgnored(k);
+          return false;
         }
         break;
       case StepConfig::Kind::kDeadLetterIf:
         if (step.expr->EvalTrue(row)) {
           (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
           DeadLetter(rec, step.reason);
-          return;
+          return false;
         }
         break;
-      case StepConfig::Kind::kLookup: {
-        const DimensionTable& dim = *snapshots_[k];
-        Value key_scratch;
-        const Value& key = step.expr->EvalRef(row, key_scratch);
-        const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
-        if (found) {
-          for (const auto& [slot, col] : step.lookup_slots) row_[slot] = (*found)[col];
-          break;
-        }
-        if (!retrying_) {
-          counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
-          step.dim->RecordMiss();
-          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-        }
-        std::string policy = step.on_missing;
-        std::string reason = "no " + step.dimension + " for key " + key.ToString();
-        if (policy == "hold") {
-          // A late-arriving dimension row: keep the record and retry it between batches.
-          if (!retrying_) {
-            held_.push_back(HeldRecord{std::string(rec.payload), rec.partition, rec.offset,
-                                       WallClockMicros() + step.hold_micros});
-            counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
-            return;
-          }
-          if (WallClockMicros() < retry_deadline_) {
-            keep_holding_ = true;
-            return;
-          }
-          policy = step.then;
-          reason += " after holding it " + FormatDuration(step.hold_micros);
-        }
-        if (policy == "drop") {
-          counters_->ignored.fetch_add(1, std::memory_order_relaxed);
-          return;
-        }
-        if (policy == "dead_letter") {
-          DeadLetter(rec, std::move(reason));
-          return;
-        }
-        for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
-          row_[step.lookup_slots[f].first] = step.defaults[f];
-        }
-        break;
-      }
-    }
-  }
-  if (aggregator_) {
-    std::string null_key;
-    int64_t event_time = 0;
-    if (rec.partition != last_partition_) TrackPartition(rec.partition);
-    // Judged before its own event time counts: a record is never late by itself.
-    const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
-    switch (aggregator_->Add(row, late_before, &event_time, &null_key)) {
-      case Aggregator::AddResult::kAdded:
-        ++unflushed_aggregated_;
-        clocks_->Observe(rec.partition, event_time, now_micros_);
-        unflushed_max_event_time_ = std::max(unflushed_max_event_time_, event_time);
-        break;
-      case Aggregator::AddResult::kLate:
-        counters_->late.fetch_add(1, std::memory_order_relaxed);
-        DeadLetter(rec, "late");
-        break;
-      case Aggregator::AddResult::kNoTime:
-        DeadLetter(rec, "aggregate time is null");
-        break;
-      case Aggregator::AddResult::kNullKey:
-        DeadLetter(rec, "group key " + null_key + " is null");
+      case StepConfig::Kind::kLookup:
+        if (!ApplyLookup(k, rec, row)) return false;
         break;
     }
-    return;
   }
+  return true;
+}
+
+void Worker::AddToAggregate(const Current& rec, std::span<Value> row) {
+  std::string null_key;
+  int64_t event_time = 0;
+  if (rec.partition != last_partition_) TrackPartition(rec.partition);
+  // Judged before its own event time counts: a record is never late by itself.
+  const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
+  switch (aggregator_->Add(row, late_before, &event_time, &null_key)) {
+    case Aggregator::AddResult::kAdded:
+      ++unflushed_aggregated_;
+      clocks_->Observe(rec.partition, event_time, now_micros_);
+      unflushed_max_event_time_ = std::max(unflushed_max_event_time_, event_time);
+      break;
+    case Aggregator::AddResult::kLate:
+      counters_->late.fetch_add(1, std::memory_order_relaxed);
+      DeadLetter(rec, "late");
+      break;
+    case Aggregator::AddResult::kNoTime:
+      DeadLetter(rec, "aggregate time is null");
+      break;
+    case Aggregator::AddResult::kNullKey:
+      DeadLetter(rec, "group key " + null_key + " is null");
+      break;
+  }
+}
+
+void Worker::AppendOutputRow(std::span<const Value> row) {
   std::vector<Value> out;
   if (plan_->select.empty()) {
-    out.assign(row_.begin(), row_.begin() + static_cast<std::ptrdiff_t>(plan_->input.size()));
+    out.assign(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(plan_->input.size()));
   } else {
     out.reserve(plan_->select.size());
     for (const auto& c : plan_->select) out.push_back(c.expr->Eval(row));
   }
   pending_.rows.push_back(std::move(out));
   ++unflushed_aggregated_;
+}
+
+void Worker::Process(const Current& rec) {
+  std::span<Value> row(row_);
+  if (!DecodeInto(rec, row) || !RunSteps(rec, row)) return;
+  if (aggregator_) {
+    AddToAggregate(rec, row);
+  } else {
+    AppendOutputRow(row);
+  }
 }
 
 void Worker::FlushCounters() {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,7 +115,23 @@ class Worker {
     int64_t offset;
   };
   void Process(size_t i);
+  /// Runs one record through the pipeline: decode, steps, then the aggregate or the output.
   void Process(const Current& record);
+  // The steps of Process(). Each returns false when the record goes no further (ignored,
+  // dead-lettered or held; counted).
+  /// Decodes the record's declared fields into `row` and sets _source, _partition, _offset.
+  bool DecodeInto(const Current& record, std::span<Value> row);
+  /// Applies the plan's steps (let, conditions, lookups) to `row` in order.
+  bool RunSteps(const Current& record, std::span<Value> row);
+  /// Applies lookup step `k`: copies the dimension row's fields, or follows on_missing.
+  bool ApplyLookup(size_t k, const Current& record, std::span<Value> row);
+  /// Counts a record ignored by condition step `k`.
+  void CountIgnored(size_t k);
+  /// Adds the row to the worker's aggregator (late, timeless and null-keyed rows are
+  /// dead-lettered).
+  void AddToAggregate(const Current& record, std::span<Value> row);
+  /// Appends the output row (the select columns, or the declared fields) to the pending rows.
+  void AppendOutputRow(std::span<const Value> row);
   void DeadLetter(const Current& record, std::string reason);
   /// Adds the per-record counts gathered since the last flush to the shared counters.
   void FlushCounters();

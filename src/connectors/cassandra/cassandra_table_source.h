@@ -122,6 +122,8 @@ bool IsReadOverload(const Status& status);
 /// default 5000), `consistency` (default local_quorum), `give_up_after` (default 2m),
 /// `timeout` (default 12s), `password_file`. Each row becomes one NDJSON record of the
 /// declared fields: timeuuid/uuid in canonical form, timestamps ISO-8601 UTC, nulls as null.
+///
+/// Lifecycle and threads: as every table source (connectors/table/table_util.h).
 class CassandraTableSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config,

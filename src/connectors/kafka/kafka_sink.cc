@@ -165,7 +165,13 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
 }
 
-KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {}
+KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {
+  // Here rather than in Open(): DeadLetterLocation() may be called from any thread, also while
+  // Open() runs, so what it reads is fixed before.
+  if (settings_.dead_letter_topic.empty()) {
+    settings_.dead_letter_topic = settings_.topic + ".sluice-dead-letters";
+  }
+}
 
 KafkaSink::~KafkaSink() { Close(); }
 
@@ -501,8 +507,6 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   }
   if (settings_.positions_topic.empty())
     settings_.positions_topic = settings_.topic + ".sluice-positions";
-  if (settings_.dead_letter_topic.empty())
-    settings_.dead_letter_topic = settings_.topic + ".sluice-dead-letters";
   std::random_device rd;
   token_prefix_ = std::to_string((static_cast<uint64_t>(rd()) << 32) | rd());
   positions_.clear();
@@ -786,86 +790,83 @@ bool KafkaSink::RetryWithoutRefusedRow() {
          rejected_.emplace(delivery_->too_large_row - 1, delivery_->too_large_text).second;
 }
 
-Status KafkaSink::Commit(const Checkpoint& cp) {
-  if (!fatal_.empty()) return Status::Internal(fatal_);
-  if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
-  if (needs_init_) RETURN_IF_ERROR(InitProducer());
-  if (!pending_marker_.empty()) {
-    // The new producer's init_transactions made the coordinator finish or abort the transaction
-    // in doubt; its marker says which.
-    RETURN_IF_ERROR(ReadBack());
-    const bool applied = commit_marker_ == pending_marker_;
-    spdlog::info("kafka sink: checkpoint {} in doubt was {}", cp.id,
-                 applied ? "committed" : "not committed");
-    pending_marker_.clear();
-    if (applied) return Status::OK();
-  }
-  healthy_.store(true);
-  const int timeout = static_cast<int>(settings_.timeout_ms);
-  const std::string marker =
-      token_prefix_ + "-" + std::to_string(cp.id) + "-" + std::to_string(++attempts_);
-  delivery_->Reset();
+Result<bool> KafkaSink::SettleCommitInDoubt(int64_t checkpoint_id) {
+  // The new producer's init_transactions made the coordinator finish or abort the transaction
+  // in doubt; its marker says which.
+  RETURN_IF_ERROR(ReadBack());
+  const bool applied = commit_marker_ == pending_marker_;
+  spdlog::info("kafka sink: checkpoint {} in doubt was {}", checkpoint_id,
+               applied ? "committed" : "not committed");
+  pending_marker_.clear();
+  return applied;
+}
+
+Status KafkaSink::BeginTransaction() {
   if (RdKafka::Error* e = producer_->begin_transaction()) {
     Status s = TxnError("begin_transaction", e);
     delete e;
     needs_init_ = true;
     return s;
   }
-  auto produce = [&](const std::string& topic, const std::string& key, const std::string* payload,
-                     uintptr_t row) -> Status {
-    while (true) {
-      RdKafka::ErrorCode rc = producer_->produce(
-          topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          payload ? const_cast<char*>(payload->data()) : nullptr, payload ? payload->size() : 0,
-          key.empty() && row != 0 ? nullptr : key.data(), key.size(), 0,
-          reinterpret_cast<void*>(row));
-      if (rc == RdKafka::ERR_NO_ERROR) break;
-      if (rc == RdKafka::ERR__QUEUE_FULL) {
-        producer_->poll(50);
-        continue;
-      }
-      if (rc == RdKafka::ERR_MSG_SIZE_TOO_LARGE && row != 0) {
-        // Refused before it left: dead-lettered instead, in this same transaction.
-        rejected_[row - 1] = "kafka error MSG_SIZE_TOO_LARGE: " +
-                             std::to_string(payload ? payload->size() : 0) +
-                             (avro_ ? " bytes as Avro" : " bytes as JSON") +
-                             ", over the producer's message.max.bytes";
-        return Status::OK();
-      }
-      return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
+  return Status::OK();
+}
+
+Status KafkaSink::Produce(const std::string& topic, const std::string& key,
+                          const std::string* payload, uintptr_t row) {
+  while (true) {
+    RdKafka::ErrorCode rc = producer_->produce(
+        topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+        payload ? const_cast<char*>(payload->data()) : nullptr, payload ? payload->size() : 0,
+        key.empty() && row != 0 ? nullptr : key.data(), key.size(), 0,
+        reinterpret_cast<void*>(row));
+    if (rc == RdKafka::ERR_NO_ERROR) break;
+    if (rc == RdKafka::ERR__QUEUE_FULL) {
+      producer_->poll(50);
+      continue;
     }
-    producer_->poll(0);
-    return Status::OK();
-  };
-  if (rejected_cp_ != cp.id) {
-    rejected_cp_ = cp.id;
-    rejected_.clear();
+    if (rc == RdKafka::ERR_MSG_SIZE_TOO_LARGE && row != 0) {
+      // Refused before it left: dead-lettered instead, in this same transaction.
+      rejected_[row - 1] = "kafka error MSG_SIZE_TOO_LARGE: " +
+                           std::to_string(payload ? payload->size() : 0) +
+                           (avro_ ? " bytes as Avro" : " bytes as JSON") +
+                           ", over the producer's message.max.bytes";
+      return Status::OK();
+    }
+    return Status::Unavailable("kafka sink: produce to " + topic + ": " + RdKafka::err2str(rc));
   }
+  producer_->poll(0);
+  return Status::OK();
+}
+
+Status KafkaSink::ProduceRows(const Checkpoint& cp) {
   Status s;
+  if (!cp.rows) return s;
   std::string json, key;
-  if (cp.rows) {
-    const auto& fields = ctx_.output.fields();
-    for (size_t i = 0; i < cp.rows->size() && s.ok(); ++i) {
-      if (rejected_.count(i)) continue;
-      const auto& row = (*cp.rows)[i];
-      key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
-      if (avro_) {
-        s = avro_->Encode(row, &json);
-        if (s.ok()) s = produce(settings_.topic, key, &json, i + 1);
-        continue;
-      }
-      json.clear();
-      json += '{';
-      for (size_t c = 0; c < fields.size() && c < row.size(); ++c) {
-        if (c) json += ',';
-        AppendJsonString(fields[c].name, &json);
-        json += ':';
-        AppendJsonValue(row[c], &json);
-      }
-      json += '}';
-      s = produce(settings_.topic, key, &json, i + 1);
+  const auto& fields = ctx_.output.fields();
+  for (size_t i = 0; i < cp.rows->size() && s.ok(); ++i) {
+    if (rejected_.count(i)) continue;
+    const auto& row = (*cp.rows)[i];
+    key = key_slot_ && *key_slot_ < row.size() ? row[*key_slot_].ToString() : std::string();
+    if (avro_) {
+      s = avro_->Encode(row, &json);
+      if (s.ok()) s = Produce(settings_.topic, key, &json, i + 1);
+      continue;
     }
+    json.clear();
+    json += '{';
+    for (size_t c = 0; c < fields.size() && c < row.size(); ++c) {
+      if (c) json += ',';
+      AppendJsonString(fields[c].name, &json);
+      json += ':';
+      AppendJsonValue(row[c], &json);
+    }
+    json += '}';
+    s = Produce(settings_.topic, key, &json, i + 1);
   }
+  return s;
+}
+
+std::vector<DeadLetter> KafkaSink::LettersToWrite(const Checkpoint& cp) const {
   std::vector<DeadLetter> letters;
   if (!rejected_.empty()) {
     std::vector<RejectedItem> items;
@@ -877,70 +878,145 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
   if (cp.dead_letters) {
     letters.insert(letters.end(), cp.dead_letters->begin(), cp.dead_letters->end());
   }
-  if (!letters.empty()) {
-    // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
-    // 480 KB: under the broker's default 1 MB); a letter still over the producer's
-    // message.max.bytes keeps a shorter prefix, with `truncated` and the whole payload's hash.
-    size_t max_bytes = kMaxMessageBytes;
-    if (auto it = settings_.properties.find("message.max.bytes"); it != settings_.properties.end()) {
-      std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_bytes);
-    }
-    const size_t limit = max_bytes > 8192 ? max_bytes - 4096 : max_bytes / 2;
-    for (const DeadLetter& d : letters) {
-      if (!s.ok()) break;
-      json.clear();
-      AppendDeadLetterJson(ctx_.pipeline, d, &json);
-      if (json.size() > limit) {
-        // Escaping and base64 make at most about 7.4 bytes of a payload byte.
-        json.clear();
-        AppendDeadLetterJson(ctx_.pipeline, d, EncodeDeadLetterPayload(d.payload, limit / 16), &json);
-      }
-      key = "[";
-      AppendJsonString(ctx_.pipeline, &key);
-      key += ',';
-      AppendJsonString(d.source, &key);
-      key += ',' + std::to_string(d.partition) + ',' + std::to_string(d.offset) + ',' +
-             std::to_string(d.generation) + ',' + std::to_string(d.seq) + ']';
-      s = produce(settings_.dead_letter_topic, key, &json, 0);
-    }
+  return letters;
+}
+
+Status KafkaSink::ProduceDeadLetters(const std::vector<DeadLetter>& letters) {
+  Status s;
+  if (letters.empty()) return s;
+  // Keyed by the letter's identity. The payload is capped at 64 KiB (escaped, at most about
+  // 480 KB: under the broker's default 1 MB); a letter still over the producer's
+  // message.max.bytes keeps a shorter prefix, with `truncated` and the whole payload's hash.
+  size_t max_bytes = kMaxMessageBytes;
+  if (auto it = settings_.properties.find("message.max.bytes"); it != settings_.properties.end()) {
+    std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_bytes);
   }
+  const size_t limit = max_bytes > 8192 ? max_bytes - 4096 : max_bytes / 2;
+  std::string json, key;
+  for (const DeadLetter& d : letters) {
+    if (!s.ok()) break;
+    json.clear();
+    AppendDeadLetterJson(ctx_.pipeline, d, &json);
+    if (json.size() > limit) {
+      // Escaping and base64 make at most about 7.4 bytes of a payload byte.
+      json.clear();
+      AppendDeadLetterJson(ctx_.pipeline, d, EncodeDeadLetterPayload(d.payload, limit / 16), &json);
+    }
+    key = "[";
+    AppendJsonString(ctx_.pipeline, &key);
+    key += ',';
+    AppendJsonString(d.source, &key);
+    key += ',' + std::to_string(d.partition) + ',' + std::to_string(d.offset) + ',' +
+           std::to_string(d.generation) + ',' + std::to_string(d.seq) + ']';
+    s = Produce(settings_.dead_letter_topic, key, &json, 0);
+  }
+  return s;
+}
+
+Status KafkaSink::ProducePositionsStateAndMarker(const Checkpoint& cp, const std::string& marker) {
+  Status s;
   for (const auto& p : cp.positions) {
     if (!s.ok()) break;
     std::string value = std::to_string(p.offset);
-    s = produce(settings_.positions_topic, PositionKey(p.source, p.partition), &value, 0);
+    s = Produce(settings_.positions_topic, PositionKey(p.source, p.partition), &value, 0);
   }
   std::string pipeline_json;
   AppendJsonString(ctx_.pipeline, &pipeline_json);
   if (s.ok() && cp.state)
-    s = produce(settings_.positions_topic, "[\"state\"," + pipeline_json + "]", cp.state, 0);
+    s = Produce(settings_.positions_topic, "[\"state\"," + pipeline_json + "]", cp.state, 0);
   if (s.ok()) {
     std::string commit_key = "[\"commit\"," + pipeline_json + ",";
     AppendJsonString(settings_.transactional_id, &commit_key);
-    s = produce(settings_.positions_topic, commit_key + "]", &marker, 0);
+    s = Produce(settings_.positions_topic, commit_key + "]", &marker, 0);
   }
-  if (s.ok() && !settings_.consumer_group.empty()) {
-    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(4);
-    for (const auto& p : cp.positions) {
-      if (p.source.rfind("__dead_letters", 0) == 0) continue;  // a dead-letter file's length
-      rd_kafka_topic_partition_list_add(offsets, settings_.consumer_topic.c_str(), p.partition)
-          ->offset = p.offset;
-    }
-    if (offsets->cnt > 0) {
-      rd_kafka_consumer_group_metadata_t* group =
-          rd_kafka_consumer_group_metadata_new(settings_.consumer_group.c_str());
-      rd_kafka_error_t* e =
-          rd_kafka_send_offsets_to_transaction(producer_->c_ptr(), offsets, group, timeout);
-      rd_kafka_consumer_group_metadata_destroy(group);
-      if (e) {
-        s = TxnError("send_offsets_to_transaction", rd_kafka_error_code(e), ErrorText(e),
-                     rd_kafka_error_is_fatal(e));
-        rd_kafka_error_destroy(e);
-      }
-    }
-    rd_kafka_topic_partition_list_destroy(offsets);
+  return s;
+}
+
+Status KafkaSink::SendConsumedOffsets(const Checkpoint& cp) {
+  Status s;
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(4);
+  for (const auto& p : cp.positions) {
+    if (p.source.rfind("__dead_letters", 0) == 0) continue;  // a dead-letter file's length
+    rd_kafka_topic_partition_list_add(offsets, settings_.consumer_topic.c_str(), p.partition)
+        ->offset = p.offset;
   }
+  if (offsets->cnt > 0) {
+    rd_kafka_consumer_group_metadata_t* group =
+        rd_kafka_consumer_group_metadata_new(settings_.consumer_group.c_str());
+    rd_kafka_error_t* e = rd_kafka_send_offsets_to_transaction(
+        producer_->c_ptr(), offsets, group, static_cast<int>(settings_.timeout_ms));
+    rd_kafka_consumer_group_metadata_destroy(group);
+    if (e) {
+      s = TxnError("send_offsets_to_transaction", rd_kafka_error_code(e), ErrorText(e),
+                   rd_kafka_error_is_fatal(e));
+      rd_kafka_error_destroy(e);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(offsets);
+  return s;
+}
+
+Status KafkaSink::ProduceCheckpoint(const Checkpoint& cp, const std::string& marker) {
+  Status s = ProduceRows(cp);
+  const std::vector<DeadLetter> letters = LettersToWrite(cp);
+  if (s.ok()) s = ProduceDeadLetters(letters);
+  if (s.ok()) s = ProducePositionsStateAndMarker(cp, marker);
+  if (s.ok() && !settings_.consumer_group.empty()) s = SendConsumedOffsets(cp);
   if (s.ok() && hook_) s = hook_("before_commit");
-  if (!s.ok()) {
+  return s;
+}
+
+Status KafkaSink::CommitTransaction(bool* retry) {
+  RdKafka::Error* e = producer_->commit_transaction(static_cast<int>(settings_.timeout_ms));
+  if (!e) return Status::OK();
+  Status cs = TxnError("commit_transaction", e);
+  const bool requires_abort = e->txn_requires_abort();
+  delete e;
+  if (!fatal_.empty()) return cs;
+  if (requires_abort) {
+    pending_marker_.clear();  // not committed
+    Abort();
+    if (RetryWithoutRefusedRow()) {
+      *retry = true;
+      return cs;
+    }
+    if (delivery_->failed) cs = cs.WithContext("delivery failed: " + delivery_->text);
+    healthy_.store(false);
+    return cs;
+  }
+  // Retriable or unknown: the commit may or may not have happened. Re-initialising the
+  // producer settles it at the coordinator; the marker read back then tells.
+  needs_init_ = true;
+  healthy_.store(false);
+  return cs.WithContext("commit outcome unknown, checked before the retry");
+}
+
+void KafkaSink::RecordCommitted(const Checkpoint& cp, const std::string& marker) {
+  pending_marker_.clear();
+  rows_rejected_ += static_cast<int64_t>(rejected_.size());
+  for (const auto& p : cp.positions) positions_[{p.source, p.partition}] = p.offset;
+  if (cp.state) state_ = *cp.state;
+  commit_marker_ = marker;
+}
+
+Status KafkaSink::Commit(const Checkpoint& cp) {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
+  if (needs_init_) RETURN_IF_ERROR(InitProducer());
+  if (!pending_marker_.empty()) {
+    ASSIGN_OR_RETURN(const bool applied, SettleCommitInDoubt(cp.id));
+    if (applied) return Status::OK();
+  }
+  healthy_.store(true);
+  const std::string marker =
+      token_prefix_ + "-" + std::to_string(cp.id) + "-" + std::to_string(++attempts_);
+  delivery_->Reset();
+  RETURN_IF_ERROR(BeginTransaction());
+  if (rejected_cp_ != cp.id) {
+    rejected_cp_ = cp.id;
+    rejected_.clear();
+  }
+  if (Status s = ProduceCheckpoint(cp, marker); !s.ok()) {
     if (!fatal_.empty()) return s;
     Abort();
     // A row the broker refused as too large already broke this transaction (later produce
@@ -949,26 +1025,8 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     return s;
   }
   pending_marker_ = marker;
-  RdKafka::Error* e = producer_->commit_transaction(timeout);
-  if (e) {
-    Status cs = TxnError("commit_transaction", e);
-    const bool requires_abort = e->txn_requires_abort();
-    delete e;
-    if (!fatal_.empty()) return cs;
-    if (requires_abort) {
-      pending_marker_.clear();  // not committed
-      Abort();
-      if (RetryWithoutRefusedRow()) return Commit(cp);
-      if (delivery_->failed) cs = cs.WithContext("delivery failed: " + delivery_->text);
-      healthy_.store(false);
-      return cs;
-    }
-    // Retriable or unknown: the commit may or may not have happened. Re-initialising the
-    // producer settles it at the coordinator; the marker read back then tells.
-    needs_init_ = true;
-    healthy_.store(false);
-    return cs.WithContext("commit outcome unknown, checked before the retry");
-  }
+  bool retry = false;
+  if (Status s = CommitTransaction(&retry); !s.ok()) return retry ? Commit(cp) : s;
   if (hook_) {
     Status h = hook_("after_commit");
     if (!h.ok()) {
@@ -976,11 +1034,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       return h;
     }
   }
-  pending_marker_.clear();
-  rows_rejected_ += static_cast<int64_t>(rejected_.size());
-  for (const auto& p : cp.positions) positions_[{p.source, p.partition}] = p.offset;
-  if (cp.state) state_ = *cp.state;
-  commit_marker_ = marker;
+  RecordCommitted(cp, marker);
   return Status::OK();
 }
 

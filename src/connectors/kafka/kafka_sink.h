@@ -107,6 +107,34 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   Status TxnError(const std::string& what, RdKafka::Error* e);
   std::string PositionKey(const std::string& source, int32_t partition) const;
 
+  // The steps of Commit(), in order.
+
+  /// After a commit whose outcome was unknown (a new producer is initialised): reads the
+  /// positions topic back and returns whether checkpoint `checkpoint_id` was committed.
+  Result<bool> SettleCommitInDoubt(int64_t checkpoint_id);
+  Status BeginTransaction();
+  /// Produces one message in the open transaction, waiting while the local queue is full.
+  /// `row` is 1 + the row's index in the checkpoint (0: not a result row); a result row the
+  /// producer refuses as too large is recorded in rejected_ instead of failing.
+  Status Produce(const std::string& topic, const std::string& key, const std::string* payload,
+                 uintptr_t row);
+  /// Produces everything a checkpoint writes, in order: result rows, dead letters, positions,
+  /// state, the commit marker, the consumed offsets; then the "before_commit" hook.
+  Status ProduceCheckpoint(const Checkpoint& cp, const std::string& marker);
+  /// Produces the result rows (JSON or Avro) to the topic, leaving out rejected_ ones.
+  Status ProduceRows(const Checkpoint& cp);
+  /// Returns the letters of the rows rejected_ (logged) followed by the checkpoint's own.
+  std::vector<DeadLetter> LettersToWrite(const Checkpoint& cp) const;
+  Status ProduceDeadLetters(const std::vector<DeadLetter>& letters);
+  Status ProducePositionsStateAndMarker(const Checkpoint& cp, const std::string& marker);
+  /// Adds the consumed offsets of `consumer_group` to the transaction.
+  Status SendConsumedOffsets(const Checkpoint& cp);
+  /// Commits the open transaction. On failure `*retry` says the transaction was aborted for a
+  /// row the broker refused as too large, now left out: the checkpoint is to be written again.
+  Status CommitTransaction(bool* retry);
+  /// Remembers what the committed checkpoint stored (positions, state, marker).
+  void RecordCommitted(const Checkpoint& cp, const std::string& marker);
+
   Settings settings_;
   SinkContext ctx_;
   std::optional<size_t> key_slot_;

@@ -29,6 +29,8 @@ namespace sluice {
 /// read again at the cursor; when it is gone or holds other values the table was dropped and
 /// recreated, truncated or rewritten, and Open() refuses with FailedPrecondition naming
 /// --reset-source (and the table's CREATE_TIME).
+///
+/// Lifecycle and threads: as every table source (connectors/table/table_util.h).
 class MysqlTableSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config, int max_instances);

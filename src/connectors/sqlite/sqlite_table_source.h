@@ -25,6 +25,8 @@ namespace sluice {
 /// With the cursor goes a hash of the last row read (kCursorRowPartition). On start that row is
 /// read again at the cursor; when it is gone or holds other values the table was dropped and
 /// recreated (or rewritten), and Open() refuses with FailedPrecondition naming --reset-source.
+///
+/// Lifecycle and threads: as every table source (connectors/table/table_util.h).
 class SqliteTableSource : public Source {
  public:
   static Result<std::vector<std::unique_ptr<Source>>> Make(const SourceConfig& config, int max_instances);

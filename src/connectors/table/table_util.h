@@ -12,6 +12,22 @@
 
 namespace sluice {
 
+// What the table sources (a table read incrementally: MysqlTableSource, SqliteTableSource,
+// CassandraTableSource) share, besides this file's helpers.
+//
+// Lifecycle, as Source: Make (the connector's factory) returns one instance whatever the worker
+// count, since the cursor is one position -> Open connects, checks the table and the declared
+// columns (InvalidArgument) and reads the committed cursor through
+// SourceContext::committed_position; MySQL and SQLite also read the last row read again and
+// refuse with CursorRowChanged when it changed -> Poll* returns the next page after the cursor
+// in cursor order (kEnd under --until-caught-up once nothing newer is there, kIdle otherwise;
+// EndIsFinal() is false: the table keeps growing), moving the cursor with each record, which
+// PositionsAfterBatch() then reports -> Close.
+//
+// Threads, as Source: the instance belongs to one worker thread, which makes every call, one at
+// a time; only Counters() (Cassandra's read counts) comes from the monitoring thread, at any
+// time, and reads atomics only.
+
 /// Moves the query string of a table source URI into its options:
 /// "mysql://u@h/db/t?order_by=inserted_at&key=id" sets order_by and key, and returns the URI
 /// without the query. Options set under [source] stay; the query overrides them.

@@ -120,5 +120,134 @@ TEST_F(PlanTest, ErrorsPointAtTheFile) {
       << missing_csv.status().message();
 }
 
+
+// Each kind of step is checked against the fields the steps before it defined; the error says
+// which line of the file and why.
+TEST_F(PlanTest, StepErrors) {
+  struct Case {
+    std::string body;
+    std::string says;
+  };
+  const std::string lookup = "[[step]]\nlookup = \"job\"\nkey = \"job_id\"\n";
+  const std::string dim = "[dimension.job]\nuri = \"job.csv\"\nkey = \"id\"\n"
+                          "fields = { id = \"int64\", company_id = \"int64\" }\n";
+  for (const Case& c : std::vector<Case>{
+           {"[[step]]\nlet = \"bid\"\nexpr = \"'x'\"\n",
+            "let bid changes its type from int64 to string; use a new name"},
+           {"[[step]]\nignore_if = \"bid + 1\"\n", "a condition must be boolean, this is int64"},
+           {dim + lookup + "fields = [\"nope\"]\n", "dimension job has no field 'nope'"},
+           {dim + lookup + "fields = [\"company_id\"]\n"
+                           "[[step]]\nlet = \"x\"\nexpr = \"1\"\n" + lookup +
+                "fields = [\"company_id\"]\n",
+            ""},  // the same field twice, same type: fine
+           {dim + "[[step]]\nlet = \"company_id\"\nexpr = \"'s'\"\n" + lookup +
+                "fields = [\"company_id\"]\n",
+            "lookup field company_id clashes with an existing field of another type"},
+           {dim + lookup + "fields = [\"company_id\"]\non_missing = \"default\"\n"
+                           "defaults = { id = 1 }\n",
+            "default for 'id', which is not one of the lookup fields"},
+           {dim + "[[step]]\nlookup = \"job\"\nkey = \"kind\"\nfields = [\"company_id\"]\n",
+            "lookup key is string but the key of dimension job is int64"},
+           {"[aggregate]\ntime = \"bid\"\nwindow = \"1h\"\nkeys = [\"kind\"]\n"
+            "metrics = [\"n = count()\"]\n",
+            "aggregate time must be a timestamp, this is int64"},
+           {"[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+            "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nkeys = [\"kind\"]\n"
+            "metrics = [\"kind = count()\"]\n",
+            "metric 'kind' has the name of a key"},
+       }) {
+    auto plan = Build(c.body);
+    if (c.says.empty()) {
+      EXPECT_TRUE(plan.ok()) << c.body << plan.status().ToString();
+      continue;
+    }
+    ASSERT_FALSE(plan.ok()) << c.body;
+    EXPECT_NE(plan.status().message().find(c.says), std::string::npos)
+        << c.body << "\n" << plan.status().message();
+  }
+}
+
+// A lookup that holds marks the plan (its state goes with the checkpoints); without an
+// aggregate the select columns are the output, typed by their expressions.
+TEST_F(PlanTest, HoldAndSelect) {
+  Variables vars;
+  vars.use_environment = false;
+  auto cfg = ParsePipelineConfig(
+      std::string("select = [\"job_id\", \"double_bid = bid * 2\", \"company_id\"]\n") + kHead +
+          "[dimension.job]\nuri = \"job.csv\"\nkey = \"id\"\n"
+          "fields = { id = \"int64\", company_id = \"int64\" }\n"
+          "[[step]]\nlookup = \"job\"\nkey = \"job_id\"\nfields = [\"company_id\"]\n"
+          "on_missing = \"hold\"\nhold_for = \"2s\"\nthen = \"drop\"\n",
+      (dir_ / "p.toml").string(), vars);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  config_ = std::move(cfg).value();
+  auto plan = BuildPlan(config_);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const Plan& p = **plan;
+  EXPECT_TRUE(p.holds);
+  ASSERT_EQ(p.steps.size(), 1u);
+  EXPECT_EQ(p.steps[0].on_missing, "hold");
+  EXPECT_EQ(p.steps[0].hold_micros, 2'000'000);
+  EXPECT_EQ(p.steps[0].then, "drop");
+  // job_id, bid, kind, _source, _partition, _offset, then company_id, from the dimension's
+  // column of that name.
+  ASSERT_EQ(p.steps[0].lookup_slots.size(), 1u);
+  EXPECT_EQ(p.steps[0].lookup_slots[0].first, 6u);
+  ASSERT_NE(p.steps[0].dim, nullptr);
+  EXPECT_EQ(p.steps[0].dim->snapshot()->fields().field(p.steps[0].lookup_slots[0].second).name,
+            "company_id");
+  EXPECT_EQ(p.aggregate, nullptr);
+  const Schema out = p.OutputSchema();
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out.field(0).name, "job_id");
+  EXPECT_EQ(out.field(1).name, "double_bid");
+  EXPECT_EQ(out.field(1).type, Type::kInt64);
+  EXPECT_EQ(out.field(2).name, "company_id");
+}
+
+
+// A metric is "[round(]fn(arg)[, n)] [where cond] [default literal]"; each part is checked.
+TEST_F(PlanTest, Metrics) {
+  const std::string head =
+      "[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+      "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nkeys = [\"kind\"]\nmetrics = [";
+  auto plan = Build(head + "\"a = round(avg(bid), 2) where kind = 'click' default 1\", "
+                           "\"n = count(bid)\", \"top = max(kind)\"]\n");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const auto& metrics = (*plan)->aggregate->metrics;
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[0].fn, AggFn::kAvg);
+  EXPECT_EQ(metrics[0].round_digits, 2);
+  EXPECT_NE(metrics[0].where, nullptr);
+  ASSERT_TRUE(metrics[0].default_value.has_value());
+  EXPECT_EQ(metrics[0].default_value->type(), Type::kDouble);
+  EXPECT_EQ(metrics[0].default_value->AsDouble(), 1.0);
+  EXPECT_EQ(metrics[0].result_type, Type::kDouble);
+  EXPECT_EQ(metrics[1].fn, AggFn::kCount);
+  EXPECT_NE(metrics[1].arg, nullptr);  // count(x) counts non-null x
+  EXPECT_EQ(metrics[1].result_type, Type::kInt64);
+  EXPECT_EQ(metrics[2].fn, AggFn::kMax);
+  EXPECT_EQ(metrics[2].result_type, Type::kString);
+
+  for (const auto& [metric, says] : std::vector<std::pair<std::string, std::string>>{
+           {"x = round(avg(bid))", "round() needs two arguments"},
+           {"x = round(avg(bid), 16)", "round() digits must be 0..15"},
+           {"x = round(sum(bid), 2)", "round() applies to avg() only"},
+           {"x = bid", "must be an aggregate such as count()"},
+           {"x = median(bid)", "unknown aggregate 'median'"},
+           {"x = sum()", "sum() needs an argument"},
+           {"x = sum(kind)", "sum() needs a numeric argument, got string"},
+           {"x = sum(bid) default 1", "'default' applies to avg() only"},
+           {"x = avg(bid) default 'z'", "the default of avg() must be a number"},
+           {"x = count() where", "'where' needs a condition"},
+           {"x = count() where bid", "the where condition of metric 'x' must be a boolean"},
+       }) {
+    auto bad = Build(head + "\"" + metric + "\"]\n");
+    ASSERT_FALSE(bad.ok()) << metric;
+    EXPECT_NE(bad.status().message().find(says), std::string::npos)
+        << metric << "\n" << bad.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace sluice

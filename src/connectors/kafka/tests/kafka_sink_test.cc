@@ -198,6 +198,17 @@ TEST(KafkaSinkConfig, RejectsUpdateModeAndUnknownKeyColumn) {
   EXPECT_NE(s.message().find("mode = \"append\""), std::string::npos) << s.ToString();
 }
 
+// The HTTP server asks where the dead letters go from its own thread, also before (and while)
+// the sink opens: the answer is fixed when the sink is made.
+TEST(KafkaSinkConfig, DeadLetterLocationIsKnownBeforeOpen) {
+  auto made = KafkaSink::Make(Config("kafka://127.0.0.1:1/t"));
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  EXPECT_EQ((*made)->DeadLetterLocation(), "topic t.sluice-dead-letters");
+  auto named = KafkaSink::Make(Config("kafka://127.0.0.1:1/t", {{"dead_letter_topic", "dl"}}));
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ((*named)->DeadLetterLocation(), "topic dl");
+}
+
 TEST(KafkaSinkConfig, UnreachableBrokerFailsWithinTimeout) {
   auto made = KafkaSink::Make(Config("kafka://127.0.0.1:1/t", {{"timeout", "2s"}}));
   ASSERT_TRUE(made.ok());

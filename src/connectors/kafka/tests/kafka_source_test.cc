@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -135,6 +137,37 @@ TEST(KafkaSource, CloseDuringARebalanceReturns) {
       },
       std::chrono::seconds(60)))
       << "KafkaSource::Close() blocked for 60 s";
+}
+
+
+/// A member reads every record of the topic from the beginning (no committed position): each
+/// payload once, each record's next offset one past its own, and a position to commit per
+/// partition one past its last record.
+TEST(KafkaSource, ReadsEveryRecordFromTheBeginning) {
+  const std::string topic = UniqueName("read");
+  REQUIRE_TOPIC(topic, 3);
+  auto m = Join(topic, UniqueName("read-group"));
+  EXPECT_EQ(m->source->kind(), "kafka");
+  std::multiset<std::string> payloads;
+  std::map<int32_t, int64_t> next;  // partition -> next offset after its last record
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (payloads.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    RawBatch batch;
+    auto state = m->source->Poll(&batch, 100, std::chrono::milliseconds(200));
+    ASSERT_TRUE(state.ok()) << state.status().ToString();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const RawRecord& r = batch.record(i);
+      payloads.emplace(batch.payload(i));
+      EXPECT_EQ(r.next_offset, r.offset + 1);
+      EXPECT_GE(r.timestamp_micros, 0);  // the broker's time of the record
+      next[r.partition] = r.next_offset;
+    }
+  }
+  EXPECT_EQ(payloads, (std::multiset<std::string>{R"({"i":0})", R"({"i":1})", R"({"i":2})"}));
+  int64_t total = 0;
+  for (const auto& [partition, offset] : next) total += offset;  // offsets start at 0
+  EXPECT_EQ(total, 3);
+  m->source->Close();
 }
 
 }  // namespace
