@@ -154,13 +154,32 @@ class KafkaDimensionPoller : public DimensionPoller {
   int64_t bad_ = 0;
 };
 
+const OptionTable& KafkaDimensionOptions() {
+  static const OptionTable kTable{
+      .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
+      .summary = "A change-data-capture topic, read to its end at start and then followed; a record "
+                 "with a null value deletes its key.",
+      .options = {
+          {.name = "format",
+           .default_value = "jdbc",
+           .allowed = {"jdbc", "debezium"},
+           .help = "`jdbc`: flat JSON rows; `debezium`: before/after/op envelopes."},
+          {.name = "snapshot_timeout",
+           .type = OptionType::kDuration,
+           .default_value = "60s",
+           .help = "How long reading the topic to its end at start may take."},
+      }};
+  return kTable;
+}
+
 Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
-  const std::string format = config.options.GetString("format", "jdbc");
+  OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
+  const std::string format = o.String("format");
   if (format != "jdbc" && format != "debezium") {
-    return Status::InvalidArgument(config.options.Where("format") + ": format must be \"jdbc\" or \"debezium\", got '" +
+    return Status::InvalidArgument(o.Where("format") + ": format must be \"jdbc\" or \"debezium\", got '" +
                                    format + "'");
   }
-  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   (void)timeout;
   auto uri = ParseKafkaUri(SplitUri(config.uri).second);
   if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
@@ -170,8 +189,9 @@ Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
 Result<std::unique_ptr<DimensionPoller>> MakeKafkaDimensionPoller(std::shared_ptr<Dimension> dim) {
   const DimensionConfig& config = dim->config();
   ASSIGN_OR_RETURN(KafkaUri uri, ParseKafkaUri(SplitUri(config.uri).second));
-  const bool debezium = config.options.GetString("format", "jdbc") == "debezium";
-  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
+  const bool debezium = o.String("format") == "debezium";
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), debezium, timeout);
   RETURN_IF_ERROR(poller->Open());
   RETURN_IF_ERROR(poller->CatchUp());
