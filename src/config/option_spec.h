@@ -25,19 +25,20 @@ enum class OptionType {
 std::string_view OptionTypeName(OptionType type);
 
 /// One option of a connector: what `sluice connectors` and docs/connectors.md show, and what
-/// OptionReader reads.
+/// OptionReader reads. Tables use designated initializers and name only the fields they set
+/// (the `{}` initializers keep -Wmissing-field-initializers quiet about the others).
 struct OptionSpec {
   /// The key; a name ending in ".*" declares every key with that prefix (kafka.*).
-  std::string name;
+  std::string name{};
   OptionType type = OptionType::kString;
   /// The value an unset (or empty) option takes, written as in a pipeline file; "" when it has
   /// none. Getters without an explicit fallback parse it.
-  std::string default_value;
+  std::string default_value{};
   /// Replaces `default_value` in the reference when the default is computed ("order_by").
-  std::string default_note;
+  std::string default_note{};
   /// The values the option accepts (empty: any value of its type).
-  std::vector<std::string> allowed;
-  std::string help;
+  std::vector<std::string> allowed{};
+  std::string help{};
 };
 
 /// The options of one connector kind (a source, sink or dimension scheme), declared once: its
@@ -45,10 +46,10 @@ struct OptionSpec {
 /// reference is generated from it.
 struct OptionTable {
   /// How the URI is written ("kafka://HOST:PORT/TOPIC").
-  std::string uri;
+  std::string uri{};
   /// One sentence on what the connector does.
-  std::string summary;
-  std::vector<OptionSpec> options;
+  std::string summary{};
+  std::vector<OptionSpec> options{};
 
   /// Returns the spec of `key` (a prefix spec matches every key it covers), or null.
   const OptionSpec* Find(std::string_view key) const;
