@@ -171,7 +171,7 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   s.timeout_ms = timeout / 1000;
   const std::string format = o.String("format");
   if (format == "avro") {
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     s.avro = registry;
     s.avro_record_name = o.String("avro_record_name");
   } else if (format != "json") {

@@ -75,7 +75,7 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     }
   } else if (format == "avro") {
     decoder.format = DecoderOptions::Format::kAvro;
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     decoder.avro_schemas = MakeRegistrySchemaCache(registry);
   } else {
     return Status::InvalidArgument(o.Where("format") + ": format must be json, csv or avro for Kafka");

@@ -64,7 +64,9 @@ std::vector<OptionSpec> SchemaRegistryOptions() {
   };
 }
 
-Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const OptionReader& o, const std::string& topic) {
+Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& options, const std::string& topic) {
+  static const OptionTable kTable{.options = SchemaRegistryOptions()};
+  OptionReader o(options, kTable, "source");
   SchemaRegistrySettings s;
   s.url = o.String("schema_registry");
   while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();

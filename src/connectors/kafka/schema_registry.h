@@ -22,7 +22,7 @@ struct SchemaRegistrySettings {
 /// Reads schema_registry, schema_registry_auth_env / schema_registry_auth_file ("USER:PASSWORD"
 /// from an environment variable or the first line of a file; never in the URL) and
 /// schema_registry_subject from a source's options. Fails for a URL with credentials in it.
-Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const OptionReader& options, const std::string& topic);
+Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& options, const std::string& topic);
 /// The options ReadSchemaRegistrySettings reads, for the option tables of the source and sink.
 std::vector<OptionSpec> SchemaRegistryOptions();
 
