@@ -174,7 +174,7 @@ std::string RenderConnectorReference(const std::vector<ConnectorDoc>& connectors
       << "     Refresh with: make docs (build/sluice connectors -o docs/connectors.md) -->\n\n"
       << "Every connector is named by the scheme of its `uri`. The keys below go in the\n"
       << "pipeline file's `[source]`, `[sink]` or `[dimension.NAME]` table beside `uri`;\n"
-      << "a key no connector reads is an error naming its file, line and column. Durations\n"
+      << "a key the connector does not read is an error naming its file, line and column. Durations\n"
       << "are written like \"250ms\", \"10s\" or \"1h\"; relative paths resolve against the\n"
       << "pipeline file's directory. README.md explains how each connector behaves.\n";
   for (const char* kind : {"source", "sink", "dimension"}) {
