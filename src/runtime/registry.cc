@@ -38,14 +38,17 @@ std::string DescribeSection(const std::string& label, const std::string& uri, co
       }
       continue;
     }
+    auto shown = [](const std::string& value) { return value.empty() ? std::string("\"\"") : value; };
     if (auto it = query.find(spec.name); it != query.end()) {
-      add(spec.name + " = " + it->second);
+      add(spec.name + " = " + shown(it->second));
     } else if (options.Has(spec.name)) {
-      add(spec.name + " = " + options.GetString(spec.name));
+      add(spec.name + " = " + shown(options.GetString(spec.name)));
     } else if (!spec.default_value.empty()) {
       add(spec.name + " = " + spec.default_value + " (default)");
     } else if (!spec.default_note.empty()) {
-      add(spec.name + ": " + spec.default_note + " (default)");
+      std::string note = spec.default_note;  // Markdown in the reference, plain text here
+      std::erase(note, '`');
+      add(spec.name + ": " + note + " (default)");
     }
   }
   return items.empty() ? "" : "  " + label + " options  " + items + "\n";

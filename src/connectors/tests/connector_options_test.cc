@@ -132,14 +132,15 @@ TEST(ConnectorOptionsTest, ValidateListsTheSettingsInEffectWithDefaultsMarked) {
   config.source.uri = "sqlite:in.db?table=tracking&order_by=id";
   config.source.options = Make({{"page_rows", "50"}});
   config.sink.uri = "kafka://127.0.0.1:9092/out";
-  config.sink.options = Make({{"key", "id"}, {"kafka.sasl.password", "secret"}});
+  config.sink.options = Make({{"key", "id"}, {"kafka.sasl.password", "secret"}, {"positions_topic", ""}});
   const std::string text = Registry().DescribeOptions(config);
-  EXPECT_NE(text.find("  source options  table = tracking, order_by = id, key: `order_by` (default), "
+  EXPECT_NE(text.find("  source options  table = tracking, order_by = id, key: order_by (default), "
                       "page_rows = 50\n"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("  sink options  key = id, "), std::string::npos) << text;
   EXPECT_NE(text.find("timeout = 30s (default)"), std::string::npos) << text;
+  EXPECT_NE(text.find("positions_topic = \"\","), std::string::npos) << text;  // set, to empty
   EXPECT_NE(text.find("kafka.sasl.password (set)"), std::string::npos) << text;
   EXPECT_EQ(text.find("secret"), std::string::npos) << text;
 }
