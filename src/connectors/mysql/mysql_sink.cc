@@ -55,7 +55,8 @@ const OptionTable& MysqlSinkOptions() {
            .default_note = "`SLUICE_MYSQL_PASSWORD_FILE`",
            .help = "File holding the password (else `SLUICE_MYSQL_PASSWORD`); never in the URI."},
           {.name = "column_types",
-           .help = "MySQL column types by output column: `\"dates DATE, bid_set DECIMAL(10,2)\"`."},
+           .help = "MySQL column types by output column: `\"dates:DATE,hours:TINYINT,bid_set:DECIMAL(10,2)\"`; "
+                   "the rest follow the output types."},
           {.name = "timeout", .type = OptionType::kDuration, .default_value = "10s", .help = "Connect, read and write timeout; at least 1s."},
           {.name = "batch_rows", .type = OptionType::kInt, .default_value = "1000", .help = "Rows per multi-row INSERT."},
           {.name = "batch_bytes", .type = OptionType::kInt, .default_value = "1048576", .help = "Bytes per multi-row INSERT."},
