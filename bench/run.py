@@ -44,6 +44,7 @@ import recompute_recruitment  # noqa: E402
 import recompute_ysb  # noqa: E402
 
 BROKER = "127.0.0.1:9092"
+REGISTRY = "http://127.0.0.1:8081"
 MYSQL = "127.0.0.1:3306"
 SEED_CSV = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
                                          "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
@@ -63,6 +64,7 @@ SIZES = {
     "ysb_generator": (5_000_000, 500_000),  # the same events as ysb_file: one recomputation
     "ysb_kafka": (1_000_000, 100_000),
     "recruitment_kafka": (1_000_000, 100_000),
+    "recruitment_avro": (1_000_000, 100_000),
 }
 FRESH_RATES = (10_000, 100_000)
 FRESH_DURATION = (20, 5)
@@ -232,7 +234,8 @@ class Bench:
         for v in variables.values():
             if os.path.isfile(v) and v.endswith((".ndjson", ".csv")):
                 self.warm(v)
-        cmd = [self.sluice, "run", os.path.join(REPO, "examples", pipeline + ".toml")]
+        path = pipeline if os.path.isabs(pipeline) else os.path.join(REPO, "examples", pipeline + ".toml")
+        cmd = [self.sluice, "run", path]
         for k, v in variables.items():
             cmd += ["--var", "%s=%s" % (k, v)]
         cmd += list(extra)
@@ -488,6 +491,42 @@ class Bench:
         self.record("recruitment_kafka_mysql", "kafka (2 partitions, --until-caught-up)", "mysql",
                     n, wall, u, s, rss, check)
 
+    def run_recruitment_avro(self):
+        """The same recruitment events (seed 7) from a JSON topic and from an Avro topic (written
+        by `sluice generate --format avro` through the registry), each read by the recruitment
+        pipeline into SQLite with --until-caught-up; both checked against the recomputation of
+        the same events as NDJSON."""
+        self.need_kafka()
+        try:
+            urllib.request.urlopen(REGISTRY + "/subjects", timeout=5).read()
+        except OSError as e:
+            raise Skipped("no schema registry at %s (make services): %s" % (REGISTRY, e))
+        n = self.size("recruitment_avro")
+        src = self.generate("recruitment", n, os.path.join(self.work, "recruitment-%d.ndjson" % n), 7)
+        expected = self.expected_recruitment(src, os.path.basename(src))
+        avro_pipeline = os.path.join(self.work, "recruitment-avro.toml")
+        with open(os.path.join(REPO, "examples", "recruitment.toml")) as f:
+            text = f.read()
+        with open(avro_pipeline, "w") as f:
+            f.write(text.replace("[source]\n", '[source]\nformat = "avro"\nschema_registry = "%s"\n'
+                                 % REGISTRY, 1))
+        for fmt in ("json", "avro"):
+            topic = self.kafka_topic("recruitment_%s" % fmt, 2)
+            extra = ["--format", "avro", "--schema-registry", REGISTRY] if fmt == "avro" else []
+            self.preload("recruitment", n, topic, 7, extra)
+            db = os.path.join(self.work, "out-recruitment-kafka-%s.db" % fmt)
+            for p in (db, db + ".dlq"):
+                if os.path.exists(p):
+                    os.remove(p)
+            wall, u, s, rss, _ = self.run_pipeline(
+                avro_pipeline if fmt == "avro" else "recruitment",
+                {"TRACKING": "kafka://%s/%s" % (BROKER, topic), "JOBS": JOBS,
+                 "SINK": "sqlite:" + db, "DLQ": db + ".dlq"}, ["--until-caught-up"])
+            check = self.check_sqlite(db, expected, "recruitment kafka %s" % fmt, sources="kafka")
+            self.record("recruitment_kafka_%s" % fmt, "kafka (%s, 2 partitions, --until-caught-up)"
+                        % ("Avro, registry" if fmt == "avro" else "JSON"), "sqlite", n, wall, u, s,
+                        rss, check)
+
     # ---------------------------------------------------------------- freshness
     def clean_recruitment(self, count):
         """`count` generated recruitment events that each count exactly once in COUNT_SQL
@@ -665,6 +704,7 @@ class Bench:
                  ("recruitment_csv", self.run_recruitment_csv), ("viewlog", self.run_viewlog),
                  ("ysb_generator", self.run_ysb_generator), ("ysb_file", self.run_ysb_file),
                  ("ysb_kafka", self.run_ysb_kafka), ("recruitment_kafka", self.run_recruitment_kafka),
+                 ("recruitment_avro", self.run_recruitment_avro),
                  ("freshness", self.run_freshness)]
         aborted = None
         started = time.monotonic()

@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev sqlite3 libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libmariadb-dev
   libavro-dev  # Kafka source format = "avro": Apache Avro C decodes the records
+  libprotobuf-dev libprotoc-dev  # Kafka source format = "protobuf": .proto parser, dynamic messages
   libssl-dev openssl  # https: linked ahead of the pyarrow libraries; the tests make a certificate
   prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
   python3-yaml  # deploy tests: Grafana provisioning files

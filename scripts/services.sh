@@ -176,6 +176,61 @@ fail_start() {
   return 1
 }
 
+# What every server kind shares: NAME_pid, NAME_start and NAME_wait below are these with the
+# server's pid file, command-line marker, port, log and readiness probe.
+
+# Prints the pid of our running server $1 (pid file $2, command-line marker $3), taking back an
+# orphan that listens on its port $4.
+server_pid() {
+  running_pid "$2" "$3" ||
+    { adopt_orphan "$4" "$2" "$3" "$1" && running_pid "$2" "$3"; }
+}
+
+# Succeeds, saying so, when server $1 already runs ($1_pid finds it); otherwise removes its stale
+# pid file $2 and fails, and the caller starts it.
+already_running() {
+  local pid
+  if pid=$("$1_pid"); then
+    say "$1: already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$2"
+  return 1
+}
+
+# Records the process launch just started as server $1 in pid file $2.
+started() {
+  echo "$LAUNCHED_PID" >"$2"
+  say "$1: started (pid $LAUNCHED_PID)"
+}
+
+# Starts log $1 over once it gets big (it is appended to across restarts).
+rotate_log() {
+  if [ -f "$1" ] && [ "$(stat -c %s "$1")" -gt $((50 * 1024 * 1024)) ]; then
+    mv -f "$1" "$1.1"
+  fi
+}
+
+# Polls "${@:8}" every $6 s until it succeeds for server $1 (pid file $2, marker $3, log $4);
+# fails through fail_start when the server exits first or does not answer within $5 s ($7: where
+# it was asked, for the message).
+wait_ready() {
+  local name=$1 pidfile=$2 marker=$3 log=$4 timeout=$5 interval=$6 where=$7 deadline
+  shift 7
+  deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ! running_pid "$pidfile" "$marker" >/dev/null; then
+      fail_start "$name" "$pidfile" "$marker" "$log" "exited during startup"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      fail_start "$name" "$pidfile" "$marker" "$log" "did not answer $where within ${timeout}s"
+      return 1
+    fi
+    sleep "$interval"
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Tools: installed through the repo's installer, and only when one is missing, so a warm `up`
 # does not spend time on package checks.
@@ -319,11 +374,7 @@ EOF
 }
 
 # Our running mariadbd's pid, if any.
-mariadb_pid() {
-  running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF" ||
-    { adopt_orphan "$MARIADB_PORT" "$MARIADB_PIDFILE" "$MARIADB_CNF" mariadb &&
-      running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF"; }
-}
+mariadb_pid() { server_pid mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_PORT"; }
 
 mariadb_can_start() {
   mariadb_pid >/dev/null ||
@@ -331,12 +382,7 @@ mariadb_can_start() {
 }
 
 mariadb_start() {
-  local pid
-  if pid=$(mariadb_pid); then
-    say "mariadb: already running (pid $pid)"
-    return 0
-  fi
-  rm -f "$MARIADB_PIDFILE"
+  already_running mariadb "$MARIADB_PIDFILE" && return 0
   # A Unix socket path is limited to 107 bytes.
   [ ${#MARIADB_SOCK} -lt 100 ] ||
     die "socket path $MARIADB_SOCK is too long for a Unix socket;" \
@@ -357,27 +403,18 @@ mariadb_start() {
       }
   fi
   launch "$MARIADB_LOG" "$MARIADBD" --defaults-file="$MARIADB_CNF"
-  echo "$LAUNCHED_PID" >"$MARIADB_PIDFILE"
-  say "mariadb: started (pid $LAUNCHED_PID)"
+  started mariadb "$MARIADB_PIDFILE"
 }
 
 # Waits until MariaDB answers, then makes sure of the accounts and database the tests use
 # (idempotent, so it also repairs a data directory made by an older version of this script).
 # Fails rather than exits, so that `up` still waits for Kafka; every step checks for itself.
+mariadb_answers() { mariadb_cli --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; }
+
 mariadb_wait() {
-  local deadline=$((SECONDS + MARIADB_TIMEOUT)) h
-  until mariadb_cli --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; do
-    if ! running_pid "$MARIADB_PIDFILE" "$MARIADB_CNF" >/dev/null; then
-      fail_start mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_LOG" "exited during startup"
-      return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      fail_start mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_LOG" \
-        "did not answer on $MARIADB_SOCK within ${MARIADB_TIMEOUT}s"
-      return 1
-    fi
-    sleep 0.2
-  done
+  local h
+  wait_ready mariadb "$MARIADB_PIDFILE" "$MARIADB_CNF" "$MARIADB_LOG" "$MARIADB_TIMEOUT" 0.2 \
+    "on $MARIADB_SOCK" mariadb_answers || return 1
   # With skip-name-resolve, TCP from 127.0.0.1 matches root@127.0.0.1, not root@localhost.
   mariadb_cli -e "
     CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
@@ -447,11 +484,7 @@ EOF
 }
 
 # Our running broker's pid, if any.
-kafka_pid() {
-  running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS" ||
-    { adopt_orphan "$KAFKA_PORT" "$KAFKA_PIDFILE" "$KAFKA_PROPS" kafka &&
-      running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS"; }
-}
+kafka_pid() { server_pid kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_PORT"; }
 
 kafka_can_start() {
   kafka_pid >/dev/null && return 0
@@ -460,20 +493,12 @@ kafka_can_start() {
 }
 
 kafka_start() {
-  local pid
-  if pid=$(kafka_pid); then
-    say "kafka: already running (pid $pid)"
-    return 0
-  fi
-  rm -f "$KAFKA_PIDFILE"
+  already_running kafka "$KAFKA_PIDFILE" && return 0
   ensure_kafka_libs
   # scripts/kafka-topics.sh runs the same java as the broker.
   ln -sfn "$JAVA" "$KAFKA_DIR/java"
   write_kafka_props
-  # The log is appended to across restarts; start over once it gets big.
-  if [ -f "$KAFKA_LOG" ] && [ "$(stat -c %s "$KAFKA_LOG")" -gt $((50 * 1024 * 1024)) ]; then
-    mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
-  fi
+  rotate_log "$KAFKA_LOG"
   local tools_log4j=-Dlog4j.configuration=file:$ROOT/scripts/kafka/tools-log4j.properties
   if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
     say "kafka: formatting $KAFKA_DATA (cluster id $KAFKA_CLUSTER_ID)"
@@ -488,8 +513,7 @@ kafka_start() {
     -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
     -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
-  echo "$LAUNCHED_PID" >"$KAFKA_PIDFILE"
-  say "kafka: started (pid $LAUNCHED_PID)"
+  started kafka "$KAFKA_PIDFILE"
 }
 
 # Ready means a client gets metadata naming our broker, the same first step the tests take.
@@ -500,19 +524,8 @@ kafka_ready() {
 }
 
 kafka_wait() {
-  local deadline=$((SECONDS + KAFKA_TIMEOUT))
-  until kafka_ready; do
-    if ! running_pid "$KAFKA_PIDFILE" "$KAFKA_PROPS" >/dev/null; then
-      fail_start kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_LOG" "exited during startup"
-      return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      fail_start kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_LOG" \
-        "did not answer on $HOST:$KAFKA_PORT within ${KAFKA_TIMEOUT}s"
-      return 1
-    fi
-    sleep 0.5
-  done
+  wait_ready kafka "$KAFKA_PIDFILE" "$KAFKA_PROPS" "$KAFKA_LOG" "$KAFKA_TIMEOUT" 0.5 \
+    "on $HOST:$KAFKA_PORT" kafka_ready || return 1
   say "kafka: ready on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)"
 }
 
@@ -586,11 +599,7 @@ YAML
 }
 
 # Our running node's pid, if any (the marker is the yaml path on its command line).
-cassandra_pid() {
-  running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" ||
-    { adopt_orphan "$CASSANDRA_PORT" "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" cassandra &&
-      running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML"; }
-}
+cassandra_pid() { server_pid cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_PORT"; }
 
 cassandra_can_start() {
   cassandra_pid >/dev/null && return 0
@@ -599,18 +608,11 @@ cassandra_can_start() {
 }
 
 cassandra_start() {
-  local pid
-  if pid=$(cassandra_pid); then
-    say "cassandra: already running (pid $pid)"
-    return 0
-  fi
-  rm -f "$CASSANDRA_PIDFILE"
+  already_running cassandra "$CASSANDRA_PIDFILE" && return 0
   ensure_cassandra_libs
   mkdir -p "$CASSANDRA_DIR"
   write_cassandra_yaml
-  if [ -f "$CASSANDRA_LOG" ] && [ "$(stat -c %s "$CASSANDRA_LOG")" -gt $((50 * 1024 * 1024)) ]; then
-    mv -f "$CASSANDRA_LOG" "$CASSANDRA_LOG.1"
-  fi
+  rotate_log "$CASSANDRA_LOG"
   # One option per line; "--add-opens X" is two arguments to java.
   local jvm_opts=() words
   while read -r -a words; do
@@ -629,72 +631,39 @@ cassandra_start() {
     -Dlogback.configurationFile="$ROOT/scripts/cassandra/logback.xml" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000 \
     -cp "$CASSANDRA_LIBS/*" org.apache.cassandra.service.CassandraDaemon
-  echo "$LAUNCHED_PID" >"$CASSANDRA_PIDFILE"
-  say "cassandra: started (pid $LAUNCHED_PID)"
+  started cassandra "$CASSANDRA_PIDFILE"
 }
 
 # Ready means the node answers a CQL OPTIONS request with SUPPORTED, as a driver's first step.
 cassandra_ready() { python3 "$ROOT/scripts/cassandra/cql_ping.py" "$HOST" "$CASSANDRA_PORT"; }
 
 cassandra_wait() {
-  local deadline=$((SECONDS + CASSANDRA_TIMEOUT))
-  until cassandra_ready; do
-    if ! running_pid "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" >/dev/null; then
-      fail_start cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_LOG" "exited during startup"
-      return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      fail_start cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_LOG" \
-        "did not answer CQL on $HOST:$CASSANDRA_PORT within ${CASSANDRA_TIMEOUT}s"
-      return 1
-    fi
-    sleep 0.5
-  done
+  wait_ready cassandra "$CASSANDRA_PIDFILE" "$CASSANDRA_YAML" "$CASSANDRA_LOG" \
+    "$CASSANDRA_TIMEOUT" 0.5 "CQL on $HOST:$CASSANDRA_PORT" cassandra_ready || return 1
   say "cassandra: ready on $HOST:$CASSANDRA_PORT (CQL, no authentication; storage port $CASSANDRA_STORAGE_PORT)"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Schema registry
 
-registry_pid() {
-  running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE" ||
-    { adopt_orphan "$REGISTRY_PORT" "$REGISTRY_PIDFILE" "$REGISTRY_STATE" registry &&
-      running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE"; }
-}
+registry_pid() { server_pid registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_PORT"; }
 
 registry_can_start() {
   registry_pid >/dev/null || port_free "$REGISTRY_PORT" "The schema registry" ""
 }
 
 registry_start() {
-  local pid
-  if pid=$(registry_pid); then
-    say "registry: already running (pid $pid)"
-    return 0
-  fi
-  rm -f "$REGISTRY_PIDFILE"
+  already_running registry "$REGISTRY_PIDFILE" && return 0
   mkdir -p "$REGISTRY_DIR"
   [ -s "$REGISTRY_STATE" ] || echo '{"schemas": {}, "subjects": {}}' >"$REGISTRY_STATE"
   launch "$REGISTRY_LOG" python3 "$ROOT/tests/tools/schema_registry.py" --host "$HOST" \
     --port "$REGISTRY_PORT" --state "$REGISTRY_STATE"
-  echo "$LAUNCHED_PID" >"$REGISTRY_PIDFILE"
-  say "registry: started (pid $LAUNCHED_PID)"
+  started registry "$REGISTRY_PIDFILE"
 }
 
 registry_wait() {
-  local deadline=$((SECONDS + REGISTRY_TIMEOUT))
-  until port_open "$REGISTRY_PORT"; do
-    if ! running_pid "$REGISTRY_PIDFILE" "$REGISTRY_STATE" >/dev/null; then
-      fail_start registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_LOG" "exited during startup"
-      return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      fail_start registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_LOG" \
-        "did not answer on $HOST:$REGISTRY_PORT within ${REGISTRY_TIMEOUT}s"
-      return 1
-    fi
-    sleep 0.2
-  done
+  wait_ready registry "$REGISTRY_PIDFILE" "$REGISTRY_STATE" "$REGISTRY_LOG" "$REGISTRY_TIMEOUT" 0.2 \
+    "on $HOST:$REGISTRY_PORT" port_open "$REGISTRY_PORT" || return 1
   say "registry: ready on http://$HOST:$REGISTRY_PORT (Confluent REST subset, state ${REGISTRY_STATE#"$ROOT"/})"
 }
 

@@ -6,137 +6,120 @@
 #   mysql_recruitment    the same into a real MariaDB/MySQL (needs `make services`)
 #   viewlog, viewlog_kafka  the viewlog pipeline into Parquet (file sources; Kafka)
 # Run: ctest --test-dir build -R 'recruitment|tools' --output-on-failure
-# CI=true in the environment turns a missing seed-data directory from a SKIP into a FAIL.
+# Every test here and in tests/cmake/ goes through sluice_python_test(): a missing server, tool
+# or seed data is a SKIP (exit 77) outside CI, a FAIL when CI is true, 1 or yes
+# (tests/tools/harness.py).
 # Python is required: without it the golden and restart tests would silently not run.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
-add_test(NAME tools_selftest
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/tools/selftest.py
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(tools_selftest PROPERTIES TIMEOUT 120 LABELS "python;golden")
+# sluice_python_test(NAME SCRIPT [VENV] [NO_SLUICE] [SERIAL] [TIMEOUT s] [LOCK resource]
+#                    [ARGS ...] [LABELS ...]): one Python test run from the checkout,
+# `python SCRIPT --sluice build/sluice ARGS...` (NO_SLUICE: without --sluice), with the project
+# venv's interpreter (VENV: pyarrow, cassandra-driver) or the system one. Every test may skip:
+# tests/tools/harness.py exits 77 when a server, tool or seed data is missing outside CI (a FAIL
+# when CI is true, 1 or yes), and ctest reports 77 as Skipped (SKIP_RETURN_CODE 77).
+function(sluice_python_test name script)
+  cmake_parse_arguments(T "VENV;NO_SLUICE;SERIAL" "TIMEOUT;LOCK" "ARGS;LABELS" ${ARGN})
+  set(python ${Python3_EXECUTABLE})
+  if(T_VENV)
+    set(python ${SLUICE_VENV_PYTHON})
+  endif()
+  set(sluice_arg --sluice $<TARGET_FILE:sluice>)
+  if(T_NO_SLUICE)
+    set(sluice_arg)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  add_test(NAME ${name}
+           COMMAND ${python} ${PROJECT_SOURCE_DIR}/${script} ${sluice_arg} ${T_ARGS}
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
+                       SKIP_RETURN_CODE 77)
+  if(T_SERIAL)
+    set_tests_properties(${name} PROPERTIES RUN_SERIAL TRUE)
+  endif()
+  if(T_LOCK)
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK ${T_LOCK})
+  endif()
+endfunction()
 
-add_test(NAME golden_recruitment
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/golden/run_golden.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(golden_recruitment PROPERTIES TIMEOUT 300 LABELS "python;golden")
+sluice_python_test(tools_selftest tests/tools/selftest.py NO_SLUICE TIMEOUT 120
+                   LABELS python golden)
 
-add_test(NAME restart_recruitment
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/restart_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(restart_recruitment PROPERTIES TIMEOUT 240 LABELS "python;integration"
-                     RUN_SERIAL TRUE)
+sluice_python_test(golden_recruitment tests/golden/run_golden.py TIMEOUT 300 LABELS python golden)
+
+sluice_python_test(restart_recruitment tests/integration/restart_test.py SERIAL TIMEOUT 240
+                   LABELS python integration)
 
 # MySQL/MariaDB sink end to end: seed and kill -9 runs into a real server == recomputation.
 # Needs the server of `make services` (root@127.0.0.1:3306) and the mariadb client: without
 # them the test is skipped (exit 77), or fails when CI=true.
-add_test(NAME mysql_recruitment
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/mysql_recruitment_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(mysql_recruitment PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(mysql_recruitment tests/integration/mysql_recruitment_test.py TIMEOUT 300
+                   LABELS python integration mysql)
 
-add_test(NAME cli
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/cli_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(cli PROPERTIES TIMEOUT 180 LABELS "python;integration")
+sluice_python_test(cli tests/integration/cli_test.py TIMEOUT 180 LABELS python integration)
+
+# The README's first example, run with bash in a scratch copy of a plain clone (no ../shared):
+# its table == the independent recomputation over examples/data/tracking.csv.
+sluice_python_test(readme_example tests/integration/readme_example_test.py TIMEOUT 300
+                   LABELS python integration)
 
 # File positions bound to the file's identity: a replaced file (longer, shorter), an append, a
 # prefix-keeping rewrite, a shrink refused until --reset-source; a directory as the source exits 2.
-add_test(NAME file_identity
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/file_identity_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(file_identity PROPERTIES TIMEOUT 300 LABELS "python;integration" SKIP_RETURN_CODE 77)
+sluice_python_test(file_identity tests/integration/file_identity_test.py TIMEOUT 300
+                   LABELS python integration)
 
 # Kafka source end to end, against the broker of `make services` (127.0.0.1:9092): records
 # published by kcat keyed by job_id; --until-caught-up and its re-run, kill -9 x10 + restarts,
 # scale-out (two processes, one group, rebalances), broker restart mid-run; every result must
-# equal the independent recomputation. Without a broker: a loud SKIP (exit 0), a FAIL when
+# equal the independent recomputation. Without a broker: a loud SKIP (exit 77), a FAIL when
 # CI=true. Restarts the shared broker and takes ~2.5 min: RUN_SERIAL.
-add_test(NAME kafka_recruitment_sqlite
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/kafka_recruitment_test.py
-                 --sluice $<TARGET_FILE:sluice> --sink sqlite
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(kafka_recruitment_sqlite PROPERTIES TIMEOUT 330
-                     LABELS "python;integration;kafka" RUN_SERIAL TRUE)
+sluice_python_test(kafka_recruitment_sqlite tests/integration/kafka_recruitment_test.py SERIAL
+                   TIMEOUT 330 ARGS --sink sqlite LABELS python integration kafka)
 # The same scenarios into MariaDB (a table per scenario).
-add_test(NAME kafka_recruitment_mysql
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/kafka_recruitment_test.py
-                 --sluice $<TARGET_FILE:sluice> --sink mysql
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(kafka_recruitment_mysql PROPERTIES TIMEOUT 330
-                     LABELS "python;integration;kafka;mysql" RUN_SERIAL TRUE)
+sluice_python_test(kafka_recruitment_mysql tests/integration/kafka_recruitment_test.py SERIAL
+                   TIMEOUT 330 ARGS --sink mysql LABELS python integration kafka mysql)
 
 # viewlog pipeline end to end (tests/integration/viewlog_test.py): view logs -> 1-minute
 # event-time windows with a watermark -> Parquet read back with pyarrow (hence the project
 # venv's interpreter, SLUICE_VENV_PYTHON), against tests/tools/recompute_viewlog.py: the
 # hand-worked golden cases, the seed view_log sample, generated data, and kill -9 during file
 # runs. Missing seed data or pyarrow: a SKIP (exit 77), a FAIL when CI=true.
-add_test(NAME viewlog
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/viewlog_test.py
-                 --sluice $<TARGET_FILE:sluice> --only golden,seed,generated,kill
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(viewlog PROPERTIES TIMEOUT 300 LABELS "python;integration;parquet"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(viewlog tests/integration/viewlog_test.py VENV TIMEOUT 300
+                   ARGS --only golden,seed,generated,kill LABELS python integration parquet)
 # The same pipeline from a 1-partition Kafka topic (broker of `make services`): kill -9 mid-run,
 # then --until-caught-up == the recomputation with --open-at-end. No broker: SKIP (exit 77), a
 # FAIL when CI=true.
-add_test(NAME viewlog_kafka
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/viewlog_test.py
-                 --sluice $<TARGET_FILE:sluice> --only kafka
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(viewlog_kafka PROPERTIES TIMEOUT 300
-                     LABELS "python;integration;kafka;parquet" RUN_SERIAL TRUE
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(viewlog_kafka tests/integration/viewlog_test.py VENV SERIAL TIMEOUT 300
+                   ARGS --only kafka LABELS python integration kafka parquet)
 
 # HTTP endpoints and dashboard (src/http/README.md). http_endpoints needs nothing but the binary;
 # http_promtool and http_prometheus need Debian's `prometheus` package (promtool, the server),
 # dashboard_chromium needs `chromium`: without them a loud SKIP (exit 77), a FAIL when CI=true.
 # Each picks free loopback ports. The dashboard test saves test-artifacts/dashboard.png here.
-add_test(NAME http_endpoints
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
-                 --sluice $<TARGET_FILE:sluice> --part endpoints
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(http_endpoints PROPERTIES TIMEOUT 240 LABELS "python;integration;http")
+sluice_python_test(http_endpoints tests/integration/http_metrics_test.py TIMEOUT 240
+                   ARGS --part endpoints LABELS python integration http)
 # Slow clients (issue 14): 60 slow-loris connections on loopback while /healthz, /readyz and
 # /metrics must answer within 2 s; the headers deadline and the per-client cap. About 50 s.
-add_test(NAME http_slowloris
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_slowloris_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(http_slowloris PROPERTIES TIMEOUT 180 LABELS "python;integration;http")
-add_test(NAME http_promtool
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
-                 --sluice $<TARGET_FILE:sluice> --part promtool
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(http_promtool PROPERTIES TIMEOUT 120 LABELS "python;integration;http"
-                     SKIP_RETURN_CODE 77)
-add_test(NAME http_prometheus
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/http_metrics_test.py
-                 --sluice $<TARGET_FILE:sluice> --part prometheus
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(http_prometheus PROPERTIES TIMEOUT 240 LABELS "python;integration;http"
-                     SKIP_RETURN_CODE 77)
-add_test(NAME dashboard_chromium
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dashboard_test.py
-                 --sluice $<TARGET_FILE:sluice> --artifacts ${CMAKE_BINARY_DIR}/test-artifacts
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(dashboard_chromium PROPERTIES TIMEOUT 300 LABELS "python;integration;http"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(http_slowloris tests/integration/http_slowloris_test.py TIMEOUT 180
+                   LABELS python integration http)
+sluice_python_test(http_promtool tests/integration/http_metrics_test.py TIMEOUT 120
+                   ARGS --part promtool LABELS python integration http)
+sluice_python_test(http_prometheus tests/integration/http_metrics_test.py TIMEOUT 240
+                   ARGS --part prometheus LABELS python integration http)
+sluice_python_test(dashboard_chromium tests/integration/dashboard_test.py TIMEOUT 300
+                   ARGS --artifacts ${CMAKE_BINARY_DIR}/test-artifacts
+                   LABELS python integration http)
 
 # Dimensions that follow their source (issue: change data capture): a MySQL table polled by
-# updated_at, and Kafka CDC topics (Kafka Connect JDBC rows, Debezium with and without the
-# envelope, deletes included), while events flow. Needs `make services` (MariaDB and Kafka);
-# CI=true turns a missing server into a FAIL.
-add_test(NAME dimension_cdc
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dimension_cdc_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql;kafka")
+# updated_at, and Kafka CDC topics (Kafka Connect JDBC rows flat and in the JsonConverter's
+# envelope, Debezium with and without the envelope, deletes included, and both in Avro written
+# by confluent-kafka's AvroSerializer, hence the venv's interpreter), while events flow. Needs
+# `make services` (MariaDB, Kafka and the schema registry); CI=true turns a missing server into
+# a FAIL.
+sluice_python_test(dimension_cdc tests/integration/dimension_cdc_test.py VENV TIMEOUT 300
+                   LABELS python integration mysql kafka)
 
 # deploy/ (Grafana, Prometheus, systemd, Airflow), tests/deploy/. Run: ctest -L deploy
 #   deploy_files          provisioning + dashboard models, SQL macro expansion, PromQL names
@@ -150,40 +133,26 @@ set_tests_properties(dimension_cdc PROPERTIES TIMEOUT 300 LABELS "python;integra
 #                         test`; push_data_to_broker and viewlog_report use the Kafka of `make
 #                         services` (topics airflow_*) and read the Parquet reports with pyarrow
 #                         (hence the project venv's interpreter, SLUICE_VENV_PYTHON)
+#   deploy_kubernetes     deploy/kubernetes/ against the Kubernetes schema (kubernetes-validate,
+#                         strict), wiring between the manifests, `sluice validate` of the
+#                         ConfigMap's pipeline with the Deployment's env (no cluster needed)
 # A missing server or tool is a loud SKIP (exit 77), a FAIL when CI=true.
-add_test(NAME deploy_files
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/deploy_files_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(deploy_files PROPERTIES TIMEOUT 120 LABELS "python;deploy"
-                     SKIP_RETURN_CODE 77)
-add_test(NAME deploy_grafana_mysql
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/grafana_mysql_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(deploy_grafana_mysql PROPERTIES TIMEOUT 180
-                     LABELS "python;integration;mysql;deploy" SKIP_RETURN_CODE 77)
-add_test(NAME deploy_prometheus
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/deploy/prometheus_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(deploy_prometheus PROPERTIES TIMEOUT 180
-                     LABELS "python;integration;deploy" SKIP_RETURN_CODE 77)
-add_test(NAME deploy_airflow
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/deploy/airflow_test.py
-                 --sluice $<TARGET_FILE:sluice> --venv ${CMAKE_BINARY_DIR}/airflow-venv
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(deploy_airflow PROPERTIES TIMEOUT 1800
-                     LABELS "python;integration;airflow;deploy;kafka" SKIP_RETURN_CODE 77)
+sluice_python_test(deploy_kubernetes tests/deploy/kubernetes_test.py VENV TIMEOUT 120
+                   LABELS python deploy)
+sluice_python_test(deploy_files tests/deploy/deploy_files_test.py TIMEOUT 120 LABELS python deploy)
+sluice_python_test(deploy_grafana_mysql tests/deploy/grafana_mysql_test.py TIMEOUT 180
+                   LABELS python integration mysql deploy)
+sluice_python_test(deploy_prometheus tests/deploy/prometheus_test.py TIMEOUT 180
+                   LABELS python integration deploy)
+sluice_python_test(deploy_airflow tests/deploy/airflow_test.py VENV TIMEOUT 1800
+                   ARGS --venv ${CMAKE_BINARY_DIR}/airflow-venv
+                   LABELS python integration airflow deploy kafka)
 
 # Incremental MySQL table source: the seed log loaded into MariaDB in bursts that share a
 # timestamp, read by (inserted_at, id) in small pages; a re-run changes nothing; a transaction
 # that commits after a later one within the grace period is not skipped. Needs `make services`.
-add_test(NAME table_source
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/table_source_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(table_source PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql")
+sluice_python_test(table_source tests/integration/table_source_test.py TIMEOUT 300
+                   LABELS python integration mysql)
 
 # mysql_recruitment restarts the shared MariaDB; the other tests that use it must not overlap.
 set_tests_properties(mysql_recruitment dimension_cdc table_source deploy_grafana_mysql
@@ -198,25 +167,15 @@ endforeach()
 # Dead letters: every record valid JSON on a binary input (file and SQLite table), two sinks in
 # one working directory (A, B, A against MariaDB: skipped without the server, exit 77, or a FAIL
 # when CI=true), and a dead-letter file shared by two sinks refused.
-add_test(NAME dead_letters
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/dead_letters_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(dead_letters PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(dead_letters tests/integration/dead_letters_test.py TIMEOUT 300
+                   LABELS python integration mysql)
 # What a run tells about itself: progress lines and the live bar (under a pty), the summary
 # (done / interrupted at X% / nothing new), --summary-json, --quiet, every line JSON under
 # --log-format json; validate with several files; init skeletons that validate and run.
-add_test(NAME cli_output
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/cli_output_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(cli_output PROPERTIES TIMEOUT 300 LABELS "python;integration")
+sluice_python_test(cli_output tests/integration/cli_output_test.py TIMEOUT 300
+                   LABELS python integration)
 
 # sluice takeover: a Spark-filled `events` table (SQLite and MySQL) is planned, applied, and
 # continued from a byte offset; compared with the independent recomputation.
-add_test(NAME takeover
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/takeover_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(takeover PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "python;integration;mysql")
+sluice_python_test(takeover tests/integration/takeover_test.py TIMEOUT 300
+                   LABELS python integration mysql)

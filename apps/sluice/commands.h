@@ -41,6 +41,10 @@ struct GenerateOptions {
   /// Further generator or profile settings, NAME=VALUE as under [source] (e.g. spacing=100ms,
   /// out_of_order=0.1 for the viewlog profile).
   std::vector<std::string> settings;
+  /// "json", or "avro": each event in the Confluent Avro wire format, its value schema
+  /// (AvroEventFields) registered under TOPIC-value at `schema_registry`.
+  std::string format = "json";
+  std::string schema_registry;
 };
 
 /// Produces synthetic events to Kafka (keyed, idempotent producer) or an NDJSON file, with a

@@ -43,8 +43,9 @@ std::string SourceNotes(const std::string& scheme) {
 /// The [sink] section for `scheme`, and whether it takes appended window rows (`append`) or
 /// upserts by key.
 std::string SinkSection(const std::string& uri, const std::string& scheme, bool* append) {
-  // Files and topics take each window's rows once; tables merge updates by key.
-  *append = scheme == "parquet" || scheme == "kafka";
+  // Files, topics, streams and Cassandra (no transactions: idempotent upserts of finished
+  // windows only) take each window's rows once; SQL tables merge updates by key.
+  *append = scheme != "sqlite" && scheme != "mysql";
   std::string out = "[sink]\nuri = " + Quoted(uri) + "\n";
   if (scheme == "parquet") {
     out += "# One Parquet file per closed window (append mode); files are partitioned by these\n"
@@ -53,6 +54,12 @@ std::string SinkSection(const std::string& uri, const std::string& scheme, bool*
   } else if (scheme == "kafka") {
     out += "# Each closed window's row is one JSON message (append mode), keyed by these columns.\n"
            "key = \"key\"\n";
+  } else if (scheme == "cassandra") {
+    out += "# Each closed window's row is upserted once (append mode: Cassandra has no transactions\n"
+           "# to merge updates exactly once), keyed by the window and the aggregate's keys.\n"
+           "table = \"events\"\n";
+  } else if (scheme == "stdout" || scheme == "ndjson") {
+    out += "# Each closed window's row is one JSON line (append mode).\n";
   } else {
     out += "# Result rows are upserted by the aggregate's keys; positions are committed in the same\n"
            "# transaction, so a restart neither loses nor double-counts.\n"
@@ -116,8 +123,9 @@ std::string PipelineSkeleton(const std::string& name, const std::string& source_
          "  \"average = round(avg(value), 2) default 0\",\n"
          "]\n\n";
   out += sink;
-  out += "\n# Records a dead_letter_if step keeps aside go here as JSON lines with their reason\n"
-         "# (default: next to this file).\n"
+  out += "\n# Records a dead_letter_if step keeps aside, with their reason, go with the results into\n"
+         "# the sink's own store (a _sluice_dead_letters table, a dead-letter topic, files under\n"
+         "# DIR/_sluice/dead_letters/); DLQ names an NDJSON file instead.\n"
          "[dead_letter]\n"
          "path = \"${DLQ:-}\"\n";
   return out;

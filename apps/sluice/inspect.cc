@@ -283,7 +283,7 @@ int RunInspect(const InspectCliOptions& o) {
   auto [scheme, rest] = SplitUri(o.uri);
   if (scheme == "file") {
     ReportError("inspect: '" + o.uri + "' is not a sink URI: use sqlite:PATH, mysql://USER@HOST:PORT/DB, "
-                "parquet:DIR or cassandra://HOST:PORT/KEYSPACE");
+                "parquet:DIR, cassandra://HOST:PORT/KEYSPACE or kafka://HOST:PORT/TOPIC");
     return 2;
   }
   auto sink = ConnectorRegistry::Instance().MakeSink(config);
@@ -294,8 +294,8 @@ int RunInspect(const InspectCliOptions& o) {
   auto* reader = dynamic_cast<SinkReader*>(sink->get());
   if (!reader) {
     ReportError("inspect: not supported for this sink yet (" + scheme +
-                ":); sluice inspect reads sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR and "
-                "cassandra://HOST:PORT/KEYSPACE");
+                ":); sluice inspect reads sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR, "
+                "cassandra://HOST:PORT/KEYSPACE and kafka://HOST:PORT/TOPIC");
     return 2;
   }
   InventoryOptions options;

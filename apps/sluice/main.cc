@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "serve.h"
 #include "config/pipeline_config.h"
+#include "runtime/explain.h"
 #include "runtime/plan.h"
 #include "core/uri.h"
 #include "runtime/registry.h"
@@ -187,6 +188,79 @@ int Validate(const std::vector<std::string>& paths, const std::vector<std::strin
     }
     std::cout << paths.size() << " files: " << paths.size() - failed << " ok, " << failed
               << " failed\n";
+  }
+  return worst == 3 ? kExitConfig : worst;
+}
+
+/// `sluice explain FILE...`: prints each pipeline's operator graph, built from the plan
+/// `validate` checks and the sink's own statement builders (nothing is connected to or read).
+/// `json`: one JSON object per file, one per line. Exit 2 when a file is bad (each failure on
+/// stderr names its file), 1 when a server it needs to check the pipeline cannot be reached.
+int Explain(const std::vector<std::string>& paths, const std::vector<std::string>& var_items, bool json) {
+  auto vars = ParseVars(var_items);
+  if (!vars.ok()) {
+    ReportError(vars.status().message());
+    return kExitConfig;
+  }
+  const bool several = paths.size() > 1;
+  if (several) vars->reject_unused = false;
+  std::set<std::string> referenced;
+  int worst = kExitDone, failed = 0;
+  auto fail = [&](const std::string& path, const Status& s) {
+    // Name the file unless the message already starts with it (file:line:column).
+    const std::string& m = s.message();
+    ReportError(m.rfind(path, 0) == 0 ? m : path + ": " + m);
+    ++failed;
+    const int code = CheckExitCode(s);
+    worst = std::max(worst, code == kExitConfig ? 3 : code);  // 2 outranks 1
+  };
+  for (const std::string& path : paths) {
+    auto config = sluice::LoadPipelineConfig(path, *vars);
+    if (!config.ok()) {
+      fail(path, config.status());
+      continue;
+    }
+    for (const auto& v : config->variables) referenced.insert(v.name);
+    sluice::cli::SetLogPipeline(config->name);
+    auto runner = sluice::Runner::Make(std::move(config).value(), sluice::RunOptions{});
+    if (!runner.ok()) {
+      fail(path, runner.status());
+      continue;
+    }
+    const sluice::Runner& r = **runner;
+    // A second sink from the same factory, never opened: the one the runner checked stays
+    // untouched, and explaining one cannot change what a run would do.
+    auto sink = sluice::ConnectorRegistry::Instance().MakeSink(r.config().sink);
+    if (!sink.ok()) {
+      fail(path, sink.status());
+      continue;
+    }
+    auto explanation = sluice::ExplainPipeline(r.plan(), sink->get(), r.dead_letter_location());
+    if (!explanation.ok()) {
+      fail(path, explanation.status());
+      continue;
+    }
+    if (json) {
+      std::cout << sluice::ExplanationJson(*explanation) << "\n";
+    } else {
+      std::cout << (several && &path != &paths.front() ? "\n" : "") << sluice::FormatExplanation(*explanation);
+    }
+    std::cout << std::flush;
+  }
+  if (several) {
+    std::vector<std::string> names(referenced.begin(), referenced.end());
+    for (const auto& [name, value] : vars->values) {
+      if (referenced.count(name)) continue;
+      const std::string hint = sluice::ClosestName(name, names);
+      ReportError("--var " + name + ": none of the " + std::to_string(paths.size()) +
+                  " files references ${" + name + "}" +
+                  (hint.empty() ? "" : " (did you mean " + hint + "?)"));
+      worst = 3;
+    }
+    if (!json) {
+      std::cout << "\n" << paths.size() << " files: " << paths.size() - failed << " explained, " << failed
+                << " failed\n";
+    }
   }
   return worst == 3 ? kExitConfig : worst;
 }
@@ -392,6 +466,20 @@ int main(int argc, char** argv) {
                        "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
                        "same set for each)");
 
+  auto* explain = app.add_subcommand(
+      "explain",
+      "Print each pipeline's operator graph: source, steps, lookups, aggregation and the "
+      "statements its sink runs (connects to nothing)");
+  std::vector<std::string> explain_pipelines;
+  explain->add_option("pipeline", explain_pipelines, "pipeline files")->required()->check(CLI::ExistingFile);
+  explain->add_option("--var", vars,
+                      "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
+                      "same set for each)");
+  std::string explain_format = "text";
+  explain->add_option("--format", explain_format, "text, or json (one object per file and line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+
   auto* verify = app.add_subcommand(
       "verify",
       "Recompute a pipeline's output from its source up to the sink's committed positions and "
@@ -436,6 +524,12 @@ int main(int argc, char** argv) {
   generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
   generate->add_option("--jobs", gen.jobs, "job dimension CSV the ids are drawn from (default: examples/data/job.csv, built in)");
   generate->add_option("--start", gen.start, "event time of the first event (ISO 8601)");
+  generate->add_option("--format", gen.format,
+                       "json, or avro (recruitment profile, Kafka only): the Confluent wire format with "
+                       "the value schema registered at --schema-registry")
+      ->capture_default_str();
+  generate->add_option("--schema-registry", gen.schema_registry,
+                       "with --format avro: the schema registry, http://HOST:PORT");
   generate->add_option("--set", gen.settings,
                        "a generator or profile setting as under [source]: NAME=VALUE (repeatable; "
                        "e.g. spacing=100ms, campaigns=FILE, out_of_order=0.05, late=0.01, "
@@ -491,8 +585,8 @@ int main(int argc, char** argv) {
       "dead letters by reason with samples (runs no pipeline)");
   sluice::cli::InspectCliOptions inspect_options;
   inspect->add_option("sink", inspect_options.uri,
-                      "sink URI: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR or "
-                      "cassandra://HOST:PORT/KEYSPACE")
+                      "sink URI: sqlite:PATH, mysql://USER@HOST:PORT/DB, parquet:DIR, "
+                      "cassandra://HOST:PORT/KEYSPACE or kafka://HOST:PORT/TOPIC")
       ->required();
   inspect->add_option("--pipeline", inspect_options.pipeline, "only this pipeline");
   inspect->add_flag("--json", inspect_options.json, "one JSON object on stdout, for machines");
@@ -544,6 +638,7 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return Run(pipeline, vars, options, http, run_cli);
   if (validate->parsed()) return Validate(pipelines, vars);
+  if (explain->parsed()) return Explain(explain_pipelines, vars, explain_format == "json");
   if (verify->parsed()) return Verify(verify_pipeline, vars, verify_json, verify_options);
   if (generate->parsed()) {
     static std::atomic<bool> stop{false};

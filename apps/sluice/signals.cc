@@ -61,8 +61,13 @@ void WatchSignals(Runner* runner) {
                         sig, true);
         runner->RequestStop();
       } else {
-        LogSignalNotice("second signal, exiting without a final checkpoint", sig, false);
-        _exit(130);
+        // Exit 1, like a drain that runs out of time: the run ended without its final
+        // checkpoint (nothing is lost; the next run reads again what was not committed).
+        LogSignalNotice("second signal, exiting without a final checkpoint (exit 1; the next run "
+                        "reads again what was not committed)",
+                        sig, false);
+        std::fflush(nullptr);
+        _exit(1);
       }
     }
   });

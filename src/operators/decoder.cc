@@ -9,6 +9,7 @@
 #include "operators/avro_decoder.h"
 #include "operators/csv_decoder.h"
 #include "operators/json_decoder.h"
+#include "operators/protobuf_decoder.h"
 
 namespace sluice {
 namespace {
@@ -54,6 +55,7 @@ Result<std::unique_ptr<Decoder>> MakeDecoder(const DecoderOptions& options, cons
     case DecoderOptions::Format::kCsv: return MakeCsvDecoder(options, schema);
     case DecoderOptions::Format::kNdjson: return MakeNdjsonDecoder(schema);
     case DecoderOptions::Format::kAvro: return MakeAvroDecoder(schema, options.avro_schemas);
+    case DecoderOptions::Format::kProtobuf: return MakeProtobufDecoder(schema, options.avro_schemas);
   }
   return Status::InvalidArgument("unknown decoder format");
 }

@@ -37,13 +37,13 @@ class Decoder {
 
 /// Options shared by the decoders.
 struct DecoderOptions {
-  enum class Format { kCsv, kNdjson, kAvro };
+  enum class Format { kCsv, kNdjson, kAvro, kProtobuf };
   Format format = Format::kNdjson;
   char delimiter = ',';  ///< CSV only: ',' or ';'
   bool header = true;    ///< CSV only: the first record names the columns
   /// CSV without header: column names in order. Ignored when `header` is true.
   std::vector<std::string> columns;
-  /// Avro only: the writer schemas by id (Confluent wire format), shared by the workers.
+  /// Avro and Protobuf: the writer schemas by id (Confluent wire format), shared by the workers.
   std::shared_ptr<AvroSchemaCache> avro_schemas;
 };
 

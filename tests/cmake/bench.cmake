@@ -7,17 +7,10 @@
 # Run: ctest --test-dir build -L bench --output-on-failure
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
-add_test(NAME ysb
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/ysb_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(ysb PROPERTIES TIMEOUT 300 LABELS "python;golden;bench;mysql"
-                     RESOURCE_LOCK mariadb)
+sluice_python_test(ysb tests/integration/ysb_test.py TIMEOUT 300 LOCK mariadb
+                   LABELS python golden bench mysql)
 
-add_test(NAME bench_freshness
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/bench/lib/freshness.py
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(bench_freshness PROPERTIES TIMEOUT 60 LABELS "python;bench")
+sluice_python_test(bench_freshness bench/lib/freshness.py NO_SLUICE TIMEOUT 60 LABELS python bench)
 
 if(EXISTS ${PROJECT_SOURCE_DIR}/bench/CMakeLists.txt)
   add_test(NAME bench_micro

@@ -6,9 +6,5 @@
 # reads failing for give_up_after end --until-caught-up with exit 1. Needs Cassandra of
 # `make services` and the venv's cassandra-driver: without them a loud SKIP (exit 77), a FAIL
 # when CI=true. Keyspace cass_src_<pid>_<time>, dropped at the end.
-add_test(NAME cassandra_source
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/cassandra_source_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(cassandra_source PROPERTIES TIMEOUT 900 LABELS "python;integration;cassandra"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(cassandra_source tests/integration/cassandra_source_test.py VENV TIMEOUT 900
+                   LABELS python integration cassandra)

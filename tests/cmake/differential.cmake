@@ -11,9 +11,5 @@
 #   SLUICE_DIFFERENTIAL_FULL=1 ctest -R differential --output-on-failure   (or make differential)
 # MariaDB missing: that part is skipped (exit 77 when nothing else ran), a FAIL when CI=true.
 # Databases diff_h_<pid>_*, dropped at the end.
-add_test(NAME differential
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/differential_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(differential PROPERTIES TIMEOUT 900
-                     LABELS "python;integration;parquet;mysql" SKIP_RETURN_CODE 77)
+sluice_python_test(differential tests/integration/differential_test.py VENV TIMEOUT 900
+                   LABELS python integration parquet mysql)

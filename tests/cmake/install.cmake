@@ -8,18 +8,14 @@
 if(NOT SLUICE_ARROW_LIB_DIR)
   return()
 endif()
-add_test(NAME install
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/install_test.py
-                 --build-dir ${CMAKE_BINARY_DIR} --version ${PROJECT_VERSION}
-                 --venv ${SLUICE_VENV_DIR}
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(install PROPERTIES TIMEOUT 120 LABELS "python;integration;install")
+sluice_python_test(install tests/integration/install_test.py VENV NO_SLUICE TIMEOUT 120
+                   ARGS --build-dir ${CMAKE_BINARY_DIR} --version ${PROJECT_VERSION}
+                        --venv ${SLUICE_VENV_DIR}
+                   LABELS python integration install)
 # `make package` (CPack) the same way: the .deb's Depends against the Debian packages owning the
 # libraries sluice links (dpkg -S), its contents and --version; the tarball unpacked as the
 # prefix and put through every check above. Compressing ~140 MB twice: about a minute.
-add_test(NAME install_package
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/install_test.py
-                 --build-dir ${CMAKE_BINARY_DIR} --version ${PROJECT_VERSION}
-                 --venv ${SLUICE_VENV_DIR} --package
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(install_package PROPERTIES TIMEOUT 300 LABELS "python;integration;install")
+sluice_python_test(install_package tests/integration/install_test.py VENV NO_SLUICE TIMEOUT 300
+                   ARGS --build-dir ${CMAKE_BINARY_DIR} --version ${PROJECT_VERSION}
+                        --venv ${SLUICE_VENV_DIR} --package
+                   LABELS python integration install)

@@ -4,9 +4,5 @@
 # other members of its consumer group (kcat -G) join and leave: zero records late, and the Parquet
 # dataset equals the independent recomputation. Needs the broker of `make services` and kcat:
 # without them SKIP (exit 77), a FAIL when CI=true. About 30 s.
-add_test(NAME partition_watermark
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/partition_watermark_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(partition_watermark PROPERTIES TIMEOUT 300
-                     LABELS "python;integration;kafka;parquet" SKIP_RETURN_CODE 77)
+sluice_python_test(partition_watermark tests/integration/partition_watermark_test.py VENV TIMEOUT 300
+                   LABELS python integration kafka parquet)

@@ -5,9 +5,5 @@
 # poison_mysql) and the mariadb client, else the test is skipped (exit 77), a FAIL when CI=true.
 # Cassandra, Kafka and Parquet refusals are covered by sluice_tests (CassandraSinkTest.*,
 # KafkaSink.RowOver*, ParquetSinkTest.ARowWhosePartitionFolderCannotExistIsDeadLettered).
-add_test(NAME poison_records
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/poison_records_test.py
-                 --sluice $<TARGET_FILE:sluice>
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(poison_records PROPERTIES TIMEOUT 300 LABELS "python;integration;mysql"
-                     SKIP_RETURN_CODE 77 RESOURCE_LOCK mariadb)
+sluice_python_test(poison_records tests/integration/poison_records_test.py TIMEOUT 300 LOCK mariadb
+                   LABELS python integration mysql)

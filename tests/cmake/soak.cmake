@@ -9,10 +9,6 @@
 # left out here (make soak keeps them): the double counting they exposed is fixed
 # (RELIABILITY.md), but the driver's MariaDB can stay down after a full disk (InnoDB stops
 # itself on ENOSPC), and the driver must learn to bring it back first.
-add_test(NAME soak
-         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/integration/soak_test.py
-                 --sluice $<TARGET_FILE:sluice> --minutes 1.5 --workdir ${CMAKE_BINARY_DIR}/soak
-                 --faults kill,broker
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(soak PROPERTIES TIMEOUT 900 LABELS "python;integration;kafka;mysql;soak"
-                     SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+sluice_python_test(soak tests/integration/soak_test.py SERIAL TIMEOUT 900
+                   ARGS --minutes 1.5 --workdir ${CMAKE_BINARY_DIR}/soak --faults kill,broker
+                   LABELS python integration kafka mysql soak)

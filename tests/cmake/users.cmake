@@ -6,23 +6,15 @@
 # without them a loud SKIP (exit 77), a FAIL when CI=true. Creates its own topics and keyspaces
 # (users_*), dropped at the end.
 #   users              clean run, re-run, injected API errors (retried / dead-lettered), kill -9
+#   users_avro         the clean run with the profiles in Avro through the schema registry
+#                      (FORMAT=avro), read back with confluent-kafka's AvroDeserializer
 #   users_messages     hand-written messages (generated ids, postcodes, non-profiles)
 #   users_recruitment  recruitment from Cassandra == recompute_recruitment.py, re-run unchanged
-add_test(NAME users
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/users_test.py
-                 --sluice $<TARGET_FILE:sluice> --only clean,errors,dead,kill
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(users PROPERTIES TIMEOUT 900 LABELS "python;integration;kafka;cassandra"
-                     SKIP_RETURN_CODE 77)
-add_test(NAME users_messages
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/users_test.py
-                 --sluice $<TARGET_FILE:sluice> --only messages
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(users_messages PROPERTIES TIMEOUT 300
-                     LABELS "python;integration;kafka;cassandra" SKIP_RETURN_CODE 77)
-add_test(NAME users_recruitment
-         COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/users_test.py
-                 --sluice $<TARGET_FILE:sluice> --only recruitment
-         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(users_recruitment PROPERTIES TIMEOUT 300 LABELS "python;integration;cassandra"
-                     SKIP_RETURN_CODE 77)
+sluice_python_test(users tests/integration/users_test.py VENV TIMEOUT 900
+                   ARGS --only clean,errors,dead,kill LABELS python integration kafka cassandra)
+sluice_python_test(users_avro tests/integration/users_test.py VENV TIMEOUT 300
+                   ARGS --only avro LABELS python integration kafka cassandra)
+sluice_python_test(users_messages tests/integration/users_test.py VENV TIMEOUT 300
+                   ARGS --only messages LABELS python integration kafka cassandra)
+sluice_python_test(users_recruitment tests/integration/users_test.py VENV TIMEOUT 300
+                   ARGS --only recruitment LABELS python integration cassandra)

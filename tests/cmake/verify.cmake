@@ -5,10 +5,6 @@
 # Kafka topic that grew after the run (read only up to the committed offsets; an edited value).
 # No server (MySQL, Kafka), seed data or pyarrow (Parquet): SKIP (exit 77), a FAIL when CI=true.
 foreach(backend sqlite mysql parquet kafka)
-  add_test(NAME verify_${backend}
-           COMMAND ${SLUICE_VENV_PYTHON} ${PROJECT_SOURCE_DIR}/tests/integration/verify_test.py
-                   --sluice $<TARGET_FILE:sluice> --backend ${backend}
-           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(verify_${backend} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
-                       LABELS "python;integration;verify;${backend}")
+  sluice_python_test(verify_${backend} tests/integration/verify_test.py VENV TIMEOUT 300
+                     ARGS --backend ${backend} LABELS python integration verify ${backend})
 endforeach()

@@ -53,26 +53,23 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 import airflow_venv  # noqa: E402
+import harness  # noqa: E402
+import users_api  # noqa: E402
+from harness import BROKER  # noqa: E402
+from kafka_util import kafka_missing, topic_messages, topics_tool as kafka_topics  # noqa: E402
 
 DAGS = os.path.join(REPO, "deploy", "airflow", "dags")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 INGEST = os.path.join(REPO, "examples", "users-ingest.toml")
 VIEWLOG = os.path.join(REPO, "examples", "viewlog.toml")
-BROKER = "127.0.0.1:9092"
 # DAG id -> (schedule, task id) as the scheduler must see them.
 DAG_SHAPES = {
     "recruitment_incremental": ("0 7 * * *", "run_until_caught_up"),
     "push_data_to_broker": ("0 0 * * *", "push_profiles"),  # @daily
     "viewlog_report": ("0 0 * * *", "report"),
 }
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
-
-
-def loud(msg):
-    bar = "!" * 78
-    print(f"{bar}\n{msg}\n{bar}", flush=True)
 
 
 class Airflow:
@@ -188,25 +185,11 @@ def compare_tables(got_db, want_db):
     return problems
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args, tmp):
+        harness.Checks.__init__(self)
         self.args, self.tmp = args, tmp
-        self.passed = self.failed = 0
-        self.t0 = time.monotonic()
         self.topics = []  # Kafka topics to delete at the end
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        sys.stdout.flush()
 
     def sluice(self, *args):
         p = subprocess.run([self.args.sluice, *args], cwd=REPO, capture_output=True, text=True,
@@ -414,72 +397,15 @@ def no_retry(af, dag_id, date, out):
 
 # ---- Kafka and the fake API (checks 5 and 6) ----
 
-def kafka_missing():
-    """Why the Kafka checks cannot run, or None."""
-    if not shutil.which("kcat"):
-        return "kcat is not installed (scripts/services.sh up kafka installs it)"
-    try:
-        p = subprocess.run(["kcat", "-b", BROKER, "-L", "-m", "5"], capture_output=True,
-                           text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return f"kcat -L timed out on {BROKER}"
-    if p.returncode != 0 or "broker 1" not in p.stdout:
-        return f"Kafka does not answer on {BROKER} (start it with `make services`)"
-    return None
 
-
-def kafka_topics(*args):
-    p = subprocess.run([os.path.join(REPO, "scripts", "kafka-topics.sh"), *args],
-                       capture_output=True, text=True, timeout=120)
-    return p.returncode, p.stdout + p.stderr
-
-
-def topic_messages(topic):
-    """The committed messages of `topic` (all partitions) as JSON objects, read with kcat as a
-    read_committed consumer until two reads 1.5 s apart agree (commit markers land late)."""
-    last, deadline = None, time.time() + 20
-    while True:
-        p = subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-X",
-                            "isolation.level=read_committed", "-f", "%s\\n"],
-                           capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            raise RuntimeError(f"kcat -C {topic}: exit {p.returncode}: {p.stderr[-800:]}")
-        msgs = [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()]
-        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
-            return msgs
-        last = msgs
-        time.sleep(1.5)
-
-
-class FakeApi:
+class FakeApi(users_api.FakeApi):
     """A `sluice fake-api` on a free port (no failures injected)."""
-
-    def __init__(self, sluice, log):
-        self.log = open(log, "w+b")
-        self.proc = subprocess.Popen([sluice, "fake-api", "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        m = re.search(r"(http://\S+/api/)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"sluice fake-api did not print its URL (got {line!r})")
-        self.url = m.group(1)
 
     def page_ids(self, seed, page, size):
         """login.uuid of the profiles of one page, fetched from the API directly."""
         url = f"{self.url}?page={page}&results={size}&seed={urllib.parse.quote(seed)}"
         with urllib.request.urlopen(url, timeout=10) as r:
             return [p["login"]["uuid"] for p in json.loads(r.read().decode("utf-8"))["results"]]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def records_in(out):
@@ -683,12 +609,11 @@ def check_viewlog(t, af):
 
 
 def check_kafka(t, af):
-    why = kafka_missing()
+    why = None if shutil.which("kcat") else "kcat is not installed (scripts/services.sh up " \
+        "kafka installs it)"
+    why = why or kafka_missing()
     if why:
-        if IN_CI:
-            t.result("Kafka for push_data_to_broker and viewlog_report (CI=true)", [why])
-        else:
-            loud(f"SKIP push_data_to_broker and viewlog_report: {why}")
+        t.skip("push_data_to_broker and viewlog_report (Kafka)", why)
         return
     api = FakeApi(t.args.sluice, os.path.join(t.tmp, "fake-api.log"))
     try:
@@ -711,12 +636,7 @@ def main():
     try:
         airflow = airflow_venv.ensure(args.venv, args.python)
     except (airflow_venv.VenvError, OSError, subprocess.SubprocessError) as e:
-        if IN_CI:
-            print(f"FAIL installing Apache Airflow (CI=true): {e}")
-            print("0 passed, 1 failed")
-            return 1
-        loud(f"SKIP airflow_test: cannot install Apache Airflow into {args.venv}: {e}")
-        return SKIP
+        return harness.Checks().missing(f"cannot install Apache Airflow into {args.venv}: {e}")
     print(f"Airflow environment {args.venv} ready in {time.monotonic() - t0:.1f}s", flush=True)
 
     tmp = tempfile.mkdtemp(prefix="sluice-airflow-")
@@ -740,8 +660,7 @@ def main():
         for topic in t.topics:  # with the sink's .sluice-positions and .sluice-dead-letters
             kafka_topics("--delete", "--topic", f"{topic}.*")
     print(f"airflow_test took {time.monotonic() - t0:.1f}s")
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -27,42 +27,24 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 import grafana_model as gm  # noqa: E402
+import harness  # noqa: E402
 
 REPO = gm.REPO
-IN_CI = os.environ.get("CI", "").lower() == "true"
 UNIT = os.path.join(REPO, "deploy", "systemd", "sluice@.service")
 PROMETHEUS_YML = os.path.join(REPO, "deploy", "prometheus", "prometheus.yml")
 
 
-class Test:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-        self.t0 = time.monotonic()
-
+class Test(harness.Checks):
     def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:30]:
-            print(f"    {p}")
-        sys.stdout.flush()
+        return harness.Checks.result(self, name, problems, notes, limit=30)
 
     def missing_tool(self, name, why):
-        if IN_CI:
-            self.result(name, [f"{why} (CI=true)"])
-        else:
-            self.skipped += 1
-            print(f"SKIP {name}: {why}", flush=True)
+        self.skip(name, why)
 
 
 def check_provisioning(t):
@@ -244,9 +226,7 @@ def main():
     t = Test()
     why = gm.ensure_yaml()
     if why:
-        print(f"{'FAIL' if IN_CI else 'SKIP'} deploy_files: {why}")
-        print(f"0 passed, {1 if IN_CI else 0} failed")
-        return 1 if IN_CI else 77
+        return t.missing(why)
     ds = check_provisioning(t)
     models = check_dashboards(t, ds)
     check_sql_expansion(t, models)
@@ -256,8 +236,7 @@ def main():
         check_systemd(t, args.sluice)
     else:
         t.result("systemd unit", [f"--sluice {args.sluice} not found"])
-    print(f"{t.passed} passed, {t.failed} failed" + (f", {t.skipped} skipped" if t.skipped else ""))
-    return 1 if t.failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

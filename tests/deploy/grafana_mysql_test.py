@@ -29,18 +29,17 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
-from urllib.parse import urlparse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 import grafana_model as gm  # noqa: E402
+import harness  # noqa: E402
+import mysql_client  # noqa: E402
 
 REPO = gm.REPO
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 DASHBOARD = "recruitment-business.json"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
 
 # Result columns -> the events column they sum.
 SUMS = {"clicks": "clicks", "spend": "spend_hour", "conversions": "conversion",
@@ -56,42 +55,11 @@ def epoch(s):
     return calendar.timegm(datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M").timetuple())
 
 
-class Server:
-    def __init__(self, uri):
-        u = urlparse(uri)
-        self.user, self.host, self.port = u.username or "root", u.hostname, u.port or 3306
-        self.client = shutil.which("mariadb") or shutil.which("mysql")
-        self.env = dict(os.environ)
-        if os.environ.get("SLUICE_MYSQL_PASSWORD"):
-            self.env["MYSQL_PWD"] = os.environ["SLUICE_MYSQL_PASSWORD"]
-
-    def uri(self, db):
-        return f"mysql://{self.user}@{self.host}:{self.port}/{db}"
-
+class Server(mysql_client.Server):
     def run(self, sql, database=None):
         """Runs SQL; returns (header, rows) of the last result, NULL as None."""
-        cmd = [self.client, f"--host={self.host}", f"--port={self.port}", f"--user={self.user}",
-               "--protocol=TCP", "--batch", "--connect-timeout=5"]
-        if database:
-            cmd.append(database)
-        p = subprocess.run(cmd, input=sql.encode(), capture_output=True, env=self.env,
-                           timeout=120)
-        if p.returncode != 0:
-            raise RuntimeError(p.stderr.decode(errors="replace").strip())
-        lines = [ln for ln in p.stdout.decode("utf-8", "replace").split("\n") if ln != ""]
-        if not lines:
-            return [], []
-        rows = [[None if f == "NULL" else f for f in ln.split("\t")] for ln in lines]
-        return rows[0], rows[1:]
-
-    def reachable(self):
-        if not self.client:
-            return "no mariadb/mysql command-line client on PATH"
-        try:
-            self.run("SELECT 1")
-            return None
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            return f"MariaDB/MySQL not reachable at {self.host}:{self.port} ({e})"
+        rows = mysql_client.Server.run(self, sql, database)
+        return (rows[0], rows[1:]) if rows else ([], [])
 
 
 class Expected:
@@ -232,43 +200,28 @@ def check_result(q, header, rows, sel, bucket, problems):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--server", default="mysql://root@127.0.0.1:3306")
+    ap.add_argument("--server", default=harness.MYSQL_URI)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    t0 = time.monotonic()
-    passed = failed = 0
+    t = harness.Checks()
 
     def result(name, problems):
-        nonlocal passed, failed
-        if problems:
-            failed += 1
-        else:
-            passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - t0:.1f}s]",
-              flush=True)
-        for p in problems[:30]:
-            print(f"    {p}")
-        if len(problems) > 30:
-            print(f"    ... {len(problems) - 30} more")
+        t.result(name, problems, limit=30)
 
     server = Server(args.server)
     why = server.reachable()
     if why:
-        if IN_CI:
-            print(f"FAIL MariaDB server (CI=true): {why}\n0 passed, 1 failed")
-            return 1
-        print("!" * 78 + f"\nSKIP grafana_mysql: {why} (start it with `make services`)\n" + "!" * 78)
-        return SKIP
+        return t.missing(f"{why} (start it with `make services`)")
 
     why = gm.ensure_yaml()
     if why:
-        print(f"FAIL {why}\n0 passed, 1 failed")
-        return 1
+        result("PyYAML", [why])
+        return t.finish()
     ds = gm.datasources([])
     model = dict(gm.dashboards()).get(DASHBOARD)
     if model is None:
-        print(f"FAIL {DASHBOARD} not found\n0 passed, 1 failed")
-        return 1
+        result(DASHBOARD, ["not found"])
+        return t.finish()
     mysql_ds = next((d for d in ds.values() if d.get("type") == "mysql"), {})
     tz = (mysql_ds.get("jsonData") or {}).get("timezone") or "+00:00"
 
@@ -365,8 +318,7 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept database {db} and {tmp}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

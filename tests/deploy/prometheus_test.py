@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,19 +36,14 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 import grafana_model as gm  # noqa: E402
+import harness  # noqa: E402
+from harness import free_port  # noqa: E402
 
 REPO = gm.REPO
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 PROMETHEUS_YML = os.path.join(REPO, "deploy", "prometheus", "prometheus.yml")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=5):
@@ -99,30 +93,14 @@ def main():
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    t0 = time.monotonic()
-    passed = failed = 0
+    t = harness.Checks()
 
     def result(name, problems, notes=()):
-        nonlocal passed, failed
-        if problems:
-            failed += 1
-        else:
-            passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:30]:
-            print(f"    {p}")
+        t.result(name, problems, notes, limit=30)
 
-    prometheus = shutil.which("prometheus")
+    prometheus = t.require_tool("prometheus", "prometheus")
     if not prometheus:
-        why = "no prometheus binary (Debian package prometheus, scripts/install-deps.sh)"
-        if IN_CI:
-            print(f"FAIL {why} (CI=true)\n0 passed, 1 failed")
-            return 1
-        print("!" * 78 + f"\nSKIP prometheus_test: {why}\n" + "!" * 78)
-        return SKIP
+        return t.finish()
 
     tmp = tempfile.mkdtemp(prefix="sluice-prometheus-")
     sluice_port, prom_port = free_port(), free_port()
@@ -167,7 +145,7 @@ def main():
         if text is None:
             result("sluice run --http serves /metrics", [f"no /metrics on port {sluice_port}"
                                                          f" (sluice exit {sluice.poll()})"])
-            return finish(passed, failed)
+            return t.finish()
         families, samples = parse_metrics(text)
         models = gm.dashboards()
         queries = [(name, q) for name, m in models for q in gm.queries(m) if q["kind"] == "promql"]
@@ -212,7 +190,7 @@ def main():
         result(f"Prometheus (deploy/prometheus/prometheus.yml) scrapes sluice: up == 1",
                [] if up else ["no successful scrape within 40 s"])
         if not up:
-            return finish(passed, failed)
+            return t.finish()
 
         # 3. Every expression, as Grafana sends it.
         instance = up.get("instance", f"127.0.0.1:{sluice_port}")
@@ -264,16 +242,11 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        if args.keep or failed:
+        if args.keep or t.failed:
             print(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    return finish(passed, failed)
-
-
-def finish(passed, failed):
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ sys.path.insert(0, TOOLS)
 import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 
 GOLDEN = os.path.join(HERE, "recruitment")
@@ -76,12 +77,10 @@ def tail(text, n=15):
     return "\n".join("      | " + ln for ln in lines[-n:])
 
 
-class Runner:
+class Runner(harness.Checks):
     def __init__(self, args):
+        harness.Checks.__init__(self)
         self.args = args
-        self.passed = 0
-        self.failed = 0
-        self.skipped = 0
 
     def result(self, name, problems, secs=None, notes=()):
         tag = "PASS" if not problems else "FAIL"
@@ -98,12 +97,6 @@ class Runner:
         if len(problems) > 25:
             print(f"    ... {len(problems) - 25} more")
         sys.stdout.flush()
-
-    def skip(self, name, why):
-        self.skipped += 1
-        banner = "!" * 78
-        print(f"{banner}\nSKIP {name}: {why}\n{banner}", flush=True)
-        print(f"SKIP {name}: {why}", file=sys.stderr)
 
     # ------------------------------------------------------------------ golden cases
     def golden_case(self, name, d):
@@ -154,10 +147,7 @@ class Runner:
         if not (os.path.exists(tracking) and os.path.exists(jobs)):
             why = f"seed data not found at {SEED}"
             for name in ("seed/tracking.csv", "seed/tracking.ndjson"):
-                if os.environ.get("CI", "").lower() == "true":
-                    self.result(name, [why + " (CI=true: the seed data must be there)"])
-                else:
-                    self.skip(name, why)
+                self.skip(name, why)
             return
         tmp = tempfile.mkdtemp(prefix="golden-seed-")
         expected_db = os.path.join(tmp, "recompute.db")
@@ -225,10 +215,7 @@ def main(argv=None):
             r.golden_case(name, d)
         if not args.no_seed and not args.case:
             r.seed()
-    if r.skipped:
-        print(f"({r.skipped} skipped)")
-    print(f"{r.passed} passed, {r.failed} failed")
-    return 1 if r.failed else 0
+    return r.finish()
 
 
 if __name__ == "__main__":

@@ -45,39 +45,23 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-HOST, PORT = "127.0.0.1", 9042
+HOST, PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
 RECRUITMENT = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(
-    REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
+SEED_TRACKING = harness.SEED_TRACKING
 INTS = {"bid", "campaign_id", "cd", "ev", "group_id", "job_id", "publisher_id", "tz", "v"}
 KEY = ["job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id"]
 TICKS_PER_DAY = 864_000_000_000  # 100-ns ticks
 GREGORIAN = dt.datetime(1582, 10, 15, tzinfo=dt.timezone.utc)
-SKIP = 77
-
-
-class Skip(Exception):
-    pass
 
 
 def session():
-    try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError as e:
-        raise Skip(f"the Python cassandra-driver is missing ({e}); use .venv/bin/python") from e
-    try:
-        cluster = Cluster([HOST], port=PORT, protocol_version=4, connect_timeout=10)
-        s = cluster.connect()
-    except Exception as e:  # NoHostAvailable and friends
-        raise Skip(f"Cassandra does not answer on {HOST}:{PORT} ({e}); start it with "
-                   "`make services` or scripts/services.sh up cassandra") from e
-    s.default_timeout = 120
-    return cluster, s
+    return cassandra_util.session(timeout=120)
 
 
 def shifted(u, copy, days=200):
@@ -213,26 +197,16 @@ def committed(db):
         return []
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
         self.args = args
         self.sluice = os.path.abspath(args.sluice)
         self.tmp = tempfile.mkdtemp(prefix="sluice-cassandra-source-")
         self.ks = args.keyspace or f"cass_src_{os.getpid()}_{int(time.time()) % 100000}"
-        self.passed = self.failed = 0
+        harness.Checks.__init__(self)
         self.cluster = self.session = None
         self.rows = self.header = None
         self.expected = None
-
-    def result(self, name, problems):
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name}", flush=True)
-            for p in problems[:15]:
-                print(f"     {p}", flush=True)
-        else:
-            self.passed += 1
-            print(f"ok   {name}", flush=True)
 
     def cmd(self, uri, db, *extra):
         return [self.sluice, "run", RECRUITMENT, "--until-caught-up", "--var", f"TRACKING={uri}",
@@ -364,7 +338,7 @@ class Test:
 
     def main(self):
         if not os.path.exists(SEED_TRACKING):
-            raise Skip(f"seed tracking log missing: {SEED_TRACKING}")
+            raise harness.Missing(f"seed tracking log missing: {SEED_TRACKING}")
         self.cluster, self.session = session()
         only = set(self.args.only.split(",")) if self.args.only else None
         if only is None or only & {"single", "bucket"}:
@@ -411,18 +385,7 @@ def main():
     args = ap.parse_args()
     SEED_TRACKING = args.seed_tracking
     t = Test(args)
-    try:
-        t.main()
-    except Skip as e:
-        t.cleanup()
-        if CI:
-            print(f"FAIL {e} (CI=true: the server must be there)", flush=True)
-            return 1
-        print(f"SKIP {e}", flush=True)
-        return SKIP
-    t.cleanup()
-    print(f"{t.passed} passed, {t.failed} failed", flush=True)
-    return 1 if t.failed else 0
+    return t.run_main(t.main, t.cleanup)
 
 
 if __name__ == "__main__":

@@ -32,20 +32,11 @@ EXAMPLES = os.path.join(REPO, "examples")
 RECRUITMENT = os.path.join(EXAMPLES, "recruitment.toml")
 JOBS = os.path.join(EXAMPLES, "data", "job.csv")
 COUNTED = {"click", "conversion", "qualified", "unqualified"}
-results = []
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
 
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[-1500:]), flush=True)
-
-
-class Ran:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-    def __str__(self):
-        return f"rc={self.returncode}\nstdout: {self.stdout[-900:]}\nstderr: {self.stderr[-900:]}"
+T = harness.Checks()
+check = T.check
 
 
 def expected_counts(path):
@@ -87,14 +78,7 @@ def main():
         return os.path.join(tmp, name)
 
     def run(args, env=None, timeout=120):
-        try:
-            r = subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-                               env=dict(os.environ, **(env or {})))
-            return Ran(r.returncode, r.stdout, r.stderr)
-        except subprocess.TimeoutExpired as e:
-            def text(b):
-                return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
-            return Ran(None, text(e.stdout), text(e.stderr) + f"\n(timed out after {timeout}s)")
+        return harness.run_captured(args, timeout, cwd=tmp, env=env, tail=900)
 
     def sigterm_run(args, wait_for, log_name):
         """Starts `args`, waits until stderr has a line matching `wait_for`, sends SIGTERM."""
@@ -108,14 +92,8 @@ def main():
                     seen = True
                     break
                 time.sleep(0.02)
-            if seen:
-                p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = p.wait()
-        return seen, Ran(rc, open(out_path).read(), open(err_path).read())
+            rc = harness.stop(p, signal.SIGTERM if seen else None)
+        return seen, harness.Ran(rc, open(out_path).read(), open(err_path).read(), tail=900)
 
     small = path("small.ndjson")
     r = run([sluice, "generate", "--to", small, "--count", "5000", "--rate", "0", "--seed", "3", "--jobs", JOBS])
@@ -338,7 +316,9 @@ def main():
     # ---- init ---------------------------------------------------------------------------------------
     open(path("events.ndjson"), "w").close()  # a file source must exist to validate
     pairs = [("events.ndjson", "sqlite:out.db"), ("events.ndjson", "parquet:out"),
-             ("kafka://127.0.0.1:9092/t", "mysql://root@127.0.0.1:3306/db"), ("events.ndjson", "kafka://127.0.0.1:9092/out")]
+             ("kafka://127.0.0.1:9092/t", "mysql://root@127.0.0.1:3306/db"), ("events.ndjson", "kafka://127.0.0.1:9092/out"),
+             ("events.ndjson", "cassandra://127.0.0.1:9042/init_ks"), ("events.ndjson", "stdout:"),
+             ("events.ndjson", "ndjson:" + path("out.ndjson"))]
     for src, snk in pairs:
         out_file = path("init-" + re.sub(r"\W", "_", src + snk) + ".toml")
         r = run([sluice, "init", "--source", src, "--sink", snk, "-o", out_file])
@@ -375,9 +355,7 @@ def main():
           and s.get("dead_lettered_by_reason") == {"ts is not a timestamp": 1}, f"{got} {s}\n{r}")
 
     shutil.rmtree(tmp, ignore_errors=True)
-    failed = results.count(False)
-    print(f"{len(results) - failed}/{len(results)} checks passed", flush=True)
-    return 1 if failed else 0
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -20,12 +20,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXAMPLES = os.path.join(REPO, "examples")
 RECRUITMENT = os.path.join(EXAMPLES, "recruitment.toml")
 JOBS = os.path.join(EXAMPLES, "data", "job.csv")
-results = []
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
 
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)[-1500:]), flush=True)
+T = harness.Checks()
+check = T.check
 
 
 def same(x, y):
@@ -33,14 +32,6 @@ def same(x, y):
         return open(x, "rb").read() == open(y, "rb").read()
     except OSError:
         return False
-
-
-class Ran:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-    def __str__(self):
-        return f"rc={self.returncode}\nstdout: {self.stdout[-700:]}\nstderr: {self.stderr[-700:]}"
 
 
 def main():
@@ -55,14 +46,7 @@ def main():
     os.makedirs(work)
 
     def run(args, cwd=work, env=None, timeout=60):
-        try:
-            r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                               env=dict(os.environ, **(env or {})))
-            return Ran(r.returncode, r.stdout, r.stderr)
-        except subprocess.TimeoutExpired as e:
-            def text(b):
-                return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
-            return Ran(None, text(e.stdout), text(e.stderr) + f"\n(timed out after {timeout}s)")
+        return harness.run_captured(args, timeout, cwd=cwd, env=env)
 
     def path(name):
         return os.path.join(tmp, name)
@@ -184,12 +168,7 @@ def main():
     while time.time() < deadline and not os.path.exists(path("sigterm.db")):
         time.sleep(0.1)
     time.sleep(1.5)
-    p.send_signal(signal.SIGTERM)
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = harness.stop(p)
     log.close()
     check("exit 0: SIGTERM drains, checkpoints and stops cleanly", rc == 0, f"rc={rc} " + open(path("sigterm.log")).read()[-800:])
 
@@ -291,10 +270,8 @@ def main():
     r = run([sluice, "version"])
     check("version", r.returncode == 0 and r.stdout.startswith("sluice "), r)
 
-    passed = sum(results)
-    print("%d passed, %d failed" % (passed, len(results) - passed))
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if passed == len(results) else 1
+    return T.finish()
 
 
 if __name__ == "__main__":

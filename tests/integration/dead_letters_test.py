@@ -28,16 +28,15 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-sys.path.insert(0, HERE)
 import dead_letters  # noqa: E402
-from mysql_recruitment_test import Server  # noqa: E402
+import harness  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
 PIPELINE = os.path.join(ROOT, "examples", "recruitment.toml")
 JOBS = os.path.join(ROOT, "examples", "data", "job.csv")
@@ -45,20 +44,13 @@ HEADER = "create_time,bid,campaign_id,custom_track,group_id,job_id,publisher_id,
 KEYS = {"pipeline": str, "source": str, "partition": int, "offset": int, "reason": str,
         "time": str, "payload_bytes": int, "truncated": bool, "payload_sha256": str}
 
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else f": {detail}"), flush=True)
-    if not ok:
-        failures.append(name)
+T = harness.Checks(skip_on_any=True)  # without MariaDB the test is a SKIP, not a pass
+check = T.check
 
 
 def run(sluice, cwd, variables, timeout=120):
-    cmd = [sluice, "run", PIPELINE, "--var", f"JOBS={JOBS}"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, PIPELINE, {"JOBS": JOBS, **variables}, timeout=timeout,
+                              cwd=cwd)
 
 
 def exact_payload(d):
@@ -227,11 +219,10 @@ def shared_file(sluice, tmp):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--server", default="mysql://root@127.0.0.1:3306")
+    ap.add_argument("--server", default=harness.MYSQL_URI)
     args = ap.parse_args(argv)
     sluice = os.path.abspath(args.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice-dlq-")
-    skipped = False
     try:
         for part in (binary_input, shared_file):
             try:
@@ -241,11 +232,7 @@ def main(argv=None):
         server = Server(args.server)
         why = server.reachable()
         if why:
-            if os.environ.get("CI", "").lower() == "true":
-                check("A, B, A against MariaDB", False, why + " (CI=true: not skipping)")
-            else:
-                print(f"SKIP A, B, A: {why}; start it with `make services`")
-                skipped = True
+            T.skip("A, B, A against MariaDB", why + "; start it with `make services`")
         else:
             try:
                 a_b_a(sluice, tmp, server)
@@ -253,8 +240,7 @@ def main(argv=None):
                 check("A, B, A", False, f"{type(e).__name__}: {e}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'FAILED: ' + ', '.join(failures) if failures else 'all passed'}")
-    return 1 if failures else (77 if skipped else 0)
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ minutes on 2 cores.
 
 Pipelines and inputs (file sources, except users):
   recruitment        examples/recruitment.toml, the seed tracking.csv repeated (as
-                     restart_test.py builds it, with decode and field-count dead letters) with the
+                     tests/tools/recruitment_input.py builds it, with decode and field-count dead
+                     letters) with the
                      seed job.csv, into SQLite
-  recruitment_mysql  the same into MariaDB/MySQL (root@127.0.0.1:3306 of `make services`), a
-                     fresh database diff_h_<pid>_<variant> per variant, dropped at the end
+  recruitment_mysql  the same into MariaDB/MySQL (root@127.0.0.1:3306 of `make services`, or
+                     SLUICE_TEST_MYSQL), a fresh database diff_h_<pid>_<variant> per variant, dropped at the end
   viewlog            examples/viewlog.toml (append mode, 1-minute windows, watermark, late and
                      invalid records) on `sluice generate --profile viewlog` output, into Parquet
                      read back with pyarrow
@@ -25,7 +26,7 @@ Pipelines and inputs (file sources, except users):
                      randomuser-style JSON API -> flattened profiles upserted by id into SQLite)
                      against `sluice fake-api`, which the test starts on a free port; the
                      recomputation fetches the same pages with urllib and flattens them in
-                     Python (users_test.flatten). Its input is no file: no split variants.
+                     Python (tests/tools/users_api.py). Its input is no file: no split variants.
   (users.toml reads Kafka and writes Cassandra: tests/integration/users_test.py kills and
   restarts it.)
 
@@ -77,23 +78,19 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
-sys.path.insert(0, HERE)
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 import recompute_viewlog as rv  # noqa: E402
 import recompute_ysb  # noqa: E402
-from restart_test import build_input  # noqa: E402
+from mysql_client import Server, dump_csv  # noqa: E402
+from recruitment_input import build_input  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(REPO, "..", "shared"))
 TRACKING_SEED = os.path.join(SHARED, "seed-data", "TrannXuanTien__ETL-streaming-project")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ALL = ["recruitment", "recruitment_mysql", "viewlog", "ysb", "users"]
 VARIANTS = ["single", "kill", "split", "w1", "w2", "w4"]
 IDENTITY_BASE = 1 << 30  # position partitions from here up hold a file's identity
-
-
-def loud(msg):
-    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
 
 
 # ------------------------------------------------------------------------------ dead letters
@@ -160,33 +157,12 @@ def diff_multisets(a, b, label_a, label_b, limit=5):
 
 # ------------------------------------------------------------------------------ MySQL
 
-class MySQL:
+class MySQL(Server):
+    """The discovered server (harness.MYSQL) and the databases this test made on it."""
+
     def __init__(self):
-        self.client = shutil.which("mariadb") or shutil.which("mysql")
-        self.env = dict(os.environ)
-        if os.environ.get("SLUICE_MYSQL_PASSWORD"):
-            self.env["MYSQL_PWD"] = os.environ["SLUICE_MYSQL_PASSWORD"]
+        super().__init__()
         self.databases = []
-
-    def run(self, sql, database=None, timeout=60):
-        cmd = [self.client, "--host=127.0.0.1", "--port=3306", "--user=root", "--protocol=TCP",
-               "--batch", "--connect-timeout=5"] + ([database] if database else [])
-        p = subprocess.run(cmd, input=sql.encode(), capture_output=True, env=self.env,
-                           timeout=timeout)
-        if p.returncode != 0:
-            raise RuntimeError(p.stderr.decode(errors="replace").strip())
-        from mysql_recruitment_test import unescape
-        lines = p.stdout.decode("utf-8", "replace").split("\n")
-        return [[unescape(f) for f in ln.split("\t")] for ln in lines if ln != ""]
-
-    def reachable(self):
-        if not self.client:
-            return "no mariadb/mysql command-line client on PATH"
-        try:
-            self.run("SELECT 1")
-            return None
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            return f"MariaDB not reachable at 127.0.0.1:3306 ({e})"
 
     def fresh(self, name):
         db = f"diff_h_{os.getpid()}_{name}"
@@ -351,7 +327,7 @@ class RecruitmentMySQL(Recruitment):
 
     def add_sink(self, ctx):
         ctx["mysql_db"] = self.t.mysql.fresh(ctx["variant"])
-        ctx["sink"] = f"mysql://root@127.0.0.1:3306/{ctx['mysql_db']}"
+        ctx["sink"] = f"{harness.MYSQL_URI}/{ctx['mysql_db']}"
 
     def commit_marker(self, ctx):
         try:
@@ -362,7 +338,6 @@ class RecruitmentMySQL(Recruitment):
             return None
 
     def read_rows(self, ctx):
-        from mysql_recruitment_test import dump_csv
         path = os.path.join(ctx["dir"], "events.csv")
         try:
             dump_csv(self.t.mysql, ctx["mysql_db"], "events", path)
@@ -448,7 +423,7 @@ class Viewlog(Pipeline):
             return None
 
     def read_rows(self, ctx):
-        from viewlog_test import read_parquet_output
+        from viewlog_output import read_parquet_output
         try:
             rows, problems, _ = read_parquet_output(ctx["out_dir"])
         except Exception as e:
@@ -483,7 +458,7 @@ class Users(SqlTable):
     seed = "differential"
 
     def build(self):
-        from users_test import COLUMNS, FakeApi, fetch_page, flatten
+        from users_api import COLUMNS, FakeApi, fetch_page, flatten
         self.page_size = 50
         self.pages = 100 if self.t.args.full else 30
         self.api = FakeApi(self.t.args.sluice, os.path.join(self.tmp, "fake-api.log"))
@@ -534,12 +509,11 @@ PIPELINES = {"recruitment": Recruitment, "recruitment_mysql": RecruitmentMySQL,
 
 # ------------------------------------------------------------------------------ the test
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args, tmp):
         self.args, self.tmp = args, tmp
         self.rng = random.Random(args.seed)
-        self.passed = self.failed = self.skipped = 0
-        self.t0 = time.monotonic()
+        harness.Checks.__init__(self)
         self.runs = 0
         self.mysql = MySQL()
         self.shared_stats = None
@@ -551,31 +525,6 @@ class Test:
         # --until-caught-up: a file source keeps its open windows for the next run.
         self.open_at_end = True
         self.pipeline_copies = {}
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        if len(problems) > 25:
-            print(f"    ... {len(problems) - 25} more")
-        sys.stdout.flush()
-
-    def skip(self, name, why):
-        if IN_CI:
-            self.result(name, [f"{why} (CI=true: not skipped)"])
-        else:
-            self.skipped += 1
-            loud(f"SKIP {name}: {why}")
-
-    def say(self, msg):
-        print(f"     {msg}  [{time.monotonic() - self.t0:.1f}s]", flush=True)
 
     def generate(self, profile, count, seed, extra=()):
         path = os.path.join(self.tmp, f"{profile}-{count}-{seed}.ndjson")
@@ -618,7 +567,7 @@ class Test:
         p.log, p.log_path = f, log
         return p
 
-    def finish(self, p, timeout=None):
+    def finish_run(self, p, timeout=None):
         try:
             rc = p.wait(timeout=timeout or self.args.run_timeout)
         except subprocess.TimeoutExpired:
@@ -636,7 +585,7 @@ class Test:
 
     def run(self, pl, ctx, input_path, pipeline=None, extra=(), caught_up=True):
         p = self.start(pl, ctx, input_path, pipeline, extra, caught_up)
-        rc = self.finish(p)
+        rc = self.finish_run(p)
         return [] if rc == 0 else [f"{ctx['variant']}: run exited {rc}\n{self.tail(p)}"]
 
     # -------------------------------------------------------------------------- variants
@@ -810,7 +759,7 @@ class Test:
                                                          f"COUNT={self.viewlog_count}", "--var",
                                                          "RATE=0", "--var", "SPACING=5ms"],
                            caught_up=False)
-            rc = self.finish(p)
+            rc = self.finish_run(p)
             problems = [] if rc == 0 else [f"run exited {rc}\n{self.tail(p)}"]
             if not problems:
                 rows, problems = pl.read_rows(ctx)
@@ -862,14 +811,8 @@ def main(argv=None):
             t.pipeline(PIPELINES[n])
     finally:
         t.mysql.drop_all()
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed, {t.skipped} skipped")
-    if t.failed:
-        return 1
-    return 77 if t.skipped and not t.passed else 0
+        t.keep_or_remove(tmp, args.keep)
+    return t.finish()
 
 
 if __name__ == "__main__":

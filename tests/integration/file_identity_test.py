@@ -24,7 +24,6 @@ import argparse
 import csv
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,27 +33,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-
-SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project",
-                                     "tracking.csv"))
-if not os.path.exists(SEED):
-    SEED = "/work/shared/seed-data/TrannXuanTien__ETL-streaming-project/tracking.csv"
+from harness import SEED_TRACKING as SEED  # noqa: E402
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {detail}", flush=True)
+T = harness.Checks()
+check = T.check
 
 
 def csv_text(header, rows, with_header=True):
@@ -79,9 +65,9 @@ def replace(path, text):
 
 
 def run(sluice, tracking, db, extra=(), timeout=120):
-    cmd = [sluice, "run", PIPELINE, "--var", f"TRACKING={tracking}", "--var", f"JOBS={JOBS}",
-           "--var", f"SINK=sqlite:{db}", "--var", f"DLQ={db}.dlq"] + list(extra)
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, PIPELINE, {"TRACKING": tracking, "JOBS": JOBS,
+                                                 "SINK": f"sqlite:{db}", "DLQ": f"{db}.dlq"},
+                              extra, timeout=timeout)
 
 
 def expect(tmp, header, rows, name):
@@ -104,8 +90,7 @@ def main():
     args = ap.parse_args()
     sluice = os.path.abspath(args.sluice)
     if not os.path.exists(SEED):
-        print(f"{'FAIL' if CI else 'SKIP'} file_identity_test: seed data missing: {SEED}")
-        return 1 if CI else 77
+        return T.missing(f"seed data missing: {SEED}")
     with open(SEED, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
@@ -205,12 +190,8 @@ def main():
     except Exception as e:  # noqa: BLE001
         check("scenarios ran", False, repr(e)[:1500])
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        harness.keep_or_remove(tmp, args.keep)
+    return T.finish()
 
 
 if __name__ == "__main__":

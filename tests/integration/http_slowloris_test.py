@@ -25,8 +25,9 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from http_util import Checks, SluiceRun, main_guard  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+from harness import Checks, main_guard  # noqa: E402
+from http_util import SluiceRun  # noqa: E402
 
 DEADLINE_S = 10        # the server's headers deadline (src/http/http_server.h) is 10 s
 PER_CLIENT_CAP = 32    # incomplete requests kept per client address

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -42,18 +41,12 @@ import time
 import urllib.error
 import urllib.request
 
-passed = failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import harness  # noqa: E402
+
+T = harness.Checks()
+check = T.check
 MASK = (1 << 64) - 1
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {detail}", flush=True)
 
 
 def mix(x):
@@ -442,12 +435,8 @@ def main():
         scenario_capped(os.path.abspath(args.sluice), work)
         scenario_permanent(os.path.abspath(args.sluice), work)
     finally:
-        if args.keep:
-            print(f"work directory: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        harness.keep_or_remove(work, args.keep)
+    return T.finish()
 
 
 if __name__ == "__main__":

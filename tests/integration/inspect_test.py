@@ -21,7 +21,8 @@ Parts (--part, comma-separated; default all):
            SKIP (exit 77) without the server or the driver, a FAIL when CI=true.
   errors   exit 2 for a URI that names no sink, a missing SQLite file or Parquet folder, a
            file that is no SQLite database, an unknown --pipeline and a sink inspect does not
-           read yet (kafka://); exit 1 when the MySQL server cannot be reached.
+           read (stdout:); exit 1 when the MySQL server cannot be reached. (kafka:// is read:
+           tests/integration/explain_test.py, part kafka-inspect.)
   metrics  run 1 writes dead letters; run 2 (a new process, new input with more bad rows)
            serves /metrics and /api/status: sluice_dead_letters_stored{reason} and the
            status's stored_dead_letters must equal SQLite's GROUP BY over both runs (and the
@@ -44,8 +45,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from http_util import SKIP, IN_CI, Checks, free_port, get, get_json, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import cassandra_util  # noqa: E402
+import harness  # noqa: E402
+from harness import CASSANDRA, Checks, free_port, wait_for  # noqa: E402
+from http_util import get, get_json  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
 PIPELINE = os.path.join(ROOT, "examples", "recruitment.toml")
 VIEWLOG = os.path.join(ROOT, "examples", "viewlog.toml")
@@ -94,10 +99,8 @@ def write_csv(path, good, bad, start_micros, ua_long=False):
 
 
 def run(sluice, pipeline, variables, extra=(), timeout=180):
-    cmd = [sluice, "run", pipeline, "--var", f"JOBS={JOBS}"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    return subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=timeout)
+    return harness.run_sluice(sluice, pipeline, {"JOBS": JOBS, **variables}, extra,
+                              timeout=timeout, cwd=None)
 
 
 def inspect(sluice, *args):
@@ -277,7 +280,6 @@ def part_sqlite(sluice, tmp):
 # MySQL
 
 def mysql_server(args):
-    from mysql_recruitment_test import Server  # noqa: E402
     server = Server(args.mysql)
     why = server.reachable()
     return server, why
@@ -286,11 +288,7 @@ def mysql_server(args):
 def part_mysql(sluice, tmp, args):
     server, why = mysql_server(args)
     if why:
-        if IN_CI:
-            check(f"mysql: server needed ({why})", False)
-            return
-        print(f"{'!' * 78}\nSKIP mysql part: {why}\n{'!' * 78}", flush=True)
-        return "skip"
+        return checks.skip("mysql part", why)
     database = f"inspect_{os.getpid()}"
     server.run(f"DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database} CHARACTER SET utf8mb4")
     try:
@@ -365,11 +363,7 @@ def part_parquet(sluice, tmp):
     try:
         import pyarrow.dataset as ds  # noqa: F401
     except ImportError:
-        if IN_CI:
-            check("parquet: pyarrow needed", False)
-            return
-        print(f"{'!' * 78}\nSKIP parquet part: no pyarrow (run with the project venv)\n{'!' * 78}")
-        return "skip"
+        return checks.skip("parquet part", "no pyarrow (run with the project venv)")
     out = os.path.join(tmp, "views")
     count = 4000
     r = subprocess.run([sluice, "run", VIEWLOG, "--var", "VIEWS=generator:", "--var", f"OUT=parquet:{out}",
@@ -439,23 +433,12 @@ def part_parquet(sluice, tmp):
 
 def part_cassandra(sluice, tmp):
     try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError:
-        why = "no cassandra-driver (run with the project venv)"
-        cluster = None
-    else:
-        try:
-            cluster = Cluster(["127.0.0.1"], port=9042, protocol_version=4, connect_timeout=10)
-            session = cluster.connect()
-            why = None
-        except Exception as e:  # noqa: BLE001
-            why, cluster = f"Cassandra not reachable at 127.0.0.1:9042 ({e})", None
+        cluster, session = cassandra_util.session()
+        why = None
+    except harness.Missing as e:
+        why = str(e)
     if why:
-        if IN_CI:
-            check(f"cassandra: server needed ({why})", False)
-            return
-        print(f"{'!' * 78}\nSKIP cassandra part: {why}\n{'!' * 78}", flush=True)
-        return "skip"
+        return checks.skip("cassandra part", why)
     ks = f"inspect_{os.getpid()}"
     try:
         _part_cassandra(sluice, tmp, session, ks)
@@ -479,7 +462,7 @@ def _part_cassandra(sluice, tmp, session, ks):
     with open(csv, "w") as f:
         f.write("".join(rows))
     pipeline = os.path.join(tmp, "cass.toml")
-    r = subprocess.run([sluice, "init", "--source", csv, "--sink", f"cassandra://127.0.0.1:9042/{ks}",
+    r = subprocess.run([sluice, "init", "--source", csv, "--sink", f"cassandra://{CASSANDRA.address}/{ks}",
                         "-o", pipeline, "--name", "cass_inspect"], capture_output=True, text=True)
     check("cassandra: init writes the pipeline", r.returncode == 0, r.stderr[-300:])
     # The Cassandra sink takes finished windows only (init's skeleton says update).
@@ -489,7 +472,7 @@ def _part_cassandra(sluice, tmp, session, ks):
         f.write(text.replace('mode = "update"', 'mode = "append"'))
     r = subprocess.run([sluice, "run", pipeline], capture_output=True, text=True, timeout=180)
     check("cassandra: run exits 0", r.returncode == 0, r.stderr[-600:])
-    r = inspect(sluice, f"cassandra://127.0.0.1:9042/{ks}", "--json")
+    r = inspect(sluice, f"cassandra://{CASSANDRA.address}/{ks}", "--json")
     check("cassandra: inspect --json exits 0", r.returncode == 0, r.stderr[-600:])
     if r.returncode != 0:
         return
@@ -531,7 +514,7 @@ def _part_cassandra(sluice, tmp, session, ks):
     last = datetime.datetime.fromtimestamp(max(times) // 1_000_000, datetime.timezone.utc)
     check("cassandra: last checkpoint = the newest WRITETIME of its positions",
           p["last_checkpoint"] == last.strftime("%Y-%m-%dT%H:%M:%SZ"), (p["last_checkpoint"], last))
-    r = inspect(sluice, f"cassandra://127.0.0.1:9042/{ks}_missing")
+    r = inspect(sluice, f"cassandra://{CASSANDRA.address}/{ks}_missing")
     check("cassandra: a keyspace that does not exist exits 2", r.returncode == 2, (r.returncode, r.stderr[-300:]))
 
 
@@ -554,7 +537,7 @@ def part_errors(sluice, tmp):
         ("a missing SQLite file", [f"sqlite:{os.path.join(tmp, 'missing.db')}"], 2, "does not exist"),
         ("a file that is no SQLite database", [f"sqlite:{notdb}"], 2, "not an SQLite database"),
         ("a missing Parquet folder", [f"parquet:{empty_dir}"], 2, "does not exist"),
-        ("a sink inspect does not read yet", ["kafka://127.0.0.1:9092/t"], 2, "not supported for this sink yet"),
+        ("a sink inspect does not read", ["stdout:"], 2, "not supported for this sink yet"),
         ("an unknown --pipeline", [f"sqlite:{db}", "--pipeline", "nosuch"], 2, "holds no pipeline named nosuch"),
         ("a MySQL server that cannot be reached", ["mysql://root@127.0.0.1:1/x"], 1, "127.0.0.1"),
     ]
@@ -671,41 +654,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--part", default="sqlite,errors,metrics,parquet,mysql,cassandra")
-    ap.add_argument("--mysql", default=os.environ.get("SLUICE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
+    ap.add_argument("--mysql", default=harness.MYSQL_URI)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     sluice = os.path.abspath(args.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice-inspect-")
-    skipped = []
     try:
         for part in args.part.split(","):
             sub = os.path.join(tmp, part)
             os.makedirs(sub)
             if part == "sqlite":
-                result = part_sqlite(sluice, sub)
+                part_sqlite(sluice, sub)
             elif part == "mysql":
-                result = part_mysql(sluice, sub, args)
+                part_mysql(sluice, sub, args)
             elif part == "parquet":
-                result = part_parquet(sluice, sub)
+                part_parquet(sluice, sub)
             elif part == "cassandra":
-                result = part_cassandra(sluice, sub)
+                part_cassandra(sluice, sub)
             elif part == "errors":
-                result = part_errors(sluice, sub)
+                part_errors(sluice, sub)
             elif part == "metrics":
-                result = part_metrics(sluice, sub)
+                part_metrics(sluice, sub)
             else:
                 raise SystemExit(f"unknown part {part}")
-            if result == "skip":
-                skipped.append(part)
     finally:
-        if args.keep:
-            print("kept", tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    code = checks.finish()
-    if code == 0 and skipped and checks.passed == 0:
-        return SKIP
-    return code
+        harness.keep_or_remove(tmp, args.keep)
+    return checks.finish()
 
 
 if __name__ == "__main__":

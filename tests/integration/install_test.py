@@ -41,33 +41,25 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
 import recompute_viewlog as rv  # noqa: E402
-import viewlog_test  # noqa: E402  (compare_output: Parquet + dead letters vs a recomputation)
+import viewlog_output  # noqa: E402  (compare_output: Parquet + dead letters vs a recomputation)
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 VIEWS_COUNT = 4000
 
 
-def loud(msg):
-    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
-
-
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
+        harness.Checks.__init__(self)
         self.args = args
-        self.failures = []
         self.tmp = tempfile.mkdtemp(prefix="sluice-install-")
         self.hidden = []
         self.namespace = False
 
     def check(self, ok, what):
-        print(("ok    " if ok else "FAIL  ") + what, flush=True)
-        if not ok:
-            self.failures.append(what)
-        return ok
+        return harness.Checks.check(self, what, ok)
 
     def sh(self, cmd, timeout=60, **kw):
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -223,7 +215,7 @@ class Test:
         self.check(len(expected["rows"]) > 0 and len(expected["dead_letters"]) > 0,
                    f"the generated input gives rows ({len(expected['rows'])}) and dead letters "
                    f"({len(expected['dead_letters'])})")
-        problems, nfiles = viewlog_test.compare_output("installed viewlog", out_dir, dlq, expected)
+        problems, nfiles = viewlog_output.compare_output("installed viewlog", out_dir, dlq, expected)
         self.check(not problems and nfiles > 0,
                    f"Parquet ({nfiles} files) read back with pyarrow == recompute_viewlog.py "
                    f"({len(expected['rows'])} rows, {len(expected['dead_letters'])} dead letters)"
@@ -284,10 +276,10 @@ class Test:
             msg = ("unshare -rm (user + mount namespaces) is not available: the installed binary "
                    "runs with a clean environment, but the checkout, build tree and venv are not "
                    "hidden; only ldd shows nothing resolves into them")
-            if IN_CI:
+            if harness.in_ci():
                 self.check(False, msg)
             else:
-                loud(msg)
+                harness.loud(msg)
 
     def package(self):
         """`make package` (cpack) into the temporary directory. Returns the prefix unpacked from
@@ -375,11 +367,7 @@ class Test:
                 print(f"kept {self.tmp}")
             else:
                 shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.failures:
-            print(f"\n{len(self.failures)} FAILED")
-            return 1
-        print("\nall passed")
-        return 0
+        return self.finish()
 
 
 def main():

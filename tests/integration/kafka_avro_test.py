@@ -30,6 +30,11 @@ AvroSerializer with its SchemaRegistryClient, against the schema registry of `ma
     consumer and AvroDeserializer, every row equals its input, keyed by job_id, and the value
     schema is registered under the subject avro_<run>_out-value.
 
+ 5. `sluice generate --format avro`: 400 recruitment events (seed 3) to topic avro_<run>_gen,
+    read back with AvroDeserializer, equal to the same seed's NDJSON events typed independently
+    (ids, bid and tz as long: an integer or a string of digits, a blank string null; the other
+    fields strings as sent); the value schema is registered under avro_<run>_gen-value.
+
 Without the broker or the registry: SKIP (exit 77), a FAIL when CI=true. Prints PASS/FAIL per
 check and 'N passed, M failed' last.
 """
@@ -38,8 +43,6 @@ import argparse
 import io
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,48 +55,23 @@ sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import (BROKER, KAFKA, REGISTRY as REGISTRY_SERVER, SEED_TRACKING,  # noqa: E402
+                     free_port, port_open)
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                              "TrannXuanTien__ETL-streaming-project",
-                                              "tracking.csv"))
-BROKER = "127.0.0.1:9092"
-REGISTRY = "http://127.0.0.1:8081"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
+REGISTRY = harness.REGISTRY_URL
 
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""),
-          flush=True)
-
-
-def port_open(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+T = harness.Checks()
+check = T.check
 
 
 def run_sluice(sluice, pipeline, variables, timeout=180):
-    cmd = [sluice, "run", pipeline, "--until-caught-up", "--quiet"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       cwd=REPO)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
+    """--until-caught-up --quiet; (rc, stdout+stderr)."""
+    return harness.run(harness.sluice_args(sluice, "run", pipeline, variables,
+                                           ["--until-caught-up", "--quiet"]), timeout)
 
 
 def producer():
@@ -462,6 +440,91 @@ def scenario_sink(sluice, work, run_id):
           json.loads(subject.schema.schema_str)["name"] == "Row", subject.schema.schema_str)
 
 
+INT_FIELDS = ("bid", "campaign_id", "group_id", "job_id", "publisher_id", "tz")
+STR_FIELDS = ("create_time", "bn", "custom_track", "ts", "ua", "dl")
+
+
+def typed_event(o):
+    """A generated JSON event with the field types `sluice generate --format avro` declares, or
+    None when a field does not fit them (such an event is written as its JSON text)."""
+    import re
+    if not isinstance(o, dict):
+        return None
+    out = {}
+    for k in INT_FIELDS:
+        v = o.get(k)
+        if isinstance(v, str):
+            if v.strip() == "":
+                v = None
+            elif re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
+                v = int(v)
+            else:
+                return None
+        elif isinstance(v, bool) or not (v is None or isinstance(v, int)):
+            return None
+        out[k] = v
+    for k in STR_FIELDS:
+        v = o.get(k)
+        if not (v is None or isinstance(v, str)):
+            return None
+        out[k] = v
+    return out
+
+
+def scenario_generate(sluice, work, run_id):
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    topic, n = f"avro_{run_id}_gen", 400
+    ndjson = os.path.join(work, "gen.ndjson")
+    base = [sluice, "generate", "--profile", "recruitment", "--seed", "3", "--count", str(n),
+            "--rate", "0"]
+    p1 = subprocess.run(base + ["--to", ndjson], capture_output=True, timeout=120, cwd=REPO)
+    p2 = subprocess.run(base + ["--to", f"kafka://{BROKER}/{topic}", "--format", "avro",
+                                "--schema-registry", REGISTRY],
+                        capture_output=True, timeout=120, cwd=REPO)
+    check("generate --format avro: exit 0", p1.returncode == 0 and p2.returncode == 0,
+          (p1.stderr + p2.stderr).decode("utf-8", "replace")[-1500:])
+    if p1.returncode or p2.returncode:
+        return
+    expected = []
+    with open(ndjson, encoding="utf-8") as f:
+        for ln in f:
+            try:
+                o = json.loads(ln)
+            except ValueError:
+                o = None
+            t = typed_event(o)
+            expected.append(json.dumps(t, sort_keys=True) if t is not None else ln.rstrip("\n"))
+    de = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
+    c = Consumer({"bootstrap.servers": BROKER, "group.id": f"avro_{run_id}_gen_reader",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < n and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        v = m.value()
+        if v[:1] == b"\x00":
+            got.append(json.dumps(de(v, SerializationContext(topic, MessageField.VALUE)),
+                                  sort_keys=True))
+        else:
+            got.append(v.decode("utf-8", "replace"))
+    c.close()
+    avro_count = sum(1 for e in expected if e.startswith("{") and '"tz"' in e)
+    check(f"generate --format avro: {n} events read back by AvroDeserializer equal the NDJSON "
+          f"events of the same seed, typed ({avro_count} in Avro)",
+          sorted(got) == sorted(expected),
+          f"got {len(got)}; first missing: {next((e for e in expected if e not in got), None)}")
+    subject = SchemaRegistryClient({"url": REGISTRY}).get_latest_version(f"{topic}-value")
+    fields = {f["name"]: f["type"] for f in json.loads(subject.schema.schema_str)["fields"]}
+    check("generate --format avro: value schema under TOPIC-value, ids long, text string",
+          all(fields.get(k) == ["null", "long"] for k in INT_FIELDS) and
+          all(fields.get(k) == ["null", "string"] for k in STR_FIELDS), str(fields))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -471,13 +534,10 @@ def main():
         import confluent_kafka  # noqa: F401
         import confluent_kafka.schema_registry.avro  # noqa: F401
     except ImportError as e:
-        print(f"SKIP: confluent-kafka[avro] is not installed ({e}): make deps")
-        return 1 if IN_CI else SKIP
-    missing = [what for what, (h, p) in (("Kafka", ("127.0.0.1", 9092)), ("schema registry", ("127.0.0.1", 8081)))
-               if not port_open(h, p)]
+        return T.missing(f"confluent-kafka[avro] is not installed ({e}): make deps")
+    missing = [s.why_down() for s in (KAFKA, REGISTRY_SERVER) if not s.up()]
     if missing:
-        print(f"SKIP: {', '.join(missing)} not running (make services)")
-        return 1 if IN_CI else SKIP
+        return T.missing("; ".join(missing))
     run_id = f"{int(time.time())}_{os.getpid()}"
     work = tempfile.mkdtemp(prefix="sluice-avro-")
     try:
@@ -485,15 +545,12 @@ def main():
         scenario_evolution(args.sluice, work, run_id)
         scenario_registry_down(args.sluice, work, run_id)
         scenario_sink(args.sluice, work, run_id)
+        scenario_generate(args.sluice, work, run_id)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed or not results else 0
+        harness.keep_or_remove(work, args.keep)
+    if not T.passed and not T.failed:
+        check("at least one scenario ran", False)
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -43,45 +43,25 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import kafka_recruitment_test as kr  # noqa: E402
-from kafka_recruitment_test import compare_tables, rr  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
+import compare_tables  # noqa: E402
+import harness  # noqa: E402
+import kafka_util as kr  # noqa: E402
+import recompute_recruitment as rr  # noqa: E402
 
 REPO = kr.REPO
-IN_CI = kr.IN_CI
 
 
-class Test:
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
-        self.passed = self.failed = 0
-        self.t0 = time.monotonic()
-        self.procs = []
+        harness.SluiceTest.__init__(self, args, tmp)
         self.seed = 77
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:20]:
-            print(f"    {p}")
-        sys.stdout.flush()
-
-    def say(self, msg):
-        print(f"     {msg}  [{time.monotonic() - self.t0:.1f}s]", flush=True)
 
     # ------------------------------------------------------------------ building blocks
     def generate(self, count, name):
         self.seed += 1
         out = os.path.join(self.tmp, name)
-        rc, text = kr.run([self.args.sluice, "generate", "--profile", "recruitment", "--to", out,
+        rc, text = harness.run([self.args.sluice, "generate", "--profile", "recruitment", "--to", out,
                            "--count", str(count), "--rate", "0", "--seed", str(self.seed),
                            "--jobs", kr.JOBS], timeout=120)
         if rc != 0:
@@ -116,22 +96,7 @@ class Test:
                 "SINK": f"sqlite:{db}", "DLQ": dlq}
 
     def start(self, pipe, variables, label, args=()):
-        log = os.path.join(self.tmp, f"{len(self.procs):02d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipe] + list(args)
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        p.logpath = log
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def text(p):
-        with open(p.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def tail(self, p, n=12):
-        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
+        return self.start_run(pipe, variables, label, args)
 
     def wait(self, p, timeout):
         try:
@@ -169,12 +134,6 @@ class Test:
         problems += [f"{label} vs recompute: {x}"
                      for x in compare_tables.compare(db, expected_db, kr.KEY)]
         return problems
-
-    def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
 
     # ------------------------------------------------------------------ scenarios
     def crash_then_catch_up(self, scenario, kills, after_assigned, title):
@@ -329,13 +288,8 @@ def main(argv=None):
     args.sluice = os.path.abspath(args.sluice)
     only = set(args.only.split(",")) if args.only else None
     if shutil.which("kcat") is None or not kr.kafka_ready():
-        why = "kcat is missing" if shutil.which("kcat") is None else \
-            f"Kafka does not answer on {kr.BROKER} (make services)"
-        if IN_CI:
-            print(f"FAIL {why} (CI=true)")
-            return 1
-        kr.loud(f"SKIP kafka_catch_up: {why}")
-        return 77
+        why = "kcat is missing" if shutil.which("kcat") is None else kr.kafka_missing()
+        return harness.Checks().missing(why)
     tmp = tempfile.mkdtemp(prefix="sluice-kc-")
     t = Test(args, tmp)
     print(f"     work dir {tmp}, run id {t.token}", flush=True)
@@ -354,12 +308,8 @@ def main(argv=None):
         t.kill_leftovers()
         if not args.keep:
             kr.delete_topics(f"{args.prefix}-{t.token}-.*")
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+        t.keep_or_remove(tmp, args.keep)
+    return t.finish()
 
 
 if __name__ == "__main__":

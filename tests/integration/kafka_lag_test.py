@@ -37,27 +37,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
+from harness import BROKER, run_split as run  # noqa: E402
+from kafka_util import delete_topics, kafka_missing, topics_tool  # noqa: E402
 VIEWLOG = os.path.join(REPO, "examples", "viewlog.toml")
 CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
-BROKER = "127.0.0.1:9092"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SKIP = 77
 PARTITIONS = 3
-
-
-def run(cmd, timeout=300, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    return p.returncode, p.stdout, p.stderr
-
-
-def kafka_missing():
-    if not shutil.which("kcat"):
-        return "kcat is not installed (scripts/services.sh up kafka installs it)"
-    try:
-        rc, out, _ = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=20)
-    except subprocess.TimeoutExpired:
-        return f"kcat -L timed out on {BROKER}"
-    return None if rc == 0 and "broker 1" in out else f"Kafka does not answer on {BROKER}"
 
 
 def end_offsets(topic):
@@ -75,23 +61,14 @@ def end_offsets(topic):
     return ends
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
         self.args = args
-        self.passed = self.failed = 0
+        harness.Checks.__init__(self)
         self.tmp = tempfile.mkdtemp(prefix="sluice-kafka-lag-")
         token = f"{os.getpid()}_{int(time.time()) % 100000}"
         self.topic = f"{args.prefix}_{token}"
         self.name = f"{args.prefix.replace('_', '-')}-{token}"
-
-    def result(self, name, problems):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}", flush=True)
-        for p in problems[:15]:
-            print(f"     {p}", flush=True)
 
     def pipeline(self):
         """examples/viewlog.toml under its own name (its own consumer group)."""
@@ -173,27 +150,24 @@ class Test:
         return problems
 
     def main(self):
-        why = kafka_missing()
+        why = kafka_missing() if shutil.which("kcat") else "kcat is not installed " \
+            "(scripts/services.sh up kafka installs it)"
         if why:
-            print(f"{'FAIL' if CI else 'SKIP'} kafka_lag_test: {why}", flush=True)
-            return 1 if CI else SKIP
-        rc, _, err = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create",
-                          "--topic", self.topic, "--partitions", str(PARTITIONS),
-                          "--replication-factor", "1"], timeout=120)
+            return self.missing(why)
+        rc, err = topics_tool("--create", "--topic", self.topic, "--partitions", str(PARTITIONS),
+                              "--replication-factor", "1", timeout=120)
         if rc != 0:
             self.result("create the topic", [f"kafka-topics.sh: exit {rc}: {err[-800:]}"])
-            return 1
+            return self.finish()
         try:
             self.scenarios()
         finally:
             if not self.args.keep:
-                run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
-                     self.topic], timeout=120)
+                delete_topics(self.topic)
                 shutil.rmtree(self.tmp, ignore_errors=True)
             else:
                 print(f"kept {self.tmp} and topic {self.topic}")
-        print(f"{self.passed} passed, {self.failed} failed")
-        return 1 if self.failed else 0
+        return self.finish()
 
     def scenarios(self):
         rc, _, err = run([self.args.sluice, "generate", "--profile", "viewlog", "--to",

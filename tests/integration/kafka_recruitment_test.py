@@ -5,8 +5,9 @@
                               [--kills 10] [--only 1,2,3,4] [--keep]
 
 Needs the local servers of `make services` (scripts/services.sh): Kafka on 127.0.0.1:9092 and, for
---sink mysql, MariaDB on 127.0.0.1:3306 (root, no password, database `sluice`). A server that
-does not answer is a FAIL under CI=true, otherwise a loud SKIP (exit 0).
+--sink mysql, MariaDB on 127.0.0.1:3306 (root, no password, database `sluice`); SLUICE_TEST_KAFKA
+and SLUICE_TEST_MYSQL override the addresses (tests/tools/harness.py). A server that does not
+answer is a FAIL under CI=true (or 1, yes), otherwise a loud SKIP (exit 77).
 
 Records are published by an independent client, kcat (Debian package; installed through
 scripts/install-deps.sh when missing), keyed by job_id (`kcat -P -K '\\t'`), to fresh topics
@@ -60,7 +61,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -74,238 +74,17 @@ sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import BROKER, IN_CI, MYSQL, SEED_TRACKING, loud, run  # noqa: E402
+from kafka_util import (JOBS, KEY, SOURCE, check_keying, concat, create_topic,  # noqa: E402
+                        delete_topics, ensure_kcat, kafka_missing, kafka_ready, pipeline_copy,
+                        keyed_file, produce, restart_broker, restart_mariadb, slow_consumer)
 
-PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
-JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                              "TrannXuanTien__ETL-streaming-project",
-                                              "tracking.csv"))
-KAFKA_HOST, KAFKA_PORT = "127.0.0.1", 9092
-BROKER = f"{KAFKA_HOST}:{KAFKA_PORT}"
-MYSQL_HOST, MYSQL_PORT, MYSQL_DB = "127.0.0.1", 3306, "sluice"
-MYSQL_URI = f"mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{MYSQL_DB}"
-KEY = list(rr.EVENTS_KEY)
-SOURCE = "tracking"
-
-
-def slow_consumer(wait_ms):
-    """[source] lines for a slow consumer: each fetch waits wait_ms on the broker for more data
-    than it may return (fetch.min.bytes above what one fetch can carry), so with the topic
-    produced in batches of 1000 records a member reads about 1000 records per partition per
-    wait_ms. Runs then last long enough for kills and rebalances to land with work left, and
-    with records in flight."""
-    return (f'"kafka.fetch.wait.max.ms" = "{wait_ms}"', '"kafka.fetch.min.bytes" = "100000000"',
-            '"kafka.max.partition.fetch.bytes" = "1"')
-
+MYSQL_HOST, MYSQL_PORT, MYSQL_DB = MYSQL.host, MYSQL.port, "sluice"
+MYSQL_URI = f"{harness.MYSQL_URI}/{MYSQL_DB}"
 ASSIGNED = re.compile(r"assigned \S+\[\d+\]")
 SUMMARY = re.compile(r": ([\d,]+) records in [\d.]+s \(")  # the one-line summary at exit
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def loud(msg):
-    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
-
-
-def port_open(host, port, timeout=2.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def run(cmd, timeout, **kw):
-    """Runs a short command; returns (rc, stdout+stderr text). rc None on timeout."""
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                           cwd=kw.pop("cwd", REPO), **kw)
-        return p.returncode, p.stdout.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired as e:
-        return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
-    except OSError as e:
-        return 127, str(e)
-
-
-# ------------------------------------------------------------------------------------ Kafka
-
-def kafka_ready():
-    if not port_open(KAFKA_HOST, KAFKA_PORT):
-        return False
-    rc, out = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
-    return rc == 0 and f"at {BROKER}" in out
-
-
-def ensure_kcat():
-    if shutil.which("kcat"):
-        return None
-    print("     kcat not found: installing it (SLUICE_EXTRA_PACKAGES=kcat scripts/install-deps.sh)",
-          flush=True)
-    env = dict(os.environ, SLUICE_EXTRA_PACKAGES="kcat")
-    rc, out = run([os.path.join(REPO, "scripts", "install-deps.sh")], timeout=600, env=env)
-    if shutil.which("kcat"):
-        return None
-    return f"kcat is missing and could not be installed (rc {rc}):\n{out[-2000:]}"
-
-
-def broker_process():
-    """(pid, services dir) of the Kafka broker serving 127.0.0.1:9092, found by its command line
-    (`... kafka.Kafka DIR/kafka/server.properties`, as scripts/services.sh starts it), so the
-    broker can be restarted through scripts/services.sh whichever SLUICE_SERVICES_DIR it uses."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if "kafka.Kafka" not in args or not args[-1].endswith("/kafka/server.properties"):
-            continue
-        props = args[-1]
-        try:
-            with open(props, encoding="utf-8") as f:
-                if f"PLAINTEXT://{BROKER}" not in f.read():
-                    continue
-        except OSError:
-            pass  # the file may have been regenerated or removed; the process is still a match
-        found.append((int(pid), os.path.dirname(os.path.dirname(props))))
-    return found[0] if len(found) == 1 else (None, None)
-
-
-def restart_broker():
-    """Restarts the broker with scripts/services.sh; returns a list of problems."""
-    pid, svc = broker_process()
-    if pid is None:
-        return [f"cannot find the Kafka broker process serving {BROKER} (started by "
-                "scripts/services.sh) to restart it"]
-    env = dict(os.environ, SLUICE_SERVICES_DIR=svc)
-    rc, out = run([os.path.join(REPO, "scripts", "services.sh"), "restart", "kafka"],
-                  timeout=180, env=env)
-    if rc != 0:
-        return [f"SLUICE_SERVICES_DIR={svc} scripts/services.sh restart kafka exited {rc}: "
-                f"{out[-1500:]}"]
-    new_pid, _ = broker_process()
-    if new_pid == pid:
-        return [f"scripts/services.sh restart kafka did not restart the broker (still pid {pid})"]
-    return []
-
-
-def restart_mariadb():
-    """Restarts the MariaDB of scripts/services.sh (the one next to the broker); returns a list
-    of problems."""
-    pid, svc = broker_process()
-    if svc is None:
-        return ["cannot find the services directory of scripts/services.sh to restart MariaDB"]
-    env = dict(os.environ, SLUICE_SERVICES_DIR=svc)
-    script = os.path.join(REPO, "scripts", "services.sh")
-    rc, out = run([script, "down", "mariadb"], timeout=60, env=env)
-    if rc != 0:
-        return [f"SLUICE_SERVICES_DIR={svc} scripts/services.sh down mariadb exited {rc}: {out[-1500:]}"]
-    # Down long enough for several checkpoints (1 s apart) to fail and be retried.
-    time.sleep(3)
-    rc, out = run([script, "up", "mariadb"], timeout=180, env=env)
-    if rc != 0:
-        return [f"SLUICE_SERVICES_DIR={svc} scripts/services.sh up mariadb exited {rc}: {out[-1500:]}"]
-    return []
-
-
-def create_topic(topic, partitions):
-    rc, out = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", topic,
-                   "--partitions", str(partitions), "--replication-factor", "1"], timeout=90)
-    if rc != 0:
-        raise RuntimeError(f"creating topic {topic} failed (rc {rc}): {out[-1500:]}")
-
-
-def delete_topics(pattern):
-    run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic", pattern],
-        timeout=90)
-
-
-def end_offsets(topic, partitions):
-    cmd = ["kcat", "-b", BROKER, "-Q"]
-    for p in range(partitions):
-        cmd += ["-t", f"{topic}:{p}:-1"]
-    rc, out = run(cmd, timeout=30)
-    offs = {}
-    for m in re.finditer(r"\[(\d+)\] offset (-?\d+)", out):
-        offs[int(m.group(1))] = int(m.group(2))
-    if rc != 0 or len(offs) != partitions:
-        raise RuntimeError(f"kcat -Q {topic} failed (rc {rc}): {out[-800:]}")
-    return offs
-
-
-def keyed_file(ndjson_paths, out):
-    """KEY<TAB>VALUE lines for kcat -K '\\t': key = job_id as text (empty when absent)."""
-    n = 0
-    with open(out, "w", encoding="utf-8", newline="\n") as f:
-        for path in ndjson_paths:
-            with open(path, encoding="utf-8") as src:
-                for line in src:
-                    line = line.rstrip("\n")
-                    if not line.strip():
-                        continue
-                    if "\t" in line:
-                        raise RuntimeError(f"{path}: a record contains a tab; cannot key it for kcat")
-                    try:
-                        o = json.loads(line)
-                        k = o.get("job_id") if isinstance(o, dict) else None
-                    except ValueError:
-                        k = None
-                    f.write(("" if k is None else str(k)) + "\t" + line + "\n")
-                    n += 1
-    return n
-
-
-def produce(topic, partitions, keyed, expected_total, batch=None):
-    """Publishes KEY<TAB>VALUE lines with kcat; checks the topic then holds expected_total.
-    batch: kcat's batch.num.messages (records per producer batch), None for kcat's default."""
-    cmd = ["kcat", "-P", "-b", BROKER, "-t", topic, "-K", "\t", "-z", "none"]
-    if batch:
-        cmd += ["-X", f"batch.num.messages={batch}"]
-    with open(keyed, "rb") as f:
-        try:
-            p = subprocess.run(cmd,
-                               stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=120)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"kcat -P {topic} did not finish within 120s")
-    if p.returncode != 0:
-        raise RuntimeError(f"kcat -P {topic} exited {p.returncode}: "
-                           f"{p.stdout.decode('utf-8', 'replace')[-1500:]}")
-    deadline = time.monotonic() + 20
-    while True:
-        total = sum(end_offsets(topic, partitions).values())
-        if total == expected_total or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    if total != expected_total:
-        raise RuntimeError(f"topic {topic} holds {total} records after kcat, expected {expected_total}")
-    return total
-
-
-def check_keying(topic, expected_total):
-    """Reads the topic back with kcat: record count, and one partition per non-empty key."""
-    rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-f", "%p\t%k\n"],
-                  timeout=60)
-    if rc != 0:
-        return [f"kcat -C {topic} exited {rc}: {out[-800:]}"]
-    lines = [ln for ln in out.splitlines() if ln]
-    problems = []
-    if len(lines) != expected_total:
-        problems.append(f"read back {len(lines)} records from {topic}, expected {expected_total}")
-    parts = {}
-    for ln in lines:
-        p, _, k = ln.partition("\t")
-        if k:
-            parts.setdefault(k, set()).add(p)
-    split = [k for k, ps in parts.items() if len(ps) > 1]
-    if split:
-        problems.append(f"{len(split)} keys are in more than one partition (e.g. {split[:3]})")
-    if len(parts) < 10:
-        problems.append(f"only {len(parts)} distinct keys: records are not keyed by job_id")
-    return problems
 
 
 # ------------------------------------------------------------------------------------ sinks
@@ -454,42 +233,6 @@ class MysqlSink(PositionWatch):
 
 # ------------------------------------------------------------------------------------ helpers
 
-def pipeline_copy(path, name, group, sink_kind, table, extra_source=()):
-    """examples/recruitment.toml with [pipeline] name, [source] group (+extra lines), [sink] table
-    set; the SQLite variant drops [sink] column_types (the SQLite sink may reject it)."""
-    with open(PIPELINE, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    out, section, seen = [], None, set()
-    for ln in lines:
-        m = re.match(r"\s*\[([^\[\]]+)\]\s*(#.*)?$", ln)
-        if m:
-            section = m.group(1).strip()
-            out.append(ln)
-            if section == "source":
-                out.append(f'group = "{group}"')
-                out.extend(extra_source)
-                seen.add("group")
-            continue
-        if section == "pipeline" and re.match(r"\s*name\s*=", ln):
-            out.append(f'name = "{name}"')
-            seen.add("name")
-            continue
-        if section == "source" and re.match(r"\s*group\s*=", ln):
-            continue
-        if section == "sink" and re.match(r"\s*table\s*=", ln):
-            out.append(f'table = "{table}"')
-            seen.add("table")
-            continue
-        if section == "sink" and sink_kind == "sqlite" and re.match(r"\s*column_types\s*=", ln):
-            continue
-        out.append(ln)
-    missing = {"name", "group", "table"} - seen
-    if missing:
-        raise RuntimeError(f"{PIPELINE}: cannot set {sorted(missing)} in the copy")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out))
-    return path
-
 
 def load_dlq_payloads(path):
     c = Counter()
@@ -518,14 +261,6 @@ def count_lines(path):
             if ln.strip():
                 n += 1
     return n
-
-
-def concat(paths, out):
-    with open(out, "wb") as o:
-        for p in paths:
-            with open(p, "rb") as f:
-                shutil.copyfileobj(f, o)
-    return out
 
 
 class Proc:
@@ -607,34 +342,13 @@ class Proc:
 
 # ------------------------------------------------------------------------------------ test
 
-class Test:
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)  # self.procs: Proc objects here
         self.rng = random.Random(args.seed)
-        self.passed = self.failed = 0
-        self.t_start = time.monotonic()
         self.attempt = 0
-        self.procs = []
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
         self.timings = []
         self.gen_seed = args.seed
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t_start:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        sys.stdout.flush()
-
-    def say(self, msg):
-        print(f"     {msg}  [{time.monotonic() - self.t_start:.1f}s]", flush=True)
 
     def kill_leftovers(self):
         for pr in self.procs:
@@ -1152,7 +866,6 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="sluice-kafka-")
     t = Test(args, tmp)
     print(f"     work dir {tmp}, RNG seed {args.seed}, run id {t.token}", flush=True)
-    skipped = []
     try:
         if not os.access(args.sluice, os.X_OK):
             t.result("sluice binary", [f"not an executable: {args.sluice}"])
@@ -1161,14 +874,9 @@ def main(argv=None):
         if missing_tool:
             t.result("kcat", [missing_tool])
             kinds = []
-        if kinds and not kafka_ready():
-            why = (f"Kafka does not answer on {BROKER} (start it with `make services` or "
-                   "scripts/services.sh up kafka)")
-            if IN_CI:
-                t.result("Kafka broker", [why + " (CI=true)"])
-            else:
-                loud(f"SKIP kafka_recruitment: {why}")
-                skipped.append("kafka")
+        why = kafka_missing() if kinds else None
+        if why:
+            t.skip("Kafka broker", why)
             kinds = []
         if "mysql" in kinds:
             ok, why = mysql_sink_available(args.sluice, tmp)
@@ -1178,16 +886,13 @@ def main(argv=None):
                     t.result("mysql variant NOT AVAILABLE", [why])
                 else:
                     loud(f"mysql variant: NOT AVAILABLE: {why}")
-            elif not port_open(MYSQL_HOST, MYSQL_PORT) or \
+            elif not MYSQL.up() or \
                     run(["mariadb", "--no-defaults", f"-h{MYSQL_HOST}", f"-P{MYSQL_PORT}",
                          "-uroot", "-e", "SELECT 1", MYSQL_DB], timeout=15)[0] != 0:
                 kinds.remove("mysql")
-                why = f"MariaDB does not answer on {MYSQL_HOST}:{MYSQL_PORT} (database {MYSQL_DB})"
-                if IN_CI:
-                    t.result("MariaDB server", [why + " (CI=true)"])
-                else:
-                    loud(f"SKIP the mysql variant: {why}")
-                    skipped.append("mysql")
+                t.skip("MariaDB server (the mysql variant)",
+                       f"MariaDB does not answer on {MYSQL.address} (database {MYSQL_DB}; "
+                       f"{MYSQL.env} overrides the address)")
         elif args.sink is None:
             ok, why = mysql_sink_available(args.sluice, tmp)
             print(f"     (mysql variant: {'available, run it with --sink mysql' if ok else 'NOT AVAILABLE: ' + why})",
@@ -1202,8 +907,7 @@ def main(argv=None):
             print(f"     kept {tmp}" + (f" (topics sluice-kt-{t.token}-*)" if args.keep else ""))
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

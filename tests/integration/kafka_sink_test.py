@@ -35,7 +35,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,43 +43,15 @@ from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SEED_TRACKING = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                              "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
-BROKER = os.environ.get("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
+from harness import BROKER, SEED_TRACKING, run_split as run  # noqa: E402
+from kafka_util import kafka_missing, topics_tool  # noqa: E402
+
 FIELDS = ["seq", "create_time", "job_id", "bid", "custom_track"]
 
-results = []
-
-
-def loud(msg):
-    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'PASS' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}", flush=True)
-    return ok
-
-
-def run(cmd, timeout, **kw):
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                           cwd=kw.pop("cwd", REPO), **kw)
-        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired:
-        return None, "", f"(timed out after {timeout}s)"
-
-
-def broker_ready():
-    host, port = BROKER.split(",")[0].rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            pass
-    except OSError:
-        return False
-    rc, out, _ = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
-    return rc == 0
+T = harness.Checks()
+check = T.check
 
 
 def to_int(text):
@@ -270,9 +241,9 @@ def scenario_kafka(args, work, records, run_id, rng):
     name = f"ksink-{run_id}-kafka"
     in_topic = f"ksink-{run_id}-in"
     topic = f"ksink-{run_id}-kafka-out"
-    rc, out, err = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", in_topic,
-                        "--partitions", "3", "--replication-factor", "1"], timeout=120)
-    if not check(f"kafka->kafka: create input topic {in_topic}", rc == 0, (out + err)[-1500:]):
+    rc, out = topics_tool("--create", "--topic", in_topic, "--partitions", "3",
+                          "--replication-factor", "1", timeout=120)
+    if not check(f"kafka->kafka: create input topic {in_topic}", rc == 0, out[-1500:]):
         return
     keyed = os.path.join(work, "keyed.txt")
     with open(keyed, "w", encoding="utf-8") as f:
@@ -332,16 +303,12 @@ def main():
     problems = []
     if not shutil.which("kcat"):
         problems.append("kcat is not installed (Debian package kcat; scripts/install-deps.sh)")
-    elif not broker_ready():
-        problems.append(f"no Kafka broker answers at {BROKER} (run `make services`)")
+    elif kafka_missing():
+        problems.append(kafka_missing())
     if not os.path.exists(SEED_TRACKING):
         problems.append(f"seed data missing: {SEED_TRACKING}")
     if problems:
-        if IN_CI:
-            print("FAIL: " + "; ".join(problems) + " (CI=true)")
-            return 1
-        loud("SKIPPED kafka_sink_test: " + "; ".join(problems))
-        return 77
+        return T.missing("; ".join(problems))
     rng = random.Random(args.seed)
     run_id = f"{args.seed}-{os.getpid()}"
     print(f"seed {args.seed}, topics ksink-{run_id}-*", flush=True)
@@ -356,14 +323,13 @@ def main():
             # partition per 400 ms.
             scenario_kafka(args, work, records[: 6766 * 6], run_id, rng)
     finally:
-        if args.keep or not all(results):
+        if args.keep or T.failed:
             print(f"work directory kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed or not results else 0
+    if not T.passed and not T.failed:
+        check("at least one scenario ran", False, f"--only {args.only}")
+    return T.finish()
 
 
 if __name__ == "__main__":

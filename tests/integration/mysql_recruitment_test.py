@@ -23,7 +23,7 @@ columns not starting with '_' by tests/tools/compare_tables.py):
      50 ms checkpoint interval: uninterrupted == recomputation; then --kills cycles, each on a
      fresh database, kill -9 the run at one or two random moments and restart it to the end:
      == recomputation, with as many dead letters.
-Server or client missing: FAIL under CI=true, else SKIP (exit 77). Seed data missing: the same.
+Server or client missing: FAIL under CI=true (or 1, yes), else SKIP (exit 77). Seed data missing: the same.
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
 
@@ -39,92 +39,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from urllib.parse import urlparse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
-sys.path.insert(0, HERE)
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-from restart_test import build_input  # noqa: E402
+from mysql_client import Server, dump_csv  # noqa: E402
+from recruitment_input import build_input  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
                                      "TrannXuanTien__ETL-streaming-project"))
 JOBS_CSV = os.path.join(REPO, "examples", "data", "job.csv")
 KEY = list(rr.EVENTS_KEY)
-SKIP = 77
-
-
-class Server:
-    """The server and its command-line client."""
-
-    def __init__(self, uri):
-        u = urlparse(uri)
-        if u.scheme != "mysql" or not u.hostname or not u.username or u.password:
-            raise ValueError(f"--server must look like mysql://USER@HOST[:PORT], got {uri}")
-        self.user, self.host, self.port = u.username, u.hostname, u.port or 3306
-        self.client = shutil.which("mariadb") or shutil.which("mysql")
-        self.env = dict(os.environ)
-        password = os.environ.get("SLUICE_MYSQL_PASSWORD")
-        if password:
-            self.env["MYSQL_PWD"] = password
-
-    def uri(self, database, table=None):
-        return f"mysql://{self.user}@{self.host}:{self.port}/{database}" + (
-            f"/{table}" if table else "")
-
-    def run(self, sql, database=None, timeout=120):
-        """Runs SQL (given on stdin); returns the --batch output rows, header first."""
-        cmd = [self.client, f"--host={self.host}", f"--port={self.port}", f"--user={self.user}",
-               "--protocol=TCP", "--batch", "--connect-timeout=5"]
-        if database:
-            cmd.append(database)
-        p = subprocess.run(cmd, input=sql.encode(), capture_output=True, env=self.env,
-                           timeout=timeout)
-        if p.returncode != 0:
-            raise RuntimeError(f"{os.path.basename(self.client)} failed: "
-                               f"{p.stderr.decode(errors='replace').strip()}")
-        lines = p.stdout.decode("utf-8", "replace").split("\n")
-        return [[unescape(f) for f in ln.split("\t")] for ln in lines if ln != ""]
-
-    def reachable(self):
-        if not self.client:
-            return "no mariadb/mysql command-line client on PATH (apt-get install mariadb-client)"
-        try:
-            self.run("SELECT 1")
-            return None
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            return f"MariaDB/MySQL not reachable at {self.host}:{self.port} ({e})"
-
-
-def unescape(field):
-    """Undoes --batch escaping; NULL becomes None."""
-    if field == "NULL":
-        return None
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        c = field[i]
-        if c == "\\" and i + 1 < len(field):
-            nxt = field[i + 1]
-            out.append({"n": "\n", "t": "\t", "0": "\0", "\\": "\\"}.get(nxt, nxt))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def dump_csv(server, database, table, path):
-    rows = server.run(f"SELECT * FROM `{table}`", database)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        for r in rows:
-            w.writerow(["" if v is None else v for v in r])
-    return len(rows) - 1
 
 
 def dead_letters(server, database):
@@ -151,26 +80,12 @@ def pipeline_copy(tmp, interval):
     return path
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args, server, tmp):
         self.args, self.server, self.tmp = args, server, tmp
-        self.passed = self.failed = 0
-        self.t0 = time.monotonic()
+        harness.Checks.__init__(self)
         self.runs = 0
         self.databases = []
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        sys.stdout.flush()
 
     def database(self, name):
         db = f"sluice_e2e_{os.getpid()}_{name}"
@@ -393,8 +308,8 @@ class Test:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True, help="the sluice binary")
-    ap.add_argument("--server", default=os.environ.get("SLUICE_TEST_MYSQL_SERVER",
-                                                       "mysql://root@127.0.0.1:3306"))
+    ap.add_argument("--server", default=harness.MYSQL_URI,
+                    help="default: harness.MYSQL_URI (SLUICE_TEST_MYSQL overrides it)")
     ap.add_argument("--copies", type=int, default=30, help="seed copies in the larger input")
     ap.add_argument("--kills", type=int, default=3,
                     help="kill cycles (up to two kill -9s each); at least this many must land")
@@ -403,19 +318,13 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the databases and temp files")
     args = ap.parse_args(argv)
     args.sluice = os.path.abspath(args.sluice)
-    ci = os.environ.get("CI", "").lower() == "true"
 
     server = Server(args.server)
     why = server.reachable()
     if why is None and not os.path.exists(os.path.join(SEED, "tracking.csv")):
         why = f"seed data not found at {SEED}"
     if why:
-        if ci:
-            print(f"FAIL {why} (CI=true: not skipping)\n0 passed, 1 failed")
-            return 1
-        print(f"{'!' * 78}\nSKIP {why}; start it with `make services`\n{'!' * 78}\n"
-              f"0 passed, 0 failed", flush=True)
-        return SKIP
+        return harness.Checks().missing(why + "; start it with `make services`")
 
     tmp = tempfile.mkdtemp(prefix="sluice_mysql_e2e_")
     t = Test(args, server, tmp)
@@ -426,8 +335,7 @@ def main(argv=None):
         t.cleanup()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+    return t.finish()
 
 
 if __name__ == "__main__":

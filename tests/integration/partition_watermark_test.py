@@ -38,26 +38,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
-sys.path.insert(0, HERE)
+import harness  # noqa: E402
 import recompute_viewlog as rv  # noqa: E402
-from viewlog_test import (BROKER, CAMPAIGNS, compare_output, ensure_kcat, kafka_ready,  # noqa: E402
-                          load_dlq, pipeline_copy, run)
+from harness import BROKER  # noqa: E402
+from kafka_util import ensure_kcat, kafka_missing, topics_tool  # noqa: E402
+from viewlog_output import compare_output, load_dlq, pipeline_copy  # noqa: E402
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+VIEWLOG = os.path.join(REPO, "examples", "viewlog.toml")
+CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
 PARTITIONS = 6
 MAX_BEHIND = 6.0  # seconds; the pipeline's watermark_delay is 10 s
 ASSIGNED = re.compile(r"assigned (\S+)\[(\d+)\]")
-
-
-def topics_tool(*args):
-    env = dict(os.environ)
-    # A worktree without its own services uses the jars of the tree that runs them.
-    if not os.path.isdir(os.path.join(REPO, "build", "services", "kafka", "libs")):
-        for cand in (os.environ.get("SLUICE_SERVICES_DIR", ""), "/work/main/build/services"):
-            if cand and os.path.isdir(os.path.join(cand, "kafka", "libs")):
-                env["SLUICE_SERVICES_DIR"] = cand
-                break
-    return run([os.path.join(REPO, "scripts", "kafka-topics.sh"), *args], timeout=120, env=env)
 
 
 def campaign_ids():
@@ -128,9 +119,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sluice = os.path.abspath(args.sluice)
 
-    def skip(why):
-        print(("FAIL (CI=true): " if IN_CI else "SKIP: ") + why, flush=True)
-        return 1 if IN_CI else 77
+    t = harness.Checks()
+    skip = t.missing
 
     try:
         import pyarrow.dataset  # noqa: F401
@@ -139,8 +129,9 @@ def main(argv=None):
     why = ensure_kcat()
     if why:
         return skip(why)
-    if not kafka_ready():
-        return skip(f"Kafka does not answer on {BROKER} (start it with `make services`)")
+    why = kafka_missing()
+    if why:
+        return skip(why)
 
     tmp = tempfile.mkdtemp(prefix="sluice-partwm-")
     token = f"{os.getpid()}"
@@ -152,8 +143,8 @@ def main(argv=None):
         rc, out = topics_tool("--create", "--topic", topic, "--partitions", str(PARTITIONS),
                               "--replication-factor", "1")
         if rc != 0:
-            print(f"FAIL: kafka-topics.sh --create exited {rc}: {out[-1500:]}")
-            return 1
+            t.result("setup", [f"kafka-topics.sh --create exited {rc}: {out[-1500:]}"])
+            return t.finish()
         all_path, paths = generate(tmp, args.count, args.seed)
         for p, path in enumerate(paths):
             with open(path, "rb") as f:
@@ -163,13 +154,13 @@ def main(argv=None):
                                     "none", "-X", "batch.num.messages=100"], stdin=f,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
             if r.returncode != 0:
-                print(f"FAIL: kcat -P exited {r.returncode}: {r.stdout[-800:]!r}")
-                return 1
+                t.result("setup", [f"kcat -P exited {r.returncode}: {r.stdout[-800:]!r}"])
+                return t.finish()
         expected = rv.recompute([all_path], CAMPAIGNS, open_at_end=True)
         if expected["late"] != 0 or expected["dead_letters"]:
-            print(f"FAIL: the generated input is not what the test needs: the recomputation has "
-                  f"{expected['late']} late record(s), {len(expected['dead_letters'])} dead letters")
-            return 1
+            t.result("setup", [f"the generated input is not what the test needs: the recomputation has "
+                  f"{expected['late']} late record(s), {len(expected['dead_letters'])} dead letters"])
+            return t.finish()
         print(f"     {args.count + PARTITIONS} records on {PARTITIONS} partitions of {topic}: "
               f"{len(expected['rows'])} closed windows, {expected['open_windows']} left open",
               flush=True)
@@ -247,14 +238,9 @@ def main(argv=None):
             print(f"     kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    status = "FAIL" if problems else "PASS"
-    print(f"{status}: 6-partition view_log topic read while group members join and leave: zero "
-          f"late, Parquet == recomputation")
-    for n in notes:
-        print(f"     {n}")
-    for pr in problems[:20]:
-        print(f"     - {pr}")
-    return 1 if problems else 0
+    t.result("6-partition view_log topic read while group members join and leave: zero late, "
+             "Parquet == recomputation", problems, notes, limit=20)
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -31,19 +31,14 @@ Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
 
 import argparse
-import csv
-import datetime as dt
-import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,55 +46,14 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from recruitment_input import build_input  # noqa: E402
 
 PIPELINE = "examples/recruitment.toml"
 SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
                                      "TrannXuanTien__ETL-streaming-project"))
 KEY = list(rr.EVENTS_KEY)
-SHIFT = dt.timedelta(days=3, hours=1, minutes=7)
-CANON = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-
-
-def shifted_uuid(text, ticks):
-    if not CANON.match(text):
-        return text
-    u = uuid.UUID(text)
-    if u.version != 1:
-        return text
-    t = u.time + ticks
-    return str(uuid.UUID(fields=(t & 0xFFFFFFFF, (t >> 32) & 0xFFFF,
-                                 ((t >> 48) & 0x0FFF) | 0x1000, u.clock_seq_hi_variant,
-                                 u.clock_seq_low, u.node)))
-
-
-def build_input(seed_tracking, copies, out):
-    with open(seed_tracking, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = list(reader)
-    ct, bid = header.index("create_time"), header.index("bid")
-    ctrack, job = header.index("custom_track"), header.index("job_id")
-    shift_ticks = int(SHIFT.total_seconds()) * 10_000_000
-    n = 0
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for k in range(copies):
-            for i, r in enumerate(rows):
-                r2 = list(r)
-                r2[ct] = shifted_uuid(r[ct], k * shift_ticks)
-                w.writerow(r2)
-                n += 1
-                if i == 1000 + k:  # a decode dead letter
-                    bad = list(r2)
-                    bad[bid], bad[ctrack], bad[job] = f"x{k}", "click", "188"
-                    w.writerow(bad)
-                    n += 1
-                if i == 3000 + k:  # a wrong field count
-                    f.write(",".join(["bad", str(k), "row"]) + "\n")
-                    n += 1
-    return n
 
 
 def load_dlq_multiset(location):
@@ -114,26 +68,12 @@ def load_dlq_multiset(location):
     return c
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
         self.args = args
         self.rng = random.Random(args.seed)
-        self.passed = self.failed = 0
-        self.t_start = time.monotonic()
+        harness.Checks.__init__(self)
         self.attempt = 0
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t_start:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        sys.stdout.flush()
 
     def cmd(self, variables):
         c = [self.args.sluice, "run", variables.get("_pipeline", PIPELINE)]
@@ -151,7 +91,7 @@ class Test:
         return p
 
     @staticmethod
-    def finish(p, timeout):
+    def finish_run(p, timeout):
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -173,7 +113,7 @@ class Test:
     def clean_run(self, variables, logdir, timeout):
         t0 = time.monotonic()
         p = self.start(variables, logdir)
-        rc = self.finish(p, timeout)
+        rc = self.finish_run(p, timeout)
         return rc, time.monotonic() - t0, p
 
     def pipeline_with_interval(self, interval):
@@ -303,11 +243,7 @@ class Test:
         tracking_seed = os.path.join(SEED, "tracking.csv")
         jobs = os.path.join(SEED, "job.csv")
         if not os.path.exists(tracking_seed):
-            why = f"seed data not found at {SEED}"
-            if os.environ.get("CI", "").lower() == "true":
-                self.result("file source: kill -9 / restart", [why + " (CI=true)"])
-            else:
-                print(f"{'!' * 78}\nSKIP file source: {why}\n{'!' * 78}", flush=True)
+            self.skip("file source: kill -9 / restart", f"seed data not found at {SEED}")
             return
         big = os.path.join(tmp, "tracking-big.csv")
         n = build_input(tracking_seed, self.args.copies, big)
@@ -316,7 +252,7 @@ class Test:
         print(f"     input: {n} records ({os.path.getsize(big)} bytes); recompute: "
               f"rows={stats['rows']} ignored={stats['ignored']} "
               f"dead-lettered={stats['dead_lettered']} clicks={stats['clicks']}  "
-              f"[{time.monotonic() - self.t_start:.1f}s]", flush=True)
+              f"[{time.monotonic() - self.t0:.1f}s]", flush=True)
 
         def vars_for(name):
             d = os.path.join(tmp, name)
@@ -430,12 +366,8 @@ def main(argv=None):
             if not args.skip_generator:
                 t.generator_part(tmp)
     finally:
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+        t.keep_or_remove(tmp, args.keep)
+    return t.finish()
 
 
 if __name__ == "__main__":

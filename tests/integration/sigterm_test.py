@@ -54,12 +54,14 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import kafka_recruitment_test as kr  # noqa: E402
-from kafka_recruitment_test import compare_tables, rr  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
+import compare_tables  # noqa: E402
+import harness  # noqa: E402
+import kafka_util as kr  # noqa: E402
+import recompute_recruitment as rr  # noqa: E402
 
 REPO = kr.REPO
-IN_CI = kr.IN_CI
+MYSQL = harness.MYSQL
 EX = os.path.join(REPO, "examples")
 LEGACY = False  # --legacy: binaries without shutdown_timeout (to hunt hangs in older builds)
 
@@ -154,62 +156,26 @@ class Proxy:
 
 
 def mysql(sql, db=None):
-    cmd = ["mariadb", "--no-defaults", "-h127.0.0.1", "-P3306", "-uroot", "--batch", "-N", "-e", sql]
+    cmd = ["mariadb", "--no-defaults", f"-h{MYSQL.host}", f"-P{MYSQL.port}", f"-u{MYSQL.user}",
+           "--batch", "-N", "-e", sql]
     if db:
         cmd.append(db)
-    return kr.run(cmd, timeout=30)
+    return harness.run(cmd, timeout=30)
 
 
-class Test:
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
-        self.passed = self.failed = 0
-        self.t0 = time.monotonic()
-        self.procs = []
-        self.n = 0
         self.kafka = shutil.which("kcat") is not None and kr.kafka_ready()
-        self.mariadb = kr.port_open("127.0.0.1", 3306) and mysql("SELECT 1")[0] == 0
+        self.mariadb = MYSQL.up() and mysql("SELECT 1")[0] == 0
         self.topics = []
 
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:20]:
-            print(f"    {p}")
-
-    def skip(self, name, why):
-        if IN_CI:
-            self.result(name, [why + " (CI=true)"])
-        else:
-            print(f"SKIP {name}: {why}", flush=True)
-
     def start(self, pipe, variables, label, args=()):
-        self.n += 1
-        log = os.path.join(self.tmp, f"{self.n:03d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipe] + list(args)
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        p.logpath = log
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def text(p):
-        with open(p.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return self.start_run(pipe, variables, label, args)
 
     def tail(self, p, n=10):
-        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
+        return harness.log_tail(p.logpath, n)
 
     def term(self, p, expect_rc=0):
         """SIGTERM; returns (problems, seconds to exit)."""
@@ -221,7 +187,7 @@ class Test:
         except subprocess.TimeoutExpired:
             stack = ""
             if shutil.which("gdb"):
-                out = kr.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                out = harness.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
                              timeout=60)[1]
                 path = p.logpath + ".gdb"
                 with open(path, "w") as f:
@@ -236,15 +202,9 @@ class Test:
             return [f"exit {rc} after SIGTERM (expected {expect_rc}), {secs:.1f}s\n{self.tail(p)}"], secs
         return [], secs
 
-    def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
     def generate(self, profile, count, name, extra=()):
         out = os.path.join(self.tmp, name)
-        rc, text = kr.run([self.args.sluice, "generate", "--profile", profile, "--to", out,
+        rc, text = harness.run([self.args.sluice, "generate", "--profile", profile, "--to", out,
                            "--count", str(count), "--rate", "0", "--seed", "9"] + list(extra),
                           timeout=180)
         if rc != 0:
@@ -457,12 +417,12 @@ class Test:
         rc, out = mysql(f"CREATE DATABASE `{database}`")
         if rc != 0:
             return [f"cannot create database {database}: {out}"], []
-        proxy = Proxy("127.0.0.1", 3306)
+        proxy = Proxy(MYSQL.host, MYSQL.port)
         try:
             pipe = with_bound(os.path.join(EX, "recruitment.toml"),
                               os.path.join(self.tmp, "mg.toml"), self.args.bound)
             v = {"TRACKING": "generator:", "RATE": "5000", "JOBS": kr.JOBS,
-                 "SINK": f"mysql://root@127.0.0.1:{proxy.port}/{database}",
+                 "SINK": f"mysql://{MYSQL.user}@127.0.0.1:{proxy.port}/{database}",
                  "DLQ": os.path.join(self.tmp, f"mg-{how}.dlq")}
             p = self.start(pipe, v, f"mysql-{how}")
             deadline = time.monotonic() + 60
@@ -537,7 +497,7 @@ def main(argv=None):
                 t.skip(name, f"Kafka (and kcat) on {kr.BROKER} not available")
                 continue
             if needs == "mariadb" and not t.mariadb:
-                t.skip(name, "MariaDB on 127.0.0.1:3306 not available")
+                t.skip(name, f"MariaDB on {MYSQL.address} not available")
                 continue
             try:
                 problems, notes = getattr(t, method)()
@@ -551,12 +511,8 @@ def main(argv=None):
         t.kill_leftovers()
         if t.topics and not args.keep:
             kr.delete_topics(f"{args.prefix}-{t.token}-.*")
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed")
-    return 1 if t.failed else 0
+        t.keep_or_remove(tmp, args.keep)
+    return t.finish()
 
 
 if __name__ == "__main__":

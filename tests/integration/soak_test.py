@@ -75,7 +75,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -85,7 +84,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import free_port, run  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
@@ -98,8 +99,6 @@ PARTITIONS = 4
 DATABASE = "soak_sink"
 TABLE = "events"
 KEY = list(rr.EVENTS_KEY)
-SKIP = 77
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TMPFS_SIZE = "512m"
 NO_EVENT_TIME = "no event time: create_time is not a version-1 TimeUUID and ts is not a timestamp"
 DECIMAL_10_2_MAX = 99999999.99
@@ -107,22 +106,6 @@ DECIMAL_10_2_MAX = 99999999.99
 
 class Skip(Exception):
     pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def run(cmd, timeout, env=None, stdin=None):
-    """Runs a command; returns (rc, output). rc None on timeout."""
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                           cwd=REPO, env=env, stdin=stdin)
-        return p.returncode, p.stdout.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired as e:
-        return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
 
 
 # ------------------------------------------------------------------------------- poison
@@ -835,9 +818,7 @@ def main():
 
     missing = missing_tools()
     if missing:
-        msg = f"soak: SKIP: missing {', '.join(missing)} (scripts/install-deps.sh)"
-        print(msg, flush=True)
-        return 1 if IN_CI else SKIP
+        return harness.Checks().missing(f"missing {', '.join(missing)} (scripts/install-deps.sh)")
 
     workdir = os.path.abspath(args.workdir)
     Servers(workdir, lambda m: None).stop_stale()

@@ -4,7 +4,8 @@
     table_source_test.py --sluice build/sluice
 
 Needs the MariaDB of `make services` (root@127.0.0.1:3306, database `sluice`); a server that does
-not answer is a FAIL under CI=true, otherwise a loud SKIP (exit 0).
+not answer is a FAIL under CI=true (or 1, yes), otherwise a loud SKIP (exit 77); SLUICE_TEST_MYSQL
+overrides the address (tests/tools/harness.py).
 
 The seed tracking log (../shared/seed-data/.../tracking.csv, 6,766 rows) is loaded into a MariaDB
 table with an AUTO_INCREMENT `id` and an `inserted_at DATETIME(6)`, and the recruitment pipeline
@@ -29,7 +30,6 @@ over the same rows.
 import argparse
 import csv
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,31 +39,20 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-from mysql_recruitment_test import Server  # noqa: E402
+from harness import MYSQL, SEED_TRACKING as SEED  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project",
-                                     "tracking.csv"))
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 COLUMNS = ["create_time", "ts", "custom_track", "job_id", "bid", "publisher_id", "campaign_id", "group_id"]
 INTS = {"job_id", "bid", "publisher_id", "campaign_id", "group_id"}
 
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}\n     {detail}", flush=True)
+T = harness.Checks()
+check = T.check
 
 
 def literal(v, integer):
@@ -93,7 +82,7 @@ def write_csv(path, header, rows):
 
 
 def sluice_run(sluice, table, db, extra, timeout=180):
-    uri = f"mysql://root@127.0.0.1:3306/sluice/{table}?order_by=inserted_at&key=id&page_rows=300&grace=2s"
+    uri = f"{harness.MYSQL_URI}/sluice/{table}?order_by=inserted_at&key=id&page_rows=300&grace=2s"
     cmd = [sluice, "run", PIPELINE, "--var", f"TRACKING={uri}", "--var", f"SINK=sqlite:{db}",
            "--var", f"DLQ={db}.dlq", "--var", f"JOBS={JOBS}"] + extra
     return cmd
@@ -113,17 +102,12 @@ def main():
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     sluice = os.path.abspath(args.sluice)
-    server = Server("mysql://root@127.0.0.1:3306")
+    server = Server()
     problems = [p for p in (server.reachable(),) if p]
     if not os.path.exists(SEED):
         problems.append(f"seed data missing: {SEED}")
     if problems:
-        msg = "table_source_test: " + "; ".join(problems)
-        if CI:
-            print(f"FAIL {msg}")
-            return 1
-        print("!" * 78 + f"\nSKIP {msg}\n" + "!" * 78)
-        return 0
+        return T.missing("; ".join(problems))
 
     tmp = tempfile.mkdtemp(prefix="sluice_table_")
     table = f"tracking_src_{os.getpid()}"
@@ -167,7 +151,7 @@ def main():
         proc = subprocess.Popen(sluice_run(sluice, table, db, []), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(1.0)
         late_a, late_b = rows[5000:5900], rows[5900:]
-        client = subprocess.Popen([server.client, "--host=127.0.0.1", "--port=3306", "--user=root", "--protocol=TCP",
+        client = subprocess.Popen([server.client, f"--host={MYSQL.host}", f"--port={MYSQL.port}", f"--user={MYSQL.user}", "--protocol=TCP",
                                    "sluice"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         client.stdin.write("START TRANSACTION;\n" + insert_sql(table, late_a, "NOW(6)"))
@@ -223,12 +207,8 @@ def main():
             server.run(f"DROP TABLE IF EXISTS {table}", "sluice")
         except Exception:  # noqa: BLE001
             pass
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+        harness.keep_or_remove(tmp, args.keep)
+    return T.finish()
 
 
 if __name__ == "__main__":

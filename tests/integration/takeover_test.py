@@ -33,14 +33,13 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-from mysql_recruitment_test import Server  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SKIP = 77
 KEY = ["job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id"]
 DECLARED = ["job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id", "company_id",
             "clicks", "bid_set", "spend_hour", "conversion", "qualified_application",
@@ -49,13 +48,8 @@ DECLARED = ["job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id
 SPARK = ["job_id", "dates", "hours", "disqualified_application", "qualified_application",
          "conversion", "company_id", "group_id", "campaign_id", "publisher_id", "bid_set",
          "clicks", "impressions", "spend_hour", "sources"]
-failures = []
-
-
-def check(what, ok, detail=""):
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {detail}"))
-    if not ok:
-        failures.append(what)
+T = harness.Checks()
+check = T.check
 
 
 def write_tracking(path):
@@ -278,40 +272,31 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--only", default="sqlite,mysql")
-    ap.add_argument("--server", default="mysql://root@127.0.0.1:3306")
+    ap.add_argument("--server", default=harness.MYSQL_URI)
     ap.add_argument("--database", default="sluice_takeover")
     ap.add_argument("--keep", action="store_true")
     ARGS = ap.parse_args()
     ARGS.sluice = os.path.abspath(ARGS.sluice)
     only = ARGS.only.split(",")
     tmp = tempfile.mkdtemp(prefix="sluice_takeover_")
-    ran = 0
     try:
         if "sqlite" in only:
             os.makedirs(os.path.join(tmp, "s"))
             scenario("sqlite", os.path.join(tmp, "s"), SqliteDb(os.path.join(tmp, "s")))
-            ran += 1
         if "mysql" in only:
             server = Server(ARGS.server)
             why = server.reachable()
             if why:
-                if os.environ.get("CI") == "true":
-                    check("mysql: server reachable (CI=true)", False, why)
-                else:
-                    print(f"SKIP mysql: {why}")
+                T.skip("mysql", why)
             else:
                 os.makedirs(os.path.join(tmp, "m"))
                 scenario("mysql", os.path.join(tmp, "m"), MysqlDb(server, ARGS.database))
-                ran += 1
                 if not ARGS.keep:
                     server.run(f"DROP DATABASE IF EXISTS `{ARGS.database}`")
     finally:
         if not ARGS.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} failed")
-        return 1
-    return 0 if ran else SKIP
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from users_test import COLUMNS, FakeApi, fetch_page, flatten  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
+from users_api import COLUMNS, FakeApi, fetch_page, flatten  # noqa: E402
 
 EXAMPLE = os.path.join(REPO, "examples", "users-local.toml")
 SEED, PAGE_SIZE, PAGES = "local-1", 10, 30
@@ -52,20 +53,18 @@ def expected_profiles(api):
     return out
 
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
+        harness.Checks.__init__(self)
         self.sluice = os.path.abspath(args.sluice)
         self.tmp = tempfile.mkdtemp(prefix="sluice-users-local-")
         self.keep = args.keep
-        self.failures = []
 
     def say(self, msg):
         print(msg, flush=True)
 
     def check(self, ok, msg):
-        if not ok:
-            self.failures.append(msg)
-            self.say("  FAIL " + msg)
+        return harness.Checks.check(self, msg, ok)
 
     def cmd(self, pipeline, sink, api, *extra):
         return [self.sluice, "run", pipeline, "--var", f"SINK={sink}", "--var", f"API={api}",
@@ -255,13 +254,11 @@ class Test:
                     getattr(self, "scenario_" + name)(api.url, want)
         finally:
             api.stop()
-        if self.failures:
-            print(f"FAILED ({len(self.failures)}); files in {self.tmp}")
-            return 1
-        if not self.keep:
+        if self.failed:
+            print(f"files in {self.tmp}")
+        elif not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        print("PASSED")
-        return 0
+        return self.finish()
 
 
 if __name__ == "__main__":

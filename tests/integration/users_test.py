@@ -27,6 +27,12 @@ Scenarios (each in its own topic and keyspace):
   messages     hand-written messages: no/blank login.uuid (generated id == Python's uuid5),
                numeric and text postcodes, a partial address, and records that are not profiles
                or not JSON (dead-lettered with a reason; the run goes on); a replay keeps the ids
+  avro         the clean scenario with the profiles in Avro (FORMAT=avro, SCHEMA_REGISTRY of
+               `make services`, 127.0.0.1:8081): the topic read back with a read_committed
+               consumer and confluent-kafka's AvroDeserializer holds the N profiles with every
+               field as the API sent it (ages as numbers) and the value schema under TOPIC-value;
+               the table equals the flattening in Python, exactly as for JSON; a re-run of both
+               changes nothing
   recruitment  the seed tracking log loaded into a Cassandra table with the driver, read by
                examples/recruitment.toml (TRACKING=cassandra://...) into SQLite: the totals equal
                tests/tools/recompute_recruitment.py; a re-run changes nothing
@@ -53,149 +59,66 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import cassandra_util  # noqa: E402
 import compare_tables  # noqa: E402
+import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+from harness import BROKER, SEED_TRACKING, run  # noqa: E402
+from kafka_util import delete_topics, kafka_missing, topic_messages  # noqa: E402
+from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten, get, text  # noqa: E402,F401
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BROKER = "127.0.0.1:9092"
-CASSANDRA_HOST, CASSANDRA_PORT = "127.0.0.1", 9042
+CASSANDRA_HOST, CASSANDRA_PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
+REGISTRY = harness.REGISTRY_URL
 INGEST = os.path.join(REPO, "examples", "users-ingest.toml")
 USERS = os.path.join(REPO, "examples", "users.toml")
 RECRUITMENT = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(
-    REPO, "..", "shared", "seed-data", "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
 # The namespace examples/users.toml derives missing ids from (see its header).
-ID_NAMESPACE = uuid.UUID("03dfda38-77dc-5be2-9c23-26d2a4dfa02d")
-COLUMNS = ["id", "first_name", "last_name", "gender", "address", "post_code", "email", "username",
-           "dob", "registered_date", "phone", "picture"]
-SKIP = 77
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- the independent side: the API's JSON, flattened in Python ----
 
-def fetch_page(api, seed, page, size, timeout=10):
-    url = f"{api}?page={page}&results={size}&seed={urllib.parse.quote(seed)}"
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode("utf-8"))["results"]
-
-
-def text(v):
-    """A JSON scalar as the text the pipeline keeps: strings as sent, numbers digit for digit."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def get(obj, path):
-    for part in path.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return None
-        obj = obj[part]
-    return obj
-
-
-def flatten(p):
-    """One API profile -> the users_profile row examples/users.toml specifies."""
-    parts = [text(get(p, k)) for k in ("location.street.number", "location.street.name",
-                                       "location.city", "location.state", "location.country")]
-    address = None
-    if any(x is not None for x in parts):
-        n, street, city, state, country = (x or "" for x in parts)
-        address = f"{n} {street}, {city}, {state}, {country}"
-    row = {
-        "first_name": text(get(p, "name.first")),
-        "last_name": text(get(p, "name.last")),
-        "gender": text(get(p, "gender")),
-        "address": address,
-        "post_code": text(get(p, "location.postcode")),
-        "email": text(get(p, "email")),
-        "username": text(get(p, "login.username")),
-        "dob": text(get(p, "dob.date")),
-        "registered_date": text(get(p, "registered.date")),
-        "phone": text(get(p, "phone")),
-        "picture": text(get(p, "picture.medium")),
-    }
-    login = text(get(p, "login.uuid"))
-    if login is None or login.strip() == "":
-        name = "|".join(x or "" for x in (
-            row["first_name"], row["last_name"], row["email"], row["username"], row["dob"],
-            row["registered_date"], row["phone"], row["picture"], *parts,
-            row["post_code"]))
-        login = str(uuid.uuid5(ID_NAMESPACE, name))
-    row["id"] = login
-    return row
-
-
-def flat_message(p):
-    """A profile as users-ingest.toml writes it to the topic (for hand-written messages)."""
-    keys = {
-        "gender": "gender", "name_first": "name.first", "name_last": "name.last",
-        "location_street_number": "location.street.number",
-        "location_street_name": "location.street.name", "location_city": "location.city",
-        "location_state": "location.state", "location_country": "location.country",
-        "location_postcode": "location.postcode", "email": "email", "login_uuid": "login.uuid",
-        "login_username": "login.username", "dob_date": "dob.date",
-        "registered_date": "registered.date", "phone": "phone",
-        "picture_medium": "picture.medium",
-    }
-    return {k: get(p, path) for k, path in keys.items()}
-
 
 # ---- servers and tools ----
 
-def run(cmd, timeout=300, env=None):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       env=env)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
 
+def avro_topic_messages(topic):
+    """The committed messages of `topic`, decoded with confluent-kafka's AvroDeserializer (the
+    writer schema fetched from the registry by the id in each message), read as topic_messages
+    reads: until two reads 1.5 s apart agree."""
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+    from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    des = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
 
-def kafka_ready():
-    if not shutil.which("kcat"):
-        return "kcat is not installed (scripts/services.sh up kafka installs it)"
-    try:
-        rc, out = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
-    except subprocess.TimeoutExpired:
-        return f"kcat -L timed out on {BROKER}"
-    return None if rc == 0 and "broker 1" in out else f"Kafka does not answer on {BROKER}"
+    def read_once():
+        c = Consumer({"bootstrap.servers": BROKER, "group.id": f"users-test-{os.getpid()}",
+                      "isolation.level": "read_committed", "enable.auto.commit": False})
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {}
+            for p in parts:
+                # With read_committed the high watermark is the last stable offset.
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if hi > lo:
+                    ends[p] = hi
+            c.assign([TopicPartition(topic, p, 0) for p in ends])
+            out, deadline = [], time.time() + 60
+            while ends and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is None or m.error():
+                    continue
+                out.append(des(m.value(), SerializationContext(topic, MessageField.VALUE)))
+                if m.offset() + 1 >= ends.get(m.partition(), 0):
+                    ends.pop(m.partition(), None)
+            return out
+        finally:
+            c.close()
 
-
-def cassandra_session():
-    try:
-        from cassandra.cluster import Cluster  # noqa: PLC0415
-    except ImportError as e:
-        raise Skip(f"the Python cassandra-driver is missing ({e}); run scripts/venv.sh and use "
-                   ".venv/bin/python") from e
-    try:
-        cluster = Cluster([CASSANDRA_HOST], port=CASSANDRA_PORT, protocol_version=4,
-                          connect_timeout=10)
-        session = cluster.connect()
-    except Exception as e:  # the driver raises NoHostAvailable and friends
-        raise Skip(f"Cassandra does not answer on {CASSANDRA_HOST}:{CASSANDRA_PORT} ({e}); "
-                   "start it with `make services` or scripts/services.sh up cassandra") from e
-    session.default_timeout = 60
-    return cluster, session
-
-
-def topic_messages(topic):
-    """The committed messages of `topic` (all partitions), as parsed JSON objects.
-
-    A producer's commit returns before the broker has written the commit markers into every
-    partition, and until then a read_committed reader stops short of that partition's
-    messages. So the topic is read until two reads 1.5 s apart agree (20 s at most)."""
     last, deadline = None, time.time() + 20
     while True:
-        rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-X",
-                       "isolation.level=read_committed", "-f", "%s\\n"], timeout=120)
-        if rc != 0:
-            raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-        msgs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+        msgs = read_once()
         if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
             return msgs
         last = msgs
@@ -210,62 +133,23 @@ def produce(topic, lines):
         raise RuntimeError(f"kcat -P exited {p.returncode}: {p.stdout[-800:]!r}")
 
 
-class FakeApi:
-    """A `sluice fake-api` process on a free port."""
-
-    def __init__(self, sluice, log, *args):
-        self.log = open(log, "w+b")
-        self.proc = subprocess.Popen([sluice, "fake-api", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode("utf-8", "replace")
-        m = re.search(r"(http://\S+/api/)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"sluice fake-api did not print its URL (got {line!r})")
-        self.url = m.group(1)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 # ---- the test ----
 
-class Test:
+class Test(harness.Checks):
     def __init__(self, args):
         self.args = args
         self.sluice = os.path.abspath(args.sluice)
         self.tmp = tempfile.mkdtemp(prefix="sluice-users-")
         self.token = f"{os.getpid()}_{int(time.time()) % 100000}"
-        self.passed = self.failed = 0
+        harness.Checks.__init__(self)
         self.apis = []
         self.keyspaces = []
         self.topics = []
         self.cluster = self.session = None
         self.clean_api = None
+        self.format_vars = []  # --var FORMAT=avro ... in the avro scenario
 
     # reporting
-    def result(self, name, problems, notes=()):
-        for n in notes:
-            print(f"     {n}", flush=True)
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name}", flush=True)
-            for p in problems[:15]:
-                print(f"     {p}", flush=True)
-        else:
-            self.passed += 1
-            print(f"PASS {name}", flush=True)
-
-    def say(self, msg):
-        print(f"     {msg}", flush=True)
-
     # plumbing
     def api(self, *args):
         a = FakeApi(self.sluice, os.path.join(self.tmp, f"fake-api-{len(self.apis)}.log"), *args)
@@ -292,7 +176,7 @@ class Test:
 
     def ingest_cmd(self, api, topic, count, seed, extra=(), page_size=20, interval="50ms",
                    dlq=None):
-        return [self.sluice, "run", INGEST, "--var", f"API={api}",
+        return [self.sluice, "run", INGEST, *self.format_vars, "--var", f"API={api}",
                 "--var", f"PROFILES=kafka://{BROKER}/{topic}", "--var", f"COUNT={count}",
                 "--var", f"SEED={seed}", "--var", f"PAGE_SIZE={page_size}",
                 "--var", f"INTERVAL={interval}",
@@ -300,7 +184,8 @@ class Test:
                 *extra]
 
     def users_cmd(self, topic, ks, until_caught_up=True, dlq=None):
-        cmd = [self.sluice, "run", USERS, "--var", f"PROFILES=kafka://{BROKER}/{topic}",
+        cmd = [self.sluice, "run", USERS, *self.format_vars,
+               "--var", f"PROFILES=kafka://{BROKER}/{topic}",
                "--var", f"CASSANDRA=cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/{ks}",
                "--var", f"DLQ={dlq or os.path.join(self.tmp, ks + '.dlq.ndjson')}"]
         return cmd + (["--until-caught-up"] if until_caught_up else [])
@@ -421,6 +306,92 @@ class Test:
             problems.append("the ingest re-run added messages to the topic")
         self.result("clean: re-running both pipelines leaves the topic and the table unchanged "
                     "(same rows, same write times)", problems)
+
+    def scenario_avro(self):
+        """The clean scenario through Avro topics; the expected values are the same."""
+        try:
+            import confluent_kafka.schema_registry.avro  # noqa: F401, PLC0415
+        except ImportError as e:
+            raise harness.Missing(f"confluent-kafka with Avro support is missing ({e}); run scripts/venv.sh")
+        try:
+            urllib.request.urlopen(REGISTRY + "/subjects", timeout=5).read()
+        except (OSError, urllib.error.URLError) as e:
+            raise harness.Missing(f"the schema registry does not answer on {REGISTRY} ({e}); start it with "
+                       "`make services`") from e
+        topic, ks = self.names("avro")
+        seed, n, size = "avro-1", 200, 20
+        want = self.expected(seed, range(1, n // size + 1), size)
+        # The topic's content, independently: the API's profiles as users-ingest.toml lays them
+        # out (flat, named by path), every field as sent (ages numbers, the rest text).
+        api_profiles = []
+        for page in range(1, n // size + 1):
+            api_profiles += fetch_page(self.clean_api.url, seed, page, size)
+        self.format_vars = ["--var", "FORMAT=avro", "--var", f"SCHEMA_REGISTRY={REGISTRY}"]
+        try:
+            api = self.api()
+            rc, out = run(self.ingest_cmd(api.url, topic, n, seed), timeout=180)
+            problems = [] if rc == 0 else [f"ingest exited {rc}:\n{out[-2000:]}"]
+            msgs = avro_topic_messages(topic) if rc == 0 else []
+            if rc == 0:
+                by_id = {m.get("login_uuid"): m for m in msgs}
+                if len(msgs) != n or set(by_id) != {text(get(p, "login.uuid")) for p in api_profiles}:
+                    problems.append(f"the topic holds {len(msgs)} committed Avro messages "
+                                    f"({len(by_id)} distinct login_uuid), expected the {n} "
+                                    "profiles of the API")
+                bad = []
+                for p in api_profiles:
+                    m = by_id.get(text(get(p, "login.uuid")), {})
+                    for col, path in (("name_first", "name.first"), ("email", "email"),
+                                      ("location_postcode", "location.postcode"),
+                                      ("dob_date", "dob.date"), ("nat", "nat")):
+                        if m.get(col) != text(get(p, path)):
+                            bad.append((col, m.get(col), get(p, path)))
+                    for col, path in (("dob_age", "dob.age"), ("registered_age", "registered.age")):
+                        if m.get(col) != get(p, path):
+                            bad.append((col, m.get(col), get(p, path)))
+                if bad:
+                    problems.append(f"{len(bad)} Avro fields differ from the API's (field, got, "
+                                    f"want): {bad[:5]}")
+                try:
+                    with urllib.request.urlopen(
+                            f"{REGISTRY}/subjects/{topic}-value/versions/latest", timeout=5) as r:
+                        schema = json.loads(json.loads(r.read())["schema"])
+                    if len(schema.get("fields", [])) != 29:
+                        problems.append(f"the value schema has {len(schema.get('fields', []))} "
+                                        "fields, expected the 29 columns")
+                except (OSError, ValueError, KeyError) as e:
+                    problems.append(f"no value schema under {topic}-value: {e}")
+            self.result(f"avro: ingest of {n} profiles -> {n} Avro messages (AvroDeserializer)",
+                        problems)
+            if problems:
+                return
+            rc, out = self.users_until(topic, ks, n)
+            problems = [] if rc == 0 else [f"users exited {rc}:\n{out[-2000:]}"]
+            if rc == 0:
+                problems += self.compare_rows("table", self.table(ks), want)
+            dead = self.dead_letters(os.path.join(self.tmp, ks + ".dlq.ndjson"))
+            if dead:
+                problems.append(f"{len(dead)} dead letters, e.g. {dead[0]}")
+            self.result(f"avro: users from Avro -> {n} rows, every column as for JSON", problems)
+            if problems:
+                return
+            before = {r["id"]: r for r in self.table(ks, "writetime(email) AS wt")}
+            rc1, out1 = run(self.users_cmd(topic, ks, until_caught_up=True), timeout=120)
+            rc2, out2 = run(self.ingest_cmd(api.url, topic, n, seed), timeout=180)
+            after = {r["id"]: r for r in self.table(ks, "writetime(email) AS wt")}
+            problems = []
+            if rc1 != 0:
+                problems.append(f"users re-run exited {rc1}:\n{out1[-1500:]}")
+            if rc2 != 0:
+                problems.append(f"ingest re-run exited {rc2}:\n{out2[-1500:]}")
+            if before != after:
+                problems.append("the re-run changed the table")
+            if len(avro_topic_messages(topic)) != n:
+                problems.append("the ingest re-run added messages to the topic")
+            self.result("avro: re-running both pipelines leaves the topic and the table unchanged",
+                        problems)
+        finally:
+            self.format_vars = []
 
     def scenario_errors(self):
         topic, ks = self.names("errors")
@@ -683,11 +654,7 @@ class Test:
 
     def scenario_recruitment(self):
         if not os.path.exists(SEED_TRACKING):
-            msg = f"seed tracking log missing: {SEED_TRACKING}"
-            if CI:
-                self.result("recruitment: seed data", [msg])
-            else:
-                print(f"SKIP recruitment: {msg}", flush=True)
+            self.skip("recruitment: seed data", f"seed tracking log missing: {SEED_TRACKING}")
             return
         ks = f"users_rec_{self.token}"
         self.keyspaces.append(ks)
@@ -753,15 +720,17 @@ class Test:
     def main(self):
         only = set(self.args.only.split(",")) if self.args.only else None
         if only is None or only - {"recruitment"}:
-            why = kafka_ready()
+            why = kafka_missing()
             if why:
-                raise Skip(why + " (start it with `make services` or scripts/services.sh up kafka)")
-        self.cluster, self.session = cassandra_session()
-        for name in ("clean", "errors", "dead", "kill", "messages", "recruitment"):
+                raise harness.Missing(why)
+        self.cluster, self.session = cassandra_util.session()
+        for name in ("clean", "avro", "errors", "dead", "kill", "messages", "recruitment"):
             if only and name not in only:
                 continue
             try:
                 getattr(self, "scenario_" + name)()
+            except harness.Missing:
+                raise
             except Exception as e:  # one broken scenario must not hide the others
                 import traceback  # noqa: PLC0415
                 self.result(f"{name}: unexpected error", [f"{type(e).__name__}: {e}",
@@ -783,8 +752,7 @@ class Test:
             self.cluster.shutdown()
         for t in self.topics:
             for name in (t, t + ".sluice-positions", t + ".sluice-dead-letters"):
-                run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
-                     name], timeout=90)
+                delete_topics(name)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -798,18 +766,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep topics, keyspaces and files")
     args = ap.parse_args()
     t = Test(args)
-    try:
-        t.main()
-    except Skip as e:
-        t.cleanup()
-        if CI:
-            print(f"FAIL {e} (CI=true: the servers must be there)", flush=True)
-            return 1
-        print(f"SKIP users: {e}", flush=True)
-        return SKIP
-    t.cleanup()
-    print(f"{t.passed} passed, {t.failed} failed", flush=True)
-    return 1 if t.failed else 0
+    return t.run_main(t.main, t.cleanup)
 
 
 if __name__ == "__main__":

@@ -46,11 +46,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
+from harness import SEED_TRACKING as SEED  # noqa: E402
+from mysql_client import Server  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
-SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                     "TrannXuanTien__ETL-streaming-project", "tracking.csv"))
 JOBS_CSV = os.path.join(REPO, "examples", "data", "job.csv")
 KEY = ["job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id"]
 # The recruitment pipeline keeps internal merge columns (avg, last), so `events` is a view of the
@@ -59,25 +60,11 @@ STORE = "_sluice_table_events"
 COLUMNS = KEY + ["company_id", "clicks", "bid_set", "spend_hour", "conversion",
                  "qualified_application", "disqualified_application", "sources",
                  "latest_update_time"]
-SKIP = 77
-
-
-class Checks:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + detail), flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        return ok
 
 
 def skip_or_fail(reason):
-    print(("FAIL " if os.environ.get("CI") == "true" else "SKIP ") + reason, flush=True)
-    sys.exit(1 if os.environ.get("CI") == "true" else SKIP)
+    """A missing prerequisite ends the test: exit 77, or 1 under CI (harness.Checks.missing)."""
+    sys.exit(harness.Checks().missing(reason))
 
 
 def sluice(args, exe, timeout=300):
@@ -475,14 +462,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--backend", choices=["sqlite", "mysql", "parquet", "kafka"], required=True)
-    ap.add_argument("--broker", default="127.0.0.1:9092")
-    ap.add_argument("--server", default="mysql://root@127.0.0.1:3306")
+    ap.add_argument("--broker", default=harness.BROKER)
+    ap.add_argument("--server", default=harness.MYSQL_URI)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     args.sluice = os.path.abspath(args.sluice)
     if args.backend in ("sqlite", "mysql") and not os.path.exists(SEED):
         skip_or_fail(f"seed data missing: {SEED}")
-    checks = Checks()
+    checks = harness.Checks()
     tmp = tempfile.mkdtemp(prefix="verify_test_")
     db = None
     try:
@@ -494,7 +481,6 @@ def main():
             db = SqliteDb(os.path.join(tmp, "out.db"))
             sql_checks(args, checks, db, tmp)
         else:
-            from mysql_recruitment_test import Server
             server = Server(args.server)
             why = server.reachable()
             if why:
@@ -508,8 +494,7 @@ def main():
                 db.drop()
         else:
             print("kept", tmp)
-    print(f"{checks.passed} passed, {checks.failed} failed")
-    return 1 if checks.failed else 0
+    return checks.finish()
 
 
 if __name__ == "__main__":

@@ -37,204 +37,47 @@ campaign_id) must appear once, window_start/window_end/total_count equal, avg_du
 ...' counted as one reason) and the payload multisets must equal the recomputation's.
 
 Skips: pyarrow missing (run it with the project venv, `make deps`), the seed data missing, or no
-Kafka broker: a loud SKIP, but a FAIL when CI=true. Exit 77 when everything asked for was
+Kafka broker: a loud SKIP, but a FAIL when CI=true (or 1, yes). Exit 77 when everything asked for was
 skipped, 1 on any failure.
 """
 
 import argparse
-import json
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
 import recompute_viewlog as rv  # noqa: E402
+from harness import BROKER, run  # noqa: E402
+from kafka_util import (delete_topics, ensure_kcat, kafka_ready, topic_payloads,  # noqa: E402
+                        topics_tool)
+import viewlog_output  # noqa: E402
+from viewlog_output import compare_output, read_parquet_output  # noqa: E402,F401  (bench/run.py)
 
 PIPELINE = os.path.join(REPO, "examples", "viewlog.toml")
 CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
 GOLDEN = os.path.join(REPO, "tests", "golden", "viewlog")
 SEED = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
                                      "HassanAli-star__big_data_pipeline"))
-KAFKA_HOST, KAFKA_PORT = "127.0.0.1", 9092
-BROKER = f"{KAFKA_HOST}:{KAFKA_PORT}"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ASSIGNED = re.compile(r"assigned \S+\[\d+\]")
 SCENARIOS = ["golden", "seed", "generated", "kill", "kafka"]
 START = "2026-01-01T00:00:00Z"
 
 
-def loud(msg):
-    print(f"{'!' * 78}\n{msg}\n{'!' * 78}", flush=True)
-
-
-def run(cmd, timeout, **kw):
-    """Runs a short command; returns (rc, stdout+stderr text); rc None on timeout."""
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                           cwd=kw.pop("cwd", REPO), **kw)
-        return p.returncode, p.stdout.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired as e:
-        return None, (e.stdout or b"").decode("utf-8", "replace") + f"\n(timed out after {timeout}s)"
-    except OSError as e:
-        return 127, str(e)
-
-
 # ------------------------------------------------------------------------------ reading output
-
-def read_parquet_output(out_dir):
-    """Reads a parquet:DIR result. Returns (rows, problems, files): rows as recompute_viewlog
-    row dicts (network_id and minute_timestamp from the hive directory names), files the number
-    of data files."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    problems, files = [], []
-    for root, dirs, names in os.walk(out_dir):
-        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-        for n in names:
-            if not n.startswith((".", "_")):
-                files.append(os.path.join(root, n))
-    for f in files:
-        if not f.endswith(".parquet"):
-            problems.append(f"{os.path.relpath(f, out_dir)}: not a .parquet file, but a reader of "
-                            "the dataset would read it")
-    files = [f for f in files if f.endswith(".parquet")]
-    if not files:
-        return [], problems, 0
-
-    def micros(col):
-        if pa.types.is_timestamp(col.type):
-            return pc.cast(col, pa.timestamp("us", tz=col.type.tz)).cast(pa.int64()).to_pylist()
-        raise ValueError(f"window column of type {col.type}, expected a timestamp")
-
-    part = ds.partitioning(pa.schema([("network_id", pa.int64()),
-                                      ("minute_timestamp", pa.string())]), flavor="hive")
-    dataset = ds.dataset(out_dir, format="parquet", partitioning=part)
-    table = dataset.to_table()
-    want = {"network_id", "minute_timestamp", "campaign_id", "window_start", "window_end",
-            "avg_duration", "total_count"}
-    if set(table.column_names) != want:
-        problems.append(f"dataset columns {sorted(table.column_names)}, expected {sorted(want)}")
-        return [], problems, len(files)
-    rows = []
-    cols = {c: table.column(c) for c in want}
-    starts, ends = micros(cols["window_start"]), micros(cols["window_end"])
-    for i in range(table.num_rows):
-        rows.append({"network_id": cols["network_id"][i].as_py(),
-                     "minute_timestamp": cols["minute_timestamp"][i].as_py(),
-                     "campaign_id": cols["campaign_id"][i].as_py(),
-                     "window_start": starts[i], "window_end": ends[i],
-                     "avg_duration": cols["avg_duration"][i].as_py(),
-                     "total_count": cols["total_count"][i].as_py()})
-    # Each file on its own: its directory names its partition, and its rows belong there.
-    per_file_rows = 0
-    where = defaultdict(list)
-    for f in files:
-        rel = os.path.relpath(f, out_dir)
-        m = re.fullmatch(r"network_id=(-?\d+)/minute_timestamp=([^/]+)/[^/]+\.parquet", rel)
-        if not m:
-            problems.append(f"{rel}: not under network_id=N/minute_timestamp=M/")
-            continue
-        t = pq.read_table(f)
-        per_file_rows += t.num_rows
-        if {"network_id", "minute_timestamp"} & set(t.column_names):
-            problems.append(f"{rel}: the file repeats a partition column")
-        ws = micros(t.column("window_start")) if "window_start" in t.column_names else []
-        for s, c in zip(ws, t.column("campaign_id").to_pylist()):
-            if rv.format_micros(s, "%Y-%m-%d-%H-%M") != m.group(2):
-                problems.append(f"{rel}: a row of window {rv.format_micros(s)} in the wrong "
-                                "minute_timestamp directory")
-            where[(int(m.group(1)), m.group(2), c)].append(os.path.basename(f))
-    if per_file_rows != len(rows):
-        problems.append(f"the files hold {per_file_rows} rows, the dataset {len(rows)}")
-    for key, fs in where.items():
-        if len(fs) > 1:
-            problems.append(f"window {key} is written {len(fs)} times (files {sorted(fs)})")
-    for r in rows:
-        if r["window_end"] - r["window_start"] != rv.WINDOW:
-            problems.append(f"row {r}: window is not 1 minute")
-    return rows, problems, len(files)
-
-
-def load_dlq(path):
-    """(Counter by reason class, Counter of payloads, lines, problems) of an NDJSON file or of
-    every committed file of a dead-letter folder (temporary files start with '.')."""
-    reasons, payloads, problems, lines = Counter(), Counter(), [], 0
-    if not os.path.exists(path):
-        return reasons, payloads, 0, problems
-    paths = [path]
-    if os.path.isdir(path):
-        paths = [os.path.join(path, n) for n in sorted(os.listdir(path))
-                 if n.endswith(".ndjson") and not n.startswith(".")]
-    for p in paths:
-        with open(p, "rb") as f:
-            for n, ln in enumerate(f, start=1):
-                if not ln.strip():
-                    continue
-                lines += 1
-                try:
-                    o = json.loads(ln.decode("utf-8"))
-                    reasons[rv.reason_class(o["reason"])] += 1
-                    payloads[dead_letters.payload_key(o)] += 1
-                except (ValueError, KeyError, TypeError) as e:
-                    problems.append(f"{p}:{n}: not a dead-letter JSON line ({e}): {ln[:100]!r}")
-    return reasons, payloads, lines, problems
-
-
-def compare_output(label, out_dir, dlq_path, expected):
-    """Problems of a run's output against a recompute_viewlog result."""
-    try:
-        rows, problems, nfiles = read_parquet_output(out_dir)
-    except Exception as e:  # an unreadable file is a finding, not a crash of the test
-        return [f"{label}: cannot read the Parquet output: {type(e).__name__}: {e}"], 0
-    problems = [f"{label}: {p}" for p in problems]
-    problems += [f"{label}: {p}" for p in rv.compare_rows(rows, expected["rows"], label="sluice")]
-    reasons, payloads, lines, bad = load_dlq(dlq_path)
-    problems += [f"{label}: {p}" for p in bad]
-    if reasons != expected["reasons"]:
-        diff = sorted(set(reasons) | set(expected["reasons"]))
-        problems.append(f"{label}: dead letters per reason differ (sluice / recompute): " +
-                        ", ".join(f"{r!r} {reasons[r]}/{expected['reasons'][r]}" for r in diff
-                                  if reasons[r] != expected["reasons"][r]))
-    exp_payloads = Counter(dead_letters.payload_key(d[1]) for d in expected["dead_letters"])
-    if payloads != exp_payloads:
-        problems.append(f"{label}: dead-letter payloads differ: "
-                        f"{sum((payloads - exp_payloads).values())} extra, "
-                        f"{sum((exp_payloads - payloads).values())} missing")
-    return problems, nfiles
 
 
 def pipeline_copy(path, interval=None, source_lines=()):
-    """examples/viewlog.toml with checkpoint_interval replaced and lines added under [source].
-    Its defaults name files next to examples/viewlog.toml (data/...): the copy names them there."""
-    with open(PIPELINE, encoding="utf-8") as f:
-        text = f.read()
-    text = text.replace(":-data/", ":-" + os.path.join(os.path.dirname(PIPELINE), "data") + "/")
-    if interval:
-        text, n = re.subn(r'(?m)^checkpoint_interval\s*=\s*"[^"]*"',
-                          f'checkpoint_interval = "{interval}"', text)
-        if n != 1:
-            raise RuntimeError(f"{PIPELINE}: cannot find checkpoint_interval to override")
-    if source_lines:
-        text, n = re.subn(r"(?m)^\[source\]\s*$", "[source]\n" + "\n".join(source_lines), text)
-        if n != 1:
-            raise RuntimeError(f"{PIPELINE}: cannot find [source]")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
+    return viewlog_output.pipeline_copy(path, interval, source_lines, PIPELINE)
 
 
 def count_lines(path):
@@ -243,33 +86,6 @@ def count_lines(path):
 
 
 # ------------------------------------------------------------------------------ Kafka
-
-def kafka_ready():
-    try:
-        with socket.create_connection((KAFKA_HOST, KAFKA_PORT), timeout=2):
-            pass
-    except OSError:
-        return False
-    rc, out = run(["kcat", "-b", BROKER, "-L", "-m", "5"], timeout=15)
-    return rc == 0 and f"at {BROKER}" in out
-
-
-def ensure_kcat():
-    if shutil.which("kcat"):
-        return None
-    print("     kcat not found: installing it (SLUICE_EXTRA_PACKAGES=kcat scripts/install-deps.sh)",
-          flush=True)
-    env = dict(os.environ, SLUICE_EXTRA_PACKAGES="kcat")
-    rc, out = run([os.path.join(REPO, "scripts", "install-deps.sh")], timeout=600, env=env)
-    return None if shutil.which("kcat") else f"kcat is missing and could not be installed " \
-                                              f"(rc {rc}):\n{out[-1500:]}"
-
-
-def topic_payloads(topic):
-    rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-f", "%s\n"], timeout=120)
-    if rc != 0:
-        raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-    return [ln for ln in out.split("\n") if ln]
 
 
 def end_offset(topic):
@@ -282,68 +98,15 @@ def end_offset(topic):
 
 # ------------------------------------------------------------------------------ test
 
-class Test:
+class Test(harness.SluiceTest):
     def __init__(self, args, tmp):
-        self.args = args
-        self.tmp = tmp
+        harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
-        self.passed = self.failed = self.skipped = 0
-        self.t0 = time.monotonic()
-        self.attempt = 0
-        self.procs = []
-        self.token = f"{os.getpid()}{int(time.time()) % 100000}"
-
-    def result(self, name, problems, notes=()):
-        if problems:
-            self.failed += 1
-        else:
-            self.passed += 1
-        print(f"{'FAIL' if problems else 'PASS'} {name}  [{time.monotonic() - self.t0:.1f}s]",
-              flush=True)
-        for n in notes:
-            print(f"    note: {n}")
-        for p in problems[:25]:
-            print(f"    {p}")
-        if len(problems) > 25:
-            print(f"    ... {len(problems) - 25} more")
-        sys.stdout.flush()
-
-    def skip(self, name, why):
-        """A missing prerequisite: FAIL under CI=true, else a loud SKIP."""
-        if IN_CI:
-            self.result(name, [why + " (CI=true)"])
-        else:
-            loud(f"SKIP {name}: {why}")
-            self.skipped += 1
-
-    def say(self, msg):
-        print(f"     {msg}  [{time.monotonic() - self.t0:.1f}s]", flush=True)
 
     def start(self, variables, label, pipeline=None, extra=()):
-        self.attempt += 1
-        logpath = os.path.join(self.tmp, f"{self.attempt:03d}-{label}.log")
-        cmd = [self.args.sluice, "run", pipeline or PIPELINE]
-        for k, v in variables.items():
-            cmd += ["--var", f"{k}={v}"]
-        cmd += list(extra)
-        log = open(logpath, "wb")
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        p.log, p.logpath, p.label = log, logpath, label
-        self.procs.append(p)
-        return p
+        return self.start_run(pipeline or PIPELINE, variables, label, extra)
 
-    @staticmethod
-    def text(p):
-        try:
-            with open(p.logpath, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def tail(self, p, n=12):
-        return "\n".join("      | " + ln for ln in self.text(p).strip().splitlines()[-n:])
-
-    def finish(self, p, timeout):
+    def finish_run(self, p, timeout):
         """Waits for a run; returns its exit code (None: timed out and killed)."""
         try:
             rc = p.wait(timeout=timeout)
@@ -357,16 +120,8 @@ class Test:
     def clean_run(self, variables, label, pipeline=None, extra=()):
         t = time.monotonic()
         p = self.start(variables, label, pipeline, extra)
-        rc = self.finish(p, self.args.run_timeout)
+        rc = self.finish_run(p, self.args.run_timeout)
         return rc, time.monotonic() - t, p
-
-    def kill_leftovers(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            if not p.log.closed:
-                p.log.close()
 
     def outputs(self, name):
         d = os.path.join(self.tmp, name)
@@ -554,8 +309,8 @@ class Test:
                       "`make services` or scripts/services.sh up kafka)")
             return
         topic = f"sluice-viewlog-{self.token}"
-        rc, out = run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic",
-                       topic, "--partitions", "1", "--replication-factor", "1"], timeout=90)
+        rc, out = topics_tool("--create", "--topic", topic, "--partitions", "1",
+                              "--replication-factor", "1", timeout=90)
         if rc != 0:
             self.result("kafka: create topic", [f"kafka-topics.sh exited {rc}: {out[-1500:]}"])
             return
@@ -563,8 +318,7 @@ class Test:
             self._kafka(topic)
         finally:
             if not self.args.keep:
-                run([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
-                     topic], timeout=90)
+                delete_topics(topic)
 
     def _kafka(self, topic):
         n2 = min(4000, self.args.kafka_count // 10)
@@ -729,14 +483,8 @@ def main(argv=None):
                 t.kill_leftovers()
     finally:
         t.kill_leftovers()
-        if args.keep or t.failed:
-            print(f"     kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{t.passed} passed, {t.failed} failed" + (f", {t.skipped} skipped" if t.skipped else ""))
-    if t.failed:
-        return 1
-    return 77 if t.skipped and not t.passed else 0
+        t.keep_or_remove(tmp, args.keep)
+    return t.finish()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import harness  # noqa: E402
 import recompute_ysb  # noqa: E402
+from harness import MYSQL  # noqa: E402
 
 PIPELINE = os.path.join(REPO, "examples", "ysb.toml")
 ADS = os.path.join(REPO, "examples", "data", "ysb_ads.csv")
@@ -35,13 +37,11 @@ GOLDEN = os.path.join(REPO, "tests", "golden", "ysb")
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 
-failures = []
+T = harness.Checks()
 
 
 def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+    return T.check(what, cond)
 
 
 def run_pipeline(sluice, work, name, events, ads, extra_vars=()):
@@ -91,15 +91,11 @@ def golden(sluice, work):
 
 def golden_mysql(sluice, work):
     client = shutil.which("mariadb") or shutil.which("mysql")
-    base = [client, "--host=127.0.0.1", "--port=3306", "--user=root", "--protocol=TCP",
+    base = [client, f"--host={MYSQL.host}", f"--port={MYSQL.port}", f"--user={MYSQL.user}", "--protocol=TCP",
             "--batch", "--skip-column-names", "--connect-timeout=5"] if client else None
     if not base or subprocess.run(base + ["-e", "SELECT 1"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL).returncode != 0:
-        msg = "mysql: no MariaDB at 127.0.0.1:3306 or no client (make services)"
-        if os.environ.get("CI") == "true":
-            check(False, msg)
-        else:
-            print("SKIP " + msg)
+        T.skip("mysql", f"no MariaDB at {MYSQL.address} or no client (make services)")
         return
     db = "bench_ysb_test"
     subprocess.run(base + ["-e", "DROP DATABASE IF EXISTS %s; CREATE DATABASE %s" % (db, db)],
@@ -107,7 +103,7 @@ def golden_mysql(sluice, work):
     try:
         run_pipeline(sluice, work, "golden-mysql", os.path.join(GOLDEN, "events.ndjson"),
                      os.path.join(GOLDEN, "ads.csv"),
-                     ["SINK=mysql://root@127.0.0.1:3306/" + db])
+                     [f"SINK={harness.MYSQL_URI}/{db}"])
         out = subprocess.run(base + [db, "-e", "SELECT window_start, campaign_id, views FROM "
                                      "campaign_windows"], stdout=subprocess.PIPE, text=True,
                              check=True).stdout
@@ -203,11 +199,7 @@ def main():
         generated(sluice, work, args.count)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print("%d check(s) failed" % len(failures))
-        return 1
-    print("all checks passed")
-    return 0
+    return T.finish()
 
 
 if __name__ == "__main__":

@@ -12,11 +12,16 @@ Maven Central does not serve; Confluent's registry is not on Maven Central). Ser
                                  (the same schema text gets the same id under every subject;
                                  registering it again under S returns the existing id)
   POST /subjects/S               lookup of a schema under S -> {"subject","id","version","schema"}
-  GET  /schemas/ids/N            -> {"schema": TEXT} (+ "schemaType" when not AVRO)
+  GET  /schemas/ids/N            -> {"schema": TEXT} (+ "schemaType" when not AVRO, + "references"
+                                 [{"name","subject","version"}] when it has any)
   GET  /schemas/ids/N/versions   -> [{"subject","version"}]
   GET  /subjects                 -> [S, ...]
   GET  /subjects/S/versions      -> [1, 2, ...]
   GET  /subjects/S/versions/V    V a number or "latest" -> {"subject","id","version","schema"}
+                                 (+ "schemaType", "references" as above; the lookup too)
+schemaType is AVRO (the default), PROTOBUF or JSON. A PROTOBUF schema is served as it was
+registered: .proto text, or the base64 FileDescriptorProto that confluent-kafka's Python
+ProtobufSerializer registers (Confluent's registry would hand back .proto text; sluice reads both).
   GET  /config, /config/S        -> {"compatibilityLevel": "NONE"} (no compatibility checks)
   DELETE /subjects/S             -> the versions deleted
 Errors are Confluent's: 404 {"error_code": 40401 subject / 40402 version / 40403 schema,
@@ -64,10 +69,12 @@ class Store:
             return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
         return text
 
-    def find(self, text, schema_type):
+    def find(self, text, schema_type, references=None):
+        """The id of this schema (text, type and references, as Confluent compares them)."""
         key = self.canonical(text, schema_type)
         for sid, s in self.schemas.items():
-            if s["schemaType"] == schema_type and self.canonical(s["schema"], schema_type) == key:
+            if (s["schemaType"] == schema_type and self.canonical(s["schema"], schema_type) == key
+                    and (s.get("references") or []) == (references or [])):
                 return sid
         return None
 
@@ -118,15 +125,20 @@ def handle(store, method, path, body):
                         json.loads(text)
                 except (ValueError, KeyError, TypeError) as e:
                     return error(422, 42201, f"Invalid schema: {e}")
-                sid = store.find(text, schema_type)
+                sid = store.find(text, schema_type, req.get("references"))
                 if len(parts) == 2:  # lookup
                     ids = store.subjects.get(subject)
                     if ids is None:
                         return error(404, 40401, f"Subject '{subject}' not found.")
                     if sid is None or sid not in ids:
                         return error(404, 40403, "Schema not found")
-                    return 200, {"subject": subject, "id": sid, "version": ids.index(sid) + 1,
-                                 "schema": text}
+                    out = {"subject": subject, "id": sid, "version": ids.index(sid) + 1,
+                           "schema": text}
+                    if schema_type != "AVRO":
+                        out["schemaType"] = schema_type
+                    if store.schemas[sid].get("references"):
+                        out["references"] = store.schemas[sid]["references"]
+                    return 200, out
                 if len(parts) == 3 and parts[2] == "versions":
                     if sid is None:
                         sid = max(store.schemas, default=0) + 1
@@ -155,6 +167,8 @@ def handle(store, method, path, body):
                 out = {"subject": subject, "id": sid, "version": n, "schema": s["schema"]}
                 if s["schemaType"] != "AVRO":
                     out["schemaType"] = s["schemaType"]
+                if s.get("references"):
+                    out["references"] = s["references"]
                 if len(parts) == 5 and parts[4] == "schema":
                     return 200, json.loads(s["schema"])
                 return 200, out

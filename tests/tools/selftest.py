@@ -10,7 +10,9 @@
   * viewlog: recompute_viewlog.py equals every hand-worked tests/golden/viewlog case (rows to
     the end of the input, rows with --open-at-end, dead letters), the hand-computed results of
     the seed view_log sample (with both campaign CSVs), and its timestamp parser and row
-    comparison behave as documented.
+    comparison behave as documented;
+  * harness.py: the one CI rule (CI=true, 1 or yes), the exit codes of Checks.finish() (0, 1,
+    77), and server discovery with its SLUICE_TEST_* overrides.
 
     selftest.py            prints PASS/FAIL per check and 'N passed, M failed'; exit 1 on failure
 """
@@ -39,6 +41,67 @@ KEY = list(rr.EVENTS_KEY)
 GOLDEN_VIEWLOG = os.path.join(REPO, "tests", "golden", "viewlog")
 SEED_VIEWLOG = os.path.join(os.path.dirname(REPO), "shared", "seed-data",
                             "HassanAli-star__big_data_pipeline")
+
+
+def harness_checks(report):
+    """tests/tools/harness.py: the CI rule, the exit codes, server discovery."""
+    import contextlib
+    import io
+    import subprocess
+    import harness
+    problems = []
+    saved = os.environ.get("CI")
+    try:
+        for value, want in (("true", True), ("1", True), ("yes", True), ("TRUE", True),
+                            ("Yes", True), ("", False), ("false", False), ("0", False),
+                            ("no", False)):
+            os.environ["CI"] = value
+            if harness.in_ci() != want:
+                problems.append(f"in_ci() with CI={value!r} is {not want}")
+
+        def code(ci, steps, **kw):
+            os.environ["CI"] = ci
+            c = harness.Checks("selftest", **kw)
+            with contextlib.redirect_stdout(io.StringIO()):
+                for step in steps:
+                    if step == "pass":
+                        c.check("a", True)
+                    elif step == "fail":
+                        c.check("a", False)
+                    else:
+                        c.skip("a", "missing")
+                return c.finish()
+        for ci, steps, kw, want in (("", [], {}, 0), ("", ["pass"], {}, 0), ("", ["fail"], {}, 1),
+                                    ("", ["skip"], {}, 77), ("true", ["skip"], {}, 1),
+                                    ("1", ["skip"], {}, 1), ("yes", ["pass", "skip"], {}, 1),
+                                    ("", ["pass", "skip"], {}, 0),
+                                    ("", ["pass", "skip"], {"skip_on_any": True}, 77),
+                                    ("", ["fail", "skip"], {"skip_on_any": True}, 1)):
+            got = code(ci, steps, **kw)
+            if got != want:
+                problems.append(f"CI={ci!r}, {steps} {kw}: finish() {got}, want {want}")
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved
+    probe = ("import harness as h; print(h.KAFKA.address, h.BROKER, h.MYSQL_URI, "
+             "h.CASSANDRA.address, h.REGISTRY_URL)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_TEST_")
+            and k != "SLUICE_KAFKA_BROKERS"}
+    for env, want in (({}, "127.0.0.1:9092 127.0.0.1:9092 mysql://root@127.0.0.1:3306 "
+                            "127.0.0.1:9042 http://127.0.0.1:8081"),
+                      ({"SLUICE_TEST_KAFKA": "127.0.0.1:1", "SLUICE_TEST_MYSQL": "db:3307",
+                        "SLUICE_TEST_CASSANDRA": "c:1", "SLUICE_TEST_REGISTRY": "r:2"},
+                       "127.0.0.1:1 127.0.0.1:1 mysql://root@db:3307 c:1 http://r:2"),
+                      ({"SLUICE_TEST_MYSQL": "mysql://bob@h:33", "SLUICE_KAFKA_BROKERS": "k:9,l:9"},
+                       "k:9 k:9 mysql://bob@h:33 127.0.0.1:9042 http://127.0.0.1:8081")):
+        p = subprocess.run([sys.executable, "-c", probe], cwd=HERE, env=dict(base, **env),
+                           capture_output=True, text=True, timeout=60)
+        if p.stdout.strip() != want:
+            problems.append(f"discovery with {env}: {p.stdout.strip() or p.stderr[-300:]!r}, "
+                            f"want {want!r}")
+    report("harness: the CI rule (true/1/yes), exit codes 0/1/77, server discovery", problems)
 
 
 def viewlog_checks(report, tmp):
@@ -214,6 +277,7 @@ def main():
             print(f"SKIP seed checks: {SEED} not found")
 
         viewlog_checks(report, tmp)
+        harness_checks(report)
 
         # compare_tables must notice differences.
         base = os.path.join(tmp, "seed.db") if os.path.exists(os.path.join(tmp, "seed.db")) \

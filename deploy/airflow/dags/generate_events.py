@@ -14,34 +14,23 @@ The sluice binary and working directory come from the Variables sluice_bin and
 sluice_project_dir (or SLUICE_BIN / SLUICE_PROJECT_DIR), as for recruitment_incremental.
 """
 
-import os
-import shlex
-
 import pendulum
-from airflow import DAG
 from airflow.models.param import Param
 from airflow.operators.bash import BashOperator
 
-_BIN = "{{ var.value.get('sluice_bin', params.default_bin) }}"
-_DIR = "{{ var.value.get('sluice_project_dir', params.default_project_dir) }}"
+from sluice_operator import BIN, PROJECT_DIR, sluice_dag
 
-with DAG(
+with sluice_dag(
     dag_id="generate_events",
     description="sluice generate: synthetic recruitment tracking events into Kafka or a file",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["sluice", "producer"],
-    user_defined_filters={"shell_quote": shlex.quote},
     params={
         "to": Param("kafka://127.0.0.1:9092/tracking", type="string", minLength=1),
         "count": Param(100000, type="integer", minimum=1),
         "rate": Param(2000, type="number", minimum=0),
         "seed": Param(1, type="integer", minimum=0),
         "duration": Param(600, type="integer", minimum=1),
-        "default_bin": os.environ.get("SLUICE_BIN", "/usr/local/bin/sluice"),
-        "default_project_dir": os.environ.get("SLUICE_PROJECT_DIR", "/opt/sluice"),
     },
     default_args={"owner": "data-platform", "retries": 0},
     doc_md=__doc__,
@@ -51,9 +40,9 @@ with DAG(
         # timeout stops the producer after `duration` seconds with SIGINT (it then flushes and
         # exits 0; --preserve-status keeps that status) and kills it 30 s later if it hangs.
         bash_command=(
-            f'cd "{_DIR}" && exec timeout --preserve-status --signal=INT --kill-after=30 '
+            f'cd "{PROJECT_DIR}" && exec timeout --preserve-status --signal=INT --kill-after=30 '
             "{{ params.duration | int }} "
-            f'"{_BIN}" generate --profile recruitment '
+            f'"{BIN}" generate --profile recruitment '
             "--to {{ params.to | shell_quote }} --count {{ params.count | int }} "
             "--rate {{ params.rate | float }} --seed {{ params.seed | int }}"
         ),

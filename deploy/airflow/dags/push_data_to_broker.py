@@ -33,49 +33,18 @@ SLUICE_AIRFLOW_RETRIES and SLUICE_AIRFLOW_RETRY_DELAY (seconds) in the scheduler
 set the task's retries (default 2) and the delay between them (default 300).
 """
 
-import os
-import shlex
-
 import pendulum
-from airflow import DAG
 from airflow.models.param import Param
 
-from sluice_operator import SluiceBashOperator
+from sluice_operator import SluiceBashOperator, run_until_caught_up, sluice_dag
 
-
-def _default(env_name, fallback):
-    return os.environ.get(env_name, fallback)
-
-
-# Rendered by Jinja when the task runs (Variables are not read at parse time).
-_BIN = "{{ var.value.get('sluice_bin', params.default_bin) }}"
-_DIR = "{{ var.value.get('sluice_project_dir', params.default_project_dir) }}"
-_PIPELINE = "{{ var.value.get('sluice_users_ingest_pipeline', params.default_pipeline) }}"
-_VARS = (
-    "{% for name, value in var.json.get('sluice_users_ingest_vars', {}).items() %}"
-    " --var {{ (name ~ '=' ~ value) | shell_quote }}{% endfor %}"
-)
-
-with DAG(
+with sluice_dag(
     dag_id="push_data_to_broker",
     description="sluice: user profiles from the API -> Kafka topic users_profile, once a day",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["sluice", "users", "producer"],
-    user_defined_filters={"shell_quote": shlex.quote},
-    params={
-        "duration": Param(180, type="integer", minimum=1),
-        "default_bin": _default("SLUICE_BIN", "/usr/local/bin/sluice"),
-        "default_project_dir": _default("SLUICE_PROJECT_DIR", "/opt/sluice"),
-        "default_pipeline": _default("SLUICE_USERS_INGEST_PIPELINE", "examples/users-ingest.toml"),
-    },
-    default_args={
-        "owner": "data-platform",
-        "retries": int(_default("SLUICE_AIRFLOW_RETRIES", "2")),
-        "retry_delay": pendulum.duration(seconds=int(_default("SLUICE_AIRFLOW_RETRY_DELAY", "300"))),
-    },
+    params={"duration": Param(180, type="integer", minimum=1)},
+    default_pipeline=("SLUICE_USERS_INGEST_PIPELINE", "examples/users-ingest.toml"),
     doc_md=__doc__,
 ) as dag:
     SluiceBashOperator(
@@ -84,12 +53,9 @@ with DAG(
         # 0; --preserve-status keeps sluice's own status) and kills it 60 s later if it hangs.
         # --foreground: the signal goes to sluice only; without it timeout signals its whole
         # process group too, sluice gets SIGINT twice and takes the second as "exit at once".
-        # exec: sluice gets SIGTERM itself when Airflow stops the task.
-        bash_command=(
-            f'cd "{_DIR}" && exec timeout --foreground --preserve-status --signal=INT '
-            "--kill-after=60 "
-            "{{ params.duration | int }} "
-            f'"{_BIN}" run "{_PIPELINE}" --until-caught-up{_VARS}'
-        ),
+        bash_command=run_until_caught_up(
+            "sluice_users_ingest_pipeline", "sluice_users_ingest_vars",
+            prefix="timeout --foreground --preserve-status --signal=INT --kill-after=60 "
+                   "{{ params.duration | int }} "),
         execution_timeout=pendulum.duration(hours=1),
     )

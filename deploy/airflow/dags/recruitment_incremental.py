@@ -22,55 +22,20 @@ SLUICE_AIRFLOW_RETRIES and SLUICE_AIRFLOW_RETRY_DELAY (seconds) in the scheduler
 set the task's retries (default 2) and the delay between them (default 300).
 """
 
-import os
-import shlex
-
 import pendulum
-from airflow import DAG
 
-from sluice_operator import SluiceBashOperator
+from sluice_operator import SluiceBashOperator, run_until_caught_up, sluice_dag
 
-
-def _default(env_name, fallback):
-    return os.environ.get(env_name, fallback)
-
-
-# Rendered by Jinja when the task runs (Variables are not read at parse time).
-_BIN = "{{ var.value.get('sluice_bin', params.default_bin) }}"
-_DIR = "{{ var.value.get('sluice_project_dir', params.default_project_dir) }}"
-_PIPELINE = "{{ var.value.get('sluice_recruitment_pipeline', params.default_pipeline) }}"
-_VARS = (
-    "{% for name, value in var.json.get('sluice_recruitment_vars', {}).items() %}"
-    " --var {{ (name ~ '=' ~ value) | shell_quote }}{% endfor %}"
-)
-
-with DAG(
+with sluice_dag(
     dag_id="recruitment_incremental",
     description="sluice: new tracking events -> hourly job metrics (events table), once a day",
     schedule="0 7 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["sluice", "recruitment"],
-    user_defined_filters={"shell_quote": shlex.quote},
-    params={
-        "default_bin": _default("SLUICE_BIN", "/usr/local/bin/sluice"),
-        "default_project_dir": _default("SLUICE_PROJECT_DIR", "/opt/sluice"),
-        "default_pipeline": _default("SLUICE_RECRUITMENT_PIPELINE", "examples/recruitment.toml"),
-    },
-    default_args={
-        "owner": "data-platform",
-        "retries": int(_default("SLUICE_AIRFLOW_RETRIES", "2")),
-        "retry_delay": pendulum.duration(seconds=int(_default("SLUICE_AIRFLOW_RETRY_DELAY", "300"))),
-    },
+    default_pipeline=("SLUICE_RECRUITMENT_PIPELINE", "examples/recruitment.toml"),
     doc_md=__doc__,
 ) as dag:
     SluiceBashOperator(
         task_id="run_until_caught_up",
-        # exec: sluice gets SIGTERM itself when Airflow stops the task, and drains and
-        # checkpoints before it exits.
-        bash_command=(
-            f'cd "{_DIR}" && exec "{_BIN}" run "{_PIPELINE}" --until-caught-up{_VARS}'
-        ),
+        bash_command=run_until_caught_up("sluice_recruitment_pipeline", "sluice_recruitment_vars"),
         execution_timeout=pendulum.duration(hours=3),
     )

@@ -26,52 +26,22 @@ SLUICE_AIRFLOW_RETRIES and SLUICE_AIRFLOW_RETRY_DELAY (seconds) in the scheduler
 set the task's retries (default 1, as the original) and the delay between them (default 60).
 """
 
-import os
-import shlex
-
 import pendulum
-from airflow import DAG
 
-from sluice_operator import SluiceBashOperator
+from sluice_operator import SluiceBashOperator, run_until_caught_up, sluice_dag
 
-
-def _default(env_name, fallback):
-    return os.environ.get(env_name, fallback)
-
-
-_BIN = "{{ var.value.get('sluice_bin', params.default_bin) }}"
-_DIR = "{{ var.value.get('sluice_project_dir', params.default_project_dir) }}"
-_PIPELINE = "{{ var.value.get('sluice_viewlog_pipeline', params.default_pipeline) }}"
-_VARS = (
-    "{% for name, value in var.json.get('sluice_viewlog_vars', {}).items() %}"
-    " --var {{ (name ~ '=' ~ value) | shell_quote }}{% endfor %}"
-)
-
-with DAG(
+with sluice_dag(
     dag_id="viewlog_report",
     description="sluice: view_log -> per-minute view reports as Parquet, once a day",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["sluice", "viewlog"],
-    user_defined_filters={"shell_quote": shlex.quote},
-    params={
-        "default_bin": _default("SLUICE_BIN", "/usr/local/bin/sluice"),
-        "default_project_dir": _default("SLUICE_PROJECT_DIR", "/opt/sluice"),
-        "default_pipeline": _default("SLUICE_VIEWLOG_PIPELINE", "examples/viewlog.toml"),
-    },
-    default_args={
-        "owner": "data-platform",
-        "retries": int(_default("SLUICE_AIRFLOW_RETRIES", "1")),
-        "retry_delay": pendulum.duration(seconds=int(_default("SLUICE_AIRFLOW_RETRY_DELAY", "60"))),
-    },
+    default_pipeline=("SLUICE_VIEWLOG_PIPELINE", "examples/viewlog.toml"),
+    retries=1,
+    retry_delay=60,
     doc_md=__doc__,
 ) as dag:
     SluiceBashOperator(
         task_id="report",
-        # exec: sluice gets SIGTERM itself when Airflow stops the task, and drains and
-        # checkpoints before it exits.
-        bash_command=f'cd "{_DIR}" && exec "{_BIN}" run "{_PIPELINE}" --until-caught-up{_VARS}',
+        bash_command=run_until_caught_up("sluice_viewlog_pipeline", "sluice_viewlog_vars"),
         execution_timeout=pendulum.duration(hours=3),
     )

@@ -328,16 +328,40 @@ Status CassandraSink::Connect() {
   return Status::OK();
 }
 
-Status CassandraSink::PrepareStatements() {
-  const std::string ks = QuoteIdentifier(uri_.keyspace) + ".";
+std::string CassandraSink::InsertCql() const {
   std::string cols, marks;
   for (const Column& c : columns_) {
     cols += (cols.empty() ? "" : ", ") + QuoteIdentifier(c.name);
     marks += marks.empty() ? "?" : ", ?";
   }
+  return "INSERT INTO " + QuoteIdentifier(uri_.keyspace) + "." + QuoteIdentifier(table_) + " (" +
+         cols + ") VALUES (" + marks + ")";
+}
+
+Result<SinkExplanation> CassandraSink::Explain(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetLayout(ctx));
+  SinkExplanation e;
+  e.facts.push_back({"cluster", uri_.Display()});
+  std::string partition, clustering;
+  for (size_t i = 0; i < key_slots_.size(); ++i) {
+    std::string& to = i < partition_key_count_ ? partition : clustering;
+    to += (to.empty() ? "" : ", ") + columns_[key_slots_[i]].name;
+  }
+  e.facts.push_back({"partition key", partition});
+  if (!clustering.empty()) e.facts.push_back({"clustering", clustering});
+  e.facts.push_back({"per checkpoint",
+                     "the rows first (the last row of a key wins; unlogged batches of up to " +
+                         std::to_string(batch_rows_) + " rows per partition), then the positions "
+                         "in _sluice_positions: a replay rewrites the same rows"});
+  e.statements.push_back({"create table", "cql", TableCql()});
+  e.statements.push_back({"write", "cql", InsertCql()});
+  return e;
+}
+
+Status CassandraSink::PrepareStatements() {
+  const std::string ks = QuoteIdentifier(uri_.keyspace) + ".";
   if (!columns_.empty()) {
-    auto insert = conn_->Prepare("INSERT INTO " + ks + QuoteIdentifier(table_) + " (" + cols +
-                                 ") VALUES (" + marks + ")");
+    auto insert = conn_->Prepare(InsertCql());
     auto position = conn_->Prepare("INSERT INTO " + ks + kPositionsTable +
                                    " (pipeline, source, \"partition\", \"offset\") VALUES "
                                    "(?, ?, ?, ?)");
@@ -407,7 +431,7 @@ Status CassandraSink::Check(const SinkContext& ctx) const {
   return Status::OK();
 }
 
-Status CassandraSink::Open(const SinkContext& ctx) {
+Status CassandraSink::SetLayout(const SinkContext& ctx) {
   RETURN_IF_ERROR(Check(ctx));
   ctx_ = ctx;
   if (table_.empty()) table_ = ctx.pipeline;
@@ -457,6 +481,11 @@ Status CassandraSink::Open(const SinkContext& ctx) {
     }
     partition_key_count_ = partition_key_option_.size();
   }
+  return Status::OK();
+}
+
+Status CassandraSink::Open(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetLayout(ctx));
   schema_ready_ = false;
   Status s = Connect();
   if (s.ok()) s = CreateSchema();
@@ -466,6 +495,25 @@ Status CassandraSink::Open(const SinkContext& ctx) {
   }
   if (!s.ok()) return Failed(s);
   return Status::OK();
+}
+
+std::string CassandraSink::TableCql() const {
+  const std::string ks = QuoteIdentifier(uri_.keyspace);
+  std::string table = "CREATE TABLE IF NOT EXISTS " + ks + "." + QuoteIdentifier(table_) + " (";
+  for (const Column& c : columns_) {
+    table += QuoteIdentifier(c.name) + " " + std::string(cassandra::CqlTypeName(c.type)) + ", ";
+  }
+  std::string partition, clustering;
+  for (size_t i = 0; i < key_slots_.size(); ++i) {
+    const std::string name = QuoteIdentifier(columns_[key_slots_[i]].name);
+    if (i < partition_key_count_) {
+      partition += (partition.empty() ? "" : ", ") + name;
+    } else {
+      clustering += ", " + name;
+    }
+  }
+  table += "PRIMARY KEY ((" + partition + ")" + clustering + "))";
+  return table;
 }
 
 Status CassandraSink::CreateSchema() {
@@ -490,20 +538,7 @@ Status CassandraSink::CreateSchema() {
           "truncated boolean, payload_sha256 text, "
           "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", seq))",
   };
-  std::string table = "CREATE TABLE IF NOT EXISTS " + ks + "." + QuoteIdentifier(table_) + " (";
-  for (const Column& c : columns_) {
-    table += QuoteIdentifier(c.name) + " " + std::string(cassandra::CqlTypeName(c.type)) + ", ";
-  }
-  std::string partition, clustering;
-  for (size_t i = 0; i < key_slots_.size(); ++i) {
-    const std::string name = QuoteIdentifier(columns_[key_slots_[i]].name);
-    if (i < partition_key_count_) {
-      partition += (partition.empty() ? "" : ", ") + name;
-    } else {
-      clustering += ", " + name;
-    }
-  }
-  table += "PRIMARY KEY ((" + partition + ")" + clustering + "))";
+  const std::string table = TableCql();
   statements.push_back(table);
   for (const std::string& cql : statements) {
     auto r = conn_->Query(cql, {}, ddl);

@@ -11,6 +11,7 @@
 #include "config/option_spec.h"
 #include "connectors/cassandra/cql_client.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
@@ -47,7 +48,7 @@ const OptionTable& CassandraSinkOptions();
 /// cannot apply them idempotently.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
-class CassandraSink : public Sink, public SinkReader {
+class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~CassandraSink() override;
@@ -69,6 +70,8 @@ class CassandraSink : public Sink, public SinkReader {
   /// Reads the reason of every dead letter of the pipeline (CQL cannot group by it).
   Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
+  /// The table and the INSERT Open() creates and prepares, without connecting.
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   /// Called with "rows_written" after the rows of a checkpoint are acknowledged and before its
   /// positions are written; a non-OK status aborts the Commit there (a crash simulation).
@@ -85,6 +88,10 @@ class CassandraSink : public Sink, public SinkReader {
   CassandraSink() = default;
   Status Connect();
   Status CreateSchema();
+  /// What Open() computes before connecting: the columns, their CQL types and the key.
+  Status SetLayout(const SinkContext& ctx);
+  std::string TableCql() const;
+  std::string InsertCql() const;
   /// Prepares the INSERTs of rows, positions and state on the current connection.
   Status PrepareStatements();
   Status CheckExistingTable();

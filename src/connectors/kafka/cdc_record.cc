@@ -1,7 +1,10 @@
 #include "connectors/kafka/cdc_record.h"
 
+#include <simdjson.h>
+
 #include <string>
 
+#include "operators/avro_decoder.h"
 #include "operators/decoder.h"
 
 namespace sluice {
@@ -14,8 +17,20 @@ Schema Prefixed(const Schema& schema, const std::string& prefix) {
   return out;
 }
 
+const char* JsonKind(simdjson::dom::element_type t) {
+  switch (t) {
+    case simdjson::dom::element_type::ARRAY: return "an array";
+    case simdjson::dom::element_type::OBJECT: return "an object";
+    case simdjson::dom::element_type::STRING: return "a string";
+    case simdjson::dom::element_type::NULL_VALUE: return "null";
+    case simdjson::dom::element_type::BOOL: return "a boolean";
+    default: return "a number";
+  }
+}
+
 }  // namespace
 
+ChangeRecordDecoder::ChangeRecordDecoder() = default;
 ChangeRecordDecoder::~ChangeRecordDecoder() = default;
 
 Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::Make(const Schema& schema, size_t key_index,
@@ -27,10 +42,10 @@ Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::Make(const Sch
   d->debezium_ = debezium;
   DecoderOptions json;
   json.format = DecoderOptions::Format::kNdjson;
+  ASSIGN_OR_RETURN(d->payload_after_, MakeDecoder(json, Prefixed(schema, debezium ? "payload.after." : "payload.")));
   if (debezium) {
     const Field& key = schema.field(key_index);
     ASSIGN_OR_RETURN(d->after_, MakeDecoder(json, Prefixed(schema, "after.")));
-    ASSIGN_OR_RETURN(d->payload_after_, MakeDecoder(json, Prefixed(schema, "payload.after.")));
     Schema before_key;
     before_key.Add(Field{"key", key.type, "before." + key.source_path()});
     before_key.Add(Field{"pkey", key.type, "payload.before." + key.source_path()});
@@ -41,7 +56,30 @@ Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::Make(const Sch
     ASSIGN_OR_RETURN(d->op_, MakeDecoder(json, op));
   } else {
     ASSIGN_OR_RETURN(d->after_, MakeDecoder(json, schema));
+    d->parser_ = std::make_unique<simdjson::dom::parser>();
   }
+  return d;
+}
+
+Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::MakeAvro(const Schema& schema, size_t key_index,
+                                                                           std::shared_ptr<AvroSchemaCache> schemas) {
+  if (key_index >= schema.size()) return Status::InvalidArgument("the key is not one of the fields");
+  if (!schemas) return Status::InvalidArgument("format avro needs a schema registry");
+  std::unique_ptr<ChangeRecordDecoder> d(new ChangeRecordDecoder());
+  d->width_ = schema.size();
+  d->key_index_ = key_index;
+  d->avro_schemas_ = schemas;
+  DecoderOptions avro;
+  avro.format = DecoderOptions::Format::kAvro;
+  avro.avro_schemas = std::move(schemas);
+  ASSIGN_OR_RETURN(d->after_, MakeDecoder(avro, schema));
+  // One decode per Debezium event: the op, the key in before, then the fields of after.
+  const Field& key = schema.field(key_index);
+  Schema event;
+  event.Add(Field{"op", Type::kString, "op"});
+  event.Add(Field{"key", key.type, "before." + key.source_path()});
+  for (const Field& f : schema.fields()) event.Add(Field{f.name, f.type, "after." + f.source_path()});
+  ASSIGN_OR_RETURN(d->avro_event_, MakeDecoder(avro, event));
   return d;
 }
 
@@ -49,30 +87,107 @@ Status ChangeRecordDecoder::Decode(std::string_view payload, ChangeRecord* out) 
   out->kind = ChangeRecord::Kind::kNone;
   out->key = Value();
   if (payload.empty()) return Status::OK();  // a tombstone: the delete event came before it
-  Decoder* row_decoder = after_.get();
-  if (debezium_) {
-    op_values_.assign(2, Value());
-    if (!op_->Decode(payload, op_values_).ok()) return Status::ParseError("not a JSON change event");
-    const Value& code = op_values_[1].is_null() ? op_values_[0] : op_values_[1];
-    if (code.is_null()) return Status::ParseError("a Debezium event without op");
-    const std::string& c = code.string_value();
-    const bool enveloped = !op_values_[1].is_null();
-    if (c == "d") {
-      key_values_.assign(2, Value());
-      if (!before_key_->Decode(payload, key_values_).ok()) {
-        return Status::ParseError("a delete whose before does not decode");
-      }
-      Value& k = enveloped ? key_values_[1] : key_values_[0];
-      if (k.is_null()) return Status::ParseError("a delete without the key in before");
-      out->kind = ChangeRecord::Kind::kDelete;
-      out->key = std::move(k);
-      return Status::OK();
+  if (avro_schemas_) return DecodeAvro(payload, out);
+  if (!debezium_) return DecodeJdbcJson(payload, out);
+  op_values_.assign(2, Value());
+  if (!op_->Decode(payload, op_values_).ok()) return Status::ParseError("not a JSON change event");
+  const Value& code = op_values_[1].is_null() ? op_values_[0] : op_values_[1];
+  if (code.is_null()) return Status::ParseError("a Debezium event without op");
+  const std::string& c = code.string_value();
+  const bool enveloped = !op_values_[1].is_null();
+  if (c == "d") {
+    key_values_.assign(2, Value());
+    if (!before_key_->Decode(payload, key_values_).ok()) {
+      return Status::ParseError("a delete whose before does not decode");
     }
-    if (c != "c" && c != "u" && c != "r") return Status::ParseError("unknown op '" + c + "'");
-    if (enveloped) row_decoder = payload_after_.get();
+    Value& k = enveloped ? key_values_[1] : key_values_[0];
+    if (k.is_null()) return Status::ParseError("a delete without the key in before");
+    out->kind = ChangeRecord::Kind::kDelete;
+    out->key = std::move(k);
+    return Status::OK();
   }
+  if (c != "c" && c != "u" && c != "r") return Status::ParseError("unknown op '" + c + "'");
+  return Upsert(enveloped ? payload_after_.get() : after_.get(), payload, out);
+}
+
+Status ChangeRecordDecoder::Upsert(Decoder* decoder, std::string_view payload, ChangeRecord* out) {
   out->row.assign(width_, Value());
-  RETURN_IF_ERROR(row_decoder->Decode(payload, out->row));
+  RETURN_IF_ERROR(decoder->Decode(payload, out->row));
+  if (out->row[key_index_].is_null()) return Status::ParseError("a row without its key");
+  out->kind = ChangeRecord::Kind::kUpsert;
+  return Status::OK();
+}
+
+// Kafka Connect's JsonConverter writes a row bare (schemas.enable=false) or as
+// {"schema": {...}, "payload": {...}} (schemas.enable=true, its default). The envelope is an
+// object with exactly those two members; any other object is a bare row.
+Status ChangeRecordDecoder::DecodeJdbcJson(std::string_view payload, ChangeRecord* out) {
+  simdjson::dom::element root;
+  if (auto err = parser_->parse(payload.data(), payload.size()).get(root)) {
+    return Status::ParseError(std::string("not JSON: ") + simdjson::error_message(err));
+  }
+  simdjson::dom::object o;
+  if (root.get(o) != simdjson::SUCCESS) {
+    return Status::ParseError(std::string("neither a row nor a Kafka Connect envelope: ") + JsonKind(root.type()));
+  }
+  simdjson::dom::element schema, body;
+  if (o.size() == 2 && o["schema"].get(schema) == simdjson::SUCCESS &&
+      o["payload"].get(body) == simdjson::SUCCESS) {
+    if (body.is_null()) return Status::OK();  // a null value with its schema: a tombstone
+    if (!body.is_object()) {
+      return Status::ParseError(std::string("a Kafka Connect envelope whose payload is ") + JsonKind(body.type()) +
+                                ", not a row");
+    }
+    return Upsert(payload_after_.get(), payload, out);
+  }
+  return Upsert(after_.get(), payload, out);
+}
+
+bool ChangeRecordDecoder::IsDebeziumSchema(int32_t id) {
+  auto it = avro_debezium_.find(id);
+  if (it != avro_debezium_.end()) return it->second;
+  std::optional<AvroSchemaCache::Entry> e = avro_schemas_->Get(id);
+  if (!e) {
+    if (!avro_schemas_->Ensure(id).ok()) return false;  // the row decoder says why, not remembered
+    e = avro_schemas_->Get(id);
+  }
+  bool debezium = false;
+  if (e && e->found) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element root, type;
+    simdjson::dom::array fields;
+    if (!parser.parse(e->json).get(root)) {
+      // {"type": {"type": "record", ...}} is the same record.
+      while (root.is_object() && root["type"].get(type) == simdjson::SUCCESS && type.is_object()) root = type;
+      if (root["fields"].get(fields) == simdjson::SUCCESS) {
+        int seen = 0;
+        for (simdjson::dom::element f : fields) {
+          std::string_view name;
+          if (f["name"].get(name) == simdjson::SUCCESS && (name == "before" || name == "after" || name == "op")) ++seen;
+        }
+        debezium = seen == 3;
+      }
+    }
+  }
+  avro_debezium_[id] = debezium;
+  return debezium;
+}
+
+Status ChangeRecordDecoder::DecodeAvro(std::string_view payload, ChangeRecord* out) {
+  std::optional<int32_t> id = ConfluentSchemaId(payload);
+  if (!id || !IsDebeziumSchema(*id)) return Upsert(after_.get(), payload, out);
+  event_values_.assign(2 + width_, Value());
+  RETURN_IF_ERROR(avro_event_->Decode(payload, event_values_));
+  if (event_values_[0].is_null()) return Status::ParseError("a Debezium event without op");
+  const std::string& c = event_values_[0].string_value();
+  if (c == "d") {
+    if (event_values_[1].is_null()) return Status::ParseError("a delete without the key in before");
+    out->kind = ChangeRecord::Kind::kDelete;
+    out->key = std::move(event_values_[1]);
+    return Status::OK();
+  }
+  if (c != "c" && c != "u" && c != "r") return Status::ParseError("unknown op '" + c + "'");
+  out->row.assign(std::make_move_iterator(event_values_.begin() + 2), std::make_move_iterator(event_values_.end()));
   if (out->row[key_index_].is_null()) return Status::ParseError("a row without its key");
   out->kind = ChangeRecord::Kind::kUpsert;
   return Status::OK();

@@ -3,14 +3,20 @@
 #include <cstddef>
 #include <memory>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/schema.h"
 #include "core/status.h"
 #include "core/value.h"
 
+namespace simdjson::dom {
+class parser;
+}
+
 namespace sluice {
 
+class AvroSchemaCache;
 class Decoder;
 
 /// One change to a dimension table, decoded from a change-data-capture message.
@@ -26,27 +32,45 @@ struct ChangeRecord {
 };
 
 /// Decodes the messages of a Kafka dimension's topic (see kafka_dimension.h for the formats):
-/// "jdbc", one row as a flat JSON object, or "debezium", a change event bare or in the schema
-/// envelope. Pure: no Kafka, no table, so tests/fuzz/kafka_cdc_fuzz.cc can fuzz it alone.
+/// "jdbc", one row as a JSON object, flat or in Kafka Connect's schema envelope; "debezium", a
+/// change event bare or in the schema envelope; "avro", either of them in the Confluent Avro wire
+/// format. Pure: no Kafka, no table, so tests/fuzz/kafka_cdc_fuzz.cc can fuzz it alone.
 class ChangeRecordDecoder {
  public:
-  /// `fields` are the table's columns, `key_index` the key's position among them.
+  /// JSON messages. `fields` are the table's columns, `key_index` the key's position among them.
   static Result<std::unique_ptr<ChangeRecordDecoder>> Make(const Schema& fields, size_t key_index,
                                                            bool debezium);
+  /// Avro messages (Confluent wire format, writer schemas from `schemas`): a writer schema whose
+  /// record has the fields `before`, `after` and `op` is a Debezium envelope, any other a row as
+  /// the JDBC source connector writes it with the AvroConverter. Decided once per schema id.
+  static Result<std::unique_ptr<ChangeRecordDecoder>> MakeAvro(const Schema& fields, size_t key_index,
+                                                               std::shared_ptr<AvroSchemaCache> schemas);
   ~ChangeRecordDecoder();
 
   /// Decodes one message into `out`; fails with the reason when the message must be skipped
-  /// (not JSON, no op, an unknown op, a row or delete without its key).
+  /// (not JSON, in neither the row nor the envelope shape, no op, an unknown op, a row or delete
+  /// without its key, an Avro body that does not decode).
   Status Decode(std::string_view payload, ChangeRecord* out);
 
  private:
-  ChangeRecordDecoder() = default;
+  ChangeRecordDecoder();
+
+  Status DecodeJdbcJson(std::string_view payload, ChangeRecord* out);
+  Status DecodeAvro(std::string_view payload, ChangeRecord* out);
+  Status Upsert(Decoder* decoder, std::string_view payload, ChangeRecord* out);
+  bool IsDebeziumSchema(int32_t id);
 
   size_t width_ = 0;
   size_t key_index_ = 0;
   bool debezium_ = false;
   std::unique_ptr<Decoder> after_, payload_after_, before_key_, op_;
   std::vector<Value> op_values_, key_values_;
+  std::unique_ptr<simdjson::dom::parser> parser_;  ///< jdbc JSON: the message's shape
+  // Avro.
+  std::shared_ptr<AvroSchemaCache> avro_schemas_;
+  std::unique_ptr<Decoder> avro_event_;  ///< op, before.KEY, after.FIELD...
+  std::unordered_map<int32_t, bool> avro_debezium_;  ///< per writer schema id
+  std::vector<Value> event_values_;
 };
 
 }  // namespace sluice

@@ -5,10 +5,12 @@
 
 #include <chrono>
 #include <map>
+#include <thread>
 
 #include "connectors/kafka/cdc_record.h"
 #include "core/time.h"
 #include "connectors/kafka/kafka_uri.h"
+#include "connectors/kafka/schema_registry.h"
 #include "operators/decoder.h"
 #include "runtime/dimension_refresh.h"
 #include "core/uri.h"
@@ -17,8 +19,13 @@ namespace sluice {
 
 class KafkaDimensionPoller : public DimensionPoller {
  public:
-  KafkaDimensionPoller(std::shared_ptr<Dimension> dim, KafkaUri uri, bool debezium, int64_t snapshot_timeout)
-      : dim_(std::move(dim)), uri_(std::move(uri)), debezium_(debezium), snapshot_timeout_(snapshot_timeout) {}
+  KafkaDimensionPoller(std::shared_ptr<Dimension> dim, KafkaUri uri, bool debezium,
+                       std::shared_ptr<AvroSchemaCache> avro, int64_t snapshot_timeout)
+      : dim_(std::move(dim)),
+        uri_(std::move(uri)),
+        debezium_(debezium),
+        avro_(std::move(avro)),
+        snapshot_timeout_(snapshot_timeout) {}
 
   ~KafkaDimensionPoller() override {
     if (consumer_) consumer_->close();
@@ -27,7 +34,11 @@ class KafkaDimensionPoller : public DimensionPoller {
   Status Open() {
     auto table = dim_->snapshot();
     key_index_ = table->key_index();
-    ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::Make(table->fields(), key_index_, debezium_));
+    if (avro_) {
+      ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::MakeAvro(table->fields(), key_index_, avro_));
+    } else {
+      ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::Make(table->fields(), key_index_, debezium_));
+    }
     const int partitions = KafkaPartitionCount(uri_.brokers, uri_.topic);
     if (partitions <= 0) {
       return Status::Unavailable("dimension " + dim_->name() + ": topic " + uri_.topic + " on " +
@@ -71,21 +82,36 @@ class KafkaDimensionPoller : public DimensionPoller {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(snapshot_timeout_);
     auto next = std::make_shared<DimensionTable>(*dim_->snapshot());
     int64_t changes = 0, messages = 0;
+    int64_t backoff_ms = 100;
+    std::unique_ptr<RdKafka::Message> m;
     while (!end.empty()) {
       if (std::chrono::steady_clock::now() > deadline) {
         return Status::Unavailable("dimension " + dim_->name() + ": reading " + uri_.topic +
-                                   " to its end took longer than the snapshot timeout");
+                                   " to its end took longer than the snapshot timeout" +
+                                   (registry_error_.empty() ? "" : " (last: " + registry_error_ + ")"));
       }
-      std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
-      if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
-      if (m->err() != RdKafka::ERR_NO_ERROR) {
-        spdlog::warn("dimension {}: {}", dim_->name(), m->errstr());
+      if (!m) m.reset(consumer_->consume(200));
+      if (m->err() == RdKafka::ERR__TIMED_OUT) {
+        m.reset();
         continue;
       }
+      if (m->err() != RdKafka::ERR_NO_ERROR) {
+        spdlog::warn("dimension {}: {}", dim_->name(), m->errstr());
+        m.reset();
+        continue;
+      }
+      // The writer schema first: a registry that does not answer holds the message back.
+      if (Status s = EnsureSchema(*m); !s.ok()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+        backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
+        continue;
+      }
+      backoff_ms = 100;
       ++messages;
       changes += Apply(*m, next.get());
       auto it = end.find(m->partition());
       if (it != end.end() && m->offset() + 1 >= it->second) end.erase(it);
+      m.reset();
     }
     dim_->Publish(std::move(next), changes, WallClockMicros());
     spdlog::info("dimension {}: {} keys from {} change records of {}", dim_->name(), dim_->stats().size,
@@ -97,9 +123,17 @@ class KafkaDimensionPoller : public DimensionPoller {
     std::shared_ptr<DimensionTable> next;
     int64_t changes = 0;
     for (int i = 0; i < 100000; ++i) {
-      std::unique_ptr<RdKafka::Message> m(consumer_->consume(i == 0 ? 100 : 0));
+      // A message held back while the registry did not answer comes first.
+      std::unique_ptr<RdKafka::Message> m =
+          pending_ ? std::move(pending_) : std::unique_ptr<RdKafka::Message>(consumer_->consume(i == 0 ? 100 : 0));
       if (m->err() == RdKafka::ERR__TIMED_OUT) break;
       if (m->err() != RdKafka::ERR_NO_ERROR) return Status::Unavailable(m->errstr());
+      if (Status s = EnsureSchema(*m); !s.ok()) {
+        // Publish what came before it; the refresher counts the failure and calls again.
+        pending_ = std::move(m);
+        if (next && changes > 0) dim_->Publish(std::move(next), changes, WallClockMicros());
+        return s;
+      }
       if (!next) next = std::make_shared<DimensionTable>(*dim_->snapshot());
       changes += Apply(*m, next.get());
       if (m->timestamp().type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
@@ -111,6 +145,25 @@ class KafkaDimensionPoller : public DimensionPoller {
   }
 
  private:
+  /// Format avro: makes sure the message's writer schema was asked of the registry (known, or
+  /// known to be unknown). Fails (Unavailable) only when the registry cannot answer now.
+  Status EnsureSchema(const RdKafka::Message& m) {
+    if (!avro_) return Status::OK();
+    std::optional<int32_t> id = ConfluentSchemaId(std::string_view(static_cast<const char*>(m.payload()), m.len()));
+    if (!id) return Status::OK();
+    Status s = avro_->Ensure(*id);
+    if (!s.ok()) {
+      registry_error_ = s.message();
+      if (registry_waits_++ % 20 == 0) {
+        spdlog::warn("dimension {}: waiting for the schema registry (schema id {}): {}", dim_->name(), *id,
+                     s.message());
+      }
+      return Status::Unavailable("dimension " + dim_->name() + ": schema id " + std::to_string(*id) + ": " +
+                                 s.message());
+    }
+    return Status::OK();
+  }
+
   /// Applies one change record; returns 1 when it changed the table.
   int64_t Apply(const RdKafka::Message& m, DimensionTable* table) {
     std::string_view payload(static_cast<const char*>(m.payload()), m.len());
@@ -145,6 +198,7 @@ class KafkaDimensionPoller : public DimensionPoller {
   std::shared_ptr<Dimension> dim_;
   KafkaUri uri_;
   bool debezium_;
+  std::shared_ptr<AvroSchemaCache> avro_;  ///< format avro: the writer schemas
   int64_t snapshot_timeout_;
   int partitions_ = 0;
   size_t key_index_ = 0;
@@ -152,37 +206,46 @@ class KafkaDimensionPoller : public DimensionPoller {
   std::unique_ptr<ChangeRecordDecoder> cdc_;
   ChangeRecord change_;
   int64_t bad_ = 0;
+  std::unique_ptr<RdKafka::Message> pending_;  ///< held back: its schema could not be fetched
+  std::string registry_error_;
+  int64_t registry_waits_ = 0;
 };
 
 const OptionTable& KafkaDimensionOptions() {
-  static const OptionTable kTable{
+  static const OptionTable kTable = [] {
+    OptionTable t{
       .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
       .summary = "A change-data-capture topic, read to its end at start and then followed; a record "
                  "with a null value deletes its key.",
       .options = {
           {.name = "format",
            .default_value = "jdbc",
-           .allowed = {"jdbc", "debezium"},
-           .help = "`jdbc`: flat JSON rows; `debezium`: before/after/op envelopes."},
+           .allowed = {"jdbc", "debezium", "avro"},
+           .help = "`jdbc`: JSON rows, flat or in Kafka Connect's envelope; `debezium`: before/after/op "
+                   "envelopes; `avro`: either, in Avro (with `schema_registry`)."},
           {.name = "snapshot_timeout",
            .type = OptionType::kDuration,
            .default_value = "60s",
            .help = "How long reading the topic to its end at start may take."},
       }};
+    for (OptionSpec& spec : SchemaRegistryOptions()) t.options.push_back(std::move(spec));
+    return t;
+  }();
   return kTable;
 }
 
 Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
   OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
   const std::string format = o.String("format");
-  if (format != "jdbc" && format != "debezium") {
-    return Status::InvalidArgument(o.Where("format") + ": format must be \"jdbc\" or \"debezium\", got '" +
-                                   format + "'");
+  if (format != "jdbc" && format != "debezium" && format != "avro") {
+    return Status::InvalidArgument(o.Where("format") +
+                                   ": format must be \"jdbc\", \"debezium\" or \"avro\", got '" + format + "'");
   }
   ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   (void)timeout;
   auto uri = ParseKafkaUri(SplitUri(config.uri).second);
   if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
+  if (format == "avro") RETURN_IF_ERROR(ReadSchemaRegistrySettings(config.options, uri->topic).status());
   return Status::OK();
 }
 
@@ -190,9 +253,15 @@ Result<std::unique_ptr<DimensionPoller>> MakeKafkaDimensionPoller(std::shared_pt
   const DimensionConfig& config = dim->config();
   ASSIGN_OR_RETURN(KafkaUri uri, ParseKafkaUri(SplitUri(config.uri).second));
   OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
-  const bool debezium = o.String("format") == "debezium";
+  const std::string format = o.String("format");
+  std::shared_ptr<AvroSchemaCache> avro;
+  if (format == "avro") {
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(config.options, uri.topic));
+    avro = MakeRegistrySchemaCache(registry);
+  }
   ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
-  auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), debezium, timeout);
+  auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), format == "debezium",
+                                                       std::move(avro), timeout);
   RETURN_IF_ERROR(poller->Open());
   RETURN_IF_ERROR(poller->CatchUp());
   return std::unique_ptr<DimensionPoller>(std::move(poller));

@@ -4,6 +4,7 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -11,6 +12,9 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
+
+#include <unistd.h>
 
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_writer.h"
@@ -176,6 +180,9 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
     s.avro_record_name = o.String("avro_record_name");
   } else if (format != "json") {
     return Status::InvalidArgument(o.Where("format") + ": format must be json or avro for the Kafka sink");
+  } else if (!o.String("schema_registry").empty()) {
+    // An empty schema_registry (a variable left unset, as in examples/users-ingest.toml) is none.
+    return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     std::string prop = key.substr(6);
@@ -215,7 +222,276 @@ void KafkaSink::Close() {
 }
 
 std::string KafkaSink::DeadLetterLocation() const {
-  return "topic " + settings_.dead_letter_topic;
+  // Before Open() the default name is not filled in yet (sluice explain, validate).
+  return "topic " + (settings_.dead_letter_topic.empty() ? settings_.topic + ".sluice-dead-letters"
+                                                         : settings_.dead_letter_topic);
+}
+
+Result<SinkExplanation> KafkaSink::Explain(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
+  Settings s = settings_;  // the defaults Open() fills in
+  if (s.transactional_id.empty()) s.transactional_id = "sluice-" + ctx.pipeline + "-" + s.topic;
+  if (s.positions_topic.empty()) s.positions_topic = s.topic + ".sluice-positions";
+  if (s.dead_letter_topic.empty()) s.dead_letter_topic = s.topic + ".sluice-dead-letters";
+  SinkExplanation e;
+  e.facts.push_back({"brokers", s.brokers});
+  e.facts.push_back({"topic", s.topic});
+  e.facts.push_back({"message", std::string(s.avro ? "Avro (schema registered at " + s.avro->url + ")" : "a JSON object") +
+                                    " per row; key " + (s.key.empty() ? std::string("none") : "the value of " + s.key)});
+  e.facts.push_back({"transactional id", s.transactional_id});
+  e.facts.push_back({"positions topic", s.positions_topic +
+                                            " (compacted: [\"position\", pipeline, source, partition] -> "
+                                            "offset, [\"state\", pipeline], commit markers)"});
+  e.facts.push_back({"dead-letter topic", s.dead_letter_topic});
+  if (!s.consumer_group.empty()) e.facts.push_back({"consumed offsets to group", s.consumer_group});
+  e.facts.push_back({"per checkpoint",
+                     "one transaction: the rows, the dead letters, the positions and state, a "
+                     "commit marker" + std::string(s.consumer_group.empty() ? "" : ", the consumed offsets")});
+  return e;
+}
+
+namespace {
+
+/// The partition counts of the topics the brokers have, from one metadata request for all
+/// topics: asking for one topic by name could make a broker with auto.create.topics.enable
+/// create it, and inspecting must change nothing.
+Result<std::map<std::string, int>> ExistingTopics(const std::string& brokers, int64_t timeout_ms) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "0"));  // failures come back as a Status
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
+  if (!probe) return Status::InvalidArgument("kafka: " + err);
+  RdKafka::Metadata* md = nullptr;
+  const RdKafka::ErrorCode rc = probe->metadata(true, nullptr, &md, static_cast<int>(timeout_ms));
+  if (rc != RdKafka::ERR_NO_ERROR || !md) {
+    delete md;
+    return Status::Unavailable("kafka " + brokers + ": cannot read the topics: " + RdKafka::err2str(rc));
+  }
+  std::map<std::string, int> out;
+  for (const auto* tm : *md->topics()) {
+    if (tm->err() == RdKafka::ERR_NO_ERROR) out[tm->topic()] = static_cast<int>(tm->partitions()->size());
+  }
+  delete md;
+  return out;
+}
+
+/// One committed record of a topic read back.
+struct ReadRecord {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t timestamp_ms = 0;
+  bool has_key = false;
+  std::string key;
+  bool tombstone = false;
+  std::string value;
+};
+
+/// A consumer that reads committed records only, joins no group's offsets and commits nothing.
+Result<std::unique_ptr<RdKafka::KafkaConsumer>> MakeInspectReader(const std::string& brokers) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "group.id", "sluice-inspect-" + std::to_string(::getpid())));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "isolation.level", "read_committed"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.commit", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.offset.store", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "true"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "allow.auto.create.topics", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "fetch.wait.max.ms", "20"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "0"));  // failures come back as a Status
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) return Status::InvalidArgument("kafka: " + err);
+  return consumer;
+}
+
+/// Reads every committed record of the `partitions` partitions of `topic` from their beginning
+/// to their end; `watermarks` (optional) gets each partition's (low, high) offsets.
+Result<std::vector<ReadRecord>> ReadTopic(const std::string& brokers, const std::string& topic,
+                                          int partitions, int64_t timeout_ms, bool records,
+                                          std::map<int32_t, std::pair<int64_t, int64_t>>* watermarks) {
+  ASSIGN_OR_RETURN(std::unique_ptr<RdKafka::KafkaConsumer> consumer, MakeInspectReader(brokers));
+  std::vector<RdKafka::TopicPartition*> parts;
+  std::set<int32_t> pending;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    RdKafka::ErrorCode rc = consumer->query_watermark_offsets(topic, p, &low, &high, static_cast<int>(timeout_ms));
+    if (rc != RdKafka::ERR_NO_ERROR) {
+      consumer->close();
+      return Status::Unavailable("kafka: end offsets of " + topic + ": " + RdKafka::err2str(rc));
+    }
+    if (watermarks) (*watermarks)[p] = {low, high};
+    if (!records || high <= low) continue;  // empty: no EOF would come before a first record
+    parts.push_back(RdKafka::TopicPartition::create(topic, p, RdKafka::Topic::OFFSET_BEGINNING));
+    pending.insert(p);
+  }
+  std::vector<ReadRecord> out;
+  if (pending.empty()) {
+    consumer->close();
+    return out;
+  }
+  RdKafka::ErrorCode rc = consumer->assign(parts);
+  RdKafka::TopicPartition::destroy(parts);
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    consumer->close();
+    return Status::Unavailable("kafka: assign " + topic + ": " + RdKafka::err2str(rc));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  Status result;
+  while (!pending.empty()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      result = Status::Unavailable("kafka: reading " + topic + " to its end timed out after " +
+                                   std::to_string(timeout_ms / 1000) + "s");
+      break;
+    }
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      pending.erase(m->partition());
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      result = Status::Unavailable("kafka: reading " + topic + ": " + m->errstr());
+      break;
+    }
+    ReadRecord r;
+    r.partition = m->partition();
+    r.offset = m->offset();
+    r.timestamp_ms = m->timestamp().timestamp;
+    if (m->key()) {
+      r.has_key = true;
+      r.key = *m->key();
+    }
+    r.tombstone = m->payload() == nullptr;
+    if (!r.tombstone) r.value.assign(static_cast<const char*>(m->payload()), m->len());
+    out.push_back(std::move(r));
+  }
+  consumer->unassign();
+  consumer->close();
+  if (!result.ok()) return result;
+  return out;
+}
+
+}  // namespace
+
+Result<SinkInventory> KafkaSink::Inventory(const InventoryOptions& options) {
+  const std::string positions_topic =
+      settings_.positions_topic.empty() ? settings_.topic + ".sluice-positions" : settings_.positions_topic;
+  const std::string dead_letter_topic =
+      settings_.dead_letter_topic.empty() ? settings_.topic + ".sluice-dead-letters" : settings_.dead_letter_topic;
+  SinkInventory inv;
+  inv.location = "kafka://" + settings_.brokers + "/" + settings_.topic;
+  inv.dead_letter_location = "topic " + dead_letter_topic;
+  // Brokers that answer do so in well under a second; one that is down is reported after 10 s
+  // at most, not the sink's whole timeout.
+  ASSIGN_OR_RETURN(auto topics, ExistingTopics(settings_.brokers, std::min<int64_t>(settings_.timeout_ms, 10'000)));
+  if (!topics.count(positions_topic)) {
+    return Status::NotFound("kafka " + settings_.brokers + " has no topic " + positions_topic +
+                            ": no pipeline has committed to topic " + settings_.topic);
+  }
+  struct Seen {
+    std::map<std::pair<std::string, int32_t>, int64_t> positions;
+    int64_t state_bytes = -1;
+    int64_t last_ms = 0;
+  };
+  std::map<std::string, Seen> seen;
+  ASSIGN_OR_RETURN(auto records, ReadTopic(settings_.brokers, positions_topic, topics[positions_topic],
+                                           settings_.timeout_ms, true, nullptr));
+  simdjson::dom::parser parser;
+  for (const ReadRecord& r : records) {
+    if (!r.has_key) continue;
+    simdjson::dom::array key;
+    if (parser.parse(r.key).get_array().get(key) != simdjson::SUCCESS) continue;
+    std::vector<simdjson::dom::element> items(key.begin(), key.end());
+    std::string_view kind, pipeline;
+    if (items.size() < 2 || items[0].get_string().get(kind) || items[1].get_string().get(pipeline)) continue;
+    if (!options.pipeline.empty() && pipeline != options.pipeline) continue;
+    Seen& p = seen[std::string(pipeline)];
+    p.last_ms = std::max(p.last_ms, r.timestamp_ms);
+    if (kind == "position" && items.size() == 4) {
+      std::string_view source;
+      int64_t partition = 0;
+      if (items[2].get_string().get(source) || items[3].get_int64().get(partition)) continue;
+      auto k = std::make_pair(std::string(source), static_cast<int32_t>(partition));
+      int64_t offset = 0;
+      auto [ptr, ec] = std::from_chars(r.value.data(), r.value.data() + r.value.size(), offset);
+      if (r.tombstone || ec != std::errc() || ptr != r.value.data() + r.value.size()) {
+        p.positions.erase(k);
+      } else {
+        p.positions[k] = offset;
+      }
+    } else if (kind == "state") {
+      p.state_bytes = r.tombstone ? -1 : static_cast<int64_t>(r.value.size());
+    }
+  }
+  // The dead letters, oldest first by their time in the topic (then partition and offset).
+  std::string letters;
+  if (topics.count(dead_letter_topic)) {
+    ASSIGN_OR_RETURN(auto dead, ReadTopic(settings_.brokers, dead_letter_topic, topics[dead_letter_topic],
+                                          settings_.timeout_ms, true, nullptr));
+    // The letters are keyed, so they spread over the topic's partitions: order them by when
+    // they were dead-lettered (the record's `time`, to the microsecond), then by their place
+    // in the source, oldest first.
+    struct Letter {
+      std::string time, source;
+      int64_t partition = 0, offset = 0, seq = 0;
+      const ReadRecord* record = nullptr;
+    };
+    std::vector<Letter> ordered;
+    for (const ReadRecord& r : dead) {
+      if (r.tombstone) continue;
+      simdjson::dom::object record;
+      if (parser.parse(r.value).get_object().get(record) != simdjson::SUCCESS) continue;
+      Letter l;
+      l.record = &r;
+      std::string_view name, time, source;
+      if (record["time"].get_string().get(time) == simdjson::SUCCESS) l.time = std::string(time);
+      if (record["source"].get_string().get(source) == simdjson::SUCCESS) l.source = std::string(source);
+      if (record["partition"].get_int64().get(l.partition) != simdjson::SUCCESS) l.partition = 0;
+      if (record["offset"].get_int64().get(l.offset) != simdjson::SUCCESS) l.offset = 0;
+      if (record["seq"].get_int64().get(l.seq) != simdjson::SUCCESS) l.seq = 0;
+      // A pipeline that only dead-lettered so far is listed too.
+      if (record["pipeline"].get_string().get(name) == simdjson::SUCCESS &&
+          (options.pipeline.empty() || name == options.pipeline)) {
+        seen[std::string(name)];
+      }
+      ordered.push_back(std::move(l));
+    }
+    std::stable_sort(ordered.begin(), ordered.end(), [](const Letter& a, const Letter& b) {
+      return std::tie(a.time, a.source, a.partition, a.offset, a.seq) <
+             std::tie(b.time, b.source, b.partition, b.offset, b.seq);
+    });
+    for (const Letter& l : ordered) {
+      letters += l.record->value;
+      letters += '\n';
+    }
+  }
+  // The output topic's offsets, for a sense of its size (transaction markers take offsets too).
+  std::string output = "missing";
+  if (topics.count(settings_.topic)) {
+    std::map<int32_t, std::pair<int64_t, int64_t>> marks;
+    const int n = topics[settings_.topic];
+    RETURN_IF_ERROR(ReadTopic(settings_.brokers, settings_.topic, n, settings_.timeout_ms, false, &marks).status());
+    int64_t total = 0;
+    for (const auto& [partition, range] : marks) total += range.second - range.first;
+    output = std::to_string(n) + " partition" + (n == 1 ? "" : "s") + ", " + std::to_string(total) +
+             " offsets (rows and transaction markers)";
+  }
+  for (auto& [name, p] : seen) {
+    PipelineInventory pi;
+    pi.pipeline = name;
+    for (const auto& [k, offset] : p.positions) pi.positions.push_back({k.first, k.second, offset});
+    pi.state_bytes = p.state_bytes;
+    pi.last_checkpoint_micros = p.last_ms * 1000;
+    pi.dead_letters_stored = true;
+    RETURN_IF_ERROR(TallyDeadLetterLines(letters, name, options.samples_per_reason, &pi.dead_letters));
+    for (auto& [reason, samples] : pi.dead_letters.samples) std::reverse(samples.begin(), samples.end());
+    pi.dead_letters.PruneSamples(options.sample_reasons);
+    pi.details.push_back({"topic", settings_.topic + ": " + output});
+    pi.details.push_back({"positions topic", positions_topic});
+    inv.pipelines.push_back(std::move(pi));
+  }
+  return inv;
 }
 
 std::string KafkaSink::PositionKey(const std::string& source, int32_t partition) const {

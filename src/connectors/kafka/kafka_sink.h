@@ -15,6 +15,8 @@
 #include "config/option_spec.h"
 #include "connectors/kafka/avro_encoder.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice {
 
@@ -34,7 +36,7 @@ const OptionTable& KafkaSinkOptions();
 /// fenced by a newer process with the same transactional.id fails with kInternal.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
-class KafkaSink : public Sink {
+class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~KafkaSink() override;
@@ -50,6 +52,18 @@ class KafkaSink : public Sink {
   std::string DeadLetterLocation() const override;
   bool Healthy() const override { return healthy_.load(); }
   void Close() override;
+  /// Reads, read_committed and from a consumer of its own that commits nothing, the positions
+  /// topic (every pipeline's committed positions, state size, and as last checkpoint time the
+  /// newest timestamp of its records there) and the dead-letter topic (counts by reason with
+  /// samples), without creating either. kNotFound when the positions topic does not exist,
+  /// kUnavailable when the brokers cannot be reached.
+  Result<SinkInventory> Inventory(const InventoryOptions& options) override;
+  /// FailedPrecondition: a running pipeline does not re-read its dead-letter topic to count it.
+  Result<std::map<std::string, int64_t>> CountDeadLetters() override {
+    return Status::FailedPrecondition("the kafka sink's dead letters are counted by sluice inspect only");
+  }
+  /// The topics, message key and format, and what one transaction holds (no broker contacted).
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   struct Settings {
     std::string brokers;

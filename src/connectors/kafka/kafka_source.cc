@@ -21,7 +21,7 @@ const OptionTable& KafkaSourceOptions() {
             {.name = "group", .default_note = "the pipeline name", .help = "The consumer group."},
             {.name = "format",
              .default_value = "auto",
-             .allowed = {"auto", "json", "ndjson", "csv", "avro"},
+             .allowed = {"auto", "json", "ndjson", "csv", "avro", "protobuf"},
              .help = "Payload format; `auto` is JSON."},
             {.name = "columns",
              .type = OptionType::kList,
@@ -52,6 +52,10 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   std::string format = o.String("format");
   if (format == "auto" || format == "json" || format == "ndjson") {
     decoder.format = DecoderOptions::Format::kNdjson;
+    // An empty schema_registry (a variable left unset, as in examples/users.toml) is none.
+    if (!o.String("schema_registry").empty()) {
+      return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
+    }
   } else if (format == "csv") {
     decoder.format = DecoderOptions::Format::kCsv;
     decoder.header = false;
@@ -77,8 +81,12 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     decoder.format = DecoderOptions::Format::kAvro;
     ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     decoder.avro_schemas = MakeRegistrySchemaCache(registry);
+  } else if (format == "protobuf") {
+    decoder.format = DecoderOptions::Format::kProtobuf;
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
+    decoder.avro_schemas = MakeRegistryProtobufSchemaCache(registry);
   } else {
-    return Status::InvalidArgument(o.Where("format") + ": format must be json, csv or avro for Kafka");
+    return Status::InvalidArgument(o.Where("format") + ": format must be json, csv, avro or protobuf for Kafka");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.String(key);

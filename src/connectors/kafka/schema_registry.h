@@ -31,4 +31,10 @@ std::vector<OptionSpec> SchemaRegistryOptions();
 /// reader schema. Connection failures and 5xx answers are Unavailable: the caller retries.
 std::shared_ptr<AvroSchemaCache> MakeRegistrySchemaCache(const SchemaRegistrySettings& settings);
 
+/// The same for format = "protobuf": /schemas/ids/ID must be a PROTOBUF schema (another type is
+/// NotFound: dead-lettered); its references ({"name", "subject", "version"}, and theirs in turn)
+/// are fetched from /subjects/SUBJECT/versions/VERSION, and the entry is a ProtobufSchemaBundle
+/// (operators/protobuf_decoder.h) when there are any. No reader schema is fetched.
+std::shared_ptr<AvroSchemaCache> MakeRegistryProtobufSchemaCache(const SchemaRegistrySettings& settings);
+
 }  // namespace sluice

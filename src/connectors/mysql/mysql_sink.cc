@@ -140,6 +140,30 @@ Status MysqlSink::Open(const SinkContext& ctx) {
   return Status::OK();
 }
 
+Result<SinkExplanation> MysqlSink::Explain(const SinkContext& ctx) {
+  auto made = mysql::TableSql::Make(ctx, table_.empty() ? ctx.pipeline : table_, column_types_);
+  if (!made.ok()) return Status::InvalidArgument(column_types_where_ + ": " + made.status().message());
+  const mysql::TableSql& sql = *made;
+  SinkExplanation e;
+  e.facts.push_back({"server", options_.uri.Display()});
+  if (sql.view()) {
+    e.facts.push_back({"layout", "rows in " + sql.physical() + " (with the internal columns); " +
+                                     sql.table() + " is a view of the declared columns"});
+  } else {
+    e.facts.push_back({"layout", "rows in table " + sql.table()});
+  }
+  e.facts.push_back({"per checkpoint",
+                     "one InnoDB transaction: the upserts (up to " + std::to_string(batch_rows_) +
+                         " rows per statement), the dead letters and the positions in "
+                         "_sluice_positions"});
+  const std::string collation = mysql::ChooseCollation({"utf8mb4_nopad_bin"});
+  e.statements.push_back({"create table", "mysql", sql.CreateTableSql(collation)});
+  if (sql.view()) e.statements.push_back({"create view", "mysql", sql.CreateViewSql(sql.column_names())});
+  e.statements.push_back({ctx.aggregate && !ctx.aggregate->append_mode ? "merge" : "write", "mysql",
+                          sql.UpsertTemplateSql()});
+  return e;
+}
+
 Status MysqlSink::OpenForReading(const SinkContext& ctx) {
   ctx_ = ctx;
   if (table_.empty()) table_ = ctx.pipeline;

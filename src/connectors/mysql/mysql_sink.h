@@ -13,6 +13,7 @@
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 #include "runtime/sink_rejection.h"
 
@@ -45,7 +46,7 @@ const OptionTable& MysqlSinkOptions();
 /// equal the checkpoint's.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
-class MysqlSink : public Sink, public SinkReader {
+class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~MysqlSink() override;
@@ -75,6 +76,9 @@ class MysqlSink : public Sink, public SinkReader {
   /// As the column stores it: a DECIMAL(p,s) rounded half away from zero to s digits, a DATE
   /// to the day, other timestamps to the second.
   Value AsStored(size_t column, const Value& v) const override;
+  /// The DDL and the upsert Open() and Commit() send, built by the same mysql::TableSql,
+  /// without connecting (the collation is the one chosen when the server offers it).
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   /// Called at the stages "before_commit" (all statements sent, COMMIT not yet) and
   /// "after_commit" (COMMIT succeeded); a non-OK status is treated as a lost connection there.

@@ -478,6 +478,7 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
   std::string updates;
   auto col = [&](const std::string& name) {
     cols += (cols.empty() ? "" : ", ") + QuoteIdentifier(name);
+    ++t.tuple_columns_;
   };
   auto set = [&](const std::string& assignment) {
     updates += (updates.empty() ? "" : ", ") + assignment;
@@ -581,6 +582,12 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
   t.insert_prefix_ = "INSERT INTO " + QuoteIdentifier(t.physical_) + " (" + cols + ") VALUES ";
   if (!updates.empty()) t.update_suffix_ = " ON DUPLICATE KEY UPDATE " + updates;
   return t;
+}
+
+std::string TableSql::UpsertTemplateSql() const {
+  std::string marks;
+  for (size_t i = 0; i < tuple_columns_; ++i) marks += i ? ", ?" : "?";
+  return insert_prefix_ + "(" + marks + ")" + update_suffix_;
 }
 
 std::vector<std::string> TableSql::column_names() const {

@@ -143,6 +143,9 @@ class TableSql {
   const std::vector<Column>& columns() const { return columns_; }
   std::vector<std::string> column_names() const;
   std::string CreateTableSql(const std::string& collation) const;
+  /// Returns the statement ForEachDeltaStatement / ForEachRowStatement send, for one row with
+  /// `?` in place of each value (sluice explain; a commit sends many tuples per statement).
+  std::string UpsertTemplateSql() const;
   /// Returns the query for the names, types, nullability and defaults of the existing columns
   /// of physical(), in order.
   std::string DescribeTableSql() const;
@@ -179,6 +182,7 @@ class TableSql {
   std::vector<std::string> keys_;
   std::string insert_prefix_;  ///< "INSERT INTO `t` (`a`, `b`) VALUES "
   std::string update_suffix_;  ///< " ON DUPLICATE KEY UPDATE ..." (may be empty)
+  size_t tuple_columns_ = 0;   ///< values per row tuple
 };
 
 }  // namespace sluice::mysql

@@ -135,6 +135,23 @@ Status NdjsonSink::Check(const SinkContext& ctx) const {
   return Status::OK();
 }
 
+Result<SinkExplanation> NdjsonSink::Explain(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
+  SinkExplanation e;
+  if (path_.empty()) {
+    e.facts.push_back({"file", "standard output"});
+    e.facts.push_back({"per checkpoint", "the new rows, one JSON object per line; nothing is stored, so "
+                                         "every run starts from the source's beginning"});
+  } else {
+    e.facts.push_back({"file", path_});
+    e.facts.push_back({"per checkpoint", "the new rows, one JSON object per line, fsynced; then " +
+                                             SidecarPath(path_) +
+                                             " (committed length, positions, engine state) is "
+                                             "replaced: that is the commit"});
+  }
+  return e;
+}
+
 Status NdjsonSink::Open(const SinkContext& ctx) {
   RETURN_IF_ERROR(Check(ctx));
   ctx_ = ctx;

@@ -10,6 +10,7 @@
 
 #include "config/option_spec.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
 
 namespace sluice {
 
@@ -37,7 +38,7 @@ void AppendNdjsonRow(const Schema& schema, const std::vector<Value>& row, std::s
 ///
 /// Both take rows only (select pipelines and `mode = "append"` aggregates); update-mode
 /// deltas are refused in Check().
-class NdjsonSink : public Sink {
+class NdjsonSink : public Sink, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> MakeFile(const SinkConfig& config);
   static Result<std::unique_ptr<Sink>> MakeStdout(const SinkConfig& config);
@@ -50,6 +51,8 @@ class NdjsonSink : public Sink {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   void Close() override;
+  /// Where the lines go and what is committed with them (touches no file).
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   /// The sidecar holding the committed lengths, positions and state of `path`.
   static std::string SidecarPath(const std::string& path) { return path + ".sluice-positions"; }

@@ -246,6 +246,41 @@ Status ParquetSink::Check(const SinkContext& ctx) const {
   return Status::OK();
 }
 
+Result<SinkExplanation> ParquetSink::Explain(const SinkContext& ctx) {
+  RETURN_IF_ERROR(Check(ctx));
+  SinkExplanation e;
+  e.facts.push_back({"directory", settings_.dir});
+  std::string layout, files;
+  for (const auto& name : settings_.partition_by) layout += name + "=VALUE/";
+  e.facts.push_back({"partition by", settings_.partition_by.empty()
+                                         ? std::string("none (every file in the directory)")
+                                         : layout + " (Hive folders, from the row's values)"});
+  for (const Field& f : ctx.output.fields()) {
+    if (std::find(settings_.partition_by.begin(), settings_.partition_by.end(), f.name) !=
+        settings_.partition_by.end()) {
+      continue;
+    }
+    files += (files.empty() ? "" : ", ") + f.name + " " + std::string(TypeName(f.type));
+  }
+  e.facts.push_back({"columns in the files", files});
+  e.facts.push_back({"files", layout + "part-" + ctx.pipeline + "-SEQ-HASH.parquet, written under a "
+                              "temporary name and renamed; then DIR/_sluice/" + ctx.pipeline +
+                              ".state (positions, engine state, rows still buffered) replaces the "
+                              "last one: that is the commit"});
+  const char* compression = "zstd";
+  switch (settings_.compression) {
+    case ParquetCompression::kZstd: compression = "zstd"; break;
+    case ParquetCompression::kSnappy: compression = "snappy"; break;
+    case ParquetCompression::kGzip: compression = "gzip"; break;
+    case ParquetCompression::kNone: compression = "none"; break;
+  }
+  e.facts.push_back({"compression", compression});
+  e.facts.push_back({"roll", "a new file set every " + std::to_string(settings_.roll_rows) + " rows or " +
+                                 FormatDouble(static_cast<double>(settings_.roll_interval_micros) / 1e6) +
+                                 "s, and at the end of a run"});
+  return e;
+}
+
 Status ParquetSink::OpenForReading(const SinkContext& ctx) {
   RETURN_IF_ERROR(SetContext(ctx));
   std::error_code ec;

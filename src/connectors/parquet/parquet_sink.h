@@ -11,6 +11,7 @@
 #include "config/option_spec.h"
 #include "connectors/parquet/parquet_file.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
@@ -43,7 +44,7 @@ const OptionTable& ParquetSinkOptions();
 /// refused. One process per pipeline and directory (a lock file enforces it).
 ///
 /// Lifecycle as Sink: every call from the checkpoint coordinator's thread.
-class ParquetSink : public Sink, public SinkReader {
+class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~ParquetSink() override;
@@ -68,6 +69,8 @@ class ParquetSink : public Sink, public SinkReader {
   /// Reads the rows of every part file of the pipeline under DIR (partition columns from the
   /// directory names) and the committed rows still buffered in the state file.
   Result<std::vector<std::vector<Value>>> ReadOutput() override;
+  /// The folder layout, file names, columns in the files and roll settings (touches no file).
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   /// Replaces the monotonic clock (microseconds) that roll_interval is measured with.
   void SetClockForTesting(std::function<int64_t()> clock) { clock_ = std::move(clock); }

@@ -250,23 +250,11 @@ Status SqliteSink::Open(const SinkContext& ctx) {
   return BuildStatements();
 }
 
-Status SqliteSink::CreateTables() {
-  RETURN_IF_ERROR(Exec(
-      "CREATE TABLE IF NOT EXISTS _sluice_positions (pipeline TEXT NOT NULL, source TEXT NOT "
-      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, updated_at TEXT NOT NULL, "
-      "PRIMARY KEY (pipeline, source, partition))"));
-  RETURN_IF_ERROR(Exec(
-      "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
-      "NOT NULL, updated_at TEXT NOT NULL)"));
-  RETURN_IF_ERROR(Exec(
-      "CREATE TABLE IF NOT EXISTS _sluice_dead_letters (pipeline TEXT NOT NULL, source TEXT NOT "
-      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, seq INTEGER NOT NULL, reason "
-      "TEXT NOT NULL, time TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, "
-      "payload_bytes INTEGER NOT NULL, truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, "
-      "PRIMARY KEY (pipeline, source, partition, offset, seq))"));
-  std::vector<std::pair<std::string, std::string>> columns;  // name, declaration
+SqliteSink::TableLayout SqliteSink::Layout() const {
+  TableLayout layout;
+  std::vector<std::pair<std::string, std::string>>& columns = layout.columns;  // name, declaration
   std::vector<std::pair<std::string, std::string>> hidden;   // after the visible columns
-  std::vector<std::string> keys;
+  std::vector<std::string>& keys = layout.keys;
   if (ctx_.aggregate && !ctx_.aggregate->append_mode) {
     const AggregateSpec& a = *ctx_.aggregate;
     if (a.emit_window_start) columns.push_back({"window_start", "TEXT NOT NULL"});
@@ -307,10 +295,8 @@ Status SqliteSink::CreateTables() {
     }
   }
   for (auto& h : hidden) columns.push_back(std::move(h));
-  std::vector<std::string> expected;
-  for (const auto& c : columns) expected.push_back(c.first);
-  if (view_) RETURN_IF_ERROR(MigrateOldLayout(expected));
-  std::string sql = "CREATE TABLE IF NOT EXISTS " + Q(physical_) + " (";
+  std::string& sql = layout.create_sql;
+  sql = "CREATE TABLE IF NOT EXISTS " + Q(physical_) + " (";
   for (size_t i = 0; i < columns.size(); ++i) {
     sql += (i ? ", " : "") + Q(columns[i].first) + " " + columns[i].second;
   }
@@ -320,7 +306,28 @@ Status SqliteSink::CreateTables() {
     sql += ")";
   }
   sql += ")";
-  RETURN_IF_ERROR(Exec(sql));
+  return layout;
+}
+
+Status SqliteSink::CreateTables() {
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_positions (pipeline TEXT NOT NULL, source TEXT NOT "
+      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, updated_at TEXT NOT NULL, "
+      "PRIMARY KEY (pipeline, source, partition))"));
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
+      "NOT NULL, updated_at TEXT NOT NULL)"));
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_dead_letters (pipeline TEXT NOT NULL, source TEXT NOT "
+      "NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, seq INTEGER NOT NULL, reason "
+      "TEXT NOT NULL, time TEXT NOT NULL, payload TEXT NOT NULL, payload_base64 TEXT, "
+      "payload_bytes INTEGER NOT NULL, truncated INTEGER NOT NULL, payload_sha256 TEXT NOT NULL, "
+      "PRIMARY KEY (pipeline, source, partition, offset, seq))"));
+  const TableLayout layout = Layout();
+  std::vector<std::string> expected;
+  for (const auto& c : layout.columns) expected.push_back(c.first);
+  if (view_) RETURN_IF_ERROR(MigrateOldLayout(expected));
+  RETURN_IF_ERROR(Exec(layout.create_sql));
 
   // An existing table must have the columns this pipeline writes; columns it does not write
   // (the old columns of a table taken over) are left as they are, so they must accept a row
@@ -415,15 +422,43 @@ Status SqliteSink::MigrateOldLayout(const std::vector<std::string>& expected) {
   return Status::OK();
 }
 
-Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
+std::string SqliteSink::ViewSql(const std::vector<std::string>& table_columns) const {
   const std::vector<std::string> internal = InternalColumnNames(ctx_.aggregate);
   std::string select;
   for (const auto& c : table_columns) {
     if (std::find(internal.begin(), internal.end(), c) != internal.end()) continue;
     select += (select.empty() ? "" : ", ") + Q(c);
   }
-  const std::string create =
-      "CREATE VIEW " + Q(table_) + " AS SELECT " + select + " FROM " + Q(physical_);
+  return "CREATE VIEW " + Q(table_) + " AS SELECT " + select + " FROM " + Q(physical_);
+}
+
+Result<SinkExplanation> SqliteSink::Explain(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetContext(ctx));
+  SinkExplanation e;
+  e.facts.push_back({"database", path_});
+  if (view_) {
+    e.facts.push_back({"layout", "rows in " + physical_ + " (with the internal columns); " + table_ +
+                                     " is a view of the declared columns"});
+  } else {
+    e.facts.push_back({"layout", "rows in table " + table_});
+  }
+  e.facts.push_back({"per checkpoint",
+                     "one transaction: the upsert once per row, the dead letters and the positions "
+                     "in _sluice_positions"});
+  const TableLayout layout = Layout();
+  e.statements.push_back({"create table", "sqlite", layout.create_sql});
+  if (view_) {
+    std::vector<std::string> columns;
+    for (const auto& c : layout.columns) columns.push_back(c.first);
+    e.statements.push_back({"create view", "sqlite", ViewSql(columns)});
+  }
+  const bool merge = ctx_.aggregate && !ctx_.aggregate->append_mode;
+  e.statements.push_back({merge ? "merge" : "write", "sqlite", UpsertSql()});
+  return e;
+}
+
+Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
+  const std::string create = ViewSql(table_columns);
   sqlite3_stmt* stmt = nullptr;
   RETURN_IF_ERROR(Prepare("SELECT type, sql FROM sqlite_master WHERE name = ?1", &stmt));
   sqlite3_bind_text(stmt, 1, table_.c_str(), -1, SQLITE_TRANSIENT);
@@ -452,21 +487,7 @@ Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
   return s;
 }
 
-Status SqliteSink::BuildStatements() {
-  RETURN_IF_ERROR(Prepare(
-      "INSERT INTO _sluice_positions (pipeline, source, partition, offset, updated_at) VALUES "
-      "(?1, ?2, ?3, ?4, datetime('now')) ON CONFLICT (pipeline, source, partition) DO UPDATE "
-      "SET offset = excluded.offset, updated_at = excluded.updated_at",
-      &position_));
-  RETURN_IF_ERROR(Prepare(
-      "INSERT INTO _sluice_state (pipeline, state, updated_at) VALUES (?1, ?2, datetime('now')) "
-      "ON CONFLICT (pipeline) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-      &state_));
-  RETURN_IF_ERROR(Prepare(
-      "INSERT INTO _sluice_dead_letters (pipeline, source, partition, offset, seq, reason, time, "
-      "payload, payload_base64, payload_bytes, truncated, payload_sha256) VALUES (?1, ?2, ?3, ?4, "
-      "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-      &dead_letter_));
+std::string SqliteSink::UpsertSql() const {
   std::string cols, values, updates, conflict;
   int p = 0;
   auto add = [&](const std::string& col, const std::string& value) {
@@ -530,9 +551,8 @@ Status SqliteSink::BuildStatements() {
       }
     }
     // SQLite evaluates every SET expression against the old row, so the order above is safe.
-    return Prepare("INSERT INTO " + Q(physical_) + " (" + cols + ") VALUES (" + values +
-                       ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates,
-                   &upsert_);
+    return "INSERT INTO " + Q(physical_) + " (" + cols + ") VALUES (" + values +
+           ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates;
   }
   const std::vector<std::string>& keys = ctx_.key_columns;
   for (const auto& f : ctx_.output.fields()) {
@@ -549,6 +569,27 @@ Status SqliteSink::BuildStatements() {
     sql += " ON CONFLICT (" + conflict + ") DO " +
            (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
   }
+  return sql;
+}
+
+Status SqliteSink::BuildStatements() {
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_positions (pipeline, source, partition, offset, updated_at) VALUES "
+      "(?1, ?2, ?3, ?4, datetime('now')) ON CONFLICT (pipeline, source, partition) DO UPDATE "
+      "SET offset = excluded.offset, updated_at = excluded.updated_at",
+      &position_));
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_state (pipeline, state, updated_at) VALUES (?1, ?2, datetime('now')) "
+      "ON CONFLICT (pipeline) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+      &state_));
+  RETURN_IF_ERROR(Prepare(
+      "INSERT INTO _sluice_dead_letters (pipeline, source, partition, offset, seq, reason, time, "
+      "payload, payload_base64, payload_bytes, truncated, payload_sha256) VALUES (?1, ?2, ?3, ?4, "
+      "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+      &dead_letter_));
+  const std::string sql = UpsertSql();
+  if (ctx_.aggregate && !ctx_.aggregate->append_mode) return Prepare(sql, &upsert_);
+  const std::vector<std::string>& keys = ctx_.key_columns;
   Status s = Prepare(sql, &upsert_);
   if (!s.ok() && !keys.empty()) {
     return Status::InvalidArgument("sqlite table " + physical_ + " in " + path_ +

@@ -10,6 +10,7 @@
 
 #include "config/option_spec.h"
 #include "runtime/sink.h"
+#include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
@@ -41,7 +42,7 @@ const OptionTable& SqliteSinkOptions();
 /// left out and dead-lettered in the same transaction with reason "sink_rejected: ..." (see
 /// runtime/sink_rejection.h); the rest of the checkpoint commits. Each row is its own statement,
 /// and a failed statement is undone by SQLite without ending the transaction.
-class SqliteSink : public Sink, public SinkReader {
+class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
   ~SqliteSink() override;
@@ -70,6 +71,8 @@ class SqliteSink : public Sink, public SinkReader {
   /// Timestamps are stored as text to the second.
   Value AsStored(size_t column, const Value& v) const override;
   std::optional<SinkRowCounts> LastCommitRowCounts() const override { return counts_; }
+  /// The table, view and upsert Open() creates and prepares, without opening the database.
+  Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
  private:
   SqliteSink(std::string path, std::string table) : path_(std::move(path)), table_(std::move(table)) {}
@@ -82,6 +85,17 @@ class SqliteSink : public Sink, public SinkReader {
   Status Exec(const std::string& sql);
   Status Prepare(const std::string& sql, sqlite3_stmt** stmt);
   Status CreateTables();
+  /// The results table's columns (name, declaration; internal ones last), primary key and DDL.
+  struct TableLayout {
+    std::vector<std::pair<std::string, std::string>> columns;
+    std::vector<std::string> keys;
+    std::string create_sql;
+  };
+  TableLayout Layout() const;
+  /// The statement that writes one row or merges one delta (parameters ?1, ?2, ...).
+  std::string UpsertSql() const;
+  /// The view TABLE over the internal table, given the internal table's columns in order.
+  std::string ViewSql(const std::vector<std::string>& table_columns) const;
   /// Returns "table", "view" or "" (no such object) for `name`.
   Result<std::string> ObjectType(const std::string& name);
   /// With internal columns: moves an older sluice's TABLE (internal columns in it) to the

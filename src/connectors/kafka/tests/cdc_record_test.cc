@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+
+#include "operators/avro_decoder.h"
+
 namespace sluice {
 namespace {
 
@@ -65,6 +70,147 @@ TEST(ChangeRecordDecoder, DebeziumEventsThatAreSkipped) {
 
 TEST(ChangeRecordDecoder, KeyMustBeAField) {
   EXPECT_FALSE(ChangeRecordDecoder::Make(Fields(), 3, false).ok());
+}
+
+// Kafka Connect's JsonConverter with schemas.enable=true (its default), as the JDBC source
+// connector writes a row of table job.
+constexpr const char* kConnectEnvelope =
+    R"({"schema": {"type": "struct", "fields": [{"type": "int64", "optional": false, "field": "id"},)"
+    R"( {"type": "string", "optional": true, "field": "name"}, {"type": "struct", "optional": true,)"
+    R"( "field": "company", "fields": [{"type": "int64", "optional": true, "field": "id"}]}],)"
+    R"( "optional": false, "name": "job"}, "payload": {"id": 8, "name": "globex", "company": {"id": 4}}})";
+
+TEST(ChangeRecordDecoder, JdbcRowsInTheConnectEnvelope) {
+  auto d = Make(false);
+  ChangeRecord c;
+  ASSERT_TRUE(d->Decode(kConnectEnvelope, &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kUpsert);
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(8), Value::String("globex"), Value::Int(4)}));
+  // The same decoder still reads flat rows (schemas.enable=false), in any order.
+  ASSERT_TRUE(d->Decode(R"({"name": "acme", "id": 7})", &c).ok());
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(7), Value::String("acme"), Value()}));
+  // A null value with its schema is a tombstone: nothing to apply, not an error.
+  ASSERT_TRUE(d->Decode(R"({"schema": {"type": "struct", "optional": true}, "payload": null})", &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kNone);
+  // A flat row of a table whose columns include schema and payload is still a row.
+  auto wide = ChangeRecordDecoder::Make(
+      Schema({Field{"id", Type::kInt64, ""}, Field{"schema", Type::kString, ""}, Field{"payload", Type::kString, ""}}),
+      0, false);
+  ASSERT_TRUE(wide.ok());
+  ASSERT_TRUE((*wide)->Decode(R"({"id": 1, "schema": "s", "payload": "p"})", &c).ok());
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(1), Value::String("s"), Value::String("p")}));
+}
+
+TEST(ChangeRecordDecoder, JdbcMessagesInNeitherShapeAreErrorsWithTheirReason) {
+  auto d = Make(false);
+  ChangeRecord c;
+  for (const auto& [payload, reason] :
+       {std::pair{R"([{"id": 1}])", "neither a row nor a Kafka Connect envelope: an array"},
+        std::pair{R"("id")", "neither a row nor a Kafka Connect envelope: a string"},
+        std::pair{R"(42)", "neither a row nor a Kafka Connect envelope: a number"},
+        std::pair{R"({"schema": {"type": "int64"}, "payload": 42})",
+                  "a Kafka Connect envelope whose payload is a number, not a row"},
+        std::pair{R"({"schema": {}, "payload": [{"id": 1}]})",
+                  "a Kafka Connect envelope whose payload is an array, not a row"},
+        std::pair{R"({"schema": {}, "payload": {"name": "no key"}})", "a row without its key"},
+        std::pair{R"({"id": 1, "name": "cut)", "not JSON"}}) {
+    c.kind = ChangeRecord::Kind::kUpsert;
+    Status s = d->Decode(payload, &c);
+    ASSERT_FALSE(s.ok()) << payload;
+    EXPECT_EQ(c.kind, ChangeRecord::Kind::kNone) << payload;
+    EXPECT_NE(s.message().find(reason), std::string::npos) << payload << ": " << s.message();
+  }
+}
+
+// Avro bodies written by hand from the specification's binary encoding (zigzag varints,
+// length-prefixed strings, the union's branch index before the branch), not by Avro C.
+std::string Long(int64_t v) {
+  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  std::string out;
+  while (z >= 0x80) {
+    out.push_back(static_cast<char>((z & 0x7f) | 0x80));
+    z >>= 7;
+  }
+  out.push_back(static_cast<char>(z));
+  return out;
+}
+std::string Str(std::string_view s) { return Long(static_cast<int64_t>(s.size())) + std::string(s); }
+std::string Header(int32_t id) {
+  return std::string{'\0', '\0', '\0', static_cast<char>((id >> 8) & 0xff), static_cast<char>(id & 0xff)};
+}
+
+// A Debezium envelope as the AvroConverter registers it (before/after are unions with null of
+// the table's Value record; op a string), and a JDBC source connector's row.
+constexpr const char* kDebezium = R"({"type":"record","name":"Envelope","namespace":"db.inv.job","fields":[
+  {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+     {"name":"id","type":"long"},{"name":"name","type":["null","string"],"default":null},
+     {"name":"company","type":["null",{"type":"record","name":"Company","fields":[
+        {"name":"id","type":"long"}]}],"default":null}]}],"default":null},
+  {"name":"after","type":["null","Value"],"default":null},
+  {"name":"op","type":"string"},
+  {"name":"ts_ms","type":["null","long"],"default":null}]})";
+constexpr const char* kJdbcRow = R"({"type":"record","name":"job","fields":[
+  {"name":"id","type":"long"},{"name":"name","type":["null","string"],"default":null},
+  {"name":"op","type":["null","string"],"default":null}]})";
+
+std::shared_ptr<AvroSchemaCache> Schemas(std::map<int32_t, std::string> m) {
+  return std::make_shared<AvroSchemaCache>(
+      [m](int32_t id) -> Result<std::string> {
+        auto it = m.find(id);
+        if (it == m.end()) return Status::NotFound("registry: Schema " + std::to_string(id) + " not found");
+        return it->second;
+      },
+      nullptr);
+}
+
+// The Value record: id, name (union index 1 = string), company (union index 1 = record).
+std::string JobValue(int64_t id, std::string_view name, int64_t company) {
+  return Long(id) + Long(1) + Str(name) + Long(1) + Long(company);
+}
+
+TEST(ChangeRecordDecoder, AvroDebeziumEventsAndJdbcRows) {
+  auto made = ChangeRecordDecoder::MakeAvro(Fields(), 0, Schemas({{1, kDebezium}, {2, kJdbcRow}}));
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  auto& d = *made;
+  ChangeRecord c;
+  // r: before null (index 0), after the row (index 1), op "r", ts_ms null.
+  ASSERT_TRUE(d->Decode(Header(1) + Long(0) + Long(1) + JobValue(5, "acme", 3) + Str("r") + Long(0), &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kUpsert);
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(5), Value::String("acme"), Value::Int(3)}));
+  // u: both sides; the row is after's.
+  ASSERT_TRUE(d->Decode(Header(1) + Long(1) + JobValue(5, "acme", 3) + Long(1) + JobValue(5, "acme2", 9) + Str("u") +
+                            Long(1) + Long(1700000000000),
+                        &c)
+                  .ok());
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(5), Value::String("acme2"), Value::Int(9)}));
+  // d: after null; the key comes from before.
+  ASSERT_TRUE(d->Decode(Header(1) + Long(1) + JobValue(5, "acme2", 9) + Long(0) + Str("d") + Long(0), &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kDelete);
+  EXPECT_EQ(c.key, Value::Int(5));
+  // A tombstone.
+  ASSERT_TRUE(d->Decode("", &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kNone);
+  // A JDBC row whose table has a column named op is a row, not an event.
+  ASSERT_TRUE(d->Decode(Header(2) + Long(6) + Long(1) + Str("initech") + Long(1) + Str("d"), &c).ok());
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kUpsert);
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(6), Value::String("initech"), Value()}));
+}
+
+TEST(ChangeRecordDecoder, AvroMessagesThatAreSkipped) {
+  auto made = ChangeRecordDecoder::MakeAvro(Fields(), 0, Schemas({{1, kDebezium}, {2, kJdbcRow}}));
+  ASSERT_TRUE(made.ok());
+  auto& d = *made;
+  ChangeRecord c;
+  for (const auto& [payload, reason] :
+       {std::pair{Header(1) + Long(0) + Long(1) + JobValue(5, "a", 3) + Str("t") + Long(0), std::string("unknown op 't'")},
+        std::pair{Header(1) + Long(0) + Long(0) + Str("d") + Long(0), std::string("a delete without the key in before")},
+        std::pair{Header(7) + Long(1), std::string("unknown schema id 7")},
+        std::pair{Header(2) + Long(6) + Long(1) + Long(40) + "short", std::string("body does not match schema id 2")},
+        std::pair{std::string(R"({"id": 1})"), std::string("not the Confluent wire format")}}) {
+    Status s = d->Decode(payload, &c);
+    ASSERT_FALSE(s.ok()) << reason;
+    EXPECT_NE(s.message().find(reason), std::string::npos) << s.message();
+  }
 }
 
 }  // namespace

@@ -1,58 +1,14 @@
-"""Helpers shared by the HTTP tests: a sluice run with --http on a free loopback port, HTTP
-requests, polling, and the PASS/FAIL/SKIP bookkeeping of the other integration tests
-(a missing tool is a SKIP, exit 77, unless CI=true, where it FAILS)."""
+"""HTTP helpers of the HTTP tests: a sluice run with --http on a free loopback port and plain
+requests (the PASS/FAIL/SKIP bookkeeping is tests/tools/harness.py's)."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
-
-
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print("PASS " + name, flush=True)
-        else:
-            self.failed += 1
-            print("FAIL " + name + (": " + str(detail) if detail != "" else ""), flush=True)
-        return ok
-
-    def finish(self):
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
-        return 1 if self.failed else 0
-
-
-def require_tool(name, package):
-    """Returns the tool's path, or None after printing a loud SKIP (a FAIL line under CI)."""
-    path = shutil.which(name)
-    if path:
-        return path
-    why = f"{name} not found (Debian package {package}; scripts/install-deps.sh installs it)"
-    if IN_CI:
-        print(f"FAIL {why} (CI=true: not skipping)", flush=True)
-    else:
-        print(f"{'!' * 78}\nSKIP {why}\n{'!' * 78}", flush=True)
-    return None
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import REPO, free_port, wait_for
 
 
 def get(url, timeout=5):
@@ -69,17 +25,6 @@ def get(url, timeout=5):
 def get_json(url):
     status, body, _ = get(url)
     return json.loads(body) if status == 200 else None
-
-
-def wait_for(predicate, timeout, interval=0.25):
-    """Polls predicate() until it returns a truthy value (returned) or the timeout passes (None)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 class SluiceRun:
@@ -124,10 +69,3 @@ class SluiceRun:
     def log(self):
         with open(self.stderr_path) as f:
             return f.read()
-
-
-def main_guard(fn):
-    try:
-        sys.exit(fn())
-    except KeyboardInterrupt:
-        sys.exit(130)
