@@ -8,7 +8,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build demo test test-unit asan tsan fuzz clean help
+.PHONY: all deps build demo test test-unit asan tsan fuzz clean help docs
 
 all: build
 
@@ -25,6 +25,7 @@ help:
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make sigterm-long  SIGTERM at random moments to every example pipeline (SIGTERM_ROUNDS=10)"
 	@echo "make soak      Kafka -> MariaDB under kills, restarts, a full disk and poison records for SOAK_MINUTES (60); see RELIABILITY.md"
+	@echo "make docs      regenerate docs/connectors.md from the connectors' option tables"
 	@echo "make clean     remove build trees"
 	@echo "make install   install into PREFIX (default /usr/local; DESTDIR honoured), see README"
 	@echo "make package   build/sluice-*.tar.gz and build/sluice_*.deb (CPack)"
@@ -47,6 +48,9 @@ test: build services
 
 test-unit: build
 	$(BUILD_DIR)/sluice_tests
+
+docs: build
+	$(BUILD_DIR)/sluice connectors -o docs/connectors.md
 
 asan: deps services
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON

@@ -114,6 +114,22 @@ std::unique_ptr<sluice::Runner> Prepare(
   return std::move(runner).value();
 }
 
+/// `sluice connectors`: the reference generated from the connectors' option tables.
+int PrintConnectors(const std::string& output) {
+  const std::string text = sluice::RenderConnectorReference(sluice::ConnectorRegistry::Instance().Reference());
+  if (output.empty()) {
+    std::cout << text;
+    return kExitDone;
+  }
+  std::ofstream out(output, std::ios::trunc);
+  out << text;
+  if (!out.flush()) {
+    ReportError("connectors: cannot write " + output);
+    return kExitFailure;
+  }
+  return kExitDone;
+}
+
 /// `sluice validate FILE...`: checks each file as `run` would and prints its plan. With several
 /// files the same --var set applies to each, and a --var is unused when no file references it.
 int Validate(const std::vector<std::string>& paths, const std::vector<std::string>& var_items) {
@@ -145,7 +161,8 @@ int Validate(const std::vector<std::string>& paths, const std::vector<std::strin
       if (several) std::cout << "  failed (see stderr)\n" << std::flush;
       continue;
     }
-    std::string plan = sluice::DescribePlan(runner->plan());
+    std::string plan = sluice::DescribePlan(runner->plan()) +
+                       sluice::ConnectorRegistry::Instance().DescribeOptions(*runner->plan().config);
     if (several) {
       std::string indented;
       size_t start = 0;
@@ -593,6 +610,11 @@ int main(int argc, char** argv) {
                        "PARTITION=OFFSET or SOURCE:PARTITION=OFFSET (repeat per partition)");
   takeover->add_flag("--apply", takeover_options.apply, "apply the plan (default: print it only)");
 
+  auto* connectors = app.add_subcommand(
+      "connectors", "Print the reference of every connector's options (the text of docs/connectors.md)");
+  std::string connectors_output;
+  connectors->add_option("-o,--output", connectors_output, "write it to FILE instead of stdout");
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -639,6 +661,7 @@ int main(int argc, char** argv) {
     return sluice::cli::RunTakeover(*runner, takeover_options);
   }
   if (fake_api->parsed()) return sluice::cli::RunFakeApi(fake);
+  if (connectors->parsed()) return PrintConnectors(connectors_output);
   if (demo->parsed()) {
     demo_options.http_address = demo_no_http ? std::string() : demo_http;
     return sluice::cli::RunDemo(demo_options);

@@ -522,11 +522,14 @@ Result<int64_t> Options::GetDurationMicros(const std::string& key, int64_t fallb
   return *d;
 }
 
-Status Options::RejectUnconsumed(const std::string& section) const {
+Status Options::RejectUnconsumed(const std::string& section, const std::vector<std::string>& known) const {
   for (const auto& [key, value] : values_) {
     if (!consumed_.count(key)) {
+      // A declared key the connector did not read (it does not apply here) gets no hint.
+      std::string hint = ClosestName(key, known);
+      if (hint == key) hint.clear();
       return Status::InvalidArgument(Loc(value.where) + ": unknown key '" + key + "' in [" +
-                                     section + "]");
+                                     section + "]" + (hint.empty() ? "" : " (did you mean " + hint + "?)"));
     }
   }
   return Status::OK();

@@ -45,8 +45,9 @@ class Options {
   /// Returns "file:line:col" of `key`, or the section location when unset.
   std::string Where(const std::string& key) const;
 
-  /// Fails with "file:line: unknown key 'x' in [section]" for the first option never read.
-  Status RejectUnconsumed(const std::string& section) const;
+  /// Fails with "file:line: unknown key 'x' in [section]" for the first option never read;
+  /// names the closest of `known` as a did-you-mean hint.
+  Status RejectUnconsumed(const std::string& section, const std::vector<std::string>& known = {}) const;
 
   expr::SourceLocation section_location;
 

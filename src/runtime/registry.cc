@@ -1,5 +1,6 @@
 #include "runtime/registry.h"
 
+#include "core/time.h"
 #include "core/uri.h"
 
 namespace sluice {
@@ -12,7 +13,87 @@ std::string Known(const Map& map) {
   return known;
 }
 
+/// "  source options  a = 1, b = 2 (default)\n", or "" when no option has a value.
+std::string DescribeSection(const std::string& label, const std::string& uri, const Options& options,
+                            const OptionTable& table) {
+  std::map<std::string, std::string> query;  // options written in the URI (table sources)
+  if (size_t q = uri.find('?'); q != std::string::npos) {
+    std::string rest = uri.substr(q + 1);
+    size_t start = 0;
+    while (start < rest.size()) {
+      size_t end = rest.find('&', start);
+      if (end == std::string::npos) end = rest.size();
+      const std::string pair = rest.substr(start, end - start);
+      const size_t eq = pair.find('=');
+      if (eq != std::string::npos) query[pair.substr(0, eq)] = pair.substr(eq + 1);
+      start = end + 1;
+    }
+  }
+  std::string items;
+  auto add = [&](const std::string& item) { items += (items.empty() ? "" : ", ") + item; };
+  for (const OptionSpec& spec : table.options) {
+    if (spec.name.size() > 2 && spec.name.compare(spec.name.size() - 2, 2, ".*") == 0) {
+      for (const std::string& key : options.KeysWithPrefix(spec.name.substr(0, spec.name.size() - 1))) {
+        add(key + " (set)");
+      }
+      continue;
+    }
+    auto shown = [](const std::string& value) { return value.empty() ? std::string("\"\"") : value; };
+    if (auto it = query.find(spec.name); it != query.end()) {
+      add(spec.name + " = " + shown(it->second));
+    } else if (options.Has(spec.name)) {
+      add(spec.name + " = " + shown(options.GetString(spec.name)));
+    } else if (!spec.default_value.empty()) {
+      add(spec.name + " = " + spec.default_value + " (default)");
+    } else if (!spec.default_note.empty()) {
+      std::string note = spec.default_note;  // Markdown in the reference, plain text here
+      std::erase(note, '`');
+      add(spec.name + ": " + note + " (default)");
+    }
+  }
+  return items.empty() ? "" : "  " + label + " options  " + items + "\n";
+}
+
 }  // namespace
+
+std::string ConnectorRegistry::DescribeOptions(const PipelineConfig& config) const {
+  std::string out;
+  auto find = [](const std::map<std::string, OptionTable>& tables, const std::string& uri) -> const OptionTable* {
+    auto it = tables.find(SplitUri(uri).first);
+    return it == tables.end() ? nullptr : &it->second;
+  };
+  if (const OptionTable* t = find(source_options_, config.source.uri)) {
+    out += DescribeSection("source", config.source.uri, config.source.options, *t);
+  }
+  for (const auto& [name, dim] : config.dimensions) {
+    if (const OptionTable* t = find(dimension_options_, dim.uri)) {
+      out += DescribeSection("dimension " + name, dim.uri, dim.options, *t);
+    }
+  }
+  if (const OptionTable* t = find(sink_options_, config.sink.uri)) {
+    out += DescribeSection("sink", config.sink.uri, config.sink.options, *t);
+  }
+  return out;
+}
+
+void ConnectorRegistry::AddDimension(const std::string& scheme, DimensionFactory factory, OptionTable options) {
+  OptionSpec refresh;
+  refresh.name = "refresh";
+  refresh.type = OptionType::kDuration;
+  refresh.default_value = FormatDouble(factory.default_refresh_micros / 1e6) + "s";
+  refresh.help = "How often the dimension is brought up to date; 0 never after the first load.";
+  options.options.insert(options.options.begin(), std::move(refresh));
+  dimension_options_[scheme] = std::move(options);
+  dimensions_[scheme] = std::move(factory);
+}
+
+std::vector<ConnectorDoc> ConnectorRegistry::Reference() const {
+  std::vector<ConnectorDoc> out;
+  for (const auto& [scheme, table] : source_options_) out.push_back({"source", scheme, &table});
+  for (const auto& [scheme, table] : sink_options_) out.push_back({"sink", scheme, &table});
+  for (const auto& [scheme, table] : dimension_options_) out.push_back({"dimension", scheme, &table});
+  return out;
+}
 
 ConnectorRegistry& ConnectorRegistry::Instance() {
   static ConnectorRegistry registry;
@@ -63,10 +144,10 @@ Result<std::shared_ptr<Dimension>> ConnectorRegistry::LoadDimension(const Dimens
                                    "; a path without a scheme is a CSV file)");
   }
   DimensionRefresh refresh;
-  ASSIGN_OR_RETURN(refresh.interval_micros,
-                   config.options.GetDurationMicros("refresh", it->second.default_refresh_micros));
+  OptionReader options(config.options, dimension_options_.at(scheme), "dimension." + config.name);
+  ASSIGN_OR_RETURN(refresh.interval_micros, options.Duration("refresh", it->second.default_refresh_micros));
   if (refresh.interval_micros < 0) {
-    return Status::InvalidArgument(config.options.Where("refresh") + ": refresh must not be negative");
+    return Status::InvalidArgument(options.Where("refresh") + ": refresh must not be negative");
   }
   return it->second.load(config, std::move(refresh));
 }

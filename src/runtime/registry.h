@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "operators/dimension.h"
 #include "runtime/sink.h"
 #include "runtime/source.h"
@@ -60,13 +61,18 @@ class ConnectorRegistry {
  public:
   static ConnectorRegistry& Instance();
 
-  void AddSource(const std::string& scheme, SourceFactory factory) { sources_[scheme] = std::move(factory); }
-  void AddSink(const std::string& scheme, SinkFactory factory, SinkTraits traits = {}) {
+  /// Registers a source, sink or dimension with the table of the options its factory reads
+  /// (docs/connectors.md and `sluice connectors` list them).
+  void AddSource(const std::string& scheme, SourceFactory factory, OptionTable options = {}) {
+    sources_[scheme] = std::move(factory);
+    source_options_[scheme] = std::move(options);
+  }
+  void AddSink(const std::string& scheme, SinkFactory factory, SinkTraits traits = {}, OptionTable options = {}) {
     sinks_[scheme] = Sink_{std::move(factory), traits};
+    sink_options_[scheme] = std::move(options);
   }
-  void AddDimension(const std::string& scheme, DimensionFactory factory) {
-    dimensions_[scheme] = std::move(factory);
-  }
+  /// `options` need not declare `refresh`, which the registry reads for every dimension.
+  void AddDimension(const std::string& scheme, DimensionFactory factory, OptionTable options = {});
   void AddInputCheck(const std::string& scheme, InputCheck check) { input_checks_[scheme] = std::move(check); }
   /// Runs the input check of the scheme `uri` names (OK when it registered none).
   Status CheckInput(const std::string& uri, const std::map<int32_t, int64_t>& positions,
@@ -91,6 +97,14 @@ class ConnectorRegistry {
   /// nothing to fill at start, or nothing to follow).
   Result<std::unique_ptr<DimensionPoller>> MakeDimensionPoller(std::shared_ptr<Dimension> dim) const;
 
+  /// Every registered connector kind with its option table, sources first, by scheme.
+  std::vector<ConnectorDoc> Reference() const;
+  /// Describes, for `sluice validate`, the options of the source, dimensions and sink `config`
+  /// uses, one line each: every declared option that is set (in the section or the URI's
+  /// query) or has a default, the default marked. Values of pass-through keys (kafka.*) are
+  /// not shown, since they may hold credentials.
+  std::string DescribeOptions(const PipelineConfig& config) const;
+
  private:
   struct Sink_ {
     SinkFactory factory;
@@ -99,6 +113,9 @@ class ConnectorRegistry {
   std::map<std::string, SourceFactory> sources_;
   std::map<std::string, Sink_> sinks_;
   std::map<std::string, DimensionFactory> dimensions_;
+  std::map<std::string, OptionTable> source_options_;
+  std::map<std::string, OptionTable> sink_options_;
+  std::map<std::string, OptionTable> dimension_options_;
   std::map<std::string, InputCheck> input_checks_;
   std::vector<std::string> switchable_;
 };

@@ -6,8 +6,8 @@ namespace sluice {
 
 /// cassandra://, as a sink and as a raw-store table read incrementally.
 void RegisterCassandra(ConnectorRegistry& registry) {
-  registry.AddSource("cassandra", CassandraTableSource::Make);
-  registry.AddSink("cassandra", CassandraSink::Make);
+  registry.AddSource("cassandra", CassandraTableSource::Make, CassandraTableSourceOptions());
+  registry.AddSink("cassandra", CassandraSink::Make, {}, CassandraSinkOptions());
 }
 
 }  // namespace sluice

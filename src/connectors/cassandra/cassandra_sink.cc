@@ -171,24 +171,66 @@ Result<CqlValue> ToCqlValue(const Value& value, CqlType type) {
   }
 }
 
+const OptionTable& CassandraSinkOptions() {
+  using T = OptionType;
+  static const OptionTable kTable{
+      .uri = "cassandra://[USER@]HOST[:PORT]/KEYSPACE",
+      .summary = "A Cassandra table (`table`), created with its keyspace when missing, written with "
+                 "idempotent upserts; the positions follow the rows of each checkpoint "
+                 "(src/connectors/cassandra/README.md).",
+      .options = {
+          {.name = "password_file",
+           .type = OptionType::kPath,
+           .default_note = "`SLUICE_CASSANDRA_PASSWORD_FILE`",
+           .help = "File holding the password of the URI's user (else `SLUICE_CASSANDRA_PASSWORD`)."},
+          {.name = "table", .default_note = "the pipeline name", .help = "The table, when `[sink] table` is not set."},
+          {.name = "key",
+           .type = T::kList,
+           .help = "Primary key columns of a select pipeline (aggregates in append mode use their keys)."},
+          {.name = "partition_key",
+           .type = T::kList,
+           .default_note = "all key columns",
+           .help = "The leading key columns forming the partition key; the rest are clustering columns."},
+          {.name = "column_types",
+           .type = T::kList,
+           .default_note = "from the output types",
+           .help = "`\"name:TYPE,...\"`, TYPE one of text, ascii, int, bigint, double, boolean, timestamp, "
+                   "uuid, timeuuid."},
+          {.name = "consistency",
+           .default_value = "local_quorum",
+           .allowed = {"any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one"},
+           .help = "Write consistency level."},
+          {.name = "read_consistency",
+           .default_note = "`consistency` (`local_quorum` when that is write-only)",
+           .allowed = {"one", "two", "three", "quorum", "all", "local_quorum", "local_one"},
+           .help = "Level of the sink's own reads (positions and state, at start)."},
+          {.name = "concurrency", .type = T::kInt, .default_value = "4", .help = "Requests in flight on the connection, 1..1024."},
+          {.name = "batch_rows", .type = T::kInt, .default_value = "50", .help = "Rows per unlogged batch (only rows of one partition are batched together), 1..1000."},
+          {.name = "retries", .type = T::kInt, .default_value = "6", .help = "Attempts per request on timeouts, unavailable, overloaded or a lost connection, backoff 100 ms doubling to 5 s."},
+          {.name = "replication_factor", .type = T::kInt, .default_value = "1", .help = "Of a keyspace the sink creates."},
+          {.name = "timeout", .type = T::kDuration, .default_value = "12s", .help = "Connect and request timeout; at least 100ms."},
+      }};
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
-  const Options& o = config.options;
+  OptionReader o(config.options, CassandraSinkOptions(), "sink");
   auto uri = cassandra::ParseCassandraUri(config.uri, false);
   if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
   std::unique_ptr<CassandraSink> sink(new CassandraSink());
   sink->uri_ = std::move(uri).value();
   sink->where_ = o.Where("uri");
-  sink->password_file_ = o.GetString("password_file");
+  sink->password_file_ = o.String("password_file");
   auto credentials = cassandra::ResolveCredentials(sink->uri_.user, sink->password_file_);
   if (!credentials.ok()) {
     return Status::InvalidArgument(o.Where("password_file") + ": " +
                                    credentials.status().message());
   }
   sink->table_ = config.table;
-  if (sink->table_.empty()) sink->table_ = o.GetString("table");
-  sink->key_option_ = SplitList(o.GetString("key"));
-  sink->partition_key_option_ = SplitList(o.GetString("partition_key"));
-  for (const std::string& entry : SplitList(o.GetString("column_types"))) {
+  if (sink->table_.empty()) sink->table_ = o.String("table");
+  sink->key_option_ = SplitList(o.String("key"));
+  sink->partition_key_option_ = SplitList(o.String("partition_key"));
+  for (const std::string& entry : SplitList(o.String("column_types"))) {
     size_t colon = entry.find(':');
     CqlType t;
     if (colon == std::string::npos ||
@@ -201,7 +243,7 @@ Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
     sink->column_types_[Trim(std::string_view(entry).substr(0, colon))] =
         Trim(std::string_view(entry).substr(colon + 1));
   }
-  std::string consistency = o.GetString("consistency", "local_quorum");
+  std::string consistency = o.String("consistency");
   if (!cassandra::ParseConsistency(consistency, &sink->consistency_)) {
     return Status::InvalidArgument(o.Where("consistency") + ": unknown consistency '" +
                                    consistency + "' (one, quorum, local_quorum, all, ...)");
@@ -210,7 +252,7 @@ Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
   const bool write_only = sink->consistency_ == cassandra::Consistency::kAny ||
                           sink->consistency_ == cassandra::Consistency::kEachQuorum;
   std::string read_consistency =
-      o.GetString("read_consistency", write_only ? "local_quorum" : consistency);
+      o.String("read_consistency", write_only ? "local_quorum" : consistency);
   if (!cassandra::ParseConsistency(read_consistency, &sink->read_consistency_) ||
       sink->read_consistency_ == cassandra::Consistency::kAny ||
       sink->read_consistency_ == cassandra::Consistency::kEachQuorum) {
@@ -218,11 +260,11 @@ Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
                                    "' is not a read consistency (one, two, three, quorum, all, "
                                    "local_quorum, local_one)");
   }
-  ASSIGN_OR_RETURN(int64_t concurrency, o.GetInt("concurrency", 4));
-  ASSIGN_OR_RETURN(int64_t batch_rows, o.GetInt("batch_rows", 50));
-  ASSIGN_OR_RETURN(int64_t retries, o.GetInt("retries", 6));
-  ASSIGN_OR_RETURN(int64_t rf, o.GetInt("replication_factor", 1));
-  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 12 * kMicrosPerSecond));
+  ASSIGN_OR_RETURN(int64_t concurrency, o.Int("concurrency"));
+  ASSIGN_OR_RETURN(int64_t batch_rows, o.Int("batch_rows"));
+  ASSIGN_OR_RETURN(int64_t retries, o.Int("retries"));
+  ASSIGN_OR_RETURN(int64_t rf, o.Int("replication_factor"));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("timeout"));
   if (concurrency < 1 || concurrency > 1024) {
     return Status::InvalidArgument(o.Where("concurrency") + ": concurrency must be 1..1024");
   }
@@ -246,7 +288,7 @@ Result<std::unique_ptr<Sink>> CassandraSink::Make(const SinkConfig& config) {
   sink->client_options_.connect_timeout =
       std::chrono::milliseconds(std::min<int64_t>(timeout / 1000, 5000));
   sink->client_options_.max_in_flight = sink->concurrency_;
-  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  RETURN_IF_ERROR(o.Finish());
   return std::unique_ptr<Sink>(std::move(sink));
 }
 

@@ -9,12 +9,16 @@
 #include <string_view>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/cassandra/cql_client.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
+
+/// The options of a cassandra:// sink (CassandraSink::Make reads them).
+const OptionTable& CassandraSinkOptions();
 
 /// Upserts results into a Cassandra table, exactly once by idempotence: every row is an INSERT
 /// (an upsert by primary key) of final values, and a checkpoint's source positions and engine

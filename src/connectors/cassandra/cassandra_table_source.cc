@@ -191,32 +191,69 @@ std::string Seconds(int64_t micros) {
 }
 }  // namespace
 
+const OptionTable& CassandraTableSourceOptions() {
+  using T = OptionType;
+  static const OptionTable kTable{
+      .uri = "cassandra://[USER@]HOST[:PORT]/KEYSPACE/TABLE?order_by=COLUMN",
+      .summary = "A Cassandra table read incrementally by a `timeuuid` or `timestamp` column, bucket "
+                 "by bucket when it is keyed by a time bucket. Options may also be written in the "
+                 "URI's query.",
+      .options = {
+          {.name = "password_file",
+           .type = OptionType::kPath,
+           .default_note = "`SLUICE_CASSANDRA_PASSWORD_FILE`",
+           .help = "File holding the password of the URI's user (else `SLUICE_CASSANDRA_PASSWORD`)."},
+          {.name = "order_by", .help = "The timeuuid or timestamp column rows are read in order of (required)."},
+          {.name = "key", .help = "int/bigint tie-break for a timestamp `order_by`."},
+          {.name = "bucket", .help = "The time-bucket partition key column of `PRIMARY KEY ((bucket), order_by)` (the bucket layout); unset: the table is scanned."},
+          {.name = "bucket_width",
+           .type = T::kDuration,
+           .help = "Width of a bucket in whole seconds (`1h`, `1d`), buckets starting at multiples of "
+                   "it since 1970-01-01T00:00:00Z, as the table's writer computes it."},
+          {.name = "bucket_format", .help = "strftime format (UTC) of a text bucket column (`%Y-%m-%d`); required for a text bucket."},
+          {.name = "grace", .type = T::kDuration, .default_value = "5s", .help = "How long rows may arrive after their time; newer rows are left for the next poll."},
+          {.name = "page_rows", .type = T::kInt, .default_value = "100000", .help = "Rows kept per scan (scan layout; memory bound: about 300 bytes each)."},
+          {.name = "fetch_size", .type = T::kInt, .default_value = "5000", .help = "Rows per server page (scan) or per bucket read, 16..100000."},
+          {.name = "timeout", .type = T::kDuration, .default_value = "12s", .help = "Connect and request timeout; at least 100ms."},
+          {.name = "give_up_after",
+           .type = T::kDuration,
+           .default_value = "2m",
+           .help = "Under `--until-caught-up`, reads failing this long end the run (exit 1)."},
+          {.name = "consistency",
+           .default_value = "local_quorum",
+           .allowed = {"one", "two", "three", "quorum", "all", "local_quorum", "local_one"},
+           .help = "Read consistency level."},
+      }};
+  return kTable;
+}
+
 Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const SourceConfig& config,
                                                                         int /*max_instances*/) {
-  Options o = config.options;
-  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
+  Options options = config.options;
+  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &options));
+  OptionReader o(options, CassandraTableSourceOptions(), "source");
   auto parsed = cassandra::ParseCassandraUri(uri, true);
   if (!parsed.ok()) {
     return Status::InvalidArgument(o.Where("uri") + ": " + parsed.status().message());
   }
   Settings s;
   s.uri = std::move(parsed).value();
-  s.password_file = o.GetString("password_file");
+  s.password_file = o.String("password_file");
   auto credentials = cassandra::ResolveCredentials(s.uri.user, s.password_file);
   if (!credentials.ok()) {
     return Status::InvalidArgument(o.Where("password_file") + ": " +
                                    credentials.status().message());
   }
-  s.order_by = o.GetString("order_by");
+  s.order_by = o.String("order_by");
   if (s.order_by.empty()) {
     return Status::InvalidArgument(o.Where("uri") +
                                    ": a cassandra source needs order_by (a timeuuid or timestamp "
                                    "column), e.g. ...?order_by=create_time");
   }
-  s.key = o.GetString("key");
-  s.bucket = o.GetString("bucket");
-  ASSIGN_OR_RETURN(int64_t width, o.GetDurationMicros("bucket_width", 0));
-  s.scheme.format = o.GetString("bucket_format");
+  s.key = o.String("key");
+  s.bucket = o.String("bucket");
+  ASSIGN_OR_RETURN(int64_t width, o.Duration("bucket_width"));
+  s.scheme.format = o.String("bucket_format");
   if (s.bucket.empty()) {
     if (width != 0 || !s.scheme.format.empty()) {
       return Status::InvalidArgument(o.Where("bucket_width") +
@@ -233,12 +270,12 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
     }
     s.scheme.width_ms = width / 1000;
   }
-  ASSIGN_OR_RETURN(s.grace_micros, o.GetDurationMicros("grace", 5'000'000));
-  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 100000));
-  ASSIGN_OR_RETURN(int64_t fetch, o.GetInt("fetch_size", 5000));
-  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 12 * kMicrosPerSecond));
+  ASSIGN_OR_RETURN(s.grace_micros, o.Duration("grace"));
+  ASSIGN_OR_RETURN(s.page_rows, o.Int("page_rows"));
+  ASSIGN_OR_RETURN(int64_t fetch, o.Int("fetch_size"));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("timeout"));
   ASSIGN_OR_RETURN(s.give_up_micros,
-                   o.GetDurationMicros("give_up_after", 120 * kMicrosPerSecond));
+                   o.Duration("give_up_after"));
   if (s.page_rows <= 0) {
     return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   }
@@ -253,7 +290,7 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
   if (s.give_up_micros <= 0) {
     return Status::InvalidArgument(o.Where("give_up_after") + ": give_up_after must be positive");
   }
-  std::string consistency = o.GetString("consistency", "local_quorum");
+  std::string consistency = o.String("consistency");
   if (!cassandra::ParseConsistency(consistency, &s.consistency) ||
       s.consistency == cassandra::Consistency::kAny ||
       s.consistency == cassandra::Consistency::kEachQuorum) {
@@ -268,7 +305,7 @@ Result<std::vector<std::unique_ptr<Source>>> CassandraTableSource::Make(const So
   s.client.connect_timeout = std::chrono::milliseconds(std::min<int64_t>(timeout / 1000, 5000));
   s.client.max_in_flight = 1;
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  RETURN_IF_ERROR(o.Finish());
   std::vector<std::unique_ptr<Source>> out;
   // One reader: the cursor is one position, so the table is not split between workers.
   out.push_back(std::unique_ptr<Source>(new CassandraTableSource(std::move(s))));

@@ -8,10 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/cassandra/cql_client.h"
 #include "runtime/source.h"
 
 namespace sluice {
+
+/// The options of a cassandra:// table source, in [source] or the URI's query (CassandraTableSource::Make reads them).
+const OptionTable& CassandraTableSourceOptions();
 
 namespace cassandra {
 

@@ -72,7 +72,7 @@ class CsvPoller : public DimensionPoller {
 };
 
 Result<std::shared_ptr<Dimension>> LoadCsv(const DimensionConfig& config, DimensionRefresh refresh) {
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
+  RETURN_IF_ERROR(OptionReader(config.options, CsvDimensionOptions(), "dimension." + config.name).Finish());
   size_t skipped = 0;
   std::string first_error;
   ASSIGN_OR_RETURN(std::shared_ptr<DimensionTable> table, LoadCsvDimension(config, &skipped, &first_error));
@@ -86,6 +86,16 @@ Result<std::shared_ptr<Dimension>> LoadCsv(const DimensionConfig& config, Dimens
 }
 
 }  // namespace
+
+const OptionTable& CsvDimensionOptions() {
+  static const OptionTable kTable{
+      .uri = "PATH.csv",
+      .summary = "A CSV file (',' or ';' delimited, sniffed from the header), loaded whole and reloaded "
+                 "when it changes; a file that is missing or does not parse keeps the previous "
+                 "snapshot.",
+      .options = {}};
+  return kTable;
+}
 
 DimensionFactory CsvDimensionFactory() {
   DimensionFactory f;

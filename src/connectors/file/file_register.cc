@@ -6,8 +6,8 @@ namespace sluice {
 
 /// file: a path (or file:PATH) read as a stream of records; a CSV file as a dimension.
 void RegisterFile(ConnectorRegistry& registry) {
-  registry.AddSource("file", FileSource::Make);
-  registry.AddDimension("file", CsvDimensionFactory());
+  registry.AddSource("file", FileSource::Make, FileSourceOptions());
+  registry.AddDimension("file", CsvDimensionFactory(), CsvDimensionOptions());
   registry.AddInputCheck("file", [](const std::string& path, const std::map<int32_t, int64_t>& positions,
                                     const std::map<int32_t, int64_t>& identity) -> Status {
     auto it = positions.find(0);

@@ -85,35 +85,57 @@ Result<DecoderOptions::Format> FormatFromPath(const std::string& path) {
                                  "' from its name: use .csv, .ndjson or .jsonl, or set format");
 }
 
+const OptionTable& FileSourceOptions() {
+  static const OptionTable kTable{
+      .uri = "PATH",
+      .summary = "A local CSV or NDJSON file (`file:PATH` or a path without a scheme), read once or "
+                 "followed with `--follow`.",
+      .options = {
+          {.name = "format",
+           .default_value = "auto",
+           .allowed = {"auto", "csv", "ndjson", "json"},
+           .help = "`auto` tells by the extension (.csv, .ndjson, .jsonl, .json)."},
+          {.name = "delimiter",
+           .default_note = "sniffed from the header",
+           .allowed = {",", ";"},
+           .help = "CSV field separator."},
+          {.name = "header",
+           .type = OptionType::kBool,
+           .default_value = "true",
+           .help = "The CSV file starts with a header naming its columns."},
+          {.name = "max_quoted_bytes",
+           .type = OptionType::kInt,
+           .default_value = "1048576",
+           .help = "A CSV record over several lines must split into the header's fields within "
+                   "this size; else its quote is taken for a stray one, its first line "
+                   "dead-lettered and reading resumes at the next line."},
+      }};
+  return kTable;
+}
+
 Result<std::vector<std::unique_ptr<Source>>> FileSource::Make(const SourceConfig& config,
                                                               int /*max_instances*/) {
   auto [scheme, path] = SplitUri(config.uri);
-  const Options& o = config.options;
+  OptionReader o(config.options, FileSourceOptions(), "source");
   DecoderOptions options;
-  std::string format = o.GetString("format", "auto");
+  ASSIGN_OR_RETURN(std::string format, o.Choice("format"));
   if (format == "auto") {
     auto f = FormatFromPath(path);
     if (!f.ok()) return Status::InvalidArgument(o.Where("format") + ": " + f.status().message());
     options.format = *f;
   } else if (format == "csv") {
     options.format = DecoderOptions::Format::kCsv;
-  } else if (format == "ndjson" || format == "json") {
-    options.format = DecoderOptions::Format::kNdjson;
   } else {
-    return Status::InvalidArgument(o.Where("format") + ": format must be auto, csv or ndjson");
+    options.format = DecoderOptions::Format::kNdjson;
   }
-  std::string delimiter = o.GetString("delimiter", "");
-  if (delimiter == ";" || delimiter == ",") {
-    options.delimiter = delimiter[0];
-  } else if (!delimiter.empty()) {
-    return Status::InvalidArgument(o.Where("delimiter") + ": delimiter must be \",\" or \";\"");
-  }
-  ASSIGN_OR_RETURN(options.header, o.GetBool("header", true));
-  ASSIGN_OR_RETURN(int64_t max_quoted, o.GetInt("max_quoted_bytes", 1 << 20));
+  ASSIGN_OR_RETURN(std::string delimiter, o.Choice("delimiter"));
+  if (!delimiter.empty()) options.delimiter = delimiter[0];
+  ASSIGN_OR_RETURN(options.header, o.Bool("header"));
+  ASSIGN_OR_RETURN(int64_t max_quoted, o.Int("max_quoted_bytes"));
   if (max_quoted <= 0) {
     return Status::InvalidArgument(o.Where("max_quoted_bytes") + ": max_quoted_bytes must be positive");
   }
-  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  RETURN_IF_ERROR(o.Finish());
   // What no retry can fix fails here, at start (and in `validate`): a missing file, a
   // directory, a FIFO or device, a file this user cannot read.
   const std::string where = config.options.Where("") + ": source file " + path;

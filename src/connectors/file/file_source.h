@@ -6,9 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "runtime/source.h"
 
 namespace sluice {
+
+/// The options of a file source (FileSource::Make reads them).
+const OptionTable& FileSourceOptions();
 
 /// Reads records from a local CSV or NDJSON file: one partition, positions are byte offsets.
 ///

@@ -8,25 +8,72 @@
 
 namespace sluice {
 
-Result<GeneratorSettings> ParseGeneratorSettings(const Options& o) {
+const OptionTable& GeneratorSourceOptions() {
+  static const OptionTable kTable{
+      .uri = "generator:",
+      .summary = "Synthetic events of a built-in profile, at a set rate; a restart regenerates exactly "
+                 "the events after the committed ones. Its keys may stay in a `[source]` whose "
+                 "`uri` a variable switches to another source.",
+      .options = {
+          {.name = "profile",
+           .allowed = {"recruitment", "viewlog", "ysb"},
+           .help = "Which events to make (required)."},
+          {.name = "seed", .type = OptionType::kInt, .default_value = "1", .help = "Random seed."},
+          {.name = "rate",
+           .type = OptionType::kNumber,
+           .default_value = "1000",
+           .help = "Events per second over all partitions; 0: as fast as possible."},
+          {.name = "count", .type = OptionType::kInt, .default_value = "-1", .help = "Total events; -1: unbounded."},
+          {.name = "partitions", .type = OptionType::kInt, .default_value = "1", .help = "Partitions, 1..1024."},
+          {.name = "start",
+           .default_value = "2026-01-01T00:00:00Z",
+           .help = "Event time of the first event (ISO 8601)."},
+          {.name = "spacing",
+           .type = OptionType::kDuration,
+           .default_note = "1 s / rate (1ms at rate 0)",
+           .help = "Event-time distance between consecutive events."},
+          {.name = "jobs",
+           .type = OptionType::kPath,
+           .default_value = "examples/data/job.csv",
+           .help = "recruitment: the jobs CSV the events refer to."},
+          {.name = "campaigns",
+           .type = OptionType::kPath,
+           .default_note = "ysb: `examples/data/ysb_ads.csv`; viewlog: built in",
+           .help = "viewlog: a CSV of campaign_id; ysb: the ads CSV (ad_id, campaign_id)."},
+          {.name = "out_of_order",
+           .type = OptionType::kNumber,
+           .default_value = "0.05",
+           .help = "viewlog: share of records out of order (0..1)."},
+          {.name = "late", .type = OptionType::kNumber, .default_value = "0.01", .help = "viewlog: share of late records."},
+          {.name = "invalid",
+           .type = OptionType::kNumber,
+           .default_value = "0.02",
+           .help = "viewlog: share of invalid records; the three shares add up to at most 1."},
+          {.name = "format", .help = "Ignored (a file or Kafka source's setting)."},
+      }};
+  return kTable;
+}
+
+Result<GeneratorSettings> ParseGeneratorSettings(const Options& options) {
+  OptionReader o(options, GeneratorSourceOptions(), "source");
   GeneratorSettings s;
-  s.profile = o.GetString("profile", "");
+  s.profile = o.String("profile");
   if (s.profile.empty()) {
     return Status::InvalidArgument(o.Where("profile") +
                                    ": a generator source needs profile = \"recruitment\" (or "
                                    "another built-in profile)");
   }
-  ASSIGN_OR_RETURN(int64_t seed, o.GetInt("seed", 1));
+  ASSIGN_OR_RETURN(int64_t seed, o.Int("seed"));
   s.seed = static_cast<uint64_t>(seed);
-  ASSIGN_OR_RETURN(s.rate, o.GetDouble("rate", 1000));
+  ASSIGN_OR_RETURN(s.rate, o.Number("rate"));
   if (s.rate < 0) return Status::InvalidArgument(o.Where("rate") + ": rate must be >= 0");
-  ASSIGN_OR_RETURN(s.count, o.GetInt("count", -1));
-  ASSIGN_OR_RETURN(int64_t partitions, o.GetInt("partitions", 1));
+  ASSIGN_OR_RETURN(s.count, o.Int("count"));
+  ASSIGN_OR_RETURN(int64_t partitions, o.Int("partitions"));
   if (partitions < 1 || partitions > 1024) {
     return Status::InvalidArgument(o.Where("partitions") + ": partitions must be 1..1024");
   }
   s.partitions = static_cast<int32_t>(partitions);
-  std::string start = o.GetString("start", "2026-01-01T00:00:00Z");
+  std::string start = o.String("start");
   auto start_micros = ParseTimestamp(start);
   if (!start_micros) {
     return Status::InvalidArgument(o.Where("start") + ": start must be an ISO 8601 time, got '" +
@@ -34,7 +81,7 @@ Result<GeneratorSettings> ParseGeneratorSettings(const Options& o) {
   }
   s.start_micros = *start_micros;
   int64_t default_spacing = s.rate > 0 ? static_cast<int64_t>(1e6 / s.rate) : 1000;
-  ASSIGN_OR_RETURN(s.spacing_micros, o.GetDurationMicros("spacing", std::max<int64_t>(1, default_spacing)));
+  ASSIGN_OR_RETURN(s.spacing_micros, o.Duration("spacing", std::max<int64_t>(1, default_spacing)));
   return s;
 }
 
@@ -43,8 +90,9 @@ Result<std::vector<std::unique_ptr<Source>>> GeneratorSource::Make(const SourceC
   ASSIGN_OR_RETURN(GeneratorSettings settings, ParseGeneratorSettings(config.options));
   ASSIGN_OR_RETURN(auto profile,
                    MakeGeneratorProfile(settings.profile, config.options, settings.seed));
-  config.options.GetString("format");
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("source"));
+  OptionReader o(config.options, GeneratorSourceOptions(), "source");
+  o.String("format");
+  RETURN_IF_ERROR(o.Finish());
   int instances = std::max(1, std::min<int>(max_instances, settings.partitions));
   std::vector<std::vector<int32_t>> owned(instances);
   for (int32_t p = 0; p < settings.partitions; ++p) owned[p % instances].push_back(p);

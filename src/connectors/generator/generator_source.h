@@ -5,10 +5,15 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "core/random.h"
 #include "runtime/source.h"
 
 namespace sluice {
+
+/// The options of a generator source, its profiles' included (ParseGeneratorSettings and
+/// MakeGeneratorProfile read them).
+const OptionTable& GeneratorSourceOptions();
 
 /// Produces the payload of one synthetic event. Implementations are immutable after Make and
 /// shared by all generator instances of a pipeline.

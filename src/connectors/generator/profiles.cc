@@ -129,10 +129,11 @@ Result<std::vector<Job>> LoadJobs(const std::string& path) {
 }
 
 /// Shares of the viewlog profile's special records (see ViewlogProfile).
+/// The defaults are declared in GeneratorSourceOptions().
 struct ViewlogShares {
-  double out_of_order = 0.05;
-  double late = 0.01;
-  double invalid = 0.02;
+  double out_of_order = 0;
+  double late = 0;
+  double invalid = 0;
 };
 
 /// A timestamp spelling seen in view logs; the offset shifts the local time written.
@@ -334,11 +335,11 @@ Result<std::vector<int64_t>> LoadCampaigns(const std::string& path) {
   return ids;
 }
 
-Result<ViewlogShares> ParseViewlogShares(const Options& o) {
+Result<ViewlogShares> ParseViewlogShares(const OptionReader& o) {
   ViewlogShares s;
-  ASSIGN_OR_RETURN(s.out_of_order, o.GetDouble("out_of_order", s.out_of_order));
-  ASSIGN_OR_RETURN(s.late, o.GetDouble("late", s.late));
-  ASSIGN_OR_RETURN(s.invalid, o.GetDouble("invalid", s.invalid));
+  ASSIGN_OR_RETURN(s.out_of_order, o.Number("out_of_order"));
+  ASSIGN_OR_RETURN(s.late, o.Number("late"));
+  ASSIGN_OR_RETURN(s.invalid, o.Number("invalid"));
   for (auto [name, v] : {std::pair{"out_of_order", s.out_of_order}, std::pair{"late", s.late},
                          std::pair{"invalid", s.invalid}}) {
     if (!(v >= 0 && v <= 1)) {
@@ -458,23 +459,24 @@ Result<std::vector<YsbAd>> LoadYsbAds(const std::string& path) {
 Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
                                                                      const Options& options,
                                                                      uint64_t /*seed*/) {
+  OptionReader o(options, GeneratorSourceOptions(), "source");
   if (name == "recruitment") {
-    std::string jobs_path = options.GetString("jobs", "examples/data/job.csv");
+    std::string jobs_path = o.String("jobs");
     auto jobs = LoadJobs(jobs_path);
     if (!jobs.ok()) {
-      return Status::InvalidArgument(options.Where("jobs") + ": recruitment generator: " +
+      return Status::InvalidArgument(o.Where("jobs") + ": recruitment generator: " +
                                      jobs.status().message());
     }
     return std::shared_ptr<const GeneratorProfile>(
         std::make_shared<RecruitmentProfile>(std::move(jobs).value()));
   }
   if (name == "viewlog") {
-    ASSIGN_OR_RETURN(ViewlogShares shares, ParseViewlogShares(options));
+    ASSIGN_OR_RETURN(ViewlogShares shares, ParseViewlogShares(o));
     std::vector<int64_t> campaigns = DefaultCampaigns();
-    if (std::string path = options.GetString("campaigns"); !path.empty()) {
+    if (std::string path = o.String("campaigns"); !path.empty()) {
       auto loaded = LoadCampaigns(path);
       if (!loaded.ok()) {
-        return Status::InvalidArgument(options.Where("campaigns") +
+        return Status::InvalidArgument(o.Where("campaigns") +
                                        ": viewlog generator: " + loaded.status().message());
       }
       campaigns = std::move(loaded).value();
@@ -484,10 +486,10 @@ Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::
   }
   if (name == "ysb") {
     // `campaigns` names the ads CSV: which campaign bought each ad.
-    const std::string path = options.GetString("campaigns", "examples/data/ysb_ads.csv");
+    const std::string path = o.String("campaigns", "examples/data/ysb_ads.csv");
     auto ads = LoadYsbAds(path);
     if (!ads.ok()) {
-      return Status::InvalidArgument(options.Where("campaigns") + ": ysb generator: " +
+      return Status::InvalidArgument(o.Where("campaigns") + ": ysb generator: " +
                                      ads.status().message());
     }
     return std::shared_ptr<const GeneratorProfile>(

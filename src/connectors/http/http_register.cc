@@ -5,8 +5,8 @@ namespace sluice {
 
 /// http:, https: a paged JSON API read as a source.
 void RegisterHttp(ConnectorRegistry& registry) {
-  registry.AddSource("http", HttpSource::Make);
-  registry.AddSource("https", HttpSource::Make);
+  registry.AddSource("http", HttpSource::Make, HttpSourceOptions());
+  registry.AddSource("https", HttpSource::Make, HttpSourceOptions());
 }
 
 }  // namespace sluice

@@ -81,7 +81,61 @@ int64_t BackoffDelayMicros(int64_t base, int64_t max, int retry, double unit) {
   return delay - half + static_cast<int64_t>(static_cast<double>(half) * unit);
 }
 
-Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const Options& o) {
+const OptionTable& HttpSourceOptions() {
+  using T = OptionType;
+  static const OptionTable kTable{
+      .uri = "http://HOST[:PORT]/PATH",
+      .summary = "A paged JSON API, one page per request; the next page to request is the position "
+                 "(src/connectors/http/README.md).",
+      .options = {
+          {.name = "records",
+           .help = "Dotted path of the records array in the body (`results`, `data.items`; a numeric "
+                   "segment indexes an array). Unset: the body is an array of records, or one record."},
+          {.name = "interval",
+           .type = T::kDuration,
+           .default_value = "1s",
+           .help = "Time between the starts of two requests (`0s`: as fast as the API answers)."},
+          {.name = "timeout", .type = T::kDuration, .default_value = "10s", .help = "Connect and read timeout of one request."},
+          {.name = "retries",
+           .type = T::kInt,
+           .default_value = "3",
+           .help = "Further attempts after a failed one (timeouts, connection errors, 5xx, 429), 0..100."},
+          {.name = "backoff",
+           .type = T::kDuration,
+           .default_value = "200ms",
+           .help = "Delay before the first retry; doubled for each further retry."},
+          {.name = "backoff_max", .type = T::kDuration, .default_value = "10s", .help = "Cap of the retry delay."},
+          {.name = "page_param",
+           .default_value = "page",
+           .help = "Query parameter of the page number; `\"\"`: no paging (every request asks the same URL)."},
+          {.name = "first_page", .type = T::kInt, .default_value = "1", .help = "The first page number."},
+          {.name = "page_size", .type = T::kInt, .default_value = "-1", .help = "Records per page, sent as `size_param`; -1: not sent."},
+          {.name = "size_param", .default_value = "results", .help = "Query parameter of the page size."},
+          {.name = "seed",
+           .help = "Sent as `seed_param` when set (generator sources read the same key; a pipeline can switch)."},
+          {.name = "seed_param", .default_value = "seed", .help = "Query parameter of the seed."},
+          {.name = "pages",
+           .type = T::kInt,
+           .default_value = "-1",
+           .help = "Stop after this many pages (counted from `first_page`); -1: never."},
+          {.name = "count",
+           .type = T::kInt,
+           .default_value = "-1",
+           .help = "Stop after this many records received (the last page is truncated), counted as "
+                   "they arrive whatever the API's page size; -1: never."},
+          {.name = "max_body",
+           .type = T::kInt,
+           .default_value = "67108864",
+           .help = "A larger answer is dead-lettered (`too_large`) without retry."},
+          {.name = "ca_file", .type = T::kPath, .default_note = "the system's", .help = "https: CA bundle to verify the server with."},
+          {.name = "insecure", .type = T::kBool, .default_value = "false", .help = "https: do not verify the server's certificate."},
+          {.name = "format", .default_value = "json", .allowed = {"json", "ndjson"}, .help = "The body is JSON."},
+      }};
+  return kTable;
+}
+
+Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const Options& options) {
+  OptionReader o(options, HttpSourceOptions(), "source");
   HttpSourceSettings s;
   const size_t scheme_end = uri.find("://");
   if (scheme_end == std::string::npos || scheme_end + 3 >= uri.size()) {
@@ -93,32 +147,31 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
   s.path = path_start == std::string::npos ? "/" : uri.substr(path_start);
   if (s.path[0] == '?') s.path = "/" + s.path;
 
-  ASSIGN_OR_RETURN(s.interval_micros, o.GetDurationMicros("interval", s.interval_micros));
-  s.records = o.GetString("records", "");
-  ASSIGN_OR_RETURN(s.timeout_micros, o.GetDurationMicros("timeout", s.timeout_micros));
+  ASSIGN_OR_RETURN(s.interval_micros, o.Duration("interval"));
+  s.records = o.String("records");
+  ASSIGN_OR_RETURN(s.timeout_micros, o.Duration("timeout"));
   if (s.timeout_micros <= 0) return Status::InvalidArgument(o.Where("timeout") + ": must be > 0");
-  ASSIGN_OR_RETURN(int64_t retries, o.GetInt("retries", s.retries));
+  ASSIGN_OR_RETURN(int64_t retries, o.Int("retries"));
   if (retries < 0 || retries > 100) {
     return Status::InvalidArgument(o.Where("retries") + ": retries must be 0..100");
   }
   s.retries = static_cast<int>(retries);
-  ASSIGN_OR_RETURN(s.backoff_micros, o.GetDurationMicros("backoff", s.backoff_micros));
-  ASSIGN_OR_RETURN(s.backoff_max_micros, o.GetDurationMicros("backoff_max", s.backoff_max_micros));
-  ASSIGN_OR_RETURN(s.count, o.GetInt("count", -1));
-  ASSIGN_OR_RETURN(s.pages, o.GetInt("pages", -1));
-  s.page_param = o.Has("page_param") ? o.GetString("page_param") : s.page_param;
-  ASSIGN_OR_RETURN(s.first_page, o.GetInt("first_page", s.first_page));
+  ASSIGN_OR_RETURN(s.backoff_micros, o.Duration("backoff"));
+  ASSIGN_OR_RETURN(s.backoff_max_micros, o.Duration("backoff_max"));
+  ASSIGN_OR_RETURN(s.count, o.Int("count"));
+  ASSIGN_OR_RETURN(s.pages, o.Int("pages"));
+  s.page_param = o.String("page_param");  // set to "": no paging
+  ASSIGN_OR_RETURN(s.first_page, o.Int("first_page"));
   if (s.first_page < 0) return Status::InvalidArgument(o.Where("first_page") + ": must be >= 0");
-  s.size_param = o.GetString("size_param", s.size_param);
-  ASSIGN_OR_RETURN(s.page_size, o.GetInt("page_size", -1));
-  s.seed_param = o.GetString("seed_param", s.seed_param);
-  s.seed = o.GetString("seed", "");
-  ASSIGN_OR_RETURN(s.max_body_bytes, o.GetInt("max_body", s.max_body_bytes));
+  s.size_param = o.String("size_param");
+  ASSIGN_OR_RETURN(s.page_size, o.Int("page_size"));
+  s.seed_param = o.String("seed_param");
+  s.seed = o.String("seed");
+  ASSIGN_OR_RETURN(s.max_body_bytes, o.Int("max_body"));
   if (s.max_body_bytes <= 0) return Status::InvalidArgument(o.Where("max_body") + ": must be > 0");
-  s.ca_file = o.GetString("ca_file", "");
-  ASSIGN_OR_RETURN(s.insecure, o.GetBool("insecure", false));
-  const std::string format = o.GetString("format", "json");
-  if (format != "json" && format != "ndjson") {
+  s.ca_file = o.String("ca_file");
+  ASSIGN_OR_RETURN(s.insecure, o.Bool("insecure"));
+  if (!o.Choice("format").ok()) {
     return Status::InvalidArgument(o.Where("format") + ": an http source reads JSON (format = \"json\")");
   }
   return s;
@@ -127,7 +180,7 @@ Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const
 Result<std::vector<std::unique_ptr<Source>>> HttpSource::Make(const SourceConfig& config,
                                                               int /*max_instances*/) {
   ASSIGN_OR_RETURN(HttpSourceSettings settings, ParseHttpSourceSettings(config.uri, config.options));
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("source"));
+  RETURN_IF_ERROR(OptionReader(config.options, HttpSourceOptions(), "source").Finish());
   std::vector<std::unique_ptr<Source>> out;
   out.push_back(std::make_unique<HttpSource>(std::move(settings)));
   return out;

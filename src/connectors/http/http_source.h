@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/http/http_body.h"
 #include "runtime/source.h"
 
@@ -44,6 +45,9 @@ struct HttpSourceSettings {
   std::string ca_file;       ///< https: CA bundle; "" = the system's
   bool insecure = false;     ///< https: skip certificate verification
 };
+
+/// The options of an http(s) source (ParseHttpSourceSettings reads them).
+const OptionTable& HttpSourceOptions();
 
 /// Parses the URI and options of an http(s) source.
 Result<HttpSourceSettings> ParseHttpSourceSettings(const std::string& uri, const Options& options);

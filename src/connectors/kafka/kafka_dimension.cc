@@ -211,13 +211,37 @@ class KafkaDimensionPoller : public DimensionPoller {
   int64_t registry_waits_ = 0;
 };
 
+const OptionTable& KafkaDimensionOptions() {
+  static const OptionTable kTable = [] {
+    OptionTable t{
+      .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
+      .summary = "A change-data-capture topic, read to its end at start and then followed; a record "
+                 "with a null value deletes its key.",
+      .options = {
+          {.name = "format",
+           .default_value = "jdbc",
+           .allowed = {"jdbc", "debezium", "avro"},
+           .help = "`jdbc`: JSON rows, flat or in Kafka Connect's envelope; `debezium`: before/after/op "
+                   "envelopes; `avro`: either, in Avro (with `schema_registry`)."},
+          {.name = "snapshot_timeout",
+           .type = OptionType::kDuration,
+           .default_value = "60s",
+           .help = "How long reading the topic to its end at start may take."},
+      }};
+    for (OptionSpec& spec : SchemaRegistryOptions()) t.options.push_back(std::move(spec));
+    return t;
+  }();
+  return kTable;
+}
+
 Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
-  const std::string format = config.options.GetString("format", "jdbc");
+  OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
+  const std::string format = o.String("format");
   if (format != "jdbc" && format != "debezium" && format != "avro") {
-    return Status::InvalidArgument(config.options.Where("format") +
+    return Status::InvalidArgument(o.Where("format") +
                                    ": format must be \"jdbc\", \"debezium\" or \"avro\", got '" + format + "'");
   }
-  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   (void)timeout;
   auto uri = ParseKafkaUri(SplitUri(config.uri).second);
   if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
@@ -228,13 +252,14 @@ Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
 Result<std::unique_ptr<DimensionPoller>> MakeKafkaDimensionPoller(std::shared_ptr<Dimension> dim) {
   const DimensionConfig& config = dim->config();
   ASSIGN_OR_RETURN(KafkaUri uri, ParseKafkaUri(SplitUri(config.uri).second));
-  const std::string format = config.options.GetString("format", "jdbc");
+  OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
+  const std::string format = o.String("format");
   std::shared_ptr<AvroSchemaCache> avro;
   if (format == "avro") {
     ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(config.options, uri.topic));
     avro = MakeRegistrySchemaCache(registry);
   }
-  ASSIGN_OR_RETURN(int64_t timeout, config.options.GetDurationMicros("snapshot_timeout", 60'000'000));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), format == "debezium",
                                                        std::move(avro), timeout);
   RETURN_IF_ERROR(poller->Open());

@@ -2,10 +2,14 @@
 
 #include <memory>
 
+#include "config/option_spec.h"
 #include "core/status.h"
 #include "operators/dimension.h"
 
 namespace sluice {
+
+/// The options of a kafka:// dimension, besides `refresh` (CheckKafkaDimensionOptions and the poller read them).
+const OptionTable& KafkaDimensionOptions();
 
 class DimensionPoller;
 

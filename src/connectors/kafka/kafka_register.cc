@@ -10,7 +10,7 @@ namespace {
 /// before any lookup.
 Result<std::shared_ptr<Dimension>> LoadKafkaDimension(const DimensionConfig& config, DimensionRefresh refresh) {
   RETURN_IF_ERROR(CheckKafkaDimensionOptions(config));
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
+  RETURN_IF_ERROR(OptionReader(config.options, KafkaDimensionOptions(), "dimension." + config.name).Finish());
   Schema schema(config.fields);
   auto key_index = schema.IndexOf(config.key);
   if (!key_index) {
@@ -25,14 +25,14 @@ Result<std::shared_ptr<Dimension>> LoadKafkaDimension(const DimensionConfig& con
 
 /// kafka://HOST:PORT/TOPIC, as a source, a sink and a change-data-capture dimension.
 void RegisterKafka(ConnectorRegistry& registry) {
-  registry.AddSource("kafka", KafkaSource::Make);
-  registry.AddSink("kafka", KafkaSink::Make);
+  registry.AddSource("kafka", KafkaSource::Make, KafkaSourceOptions());
+  registry.AddSink("kafka", KafkaSink::Make, {}, KafkaSinkOptions());
   DimensionFactory dimension;
   dimension.load = LoadKafkaDimension;
   dimension.poller = MakeKafkaDimensionPoller;
   dimension.default_refresh_micros = 1'000'000;
   dimension.fills_at_start = true;
-  registry.AddDimension("kafka", std::move(dimension));
+  registry.AddDimension("kafka", std::move(dimension), KafkaDimensionOptions());
 }
 
 }  // namespace sluice

@@ -109,40 +109,78 @@ class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
   std::string too_large_text;
 };
 
+const OptionTable& KafkaSinkOptions() {
+  static const OptionTable kTable = [] {
+    OptionTable t{
+        .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
+        .summary = "Each output row one message, through the idempotent, transactional producer: a "
+                   "checkpoint is one Kafka transaction with the rows, positions and engine state "
+                   "(src/connectors/kafka/README.md).",
+        .options = {
+            {.name = "key", .help = "Output column whose text is the message key; null or empty text: no key."},
+            {.name = "transactional_id",
+             .default_note = "`sluice-<pipeline>-<topic>`",
+             .help = "The producer's transactional.id; a restart with the same id fences the old process."},
+            {.name = "positions_topic",
+             .default_note = "`<topic>.sluice-positions`",
+             .help = "Compacted topic holding positions and engine state (created when missing)."},
+            {.name = "dead_letter_topic",
+             .default_note = "`<topic>.sluice-dead-letters`",
+             .help = "The pipeline's dead letters, produced in the same transaction as the rows."},
+            {.name = "consumer_group",
+             .help = "With a Kafka source: its group; the consumed offsets are committed to it in the "
+                     "same transaction (with `consumer_topic`)."},
+            {.name = "consumer_topic", .help = "With a Kafka source: its topic (with `consumer_group`)."},
+            {.name = "timeout",
+             .type = OptionType::kDuration,
+             .default_value = "30s",
+             .help = "Bound for reaching the broker at open, for one transaction, and for reading "
+                     "positions back; at least 1s."},
+            {.name = "format", .default_value = "json", .allowed = {"json", "avro"}, .help = "Message format."},
+            {.name = "avro_record_name", .default_value = "sluice.Row", .help = "`format = \"avro\"`: the record's name."},
+            {.name = "kafka.*",
+             .help = "librdkafka producer properties (cannot turn off idempotence or transactions)."},
+        }};
+    for (OptionSpec& spec : SchemaRegistryOptions()) t.options.push_back(std::move(spec));
+    return t;
+  }();
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   auto [scheme, rest] = SplitUri(config.uri);
   auto uri = ParseKafkaUri(rest);
-  const Options& o = config.options;
+  OptionReader o(config.options, KafkaSinkOptions(), "sink");
   if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
   Settings s;
   s.brokers = uri->brokers;
   s.topic = uri->topic;
-  s.key = o.GetString("key");
+  s.key = o.String("key");
   s.key_where = o.Where("key");
-  s.transactional_id = o.GetString("transactional_id");
-  s.positions_topic = o.GetString("positions_topic");
-  s.dead_letter_topic = o.GetString("dead_letter_topic");
-  s.consumer_group = o.GetString("consumer_group");
-  s.consumer_topic = o.GetString("consumer_topic");
+  s.transactional_id = o.String("transactional_id");
+  s.positions_topic = o.String("positions_topic");
+  s.dead_letter_topic = o.String("dead_letter_topic");
+  s.consumer_group = o.String("consumer_group");
+  s.consumer_topic = o.String("consumer_topic");
   if (s.consumer_group.empty() != s.consumer_topic.empty()) {
     return Status::InvalidArgument(
         o.Where(s.consumer_group.empty() ? "consumer_topic" : "consumer_group") +
         ": consumer_group and consumer_topic go together (the Kafka "
         "source's group and topic, to commit the consumed offsets to)");
   }
-  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 30'000'000));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("timeout"));
   if (timeout < 1'000'000) {
     return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 1s");
   }
   s.timeout_ms = timeout / 1000;
-  const std::string format = o.GetString("format", "json");
+  const std::string format = o.String("format");
   if (format == "avro") {
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     s.avro = registry;
-    s.avro_record_name = o.GetString("avro_record_name", s.avro_record_name);
+    s.avro_record_name = o.String("avro_record_name");
   } else if (format != "json") {
     return Status::InvalidArgument(o.Where("format") + ": format must be json or avro for the Kafka sink");
-  } else if (!o.GetString("schema_registry").empty()) {
+  } else if (!o.String("schema_registry").empty()) {
     // An empty schema_registry (a variable left unset, as in examples/users-ingest.toml) is none.
     return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
   }
@@ -153,9 +191,9 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
       return Status::InvalidArgument(o.Where(key) + ": " + prop +
                                      " is set by the kafka sink (exactly-once needs it)");
     }
-    s.properties[prop] = o.GetString(key);
+    s.properties[prop] = o.String(key);
   }
-  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  RETURN_IF_ERROR(o.Finish());
   // Check the librdkafka properties now, so a typo fails at start, not at the first checkpoint.
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   for (const auto& [k, v] : s.properties) {

@@ -12,12 +12,16 @@
 #include <string_view>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/kafka/avro_encoder.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
+
+/// The options of a kafka:// sink (KafkaSink::Make reads them).
+const OptionTable& KafkaSinkOptions();
 
 /// Writes output rows to a Kafka topic as JSON objects, exactly once, with the transactional
 /// producer (see src/connectors/kafka/README.md for the URI, options and record layout).

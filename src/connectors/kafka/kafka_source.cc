@@ -10,37 +10,61 @@
 #include "core/uri.h"
 
 namespace sluice {
-namespace {
 
-}  // namespace
+const OptionTable& KafkaSourceOptions() {
+  static const OptionTable kTable = [] {
+    OptionTable t{
+        .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
+        .summary = "A Kafka topic read by a consumer-group member per worker; the positions in the sink "
+                   "are the truth (src/connectors/kafka/README.md).",
+        .options = {
+            {.name = "group", .default_note = "the pipeline name", .help = "The consumer group."},
+            {.name = "format",
+             .default_value = "auto",
+             .allowed = {"auto", "json", "ndjson", "csv", "avro", "protobuf"},
+             .help = "Payload format; `auto` is JSON."},
+            {.name = "columns",
+             .type = OptionType::kList,
+             .help = "`format = \"csv\"`: the columns in order (`\"a,b,c\"`; CSV messages have no header)."},
+            {.name = "delimiter", .default_value = ",", .allowed = {",", ";"}, .help = "`format = \"csv\"`: field separator."},
+            {.name = "header", .help = "Ignored (a file source's setting; Kafka CSV messages never have a header)."},
+            {.name = "kafka.*",
+             .help = "Any librdkafka consumer setting, `\"kafka.NAME\" = \"VALUE\"` (quoted: TOML reads a bare "
+                     "dotted key as a table)."},
+        }};
+    for (OptionSpec& spec : SchemaRegistryOptions()) t.options.push_back(std::move(spec));
+    return t;
+  }();
+  return kTable;
+}
 
 Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
                                                                int max_instances) {
   auto [scheme, rest] = SplitUri(config.uri);
   auto uri = ParseKafkaUri(rest);
   if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
-  const Options& o = config.options;
+  OptionReader o(config.options, KafkaSourceOptions(), "source");
   Settings s;
   s.brokers = uri->brokers;
   s.topic = uri->topic;
-  s.group = o.GetString("group", config.pipeline);
+  s.group = o.String("group", config.pipeline);
   DecoderOptions decoder;
-  std::string format = o.GetString("format", "auto");
+  std::string format = o.String("format");
   if (format == "auto" || format == "json" || format == "ndjson") {
     decoder.format = DecoderOptions::Format::kNdjson;
     // An empty schema_registry (a variable left unset, as in examples/users.toml) is none.
-    if (!o.GetString("schema_registry").empty()) {
+    if (!o.String("schema_registry").empty()) {
       return Status::InvalidArgument(o.Where("schema_registry") + ": schema_registry is for format = \"avro\"");
     }
   } else if (format == "csv") {
     decoder.format = DecoderOptions::Format::kCsv;
     decoder.header = false;
-    std::string delimiter = o.GetString("delimiter", ",");
+    std::string delimiter = o.String("delimiter");
     if (delimiter != "," && delimiter != ";") {
       return Status::InvalidArgument(o.Where("delimiter") + ": delimiter must be \",\" or \";\"");
     }
     decoder.delimiter = delimiter[0];
-    std::string columns = o.GetString("columns");
+    std::string columns = o.String("columns");
     if (columns.empty()) {
       return Status::InvalidArgument(o.Where("format") +
                                      ": CSV messages have no header: list the columns in order, "
@@ -55,20 +79,20 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     }
   } else if (format == "avro") {
     decoder.format = DecoderOptions::Format::kAvro;
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     decoder.avro_schemas = MakeRegistrySchemaCache(registry);
   } else if (format == "protobuf") {
     decoder.format = DecoderOptions::Format::kProtobuf;
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o, s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
     decoder.avro_schemas = MakeRegistryProtobufSchemaCache(registry);
   } else {
     return Status::InvalidArgument(o.Where("format") + ": format must be json, csv, avro or protobuf for Kafka");
   }
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
-    s.properties[key.substr(6)] = o.GetString(key);
+    s.properties[key.substr(6)] = o.String(key);
   }
-  o.GetString("header");  // a file source's setting; Kafka CSV messages never have a header
-  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  o.String("header");  // a file source's setting; Kafka CSV messages never have a header
+  RETURN_IF_ERROR(o.Finish());
 
   // One group member per worker, but no more than there are partitions.
   int instances = std::max(1, max_instances);

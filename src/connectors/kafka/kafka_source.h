@@ -8,9 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "runtime/source.h"
 
 namespace sluice {
+
+/// The options of a kafka:// source (KafkaSource::Make reads them).
+const OptionTable& KafkaSourceOptions();
 
 /// Consumes a Kafka topic as a member of a consumer group (librdkafka KafkaConsumer).
 ///

@@ -111,9 +111,22 @@ Result<ProtobufAnswer> ProtobufSchemaOf(const std::string& body) {
 
 }  // namespace
 
-Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& o, const std::string& topic) {
+std::vector<OptionSpec> SchemaRegistryOptions() {
+  return {
+      {.name = "schema_registry",
+       .help = "`format = \"avro\"` (or `\"protobuf\"`): the schema registry, `http://HOST:PORT` (no "
+               "credentials); empty: none."},
+      {.name = "schema_registry_auth_env", .help = "Environment variable holding `USER:PASSWORD` for the registry."},
+      {.name = "schema_registry_auth_file", .help = "File whose first line is `USER:PASSWORD` for the registry."},
+      {.name = "schema_registry_subject", .default_note = "`TOPIC-value`", .help = "The subject of the value schema."},
+  };
+}
+
+Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& options, const std::string& topic) {
+  static const OptionTable kTable{.options = SchemaRegistryOptions()};
+  OptionReader o(options, kTable, "source");
   SchemaRegistrySettings s;
-  s.url = o.GetString("schema_registry");
+  s.url = o.String("schema_registry");
   while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();
   if (s.url.rfind("http://", 0) != 0 && s.url.rfind("https://", 0) != 0) {
     return Status::InvalidArgument(o.Where("schema_registry") +
@@ -126,8 +139,8 @@ Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& o, cons
                                    ": no credentials in the URL; use schema_registry_auth_env or "
                                    "schema_registry_auth_file (USER:PASSWORD)");
   }
-  std::string env = o.GetString("schema_registry_auth_env");
-  std::string file = o.GetString("schema_registry_auth_file");
+  std::string env = o.String("schema_registry_auth_env");
+  std::string file = o.String("schema_registry_auth_file");
   if (!env.empty()) {
     const char* v = std::getenv(env.c_str());
     if (!v) return Status::InvalidArgument(o.Where("schema_registry_auth_env") + ": $" + env + " is not set");
@@ -141,7 +154,7 @@ Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& o, cons
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     RETURN_IF_ERROR(SplitCredentials(line, o.Where("schema_registry_auth_file") + ": " + file, &s));
   }
-  s.subject = o.GetString("schema_registry_subject", topic + "-value");
+  s.subject = o.String("schema_registry_subject", topic + "-value");
   return s;
 }
 

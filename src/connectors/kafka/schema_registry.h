@@ -2,7 +2,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "config/option_spec.h"
 #include "config/pipeline_config.h"
 #include "core/status.h"
 #include "operators/avro_decoder.h"
@@ -21,6 +23,8 @@ struct SchemaRegistrySettings {
 /// from an environment variable or the first line of a file; never in the URL) and
 /// schema_registry_subject from a source's options. Fails for a URL with credentials in it.
 Result<SchemaRegistrySettings> ReadSchemaRegistrySettings(const Options& options, const std::string& topic);
+/// The options ReadSchemaRegistrySettings reads, for the option tables of the source and sink.
+std::vector<OptionSpec> SchemaRegistryOptions();
 
 /// A schema cache whose fetches are HTTP GETs to the registry: /schemas/ids/ID (404 with the
 /// registry's error code 40403 means an unknown id) and /subjects/SUBJECT/versions/latest for the

@@ -73,6 +73,27 @@ Status ConvertRow(mysql::RowView r, const Schema& schema, size_t key_index, std:
 
 }  // namespace
 
+const OptionTable& MysqlDimensionOptions() {
+  static const OptionTable kTable{
+      .uri = "mysql://USER@HOST[:PORT]/DB/TABLE",
+      .summary = "A MySQL or MariaDB table, read whole at start and then polled every `refresh` for "
+                 "rows changed since the last poll.",
+      .options = {
+          {.name = "password_file",
+           .type = OptionType::kPath,
+           .default_note = "`SLUICE_MYSQL_PASSWORD_FILE`",
+           .help = "File holding the password (else `SLUICE_MYSQL_PASSWORD`); never in the URI."},
+          {.name = "updated_column",
+           .default_note = "`updated_at` when the table has it",
+           .help = "The column that marks changed rows; without one the snapshot stays as loaded."},
+          {.name = "grace",
+           .type = OptionType::kDuration,
+           .default_value = "5s",
+           .help = "Re-read this far behind the newest change (transactions that commit late)."},
+      }};
+  return kTable;
+}
+
 Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig& config,
                                                            size_t* skipped,
                                                            std::string* first_error) {
@@ -81,8 +102,9 @@ Result<std::shared_ptr<DimensionTable>> LoadMysqlDimension(const DimensionConfig
   if (!uri.ok()) return uri.status().WithContext(what);
   mysql::Connection::Options options;
   options.uri = std::move(uri).value();
-  options.password_file = config.options.GetString("password_file");
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("dimension." + config.name));
+  OptionReader o(config.options, MysqlDimensionOptions(), "dimension." + config.name);
+  options.password_file = o.String("password_file");
+  RETURN_IF_ERROR(o.Finish());
   Schema schema(config.fields);
   auto key_index = schema.IndexOf(config.key);
   if (!key_index) {
@@ -248,7 +270,8 @@ Result<std::unique_ptr<DimensionPoller>> MakeMysqlDimensionPoller(std::shared_pt
   if (!uri.ok()) return uri.status().WithContext(what);
   mysql::Connection::Options options;
   options.uri = std::move(uri).value();
-  options.password_file = config.options.GetString("password_file");
+  OptionReader o(config.options, MysqlDimensionOptions(), "dimension." + config.name);
+  options.password_file = o.String("password_file");
   auto conn = mysql::Connection::Open(options);
   if (!conn.ok()) return conn.status().WithContext(what);
   std::string column = dim->refresh().updated_column;
@@ -266,7 +289,7 @@ Result<std::unique_ptr<DimensionPoller>> MakeMysqlDimensionPoller(std::shared_pt
   if (!s.ok()) return s.WithContext(what);
   if (found.empty()) {
     if (configured) {
-      return Status::InvalidArgument(config.options.Where("updated_column") + ": table " +
+      return Status::InvalidArgument(o.Where("updated_column") + ": table " +
                                      options.uri.table + " has no column " + column);
     }
     spdlog::info("{}: table {} has no updated_at column; the snapshot stays as loaded (set "

@@ -3,11 +3,15 @@
 #include <memory>
 #include <string>
 
+#include "config/option_spec.h"
 #include "config/pipeline_config.h"
 #include "core/status.h"
 #include "operators/dimension.h"
 
 namespace sluice {
+
+/// The options of a mysql:// dimension, besides `refresh` (RegisterMysql and LoadMysqlDimension read them).
+const OptionTable& MysqlDimensionOptions();
 
 /// Loads a dimension snapshot from the MySQL/MariaDB table named by config.uri
 /// (mysql://USER@HOST[:PORT]/DATABASE/TABLE): one SELECT of the declared fields, by name (a

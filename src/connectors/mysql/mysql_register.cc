@@ -12,8 +12,9 @@ namespace {
 /// Reads the table once; `updated_column` (default "updated_at" when the table has it) and
 /// `grace` (default 5 s) set how the poller follows it.
 Result<std::shared_ptr<Dimension>> LoadMysqlTable(const DimensionConfig& config, DimensionRefresh refresh) {
-  refresh.updated_column = config.options.GetString("updated_column");
-  ASSIGN_OR_RETURN(refresh.grace_micros, config.options.GetDurationMicros("grace", 5'000'000));
+  OptionReader o(config.options, MysqlDimensionOptions(), "dimension." + config.name);
+  refresh.updated_column = o.String("updated_column");
+  ASSIGN_OR_RETURN(refresh.grace_micros, o.Duration("grace"));
   size_t skipped = 0;
   std::string first_error;
   ASSIGN_OR_RETURN(std::shared_ptr<DimensionTable> table, LoadMysqlDimension(config, &skipped, &first_error));
@@ -30,12 +31,12 @@ Result<std::shared_ptr<Dimension>> LoadMysqlTable(const DimensionConfig& config,
 
 /// mysql://USER@HOST[:PORT]/DB, as a sink, a table read incrementally and a dimension.
 void RegisterMysql(ConnectorRegistry& registry) {
-  registry.AddSource("mysql", MysqlTableSource::Make);
-  registry.AddSink("mysql", MysqlSink::Make);
+  registry.AddSource("mysql", MysqlTableSource::Make, MysqlTableSourceOptions());
+  registry.AddSink("mysql", MysqlSink::Make, {}, MysqlSinkOptions());
   DimensionFactory dimension;
   dimension.load = LoadMysqlTable;
   dimension.poller = MakeMysqlDimensionPoller;
-  registry.AddDimension("mysql", std::move(dimension));
+  registry.AddDimension("mysql", std::move(dimension), MysqlDimensionOptions());
 }
 
 }  // namespace sluice

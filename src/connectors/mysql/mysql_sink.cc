@@ -44,38 +44,58 @@ std::string Join(const std::vector<std::string>& names) {
 
 }  // namespace
 
+const OptionTable& MysqlSinkOptions() {
+  static const OptionTable kTable{
+      .uri = "mysql://USER@HOST[:PORT]/DB",
+      .summary = "A MySQL or MariaDB table (`table`), each checkpoint one transaction of upserts plus "
+                 "the positions (src/connectors/mysql/README.md).",
+      .options = {
+          {.name = "password_file",
+           .type = OptionType::kPath,
+           .default_note = "`SLUICE_MYSQL_PASSWORD_FILE`",
+           .help = "File holding the password (else `SLUICE_MYSQL_PASSWORD`); never in the URI."},
+          {.name = "column_types",
+           .help = "MySQL column types by output column: `\"dates:DATE,hours:TINYINT,bid_set:DECIMAL(10,2)\"`; "
+                   "the rest follow the output types."},
+          {.name = "timeout", .type = OptionType::kDuration, .default_value = "10s", .help = "Connect, read and write timeout; at least 1s."},
+          {.name = "batch_rows", .type = OptionType::kInt, .default_value = "1000", .help = "Rows per multi-row INSERT."},
+          {.name = "batch_bytes", .type = OptionType::kInt, .default_value = "1048576", .help = "Bytes per multi-row INSERT."},
+      }};
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> MysqlSink::Make(const SinkConfig& config) {
-  const Options& o = config.options;
+  OptionReader o(config.options, MysqlSinkOptions(), "sink");
   auto uri = mysql::ParseUri(config.uri, false);
   if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
   std::unique_ptr<MysqlSink> sink(new MysqlSink());
   sink->options_.uri = std::move(uri).value();
-  sink->options_.password_file = o.GetString("password_file");
+  sink->options_.password_file = o.String("password_file");
   // Read once now so that a wrong path fails at startup; it is read again at every connect.
   auto password = mysql::ResolvePassword(sink->options_.password_file);
   if (!password.ok()) {
     return Status::InvalidArgument(o.Where("password_file") + ": " + password.status().message());
   }
-  auto types = mysql::ParseColumnTypes(o.GetString("column_types"));
+  auto types = mysql::ParseColumnTypes(o.String("column_types"));
   if (!types.ok()) {
     return Status::InvalidArgument(o.Where("column_types") + ": " + types.status().message());
   }
   sink->column_types_ = std::move(types).value();
   sink->column_types_where_ = o.Where("column_types");
-  ASSIGN_OR_RETURN(int64_t timeout, o.GetDurationMicros("timeout", 10 * kMicrosPerSecond));
+  ASSIGN_OR_RETURN(int64_t timeout, o.Duration("timeout"));
   if (timeout < kMicrosPerSecond) {
     return Status::InvalidArgument(o.Where("timeout") + ": timeout must be at least 1s");
   }
   sink->options_.timeout_seconds = static_cast<unsigned>(timeout / kMicrosPerSecond);
-  ASSIGN_OR_RETURN(int64_t batch_rows, o.GetInt("batch_rows", 1000));
-  ASSIGN_OR_RETURN(int64_t batch_bytes, o.GetInt("batch_bytes", 1 << 20));
+  ASSIGN_OR_RETURN(int64_t batch_rows, o.Int("batch_rows"));
+  ASSIGN_OR_RETURN(int64_t batch_bytes, o.Int("batch_bytes"));
   if (batch_rows < 1 || batch_bytes < 1) {
     return Status::InvalidArgument(o.Where(batch_rows < 1 ? "batch_rows" : "batch_bytes") +
                                    ": batch_rows and batch_bytes must be positive");
   }
   sink->batch_rows_ = static_cast<size_t>(batch_rows);
   sink->batch_bytes_ = static_cast<size_t>(batch_bytes);
-  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  RETURN_IF_ERROR(o.Finish());
   sink->table_ = config.table;
   return std::unique_ptr<Sink>(std::move(sink));
 }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/mysql/mysql_connection.h"
 #include "connectors/mysql/mysql_sql.h"
 #include "runtime/sink.h"
@@ -17,6 +18,9 @@
 #include "runtime/sink_rejection.h"
 
 namespace sluice {
+
+/// The options of a mysql:// sink (MysqlSink::Make reads them).
+const OptionTable& MysqlSinkOptions();
 
 /// Writes results to a MySQL or MariaDB table, exactly once: each checkpoint is one InnoDB
 /// transaction holding the merged deltas (multi-row INSERT ... ON DUPLICATE KEY UPDATE with the

@@ -22,24 +22,47 @@ bool ParseInt(std::string_view text, int64_t* out) {
 
 }  // namespace
 
+const OptionTable& MysqlTableSourceOptions() {
+  static const OptionTable kTable{
+      .uri = "mysql://USER@HOST[:PORT]/DB/TABLE",
+      .summary = "A MySQL or MariaDB table read in (`order_by`, `key`) order after a cursor committed "
+                 "with the results, then followed. Options may also be written in the URI's query.",
+      .options = {
+          {.name = "password_file",
+           .type = OptionType::kPath,
+           .default_note = "`SLUICE_MYSQL_PASSWORD_FILE`",
+           .help = "File holding the password (else `SLUICE_MYSQL_PASSWORD`); never in the URI."},
+          {.name = "order_by", .default_value = "id", .help = "Integer or DATETIME/TIMESTAMP column rows are read in order of."},
+          {.name = "key", .default_note = "`order_by`", .help = "Integer column unique within one `order_by` value."},
+          {.name = "grace",
+           .type = OptionType::kDuration,
+           .default_value = "5s",
+           .help = "With a timestamp `order_by`, rows newer than the server's clock minus this are "
+                   "left for the next poll."},
+          {.name = "page_rows", .type = OptionType::kInt, .default_value = "10000", .help = "Rows per read."},
+      }};
+  return kTable;
+}
+
 Result<std::vector<std::unique_ptr<Source>>> MysqlTableSource::Make(const SourceConfig& config,
                                                                     int /*max_instances*/) {
-  Options o = config.options;
+  Options options = config.options;
   // Options may ride in the URI: mysql://u@h:3306/db/tracking?order_by=inserted_at&key=id
-  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
+  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &options));
+  OptionReader o(options, MysqlTableSourceOptions(), "source");
   auto parsed = mysql::ParseUri(uri, true);
   if (!parsed.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + parsed.status().message());
   Settings s;
   s.name = config.name;
   s.connection.uri = std::move(parsed).value();
-  s.connection.password_file = o.GetString("password_file");
-  s.order_by = o.GetString("order_by", "id");
-  s.key = o.GetString("key", s.order_by);
-  ASSIGN_OR_RETURN(s.grace_micros, o.GetDurationMicros("grace", 5'000'000));
-  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
+  s.connection.password_file = o.String("password_file");
+  s.order_by = o.String("order_by");
+  s.key = o.String("key", s.order_by);
+  ASSIGN_OR_RETURN(s.grace_micros, o.Duration("grace"));
+  ASSIGN_OR_RETURN(s.page_rows, o.Int("page_rows"));
   if (s.page_rows <= 0) return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  RETURN_IF_ERROR(o.Finish());
   std::vector<std::unique_ptr<Source>> out;
   // One reader: the cursor is one position, so the table is not split between workers.
   out.push_back(std::unique_ptr<Source>(new MysqlTableSource(std::move(s))));

@@ -5,10 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/mysql/mysql_connection.h"
 #include "runtime/source.h"
 
 namespace sluice {
+
+/// The options of a mysql:// table source, in [source] or the URI's query (MysqlTableSource::Make reads them).
+const OptionTable& MysqlTableSourceOptions();
 
 /// Reads new rows of a MySQL/MariaDB table incrementally: the exact form of timestamp change
 /// data capture (`[source] uri = "mysql://USER@HOST:PORT/DB/TABLE?order_by=COL&key=COL"`).

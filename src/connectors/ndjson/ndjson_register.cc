@@ -5,8 +5,8 @@ namespace sluice {
 
 /// ndjson:PATH and stdout:, rows as JSON lines.
 void RegisterNdjson(ConnectorRegistry& registry) {
-  registry.AddSink("ndjson", NdjsonSink::MakeFile);
-  registry.AddSink("stdout", NdjsonSink::MakeStdout);
+  registry.AddSink("ndjson", NdjsonSink::MakeFile, {}, NdjsonFileSinkOptions());
+  registry.AddSink("stdout", NdjsonSink::MakeStdout, {}, StdoutSinkOptions());
 }
 
 }  // namespace sluice

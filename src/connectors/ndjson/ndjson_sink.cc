@@ -66,6 +66,29 @@ void AppendNdjsonRow(const Schema& schema, const std::vector<Value>& row, std::s
   out->push_back('\n');
 }
 
+const OptionTable& NdjsonFileSinkOptions() {
+  static const OptionTable kTable{
+      .uri = "ndjson:PATH",
+      .summary = "Appends each output row as one JSON object per line, exactly once (the committed "
+                 "length and positions sit beside it in `PATH.sluice-positions`). Takes rows, not an "
+                 "update-mode aggregate; has no `table`.",
+      .options = {}};
+  return kTable;
+}
+
+const OptionTable& StdoutSinkOptions() {
+  static const OptionTable kTable{
+      .uri = "stdout:",
+      .summary = "Prints each output row as one JSON object per line, for a quick look; logs go to "
+                 "stderr. Takes rows, not an update-mode aggregate.",
+      .options = {
+          {.name = "key", .help = "Ignored (another sink's setting: a pipeline written for it runs unchanged)."},
+          {.name = "partition_by", .help = "Ignored, as `key`."},
+          {.name = "column_types", .help = "Ignored, as `key`."},
+      }};
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> NdjsonSink::MakeFile(const SinkConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
   if (path.empty()) {
@@ -76,7 +99,7 @@ Result<std::unique_ptr<Sink>> NdjsonSink::MakeFile(const SinkConfig& config) {
     return Status::InvalidArgument(config.options.Where("table") +
                                    ": an ndjson sink has no tables; leave `table` out");
   }
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
+  RETURN_IF_ERROR(OptionReader(config.options, NdjsonFileSinkOptions(), "sink").Finish());
   return std::unique_ptr<Sink>(new NdjsonSink(path, config.options.Where("uri")));
 }
 
@@ -88,10 +111,9 @@ Result<std::unique_ptr<Sink>> NdjsonSink::MakeStdout(const SinkConfig& config) {
   }
   // A quick look at a pipeline written for another sink: the options that only shape that
   // sink's table or messages (not which rows there are) are accepted and have no effect.
-  for (const char* other : {"key", "partition_by", "column_types"}) {
-    (void)config.options.GetString(other);
-  }
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
+  OptionReader o(config.options, StdoutSinkOptions(), "sink");
+  for (const char* other : {"key", "partition_by", "column_types"}) (void)o.String(other);
+  RETURN_IF_ERROR(o.Finish());
   return std::unique_ptr<Sink>(new NdjsonSink("", config.options.Where("uri")));
 }
 

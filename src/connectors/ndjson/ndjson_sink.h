@@ -8,10 +8,16 @@
 #include <utility>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 
 namespace sluice {
+
+/// The options of an ndjson: sink (none).
+const OptionTable& NdjsonFileSinkOptions();
+/// The options of the stdout: sink (NdjsonSink::MakeStdout reads them).
+const OptionTable& StdoutSinkOptions();
 
 /// Appends `row` as one JSON object with the names of `schema` and a newline: numbers as
 /// numbers, timestamps as "YYYY-MM-DD HH:MM:SS[.ffffff]" strings, NaN and infinities as null.

@@ -4,6 +4,6 @@
 namespace sluice {
 
 /// parquet:DIR, a dataset of Parquet files.
-void RegisterParquet(ConnectorRegistry& registry) { registry.AddSink("parquet", ParquetSink::Make); }
+void RegisterParquet(ConnectorRegistry& registry) { registry.AddSink("parquet", ParquetSink::Make, {}, ParquetSinkOptions()); }
 
 }  // namespace sluice

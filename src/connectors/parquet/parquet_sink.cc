@@ -156,8 +156,31 @@ std::string ColumnList(const std::vector<Field>& fields) {
 
 }  // namespace
 
+const OptionTable& ParquetSinkOptions() {
+  static const OptionTable kTable{
+      .uri = "parquet:DIR",
+      .summary = "A dataset of Parquet files under DIR, Hive-partitioned, exactly once "
+                 "(src/connectors/parquet/README.md). Takes rows, not an update-mode aggregate; "
+                 "`table` is not used.",
+      .options = {
+          {.name = "partition_by",
+           .type = OptionType::kList,
+           .help = "Output columns that make the Hive directories, in this order."},
+          {.name = "compression", .default_value = "zstd", .allowed = {"zstd", "snappy", "gzip", "none"}},
+          {.name = "roll_rows",
+           .type = OptionType::kInt,
+           .default_value = "1000000",
+           .help = "Write the files once this many rows are buffered."},
+          {.name = "roll_interval",
+           .type = OptionType::kDuration,
+           .default_value = "1m",
+           .help = "... or this long after the last write."},
+      }};
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
-  const Options& o = config.options;
+  OptionReader o(config.options, ParquetSinkOptions(), "sink");
   Settings s;
   s.dir = SplitUri(config.uri).second;
   if (s.dir.empty()) {
@@ -167,24 +190,23 @@ Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
   s.partition_by_where = o.Where("partition_by");
   s.where = o.Where("");
   ASSIGN_OR_RETURN(s.partition_by,
-                   ParseColumnList(o.GetString("partition_by"), s.partition_by_where));
-  const std::string compression = o.GetString("compression", "zstd");
+                   ParseColumnList(o.String("partition_by"), s.partition_by_where));
+  const std::string compression = o.String("compression");
   if (!ParseParquetCompression(compression, &s.compression)) {
     return Status::InvalidArgument(o.Where("compression") +
                                    ": compression must be zstd, snappy, "
                                    "gzip or none, got '" +
                                    compression + "'");
   }
-  ASSIGN_OR_RETURN(s.roll_rows, o.GetInt("roll_rows", s.roll_rows));
+  ASSIGN_OR_RETURN(s.roll_rows, o.Int("roll_rows"));
   if (s.roll_rows < 1) {
     return Status::InvalidArgument(o.Where("roll_rows") + ": roll_rows must be at least 1");
   }
-  ASSIGN_OR_RETURN(s.roll_interval_micros,
-                   o.GetDurationMicros("roll_interval", s.roll_interval_micros));
+  ASSIGN_OR_RETURN(s.roll_interval_micros, o.Duration("roll_interval"));
   if (s.roll_interval_micros <= 0) {
     return Status::InvalidArgument(o.Where("roll_interval") + ": roll_interval must be positive");
   }
-  RETURN_IF_ERROR(o.RejectUnconsumed("sink"));
+  RETURN_IF_ERROR(o.Finish());
   return std::unique_ptr<Sink>(new ParquetSink(std::move(s)));
 }
 

@@ -8,12 +8,16 @@
 #include <utility>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "connectors/parquet/parquet_file.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
+
+/// The options of a parquet: sink (ParquetSink::Make reads them).
+const OptionTable& ParquetSinkOptions();
 
 /// Writes result rows as Parquet files under a directory (`parquet:DIR`), exactly once.
 ///

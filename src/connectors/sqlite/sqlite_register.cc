@@ -6,10 +6,10 @@ namespace sluice {
 
 /// sqlite:FILE, as a sink and as a table read incrementally.
 void RegisterSqlite(ConnectorRegistry& registry) {
-  registry.AddSource("sqlite", SqliteTableSource::Make);
+  registry.AddSource("sqlite", SqliteTableSource::Make, SqliteTableSourceOptions());
   SinkTraits traits;
   traits.local_file = true;
-  registry.AddSink("sqlite", SqliteSink::Make, traits);
+  registry.AddSink("sqlite", SqliteSink::Make, traits, SqliteSinkOptions());
 }
 
 }  // namespace sluice

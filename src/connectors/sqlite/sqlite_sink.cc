@@ -67,17 +67,34 @@ std::string SqlText(const Value& v) {
   return v.ToString();
 }
 
+const OptionTable& SqliteSinkOptions() {
+  static const OptionTable kTable{
+      .uri = "sqlite:PATH",
+      .summary = "An SQLite database; `table` names the table. Rows and positions commit in one "
+                 "transaction.",
+      .options = {
+          {.name = "key",
+           .type = OptionType::kList,
+           .help = "Columns that identify a row: its primary key, each row upserted. Unset: rows are "
+                   "appended (an aggregate is keyed by its own keys)."},
+          {.name = "column_types",
+           .help = "Ignored: the MySQL sink's column types, so one pipeline file serves both."},
+      }};
+  return kTable;
+}
+
 Result<std::unique_ptr<Sink>> SqliteSink::Make(const SinkConfig& config) {
   auto [scheme, path] = SplitUri(config.uri);
-  if (path.empty()) return Status::InvalidArgument(config.options.Where("") + ": sqlite sink needs a path: sqlite:PATH");
+  OptionReader o(config.options, SqliteSinkOptions(), "sink");
+  if (path.empty()) return Status::InvalidArgument(o.Where("") + ": sqlite sink needs a path: sqlite:PATH");
   // Column types for the MySQL sink, so one pipeline file serves both; SQLite's dynamic typing
   // needs none.
-  (void)config.options.GetString("column_types");
-  std::vector<std::string> key = SplitList(config.options.GetString("key"));
-  RETURN_IF_ERROR(config.options.RejectUnconsumed("sink"));
+  (void)o.String("column_types");
+  std::vector<std::string> key = SplitList(o.String("key"));
+  RETURN_IF_ERROR(o.Finish());
   std::unique_ptr<SqliteSink> sink(new SqliteSink(path, config.table));
   sink->key_option_ = std::move(key);
-  sink->key_where_ = config.options.Where("key");
+  sink->key_where_ = o.Where("key");
   return std::unique_ptr<Sink>(std::move(sink));
 }
 

@@ -8,11 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
 
 namespace sluice {
+
+/// The options of an sqlite: sink (SqliteSink::Make reads them).
+const OptionTable& SqliteSinkOptions();
 
 /// Writes results to an SQLite table, exactly once: each checkpoint is one transaction holding
 /// the merged deltas (upserted with additive counts and sums, min/max, latest value, exact

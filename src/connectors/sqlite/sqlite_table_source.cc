@@ -21,23 +21,38 @@ std::string Quote(const std::string& name) {
 
 }  // namespace
 
+const OptionTable& SqliteTableSourceOptions() {
+  static const OptionTable kTable{
+      .uri = "sqlite:PATH?table=NAME",
+      .summary = "An SQLite table read in (`order_by`, `key`) order after a cursor committed with the "
+                 "results, then followed. Options may also be written in the URI's query.",
+      .options = {
+          {.name = "table", .help = "The table to read (required)."},
+          {.name = "order_by", .default_value = "rowid", .help = "Integer column rows are read in order of."},
+          {.name = "key", .default_note = "`order_by`", .help = "Integer column unique within one `order_by` value."},
+          {.name = "page_rows", .type = OptionType::kInt, .default_value = "10000", .help = "Rows per read."},
+      }};
+  return kTable;
+}
+
 Result<std::vector<std::unique_ptr<Source>>> SqliteTableSource::Make(const SourceConfig& config,
                                                                      int /*max_instances*/) {
-  Options o = config.options;
-  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &o));
+  Options options = config.options;
+  ASSIGN_OR_RETURN(std::string uri, TakeUriOptions(config.uri, &options));
+  OptionReader o(options, SqliteTableSourceOptions(), "source");
   Settings s;
   s.name = config.name;
   s.path = SplitUri(uri).second;
-  s.table = o.GetString("table");
+  s.table = o.String("table");
   if (s.table.empty()) {
     return Status::InvalidArgument(o.Where("uri") + ": an sqlite source needs table=NAME (sqlite:PATH?table=NAME)");
   }
-  s.order_by = o.GetString("order_by", "rowid");
-  s.key = o.GetString("key", s.order_by);
-  ASSIGN_OR_RETURN(s.page_rows, o.GetInt("page_rows", 10000));
+  s.order_by = o.String("order_by");
+  s.key = o.String("key", s.order_by);
+  ASSIGN_OR_RETURN(s.page_rows, o.Int("page_rows"));
   if (s.page_rows <= 0) return Status::InvalidArgument(o.Where("page_rows") + ": page_rows must be positive");
   for (const auto& f : config.fields) s.columns.push_back(f.source_path());
-  RETURN_IF_ERROR(o.RejectUnconsumed("source"));
+  RETURN_IF_ERROR(o.Finish());
   std::vector<std::unique_ptr<Source>> out;
   out.push_back(std::unique_ptr<Source>(new SqliteTableSource(std::move(s))));
   return out;

@@ -5,12 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "config/option_spec.h"
 #include "runtime/source.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace sluice {
+
+/// The options of an sqlite: table source, in [source] or the URI's query (SqliteTableSource::Make reads them).
+const OptionTable& SqliteTableSourceOptions();
 
 /// Reads new rows of an SQLite table incrementally:
 /// `[source] uri = "sqlite:PATH?table=tracking&order_by=id"`.

@@ -1,0 +1,21 @@
+# Fails when DOC (docs/connectors.md) is not what `SLUICE connectors` prints now.
+#   cmake -DSLUICE=build/sluice -DDOC=docs/connectors.md -DOUT=/tmp/connectors.md -P check_connectors_doc.cmake
+get_filename_component(out_dir "${OUT}" DIRECTORY)
+file(MAKE_DIRECTORY "${out_dir}")
+execute_process(COMMAND "${SLUICE}" connectors --output "${OUT}" RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "`${SLUICE} connectors` failed (exit ${rc})")
+endif()
+if(NOT EXISTS "${DOC}")
+  message(FATAL_ERROR "${DOC} is missing; write it with:\n  make docs  (or: build/sluice connectors -o docs/connectors.md)")
+endif()
+execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${DOC}" "${OUT}" RESULT_VARIABLE differ)
+if(NOT differ EQUAL 0)
+  find_program(DIFF diff)
+  if(DIFF)
+    execute_process(COMMAND "${DIFF}" -u "${DOC}" "${OUT}")
+  endif()
+  message(FATAL_ERROR "${DOC} is stale: a connector's option table changed. Refresh it with:\n"
+                      "  make docs  (or: build/sluice connectors -o docs/connectors.md)")
+endif()
+message(STATUS "${DOC} matches `sluice connectors`")
