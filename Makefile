@@ -136,7 +136,7 @@ sigterm-long: build
 # and MariaDB, fills and frees the sink's disk and publishes bursts and poison records, for
 # SOAK_MINUTES; then the table must equal the recomputation and every poison record be in the
 # dead letters. Its own servers on free ports (never those of `make services`); the suite's
-# `ctest -R soak` is a 1.5-minute version with kills and broker restarts only (RELIABILITY.md).
+# `ctest -R soak` is a 1.5-minute version with every kind of fault (RELIABILITY.md).
 # Summary in $(BUILD_DIR)/soak-long/summary.json.
 SOAK_MINUTES ?= 60
 .PHONY: soak
