@@ -304,14 +304,15 @@ class Servers:
         path = os.path.join(self.svc, "mariadb", "mariadb.log")
         try:
             with open(path, "rb") as f:
-                f.seek(max(0, os.path.getsize(path) - 20000))
+                f.seek(max(0, os.path.getsize(path) - 400_000))
                 lines = f.read().decode("utf-8", "replace").splitlines()
         except OSError:
             return ""
         # Only what this server logged since it became ready (the log spans every start).
         ready = [i for i, ln in enumerate(lines) if "ready for connections" in ln]
         lines = lines[ready[-1] + 1:] if ready else lines
-        bad = [ln.strip() for ln in lines if "[FATAL]" in ln or "[ERROR]" in ln]
+        fatal = [ln.strip() for ln in lines if "[FATAL]" in ln or "got signal" in ln]
+        bad = fatal or [ln.strip() for ln in lines if "[ERROR]" in ln]
         return " | ".join(bad[-3:])[:600]
 
     def kill9(self, name):
