@@ -58,13 +58,14 @@ asan: deps services
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
 # ThreadSanitizer: the tests that run threads (workers and the checkpoint coordinator, holds and
-# dimension refresh, the HTTP server and source; TSAN_GTEST), the Python tests that drive the
+# dimension refresh, the HTTP server (slow clients too) and source, bounded shutdown, waiting for
+# the sink on an assignment; TSAN_GTEST), the Python tests that drive the
 # binary with them (TSAN_CTEST), and Kafka scale-out: two processes in one group, rebalancing
 # (scenario 3 of kafka_recruitment, smaller). A Debug build, as measured;
 # restart_recruitment and viewlog are left out: their run bounds (60 s, 90 s) are too tight
 # under TSan at -O0 (they time out, with no report).
 # tests/tsan/tsan.supp says why each suppression is there.
-TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*
+TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:GuardedServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*:ShutdownTest.*:AssignmentTest.*
 TSAN_CTEST ?= ^(golden_recruitment|cli|http_source|http_endpoints)$$
 TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
 tsan: deps services
@@ -140,7 +141,7 @@ sigterm-long: build
 # and MariaDB, fills and frees the sink's disk and publishes bursts and poison records, for
 # SOAK_MINUTES; then the table must equal the recomputation and every poison record be in the
 # dead letters. Its own servers on free ports (never those of `make services`); the suite's
-# `ctest -R soak` is a 1.5-minute version with kills and broker restarts only (RELIABILITY.md).
+# `ctest -R soak` is a 1.5-minute version with every kind of fault (RELIABILITY.md).
 # Summary in $(BUILD_DIR)/soak-long/summary.json.
 SOAK_MINUTES ?= 60
 .PHONY: soak

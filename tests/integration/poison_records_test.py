@@ -16,11 +16,21 @@ store, each run checked against a recomputation here:
    (a trigger that breaks the positions update) fails the run with exit 1, nothing of it stored;
    the next run writes it.
    Without a server this part is skipped (exit 77), a FAIL under CI=true.
-2. SQLite: a select pipeline whose key `k` is null in some records (a key cannot be null).
+2. MariaDB, statements over max_allowed_packet (database poison_packet; the server's value is
+   read, 16 MiB by default, and not changed): a select pipeline into a LONGTEXT column with
+   batch_bytes four times the packet. One record whose value alone is longer than the packet:
+   before, the statement failed with error 1153 (the server also drops the connection) and the
+   run failed, and every restart the same way; now that row is dead-lettered (source `_sink`,
+   reason `sink_rejected: row refused by the sink: mysql error 1153: Got a packet bigger than
+   'max_allowed_packet' bytes ...`, truncated, with the whole payload's size and SHA-256) and
+   the rest stored. Three records of 40 % of the packet each fit alone but not in one statement
+   (which batch_bytes alone would make): they must be split into statements that fit and be
+   stored, not dead-lettered.
+3. SQLite: a select pipeline whose key `k` is null in some records (a key cannot be null).
    Before, the run failed at its first checkpoint and every restart again; now those rows are
    dead-lettered and the others upserted.
 
-Databases used: poison_mysql (MariaDB) and files in a temporary folder.
+Databases used: poison_mysql and poison_packet (MariaDB) and files in a temporary folder.
 """
 
 import argparse
@@ -230,6 +240,71 @@ def mysql_part(sluice, server, tmp):
     return None
 
 
+PACKET = """
+[pipeline]
+name = "poison_packet"
+checkpoint_interval = "1s"
+
+[source]
+name = "events"
+uri = "${INPUT}"
+
+[source.fields]
+k = "string"
+s = "string"
+
+[sink]
+uri = "${SINK}"
+table = "big"
+column_types = "s:LONGTEXT"
+batch_bytes = BATCH_BYTES
+"""
+
+
+def packet_part(sluice, server, tmp):
+    """Rows over max_allowed_packet: the one too large alone is dead-lettered, the batch that
+    is too large together is split."""
+    why = server.reachable()
+    if why:
+        return why
+    db = "poison_packet"
+    packet = int(server.run("SELECT @@global.max_allowed_packet")[1][0])
+    if packet > 64 << 20:
+        print(f"NOTE: max_allowed_packet is {packet} bytes; the packet part needs records that "
+              "large, left out")
+        return None
+    server.run(f"DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    pipeline = os.path.join(tmp, "packet.toml")
+    with open(pipeline, "w") as f:
+        f.write(PACKET.replace("BATCH_BYTES", str(4 * packet)))
+    records = [{"k": f"small-{i}", "s": f"value {i}"} for i in range(6)]
+    records.insert(2, {"k": "too-large", "s": "h" * (packet + 1024)})
+    for i in range(3):
+        records.insert(4 + i, {"k": f"together-{i}", "s": chr(ord("a") + i) * (packet * 2 // 5)})
+    data = os.path.join(tmp, "packet.ndjson")
+    write_records(data, records)
+    r = run(sluice, pipeline, {"INPUT": data, "SINK": server.uri(db)}, timeout=300)
+    check("mysql, a row larger than max_allowed_packet: exit 0", r.returncode == 0,
+          f"exit {r.returncode}: {r.stderr[-1500:]}")
+    rows = [tuple(r) for r in server.run("SELECT k, LENGTH(s), MD5(s) FROM big", db)[1:]]
+    want = sorted((rec["k"], str(len(rec["s"])), hashlib.md5(rec["s"].encode()).hexdigest())
+                  for rec in records if rec["k"] != "too-large")
+    check("  every other row stored, the three that only fit one by one too", sorted(rows) == want,
+          f"{sorted((k, n) for k, n, _ in rows)} vs {[(k, n) for k, n, _ in want]}")
+    dl = server.run("SELECT source, reason, payload_bytes, truncated, payload_sha256 FROM "
+                    "_sluice_dead_letters WHERE pipeline = 'poison_packet'", db)[1:]
+    whole = json.dumps(records[2], separators=(",", ":")).encode()
+    reason = ("sink_rejected: row refused by the sink: mysql error 1153: Got a packet bigger than "
+              "'max_allowed_packet' bytes")
+    check("  one dead letter, the too-large row, from the sink with the server's reason, "
+          "truncated with the whole payload's size and hash",
+          len(dl) == 1 and dl[0][0] == "_sink" and dl[0][1].startswith(reason)
+          and int(dl[0][2]) == len(whole) and dl[0][3] == "1"
+          and dl[0][4] == hashlib.sha256(whole).hexdigest(),
+          [(d[0], d[1][:160], d[2], d[3]) for d in dl])
+    return None
+
+
 def sqlite_part(sluice, tmp):
     pipeline = os.path.join(tmp, "rows.toml")
     with open(pipeline, "w") as f:
@@ -290,6 +365,9 @@ def main():
         why = mysql_part(args.sluice, Server(args.mysql), tmp)
         if why:
             T.skip("the MySQL part", why)
+        why = packet_part(args.sluice, Server(args.mysql), tmp)
+        if why:
+            T.skip("the max_allowed_packet part", why)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return T.finish()

@@ -3,7 +3,7 @@
 
     soak_test.py --sluice build/sluice [--minutes 2.5] [--seed N] [--workdir DIR]
                  [--summary-json FILE] [--sink-poison] [--no-disk-full] [--keep]
-                 [--faults kill,broker,database,disk-full]
+                 [--faults kill,broker,database,disk-full] [--database-dies-on-full-disk]
 
 `make soak SOAK_MINUTES=60` runs it for an hour; the suite's `soak` test (tests/cmake/soak.cmake)
 for two minutes.
@@ -35,7 +35,14 @@ Driver. A seeded RNG picks, every 1-4 s, one of:
               (new rows and 64 KiB dead letters need new pages), hold 3-10 s, free
 Every kind happens at least once (the first five actions are one of each, shuffled). A sluice
 process that exits on its own (not killed by the driver) is a failure; it is restarted so the
-run goes on.
+run goes on. MariaDB itself may not survive a full disk: InnoDB aborts with "[FATAL] InnoDB:
+Error (Out of disk space) in rollback" when a statement fails there. After every action (and
+every 5 s while draining) the driver checks that its MariaDB answers; one that is gone is
+started again (crash recovery) once the disk is freed, one that runs but has not answered for
+60 s is killed and started again, and either counts as a database restart (and in the summary's
+database_recoveries). A disk-full hold ends early when mariadbd stops.
+--database-dies-on-full-disk kills mariadbd (-9) in every disk-full hold, so that this recovery
+is exercised on purpose (InnoDB's own abort comes in about one short run of four).
 
 Poison records (always): malformed JSON, a JSON value that is not an object, invalid UTF-8
 outside and inside strings (a lone continuation byte, an overlong e0 8b 80, f5-ff lead bytes),
@@ -254,6 +261,43 @@ class Servers:
         except (OSError, ValueError):
             return None
 
+    def mariadb_running(self):
+        """True while our mariadbd process exists (not a zombie)."""
+        pid = self.pidfile_pid("mariadb")
+        if not pid:
+            return False
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"mariadbd" not in f.read():
+                    return False  # gone, and the pid taken by another process
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().split(b")")[-1].split()[0] != b"Z"
+        except (OSError, IndexError):
+            return False
+
+    def mariadb_answers(self, timeout=10):
+        try:
+            self.mysql("SELECT 1", timeout=timeout)
+            return True
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return False
+
+    def mariadb_fatal(self):
+        """The last [FATAL] / [ERROR] lines of MariaDB's log (why it stopped), or ''."""
+        path = os.path.join(self.svc, "mariadb", "mariadb.log")
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 400_000))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        # Only what this server logged since it became ready (the log spans every start).
+        ready = [i for i, ln in enumerate(lines) if "ready for connections" in ln]
+        lines = lines[ready[-1] + 1:] if ready else lines
+        fatal = [ln.strip() for ln in lines if "[FATAL]" in ln or "got signal" in ln]
+        bad = fatal or [ln.strip() for ln in lines if "[ERROR]" in ln]
+        return " | ".join(bad[-3:])[:600]
+
     def kill9(self, name):
         pid = self.pidfile_pid(name)
         if pid:
@@ -320,6 +364,8 @@ class Soak:
         self.seq = 0
         self.gen_seed = args.seed * 1000
         self.disk = False
+        self.db_silent_since = None  # when the running MariaDB first did not answer
+        self.db_stops = []  # why MariaDB stopped by itself (its log's last errors), per recovery
 
     # ------------------------------------------------------------------ output
     def stamp(self):
@@ -515,8 +561,61 @@ class Soak:
             self.note(f"database: kill -9 mariadbd, up after {down:.1f}s")
             srv.kill9("mariadb")
         time.sleep(down)
-        srv.services("up", "mariadb")
+        self.start_database()
         self.counts["database_restarts"] += 1
+
+    def start_database(self):
+        """`services.sh up mariadb` (InnoDB's crash recovery runs at start), tried three times:
+        a start can fail on a loaded machine (it did not answer in time)."""
+        for attempt in range(1, 4):
+            try:
+                self.servers.services("up", "mariadb")
+                return
+            except RuntimeError as e:
+                if attempt == 3:
+                    raise
+                self.note(f"database: start {attempt} failed ({str(e)[-300:]}); again")
+                self.servers.kill9("mariadb")
+                time.sleep(2)
+
+    def free_disk(self):
+        filler = os.path.join(self.servers.mount, "soak-filler.bin")
+        if os.path.exists(filler):
+            os.remove(filler)
+            self.note("disk freed")
+
+    def ensure_database(self):
+        """Brings the driver's MariaDB back when it stopped by itself: InnoDB aborts on a full
+        disk ("[FATAL] InnoDB: Error (Out of disk space) in rollback"), and a server that is
+        down when the faults stop would leave both processes waiting for their sink (as they
+        should) until the run fails. A process that is gone is started again, after the disk is
+        freed (its crash recovery needs space); one that runs but has not answered for 60 s is
+        killed and started again. Either counts as a database restart (and a recovery).
+        Returns True when the server answers."""
+        srv = self.servers
+        if srv.mariadb_answers():
+            self.db_silent_since = None
+            return True
+        if srv.mariadb_running():
+            # Busy (crash recovery, a loaded machine) or wedged: give it a minute.
+            now = time.monotonic()
+            if self.db_silent_since is None:
+                self.db_silent_since = now
+            if now - self.db_silent_since < 60:
+                return False
+            self.note("database: mariadbd runs but has not answered for 60 s; kill -9")
+            srv.kill9("mariadb")
+        self.db_silent_since = None
+        why = srv.mariadb_fatal()
+        self.db_stops.append(f"[{time.monotonic() - self.t0:.0f}s] {why or 'no reason logged'}")
+        self.say(f"database: MariaDB stopped by itself ({why or 'no reason logged'}); "
+                 "freeing the disk and starting it again")
+        if self.disk:
+            self.free_disk()
+        self.start_database()
+        self.counts["database_restarts"] += 1
+        self.counts["database_recoveries"] += 1
+        return srv.mariadb_answers(timeout=30)
 
     def disk_full(self):
         filler = os.path.join(self.servers.mount, "soak-filler.bin")
@@ -536,10 +635,15 @@ class Soak:
         end = time.monotonic() + hold
         # Work that needs new pages (new rows, 64 KiB dead letters), so checkpoints fail meanwhile.
         self.burst(self.rng.randint(2000, 8000), poison=True)
-        time.sleep(max(0.0, end - time.monotonic()))
-        os.remove(filler)
+        if self.args.database_dies:
+            self.note("disk full: kill -9 mariadbd (--database-dies-on-full-disk)")
+            self.servers.kill9("mariadb")
+        # InnoDB may abort itself on the full disk; then the hold ends early (nothing to wait for).
+        while time.monotonic() < end and self.servers.mariadb_running():
+            time.sleep(0.25)
+        self.free_disk()
         self.counts["disk_full_episodes"] += 1
-        self.note("disk freed")
+        self.ensure_database()
 
     # ------------------------------------------------------------------ the run
     def chaos(self):
@@ -561,6 +665,7 @@ class Soak:
                 name = self.rng.choices(names, [actions[n][1] for n in names])[0]
             actions[name][0]()
             self.check_procs()
+            self.ensure_database()
             self.positions()
             time.sleep(self.rng.uniform(1, 4))
             self.check_procs()
@@ -584,8 +689,12 @@ class Soak:
         timeout = 300 if self.args.minutes < 10 else 900
         deadline = time.monotonic() + timeout
         last = None
+        last_db_check = 0
         while time.monotonic() < deadline:
             self.check_procs()
+            if time.monotonic() - last_db_check > 5:
+                last_db_check = time.monotonic()
+                self.ensure_database()
             pos = self.positions()
             last = pos
             if pos is not None and all(pos.get(p, 0) >= o for p, o in offs.items()):
@@ -614,6 +723,10 @@ class Soak:
         c = self.counts
         wanted = {"poison": "burst", "kills": "kill", "broker_restarts": "broker",
                   "database_restarts": "database", "disk_full_episodes": "disk-full"}
+        if self.args.database_dies and self.disk and c["disk_full_episodes"] \
+                and c["database_recoveries"] < c["disk_full_episodes"]:
+            self.problem(f"{c['disk_full_episodes']} disk-full episodes killed MariaDB, but the "
+                         f"driver brought it back {c['database_recoveries']} times")
         for what, fault in wanted.items():
             if fault in self.args.faults + ["burst"] and (self.disk or fault != "disk-full") \
                     and not c[what]:
@@ -726,6 +839,8 @@ class Soak:
             "records": self.produced, "bursts": c["bursts"], "poison_records": c["poison"],
             "kills": c["kills"], "broker_restarts": c["broker_restarts"],
             "database_restarts": c["database_restarts"],
+            "database_recoveries": c["database_recoveries"],
+            "database_stopped_by_itself": self.db_stops,
             "disk_full_episodes": c["disk_full_episodes"],
             "disk_full": "tmpfs" if self.disk else "not available (no permission to mount)",
             "unexpected_exits": c["unexpected_exits"],
@@ -748,7 +863,8 @@ class Soak:
         m, sec = divmod(int(duration), 60)
         print(f"soak: {status} in {m}m{sec:02d}s: {self.produced:,} records ({c['poison']} poison), "
               f"{c['kills']} kills, {c['broker_restarts']} broker restarts, "
-              f"{c['database_restarts']} database restarts, {c['disk_full_episodes']} disk-full "
+              f"{c['database_restarts']} database restarts ({c['database_recoveries']} after MariaDB "
+              f"stopped by itself), {c['disk_full_episodes']} disk-full "
               f"episodes, {c['unexpected_exits']} unexpected exits; {len(self.problems)} problems "
               f"(summary: {path})", flush=True)
 
@@ -808,6 +924,9 @@ def main():
     ap.add_argument("--no-disk-full", dest="disk_full", action="store_false")
     ap.add_argument("--faults", default="kill,broker,database,disk-full",
                     help="the kinds of fault to inject, comma-separated (default: all four)")
+    ap.add_argument("--database-dies-on-full-disk", dest="database_dies", action="store_true",
+                    help="kill -9 MariaDB in every disk-full hold, as InnoDB's own abort does "
+                         "at times: checks that the driver brings it back")
     ap.add_argument("--keep", action="store_true", help="keep WORKDIR's data after a pass")
     args = ap.parse_args()
     args.sluice = os.path.abspath(args.sluice)

@@ -80,6 +80,10 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Options& options) {
   mysql_optionsv(m.get(), MYSQL_OPT_PROTOCOL, &protocol);
   mysql_optionsv(m.get(), MYSQL_OPT_RECONNECT, &reconnect);
   mysql_optionsv(m.get(), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  // The client's own limit (error 2020) as high as it goes: the server's is the one that counts,
+  // read below, and statements over it are refused here before they are sent.
+  unsigned long client_packet = 1UL << 30;
+  mysql_optionsv(m.get(), MYSQL_OPT_MAX_ALLOWED_PACKET, &client_packet);
   if (!mysql_real_connect(m.get(), options.uri.host.c_str(), options.uri.user.c_str(),
                           password.c_str(), options.uri.database.c_str(),
                           static_cast<unsigned>(options.uri.port), nullptr, 0)) {
@@ -92,6 +96,14 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Options& options) {
                  "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00', "
                  "innodb_lock_wait_timeout = " +
                  std::to_string(lock_wait)));
+  // A statement over the server's max_allowed_packet makes it send error 1153 and close the
+  // connection, so the statement could never be isolated; Execute refuses such a statement
+  // before sending it instead.
+  ASSIGN_OR_RETURN(Rows packet, c->QueryAll("SELECT @@max_allowed_packet"));
+  if (!packet.empty() && !packet[0].empty() && packet[0][0]) {
+    const unsigned long long v = std::strtoull(packet[0][0]->c_str(), nullptr, 10);
+    if (v > 0) c->max_packet_ = static_cast<size_t>(v);
+  }
   return c;
 }
 
@@ -104,8 +116,17 @@ unsigned long Connection::id() const { return mysql_thread_id(mysql_); }
 Status Connection::Fail(std::string_view sql) {
   last_error_ = mysql_errno(mysql_);
   if (last_error_ == 0) last_error_ = 2000;  // CR_UNKNOWN_ERROR
-  if (ClassifyError(last_error_) == ErrorKind::kConnection) broken_ = true;
+  // The server closes the connection after a packet over max_allowed_packet (1153).
+  if (ClassifyError(last_error_) == ErrorKind::kConnection || last_error_ == 1153) broken_ = true;
   last_message_ = mysql_error(mysql_);
+  return ErrorStatus(last_error_, last_message_, display_, sql);
+}
+
+Status Connection::TooLarge(std::string_view sql) {
+  last_error_ = 1153;  // ER_NET_PACKET_TOO_LARGE, as the server would say it
+  last_message_ = "Got a packet bigger than 'max_allowed_packet' bytes (a statement of " +
+                  std::to_string(sql.size()) + " bytes; max_allowed_packet is " +
+                  std::to_string(max_packet_) + ")";
   return ErrorStatus(last_error_, last_message_, display_, sql);
 }
 
@@ -113,6 +134,7 @@ Status Connection::Execute(std::string_view sql) {
   if (broken_) return Status::Unavailable("mysql " + display_ + ": connection lost");
   last_error_ = 0;
   last_message_.clear();
+  if (!Fits(sql)) return TooLarge(sql);
   if (mysql_real_query(mysql_, sql.data(), sql.size()) != 0) return Fail(sql);
   if (mysql_field_count(mysql_) > 0) {
     MYSQL_RES* res = mysql_store_result(mysql_);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -42,7 +43,9 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  /// Runs a statement, discarding any result.
+  /// Runs a statement, discarding any result. A statement the server would refuse as larger
+  /// than its max_allowed_packet (which would also end the connection) is not sent: it fails
+  /// with error 1153 (ER_NET_PACKET_TOO_LARGE), kInvalidArgument, the connection intact.
   Status Execute(std::string_view sql);
   /// What an INSERT ... ON DUPLICATE KEY UPDATE reported: the affected rows (1 per inserted row,
   /// 2 per updated row, 0 per row found unchanged) and, for a multi-row statement, the rows the
@@ -65,6 +68,11 @@ class Connection {
   unsigned last_error() const { return last_error_; }
   /// Returns the server's message for the last error ("" after success).
   const std::string& last_message() const { return last_message_; }
+  /// Returns the server's max_allowed_packet, read at connect: a statement must be shorter
+  /// than this by at least one byte (the command byte) to be accepted.
+  size_t max_packet() const { return max_packet_; }
+  /// True when `sql` is small enough to be sent (see max_packet()).
+  bool Fits(std::string_view sql) const { return sql.size() + 1 < max_packet_; }
   /// Returns the server's id of this connection (for KILL).
   unsigned long id() const;
   const std::string& display() const { return display_; }
@@ -72,12 +80,14 @@ class Connection {
  private:
   Connection(st_mysql* mysql, std::string display) : mysql_(mysql), display_(std::move(display)) {}
   Status Fail(std::string_view sql);
+  Status TooLarge(std::string_view sql);
 
   st_mysql* mysql_;
   std::string display_;
   bool broken_ = false;
   unsigned last_error_ = 0;
   std::string last_message_;
+  size_t max_packet_ = SIZE_MAX;  // until read at connect
 };
 
 /// Builds the Status for error `number` with the server's `message` on `display`, naming the

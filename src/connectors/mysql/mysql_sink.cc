@@ -556,9 +556,21 @@ Result<std::vector<RejectedItem>> MysqlSink::WriteIsolatingRows(
 bool MysqlSink::IsRowRejection(const Status& s) const {
   if (!conn_ || conn_->broken() || s.code() != StatusCode::kInvalidArgument) return false;
   // A value the column cannot hold (server), or one no column can (a non-finite double, refused
-  // while rendering the statement, before anything was sent).
-  return conn_->last_error() == 0 ||
+  // while rendering the statement, before anything was sent), or a statement over
+  // max_allowed_packet, refused by the connection before it was sent (not broken): with
+  // StatementBytes() only a single row's statement can be that large, so the bisection ends
+  // at that row.
+  return conn_->last_error() == 0 || conn_->last_error() == 1153 ||
          mysql::ClassifyError(conn_->last_error()) == mysql::ErrorKind::kData;
+}
+
+size_t MysqlSink::StatementBytes() const {
+  // Room for what is appended after the size check (an ON DUPLICATE KEY UPDATE tail, the
+  // dead letters' ON DUPLICATE KEY clause) and the command byte.
+  constexpr size_t kTail = 16 << 10;
+  if (!conn_ || conn_->max_packet() == SIZE_MAX) return batch_bytes_;
+  const size_t packet = conn_->max_packet();
+  return std::max<size_t>(1, std::min(batch_bytes_, packet > 2 * kTail ? packet - kTail : packet / 2));
 }
 
 std::string MysqlSink::DeadLetterLocation() const {
@@ -627,7 +639,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       ASSIGN_OR_RETURN(rejected_deltas, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
                          return counting([&] {
                            return sql_->ForEachDeltaStatement(all.subspan(b, e - b), batch_rows_,
-                                                              batch_bytes_, counted);
+                                                              StatementBytes(), counted);
                          });
                        }));
     }
@@ -636,7 +648,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       ASSIGN_OR_RETURN(rejected_rows, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
                          return counting([&] {
                            return sql_->ForEachRowStatement(all.subspan(b, e - b), batch_rows_,
-                                                            batch_bytes_, counted);
+                                                            StatementBytes(), counted);
                          });
                        }));
     }
@@ -647,11 +659,11 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       rejected_count = rejected.size();
       LogRejected("mysql", cp.id, rejected);
       RETURN_IF_ERROR(
-          mysql::ForEachDeadLetterStatement(ctx_.pipeline, rejected, batch_bytes_, run));
+          mysql::ForEachDeadLetterStatement(ctx_.pipeline, rejected, StatementBytes(), run));
     }
     if (cp.dead_letters && !cp.dead_letters->empty()) {
       RETURN_IF_ERROR(
-          mysql::ForEachDeadLetterStatement(ctx_.pipeline, *cp.dead_letters, batch_bytes_, run));
+          mysql::ForEachDeadLetterStatement(ctx_.pipeline, *cp.dead_letters, StatementBytes(), run));
     }
     if (!cp.positions.empty()) {
       RETURN_IF_ERROR(conn_->Execute(mysql::UpsertPositionsSql(ctx_.pipeline, cp.positions)));

@@ -110,8 +110,13 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   /// items with the server's message.
   Result<std::vector<RejectedItem>> WriteIsolatingRows(
       size_t n, const std::function<Status(size_t begin, size_t end)>& write);
-  /// Returns true when `s`, the failure of a write, is a permanent refusal of its values.
+  /// Returns true when `s`, the failure of a write, is a permanent refusal of its values (a
+  /// value the column cannot hold, or one row whose statement alone is over max_allowed_packet).
   bool IsRowRejection(const Status& s) const;
+  /// The bytes a statement of several rows may take: batch_bytes, and within the server's
+  /// max_allowed_packet (less room for the statement's tail), so that batching never makes a
+  /// statement the server refuses; only a single row can be over the packet.
+  size_t StatementBytes() const;
 
   mysql::Connection::Options options_;
   std::string table_;
