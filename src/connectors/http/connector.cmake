@@ -1,0 +1,3 @@
+# The http connector's library (included by the top-level CMakeLists.txt): its sources
+# are this folder's *.cc; what it links, below. Registered in src/connectors/builtin.cc.
+sluice_connector(http sluice_runtime PkgConfig::HTTPLIB)
