@@ -56,11 +56,12 @@ import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
 import harness  # noqa: E402
+import kafka_util  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
-from harness import (BROKER, KAFKA, REGISTRY as REGISTRY_SERVER, SEED_TRACKING,  # noqa: E402
-                     free_port, port_open)
+import registry_util  # noqa: E402
+from harness import BROKER, KAFKA, REGISTRY as REGISTRY_SERVER, SEED_TRACKING  # noqa: E402
+from registry_util import publish, serialize  # noqa: E402
 
-PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 REGISTRY = harness.REGISTRY_URL
 
@@ -74,60 +75,10 @@ def run_sluice(sluice, pipeline, variables, timeout=180):
                                            ["--until-caught-up", "--quiet"]), timeout)
 
 
-def producer():
-    from confluent_kafka import Producer
-    return Producer({"bootstrap.servers": BROKER, "enable.idempotence": True, "linger.ms": 20})
-
-
 def avro_serializer(url, schema):
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     return AvroSerializer(SchemaRegistryClient({"url": url}), json.dumps(schema))
-
-
-def publish(topic, values):
-    p = producer()
-    for v in values:
-        p.produce(topic, value=v)
-        p.poll(0)
-    left = p.flush(30)
-    if left:
-        raise RuntimeError(f"{left} records to {topic} not delivered")
-
-
-def serialize(ser, topic, record):
-    from confluent_kafka.serialization import MessageField, SerializationContext
-    return ser(record, SerializationContext(topic, MessageField.VALUE))
-
-
-def pipeline_copy(path, name, topic_group, dlq=None):
-    """examples/recruitment.toml with its own name and group; format set by extra lines."""
-    with open(PIPELINE, encoding="utf-8") as f:
-        text = f.read()
-    out = []
-    section = None
-    for ln in text.split("\n"):
-        s = ln.strip()
-        if s.startswith("[") and not s.startswith("[["):
-            section = s
-        if section == "[pipeline]" and s.startswith("name ="):
-            ln = f'name = "{name}"'
-        if section == "[sink]" and s.startswith("column_types"):
-            continue
-        out.append(ln)
-        if s == "[source]":
-            out.append(f'group = "{topic_group}"')
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out))
-    return path
-
-
-def with_avro(path, registry):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    text = text.replace("[source]\n", f'[source]\nformat = "avro"\nschema_registry = "{registry}"\n', 1)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 # ------------------------------------------------------------------------------ scenario 1
@@ -179,10 +130,9 @@ def scenario_recruitment(sluice, work, run_id):
     stats = rr.recompute(ndjson, JOBS, expected_db, "kafka", expected_dlq)
     n_expected_dlq = sum(1 for _ in open(expected_dlq, encoding="utf-8"))
     for kind, topic in (("json", t_json), ("avro", t_avro)):
-        pipe = pipeline_copy(os.path.join(work, f"{kind}.toml"), f"avro_{run_id}_{kind}",
-                             f"avro_{run_id}_{kind}")
-        if kind == "avro":
-            with_avro(pipe, REGISTRY)
+        extra = ['format = "avro"', f'schema_registry = "{REGISTRY}"'] if kind == "avro" else []
+        pipe = kafka_util.pipeline_copy(os.path.join(work, f"{kind}.toml"), f"avro_{run_id}_{kind}",
+                                        f"avro_{run_id}_{kind}", "sqlite", "events", extra)
         db = os.path.join(work, f"{kind}.db")
         dlq = os.path.join(work, f"{kind}_dlq.ndjson")
         rc, out = run_sluice(sluice, pipe, {"TRACKING": f"kafka://{BROKER}/{topic}",
@@ -313,51 +263,16 @@ def scenario_evolution(sluice, work, run_id):
 # ------------------------------------------------------------------------------ scenario 3
 
 def scenario_registry_down(sluice, work, run_id):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    state = os.path.join(work, "private_registry.json")
-    cmd = [sys.executable, os.path.join(REPO, "tests", "tools", "schema_registry.py"),
-           "--port", str(port), "--state", state]
-    reg = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        topic = f"avro_{run_id}_down"
+    import datetime
+
+    def publish_records(url, topic):
         ser = avro_serializer(url, v_schema(3))
-        import datetime
-        vals = [serialize(ser, topic, {"job_id": i, "ts": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
-                                       "loc": None, "campaign": "x"}) for i in range(20)]
-        publish(topic, vals)
-    finally:
-        reg.terminate()
-        reg.wait(10)
-    db = os.path.join(work, "down.db")
-    dlq = os.path.join(work, "down_dlq.ndjson")
-    pipe = os.path.join(work, "down.toml")
-    with open(pipe, "w", encoding="utf-8") as f:
-        f.write(EVOLVE_PIPELINE.format(name=f"avro_{run_id}_down", broker=BROKER, topic=topic,
-                                       registry=url, db=db, dlq=dlq))
-    p = subprocess.Popen([sluice, "run", pipe, "--until-caught-up"], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, cwd=REPO)
-    time.sleep(4)
-    reg = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        out, _ = p.communicate(timeout=120)
-    finally:
-        reg.terminate()
-        reg.wait(10)
-    text = out.decode("utf-8", "replace")
-    check("registry down: exit 0 after the registry came back", p.returncode == 0, text[-2000:])
-    check("registry down: the source retried", "retrying in" in text and "schema registry" in text,
-          text[-1500:])
-    if p.returncode == 0:
-        con = sqlite3.connect(db)
-        n = con.execute("SELECT count(*) FROM rows").fetchone()[0]
-        con.close()
-        entries, _ = dead_letters.load_dlq(dlq)
-        check("registry down: 20 rows, no dead letters", n == 20 and not entries,
-              f"{n} rows, dead letters {[e.get('reason') for e in entries][:3]}")
+        when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        publish(topic, [serialize(ser, topic, {"job_id": i, "ts": when, "loc": None,
+                                               "campaign": "x"}) for i in range(20)])
+
+    registry_util.scenario_registry_down(T, sluice, work, f"avro_{run_id}_down",
+                                         f"avro_{run_id}_down", publish_records, EVOLVE_PIPELINE)
 
 
 # ------------------------------------------------------------------------------ scenario 4

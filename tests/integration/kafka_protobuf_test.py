@@ -40,10 +40,7 @@ import argparse
 import datetime
 import json
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,70 +51,31 @@ sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
 import csv_to_ndjson  # noqa: E402
 import dead_letters  # noqa: E402
+import harness  # noqa: E402
+import kafka_util  # noqa: E402
+import mysql_client  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+import registry_util  # noqa: E402
+from harness import BROKER, KAFKA, REGISTRY as REGISTRY_SERVER, SEED_TRACKING  # noqa: E402
+from registry_util import publish, serialize  # noqa: E402
 
-PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
-SEED_TRACKING = os.path.normpath(os.path.join(REPO, "..", "shared", "seed-data",
-                                              "TrannXuanTien__ETL-streaming-project",
-                                              "tracking.csv"))
-BROKER = "127.0.0.1:9092"
-REGISTRY = "http://127.0.0.1:8081"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-SKIP = 77
+REGISTRY = harness.REGISTRY_URL
 
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""),
-          flush=True)
-
-
-def port_open(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+T = harness.Checks()
+check = T.check
 
 
 def run_sluice(sluice, pipeline, variables, timeout=180):
-    cmd = [sluice, "run", pipeline, "--until-caught-up", "--quiet"]
-    for k, v in variables.items():
-        cmd += ["--var", f"{k}={v}"]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       cwd=REPO)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
-
-
-def publish(topic, values):
-    from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": BROKER, "enable.idempotence": True, "linger.ms": 20})
-    for v in values:
-        p.produce(topic, value=v)
-        p.poll(0)
-    left = p.flush(30)
-    if left:
-        raise RuntimeError(f"{left} records to {topic} not delivered")
+    """--until-caught-up --quiet; (rc, stdout+stderr)."""
+    return harness.run(harness.sluice_args(sluice, "run", pipeline, variables,
+                                           ["--until-caught-up", "--quiet"]), timeout)
 
 
 def serializer(url, cls):
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
     return ProtobufSerializer(cls, SchemaRegistryClient({"url": url}))
-
-
-def serialize(ser, topic, msg):
-    from confluent_kafka.serialization import MessageField, SerializationContext
-    return ser(msg, SerializationContext(topic, MessageField.VALUE))
 
 
 # ------------------------------------------------------------------------- message classes
@@ -172,59 +130,6 @@ def tracking_class(run_id):
     return message_class(pool, "sluice.prototest.Tracking")
 
 
-def pipeline_copy(path, name, topic_group, registry=None, keep_column_types=False):
-    """examples/recruitment.toml with its own name and group, in Protobuf with a registry; the
-    MySQL sink keeps [sink] column_types (the SQLite sink may reject it)."""
-    with open(PIPELINE, encoding="utf-8") as f:
-        text = f.read()
-    out = []
-    section = None
-    for ln in text.split("\n"):
-        s = ln.strip()
-        if s.startswith("[") and not s.startswith("[["):
-            section = s
-        if section == "[pipeline]" and s.startswith("name ="):
-            ln = f'name = "{name}"'
-        if section == "[sink]" and s.startswith("column_types") and not keep_column_types:
-            continue
-        out.append(ln)
-        if s == "[source]":
-            out.append(f'group = "{topic_group}"')
-            if registry:
-                out.append('format = "protobuf"')
-                out.append(f'schema_registry = "{registry}"')
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out))
-    return path
-
-
-def mysql(sql, database=""):
-    """Runs SQL with the mariadb client (--batch); returns (header, rows), NULL as None."""
-    cmd = ["mariadb", "--no-defaults", "-h127.0.0.1", "-P3306", "-uroot", "--batch", "-e", sql]
-    if database:
-        cmd.append(database)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-    out = p.stdout.decode("utf-8", "replace")
-    if p.returncode != 0:
-        raise RuntimeError(f"mariadb: {out.strip()[-800:]}")
-    lines = [ln for ln in out.split("\n") if ln != ""]
-    if not lines:
-        return [], []
-    header = lines[0].split("\t")
-    return header, [tuple(None if v == "NULL" else v for v in ln.split("\t")) for ln in lines[1:]]
-
-
-def mysql_table_as_csv(database, table, path):
-    import csv
-    header, rows = mysql(f"SELECT * FROM `{table}`", database)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for r in rows:
-            w.writerow(["" if v is None else v for v in r])
-    return path
-
-
 def scenario_recruitment(sluice, work, run_id):
     ndjson = os.path.join(work, "tracking.ndjson")
     csv_to_ndjson.convert(SEED_TRACKING, ndjson)
@@ -263,30 +168,31 @@ def scenario_recruitment(sluice, work, run_id):
     stats = rr.recompute(ndjson, JOBS, expected_db, "kafka", expected_dlq)
     n_expected_dlq = sum(1 for _ in open(expected_dlq, encoding="utf-8"))
     database = f"proto_{run_id}"
-    have_mysql = port_open("127.0.0.1", 3306) and shutil.which("mariadb")
+    server = mysql_client.Server()
+    why = server.reachable()
     runs = [("json", t_json, "sqlite"), ("protobuf", t_pb, "sqlite")]
-    if have_mysql:
-        mysql(f"CREATE DATABASE `{database}`")
+    if why is None:
+        server.run(f"CREATE DATABASE `{database}`")
         runs.append(("protobuf", t_pb, "mysql"))
-    elif IN_CI:
-        check("recruitment protobuf mysql: MariaDB on 127.0.0.1:3306 and the mariadb client", False)
     else:
-        print("note: no MariaDB on 127.0.0.1:3306 (or no mariadb client): the MySQL run is skipped")
+        T.skip("recruitment protobuf mysql", why)
     for kind, topic, sink in runs:
         label = kind if sink == "sqlite" else f"{kind} mysql"
         name = f"proto_{run_id}_{kind}" + ("" if sink == "sqlite" else "_mysql")
-        pipe = pipeline_copy(os.path.join(work, f"{name}.toml"), name, name,
-                             REGISTRY if kind == "protobuf" else None, keep_column_types=sink == "mysql")
+        extra = ['format = "protobuf"', f'schema_registry = "{REGISTRY}"'] if kind == "protobuf" else []
+        pipe = kafka_util.pipeline_copy(os.path.join(work, f"{name}.toml"), name, name, sink,
+                                        "events", extra)
         db = os.path.join(work, f"{name}.db")
         dlq = os.path.join(work, f"{name}_dlq.ndjson")
-        uri = f"sqlite:{db}" if sink == "sqlite" else f"mysql://root@127.0.0.1:3306/{database}"
+        uri = f"sqlite:{db}" if sink == "sqlite" else server.uri(database)
         rc, out = run_sluice(sluice, pipe, {"TRACKING": f"kafka://{BROKER}/{topic}",
                                             "SINK": uri, "DLQ": dlq, "JOBS": JOBS})
         check(f"recruitment {label}: exit 0", rc == 0, out[-2000:])
         if rc != 0:
             continue
         if sink == "mysql":
-            db = mysql_table_as_csv(database, "events", os.path.join(work, f"{name}.csv"))
+            db = os.path.join(work, f"{name}.csv")
+            mysql_client.dump_csv(server, database, "events", db)
         problems = compare_tables.compare(expected_db, db, list(rr.EVENTS_KEY))
         check(f"recruitment {label}: events == recomputation ({stats})", not problems,
               "\n".join(problems[:10]) if problems else "")
@@ -300,8 +206,8 @@ def scenario_recruitment(sluice, work, run_id):
             check(f"recruitment protobuf: {n_raw} non-JSON rows dead-lettered as 'not the Confluent "
                   "wire format'", len(raw) == n_raw == 2,
                   f"got {len(raw)}: {[e.get('reason') for e in entries][:5]}")
-    if have_mysql:
-        mysql(f"DROP DATABASE IF EXISTS `{database}`")
+    if why is None:
+        server.run(f"DROP DATABASE IF EXISTS `{database}`")
 
 
 # ------------------------------------------------------------------------------ scenario 2
@@ -503,49 +409,13 @@ def scenario_evolution(sluice, work, run_id):
 # ------------------------------------------------------------------------------ scenario 3
 
 def scenario_registry_down(sluice, work, run_id):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    state = os.path.join(work, "private_registry.json")
-    cmd = [sys.executable, os.path.join(REPO, "tests", "tools", "schema_registry.py"),
-           "--port", str(port), "--state", state]
-    reg = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    topic = f"proto_{run_id}_down"
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.1)
+    def publish_records(url, topic):
         cls = event_classes(2)
         ser = serializer(url, cls)
         publish(topic, [serialize(ser, topic, event(cls, i, 1767225600, 0, "x")) for i in range(20)])
-    finally:
-        reg.terminate()
-        reg.wait(10)
-    db = os.path.join(work, "down.db")
-    dlq = os.path.join(work, "down_dlq.ndjson")
-    pipe = os.path.join(work, "down.toml")
-    with open(pipe, "w", encoding="utf-8") as f:
-        f.write(EVOLVE_PIPELINE.format(name=f"proto_{run_id}_down", broker=BROKER, topic=topic,
-                                       registry=url, db=db, dlq=dlq))
-    p = subprocess.Popen([sluice, "run", pipe, "--until-caught-up"], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, cwd=REPO)
-    time.sleep(4)
-    reg = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        out, _ = p.communicate(timeout=120)
-    finally:
-        reg.terminate()
-        reg.wait(10)
-    text = out.decode("utf-8", "replace")
-    check("registry down: exit 0 after the registry came back", p.returncode == 0, text[-2000:])
-    check("registry down: the source retried", "retrying in" in text and "schema registry" in text,
-          text[-1500:])
-    if p.returncode == 0:
-        con = sqlite3.connect(db)
-        n = con.execute("SELECT count(*) FROM rows").fetchone()[0]
-        con.close()
-        entries, _ = dead_letters.load_dlq(dlq)
-        check("registry down: 20 rows, no dead letters", n == 20 and not entries,
-              f"{n} rows, dead letters {[e.get('reason') for e in entries][:3]}")
+
+    registry_util.scenario_registry_down(T, sluice, work, f"proto_{run_id}_down",
+                                         f"proto_{run_id}_down", publish_records, EVOLVE_PIPELINE)
 
 
 def main():
@@ -558,14 +428,10 @@ def main():
         import confluent_kafka.schema_registry.protobuf  # noqa: F401
         import google.protobuf  # noqa: F401
     except ImportError as e:
-        print(f"SKIP: confluent-kafka[protobuf] is not installed ({e}): make deps")
-        return 1 if IN_CI else SKIP
-    missing = [what for what, (h, p) in (("Kafka", ("127.0.0.1", 9092)),
-                                         ("schema registry", ("127.0.0.1", 8081)))
-               if not port_open(h, p)]
+        return T.missing(f"confluent-kafka[protobuf] is not installed ({e}): make deps")
+    missing = [s.why_down() for s in (KAFKA, REGISTRY_SERVER) if not s.up()]
     if missing:
-        print(f"SKIP: {', '.join(missing)} not running (make services)")
-        return 1 if IN_CI else SKIP
+        return T.missing("; ".join(missing))
     run_id = f"{int(time.time())}_{os.getpid()}"
     work = tempfile.mkdtemp(prefix="sluice-protobuf-")
     try:
@@ -573,14 +439,10 @@ def main():
         scenario_evolution(args.sluice, work, run_id)
         scenario_registry_down(args.sluice, work, run_id)
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed or not results else 0
+        harness.keep_or_remove(work, args.keep)
+    if not T.passed and not T.failed:
+        check("at least one scenario ran", False)
+    return T.finish()
 
 
 if __name__ == "__main__":
