@@ -11,16 +11,14 @@
 #include <vector>
 
 #include "core/schema.h"
-#include "core/value.h"
 #include "operators/decoder.h"
 #include "operators/protobuf_decoder.h"
+#include "registry_fuzz.h"
 
 namespace {
 
 using sluice::Field;
-using sluice::Schema;
 using sluice::Type;
-using sluice::Value;
 
 constexpr const char* kCommon = R"(syntax = "proto3";
 package f;
@@ -69,52 +67,25 @@ message Legacy {
   return schemas;
 }
 
-std::unique_ptr<sluice::Decoder> Make() {
-  auto cache = std::make_shared<sluice::AvroSchemaCache>(
-      [](int32_t id) -> sluice::Result<std::string> {
-        auto it = Schemas().find(id);
-        if (it == Schemas().end()) return sluice::Status::NotFound("registry: not found");
-        return it->second;
-      },
-      nullptr);
-  sluice::DecoderOptions options;
-  options.format = sluice::DecoderOptions::Format::kProtobuf;
-  options.avro_schemas = cache;
-  Schema schema({Field{"create_time", Type::kTimestamp, ""}, Field{"job_id", Type::kInt64, ""},
-                 Field{"bid", Type::kDouble, ""}, Field{"custom_track", Type::kString, ""},
-                 Field{"ts", Type::kTimestamp, ""}, Field{"city", Type::kString, "loc.city"},
-                 Field{"zip", Type::kInt64, "loc.zip"}, Field{"deep", Type::kString, "loc.inner.city"},
-                 Field{"kind", Type::kString, ""}, Field{"price", Type::kDouble, ""},
-                 Field{"note", Type::kString, ""}, Field{"ok", Type::kBool, ""},
-                 Field{"raw", Type::kString, ""}, Field{"f", Type::kString, ""},
-                 Field{"a", Type::kInt64, "inner.a"}, Field{"x", Type::kString, ""},
-                 Field{"campaign", Type::kString, ""}, Field{"tags", Type::kString, ""}});
-  auto decoder = sluice::MakeDecoder(options, schema);
-  return decoder.ok() ? std::move(decoder).value() : nullptr;
+const std::vector<Field>& Fields() {
+  static const std::vector<Field> fields = {
+      Field{"create_time", Type::kTimestamp, ""}, Field{"job_id", Type::kInt64, ""},
+      Field{"bid", Type::kDouble, ""}, Field{"custom_track", Type::kString, ""},
+      Field{"ts", Type::kTimestamp, ""}, Field{"city", Type::kString, "loc.city"},
+      Field{"zip", Type::kInt64, "loc.zip"}, Field{"deep", Type::kString, "loc.inner.city"},
+      Field{"kind", Type::kString, ""}, Field{"price", Type::kDouble, ""},
+      Field{"note", Type::kString, ""}, Field{"ok", Type::kBool, ""},
+      Field{"raw", Type::kString, ""}, Field{"f", Type::kString, ""},
+      Field{"a", Type::kInt64, "inner.a"}, Field{"x", Type::kString, ""},
+      Field{"campaign", Type::kString, ""}, Field{"tags", Type::kString, ""}};
+  return fields;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::unique_ptr<sluice::Decoder> decoder = Make();
+  static const std::unique_ptr<sluice::Decoder> decoder = sluice::fuzz::MakeRegistryDecoder(
+      sluice::DecoderOptions::Format::kProtobuf, &Schemas(), nullptr, Fields());
   if (decoder == nullptr) __builtin_trap();
-  if (size == 0) return 0;
-  std::string payload;
-  const uint8_t pick = data[0] % 5;
-  if (pick != 0) payload = std::string("\0\0\0\0", 4) + static_cast<char>(pick);
-  payload.append(reinterpret_cast<const char*>(data) + 1, size - 1);
-  // A copy without spare bytes after it, so that a read past the message is seen by ASan.
-  const std::string message(payload);
-  std::vector<Value> row(18);
-  if (decoder->Decode(message, row).ok()) {
-    static const Type kTypes[18] = {Type::kTimestamp, Type::kInt64, Type::kDouble, Type::kString,
-                                    Type::kTimestamp, Type::kString, Type::kInt64, Type::kString,
-                                    Type::kString, Type::kDouble, Type::kString, Type::kBool,
-                                    Type::kString, Type::kString, Type::kInt64, Type::kString,
-                                    Type::kString, Type::kString};
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (!row[i].is_null() && row[i].type() != kTypes[i]) __builtin_trap();
-    }
-  }
-  return 0;
+  return sluice::fuzz::DecodeFramed(*decoder, Fields(), data, size, 5);
 }
