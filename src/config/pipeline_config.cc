@@ -137,9 +137,9 @@ enum class PathKind {
 };
 
 /// The [source] and [sink] options that name files.
-const std::set<std::string>& PathOptions() {
-  static const std::set<std::string> kNames = {"jobs", "campaigns", "password_file", "ca_file"};
-  return kNames;
+std::set<std::string>& PathOptions() {
+  static std::set<std::string> names;
+  return names;
 }
 
 class Reader {
@@ -754,6 +754,8 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   cfg.variables = r.TakeUses();
   return cfg;
 }
+
+void DeclarePathOption(const std::string& name) { PathOptions().insert(name); }
 
 Result<PipelineConfig> LoadPipelineConfig(const std::string& path, const Variables& vars) {
   std::ifstream in(path, std::ios::binary);

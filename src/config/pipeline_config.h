@@ -183,12 +183,19 @@ std::string ClosestName(const std::string& name, const std::vector<std::string>&
 /// and has no default.
 Result<std::string> SubstituteVariables(const std::string& text, const Variables& vars);
 
+/// Declares `name` a path option: a relative value of an option of that name written in a
+/// pipeline file resolves against the file's folder. The connector registry declares the path
+/// options (OptionType::kPath) of every table it registers, before any pipeline file is read;
+/// afterwards the names are only read, from any thread.
+void DeclarePathOption(const std::string& name);
+
 /// Reads and validates a pipeline file. Errors carry "file:line:col: ...".
 ///
 /// Relative paths written in the file (a file, sqlite: or parquet: URI, a dead-letter path, the
-/// path options jobs, campaigns, password_file and ca_file), including the defaults of
-/// ${NAME:-default}, resolve against the directory of the file; a path that comes from a
-/// variable's value (--var or the environment) stays relative to the working directory.
+/// connectors' path options, declared with DeclarePathOption: jobs, campaigns, password_file,
+/// ca_file), including the defaults of ${NAME:-default}, resolve against the directory of the
+/// file; a path that comes from a variable's value (--var or the environment) stays relative to
+/// the working directory.
 Result<PipelineConfig> LoadPipelineConfig(const std::string& path, const Variables& vars);
 /// Same, from text (for tests); `file` names it in errors.
 Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::string& file,

@@ -76,7 +76,14 @@ std::string ConnectorRegistry::DescribeOptions(const PipelineConfig& config) con
   return out;
 }
 
+void ConnectorRegistry::DeclarePathOptions(const OptionTable& table) {
+  for (const OptionSpec& o : table.options) {
+    if (o.type == OptionType::kPath) DeclarePathOption(o.name);
+  }
+}
+
 void ConnectorRegistry::AddDimension(const std::string& scheme, DimensionFactory factory, OptionTable options) {
+  DeclarePathOptions(options);
   OptionSpec refresh;
   refresh.name = "refresh";
   refresh.type = OptionType::kDuration;

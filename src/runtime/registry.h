@@ -63,16 +63,21 @@ class ConnectorRegistry {
 
   /// Registers a source, sink or dimension with the table of the options its factory reads
   /// (docs/connectors.md and `sluice connectors` list them).
+  /// The table's path options are declared to the pipeline-file reader (DeclarePathOption).
   void AddSource(const std::string& scheme, SourceFactory factory, OptionTable options = {}) {
+    DeclarePathOptions(options);
     sources_[scheme] = std::move(factory);
     source_options_[scheme] = std::move(options);
   }
   void AddSink(const std::string& scheme, SinkFactory factory, SinkTraits traits = {}, OptionTable options = {}) {
+    DeclarePathOptions(options);
     sinks_[scheme] = Sink_{std::move(factory), traits};
     sink_options_[scheme] = std::move(options);
   }
   /// `options` need not declare `refresh`, which the registry reads for every dimension.
   void AddDimension(const std::string& scheme, DimensionFactory factory, OptionTable options = {});
+  /// Declares the options of type kPath of `table` to the pipeline-file reader.
+  static void DeclarePathOptions(const OptionTable& table);
   void AddInputCheck(const std::string& scheme, InputCheck check) { input_checks_[scheme] = std::move(check); }
   /// Runs the input check of the scheme `uri` names (OK when it registered none).
   Status CheckInput(const std::string& uri, const std::map<int32_t, int64_t>& positions,

@@ -80,6 +80,32 @@ TEST(ConnectorOptionsTest, TheReferenceNamesEveryConnectorKind) {
   EXPECT_NE(doc.find("| `refresh` | duration | `5s` |"), std::string::npos);  // file, mysql
 }
 
+// The path options the tables declare (type path) are the ones a pipeline file resolves against
+// its folder: the pipeline-file reader learns them from the registry, not from a list of its own.
+TEST(ConnectorOptionsTest, DeclaredPathOptionsResolveAgainstThePipelineFilesFolder) {
+  Registry();
+  const char* text = R"(
+[pipeline]
+name = "p"
+[source]
+uri = "https://example.invalid/api"
+fields = { a = "int64" }
+ca_file = "certs/ca.pem"
+jobs = "data/job.csv"
+[sink]
+uri = "mysql://u@h:3306/db"
+password_file = "secret/pw"
+table = "events"
+)";
+  Variables vars;
+  vars.use_environment = false;
+  auto cfg = ParsePipelineConfig(text, "conf/p.toml", vars);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->source.options.GetString("ca_file"), "conf/certs/ca.pem");
+  EXPECT_EQ(cfg->source.options.GetString("jobs"), "conf/data/job.csv");
+  EXPECT_EQ(cfg->sink.options.GetString("password_file"), "conf/secret/pw");
+}
+
 TEST(ConnectorOptionsTest, AMisspeltSourceOptionNamesTheClosestDeclaredOne) {
   SourceConfig config;
   config.name = "t";
