@@ -119,7 +119,7 @@ sluice_python_test(dashboard_chromium tests/integration/dashboard_test.py TIMEOU
 # interpreter), while events flow. Needs
 # `make services` (MariaDB, Kafka and the schema registry); CI=true turns a missing server into
 # a FAIL.
-sluice_python_test(dimension_cdc tests/integration/dimension_cdc_test.py VENV TIMEOUT 420
+sluice_python_test(dimension_cdc tests/integration/dimension_cdc_test.py VENV TIMEOUT 300
                    LABELS python integration mysql kafka)
 
 # deploy/ (Grafana, Prometheus, systemd, Airflow), tests/deploy/. Run: ctest -L deploy
