@@ -2,7 +2,7 @@
 """Dimensions that follow their source of truth, against the real MariaDB and Kafka.
 
     dimension_cdc_test.py --sluice build/sluice [--only mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,
-                                                       avro_down,protobuf,protobuf_jdbc]
+                                                       avro_down,protobuf,protobuf_jdbc,protobuf_down]
 
 Needs the servers of `make services`: MariaDB on 127.0.0.1:3306 (root, no password, database
 `sluice`) and Kafka on 127.0.0.1:9092, plus kcat (installed through scripts/install-deps.sh when
@@ -46,6 +46,8 @@ changes the dimension at its source, appends more events, and checks per event:
            built at test time from a FileDescriptorProto); topics protocdc_*.
  protobuf_jdbc format protobuf: rows as the JDBC source connector writes them with the
            ProtobufConverter (message Value, optional fields): a new version of job 3.
+ protobuf_down the same as avro_down in Protobuf: the update comes with a new schema (Value
+           gains an optional note) while the private registry is down; it waits, then applies.
 
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
@@ -446,11 +448,12 @@ def scenario_avro(sluice, tmp, jdbc):
         kafka_util.delete_topics(topic)
 
 
-def protobuf_classes(topic):
+def protobuf_classes(topic, note=False):
     """Message classes built at test time (no generated code), in the file protocdc/<topic>.proto:
     Value (the row: int64 id, optional int64 company_id, optional string created_by), Source,
     and Envelope (Value before, Value after, Source source, string op, optional int64 ts_ms) —
-    Debezium's envelope as its ProtobufConverter shapes it. Returns (Value, Envelope)."""
+    Debezium's envelope as its ProtobufConverter shapes it; `note`: Value gains an optional string
+    note (a new schema). Returns (Value, Envelope)."""
     from google.protobuf import descriptor_pb2 as d  # noqa: PLC0415
     from google.protobuf import descriptor_pool, message_factory  # noqa: PLC0415
     F = d.FieldDescriptorProto
@@ -469,6 +472,8 @@ def protobuf_classes(topic):
     field(value, "id", 1, F.TYPE_INT64)
     field(value, "company_id", 2, F.TYPE_INT64, optional=True)
     field(value, "created_by", 3, F.TYPE_STRING, optional=True)
+    if note:
+        field(value, "note", 4, F.TYPE_STRING, optional=True)
     source = fdp.message_type.add(name="Source")
     field(source, "connector", 1, F.TYPE_STRING)
     field(source, "table", 2, F.TYPE_STRING, optional=True)
@@ -590,30 +595,54 @@ class PrivateRegistry:
             self.proc.wait(10)
 
 
-def scenario_avro_down(sluice, tmp):
+def protobuf_down_events(client, topic, rows):
+    """The snapshot (r events, schema v1) and the update of job 3 (schema v2: Value gains note),
+    serialized by ProtobufSerializer against `client`."""
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    _, env1 = protobuf_classes(topic)
+    _, env2 = protobuf_classes(topic, note=True)
+    ser1, ser2 = ProtobufSerializer(env1, client), ProtobufSerializer(env2, client)
+    snapshot = []
+    for i, c in rows.items():
+        e = env1(op="r")
+        e.after.id, e.after.company_id = i, c
+        snapshot.append(ser1(e, ctx))
+    e = env2(op="u")
+    e.before.id, e.before.company_id, e.before.note = 3, 103, "moved"
+    e.after.id, e.after.company_id, e.after.note = 3, 999, "moved"
+    return snapshot, ser2(e, ctx)
+
+
+def scenario_registry_down(sluice, tmp, fmt):
     from confluent_kafka import Producer  # noqa: PLC0415
     from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
     from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: PLC0415
     from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
-    name = "kafka avro registry down"
-    topic = f"avro2_cdc_down_{os.getpid()}"
+    name = f"kafka {fmt} registry down"
+    topic = f"avro2_cdc_down_{os.getpid()}" if fmt == "avro" else f"protocdc_down_{os.getpid()}"
     kafka_util.create_topic(topic, 1)
     reg = PrivateRegistry(tmp)
     reg.start()
-    # v2: the row record gains a field (a new schema id the running dimension has not seen).
-    v2 = json.loads(json.dumps(DEBEZIUM_SCHEMA))
-    v2["fields"][0]["type"][1]["fields"].append({"name": "note", "type": ["null", "string"], "default": None})
-    ctx = SerializationContext(topic, MessageField.VALUE)
+    rows = {1: 101, 2: 102, 3: 103, 4: 104}
     try:
         client = SchemaRegistryClient({"url": reg.url})
-        ser1 = AvroSerializer(client, json.dumps(DEBEZIUM_SCHEMA))
-        ser2 = AvroSerializer(client, json.dumps(v2))
-        rows = {1: 101, 2: 102, 3: 103, 4: 104}
-        snapshot = [ser1(debezium_avro("r", None, {"id": i, "company_id": c}), ctx) for i, c in rows.items()]
-        ev = debezium_avro("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999})
-        for side in ("before", "after"):
-            ev[side]["note"] = "moved"
-        update = ser2(ev, ctx)
+        if fmt == "protobuf":
+            snapshot, update = protobuf_down_events(client, topic, rows)
+        else:
+            # v2: the row record gains a field (a new schema id the running dimension has not seen).
+            v2 = json.loads(json.dumps(DEBEZIUM_SCHEMA))
+            v2["fields"][0]["type"][1]["fields"].append({"name": "note", "type": ["null", "string"],
+                                                         "default": None})
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            ser1 = AvroSerializer(client, json.dumps(DEBEZIUM_SCHEMA))
+            ser2 = AvroSerializer(client, json.dumps(v2))
+            snapshot = [ser1(debezium_avro("r", None, {"id": i, "company_id": c}), ctx) for i, c in rows.items()]
+            ev = debezium_avro("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999})
+            for side in ("before", "after"):
+                ev[side]["note"] = "moved"
+            update = ser2(ev, ctx)
     finally:
         reg.stop()
     p = Producer({"bootstrap.servers": BROKER, "enable.idempotence": True})
@@ -625,7 +654,7 @@ def scenario_avro_down(sluice, tmp):
             raise RuntimeError(f"records to {topic} not delivered")
     produce_raw(snapshot)
     port = free_port()
-    options = f'format = "avro"\nschema_registry = "{reg.url}"'
+    options = f'format = "{fmt}"\nschema_registry = "{reg.url}"'
     run = Run(sluice, tmp, topic, f"kafka://{BROKER}/{topic}", options, ["--http", f"127.0.0.1:{port}"])
     try:
         time.sleep(3)  # the snapshot waits for the registry
@@ -674,7 +703,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--only", default="mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,avro_down,"
-                                      "protobuf,protobuf_jdbc")
+                                      "protobuf,protobuf_jdbc,protobuf_down")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -687,11 +716,11 @@ def main():
         if why:
             problems.append(why)
     if only & {"jdbc", "debezium", "envelope", "connect", "avro", "avro_jdbc", "avro_down", "protobuf",
-               "protobuf_jdbc"}:
+               "protobuf_jdbc", "protobuf_down"}:
         why = kafka_util.ensure_kcat() or kafka_util.kafka_missing()
         if why:
             problems.append(why)
-    if only & {"avro", "avro_jdbc", "avro_down", "protobuf", "protobuf_jdbc"}:
+    if only & {"avro", "avro_jdbc", "avro_down", "protobuf", "protobuf_jdbc", "protobuf_down"}:
         why = registry_ready()
         if why:
             problems.append(why)
@@ -714,11 +743,13 @@ def main():
         if "avro_jdbc" in only:
             scenario_avro(sluice, tmp, jdbc=True)
         if "avro_down" in only:
-            scenario_avro_down(sluice, tmp)
+            scenario_registry_down(sluice, tmp, "avro")
         if "protobuf" in only:
             scenario_protobuf(sluice, tmp, jdbc=False)
         if "protobuf_jdbc" in only:
             scenario_protobuf(sluice, tmp, jdbc=True)
+        if "protobuf_down" in only:
+            scenario_registry_down(sluice, tmp, "protobuf")
     except Exception as e:  # noqa: BLE001 — a broken scenario is a failure with its reason
         check("scenario ran", False, repr(e))
     finally:
