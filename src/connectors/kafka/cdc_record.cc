@@ -165,12 +165,14 @@ bool ChangeRecordDecoder::IsDebeziumSchema(int32_t id, std::string_view payload)
     e = registry_schemas_->Get(id);
   }
   if (protobuf_) {
-    // The message type the indexes name (an unusable schema is a row: its decoder says why).
+    // The message type the indexes name. An unknown id is a row (its decoder says why); indexes
+    // naming no message, or a schema that does not parse, say nothing about the id's other
+    // messages: not remembered, the row decoder says why.
+    if (!e || !e->found) return registry_debezium_[id] = false;
     Result<std::vector<std::string>> names = ProtobufMessageFieldNames(payload, *registry_schemas_);
+    if (!names.ok()) return false;
     int seen = 0;
-    if (names.ok()) {
-      for (const std::string& name : *names) seen += name == "before" || name == "after" || name == "op";
-    }
+    for (const std::string& name : *names) seen += name == "before" || name == "after" || name == "op";
     return registry_debezium_[id] = seen == 3;
   }
   bool debezium = false;

@@ -299,5 +299,21 @@ TEST(ChangeRecordDecoder, ProtobufMessagesThatAreSkipped) {
   EXPECT_FALSE(ChangeRecordDecoder::MakeProtobuf(Fields(), 0, nullptr).ok());
 }
 
+TEST(ChangeRecordDecoder, ProtobufBadMessageIndexesDoNotDecideTheSchemaId) {
+  auto made = ChangeRecordDecoder::MakeProtobuf(Fields(), 0, Schemas({{1, kProtoDebezium}}));
+  ASSERT_TRUE(made.ok());
+  auto& d = *made;
+  ChangeRecord c;
+  // Index [9]: the file has three messages. Skipped with its reason...
+  Status s = d->Decode(Header(1) + "\x02\x12" + PLen(3, "c"), &c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("has no message at index [9]"), std::string::npos) << s.message();
+  // ...and the next event of the same schema id is still read as an envelope.
+  s = d->Decode(PHeader(1, true) + PLen(2, ProtoValue(7, "b", 4)) + PLen(3, "c"), &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.kind, ChangeRecord::Kind::kUpsert);
+  EXPECT_EQ(c.row, (std::vector<Value>{Value::Int(7), Value::String("b"), Value::Int(4)}));
+}
+
 }  // namespace
 }  // namespace sluice
