@@ -49,7 +49,8 @@ class ChangeRecordDecoder {
   /// operators/protobuf_decoder.h reads them): a message type with the fields `before`, `after`
   /// (messages of the row type) and `op` is a Debezium envelope, any other a row as the JDBC
   /// source connector writes it with the ProtobufConverter. Decided once per schema id, from
-  /// the message type the first message of that id names.
+  /// the message type the first message of that id names (a message whose indexes name none
+  /// decides nothing).
   static Result<std::unique_ptr<ChangeRecordDecoder>> MakeProtobuf(const Schema& fields, size_t key_index,
                                                                    std::shared_ptr<AvroSchemaCache> schemas);
   ~ChangeRecordDecoder();
