@@ -114,8 +114,9 @@ sluice_python_test(dashboard_chromium tests/integration/dashboard_test.py TIMEOU
 
 # Dimensions that follow their source (issue: change data capture): a MySQL table polled by
 # updated_at, and Kafka CDC topics (Kafka Connect JDBC rows flat and in the JsonConverter's
-# envelope, Debezium with and without the envelope, deletes included, and both in Avro written
-# by confluent-kafka's AvroSerializer, hence the venv's interpreter), while events flow. Needs
+# envelope, Debezium with and without the envelope, deletes included, and both in Avro and in
+# Protobuf written by confluent-kafka's AvroSerializer and ProtobufSerializer, hence the venv's
+# interpreter), while events flow. Needs
 # `make services` (MariaDB, Kafka and the schema registry); CI=true turns a missing server into
 # a FAIL.
 sluice_python_test(dimension_cdc tests/integration/dimension_cdc_test.py VENV TIMEOUT 300

@@ -216,6 +216,39 @@ std::string IndexText(const std::vector<int64_t>& idx) {
   return s + "]";
 }
 
+/// Reads the message indexes at the front of `rest` (after the 5-byte header; consumed) and
+/// returns the message type of `file` they name. `idx` is scratch space.
+Result<const pb::Descriptor*> ResolveMessage(const pb::FileDescriptor& file, int32_t id, std::string_view* rest,
+                                             std::vector<int64_t>* idx) {
+  int64_t count = 0;
+  if (!ReadZigzag(rest, &count)) {
+    return Status::ParseError("schema id " + std::to_string(id) + ": truncated message indexes");
+  }
+  if (count < 0 || static_cast<uint64_t>(count) > rest->size()) {
+    return Status::ParseError("schema id " + std::to_string(id) + ": message index count " + std::to_string(count) +
+                              " is out of range");
+  }
+  idx->assign(1, 0);
+  if (count > 0) {
+    idx->resize(static_cast<size_t>(count));
+    for (auto& i : *idx) {
+      if (!ReadZigzag(rest, &i)) {
+        return Status::ParseError("schema id " + std::to_string(id) + ": truncated message indexes");
+      }
+    }
+  }
+  const pb::Descriptor* d = nullptr;
+  for (size_t k = 0; k < idx->size(); ++k) {
+    const int n = k == 0 ? file.message_type_count() : d->nested_type_count();
+    if ((*idx)[k] < 0 || (*idx)[k] >= n) {
+      return Status::ParseError("schema id " + std::to_string(id) + " has no message at index " + IndexText(*idx));
+    }
+    const int i = static_cast<int>((*idx)[k]);
+    d = k == 0 ? file.message_type(i) : d->nested_type(i);
+  }
+  return d;
+}
+
 Status WrongType(const Field& f, std::string_view what) {
   return Status::ParseError("field " + f.name + ": a Protobuf " + std::string(what) + " is not " +
                             std::string(TypeName(f.type)));
@@ -311,33 +344,7 @@ class ProtobufDecoder final : public Decoder {
     }
     ASSIGN_OR_RETURN(WriterSchema * w, Writer(*id));
     std::string_view rest = payload.substr(5);
-    int64_t count = 0;
-    if (!ReadZigzag(&rest, &count)) {
-      return Status::ParseError("schema id " + std::to_string(*id) + ": truncated message indexes");
-    }
-    if (count < 0 || static_cast<uint64_t>(count) > rest.size()) {
-      return Status::ParseError("schema id " + std::to_string(*id) + ": message index count " +
-                                std::to_string(count) + " is out of range");
-    }
-    std::vector<int64_t>& idx = indexes_;
-    idx.assign(1, 0);
-    if (count > 0) {
-      idx.resize(static_cast<size_t>(count));
-      for (auto& i : idx) {
-        if (!ReadZigzag(&rest, &i)) {
-          return Status::ParseError("schema id " + std::to_string(*id) + ": truncated message indexes");
-        }
-      }
-    }
-    const pb::Descriptor* d = nullptr;
-    for (size_t k = 0; k < idx.size(); ++k) {
-      const int n = k == 0 ? w->file->message_type_count() : d->nested_type_count();
-      if (idx[k] < 0 || idx[k] >= n) {
-        return Status::ParseError("schema id " + std::to_string(*id) + " has no message at index " + IndexText(idx));
-      }
-      const int i = static_cast<int>(idx[k]);
-      d = k == 0 ? w->file->message_type(i) : d->nested_type(i);
-    }
+    ASSIGN_OR_RETURN(const pb::Descriptor* d, ResolveMessage(*w->file, *id, &rest, &indexes_));
     Plan& plan = PlanFor(d, w);
     pb::Message& msg = *plan.message;
     msg.Clear();
@@ -545,6 +552,25 @@ class ProtobufDecoder final : public Decoder {
 };
 
 }  // namespace
+
+Result<std::vector<std::string>> ProtobufMessageFieldNames(std::string_view payload, AvroSchemaCache& schemas) {
+  std::optional<int32_t> id = ConfluentSchemaId(payload);
+  if (!id || payload[0] != 0) return Status::ParseError("not the Confluent wire format");
+  std::optional<AvroSchemaCache::Entry> e = schemas.Get(*id);
+  if (!e) {
+    RETURN_IF_ERROR(schemas.Ensure(*id));
+    e = schemas.Get(*id);
+  }
+  if (!e || !e->found) return Status::NotFound("unknown schema id " + std::to_string(*id));
+  WriterSchema w;
+  RETURN_IF_ERROR(w.Init(e->json));
+  std::string_view rest = payload.substr(5);
+  std::vector<int64_t> idx;
+  ASSIGN_OR_RETURN(const pb::Descriptor* d, ResolveMessage(*w.file, *id, &rest, &idx));
+  std::vector<std::string> names;
+  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  return names;
+}
 
 Result<std::unique_ptr<Decoder>> MakeProtobufDecoder(const Schema& schema,
                                                      std::shared_ptr<AvroSchemaCache> schemas) {

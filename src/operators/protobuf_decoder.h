@@ -53,6 +53,11 @@ namespace sluice {
 Result<std::unique_ptr<Decoder>> MakeProtobufDecoder(const Schema& schema,
                                                      std::shared_ptr<AvroSchemaCache> schemas);
 
+/// The names of the top-level fields of the message type a Confluent Protobuf payload is
+/// written with (its writer schema from `schemas`, fetched when not there yet, and its message
+/// indexes). Fails when the header, the schema or the indexes do not name a message.
+Result<std::vector<std::string>> ProtobufMessageFieldNames(std::string_view payload, AvroSchemaCache& schemas);
+
 /// The cache entry for a Protobuf schema with references: a JSON object {"schema": TEXT,
 /// "references": [{"name": IMPORT_PATH, "schema": TEXT}, ...]}, each reference named by the path
 /// the schema imports it as.

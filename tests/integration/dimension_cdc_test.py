@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Dimensions that follow their source of truth, against the real MariaDB and Kafka.
 
-    dimension_cdc_test.py --sluice build/sluice [--only mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc]
+    dimension_cdc_test.py --sluice build/sluice [--only mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,
+                                                       avro_down,protobuf,protobuf_jdbc,protobuf_down]
 
 Needs the servers of `make services`: MariaDB on 127.0.0.1:3306 (root, no password, database
 `sluice`) and Kafka on 127.0.0.1:9092, plus kcat (installed through scripts/install-deps.sh when
@@ -38,6 +39,15 @@ changes the dimension at its source, appends more events, and checks per event:
            again when an event with a new schema id arrives: the event is held back, not skipped
            (counted as failed refreshes, "waiting for the schema registry" in the log), and
            applied once the registry is back.
+ protobuf  format protobuf: the same Debezium events as `avro` (r snapshot, u of job 3, d of job
+           4, its tombstone, c of job 6, one message without the header) as messages Envelope
+           {Value before, Value after, Source source, string op, optional int64 ts_ms}, the
+           third message of their file, written by confluent-kafka's ProtobufSerializer (classes
+           built at test time from a FileDescriptorProto); topics protocdc_*.
+ protobuf_jdbc format protobuf: rows as the JDBC source connector writes them with the
+           ProtobufConverter (message Value, optional fields): a new version of job 3.
+ protobuf_down the same as avro_down in Protobuf: the update comes with a new schema (Value
+           gains an optional note) while the private registry is down; it waits, then applies.
 
 Prints PASS/FAIL per check and 'N passed, M failed' last; exit 1 on any failure.
 """
@@ -438,6 +448,126 @@ def scenario_avro(sluice, tmp, jdbc):
         kafka_util.delete_topics(topic)
 
 
+def protobuf_classes(topic, note=False):
+    """Message classes built at test time (no generated code), in the file protocdc/<topic>.proto:
+    Value (the row: int64 id, optional int64 company_id, optional string created_by), Source,
+    and Envelope (Value before, Value after, Source source, string op, optional int64 ts_ms) —
+    Debezium's envelope as its ProtobufConverter shapes it; `note`: Value gains an optional string
+    note (a new schema). Returns (Value, Envelope)."""
+    from google.protobuf import descriptor_pb2 as d  # noqa: PLC0415
+    from google.protobuf import descriptor_pool, message_factory  # noqa: PLC0415
+    F = d.FieldDescriptorProto
+
+    def field(msg, name, number, ftype, type_name=None, optional=False):
+        f = msg.field.add(name=name, number=number, type=ftype, label=F.LABEL_OPTIONAL)
+        if type_name:
+            f.type_name = type_name
+        if optional:  # proto3 `optional`: a synthetic oneof of its own
+            f.proto3_optional = True
+            f.oneof_index = len(msg.oneof_decl)
+            msg.oneof_decl.add(name="_" + name)
+    pkg = "protocdc." + re.sub(r"\W", "_", topic)
+    fdp = d.FileDescriptorProto(name=f"protocdc/{topic}.proto", package=pkg, syntax="proto3")
+    value = fdp.message_type.add(name="Value")
+    field(value, "id", 1, F.TYPE_INT64)
+    field(value, "company_id", 2, F.TYPE_INT64, optional=True)
+    field(value, "created_by", 3, F.TYPE_STRING, optional=True)
+    if note:
+        field(value, "note", 4, F.TYPE_STRING, optional=True)
+    source = fdp.message_type.add(name="Source")
+    field(source, "connector", 1, F.TYPE_STRING)
+    field(source, "table", 2, F.TYPE_STRING, optional=True)
+    env = fdp.message_type.add(name="Envelope")
+    field(env, "before", 1, F.TYPE_MESSAGE, f".{pkg}.Value")
+    field(env, "after", 2, F.TYPE_MESSAGE, f".{pkg}.Value")
+    field(env, "source", 3, F.TYPE_MESSAGE, f".{pkg}.Source")
+    field(env, "op", 4, F.TYPE_STRING)
+    field(env, "ts_ms", 5, F.TYPE_INT64, optional=True)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Value")),
+            message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Envelope")))
+
+
+def protobuf_producer(topic, cls):
+    """Returns produce(values): each value (a message, None for a tombstone, bytes as they are)
+    serialized by confluent-kafka's ProtobufSerializer and written to partition 0 of `topic`."""
+    from confluent_kafka import Producer  # noqa: PLC0415
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    ser = ProtobufSerializer(cls, SchemaRegistryClient({"url": REGISTRY}))
+    p = Producer({"bootstrap.servers": BROKER, "enable.idempotence": True})
+
+    def produce_values(values):
+        for v in values:
+            if v is not None and not isinstance(v, bytes):
+                v = ser(v, SerializationContext(topic, MessageField.VALUE))
+            p.produce(topic, value=v, partition=0)
+        if p.flush(30):
+            raise RuntimeError(f"records to {topic} not delivered")
+    return produce_values
+
+
+def scenario_protobuf(sluice, tmp, jdbc):
+    name = "kafka protobuf " + ("jdbc rows" if jdbc else "debezium")
+    topic = f"protocdc_{'jdbc' if jdbc else 'debezium'}_{os.getpid()}"
+    kafka_util.create_topic(topic, 1)
+    Value, Envelope = protobuf_classes(topic)
+
+    def row(r):
+        v = Value(id=r["id"])
+        if r.get("company_id") is not None:
+            v.company_id = r["company_id"]
+        if r.get("created_by") is not None:
+            v.created_by = r["created_by"]
+        return v
+
+    def event(op, before, after):
+        e = Envelope(op=op, ts_ms=int(time.time() * 1000))
+        e.source.connector = "mysql"
+        e.source.table = "job"
+        if before is not None:
+            e.before.CopyFrom(row(before))
+        if after is not None:
+            e.after.CopyFrom(row(after))
+        return e
+    produce_values = protobuf_producer(topic, Value if jdbc else Envelope)
+    rows = {1: 101, 2: 102, 3: 103, 4: 104}
+    if jdbc:
+        produce_values([row({"id": i, "company_id": c, "created_by": "x"}) for i, c in rows.items()])
+        before = {**rows, 6: 0}
+        after = {**before, 3: 999}
+
+        def change():
+            produce_values([row({"id": 3, "company_id": 999, "created_by": "y"})])
+        changed = [3]
+    else:
+        produce_values([event("r", None, {"id": i, "company_id": c}) for i, c in rows.items()]
+                       + [b'{"id": 5, "company_id": 105}'])  # no Confluent header: skipped
+        before = {**rows, 5: 0, 6: 0}
+        after = {1: 101, 2: 102, 3: 999, 4: 0, 5: 0, 6: 106}
+
+        def change():
+            produce_values([event("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999}),
+                            event("d", {"id": 4, "company_id": 104}, None),
+                            None,  # the tombstone after a delete
+                            event("c", None, {"id": 6, "company_id": 106})])
+        changed = [3, 6]
+    port = free_port()
+    options = f'format = "protobuf"\nschema_registry = "{REGISTRY}"'
+    run = Run(sluice, tmp, topic, f"kafka://{BROKER}/{topic}", options, ["--http", f"127.0.0.1:{port}"])
+    at_end = None
+    if not jdbc:
+        at_end = lambda r: check_skipped(name, r, port, 1,  # noqa: E731
+                                         "not the Confluent wire format: magic byte 0x7b")
+    try:
+        follow_change(run, name, before, after, change, changed, at_end)
+    finally:
+        run.stop()
+        kafka_util.delete_topics(topic)
+
+
 class PrivateRegistry:
     """tests/tools/schema_registry.py on a free port with its own state file, to stop and start."""
 
@@ -465,30 +595,54 @@ class PrivateRegistry:
             self.proc.wait(10)
 
 
-def scenario_avro_down(sluice, tmp):
+def protobuf_down_events(client, topic, rows):
+    """The snapshot (r events, schema v1) and the update of job 3 (schema v2: Value gains note),
+    serialized by ProtobufSerializer against `client`."""
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    _, env1 = protobuf_classes(topic)
+    _, env2 = protobuf_classes(topic, note=True)
+    ser1, ser2 = ProtobufSerializer(env1, client), ProtobufSerializer(env2, client)
+    snapshot = []
+    for i, c in rows.items():
+        e = env1(op="r")
+        e.after.id, e.after.company_id = i, c
+        snapshot.append(ser1(e, ctx))
+    e = env2(op="u")
+    e.before.id, e.before.company_id, e.before.note = 3, 103, "moved"
+    e.after.id, e.after.company_id, e.after.note = 3, 999, "moved"
+    return snapshot, ser2(e, ctx)
+
+
+def scenario_registry_down(sluice, tmp, fmt):
     from confluent_kafka import Producer  # noqa: PLC0415
     from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
     from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: PLC0415
     from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
-    name = "kafka avro registry down"
-    topic = f"avro2_cdc_down_{os.getpid()}"
+    name = f"kafka {fmt} registry down"
+    topic = f"avro2_cdc_down_{os.getpid()}" if fmt == "avro" else f"protocdc_down_{os.getpid()}"
     kafka_util.create_topic(topic, 1)
     reg = PrivateRegistry(tmp)
     reg.start()
-    # v2: the row record gains a field (a new schema id the running dimension has not seen).
-    v2 = json.loads(json.dumps(DEBEZIUM_SCHEMA))
-    v2["fields"][0]["type"][1]["fields"].append({"name": "note", "type": ["null", "string"], "default": None})
-    ctx = SerializationContext(topic, MessageField.VALUE)
+    rows = {1: 101, 2: 102, 3: 103, 4: 104}
     try:
         client = SchemaRegistryClient({"url": reg.url})
-        ser1 = AvroSerializer(client, json.dumps(DEBEZIUM_SCHEMA))
-        ser2 = AvroSerializer(client, json.dumps(v2))
-        rows = {1: 101, 2: 102, 3: 103, 4: 104}
-        snapshot = [ser1(debezium_avro("r", None, {"id": i, "company_id": c}), ctx) for i, c in rows.items()]
-        ev = debezium_avro("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999})
-        for side in ("before", "after"):
-            ev[side]["note"] = "moved"
-        update = ser2(ev, ctx)
+        if fmt == "protobuf":
+            snapshot, update = protobuf_down_events(client, topic, rows)
+        else:
+            # v2: the row record gains a field (a new schema id the running dimension has not seen).
+            v2 = json.loads(json.dumps(DEBEZIUM_SCHEMA))
+            v2["fields"][0]["type"][1]["fields"].append({"name": "note", "type": ["null", "string"],
+                                                         "default": None})
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            ser1 = AvroSerializer(client, json.dumps(DEBEZIUM_SCHEMA))
+            ser2 = AvroSerializer(client, json.dumps(v2))
+            snapshot = [ser1(debezium_avro("r", None, {"id": i, "company_id": c}), ctx) for i, c in rows.items()]
+            ev = debezium_avro("u", {"id": 3, "company_id": 103}, {"id": 3, "company_id": 999})
+            for side in ("before", "after"):
+                ev[side]["note"] = "moved"
+            update = ser2(ev, ctx)
     finally:
         reg.stop()
     p = Producer({"bootstrap.servers": BROKER, "enable.idempotence": True})
@@ -500,7 +654,7 @@ def scenario_avro_down(sluice, tmp):
             raise RuntimeError(f"records to {topic} not delivered")
     produce_raw(snapshot)
     port = free_port()
-    options = f'format = "avro"\nschema_registry = "{reg.url}"'
+    options = f'format = "{fmt}"\nschema_registry = "{reg.url}"'
     run = Run(sluice, tmp, topic, f"kafka://{BROKER}/{topic}", options, ["--http", f"127.0.0.1:{port}"])
     try:
         time.sleep(3)  # the snapshot waits for the registry
@@ -535,8 +689,9 @@ def registry_ready():
     import urllib.request  # noqa: PLC0415
     try:
         import confluent_kafka.schema_registry.avro  # noqa: F401, PLC0415
+        import confluent_kafka.schema_registry.protobuf  # noqa: F401, PLC0415
     except ImportError as e:
-        return f"confluent-kafka with Avro support is missing ({e}; scripts/venv.sh)"
+        return f"confluent-kafka with Avro and Protobuf support is missing ({e}; scripts/venv.sh)"
     try:
         urllib.request.urlopen(REGISTRY + "/subjects", timeout=5).read()
     except OSError as e:
@@ -547,7 +702,8 @@ def registry_ready():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--only", default="mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,avro_down")
+    ap.add_argument("--only", default="mysql,jdbc,debezium,envelope,connect,avro,avro_jdbc,avro_down,"
+                                      "protobuf,protobuf_jdbc,protobuf_down")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -559,11 +715,12 @@ def main():
         why = server.reachable()
         if why:
             problems.append(why)
-    if only & {"jdbc", "debezium", "envelope", "connect", "avro", "avro_jdbc", "avro_down"}:
+    if only & {"jdbc", "debezium", "envelope", "connect", "avro", "avro_jdbc", "avro_down", "protobuf",
+               "protobuf_jdbc", "protobuf_down"}:
         why = kafka_util.ensure_kcat() or kafka_util.kafka_missing()
         if why:
             problems.append(why)
-    if only & {"avro", "avro_jdbc", "avro_down"}:
+    if only & {"avro", "avro_jdbc", "avro_down", "protobuf", "protobuf_jdbc", "protobuf_down"}:
         why = registry_ready()
         if why:
             problems.append(why)
@@ -586,7 +743,13 @@ def main():
         if "avro_jdbc" in only:
             scenario_avro(sluice, tmp, jdbc=True)
         if "avro_down" in only:
-            scenario_avro_down(sluice, tmp)
+            scenario_registry_down(sluice, tmp, "avro")
+        if "protobuf" in only:
+            scenario_protobuf(sluice, tmp, jdbc=False)
+        if "protobuf_jdbc" in only:
+            scenario_protobuf(sluice, tmp, jdbc=True)
+        if "protobuf_down" in only:
+            scenario_registry_down(sluice, tmp, "protobuf")
     except Exception as e:  # noqa: BLE001 — a broken scenario is a failure with its reason
         check("scenario ran", False, repr(e))
     finally:

@@ -6,6 +6,7 @@
 
 #include "operators/avro_decoder.h"
 #include "operators/decoder.h"
+#include "operators/protobuf_decoder.h"
 
 namespace sluice {
 namespace {
@@ -63,23 +64,35 @@ Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::Make(const Sch
 
 Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::MakeAvro(const Schema& schema, size_t key_index,
                                                                            std::shared_ptr<AvroSchemaCache> schemas) {
-  if (key_index >= schema.size()) return Status::InvalidArgument("the key is not one of the fields");
   if (!schemas) return Status::InvalidArgument("format avro needs a schema registry");
+  return MakeRegistry(schema, key_index, std::move(schemas), false);
+}
+
+Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::MakeProtobuf(
+    const Schema& schema, size_t key_index, std::shared_ptr<AvroSchemaCache> schemas) {
+  if (!schemas) return Status::InvalidArgument("format protobuf needs a schema registry");
+  return MakeRegistry(schema, key_index, std::move(schemas), true);
+}
+
+Result<std::unique_ptr<ChangeRecordDecoder>> ChangeRecordDecoder::MakeRegistry(
+    const Schema& schema, size_t key_index, std::shared_ptr<AvroSchemaCache> schemas, bool protobuf) {
+  if (key_index >= schema.size()) return Status::InvalidArgument("the key is not one of the fields");
   std::unique_ptr<ChangeRecordDecoder> d(new ChangeRecordDecoder());
   d->width_ = schema.size();
   d->key_index_ = key_index;
-  d->avro_schemas_ = schemas;
-  DecoderOptions avro;
-  avro.format = DecoderOptions::Format::kAvro;
-  avro.avro_schemas = std::move(schemas);
-  ASSIGN_OR_RETURN(d->after_, MakeDecoder(avro, schema));
+  d->registry_schemas_ = schemas;
+  d->protobuf_ = protobuf;
+  DecoderOptions options;
+  options.format = protobuf ? DecoderOptions::Format::kProtobuf : DecoderOptions::Format::kAvro;
+  options.avro_schemas = std::move(schemas);
+  ASSIGN_OR_RETURN(d->after_, MakeDecoder(options, schema));
   // One decode per Debezium event: the op, the key in before, then the fields of after.
   const Field& key = schema.field(key_index);
   Schema event;
   event.Add(Field{"op", Type::kString, "op"});
   event.Add(Field{"key", key.type, "before." + key.source_path()});
   for (const Field& f : schema.fields()) event.Add(Field{f.name, f.type, "after." + f.source_path()});
-  ASSIGN_OR_RETURN(d->avro_event_, MakeDecoder(avro, event));
+  ASSIGN_OR_RETURN(d->registry_event_, MakeDecoder(options, event));
   return d;
 }
 
@@ -87,7 +100,7 @@ Status ChangeRecordDecoder::Decode(std::string_view payload, ChangeRecord* out) 
   out->kind = ChangeRecord::Kind::kNone;
   out->key = Value();
   if (payload.empty()) return Status::OK();  // a tombstone: the delete event came before it
-  if (avro_schemas_) return DecodeAvro(payload, out);
+  if (registry_schemas_) return DecodeRegistry(payload, out);
   if (!debezium_) return DecodeJdbcJson(payload, out);
   op_values_.assign(2, Value());
   if (!op_->Decode(payload, op_values_).ok()) return Status::ParseError("not a JSON change event");
@@ -143,13 +156,24 @@ Status ChangeRecordDecoder::DecodeJdbcJson(std::string_view payload, ChangeRecor
   return Upsert(after_.get(), payload, out);
 }
 
-bool ChangeRecordDecoder::IsDebeziumSchema(int32_t id) {
-  auto it = avro_debezium_.find(id);
-  if (it != avro_debezium_.end()) return it->second;
-  std::optional<AvroSchemaCache::Entry> e = avro_schemas_->Get(id);
+bool ChangeRecordDecoder::IsDebeziumSchema(int32_t id, std::string_view payload) {
+  auto it = registry_debezium_.find(id);
+  if (it != registry_debezium_.end()) return it->second;
+  std::optional<AvroSchemaCache::Entry> e = registry_schemas_->Get(id);
   if (!e) {
-    if (!avro_schemas_->Ensure(id).ok()) return false;  // the row decoder says why, not remembered
-    e = avro_schemas_->Get(id);
+    if (!registry_schemas_->Ensure(id).ok()) return false;  // the row decoder says why, not remembered
+    e = registry_schemas_->Get(id);
+  }
+  if (protobuf_) {
+    // The message type the indexes name. An unknown id is a row (its decoder says why); indexes
+    // naming no message, or a schema that does not parse, say nothing about the id's other
+    // messages: not remembered, the row decoder says why.
+    if (!e || !e->found) return registry_debezium_[id] = false;
+    Result<std::vector<std::string>> names = ProtobufMessageFieldNames(payload, *registry_schemas_);
+    if (!names.ok()) return false;
+    int seen = 0;
+    for (const std::string& name : *names) seen += name == "before" || name == "after" || name == "op";
+    return registry_debezium_[id] = seen == 3;
   }
   bool debezium = false;
   if (e && e->found) {
@@ -169,15 +193,15 @@ bool ChangeRecordDecoder::IsDebeziumSchema(int32_t id) {
       }
     }
   }
-  avro_debezium_[id] = debezium;
+  registry_debezium_[id] = debezium;
   return debezium;
 }
 
-Status ChangeRecordDecoder::DecodeAvro(std::string_view payload, ChangeRecord* out) {
+Status ChangeRecordDecoder::DecodeRegistry(std::string_view payload, ChangeRecord* out) {
   std::optional<int32_t> id = ConfluentSchemaId(payload);
-  if (!id || !IsDebeziumSchema(*id)) return Upsert(after_.get(), payload, out);
+  if (!id || !IsDebeziumSchema(*id, payload)) return Upsert(after_.get(), payload, out);
   event_values_.assign(2 + width_, Value());
-  RETURN_IF_ERROR(avro_event_->Decode(payload, event_values_));
+  RETURN_IF_ERROR(registry_event_->Decode(payload, event_values_));
   if (event_values_[0].is_null()) return Status::ParseError("a Debezium event without op");
   const std::string& c = event_values_[0].string_value();
   if (c == "d") {

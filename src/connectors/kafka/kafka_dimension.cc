@@ -19,12 +19,13 @@ namespace sluice {
 
 class KafkaDimensionPoller : public DimensionPoller {
  public:
-  KafkaDimensionPoller(std::shared_ptr<Dimension> dim, KafkaUri uri, bool debezium,
-                       std::shared_ptr<AvroSchemaCache> avro, int64_t snapshot_timeout)
+  KafkaDimensionPoller(std::shared_ptr<Dimension> dim, KafkaUri uri, bool debezium, bool protobuf,
+                       std::shared_ptr<AvroSchemaCache> registry, int64_t snapshot_timeout)
       : dim_(std::move(dim)),
         uri_(std::move(uri)),
         debezium_(debezium),
-        avro_(std::move(avro)),
+        protobuf_(protobuf),
+        registry_(std::move(registry)),
         snapshot_timeout_(snapshot_timeout) {}
 
   ~KafkaDimensionPoller() override {
@@ -34,8 +35,10 @@ class KafkaDimensionPoller : public DimensionPoller {
   Status Open() {
     auto table = dim_->snapshot();
     key_index_ = table->key_index();
-    if (avro_) {
-      ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::MakeAvro(table->fields(), key_index_, avro_));
+    if (registry_ && protobuf_) {
+      ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::MakeProtobuf(table->fields(), key_index_, registry_));
+    } else if (registry_) {
+      ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::MakeAvro(table->fields(), key_index_, registry_));
     } else {
       ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::Make(table->fields(), key_index_, debezium_));
     }
@@ -145,13 +148,13 @@ class KafkaDimensionPoller : public DimensionPoller {
   }
 
  private:
-  /// Format avro: makes sure the message's writer schema was asked of the registry (known, or
-  /// known to be unknown). Fails (Unavailable) only when the registry cannot answer now.
+  /// Formats avro and protobuf: makes sure the message's writer schema was asked of the registry
+  /// (known, or known to be unknown). Fails (Unavailable) only when the registry cannot answer now.
   Status EnsureSchema(const RdKafka::Message& m) {
-    if (!avro_) return Status::OK();
+    if (!registry_) return Status::OK();
     std::optional<int32_t> id = ConfluentSchemaId(std::string_view(static_cast<const char*>(m.payload()), m.len()));
     if (!id) return Status::OK();
-    Status s = avro_->Ensure(*id);
+    Status s = registry_->Ensure(*id);
     if (!s.ok()) {
       registry_error_ = s.message();
       if (registry_waits_++ % 20 == 0) {
@@ -198,7 +201,8 @@ class KafkaDimensionPoller : public DimensionPoller {
   std::shared_ptr<Dimension> dim_;
   KafkaUri uri_;
   bool debezium_;
-  std::shared_ptr<AvroSchemaCache> avro_;  ///< format avro: the writer schemas
+  bool protobuf_;
+  std::shared_ptr<AvroSchemaCache> registry_;  ///< formats avro and protobuf: the writer schemas
   int64_t snapshot_timeout_;
   int partitions_ = 0;
   size_t key_index_ = 0;
@@ -220,9 +224,9 @@ const OptionTable& KafkaDimensionOptions() {
       .options = {
           {.name = "format",
            .default_value = "jdbc",
-           .allowed = {"jdbc", "debezium", "avro"},
+           .allowed = {"jdbc", "debezium", "avro", "protobuf"},
            .help = "`jdbc`: JSON rows, flat or in Kafka Connect's envelope; `debezium`: before/after/op "
-                   "envelopes; `avro`: either, in Avro (with `schema_registry`)."},
+                   "envelopes; `avro`, `protobuf`: either, in Avro or Protobuf (with `schema_registry`)."},
           {.name = "snapshot_timeout",
            .type = OptionType::kDuration,
            .default_value = "60s",
@@ -237,15 +241,17 @@ const OptionTable& KafkaDimensionOptions() {
 Status CheckKafkaDimensionOptions(const DimensionConfig& config) {
   OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
   const std::string format = o.String("format");
-  if (format != "jdbc" && format != "debezium" && format != "avro") {
-    return Status::InvalidArgument(o.Where("format") +
-                                   ": format must be \"jdbc\", \"debezium\" or \"avro\", got '" + format + "'");
+  if (format != "jdbc" && format != "debezium" && format != "avro" && format != "protobuf") {
+    return Status::InvalidArgument(o.Where("format") + ": format must be \"jdbc\", \"debezium\", \"avro\" or " +
+                                   "\"protobuf\", got '" + format + "'");
   }
   ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   (void)timeout;
   auto uri = ParseKafkaUri(SplitUri(config.uri).second);
   if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
-  if (format == "avro") RETURN_IF_ERROR(ReadSchemaRegistrySettings(config.options, uri->topic).status());
+  if (format == "avro" || format == "protobuf") {
+    RETURN_IF_ERROR(ReadSchemaRegistrySettings(config.options, uri->topic).status());
+  }
   return Status::OK();
 }
 
@@ -254,14 +260,14 @@ Result<std::unique_ptr<DimensionPoller>> MakeKafkaDimensionPoller(std::shared_pt
   ASSIGN_OR_RETURN(KafkaUri uri, ParseKafkaUri(SplitUri(config.uri).second));
   OptionReader o(config.options, KafkaDimensionOptions(), "dimension." + config.name);
   const std::string format = o.String("format");
-  std::shared_ptr<AvroSchemaCache> avro;
-  if (format == "avro") {
+  std::shared_ptr<AvroSchemaCache> schemas;
+  if (format == "avro" || format == "protobuf") {
     ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(config.options, uri.topic));
-    avro = MakeRegistrySchemaCache(registry);
+    schemas = format == "avro" ? MakeRegistrySchemaCache(registry) : MakeRegistryProtobufSchemaCache(registry);
   }
   ASSIGN_OR_RETURN(int64_t timeout, o.Duration("snapshot_timeout"));
   auto poller = std::make_unique<KafkaDimensionPoller>(std::move(dim), std::move(uri), format == "debezium",
-                                                       std::move(avro), timeout);
+                                                       format == "protobuf", std::move(schemas), timeout);
   RETURN_IF_ERROR(poller->Open());
   RETURN_IF_ERROR(poller->CatchUp());
   return std::unique_ptr<DimensionPoller>(std::move(poller));

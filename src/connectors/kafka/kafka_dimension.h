@@ -26,6 +26,9 @@ class DimensionPoller;
 /// - "avro" (with `schema_registry`): either of them in the Confluent Avro wire format; a writer
 ///   schema with the fields before, after and op is a Debezium envelope, any other a row. A
 ///   registry that does not answer holds the message back (retried), it is not skipped.
+/// - "protobuf" (with `schema_registry`): the same in the Confluent Protobuf wire format; the
+///   message type the indexes name is a Debezium envelope when it has the fields before, after
+///   (messages of the row type) and op, any other a row (decided once per schema id).
 ///
 /// The poller reads every partition from the beginning; CatchUp() reads up to the end offsets
 /// seen when it starts, so the pipeline's first lookups see the whole table. A message that
