@@ -8,6 +8,7 @@
 #include <string>
 
 #include "connectors/cassandra/cql_client.h"
+#include "core/tests/ci_rule.h"
 
 namespace sluice::cassandra_test {
 
@@ -31,10 +32,6 @@ inline std::string ServerHostPort() {
   return o.host + ":" + std::to_string(o.port);
 }
 
-inline bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
 
 /// The keyspace every integration test of this module uses: $SLUICE_TEST_CASSANDRA_KEYSPACE,
 /// else sluice_cql_test (a separate name lets several checkouts test against one server).
@@ -67,14 +64,12 @@ inline std::unique_ptr<cassandra::Connection> ConnectForTest(std::string* why) {
 
 }  // namespace sluice::cassandra_test
 
-/// Sets `conn` to a connection to the test server, or fails (CI=true) / skips loudly.
+/// Sets `conn` to a connection to the test server, or fails (under CI) / skips loudly.
 #define CASSANDRA_CONNECT_OR_SKIP(conn)                                                   \
   do {                                                                                    \
     std::string why_;                                                                     \
     conn = ::sluice::cassandra_test::ConnectForTest(&why_);                               \
     if (!conn) {                                                                          \
-      if (::sluice::cassandra_test::InCi()) FAIL() << why_ << " (CI=true: not skipping)"; \
-      std::cerr << "\n*** SKIPPING Cassandra integration test: " << why_ << " ***\n\n";   \
-      GTEST_SKIP() << why_;                                                               \
+      SLUICE_SKIP_OR_FAIL("Cassandra integration test: " + why_);                         \
     }                                                                                     \
   } while (0)

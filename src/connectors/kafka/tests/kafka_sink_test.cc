@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tests/ci_rule.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "operators/aggregate_spec.h"
 
@@ -28,16 +29,10 @@ std::string Brokers() {
   return b && *b ? b : "127.0.0.1:9092";
 }
 
-bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
 #define REQUIRE_BROKER()                                                                       \
   do {                                                                                         \
     if (!BrokerUp()) {                                                                         \
-      if (InCi()) FAIL() << "no Kafka broker at " << Brokers() << " (CI=true)";                \
-      GTEST_SKIP() << "SKIPPED: no Kafka broker at " << Brokers() << " (run `make services`)"; \
+      SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");       \
     }                                                                                          \
   } while (0)
 

@@ -18,17 +18,14 @@
 #include <string>
 #include <thread>
 
+#include "core/tests/ci_rule.h"
+
 namespace sluice {
 namespace {
 
 std::string Brokers() {
   const char* b = std::getenv("SLUICE_KAFKA_BROKERS");
   return b && *b ? b : "127.0.0.1:9092";
-}
-
-bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
 }
 
 /// Publishes `n` records to `topic` (created by the broker on first use); false without a broker.
@@ -51,8 +48,7 @@ bool Publish(const std::string& topic, int n) {
 #define REQUIRE_TOPIC(topic, n)                                                                \
   do {                                                                                         \
     if (!Publish(topic, n)) {                                                                  \
-      if (InCi()) FAIL() << "no Kafka broker at " << Brokers() << " (CI=true)";                \
-      GTEST_SKIP() << "SKIPPED: no Kafka broker at " << Brokers() << " (run `make services`)"; \
+      SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");       \
     }                                                                                          \
   } while (0)
 
