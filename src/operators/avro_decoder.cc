@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/time.h"
+#include "operators/writer_schema_cache.h"
 
 namespace sluice {
 
@@ -527,7 +528,7 @@ class AvroDecoder final : public Decoder {
     std::optional<int32_t> id = ConfluentSchemaId(payload);
     if (!id) return Status::ParseError("message of " + std::to_string(payload.size()) +
                                        " bytes is too short for the Confluent header (5 bytes)");
-    ASSIGN_OR_RETURN(WriterSchema * w, Writer(*id));
+    ASSIGN_OR_RETURN(WriterSchema * w, writers_.Get(*id));
     RefreshReader();
     avro_value_t* v = w->value();
     avro_value_reset(v);
@@ -571,39 +572,6 @@ class AvroDecoder final : public Decoder {
   }
 
  private:
-  Result<WriterSchema*> Writer(int32_t id) {
-    auto it = writers_.find(id);
-    if (it != writers_.end()) {
-      if (!it->second) return Status::ParseError(bad_[id]);
-      return it->second.get();
-    }
-    std::optional<AvroSchemaCache::Entry> e = schemas_->Get(id);
-    if (!e) {
-      // The source fetches every id before handing a record over; a decoder used on its own
-      // fetches here, and a registry that cannot answer dead-letters the record.
-      Status s = schemas_->Ensure(id);
-      if (!s.ok()) {
-        return Status::ParseError("schema id " + std::to_string(id) + ": registry: " + s.message());
-      }
-      e = schemas_->Get(id);
-    }
-    if (!e->found) {
-      bad_[id] = "unknown schema id " + std::to_string(id) + " (" + e->error + ")";
-      writers_[id] = nullptr;
-      return Status::ParseError(bad_[id]);
-    }
-    auto w = std::make_unique<WriterSchema>();
-    Status s = w->Init(e->json);
-    if (!s.ok()) {
-      bad_[id] = "schema id " + std::to_string(id) + " cannot be used: " + s.message();
-      writers_[id] = nullptr;
-      return Status::ParseError(bad_[id]);
-    }
-    WriterSchema* raw = w.get();
-    writers_[id] = std::move(w);
-    return raw;
-  }
-
   /// Re-reads the reader schema's defaults when the cache holds a new reader schema.
   void RefreshReader() {
     auto [json, generation] = schemas_->Reader();
@@ -773,8 +741,7 @@ class AvroDecoder final : public Decoder {
   Schema schema_;
   std::shared_ptr<AvroSchemaCache> schemas_;
   std::vector<std::vector<std::string>> paths_;
-  std::unordered_map<int32_t, std::unique_ptr<WriterSchema>> writers_;  ///< null: unusable
-  std::unordered_map<int32_t, std::string> bad_;
+  WriterSchemaCache<WriterSchema> writers_{schemas_};
   std::vector<void*> new_blocks_;  ///< see tl_avro_new_blocks
   std::unique_ptr<SchemaTree> reader_tree_;
   uint64_t reader_generation_ = ~uint64_t{0};

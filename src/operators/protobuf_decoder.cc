@@ -24,6 +24,7 @@
 
 #include "core/json_writer.h"
 #include "core/time.h"
+#include "operators/writer_schema_cache.h"
 
 namespace sluice {
 
@@ -342,7 +343,7 @@ class ProtobufDecoder final : public Decoder {
       return Status::ParseError("message of " + std::to_string(payload.size()) +
                                 " bytes is too short for the Confluent header (5 bytes)");
     }
-    ASSIGN_OR_RETURN(WriterSchema * w, Writer(*id));
+    ASSIGN_OR_RETURN(WriterSchema * w, writers_.Get(*id));
     std::string_view rest = payload.substr(5);
     ASSIGN_OR_RETURN(const pb::Descriptor* d, ResolveMessage(*w->file, *id, &rest, &indexes_));
     Plan& plan = PlanFor(d, w);
@@ -399,37 +400,6 @@ class ProtobufDecoder final : public Decoder {
       plan.fields.push_back(std::move(chain));
     }
     return plans_.emplace(d, std::move(plan)).first->second;
-  }
-
-  Result<WriterSchema*> Writer(int32_t id) {
-    auto it = writers_.find(id);
-    if (it != writers_.end()) {
-      if (!it->second) return Status::ParseError(bad_[id]);
-      return it->second.get();
-    }
-    std::optional<AvroSchemaCache::Entry> e = schemas_->Get(id);
-    if (!e) {
-      // The source fetches every id before handing a record over; a decoder used on its own
-      // fetches here, and a registry that cannot answer dead-letters the record.
-      Status s = schemas_->Ensure(id);
-      if (!s.ok()) return Status::ParseError("schema id " + std::to_string(id) + ": registry: " + s.message());
-      e = schemas_->Get(id);
-    }
-    if (!e->found) {
-      bad_[id] = "unknown schema id " + std::to_string(id) + " (" + e->error + ")";
-      writers_[id] = nullptr;
-      return Status::ParseError(bad_[id]);
-    }
-    auto w = std::make_unique<WriterSchema>();
-    Status s = w->Init(e->json);
-    if (!s.ok()) {
-      bad_[id] = "schema id " + std::to_string(id) + " cannot be used: " + s.message();
-      writers_[id] = nullptr;
-      return Status::ParseError(bad_[id]);
-    }
-    WriterSchema* raw = w.get();
-    writers_[id] = std::move(w);
-    return raw;
   }
 
   static Status Extract(const pb::Message& root, const std::vector<const pb::FieldDescriptor*>& chain,
@@ -544,8 +514,7 @@ class ProtobufDecoder final : public Decoder {
   Schema schema_;
   std::shared_ptr<AvroSchemaCache> schemas_;
   std::vector<std::vector<std::string>> paths_;
-  std::unordered_map<int32_t, std::unique_ptr<WriterSchema>> writers_;  ///< null: unusable
-  std::unordered_map<int32_t, std::string> bad_;
+  WriterSchemaCache<WriterSchema> writers_{schemas_};
   std::unordered_map<const pb::Descriptor*, Plan> plans_;
   std::vector<int64_t> indexes_;
   std::string complaint_;  ///< libprotobuf's message about the body being parsed
