@@ -179,8 +179,10 @@ def job_sql(args, password=""):
         kafka.append(("scan.bounded.mode", "latest-offset"))
     url = (f"jdbc:mysql://{args.mysql}/{args.database}?permitMysqlScheme"
            "&useBulkStmtsForInserts=true")
-    jdbc = [("connector", "jdbc"), ("url", url), ("driver", "org.mariadb.jdbc.Driver"),
-            ("username", args.user)] + ([("password", password)] if password else [])
+    # The connector takes a user only with a password; without one the user goes in the URL.
+    jdbc = [("connector", "jdbc"), ("driver", "org.mariadb.jdbc.Driver")] + (
+        [("url", url), ("username", args.user), ("password", password)] if password else
+        [("url", f"{url}&user={args.user}")])
 
     def with_(opts):
         return "WITH (" + ", ".join(f"{quote(k)} = {quote(v)}" for k, v in opts) + ")"
@@ -194,7 +196,7 @@ def job_sql(args, password=""):
                 + with_(jdbc + [("table-name", "_flink_jobs"), ("lookup.cache", "PARTIAL"),
                                 ("lookup.partial-cache.max-rows", "1000000"),
                                 ("lookup.partial-cache.cache-missing-key", "true")])),
-        ("ddl", "CREATE TEMPORARY TABLE events_sink (job_id BIGINT, dates DATE, hours INT, "
+        ("ddl", "CREATE TEMPORARY TABLE events_sink (job_id BIGINT, dates DATE, hours BIGINT, "
                 "publisher_id BIGINT, campaign_id BIGINT, group_id BIGINT, company_id BIGINT, "
                 "clicks BIGINT, bid_set DECIMAL(10, 2), spend_hour BIGINT, conversion BIGINT, "
                 "qualified_application BIGINT, disqualified_application BIGINT, sources STRING, "
@@ -253,6 +255,7 @@ def flink_config(args):
     conf = {
         "parallelism.default": str(args.parallelism),
         "table.local-time-zone": "UTC",
+        "pipeline.object-reuse": "true",
         "table.exec.mini-batch.enabled": "true",
         "table.exec.mini-batch.allow-latency": args.flush_interval,
         "table.exec.mini-batch.size": "5000",
@@ -381,27 +384,24 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    rc = 0
-    while True:
-        status = str(client.get_job_status().result())
-        if status in ("FINISHED", "FAILED", "CANCELED"):
-            break
+    # The mini-cluster shuts down with its job, so the job is followed through the future of its
+    # result (kept in this process), not through status calls.
+    future = client.get_job_execution_result()
+    while not future.done():
         if stop.is_set():
             client.cancel().result()
             print(f"done: job {job_id} cancelled on a signal, "
                   f"{time.monotonic() - t_start:.2f} s since start", flush=True)
             return 0
         time.sleep(0.1)
-    if status != "FINISHED":
-        rc = 1
-        try:
-            client.get_job_execution_result().result()
-        except Exception as e:  # the job's failure
-            print(f"job failed: {e}", file=sys.stderr)
-    else:
-        runtime = client.get_job_execution_result().result().get_net_runtime()
-        print(f"done: job {job_id} finished, net runtime {runtime / 1000.0:.3f} s, "
-              f"{time.monotonic() - t_start:.2f} s since start", flush=True)
+    try:
+        runtime = future.result().get_net_runtime()
+    except Exception as e:  # the job's failure
+        print(f"job failed: {e}", file=sys.stderr)
+        return 1
+    print(f"done: job {job_id} finished, net runtime {runtime / 1000.0:.3f} s, "
+          f"{time.monotonic() - t_start:.2f} s since start", flush=True)
+    rc = 0
     return rc
 
 
