@@ -249,7 +249,7 @@ class Bench:
         self.python = os.path.abspath(args.spark_python)
         self.flink_python = os.path.abspath(args.flink_python)
         self.engines = [e for e in args.engines.split(",") if e]
-        self.prefix = args.name_prefix
+        self.name_prefix = args.name_prefix
         self.work = os.path.join(self.build, "bench-spark-work")
         self.stamp = time.strftime("%Y%m%d%H%M%S")
         self.databases, self.topics = [], []
@@ -259,14 +259,14 @@ class Bench:
 
     # ----------------------------------------------------------------- helpers
     def topic(self, name, partitions):
-        t = f"{self.prefix}_{name}_{self.stamp}"
+        t = f"{self.name_prefix}_{name}_{self.stamp}"
         sh([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", t,
             "--partitions", str(partitions), "--replication-factor", "1"], timeout=120)
         self.topics.append(t)
         return t
 
     def database(self, name):
-        db = f"{self.prefix}_{name}"
+        db = f"{self.name_prefix}_{name}"
         mysql(f"DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` CHARACTER SET utf8mb4;")
         self.databases.append(db)
         return db
@@ -353,7 +353,7 @@ class Bench:
         shutil.rmtree(ckpt, ignore_errors=True)
         return [self.flink_python, FLINK_JOB, "--topic", topic, "--database", database,
                 "--brokers", BROKER, "--mysql", f"{MYSQL_HOST}:{MYSQL_PORT}", "--jobs", JOBS,
-                "--group", f"{self.prefix}_{label}_{self.stamp}", "--checkpoint-dir", ckpt,
+                "--group", f"{self.name_prefix}_{label}_{self.stamp}", "--checkpoint-dir", ckpt,
                 "--jars-dir", self.args.flink_jars_dir,
                 "--parallelism", str(self.args.flink_parallelism),
                 "--checkpoint-interval", interval, "--flush-interval", interval]
@@ -412,7 +412,7 @@ class Bench:
         for engine in self.engines:
             db = self.database(f"{engine}_tp")
             if engine == "sluice":
-                cmd = self.sluice_cmd(self.pipeline(f"{self.prefix}_tp_{self.stamp}"), topic,
+                cmd = self.sluice_cmd(self.pipeline(f"{self.name_prefix}_tp_{self.stamp}"), topic,
                                       db, "sluice_tp") + ["--until-caught-up"]
                 parse = sluice_time
             elif engine == "spark":
@@ -486,7 +486,7 @@ class Bench:
 
     def start_sluice(self, rate, database, topic, log_path):
         port = 19500 + os.getpid() % 400
-        pipeline = self.pipeline(f"{self.prefix}_fresh_{rate}_{self.stamp}",
+        pipeline = self.pipeline(f"{self.name_prefix}_fresh_{rate}_{self.stamp}",
                                  self.args.sluice_interval)
         cmd = self.sluice_cmd(pipeline, topic, database, f"sluice_fresh_{rate}") + [
             "--http", f"127.0.0.1:{port}"]
