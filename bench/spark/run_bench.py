@@ -338,7 +338,7 @@ class Bench:
         return [self.sluice, "run", pipeline, "--var", f"TRACKING=kafka://{BROKER}/{topic}",
                 "--var", f"JOBS={JOBS}",
                 "--var", f"SINK=mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{database}",
-                "--var", f"DLQ={os.path.join(self.work, label + '.dlq.ndjson')}"]
+                "--var", "DLQ=" + os.path.join(self.work, f"{label}-{self.stamp}.dlq.ndjson")]
 
     def spark_cmd(self, topic, database, label):
         ckpt = os.path.join(self.work, f"checkpoint-{label}-{self.stamp}")
