@@ -23,6 +23,7 @@ help:
 	@echo "make services-down  stop them"
 	@echo "make differential  the long differential test (20 kills per pipeline; see tests/cmake/differential.cmake)"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
+	@echo "make bench-spark / bench-flink / bench-compare  sluice beside Spark, Flink, or both (BENCHMARKS.md)"
 	@echo "make sigterm-long  SIGTERM at random moments to every example pipeline (SIGTERM_ROUNDS=10)"
 	@echo "make soak      Kafka -> MariaDB under kills, restarts, a full disk and poison records for SOAK_MINUTES (60); see RELIABILITY.md"
 	@echo "make docs      regenerate docs/connectors.md from the connectors' option tables"
@@ -128,6 +129,25 @@ bench-spark: deps services
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
 	bench/spark/setup.sh
 	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR)
+
+# sluice and Flink SQL side by side on the same job (bench/flink/, BENCHMARKS.md): the same
+# harness as bench-spark with Flink as the other engine (PyFlink 1.20 in build/bench-flink/venv,
+# its Kafka and JDBC connector jars through Maven). bench-compare: sluice, Spark and Flink in one
+# run on one machine. BENCH_QUICK=1: shorter runs. BENCH_ARGS: more run_bench.py options.
+BENCH_ARGS ?=
+.PHONY: bench-flink bench-compare
+bench-flink: deps services
+	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
+	bench/flink/setup.sh
+	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR) --engines sluice,flink $(BENCH_ARGS)
+
+bench-compare: deps services
+	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_fresh
+	bench/spark/setup.sh
+	bench/flink/setup.sh
+	.venv/bin/python bench/spark/run_bench.py --build-dir $(BENCH_BUILD_DIR) --engines sluice,spark,flink $(BENCH_ARGS)
 
 # SIGTERM at random moments to every example pipeline on every source (tests/integration/
 # sigterm_test.py), SIGTERM_ROUNDS signals per case instead of the suite's one.

@@ -160,10 +160,13 @@ def build_parsed(spark, raw, jobs_df):
                      r"[0-9a-fA-F]{12}$")
     # 60-bit count of 100 ns ticks since 1582-10-15: time_hi (3 hex digits after the version),
     # time_mid, time_low.
-    ticks = F.conv(F.concat(F.substring(ct, 16, 3), F.substring(ct, 10, 4),
-                            F.substring(ct, 1, 8)), 16, 10).cast("bigint")
-    uuid_time = F.timestamp_micros(F.floor(ticks / 10).cast("bigint")
-                                   - F.lit(GREGORIAN_OFFSET_MICROS))
+    # Divided by 10 in integers (`div`): `/` gives a double, whose 53 bits cannot hold the
+    # 60-bit count, and a time a few microseconds before a second boundary was rounded into the
+    # next second (one latest_update_time of 200k events, seen by the result check).
+    micros = F.expr("CAST(conv(concat(substring(create_time, 16, 3), "
+                    "substring(create_time, 10, 4), substring(create_time, 1, 8)), 16, 10) "
+                    "AS BIGINT) div 10")
+    uuid_time = F.timestamp_micros(micros - F.lit(GREGORIAN_OFFSET_MICROS))
     ts = F.col("ts")
     ts_time = F.coalesce(
         F.when(ts.rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"),

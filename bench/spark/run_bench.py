@@ -1,37 +1,48 @@
 #!/usr/bin/env python3
-"""sluice and Spark Structured Streaming side by side on the recruitment job (`make bench-spark`).
+"""sluice, Spark Structured Streaming and Flink side by side on the recruitment job
+(`make bench-spark`: sluice and Spark; `make bench-flink`: sluice and Flink; `make bench-compare`:
+all three in one run).
 
-  bench/spark/run_bench.py [--build-dir build-bench] [--quick] [--events N]
-                           [--rates 10000,100000] [--duration S] [--sluice-interval 200ms]
-                           [--only throughput,freshness] [--out-dir bench/results] [--keep]
+  bench/spark/run_bench.py [--engines sluice,spark,flink] [--build-dir build-bench] [--quick]
+                           [--events N] [--rates 10000,100000] [--duration S]
+                           [--sluice-interval 200ms] [--only throughput,freshness]
+                           [--out-dir bench/results] [--keep] [--name-prefix bench_cmp]
 
-Both engines read the same Kafka topic (tracking records as JSON, from `sluice generate
+The engines read the same Kafka topic (tracking records as JSON, from `sluice generate
 --profile recruitment`) and keep table `events` of their own MariaDB database current:
 sluice with examples/recruitment.toml, Spark with bench/spark/recruitment_spark.py (local[2],
-foreachBatch upsert, exactly once per batch).
+foreachBatch upsert, exactly once per batch), Flink with bench/flink/recruitment_flink.py
+(Flink SQL on a local mini-cluster, parallelism 2, continuous GROUP BY into the JDBC upsert
+sink).
 
 1. Throughput: N events published to a 2-partition topic with kcat, then each engine processes
-   them to the end and exits (sluice `run --until-caught-up`, Spark trigger(availableNow=True)).
-   Measured from outside, for the whole process tree (Spark: the Python driver and its JVM):
-     wall         process start to exit (start-up included: the JVM, the Spark session)
+   them to the end and exits (sluice `run --until-caught-up`, Spark trigger(availableNow=True),
+   Flink scan.bounded.mode latest-offset). Measured from outside, for the whole process tree
+   (Spark, Flink: the Python driver and its JVM):
+     wall         process start to exit (start-up included: the JVM, the Spark session, the
+                  Flink mini-cluster)
      processing   the engine's own time for the data (sluice: its summary line; Spark: the
-                  sum of its batches' triggerExecution), start-up excluded
+                  sum of its batches' triggerExecution; Flink: the job's net runtime),
+                  start-up excluded
      CPU-s        user + sys of every process of the tree, exact (this script is a child
                   subreaper, so every descendant is waited for and counted)
      peak RSS     the largest sum of VmRSS over the tree, sampled every 50 ms
 2. Freshness: for each offered rate, a 1-partition topic holding 2000 warm-up records that
-   both engines ignore (custom_track 'alive'); the engine is started, reads them (Spark plans,
-   compiles and commits its first batch) and is left consuming; bench/lib/freshness.py (sluice_bench_fresh produce + poll) sends clean records
+   every engine ignores (custom_track 'alive'); the engine is started, reads them (Spark plans,
+   compiles and commits its first batch; Flink counts them into `_flink_ready`) and is left
+   consuming; bench/lib/freshness.py (sluice_bench_fresh produce + poll) sends clean records
    (each counts once in SUM(clicks + conversion + qualified_application +
    disqualified_application)) at the rate for S seconds and reports p50/p99/max of production
    -> visible in MySQL. sluice runs with checkpoint_interval = --sluice-interval; Spark runs
-   micro-batches back to back (the default trigger).
+   micro-batches back to back (the default trigger); Flink checkpoints, closes mini-batches and
+   flushes its JDBC sink every --sluice-interval too.
 
-Every `events` table (both engines, every run) is compared with the independent recomputation
+Every `events` table (every engine, every run) is compared with the independent recomputation
 (tests/tools/recompute_recruitment.py over exactly the records published, sources = 'kafka')
 by tests/tools/compare_tables.py before any number is kept; a difference aborts with the
 differing rows (exit 1). Results: a table with the ratios on stdout and
-bench/results/<UTC time>-<host>-spark[-quick].json/.csv. Topics and databases: bench_spark_*.
+bench/results/<UTC time>-<host>-<spark|flink|compare>[-quick].json/.csv. Topics and databases:
+<name prefix>_* (bench_spark, bench_flink or bench_cmp by the engines; --name-prefix).
 Kafka 127.0.0.1:9092 and MariaDB 127.0.0.1:3306 (root) come from `make services`.
 """
 
@@ -65,6 +76,9 @@ MYSQL_HOST, MYSQL_PORT = "127.0.0.1", 3306
 JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 PIPELINE = os.path.join(REPO, "examples", "recruitment.toml")
 SPARK_JOB = os.path.join(HERE, "recruitment_spark.py")
+FLINK_JOB = os.path.join(REPO, "bench", "flink", "recruitment_flink.py")
+ENGINES = ("sluice", "spark", "flink")
+TITLE = {"sluice": "sluice", "spark": "Spark", "flink": "Flink"}
 KEY = list(rr.EVENTS_KEY)
 COUNT_SQL = ("SELECT SUM(clicks + conversion + qualified_application + disqualified_application) "
              "FROM events")
@@ -76,7 +90,7 @@ class WrongResult(Exception):
 
 
 def log(msg):
-    print(f"[bench-spark {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sh(cmd, timeout=600, **kw):
@@ -233,6 +247,9 @@ class Bench:
         self.sluice = os.path.join(self.build, "sluice")
         self.fresh_tool = os.path.join(self.build, "sluice_bench_fresh")
         self.python = os.path.abspath(args.spark_python)
+        self.flink_python = os.path.abspath(args.flink_python)
+        self.engines = [e for e in args.engines.split(",") if e]
+        self.name_prefix = args.name_prefix
         self.work = os.path.join(self.build, "bench-spark-work")
         self.stamp = time.strftime("%Y%m%d%H%M%S")
         self.databases, self.topics = [], []
@@ -242,14 +259,14 @@ class Bench:
 
     # ----------------------------------------------------------------- helpers
     def topic(self, name, partitions):
-        t = f"bench_spark_{name}_{self.stamp}"
+        t = f"{self.name_prefix}_{name}_{self.stamp}"
         sh([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", t,
             "--partitions", str(partitions), "--replication-factor", "1"], timeout=120)
         self.topics.append(t)
         return t
 
     def database(self, name):
-        db = f"bench_spark_{name}"
+        db = f"{self.name_prefix}_{name}"
         mysql(f"DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` CHARACTER SET utf8mb4;")
         self.databases.append(db)
         return db
@@ -321,7 +338,7 @@ class Bench:
         return [self.sluice, "run", pipeline, "--var", f"TRACKING=kafka://{BROKER}/{topic}",
                 "--var", f"JOBS={JOBS}",
                 "--var", f"SINK=mysql://root@{MYSQL_HOST}:{MYSQL_PORT}/{database}",
-                "--var", f"DLQ={os.path.join(self.work, label + '.dlq.ndjson')}"]
+                "--var", "DLQ=" + os.path.join(self.work, f"{label}-{self.stamp}.dlq.ndjson")]
 
     def spark_cmd(self, topic, database, label):
         ckpt = os.path.join(self.work, f"checkpoint-{label}-{self.stamp}")
@@ -330,6 +347,16 @@ class Bench:
                 "--brokers", BROKER, "--mysql", f"{MYSQL_HOST}:{MYSQL_PORT}", "--jobs", JOBS,
                 "--checkpoint", ckpt, "--jars-dir", self.args.jars_dir,
                 "--shuffle-partitions", str(self.args.spark_shuffle_partitions)]
+
+    def flink_cmd(self, topic, database, label, interval):
+        ckpt = os.path.join(self.work, f"checkpoint-{label}-{self.stamp}")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return [self.flink_python, FLINK_JOB, "--topic", topic, "--database", database,
+                "--brokers", BROKER, "--mysql", f"{MYSQL_HOST}:{MYSQL_PORT}", "--jobs", JOBS,
+                "--group", f"{self.name_prefix}_{label}_{self.stamp}", "--checkpoint-dir", ckpt,
+                "--jars-dir", self.args.flink_jars_dir,
+                "--parallelism", str(self.args.flink_parallelism),
+                "--checkpoint-interval", interval, "--flush-interval", interval]
 
     @staticmethod
     def env():
@@ -375,19 +402,29 @@ class Bench:
             m = re.search(r"batches ([\d.]+) s", text)
             return float(m.group(1)) if m else None
 
-        db_s = self.database("sluice_tp")
-        r_s = one("sluice", self.sluice_cmd(self.pipeline(f"bench_spark_tp_{self.stamp}"), topic,
-                                            db_s, "sluice_tp") + ["--until-caught-up"],
-                  sluice_time)
-        r_s["check"] = self.check(db_s, expected_db, "throughput sluice")
-        db_k = self.database("spark_tp")
-        r_k = one("spark", self.spark_cmd(topic, db_k, "spark_tp") + ["--available-now"],
-                  spark_time)
-        r_k["check"] = self.check(db_k, expected_db, "throughput spark")
+        def flink_time(text):
+            m = re.search(r"net runtime ([\d.]+) s", text)
+            return float(m.group(1)) if m else None
+
         self.throughput = {"topic_partitions": 2, "events": published,
                            "recompute": {k: stats[k] for k in ("rows", "counted", "ignored",
-                                                               "dead_lettered")},
-                           "sluice": r_s, "spark": r_k}
+                                                               "dead_lettered")}}
+        for engine in self.engines:
+            db = self.database(f"{engine}_tp")
+            if engine == "sluice":
+                cmd = self.sluice_cmd(self.pipeline(f"{self.name_prefix}_tp_{self.stamp}"), topic,
+                                      db, "sluice_tp") + ["--until-caught-up"]
+                parse = sluice_time
+            elif engine == "spark":
+                cmd, parse = self.spark_cmd(topic, db, "spark_tp") + ["--available-now"], \
+                    spark_time
+            else:
+                # The checkpoint interval of examples/recruitment.toml, as sluice runs it here.
+                cmd = self.flink_cmd(topic, db, "flink_tp", "1 s") + ["--bounded"]
+                parse = flink_time
+            r = one(engine, cmd, parse)
+            r["check"] = self.check(db, expected_db, f"throughput {engine}")
+            self.throughput[engine] = r
 
     # ----------------------------------------------------------------- 2. freshness
     def clean_records(self, count):
@@ -449,7 +486,7 @@ class Bench:
 
     def start_sluice(self, rate, database, topic, log_path):
         port = 19500 + os.getpid() % 400
-        pipeline = self.pipeline(f"bench_spark_fresh_{rate}_{self.stamp}",
+        pipeline = self.pipeline(f"{self.name_prefix}_fresh_{rate}_{self.stamp}",
                                  self.args.sluice_interval)
         cmd = self.sluice_cmd(pipeline, topic, database, f"sluice_fresh_{rate}") + [
             "--http", f"127.0.0.1:{port}"]
@@ -492,6 +529,27 @@ class Bench:
             time.sleep(0.2)
         raise RuntimeError("the Spark query did not start within 300 s")
 
+    def start_flink(self, rate, database, topic, log_path):
+        cmd = self.flink_cmd(topic, database, f"flink_fresh_{rate}", self.args.sluice_interval)
+        out = open(log_path, "w")
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env=self.env())
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Flink job exited {proc.returncode} before consuming "
+                                   f"(see {log_path})")
+            # Ready: the job has read the warm-up records and its JDBC sink has written.
+            try:
+                rows = mysql("SELECT `warmup_records` FROM `_flink_ready`", database)
+                if len(rows) > 1 and int(rows[1][0]) >= self.warmup_count:
+                    time.sleep(1.0)  # a checkpoint of the warm-up records
+                    return proc, out
+            except (RuntimeError, ValueError):
+                pass  # the table does not exist yet
+            time.sleep(0.5)
+        raise RuntimeError("the Flink job did not read the warm-up records within 300 s")
+
     def run_freshness(self):
         duration = self.args.duration
         rates = [int(r) for r in self.args.rates.split(",") if r]
@@ -499,7 +557,8 @@ class Bench:
         warmup = self.warmup_records(self.warmup_count)
         expected = {}
         for rate in rates:
-            for engine, start in (("sluice", self.start_sluice), ("spark", self.start_spark)):
+            for engine in self.engines:
+                start = getattr(self, "start_" + engine)
                 label = f"{engine}_fresh_{rate // 1000}k"
                 topic = self.topic(f"fresh_{engine}_{rate}", 1)
                 self.publish(warmup, topic, 1)
@@ -538,8 +597,11 @@ class Bench:
                        "engine_wall_s": round(time.monotonic() - t0, 1)}
                 if engine == "sluice":
                     row["checkpoint_interval"] = self.args.sluice_interval
-                else:
+                elif engine == "spark":
                     row["trigger"] = "default (micro-batches back to back)"
+                else:
+                    row["checkpoint_interval"] = self.args.sluice_interval
+                    row["flush_interval"] = self.args.sluice_interval
                 if r["missing"] or r["poll_rc"] != 0:
                     # Not a wrong result: the engine did not keep up within the settle time.
                     row["kept_up"] = False
@@ -560,38 +622,49 @@ class Bench:
 
     # ----------------------------------------------------------------- report
     def report(self):
+        """The side-by-side text: one column per engine, then each other engine's ratio to
+        sluice (how many times better sluice is; above 1 means sluice is better)."""
         lines = []
+        engines = [e for e in self.engines if e in self.throughput] or self.engines
+        others = [e for e in engines if e != "sluice"]
+
+        def ratio(a, b):
+            return f"{a / b:.1f}x" if a and b else "n/a"
+
+        def row(name, cells):
+            lines.append(f"  {name:28}" + "".join(f"{c:>14}" for c in cells))
         t = self.throughput
         if t:
-            s, k = t["sluice"], t["spark"]
             lines.append(f"Throughput, Kafka (2 partitions, {t['events']:,} events) -> MySQL "
                          "events, caught up and exit:")
-            lines.append(f"  {'':28}{'sluice':>14}{'Spark':>14}{'sluice/Spark':>14}")
+            row("", [TITLE[e] for e in engines] + [f"sluice/{TITLE[e]}" for e in others])
+            s = t.get("sluice")
 
-            def row(name, a, b, ratio):
-                lines.append(f"  {name:28}{a:>14}{b:>14}{ratio:>14}")
-
-            def ratio(a, b):
-                return f"{a / b:.1f}x" if a and b else "n/a"
-            row("wall time (s)", f"{s['wall_s']:.2f}", f"{k['wall_s']:.2f}", "")
-            row("events/s (wall)", f"{s['events_per_s']:,}", f"{k['events_per_s']:,}",
-                ratio(s["events_per_s"], k["events_per_s"]))
-            row("processing time (s)", f"{s['processing_s']}", f"{k['processing_s']}", "")
-            row("events/s (processing)", f"{s['events_per_s_processing'] or 0:,}",
-                f"{k['events_per_s_processing'] or 0:,}",
-                ratio(s["events_per_s_processing"], k["events_per_s_processing"]))
-            row("CPU-s per million events", f"{s['cpu_s_per_million']}",
-                f"{k['cpu_s_per_million']}",
-                "1/" + ratio(k["cpu_s_per_million"], s["cpu_s_per_million"]))
-            row("events per CPU-s", f"{s['events_per_cpu_s']:,}", f"{k['events_per_cpu_s']:,}",
-                ratio(s["events_per_cpu_s"], k["events_per_cpu_s"]))
-            row("peak RSS (MiB)", f"{s['peak_rss_mib']}", f"{k['peak_rss_mib']}",
-                "1/" + ratio(k["peak_rss_mib"], s["peak_rss_mib"]))
-            row("check", "ok", "ok", "")
+            def line(name, key, fmt, better="higher"):
+                cells = [fmt(t[e][key]) if t[e].get(key) is not None else "-" for e in engines]
+                for e in others:
+                    if not s:
+                        cells.append("")
+                    elif better == "higher":
+                        cells.append(ratio(s[key], t[e][key]))
+                    elif better == "lower":
+                        cells.append("1/" + ratio(t[e][key], s[key]))
+                    else:
+                        cells.append("")
+                row(name, cells)
+            line("wall time (s)", "wall_s", lambda v: f"{v:.2f}", None)
+            line("events/s (wall)", "events_per_s", lambda v: f"{v:,}")
+            line("processing time (s)", "processing_s", str, None)
+            line("events/s (processing)", "events_per_s_processing", lambda v: f"{v:,}")
+            line("CPU-s per million events", "cpu_s_per_million", str, "lower")
+            line("events per CPU-s", "events_per_cpu_s", lambda v: f"{v:,}")
+            line("peak RSS (MiB)", "peak_rss_mib", str, "lower")
+            row("check", ["ok" for _ in engines])
         if self.freshness:
             lines.append("Freshness, Kafka (1 partition) -> visible in MySQL (ms), "
                          f"sluice checkpoint_interval {self.args.sluice_interval}, "
-                         "Spark default trigger:")
+                         "Spark default trigger, Flink checkpoint, mini-batch and sink flush "
+                         f"{self.args.sluice_interval}:")
             lines.append(f"  {'rate/s':>8} {'engine':8}{'p50':>10}{'p99':>10}{'max':>10}"
                          f"{'RSS MiB':>10}{'CPU-s':>8}  note")
             for r in self.freshness:
@@ -603,11 +676,14 @@ class Bench:
                              f"{r.get('note', '')}")
             by = {(r["offered_rate"], r["engine"]): r for r in self.freshness}
             for rate in sorted({r["offered_rate"] for r in self.freshness}):
-                a, b = by.get((rate, "sluice")), by.get((rate, "spark"))
-                if a and b and a.get("p50_ms") and b.get("p50_ms"):
-                    lines.append(f"  {rate}/s: Spark/sluice p50 {b['p50_ms'] / a['p50_ms']:.1f}x,"
-                                 f" p99 {b['p99_ms'] / a['p99_ms']:.1f}x, "
-                                 f"max {b['max_ms'] / a['max_ms']:.1f}x")
+                a = by.get((rate, "sluice"))
+                for e in others:
+                    b = by.get((rate, e))
+                    if a and b and a.get("p50_ms") and b.get("p50_ms"):
+                        lines.append(f"  {rate}/s: {TITLE[e]}/sluice p50 "
+                                     f"{b['p50_ms'] / a['p50_ms']:.1f}x, p99 "
+                                     f"{b['p99_ms'] / a['p99_ms']:.1f}x, "
+                                     f"max {b['max_ms'] / a['max_ms']:.1f}x")
         return "\n".join(lines)
 
     def cleanup(self):
@@ -639,10 +715,14 @@ class Bench:
                          (self.fresh_tool, "freshness" not in self.args.only
                           or os.access(self.fresh_tool, os.X_OK)),
                          (f"pyspark in {self.python} (bench/spark/setup.sh)",
-                          os.access(self.python, os.X_OK))):
+                          "spark" not in self.engines or os.access(self.python, os.X_OK)),
+                         (f"apache-flink in {self.flink_python} (bench/flink/setup.sh)",
+                          "flink" not in self.engines or os.access(self.flink_python, os.X_OK)),
+                         (f"engines {self.args.engines} (from {', '.join(ENGINES)})",
+                          self.engines and set(self.engines) <= set(ENGINES))):
             if not ok:
-                print(f"bench-spark: {what} not available (make services; bench/spark/setup.sh)",
-                      file=sys.stderr)
+                print(f"bench: {what} not available (make services; bench/spark/setup.sh, "
+                      "bench/flink/setup.sh)", file=sys.stderr)
                 return 2
         # A stopped benchmark still drops its databases and topics (the finally below).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -664,20 +744,34 @@ class Bench:
         if aborted:
             print(f"WRONG RESULT, no numbers reported:\n{aborted}")
             return 1
-        pyspark_version = sh([self.python, "-c", "import pyspark; print(pyspark.__version__)"])
+        java = subprocess.run(["java", "-version"], stderr=subprocess.PIPE,
+                              text=True).stderr.split("\n")[0]
         doc = {"date": datetime.datetime.now(datetime.timezone.utc)
                        .strftime("%Y-%m-%dT%H:%M:%SZ"),
                "command": " ".join(sys.argv), "quick": self.args.quick, "machine": desc,
-               "spark": {"pyspark": pyspark_version.strip(), "master": "local[2]",
-                         "shuffle_partitions": self.args.spark_shuffle_partitions,
-                         "java": subprocess.run(["java", "-version"], stderr=subprocess.PIPE,
-                                                text=True).stderr.split("\n")[0]},
+               "engines": self.engines,
                "duration_s": round(time.monotonic() - started, 1),
                "throughput": self.throughput, "freshness": self.freshness}
+        if "spark" in self.engines:
+            pyspark_version = sh([self.python, "-c",
+                                  "import pyspark; print(pyspark.__version__)"])
+            doc["spark"] = {"pyspark": pyspark_version.strip(), "master": "local[2]",
+                            "shuffle_partitions": self.args.spark_shuffle_partitions,
+                            "java": java}
+        if "flink" in self.engines:
+            flink_version = sh([self.flink_python, "-c", "from importlib.metadata import "
+                                "version; print(version('apache-flink'))"])
+            doc["flink"] = {"apache-flink": flink_version.strip(), "mode": "local mini-cluster",
+                            "parallelism": self.args.flink_parallelism,
+                            "state_backend": "hashmap", "java": java,
+                            "event_time": "from the TimeUUID in Flink SQL built-ins, in the job"}
         text = self.report()
         os.makedirs(self.args.out_dir, exist_ok=True)
-        base = os.path.join(self.args.out_dir, "%s-%s-spark%s" % (
-            time.strftime("%Y%m%d-%H%M%S", time.gmtime()), desc["host"],
+        kind = ("compare" if len(self.engines) > 2 else
+                [e for e in self.engines if e != "sluice"][0] if len(self.engines) > 1 else
+                self.engines[0])
+        base = os.path.join(self.args.out_dir, "%s-%s-%s%s" % (
+            time.strftime("%Y%m%d-%H%M%S", time.gmtime()), desc["host"], kind,
             "-quick" if self.args.quick else ""))
         with open(base + ".json", "w") as f:
             json.dump(doc, f, indent=2)
@@ -686,7 +780,7 @@ class Bench:
             w.writerow(["kind", "engine", "events_or_rate", "wall_s", "processing_s",
                         "events_per_s", "cpu_s_per_million", "peak_rss_mib", "p50_ms", "p99_ms",
                         "max_ms", "check"])
-            for e in ("sluice", "spark"):
+            for e in self.engines:
                 r = self.throughput.get(e) if self.throughput else None
                 if r:
                     w.writerow(["throughput", e, r["events"], r["wall_s"], r["processing_s"],
@@ -708,6 +802,15 @@ def main():
     ap.add_argument("--spark-python", default=os.path.join(REPO, "build", "bench-venv", "bin",
                                                            "python"))
     ap.add_argument("--jars-dir", default=os.path.join(REPO, "build", "bench-spark", "jars"))
+    ap.add_argument("--engines", default="sluice,spark",
+                    help="comma-separated, from sluice, spark, flink (in this order of runs)")
+    ap.add_argument("--flink-python", default=os.path.join(REPO, "build", "bench-flink", "venv",
+                                                           "bin", "python"))
+    ap.add_argument("--flink-jars-dir", default=os.path.join(REPO, "build", "bench-flink",
+                                                             "jars"))
+    ap.add_argument("--flink-parallelism", type=int, default=2)
+    ap.add_argument("--name-prefix", help="of topics and databases (default bench_spark, "
+                                          "bench_flink or bench_cmp, by the engines)")
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
     ap.add_argument("--events", type=int, help="throughput input (default 1000000; quick 100000)")
     ap.add_argument("--rates", default="10000,100000", help="freshness offered rates, events/s")
@@ -726,6 +829,10 @@ def main():
         args.events = 100_000 if args.quick else 1_000_000
     if args.duration is None:
         args.duration = 5 if args.quick else 15
+    if args.name_prefix is None:
+        engines = set(args.engines.split(","))
+        args.name_prefix = ("bench_cmp" if {"spark", "flink"} <= engines else
+                            "bench_flink" if "flink" in engines else "bench_spark")
     return Bench(args).main()
 
 
