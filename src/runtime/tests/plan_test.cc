@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/time.h"
 #include "runtime/registry.h"
 
 namespace sluice {
