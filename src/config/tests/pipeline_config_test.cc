@@ -72,7 +72,8 @@ TEST(PipelineConfigTest, SlideMakesHoppingWindows) {
   cfg = ParsePipelineConfig(with_slide("\"10m\""), "p.toml", NoEnv());
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->aggregate->slide_micros, 0);
-  // Errors point at the slide's value: line 15 of the file, column 9.
+  // Errors point at the slide's value: line 15 of the file, column 10 (its first character
+  // inside the quotes, as for the other settings).
   for (const auto& [slide, what] : std::vector<std::pair<std::string, std::string>>{
            {"\"3m\"", "slide must divide the window"},
            {"\"20m\"", "slide must divide the window"},
@@ -82,7 +83,7 @@ TEST(PipelineConfigTest, SlideMakesHoppingWindows) {
            {"\"500ms\"", "1200 overlapping windows, at most 1000"}}) {
     cfg = ParsePipelineConfig(with_slide(slide), "p.toml", NoEnv());
     ASSERT_FALSE(cfg.ok()) << slide;
-    EXPECT_EQ(cfg.status().message().rfind("p.toml:15:9: ", 0), 0u) << cfg.status().message();
+    EXPECT_EQ(cfg.status().message().rfind("p.toml:15:10: ", 0), 0u) << cfg.status().message();
     EXPECT_NE(cfg.status().message().find(what), std::string::npos) << cfg.status().message();
   }
   // 600ms divides 10m 1000 times: the most allowed.

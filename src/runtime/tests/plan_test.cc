@@ -280,11 +280,11 @@ TEST_F(PlanTest, HoppingWindows) {
   // characters into it.
   auto bad = Build(head + "keys = [\"kind\"]\nmetrics = [\"x = sum(bid) where hour(window_end) > 3\"]\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message().rfind("p.toml:20:37: metric 'x' reads window_end", 0), 0u)
+  EXPECT_NE(bad.status().message().find("p.toml:20:37: metric 'x' reads window_end"), std::string::npos)
       << bad.status().message();
   bad = Build(head + "keys = [\"kind\"]\nmetrics = [\"x = max(window_start)\"]\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message().rfind("p.toml:20:21: metric 'x' reads window_start", 0), 0u)
+  EXPECT_NE(bad.status().message().find("p.toml:20:21: metric 'x' reads window_start"), std::string::npos)
       << bad.status().message();
 
   // The same metrics are fine for tumbling windows, whose records have one window.
