@@ -11,7 +11,8 @@ dead_lettered of the run summary). For each case:
     the hand-worked rows is caught;
   * `sluice run pipeline.toml --var IN=input.ndjson --var OUT=sqlite:<tmp>/out.db` must exit 0
     and leave table `sales` equal to expected.csv (tests/tools/compare_tables.py rules);
-  * its --summary-json must carry the expected counts.
+  * its --summary-json must carry the expected counts;
+  * `sluice verify` with the same variables must find the table equal to its recomputation.
 Prints PASS/FAIL per check and a final 'N passed, M failed'. Exit 1 if any failed.
 """
 
@@ -111,6 +112,10 @@ def run_case(checks, sluice, name, tmp):
     problems = compare_tables.compare(db, os.path.join(case, "expected.csv"),
                                       ["window_start", "window_end", "shop"], "sales", "sales")
     checks.result(f"{name}: table sales equals expected.csv", problems)
+    verify = subprocess.run([sluice, "verify", *cmd[2:7]], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    checks.check(f"{name}: sluice verify recomputes the same table", verify.returncode == 0 and
+                 "equal" in verify.stdout, f"exit {verify.returncode}: {verify.stdout[-800:]}{verify.stderr[-800:]}")
     with open(summary) as f:
         got = json.load(f)
     got_counts = {k: got.get(k) for k in expected_counts}
