@@ -355,8 +355,8 @@ std::string FormatExplanation(const PipelineExplanation& e) {
                 ? std::string("none (every record counts, whenever it comes)")
                 : a.window == "hopping"
                       ? "a window whose end + " + Seconds(a.allowed_lateness_seconds) +
-                            " is behind the watermark takes no more records (counted as late "
-                            "windows); a record no window takes is dead-lettered"
+                            " is at or before the watermark takes no more records (counted as "
+                            "late windows); a record no window takes is dead-lettered"
                       : "a record later than its window's end + " + Seconds(a.allowed_lateness_seconds) +
                             " behind the watermark is dead-lettered")
         << "\n";
