@@ -2,6 +2,7 @@
 #   tools_selftest       the test tooling checked against the hand-written golden expectations
 #                        and the seed data (needs no engine)
 #   golden_recruitment   golden cases + seed acceptance against the sluice binary
+#   golden_hop           hopping-window cases (tests/golden/hop) against the sluice binary
 #   restart_recruitment  kill -9 / SIGINT / restart exactness (file and generator sources)
 #   mysql_recruitment    the same into a real MariaDB/MySQL (needs `make services`)
 #   viewlog, viewlog_kafka  the viewlog pipeline into Parquet (file sources; Kafka)
@@ -48,6 +49,10 @@ sluice_python_test(tools_selftest tests/tools/selftest.py NO_SLUICE TIMEOUT 120
                    LABELS python golden)
 
 sluice_python_test(golden_recruitment tests/golden/run_golden.py TIMEOUT 300 LABELS python golden)
+
+# Hopping windows (window/slide): hand-worked cases under tests/golden/hop, each also recomputed
+# independently by the runner.
+sluice_python_test(golden_hop tests/golden/run_hop.py TIMEOUT 120 LABELS python golden)
 
 sluice_python_test(restart_recruitment tests/integration/restart_test.py SERIAL TIMEOUT 240
                    LABELS python integration)

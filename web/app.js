@@ -224,7 +224,11 @@ function renderResults(r) {
   $("business-charts").hidden = false;
   business.dataset.commits = String(r.commits);
   $("results-note").textContent = `committed to the sink: ${fmt(r.commits)} checkpoint(s), ` +
-    `last ${r.windows.length} window(s) of ${fmtSeconds(r.window_seconds)}` + (r.truncated ? " (top lists truncated)" : "");
+    `last ${r.windows.length} window(s) of ${fmtSeconds(r.window_seconds)}` +
+    (r.slide_seconds && r.slide_seconds < r.window_seconds
+      ? ` starting every ${fmtSeconds(r.slide_seconds)} (totals and top lists count the windows that do not overlap)`
+      : "") +
+    (r.truncated ? " (top lists truncated)" : "");
 
   const names = r.metrics.map((m) => m.name);
   const ordered = [...COUNT_METRICS, SPEND_METRIC, "bid_set"].filter((n) => names.includes(n))

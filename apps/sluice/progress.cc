@@ -315,6 +315,7 @@ std::string SummaryText(const PipelineSnapshot& s, const PipelineConfig& config,
   if (s.dead_lettered > 0) out += " -> " + dead_letter_path;
   if (s.decode_errors > 0) out += ", " + Thousands(s.decode_errors) + " undecodable";
   if (s.late > 0) out += ", " + Thousands(s.late) + " late";
+  if (s.late_windows > 0) out += ", " + Thousands(s.late_windows) + " late windows skipped";
   out += "\n  output: " + config.sink.uri;
   if (!config.sink.table.empty()) out += " table " + config.sink.table;
   out += ": " + Thousands(s.rows_written) + (Appends(config) ? " rows appended" : " rows upserted");
@@ -349,7 +350,7 @@ std::string SummaryJson(const PipelineSnapshot& s, const PipelineConfig& config,
   f.Add("dead_lettered", s.dead_lettered);
   f.AddRaw("dead_lettered_by_reason", ReasonsJson(s.dead_lettered_by_reason));
   f.Add("dead_letter_path", dead_letter_path);
-  f.Add("decode_errors", s.decode_errors).Add("late", s.late);
+  f.Add("decode_errors", s.decode_errors).Add("late", s.late).Add("late_windows", s.late_windows);
   f.Add("sink", config.sink.uri).Add("table", config.sink.table);
   f.Add(Appends(config) ? "rows_appended" : "rows_upserted", s.rows_written);
   if (s.row_counts_known) {

@@ -426,7 +426,7 @@ Result<AggregateConfig> ReadAggregate(const Reader& r, const toml::node& node) {
   const toml::table* t = node.as_table();
   if (!t) return r.Fail(node, "[aggregate] must be a table");
   RETURN_IF_ERROR(r.CheckKeys(*t,
-                              {"time", "window", "mode", "window_columns", "keys", "metrics",
+                              {"time", "window", "slide", "mode", "window_columns", "keys", "metrics",
                                "watermark_delay", "allowed_lateness", "idle_timeout"},
                               "aggregate"));
   AggregateConfig a;
@@ -437,6 +437,20 @@ Result<AggregateConfig> ReadAggregate(const Reader& r, const toml::node& node) {
   auto w = ParseDurationMicros(window);
   if (!w || *w <= 0) return r.Fail(*t->get("window"), "window must be a duration like \"1h\"");
   a.window_micros = *w;
+  if (const toml::node* sn = t->get("slide")) {
+    ASSIGN_OR_RETURN(std::string slide, r.Scalar(*sn, "slide"));
+    auto s = ParseDurationMicros(slide);
+    if (!s || *s <= 0) return r.Fail(*sn, "slide must be a duration like \"5m\"");
+    if (*s > a.window_micros || a.window_micros % *s != 0) {
+      return r.Fail(*sn, "slide must divide the window (" + window + ")");
+    }
+    if (a.window_micros / *s > kMaxWindowsPerRecord) {
+      return r.Fail(*sn, "slide is too small: a window of " + window + " would hold " +
+                             std::to_string(a.window_micros / *s) +
+                             " overlapping windows, at most " + std::to_string(kMaxWindowsPerRecord));
+    }
+    if (*s != a.window_micros) a.slide_micros = *s;
+  }
   ASSIGN_OR_RETURN(std::string mode, r.String(*t, "mode", false, node, "aggregate"));
   if (!mode.empty()) a.mode = mode;
   if (a.mode != "update" && a.mode != "append") {

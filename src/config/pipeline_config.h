@@ -98,10 +98,14 @@ struct ColumnConfig {
   expr::SourceLocation where;  ///< location of the right-hand side's first character
 };
 
+/// The most windows a record of a hopping aggregate may fall into (window / slide).
+inline constexpr int64_t kMaxWindowsPerRecord = 1000;
+
 struct AggregateConfig {
   std::string time_expr;
   expr::SourceLocation time_where;
   int64_t window_micros = 0;
+  int64_t slide_micros = 0;  ///< 0: tumbling (slide = window)
   std::string mode = "update";  ///< update | append
   std::vector<std::string> window_columns = {"window_start", "window_end"};
   std::vector<ColumnConfig> keys;

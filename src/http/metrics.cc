@@ -227,6 +227,9 @@ void WriteRecordOutcomes(PrometheusWriter& w, const PipelineSnapshot& s,
   WriteStoredDeadLetters(w, stored, l);
   Counter(w, "sluice_records_late_total", "Records behind the watermark beyond the allowed lateness.",
           l.p, s.late);
+  Counter(w, "sluice_late_windows_total",
+          "Hopping windows a record missed because they were late, while other windows took it.",
+          l.p, s.late_windows);
   Counter(w, "sluice_decode_errors_total", "Records that could not be decoded (dead-lettered).", l.p,
           s.decode_errors);
   Counter(w, "sluice_lookup_misses_total", "Dimension lookups that found no row.", l.p,

@@ -130,6 +130,7 @@ std::string ResultView::RenderJson(const ResultQuery& query) const {
   }
   j.Key("mode").String("aggregate");
   j.Key("window_seconds").Double(spec_->window_micros / 1e6);
+  j.Key("slide_seconds").Double(spec_->slide() / 1e6);
   j.Key("max_windows").Int(static_cast<int64_t>(limits_.max_windows));
   j.Key("dropped_deltas").Int(dropped_deltas_);
   j.Key("truncated").Bool(dropped_values_ > 0);
@@ -169,6 +170,11 @@ std::string ResultView::RenderJson(const ResultQuery& query) const {
     j.EndObject();
   };
 
+  // Hopping windows overlap: totals and top lists add up only the windows that start at a
+  // multiple of the window size, which do not overlap, so that each record counts once.
+  auto counted = [&](int64_t start) {
+    return !spec_->hopping() || start - FloorTo(start, spec_->window_micros) == 0;
+  };
   States totals;
   j.Key("windows").BeginArray();
   for (const auto& [start, w] : windows_) {
@@ -178,7 +184,7 @@ std::string ResultView::RenderJson(const ResultQuery& query) const {
     j.Key("values");
     values(w.totals);
     j.EndObject();
-    if (!w.totals.empty()) MergeStates(totals, w.totals);
+    if (!w.totals.empty() && counted(start)) MergeStates(totals, w.totals);
   }
   j.EndArray();
   j.Key("totals");
@@ -188,6 +194,7 @@ std::string ResultView::RenderJson(const ResultQuery& query) const {
   for (size_t k = 0; k < tracked_keys_.size(); ++k) {
     ByValue merged;
     for (const auto& [start, w] : windows_) {
+      if (!counted(start)) continue;
       for (const auto& [value, states] : w.by_key[k]) MergeStates(merged[value], states);
     }
     std::vector<std::pair<double, const ByValue::value_type*>> order;

@@ -108,6 +108,7 @@ std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
   j.Key("dead_lettered").Int(s.dead_lettered);
   j.Key("decode_errors").Int(s.decode_errors);
   j.Key("late").Int(s.late);
+  j.Key("late_windows").Int(s.late_windows);
   j.Key("lookup_misses").Int(s.lookup_misses);
   j.Key("source_errors").Int(s.source_errors);
   j.Key("backpressure_waits").Int(s.backpressure_waits);

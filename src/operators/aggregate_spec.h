@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -43,12 +44,16 @@ struct KeySpec {
   /// same expression compiled against a row of [window_start, window_end]. The aggregator
   /// computes such keys once per window instead of once per record.
   std::unique_ptr<expr::Expr> window_expr;
+  /// False when the key reads neither window_start nor window_end, so a record of hopping
+  /// windows has the same key value in each of its windows (the planner sets it).
+  bool uses_window = true;
 };
 
 /// A compiled [aggregate] section. Immutable after planning; shared by all workers.
 struct AggregateSpec {
   std::unique_ptr<expr::Expr> time;
-  int64_t window_micros = 0;
+  int64_t window_micros = 0;  ///< the window's size
+  int64_t slide_micros = 0;   ///< hopping windows start every slide; 0: tumbling (slide = size)
   bool append_mode = false;
   bool emit_window_start = true;
   bool emit_window_end = true;
@@ -59,6 +64,13 @@ struct AggregateSpec {
   std::vector<MetricSpec> metrics;
   size_t window_start_slot = 0;  ///< slots in the working row the engine fills before keys
   size_t window_end_slot = 0;
+
+  /// Returns the distance between window starts (the size for tumbling windows).
+  int64_t slide() const { return slide_micros > 0 ? slide_micros : window_micros; }
+  /// Returns true when windows overlap, so that a record falls into window/slide windows.
+  bool hopping() const { return slide() != window_micros; }
+  /// Returns how many windows hold each record (1 for tumbling windows).
+  int64_t windows_per_record() const { return window_micros / std::max<int64_t>(slide(), 1); }
 
   /// Returns the final output layout: [window_start][window_end] keys... metrics...
   Schema OutputSchema() const;

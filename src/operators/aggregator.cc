@@ -77,10 +77,24 @@ Aggregator::Aggregator(const AggregateSpec* spec)
     : spec_(spec), num_keys_(spec->keys.size()), num_metrics_(spec->metrics.size()) {
   value_scratch_.resize(num_keys_);
   key_pointers_.resize(num_keys_);
+  windows_per_record_ = std::max<int64_t>(spec_->windows_per_record(), 1);
+  bool any_uses_window = false;
   for (const KeySpec& k : spec_->keys) {
     if (k.window_expr) has_window_keys_ = true;
+    if (k.uses_window) any_uses_window = true;
+    if (k.uses_window && !k.window_expr) encode_per_window_ = true;
   }
-  if (has_window_keys_) window_cache_.resize(kWindowCacheSize);
+  check_window_keys_first_ = any_uses_window && windows_per_record_ > 1;
+  if (has_window_keys_) {
+    // Room for every window of two records, so a record's windows do not evict each other.
+    size_t cache_size = kWindowCacheSize;
+    while (cache_size < 2 * static_cast<size_t>(windows_per_record_)) cache_size *= 2;
+    window_cache_.resize(cache_size);
+    window_cache_mask_ = cache_size - 1;
+  }
+  matched_.resize(num_metrics_);
+  metric_args_.resize(num_metrics_);
+  metric_scratch_.resize(num_metrics_);
   table_.assign(kMinTableSize, 0);
   for (const MetricSpec& m : spec_->metrics) {
     const bool numeric = m.fn == AggFn::kCount || m.fn == AggFn::kSum || m.fn == AggFn::kAvg;
@@ -102,8 +116,8 @@ MetricState Aggregator::StateOf(size_t g, size_t i) const {
 }
 
 const std::vector<Value>& Aggregator::KeysOfWindow(int64_t window_start) {
-  const uint64_t n = static_cast<uint64_t>(window_start / std::max<int64_t>(spec_->window_micros, 1));
-  WindowKeys& entry = window_cache_[n & (kWindowCacheSize - 1)];
+  const uint64_t n = static_cast<uint64_t>(window_start / std::max<int64_t>(spec_->slide(), 1));
+  WindowKeys& entry = window_cache_[n & window_cache_mask_];
   if (entry.valid && entry.window_start == window_start) return entry.values;
   entry.valid = true;
   entry.window_start = window_start;
@@ -158,25 +172,20 @@ size_t Aggregator::FindOrAdd(int64_t window_start, uint64_t hash, const Value* c
   return g;
 }
 
-Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
-                                      int64_t* event_time_out, std::string* null_key_name) {
-  Value time_scratch;
-  const Value& t = spec_->time->EvalRef(row, time_scratch);
-  if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
-  const int64_t event_time = t.time_value().micros;
-  *event_time_out = event_time;
-  const int64_t start = WindowStart(event_time);
-  if (late_before != kNoLateness && spec_->allowed_lateness_micros >= 0 &&
-      start + spec_->window_micros + spec_->allowed_lateness_micros <= late_before) {
-    return AddResult::kLate;
-  }
+std::vector<int64_t> Aggregator::WindowStarts(int64_t event_time) const {
+  std::vector<int64_t> starts;
+  const int64_t last = WindowStart(event_time);
+  for (int64_t k = windows_per_record_ - 1; k >= 0; --k) starts.push_back(last - k * spec_->slide());
+  return starts;
+}
+
+bool Aggregator::WindowKeyValues(std::span<Value> row, int64_t start, std::string* null_key_name) {
   row[spec_->window_start_slot] = Value::TimeMicros(start);
   row[spec_->window_end_slot] = Value::TimeMicros(start + spec_->window_micros);
-
   const std::vector<Value>* window_keys = has_window_keys_ ? &KeysOfWindow(start) : nullptr;
-  key_scratch_.clear();
   for (size_t i = 0; i < num_keys_; ++i) {
     const KeySpec& k = spec_->keys[i];
+    if (!k.uses_window) continue;
     const Value* v;
     if (k.window_expr) {
       v = &(*window_keys)[i];
@@ -187,20 +196,89 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
     }
     if (v->is_null()) {
       *null_key_name = k.name;
+      return false;
+    }
+    key_pointers_[i] = v;
+  }
+  return true;
+}
+
+Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
+                                      int64_t* event_time_out, std::string* null_key_name,
+                                      int64_t* late_windows) {
+  Value time_scratch;
+  const Value& t = spec_->time->EvalRef(row, time_scratch);
+  if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
+  const int64_t event_time = t.time_value().micros;
+  *event_time_out = event_time;
+  if (late_windows) *late_windows = 0;
+  // The record's windows, oldest first; the oldest are the ones that can be late.
+  const int64_t slide = spec_->slide();
+  const int64_t last = WindowStart(event_time);
+  int64_t first = last - (windows_per_record_ - 1) * slide;
+  int64_t skipped = 0;
+  if (late_before != kNoLateness && spec_->allowed_lateness_micros >= 0) {
+    while (first <= last &&
+           first + spec_->window_micros + spec_->allowed_lateness_micros <= late_before) {
+      first += slide;
+      ++skipped;
+    }
+  }
+  if (first > last) return AddResult::kLate;
+
+  // Keys that do not read the window have one value for all of the record's windows.
+  for (size_t i = 0; i < num_keys_; ++i) {
+    const KeySpec& k = spec_->keys[i];
+    if (k.uses_window) continue;
+    const Value* v = k.slot >= 0 ? &row[k.slot] : &k.expr->EvalRef(row, value_scratch_[i]);
+    if (v->is_null()) {
+      *null_key_name = k.name;
       return AddResult::kNullKey;
     }
     key_pointers_[i] = v;
-    if (!k.window_expr) EncodeKeyValue(*v, &key_scratch_);
   }
-  const uint64_t hash = HashKey(start, key_scratch_);
-  const size_t g = FindOrAdd(start, hash, key_pointers_.data());
+  if (check_window_keys_first_) {
+    for (int64_t start = first; start <= last; start += slide) {
+      if (!WindowKeyValues(row, start, null_key_name)) return AddResult::kNullKey;
+    }
+  }
+  // The window slots hold the first window while metrics are evaluated: a tumbling pipeline's
+  // metrics may read them (hopping ones may not; the planner rejects it).
+  if (!WindowKeyValues(row, first, null_key_name)) return AddResult::kNullKey;
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    const MetricSpec& m = spec_->metrics[i];
+    matched_[i] = !m.where || m.where->EvalTrue(row);
+    metric_args_[i] = matched_[i] && m.arg ? &m.arg->EvalRef(row, metric_scratch_[i]) : &null_;
+  }
+  if (!encode_per_window_) {
+    key_scratch_.clear();
+    for (size_t i = 0; i < num_keys_; ++i) {
+      if (!spec_->keys[i].window_expr) EncodeKeyValue(*key_pointers_[i], &key_scratch_);
+    }
+  }
+  for (int64_t start = first; start <= last; start += slide) {
+    if (start != first && !WindowKeyValues(row, start, null_key_name)) return AddResult::kNullKey;
+    if (encode_per_window_) {
+      key_scratch_.clear();
+      for (size_t i = 0; i < num_keys_; ++i) {
+        if (!spec_->keys[i].window_expr) EncodeKeyValue(*key_pointers_[i], &key_scratch_);
+      }
+    }
+    const uint64_t hash = HashKey(start, key_scratch_);
+    const size_t g = FindOrAdd(start, hash, key_pointers_.data());
+    UpdateGroup(g, event_time);
+  }
+  if (late_windows) *late_windows = skipped;
+  return AddResult::kAdded;
+}
+
+void Aggregator::UpdateGroup(size_t g, int64_t event_time) {
   NumState* nums = nums_.data() + g * num_numeric_;
   MetricState* states = states_.data() + g * num_values_;
   for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
-    if (m.where && !m.where->EvalTrue(row)) continue;
-    Value scratch;
-    const Value& arg = m.arg ? m.arg->EvalRef(row, scratch) : null_;
+    if (!matched_[i]) continue;
+    const Value& arg = *metric_args_[i];
     if (!IsNumeric(i)) {
       UpdateMetric(m, states[state_slot_[i]], arg, event_time);
       continue;
@@ -218,7 +296,6 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
       }
     }
   }
-  return AddResult::kAdded;
 }
 
 DeltaRow Aggregator::MoveOut(size_t g) {

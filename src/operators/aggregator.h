@@ -26,22 +26,29 @@ class Aggregator {
 
   enum class AddResult { kAdded, kNoTime, kNullKey, kLate };
 
-  /// Evaluates time, keys and metrics on `row` (a working row; this fills its window slots).
-  /// A record is late, and not added, when its window end plus the allowed lateness is at or
-  /// before `late_before` (pass kNoLateness to accept every record). `*event_time` receives the
-  /// record's event time whenever it has one.
+  /// Evaluates time, keys and metrics on `row` (a working row; this fills its window slots) and
+  /// adds the record to every window that holds it: one for tumbling windows, window/slide for
+  /// hopping ones. Time, metric arguments and metric conditions are evaluated once per record,
+  /// keys once per window only when they read the window. A window is late for the record when
+  /// its end plus the allowed lateness is at or before `late_before` (pass kNoLateness to accept
+  /// every record); late windows are skipped and counted in `*late_windows` (when not null), and
+  /// the record is kLate, added nowhere, only when every window of it is late. `*event_time`
+  /// receives the record's event time whenever it has one. A record with a null key in any of
+  /// its windows is added nowhere (kNullKey).
   AddResult Add(std::span<Value> row, int64_t late_before, int64_t* event_time,
-                std::string* null_key_name);
+                std::string* null_key_name, int64_t* late_windows = nullptr);
   AddResult Add(std::span<Value> row, std::string* null_key_name) {
     int64_t t;
     return Add(row, kNoLateness, &t, null_key_name);
   }
   static constexpr int64_t kNoLateness = std::numeric_limits<int64_t>::min();
 
-  /// Computes the window start for an event time.
-  int64_t WindowStart(int64_t event_time) const {
-    return FloorTo(event_time, spec_->window_micros);
-  }
+  /// Computes the start of the newest window holding an event time (for tumbling windows, the
+  /// one window holding it).
+  int64_t WindowStart(int64_t event_time) const { return FloorTo(event_time, spec_->slide()); }
+  /// Computes the starts of every window holding an event time, oldest first: the newest start
+  /// minus k slides for k = windows_per_record()-1 .. 0.
+  std::vector<int64_t> WindowStarts(int64_t event_time) const;
 
   /// Moves every group out (update mode checkpoints, and end of input in append mode).
   std::vector<DeltaRow> TakeAll();
@@ -70,9 +77,15 @@ class Aggregator {
 
   /// Returns the window-only key values for `window_start`, computing them on a cache miss.
   const std::vector<Value>& KeysOfWindow(int64_t window_start);
+  /// Sets the row's window slots to the window starting at `window_start`, and points
+  /// key_pointers_ of the keys that read the window at their values. Returns false (setting
+  /// `*null_key_name`) when one of them is null.
+  bool WindowKeyValues(std::span<Value> row, int64_t window_start, std::string* null_key_name);
   /// Finds the group of (window_start, key_scratch_) with hash `hash`, or adds it with
   /// `keys` as its key values (one per KeySpec). Returns its index.
   size_t FindOrAdd(int64_t window_start, uint64_t hash, const Value* const* keys);
+  /// Folds the record's metric arguments (matched_, metric_args_) into group `g`.
+  void UpdateGroup(size_t g, int64_t event_time);
   /// Builds a delta row from group `g`, moving its values out.
   DeltaRow MoveOut(size_t g);
   void Rehash(size_t capacity);
@@ -110,7 +123,18 @@ class Aggregator {
   std::string key_scratch_;
   std::vector<Value> value_scratch_;       ///< per key: computed key values
   std::vector<const Value*> key_pointers_;  ///< per key: the record's key values
-  std::vector<WindowKeys> window_cache_;
+  std::vector<WindowKeys> window_cache_;  ///< indexed by window_start / slide
+  size_t window_cache_mask_ = 0;
+  int64_t windows_per_record_ = 1;
+  /// True when a key other than a window-only one reads the window, so the encoded key differs
+  /// between a record's windows.
+  bool encode_per_window_ = false;
+  /// True when some key reads the window and a record has several windows: keys are checked for
+  /// null in every window before any window is updated.
+  bool check_window_keys_first_ = false;
+  std::vector<char> matched_;               ///< per metric: the record matched its `where`
+  std::vector<const Value*> metric_args_;  ///< per metric: the record's argument
+  std::vector<Value> metric_scratch_;      ///< per metric: storage for computed arguments
   Value window_row_[2];
   Value null_;
 };

@@ -200,6 +200,9 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     PipelineExplanation::Aggregate a;
     a.time = OneLine(ac.time_expr);
     a.window_seconds = static_cast<double>(spec.window_micros) / 1e6;
+    a.window = spec.hopping() ? "hopping" : "tumbling";
+    a.slide_seconds = static_cast<double>(spec.slide()) / 1e6;
+    a.windows_per_record = spec.windows_per_record();
     a.mode = spec.append_mode ? "append" : "update";
     a.watermark_delay_seconds = static_cast<double>(spec.watermark_delay_micros) / 1e6;
     a.idle_timeout_seconds = static_cast<double>(spec.idle_timeout_micros) / 1e6;
@@ -338,15 +341,24 @@ std::string FormatExplanation(const PipelineExplanation& e) {
   }
   if (e.aggregate) {
     const auto& a = *e.aggregate;
-    out << "[" << n++ << "] aggregate " << a.window << " " << Seconds(a.window_seconds) << " windows on " << a.time
-        << ", " << a.mode << " mode\n";
+    out << "[" << n++ << "] aggregate " << a.window << " " << Seconds(a.window_seconds) << " windows";
+    if (a.window == "hopping") out << " every " << Seconds(a.slide_seconds);
+    out << " on " << a.time << ", " << a.mode << " mode\n";
+    if (a.window == "hopping") {
+      out << "      each record is added to the " << a.windows_per_record
+          << " windows that hold it (state: up to " << a.windows_per_record << " groups per record)\n";
+    }
     out << "      group by " << (a.window_columns.empty() ? std::string() : Join(a.window_columns) + ", ")
         << columns(a.keys, true) << "\n";
     out << "      lateness: "
         << (a.allowed_lateness_seconds < 0
                 ? std::string("none (every record counts, whenever it comes)")
-                : "a record later than its window's end + " + Seconds(a.allowed_lateness_seconds) +
-                      " behind the watermark is dead-lettered")
+                : a.window == "hopping"
+                      ? "a window whose end + " + Seconds(a.allowed_lateness_seconds) +
+                            " is at or before the watermark takes no more records (counted as "
+                            "late windows); a record no window takes is dead-lettered"
+                      : "a record later than its window's end + " + Seconds(a.allowed_lateness_seconds) +
+                            " behind the watermark is dead-lettered")
         << "\n";
     out << "      " << (a.mode == "append" ? "a window is emitted once, when the watermark passes its end"
                                            : "each checkpoint merges the groups it changed into the sink")
@@ -440,6 +452,7 @@ std::string ExplanationJson(const PipelineExplanation& e) {
     const auto& a = *e.aggregate;
     j.Key("aggregate").BeginObject();
     j.Key("time").String(a.time).Key("window").String(a.window).Key("window_seconds").Double(a.window_seconds);
+    j.Key("slide_seconds").Double(a.slide_seconds);
     j.Key("mode").String(a.mode);
     j.Key("watermark_delay_seconds").Double(a.watermark_delay_seconds);
     j.Key("idle_timeout_seconds").Double(a.idle_timeout_seconds);

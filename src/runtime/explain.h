@@ -67,8 +67,10 @@ struct PipelineExplanation {
   };
   struct Aggregate {
     std::string time;  ///< the event-time expression
-    std::string window = "tumbling";
+    std::string window = "tumbling";  ///< tumbling | hopping
     double window_seconds = 0;
+    double slide_seconds = 0;  ///< distance between window starts (window_seconds when tumbling)
+    int64_t windows_per_record = 1;  ///< window / slide: how many windows each record is in
     std::string mode;  ///< update | append
     double watermark_delay_seconds = 0;
     double idle_timeout_seconds = 0;

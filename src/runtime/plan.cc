@@ -381,11 +381,13 @@ Status CompileSteps(const PipelineConfig& config, Plan* plan) {
 /// Compiles one group key; a key that compiles against the window columns alone also gets
 /// that form (`window_expr`), since it depends on nothing else, unless a field of the same name
 /// hides a window column.
-Result<KeySpec> CompileKey(const ColumnConfig& kc, const Schema& schema, const AggregateSpec& spec) {
+Result<KeySpec> CompileKey(const ColumnConfig& kc, const Schema& schema, const AggregateSpec& spec,
+                           const Schema& without_window) {
   KeySpec k;
   k.name = kc.name;
   ASSIGN_OR_RETURN(k.expr, expr::Compile(kc.text, schema, kc.where));
   k.type = k.expr->type();
+  k.uses_window = !expr::Compile(kc.text, without_window, kc.where).ok();
   if (auto idx = schema.IndexOf(kc.text)) k.slot = static_cast<int>(*idx);
   if (k.slot < 0 && schema.IndexOf("window_start") == spec.window_start_slot &&
       schema.IndexOf("window_end") == spec.window_end_slot) {
@@ -400,11 +402,63 @@ Result<KeySpec> CompileKey(const ColumnConfig& kc, const Schema& schema, const A
   return k;
 }
 
+/// Finds the first whole word `word` outside quotes (at any depth); returns npos if absent.
+size_t FindWord(std::string_view text, std::string_view word) {
+  bool quoted = false;
+  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\'') quoted = !quoted;
+    if (quoted || text.compare(i, word.size(), word) != 0) continue;
+    if ((i == 0 || !ident(text[i - 1])) && (i + word.size() == text.size() || !ident(text[i + word.size()]))) {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+/// Checks hopping windows' slide against their size (the pipeline-file reader checks it too,
+/// with the slide's own location; this covers configurations built otherwise).
+Status CheckSlide(const AggregateConfig& ac) {
+  if (ac.slide_micros == 0) return Status::OK();
+  if (ac.slide_micros < 0 || ac.slide_micros > ac.window_micros || ac.window_micros % ac.slide_micros != 0) {
+    return Status::InvalidArgument(At(ac.where) + ": the slide of hopping windows (" +
+                                   FormatDouble(ac.slide_micros / 1e6) + "s) must divide the window (" +
+                                   FormatDouble(ac.window_micros / 1e6) + "s)");
+  }
+  if (ac.window_micros / ac.slide_micros > kMaxWindowsPerRecord) {
+    return Status::InvalidArgument(At(ac.where) + ": hopping windows of " +
+                                   FormatDouble(ac.window_micros / 1e6) + "s every " +
+                                   FormatDouble(ac.slide_micros / 1e6) + "s put a record in " +
+                                   std::to_string(ac.window_micros / ac.slide_micros) +
+                                   " windows, at most " + std::to_string(kMaxWindowsPerRecord));
+  }
+  return Status::OK();
+}
+
+/// Rejects a metric of hopping windows that reads window_start or window_end: a record belongs
+/// to several windows, and its metric arguments and conditions are evaluated once for all.
+Status CheckHoppingMetric(const ColumnConfig& mc, const Schema& without_window) {
+  MetricSpec probe;
+  if (CompileMetric(mc, without_window, &probe).ok()) return Status::OK();
+  size_t at = FindWord(mc.text, "window_start");
+  const size_t end_at = FindWord(mc.text, "window_end");
+  if (end_at < at) at = end_at;
+  const std::string_view word = at == std::string_view::npos ? "the window"
+                                : at == end_at                ? "window_end"
+                                                              : "window_start";
+  return Status::InvalidArgument(At(mc.where, at == std::string_view::npos ? 0 : at) + ": metric '" +
+                                 mc.name + "' reads " + std::string(word) +
+                                 ", but with hopping windows (slide) a record falls into several "
+                                 "windows at once; only group keys may use window_start and window_end");
+}
+
 /// Compiles [aggregate]: its window and event time, then (after adding the window columns to
 /// the row schema) its keys and metrics.
 Result<std::unique_ptr<AggregateSpec>> CompileAggregate(const AggregateConfig& ac, Schema* schema) {
   auto spec = std::make_unique<AggregateSpec>();
+  RETURN_IF_ERROR(CheckSlide(ac));
   spec->window_micros = ac.window_micros;
+  spec->slide_micros = ac.slide_micros == ac.window_micros ? 0 : ac.slide_micros;
   spec->append_mode = ac.mode == "append";
   spec->watermark_delay_micros = ac.watermark_delay_micros;
   spec->allowed_lateness_micros = ac.allowed_lateness_micros;
@@ -420,15 +474,17 @@ Result<std::unique_ptr<AggregateSpec>> CompileAggregate(const AggregateConfig& a
     return Status::InvalidArgument(At(ac.time_where) + ": aggregate time must be a timestamp, this is " +
                                    std::string(TypeName(spec->time->type())));
   }
+  const Schema without_window = *schema;
   spec->window_start_slot = schema->Add({"window_start", Type::kTimestamp, ""});
   spec->window_end_slot = schema->Add({"window_end", Type::kTimestamp, ""});
   for (const auto& kc : ac.keys) {
-    ASSIGN_OR_RETURN(KeySpec k, CompileKey(kc, *schema, *spec));
+    ASSIGN_OR_RETURN(KeySpec k, CompileKey(kc, *schema, *spec, without_window));
     spec->keys.push_back(std::move(k));
   }
   for (const auto& mc : ac.metrics) {
     MetricSpec m;
     RETURN_IF_ERROR(CompileMetric(mc, *schema, &m));
+    if (spec->hopping()) RETURN_IF_ERROR(CheckHoppingMetric(mc, without_window));
     for (const auto& k : spec->keys) {
       if (k.name == m.name) {
         return Status::InvalidArgument(At(mc.where) + ": metric '" + m.name + "' has the name of a key");
@@ -515,8 +571,15 @@ std::string DescribePlan(const Plan& plan) {
   }
   if (plan.aggregate) {
     const AggregateConfig& a = *c.aggregate;
-    out << "  aggregate tumbling " << FormatDouble(a.window_micros / 1e6) << "s windows on "
-        << a.time_expr << ", " << a.mode << " mode\n";
+    out << "  aggregate ";
+    if (plan.aggregate->hopping()) {
+      out << "hopping " << FormatDouble(a.window_micros / 1e6) << "s windows every "
+          << FormatDouble(plan.aggregate->slide() / 1e6) << "s (each record in "
+          << plan.aggregate->windows_per_record() << ")";
+    } else {
+      out << "tumbling " << FormatDouble(a.window_micros / 1e6) << "s windows";
+    }
+    out << " on " << a.time_expr << ", " << a.mode << " mode\n";
     out << "    event time: watermark delay " << FormatDouble(a.watermark_delay_micros / 1e6)
         << "s, idle timeout " << FormatDouble(a.idle_timeout_micros / 1e6) << "s, "
         << (a.allowed_lateness_micros < 0

@@ -907,6 +907,7 @@ PipelineSnapshot Runner::Snapshot() const {
     s.dead_lettered += c->dead_lettered.load(std::memory_order_relaxed);
     s.decode_errors += c->decode_errors.load(std::memory_order_relaxed);
     s.late += c->late.load(std::memory_order_relaxed);
+    s.late_windows += c->late_windows.load(std::memory_order_relaxed);
     s.lookup_misses += c->lookup_misses.load(std::memory_order_relaxed);
     s.source_errors += c->source_errors.load(std::memory_order_relaxed);
     s.backpressure_waits += c->backpressure_waits.load(std::memory_order_relaxed);

@@ -42,6 +42,8 @@ struct alignas(64) WorkerCounters {
   std::atomic<int64_t> dead_lettered{0};
   std::atomic<int64_t> decode_errors{0};
   std::atomic<int64_t> late{0};
+  /// Windows a record of hopping windows missed because they were late while others took it.
+  std::atomic<int64_t> late_windows{0};
   std::atomic<int64_t> lookup_misses{0};
   std::atomic<int64_t> source_errors{0};
   std::atomic<int64_t> backpressure_waits{0};
@@ -55,6 +57,7 @@ struct PipelineSnapshot {
   std::string state;  ///< starting, running, draining, finished, failed
   int64_t records_in = 0, bytes_in = 0, aggregated = 0, ignored = 0, dead_lettered = 0;
   int64_t decode_errors = 0, late = 0, lookup_misses = 0, source_errors = 0;
+  int64_t late_windows = 0;  ///< windows skipped as late by records that other windows took
   int64_t backpressure_waits = 0;  ///< times a worker paused because the sink was behind
   int64_t checkpoints = 0, checkpoint_failures = 0, sink_retries = 0, rows_written = 0;
   /// Result rows the sink refused and dead-lettered (reason "sink_rejected"); also counted in

@@ -13,6 +13,8 @@ constexpr int64_t kVersion = 2;
 std::string Fingerprint(const AggregateSpec* spec) {
   if (!spec) return "no aggregate";
   std::string f = std::to_string(spec->window_micros);
+  // Tumbling windows name no slide, so states stored before hopping windows existed still fit.
+  if (spec->hopping()) f += "|slide:" + std::to_string(spec->slide());
   for (const auto& k : spec->keys) f += "|k:" + k.name;
   for (const auto& m : spec->metrics) f += "|m:" + m.name + ":" + std::string(AggFnName(m.fn));
   return f;
@@ -70,7 +72,7 @@ Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpe
   if (!r.GetString(&fingerprint)) return r.status();
   if (fingerprint != Fingerprint(spec)) {
     return Status::InvalidArgument(
-        "the stored window state was written for a different [aggregate] (window, keys or "
+        "the stored window state was written for a different [aggregate] (window, slide, keys or "
         "metrics changed since the last run); give the changed pipeline a new name or clear "
         "its output and stored positions");
   }

@@ -515,11 +515,15 @@ bool Worker::RunSteps(const Current& rec, std::span<Value> row) {
 void Worker::AddToAggregate(const Current& rec, std::span<Value> row) {
   std::string null_key;
   int64_t event_time = 0;
+  int64_t late_windows = 0;
   if (rec.partition != last_partition_) TrackPartition(rec.partition);
   // Judged before its own event time counts: a record is never late by itself.
   const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
-  switch (aggregator_->Add(row, late_before, &event_time, &null_key)) {
+  switch (aggregator_->Add(row, late_before, &event_time, &null_key, &late_windows)) {
     case Aggregator::AddResult::kAdded:
+      // A record of hopping windows that some of its windows took is not dead-lettered; the
+      // windows it missed are counted.
+      if (late_windows > 0) counters_->late_windows.fetch_add(late_windows, std::memory_order_relaxed);
       ++unflushed_aggregated_;
       clocks_->Observe(rec.partition, event_time, now_micros_);
       unflushed_max_event_time_ = std::max(unflushed_max_event_time_, event_time);

@@ -139,6 +139,8 @@ def expected_facts(path):
             internal = [[] for _ in metrics]
         facts["aggregate"] = {
             "time": a["time"], "window_seconds": seconds(a["window"]), "mode": a.get("mode", "update"),
+            "slide_seconds": seconds(a.get("slide", a["window"])),
+            "window": "tumbling" if seconds(a.get("slide", a["window"])) == seconds(a["window"]) else "hopping",
             "watermark_delay_seconds": seconds(a.get("watermark_delay", "10s")),
             "allowed_lateness_seconds": seconds(a["allowed_lateness"]) if "allowed_lateness" in a else None,
             "window_columns": a.get("window_columns", ["window_start", "window_end"]),
@@ -197,7 +199,8 @@ def compare(path, got):
         check(f"{name}: internal columns per metric (state kept per group)",
               [m["internal_columns"] for m in ga["metrics"]] == wa["internal"],
               ([m["internal_columns"] for m in ga["metrics"]], wa["internal"]))
-        check(f"{name}: a window kind", ga["window"] == "tumbling")
+        check(f"{name}: a window kind and its slide", (ga["window"], ga["slide_seconds"]) ==
+              (wa["window"], wa["slide_seconds"]), (ga["window"], ga["slide_seconds"]))
     check(f"{name}: the sink's table", got["sink"]["table"] == want["table"], got["sink"]["table"])
     if want["sink_key"]:
         check(f"{name}: the sink's key", got["sink"]["key"] == want["sink_key"], got["sink"]["key"])

@@ -59,6 +59,39 @@ TEST(PipelineConfigTest, RejectsUnknownKeysWithLine) {
   EXPECT_NE(cfg.status().message().find("unknown key 'windw'"), std::string::npos);
 }
 
+TEST(PipelineConfigTest, SlideMakesHoppingWindows) {
+  auto with_slide = [](const std::string& slide) {
+    return std::string(kMinimal) + "\n[aggregate]\ntime = \"t\"\nwindow = \"10m\"\nslide = " + slide +
+           "\nmetrics = [\"n = count()\"]\n";
+  };
+  auto cfg = ParsePipelineConfig(with_slide("\"5m\""), "p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->aggregate->window_micros, 600'000'000);
+  EXPECT_EQ(cfg->aggregate->slide_micros, 300'000'000);
+  // A slide equal to the window is tumbling, as is no slide at all.
+  cfg = ParsePipelineConfig(with_slide("\"10m\""), "p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->aggregate->slide_micros, 0);
+  // Errors point at the slide's value: line 15 of the file, column 10 (its first character
+  // inside the quotes, as for the other settings).
+  for (const auto& [slide, what] : std::vector<std::pair<std::string, std::string>>{
+           {"\"3m\"", "slide must divide the window"},
+           {"\"20m\"", "slide must divide the window"},
+           {"\"0s\"", "slide must be a duration"},
+           {"\"-5m\"", "slide must be a duration"},
+           {"\"soon\"", "slide must be a duration"},
+           {"\"500ms\"", "1200 overlapping windows, at most 1000"}}) {
+    cfg = ParsePipelineConfig(with_slide(slide), "p.toml", NoEnv());
+    ASSERT_FALSE(cfg.ok()) << slide;
+    EXPECT_EQ(cfg.status().message().rfind("p.toml:15:10: ", 0), 0u) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(what), std::string::npos) << cfg.status().message();
+  }
+  // 600ms divides 10m 1000 times: the most allowed.
+  cfg = ParsePipelineConfig(with_slide("\"600ms\""), "p.toml", NoEnv());
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->aggregate->slide_micros, 600'000);
+}
+
 TEST(PipelineConfigTest, ReportsTomlSyntaxErrorsWithLocation) {
   auto cfg = ParsePipelineConfig("[pipeline]\nname = \n", "bad.toml", NoEnv());
   ASSERT_FALSE(cfg.ok());

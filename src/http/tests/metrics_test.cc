@@ -23,6 +23,7 @@ PipelineSnapshot Sample() {
   s.dead_lettered = 30;
   s.decode_errors = 12;
   s.late = 3;
+  s.late_windows = 6;
   s.lookup_misses = 4;
   s.checkpoints = 4;
   s.checkpoint_failures = 1;
@@ -69,6 +70,7 @@ TEST(MetricsTest, ExportsTheContractNamesWithLabels) {
           R"(sluice_records_ignored_total{pipeline="recruitment",reason="other"} 5)",
           R"(sluice_records_dead_lettered_total{pipeline="recruitment"} 30)",
           R"(sluice_records_late_total{pipeline="recruitment"} 3)",
+          R"(sluice_late_windows_total{pipeline="recruitment"} 6)",
           R"(sluice_decode_errors_total{pipeline="recruitment"} 12)",
           R"(sluice_lookup_misses_total{pipeline="recruitment"} 4)",
           R"(sluice_sink_rows_written_total{pipeline="recruitment",sink="events"} 77)",

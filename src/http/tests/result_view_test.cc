@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <map>
+#include <vector>
 
 #include "core/time.h"
 #include "expr/expr.h"
@@ -146,6 +147,31 @@ TEST_F(ResultViewTest, SeriesTotalsAndTopListsEqualAGroupByOverCommits) {
   ASSERT_EQ(top2.size(), 2u);
   EXPECT_EQ(int64_t(top2.at(0)["key"]), 2);
   EXPECT_EQ(int64_t(top2.at(1)["key"]), 1);  // 0 conversions, as job 3, but the smaller id
+}
+
+// Hopping windows of 2 h every hour: each window shows its own records, but totals and top
+// lists add up only the windows starting at a multiple of 2 h, so every click counts once.
+TEST_F(ResultViewTest, HoppingWindowsCountEachRecordOnceInTotals) {
+  spec_.window_micros = 2 * kMicrosPerHour;
+  spec_.slide_micros = kMicrosPerHour;
+  auto view = ResultView::ForAggregate(&spec_, {0});
+  // Clicks: job 1 at hours 0 and 1, job 2 twice at hour 2. Windows (start hour: clicks):
+  // -1: 1 (h0); 0: 2 (h0, h1); 1: 3 (h1, h2, h2); 2: 2 (h2, h2).
+  view->OnCommit(Deltas({{0, 1, "click", 1}, {1, 1, "click", 1}, {2, 2, "click", 1}, {2, 2, "click", 1}}), {});
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(view->RenderJson(ResultQuery{}));
+  EXPECT_EQ(double(doc["window_seconds"]), 7200);
+  EXPECT_EQ(double(doc["slide_seconds"]), 3600);
+  simdjson::dom::array windows = doc["windows"];
+  ASSERT_EQ(windows.size(), 4u);
+  std::vector<int64_t> clicks;
+  for (simdjson::dom::element w : windows) clicks.push_back(int64_t(w["values"]["clicks"]));
+  EXPECT_EQ(clicks, (std::vector<int64_t>{1, 2, 3, 2}));
+  EXPECT_EQ(int64_t(doc["totals"]["clicks"]), 4);  // windows 0 and 2 only
+  simdjson::dom::array top = doc["top"]["job"]["rows"];
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(int64_t(top.at(0)["values"]["clicks"]), 2);
+  EXPECT_EQ(int64_t(top.at(1)["values"]["clicks"]), 2);
 }
 
 TEST_F(ResultViewTest, KeepsTheMostRecentWindows) {

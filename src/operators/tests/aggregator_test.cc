@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <tuple>
 
 #include "core/time.h"
 #include "expr/expr.h"
@@ -230,6 +231,205 @@ TEST(AggregatorKeysTest, ManyGroupsSurviveGrowth) {
     const int64_t i = r.keys[0].int_value() / 7919;
     EXPECT_EQ(r.metrics[0].count, i % 3 + 1) << "key " << i;
   }
+}
+
+// Hopping windows: 10-minute windows every 5 minutes (two per record), checked against
+// window starts and counts worked out by hand.
+TEST_F(AggregatorTest, HoppingWindowStartsOldestFirst) {
+  const int64_t m = kMicrosPerMinute;
+  spec_.window_micros = 10 * m;
+  spec_.slide_micros = 5 * m;
+  Aggregator agg(&spec_);
+  // 12:07 is in [12:00, 12:10) and [12:05, 12:15); 12:05 exactly in [12:00,..) and [12:05,..).
+  EXPECT_EQ(agg.WindowStart(7 * m), 5 * m);
+  EXPECT_EQ(agg.WindowStarts(7 * m), (std::vector<int64_t>{0, 5 * m}));
+  EXPECT_EQ(agg.WindowStarts(5 * m), (std::vector<int64_t>{0, 5 * m}));
+  EXPECT_EQ(agg.WindowStarts(5 * m - 1), (std::vector<int64_t>{-5 * m, 0}));
+  // Before the epoch windows floor downwards: -1 us is in [-10m, 0) and [-5m, 5m).
+  EXPECT_EQ(agg.WindowStarts(-1), (std::vector<int64_t>{-10 * m, -5 * m}));
+  spec_.slide_micros = 2 * m;  // five windows per record
+  Aggregator five(&spec_);
+  EXPECT_EQ(five.WindowStarts(7 * m), (std::vector<int64_t>{-2 * m, 0, 2 * m, 4 * m, 6 * m}));
+  spec_.slide_micros = 0;  // tumbling: one window
+  Aggregator one(&spec_);
+  EXPECT_EQ(one.WindowStarts(17 * m), (std::vector<int64_t>{10 * m}));
+}
+
+TEST_F(AggregatorTest, HoppingAddsARecordToEveryWindowThatHoldsIt) {
+  const int64_t m = kMicrosPerMinute;
+  spec_.window_micros = 10 * m;
+  spec_.slide_micros = 5 * m;
+  for (bool key_reads_window : {true, false}) {
+    spec_.keys[0].uses_window = key_reads_window;
+    Aggregator agg(&spec_);
+    std::string null_key;
+    // key 1: x=3 at 00:02, x=5 at 00:07, x=-1 at 00:12. key 2: x=10 at 00:07.
+    for (auto row : {Row(2 * m, 1, Value::Int(3)), Row(7 * m, 1, Value::Int(5)),
+                     Row(12 * m, 1, Value::Int(-1)), Row(7 * m, 2, Value::Int(10))}) {
+      ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+    }
+    // By hand (n, s, a over x > 0, lo, hi, last_x):
+    //   [-5,5) k1: 00:02               -> 1, 3, 3, 3, 3, 3
+    //   [0,10) k1: 00:02, 00:07        -> 2, 8, 4, 3, 5, 5
+    //   [5,15) k1: 00:07, 00:12        -> 2, 4, 5, -1, 5, -1
+    //   [10,20) k1: 00:12              -> 1, -1, (no x > 0) null, -1, -1, -1
+    //   [0,10) and [5,15) k2: 00:07    -> 1, 10, 10, 10, 10, 10
+    std::vector<std::pair<int64_t, std::vector<Value>>> got;
+    for (const DeltaRow& r : agg.TakeAll()) got.emplace_back(r.window_start, FinalRow(spec_, r));
+    std::sort(got.begin(), got.end());
+    auto row = [](int64_t k, int64_t n, int64_t s, Value a, int64_t lo, int64_t hi, int64_t last) {
+      return std::vector<Value>{Value::Int(k), Value::Int(n), Value::Int(s), std::move(a),
+                                Value::Int(lo), Value::Int(hi), Value::Int(last)};
+    };
+    std::vector<std::pair<int64_t, std::vector<Value>>> want = {
+        {-5 * m, row(1, 1, 3, Value::Double(3), 3, 3, 3)},
+        {0, row(1, 2, 8, Value::Double(4), 3, 5, 5)},
+        {0, row(2, 1, 10, Value::Double(10), 10, 10, 10)},
+        {5 * m, row(1, 2, 4, Value::Double(5), -1, 5, -1)},
+        {5 * m, row(2, 1, 10, Value::Double(10), 10, 10, 10)},
+        {10 * m, row(1, 1, -1, Value::Null(), -1, -1, -1)},
+    };
+    EXPECT_EQ(got, want) << "key reads the window: " << key_reads_window;
+  }
+}
+
+// A record some of whose windows are late goes into the others; it is late (and added nowhere)
+// only when every window of it is late.
+TEST_F(AggregatorTest, HoppingSkipsOnlyTheLateWindows) {
+  const int64_t m = kMicrosPerMinute;
+  spec_.window_micros = 10 * m;
+  spec_.slide_micros = 5 * m;
+  spec_.allowed_lateness_micros = 0;
+  Aggregator agg(&spec_);
+  std::string null_key;
+  int64_t t = 0;
+  int64_t late_windows = -1;
+  // late_before = 00:12: [00:00, 00:10) has ended (10 <= 12), [00:05, 00:15) has not.
+  auto row = Row(7 * m, 1, Value::Int(1));
+  EXPECT_EQ(agg.Add(row, 12 * m, &t, &null_key, &late_windows), Aggregator::AddResult::kAdded);
+  EXPECT_EQ(late_windows, 1);
+  EXPECT_EQ(t, 7 * m);
+  // Exactly at the watermark is late: late_before = 00:15 closes [00:05, 00:15) too.
+  row = Row(7 * m, 1, Value::Int(1));
+  EXPECT_EQ(agg.Add(row, 15 * m, &t, &null_key, &late_windows), Aggregator::AddResult::kLate);
+  EXPECT_EQ(late_windows, 0);  // a late record is counted as late, not by its windows
+  // Nothing late: both windows.
+  row = Row(7 * m, 1, Value::Int(1));
+  EXPECT_EQ(agg.Add(row, 10 * m - 1, &t, &null_key, &late_windows), Aggregator::AddResult::kAdded);
+  EXPECT_EQ(late_windows, 0);
+  std::vector<std::pair<int64_t, int64_t>> counts;
+  for (const DeltaRow& r : agg.TakeAll()) counts.emplace_back(r.window_start, r.metrics[0].count);
+  std::sort(counts.begin(), counts.end());
+  EXPECT_EQ(counts, (std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {5 * m, 2}}));
+  // Allowed lateness of 3 minutes keeps [00:00, 00:10) open until 00:13.
+  spec_.allowed_lateness_micros = 3 * m;
+  Aggregator lenient(&spec_);
+  row = Row(7 * m, 1, Value::Int(1));
+  EXPECT_EQ(lenient.Add(row, 12 * m, &t, &null_key, &late_windows), Aggregator::AddResult::kAdded);
+  EXPECT_EQ(late_windows, 0);
+  EXPECT_EQ(lenient.size(), 2u);
+}
+
+// A key computed from the window alone gets each window's own value; a key that is null in one
+// window of a record keeps the record out of all of them.
+TEST(AggregatorKeysTest, HoppingWindowKeysPerWindow) {
+  Schema schema({{"t", Type::kTimestamp, ""}, {"s", Type::kString, ""},
+                 {"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  Schema window_row({{"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  AggregateSpec spec;
+  spec.time = expr::Compile("t", schema).value();
+  const int64_t m = kMicrosPerMinute;
+  spec.window_micros = 60 * m;
+  spec.slide_micros = 20 * m;
+  spec.window_start_slot = 2;
+  spec.window_end_slot = 3;
+  spec.emit_window_start = spec.emit_window_end = false;
+  auto add_key = [&](const std::string& name, const std::string& text, int slot, bool window) {
+    KeySpec k;
+    k.name = name;
+    k.expr = expr::Compile(text, schema).value();
+    k.type = k.expr->type();
+    k.slot = slot;
+    k.uses_window = window;
+    if (window) k.window_expr = expr::Compile(text, window_row).value();
+    spec.keys.push_back(std::move(k));
+  };
+  add_key("s", "s", 1, false);
+  add_key("end_hour", "hour(window_end)", -1, true);
+  MetricSpec n;
+  n.name = "n";
+  n.fn = AggFn::kCount;
+  spec.metrics.push_back(std::move(n));
+  Aggregator agg(&spec);
+  std::string null_key;
+  // 01:30 is in the windows starting 00:40, 01:00, 01:20 (ending 01:40, 02:00, 02:20): end hours
+  // 1, 2, 2. 01:10 is in 00:20, 00:40, 01:00 (ending 01:20, 01:40, 02:00): end hours 1, 1, 2.
+  const int64_t h = kMicrosPerHour;
+  for (int64_t t : {h + 30 * m, h + 10 * m}) {
+    std::vector<Value> row = {Value::TimeMicros(t), Value::String("a"), Value(), Value()};
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  std::vector<Value> no_key = {Value::TimeMicros(h), Value::Null(), Value(), Value()};
+  EXPECT_EQ(agg.Add(no_key, &null_key), Aggregator::AddResult::kNullKey);
+  EXPECT_EQ(null_key, "s");
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> got;  // start, end hour, count
+  for (const DeltaRow& r : agg.TakeAll()) {
+    got.emplace_back(r.window_start, r.keys[1].int_value(), r.metrics[0].count);
+  }
+  std::sort(got.begin(), got.end());
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> want = {
+      {20 * m, 1, 1}, {40 * m, 1, 2}, {60 * m, 2, 2}, {80 * m, 2, 1}};
+  EXPECT_EQ(got, want);
+
+  // if(hour(window_end) = 2, null, 1) is null in the windows ending at 02:xx: a record of 01:30 has
+  // one such window, so it goes nowhere.
+  spec.keys.pop_back();
+  add_key("end_hour", "if(hour(window_end) = 2, null, hour(window_end))", -1, true);
+  Aggregator partly_null(&spec);
+  std::vector<Value> row = {Value::TimeMicros(h + 30 * m), Value::String("a"), Value(), Value()};
+  EXPECT_EQ(partly_null.Add(row, &null_key), Aggregator::AddResult::kNullKey);
+  EXPECT_EQ(null_key, "end_hour");
+  EXPECT_EQ(partly_null.size(), 0u);
+}
+
+// Update mode takes the delta at checkpoints; append mode takes windows as the watermark passes
+// their end. Both see each record in each of its windows.
+TEST_F(AggregatorTest, HoppingWindowsCloseByTheirOwnEnd) {
+  const int64_t m = kMicrosPerMinute;
+  spec_.window_micros = 10 * m;
+  spec_.slide_micros = 5 * m;
+  spec_.append_mode = true;
+  Aggregator agg(&spec_);
+  std::string null_key;
+  for (int64_t t : {1 * m, 6 * m, 11 * m}) {
+    auto row = Row(t, 1, Value::Int(1));
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  // Windows: [-5,5): 00:01; [0,10): 00:01, 00:06; [5,15): 00:06, 00:11; [10,20): 00:11.
+  EXPECT_EQ(agg.size(), 4u);
+  auto closed = agg.TakeClosed(10 * m);  // ends at or before 00:10: [-5,5) and [0,10)
+  std::vector<std::pair<int64_t, int64_t>> got;
+  for (const DeltaRow& r : closed) got.emplace_back(r.window_start, r.metrics[0].count);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{{-5 * m, 1}, {0, 2}}));
+  EXPECT_EQ(agg.size(), 2u);
+  // Update mode: a checkpoint's delta, merged into an earlier one, adds up per window.
+  spec_.append_mode = false;
+  Aggregator update(&spec_);
+  auto r1 = Row(6 * m, 1, Value::Int(2));
+  ASSERT_EQ(update.Add(r1, &null_key), Aggregator::AddResult::kAdded);
+  auto first = update.TakeAll();
+  auto r2 = Row(9 * m, 1, Value::Int(3));
+  ASSERT_EQ(update.Add(r2, &null_key), Aggregator::AddResult::kAdded);
+  std::vector<std::vector<DeltaRow>> parts;
+  parts.push_back(std::move(first));
+  parts.push_back(update.TakeAll());
+  got.clear();
+  for (const DeltaRow& r : MergeDeltas(spec_, std::move(parts))) {
+    got.emplace_back(r.window_start, r.metrics[1].isum);
+  }
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5 * m, 5}}));
 }
 
 TEST(RoundTest, HalfAwayFromZero) {

@@ -131,6 +131,28 @@ TEST_F(ExplainTest, TextFollowsThePlanInOrder) {
   EXPECT_NE(text.find("keeps engine state for on_missing = \"hold\""), std::string::npos) << text;
 }
 
+TEST_F(ExplainTest, HoppingWindowsShowTheirSlide) {
+  std::string text = Pipeline("[sink]\nuri = \"sqlite:out.db\"\ntable = \"events\"\n");
+  const std::string window = "window = \"1h\"\n";
+  text.replace(text.find(window), window.size(), window + "slide = \"20m\"\n");
+  auto e = Explain(text);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const std::string out = FormatExplanation(*e);
+  EXPECT_NE(out.find("aggregate hopping 3600s windows every 1200s on ts, update mode"), std::string::npos) << out;
+  EXPECT_NE(out.find("each record is added to the 3 windows that hold it"), std::string::npos) << out;
+  const std::string json = ExplanationJson(*e);
+  for (const char* want : {"\"window\":\"hopping\"", "\"window_seconds\":3600", "\"slide_seconds\":1200"}) {
+    EXPECT_NE(json.find(want), std::string::npos) << want << " in " << json;
+  }
+  // Tumbling windows say so, with the slide equal to the window.
+  auto tumbling = Explain(Pipeline("[sink]\nuri = \"sqlite:out.db\"\ntable = \"events\"\n"));
+  ASSERT_TRUE(tumbling.ok()) << tumbling.status().ToString();
+  const std::string tjson = ExplanationJson(*tumbling);
+  EXPECT_NE(tjson.find("\"window\":\"tumbling\",\"window_seconds\":3600,\"slide_seconds\":3600"),
+            std::string::npos)
+      << tjson;
+}
+
 TEST_F(ExplainTest, JsonCarriesTheSameFacts) {
   auto e = Explain(Pipeline("[sink]\nuri = \"sqlite:out.db\"\ntable = \"events\"\n"));
   ASSERT_TRUE(e.ok()) << e.status().ToString();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/time.h"
 #include "runtime/registry.h"
 
 namespace sluice {
@@ -247,6 +248,79 @@ TEST_F(PlanTest, Metrics) {
     EXPECT_NE(bad.status().message().find(says), std::string::npos)
         << metric << "\n" << bad.status().message();
   }
+}
+
+// `slide` makes hopping windows: the plan carries it, keys that read the window are marked, and
+// metrics of hopping windows may not read the window (a record is in several at once).
+TEST_F(PlanTest, HoppingWindows) {
+  const std::string head =
+      "[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+      "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nslide = \"15m\"\n";
+  auto plan = Build(head +
+                    "keys = [\"kind\", \"h = hour(window_start)\", \"kw = concat(kind, to_string(window_end))\"]\n"
+                    "metrics = [\"n = count()\", \"x = sum(bid) where kind = 'a'\"]\n");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const AggregateSpec& a = *(*plan)->aggregate;
+  EXPECT_EQ(a.window_micros, kMicrosPerHour);
+  EXPECT_EQ(a.slide_micros, 15 * kMicrosPerMinute);
+  EXPECT_TRUE(a.hopping());
+  EXPECT_EQ(a.windows_per_record(), 4);
+  ASSERT_EQ(a.keys.size(), 3u);
+  EXPECT_FALSE(a.keys[0].uses_window);
+  EXPECT_TRUE(a.keys[1].uses_window);
+  EXPECT_NE(a.keys[1].window_expr, nullptr);
+  EXPECT_TRUE(a.keys[2].uses_window);
+  EXPECT_EQ(a.keys[2].window_expr, nullptr);
+  const std::string described = DescribePlan(**plan);
+  EXPECT_NE(described.find("aggregate hopping 3600s windows every 900s (each record in 4) on at"),
+            std::string::npos)
+      << described;
+
+  // Line 20 holds the metrics; the right-hand side starts at column 17 and window_end is 20
+  // characters into it.
+  auto bad = Build(head + "keys = [\"kind\"]\nmetrics = [\"x = sum(bid) where hour(window_end) > 3\"]\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("p.toml:20:37: metric 'x' reads window_end"), std::string::npos)
+      << bad.status().message();
+  bad = Build(head + "keys = [\"kind\"]\nmetrics = [\"x = max(window_start)\"]\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("p.toml:20:21: metric 'x' reads window_start"), std::string::npos)
+      << bad.status().message();
+
+  // The same metrics are fine for tumbling windows, whose records have one window.
+  auto tumbling = Build(
+      "[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+      "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nkeys = [\"kind\"]\n"
+      "metrics = [\"x = sum(bid) where hour(window_end) > 3\", \"y = max(window_start)\"]\n");
+  ASSERT_TRUE(tumbling.ok()) << tumbling.status().ToString();
+  EXPECT_FALSE((*tumbling)->aggregate->hopping());
+  EXPECT_EQ((*tumbling)->aggregate->windows_per_record(), 1);
+  EXPECT_NE(DescribePlan(**tumbling).find("aggregate tumbling 3600s windows on at"), std::string::npos);
+}
+
+// A configuration built without the pipeline-file reader (the SQL front end) is checked too.
+TEST_F(PlanTest, SlideThatDoesNotDivideTheWindowIsRefused) {
+  auto plan = Build(
+      "[[step]]\nlet = \"at\"\nexpr = \"parse_time('2024-01-01T00:00:00Z')\"\n"
+      "[aggregate]\ntime = \"at\"\nwindow = \"1h\"\nkeys = [\"kind\"]\nmetrics = [\"n = count()\"]\n");
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  PipelineConfig config = config_;
+  config.aggregate->slide_micros = 7 * kMicrosPerMinute;
+  auto bad = BuildPlan(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("p.toml:15:1: the slide of hopping windows (420s) must divide the window (3600s)"),
+            std::string::npos)
+      << bad.status().message();
+  config.aggregate->slide_micros = 3 * kMicrosPerSecond;
+  bad = BuildPlan(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("put a record in 1200 windows, at most 1000"), std::string::npos)
+      << bad.status().message();
+  config.aggregate->slide_micros = kMicrosPerHour;  // the window itself: tumbling
+  auto same = BuildPlan(config);
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  EXPECT_FALSE((*same)->aggregate->hopping());
+  EXPECT_EQ((*same)->aggregate->slide_micros, 0);
 }
 
 }  // namespace

@@ -7,10 +7,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <thread>
 
+#include "core/serialize.h"
 #include "core/time.h"
 #include "operators/dimension.h"
 #include "core/uri.h"
@@ -233,6 +235,51 @@ TEST(WindowStateTest, RejectsAStateOfAnotherAggregateAndCorruption) {
     EXPECT_FALSE(WindowState::Parse(data.substr(0, cut), a->aggregate.get()).ok()) << cut;
   }
   EXPECT_FALSE(WindowState::Parse(data + "x", a->aggregate.get()).ok());
+}
+
+// A state stored by a tumbling pipeline before hopping windows existed (its bytes written here
+// field by field, as that version's Serialize laid them out) still parses; a hopping pipeline
+// with the same keys and metrics refuses it, and hopping states of different slides differ.
+TEST(WindowStateTest, TumblingStatesKeepTheirFingerprintHoppingOnesNameTheSlide) {
+  const std::string agg = "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"append\"\nkeys = [\"k\"]\n";
+  auto tumbling = CompileAggregate(agg + "metrics = [\"n = count()\"]");
+  auto also_tumbling = CompileAggregate(agg + "slide = \"1m\"\nmetrics = [\"n = count()\"]");
+  auto hop30 = CompileAggregate(agg + "slide = \"30s\"\nmetrics = [\"n = count()\"]");
+  auto hop20 = CompileAggregate(agg + "slide = \"20s\"\nmetrics = [\"n = count()\"]");
+  BinaryWriter w;
+  w.PutString("sluice-window-state");
+  w.PutI64(2);                         // version
+  w.PutString("60000000|k:k|m:n:count");  // window micros, keys, metrics
+  w.PutI64(123 * kSec);                // watermark
+  w.PutI64(120 * kSec);                // closed_before
+  w.PutI64(0);                         // no partitions
+  w.PutI64(1);                         // one open group
+  w.PutI64(120 * kSec);
+  w.PutRow({Value::String("a")});
+  w.PutI64(1);
+  w.PutI64(5);  // count
+  w.PutI64(0);
+  w.PutF64(0);
+  w.PutValue(Value::Null());
+  w.PutI64(std::numeric_limits<int64_t>::min());
+  w.PutI64(0);  // no held records
+  const std::string stored = w.Take();
+  for (const Plan* p : {tumbling.get(), also_tumbling.get()}) {
+    auto back = WindowState::Parse(stored, p->aggregate.get());
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    ASSERT_EQ(back->open.size(), 1u);
+    EXPECT_EQ(back->open[0].metrics[0].count, 5);
+    EXPECT_EQ(back->closed_before, 120 * kSec);
+  }
+  EXPECT_EQ(tumbling->aggregate->slide_micros, 0);
+  auto refused = WindowState::Parse(stored, hop30->aggregate.get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("different [aggregate]"), std::string::npos);
+  WindowState s;
+  const std::string hopping = s.Serialize(hop30->aggregate.get());
+  EXPECT_TRUE(WindowState::Parse(hopping, hop30->aggregate.get()).ok());
+  EXPECT_FALSE(WindowState::Parse(hopping, hop20->aggregate.get()).ok());
+  EXPECT_FALSE(WindowState::Parse(hopping, tumbling->aggregate.get()).ok());
 }
 
 // ---------------------------------------------------------------------------------------------
