@@ -86,7 +86,10 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   auto [scheme, rest] = SplitUri(config.uri);
   OptionReader o(config.options, KafkaSourceOptions(), "source");
   Settings s;
-  const bool named = o.Has("topics") || o.Has("topic_pattern");
+  // Empty values (a variable left unset) are none.
+  const bool listed = !o.String("topics").empty();
+  const bool patterned = !o.String("topic_pattern").empty();
+  const bool named = listed || patterned;
   {
     // kafka://HOST:PORT/T1,T2 or, with topics / topic_pattern, kafka://HOST:PORT.
     std::string r = rest.rfind("//", 0) == 0 ? rest.substr(2) : rest;
@@ -112,11 +115,10 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
       }
     }
   }
-  if (o.Has("topics")) s.topics = SplitTopicList(o.String("topics"));
-  if (o.Has("topic_pattern")) {
-    if (o.Has("topics")) return Status::InvalidArgument(o.Where("topic_pattern") + ": set topics or topic_pattern, not both");
+  if (listed) s.topics = SplitTopicList(o.String("topics"));
+  if (patterned) {
+    if (listed) return Status::InvalidArgument(o.Where("topic_pattern") + ": set topics or topic_pattern, not both");
     s.pattern = o.String("topic_pattern");
-    if (s.pattern.empty()) return Status::InvalidArgument(o.Where("topic_pattern") + ": topic_pattern is empty");
   }
   if (!s.pattern.empty()) {
     if (s.pattern.front() != '^') s.pattern = "^" + s.pattern;

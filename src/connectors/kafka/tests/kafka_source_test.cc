@@ -28,8 +28,9 @@ std::string Brokers() {
   return b && *b ? b : "127.0.0.1:9092";
 }
 
-/// Publishes `n` records to `topic` (created by the broker on first use); false without a broker.
-bool Publish(const std::string& topic, int n) {
+/// Publishes `n` records to `topic` (created by the broker on first use), to `partition` or
+/// wherever the producer puts them; false without a broker.
+bool Publish(const std::string& topic, int n, int32_t partition = RdKafka::Topic::PARTITION_UA) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   conf->set("bootstrap.servers", Brokers(), err);
@@ -39,7 +40,7 @@ bool Publish(const std::string& topic, int n) {
   if (!p) return false;
   for (int i = 0; i < n; ++i) {
     std::string v = "{\"i\":" + std::to_string(i) + "}";
-    p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, v.data(), v.size(),
+    p->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY, v.data(), v.size(),
                nullptr, 0, 0, nullptr);
   }
   return p->flush(15000) == RdKafka::ERR_NO_ERROR;
@@ -166,15 +167,15 @@ TEST(KafkaSource, ReadsEveryRecordFromTheBeginning) {
   m->source->Close();
 }
 
-/// Opens a source on `settings` with `committed` as the sink's stored positions; polls until
-/// `want` records arrived or 40 s passed (calling `between` after each poll). Returns the records
-/// as (id, offset, payload).
+/// Polls until `want` records arrived or 40 s passed; each record's next offset goes into
+/// `committed` (a sink's positions, for the next assignment) when given. Returns the records as
+/// (id, offset, payload).
 struct Read {
   int32_t id;
   int64_t offset;
   std::string payload;
 };
-std::vector<Read> ReadUntil(KafkaSource* source, size_t want, const std::function<void()>& between = {}) {
+std::vector<Read> ReadUntil(KafkaSource* source, size_t want, std::map<int32_t, int64_t>* committed = nullptr) {
   std::vector<Read> out;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
   while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
@@ -184,8 +185,8 @@ std::vector<Read> ReadUntil(KafkaSource* source, size_t want, const std::functio
     if (!state.ok()) break;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.push_back({batch.record(i).partition, batch.record(i).offset, std::string(batch.payload(i))});
+      if (committed) (*committed)[batch.record(i).partition] = batch.record(i).next_offset;
     }
-    if (between) between();
   }
   return out;
 }
@@ -204,8 +205,9 @@ KafkaSource::Settings SettingsFor(std::vector<std::string> topics, const std::st
 /// committed with the positions; dead letters and monitoring get the topic's name.
 TEST(KafkaSource, SeveralTopicsKeepTheFirstTopicsPositions) {
   const std::string a = UniqueName("first"), b = UniqueName("second");
-  REQUIRE_TOPIC(a, 5);
-  REQUIRE_TOPIC(b, 3);
+  if (!Publish(a, 5, 0) || !Publish(b, 3, 0)) {
+    SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  }
   auto source = std::make_unique<KafkaSource>(SettingsFor({a, b}, UniqueName("group")), DecoderOptions{});
   SourceContext ctx;
   // What the one-topic source left in the sink: partition 0 of `a` read up to offset 2.
@@ -270,20 +272,26 @@ TEST(KafkaSource, PatternOverLegacyPositionsNeedsTheLegacyTopic) {
 TEST(KafkaSource, PatternReadsATopicCreatedMidRun) {
   const std::string prefix = UniqueName("pat");
   const std::string a = prefix + ".a", b = prefix + ".b";
-  REQUIRE_TOPIC(a, 2);
+  if (!Publish(a, 2, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
   KafkaSource::Settings s = SettingsFor({}, UniqueName("group"));
   s.pattern = "^" + prefix + "\\..*";
   s.properties["topic.metadata.refresh.interval.ms"] = "1000";
   auto source = std::make_unique<KafkaSource>(s, DecoderOptions{});
+  // The sink: what was read is committed, so the rebalance that brings the new topic does not
+  // make the first one be read again.
+  std::map<int32_t, int64_t> committed;
   SourceContext ctx;
-  ctx.committed_position = [](int32_t) { return std::optional<int64_t>(); };
+  ctx.committed_position = [&committed](int32_t p) {
+    auto it = committed.find(p);
+    return it == committed.end() ? std::nullopt : std::optional<int64_t>(it->second);
+  };
   ctx.checkpoint_before_revoke = [](const std::vector<int32_t>&) { return Status::OK(); };
   ASSERT_TRUE(source->Open(ctx).ok());
-  std::vector<Read> first = ReadUntil(source.get(), 2);
+  std::vector<Read> first = ReadUntil(source.get(), 2, &committed);
   ASSERT_EQ(first.size(), 2u);
   for (const Read& r : first) EXPECT_EQ(r.id, KafkaPartitionId(DefaultTopicSlot(a), 0));
-  ASSERT_TRUE(Publish(b, 3));
-  std::vector<Read> second = ReadUntil(source.get(), 3);
+  ASSERT_TRUE(Publish(b, 3, 0));
+  std::vector<Read> second = ReadUntil(source.get(), 3, &committed);
   ASSERT_EQ(second.size(), 3u) << "the new topic was not read within 40 s";
   for (const Read& r : second) EXPECT_EQ(r.id, KafkaPartitionId(DefaultTopicSlot(b), 0));
   EXPECT_EQ(source->NamePartition(second.front().id)->input, b);
