@@ -83,6 +83,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   };
   KafkaSource(Settings settings, DecoderOptions decoder)
       : settings_(std::move(settings)), decoder_(std::move(decoder)) {}
+  /// What the pipeline file asked for (brokers, topics, group), for `sluice status`.
+  const Settings& settings() const { return settings_; }
 
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
