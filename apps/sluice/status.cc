@@ -34,6 +34,50 @@ int Fail(const std::string& message, int code) {
   return code;
 }
 
+void RenderJson(const PipelineConfig& config, const std::string& group, const std::string& sink,
+                const std::vector<Row>& rows, std::ostream& out) {
+  JsonBuilder j;
+  j.BeginObject();
+  j.Key("pipeline").String(config.name).Key("source").String(config.source.name);
+  j.Key("group").String(group).Key("sink").String(sink);
+  j.Key("partitions").BeginArray();
+  for (const Row& r : rows) {
+    j.BeginObject().Key("topic").String(r.topic).Key("partition").Int(r.partition);
+    j.Key("owner");
+    if (r.owner) {
+      j.BeginObject()
+          .Key("member_id").String(r.owner->member_id)
+          .Key("client_id").String(r.owner->client_id)
+          .Key("host").String(r.owner->host)
+          .EndObject();
+    } else {
+      j.Null();
+    }
+    j.Key("committed");
+    r.committed >= 0 ? j.Int(r.committed) : j.Null();
+    j.Key("end").Int(r.end).Key("lag");
+    r.committed >= 0 ? j.Int(std::max<int64_t>(0, r.end - r.committed)) : j.Null();
+    j.EndObject();
+  }
+  j.EndArray().EndObject();
+  out << j.str() << "\n";
+}
+
+void RenderText(const PipelineConfig& config, const std::string& group, const std::string& sink,
+                size_t members, const std::vector<Row>& rows, std::ostream& out) {
+  out << "pipeline " << config.name << ", source " << config.source.name << ", group " << group << " ("
+      << members << " member" << (members == 1 ? "" : "s") << "), sink " << sink << "\n";
+  for (const Row& r : rows) {
+    out << "  " << r.topic << "[" << r.partition << "]  owner "
+        << (r.owner ? r.owner->client_id + "@" + r.owner->host + " (member " + r.owner->member_id + ")"
+                    : std::string("none"))
+        << "  committed " << (r.committed >= 0 ? std::to_string(r.committed) : std::string("never"))
+        << "  end " << r.end << "  lag "
+        << (r.committed >= 0 ? std::to_string(std::max<int64_t>(0, r.end - r.committed)) : std::string("-"))
+        << "\n";
+  }
+}
+
 }  // namespace
 
 int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
@@ -101,44 +145,9 @@ int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
 
   std::ostringstream out;
   if (o.json) {
-    JsonBuilder j;
-    j.BeginObject();
-    j.Key("pipeline").String(config.name).Key("source").String(config.source.name);
-    j.Key("group").String(ks.group).Key("sink").String(inv->location);
-    j.Key("partitions").BeginArray();
-    for (const Row& r : rows) {
-      j.BeginObject().Key("topic").String(r.topic).Key("partition").Int(r.partition);
-      j.Key("owner");
-      if (r.owner) {
-        j.BeginObject()
-            .Key("member_id").String(r.owner->member_id)
-            .Key("client_id").String(r.owner->client_id)
-            .Key("host").String(r.owner->host)
-            .EndObject();
-      } else {
-        j.Null();
-      }
-      j.Key("committed");
-      r.committed >= 0 ? j.Int(r.committed) : j.Null();
-      j.Key("end").Int(r.end).Key("lag");
-      r.committed >= 0 ? j.Int(std::max<int64_t>(0, r.end - r.committed)) : j.Null();
-      j.EndObject();
-    }
-    j.EndArray().EndObject();
-    out << j.str() << "\n";
+    RenderJson(config, ks.group, inv->location, rows, out);
   } else {
-    out << "pipeline " << config.name << ", source " << config.source.name << ", group " << ks.group
-        << " (" << members->size() << " member" << (members->size() == 1 ? "" : "s") << "), sink "
-        << inv->location << "\n";
-    for (const Row& r : rows) {
-      out << "  " << r.topic << "[" << r.partition << "]  owner "
-          << (r.owner ? r.owner->client_id + "@" + r.owner->host + " (member " + r.owner->member_id + ")"
-                      : std::string("none"))
-          << "  committed " << (r.committed >= 0 ? std::to_string(r.committed) : std::string("never"))
-          << "  end " << r.end << "  lag "
-          << (r.committed >= 0 ? std::to_string(std::max<int64_t>(0, r.end - r.committed)) : std::string("-"))
-          << "\n";
-    }
+    RenderText(config, ks.group, inv->location, members->size(), rows, out);
   }
   std::cout << out.str() << std::flush;
   return 0;

@@ -100,6 +100,11 @@ class Test(harness.SluiceTest):
         for i in range(2):
             v = dict(variables, DLQ=os.path.join(self.tmp, f"{i}.dlq"))
             procs.append(self.start_run(pipe, v, f"member{i}", ["--workers", "1"]))
+            if i == 0:
+                # The first creates the sink's tables (two SQLite sinks creating them at once
+                # race), then the second joins the group.
+                harness.wait_for(lambda: procs[0].poll() is not None or "assigned" in self.text(procs[0]),
+                                 60, 0.2)
         problems = []
 
         def settled():

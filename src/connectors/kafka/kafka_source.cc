@@ -79,13 +79,10 @@ const std::string& FirstTopic(const KafkaSource::Settings& s) {
   return s.topics.empty() ? s.legacy_topic : s.topics.front();
 }
 
-}  // namespace
-
-Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
-                                                               int max_instances) {
-  auto [scheme, rest] = SplitUri(config.uri);
-  OptionReader o(config.options, KafkaSourceOptions(), "source");
-  Settings s;
+/// Reads which topics to consume: the URI's list (kafka://HOST:PORT/T1,T2, or ^PATTERN), or
+/// `topics` / `topic_pattern` with kafka://HOST:PORT; `legacy_topic` and `topic_slots`. Two
+/// listed topics in one slot are refused here, before anything is read.
+Status ReadTopics(const std::string& rest, const OptionReader& o, KafkaSource::Settings* s) {
   // Empty values (a variable left unset) are none.
   const bool listed = !o.String("topics").empty();
   const bool patterned = !o.String("topic_pattern").empty();
@@ -96,42 +93,42 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     const size_t slash = r.find('/');
     const std::string in_uri = slash == std::string::npos ? "" : r.substr(slash + 1);
     if (named && !in_uri.empty()) {
-      return Status::InvalidArgument(config.options.Where("uri") +
+      return Status::InvalidArgument(o.Where("uri") +
                                      ": name the topics either in the URI or with topics / topic_pattern, not both");
     }
     if (named) {
-      s.brokers = r.substr(0, slash);
-      if (s.brokers.empty()) {
-        return Status::InvalidArgument(config.options.Where("uri") + ": expected kafka://HOST:PORT, got kafka://" + r);
+      s->brokers = r.substr(0, slash);
+      if (s->brokers.empty()) {
+        return Status::InvalidArgument(o.Where("uri") + ": expected kafka://HOST:PORT, got kafka://" + r);
       }
     } else {
       auto uri = ParseKafkaUri(rest);
-      if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
-      s.brokers = uri->brokers;
+      if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
+      s->brokers = uri->brokers;
       if (uri->topic.front() == '^') {
-        s.pattern = uri->topic;  // librdkafka's convention: a subscription starting with ^ is a pattern
+        s->pattern = uri->topic;  // librdkafka's convention: a subscription starting with ^ is a pattern
       } else {
-        s.topics = SplitTopicList(uri->topic);
+        s->topics = SplitTopicList(uri->topic);
       }
     }
   }
-  if (listed) s.topics = SplitTopicList(o.String("topics"));
+  if (listed) s->topics = SplitTopicList(o.String("topics"));
   if (patterned) {
     if (listed) return Status::InvalidArgument(o.Where("topic_pattern") + ": set topics or topic_pattern, not both");
-    s.pattern = o.String("topic_pattern");
+    s->pattern = o.String("topic_pattern");
   }
-  if (!s.pattern.empty()) {
-    if (s.pattern.front() != '^') s.pattern = "^" + s.pattern;
+  if (!s->pattern.empty()) {
+    if (s->pattern.front() != '^') s->pattern = "^" + s->pattern;
     try {
-      std::regex check(s.pattern, std::regex::extended);
+      std::regex check(s->pattern, std::regex::extended);
     } catch (const std::regex_error&) {
-      return Status::InvalidArgument(o.Where("topic_pattern") + ": not a regular expression: " + s.pattern);
+      return Status::InvalidArgument(o.Where("topic_pattern") + ": not a regular expression: " + s->pattern);
     }
-  } else if (s.topics.empty()) {
+  } else if (s->topics.empty()) {
     return Status::InvalidArgument(o.Where("topics") + ": no topic to read");
   }
-  s.legacy_topic = o.String("legacy_topic");
-  if (!s.legacy_topic.empty() && s.pattern.empty()) {
+  s->legacy_topic = o.String("legacy_topic");
+  if (!s->legacy_topic.empty() && s->pattern.empty()) {
     return Status::InvalidArgument(o.Where("legacy_topic") +
                                    ": legacy_topic is for topic_pattern; with a list, the first topic keeps "
                                    "the stored positions");
@@ -140,11 +137,21 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     std::vector<std::string> entries = SplitTopicList(o.String("topic_slots"));
     auto pins = ParseTopicSlotPins(entries);
     if (!pins.ok()) return Status::InvalidArgument(o.Where("topic_slots") + ": " + pins.status().message());
-    s.slot_pins = *pins;
-    // Two listed topics in one slot are refused here, before anything is read.
-    auto slots = TopicSlots::Make(s.topics, s.legacy_topic, s.slot_pins);
+    s->slot_pins = *pins;
+    auto slots = TopicSlots::Make(s->topics, s->legacy_topic, s->slot_pins);
     if (!slots.ok()) return Status::InvalidArgument(o.Where("topics") + ": " + slots.status().message());
   }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
+                                                               int max_instances) {
+  auto [scheme, rest] = SplitUri(config.uri);
+  OptionReader o(config.options, KafkaSourceOptions(), "source");
+  Settings s;
+  RETURN_IF_ERROR(ReadTopics(rest, o, &s));
   s.group = o.String("group", config.pipeline);
   DecoderOptions decoder;
   std::string format = o.String("format");
