@@ -8,6 +8,7 @@
 #include "logging.h"
 #include "progress.h"
 #include "connectors/file/file_source.h"
+#include "connectors/kafka/kafka_ids.h"
 #include "connectors/table/table_util.h"
 #include "core/json_writer.h"
 #include "core/time.h"
@@ -35,6 +36,22 @@ struct DeadLetterFileLength {
   std::string path;
   int64_t bytes = 0;
 };
+
+/// A Kafka source that reads several topics records each slot's topic (the FNV-1a hash of its
+/// name) at kTopicSlotBase + slot: slot -> hash; empty for every other source.
+std::map<int32_t, int64_t> TopicSlotRecords(const SourcePositions& s) {
+  std::map<int32_t, int64_t> out;
+  for (auto it = s.identity.lower_bound(kTopicSlotBase);
+       it != s.identity.end() && it->first < kTopicSlotBase + kTopicSlots; ++it) {
+    out[it->first - kTopicSlotBase] = it->second;
+  }
+  return out;
+}
+
+/// A partition as shown: its number, or with several topics "[p]" (slot 0) / "slot S[p]".
+std::string PartitionText(int32_t partition, const std::map<int32_t, int64_t>& slots) {
+  return slots.empty() ? std::to_string(partition) : DescribeKafkaPartition(partition, {});
+}
 
 void SplitPositions(const PipelineInventory& p, std::vector<SourcePositions>* sources,
                     std::vector<DeadLetterFileLength>* files) {
@@ -85,8 +102,9 @@ void DescribeSourceText(const SourcePositions& s, std::ostream& out) {
     out << "      table cursor     " << *cursor << "\n";
     return;
   }
+  const std::map<int32_t, int64_t> slots = TopicSlotRecords(s);
   for (const auto& [partition, offset] : s.partitions) {
-    out << "      partition " << partition << "      ";
+    out << "      partition " << PartitionText(partition, slots) << "      ";
     if (offset == kForgottenPosition) {
       out << "forgotten by --reset-source (read from its beginning next)\n";
     } else {
@@ -94,7 +112,7 @@ void DescribeSourceText(const SourcePositions& s, std::ostream& out) {
     }
   }
   for (const auto& [partition, generation] : s.generations) {
-    out << "      partition " << partition << "      input generation " << generation
+    out << "      partition " << PartitionText(partition, slots) << "      input generation " << generation
         << " (another input was found there " << generation << " time" << (generation == 1 ? "" : "s")
         << " and read from its start)\n";
   }
@@ -103,7 +121,12 @@ void DescribeSourceText(const SourcePositions& s, std::ostream& out) {
     out << "      file identity    " << *file << "\n";
     return;
   }
+  for (const auto& [slot, hash] : slots) {
+    out << "      topic slot " << slot << "     the topic whose name hashes to " << hash
+        << " (Fingerprint64)\n";
+  }
   for (const auto& [partition, value] : s.identity) {
+    if (slots.count(partition - kTopicSlotBase)) continue;
     out << "      identity 2^30+" << partition - kIdentityPartitionBase << "  " << value << "\n";
   }
 }
@@ -195,10 +218,16 @@ void RenderJson(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
       j.BeginObject();
       j.Key("source").String(s.source);
       const auto cursor = DescribeTableCursor(s.all);
+      const std::map<int32_t, int64_t> slots = TopicSlotRecords(s);
       j.Key("partitions").BeginArray();
       if (!cursor) {
         for (const auto& [partition, offset] : s.partitions) {
-          j.BeginObject().Key("partition").Int(partition).Key("offset");
+          j.BeginObject().Key("partition").Int(partition);
+          // Several topics: the id's slot and the topic's partition number.
+          if (!slots.empty()) {
+            j.Key("topic_slot").Int(SlotOfId(partition)).Key("topic_partition").Int(KafkaPartitionOfId(partition));
+          }
+          j.Key("offset");
           offset == kForgottenPosition ? j.Null() : j.Int(offset);
           j.Key("forgotten").Bool(offset == kForgottenPosition).EndObject();
         }
@@ -233,10 +262,16 @@ void RenderJson(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
         j.BeginObject().Key("partition").Int(partition).Key("generation").Int(generation).EndObject();
       }
       j.EndArray();
+      j.Key("topic_slots").BeginArray();
+      for (const auto& [slot, hash] : slots) {
+        j.BeginObject().Key("slot").Int(slot).Key("topic_fingerprint").Int(hash).EndObject();
+      }
+      j.EndArray();
       // Identity rows neither shape explains, as stored.
       j.Key("identity_partitions").BeginArray();
       if (!file && !cursor) {
         for (const auto& [partition, value] : s.identity) {
+          if (slots.count(partition - kTopicSlotBase)) continue;
           j.BeginObject().Key("partition").Int(partition).Key("value").Int(value).EndObject();
         }
       }

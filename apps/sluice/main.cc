@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "status.h"
 #include "logging.h"
 #include "progress.h"
 #include "serve.h"
@@ -599,6 +600,19 @@ int main(int argc, char** argv) {
   inspect->add_option("--payload-bytes", inspect_options.payload_bytes,
                       "cut each sample's payload to this many bytes")
       ->capture_default_str();
+  auto* status = app.add_subcommand(
+      "status",
+      "Show who reads each partition of a pipeline's Kafka source (the group's members), the "
+      "position committed in the sink, the partition's end and the lag");
+  std::string status_pipeline;
+  status->add_option("pipeline", status_pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  status->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
+  sluice::cli::StatusCliOptions status_options;
+  status->add_option("--sink", status_options.sink, "read the positions from this sink URI instead of the file's");
+  std::string status_format = "text";
+  status->add_option("--format", status_format, "text, or json (one object)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   auto* takeover = app.add_subcommand(
       "takeover",
       "Take over a results table another job filled: print the plan, apply it with --apply");
@@ -648,6 +662,20 @@ int main(int argc, char** argv) {
   }
   if (init->parsed()) return sluice::cli::RunInit(init_options);
   if (inspect->parsed()) return sluice::cli::RunInspect(inspect_options);
+  if (status->parsed()) {
+    auto parsed = ParseVars(vars);
+    if (!parsed.ok()) {
+      ReportError(parsed.status().message());
+      return kExitConfig;
+    }
+    auto config = sluice::LoadPipelineConfig(status_pipeline, *parsed);
+    if (!config.ok()) {
+      ReportError(config.status().message());
+      return CheckExitCode(config.status());
+    }
+    status_options.json = status_format == "json";
+    return sluice::cli::RunStatus(*config, status_options);
+  }
   if (takeover->parsed()) {
     auto parsed = ParseVars(vars);
     if (!parsed.ok()) {

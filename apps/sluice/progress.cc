@@ -81,7 +81,14 @@ std::string PartitionsJson(const PipelineSnapshot& s) {
   std::string out = "[";
   for (const auto& p : s.partitions) {
     if (out.size() > 1) out += ',';
-    out += "{\"partition\":" + std::to_string(p.partition) + ",\"position\":" +
+    // A source reading several topics: the topic and its partition, not the id.
+    out += '{';
+    if (!p.input.empty()) {
+      out += "\"topic\":";
+      AppendJsonString(p.input, &out);
+      out += ',';
+    }
+    out += "\"partition\":" + std::to_string(p.input.empty() ? p.partition : p.input_partition) + ",\"position\":" +
            std::to_string(p.position) + ",\"lag\":" + std::to_string(p.lag) +
            (p.end >= 0 ? ",\"end\":" + std::to_string(p.end) : std::string()) + "}";
   }
@@ -101,7 +108,9 @@ std::string PositionText(const PipelineSnapshot& s, const Progress& p) {
   if (p.file && p.position >= 0) return "byte " + Thousands(p.position) + " of " + p.source;
   std::string out;
   for (const auto& part : s.partitions) {
-    out += (out.empty() ? "" : ", ") + std::string("partition ") + std::to_string(part.partition) +
+    out += (out.empty() ? "" : ", ") +
+           (part.input.empty() ? std::string("partition ") + std::to_string(part.partition)
+                               : part.input + "[" + std::to_string(part.input_partition) + "]") +
            " offset " + Thousands(part.position);
   }
   return out.empty() ? p.source : p.source + " " + out;

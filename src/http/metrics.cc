@@ -260,22 +260,33 @@ void WriteSinkMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const Pipe
         s.sink_healthy ? 1 : 0);
 }
 
+/// A partition's labels: its number (`id`, kept alive by the caller), and with a source reading
+/// several topics the topic, with the topic's partition number in place of the internal id.
+PrometheusWriter::Labels PartitionLabels(const PipelineSnapshot::PartitionInfo& part, const std::string& id,
+                                         const PipelineLabels& l) {
+  if (part.input.empty()) return {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}};
+  return {{"pipeline", l.pipeline}, {"source", l.source}, {"topic", part.input}, {"partition", id}};
+}
+
+/// The partition label's value: the id, or the topic's partition number (see PartitionLabels).
+std::string PartitionNumber(const PipelineSnapshot::PartitionInfo& part) {
+  return std::to_string(part.input.empty() ? part.partition : part.input_partition);
+}
+
 /// Writes each source partition's read position and, when known, its lag.
 void WritePartitionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
   w.Family("sluice_source_partition_position", "gauge",
            "Next offset (or sequence number) to read in each source partition.");
   for (const auto& part : s.partitions) {
-    const std::string id = std::to_string(part.partition);
-    w.Sample("sluice_source_partition_position",
-             {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}}, part.position);
+    const std::string id = PartitionNumber(part);
+    w.Sample("sluice_source_partition_position", PartitionLabels(part, id, l), part.position);
   }
   w.Family("sluice_source_partition_lag_records", "gauge",
            "Records between the read position and the end of each partition (when known).");
   for (const auto& part : s.partitions) {
     if (part.lag < 0) continue;
-    const std::string id = std::to_string(part.partition);
-    w.Sample("sluice_source_partition_lag_records",
-             {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}}, part.lag);
+    const std::string id = PartitionNumber(part);
+    w.Sample("sluice_source_partition_lag_records", PartitionLabels(part, id, l), part.lag);
   }
 }
 

@@ -171,7 +171,11 @@ std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
   int64_t total_lag = -1;
   j.Key("partitions").BeginArray();
   for (const auto& p : s.partitions) {
-    j.BeginObject().Key("partition").Int(p.partition).Key("position").Int(p.position).Key("lag");
+    j.BeginObject();
+    // A source reading several topics: the topic and its partition, not the id.
+    if (!p.input.empty()) j.Key("topic").String(p.input);
+    j.Key("partition").Int(p.input.empty() ? p.partition : p.input_partition);
+    j.Key("position").Int(p.position).Key("lag");
     if (p.lag >= 0) {
       j.Int(p.lag);
       total_lag = (total_lag < 0 ? 0 : total_lag) + p.lag;

@@ -146,6 +146,17 @@ class Source {
   /// the same value.
   virtual int64_t Generation(int32_t /*partition*/) const { return 0; }
 
+  /// What a partition id stands for, for a source that reads several named inputs under one id
+  /// space (a Kafka source with several topics: id 4099 is partition 3 of the topic in slot 1).
+  struct PartitionName {
+    std::string input;  ///< the topic
+    int32_t partition = 0;
+  };
+  /// Returns the input and partition number an id stands for, or nullopt when ids are the
+  /// partition numbers themselves. Dead letters (source "<source>:<input>"), /metrics and
+  /// /api/status show it instead of the id. Called on the worker thread.
+  virtual std::optional<PartitionName> NamePartition(int32_t /*partition*/) const { return std::nullopt; }
+
   /// Returns per-partition lag (records or bytes behind the end), when known.
   virtual std::vector<std::pair<int32_t, int64_t>> Lag() const { return {}; }
 

@@ -85,6 +85,10 @@ struct PipelineSnapshot {
     int64_t position;
     int64_t lag;  ///< -1 when unknown
     int64_t end = -1;  ///< the partition's end as last seen (Kafka: high watermark); -1 unknown
+    /// Source::NamePartition of the id (a Kafka source with several topics): the topic and its
+    /// partition number, shown instead of the id. Empty when the id is the partition number.
+    std::string input{};
+    int32_t input_partition = 0;
   };
   std::vector<PartitionInfo> partitions;
   struct DimensionInfo {

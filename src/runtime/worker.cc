@@ -126,6 +126,10 @@ void Worker::PublishReadPositions(bool force) {
   for (const auto& r : read) {
     out.push_back({r.partition, r.position,
                    r.end >= 0 ? std::max<int64_t>(0, r.end - r.position) : -1, r.end});
+    if (auto name = source_->NamePartition(r.partition)) {
+      out.back().input = std::move(name->input);
+      out.back().input_partition = name->partition;
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   // A source that never reported a partition keeps the checkpoint-time report (file, table).
@@ -381,6 +385,11 @@ void Worker::DeadLetter(const Current& c, std::string reason) {
     stored = stored_generations_.emplace(c.partition, g.value_or(0)).first;
   }
   d.generation = std::max(source_->Generation(c.partition), stored->second);
+  // A source reading several topics: the letter names the topic and its partition, not the id.
+  if (auto name = source_->NamePartition(c.partition)) {
+    d.source += ":" + name->input;
+    d.partition = name->partition;
+  }
   pending_.dead_letters.push_back(std::move(d));
 }
 

@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_writer.h"
 #include "core/time.h"
@@ -130,7 +131,9 @@ const OptionTable& KafkaSinkOptions() {
             {.name = "consumer_group",
              .help = "With a Kafka source: its group; the consumed offsets are committed to it in the "
                      "same transaction (with `consumer_topic`)."},
-            {.name = "consumer_topic", .help = "With a Kafka source: its topic (with `consumer_group`)."},
+            {.name = "consumer_topic",
+             .help = "With a Kafka source: its topic (with `consumer_group`); with several topics, the first "
+                     "(only its offsets are committed to the group)."},
             {.name = "timeout",
              .type = OptionType::kDuration,
              .default_value = "30s",
@@ -975,6 +978,9 @@ Status KafkaSink::SendConsumedOffsets(const Checkpoint& cp) {
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(4);
   for (const auto& p : cp.positions) {
     if (p.source.rfind("__dead_letters", 0) == 0) continue;  // a dead-letter file's length
+    // Identity positions (a generation, a topic slot's record) are no partition of the topic;
+    // with a source reading several topics, consumer_topic is the first one (slot 0).
+    if (p.partition < 0 || p.partition >= kMaxKafkaPartitions) continue;
     rd_kafka_topic_partition_list_add(offsets, settings_.consumer_topic.c_str(), p.partition)
         ->offset = p.offset;
   }

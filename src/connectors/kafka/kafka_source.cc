@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <regex>
 #include <thread>
 
 #include "connectors/kafka/kafka_uri.h"
@@ -14,10 +15,27 @@ namespace sluice {
 const OptionTable& KafkaSourceOptions() {
   static const OptionTable kTable = [] {
     OptionTable t{
-        .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC",
-        .summary = "A Kafka topic read by a consumer-group member per worker; the positions in the sink "
+        .uri = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC[,TOPIC...]",
+        .summary = "Kafka topics read by a consumer-group member per worker; the positions in the sink "
                    "are the truth (src/connectors/kafka/README.md).",
         .options = {
+            {.name = "topics",
+             .type = OptionType::kList,
+             .help = "The topics to read, instead of naming them in the URI (`kafka://HOST:PORT`). The first "
+                     "keeps the positions of a source that read only it: list the topic you read before "
+                     "first."},
+            {.name = "topic_pattern",
+             .help = "Read every topic whose name matches this regular expression (`\"^view_log\\\\..*\"`; "
+                     "a leading `^` is added when missing), also those created while the pipeline runs "
+                     "(found at the next metadata refresh, `kafka.topic.metadata.refresh.interval.ms`)."},
+            {.name = "legacy_topic",
+             .help = "With `topic_pattern`: the topic this source read alone before, whose stored positions "
+                     "it keeps. Required when the sink holds positions of a one-topic source."},
+            {.name = "topic_slots",
+             .type = OptionType::kList,
+             .help = "With several topics: `[\"TOPIC=SLOT\", ...]` pins a topic's slot (1..131071) in the "
+                     "partition ids, for the rare topics whose names hash to one slot (the run stops and "
+                     "names them). Never change a slot once positions are stored."},
             {.name = "group", .default_note = "the pipeline name", .help = "The consumer group."},
             {.name = "format",
              .default_value = "auto",
@@ -38,15 +56,102 @@ const OptionTable& KafkaSourceOptions() {
   return kTable;
 }
 
+namespace {
+
+/// "a, b" / "a,b" -> {"a", "b"}.
+std::vector<std::string> SplitTopicList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string t = text.substr(start, comma - start);
+    const size_t b = t.find_first_not_of(' ');
+    const size_t e = t.find_last_not_of(' ');
+    if (b != std::string::npos) out.push_back(t.substr(b, e - b + 1));
+    start = comma + 1;
+  }
+  return out;
+}
+
+/// The topic whose name the schema registry's subjects default to.
+const std::string& FirstTopic(const KafkaSource::Settings& s) {
+  return s.topics.empty() ? s.legacy_topic : s.topics.front();
+}
+
+/// Reads which topics to consume: the URI's list (kafka://HOST:PORT/T1,T2, or ^PATTERN), or
+/// `topics` / `topic_pattern` with kafka://HOST:PORT; `legacy_topic` and `topic_slots`. Two
+/// listed topics in one slot are refused here, before anything is read.
+Status ReadTopics(const std::string& rest, const OptionReader& o, KafkaSource::Settings* s) {
+  // Empty values (a variable left unset) are none.
+  const bool listed = !o.String("topics").empty();
+  const bool patterned = !o.String("topic_pattern").empty();
+  const bool named = listed || patterned;
+  {
+    // kafka://HOST:PORT/T1,T2 or, with topics / topic_pattern, kafka://HOST:PORT.
+    std::string r = rest.rfind("//", 0) == 0 ? rest.substr(2) : rest;
+    const size_t slash = r.find('/');
+    const std::string in_uri = slash == std::string::npos ? "" : r.substr(slash + 1);
+    if (named && !in_uri.empty()) {
+      return Status::InvalidArgument(o.Where("uri") +
+                                     ": name the topics either in the URI or with topics / topic_pattern, not both");
+    }
+    if (named) {
+      s->brokers = r.substr(0, slash);
+      if (s->brokers.empty()) {
+        return Status::InvalidArgument(o.Where("uri") + ": expected kafka://HOST:PORT, got kafka://" + r);
+      }
+    } else {
+      auto uri = ParseKafkaUri(rest);
+      if (!uri.ok()) return Status::InvalidArgument(o.Where("uri") + ": " + uri.status().message());
+      s->brokers = uri->brokers;
+      if (uri->topic.front() == '^') {
+        s->pattern = uri->topic;  // librdkafka's convention: a subscription starting with ^ is a pattern
+      } else {
+        s->topics = SplitTopicList(uri->topic);
+      }
+    }
+  }
+  if (listed) s->topics = SplitTopicList(o.String("topics"));
+  if (patterned) {
+    if (listed) return Status::InvalidArgument(o.Where("topic_pattern") + ": set topics or topic_pattern, not both");
+    s->pattern = o.String("topic_pattern");
+  }
+  if (!s->pattern.empty()) {
+    if (s->pattern.front() != '^') s->pattern = "^" + s->pattern;
+    try {
+      std::regex check(s->pattern, std::regex::extended);
+    } catch (const std::regex_error&) {
+      return Status::InvalidArgument(o.Where("topic_pattern") + ": not a regular expression: " + s->pattern);
+    }
+  } else if (s->topics.empty()) {
+    return Status::InvalidArgument(o.Where("topics") + ": no topic to read");
+  }
+  s->legacy_topic = o.String("legacy_topic");
+  if (!s->legacy_topic.empty() && s->pattern.empty()) {
+    return Status::InvalidArgument(o.Where("legacy_topic") +
+                                   ": legacy_topic is for topic_pattern; with a list, the first topic keeps "
+                                   "the stored positions");
+  }
+  {
+    std::vector<std::string> entries = SplitTopicList(o.String("topic_slots"));
+    auto pins = ParseTopicSlotPins(entries);
+    if (!pins.ok()) return Status::InvalidArgument(o.Where("topic_slots") + ": " + pins.status().message());
+    s->slot_pins = *pins;
+    auto slots = TopicSlots::Make(s->topics, s->legacy_topic, s->slot_pins);
+    if (!slots.ok()) return Status::InvalidArgument(o.Where("topics") + ": " + slots.status().message());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfig& config,
                                                                int max_instances) {
   auto [scheme, rest] = SplitUri(config.uri);
-  auto uri = ParseKafkaUri(rest);
-  if (!uri.ok()) return Status::InvalidArgument(config.options.Where("uri") + ": " + uri.status().message());
   OptionReader o(config.options, KafkaSourceOptions(), "source");
   Settings s;
-  s.brokers = uri->brokers;
-  s.topic = uri->topic;
+  RETURN_IF_ERROR(ReadTopics(rest, o, &s));
   s.group = o.String("group", config.pipeline);
   DecoderOptions decoder;
   std::string format = o.String("format");
@@ -79,11 +184,11 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
     }
   } else if (format == "avro") {
     decoder.format = DecoderOptions::Format::kAvro;
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), FirstTopic(s)));
     decoder.avro_schemas = MakeRegistrySchemaCache(registry);
   } else if (format == "protobuf") {
     decoder.format = DecoderOptions::Format::kProtobuf;
-    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), s.topic));
+    ASSIGN_OR_RETURN(SchemaRegistrySettings registry, ReadSchemaRegistrySettings(o.options(), FirstTopic(s)));
     decoder.avro_schemas = MakeRegistryProtobufSchemaCache(registry);
   } else {
     return Status::InvalidArgument(o.Where("format") + ": format must be json, csv, avro or protobuf for Kafka");
@@ -96,8 +201,16 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
 
   // One group member per worker, but no more than there are partitions.
   int instances = std::max(1, max_instances);
-  if (instances > 1) {
-    int partitions = KafkaPartitionCount(s.brokers, s.topic);
+  if (instances > 1 && s.pattern.empty()) {
+    int partitions = 0;
+    for (const std::string& t : s.topics) {
+      const int n = KafkaPartitionCount(s.brokers, t);
+      if (n <= 0) {
+        partitions = 0;  // unknown now: one member per worker
+        break;
+      }
+      partitions += n;
+    }
     if (partitions > 0) instances = std::min(instances, partitions);
   }
   std::vector<std::unique_ptr<Source>> out;
@@ -134,17 +247,122 @@ Status KafkaSource::Open(const SourceContext& ctx) {
   }
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return Status::InvalidArgument("kafka consumer: " + err);
+  ASSIGN_OR_RETURN(slots_, TopicSlots::Make(settings_.topics, settings_.legacy_topic, settings_.slot_pins));
+  if (!settings_.pattern.empty() && settings_.legacy_topic.empty() && ctx_.committed_positions) {
+    // Positions of a one-topic source (ids below kMaxKafkaPartitions, no topic recorded for
+    // slot 0) would be nobody's: the pattern does not say which topic they belong to.
+    const std::map<int32_t, int64_t> all = ctx_.committed_positions();
+    auto first = all.lower_bound(0);
+    if (first != all.end() && first->first < kMaxKafkaPartitions && !all.count(kTopicSlotBase)) {
+      return Status::InvalidArgument(
+          "the sink holds positions of a source that read one topic (partition " +
+          std::to_string(first->first) + " at " + std::to_string(first->second) +
+          "); name that topic with legacy_topic = \"TOPIC\" so its positions are kept");
+    }
+  }
+  for (const auto& [slot, topic] : slots_.topics()) RETURN_IF_ERROR(Slot(topic).status());
   if (ctx_.until_caught_up) RETURN_IF_ERROR(FetchEndOffsets());
   ListPartitions();
-  RdKafka::ErrorCode rc = consumer_->subscribe({settings_.topic});
+  std::vector<std::string> subscription = settings_.topics;
+  if (!settings_.pattern.empty()) subscription = {settings_.pattern};
+  RdKafka::ErrorCode rc = consumer_->subscribe(subscription);
   if (rc != RdKafka::ERR_NO_ERROR) {
-    return Status::Unavailable("kafka subscribe to " + settings_.topic + ": " + RdKafka::err2str(rc));
+    return Status::Unavailable("kafka subscribe to " + What() + ": " + RdKafka::err2str(rc));
   }
   opened_ = std::chrono::steady_clock::now();
   last_progress_ = opened_;
-  spdlog::info("kafka {}: consuming topic {} as group {} ({})", settings_.client_id, settings_.topic,
-               settings_.group, settings_.brokers);
+  spdlog::info("kafka {}: consuming {} as group {} ({})", settings_.client_id, What(), settings_.group,
+               settings_.brokers);
   return Status::OK();
+}
+
+std::string KafkaSource::What() const {
+  if (!settings_.pattern.empty()) return "the topics matching " + settings_.pattern;
+  std::string out = settings_.topics.size() == 1 ? "topic " : "topics ";
+  for (size_t i = 0; i < settings_.topics.size(); ++i) out += (i ? ", " : "") + settings_.topics[i];
+  return out;
+}
+
+Result<int32_t> KafkaSource::Slot(const std::string& topic) {
+  ASSIGN_OR_RETURN(int32_t slot, slots_.SlotFor(topic));
+  if (!Several() || checked_slots_.count(slot)) return slot;
+  // The topic committed for this slot must be this one: else its positions are another topic's.
+  if (ctx_.committed_position) {
+    std::optional<int64_t> stored = ctx_.committed_position(kTopicSlotBase + slot);
+    if (stored && *stored != Fingerprint64(topic)) {
+      std::string other;
+      for (const std::string& t : settings_.topics) {
+        if (Fingerprint64(t) == *stored) other = t;
+      }
+      return Status::InvalidArgument(
+          "slot " + std::to_string(slot) + " of the partition ids holds the positions of " +
+          (other.empty() ? std::string("another topic") : "topic " + other) + ", not of " + topic +
+          (slot == 0 ? std::string(" (the first topic of the list keeps slot 0: list the topic read before first)")
+                     : " (pin " + topic + " to a free slot with topic_slots = [\"" + topic + "=N\"])"));
+    }
+  }
+  checked_slots_.insert(slot);
+  return slot;
+}
+
+int32_t KafkaSource::IdOf(const std::string& topic, int32_t partition) {
+  auto slot = Slot(topic);
+  if (!slot.ok()) {
+    if (callback_error_.ok()) callback_error_ = Status::Aborted(slot.status().message());
+    return -1;
+  }
+  if (Several() && partition >= kMaxKafkaPartitions) {
+    if (callback_error_.ok()) {
+      callback_error_ = Status::Aborted("topic " + topic + " has partition " + std::to_string(partition) +
+                                        "; a source that reads several topics supports up to " +
+                                        std::to_string(kMaxKafkaPartitions) + " partitions per topic");
+    }
+    return -1;
+  }
+  return KafkaPartitionId(*slot, partition);
+}
+
+Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int timeout_ms) {
+  RdKafka::Metadata* md = nullptr;
+  std::unique_ptr<RdKafka::Topic> t;
+  std::string err;
+  if (settings_.pattern.empty() && settings_.topics.size() == 1) {
+    t.reset(RdKafka::Topic::create(consumer_.get(), settings_.topics.front(), nullptr, err));
+  }
+  // One topic: ask for it alone (which also creates it where the broker auto-creates topics).
+  RdKafka::ErrorCode rc = consumer_->metadata(t == nullptr, t.get(), &md, timeout_ms);
+  std::unique_ptr<RdKafka::Metadata> owned(md);
+  if (rc != RdKafka::ERR_NO_ERROR || !md) {
+    return Status::Unavailable("kafka metadata: " + RdKafka::err2str(rc));
+  }
+  std::optional<std::regex> pattern;
+  if (!settings_.pattern.empty()) pattern.emplace(settings_.pattern, std::regex::extended);
+  std::vector<std::pair<std::string, int>> out;
+  std::set<std::string> found;
+  for (const auto* tm : *md->topics()) {
+    if (tm->err() != RdKafka::ERR_NO_ERROR) continue;
+    const std::string& name = tm->topic();
+    if (pattern ? !std::regex_search(name, *pattern)
+                : std::find(settings_.topics.begin(), settings_.topics.end(), name) == settings_.topics.end()) {
+      continue;
+    }
+    ASSIGN_OR_RETURN(int32_t slot, Slot(name));
+    (void)slot;
+    const int n = static_cast<int>(tm->partitions()->size());
+    if (Several() && n > kMaxKafkaPartitions) {
+      return Status::InvalidArgument("topic " + name + " has " + std::to_string(n) +
+                                     " partitions; a source that reads several topics supports up to " +
+                                     std::to_string(kMaxKafkaPartitions) + " per topic");
+    }
+    out.emplace_back(name, n);
+    found.insert(name);
+  }
+  if (!pattern) {
+    for (const std::string& name : settings_.topics) {
+      if (!found.count(name)) return Status::Unavailable("kafka: topic " + name + " has no metadata yet");
+    }
+  }
+  return out;
 }
 
 void KafkaSource::ListPartitions() {
@@ -154,107 +372,113 @@ void KafkaSource::ListPartitions() {
     return;
   }
   // Best effort: without the list, a partition holds the watermark back once it is assigned.
-  RdKafka::Metadata* md = nullptr;
-  std::string err;
-  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(consumer_.get(), settings_.topic, nullptr, err));
-  if (!t || consumer_->metadata(false, t.get(), &md, 5000) != RdKafka::ERR_NO_ERROR || !md) {
-    spdlog::debug("kafka {}: cannot list the partitions of {}: {}", settings_.client_id, settings_.topic, err);
-    delete md;
+  auto topics = MetadataTopics(5000);
+  if (!topics.ok()) {
+    spdlog::debug("kafka {}: cannot list the partitions of {}: {}", settings_.client_id, What(),
+                  topics.status().ToString());
     return;
   }
-  for (const auto* tm : *md->topics()) {
-    if (tm->topic() != settings_.topic || tm->err() != RdKafka::ERR_NO_ERROR) continue;
-    for (const auto* pm : *tm->partitions()) topic_partitions_.push_back(pm->id());
+  for (const auto& [topic, n] : *topics) {
+    const int32_t slot = *slots_.Find(topic);
+    for (int32_t p = 0; p < n; ++p) topic_partitions_.push_back(KafkaPartitionId(slot, p));
   }
-  delete md;
 }
 
 Status KafkaSource::FetchEndOffsets() {
   // Retry for a while: a broker that is still starting is not a reason to give up a batch run.
+  std::string why;
   for (int attempt = 0; attempt < 30; ++attempt) {
-    RdKafka::Metadata* md = nullptr;
-    std::unique_ptr<RdKafka::Topic> t;
-    std::string err;
-    t.reset(RdKafka::Topic::create(consumer_.get(), settings_.topic, nullptr, err));
-    RdKafka::ErrorCode rc = consumer_->metadata(false, t.get(), &md, 5000);
-    if (rc == RdKafka::ERR_NO_ERROR && md) {
-      bool ok = false;
-      for (const auto* tm : *md->topics()) {
-        if (tm->topic() != settings_.topic || tm->err() != RdKafka::ERR_NO_ERROR) continue;
-        ok = true;
-        for (const auto* pm : *tm->partitions()) {
+    auto topics = MetadataTopics(5000);
+    if (!topics.ok() && topics.status().code() == StatusCode::kInvalidArgument) return topics.status();
+    if (topics.ok()) {
+      bool ok = true;
+      for (const auto& [topic, n] : *topics) {
+        const int32_t slot = *slots_.Find(topic);
+        for (int32_t p = 0; p < n && ok; ++p) {
+          const int32_t id = KafkaPartitionId(slot, p);
           int64_t low = 0, high = 0;
-          rc = consumer_->query_watermark_offsets(settings_.topic, pm->id(), &low, &high, 5000);
+          RdKafka::ErrorCode rc = consumer_->query_watermark_offsets(topic, p, &low, &high, 5000);
           if (rc != RdKafka::ERR_NO_ERROR) {
+            why = RdKafka::err2str(rc);
             ok = false;
             break;
           }
-          end_offsets_[pm->id()] = high;
-          low_offsets_[pm->id()] = low;
+          end_offsets_[id] = high;
+          low_offsets_[id] = low;
           // A position committed beyond the end was taken in another life of the topic (offsets
           // only grow): it says nothing about this one until someone rewrites it.
-          if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(pm->id())
+          if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(id)
                                                                  : std::nullopt;
               c && *c > high) {
-            stale_[pm->id()] = *c;
-            spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the "
+            stale_[id] = *c;
+            spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
                          "partition ({}): the topic was deleted and recreated; the partition is "
-                         "read again from its beginning", settings_.client_id, settings_.topic,
-                         pm->id(), *c, high);
+                         "read again from its beginning", settings_.client_id, Label(id), *c, high);
           }
-          next_[pm->id()] = low;  // replaced by the committed position on assignment
+          next_[id] = low;  // replaced by the committed position on assignment
         }
       }
-      delete md;
       if (ok) return Status::OK();
+    } else {
+      why = topics.status().message();
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-  return Status::Unavailable("kafka: cannot read the end offsets of topic " + settings_.topic +
-                             " from " + settings_.brokers);
+  return Status::Unavailable("kafka: cannot read the end offsets of " + What() + " from " + settings_.brokers +
+                             (why.empty() ? "" : ": " + why));
 }
 
 void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                                std::vector<RdKafka::TopicPartition*>& partitions) {
   if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
     for (auto* tp : partitions) {
-      std::optional<int64_t> committed = ctx_.committed_position(tp->partition());
+      // A topic that cannot have an id (a slot taken by another topic) is assigned but never
+      // read: the error ends the run at the next Poll().
+      const int32_t id = IdOf(tp->topic(), tp->partition());
+      if (id < 0) continue;
+      std::optional<int64_t> committed = ctx_.committed_position(id);
       bool recreated = false;
-      if (committed) committed = StartOffset(tp->partition(), *committed, &recreated);
+      if (committed) committed = StartOffset(id, *committed, &recreated);
       // The topic was recreated: its offsets start again, under the next generation, so the
       // dead letters of this life of the partition keep apart from the last one's.
       int64_t generation = 0;
       if (committed || recreated) {
-        generation = ctx_.committed_position(kGenerationPartitionBase + tp->partition()).value_or(0);
+        generation = ctx_.committed_position(kGenerationPartitionBase + id).value_or(0);
       }
       if (recreated) {
         ++generation;
-        new_generations_.insert(tp->partition());
+        new_generations_.insert(id);
       }
-      generations_[tp->partition()] = generation;
+      generations_[id] = generation;
       tp->set_offset(committed ? *committed : RdKafka::Topic::OFFSET_BEGINNING);
-      assigned_.insert(tp->partition());
+      assigned_.insert(id);
       if (committed) {
-        next_[tp->partition()] = *committed;
-      } else if (!next_.count(tp->partition())) {
+        next_[id] = *committed;
+      } else if (!next_.count(id)) {
         // Read from its beginning: the first offset, asked once per assignment, so progress and
         // /metrics show the partition's position and lag before its first record.
         int64_t low = -1, high = -1;
-        if (consumer->query_watermark_offsets(settings_.topic, tp->partition(), &low, &high,
-                                              2000) == RdKafka::ERR_NO_ERROR && low >= 0) {
-          next_[tp->partition()] = low;
+        if (consumer->query_watermark_offsets(tp->topic(), tp->partition(), &low, &high, 2000) ==
+                RdKafka::ERR_NO_ERROR &&
+            low >= 0) {
+          next_[id] = low;
         }
       }
-      past_records_.erase(tp->partition());
-      spdlog::info("kafka {}: assigned {}[{}] from offset {}", settings_.client_id, settings_.topic,
-                   tp->partition(), committed ? std::to_string(*committed) : "beginning");
+      past_records_.erase(id);
+      spdlog::info("kafka {}: assigned {} from offset {}", settings_.client_id, Label(id),
+                   committed ? std::to_string(*committed) : "beginning");
     }
     consumer->assign(partitions);
     last_progress_ = std::chrono::steady_clock::now();
     return;
   }
   std::vector<int32_t> revoked;
-  for (auto* tp : partitions) revoked.push_back(tp->partition());
+  for (auto* tp : partitions) {
+    std::optional<int32_t> slot = slots_.Find(tp->topic());
+    if (!slot) continue;  // never assigned an id
+    const int32_t id = KafkaPartitionId(*slot, tp->partition());
+    if (assigned_.count(id)) revoked.push_back(id);
+  }
   // Records of these partitions fetched earlier in this Poll() are not processed yet; the new
   // owner will read them from the committed position, so they must not be processed here.
   if (in_flight_) {
@@ -281,27 +505,27 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
 int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* recreated) {
   int64_t low = 0, high = 0;
   RdKafka::ErrorCode rc =
-      consumer_->query_watermark_offsets(settings_.topic, partition, &low, &high, 5000);
+      consumer_->query_watermark_offsets(TopicOf(partition), KafkaPartitionOfId(partition), &low, &high, 5000);
   if (rc != RdKafka::ERR_NO_ERROR) {
-    spdlog::warn("kafka {}: cannot read the offsets of {}[{}] ({}); reading from the committed "
-                 "position {}", settings_.client_id, settings_.topic, partition,
+    spdlog::warn("kafka {}: cannot read the offsets of {} ({}); reading from the committed "
+                 "position {}", settings_.client_id, Label(partition),
                  RdKafka::err2str(rc), committed);
     return committed;
   }
   if (committed > high) {
     // Offsets only grow: a position past the end was taken in another life of the topic.
-    spdlog::warn("kafka {}: {}[{}]: the committed position {} is beyond the end of the partition "
+    spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the partition "
                  "({}): the topic was deleted and recreated; reading the partition from its "
                  "beginning (offset {})",
-                 settings_.client_id, settings_.topic, partition, committed, high, low);
+                 settings_.client_id, Label(partition), committed, high, low);
     *recreated = true;
     return low;
   }
   if (committed < low) {
-    spdlog::warn("kafka {}: {}[{}]: the committed position {} is before the first offset of the "
+    spdlog::warn("kafka {}: {}: the committed position {} is before the first offset of the "
                  "partition ({}): {} record(s) were deleted before they were read (retention, or "
                  "the topic was recreated); reading from offset {}",
-                 settings_.client_id, settings_.topic, partition, committed, low, low - committed,
+                 settings_.client_id, Label(partition), committed, low, low - committed,
                  low);
     return low;
   }
@@ -343,7 +567,7 @@ bool KafkaSource::CaughtUp() {
     const bool is_stale = stale != stale_.end() && stale->second == c;
     if (c >= end && !is_stale) continue;
     if (!waiting.empty()) waiting += ", ";
-    waiting += "[" + std::to_string(p) + "] at " +
+    waiting += Label(p) + " at " +
                (c < 0 ? std::string("no position") : std::to_string(c) + (is_stale ? " (stale)" : "")) +
                " of " + std::to_string(end);
   }
@@ -351,14 +575,14 @@ bool KafkaSource::CaughtUp() {
   if (waiting.empty()) {
     caught_up_ = true;
     spdlog::info("kafka {}: every partition of {} has reached the end offsets seen at start",
-                 settings_.client_id, settings_.topic);
+                 settings_.client_id, What());
     return true;
   }
   if (now >= next_wait_log_) {
     next_wait_log_ = now + std::chrono::seconds(10);
     spdlog::info("kafka {}: nothing left to read in its own partitions of {}; waiting for {} (committed "
                  "positions in the sink; read by other members of group {}, or not assigned yet)",
-                 settings_.client_id, settings_.topic, waiting, settings_.group);
+                 settings_.client_id, What(), waiting, settings_.group);
   }
   return false;
 }
@@ -373,10 +597,10 @@ Status KafkaSource::CheckProgress() {
     auto next = next_.find(p);
     if (end == end_offsets_.end() || next == next_.end() || next->second >= end->second) continue;
     if (!own.empty()) own += ", ";
-    own += "[" + std::to_string(p) + "] at " + std::to_string(next->second) + " of " +
+    own += Label(p) + " at " + std::to_string(next->second) + " of " +
            std::to_string(end->second);
   }
-  std::string msg = "--until-caught-up gave up on topic " + settings_.topic + ": nothing moved for " +
+  std::string msg = "--until-caught-up gave up on " + What() + ": nothing moved for " +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(stalled).count()) +
                     " s (catch_up_timeout)";
   if (!own.empty()) msg += "; partitions this member reads: " + own;
@@ -415,7 +639,12 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         held_ ? std::move(held_)
               : std::unique_ptr<RdKafka::Message>(
                     consumer_->consume(static_cast<int>(std::max<int64_t>(0, left.count()))));
-    if (msg->err() == RdKafka::ERR_NO_ERROR && !assigned_.count(msg->partition())) {
+    // The message's partition id (-1: none, or a topic without a slot).
+    int32_t id = -1;
+    if (msg->err() == RdKafka::ERR_NO_ERROR || msg->err() == RdKafka::ERR__PARTITION_EOF) {
+      if (std::optional<int32_t> slot = slots_.Find(msg->topic_name())) id = KafkaPartitionId(*slot, msg->partition());
+    }
+    if (msg->err() == RdKafka::ERR_NO_ERROR && !assigned_.count(id)) {
       continue;  // fetched before a revoke: no longer ours
     }
     if (!callback_error_.ok()) {
@@ -425,7 +654,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
     }
     switch (msg->err()) {
       case RdKafka::ERR_NO_ERROR: {
-        const int32_t p = msg->partition();
+        const int32_t p = id;
         const int64_t offset = msg->offset();
         if (ctx_.until_caught_up) {
           auto end = end_offsets_.find(p);
@@ -465,10 +694,10 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
         // The end of a partition written in transactions lies past its last record: the
         // commit marker takes an offset no record has. Reaching EOF means everything before
         // the EOF offset is read.
-        auto next = next_.find(msg->partition());
-        if (next != next_.end() && assigned_.count(msg->partition()) && msg->offset() > next->second) {
+        auto next = next_.find(id);
+        if (next != next_.end() && assigned_.count(id) && msg->offset() > next->second) {
           next->second = msg->offset();
-          past_records_[msg->partition()] = msg->offset();
+          past_records_[id] = msg->offset();
           last_progress_ = std::chrono::steady_clock::now();
         }
         break;
@@ -505,6 +734,13 @@ std::vector<std::pair<int32_t, int64_t>> KafkaSource::PositionsPastRecords() con
     if (!assigned_.count(p)) continue;
     if (auto g = generations_.find(p); g != generations_.end()) out.emplace_back(kGenerationPartitionBase + p, g->second);
   }
+  // With several topics, the topic of each slot read here, committed with its positions (and
+  // compared on the next start).
+  if (Several()) {
+    std::set<int32_t> slots;
+    for (int32_t p : assigned_) slots.insert(SlotOfId(p));
+    for (int32_t slot : slots) out.emplace_back(kTopicSlotBase + slot, Fingerprint64(slots_.TopicOf(slot)));
+  }
   return out;
 }
 
@@ -518,7 +754,10 @@ std::vector<std::pair<int32_t, int64_t>> KafkaSource::Lag() const {
   if (!consumer_) return out;
   for (int32_t p : assigned_) {
     int64_t low = 0, high = 0;
-    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) != RdKafka::ERR_NO_ERROR) continue;
+    if (consumer_->get_watermark_offsets(TopicOf(p), KafkaPartitionOfId(p), &low, &high) !=
+        RdKafka::ERR_NO_ERROR) {
+      continue;
+    }
     auto next = next_.find(p);
     int64_t pos = next == next_.end() ? low : next->second;
     if (high >= 0) out.emplace_back(p, std::max<int64_t>(0, high - pos));
@@ -539,7 +778,7 @@ std::vector<Source::ReadPosition> KafkaSource::ReadPositions() const {
     if (position < 0) continue;
     // The high watermark librdkafka took from its last fetch response: no request here.
     int64_t low = -1, high = -1;
-    if (consumer_->get_watermark_offsets(settings_.topic, p, &low, &high) !=
+    if (consumer_->get_watermark_offsets(TopicOf(p), KafkaPartitionOfId(p), &low, &high) !=
             RdKafka::ERR_NO_ERROR ||
         high < 0) {
       high = -1;
@@ -563,10 +802,19 @@ void KafkaSource::OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& po
   if (!consumer_) return;
   std::vector<RdKafka::TopicPartition*> offsets;
   for (const auto& [p, offset] : positions) {
-    if (assigned_.count(p)) offsets.push_back(RdKafka::TopicPartition::create(settings_.topic, p, offset));
+    if (assigned_.count(p)) {
+      offsets.push_back(RdKafka::TopicPartition::create(TopicOf(p), KafkaPartitionOfId(p), offset));
+    }
   }
   if (!offsets.empty()) consumer_->commitAsync(offsets);
   RdKafka::TopicPartition::destroy(offsets);
+}
+
+std::optional<Source::PartitionName> KafkaSource::NamePartition(int32_t id) const {
+  if (!Several() || id < 0 || id >= kIdentityPartitionBase) return std::nullopt;
+  const std::string& topic = TopicOf(id);
+  if (topic.empty()) return std::nullopt;
+  return PartitionName{topic, KafkaPartitionOfId(id)};
 }
 
 void KafkaSource::Close() {

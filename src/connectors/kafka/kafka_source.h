@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/option_spec.h"
+#include "connectors/kafka/kafka_ids.h"
 #include "runtime/source.h"
 
 namespace sluice {
@@ -16,7 +17,12 @@ namespace sluice {
 /// The options of a kafka:// source (KafkaSource::Make reads them).
 const OptionTable& KafkaSourceOptions();
 
-/// Consumes a Kafka topic as a member of a consumer group (librdkafka KafkaConsumer).
+/// Consumes Kafka topics (one, a list, or every topic matching a pattern) as a member of a
+/// consumer group (librdkafka KafkaConsumer).
+///
+/// Partition ids are KafkaPartitionId(slot, partition) (kafka_ids.h): with one topic, the
+/// partition numbers themselves. With several, each slot's topic is committed as the identity
+/// position kTopicSlotBase + slot, and a slot found committed for another topic stops the run.
 ///
 /// Positions are per-partition offsets. The positions stored in the sink are the truth: when
 /// the group assigns a partition, the source seeks to the sink's committed position (or the
@@ -54,27 +60,52 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::vector<std::pair<int32_t, int64_t>> PositionsPastRecords() const override;
   int64_t Generation(int32_t partition) const override;
   std::vector<int32_t> Partitions() const override { return {assigned_.begin(), assigned_.end()}; }
-  /// Every partition of the topic (read at Open), assigned here or not.
+  /// Every partition of the topics (read at Open), assigned here or not.
   std::vector<int32_t> InputPartitions() const override { return topic_partitions_; }
   /// Commits the sink's positions to Kafka too, for lag monitoring tools; never read back.
   void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& positions) override;
   void Close() override;
+  /// With several topics: the topic and Kafka partition of an id.
+  std::optional<PartitionName> NamePartition(int32_t id) const override;
 
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override;
 
   struct Settings {
-    std::string brokers, topic, group, client_id;
+    std::string brokers, group, client_id;
+    std::vector<std::string> topics;  ///< the topics to read; the first takes slot 0
+    /// Instead of `topics`: a regular expression (librdkafka's "^..." subscription); topics
+    /// created later that match it are read too, from the next metadata refresh on.
+    std::string pattern;
+    std::string legacy_topic;                 ///< with `pattern`: the topic in slot 0, if any
+    std::map<std::string, int32_t> slot_pins; ///< topic_slots
     std::map<std::string, std::string> properties;  ///< extra librdkafka settings
   };
   KafkaSource(Settings settings, DecoderOptions decoder)
       : settings_(std::move(settings)), decoder_(std::move(decoder)) {}
+  /// What the pipeline file asked for (brokers, topics, group), for `sluice status`.
+  const Settings& settings() const { return settings_; }
 
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
-  /// Reads the topic's partitions into topic_partitions_ (best effort).
+  /// Reads the topics' partitions into topic_partitions_ (best effort).
   void ListPartitions();
+  /// True when the source reads more than one topic, or a pattern.
+  bool Several() const { return settings_.topics.size() > 1 || !settings_.pattern.empty(); }
+  /// The topics to read now with their partition counts (a pattern: those matching it in the
+  /// broker's metadata), each given its slot; fails on a slot taken by another topic.
+  Result<std::vector<std::pair<std::string, int>>> MetadataTopics(int timeout_ms);
+  /// The slot of `topic`, checked against the topic committed for that slot.
+  Result<int32_t> Slot(const std::string& topic);
+  /// The id of `topic`'s partition (-1 when the topic has no slot: an error was recorded).
+  int32_t IdOf(const std::string& topic, int32_t partition);
+  /// The topic and Kafka partition of an id.
+  const std::string& TopicOf(int32_t id) const { return slots_.TopicOf(SlotOfId(id)); }
+  /// "topic[p]" for logs.
+  std::string Label(int32_t id) const { return slots_.Label(id); }
+  /// Describes what is read: "topic t", "topics a, b", "topics matching ^x".
+  std::string What() const;
   /// until_caught_up: true once every partition has reached its end offset (its own by
   /// reading, the others in the sink). Reads the sink at most once a second.
   bool CaughtUp();
@@ -89,8 +120,10 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   DecoderOptions decoder_;
   SourceContext ctx_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  TopicSlots slots_;
+  std::set<int32_t> checked_slots_;  ///< slots whose committed topic was compared
   std::set<int32_t> assigned_;
-  std::vector<int32_t> topic_partitions_;  ///< every partition of the topic, as listed at Open
+  std::vector<int32_t> topic_partitions_;  ///< every partition of the topics, as listed at Open
   std::map<int32_t, int64_t> next_;          ///< next offset to process, per assigned partition
   /// Partitions whose end (a commit marker) lies past their last record, with that offset.
   std::map<int32_t, int64_t> past_records_;

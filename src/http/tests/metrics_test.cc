@@ -57,6 +57,22 @@ bool Has(const std::string& text, const std::string& line) {
   return false;
 }
 
+/// A source reading several topics: the partition series name the topic and the topic's
+/// partition number, not the internal id (slot << 12 | partition).
+TEST(MetricsTest, PartitionsOfSeveralTopicsCarryTheTopic) {
+  PipelineSnapshot s = Sample();
+  s.partitions = {{0, 500, 20}, {(7 << 12) | 2, 40, 3}};
+  s.partitions[0].input = "view_log";
+  s.partitions[0].input_partition = 0;
+  s.partitions[1].input = "view_log_eu";
+  s.partitions[1].input_partition = 2;
+  const std::string m = RenderMetrics(s, Info(), Process(), 1'700'000'010'000'000);
+  EXPECT_TRUE(Has(m, R"(sluice_source_partition_position{pipeline="recruitment",source="tracking",topic="view_log",partition="0"} 500)")) << m;
+  EXPECT_TRUE(Has(m, R"(sluice_source_partition_position{pipeline="recruitment",source="tracking",topic="view_log_eu",partition="2"} 40)")) << m;
+  EXPECT_TRUE(Has(m, R"(sluice_source_partition_lag_records{pipeline="recruitment",source="tracking",topic="view_log_eu",partition="2"} 3)")) << m;
+  EXPECT_EQ(m.find("partition=\"28674\""), std::string::npos) << m;
+}
+
 TEST(MetricsTest, ExportsTheContractNamesWithLabels) {
   const int64_t now = 1'700'000'010'000'000;
   const std::string m = RenderMetrics(Sample(), Info(), Process(), now);

@@ -123,6 +123,24 @@ TEST(StatusJsonTest, RendersSnapshotRatesAndHistory) {
   EXPECT_EQ(double(delay.at(1)), 2.0);
 }
 
+/// A source reading several topics: each partition shows its topic and the topic's partition.
+TEST(StatusJsonTest, PartitionsOfSeveralTopicsCarryTheTopic) {
+  const int64_t now = 1000 * kSecond;
+  PipelineSnapshot s = Running(now);
+  s.partitions = {{(7 << 12) | 2, 10, 5}};
+  s.partitions[0].input = "view_log_eu";
+  s.partitions[0].input_partition = 2;
+  StatusHistory h;
+  StatusInfo info{"p", "src", "events", "0.1.0", kSecond};
+  const std::string text = RenderStatusJson(s, info, h.Samples(), Readiness{true, {}}, now);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(text);
+  simdjson::dom::array parts = doc["partitions"];
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ(std::string_view(parts.at(0)["topic"]), "view_log_eu");
+  EXPECT_EQ(int64_t(parts.at(0)["partition"]), 2);
+}
+
 TEST(JsonBuilderTest, NestsAndSeparates) {
   JsonBuilder j;
   j.BeginObject().Key("a").BeginArray().Int(1).Double(0.5).Null().EndArray();

@@ -4,6 +4,7 @@
 // Without a broker these tests skip loudly; with CI=true they fail.
 
 #include "connectors/kafka/kafka_sink.h"
+#include "connectors/kafka/kafka_ids.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafkacpp.h>
@@ -561,6 +562,44 @@ TEST(KafkaSink, ConsumedOffsetsGoToTheGroupInTheTransaction) {
   std::vector<RdKafka::TopicPartition*> parts = {RdKafka::TopicPartition::create(input, 0)};
   ASSERT_EQ(c->committed(parts, 10000), RdKafka::ERR_NO_ERROR);
   EXPECT_EQ(parts[0]->offset(), 5);
+  RdKafka::TopicPartition::destroy(parts);
+  c->close();
+}
+
+/// Positions that are no partition of consumer_topic (a generation, a topic slot's record, the
+/// partitions of a second topic in its slot) stay out of the group's offsets: sending them made
+/// the transaction fail (no such partition).
+TEST(KafkaSink, ConsumedOffsetsLeaveOutWhatIsNoPartitionOfTheTopic) {
+  REQUIRE_BROKER();
+  const std::string topic = UniqueTopic("offsets-ids");
+  const std::string input = UniqueTopic("offsets-ids-in");
+  const std::string group = UniqueTopic("group");
+  {
+    auto in = OpenSink(input, "seed");
+    ASSERT_TRUE(in);
+  }
+  auto sink = OpenSink(topic, "p", {{"consumer_group", group}, {"consumer_topic", input}});
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->LoadPositions().ok());
+  auto rows = Rows(0, 1);
+  Checkpoint cp;
+  cp.id = 1;
+  cp.rows = &rows;
+  cp.positions = {{"in", 0, 7},
+                  {"in", KafkaPartitionId(5, 0), 3},
+                  {"in", kTopicSlotBase + 5, 12345},
+                  {"in", kGenerationPartitionBase, 1}};
+  Status s = sink->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  conf->set("bootstrap.servers", Brokers(), err);
+  conf->set("group.id", group, err);
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  std::vector<RdKafka::TopicPartition*> parts = {RdKafka::TopicPartition::create(input, 0)};
+  ASSERT_EQ(c->committed(parts, 10000), RdKafka::ERR_NO_ERROR);
+  EXPECT_EQ(parts[0]->offset(), 7);
   RdKafka::TopicPartition::destroy(parts);
   c->close();
 }

@@ -28,8 +28,9 @@ std::string Brokers() {
   return b && *b ? b : "127.0.0.1:9092";
 }
 
-/// Publishes `n` records to `topic` (created by the broker on first use); false without a broker.
-bool Publish(const std::string& topic, int n) {
+/// Publishes `n` records to `topic` (created by the broker on first use), to `partition` or
+/// wherever the producer puts them; false without a broker.
+bool Publish(const std::string& topic, int n, int32_t partition = RdKafka::Topic::PARTITION_UA) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   conf->set("bootstrap.servers", Brokers(), err);
@@ -39,7 +40,7 @@ bool Publish(const std::string& topic, int n) {
   if (!p) return false;
   for (int i = 0; i < n; ++i) {
     std::string v = "{\"i\":" + std::to_string(i) + "}";
-    p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, v.data(), v.size(),
+    p->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY, v.data(), v.size(),
                nullptr, 0, 0, nullptr);
   }
   return p->flush(15000) == RdKafka::ERR_NO_ERROR;
@@ -78,7 +79,7 @@ std::unique_ptr<Member> Join(const std::string& topic, const std::string& group)
   auto m = std::make_unique<Member>();
   KafkaSource::Settings s;
   s.brokers = Brokers();
-  s.topic = topic;
+  s.topics = {topic};
   s.group = group;
   s.client_id = group + "-member";
   m->source = std::make_unique<KafkaSource>(s, DecoderOptions{});
@@ -164,6 +165,137 @@ TEST(KafkaSource, ReadsEveryRecordFromTheBeginning) {
   for (const auto& [partition, offset] : next) total += offset;  // offsets start at 0
   EXPECT_EQ(total, 3);
   m->source->Close();
+}
+
+/// Polls until `want` records arrived or 40 s passed; each record's next offset goes into
+/// `committed` (a sink's positions, for the next assignment) when given. Returns the records as
+/// (id, offset, payload).
+struct Read {
+  int32_t id;
+  int64_t offset;
+  std::string payload;
+};
+std::vector<Read> ReadUntil(KafkaSource* source, size_t want, std::map<int32_t, int64_t>* committed = nullptr) {
+  std::vector<Read> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    RawBatch batch;
+    auto state = source->Poll(&batch, 100, std::chrono::milliseconds(200));
+    EXPECT_TRUE(state.ok()) << state.status().ToString();
+    if (!state.ok()) break;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      out.push_back({batch.record(i).partition, batch.record(i).offset, std::string(batch.payload(i))});
+      if (committed) (*committed)[batch.record(i).partition] = batch.record(i).next_offset;
+    }
+  }
+  return out;
+}
+
+KafkaSource::Settings SettingsFor(std::vector<std::string> topics, const std::string& group) {
+  KafkaSource::Settings s;
+  s.brokers = Brokers();
+  s.topics = std::move(topics);
+  s.group = group;
+  s.client_id = group + "-member";
+  return s;
+}
+
+/// Two topics: the first keeps slot 0, so a position stored when the source read it alone still
+/// applies (it is read from there); the second's ids carry its slot; the slots' topics are
+/// committed with the positions; dead letters and monitoring get the topic's name.
+TEST(KafkaSource, SeveralTopicsKeepTheFirstTopicsPositions) {
+  const std::string a = UniqueName("first"), b = UniqueName("second");
+  if (!Publish(a, 5, 0) || !Publish(b, 3, 0)) {
+    SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  }
+  auto source = std::make_unique<KafkaSource>(SettingsFor({a, b}, UniqueName("group")), DecoderOptions{});
+  SourceContext ctx;
+  // What the one-topic source left in the sink: partition 0 of `a` read up to offset 2.
+  ctx.committed_position = [](int32_t p) { return p == 0 ? std::optional<int64_t>(2) : std::nullopt; };
+  ctx.checkpoint_before_revoke = [](const std::vector<int32_t>&) { return Status::OK(); };
+  ASSERT_TRUE(source->Open(ctx).ok());
+  std::vector<Read> got = ReadUntil(source.get(), 6);
+  const int32_t b0 = KafkaPartitionId(DefaultTopicSlot(b), 0);
+  std::multiset<std::pair<int32_t, int64_t>> ids;
+  for (const Read& r : got) ids.emplace(r.id, r.offset);
+  EXPECT_EQ(ids, (std::multiset<std::pair<int32_t, int64_t>>{{0, 2}, {0, 3}, {0, 4}, {b0, 0}, {b0, 1}, {b0, 2}}));
+  auto name = source->NamePartition(b0);
+  ASSERT_TRUE(name.has_value());
+  EXPECT_EQ(name->input, b);
+  EXPECT_EQ(name->partition, 0);
+  EXPECT_EQ(source->NamePartition(0)->input, a);
+  std::map<int32_t, int64_t> past;
+  for (const auto& [p, v] : source->PositionsPastRecords()) past[p] = v;
+  EXPECT_EQ(past[kTopicSlotBase], Fingerprint64(a));
+  EXPECT_EQ(past[kTopicSlotBase + DefaultTopicSlot(b)], Fingerprint64(b));
+  source->Close();
+}
+
+/// A slot committed for another topic (the list reordered) stops the source at Open instead of
+/// reading one topic from another's positions.
+TEST(KafkaSource, SlotCommittedForAnotherTopicIsRefused) {
+  const std::string a = UniqueName("x"), b = UniqueName("y");
+  REQUIRE_TOPIC(a, 1);
+  REQUIRE_TOPIC(b, 1);
+  auto source = std::make_unique<KafkaSource>(SettingsFor({b, a}, UniqueName("group")), DecoderOptions{});
+  SourceContext ctx;
+  ctx.committed_position = [a](int32_t p) {
+    return p == kTopicSlotBase ? std::optional<int64_t>(Fingerprint64(a)) : std::nullopt;
+  };
+  Status s = source->Open(ctx);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(a), std::string::npos) << s.ToString();
+  source->Close();
+}
+
+/// A pattern over a sink holding a one-topic source's positions needs legacy_topic.
+TEST(KafkaSource, PatternOverLegacyPositionsNeedsTheLegacyTopic) {
+  const std::string a = UniqueName("legacy");
+  REQUIRE_TOPIC(a, 1);
+  KafkaSource::Settings s = SettingsFor({}, UniqueName("group"));
+  s.pattern = "^" + a;
+  SourceContext ctx;
+  ctx.committed_position = [](int32_t) { return std::optional<int64_t>(); };
+  ctx.committed_positions = [] { return std::map<int32_t, int64_t>{{0, 1}}; };
+  auto without = std::make_unique<KafkaSource>(s, DecoderOptions{});
+  Status refused = without->Open(ctx);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument) << refused.ToString();
+  EXPECT_NE(refused.message().find("legacy_topic"), std::string::npos) << refused.ToString();
+  without->Close();
+  s.legacy_topic = a;
+  auto with = std::make_unique<KafkaSource>(s, DecoderOptions{});
+  EXPECT_TRUE(with->Open(ctx).ok());
+  with->Close();
+}
+
+/// A pattern subscription reads a topic created while it runs, under that topic's slot.
+TEST(KafkaSource, PatternReadsATopicCreatedMidRun) {
+  const std::string prefix = UniqueName("pat");
+  const std::string a = prefix + ".a", b = prefix + ".b";
+  if (!Publish(a, 2, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  KafkaSource::Settings s = SettingsFor({}, UniqueName("group"));
+  s.pattern = "^" + prefix + "\\..*";
+  s.properties["topic.metadata.refresh.interval.ms"] = "1000";
+  auto source = std::make_unique<KafkaSource>(s, DecoderOptions{});
+  // The sink: what was read is committed, so the rebalance that brings the new topic does not
+  // make the first one be read again.
+  std::map<int32_t, int64_t> committed;
+  SourceContext ctx;
+  ctx.committed_position = [&committed](int32_t p) {
+    auto it = committed.find(p);
+    return it == committed.end() ? std::nullopt : std::optional<int64_t>(it->second);
+  };
+  ctx.checkpoint_before_revoke = [](const std::vector<int32_t>&) { return Status::OK(); };
+  ASSERT_TRUE(source->Open(ctx).ok());
+  std::vector<Read> first = ReadUntil(source.get(), 2, &committed);
+  ASSERT_EQ(first.size(), 2u);
+  for (const Read& r : first) EXPECT_EQ(r.id, KafkaPartitionId(DefaultTopicSlot(a), 0));
+  ASSERT_TRUE(Publish(b, 3, 0));
+  std::vector<Read> second = ReadUntil(source.get(), 3, &committed);
+  ASSERT_EQ(second.size(), 3u) << "the new topic was not read within 40 s";
+  for (const Read& r : second) EXPECT_EQ(r.id, KafkaPartitionId(DefaultTopicSlot(b), 0));
+  EXPECT_EQ(source->NamePartition(second.front().id)->input, b);
+  source->Close();
 }
 
 }  // namespace
