@@ -189,7 +189,7 @@ class Bench:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             start = time.monotonic()
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err, env=env)
-            peak = PeakRss(proc.pid)
+            peak = PeakRss(proc.pid, name=os.path.basename(cmd[0]))
             deadline = start + timeout
             while True:
                 peak.sample()
