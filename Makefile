@@ -58,7 +58,7 @@ asan: deps services
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
-# ThreadSanitizer: the tests that run threads (workers and the checkpoint coordinator, holds and
+# ThreadSanitizer: the tests that run threads (workers, the checkpoint coordinator and its committer, holds and
 # dimension refresh, the HTTP server (slow clients too) and source, bounded shutdown, waiting for
 # the sink on an assignment; TSAN_GTEST), the Python tests that drive the
 # binary with them (TSAN_CTEST), and Kafka scale-out: two processes in one group, rebalancing
@@ -66,7 +66,7 @@ asan: deps services
 # restart_recruitment and viewlog are left out: their run bounds (60 s, 90 s) are too tight
 # under TSan at -O0 (they time out, with no report).
 # tests/tsan/tsan.supp says why each suppression is there.
-TSAN_GTEST ?= RunnerTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:GuardedServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*:ShutdownTest.*:AssignmentTest.*
+TSAN_GTEST ?= RunnerTest.*:PipelinedCommitTest.*:WindowRunTest.*:HoldTest.*:CsvDimensionRefreshTest.*:DimensionTableTest.*:HttpServerTest.*:GuardedServerTest.*:HttpSourceLive.*:HttpSourceMetrics.*:FakeApi.*:DeadLetterFileTest.*:ShutdownTest.*:AssignmentTest.*
 TSAN_CTEST ?= ^(golden_recruitment|cli|http_source|http_endpoints)$$
 TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=4"
 tsan: deps services
@@ -117,7 +117,7 @@ BENCH_BUILD_DIR ?= build-bench
 bench: deps
 	@scripts/services.sh up || echo "make bench: Kafka/MariaDB not started; the runs that need them are skipped"
 	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_micro sluice_bench_fresh
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_micro sluice_bench_fresh sluice_bench_limits
 	.venv/bin/python bench/run.py --build-dir $(BENCH_BUILD_DIR)
 
 # sluice and Spark Structured Streaming side by side on the recruitment job (bench/spark/,

@@ -163,7 +163,7 @@ class Bench:
         self.args = args
         self.quick = args.quick
         self.build = os.path.abspath(args.build_dir)
-        self.sluice = os.path.join(self.build, "sluice")
+        self.sluice = os.path.abspath(args.sluice) if args.sluice else os.path.join(self.build, "sluice")
         self.fresh_tool = os.path.join(self.build, "sluice_bench_fresh")
         self.work = os.path.join(self.build, "bench-work")
         self.stamp = time.strftime("%Y%m%d%H%M%S")
@@ -189,7 +189,7 @@ class Bench:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             start = time.monotonic()
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err, env=env)
-            peak = PeakRss(proc.pid)
+            peak = PeakRss(proc.pid, name=os.path.basename(cmd[0]))
             deadline = start + timeout
             while True:
                 peak.sample()
@@ -321,6 +321,45 @@ class Bench:
                                   "recruitment json")
         self.record("recruitment_json_file", "file (NDJSON)", "sqlite", n, wall, u, s, rss, check)
 
+    def run_limits(self):
+        """The limits of this machine on the recruitment_json_file input: a bare simdjson loop
+        reading the pipeline's 8 fields (the reference), sluice's own decoder alone (parse
+        limit), and the whole run with its sink discarded (engine limit); see
+        bench/tools/limits.cc. Each a process measured like `sluice run`."""
+        tool = os.path.join(self.build, "sluice_bench_limits")
+        if not os.path.exists(tool):
+            raise Skipped("%s not built" % os.path.relpath(tool, REPO))
+        src = self.recruitment_json()
+        n = count_lines(src)
+        pipeline = os.path.join(REPO, "examples", "recruitment.toml")
+        expected = self.expected_recruitment(src, os.path.basename(src))
+        import sqlite3
+        con = sqlite3.connect(expected)
+        counted = con.execute("SELECT SUM(clicks + conversion + qualified_application + "
+                              "disqualified_application) FROM events").fetchone()[0]
+        con.close()
+        runs = (("simdjson", "recruitment_limit_simdjson", "none (bare simdjson loop, 8 fields)"),
+                ("parse", "recruitment_limit_parse", "none (sluice decoder only)"),
+                ("engine", "recruitment_limit_engine", "none (whole run, commits discarded)"))
+        for mode, name, sink in runs:
+            self.warm(src)
+            wall, u, s, rss, out = self.measure([tool, mode, pipeline, src])
+            got = json.loads(out.strip().splitlines()[-1])
+            if got["records"] != n:
+                raise WrongResult("%s: %d records read, the file has %d" % (name, got["records"], n))
+            if got["failed"]:
+                raise WrongResult("%s: %d records failed to parse" % (name, got["failed"]))
+            check = "%d records read" % n
+            if mode == "engine":
+                # Every record that reaches the aggregate adds 1 to exactly one of the four
+                # counters the recomputation sums.
+                if got["aggregated"] != counted:
+                    raise WrongResult("%s: %d records aggregated, the recomputation counts %d" %
+                                      (name, got["aggregated"], counted))
+                check = "aggregated == recompute_recruitment (%d)" % counted
+            self.record(name, "file (NDJSON)", sink, n, wall, u, s, rss, check,
+                        note="loop CPU %.3f s" % got["loop_cpu_s"])
+
     def run_recruitment_csv(self):
         src, n = self.recruitment_csv()
         db = os.path.join(self.work, "out-recruitment-csv.db")
@@ -405,19 +444,19 @@ class Bench:
 
     # ---------------------------------------------------------------- Kafka
     def kafka_topic(self, name, partitions):
-        topic = "bench_%s_%s" % (name, self.stamp)
+        topic = "%s_%s_%s" % (self.args.prefix, name, self.stamp)
         sh([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--create", "--topic", topic,
             "--partitions", str(partitions), "--replication-factor", "1"], timeout=120)
         self.topics.append(topic)
         return topic
 
     def delete_topics(self):
-        """Deletes this run's topics (bench_*_<stamp>): the freshness ones hold GBs."""
+        """Deletes this run's topics (<prefix>_*_<stamp>): the freshness ones hold GBs."""
         if not self.topics:
             return
         try:
             sh([os.path.join(REPO, "scripts", "kafka-topics.sh"), "--delete", "--topic",
-                "bench_.*_%s" % self.stamp], timeout=120)
+                "%s_.*_%s" % (self.args.prefix, self.stamp)], timeout=120)
         except (RuntimeError, subprocess.SubprocessError, OSError) as e:
             log("could not delete the topics bench_*_%s: %s" % (self.stamp, e))
 
@@ -452,7 +491,7 @@ class Bench:
                     s, rss, self.check_ysb(db, src, "ysb kafka"))
 
     def mysql_database(self, name):
-        db = "bench_%s" % name
+        db = "%s_%s" % (self.args.prefix, name)
         mysql("DROP DATABASE IF EXISTS `%s`; CREATE DATABASE `%s`;" % (db, db))
         return db
 
@@ -616,10 +655,10 @@ class Bench:
         self.need_mysql()
         duration = FRESH_DURATION[1 if self.quick else 0]
         intervals = self.args.fresh_intervals.split(",")
-        clean = self.clean_recruitment(max(FRESH_RATES) * duration)
+        clean = self.clean_recruitment(max(int(r) for r in self.args.fresh_rates.split(",")) * duration)
         for interval in intervals:
             pipeline = self.pipeline_with_interval(interval)
-            for rate in FRESH_RATES:
+            for rate in [int(r) for r in self.args.fresh_rates.split(",")]:
                 label = "fresh_%dk_%s" % (rate // 1000, interval)
                 topic = self.kafka_topic("fresh_%d_%s" % (rate, interval), 1)
                 database = self.mysql_database("fresh")
@@ -627,7 +666,7 @@ class Bench:
                 cmd = [self.sluice, "run", pipeline, "--var", "TRACKING=kafka://%s/%s" % (BROKER, topic),
                        "--var", "JOBS=" + JOBS, "--var", "SINK=mysql://root@%s/%s" % (MYSQL, database),
                        "--var", "DLQ=" + os.path.join(self.work, label + ".dlq"),
-                       "--http", "127.0.0.1:%d" % port]
+                       "--http", "127.0.0.1:%d" % port] + self.args.sluice_arg
                 err = open(os.path.join(self.work, label + ".stderr"), "w")
                 start = time.monotonic()
                 proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
@@ -701,6 +740,7 @@ class Bench:
             desc["cpu_model"], desc["cores"], desc["ram_gib"], desc["os"], desc["kernel"],
             desc["git_commit"][:10], " (dirty)" if desc["git_dirty"] else ""))
         steps = [("micro", self.run_micro), ("recruitment_json", self.run_recruitment_json),
+                 ("recruitment_limits", self.run_limits),
                  ("recruitment_csv", self.run_recruitment_csv), ("viewlog", self.run_viewlog),
                  ("ysb_generator", self.run_ysb_generator), ("ysb_file", self.run_ysb_file),
                  ("ysb_kafka", self.run_ysb_kafka), ("recruitment_kafka", self.run_recruitment_kafka),
@@ -764,6 +804,15 @@ def main():
     ap.add_argument("--fresh-intervals", default=None,
                     help="checkpoint intervals for the freshness runs (default 1s,200ms; quick 200ms)")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--sluice", default=None,
+                    help="the sluice binary to measure (default: BUILD_DIR/sluice), e.g. an older build")
+    ap.add_argument("--prefix", default="bench",
+                    help="prefix of the Kafka topics and MariaDB databases used (default bench)")
+    ap.add_argument("--fresh-rates", default=",".join(str(r) for r in FRESH_RATES),
+                    help="offered rates of the freshness runs, events/s (default 10000,100000)")
+    ap.add_argument("--sluice-arg", action="append", default=[],
+                    help="an extra argument for sluice in the freshness runs (repeatable), "
+                         "e.g. --sluice-arg=--log-level --sluice-arg=debug")
     args = ap.parse_args()
     if args.fresh_intervals is None:
         args.fresh_intervals = "200ms" if args.quick else "1s,200ms"

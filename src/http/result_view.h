@@ -30,7 +30,7 @@ struct ResultQuery {
 /// those states, so they equal a GROUP BY over the sink's rows of the same windows. Without an
 /// aggregate it keeps the last `max_rows` rows.
 ///
-/// Thread-safety: OnCommit (coordinator thread) and RenderJson (HTTP threads) may run
+/// Thread-safety: OnCommit (the thread that commits) and RenderJson (HTTP threads) may run
 /// concurrently; both take one mutex briefly.
 class ResultView {
  public:

@@ -169,6 +169,8 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
 }
 
 Runner::~Runner() {
+  // A commit still in flight (Run() returned early) uses the sink and tells the workers.
+  if (commit_.valid()) commit_.wait();
   std::lock_guard<std::mutex> topology(topology_mu_);
   for (auto& w : workers_) w->RequestStop();
   workers_.clear();
@@ -319,7 +321,18 @@ Status Runner::Run() {
     return started;
   }
   const auto interval = std::chrono::microseconds(config_.checkpoint_interval_micros);
-  auto next = std::chrono::steady_clock::now() + interval;
+  // next_commit: the earliest start of the next commit (checkpoint_interval after the previous
+  // one started); next_collect: when a commit in flight gets the next checkpoint collected.
+  auto next_commit = std::chrono::steady_clock::now() + interval;
+  auto next_collect = next_commit;
+  // A commit that failed for good (or was abandoned) ends the run as it did inline.
+  auto fail = [this](Status s) {
+    if (abandoned_.load()) return s;
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    failing_ = true;
+    epoch_cv_.notify_all();
+    return s;
+  };
   Status failure;
   while (true) {
     bool all_finished = true;
@@ -350,27 +363,43 @@ Status Runner::Run() {
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.state = "draining";
     }
-    bool urgent;
+    if (commit_.valid() && commit_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      Status s = commit_.get();
+      if (!s.ok()) return fail(s);
+    }
+    bool urgent, uncollected;
     {
       std::lock_guard<std::mutex> lock(epoch_mu_);
       urgent = requested_epoch_ > committed_epoch_;
+      uncollected = requested_epoch_ > epoch_;
     }
-    if (urgent || std::chrono::steady_clock::now() >= next) {
-      Status s = Checkpoint(false);
-      if (!s.ok()) {
-        if (abandoned_.load()) return s;
-        std::lock_guard<std::mutex> lock(epoch_mu_);
-        failing_ = true;
-        epoch_cv_.notify_all();
-        return s;
+    const auto now = std::chrono::steady_clock::now();
+    if (!commit_.valid()) {
+      if (urgent || now >= next_commit) {
+        Status s = CollectPending();
+        if (s.ok()) s = StartCommit();
+        if (!s.ok()) return fail(s);
+        next_commit = now + interval;
+        next_collect = next_commit;
       }
-      next = std::chrono::steady_clock::now() + interval;
+    } else if (uncollected || (!collected_while_committing_ && now >= next_collect)) {
+      // The previous checkpoint is still committing: collect and merge the next one meanwhile
+      // (once, unless a worker asks for a checkpoint: beyond that the workers hold their state,
+      // and a sink that stays down pauses them through max_pending).
+      Status s = CollectPending();
+      if (!s.ok()) return fail(s);
+      collected_while_committing_ = true;
+      collections_while_committing_.fetch_add(1);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (commit_.valid()) {
+      commit_.wait_for(std::chrono::milliseconds(20));  // returns as soon as the commit ends
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   for (auto& w : workers_) w->RequestStop();
   if (refresher_) refresher_->Stop();
-  Status s = Checkpoint(true);
+  Status s = FinalCheckpoint();
   {
     std::lock_guard<std::mutex> lock(epoch_mu_);
     failing_ = true;  // nothing waits for later checkpoints
@@ -624,10 +653,30 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
   }
   if (!parts.empty() && plan_->aggregate) {
     work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
-    // A fixed order makes concurrent writers lock rows in the same order.
-    std::sort(work->deltas.begin(), work->deltas.end(), DeltaLess);
   }
   return Status::OK();
+}
+
+void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
+  into->epoch = later.epoch;
+  // Positions only grow; a partition revoked earlier keeps its last position.
+  for (auto& [key, offset] : later.positions) into->positions[key] = offset;
+  if (into->deltas.empty()) {
+    into->deltas = std::move(later.deltas);
+  } else if (!later.deltas.empty()) {
+    std::vector<std::vector<DeltaRow>> parts;
+    parts.push_back(std::move(into->deltas));
+    parts.push_back(std::move(later.deltas));
+    into->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+  }
+  for (auto& r : later.rows) into->rows.push_back(std::move(r));
+  for (auto& d : later.letters) into->letters.push_back(std::move(d));
+  for (int32_t p : later.revoked) into->revoked.push_back(p);
+  into->held_changed = into->held_changed || later.held_changed;
+  into->state_changed = into->state_changed || later.state_changed;
+  // The state is the engine's as of the later collection, which includes the earlier one.
+  into->state = std::move(later.state);
+  into->event_times = std::move(later.event_times);
 }
 
 void Runner::AdvanceEventTime(CheckpointWork* work) {
@@ -659,26 +708,26 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
   stats_.open_windows = open_ ? static_cast<int64_t>(open_->size()) : 0;
 }
 
-void Runner::MarkCommitted(const std::vector<int32_t>& revoked) {
-  for (int32_t p : revoked) {
-    positions_.erase({config_.source.name, p});
+void Runner::MarkCommitted(const CheckpointWork& work) {
+  // (positions_ forgot the revoked partitions when the work was collected.)
+  for (int32_t p : work.revoked) {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
     committed_.erase({config_.source.name, p});
   }
   std::lock_guard<std::mutex> lock(epoch_mu_);
-  committed_epoch_ = epoch_;
+  committed_epoch_ = std::max(committed_epoch_, work.epoch);
   epoch_cv_.notify_all();
 }
 
 ::sluice::Checkpoint Runner::MakeSinkCheckpoint(CheckpointWork* work, bool final,
                                                 int64_t dead_letter_length) {
   ::sluice::Checkpoint cp;
-  cp.id = epoch_;
+  cp.id = work->epoch;
   cp.deltas = &work->deltas;
   cp.rows = &work->rows;
   cp.state = needs_state_ ? &work->state : nullptr;
   cp.final = final;
-  for (const auto& [key, offset] : positions_) cp.positions.push_back({key.first, key.second, offset});
+  for (const auto& [key, offset] : work->positions) cp.positions.push_back({key.first, key.second, offset});
   if (dead_letters_) {
     cp.positions.push_back({dead_letter_key_, 0, dead_letter_length});
   } else {
@@ -725,7 +774,7 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
     if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal) {
       return s.WithContext("checkpoint");
     }
-    spdlog::warn("checkpoint {} failed: {}; retrying in {} ms", epoch_, s.ToString(), backoff_ms);
+    spdlog::warn("checkpoint {} failed: {}; retrying in {} ms", work->epoch, s.ToString(), backoff_ms);
     // Sleep in slices: a stop's shutdown_timeout may run out meanwhile.
     const int64_t wake = SteadyClockMicros() + backoff_ms * 1000;
     while (SteadyClockMicros() < wake && !DrainExpired()) {
@@ -738,7 +787,7 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
 void Runner::PublishCommitted(const CheckpointWork& work) {
   {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
-    committed_ = positions_;
+    committed_ = work.positions;
   }
   if (needs_state_) {
     // Before MarkCommitted(): a worker that gave up partitions waits for it, and their next
@@ -749,7 +798,7 @@ void Runner::PublishCommitted(const CheckpointWork& work) {
       if (!inserted) it->second = std::max(it->second, t);
     }
   }
-  MarkCommitted(work.revoked);
+  MarkCommitted(work);
   std::map<int32_t, int64_t> by_partition;
   for (const auto& [key, offset] : committed_) by_partition[key.second] = offset;
   for (auto& w : workers_) w->NotifyCommitted(by_partition);
@@ -774,15 +823,32 @@ void Runner::RecordCheckpointStats(const CheckpointWork& work, int64_t sink_reje
   stats_.sink_healthy = true;
 }
 
-Status Runner::Checkpoint(bool final) {
+Status Runner::CollectPending() {
   RequestHandoffs();
   CheckpointWork work;
+  work.epoch = epoch_;
   RETURN_IF_ERROR(CollectHandoffs(&work));
+  // The revoked partitions' last positions go with this checkpoint, and with no later one:
+  // another process may own them by then.
+  work.positions = positions_;
+  for (int32_t p : work.revoked) positions_.erase({config_.source.name, p});
   if (needs_state_) AdvanceEventTime(&work);
-  // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
-  if (work.deltas.empty() && work.rows.empty() && work.letters.empty() && positions_ == committed_ &&
-      !work.state_changed && !final) {
-    MarkCommitted(work.revoked);
+  if (!pending_) {
+    pending_ = std::make_unique<CheckpointWork>(std::move(work));
+  } else {
+    Absorb(pending_.get(), std::move(work));
+  }
+  return Status::OK();
+}
+
+Status Runner::StartCommit() {
+  std::unique_ptr<CheckpointWork> work = std::move(pending_);
+  collected_while_committing_ = false;
+  if (!work) return Status::OK();
+  // Nothing new since the last commit (no commit is in flight, so committed_ is current).
+  if (work->deltas.empty() && work->rows.empty() && work->letters.empty() &&
+      work->positions == committed_ && !work->state_changed) {
+    MarkCommitted(*work);
     return Status::OK();
   }
   if (positions_uncertain_.load()) {
@@ -792,17 +858,45 @@ Status Runner::Checkpoint(bool final) {
                            "checkpoint is not committed (the next run goes on from the sink's "
                            "positions)");
   }
+  commit_ = std::async(std::launch::async, [this, w = std::move(work)]() mutable {
+    return CommitWork(w.get(), /*final=*/false);
+  });
+  return Status::OK();
+}
+
+Status Runner::WaitForCommit() {
+  if (!commit_.valid()) return Status::OK();
+  return commit_.get();
+}
+
+Status Runner::FinalCheckpoint() {
+  RETURN_IF_ERROR(WaitForCommit());
+  RETURN_IF_ERROR(CollectPending());
+  std::unique_ptr<CheckpointWork> work = std::move(pending_);
+  // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
+  if (positions_uncertain_.load()) {
+    return Status::Aborted("a partition was assigned while the sink could not be read; this "
+                           "checkpoint is not committed (the next run goes on from the sink's "
+                           "positions)");
+  }
+  RETURN_IF_ERROR(CommitWork(work.get(), /*final=*/true));
+  spdlog::debug("final checkpoint {} committed", work->epoch);
+  return Status::OK();
+}
+
+Status Runner::CommitWork(CheckpointWork* work, bool final) {
+  // A fixed order makes concurrent writers lock rows in the same order.
+  std::sort(work->deltas.begin(), work->deltas.end(), DeltaLess);
   const auto started = std::chrono::steady_clock::now();
   int64_t sink_rejected_total = 0;
-  RETURN_IF_ERROR(CommitWithRetries(&work, final, &sink_rejected_total));
-  PublishCommitted(work);
-  UpdateStoredDeadLetters(!work.letters.empty(), final);
-  if (commit_observer_) commit_observer_(work.deltas, work.rows);
+  RETURN_IF_ERROR(CommitWithRetries(work, final, &sink_rejected_total));
+  PublishCommitted(*work);
+  UpdateStoredDeadLetters(!work->letters.empty(), final);
+  if (commit_observer_) commit_observer_(work->deltas, work->rows);
   const int64_t duration = std::chrono::duration_cast<std::chrono::microseconds>(
                                std::chrono::steady_clock::now() - started)
                                .count();
-  RecordCheckpointStats(work, sink_rejected_total, duration);
-  if (final) spdlog::debug("final checkpoint {} committed", epoch_);
+  RecordCheckpointStats(*work, sink_rejected_total, duration);
   return Status::OK();
 }
 

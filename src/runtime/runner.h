@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,7 +38,11 @@ struct RunOptions {
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
-/// their deltas and positions and commits them to the sink in one transaction.
+/// their deltas and positions and commits them to the sink in one transaction. Commits are
+/// pipelined: while checkpoint N commits (on a committer thread), N+1 is collected and merged;
+/// N+1 commits as soon as N is done (not earlier than checkpoint_interval after N started),
+/// so commits run back to back when they take longer than the interval. One commit at a time,
+/// in checkpoint order; a failed one is retried before any later one.
 ///
 /// Thread-safety: Run() blocks on the calling thread. RequestStop() and Snapshot() may be called
 /// from any thread while Run() is in progress.
@@ -75,13 +80,18 @@ class Runner : public CheckpointRequester {
   /// Says where dead letters go: the file's path, or the sink's store.
   std::string dead_letter_location() const;
 
-  /// Called on the coordinator thread after each successful commit with what it wrote (merged
+  /// Called on the thread that committed (the committer thread; Run()'s for the final
+  /// checkpoint), one call at a time in commit order, after each successful commit with what it wrote (merged
   /// deltas in update mode, finished rows in append mode or without an aggregate). For live
   /// views such as the dashboard; must be quick and must not call back into the runner. Set it
   /// before Run().
   using CommitObserver =
       std::function<void(const std::vector<DeltaRow>& deltas, const std::vector<std::vector<Value>>& rows)>;
   void SetCommitObserver(CommitObserver observer) { commit_observer_ = std::move(observer); }
+
+  /// How many times a checkpoint was collected while the previous one was still committing
+  /// (pipelined commits). Thread-safe.
+  int64_t collections_while_committing() const { return collections_while_committing_.load(); }
 
   int64_t RequestCheckpoint() override;
   Status WaitCommitted(int64_t epoch) override;
@@ -90,15 +100,35 @@ class Runner : public CheckpointRequester {
   Runner(PipelineConfig config, RunOptions options)
       : config_(std::move(config)), options_(options) {}
   Status Start();
-  /// Collects every worker's handoff and commits it; retries the commit until it succeeds or
-  /// a stop is forced. Returns the commit status.
-  Status Checkpoint(bool final);
 
-  // The steps of Checkpoint(), in order.
+  // Checkpoints are pipelined: one commit at a time runs on a committer thread (commit_), in
+  // checkpoint order, while the coordinator collects and merges the next checkpoint into
+  // pending_. A commit starts when the previous one is done and at least checkpoint_interval
+  // after the previous one started (or at once for a requested checkpoint); while a commit
+  // runs, the coordinator collects once more, checkpoint_interval after it started, and tops
+  // the pending checkpoint up when the commit ends. A commit that fails is retried (on the
+  // committer thread) before any later one starts.
+
+  /// The final checkpoint: waits for the commit in flight, collects the rest and commits it on
+  /// the calling thread. Returns the commit status.
+  Status FinalCheckpoint();
+  /// Collects a checkpoint into pending_ (merged with what it already holds).
+  Status CollectPending();
+  /// Starts committing pending_ on the committer thread (commit_), or marks it committed at
+  /// once when it holds nothing new. No commit may be in flight.
+  Status StartCommit();
+  /// Waits for the commit in flight, if any, and returns its status.
+  Status WaitForCommit();
+
+  // The steps of a checkpoint, in order.
 
   /// What the workers handed over for one checkpoint, and what the coordinator made of it.
   struct CheckpointWork {
-    std::vector<DeltaRow> deltas;  ///< merged and sorted (update mode)
+    int64_t epoch = 0;  ///< the last epoch collected into it (what its commit completes)
+    /// The positions to commit: every position handed over up to `epoch`, the revoked
+    /// partitions' last ones included.
+    std::map<std::pair<std::string, int32_t>, int64_t> positions;
+    std::vector<DeltaRow> deltas;  ///< merged (update mode); sorted before the commit
     std::vector<std::vector<Value>> rows;
     std::vector<DeadLetter> letters;
     std::vector<int32_t> revoked;  ///< partitions workers gave up since the last checkpoint
@@ -112,6 +142,12 @@ class Runner : public CheckpointRequester {
   /// Takes every worker's handoff into `work` and the latest positions into positions_; merges
   /// the deltas. Gives up (Abandon) when a worker does not hand over before the drain expires.
   Status CollectHandoffs(CheckpointWork* work);
+  /// Adds `later` (collected after `into`) to `into`: deltas merged, rows and letters appended,
+  /// positions and state from the later one.
+  void Absorb(CheckpointWork* into, CheckpointWork&& later) const;
+  /// Commits `work` (committer thread, or the caller's for the final checkpoint): dead letters,
+  /// the sink transaction with retries, then what follows a commit.
+  Status CommitWork(CheckpointWork* work, bool final);
   /// Folds worker `i`'s event-time report of handoff `h` into the pipeline's clock.
   void ReportEventTime(size_t i, const Handoff& h);
   /// With state (needs_state_): closes the windows the watermark allows (their rows join
@@ -126,11 +162,18 @@ class Runner : public CheckpointRequester {
   /// After a commit: records what is committed (positions, event times), wakes the waiters
   /// and tells the workers.
   void PublishCommitted(const CheckpointWork& work);
-  /// Forgets the revoked partitions' positions and wakes whoever waits for this epoch.
-  void MarkCommitted(const std::vector<int32_t>& revoked);
+  /// Forgets the revoked partitions' committed positions and wakes whoever waits for the
+  /// work's epoch.
+  void MarkCommitted(const CheckpointWork& work);
   /// Adds a committed checkpoint to the run's statistics.
   void RecordCheckpointStats(const CheckpointWork& work, int64_t sink_rejected_total,
                              int64_t duration_micros);
+  /// The checkpoint being collected while a commit runs (null: none).
+  std::unique_ptr<CheckpointWork> pending_;  // coordinator thread
+  /// The commit in flight on the committer thread (valid() while one is).
+  std::future<Status> commit_;  // coordinator thread
+  bool collected_while_committing_ = false;  ///< pending_ got a collection during commit_
+  std::atomic<int64_t> collections_while_committing_{0};
   /// Loads the event-time state of the last run from the sink (append mode, lateness).
   Status RestoreWindowState();
   /// Folds the workers' per-partition event-time reports into the pipeline's clock, closes the

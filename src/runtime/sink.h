@@ -69,9 +69,9 @@ struct SinkContext {
 ///
 /// Threads (as the Runner calls it):
 /// - Check() comes from the thread that makes the runner (Runner::Make, `sluice validate` too).
-/// - Open, LoadState, Commit, RowsRejected and LastCommitRowCounts come from the checkpoint
-///   coordinator's thread (the one in Runner::Run); Close from the thread that destroys the
-///   runner, once Run() returned and its workers stopped.
+/// - Open and LoadState: the coordinator's thread (Runner::Run). Commit, RowsRejected and
+///   LastCommitRowCounts: the thread that commits (one commit at a time, in checkpoint order).
+///   Close: the thread that destroys the runner, once Run() returned and no commit runs.
 /// - LoadPositions() comes from the coordinator at start, and from worker threads: when a
 ///   rebalance hands a worker new partitions, and while a worker checks whether every partition
 ///   has caught up (--until-caught-up).
