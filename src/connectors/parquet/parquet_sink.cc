@@ -15,6 +15,8 @@
 #include <optional>
 #include <filesystem>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "core/time.h"
 #include "connectors/parquet/parquet_file.h"
@@ -439,7 +441,9 @@ Status ParquetSink::SetContext(const SinkContext& ctx) {
   positions_.clear();
   engine_state_.clear();
   buffer_.clear();
+  buffer_dirs_.clear();
   buffer_encoded_.clear();
+  buffer_ends_.clear();
   roll_failed_ = false;
   carried_ = false;
   draining_checkpoint_.reset();
@@ -496,10 +500,23 @@ Status ParquetSink::ReadState() {
   engine_state_ = std::move(state->engine_state);
   carried_ = state->carried;
   BinaryWriter w;
-  for (const auto& row : state->rows) w.PutRow(row);
+  for (const auto& row : state->rows) {
+    w.PutRow(row);
+    buffer_ends_.push_back(w.data().size());
+    buffer_dirs_.push_back(PartitionDir(row));
+  }
   buffer_encoded_ = w.Take();
   buffer_ = std::move(state->rows);
   return Status::OK();
+}
+
+std::string ParquetSink::PartitionDir(const std::vector<Value>& row) const {
+  std::string rel;
+  for (size_t slot : partition_slots_) {
+    if (!rel.empty()) rel += '/';
+    rel += HivePartitionSegment(ctx_.output.field(slot).name, row[slot]);
+  }
+  return rel;
 }
 
 Status ParquetSink::RemoveOrphans() {
@@ -573,16 +590,12 @@ Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& p
   // Group rows by partition directory, the directories in the order of their oldest buffered
   // row: rows carried by the cap go first, so no directory waits longer than
   // (directories ahead of it) / max_files_per_checkpoint checkpoints.
-  std::map<std::string, size_t> group_of;
-  std::vector<std::pair<std::string, std::vector<size_t>>> groups;
+  // (The directories were worked out once, when the rows were buffered: buffer_dirs_.)
+  std::unordered_map<std::string_view, size_t> group_of;
+  std::vector<std::pair<std::string_view, std::vector<size_t>>> groups;
   for (size_t i = 0; i < buffer_.size(); ++i) {
-    std::string rel;
-    for (size_t slot : partition_slots_) {
-      if (!rel.empty()) rel += '/';
-      rel += HivePartitionSegment(ctx_.output.field(slot).name, buffer_[i][slot]);
-    }
-    auto [it, inserted] = group_of.try_emplace(rel, groups.size());
-    if (inserted) groups.emplace_back(rel, std::vector<size_t>());
+    auto [it, inserted] = group_of.try_emplace(buffer_dirs_[i], groups.size());
+    if (inserted) groups.emplace_back(buffer_dirs_[i], std::vector<size_t>());
     groups[it->second].second.push_back(i);
   }
   written->assign(buffer_.size(), false);
@@ -590,7 +603,8 @@ Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& p
       std::min(groups.size(), static_cast<size_t>(settings_.max_files_per_checkpoint));
   for (size_t g = 0; g < count; ++g) {
     const auto& [rel, indexes] = groups[g];
-    const fs::path dir = rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / rel;
+    const fs::path dir =
+        rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / fs::path(rel);
     RETURN_IF_ERROR(CreateDirectories(dir, !kSyncWholeFileSystem));
     const std::string hash = PartFileHash(ctx_.pipeline, rel, positions);
     const std::string tmp = (dir / PartTempFileName(ctx_.pipeline, seq, hash)).string();
@@ -796,9 +810,11 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
   const size_t old_size = buffer_.size();
   auto rollback = [&](Status s) {
     buffer_.resize(old_size);
+    buffer_dirs_.resize(old_size);
     return s;
   };
   BinaryWriter added;
+  std::vector<size_t> added_ends;
   std::vector<RejectedItem> rejected;
   if (cp.rows) {
     for (size_t i = 0; i < cp.rows->size(); ++i) {
@@ -810,7 +826,9 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
         continue;
       }
       buffer_.push_back(row);
+      buffer_dirs_.push_back(PartitionDir(row));
       added.PutRow(row);
+      added_ends.push_back(added.data().size());
     }
   }
   // Refused rows are dead-lettered with the others, in the same dead-letter file.
@@ -828,7 +846,7 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
   const bool roll = !buffer_.empty() &&
                     (cp.final || carried_ || static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
                      now - last_roll_micros_ >= settings_.roll_interval_micros);
-  Status s = CommitStep(cp, roll, refused, added.data(), now);
+  Status s = CommitStep(cp, roll, refused, added.data(), added_ends, now);
   if (!s.ok()) return rollback(s);
   rows_rejected_ += static_cast<int64_t>(rejected.size());
   return cp.final ? Drain(cp) : Status::OK();
@@ -839,7 +857,7 @@ Status ParquetSink::Drain(const Checkpoint& cp) {
   // positions and engine state, each at most max_files_per_checkpoint files: a process killed
   // meanwhile restarts from the last of them, with fewer rows left.
   while (!buffer_.empty()) {
-    Status s = CommitStep(cp, /*roll=*/true, {}, "", clock_());
+    Status s = CommitStep(cp, /*roll=*/true, {}, "", {}, clock_());
     if (!s.ok()) {
       draining_checkpoint_ = cp.id;
       return s.WithContext("parquet sink: writing the rows left by the final checkpoint");
@@ -851,7 +869,7 @@ Status ParquetSink::Drain(const Checkpoint& cp) {
 
 Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
                                const std::vector<DeadLetter>& refused, const std::string& added,
-                               int64_t now) {
+                               const std::vector<size_t>& added_ends, int64_t now) {
   const int64_t started = SteadyClockMicros();
   int64_t seq = seq_;
   std::vector<bool> written;
@@ -886,19 +904,24 @@ Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
   const std::string& engine_state = cp.state ? *cp.state : engine_state_;
   // The rows not written stay buffered: the state file that moves the positions past their
   // records holds them, so they are committed with the positions (README "Exactly once").
-  std::string encoded_rows;
-  int64_t row_count = 0;
+  // The encoding of every buffered row is buffer_encoded_ + added, row i ending at ends[i]; the
+  // rows kept are copied out of it as they are, not encoded again.
+  std::string encoded_rows = buffer_encoded_ + added;
+  std::vector<size_t> ends = buffer_ends_;
+  for (size_t end : added_ends) ends.push_back(buffer_encoded_.size() + end);
+  int64_t row_count = static_cast<int64_t>(buffer_.size());
   if (roll) {
-    BinaryWriter kept;
+    std::string kept;
+    std::vector<size_t> kept_ends;
     for (size_t i = 0; i < buffer_.size(); ++i) {
       if (written[i]) continue;
-      kept.PutRow(buffer_[i]);
-      ++row_count;
+      const size_t begin = i == 0 ? 0 : ends[i - 1];
+      kept.append(encoded_rows, begin, ends[i] - begin);
+      kept_ends.push_back(kept.size());
     }
-    encoded_rows = kept.Take();
-  } else {
-    encoded_rows = buffer_encoded_ + added;
-    row_count = static_cast<int64_t>(buffer_.size());
+    encoded_rows = std::move(kept);
+    ends = std::move(kept_ends);
+    row_count = static_cast<int64_t>(ends.size());
   }
   const bool carried = roll && row_count > 0;
   Status s = WriteStateFile(EncodeParquetSinkState(ctx_.pipeline, seq, dead_letter_seq, stored,
@@ -916,13 +939,17 @@ Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
   roll_failed_ = false;
   carried_ = carried;
   buffer_encoded_ = std::move(encoded_rows);
+  buffer_ends_ = std::move(ends);
   if (roll) {
     size_t out = 0;
     for (size_t i = 0; i < buffer_.size(); ++i) {
-      if (!written[i]) buffer_[out++] = std::move(buffer_[i]);
+      if (written[i]) continue;
+      buffer_[out] = std::move(buffer_[i]);
+      buffer_dirs_[out++] = std::move(buffer_dirs_[i]);
     }
     const size_t rows_written = buffer_.size() - out;
     buffer_.resize(out);
+    buffer_dirs_.resize(out);
     last_roll_micros_ = now;
     spdlog::debug("parquet sink {}: sequence {}: {} file(s), {} row(s) written, {} carried to the "
                   "next checkpoint, {} ms",

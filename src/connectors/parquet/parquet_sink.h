@@ -117,10 +117,13 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
                     std::vector<bool>* written, int64_t* files);
   /// One commit: when `roll`, writes files (WriteFiles); writes `refused` as a dead-letter file;
   /// then replaces the state file with the positions, the engine state and the rows still
-  /// buffered (buffer_encoded_ + `added` without a roll). On failure the members are unchanged
-  /// (the caller cuts buffer_ back). `now` is the roll clock's time of the checkpoint.
+  /// buffered (buffer_encoded_ + `added`, whose rows end at `added_ends`, without a roll). On
+  /// failure the members are unchanged (the caller cuts buffer_ and buffer_dirs_ back). `now`
+  /// is the roll clock's time of the checkpoint.
   Status CommitStep(const Checkpoint& cp, bool roll, const std::vector<DeadLetter>& refused,
-                    const std::string& added, int64_t now);
+                    const std::string& added, const std::vector<size_t>& added_ends, int64_t now);
+  /// Returns the partition directory of `row`, relative to DIR ("" without partition_by).
+  std::string PartitionDir(const std::vector<Value>& row) const;
   /// After a final checkpoint's commit: commits further rolls of the same positions until the
   /// buffer is empty, each bounded by max_files_per_checkpoint.
   Status Drain(const Checkpoint& cp);
@@ -150,7 +153,9 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;
   std::string engine_state_;
   std::vector<std::vector<Value>> buffer_;
+  std::vector<std::string> buffer_dirs_;  ///< the partition directory of each row of buffer_
   std::string buffer_encoded_;  ///< buffer_ as BinaryWriter rows, for the state file
+  std::vector<size_t> buffer_ends_;  ///< where each row of buffer_ ends in buffer_encoded_
   int64_t last_roll_micros_ = 0;
   /// Set when a roll failed after it may have renamed files: the next roll removes them first.
   bool roll_failed_ = false;
