@@ -2,7 +2,7 @@
 """A crash-looping viewlog backfill into Parquet still advances (issue 19, "Parquet sized for
 readers and for recovery").
 
-    parquet_crash_loop_test.py --sluice build/sluice [--count 1000000] [--span-hours 8]
+    parquet_crash_loop_test.py --sluice build/sluice [--count 600000] [--span-hours 8]
                                [--max-restarts 40] [--seed N] [--long] [--keep]
 
 A generated view_log file (--count records spread evenly over --span-hours of event time, so the
@@ -187,7 +187,7 @@ class Test(harness.SluiceTest):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--count", type=int, default=1_000_000, help="records in the file")
+    ap.add_argument("--count", type=int, default=600_000, help="records in the file")
     ap.add_argument("--span-hours", type=float, default=8, help="event-time span of the file")
     ap.add_argument("--max-restarts", type=int, default=40,
                     help="restarts the crash loop may take to finish the backfill")
