@@ -1,5 +1,5 @@
 # Issue 19's crash loop (tests/integration/parquet_crash_loop_test.py): a viewlog backfill of a
-# generated file (600,000 records over 8 hours, 1,920 partition directories) into Parquet,
+# generated file (600,000 records over 4 hours, 960 partition directories) into Parquet,
 # each run killed with SIGKILL 1-3.5 s after its start until one finishes on its own: that must
 # happen within 40 restarts, at least half of the killed runs must have advanced the committed
 # state, no commit may write more than max_files_per_checkpoint files, and the dataset read with

@@ -2,11 +2,11 @@
 """A crash-looping viewlog backfill into Parquet still advances (issue 19, "Parquet sized for
 readers and for recovery").
 
-    parquet_crash_loop_test.py --sluice build/sluice [--count 600000] [--span-hours 8]
+    parquet_crash_loop_test.py --sluice build/sluice [--count 600000] [--span-hours 4]
                                [--max-restarts 40] [--seed N] [--long] [--keep]
 
 A generated view_log file (--count records spread evenly over --span-hours of event time, so the
-result has one (network_id, minute_timestamp) directory per network and minute: 1,920 for 8
+result has one (network_id, minute_timestamp) directory per network and minute: 960 for 4
 hours, 40,320 for a week) is backfilled by examples/viewlog.toml (checkpoint_interval 500ms in the
 copy under test) into Parquet. Each run is killed with SIGKILL at a random moment 1-3.5 s after
 its start and restarted, until a run finishes on its own. Checked:
@@ -17,11 +17,11 @@ its start and restarted, until a run finishes on its own. Checked:
   forever. Each killed run is reported with the committed state (source positions and file
   sequence number in DIR/_sluice/viewlog.state) it started from and left; at least half of them
   must have advanced it (a run killed during its start-up cannot: on the shared 2-core machine
-  under load a start takes up to a second, and a commit of 256 files half a second);
+  under load a start takes up to a second, and a commit of 64 files up to a second);
 - the dataset, read with pyarrow (hive partitioning), equals tests/tools/recompute_viewlog.py's
   recomputation of the file: every window key exactly once, same counts and averages, and the
   same dead letters;
-- no checkpoint wrote more than max_files_per_checkpoint (256) part files: the part files of
+- no checkpoint wrote more than max_files_per_checkpoint (64) part files: the part files of
   each sequence number are counted.
 
 --long is the issue's scenario: 2,000,000 records over a week (40,320 directories; many minutes
@@ -51,7 +51,7 @@ import viewlog_output  # noqa: E402
 PIPELINE = os.path.join(REPO, "examples", "viewlog.toml")
 CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
 START = "2026-01-01T00:00:00Z"
-MAX_FILES = 256  # the default of max_files_per_checkpoint
+MAX_FILES = 64  # the default of max_files_per_checkpoint
 PART = re.compile(r"part-viewlog-(\d{10})-[0-9a-f]{16}\.parquet")
 
 
@@ -188,7 +188,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--count", type=int, default=600_000, help="records in the file")
-    ap.add_argument("--span-hours", type=float, default=8, help="event-time span of the file")
+    ap.add_argument("--span-hours", type=float, default=4, help="event-time span of the file")
     ap.add_argument("--max-restarts", type=int, default=40,
                     help="restarts the crash loop may take to finish the backfill")
     ap.add_argument("--seed", type=int, default=20261206)

@@ -206,7 +206,7 @@ const OptionTable& ParquetSinkOptions() {
            .help = "... or this long after the last write."},
           {.name = "max_files_per_checkpoint",
            .type = OptionType::kInt,
-           .default_value = "256",
+           .default_value = "64",
            .help = "At most this many files per checkpoint (one per partition directory); the "
                    "rows of the other directories stay buffered in the committed state and are "
                    "written by the next checkpoints, oldest first. A final checkpoint writes "
@@ -844,7 +844,8 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
 
   const int64_t now = clock_();
   const bool roll = !buffer_.empty() &&
-                    (cp.final || carried_ || static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
+                    (cp.final || carried_ ||
+                     static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
                      now - last_roll_micros_ >= settings_.roll_interval_micros);
   Status s = CommitStep(cp, roll, refused, added.data(), added_ends, now);
   if (!s.ok()) return rollback(s);

@@ -95,7 +95,7 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
     ParquetCompression compression = ParquetCompression::kZstd;
     int64_t roll_rows = 1'000'000;
     int64_t roll_interval_micros = 60'000'000;
-    int64_t max_files_per_checkpoint = 256;
+    int64_t max_files_per_checkpoint = 64;
   };
   explicit ParquetSink(Settings settings);
 

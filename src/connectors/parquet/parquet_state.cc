@@ -82,7 +82,9 @@ Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::stri
   if (version >= kCarryVersion) {
     int64_t carried = 0;
     if (!r.GetI64(&carried)) return r.status();
-    if (carried != 0 && carried != 1) return Status::Internal("bad carried flag " + std::to_string(carried));
+    if (carried != 0 && carried != 1) {
+      return Status::Internal("bad carried flag " + std::to_string(carried));
+    }
     s.carried = carried == 1;
   }
   if (!r.GetI64(&n)) return r.status();

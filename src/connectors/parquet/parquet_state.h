@@ -40,7 +40,8 @@ std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
 
 /// Decodes what EncodeParquetSinkState wrote. Fails (never guesses) on a wrong magic, another
 /// format version (version 1, written before dead letters were kept here, reads as
-/// dead_letter_seq 0; versions 1 and 2, before max_files_per_checkpoint, as carried false), a checksum mismatch, another pipeline's name, or malformed content.
+/// dead_letter_seq 0; versions 1 and 2, before max_files_per_checkpoint, as carried false), a
+/// checksum mismatch, another pipeline's name, or malformed content.
 Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::string_view pipeline);
 
 }  // namespace sluice

@@ -17,6 +17,8 @@
 #include <sstream>
 
 #include "connectors/parquet/parquet_naming.h"
+#include "connectors/parquet/parquet_state.h"
+#include "core/serialize.h"
 #include "operators/dimension.h"
 #include "runtime/registry.h"
 
@@ -931,6 +933,37 @@ TEST_F(ParquetSinkTest, MaxFilesPerCheckpointMustBePositive) {
   ASSERT_FALSE(made.ok());
   EXPECT_NE(made.status().message().find("test.toml:2:1"), std::string::npos)
       << made.status().message();
+}
+
+TEST_F(ParquetSinkTest, AStateFileOfFormatVersion2ReadsAsCarryingNothing) {
+  // Written by the build before max_files_per_checkpoint: version 2, no carried flag.
+  const std::vector<StoredPosition> positions = {{"views", 0, 7}};
+  const std::vector<Field> columns = Context().output.fields();
+  BinaryWriter rows;
+  rows.PutRow(MakeRow(1, "a", 1, true, 0));
+  std::string v3 = EncodeParquetSinkState("views", 4, 0, positions, "engine", columns, 1,
+                                          rows.data(), /*carried=*/true);
+  // magic (8), version (8), pipeline (8 + 5), seq (8), dead-letter count (8), carried (8).
+  const size_t carried_at = 8 + 8 + 8 + 5 + 8 + 8;
+  std::string v2 = v3.substr(0, carried_at) + v3.substr(carried_at + 8, v3.size() - carried_at - 16);
+  v2[8] = 2;
+  uint64_t h = 0xcbf29ce484222325ull;  // the state file's checksum: FNV-1a of what precedes it
+  for (unsigned char c : v2) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  BinaryWriter sum;
+  sum.PutI64(static_cast<int64_t>(h));
+  v2 += sum.data();
+  auto decoded = DecodeParquetSinkState(v2, "views");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_FALSE(decoded->carried);
+  EXPECT_EQ(decoded->seq, 4);
+  EXPECT_EQ(decoded->positions.size(), 1u);
+  EXPECT_EQ(decoded->rows.size(), 1u);
+  auto v3_decoded = DecodeParquetSinkState(v3, "views");
+  ASSERT_TRUE(v3_decoded.ok()) << v3_decoded.status().ToString();
+  EXPECT_TRUE(v3_decoded->carried);
 }
 
 }  // namespace
