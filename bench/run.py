@@ -377,6 +377,7 @@ class Bench:
         expected = recompute_viewlog.recompute([views], CAMPAIGNS)
         for layout in ("minute", "hour"):
             r = parquet_files.measure(self.sluice, views, n, layout, self.work, expected)
+            r["binary"] = os.path.relpath(self.sluice, REPO)
             if not r["check"].startswith("=="):
                 raise WrongResult("parquet_files (%s): %s" % (layout, r["check"]))
             self.parquet_files.append(r)
