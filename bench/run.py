@@ -60,6 +60,7 @@ SIZES = {
     "recruitment": (1_000_000, 100_000),
     "recruitment_csv": (1_000_000, 100_000),
     "viewlog": (1_000_000, 100_000),
+    "parquet_files": (2_000_000, 200_000),  # a week of view_log (bench/parquet_files.py)
     "ysb_file": (5_000_000, 500_000),
     "ysb_generator": (5_000_000, 500_000),  # the same events as ysb_file: one recomputation
     "ysb_kafka": (1_000_000, 100_000),
@@ -170,6 +171,7 @@ class Bench:
         self.results = []
         self.freshness = []
         self.micro = []
+        self.parquet_files = []
         self.skipped = {}
         self.ysb_expected = {}
         self.topics = []
@@ -398,6 +400,31 @@ class Bench:
                               "\n  ".join(problems[:10]))
         self.record("viewlog_file", "file (NDJSON)", "parquet", n, wall, u, s, rss,
                     "== recompute_viewlog (%d rows)" % len(rows))
+
+    def run_parquet_files(self):
+        """Files per 1M events and commit times of the Parquet sink, shipped (minute) and hourly
+        directories (bench/parquet_files.py; commit times need strace)."""
+        try:
+            import parquet_files
+            import recompute_viewlog
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise Skipped("parquet_files needs pyarrow (run with .venv/bin/python): %s" % e)
+        n = self.size("parquet_files")
+        views = parquet_files.generate(self.sluice, os.path.join(
+            self.work, "viewlog-week-%d.ndjson" % n), n, 24 * 7)
+        expected = recompute_viewlog.recompute([views], CAMPAIGNS)
+        for layout in ("minute", "hour"):
+            r = parquet_files.measure(self.sluice, views, n, layout, self.work, expected)
+            r["binary"] = os.path.relpath(self.sluice, REPO)
+            if not r["check"].startswith("=="):
+                raise WrongResult("parquet_files (%s): %s" % (layout, r["check"]))
+            self.parquet_files.append(r)
+            log("parquet_files %-6s %6d files  %8.1f files/1M events  longest commit %s s  "
+                "all commits %s s  [%s]" % (layout, r["files"], r["files_per_1m_events"],
+                                            r.get("max_commit_s", "-"), r.get("total_commit_s", "-"),
+                                            r["check"]))
+        print(parquet_files.table(self.parquet_files))
 
     def ysb_file(self):
         n = self.size("ysb_file")
@@ -742,6 +769,7 @@ class Bench:
         steps = [("micro", self.run_micro), ("recruitment_json", self.run_recruitment_json),
                  ("recruitment_limits", self.run_limits),
                  ("recruitment_csv", self.run_recruitment_csv), ("viewlog", self.run_viewlog),
+                 ("parquet_files", self.run_parquet_files),
                  ("ysb_generator", self.run_ysb_generator), ("ysb_file", self.run_ysb_file),
                  ("ysb_kafka", self.run_ysb_kafka), ("recruitment_kafka", self.run_recruitment_kafka),
                  ("recruitment_avro", self.run_recruitment_avro),
@@ -768,6 +796,7 @@ class Bench:
                "command": " ".join(sys.argv), "quick": self.quick, "machine": desc,
                "duration_s": round(time.monotonic() - started, 1),
                "throughput": self.results, "freshness": self.freshness, "micro": self.micro,
+               "parquet_files": self.parquet_files,
                "skipped": self.skipped, "aborted": aborted}
         os.makedirs(self.args.out_dir, exist_ok=True)
         base = os.path.join(self.args.out_dir, "%s-%s%s" % (

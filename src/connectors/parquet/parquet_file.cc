@@ -136,7 +136,8 @@ Status FsyncPath(const std::string& path) {
 }
 
 Status Write(const std::string& path, const Schema& schema, const std::vector<size_t>& columns,
-             const std::vector<const std::vector<Value>*>& rows, ParquetCompression compression) {
+             const std::vector<const std::vector<Value>*>& rows, ParquetCompression compression,
+             bool sync_file) {
   // The system allocator: no allocator threads or caches of Arrow's own in the engine's process.
   arrow::MemoryPool* pool = arrow::system_memory_pool();
   arrow::FieldVector fields;
@@ -161,7 +162,7 @@ Status Write(const std::string& path, const Schema& schema, const std::vector<si
   arrow::Status closed = (*out)->Close();
   if (!st.ok()) return FromArrow(st, "writing " + path);
   if (!closed.ok()) return FromArrow(closed, "closing " + path);
-  return FsyncPath(path);
+  return sync_file ? FsyncPath(path) : Status::OK();
 }
 
 }  // namespace
@@ -183,10 +184,10 @@ bool ParseParquetCompression(std::string_view name, ParquetCompression* out) {
 Status WriteParquetFile(const std::string& path, const Schema& schema,
                         const std::vector<size_t>& columns,
                         const std::vector<const std::vector<Value>*>& rows,
-                        ParquetCompression compression) {
+                        ParquetCompression compression, bool sync_file) {
   // Arrow reports errors as Status, but parquet:: code paths may still throw.
   try {
-    return Write(path, schema, columns, rows, compression);
+    return Write(path, schema, columns, rows, compression, sync_file);
   } catch (const std::exception& e) {
     return Status::IOError("writing " + path + ": " + e.what());
   }

@@ -17,14 +17,15 @@ enum class ParquetCompression { kZstd, kSnappy, kGzip, kNone };
 bool ParseParquetCompression(std::string_view name, ParquetCompression* out);
 
 /// Writes `rows` to a new Parquet file at `path` (truncating any file there) as one row group
-/// and fsyncs it. Only the slots `columns` of `schema` are written, in that order. Types map
+/// and fsyncs it, unless `sync_file` is false (the caller makes many files durable at once).
+/// Only the slots `columns` of `schema` are written, in that order. Types map
 /// int64 -> INT64, double -> DOUBLE, string -> UTF8, bool -> BOOLEAN, timestamp ->
 /// TIMESTAMP(MICROS, UTC); every column is nullable. An int64 value in a double column is
 /// converted; any other value of the wrong type is an Internal error.
 Status WriteParquetFile(const std::string& path, const Schema& schema,
                         const std::vector<size_t>& columns,
                         const std::vector<const std::vector<Value>*>& rows,
-                        ParquetCompression compression);
+                        ParquetCompression compression, bool sync_file = true);
 
 /// Reads the rows of a Parquet file written by WriteParquetFile (sluice verify): each row gets
 /// `schema.size()` values, the slots `columns` filled from the file's columns of the same names

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -14,6 +15,8 @@
 #include <optional>
 #include <filesystem>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "core/time.h"
 #include "connectors/parquet/parquet_file.h"
@@ -66,7 +69,11 @@ constexpr char kNeedsAppendMode[] =
 
 std::string Errno() { return std::strerror(errno); }
 
+/// Every fsync and syncfs of the sink (ParquetSink::SyncCountForTesting).
+std::atomic<int64_t> g_syncs{0};
+
 Status FsyncDir(const std::string& dir) {
+  ++g_syncs;
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Status::IOError("open directory " + dir + " to fsync: " + Errno());
   int rc = ::fsync(fd);
@@ -76,18 +83,40 @@ Status FsyncDir(const std::string& dir) {
   return Status::OK();
 }
 
-/// Creates `dir` and its missing parents, fsyncing each parent that gained an entry, so a new
-/// partition directory survives a crash together with the file renamed into it.
-Status CreateDirectories(const fs::path& dir) {
+/// Creates `dir` and its missing parents. With `sync`, fsyncs each parent that gained an entry,
+/// so a new directory survives a crash together with the file renamed into it; without, the
+/// caller syncs the file system afterwards (SyncFileSystem).
+Status CreateDirectories(const fs::path& dir, bool sync = true) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return Status::OK();
   const fs::path parent = dir.parent_path();
-  if (!parent.empty() && parent != dir) RETURN_IF_ERROR(CreateDirectories(parent));
+  if (!parent.empty() && parent != dir) RETURN_IF_ERROR(CreateDirectories(parent, sync));
   if (!fs::create_directory(dir, ec) && ec) {
     return Status::IOError("cannot create directory " + dir.string() + ": " + ec.message());
   }
-  return FsyncDir(parent.empty() ? "." : parent.string());
+  return sync ? FsyncDir(parent.empty() ? "." : parent.string()) : Status::OK();
 }
+
+#ifdef __linux__
+/// One syncfs(2) makes every file and directory entry a roll wrote durable at once: a single
+/// journal commit instead of an fsync per file and per directory. (Since Linux 5.8 it also
+/// reports write-back errors of the file system.)
+constexpr bool kSyncWholeFileSystem = true;
+Status SyncFileSystem(const std::string& dir) {
+  ++g_syncs;
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open directory " + dir + " to sync: " + Errno());
+  int rc = ::syncfs(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::IOError("syncfs " + dir + ": " + std::strerror(err));
+  return Status::OK();
+}
+#else
+/// Without syncfs(2) every file and directory is fsynced on its own (WriteFiles).
+constexpr bool kSyncWholeFileSystem = false;
+Status SyncFileSystem(const std::string&) { return Status::OK(); }
+#endif
 
 Result<std::string> ReadWholeFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -175,6 +204,13 @@ const OptionTable& ParquetSinkOptions() {
            .type = OptionType::kDuration,
            .default_value = "1m",
            .help = "... or this long after the last write."},
+          {.name = "max_files_per_checkpoint",
+           .type = OptionType::kInt,
+           .default_value = "64",
+           .help = "At most this many files per checkpoint (one per partition directory); the "
+                   "rows of the other directories stay buffered in the committed state and are "
+                   "written by the next checkpoints, oldest first. A final checkpoint writes "
+                   "them all, in commits of this many files each."},
       }};
   return kTable;
 }
@@ -206,9 +242,16 @@ Result<std::unique_ptr<Sink>> ParquetSink::Make(const SinkConfig& config) {
   if (s.roll_interval_micros <= 0) {
     return Status::InvalidArgument(o.Where("roll_interval") + ": roll_interval must be positive");
   }
+  ASSIGN_OR_RETURN(s.max_files_per_checkpoint, o.Int("max_files_per_checkpoint"));
+  if (s.max_files_per_checkpoint < 1) {
+    return Status::InvalidArgument(o.Where("max_files_per_checkpoint") +
+                                   ": max_files_per_checkpoint must be at least 1");
+  }
   RETURN_IF_ERROR(o.Finish());
   return std::unique_ptr<Sink>(new ParquetSink(std::move(s)));
 }
+
+int64_t ParquetSink::SyncCountForTesting() { return g_syncs.load(); }
 
 ParquetSink::ParquetSink(Settings settings)
     : settings_(std::move(settings)), clock_(SteadyClockMicros) {}
@@ -278,6 +321,10 @@ Result<SinkExplanation> ParquetSink::Explain(const SinkContext& ctx) {
   e.facts.push_back({"roll", "a new file set every " + std::to_string(settings_.roll_rows) + " rows or " +
                                  FormatDouble(static_cast<double>(settings_.roll_interval_micros) / 1e6) +
                                  "s, and at the end of a run"});
+  e.facts.push_back({"files per checkpoint",
+                     "at most " + std::to_string(settings_.max_files_per_checkpoint) +
+                         " (one per partition directory; rows of the others wait in the state "
+                         "file for the next checkpoint)"});
   return e;
 }
 
@@ -394,8 +441,12 @@ Status ParquetSink::SetContext(const SinkContext& ctx) {
   positions_.clear();
   engine_state_.clear();
   buffer_.clear();
+  buffer_dirs_.clear();
   buffer_encoded_.clear();
+  buffer_ends_.clear();
   roll_failed_ = false;
+  carried_ = false;
+  draining_checkpoint_.reset();
   return Status::OK();
 }
 
@@ -447,11 +498,25 @@ Status ParquetSink::ReadState() {
   dead_letter_seq_ = state->dead_letter_seq;
   for (auto& p : state->positions) positions_[{p.source, p.partition}] = p.offset;
   engine_state_ = std::move(state->engine_state);
+  carried_ = state->carried;
   BinaryWriter w;
-  for (const auto& row : state->rows) w.PutRow(row);
+  for (const auto& row : state->rows) {
+    w.PutRow(row);
+    buffer_ends_.push_back(w.data().size());
+    buffer_dirs_.push_back(PartitionDir(row));
+  }
   buffer_encoded_ = w.Take();
   buffer_ = std::move(state->rows);
   return Status::OK();
+}
+
+std::string ParquetSink::PartitionDir(const std::vector<Value>& row) const {
+  std::string rel;
+  for (size_t slot : partition_slots_) {
+    if (!rel.empty()) rel += '/';
+    rel += HivePartitionSegment(ctx_.output.field(slot).name, row[slot]);
+  }
+  return rel;
 }
 
 Status ParquetSink::RemoveOrphans() {
@@ -520,31 +585,48 @@ Status ParquetSink::CheckRow(const std::vector<Value>& row) const {
   return Status::OK();
 }
 
-Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions) {
-  // Group rows by partition directory; the map's order makes the write order deterministic.
-  std::map<std::string, std::vector<const std::vector<Value>*>> groups;
-  for (const auto& row : buffer_) {
-    std::string rel;
-    for (size_t slot : partition_slots_) {
-      if (!rel.empty()) rel += '/';
-      rel += HivePartitionSegment(ctx_.output.field(slot).name, row[slot]);
-    }
-    groups[rel].push_back(&row);
+Status ParquetSink::WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions,
+                               std::vector<bool>* written, int64_t* files) {
+  // Group rows by partition directory, the directories in the order of their oldest buffered
+  // row: rows carried by the cap go first, so no directory waits longer than
+  // (directories ahead of it) / max_files_per_checkpoint checkpoints.
+  // (The directories were worked out once, when the rows were buffered: buffer_dirs_.)
+  std::unordered_map<std::string_view, size_t> group_of;
+  std::vector<std::pair<std::string_view, std::vector<size_t>>> groups;
+  for (size_t i = 0; i < buffer_.size(); ++i) {
+    auto [it, inserted] = group_of.try_emplace(buffer_dirs_[i], groups.size());
+    if (inserted) groups.emplace_back(buffer_dirs_[i], std::vector<size_t>());
+    groups[it->second].second.push_back(i);
   }
-  for (const auto& [rel, rows] : groups) {
-    const fs::path dir = rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / rel;
-    RETURN_IF_ERROR(CreateDirectories(dir));
+  written->assign(buffer_.size(), false);
+  const size_t count =
+      std::min(groups.size(), static_cast<size_t>(settings_.max_files_per_checkpoint));
+  for (size_t g = 0; g < count; ++g) {
+    const auto& [rel, indexes] = groups[g];
+    const fs::path dir =
+        rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / fs::path(rel);
+    RETURN_IF_ERROR(CreateDirectories(dir, !kSyncWholeFileSystem));
     const std::string hash = PartFileHash(ctx_.pipeline, rel, positions);
     const std::string tmp = (dir / PartTempFileName(ctx_.pipeline, seq, hash)).string();
     const std::string final_path = (dir / PartFileName(ctx_.pipeline, seq, hash)).string();
-    RETURN_IF_ERROR(WriteParquetFile(tmp, ctx_.output, data_slots_, rows, settings_.compression));
+    std::vector<const std::vector<Value>*> rows;
+    rows.reserve(indexes.size());
+    for (size_t i : indexes) rows.push_back(&buffer_[i]);
+    RETURN_IF_ERROR(WriteParquetFile(tmp, ctx_.output, data_slots_, rows, settings_.compression,
+                                     !kSyncWholeFileSystem));
+    if (!kSyncWholeFileSystem) ++g_syncs;
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
       Status s = Status::IOError("rename " + tmp + " to " + final_path + ": " + Errno());
       ::unlink(tmp.c_str());
       return s;
     }
-    RETURN_IF_ERROR(FsyncDir(dir.string()));
+    if (!kSyncWholeFileSystem) RETURN_IF_ERROR(FsyncDir(dir.string()));
+    for (size_t i : indexes) (*written)[i] = true;
   }
+  *files = static_cast<int64_t>(count);
+  // One sync for every file, rename and new directory of the roll, before the state file that
+  // commits them is written.
+  if (count > 0 && kSyncWholeFileSystem) RETURN_IF_ERROR(SyncFileSystem(settings_.dir));
   return Status::OK();
 }
 
@@ -567,6 +649,7 @@ Status ParquetSink::WriteAtomically(const std::string& path, const std::string& 
     }
     done += static_cast<size_t>(n);
   }
+  ++g_syncs;
   if (::fsync(fd) != 0) {
     Status s = Status::IOError("parquet sink: fsync " + tmp + ": " + Errno());
     ::close(fd);
@@ -717,15 +800,21 @@ Status ParquetSink::WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& l
 Status ParquetSink::Commit(const Checkpoint& cp) {
   if (!opened_) return Status::Internal("parquet sink: Commit before Open");
   if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsAppendMode);
+  // The retry of a final checkpoint whose first commit succeeded but whose drain failed: its
+  // rows are in the buffer already; take them again and they would be written twice.
+  if (draining_checkpoint_ && *draining_checkpoint_ == cp.id && cp.final) return Drain(cp);
+  draining_checkpoint_.reset();
 
   // The new rows go to the end of the buffer and are cut off again unless the commit succeeds,
   // so a retry with the same checkpoint starts from the same buffer.
   const size_t old_size = buffer_.size();
   auto rollback = [&](Status s) {
     buffer_.resize(old_size);
+    buffer_dirs_.resize(old_size);
     return s;
   };
   BinaryWriter added;
+  std::vector<size_t> added_ends;
   std::vector<RejectedItem> rejected;
   if (cp.rows) {
     for (size_t i = 0; i < cp.rows->size(); ++i) {
@@ -737,7 +826,9 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
         continue;
       }
       buffer_.push_back(row);
+      buffer_dirs_.push_back(PartitionDir(row));
       added.PutRow(row);
+      added_ends.push_back(added.data().size());
     }
   }
   // Refused rows are dead-lettered with the others, in the same dead-letter file.
@@ -753,21 +844,46 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
 
   const int64_t now = clock_();
   const bool roll = !buffer_.empty() &&
-                    (cp.final || static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
+                    (cp.final || carried_ ||
+                     static_cast<int64_t>(buffer_.size()) >= settings_.roll_rows ||
                      now - last_roll_micros_ >= settings_.roll_interval_micros);
+  Status s = CommitStep(cp, roll, refused, added.data(), added_ends, now);
+  if (!s.ok()) return rollback(s);
+  rows_rejected_ += static_cast<int64_t>(rejected.size());
+  return cp.final ? Drain(cp) : Status::OK();
+}
+
+Status ParquetSink::Drain(const Checkpoint& cp) {
+  // The checkpoint is committed; what the cap left is written by further commits of the same
+  // positions and engine state, each at most max_files_per_checkpoint files: a process killed
+  // meanwhile restarts from the last of them, with fewer rows left.
+  while (!buffer_.empty()) {
+    Status s = CommitStep(cp, /*roll=*/true, {}, "", {}, clock_());
+    if (!s.ok()) {
+      draining_checkpoint_ = cp.id;
+      return s.WithContext("parquet sink: writing the rows left by the final checkpoint");
+    }
+  }
+  draining_checkpoint_.reset();
+  return Status::OK();
+}
+
+Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
+                               const std::vector<DeadLetter>& refused, const std::string& added,
+                               const std::vector<size_t>& added_ends, int64_t now) {
+  const int64_t started = SteadyClockMicros();
   int64_t seq = seq_;
+  std::vector<bool> written;
+  int64_t files = 0;
   if (roll) {
     // A failed roll may have renamed some of its files; a retry of the same checkpoint
     // rewrites the same names, but a different checkpoint would not: remove them first.
-    if (roll_failed_) {
-      Status s = RemoveOrphans();
-      if (!s.ok()) return rollback(s);
-    }
+    if (roll_failed_) RETURN_IF_ERROR(RemoveOrphans());
     seq = seq_ + 1;
-    Status s = WriteFiles(seq, cp.positions);
+    Status s = WriteFiles(seq, cp.positions, &written, &files);
     if (!s.ok()) {
       roll_failed_ = true;
-      return rollback(s);
+      return s;
     }
   }
 
@@ -778,7 +894,7 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
     Status s = WriteDeadLetters(dead_letter_seq, refused);
     if (!s.ok()) {
       if (roll) roll_failed_ = true;
-      return rollback(s);
+      return s;
     }
   }
 
@@ -787,36 +903,62 @@ Status ParquetSink::Commit(const Checkpoint& cp) {
   std::vector<StoredPosition> stored;
   for (const auto& [key, offset] : positions) stored.push_back({key.first, key.second, offset});
   const std::string& engine_state = cp.state ? *cp.state : engine_state_;
-  std::string encoded_rows;
-  int64_t row_count = 0;
-  if (!roll) {
-    encoded_rows = buffer_encoded_ + added.data();
-    row_count = static_cast<int64_t>(buffer_.size());
+  // The rows not written stay buffered: the state file that moves the positions past their
+  // records holds them, so they are committed with the positions (README "Exactly once").
+  // The encoding of every buffered row is buffer_encoded_ + added, row i ending at ends[i]; the
+  // rows kept are copied out of it as they are, not encoded again.
+  std::string encoded_rows = buffer_encoded_ + added;
+  std::vector<size_t> ends = buffer_ends_;
+  for (size_t end : added_ends) ends.push_back(buffer_encoded_.size() + end);
+  int64_t row_count = static_cast<int64_t>(buffer_.size());
+  if (roll) {
+    std::string kept;
+    std::vector<size_t> kept_ends;
+    for (size_t i = 0; i < buffer_.size(); ++i) {
+      if (written[i]) continue;
+      const size_t begin = i == 0 ? 0 : ends[i - 1];
+      kept.append(encoded_rows, begin, ends[i] - begin);
+      kept_ends.push_back(kept.size());
+    }
+    encoded_rows = std::move(kept);
+    ends = std::move(kept_ends);
+    row_count = static_cast<int64_t>(ends.size());
   }
+  const bool carried = roll && row_count > 0;
   Status s = WriteStateFile(EncodeParquetSinkState(ctx_.pipeline, seq, dead_letter_seq, stored,
-                                                   engine_state,
-                                                   ctx_.output.fields(), row_count, encoded_rows));
+                                                   engine_state, ctx_.output.fields(), row_count,
+                                                   encoded_rows, carried));
   if (!s.ok()) {
     if (roll) roll_failed_ = true;
-    return rollback(s);
+    return s;
   }
 
   seq_ = seq;
-  rows_rejected_ += static_cast<int64_t>(rejected.size());
   dead_letter_seq_ = dead_letter_seq;
   positions_ = std::move(positions);
   if (cp.state) engine_state_ = *cp.state;
   roll_failed_ = false;
+  carried_ = carried;
+  buffer_encoded_ = std::move(encoded_rows);
+  buffer_ends_ = std::move(ends);
   if (roll) {
-    spdlog::debug("parquet sink {}: wrote {} rows as sequence {}", settings_.dir, buffer_.size(),
-                  seq);
-    buffer_.clear();
-    buffer_encoded_.clear();
+    size_t out = 0;
+    for (size_t i = 0; i < buffer_.size(); ++i) {
+      if (written[i]) continue;
+      buffer_[out] = std::move(buffer_[i]);
+      buffer_dirs_[out++] = std::move(buffer_dirs_[i]);
+    }
+    const size_t rows_written = buffer_.size() - out;
+    buffer_.resize(out);
+    buffer_dirs_.resize(out);
     last_roll_micros_ = now;
-  } else {
-    buffer_encoded_ = std::move(encoded_rows);
+    spdlog::debug("parquet sink {}: sequence {}: {} file(s), {} row(s) written, {} carried to the "
+                  "next checkpoint, {} ms",
+                  settings_.dir, seq, files, rows_written, buffer_.size(),
+                  (SteadyClockMicros() - started) / 1000);
+  } else if (buffer_.empty()) {
     // The interval counts from the moment rows start waiting, not from an idle stretch.
-    if (buffer_.empty()) last_roll_micros_ = now;
+    last_roll_micros_ = now;
   }
   return Status::OK();
 }

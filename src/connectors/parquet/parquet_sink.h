@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,8 +40,14 @@ const OptionTable& ParquetSinkOptions();
 /// the same file and Open() removes one whose commit never happened. Readers of the dataset
 /// skip the `_sluice` folder (Hive, Spark and Arrow ignore names starting with `_`).
 ///
+/// A roll writes at most max_files_per_checkpoint files (one per partition directory, the
+/// directories of the oldest buffered rows first) and makes them durable with one sync of the
+/// file system; the other rows stay buffered in the state file and the next checkpoint rolls
+/// again. A final checkpoint then commits further rolls of the same positions until nothing is
+/// buffered, so every commit's work is bounded and a process killed often still advances.
+///
 /// Options (`[sink]`): partition_by ("a,b" or ["a", "b"]), compression (zstd, snappy, gzip,
-/// none), roll_rows, roll_interval. Needs rows (append mode or select); update-mode deltas are
+/// none), roll_rows, roll_interval, max_files_per_checkpoint. Needs rows (append mode or select); update-mode deltas are
 /// refused. One process per pipeline and directory (a lock file enforces it).
 ///
 /// Lifecycle as Sink: every call from the checkpoint coordinator's thread.
@@ -74,6 +81,8 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
 
   /// Replaces the monotonic clock (microseconds) that roll_interval is measured with.
   void SetClockForTesting(std::function<int64_t()> clock) { clock_ = std::move(clock); }
+  /// Returns how many fsync(2) and syncfs(2) calls Parquet sinks of this process have made.
+  static int64_t SyncCountForTesting();
   /// Returns the number of rows buffered and not yet written to a Parquet file.
   size_t buffered_rows() const { return buffer_.size(); }
 
@@ -86,6 +95,7 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
     ParquetCompression compression = ParquetCompression::kZstd;
     int64_t roll_rows = 1'000'000;
     int64_t roll_interval_micros = 60'000'000;
+    int64_t max_files_per_checkpoint = 64;
   };
   explicit ParquetSink(Settings settings);
 
@@ -99,8 +109,24 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   /// Fails with kInvalidArgument when a partition_by value of `row` makes a folder name longer
   /// than a file system allows (255 bytes): no retry could write that row.
   Status CheckPartitionPath(const std::vector<Value>& row) const;
-  /// Writes the buffer as part files of sequence number `seq`, one per partition directory.
-  Status WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions);
+  /// Writes buffered rows as part files of sequence number `seq`: one file per partition
+  /// directory, at most max_files_per_checkpoint directories, those of the oldest buffered rows
+  /// first; then one sync makes them durable. `written[i]` tells whether buffer_[i] went into a
+  /// file; `files` is the number of files.
+  Status WriteFiles(int64_t seq, const std::vector<StoredPosition>& positions,
+                    std::vector<bool>* written, int64_t* files);
+  /// One commit: when `roll`, writes files (WriteFiles); writes `refused` as a dead-letter file;
+  /// then replaces the state file with the positions, the engine state and the rows still
+  /// buffered (buffer_encoded_ + `added`, whose rows end at `added_ends`, without a roll). On
+  /// failure the members are unchanged (the caller cuts buffer_ and buffer_dirs_ back). `now`
+  /// is the roll clock's time of the checkpoint.
+  Status CommitStep(const Checkpoint& cp, bool roll, const std::vector<DeadLetter>& refused,
+                    const std::string& added, const std::vector<size_t>& added_ends, int64_t now);
+  /// Returns the partition directory of `row`, relative to DIR ("" without partition_by).
+  std::string PartitionDir(const std::vector<Value>& row) const;
+  /// After a final checkpoint's commit: commits further rolls of the same positions until the
+  /// buffer is empty, each bounded by max_files_per_checkpoint.
+  Status Drain(const Checkpoint& cp);
   Status WriteStateFile(const std::string& content);
   /// Writes `content` to `path` through the temporary file `tmp`, fsync and rename.
   Status WriteAtomically(const std::string& path, const std::string& tmp,
@@ -127,10 +153,18 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;
   std::string engine_state_;
   std::vector<std::vector<Value>> buffer_;
+  std::vector<std::string> buffer_dirs_;  ///< the partition directory of each row of buffer_
   std::string buffer_encoded_;  ///< buffer_ as BinaryWriter rows, for the state file
+  std::vector<size_t> buffer_ends_;  ///< where each row of buffer_ ends in buffer_encoded_
   int64_t last_roll_micros_ = 0;
   /// Set when a roll failed after it may have renamed files: the next roll removes them first.
   bool roll_failed_ = false;
+  /// Set when the last roll left rows for the next checkpoint (max_files_per_checkpoint); kept
+  /// in the state file, so a restarted process goes on writing them at its first checkpoint.
+  bool carried_ = false;
+  /// The id of a final checkpoint that is committed but whose Drain() failed: a retry of it
+  /// drains, without taking its rows a second time.
+  std::optional<int64_t> draining_checkpoint_;
 };
 
 }  // namespace sluice

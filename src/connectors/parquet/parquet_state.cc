@@ -6,8 +6,9 @@ namespace sluice {
 namespace {
 
 constexpr std::string_view kMagic = "SLUICEPQ";
-constexpr int64_t kFormatVersion = 2;
+constexpr int64_t kFormatVersion = 3;
 constexpr int64_t kFirstFormatVersion = 1;  ///< without dead_letter_seq
+constexpr int64_t kCarryVersion = 3;        ///< the first with `carried`
 constexpr size_t kChecksumSize = 8;
 
 uint64_t Checksum(std::string_view data) {
@@ -25,12 +26,13 @@ std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
                                    int64_t dead_letter_seq,
                                    const std::vector<StoredPosition>& positions,
                                    std::string_view engine_state, const std::vector<Field>& columns,
-                                   int64_t row_count, std::string_view encoded_rows) {
+                                   int64_t row_count, std::string_view encoded_rows, bool carried) {
   BinaryWriter w;
   w.PutI64(kFormatVersion);
   w.PutString(pipeline);
   w.PutI64(seq);
   w.PutI64(dead_letter_seq);
+  w.PutI64(carried ? 1 : 0);
   w.PutI64(static_cast<int64_t>(positions.size()));
   for (const auto& p : positions) {
     w.PutString(p.source);
@@ -61,7 +63,7 @@ Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::stri
   BinaryReader r(body);
   int64_t version = 0;
   if (!r.GetI64(&version)) return r.status();
-  if (version != kFormatVersion && version != kFirstFormatVersion) {
+  if (version < kFirstFormatVersion || version > kFormatVersion) {
     return Status::Internal("state file format version " + std::to_string(version) +
                             ", but this build reads version " + std::to_string(kFormatVersion));
   }
@@ -77,6 +79,14 @@ Result<ParquetSinkState> DecodeParquetSinkState(std::string_view data, std::stri
   int64_t n = 0;
   if (!r.GetString(&stored_pipeline) || !r.GetI64(&s.seq)) return r.status();
   if (version >= 2 && !r.GetI64(&s.dead_letter_seq)) return r.status();
+  if (version >= kCarryVersion) {
+    int64_t carried = 0;
+    if (!r.GetI64(&carried)) return r.status();
+    if (carried != 0 && carried != 1) {
+      return Status::Internal("bad carried flag " + std::to_string(carried));
+    }
+    s.carried = carried == 1;
+  }
   if (!r.GetI64(&n)) return r.status();
   if (stored_pipeline != pipeline) {
     return Status::Internal("the state belongs to pipeline '" + stored_pipeline + "', not '" +

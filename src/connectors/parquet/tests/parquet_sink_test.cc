@@ -13,9 +13,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "connectors/parquet/parquet_naming.h"
+#include "connectors/parquet/parquet_state.h"
+#include "core/serialize.h"
 #include "operators/dimension.h"
 #include "runtime/registry.h"
 
@@ -736,6 +739,231 @@ TEST_F(ParquetSinkTest, ARowWhosePartitionFolderCannotExistIsDeadLettered) {
   EXPECT_NE(text->find("\"payload\":{\"network_id\":2,\"minute\":\"" + long_minute + "\","),
             std::string::npos)
       << *text;
+}
+
+// --- Bounded checkpoints (max_files_per_checkpoint, one sync per checkpoint) ---
+
+/// Returns, per sequence number, the partition directories of the part files of `files`.
+std::map<int64_t, std::vector<std::string>> DirsBySeq(const std::vector<std::string>& files) {
+  std::map<int64_t, std::vector<std::string>> out;
+  for (const auto& f : files) {
+    const fs::path p(f);
+    auto seq = ParsePartFileName("views", p.filename().string());
+    if (seq) out[*seq].push_back(p.parent_path().string());
+  }
+  return out;
+}
+
+/// Rows in `dirs` directories network_id=1..dirs, `per_dir` rows each, interleaved so that every
+/// directory's rows are spread over the whole checkpoint; avg_duration numbers the rows.
+std::vector<Row> Spread(int dirs, int per_dir, int first = 0) {
+  std::vector<Row> rows;
+  for (int k = 0; k < per_dir; ++k) {
+    for (int d = 1; d <= dirs; ++d) {
+      rows.push_back({Value::Int(d), Value::String("m"), Value::Double(first + k * dirs + d),
+                      Value::Bool(true), Value::TimeMicros(0)});
+    }
+  }
+  return rows;
+}
+
+TEST_F(ParquetSinkTest, AtMostOneFilePerPartitionDirectoryPerCheckpoint) {
+  auto sink = Open({{"partition_by", "network_id"}, {"roll_rows", "1"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> rows = Spread(4, 25);  // 100 rows, 4 directories
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 100)).ok());
+  std::vector<Row> more = Spread(4, 5, 100);
+  ASSERT_TRUE(sink->Commit(Cp(&more, 120, true)).ok());
+  const auto by_seq = DirsBySeq(Files());
+  ASSERT_EQ(by_seq.size(), 2u);
+  for (const auto& [seq, dirs] : by_seq) {
+    EXPECT_EQ(dirs.size(), 4u) << "sequence " << seq;
+    EXPECT_EQ(std::set<std::string>(dirs.begin(), dirs.end()).size(), dirs.size())
+        << "two files in one directory in sequence " << seq;
+  }
+  EXPECT_EQ(TotalRows(), 120);
+}
+
+TEST_F(ParquetSinkTest, TheFileCapCarriesTheRestToTheNextCheckpointInTheState) {
+  const std::vector<std::pair<std::string, std::string>> options = {
+      {"partition_by", "network_id"}, {"roll_rows", "3"}, {"roll_interval", "1h"},
+      {"max_files_per_checkpoint", "2"}};
+  std::vector<Row> rows = Spread(5, 2);  // directories 1..5, first rows in that order
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    // roll_rows is reached: the roll writes the two directories of the oldest rows.
+    ASSERT_TRUE(sink->Commit(Cp(&rows, 10)).ok());
+    auto by_seq = DirsBySeq(Files());
+    ASSERT_EQ(by_seq.size(), 1u);
+    EXPECT_EQ(by_seq[1], (std::vector<std::string>{"network_id=1", "network_id=2"}));
+    EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 6u);
+    EXPECT_EQ(sink->LoadPositions()->at(1).offset, 10) << "the carried rows are in the state";
+  }  // a crash: the six carried rows live in the state file only
+  auto sink = Open(options);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 6u);
+  // Fewer rows than roll_rows and no interval passed: the carried rows still roll at once.
+  std::vector<Row> none;
+  ASSERT_TRUE(sink->Commit(Cp(&none, 10)).ok());
+  auto by_seq = DirsBySeq(Files());
+  ASSERT_EQ(by_seq.size(), 2u);
+  EXPECT_EQ(by_seq[2], (std::vector<std::string>{"network_id=3", "network_id=4"}));
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 2u);
+  // New rows of an already written directory wait behind the carried one (oldest first).
+  std::vector<Row> later = {MakeRow(1, "m", 100, true, 0)};
+  ASSERT_TRUE(sink->Commit(Cp(&later, 11)).ok());
+  by_seq = DirsBySeq(Files());
+  ASSERT_EQ(by_seq.size(), 3u);
+  EXPECT_EQ(by_seq[3], (std::vector<std::string>{"network_id=1", "network_id=5"}));
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 0u);
+  // Nothing carried any more: back to roll_rows and roll_interval.
+  std::vector<Row> one = {MakeRow(2, "m", 101, true, 0)};
+  ASSERT_TRUE(sink->Commit(Cp(&one, 12)).ok());
+  EXPECT_EQ(DirsBySeq(Files()).size(), 3u);
+  // Every row exactly once.
+  auto read = static_cast<ParquetSink*>(sink.get())->ReadOutput();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  std::multiset<double> got, want;
+  for (const auto& r : *read) got.insert(r[2].AsDouble());
+  for (const auto& r : rows) want.insert(r[2].AsDouble());
+  want.insert(100);
+  want.insert(101);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(ParquetSinkTest, AFinalCheckpointWritesEverythingInBoundedCommits) {
+  auto sink = Open({{"partition_by", "network_id"}, {"max_files_per_checkpoint", "2"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> rows = Spread(5, 3);
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 15, true)).ok());
+  const auto by_seq = DirsBySeq(Files());
+  ASSERT_EQ(by_seq.size(), 3u) << "ceil(5 / 2) commits";
+  for (const auto& [seq, dirs] : by_seq) EXPECT_LE(dirs.size(), 2u) << "sequence " << seq;
+  EXPECT_EQ(Files().size(), 5u);
+  EXPECT_EQ(TotalRows(), 15);
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 0u);
+}
+
+TEST_F(ParquetSinkTest, AFinalDrainThatFailsGoesOnFromItsLastCommit) {
+  const std::vector<std::pair<std::string, std::string>> options = {
+      {"partition_by", "network_id"}, {"max_files_per_checkpoint", "2"}};
+  std::vector<Row> rows = Spread(5, 2);
+  // Directory network_id=3 cannot be created (a file has its name): the first commit of the
+  // final checkpoint (directories 1, 2) succeeds, the second fails.
+  fs::create_directories(dir_);
+  std::ofstream(dir_ / "network_id=3") << "x";
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    Checkpoint cp = Cp(&rows, 10, true);
+    cp.id = 7;
+    ASSERT_FALSE(sink->Commit(cp).ok());
+    EXPECT_EQ(Files().size(), 3u);  // two part files and the blocker
+    EXPECT_EQ(sink->LoadPositions()->at(1).offset, 10) << "the checkpoint itself is committed";
+    EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 6u);
+    // The runner retries the same checkpoint: it drains, never taking its rows twice.
+    fs::remove(dir_ / "network_id=3");
+    ASSERT_TRUE(sink->Commit(cp).ok());
+    EXPECT_EQ(TotalRows(), 10);
+  }
+  // The same, killed instead of retried: the next run's final checkpoint writes the rest.
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  std::ofstream(dir_ / "network_id=3") << "x";
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    ASSERT_FALSE(sink->Commit(Cp(&rows, 10, true)).ok());
+  }
+  fs::remove(dir_ / "network_id=3");
+  auto sink = Open(options);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(static_cast<ParquetSink*>(sink.get())->buffered_rows(), 6u);
+  std::vector<Row> none;
+  ASSERT_TRUE(sink->Commit(Cp(&none, 10, true)).ok());
+  EXPECT_EQ(Files().size(), 5u);
+  EXPECT_EQ(TotalRows(), 10);
+}
+
+TEST_F(ParquetSinkTest, OneSyncPerCheckpointNotOnePerFile) {
+  auto sink = Open({{"partition_by", "network_id, minute"}, {"roll_rows", "1"}});
+  ASSERT_TRUE(sink);
+  std::vector<Row> rows;
+  for (int n = 1; n <= 10; ++n) {
+    for (int m = 0; m < 5; ++m) rows.push_back(MakeRow(n, "m" + std::to_string(m), n, true, 0));
+  }
+  const int64_t before = ParquetSink::SyncCountForTesting();
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 50)).ok());
+  EXPECT_EQ(Files().size(), 50u);
+  // One syncfs for the 50 files and 60 new directories, then the state file's fsync and that
+  // of its directory.
+  EXPECT_EQ(ParquetSink::SyncCountForTesting() - before, 3);
+}
+
+TEST_F(ParquetSinkTest, AReplayUnderTheCapRewritesTheSameNames) {
+  const std::vector<std::pair<std::string, std::string>> options = {
+      {"partition_by", "network_id"}, {"roll_rows", "1"}, {"max_files_per_checkpoint", "2"}};
+  std::vector<Row> rows = Spread(5, 2);
+  const fs::path blocker = dir_ / "_sluice" / "views.state.tmp";
+  std::vector<std::string> crashed;
+  {
+    auto sink = Open(options);
+    ASSERT_TRUE(sink);
+    // The files are renamed, the state file cannot be written: a crash before the commit.
+    fs::create_directories(blocker / "x");
+    ASSERT_FALSE(sink->Commit(Cp(&rows, 10)).ok());
+    crashed = Files();
+    ASSERT_EQ(crashed.size(), 2u);
+  }
+  fs::remove_all(blocker);
+  auto sink = Open(options);
+  ASSERT_TRUE(sink);
+  EXPECT_TRUE(Files().empty()) << "the uncommitted files are removed";
+  ASSERT_TRUE(sink->Commit(Cp(&rows, 10)).ok());
+  EXPECT_EQ(Files(), crashed);
+  std::vector<Row> none;
+  ASSERT_TRUE(sink->Commit(Cp(&none, 10, true)).ok());
+  EXPECT_EQ(Files().size(), 5u);
+  EXPECT_EQ(TotalRows(), 10);
+}
+
+TEST_F(ParquetSinkTest, MaxFilesPerCheckpointMustBePositive) {
+  auto made = Make({{"max_files_per_checkpoint", "0"}});
+  ASSERT_FALSE(made.ok());
+  EXPECT_NE(made.status().message().find("test.toml:2:1"), std::string::npos)
+      << made.status().message();
+}
+
+TEST_F(ParquetSinkTest, AStateFileOfFormatVersion2ReadsAsCarryingNothing) {
+  // Written by the build before max_files_per_checkpoint: version 2, no carried flag.
+  const std::vector<StoredPosition> positions = {{"views", 0, 7}};
+  const std::vector<Field> columns = Context().output.fields();
+  BinaryWriter rows;
+  rows.PutRow(MakeRow(1, "a", 1, true, 0));
+  std::string v3 = EncodeParquetSinkState("views", 4, 0, positions, "engine", columns, 1,
+                                          rows.data(), /*carried=*/true);
+  // magic (8), version (8), pipeline (8 + 5), seq (8), dead-letter count (8), carried (8).
+  const size_t carried_at = 8 + 8 + 8 + 5 + 8 + 8;
+  std::string v2 = v3.substr(0, carried_at) + v3.substr(carried_at + 8, v3.size() - carried_at - 16);
+  v2[8] = 2;
+  uint64_t h = 0xcbf29ce484222325ull;  // the state file's checksum: FNV-1a of what precedes it
+  for (unsigned char c : v2) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  BinaryWriter sum;
+  sum.PutI64(static_cast<int64_t>(h));
+  v2 += sum.data();
+  auto decoded = DecodeParquetSinkState(v2, "views");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_FALSE(decoded->carried);
+  EXPECT_EQ(decoded->seq, 4);
+  EXPECT_EQ(decoded->positions.size(), 1u);
+  EXPECT_EQ(decoded->rows.size(), 1u);
+  auto v3_decoded = DecodeParquetSinkState(v3, "views");
+  ASSERT_TRUE(v3_decoded.ok()) << v3_decoded.status().ToString();
+  EXPECT_TRUE(v3_decoded->carried);
 }
 
 }  // namespace
