@@ -316,7 +316,10 @@ std::string SqlIncoming(const SqlSpelling& sql, const std::string& quoted) {
 std::string SqlAverage(const MetricSpec& m, const SqlSpelling& sql, const std::string& sum,
                        const std::string& count) {
   if (sql.dialect == SqlDialect::kMysql) {
-    // An exact quotient, rounded as the engine rounds (half away from zero).
+    // An exact quotient: DECIMAL(65,20)'s 45 integer digits hold any BIGINT or double sum
+    // sluice writes, and 20 decimals (24 after the division) keep sum/count far enough from a
+    // rounding boundary that ROUND(..., n) rounds the true quotient, half away from zero, like
+    // the engine's final value.
     if (m.round_digits >= 0) {
       return "ROUND(CAST(" + sum + " AS DECIMAL(65,20)) / " + count + ", " +
              std::to_string(m.round_digits) + ")";
