@@ -496,6 +496,12 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
       }
       ASSIGN_OR_RETURN(const std::vector<std::string> merged, f.merge_sql(m, kSpelling));
       for (const std::string& assignment : merged) set(assignment);
+      std::vector<SqlInput> markers(f.inputs);
+      for (size_t i = 0; i < markers.size(); ++i) markers[i].text = "?" + std::to_string(i + 1);
+      ASSIGN_OR_RETURN(const std::vector<std::string> inserted, f.insert_sql(m, kSpelling, markers));
+      bool as_is = inserted.size() == markers.size();
+      for (size_t i = 0; as_is && i < markers.size(); ++i) as_is = inserted[i] == markers[i].text;
+      t.inserts_inputs_.push_back(as_is);
     }
   } else {
     t.keys_ = ctx.key_columns;
@@ -589,13 +595,18 @@ Status TableSql::AppendDeltaTuple(const DeltaRow& row, std::string* out) const {
     RETURN_IF_ERROR(AppendLiteral(Value::TimeMicros(row.window_start + a.window_micros), next()));
   }
   for (const auto& k : row.keys) RETURN_IF_ERROR(AppendLiteral(k, next()));
-  std::vector<Value> values;
-  std::vector<SqlInput> inputs;
+  // Reused from row to row (a statement holds thousands).
+  thread_local std::vector<Value> values;
+  thread_local std::vector<SqlInput> inputs;
   for (size_t i = 0; i < a.metrics.size(); ++i) {
     const MetricSpec& m = a.metrics[i];
     const AggregateFunction& f = FunctionOf(m);
     values.clear();
     f.stored_values(m, row.metrics[i], &values);
+    if (inserts_inputs_[i]) {
+      for (const Value& v : values) RETURN_IF_ERROR(AppendLiteral(v, next()));
+      continue;
+    }
     inputs.resize(values.size());
     for (size_t k = 0; k < values.size(); ++k) {
       inputs[k].text.clear();
