@@ -18,6 +18,7 @@
 #include "connectors/mysql/mysql_sql.h"
 #include "connectors/sqlite/sqlite_sink.h"
 #include "core/uri.h"
+#include "operators/aggregate_function.h"
 #include "runtime/registry.h"
 
 namespace sluice::cli {
@@ -330,12 +331,10 @@ int RunTakeover(const Runner& runner, const TakeoverOptions& options) {
   if (is_sqlite) {
     for (const auto& f : ctx.output.fields()) declared.push_back({f.name, SqliteType(f.type)});
     for (const auto& m : a->metrics) {
-      if (m.fn == AggFn::kAvg) {
-        internal.push_back({"_" + m.name + "_sum", std::string(m.integer_sum() ? "INTEGER" : "REAL") +
-                                                        " NOT NULL DEFAULT 0"});
-        internal.push_back({"_" + m.name + "_count", "INTEGER NOT NULL DEFAULT 0"});
-      } else if (m.fn == AggFn::kLast) {
-        internal.push_back({"_" + m.name + "_at", "INTEGER"});
+      for (const StoredColumn& c : FunctionOf(m).stored_columns(m)) {
+        if (!c.hidden) continue;
+        internal.push_back(
+            {c.name, SqliteType(c.type) + std::string(c.not_null_default_zero ? " NOT NULL DEFAULT 0" : "")});
       }
     }
   } else {

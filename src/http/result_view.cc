@@ -5,12 +5,15 @@
 
 #include "core/time.h"
 #include "core/json_builder.h"
+#include "operators/aggregate_function.h"
 
 namespace sluice::http {
 namespace {
 
+/// The dashboard charts a metric its function allows charting (the catalog's `charted`) whose
+/// result is a number.
 bool IsNumericMetric(const MetricSpec& m) {
-  if (m.fn == AggFn::kLast) return false;
+  if (!FunctionOf(m).charted) return false;
   return m.result_type == Type::kInt64 || m.result_type == Type::kDouble;
 }
 

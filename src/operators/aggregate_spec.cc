@@ -2,19 +2,11 @@
 
 #include <cmath>
 
+#include "operators/aggregate_function.h"
+
 namespace sluice {
 
-std::string_view AggFnName(AggFn fn) {
-  switch (fn) {
-    case AggFn::kCount: return "count";
-    case AggFn::kSum: return "sum";
-    case AggFn::kAvg: return "avg";
-    case AggFn::kMin: return "min";
-    case AggFn::kMax: return "max";
-    case AggFn::kLast: return "last";
-  }
-  return "?";
-}
+std::string_view AggFnName(AggFn fn) { return AggregateFunctionOf(fn).name; }
 
 Schema AggregateSpec::OutputSchema() const {
   Schema out;
@@ -34,69 +26,11 @@ std::vector<std::string> AggregateSpec::KeyColumns() const {
 }
 
 void UpdateMetric(const MetricSpec& spec, MetricState& s, const Value& arg, int64_t event_time) {
-  switch (spec.fn) {
-    case AggFn::kCount:
-      if (spec.arg && arg.is_null()) return;  // count(x) counts non-null x
-      ++s.count;
-      return;
-    case AggFn::kSum:
-    case AggFn::kAvg:
-      if (arg.is_null()) return;
-      ++s.count;
-      if (arg.type() == Type::kInt64) {
-        s.isum += arg.int_value();
-      } else {
-        s.dsum += arg.AsDouble();
-      }
-      return;
-    case AggFn::kMin:
-      if (arg.is_null()) return;
-      ++s.count;
-      if (s.value.is_null() || arg < s.value) s.value = arg;
-      return;
-    case AggFn::kMax:
-      if (arg.is_null()) return;
-      ++s.count;
-      if (s.value.is_null() || s.value < arg) s.value = arg;
-      return;
-    case AggFn::kLast:
-      ++s.count;
-      // The latest event wins; equal times pick the larger value, so the result does not
-      // depend on arrival order.
-      if (event_time > s.at || (event_time == s.at && s.value < arg)) {
-        s.at = event_time;
-        s.value = arg;
-      }
-      return;
-  }
+  FunctionOf(spec).update(spec, s, arg, event_time);
 }
 
 void MergeMetric(const MetricSpec& spec, MetricState& into, const MetricState& from) {
-  if (from.count == 0) return;
-  switch (spec.fn) {
-    case AggFn::kCount:
-    case AggFn::kSum:
-    case AggFn::kAvg:
-      into.count += from.count;
-      into.isum += from.isum;
-      into.dsum += from.dsum;
-      return;
-    case AggFn::kMin:
-      into.count += from.count;
-      if (into.value.is_null() || from.value < into.value) into.value = from.value;
-      return;
-    case AggFn::kMax:
-      into.count += from.count;
-      if (into.value.is_null() || into.value < from.value) into.value = from.value;
-      return;
-    case AggFn::kLast:
-      into.count += from.count;
-      if (from.at > into.at || (from.at == into.at && into.value < from.value)) {
-        into.at = from.at;
-        into.value = from.value;
-      }
-      return;
-  }
+  FunctionOf(spec).merge(spec, into, from);
 }
 
 double RoundHalfAway(double v, int digits) {
@@ -109,24 +43,7 @@ double RoundHalfAway(double v, int digits) {
 }
 
 Value FinalValue(const MetricSpec& spec, const MetricState& s) {
-  switch (spec.fn) {
-    case AggFn::kCount:
-      return Value::Int(s.count);
-    case AggFn::kSum:
-      return spec.integer_sum() ? Value::Int(s.isum) : Value::Double(s.dsum);
-    case AggFn::kAvg: {
-      if (s.count == 0) return spec.default_value.value_or(Value::Null());
-      double sum = spec.integer_sum() ? static_cast<double>(s.isum) : s.dsum;
-      double avg = sum / static_cast<double>(s.count);
-      if (spec.round_digits >= 0) avg = RoundHalfAway(avg, spec.round_digits);
-      return Value::Double(avg);
-    }
-    case AggFn::kMin:
-    case AggFn::kMax:
-    case AggFn::kLast:
-      return s.value;
-  }
-  return Value::Null();
+  return FunctionOf(spec).finalize(spec, s);
 }
 
 std::vector<Value> FinalRow(const AggregateSpec& spec, const DeltaRow& row) {

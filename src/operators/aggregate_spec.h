@@ -14,9 +14,11 @@
 
 namespace sluice {
 
-/// The aggregate functions a metric can use.
+/// The aggregate functions a metric can use: one per entry of the catalog
+/// (operators/aggregate_function.h), in its order, which holds every rule of each.
 enum class AggFn { kCount, kSum, kAvg, kMin, kMax, kLast };
 
+/// The function's name in the catalog ("count", ...).
 std::string_view AggFnName(AggFn fn);
 
 /// One conditional aggregate: `fn(arg) where cond`, with optional rounding and default.
@@ -95,7 +97,7 @@ struct DeltaRow {
   std::vector<MetricState> metrics;
 };
 
-/// Folds one matching record's argument into `state`.
+/// Folds one matching record's argument into `state` (the catalog's rule for spec.fn).
 void UpdateMetric(const MetricSpec& spec, MetricState& state, const Value& arg, int64_t event_time);
 /// Folds `from` into `into`.
 void MergeMetric(const MetricSpec& spec, MetricState& into, const MetricState& from);

@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "core/time.h"
+#include "operators/aggregate_function.h"
 
 namespace sluice {
 
@@ -97,8 +98,11 @@ Aggregator::Aggregator(const AggregateSpec* spec)
   metric_scratch_.resize(num_metrics_);
   table_.assign(kMinTableSize, 0);
   for (const MetricSpec& m : spec_->metrics) {
-    const bool numeric = m.fn == AggFn::kCount || m.fn == AggFn::kSum || m.fn == AggFn::kAvg;
+    const AggregateFunction::State kind = FunctionOf(m).state;
+    const bool numeric =
+        kind == AggregateFunction::State::kCount || kind == AggregateFunction::State::kCountSum;
     numeric_.push_back(numeric);
+    sums_.push_back(kind == AggregateFunction::State::kCountSum);
     state_slot_.push_back(numeric ? num_numeric_++ : num_values_++);
   }
 }
@@ -283,18 +287,8 @@ void Aggregator::UpdateGroup(size_t g, int64_t event_time) {
       UpdateMetric(m, states[state_slot_[i]], arg, event_time);
       continue;
     }
-    // Same rules as UpdateMetric for count, sum and avg.
-    NumState& n = nums[state_slot_[i]];
-    if (m.fn == AggFn::kCount) {
-      if (!m.arg || !arg.is_null()) ++n.count;
-    } else if (!arg.is_null()) {
-      ++n.count;
-      if (arg.type() == Type::kInt64) {
-        n.isum += arg.int_value();
-      } else {
-        n.dsum += arg.AsDouble();
-      }
-    }
+    // The catalog's count/sum rule, inlined on the compact state.
+    UpdateCountSum(sums_[i], m.arg != nullptr, nums[state_slot_[i]], arg);
   }
 }
 
@@ -386,10 +380,7 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
     for (size_t i = 0; i < num_metrics_; ++i) {
       MetricState& from = r.metrics[i];
       if (IsNumeric(i)) {
-        NumState& n = nums[state_slot_[i]];
-        n.count += from.count;
-        n.isum += from.isum;
-        n.dsum += from.dsum;
+        MergeCountSum(nums[state_slot_[i]], from);
       } else if (added) {
         states[state_slot_[i]] = std::move(from);
       } else {

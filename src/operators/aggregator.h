@@ -100,8 +100,8 @@ class Aggregator {
   std::vector<Group> groups_;
   std::string key_bytes_;
   std::vector<Value> key_values_;  ///< num_keys_ per group
-  /// count, sum and avg need no Value: their state is three numbers, kept apart from the
-  /// min/max/last states so that a group's state is compact (the table is cache-bound).
+  /// Functions whose catalog state is kCount or kCountSum (count, sum, avg) need no Value: their
+  /// state is three numbers, kept apart from the min/max/last states so that a group's state is compact (the table is cache-bound).
   struct NumState {
     int64_t count = 0;
     int64_t isum = 0;
@@ -112,6 +112,7 @@ class Aggregator {
   /// Returns a copy of metric `i`'s state in group `g`.
   MetricState StateOf(size_t g, size_t i) const;
   std::vector<bool> numeric_;      ///< per metric
+  std::vector<bool> sums_;         ///< per metric with a NumState: it sums its argument (not count)
   std::vector<size_t> state_slot_;  ///< per metric: index among its kind's states in a group
   size_t num_numeric_ = 0;
   size_t num_values_ = 0;

@@ -6,6 +6,7 @@
 #include "core/json_builder.h"
 #include "core/time.h"
 #include "core/uri.h"
+#include "operators/aggregate_function.h"
 
 namespace sluice {
 namespace {
@@ -68,19 +69,6 @@ std::string SourceFormat(const SourceConfig& source, const std::string& kind) {
   }
   if (kind == "mysql" || kind == "sqlite" || kind == "cassandra") return "table rows, read incrementally";
   return format;
-}
-
-/// What a group keeps for one metric between checkpoints and in an update-mode sink.
-std::string KeptState(const MetricSpec& m, const std::string& arg) {
-  switch (m.fn) {
-    case AggFn::kCount: return "count of records" + std::string(m.arg ? " with " + arg + " not null" : "");
-    case AggFn::kSum: return "sum of " + arg;
-    case AggFn::kAvg: return "sum of " + arg + " and its count (the average is their quotient)";
-    case AggFn::kMin: return "smallest " + arg;
-    case AggFn::kMax: return "largest " + arg;
-    case AggFn::kLast: return "value of " + arg + " with the latest event time, and that time";
-  }
-  return "";
 }
 
 /// Splits a metric's text "[round(]fn(arg)[, n)] [where cond] [default x]" into argument and
@@ -215,21 +203,19 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
       a.keys.push_back({spec.keys[i].name, std::string(TypeName(spec.keys[i].type)),
                         kc.text == kc.name ? std::string() : OneLine(kc.text)});
     }
-    const std::vector<std::string> internal = InternalColumnNames(&spec);
     for (size_t i = 0; i < spec.metrics.size(); ++i) {
       const MetricSpec& m = spec.metrics[i];
       PipelineExplanation::Metric me;
       me.name = m.name;
-      me.function = std::string(AggFnName(m.fn));
+      const AggregateFunction& f = FunctionOf(m);
+      me.function = std::string(f.name);
       me.text = OneLine(ac.metrics[i].text);
       MetricParts(me.text, &me.argument, &me.where);
       me.type = std::string(TypeName(m.result_type));
-      me.state = KeptState(m, me.argument);
+      me.state = f.kept_state(m, me.argument);
       if (!spec.append_mode) {
-        for (const auto& col : internal) {
-          if (col == "_" + m.name + "_sum" || col == "_" + m.name + "_count" || col == "_" + m.name + "_at") {
-            me.internal_columns.push_back(col);
-          }
+        for (const StoredColumn& col : f.stored_columns(m)) {
+          if (col.hidden) me.internal_columns.push_back(col.name);
         }
       }
       a.metrics.push_back(std::move(me));

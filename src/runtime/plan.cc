@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/time.h"
+#include "operators/aggregate_function.h"
 #include "runtime/registry.h"
 
 namespace sluice {
@@ -94,37 +95,34 @@ Status TakeRound(const ColumnConfig& c, std::string_view* agg, size_t* agg_at, M
   return Status::OK();
 }
 
-/// Reads the aggregate's name, `agg` up to `open` (its parenthesis), into m->fn; returns it
-/// lower-cased.
-Result<std::string> ParseAggregateName(const ColumnConfig& c, std::string_view agg, size_t agg_at,
-                                       size_t open, MetricSpec* m) {
-  std::string fn(agg.substr(0, open));
-  for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (fn == "count") m->fn = AggFn::kCount;
-  else if (fn == "sum") m->fn = AggFn::kSum;
-  else if (fn == "avg") m->fn = AggFn::kAvg;
-  else if (fn == "min") m->fn = AggFn::kMin;
-  else if (fn == "max") m->fn = AggFn::kMax;
-  else if (fn == "last") m->fn = AggFn::kLast;
-  else {
-    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn +
-                                   "' (expected count, sum, avg, min, max or last)");
+/// Reads the aggregate's name, `agg` up to `open` (its parenthesis), from the catalog into
+/// m->fn.
+Result<const AggregateFunction*> ParseAggregateName(const ColumnConfig& c, std::string_view agg,
+                                                    size_t agg_at, size_t open, MetricSpec* m) {
+  const std::string_view name = agg.substr(0, open);
+  const AggregateFunction* f = FindAggregateFunction(name);
+  if (f == nullptr) {
+    std::string fn(name);
+    for (auto& ch : fn) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::vector<std::string> names;
+    for (const AggregateFunction& g : AllAggregateFunctions()) names.emplace_back(g.name);
+    const std::string closest = ClosestName(fn, names);
+    return Status::InvalidArgument(At(c.where, agg_at) + ": unknown aggregate '" + fn + "' (" +
+                                   (closest.empty() ? "" : "did you mean " + closest + "? ") +
+                                   "expected " + AggregateFunctionList() + ")");
   }
-  return fn;
+  m->fn = f->id;
+  return f;
 }
 
 /// Compiles the aggregate's argument (`arg`, at `arg_at` in the column's text) and sets the
-/// argument and result types: count() counts records (count(x): non-null x), sum and avg need
-/// a number.
+/// argument and result types, as the function's descriptor says.
 Status CompileMetricArgument(const ColumnConfig& c, const Schema& schema, std::string_view arg,
-                             size_t arg_at, size_t agg_at, const std::string& fn, MetricSpec* m) {
-  if (m->fn == AggFn::kCount) {
-    if (!arg.empty() && arg != "*") {
-      // count(x) counts non-null x.
-      ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
-      m->arg_type = m->arg->type();
-    }
-    m->result_type = Type::kInt64;
+                             size_t arg_at, size_t agg_at, const AggregateFunction& f,
+                             MetricSpec* m) {
+  const std::string fn(f.name);
+  if (f.arg == AggregateFunction::Arg::kOptional && (arg.empty() || arg == "*")) {
+    m->result_type = f.result_type(Type::kNull);
     return Status::OK();
   }
   if (arg.empty()) {
@@ -133,34 +131,39 @@ Status CompileMetricArgument(const ColumnConfig& c, const Schema& schema, std::s
   ASSIGN_OR_RETURN(m->arg, CompileAt(arg, schema, Shift(c.where, arg_at)));
   m->arg_type = m->arg->type();
   bool numeric = m->arg_type == Type::kInt64 || m->arg_type == Type::kDouble;
-  if ((m->fn == AggFn::kSum || m->fn == AggFn::kAvg) && !numeric) {
+  if (f.arg == AggregateFunction::Arg::kNumeric && !numeric) {
     return Status::InvalidArgument(At(c.where, arg_at) + ": " + fn +
                                    "() needs a numeric argument, got " +
                                    std::string(TypeName(m->arg_type)));
   }
-  if (m->fn == AggFn::kSum) {
-    m->result_type = m->arg_type;
-  } else if (m->fn == AggFn::kAvg) {
-    m->result_type = Type::kDouble;
-  } else {
-    m->result_type = m->arg_type;
-  }
+  m->result_type = f.result_type(m->arg_type);
   return Status::OK();
 }
 
-/// Sets avg()'s value without records from `default_text` (at `default_at`), a number.
+/// The functions whose descriptor allows `allowed`: "avg()" (or "avg() and x()").
+std::string FunctionsAllowing(bool AggregateFunction::*allowed) {
+  std::string out;
+  for (const AggregateFunction& f : AllAggregateFunctions()) {
+    if (f.*allowed) out += (out.empty() ? "" : " and ") + std::string(f.name) + "()";
+  }
+  return out;
+}
+
+/// Sets the value without records from `default_text` (at `default_at`), a number, for the
+/// functions that allow one (avg).
 Status CompileMetricDefault(const ColumnConfig& c, const std::string& default_text,
-                            size_t default_at, MetricSpec* m) {
-  if (m->fn != AggFn::kAvg) {
-    return Status::InvalidArgument(At(c.where, default_at) +
-                                   ": 'default' applies to avg() only (count and sum are 0 "
-                                   "without records)");
+                            size_t default_at, const AggregateFunction& f, MetricSpec* m) {
+  if (!f.allows_default) {
+    return Status::InvalidArgument(At(c.where, default_at) + ": 'default' applies to " +
+                                   FunctionsAllowing(&AggregateFunction::allows_default) +
+                                   " only (count and sum are 0 without records)");
   }
   Schema empty;
   ASSIGN_OR_RETURN(auto lit, CompileAt(default_text, empty, Shift(c.where, default_at)));
   Value v = lit->Eval({});
   if (v.type() != Type::kInt64 && v.type() != Type::kDouble) {
-    return Status::InvalidArgument(At(c.where, default_at) + ": the default of avg() must be a number");
+    return Status::InvalidArgument(At(c.where, default_at) + ": the default of " + std::string(f.name) +
+                                   "() must be a number");
   }
   m->default_value = Value::Double(v.AsDouble());
   return Status::OK();
@@ -197,17 +200,26 @@ Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m)
   RETURN_IF_ERROR(TakeRound(c, &agg, &agg_at, m));
   size_t open = agg.find('(');
   if (open == std::string_view::npos || agg.back() != ')') {
+    std::string examples;
+    const auto all = AllAggregateFunctions();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (i > 0) examples += i + 1 == all.size() ? " or " : ", ";
+      examples += std::string(all[i].name) +
+                  (all[i].arg == AggregateFunction::Arg::kOptional ? "()" : "(x)");
+    }
     return Status::InvalidArgument(At(c.where, agg_at) + ": metric '" + c.name +
-                                   "' must be an aggregate such as count(), sum(x), avg(x), "
-                                   "min(x), max(x) or last(x)");
+                                   "' must be an aggregate such as " + examples);
   }
-  ASSIGN_OR_RETURN(const std::string fn, ParseAggregateName(c, agg, agg_at, open, m));
+  ASSIGN_OR_RETURN(const AggregateFunction* f, ParseAggregateName(c, agg, agg_at, open, m));
   auto [ab, ae] = TrimRange(agg, open + 1, agg.size() - 1);
-  RETURN_IF_ERROR(CompileMetricArgument(c, schema, agg.substr(ab, ae - ab), agg_at + ab, agg_at, fn, m));
-  if (m->round_digits >= 0 && m->fn != AggFn::kAvg) {
-    return Status::InvalidArgument(At(c.where) + ": round() applies to avg() only");
+  RETURN_IF_ERROR(CompileMetricArgument(c, schema, agg.substr(ab, ae - ab), agg_at + ab, agg_at, *f, m));
+  if (m->round_digits >= 0 && !f->allows_round) {
+    return Status::InvalidArgument(At(c.where) + ": round() applies to " +
+                                   FunctionsAllowing(&AggregateFunction::allows_round) + " only");
   }
-  if (!default_text.empty()) RETURN_IF_ERROR(CompileMetricDefault(c, default_text, default_at, m));
+  if (!default_text.empty()) {
+    RETURN_IF_ERROR(CompileMetricDefault(c, default_text, default_at, *f, m));
+  }
   return Status::OK();
 }
 

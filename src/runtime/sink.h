@@ -12,6 +12,7 @@
 #include "core/dead_letter.h"
 #include "core/status.h"
 #include "core/value.h"
+#include "operators/aggregate_function.h"
 #include "operators/aggregate_spec.h"
 
 namespace sluice {
@@ -154,17 +155,15 @@ class Sink {
 /// is not of the type is an InvalidArgument error naming it.
 Result<Value> ParseStoredValue(std::string_view text, Type type);
 /// The columns an SQL sink keeps for exact merges of an update-mode aggregate, which the user's
-/// table does not show: `_NAME_sum` and `_NAME_count` behind avg(), `_NAME_at` (the event time)
-/// behind last(). Empty for append mode, rows, and aggregates without avg() or last().
+/// table does not show: the hidden stored columns of the catalog (`_NAME_sum` and `_NAME_count`
+/// behind avg(), `_NAME_at`, the event time, behind last()). Empty for append mode, rows, and
+/// aggregates whose functions keep none.
 inline std::vector<std::string> InternalColumnNames(const AggregateSpec* a) {
   std::vector<std::string> out;
   if (a == nullptr || a->append_mode) return out;
   for (const MetricSpec& m : a->metrics) {
-    if (m.fn == AggFn::kAvg) {
-      out.push_back("_" + m.name + "_sum");
-      out.push_back("_" + m.name + "_count");
-    } else if (m.fn == AggFn::kLast) {
-      out.push_back("_" + m.name + "_at");
+    for (StoredColumn& c : FunctionOf(m).stored_columns(m)) {
+      if (c.hidden) out.push_back(std::move(c.name));
     }
   }
   return out;

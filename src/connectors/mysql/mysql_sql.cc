@@ -16,11 +16,6 @@
 namespace sluice::mysql {
 namespace {
 
-/// Precision of the exact average: 45 integer digits hold any BIGINT or double sum sluice writes,
-/// and 20 decimals (24 after the division) keep sum/count far enough from a rounding boundary
-/// that ROUND(..., n) rounds the true quotient, half away from zero, like FinalValue().
-constexpr const char* kExactDecimal = "DECIMAL(65,20)";
-
 std::string SqlType(Type t, bool key) {
   switch (t) {
     case Type::kInt64:
@@ -79,22 +74,10 @@ Result<std::string> ReadPasswordFile(const std::string& path, const std::string&
   return text;
 }
 
-/// Returns the SQL expression of an average from SQL expressions of its sum and count (> 0).
-std::string AvgExpr(const MetricSpec& m, const std::string& sum, const std::string& count) {
-  if (m.round_digits >= 0) {
-    return "ROUND(CAST(" + sum + " AS " + kExactDecimal + ") / " + count + ", " +
-           std::to_string(m.round_digits) + ")";
-  }
-  return "CAST(" + sum + " AS DOUBLE) / " + count;
-}
+std::string Quote(const std::string& name) { return QuoteIdentifier(name); }
 
-Status AppendDefault(const MetricSpec& m, std::string* out) {
-  if (!m.default_value) {
-    *out += "NULL";
-    return Status::OK();
-  }
-  return AppendLiteral(*m.default_value, out);
-}
+/// How the aggregate catalog spells its merge statements here.
+const SqlSpelling kSpelling{SqlDialect::kMysql, Quote, AppendLiteral};
 
 }  // namespace
 
@@ -504,63 +487,21 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
     t.keys_ = a.KeyColumns();
     for (const auto& k : t.keys_) col(k);
     for (const auto& m : a.metrics) {
-      const std::string c = QuoteIdentifier(m.name);
-      const std::string v = "VALUES(" + c + ")";
-      switch (m.fn) {
-        case AggFn::kCount:
-        case AggFn::kSum:
-          t.columns_.push_back({m.name,
-                                m.fn == AggFn::kCount ? "BIGINT" : SqlType(m.result_type, false),
-                                " NOT NULL DEFAULT 0"});
-          col(m.name);
-          set(c + " = " + c + " + " + v);
-          break;
-        case AggFn::kAvg: {
-          t.columns_.push_back({m.name, "DOUBLE", ""});
-          hidden.push_back({"_" + m.name + "_sum", m.integer_sum() ? "BIGINT" : "DOUBLE",
-                            " NOT NULL DEFAULT 0"});
-          hidden.push_back({"_" + m.name + "_count", "BIGINT", " NOT NULL DEFAULT 0"});
-          col(m.name);
-          col("_" + m.name + "_sum");
-          col("_" + m.name + "_count");
-          const std::string hs = QuoteIdentifier("_" + m.name + "_sum");
-          const std::string hc = QuoteIdentifier("_" + m.name + "_count");
-          std::string def;
-          RETURN_IF_ERROR(AppendDefault(m, &def));
-          // The hidden sum and count first: the average below then reads their new values.
-          set(hs + " = " + hs + " + VALUES(" + hs + ")");
-          set(hc + " = " + hc + " + VALUES(" + hc + ")");
-          set(c + " = CASE WHEN " + hc + " > 0 THEN " + AvgExpr(m, hs, hc) + " ELSE " + def +
-              " END");
-          break;
-        }
-        case AggFn::kMin:
-        case AggFn::kMax: {
-          t.columns_.push_back({m.name, SqlType(m.result_type, false), ""});
-          col(m.name);
-          const char* op = m.fn == AggFn::kMin ? " < " : " > ";
-          set(c + " = CASE WHEN " + v + " IS NOT NULL AND (" + c + " IS NULL OR " + v + op + c +
-              ") THEN " + v + " ELSE " + c + " END");
-          break;
-        }
-        case AggFn::kLast: {
-          t.columns_.push_back({m.name, SqlType(m.result_type, false), ""});
-          hidden.push_back({"_" + m.name + "_at", "BIGINT", ""});
-          col(m.name);
-          col("_" + m.name + "_at");
-          const std::string at = QuoteIdentifier("_" + m.name + "_at");
-          const std::string vat = "VALUES(" + at + ")";
-          // Newer time wins; on equal times the larger value, null being the smallest (as
-          // MergeMetric orders values). The value goes first, while `at` is still the old time.
-          const std::string later =
-              vat + " IS NOT NULL AND (" + at + " IS NULL OR " + vat + " > " + at;
-          set(c + " = CASE WHEN " + later + " OR (" + vat + " = " + at + " AND " + v +
-              " IS NOT NULL AND (" + c + " IS NULL OR " + v + " > " + c + "))) THEN " + v +
-              " ELSE " + c + " END");
-          set(at + " = CASE WHEN " + later + ") THEN " + vat + " ELSE " + at + " END");
-          break;
-        }
+      const AggregateFunction& f = FunctionOf(m);
+      for (const StoredColumn& c : f.stored_columns(m)) {
+        (c.hidden ? hidden : t.columns_)
+            .push_back({c.name, SqlType(c.type, false),
+                        c.not_null_default_zero ? " NOT NULL DEFAULT 0" : ""});
+        col(c.name);
       }
+      ASSIGN_OR_RETURN(const std::vector<std::string> merged, f.merge_sql(m, kSpelling));
+      for (const std::string& assignment : merged) set(assignment);
+      std::vector<SqlInput> markers(f.inputs);
+      for (size_t i = 0; i < markers.size(); ++i) markers[i].text = "?" + std::to_string(i + 1);
+      ASSIGN_OR_RETURN(const std::vector<std::string> inserted, f.insert_sql(m, kSpelling, markers));
+      bool as_is = inserted.size() == markers.size();
+      for (size_t i = 0; as_is && i < markers.size(); ++i) as_is = inserted[i] == markers[i].text;
+      t.inserts_inputs_.push_back(as_is);
     }
   } else {
     t.keys_ = ctx.key_columns;
@@ -654,41 +595,29 @@ Status TableSql::AppendDeltaTuple(const DeltaRow& row, std::string* out) const {
     RETURN_IF_ERROR(AppendLiteral(Value::TimeMicros(row.window_start + a.window_micros), next()));
   }
   for (const auto& k : row.keys) RETURN_IF_ERROR(AppendLiteral(k, next()));
+  // Reused from row to row (a statement holds thousands).
+  thread_local std::vector<Value> values;
+  thread_local std::vector<SqlInput> inputs;
   for (size_t i = 0; i < a.metrics.size(); ++i) {
     const MetricSpec& m = a.metrics[i];
-    const MetricState& s = row.metrics[i];
-    switch (m.fn) {
-      case AggFn::kCount:
-        RETURN_IF_ERROR(AppendLiteral(Value::Int(s.count), next()));
-        break;
-      case AggFn::kSum:
-        RETURN_IF_ERROR(AppendLiteral(FinalValue(m, s), next()));
-        break;
-      case AggFn::kAvg: {
-        std::string sum, count;
-        RETURN_IF_ERROR(
-            AppendLiteral(m.integer_sum() ? Value::Int(s.isum) : Value::Double(s.dsum), &sum));
-        RETURN_IF_ERROR(AppendLiteral(Value::Int(s.count), &count));
-        // The server computes the average, with the same expression as on update, so a row's
-        // value does not depend on how its records were split into checkpoints.
-        if (s.count > 0) {
-          *next() += AvgExpr(m, sum, count);
-        } else {
-          RETURN_IF_ERROR(AppendDefault(m, next()));
-        }
-        *next() += sum;
-        *next() += count;
-        break;
-      }
-      case AggFn::kMin:
-      case AggFn::kMax:
-        RETURN_IF_ERROR(AppendLiteral(s.value, next()));
-        break;
-      case AggFn::kLast:
-        RETURN_IF_ERROR(AppendLiteral(s.value, next()));
-        RETURN_IF_ERROR(AppendLiteral(s.count > 0 ? Value::Int(s.at) : Value::Null(), next()));
-        break;
+    const AggregateFunction& f = FunctionOf(m);
+    values.clear();
+    f.stored_values(m, row.metrics[i], &values);
+    if (inserts_inputs_[i]) {
+      for (const Value& v : values) RETURN_IF_ERROR(AppendLiteral(v, next()));
+      continue;
     }
+    inputs.resize(values.size());
+    for (size_t k = 0; k < values.size(); ++k) {
+      inputs[k].text.clear();
+      RETURN_IF_ERROR(AppendLiteral(values[k], &inputs[k].text));
+      inputs[k].known = &values[k];
+    }
+    // The server computes what the catalog inserts (an average from its sum and count), with
+    // the same expression as on update, so a row's value does not depend on how its records
+    // were split into checkpoints.
+    ASSIGN_OR_RETURN(const std::vector<std::string> inserted, f.insert_sql(m, kSpelling, inputs));
+    for (const std::string& v : inserted) *next() += v;
   }
   *out += ')';
   return Status::OK();

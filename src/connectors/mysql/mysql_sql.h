@@ -187,6 +187,9 @@ class TableSql {
   const AggregateSpec* aggregate_ = nullptr;  ///< null: rows mode
   std::vector<Column> columns_;
   std::vector<std::string> keys_;
+  /// Per metric: the catalog inserts the values a delta sends as they are (no expression), so
+  /// a tuple appends their literals directly.
+  std::vector<bool> inserts_inputs_;
   std::string insert_prefix_;  ///< "INSERT INTO `t` (`a`, `b`) VALUES "
   std::string update_suffix_;  ///< " ON DUPLICATE KEY UPDATE ..." (may be empty)
   size_t tuple_columns_ = 0;   ///< values per row tuple

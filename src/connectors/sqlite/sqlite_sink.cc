@@ -28,6 +28,31 @@ const char* SqlType(Type t) {
 
 std::string Q(const std::string& s) { return QuoteIdent(s); }
 
+/// A literal in SQLite's SQL (the catalog needs one for avg()'s default).
+Status Literal(const Value& v, std::string* out) {
+  switch (v.type()) {
+    case Type::kNull: *out += "NULL"; break;
+    case Type::kBool: *out += v.bool_value() ? "1" : "0"; break;
+    case Type::kInt64: *out += std::to_string(v.int_value()); break;
+    case Type::kDouble: *out += FormatDouble(v.double_value()); break;
+    case Type::kString:
+    case Type::kTimestamp: {
+      const std::string text = v.ToString();
+      *out += '\'';
+      for (char c : text) {
+        if (c == '\'') *out += '\'';
+        *out += c;
+      }
+      *out += '\'';
+      break;
+    }
+  }
+  return Status::OK();
+}
+
+/// How the aggregate catalog spells its merge statements here.
+const SqlSpelling kSpelling{SqlDialect::kSqlite, Q, Literal};
+
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -262,26 +287,10 @@ SqliteSink::TableLayout SqliteSink::Layout() const {
     for (const auto& k : a.keys) columns.push_back({k.name, std::string(SqlType(k.type)) + " NOT NULL"});
     keys = a.KeyColumns();
     for (const auto& m : a.metrics) {
-      switch (m.fn) {
-        case AggFn::kCount:
-          columns.push_back({m.name, "INTEGER NOT NULL DEFAULT 0"});
-          break;
-        case AggFn::kSum:
-          columns.push_back({m.name, std::string(SqlType(m.result_type)) + " NOT NULL DEFAULT 0"});
-          break;
-        case AggFn::kAvg:
-          columns.push_back({m.name, "REAL"});
-          hidden.push_back({"_" + m.name + "_sum", std::string(m.integer_sum() ? "INTEGER" : "REAL") + " NOT NULL DEFAULT 0"});
-          hidden.push_back({"_" + m.name + "_count", "INTEGER NOT NULL DEFAULT 0"});
-          break;
-        case AggFn::kMin:
-        case AggFn::kMax:
-          columns.push_back({m.name, SqlType(m.result_type)});
-          break;
-        case AggFn::kLast:
-          columns.push_back({m.name, SqlType(m.result_type)});
-          hidden.push_back({"_" + m.name + "_at", "INTEGER"});
-          break;
+      for (const StoredColumn& c : FunctionOf(m).stored_columns(m)) {
+        (c.hidden ? hidden : columns)
+            .push_back({c.name, std::string(SqlType(c.type)) +
+                                    (c.not_null_default_zero ? " NOT NULL DEFAULT 0" : "")});
       }
     }
   } else {
@@ -503,7 +512,9 @@ Result<SinkExplanation> SqliteSink::Explain(const SinkContext& ctx) {
     e.statements.push_back({"create view", "sqlite", ViewSql(columns)});
   }
   const bool merge = ctx_.aggregate && !ctx_.aggregate->append_mode;
-  e.statements.push_back({merge ? "merge" : "write", "sqlite", UpsertSql()});
+  const Result<std::string> upsert = UpsertSql();
+  e.statements.push_back(
+      {merge ? "merge" : "write", "sqlite", upsert.ok() ? *upsert : upsert.status().ToString()});
   return e;
 }
 
@@ -537,7 +548,7 @@ Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
   return s;
 }
 
-std::string SqliteSink::UpsertSql() const {
+Result<std::string> SqliteSink::UpsertSql() const {
   std::string cols, values, updates, conflict;
   int p = 0;
   auto add = [&](const std::string& col, const std::string& value) {
@@ -555,52 +566,16 @@ std::string SqliteSink::UpsertSql() const {
       conflict += (conflict.empty() ? "" : ", ") + Q(k);
     }
     for (const auto& m : a.metrics) {
-      const std::string c = Q(m.name);
-      switch (m.fn) {
-        case AggFn::kCount:
-        case AggFn::kSum:
-          add(m.name, param());
-          set(c + " = " + c + " + excluded." + c);
-          break;
-        case AggFn::kAvg: {
-          const std::string s = param(), n = param();
-          const std::string hs = Q("_" + m.name + "_sum"), hc = Q("_" + m.name + "_count");
-          const std::string def = m.default_value ? FormatDouble(m.default_value->double_value()) : "NULL";
-          auto avg = [&](const std::string& sum, const std::string& cnt) {
-            std::string q = "CAST(" + sum + " AS REAL) / (" + cnt + ")";
-            if (m.round_digits >= 0) q = "ROUND(" + q + ", " + std::to_string(m.round_digits) + ")";
-            return "CASE WHEN " + cnt + " > 0 THEN " + q + " ELSE " + def + " END";
-          };
-          add(m.name, avg(s, n));
-          add("_" + m.name + "_sum", s);
-          add("_" + m.name + "_count", n);
-          set(hs + " = " + hs + " + excluded." + hs);
-          set(hc + " = " + hc + " + excluded." + hc);
-          set(c + " = " + avg(hs + " + excluded." + hs, hc + " + excluded." + hc));
-          break;
-        }
-        case AggFn::kMin:
-        case AggFn::kMax: {
-          add(m.name, param());
-          const char* op = m.fn == AggFn::kMin ? " < " : " > ";
-          set(c + " = CASE WHEN excluded." + c + " IS NOT NULL AND (" + c + " IS NULL OR excluded." +
-              c + op + c + ") THEN excluded." + c + " ELSE " + c + " END");
-          break;
-        }
-        case AggFn::kLast: {
-          add(m.name, param());
-          const std::string at = Q("_" + m.name + "_at");
-          add("_" + m.name + "_at", param());
-          const std::string newer = "excluded." + at + " IS NOT NULL AND (" + at +
-                                    " IS NULL OR excluded." + at + " > " + at + " OR (excluded." +
-                                    at + " = " + at + " AND excluded." + c + " > " + c + "))";
-          set(c + " = CASE WHEN " + newer + " THEN excluded." + c + " ELSE " + c + " END");
-          set(at + " = CASE WHEN " + newer + " THEN excluded." + at + " ELSE " + at + " END");
-          break;
-        }
-      }
+      const AggregateFunction& f = FunctionOf(m);
+      std::vector<SqlInput> inputs(f.inputs);
+      for (SqlInput& in : inputs) in.text = param();
+      const std::vector<StoredColumn> stored = f.stored_columns(m);
+      ASSIGN_OR_RETURN(const std::vector<std::string> inserted, f.insert_sql(m, kSpelling, inputs));
+      for (size_t i = 0; i < stored.size(); ++i) add(stored[i].name, inserted[i]);
+      ASSIGN_OR_RETURN(const std::vector<std::string> merged, f.merge_sql(m, kSpelling));
+      for (const std::string& assignment : merged) set(assignment);
     }
-    // SQLite evaluates every SET expression against the old row, so the order above is safe.
+    // SQLite evaluates every SET expression against the old row.
     return "INSERT INTO " + Q(physical_) + " (" + cols + ") VALUES (" + values +
            ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates;
   }
@@ -637,7 +612,7 @@ Status SqliteSink::BuildStatements() {
       "payload, payload_base64, payload_bytes, truncated, payload_sha256, generation) VALUES (?1, ?2, "
       "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
       &dead_letter_));
-  const std::string sql = UpsertSql();
+  ASSIGN_OR_RETURN(const std::string sql, UpsertSql());
   if (ctx_.aggregate && !ctx_.aggregate->append_mode) return Prepare(sql, &upsert_);
   const std::vector<std::string>& keys = ctx_.key_columns;
   Status s = Prepare(sql, &upsert_);
@@ -728,30 +703,14 @@ Status SqliteSink::WriteDelta(const DeltaRow& row) {
     RETURN_IF_ERROR(Bind(upsert_, ++p, Value::TimeMicros(row.window_start + a.window_micros)));
   }
   for (const auto& k : row.keys) RETURN_IF_ERROR(Bind(upsert_, ++p, k, false));
+  // The values stay alive until the step: strings are bound without a copy.
+  std::vector<Value>& values = delta_values_;
+  values.clear();
   for (size_t i = 0; i < a.metrics.size(); ++i) {
     const MetricSpec& m = a.metrics[i];
-    const MetricState& s = row.metrics[i];
-    switch (m.fn) {
-      case AggFn::kCount:
-        RETURN_IF_ERROR(Bind(upsert_, ++p, Value::Int(s.count)));
-        break;
-      case AggFn::kSum:
-        RETURN_IF_ERROR(Bind(upsert_, ++p, FinalValue(m, s)));
-        break;
-      case AggFn::kAvg:
-        RETURN_IF_ERROR(Bind(upsert_, ++p, m.integer_sum() ? Value::Int(s.isum) : Value::Double(s.dsum)));
-        RETURN_IF_ERROR(Bind(upsert_, ++p, Value::Int(s.count)));
-        break;
-      case AggFn::kMin:
-      case AggFn::kMax:
-        RETURN_IF_ERROR(Bind(upsert_, ++p, s.value, false));
-        break;
-      case AggFn::kLast:
-        RETURN_IF_ERROR(Bind(upsert_, ++p, s.value, false));
-        RETURN_IF_ERROR(Bind(upsert_, ++p, s.count > 0 ? Value::Int(s.at) : Value::Null()));
-        break;
-    }
+    FunctionOf(m).stored_values(m, row.metrics[i], &values);
   }
+  for (const Value& v : values) RETURN_IF_ERROR(Bind(upsert_, ++p, v, false));
   sqlite3_set_last_insert_rowid(db_, 0);
   RETURN_IF_ERROR(Step(upsert_, "upsert"));
   CountStep();

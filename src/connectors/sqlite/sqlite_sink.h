@@ -97,7 +97,7 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   };
   TableLayout Layout() const;
   /// The statement that writes one row or merges one delta (parameters ?1, ?2, ...).
-  std::string UpsertSql() const;
+  Result<std::string> UpsertSql() const;
   /// The view TABLE over the internal table, given the internal table's columns in order.
   std::string ViewSql(const std::vector<std::string>& table_columns) const;
   /// Returns "table", "view" or "" (no such object) for `name`.
@@ -145,6 +145,7 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   SinkContext ctx_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
+  std::vector<Value> delta_values_;  ///< WriteDelta: the metrics' bound values
   sqlite3_stmt* position_ = nullptr;
   sqlite3_stmt* state_ = nullptr;
   sqlite3_stmt* dead_letter_ = nullptr;
