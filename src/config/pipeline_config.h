@@ -102,6 +102,7 @@ struct AggregateConfig {
   std::string time_expr;
   expr::SourceLocation time_where;
   int64_t window_micros = 0;
+  int64_t slide_micros = 0;  ///< 0: tumbling (slide = window)
   std::string mode = "update";  ///< update | append
   std::vector<std::string> window_columns = {"window_start", "window_end"};
   std::vector<ColumnConfig> keys;
@@ -115,6 +116,9 @@ struct AggregateConfig {
 struct SinkConfig {
   std::string uri;
   std::string table;
+  /// `table` is the name of the SQL view or table that declares the sink, not a setting: a
+  /// sink without tables (ndjson) ignores it.
+  bool table_from_name = false;
   Options options;
 };
 
@@ -132,6 +136,7 @@ struct VariableUse {
 /// compiles them against the schema.
 struct PipelineConfig {
   std::string file;
+  std::string language = "toml";  ///< the language the file is written in: toml | sql
   std::string name;
   int64_t checkpoint_interval_micros = 1'000'000;
   int workers = 0;  ///< 0: one per source partition, at most the number of cores
