@@ -141,6 +141,10 @@ Result<int64_t> IntervalMicros(const Context& ctx, const PgNode& node) {
     return ctx.Error(at, "expected an interval such as INTERVAL '1 minute'");
   }
   ASSIGN_OR_RETURN(std::string text, ctx.Substitute(value.Object("sval").String("sval"), value.Location()));
+  return IntervalTextMicros(ctx, text, at);
+}
+
+Result<int64_t> IntervalTextMicros(const Context& ctx, const std::string& text, int64_t at) {
   if (auto d = ParseDurationMicros(text); d && *d > 0) return *d;
   // 'n unit [n unit ...]'
   int64_t total = 0;

@@ -46,6 +46,8 @@ Result<int64_t> IntConstant(const Context& ctx, const PgNode& a_const);
 /// A duration written as INTERVAL 'n unit [n unit ...]' (or '10s', as in TOML files), in
 /// microseconds; weeks, months and years are not fixed lengths and are refused.
 Result<int64_t> IntervalMicros(const Context& ctx, const PgNode& node);
+/// The same for the text of an interval ('1 minute', '90 seconds', '10s'), written at `at`.
+Result<int64_t> IntervalTextMicros(const Context& ctx, const std::string& text, int64_t at);
 /// The name of a generic function call (lower case; pg_catalog.btrim is trim).
 std::string FunctionName(const PgNode& func_call);
 

@@ -768,8 +768,12 @@ Status Translator::SourceOptions() {
         }
         continue;
       }
-      auto d = ParseDurationMicros(v);
-      if (!d) return ctx_.Error(o.Location(), key + " must be a duration like '10s'");
+      std::optional<int64_t> d = ParseDurationMicros(v);  // '0s' is a duration too
+      if (!d) {
+        auto interval = IntervalTextMicros(ctx_, v, o.Location());
+        if (!interval.ok()) return ctx_.Error(o.Location(), key + " must be a duration like '10s' or '1 minute'");
+        d = *interval;
+      }
       if (key == "watermark_delay") cfg_.aggregate->watermark_delay_micros = *d;
       if (key == "allowed_lateness") cfg_.aggregate->allowed_lateness_micros = *d;
       if (key == "idle_timeout") cfg_.aggregate->idle_timeout_micros = *d;
