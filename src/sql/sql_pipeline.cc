@@ -137,9 +137,8 @@ struct Join {
 /// window columns where they are visible.
 class QueryScope : public Scope {
  public:
-  QueryScope(const Context& ctx, TableDecl* source, std::string source_alias,
-             std::vector<std::string> source_fields)
-      : ctx_(ctx), source_(source), source_alias_(std::move(source_alias)),
+  QueryScope(const Context& ctx, std::string source_alias, std::vector<std::string> source_fields)
+      : ctx_(ctx), source_alias_(std::move(source_alias)),
         source_fields_(std::move(source_fields)) {}
 
   void AddJoin(Join* j) { joins_.push_back(j); }
@@ -237,7 +236,6 @@ class QueryScope : public Scope {
   }
 
   const Context& ctx_;
-  TableDecl* source_;
   std::string source_alias_;
   std::vector<std::string> source_fields_;
   std::vector<Join*> joins_;
@@ -1275,7 +1273,7 @@ Status Translator::Query(const PgNode& select) {
   std::vector<std::string> fields;
   for (const ColumnDecl& c : source_->columns) fields.push_back(c.name);
   for (const char* s : kSystemColumns) fields.emplace_back(s);
-  QueryScope scope(ctx_, source_, source_alias_, fields);
+  QueryScope scope(ctx_, source_alias_, fields);
 
   // Joins: ON dim.key = <expression over the tables before it>.
   for (auto& [jn, at] : join_nodes) {
@@ -1341,7 +1339,7 @@ Status Translator::Query(const PgNode& select) {
 
   // Source steps, then WHERE terms on the source, the lookups, and WHERE terms on dimensions.
   // The table's own expressions (GENERATED, CHECK) see its columns only, by its own name.
-  QueryScope table_scope(ctx_, source_, source_->name, fields);
+  QueryScope table_scope(ctx_, source_->name, fields);
   RETURN_IF_ERROR(SourceSteps(&table_scope));
   std::vector<PgNode> terms;
   if (select.Has("whereClause")) {
