@@ -285,6 +285,17 @@ bool ContainsAggregate(const PgNode& node) {
   return false;
 }
 
+/// One item of a GROUP BY query's SELECT list.
+struct SelectItem {
+  std::string name;
+  std::string text;  ///< the key's expression, or the metric's text
+  bool metric = false;
+  bool window = false;  ///< window_start or window_end
+  bool grouped = false;
+  std::vector<std::string> refs;  ///< keys: the names the expression reads
+  int64_t location = -1;
+};
+
 /// The window of `FROM tumble(...)` / `hop(...)`.
 struct Window {
   bool present = false;
@@ -315,6 +326,9 @@ class Translator {
   Result<TableDecl*> Table(const PgNode& range_var);
   Result<std::string> OptionValue(const PgNode& def, PathKind kind = PathKind::kNone);
   Status Query(const PgNode& select);
+  Status CheckClauses(const PgNode& select);
+  Status Joins(const std::vector<std::pair<PgNode, int64_t>>& join_nodes, QueryScope* scope);
+  Status WhereSteps(const PgNode& select, QueryScope* scope, std::vector<StepConfig>* after_lookups);
   Status From(const PgNode& item, std::vector<std::pair<PgNode, int64_t>>* joins);
   Status SourceSteps(QueryScope* scope);
   Status SourceOptions();
@@ -322,8 +336,10 @@ class Translator {
   Status SinkOptions(bool grouped);
   Status SelectRows(const std::vector<PgNode>& targets, QueryScope* scope);
   Status SelectGroups(const PgNode& select, const std::vector<PgNode>& targets, QueryScope* scope);
-  /// Checks that `val` has a shape sluice computes and returns its aggregate's name.
-  Result<std::string> Metric(const PgNode& val);
+  Status GroupBy(const std::vector<PgNode>& group, QueryScope* scope, std::vector<SelectItem>* items,
+                 std::set<std::string>* window_grouped, std::set<std::string>* grouped_texts);
+  /// The metric text of a SELECT item that holds an aggregate.
+  Result<std::string> MetricText(const PgNode& val, QueryScope* scope);
 
   SourceMap const& map_;
   const Variables& vars_;
@@ -988,28 +1004,29 @@ Status Translator::SelectRows(const std::vector<PgNode>& targets, QueryScope* sc
   return Status::OK();
 }
 
-Result<std::string> Translator::Metric(const PgNode& val) {
-  // The shapes sluice computes: agg(x) [FILTER (WHERE c)], round(avg(...), n), and
-  // coalesce(one of those, literal).
-  PgNode node = val;
-  std::string default_text;
+Result<std::string> Translator::MetricText(const PgNode& val, QueryScope* scope) {
+  // The shapes the metric grammar has: agg(x) [FILTER (WHERE c)], round(avg(...), n), and
+  // coalesce(one of those, constant).
   const std::string around = "only agg(x) [FILTER (WHERE ...)], round(avg(x), n) and "
                              "coalesce(aggregate, constant) are supported";
+  PgNode node = val;
+  std::string default_text;
   if (node.Is("CoalesceExpr")) {
     auto args = node.List("args");
-    if (args.size() != 2 || !args[1].Is("A_Const") || ContainsAggregate(args[1])) {
-      return ctx_.Error(node.Location(), around);
-    }
+    if (args.size() != 2 || !args[1].Is("A_Const")) return ctx_.Error(node.Location(), around);
     NoColumns constants(ctx_);
     ExprEmitter e(ctx_, &constants);
     ASSIGN_OR_RETURN(default_text, e.Emit(args[1]));
     node = args[0];
   }
+  std::string digits;
   if (node.Is("FuncCall") && FunctionName(node) == "round") {
     auto args = node.List("args");
     if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("ival")) {
       return ctx_.Error(node.Location(), "round() of an aggregate takes a constant number of digits: round(avg(x), 2)");
     }
+    ASSIGN_OR_RETURN(int64_t d, IntConstant(ctx_, args[1]));
+    digits = std::to_string(d);
     node = args[0];
   }
   if (!node.Is("FuncCall") || !IsAggregateName(FunctionName(node))) {
@@ -1017,10 +1034,108 @@ Result<std::string> Translator::Metric(const PgNode& val) {
   }
   const std::string fn = FunctionName(node);
   const int64_t at = node.Location();
-  if (node.Has("over")) return ctx_.Error(at, "window functions (OVER) are not supported");
   if (node.Bool("agg_distinct")) return ctx_.Error(at, fn + "(DISTINCT ...) is not supported");
   if (node.Has("agg_order")) return ctx_.Error(at, "ORDER BY inside an aggregate is not supported");
-  return fn;  // the caller finishes (it owns the scope)
+  if (!digits.empty() && fn != "avg") return ctx_.Error(at, "round() applies to avg() only");
+  std::string arg;
+  if (node.Bool("agg_star")) {
+    if (fn != "count") return ctx_.Error(at, fn + "(*) is not supported; only count(*)");
+  } else {
+    auto args = node.List("args");
+    if (args.size() != 1) return ctx_.Error(at, fn + "() takes one argument");
+    if (ContainsAggregate(args[0])) {
+      return ctx_.Error(args[0].FirstLocation(), "aggregate calls cannot be nested");
+    }
+    ExprEmitter e(ctx_, scope);
+    ASSIGN_OR_RETURN(arg, e.Emit(args[0]));
+  }
+  std::string text = fn + "(" + arg + ")";
+  if (!digits.empty()) text = "round(" + text + ", " + digits + ")";
+  if (node.Has("agg_filter")) {
+    PgNode filter = node.Child("agg_filter");
+    if (ContainsAggregate(filter)) {
+      return ctx_.Error(filter.FirstLocation(), "an aggregate in FILTER is not supported");
+    }
+    ExprEmitter e(ctx_, scope);
+    ASSIGN_OR_RETURN(std::string cond, e.Emit(filter));
+    text += " where " + cond;
+  }
+  if (!default_text.empty()) {
+    if (fn == "avg") {
+      text += " default " + default_text;
+    } else if (!((fn == "sum" || fn == "count") && (default_text == "0" || default_text == "0.0"))) {
+      return ctx_.Error(val.Location(), "coalesce(" + fn + "(...), " + default_text +
+                                            ") is not supported: only avg() takes a default "
+                                            "(sum and count of no records are 0)");
+    }
+  }
+  return text;
+}
+
+/// Marks the SELECT items that GROUP BY names: window columns, output names, positions, or
+/// expressions written as in the SELECT list. A group key that is not selected is an error.
+Status Translator::GroupBy(const std::vector<PgNode>& group, QueryScope* scope,
+                           std::vector<SelectItem>* items, std::set<std::string>* window_grouped,
+                           std::set<std::string>* grouped_texts) {
+  // GROUP BY: window columns, output names, ordinals, or expressions of the SELECT list.
+  for (const PgNode& g : group) {
+    const int64_t at = g.FirstLocation();
+    if (ContainsAggregate(g)) return ctx_.Error(at, "an aggregate in GROUP BY is not supported");
+    if (g.Is("A_Const") && g.Has("ival")) {
+      ASSIGN_OR_RETURN(int64_t n, IntConstant(ctx_, g));
+      if (n < 1 || static_cast<size_t>(n) > items->size() || (*items)[n - 1].metric) {
+        return ctx_.Error(at, "GROUP BY position " + std::to_string(n) + " is not a non-aggregate item of the SELECT list");
+      }
+      SelectItem& it = (*items)[n - 1];
+      if (it.window) window_grouped->insert(it.text);
+      it.grouped = true;
+      grouped_texts->insert(it.text);
+      continue;
+    }
+    if (g.Is("ColumnRef") && g.List("fields").size() == 1) {
+      const std::string n(g.List("fields")[0].String("sval"));
+      if (n == "window_start" || n == "window_end") {
+        window_grouped->insert(n);
+        for (SelectItem& it : *items) {
+          if (it.window && it.text == n) it.grouped = true;
+        }
+        continue;
+      }
+      // An output name, unless a column of that name exists (PostgreSQL's rule).
+      const bool is_column = std::find(scope->source_fields().begin(), scope->source_fields().end(), n) !=
+                             scope->source_fields().end();
+      if (!is_column) {
+        bool found = false;
+        for (SelectItem& it : *items) {
+          if (it.name == n && !it.metric) {
+            it.grouped = true;
+            grouped_texts->insert(it.text);
+            found = true;
+          }
+        }
+        if (found) continue;
+      }
+    }
+    if (!g.Is("ColumnRef") && !g.Is("FuncCall") && !g.Is("A_Expr") && !g.Is("CaseExpr") &&
+        !g.Is("CoalesceExpr") && !g.Is("TypeCast") && !g.Is("A_Const")) {
+      return ctx_.Error(at, "GROUPING SETS, CUBE and ROLLUP are not supported");
+    }
+    ExprEmitter e(ctx_, scope);
+    ASSIGN_OR_RETURN(std::string text, e.Emit(g));
+    bool found = false;
+    for (SelectItem& it : *items) {
+      if (!it.metric && it.text == text) {
+        it.grouped = true;
+        found = true;
+      }
+    }
+    if (!found) {
+      return ctx_.Error(at, "sluice writes every group key; add this GROUP BY expression to the "
+                            "SELECT list");
+    }
+    grouped_texts->insert(text);
+  }
+  return Status::OK();
 }
 
 Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>& targets,
@@ -1043,16 +1158,7 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
   }
   AggregateConfig& agg = *cfg_.aggregate;
   agg.window_columns.clear();
-  struct Item {
-    std::string name;
-    std::string text;       ///< keys: the expression text
-    bool metric = false;
-    bool window = false;
-    bool grouped = false;
-    std::vector<std::string> refs;
-    int64_t location = -1;
-  };
-  std::vector<Item> items;
+  std::vector<SelectItem> items;
   std::set<std::string> seen;
   scope->set_window_visible(true);
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -1061,59 +1167,13 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
     if (val.Is("ColumnRef") && !val.List("fields").empty() && val.List("fields").back().Is("A_Star")) {
       return ctx_.Error(val.Location(), "* is not supported in a GROUP BY query");
     }
-    Item item;
+    SelectItem item;
     item.location = val.FirstLocation();
     ASSIGN_OR_RETURN(item.name, OutputName(ctx_, rt, i, insert_columns_));
     if (!seen.insert(item.name).second) return ctx_.Error(rt.Location(), "duplicate output column " + item.name);
     if (ContainsAggregate(val)) {
       item.metric = true;
-      ASSIGN_OR_RETURN(std::string fn, Metric(val));
-      // Walk the same shape again, now emitting the parts.
-      PgNode node = val;
-      std::string default_text;
-      if (node.Is("CoalesceExpr")) {
-        NoColumns constants(ctx_);
-        ExprEmitter e(ctx_, &constants);
-        ASSIGN_OR_RETURN(default_text, e.Emit(node.List("args")[1]));
-        node = node.List("args")[0];
-      }
-      std::string digits;
-      if (node.Is("FuncCall") && FunctionName(node) == "round") {
-        ASSIGN_OR_RETURN(int64_t d, IntConstant(ctx_, node.List("args")[1]));
-        digits = std::to_string(d);
-        node = node.List("args")[0];
-        if (fn != "avg") return ctx_.Error(node.Location(), "round() applies to avg() only");
-      }
-      std::string arg;
-      const int64_t at = node.Location();
-      if (node.Bool("agg_star")) {
-        if (fn != "count") return ctx_.Error(at, fn + "(*) is not supported; only count(*)");
-      } else {
-        auto args = node.List("args");
-        if (args.size() != 1) return ctx_.Error(at, fn + "() takes one argument");
-        if (ContainsAggregate(args[0])) return ctx_.Error(args[0].FirstLocation(), "aggregate calls cannot be nested");
-        ExprEmitter e(ctx_, scope);
-        ASSIGN_OR_RETURN(arg, e.Emit(args[0]));
-      }
-      std::string text = fn + "(" + arg + ")";
-      if (!digits.empty()) text = "round(" + text + ", " + digits + ")";
-      if (node.Has("agg_filter")) {
-        PgNode filter = node.Child("agg_filter");
-        if (ContainsAggregate(filter)) return ctx_.Error(filter.FirstLocation(), "an aggregate in FILTER is not supported");
-        ExprEmitter e(ctx_, scope);
-        ASSIGN_OR_RETURN(std::string cond, e.Emit(filter));
-        text += " where " + cond;
-      }
-      if (!default_text.empty()) {
-        if (fn == "avg") {
-          text += " default " + default_text;
-        } else if (!((fn == "sum" || fn == "count") && (default_text == "0" || default_text == "0.0"))) {
-          return ctx_.Error(val.Location(), "coalesce(" + fn + "(...), " + default_text +
-                                                ") is not supported: only avg() takes a default "
-                                                "(sum and count of no records are 0)");
-        }
-      }
-      item.text = text;
+      ASSIGN_OR_RETURN(item.text, MetricText(val, scope));
     } else if (val.Is("ColumnRef") && val.List("fields").size() == 1 &&
                (val.List("fields")[0].String("sval") == "window_start" ||
                 val.List("fields")[0].String("sval") == "window_end")) {
@@ -1134,70 +1194,13 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
     }
     items.push_back(std::move(item));
   }
-  // GROUP BY: window columns, output names, ordinals, or expressions of the SELECT list.
   std::set<std::string> window_grouped;
   std::set<std::string> grouped_texts;
-  for (const PgNode& g : group) {
-    const int64_t at = g.FirstLocation();
-    if (ContainsAggregate(g)) return ctx_.Error(at, "an aggregate in GROUP BY is not supported");
-    if (g.Is("A_Const") && g.Has("ival")) {
-      ASSIGN_OR_RETURN(int64_t n, IntConstant(ctx_, g));
-      if (n < 1 || static_cast<size_t>(n) > items.size() || items[n - 1].metric) {
-        return ctx_.Error(at, "GROUP BY position " + std::to_string(n) + " is not a non-aggregate item of the SELECT list");
-      }
-      Item& it = items[n - 1];
-      if (it.window) window_grouped.insert(it.text);
-      it.grouped = true;
-      grouped_texts.insert(it.text);
-      continue;
-    }
-    if (g.Is("ColumnRef") && g.List("fields").size() == 1) {
-      const std::string n(g.List("fields")[0].String("sval"));
-      if (n == "window_start" || n == "window_end") {
-        window_grouped.insert(n);
-        for (Item& it : items) {
-          if (it.window && it.text == n) it.grouped = true;
-        }
-        continue;
-      }
-      // An output name, unless a column of that name exists (PostgreSQL's rule).
-      const bool is_column = std::find(scope->source_fields().begin(), scope->source_fields().end(), n) !=
-                             scope->source_fields().end();
-      if (!is_column) {
-        bool found = false;
-        for (Item& it : items) {
-          if (it.name == n && !it.metric) {
-            it.grouped = true;
-            grouped_texts.insert(it.text);
-            found = true;
-          }
-        }
-        if (found) continue;
-      }
-    }
-    if (!g.Is("ColumnRef") && !g.Is("FuncCall") && !g.Is("A_Expr") && !g.Is("CaseExpr") &&
-        !g.Is("CoalesceExpr") && !g.Is("TypeCast") && !g.Is("A_Const")) {
-      return ctx_.Error(at, "GROUPING SETS, CUBE and ROLLUP are not supported");
-    }
-    ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(std::string text, e.Emit(g));
-    bool found = false;
-    for (Item& it : items) {
-      if (!it.metric && it.text == text) {
-        it.grouped = true;
-        found = true;
-      }
-    }
-    if (!found) {
-      return ctx_.Error(at, "sluice writes every group key; add this GROUP BY expression to the "
-                            "SELECT list");
-    }
-    grouped_texts.insert(text);
-  }
+  RETURN_IF_ERROR(GroupBy(group, scope, &items, &window_grouped, &grouped_texts));
   if (window_grouped.empty()) {
     return ctx_.Error(group_at, "GROUP BY must include window_start or window_end (the window)");
   }
-  for (Item& it : items) {
+  for (SelectItem& it : items) {
     if (it.metric) continue;
     if (it.window) {
       if (!window_grouped.count(it.text) && !window_grouped.empty()) it.grouped = true;
@@ -1217,7 +1220,7 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
       }
     }
   }
-  for (Item& it : items) {
+  for (SelectItem& it : items) {
     if (it.window) continue;
     ColumnConfig c;
     c.name = it.name;
@@ -1232,7 +1235,8 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
   return Status::OK();
 }
 
-Status Translator::Query(const PgNode& select) {
+/// Refuses the clauses a streaming pipeline has no meaning for, at their keyword.
+Status Translator::CheckClauses(const PgNode& select) {
   // Clauses a streaming pipeline has no meaning for.
   struct Clause {
     const char* field;
@@ -1261,22 +1265,14 @@ Status Translator::Query(const PgNode& select) {
     return ctx_.Error(select.Child("larg").valid() ? select.FirstLocation() : query_location_,
                       "UNION, INTERSECT and EXCEPT are not supported in a streaming pipeline");
   }
-  auto from = select.List("fromClause");
-  if (from.empty()) return ctx_.Error(query_location_, "the query needs FROM");
-  if (from.size() > 1) {
-    return ctx_.Error(from[1].FirstLocation(), "a comma join is not supported; join a dimension with JOIN d ON d.key = expression");
-  }
-  std::vector<std::pair<PgNode, int64_t>> join_nodes;
-  RETURN_IF_ERROR(From(from[0], &join_nodes));
+  return Status::OK();
+}
 
-  // The source's visible columns: declared, generated and the system columns.
-  std::vector<std::string> fields;
-  for (const ColumnDecl& c : source_->columns) fields.push_back(c.name);
-  for (const char* s : kSystemColumns) fields.emplace_back(s);
-  QueryScope scope(ctx_, source_alias_, fields);
-
+/// One lookup per JOIN: ON dim.key = <an expression over the tables before it>.
+Status Translator::Joins(const std::vector<std::pair<PgNode, int64_t>>& join_nodes,
+                         QueryScope* scope) {
   // Joins: ON dim.key = <expression over the tables before it>.
-  for (auto& [jn, at] : join_nodes) {
+  for (const auto& [jn, at] : join_nodes) {
     auto join = std::make_unique<Join>();
     PgNode right = jn.Child("rarg");
     ASSIGN_OR_RETURN(join->table, Table(right));
@@ -1312,11 +1308,76 @@ Status Translator::Query(const PgNode& select) {
     } else {
       return ctx_.Error(quals.FirstLocation(), on_help + " (a dimension is joined on its PRIMARY KEY)");
     }
-    ExprEmitter e(ctx_, &scope);
+    ExprEmitter e(ctx_, scope);
     ASSIGN_OR_RETURN(join->key_text, e.Emit(other));
-    scope.AddJoin(join.get());
+    scope->AddJoin(join.get());
     joins_.push_back(std::move(join));
   }
+
+  return Status::OK();
+}
+
+/// The WHERE terms: filters and dead_letter_if steps; those that read a dimension column go to
+/// `after_lookups`.
+Status Translator::WhereSteps(const PgNode& select, QueryScope* scope,
+                              std::vector<StepConfig>* after_lookups) {
+  std::vector<PgNode> terms;
+  if (select.Has("whereClause")) {
+    PgNode where = select.Child("whereClause");
+    if (where.Is("BoolExpr") && where.String("boolop") == "AND_EXPR") {
+      terms = where.List("args");
+    } else {
+      terms.push_back(where);
+    }
+  }
+  for (const PgNode& term : terms) {
+    StepConfig s;
+    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(term.FirstLocation(), 0)));
+    if (ContainsAggregate(term)) {
+      return ctx_.Error(term.FirstLocation(), "an aggregate in WHERE is not supported");
+    }
+    scope->touched_dimension = false;
+    ExprEmitter e(ctx_, scope);
+    if (term.Is("FuncCall") && FunctionName(term) == "dead_letter_if") {
+      auto args = term.List("args");
+      if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("sval")) {
+        return ctx_.Error(term.Location(), "dead_letter_if takes (condition, 'reason')");
+      }
+      ASSIGN_OR_RETURN(s.expr, e.Emit(args[0]));
+      ASSIGN_OR_RETURN(s.reason, ctx_.Substitute(args[1].Object("sval").String("sval"), args[1].Location()));
+      s.kind = StepConfig::Kind::kDeadLetterIf;
+    } else {
+      ASSIGN_OR_RETURN(s.expr, e.Emit(term));
+      s.kind = StepConfig::Kind::kFilter;
+      s.reason = "WHERE " + s.expr;
+    }
+    if (scope->touched_dimension) {
+      after_lookups->push_back(std::move(s));
+    } else {
+      cfg_.steps.push_back(std::move(s));
+    }
+  }
+
+  return Status::OK();
+}
+
+Status Translator::Query(const PgNode& select) {
+  RETURN_IF_ERROR(CheckClauses(select));
+  auto from = select.List("fromClause");
+  if (from.empty()) return ctx_.Error(query_location_, "the query needs FROM");
+  if (from.size() > 1) {
+    return ctx_.Error(from[1].FirstLocation(), "a comma join is not supported; join a dimension with JOIN d ON d.key = expression");
+  }
+  std::vector<std::pair<PgNode, int64_t>> join_nodes;
+  RETURN_IF_ERROR(From(from[0], &join_nodes));
+
+  // The source's visible columns: declared, generated and the system columns.
+  std::vector<std::string> fields;
+  for (const ColumnDecl& c : source_->columns) fields.push_back(c.name);
+  for (const char* s : kSystemColumns) fields.emplace_back(s);
+  QueryScope scope(ctx_, source_alias_, fields);
+
+  RETURN_IF_ERROR(Joins(join_nodes, &scope));
 
   const auto targets = select.List("targetList");
   const bool grouped = select.Has("groupClause") ||
@@ -1341,43 +1402,8 @@ Status Translator::Query(const PgNode& select) {
   // The table's own expressions (GENERATED, CHECK) see its columns only, by its own name.
   QueryScope table_scope(ctx_, source_->name, fields);
   RETURN_IF_ERROR(SourceSteps(&table_scope));
-  std::vector<PgNode> terms;
-  if (select.Has("whereClause")) {
-    PgNode where = select.Child("whereClause");
-    if (where.Is("BoolExpr") && where.String("boolop") == "AND_EXPR") {
-      terms = where.List("args");
-    } else {
-      terms.push_back(where);
-    }
-  }
   std::vector<StepConfig> after_lookups;
-  for (const PgNode& term : terms) {
-    StepConfig s;
-    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(term.FirstLocation(), 0)));
-    if (ContainsAggregate(term)) {
-      return ctx_.Error(term.FirstLocation(), "an aggregate in WHERE is not supported");
-    }
-    scope.touched_dimension = false;
-    ExprEmitter e(ctx_, &scope);
-    if (term.Is("FuncCall") && FunctionName(term) == "dead_letter_if") {
-      auto args = term.List("args");
-      if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("sval")) {
-        return ctx_.Error(term.Location(), "dead_letter_if takes (condition, 'reason')");
-      }
-      ASSIGN_OR_RETURN(s.expr, e.Emit(args[0]));
-      ASSIGN_OR_RETURN(s.reason, ctx_.Substitute(args[1].Object("sval").String("sval"), args[1].Location()));
-      s.kind = StepConfig::Kind::kDeadLetterIf;
-    } else {
-      ASSIGN_OR_RETURN(s.expr, e.Emit(term));
-      s.kind = StepConfig::Kind::kFilter;
-      s.reason = "WHERE " + s.expr;
-    }
-    if (scope.touched_dimension) {
-      after_lookups.push_back(std::move(s));
-    } else {
-      cfg_.steps.push_back(std::move(s));
-    }
-  }
+  RETURN_IF_ERROR(WhereSteps(select, &scope, &after_lookups));
 
   // The SELECT list (it decides which dimension columns the lookups copy).
   if (grouped) {
