@@ -1,8 +1,43 @@
 #include "sql/pg_parse.h"
 
+#include <pthread.h>
+
 #include <pg_query.h>
 
 namespace sluice::sql {
+namespace {
+
+/// The largest .sql file read: a pipeline is a page or two of SQL.
+constexpr size_t kMaxFileBytes = 1 << 20;
+/// libpg_query writes its JSON with one level of recursion per node of the tree, and a long
+/// chain such as `a + a + ... + a` is one level per operator: its thread gets a stack that
+/// holds the deepest tree a file of kMaxFileBytes can give (the pages are only used as needed).
+constexpr size_t kParserStackBytes = size_t{256} << 20;
+
+struct ParseCall {
+  const char* input = nullptr;
+  PgQueryParseResult result{};
+};
+
+void* RunParse(void* arg) {
+  auto* call = static_cast<ParseCall*>(arg);
+  call->result = pg_query_parse(call->input);
+  return nullptr;
+}
+
+/// pg_query_parse on a thread with a large stack; false when the thread cannot start.
+bool ParseOnLargeStack(ParseCall* call) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  pthread_t thread;
+  bool ok = pthread_attr_setstacksize(&attr, kParserStackBytes) == 0 &&
+            pthread_create(&thread, &attr, RunParse, call) == 0;
+  pthread_attr_destroy(&attr);
+  if (ok) ok = pthread_join(thread, nullptr) == 0;
+  return ok;
+}
+
+}  // namespace
 
 Result<ParsedSql> ParsePostgres(const SourceMap& map) {
   const std::string_view text = map.text();
@@ -10,8 +45,18 @@ Result<ParsedSql> ParsePostgres(const SourceMap& map) {
     return Status::InvalidArgument(map.Locate(nul) +
                                    ": the file contains a NUL byte (a .sql file is text)");
   }
+  if (text.size() > kMaxFileBytes) {
+    return Status::InvalidArgument(map.file() + ": a .sql pipeline file is at most " +
+                                   std::to_string(kMaxFileBytes >> 20) + " MiB; this one has " +
+                                   std::to_string(text.size()) + " bytes");
+  }
   const std::string input(text);  // NUL-terminated for the parser
-  PgQueryParseResult result = pg_query_parse(input.c_str());
+  ParseCall call;
+  call.input = input.c_str();
+  if (!ParseOnLargeStack(&call)) {
+    return Status::Internal(map.file() + ": cannot start the SQL parser's thread");
+  }
+  PgQueryParseResult result = call.result;
   if (result.error != nullptr) {
     std::string message = result.error->message ? result.error->message : "syntax error";
     // cursorpos is 1-based and counts code points; 0 means "no position".

@@ -311,6 +311,15 @@ TEST(SqlPipelineErrorsTest, DeepNestingIsAnErrorNotACrash) {
   std::string msg = ErrorOf(kSrc + "CREATE MATERIALIZED VIEW v WITH (uri = 'o') AS SELECT " + chain +
                             " AS x FROM src;\n");
   EXPECT_NE(msg.find("nested too deeply"), std::string::npos) << msg;
+  // 120 000 operators overflowed an 8 MiB stack in libpg_query's JSON output before the parser
+  // got a thread with a large stack of its own.
+  chain = "a";
+  for (int i = 0; i < 120000; ++i) chain += "+a";
+  msg = ErrorOf(kSrc + "CREATE MATERIALIZED VIEW v WITH (uri = 'o') AS SELECT " + chain + " AS x FROM src;\n");
+  EXPECT_NE(msg.find("nested too deeply"), std::string::npos) << msg.substr(0, 200);
+  // Past 1 MiB a file is refused before parsing.
+  msg = ErrorOf(kSrc + "-- " + std::string(1 << 20, 'x') + "\n");
+  EXPECT_EQ(msg, "p.sql: a .sql pipeline file is at most 1 MiB; this one has 1048652 bytes");
   std::string parens(20000, '(');
   msg = ErrorOf(kSrc + "CREATE MATERIALIZED VIEW v WITH (uri = 'o') AS SELECT " + parens + "a" +
                 std::string(20000, ')') + " AS x FROM src;\n");
