@@ -87,7 +87,7 @@ def main():
         ok_vars = {"TRACKING": TRACKING, "SINK": "sqlite:" + os.path.join(tmp, "v.db")}
         r = harness.run_sluice(sluice, sql, ok_vars, command="validate", cwd=elsewhere, timeout=60)
         t.check("validate recruitment.sql exits 0 and prints its plan",
-                r.returncode == 0 and "pipeline recruitment" in r.stdout and
+                r.returncode == 0 and "pipeline recruitment (" + sql + ", sql)" in r.stdout and
                 "metric  bid_set = round(avg(bid), 2) where (custom_track = 'click') default 0" in r.stdout,
                 f"rc={r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-800:]}")
         r = harness.run_sluice(sluice, sql, ok_vars, command="explain", extra=["--format", "json"],
