@@ -4,9 +4,10 @@
     sql_twin_test.py --sluice build/sluice
 
 Runs examples/recruitment.sql and examples/recruitment.toml on the same input
-(examples/data/tracking.csv and job.csv) into two SQLite files and two dead-letter files. Each
+(examples/data/tracking.csv, then 3000 events of `sluice generate --profile recruitment`, which
+include records without an event time) into two SQLite files and two dead-letter files. Each
 events table must equal the independent recomputation (tests/tools/recompute_recruitment.py),
-and the two runs must dead-letter the same records (offset and reason) as many as the
+and the two runs must dead-letter the same records (offset and reason), as many as the
 recomputation does. Then, from a directory outside the repository: `sluice validate` of the SQL
 file exits 0 and prints its plan; `sluice explain` says the language is sql; a SQL file with an
 unknown column exits 2 naming file:line:column; a --var the SQL file does not use exits 2.
@@ -47,6 +48,36 @@ def letters(path):
     return collections.Counter((e["offset"], e["reason"]) for e in entries), problems
 
 
+def twins(t, sluice, tmp, label, tracking):
+    """Both recruitment files on `tracking`: each events table == the recomputation, the same
+    dead letters in both, as many as the recomputation finds."""
+    name = os.path.basename(tracking)
+    expected = os.path.join(tmp, f"expected-{name}.db")
+    stats = recompute_recruitment.recompute(tracking, JOBS, expected)
+    got_letters = {}
+    for lang in ("sql", "toml"):
+        db = os.path.join(tmp, f"{lang}-{name}.db")
+        dlq = os.path.join(tmp, f"{lang}-{name}.dlq.ndjson")
+        r = harness.run_sluice(sluice, os.path.join("examples", f"recruitment.{lang}"),
+                               {"TRACKING": tracking, "JOBS": JOBS, "SINK": f"sqlite:{db}",
+                                "DLQ": f"file:{dlq}"}, extra=["--until-caught-up"])
+        t.check(f"{label}: recruitment.{lang} runs to the end (exit 0)", r.returncode == 0,
+                f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
+        problems = compare_tables.compare(db, expected, KEY) if os.path.exists(db) else \
+            [f"{db} was not written"]
+        t.result(f"{label}: recruitment.{lang}: the events table equals the recomputation "
+                 f"({stats['rows']} rows)", problems)
+        got_letters[lang], dl_problems = letters(dlq)
+        t.result(f"{label}: recruitment.{lang}: the dead letters are well formed", dl_problems)
+    t.check(f"{label}: SQL and TOML dead-letter the same records for the same reasons",
+            got_letters["sql"] == got_letters["toml"],
+            f"sql only: {got_letters['sql'] - got_letters['toml']}\n"
+            f"toml only: {got_letters['toml'] - got_letters['sql']}")
+    t.check(f"{label}: as many dead letters as the recomputation ({stats['dead_lettered']})",
+            sum(got_letters["sql"].values()) == stats["dead_lettered"],
+            f"{sum(got_letters['sql'].values())} != {stats['dead_lettered']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", required=True)
@@ -55,30 +86,12 @@ def main():
     sluice = os.path.abspath(a.sluice)
     t = harness.Checks()
     with harness.temp_dir("sluice-sqltwin-", keep=a.keep, checks=t) as tmp:
-        expected = os.path.join(tmp, "expected.db")
-        expected_dlq = os.path.join(tmp, "expected_dlq.ndjson")
-        stats = recompute_recruitment.recompute(TRACKING, JOBS, expected, dlq_path=expected_dlq)
-        got_letters = {}
-        for lang in ("sql", "toml"):
-            db = os.path.join(tmp, f"{lang}.db")
-            dlq = os.path.join(tmp, f"{lang}_dlq.ndjson")
-            r = harness.run_sluice(sluice, os.path.join("examples", f"recruitment.{lang}"),
-                                   {"TRACKING": TRACKING, "JOBS": JOBS, "SINK": f"sqlite:{db}",
-                                    "DLQ": f"file:{dlq}"}, extra=["--until-caught-up"])
-            t.check(f"recruitment.{lang} runs to the end (exit 0)", r.returncode == 0,
-                    f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
-            problems = compare_tables.compare(db, expected, KEY) if os.path.exists(db) else \
-                [f"{db} was not written"]
-            t.result(f"recruitment.{lang}: the events table equals the recomputation", problems)
-            got_letters[lang], dl_problems = letters(dlq)
-            t.result(f"recruitment.{lang}: the dead letters are well formed", dl_problems)
-        t.check("SQL and TOML dead-letter the same records for the same reasons",
-                got_letters["sql"] == got_letters["toml"],
-                f"sql only: {got_letters['sql'] - got_letters['toml']}\n"
-                f"toml only: {got_letters['toml'] - got_letters['sql']}")
-        t.check("as many dead letters as the recomputation",
-                sum(got_letters["sql"].values()) == stats["dead_lettered"],
-                f"{sum(got_letters['sql'].values())} != {stats['dead_lettered']}")
+        generated = os.path.join(tmp, "generated.ndjson")
+        rc, text = harness.run([sluice, "generate", "--profile", "recruitment", "--count", "3000",
+                                "--rate", "0", "--seed", "3", "--to", generated], timeout=120)
+        t.check("sluice generate writes tracking events", rc == 0, text[-800:])
+        for label, tracking in (("examples/data/tracking.csv", TRACKING), ("generated", generated)):
+            twins(t, sluice, tmp, label, tracking)
 
         # Commands on a .sql file, from a directory outside the repository.
         elsewhere = os.path.join(tmp, "elsewhere")

@@ -48,8 +48,9 @@ def main():
                     expected["reasons"][reason] > 0, "")
         out = os.path.join(tmp, "out")
         r = harness.run_sluice(sluice, os.path.join("examples", "viewlog.sql"),
-                               {"VIEWS": views, "OUT": f"parquet:{out}"},
-                               extra=["--until-caught-up"], timeout=240)
+                               {"VIEWS": views, "OUT": f"parquet:{out}"}, timeout=240)
+        # A run of a file to its end closes every window (--until-caught-up would leave the
+        # ones the watermark has not passed open, as for a stream).
         t.check("viewlog.sql runs to the end (exit 0)", r.returncode == 0,
                 f"rc={r.returncode}\n{r.stdout[-800:]}\n{r.stderr[-1200:]}")
         problems, _ = compare_output("viewlog.sql", out, os.path.join(out, "_sluice", "dead_letters"),
