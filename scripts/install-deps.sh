@@ -14,6 +14,7 @@ packages=(
   prometheus chromium  # HTTP tests: promtool and a Prometheus server; headless Chromium
   python3-yaml  # deploy tests: Grafana provisioning files
   kcat  # Kafka tests: an independent producer and read_committed reader
+  libpg-query-dev  # SQL pipelines (.sql): the PostgreSQL 15 parser as a library
   clang libclang-rt-dev  # `make fuzz` and the fuzz_regression test: clang's libFuzzer and sanitizers
 )
 if [ "${SLUICE_EXTRA_PACKAGES:-}" != "" ]; then

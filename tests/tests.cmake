@@ -187,3 +187,13 @@ sluice_python_test(cli_output tests/integration/cli_output_test.py TIMEOUT 300
 # continued from a byte offset; compared with the independent recomputation.
 sluice_python_test(takeover tests/integration/takeover_test.py TIMEOUT 300
                    LABELS python integration mysql)
+
+# SQL pipelines: examples/recruitment.sql and its TOML twin give the same events table (each equal
+# to the independent recomputation) and dead letters; validate/explain of a .sql file from another
+# directory, exit 2 with file:line:column for a bad one.
+sluice_python_test(sql_twin_recruitment tests/integration/sql_twin_test.py TIMEOUT 300
+                   LABELS python integration golden)
+# examples/viewlog.sql (CHECKs as the dead-letter steps, JOIN ... on_missing = 'dead_letter',
+# append mode) into Parquet == tests/tools/recompute_viewlog.py, as viewlog_test.py checks the TOML.
+sluice_python_test(sql_twin_viewlog tests/integration/sql_viewlog_test.py VENV TIMEOUT 300
+                   LABELS python integration golden)

@@ -17,6 +17,7 @@
 #include "demo_files.h"
 #include "logging.h"
 #include "serve.h"
+#include "sql/load_pipeline.h"
 
 namespace sluice::cli {
 namespace {
@@ -165,7 +166,7 @@ int RunDemo(const DemoOptions& options) {
   const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
   vars.values["START"] = FormatTimestamp(FloorTo(now, kMicrosPerSecond), "%Y-%m-%dT%H:%M:%SZ");
-  auto config = LoadPipelineConfig(pipeline_path, vars);
+  auto config = LoadPipeline(pipeline_path, vars);
   if (!config.ok()) {
     ReportError(config.status().message());
     return 2;

@@ -18,6 +18,7 @@
 #include "progress.h"
 #include "serve.h"
 #include "config/pipeline_config.h"
+#include "sql/load_pipeline.h"
 #include "runtime/explain.h"
 #include "runtime/plan.h"
 #include "core/uri.h"
@@ -98,7 +99,7 @@ void Linger(const sluice::cli::HttpEndpoint& endpoint, double seconds) {
 std::unique_ptr<sluice::Runner> Prepare(
     const std::string& path, const sluice::Variables& vars, const sluice::RunOptions& options,
     const std::function<void(const std::vector<sluice::VariableUse>&)>& show, int* exit_code) {
-  auto config = sluice::LoadPipelineConfig(path, vars);
+  auto config = sluice::LoadPipeline(path, vars);
   if (!config.ok()) {
     ReportError(config.status().message());
     *exit_code = CheckExitCode(config.status());
@@ -216,7 +217,7 @@ int Explain(const std::vector<std::string>& paths, const std::vector<std::string
     worst = std::max(worst, code == kExitConfig ? 3 : code);  // 2 outranks 1
   };
   for (const std::string& path : paths) {
-    auto config = sluice::LoadPipelineConfig(path, *vars);
+    auto config = sluice::LoadPipeline(path, *vars);
     if (!config.ok()) {
       fail(path, config.status());
       continue;
@@ -278,7 +279,7 @@ int Verify(const std::string& path, const std::vector<std::string>& var_items, b
     ReportError(vars.status().message());
     return kExitConfig;
   }
-  auto config = sluice::LoadPipelineConfig(path, *vars);
+  auto config = sluice::LoadPipeline(path, *vars);
   if (!config.ok()) {
     ReportError(config.status().message());
     return CheckExitCode(config.status());
@@ -430,7 +431,7 @@ int main(int argc, char** argv) {
   sluice::RunOptions options;
 
   auto* run = app.add_subcommand("run", "Run a pipeline file");
-  run->add_option("pipeline", pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
+  run->add_option("pipeline", pipeline, "pipeline file (.toml or .sql)")->required()->check(CLI::ExistingFile);
   run->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
   run->add_flag("--until-caught-up", options.until_caught_up,
                 "process what is there now (end of files, end offsets seen at start), checkpoint, exit 0");
@@ -462,7 +463,7 @@ int main(int argc, char** argv) {
 
   auto* validate = app.add_subcommand("validate", "Check pipeline files and print their plans");
   std::vector<std::string> pipelines;
-  validate->add_option("pipeline", pipelines, "pipeline TOML files")->required()->check(CLI::ExistingFile);
+  validate->add_option("pipeline", pipelines, "pipeline files (.toml or .sql)")->required()->check(CLI::ExistingFile);
   validate->add_option("--var", vars,
                        "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
                        "same set for each)");
@@ -472,7 +473,7 @@ int main(int argc, char** argv) {
       "Print each pipeline's operator graph: source, steps, lookups, aggregation and the "
       "statements its sink runs (connects to nothing)");
   std::vector<std::string> explain_pipelines;
-  explain->add_option("pipeline", explain_pipelines, "pipeline files")->required()->check(CLI::ExistingFile);
+  explain->add_option("pipeline", explain_pipelines, "pipeline files (.toml or .sql)")->required()->check(CLI::ExistingFile);
   explain->add_option("--var", vars,
                       "set a pipeline variable: NAME=VALUE (repeatable; with several files, the "
                       "same set for each)");

@@ -119,6 +119,9 @@ struct AggregateConfig {
 struct SinkConfig {
   std::string uri;
   std::string table;
+  /// `table` is the name of the SQL view or table that declares the sink, not a setting: a
+  /// sink without tables (ndjson) ignores it.
+  bool table_from_name = false;
   Options options;
 };
 
@@ -136,6 +139,7 @@ struct VariableUse {
 /// compiles them against the schema.
 struct PipelineConfig {
   std::string file;
+  std::string language = "toml";  ///< the language the file is written in: toml | sql
   std::string name;
   int64_t checkpoint_interval_micros = 1'000'000;
   int workers = 0;  ///< 0: one per source partition, at most the number of cores

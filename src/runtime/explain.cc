@@ -127,6 +127,7 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
   PipelineExplanation e;
   e.name = c.name;
   e.file = c.file;
+  e.language = c.language;
   e.checkpoint_interval_seconds = static_cast<double>(c.checkpoint_interval_micros) / 1e6;
 
   e.source.name = c.source.name;

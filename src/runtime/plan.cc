@@ -548,7 +548,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
 std::string DescribePlan(const Plan& plan) {
   std::ostringstream out;
   const PipelineConfig& c = *plan.config;
-  out << "pipeline " << c.name << " (" << c.file << ")\n";
+  out << "pipeline " << c.name << " (" << c.file << (c.language == "toml" ? "" : ", " + c.language) << ")\n";
   out << "  source   " << c.source.name << ": " << c.source.uri << "\n";
   out << "  fields   ";
   for (size_t i = 0; i < plan.input.size(); ++i) {

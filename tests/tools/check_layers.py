@@ -23,6 +23,7 @@ LAYERS = [
     ["expr"],
     ["config"],
     ["operators"],
+    ["sql"],               # pipelines written in SQL -> the config the planner reads
     ["runtime"],
     ["http"],
     ["connectors/table"],  # shared by the table sources (MySQL, SQLite, Cassandra)
@@ -108,7 +109,8 @@ def self_test():
             with open(full, "w") as fh:
                 fh.write(text)
         write("src/core/a.h", '#pragma once\n#include <string>\n')
-        write("src/runtime/b.cc", '#include "core/a.h"\n#include "runtime/b.h"\n')
+        write("src/runtime/b.cc", '#include "core/a.h"\n#include "runtime/b.h"\n#include "sql/s.h"\n')
+        write("src/sql/s.cc", '#include "operators/o.h"\n#include "sql/s.h"\n')
         write("src/connectors/kafka/k.cc", '#include "runtime/b.h"\n')
         write("src/connectors/kafka/tests/k_test.cc", '#include "connectors/mysql/m.h"\n')
         write("src/connectors/builtin.cc", '#include "connectors/kafka/k.h"\n')
@@ -119,8 +121,10 @@ def self_test():
             return False
         write("src/core/up.cc", '#include "runtime/b.h"\n')
         write("src/connectors/mysql/m.cc", '#include "connectors/kafka/k.h"\n')
+        write("src/sql/up.cc", '#include "runtime/b.h"\n')
         found = check(root)
-        want = ["src/core/up.cc:1: core includes runtime/b.h", "src/connectors/mysql/m.cc:1: connectors/mysql includes connectors/kafka/k.h"]
+        want = ["src/core/up.cc:1: core includes runtime/b.h", "src/connectors/mysql/m.cc:1: connectors/mysql includes connectors/kafka/k.h",
+                "src/sql/up.cc:1: sql includes runtime/b.h"]
         for w in want:
             if not any(p.startswith(w) for p in found):
                 print("self-test: not reported:", w, "\n  got:", *found, sep="\n  ")

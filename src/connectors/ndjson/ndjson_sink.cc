@@ -95,7 +95,7 @@ Result<std::unique_ptr<Sink>> NdjsonSink::MakeFile(const SinkConfig& config) {
     return Status::InvalidArgument(config.options.Where("uri") +
                                    ": ndjson sink needs a path: ndjson:PATH");
   }
-  if (!config.table.empty()) {
+  if (!config.table.empty() && !config.table_from_name) {
     return Status::InvalidArgument(config.options.Where("table") +
                                    ": an ndjson sink has no tables; leave `table` out");
   }

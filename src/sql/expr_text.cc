@@ -1,0 +1,410 @@
+#include "sql/expr_text.h"
+
+#include <cctype>
+#include <cstdlib>
+
+#include "config/variables.h"
+#include "core/time.h"
+#include "expr/functions.h"
+
+namespace sluice::sql {
+namespace {
+
+/// The deepest expression translated (as src/expr allows).
+constexpr int kMaxDepth = 200;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+/// Friendly names for parse-tree nodes sluice has no meaning for.
+std::string UnsupportedNodeName(std::string_view kind) {
+  if (kind == "SubLink") return "a subquery";
+  if (kind == "A_ArrayExpr") return "ARRAY[...]";
+  if (kind == "A_Indirection") return "subscripts and field selection";
+  if (kind == "RowExpr") return "ROW(...)";
+  if (kind == "CollateClause") return "COLLATE";
+  if (kind == "ParamRef") return "a $n parameter";
+  if (kind == "NamedArgExpr") return "a named argument";
+  if (kind == "MinMaxExpr") return "GREATEST/LEAST";
+  if (kind == "SQLValueFunction") return "CURRENT_TIMESTAMP, CURRENT_DATE and the like";
+  if (kind == "GroupingFunc") return "GROUPING()";
+  return "a " + std::string(kind) + " expression";
+}
+
+std::string AExprKindName(std::string_view kind) {
+  if (kind == "AEXPR_LIKE") return "LIKE";
+  if (kind == "AEXPR_ILIKE") return "ILIKE";
+  if (kind == "AEXPR_SIMILAR") return "SIMILAR TO";
+  if (kind == "AEXPR_DISTINCT") return "IS DISTINCT FROM";
+  if (kind == "AEXPR_NOT_DISTINCT") return "IS NOT DISTINCT FROM";
+  if (kind == "AEXPR_OP_ANY") return "ANY (...)";
+  if (kind == "AEXPR_OP_ALL") return "ALL (...)";
+  if (kind == "AEXPR_BETWEEN_SYM" || kind == "AEXPR_NOT_BETWEEN_SYM") return "BETWEEN SYMMETRIC";
+  return std::string(kind);
+}
+
+bool IsPlainName(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  const std::string lower = Lower(name);
+  for (const char* kw : {"and", "or", "not", "in", "is", "null", "true", "false"}) {
+    if (lower == kw) return false;
+  }
+  return true;
+}
+
+std::string SluiceFunctionList() {
+  std::string list;
+  for (const auto& f : expr::internal::AllFunctions()) {
+    list += (list.empty() ? "" : ", ") + std::string(f.name);
+  }
+  return list;
+}
+
+}  // namespace
+
+Status Context::Error(int64_t location, const std::string& message) const {
+  return Status::InvalidArgument(map->Locate(location < 0 ? 0 : static_cast<size_t>(location)) +
+                                 ": " + message);
+}
+
+Result<std::string> Context::Substitute(std::string_view text, int64_t location) const {
+  auto s = SubstituteTracked(std::string(text), *vars, uses,
+                             map->Location(location < 0 ? 0 : static_cast<size_t>(location)));
+  if (!s.ok()) return Error(location, s.status().message());
+  return std::move(s->text);
+}
+
+std::string QuoteString(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) out += (c == '\'' ? std::string("''") : std::string(1, c));
+  return out + "'";
+}
+
+std::string FieldName(std::string_view name) {
+  if (IsPlainName(name)) return std::string(name);
+  std::string out = "`";
+  for (char c : name) out += (c == '`' ? std::string("``") : std::string(1, c));
+  return out + "`";
+}
+
+bool IsAggregateName(std::string_view n) {
+  return n == "count" || n == "sum" || n == "avg" || n == "min" || n == "max" || n == "last";
+}
+
+Result<int64_t> IntConstant(const Context& ctx, const PgNode& a_const) {
+  PgNode ival = a_const.Object("ival");
+  if (ival.Has("ival")) return ival.Int("ival");
+  // libpg_query 15-4.0.0 writes both 0 and every negative integer as {"ival": {}}: read the
+  // number back from where it is written.
+  const int64_t at = a_const.Location();
+  std::string_view text = ctx.map->text();
+  if (at < 0 || static_cast<size_t>(at) >= text.size()) {
+    return ctx.Error(at, "cannot read this integer constant");
+  }
+  size_t i = static_cast<size_t>(at);
+  bool negative = false;
+  if (text[i] == '-') {
+    negative = true;
+    ++i;
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  }
+  size_t start = i;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (start == i) return ctx.Error(at, "cannot read this integer constant");
+  std::string digits(text.substr(start, i - start));
+  char* end = nullptr;
+  long long v = std::strtoll(digits.c_str(), &end, 10);
+  return static_cast<int64_t>(negative ? -v : v);
+}
+
+Result<int64_t> IntervalMicros(const Context& ctx, const PgNode& node) {
+  PgNode value = node;
+  int64_t at = node.FirstLocation();
+  if (node.Is("TypeCast")) {
+    PgNode type = node.Object("typeName");
+    auto names = PgNode::Strings(type.List("names"));
+    if (names.empty() || names.back() != "interval") {
+      return ctx.Error(at, "expected an interval such as INTERVAL '1 minute'");
+    }
+    if (type.Has("typmods")) {
+      return ctx.Error(at, "write the unit inside the string: INTERVAL '1 minute', not INTERVAL '1' MINUTE");
+    }
+    value = node.Child("arg");
+  }
+  if (!value.Is("A_Const") || !value.Object("sval").valid()) {
+    return ctx.Error(at, "expected an interval such as INTERVAL '1 minute'");
+  }
+  ASSIGN_OR_RETURN(std::string text, ctx.Substitute(value.Object("sval").String("sval"), value.Location()));
+  return IntervalTextMicros(ctx, text, at);
+}
+
+Result<int64_t> IntervalTextMicros(const Context& ctx, const std::string& text, int64_t at) {
+  if (auto d = ParseDurationMicros(text); d && *d > 0) return *d;
+  // 'n unit [n unit ...]'
+  int64_t total = 0;
+  size_t i = 0;
+  bool any = false;
+  auto skip = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  };
+  skip();
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    if (start == i) return ctx.Error(at, "cannot read interval '" + text + "' (write it as '1 minute' or '90 seconds')");
+    int64_t n = std::strtoll(text.substr(start, i - start).c_str(), nullptr, 10);
+    skip();
+    start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    const std::string unit = Lower(text.substr(start, i - start));
+    int64_t scale = 0;
+    if (unit == "us" || unit == "microsecond" || unit == "microseconds") scale = 1;
+    else if (unit == "ms" || unit == "millisecond" || unit == "milliseconds") scale = 1000;
+    else if (unit == "s" || unit == "sec" || unit == "secs" || unit == "second" || unit == "seconds") scale = 1'000'000;
+    else if (unit == "m" || unit == "min" || unit == "mins" || unit == "minute" || unit == "minutes") scale = 60'000'000;
+    else if (unit == "h" || unit == "hour" || unit == "hours") scale = 3'600'000'000;
+    else if (unit == "d" || unit == "day" || unit == "days") scale = 86'400'000'000;
+    else if (unit.rfind("week", 0) == 0 || unit.rfind("mon", 0) == 0 || unit.rfind("year", 0) == 0) {
+      return ctx.Error(at, "interval unit '" + unit + "' is not a fixed length; use days, hours, minutes or seconds");
+    } else {
+      return ctx.Error(at, "unknown interval unit '" + unit + "' (use microseconds, milliseconds, seconds, minutes, hours or days)");
+    }
+    total += n * scale;
+    any = true;
+    skip();
+  }
+  if (!any || total <= 0) return ctx.Error(at, "an interval must be positive");
+  return total;
+}
+
+std::string FunctionName(const PgNode& func_call) {
+  auto names = PgNode::Strings(func_call.List("funcname"));
+  if (names.empty()) return "";
+  std::string name = Lower(names.back());
+  if (names.size() == 2 && names[0] == "pg_catalog" && name == "btrim") return "trim";
+  return name;
+}
+
+Result<std::string> ExprEmitter::Emit(const PgNode& node, int depth) {
+  if (!node.valid()) return ctx_.Error(0, "missing expression");
+  if (depth > kMaxDepth) return ctx_.Error(node.FirstLocation(), "expression nested too deeply");
+  const std::string_view kind = node.kind();
+  if (kind == "ColumnRef") {
+    std::vector<std::string> names;
+    for (const PgNode& f : node.List("fields")) {
+      if (f.Is("A_Star")) return ctx_.Error(node.Location(), "* is only allowed as a SELECT item");
+      names.emplace_back(f.String("sval"));
+    }
+    if (names.empty() || names.size() > 2) {
+      return ctx_.Error(node.Location(), "write a column as name or table.name");
+    }
+    return scope_->Resolve(names, node.Location());
+  }
+  if (kind == "A_Const") return EmitConst(node);
+  if (kind == "A_Expr") return EmitAExpr(node, depth);
+  if (kind == "BoolExpr") {
+    const std::string_view op = node.String("boolop");
+    auto args = node.List("args");
+    if (op == "NOT_EXPR") {
+      if (args.size() != 1) return ctx_.Error(node.Location(), "NOT takes one operand");
+      ASSIGN_OR_RETURN(std::string a, Emit(args[0], depth + 1));
+      return "(not " + a + ")";
+    }
+    const std::string word = op == "AND_EXPR" ? " and " : " or ";
+    std::string out = "(";
+    for (size_t i = 0; i < args.size(); ++i) {
+      ASSIGN_OR_RETURN(std::string a, Emit(args[i], depth + 1));
+      out += (i ? word : "") + a;
+    }
+    return out + ")";
+  }
+  if (kind == "NullTest") {
+    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("arg"), depth + 1));
+    return "(" + a + (node.String("nulltesttype") == "IS_NOT_NULL" ? " is not null)" : " is null)");
+  }
+  if (kind == "BooleanTest") {
+    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("arg"), depth + 1));
+    const std::string_view t = node.String("booltesttype");
+    if (t == "IS_TRUE") return "coalesce(" + a + ", false)";
+    if (t == "IS_NOT_TRUE") return "(not coalesce(" + a + ", false))";
+    if (t == "IS_FALSE") return "coalesce((not " + a + "), false)";
+    if (t == "IS_NOT_FALSE") return "coalesce(" + a + ", true)";
+    if (t == "IS_UNKNOWN") return "(" + a + " is null)";
+    return "(" + a + " is not null)";  // IS_NOT_UNKNOWN
+  }
+  if (kind == "CoalesceExpr") {
+    ASSIGN_OR_RETURN(std::string args, EmitList(node.List("args"), depth));
+    return "coalesce(" + args + ")";
+  }
+  if (kind == "CaseExpr") return EmitCase(node, depth);
+  if (kind == "TypeCast") return EmitCast(node, depth);
+  if (kind == "FuncCall") return EmitFuncCall(node, depth);
+  int64_t at = node.Location() >= 0 ? node.Location() : node.FirstLocation();
+  return ctx_.Error(at, UnsupportedNodeName(kind) + " is not supported in a sluice pipeline");
+}
+
+Result<std::string> ExprEmitter::EmitConst(const PgNode& node) {
+  if (node.Bool("isnull")) return std::string("null");
+  if (node.Has("sval")) {
+    ASSIGN_OR_RETURN(std::string s, ctx_.Substitute(node.Object("sval").String("sval"), node.Location()));
+    return QuoteString(s);
+  }
+  if (node.Has("boolval")) return std::string(node.Object("boolval").Bool("boolval") ? "true" : "false");
+  if (node.Has("fval")) {
+    std::string f(node.Object("fval").String("fval"));
+    return f.rfind('-', 0) == 0 ? "(" + f + ")" : f;
+  }
+  if (node.Has("ival")) {
+    ASSIGN_OR_RETURN(int64_t v, IntConstant(ctx_, node));
+    return v < 0 ? "(" + std::to_string(v) + ")" : std::to_string(v);
+  }
+  if (node.Has("bsval")) return ctx_.Error(node.Location(), "bit strings are not supported");
+  return ctx_.Error(node.Location(), "cannot read this constant");
+}
+
+Result<std::string> ExprEmitter::EmitList(const std::vector<PgNode>& items, int depth) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string a, Emit(items[i], depth + 1));
+    out += (i ? ", " : "") + a;
+  }
+  return out;
+}
+
+Result<std::string> ExprEmitter::EmitAExpr(const PgNode& node, int depth) {
+  const std::string_view kind = node.String("kind");
+  auto names = PgNode::Strings(node.List("name"));
+  const std::string op = names.empty() ? "" : names.back();
+  const int64_t at = node.Location();
+  if (kind == "AEXPR_OP") {
+    static const char* kOps[] = {"=", "<>", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||"};
+    bool known = false;
+    for (const char* o : kOps) known = known || op == o;
+    if (!known || names.size() != 1) {
+      return ctx_.Error(at, "operator " + op + " is not supported (sluice has = <> < <= > >= + - * / % ||)");
+    }
+    ASSIGN_OR_RETURN(std::string r, Emit(node.Child("rexpr"), depth + 1));
+    if (!node.Has("lexpr")) {
+      if (op != "-" && op != "+") return ctx_.Error(at, "prefix operator " + op + " is not supported");
+      return "(" + op + r + ")";
+    }
+    ASSIGN_OR_RETURN(std::string l, Emit(node.Child("lexpr"), depth + 1));
+    return "(" + l + " " + op + " " + r + ")";
+  }
+  if (kind == "AEXPR_IN") {
+    ASSIGN_OR_RETURN(std::string l, Emit(node.Child("lexpr"), depth + 1));
+    PgNode list = node.Child("rexpr");
+    if (!list.Is("List")) return ctx_.Error(at, "IN needs a list of values: x IN (1, 2)");
+    ASSIGN_OR_RETURN(std::string items, EmitList(list.List("items"), depth));
+    return "(" + l + (op == "<>" ? " not in (" : " in (") + items + "))";
+  }
+  if (kind == "AEXPR_BETWEEN" || kind == "AEXPR_NOT_BETWEEN") {
+    ASSIGN_OR_RETURN(std::string x, Emit(node.Child("lexpr"), depth + 1));
+    auto bounds = node.Child("rexpr").List("items");
+    if (bounds.size() != 2) return ctx_.Error(at, "BETWEEN needs two bounds");
+    ASSIGN_OR_RETURN(std::string lo, Emit(bounds[0], depth + 1));
+    ASSIGN_OR_RETURN(std::string hi, Emit(bounds[1], depth + 1));
+    std::string both = "((" + x + " >= " + lo + ") and (" + x + " <= " + hi + "))";
+    return kind == "AEXPR_BETWEEN" ? both : "(not " + both + ")";
+  }
+  if (kind == "AEXPR_NULLIF") {
+    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("lexpr"), depth + 1));
+    ASSIGN_OR_RETURN(std::string b, Emit(node.Child("rexpr"), depth + 1));
+    return "if((" + a + " = " + b + "), null, " + a + ")";
+  }
+  return ctx_.Error(at, AExprKindName(kind) + " is not supported in a sluice pipeline");
+}
+
+Result<std::string> ExprEmitter::EmitCase(const PgNode& node, int depth) {
+  std::string subject;
+  if (node.Has("arg")) {
+    ASSIGN_OR_RETURN(subject, Emit(node.Child("arg"), depth + 1));
+  }
+  std::string tail = "null";
+  if (node.Has("defresult")) {
+    ASSIGN_OR_RETURN(tail, Emit(node.Child("defresult"), depth + 1));
+  }
+  auto whens = node.List("args");
+  for (size_t i = whens.size(); i-- > 0;) {
+    ASSIGN_OR_RETURN(std::string cond, Emit(whens[i].Child("expr"), depth + 1));
+    ASSIGN_OR_RETURN(std::string result, Emit(whens[i].Child("result"), depth + 1));
+    if (!subject.empty()) cond = "(" + subject + " = " + cond + ")";
+    tail = "if(" + cond + ", " + result + ", " + tail + ")";
+  }
+  return tail;
+}
+
+Result<std::string> ExprEmitter::EmitCast(const PgNode& node, int depth) {
+  PgNode type = node.Object("typeName");
+  auto names = PgNode::Strings(type.List("names"));
+  const std::string t = names.empty() ? "" : Lower(names.back());
+  const int64_t at = node.Location() >= 0 ? node.Location() : node.FirstLocation();
+  if (type.Has("arrayBounds")) return ctx_.Error(at, "array types are not supported");
+  if (t == "interval") {
+    return ctx_.Error(at, "an INTERVAL is only allowed as an argument of tumble() or hop()");
+  }
+  PgNode arg = node.Child("arg");
+  if (t == "bool") {
+    if (arg.Is("A_Const") && arg.Has("sval")) {
+      std::string v = Lower(arg.Object("sval").String("sval"));
+      if (v == "true" || v == "t") return std::string("true");
+      if (v == "false" || v == "f") return std::string("false");
+    }
+    return ctx_.Error(at, "a cast to boolean is only supported of 'true' or 'false'");
+  }
+  ASSIGN_OR_RETURN(std::string x, Emit(arg, depth + 1));
+  if (t == "int8" || t == "int4" || t == "int2") return "to_int(" + x + ")";
+  if (t == "float8" || t == "float4" || t == "numeric") return "to_double(" + x + ")";
+  if (t == "text" || t == "varchar" || t == "bpchar") return "to_string(" + x + ")";
+  if (t == "timestamp" || t == "timestamptz") return "parse_time(" + x + ")";
+  return ctx_.Error(at, "a cast to " + (names.empty() ? std::string("?") : names.back()) +
+                            " is not supported (sluice casts to bigint, double precision, text "
+                            "and timestamp)");
+}
+
+Result<std::string> ExprEmitter::EmitFuncCall(const PgNode& node, int depth) {
+  const std::string name = FunctionName(node);
+  const int64_t at = node.Location();
+  if (node.Has("over")) return ctx_.Error(at, "window functions (OVER) are not supported");
+  if (IsAggregateName(name)) {
+    return ctx_.Error(at, "aggregate " + name +
+                              "() is only allowed in the SELECT list of a GROUP BY query");
+  }
+  if (name == "dead_letter_if") {
+    return ctx_.Error(at, "dead_letter_if(condition, 'reason') is only allowed as a top-level "
+                          "AND term of WHERE");
+  }
+  if (name == "tumble" || name == "hop") {
+    return ctx_.Error(at, name + "() is only allowed in FROM");
+  }
+  if (node.Bool("agg_star")) return ctx_.Error(at, name + "(*) is not supported; only count(*)");
+  if (node.Has("agg_filter")) return ctx_.Error(at, "FILTER applies to aggregates only");
+  if (node.Bool("agg_distinct") || node.Has("agg_order") || node.Bool("func_variadic")) {
+    return ctx_.Error(at, "DISTINCT, ORDER BY and VARIADIC in a call are not supported");
+  }
+  auto funcname = PgNode::Strings(node.List("funcname"));
+  if (name == "extract" || name == "date_part") {
+    return ctx_.Error(at, "extract is not supported; use hour(ts), minute(ts) or date(ts)");
+  }
+  if (funcname.size() > 1 && name != "trim") {
+    return ctx_.Error(at, "SQL syntax for " + name + "() is not supported");
+  }
+  if (expr::internal::FindFunction(name) == nullptr) {
+    std::vector<std::string> known;
+    for (const auto& f : expr::internal::AllFunctions()) known.emplace_back(f.name);
+    std::string hint = ClosestName(name, known);
+    return ctx_.Error(at, "unknown function " + name + "()" +
+                              (hint.empty() ? " (sluice functions: " + SluiceFunctionList() + ")"
+                                            : " (did you mean " + hint + "?)"));
+  }
+  ASSIGN_OR_RETURN(std::string args, EmitList(node.List("args"), depth));
+  return name + "(" + args + ")";
+}
+
+}  // namespace sluice::sql

@@ -1,0 +1,3 @@
+CREATE TABLE src (a bigint) WITH (uri = ${TRACKING});
+SELECT ((((a))));
+DROP TABLE src;

@@ -1,0 +1,3 @@
+CREATE TABLE src (a bigint, b text, t timestamp DEFAULT '2020-01-01', c bigint GENERATED ALWAYS AS (a * 2) STORED NOT NULL, CHECK (a > -1)) WITH (uri = '${TRACKING}', format = 'csv');
+CREATE TABLE d (k bigint PRIMARY KEY, n text DEFAULT 'x') WITH (uri = 'd.csv', on_missing = 'dead_letter');
+CREATE MATERIALIZED VIEW v WITH (uri = '${SINK}', mode = 'append') AS SELECT window_start, window_end, d.n, count(*) FILTER (WHERE a IN (1, -2)) AS k, coalesce(round(avg(a), 2), -1.5) AS m, last(b) AS l FROM hop(src, t, INTERVAL '1 minute', INTERVAL '5 minutes') AS s JOIN d ON d.k = s.a + 1 WHERE b IS NOT NULL AND dead_letter_if(a < 0, 'neg ${Q}') GROUP BY window_start, window_end, 3;

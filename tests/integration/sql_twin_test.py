@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The SQL pipeline examples/recruitment.sql gives what its TOML twin gives, and both are right.
+
+    sql_twin_test.py --sluice build/sluice
+
+Runs examples/recruitment.sql and examples/recruitment.toml on the same input
+(examples/data/tracking.csv, then 3000 events of `sluice generate --profile recruitment`, which
+include records without an event time) into two SQLite files and two dead-letter files. Each
+events table must equal the independent recomputation (tests/tools/recompute_recruitment.py),
+and the two runs must dead-letter the same records (offset and reason), as many as the
+recomputation does. Then, from a directory outside the repository: `sluice validate` of the SQL
+file exits 0 and prints its plan; `sluice explain` says the language is sql; a SQL file with an
+unknown column exits 2 naming file:line:column; a --var the SQL file does not use exits 2.
+Last, examples/users-local.sql (INSERT INTO a table with a PRIMARY KEY, nested JSON paths,
+generated columns, a CHECK) reads `sluice fake-api` into SQLite: one row per distinct id, each
+equal to the Python flattening of the same pages (tests/tools/users_api.py), as its TOML twin's
+test checks. Exit 1 on any failure.
+"""
+
+import argparse
+import collections
+import json
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import compare_tables  # noqa: E402
+import dead_letters  # noqa: E402
+import harness  # noqa: E402
+import recompute_recruitment  # noqa: E402
+from users_api import COLUMNS, FakeApi, fetch_page, flatten  # noqa: E402
+
+REPO = harness.REPO
+KEY = list(recompute_recruitment.EVENTS_KEY)
+TRACKING = os.path.join(REPO, "examples", "data", "tracking.csv")
+JOBS = os.path.join(REPO, "examples", "data", "job.csv")
+
+# Line 3 has an unknown column, `bidd`, at column 8 (counted by hand).
+BAD_SQL = """CREATE TABLE tracking (job_id bigint, bid bigint) WITH (uri = 'tracking.csv');
+CREATE MATERIALIZED VIEW events WITH (uri = 'sqlite:out.db') AS
+SELECT bidd FROM tracking;
+"""
+
+
+def letters(path):
+    entries, problems = dead_letters.load_dlq(path)
+    return collections.Counter((e["offset"], e["reason"]) for e in entries), problems
+
+
+def twins(t, sluice, tmp, label, tracking):
+    """Both recruitment files on `tracking`: each events table == the recomputation, the same
+    dead letters in both, as many as the recomputation finds."""
+    name = os.path.basename(tracking)
+    expected = os.path.join(tmp, f"expected-{name}.db")
+    stats = recompute_recruitment.recompute(tracking, JOBS, expected)
+    got_letters = {}
+    for lang in ("sql", "toml"):
+        db = os.path.join(tmp, f"{lang}-{name}.db")
+        dlq = os.path.join(tmp, f"{lang}-{name}.dlq.ndjson")
+        r = harness.run_sluice(sluice, os.path.join("examples", f"recruitment.{lang}"),
+                               {"TRACKING": tracking, "JOBS": JOBS, "SINK": f"sqlite:{db}",
+                                "DLQ": f"file:{dlq}"}, extra=["--until-caught-up"])
+        t.check(f"{label}: recruitment.{lang} runs to the end (exit 0)", r.returncode == 0,
+                f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
+        problems = compare_tables.compare(db, expected, KEY) if os.path.exists(db) else \
+            [f"{db} was not written"]
+        t.result(f"{label}: recruitment.{lang}: the events table equals the recomputation "
+                 f"({stats['rows']} rows)", problems)
+        got_letters[lang], dl_problems = letters(dlq)
+        t.result(f"{label}: recruitment.{lang}: the dead letters are well formed", dl_problems)
+    t.check(f"{label}: SQL and TOML dead-letter the same records for the same reasons",
+            got_letters["sql"] == got_letters["toml"],
+            f"sql only: {got_letters['sql'] - got_letters['toml']}\n"
+            f"toml only: {got_letters['toml'] - got_letters['sql']}")
+    t.check(f"{label}: as many dead letters as the recomputation ({stats['dead_lettered']})",
+            sum(got_letters["sql"].values()) == stats["dead_lettered"],
+            f"{sum(got_letters['sql'].values())} != {stats['dead_lettered']}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sluice", required=True)
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    sluice = os.path.abspath(a.sluice)
+    t = harness.Checks()
+    with harness.temp_dir("sluice-sqltwin-", keep=a.keep, checks=t) as tmp:
+        generated = os.path.join(tmp, "generated.ndjson")
+        rc, text = harness.run([sluice, "generate", "--profile", "recruitment", "--count", "3000",
+                                "--rate", "0", "--seed", "3", "--to", generated], timeout=120)
+        t.check("sluice generate writes tracking events", rc == 0, text[-800:])
+        for label, tracking in (("examples/data/tracking.csv", TRACKING), ("generated", generated)):
+            twins(t, sluice, tmp, label, tracking)
+
+        # Commands on a .sql file, from a directory outside the repository.
+        elsewhere = os.path.join(tmp, "elsewhere")
+        os.makedirs(elsewhere)
+        sql = os.path.join(REPO, "examples", "recruitment.sql")
+        ok_vars = {"TRACKING": TRACKING, "SINK": "sqlite:" + os.path.join(tmp, "v.db")}
+        r = harness.run_sluice(sluice, sql, ok_vars, command="validate", cwd=elsewhere, timeout=60)
+        t.check("validate recruitment.sql exits 0 and prints its plan",
+                r.returncode == 0 and "pipeline recruitment (" + sql + ", sql)" in r.stdout and
+                "metric  bid_set = round(avg(bid), 2) where (custom_track = 'click') default 0" in r.stdout,
+                f"rc={r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-800:]}")
+        r = harness.run_sluice(sluice, sql, ok_vars, command="explain", extra=["--format", "json"],
+                               cwd=elsewhere, timeout=60)
+        language = None
+        try:
+            language = json.loads(r.stdout.splitlines()[0]).get("language")
+        except (ValueError, IndexError):
+            pass
+        t.check("explain --format json says language sql", r.returncode == 0 and language == "sql",
+                f"rc={r.returncode} language={language!r}\n{r.stdout[:600]}\n{r.stderr[-600:]}")
+        bad = os.path.join(elsewhere, "bad.sql")
+        with open(bad, "w") as f:
+            f.write(BAD_SQL)
+        r = harness.run_sluice(sluice, "bad.sql", command="validate", cwd=elsewhere, timeout=60)
+        t.check("validate of a bad .sql exits 2 with file:line:column",
+                r.returncode == 2 and "bad.sql:3:8: column \"bidd\" does not exist (did you mean bid?)" in r.stderr,
+                f"rc={r.returncode}\n{r.stderr[-800:]}")
+        r = harness.run_sluice(sluice, sql, dict(ok_vars, TRACKIN="x"), command="validate",
+                               cwd=elsewhere, timeout=60)
+        t.check("a --var the .sql file does not use exits 2",
+                r.returncode == 2 and "does not reference ${TRACKIN}" in r.stderr,
+                f"rc={r.returncode}\n{r.stderr[-800:]}")
+        users_local(t, sluice, tmp)
+    return t.finish()
+
+
+def users_local(t, sluice, tmp):
+    seed, page_size, pages = "sqltwin", 10, 5
+    api = FakeApi(sluice, os.path.join(tmp, "fake-api.log"))
+    try:
+        want = []
+        for page in range(1, pages + 1):
+            want.extend(flatten(p) for p in fetch_page(api.url, seed, page, page_size))
+        db = os.path.join(tmp, "users.db")
+        r = harness.run_sluice(sluice, os.path.join("examples", "users-local.sql"),
+                               {"SINK": f"sqlite:{db}", "API": api.url, "SEED": seed,
+                                "PAGE_SIZE": str(page_size), "COUNT": str(page_size * pages),
+                                "DLQ": os.path.join(tmp, "users.dlq.ndjson")},
+                               extra=["--until-caught-up"], timeout=120)
+    finally:
+        api.stop()
+    t.check("users-local.sql runs to the end (exit 0)", r.returncode == 0,
+            f"rc={r.returncode}\n{r.stdout[-800:]}\n{r.stderr[-1200:]}")
+    by_id = {p["id"]: p for p in want}  # the last profile of an id wins, as the upsert's
+    rows = {}
+    if os.path.exists(db):
+        with sqlite3.connect(db) as c:
+            for row in c.execute("SELECT " + ", ".join(COLUMNS) + " FROM users_profile"):
+                rows[row[0]] = dict(zip(COLUMNS, row))
+    diff = [(k, rows.get(k), v) for k, v in by_id.items() if rows.get(k) != v]
+    t.check("users-local.sql: one row per distinct id, equal to the Python flattening",
+            len(rows) == len(by_id) and not diff,
+            f"{len(rows)} rows for {len(by_id)} ids; {len(diff)} differ, e.g. {diff[:1]}")
+
+
+if __name__ == "__main__":
+    harness.main_guard(main)
