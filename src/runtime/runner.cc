@@ -195,13 +195,22 @@ bool Runner::DrainExpired() const {
   return since != 0 && SteadyClockMicros() - since > config_.shutdown_timeout_micros;
 }
 
-Status Runner::Abandon(const std::string& where) {
+bool Runner::CommitInFlight() const {
+  return commit_.valid() && commit_.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+}
+
+Status Runner::Abandon(const std::string& where, bool commit_in_flight) {
   abandoned_.store(true);
-  {
+  if (!commit_in_flight) {
     std::lock_guard<std::mutex> lock(epoch_mu_);
     failing_ = true;  // rebalance callbacks waiting for a checkpoint give up
     epoch_cv_.notify_all();
   }
+  // else: a commit may still land. A rebalance callback released now would let its consumer leave
+  // the group, and the partition's next owner could read the position before that commit and
+  // count its records again. The callbacks keep waiting; the process ends (_Exit) without leaving
+  // the group, so the partitions move only after the session timeout, when the server has
+  // committed or rolled back that transaction.
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.state = "failed";
@@ -357,7 +366,7 @@ Status Runner::Run() {
           if (workers_[i]->finished()) continue;
           busy += (busy.empty() ? "" : ", ") + std::to_string(i);
         }
-        return Abandon("worker(s) " + busy + " still busy");
+        return Abandon("worker(s) " + busy + " still busy", CommitInFlight());
       }
       for (auto& w : workers_) w->RequestStop();
       std::lock_guard<std::mutex> lock(stats_mu_);
@@ -546,7 +555,7 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
     Status failed;
     {
       std::lock_guard<std::mutex> lock(sink_mu_);
-      if (forgetting_ && source == options_.reset_source) {
+      if (forgetting_ && source == options_.reset_source && !reset_written_.count(partition)) {
         // The sink still holds the forgotten positions until this run commits; only what this
         // run committed counts.
         auto it = committed_.find({source, partition});
@@ -638,7 +647,7 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     // While draining, a worker blocked in its source (a close that does not return) must not
     // hold the stop beyond shutdown_timeout; its handoff is left uncommitted.
     std::optional<Handoff> taken = workers_[i]->TakeHandoff(epoch_, [this] { return DrainExpired(); });
-    if (!taken) return Abandon("worker " + std::to_string(i) + " did not hand over its work");
+    if (!taken) return Abandon("worker " + std::to_string(i) + " did not hand over its work", CommitInFlight());
     Handoff h = std::move(*taken);
     if (h.held_reported) {
       work->held_changed = work->held_changed || !h.held.empty() || !held_by_worker_[i].empty();
@@ -713,6 +722,9 @@ void Runner::MarkCommitted(const CheckpointWork& work) {
   for (int32_t p : work.revoked) {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
     committed_.erase({config_.source.name, p});
+    // --reset-source: this run has now written p's position, so the sink's is no longer stale.
+    // Should p come back (a rebalance), it resumes from the sink, not from the beginning.
+    if (forgetting_ && config_.source.name == options_.reset_source) reset_written_.insert(p);
   }
   std::lock_guard<std::mutex> lock(epoch_mu_);
   committed_epoch_ = std::max(committed_epoch_, work.epoch);
@@ -770,7 +782,7 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
     if (force_stop_.load()) {
       return s.WithContext("checkpoint abandoned on forced stop (the next run replays it)");
     }
-    if (DrainExpired()) return Abandon("the checkpoint kept failing: " + s.ToString());
+    if (DrainExpired()) return Abandon("the checkpoint kept failing: " + s.ToString(), false);
     if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal) {
       return s.WithContext("checkpoint");
     }

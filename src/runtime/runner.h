@@ -6,6 +6,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -214,6 +215,7 @@ class Runner : public CheckpointRequester {
   std::map<std::pair<std::string, int32_t>, int64_t> committed_;
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  ///< latest handed over
   bool forgetting_ = false;  ///< --reset-source: the sink's positions of the source are stale
+  std::set<int32_t> reset_written_;  ///< ... except these partitions', written by this run (sink_mu_)
   /// --reset-source: the input's next generation by generation partition
   /// (kGenerationPartitionBase + p), answered for the source until this run commits; set at
   /// start, read-only afterwards.
@@ -237,8 +239,10 @@ class Runner : public CheckpointRequester {
   void MarkStopping();
   /// True when a stop began more than shutdown_timeout ago.
   bool DrainExpired() const;
-  /// Gives up draining: marks the runner abandoned and returns the error that says so.
-  Status Abandon(const std::string& where);
+  /// Gives up draining: marks the runner abandoned and returns the error that says so. Ends a stop whose draining ran out of time. `commit_in_flight`: a commit may still land, so
+  /// rebalance callbacks waiting for a checkpoint are not released (see runner.cc).
+  Status Abandon(const std::string& where, bool commit_in_flight);
+  bool CommitInFlight() const;  ///< coordinator thread only
 
   // Event time, owned by the coordinator thread.
   bool needs_state_ = false;          ///< append mode or lateness: state goes with each commit

@@ -514,6 +514,17 @@ Result<bool> MysqlSink::AlreadyApplied(const Checkpoint& cp) {
     });
     if (it == stored.end() || it->offset != want.offset) return false;
   }
+  // Equal positions alone do not prove it: a checkpoint that moves no position (windows closed by
+  // the watermark or an idle source, held records resolved or expired) has the positions of the
+  // one before. Its state differs from that one's, so the stored state decides.
+  if (cp.state) {
+    ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline)));
+    std::string stored_state;
+    if (!rows.empty() && !mysql::DecodeHex(rows[0][0].value_or(""), &stored_state)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_state");
+    }
+    if (stored_state != *cp.state) return false;
+  }
   return true;
 }
 
@@ -677,6 +688,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
     RETURN_IF_ERROR(hook("before_commit"));
     t_meta = SteadyClockMicros();
     commit_sent = true;
+    RETURN_IF_ERROR(hook("at_commit"));  // tests: COMMIT sent, its answer lost, not applied
     RETURN_IF_ERROR(conn_->Execute("COMMIT"));
     return hook("after_commit");
   }();

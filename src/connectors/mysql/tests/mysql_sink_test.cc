@@ -388,6 +388,41 @@ TEST_F(MysqlSinkTest, RetryAfterAnAmbiguousCommitDoesNotApplyTwice) {
   EXPECT_EQ(One("SELECT n, total FROM " + T()), "3|15");
 }
 
+// A checkpoint that moves no position (windows closed by the watermark, held records resolved)
+// has the positions of the one before; when its COMMIT's answer is lost, the stored state, not
+// the positions, tells whether it was applied.
+TEST_F(MysqlSinkTest, AnAmbiguousCommitThatMovesNoPositionIsDecidedByTheState) {
+  auto spec = AllKindsSpec();
+  auto sink = OpenSink(*spec);
+  ASSERT_TRUE(sink);
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, kT, {S("a")}, {Rec({N, I(5), I(1), N, N, N, N, N}, kT)})};
+  const std::string state1 = "state after checkpoint 1", state2 = "state after checkpoint 2";
+  Checkpoint first = Cp(1, &d, 10);
+  first.state = &state1;
+  ASSERT_TRUE(sink->Commit(first).ok());
+  // Checkpoint 2 has the same positions; its COMMIT is sent and lost, and not applied.
+  Checkpoint second = Cp(2, &d, 10);
+  second.state = &state2;
+  bool fired = false;
+  sink->SetTestHook([&](std::string_view stage) {
+    if (stage != "at_commit" || fired) return Status::OK();
+    fired = true;
+    Kill(sink->ConnectionIdForTesting());
+    return Status::Unavailable("simulated: the COMMIT's answer was lost, and it was not applied");
+  });
+  Status s = sink->Commit(second);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "1|5");  // not applied
+  // The retry must write it: equal positions alone would have said it was applied.
+  s = sink->Commit(second);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(One("SELECT n, total FROM " + T()), "2|10");
+  auto stored = sink->LoadState();
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, state2);
+}
+
 TEST_F(MysqlSinkTest, DeadLettersGoInTheSameTransactionOnce) {
   auto spec = AllKindsSpec();
   auto sink = OpenSink(*spec);
