@@ -41,6 +41,7 @@ struct Script {
   size_t released = 0;  ///< steps the test let the source deliver
   size_t taken = 0;
   bool finish = false;  ///< after the last released step, the source ends
+  std::vector<std::pair<int32_t, int64_t>> resumed;  ///< (partition, offset) of each re-assignment
 };
 Script* g_script = nullptr;
 
@@ -65,10 +66,18 @@ class ScriptSource : public Source {
     if (!step.revoke.empty()) {
       Status s = ctx_.checkpoint_before_revoke(step.revoke);
       if (!s.ok()) return s;
-      for (int32_t p : step.revoke) assigned_.erase(p);
+      for (int32_t p : step.revoke) {
+        assigned_.erase(p);
+        next_.erase(p);
+      }
     }
     for (const auto& [p, payload] : step.records) {
       assigned_.insert(p);
+      if (!next_.count(p)) {  // assigned again after a revocation: from the committed position
+        next_[p] = ctx_.committed_position(p).value_or(0);
+        std::lock_guard<std::mutex> lock(g_script->mu);
+        g_script->resumed.emplace_back(p, next_[p]);
+      }
       RawRecord& r = out->Append(payload);
       r.partition = p;
       r.offset = next_[p]++;
@@ -140,7 +149,7 @@ class PartitionWatermarkTest : public ::testing::Test {
   }
 
   /// Starts a run (delay 10 s, 1-minute windows, append mode, lateness 0) on a thread.
-  void Start(const std::string& idle_timeout) {
+  void Start(const std::string& idle_timeout, RunOptions options = {}) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
@@ -153,7 +162,7 @@ class PartitionWatermarkTest : public ::testing::Test {
         "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + ".dlq\"\n";
     auto cfg = ParsePipelineConfig(text, "pw.toml", vars);
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    auto runner = Runner::Make(std::move(cfg).value(), options);
     ASSERT_TRUE(runner.ok()) << runner.status().ToString();
     runner_ = std::move(runner).value();
     {
@@ -186,6 +195,29 @@ class PartitionWatermarkTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     ADD_FAILURE() << "the records played were not committed within 20 s";
+  }
+
+  /// Lets the source deliver one step, without waiting.
+  void Release(std::vector<std::pair<int32_t, std::string>> records, std::vector<int32_t> revoke) {
+    {
+      std::lock_guard<std::mutex> lock(script_->mu);
+      script_->steps.push_back(Step{std::move(records), std::move(revoke)});
+      ++script_->released;
+    }
+    script_->cv.notify_all();
+  }
+
+  /// Waits (20 s at most) until the sink holds `offset` as partition `p`'s position.
+  bool WaitPosition(int32_t p, int64_t offset) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    const std::string sql = "SELECT offset FROM _sluice_positions WHERE source = 'in' AND partition = " +
+                            std::to_string(p);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto got = Query(db_, sql);
+      if (!got.empty() && got[0] == std::to_string(offset)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
   }
 
   /// Ends the run: the source ends once everything released is taken.
@@ -291,6 +323,28 @@ TEST_F(PartitionWatermarkTest, APartitionsWatermarkSurvivesARebalanceAndARestart
   EXPECT_EQ(Late(), (std::vector<int>{4, 16}));
   Play({{1, Rec("00:01:15", 64)}});  // W1 = 00:01:05: window 00:00 closes
   EXPECT_EQ(Rows(), std::vector<std::string>{"2024-01-01 00:00:00|3|42"});
+  Finish();
+}
+
+// --reset-source: a partition given up in a rebalance and assigned again to the same run resumes
+// from the position this run committed, not from the beginning (which would read and count its
+// records again).
+TEST_F(PartitionWatermarkTest, ResetSourceAPartitionAssignedAgainResumesFromThisRunsPosition) {
+  Start("1h");
+  Play({{0, Rec("00:00:10", 1)}, {0, Rec("00:00:11", 2)}, {1, Rec("00:00:20", 4)}});  // p0 at 2
+  Finish();
+  RunOptions reset;
+  reset.reset_source = "in";
+  Start("1h", reset);  // p0 and p1 read again from the beginning
+  Release({{0, Rec("00:00:12", 8)}, {1, Rec("00:00:21", 16)}}, {});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  Release({}, {0});                         // revoked: its position (1) committed first
+  Release({{0, Rec("00:00:13", 32)}}, {});  // and assigned again
+  ASSERT_TRUE(WaitPosition(0, 2));
+  {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    EXPECT_EQ(script_->resumed, (std::vector<std::pair<int32_t, int64_t>>{{0, 1}}));
+  }
   Finish();
 }
 
