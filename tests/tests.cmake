@@ -190,7 +190,9 @@ sluice_python_test(takeover tests/integration/takeover_test.py TIMEOUT 300
 
 # SQL pipelines: examples/recruitment.sql and its TOML twin give the same events table (each equal
 # to the independent recomputation) and dead letters; validate/explain of a .sql file from another
-# directory, exit 2 with file:line:column for a bad one.
+# directory, exit 2 with file:line:column for a bad one; examples/ysb.sql and ysb.toml give the same
+# campaign_windows (== tests/tools/recompute_ysb.py) and dead letters; users-ingest.sql plans as its
+# TOML twin (explain --format json; its Kafka sink is not run).
 sluice_python_test(sql_twin_recruitment tests/integration/sql_twin_test.py TIMEOUT 300
                    LABELS python integration golden)
 # examples/viewlog.sql (CHECKs as the dead-letter steps, JOIN ... on_missing = 'dead_letter',
