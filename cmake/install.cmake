@@ -7,7 +7,7 @@
 #                                     under any prefix
 #   lib/sluice/                       the Arrow/Parquet shared libraries of the pyarrow wheel
 #                                     (only when they come from the wheel, not a system Arrow)
-#   share/sluice/examples/            examples/*.toml and examples/data/
+#   share/sluice/examples/            examples/*.toml, *.sql and examples/data/
 #   share/sluice/deploy/              deploy/ (systemd unit, Prometheus, Grafana, Airflow DAGs)
 #   share/bash-completion/completions/sluice   bash completion, generated from `sluice --help`
 include(GNUInstallDirs)
@@ -62,7 +62,7 @@ endif()
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/sluice)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/
         DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/examples
-        FILES_MATCHING PATTERN "*.toml" PATTERN "data/*")
+        FILES_MATCHING PATTERN "*.toml" PATTERN "*.sql" PATTERN "data/*")
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/deploy/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/deploy
         PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
 install(FILES "${SLUICE_COMPLETION}"

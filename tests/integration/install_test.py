@@ -95,7 +95,7 @@ class Test(harness.Checks):
         expected = ["bin/sluice", "bin/.debug/sluice.debug",
                     "share/bash-completion/completions/sluice", "share/doc/sluice/README.md"]
         for name in sorted(os.listdir(os.path.join(REPO, "examples"))):
-            if name.endswith(".toml"):
+            if name.endswith((".toml", ".sql")):
                 expected.append(f"share/sluice/examples/{name}")
         for name in sorted(os.listdir(os.path.join(REPO, "examples", "data"))):
             expected.append(f"share/sluice/examples/data/{name}")
