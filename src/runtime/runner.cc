@@ -171,6 +171,13 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
 Runner::~Runner() {
   // A commit still in flight (Run() returned early) uses the sink and tells the workers.
   if (commit_.valid()) commit_.wait();
+  {
+    // No commit can land any more: rebalance callbacks still waiting for one (an abandoned stop
+    // kept them waiting) give up, so the workers can end.
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    failing_ = true;
+    epoch_cv_.notify_all();
+  }
   std::lock_guard<std::mutex> topology(topology_mu_);
   for (auto& w : workers_) w->RequestStop();
   workers_.clear();

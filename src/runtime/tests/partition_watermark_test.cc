@@ -42,6 +42,40 @@ struct Script {
   size_t taken = 0;
   bool finish = false;  ///< after the last released step, the source ends
   std::vector<std::pair<int32_t, int64_t>> resumed;  ///< (partition, offset) of each re-assignment
+  std::atomic<int> revokes_returned{0};  ///< checkpoint_before_revoke calls that have returned
+};
+
+/// A gate in front of the sink's commits: while `hold` is set, the next commit waits for
+/// `release` (one test at a time).
+struct CommitGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hold = false, holding = false, released = false;
+};
+CommitGate g_gate;
+
+class GatedSink : public Sink {
+ public:
+  explicit GatedSink(std::unique_ptr<Sink> inner) : inner_(std::move(inner)) {}
+  Status Open(const SinkContext& ctx) override { return inner_->Open(ctx); }
+  Result<std::vector<StoredPosition>> LoadPositions() override { return inner_->LoadPositions(); }
+  Result<std::string> LoadState() override { return inner_->LoadState(); }
+  bool SupportsState() const override { return inner_->SupportsState(); }
+  Status Commit(const Checkpoint& cp) override {
+    {
+      std::unique_lock<std::mutex> lock(g_gate.mu);
+      if (g_gate.hold && !g_gate.released) {
+        g_gate.holding = true;
+        g_gate.cv.notify_all();
+        g_gate.cv.wait(lock, [] { return g_gate.released; });
+      }
+    }
+    return inner_->Commit(cp);
+  }
+  void Close() override { inner_->Close(); }
+
+ private:
+  std::unique_ptr<Sink> inner_;
 };
 Script* g_script = nullptr;
 
@@ -65,6 +99,7 @@ class ScriptSource : public Source {
     }
     if (!step.revoke.empty()) {
       Status s = ctx_.checkpoint_before_revoke(step.revoke);
+      g_script->revokes_returned.fetch_add(1);
       if (!s.ok()) return s;
       for (int32_t p : step.revoke) {
         assigned_.erase(p);
@@ -134,6 +169,16 @@ class PartitionWatermarkTest : public ::testing::Test {
           out.push_back(std::make_unique<ScriptSource>());
           return out;
         });
+    ConnectorRegistry::Instance().AddSink("gated", [](const SinkConfig& config) -> Result<std::unique_ptr<Sink>> {
+      SinkConfig inner = config;
+      inner.uri = "sqlite:" + config.uri.substr(config.uri.find(':') + 1);
+      ASSIGN_OR_RETURN(auto sink, ConnectorRegistry::Instance().MakeSink(inner));
+      return std::unique_ptr<Sink>(new GatedSink(std::move(sink)));
+    });
+    {
+      std::lock_guard<std::mutex> lock(g_gate.mu);
+      g_gate.hold = g_gate.holding = g_gate.released = false;
+    }
     dir_ = fs::temp_directory_path() / ("sluice_partition_wm_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -149,17 +194,18 @@ class PartitionWatermarkTest : public ::testing::Test {
   }
 
   /// Starts a run (delay 10 s, 1-minute windows, append mode, lateness 0) on a thread.
-  void Start(const std::string& idle_timeout, RunOptions options = {}) {
+  void Start(const std::string& idle_timeout, RunOptions options = {}, const std::string& sink = "sqlite",
+             const std::string& pipeline_extra = "") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
-        "[pipeline]\nname = \"pw\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\n"
+        "[pipeline]\nname = \"pw\"\ncheckpoint_interval = \"5ms\"\n" + pipeline_extra + "[source]\nname = \"in\"\n"
         "uri = \"script:x\"\n[source.fields]\nk = \"string\"\nt = \"string\"\nv = \"int64\"\n"
         "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"append\"\nwatermark_delay = \"10s\"\n"
         "idle_timeout = \"" + idle_timeout + "\"\nkeys = [\"k\"]\n"
         "metrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + ".dlq\"\n";
+        "[sink]\nuri = \"" + sink + ":" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + ".dlq\"\n";
     auto cfg = ParsePipelineConfig(text, "pw.toml", vars);
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     auto runner = Runner::Make(std::move(cfg).value(), options);
@@ -346,6 +392,45 @@ TEST_F(PartitionWatermarkTest, ResetSourceAPartitionAssignedAgainResumesFromThis
     EXPECT_EQ(script_->resumed, (std::vector<std::pair<int32_t, int64_t>>{{0, 1}}));
   }
   Finish();
+}
+
+// A stop whose draining outlives shutdown_timeout while a commit is still in flight gives up,
+// but must not let a rebalance callback go on: its consumer would leave the group, and the
+// partition's next owner could read the position from before that commit and count its records
+// again once it lands. The callback keeps waiting (the process ends without leaving the group);
+// once the runner is destroyed, after the commit has ended, it is let go.
+TEST_F(PartitionWatermarkTest, AStopAbandonedWithACommitInFlightKeepsTheRebalanceWaiting) {
+  Start("1h", {}, "gated", "shutdown_timeout = \"1s\"\n");
+  Play({{0, Rec("00:00:10", 1)}, {1, Rec("00:00:20", 2)}});
+  {
+    std::lock_guard<std::mutex> lock(g_gate.mu);
+    g_gate.hold = true;
+  }
+  Release({{0, Rec("00:00:11", 4)}}, {});  // the checkpoint that commits it is held
+  {
+    std::unique_lock<std::mutex> lock(g_gate.mu);
+    ASSERT_TRUE(g_gate.cv.wait_for(lock, std::chrono::seconds(20), [] { return g_gate.holding; }));
+  }
+  Release({}, {0});  // a rebalance: partition 0 is revoked and waits for a checkpoint
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    if (script_->taken == script_->released) break;
+  }
+  runner_->RequestStop();
+  thread_.join();  // draining gives up after 1 s: the revocation cannot complete
+  EXPECT_EQ(status_.code(), StatusCode::kAborted) << status_.ToString();
+  EXPECT_TRUE(runner_->abandoned());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time to return, were it let go
+  EXPECT_EQ(script_->revokes_returned.load(), 0) << "the revocation went on with a commit in flight";
+  {
+    std::lock_guard<std::mutex> lock(g_gate.mu);
+    g_gate.released = true;
+  }
+  g_gate.cv.notify_all();
+  runner_.reset();  // waits for the commit, then lets the revocation go
+  EXPECT_EQ(script_->revokes_returned.load(), 1);
+  status_ = Status::OK();  // (TearDown expects a clean end of the runs it did not end itself)
 }
 
 }  // namespace
