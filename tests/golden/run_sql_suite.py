@@ -12,7 +12,7 @@ Every directory under tests/golden/sql/ is a case holding pipeline.sql and eithe
     column a key, so rows are compared as a multiset); or
   * expected_error.txt, one line `pipeline.sql:LINE:COL: message` counted by hand: then
     `sluice validate pipeline.sql` (run in the case's directory, with the same variables) must
-    exit 2 and print exactly that line on stderr.
+    exit 2 and print exactly that line, after the CLI's `sluice: ` prefix, on stderr.
 Prints PASS/FAIL per check and a final 'N passed, M failed'. Exit 1 if any failed.
 """
 
@@ -33,7 +33,27 @@ import harness  # noqa: E402
 CASES = os.path.join(HERE, "sql")
 
 # Cases whose expected output sluice does not give yet (a bug, reported): name -> why.
-KNOWN_FAILURES = {}
+KNOWN_FAILURES = {
+    "err_sum_of_text_spaced": "a planner error's column is the SQL expression's start plus the "
+                              "offset in the generated metric text, not the SQL token's column "
+                              "(src/sql/README.md, Errors)",
+}
+
+
+class Collect:
+    """Stands in for harness.Checks while a known failure runs: records whether all passed."""
+
+    def __init__(self):
+        self.ok, self.details = True, []
+
+    def check(self, name, ok, detail=""):
+        if not ok:
+            self.ok = False
+            self.details.append(f"{name}: {detail}")
+        return ok
+
+    def result(self, name, problems, notes=(), limit=25):
+        return self.check(name, not problems, "\n".join(problems[:limit]))
 
 
 def variables(case, db):
@@ -57,7 +77,7 @@ def run_case(checks, sluice, name, tmp):
         p = subprocess.run([sluice, "validate", "pipeline.sql", *variables(case, db)], cwd=case,
                            capture_output=True, text=True, timeout=60)
         lines = p.stderr.splitlines()
-        ok = p.returncode == 2 and expected in lines
+        ok = p.returncode == 2 and "sluice: " + expected in lines
         return checks.check(f"{label}: validate exits 2 with the expected error", ok,
                             f"exit {p.returncode}\nexpected: {expected}\nstderr:   {p.stderr}")
 
@@ -96,7 +116,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice_sql_")
     for name in args.case or sorted(os.listdir(CASES)):
         if os.path.isdir(os.path.join(CASES, name)):
-            run_case(checks, sluice, name, tmp)
+            if name in KNOWN_FAILURES:
+                c = Collect()
+                run_case(c, sluice, name, tmp)
+                print("XFAIL " + "\n      ".join(c.details) if not c.ok else "", flush=True)
+                checks.check(f"{name}: still fails as known, else remove it from KNOWN_FAILURES",
+                             not c.ok)
+            else:
+                run_case(checks, sluice, name, tmp)
     checks.keep_or_remove(tmp, args.keep)
     return checks.finish()
 
