@@ -3,6 +3,7 @@
 #                        and the seed data (needs no engine)
 #   golden_recruitment   golden cases + seed acceptance against the sluice binary
 #   golden_hop           hopping-window cases (tests/golden/hop) against the sluice binary
+#   golden_sql           SQL golden cases (tests/golden/sql): rows and errors worked out by hand
 #   restart_recruitment  kill -9 / SIGINT / restart exactness (file and generator sources)
 #   mysql_recruitment    the same into a real MariaDB/MySQL (needs `make services`)
 #   viewlog, viewlog_kafka  the viewlog pipeline into Parquet (file sources; Kafka)
@@ -53,6 +54,9 @@ sluice_python_test(golden_recruitment tests/golden/run_golden.py TIMEOUT 300 LAB
 # Hopping windows (window/slide): hand-worked cases under tests/golden/hop, each also recomputed
 # independently by the runner.
 sluice_python_test(golden_hop tests/golden/run_hop.py TIMEOUT 120 LABELS python golden)
+
+# SQL golden suite: .sql pipelines, hand-worked rows and exact error messages (tests/golden/sql).
+sluice_python_test(golden_sql tests/golden/run_sql_suite.py TIMEOUT 120 LABELS python golden)
 
 sluice_python_test(restart_recruitment tests/integration/restart_test.py SERIAL TIMEOUT 240
                    LABELS python integration)
