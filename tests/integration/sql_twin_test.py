@@ -192,13 +192,20 @@ def ysb(t, sluice, tmp):
             ("ysb golden", os.path.join(golden, "events.ndjson"), os.path.join(golden, "ads.csv")),
             ("ysb generated", generated, os.path.join(REPO, "examples", "data", "ysb_ads.csv"))):
         expected, counts = recompute_ysb.recompute([events], recompute_ysb.load_ads(ads))
-        rows, got_letters = {}, {}
+        rows, got_letters, ignored = {}, {}, {}
         for lang in ("sql", "toml"):
             db = os.path.join(tmp, f"{label.replace(' ', '-')}-{lang}.db")
             dlq = os.path.join(tmp, f"{label.replace(' ', '-')}-{lang}.dlq.ndjson")
+            summary = os.path.join(tmp, f"{label.replace(' ', '-')}-{lang}.summary.json")
             r = harness.run_sluice(sluice, os.path.join("examples", f"ysb.{lang}"),
                                    {"EVENTS": events, "ADS": ads, "SINK": f"sqlite:{db}",
-                                    "DLQ": f"file:{dlq}"}, timeout=240)
+                                    "DLQ": f"file:{dlq}"}, extra=["--summary-json", summary],
+                                   timeout=240)
+            try:
+                with open(summary) as f:
+                    ignored[lang] = json.load(f).get("ignored_by_reason")
+            except (OSError, ValueError):
+                ignored[lang] = None
             t.check(f"{label}: ysb.{lang} runs to the end (exit 0)", r.returncode == 0,
                     f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
             rows[lang] = sink_rows(db, "campaign_windows")
@@ -219,6 +226,11 @@ def ysb(t, sluice, tmp):
         t.check(f"{label}: ysb.sql and ysb.toml write the same campaign_windows, row for row",
                 rows["sql"] is not None and rows["sql"] == rows["toml"],
                 f"sql {len(rows['sql'] or [])} rows, toml {len(rows['toml'] or [])} rows")
+        t.check(f"{label}: ysb.sql and ysb.toml ignore as many records for the same reasons "
+                f"(keep_if's 'not a view')",
+                ignored["sql"] is not None and ignored["sql"] == ignored["toml"] and
+                set(ignored["sql"]) <= {"not a view"},
+                f"sql {ignored['sql']}, toml {ignored['toml']}")
         t.check(f"{label}: ysb.sql and ysb.toml dead-letter the same records for the same reasons",
                 got_letters["sql"] == got_letters["toml"],
                 f"sql only: {got_letters['sql'] - got_letters['toml']}\n"
