@@ -48,6 +48,6 @@ SELECT window_start,
        count(*) AS views
 FROM tumble(events, event_time, INTERVAL '10 seconds') AS e
 JOIN ads AS a ON a.ad_id = e.ad_id
-WHERE event_type = 'view'
+WHERE keep_if(event_type = 'view', 'not a view')
   AND dead_letter_if(event_time IS NULL, 'no event_time')
 GROUP BY window_start, a.campaign_id;

@@ -376,9 +376,9 @@ Result<std::string> ExprEmitter::EmitFuncCall(const PgNode& node, int depth) {
     return ctx_.Error(at, "aggregate " + name +
                               "() is only allowed in the SELECT list of a GROUP BY query");
   }
-  if (name == "dead_letter_if") {
-    return ctx_.Error(at, "dead_letter_if(condition, 'reason') is only allowed as a top-level "
-                          "AND term of WHERE");
+  if (name == "dead_letter_if" || name == "keep_if") {
+    return ctx_.Error(at, name + "(condition, 'reason') is only allowed as a top-level "
+                                 "AND term of WHERE");
   }
   if (name == "tumble" || name == "hop") {
     return ctx_.Error(at, name + "() is only allowed in FROM");

@@ -1317,7 +1317,7 @@ Status Translator::Joins(const std::vector<std::pair<PgNode, int64_t>>& join_nod
   return Status::OK();
 }
 
-/// The WHERE terms: filters and dead_letter_if steps; those that read a dimension column go to
+/// The WHERE terms: filters (plain terms and keep_if) and dead_letter_if steps; those that read a dimension column go to
 /// `after_lookups`.
 Status Translator::WhereSteps(const PgNode& select, QueryScope* scope,
                               std::vector<StepConfig>* after_lookups) {
@@ -1338,14 +1338,17 @@ Status Translator::WhereSteps(const PgNode& select, QueryScope* scope,
     }
     scope->touched_dimension = false;
     ExprEmitter e(ctx_, scope);
-    if (term.Is("FuncCall") && FunctionName(term) == "dead_letter_if") {
+    const std::string fn = term.Is("FuncCall") ? FunctionName(term) : std::string();
+    if (fn == "dead_letter_if" || fn == "keep_if") {
+      // dead_letter_if(cond, 'reason'): dead-letter where cond is true; keep_if(cond,
+      // 'reason'): a filter (keep where cond is true) whose ignored records carry the reason.
       auto args = term.List("args");
       if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("sval")) {
-        return ctx_.Error(term.Location(), "dead_letter_if takes (condition, 'reason')");
+        return ctx_.Error(term.Location(), fn + " takes (condition, 'reason')");
       }
       ASSIGN_OR_RETURN(s.expr, e.Emit(args[0]));
       ASSIGN_OR_RETURN(s.reason, ctx_.Substitute(args[1].Object("sval").String("sval"), args[1].Location()));
-      s.kind = StepConfig::Kind::kDeadLetterIf;
+      s.kind = fn == "keep_if" ? StepConfig::Kind::kFilter : StepConfig::Kind::kDeadLetterIf;
     } else {
       ASSIGN_OR_RETURN(s.expr, e.Emit(term));
       s.kind = StepConfig::Kind::kFilter;

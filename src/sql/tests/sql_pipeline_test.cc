@@ -272,6 +272,23 @@ TEST(SqlPipelineTest, DeadLetterIfInWhere) {
   EXPECT_EQ(cfg->dead_letter_path, "dl.ndjson");
 }
 
+TEST(SqlPipelineTest, KeepIfInWhereNamesTheIgnoredReason) {
+  // keep_if(cond, 'reason') is a filter step, as TOML's filter = "..." with reason = "...";
+  // a plain term keeps its text as the reason.
+  auto cfg = Parse(kSrc +
+                   "CREATE MATERIALIZED VIEW v WITH (uri = 'ndjson:o') AS\n"
+                   "SELECT a FROM src WHERE keep_if(b = 'view', 'not a ${WHAT:-view}') AND a > 0;\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  ASSERT_EQ(cfg->steps.size(), 2u);
+  EXPECT_EQ(cfg->steps[0].kind, StepConfig::Kind::kFilter);
+  EXPECT_EQ(cfg->steps[0].expr, "(b = 'view')");
+  EXPECT_EQ(cfg->steps[0].reason, "not a view");
+  EXPECT_EQ(cfg->steps[0].where.line, 3);
+  EXPECT_EQ(cfg->steps[0].where.column, 25);
+  EXPECT_EQ(cfg->steps[1].kind, StepConfig::Kind::kFilter);
+  EXPECT_EQ(cfg->steps[1].reason, "WHERE (a > 0)");
+}
+
 // Each error: the message and the line:column, counted by hand in the text.
 TEST(SqlPipelineErrorsTest, UnknownColumnWithHint) {
   EXPECT_EQ(ErrorOf(kSrc + "CREATE MATERIALIZED VIEW v WITH (uri = 'sqlite:o.db') AS SELECT bb FROM src;\n"),
@@ -344,6 +361,13 @@ TEST(SqlPipelineErrorsTest, UnsupportedConstructsPointAtThem) {
       {mv + "SELECT sum(a) OVER () AS n FROM src;", "2:55: window functions (OVER) are not supported"},
       {mv + "SELECT a FROM src WHERE a > 1 OR dead_letter_if(a IS NULL, 'x');",
        "2:81: dead_letter_if(condition, 'reason') is only allowed as a top-level AND term of WHERE"},
+      {mv + "SELECT a FROM src WHERE a > 1 OR keep_if(a > 0, 'x');",
+       "2:81: keep_if(condition, 'reason') is only allowed as a top-level AND term of WHERE"},
+      {mv + "SELECT a FROM src WHERE keep_if(a > 0);", "2:72: keep_if takes (condition, 'reason')"},
+      {mv + "SELECT a FROM src WHERE keep_if(a > 0, b);", "2:72: keep_if takes (condition, 'reason')"},
+      {mv + "SELECT a FROM src WHERE keep_if(a > 0, 'x', 'y');", "2:72: keep_if takes (condition, 'reason')"},
+      {mv + "SELECT a FROM src WHERE dead_letter_if(a > 0, 3);",
+       "2:72: dead_letter_if takes (condition, 'reason')"},
       {mv + "SELECT sum(a) AS n FROM src;", "2:55: an aggregate needs GROUP BY over tumble() or hop()"},
       {mv + "SELECT a, count(*) AS n FROM tumble(src, t, INTERVAL '1 minute') GROUP BY window_start;",
        "2:55: column a must appear in the GROUP BY clause or be used in an aggregate function"},
