@@ -77,6 +77,12 @@ class Test(harness.Checks):
         text, n = re.subn(r'(?m)^name = "viewlog"$', f'name = "{self.name}"', text)
         if n != 1:
             raise RuntimeError("examples/viewlog.toml: no `name = \"viewlog\"` line")
+        # Small fetches: on an idle machine the backlog would otherwise be read in about half a
+        # second, before a progress line or a redraw of the bar (every 250 ms) sees a lag.
+        text, n = re.subn(r"(?m)^\[source\]$",
+                          '[source]\n"kafka.max.partition.fetch.bytes" = "1024"', text)
+        if n != 1:
+            raise RuntimeError("examples/viewlog.toml: no [source] line")
         path = os.path.join(self.tmp, "viewlog-lag.toml")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)

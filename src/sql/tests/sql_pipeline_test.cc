@@ -5,6 +5,7 @@
 #include <string>
 
 #include "runtime/plan.h"
+#include "runtime/registry.h"
 #include "sql/load_pipeline.h"
 
 namespace sluice::sql {
@@ -412,6 +413,7 @@ TEST(SqlPipelineErrorsTest, JoinsAndTables) {
 // The SQL twin of examples/recruitment.toml compiles to the same plan: the same steps' effect,
 // the same keys and metrics, the same output columns.
 TEST(SqlPipelineTest, RecruitmentTwinHasTheTomlPlan) {
+  RegisterBuiltins();  // the planner looks the dimension's connector up (this test may run alone)
   Variables vars;
   vars.use_environment = false;
   vars.values["TRACKING"] = "tracking.csv";
