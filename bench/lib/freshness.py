@@ -21,7 +21,6 @@ import array
 import os
 import subprocess
 import sys
-import time
 
 
 def percentile(sorted_values, q):

@@ -187,7 +187,7 @@ def main():
             except OSError:
                 pass
             time.sleep(0.5)
-        result(f"Prometheus (deploy/prometheus/prometheus.yml) scrapes sluice: up == 1",
+        result("Prometheus (deploy/prometheus/prometheus.yml) scrapes sluice: up == 1",
                [] if up else ["no successful scrape within 40 s"])
         if not up:
             return t.finish()

@@ -72,6 +72,8 @@ for t in $targets; do
     mkdir -p "$work"
     args=(-max_total_time="$seconds")
   fi
+  # The shipped example pipelines seed the SQL target too (copied, not kept twice in the tree).
+  if [ "$t" = sql ]; then cp "$root"/examples/*.sql "$work"/; fi
   t0=$(date +%s)
   "$bin" "${args[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$artifacts" "$work" "$seeds" >"$log" 2>&1

@@ -29,7 +29,6 @@ Parts (--part, comma-separated; default all):
 """
 
 import argparse
-import datetime
 import glob
 import json
 import os

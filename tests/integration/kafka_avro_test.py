@@ -40,7 +40,6 @@ check and 'N passed, M failed' last.
 """
 
 import argparse
-import io
 import json
 import os
 import sqlite3

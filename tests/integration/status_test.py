@@ -120,7 +120,7 @@ class Test(harness.SluiceTest):
             return all(pos.get(p, 0) > 0 for p in range(4))
 
         if not harness.wait_for(settled, 90, 0.5) or any(p.poll() is not None for p in procs):
-            self.result("status: setup", [f"the two members did not both read within 90 s"] +
+            self.result("status: setup", ["the two members did not both read within 90 s"] +
                         [self.tail(p) for p in procs])
             return
         time.sleep(3)  # past any rebalance the second member's join caused
