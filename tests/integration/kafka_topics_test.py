@@ -308,16 +308,7 @@ def main(argv=None):
     t = Test(args, tmp)
     print(f"     work dir {tmp}, run id {t.token}", flush=True)
     try:
-        for key in ["1", "2"]:
-            if only and key not in only:
-                continue
-            try:
-                getattr(t, f"scenario_{key}")()
-            except Exception:  # a setup error or a bug in this test
-                import traceback
-                t.result(f"scenario {key}", [traceback.format_exc()])
-            finally:
-                t.kill_leftovers()
+        t.run_scenarios(["1", "2"], only)
     finally:
         t.kill_leftovers()
         if not args.keep:

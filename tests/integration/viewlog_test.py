@@ -471,16 +471,7 @@ def main(argv=None):
         if only and not os.access(args.sluice, os.X_OK):
             t.result("sluice binary", [f"not an executable: {args.sluice}"])
             only = []
-        for name in only:
-            try:
-                getattr(t, f"scenario_{name}")()
-            except RuntimeError as e:
-                t.result(f"{name}: setup", [str(e)])
-            except Exception:
-                import traceback
-                t.result(f"{name}", [traceback.format_exc()])
-            finally:
-                t.kill_leftovers()
+        t.run_scenarios(only)
     finally:
         t.kill_leftovers()
         t.keep_or_remove(tmp, args.keep)

@@ -247,6 +247,23 @@ class SluiceTest(Checks):
     def kill_leftovers(self):
         kill_all(self.procs)
 
+    def run_scenarios(self, keys, only=None):
+        """Runs self.scenario_KEY() for each key (in `only` when given). A scenario that raises
+        fails with its error (RuntimeError: a setup problem, its message; anything else: the
+        traceback) and the others still run; every scenario's processes are killed after it."""
+        for key in keys:
+            if only and key not in only:
+                continue
+            try:
+                getattr(self, f"scenario_{key}")()
+            except RuntimeError as e:
+                self.result(f"scenario {key}: setup", [str(e)])
+            except Exception:  # a bug in the test itself
+                import traceback
+                self.result(f"scenario {key}", [traceback.format_exc()])
+            finally:
+                self.kill_leftovers()
+
 
 def main_guard(fn, *args):
     """sys.exit(fn(*args)); Ctrl-C exits 130 without a traceback."""
