@@ -132,24 +132,56 @@ int PrintConnectors(const std::string& output) {
   return kExitDone;
 }
 
-/// `sluice validate FILE...`: checks each file as `run` would and prints its plan. With several
-/// files the same --var set applies to each, and a --var is unused when no file references it.
+/// What `validate` and `explain` share over several files: one --var set applies to each, and a
+/// --var is unused only when no file references it; the exit code is the worst (2 outranks 1).
+class FileBatch {
+ public:
+  explicit FileBatch(size_t files) : files_(files) {}
+  bool several() const { return files_ > 1; }
+  size_t failed() const { return failed_; }
+  void Referenced(const std::string& name) { referenced_.insert(name); }
+  void Failed(int exit_code) {
+    ++failed_;
+    worst_ = std::max(worst_, exit_code == kExitConfig ? 3 : exit_code);
+  }
+  /// Reports every --var no file referenced (several files only; one file's loader refuses an
+  /// unused --var itself) and returns the exit code.
+  int Finish(const sluice::Variables& vars) {
+    if (several()) {
+      std::vector<std::string> names(referenced_.begin(), referenced_.end());
+      for (const auto& [name, value] : vars.values) {
+        if (referenced_.count(name)) continue;
+        const std::string hint = sluice::ClosestName(name, names);
+        ReportError("--var " + name + ": none of the " + std::to_string(files_) + " files references ${" +
+                    name + "}" + (hint.empty() ? "" : " (did you mean " + hint + "?)"));
+        worst_ = 3;
+      }
+    }
+    return worst_ == 3 ? kExitConfig : worst_;
+  }
+
+ private:
+  size_t files_;
+  std::set<std::string> referenced_;
+  int worst_ = kExitDone;
+  size_t failed_ = 0;
+};
+
+/// `sluice validate FILE...`: checks each file as `run` would and prints its plan.
 int Validate(const std::vector<std::string>& paths, const std::vector<std::string>& var_items) {
   auto vars = ParseVars(var_items);
   if (!vars.ok()) {
     ReportError(vars.status().message());
     return kExitConfig;
   }
-  const bool several = paths.size() > 1;
-  // One file: the loader refuses an unused --var itself (naming the variables it references).
+  FileBatch batch(paths.size());
+  const bool several = batch.several();
   if (several) vars->reject_unused = false;
-  std::set<std::string> referenced;
-  int worst = kExitDone, failed = 0;
   for (const std::string& path : paths) {
     if (several) std::cout << path << "\n" << std::flush;
     const std::string indent = several ? "  " : "";
     auto show = [&](const std::vector<sluice::VariableUse>& variables) {
-      for (const auto& v : variables) referenced.insert(v.name);
+      for (const auto& v : variables) batch.Referenced(v.name);
       if (variables.empty()) return;
       std::cout << indent << "variables\n";
       for (const auto& v : variables) std::cout << indent << "  " << sluice::DescribeVariable(v) << "\n";
@@ -158,8 +190,7 @@ int Validate(const std::vector<std::string>& paths, const std::vector<std::strin
     int exit_code = kExitDone;
     auto runner = Prepare(path, *vars, sluice::RunOptions{}, show, &exit_code);
     if (!runner) {
-      ++failed;
-      worst = std::max(worst, exit_code == kExitConfig ? 3 : exit_code);  // 2 outranks 1
+      batch.Failed(exit_code);
       if (several) std::cout << "  failed (see stderr)\n" << std::flush;
       continue;
     }
@@ -178,20 +209,12 @@ int Validate(const std::vector<std::string>& paths, const std::vector<std::strin
     }
     std::cout << plan << indent << "ok\n" << std::flush;
   }
+  const int exit_code = batch.Finish(*vars);
   if (several) {
-    std::vector<std::string> names(referenced.begin(), referenced.end());
-    for (const auto& [name, value] : vars->values) {
-      if (referenced.count(name)) continue;
-      const std::string hint = sluice::ClosestName(name, names);
-      ReportError("--var " + name + ": none of the " + std::to_string(paths.size()) +
-                  " files references ${" + name + "}" +
-                  (hint.empty() ? "" : " (did you mean " + hint + "?)"));
-      worst = 3;
-    }
-    std::cout << paths.size() << " files: " << paths.size() - failed << " ok, " << failed
+    std::cout << paths.size() << " files: " << paths.size() - batch.failed() << " ok, " << batch.failed()
               << " failed\n";
   }
-  return worst == 3 ? kExitConfig : worst;
+  return exit_code;
 }
 
 /// `sluice explain FILE...`: prints each pipeline's operator graph, built from the plan
@@ -204,17 +227,14 @@ int Explain(const std::vector<std::string>& paths, const std::vector<std::string
     ReportError(vars.status().message());
     return kExitConfig;
   }
-  const bool several = paths.size() > 1;
+  FileBatch batch(paths.size());
+  const bool several = batch.several();
   if (several) vars->reject_unused = false;
-  std::set<std::string> referenced;
-  int worst = kExitDone, failed = 0;
   auto fail = [&](const std::string& path, const Status& s) {
     // Name the file unless the message already starts with it (file:line:column).
     const std::string& m = s.message();
     ReportError(m.rfind(path, 0) == 0 ? m : path + ": " + m);
-    ++failed;
-    const int code = CheckExitCode(s);
-    worst = std::max(worst, code == kExitConfig ? 3 : code);  // 2 outranks 1
+    batch.Failed(CheckExitCode(s));
   };
   for (const std::string& path : paths) {
     auto config = sluice::LoadPipeline(path, *vars);
@@ -222,7 +242,7 @@ int Explain(const std::vector<std::string>& paths, const std::vector<std::string
       fail(path, config.status());
       continue;
     }
-    for (const auto& v : config->variables) referenced.insert(v.name);
+    for (const auto& v : config->variables) batch.Referenced(v.name);
     sluice::cli::SetLogPipeline(config->name);
     auto runner = sluice::Runner::Make(std::move(config).value(), sluice::RunOptions{});
     if (!runner.ok()) {
@@ -249,22 +269,12 @@ int Explain(const std::vector<std::string>& paths, const std::vector<std::string
     }
     std::cout << std::flush;
   }
-  if (several) {
-    std::vector<std::string> names(referenced.begin(), referenced.end());
-    for (const auto& [name, value] : vars->values) {
-      if (referenced.count(name)) continue;
-      const std::string hint = sluice::ClosestName(name, names);
-      ReportError("--var " + name + ": none of the " + std::to_string(paths.size()) +
-                  " files references ${" + name + "}" +
-                  (hint.empty() ? "" : " (did you mean " + hint + "?)"));
-      worst = 3;
-    }
-    if (!json) {
-      std::cout << "\n" << paths.size() << " files: " << paths.size() - failed << " explained, " << failed
-                << " failed\n";
-    }
+  const int exit_code = batch.Finish(*vars);
+  if (several && !json) {
+    std::cout << "\n" << paths.size() << " files: " << paths.size() - batch.failed() << " explained, "
+              << batch.failed() << " failed\n";
   }
-  return worst == 3 ? kExitConfig : worst;
+  return exit_code;
 }
 
 /// `sluice verify FILE`: recomputes the pipeline's output from its source up to the sink's
