@@ -51,31 +51,17 @@ latest-offset); otherwise the job runs until SIGTERM/SIGINT (then cancelled). Pr
 """
 
 import argparse
-import csv
 import os
 import signal
 import sys
 import threading
 import time
 
-KEYS = ("job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id")
-INT_FIELDS = ("job_id", "bid", "publisher_id", "campaign_id", "group_id")
-STR_FIELDS = ("create_time", "ts", "custom_track")
-COUNTED = ("click", "conversion", "qualified", "unqualified")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from recruitment_job import COUNTED, EVENTS_DDL, INT_FIELDS, KEYS, STR_FIELDS, load_jobs  # noqa: E402
+
 # 100 ns ticks from 1582-10-15 (the UUID epoch) to 1970-01-01.
 GREGORIAN_OFFSET_TICKS = 12219292800 * 10_000_000
-
-EVENTS_DDL = """CREATE TABLE IF NOT EXISTS `events` (
-  `job_id` BIGINT NOT NULL, `dates` DATE NOT NULL, `hours` TINYINT NOT NULL,
-  `publisher_id` BIGINT NOT NULL, `campaign_id` BIGINT NOT NULL, `group_id` BIGINT NOT NULL,
-  `company_id` BIGINT NULL, `clicks` BIGINT NOT NULL DEFAULT 0, `bid_set` DECIMAL(10,2) NULL,
-  `spend_hour` BIGINT NOT NULL DEFAULT 0, `conversion` BIGINT NOT NULL DEFAULT 0,
-  `qualified_application` BIGINT NOT NULL DEFAULT 0,
-  `disqualified_application` BIGINT NOT NULL DEFAULT 0, `sources` TEXT NULL,
-  `latest_update_time` DATETIME NULL,
-  `_bid_set_sum` BIGINT NOT NULL DEFAULT 0, `_bid_set_count` BIGINT NOT NULL DEFAULT 0,
-  PRIMARY KEY (`job_id`, `dates`, `hours`, `publisher_id`, `campaign_id`, `group_id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
 
 JOBS_DDL = """CREATE TABLE IF NOT EXISTS `_flink_jobs` (
   `id` BIGINT NOT NULL PRIMARY KEY, `company_id` BIGINT NOT NULL
@@ -84,25 +70,6 @@ JOBS_DDL = """CREATE TABLE IF NOT EXISTS `_flink_jobs` (
 READY_DDL = """CREATE TABLE IF NOT EXISTS `_flink_ready` (
   `name` VARCHAR(64) NOT NULL PRIMARY KEY, `warmup_records` BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
-
-
-def load_jobs(path):
-    """job_id -> company_id from the job CSV (',' or ';'), the last row of a duplicate id
-    winning and a blank company_id giving 0, as the dimension contract says."""
-    with open(path, encoding="utf-8", newline="") as f:
-        first = f.readline()
-    delim = ";" if first.count(";") > first.count(",") else ","
-    jobs = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delim)
-        if reader.fieldnames and reader.fieldnames[0].startswith("\ufeff"):
-            reader.fieldnames[0] = reader.fieldnames[0][1:]
-        for row in reader:
-            i = (row.get("id") or "").strip()
-            c = (row.get("company_id") or "").strip()
-            if i.lstrip("+-").isdigit():
-                jobs[int(i)] = int(c) if c.lstrip("+-").isdigit() else 0
-    return jobs
 
 
 # ------------------------------------------------------------------------- the SQL text

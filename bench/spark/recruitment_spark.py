@@ -41,30 +41,16 @@ The log line `batch N: R records, K rows upserted in S s` is printed per batch, 
 """
 
 import argparse
-import csv
 import os
 import signal
 import sys
 import threading
 import time
 
-GREGORIAN_OFFSET_MICROS = 12219292800 * 1000000  # 1582-10-15 -> 1970-01-01
-KEYS = ("job_id", "dates", "hours", "publisher_id", "campaign_id", "group_id")
-INT_FIELDS = ("job_id", "bid", "publisher_id", "campaign_id", "group_id")
-STR_FIELDS = ("create_time", "ts", "custom_track")
-COUNTED = ("click", "conversion", "qualified", "unqualified")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from recruitment_job import COUNTED, EVENTS_DDL, INT_FIELDS, KEYS, STR_FIELDS, load_jobs  # noqa: E402
 
-EVENTS_DDL = """CREATE TABLE IF NOT EXISTS `events` (
-  `job_id` BIGINT NOT NULL, `dates` DATE NOT NULL, `hours` TINYINT NOT NULL,
-  `publisher_id` BIGINT NOT NULL, `campaign_id` BIGINT NOT NULL, `group_id` BIGINT NOT NULL,
-  `company_id` BIGINT NULL, `clicks` BIGINT NOT NULL DEFAULT 0, `bid_set` DECIMAL(10,2) NULL,
-  `spend_hour` BIGINT NOT NULL DEFAULT 0, `conversion` BIGINT NOT NULL DEFAULT 0,
-  `qualified_application` BIGINT NOT NULL DEFAULT 0,
-  `disqualified_application` BIGINT NOT NULL DEFAULT 0, `sources` TEXT NULL,
-  `latest_update_time` DATETIME NULL,
-  `_bid_set_sum` BIGINT NOT NULL DEFAULT 0, `_bid_set_count` BIGINT NOT NULL DEFAULT 0,
-  PRIMARY KEY (`job_id`, `dates`, `hours`, `publisher_id`, `campaign_id`, `group_id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+GREGORIAN_OFFSET_MICROS = 12219292800 * 1000000  # 1582-10-15 -> 1970-01-01
 
 STAGE_DDL = """CREATE TABLE IF NOT EXISTS `_spark_stage` (
   `job_id` BIGINT NOT NULL, `dates` DATE NOT NULL, `hours` TINYINT NOT NULL,
@@ -106,25 +92,6 @@ ON DUPLICATE KEY UPDATE
       `events`.`disqualified_application` + VALUES(`disqualified_application`),
   `sources` = VALUES(`sources`),
   `latest_update_time` = GREATEST(`events`.`latest_update_time`, VALUES(`latest_update_time`))"""
-
-
-def load_jobs(path):
-    """job_id -> company_id from the job CSV (',' or ';'), the last row of a duplicate id
-    winning and a blank company_id giving 0, as the dimension contract says."""
-    with open(path, encoding="utf-8", newline="") as f:
-        first = f.readline()
-    delim = ";" if first.count(";") > first.count(",") else ","
-    jobs = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delim)
-        if reader.fieldnames and reader.fieldnames[0].startswith("\ufeff"):
-            reader.fieldnames[0] = reader.fieldnames[0][1:]
-        for row in reader:
-            i = (row.get("id") or "").strip()
-            c = (row.get("company_id") or "").strip()
-            if i.lstrip("+-").isdigit():
-                jobs[int(i)] = int(c) if c.lstrip("+-").isdigit() else 0
-    return jobs
 
 
 def build_parsed(spark, raw, jobs_df):
