@@ -3,7 +3,8 @@
 # the server's own client, sorted by key, and the same dead letters; each run also equal to the
 # independent computation. A missing server is a loud SKIP (exit 77), a FAIL when CI=true.
 #   sql_twin_recruitment_mysql  recruitment.sql / .toml into MariaDB (the mariadb client), on the
-#                               seed tracking log and on `sluice generate` events
+#                               seed tracking log and on `sluice generate` events; ysb.sql / .toml
+#                               into MariaDB on tests/golden/ysb and on generated events
 #   sql_twin_users              users-ingest.sql / .toml (fake API -> Kafka, read with kcat) and
 #                               users.sql / .toml (Kafka -> Cassandra, read with cassandra-driver)
 #                               on the fake API's profiles and on hand-written messages

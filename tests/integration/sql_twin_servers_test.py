@@ -11,7 +11,10 @@ mysql   examples/recruitment.sql and recruitment.toml into MariaDB (mysql://root
         same rows, byte for byte, sorted by the key; `_sluice_dead_letters` the same records
         (source, partition, offset, generation, reason, payload hash) as a multiset. Each table
         equals tests/tools/recompute_recruitment.py's and has rows; as many dead letters as the
-        recomputation, and the generated input has some.
+        recomputation, and the generated input has some. Then examples/ysb.sql and ysb.toml
+        (update mode) the same way, on tests/golden/ysb's hand-worked events (ysb has no seed
+        data) and on 20000 `sluice generate --profile ysb` events: campaign_windows equal to
+        tests/tools/recompute_ysb.py's, and the same in both, with the same dead letters.
 users   examples/users-ingest.sql and .toml (the HTTP API -> Kafka): both read the same
         `sluice fake-api` (seeded, a fifth of its pages answered with truncated JSON every
         time) into topics of their own (sqlsrv-twin-*): the same messages read back with kcat
@@ -46,6 +49,7 @@ import compare_tables  # noqa: E402
 import dead_letters  # noqa: E402
 import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+import recompute_ysb  # noqa: E402
 from mysql_client import Server, dump_csv  # noqa: E402
 from users_api import COLUMNS, FakeApi, flat_message, flatten, get, text  # noqa: E402
 
@@ -107,15 +111,15 @@ class MysqlTwins:
         self.databases.append(db)
         return db
 
-    def columns(self, db):
+    def columns(self, db, table="events"):
         return self.server.run(
             "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE "
-            "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'events' ORDER BY ORDINAL_POSITION", db)[1:]
+            f"TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' ORDER BY ORDINAL_POSITION", db)[1:]
 
-    def rows(self, db):
-        """Every row of `events` as the client prints it, sorted by the key."""
-        order = ", ".join(f"`{k}`" for k in KEY)
-        return self.server.run(f"SELECT * FROM events ORDER BY {order}", db)
+    def rows(self, db, table="events", key=KEY):
+        """Every row of the table as the client prints it (header first), sorted by the key."""
+        order = ", ".join(f"`{k}`" for k in key)
+        return self.server.run(f"SELECT * FROM `{table}` ORDER BY {order}", db)
 
     def letters(self, db):
         rows = self.server.run("SELECT `source`, `partition`, `offset`, `generation`, `reason`, "
@@ -162,6 +166,43 @@ class MysqlTwins:
         same_letters(t, label, letters)
         return stats
 
+    def ysb(self, label, events, ads):
+        """examples/ysb.sql and ysb.toml (update mode, JOIN ... on_missing = 'dead_letter') into
+        MariaDB: campaign_windows == tests/tools/recompute_ysb.py in each, the same in both."""
+        t = self.t
+        expected, counts = recompute_ysb.recompute([events], recompute_ysb.load_ads(ads))
+        rows, cols, letters = {}, {}, {}
+        for lang in LANGS:
+            db = self.database(f"ysb_{label}_{lang}")
+            r = harness.run_sluice(self.sluice, os.path.join("examples", f"ysb.{lang}"),
+                                   {"EVENTS": events, "ADS": ads, "SINK": self.server.uri(db)},
+                                   timeout=240)
+            if not t.check(f"ysb {label}: ysb.{lang} into MariaDB {db} runs to the end (exit 0)",
+                           r.returncode == 0,
+                           f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
+                return
+            rows[lang] = self.rows(db, "campaign_windows", ["window_start", "campaign_id"])
+            cols[lang], letters[lang] = self.columns(db, "campaign_windows"), self.letters(db)
+            header = rows[lang][0] if rows[lang] else []
+            got = {}
+            if {"window_start", "campaign_id", "views"} <= set(header):
+                w, c, v = (header.index(n) for n in ("window_start", "campaign_id", "views"))
+                got = {(r[w], r[c]): int(r[v]) for r in rows[lang][1:]}
+            d = recompute_ysb.diff(expected, got)
+            t.check(f"ysb {label}: ysb.{lang}: MariaDB campaign_windows == the recomputation "
+                    f"({len(expected)} rows, {counts['views']} views)",
+                    expected and not d and len(got) == len(rows[lang]) - 1, "\n".join(d))
+            t.check(f"ysb {label}: ysb.{lang}: as many dead letters as the recomputation "
+                    f"({counts['dead_letters']})",
+                    sum(letters[lang].values()) == counts["dead_letters"],
+                    f"{sum(letters[lang].values())}")
+        t.check(f"ysb {label}: SQL and TOML give campaign_windows the same columns and types",
+                cols["sql"] == cols["toml"] and cols["sql"], f"sql {cols['sql']}\ntoml {cols['toml']}")
+        t.check(f"ysb {label}: SQL and TOML write the same campaign_windows rows, sorted by "
+                f"the key ({len(rows['sql']) - 1})", rows["sql"] == rows["toml"],
+                f"sql {len(rows['sql'])} rows, toml {len(rows['toml'])}")
+        same_letters(t, f"ysb {label}", letters)
+
     def run(self):
         why = self.server.reachable()
         if why:
@@ -178,6 +219,15 @@ class MysqlTwins:
             stats = self.twins("generated", generated)
             self.t.check("generated: the input has dead letters (so their comparison counts)",
                          stats is not None and stats["dead_lettered"] > 0, "")
+        # ysb has no seed data: the hand-worked events of tests/golden/ysb stand in for it.
+        golden = os.path.join(REPO, "tests", "golden", "ysb")
+        self.ysb("golden", os.path.join(golden, "events.ndjson"), os.path.join(golden, "ads.csv"))
+        events = os.path.join(self.tmp, "ysb.ndjson")
+        rc, out = harness.run([self.sluice, "generate", "--profile", "ysb", "--count", "20000",
+                               "--rate", "0", "--seed", "5", "--set", "spacing=2ms", "--to", events],
+                              timeout=120)
+        if self.t.check("sluice generate --profile ysb writes 20000 events", rc == 0, out[-800:]):
+            self.ysb("generated", events, os.path.join(REPO, "examples", "data", "ysb_ads.csv"))
 
     def cleanup(self, keep):
         if keep:
