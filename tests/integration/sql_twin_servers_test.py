@@ -9,7 +9,8 @@ mysql   examples/recruitment.sql and recruitment.toml into MariaDB (mysql://root
         all 6766 rows) and on 20000 events of `sluice generate --profile recruitment`. Read
         back with the mariadb client: the view `events` has the same columns and types and the
         same rows, byte for byte, sorted by the key; `_sluice_dead_letters` the same records
-        (source, partition, offset, generation, reason, payload hash) as a multiset. Each table
+        (source, partition, offset, generation, reason, payload hash) as a multiset; the
+        records ignored (--summary-json) as many for the same reasons. Each table
         equals tests/tools/recompute_recruitment.py's and has rows; as many dead letters as the
         recomputation, and the generated input has some. Then examples/ysb.sql and ysb.toml
         (update mode) the same way, on tests/golden/ysb's hand-worked events (ysb has no seed
@@ -131,12 +132,19 @@ class MysqlTwins:
         t = self.t
         expected = os.path.join(self.tmp, f"expected-{label}.db")
         stats = rr.recompute(tracking, JOBS, expected)
-        dbs, rows, cols, letters = {}, {}, {}, {}
+        dbs, rows, cols, letters, ignored = {}, {}, {}, {}, {}
         for lang in LANGS:
             dbs[lang] = db = self.database(f"{label}_{lang}")
+            summary = os.path.join(self.tmp, f"{db}.summary.json")
             r = harness.run_sluice(self.sluice, os.path.join("examples", f"recruitment.{lang}"),
                                    {"TRACKING": tracking, "JOBS": JOBS,
-                                    "SINK": self.server.uri(db)}, timeout=240)
+                                    "SINK": self.server.uri(db)},
+                                   extra=["--summary-json", summary], timeout=240)
+            try:
+                with open(summary) as f:
+                    ignored[lang] = json.load(f).get("ignored_by_reason")
+            except (OSError, ValueError):
+                ignored[lang] = None
             ok = t.check(f"{label}: recruitment.{lang} into MariaDB {db} runs to the end (exit 0)",
                          r.returncode == 0,
                          f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
@@ -164,6 +172,10 @@ class MysqlTwins:
                 f"sql {len(rows['sql'])} rows, toml {len(rows['toml'])}; first differences "
                 f"{diff[:3]}")
         same_letters(t, label, letters)
+        t.check(f"{label}: SQL and TOML ignore as many records for the same reasons as the "
+                f"recomputation ({stats['ignored_by_reason']})",
+                ignored["sql"] == ignored["toml"] == stats["ignored_by_reason"],
+                f"sql {ignored['sql']}, toml {ignored['toml']}")
         return stats
 
     def ysb(self, label, events, ads):
