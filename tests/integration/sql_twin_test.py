@@ -4,11 +4,12 @@
     sql_twin_test.py --sluice build/sluice
 
 Runs examples/recruitment.sql and examples/recruitment.toml on the same input
-(examples/data/tracking.csv, then 3000 events of `sluice generate --profile recruitment`, which
-include records without an event time) into two SQLite files and two dead-letter files. Each
-events table must equal the independent recomputation (tests/tools/recompute_recruitment.py),
-and the two runs must dead-letter the same records (offset and reason), as many as the
-recomputation does. Then, from a directory outside the repository: `sluice validate` of the SQL
+(examples/data/tracking.csv, the whole seed tracking.csv of ../shared/seed-data, then 3000
+events of `sluice generate --profile recruitment`, which include records without an event
+time) into two SQLite files and two dead-letter files. Each events table must equal the
+independent recomputation (tests/tools/recompute_recruitment.py), the two tables must be the
+same row for row, and the two runs must dead-letter the same records (offset and reason), as
+many as the recomputation does, and ignore as many records for the same reasons as it. Then, from a directory outside the repository: `sluice validate` of the SQL
 file exits 0 and prints its plan; `sluice explain` says the language is sql; a SQL file with an
 unknown column exits 2 naming file:line:column; a --var the SQL file does not use exits 2.
 Last, examples/users-local.sql (INSERT INTO a table with a PRIMARY KEY, nested JSON paths,
@@ -61,16 +62,24 @@ def letters(path):
 def twins(t, sluice, tmp, label, tracking):
     """Both recruitment files on `tracking`: each events table == the recomputation, the same
     dead letters in both, as many as the recomputation finds."""
-    name = os.path.basename(tracking)
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", label)  # one database per input: not resumed
     expected = os.path.join(tmp, f"expected-{name}.db")
     stats = recompute_recruitment.recompute(tracking, JOBS, expected)
-    got_letters = {}
+    got_letters, rows, ignored = {}, {}, {}
     for lang in ("sql", "toml"):
         db = os.path.join(tmp, f"{lang}-{name}.db")
         dlq = os.path.join(tmp, f"{lang}-{name}.dlq.ndjson")
+        summary = os.path.join(tmp, f"{lang}-{name}.summary.json")
         r = harness.run_sluice(sluice, os.path.join("examples", f"recruitment.{lang}"),
                                {"TRACKING": tracking, "JOBS": JOBS, "SINK": f"sqlite:{db}",
-                                "DLQ": f"file:{dlq}"}, extra=["--until-caught-up"])
+                                "DLQ": f"file:{dlq}"},
+                               extra=["--until-caught-up", "--summary-json", summary])
+        try:
+            with open(summary) as f:
+                ignored[lang] = json.load(f).get("ignored_by_reason")
+        except (OSError, ValueError):
+            ignored[lang] = None
+        rows[lang] = sink_rows(db, "events")
         t.check(f"{label}: recruitment.{lang} runs to the end (exit 0)", r.returncode == 0,
                 f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}")
         problems = compare_tables.compare(db, expected, KEY) if os.path.exists(db) else \
@@ -86,6 +95,14 @@ def twins(t, sluice, tmp, label, tracking):
     t.check(f"{label}: as many dead letters as the recomputation ({stats['dead_lettered']})",
             sum(got_letters["sql"].values()) == stats["dead_lettered"],
             f"{sum(got_letters['sql'].values())} != {stats['dead_lettered']}")
+    t.check(f"{label}: SQL and TOML write the same events rows, sorted by the key "
+            f"({len(rows['sql'] or [])})",
+            rows["sql"] and rows["sql"] == rows["toml"],
+            f"sql {len(rows['sql'] or [])} rows, toml {len(rows['toml'] or [])} rows")
+    t.check(f"{label}: SQL and TOML ignore as many records for the same reasons as the "
+            f"recomputation ({stats['ignored_by_reason']})",
+            ignored["sql"] == ignored["toml"] == stats["ignored_by_reason"],
+            f"sql {ignored['sql']}, toml {ignored['toml']}")
 
 
 def main():
@@ -100,7 +117,12 @@ def main():
         rc, text = harness.run([sluice, "generate", "--profile", "recruitment", "--count", "3000",
                                 "--rate", "0", "--seed", "3", "--to", generated], timeout=120)
         t.check("sluice generate writes tracking events", rc == 0, text[-800:])
-        for label, tracking in (("examples/data/tracking.csv", TRACKING), ("generated", generated)):
+        inputs = [("examples/data/tracking.csv", TRACKING), ("generated", generated)]
+        if os.path.exists(harness.SEED_TRACKING):
+            inputs.insert(1, ("seed tracking.csv", harness.SEED_TRACKING))
+        else:
+            t.skip("seed tracking.csv", f"seed tracking log missing: {harness.SEED_TRACKING}")
+        for label, tracking in inputs:
             twins(t, sluice, tmp, label, tracking)
 
         # Commands on a .sql file, from a directory outside the repository.
