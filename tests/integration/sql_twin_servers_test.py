@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The SQL examples and their TOML twins against the real servers: the same sink contents.
 
-    sql_twin_servers_test.py --sluice build/sluice --only mysql|users [--keep]
+    sql_twin_servers_test.py --sluice build/sluice --only mysql|users|users-avro [--keep]
                              (users: the project venv's python, for cassandra-driver)
 
 mysql   examples/recruitment.sql and recruitment.toml into MariaDB (mysql://root@127.0.0.1:3306,
@@ -30,6 +30,9 @@ users   examples/users-ingest.sql and .toml (the HTTP API -> Kafka): both read t
         to tests/tools/users_api.py's flattening (ids by Python's uuid5), and the same dead
         letters, as many as the bad messages. The users pipelines have no seed data: the seed
         repositories hold none for them (../shared/seed-data/SOURCES.md).
+users-avro  the generated half of users with FORMAT=avro and the schema registry of `make
+        services` (SCHEMA_REGISTRY, 127.0.0.1:8081): the messages decoded with confluent-kafka's
+        AvroDeserializer, and both ingest files register the same value schema.
 
 A missing server, client or seed file is a loud SKIP (exit 77), a FAIL under CI=true. Databases,
 topics and keyspaces are dropped at the end unless --keep or a check failed. Exit 1 on a failure.
@@ -335,9 +338,11 @@ NOT_PROFILES = ['{"login_uuid": "x", "email": ', "[1, 2, 3]", '"just text"', '{"
 
 
 class UsersTwins:
-    def __init__(self, t, sluice, tmp, keep):
-        self.t, self.sluice, self.tmp, self.keep = t, sluice, tmp, keep
-        self.token = f"{os.getpid()}_{int(time.time()) % 100000}"
+    def __init__(self, t, sluice, tmp, keep, avro=False):
+        self.t, self.sluice, self.tmp, self.keep, self.avro = t, sluice, tmp, keep, avro
+        self.token = f"{os.getpid()}_{int(time.time()) % 100000}" + ("_avro" if avro else "")
+        # The profiles' format on the topics: JSON, or Avro through the schema registry.
+        self.format = {"FORMAT": "avro", "SCHEMA_REGISTRY": harness.REGISTRY_URL} if avro else {}
         self.topics, self.keyspaces, self.apis = [], [], []
         self.cluster = self.session = None
 
@@ -376,18 +381,18 @@ class UsersTwins:
             r = harness.run_sluice(self.sluice, os.path.join("examples", f"users-ingest.{lang}"),
                                    {"API": api.url, "PROFILES": f"kafka://{harness.BROKER}/{topic}",
                                     "COUNT": str(count), "PAGE_SIZE": str(size), "SEED": seed,
-                                    "INTERVAL": "0s", "DLQ": dlq}, timeout=120)
+                                    "INTERVAL": "0s", "DLQ": dlq, **self.format}, timeout=120)
             if not t.check(f"generated: users-ingest.{lang} -> Kafka {topic} runs to the end "
                            "(exit 0)", r.returncode == 0,
                            f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
                 return None
-            msgs[lang] = kcat_messages(topic)
+            msgs[lang] = self.messages(topic)
             letters[lang], problems = ndjson_letters(dlq)
             t.result(f"generated: users-ingest.{lang}: the dead letters are well formed", problems)
             want = {p["login"]["uuid"]: ingest_message(p) for p in profiles}
             got = {}
             for _, key, value in msgs[lang]:
-                got.setdefault(key, []).append(json.loads(value))
+                got.setdefault(key, []).append(value)
             wrong = [k for k in want if got.get(k) != [want[k]]]
             t.check(f"generated: users-ingest.{lang}: {count} messages, one per profile, keyed "
                     "by login.uuid, each equal to the API's profile flattened with urllib",
@@ -401,10 +406,33 @@ class UsersTwins:
                     f"dead-lettered pages {pages}")
         t.check(f"generated: users-ingest.sql and .toml write the same messages (partition, key, "
                 f"value; {len(msgs['sql'])})", msgs["sql"] == msgs["toml"],
-                f"sql only {sorted(set(msgs['sql']) - set(msgs['toml']))[:2]}\n"
-                f"toml only {sorted(set(msgs['toml']) - set(msgs['sql']))[:2]}")
+                f"sql only {[m for m in msgs['sql'] if m not in msgs['toml']][:2]}\n"
+                f"toml only {[m for m in msgs['toml'] if m not in msgs['sql']][:2]}")
+        if self.avro:
+            schemas = {lang: self.value_schema(topics[lang]) for lang in LANGS}
+            t.check("generated: users-ingest.sql and .toml register the same value schema "
+                    "(TOPIC-value)", schemas["sql"] is not None and schemas["sql"] == schemas["toml"],
+                    f"sql {schemas['sql']}\ntoml {schemas['toml']}")
         same_letters(t, "generated: users-ingest", letters)
         return topics["sql"], profiles
+
+    def messages(self, topic):
+        """(partition, key, value as a dict) of each committed message, sorted."""
+        if self.avro:
+            import kafka_util  # noqa: PLC0415
+            return sorted(((str(p), k, v) for p, k, v in
+                           kafka_util.avro_topic_records(topic, harness.REGISTRY_URL)),
+                          key=lambda m: (m[0], m[1] or "", json.dumps(m[2], sort_keys=True)))
+        return [(p, k, json.loads(v)) for p, k, v in kcat_messages(topic)]
+
+    @staticmethod
+    def value_schema(topic):
+        url = f"{harness.REGISTRY_URL}/subjects/{urllib.parse.quote(topic)}-value/versions/latest"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(json.loads(r.read().decode("utf-8"))["schema"])
+        except (OSError, ValueError, KeyError):
+            return None
 
     def users(self, label, topic, want, n_bad):
         """users.sql and users.toml on `topic` into keyspaces of their own."""
@@ -416,7 +444,8 @@ class UsersTwins:
             r = harness.run_sluice(self.sluice, os.path.join("examples", f"users.{lang}"),
                                    {"PROFILES": f"kafka://{harness.BROKER}/{topic}",
                                     "CASSANDRA": f"cassandra://{harness.CASSANDRA.address}/{ks}",
-                                    "DLQ": dlq}, extra=["--until-caught-up"], timeout=180)
+                                    "DLQ": dlq, **self.format}, extra=["--until-caught-up"],
+                                   timeout=180)
             if not t.check(f"{label}: users.{lang} -> Cassandra {ks} runs to the end (exit 0)",
                            r.returncode == 0,
                            f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
@@ -468,13 +497,22 @@ class UsersTwins:
         why = kafka_util.ensure_kcat() or kafka_util.kafka_missing()
         if why:
             raise harness.Missing(why)
+        if self.avro:
+            try:
+                import confluent_kafka.schema_registry.avro  # noqa: F401, PLC0415
+            except ImportError as e:
+                raise harness.Missing(f"confluent-kafka with Avro support is missing ({e}); run "
+                                      "scripts/venv.sh and use .venv/bin/python") from e
+            if self.value_schema("sqlsrv-no-such-topic") is None and not harness.REGISTRY.up():
+                raise harness.Missing(harness.REGISTRY.why_down())
         import cassandra_util  # noqa: PLC0415
         self.cluster, self.session = cassandra_util.session()
         got = self.ingest()
         if got is not None:
             topic, profiles = got
             self.users("generated", topic, {flatten(p)["id"]: flatten(p) for p in profiles}, 0)
-        self.fixture()
+        if not self.avro:  # hand-written messages are JSON
+            self.fixture()
 
     def cleanup(self, keep):
         for a in self.apis:
@@ -500,13 +538,16 @@ class UsersTwins:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", required=True)
-    ap.add_argument("--only", required=True, choices=["mysql", "users"])
+    ap.add_argument("--only", required=True, choices=["mysql", "users", "users-avro"])
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     sluice = os.path.abspath(a.sluice)
     t = harness.Checks(f"sql_twin_servers_test --only {a.only}")
     with harness.temp_dir(f"sluice-sqlsrv-{a.only}-", keep=a.keep, checks=t) as tmp:
-        part = (MysqlTwins if a.only == "mysql" else UsersTwins)(t, sluice, tmp, a.keep)
+        if a.only == "mysql":
+            part = MysqlTwins(t, sluice, tmp, a.keep)
+        else:
+            part = UsersTwins(t, sluice, tmp, a.keep, avro=a.only == "users-avro")
         return t.run_main(part.run, lambda: part.cleanup(a.keep or t.failed))
 
 
