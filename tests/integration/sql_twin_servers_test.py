@@ -83,6 +83,14 @@ INGEST_FIELDS = {
 AGES = ("dob_age", "registered_age")
 
 
+def run_logged(sluice, tmp, name, pipeline, variables, extra=(), timeout=240):
+    """harness.run_sluice, its output also kept in tmp/NAME.log (kept when a check fails)."""
+    r = harness.run_sluice(sluice, pipeline, variables, extra=extra, timeout=timeout)
+    with open(os.path.join(tmp, name + ".log"), "w", encoding="utf-8") as f:
+        f.write(f"rc={r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
 def letter_key(d):
     """What makes two dead letters the same record for the same reason (not the time)."""
     return (d.get("source"), d.get("partition"), d.get("offset"), d.get("generation"),
@@ -139,10 +147,10 @@ class MysqlTwins:
         for lang in LANGS:
             dbs[lang] = db = self.database(f"{label}_{lang}")
             summary = os.path.join(self.tmp, f"{db}.summary.json")
-            r = harness.run_sluice(self.sluice, os.path.join("examples", f"recruitment.{lang}"),
-                                   {"TRACKING": tracking, "JOBS": JOBS,
-                                    "SINK": self.server.uri(db)},
-                                   extra=["--summary-json", summary], timeout=240)
+            r = run_logged(self.sluice, self.tmp, db,
+                           os.path.join("examples", f"recruitment.{lang}"),
+                           {"TRACKING": tracking, "JOBS": JOBS, "SINK": self.server.uri(db)},
+                           extra=["--summary-json", summary])
             try:
                 with open(summary) as f:
                     ignored[lang] = json.load(f).get("ignored_by_reason")
@@ -189,9 +197,8 @@ class MysqlTwins:
         rows, cols, letters = {}, {}, {}
         for lang in LANGS:
             db = self.database(f"ysb_{label}_{lang}")
-            r = harness.run_sluice(self.sluice, os.path.join("examples", f"ysb.{lang}"),
-                                   {"EVENTS": events, "ADS": ads, "SINK": self.server.uri(db)},
-                                   timeout=240)
+            r = run_logged(self.sluice, self.tmp, db, os.path.join("examples", f"ysb.{lang}"),
+                           {"EVENTS": events, "ADS": ads, "SINK": self.server.uri(db)})
             if not t.check(f"ysb {label}: ysb.{lang} into MariaDB {db} runs to the end (exit 0)",
                            r.returncode == 0,
                            f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
@@ -378,10 +385,11 @@ class UsersTwins:
         for lang in LANGS:
             topics[lang] = topic = self.topic(f"ingest-{lang}")
             dlq = os.path.join(self.tmp, f"ingest-{lang}.dlq.ndjson")
-            r = harness.run_sluice(self.sluice, os.path.join("examples", f"users-ingest.{lang}"),
-                                   {"API": api.url, "PROFILES": f"kafka://{harness.BROKER}/{topic}",
-                                    "COUNT": str(count), "PAGE_SIZE": str(size), "SEED": seed,
-                                    "INTERVAL": "0s", "DLQ": dlq, **self.format}, timeout=120)
+            r = run_logged(self.sluice, self.tmp, f"ingest-{lang}",
+                           os.path.join("examples", f"users-ingest.{lang}"),
+                           {"API": api.url, "PROFILES": f"kafka://{harness.BROKER}/{topic}",
+                            "COUNT": str(count), "PAGE_SIZE": str(size), "SEED": seed,
+                            "INTERVAL": "0s", "DLQ": dlq, **self.format}, timeout=120)
             if not t.check(f"generated: users-ingest.{lang} -> Kafka {topic} runs to the end "
                            "(exit 0)", r.returncode == 0,
                            f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
@@ -441,11 +449,11 @@ class UsersTwins:
         for lang in LANGS:
             ks = self.keyspace(f"{label.replace('-', '_')}_{lang}")
             dlq = os.path.join(self.tmp, f"users-{label}-{lang}.dlq.ndjson")
-            r = harness.run_sluice(self.sluice, os.path.join("examples", f"users.{lang}"),
-                                   {"PROFILES": f"kafka://{harness.BROKER}/{topic}",
-                                    "CASSANDRA": f"cassandra://{harness.CASSANDRA.address}/{ks}",
-                                    "DLQ": dlq, **self.format}, extra=["--until-caught-up"],
-                                   timeout=180)
+            r = run_logged(self.sluice, self.tmp, f"users-{label}-{lang}",
+                           os.path.join("examples", f"users.{lang}"),
+                           {"PROFILES": f"kafka://{harness.BROKER}/{topic}",
+                            "CASSANDRA": f"cassandra://{harness.CASSANDRA.address}/{ks}",
+                            "DLQ": dlq, **self.format}, extra=["--until-caught-up"], timeout=180)
             if not t.check(f"{label}: users.{lang} -> Cassandra {ks} runs to the end (exit 0)",
                            r.returncode == 0,
                            f"rc={r.returncode}\n{r.stdout[-1200:]}\n{r.stderr[-1200:]}"):
