@@ -60,8 +60,9 @@ SELECT t.job_id,
        max(event_time) AS latest_update_time
 FROM tumble(tracking, event_time, INTERVAL '1 hour') AS t
 LEFT JOIN job AS j ON j.id = t.job_id
-WHERE custom_track IN ('click', 'conversion', 'qualified', 'unqualified')
-  AND job_id IS NOT NULL
+WHERE keep_if(custom_track IN ('click', 'conversion', 'qualified', 'unqualified'),
+              'custom_track not counted')
+  AND keep_if(job_id IS NOT NULL, 'blank job_id')
   AND dead_letter_if(event_time IS NULL,
                      'no event time: create_time is not a version-1 TimeUUID and ts is not a timestamp')
 GROUP BY window_start, t.job_id, dates, hours, t.publisher_id, t.campaign_id, t.group_id;

@@ -195,11 +195,13 @@ sluice_python_test(takeover tests/integration/takeover_test.py TIMEOUT 300
 # SQL pipelines: examples/recruitment.sql and its TOML twin give the same events table (each equal
 # to the independent recomputation) and dead letters; validate/explain of a .sql file from another
 # directory, exit 2 with file:line:column for a bad one; examples/ysb.sql and ysb.toml give the same
-# campaign_windows (== tests/tools/recompute_ysb.py) and dead letters; users-ingest.sql plans as its
-# TOML twin (explain --format json; its Kafka sink is not run).
+# campaign_windows (== tests/tools/recompute_ysb.py) and dead letters; users-local.sql and .toml the
+# same users_profile rows and dead-lettered pages; users-ingest.sql and users.sql plan as their TOML
+# twins (explain --format json; they run against the servers in tests/cmake/sql_twin.cmake).
 sluice_python_test(sql_twin_recruitment tests/integration/sql_twin_test.py TIMEOUT 300
                    LABELS python integration golden)
 # examples/viewlog.sql (CHECKs as the dead-letter steps, JOIN ... on_missing = 'dead_letter',
-# append mode) into Parquet == tests/tools/recompute_viewlog.py, as viewlog_test.py checks the TOML.
+# append mode) and viewlog.toml into Parquet on the seed sample and on generated view logs: each
+# == tests/tools/recompute_viewlog.py, and the same rows (read with pyarrow) and dead letters.
 sluice_python_test(sql_twin_viewlog tests/integration/sql_viewlog_test.py VENV TIMEOUT 300
                    LABELS python integration golden)

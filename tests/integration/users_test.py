@@ -63,7 +63,7 @@ import compare_tables  # noqa: E402
 import harness  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
 from harness import BROKER, SEED_TRACKING, run  # noqa: E402
-from kafka_util import delete_topics, kafka_missing, topic_messages  # noqa: E402
+from kafka_util import avro_topic_records, delete_topics, kafka_missing, topic_messages  # noqa: E402
 from users_api import COLUMNS, FakeApi, fetch_page, flat_message, flatten, get, text  # noqa: E402,F401
 
 CASSANDRA_HOST, CASSANDRA_PORT = harness.CASSANDRA.host, harness.CASSANDRA.port
@@ -82,46 +82,9 @@ JOBS = os.path.join(REPO, "examples", "data", "job.csv")
 
 
 def avro_topic_messages(topic):
-    """The committed messages of `topic`, decoded with confluent-kafka's AvroDeserializer (the
-    writer schema fetched from the registry by the id in each message), read as topic_messages
-    reads: until two reads 1.5 s apart agree."""
-    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
-    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
-    from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: PLC0415
-    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
-    des = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
-
-    def read_once():
-        c = Consumer({"bootstrap.servers": BROKER, "group.id": f"users-test-{os.getpid()}",
-                      "isolation.level": "read_committed", "enable.auto.commit": False})
-        try:
-            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-            ends = {}
-            for p in parts:
-                # With read_committed the high watermark is the last stable offset.
-                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if hi > lo:
-                    ends[p] = hi
-            c.assign([TopicPartition(topic, p, 0) for p in ends])
-            out, deadline = [], time.time() + 60
-            while ends and time.time() < deadline:
-                m = c.poll(0.5)
-                if m is None or m.error():
-                    continue
-                out.append(des(m.value(), SerializationContext(topic, MessageField.VALUE)))
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
-            return out
-        finally:
-            c.close()
-
-    last, deadline = None, time.time() + 20
-    while True:
-        msgs = read_once()
-        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
-            return msgs
-        last = msgs
-        time.sleep(1.5)
+    """The committed messages of `topic`, decoded with confluent-kafka's AvroDeserializer
+    (kafka_util.avro_topic_records)."""
+    return [value for _, _, value in avro_topic_records(topic, REGISTRY)]
 
 
 def produce(topic, lines):

@@ -1,7 +1,8 @@
 """Kafka helpers of the integration tests (kcat, scripts/kafka-topics.sh, scripts/services.sh)
 against the broker harness.KAFKA discovers (127.0.0.1:9092 of `make services`, or
 SLUICE_TEST_KAFKA), and the recruitment pipeline's Kafka variant (examples/recruitment.toml
-copied with its own name, consumer group and table). Python 3 standard library only."""
+copied with its own name, consumer group and table). Python 3 standard library only, but for
+avro_topic_records (confluent-kafka of the project venv)."""
 import json
 import os
 import re
@@ -277,6 +278,57 @@ def topic_payloads(topic):
     if rc != 0:
         raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
     return [ln for ln in out.split("\n") if ln]
+
+
+def avro_topic_records(topic, registry):
+    """(partition, key text, value) of every committed message of `topic`, sorted by partition
+    and offset, the value decoded with confluent-kafka's AvroDeserializer (the writer schema
+    fetched from the registry at `registry`, http://HOST:PORT, by the id in each message).
+    Read with a read_committed consumer until two reads 1.5 s apart agree, as topic_messages."""
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+    from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: PLC0415
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: PLC0415
+    des = AvroDeserializer(SchemaRegistryClient({"url": registry}))
+
+    def read_once():
+        c = Consumer({"bootstrap.servers": BROKER, "group.id": f"sluice-test-{os.getpid()}",
+                      "isolation.level": "read_committed", "enable.auto.commit": False})
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {}
+            for p in parts:
+                # With read_committed the high watermark is the last stable offset.
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if hi > lo:
+                    ends[p] = hi
+            c.assign([TopicPartition(topic, p, 0) for p in ends])
+            out, deadline = [], time.time() + 60
+            while ends and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is None:
+                    # Idle: a partition is read when the position has passed its end, which
+                    # in a transactional topic lies past the last commit marker, not a message.
+                    for p in list(ends):
+                        if c.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
+                            ends.pop(p)
+                    continue
+                if m.error():
+                    continue
+                key = m.key().decode("utf-8", "replace") if m.key() is not None else None
+                out.append((m.partition(), m.offset(), key,
+                            des(m.value(), SerializationContext(topic, MessageField.VALUE))))
+            return [(p, k, v) for p, _, k, v in sorted(out, key=lambda r: r[:2])]
+        finally:
+            c.close()
+
+    last, deadline = None, time.time() + 20
+    while True:
+        msgs = read_once()
+        if (last is not None and len(msgs) == len(last)) or time.time() > deadline:
+            return msgs
+        last = msgs
+        time.sleep(1.5)
 
 
 def topic_messages(topic):
