@@ -19,8 +19,8 @@ time. Measured from outside the process:
   sink bytes/group pages of the result table and its primary-key index (SQLite dbstat) /
                    groups; the engine state row (_sluice_state) is reported too, in bytes
   checkpoints      count, mean and largest duration, from sluice's own /metrics
-                   (sluice_checkpoint_duration_seconds, sluice_last_checkpoint_duration_seconds
-                   polled every 0.2 s; the largest is the largest seen by the polls)
+                   (sluice_checkpoint_duration_seconds _sum and _count polled every 0.2 s: the
+                   largest is exact when no two checkpoints end between two polls)
 The result is checked against an independent computation: the generated file read back with
 pyarrow's JSON reader, counted and summed per key with pyarrow's group_by, compared row by row
 with the table. A wrong result stops the run (exit 1). Nothing is asserted about the numbers.
@@ -139,10 +139,16 @@ class Watch:
             pass
 
     def sample_metrics(self):
+        """Between two polls that saw the count go up by d, the checkpoints took (sum delta)
+        in all: the largest is exact when d is 1, else the mean of those d."""
         m = metrics(self.port)
         if m:
+            before = self.last_seen
+            d = m.get("count", 0) - before.get("count", 0)
+            if d > 0:
+                self.largest_checkpoint = max(self.largest_checkpoint,
+                                              (m.get("sum", 0) - before.get("sum", 0)) / d)
             self.last_seen = m
-            self.largest_checkpoint = max(self.largest_checkpoint, m.get("last", 0.0))
 
     def _run(self):
         n = 0
@@ -158,12 +164,14 @@ class Watch:
         self._thread.join()
 
 
-def run_sluice(sluice, events_path, db, work, linger=1.5):
+def run_sluice(sluice, events_path, sink_uri, work, linger=1.5):
     """Runs the scaling pipeline to its end; returns the measurements."""
     port = free_port()
     summary = os.path.join(work, "summary.json")
+    if os.path.exists(summary):
+        os.remove(summary)
     err_path = os.path.join(work, "sluice.stderr")
-    cmd = [sluice, "run", PIPELINE, "--var", "EVENTS=" + events_path, "--var", "SINK=sqlite:" + db,
+    cmd = [sluice, "run", PIPELINE, "--var", "EVENTS=" + events_path, "--var", "SINK=" + sink_uri,
            "--summary-json", summary, "--http", "127.0.0.1:%d" % port,
            "--http-linger", str(linger), "-q"]
     with open(err_path, "w") as err:
@@ -233,92 +241,176 @@ def expected_groups(path):
     return result.sort_by("key"), rows
 
 
-def check_table(db, expected, events):
+class SqliteSink:
+    name = "sqlite"
+
+    def __init__(self, work):
+        self.db = os.path.join(work, "scaling.db")
+        self.uri = "sqlite:" + self.db
+
+    def totals(self):
+        con = sqlite3.connect(self.db)
+        try:
+            return con.execute("SELECT COUNT(*), SUM(events), SUM(total) FROM groups").fetchone()
+        finally:
+            con.close()
+
+    def chunks(self):
+        con = sqlite3.connect(self.db)
+        try:
+            cur = con.execute("SELECT key, events, total FROM groups ORDER BY key")
+            while True:
+                rows = cur.fetchmany(500_000)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            con.close()
+
+    def size(self):
+        """Bytes of the result table and its key index (dbstat page sizes), the engine state
+        row, and the whole file."""
+        con = sqlite3.connect(self.db)
+        try:
+            table = index = None
+            try:
+                sizes = dict(con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
+                table = sizes.get("groups", 0)
+                index = sum(v for k, v in sizes.items() if k.startswith("sqlite_autoindex_groups"))
+            except sqlite3.OperationalError:  # an SQLite built without dbstat
+                pass
+            state = con.execute("SELECT COALESCE(SUM(LENGTH(state)), 0) FROM _sluice_state").fetchone()[0]
+        finally:
+            con.close()
+        return {"table_bytes": table, "index_bytes": index, "state_blob_bytes": state,
+                "file_bytes": os.path.getsize(self.db)}
+
+    def drop(self):
+        pass
+
+
+class MysqlSink:
+    """The MariaDB/MySQL of `make services` (root, no password), database bench_scaling_<pid>,
+    dropped after the run."""
+    name = "mysql"
+
+    def __init__(self, hostport):
+        self.host, self.port = hostport.rsplit(":", 1)
+        self.database = "bench_scaling_%d" % os.getpid()
+        self.uri = "mysql://root@%s/%s" % (hostport, self.database)
+        self.sql("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s" % (self.database, self.database))
+
+    def client(self, database=True):
+        c = shutil.which("mariadb") or shutil.which("mysql")
+        if not c:
+            raise RuntimeError("no mariadb/mysql client on PATH")
+        cmd = [c, "--host=" + self.host, "--port=" + self.port, "--user=root", "--protocol=TCP",
+               "--batch", "--skip-column-names", "--quick"]
+        return cmd + ([self.database] if database else [])
+
+    def sql(self, text):
+        r = subprocess.run(self.client(False), input=text, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("mariadb: " + r.stderr.strip())
+        return [line.split("\t") for line in r.stdout.split("\n") if line]
+
+    def totals(self):
+        n, ev, tot = self.sql("SELECT COUNT(*), SUM(events), SUM(total) FROM %s.`groups`" % self.database)[0]
+        return int(n), (None if ev == "NULL" else int(ev)), (None if tot == "NULL" else int(tot))
+
+    def chunks(self):
+        proc = subprocess.Popen(self.client(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        proc.stdin.write("SELECT `key`, events, total FROM `groups` ORDER BY CAST(`key` AS BINARY)")
+        proc.stdin.close()
+        rows = []
+        for line in proc.stdout:
+            k, e, t = line.rstrip("\n").split("\t")
+            rows.append((k, int(e), int(t)))
+            if len(rows) == 500_000:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
+        if proc.wait() != 0:
+            raise RuntimeError("mariadb: reading the table failed")
+
+    def size(self):
+        """InnoDB's data_length (the clustered primary key: the rows) and index_length after
+        ANALYZE TABLE; both are page counts times 16 KiB, estimates for large tables."""
+        self.sql("ANALYZE TABLE %s.`groups`" % self.database)
+        d, i = self.sql("SELECT data_length, index_length FROM information_schema.tables WHERE "
+                        "table_schema = '%s' AND table_name = 'groups'" % self.database)[0]
+        state = self.sql("SELECT COALESCE(SUM(LENGTH(state)), 0) FROM %s._sluice_state" % self.database)[0][0]
+        return {"table_bytes": int(d), "index_bytes": int(i), "state_blob_bytes": int(state),
+                "file_bytes": None}
+
+    def drop(self):
+        self.sql("DROP DATABASE IF EXISTS %s" % self.database)
+
+
+def check_table(sink, expected, events):
     """Compares the sink's table with `expected` row by row (both in key order)."""
     import pyarrow as pa
-    con = sqlite3.connect(db)
-    try:
-        n, ev, tot = con.execute("SELECT COUNT(*), SUM(events), SUM(total) FROM groups").fetchone()
-        if n != expected.num_rows:
-            raise WrongResult("%d groups in the table, %d expected" % (n, expected.num_rows))
-        want_total = pa.compute.sum(expected.column("total")).as_py() or 0
-        if ev != events or tot != want_total:
-            raise WrongResult("table sums events %s total %s; expected %d and %d" % (
-                ev, tot, events, want_total))
-        cur = con.execute("SELECT key, events, total FROM groups ORDER BY key")
-        at = 0
-        while True:
-            rows = cur.fetchmany(500_000)
-            if not rows:
-                break
-            got = pa.table({"key": pa.array([r[0] for r in rows], pa.string()),
-                            "events": pa.array([r[1] for r in rows], pa.int64()),
-                            "total": pa.array([r[2] for r in rows], pa.int64())})
-            want = expected.slice(at, len(rows))
-            if not got.equals(want):
-                for i in range(len(rows)):
-                    w = (want.column(0)[i].as_py(), want.column(1)[i].as_py(), want.column(2)[i].as_py())
-                    if tuple(rows[i]) != w:
-                        raise WrongResult("row %d: table has %s, expected %s" % (at + i, rows[i], w))
-                raise WrongResult("rows %d..%d differ" % (at, at + len(rows)))
-            at += len(rows)
-    finally:
-        con.close()
+    n, ev, tot = sink.totals()
+    if n != expected.num_rows:
+        raise WrongResult("%d groups in the table, %d expected" % (n, expected.num_rows))
+    want_total = pa.compute.sum(expected.column("total")).as_py() or 0
+    if ev != events or tot != want_total:
+        raise WrongResult("table sums events %s total %s; expected %d and %d" % (
+            ev, tot, events, want_total))
+    at = 0
+    for rows in sink.chunks():
+        got = pa.table({"key": pa.array([r[0] for r in rows], pa.string()),
+                        "events": pa.array([r[1] for r in rows], pa.int64()),
+                        "total": pa.array([r[2] for r in rows], pa.int64())})
+        want = expected.slice(at, len(rows))
+        if not got.equals(want):
+            for i in range(min(len(rows), want.num_rows)):
+                w = (want.column(0)[i].as_py(), want.column(1)[i].as_py(), want.column(2)[i].as_py())
+                if tuple(rows[i]) != w:
+                    raise WrongResult("row %d: table has %s, expected %s" % (at + i, rows[i], w))
+            raise WrongResult("rows %d..%d differ" % (at, at + len(rows)))
+        at += len(rows)
+    if at != n:
+        raise WrongResult("read %d rows of %d" % (at, n))
     return n
 
 
-def self_check(db, expected, events):
+def self_check(sink, expected, events):
     """The check must fail on a table with a row missing, a sum off, or one event moved from
     one key to another (the sums unchanged: only the row-by-row comparison sees it)."""
     for change in ("DELETE FROM groups WHERE rowid = 1;",
                    "UPDATE groups SET total = total + 1 WHERE rowid = 1;",
                    "UPDATE groups SET events = events + 1 WHERE rowid = 1;"
                    "UPDATE groups SET events = events - 1 WHERE rowid = 2;"):
-        con = sqlite3.connect(db)
+        con = sqlite3.connect(sink.db)
         con.executescript(change)
         con.commit()
         try:
-            check_table(db, expected, events)
+            check_table(sink, expected, events)
         except WrongResult:
             pass
         else:
             raise RuntimeError("the result check passed a table changed by: " + change)
         finally:
             con.close()
-        shutil.copyfile(db + ".good", db)
+        shutil.copyfile(sink.db + ".good", sink.db)
     log("self-check: the check fails on a changed table")
 
 
-def sink_bytes(db):
-    """Bytes of the result table and its key index (dbstat page sizes), the engine state row,
-    and the whole file."""
-    con = sqlite3.connect(db)
-    try:
-        table = index = None
-        try:
-            rows = con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
-            sizes = dict(rows)
-            table = sizes.get("groups", 0)
-            index = sum(v for k, v in sizes.items() if k.startswith("sqlite_autoindex_groups"))
-        except sqlite3.OperationalError:  # an SQLite built without dbstat
-            pass
-        state = con.execute("SELECT COALESCE(SUM(LENGTH(state)), 0) FROM _sluice_state").fetchone()[0]
-    finally:
-        con.close()
-    return {"table_bytes": table, "index_bytes": index, "state_blob_bytes": state,
-            "file_bytes": os.path.getsize(db)}
-
-
 def one_run(args, events, groups, base):
+    """One (events, groups) point: one generated input, one run per sink. Returns the rows."""
     need = events * BYTES_PER_EVENT + groups * 200 + (64 << 20)
     free = shutil.disk_usage(base).free
     if free < need * 1.5:
-        return {"events": events, "groups_setting": groups, "skipped":
-                "needs about %.1f GB on %s, %.1f GB free" % (need / 1e9, base, free / 1e9)}
+        return [{"events": events, "groups_setting": groups, "skipped":
+                 "needs about %.1f GB on %s, %.1f GB free" % (need / 1e9, base, free / 1e9)}]
     work = tempfile.mkdtemp(prefix="sluice-scaling-", dir=base)
+    out = []
     try:
         path = os.path.join(work, "events.ndjson")
-        db = os.path.join(work, "scaling.db")
         log("%s events, %s keys: generating" % (short(events), short(groups)))
         t0 = time.monotonic()
         subprocess.run([args.sluice, "generate", "--profile", "keyed", "--set", "groups=%d" % groups,
@@ -327,31 +419,46 @@ def one_run(args, events, groups, base):
                        stderr=subprocess.PIPE)
         gen_s = time.monotonic() - t0
         input_bytes = os.path.getsize(path)
-        with open(path, "rb") as f:  # warm the page cache: the run measures the engine
-            while f.read(1 << 24):
-                pass
-        log("%s events, %s keys: running sluice (%.1f MB input)" % (
-            short(events), short(groups), input_bytes / 1e6))
-        m = run_sluice(args.sluice, path, db, work)
-        if m["summary"].get("records_in") != events:
-            raise WrongResult("sluice read %s records of %d" % (m["summary"].get("records_in"), events))
-        log("%s events, %s keys: checking against the file" % (short(events), short(groups)))
-        expected, rows = expected_groups(path)
-        if rows != events:
-            raise WrongResult("the file has %d lines, %d generated" % (rows, events))
-        n = check_table(db, expected, events)
-        if n != min(events, groups):
-            raise WrongResult("%d distinct keys in the file, the profile promises %d" % (
-                n, min(events, groups)))
-        size = sink_bytes(db)
-        if args.self_check:
-            shutil.copyfile(db, db + ".good")
-            self_check(db, expected, events)
+        expected = None
+        for sink_name in args.sinks:
+            sink = SqliteSink(work) if sink_name == "sqlite" else MysqlSink(args.mysql)
+            try:
+                with open(path, "rb") as f:  # warm the page cache: the run measures the engine
+                    while f.read(1 << 24):
+                        pass
+                log("%s events, %s keys: running sluice into %s (%.1f MB input)" % (
+                    short(events), short(groups), sink.name, input_bytes / 1e6))
+                m = run_sluice(args.sluice, path, sink.uri, work)
+                if m["summary"].get("records_in") != events:
+                    raise WrongResult("sluice read %s records of %d" % (
+                        m["summary"].get("records_in"), events))
+                if expected is None:
+                    log("%s events, %s keys: computing the expected table from the file" % (
+                        short(events), short(groups)))
+                    expected, rows = expected_groups(path)
+                    if rows != events:
+                        raise WrongResult("the file has %d lines, %d generated" % (rows, events))
+                    if expected.num_rows != min(events, groups):
+                        raise WrongResult("%d distinct keys in the file, the profile promises %d" % (
+                            expected.num_rows, min(events, groups)))
+                n = check_table(sink, expected, events)
+                size = sink.size()
+                if args.self_check and sink_name == "sqlite":
+                    shutil.copyfile(sink.db, sink.db + ".good")
+                    self_check(sink, expected, events)
+            finally:
+                sink.drop()
+            out.append(result_row(events, groups, n, input_bytes, gen_s, sink_name, m, size))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def result_row(events, groups, n, input_bytes, gen_s, sink_name, m, size):
     cpu = m["user_s"] + m["sys_s"]
     state = (size["table_bytes"] or 0) + (size["index_bytes"] or 0)
-    r = {"events": events, "groups_setting": groups, "groups": n, "input_bytes": input_bytes,
+    r = {"events": events, "groups_setting": groups, "groups": n, "sink": sink_name,
+         "input_bytes": input_bytes,
          "generate_s": round(gen_s, 2), "wall_s": round(m["wall_s"], 3),
          "cpu_user_s": round(m["user_s"], 3), "cpu_sys_s": round(m["sys_s"], 3),
          "events_per_cpu_s": round(events / cpu) if cpu > 0 else None,
@@ -365,24 +472,25 @@ def one_run(args, events, groups, base):
          "checkpoint_max_s": None if m["checkpoint_max_s"] is None else round(m["checkpoint_max_s"], 4),
          "checkpoint_last_s": None if m["checkpoint_last_s"] is None else round(m["checkpoint_last_s"], 4),
          "check": "table == per-key counts and sums of the file (pyarrow)"}
-    log("%8s events %8s groups  %10s ev/CPU-s  wall %7.2f s  RSS %7.1f MiB  %6s B/group  "
+    log("%8s events %8s groups %-6s %10s ev/CPU-s  wall %7.2f s  RSS %7.1f MiB  %6s B/group  "
         "%s checkpoints (mean %s s, max %s s)  [ok]" % (
-            short(events), short(n), r["events_per_cpu_s"], r["wall_s"], r["peak_rss_mib"],
-            r["sink_bytes_per_group"], r["checkpoints"], r["checkpoint_mean_s"], r["checkpoint_max_s"]))
+            short(events), short(n), sink_name, r["events_per_cpu_s"], r["wall_s"],
+            r["peak_rss_mib"], r["sink_bytes_per_group"], r["checkpoints"],
+            r["checkpoint_mean_s"], r["checkpoint_max_s"]))
     return r
 
 
 def markdown(results):
-    lines = ["| events | groups | events/CPU-s | wall s | peak RSS MiB | sink B/group | state blob B "
+    lines = ["| sink | events | groups | events/CPU-s | wall s | peak RSS MiB | sink B/group | state blob B "
              "| checkpoints | checkpoint mean / max s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "skipped" in r:
-            lines.append("| %s | %s | skipped: %s | | | | | | |" % (
+            lines.append("| | %s | %s | skipped: %s | | | | | | |" % (
                 short(r["events"]), short(r["groups_setting"]), r["skipped"]))
             continue
-        lines.append("| %s | %s | %s | %.2f | %.1f | %s | %s | %s | %s / %s |" % (
-            short(r["events"]), short(r["groups"]), "{:,}".format(r["events_per_cpu_s"]),
+        lines.append("| %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s | %s / %s |" % (
+            r["sink"], short(r["events"]), short(r["groups"]), "{:,}".format(r["events_per_cpu_s"]),
             r["wall_s"], r["peak_rss_mib"], r["sink_bytes_per_group"], r["state_blob_bytes"],
             r["checkpoints"], r["checkpoint_mean_s"], r["checkpoint_max_s"]))
     return "\n".join(lines)
@@ -400,11 +508,17 @@ def main():
     ap.add_argument("--work-dir", default=tempfile.gettempdir(),
                     help="where each run's input and database live (deleted after the run)")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--sinks", default="sqlite",
+                    help="sqlite, mysql or both (sqlite,mysql): each input goes through each")
+    ap.add_argument("--mysql", default="127.0.0.1:3306", help="the MariaDB/MySQL of --sinks mysql")
     ap.add_argument("--no-save", action="store_true", help="print only, write no results file")
     ap.add_argument("--self-check", action="store_true",
                     help="also show that the result check fails on a changed table (smoke test)")
     args = ap.parse_args()
     args.sluice = os.path.abspath(args.sluice)
+    args.sinks = [x for x in args.sinks.split(",") if x]
+    if not args.sinks or any(x not in ("sqlite", "mysql") for x in args.sinks):
+        ap.error("--sinks takes sqlite, mysql or both")
     ev_axis, fixed_groups, group_axis, fixed_events = MATRICES[args.matrix]
     if args.events:
         ev_axis = [parse_count(x) for x in args.events.split(",") if x]
@@ -423,17 +537,18 @@ def main():
     failed = None
     for events, groups in plan:
         try:
-            results.append(one_run(args, events, groups, args.work_dir))
+            results.extend(one_run(args, events, groups, args.work_dir))
         except WrongResult as e:
             failed = "%s events, %s groups: WRONG RESULT: %s" % (short(events), short(groups), e)
             log(failed)
             break
-    done = [r for r in results if "skipped" not in r and r["groups_setting"] == fixed_groups]
+    done = [r for r in results if "skipped" not in r and r["groups_setting"] == fixed_groups
+            and r["sink"] == args.sinks[0]]
     bounded = None
     if len(done) >= 2:
         lo = min(done, key=lambda r: r["events"])
         hi = max(done, key=lambda r: r["events"])
-        bounded = {"groups": fixed_groups, "events_low": lo["events"], "events_high": hi["events"],
+        bounded = {"sink": args.sinks[0], "groups": fixed_groups, "events_low": lo["events"], "events_high": hi["events"],
                    "rss_low_mib": lo["peak_rss_mib"], "rss_high_mib": hi["peak_rss_mib"],
                    "rss_ratio": round(hi["peak_rss_mib"] / lo["peak_rss_mib"], 2)}
     out = {"kind": "scaling", "matrix": args.matrix,
