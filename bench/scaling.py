@@ -468,6 +468,7 @@ def result_row(events, groups, n, input_bytes, gen_s, sink_name, m, size):
          "sink_file_bytes": size["file_bytes"], "state_blob_bytes": size["state_blob_bytes"],
          "sink_bytes_per_group": round(state / n, 1) if n and size["table_bytes"] is not None else None,
          "checkpoints": m["checkpoints"],
+         "rows_upserted": m["summary"].get("rows_upserted"),
          "checkpoint_mean_s": None if m["checkpoint_mean_s"] is None else round(m["checkpoint_mean_s"], 4),
          "checkpoint_max_s": None if m["checkpoint_max_s"] is None else round(m["checkpoint_max_s"], 4),
          "checkpoint_last_s": None if m["checkpoint_last_s"] is None else round(m["checkpoint_last_s"], 4),
@@ -482,17 +483,18 @@ def result_row(events, groups, n, input_bytes, gen_s, sink_name, m, size):
 
 def markdown(results):
     lines = ["| sink | events | groups | events/CPU-s | wall s | peak RSS MiB | sink B/group | state blob B "
-             "| checkpoints | checkpoint mean / max s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| checkpoints | rows written | checkpoint mean / max s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "skipped" in r:
-            lines.append("| | %s | %s | skipped: %s | | | | | | |" % (
+            lines.append("| | %s | %s | skipped: %s | | | | | | | |" % (
                 short(r["events"]), short(r["groups_setting"]), r["skipped"]))
             continue
-        lines.append("| %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s | %s / %s |" % (
+        lines.append("| %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s | %s | %s / %s |" % (
             r["sink"], short(r["events"]), short(r["groups"]), "{:,}".format(r["events_per_cpu_s"]),
             r["wall_s"], r["peak_rss_mib"], r["sink_bytes_per_group"], r["state_blob_bytes"],
-            r["checkpoints"], r["checkpoint_mean_s"], r["checkpoint_max_s"]))
+            r["checkpoints"], "{:,}".format(r["rows_upserted"] or 0), r["checkpoint_mean_s"],
+            r["checkpoint_max_s"]))
     return "\n".join(lines)
 
 
