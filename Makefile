@@ -123,7 +123,7 @@ bench: deps
 
 # How cost grows (bench/scaling.py, BENCHMARKS.md): generated keyed events into SQLite, each
 # input in a temporary directory deleted after its run. SCALING=default: 1M and 10M events at
-# 100k groups, 1k..1M groups at 10M events (~10 min); SCALING=full adds 100M events (about 6 GB
+# 100k groups, 1k..1M groups at 10M events (~5 min loaded); SCALING=full adds 100M events (about 6 GB
 # of input on disk for one run) and 10M groups; SCALING=smoke: 100k events (the ctest case).
 SCALING ?= default
 .PHONY: bench-scaling
