@@ -24,6 +24,7 @@ help:
 	@echo "make differential  the long differential test (20 kills per pipeline; see tests/cmake/differential.cmake)"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make bench-spark / bench-flink / bench-compare  sluice beside Spark, Flink, or both (BENCHMARKS.md)"
+	@echo "make bench-scaling  cost per event and per group from 1M to 100M events, 1k to 10M groups (SCALING=full)"
 	@echo "make sigterm-long  SIGTERM at random moments to every example pipeline (SIGTERM_ROUNDS=10)"
 	@echo "make soak      Kafka -> MariaDB under kills, restarts, a full disk and poison records for SOAK_MINUTES (60); see RELIABILITY.md"
 	@echo "make docs      regenerate docs/connectors.md from the connectors' option tables"
@@ -119,6 +120,17 @@ bench: deps
 	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_micro sluice_bench_fresh sluice_bench_limits
 	.venv/bin/python bench/run.py --build-dir $(BENCH_BUILD_DIR)
+
+# How cost grows (bench/scaling.py, BENCHMARKS.md): generated keyed events into SQLite, each
+# input in a temporary directory deleted after its run. SCALING=default: 1M and 10M events at
+# 100k groups, 1k..1M groups at 10M events (~5 min loaded); SCALING=full adds 100M events (about 6 GB
+# of input on disk for one run) and 10M groups; SCALING=smoke: 100k events (the ctest case).
+SCALING ?= default
+.PHONY: bench-scaling
+bench-scaling: deps
+	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target sluice
+	.venv/bin/python bench/scaling.py --matrix $(SCALING) --sluice $(BENCH_BUILD_DIR)/sluice
 
 # sluice and Spark Structured Streaming side by side on the recruitment job (bench/spark/,
 # BENCHMARKS.md): the build of `make bench`, a pinned pyspark with its Kafka and JDBC jars, then

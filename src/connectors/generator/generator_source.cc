@@ -16,7 +16,7 @@ const OptionTable& GeneratorSourceOptions() {
                  "`uri` a variable switches to another source.",
       .options = {
           {.name = "profile",
-           .allowed = {"recruitment", "viewlog", "ysb"},
+           .allowed = {"recruitment", "viewlog", "ysb", "keyed"},
            .help = "Which events to make (required)."},
           {.name = "seed", .type = OptionType::kInt, .default_value = "1", .help = "Random seed."},
           {.name = "rate",
@@ -49,6 +49,10 @@ const OptionTable& GeneratorSourceOptions() {
            .type = OptionType::kNumber,
            .default_value = "0.02",
            .help = "viewlog: share of invalid records; the three shares add up to at most 1."},
+          {.name = "groups",
+           .type = OptionType::kInt,
+           .default_value = "1000",
+           .help = "keyed: how many distinct keys (1..10^9); n events have min(n, groups)."},
           {.name = "format", .help = "Ignored (a file or Kafka source's setting)."},
       }};
   return kTable;

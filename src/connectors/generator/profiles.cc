@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -454,6 +455,40 @@ Result<std::vector<YsbAd>> LoadYsbAds(const std::string& path) {
   return ads;
 }
 
+/// Events of a key space of `groups` keys, for scaling runs (bench/scaling.py): `key` ("k" and
+/// a number below `groups`), `value` (0..999) and `event_time` (epoch milliseconds as a JSON
+/// number), about 50 bytes a line. Event `seq` has key (seq mod groups) * stride mod groups, with
+/// the stride coprime to `groups` and near 0.618 groups: the first `groups` events have every key
+/// once, in scattered order, and every key then recurs once per `groups` events. So n events
+/// have exactly min(n, groups) distinct keys, and each key floor or ceil(n / groups) events.
+class KeyedProfile : public GeneratorProfile {
+ public:
+  explicit KeyedProfile(uint64_t groups) : groups_(groups) {
+    stride_ = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(groups) * 0.6180339887));
+    while (std::gcd(stride_, groups_) != 1) ++stride_;
+  }
+
+  void Make(uint64_t seq, int64_t event_time, Rng& rng, std::string* out,
+            std::string* key) const override {
+    // groups_ <= 1e9 and stride_ < 2 groups_: the product fits in 64 bits.
+    const uint64_t id = (seq % groups_) * stride_ % groups_;
+    std::string& o = *out;
+    const size_t key_at = o.size() + 8;
+    o.append("{\"key\":\"k");
+    AppendUnsigned(id, &o);
+    if (key) *key = o.substr(key_at);
+    o.append("\",\"value\":");
+    AppendUnsigned(rng.Below(1000), &o);
+    o.append(",\"event_time\":");
+    AppendUnsigned(static_cast<uint64_t>(std::max<int64_t>(0, event_time) / 1000), &o);
+    o.push_back('}');
+  }
+
+ private:
+  uint64_t groups_;
+  uint64_t stride_;
+};
+
 }  // namespace
 
 Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::string& name,
@@ -495,8 +530,16 @@ Result<std::shared_ptr<const GeneratorProfile>> MakeGeneratorProfile(const std::
     return std::shared_ptr<const GeneratorProfile>(
         std::make_shared<YsbProfile>(std::move(ads).value()));
   }
+  if (name == "keyed") {
+    ASSIGN_OR_RETURN(int64_t groups, o.Int("groups"));
+    if (groups < 1 || groups > 1'000'000'000) {
+      return Status::InvalidArgument(o.Where("groups") + ": groups must be 1..1000000000");
+    }
+    return std::shared_ptr<const GeneratorProfile>(
+        std::make_shared<KeyedProfile>(static_cast<uint64_t>(groups)));
+  }
   return Status::InvalidArgument(options.Where("profile") + ": unknown generator profile '" + name +
-                                 "' (available: recruitment, viewlog, ysb)");
+                                 "' (available: recruitment, viewlog, ysb, keyed)");
 }
 
 }  // namespace sluice
