@@ -224,7 +224,7 @@ TEST(KafkaFencing, CommittedOffsetFetchWaitsForAnOpenTransactionsOffsets) {
 // A member's metadata (group, generation, member id) taken before another member joined is stale
 // once the group has rebalanced: a transaction that sends offsets with it fails, must abort, and
 // nothing it produced becomes visible. The current generation's metadata of the same member
-// commits. Metadata made from the group's name alone (what the sink sends today) passes while the
+// commits, also for a partition another member owns. Metadata made from the group's name alone (what the sink sends today) passes while the
 // group has live members: it fences nobody.
 TEST(KafkaFencing, OffsetsWithAnOlderGenerationsMetadataAreFenced) {
   SLUICE_REQUIRE_KAFKA();
@@ -245,6 +245,16 @@ TEST(KafkaFencing, OffsetsWithAnOlderGenerationsMetadataAreFenced) {
   rd_kafka_topic_partition_list_destroy(topics);
   PollUntilAssigned({a.get(), b.get()}, 20);  // a rejoined: a new generation
   GroupMetadata new_gm = MemberMetadata(a.get());
+  // Which partition each member owns now (one each).
+  auto owned = [](rd_kafka_t* c) {
+    rd_kafka_topic_partition_list_t* l = nullptr;
+    rd_kafka_assignment(c, &l);
+    const int32_t p = l && l->cnt == 1 ? l->elems[0].partition : -1;
+    if (l) rd_kafka_topic_partition_list_destroy(l);
+    return p;
+  };
+  const int32_t pa = owned(a.get()), pb = owned(b.get());
+  ASSERT_TRUE((pa == 0 && pb == 1) || (pa == 1 && pb == 0)) << pa << " " << pb;
 
   Handle p = TxnProducer(Unique("kfence_txn"));
   ASSERT_TRUE(p);
@@ -260,16 +270,17 @@ TEST(KafkaFencing, OffsetsWithAnOlderGenerationsMetadataAreFenced) {
   rd_kafka_error_destroy(e);
   EXPECT_NO_KAFKA_ERROR("abort", rd_kafka_abort_transaction(p.get(), 15000));
 
-  // The same member's current metadata commits.
+  // The same member's current metadata commits, even for the partition b owns: the broker checks
+  // generation and member id, not the assignment.
   EXPECT_NO_KAFKA_ERROR("begin", rd_kafka_begin_transaction(p.get()));
   Produce(p.get(), out, 0, "member");
-  EXPECT_NO_KAFKA_ERROR("send offsets", SendOffset(p.get(), in, 0, 4, new_gm.get()));
+  EXPECT_NO_KAFKA_ERROR("send offsets", SendOffset(p.get(), in, pb, 4, new_gm.get()));
   EXPECT_NO_KAFKA_ERROR("commit", rd_kafka_commit_transaction(p.get(), 15000));
 
   // The group's name alone: accepted although the group has two live members.
   EXPECT_NO_KAFKA_ERROR("begin", rd_kafka_begin_transaction(p.get()));
   Produce(p.get(), out, 0, "name-only");
-  EXPECT_NO_KAFKA_ERROR("send offsets", SendOffset(p.get(), in, 1, 6, NameOnlyMetadata(group).get()));
+  EXPECT_NO_KAFKA_ERROR("send offsets", SendOffset(p.get(), in, pa, 6, NameOnlyMetadata(group).get()));
   EXPECT_NO_KAFKA_ERROR("commit", rd_kafka_commit_transaction(p.get(), 15000));
 
   EXPECT_EQ(kafkatest::ReadCommittedValues(out, 1), (std::vector<std::string>{"member", "name-only"}));
@@ -277,7 +288,7 @@ TEST(KafkaFencing, OffsetsWithAnOlderGenerationsMetadataAreFenced) {
   ASSERT_TRUE(admin.ok());
   auto offsets = (*admin)->GroupOffsets(group, {in});
   ASSERT_TRUE(offsets.ok()) << offsets.status().ToString();
-  EXPECT_EQ(*offsets, (std::map<std::pair<std::string, int32_t>, int64_t>{{{in, 0}, 4}, {{in, 1}, 6}}));
+  EXPECT_EQ(*offsets, (std::map<std::pair<std::string, int32_t>, int64_t>{{{in, pb}, 4}, {{in, pa}, 6}}));
   rd_kafka_consumer_close(b.get());
   rd_kafka_consumer_close(a.get());
 }
