@@ -4,7 +4,8 @@
 // group metadata from an older generation fails and the transaction's records stay invisible,
 // while metadata made from the group name alone is never fenced; a read_committed handle's high
 // watermark is the last stable offset; a transaction its producer abandons is aborted by the
-// coordinator after transaction.timeout.ms. docs/notes-16/kafka.md says what follows for the design.
+// coordinator after transaction.timeout.ms, or at once by init_transactions of the same
+// transactional.id; a checkpoint committed in the revoke callback of an eager rebalance passes. docs/notes-16/kafka.md says what follows for the design.
 // Without a broker these tests skip loudly; with CI=true they fail.
 
 #include <gtest/gtest.h>
@@ -328,6 +329,125 @@ TEST(KafkaFencing, OffsetsOfAMemberThatLeftTheGroupAreFenced) {
   EXPECT_EQ(f.offset, RD_KAFKA_OFFSET_INVALID) << Describe(f);
   rd_kafka_consumer_close(reader.get());
   rd_kafka_consumer_close(a.get());
+}
+
+// checkpoint_before_revoke: in an eager rebalance the revoke callback runs before the member
+// rejoins, so its metadata still has the old generation; the group is PreparingRebalance and the
+// broker still accepts that generation: a checkpoint committed from the callback is not fenced.
+struct RevokeCheckpoint {
+  rd_kafka_t* producer = nullptr;
+  std::string in, out;
+  int revokes = 0;
+  std::string outcome;  // "" not tried, "committed", or the error
+};
+
+void RebalanceCommittingOnRevoke(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                                 void* opaque) {
+  auto* ctx = static_cast<RevokeCheckpoint*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    rd_kafka_assign(rk, parts);
+    return;
+  }
+  if (ctx->revokes++ == 0 && parts->cnt > 0) {
+    GroupMetadata gm = MemberMetadata(rk);
+    rd_kafka_error_t* e = rd_kafka_begin_transaction(ctx->producer);
+    if (!e) {
+      Produce(ctx->producer, ctx->out, 0, "revoke");
+      e = SendOffset(ctx->producer, ctx->in, parts->elems[0].partition, 21, gm.get());
+    }
+    if (!e) e = rd_kafka_commit_transaction(ctx->producer, 15000);
+    if (e) {
+      ctx->outcome = std::string(rd_kafka_error_name(e)) + ": " + rd_kafka_error_string(e);
+      rd_kafka_error_destroy(e);
+      if (rd_kafka_error_t* ae = rd_kafka_abort_transaction(ctx->producer, 15000)) rd_kafka_error_destroy(ae);
+    } else {
+      ctx->outcome = "committed";
+    }
+  }
+  rd_kafka_assign(rk, nullptr);
+}
+
+TEST(KafkaFencing, ACheckpointInTheRevokeCallbackIsNotFenced) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string in = Unique("kfence_in"), out = Unique("kfence_out"), group = Unique("kfence_g");
+  MakeTopic(in, 2);
+  MakeTopic(out, 1);
+  Handle p = TxnProducer(Unique("kfence_txn"));
+  ASSERT_TRUE(p);
+  RevokeCheckpoint ctx;
+  ctx.producer = p.get();
+  ctx.in = in;
+  ctx.out = out;
+
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[256];
+  for (const auto& [k, v] : std::map<std::string, std::string>{{"bootstrap.servers", kafkatest::Brokers()},
+                                                               {"log_level", "0"},
+                                                               {"group.id", group},
+                                                               {"enable.auto.commit", "false"}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)), RD_KAFKA_CONF_OK) << err;
+  }
+  rd_kafka_conf_set_rebalance_cb(conf, RebalanceCommittingOnRevoke);
+  rd_kafka_conf_set_opaque(conf, &ctx);
+  Handle a(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)), rd_kafka_destroy);
+  ASSERT_TRUE(a) << err;
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, in.c_str(), RD_KAFKA_PARTITION_UA);
+  ASSERT_EQ(rd_kafka_subscribe(a.get(), topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+  PollUntilAssigned({a.get()}, 20);
+  Handle b = GroupConsumer(group, "read_committed");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(rd_kafka_subscribe(b.get(), topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy(topics);
+  PollUntilAssigned({a.get(), b.get()}, 20);
+
+  EXPECT_EQ(ctx.outcome, "committed");
+  EXPECT_EQ(kafkatest::ReadCommittedValues(out, 1), (std::vector<std::string>{"revoke"}));
+  Handle reader = GroupConsumer(group, "read_committed");
+  int64_t committed = RD_KAFKA_OFFSET_INVALID;
+  for (int32_t part : {0, 1}) {
+    Fetched f = Committed(reader.get(), in, part, 10000);
+    EXPECT_EQ(f.err, RD_KAFKA_RESP_ERR_NO_ERROR) << Describe(f);
+    if (f.offset != RD_KAFKA_OFFSET_INVALID) committed = f.offset;
+  }
+  EXPECT_EQ(committed, 21);
+  rd_kafka_consumer_close(reader.get());
+  rd_kafka_consumer_close(b.get());
+  rd_kafka_consumer_close(a.get());
+}
+
+// A process restarted with the same transactional.id does not wait for its predecessor's open
+// transaction to time out: init_transactions aborts it (and fences the old producer).
+TEST(KafkaFencing, TheSameTransactionalIdAbortsThePredecessorsTransactionAtInit) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string out = Unique("kfence_out"), txn_id = Unique("kfence_txn");
+  MakeTopic(out, 1);
+  Handle old_p = TxnProducer(txn_id, 60000);
+  ASSERT_TRUE(old_p);
+  EXPECT_NO_KAFKA_ERROR("begin", rd_kafka_begin_transaction(old_p.get()));
+  Produce(old_p.get(), out, 0, "predecessor");
+  ASSERT_EQ(rd_kafka_flush(old_p.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  const auto t0 = Clock::now();
+  Handle new_p = TxnProducer(txn_id, 60000);
+  ASSERT_TRUE(new_p);
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok());
+  Result<std::vector<KafkaPartitionEnds>> ends = Status::Internal("not read");
+  do {
+    ends = (*admin)->EndOffsets(out);
+    ASSERT_TRUE(ends.ok()) << ends.status().ToString();
+  } while ((*ends)[0].last_stable == 0 && SecondsSince(t0) < 10);
+  const double seconds = SecondsSince(t0);
+  std::cerr << "predecessor's transaction aborted " << seconds << " s after the new init_transactions began\n";
+  EXPECT_EQ((*ends)[0].last_stable, 2);
+  EXPECT_LT(seconds, 5) << "not the 60 s transaction timeout";
+  EXPECT_TRUE(kafkatest::ReadCommittedValues(out, 1).empty());
+  rd_kafka_error_t* e = rd_kafka_commit_transaction(old_p.get(), 10000);
+  ASSERT_NE(e, nullptr) << "the old producer committed after being fenced";
+  EXPECT_TRUE(rd_kafka_error_is_fatal(e)) << rd_kafka_error_name(e);
+  std::cerr << "old producer's commit: " << rd_kafka_error_name(e) << "\n";
+  rd_kafka_error_destroy(e);
 }
 
 // §5.7: query_watermark_offsets on a read_committed handle returns the last stable offset as its
