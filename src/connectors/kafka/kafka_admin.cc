@@ -176,10 +176,9 @@ Result<std::unique_ptr<KafkaAdmin>> KafkaAdmin::Make(const std::string& brokers,
   if (brokers.empty()) return Status::InvalidArgument("kafka admin: no brokers");
   if (timeout_ms <= 0) return Status::InvalidArgument("kafka admin: the timeout must be positive");
   std::unique_ptr<KafkaAdmin> admin(new KafkaAdmin(brokers, timeout_ms));
+  admin->conf_ = conf;
   Status s;
   admin->admin_ = NewHandle(RD_KAFKA_PRODUCER, brokers, conf, nullptr, &s);
-  if (s.ok()) admin->committed_ = NewHandle(RD_KAFKA_CONSUMER, brokers, conf, "read_committed", &s);
-  if (s.ok()) admin->uncommitted_ = NewHandle(RD_KAFKA_CONSUMER, brokers, conf, "read_uncommitted", &s);
   if (!s.ok()) return s;
   return admin;
 }
@@ -319,6 +318,11 @@ Status KafkaAdmin::DeleteRecordsBefore(const std::string& topic, const std::map<
 
 Result<std::vector<KafkaPartitionEnds>> KafkaAdmin::EndOffsets(const std::string& topic) {
   ASSIGN_OR_RETURN(int partitions, PartitionCount(topic));
+  // The consumer handles only this needs, made at its first call: each handle has its threads.
+  Status s;
+  if (!committed_) committed_ = NewHandle(RD_KAFKA_CONSUMER, brokers_, conf_, "read_committed", &s);
+  if (s.ok() && !uncommitted_) uncommitted_ = NewHandle(RD_KAFKA_CONSUMER, brokers_, conf_, "read_uncommitted", &s);
+  if (!s.ok()) return s;
   std::vector<KafkaPartitionEnds> out;
   for (int32_t p = 0; p < partitions; ++p) {
     KafkaPartitionEnds ends;

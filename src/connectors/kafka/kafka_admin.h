@@ -81,7 +81,8 @@ class KafkaAdmin {
   Status DeleteRecordsBefore(const std::string& topic, const std::map<int32_t, int64_t>& before);
 
   /// Every partition's low offset, high watermark and last stable offset; kNotFound for a topic
-  /// that does not exist.
+  /// that does not exist. Not thread-safe (the first call makes two consumer handles); one
+  /// KafkaAdmin per thread.
   Result<std::vector<KafkaPartitionEnds>> EndOffsets(const std::string& topic);
 
  private:
@@ -89,9 +90,10 @@ class KafkaAdmin {
 
   std::string brokers_;
   int timeout_ms_;
+  std::map<std::string, std::string> conf_;
   rd_kafka_t* admin_ = nullptr;      ///< a producer handle: admin requests and metadata
-  rd_kafka_t* committed_ = nullptr;  ///< a consumer handle, isolation.level=read_committed
-  rd_kafka_t* uncommitted_ = nullptr;  ///< a consumer handle, isolation.level=read_uncommitted
+  rd_kafka_t* committed_ = nullptr;    ///< EndOffsets: a consumer, isolation.level=read_committed
+  rd_kafka_t* uncommitted_ = nullptr;  ///< EndOffsets: a consumer, isolation.level=read_uncommitted
 };
 
 }  // namespace sluice
