@@ -21,7 +21,9 @@ Result<std::vector<KafkaGroupMember>> DescribeKafkaGroup(const std::string& brok
                                                          int timeout_ms);
 
 /// The topics of the cluster whose names `pattern` (POSIX extended, as a source's topic_pattern)
-/// matches, or `topics` that exist, each with its end offset per partition (the high watermark).
+/// matches, or `topics` that exist, each with its end offset per partition: the last stable offset,
+/// where a read_committed consumer stops (the first offset of the oldest open transaction, else
+/// the high watermark).
 Result<std::map<std::string, std::vector<int64_t>>> KafkaEndOffsets(const std::string& brokers,
                                                                     const std::vector<std::string>& topics,
                                                                     const std::string& pattern, int timeout_ms);

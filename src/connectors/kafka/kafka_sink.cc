@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "connectors/kafka/kafka_admin.h"
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_writer.h"
@@ -265,24 +266,8 @@ namespace {
 /// topics: asking for one topic by name could make a broker with auto.create.topics.enable
 /// create it, and inspecting must change nothing.
 Result<std::map<std::string, int>> ExistingTopics(const std::string& brokers, int64_t timeout_ms) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", brokers));
-  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "0"));  // failures come back as a Status
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
-  if (!probe) return Status::InvalidArgument("kafka: " + err);
-  RdKafka::Metadata* md = nullptr;
-  const RdKafka::ErrorCode rc = probe->metadata(true, nullptr, &md, static_cast<int>(timeout_ms));
-  if (rc != RdKafka::ERR_NO_ERROR || !md) {
-    delete md;
-    return Status::Unavailable("kafka " + brokers + ": cannot read the topics: " + RdKafka::err2str(rc));
-  }
-  std::map<std::string, int> out;
-  for (const auto* tm : *md->topics()) {
-    if (tm->err() == RdKafka::ERR_NO_ERROR) out[tm->topic()] = static_cast<int>(tm->partitions()->size());
-  }
-  delete md;
-  return out;
+  ASSIGN_OR_RETURN(std::unique_ptr<KafkaAdmin> admin, KafkaAdmin::Make(brokers, static_cast<int>(timeout_ms)));
+  return admin->PartitionCounts();
 }
 
 /// One committed record of a topic read back.
@@ -633,62 +618,22 @@ Status KafkaSink::InitProducer() {
 }
 
 Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
+  // Whether it exists from the list of all topics: naming it in a metadata request could make a
+  // broker with auto.create.topics.enable create it, uncompacted.
   rd_kafka_t* rk = producer_->c_ptr();
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 0, t, &md, static_cast<int>(settings_.timeout_ms));
-  rd_kafka_topic_destroy(t);
-  bool exists = false;
-  if (rc == RD_KAFKA_RESP_ERR_NO_ERROR && md) {
-    for (int i = 0; i < md->topic_cnt; ++i) {
-      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-          md->topics[i].partition_cnt > 0) {
-        exists = true;
-      }
-    }
-  }
-  if (md) rd_kafka_metadata_destroy(md);
-  if (exists) return Status::OK();
-  char errstr[512];
-  rd_kafka_NewTopic_t* nt =
-      rd_kafka_NewTopic_new(topic.c_str(), compact ? 1 : -1, -1, errstr, sizeof(errstr));
-  if (!nt) return Status::InvalidArgument("kafka sink: topic " + topic + ": " + errstr);
+  const int timeout_ms = static_cast<int>(settings_.timeout_ms);
+  auto existing = KafkaPartitionCounts(rk, settings_.brokers, timeout_ms);
+  if (!existing.ok()) return Status(existing.status().code(), "kafka sink: " + existing.status().message());
+  if (auto it = existing->find(topic); it != existing->end() && it->second > 0) return Status::OK();
+  std::map<std::string, std::string> config;
   if (compact) {
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-    rd_kafka_NewTopic_set_config(nt, "max.message.bytes", std::to_string(kMaxMessageBytes).c_str());
+    config["cleanup.policy"] = "compact";
+    config["max.message.bytes"] = std::to_string(kMaxMessageBytes);
   }
-  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
-  rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_operation_timeout(opts, static_cast<int>(settings_.timeout_ms), errstr,
-                                              sizeof(errstr));
-  rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
-  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(settings_.timeout_ms) + 2000);
-  Status result;
-  if (!ev) {
-    result = Status::Unavailable("kafka sink: creating topic " + topic + " timed out");
-  } else if (rd_kafka_event_error(ev)) {
-    result = Status::Unavailable("kafka sink: creating topic " + topic + ": " +
-                                 rd_kafka_event_error_string(ev));
-  } else {
-    size_t n = 0;
-    const rd_kafka_topic_result_t** res =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; ++i) {
-      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        const char* why = rd_kafka_topic_result_error_string(res[i]);
-        result = Status::InvalidArgument("kafka sink: creating topic " + topic + ": " +
-                                         (why ? why : rd_kafka_err2str(err)));
-      }
-    }
-    if (result.ok())
-      spdlog::info("kafka sink: created topic {}{}", topic, compact ? " (compacted)" : "");
-  }
-  if (ev) rd_kafka_event_destroy(ev);
-  rd_kafka_AdminOptions_destroy(opts);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_NewTopic_destroy(nt);
-  return result;
+  auto created = CreateKafkaTopic(rk, settings_.brokers, timeout_ms, topic, compact ? 1 : -1, config);
+  if (!created.ok()) return Status(created.status().code(), "kafka sink: " + created.status().message());
+  if (*created) spdlog::info("kafka sink: created topic {}{}", topic, compact ? " (compacted)" : "");
+  return Status::OK();
 }
 
 Status KafkaSink::ReadBack() {
