@@ -454,9 +454,15 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
       assigned_.insert(id);
       if (committed) {
         next_[id] = *committed;
-      } else if (!next_.count(id)) {
+      } else if (auto start = low_offsets_.find(id); start != low_offsets_.end()) {
+        // Read from its beginning, so its progress starts there too: what this member read of it
+        // before a revocation was dropped uncommitted (--until-caught-up must not count the
+        // partition as read to its end when it gets it back).
+        next_[id] = start->second;
+      } else {
         // Read from its beginning: the first offset, asked once per assignment, so progress and
         // /metrics show the partition's position and lag before its first record.
+        next_.erase(id);
         int64_t low = -1, high = -1;
         if (consumer->query_watermark_offsets(tp->topic(), tp->partition(), &low, &high, 2000) ==
                 RdKafka::ERR_NO_ERROR &&
