@@ -37,8 +37,30 @@ Status KafkaStatus(rd_kafka_resp_err_t err, const std::string& brokers, const st
     case RD_KAFKA_RESP_ERR__TRANSPORT:
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
       return Status::Unavailable(text + "; is the broker up?");
-    default:
+    // Passing states of a cluster that is working: asking again later can succeed, so callers
+    // that retry kUnavailable (a sink's Open) may.
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_NOT_CONTROLLER:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT:
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS:
+    case RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
       return Status::Unavailable(std::move(text));
+    // Anything else is a definite answer (an unsupported request, an offset out of range, a
+    // bad replica assignment...): asking again gives the same, so it is not kUnavailable, which
+    // would make a caller retry it without end.
+    default:
+      return Status::FailedPrecondition(std::move(text));
   }
 }
 
@@ -149,6 +171,34 @@ Result<bool> CreateKafkaTopic(rd_kafka_t* rk, const std::string& brokers, int ti
   return true;
 }
 
+Result<std::map<std::string, std::string>> KafkaTopicConfig(rd_kafka_t* rk, const std::string& brokers,
+                                                            int timeout_ms, const std::string& topic) {
+  const std::string what = "describing the settings of topic " + topic;
+  std::unique_ptr<rd_kafka_ConfigResource_t, void (*)(rd_kafka_ConfigResource_t*)> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()), rd_kafka_ConfigResource_destroy);
+  AdminCall call(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  RETURN_IF_ERROR(call.SetTimeout(timeout_ms, false));
+  rd_kafka_ConfigResource_t* list[] = {resource.get()};
+  rd_kafka_DescribeConfigs(rk, list, 1, call.options(), call.queue());
+  RETURN_IF_ERROR(call.Wait(timeout_ms, brokers, what));
+  size_t n = 0;
+  const rd_kafka_ConfigResource_t** res =
+      rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(call.event()), &n);
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (const rd_kafka_resp_err_t e = rd_kafka_ConfigResource_error(res[i])) {
+      return KafkaStatus(e, brokers, what, rd_kafka_ConfigResource_error_string(res[i]));
+    }
+    size_t entries = 0;
+    const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(res[i], &entries);
+    for (size_t j = 0; j < entries; ++j) {
+      const char* value = rd_kafka_ConfigEntry_value(configs[j]);
+      out[rd_kafka_ConfigEntry_name(configs[j])] = value ? value : "";
+    }
+  }
+  return out;
+}
+
 Result<std::map<std::string, int>> KafkaPartitionCounts(rd_kafka_t* rk, const std::string& brokers, int timeout_ms) {
   const rd_kafka_metadata_t* md = nullptr;
   const rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
@@ -192,6 +242,10 @@ KafkaAdmin::~KafkaAdmin() {
 Result<bool> KafkaAdmin::CreateTopic(const std::string& topic, int partitions,
                                      const std::map<std::string, std::string>& config) {
   return CreateKafkaTopic(admin_, brokers_, timeout_ms_, topic, partitions, config);
+}
+
+Result<std::map<std::string, std::string>> KafkaAdmin::TopicConfig(const std::string& topic) {
+  return KafkaTopicConfig(admin_, brokers_, timeout_ms_, topic);
 }
 
 Result<std::map<std::string, int>> KafkaAdmin::PartitionCounts() {

@@ -2,10 +2,14 @@
 
 // Administrative requests to a Kafka cluster, for the code that manages topics and consumer groups
 // (the sink's own topics, repartition topics, `sluice status`): create and describe topics, the
-// members and committed offsets of a group, end offsets, deleting records. Every call is bounded
-// by the timeout given to Make and returns a Status: kUnavailable when the brokers do not answer
-// (or a transaction holds the group's offsets), kNotFound for a topic or group that does not
-// exist, kFailedPrecondition when the cluster refuses the credentials or the operation.
+// members and committed offsets of a group, end offsets, deleting records. Each request to the
+// cluster is bounded by the timeout given to Make; a call that makes several (GroupOffsets lists
+// the topics first and retries while a transaction holds the offsets; EndOffsets asks per
+// partition) can take a few times that. Errors come back as a Status: kUnavailable when the
+// brokers do not answer or the cluster is in a passing state (a coordinator moving, a
+// transaction holding the group's offsets) — asking again may succeed; kNotFound for a topic or
+// group that does not exist; kFailedPrecondition for any definite refusal (credentials, a bad
+// request, an offset out of range), which asking again would only repeat.
 
 #include <cstdint>
 #include <map>
@@ -36,6 +40,10 @@ struct KafkaPartitionEnds {
 Result<bool> CreateKafkaTopic(rd_kafka_t* rk, const std::string& brokers, int timeout_ms, const std::string& topic,
                               int partitions, const std::map<std::string, std::string>& config);
 Result<std::map<std::string, int>> KafkaPartitionCounts(rd_kafka_t* rk, const std::string& brokers, int timeout_ms);
+/// The topic-level settings of `topic` as the broker applies them (its own defaults included):
+/// cleanup.policy, max.message.bytes, ...
+Result<std::map<std::string, std::string>> KafkaTopicConfig(rd_kafka_t* rk, const std::string& brokers,
+                                                            int timeout_ms, const std::string& topic);
 
 class KafkaAdmin {
  public:
@@ -54,6 +62,9 @@ class KafkaAdmin {
   /// the topic existed already (whatever its partition count and config).
   Result<bool> CreateTopic(const std::string& topic, int partitions,
                            const std::map<std::string, std::string>& config = {});
+
+  /// The topic-level settings of `topic` as the broker applies them (KafkaTopicConfig).
+  Result<std::map<std::string, std::string>> TopicConfig(const std::string& topic);
 
   /// The partition count of every topic of the cluster. Asks for all topics at once: naming one
   /// could make a broker with auto.create.topics.enable create it.

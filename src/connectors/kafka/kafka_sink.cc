@@ -617,6 +617,38 @@ Status KafkaSink::InitProducer() {
   return Status::OK();
 }
 
+/// An existing positions topic is used as it is, but one that is not compacted grows without end
+/// (and is read from its start at every Open), and one whose max.message.bytes is below what the
+/// sink writes refuses large state records: say so, with the command that fixes it. (Older
+/// versions could leave such a topic behind on a broker that creates topics when asked about
+/// them.) Not being able to read the settings is not an error.
+static void WarnIfNotCompacted(rd_kafka_t* rk, const std::string& brokers, const std::string& topic, int timeout_ms) {
+  auto config = KafkaTopicConfig(rk, brokers, timeout_ms, topic);
+  if (!config.ok()) {
+    spdlog::debug("kafka sink: cannot read the settings of {}: {}", topic, config.status().message());
+    return;
+  }
+  std::vector<std::string> fixes;
+  const std::string policy = (*config)["cleanup.policy"];
+  if (policy.find("compact") == std::string::npos) fixes.push_back("cleanup.policy=compact");
+  const std::string& bytes = (*config)["max.message.bytes"];
+  char* end = nullptr;
+  const long long max_bytes = std::strtoll(bytes.c_str(), &end, 10);
+  if (!bytes.empty() && *end == '\0' && max_bytes < kMaxMessageBytes) {
+    fixes.push_back("max.message.bytes=" + std::to_string(kMaxMessageBytes));
+  }
+  if (fixes.empty()) return;
+  std::string joined;
+  for (const auto& f : fixes) joined += (joined.empty() ? "" : ",") + f;
+  spdlog::warn(
+      "kafka sink: topic {} has cleanup.policy={} and max.message.bytes={}: it keeps every position "
+      "record (and is read from its start at every start) and refuses state records over {} bytes; "
+      "fix it with: kafka-configs.sh --bootstrap-server {} --alter --entity-type topics --entity-name {} "
+      "--add-config {}",
+      topic, policy.empty() ? "?" : policy, bytes.empty() ? "?" : bytes, bytes.empty() ? "?" : bytes,
+      brokers, topic, joined);
+}
+
 Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
   // Whether it exists from the list of all topics: naming it in a metadata request could make a
   // broker with auto.create.topics.enable create it, uncompacted.
@@ -624,7 +656,10 @@ Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
   const int timeout_ms = static_cast<int>(settings_.timeout_ms);
   auto existing = KafkaPartitionCounts(rk, settings_.brokers, timeout_ms);
   if (!existing.ok()) return Status(existing.status().code(), "kafka sink: " + existing.status().message());
-  if (auto it = existing->find(topic); it != existing->end() && it->second > 0) return Status::OK();
+  if (auto it = existing->find(topic); it != existing->end() && it->second > 0) {
+    if (compact) WarnIfNotCompacted(rk, settings_.brokers, topic, timeout_ms);
+    return Status::OK();
+  }
   std::map<std::string, std::string> config;
   if (compact) {
     config["cleanup.policy"] = "compact";

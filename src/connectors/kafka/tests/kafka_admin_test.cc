@@ -109,6 +109,17 @@ TEST(KafkaAdmin, CreatesTopicsOnceAndCountsTheirPartitions) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->at(topic), 3);
 
+  // The settings as the broker applies them: the one given, and the broker's default for others.
+  auto config = admin->TopicConfig(topic);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->at("cleanup.policy"), "compact");
+  EXPECT_FALSE(config->at("max.message.bytes").empty());
+  const std::string plain = Unique("kfence_admin_plain");
+  ASSERT_TRUE(admin->CreateTopic(plain, 1).ok());
+  config = admin->TopicConfig(plain);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->at("cleanup.policy"), "delete");
+
   auto bad = admin->CreateTopic(Unique("kfence_admin_bad"), 1, {{"cleanup.policy", "sometimes"}});
   EXPECT_EQ(bad.status().code(), StatusCode::kFailedPrecondition) << bad.status().ToString();
   EXPECT_NE(bad.status().message().find("INVALID_CONFIG"), std::string::npos) << bad.status().ToString();
@@ -152,7 +163,7 @@ TEST(KafkaAdmin, EndOffsetsAndDeleteRecordsBefore) {
   EXPECT_EQ(kafkatest::ReadCommittedValues(topic, 1), (std::vector<std::string>{"3", "4"}));
 
   Status past_end = admin->DeleteRecordsBefore(topic, {{1, 10}});
-  EXPECT_EQ(past_end.code(), StatusCode::kUnavailable) << past_end.ToString();
+  EXPECT_EQ(past_end.code(), StatusCode::kFailedPrecondition) << past_end.ToString();
   EXPECT_NE(past_end.message().find("OFFSET_OUT_OF_RANGE"), std::string::npos) << past_end.ToString();
 }
 

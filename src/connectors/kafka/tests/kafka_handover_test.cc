@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "connectors/kafka/kafka_admin.h"
 #include "connectors/kafka/kafka_source.h"
 #include "core/tests/ci_rule.h"
 
@@ -32,6 +33,15 @@ std::string Brokers() {
 std::string UniqueName(const std::string& what) {
   std::random_device rd;
   return "dupdl-gtest-" + what + "-" + std::to_string(rd() % 100000000);
+}
+
+/// Creates `topic` with four partitions, so the tests depend neither on the broker creating topics
+/// when asked nor on its num.partitions.
+bool MakeTopic(const std::string& topic) {
+  auto admin = KafkaAdmin::Make(Brokers(), 10000);
+  if (!admin.ok()) return false;
+  auto created = (*admin)->CreateTopic(topic, 4);
+  return created.ok();
 }
 
 bool Publish(const std::string& topic, int n, int32_t partition) {
@@ -84,7 +94,7 @@ std::unique_ptr<Member> Join(const std::string& topic, const std::string& group,
 /// the partitions go: else the next owner reads them from the sink's older position.
 TEST(KafkaHandover, CloseWithARevokePendingCheckpointsFirst) {
   const std::string topic = UniqueName("close-pending");
-  if (!Publish(topic, 5, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  if (!MakeTopic(topic) || !Publish(topic, 5, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
   const std::string group = UniqueName("group");
   auto a = Join(topic, group, "a-" + group, false);
   RawBatch batch;
@@ -128,7 +138,7 @@ TEST(KafkaHandover, PartitionAssignedAgainWithoutPositionIsNotCaughtUp) {
   const std::string topic = UniqueName("again");
   // Partition 0 for the member under test, partition 2 for the other one (range assignor, the
   // members' ids in this order); 1 and 3 stay empty.
-  if (!Publish(topic, 3, 0) || !Publish(topic, 3, 2)) {
+  if (!MakeTopic(topic) || !Publish(topic, 3, 0) || !Publish(topic, 3, 2)) {
     SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
   }
   const std::string group = UniqueName("group");
