@@ -66,9 +66,11 @@ struct StepContext {
 };
 
 /// One compiled [[step]] (or the SQL clause that became one): immutable after planning.
-/// Apply() is const and runs on every worker at once; what differs per worker comes in the
-/// StepContext. The worker owns counting, dead letters and held records; a step only says
-/// what happens to the record.
+///
+/// Lifecycle and threads: made by MakeStep while the plan is built, owned by the plan until the
+/// run ends. Every method is const and may be called from any thread at any time; Apply() runs
+/// on every worker at once, and what differs per worker comes in the StepContext. The worker
+/// owns counting, dead letters and held records; a step only says what happens to the record.
 class Step {
  public:
   enum class Outcome {

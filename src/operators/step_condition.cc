@@ -5,13 +5,13 @@
 namespace sluice::steps {
 namespace {
 
-/// One boolean condition; `kKeepWhenTrue` says whether a true condition keeps the record (filter) or
-/// diverts it (ignore_if, dead_letter_if).
+/// One boolean condition; `kKeepWhenTrue` says whether a true condition keeps the record
+/// (filter) or diverts it (ignore_if, dead_letter_if) with outcome `kDiverted`.
 template <bool kKeepWhenTrue, Step::Outcome kDiverted>
 class ConditionStep final : public Step {
  public:
-  ConditionStep(const StepConfig& config, std::unique_ptr<expr::Expr> condition, std::string_view kind,
-                std::string_view verb)
+  ConditionStep(const StepConfig& config, std::unique_ptr<expr::Expr> condition,
+                std::string_view kind, std::string_view verb)
       : config_(config), condition_(std::move(condition)), kind_(kind), verb_(verb) {}
 
   Outcome Apply(std::span<Value> row, StepContext& ctx) const override {
@@ -49,15 +49,17 @@ Status CheckCondition(const StepConfig& sc, const expr::Expr& condition) {
 
 }  // namespace
 
-Result<std::unique_ptr<Step>> MakeFilter(const StepConfig& sc, std::unique_ptr<expr::Expr> condition,
-                                         Schema*, const DimensionMap&) {
+Result<std::unique_ptr<Step>> MakeFilter(const StepConfig& sc,
+                                         std::unique_ptr<expr::Expr> condition, Schema*,
+                                         const DimensionMap&) {
   RETURN_IF_ERROR(CheckCondition(sc, *condition));
   return std::unique_ptr<Step>(new ConditionStep<true, Step::Outcome::kIgnored>(
       sc, std::move(condition), "filter", "keep if"));
 }
 
-Result<std::unique_ptr<Step>> MakeIgnoreIf(const StepConfig& sc, std::unique_ptr<expr::Expr> condition,
-                                           Schema*, const DimensionMap&) {
+Result<std::unique_ptr<Step>> MakeIgnoreIf(const StepConfig& sc,
+                                           std::unique_ptr<expr::Expr> condition, Schema*,
+                                           const DimensionMap&) {
   RETURN_IF_ERROR(CheckCondition(sc, *condition));
   return std::unique_ptr<Step>(new ConditionStep<false, Step::Outcome::kIgnored>(
       sc, std::move(condition), "ignore_if", "ignore if"));

@@ -49,9 +49,9 @@ Result<std::unique_ptr<Step>> MakeDerive(const StepConfig& sc, std::unique_ptr<e
   if (existing) {
     Type old = schema->field(*existing).type;
     if (old != t && t != Type::kNull) {
-      return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
-                                     std::string(TypeName(old)) + " to " +
-                                     std::string(TypeName(t)) + "; use a new name");
+      return Status::InvalidArgument(At(sc.where) + ": let " + sc.target +
+                                     " changes its type from " + std::string(TypeName(old)) +
+                                     " to " + std::string(TypeName(t)) + "; use a new name");
     }
     slot = *existing;
   } else {

@@ -71,7 +71,9 @@ class LookupStep final : public Step {
     out->counting = counting();
     out->fields = config_.fields;
     out->summary = "lookup " + config_.target + " by " + config_.expr + " -> ";
-    for (size_t f = 0; f < config_.fields.size(); ++f) out->summary += (f ? ", " : "") + config_.fields[f];
+    for (size_t f = 0; f < config_.fields.size(); ++f) {
+      out->summary += (f ? ", " : "") + config_.fields[f];
+    }
     out->summary += " (missing: " + config_.on_missing + ")";
     out->slots.clear();
     for (const Field& f : fields_) out->slots.push_back(f.slot);
@@ -109,7 +111,9 @@ class LookupStep final : public Step {
         return Outcome::kIgnored;
       case Missing::kDeadLetter:
         ctx.reason = "no " + config_.target + " for key " + key.ToString();
-        if (missing_ == Missing::kHold) ctx.reason += " after holding it " + FormatDuration(config_.hold_micros);
+        if (missing_ == Missing::kHold) {
+          ctx.reason += " after holding it " + FormatDuration(config_.hold_micros);
+        }
         return Outcome::kDeadLetter;
       case Missing::kDefault:
       case Missing::kHold:  // `then` is never hold
@@ -185,7 +189,8 @@ Result<std::unique_ptr<Step>> MakeLookup(const StepConfig& sc, std::unique_ptr<e
                                      "', which is not one of the lookup fields");
     }
   }
-  return std::unique_ptr<Step>(new LookupStep(sc, std::move(key), it->second.get(), std::move(fields)));
+  return std::unique_ptr<Step>(
+      new LookupStep(sc, std::move(key), it->second.get(), std::move(fields)));
 }
 
 }  // namespace sluice::steps

@@ -28,7 +28,8 @@ StepConfig Config(StepConfig::Kind kind, std::string target, std::string expr) {
 
 /// Input row: a int64, name string, job_id int64 (slots 0, 1, 2).
 Schema InputSchema() {
-  return Schema({{"a", Type::kInt64, ""}, {"name", Type::kString, ""}, {"job_id", Type::kInt64, ""}});
+  return Schema(
+      {{"a", Type::kInt64, ""}, {"name", Type::kString, ""}, {"job_id", Type::kInt64, ""}});
 }
 
 class StepTest : public ::testing::Test {
@@ -38,7 +39,10 @@ class StepTest : public ::testing::Test {
     ctx_.wall_clock = &FakeClock;
     schema_ = InputSchema();
     auto table = std::make_shared<DimensionTable>(
-        "job", Schema({{"id", Type::kInt64, ""}, {"company_id", Type::kInt64, ""}, {"title", Type::kString, ""}}),
+        "job",
+        Schema({{"id", Type::kInt64, ""},
+                {"company_id", Type::kInt64, ""},
+                {"title", Type::kString, ""}}),
         0);
     table->Put({Value::Int(1), Value::Int(100), Value::String("cook")});
     table->Put({Value::Int(2), Value::Int(200), Value::String("pilot")});
@@ -117,7 +121,8 @@ TEST_F(StepTest, DeriveOverwritesAFieldOfTheSameTypeOnly) {
   EXPECT_EQ(row[0], Value::Int(6));
   EXPECT_EQ(Error(Config(StepConfig::Kind::kLet, "a", "'text'")),
             "p.toml:7:8: let a changes its type from int64 to string; use a new name");
-  EXPECT_EQ(Error(Config(StepConfig::Kind::kLet, "n", "null")), "p.toml:7:8: cannot infer the type of n");
+  EXPECT_EQ(Error(Config(StepConfig::Kind::kLet, "n", "null")),
+            "p.toml:7:8: cannot infer the type of n");
 }
 
 TEST_F(StepTest, FilterKeepsWhatIsTrueOnly) {
@@ -166,8 +171,10 @@ TEST_F(StepTest, DeadLetterIfGivesItsReason) {
 }
 
 TEST_F(StepTest, ConditionsMustBeBoolean) {
-  for (auto kind : {StepConfig::Kind::kFilter, StepConfig::Kind::kIgnoreIf, StepConfig::Kind::kDeadLetterIf}) {
-    EXPECT_EQ(Error(Config(kind, "", "a + 1")), "p.toml:7:8: a condition must be boolean, this is int64");
+  for (auto kind :
+       {StepConfig::Kind::kFilter, StepConfig::Kind::kIgnoreIf, StepConfig::Kind::kDeadLetterIf}) {
+    EXPECT_EQ(Error(Config(kind, "", "a + 1")),
+              "p.toml:7:8: a condition must be boolean, this is int64");
   }
 }
 
@@ -300,7 +307,8 @@ TEST_F(StepTest, LookupErrorsPointAtTheStep) {
   StepConfig clash = Lookup("default");
   clash.fields = {"title"};
   schema_.Add({"title", Type::kInt64, ""});
-  EXPECT_EQ(Error(clash), "p.toml:7:8: lookup field title clashes with an existing field of another type");
+  EXPECT_EQ(Error(clash),
+            "p.toml:7:8: lookup field title clashes with an existing field of another type");
 }
 
 // Every kind of StepConfig has a Step: MakeStep's table misses none.
@@ -313,8 +321,8 @@ TEST_F(StepTest, EveryKindIsRegistered) {
       {StepConfig::Kind::kLookup, "lookup"},
   };
   for (const auto& [kind, name] : kinds) {
-    StepConfig c = kind == StepConfig::Kind::kLookup ? Lookup("default")
-                                                     : Config(kind, "d", kind == StepConfig::Kind::kLet ? "a" : "a > 0");
+    StepConfig c = Config(kind, "d", kind == StepConfig::Kind::kLet ? "a" : "a > 0");
+    if (kind == StepConfig::Kind::kLookup) c = Lookup("default");
     auto step = Make(c);
     ASSERT_NE(step, nullptr) << name;
     EXPECT_EQ(Describe(*step).kind, name);
