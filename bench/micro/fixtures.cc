@@ -89,40 +89,24 @@ std::vector<std::string> SeedTrackingCsv() {
 std::vector<std::shared_ptr<const DimensionTable>> Snapshots(const Plan& plan) {
   std::vector<std::shared_ptr<const DimensionTable>> out(plan.steps.size());
   for (size_t k = 0; k < plan.steps.size(); ++k) {
-    if (plan.steps[k].kind == StepConfig::Kind::kLookup) out[k] = plan.steps[k].dim->snapshot();
+    if (Dimension* d = plan.steps[k]->dimension()) out[k] = d->snapshot();
   }
   return out;
 }
 
 bool RunSteps(const Plan& plan, std::span<Value> row,
               const std::vector<std::shared_ptr<const DimensionTable>>& snapshots) {
+  StepContext ctx;
   for (size_t k = 0; k < plan.steps.size(); ++k) {
-    const CompiledStep& step = plan.steps[k];
-    switch (step.kind) {
-      case StepConfig::Kind::kLet:
-        row[step.slot] = step.expr->Eval(row);
+    ctx.snapshot = snapshots[k].get();
+    switch (plan.steps[k]->Apply(row, ctx)) {
+      case Step::Outcome::kContinue:
+      case Step::Outcome::kDefaulted:
         break;
-      case StepConfig::Kind::kIgnoreIf:
-      case StepConfig::Kind::kDeadLetterIf:
-        if (expr::IsTrue(step.expr->Eval(row))) return false;
-        break;
-      case StepConfig::Kind::kFilter:
-        if (!expr::IsTrue(step.expr->Eval(row))) return false;
-        break;
-      case StepConfig::Kind::kLookup: {
-        Value key = step.expr->Eval(row);
-        const std::vector<Value>* found = key.is_null() ? nullptr : snapshots[k]->Find(key);
-        if (found) {
-          for (const auto& [slot, col] : step.lookup_slots) row[slot] = (*found)[col];
-        } else if (step.on_missing == "default") {
-          for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
-            row[step.lookup_slots[f].first] = step.defaults[f];
-          }
-        } else {
-          return false;
-        }
-        break;
-      }
+      case Step::Outcome::kIgnored:
+      case Step::Outcome::kDeadLetter:
+      case Step::Outcome::kHold:
+        return false;
     }
   }
   return true;

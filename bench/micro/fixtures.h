@@ -30,8 +30,8 @@ std::vector<std::string> GeneratedPayloads(const std::string& profile, size_t n)
 /// The records of the seed tracking log (header first), or generated CSV when it is absent.
 std::vector<std::string> SeedTrackingCsv();
 
-/// What a worker does to one decoded row: runs the plan's steps (let, filters, lookups) as
-/// Worker::Process does. Returns false when a step drops or dead-letters the record.
+/// What a worker does to one decoded row: runs the plan's steps (operators/step.h) as
+/// Worker::RunSteps does. Returns false when a step drops or dead-letters the record.
 /// `snapshots` holds the dimension snapshot per step index (null for other steps).
 bool RunSteps(const Plan& plan, std::span<Value> row,
               const std::vector<std::shared_ptr<const DimensionTable>>& snapshots);

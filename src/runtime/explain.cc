@@ -37,17 +37,6 @@ std::string Join(const std::vector<std::string>& items, const std::string& sep =
   return out;
 }
 
-std::string StepKind(StepConfig::Kind kind) {
-  switch (kind) {
-    case StepConfig::Kind::kLet: return "derive";
-    case StepConfig::Kind::kIgnoreIf: return "ignore_if";
-    case StepConfig::Kind::kDeadLetterIf: return "dead_letter_if";
-    case StepConfig::Kind::kFilter: return "filter";
-    case StepConfig::Kind::kLookup: return "lookup";
-  }
-  return "";
-}
-
 /// The record format a source reads, as far as the configuration says.
 std::string SourceFormat(const SourceConfig& source, const std::string& kind) {
   const std::string format = source.options.Has("format") ? source.options.GetString("format") : "";
@@ -154,31 +143,22 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     e.dimensions.push_back(std::move(d));
   }
 
-  for (size_t i = 0; i < c.steps.size(); ++i) {
-    const StepConfig& sc = c.steps[i];
-    const CompiledStep& cs = plan.steps[i];
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    StepDescription d;
+    plan.steps[i]->Describe(&d);
     PipelineExplanation::Step s;
     s.number = static_cast<int>(i) + 1;
-    s.kind = StepKind(sc.kind);
-    s.expr = OneLine(sc.expr);
-    s.reason = sc.reason;
-    if (sc.kind == StepConfig::Kind::kLet) {
-      s.target = sc.target;
-      s.type = std::string(TypeName(plan.schema.field(cs.slot).type));
-    } else if (sc.kind == StepConfig::Kind::kLookup) {
-      s.target = sc.target;
-      s.fields = sc.fields;
-      if (cs.dim) {
-        auto table = cs.dim->snapshot();
-        s.dimension_key = table->fields().field(table->key_index()).name;
-      }
-      s.on_missing = sc.on_missing;
-      if (sc.on_missing == "hold") {
-        s.hold_seconds = static_cast<double>(sc.hold_micros) / 1e6;
-        s.then = sc.then;
-      }
-      for (const auto& [field, value] : sc.defaults) s.defaults.push_back({field, value});
-    }
+    s.kind = std::move(d.kind);
+    s.expr = OneLine(d.expr);
+    s.reason = std::move(d.reason);
+    s.target = std::move(d.target);
+    s.type = std::move(d.type);
+    s.fields = std::move(d.fields);
+    s.dimension_key = std::move(d.dimension_key);
+    s.on_missing = std::move(d.on_missing);
+    s.hold_seconds = d.hold_seconds;
+    s.then = std::move(d.then);
+    s.defaults = std::move(d.defaults);
     e.steps.push_back(std::move(s));
   }
 

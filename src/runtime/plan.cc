@@ -223,17 +223,6 @@ Status CompileMetric(const ColumnConfig& c, const Schema& schema, MetricSpec* m)
   return Status::OK();
 }
 
-Result<Value> CompileDefault(const std::string& text, Type type, const std::string& where) {
-  Schema empty;
-  ASSIGN_OR_RETURN(auto lit, expr::Compile(text, empty, {}));
-  Value v = lit->Eval({});
-  if (v.is_null()) return v;
-  if (v.type() == type) return v;
-  if (type == Type::kDouble && v.type() == Type::kInt64) return Value::Double(v.AsDouble());
-  return Status::InvalidArgument(where + ": default " + text + " is not a " +
-                                 std::string(TypeName(type)));
-}
-
 /// Adds the declared source fields to the plan's input and row schemas, then the columns every
 /// record carries (_source, _partition, _offset).
 Status DeclareInputFields(const PipelineConfig& config, Plan* plan) {
@@ -270,121 +259,13 @@ Status LoadDimensions(const PipelineConfig& config, Plan* plan) {
   return Status::OK();
 }
 
-/// Gives a `let` step its slot: the field it names when it exists (of the same type), else a
-/// new field of the expression's type.
-Status CompileLet(const StepConfig& sc, Schema* schema, CompiledStep* step) {
-  Type t = step->expr->type();
-  auto existing = schema->IndexOf(sc.target);
-  if (existing) {
-    Type old = schema->field(*existing).type;
-    if (old != t && t != Type::kNull) {
-      return Status::InvalidArgument(At(sc.where) + ": let " + sc.target + " changes its type from " +
-                                     std::string(TypeName(old)) + " to " +
-                                     std::string(TypeName(t)) + "; use a new name");
-    }
-    step->slot = *existing;
-  } else {
-    if (t == Type::kNull) {
-      return Status::InvalidArgument(At(sc.where) + ": cannot infer the type of " + sc.target);
-    }
-    step->slot = schema->Add({sc.target, t, ""});
-  }
-  return Status::OK();
-}
-
-/// Checks that a condition step (ignore_if, dead_letter_if, filter) is boolean.
-Status CheckCondition(const StepConfig& sc, const CompiledStep& step) {
-  if (step.expr->type() != Type::kBool) {
-    return Status::InvalidArgument(At(sc.where) + ": a condition must be boolean, this is " +
-                                   std::string(TypeName(step.expr->type())));
-  }
-  return Status::OK();
-}
-
-/// Gives one field a lookup copies from dimension `dim` its slot in `schema` (a new field, or
-/// an existing one of the same type) and its default, appended to `step`.
-Status CompileLookupField(const StepConfig& sc, const DimensionTable& dim, const std::string& f,
-                          Schema* schema, CompiledStep* step) {
-  auto col = dim.fields().IndexOf(f);
-  if (!col) {
-    return Status::InvalidArgument(At(sc.where) + ": dimension " + sc.target + " has no field '" +
-                                   f + "'");
-  }
-  Type t = dim.fields().field(*col).type;
-  auto existing = schema->IndexOf(f);
-  size_t slot;
-  if (existing) {
-    if (schema->field(*existing).type != t) {
-      return Status::InvalidArgument(At(sc.where) + ": lookup field " + f +
-                                     " clashes with an existing field of another type");
-    }
-    slot = *existing;
-  } else {
-    slot = schema->Add({f, t, ""});
-  }
-  step->lookup_slots.emplace_back(slot, *col);
-  Value def;
-  auto d = sc.defaults.find(f);
-  if (d != sc.defaults.end()) {
-    ASSIGN_OR_RETURN(def, CompileDefault(d->second, t, At(sc.where)));
-  }
-  step->defaults.push_back(def);
-  return Status::OK();
-}
-
-/// Binds a lookup step to its dimension (loaded by LoadDimensions) and its fields to slots.
-Status CompileLookup(const StepConfig& sc, Plan* plan, CompiledStep* step) {
-  auto it = plan->dimensions.find(sc.target);
-  if (it == plan->dimensions.end()) {
-    return Status::InvalidArgument(At(sc.where) + ": lookup of unknown dimension '" + sc.target +
-                                   "' (declare [dimension." + sc.target + "])");
-  }
-  std::shared_ptr<const DimensionTable> snapshot = it->second->snapshot();
-  const DimensionTable& dim = *snapshot;
-  step->dim = it->second.get();
-  if (step->expr->type() != dim.key_type()) {
-    return Status::InvalidArgument(At(sc.where) + ": lookup key is " +
-                                   std::string(TypeName(step->expr->type())) +
-                                   " but the key of dimension " + sc.target + " is " +
-                                   std::string(TypeName(dim.key_type())));
-  }
-  step->dimension = sc.target;
-  step->on_missing = sc.on_missing;
-  step->hold_micros = sc.hold_micros;
-  step->then = sc.then;
-  if (sc.on_missing == "hold") plan->holds = true;
-  for (const auto& f : sc.fields) {
-    RETURN_IF_ERROR(CompileLookupField(sc, dim, f, &plan->schema, step));
-  }
-  for (const auto& [k, v] : sc.defaults) {
-    if (std::find(sc.fields.begin(), sc.fields.end(), k) == sc.fields.end()) {
-      return Status::InvalidArgument(At(sc.where) + ": default for '" + k +
-                                     "', which is not one of the lookup fields");
-    }
-  }
-  return Status::OK();
-}
-
 /// Compiles the steps in order, each against the fields the steps before it defined.
 Status CompileSteps(const PipelineConfig& config, Plan* plan) {
   for (const StepConfig& sc : config.steps) {
-    CompiledStep step;
-    step.kind = sc.kind;
-    step.reason = sc.reason;
-    ASSIGN_OR_RETURN(step.expr, expr::Compile(sc.expr, plan->schema, sc.where));
-    switch (sc.kind) {
-      case StepConfig::Kind::kLet:
-        RETURN_IF_ERROR(CompileLet(sc, &plan->schema, &step));
-        break;
-      case StepConfig::Kind::kIgnoreIf:
-      case StepConfig::Kind::kDeadLetterIf:
-      case StepConfig::Kind::kFilter:
-        RETURN_IF_ERROR(CheckCondition(sc, step));
-        break;
-      case StepConfig::Kind::kLookup:
-        RETURN_IF_ERROR(CompileLookup(sc, plan, &step));
-        break;
-    }
+    ASSIGN_OR_RETURN(auto step, MakeStep(sc, &plan->schema, plan->dimensions));
+    StepDescription d;
+    step->Describe(&d);
+    if (d.holds) plan->holds = true;
     plan->steps.push_back(std::move(step));
   }
   return Status::OK();
@@ -565,21 +446,10 @@ std::string DescribePlan(const Plan& plan) {
     out << "\n";
   }
   int n = 1;
-  for (size_t i = 0; i < c.steps.size(); ++i) {
-    const StepConfig& s = c.steps[i];
-    out << "  step " << n++ << "   ";
-    switch (s.kind) {
-      case StepConfig::Kind::kLet: out << "let " << s.target << " = " << s.expr; break;
-      case StepConfig::Kind::kIgnoreIf: out << "ignore if " << s.expr; break;
-      case StepConfig::Kind::kDeadLetterIf: out << "dead-letter if " << s.expr; break;
-      case StepConfig::Kind::kFilter: out << "keep if " << s.expr; break;
-      case StepConfig::Kind::kLookup:
-        out << "lookup " << s.target << " by " << s.expr << " -> ";
-        for (size_t f = 0; f < s.fields.size(); ++f) out << (f ? ", " : "") << s.fields[f];
-        out << " (missing: " << s.on_missing << ")";
-        break;
-    }
-    out << "\n";
+  for (const auto& step : plan.steps) {
+    StepDescription d;
+    step->Describe(&d);
+    out << "  step " << n++ << "   " << d.summary << "\n";
   }
   if (plan.aggregate) {
     const AggregateConfig& a = *c.aggregate;

@@ -1027,14 +1027,15 @@ PipelineSnapshot Runner::Snapshot() const {
     s.max_event_time = std::max(s.max_event_time, c->max_event_time.load(std::memory_order_relaxed));
     s.held += c->held.load(std::memory_order_relaxed);
   }
-  for (size_t k = 0; k < step_counts_.size() && k < config_.steps.size(); ++k) {
-    const StepConfig& sc = config_.steps[k];
+  for (size_t k = 0; k < step_counts_.size() && k < plan_->steps.size(); ++k) {
+    const Step& step = *plan_->steps[k];
+    const StepCounting counting = step.counting();
+    if (counting != StepCounting::kIgnored && counting != StepCounting::kDeadLettered) continue;
+    StepDescription d;
+    step.Describe(&d);
     const int64_t n = step_counts_[k].load(std::memory_order_relaxed);
-    if (sc.kind == StepConfig::Kind::kIgnoreIf || sc.kind == StepConfig::Kind::kFilter) {
-      s.ignored_by_reason.emplace_back(sc.reason, n);
-    } else if (sc.kind == StepConfig::Kind::kDeadLetterIf) {
-      s.dead_lettered_by_reason.emplace_back(sc.reason, n);
-    }
+    (counting == StepCounting::kIgnored ? s.ignored_by_reason : s.dead_lettered_by_reason)
+        .emplace_back(d.reason, n);
   }
   // A partition reported by two workers (one that finished or lost it in a rebalance, one that
   // reads it now) counts once, at the furthest position.

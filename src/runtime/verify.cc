@@ -321,7 +321,8 @@ std::set<std::string> ReferencedNames(const std::string& text) {
   return out;
 }
 
-std::set<size_t> DimensionDerivedColumns(const PipelineConfig& config, const Schema& output) {
+std::set<size_t> DimensionDerivedColumns(const Plan& plan, const Schema& output) {
+  const PipelineConfig& config = *plan.config;
   std::set<std::string> derived;  // working-row fields whose value comes from a dimension
   auto uses_derived = [&](const std::string& text) {
     for (const auto& n : ReferencedNames(text)) {
@@ -329,20 +330,18 @@ std::set<size_t> DimensionDerivedColumns(const PipelineConfig& config, const Sch
     }
     return false;
   };
-  for (const auto& step : config.steps) {
-    if (step.kind == StepConfig::Kind::kLookup) {
-      if (!step.fields.empty()) {
-        derived.insert(step.fields.begin(), step.fields.end());
-      } else if (auto d = config.dimensions.find(step.target); d != config.dimensions.end()) {
-        for (const auto& f : d->second.fields) {
-          if (f.name != d->second.key) derived.insert(f.name);
-        }
-      }
-    } else if (step.kind == StepConfig::Kind::kLet) {
-      if (uses_derived(step.expr)) {
-        derived.insert(step.target);
+  for (const auto& step : plan.steps) {
+    StepDescription d;
+    step->Describe(&d);
+    // What a step writes comes from its dimension, if it reads one (a lookup), else from its
+    // expression; a field overwritten by a value that depends on no dimension is no longer one.
+    const bool from_dimension = step->dimension() != nullptr || uses_derived(d.expr);
+    for (size_t slot : d.slots) {
+      const std::string& name = plan.schema.field(slot).name;
+      if (from_dimension) {
+        derived.insert(name);
       } else {
-        derived.erase(step.target);  // overwritten by a value that does not depend on one
+        derived.erase(name);
       }
     }
   }
@@ -467,7 +466,7 @@ Result<VerifyReport> VerifyPipeline(PipelineConfig config, const VerifyOptions& 
   if (key_cols.empty()) {
     for (size_t i = 0; i < out.size(); ++i) key_cols.push_back(i);
   }
-  report.dimension_columns = DimensionDerivedColumns(config, out);
+  report.dimension_columns = DimensionDerivedColumns(plan, out);
   report.sink_rows = static_cast<int64_t>(stored_rows->size());
   report.recomputed_rows = static_cast<int64_t>(recomputed.size());
 

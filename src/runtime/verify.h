@@ -16,6 +16,8 @@
 
 namespace sluice {
 
+struct Plan;
+
 /// Settings of `sluice verify`.
 struct VerifyOptions {
   size_t show = 10;  ///< rows listed of each kind (differ, dimension changed, missing, extra)
@@ -75,9 +77,9 @@ std::string VerifyReportJson(const VerifyReport& report);
 /// `quoted name` counts too). Keywords and function names are included: callers intersect.
 std::set<std::string> ReferencedNames(const std::string& text);
 
-/// Returns the output columns (indices into `output`) of `config` whose values depend on a
+/// Returns the output columns (indices into `output`) of `plan` whose values depend on a
 /// dimension lookup: a looked-up field, a let that uses one, and a key or metric that uses those.
-std::set<size_t> DimensionDerivedColumns(const PipelineConfig& config, const Schema& output);
+std::set<size_t> DimensionDerivedColumns(const Plan& plan, const Schema& output);
 
 /// Wraps a source so that it hands on only records at or before `limits` (partition -> the
 /// committed next position; a partition without one hands on nothing). Table sources, whose

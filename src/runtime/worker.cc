@@ -12,11 +12,6 @@ namespace {
 constexpr size_t kBatchRecords = 4096;
 constexpr auto kPollBudget = std::chrono::milliseconds(100);
 
-std::string FormatDuration(int64_t micros) {
-  if (micros % 1'000'000 == 0) return std::to_string(micros / 1'000'000) + "s";
-  return std::to_string(micros / 1000) + "ms";
-}
-
 constexpr int64_t kHeldRetryMicros = 200'000;
 
 }  // namespace
@@ -395,7 +390,7 @@ void Worker::DeadLetter(const Current& c, std::string reason) {
 
 void Worker::RefreshSnapshots() {
   for (size_t k = 0; k < plan_->steps.size(); ++k) {
-    if (plan_->steps[k].dim) snapshots_[k] = plan_->steps[k].dim->snapshot();
+    if (Dimension* d = plan_->steps[k]->dimension()) snapshots_[k] = d->snapshot();
   }
 }
 
@@ -433,92 +428,51 @@ bool Worker::DecodeInto(const Current& rec, std::span<Value> row) {
   return true;
 }
 
-void Worker::CountIgnored(size_t k) {
-  counters_->ignored.fetch_add(1, std::memory_order_relaxed);
-  (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+bool Worker::RunSteps(const Current& rec, std::span<Value> row) {
+  StepContext& ctx = step_context_;
+  ctx.retrying = retrying_;
+  ctx.retry_deadline_micros = retry_deadline_;
+  const auto& steps = plan_->steps;
+  for (size_t k = 0; k < steps.size(); ++k) {
+    ctx.snapshot = snapshots_[k].get();
+    const Step::Outcome outcome = steps[k]->Apply(row, ctx);
+    if (outcome != Step::Outcome::kContinue && !Divert(k, outcome, rec)) return false;
+  }
+  return true;
 }
 
-bool Worker::ApplyLookup(size_t k, const Current& rec, std::span<Value> row) {
-  const CompiledStep& step = plan_->steps[k];
-  const DimensionTable& dim = *snapshots_[k];
-  Value key_scratch;
-  const Value& key = step.expr->EvalRef(row, key_scratch);
-  const std::vector<Value>* found = key.is_null() ? nullptr : dim.Find(key);
-  if (found) {
-    for (const auto& [slot, col] : step.lookup_slots) row[slot] = (*found)[col];
-    return true;
-  }
-  if (!retrying_) {
-    counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
-    step.dim->RecordMiss();
+bool Worker::Divert(size_t k, Step::Outcome outcome, const Current& rec) {
+  if (plan_->steps[k]->counting() == StepCounting::kLookupMisses) {
+    // A miss counts once per record, not again each time a held record is retried.
+    if (!retrying_) {
+      counters_->lookup_misses.fetch_add(1, std::memory_order_relaxed);
+      (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (outcome == Step::Outcome::kIgnored || outcome == Step::Outcome::kDeadLetter) {
     (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
   }
-  std::string policy = step.on_missing;
-  std::string reason = "no " + step.dimension + " for key " + key.ToString();
-  if (policy == "hold") {
-    // A late-arriving dimension row: keep the record and retry it between batches.
-    if (!retrying_) {
+  switch (outcome) {
+    case Step::Outcome::kContinue:
+    case Step::Outcome::kDefaulted:
+      return true;
+    case Step::Outcome::kIgnored:
+      counters_->ignored.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    case Step::Outcome::kDeadLetter:
+      DeadLetter(rec, std::move(step_context_.reason));
+      return false;
+    case Step::Outcome::kHold:
+      // A late-arriving dimension row: keep the record and retry it between batches.
+      if (retrying_) {
+        keep_holding_ = true;
+        return false;
+      }
       held_.push_back(HeldRecord{std::string(rec.payload), rec.partition, rec.offset,
-                                 WallClockMicros() + step.hold_micros});
+                                 step_context_.hold_until_micros});
       counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
       return false;
-    }
-    if (WallClockMicros() < retry_deadline_) {
-      keep_holding_ = true;
-      return false;
-    }
-    policy = step.then;
-    reason += " after holding it " + FormatDuration(step.hold_micros);
   }
-  if (policy == "drop") {
-    counters_->ignored.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
-  if (policy == "dead_letter") {
-    DeadLetter(rec, std::move(reason));
-    return false;
-  }
-  for (size_t f = 0; f < step.lookup_slots.size(); ++f) {
-    row[step.lookup_slots[f].first] = step.defaults[f];
-  }
-  return true;
-}
-
-bool Worker::RunSteps(const Current& rec, std::span<Value> row) {
-  for (size_t k = 0; k < plan_->steps.size(); ++k) {
-    const CompiledStep& step = plan_->steps[k];
-    switch (step.kind) {
-      case StepConfig::Kind::kLet: {
-        Value scratch;
-        const Value& v = step.expr->EvalRef(row, scratch);
-        if (&v != &row[step.slot]) row[step.slot] = v;
-        break;
-      }
-      case StepConfig::Kind::kIgnoreIf:
-        if (step.expr->EvalTrue(row)) {
-          CountIgnored(k);
-          return false;
-        }
-        break;
-      case StepConfig::Kind::kFilter:
-        if (!step.expr->EvalTrue(row)) {
-          CountIgnored(k);
-          return false;
-        }
-        break;
-      case StepConfig::Kind::kDeadLetterIf:
-        if (step.expr->EvalTrue(row)) {
-          (*step_counts_)[k].fetch_add(1, std::memory_order_relaxed);
-          DeadLetter(rec, step.reason);
-          return false;
-        }
-        break;
-      case StepConfig::Kind::kLookup:
-        if (!ApplyLookup(k, rec, row)) return false;
-        break;
-    }
-  }
-  return true;
+  return false;
 }
 
 void Worker::AddToAggregate(const Current& rec, std::span<Value> row) {

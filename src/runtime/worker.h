@@ -121,12 +121,11 @@ class Worker {
   // dead-lettered or held; counted).
   /// Decodes the record's declared fields into `row` and sets _source, _partition, _offset.
   bool DecodeInto(const Current& record, std::span<Value> row);
-  /// Applies the plan's steps (let, conditions, lookups) to `row` in order.
+  /// Applies the plan's steps (operators/step.h) to `row` in order.
   bool RunSteps(const Current& record, std::span<Value> row);
-  /// Applies lookup step `k`: copies the dimension row's fields, or follows on_missing.
-  bool ApplyLookup(size_t k, const Current& record, std::span<Value> row);
-  /// Counts a record ignored by condition step `k`.
-  void CountIgnored(size_t k);
+  /// Counts and carries out what step `k` said other than kContinue (ignore, dead-letter,
+  /// hold, a lookup's miss); returns whether the record goes on.
+  bool Divert(size_t k, Step::Outcome outcome, const Current& record);
   /// Adds the row to the worker's aggregator (late, timeless and null-keyed rows are
   /// dead-lettered).
   void AddToAggregate(const Current& record, std::span<Value> row);
@@ -168,6 +167,7 @@ class Worker {
   Value source_kind_;
   Handoff pending_;  ///< what is being accumulated (owned by the worker thread)
   std::vector<std::shared_ptr<const DimensionTable>> snapshots_;  ///< per lookup step, this batch
+  StepContext step_context_;  ///< what the steps get per record (reused: no allocation)
   std::unique_ptr<WatermarkTracker> clocks_;
   bool lateness_ = false;            ///< the pipeline dead-letters late records
   int64_t closed_before_seen_ = kNoWatermark;  ///< closed_before_ as read at the batch's start

@@ -90,13 +90,17 @@ metrics = ["n = count()", "spend = sum(bid2)"]
   EXPECT_EQ(p.schema.IndexOf("bid2"), std::optional<size_t>(6));
   ASSERT_TRUE(p.schema.IndexOf("company_id").has_value());
   ASSERT_EQ(p.steps.size(), 4u);
-  EXPECT_EQ(p.steps[0].kind, StepConfig::Kind::kIgnoreIf);
-  EXPECT_EQ(p.steps[0].reason, "no kind");
-  EXPECT_EQ(p.steps[1].kind, StepConfig::Kind::kLet);
-  EXPECT_EQ(p.steps[1].slot, 6u);
-  EXPECT_EQ(p.steps[2].kind, StepConfig::Kind::kLookup);
-  ASSERT_NE(p.steps[2].dim, nullptr);
-  EXPECT_EQ(p.steps[2].dim->snapshot()->size(), 2u);  // the CSV, found beside the pipeline file
+  StepDescription d0, d1, d2;
+  p.steps[0]->Describe(&d0);
+  p.steps[1]->Describe(&d1);
+  p.steps[2]->Describe(&d2);
+  EXPECT_EQ(d0.kind, "ignore_if");
+  EXPECT_EQ(d0.reason, "no kind");
+  EXPECT_EQ(d1.kind, "derive");
+  EXPECT_EQ(d1.slots, std::vector<size_t>{6});
+  EXPECT_EQ(d2.kind, "lookup");
+  ASSERT_NE(p.steps[2]->dimension(), nullptr);
+  EXPECT_EQ(p.steps[2]->dimension()->snapshot()->size(), 2u);  // the CSV, found beside the pipeline file
   ASSERT_NE(p.aggregate, nullptr);
   const auto keys = p.aggregate->KeyColumns();
   EXPECT_NE(std::find(keys.begin(), keys.end(), "job_id"), keys.end());
@@ -187,16 +191,18 @@ TEST_F(PlanTest, HoldAndSelect) {
   const Plan& p = **plan;
   EXPECT_TRUE(p.holds);
   ASSERT_EQ(p.steps.size(), 1u);
-  EXPECT_EQ(p.steps[0].on_missing, "hold");
-  EXPECT_EQ(p.steps[0].hold_micros, 2'000'000);
-  EXPECT_EQ(p.steps[0].then, "drop");
+  StepDescription d;
+  p.steps[0]->Describe(&d);
+  EXPECT_EQ(d.on_missing, "hold");
+  EXPECT_EQ(d.hold_seconds, 2.0);
+  EXPECT_EQ(d.then, "drop");
+  EXPECT_TRUE(d.holds);
   // job_id, bid, kind, _source, _partition, _offset, then company_id, from the dimension's
   // column of that name.
-  ASSERT_EQ(p.steps[0].lookup_slots.size(), 1u);
-  EXPECT_EQ(p.steps[0].lookup_slots[0].first, 6u);
-  ASSERT_NE(p.steps[0].dim, nullptr);
-  EXPECT_EQ(p.steps[0].dim->snapshot()->fields().field(p.steps[0].lookup_slots[0].second).name,
-            "company_id");
+  EXPECT_EQ(d.fields, std::vector<std::string>{"company_id"});
+  EXPECT_EQ(d.slots, std::vector<size_t>{6});
+  ASSERT_NE(p.steps[0]->dimension(), nullptr);
+  EXPECT_EQ(p.steps[0]->dimension()->name(), "job");
   EXPECT_EQ(p.aggregate, nullptr);
   const Schema out = p.OutputSchema();
   ASSERT_EQ(out.size(), 3u);

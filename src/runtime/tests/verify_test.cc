@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "config/pipeline_config.h"
+#include "runtime/plan.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/verify.h"
@@ -29,6 +30,10 @@ TEST(VerifyTest, ReferencedNamesSkipStringLiteralsAndReadQuotedNames) {
 }
 
 TEST(VerifyTest, DimensionDerivedColumnsFollowLetsIntoKeysAndMetrics) {
+  RegisterBuiltins();
+  const fs::path dir = fs::temp_directory_path() / ("sluice_verify_derived_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "job.csv") << "id,company_id,title\n1,10,cook\n";
   Variables vars;
   vars.use_environment = false;
   auto cfg = ParsePipelineConfig(
@@ -44,11 +49,14 @@ TEST(VerifyTest, DimensionDerivedColumnsFollowLetsIntoKeysAndMetrics) {
       "metrics = [\"n = count()\", \"c = last(company_id)\", \"t = last(title)\", "
       "\"s = sum(bid) where company > 3\"]\n"
       "[sink]\nuri = \"sqlite:x.db\"\n",
-      "p.toml", vars);
+      (dir / "p.toml").string(), vars);
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto plan = BuildPlan(*cfg);
+  fs::remove_all(dir);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   Schema out;
   for (const char* name : {"job_id", "company", "n", "c", "t", "s"}) out.Add({name, Type::kInt64, ""});
-  EXPECT_EQ(DimensionDerivedColumns(*cfg, out), (std::set<size_t>{1, 3, 5}));
+  EXPECT_EQ(DimensionDerivedColumns(**plan, out), (std::set<size_t>{1, 3, 5}));
 }
 
 TEST(VerifyTest, ParseStoredValueReadsWhatSqlSinksStore) {
