@@ -261,12 +261,6 @@ Status Runner::Start() {
   }
   if (!options_.reset_source.empty()) RETURN_IF_ERROR(ForgetSourcePositions());
   if (needs_state_ && !tasks_) RETURN_IF_ERROR(RestoreWindowState());
-  if (tasks_) {
-    // Every partition's committed progress holds the pipeline's watermark back, whoever reads
-    // it; this process claims the tasks it reads as their partitions come to it.
-    std::lock_guard<std::mutex> lock(sink_mu_);
-    ReadRemoteProgress();
-  }
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
   // partitions backwards.
@@ -287,11 +281,18 @@ Status Runner::Start() {
   if (options_.wrap_source) {
     for (auto& source : sources) source = options_.wrap_source(std::move(source));
   }
+  group_managed_.store(!sources.empty() && sources[0]->GroupManaged());
+  if (tasks_ && group_managed_.load()) {
+    // Every partition's committed progress holds the pipeline's watermark back, whoever reads
+    // it; this process claims the tasks it reads as the group assigns their partitions. (A
+    // source no group shares is read by this process alone: nobody else's progress counts.)
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    ReadRemoteProgress();
+  }
   // Snapshot() may run on another thread (HTTP) while this builds the workers.
   std::unique_lock<std::mutex> topology(topology_mu_);
   step_counts_ = std::vector<std::atomic<int64_t>>(plan_->steps.size());
   const std::string source_name = config_.source.name;
-  group_managed_.store(!sources.empty() && sources[0]->GroupManaged());
   for (size_t i = 0; i < sources.size(); ++i) {
     SourceContext sc;
     sc.until_caught_up = options_.until_caught_up;
@@ -1013,7 +1014,7 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
           auto it = owned_.find(t.task.partition);
           if (t.state && it != owned_.end()) it->second.committed_state = *t.state;
         }
-        if (tasks_) ReadRemoteProgress();
+        if (tasks_ && group_managed_.load()) ReadRemoteProgress();
       }
     }
     if (s.ok()) return s;
