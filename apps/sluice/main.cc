@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <thread>
 
 #include "commands.h"
 #include "status.h"
@@ -362,10 +364,39 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   sluice::cli::ProgressOptions progress = cli.progress;
   // The live bar only on a terminal and with text logs; otherwise a log line every interval.
   progress.bar = !progress.quiet && isatty(STDERR_FILENO) && !sluice::cli::JsonLogs();
-  sluice::cli::ProgressReporter reporter(runner.get(), progress, started);
-  reporter.Start();
+  auto reporter = std::make_unique<sluice::cli::ProgressReporter>(runner.get(), progress, started);
+  reporter->Start();
   Status s = runner->Run();
-  reporter.Stop();
+  // Another process of the group claimed partitions this one still held (it was cut off past
+  // its session timeout): what it had not committed is dropped, and a new runner goes on from
+  // the committed state, in the group again. (A source no group shares ends the run instead.)
+  for (int restarts = 1; s.code() == sluice::StatusCode::kFenced && runner->RestartsWhenFenced() &&
+                         !runner->abandoned() && sluice::cli::ReceivedSignal().empty();
+       ++restarts) {
+    spdlog::warn("{}; restarting from the committed state", s.message());
+    reporter->Stop();
+    reporter.reset();
+    sluice::cli::StopWatchingSignals();
+    if (endpoint.server) endpoint.server->Stop();
+    endpoint = {};
+    runner.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 500 * restarts)));
+    runner = Prepare(path, *vars, options, [](const std::vector<sluice::VariableUse>&) {}, &exit_code);
+    if (!runner) return exit_code == kExitDone ? kExitFailure : exit_code;
+    if (!http.address.empty()) {
+      auto again = sluice::cli::StartHttp(runner.get(), http.address);
+      if (!again.ok()) {
+        ReportError("--http: " + again.status().message());
+        return kExitFailure;
+      }
+      endpoint = std::move(again).value();
+    }
+    sluice::cli::WatchSignals(runner.get());
+    reporter = std::make_unique<sluice::cli::ProgressReporter>(runner.get(), progress, started);
+    reporter->Start();
+    s = runner->Run();
+  }
+  reporter->Stop();
   sluice::cli::StopWatchingSignals();
   sluice::cli::RunEnd end;
   end.status = s;

@@ -14,6 +14,7 @@ const char* CodeName(StatusCode code) {
     case StatusCode::kAborted: return "Aborted";
     case StatusCode::kInternal: return "Internal error";
     case StatusCode::kFailedPrecondition: return "Failed precondition";
+    case StatusCode::kFenced: return "Fenced";
   }
   return "Unknown";
 }

@@ -21,6 +21,9 @@ enum class StatusCode {
   /// The input or the stored state is not what the operation needs, and retrying cannot help
   /// (a source file that is a directory or shrank under its committed position): stop now.
   kFailedPrecondition,
+  /// Another process owns the task now (it claimed it after this one did): what this process
+  /// holds of it is stale, and nothing of it may be committed (see runtime/task_state.h).
+  kFenced,
 };
 
 /// Carries the outcome of an operation that can fail in an expected way.
@@ -37,6 +40,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Fenced(std::string m) { return {StatusCode::kFenced, std::move(m)}; }
   static Status FailedPrecondition(std::string m) {
     return {StatusCode::kFailedPrecondition, std::move(m)};
   }

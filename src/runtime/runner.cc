@@ -11,6 +11,8 @@
 #include <thread>
 #include <tuple>
 
+#include <unistd.h>
+
 #include "core/time.h"
 #include "operators/dimension.h"
 #include "core/uri.h"
@@ -28,9 +30,11 @@ std::string DefaultDeadLetterPath(const PipelineConfig& config) {
 }
 
 /// What the sink is told about the pipeline's output.
-SinkContext ContextFor(const PipelineConfig& config, const Plan& plan) {
+SinkContext ContextFor(const PipelineConfig& config, const Plan& plan, bool tasks) {
   SinkContext ctx;
   ctx.pipeline = config.name;
+  ctx.source = config.source.name;
+  ctx.tasks = tasks;
   ctx.aggregate = plan.aggregate.get();
   ctx.output = plan.OutputSchema();
   if (plan.aggregate) ctx.key_columns = plan.aggregate->KeyColumns();
@@ -135,9 +139,13 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
                                    runner->config_.sink.uri + " cannot store window state, which " +
                                    needs + " needs; use an sqlite:, mysql: or parquet: sink");
   }
+  // State per task (a partition's held records and event-time progress, committed with its
+  // position, written only by the process that owns the partition) where the sink stores
+  // tasks. Append mode's open windows stay in the one state of the pipeline for now.
+  runner->tasks_ = runner->needs_state_ && !runner->open_ && runner->sink_->SupportsTasks();
   // Every check that needs no connection and touches no data runs here, so `sluice validate`
   // (which stops after Make) rejects what a run would reject before reading anything.
-  RETURN_IF_ERROR(runner->sink_->Check(ContextFor(runner->config_, *runner->plan_)));
+  RETURN_IF_ERROR(runner->sink_->Check(ContextFor(runner->config_, *runner->plan_, runner->tasks_)));
   RETURN_IF_ERROR(ConnectorRegistry::Instance().MakeSources(runner->config_.source, 1).status());
   if (!runner->options_.reset_source.empty() &&
       runner->options_.reset_source != runner->config_.source.name) {
@@ -229,7 +237,7 @@ Status Runner::Abandon(const std::string& where, bool commit_in_flight) {
 }
 
 Status Runner::Start() {
-  const SinkContext ctx = ContextFor(config_, *plan_);
+  const SinkContext ctx = ContextFor(config_, *plan_, tasks_);
   // Opening the sink is retried: a database that is still starting is not a configuration error.
   int64_t backoff_ms = 200;
   while (true) {
@@ -252,7 +260,7 @@ Status Runner::Start() {
     }
   }
   if (!options_.reset_source.empty()) RETURN_IF_ERROR(ForgetSourcePositions());
-  if (needs_state_) RETURN_IF_ERROR(RestoreWindowState());
+  if (needs_state_ && !tasks_) RETURN_IF_ERROR(RestoreWindowState());
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
   // partitions backwards.
@@ -273,6 +281,14 @@ Status Runner::Start() {
   if (options_.wrap_source) {
     for (auto& source : sources) source = options_.wrap_source(std::move(source));
   }
+  group_managed_.store(!sources.empty() && sources[0]->GroupManaged());
+  if (tasks_ && group_managed_.load()) {
+    // Every partition's committed progress holds the pipeline's watermark back, whoever reads
+    // it; this process claims the tasks it reads as the group assigns their partitions. (A
+    // source no group shares is read by this process alone: nobody else's progress counts.)
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    ReadRemoteProgress();
+  }
   // Snapshot() may run on another thread (HTTP) while this builds the workers.
   std::unique_lock<std::mutex> topology(topology_mu_);
   step_counts_ = std::vector<std::atomic<int64_t>>(plan_->steps.size());
@@ -284,9 +300,19 @@ Status Runner::Start() {
     sc.follow = options_.follow;
     sc.instance = static_cast<int>(i);
     sc.instances = static_cast<int>(sources.size());
-    sc.committed_position = [this, source_name](int32_t partition) {
+    sc.committed_position = [this, source_name, i](int32_t partition) {
+      // A source no group shares out is read by this process alone: the tasks of the
+      // partitions it opens are claimed then (a second process claiming them fences this one).
+      if (tasks_ && !group_managed_.load() && partition < kIdentityPartitionBase) {
+        return ClaimPartition(i, source_name, partition);
+      }
       return LookupCommitted(source_name, partition);
     };
+    if (tasks_) {
+      sc.claim_position = [this, source_name, i](int32_t partition) {
+        return ClaimPartition(i, source_name, partition);
+      };
+    }
     sc.committed_positions = [this, source_name] { return LookupAllCommitted(source_name); };
     counters_.push_back(std::make_unique<WorkerCounters>());
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(i), plan_.get(), source_name,
@@ -302,6 +328,7 @@ Status Runner::Start() {
       // A restarted run closes nothing that is already closed: records for windows emitted
       // before the restart are late, as they would have been without it.
       workers_.back()->PublishClosedBound(window_.closed_before);
+      workers_.back()->SetHeldPerPartition(tasks_);
     }
   }
   // Every worker applies the restored closed bound from its first record on.
@@ -359,6 +386,13 @@ Status Runner::Run() {
         failure = e;
         // Run() returns it and the caller reports it once; say only that the run is stopping.
         spdlog::info("a worker failed; draining the others and checkpointing before exiting");
+        stop_.store(true);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(epoch_mu_);
+      if (!claim_error_.ok() && failure.ok()) {
+        failure = claim_error_;
         stop_.store(true);
       }
     }
@@ -506,6 +540,8 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   if (bounds.any && bounds.release != kNoWatermark) {
     window_.closed_before = std::max(window_.closed_before, bounds.release);
   }
+  // A task claimed from another process keeps at least the bound that process enforced on it.
+  window_.closed_before = std::max(window_.closed_before, claimed_enforced_.load());
   for (auto& w : workers_) w->PublishClosedBound(window_.closed_before);
   std::sort(closed.begin(), closed.end(), DeltaLess);
   std::vector<std::vector<Value>> rows;
@@ -610,6 +646,168 @@ std::optional<int64_t> Runner::LookupCommitted(const std::string& source, int32_
   }
 }
 
+std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& source, int32_t partition) {
+  // A source read by this process alone claims each task once (it asks for positions again);
+  // a group's assignment is claimed every time.
+  bool claimed_before = false;
+  {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    claimed_before = !group_managed_.load() && owned_partitions_.count(partition) > 0;
+  }
+  if (claimed_before) return LookupCommitted(source, partition);
+  OwnerInfo owner;
+  {
+    char host[256] = {0};
+    if (gethostname(host, sizeof(host) - 1) == 0) owner.host = host;
+    owner.pid = static_cast<int64_t>(getpid());
+    owner.client_id = "sluice-" + config_.name + "-" + std::to_string(worker);
+  }
+  int64_t backoff_ms = 100;
+  for (int failures = 0;; ++failures) {
+    Result<TaskClaim> claim = Status::Unavailable("not claimed yet");
+    {
+      std::lock_guard<std::mutex> lock(sink_mu_);
+      claim = sink_->ClaimTask(TaskId{source, partition}, owner);
+      if (claim.ok()) {
+        auto state = TaskState::Parse(claim->state, plan_->aggregate.get());
+        if (!state.ok()) {
+          std::lock_guard<std::mutex> epoch(epoch_mu_);
+          if (claim_error_.ok()) {
+            claim_error_ = state.status().WithContext("pipeline " + config_.name + ": " + source + "[" +
+                                                      std::to_string(partition) + "] in " + config_.sink.uri);
+          }
+          positions_uncertain_.store(true);  // nothing of this run may be committed
+          return std::nullopt;
+        }
+        owned_[partition] = OwnedTask{claim->fence, worker, claim->state};
+        {
+          std::lock_guard<std::mutex> claims(claims_mu_);
+          owned_partitions_.insert(partition);
+        }
+        const TaskProgress& pr = state->progress;
+        if (pr.max_event_time != kNoWatermark) {
+          std::lock_guard<std::mutex> events(event_mu_);
+          auto [it, inserted] = committed_event_times_.try_emplace({source, partition}, pr.max_event_time);
+          if (!inserted) it->second = std::max(it->second, pr.max_event_time);
+        }
+        if (pr.enforced != kNoWatermark) {
+          int64_t have = claimed_enforced_.load();
+          while (pr.enforced > have && !claimed_enforced_.compare_exchange_weak(have, pr.enforced)) {
+          }
+          workers_[worker]->PublishClosedBound(pr.enforced);
+        }
+        spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
+                     claim->fence, state->held.size(),
+                     pr.max_event_time == kNoWatermark ? std::string("none") : FormatTimestamp(pr.max_event_time));
+        workers_[worker]->AddClaimedHeld(std::move(state->held));
+        break;
+      }
+    }
+    // As LookupCommitted: no guess is safe, wait for the sink.
+    if (stop_.load() || force_stop_.load()) {
+      positions_uncertain_.store(true);
+      spdlog::warn("{}[{}]: its task cannot be claimed while stopping ({}); nothing more is committed by this run",
+                   source, partition, claim.status().ToString());
+      return std::nullopt;
+    }
+    if (failures % 10 == 0) {
+      spdlog::warn("{}[{}] was assigned but its task cannot be claimed in the sink: {}; waiting for the sink "
+                   "(retry in {} ms)", source, partition, claim.status().ToString(), backoff_ms);
+    }
+    const int64_t wake = SteadyClockMicros() + backoff_ms * 1000;
+    while (SteadyClockMicros() < wake && !stop_.load() && !force_stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, backoff_ms)));
+    }
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+  }
+  // Read after the claim: no commit of an earlier owner can land any more.
+  return LookupCommitted(source, partition);
+}
+
+void Runner::CollectTaskStates(CheckpointWork* work) {
+  const AggregateSpec* spec = plan_->aggregate.get();
+  const int64_t delay = spec ? spec->watermark_delay_micros : 0;
+  std::set<int32_t> tasks;
+  {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    tasks = owned_partitions_;
+  }
+  for (int32_t p : work->revoked) tasks.insert(p);
+  std::map<int32_t, TaskState> states;
+  for (int32_t p : tasks) states[p];
+  for (const auto& list : held_by_worker_) {
+    for (const auto& h : list) {
+      if (auto it = states.find(h.partition); it != states.end()) it->second.held.push_back(h);
+    }
+  }
+  const auto times = clock_ ? clock_->MaxEventTimes() : std::map<PipelineClock::Key, int64_t>();
+  for (auto& [p, st] : states) {
+    TaskProgress& pr = st.progress;
+    if (auto t = times.find({config_.source.name, p}); t != times.end()) pr.max_event_time = t->second;
+    if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
+      pr.max_event_time = std::max(pr.max_event_time, it->second.first.max_event_time);
+      pr.idle = it->second.first.idle;
+      pr.enforced = it->second.second;
+    }
+    pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
+    if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
+    std::string blob = st.Serialize(spec);
+    auto last = last_task_states_.find(p);
+    if (last == last_task_states_.end() || last->second != blob) work->state_changed = true;
+    last_task_states_[p] = blob;
+    work->task_progress[p] = pr;
+    work->task_states[p] = std::move(blob);
+  }
+  for (int32_t p : work->revoked) last_task_states_.erase(p);
+}
+
+void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp) {
+  std::set<int32_t> released(work.revoked.begin(), work.revoked.end());
+  for (const auto& [p, state] : work.task_states) {
+    auto owned = owned_.find(p);
+    if (owned == owned_.end()) continue;  // not (or no longer) this process's
+    TaskCommit t;
+    t.task = TaskId{config_.source.name, p};
+    t.fence = owned->second.fence;
+    if (auto pr = work.task_progress.find(p); pr != work.task_progress.end()) t.progress = pr->second;
+    t.state = state == owned->second.committed_state ? nullptr : &state;
+    t.release = released.count(p) > 0;
+    cp->tasks.push_back(std::move(t));
+  }
+}
+
+void Runner::ReadRemoteProgress() {
+  auto rows = sink_->LoadTaskProgress();
+  if (!rows.ok()) {
+    spdlog::debug("reading the tasks' progress from the sink failed: {}", rows.status().ToString());
+    return;
+  }
+  std::vector<TaskRow> others;
+  for (auto& row : *rows) {
+    if (row.task.source != config_.source.name || owned_.count(row.task.partition)) continue;
+    others.push_back(std::move(row));
+  }
+  std::lock_guard<std::mutex> lock(remote_mu_);
+  remote_progress_ = std::move(others);
+  remote_progress_fresh_ = true;
+}
+
+void Runner::FoldRemoteProgress() {
+  std::vector<TaskRow> rows;
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    if (!remote_progress_fresh_) return;
+    rows.swap(remote_progress_);
+    remote_progress_fresh_ = false;
+  }
+  if (!clock_) return;
+  const int64_t now = SteadyClockMicros();
+  for (const auto& row : rows) {
+    clock_->Committed({row.task.source, row.task.partition}, row.progress.max_event_time, row.progress.idle,
+                      row.progress.enforced, now);
+  }
+}
+
 std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source) {
   std::map<int32_t, int64_t> out;
   std::lock_guard<std::mutex> lock(sink_mu_);
@@ -661,10 +859,26 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
       held_by_worker_[i] = std::move(h.held);
     }
     ReportEventTime(i, h);
+    if (tasks_) {
+      for (const auto& [p, pr] : h.progress) partition_progress_[p] = {pr, h.enforced};
+    }
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
     for (auto& r : h.rows) work->rows.push_back(std::move(r));
     for (auto& d : h.dead_letters) work->letters.push_back(std::move(d));
     for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
+    if (tasks_ && !group_managed_.load()) {
+      // A partition the source read without asking for its position first: its task is
+      // claimed now, so its state is committed with it from this checkpoint on.
+      for (const auto& [p, o] : h.positions) {
+        if (p >= kIdentityPartitionBase) continue;
+        bool owned = false;
+        {
+          std::lock_guard<std::mutex> lock(claims_mu_);
+          owned = owned_partitions_.count(p) > 0;
+        }
+        if (!owned) ClaimPartition(i, config_.source.name, p);
+      }
+    }
     for (int32_t p : h.revoked) work->revoked.push_back(p);
   }
   if (!parts.empty() && plan_->aggregate) {
@@ -693,6 +907,9 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   // The state is the engine's as of the later collection, which includes the earlier one.
   into->state = std::move(later.state);
   into->event_times = std::move(later.event_times);
+  // A task released by the earlier collection keeps its (last) state in it.
+  for (auto& [p, pr] : later.task_progress) into->task_progress[p] = pr;
+  for (auto& [p, st] : later.task_states) into->task_states[p] = std::move(st);
 }
 
 void Runner::AdvanceEventTime(CheckpointWork* work) {
@@ -708,6 +925,13 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
                           window_.watermark != watermark_before ||
                           (open_ && open_->size() != open_before);
     for (auto& r : closed) work->rows.push_back(std::move(r));
+  }
+  if (tasks_) {
+    CollectTaskStates(work);
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.watermark_micros = window_.watermark;
+    stats_.open_windows = 0;
+    return;
   }
   WindowState snapshot;
   for (const auto& list : held_by_worker_) {
@@ -729,6 +953,12 @@ void Runner::MarkCommitted(const CheckpointWork& work) {
   for (int32_t p : work.revoked) {
     std::lock_guard<std::mutex> lock(sink_mu_);  // LookupCommitted reads it on worker threads
     committed_.erase({config_.source.name, p});
+    if (tasks_) {
+      // Released with this commit: its next owner claims it (this process too, later).
+      owned_.erase(p);
+      std::lock_guard<std::mutex> claims(claims_mu_);
+      owned_partitions_.erase(p);
+    }
     // --reset-source: this run has now written p's position, so the sink's is no longer stale.
     // Should p come back (a rebalance), it resumes from the sink, not from the beginning.
     if (forgetting_ && config_.source.name == options_.reset_source) reset_written_.insert(p);
@@ -744,7 +974,7 @@ void Runner::MarkCommitted(const CheckpointWork& work) {
   cp.id = work->epoch;
   cp.deltas = &work->deltas;
   cp.rows = &work->rows;
-  cp.state = needs_state_ ? &work->state : nullptr;
+  cp.state = needs_state_ && !tasks_ ? &work->state : nullptr;
   cp.final = final;
   for (const auto& [key, offset] : work->positions) cp.positions.push_back({key.first, key.second, offset});
   if (dead_letters_) {
@@ -774,12 +1004,31 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
       }
     }
     if (letters_written) {
-      const ::sluice::Checkpoint cp = MakeSinkCheckpoint(work, final, dead_letter_length);
+      ::sluice::Checkpoint cp = MakeSinkCheckpoint(work, final, dead_letter_length);
       std::lock_guard<std::mutex> lock(sink_mu_);
+      if (tasks_) AddTaskCommits(*work, &cp);
       s = sink_->Commit(cp);
-      if (s.ok()) *sink_rejected_total = sink_->RowsRejected();
+      if (s.ok()) {
+        *sink_rejected_total = sink_->RowsRejected();
+        for (const TaskCommit& t : cp.tasks) {
+          auto it = owned_.find(t.task.partition);
+          if (t.state && it != owned_.end()) it->second.committed_state = *t.state;
+        }
+        if (tasks_ && group_managed_.load()) ReadRemoteProgress();
+      }
     }
     if (s.ok()) return s;
+    if (s.code() == StatusCode::kFenced) {
+      // Another process claimed one of this process's tasks: what it holds of them is stale,
+      // and no retry can commit it.
+      if (group_managed_.load()) {
+        return Status::Fenced("partitions moved to another process while this one was cut off (" + s.message() +
+                              ")");
+      }
+      return Status::Fenced("another process took over this pipeline's input in " + config_.sink.uri +
+                            "; a source no consumer group shares out (a file, a table, a generator) is read "
+                            "by one process (" + s.message() + ")");
+    }
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.checkpoint_failures;
@@ -851,6 +1100,7 @@ Status Runner::CollectPending() {
   // another process may own them by then.
   work.positions = positions_;
   for (int32_t p : work.revoked) positions_.erase({config_.source.name, p});
+  if (tasks_) FoldRemoteProgress();
   if (needs_state_) AdvanceEventTime(&work);
   if (!pending_) {
     pending_ = std::make_unique<CheckpointWork>(std::move(work));

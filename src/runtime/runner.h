@@ -17,6 +17,7 @@
 #include "runtime/sink.h"
 #include "runtime/sink_inventory.h"
 #include "runtime/stats.h"
+#include "runtime/task_state.h"
 #include "runtime/window_state.h"
 #include "runtime/worker.h"
 
@@ -97,6 +98,14 @@ class Runner : public CheckpointRequester {
   int64_t RequestCheckpoint() override;
   Status WaitCommitted(int64_t epoch) override;
 
+  /// True when the pipeline keeps its state per task (runtime/task_state.h): update mode or no
+  /// [aggregate], with lateness or held records, into a sink that stores tasks. Set by Make().
+  bool uses_tasks() const { return tasks_; }
+  /// True when a group decides which process reads which partition (Kafka): a run that ended
+  /// with kFenced (another process claimed one of its partitions' tasks while this one was cut
+  /// off) may start again from the committed state. Valid once Run() started the workers.
+  bool RestartsWhenFenced() const { return group_managed_.load(); }
+
  private:
   Runner(PipelineConfig config, RunOptions options)
       : config_(std::move(config)), options_(options) {}
@@ -137,6 +146,10 @@ class Runner : public CheckpointRequester {
     bool state_changed = false;    ///< the serialized state differs from the last commit's
     std::string state;             ///< the WindowState to store (needs_state_)
     std::map<std::pair<std::string, int32_t>, int64_t> event_times;  ///< as `state` stores them
+    /// Tasks (tasks_): each task's progress and serialized state as of the collection, by
+    /// partition of the pipeline's source. Committed only for the tasks this process owns.
+    std::map<int32_t, TaskProgress> task_progress;
+    std::map<int32_t, std::string> task_states;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -188,6 +201,21 @@ class Runner : public CheckpointRequester {
   /// --reset-source: replaces the loaded positions of that source by kForgottenPosition, which
   /// the next checkpoints store until the source has new ones.
   Status ForgetSourcePositions();
+  /// Tasks: claims the task of `partition` for worker `worker` (its source assigned the
+  /// partition, or opened it), hands the worker the task's held records and event-time
+  /// progress, and returns the committed position as LookupCommitted does. Retried while the
+  /// sink cannot be read, like LookupCommitted.
+  std::optional<int64_t> ClaimPartition(size_t worker, const std::string& source, int32_t partition);
+  /// Tasks: adds to `cp` a TaskCommit for every task of `work` this process owns (under
+  /// sink_mu_).
+  void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp);
+  /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
+  /// remote_progress_, for the tasks other processes own.
+  void ReadRemoteProgress();
+  /// Tasks: feeds the other processes' committed progress read since into the clock.
+  void FoldRemoteProgress();
+  /// Tasks: each owned task's progress and state, into `work`.
+  void CollectTaskStates(CheckpointWork* work);
   /// Reads the committed positions of every partition of `source` from the sink.
   std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
   /// Counts the stored dead letters by reason (the sink's CountDeadLetters(), or the
@@ -262,6 +290,32 @@ class Runner : public CheckpointRequester {
   std::vector<WorkerReport> reports_;
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
   std::vector<HeldRecord> restored_held_;                ///< from the last run, until Start()
+
+  // Tasks (tasks_): state and ownership per partition of the source.
+  bool tasks_ = false;
+  std::atomic<bool> group_managed_{false};  ///< the source's partitions are handed out by a group
+  struct OwnedTask {
+    int64_t fence = 0;
+    size_t worker = 0;
+    std::string committed_state;  ///< the state as stored (to skip writing it unchanged)
+  };
+  /// Partition of the pipeline's source -> the task this process claimed. Guarded by sink_mu_.
+  std::map<int32_t, OwnedTask> owned_;
+  /// The partitions of owned_, for the coordinator without waiting for a commit's sink_mu_.
+  std::set<int32_t> owned_partitions_;  // guarded by claims_mu_
+  std::mutex claims_mu_;
+  /// The highest enforced bound of a task claimed: the workers judge lateness at least by it.
+  std::atomic<int64_t> claimed_enforced_{kNoWatermark};
+  /// Coordinator: the latest progress each worker reported per partition, and the bound it
+  /// enforced then.
+  std::map<int32_t, std::pair<PartitionProgress, int64_t>> partition_progress_;
+  std::map<int32_t, std::string> last_task_states_;  ///< coordinator: as last collected
+  /// Other processes' tasks' committed progress, read after each commit.
+  std::vector<TaskRow> remote_progress_;  // guarded by remote_mu_
+  bool remote_progress_fresh_ = false;    // guarded by remote_mu_
+  std::mutex remote_mu_;
+  /// A claimed task whose state cannot be used (another [aggregate]): the run fails with it.
+  Status claim_error_;  // guarded by epoch_mu_
 
   /// The dead letters in the store by reason (guarded by stats_mu_); valid when
   /// stored_letters_known_. stored_letters_unreadable_: the sink cannot be read back.

@@ -14,6 +14,7 @@
 #include "core/value.h"
 #include "operators/aggregate_function.h"
 #include "operators/aggregate_spec.h"
+#include "runtime/task_state.h"
 
 namespace sluice {
 
@@ -23,6 +24,20 @@ struct StoredPosition {
   int32_t partition = 0;
   int64_t offset = 0;
   friend bool operator==(const StoredPosition&, const StoredPosition&) = default;
+};
+
+/// One task's part of a checkpoint (sinks whose SupportsTasks() is true): the sink commits it
+/// only if the task's fence is still `fence` (no other process claimed it since), else the whole
+/// checkpoint fails with StatusCode::kFenced and nothing of it is applied.
+struct TaskCommit {
+  TaskId task;
+  int64_t fence = 0;
+  TaskProgress progress;
+  /// The task's state (TaskState::Serialize); null when it did not change since the last commit
+  /// of the task (the stored one stays).
+  const std::string* state = nullptr;
+  /// The last commit before giving the task up (a rebalance revoked it): the owner is cleared.
+  bool release = false;
 };
 
 /// What one checkpoint writes. Exactly one of `deltas` (update mode: partial aggregates to merge
@@ -36,6 +51,10 @@ struct Checkpoint {
   /// WindowState), stored atomically with the positions. Null when the pipeline keeps none
   /// (update mode without lateness): the sink then stores nothing and LoadState() returns "".
   const std::string* state = nullptr;
+  /// The tasks this checkpoint commits for (SupportsTasks() sinks; empty for a pipeline on the
+  /// legacy single state): one for every task the process owns whose partition has a position
+  /// in `positions` or that it releases. Every fence is checked inside the transaction.
+  std::vector<TaskCommit> tasks;
   /// Set on the last checkpoint of a run (end of input, caught up, or a stop): a sink that
   /// buffers output (Parquet roll size/interval) writes everything it holds.
   bool final = false;
@@ -62,6 +81,12 @@ struct SinkContext {
   Schema output;
   /// Names the key columns of `output` (upsert sinks use them as the primary key).
   std::vector<std::string> key_columns;
+  /// The pipeline's source (its name in positions and tasks).
+  std::string source;
+  /// The runner keeps its state per task (Checkpoint::tasks, ClaimTask) rather than in the one
+  /// state of LoadState(): a SupportsTasks() sink then moves a legacy state it finds into task
+  /// rows at Open() (held records and event-time progress by partition).
+  bool tasks = false;
 };
 
 /// Writes results together with source positions, atomically.
@@ -107,6 +132,26 @@ class Sink {
   /// pipelines that need state (append mode, lateness) at start.
   virtual Result<std::string> LoadState() { return std::string(); }
   virtual bool SupportsState() const { return false; }
+
+  // Tasks (runtime/task_state.h): per-partition state and ownership. A sink that implements
+  // them keeps SupportsTasks() true and stores state per task; the others keep the one state of
+  // LoadState()/Checkpoint::state. Called under the runner's sink mutex, like Commit().
+
+  virtual bool SupportsTasks() const { return false; }
+  /// Claims `task` for this process: in one transaction, bumps the task's fence (creating the
+  /// task when new), records `owner`, and returns the new fence with the task's state and
+  /// positions as they stand after the bump. From then on a Commit() carrying the task with an
+  /// older fence fails with kFenced: a process that lost the task commits nothing of it.
+  virtual Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+    (void)task;
+    (void)owner;
+    return Status::FailedPrecondition("this sink does not store state per task");
+  }
+  /// Returns every task of the pipeline with its committed progress, fence and owner (a quick
+  /// read: no state blob).
+  virtual Result<std::vector<TaskRow>> LoadTaskProgress() {
+    return Status::FailedPrecondition("this sink does not store state per task");
+  }
   virtual Status Commit(const Checkpoint& checkpoint) = 0;
   /// Returns true when Commit() stores `dead_letters` with the results, atomically, and
   /// idempotently by (pipeline, source, partition, offset, seq) so a replay never duplicates one.

@@ -64,6 +64,12 @@ struct SourceContext {
   /// Returns the committed next position of every partition the sink has one for, in one read
   /// (empty when the sink cannot be read now). May be null: then use committed_position.
   std::function<std::map<int32_t, int64_t>()> committed_positions;
+  /// For a source whose partitions a group hands out (GroupManaged()): called on assignment
+  /// instead of committed_position. Claims the partition's task for this process (its state —
+  /// held records, event-time progress — comes with it, and a process that had it can commit
+  /// nothing of it any more), then returns its committed position as committed_position does.
+  /// May be null: then use committed_position.
+  std::function<std::optional<int64_t>(int32_t partition)> claim_position;
   /// Called on the worker thread when partitions are about to be taken away (a consumer-group
   /// rebalance): hands over everything processed so far and returns once it is committed,
   /// together with the final positions of `revoked`, which later checkpoints no longer carry.
@@ -112,6 +118,11 @@ class Source {
 
   /// Reports positions processed and committed by the sink (informational for Kafka).
   virtual void OnCommitted(const std::vector<std::pair<int32_t, int64_t>>& /*positions*/) {}
+
+  /// True when a group (a Kafka consumer group) decides which process reads which partition, so
+  /// several processes may share the input: the source then calls SourceContext::claim_position
+  /// on assignment. False: one process reads the whole input, and claims it all at Open.
+  virtual bool GroupManaged() const { return false; }
 
   /// True when kEnd means the input is exhausted for good (a file, a counted generator), so
   /// every open window can be emitted; false when it only means "caught up for now" (Kafka with

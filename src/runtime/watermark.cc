@@ -82,6 +82,17 @@ void PipelineClock::Know(const Key& partition, int64_t max_event_time, int64_t n
   it->second.max_event_time = std::max(it->second.max_event_time, max_event_time);
 }
 
+void PipelineClock::Committed(const Key& partition, int64_t max_event_time, bool idle, int64_t enforced,
+                              int64_t now) {
+  auto [it, inserted] = parts_.try_emplace(partition);
+  Part& part = it->second;
+  if (inserted) part.since = now;
+  part.max_event_time = std::max(part.max_event_time, max_event_time);
+  part.remote = true;
+  part.remote_idle = idle;
+  part.remote_enforced = std::max(part.remote_enforced, enforced);
+}
+
 void PipelineClock::Report(int worker, const std::string& source,
                            const std::map<int32_t, PartitionProgress>& progress,
                            const std::vector<int32_t>& revoked, int64_t now) {
@@ -125,11 +136,15 @@ PipelineClock::Bounds PipelineClock::Compute(int64_t now, int64_t enforced) cons
     any = true;
     any_read = any_read || owned;
     const int64_t wm = part.max_event_time == kNoWatermark ? kNoWatermark : part.max_event_time - delay_;
-    const bool idle = owned ? part.idle : idle_timeout_ > 0 && now - part.since >= idle_timeout_;
+    const bool idle = owned         ? part.idle
+                      : part.remote ? part.remote_idle
+                                    : idle_timeout_ > 0 && now - part.since >= idle_timeout_;
     if (idle) {
       idle_max = std::max(idle_max, wm);
-      // What a record of this partition is judged against from now on, at the least.
-      idle_floor = std::min(idle_floor, std::max(wm, enforced));
+      // What a record of this partition is judged against from now on, at the least (by its
+      // owner elsewhere: the bound it committed).
+      const int64_t applied = !owned && part.remote ? part.remote_enforced : enforced;
+      idle_floor = std::min(idle_floor, std::max(wm, applied));
       continue;
     }
     any_active = true;

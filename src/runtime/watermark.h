@@ -104,6 +104,13 @@ class PipelineClock {
   /// (with its highest event time) or the source's partition list (kNoWatermark). Nothing
   /// changes for a partition already known, except that its event time can only grow.
   void Know(const Key& partition, int64_t max_event_time, int64_t now);
+  /// Notes a partition's progress as committed in the sink by whichever process owns it
+  /// (another one: a partition read here is reported by its worker instead). From then on, while
+  /// no worker here reads it, it counts with its committed watermark, and is idle only when its
+  /// owner committed it idle — not after a local timer — so the pipeline's watermark and closed
+  /// bound are the same in every process. `enforced` is the closed bound its owner applies to it:
+  /// an idle partition holds the emission back to no more than that.
+  void Committed(const Key& partition, int64_t max_event_time, bool idle, int64_t enforced, int64_t now);
   /// Takes worker `worker`'s handoff: `progress` holds every partition of `source` it reads now
   /// (also those it gives up with this handoff, which `revoked` lists). A partition the worker
   /// read before and does not list any more, or gives up, has no reader here from `now` on.
@@ -138,6 +145,9 @@ class PipelineClock {
     int owner = -1;      ///< the worker that reads it, -1 none
     bool idle = false;   ///< as its owner last reported
     int64_t since = 0;   ///< when it was last read or became known (for one without an owner)
+    bool remote = false;       ///< its committed progress is known (Committed)
+    bool remote_idle = false;  ///< ... and says idle
+    int64_t remote_enforced = kNoWatermark;
   };
   const int64_t delay_;
   const int64_t idle_timeout_;

@@ -1,6 +1,7 @@
 #include "runtime/window_state.h"
 
 #include "core/serialize.h"
+#include "runtime/delta_codec.h"
 
 namespace sluice {
 namespace {
@@ -8,25 +9,13 @@ namespace {
 constexpr std::string_view kMagic = "sluice-window-state";
 constexpr int64_t kVersion = 2;
 
-// Names the layout the open groups are stored in: a state written for other keys or metrics
-// cannot be merged into this pipeline's windows.
-std::string Fingerprint(const AggregateSpec* spec) {
-  if (!spec) return "no aggregate";
-  std::string f = std::to_string(spec->window_micros);
-  // Tumbling windows name no slide, so states stored before hopping windows existed still fit.
-  if (spec->hopping()) f += "|slide:" + std::to_string(spec->slide());
-  for (const auto& k : spec->keys) f += "|k:" + k.name;
-  for (const auto& m : spec->metrics) f += "|m:" + m.name + ":" + std::string(AggFnName(m.fn));
-  return f;
-}
-
 }  // namespace
 
 std::string WindowState::Serialize(const AggregateSpec* spec) const {
   BinaryWriter w;
   w.PutString(kMagic);
   w.PutI64(kVersion);
-  w.PutString(Fingerprint(spec));
+  w.PutString(AggregateFingerprint(spec));
   w.PutI64(watermark);
   w.PutI64(closed_before);
   w.PutI64(static_cast<int64_t>(max_event_times.size()));
@@ -35,19 +24,7 @@ std::string WindowState::Serialize(const AggregateSpec* spec) const {
     w.PutI64(key.second);
     w.PutI64(t);
   }
-  w.PutI64(static_cast<int64_t>(open.size()));
-  for (const auto& row : open) {
-    w.PutI64(row.window_start);
-    w.PutRow(row.keys);
-    w.PutI64(static_cast<int64_t>(row.metrics.size()));
-    for (const auto& m : row.metrics) {
-      w.PutI64(m.count);
-      w.PutI64(m.isum);
-      w.PutF64(m.dsum);
-      w.PutValue(m.value);
-      w.PutI64(m.at);
-    }
-  }
+  EncodeDeltaRows(open, &w);
   w.PutI64(static_cast<int64_t>(held.size()));
   for (const auto& h : held) {
     w.PutString(h.payload);
@@ -70,7 +47,7 @@ Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpe
                             "; this build reads version " + std::to_string(kVersion));
   }
   if (!r.GetString(&fingerprint)) return r.status();
-  if (fingerprint != Fingerprint(spec)) {
+  if (fingerprint != AggregateFingerprint(spec)) {
     return Status::InvalidArgument(
         "the stored window state was written for a different [aggregate] (window, slide, keys or "
         "metrics changed since the last run); give the changed pipeline a new name or clear "
@@ -85,24 +62,7 @@ Result<WindowState> WindowState::Parse(std::string_view data, const AggregateSpe
     if (!r.GetString(&source) || !r.GetI64(&partition) || !r.GetI64(&t)) return r.status();
     s.max_event_times[{source, static_cast<int32_t>(partition)}] = t;
   }
-  if (!r.GetI64(&n)) return r.status();
-  for (int64_t i = 0; i < n; ++i) {
-    DeltaRow row;
-    int64_t metrics = 0;
-    if (!r.GetI64(&row.window_start) || !r.GetRow(&row.keys) || !r.GetI64(&metrics)) return r.status();
-    if (!spec || row.keys.size() != spec->keys.size() ||
-        metrics != static_cast<int64_t>(spec->metrics.size())) {
-      return Status::Internal("the stored window state has a group of the wrong width");
-    }
-    row.metrics.resize(static_cast<size_t>(metrics));
-    for (auto& m : row.metrics) {
-      if (!r.GetI64(&m.count) || !r.GetI64(&m.isum) || !r.GetF64(&m.dsum) || !r.GetValue(&m.value) ||
-          !r.GetI64(&m.at)) {
-        return r.status();
-      }
-    }
-    s.open.push_back(std::move(row));
-  }
+  RETURN_IF_ERROR(DecodeDeltaRows(&r, spec, &s.open));
   if (!r.GetI64(&n)) return r.status();
   for (int64_t i = 0; i < n; ++i) {
     HeldRecord h;

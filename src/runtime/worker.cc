@@ -177,7 +177,28 @@ Status Worker::CheckpointBeforeRevoke(const std::vector<int32_t>& revoked) {
   return s;
 }
 
+void Worker::AddClaimedHeld(std::vector<HeldRecord> held) {
+  if (held.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& h : held) claimed_held_.push_back(std::move(h));
+  claimed_held_waiting_.store(true);
+}
+
+void Worker::TakeClaimedHeld() {
+  if (!claimed_held_waiting_.load()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& h : claimed_held_) held_.push_back(std::move(h));
+    claimed_held_.clear();
+    claimed_held_waiting_.store(false);
+  }
+  next_retry_micros_ = 0;  // retried at once: the key may have come meanwhile
+  counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
+}
+
 void Worker::HandOver(const std::vector<int32_t>& revoked) {
+  // A task claimed since the last handoff: its held records are this worker's to report now.
+  TakeClaimedHeld();
   if (aggregator_) {
     std::vector<DeltaRow> rows = aggregator_->TakeAll();
     if (pending_.deltas.empty()) {
@@ -216,6 +237,13 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
   if (plan_->holds) {
     outbox_.held = held_;
     outbox_.held_reported = true;
+    if (held_per_partition_ && !revoked.empty()) {
+      // They go with this handoff's checkpoint, which releases their partitions' tasks.
+      std::erase_if(held_, [&](const HeldRecord& h) {
+        return std::find(revoked.begin(), revoked.end(), h.partition) != revoked.end();
+      });
+      counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
+    }
   }
   for (int32_t p : revoked) {
     outbox_.revoked.push_back(p);
@@ -239,6 +267,7 @@ void Worker::Run() {
     cv_.notify_all();
     return;
   }
+  TakeClaimedHeld();  // the source's Open claimed its tasks
   int64_t backoff_ms = 100;
   while (!stop_.load()) {
     {
@@ -277,6 +306,7 @@ void Worker::Run() {
     }
     batch_.Clear();
     auto state = source_->Poll(&batch_, kBatchRecords, kPollBudget);
+    TakeClaimedHeld();  // a rebalance inside Poll may have claimed tasks
     if (!state.ok() && state.status().code() == StatusCode::kFailedPrecondition) {
       // Permanent (a source file that turned into a directory, say): retrying cannot help.
       counters_->source_errors.fetch_add(1, std::memory_order_relaxed);

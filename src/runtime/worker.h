@@ -89,6 +89,13 @@ class Worker {
   }
   /// Gives the worker records held by an earlier run (before Start()).
   void RestoreHeld(std::vector<HeldRecord> held) { held_ = std::move(held); }
+  /// Held records belong to their partition's task (before Start()): a partition given up in a
+  /// rebalance takes its held records along (they go with the checkpoint that releases it, and
+  /// its next owner gets them with its claim), so the worker drops them after that handoff.
+  void SetHeldPerPartition(bool on) { held_per_partition_ = on; }
+  /// Adds the held records of a partition's task just claimed for this worker. Any thread; the
+  /// worker takes them before its next record and its next handoff.
+  void AddClaimedHeld(std::vector<HeldRecord> held);
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
@@ -146,6 +153,8 @@ class Worker {
   void RefreshSnapshots();
   /// Processes the held records again; those still missing their key stay held.
   void RetryHeld();
+  /// Moves the held records of tasks claimed since (AddClaimedHeld) into held_.
+  void TakeClaimedHeld();
 
   const int index_;
   const Plan* plan_;
@@ -176,6 +185,9 @@ class Worker {
   bool input_ended_ = false;
   bool input_done_ = false;  ///< the source returned kEnd (held records may still be pending)
   std::vector<HeldRecord> held_;
+  bool held_per_partition_ = false;
+  std::atomic<bool> claimed_held_waiting_{false};
+  std::vector<HeldRecord> claimed_held_;  // guarded by mu_
   int64_t unflushed_aggregated_ = 0;
   int64_t unflushed_max_event_time_ = std::numeric_limits<int64_t>::min();
   bool retrying_ = false;     ///< processing a held record again

@@ -436,7 +436,8 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
       // read: the error ends the run at the next Poll().
       const int32_t id = IdOf(tp->topic(), tp->partition());
       if (id < 0) continue;
-      std::optional<int64_t> committed = ctx_.committed_position(id);
+      std::optional<int64_t> committed =
+          ctx_.claim_position ? ctx_.claim_position(id) : ctx_.committed_position(id);
       bool recreated = false;
       if (committed) committed = StartOffset(id, *committed, &recreated);
       // The topic was recreated: its offsets start again, under the next generation, so the

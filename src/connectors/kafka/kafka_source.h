@@ -53,6 +53,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   Result<PollState> Poll(RawBatch* out, size_t max_records,
                          std::chrono::milliseconds budget) override;
   std::string_view kind() const override { return "kafka"; }
+  bool GroupManaged() const override { return true; }
   bool EndIsFinal() const override { return false; }
   DecoderOptions decoder_options() const override { return decoder_; }
   std::vector<std::pair<int32_t, int64_t>> Lag() const override;

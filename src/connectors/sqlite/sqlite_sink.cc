@@ -13,6 +13,8 @@
 #include "core/time.h"
 #include "core/uri.h"
 #include "runtime/sink_rejection.h"
+#include "runtime/source.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 namespace {
@@ -380,8 +382,14 @@ Status SqliteSink::CreateTables() {
   RETURN_IF_ERROR(Exec(
       "CREATE TABLE IF NOT EXISTS _sluice_state (pipeline TEXT NOT NULL PRIMARY KEY, state BLOB "
       "NOT NULL, updated_at TEXT NOT NULL)"));
+  RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS _sluice_tasks (pipeline TEXT NOT NULL, source TEXT NOT NULL, "
+      "partition INTEGER NOT NULL, fence INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '', "
+      "max_event_time INTEGER, watermark INTEGER, enforced INTEGER, idle INTEGER NOT NULL DEFAULT 0, "
+      "state BLOB, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source, partition))"));
   RETURN_IF_ERROR(Exec(DeadLettersTableSql("_sluice_dead_letters")));
   RETURN_IF_ERROR(MigrateDeadLetters());
+  if (ctx_.tasks) RETURN_IF_ERROR(MigrateLegacyState());
   const TableLayout layout = Layout();
   std::vector<std::string> expected;
   for (const auto& c : layout.columns) expected.push_back(c.first);
@@ -811,7 +819,7 @@ Result<SinkInventory> SqliteSink::Inventory(const InventoryOptions& options) {
     std::vector<std::string> tables;
     Status s = Query(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('_sluice_positions', "
-        "'_sluice_state', '_sluice_dead_letters') ORDER BY name",
+        "'_sluice_state', '_sluice_tasks', '_sluice_dead_letters') ORDER BY name",
         {}, [&](sqlite3_stmt* r) { tables.push_back(ColumnText(r, 0)); });
     if (!s.ok()) {
       // "file is not a database" and the like: the URI names something that is no sluice sink.
@@ -862,6 +870,17 @@ Result<PipelineInventory> SqliteSink::InventoryOf(const std::vector<std::string>
       p.state_bytes = static_cast<int64_t>(state.size());
     }
     RETURN_IF_ERROR(Query("SELECT max(updated_at) FROM _sluice_state WHERE pipeline = ?1",
+                          {ctx_.pipeline}, latest));
+  }
+  if (has("_sluice_tasks")) {
+    // State kept per partition (tasks): its size is the sum of the tasks' states.
+    RETURN_IF_ERROR(Query("SELECT count(*), sum(length(state)) FROM _sluice_tasks WHERE pipeline = ?1",
+                          {ctx_.pipeline}, [&](sqlite3_stmt* r) {
+                            if (sqlite3_column_int64(r, 0) > 0) {
+                              p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + sqlite3_column_int64(r, 1);
+                            }
+                          }));
+    RETURN_IF_ERROR(Query("SELECT max(updated_at) FROM _sluice_tasks WHERE pipeline = ?1",
                           {ctx_.pipeline}, latest));
   }
   if (!last.empty()) {
@@ -968,6 +987,8 @@ Status SqliteSink::Commit(const Checkpoint& cp) {
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   size_t rejected_count = 0;
   Status s = [&]() -> Status {
+    // First: a process that lost a task to another commits nothing (its results included).
+    RETURN_IF_ERROR(CommitTasks(cp));
     std::vector<DeadLetter> rejected;
     RETURN_IF_ERROR(WriteResults(cp, &rejected));
     for (const auto& d : rejected) RETURN_IF_ERROR(WriteDeadLetter(d));
@@ -995,6 +1016,212 @@ Status SqliteSink::Commit(const Checkpoint& cp) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
     sqlite3_free(err);
   }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+namespace {
+
+int64_t OrNone(sqlite3_stmt* stmt, int i) {
+  return sqlite3_column_type(stmt, i) == SQLITE_NULL ? kNoWatermark : sqlite3_column_int64(stmt, i);
+}
+
+void BindTime(sqlite3_stmt* stmt, int i, int64_t t) {
+  if (t == kNoWatermark) {
+    sqlite3_bind_null(stmt, i);
+  } else {
+    sqlite3_bind_int64(stmt, i, t);
+  }
+}
+
+}  // namespace
+
+Status SqliteSink::MigrateLegacyState() {
+  auto pending = [&]() -> Result<std::string> {
+    bool tasks = false;
+    RETURN_IF_ERROR(Query("SELECT 1 FROM _sluice_tasks WHERE pipeline = ?1 LIMIT 1", {ctx_.pipeline},
+                          [&](sqlite3_stmt*) { tasks = true; }));
+    if (tasks) return std::string();
+    return LoadState();
+  };
+  ASSIGN_OR_RETURN(std::string legacy, pending());
+  if (legacy.empty()) return Status::OK();
+  // Another process of the pipeline may migrate at the same time: checked again inside.
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  size_t moved = 0, held = 0;
+  Status st = [&]() -> Status {
+    ASSIGN_OR_RETURN(std::string data, pending());
+    if (data.empty()) return Status::OK();
+    ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(data, ctx_.aggregate));
+    if (!old.open.empty()) {
+      return Status::FailedPrecondition("sqlite " + path_ + ": the stored state of pipeline " + ctx_.pipeline +
+                                        " has open windows, which per-task state does not take");
+    }
+    const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+    sqlite3_stmt* insert = nullptr;
+    RETURN_IF_ERROR(Prepare(
+        "INSERT INTO _sluice_tasks (pipeline, source, partition, fence, owner, max_event_time, watermark, "
+        "enforced, idle, state, updated_at) VALUES (?1, ?2, ?3, 0, '', ?4, ?5, ?6, 0, ?7, datetime('now'))",
+        &insert));
+    Status s;
+    for (const auto& [id, task] : SplitLegacyState(old, ctx_.source, delay)) {
+      const std::string blob = task.Serialize(ctx_.aggregate);
+      sqlite3_bind_text(insert, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 2, id.source.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int(insert, 3, id.partition);
+      BindTime(insert, 4, task.progress.max_event_time);
+      BindTime(insert, 5, task.progress.watermark);
+      BindTime(insert, 6, task.progress.enforced);
+      sqlite3_bind_blob64(insert, 7, blob.data(), blob.size(), SQLITE_TRANSIENT);
+      s = Step(insert, "task migration");
+      if (!s.ok()) break;
+      ++moved;
+      held += task.held.size();
+    }
+    sqlite3_finalize(insert);
+    RETURN_IF_ERROR(s);
+    return Query("DELETE FROM _sluice_state WHERE pipeline = ?1", {ctx_.pipeline}, [](sqlite3_stmt*) {});
+  }();
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+    return st.WithContext("moving the stored state into tasks");
+  }
+  if (moved > 0) {
+    spdlog::info("sqlite {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} "
+                 "task(s), {} held record(s))", path_, ctx_.pipeline, moved, held);
+  }
+  return Status::OK();
+}
+
+Result<TaskClaim> SqliteSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+  if (!db_) return Status::Internal("sqlite sink: ClaimTask() before Open()");
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  TaskClaim claim;
+  Status st = [&]() -> Status {
+    const std::string pipeline = ctx_.pipeline, partition = std::to_string(task.partition);
+    const std::string who = owner.ToString();
+    sqlite3_stmt* stmt = nullptr;
+    RETURN_IF_ERROR(Prepare(
+        "INSERT INTO _sluice_tasks (pipeline, source, partition, fence, owner, updated_at) VALUES "
+        "(?1, ?2, ?3, 1, ?4, datetime('now')) ON CONFLICT (pipeline, source, partition) DO UPDATE SET "
+        "fence = fence + 1, owner = excluded.owner, updated_at = excluded.updated_at",
+        &stmt));
+    sqlite3_bind_text(stmt, 1, pipeline.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, task.source.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(stmt, 3, task.partition);
+    sqlite3_bind_text(stmt, 4, who.c_str(), -1, SQLITE_TRANSIENT);
+    Status s = Step(stmt, "task claim");
+    sqlite3_finalize(stmt);
+    RETURN_IF_ERROR(s);
+    bool found = false;
+    RETURN_IF_ERROR(Query("SELECT fence, state FROM _sluice_tasks WHERE pipeline = ?1 AND source = ?2 AND "
+                          "partition = ?3",
+                          {pipeline, task.source, partition}, [&](sqlite3_stmt* r) {
+                            found = true;
+                            claim.fence = sqlite3_column_int64(r, 0);
+                            if (const void* data = sqlite3_column_blob(r, 1)) {
+                              claim.state.assign(static_cast<const char*>(data),
+                                                 static_cast<size_t>(sqlite3_column_bytes(r, 1)));
+                            }
+                          }));
+    if (!found) return Status::Internal("sqlite " + path_ + ": the claimed task is not there");
+    return Query("SELECT partition, offset FROM _sluice_positions WHERE pipeline = ?1 AND source = ?2 AND "
+                 "partition IN (?3, ?4)",
+                 {pipeline, task.source, partition, std::to_string(kGenerationPartitionBase + task.partition)},
+                 [&](sqlite3_stmt* r) {
+                   claim.positions[sqlite3_column_int(r, 0)] = sqlite3_column_int64(r, 1);
+                 });
+  }();
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) {
+    char* err = nullptr;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, &err);
+    sqlite3_free(err);
+    return st;
+  }
+  return claim;
+}
+
+Result<std::vector<TaskRow>> SqliteSink::LoadTaskProgress() {
+  if (!db_) return Status::Internal("sqlite sink: LoadTaskProgress() before Open()");
+  std::vector<TaskRow> out;
+  RETURN_IF_ERROR(Query(
+      "SELECT source, partition, fence, owner, max_event_time, watermark, enforced, idle, "
+      "CAST(strftime('%s', updated_at) AS INTEGER) FROM _sluice_tasks WHERE pipeline = ?1 "
+      "ORDER BY source, partition",
+      {ctx_.pipeline}, [&](sqlite3_stmt* r) {
+        TaskRow row;
+        row.task = TaskId{ColumnText(r, 0), sqlite3_column_int(r, 1)};
+        row.fence = sqlite3_column_int64(r, 2);
+        row.owner = ColumnText(r, 3);
+        row.progress.max_event_time = OrNone(r, 4);
+        row.progress.watermark = OrNone(r, 5);
+        row.progress.enforced = OrNone(r, 6);
+        row.progress.idle = sqlite3_column_int(r, 7) != 0;
+        row.updated_micros = sqlite3_column_int64(r, 8) * 1'000'000;
+        out.push_back(std::move(row));
+      }));
+  return out;
+}
+
+Status SqliteSink::CommitTasks(const Checkpoint& cp) {
+  if (cp.tasks.empty()) return Status::OK();
+  sqlite3_stmt* fence = nullptr;
+  RETURN_IF_ERROR(Prepare("SELECT fence FROM _sluice_tasks WHERE pipeline = ?1 AND source = ?2 AND partition = ?3",
+                          &fence));
+  Status s;
+  for (const TaskCommit& t : cp.tasks) {
+    sqlite3_bind_text(fence, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(fence, 2, t.task.source.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(fence, 3, t.task.partition);
+    const int rc = sqlite3_step(fence);
+    const int64_t stored = rc == SQLITE_ROW ? sqlite3_column_int64(fence, 0) : -1;
+    sqlite3_reset(fence);
+    sqlite3_clear_bindings(fence);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      s = Status::IOError("sqlite " + path_ + ": reading the fence of " + t.task.source + "[" +
+                          std::to_string(t.task.partition) + "]: " + sqlite3_errmsg(db_));
+      break;
+    }
+    if (stored != t.fence) {
+      s = Status::Fenced("sqlite " + path_ + ": " + t.task.source + "[" + std::to_string(t.task.partition) +
+                         "] of pipeline " + ctx_.pipeline + " was claimed by another process (fence " +
+                         std::to_string(stored) + ", this one holds " + std::to_string(t.fence) + ")");
+      break;
+    }
+  }
+  sqlite3_finalize(fence);
+  RETURN_IF_ERROR(s);
+  sqlite3_stmt* progress = nullptr;
+  RETURN_IF_ERROR(Prepare(
+      "UPDATE _sluice_tasks SET max_event_time = ?4, watermark = ?5, enforced = ?6, idle = ?7, "
+      "state = CASE WHEN ?8 THEN ?9 ELSE state END, owner = CASE WHEN ?10 THEN '' ELSE owner END, "
+      "updated_at = datetime('now') WHERE pipeline = ?1 AND source = ?2 AND partition = ?3",
+      &progress));
+  for (const TaskCommit& t : cp.tasks) {
+    sqlite3_bind_text(progress, 1, ctx_.pipeline.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(progress, 2, t.task.source.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(progress, 3, t.task.partition);
+    BindTime(progress, 4, t.progress.max_event_time);
+    BindTime(progress, 5, t.progress.watermark);
+    BindTime(progress, 6, t.progress.enforced);
+    sqlite3_bind_int(progress, 7, t.progress.idle ? 1 : 0);
+    sqlite3_bind_int(progress, 8, t.state ? 1 : 0);
+    if (t.state) {
+      sqlite3_bind_blob64(progress, 9, t.state->data(), t.state->size(), SQLITE_TRANSIENT);
+    } else {
+      sqlite3_bind_null(progress, 9);
+    }
+    sqlite3_bind_int(progress, 10, t.release ? 1 : 0);
+    s = Step(progress, "task update");
+    if (!s.ok()) break;
+  }
+  sqlite3_finalize(progress);
   return s;
 }
 

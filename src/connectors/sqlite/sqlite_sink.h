@@ -34,7 +34,10 @@ const OptionTable& SqliteSinkOptions();
 /// rows are upserted by it (`INSERT ... ON CONFLICT (key) DO UPDATE`), without one appended.
 /// Timestamps are TEXT "YYYY-MM-DD HH:MM:SS".
 /// Positions live in `_sluice_positions(pipeline, source, partition, offset)`, the event-time
-/// state (open windows, watermarks) in `_sluice_state(pipeline, state)`, the dead letters in
+/// state per task (held records and progress of one source partition, with the task's fence and
+/// owner; see runtime/task_state.h) in `_sluice_tasks(pipeline, source, partition, ...)`, the
+/// legacy one-per-pipeline state (append mode's open windows) in `_sluice_state(pipeline,
+/// state)`, the dead letters in
 /// `_sluice_dead_letters` (see core/dead_letter.h; primary key pipeline, source, partition,
 /// offset, seq, so a replayed checkpoint does not add them twice).
 ///
@@ -55,6 +58,9 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool SupportsTasks() const override { return true; }
+  Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  Result<std::vector<TaskRow>> LoadTaskProgress() override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
@@ -89,6 +95,13 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   /// Adds the generation column to the key of a dead-letter table of an older sluice.
   Status MigrateDeadLetters();
   Status CreateTables();
+  /// With SinkContext::tasks: moves a legacy `_sluice_state` row of the pipeline into task rows
+  /// (SplitLegacyState), in one transaction, when the pipeline has no task row yet; another
+  /// process may have done it first.
+  Status MigrateLegacyState();
+  /// Inside the commit's transaction: fails with kFenced unless every task of `cp` still has
+  /// its fence, then writes the tasks' progress (and state when given).
+  Status CommitTasks(const Checkpoint& cp);
   /// The results table's columns (name, declaration; internal ones last), primary key and DDL.
   struct TableLayout {
     std::vector<std::pair<std::string, std::string>> columns;

@@ -1,0 +1,210 @@
+// Tasks in the SQLite sink (issue 16): a claim bumps the task's fence and returns its committed
+// state and positions; a commit carrying an older fence is refused whole (kFenced); the legacy
+// one-per-pipeline state moves into task rows. Expected rows are read back with plain SQL.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "connectors/sqlite/sqlite_sink.h"
+#include "runtime/source.h"
+#include "runtime/task_state.h"
+#include "runtime/window_state.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+using Row = std::vector<Value>;
+
+class SqliteSinkTasksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int counter = 0;
+    dir_ = fs::temp_directory_path() /
+           ("sluice_sqlite_tasks_" + std::to_string(::getpid()) + "_" + std::to_string(++counter));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_ = (dir_ / "out.db").string();
+    ctx_.pipeline = "orders";
+    ctx_.source = "in";
+    ctx_.tasks = true;
+    ctx_.output = Schema({{"id", Type::kString, ""}, {"n", Type::kInt64, ""}});
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result<std::unique_ptr<Sink>> OpenSink() {
+    SinkConfig c;
+    c.uri = "sqlite:" + db_;
+    c.table = "out";
+    c.options.section_location = {"test.toml", 1, 1};
+    ASSIGN_OR_RETURN(auto sink, SqliteSink::Make(c));
+    RETURN_IF_ERROR(sink->Open(ctx_));
+    return sink;
+  }
+
+  static OwnerInfo Owner(const std::string& name) {
+    OwnerInfo o;
+    o.host = "h";
+    o.pid = 1;
+    o.client_id = name;
+    return o;
+  }
+
+  std::vector<std::string> Query(const std::string& sql) const {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    std::vector<std::string> out;
+    while (stmt && sqlite3_step(stmt) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        const unsigned char* t = sqlite3_column_text(stmt, i);
+        row += (i ? "|" : "") + (t ? std::string(reinterpret_cast<const char*>(t)) : "∅");
+      }
+      out.push_back(row);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return out;
+  }
+
+  fs::path dir_;
+  std::string db_;
+  SinkContext ctx_;
+};
+
+TEST_F(SqliteSinkTasksTest, TwoSinksOnOneFileAClaimFencesTheEarlierOwner) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = OpenSink();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+
+  auto first = (*a)->ClaimTask(TaskId{"in", 3}, Owner("a"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->fence, 1);
+  EXPECT_TRUE(first->state.empty());
+  EXPECT_TRUE(first->positions.empty());
+
+  // A commits the task: rows, position 10, one held record in the state.
+  TaskState st;
+  st.progress.max_event_time = 100;
+  st.held.push_back(HeldRecord{"held-1", 3, 9, 0});
+  const std::string blob = st.Serialize(nullptr);
+  const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
+  Checkpoint cp;
+  cp.rows = &rows;
+  cp.positions = {{"in", 3, 10}};
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, st.progress, &blob, false});
+  ASSERT_TRUE((*a)->Commit(cp).ok());
+
+  // B claims it: fence 2, with A's state and position as committed.
+  auto second = (*b)->ClaimTask(TaskId{"in", 3}, Owner("b"));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->fence, 2);
+  EXPECT_EQ(second->state, blob);
+  EXPECT_EQ(second->positions.at(3), 10);
+  EXPECT_EQ(Query("SELECT owner, fence FROM _sluice_tasks"), std::vector<std::string>{"b@h pid 1|2"});
+
+  // A, cut off, commits again with its old fence: nothing of it lands.
+  const std::vector<Row> more = {{Value::String("y"), Value::Int(2)}};
+  Checkpoint stale;
+  stale.rows = &more;
+  stale.positions = {{"in", 3, 20}};
+  stale.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, TaskProgress{}, &blob, false});
+  Status s = (*a)->Commit(stale);
+  EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
+  EXPECT_EQ(Query("SELECT id FROM out ORDER BY id"), std::vector<std::string>{"x"});
+  EXPECT_EQ(Query("SELECT offset FROM _sluice_positions WHERE partition = 3"), std::vector<std::string>{"10"});
+  EXPECT_EQ(Query("SELECT max_event_time FROM _sluice_tasks"), std::vector<std::string>{"100"});
+
+  // B commits with its fence; a release clears the owner, and a state left out (null) stays.
+  TaskProgress later;
+  later.max_event_time = 200;
+  later.enforced = 50;
+  later.idle = true;
+  Checkpoint ok;
+  ok.rows = &more;
+  ok.positions = {{"in", 3, 20}};
+  ok.tasks.push_back(TaskCommit{TaskId{"in", 3}, second->fence, later, nullptr, true});
+  ASSERT_TRUE((*b)->Commit(ok).ok());
+  EXPECT_EQ(Query("SELECT id FROM out ORDER BY id"), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(Query("SELECT owner, max_event_time, watermark, enforced, idle FROM _sluice_tasks"),
+            std::vector<std::string>{"|200|∅|50|1"});
+  auto progress = (*a)->LoadTaskProgress();
+  ASSERT_TRUE(progress.ok());
+  ASSERT_EQ(progress->size(), 1u);
+  EXPECT_EQ((*progress)[0].task, (TaskId{"in", 3}));
+  EXPECT_EQ((*progress)[0].fence, 2);
+  EXPECT_EQ((*progress)[0].progress, later);
+  auto third = (*a)->ClaimTask(TaskId{"in", 3}, Owner("a"));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->fence, 3);
+  EXPECT_EQ(third->state, blob);  // unchanged by the commit without a state
+  EXPECT_EQ(third->positions.at(3), 20);
+}
+
+TEST_F(SqliteSinkTasksTest, ACommitWithAnUnclaimedTaskIsFenced) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok());
+  Checkpoint cp;
+  cp.positions = {{"in", 0, 1}};
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, 1, TaskProgress{}, nullptr, false});
+  EXPECT_EQ((*a)->Commit(cp).code(), StatusCode::kFenced);
+  EXPECT_TRUE(Query("SELECT * FROM _sluice_positions").empty());
+}
+
+TEST_F(SqliteSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
+  // A run of an older sluice: one state row for the pipeline.
+  {
+    SinkContext legacy_ctx = ctx_;
+    legacy_ctx.tasks = false;
+    SinkConfig c;
+    c.uri = "sqlite:" + db_;
+    c.table = "out";
+    c.options.section_location = {"test.toml", 1, 1};
+    auto sink = SqliteSink::Make(c);
+    ASSERT_TRUE(sink.ok());
+    ASSERT_TRUE((*sink)->Open(legacy_ctx).ok());
+    WindowState old;
+    old.closed_before = 70;
+    old.max_event_times[{"in", 0}] = 100;
+    old.max_event_times[{"in", 1}] = 90;
+    old.held.push_back(HeldRecord{"p1-a", 1, 4, 0});
+    old.held.push_back(HeldRecord{"p0-a", 0, 7, 0});
+    old.held.push_back(HeldRecord{"p1-b", 1, 5, 0});
+    const std::string blob = old.Serialize(nullptr);
+    Checkpoint cp;
+    cp.positions = {{"in", 0, 8}, {"in", 1, 6}};
+    cp.state = &blob;
+    ASSERT_TRUE((*sink)->Commit(cp).ok());
+    // A sink that is not told to use tasks leaves the legacy state alone.
+    auto again = SqliteSink::Make(c);
+    ASSERT_TRUE((*again)->Open(legacy_ctx).ok());
+    EXPECT_EQ((*again)->LoadState().value(), blob);
+  }
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(Query("SELECT * FROM _sluice_state").empty());
+  EXPECT_EQ(Query("SELECT source, partition, fence, max_event_time, enforced FROM _sluice_tasks ORDER BY partition"),
+            (std::vector<std::string>{"in|0|0|100|70", "in|1|0|90|70"}));
+  auto claim = (*a)->ClaimTask(TaskId{"in", 1}, Owner("a"));
+  ASSERT_TRUE(claim.ok());
+  EXPECT_EQ(claim->fence, 1);
+  EXPECT_EQ(claim->positions.at(1), 6);
+  auto st = TaskState::Parse(claim->state, nullptr);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  ASSERT_EQ(st->held.size(), 2u);
+  EXPECT_EQ(st->held[0].payload, "p1-a");
+  EXPECT_EQ(st->held[1].payload, "p1-b");
+  EXPECT_EQ(st->progress.max_event_time, 90);
+  // A second open (another process) finds the tasks and migrates nothing again.
+  auto b = OpenSink();
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(Query("SELECT count(*) FROM _sluice_tasks"), std::vector<std::string>{"2"});
+}
+
+}  // namespace
+}  // namespace sluice

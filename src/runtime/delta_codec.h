@@ -1,0 +1,26 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/serialize.h"
+#include "operators/aggregate_spec.h"
+
+namespace sluice {
+
+/// The binary form of groups of windows (DeltaRow: window start, key values, one partial state
+/// per metric), shared by every state sluice stores: the legacy window state (window_state.h)
+/// and the task state (task_state.h).
+
+/// Names the layout the groups are stored in (window, slide, keys, metrics): a state written for
+/// other keys or metrics cannot be merged into this pipeline's windows. `spec` null: a pipeline
+/// without [aggregate].
+std::string AggregateFingerprint(const AggregateSpec* spec);
+
+/// Appends `rows` (count first) to `w`.
+void EncodeDeltaRows(const std::vector<DeltaRow>& rows, BinaryWriter* w);
+/// Reads what EncodeDeltaRows wrote, appending to `out`; fails on a group that does not have
+/// `spec`'s width (or any group when `spec` is null).
+Status DecodeDeltaRows(BinaryReader* r, const AggregateSpec* spec, std::vector<DeltaRow>* out);
+
+}  // namespace sluice

@@ -1,0 +1,407 @@
+// Two Runners of one pipeline on one SQLite file, sharing a fake partitioned source whose
+// partitions the test hands out like a consumer group (issue 16): state belongs to a partition's
+// task, not to a process. A partition that moves takes its held records and its event-time
+// progress along; a process that lost a partition while cut off can commit nothing of it
+// (kFenced) and starts again from the committed state; held records are neither lost nor
+// applied twice. Expected results are counted by hand from the records played.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "runtime/registry.h"
+#include "runtime/runner.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// The "topic" (records per partition) and what the test tells each member to do.
+struct Group {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int32_t, std::vector<std::string>> topic;
+  struct Member {
+    std::vector<std::pair<char, int32_t>> commands;  ///< ('a'ssign | 'r'evoke | 'l'ose, partition)
+    int done = 0;                                    ///< commands carried out
+  };
+  std::map<std::string, Member> members;
+  bool finish = false;
+};
+Group* g_group = nullptr;
+
+class GroupSource : public Source {
+ public:
+  explicit GroupSource(std::string member) : member_(std::move(member)) {}
+  Status Open(const SourceContext& ctx) override {
+    ctx_ = ctx;
+    return Status::OK();
+  }
+  Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds budget) override {
+    std::vector<std::pair<char, int32_t>> commands;
+    {
+      std::lock_guard<std::mutex> lock(g_group->mu);
+      auto& m = g_group->members[member_];
+      commands.assign(m.commands.begin() + done_, m.commands.end());
+    }
+    for (const auto& [what, p] : commands) {
+      if (what == 'r') {
+        RETURN_IF_ERROR(ctx_.checkpoint_before_revoke({p}));
+        next_.erase(p);
+      } else if (what == 'l') {
+        next_.erase(p);  // lost: taken away without a checkpoint (its rows are stale now)
+      } else {
+        next_[p] = (ctx_.claim_position ? ctx_.claim_position(p) : ctx_.committed_position(p)).value_or(0);
+      }
+      ++done_;
+      std::lock_guard<std::mutex> lock(g_group->mu);
+      g_group->members[member_].done = done_;
+      g_group->cv.notify_all();
+    }
+    bool any = false;
+    {
+      std::unique_lock<std::mutex> lock(g_group->mu);
+      for (auto& [p, next] : next_) {
+        const auto& records = g_group->topic[p];
+        for (; next < static_cast<int64_t>(records.size()); ++next) {
+          RawRecord& r = out->Append(records[static_cast<size_t>(next)]);
+          r.partition = p;
+          r.offset = next;
+          r.next_offset = next + 1;
+          any = true;
+        }
+      }
+      if (!any) {
+        if (g_group->finish) return PollState::kEnd;
+        g_group->cv.wait_for(lock, std::min(budget, std::chrono::milliseconds(5)));
+      }
+    }
+    return any ? PollState::kData : PollState::kIdle;
+  }
+  std::string_view kind() const override { return "group"; }
+  DecoderOptions decoder_options() const override { return {}; }
+  bool GroupManaged() const override { return true; }
+  bool EndIsFinal() const override { return false; }
+  std::vector<int32_t> Partitions() const override {
+    std::vector<int32_t> out;
+    for (const auto& [p, next] : next_) out.push_back(p);
+    return out;
+  }
+  std::vector<int32_t> InputPartitions() const override { return {0, 1}; }
+
+ private:
+  std::string member_;
+  SourceContext ctx_;
+  size_t done_ = 0;
+  std::map<int32_t, int64_t> next_;
+};
+
+std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
+  std::vector<std::string> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::string line;
+      for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        const unsigned char* t = sqlite3_column_text(st, c);
+        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
+      }
+      out.push_back(line);
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+/// A record of key `k` at 2024-01-01 `t`, for job `job`, with value `v`.
+std::string Rec(const std::string& k, const std::string& t, int job, int v) {
+  return R"({"k":")" + k + R"(","t":"2024-01-01 )" + t + R"(","job":)" + std::to_string(job) +
+         R"(,"v":)" + std::to_string(v) + "}";
+}
+
+class RunnerTasksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RegisterBuiltins();
+    ConnectorRegistry::Instance().AddSource(
+        "group", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
+          std::vector<std::unique_ptr<Source>> out;
+          out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
+          return out;
+        });
+    dir_ = fs::temp_directory_path() / ("sluice_runner_tasks_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_ = (dir_ / "out.db").string();
+    jobs_ = (dir_ / "jobs.csv").string();
+    group_ = std::make_unique<Group>();
+    g_group = group_.get();
+    WriteJobs("1,10\n");
+  }
+  void TearDown() override {
+    {
+      std::lock_guard<std::mutex> lock(group_->mu);
+      group_->finish = true;
+    }
+    group_->cv.notify_all();
+    for (auto& [name, run] : runs_) {
+      if (run.thread.joinable()) run.thread.join();
+    }
+    runs_.clear();
+    g_group = nullptr;
+    fs::remove_all(dir_);
+  }
+
+  void WriteJobs(const std::string& rows) {
+    const std::string tmp = jobs_ + ".tmp";
+    std::ofstream(tmp) << "id,company\n" << rows;
+    fs::rename(tmp, jobs_);
+  }
+
+  struct Run {
+    std::unique_ptr<Runner> runner;
+    std::thread thread;
+    Status status;
+    std::atomic<bool> done{false};
+  };
+
+  /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
+  /// unknown jobs held for a minute) on a thread.
+  Runner* Start(const std::string& member) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"5ms\"\n"
+        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
+        "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
+        "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nallowed_lateness = \"0s\"\n"
+        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + "." + member +
+        ".dlq\"\n";
+    auto cfg = ParsePipelineConfig(text, "tasks.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    Run& run = runs_[member];
+    if (run.thread.joinable()) run.thread.join();
+    run.runner = std::move(runner).value();
+    run.done = false;
+    EXPECT_TRUE(run.runner->uses_tasks());
+    Run* r = &run;
+    run.thread = std::thread([r] {
+      r->status = r->runner->Run();
+      r->done = true;
+    });
+    return run.runner.get();
+  }
+
+  /// Tells `member` to assign ('a'), revoke ('r') or lose ('l') partition `p`; waits until done.
+  void Command(const std::string& member, char what, int32_t p) {
+    std::unique_lock<std::mutex> lock(group_->mu);
+    auto& m = group_->members[member];
+    m.commands.emplace_back(what, p);
+    const int want = static_cast<int>(m.commands.size());
+    group_->cv.notify_all();
+    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
+        << member << " did not carry out " << what << " " << p;
+  }
+
+  void Produce(int32_t p, std::vector<std::string> records) {
+    std::lock_guard<std::mutex> lock(group_->mu);
+    for (auto& r : records) group_->topic[p].push_back(std::move(r));
+    group_->cv.notify_all();
+  }
+
+  /// Waits (20 s at most) until `pred` holds.
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  bool WaitPosition(int32_t p, int64_t offset) {
+    const std::string sql = "SELECT offset FROM _sluice_positions WHERE source = 'in' AND partition = " +
+                            std::to_string(p);
+    return WaitFor([&] {
+      auto got = Query(db_, sql);
+      return !got.empty() && got[0] == std::to_string(offset);
+    });
+  }
+  std::vector<std::string> Rows() { return Query(db_, "SELECT window_start, k, n, s FROM w ORDER BY window_start, k"); }
+  std::vector<std::string> HeldIn(int32_t p) {
+    return Query(db_, "SELECT length(state) > 0 FROM _sluice_tasks WHERE source = 'in' AND partition = " +
+                          std::to_string(p));
+  }
+  int64_t Lines(const std::string& member, const std::string& needle) {
+    std::ifstream in(db_ + "." + member + ".dlq");
+    int64_t n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+    return n;
+  }
+  Status Stop(const std::string& member) {
+    Run& run = runs_.at(member);
+    run.runner->RequestStop();
+    run.thread.join();
+    return run.status;
+  }
+
+  fs::path dir_;
+  std::string db_, jobs_;
+  std::unique_ptr<Group> group_;
+  std::map<std::string, Run> runs_;
+};
+
+TEST_F(RunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong) {
+  Runner* a = Start("a");
+  Start("b");
+  Command("a", 'a', 0);
+  Command("a", 'a', 1);
+  // Partition 0: job 1 (known) at 00:05:00 and job 5 (unknown: held) at 00:05:10;
+  // partition 1: job 1 at 00:05:20.
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:10", 5, 10)});
+  Produce(1, {Rec("y", "00:05:20", 1, 100)});
+  ASSERT_TRUE(WaitPosition(0, 2));
+  ASSERT_TRUE(WaitPosition(1, 1));
+  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().held == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:05:00|y|1|100"}));
+
+  // Partition 0 moves to b: a commits it with its held record and gives it up.
+  Command("a", 'r', 0);
+  EXPECT_EQ(a->Snapshot().held, 0);
+  Command("b", 'a', 0);
+  Runner* b = runs_.at("b").runner.get();
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  // Partition 0's watermark came along (00:05:10 - 10 s = 00:05:00): a record of partition 0
+  // for the window 00:03 (ends 00:04:00) is late at b, though b never read partition 0 before.
+  Produce(0, {Rec("x", "00:03:30", 1, 1000)});
+  ASSERT_TRUE(WaitPosition(0, 3));
+  ASSERT_TRUE(WaitFor([&] { return Lines("b", "\"reason\":\"late\"") == 1; }));
+  // Job 5 becomes known: b applies the held record, once.
+  WriteJobs("1,10\n5,50\n");
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
+  ASSERT_TRUE(WaitFor([&] {
+    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|2|11", "2024-01-01 00:05:00|y|1|100"};
+  })) << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
+  ASSERT_TRUE(Stop("a").ok());
+  ASSERT_TRUE(Stop("b").ok());
+  // Nothing was applied twice, and nothing is held any more in any task.
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|2|11", "2024-01-01 00:05:00|y|1|100"}));
+  EXPECT_EQ(a->Snapshot().held + b->Snapshot().held, 0);
+  EXPECT_EQ(Lines("a", "\"reason\""), 0);
+  EXPECT_EQ(Lines("b", "\"reason\""), 1);
+  auto progress = Query(db_, "SELECT partition, max_event_time FROM _sluice_tasks ORDER BY partition");
+  // 00:05:10 and 00:05:20 on 2024-01-01 in microseconds since the epoch.
+  EXPECT_EQ(progress, (std::vector<std::string>{"0|1704067510000000", "1|1704067520000000"}));
+}
+
+TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedState) {
+  Runner* a = Start("a");
+  Start("b");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:01", 7, 2)});  // job 7: held
+  ASSERT_TRUE(WaitPosition(0, 2));
+  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().held == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
+  // a is cut off; the group gives partition 0 to b, which claims it. a still reads it.
+  Command("b", 'a', 0);
+  Runner* b = runs_.at("b").runner.get();
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  Produce(0, {Rec("x", "00:05:02", 1, 4)});
+  // a's next commit carries partition 0 with its old fence: refused, and its run ends.
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); }));
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  EXPECT_TRUE(a->RestartsWhenFenced());
+  ASSERT_TRUE(WaitPosition(0, 3));
+  // a starts again (as `sluice run` does: a new runner, a new member of the group) and gets
+  // partition 1; job 7 becomes known.
+  Start("a2");
+  Command("a2", 'a', 1);
+  Produce(1, {Rec("y", "00:05:03", 1, 8)});
+  ASSERT_TRUE(WaitPosition(1, 1));
+  WriteJobs("1,10\n7,70\n");
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
+  // x: 1 (a, committed before the claim) + 4 (b) + 2 (the held record, applied by b, once).
+  ASSERT_TRUE(WaitFor([&] {
+    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"};
+  })) << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(Stop("a2").ok());
+  ASSERT_TRUE(Stop("b").ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
+  EXPECT_EQ(Lines("a", "\"reason\"") + Lines("a2", "\"reason\"") + Lines("b", "\"reason\""), 0);
+}
+
+// A file is read by one process: a second one started on the same pipeline and sink claims the
+// file's task, and the first one's next commit is refused; it ends (no restart: no group would
+// give it anything else), and every line is counted once.
+TEST_F(RunnerTasksTest, ASecondProcessOnAFileFencesTheFirst) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << "{\"seq\":1,\"job\":1}\n";
+  auto make = [&](const std::string& dlq) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "select = [\"seq\", \"company\"]\n[pipeline]\nname = \"files\"\ncheckpoint_interval = \"5ms\"\n"
+        "[source]\nuri = \"" + in + "\"\n[source.fields]\nseq = \"int64\"\njob = \"int64\"\n"
+        "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
+        "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
+        "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\non_missing = \"hold\"\n"
+        "hold_for = \"60s\"\nthen = \"dead_letter\"\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"f\"\nkey = \"seq\"\n[dead_letter]\npath = \"" + dlq + "\"\n";
+    auto cfg = ParsePipelineConfig(text, "files.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    RunOptions options;
+    options.follow = true;
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    return std::move(runner).value();
+  };
+  auto first = make(db_ + ".1.dlq");
+  ASSERT_TRUE(first->uses_tasks());
+  Status first_status;
+  std::thread one([&] { first_status = first->Run(); });
+  ASSERT_TRUE(WaitFor([&] { return Query(db_, "SELECT seq FROM f") == std::vector<std::string>{"1"}; }));
+  auto second = make(db_ + ".2.dlq");
+  Status second_status;
+  std::thread two([&] { second_status = second->Run(); });
+  ASSERT_TRUE(WaitFor([&] { return Query(db_, "SELECT fence FROM _sluice_tasks") == std::vector<std::string>{"2"}; }));
+  std::ofstream(in, std::ios::app) << "{\"seq\":2,\"job\":1}\n";
+  one.join();
+  EXPECT_EQ(first_status.code(), StatusCode::kFenced) << first_status.ToString();
+  EXPECT_NE(first_status.message().find("is read by one process"), std::string::npos) << first_status.ToString();
+  EXPECT_FALSE(first->RestartsWhenFenced());
+  ASSERT_TRUE(WaitFor([&] { return Query(db_, "SELECT seq, company FROM f ORDER BY seq") ==
+                                   std::vector<std::string>{"1|10", "2|10"}; }));
+  second->RequestStop();
+  two.join();
+  EXPECT_TRUE(second_status.ok()) << second_status.ToString();
+}
+
+}  // namespace
+}  // namespace sluice
