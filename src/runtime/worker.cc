@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/time.h"
+#include "runtime/columnar.h"
 
 namespace sluice {
 namespace {
@@ -152,6 +153,9 @@ Status Worker::Setup() {
   if (auto header = source_->Header()) {
     Status s = decoder_->SetHeader(*header);
     if (!s.ok()) return s.WithContext("source " + source_name_);
+  }
+  if (ColumnarWanted() && ColumnarIneligibility(*plan_, source_->decoder_options()).empty()) {
+    ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
   }
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
@@ -356,6 +360,7 @@ void Worker::ProcessBatch() {
     clocks_->Advance(now_micros_);
     closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load());
   }
+  if (columnar_) columnar_->Decode(batch_, &columns_);
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
   for (size_t i = 0; i < batch_.size(); ++i) {
@@ -417,7 +422,31 @@ void Worker::RetryHeld() {
 
 void Worker::Process(size_t i) {
   const RawRecord& rec = batch_.record(i);
-  Process(Current{batch_.payload(i), rec.partition, rec.offset});
+  const Current current{batch_.payload(i), rec.partition, rec.offset};
+  if (columnar_) {
+    ProcessColumnar(i, current);
+    return;
+  }
+  Process(current);
+}
+
+void Worker::ProcessColumnar(size_t i, const Current& rec) {
+  if (columns_.failed(i)) {
+    counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
+    DeadLetter(rec, "decode: " + columns_.error(i));
+    return;
+  }
+  std::span<Value> row(row_);
+  columns_.LoadRow(i, row);
+  row[plan_->source_slot] = source_kind_;
+  row[plan_->partition_slot] = Value::Int(rec.partition);
+  row[plan_->offset_slot] = Value::Int(rec.offset);
+  if (!RunSteps(rec, row)) return;
+  if (aggregator_) {
+    AddToAggregate(rec, row);
+  } else {
+    AppendOutputRow(row);
+  }
 }
 
 bool Worker::DecodeInto(const Current& rec, std::span<Value> row) {
