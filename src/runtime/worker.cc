@@ -154,9 +154,15 @@ Status Worker::Setup() {
     Status s = decoder_->SetHeader(*header);
     if (!s.ok()) return s.WithContext("source " + source_name_);
   }
-  if (ColumnarWanted() && ColumnarIneligibility(*plan_, source_->decoder_options()).empty()) {
-    ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
+  std::string row_path_reason = "SLUICE_COLUMNAR=0";
+  if (ColumnarWanted()) {
+    row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
+    if (row_path_reason.empty()) {
+      ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
+    }
   }
+  spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",
+                columnar_ ? "" : " (" + row_path_reason + ")");
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
     aggregator_ = std::make_unique<Aggregator>(&spec);

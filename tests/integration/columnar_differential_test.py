@@ -209,7 +209,7 @@ def run(sluice, name, work, input_path, columnar):
     dlq = os.path.join(d, "dlq.ndjson")
     summary = os.path.join(d, "summary.json")
     cmd = [sluice, "run", os.path.join(REPO, pipeline), "--var", "%s=%s" % (var, input_path),
-           "--var", "DLQ=%s" % dlq, "--summary-json", summary, "-q"]
+           "--var", "DLQ=%s" % dlq, "--summary-json", summary, "-q", "--log-level", "debug"]
     if sink == "sqlite":
         cmd += ["--var", "SINK=sqlite:%s" % os.path.join(d, "out.db")]
     else:
@@ -218,6 +218,10 @@ def run(sluice, name, work, input_path, columnar):
     p = subprocess.run(cmd, env=env, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise AssertionError("%s (%s) exited %d:\n%s" % (name, tag, p.returncode, p.stderr[-2000:]))
+    # The test proves nothing unless each run took the path it asked for.
+    want = "the %s path" % ("columnar" if columnar else "row")
+    if want not in p.stderr:
+        raise AssertionError("%s (%s): the worker did not log '%s':\n%s" % (name, tag, want, p.stderr[-2000:]))
     with open(summary) as f:
         s = json.loads(f.read().replace(d, "<run dir>"))
     if sink == "sqlite":
