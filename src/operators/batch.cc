@@ -72,6 +72,7 @@ void ColumnBatch::Reset(const Schema& schema, size_t n) {
   selection_.resize(n);
   for (size_t i = 0; i < n; ++i) selection_[i] = static_cast<uint32_t>(i);
   failed_.assign(n, 0);
+  dropped_at_.assign(n, -1);
   if (errors_.size() < n) errors_.resize(n);
   arena_.clear();
 }

@@ -70,6 +70,10 @@ class ColumnBatch {
     failed_[i] = 1;
   }
   bool failed(size_t i) const { return failed_[i] != 0; }
+  /// Marks record `i` as dropped by filter step `step` (operators/column_filter.h).
+  void MarkDropped(size_t i, int32_t step) { dropped_at_[i] = step; }
+  /// The step that dropped record `i`, or -1.
+  int32_t dropped_at(size_t i) const { return dropped_at_[i]; }
   const std::string& error(size_t i) const { return errors_[i]; }
 
   /// Storage for strings that are not views into the input (unescaped, from a fallback).
@@ -85,6 +89,7 @@ class ColumnBatch {
   std::vector<Column> columns_;
   std::vector<uint32_t> selection_;
   std::vector<uint8_t> failed_;
+  std::vector<int32_t> dropped_at_;
   std::vector<std::string> errors_;
   std::deque<std::string> arena_;
 };

@@ -209,8 +209,11 @@ void ColumnarJsonDecoder::Decode(const RawBatch& batch, ColumnBatch* out) {
               col.SetDouble(i, number.as_double());
             } else if (f.type == Type::kString) {
               col.SetString(i, token);
+            } else if (f.type == Type::kTimestamp && kind == ondemand::number_type::signed_integer &&
+                       !__builtin_mul_overflow(number.get_int64(), int64_t{1000}, &col.ints[i])) {
+              col.valid[i] = 1;  // epoch milliseconds, as the row decoder reads them
             } else {
-              ok = false;  // integral doubles, big numbers, epoch milliseconds: the row decoder
+              ok = false;  // integral doubles, big numbers, fractional milliseconds: the row decoder
             }
             break;
           }

@@ -20,6 +20,18 @@ std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& option
   return "";
 }
 
+std::vector<ColumnFilterStep> ColumnFilterPrefix(const Plan& plan) {
+  std::vector<ColumnFilterStep> out;
+  for (size_t k = 0; k < plan.steps.size(); ++k) {
+    const CompiledStep& step = plan.steps[k];
+    if (step.kind != StepConfig::Kind::kIgnoreIf && step.kind != StepConfig::Kind::kFilter) break;
+    std::unique_ptr<ColumnCondition> condition = ColumnCondition::Make(*step.expr, plan.input);
+    if (!condition) break;
+    out.push_back(ColumnFilterStep{k, step.kind == StepConfig::Kind::kIgnoreIf, std::move(condition)});
+  }
+  return out;
+}
+
 bool ColumnarWanted() {
   const char* v = std::getenv("SLUICE_COLUMNAR");
   if (v == nullptr) return kColumnarByDefault;

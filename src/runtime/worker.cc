@@ -159,10 +159,12 @@ Status Worker::Setup() {
     row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
     if (row_path_reason.empty()) {
       ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
+      if (columnar_) column_filters_ = ColumnFilterPrefix(*plan_);
     }
   }
   spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",
-                columnar_ ? "" : " (" + row_path_reason + ")");
+                columnar_ ? " (" + std::to_string(column_filters_.size()) + " filter step(s) over columns)"
+                          : " (" + row_path_reason + ")");
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
     aggregator_ = std::make_unique<Aggregator>(&spec);
@@ -366,7 +368,10 @@ void Worker::ProcessBatch() {
     clocks_->Advance(now_micros_);
     closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load());
   }
-  if (columnar_) columnar_->Decode(batch_, &columns_);
+  if (columnar_) {
+    columnar_->Decode(batch_, &columns_);
+    ApplyColumnFilters(column_filters_, &columns_);
+  }
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
   for (size_t i = 0; i < batch_.size(); ++i) {
@@ -440,6 +445,10 @@ void Worker::ProcessColumnar(size_t i, const Current& rec) {
   if (columns_.failed(i)) {
     counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
     DeadLetter(rec, "decode: " + columns_.error(i));
+    return;
+  }
+  if (const int32_t k = columns_.dropped_at(i); k >= 0) {
+    CountIgnored(static_cast<size_t>(k));  // a leading filter dropped it over the columns
     return;
   }
   std::span<Value> row(row_);

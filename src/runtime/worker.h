@@ -17,6 +17,7 @@
 #include "core/dead_letter.h"
 #include "operators/aggregator.h"
 #include "operators/batch.h"
+#include "operators/column_filter.h"
 #include "operators/columnar_json_decoder.h"
 #include "runtime/plan.h"
 #include "runtime/source.h"
@@ -171,6 +172,7 @@ class Worker {
   /// Set when the plan takes the columnar path (runtime/columnar.h); null on the row path.
   std::unique_ptr<ColumnarJsonDecoder> columnar_;
   ColumnBatch columns_;
+  std::vector<ColumnFilterStep> column_filters_;  ///< the leading filters, over the columns
   RawBatch batch_;
   std::vector<Value> row_;
   Value source_kind_;

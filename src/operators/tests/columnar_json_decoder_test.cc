@@ -122,6 +122,9 @@ std::vector<std::string> MessyRecords() {
       R"({"t":"not a time"})",
       R"({"t":true})",
       R"({"t":9223372036854775})",
+      R"({"t":9223372036854776})",
+      R"({"t":-9223372036854776})",
+      R"({"t":-1,"s":"before the epoch"})",
       R"({"i":"0x10"})",
       R"({"i":" 42 "})",
       R"({"i":+1})",
@@ -185,6 +188,20 @@ TEST(ColumnarJsonDecoderTest, CleanRecordsTakeTheFastPath) {
   }
   EXPECT_EQ(ExpectSame(Recruitment(), records, decoder.get()), records.size());
   EXPECT_EQ(decoder->fallbacks(), 0);
+}
+
+TEST(ColumnarJsonDecoderTest, EpochMillisecondsTakeTheFastPath) {
+  // YSB's event_time: a timestamp field given as an integer of epoch milliseconds.
+  const Schema schema({{"event_type", Type::kString, ""}, {"event_time", Type::kTimestamp, ""}});
+  auto made = ColumnarJsonDecoder::Make(schema);
+  ASSERT_TRUE(made.ok());
+  auto decoder = std::move(made).value();
+  std::vector<std::string> records;
+  for (int64_t ms : {int64_t{1767225600000}, int64_t{0}, int64_t{-1}, int64_t{9223372036854776}}) {
+    records.push_back(R"({"event_type":"view","event_time":)" + std::to_string(ms) + "}");
+  }
+  EXPECT_EQ(ExpectSame(schema, records, decoder.get()), 3u);  // the last overflows: an error
+  EXPECT_EQ(decoder->fallbacks(), 1);
 }
 
 TEST(ColumnarJsonDecoderTest, NestedOrSharedPathsAreNotSupported) {
