@@ -22,10 +22,16 @@ std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& option
 
 std::vector<ColumnFilterStep> ColumnFilterPrefix(const Plan& plan) {
   std::vector<ColumnFilterStep> out;
-  for (size_t k = 0; k < plan.steps.size(); ++k) {
-    const CompiledStep& step = plan.steps[k];
+  if (plan.config == nullptr) return out;
+  // The conditions are compiled again from the pipeline's text against the declared fields
+  // alone (the slots they read are the same in the working row): one that reads anything else
+  // (_source, a derived field) does not compile here and ends the prefix.
+  for (size_t k = 0; k < plan.config->steps.size(); ++k) {
+    const StepConfig& step = plan.config->steps[k];
     if (step.kind != StepConfig::Kind::kIgnoreIf && step.kind != StepConfig::Kind::kFilter) break;
-    std::unique_ptr<ColumnCondition> condition = ColumnCondition::Make(*step.expr, plan.input);
+    auto compiled = expr::Compile(step.expr, plan.input, step.where);
+    if (!compiled.ok() || (*compiled)->type() != Type::kBool) break;
+    std::unique_ptr<ColumnCondition> condition = ColumnCondition::Make(**compiled, plan.input);
     if (!condition) break;
     out.push_back(ColumnFilterStep{k, step.kind == StepConfig::Kind::kIgnoreIf, std::move(condition)});
   }
