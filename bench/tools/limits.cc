@@ -11,11 +11,16 @@
 //     The parse limit of sluice: the pipeline's own decoder (MakeDecoder with the source's
 //     format and the plan's input schema, as a worker makes it) over every line of FILE into a
 //     row of Values. No steps, no aggregate.
+//   sluice_bench_limits columnar PIPELINE FILE
+//     The same as parse with the columnar decoder (ColumnarJsonDecoder, NDJSON with flat fields
+//     only) over batches of 4096 lines into typed columns, as a worker on the columnar path
+//     decodes (runtime/columnar.h). No steps, no aggregate.
 //   sluice_bench_limits engine PIPELINE FILE
 //     The engine limit: the whole pipeline as `sluice run` runs it (the Runner: file source,
 //     workers, decoder, steps, dimension lookups, aggregate, checkpoint handoff, merge and sort
 //     of the deltas) with every commit handed to a sink that discards it (RunOptions::
-//     sink_override). What is left to the end-to-end run is the sink.
+//     sink_override). What is left to the end-to-end run is the sink. SLUICE_COLUMNAR=0 or 1
+//     picks the worker's path as for `sluice run`.
 //
 // The two first modes read FILE the way the file source does (read() into a 4 MiB buffer, one
 // record per line) inside the measured process. Each prints one JSON line on stdout:
@@ -40,6 +45,8 @@
 #include <vector>
 
 #include "config/pipeline_config.h"
+#include "operators/batch.h"
+#include "operators/columnar_json_decoder.h"
 #include "operators/decoder.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
@@ -191,6 +198,29 @@ Status RunParse(const PipelineConfig& config, const Plan& plan, const std::strin
   return s;
 }
 
+Status RunColumnar(const Plan& plan, const std::string& file, Summary* out) {
+  ASSIGN_OR_RETURN(auto decoder, ColumnarJsonDecoder::Make(plan.input));
+  if (decoder == nullptr) {
+    return Status::InvalidArgument("columnar: the pipeline's fields are not flat (see runtime/columnar.h)");
+  }
+  RawBatch raw;
+  ColumnBatch batch;
+  auto flush = [&] {
+    decoder->Decode(raw, &batch);
+    for (size_t i = 0; i < batch.size(); ++i) out->failed += batch.failed(i) ? 1 : 0;
+    raw.Clear();
+  };
+  const double cpu0 = ProcessCpuSeconds();
+  Status s = ForEachLine(file, [&](std::string_view line) {
+    ++out->records;
+    raw.Append(line);
+    if (raw.size() == 4096) flush();
+  }, &out->bytes);
+  if (raw.size() > 0) flush();
+  out->loop_cpu_s = ProcessCpuSeconds() - cpu0;
+  return s;
+}
+
 Status RunEngine(PipelineConfig config, Summary* out) {
   RunOptions options;
   options.sink_override = []() -> Result<std::unique_ptr<Sink>> {
@@ -212,11 +242,11 @@ Status RunEngine(PipelineConfig config, Summary* out) {
 
 int Main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: sluice_bench_limits simdjson|parse|engine PIPELINE.toml FILE\n");
+    std::fprintf(stderr, "usage: sluice_bench_limits simdjson|parse|columnar|engine PIPELINE.toml FILE\n");
     return 2;
   }
   const std::string mode = argv[1], pipeline = argv[2], file = argv[3];
-  if (mode != "simdjson" && mode != "parse" && mode != "engine") {
+  if (mode != "simdjson" && mode != "parse" && mode != "columnar" && mode != "engine") {
     std::fprintf(stderr, "sluice_bench_limits: unknown mode %s\n", mode.c_str());
     return 2;
   }
@@ -245,7 +275,13 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "sluice_bench_limits: %s\n", plan.status().ToString().c_str());
       return 2;
     }
-    s = mode == "simdjson" ? RunSimdjson(**plan, file, &summary) : RunParse(*config, **plan, file, &summary);
+    if (mode == "simdjson") {
+      s = RunSimdjson(**plan, file, &summary);
+    } else if (mode == "columnar") {
+      s = RunColumnar(**plan, file, &summary);
+    } else {
+      s = RunParse(*config, **plan, file, &summary);
+    }
   }
   if (!s.ok()) {
     std::fprintf(stderr, "sluice_bench_limits: %s\n", s.ToString().c_str());

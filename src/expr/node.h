@@ -75,6 +75,7 @@ class FieldRef final : public Node {
  public:
   FieldRef(Type type, size_t slot) : Node(type), slot_(slot) {}
   const Value& Ref(std::span<const Value> row, Value& scratch) const override;
+  size_t slot() const { return slot_; }
 
  private:
   size_t slot_;

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "expr/node.h"
+#include "expr/shape.h"
 
 namespace sluice::expr::internal {
 namespace {
@@ -235,6 +236,9 @@ class CompareConst final : public BoolNode {
     if (a.is_null()) return Tri::kNull;
     return ToTri(Holds(op_, D::Cmp(a, rhs_)));
   }
+  CmpOp op() const { return op_; }
+  const Node& lhs() const { return *lhs_; }
+  const Value& rhs() const { return rhs_; }
 
  private:
   CmpOp op_;
@@ -307,6 +311,8 @@ class IsNull final : public BoolNode {
     Value t;
     return ToTri(arg_->Ref(row, t).is_null() != negate_);
   }
+  const Node& arg() const { return *arg_; }
+  bool negate() const { return negate_; }
 
  private:
   NodePtr arg_;
@@ -359,6 +365,10 @@ class InConst final : public BoolNode {
     }
     return has_null_ ? Tri::kNull : ToTri(negate_);
   }
+  const Node& x() const { return *x_; }
+  const std::vector<Value>& items() const { return items_; }
+  bool has_null() const { return has_null_; }
+  bool negate() const { return negate_; }
 
  private:
   NodePtr x_;
@@ -428,6 +438,8 @@ class And final : public BoolNode {
     if (b == Tri::kFalse) return Tri::kFalse;
     return (a == Tri::kNull || b == Tri::kNull) ? Tri::kNull : Tri::kTrue;
   }
+  const Node& lhs() const { return *lhs_; }
+  const Node& rhs() const { return *rhs_; }
 
  private:
   NodePtr lhs_, rhs_;
@@ -443,6 +455,8 @@ class Or final : public BoolNode {
     if (b == Tri::kTrue) return Tri::kTrue;
     return (a == Tri::kNull || b == Tri::kNull) ? Tri::kNull : Tri::kFalse;
   }
+  const Node& lhs() const { return *lhs_; }
+  const Node& rhs() const { return *rhs_; }
 
  private:
   NodePtr lhs_, rhs_;
@@ -459,6 +473,7 @@ class Not final : public BoolNode {
     }
     return Tri::kNull;
   }
+  const Node& arg() const { return *arg_; }
 
  private:
   NodePtr arg_;
@@ -652,4 +667,53 @@ Result<Operand> BuildNot(Operand operand, size_t op_pos, const Diag& diag) {
   return Finish(std::make_unique<Not>(std::move(operand.node)), op_pos, operand.constant);
 }
 
+Shape DescribeNode(const Node& n) {
+  Shape out;
+  if (const auto* f = dynamic_cast<const FieldRef*>(&n)) {
+    out.kind = Shape::Kind::kField;
+    out.slot = f->slot();
+  } else if (const auto* x = dynamic_cast<const IsNull*>(&n)) {
+    out.kind = Shape::Kind::kIsNull;
+    out.negate = x->negate();
+    out.a = &x->arg();
+  } else if (const auto* c = dynamic_cast<const CompareConst<StringDomain>*>(&n)) {
+    if ((c->op() == CmpOp::kEq || c->op() == CmpOp::kNe) && c->rhs().type() == Type::kString) {
+      out.kind = Shape::Kind::kStringEq;
+      out.negate = c->op() == CmpOp::kNe;
+      out.a = &c->lhs();
+      out.strings.push_back(c->rhs().string_value());
+    }
+  } else if (const auto* in = dynamic_cast<const InConst<StringDomain>*>(&n)) {
+    out.kind = Shape::Kind::kStringIn;
+    out.negate = in->negate();
+    out.has_null = in->has_null();
+    out.a = &in->x();
+    for (const Value& v : in->items()) {
+      if (v.type() != Type::kString) return Shape();
+      out.strings.push_back(v.string_value());
+    }
+  } else if (const auto* a = dynamic_cast<const And*>(&n)) {
+    out.kind = Shape::Kind::kAnd;
+    out.a = &a->lhs();
+    out.b = &a->rhs();
+  } else if (const auto* o = dynamic_cast<const Or*>(&n)) {
+    out.kind = Shape::Kind::kOr;
+    out.a = &o->lhs();
+    out.b = &o->rhs();
+  } else if (const auto* t = dynamic_cast<const Not*>(&n)) {
+    out.kind = Shape::Kind::kNot;
+    out.a = &t->arg();
+  }
+  return out;
+}
+
 }  // namespace sluice::expr::internal
+
+namespace sluice::expr {
+
+Shape Describe(const Expr& e) {
+  const auto* n = dynamic_cast<const internal::Node*>(&e);
+  return n == nullptr ? Shape() : internal::DescribeNode(*n);
+}
+
+}  // namespace sluice::expr

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/time.h"
+#include "runtime/columnar.h"
 
 namespace sluice {
 namespace {
@@ -148,6 +149,17 @@ Status Worker::Setup() {
     Status s = decoder_->SetHeader(*header);
     if (!s.ok()) return s.WithContext("source " + source_name_);
   }
+  std::string row_path_reason = "SLUICE_COLUMNAR=0";
+  if (ColumnarWanted()) {
+    row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
+    if (row_path_reason.empty()) {
+      ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
+      if (columnar_) column_filters_ = ColumnFilterPrefix(*plan_);
+    }
+  }
+  spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",
+                columnar_ ? " (" + std::to_string(column_filters_.size()) + " filter step(s) over columns)"
+                          : " (" + row_path_reason + ")");
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
     aggregator_ = std::make_unique<Aggregator>(&spec);
@@ -381,6 +393,10 @@ void Worker::ProcessBatch() {
     clocks_->Advance(now_micros_);
     closed_before_seen_ = std::max(closed_before_seen_, closed_before_.load());
   }
+  if (columnar_) {
+    columnar_->Decode(batch_, &columns_);
+    ApplyColumnFilters(column_filters_, &columns_);
+  }
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
   for (size_t i = 0; i < batch_.size(); ++i) {
@@ -442,7 +458,35 @@ void Worker::RetryHeld() {
 
 void Worker::Process(size_t i) {
   const RawRecord& rec = batch_.record(i);
-  Process(Current{batch_.payload(i), rec.partition, rec.offset});
+  const Current current{batch_.payload(i), rec.partition, rec.offset};
+  if (columnar_) {
+    ProcessColumnar(i, current);
+    return;
+  }
+  Process(current);
+}
+
+void Worker::ProcessColumnar(size_t i, const Current& rec) {
+  if (columns_.failed(i)) {
+    counters_->decode_errors.fetch_add(1, std::memory_order_relaxed);
+    DeadLetter(rec, "decode: " + columns_.error(i));
+    return;
+  }
+  if (const int32_t k = columns_.dropped_at(i); k >= 0) {
+    Divert(static_cast<size_t>(k), Step::Outcome::kIgnored, rec);  // a leading filter dropped it over the columns
+    return;
+  }
+  std::span<Value> row(row_);
+  columns_.LoadRow(i, row);
+  row[plan_->source_slot] = source_kind_;
+  row[plan_->partition_slot] = Value::Int(rec.partition);
+  row[plan_->offset_slot] = Value::Int(rec.offset);
+  if (!RunSteps(rec, row)) return;
+  if (aggregator_) {
+    AddToAggregate(rec, row);
+  } else {
+    AppendOutputRow(row);
+  }
 }
 
 bool Worker::DecodeInto(const Current& rec, std::span<Value> row) {

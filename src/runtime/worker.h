@@ -16,6 +16,9 @@
 
 #include "core/dead_letter.h"
 #include "operators/aggregator.h"
+#include "operators/batch.h"
+#include "operators/column_filter.h"
+#include "operators/columnar_json_decoder.h"
 #include "runtime/plan.h"
 #include "runtime/source.h"
 #include "runtime/stats.h"
@@ -122,6 +125,9 @@ class Worker {
     int64_t offset;
   };
   void Process(size_t i);
+  /// The columnar path (runtime/columnar.h): record `i` of a batch that ProcessBatch() decoded
+  /// into columns_ runs the steps and the aggregate like Process(const Current&).
+  void ProcessColumnar(size_t i, const Current& record);
   /// Runs one record through the pipeline: decode, steps, then the aggregate or the output.
   void Process(const Current& record);
   // The steps of Process(). Each returns false when the record goes no further (ignored,
@@ -171,6 +177,10 @@ class Worker {
 
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<Aggregator> aggregator_;
+  /// Set when the plan takes the columnar path (runtime/columnar.h); null on the row path.
+  std::unique_ptr<ColumnarJsonDecoder> columnar_;
+  ColumnBatch columns_;
+  std::vector<ColumnFilterStep> column_filters_;  ///< the leading filters, over the columns
   RawBatch batch_;
   std::vector<Value> row_;
   Value source_kind_;
