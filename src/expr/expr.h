@@ -12,13 +12,39 @@
 
 namespace sluice::expr {
 
+/// Where one piece of a generated expression text was written: the text from byte `offset` on
+/// (up to the next anchor) comes from the token at `line`:`column` of the pipeline file.
+struct SourceAnchor {
+  size_t offset = 0;
+  int line = 0;
+  int column = 0;
+};
+
 /// Says where an expression's text starts in its pipeline file, so errors can point at
 /// file:line:column of the offending token.
+///
+/// Text written by hand (TOML) is located by its first character: a byte `pos` of the text is
+/// at `column + pos` (following newlines). Text generated from another language (SQL) carries
+/// `anchors` instead: byte `pos` is where the last anchor at or before `base + pos` says, so an
+/// error points at the token the user wrote, not into the generated text. `line`/`column` are
+/// then the location of the text's first token.
 struct SourceLocation {
   std::string file;
   int line = 0;    ///< 1-based; 0 when unknown
   int column = 0;  ///< 1-based column of the expression's first character
+  /// Sorted by offset; set for generated text. Offsets count from the start of the whole text.
+  std::shared_ptr<const std::vector<SourceAnchor>> anchors = nullptr;
+  size_t base = 0;  ///< with anchors: where this (sub)text starts in the anchored text
 };
+
+/// The location of byte `offset` of the text `where` locates, for compiling a part of it.
+SourceLocation Advance(SourceLocation where, size_t offset);
+/// "FILE:LINE:COL" of byte `offset` of the text `where` locates.
+std::string Locate(const SourceLocation& where, size_t offset = 0);
+/// The line and column of byte `pos` of `text`, the text `where` locates (newlines in `text`
+/// are followed when there are no anchors).
+void LineColumn(const SourceLocation& where, std::string_view text, size_t pos, int* line,
+                int* column);
 
 /// A compiled expression: type-checked once, evaluated per record without re-parsing.
 ///

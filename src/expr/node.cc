@@ -1,5 +1,6 @@
 #include "expr/node.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "core/time.h"
@@ -43,23 +44,7 @@ const Value& FieldRef::Ref(std::span<const Value> row, Value& scratch) const {
 }
 
 void Diag::LineColumn(size_t pos, int* line, int* column) const {
-  if (pos > text_.size()) pos = text_.size();
-  *line = where_.line > 0 ? where_.line : 1;
-  *column = where_.column > 0 ? where_.column : 1;
-  // An expression written over several lines (a TOML multi-line string) restarts at column 1
-  // after each newline.
-  size_t last_newline = std::string_view::npos;
-  for (size_t i = 0; i < pos; ++i) {
-    if (text_[i] == '\n') {
-      ++*line;
-      last_newline = i;
-    }
-  }
-  if (last_newline == std::string_view::npos) {
-    *column += static_cast<int>(pos);
-  } else {
-    *column = static_cast<int>(pos - last_newline);
-  }
+  expr::LineColumn(where_, text_, pos, line, column);
 }
 
 int Diag::Column(size_t pos) const {
@@ -189,3 +174,55 @@ bool ParseStrictInt(std::string_view s, int64_t* out) {
 }
 
 }  // namespace sluice::expr::internal
+
+namespace sluice::expr {
+
+SourceLocation Advance(SourceLocation where, size_t offset) {
+  if (where.anchors) {
+    where.base += offset;
+  } else {
+    where.column += static_cast<int>(offset);
+  }
+  return where;
+}
+
+std::string Locate(const SourceLocation& where, size_t offset) {
+  int line = where.line;
+  int column = where.column + static_cast<int>(offset);
+  if (where.anchors) LineColumn(where, {}, offset, &line, &column);
+  return where.file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+void LineColumn(const SourceLocation& where, std::string_view text, size_t pos, int* line,
+                int* column) {
+  if (where.anchors && !where.anchors->empty()) {
+    // The last anchor at or before the byte: the token that piece of the text was made from.
+    const std::vector<SourceAnchor>& a = *where.anchors;
+    const size_t at = where.base + pos;
+    auto it = std::upper_bound(a.begin(), a.end(), at,
+                               [](size_t off, const SourceAnchor& x) { return off < x.offset; });
+    const SourceAnchor& hit = it == a.begin() ? a.front() : *(it - 1);
+    *line = hit.line;
+    *column = hit.column;
+    return;
+  }
+  if (pos > text.size()) pos = text.size();
+  *line = where.line > 0 ? where.line : 1;
+  *column = where.column > 0 ? where.column : 1;
+  // An expression written over several lines (a TOML multi-line string) restarts at column 1
+  // after each newline.
+  size_t last_newline = std::string_view::npos;
+  for (size_t i = 0; i < pos; ++i) {
+    if (text[i] == '\n') {
+      ++*line;
+      last_newline = i;
+    }
+  }
+  if (last_newline == std::string_view::npos) {
+    *column += static_cast<int>(pos);
+  } else {
+    *column = static_cast<int>(pos - last_newline);
+  }
+}
+
+}  // namespace sluice::expr

@@ -11,13 +11,11 @@
 namespace sluice {
 namespace {
 
-std::string At(const expr::SourceLocation& w, size_t offset = 0) {
-  return w.file + ":" + std::to_string(w.line) + ":" + std::to_string(w.column + offset);
-}
+// Byte `offset` of an expression's text; anchored (SQL) text maps it to the token written.
+std::string At(const expr::SourceLocation& w, size_t offset = 0) { return expr::Locate(w, offset); }
 
 expr::SourceLocation Shift(expr::SourceLocation w, size_t offset) {
-  w.column += static_cast<int>(offset);
-  return w;
+  return expr::Advance(std::move(w), offset);
 }
 
 /// Finds `keyword` as a whole word outside quotes and parentheses; returns npos if absent.

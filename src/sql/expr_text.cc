@@ -1,6 +1,8 @@
 #include "sql/expr_text.h"
 
+#include <algorithm>
 #include <cctype>
+#include <memory>
 #include <cstdlib>
 
 #include "config/variables.h"
@@ -78,6 +80,52 @@ Result<std::string> Context::Substitute(std::string_view text, int64_t location)
                              map->Location(location < 0 ? 0 : static_cast<size_t>(location)));
   if (!s.ok()) return Error(location, s.status().message());
   return std::move(s->text);
+}
+
+ExprText& ExprText::Add(std::string_view s, int64_t at) {
+  if (at >= 0) {
+    if (!marks.empty() && marks.back().first == text.size()) {
+      marks.back().second = at;  // nothing written from the previous mark
+    } else {
+      marks.emplace_back(text.size(), at);
+    }
+  }
+  text += s;
+  return *this;
+}
+
+ExprText& ExprText::Add(const ExprText& e) {
+  const size_t base = text.size();
+  for (const auto& [offset, at] : e.marks) {
+    if (!marks.empty() && marks.back().first == base + offset) {
+      marks.back().second = at;  // the inner token is the more precise one
+    } else {
+      marks.emplace_back(base + offset, at);
+    }
+  }
+  text += e.text;
+  return *this;
+}
+
+ExprText Piece(std::string_view s, int64_t at) {
+  ExprText e;
+  e.Add(s, at);
+  return e;
+}
+
+expr::SourceLocation Context::Where(const ExprText& e, int64_t fallback) const {
+  const int64_t first = e.marks.empty() ? fallback : e.marks.front().second;
+  expr::SourceLocation w = map->Location(first < 0 ? 0 : static_cast<size_t>(first));
+  auto anchors = std::make_shared<std::vector<expr::SourceAnchor>>();
+  for (const auto& [offset, at] : e.marks) {
+    expr::SourceAnchor a;
+    a.offset = offset;
+    map->LineColumn(static_cast<size_t>(std::max<int64_t>(at, 0)), &a.line, &a.column);
+    anchors->push_back(a);
+  }
+  if (anchors->empty()) return w;  // no token to point at: the expression's start, as TOML
+  w.anchors = std::move(anchors);
+  return w;
 }
 
 std::string QuoteString(std::string_view s) {
@@ -191,62 +239,71 @@ std::string FunctionName(const PgNode& func_call) {
   return name;
 }
 
-Result<std::string> ExprEmitter::Emit(const PgNode& node, int depth) {
+Result<ExprText> ExprEmitter::Emit(const PgNode& node, int depth) {
   if (!node.valid()) return ctx_.Error(0, "missing expression");
   if (depth > kMaxDepth) return ctx_.Error(node.FirstLocation(), "expression nested too deeply");
   const std::string_view kind = node.kind();
+  const int64_t at = node.Location();
   if (kind == "ColumnRef") {
     std::vector<std::string> names;
     for (const PgNode& f : node.List("fields")) {
-      if (f.Is("A_Star")) return ctx_.Error(node.Location(), "* is only allowed as a SELECT item");
+      if (f.Is("A_Star")) return ctx_.Error(at, "* is only allowed as a SELECT item");
       names.emplace_back(f.String("sval"));
     }
     if (names.empty() || names.size() > 2) {
-      return ctx_.Error(node.Location(), "write a column as name or table.name");
+      return ctx_.Error(at, "write a column as name or table.name");
     }
-    return scope_->Resolve(names, node.Location());
+    ASSIGN_OR_RETURN(std::string name, scope_->Resolve(names, at));
+    return Piece(name, at);
   }
-  if (kind == "A_Const") return EmitConst(node);
+  if (kind == "A_Const") {
+    ASSIGN_OR_RETURN(std::string c, EmitConst(node));
+    return Piece(c, at);
+  }
   if (kind == "A_Expr") return EmitAExpr(node, depth);
   if (kind == "BoolExpr") {
     const std::string_view op = node.String("boolop");
     auto args = node.List("args");
     if (op == "NOT_EXPR") {
-      if (args.size() != 1) return ctx_.Error(node.Location(), "NOT takes one operand");
-      ASSIGN_OR_RETURN(std::string a, Emit(args[0], depth + 1));
-      return "(not " + a + ")";
+      if (args.size() != 1) return ctx_.Error(at, "NOT takes one operand");
+      ASSIGN_OR_RETURN(ExprText a, Emit(args[0], depth + 1));
+      return Piece("(not ", at).Add(a).Add(")");
     }
+    // libpg_query gives the location of the first AND (OR) of the chain.
     const std::string word = op == "AND_EXPR" ? " and " : " or ";
-    std::string out = "(";
+    ExprText out;
+    out.Add("(");
     for (size_t i = 0; i < args.size(); ++i) {
-      ASSIGN_OR_RETURN(std::string a, Emit(args[i], depth + 1));
-      out += (i ? word : "") + a;
+      ASSIGN_OR_RETURN(ExprText a, Emit(args[i], depth + 1));
+      if (i) out.Add(word, at);
+      out.Add(a);
     }
-    return out + ")";
+    return out.Add(")");
   }
   if (kind == "NullTest") {
-    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("arg"), depth + 1));
-    return "(" + a + (node.String("nulltesttype") == "IS_NOT_NULL" ? " is not null)" : " is null)");
+    ASSIGN_OR_RETURN(ExprText a, Emit(node.Child("arg"), depth + 1));
+    const bool negated = node.String("nulltesttype") == "IS_NOT_NULL";
+    return ExprText().Add("(").Add(a).Add(negated ? " is not null)" : " is null)", at);
   }
   if (kind == "BooleanTest") {
-    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("arg"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText a, Emit(node.Child("arg"), depth + 1));
     const std::string_view t = node.String("booltesttype");
-    if (t == "IS_TRUE") return "coalesce(" + a + ", false)";
-    if (t == "IS_NOT_TRUE") return "(not coalesce(" + a + ", false))";
-    if (t == "IS_FALSE") return "coalesce((not " + a + "), false)";
-    if (t == "IS_NOT_FALSE") return "coalesce(" + a + ", true)";
-    if (t == "IS_UNKNOWN") return "(" + a + " is null)";
-    return "(" + a + " is not null)";  // IS_NOT_UNKNOWN
+    if (t == "IS_TRUE") return Piece("coalesce(", at).Add(a).Add(", false)");
+    if (t == "IS_NOT_TRUE") return Piece("(not coalesce(", at).Add(a).Add(", false))");
+    if (t == "IS_FALSE") return Piece("coalesce((not ", at).Add(a).Add("), false)");
+    if (t == "IS_NOT_FALSE") return Piece("coalesce(", at).Add(a).Add(", true)");
+    if (t == "IS_UNKNOWN") return ExprText().Add("(").Add(a).Add(" is null)", at);
+    return ExprText().Add("(").Add(a).Add(" is not null)", at);  // IS_NOT_UNKNOWN
   }
   if (kind == "CoalesceExpr") {
-    ASSIGN_OR_RETURN(std::string args, EmitList(node.List("args"), depth));
-    return "coalesce(" + args + ")";
+    ASSIGN_OR_RETURN(ExprText args, EmitList(node.List("args"), depth));
+    return Piece("coalesce(", at).Add(args).Add(")");
   }
   if (kind == "CaseExpr") return EmitCase(node, depth);
   if (kind == "TypeCast") return EmitCast(node, depth);
   if (kind == "FuncCall") return EmitFuncCall(node, depth);
-  int64_t at = node.Location() >= 0 ? node.Location() : node.FirstLocation();
-  return ctx_.Error(at, UnsupportedNodeName(kind) + " is not supported in a sluice pipeline");
+  return ctx_.Error(at >= 0 ? at : node.FirstLocation(),
+                    UnsupportedNodeName(kind) + " is not supported in a sluice pipeline");
 }
 
 Result<std::string> ExprEmitter::EmitConst(const PgNode& node) {
@@ -268,20 +325,21 @@ Result<std::string> ExprEmitter::EmitConst(const PgNode& node) {
   return ctx_.Error(node.Location(), "cannot read this constant");
 }
 
-Result<std::string> ExprEmitter::EmitList(const std::vector<PgNode>& items, int depth) {
-  std::string out;
+Result<ExprText> ExprEmitter::EmitList(const std::vector<PgNode>& items, int depth) {
+  ExprText out;
   for (size_t i = 0; i < items.size(); ++i) {
-    ASSIGN_OR_RETURN(std::string a, Emit(items[i], depth + 1));
-    out += (i ? ", " : "") + a;
+    ASSIGN_OR_RETURN(ExprText a, Emit(items[i], depth + 1));
+    if (i) out.Add(", ");
+    out.Add(a);
   }
   return out;
 }
 
-Result<std::string> ExprEmitter::EmitAExpr(const PgNode& node, int depth) {
+Result<ExprText> ExprEmitter::EmitAExpr(const PgNode& node, int depth) {
   const std::string_view kind = node.String("kind");
   auto names = PgNode::Strings(node.List("name"));
   const std::string op = names.empty() ? "" : names.back();
-  const int64_t at = node.Location();
+  const int64_t at = node.Location();  // the operator (IN, BETWEEN, NULLIF)
   if (kind == "AEXPR_OP") {
     static const char* kOps[] = {"=", "<>", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "||"};
     bool known = false;
@@ -289,58 +347,72 @@ Result<std::string> ExprEmitter::EmitAExpr(const PgNode& node, int depth) {
     if (!known || names.size() != 1) {
       return ctx_.Error(at, "operator " + op + " is not supported (sluice has = <> < <= > >= + - * / % ||)");
     }
-    ASSIGN_OR_RETURN(std::string r, Emit(node.Child("rexpr"), depth + 1));
     if (!node.Has("lexpr")) {
       if (op != "-" && op != "+") return ctx_.Error(at, "prefix operator " + op + " is not supported");
-      return "(" + op + r + ")";
+      ASSIGN_OR_RETURN(ExprText r, Emit(node.Child("rexpr"), depth + 1));
+      return Piece("(" + op, at).Add(r).Add(")");
     }
-    ASSIGN_OR_RETURN(std::string l, Emit(node.Child("lexpr"), depth + 1));
-    return "(" + l + " " + op + " " + r + ")";
+    ASSIGN_OR_RETURN(ExprText l, Emit(node.Child("lexpr"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText r, Emit(node.Child("rexpr"), depth + 1));
+    return ExprText().Add("(").Add(l).Add(" " + op + " ", at).Add(r).Add(")");
   }
   if (kind == "AEXPR_IN") {
-    ASSIGN_OR_RETURN(std::string l, Emit(node.Child("lexpr"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText l, Emit(node.Child("lexpr"), depth + 1));
     PgNode list = node.Child("rexpr");
     if (!list.Is("List")) return ctx_.Error(at, "IN needs a list of values: x IN (1, 2)");
-    ASSIGN_OR_RETURN(std::string items, EmitList(list.List("items"), depth));
-    return "(" + l + (op == "<>" ? " not in (" : " in (") + items + "))";
+    ASSIGN_OR_RETURN(ExprText items, EmitList(list.List("items"), depth));
+    return ExprText().Add("(").Add(l).Add(op == "<>" ? " not in (" : " in (", at).Add(items).Add("))");
   }
   if (kind == "AEXPR_BETWEEN" || kind == "AEXPR_NOT_BETWEEN") {
-    ASSIGN_OR_RETURN(std::string x, Emit(node.Child("lexpr"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText x, Emit(node.Child("lexpr"), depth + 1));
     auto bounds = node.Child("rexpr").List("items");
     if (bounds.size() != 2) return ctx_.Error(at, "BETWEEN needs two bounds");
-    ASSIGN_OR_RETURN(std::string lo, Emit(bounds[0], depth + 1));
-    ASSIGN_OR_RETURN(std::string hi, Emit(bounds[1], depth + 1));
-    std::string both = "((" + x + " >= " + lo + ") and (" + x + " <= " + hi + "))";
-    return kind == "AEXPR_BETWEEN" ? both : "(not " + both + ")";
+    ASSIGN_OR_RETURN(ExprText lo, Emit(bounds[0], depth + 1));
+    ASSIGN_OR_RETURN(ExprText hi, Emit(bounds[1], depth + 1));
+    ExprText both;
+    both.Add("((").Add(x).Add(" >= ", at).Add(lo).Add(") and (", at).Add(x).Add(" <= ", at).Add(hi).Add("))");
+    if (kind == "AEXPR_BETWEEN") return both;
+    return Piece("(not ", at).Add(both).Add(")");
   }
   if (kind == "AEXPR_NULLIF") {
-    ASSIGN_OR_RETURN(std::string a, Emit(node.Child("lexpr"), depth + 1));
-    ASSIGN_OR_RETURN(std::string b, Emit(node.Child("rexpr"), depth + 1));
-    return "if((" + a + " = " + b + "), null, " + a + ")";
+    ASSIGN_OR_RETURN(ExprText a, Emit(node.Child("lexpr"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText b, Emit(node.Child("rexpr"), depth + 1));
+    return Piece("if((", at).Add(a).Add(" = ", at).Add(b).Add("), null, ", at).Add(a).Add(")");
   }
   return ctx_.Error(at, AExprKindName(kind) + " is not supported in a sluice pipeline");
 }
 
-Result<std::string> ExprEmitter::EmitCase(const PgNode& node, int depth) {
-  std::string subject;
-  if (node.Has("arg")) {
+Result<ExprText> ExprEmitter::EmitCase(const PgNode& node, int depth) {
+  ExprText subject;
+  const bool simple = node.Has("arg");
+  if (simple) {
     ASSIGN_OR_RETURN(subject, Emit(node.Child("arg"), depth + 1));
   }
-  std::string tail = "null";
+  // No ELSE: null, at CASE.
+  ExprText tail = Piece("null", node.Location());
   if (node.Has("defresult")) {
     ASSIGN_OR_RETURN(tail, Emit(node.Child("defresult"), depth + 1));
   }
+  // CASE WHEN c1 THEN r1 WHEN c2 THEN r2 ELSE e END is if(c1, r1, if(c2, r2, e)); each if( is
+  // written where its WHEN is.
   auto whens = node.List("args");
   for (size_t i = whens.size(); i-- > 0;) {
-    ASSIGN_OR_RETURN(std::string cond, Emit(whens[i].Child("expr"), depth + 1));
-    ASSIGN_OR_RETURN(std::string result, Emit(whens[i].Child("result"), depth + 1));
-    if (!subject.empty()) cond = "(" + subject + " = " + cond + ")";
-    tail = "if(" + cond + ", " + result + ", " + tail + ")";
+    const int64_t when_at = whens[i].Location();
+    ASSIGN_OR_RETURN(ExprText cond, Emit(whens[i].Child("expr"), depth + 1));
+    ASSIGN_OR_RETURN(ExprText result, Emit(whens[i].Child("result"), depth + 1));
+    ExprText next = Piece("if(", when_at);
+    if (simple) {
+      next.Add("(").Add(subject).Add(" = ", when_at).Add(cond).Add(")");
+    } else {
+      next.Add(cond);
+    }
+    next.Add(", ").Add(result).Add(", ").Add(tail).Add(")");
+    tail = std::move(next);
   }
   return tail;
 }
 
-Result<std::string> ExprEmitter::EmitCast(const PgNode& node, int depth) {
+Result<ExprText> ExprEmitter::EmitCast(const PgNode& node, int depth) {
   PgNode type = node.Object("typeName");
   auto names = PgNode::Strings(type.List("names"));
   const std::string t = names.empty() ? "" : Lower(names.back());
@@ -353,22 +425,24 @@ Result<std::string> ExprEmitter::EmitCast(const PgNode& node, int depth) {
   if (t == "bool") {
     if (arg.Is("A_Const") && arg.Has("sval")) {
       std::string v = Lower(arg.Object("sval").String("sval"));
-      if (v == "true" || v == "t") return std::string("true");
-      if (v == "false" || v == "f") return std::string("false");
+      if (v == "true" || v == "t") return Piece("true", arg.Location());
+      if (v == "false" || v == "f") return Piece("false", arg.Location());
     }
     return ctx_.Error(at, "a cast to boolean is only supported of 'true' or 'false'");
   }
-  ASSIGN_OR_RETURN(std::string x, Emit(arg, depth + 1));
-  if (t == "int8" || t == "int4" || t == "int2") return "to_int(" + x + ")";
-  if (t == "float8" || t == "float4" || t == "numeric") return "to_double(" + x + ")";
-  if (t == "text" || t == "varchar" || t == "bpchar") return "to_string(" + x + ")";
-  if (t == "timestamp" || t == "timestamptz") return "parse_time(" + x + ")";
+  ASSIGN_OR_RETURN(ExprText x, Emit(arg, depth + 1));
+  const char* fn = nullptr;
+  if (t == "int8" || t == "int4" || t == "int2") fn = "to_int(";
+  else if (t == "float8" || t == "float4" || t == "numeric") fn = "to_double(";
+  else if (t == "text" || t == "varchar" || t == "bpchar") fn = "to_string(";
+  else if (t == "timestamp" || t == "timestamptz") fn = "parse_time(";
+  if (fn) return Piece(fn, at).Add(x).Add(")");
   return ctx_.Error(at, "a cast to " + (names.empty() ? std::string("?") : names.back()) +
                             " is not supported (sluice casts to bigint, double precision, text "
                             "and timestamp)");
 }
 
-Result<std::string> ExprEmitter::EmitFuncCall(const PgNode& node, int depth) {
+Result<ExprText> ExprEmitter::EmitFuncCall(const PgNode& node, int depth) {
   const std::string name = FunctionName(node);
   const int64_t at = node.Location();
   if (node.Has("over")) return ctx_.Error(at, "window functions (OVER) are not supported");
@@ -403,8 +477,8 @@ Result<std::string> ExprEmitter::EmitFuncCall(const PgNode& node, int depth) {
                               (hint.empty() ? " (sluice functions: " + SluiceFunctionList() + ")"
                                             : " (did you mean " + hint + "?)"));
   }
-  ASSIGN_OR_RETURN(std::string args, EmitList(node.List("args"), depth));
-  return name + "(" + args + ")";
+  ASSIGN_OR_RETURN(ExprText args, EmitList(node.List("args"), depth));
+  return Piece(name + "(", at).Add(args).Add(")");
 }
 
 }  // namespace sluice::sql

@@ -13,6 +13,24 @@
 
 namespace sluice::sql {
 
+/// Sluice expression text together with where its pieces were written in the .sql file, so
+/// that an error the planner finds at a byte of the text points at the SQL token that piece was
+/// made from (expr::SourceLocation::anchors).
+struct ExprText {
+  std::string text;
+  /// (offset in `text`, byte offset in the .sql file), sorted by the first. Text before the
+  /// first mark belongs to the first mark; text after a mark to that mark.
+  std::vector<std::pair<size_t, int64_t>> marks;
+
+  /// Appends `s`; with `at` >= 0, the text from here on comes from the SQL token at byte `at`.
+  ExprText& Add(std::string_view s, int64_t at = -1);
+  /// Appends `e` with its marks.
+  ExprText& Add(const ExprText& e);
+};
+
+/// `s`, written at the SQL byte `at`.
+ExprText Piece(std::string_view s, int64_t at);
+
 /// What every part of the SQL translation shares: the file (for line:column), the variables
 /// substituted into string literals, and the uses recorded for `validate` and `run`.
 struct Context {
@@ -22,6 +40,9 @@ struct Context {
 
   /// "file:line:column: message" at the byte `location` (0 when unknown).
   Status Error(int64_t location, const std::string& message) const;
+  /// Where `e` is written, for the planner: its anchors, and line:column of its first mark
+  /// (else of `fallback`, a byte offset).
+  expr::SourceLocation Where(const ExprText& e, int64_t fallback) const;
   /// `text` of a string literal written at `location`, ${NAME} substituted.
   Result<std::string> Substitute(std::string_view text, int64_t location) const;
 };
@@ -57,16 +78,16 @@ std::string FunctionName(const PgNode& func_call);
 class ExprEmitter {
  public:
   ExprEmitter(const Context& ctx, Scope* scope) : ctx_(ctx), scope_(scope) {}
-  Result<std::string> Emit(const PgNode& node) { return Emit(node, 0); }
+  Result<ExprText> Emit(const PgNode& node) { return Emit(node, 0); }
 
  private:
-  Result<std::string> Emit(const PgNode& node, int depth);
+  Result<ExprText> Emit(const PgNode& node, int depth);
   Result<std::string> EmitConst(const PgNode& node);
-  Result<std::string> EmitAExpr(const PgNode& node, int depth);
-  Result<std::string> EmitFuncCall(const PgNode& node, int depth);
-  Result<std::string> EmitCase(const PgNode& node, int depth);
-  Result<std::string> EmitCast(const PgNode& node, int depth);
-  Result<std::string> EmitList(const std::vector<PgNode>& items, int depth);
+  Result<ExprText> EmitAExpr(const PgNode& node, int depth);
+  Result<ExprText> EmitFuncCall(const PgNode& node, int depth);
+  Result<ExprText> EmitCase(const PgNode& node, int depth);
+  Result<ExprText> EmitCast(const PgNode& node, int depth);
+  Result<ExprText> EmitList(const std::vector<PgNode>& items, int depth);
 
   const Context& ctx_;
   Scope* scope_;

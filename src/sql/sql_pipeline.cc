@@ -74,6 +74,8 @@ struct CheckDecl {
   std::string name;  ///< the constraint's name; empty when unnamed
   PgNode expr;
   int64_t location = -1;
+  std::string not_null;  ///< NOT NULL of this column (then `expr` is not set)
+  int order = 0;         ///< its place among the table's columns and constraints, as written
 };
 
 struct ColumnDecl {
@@ -84,6 +86,7 @@ struct ColumnDecl {
   PgNode generated;   ///< GENERATED ALWAYS AS (e) STORED
   PgNode default_expr;
   bool not_null = false;
+  int order = 0;  ///< its place among the table's columns and constraints, as written
 };
 
 struct TableDecl {
@@ -95,6 +98,15 @@ struct TableDecl {
   int64_t primary_key_location = -1;
   std::vector<PgNode> options;  ///< DefElem nodes of WITH (...)
   bool used = false;
+  int next_order = 0;
+
+  /// The first CHECK (NOT NULL aside), for "takes no CHECK" errors; null when none.
+  const CheckDecl* FirstCheck() const {
+    for (const auto& c : checks) {
+      if (c.not_null.empty()) return &c;
+    }
+    return nullptr;
+  }
 
   const ColumnDecl* Column(const std::string& n) const {
     for (const auto& c : columns) {
@@ -129,6 +141,7 @@ struct Join {
   std::string alias;
   bool left = false;
   std::string key_text;  ///< the source-side expression of ON, sluice text
+  ExprText key;          ///< the same, with where it is written
   int64_t location = -1;
   std::vector<std::string> used;  ///< dimension columns the query reads, in first-use order
 };
@@ -289,6 +302,7 @@ bool ContainsAggregate(const PgNode& node) {
 struct SelectItem {
   std::string name;
   std::string text;  ///< the key's expression, or the metric's text
+  ExprText expr;     ///< `text` with where it is written (not for window columns)
   bool metric = false;
   bool window = false;  ///< window_start or window_end
   bool grouped = false;
@@ -339,7 +353,7 @@ class Translator {
   Status GroupBy(const std::vector<PgNode>& group, QueryScope* scope, std::vector<SelectItem>* items,
                  std::set<std::string>* window_grouped, std::set<std::string>* grouped_texts);
   /// The metric text of a SELECT item that holds an aggregate.
-  Result<std::string> MetricText(const PgNode& val, QueryScope* scope);
+  Result<ExprText> MetricText(const PgNode& val, QueryScope* scope);
 
   SourceMap const& map_;
   const Variables& vars_;
@@ -458,6 +472,11 @@ Status Translator::DeclareConstraint(const PgNode& c, TableDecl* table, ColumnDe
   if (type == "CONSTR_NOTNULL") {
     if (!column) return ctx_.Error(at, "NOT NULL belongs to a column");
     column->not_null = true;
+    CheckDecl check;
+    check.not_null = column->name;
+    check.location = column->location;
+    check.order = table->next_order++;
+    table->checks.push_back(std::move(check));
     return Status::OK();
   }
   if (type == "CONSTR_NULL") return Status::OK();
@@ -479,7 +498,12 @@ Status Translator::DeclareConstraint(const PgNode& c, TableDecl* table, ColumnDe
     return Status::OK();
   }
   if (type == "CONSTR_CHECK") {
-    table->checks.push_back({std::string(c.String("conname")), c.Child("raw_expr"), at});
+    CheckDecl check;
+    check.name = std::string(c.String("conname"));
+    check.expr = c.Child("raw_expr");
+    check.location = at;
+    check.order = table->next_order++;
+    table->checks.push_back(std::move(check));
     return Status::OK();
   }
   std::string what(type.substr(type.rfind('_') + 1));
@@ -514,6 +538,7 @@ Status Translator::DeclareColumn(const PgNode& def, TableDecl* table) {
     }
     ASSIGN_OR_RETURN(col.path, OptionValue(o));
   }
+  col.order = table->next_order++;
   table->columns.push_back(col);
   for (const PgNode& c : def.List("constraints")) {
     RETURN_IF_ERROR(DeclareConstraint(c, table, &table->columns.back()));
@@ -586,8 +611,8 @@ Status Translator::Statement(const PgNode& stmt, int64_t stmt_location) {
       }
       PgNode rel = stmt.Object("relation");
       ASSIGN_OR_RETURN(sink_table_, Table(rel));
-      if (!sink_table_->checks.empty()) {
-        return ctx_.Error(sink_table_->checks[0].location, "a sink table takes no CHECK");
+      if (const CheckDecl* check = sink_table_->FirstCheck()) {
+        return ctx_.Error(check->location, "a sink table takes no CHECK");
       }
       for (const PgNode& c : stmt.List("cols")) {
         const std::string n(c.String("name"));
@@ -703,47 +728,97 @@ Status Translator::SourceSteps(QueryScope* scope) {
   for (const ColumnDecl& c : source_->columns) {
     if (!c.default_expr.valid() || c.generated.valid()) continue;
     ExprEmitter e(ctx_, &constants);
-    ASSIGN_OR_RETURN(std::string lit, e.Emit(c.default_expr));
+    ASSIGN_OR_RETURN(ExprText lit, e.Emit(c.default_expr));
+    const int64_t at = c.default_expr.FirstLocation();
+    ExprText text = Piece("coalesce(" + FieldName(c.name) + ", ", at).Add(lit).Add(")");
     StepConfig s;
     s.kind = StepConfig::Kind::kLet;
     s.target = c.name;
-    s.expr = "coalesce(" + FieldName(c.name) + ", " + lit + ")";
-    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(c.default_expr.FirstLocation(), 0)));
+    s.expr = text.text;
+    s.where = ctx_.Where(text, at);
     cfg_.steps.push_back(std::move(s));
   }
-  // (2) generated columns, in declaration order.
+  // (2) generated columns and the NOT NULL / CHECK constraints, in the order written: a
+  // constraint written above a generated column dead-letters before that column is computed.
+  // A constraint that reads a generated column written below it waits for that column, and the
+  // constraints written after it wait for it (the first failing constraint, in written order,
+  // gives the reason).
+  struct Pending {
+    StepConfig step;
+    std::set<std::string> needs;  ///< generated columns (as field text) it reads
+  };
+  std::set<std::string> generated;  // field text of every generated column
   for (const ColumnDecl& c : source_->columns) {
-    if (!c.generated.valid()) continue;
-    ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(std::string text, e.Emit(c.generated));
-    StepConfig s;
-    s.kind = StepConfig::Kind::kLet;
-    s.target = c.name;
-    s.expr = std::move(text);
-    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(c.generated.FirstLocation(), 0)));
-    cfg_.steps.push_back(std::move(s));
+    if (c.generated.valid()) generated.insert(FieldName(c.name));
   }
-  // (3) NOT NULL and CHECK dead-letter the record.
+  std::set<std::string> computed;
+  std::vector<Pending> pending;
+  auto flush = [&] {
+    size_t n = 0;
+    while (n < pending.size() &&
+           std::includes(computed.begin(), computed.end(), pending[n].needs.begin(),
+                         pending[n].needs.end())) {
+      cfg_.steps.push_back(std::move(pending[n].step));
+      ++n;
+    }
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
+  };
+  struct Element {
+    int order;
+    const ColumnDecl* column;  ///< a generated column, or
+    const CheckDecl* check;    ///< a constraint
+  };
+  std::vector<Element> written;
   for (const ColumnDecl& c : source_->columns) {
-    if (!c.not_null) continue;
-    StepConfig s;
-    s.kind = StepConfig::Kind::kDeadLetterIf;
-    s.expr = "(" + FieldName(c.name) + " is null)";
-    s.reason = c.name + " is null";
-    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(c.location, 0)));
-    cfg_.steps.push_back(std::move(s));
+    if (c.generated.valid()) written.push_back({c.order, &c, nullptr});
   }
-  for (const CheckDecl& check : source_->checks) {
-    ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(std::string text, e.Emit(check.expr));
-    StepConfig s;
+  for (const CheckDecl& c : source_->checks) written.push_back({c.order, nullptr, &c});
+  std::sort(written.begin(), written.end(),
+            [](const Element& a, const Element& b) { return a.order < b.order; });
+  for (const Element& element : written) {
+    if (element.column) {
+      const ColumnDecl& c = *element.column;
+      ExprEmitter e(ctx_, scope);
+      ASSIGN_OR_RETURN(ExprText text, e.Emit(c.generated));
+      StepConfig s;
+      s.kind = StepConfig::Kind::kLet;
+      s.target = c.name;
+      s.expr = text.text;
+      s.where = ctx_.Where(text, c.generated.FirstLocation());
+      cfg_.steps.push_back(std::move(s));
+      computed.insert(FieldName(c.name));
+      flush();
+      continue;
+    }
+    const CheckDecl& check = *element.check;
+    Pending p;
+    StepConfig& s = p.step;
     s.kind = StepConfig::Kind::kDeadLetterIf;
-    // A CHECK fails only when its condition is false (NULL passes, as in PostgreSQL).
-    s.expr = "coalesce((not " + text + "), false)";
-    s.reason = check.name.empty() ? "check failed: " + text : check.name;
-    s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(check.expr.FirstLocation(), 0)));
-    cfg_.steps.push_back(std::move(s));
+    std::vector<std::string> refs;
+    if (!check.not_null.empty()) {
+      s.expr = "(" + FieldName(check.not_null) + " is null)";
+      s.reason = check.not_null + " is null";
+      s.where = map_.Location(static_cast<size_t>(std::max<int64_t>(check.location, 0)));
+      refs.push_back(FieldName(check.not_null));
+    } else {
+      ExprEmitter e(ctx_, scope);
+      scope->refs = &refs;
+      auto cond = e.Emit(check.expr);
+      scope->refs = nullptr;
+      if (!cond.ok()) return cond.status();
+      // A CHECK fails only when its condition is false (NULL passes, as in PostgreSQL).
+      ExprText text = ExprText().Add("coalesce((not ").Add(*cond).Add("), false)");
+      s.expr = text.text;
+      s.reason = check.name.empty() ? "check failed: " + cond->text : check.name;
+      s.where = ctx_.Where(text, check.expr.FirstLocation());
+    }
+    for (const std::string& r : refs) {
+      if (generated.count(r) && !computed.count(r)) p.needs.insert(r);
+    }
+    pending.push_back(std::move(p));
+    flush();
   }
+  for (Pending& p : pending) cfg_.steps.push_back(std::move(p.step));
   return Status::OK();
 }
 
@@ -815,12 +890,14 @@ Status Translator::DimensionConfigs() {
       }
       dim.fields.push_back(Field{c.name, c.type, c.path});
     }
-    if (!t->checks.empty()) return ctx_.Error(t->checks[0].location, "a dimension takes no CHECK");
+    if (const CheckDecl* check = t->FirstCheck()) {
+      return ctx_.Error(check->location, "a dimension takes no CHECK");
+    }
     StepConfig step;
     step.kind = StepConfig::Kind::kLookup;
     step.target = t->name;
-    step.expr = j->key_text;
-    step.where = map_.Location(static_cast<size_t>(std::max<int64_t>(j->location, 0)));
+    step.expr = j->key.text;
+    step.where = ctx_.Where(j->key, j->location);
     step.on_missing = j->left ? "default" : "drop";
     bool has_uri = false;
     int64_t on_missing_at = -1;
@@ -863,7 +940,8 @@ Status Translator::DimensionConfigs() {
       const ColumnDecl* c = t->Column(f);
       if (c && c->default_expr.valid()) {
         ExprEmitter e(ctx_, &constants);
-        ASSIGN_OR_RETURN(step.defaults[f], e.Emit(c->default_expr));
+        ASSIGN_OR_RETURN(ExprText lit, e.Emit(c->default_expr));
+        step.defaults[f] = lit.text;
       }
     }
     cfg_.dimensions[dim.name] = std::move(dim);
@@ -992,8 +1070,9 @@ Status Translator::SelectRows(const std::vector<PgNode>& targets, QueryScope* sc
       return ctx_.Error(val.FirstLocation(), "an aggregate needs GROUP BY over tumble() or hop()");
     }
     ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(c.text, e.Emit(val));
-    c.where = map_.Location(static_cast<size_t>(std::max<int64_t>(val.FirstLocation(), 0)));
+    ASSIGN_OR_RETURN(ExprText text, e.Emit(val));
+    c.text = text.text;
+    c.where = ctx_.Where(text, val.FirstLocation());
     if (!seen.insert(c.name).second) return ctx_.Error(rt.Location(), "duplicate output column " + c.name);
     cfg_.select.push_back(std::move(c));
   }
@@ -1004,13 +1083,13 @@ Status Translator::SelectRows(const std::vector<PgNode>& targets, QueryScope* sc
   return Status::OK();
 }
 
-Result<std::string> Translator::MetricText(const PgNode& val, QueryScope* scope) {
+Result<ExprText> Translator::MetricText(const PgNode& val, QueryScope* scope) {
   // The shapes the metric grammar has: agg(x) [FILTER (WHERE c)], round(avg(...), n), and
   // coalesce(one of those, constant).
   const std::string around = "only agg(x) [FILTER (WHERE ...)], round(avg(x), n) and "
                              "coalesce(aggregate, constant) are supported";
   PgNode node = val;
-  std::string default_text;
+  ExprText default_text;
   if (node.Is("CoalesceExpr")) {
     auto args = node.List("args");
     if (args.size() != 2 || !args[1].Is("A_Const")) return ctx_.Error(node.Location(), around);
@@ -1020,13 +1099,18 @@ Result<std::string> Translator::MetricText(const PgNode& val, QueryScope* scope)
     node = args[0];
   }
   std::string digits;
+  int64_t round_at = -1;
   if (node.Is("FuncCall") && FunctionName(node) == "round") {
+    round_at = node.Location();
     auto args = node.List("args");
-    if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("ival")) {
+    if (args.size() == 1) {
+      digits = "0";  // round(avg(x)): to a whole number, as PostgreSQL's round(numeric)
+    } else if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("ival")) {
       return ctx_.Error(node.Location(), "round() of an aggregate takes a constant number of digits: round(avg(x), 2)");
+    } else {
+      ASSIGN_OR_RETURN(int64_t d, IntConstant(ctx_, args[1]));
+      digits = std::to_string(d);
     }
-    ASSIGN_OR_RETURN(int64_t d, IntConstant(ctx_, args[1]));
-    digits = std::to_string(d);
     node = args[0];
   }
   if (!node.Is("FuncCall") || !IsAggregateName(FunctionName(node))) {
@@ -1037,7 +1121,7 @@ Result<std::string> Translator::MetricText(const PgNode& val, QueryScope* scope)
   if (node.Bool("agg_distinct")) return ctx_.Error(at, fn + "(DISTINCT ...) is not supported");
   if (node.Has("agg_order")) return ctx_.Error(at, "ORDER BY inside an aggregate is not supported");
   if (!digits.empty() && fn != "avg") return ctx_.Error(at, "round() applies to avg() only");
-  std::string arg;
+  ExprText arg;
   if (node.Bool("agg_star")) {
     if (fn != "count") return ctx_.Error(at, fn + "(*) is not supported; only count(*)");
   } else {
@@ -1049,22 +1133,28 @@ Result<std::string> Translator::MetricText(const PgNode& val, QueryScope* scope)
     ExprEmitter e(ctx_, scope);
     ASSIGN_OR_RETURN(arg, e.Emit(args[0]));
   }
-  std::string text = fn + "(" + arg + ")";
-  if (!digits.empty()) text = "round(" + text + ", " + digits + ")";
+  ExprText text = Piece(fn + "(", at).Add(arg).Add(")");
+  if (!digits.empty()) {
+    text = Piece("round(", round_at).Add(text).Add(", " + digits + ")");
+  }
   if (node.Has("agg_filter")) {
     PgNode filter = node.Child("agg_filter");
     if (ContainsAggregate(filter)) {
       return ctx_.Error(filter.FirstLocation(), "an aggregate in FILTER is not supported");
     }
     ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(std::string cond, e.Emit(filter));
-    text += " where " + cond;
+    ASSIGN_OR_RETURN(ExprText cond, e.Emit(filter));
+    // The metric grammar finds " where " and " default " outside parentheses: a condition that
+    // is a bare name (a column called default) goes in parentheses.
+    if (cond.text.empty() || cond.text[0] != '(') cond = ExprText().Add("(").Add(cond).Add(")");
+    text.Add(" where ", filter.FirstLocation()).Add(cond);
   }
-  if (!default_text.empty()) {
+  if (!default_text.text.empty()) {
     if (fn == "avg") {
-      text += " default " + default_text;
-    } else if (!((fn == "sum" || fn == "count") && (default_text == "0" || default_text == "0.0"))) {
-      return ctx_.Error(val.Location(), "coalesce(" + fn + "(...), " + default_text +
+      text.Add(" default ").Add(default_text);
+    } else if (!((fn == "sum" || fn == "count") &&
+                 (default_text.text == "0" || default_text.text == "0.0"))) {
+      return ctx_.Error(val.Location(), "coalesce(" + fn + "(...), " + default_text.text +
                                             ") is not supported: only avg() takes a default "
                                             "(sum and count of no records are 0)");
     }
@@ -1121,7 +1211,8 @@ Status Translator::GroupBy(const std::vector<PgNode>& group, QueryScope* scope,
       return ctx_.Error(at, "GROUPING SETS, CUBE and ROLLUP are not supported");
     }
     ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(std::string text, e.Emit(g));
+    ASSIGN_OR_RETURN(ExprText emitted, e.Emit(g));
+    const std::string& text = emitted.text;
     bool found = false;
     for (SelectItem& it : *items) {
       if (!it.metric && it.text == text) {
@@ -1173,7 +1264,8 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
     if (!seen.insert(item.name).second) return ctx_.Error(rt.Location(), "duplicate output column " + item.name);
     if (ContainsAggregate(val)) {
       item.metric = true;
-      ASSIGN_OR_RETURN(item.text, MetricText(val, scope));
+      ASSIGN_OR_RETURN(item.expr, MetricText(val, scope));
+      item.text = item.expr.text;
     } else if (val.Is("ColumnRef") && val.List("fields").size() == 1 &&
                (val.List("fields")[0].String("sval") == "window_start" ||
                 val.List("fields")[0].String("sval") == "window_end")) {
@@ -1190,7 +1282,8 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
       auto text = e.Emit(val);
       scope->refs = nullptr;
       if (!text.ok()) return text.status();
-      item.text = *text;
+      item.expr = std::move(text).value();
+      item.text = item.expr.text;
     }
     items.push_back(std::move(item));
   }
@@ -1225,7 +1318,7 @@ Status Translator::SelectGroups(const PgNode& select, const std::vector<PgNode>&
     ColumnConfig c;
     c.name = it.name;
     c.text = it.text;
-    c.where = map_.Location(static_cast<size_t>(std::max<int64_t>(it.location, 0)));
+    c.where = ctx_.Where(it.expr, it.location);
     (it.metric ? agg.metrics : agg.keys).push_back(std::move(c));
   }
   if (!insert_columns_.empty() && items.size() != insert_columns_.size()) {
@@ -1309,7 +1402,8 @@ Status Translator::Joins(const std::vector<std::pair<PgNode, int64_t>>& join_nod
       return ctx_.Error(quals.FirstLocation(), on_help + " (a dimension is joined on its PRIMARY KEY)");
     }
     ExprEmitter e(ctx_, scope);
-    ASSIGN_OR_RETURN(join->key_text, e.Emit(other));
+    ASSIGN_OR_RETURN(join->key, e.Emit(other));
+    join->key_text = join->key.text;
     scope->AddJoin(join.get());
     joins_.push_back(std::move(join));
   }
@@ -1346,11 +1440,15 @@ Status Translator::WhereSteps(const PgNode& select, QueryScope* scope,
       if (args.size() != 2 || !args[1].Is("A_Const") || !args[1].Has("sval")) {
         return ctx_.Error(term.Location(), fn + " takes (condition, 'reason')");
       }
-      ASSIGN_OR_RETURN(s.expr, e.Emit(args[0]));
+      ASSIGN_OR_RETURN(ExprText cond, e.Emit(args[0]));
+      s.expr = cond.text;
+      s.where = ctx_.Where(cond, term.FirstLocation());
       ASSIGN_OR_RETURN(s.reason, ctx_.Substitute(args[1].Object("sval").String("sval"), args[1].Location()));
       s.kind = fn == "keep_if" ? StepConfig::Kind::kFilter : StepConfig::Kind::kDeadLetterIf;
     } else {
-      ASSIGN_OR_RETURN(s.expr, e.Emit(term));
+      ASSIGN_OR_RETURN(ExprText cond, e.Emit(term));
+      s.expr = cond.text;
+      s.where = ctx_.Where(cond, term.FirstLocation());
       s.kind = StepConfig::Kind::kFilter;
       s.reason = "WHERE " + s.expr;
     }
@@ -1392,8 +1490,9 @@ Status Translator::Query(const PgNode& select) {
     agg.where = map_.Location(static_cast<size_t>(std::max<int64_t>(query_location_, 0)));
     ExprEmitter e(ctx_, &scope);
     if (window_.present) {
-      ASSIGN_OR_RETURN(agg.time_expr, e.Emit(window_.time));
-      agg.time_where = map_.Location(static_cast<size_t>(std::max<int64_t>(window_.time.FirstLocation(), 0)));
+      ASSIGN_OR_RETURN(ExprText time, e.Emit(window_.time));
+      agg.time_expr = time.text;
+      agg.time_where = ctx_.Where(time, window_.time.FirstLocation());
       agg.window_micros = window_.size_micros;
       agg.slide_micros = window_.hop ? window_.slide_micros : 0;
     }

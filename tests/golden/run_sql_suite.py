@@ -6,7 +6,9 @@
 Every directory under tests/golden/sql/ is a case holding pipeline.sql and either
   * an input (input.ndjson or input.csv; optional dim.csv) and expected.csv, the sink's rows
     worked out by hand (the case's README.md shows the arithmetic), optionally
-    expected_summary.json (counts of the run summary, e.g. ignored / dead_lettered): the case runs
+    expected_summary.json (counts of the run summary, e.g. ignored / dead_lettered), optionally
+    expected_steps.txt (the steps `sluice explain --format json` lists, one a line: the kind and
+    the field, dimension or reason, e.g. `derive start_time`): the case runs
     `sluice run pipeline.sql --var IN=<input> [--var DIM=dim.csv] --var OUT=sqlite:<tmp>/<case>.db`
     and the table `out` must equal expected.csv (tests/tools/compare_tables.py rules, every
     column a key, so rows are compared as a multiset); or
@@ -33,11 +35,7 @@ import harness  # noqa: E402
 CASES = os.path.join(HERE, "sql")
 
 # Cases whose expected output sluice does not give yet (a bug, reported): name -> why.
-KNOWN_FAILURES = {
-    "err_sum_of_text_spaced": "a planner error's column is the SQL expression's start plus the "
-                              "offset in the generated metric text, not the SQL token's column "
-                              "(src/sql/README.md, Errors)",
-}
+KNOWN_FAILURES = {}
 
 
 class Collect:
@@ -80,6 +78,20 @@ def run_case(checks, sluice, name, tmp):
         ok = p.returncode == 2 and "sluice: " + expected in lines
         return checks.check(f"{label}: validate exits 2 with the expected error", ok,
                             f"exit {p.returncode}\nexpected: {expected}\nstderr:   {p.stderr}")
+
+    steps_file = os.path.join(case, "expected_steps.txt")
+    if os.path.exists(steps_file):
+        with open(steps_file) as f:
+            want = [line.rstrip("\n") for line in f if line.strip()]
+        p = subprocess.run([sluice, "explain", "pipeline.sql", *variables(case, db), "--format",
+                            "json"], cwd=case, capture_output=True, text=True, timeout=60)
+        got = []
+        if p.returncode == 0:
+            for step in json.loads(p.stdout)["steps"]:
+                what = step.get("field") or step.get("dimension") or step.get("reason", "")
+                got.append(f"{step['kind']} {what}")
+        checks.check(f"{label}: explain lists the steps of expected_steps.txt", got == want,
+                     f"exit {p.returncode} {p.stderr[-400:]}\ngot:  {got}\nwant: {want}")
 
     summary = os.path.join(tmp, name + ".summary.json")
     p = subprocess.run([sluice, "run", "pipeline.sql", *variables(case, db), "--summary-json",

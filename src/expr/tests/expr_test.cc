@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -356,6 +357,29 @@ TEST_F(ExprTest, ErrorLocationUsesSourceLocation) {
   auto type_error = Compile("name = 1", schema_, where);
   ASSERT_FALSE(type_error.ok());
   EXPECT_EQ(type_error.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ExprTest, AnchorsMapGeneratedTextToWhereItWasWritten) {
+  // Text generated from SQL: "(clicks + name)" where clicks was written at 7:3 and '+' at
+  // 9:14; the anchors say so, whatever the columns of the generated text are.
+  SourceLocation where{"p.sql", 7, 3};
+  where.anchors = std::make_shared<const std::vector<SourceAnchor>>(
+      std::vector<SourceAnchor>{{1, 7, 3}, {7, 9, 14}, {10, 9, 20}});
+  EXPECT_EQ(Error("(clicks + name)", where),
+            "p.sql:9:14: operator '+' needs numbers, got int64 and string; use || or concat() "
+            "to join strings");
+  EXPECT_EQ(Error("(clicks + bogus)", where), "p.sql:9:20: unknown field 'bogus'");
+  // Before the first anchor: the first anchor's token.
+  EXPECT_EQ(Locate(where, 0), "p.sql:7:3");
+  EXPECT_EQ(Locate(where, 8), "p.sql:9:14");
+  // A part of the text, compiled on its own, keeps its place in the anchored text.
+  SourceLocation rest = Advance(where, 10);
+  EXPECT_EQ(rest.line, 7);  // line/column stay the text's start; the anchors decide
+  EXPECT_EQ(Locate(rest, 0), "p.sql:9:20");
+  EXPECT_EQ(Error("bogus", rest), "p.sql:9:20: unknown field 'bogus'");
+  // Without anchors (TOML), Advance and Locate add to the column, as before.
+  SourceLocation toml{"p.toml", 3, 5};
+  EXPECT_EQ(Locate(Advance(toml, 4), 2), "p.toml:3:11");
 }
 
 TEST_F(ExprTest, ErrorLocationOnLaterLines) {

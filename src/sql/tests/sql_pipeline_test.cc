@@ -156,11 +156,13 @@ TEST(SqlPipelineTest, SourceColumnsDefaultsGeneratedAndChecks) {
   EXPECT_EQ(cfg->steps[0].kind, StepConfig::Kind::kLet);
   EXPECT_EQ(cfg->steps[0].target, "a");
   EXPECT_EQ(cfg->steps[0].expr, "coalesce(a, 0)");
-  EXPECT_EQ(cfg->steps[1].target, "c");
-  EXPECT_EQ(cfg->steps[1].expr, "(a * 2)");
-  EXPECT_EQ(cfg->steps[2].kind, StepConfig::Kind::kDeadLetterIf);
-  EXPECT_EQ(cfg->steps[2].expr, "(a is null)");
-  EXPECT_EQ(cfg->steps[2].reason, "a is null");
+  // NOT NULL is written on a, above c: it runs before c is computed.
+  EXPECT_EQ(cfg->steps[1].kind, StepConfig::Kind::kDeadLetterIf);
+  EXPECT_EQ(cfg->steps[1].expr, "(a is null)");
+  EXPECT_EQ(cfg->steps[1].reason, "a is null");
+  EXPECT_EQ(cfg->steps[2].kind, StepConfig::Kind::kLet);
+  EXPECT_EQ(cfg->steps[2].target, "c");
+  EXPECT_EQ(cfg->steps[2].expr, "(a * 2)");
   EXPECT_EQ(cfg->steps[3].expr, "coalesce((not (a < 100)), false)");
   EXPECT_EQ(cfg->steps[3].reason, "a too big");
   EXPECT_EQ(cfg->steps[4].reason, "check failed: (c > 0)");
@@ -284,8 +286,10 @@ TEST(SqlPipelineTest, KeepIfInWhereNamesTheIgnoredReason) {
   EXPECT_EQ(cfg->steps[0].kind, StepConfig::Kind::kFilter);
   EXPECT_EQ(cfg->steps[0].expr, "(b = 'view')");
   EXPECT_EQ(cfg->steps[0].reason, "not a view");
+  // The step's expression is the condition: it starts at b ("SELECT a FROM src WHERE keep_if("
+  // is 32 characters).
   EXPECT_EQ(cfg->steps[0].where.line, 3);
-  EXPECT_EQ(cfg->steps[0].where.column, 25);
+  EXPECT_EQ(cfg->steps[0].where.column, 33);
   EXPECT_EQ(cfg->steps[1].kind, StepConfig::Kind::kFilter);
   EXPECT_EQ(cfg->steps[1].reason, "WHERE (a > 0)");
 }
@@ -448,6 +452,88 @@ TEST(SqlPipelineTest, RecruitmentTwinHasTheTomlPlan) {
     EXPECT_EQ(a.field(i).type, b.field(i).type) << a.field(i).name;
   }
   EXPECT_EQ(sql->variables.size(), toml->variables.size());
+}
+
+TEST(SqlPipelineTest, TableStepsRunInTheOrderWritten) {
+  // Generated columns and constraints in written order; a CHECK that reads a generated column
+  // written below it waits for that column, and the checks after it wait behind it.
+  auto cfg = Parse(
+      "CREATE TABLE src (\n"
+      "  raw text NOT NULL,\n"
+      "  CONSTRAINT \"blank\" CHECK (trim(raw) <> ''),\n"
+      "  n bigint GENERATED ALWAYS AS (to_int(raw)) STORED,\n"
+      "  CONSTRAINT \"not a number\" CHECK (n IS NOT NULL),\n"
+      "  CONSTRAINT \"too big\" CHECK (twice < 100),\n"
+      "  other text CHECK (other <> 'x'),\n"
+      "  twice bigint GENERATED ALWAYS AS (n * 2) STORED NOT NULL\n"
+      ") WITH (uri = 'in.ndjson');\n"
+      "CREATE MATERIALIZED VIEW v WITH (uri = 'ndjson:o') AS SELECT raw, twice FROM src "
+      "WHERE raw <> 'skip';\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  std::vector<std::string> steps;
+  for (const StepConfig& s : cfg->steps) steps.push_back(s.kind == StepConfig::Kind::kLet ? "let " + s.target : s.reason);
+  EXPECT_EQ(steps, (std::vector<std::string>{"raw is null", "blank", "let n", "not a number",
+                                             "let twice", "too big",
+                                             "check failed: (other <> 'x')", "twice is null",
+                                             "WHERE (raw <> 'skip')"}));
+}
+
+TEST(SqlPipelineTest, RoundOfAnAverageWithoutDigitsAndAFilterOnAColumnCalledDefault) {
+  auto cfg = Parse(
+      "CREATE TABLE src (t timestamp, a bigint, \"default\" boolean) WITH (uri = 'in.csv');\n"
+      "CREATE MATERIALIZED VIEW v WITH (uri = 'sqlite:o.db') AS\n"
+      "SELECT round(avg(a)) AS r, count(*) FILTER (WHERE \"default\") AS n\n"
+      "FROM tumble(src, t, INTERVAL '1 hour') GROUP BY window_start;\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  ASSERT_EQ(cfg->aggregate->metrics.size(), 2u);
+  // round(avg(x)) is round(numeric): to a whole number.
+  EXPECT_EQ(cfg->aggregate->metrics[0].text, "round(avg(a), 0)");
+  // The metric grammar reads " default " outside parentheses as the default of an avg.
+  EXPECT_EQ(cfg->aggregate->metrics[1].text, "count() where (default)");
+}
+
+/// The planner's error for a SQL pipeline (the connectors registered: BuildPlan looks them up).
+std::string PlanErrorOf(const std::string& text) {
+  RegisterBuiltins();
+  auto cfg = Parse(text);
+  if (!cfg.ok()) return "translation: " + cfg.status().message();
+  auto plan = BuildPlan(*cfg);
+  return plan.ok() ? "(no error)" : plan.status().message();
+}
+
+TEST(SqlPipelineTest, PlannerErrorsPointAtTheSqlToken) {
+  // Columns counted by hand in the SELECT line (line 3), 1-based, in characters.
+  const std::string view = "CREATE MATERIALIZED VIEW v WITH (uri = 'ndjson:o') AS\n";
+  const std::string tumble = " FROM tumble(src, t, INTERVAL '1 hour') GROUP BY window_start;\n";
+  // "SELECT sum(  " is 13 characters: b at 14 (the generated text is sum(b)).
+  EXPECT_EQ(PlanErrorOf(kSrc + view + "SELECT sum(  b ) AS s" + tumble),
+            "p.sql:3:14: sum() needs a numeric argument, got string");
+  // "SELECT count(*) FILTER (WHERE " is 30 characters.
+  EXPECT_EQ(PlanErrorOf(kSrc + view + "SELECT count(*) FILTER (WHERE b) AS n" + tumble),
+            "p.sql:3:31: the where condition of metric 'n' must be a boolean expression");
+  // "SELECT a FROM src WHERE a > 0 AND  b " is 37 characters: '-' at 38.
+  EXPECT_EQ(PlanErrorOf(kSrc + view + "SELECT a FROM src WHERE a > 0 AND  b - 1 > 0;\n"),
+            "p.sql:3:38: operator '-' needs numbers, got string and int64; convert the string "
+            "with to_int() or to_double()");
+  // An IN list item: "SELECT a FROM src WHERE a IN (1, " is 33 characters.
+  EXPECT_EQ(PlanErrorOf(kSrc + view + "SELECT a FROM src WHERE a IN (1, 'x');\n"),
+            "p.sql:3:34: cannot compare int64 with string in the 'in' list; convert the string "
+            "with to_int() or to_double()");
+  // CASE WHEN ... WHEN ...: the second branch is the if() written at the second WHEN, at 33.
+  EXPECT_EQ(PlanErrorOf(kSrc + view +
+                        "SELECT CASE WHEN a > 1 THEN 'x' WHEN a > 2 THEN 1 END AS c FROM src;\n"),
+            "p.sql:3:33: the two branches of if() must have one type, got string and int64");
+  // Three two-byte characters before '+' in the same expression: '+' at 22, not 25.
+  EXPECT_EQ(PlanErrorOf(kSrc + view + "SELECT length('\u00e4\u00f6\u00fc') + b AS s FROM src;\n"),
+            "p.sql:3:22: operator '+' needs numbers, got int64 and string; use || or concat() "
+            "to join strings");
+  // A generated column written over two lines: '+' starts line 3, at column 5.
+  EXPECT_EQ(PlanErrorOf("CREATE TABLE src (a bigint, b text,\n"
+                        "  g bigint GENERATED ALWAYS AS (a\n"
+                        "    + upper(b)) STORED) WITH (uri = 'in.csv');\n" +
+                        view + "SELECT g FROM src;\n"),
+            "p.sql:3:5: operator '+' needs numbers, got int64 and string; use || or concat() to "
+            "join strings");
 }
 
 TEST(SqlPipelineTest, PlannerErrorsPointIntoTheSqlFile) {
