@@ -28,9 +28,8 @@ Result<std::unique_ptr<Step>> MakeDeadLetterIf(const StepConfig&, std::unique_pt
 Result<std::unique_ptr<Step>> MakeLookup(const StepConfig&, std::unique_ptr<expr::Expr>, Schema*,
                                          const DimensionMap&);
 
-/// "file:line:column" of a step's expression, the prefix of its errors.
-inline std::string At(const expr::SourceLocation& w) {
-  return w.file + ":" + std::to_string(w.line) + ":" + std::to_string(w.column);
-}
+/// "file:line:column" of a step's expression, the prefix of its errors (in a .sql pipeline, the
+/// SQL token the expression starts with).
+inline std::string At(const expr::SourceLocation& w) { return expr::Locate(w); }
 
 }  // namespace sluice::steps
