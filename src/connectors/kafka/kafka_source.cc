@@ -32,7 +32,8 @@ const OptionTable& KafkaSourceOptions() {
             {.name = "topic_pattern",
              .help = "Read every topic whose name matches this regular expression (`\"^view_log\\\\..*\"`; "
                      "a leading `^` is added when missing), also those created while the pipeline runs "
-                     "(found at the next metadata refresh, `kafka.topic.metadata.refresh.interval.ms`)."},
+                     "(found at the next metadata refresh, every 10 s: `kafka.topic.metadata.refresh.interval.ms`). "
+                     "Under --until-caught-up, a pattern matching no topic fails the run (exit 1)."},
             {.name = "legacy_topic",
              .help = "With `topic_pattern`: the topic this source read alone before, whose stored positions "
                      "it keeps. Required when the sink holds positions of a one-topic source."},
