@@ -12,7 +12,8 @@ of ALL topics (`kcat -L`, never `kcat -L -t NAME`, which would create it).
     mean "..._orders"?)`, and afterwards the typo topic does not exist; `sluice verify` of the
     same pipeline fails the same way.
  2. a plain run started before its topic exists: it logs the warning (without stopping), the
-    topic still does not exist while it runs; then the topic is created (scripts/kafka-topics.sh,
+    topic still does not exist while it runs, /metrics shows
+    sluice_kafka_missing_topic_checks_total >= 1; then the topic is created (scripts/kafka-topics.sh,
     2 partitions) and 6 records produced with kcat: the run writes exactly those 6 values (read
     from the sink, compared with what was produced), and SIGTERM ends it with exit 0.
  3. a pattern matching no topic, with --until-caught-up: exit 1 naming the pattern; no topic
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
@@ -47,6 +49,17 @@ def all_topics():
     if rc != 0:
         raise RuntimeError(f"kcat -L exited {rc}: {out[-800:]}")
     return set(re.findall(r'topic "([^"]+)" with', out))
+
+
+def missing_checks(port):
+    """sluice_kafka_missing_topic_checks_total from /metrics (None: not there)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    m = re.search(r"^sluice_kafka_missing_topic_checks_total\{[^}]*\} (\d+)", text, re.M)
+    return int(m.group(1)) if m else None
 
 
 class Test(harness.SluiceTest):
@@ -94,7 +107,8 @@ class Test(harness.SluiceTest):
     def scenario_2(self):
         later = self.topic("later")
         path, db = self.pipeline("later", [f'uri = "kafka://{BROKER}/{later}"'])
-        run = self.start_run(path, {}, "later")
+        port = harness.free_port()
+        run = self.start_run(path, {}, "later", ["--http", f"127.0.0.1:{port}"])
         problems = []
         warning = f'topic "{later}" does not exist on {BROKER}'
         deadline = time.monotonic() + 60
@@ -107,6 +121,9 @@ class Test(harness.SluiceTest):
             problems.append(f"the run stopped (exit {run.returncode}) instead of waiting\n{self.tail(run)}")
         if later in all_topics():
             problems.append(f"{later} exists before anyone created it: sluice created it")
+        checks = missing_checks(port)
+        if checks is None or checks < 1:
+            problems.append(f"/metrics: sluice_kafka_missing_topic_checks_total is {checks}, expected >= 1")
         if not problems:
             kr.create_topic(later, 2)
             values = [7, 11, 13, 17, 19, 23]

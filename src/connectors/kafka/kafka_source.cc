@@ -376,6 +376,13 @@ Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int
   return out;
 }
 
+std::vector<SourceCounter> KafkaSource::Counters() const {
+  return {{"kafka_missing_topic_checks",
+           "Metadata checks that found a topic the Kafka source reads missing (at start, then every 30 s "
+           "while the run waits for it).",
+           "", missing_checks_.load(std::memory_order_relaxed)}};
+}
+
 void KafkaSource::CheckMissingTopics() {
   next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
   auto topics = MetadataTopics(2000);
@@ -386,6 +393,7 @@ void KafkaSource::CheckMissingTopics() {
   }
   if (topics.status().code() == StatusCode::kFailedPrecondition) {
     missing_ = topics.status().message();
+    missing_checks_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("kafka {}: {}; still waiting for it to be created", settings_.client_id, missing_);
   }
 }
@@ -402,6 +410,7 @@ void KafkaSource::ListPartitions() {
     if (topics.status().code() == StatusCode::kFailedPrecondition) {
       // A producer may create it later: read it from the first metadata refresh that shows it.
       missing_ = topics.status().message();
+      missing_checks_.fetch_add(1, std::memory_order_relaxed);
       next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
       spdlog::warn("kafka {}: {}; waiting for it to be created (asked again every {} s)", settings_.client_id,
                    missing_, kMissingTopicRecheck.count());

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -67,6 +68,9 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   void Close() override;
   /// With several topics: the topic and Kafka partition of an id.
   std::optional<PartitionName> NamePartition(int32_t id) const override;
+  /// `kafka_missing_topic_checks`: the metadata checks that found a topic (or every topic of
+  /// the pattern) missing, at open and every 30 s after; growing while the run waits for it.
+  std::vector<SourceCounter> Counters() const override;
 
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override;
@@ -162,6 +166,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// as a warning every 30 s until the topic appears.
   std::string missing_;
   std::chrono::steady_clock::time_point next_missing_check_;
+  std::atomic<int64_t> missing_checks_{0};  ///< Counters(), read by the monitoring thread
 };
 
 }  // namespace sluice
