@@ -387,7 +387,7 @@ void KafkaSource::CheckMissingTopics() {
   next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
   auto topics = MetadataTopics(2000);
   if (topics.ok()) {
-    spdlog::info("kafka {}: {} exists now; reading it from the next metadata refresh", settings_.client_id, What());
+    spdlog::info("kafka {}: found {} now; reading from the next metadata refresh", settings_.client_id, What());
     ListPartitions();
     return;
   }
