@@ -11,6 +11,7 @@
 #include "connectors/kafka/kafka_group.h"
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_source.h"
+#include "connectors/kafka/kafka_uri.h"
 #include "core/json_builder.h"
 #include "core/status.h"
 #include "core/uri.h"
@@ -113,6 +114,14 @@ int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
   // The topics with their ends, and the group's members.
   auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
   if (!ends.ok()) return Fail(ends.status().message(), 1);
+  // A listed topic that does not exist has no rows: say why (a run waits for it to be created).
+  for (const std::string& topic : ks.topics) {
+    if (ends->count(topic)) continue;
+    auto all = KafkaTopicList(ks.brokers, 10000);
+    std::cerr << "sluice: status: warning: "
+              << (all.ok() ? MissingKafkaTopic(topic, ks.brokers, *all) : "topic \"" + topic + "\" does not exist on " + ks.brokers)
+              << "\n";
+  }
   auto members = DescribeKafkaGroup(ks.brokers, ks.group, 10000);
   if (!members.ok()) return Fail(members.status().message(), 1);
   auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);

@@ -42,11 +42,18 @@ class KafkaDimensionPoller : public DimensionPoller {
     } else {
       ASSIGN_OR_RETURN(cdc_, ChangeRecordDecoder::Make(table->fields(), key_index_, debezium_));
     }
-    const int partitions = KafkaPartitionCount(uri_.brokers, uri_.topic);
-    if (partitions <= 0) {
-      return Status::Unavailable("dimension " + dim_->name() + ": topic " + uri_.topic + " on " +
-                                 uri_.brokers + " is not reachable or does not exist");
+    // From the list of all topics: naming the topic could make the broker create it.
+    auto topics = KafkaTopicList(uri_.brokers, 5000);
+    if (!topics.ok()) {
+      return Status::Unavailable("dimension " + dim_->name() + ": topic " + uri_.topic + " on " + uri_.brokers +
+                                 " is not reachable: " + topics.status().message());
     }
+    auto found = topics->find(uri_.topic);
+    if (found == topics->end() || found->second <= 0) {
+      return Status::FailedPrecondition("dimension " + dim_->name() + ": " +
+                                        MissingKafkaTopic(uri_.topic, uri_.brokers, *topics));
+    }
+    const int partitions = found->second;
     std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
     RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", uri_.brokers));
     // Partitions are assigned, not subscribed: the group id is required but never joined.
@@ -54,6 +61,7 @@ class KafkaDimensionPoller : public DimensionPoller {
     RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.auto.commit", "false"));
     RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.partition.eof", "false"));
     RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+    RETURN_IF_ERROR(SetKafkaConf(conf.get(), "allow.auto.create.topics", "false"));
     std::string err;
     consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!consumer_) return Status::InvalidArgument("dimension " + dim_->name() + ": kafka consumer: " + err);

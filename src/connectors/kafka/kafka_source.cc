@@ -12,6 +12,11 @@
 
 namespace sluice {
 
+namespace {
+/// How often a run waiting for a missing topic asks again and repeats its warning.
+constexpr std::chrono::seconds kMissingTopicRecheck{30};
+}  // namespace
+
 const OptionTable& KafkaSourceOptions() {
   static const OptionTable kTable = [] {
     OptionTable t{
@@ -27,7 +32,8 @@ const OptionTable& KafkaSourceOptions() {
             {.name = "topic_pattern",
              .help = "Read every topic whose name matches this regular expression (`\"^view_log\\\\..*\"`; "
                      "a leading `^` is added when missing), also those created while the pipeline runs "
-                     "(found at the next metadata refresh, `kafka.topic.metadata.refresh.interval.ms`)."},
+                     "(found at the next metadata refresh, every 10 s: `kafka.topic.metadata.refresh.interval.ms`). "
+                     "Under --until-caught-up, a pattern matching no topic fails the run (exit 1)."},
             {.name = "legacy_topic",
              .help = "With `topic_pattern`: the topic this source read alone before, whose stored positions "
                      "it keeps. Required when the sink holds positions of a one-topic source."},
@@ -240,6 +246,10 @@ Status KafkaSource::Open(const SourceContext& ctx) {
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "heartbeat.interval.ms", "1000"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "max.poll.interval.ms", "900000"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
+  // Never create a topic to read (a typo would become a new, empty topic, where the broker
+  // auto-creates topics), and notice a topic created after the start within 10 s, not 5 min.
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "allow.auto.create.topics", "false"));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "topic.metadata.refresh.interval.ms", "10000"));
   for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(SetKafkaConf(conf.get(), k, v));
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
@@ -323,14 +333,10 @@ int32_t KafkaSource::IdOf(const std::string& topic, int32_t partition) {
 }
 
 Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int timeout_ms) {
+  // Always the list of all topics: asking for one by name makes a broker with
+  // auto.create.topics.enable create it, and a typo would become a new, empty topic.
   RdKafka::Metadata* md = nullptr;
-  std::unique_ptr<RdKafka::Topic> t;
-  std::string err;
-  if (settings_.pattern.empty() && settings_.topics.size() == 1) {
-    t.reset(RdKafka::Topic::create(consumer_.get(), settings_.topics.front(), nullptr, err));
-  }
-  // One topic: ask for it alone (which also creates it where the broker auto-creates topics).
-  RdKafka::ErrorCode rc = consumer_->metadata(t == nullptr, t.get(), &md, timeout_ms);
+  RdKafka::ErrorCode rc = consumer_->metadata(true, nullptr, &md, timeout_ms);
   std::unique_ptr<RdKafka::Metadata> owned(md);
   if (rc != RdKafka::ERR_NO_ERROR || !md) {
     return Status::Unavailable("kafka metadata: " + RdKafka::err2str(rc));
@@ -338,10 +344,11 @@ Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int
   std::optional<std::regex> pattern;
   if (!settings_.pattern.empty()) pattern.emplace(settings_.pattern, std::regex::extended);
   std::vector<std::pair<std::string, int>> out;
-  std::set<std::string> found;
+  std::map<std::string, int> existing;
   for (const auto* tm : *md->topics()) {
     if (tm->err() != RdKafka::ERR_NO_ERROR) continue;
     const std::string& name = tm->topic();
+    existing[name] = static_cast<int>(tm->partitions()->size());
     if (pattern ? !std::regex_search(name, *pattern)
                 : std::find(settings_.topics.begin(), settings_.topics.end(), name) == settings_.topics.end()) {
       continue;
@@ -355,14 +362,40 @@ Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int
                                      std::to_string(kMaxKafkaPartitions) + " per topic");
     }
     out.emplace_back(name, n);
-    found.insert(name);
   }
-  if (!pattern) {
-    for (const std::string& name : settings_.topics) {
-      if (!found.count(name)) return Status::Unavailable("kafka: topic " + name + " has no metadata yet");
+  // A topic that does not exist is the brokers' state, not the file's: kFailedPrecondition.
+  if (pattern) {
+    if (out.empty()) {
+      return Status::FailedPrecondition("no topic on " + settings_.brokers + " matches " + settings_.pattern);
     }
+    return out;
+  }
+  for (const std::string& name : settings_.topics) {
+    if (!existing.count(name)) return Status::FailedPrecondition(MissingKafkaTopic(name, settings_.brokers, existing));
   }
   return out;
+}
+
+std::vector<SourceCounter> KafkaSource::Counters() const {
+  return {{"kafka_missing_topic_checks",
+           "Metadata checks that found a topic the Kafka source reads missing (at start, then every 30 s "
+           "while the run waits for it).",
+           "", missing_checks_.load(std::memory_order_relaxed)}};
+}
+
+void KafkaSource::CheckMissingTopics() {
+  next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
+  auto topics = MetadataTopics(2000);
+  if (topics.ok()) {
+    spdlog::info("kafka {}: found {} now; reading from the next metadata refresh", settings_.client_id, What());
+    ListPartitions();
+    return;
+  }
+  if (topics.status().code() == StatusCode::kFailedPrecondition) {
+    missing_ = topics.status().message();
+    missing_checks_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("kafka {}: {}; still waiting for it to be created", settings_.client_id, missing_);
+  }
 }
 
 void KafkaSource::ListPartitions() {
@@ -374,10 +407,20 @@ void KafkaSource::ListPartitions() {
   // Best effort: without the list, a partition holds the watermark back once it is assigned.
   auto topics = MetadataTopics(5000);
   if (!topics.ok()) {
+    if (topics.status().code() == StatusCode::kFailedPrecondition) {
+      // A producer may create it later: read it from the first metadata refresh that shows it.
+      missing_ = topics.status().message();
+      missing_checks_.fetch_add(1, std::memory_order_relaxed);
+      next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
+      spdlog::warn("kafka {}: {}; waiting for it to be created (asked again every {} s)", settings_.client_id,
+                   missing_, kMissingTopicRecheck.count());
+      return;
+    }
     spdlog::debug("kafka {}: cannot list the partitions of {}: {}", settings_.client_id, What(),
                   topics.status().ToString());
     return;
   }
+  missing_.clear();
   for (const auto& [topic, n] : *topics) {
     const int32_t slot = *slots_.Find(topic);
     for (int32_t p = 0; p < n; ++p) topic_partitions_.push_back(KafkaPartitionId(slot, p));
@@ -390,6 +433,11 @@ Status KafkaSource::FetchEndOffsets() {
   for (int attempt = 0; attempt < 30; ++attempt) {
     auto topics = MetadataTopics(5000);
     if (!topics.ok() && topics.status().code() == StatusCode::kInvalidArgument) return topics.status();
+    // A topic missing from a broker that answers: ask twice more (a topic created just now may
+    // not be known to every broker yet), then stop; waiting cannot make a batch run's input.
+    if (!topics.ok() && topics.status().code() == StatusCode::kFailedPrecondition && attempt >= 2) {
+      return topics.status();
+    }
     if (topics.ok()) {
       bool ok = true;
       for (const auto& [topic, n] : *topics) {
@@ -638,6 +686,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
     }
   } clear{this};
   RETURN_IF_ERROR(CheckProgress());
+  if (!missing_.empty() && now >= next_missing_check_) CheckMissingTopics();
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -712,6 +761,13 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
       case RdKafka::ERR__TIMED_OUT:
         return out->empty() ? (ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle)
                             : PollState::kData;
+      case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
+      case RdKafka::ERR__UNKNOWN_TOPIC:
+        // A subscribed topic that does not exist yet: warned about every kMissingTopicRecheck.
+        if (!missing_.empty()) break;
+        last_error_ = msg->errstr();
+        transient = Status::Unavailable("kafka: " + msg->errstr());
+        break;
       default:
         if (msg->err() == RdKafka::ERR__FATAL) {
           return Status::Internal("kafka consumer fatal error: " + msg->errstr());

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -68,6 +69,9 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   void Close() override;
   /// With several topics: the topic and Kafka partition of an id.
   std::optional<PartitionName> NamePartition(int32_t id) const override;
+  /// `kafka_missing_topic_checks`: the metadata checks that found a topic (or every topic of
+  /// the pattern) missing, at open and every 30 s after; growing while the run waits for it.
+  std::vector<SourceCounter> Counters() const override;
 
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override;
@@ -90,8 +94,11 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
-  /// Reads the topics' partitions into topic_partitions_ (best effort).
+  /// Reads the topics' partitions into topic_partitions_ (best effort). A topic that does not
+  /// exist (or a pattern matching none) is logged as a warning and kept in missing_.
   void ListPartitions();
+  /// With missing_: asks the brokers again, warns again or clears it.
+  void CheckMissingTopics();
   /// True when the source reads more than one topic, or a pattern.
   bool Several() const { return settings_.topics.size() > 1 || !settings_.pattern.empty(); }
   /// The topics to read now with their partition counts (a pattern: those matching it in the
@@ -156,6 +163,11 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::set<int32_t> known_schema_ids_;  ///< avro: schema ids already in the decoder's cache
   RawBatch* in_flight_ = nullptr;  ///< the batch Poll() is filling, while inside consume()
   bool paused_ = false;
+  /// A plain run whose topic does not exist yet: the message (did-you-mean included), repeated
+  /// as a warning every 30 s until the topic appears.
+  std::string missing_;
+  std::chrono::steady_clock::time_point next_missing_check_;
+  std::atomic<int64_t> missing_checks_{0};  ///< Counters(), read by the monitoring thread
 };
 
 }  // namespace sluice

@@ -1,6 +1,10 @@
 #include "connectors/kafka/kafka_uri.h"
 
 #include <memory>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "connectors/kafka/kafka_admin.h"
 
 namespace sluice {
 
@@ -29,26 +33,32 @@ Status SetKafkaConf(RdKafka::Conf* conf, const std::string& key, const std::stri
   return Status::OK();
 }
 
-/// Returns the number of partitions of `topic`, or 0 when the broker cannot be asked now.
-int KafkaPartitionCount(const std::string& brokers, const std::string& topic) {
+Result<std::map<std::string, int>> KafkaTopicList(const std::string& brokers, int timeout_ms) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", brokers));
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "3"));
   std::string err;
-  conf->set("bootstrap.servers", brokers, err);
-  conf->set("log_level", "3", err);
   std::unique_ptr<RdKafka::Producer> probe(RdKafka::Producer::create(conf.get(), err));
-  if (!probe) return 0;
-  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(probe.get(), topic, nullptr, err));
-  if (!t) return 0;
-  RdKafka::Metadata* md = nullptr;
-  if (probe->metadata(false, t.get(), &md, 5000) != RdKafka::ERR_NO_ERROR || !md) return 0;
-  int n = 0;
-  for (const auto* tm : *md->topics()) {
-    if (tm->topic() == topic && tm->err() == RdKafka::ERR_NO_ERROR) {
-      n = static_cast<int>(tm->partitions()->size());
-    }
+  if (!probe) return Status::InvalidArgument("kafka client for " + brokers + ": " + err);
+  return KafkaPartitionCounts(probe->c_ptr(), brokers, timeout_ms);
+}
+
+std::string MissingKafkaTopic(const std::string& topic, const std::string& brokers,
+                              const std::map<std::string, int>& existing) {
+  std::vector<std::string> names;
+  for (const auto& [name, n] : existing) {
+    if (name.rfind("__", 0) != 0) names.push_back(name);
   }
-  delete md;
-  return n;
+  const std::string hint = ClosestName(topic, names);
+  return "topic \"" + topic + "\" does not exist on " + brokers +
+         (hint.empty() || hint == topic ? "" : " (did you mean \"" + hint + "\"?)");
+}
+
+int KafkaPartitionCount(const std::string& brokers, const std::string& topic) {
+  auto topics = KafkaTopicList(brokers);
+  if (!topics.ok()) return 0;
+  auto it = topics->find(topic);
+  return it == topics->end() ? 0 : it->second;
 }
 
 }  // namespace sluice
