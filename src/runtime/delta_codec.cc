@@ -51,4 +51,57 @@ Status DecodeDeltaRows(BinaryReader* r, const AggregateSpec* spec, std::vector<D
   return Status::OK();
 }
 
+void WriteStateHeader(std::string_view magic, int64_t version, const AggregateSpec* spec, BinaryWriter* w) {
+  w->PutString(magic);
+  w->PutI64(version);
+  w->PutString(AggregateFingerprint(spec));
+}
+
+Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t version, const AggregateSpec* spec,
+                       const std::string& what) {
+  std::string read_magic, fingerprint;
+  int64_t read_version = 0;
+  if (!r->GetString(&read_magic) || read_magic != magic || !r->GetI64(&read_version)) {
+    return Status::Internal("the stored " + what + " is not a sluice " + what);
+  }
+  if (read_version != version) {
+    return Status::Internal("the stored " + what + " has version " + std::to_string(read_version) +
+                            "; this build reads version " + std::to_string(version));
+  }
+  if (!r->GetString(&fingerprint)) return r->status();
+  if (fingerprint != AggregateFingerprint(spec)) {
+    return Status::InvalidArgument(
+        "the stored " + what + " was written for a different [aggregate] (window, slide, keys or "
+        "metrics changed since the last run); give the changed pipeline a new name or clear "
+        "its output and stored positions");
+  }
+  return Status::OK();
+}
+
+void EncodeHeldRecords(const std::vector<HeldRecord>& held, BinaryWriter* w) {
+  w->PutI64(static_cast<int64_t>(held.size()));
+  for (const auto& h : held) {
+    w->PutString(h.payload);
+    w->PutI64(h.partition);
+    w->PutI64(h.offset);
+    w->PutI64(h.deadline_micros);
+  }
+}
+
+Status DecodeHeldRecords(BinaryReader* r, std::vector<HeldRecord>* out) {
+  int64_t n = 0;
+  if (!r->GetI64(&n)) return r->status();
+  for (int64_t i = 0; i < n; ++i) {
+    HeldRecord h;
+    int64_t partition = 0;
+    if (!r->GetString(&h.payload) || !r->GetI64(&partition) || !r->GetI64(&h.offset) ||
+        !r->GetI64(&h.deadline_micros)) {
+      return r->status();
+    }
+    h.partition = static_cast<int32_t>(partition);
+    out->push_back(std::move(h));
+  }
+  return Status::OK();
+}
+
 }  // namespace sluice

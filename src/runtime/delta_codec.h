@@ -5,6 +5,7 @@
 
 #include "core/serialize.h"
 #include "operators/aggregate_spec.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 
@@ -22,5 +23,17 @@ void EncodeDeltaRows(const std::vector<DeltaRow>& rows, BinaryWriter* w);
 /// Reads what EncodeDeltaRows wrote, appending to `out`; fails on a group that does not have
 /// `spec`'s width (or any group when `spec` is null).
 Status DecodeDeltaRows(BinaryReader* r, const AggregateSpec* spec, std::vector<DeltaRow>* out);
+
+/// Every stored state starts with its magic, its version and the AggregateFingerprint of the
+/// layout it was written for.
+void WriteStateHeader(std::string_view magic, int64_t version, const AggregateSpec* spec, BinaryWriter* w);
+/// Reads that header and refuses another kind (magic), another version, or a state written for a
+/// different [aggregate]. `what` names the state in the messages ("window state", "task state").
+Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t version, const AggregateSpec* spec,
+                       const std::string& what);
+
+/// Appends the held records (count first) to `w`; DecodeHeldRecords appends what it wrote to `out`.
+void EncodeHeldRecords(const std::vector<HeldRecord>& held, BinaryWriter* w);
+Status DecodeHeldRecords(BinaryReader* r, std::vector<HeldRecord>* out);
 
 }  // namespace sluice
