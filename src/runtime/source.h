@@ -71,7 +71,7 @@ struct SourceContext {
   /// May be null: then use committed_position.
   std::function<std::optional<int64_t>(int32_t partition)> claim_position;
   /// Called on the worker thread when partitions are about to be taken away (a consumer-group
-  /// rebalance): hands over everything processed so far and returns once it is committed,
+  /// rebalance, or Close() giving up the source's partitions): hands over everything processed so far and returns once it is committed,
   /// together with the final positions of `revoked`, which later checkpoints no longer carry.
   std::function<Status(const std::vector<int32_t>& revoked)> checkpoint_before_revoke;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).

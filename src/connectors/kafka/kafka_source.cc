@@ -883,7 +883,20 @@ std::optional<Source::PartitionName> KafkaSource::NamePartition(int32_t id) cons
 void KafkaSource::Close() {
   held_.reset();  // a message must not outlive its consumer
   if (!consumer_) return;
-  // close() revokes the assignment, which checkpoints through the rebalance callback.
+  // Checkpoint before close(), not only in the rebalance callback close() calls: with a
+  // revocation already pending (a rebalance began after this member's last poll), librdkafka's
+  // close() sends LeaveGroup first and serves the revocation after, so the next member would get
+  // the partitions, and read them from the sink's older positions, while the checkpoint is still
+  // being written (every record counted twice).
+  if (!assigned_.empty() && ctx_.checkpoint_before_revoke) {
+    const std::vector<int32_t> giving_up(assigned_.begin(), assigned_.end());
+    Status s = ctx_.checkpoint_before_revoke(giving_up);
+    if (!s.ok()) {
+      spdlog::error("kafka {}: checkpoint before giving up partitions failed: {}", settings_.client_id,
+                    s.ToString());
+    }
+    assigned_.clear();  // given up: the revocation close() serves has nothing left to checkpoint
+  }
   consumer_->close();
   consumer_.reset();
 }

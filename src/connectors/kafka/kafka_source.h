@@ -28,7 +28,8 @@ const OptionTable& KafkaSourceOptions();
 /// Positions are per-partition offsets. The positions stored in the sink are the truth: when
 /// the group assigns a partition, the source seeks to the sink's committed position (or the
 /// beginning); Kafka's own committed offsets are only informational. Before partitions are
-/// revoked, the worker's state is checkpointed (SourceContext::checkpoint_before_revoke).
+/// revoked, and in Close() before the consumer leaves the group, the worker's state is
+/// checkpointed (SourceContext::checkpoint_before_revoke).
 /// With until_caught_up the source stops at the end offsets seen when it opened, once every
 /// partition of the topic has reached them: its own by reading, the others by the sink's
 /// committed positions (whoever read them: another member, another process, this one before a

@@ -129,6 +129,94 @@ TEST(KafkaHandover, CloseWithARevokePendingCheckpointsFirst) {
                          << " revocation callbacks)";
 }
 
+/// The same end of a run, with the time the checkpoint takes: the partitions must not reach the
+/// next member before the checkpoint is done. librdkafka's close() with a revocation already
+/// pending leaves the group first and serves the revocation afterwards; the next member then
+/// gets the partitions (and reads them from the sink's older positions) while this member's
+/// checkpoint is still being written: every record counted twice.
+TEST(KafkaHandover, CloseWithARevokePendingHandsOverOnlyAfterTheCheckpoint) {
+  const std::string topic = UniqueName("close-slow");
+  if (!MakeTopic(topic) || !Publish(topic, 5, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  const std::string group = UniqueName("group");
+  using Clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::optional<Clock::time_point> checkpoint_done, b_assigned;
+  auto a = std::make_unique<Member>();
+  {
+    KafkaSource::Settings s;
+    s.brokers = Brokers();
+    s.topics = {topic};
+    s.group = group;
+    s.client_id = "a-" + group;
+    a->source = std::make_unique<KafkaSource>(s, DecoderOptions{});
+    SourceContext ctx;
+    ctx.committed_position = [](int32_t) { return std::optional<int64_t>(); };
+    ctx.committed_positions = [] { return std::map<int32_t, int64_t>(); };
+    ctx.checkpoint_before_revoke = [&](const std::vector<int32_t>&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the sink's commit
+      std::lock_guard<std::mutex> lock(mu);
+      checkpoint_done = Clock::now();
+      return Status::OK();
+    };
+    ASSERT_TRUE(a->source->Open(ctx).ok());
+  }
+  RawBatch batch;
+  size_t read = 0;
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  while (read < 5 && Clock::now() < until) {
+    batch.Clear();
+    auto state = a->source->Poll(&batch, 100, std::chrono::milliseconds(100));
+    if (!state.ok()) continue;  // the new topic's metadata, still on its way
+    read += batch.size();
+  }
+  ASSERT_EQ(read, 5u) << "partition 0 not read within 20 s";
+  KafkaSource::Settings s;
+  s.brokers = Brokers();
+  s.topics = {topic};
+  s.group = group;
+  s.client_id = "b-" + group;
+  KafkaSource b(s, DecoderOptions{});
+  SourceContext ctx;
+  ctx.committed_position = [&](int32_t) {  // asked on assignment
+    std::lock_guard<std::mutex> lock(mu);
+    if (!b_assigned) b_assigned = Clock::now();
+    return std::optional<int64_t>();
+  };
+  ctx.committed_positions = [] { return std::map<int32_t, int64_t>(); };
+  ctx.checkpoint_before_revoke = [](const std::vector<int32_t>&) { return Status::OK(); };
+  ASSERT_TRUE(b.Open(ctx).ok());
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {
+    RawBatch bb;
+    while (!stop.load()) {
+      bb.Clear();
+      (void)b.Poll(&bb, 100, std::chrono::milliseconds(100));
+    }
+  });
+  // a does not poll: the rebalance's revocation waits in its queue.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  a->source->Close();
+  const auto closed = Clock::now();
+  // b gets the partitions once a has left.
+  while (Clock::now() < closed + std::chrono::seconds(15)) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (b_assigned) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop.store(true);
+  poller.join();
+  b.Close();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_TRUE(checkpoint_done.has_value()) << "a gave its partitions up without a checkpoint";
+  ASSERT_TRUE(b_assigned.has_value()) << "b got no partition within 15 s of a's close";
+  EXPECT_GE(*b_assigned, *checkpoint_done)
+      << "b was assigned a's partitions "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(*checkpoint_done - *b_assigned).count()
+      << " ms before a's checkpoint was done";
+}
+
 
 /// --until-caught-up: a member that read a partition but committed nothing of it (its records
 /// were dropped by a revocation in the middle of a Poll) and gets it back reads it again from its
