@@ -192,6 +192,26 @@ Result<int64_t> IntervalMicros(const Context& ctx, const PgNode& node) {
   return IntervalTextMicros(ctx, text, at);
 }
 
+std::string TypeModifierError(const PgNode& type_name) {
+  if (!type_name.Has("typmods")) return "";
+  auto names = PgNode::Strings(type_name.List("names"));
+  const std::string t = names.empty() ? "" : Lower(names.back());
+  if (t == "bpchar") {
+    return "char(n) pads text to a fixed length, which sluice does not do; write text (or varchar "
+           "without a length)";
+  }
+  if (t == "varchar") {
+    return "varchar(n): sluice does not limit text to a length; write text (or varchar without a "
+           "length), and check the length with length() where it matters";
+  }
+  if (t == "numeric") {
+    return "numeric(p, s): sluice computes numbers as double precision and keeps no scale; write "
+           "numeric (or double precision), and round(x, s) where the result needs s digits";
+  }
+  return "a type modifier (a length or precision in parentheses) is not supported; write " +
+         (t.empty() ? std::string("the type") : t) + " without it";
+}
+
 Result<int64_t> IntervalTextMicros(const Context& ctx, const std::string& text, int64_t at) {
   if (auto d = ParseDurationMicros(text); d && *d > 0) return *d;
   // 'n unit [n unit ...]'
@@ -418,6 +438,9 @@ Result<ExprText> ExprEmitter::EmitCast(const PgNode& node, int depth) {
   const std::string t = names.empty() ? "" : Lower(names.back());
   const int64_t at = node.Location() >= 0 ? node.Location() : node.FirstLocation();
   if (type.Has("arrayBounds")) return ctx_.Error(at, "array types are not supported");
+  if (t != "interval") {
+    if (std::string why = TypeModifierError(type); !why.empty()) return ctx_.Error(at, why);
+  }
   if (t == "interval") {
     return ctx_.Error(at, "an INTERVAL is only allowed as an argument of tumble() or hop()");
   }

@@ -69,6 +69,11 @@ Result<int64_t> IntConstant(const Context& ctx, const PgNode& a_const);
 Result<int64_t> IntervalMicros(const Context& ctx, const PgNode& node);
 /// The same for the text of an interval ('1 minute', '90 seconds', '10s'), written at `at`.
 Result<int64_t> IntervalTextMicros(const Context& ctx, const std::string& text, int64_t at);
+
+/// Why a type written with a modifier (varchar(3), numeric(10,2), char, timestamp(3)) is refused,
+/// or "" when it has none: sluice keeps no length, padding, scale or precision, and ignoring the
+/// modifier silently would give other values than PostgreSQL.
+std::string TypeModifierError(const PgNode& type_name);
 /// The name of a generic function call (lower case; pg_catalog.btrim is trim).
 std::string FunctionName(const PgNode& func_call);
 

@@ -524,6 +524,9 @@ Status Translator::DeclareColumn(const PgNode& def, TableDecl* table) {
                       "array types are not supported (use text, bigint, double precision, "
                       "boolean or timestamp)");
   }
+  if (std::string why = TypeModifierError(type); !why.empty()) {
+    return ctx_.Error(type.Location() >= 0 ? type.Location() : col.location, why);
+  }
   if (!SqlType(type, &col.type)) {
     auto names = PgNode::Strings(type.List("names"));
     return ctx_.Error(type.Location() >= 0 ? type.Location() : col.location,
