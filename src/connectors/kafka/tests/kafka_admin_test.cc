@@ -102,7 +102,13 @@ TEST(KafkaAdmin, CreatesTopicsOnceAndCountsTheirPartitions) {
   created = admin->CreateTopic(topic, 5);
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_FALSE(*created) << "the topic existed";
+  // CreateTopics answers before every broker's metadata has the topic: a new topic can be
+  // unknown for a moment (longer on a broker that has just started). Ask again a while.
   auto n = admin->PartitionCount(topic);
+  for (int i = 0; i < 100 && n.status().code() == StatusCode::kNotFound; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    n = admin->PartitionCount(topic);
+  }
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   EXPECT_EQ(*n, 3);
   auto all = admin->PartitionCounts();
@@ -110,13 +116,22 @@ TEST(KafkaAdmin, CreatesTopicsOnceAndCountsTheirPartitions) {
   EXPECT_EQ(all->at(topic), 3);
 
   // The settings as the broker applies them: the one given, and the broker's default for others.
-  auto config = admin->TopicConfig(topic);
+  // A topic just created may not be known to the broker that answers yet: ask again a while.
+  auto settings_of = [&](const std::string& name) {
+    auto config = admin->TopicConfig(name);
+    for (int i = 0; i < 100 && config.status().code() == StatusCode::kNotFound; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      config = admin->TopicConfig(name);
+    }
+    return config;
+  };
+  auto config = settings_of(topic);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->at("cleanup.policy"), "compact");
   EXPECT_FALSE(config->at("max.message.bytes").empty());
   const std::string plain = Unique("kfence_admin_plain");
   ASSERT_TRUE(admin->CreateTopic(plain, 1).ok());
-  config = admin->TopicConfig(plain);
+  config = settings_of(plain);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->at("cleanup.policy"), "delete");
 
