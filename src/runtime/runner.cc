@@ -744,6 +744,15 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
   for (auto& [p, st] : states) {
     TaskProgress& pr = st.progress;
     if (auto t = times.find({config_.source.name, p}); t != times.end()) pr.max_event_time = t->second;
+    {
+      // A task claimed before its worker read a record of it: the clock may still hold an
+      // older view of it (another process's progress read before that process's last commit);
+      // the claim's progress is at least what was committed, and progress never goes back.
+      std::lock_guard<std::mutex> lock(event_mu_);
+      if (auto c = committed_event_times_.find({config_.source.name, p}); c != committed_event_times_.end()) {
+        pr.max_event_time = std::max(pr.max_event_time, c->second);
+      }
+    }
     if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
       pr.max_event_time = std::max(pr.max_event_time, it->second.first.max_event_time);
       pr.idle = it->second.first.idle;
