@@ -780,7 +780,9 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     t.fence = owned->second.fence;
     if (auto pr = work.task_progress.find(p); pr != work.task_progress.end()) t.progress = pr->second;
     t.state = state == owned->second.committed_state ? nullptr : &state;
-    t.release = released.count(p) > 0;
+    // The final checkpoint of a run releases every task: this process commits none of them
+    // again, so the sink shows them without an owner (sluice status) until the next claim.
+    t.release = released.count(p) > 0 || cp->final;
     cp->tasks.push_back(std::move(t));
   }
 }

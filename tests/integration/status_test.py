@@ -13,6 +13,15 @@ prints it, and both processes own some; committed == the sink's stored position;
 offset kcat reads; lag == end - committed. Then `--format text` names every partition, and a
 pipeline whose source is not Kafka exits 2.
 
+The pipeline runs in update mode with `allowed_lateness`, so the SQLite sink keeps its state per
+partition (tasks), and each process names its consumer (`kafka.client.id` = CLIENT). Each
+partition's task must be owned by the pid of the process whose client id Kafka's tool shows for
+the partition, with the committed max event time == the highest event time of the records
+before the committed position (read back from the broker with kcat, decoded by the reference
+decoder of recompute_recruitment.py) and the watermark == that minus watermark_delay; the text
+form shows the same pid and watermark. After SIGTERM of both: every task released (owner null,
+`task owner -`), its progress that of the final positions.
+
 A broker that does not answer (or no kcat, or no Kafka jars): SKIP (exit 77), a FAIL when
 CI=true. Topics PREFIX_<run id>_*; deleted at the end unless --keep.
 """
