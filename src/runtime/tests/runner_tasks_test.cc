@@ -346,6 +346,18 @@ TEST_F(RunnerTasksTest, AClaimedTaskKeepsItsProgressAndAStoppedRunReleasesItsTas
             (std::vector<std::string>{"0|1704067560000000|1704067550000000|", "1|1704067500000000|1704067490000000|"}));
 }
 
+TEST_F(RunnerTasksTest, ARevokeWithNothingNewReleasesTheTask) {
+  Start("a");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // every later checkpoint is empty
+  EXPECT_EQ(Query(db_, "SELECT owner != '' FROM _sluice_tasks WHERE partition = 0"), std::vector<std::string>{"1"});
+  Command("a", 'r', 0);
+  EXPECT_EQ(Query(db_, "SELECT owner FROM _sluice_tasks WHERE partition = 0"), std::vector<std::string>{""});
+  ASSERT_TRUE(Stop("a").ok());
+}
+
 TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedState) {
   Runner* a = Start("a");
   Start("b");
