@@ -615,9 +615,7 @@ Status MysqlSink::MigrateLegacyState() {
     // orders the two, and the second finds it gone.
     ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline) + " FOR UPDATE"));
     if (rows.empty()) return conn_->Execute("COMMIT");
-    ASSIGN_OR_RETURN(mysql::Rows tasks,
-                     conn_->QueryAll("SELECT 1 FROM `_sluice_tasks` WHERE `pipeline` = " +
-                                     mysql::StringLiteral(ctx_.pipeline) + " LIMIT 1 FOR UPDATE"));
+    ASSIGN_OR_RETURN(mysql::Rows tasks, conn_->QueryAll(mysql::AnyTaskSql(ctx_.pipeline)));
     if (!tasks.empty()) return conn_->Execute("COMMIT");  // tasks already: the legacy row is left alone
     std::string data;
     if (!mysql::DecodeHex(rows[0][0].value_or(""), &data)) {
@@ -636,12 +634,10 @@ Status MysqlSink::MigrateLegacyState() {
       ++moved;
       held += task.held.size();
     }
-    RETURN_IF_ERROR(conn_->Execute("DELETE FROM `_sluice_state` WHERE `pipeline` = " +
-                                   mysql::StringLiteral(ctx_.pipeline)));
+    RETURN_IF_ERROR(conn_->Execute(mysql::DeleteStateSql(ctx_.pipeline)));
     return conn_->Execute("COMMIT");
   }();
   if (!st.ok()) {
-    moved = 0;
     (void)conn_->Execute("ROLLBACK");
     return st.WithContext("moving the stored state into tasks");
   }

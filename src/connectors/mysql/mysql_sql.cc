@@ -557,6 +557,14 @@ std::string SelectTaskProgressSql(const std::string& pipeline) {
          StringLiteral(pipeline) + " ORDER BY `source`, `partition`";
 }
 
+std::string AnyTaskSql(const std::string& pipeline) {
+  return "SELECT 1 FROM `_sluice_tasks` WHERE `pipeline` = " + StringLiteral(pipeline) + " LIMIT 1 FOR UPDATE";
+}
+
+std::string DeleteStateSql(const std::string& pipeline) {
+  return "DELETE FROM `_sluice_state` WHERE `pipeline` = " + StringLiteral(pipeline);
+}
+
 std::string TaskStateSizeSql(const std::string& pipeline) {
   return "SELECT COUNT(*), COALESCE(SUM(LENGTH(`state`)), 0) FROM `_sluice_tasks` WHERE `pipeline` = " +
          StringLiteral(pipeline);

@@ -149,6 +149,10 @@ std::string InsertMigratedTaskSql(const std::string& pipeline, const TaskId& tas
 /// Returns the query for (source, partition, fence, owner, max_event_time, watermark, enforced,
 /// idle, UNIX_TIMESTAMP(updated_at)) of every task of `pipeline`, in (source, partition) order.
 std::string SelectTaskProgressSql(const std::string& pipeline);
+/// Returns the locking query for one task row of `pipeline` (any; none: the pipeline has no task).
+std::string AnyTaskSql(const std::string& pipeline);
+/// Returns the statement that deletes the legacy state row of `pipeline`.
+std::string DeleteStateSql(const std::string& pipeline);
 /// Returns the query for (count, total state bytes) of the tasks of `pipeline`.
 std::string TaskStateSizeSql(const std::string& pipeline);
 
