@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -342,6 +343,47 @@ TEST_F(MysqlSinkTasksTest, AClaimWaitsForACommitOfTheTaskInFlight) {
   EXPECT_EQ(got->positions, (std::map<int32_t, int64_t>{{0, 5}}));
   // And the old owner is fenced from now on.
   EXPECT_EQ((*a)->Commit(cp).code(), StatusCode::kFenced);
+}
+
+// Claims of one task racing each other (a new task, then an existing one) each get a fence of
+// their own, none deadlocks: the claim's upsert takes the row's exclusive lock at once (an
+// INSERT IGNORE followed by SELECT ... FOR UPDATE would have two claims share a lock and
+// deadlock upgrading it).
+TEST_F(MysqlSinkTasksTest, ClaimsRacingForOneTaskEachGetTheirOwnFence) {
+  constexpr int kThreads = 6, kClaims = 15;
+  std::vector<std::unique_ptr<MysqlSink>> sinks;
+  for (int i = 0; i < kThreads; ++i) {
+    auto s = OpenSink();
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    sinks.push_back(std::move(s).value());
+  }
+  std::mutex mu;
+  std::vector<int64_t> fences;
+  std::vector<std::string> errors;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      for (int k = 0; k < kClaims; ++k) {
+        auto c = sinks[static_cast<size_t>(i)]->ClaimTask(TaskId{"in", 5}, Owner("t" + std::to_string(i)));
+        std::lock_guard<std::mutex> lock(mu);
+        if (c.ok()) {
+          fences.push_back(c->fence);
+        } else {
+          errors.push_back(c.status().ToString());
+        }
+      }
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " failed claims, first: " << errors.front();
+  std::sort(fences.begin(), fences.end());
+  std::vector<int64_t> want(kThreads * kClaims);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<int64_t>(i) + 1;
+  EXPECT_EQ(fences, want);
+  EXPECT_EQ(Lines("SELECT fence FROM _sluice_tasks"), std::vector<std::string>{std::to_string(kThreads * kClaims)});
 }
 
 TEST_F(MysqlSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
