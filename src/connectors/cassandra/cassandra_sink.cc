@@ -1353,12 +1353,15 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
   // One conditional batch on the pipeline's partition: every task's fence is checked and either
   // all of their updates apply or none does.
   const int64_t now_ms = WallClockMicros() / 1000;
+  // One above what an extension for this T set: every write that changes a task row moves its
+  // ts_limit, so a claim conditioned on the ts_limit it read fails if a commit came in between.
+  const int64_t commit_limit = ts + kTaskTimestampRange + 1;
   Request req;
   for (const TaskCommit& t : cp.tasks) {
     std::string set = "max_event_time = ?, watermark = ?, enforced = ?, idle = ?, ts_limit = ?, updated_at = ?";
     std::vector<CqlValue> v = {TimeOrNull(t.progress.max_event_time), TimeOrNull(t.progress.watermark),
                                TimeOrNull(t.progress.enforced), CqlValue::Boolean(t.progress.idle),
-                               CqlValue::Bigint(ts + kTaskTimestampRange), CqlValue::Timestamp(now_ms)};
+                               CqlValue::Bigint(commit_limit), CqlValue::Timestamp(now_ms)};
     if (t.state) {
       set += ", state = ?";
       v.push_back(CqlValue::Raw(CqlType::kBlob, *t.state));
@@ -1395,7 +1398,7 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
     if (t.release) {
       owned_.erase(t.task);
     } else {
-      owned_[t.task].limit = ts + kTaskTimestampRange;
+      owned_[t.task].limit = commit_limit;
     }
   }
   return Status::OK();
