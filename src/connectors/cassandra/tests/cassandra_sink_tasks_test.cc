@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "connectors/cassandra/cassandra_sink.h"
 #include "connectors/cassandra/tests/cassandra_test_util.h"
@@ -195,6 +197,57 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
   s = a->Commit(again);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Rows(), (std::vector<std::string>{Id("k") + "|3", Id("x") + "|1", Id("y") + "|1"}));
+}
+
+TEST_F(CassandraSinkTasksTest, ALaterClaimMovesTheOtherTasksLimitsBeforeTheRowsAreWritten) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  auto b = OpenSink();
+  ASSERT_TRUE(b);
+  const TaskId t0{"in", 0}, t1{"in", 1}, t2{"in", 2};
+  auto limits = [&] {
+    return Lines("SELECT \"partition\", ts_limit FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?");
+  };
+  auto c0 = a->ClaimTask(t0, Owner("a"));
+  ASSERT_TRUE(c0.ok()) << c0.status().ToString();
+  // A claim more than the reserved range (1 s) later starts above t0's limit: a checkpoint of
+  // both first moves t0's limit up (IF fence), then writes at one timestamp inside both ranges.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  auto c1 = a->ClaimTask(t1, Owner("a"));
+  ASSERT_TRUE(c1.ok()) << c1.status().ToString();
+  const std::vector<Row> rows = {R("x", 1)};
+  Checkpoint cp;
+  cp.rows = &rows;
+  cp.positions = {{"in", 0, 5}, {"in", 1, 6}};
+  cp.tasks.push_back(TaskCommit{t0, c0->fence, TaskProgress{}, nullptr, false});
+  cp.tasks.push_back(TaskCommit{t1, c1->fence, TaskProgress{}, nullptr, false});
+  Status s = a->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const auto written = Lines("SELECT WRITETIME(n) FROM " + Table("tasks_rows") + " WHERE id = '" + Id("x") + "'");
+  ASSERT_EQ(written.size(), 1u);
+  const int64_t t = std::stoll(written[0]);
+  const std::string limit = std::to_string(t + kTaskTimestampRange + 1);
+  EXPECT_EQ(limits(), (std::vector<std::string>{"0|" + limit, "1|" + limit}));
+
+  // B takes t1 over; A claims t2 a while later and commits t1 and t2: moving t1's limit fails
+  // on its fence, so the commit is refused before any row is written.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  auto b1 = b->ClaimTask(t1, Owner("b"));
+  ASSERT_TRUE(b1.ok()) << b1.status().ToString();
+  auto c2 = a->ClaimTask(t2, Owner("a"));
+  ASSERT_TRUE(c2.ok()) << c2.status().ToString();
+  const std::vector<Row> late = {R("z", 1)};
+  Checkpoint stale;
+  stale.rows = &late;
+  stale.positions = {{"in", 1, 9}, {"in", 2, 1}};
+  stale.tasks.push_back(TaskCommit{t1, c1->fence, TaskProgress{}, nullptr, false});
+  stale.tasks.push_back(TaskCommit{t2, c2->fence, TaskProgress{}, nullptr, false});
+  s = a->Commit(stale);
+  EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
+  EXPECT_EQ(Rows(), std::vector<std::string>{Id("x") + "|1"});
+  EXPECT_EQ(Lines("SELECT \"partition\", \"position\", fence FROM " + Table("\"_sluice_tasks\"") +
+                  " WHERE pipeline = ?"),
+            (std::vector<std::string>{"0|5|1", "1|6|2", "2||1"}));
 }
 
 TEST_F(CassandraSinkTasksTest, ACommitWithAnUnclaimedTaskIsFencedBeforeWritingAnything) {
