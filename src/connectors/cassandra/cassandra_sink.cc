@@ -891,7 +891,9 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
                                               arg, q));
         for (const auto& row : r.rows) {
           if (row.size() != 2) continue;
-          if (!row[0].is_null()) p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + static_cast<int64_t>(row[0].text().size());
+          if (!row[0].is_null()) {
+            p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + static_cast<int64_t>(row[0].text().size());
+          }
           if (!row[1].is_null()) written = std::max(written, row[1].int64() * 1000);
         }
       }
@@ -1250,7 +1252,8 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
     ASSIGN_OR_RETURN(bool applied, RunConditional(std::move(req)));
     if (!applied) continue;  // another claim or a commit came first: read again
     // A task never committed under tasks falls back to the positions stored without them.
-    if (!claim.positions.count(task.partition) || !claim.positions.count(kGenerationPartitionBase + task.partition)) {
+    if (!claim.positions.count(task.partition) ||
+        !claim.positions.count(kGenerationPartitionBase + task.partition)) {
       cassandra::QueryOptions q;
       q.consistency = read_consistency_;
       std::vector<CqlValue> args = key;
