@@ -12,12 +12,15 @@
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "runtime/sink_rejection.h"
+#include "runtime/source.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 
 using cassandra::BatchEntry;
 using cassandra::CqlType;
 using cassandra::CqlValue;
+using cassandra::Prepared;
 using cassandra::QuoteIdentifier;
 using cassandra::Request;
 
@@ -47,6 +50,7 @@ std::vector<std::string> SplitList(std::string_view text) {
 constexpr const char* kPositionsTable = "\"_sluice_positions\"";
 constexpr const char* kStateTable = "\"_sluice_state\"";
 constexpr const char* kDeadLettersTable = "\"_sluice_dead_letters\"";
+constexpr const char* kTasksTable = "\"_sluice_tasks\"";
 
 std::string Join(const std::vector<std::string>& names) {
   std::string out;
@@ -298,6 +302,9 @@ void CassandraSink::Close() {
   insert_.reset();
   insert_position_.reset();
   insert_state_.reset();
+  insert_ts_.reset();
+  insert_dead_letter_ts_.reset();
+  insert_position_ts_.reset();
   conn_.reset();
 }
 
@@ -306,6 +313,9 @@ Status CassandraSink::Failed(Status s) {
     insert_.reset();
     insert_position_.reset();
     insert_state_.reset();
+    insert_ts_.reset();
+    insert_dead_letter_ts_.reset();
+    insert_position_ts_.reset();
     conn_.reset();
     healthy_ = false;
   }
@@ -379,6 +389,19 @@ Status CassandraSink::PrepareStatements() {
     insert_position_ = *position;
     insert_state_ = *state;
     insert_dead_letter_ = *dead_letter;
+    if (ctx_.tasks) {
+      // Tasks: rows, dead letters and mirrored positions carry the checkpoint's timestamp.
+      auto with_ts = [&](const Prepared& p) { return conn_->Prepare(p.query + " USING TIMESTAMP ?"); };
+      auto insert_ts = with_ts(**insert);
+      auto position_ts = with_ts(**position);
+      auto dead_letter_ts = with_ts(**dead_letter);
+      for (auto* r : {&insert_ts, &position_ts, &dead_letter_ts}) {
+        if (!r->ok()) return Failed(r->status());
+      }
+      insert_ts_ = *insert_ts;
+      insert_position_ts_ = *position_ts;
+      insert_dead_letter_ts_ = *dead_letter_ts;
+    }
   }
   return Status::OK();
 }
@@ -493,7 +516,11 @@ Status CassandraSink::Open(const SinkContext& ctx) {
     schema_ready_ = true;
     s = PrepareStatements();
   }
+  if (s.ok() && ctx_.tasks) s = MigrateLegacyState();
   if (!s.ok()) return Failed(s);
+  // Task mode: every checkpoint writes at a larger timestamp than the last (see Commit).
+  owned_.clear();
+  last_write_ts_ = ctx_.tasks ? WallClockMicros() : 0;
   return Status::OK();
 }
 
@@ -538,6 +565,15 @@ Status CassandraSink::CreateSchema() {
           "truncated boolean, payload_sha256 text, "
           "PRIMARY KEY ((pipeline, source, \"partition\"), \"offset\", generation, seq))",
   };
+  if (ctx_.tasks) {
+    // One row per task in the pipeline's partition: claims and commits are lightweight
+    // transactions on it, and a checkpoint's tasks go in one conditional batch.
+    statements.push_back("CREATE TABLE IF NOT EXISTS " + ks + "." + kTasksTable +
+                         " (pipeline text, source text, \"partition\" int, fence bigint, owner text, "
+                         "max_event_time bigint, watermark bigint, enforced bigint, idle boolean, state blob, "
+                         "\"position\" bigint, generation_position bigint, ts_limit bigint, updated_at timestamp, "
+                         "PRIMARY KEY ((pipeline), source, \"partition\"))");
+  }
   const std::string table = TableCql();
   statements.push_back(table);
   for (const std::string& cql : statements) {
@@ -545,7 +581,9 @@ Status CassandraSink::CreateSchema() {
     if (!r.ok()) return r.status().WithContext("cassandra " + uri_.Display());
   }
   RETURN_IF_ERROR(MigrateDeadLetters());
-  return CheckExistingTable();
+  RETURN_IF_ERROR(CheckExistingTable());
+  tasks_table_ = ctx_.tasks;
+  return Status::OK();
 }
 
 Status CassandraSink::MigrateDeadLetters() {
@@ -635,6 +673,22 @@ Result<std::vector<StoredPosition>> CassandraSink::LoadPositions() {
     }
     out.push_back({row[0].text(), row[1].int32(), row[2].int64()});
   }
+  if (!tasks_table_) return out;
+  // The task rows hold the positions as committed (under their fence); _sluice_positions mirrors
+  // them after and may lag behind them after a crash in between.
+  auto t = conn_->QueryAllPages("SELECT source, \"partition\", \"position\", generation_position FROM " +
+                                    TasksTable() + " WHERE pipeline = ?",
+                                args, q);
+  if (!t.ok()) return Failed(t.status());
+  std::map<std::pair<std::string, int32_t>, int64_t> merged;
+  for (const auto& p : out) merged[{p.source, p.partition}] = p.offset;
+  for (const auto& row : t->rows) {
+    if (row.size() != 4) continue;
+    if (!row[2].is_null()) merged[{row[0].text(), row[1].int32()}] = row[2].int64();
+    if (!row[3].is_null()) merged[{row[0].text(), kGenerationPartitionBase + row[1].int32()}] = row[3].int64();
+  }
+  out.clear();
+  for (const auto& [key, offset] : merged) out.push_back({key.first, key.second, offset});
   return out;
 }
 
@@ -797,6 +851,8 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
       RETURN_IF_ERROR(collect("SELECT DISTINCT pipeline FROM " + ks + kPositionsTable));
     }
     if (have.count("_sluice_state")) RETURN_IF_ERROR(collect("SELECT pipeline FROM " + ks + kStateTable));
+    tasks_table_ = have.count("_sluice_tasks") > 0;
+    if (tasks_table_) RETURN_IF_ERROR(collect("SELECT DISTINCT pipeline FROM " + ks + kTasksTable));
     if (have.count("_sluice_dead_letters")) {
       RETURN_IF_ERROR(collect("SELECT DISTINCT pipeline, source, \"partition\" FROM " + ks + kDeadLettersTable));
     }
@@ -825,6 +881,20 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
         if (!r.rows.empty() && r.rows[0].size() == 2 && !r.rows[0][0].is_null()) {
           p.state_bytes = static_cast<int64_t>(r.rows[0][0].text().size());
           if (!r.rows[0][1].is_null()) written = std::max(written, r.rows[0][1].int64());
+        }
+      }
+      if (tasks_table_) {
+        // State kept per partition (tasks): its size is the sum of the tasks' states.
+        ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                         conn_->QueryAllPages("SELECT state, updated_at FROM " + ks + kTasksTable +
+                                                  " WHERE pipeline = ?",
+                                              arg, q));
+        for (const auto& row : r.rows) {
+          if (row.size() != 2) continue;
+          if (!row[0].is_null()) {
+            p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + static_cast<int64_t>(row[0].text().size());
+          }
+          if (!row[1].is_null()) written = std::max(written, row[1].int64() * 1000);
         }
       }
       p.last_checkpoint_micros = written;
@@ -875,6 +945,7 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
     return inv;
   }();
   ctx_.pipeline.clear();
+  tasks_table_ = false;
   conn_.reset();
   return out;
 }
@@ -889,6 +960,13 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     return Status::Internal("cassandra sink: received update-mode deltas");
   }
   if (!conn_) RETURN_IF_ERROR(Connect());
+  // Tasks: every write of this checkpoint carries one timestamp, larger than this sink's last
+  // and inside the range each of its tasks reserved (so below the next owner's).
+  int64_t ts = 0;
+  if (ctx_.tasks) {
+    ASSIGN_OR_RETURN(ts, ReserveTimestamp(cp));
+    last_write_ts_ = ts;
+  }
   std::vector<RejectedItem> rejected;
   if (cp.rows && !cp.rows->empty()) {
     // A row whose values cannot be stored (a value that does not fit its column, a null or
@@ -941,11 +1019,17 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
       Request req;
       req.options.consistency = consistency_;
       req.options.page_size = 0;
+      auto values = [&](size_t i) {
+        std::vector<CqlValue> v = rows[i];
+        if (ts != 0) v.push_back(CqlValue::Bigint(ts));
+        return v;
+      };
+      const auto& insert = ts != 0 ? insert_ts_ : insert_;
       if (group.size() == 1) {
-        req.prepared = insert_;
-        req.values = rows[group[0]];
+        req.prepared = insert;
+        req.values = values(group[0]);
       } else {
-        for (size_t i : group) req.batch.push_back({"", insert_.get(), rows[i]});
+        for (size_t i : group) req.batch.push_back({"", insert.get(), values(i)});
       }
       return req;
     };
@@ -1002,7 +1086,7 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
       Request req;
       req.options.consistency = consistency_;
       req.options.page_size = 0;
-      req.prepared = insert_dead_letter_;
+      req.prepared = ts != 0 ? insert_dead_letter_ts_ : insert_dead_letter_;
       req.values = {CqlValue::Text(ToValidUtf8(ctx_.pipeline)),
                     CqlValue::Text(ToValidUtf8(d.source)),
                     CqlValue::Int(d.partition),
@@ -1016,10 +1100,15 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
                     CqlValue::Boolean(p.truncated),
                     CqlValue::Text(p.sha256),
                     CqlValue::Bigint(d.generation)};
+      if (ts != 0) req.values.push_back(CqlValue::Bigint(ts));
       return req;
     }));
   }
   if (hook_) RETURN_IF_ERROR(hook_("rows_written"));
+  if (ctx_.tasks && !cp.tasks.empty()) {
+    RETURN_IF_ERROR(CommitTasks(cp, ts));
+    if (hook_) RETURN_IF_ERROR(hook_("tasks_committed"));
+  }
   if (cp.positions.empty() && !cp.state) {
     rows_rejected_ += static_cast<int64_t>(rejected.size());
     return Status::OK();
@@ -1031,10 +1120,10 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
     req.options.consistency = consistency_;
     req.batch_type = cassandra::BatchType::kLogged;
     for (const StoredPosition& p : cp.positions) {
-      req.batch.push_back({"",
-                           insert_position_.get(),
-                           {CqlValue::Text(ctx_.pipeline), CqlValue::Text(p.source),
-                            CqlValue::Int(p.partition), CqlValue::Bigint(p.offset)}});
+      std::vector<CqlValue> v = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(p.source),
+                                 CqlValue::Int(p.partition), CqlValue::Bigint(p.offset)};
+      if (ts != 0) v.push_back(CqlValue::Bigint(ts));  // a fenced owner's late mirror loses
+      req.batch.push_back({"", ts != 0 ? insert_position_ts_.get() : insert_position_.get(), std::move(v)});
     }
     if (cp.state) {
       req.batch.push_back(
@@ -1046,6 +1135,329 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
   }));
   rows_rejected_ += static_cast<int64_t>(rejected.size());
   healthy_ = true;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+namespace {
+
+CqlValue TimeOrNull(int64_t t) { return t == kNoWatermark ? CqlValue::Null() : CqlValue::Bigint(t); }
+int64_t TimeOrNone(const CqlValue& v) { return v.is_null() ? kNoWatermark : v.int64(); }
+
+std::string TaskName(const TaskId& t) { return t.source + "[" + std::to_string(t.partition) + "]"; }
+
+}  // namespace
+
+std::string CassandraSink::TasksTable() const { return QuoteIdentifier(uri_.keyspace) + "." + kTasksTable; }
+
+Result<bool> CassandraSink::RunConditional(Request request) {
+  request.options.consistency = consistency_;  // of the commit phase; the Paxos phase is SERIAL
+  request.options.page_size = 0;
+  if (!request.batch.empty()) request.batch_type = cassandra::BatchType::kLogged;
+  int64_t backoff_ms = 100;
+  Status last;
+  for (int attempt = 0; attempt < retries_; ++attempt) {
+    if (attempt > 0) {
+      spdlog::warn("cassandra sink: a lightweight transaction failed ({}); retrying in {} ms", last.message(),
+                   backoff_ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+    }
+    if (!conn_) {
+      Status c = Connect();
+      if (!c.ok()) {
+        last = c;
+        if (!cassandra::IsRetryable(c)) return c;
+        continue;
+      }
+    }
+    // A timeout leaves the outcome unknown: the retry asks the same question again, and a
+    // commit's condition (the fence) still holds if the first attempt applied it.
+    std::vector<Request> one = {request};
+    Result<cassandra::QueryResult> r = std::move(conn_->Run(one)[0]);
+    if (conn_->broken()) {
+      Status ignored = Failed(r.ok() ? Status::IOError("connection lost") : r.status());
+      (void)ignored;
+    }
+    if (!r.ok()) {
+      if (!cassandra::IsRetryable(r.status())) return Failed(r.status().WithContext("cassandra " + uri_.Display()));
+      last = r.status();
+      continue;
+    }
+    if (r->rows.empty() || r->rows[0].empty() || r->rows[0][0].kind() != CqlValue::Kind::kBoolean) {
+      return Status::Internal("cassandra " + uri_.Display() + ": a conditional write answered without [applied]");
+    }
+    return r->rows[0][0].boolean();
+  }
+  healthy_ = false;
+  return Status::Unavailable("cassandra " + uri_.Display() + ": a lightweight transaction still failing after " +
+                             std::to_string(retries_) + " attempts: " + last.message());
+}
+
+Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+  if (!schema_ready_ || !ctx_.tasks) return Status::Internal("cassandra sink: ClaimTask() before Open() with tasks");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  const std::vector<CqlValue> key = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source),
+                                     CqlValue::Int(task.partition)};
+  const std::string where = " WHERE pipeline = ? AND source = ? AND \"partition\" = ?";
+  cassandra::QueryOptions serial;
+  serial.consistency = cassandra::Consistency::kSerial;
+  serial.page_size = 0;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
+    // Read the row (SERIAL: also finishes a commit still in flight), then bump the fence only if
+    // nothing changed it since: every commit moves ts_limit, so the state and positions read
+    // here are exactly those the claim takes over.
+    auto r = conn_->Query("SELECT fence, ts_limit, state, \"position\", generation_position FROM " + TasksTable() +
+                              where,
+                          key, serial);
+    if (!r.ok()) return Failed(r.status());
+    TaskClaim claim;
+    CqlValue fence = CqlValue::Bigint(0), limit = CqlValue::Bigint(0);
+    const bool exists = !r->rows.empty() && r->rows[0].size() == 5;
+    if (exists) {
+      const auto& row = r->rows[0];
+      fence = row[0];
+      limit = row[1];
+      if (!row[2].is_null()) claim.state = row[2].text();
+      if (!row[3].is_null()) claim.positions[task.partition] = row[3].int64();
+      if (!row[4].is_null()) claim.positions[kGenerationPartitionBase + task.partition] = row[4].int64();
+    }
+    const int64_t now = WallClockMicros();
+    // Rows of earlier owners were written below `limit`: this owner's start above it.
+    const int64_t base = std::max(now, limit.is_null() ? 0 : limit.int64());
+    claim.fence = (fence.is_null() ? 0 : fence.int64()) + 1;
+    Request req;
+    if (!exists) {
+      req.cql = "INSERT INTO " + TasksTable() +
+                " (pipeline, source, \"partition\", fence, owner, ts_limit, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "IF NOT EXISTS";
+      req.values = key;
+    } else {
+      req.cql = "UPDATE " + TasksTable() + " SET fence = ?, owner = ?, ts_limit = ?, updated_at = ?" + where +
+                " IF fence = ? AND ts_limit = ?";
+    }
+    std::vector<CqlValue> set = {CqlValue::Bigint(claim.fence), CqlValue::Text(owner.ToString()),
+                                 CqlValue::Bigint(base + kTaskTimestampRange), CqlValue::Timestamp(now / 1000)};
+    if (!exists) {
+      req.values.insert(req.values.end(), set.begin(), set.end());
+    } else {
+      req.values = set;
+      req.values.insert(req.values.end(), key.begin(), key.end());
+      req.values.push_back(fence);
+      req.values.push_back(limit);
+    }
+    ASSIGN_OR_RETURN(bool applied, RunConditional(std::move(req)));
+    if (!applied) continue;  // another claim or a commit came first: read again
+    // A task never committed under tasks falls back to the positions stored without them.
+    if (!claim.positions.count(task.partition) ||
+        !claim.positions.count(kGenerationPartitionBase + task.partition)) {
+      cassandra::QueryOptions q;
+      q.consistency = read_consistency_;
+      std::vector<CqlValue> args = key;
+      args.push_back(CqlValue::Int(kGenerationPartitionBase + task.partition));
+      auto p = conn_->Query("SELECT \"partition\", \"offset\" FROM " + QuoteIdentifier(uri_.keyspace) + "." +
+                                kPositionsTable + " WHERE pipeline = ? AND source = ? AND \"partition\" IN (?, ?)",
+                            args, q);
+      if (!p.ok()) return Failed(p.status());
+      for (const auto& row : p->rows) {
+        if (row.size() == 2 && !row[1].is_null()) claim.positions.try_emplace(row[0].int32(), row[1].int64());
+      }
+    }
+    owned_[task] = OwnedTask{claim.fence, base, base + kTaskTimestampRange};
+    return claim;
+  }
+  return Status::Unavailable("cassandra " + uri_.Display() + ": the claim of " + TaskName(task) +
+                             " kept losing to other writes of the task; trying again later");
+}
+
+Result<std::vector<TaskRow>> CassandraSink::LoadTaskProgress() {
+  if (!schema_ready_ || !ctx_.tasks) return Status::Internal("cassandra sink: LoadTaskProgress() before Open()");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
+  auto r = conn_->QueryAllPages("SELECT source, \"partition\", fence, owner, max_event_time, watermark, enforced, "
+                                "idle, updated_at FROM " + TasksTable() + " WHERE pipeline = ?",
+                                args, q);
+  if (!r.ok()) return Failed(r.status());
+  std::vector<TaskRow> out;
+  for (const auto& row : r->rows) {
+    if (row.size() != 9) return Status::Internal("cassandra " + uri_.Display() + ": bad row in _sluice_tasks");
+    TaskRow t;
+    t.task = TaskId{row[0].text(), row[1].int32()};
+    t.fence = row[2].is_null() ? 0 : row[2].int64();
+    t.owner = row[3].is_null() ? "" : row[3].text();
+    t.progress.max_event_time = TimeOrNone(row[4]);
+    t.progress.watermark = TimeOrNone(row[5]);
+    t.progress.enforced = TimeOrNone(row[6]);
+    t.progress.idle = !row[7].is_null() && row[7].boolean();
+    t.updated_micros = row[8].is_null() ? 0 : row[8].int64() * 1000;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Result<int64_t> CassandraSink::ReserveTimestamp(const Checkpoint& cp) {
+  const std::string where = " WHERE pipeline = ? AND source = ? AND \"partition\" = ?";
+  auto key = [&](const TaskId& t) {
+    return std::vector<CqlValue>{CqlValue::Text(ctx_.pipeline), CqlValue::Text(t.source), CqlValue::Int(t.partition)};
+  };
+  auto fenced = [&](const TaskId& t, const std::string& stored, int64_t ours) {
+    return Status::Fenced("cassandra " + uri_.Display() + ": " + TaskName(t) + " of pipeline " + ctx_.pipeline +
+                          " was claimed by another process (fence " + stored + ", this one holds " +
+                          std::to_string(ours) + ")");
+  };
+  for (const TaskCommit& t : cp.tasks) {
+    auto it = owned_.find(t.task);
+    if (it != owned_.end() && it->second.fence == t.fence) continue;
+    // Not claimed through this sink at this fence: its row says whether it is still ours, and
+    // its limit is the floor (every earlier owner wrote below it).
+    cassandra::QueryOptions serial;
+    serial.consistency = cassandra::Consistency::kSerial;
+    serial.page_size = 0;
+    auto r = conn_->Query("SELECT fence, ts_limit FROM " + TasksTable() + where, key(t.task), serial);
+    if (!r.ok()) return Failed(r.status());
+    if (r->rows.empty() || r->rows[0].size() != 2 || r->rows[0][0].is_null()) {
+      return fenced(t.task, "none", t.fence);
+    }
+    if (r->rows[0][0].int64() != t.fence) return fenced(t.task, std::to_string(r->rows[0][0].int64()), t.fence);
+    const int64_t limit = r->rows[0][1].is_null() ? 0 : r->rows[0][1].int64();
+    owned_[t.task] = OwnedTask{t.fence, limit, limit};
+  }
+  int64_t ts = last_write_ts_ + 1;
+  for (const TaskCommit& t : cp.tasks) ts = std::max(ts, owned_[t.task].floor + 1);
+  Request extend;
+  std::vector<TaskId> extended;
+  for (const TaskCommit& t : cp.tasks) {
+    if (ts < owned_[t.task].limit) continue;
+    std::vector<CqlValue> v = {CqlValue::Bigint(ts + kTaskTimestampRange)};
+    for (auto& k : key(t.task)) v.push_back(std::move(k));
+    v.push_back(CqlValue::Bigint(t.fence));
+    extend.batch.push_back({"UPDATE " + TasksTable() + " SET ts_limit = ?" + where + " IF fence = ?", nullptr, v});
+    extended.push_back(t.task);
+  }
+  if (!extend.batch.empty()) {
+    ASSIGN_OR_RETURN(bool applied, RunConditional(std::move(extend)));
+    if (!applied) {
+      std::string names;
+      for (const auto& t : extended) names += (names.empty() ? "" : ", ") + TaskName(t);
+      return Status::Fenced("cassandra " + uri_.Display() + ": a task of pipeline " + ctx_.pipeline + " (" + names +
+                            ") was claimed by another process");
+    }
+    for (const auto& t : extended) owned_[t].limit = ts + kTaskTimestampRange;
+  }
+  return ts;
+}
+
+Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
+  // One conditional batch on the pipeline's partition: every task's fence is checked and either
+  // all of their updates apply or none does.
+  const int64_t now_ms = WallClockMicros() / 1000;
+  // One above what an extension for this T set: every write that changes a task row moves its
+  // ts_limit, so a claim conditioned on the ts_limit it read fails if a commit came in between.
+  const int64_t commit_limit = ts + kTaskTimestampRange + 1;
+  Request req;
+  for (const TaskCommit& t : cp.tasks) {
+    std::string set = "max_event_time = ?, watermark = ?, enforced = ?, idle = ?, ts_limit = ?, updated_at = ?";
+    std::vector<CqlValue> v = {TimeOrNull(t.progress.max_event_time), TimeOrNull(t.progress.watermark),
+                               TimeOrNull(t.progress.enforced), CqlValue::Boolean(t.progress.idle),
+                               CqlValue::Bigint(commit_limit), CqlValue::Timestamp(now_ms)};
+    if (t.state) {
+      set += ", state = ?";
+      v.push_back(CqlValue::Raw(CqlType::kBlob, *t.state));
+    }
+    if (t.release) set += ", owner = ''";
+    for (const StoredPosition& p : cp.positions) {
+      if (p.source != t.task.source) continue;
+      if (p.partition == t.task.partition) {
+        set += ", \"position\" = ?";
+        v.push_back(CqlValue::Bigint(p.offset));
+      } else if (p.partition == kGenerationPartitionBase + t.task.partition) {
+        set += ", generation_position = ?";
+        v.push_back(CqlValue::Bigint(p.offset));
+      }
+    }
+    for (auto k : {CqlValue::Text(ctx_.pipeline), CqlValue::Text(t.task.source), CqlValue::Int(t.task.partition),
+                   CqlValue::Bigint(t.fence)}) {
+      v.push_back(std::move(k));
+    }
+    req.batch.push_back({"UPDATE " + TasksTable() + " SET " + set +
+                             " WHERE pipeline = ? AND source = ? AND \"partition\" = ? IF fence = ?",
+                         nullptr, std::move(v)});
+  }
+  ASSIGN_OR_RETURN(bool applied, RunConditional(std::move(req)));
+  if (!applied) {
+    std::string names;
+    for (const TaskCommit& t : cp.tasks) names += (names.empty() ? "" : ", ") + TaskName(t.task);
+    for (const TaskCommit& t : cp.tasks) owned_.erase(t.task);  // read again if ever committed
+    return Status::Fenced("cassandra " + uri_.Display() + ": pipeline " + ctx_.pipeline +
+                          ": a task of this checkpoint (" + names +
+                          ") was claimed by another process; nothing of the tasks was committed");
+  }
+  for (const TaskCommit& t : cp.tasks) {
+    if (t.release) {
+      owned_.erase(t.task);
+    } else {
+      owned_[t.task].limit = commit_limit;
+    }
+  }
+  return Status::OK();
+}
+
+Status CassandraSink::MigrateLegacyState() {
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
+  auto any = conn_->Query("SELECT source FROM " + TasksTable() + " WHERE pipeline = ? LIMIT 1", args, q);
+  if (!any.ok()) return any.status();
+  if (!any->rows.empty()) return Status::OK();  // tasks already: nothing to move
+  ASSIGN_OR_RETURN(std::string legacy, LoadState());
+  if (legacy.empty()) return Status::OK();
+  ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(legacy, ctx_.aggregate));
+  if (!old.open.empty()) {
+    return Status::FailedPrecondition("cassandra " + uri_.Display() + ": the stored state of pipeline " +
+                                      ctx_.pipeline + " has open windows, which per-task state does not take");
+  }
+  const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+  const int64_t now_ms = WallClockMicros() / 1000;
+  Request batch;
+  size_t held = 0;
+  for (const auto& [id, task] : SplitLegacyState(old, ctx_.source, delay)) {
+    held += task.held.size();
+    batch.batch.push_back(
+        {"INSERT INTO " + TasksTable() +
+             " (pipeline, source, \"partition\", fence, owner, max_event_time, watermark, enforced, idle, state, "
+             "ts_limit, updated_at) VALUES (?, ?, ?, 0, '', ?, ?, ?, false, ?, 0, ?) IF NOT EXISTS",
+         nullptr,
+         {CqlValue::Text(ctx_.pipeline), CqlValue::Text(id.source), CqlValue::Int(id.partition),
+          TimeOrNull(task.progress.max_event_time), TimeOrNull(task.progress.watermark),
+          TimeOrNull(task.progress.enforced), CqlValue::Raw(CqlType::kBlob, task.Serialize(ctx_.aggregate)),
+          CqlValue::Timestamp(now_ms)}});
+  }
+  const size_t moved = batch.batch.size();
+  bool applied = true;
+  if (!batch.batch.empty()) {
+    // All task rows or none (a conditional batch of one partition): another process migrating
+    // at the same time makes this one's not apply.
+    ASSIGN_OR_RETURN(applied, RunConditional(std::move(batch)));
+  }
+  // Then the legacy row goes. A crash in between leaves it, and the next open, finding task
+  // rows, leaves it alone (it is never read again in task mode).
+  RETURN_IF_ERROR(RunWithRetry(1, [&](size_t) {
+    Request del;
+    del.cql = "DELETE FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable + " WHERE pipeline = ?";
+    del.values = args;
+    del.options.consistency = consistency_;
+    del.options.page_size = 0;
+    return del;
+  }));
+  if (applied && moved > 0) {
+    spdlog::info("cassandra {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} task(s), "
+                 "{} held record(s))", uri_.Display(), ctx_.pipeline, moved, held);
+  }
   return Status::OK();
 }
 

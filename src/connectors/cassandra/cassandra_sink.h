@@ -14,6 +14,7 @@
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
+#include "runtime/task_state.h"
 
 namespace sluice {
 
@@ -48,6 +49,16 @@ const OptionTable& CassandraSinkOptions();
 /// Update-mode aggregates (deltas merged into stored rows) are rejected by Check(): Cassandra
 /// cannot apply them idempotently.
 ///
+/// Tasks (SinkContext::tasks): state and positions per (source, partition) in `_sluice_tasks`,
+/// one row each in the pipeline's partition. A claim is a lightweight transaction (read the row
+/// at SERIAL, then `UPDATE ... SET fence = f + 1 ... IF fence = f AND ts_limit = L`); a
+/// checkpoint writes its rows, then every task's position, progress and state in one
+/// conditional batch (`IF fence = ?` per task: all applied or none, kFenced when one failed),
+/// then mirrors the positions into `_sluice_positions`. Rows and mirrored positions are written
+/// `USING TIMESTAMP T`, T taken from a range the task's row reserves for its owner (below
+/// `ts_limit`, which the next claim starts above), so a fenced owner's late upserts lose to the
+/// next owner's. README "Tasks" says what is and is not guaranteed.
+///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
 class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
  public:
@@ -59,6 +70,9 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
+  bool SupportsTasks() const override { return true; }
+  Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  Result<std::vector<TaskRow>> LoadTaskProgress() override;
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
@@ -75,7 +89,9 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   Result<SinkExplanation> Explain(const SinkContext& ctx) override;
 
   /// Called with "rows_written" after the rows of a checkpoint are acknowledged and before its
-  /// positions are written; a non-OK status aborts the Commit there (a crash simulation).
+  /// positions are written, and (tasks) with "tasks_committed" after the tasks' conditional
+  /// batch and before the positions are mirrored into _sluice_positions; a non-OK status aborts
+  /// the Commit there (a crash simulation).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
 
@@ -105,6 +121,19 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// Prepares the INSERTs of rows, positions and state on the current connection.
   Status PrepareStatements();
   Status CheckExistingTable();
+  /// With SinkContext::tasks: moves a legacy _sluice_state row of the pipeline into task rows
+  /// (one conditional batch, only when the pipeline has no task rows), then deletes it.
+  Status MigrateLegacyState();
+  /// Runs one conditional request (an LWT or a conditional batch) with retries; returns whether
+  /// it was applied (the `[applied]` column of its answer).
+  Result<bool> RunConditional(cassandra::Request request);
+  /// Returns the write timestamp of checkpoint `cp`: above this sink's last one and above the
+  /// floor of each of its tasks, and below each task's ts_limit (extended first with one
+  /// conditional batch when it is not); kFenced when a task is no longer this sink's.
+  Result<int64_t> ReserveTimestamp(const Checkpoint& cp);
+  /// The task rows' part of a commit: positions, progress, state, owner, all under `IF fence`.
+  Status CommitTasks(const Checkpoint& cp, int64_t t);
+  std::string TasksTable() const;
   /// Runs the requests that `build` makes for the still-pending groups, retrying the retryable
   /// failures with backoff (and reconnecting when the connection broke).
   /// A group whose failure is not retryable is given to `reject` when set: true means the
@@ -139,14 +168,33 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// The dead-letter table is keyed without the generation (made by an older sluice).
   bool legacy_dead_letter_key_ = false;
   bool schema_ready_ = false;  ///< the tables exist (statements can be prepared)
+  bool tasks_table_ = false;   ///< _sluice_tasks exists (LoadPositions reads it too)
   std::shared_ptr<const cassandra::Prepared> insert_;
   std::shared_ptr<const cassandra::Prepared> insert_position_;
   std::shared_ptr<const cassandra::Prepared> insert_state_;
   std::shared_ptr<const cassandra::Prepared> insert_dead_letter_;
+  std::shared_ptr<const cassandra::Prepared> insert_ts_;          ///< rows USING TIMESTAMP
+  std::shared_ptr<const cassandra::Prepared> insert_dead_letter_ts_;
+  std::shared_ptr<const cassandra::Prepared> insert_position_ts_;
+  /// What this sink knows of each task it claimed: the fence, the first timestamp its rows may
+  /// use (`floor`, above every earlier owner's) and the ts_limit stored in its row.
+  struct OwnedTask {
+    int64_t fence = 0;
+    int64_t floor = 0;
+    int64_t limit = 0;
+  };
+  std::map<TaskId, OwnedTask> owned_;
+  /// The write timestamp (microseconds) of this sink's last checkpoint in task mode: each
+  /// checkpoint uses a larger one, so a later checkpoint's upserts win over an earlier one's.
+  int64_t last_write_ts_ = 0;
   std::atomic<bool> healthy_{true};
   int64_t rows_rejected_ = 0;
   TestHook hook_;
 };
+
+/// How far above a task's write timestamp its row's ts_limit is set (microseconds): a checkpoint
+/// whose timestamp reaches a task's limit extends it first with one more conditional write.
+inline constexpr int64_t kTaskTimestampRange = 1'000'000;
 
 /// The largest key component (partition or clustering column value) Cassandra stores.
 inline constexpr size_t kMaxKeyComponentBytes = 65535;

@@ -9,6 +9,8 @@
 
 #include "core/time.h"
 #include "runtime/sink_rejection.h"
+#include "runtime/task_state.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 namespace {
@@ -155,7 +157,10 @@ Result<SinkExplanation> MysqlSink::Explain(const SinkContext& ctx) {
   e.facts.push_back({"per checkpoint",
                      "one InnoDB transaction: the upserts (up to " + std::to_string(batch_rows_) +
                          " rows per statement), the dead letters and the positions in "
-                         "_sluice_positions"});
+                         "_sluice_positions" +
+                         std::string(ctx.tasks ? "; first the fences of its tasks are checked (SELECT ... FOR "
+                                                 "UPDATE), then their progress and state go to _sluice_tasks"
+                                               : "")});
   const std::string collation = mysql::ChooseCollation({"utf8mb4_nopad_bin"});
   e.statements.push_back({"create table", "mysql", sql.CreateTableSql(collation)});
   if (sql.view()) e.statements.push_back({"create view", "mysql", sql.CreateViewSql(sql.column_names())});
@@ -255,8 +260,10 @@ Status MysqlSink::CreateTables() {
   const std::string collation = mysql::ChooseCollation(collations);
   RETURN_IF_ERROR(conn_->Execute(mysql::CreatePositionsTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateStateTableSql(collation)));
+  RETURN_IF_ERROR(conn_->Execute(mysql::CreateTasksTableSql(collation)));
   RETURN_IF_ERROR(conn_->Execute(mysql::CreateDeadLettersTableSql(collation)));
   RETURN_IF_ERROR(MigrateDeadLetters());
+  if (ctx_.tasks) RETURN_IF_ERROR(MigrateLegacyState());
   if (sql_->view()) RETURN_IF_ERROR(MigrateOldLayout());
   RETURN_IF_ERROR(conn_->Execute(sql_->CreateTableSql(collation)));
 
@@ -440,7 +447,7 @@ Result<SinkInventory> MysqlSink::Inventory(const InventoryOptions& options) {
       PipelineInventory p;
       p.pipeline = name;
       std::string last;  // 'YYYY-MM-DD HH:MM:SS' UTC (the sessions run in UTC)
-      for (const char* t : {"_sluice_positions", "_sluice_state"}) {
+      for (const char* t : {"_sluice_positions", "_sluice_state", "_sluice_tasks"}) {
         if (!has(t)) continue;
         ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::LastUpdateSql(t, name)));
         if (!rows.empty() && rows[0][0] && *rows[0][0] > last) last = *rows[0][0];
@@ -457,6 +464,15 @@ Result<SinkInventory> MysqlSink::Inventory(const InventoryOptions& options) {
           ASSIGN_OR_RETURN(std::string state, LoadState());
           p.state_bytes = static_cast<int64_t>(state.size());
         }
+      }
+      if (has("_sluice_tasks")) {
+        // State kept per partition (tasks): its size is the sum of the tasks' states.
+        ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::TaskStateSizeSql(name)));
+        int64_t count = 0, bytes = 0;
+        if (rows.empty() || !ParseNumber(rows[0][0], &count) || !ParseNumber(rows[0][1], &bytes)) {
+          return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_tasks");
+        }
+        if (count > 0) p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + bytes;
       }
       if (has("_sluice_dead_letters")) {
         p.dead_letters_stored = true;
@@ -525,7 +541,169 @@ Result<bool> MysqlSink::AlreadyApplied(const Checkpoint& cp) {
     }
     if (stored_state != *cp.state) return false;
   }
+  // With tasks the same holds for each task's progress and state (its fence is checked
+  // before: a task claimed meanwhile fails the commit with kFenced).
+  if (!cp.tasks.empty()) {
+    std::vector<TaskId> ids;
+    for (const auto& t : cp.tasks) ids.push_back(t.task);
+    ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::LockTasksSql(ctx_.pipeline, ids, true)));
+    for (const TaskCommit& t : cp.tasks) {
+      auto row = std::find_if(rows.begin(), rows.end(), [&](const auto& r) {
+        int32_t p = 0;
+        return r[0].value_or("") == t.task.source && ParseNumber(r[1], &p) && p == t.task.partition;
+      });
+      if (row == rows.end()) return false;
+      auto time = [](const std::optional<std::string>& v) {
+        int64_t x = kNoWatermark;
+        return v && ParseNumber(v, &x) ? x : kNoWatermark;
+      };
+      TaskProgress stored;
+      stored.max_event_time = time((*row)[4]);
+      stored.watermark = time((*row)[5]);
+      stored.enforced = time((*row)[6]);
+      stored.idle = (*row)[7].value_or("0") != "0";
+      if (stored != t.progress) return false;
+      if (t.release && !(*row)[3].value_or("").empty()) return false;
+      if (t.state) {
+        std::string stored_state;
+        if (!mysql::DecodeHex((*row)[8].value_or(""), &stored_state)) {
+          return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_tasks");
+        }
+        if (stored_state != *t.state) return false;
+      }
+    }
+  }
   return true;
+}
+
+Status MysqlSink::CheckFences(const Checkpoint& cp) {
+  if (cp.tasks.empty()) return Status::OK();
+  std::vector<TaskId> ids;
+  for (const auto& t : cp.tasks) ids.push_back(t.task);
+  std::map<TaskId, int64_t> stored;
+  RETURN_IF_ERROR(conn_->Query(mysql::LockTasksSql(ctx_.pipeline, ids), [&](mysql::RowView r) {
+    TaskId id;
+    id.source = std::string(r[0].value_or(""));
+    int64_t fence = 0;
+    if (!ParseNumber(r[1], &id.partition) || !ParseNumber(r[2], &fence)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_tasks");
+    }
+    stored[id] = fence;
+    return Status::OK();
+  }));
+  for (const TaskCommit& t : cp.tasks) {
+    auto it = stored.find(t.task);
+    if (it == stored.end() || it->second != t.fence) {
+      return Status::Fenced("mysql " + conn_->display() + ": " + t.task.source + "[" +
+                            std::to_string(t.task.partition) + "] of pipeline " + ctx_.pipeline +
+                            (it == stored.end() ? std::string(" has no task row (never claimed)")
+                                                : " was claimed by another process (fence " +
+                                                      std::to_string(it->second) + ", this one holds " +
+                                                      std::to_string(t.fence) + ")"));
+    }
+  }
+  return Status::OK();
+}
+
+Status MysqlSink::MigrateLegacyState() {
+  ASSIGN_OR_RETURN(mysql::Rows legacy, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline)));
+  if (legacy.empty()) return Status::OK();
+  size_t moved = 0, held = 0;
+  Status st = [&]() -> Status {
+    RETURN_IF_ERROR(conn_->Execute("START TRANSACTION"));
+    // Another process of the pipeline may migrate at the same time: the legacy row's lock
+    // orders the two, and the second finds it gone.
+    ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline) + " FOR UPDATE"));
+    if (rows.empty()) return conn_->Execute("COMMIT");
+    ASSIGN_OR_RETURN(mysql::Rows tasks, conn_->QueryAll(mysql::AnyTaskSql(ctx_.pipeline)));
+    if (!tasks.empty()) return conn_->Execute("COMMIT");  // tasks already: the legacy row is left alone
+    std::string data;
+    if (!mysql::DecodeHex(rows[0][0].value_or(""), &data)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_state");
+    }
+    if (data.empty()) return conn_->Execute("COMMIT");
+    ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(data, ctx_.aggregate));
+    if (!old.open.empty()) {
+      return Status::FailedPrecondition("mysql " + conn_->display() + ": the stored state of pipeline " +
+                                        ctx_.pipeline + " has open windows, which per-task state does not take");
+    }
+    const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+    for (const auto& [id, task] : SplitLegacyState(old, ctx_.source, delay)) {
+      RETURN_IF_ERROR(conn_->Execute(
+          mysql::InsertMigratedTaskSql(ctx_.pipeline, id, task.progress, task.Serialize(ctx_.aggregate))));
+      ++moved;
+      held += task.held.size();
+    }
+    RETURN_IF_ERROR(conn_->Execute(mysql::DeleteStateSql(ctx_.pipeline)));
+    return conn_->Execute("COMMIT");
+  }();
+  if (!st.ok()) {
+    (void)conn_->Execute("ROLLBACK");
+    return st.WithContext("moving the stored state into tasks");
+  }
+  if (moved > 0) {
+    spdlog::info("mysql {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} "
+                 "task(s), {} held record(s))", conn_->display(), ctx_.pipeline, moved, held);
+  }
+  return Status::OK();
+}
+
+Result<TaskClaim> MysqlSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+  if (!sql_) return Status::Internal("mysql sink: ClaimTask() before Open()");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  TaskClaim claim;
+  Status s = [&]() -> Status {
+    RETURN_IF_ERROR(conn_->Execute("START TRANSACTION"));
+    // The upsert takes the row's exclusive lock (no shared lock first, which two claims could
+    // both hold and then deadlock upgrading): a commit of the task still running finishes first.
+    RETURN_IF_ERROR(conn_->Execute(mysql::ClaimTaskSql(ctx_.pipeline, task, owner.ToString())));
+    ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectTaskSql(ctx_.pipeline, task)));
+    if (rows.empty()) return Status::Internal("mysql " + conn_->display() + ": the claimed task is not there");
+    if (!ParseNumber(rows[0][0], &claim.fence) ||
+        (rows[0][1] && !mysql::DecodeHex(*rows[0][1], &claim.state))) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_tasks");
+    }
+    RETURN_IF_ERROR(conn_->Query(mysql::SelectTaskPositionsSql(ctx_.pipeline, task), [&](mysql::RowView r) {
+      int32_t p = 0;
+      int64_t offset = 0;
+      if (!ParseNumber(r[0], &p) || !ParseNumber(r[1], &offset)) {
+        return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_positions");
+      }
+      claim.positions[p] = offset;
+      return Status::OK();
+    }));
+    return conn_->Execute("COMMIT");
+  }();
+  if (!s.ok()) return Failed(s, conn_->broken());
+  return claim;
+}
+
+Result<std::vector<TaskRow>> MysqlSink::LoadTaskProgress() {
+  if (!sql_) return Status::Internal("mysql sink: LoadTaskProgress() before Open()");
+  if (!conn_) RETURN_IF_ERROR(Connect());
+  std::vector<TaskRow> out;
+  auto time = [](const std::optional<std::string_view>& v) {
+    int64_t x = kNoWatermark;
+    return v && ParseNumber(v, &x) ? x : kNoWatermark;
+  };
+  Status s = conn_->Query(mysql::SelectTaskProgressSql(ctx_.pipeline), [&](mysql::RowView r) {
+    TaskRow row;
+    row.task.source = std::string(r[0].value_or(""));
+    int64_t updated = 0;
+    if (!ParseNumber(r[1], &row.task.partition) || !ParseNumber(r[2], &row.fence) || !ParseNumber(r[8], &updated)) {
+      return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_tasks");
+    }
+    row.owner = std::string(r[3].value_or(""));
+    row.progress.max_event_time = time(r[4]);
+    row.progress.watermark = time(r[5]);
+    row.progress.enforced = time(r[6]);
+    row.progress.idle = r[7].value_or("0") != "0";
+    row.updated_micros = updated * kMicrosPerSecond;
+    out.push_back(std::move(row));
+    return Status::OK();
+  });
+  if (!s.ok()) return Failed(s, conn_->broken());
+  return out;
 }
 
 Status MysqlSink::Failed(Status s, bool lost) {
@@ -605,6 +783,9 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
   int64_t t_rows = 0, t_meta = 0, statements = 0;
   Status s = [&]() -> Status {
     RETURN_IF_ERROR(conn_->Execute("START TRANSACTION"));
+    // First: a process that lost a task to another commits nothing (its results included). The
+    // rows' locks are held to COMMIT, so a claim waits for this commit or this commit for it.
+    RETURN_IF_ERROR(CheckFences(cp));
     if (ambiguous_) {
       // The previous attempt lost the connection at COMMIT: it may have been applied.
       // Positions only move forward, so stored positions equal to this checkpoint's mean it was.
@@ -685,6 +866,7 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       RETURN_IF_ERROR(conn_->Execute(mysql::UpsertPositionsSql(ctx_.pipeline, cp.positions)));
     }
     if (cp.state) RETURN_IF_ERROR(conn_->Execute(mysql::UpsertStateSql(ctx_.pipeline, *cp.state)));
+    for (const TaskCommit& t : cp.tasks) RETURN_IF_ERROR(conn_->Execute(mysql::UpdateTaskSql(ctx_.pipeline, t)));
     RETURN_IF_ERROR(hook("before_commit"));
     t_meta = SteadyClockMicros();
     commit_sent = true;
@@ -706,6 +888,9 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
   }
   const bool lost = hook_failed || conn_->broken();
   if (lost && commit_sent) ambiguous_ = true;
+  // Fenced: whether an earlier attempt was applied no longer matters; the runner starts again
+  // from what is committed.
+  if (s.code() == StatusCode::kFenced) ambiguous_ = false;
   return Failed(s, lost);
 }
 

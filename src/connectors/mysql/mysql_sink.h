@@ -39,11 +39,19 @@ const OptionTable& MysqlSinkOptions();
 /// (connect, read and write; lock waits give up 2 s earlier; "10s"), `batch_rows` (rows per
 /// statement, 1000) and `batch_bytes` (about 1 MiB per statement).
 ///
+/// State per task (runtime/task_state.h; SupportsTasks()): `_sluice_tasks(pipeline, source,
+/// partition, fence, owner, progress columns, state LONGBLOB, updated_at)` in InnoDB. ClaimTask
+/// bumps a task's fence in one transaction and reads its state and positions; Commit() first
+/// locks the rows of the checkpoint's tasks in primary-key order (SELECT ... FOR UPDATE) and
+/// fails whole with kFenced when one was claimed by another process since (or is missing).
+/// With SinkContext::tasks, Open() moves a legacy `_sluice_state` row into task rows.
+///
 /// A lost connection or a deadlock makes Commit() return kUnavailable (the runner retries) and
 /// the next call reconnects. When the connection is lost at COMMIT, whether it was applied is
-/// unknown: the retry first reads the positions back (a locking read, so a COMMIT still in
-/// flight on the server is waited for) and returns OK without writing again when they already
-/// equal the checkpoint's.
+/// unknown: the retry first locks the tasks' rows and reads the positions back (locking reads,
+/// so a COMMIT still in flight on the server is waited for); a task claimed meanwhile makes it
+/// kFenced, and it returns OK without writing again when the positions (and the tasks' progress
+/// and state) already equal the checkpoint's.
 ///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
 class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
@@ -56,6 +64,9 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
+  bool SupportsTasks() const override { return true; }
+  Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  Result<std::vector<TaskRow>> LoadTaskProgress() override;
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
@@ -99,9 +110,16 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::string> TableType(const std::string& name);
   /// Renames an older sluice's TABLE (internal columns in it) to the internal name.
   Status MigrateOldLayout();
-  /// Returns true when the stored positions already equal the checkpoint's (read with locks,
-  /// inside the current transaction).
+  /// Returns true when the stored positions already equal the checkpoint's, and its tasks'
+  /// progress and state too (read with locks, inside the current transaction).
   Result<bool> AlreadyApplied(const Checkpoint& cp);
+  /// Inside the commit's transaction, before anything is written: locks the rows of the
+  /// checkpoint's tasks and fails with kFenced unless each still has the checkpoint's fence.
+  Status CheckFences(const Checkpoint& cp);
+  /// With SinkContext::tasks: moves a legacy `_sluice_state` row of the pipeline into task rows
+  /// (SplitLegacyState) in one transaction, when the pipeline has no task row yet; a legacy
+  /// state with open windows is refused.
+  Status MigrateLegacyState();
   /// After a failure: drops the connection when `lost` (returning kUnavailable), else rolls
   /// back; returns `s`.
   Status Failed(Status s, bool lost);

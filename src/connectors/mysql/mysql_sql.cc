@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/dead_letter.h"
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "core/uri.h"
+#include "runtime/source.h"
 
 namespace sluice::mysql {
 namespace {
@@ -372,7 +374,8 @@ std::string SampleDeadLettersSql(const std::string& pipeline, const std::string&
 
 std::string SluiceTablesSql() {
   return "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
-         "TABLE_NAME IN ('_sluice_positions', '_sluice_state', '_sluice_dead_letters') ORDER BY "
+         "TABLE_NAME IN ('_sluice_positions', '_sluice_state', '_sluice_tasks', '_sluice_dead_letters') "
+         "ORDER BY "
          "TABLE_NAME";
 }
 
@@ -425,18 +428,24 @@ std::string CreateStateTableSql(const std::string& collation) {
          collation;
 }
 
-std::string UpsertStateSql(const std::string& pipeline, std::string_view state) {
+std::string HexLiteral(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string sql = "INSERT INTO `_sluice_state` (`pipeline`, `state`, `updated_at`) VALUES (" +
-                    StringLiteral(pipeline) + ", X'";
-  sql.reserve(sql.size() + state.size() * 2 + 128);
-  for (unsigned char c : state) {
-    sql += kHex[c >> 4];
-    sql += kHex[c & 15];
+  std::string out;
+  out.reserve(bytes.size() * 2 + 3);
+  out += "X'";
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
   }
-  sql += "', UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE `state` = VALUES(`state`), "
+  out += '\'';
+  return out;
+}
+
+std::string UpsertStateSql(const std::string& pipeline, std::string_view state) {
+  return "INSERT INTO `_sluice_state` (`pipeline`, `state`, `updated_at`) VALUES (" +
+         StringLiteral(pipeline) + ", " + HexLiteral(state) +
+         ", UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE `state` = VALUES(`state`), "
          "`updated_at` = VALUES(`updated_at`)";
-  return sql;
 }
 
 std::string SelectStateSql(const std::string& pipeline) {
@@ -459,6 +468,106 @@ bool DecodeHex(std::string_view hex, std::string* out) {
     out->push_back(static_cast<char>(hi * 16 + lo));
   }
   return true;
+}
+
+namespace {
+
+/// An event time (microseconds) as a BIGINT literal, NULL for kNoWatermark.
+std::string TimeLiteral(int64_t t) { return t == kNoWatermark ? "NULL" : std::to_string(t); }
+
+std::string TaskWhere(const std::string& pipeline, const TaskId& task) {
+  return " WHERE `pipeline` = " + StringLiteral(pipeline) + " AND `source` = " + StringLiteral(task.source) +
+         " AND `partition` = " + std::to_string(task.partition);
+}
+
+}  // namespace
+
+std::string CreateTasksTableSql(const std::string& collation) {
+  return "CREATE TABLE IF NOT EXISTS `_sluice_tasks` (`pipeline` VARCHAR(255) NOT NULL, "
+         "`source` VARCHAR(255) NOT NULL, `partition` INT NOT NULL, `fence` BIGINT NOT NULL DEFAULT 0, "
+         "`owner` VARCHAR(1024) NOT NULL DEFAULT '', `max_event_time` BIGINT NULL, `watermark` BIGINT NULL, "
+         "`enforced` BIGINT NULL, `idle` TINYINT NOT NULL DEFAULT 0, `state` LONGBLOB NULL, "
+         "`updated_at` DATETIME NOT NULL, PRIMARY KEY (`pipeline`, `source`, `partition`)) "
+         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=" +
+         collation;
+}
+
+std::string ClaimTaskSql(const std::string& pipeline, const TaskId& task, const std::string& owner) {
+  return "INSERT INTO `_sluice_tasks` (`pipeline`, `source`, `partition`, `fence`, `owner`, `updated_at`) "
+         "VALUES (" +
+         StringLiteral(pipeline) + ", " + StringLiteral(task.source) + ", " + std::to_string(task.partition) +
+         ", 1, " + StringLiteral(owner) +
+         ", UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE `fence` = `fence` + 1, `owner` = VALUES(`owner`), "
+         "`updated_at` = VALUES(`updated_at`)";
+}
+
+std::string SelectTaskSql(const std::string& pipeline, const TaskId& task) {
+  return "SELECT `fence`, HEX(`state`) FROM `_sluice_tasks`" + TaskWhere(pipeline, task) + " FOR UPDATE";
+}
+
+std::string SelectTaskPositionsSql(const std::string& pipeline, const TaskId& task) {
+  return "SELECT `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = " + StringLiteral(pipeline) +
+         " AND `source` = " + StringLiteral(task.source) + " AND `partition` IN (" +
+         std::to_string(task.partition) + ", " + std::to_string(kGenerationPartitionBase + task.partition) +
+         ") ORDER BY `partition` FOR UPDATE";
+}
+
+std::string LockTasksSql(const std::string& pipeline, const std::vector<TaskId>& tasks, bool with_progress) {
+  // Grouped by source with an IN list each: InnoDB reads (and locks) them as ranges of the
+  // primary key in its order, and only those rows (an OR of row constructors may be scanned
+  // over the whole pipeline, locking every task of it).
+  std::map<std::string, std::set<int32_t>> by_source;
+  for (const auto& t : tasks) by_source[t.source].insert(t.partition);
+  std::string where;
+  for (const auto& [source, partitions] : by_source) {
+    std::string in;
+    for (int32_t p : partitions) in += (in.empty() ? "" : ", ") + std::to_string(p);
+    where += (where.empty() ? "" : " OR ") + std::string("(`source` = ") + StringLiteral(source) +
+             " AND `partition` IN (" + in + "))";
+  }
+  return std::string("SELECT `source`, `partition`, `fence`") +
+         (with_progress ? ", `owner`, `max_event_time`, `watermark`, `enforced`, `idle`, HEX(`state`)" : "") +
+         " FROM `_sluice_tasks` WHERE `pipeline` = " + StringLiteral(pipeline) + " AND (" + where +
+         ") ORDER BY `source`, `partition` FOR UPDATE";
+}
+
+std::string UpdateTaskSql(const std::string& pipeline, const TaskCommit& t) {
+  std::string sql = "UPDATE `_sluice_tasks` SET `max_event_time` = " + TimeLiteral(t.progress.max_event_time) +
+                    ", `watermark` = " + TimeLiteral(t.progress.watermark) +
+                    ", `enforced` = " + TimeLiteral(t.progress.enforced) +
+                    ", `idle` = " + (t.progress.idle ? "1" : "0");
+  if (t.state) sql += ", `state` = " + HexLiteral(*t.state);
+  if (t.release) sql += ", `owner` = ''";
+  return sql + ", `updated_at` = UTC_TIMESTAMP()" + TaskWhere(pipeline, t.task);
+}
+
+std::string InsertMigratedTaskSql(const std::string& pipeline, const TaskId& task,
+                                  const TaskProgress& progress, std::string_view state) {
+  return "INSERT INTO `_sluice_tasks` (`pipeline`, `source`, `partition`, `fence`, `owner`, `max_event_time`, "
+         "`watermark`, `enforced`, `idle`, `state`, `updated_at`) VALUES (" +
+         StringLiteral(pipeline) + ", " + StringLiteral(task.source) + ", " + std::to_string(task.partition) +
+         ", 0, '', " + TimeLiteral(progress.max_event_time) + ", " + TimeLiteral(progress.watermark) + ", " +
+         TimeLiteral(progress.enforced) + ", " + (progress.idle ? "1" : "0") + ", " + HexLiteral(state) +
+         ", UTC_TIMESTAMP())";
+}
+
+std::string SelectTaskProgressSql(const std::string& pipeline) {
+  return "SELECT `source`, `partition`, `fence`, `owner`, `max_event_time`, `watermark`, `enforced`, `idle`, "
+         "UNIX_TIMESTAMP(`updated_at`) FROM `_sluice_tasks` WHERE `pipeline` = " +
+         StringLiteral(pipeline) + " ORDER BY `source`, `partition`";
+}
+
+std::string AnyTaskSql(const std::string& pipeline) {
+  return "SELECT 1 FROM `_sluice_tasks` WHERE `pipeline` = " + StringLiteral(pipeline) + " LIMIT 1 FOR UPDATE";
+}
+
+std::string DeleteStateSql(const std::string& pipeline) {
+  return "DELETE FROM `_sluice_state` WHERE `pipeline` = " + StringLiteral(pipeline);
+}
+
+std::string TaskStateSizeSql(const std::string& pipeline) {
+  return "SELECT COUNT(*), COALESCE(SUM(LENGTH(`state`)), 0) FROM `_sluice_tasks` WHERE `pipeline` = " +
+         StringLiteral(pipeline);
 }
 
 Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,

@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "core/value.h"
 #include "runtime/sink.h"
+#include "runtime/task_state.h"
 
 namespace sluice::mysql {
 
@@ -93,12 +94,12 @@ std::string CountDeadLettersSql(const std::string& pipeline);
 std::string SampleDeadLettersSql(const std::string& pipeline, const std::string& reason,
                                  size_t limit);
 /// Returns the query for the names of the sluice tables (`_sluice_positions`, `_sluice_state`,
-/// `_sluice_dead_letters`) that exist in the connection's database.
+/// `_sluice_tasks`, `_sluice_dead_letters`) that exist in the connection's database.
 std::string SluiceTablesSql();
 /// Returns the query for the distinct pipelines named in `tables` (sluice tables that exist).
 std::string PipelinesSql(const std::vector<std::string>& tables);
-/// Returns the query for the latest `updated_at` of `pipeline` in `table` (`_sluice_positions`
-/// or `_sluice_state`), as 'YYYY-MM-DD HH:MM:SS' UTC, NULL when it has no row there.
+/// Returns the query for the latest `updated_at` of `pipeline` in `table` (`_sluice_positions`,
+/// `_sluice_state` or `_sluice_tasks`), as 'YYYY-MM-DD HH:MM:SS' UTC, NULL when it has no row there.
 std::string LastUpdateSql(const std::string& table, const std::string& pipeline);
 
 /// Returns the DDL of the positions table.
@@ -117,6 +118,43 @@ std::string UpsertStateSql(const std::string& pipeline, std::string_view state);
 std::string SelectStateSql(const std::string& pipeline);
 /// Decodes what HEX() returned; false on a malformed string.
 bool DecodeHex(std::string_view hex, std::string* out);
+/// Renders `bytes` as a hex literal (X'...'): any bytes, no escaping.
+std::string HexLiteral(std::string_view bytes);
+
+// Tasks (runtime/task_state.h): state and ownership per (pipeline, source, partition).
+
+/// Returns the DDL of `_sluice_tasks` (pipeline, source, partition, fence, owner, max_event_time,
+/// watermark, enforced, idle, state LONGBLOB, updated_at; the SQLite sink's columns).
+std::string CreateTasksTableSql(const std::string& collation);
+/// Returns the statement that claims `task` for `owner`: inserts the row with fence 1, or bumps
+/// the fence of the existing row by one (taking its exclusive lock) and records the owner.
+std::string ClaimTaskSql(const std::string& pipeline, const TaskId& task, const std::string& owner);
+/// Returns the locking query for (fence, HEX(state)) of `task`.
+std::string SelectTaskSql(const std::string& pipeline, const TaskId& task);
+/// Returns the locking query for (partition, offset) of the positions of `task`'s partition p
+/// and its generation partition (kGenerationPartitionBase + p).
+std::string SelectTaskPositionsSql(const std::string& pipeline, const TaskId& task);
+/// Returns the locking query for (source, partition, fence) of the rows of `tasks` (not empty),
+/// in primary-key order (source, partition), so that two commits, or a commit and a claim,
+/// take the rows' locks in one order. `with_progress` adds owner, max_event_time, watermark,
+/// enforced, idle and HEX(state) (the read-back of a commit in doubt).
+std::string LockTasksSql(const std::string& pipeline, const std::vector<TaskId>& tasks,
+                         bool with_progress = false);
+/// Returns the statement that writes a commit's part for one task: the progress columns, the
+/// state when `t.state` is set (else the stored one stays), the owner cleared when `t.release`.
+std::string UpdateTaskSql(const std::string& pipeline, const TaskCommit& t);
+/// Returns the statement that inserts a task row (fence 0, no owner) moved from a legacy state.
+std::string InsertMigratedTaskSql(const std::string& pipeline, const TaskId& task,
+                                  const TaskProgress& progress, std::string_view state);
+/// Returns the query for (source, partition, fence, owner, max_event_time, watermark, enforced,
+/// idle, UNIX_TIMESTAMP(updated_at)) of every task of `pipeline`, in (source, partition) order.
+std::string SelectTaskProgressSql(const std::string& pipeline);
+/// Returns the locking query for one task row of `pipeline` (any; none: the pipeline has no task).
+std::string AnyTaskSql(const std::string& pipeline);
+/// Returns the statement that deletes the legacy state row of `pipeline`.
+std::string DeleteStateSql(const std::string& pipeline);
+/// Returns the query for (count, total state bytes) of the tasks of `pipeline`.
+std::string TaskStateSizeSql(const std::string& pipeline);
 
 /// One column of the results table.
 struct Column {

@@ -14,6 +14,7 @@
 #include "connectors/mysql/mysql_sink.h"
 #include "operators/tests/aggregate_test_util.h"
 #include "core/time.h"
+#include "runtime/source.h"
 
 namespace sluice {
 namespace {
@@ -232,6 +233,36 @@ TEST(MysqlSqlTest, PositionsStatements) {
   EXPECT_EQ(mysql::SelectPositionsSql("recruitment"),
             "SELECT `source`, `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = "
             "'recruitment'");
+}
+
+TEST(MysqlSqlTest, TaskStatements) {
+  // The fence check locks exactly the checkpoint's tasks, grouped by source, in key order.
+  EXPECT_EQ(mysql::LockTasksSql("p", {{"in", 7}, {"b", 1}, {"in", 2}}),
+            "SELECT `source`, `partition`, `fence` FROM `_sluice_tasks` WHERE `pipeline` = 'p' AND "
+            "((`source` = 'b' AND `partition` IN (1)) OR (`source` = 'in' AND `partition` IN (2, 7))) "
+            "ORDER BY `source`, `partition` FOR UPDATE");
+  // A claim bumps the fence of an existing row in the same statement that creates a new one.
+  EXPECT_EQ(mysql::ClaimTaskSql("p", {"in", 3}, "c@h pid 1"),
+            "INSERT INTO `_sluice_tasks` (`pipeline`, `source`, `partition`, `fence`, `owner`, `updated_at`) "
+            "VALUES ('p', 'in', 3, 1, 'c@h pid 1', UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE `fence` = "
+            "`fence` + 1, `owner` = VALUES(`owner`), `updated_at` = VALUES(`updated_at`)");
+  EXPECT_EQ(mysql::SelectTaskPositionsSql("p", {"in", 3}),
+            "SELECT `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = 'p' AND `source` = "
+            "'in' AND `partition` IN (3, " + std::to_string(kGenerationPartitionBase + 3) +
+                ") ORDER BY `partition` FOR UPDATE");
+  // Progress always, the state only when given, the owner cleared only on release.
+  const std::string state("\x01\xff", 2);
+  TaskCommit t{TaskId{"in", 3}, 4, TaskProgress{100, 90, kNoWatermark, true}, &state, true};
+  EXPECT_EQ(mysql::UpdateTaskSql("p", t),
+            "UPDATE `_sluice_tasks` SET `max_event_time` = 100, `watermark` = 90, `enforced` = NULL, "
+            "`idle` = 1, `state` = X'01FF', `owner` = '', `updated_at` = UTC_TIMESTAMP() WHERE `pipeline` = "
+            "'p' AND `source` = 'in' AND `partition` = 3");
+  t.state = nullptr;
+  t.release = false;
+  EXPECT_EQ(mysql::UpdateTaskSql("p", t),
+            "UPDATE `_sluice_tasks` SET `max_event_time` = 100, `watermark` = 90, `enforced` = NULL, "
+            "`idle` = 1, `updated_at` = UTC_TIMESTAMP() WHERE `pipeline` = 'p' AND `source` = 'in' AND "
+            "`partition` = 3");
 }
 
 SinkContext Context(const AggregateSpec* a) {
