@@ -20,7 +20,9 @@ the partition, with the committed max event time == the highest event time of th
 before the committed position (read back from the broker with kcat, decoded by the reference
 decoder of recompute_recruitment.py) and the watermark == that minus watermark_delay; the text
 form shows the same pid and watermark. After SIGTERM of both: every task released (owner null,
-`task owner -`), its progress that of the final positions.
+`task owner -`), its progress that of the final positions. A copy of the pipeline without
+lateness (no state per partition), run to the end with --until-caught-up, shows no tasks
+("task" null, no task lines) and committed == the end of every partition.
 
 A broker that does not answer (or no kcat, or no Kafka jars): SKIP (exit 77), a FAIL when
 CI=true. Topics PREFIX_<run id>_*; deleted at the end unless --keep.
@@ -311,6 +313,28 @@ class Test(harness.SluiceTest):
         for p in range(4):
             if not re.search(rf"{re.escape(topic)}\[{p}\][^\n]*\n\s+task owner -  fence", text):
                 problems.append(f"--format text after the stop: [{p}] not shown as released:\n{text[-1200:]}")
+        # A pipeline without state per partition (update mode, no lateness, no hold): no task
+        # rows, so every partition's "task" is null and the text has no task lines.
+        plain = kr.pipeline_copy(os.path.join(self.tmp, "plain.toml"), name + "_plain", name + "_plain", "sqlite",
+                                 "events")
+        plain_vars = dict(variables, SINK=f"sqlite:{os.path.join(self.tmp, 'plain.db')}",
+                          DLQ=os.path.join(self.tmp, "plain.dlq"))
+        plain_args = [a for k, v in plain_vars.items() for a in ("--var", f"{k}={v}")]
+        rc, text = harness.run([self.args.sluice, "run", plain, "--until-caught-up", "--quiet"] + plain_args,
+                               timeout=180)
+        if rc != 0:
+            problems.append(f"the pipeline without tasks exited {rc}: {text[-800:]}")
+        else:
+            st = subprocess.run([self.args.sluice, "status", plain, "--format", "json"] + plain_args,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+            rows = json.loads(st.stdout)["partitions"] if st.returncode == 0 else []
+            if len(rows) != 4 or any(r["task"] is not None for r in rows) or \
+                    any(r["committed"] != ends[r["partition"]] for r in rows):
+                problems.append(f"without tasks: exit {st.returncode}, partitions {rows} (expected 4, each "
+                                f"with task null and committed == the end), {st.stderr[-600:]}")
+            rc, text = harness.run([self.args.sluice, "status", plain] + plain_args, timeout=60)
+            if rc != 0 or "task owner" in text or any(f"{topic}[{p}]" not in text for p in range(4)):
+                problems.append(f"--format text without tasks: exit {rc}, output:\n{text[-1200:]}")
         # A source that is not Kafka: exit 2.
         rc, text = harness.run([self.args.sluice, "status", pipe, "--var", f"TRACKING={out}", "--var",
                                 f"JOBS={kr.JOBS}", "--var", f"SINK=sqlite:{db}", "--var", "CLIENT=x"],
