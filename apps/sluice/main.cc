@@ -645,7 +645,8 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand(
       "status",
       "Show who reads each partition of a pipeline's Kafka source (the group's members), the "
-      "position committed in the sink, the partition's end and the lag");
+      "position committed in the sink, the partition's end and the lag; with state per task, "
+      "the process that holds each partition's task and its committed watermark");
   std::string status_pipeline;
   status->add_option("pipeline", status_pipeline, "pipeline TOML file")->required()->check(CLI::ExistingFile);
   status->add_option("--var", vars, "set a pipeline variable: NAME=VALUE (repeatable)");
@@ -687,6 +688,8 @@ int main(int argc, char** argv) {
   }
   // verify's report is its output; the recomputation's own log lines only with --log-level.
   if (verify->parsed() && app.get_option("--log-level")->count() == 0) log_level = "warn";
+  // status's report is its output too (building the plan loads dimensions, which logs).
+  if (status->parsed() && app.get_option("--log-level")->count() == 0) log_level = "warn";
   if (Status s = sluice::cli::SetupLogging(log_level, log_format); !s.ok()) {
     std::cerr << "sluice: " << s.message() << "\n";
     return kExitConfig;

@@ -1,4 +1,6 @@
-// `sluice status PIPELINE`: who reads which partition of a Kafka source, and how far behind.
+// `sluice status PIPELINE`: who reads which partition of a Kafka source, and how far behind;
+// with a sink that keeps state per task, which process holds each partition's task and the
+// event-time progress committed with its position.
 
 #include "status.h"
 
@@ -14,9 +16,14 @@
 #include "connectors/kafka/kafka_uri.h"
 #include "core/json_builder.h"
 #include "core/status.h"
+#include "core/time.h"
 #include "core/uri.h"
+#include "runtime/explain.h"
+#include "runtime/plan.h"
 #include "runtime/registry.h"
 #include "runtime/sink_inventory.h"
+#include "runtime/task_state.h"
+#include "runtime/watermark.h"
 
 namespace sluice::cli {
 namespace {
@@ -28,7 +35,70 @@ struct Row {
   const KafkaGroupMember* owner = nullptr;
   int64_t committed = -1;   ///< -1: none stored
   int64_t end = -1;
+  const TaskRow* task = nullptr;  ///< the partition's task in the sink; null: none stored
 };
+
+/// A time as UTC ISO 8601, as `sluice inspect` prints them (with the microseconds when not 0).
+std::string Iso(int64_t micros) {
+  return FormatTimestamp(micros, micros % 1'000'000 == 0 ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%dT%H:%M:%S.%fZ");
+}
+
+void TimeJson(JsonBuilder& j, const std::string& key, int64_t micros) {
+  const bool known = micros != kNoWatermark;
+  j.Key(key);
+  known ? j.String(Iso(micros)) : j.Null();
+  j.Key(key + "_micros");
+  known ? j.Int(micros) : j.Null();
+}
+
+void TaskJson(JsonBuilder& j, const TaskRow& t) {
+  j.BeginObject().Key("owner");
+  t.owner.empty() ? j.Null() : j.String(t.owner);
+  j.Key("fence").Int(t.fence);
+  TimeJson(j, "watermark", t.progress.watermark);
+  TimeJson(j, "max_event_time", t.progress.max_event_time);
+  TimeJson(j, "enforced", t.progress.enforced);
+  j.Key("idle").Bool(t.progress.idle);
+  TimeJson(j, "updated", t.updated_micros > 0 ? t.updated_micros : kNoWatermark);
+  j.EndObject();
+}
+
+std::string TaskText(const TaskRow& t) {
+  auto time = [](int64_t micros) { return micros == kNoWatermark ? std::string("-") : Iso(micros); };
+  return "task owner " + (t.owner.empty() ? std::string("-") : t.owner) + "  fence " + std::to_string(t.fence) +
+         "  watermark " + time(t.progress.watermark) + "  max event time " + time(t.progress.max_event_time) +
+         "  idle " + (t.progress.idle ? "yes" : "no") + "  updated " +
+         time(t.updated_micros > 0 ? t.updated_micros : kNoWatermark);
+}
+
+/// The tasks of `config`'s source as the sink stores them (Sink::LoadTaskProgress on a sink
+/// opened for reading), by partition id; empty when the sink keeps no state per task or the
+/// pipeline has none (a pipeline without state, or one that never committed). The positions
+/// were read already: a sink whose task rows cannot be read is shown without them, with a
+/// warning, rather than not at all.
+std::map<int32_t, TaskRow> LoadTasks(const PipelineConfig& config, const SinkConfig& sink_config) {
+  std::map<int32_t, TaskRow> out;
+  auto sink = ConnectorRegistry::Instance().MakeSink(sink_config);
+  if (!sink.ok() || !(*sink)->SupportsTasks()) return out;
+  Result<std::vector<TaskRow>> rows = [&]() -> Result<std::vector<TaskRow>> {
+    auto plan = BuildPlan(config);
+    if (!plan.ok()) return plan.status().WithContext("the pipeline's plan");
+    SinkContext ctx = SinkContextFor(config, **plan);
+    ctx.source = config.source.name;
+    RETURN_IF_ERROR((*sink)->OpenForReading(ctx));
+    return (*sink)->LoadTaskProgress();
+  }();
+  (*sink)->Close();
+  if (!rows.ok()) {
+    std::cerr << "sluice: status: warning: the partitions' tasks (owner, watermark) are not shown: "
+              << rows.status().message() << "\n";
+    return out;
+  }
+  for (TaskRow& r : *rows) {
+    if (r.task.source == config.source.name) out[r.task.partition] = std::move(r);
+  }
+  return out;
+}
 
 int Fail(const std::string& message, int code) {
   ReportError("status: " + message);
@@ -58,6 +128,12 @@ void RenderJson(const PipelineConfig& config, const std::string& group, const st
     r.committed >= 0 ? j.Int(r.committed) : j.Null();
     j.Key("end").Int(r.end).Key("lag");
     r.committed >= 0 ? j.Int(std::max<int64_t>(0, r.end - r.committed)) : j.Null();
+    j.Key("task");
+    if (r.task) {
+      TaskJson(j, *r.task);
+    } else {
+      j.Null();
+    }
     j.EndObject();
   }
   j.EndArray().EndObject();
@@ -76,6 +152,7 @@ void RenderText(const PipelineConfig& config, const std::string& group, const st
         << "  end " << r.end << "  lag "
         << (r.committed >= 0 ? std::to_string(std::max<int64_t>(0, r.end - r.committed)) : std::string("-"))
         << "\n";
+    if (r.task) out << "      " << TaskText(*r.task) << "\n";
   }
 }
 
@@ -122,6 +199,8 @@ int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
               << (all.ok() ? MissingKafkaTopic(topic, ks.brokers, *all) : "topic \"" + topic + "\" does not exist on " + ks.brokers)
               << "\n";
   }
+  // Which process holds each partition's task, and its committed event-time progress.
+  const std::map<int32_t, TaskRow> tasks = LoadTasks(config, sink_config);
   auto members = DescribeKafkaGroup(ks.brokers, ks.group, 10000);
   if (!members.ok()) return Fail(members.status().message(), 1);
   auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);
@@ -143,6 +222,7 @@ int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
       r.id = KafkaPartitionId(*slot, r.partition);
       r.end = e->second[p];
       if (auto c = committed.find(r.id); c != committed.end()) r.committed = c->second;
+      if (auto t = tasks.find(r.id); t != tasks.end()) r.task = &t->second;
       for (const auto& m : *members) {
         for (const auto& [t, mp] : m.assignment) {
           if (t == topic && mp == r.partition) r.owner = &m;

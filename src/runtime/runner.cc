@@ -744,6 +744,15 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
   for (auto& [p, st] : states) {
     TaskProgress& pr = st.progress;
     if (auto t = times.find({config_.source.name, p}); t != times.end()) pr.max_event_time = t->second;
+    {
+      // A task claimed before its worker read a record of it: the clock may still hold an
+      // older view of it (another process's progress read before that process's last commit);
+      // the claim's progress is at least what was committed, and progress never goes back.
+      std::lock_guard<std::mutex> lock(event_mu_);
+      if (auto c = committed_event_times_.find({config_.source.name, p}); c != committed_event_times_.end()) {
+        pr.max_event_time = std::max(pr.max_event_time, c->second);
+      }
+    }
     if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
       pr.max_event_time = std::max(pr.max_event_time, it->second.first.max_event_time);
       pr.idle = it->second.first.idle;
@@ -771,7 +780,9 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     t.fence = owned->second.fence;
     if (auto pr = work.task_progress.find(p); pr != work.task_progress.end()) t.progress = pr->second;
     t.state = state == owned->second.committed_state ? nullptr : &state;
-    t.release = released.count(p) > 0;
+    // The final checkpoint of a run releases every task: this process commits none of them
+    // again, so the sink shows them without an owner (sluice status) until the next claim.
+    t.release = released.count(p) > 0 || cp->final;
     cp->tasks.push_back(std::move(t));
   }
 }
@@ -1114,9 +1125,10 @@ Status Runner::StartCommit() {
   std::unique_ptr<CheckpointWork> work = std::move(pending_);
   collected_while_committing_ = false;
   if (!work) return Status::OK();
-  // Nothing new since the last commit (no commit is in flight, so committed_ is current).
+  // Nothing new since the last commit (no commit is in flight, so committed_ is current). A
+  // revoke with nothing new still commits when tasks are kept: it releases them in the sink.
   if (work->deltas.empty() && work->rows.empty() && work->letters.empty() &&
-      work->positions == committed_ && !work->state_changed) {
+      work->positions == committed_ && !work->state_changed && (!tasks_ || work->revoked.empty())) {
     MarkCommitted(*work);
     return Status::OK();
   }

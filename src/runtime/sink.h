@@ -174,7 +174,9 @@ class Sink {
   // `sluice verify` (runtime/verify.h) reads a sink back through these three calls.
 
   /// Opens the sink to read what it holds without changing anything: no table is created, no
-  /// lock taken, no file removed. LoadPositions() and ReadOutput() may follow, nothing else.
+  /// lock taken, no file removed. LoadPositions(), ReadOutput() and, on a SupportsTasks()
+  /// sink, LoadTaskProgress() may follow, nothing else (`sluice status` reads the task rows so;
+  /// a store where no task was ever claimed has none, which is no error).
   /// A sink that cannot be read back leaves the default, which refuses.
   virtual Status OpenForReading(const SinkContext& ctx) {
     (void)ctx;

@@ -1150,6 +1150,11 @@ Result<TaskClaim> SqliteSink::ClaimTask(const TaskId& task, const OwnerInfo& own
 Result<std::vector<TaskRow>> SqliteSink::LoadTaskProgress() {
   if (!db_) return Status::Internal("sqlite sink: LoadTaskProgress() before Open()");
   std::vector<TaskRow> out;
+  // Opened for reading (sluice status), a database no task was ever claimed in has no table.
+  bool table = false;
+  RETURN_IF_ERROR(Query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sluice_tasks'", {},
+                        [&](sqlite3_stmt*) { table = true; }));
+  if (!table) return out;
   RETURN_IF_ERROR(Query(
       "SELECT source, partition, fence, owner, max_event_time, watermark, enforced, idle, "
       "CAST(strftime('%s', updated_at) AS INTEGER) FROM _sluice_tasks WHERE pipeline = ?1 "

@@ -69,7 +69,8 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   Result<SinkInventory> Inventory(const InventoryOptions& options) override;
   Result<std::map<std::string, int64_t>> CountDeadLetters() override;
   void Close() override;
-  /// Opens the database read-only (sluice verify); the table must exist.
+  /// Opens the database read-only (sluice verify, sluice status); the table must exist for
+  /// ReadOutput(). LoadTaskProgress() then finds no tasks in a database without `_sluice_tasks`.
   Status OpenForReading(const SinkContext& ctx) override;
   /// Reads the output columns of every row of the table (the one place that names them for
   /// reading, so the hidden merge columns stay out of it wherever they live).

@@ -321,6 +321,43 @@ TEST_F(RunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong) {
   EXPECT_EQ(progress, (std::vector<std::string>{"0|1704067510000000", "1|1704067520000000"}));
 }
 
+TEST_F(RunnerTasksTest, AClaimedTaskKeepsItsProgressAndAStoppedRunReleasesItsTasks) {
+  Start("a");
+  Start("b");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  Command("b", 'a', 1);
+  // b commits partition 1, then reads the others' progress: partition 0 at 00:05:00.
+  Produce(1, {Rec("y", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(1, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // a goes on to 00:06:00 on partition 0; b, with nothing new, commits (and reads) nothing.
+  Produce(0, {Rec("x", "00:06:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 2));
+  Command("a", 'r', 0);
+  Command("b", 'a', 0);
+  ASSERT_TRUE(Stop("b").ok());
+  ASSERT_TRUE(Stop("a").ok());
+  // Partition 0's committed progress is what a committed (00:06:00, watermark - 10 s), never
+  // b's older view of it from before the claim: a task's progress never goes back. The final
+  // checkpoint of each run released its tasks (this source revokes nothing when it stops).
+  EXPECT_EQ(Query(db_, "SELECT partition, max_event_time, watermark, owner FROM _sluice_tasks ORDER BY partition"),
+            (std::vector<std::string>{"0|1704067560000000|1704067550000000|", "1|1704067500000000|1704067490000000|"}));
+}
+
+TEST_F(RunnerTasksTest, ARevokeWithNothingNewReleasesTheTask) {
+  Start("a");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // every later checkpoint is empty
+  EXPECT_EQ(Query(db_, "SELECT owner != '' FROM _sluice_tasks WHERE partition = 0"), std::vector<std::string>{"1"});
+  Command("a", 'r', 0);
+  EXPECT_EQ(Query(db_, "SELECT owner FROM _sluice_tasks WHERE partition = 0"), std::vector<std::string>{""});
+  ASSERT_TRUE(Stop("a").ok());
+}
+
 TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedState) {
   Runner* a = Start("a");
   Start("b");
