@@ -334,6 +334,10 @@ Status Runner::Start() {
   // Every worker applies the restored closed bound from its first record on.
   reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false});
   held_by_worker_.assign(workers_.size(), {});
+  {
+    std::lock_guard<std::mutex> lock(claimed_held_mu_);
+    claimed_held_.resize(workers_.size());
+  }
   if (!restored_held_.empty() && !workers_.empty()) {
     // Held records are retried by the first worker; until it hands over, checkpoints keep them.
     held_by_worker_[0] = restored_held_;
@@ -699,7 +703,16 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
         spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
                      claim->fence, state->held.size(),
                      pr.max_event_time == kNoWatermark ? std::string("none") : FormatTimestamp(pr.max_event_time));
-        workers_[worker]->AddClaimedHeld(std::move(state->held));
+        {
+          // Kept here too until the worker's handoff includes them (CollectTaskStates).
+          std::lock_guard<std::mutex> held(claimed_held_mu_);
+          std::vector<HeldRecord> copy = state->held;
+          const int64_t batch = workers_[worker]->AddClaimedHeld(std::move(state->held));
+          if (batch > 0) {
+            if (claimed_held_.size() <= worker) claimed_held_.resize(worker + 1);
+            claimed_held_[worker].emplace_back(batch, std::move(copy));
+          }
+        }
         break;
       }
     }
@@ -738,6 +751,17 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
   for (const auto& list : held_by_worker_) {
     for (const auto& h : list) {
       if (auto it = states.find(h.partition); it != states.end()) it->second.held.push_back(h);
+    }
+  }
+  {
+    // Held records of a task claimed after its worker's last handoff: not in it yet.
+    std::lock_guard<std::mutex> lock(claimed_held_mu_);
+    for (const auto& batches : claimed_held_) {
+      for (const auto& [batch, list] : batches) {
+        for (const auto& h : list) {
+          if (auto it = states.find(h.partition); it != states.end()) it->second.held.push_back(h);
+        }
+      }
     }
   }
   const auto times = clock_ ? clock_->MaxEventTimes() : std::map<PipelineClock::Key, int64_t>();
@@ -857,6 +881,10 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     if (h.held_reported) {
       work->held_changed = work->held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
+      std::lock_guard<std::mutex> lock(claimed_held_mu_);
+      if (i < claimed_held_.size()) {
+        std::erase_if(claimed_held_[i], [&](const auto& b) { return b.first <= h.claimed_taken; });
+      }
     }
     ReportEventTime(i, h);
     if (tasks_) {

@@ -60,6 +60,16 @@ class GroupSource : public Source {
         next_.erase(p);
       } else if (what == 'l') {
         next_.erase(p);  // lost: taken away without a checkpoint (its rows are stale now)
+      } else if (what == 'b') {
+        // busy: this Poll() takes p ms (reported done first), so the worker hands over late
+        ++done_;
+        {
+          std::lock_guard<std::mutex> lock(g_group->mu);
+          g_group->members[member_].done = done_;
+          g_group->cv.notify_all();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(p));
+        continue;
       } else {
         next_[p] = (ctx_.claim_position ? ctx_.claim_position(p) : ctx_.committed_position(p)).value_or(0);
       }
@@ -145,6 +155,15 @@ class RunnerTasksTest : public ::testing::Test {
           out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
           return out;
         });
+    // Two members (workers) in one process: MEMBER/0 and MEMBER/1.
+    ConnectorRegistry::Instance().AddSource(
+        "group2", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
+          std::vector<std::unique_ptr<Source>> out;
+          const std::string member = config.uri.substr(config.uri.find(':') + 1);
+          out.push_back(std::make_unique<GroupSource>(member + "/0"));
+          out.push_back(std::make_unique<GroupSource>(member + "/1"));
+          return out;
+        });
     dir_ = fs::temp_directory_path() / ("sluice_runner_tasks_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -184,12 +203,12 @@ class RunnerTasksTest : public ::testing::Test {
 
   /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
   /// unknown jobs held for a minute) on a thread.
-  Runner* Start(const std::string& member) {
+  Runner* Start(const std::string& member, const std::string& scheme = "group") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\n"
+        "[source]\nname = \"in\"\nuri = \"" + scheme + ":" + member + "\"\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
         "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
@@ -226,6 +245,16 @@ class RunnerTasksTest : public ::testing::Test {
     group_->cv.notify_all();
     ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
         << member << " did not carry out " << what << " " << p;
+  }
+
+  /// Gives `member` several commands at once (carried out in one Poll()); waits until done.
+  void Commands(const std::string& member, std::vector<std::pair<char, int32_t>> list) {
+    std::unique_lock<std::mutex> lock(group_->mu);
+    auto& m = group_->members[member];
+    for (const auto& c : list) m.commands.push_back(c);
+    const int want = static_cast<int>(m.commands.size());
+    group_->cv.notify_all();
+    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }));
   }
 
   void Produce(int32_t p, std::vector<std::string> records) {
@@ -355,6 +384,43 @@ TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedStat
   ASSERT_TRUE(Stop("b").ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
   EXPECT_EQ(Lines("a", "\"reason\"") + Lines("a2", "\"reason\"") + Lines("b", "\"reason\""), 0);
+}
+
+// A task claimed by one worker of a process while the checkpoint coordinator still waits for
+// another worker's handoff: the claimed held record is not in the claiming worker's handoff yet,
+// and that checkpoint must still commit the task's state with it. Here the process is cut off
+// right after that commit (another process claims the partition before it commits again, as
+// after a kill -9 and the session timeout): the held record must reach the next owner and be
+// applied once its job is known.
+TEST_F(RunnerTasksTest, AHeldRecordClaimedJustBeforeACheckpointSurvivesTheNextMove) {
+  Start("b");
+  Command("b", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:10", 5, 10)});  // job 5: held
+  ASSERT_TRUE(WaitPosition(0, 2));
+  Runner* b = runs_.at("b").runner.get();
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
+  Command("b", 'r', 0);
+  Start("a", "group2");
+  Command("a/1", 'a', 1);
+  Produce(1, {Rec("y", "00:05:20", 1, 100)});
+  ASSERT_TRUE(WaitPosition(1, 1));
+  Command("a/1", 'b', 600);  // the coordinator waits for worker 1's handoff
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Worker 0 claims partition 0 and then stalls (no handoff for 3 s): a's checkpoint after the
+  // claim is the last one it commits for partition 0.
+  Commands("a/0", {{'a', 0}, {'b', 3000}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  // The group gives partition 0 back to b (a was cut off).
+  Command("b", 'a', 0);
+  WriteJobs("1,10\n5,50\n");
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); }));
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  // x: 1 + 10 (the held record, applied by b once job 5 is known).
+  EXPECT_TRUE(WaitFor([&] {
+    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|2|11", "2024-01-01 00:05:00|y|1|100"};
+  })) << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(Stop("b").ok());
 }
 
 // A file is read by one process: a second one started on the same pipeline and sink claims the
