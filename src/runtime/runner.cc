@@ -463,6 +463,12 @@ Status Runner::Run() {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.state = (s.ok() && failure.ok()) ? "finished" : "failed";
   }
+  {
+    // A claimed task whose state cannot be used: the final checkpoint is refused because of it
+    // (nothing of this run is committed), and the reason to report is the claim's.
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    if (!claim_error_.ok()) return claim_error_;
+  }
   if (!s.ok()) return s;
   return failure;
 }

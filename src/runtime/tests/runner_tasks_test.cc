@@ -423,6 +423,36 @@ TEST_F(RunnerTasksTest, AHeldRecordClaimedJustBeforeACheckpointSurvivesTheNextMo
   ASSERT_TRUE(Stop("b").ok());
 }
 
+// A task whose stored state was written for another [aggregate] (the pipeline file changed
+// between runs): the run fails with that reason, as it does with the state of one pipeline,
+// not with what refusing the final checkpoint says.
+TEST_F(RunnerTasksTest, AStateOfAnotherAggregateFailsTheRunWithThatReason) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n";
+  auto run = [&](const std::string& window) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"fp\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"" + window + "\"\nwatermark_delay = \"10s\"\n"
+        "allowed_lateness = \"0s\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "fp.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    EXPECT_TRUE((*runner)->uses_tasks());
+    return (*runner)->Run();
+  };
+  ASSERT_TRUE(run("1m").ok());
+  std::ofstream(in, std::ios::app) << Rec("x", "00:07:00", 1, 1) << "\n";
+  Status s = run("2m");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("different [aggregate]"), std::string::npos) << s.ToString();
+}
+
 // A file is read by one process: a second one started on the same pipeline and sink claims the
 // file's task, and the first one's next commit is refused; it ends (no restart: no group would
 // give it anything else), and every line is counted once.
