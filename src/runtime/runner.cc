@@ -779,6 +779,14 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
       pr.idle = it->second.first.idle;
       pr.enforced = it->second.second;
     }
+    {
+      // Claimed with this progress: a task not read since (no record yet, or its worker has not
+      // handed over since the claim) keeps it rather than committing less.
+      std::lock_guard<std::mutex> lock(event_mu_);
+      if (auto c = committed_event_times_.find({config_.source.name, p}); c != committed_event_times_.end()) {
+        pr.max_event_time = std::max(pr.max_event_time, c->second);
+      }
+    }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
     std::string blob = st.Serialize(spec);

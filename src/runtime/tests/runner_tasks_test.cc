@@ -453,6 +453,48 @@ TEST_F(RunnerTasksTest, AStateOfAnotherAggregateFailsTheRunWithThatReason) {
   EXPECT_NE(s.message().find("different [aggregate]"), std::string::npos) << s.ToString();
 }
 
+// A run that reads nothing before it commits (a file followed with nothing new, stopped) keeps
+// the task's committed event-time progress: the next run still judges a record late by its
+// partition's watermark. Expected by the rule: after 00:05:00 and 00:10:00 the partition's
+// watermark is 00:09:50, so a record of the window 00:07 (ends 00:08:00, lateness 0) is late.
+TEST_F(RunnerTasksTest, ARunThatReadsNothingKeepsTheTasksProgress) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n" << Rec("x", "00:10:00", 1, 2) << "\n";
+  auto make = [&](bool follow) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"idle\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\n"
+        "allowed_lateness = \"0s\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "idle.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    RunOptions options;
+    options.follow = follow;
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    return std::move(runner).value();
+  };
+  ASSERT_TRUE(make(false)->Run().ok());
+  {
+    auto idle = make(true);
+    Status s;
+    std::thread t([&] { s = idle->Run(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several checkpoints, nothing read
+    idle->RequestStop();
+    t.join();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  std::ofstream(in, std::ios::app) << Rec("x", "00:07:00", 1, 100) << "\n";
+  ASSERT_TRUE(make(false)->Run().ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:10:00|x|1|2"}));
+  EXPECT_EQ(Query(db_, "SELECT reason, count(*) FROM _sluice_dead_letters GROUP BY reason"),
+            std::vector<std::string>{"late|1"});
+}
+
 // A file is read by one process: a second one started on the same pipeline and sink claims the
 // file's task, and the first one's next commit is refused; it ends (no restart: no group would
 // give it anything else), and every line is counted once.
