@@ -221,6 +221,12 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
       for (auto& r : rows) pending_.deltas.push_back(std::move(r));
     }
     now_micros_ = SteadyClockMicros();
+    // Every partition the source reads now is tracked from its assignment, not from the first
+    // batch that holds a record of this worker: a partition that never delivers one is reported
+    // (and goes idle after the idle timeout) instead of being known to nobody here.
+    for (int32_t p : source_->Partitions()) {
+      if (p < kIdentityPartitionBase && !clocks_->Tracks(p)) TrackPartition(p);
+    }
     clocks_->Advance(now_micros_);
     // From here on every record is judged against at least this bound, which the coordinator
     // may rely on when it emits windows an idle partition no longer holds back.
