@@ -1156,9 +1156,10 @@ Status Runner::StartCommit() {
   std::unique_ptr<CheckpointWork> work = std::move(pending_);
   collected_while_committing_ = false;
   if (!work) return Status::OK();
-  // Nothing new since the last commit (no commit is in flight, so committed_ is current).
+  // Nothing new since the last commit (no commit is in flight, so committed_ is current). A
+  // task given up is released in the sink even so (its owner is cleared).
   if (work->deltas.empty() && work->rows.empty() && work->letters.empty() &&
-      work->positions == committed_ && !work->state_changed) {
+      work->positions == committed_ && !work->state_changed && (!tasks_ || work->revoked.empty())) {
     MarkCommitted(*work);
     return Status::OK();
   }

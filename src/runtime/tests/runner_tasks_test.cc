@@ -527,6 +527,22 @@ TEST_F(RunnerTasksTest, ASilentPartitionGoesIdleAfterARestartToo) {
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM w WHERE k = 'y'"), std::vector<std::string>{"0"});
 }
 
+// A partition given up with nothing new since the last commit is still released in the sink:
+// its task row no longer names this process as its owner.
+TEST_F(RunnerTasksTest, AQuietPartitionGivenUpIsReleased) {
+  Runner* a = Start("a");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  const std::string owner = "SELECT owner FROM _sluice_tasks WHERE partition = 0";
+  ASSERT_TRUE(WaitFor([&] { return Query(db_, owner) != std::vector<std::string>{""}; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // every commit done: nothing new
+  Command("a", 'r', 0);
+  EXPECT_EQ(Query(db_, owner), std::vector<std::string>{""});
+  ASSERT_TRUE(Stop("a").ok());
+  (void)a;
+}
+
 // A file is read by one process: a second one started on the same pipeline and sink claims the
 // file's task, and the first one's next commit is refused; it ends (no restart: no group would
 // give it anything else), and every line is counted once.
