@@ -334,6 +334,10 @@ Status Runner::Start() {
   // Every worker applies the restored closed bound from its first record on.
   reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false});
   held_by_worker_.assign(workers_.size(), {});
+  {
+    std::lock_guard<std::mutex> lock(claimed_held_mu_);
+    claimed_held_.resize(workers_.size());
+  }
   if (!restored_held_.empty() && !workers_.empty()) {
     // Held records are retried by the first worker; until it hands over, checkpoints keep them.
     held_by_worker_[0] = restored_held_;
@@ -458,6 +462,12 @@ Status Runner::Run() {
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.state = (s.ok() && failure.ok()) ? "finished" : "failed";
+  }
+  {
+    // A claimed task whose state cannot be used: the final checkpoint is refused because of it
+    // (nothing of this run is committed), and the reason to report is the claim's.
+    std::lock_guard<std::mutex> lock(epoch_mu_);
+    if (!claim_error_.ok()) return claim_error_;
   }
   if (!s.ok()) return s;
   return failure;
@@ -699,7 +709,16 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
         spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
                      claim->fence, state->held.size(),
                      pr.max_event_time == kNoWatermark ? std::string("none") : FormatTimestamp(pr.max_event_time));
-        workers_[worker]->AddClaimedHeld(std::move(state->held));
+        {
+          // Kept here too until the worker's handoff includes them (CollectTaskStates).
+          std::lock_guard<std::mutex> held(claimed_held_mu_);
+          std::vector<HeldRecord> copy = state->held;
+          const int64_t batch = workers_[worker]->AddClaimedHeld(std::move(state->held));
+          if (batch > 0) {
+            if (claimed_held_.size() <= worker) claimed_held_.resize(worker + 1);
+            claimed_held_[worker].emplace_back(batch, std::move(copy));
+          }
+        }
         break;
       }
     }
@@ -740,23 +759,35 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
       if (auto it = states.find(h.partition); it != states.end()) it->second.held.push_back(h);
     }
   }
+  {
+    // Held records of a task claimed after its worker's last handoff: not in it yet.
+    std::lock_guard<std::mutex> lock(claimed_held_mu_);
+    for (const auto& batches : claimed_held_) {
+      for (const auto& [batch, list] : batches) {
+        for (const auto& h : list) {
+          if (auto it = states.find(h.partition); it != states.end()) it->second.held.push_back(h);
+        }
+      }
+    }
+  }
   const auto times = clock_ ? clock_->MaxEventTimes() : std::map<PipelineClock::Key, int64_t>();
   for (auto& [p, st] : states) {
     TaskProgress& pr = st.progress;
     if (auto t = times.find({config_.source.name, p}); t != times.end()) pr.max_event_time = t->second;
-    {
-      // A task claimed before its worker read a record of it: the clock may still hold an
-      // older view of it (another process's progress read before that process's last commit);
-      // the claim's progress is at least what was committed, and progress never goes back.
-      std::lock_guard<std::mutex> lock(event_mu_);
-      if (auto c = committed_event_times_.find({config_.source.name, p}); c != committed_event_times_.end()) {
-        pr.max_event_time = std::max(pr.max_event_time, c->second);
-      }
-    }
     if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
       pr.max_event_time = std::max(pr.max_event_time, it->second.first.max_event_time);
       pr.idle = it->second.first.idle;
       pr.enforced = it->second.second;
+    }
+    {
+      // Claimed with this progress: a task not read since (no record yet, or its worker has not
+      // handed over since the claim) keeps it rather than committing less, also when the clock
+      // still holds an older view of it (another process's progress read before that process's
+      // last commit). Progress never goes back.
+      std::lock_guard<std::mutex> lock(event_mu_);
+      if (auto c = committed_event_times_.find({config_.source.name, p}); c != committed_event_times_.end()) {
+        pr.max_event_time = std::max(pr.max_event_time, c->second);
+      }
     }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
@@ -868,6 +899,10 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     if (h.held_reported) {
       work->held_changed = work->held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
+      std::lock_guard<std::mutex> lock(claimed_held_mu_);
+      if (i < claimed_held_.size()) {
+        std::erase_if(claimed_held_[i], [&](const auto& b) { return b.first <= h.claimed_taken; });
+      }
     }
     ReportEventTime(i, h);
     if (tasks_) {

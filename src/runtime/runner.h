@@ -289,6 +289,11 @@ class Runner : public CheckpointRequester {
   };
   std::vector<WorkerReport> reports_;
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
+  /// Tasks: held records handed to a worker with a claim (batch number, records), per worker,
+  /// until a handoff of that worker includes them: a checkpoint collected in between stores
+  /// them from here, so the claimed task's state never goes out without them.
+  std::vector<std::vector<std::pair<int64_t, std::vector<HeldRecord>>>> claimed_held_;  // claimed_held_mu_
+  std::mutex claimed_held_mu_;
   std::vector<HeldRecord> restored_held_;                ///< from the last run, until Start()
 
   // Tasks (tasks_): state and ownership per partition of the source.

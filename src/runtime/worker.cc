@@ -189,11 +189,12 @@ Status Worker::CheckpointBeforeRevoke(const std::vector<int32_t>& revoked) {
   return s;
 }
 
-void Worker::AddClaimedHeld(std::vector<HeldRecord> held) {
-  if (held.empty()) return;
+int64_t Worker::AddClaimedHeld(std::vector<HeldRecord> held) {
+  if (held.empty()) return 0;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& h : held) claimed_held_.push_back(std::move(h));
   claimed_held_waiting_.store(true);
+  return ++claimed_added_;
 }
 
 void Worker::TakeClaimedHeld() {
@@ -203,6 +204,7 @@ void Worker::TakeClaimedHeld() {
     for (auto& h : claimed_held_) held_.push_back(std::move(h));
     claimed_held_.clear();
     claimed_held_waiting_.store(false);
+    claimed_taken_ = claimed_added_;
   }
   next_retry_micros_ = 0;  // retried at once: the key may have come meanwhile
   counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
@@ -219,6 +221,12 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
       for (auto& r : rows) pending_.deltas.push_back(std::move(r));
     }
     now_micros_ = SteadyClockMicros();
+    // Every partition the source reads now is tracked from its assignment, not from the first
+    // batch that holds a record of this worker: a partition that never delivers one is reported
+    // (and goes idle after the idle timeout) instead of being known to nobody here.
+    for (int32_t p : source_->Partitions()) {
+      if (p < kIdentityPartitionBase && !clocks_->Tracks(p)) TrackPartition(p);
+    }
     clocks_->Advance(now_micros_);
     // From here on every record is judged against at least this bound, which the coordinator
     // may rely on when it emits windows an idle partition no longer holds back.
@@ -249,6 +257,7 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
   if (plan_->holds) {
     outbox_.held = held_;
     outbox_.held_reported = true;
+    outbox_.claimed_taken = claimed_taken_;
     if (held_per_partition_ && !revoked.empty()) {
       // They go with this handoff's checkpoint, which releases their partitions' tasks.
       std::erase_if(held_, [&](const HeldRecord& h) {

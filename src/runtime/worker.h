@@ -50,6 +50,9 @@ struct Handoff {
   /// handoff), which the checkpoint stores since their positions are committed.
   std::vector<HeldRecord> held;
   bool held_reported = false;
+  /// How many batches of claimed held records (Worker::AddClaimedHeld) `held` includes: those
+  /// added later are not in it yet.
+  int64_t claimed_taken = 0;
 };
 
 /// Lets a worker ask the coordinator for an immediate checkpoint and wait for it to commit.
@@ -97,8 +100,10 @@ class Worker {
   /// its next owner gets them with its claim), so the worker drops them after that handoff.
   void SetHeldPerPartition(bool on) { held_per_partition_ = on; }
   /// Adds the held records of a partition's task just claimed for this worker. Any thread; the
-  /// worker takes them before its next record and its next handoff.
-  void AddClaimedHeld(std::vector<HeldRecord> held);
+  /// worker takes them before its next record and its next handoff. Returns the batch's number
+  /// (1, 2, ...; 0 when `held` is empty): a handoff whose `claimed_taken` is at least that
+  /// includes them.
+  int64_t AddClaimedHeld(std::vector<HeldRecord> held);
   /// Asks the worker to stop after its current batch (it hands over what it has).
   void RequestStop();
   bool finished() const { return finished_.load(); }
@@ -198,6 +203,8 @@ class Worker {
   bool held_per_partition_ = false;
   std::atomic<bool> claimed_held_waiting_{false};
   std::vector<HeldRecord> claimed_held_;  // guarded by mu_
+  int64_t claimed_added_ = 0;             // guarded by mu_: batches given by AddClaimedHeld
+  int64_t claimed_taken_ = 0;             // guarded by mu_: ... of which moved into held_
   int64_t unflushed_aggregated_ = 0;
   int64_t unflushed_max_event_time_ = std::numeric_limits<int64_t>::min();
   bool retrying_ = false;     ///< processing a held record again

@@ -60,6 +60,16 @@ class GroupSource : public Source {
         next_.erase(p);
       } else if (what == 'l') {
         next_.erase(p);  // lost: taken away without a checkpoint (its rows are stale now)
+      } else if (what == 'b') {
+        // busy: this Poll() takes p ms (reported done first), so the worker hands over late
+        ++done_;
+        {
+          std::lock_guard<std::mutex> lock(g_group->mu);
+          g_group->members[member_].done = done_;
+          g_group->cv.notify_all();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(p));
+        continue;
       } else {
         next_[p] = (ctx_.claim_position ? ctx_.claim_position(p) : ctx_.committed_position(p)).value_or(0);
       }
@@ -145,6 +155,15 @@ class RunnerTasksTest : public ::testing::Test {
           out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
           return out;
         });
+    // Two members (workers) in one process: MEMBER/0 and MEMBER/1.
+    ConnectorRegistry::Instance().AddSource(
+        "group2", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
+          std::vector<std::unique_ptr<Source>> out;
+          const std::string member = config.uri.substr(config.uri.find(':') + 1);
+          out.push_back(std::make_unique<GroupSource>(member + "/0"));
+          out.push_back(std::make_unique<GroupSource>(member + "/1"));
+          return out;
+        });
     dir_ = fs::temp_directory_path() / ("sluice_runner_tasks_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -184,12 +203,13 @@ class RunnerTasksTest : public ::testing::Test {
 
   /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
   /// unknown jobs held for a minute) on a thread.
-  Runner* Start(const std::string& member) {
+  Runner* Start(const std::string& member, const std::string& scheme = "group",
+                const std::string& idle_timeout = "1h") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\n"
+        "[source]\nname = \"in\"\nuri = \"" + scheme + ":" + member + "\"\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
         "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
@@ -197,7 +217,7 @@ class RunnerTasksTest : public ::testing::Test {
         "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
         "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nallowed_lateness = \"0s\"\n"
-        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "idle_timeout = \"" + idle_timeout + "\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
         "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + "." + member +
         ".dlq\"\n";
     auto cfg = ParsePipelineConfig(text, "tasks.toml", vars);
@@ -226,6 +246,16 @@ class RunnerTasksTest : public ::testing::Test {
     group_->cv.notify_all();
     ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
         << member << " did not carry out " << what << " " << p;
+  }
+
+  /// Gives `member` several commands at once (carried out in one Poll()); waits until done.
+  void Commands(const std::string& member, std::vector<std::pair<char, int32_t>> list) {
+    std::unique_lock<std::mutex> lock(group_->mu);
+    auto& m = group_->members[member];
+    for (const auto& c : list) m.commands.push_back(c);
+    const int want = static_cast<int>(m.commands.size());
+    group_->cv.notify_all();
+    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }));
   }
 
   void Produce(int32_t p, std::vector<std::string> records) {
@@ -392,6 +422,162 @@ TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedStat
   ASSERT_TRUE(Stop("b").ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
   EXPECT_EQ(Lines("a", "\"reason\"") + Lines("a2", "\"reason\"") + Lines("b", "\"reason\""), 0);
+}
+
+// A task claimed by one worker of a process while the checkpoint coordinator still waits for
+// another worker's handoff: the claimed held record is not in the claiming worker's handoff yet,
+// and that checkpoint must still commit the task's state with it. Here the process is cut off
+// right after that commit (another process claims the partition before it commits again, as
+// after a kill -9 and the session timeout): the held record must reach the next owner and be
+// applied once its job is known.
+TEST_F(RunnerTasksTest, AHeldRecordClaimedJustBeforeACheckpointSurvivesTheNextMove) {
+  Start("b");
+  Command("b", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:10", 5, 10)});  // job 5: held
+  ASSERT_TRUE(WaitPosition(0, 2));
+  Runner* b = runs_.at("b").runner.get();
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
+  Command("b", 'r', 0);
+  Start("a", "group2");
+  Command("a/1", 'a', 1);
+  Produce(1, {Rec("y", "00:05:20", 1, 100)});
+  ASSERT_TRUE(WaitPosition(1, 1));
+  Command("a/1", 'b', 600);  // the coordinator waits for worker 1's handoff
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Worker 0 claims partition 0 and then stalls (no handoff for 3 s): a's checkpoint after the
+  // claim is the last one it commits for partition 0.
+  Commands("a/0", {{'a', 0}, {'b', 3000}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  // The group gives partition 0 back to b (a was cut off).
+  Command("b", 'a', 0);
+  WriteJobs("1,10\n5,50\n");
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); }));
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  // x: 1 + 10 (the held record, applied by b once job 5 is known).
+  EXPECT_TRUE(WaitFor([&] {
+    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|2|11", "2024-01-01 00:05:00|y|1|100"};
+  })) << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(Stop("b").ok());
+}
+
+// A task whose stored state was written for another [aggregate] (the pipeline file changed
+// between runs): the run fails with that reason, as it does with the state of one pipeline,
+// not with what refusing the final checkpoint says.
+TEST_F(RunnerTasksTest, AStateOfAnotherAggregateFailsTheRunWithThatReason) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n";
+  auto run = [&](const std::string& window) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"fp\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"" + window + "\"\nwatermark_delay = \"10s\"\n"
+        "allowed_lateness = \"0s\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "fp.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    EXPECT_TRUE((*runner)->uses_tasks());
+    return (*runner)->Run();
+  };
+  ASSERT_TRUE(run("1m").ok());
+  std::ofstream(in, std::ios::app) << Rec("x", "00:07:00", 1, 1) << "\n";
+  Status s = run("2m");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("different [aggregate]"), std::string::npos) << s.ToString();
+}
+
+// A run that reads nothing before it commits (a file followed with nothing new, stopped) keeps
+// the task's committed event-time progress: the next run still judges a record late by its
+// partition's watermark. Expected by the rule: after 00:05:00 and 00:10:00 the partition's
+// watermark is 00:09:50, so a record of the window 00:07 (ends 00:08:00, lateness 0) is late.
+TEST_F(RunnerTasksTest, ARunThatReadsNothingKeepsTheTasksProgress) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n" << Rec("x", "00:10:00", 1, 2) << "\n";
+  auto make = [&](bool follow) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"idle\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\n"
+        "allowed_lateness = \"0s\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "idle.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    RunOptions options;
+    options.follow = follow;
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    return std::move(runner).value();
+  };
+  ASSERT_TRUE(make(false)->Run().ok());
+  {
+    auto idle = make(true);
+    Status s;
+    std::thread t([&] { s = idle->Run(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several checkpoints, nothing read
+    idle->RequestStop();
+    t.join();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  std::ofstream(in, std::ios::app) << Rec("x", "00:07:00", 1, 100) << "\n";
+  ASSERT_TRUE(make(false)->Run().ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:10:00|x|1|2"}));
+  EXPECT_EQ(Query(db_, "SELECT reason, count(*) FROM _sluice_dead_letters GROUP BY reason"),
+            std::vector<std::string>{"late|1"});
+}
+
+// A partition its worker never gets a record of (a silent partition, one worker per partition)
+// goes idle after the idle timeout in a restarted run as in the first one: the restart must not
+// make it hold the closed bound back for good (it was known at start only from its committed
+// progress, which said "not idle"). Expected by the rule with its idle exception: partition 1
+// is idle, so the closed bound follows partition 0's watermark (00:20:30 - 10 s), and a record
+// of partition 1 for the window 00:15 (ends 00:16:00) is late, with or without the restart.
+TEST_F(RunnerTasksTest, ASilentPartitionGoesIdleAfterARestartToo) {
+  Start("a", "group2", "200ms");
+  Command("a/0", 'a', 0);
+  Command("a/1", 'a', 1);
+  std::vector<std::string> first, second;
+  for (int m = 0; m <= 10; ++m) first.push_back(Rec("x", "00:" + std::string(m < 10 ? "0" : "") + std::to_string(m) + ":30", 1, 1));
+  for (int m = 11; m <= 20; ++m) second.push_back(Rec("x", "00:" + std::to_string(m) + ":30", 1, 1));
+  Produce(0, first);
+  ASSERT_TRUE(WaitPosition(0, 11));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // partition 1 idle
+  ASSERT_TRUE(Stop("a").ok());
+  Start("a2", "group2", "200ms");
+  Command("a2/0", 'a', 0);
+  Command("a2/1", 'a', 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // partition 1 idle again
+  Produce(0, second);
+  ASSERT_TRUE(WaitPosition(0, 21));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the closed bound follows
+  Produce(1, {Rec("y", "00:15:30", 1, 7)});
+  ASSERT_TRUE(WaitPosition(1, 1));
+  EXPECT_TRUE(WaitFor([&] { return Lines("a2", "\"reason\":\"late\"") == 1; })) << Lines("a2", "\"reason\"");
+  ASSERT_TRUE(Stop("a2").ok());
+  EXPECT_EQ(Query(db_, "SELECT count(*) FROM w WHERE k = 'y'"), std::vector<std::string>{"0"});
+}
+
+// A partition given up with nothing new since the last commit is still released in the sink:
+// its task row no longer names this process as its owner.
+TEST_F(RunnerTasksTest, AQuietPartitionGivenUpIsReleased) {
+  Runner* a = Start("a");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  const std::string owner = "SELECT owner FROM _sluice_tasks WHERE partition = 0";
+  ASSERT_TRUE(WaitFor([&] { return Query(db_, owner) != std::vector<std::string>{""}; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // every commit done: nothing new
+  Command("a", 'r', 0);
+  EXPECT_EQ(Query(db_, owner), std::vector<std::string>{""});
+  ASSERT_TRUE(Stop("a").ok());
+  (void)a;
 }
 
 // A file is read by one process: a second one started on the same pipeline and sink claims the
