@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/time.h"
+#include "operators/delta_order.h"
 #include "operators/dimension.h"
 #include "core/uri.h"
 #include "runtime/registry.h"
@@ -39,32 +40,6 @@ SinkContext ContextFor(const PipelineConfig& config, const Plan& plan, bool task
   ctx.output = plan.OutputSchema();
   if (plan.aggregate) ctx.key_columns = plan.aggregate->KeyColumns();
   return ctx;
-}
-
-/// Orders like Value's operator< (by type first, then by value) without a variant visit.
-/// Returns <0, 0 or >0 as `a` orders before, with or after `b` (type first, then value).
-int ValueCompare(const Value& a, const Value& b) {
-  auto three_way = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
-  if (a.type() != b.type()) return a.type() < b.type() ? -1 : 1;
-  switch (a.type()) {
-    case Type::kNull: return 0;
-    case Type::kBool: return three_way(a.bool_value(), b.bool_value());
-    case Type::kInt64: return three_way(a.int_value(), b.int_value());
-    case Type::kDouble: return three_way(a.double_value(), b.double_value());
-    case Type::kString: return a.string_value().compare(b.string_value());
-    case Type::kTimestamp: return three_way(a.time_value().micros, b.time_value().micros);
-  }
-  return 0;
-}
-
-bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
-  if (a.window_start != b.window_start) return a.window_start < b.window_start;
-  // Lexicographic, as std::vector's operator<.
-  const size_t n = std::min(a.keys.size(), b.keys.size());
-  for (size_t i = 0; i < n; ++i) {
-    if (int c = ValueCompare(a.keys[i], b.keys[i]); c != 0) return c < 0;
-  }
-  return a.keys.size() < b.keys.size();
 }
 
 /// Names the sink a dead-letter file belongs to: its URI (an SQLite path made absolute) and table.
@@ -543,7 +518,7 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   // A task claimed from another process keeps at least the bound that process enforced on it.
   window_.closed_before = std::max(window_.closed_before, claimed_enforced_.load());
   for (auto& w : workers_) w->PublishClosedBound(window_.closed_before);
-  std::sort(closed.begin(), closed.end(), DeltaLess);
+  SortDeltas(&closed);
   std::vector<std::vector<Value>> rows;
   rows.reserve(closed.size());
   for (const auto& d : closed) rows.push_back(FinalRow(spec, d));
@@ -1155,7 +1130,7 @@ Status Runner::FinalCheckpoint() {
 
 Status Runner::CommitWork(CheckpointWork* work, bool final) {
   // A fixed order makes concurrent writers lock rows in the same order.
-  std::sort(work->deltas.begin(), work->deltas.end(), DeltaLess);
+  SortDeltas(&work->deltas);
   const auto started = std::chrono::steady_clock::now();
   int64_t sink_rejected_total = 0;
   RETURN_IF_ERROR(CommitWithRetries(work, final, &sink_rejected_total));

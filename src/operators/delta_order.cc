@@ -1,0 +1,145 @@
+#include "operators/delta_order.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace sluice {
+
+namespace {
+
+/// Returns <0, 0 or >0 as `a` orders before, with or after `b` (type first, then value), as
+/// Value's operator< orders them, without a variant visit.
+int ValueCompare(const Value& a, const Value& b) {
+  auto three_way = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
+  if (a.type() != b.type()) return a.type() < b.type() ? -1 : 1;
+  switch (a.type()) {
+    case Type::kNull: return 0;
+    case Type::kBool: return three_way(a.bool_value(), b.bool_value());
+    case Type::kInt64: return three_way(a.int_value(), b.int_value());
+    case Type::kDouble: return three_way(a.double_value(), b.double_value());
+    case Type::kString: return a.string_value().compare(b.string_value());
+    case Type::kTimestamp: return three_way(a.time_value().micros, b.time_value().micros);
+  }
+  return 0;
+}
+
+/// Appends a signed integer so that unsigned byte order is numeric order (sign bit flipped,
+/// big-endian).
+void AppendOrderedInt(int64_t v, std::string* out) {
+  const uint64_t u = static_cast<uint64_t>(v) ^ 0x8000000000000000ULL;
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(u >> (56 - 8 * i));
+  out->append(b, 8);
+}
+
+/// Appends an encoding of `v` whose unsigned byte order is ValueCompare's order and which no
+/// other value's encoding starts with (so a row's concatenated keys compare lexicographically).
+/// Returns false for a double, whose order this encoding does not keep.
+bool AppendOrdered(const Value& v, std::string* out) {
+  out->push_back(static_cast<char>(v.type()));  // Type's order is Value's order of types
+  switch (v.type()) {
+    case Type::kNull: return true;
+    case Type::kBool: out->push_back(v.bool_value() ? 1 : 0); return true;
+    case Type::kInt64: AppendOrderedInt(v.int_value(), out); return true;
+    case Type::kTimestamp: AppendOrderedInt(v.time_value().micros, out); return true;
+    case Type::kDouble: return false;
+    case Type::kString: {
+      // std::string::compare orders by unsigned bytes, then the shorter first: each 0 byte is
+      // written as 0 0xff and the end as 0 0, which orders before every continuation.
+      const std::string& s = v.string_value();
+      size_t from = 0;
+      while (true) {
+        const void* zero = std::memchr(s.data() + from, 0, s.size() - from);
+        if (!zero) break;
+        const size_t at = static_cast<size_t>(static_cast<const char*>(zero) - s.data());
+        out->append(s, from, at - from);
+        out->push_back(0);
+        out->push_back(static_cast<char>(0xff));
+        from = at + 1;
+      }
+      out->append(s, from, std::string::npos);
+      out->push_back(0);
+      out->push_back(0);
+      return true;
+    }
+  }
+  return false;
+}
+
+/// The first bytes of a row's encoding as big-endian words (zero-padded), so most comparisons
+/// are three integer comparisons.
+constexpr size_t kPrefixWords = 3;
+
+struct SortEntry {
+  uint64_t prefix[kPrefixWords];
+  uint32_t offset;  ///< of the full encoding in the arena
+  uint32_t size;
+  uint32_t row;
+};
+
+}  // namespace
+
+bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
+  if (a.window_start != b.window_start) return a.window_start < b.window_start;
+  // Lexicographic, as std::vector's operator<.
+  const size_t n = std::min(a.keys.size(), b.keys.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (int c = ValueCompare(a.keys[i], b.keys[i]); c != 0) return c < 0;
+  }
+  return a.keys.size() < b.keys.size();
+}
+
+void SortDeltas(std::vector<DeltaRow>* rows) {
+  std::vector<DeltaRow>& v = *rows;
+  if (v.size() < 2) return;
+  std::string arena;
+  std::vector<SortEntry> entries(v.size());
+  bool encodable = v.size() <= UINT32_MAX;
+  for (size_t r = 0; r < v.size() && encodable; ++r) {
+    const size_t begin = arena.size();
+    AppendOrderedInt(v[r].window_start, &arena);
+    for (const Value& k : v[r].keys) {
+      if (!AppendOrdered(k, &arena)) {
+        encodable = false;
+        break;
+      }
+    }
+    if (arena.size() > UINT32_MAX) encodable = false;
+    SortEntry& e = entries[r];
+    e.offset = static_cast<uint32_t>(begin);
+    e.size = static_cast<uint32_t>(arena.size() - begin);
+    e.row = static_cast<uint32_t>(r);
+  }
+  if (!encodable) {
+    std::sort(v.begin(), v.end(), DeltaLess);
+    return;
+  }
+  for (SortEntry& e : entries) {
+    unsigned char bytes[kPrefixWords * 8] = {};
+    std::memcpy(bytes, arena.data() + e.offset, std::min<size_t>(e.size, sizeof(bytes)));
+    for (size_t w = 0; w < kPrefixWords; ++w) {
+      uint64_t word = 0;
+      for (size_t i = 0; i < 8; ++i) word = (word << 8) | bytes[w * 8 + i];
+      e.prefix[w] = word;
+    }
+  }
+  const char* base = arena.data();
+  std::sort(entries.begin(), entries.end(), [base](const SortEntry& a, const SortEntry& b) {
+    for (size_t w = 0; w < kPrefixWords; ++w) {
+      if (a.prefix[w] != b.prefix[w]) return a.prefix[w] < b.prefix[w];
+    }
+    // Zero padding of a short encoding orders it as memcmp orders a proper prefix: compare
+    // the whole encodings when the prefixes tie.
+    const int c = std::memcmp(base + a.offset, base + b.offset, std::min(a.size, b.size));
+    if (c != 0) return c < 0;
+    return a.size < b.size;
+  });
+  std::vector<DeltaRow> sorted;
+  sorted.reserve(v.size());
+  for (const SortEntry& e : entries) sorted.push_back(std::move(v[e.row]));
+  v.swap(sorted);
+}
+
+}  // namespace sluice
