@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "operators/aggregate_function.h"
+
 namespace sluice {
 
 namespace {
@@ -76,8 +78,69 @@ struct SortEntry {
   uint64_t prefix[kPrefixWords];
   uint32_t offset;  ///< of the full encoding in the arena
   uint32_t size;
+  uint32_t part;
   uint32_t row;
 };
+
+/// Encodes the window start and keys of every row of `parts` into `arena`, one entry per row.
+/// Returns false when a key is a double (or the rows are too many for 32-bit entries).
+bool Encode(const std::vector<std::vector<DeltaRow>*>& parts, std::string* arena,
+            std::vector<SortEntry>* entries) {
+  size_t total = 0;
+  for (const auto* p : parts) total += p->size();
+  if (total > UINT32_MAX) return false;
+  entries->resize(total);
+  arena->reserve(total * 48);
+  size_t n = 0;
+  for (size_t part = 0; part < parts.size(); ++part) {
+    const std::vector<DeltaRow>& v = *parts[part];
+    for (size_t r = 0; r < v.size(); ++r) {
+      const size_t begin = arena->size();
+      AppendOrderedInt(v[r].window_start, arena);
+      for (const Value& k : v[r].keys) {
+        if (!AppendOrdered(k, arena)) return false;
+      }
+      if (arena->size() > UINT32_MAX) return false;
+      SortEntry& e = (*entries)[n++];
+      e.offset = static_cast<uint32_t>(begin);
+      e.size = static_cast<uint32_t>(arena->size() - begin);
+      e.part = static_cast<uint32_t>(part);
+      e.row = static_cast<uint32_t>(r);
+    }
+  }
+  for (SortEntry& e : *entries) {
+    unsigned char bytes[kPrefixWords * 8] = {};
+    std::memcpy(bytes, arena->data() + e.offset, std::min<size_t>(e.size, sizeof(bytes)));
+    for (size_t w = 0; w < kPrefixWords; ++w) {
+      uint64_t word = 0;
+      for (size_t i = 0; i < 8; ++i) word = (word << 8) | bytes[w * 8 + i];
+      e.prefix[w] = word;
+    }
+  }
+  return true;
+}
+
+/// Returns <0, 0 or >0 as the encodings of `a` and `b` order (memcmp, the shorter first).
+int CompareEncoded(const char* base, const SortEntry& a, const SortEntry& b) {
+  for (size_t w = 0; w < kPrefixWords; ++w) {
+    if (a.prefix[w] != b.prefix[w]) return a.prefix[w] < b.prefix[w] ? -1 : 1;
+  }
+  // Zero padding of a short encoding orders it as memcmp orders a proper prefix: compare the
+  // whole encodings when the prefixes tie.
+  const int c = std::memcmp(base + a.offset, base + b.offset, std::min(a.size, b.size));
+  if (c != 0) return c;
+  return a.size < b.size ? -1 : (a.size > b.size ? 1 : 0);
+}
+
+/// Sorts entries by encoding, then part, then row (so rows of one group are in the order they
+/// were added).
+void SortEntries(const std::string& arena, std::vector<SortEntry>* entries) {
+  const char* base = arena.data();
+  std::sort(entries->begin(), entries->end(), [base](const SortEntry& a, const SortEntry& b) {
+    if (int c = CompareEncoded(base, a, b); c != 0) return c < 0;
+    return a.part != b.part ? a.part < b.part : a.row < b.row;
+  });
+}
 
 }  // namespace
 
@@ -95,51 +158,58 @@ void SortDeltas(std::vector<DeltaRow>* rows) {
   std::vector<DeltaRow>& v = *rows;
   if (v.size() < 2) return;
   std::string arena;
-  std::vector<SortEntry> entries(v.size());
-  bool encodable = v.size() <= UINT32_MAX;
-  for (size_t r = 0; r < v.size() && encodable; ++r) {
-    const size_t begin = arena.size();
-    AppendOrderedInt(v[r].window_start, &arena);
-    for (const Value& k : v[r].keys) {
-      if (!AppendOrdered(k, &arena)) {
-        encodable = false;
-        break;
-      }
-    }
-    if (arena.size() > UINT32_MAX) encodable = false;
-    SortEntry& e = entries[r];
-    e.offset = static_cast<uint32_t>(begin);
-    e.size = static_cast<uint32_t>(arena.size() - begin);
-    e.row = static_cast<uint32_t>(r);
-  }
-  if (!encodable) {
+  std::vector<SortEntry> entries;
+  if (!Encode({rows}, &arena, &entries)) {
     std::sort(v.begin(), v.end(), DeltaLess);
     return;
   }
-  for (SortEntry& e : entries) {
-    unsigned char bytes[kPrefixWords * 8] = {};
-    std::memcpy(bytes, arena.data() + e.offset, std::min<size_t>(e.size, sizeof(bytes)));
-    for (size_t w = 0; w < kPrefixWords; ++w) {
-      uint64_t word = 0;
-      for (size_t i = 0; i < 8; ++i) word = (word << 8) | bytes[w * 8 + i];
-      e.prefix[w] = word;
-    }
-  }
-  const char* base = arena.data();
-  std::sort(entries.begin(), entries.end(), [base](const SortEntry& a, const SortEntry& b) {
-    for (size_t w = 0; w < kPrefixWords; ++w) {
-      if (a.prefix[w] != b.prefix[w]) return a.prefix[w] < b.prefix[w];
-    }
-    // Zero padding of a short encoding orders it as memcmp orders a proper prefix: compare
-    // the whole encodings when the prefixes tie.
-    const int c = std::memcmp(base + a.offset, base + b.offset, std::min(a.size, b.size));
-    if (c != 0) return c < 0;
-    return a.size < b.size;
-  });
+  SortEntries(arena, &entries);
   std::vector<DeltaRow> sorted;
   sorted.reserve(v.size());
   for (const SortEntry& e : entries) sorted.push_back(std::move(v[e.row]));
   v.swap(sorted);
+}
+
+bool MergeDeltasInOrder(const AggregateSpec& spec, std::vector<std::vector<DeltaRow>>* parts,
+                        std::vector<DeltaRow>* out) {
+  std::vector<std::vector<DeltaRow>*> views;
+  for (auto& p : *parts) views.push_back(&p);
+  std::string arena;
+  std::vector<SortEntry> entries;
+  if (!Encode(views, &arena, &entries)) return false;
+  SortEntries(arena, &entries);
+  std::vector<bool> numeric;
+  for (const MetricSpec& m : spec.metrics) {
+    const AggregateFunction::State kind = FunctionOf(m).state;
+    numeric.push_back(kind == AggregateFunction::State::kCount ||
+                      kind == AggregateFunction::State::kCountSum);
+  }
+  out->clear();
+  out->reserve(entries.size());
+  const char* base = arena.data();
+  for (size_t i = 0; i < entries.size();) {
+    size_t end = i + 1;
+    while (end < entries.size() && CompareEncoded(base, entries[i], entries[end]) == 0) ++end;
+    // As Aggregator::Merge then TakeAll: the first row's keys and value states, the others
+    // merged into it in order; count/sum states summed from zero, without their other fields.
+    DeltaRow& first = (*parts)[entries[i].part][entries[i].row];
+    for (size_t m = 0; m < spec.metrics.size() && m < first.metrics.size(); ++m) {
+      if (numeric[m]) {
+        MetricState sum;
+        for (size_t j = i; j < end; ++j) {
+          MergeCountSum(sum, (*parts)[entries[j].part][entries[j].row].metrics[m]);
+        }
+        first.metrics[m] = sum;
+      } else {
+        for (size_t j = i + 1; j < end; ++j) {
+          MergeMetric(spec.metrics[m], first.metrics[m], (*parts)[entries[j].part][entries[j].row].metrics[m]);
+        }
+      }
+    }
+    out->push_back(std::move(first));
+    i = end;
+  }
+  return true;
 }
 
 }  // namespace sluice

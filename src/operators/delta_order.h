@@ -20,4 +20,13 @@ bool DeltaLess(const DeltaRow& a, const DeltaRow& b);
 /// double (its order has -0.0 == 0.0 and NaN) the rows are sorted with DeltaLess itself.
 void SortDeltas(std::vector<DeltaRow>* rows);
 
+/// Merges several lists of delta rows (each a worker's or a collection's, with distinct
+/// groups) into `out` in DeltaLess order, combining the rows of one group as MergeDeltas does
+/// (the earliest part's row first, the later ones merged into it in order), with the same
+/// result rows: sorting and merging in one pass over the encoded keys, instead of a hash table
+/// that copies every key and state and is sorted again before the commit. Returns false, and
+/// leaves `parts` as they were, when a key is a double: use MergeDeltas and SortDeltas then.
+bool MergeDeltasInOrder(const AggregateSpec& spec, std::vector<std::vector<DeltaRow>>* parts,
+                        std::vector<DeltaRow>* out);
+
 }  // namespace sluice

@@ -856,10 +856,25 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     }
     for (int32_t p : h.revoked) work->revoked.push_back(p);
   }
-  if (!parts.empty() && plan_->aggregate) {
-    work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
-  }
+  if (!parts.empty() && plan_->aggregate) MergeParts(std::move(parts), work);
   return Status::OK();
+}
+
+void Runner::MergeParts(std::vector<std::vector<DeltaRow>>&& parts, CheckpointWork* work) const {
+  if (parts.size() == 1) {
+    work->deltas = std::move(parts[0]);
+    work->deltas_sorted = false;
+    return;
+  }
+  // In update mode the merged rows go to the commit only, which wants them sorted: merge in
+  // order. With open windows (open_) they are merged into the open groups first, whose order
+  // the stored state keeps: as before.
+  if (!open_ && MergeDeltasInOrder(*plan_->aggregate, &parts, &work->deltas)) {
+    work->deltas_sorted = true;
+    return;
+  }
+  work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+  work->deltas_sorted = false;
 }
 
 void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
@@ -868,11 +883,12 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   for (auto& [key, offset] : later.positions) into->positions[key] = offset;
   if (into->deltas.empty()) {
     into->deltas = std::move(later.deltas);
+    into->deltas_sorted = later.deltas_sorted;
   } else if (!later.deltas.empty()) {
     std::vector<std::vector<DeltaRow>> parts;
     parts.push_back(std::move(into->deltas));
     parts.push_back(std::move(later.deltas));
-    into->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+    MergeParts(std::move(parts), into);
   }
   for (auto& r : later.rows) into->rows.push_back(std::move(r));
   for (auto& d : later.letters) into->letters.push_back(std::move(d));
@@ -1130,7 +1146,7 @@ Status Runner::FinalCheckpoint() {
 
 Status Runner::CommitWork(CheckpointWork* work, bool final) {
   // A fixed order makes concurrent writers lock rows in the same order.
-  SortDeltas(&work->deltas);
+  if (!work->deltas_sorted) SortDeltas(&work->deltas);
   const auto started = std::chrono::steady_clock::now();
   int64_t sink_rejected_total = 0;
   RETURN_IF_ERROR(CommitWithRetries(work, final, &sink_rejected_total));

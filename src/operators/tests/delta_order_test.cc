@@ -1,5 +1,7 @@
 #include "operators/delta_order.h"
 
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +11,8 @@
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "operators/aggregator.h"
 
 namespace sluice {
 namespace {
@@ -110,6 +114,100 @@ TEST(DeltaOrderTest, NegativeWindowStartsAndIntsOrderNumerically) {
   std::vector<int64_t> tags;
   for (const DeltaRow& r : rows) tags.push_back(r.metrics[0].count);
   EXPECT_EQ(tags, (std::vector<int64_t>{4, 1, 2, 0, 3}));
+}
+
+// Several parts with overlapping groups: MergeDeltasInOrder gives, row for row and bit for bit,
+// what the hash-table merge (MergeDeltas) gives once sorted.
+TEST(DeltaOrderTest, MergeInOrderEqualsMergeDeltasSorted) {
+  AggregateSpec spec;
+  for (const char* name : {"a", "b", "c"}) {
+    KeySpec k;
+    k.name = name;
+    spec.keys.push_back(std::move(k));
+  }
+  auto metric = [&](AggFn fn, Type arg) {
+    MetricSpec m;
+    m.name = "m" + std::to_string(spec.metrics.size());
+    m.fn = fn;
+    m.arg_type = arg;
+    m.result_type = arg == Type::kNull ? Type::kInt64 : arg;
+    spec.metrics.push_back(std::move(m));
+  };
+  metric(AggFn::kCount, Type::kNull);
+  metric(AggFn::kSum, Type::kInt64);
+  metric(AggFn::kSum, Type::kDouble);
+  metric(AggFn::kAvg, Type::kDouble);
+  metric(AggFn::kLast, Type::kString);
+  metric(AggFn::kMax, Type::kTimestamp);
+  metric(AggFn::kMin, Type::kInt64);
+  std::mt19937_64 rng(11);
+  const std::vector<double> doubles = {-0.0, 0.0, 0.1, 0.2, 0.3, -1e16, 1e16, 3.5};
+  auto state = [&](size_t m) {
+    MetricState s;
+    switch (m) {
+      case 0: s.count = static_cast<int64_t>(rng() % 9); break;
+      case 1: s.count = 1; s.isum = static_cast<int64_t>(rng() % 1000) - 500; break;
+      case 2: case 3: s.count = 1 + static_cast<int64_t>(rng() % 3); s.dsum = doubles[rng() % doubles.size()]; break;
+      case 4: s.count = 1; s.value = Value::String("s" + std::to_string(rng() % 5)); s.at = static_cast<int64_t>(rng() % 4); break;
+      case 5: s.count = 1; s.value = Value::TimeMicros(static_cast<int64_t>(rng() % 100)); break;
+      default: s.count = 1; s.value = Value::Int(static_cast<int64_t>(rng() % 100) - 50); break;
+    }
+    return s;
+  };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::vector<DeltaRow>> parts(2 + rng() % 3);
+    for (auto& part : parts) {
+      std::set<std::pair<int64_t, std::vector<Value>>> seen;
+      for (int i = 0; i < 400; ++i) {
+        const int64_t ws = static_cast<int64_t>(rng() % 2) * 3600;
+        std::vector<Value> keys = {Value::Int(static_cast<int64_t>(rng() % 7) - 3),
+                                   Value::String(rng() % 2 ? "x" : std::string("x\0", 2)),
+                                   rng() % 5 == 0 ? Value::Null() : Value::TimeMicros(static_cast<int64_t>(rng() % 3))};
+        if (!seen.insert({ws, keys}).second) continue;
+        DeltaRow r;
+        r.window_start = ws;
+        r.keys = std::move(keys);
+        for (size_t m = 0; m < spec.metrics.size(); ++m) r.metrics.push_back(state(m));
+        part.push_back(std::move(r));
+      }
+    }
+    std::vector<std::vector<DeltaRow>> copy = parts;
+    std::vector<DeltaRow> expected = MergeDeltas(spec, std::move(copy));
+    std::sort(expected.begin(), expected.end(), Defined);
+    std::vector<DeltaRow> got;
+    ASSERT_TRUE(MergeDeltasInOrder(spec, &parts, &got));
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].window_start, expected[i].window_start) << i;
+      ASSERT_EQ(got[i].keys, expected[i].keys) << i;
+      ASSERT_EQ(got[i].metrics.size(), expected[i].metrics.size());
+      for (size_t m = 0; m < got[i].metrics.size(); ++m) {
+        const MetricState& g = got[i].metrics[m];
+        const MetricState& e = expected[i].metrics[m];
+        EXPECT_EQ(g.count, e.count) << i << " " << m;
+        EXPECT_EQ(g.isum, e.isum) << i << " " << m;
+        EXPECT_EQ(std::memcmp(&g.dsum, &e.dsum, sizeof(double)), 0) << i << " " << m << " " << g.dsum << " " << e.dsum;
+        EXPECT_EQ(g.value, e.value) << i << " " << m;
+        EXPECT_EQ(g.at, e.at) << i << " " << m;
+      }
+    }
+  }
+}
+
+TEST(DeltaOrderTest, MergeInOrderRefusesDoubleKeysAndLeavesThePartsAlone) {
+  AggregateSpec spec;
+  KeySpec k;
+  k.name = "k";
+  spec.keys.push_back(std::move(k));
+  std::vector<std::vector<DeltaRow>> parts(2);
+  parts[0].push_back(Row(0, {Value::Int(1)}, 1));
+  parts[1].push_back(Row(0, {Value::Double(-0.0)}, 2));
+  std::vector<DeltaRow> out;
+  EXPECT_FALSE(MergeDeltasInOrder(spec, &parts, &out));
+  ASSERT_EQ(parts[0].size(), 1u);
+  ASSERT_EQ(parts[1].size(), 1u);
+  EXPECT_EQ(parts[0][0].keys[0], Value::Int(1));
+  EXPECT_EQ(parts[1][0].metrics[0].count, 2);
 }
 
 }  // namespace
