@@ -27,12 +27,16 @@ int ValueCompare(const Value& a, const Value& b) {
   return 0;
 }
 
-/// Appends a signed integer so that unsigned byte order is numeric order (sign bit flipped,
+/// Writes a signed integer so that unsigned byte order is numeric order (sign bit flipped,
 /// big-endian).
-void AppendOrderedInt(int64_t v, std::string* out) {
+void PutOrderedInt(int64_t v, char* b) {
   const uint64_t u = static_cast<uint64_t>(v) ^ 0x8000000000000000ULL;
-  char b[8];
   for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(u >> (56 - 8 * i));
+}
+
+void AppendOrderedInt(int64_t v, std::string* out) {
+  char b[8];
+  PutOrderedInt(v, b);
   out->append(b, 8);
 }
 
@@ -40,30 +44,37 @@ void AppendOrderedInt(int64_t v, std::string* out) {
 /// other value's encoding starts with (so a row's concatenated keys compare lexicographically).
 /// Returns false for a double, whose order this encoding does not keep.
 bool AppendOrdered(const Value& v, std::string* out) {
-  out->push_back(static_cast<char>(v.type()));  // Type's order is Value's order of types
+  char b[9];
+  b[0] = static_cast<char>(v.type());  // Type's order is Value's order of types
   switch (v.type()) {
-    case Type::kNull: return true;
-    case Type::kBool: out->push_back(v.bool_value() ? 1 : 0); return true;
-    case Type::kInt64: AppendOrderedInt(v.int_value(), out); return true;
-    case Type::kTimestamp: AppendOrderedInt(v.time_value().micros, out); return true;
+    case Type::kNull: out->append(b, 1); return true;
+    case Type::kBool:
+      b[1] = v.bool_value() ? 1 : 0;
+      out->append(b, 2);
+      return true;
+    case Type::kInt64:
+      PutOrderedInt(v.int_value(), b + 1);
+      out->append(b, 9);
+      return true;
+    case Type::kTimestamp:
+      PutOrderedInt(v.time_value().micros, b + 1);
+      out->append(b, 9);
+      return true;
     case Type::kDouble: return false;
     case Type::kString: {
       // std::string::compare orders by unsigned bytes, then the shorter first: each 0 byte is
       // written as 0 0xff and the end as 0 0, which orders before every continuation.
+      out->append(b, 1);
       const std::string& s = v.string_value();
       size_t from = 0;
-      while (true) {
-        const void* zero = std::memchr(s.data() + from, 0, s.size() - from);
-        if (!zero) break;
+      while (const void* zero = std::memchr(s.data() + from, 0, s.size() - from)) {
         const size_t at = static_cast<size_t>(static_cast<const char*>(zero) - s.data());
         out->append(s, from, at - from);
-        out->push_back(0);
-        out->push_back(static_cast<char>(0xff));
+        out->append("\0\xff", 2);
         from = at + 1;
       }
       out->append(s, from, std::string::npos);
-      out->push_back(0);
-      out->push_back(0);
+      out->append("\0\0", 2);
       return true;
     }
   }
