@@ -175,10 +175,27 @@ void SortDeltas(std::vector<DeltaRow>* rows) {
     return;
   }
   SortEntries(arena, &entries);
-  std::vector<DeltaRow> sorted;
-  sorted.reserve(v.size());
-  for (const SortEntry& e : entries) sorted.push_back(std::move(v[e.row]));
-  v.swap(sorted);
+  // Position i takes row from[i]: permuted in place, one cycle at a time, so no second array
+  // of rows is held beside the first.
+  std::vector<uint32_t> from(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) from[i] = entries[i].row;
+  std::vector<SortEntry>().swap(entries);
+  std::string().swap(arena);
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (from[i] == i) continue;
+    DeltaRow held = std::move(v[i]);
+    size_t j = i;
+    while (true) {
+      const size_t k = from[j];
+      from[j] = static_cast<uint32_t>(j);
+      if (k == i) {
+        v[j] = std::move(held);
+        break;
+      }
+      v[j] = std::move(v[k]);
+      j = k;
+    }
+  }
 }
 
 bool MergeDeltasInOrder(const AggregateSpec& spec, std::vector<std::vector<DeltaRow>>* parts,
