@@ -339,6 +339,28 @@ std::string FormatTimestamp(int64_t micros, std::string_view pattern) {
   return out;
 }
 
+size_t FormatDateTimeSeconds(int64_t micros, char out[19]) {
+  const CivilTime t = ToCivil(micros);
+  if (t.year < 0 || t.year > 9999) return 0;
+  auto two = [](int v, char* at) {
+    at[0] = static_cast<char>('0' + v / 10);
+    at[1] = static_cast<char>('0' + v % 10);
+  };
+  two(t.year / 100, out);
+  two(t.year % 100, out + 2);
+  out[4] = '-';
+  two(t.month, out + 5);
+  out[7] = '-';
+  two(t.day, out + 8);
+  out[10] = ' ';
+  two(t.hour, out + 11);
+  out[13] = ':';
+  two(t.minute, out + 14);
+  out[16] = ':';
+  two(t.second, out + 17);
+  return 19;
+}
+
 std::string FormatDouble(double v) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);

@@ -49,6 +49,10 @@ int64_t SteadyClockMicros();
 std::string FormatTimestamp(int64_t micros);
 /// Formats with a strftime-like pattern supporting %Y %m %d %H %M %S %f (6 digits) and %%.
 std::string FormatTimestamp(int64_t micros, std::string_view pattern);
+/// Writes "YYYY-MM-DD HH:MM:SS", what FormatTimestamp(micros, "%Y-%m-%d %H:%M:%S") returns,
+/// into `out` without allocating (a sink binding a timestamp per row). Returns 19, or 0 for a
+/// year outside 0-9999 (format with FormatTimestamp then).
+size_t FormatDateTimeSeconds(int64_t micros, char out[19]);
 
 /// Formats a double with the shortest representation that round-trips ("0.1", "2", "1e+20").
 std::string FormatDouble(double v);

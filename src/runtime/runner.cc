@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/time.h"
+#include "operators/delta_order.h"
 #include "operators/dimension.h"
 #include "core/uri.h"
 #include "runtime/registry.h"
@@ -39,32 +40,6 @@ SinkContext ContextFor(const PipelineConfig& config, const Plan& plan, bool task
   ctx.output = plan.OutputSchema();
   if (plan.aggregate) ctx.key_columns = plan.aggregate->KeyColumns();
   return ctx;
-}
-
-/// Orders like Value's operator< (by type first, then by value) without a variant visit.
-/// Returns <0, 0 or >0 as `a` orders before, with or after `b` (type first, then value).
-int ValueCompare(const Value& a, const Value& b) {
-  auto three_way = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
-  if (a.type() != b.type()) return a.type() < b.type() ? -1 : 1;
-  switch (a.type()) {
-    case Type::kNull: return 0;
-    case Type::kBool: return three_way(a.bool_value(), b.bool_value());
-    case Type::kInt64: return three_way(a.int_value(), b.int_value());
-    case Type::kDouble: return three_way(a.double_value(), b.double_value());
-    case Type::kString: return a.string_value().compare(b.string_value());
-    case Type::kTimestamp: return three_way(a.time_value().micros, b.time_value().micros);
-  }
-  return 0;
-}
-
-bool DeltaLess(const DeltaRow& a, const DeltaRow& b) {
-  if (a.window_start != b.window_start) return a.window_start < b.window_start;
-  // Lexicographic, as std::vector's operator<.
-  const size_t n = std::min(a.keys.size(), b.keys.size());
-  for (size_t i = 0; i < n; ++i) {
-    if (int c = ValueCompare(a.keys[i], b.keys[i]); c != 0) return c < 0;
-  }
-  return a.keys.size() < b.keys.size();
 }
 
 /// Names the sink a dead-letter file belongs to: its URI (an SQLite path made absolute) and table.
@@ -553,7 +528,7 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   // A task claimed from another process keeps at least the bound that process enforced on it.
   window_.closed_before = std::max(window_.closed_before, claimed_enforced_.load());
   for (auto& w : workers_) w->PublishClosedBound(window_.closed_before);
-  std::sort(closed.begin(), closed.end(), DeltaLess);
+  SortDeltas(&closed);
   std::vector<std::vector<Value>> rows;
   rows.reserve(closed.size());
   for (const auto& d : closed) rows.push_back(FinalRow(spec, d));
@@ -927,10 +902,25 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     }
     for (int32_t p : h.revoked) work->revoked.push_back(p);
   }
-  if (!parts.empty() && plan_->aggregate) {
-    work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
-  }
+  if (!parts.empty() && plan_->aggregate) MergeParts(std::move(parts), work);
   return Status::OK();
+}
+
+void Runner::MergeParts(std::vector<std::vector<DeltaRow>>&& parts, CheckpointWork* work) const {
+  if (parts.size() == 1) {
+    work->deltas = std::move(parts[0]);
+    work->deltas_sorted = false;
+    return;
+  }
+  // In update mode the merged rows go to the commit only, which wants them sorted: merge in
+  // order. With open windows (open_) they are merged into the open groups first, whose order
+  // the stored state keeps: as before.
+  if (!open_ && MergeDeltasInOrder(*plan_->aggregate, &parts, &work->deltas)) {
+    work->deltas_sorted = true;
+    return;
+  }
+  work->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+  work->deltas_sorted = false;
 }
 
 void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
@@ -939,11 +929,12 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   for (auto& [key, offset] : later.positions) into->positions[key] = offset;
   if (into->deltas.empty()) {
     into->deltas = std::move(later.deltas);
+    into->deltas_sorted = later.deltas_sorted;
   } else if (!later.deltas.empty()) {
     std::vector<std::vector<DeltaRow>> parts;
     parts.push_back(std::move(into->deltas));
     parts.push_back(std::move(later.deltas));
-    into->deltas = MergeDeltas(*plan_->aggregate, std::move(parts));
+    MergeParts(std::move(parts), into);
   }
   for (auto& r : later.rows) into->rows.push_back(std::move(r));
   for (auto& d : later.letters) into->letters.push_back(std::move(d));
@@ -1202,7 +1193,7 @@ Status Runner::FinalCheckpoint() {
 
 Status Runner::CommitWork(CheckpointWork* work, bool final) {
   // A fixed order makes concurrent writers lock rows in the same order.
-  std::sort(work->deltas.begin(), work->deltas.end(), DeltaLess);
+  if (!work->deltas_sorted) SortDeltas(&work->deltas);
   const auto started = std::chrono::steady_clock::now();
   int64_t sink_rejected_total = 0;
   RETURN_IF_ERROR(CommitWithRetries(work, final, &sink_rejected_total));

@@ -139,6 +139,7 @@ class Runner : public CheckpointRequester {
     /// partitions' last ones included.
     std::map<std::pair<std::string, int32_t>, int64_t> positions;
     std::vector<DeltaRow> deltas;  ///< merged (update mode); sorted before the commit
+    bool deltas_sorted = false;    ///< `deltas` are in DeltaLess order already (merged in order)
     std::vector<std::vector<Value>> rows;
     std::vector<DeadLetter> letters;
     std::vector<int32_t> revoked;  ///< partitions workers gave up since the last checkpoint
@@ -159,6 +160,9 @@ class Runner : public CheckpointRequester {
   /// Adds `later` (collected after `into`) to `into`: deltas merged, rows and letters appended,
   /// positions and state from the later one.
   void Absorb(CheckpointWork* into, CheckpointWork&& later) const;
+  /// Merges the deltas of several workers or collections into `work->deltas` (in DeltaLess
+  /// order when no window state needs them in their own, setting deltas_sorted).
+  void MergeParts(std::vector<std::vector<DeltaRow>>&& parts, CheckpointWork* work) const;
   /// Commits `work` (committer thread, or the caller's for the final checkpoint): dead letters,
   /// the sink transaction with retries, then what follows a commit.
   Status CommitWork(CheckpointWork* work, bool final);

@@ -678,6 +678,11 @@ Status SqliteSink::Bind(sqlite3_stmt* stmt, int index, const Value& v, bool copy
                              copy ? SQLITE_TRANSIENT : SQLITE_STATIC);
       break;
     case Type::kTimestamp: {
+      char buf[19];
+      if (const size_t n = FormatDateTimeSeconds(v.time_value().micros, buf); n > 0) {
+        rc = sqlite3_bind_text(stmt, index, buf, static_cast<int>(n), SQLITE_TRANSIENT);
+        break;
+      }
       std::string text = SqlText(v);
       rc = sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
       break;

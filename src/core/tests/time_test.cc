@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <string>
+
 namespace sluice {
 namespace {
 
@@ -83,6 +86,32 @@ TEST(TimeTest, FloorAndFormat) {
             "2023-01-02-03-04");
   EXPECT_EQ(FormatDouble(0.1), "0.1");
   EXPECT_EQ(FormatDouble(2.0), "2");
+}
+
+TEST(TimeTest, FormatDateTimeSecondsWithoutAllocating) {
+  char buf[19];
+  auto text = [&](int64_t micros) {
+    const size_t n = FormatDateTimeSeconds(micros, buf);
+    return std::string(buf, n);
+  };
+  // Worked out by hand: day 19200 is 2022-07-27; the micros are dropped, not rounded.
+  EXPECT_EQ(text(kDay19200 + ((7 * 60 + 52) * 60 + 22) * 1000000LL + 658000), "2022-07-27 07:52:22");
+  EXPECT_EQ(text(0), "1970-01-01 00:00:00");
+  EXPECT_EQ(text(-1), "1969-12-31 23:59:59");
+  // Years 0 and 9999 are written; others are left to FormatTimestamp.
+  CivilTime first{0, 1, 1, 0, 0, 0, 0};
+  EXPECT_EQ(text(FromCivil(first)), "0000-01-01 00:00:00");
+  CivilTime last{9999, 12, 31, 23, 59, 59, 999999};
+  EXPECT_EQ(text(FromCivil(last)), "9999-12-31 23:59:59");
+  EXPECT_EQ(FormatDateTimeSeconds(FromCivil(last) + 1, buf), 0u);
+  EXPECT_EQ(FormatDateTimeSeconds(FromCivil(first) - 1, buf), 0u);
+  // Everywhere in between, what the pattern formatter writes.
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 20000; ++i) {
+    const int64_t micros = static_cast<int64_t>(rng() % (2 * 253402300800000000ULL)) - 62167219200000000LL;
+    if (FormatDateTimeSeconds(micros, buf) == 0) continue;
+    ASSERT_EQ(text(micros), FormatTimestamp(micros, "%Y-%m-%d %H:%M:%S")) << micros;
+  }
 }
 
 }  // namespace
