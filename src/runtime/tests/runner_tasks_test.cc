@@ -154,7 +154,8 @@ class RunnerTasksTest : public ::testing::Test {
           std::vector<std::unique_ptr<Source>> out;
           out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
           return out;
-        });
+        },
+        OptionTable{"group:MEMBER", "A scripted consumer-group member (test only)."});
     // Two members (workers) in one process: MEMBER/0 and MEMBER/1.
     ConnectorRegistry::Instance().AddSource(
         "group2", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
@@ -163,7 +164,8 @@ class RunnerTasksTest : public ::testing::Test {
           out.push_back(std::make_unique<GroupSource>(member + "/0"));
           out.push_back(std::make_unique<GroupSource>(member + "/1"));
           return out;
-        });
+        },
+        OptionTable{"group2:MEMBER", "A scripted consumer-group member (test only)."});
     dir_ = fs::temp_directory_path() / ("sluice_runner_tasks_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);

@@ -568,7 +568,8 @@ class MysqlRunnerTasksTest : public MysqlTasksBase {
           std::vector<std::unique_ptr<Source>> out;
           out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
           return out;
-        });
+        },
+        OptionTable{"mysqltasksgroup:MEMBER", "A scripted consumer-group member (test only)."});
     dir_ = fs::temp_directory_path() / ("sluice_mysql_runner_tasks_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
