@@ -24,7 +24,9 @@
 #include "runtime/explain.h"
 #include "runtime/plan.h"
 #include "core/uri.h"
+#include "core/time.h"
 #include "runtime/registry.h"
+#include "runtime/restart_budget.h"
 #include "runtime/runner.h"
 #include "runtime/verify.h"
 
@@ -49,6 +51,11 @@ using sluice::Status;
 constexpr int kExitDone = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;
+
+/// `sluice run` starts again from the committed state after its commits were fenced (cut off
+/// from its group) at most this many times within this window; one more exits 1.
+constexpr int kMaxFencedRestarts = 5;
+constexpr int kFencedRestartWindowSeconds = 600;
 
 /// Exit code of a failure found while checking the pipeline (before any data is touched): the
 /// file or arguments are wrong (2) unless a server could not be reached (1).
@@ -370,9 +377,22 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   // Another process of the group claimed partitions this one still held (it was cut off past
   // its session timeout): what it had not committed is dropped, and a new runner goes on from
   // the committed state, in the group again. (A source no group shares ends the run instead.)
+  // Fenced over and over (another process keeps claiming this one's tasks: two processes of one
+  // pipeline name reading different topics or groups into one sink, say), it stops with exit 1.
+  sluice::RestartBudget fenced_restarts(kMaxFencedRestarts, kFencedRestartWindowSeconds * 1000000);
   for (int restarts = 1; s.code() == sluice::StatusCode::kFenced && runner->RestartsWhenFenced() &&
                          !runner->abandoned() && sluice::cli::ReceivedSignal().empty();
        ++restarts) {
+    if (!fenced_restarts.Allow(sluice::SteadyClockMicros())) {
+      s = Status::FailedPrecondition(
+          "fenced " + std::to_string(kMaxFencedRestarts + 1) + " times within " +
+          std::to_string(kFencedRestartWindowSeconds) +
+          " s: another process keeps claiming this pipeline's partitions in the sink (is another process "
+          "of pipeline " + runner->config().name +
+          " reading other topics or another consumer group into the same sink? give it another pipeline "
+          "name); not restarting again (last: " + s.message() + ")");
+      break;
+    }
     spdlog::warn("{}; restarting from the committed state", s.message());
     reporter->Stop();
     reporter.reset();

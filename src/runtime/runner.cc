@@ -1076,7 +1076,10 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
       return s.WithContext("checkpoint abandoned on forced stop (the next run replays it)");
     }
     if (DrainExpired()) return Abandon("the checkpoint kept failing: " + s.ToString(), false);
-    if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal) {
+    // kFailedPrecondition: the sink's stored state says this process must not go on (a legacy
+    // state row next to task rows: an older sluice still running); no retry changes that.
+    if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kInternal ||
+        s.code() == StatusCode::kFailedPrecondition) {
       return s.WithContext("checkpoint");
     }
     spdlog::warn("checkpoint {} failed: {}; retrying in {} ms", work->epoch, s.ToString(), backoff_ms);

@@ -576,8 +576,21 @@ Result<bool> MysqlSink::AlreadyApplied(const Checkpoint& cp) {
   return true;
 }
 
+Status MysqlSink::CheckNoLegacyState() {
+  ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline)));
+  if (rows.empty() || rows[0][0].value_or("").empty()) return Status::OK();
+  return Status::FailedPrecondition(
+      "mysql " + conn_->display() + ": pipeline " + ctx_.pipeline +
+      " has a state row in _sluice_state next to its per-partition rows in _sluice_tasks: a process of an "
+      "older sluice (without per-partition state) wrote it after the state moved into tasks, and it would be "
+      "ignored (its held records lost, what it applied applied again): every process of a pipeline must run "
+      "a version with per-partition state: stop them all, then start; the row is left as it is (delete it "
+      "to go on from the task rows)");
+}
+
 Status MysqlSink::CheckFences(const Checkpoint& cp) {
   if (cp.tasks.empty()) return Status::OK();
+  RETURN_IF_ERROR(CheckNoLegacyState());
   std::vector<TaskId> ids;
   for (const auto& t : cp.tasks) ids.push_back(t.task);
   std::map<TaskId, int64_t> stored;
@@ -609,6 +622,7 @@ Status MysqlSink::MigrateLegacyState() {
   ASSIGN_OR_RETURN(mysql::Rows legacy, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline)));
   if (legacy.empty()) return Status::OK();
   size_t moved = 0, held = 0;
+  bool refused = false;
   Status st = [&]() -> Status {
     RETURN_IF_ERROR(conn_->Execute("START TRANSACTION"));
     // Another process of the pipeline may migrate at the same time: the legacy row's lock
@@ -616,7 +630,13 @@ Status MysqlSink::MigrateLegacyState() {
     ASSIGN_OR_RETURN(mysql::Rows rows, conn_->QueryAll(mysql::SelectStateSql(ctx_.pipeline) + " FOR UPDATE"));
     if (rows.empty()) return conn_->Execute("COMMIT");
     ASSIGN_OR_RETURN(mysql::Rows tasks, conn_->QueryAll(mysql::AnyTaskSql(ctx_.pipeline)));
-    if (!tasks.empty()) return conn_->Execute("COMMIT");  // tasks already: the legacy row is left alone
+    if (!tasks.empty()) {
+      // Tasks already: a legacy row with a state is an older sluice still running.
+      Status legacy_check = CheckNoLegacyState();
+      refused = !legacy_check.ok();
+      if (refused) return legacy_check;
+      return conn_->Execute("COMMIT");
+    }
     std::string data;
     if (!mysql::DecodeHex(rows[0][0].value_or(""), &data)) {
       return Status::Internal("mysql " + conn_->display() + ": bad row in _sluice_state");
@@ -639,7 +659,7 @@ Status MysqlSink::MigrateLegacyState() {
   }();
   if (!st.ok()) {
     (void)conn_->Execute("ROLLBACK");
-    return st.WithContext("moving the stored state into tasks");
+    return refused ? st : st.WithContext("moving the stored state into tasks");
   }
   if (moved > 0) {
     spdlog::info("mysql {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} "

@@ -114,8 +114,13 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   /// progress and state too (read with locks, inside the current transaction).
   Result<bool> AlreadyApplied(const Checkpoint& cp);
   /// Inside the commit's transaction, before anything is written: locks the rows of the
-  /// checkpoint's tasks and fails with kFenced unless each still has the checkpoint's fence.
+  /// checkpoint's tasks and fails with kFenced unless each still has the checkpoint's fence (and
+  /// with kFailedPrecondition when a legacy state row appeared, CheckNoLegacyState).
   Status CheckFences(const Checkpoint& cp);
+  /// Fails (kFailedPrecondition) when the pipeline has a `_sluice_state` row with a state: next
+  /// to task rows, that is an older sluice still running (a rolling upgrade), whose row would be
+  /// ignored. Checked at Open (MigrateLegacyState) and by CheckFences at each commit.
+  Status CheckNoLegacyState();
   /// With SinkContext::tasks: moves a legacy `_sluice_state` row of the pipeline into task rows
   /// (SplitLegacyState) in one transaction, when the pipeline has no task row yet; a legacy
   /// state with open windows is refused.

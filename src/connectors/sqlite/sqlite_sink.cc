@@ -1043,12 +1043,29 @@ void BindTime(sqlite3_stmt* stmt, int i, int64_t t) {
 
 }  // namespace
 
+Status SqliteSink::CheckNoLegacyState() {
+  bool legacy = false;
+  RETURN_IF_ERROR(Query("SELECT 1 FROM _sluice_state WHERE pipeline = ?1 AND length(state) > 0", {ctx_.pipeline},
+                        [&](sqlite3_stmt*) { legacy = true; }));
+  if (!legacy) return Status::OK();
+  return Status::FailedPrecondition(
+      "sqlite " + path_ + ": pipeline " + ctx_.pipeline +
+      " has a state row in _sluice_state next to its per-partition rows in _sluice_tasks: a process of an "
+      "older sluice (without per-partition state) wrote it after the state moved into tasks, and it would be "
+      "ignored (its held records lost, what it applied applied again): every process of a pipeline must run "
+      "a version with per-partition state: stop them all, then start; the row is left as it is (delete it "
+      "to go on from the task rows)");
+}
+
 Status SqliteSink::MigrateLegacyState() {
   auto pending = [&]() -> Result<std::string> {
     bool tasks = false;
     RETURN_IF_ERROR(Query("SELECT 1 FROM _sluice_tasks WHERE pipeline = ?1 LIMIT 1", {ctx_.pipeline},
                           [&](sqlite3_stmt*) { tasks = true; }));
-    if (tasks) return std::string();
+    if (tasks) {
+      RETURN_IF_ERROR(CheckNoLegacyState());
+      return std::string();
+    }
     return LoadState();
   };
   ASSIGN_OR_RETURN(std::string legacy, pending());
@@ -1181,6 +1198,7 @@ Result<std::vector<TaskRow>> SqliteSink::LoadTaskProgress() {
 
 Status SqliteSink::CommitTasks(const Checkpoint& cp) {
   if (cp.tasks.empty()) return Status::OK();
+  RETURN_IF_ERROR(CheckNoLegacyState());
   sqlite3_stmt* fence = nullptr;
   RETURN_IF_ERROR(Prepare("SELECT fence FROM _sluice_tasks WHERE pipeline = ?1 AND source = ?2 AND partition = ?3",
                           &fence));

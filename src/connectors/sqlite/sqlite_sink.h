@@ -100,8 +100,12 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   /// (SplitLegacyState), in one transaction, when the pipeline has no task row yet; another
   /// process may have done it first.
   Status MigrateLegacyState();
-  /// Inside the commit's transaction: fails with kFenced unless every task of `cp` still has
-  /// its fence, then writes the tasks' progress (and state when given).
+  /// Fails (kFailedPrecondition) when the pipeline has a non-empty `_sluice_state` row: next to
+  /// task rows, that is an older sluice still running (a rolling upgrade), whose row would be ignored.
+  Status CheckNoLegacyState();
+  /// Inside the commit's transaction: fails when a legacy state row appeared (CheckNoLegacyState),
+  /// with kFenced unless every task of `cp` still has its fence, then writes the tasks' progress
+  /// (and state when given).
   Status CommitTasks(const Checkpoint& cp);
   /// The results table's columns (name, declaration; internal ones last), primary key and DDL.
   struct TableLayout {

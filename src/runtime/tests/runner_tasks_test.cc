@@ -378,6 +378,35 @@ TEST_F(RunnerTasksTest, AClaimedTaskKeepsItsProgressAndAStoppedRunReleasesItsTas
             (std::vector<std::string>{"0|1704067560000000|1704067550000000|", "1|1704067500000000|1704067490000000|"}));
 }
 
+// An older sluice (one state row per pipeline) still running next to this one during an upgrade
+// writes `_sluice_state`: the next commit of a task refuses it, and the run ends with that reason
+// at once (a retry cannot help; the runner once retried it for good).
+TEST_F(RunnerTasksTest, ALegacyStateRowAppearingEndsTheRunWithoutRetrying) {
+  Start("a");
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_.c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, "INSERT INTO _sluice_state VALUES ('tasks', X'00', datetime('now'))", nullptr,
+                           nullptr, &err),
+              SQLITE_OK)
+        << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  Produce(0, {Rec("x", "00:05:01", 1, 2)});
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the run did not end";
+  const Status& s = runs_.at("a").status;
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("stop them all, then start"), std::string::npos) << s.message();
+  EXPECT_EQ(Query(db_, "SELECT offset FROM _sluice_positions WHERE source = 'in' AND partition = 0"),
+            std::vector<std::string>{"1"});
+}
+
 TEST_F(RunnerTasksTest, ARevokeWithNothingNewReleasesTheTask) {
   Start("a");
   Command("a", 'a', 0);

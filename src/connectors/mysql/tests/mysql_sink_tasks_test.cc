@@ -6,7 +6,7 @@
 // A claim bumps the task's fence and returns its committed state and positions; a commit
 // carrying an older fence is refused whole (kFenced); a commit in doubt is resolved by reading
 // back positions and fences; a claim waits for a commit of the task in flight; the legacy
-// one-per-pipeline state moves into task rows; and two Runners on one database (a fake group
+// one-per-pipeline state moves into task rows (and one written next to task rows is refused); and two Runners on one database (a fake group
 // source, as RunnerTasksTest) hand a partition over with its held records. Expected rows are
 // worked out by hand and read back with plain SQL.
 #include <gtest/gtest.h>
@@ -427,12 +427,34 @@ TEST_F(MysqlSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   EXPECT_EQ(st->held[1].payload, "p1-b");
   EXPECT_EQ(st->progress.max_event_time, 90);
   EXPECT_EQ(st->progress.enforced, 70);
-  // A second open (another process) finds the tasks and migrates nothing again; a legacy row
-  // written meanwhile (an older sluice still running) is left alone, not split over the tasks.
+  // A second open (another process) finds the tasks and migrates nothing again.
+  {
+    auto b = OpenSink();
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+  }
+  // A legacy row written meanwhile (an older sluice still running, a rolling upgrade) would be
+  // ignored for good: the next commit of a task and the next start refuse, naming what to do,
+  // and leave the row, tasks and positions as they are.
   ASSERT_TRUE(admin_->Execute("INSERT INTO _sluice_state VALUES ('orders', X'00', UTC_TIMESTAMP())").ok());
+  TaskState later;
+  later.progress.max_event_time = 95;
+  const std::string later_blob = later.Serialize(nullptr);
+  Checkpoint cp;
+  cp.positions = {{"in", 1, 9}};
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 1}, claim->fence, later.progress, &later_blob, false});
+  Status s = (*a)->Commit(cp);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state"),
+            std::string::npos)
+      << s.message();
   auto b = OpenSink();
-  ASSERT_TRUE(b.ok()) << b.status().ToString();
-  EXPECT_EQ(Lines("SELECT COUNT(*), SUM(fence) FROM _sluice_tasks"), std::vector<std::string>{"2|1"});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(b.status().message().find("stop them all, then start"), std::string::npos) << b.status().message();
+  EXPECT_EQ(Lines("SELECT COUNT(*), SUM(fence), MAX(max_event_time) FROM _sluice_tasks"),
+            std::vector<std::string>{"2|1|100"});
+  EXPECT_EQ(Lines("SELECT `partition`, `offset` FROM _sluice_positions WHERE `partition` = 1"),
+            std::vector<std::string>{"1|6"});
   EXPECT_EQ(Lines("SELECT HEX(state) FROM _sluice_state"), std::vector<std::string>{"00"});
 }
 

@@ -206,5 +206,51 @@ TEST_F(SqliteSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   EXPECT_EQ(Query("SELECT count(*) FROM _sluice_tasks"), std::vector<std::string>{"2"});
 }
 
+TEST_F(SqliteSinkTasksTest, ALegacyStateRowNextToTaskRowsIsRefusedAtOpenAndCommit) {
+  // A new process holds a task (the state lives in _sluice_tasks)...
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto claim = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  // ...when an older sluice, still running (a rolling upgrade), commits its one state row.
+  {
+    SinkContext legacy_ctx = ctx_;
+    legacy_ctx.tasks = false;
+    SinkConfig c;
+    c.uri = "sqlite:" + db_;
+    c.table = "out";
+    c.options.section_location = {"test.toml", 1, 1};
+    auto old = SqliteSink::Make(c);
+    ASSERT_TRUE(old.ok());
+    ASSERT_TRUE((*old)->Open(legacy_ctx).ok());
+    WindowState ws;
+    ws.max_event_times[{"in", 0}] = 100;
+    ws.held.push_back(HeldRecord{"held-by-old", 0, 4, 0});
+    const std::string blob = ws.Serialize(nullptr);
+    Checkpoint cp;
+    cp.positions = {{"in", 0, 5}};
+    cp.state = &blob;
+    ASSERT_TRUE((*old)->Commit(cp).ok());
+  }
+  // The new process's next commit refuses, and so does a start of another one.
+  TaskState st;
+  const std::string blob = st.Serialize(nullptr);
+  Checkpoint cp;
+  cp.positions = {{"in", 0, 9}};
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, st.progress, &blob, false});
+  Status s = (*a)->Commit(cp);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(Query("SELECT offset FROM _sluice_positions"), std::vector<std::string>{"5"});
+  auto b = OpenSink();
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(b.status().message().find("stop them all, then start"), std::string::npos) << b.status().message();
+  // The row is left for the operator.
+  EXPECT_EQ(Query("SELECT count(*) FROM _sluice_state"), std::vector<std::string>{"1"});
+}
+
 }  // namespace
 }  // namespace sluice
