@@ -3,8 +3,9 @@
 # tests/integration/scale_out_recruitment.toml over an 8-partition topic (scaleout_*), with
 # out-of-order, late, invalid and held records: (a) 3 processes join, two are killed with -9
 # after commits of their own, one rejoins, then an --until-caught-up run finishes; (b) the same
-# topic through 1 process gives the same table; (c) a rebalance storm loses nothing. Every table
-# and dead-letter set == the independent recomputation. No broker or kcat: SKIP (exit 77), a
+# topic through 1 process gives the same table; (c) a rebalance storm loses nothing; (d) records
+# held in a task's state are resolved by the next --until-caught-up run. Every table and
+# dead-letter set == the independent recomputation. No broker or kcat: SKIP (exit 77), a
 # FAIL when CI=true. About 3-4 min; RUN_SERIAL (timing-sensitive on a loaded machine).
 sluice_python_test(scale_out_sqlite tests/integration/scale_out_test.py VENV SERIAL TIMEOUT 420
                    ARGS --sink sqlite LABELS python integration kafka)
