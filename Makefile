@@ -22,6 +22,7 @@ help:
 	@echo "make services  start MariaDB, Kafka, Cassandra and a schema registry on 127.0.0.1 (data under build/services)"
 	@echo "make services-down  stop them"
 	@echo "make differential  the long differential test (20 kills per pipeline; see tests/cmake/differential.cmake)"
+	@echo "make scale-out-soak  the scale-out test with 480,000 records and a SCALE_OUT_STORM (600) s rebalance storm"
 	@echo "make bench     benchmarks (BENCH_QUICK=1 for a short run); see BENCHMARKS.md"
 	@echo "make bench-spark / bench-flink / bench-compare  sluice beside Spark, Flink, or both (BENCHMARKS.md)"
 	@echo "make bench-scaling  cost per event and per group from 1M to 100M events, 1k to 10M groups (SCALING=full)"
@@ -110,6 +111,14 @@ services-down:
 .PHONY: differential
 differential: build services
 	cd $(BUILD_DIR) && SLUICE_DIFFERENTIAL_FULL=1 ctest -R '^differential$$' --output-on-failure
+
+# The scale-out test at soak length (tests/integration/scale_out_test.py): 480,000 records and a
+# rebalance storm of SCALE_OUT_STORM seconds. The suite's `ctest -R scale_out` takes ~3.5 minutes.
+SCALE_OUT_STORM ?= 600
+.PHONY: scale-out-soak
+scale-out-soak: build services
+	python3 tests/integration/scale_out_test.py --sluice $(BUILD_DIR)/sluice --per-partition 60000 \
+	  --storm-seconds $(SCALE_OUT_STORM) --run-timeout 900
 
 # Benchmarks (bench/README.md, BENCHMARKS.md): an optimised build in $(BENCH_BUILD_DIR), then the
 # end-to-end runs and micro-benchmarks; results in bench/results/. BENCH_QUICK=1: about a minute.

@@ -524,9 +524,11 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
                    committed ? std::to_string(*committed) : "beginning");
     }
     consumer->assign(partitions);
+    awaiting_assignment_ = false;
     last_progress_ = std::chrono::steady_clock::now();
     return;
   }
+  if (err == RdKafka::ERR__REVOKE_PARTITIONS) awaiting_assignment_ = true;
   std::vector<int32_t> revoked;
   for (auto* tp : partitions) {
     std::optional<int32_t> slot = slots_.Find(tp->topic());
@@ -589,6 +591,11 @@ int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* rec
 
 bool KafkaSource::CaughtUp() {
   if (caught_up_) return true;
+  // A partition's task state (records held by a `hold` lookup, parked there by a revoke or by an
+  // earlier run) comes back only with the claim on assignment: until this member has taken the
+  // group's assignment (at start, or since a revoke) it is not caught up, else the run would end
+  // with those records neither applied nor dead-lettered.
+  if (ctx_.claim_position && awaiting_assignment_) return false;
   // Its own partitions first: no need to ask the sink while this instance still reads.
   for (int32_t p : assigned_) {
     auto end = end_offsets_.find(p);

@@ -154,6 +154,10 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::chrono::steady_clock::time_point last_poll_end_;  ///< when Poll() last returned
   std::chrono::steady_clock::time_point next_wait_log_;
   bool caught_up_ = false;
+  /// True until the group's first assignment, and from a revoke to the next assignment. With
+  /// task state (claim_position) a member in between is not caught up: records held for a
+  /// partition's task come back only with the claim on assignment.
+  bool awaiting_assignment_ = true;
   std::string waiting_;     ///< until_caught_up: the partitions others still hold, as last read
   std::string last_error_;  ///< the last error the consumer reported, for the give-up message
   std::map<int32_t, int64_t> high_watermark_;
