@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include "runtime/dead_letter_file.h"
 #include "core/json_writer.h"
@@ -271,7 +273,18 @@ Status SqliteSink::Open(const SinkContext& ctx) {
                            (db_ ? sqlite3_errmsg(db_) : "out of memory"));
   }
   sqlite3_busy_timeout(db_, 10000);
-  RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+  // Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+  // without waiting when another connection switches it at the same moment (two processes of
+  // one pipeline started together): ask again for as long as the busy timeout.
+  const auto wal_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    Status wal = Exec("PRAGMA journal_mode=WAL");
+    if (wal.ok()) break;
+    if ((sqlite3_errcode(db_) & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > wal_deadline) {
+      return wal;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
   RETURN_IF_ERROR(CreateTables());
   return BuildStatements();
@@ -528,25 +541,37 @@ Result<SinkExplanation> SqliteSink::Explain(const SinkContext& ctx) {
 
 Status SqliteSink::EnsureView(const std::vector<std::string>& table_columns) {
   const std::string create = ViewSql(table_columns);
-  sqlite3_stmt* stmt = nullptr;
-  RETURN_IF_ERROR(Prepare("SELECT type, sql FROM sqlite_master WHERE name = ?1", &stmt));
-  sqlite3_bind_text(stmt, 1, table_.c_str(), -1, SQLITE_TRANSIENT);
-  std::string type, current;
-  if (sqlite3_step(stmt) == SQLITE_ROW) {
-    type = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
-      current = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
+  // What names the view now: its type ("" when nothing does) and its SQL.
+  auto read = [&](std::string* type, std::string* current) -> Status {
+    sqlite3_stmt* stmt = nullptr;
+    RETURN_IF_ERROR(Prepare("SELECT type, sql FROM sqlite_master WHERE name = ?1", &stmt));
+    sqlite3_bind_text(stmt, 1, table_.c_str(), -1, SQLITE_TRANSIENT);
+    type->clear();
+    current->clear();
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+      *type = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      if (sqlite3_column_type(stmt, 1) != SQLITE_NULL) {
+        *current = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
+      }
     }
-  }
-  sqlite3_finalize(stmt);
-  if (!type.empty() && type != "view") {
-    return Status::InvalidArgument("sqlite " + path_ + ": " + table_ + " is a " + type +
-                                   ", not the view of " + physical_ + " sluice expects");
-  }
+    sqlite3_finalize(stmt);
+    if (!type->empty() && *type != "view") {
+      return Status::InvalidArgument("sqlite " + path_ + ": " + table_ + " is a " + *type +
+                                     ", not the view of " + physical_ + " sluice expects");
+    }
+    return Status::OK();
+  };
+  std::string type, current;
+  RETURN_IF_ERROR(read(&type, &current));
   if (current == create) return Status::OK();
+  // Read again under the write lock: another process opening the same file at the same moment
+  // may have created the view since (it then said "view already exists").
   RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  Status s = type.empty() ? Status::OK() : Exec("DROP VIEW " + Q(table_));
-  if (s.ok()) s = Exec(create);
+  Status s = read(&type, &current);
+  if (s.ok() && current != create) {
+    if (!type.empty()) s = Exec("DROP VIEW " + Q(table_));
+    if (s.ok()) s = Exec(create);
+  }
   if (s.ok()) s = Exec("COMMIT");
   if (!s.ok()) {
     char* err = nullptr;

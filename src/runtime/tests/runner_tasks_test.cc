@@ -247,7 +247,15 @@ class RunnerTasksTest : public ::testing::Test {
     const int want = static_cast<int>(m.commands.size());
     group_->cv.notify_all();
     ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
-        << member << " did not carry out " << what << " " << p;
+        << member << " did not carry out " << what << " " << p << RunEnded(member);
+  }
+
+  /// Why `member`'s run ended, when it did ("" while it runs): a command it never carried out
+  /// then says so.
+  std::string RunEnded(const std::string& member) {
+    auto it = runs_.find(member);
+    if (it == runs_.end() || !it->second.done) return "";
+    return " (its run ended: " + it->second.status.ToString() + ")";
   }
 
   /// Gives `member` several commands at once (carried out in one Poll()); waits until done.

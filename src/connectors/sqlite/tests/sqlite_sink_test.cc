@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace sluice {
@@ -134,6 +135,47 @@ TEST(SqliteSinkDeadLetterTest, GenerationsAtOneOffsetStoredApartAndOldTableMigra
             (std::vector<std::string>{"100|0|0|old|\"old\"", "100|1|0|decode|\"second file\""}));
   EXPECT_EQ(Query(path, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%migrating%'"),
             std::vector<std::string>{"0"});
+  fs::remove_all(dir);
+}
+
+// Several processes of one pipeline started together open one new file at the same moment:
+// every one of them opens it (switching a new file to WAL answered "database is locked" to all
+// but one, without waiting for the busy timeout). Threads with their own connections stand in
+// for the processes; each round uses a fresh file.
+TEST(SqliteSinkOpenTest, SeveralOpeningOneNewFileTogetherAllOpenIt) {
+  const fs::path dir = fs::temp_directory_path() / ("sluice_sqlite_open_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  constexpr int kRounds = 30;
+  constexpr int kOpeners = 4;
+  for (int round = 0; round < kRounds; ++round) {
+    SinkConfig config;
+    config.uri = "sqlite:" + (dir / ("out" + std::to_string(round) + ".db")).string();
+    config.table = "out";
+    SinkContext ctx;
+    ctx.pipeline = "p";
+    ctx.output = Schema({{"k", Type::kString, ""}, {"n", Type::kInt64, ""}});
+    ctx.key_columns = {"k"};
+    std::vector<Status> opened(kOpeners);
+    std::vector<std::unique_ptr<Sink>> sinks(kOpeners);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kOpeners; ++i) {
+      threads.emplace_back([&, i] {
+        auto sink = SqliteSink::Make(config);
+        if (!sink.ok()) {
+          opened[i] = sink.status();
+          return;
+        }
+        sinks[i] = std::move(sink).value();
+        opened[i] = sinks[i]->Open(ctx);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kOpeners; ++i) {
+      ASSERT_TRUE(opened[i].ok()) << "round " << round << ", opener " << i << ": " << opened[i].ToString();
+    }
+    for (auto& sink : sinks) sink->Close();
+  }
   fs::remove_all(dir);
 }
 
