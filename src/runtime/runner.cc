@@ -307,7 +307,7 @@ Status Runner::Start() {
     }
   }
   // Every worker applies the restored closed bound from its first record on.
-  reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false});
+  reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false, {}, {}});
   held_by_worker_.assign(workers_.size(), {});
   {
     std::lock_guard<std::mutex> lock(claimed_held_mu_);
@@ -861,6 +861,46 @@ void Runner::ReportEventTime(size_t i, const Handoff& h) {
     reports_[i].ended = true;
     clock_->WorkerEnded(static_cast<int>(i));
   }
+  if (!tasks_ && group_managed_.load()) {
+    WorkerReport& r = reports_[i];
+    r.reading.clear();
+    for (const auto& [p, progress] : h.progress) r.reading.insert(p);
+    for (int32_t p : h.revoked) r.reading.erase(p);
+    r.input.insert(h.input_partitions.begin(), h.input_partitions.end());
+    WarnIfSplitWithOneState(now);
+  }
+}
+
+void Runner::WarnIfSplitWithOneState(int64_t now) {
+  std::set<int32_t> reading, input;
+  for (const WorkerReport& r : reports_) {
+    reading.insert(r.reading.begin(), r.reading.end());
+    input.insert(r.input.begin(), r.input.end());
+  }
+  std::vector<int32_t> others;
+  for (int32_t p : input) {
+    if (!reading.count(p)) others.push_back(p);
+  }
+  // Nothing read yet (a start, a rebalance under way) says nothing about other members.
+  if (reading.empty() || others.empty()) {
+    partial_since_micros_ = 0;
+    return;
+  }
+  if (partial_since_micros_ == 0) partial_since_micros_ = now;
+  constexpr int64_t kSettle = 10'000'000;        // a rebalance has settled by then
+  constexpr int64_t kEvery = 5 * 60'000'000LL;   // then once every 5 minutes
+  if (now - partial_since_micros_ < kSettle) return;
+  if (partial_warned_micros_ != 0 && now - partial_warned_micros_ < kEvery) return;
+  partial_warned_micros_ = now;
+  split_with_one_state_warnings_.fetch_add(1);
+  std::string list;
+  for (int32_t p : others) list += (list.empty() ? "" : ", ") + std::to_string(p);
+  const std::string why = open_ ? std::string("append mode keeps its open windows in one state for all processes")
+                                : "sink " + config_.sink.uri + " keeps one state for all processes (no state per partition)";
+  spdlog::warn("pipeline {}: another member of its consumer group reads partition(s) {} of {}, but {}: "
+               "results can be inexact while several processes run it; run it as one process "
+               "(README, \"To scale out\")",
+               config_.name, list, config_.source.name, why);
 }
 
 Status Runner::CollectHandoffs(CheckpointWork* work) {

@@ -101,6 +101,9 @@ class Runner : public CheckpointRequester {
   /// True when the pipeline keeps its state per task (runtime/task_state.h): update mode or no
   /// [aggregate], with lateness or held records, into a sink that stores tasks. Set by Make().
   bool uses_tasks() const { return tasks_; }
+  /// How often this run warned that other members of its group read part of its input while
+  /// its state is one for all processes (append mode, or a sink without tasks).
+  int64_t split_with_one_state_warnings() const { return split_with_one_state_warnings_.load(); }
   /// True when a group decides which process reads which partition (Kafka): a run that ended
   /// with kFenced (another process claimed one of its partitions' tasks while this one was cut
   /// off) may start again from the committed state. Valid once Run() started the workers.
@@ -192,6 +195,7 @@ class Runner : public CheckpointRequester {
   std::future<Status> commit_;  // coordinator thread
   bool collected_while_committing_ = false;  ///< pending_ got a collection during commit_
   std::atomic<int64_t> collections_while_committing_{0};
+  std::atomic<int64_t> split_with_one_state_warnings_{0};
   /// Loads the event-time state of the last run from the sink (append mode, lateness).
   Status RestoreWindowState();
   /// Folds the workers' per-partition event-time reports into the pipeline's clock, closes the
@@ -290,8 +294,16 @@ class Runner : public CheckpointRequester {
   struct WorkerReport {
     int64_t enforced = kNoWatermark;  ///< the closed bound it had applied at its last handoff
     bool ended = false;               ///< its bounded input is exhausted
+    std::set<int32_t> reading;        ///< the partitions it reads now (group-managed sources)
+    std::set<int32_t> input;          ///< every partition of the input it knows of
   };
   std::vector<WorkerReport> reports_;
+  /// A pipeline whose state is one for all its processes (append mode, or a sink without tasks)
+  /// warns when other members of its group read part of its input: since when this process
+  /// reads only part of it (0: it reads all), and when it last warned.
+  int64_t partial_since_micros_ = 0;
+  int64_t partial_warned_micros_ = 0;
+  void WarnIfSplitWithOneState(int64_t now);
   std::vector<std::vector<HeldRecord>> held_by_worker_;  ///< each worker's held records, last handoff
   /// Tasks: held records handed to a worker with a claim (batch number, records), per worker,
   /// until a handoff of that worker includes them: a checkpoint collected in between stores

@@ -59,10 +59,8 @@ Scenarios (all on the one topic; each with its own consumer group, pipeline name
     second worker's join revoked the first's partitions after it had held records).
 
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
-scaleout_<run>_<scenario> each). Until the MySQL sink keeps its state per partition (task rows
-in _sluice_tasks, issue 16 C2), several processes of this pipeline overwrite one state row: the
-variant then reports what it found as an expected failure (XFAIL, exit 77) instead of a
-failure; once the sink has task rows it is checked as strictly as SQLite.
+scaleout_<run>_<scenario> each), as strictly as SQLite: the MySQL sink keeps its state per
+partition (task rows in _sluice_tasks); a run that wrote no task rows fails.
 
 Needs the broker of `make services` (127.0.0.1:9092; SLUICE_TEST_KAFKA) and kcat (and for
 --sink mysql MariaDB and its client): without them a loud SKIP (exit 77), a FAIL when CI=true.
@@ -422,7 +420,6 @@ class Test(harness.SluiceTest):
         harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
         self.sinks = []
-        self.xfail = []          # the mysql variant's expected failures
         self.table_a = None      # scenario a's table, for the differential
         self.held_added = None   # monotonic time the rows of HELD_JOBS were produced
         self.held_lock = threading.Lock()
@@ -597,17 +594,10 @@ class Test(harness.SluiceTest):
         return problems
 
     def report(self, name, problems, notes, sink):
-        """A result; for a sink without task rows (MySQL before issue 16 C2) an expected failure."""
-        if problems and self.args.sink == "mysql" and not sink.has_tasks():
-            self.xfail.append(name)
-            harness.loud(f"XFAIL {name}: the {sink.kind} sink keeps one state row per pipeline (no "
-                         "_sluice_tasks rows), which the processes overwrite; the results are not "
-                         f"exact (issue 16 C2):\n" + "\n".join(f"    {p}" for p in problems[:12])
-                         + "".join(f"\n    note: {n}" for n in notes))
-            return
-        if self.args.sink == "mysql" and not sink.has_tasks():
-            notes = list(notes) + [f"exact this time, but the {sink.kind} sink keeps one state row "
-                                   "per pipeline (no task rows): nothing guarantees it"]
+        """A result; a sink that kept no task rows cannot have been exact by design: a failure."""
+        if not sink.has_tasks():
+            problems = list(problems) + [f"the {sink.kind} sink wrote no _sluice_tasks rows (its state "
+                                         "must be kept per partition)"]
         self.result(name, problems, notes)
 
     # ---------------------------------------------------------------- scenarios
@@ -846,13 +836,6 @@ def main(argv=None):
             if getattr(t, "topic", None):
                 delete_topics(f"scaleout_{t.token}_.*")
         t.keep_or_remove(tmp, args.keep)
-    if t.xfail:
-        harness.loud(f"XFAIL (expected until the {args.sink} sink keeps task state): "
-                     + "; ".join(t.xfail))
-        if not t.failed:
-            t.skipped += 1
-            t.finish()
-            return harness.SKIP
     return t.finish()
 
 

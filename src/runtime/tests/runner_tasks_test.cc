@@ -206,7 +206,7 @@ class RunnerTasksTest : public ::testing::Test {
   /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
   /// unknown jobs held for a minute) on a thread.
   Runner* Start(const std::string& member, const std::string& scheme = "group",
-                const std::string& idle_timeout = "1h") {
+                const std::string& idle_timeout = "1h", bool append = false) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
@@ -219,7 +219,7 @@ class RunnerTasksTest : public ::testing::Test {
         "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
         "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nallowed_lateness = \"0s\"\n"
-        "idle_timeout = \"" + idle_timeout + "\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "idle_timeout = \"" + idle_timeout + "\"\n" + (append ? "mode = \"append\"\n" : "") + "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
         "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + "." + member +
         ".dlq\"\n";
     auto cfg = ParsePipelineConfig(text, "tasks.toml", vars);
@@ -230,7 +230,7 @@ class RunnerTasksTest : public ::testing::Test {
     if (run.thread.joinable()) run.thread.join();
     run.runner = std::move(runner).value();
     run.done = false;
-    EXPECT_TRUE(run.runner->uses_tasks());
+    EXPECT_EQ(run.runner->uses_tasks(), !append);
     Run* r = &run;
     run.thread = std::thread([r] {
       r->status = r->runner->Run();
@@ -663,6 +663,24 @@ TEST_F(RunnerTasksTest, ASecondProcessOnAFileFencesTheFirst) {
   second->RequestStop();
   two.join();
   EXPECT_TRUE(second_status.ok()) << second_status.ToString();
+}
+
+// Append mode keeps its open windows in one state for all processes (not per task): a process
+// that reads only part of its input, because another member of its group reads the rest, says
+// so (results can be inexact), and one that reads all of it does not.
+TEST_F(RunnerTasksTest, AppendModeSplitOverProcessesWarns) {
+  Runner* a = Start("a", "group", "1h", /*append=*/true);
+  Command("a", 'a', 0);
+  Command("a", 'a', 1);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  Produce(1, {Rec("y", "00:05:20", 1, 100)});
+  // Past the 10 s a rebalance gets to settle: reading every partition warns of nothing.
+  std::this_thread::sleep_for(std::chrono::seconds(12));
+  EXPECT_EQ(a->split_with_one_state_warnings(), 0);
+  Command("a", 'r', 1);  // partition 1 goes to another member
+  Produce(0, {Rec("x", "00:06:00", 1, 1)});
+  EXPECT_TRUE(WaitFor([&] { return a->split_with_one_state_warnings() == 1; }));
+  ASSERT_TRUE(Stop("a").ok());
 }
 
 }  // namespace
