@@ -10,8 +10,7 @@
 # `make scale-out-soak`: 10 times the records and a 10-minute storm.
 sluice_python_test(scale_out_sqlite tests/integration/scale_out_test.py SERIAL TIMEOUT 420
                    ARGS --sink sqlite LABELS python integration kafka)
-# The same into MariaDB (a database scaleout_* per scenario). Until the MySQL sink keeps its
-# state per partition (issue 16 C2), several processes overwrite its one state row: the test
-# then reports the inexact results as XFAIL and exits 77 (skipped); with task rows it is strict.
+# The same into MariaDB (a database scaleout_* per scenario), as strictly: the MySQL sink keeps
+# its state per partition (_sluice_tasks); a run that wrote no task rows fails.
 sluice_python_test(scale_out_mysql tests/integration/scale_out_test.py SERIAL TIMEOUT 420
                    ARGS --sink mysql LABELS python integration kafka mysql)

@@ -20,101 +20,17 @@
 
 #include "runtime/registry.h"
 #include "runtime/runner.h"
+#include "runtime/tests/group_source_test_util.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// The "topic" (records per partition) and what the test tells each member to do.
-struct Group {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<int32_t, std::vector<std::string>> topic;
-  struct Member {
-    std::vector<std::pair<char, int32_t>> commands;  ///< ('a'ssign | 'r'evoke | 'l'ose, partition)
-    int done = 0;                                    ///< commands carried out
-  };
-  std::map<std::string, Member> members;
-  bool finish = false;
-};
-Group* g_group = nullptr;
-
-class GroupSource : public Source {
- public:
-  explicit GroupSource(std::string member) : member_(std::move(member)) {}
-  Status Open(const SourceContext& ctx) override {
-    ctx_ = ctx;
-    return Status::OK();
-  }
-  Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds budget) override {
-    std::vector<std::pair<char, int32_t>> commands;
-    {
-      std::lock_guard<std::mutex> lock(g_group->mu);
-      auto& m = g_group->members[member_];
-      commands.assign(m.commands.begin() + done_, m.commands.end());
-    }
-    for (const auto& [what, p] : commands) {
-      if (what == 'r') {
-        RETURN_IF_ERROR(ctx_.checkpoint_before_revoke({p}));
-        next_.erase(p);
-      } else if (what == 'l') {
-        next_.erase(p);  // lost: taken away without a checkpoint (its rows are stale now)
-      } else if (what == 'b') {
-        // busy: this Poll() takes p ms (reported done first), so the worker hands over late
-        ++done_;
-        {
-          std::lock_guard<std::mutex> lock(g_group->mu);
-          g_group->members[member_].done = done_;
-          g_group->cv.notify_all();
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(p));
-        continue;
-      } else {
-        next_[p] = (ctx_.claim_position ? ctx_.claim_position(p) : ctx_.committed_position(p)).value_or(0);
-      }
-      ++done_;
-      std::lock_guard<std::mutex> lock(g_group->mu);
-      g_group->members[member_].done = done_;
-      g_group->cv.notify_all();
-    }
-    bool any = false;
-    {
-      std::unique_lock<std::mutex> lock(g_group->mu);
-      for (auto& [p, next] : next_) {
-        const auto& records = g_group->topic[p];
-        for (; next < static_cast<int64_t>(records.size()); ++next) {
-          RawRecord& r = out->Append(records[static_cast<size_t>(next)]);
-          r.partition = p;
-          r.offset = next;
-          r.next_offset = next + 1;
-          any = true;
-        }
-      }
-      if (!any) {
-        if (g_group->finish) return PollState::kEnd;
-        g_group->cv.wait_for(lock, std::min(budget, std::chrono::milliseconds(5)));
-      }
-    }
-    return any ? PollState::kData : PollState::kIdle;
-  }
-  std::string_view kind() const override { return "group"; }
-  DecoderOptions decoder_options() const override { return {}; }
-  bool GroupManaged() const override { return true; }
-  bool EndIsFinal() const override { return false; }
-  std::vector<int32_t> Partitions() const override {
-    std::vector<int32_t> out;
-    for (const auto& [p, next] : next_) out.push_back(p);
-    return out;
-  }
-  std::vector<int32_t> InputPartitions() const override { return {0, 1}; }
-
- private:
-  std::string member_;
-  SourceContext ctx_;
-  size_t done_ = 0;
-  std::map<int32_t, int64_t> next_;
-};
+using group_test::g_group;
+using group_test::Group;
+using group_test::GroupSource;
+using group_test::Rec;
 
 std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
   std::vector<std::string> out;
@@ -139,11 +55,6 @@ std::vector<std::string> Query(const std::string& db_path, const std::string& sq
   return out;
 }
 
-/// A record of key `k` at 2024-01-01 `t`, for job `job`, with value `v`.
-std::string Rec(const std::string& k, const std::string& t, int job, int v) {
-  return R"({"k":")" + k + R"(","t":"2024-01-01 )" + t + R"(","job":)" + std::to_string(job) +
-         R"(,"v":)" + std::to_string(v) + "}";
-}
 
 class RunnerTasksTest : public ::testing::Test {
  protected:
