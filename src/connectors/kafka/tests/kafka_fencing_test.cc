@@ -139,16 +139,6 @@ GroupMetadata NameOnlyMetadata(const std::string& group) {
   return GroupMetadata(rd_kafka_consumer_group_metadata_new(group.c_str()), rd_kafka_consumer_group_metadata_destroy);
 }
 
-TEST(KafkaFencing, LibrdkafkaVersionIsTheOneTheseFactsWereProvedWith) {
-  // docs/notes-16/kafka.md records what these tests proved with librdkafka 2.0.2 (Debian 12).
-  // Another version is not wrong: the tests below assert the facts themselves and run with it;
-  // only the notes' figures were measured with 2.0.2. Say so loudly rather than fail.
-  if (std::string(rd_kafka_version_str()) != "2.0.2") {
-    GTEST_SKIP() << "librdkafka " << rd_kafka_version_str()
-                 << ": docs/notes-16/kafka.md was measured with 2.0.2; the fencing tests still run";
-  }
-}
-
 // A claim reads the group's committed offset with committed() on a read_committed consumer. While
 // another producer's transaction holds an offset for that group, the fetch must not return the
 // older offset (which that transaction is about to replace); it returns the new one once the
