@@ -534,7 +534,27 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
   if (const toml::node* f = s.get("fields")) {
     ASSIGN_OR_RETURN(cfg.source.fields, r.Fields(*f));
   }
-  ASSIGN_OR_RETURN(cfg.source.options, r.CollectOptions(s, {"name", "uri", "fields"}, *sn));
+  if (const toml::node* kb = s.get("keyed_by")) {
+    // Read here, not by the connector: it is a promise about the input's partitioning that the
+    // runner relies on (append mode keeps its open windows per partition then).
+    const toml::array* arr = kb->as_array();
+    if (!arr) return r.Fail(*kb, "[source] keyed_by must be a list of group-key column names, like [\"k\"]");
+    if (arr->empty()) {
+      return r.Fail(*kb, "[source] keyed_by is empty: name the group-key column(s) of [aggregate] whose "
+                         "values decide a record's partition, or leave keyed_by out");
+    }
+    cfg.source.keyed_by_list_where = LocationOf(*kb, file);
+    for (const toml::node& item : *arr) {
+      if (!item.is_string()) return r.Fail(item, "[source] keyed_by entries must be strings (column names)");
+      ASSIGN_OR_RETURN(std::string name, r.Scalar(item, "keyed_by"));
+      if (std::find(cfg.source.keyed_by.begin(), cfg.source.keyed_by.end(), name) != cfg.source.keyed_by.end()) {
+        return r.Fail(item, "[source] keyed_by names '" + name + "' twice");
+      }
+      cfg.source.keyed_by.push_back(std::move(name));
+      cfg.source.keyed_by_where.push_back(LocationOf(item, file));
+    }
+  }
+  ASSIGN_OR_RETURN(cfg.source.options, r.CollectOptions(s, {"name", "uri", "fields", "keyed_by"}, *sn));
 
   // [dimension.NAME]
   if (const toml::node* dn = root.get("dimension")) {

@@ -61,6 +61,12 @@ struct SourceConfig {
   std::string name;
   std::string uri;
   std::vector<Field> fields;
+  /// `keyed_by`: group-key columns of the [aggregate] whose values decide a record's partition
+  /// (every record with equal values of them is in one partition). Empty: not declared. The
+  /// planner checks that each names a key of the aggregate that does not read the window.
+  std::vector<std::string> keyed_by;
+  std::vector<expr::SourceLocation> keyed_by_where;  ///< where each entry is written
+  expr::SourceLocation keyed_by_list_where;          ///< where the list is written
   Options options;  ///< everything else under [source], for the connector
 };
 

@@ -410,6 +410,49 @@ Schema Plan::OutputSchema() const {
   return out;
 }
 
+namespace {
+
+/// Checks [source] keyed_by: each entry names a group key of the aggregate that comes from the
+/// record (not from the window), since it promises that records of one group share a partition.
+Status CheckKeyedBy(const PipelineConfig& config, const Plan& plan) {
+  const SourceConfig& src = config.source;
+  if (src.keyed_by.empty()) return Status::OK();
+  if (!plan.aggregate) {
+    return Status::InvalidArgument(At(src.keyed_by_list_where) +
+                                   ": [source] keyed_by names group-key columns of [aggregate], and this "
+                                   "pipeline has no [aggregate]; leave keyed_by out");
+  }
+  std::string keys;
+  for (const KeySpec& k : plan.aggregate->keys) keys += (keys.empty() ? "" : ", ") + k.name;
+  if (keys.empty()) keys = "none";
+  for (size_t i = 0; i < src.keyed_by.size(); ++i) {
+    const std::string& name = src.keyed_by[i];
+    const expr::SourceLocation& where = i < src.keyed_by_where.size() ? src.keyed_by_where[i] : src.keyed_by_list_where;
+    const KeySpec* key = nullptr;
+    for (const KeySpec& k : plan.aggregate->keys) {
+      if (k.name == name) key = &k;
+    }
+    if (!key) {
+      std::string what = "unknown column '" + name + "'";
+      if (name == "window_start" || name == "window_end") {
+        what = "'" + name + "' is the window, not a group key";
+      } else if (plan.schema.IndexOf(name)) {
+        what = "'" + name + "' is a field but not a group key of [aggregate]";
+      }
+      return Status::InvalidArgument(At(where) + ": [source] keyed_by: " + what + " (the aggregate's keys: " +
+                                     keys + ")");
+    }
+    if (key->uses_window) {
+      return Status::InvalidArgument(At(where) + ": [source] keyed_by: the group key '" + name +
+                                     "' is computed from the window; keyed_by names keys that come from the "
+                                     "record (the aggregate's keys: " + keys + ")");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   auto plan = std::make_unique<Plan>();
   plan->config = &config;
@@ -421,6 +464,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
   } else {
     RETURN_IF_ERROR(CompileSelect(config, plan.get()));
   }
+  RETURN_IF_ERROR(CheckKeyedBy(config, *plan));
   return plan;
 }
 
@@ -428,7 +472,13 @@ std::string DescribePlan(const Plan& plan) {
   std::ostringstream out;
   const PipelineConfig& c = *plan.config;
   out << "pipeline " << c.name << " (" << c.file << (c.language == "toml" ? "" : ", " + c.language) << ")\n";
-  out << "  source   " << c.source.name << ": " << c.source.uri << "\n";
+  out << "  source   " << c.source.name << ": " << c.source.uri;
+  if (!c.source.keyed_by.empty()) {
+    out << " (keyed by ";
+    for (size_t i = 0; i < c.source.keyed_by.size(); ++i) out << (i ? ", " : "") << c.source.keyed_by[i];
+    out << ")";
+  }
+  out << "\n";
   out << "  fields   ";
   for (size_t i = 0; i < plan.input.size(); ++i) {
     out << (i ? ", " : "") << plan.input.field(i).name << " " << TypeName(plan.input.field(i).type);

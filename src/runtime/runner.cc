@@ -99,7 +99,11 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
     if (spec->append_mode) {
       needs = "mode = \"append\"";
-      runner->open_ = std::make_unique<Aggregator>(spec);
+      // A source keyed by (part of) the group key puts every group's records in one partition:
+      // each task can keep and emit its own open windows, where the sink stores them.
+      runner->append_tasks_ = !runner->config_.source.keyed_by.empty() && runner->sink_->SupportsTasks() &&
+                              runner->sink_->StoresTaskWindows();
+      if (!runner->append_tasks_) runner->open_ = std::make_unique<Aggregator>(spec);
     } else if (spec->allowed_lateness_micros >= 0) {
       needs = "allowed_lateness";
     }
@@ -116,7 +120,8 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   }
   // State per task (a partition's held records and event-time progress, committed with its
   // position, written only by the process that owns the partition) where the sink stores
-  // tasks. Append mode's open windows stay in the one state of the pipeline for now.
+  // tasks. Append mode's open windows stay in the one state of the pipeline unless the source
+  // is keyed by the group key (append_tasks_).
   runner->tasks_ = runner->needs_state_ && !runner->open_ && runner->sink_->SupportsTasks();
   // Every check that needs no connection and touches no data runs here, so `sluice validate`
   // (which stops after Make) rejects what a run would reject before reading anything.
@@ -304,6 +309,7 @@ Status Runner::Start() {
       // before the restart are late, as they would have been without it.
       workers_.back()->PublishClosedBound(window_.closed_before);
       workers_.back()->SetHeldPerPartition(tasks_);
+      workers_.back()->SetAggregatePerPartition(append_tasks_);
     }
   }
   // Every worker applies the restored closed bound from its first record on.
@@ -329,6 +335,10 @@ Status Runner::Start() {
   }
   spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
                config_.name, workers_.size(), loaded_.size(), dead_letter_location());
+  if (open_ && !config_.source.keyed_by.empty()) {
+    spdlog::info("pipeline {}: [source] keyed_by has no effect with sink {}: append mode keeps its open "
+                 "windows in one state for all processes there", config_.name, config_.sink.uri);
+  }
   ASSIGN_OR_RETURN(refresher_, DimensionRefresher::Make(*plan_));
   if (refresher_) refresher_->Start();
   for (auto& w : workers_) w->Start();
@@ -491,7 +501,8 @@ Status Runner::RestoreWindowState() {
   return Status::OK();
 }
 
-std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended) {
+std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended,
+                                                       const std::set<int32_t>& close_tasks) {
   const AggregateSpec& spec = *plan_->aggregate;
   // Workers whose bounded input is exhausted hold nothing back; when every one is, all open
   // windows are emitted.
@@ -520,6 +531,30 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
       // A window is emitted when its end plus the allowed lateness is at or before the minimum
       // of all partitions' watermarks (and the bound every worker already enforces).
       closed = open_->TakeClosed(bounds.emit - spec.allowed_lateness_micros);
+    }
+  }
+  if (append_tasks_) {
+    // Each task emits its own windows: with the source keyed by the group key, no other task
+    // holds a part of them. Only tasks this process owns (or releases now) emit.
+    for (int32_t p : close_tasks) {
+      int64_t& emitted = task_emitted_.try_emplace(p, kNoWatermark).first->second;
+      auto it = task_open_.find(p);
+      if (*all_ended) {
+        if (it == task_open_.end()) continue;
+        for (auto& d : it->second->TakeAll()) {
+          const int64_t bound = d.window_start + spec.window_micros + spec.allowed_lateness_micros;
+          window_.closed_before = std::max(window_.closed_before, bound);
+          emitted = std::max(emitted, bound);
+          closed.push_back(std::move(d));
+        }
+      } else if (bounds.any && bounds.emit != kNoWatermark) {
+        if (it != task_open_.end()) {
+          for (auto& d : it->second->TakeClosed(bounds.emit - spec.allowed_lateness_micros)) {
+            closed.push_back(std::move(d));
+          }
+        }
+        emitted = std::max(emitted, bounds.emit);
+      }
     }
   }
   if (bounds.any && bounds.release != kNoWatermark) {
@@ -666,20 +701,26 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
         }
         owned_[partition] = OwnedTask{claim->fence, worker, claim->state};
         {
+          // One critical section: a collection that sees the task owned also takes its windows.
           std::lock_guard<std::mutex> claims(claims_mu_);
+          if (append_tasks_) {
+            claimed_windows_[partition] = ClaimedWindows{std::move(state->open), state->emitted_before};
+          }
           owned_partitions_.insert(partition);
         }
         const TaskProgress& pr = state->progress;
+        // Windows its last owner emitted are closed here too: their records are late.
+        const int64_t claimed_bound = std::max(pr.enforced, state->emitted_before);
         if (pr.max_event_time != kNoWatermark) {
           std::lock_guard<std::mutex> events(event_mu_);
           auto [it, inserted] = committed_event_times_.try_emplace({source, partition}, pr.max_event_time);
           if (!inserted) it->second = std::max(it->second, pr.max_event_time);
         }
-        if (pr.enforced != kNoWatermark) {
+        if (claimed_bound != kNoWatermark) {
           int64_t have = claimed_enforced_.load();
-          while (pr.enforced > have && !claimed_enforced_.compare_exchange_weak(have, pr.enforced)) {
+          while (claimed_bound > have && !claimed_enforced_.compare_exchange_weak(have, claimed_bound)) {
           }
-          workers_[worker]->PublishClosedBound(pr.enforced);
+          workers_[worker]->PublishClosedBound(claimed_bound);
         }
         spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
                      claim->fence, state->held.size(),
@@ -718,14 +759,16 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
   return LookupCommitted(source, partition);
 }
 
-void Runner::CollectTaskStates(CheckpointWork* work) {
+Aggregator& Runner::TaskOpen(int32_t partition) {
+  std::unique_ptr<Aggregator>& a = task_open_[partition];
+  if (!a) a = std::make_unique<Aggregator>(plan_->aggregate.get());
+  return *a;
+}
+
+void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   const AggregateSpec* spec = plan_->aggregate.get();
   const int64_t delay = spec ? spec->watermark_delay_micros : 0;
-  std::set<int32_t> tasks;
-  {
-    std::lock_guard<std::mutex> lock(claims_mu_);
-    tasks = owned_partitions_;
-  }
+  std::set<int32_t> tasks = std::move(owned);
   for (int32_t p : work->revoked) tasks.insert(p);
   std::map<int32_t, TaskState> states;
   for (int32_t p : tasks) states[p];
@@ -766,6 +809,10 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
     }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
+    if (append_tasks_) {
+      if (auto it = task_open_.find(p); it != task_open_.end()) st.open = it->second->Snapshot();
+      if (auto it = task_emitted_.find(p); it != task_emitted_.end()) st.emitted_before = it->second;
+    }
     std::string blob = st.Serialize(spec);
     auto last = last_task_states_.find(p);
     if (last == last_task_states_.end() || last->second != blob) work->state_changed = true;
@@ -773,7 +820,14 @@ void Runner::CollectTaskStates(CheckpointWork* work) {
     work->task_progress[p] = pr;
     work->task_states[p] = std::move(blob);
   }
-  for (int32_t p : work->revoked) last_task_states_.erase(p);
+  for (int32_t p : work->revoked) {
+    last_task_states_.erase(p);
+    // Its open windows leave with this checkpoint, which releases the task: nothing of them may
+    // be emitted here any more (the next owner emits them).
+    task_open_.erase(p);
+    task_emitted_.erase(p);
+    released_at_[p] = work->epoch;
+  }
 }
 
 void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp) {
@@ -924,6 +978,9 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
       for (const auto& [p, pr] : h.progress) partition_progress_[p] = {pr, h.enforced};
     }
     if (!h.deltas.empty()) parts.push_back(std::move(h.deltas));
+    for (auto& [p, list] : h.partition_deltas) {
+      if (!list.empty()) work->partition_deltas[p].push_back(std::move(list));
+    }
     for (auto& r : h.rows) work->rows.push_back(std::move(r));
     for (auto& d : h.dead_letters) work->letters.push_back(std::move(d));
     for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
@@ -994,9 +1051,42 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
   const int64_t watermark_before = window_.watermark;
   const size_t open_before = open_ ? open_->size() : 0;
   work->state_changed = (open_ && !work->deltas.empty()) || work->held_changed;
+  std::set<int32_t> owned;  // the tasks this process owns, as of this collection
+  if (tasks_) {
+    std::map<int32_t, ClaimedWindows> claimed;
+    {
+      std::lock_guard<std::mutex> lock(claims_mu_);
+      owned = owned_partitions_;
+      claimed.swap(claimed_windows_);
+    }
+    {
+      // A task released by a collection whose commit has not landed yet is no longer this
+      // process's to write or emit (it stays in owned_partitions_ until that commit).
+      std::lock_guard<std::mutex> lock(epoch_mu_);
+      for (auto it = released_at_.begin(); it != released_at_.end();) {
+        if (it->second <= committed_epoch_) {
+          it = released_at_.erase(it);
+        } else {
+          owned.erase(it->first);
+          ++it;
+        }
+      }
+    }
+    for (auto& [p, c] : claimed) {
+      TaskOpen(p).Merge(std::move(c.open));
+      int64_t& emitted = task_emitted_.try_emplace(p, kNoWatermark).first->second;
+      emitted = std::max(emitted, c.emitted_before);
+    }
+    for (auto& [p, parts] : work->partition_deltas) {
+      for (auto& d : parts) TaskOpen(p).Merge(std::move(d));
+    }
+    work->partition_deltas.clear();
+  }
   if (plan_->aggregate) {
+    std::set<int32_t> close = owned;
+    close.insert(work->revoked.begin(), work->revoked.end());
     std::vector<std::vector<Value>> closed =
-        AdvanceWindows(open_ ? std::move(work->deltas) : std::vector<DeltaRow>(), &all_ended);
+        AdvanceWindows(open_ ? std::move(work->deltas) : std::vector<DeltaRow>(), &all_ended, close);
     if (open_) work->deltas.clear();
     work->state_changed = work->state_changed || !closed.empty() ||
                           window_.watermark != watermark_before ||
@@ -1004,10 +1094,12 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
     for (auto& r : closed) work->rows.push_back(std::move(r));
   }
   if (tasks_) {
-    CollectTaskStates(work);
+    CollectTaskStates(work, std::move(owned));
+    int64_t open_windows = 0;
+    for (const auto& [p, a] : task_open_) open_windows += static_cast<int64_t>(a->size());
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.watermark_micros = window_.watermark;
-    stats_.open_windows = 0;
+    stats_.open_windows = open_windows;
     return;
   }
   WindowState snapshot;
@@ -1199,6 +1291,13 @@ Status Runner::StartCommit() {
   if (work->deltas.empty() && work->rows.empty() && work->letters.empty() &&
       work->positions == committed_ && !work->state_changed && (!tasks_ || work->revoked.empty())) {
     MarkCommitted(*work);
+    if (append_tasks_ && group_managed_.load()) {
+      // Its windows close by the other processes' progress too: a process with nothing new to
+      // commit still reads it (after a commit it is read anyway), or its windows would wait for
+      // its own next record.
+      std::lock_guard<std::mutex> lock(sink_mu_);
+      ReadRemoteProgress();
+    }
     return Status::OK();
   }
   if (positions_uncertain_.load()) {

@@ -99,8 +99,11 @@ class Runner : public CheckpointRequester {
   Status WaitCommitted(int64_t epoch) override;
 
   /// True when the pipeline keeps its state per task (runtime/task_state.h): update mode or no
-  /// [aggregate], with lateness or held records, into a sink that stores tasks. Set by Make().
+  /// [aggregate], with lateness or held records, or append mode over a source declared
+  /// `keyed_by` the group key, into a sink that stores tasks. Set by Make().
   bool uses_tasks() const { return tasks_; }
+  /// True when append mode keeps its open windows per task ([source] keyed_by). Set by Make().
+  bool append_on_tasks() const { return append_tasks_; }
   /// How often this run warned that other members of its group read part of its input while
   /// its state is one for all processes (append mode, or a sink without tasks).
   int64_t split_with_one_state_warnings() const { return split_with_one_state_warnings_.load(); }
@@ -154,6 +157,9 @@ class Runner : public CheckpointRequester {
     /// partition of the pipeline's source. Committed only for the tasks this process owns.
     std::map<int32_t, TaskProgress> task_progress;
     std::map<int32_t, std::string> task_states;
+    /// Append mode on tasks: the workers' deltas by partition, merged into task_open_ when the
+    /// checkpoint is collected.
+    std::map<int32_t, std::vector<std::vector<DeltaRow>>> partition_deltas;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -201,7 +207,10 @@ class Runner : public CheckpointRequester {
   /// Folds the workers' per-partition event-time reports into the pipeline's clock, closes the
   /// windows the minimum over all partitions' watermarks allows (append mode; all of them at the
   /// end of a bounded input), publishes the closed bound to the workers and returns the rows.
-  std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended);
+  /// Append mode on tasks: the windows of the tasks in `close_tasks` only (those this process
+  /// owns, or releases with this checkpoint).
+  std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended,
+                                                 const std::set<int32_t>& close_tasks = {});
   /// Reads the committed position of one partition from the sink (worker threads, on
   /// assignment). While the sink cannot be read it waits and retries, never guesses: another
   /// process may have moved the position. Only a stop ends the wait (positions_uncertain_).
@@ -222,8 +231,11 @@ class Runner : public CheckpointRequester {
   void ReadRemoteProgress();
   /// Tasks: feeds the other processes' committed progress read since into the clock.
   void FoldRemoteProgress();
-  /// Tasks: each owned task's progress and state, into `work`.
-  void CollectTaskStates(CheckpointWork* work);
+  /// Tasks: the progress and state of each task in `owned` (as read under claims_mu_) and of
+  /// each task `work` releases, into `work`.
+  void CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned);
+  /// Append mode on tasks: the open windows of `partition`'s task (created empty).
+  Aggregator& TaskOpen(int32_t partition);
   /// Reads the committed positions of every partition of `source` from the sink.
   std::map<int32_t, int64_t> LookupAllCommitted(const std::string& source);
   /// Counts the stored dead letters by reason (the sink's CountDeadLetters(), or the
@@ -314,6 +326,23 @@ class Runner : public CheckpointRequester {
 
   // Tasks (tasks_): state and ownership per partition of the source.
   bool tasks_ = false;
+  /// Append mode on tasks ([source] keyed_by): every group's records are in one partition, so
+  /// each task keeps its own open windows and emits them; open_ is null then.
+  bool append_tasks_ = false;
+  /// Coordinator: each task's open windows, and the bound up to which its windows are emitted
+  /// (TaskState::emitted_before). A released task's are dropped with the collection that
+  /// releases it.
+  std::map<int32_t, std::unique_ptr<Aggregator>> task_open_;
+  std::map<int32_t, int64_t> task_emitted_;
+  /// A task's open windows and emitted bound as claimed, until the coordinator takes them.
+  struct ClaimedWindows {
+    std::vector<DeltaRow> open;
+    int64_t emitted_before = kNoWatermark;
+  };
+  std::map<int32_t, ClaimedWindows> claimed_windows_;  // guarded by claims_mu_
+  /// Coordinator: partition -> the epoch of the collection that released its task, until that
+  /// epoch is committed.
+  std::map<int32_t, int64_t> released_at_;
   std::atomic<bool> group_managed_{false};  ///< the source's partitions are handed out by a group
   struct OwnedTask {
     int64_t fence = 0;

@@ -138,6 +138,10 @@ class Sink {
   // LoadState()/Checkpoint::state. Called under the runner's sink mutex, like Commit().
 
   virtual bool SupportsTasks() const { return false; }
+  /// True when a task's state may also hold append mode's open windows (any size, stored with
+  /// the rows it emits in one transaction): append mode over a source declared `keyed_by` then
+  /// keeps its open windows per task. Only with SupportsTasks().
+  virtual bool StoresTaskWindows() const { return false; }
   /// Claims `task` for this process: in one transaction, bumps the task's fence (creating the
   /// task when new), records `owner`, and returns the new fence with the task's state and
   /// positions as they stand after the bump. From then on a Commit() carrying the task with an

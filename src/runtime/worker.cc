@@ -135,8 +135,19 @@ void Worker::PublishReadPositions(bool force) {
 }
 
 size_t Worker::PendingSize() const {
-  return (aggregator_ ? aggregator_->size() : 0) + pending_.rows.size() +
-         pending_.dead_letters.size();
+  size_t groups = aggregator_ ? aggregator_->size() : 0;
+  for (const auto& [p, a] : partition_aggregators_) groups += a->size();
+  return groups + pending_.rows.size() + pending_.dead_letters.size();
+}
+
+Aggregator* Worker::AggregatorFor(int32_t partition) {
+  if (!per_partition_) return aggregator_.get();
+  if (current_aggregator_ && partition == current_aggregator_partition_) return current_aggregator_;
+  std::unique_ptr<Aggregator>& a = partition_aggregators_[partition];
+  if (!a) a = std::make_unique<Aggregator>(plan_->aggregate.get());
+  current_aggregator_ = a.get();
+  current_aggregator_partition_ = partition;
+  return current_aggregator_;
 }
 
 Status Worker::Setup() {
@@ -220,6 +231,16 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     } else {
       for (auto& r : rows) pending_.deltas.push_back(std::move(r));
     }
+    for (auto& [p, a] : partition_aggregators_) {
+      std::vector<DeltaRow> taken = a->TakeAll();
+      if (taken.empty()) continue;
+      std::vector<DeltaRow>& to = pending_.partition_deltas[p];
+      for (auto& r : taken) to.push_back(std::move(r));
+    }
+    // A partition given up keeps no aggregator here (its open windows go with its task).
+    for (int32_t p : revoked) partition_aggregators_.erase(p);
+    current_aggregator_ = nullptr;
+    current_aggregator_partition_ = -1;
     now_micros_ = SteadyClockMicros();
     // Every partition the source reads now is tracked from its assignment, not from the first
     // batch that holds a record of this worker: a partition that never delivers one is reported
@@ -244,6 +265,11 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
   // The coordinator takes every handoff before requesting the next, so outbox_ is empty unless
   // it is a stop after an untaken handoff; merge rather than overwrite in that case.
   for (auto& d : pending_.deltas) outbox_.deltas.push_back(std::move(d));
+  for (auto& [p, list] : pending_.partition_deltas) {
+    std::vector<DeltaRow>& to = outbox_.partition_deltas[p];
+    for (auto& d : list) to.push_back(std::move(d));
+  }
+  pending_.partition_deltas.clear();
   for (auto& r : pending_.rows) outbox_.rows.push_back(std::move(r));
   for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
   for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
@@ -565,7 +591,7 @@ void Worker::AddToAggregate(const Current& rec, std::span<Value> row) {
   if (rec.partition != last_partition_) TrackPartition(rec.partition);
   // Judged before its own event time counts: a record is never late by itself.
   const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
-  switch (aggregator_->Add(row, late_before, &event_time, &null_key, &late_windows)) {
+  switch (AggregatorFor(rec.partition)->Add(row, late_before, &event_time, &null_key, &late_windows)) {
     case Aggregator::AddResult::kAdded:
       // A record of hopping windows that some of its windows took is not dead-lettered; the
       // windows it missed are counted.

@@ -31,6 +31,9 @@ namespace sluice {
 /// handoff, and the positions just after the last record that went into it.
 struct Handoff {
   std::vector<DeltaRow> deltas;
+  /// With Worker::SetAggregatePerPartition: the deltas by the partition of their records
+  /// (`deltas` stays empty).
+  std::map<int32_t, std::vector<DeltaRow>> partition_deltas;
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> dead_letters;
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
@@ -99,6 +102,10 @@ class Worker {
   /// rebalance takes its held records along (they go with the checkpoint that releases it, and
   /// its next owner gets them with its claim), so the worker drops them after that handoff.
   void SetHeldPerPartition(bool on) { held_per_partition_ = on; }
+  /// Aggregates each partition's records apart and hands the deltas over by partition
+  /// (Handoff::partition_deltas), before Start(): append mode keeps its open windows per task
+  /// when the source is keyed by group key ([source] keyed_by).
+  void SetAggregatePerPartition(bool on) { per_partition_ = on; }
   /// Adds the held records of a partition's task just claimed for this worker. Any thread; the
   /// worker takes them before its next record and its next handoff. Returns the batch's number
   /// (1, 2, ...; 0 when `held` is empty): a handoff whose `claimed_taken` is at least that
@@ -147,6 +154,8 @@ class Worker {
   /// Adds the row to the worker's aggregator (late, timeless and null-keyed rows are
   /// dead-lettered).
   void AddToAggregate(const Current& record, std::span<Value> row);
+  /// The aggregator the records of `partition` go to (per_partition_: its own).
+  Aggregator* AggregatorFor(int32_t partition);
   /// Appends the output row (the select columns, or the declared fields) to the pending rows.
   void AppendOutputRow(std::span<const Value> row);
   void DeadLetter(const Current& record, std::string reason);
@@ -182,6 +191,11 @@ class Worker {
 
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<Aggregator> aggregator_;
+  /// per_partition_: one aggregator per partition read since the last handoff.
+  bool per_partition_ = false;
+  std::map<int32_t, std::unique_ptr<Aggregator>> partition_aggregators_;
+  Aggregator* current_aggregator_ = nullptr;  ///< of current_aggregator_partition_
+  int32_t current_aggregator_partition_ = -1;
   /// Set when the plan takes the columnar path (runtime/columnar.h); null on the row path.
   std::unique_ptr<ColumnarJsonDecoder> columnar_;
   ColumnBatch columns_;

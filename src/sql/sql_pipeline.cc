@@ -871,6 +871,29 @@ Status Translator::SourceOptions() {
       if (key == "idle_timeout") cfg_.aggregate->idle_timeout_micros = *d;
       continue;
     }
+    if (key == "keyed_by") {
+      // keyed_by = 'a, b': the group keys the input is partitioned by (checked by the planner).
+      ASSIGN_OR_RETURN(std::string v, OptionValue(o));
+      src.keyed_by.clear();
+      src.keyed_by_where.clear();
+      src.keyed_by_list_where = where;
+      size_t from = 0;
+      while (from <= v.size()) {
+        size_t comma = v.find(',', from);
+        if (comma == std::string::npos) comma = v.size();
+        std::string name = v.substr(from, comma - from);
+        name.erase(0, name.find_first_not_of(' '));
+        name.erase(name.find_last_not_of(' ') + 1);
+        if (name.empty()) return ctx_.Error(o.Location(), "keyed_by names the group-key columns, like 'a, b'");
+        if (std::find(src.keyed_by.begin(), src.keyed_by.end(), name) != src.keyed_by.end()) {
+          return ctx_.Error(o.Location(), "keyed_by names '" + name + "' twice");
+        }
+        src.keyed_by.push_back(std::move(name));
+        src.keyed_by_where.push_back(where);
+        from = comma + 1;
+      }
+      continue;
+    }
     ASSIGN_OR_RETURN(std::string v, OptionValue(o, IsPathOption(key) ? PathKind::kPath : PathKind::kNone));
     src.options.Set(key, Option{std::move(v), where});
   }

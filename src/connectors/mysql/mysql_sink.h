@@ -65,6 +65,7 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   bool SupportsTasks() const override { return true; }
+  bool StoresTaskWindows() const override { return true; }
   Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
   Result<std::vector<TaskRow>> LoadTaskProgress() override;
   Status Commit(const Checkpoint& checkpoint) override;

@@ -1103,8 +1103,13 @@ Status SqliteSink::MigrateLegacyState() {
     if (data.empty()) return Status::OK();
     ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(data, ctx_.aggregate));
     if (!old.open.empty()) {
-      return Status::FailedPrecondition("sqlite " + path_ + ": the stored state of pipeline " + ctx_.pipeline +
-                                        " has open windows, which per-task state does not take");
+      return Status::FailedPrecondition(
+          "sqlite " + path_ + ": the stored state of pipeline " + ctx_.pipeline + " holds open windows (" +
+          std::to_string(old.open.size()) + " groups) kept by one process (append mode without "
+          "[source] keyed_by), which cannot be split by partition: run it without keyed_by until those windows "
+          "are written (a bounded input read to its end writes them all), then start it with keyed_by "
+          "(deleting the row would also lose its watermarks and closed bound, so windows already written "
+          "could be written again)");
     }
     const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
     sqlite3_stmt* insert = nullptr;

@@ -59,6 +59,7 @@ class SqliteSink : public Sink, public SinkReader, public SinkExplainer {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool SupportsTasks() const override { return true; }
+  bool StoresTaskWindows() const override { return true; }
   Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
   Result<std::vector<TaskRow>> LoadTaskProgress() override;
   bool StoresDeadLetters() const override { return true; }

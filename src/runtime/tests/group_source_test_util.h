@@ -3,7 +3,10 @@
 // MysqlRunnerTasksTest on MariaDB. Test code only.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <limits>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -112,6 +115,90 @@ inline std::string Rec(const std::string& k, const std::string& t, int job, int 
   return R"({"k":")" + k + R"(","t":"2024-01-01 )" + t + R"(","job":)" + std::to_string(job) +
          R"(,"v":)" + std::to_string(v) + "}";
 }
+
+/// Records for the append-mode tests over a source keyed by the group key ([source] keyed_by):
+/// partition 0 holds keys a, b, c and partition 1 keys d, e (each key in one partition), event
+/// times advancing 5 s a record from 00:02:00, mostly a little out of order, some far behind,
+/// then one record an hour on per partition (keys z0, z1) so every earlier window closes. The
+/// expectation is computed from them by the rule, for 1-minute windows, watermark delay 10 s
+/// and lateness 0: a record is late when its window's end is at or before its own partition's
+/// watermark (the highest event time of the partition's earlier records that were not late,
+/// minus 10 s); a window is written when every partition's final watermark passed its end.
+struct KeyedAppendData {
+  struct Record {
+    std::string key;
+    int64_t seconds = 0;
+    int v = 0;
+  };
+  std::map<int32_t, std::vector<Record>> records;
+  /// "2024-01-01 HH:MM:SS|k|n|s", by window start then key.
+  std::vector<std::string> expected_rows;
+  /// "partition|offset" of every late record, by partition then offset.
+  std::vector<std::string> expected_late;
+
+  static std::string Clock(int64_t seconds) {
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "%02d:%02d:%02d", static_cast<int>(seconds / 3600),
+                  static_cast<int>(seconds / 60 % 60), static_cast<int>(seconds % 60));
+    return buf;
+  }
+  /// Part `part` (0..3) of partition `p`'s records, as the source's messages.
+  std::vector<std::string> Part(int32_t p, int part) const {
+    const auto& list = records.at(p);
+    std::vector<std::string> out;
+    for (size_t i = Begin(p, part); i < Begin(p, part + 1); ++i) {
+      out.push_back(Rec(list[i].key, Clock(list[i].seconds), 1, list[i].v));
+    }
+    return out;
+  }
+  /// The offset just after part `part` of partition `p`.
+  int64_t EndOf(int32_t p, int part) const { return static_cast<int64_t>(Begin(p, part + 1)); }
+  size_t Begin(int32_t p, int part) const { return records.at(p).size() * static_cast<size_t>(part) / 4; }
+
+  static KeyedAppendData Make(int per_partition, uint32_t seed) {
+    KeyedAppendData d;
+    const std::map<int32_t, std::vector<std::string>> keys = {{0, {"a", "b", "c"}}, {1, {"d", "e"}}};
+    auto next = [&seed] {
+      seed = seed * 1103515245u + 12345u;
+      return (seed >> 16) & 0x7fffu;
+    };
+    for (const auto& [p, ks] : keys) {
+      for (int i = 0; i < per_partition; ++i) {
+        const int64_t base = 120 + 5LL * i;
+        const uint32_t r = next() % 100;
+        int64_t back = next() % 20;                // mostly a little out of order
+        if (r >= 85) back = 30 + next() % 25;       // some further behind: late or not, by the rule
+        if (r >= 95) back = 100 + next() % 60;      // some surely late
+        const std::string& key = ks[next() % ks.size()];
+        d.records[p].push_back({key, std::max<int64_t>(0, base - back), static_cast<int>(next() % 1000)});
+      }
+      d.records[p].push_back({"z" + std::to_string(p), 3600, 0});
+    }
+    std::map<std::pair<int64_t, std::string>, std::pair<int, int64_t>> groups;  // (start, k) -> (n, s)
+    int64_t closes_before = std::numeric_limits<int64_t>::max();
+    for (const auto& [p, list] : d.records) {
+      int64_t max_seen = -1;
+      for (size_t o = 0; o < list.size(); ++o) {
+        const int64_t start = list[o].seconds / 60 * 60;
+        if (max_seen >= 0 && start + 60 <= max_seen - 10) {
+          d.expected_late.push_back(std::to_string(p) + "|" + std::to_string(o));
+          continue;
+        }
+        max_seen = std::max(max_seen, list[o].seconds);
+        auto& g = groups[{start, list[o].key}];
+        ++g.first;
+        g.second += list[o].v;
+      }
+      closes_before = std::min(closes_before, max_seen - 10);
+    }
+    for (const auto& [key, g] : groups) {
+      if (key.first + 60 > closes_before) continue;  // still open at the end
+      d.expected_rows.push_back("2024-01-01 " + Clock(key.first) + "|" + key.second + "|" +
+                                std::to_string(g.first) + "|" + std::to_string(g.second));
+    }
+    return d;
+  }
+};
 
 }  // namespace group_test
 }  // namespace sluice

@@ -329,5 +329,66 @@ TEST_F(PlanTest, SlideThatDoesNotDivideTheWindowIsRefused) {
   EXPECT_EQ((*same)->aggregate->slide_micros, 0);
 }
 
+// [source] keyed_by promises that every record with equal values of those group keys is in one
+// partition (append mode keeps its open windows per partition then). Each mistake is refused
+// with the file's line of the key and what is wrong; the expectations follow from the text.
+TEST_F(PlanTest, KeyedByNamesGroupKeysThatComeFromTheRecord) {
+  auto build = [&](const std::string& keyed_by, bool aggregate = true, const std::string& mode = "append") {
+    const std::string text =
+        // A pipeline without [aggregate] selects (a top-level key: before the tables).
+        std::string(aggregate ? "" : "select = [\"job_id\"]\n") +
+        "[pipeline]\nname = \"p\"\n[source]\nuri = \"generator:\"\n" +
+        (keyed_by.empty() ? std::string() : "keyed_by = " + keyed_by + "\n") +
+        "[source.fields]\njob_id = \"int64\"\nbid = \"int64\"\nkind = \"string\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(kind)\"\n" +
+        (aggregate ? "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nmode = \"" + mode +
+                         "\"\nkeys = [\"job_id\", \"kind\", \"day = date(window_start)\"]\n"
+                         "metrics = [\"n = count()\"]\n"
+                   : std::string()) +
+        "[sink]\nuri = \"sqlite:x.db\"\ntable = \"t\"\n";
+    Variables vars;
+    vars.use_environment = false;
+    auto cfg = ParsePipelineConfig(text, (dir_ / "p.toml").string(), vars);
+    if (!cfg.ok()) return Result<std::unique_ptr<Plan>>(cfg.status());
+    config_ = std::move(cfg).value();
+    return BuildPlan(config_);
+  };
+  auto fails = [&](const std::string& keyed_by, const std::string& message, bool aggregate = true) {
+    auto plan = build(keyed_by, aggregate);
+    if (plan.ok()) return ::testing::AssertionFailure() << keyed_by << " was accepted";
+    const std::string got = plan.status().message();
+    const std::string line = aggregate ? "p.toml:5:" : "p.toml:6:";  // keyed_by's line
+    if (got.find(line) == std::string::npos || got.find(message) == std::string::npos) {
+      return ::testing::AssertionFailure() << keyed_by << ": " << got;
+    }
+    return ::testing::AssertionSuccess();
+  };
+
+  auto one = build("[\"job_id\"]");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(config_.source.keyed_by, std::vector<std::string>{"job_id"});
+  // Not a connector option: the generator, which takes no keyed_by, never sees it.
+  EXPECT_FALSE(config_.source.options.Has("keyed_by"));
+  EXPECT_NE(DescribePlan(**one).find("generator: (keyed by job_id)"), std::string::npos) << DescribePlan(**one);
+  auto two = build("[\"kind\", \"job_id\"]");
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(config_.source.keyed_by, (std::vector<std::string>{"kind", "job_id"}));
+  EXPECT_TRUE(build("[\"job_id\"]", true, "update").ok());  // allowed; append mode uses it
+  auto none = build("");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(config_.source.keyed_by.empty());
+
+  EXPECT_TRUE(fails("[]", "[source] keyed_by is empty"));
+  EXPECT_TRUE(fails("\"job_id\"", "[source] keyed_by must be a list"));
+  EXPECT_TRUE(fails("[1]", "keyed_by entries must be strings"));
+  EXPECT_TRUE(fails("[\"job_id\", \"job_id\"]", "keyed_by names 'job_id' twice"));
+  EXPECT_TRUE(fails("[\"job_id\", \"nosuch\"]",
+                    "[source] keyed_by: unknown column 'nosuch' (the aggregate's keys: job_id, kind, day)"));
+  EXPECT_TRUE(fails("[\"bid\"]", "'bid' is a field but not a group key of [aggregate]"));
+  EXPECT_TRUE(fails("[\"window_start\"]", "'window_start' is the window, not a group key"));
+  EXPECT_TRUE(fails("[\"day\"]", "the group key 'day' is computed from the window"));
+  EXPECT_TRUE(fails("[\"job_id\"]", "this pipeline has no [aggregate]", /*aggregate=*/false));
+}
+
 }  // namespace
 }  // namespace sluice

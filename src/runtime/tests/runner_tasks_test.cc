@@ -8,11 +8,14 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -220,6 +223,46 @@ class RunnerTasksTest : public ::testing::Test {
     run.thread.join();
     return run.status;
   }
+
+  /// Starts member `member` of the keyed append-mode pipeline (1-minute windows, delay 10 s,
+  /// lateness 0, [source] keyed_by = ["k"], dead letters in the sink) on a thread; every row a
+  /// commit of it writes is added to observed_.
+  Runner* StartKeyed(const std::string& member) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n"
+        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\nkeyed_by = [\"k\"]\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    Run& run = runs_[member];
+    if (run.thread.joinable()) run.thread.join();
+    run.runner = std::move(runner).value();
+    run.done = false;
+    EXPECT_TRUE(run.runner->uses_tasks());
+    EXPECT_TRUE(run.runner->append_on_tasks());
+    run.runner->SetCommitObserver([this](const std::vector<DeltaRow>&, const std::vector<std::vector<Value>>& rows) {
+      std::lock_guard<std::mutex> lock(observed_mu_);
+      // [window_start, window_end, k, n, s]
+      for (const auto& r : rows) ++observed_[r[0].ToString() + "|" + r[2].ToString()];
+    });
+    Run* r = &run;
+    run.thread = std::thread([r] {
+      r->status = r->runner->Run();
+      r->done = true;
+    });
+    return run.runner.get();
+  }
+
+  std::mutex observed_mu_;
+  std::map<std::string, int> observed_;  ///< (window_start, k) -> how many commits wrote it
 
   fs::path dir_;
   std::string db_, jobs_;
@@ -592,6 +635,154 @@ TEST_F(RunnerTasksTest, AppendModeSplitOverProcessesWarns) {
   Produce(0, {Rec("x", "00:06:00", 1, 1)});
   EXPECT_TRUE(WaitFor([&] { return a->split_with_one_state_warnings() == 1; }));
   ASSERT_TRUE(Stop("a").ok());
+}
+
+// Append mode over a source keyed by the group key ([source] keyed_by): each partition's task
+// keeps its own open windows, committed with its position, so the pipeline may be split over
+// processes. Two processes share the partitions, which move between them; one is cut off and
+// goes on reading (as a process killed with -9 right after a commit would have, had it lived):
+// its later commits are refused. A new process takes over. Every (k, window) row is written by
+// exactly one commit, with the counts of its records that were not late, and exactly the late
+// records are dead-lettered. The expectation is computed from the generated records by the rule
+// (group_test::KeyedAppendData): a record is late when its window's end is at or before its own
+// partition's watermark (the highest event time of that partition's earlier records, minus 10 s).
+TEST_F(RunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOffProcess) {
+  const group_test::KeyedAppendData data = group_test::KeyedAppendData::Make(240, 16);
+  ASSERT_GT(data.expected_late.size(), 10u);  // the data has late records to count
+  ASSERT_GT(data.expected_rows.size(), 40u);
+  const std::vector<std::string>& expected_rows = data.expected_rows;
+  const std::vector<std::string>& expected_late = data.expected_late;
+  // Four parts of each partition, played between moves.
+  auto produce = [&](int part) {
+    for (int32_t p : {0, 1}) Produce(p, data.Part(p, part));
+  };
+  auto end_of = [&](int part, int32_t p) { return data.EndOf(p, part); };
+
+  StartKeyed("a");
+  StartKeyed("b");
+  Command("a", 'a', 0);
+  Command("a", 'a', 1);
+  produce(0);
+  ASSERT_TRUE(WaitPosition(0, end_of(0, 0)));
+  ASSERT_TRUE(WaitPosition(1, end_of(0, 1)));
+  // Partition 1 moves to b with its open windows.
+  Command("a", 'r', 1);
+  Command("b", 'a', 1);
+  produce(1);
+  ASSERT_TRUE(WaitPosition(0, end_of(1, 0)));
+  ASSERT_TRUE(WaitPosition(1, end_of(1, 1)));
+  // a stalls after its last commit (no handoff, no commit for 3 s) and the group gives
+  // partition 0 to b, which claims it from what a committed. a then reads on and emits in
+  // memory what b emits too: its commit is refused and its run ends.
+  Command("a", 'b', 3000);
+  Command("b", 'a', 0);
+  produce(2);
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the cut-off process was not fenced";
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  runs_.at("a").thread.join();
+  runs_.at("a").runner.reset();  // gone, as after kill -9
+  ASSERT_TRUE(WaitPosition(0, end_of(2, 0)));
+  ASSERT_TRUE(WaitPosition(1, end_of(2, 1)));
+  // A new process takes partition 1 over from b.
+  StartKeyed("a2");
+  Command("b", 'r', 1);
+  Command("a2", 'a', 1);
+  produce(3);
+  ASSERT_TRUE(WaitPosition(0, end_of(3, 0)));
+  ASSERT_TRUE(WaitPosition(1, end_of(3, 1)));
+  EXPECT_TRUE(WaitFor([&] { return Query(db_, "SELECT count(*) FROM w") == std::vector<std::string>{std::to_string(expected_rows.size())}; }))
+      << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(Stop("a2").ok());
+  ASSERT_TRUE(Stop("b").ok());
+
+  EXPECT_EQ(Rows(), expected_rows);
+  {
+    std::lock_guard<std::mutex> lock(observed_mu_);
+    EXPECT_EQ(observed_.size(), expected_rows.size());
+    for (const auto& [key, times] : observed_) EXPECT_EQ(times, 1) << key << " written by " << times << " commits";
+  }
+  EXPECT_EQ(Query(db_, "SELECT partition, offset FROM _sluice_dead_letters WHERE reason = 'late' "
+                       "ORDER BY partition, offset"),
+            expected_late);
+  EXPECT_EQ(Query(db_, "SELECT count(*) FROM _sluice_dead_letters WHERE reason != 'late'"),
+            std::vector<std::string>{"0"});
+  // Each task holds its open windows (the last hour's) and no owner after the clean stops.
+  EXPECT_EQ(Query(db_, "SELECT partition, owner, length(state) > 0 FROM _sluice_tasks WHERE pipeline = 'keyed' "
+                       "ORDER BY partition"),
+            (std::vector<std::string>{"0||1", "1||1"}));
+}
+
+// A bounded input writes every open window at its end, and a task remembers up to where its
+// windows were written (TaskState::emitted_before): a later run over more of the file finds a
+// record of such a window late instead of writing the window again, though the partition's own
+// watermark alone would still take it. Expected by hand: the first run writes 00:05 and 00:09
+// (everything, at the end); 00:09:55 is then late, 00:12:00 opens a new window.
+TEST_F(RunnerTasksTest, AppendModeKeyedByRemembersTheWindowsWrittenAtTheEndOfABoundedInput) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n" << Rec("x", "00:09:30", 1, 2) << "\n";
+  auto make = [&]() {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"bounded\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in +
+        "\"\nkeyed_by = [\"k\"]\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "bounded.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    EXPECT_TRUE((*runner)->append_on_tasks());
+    return std::move(runner).value();
+  };
+  ASSERT_TRUE(make()->Run().ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2"}));
+  std::ofstream(in, std::ios::app) << Rec("x", "00:09:55", 1, 100) << "\n" << Rec("x", "00:12:00", 1, 4) << "\n";
+  ASSERT_TRUE(make()->Run().ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2",
+                                              "2024-01-01 00:12:00|x|1|4"}));
+  EXPECT_EQ(Query(db_, "SELECT reason, payload LIKE '%00:09:55%' FROM _sluice_dead_letters"),
+            std::vector<std::string>{"late|1"});
+}
+
+// An append-mode pipeline that ran without keyed_by kept its open windows in the one state of
+// the pipeline; they cannot be split by partition, so starting it with keyed_by is refused with
+// what to do, and nothing is changed.
+TEST_F(RunnerTasksTest, AppendModeKeyedByRefusesALegacyStateWithOpenWindows) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n";
+  auto make = [&](bool keyed) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"legacy\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n" +
+        (keyed ? "keyed_by = [\"k\"]\n" : "") +
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "keys = [\"k\"]\nmetrics = [\"n = count()\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "legacy.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    RunOptions options;
+    options.until_caught_up = true;  // open windows stay in the state
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    EXPECT_EQ((*runner)->uses_tasks(), keyed);
+    return std::move(runner).value();
+  };
+  ASSERT_TRUE(make(false)->Run().ok());
+  ASSERT_EQ(Query(db_, "SELECT count(*) FROM _sluice_state WHERE pipeline = 'legacy'"), std::vector<std::string>{"1"});
+  Status s = make(true)->Run();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("cannot be split by partition: run it without keyed_by until those windows are written"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(Query(db_, "SELECT count(*) FROM _sluice_state WHERE pipeline = 'legacy'"), std::vector<std::string>{"1"});
+  EXPECT_EQ(Query(db_, "SELECT count(*) FROM w"), std::vector<std::string>{"0"});
 }
 
 }  // namespace

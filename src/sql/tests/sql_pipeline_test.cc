@@ -262,6 +262,30 @@ TEST(SqlPipelineTest, HopWindowAndSourceTimeOptions) {
   EXPECT_EQ(a.mode, "update");
 }
 
+TEST(SqlPipelineTest, KeyedByIsASourceOptionCheckedByThePlanner) {
+  auto text = [](const std::string& keyed_by) {
+    return "CREATE TABLE src (a bigint, b text, t timestamp) WITH (uri = 'in.csv', keyed_by = '" + keyed_by +
+           "');\n"
+           "CREATE MATERIALIZED VIEW v WITH (uri = 'sqlite:o.db') AS\n"
+           "SELECT window_start, a, b, count(*) AS n\n"
+           "FROM tumble(src, t, INTERVAL '1 minute') GROUP BY window_start, a, b;\n";
+  };
+  auto cfg = Parse(text("b, a"));
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  EXPECT_EQ(cfg->source.keyed_by, (std::vector<std::string>{"b", "a"}));
+  EXPECT_FALSE(cfg->source.options.Has("keyed_by"));
+  auto plan = BuildPlan(*cfg);
+  EXPECT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_NE(ErrorOf(text("a, a")).find("keyed_by names 'a' twice"), std::string::npos) << ErrorOf(text("a, a"));
+  auto unknown = Parse(text("nosuch"));
+  ASSERT_TRUE(unknown.ok()) << unknown.status().message();
+  auto refused = BuildPlan(*unknown);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("p.sql:1:"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("[source] keyed_by: unknown column 'nosuch'"), std::string::npos)
+      << refused.status().message();
+}
+
 TEST(SqlPipelineTest, DeadLetterIfInWhere) {
   auto cfg = Parse(kSrc +
                    "CREATE MATERIALIZED VIEW v WITH (uri = 'ndjson:o', dead_letter = 'file:dl.ndjson') AS\n"

@@ -589,6 +589,43 @@ class MysqlRunnerTasksTest : public MysqlTasksBase {
     return run.runner.get();
   }
 
+  /// Starts member `member` of the keyed append-mode pipeline (RunnerTasksTest::StartKeyed's:
+  /// [source] keyed_by = ["k"], dead letters in the sink); every row a commit of it writes is
+  /// counted in observed_.
+  Runner* StartKeyed(const std::string& member) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n"
+        "[source]\nname = \"in\"\nuri = \"mysqltasksgroup:" + member + "\"\nkeyed_by = [\"k\"]\n"
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"" + SinkUri() + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    Run& run = runs_[member];
+    if (run.thread.joinable()) run.thread.join();
+    run.runner = std::move(runner).value();
+    run.done = false;
+    EXPECT_TRUE(run.runner->append_on_tasks());
+    run.runner->SetCommitObserver([this](const std::vector<DeltaRow>&, const std::vector<std::vector<Value>>& rows) {
+      std::lock_guard<std::mutex> lock(observed_mu_);
+      for (const auto& r : rows) ++observed_[r[0].ToString() + "|" + r[2].ToString()];
+    });
+    Run* r = &run;
+    run.thread = std::thread([r] {
+      r->status = r->runner->Run();
+      r->done = true;
+    });
+    return run.runner.get();
+  }
+  std::mutex observed_mu_;
+  std::map<std::string, int> observed_;  ///< (window_start, k) -> how many commits wrote it
+
   /// Tells `member` to assign ('a') or revoke ('r') partition `p`; waits until done.
   void Command(const std::string& member, char what, int32_t p) {
     std::unique_lock<std::mutex> lock(group_->mu);
@@ -734,6 +771,60 @@ TEST_F(MysqlRunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommitte
   ASSERT_TRUE(Stop("b").ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
   EXPECT_EQ(DeadLetters("a", "\"reason\"") + DeadLetters("a2", "\"reason\"") + DeadLetters("b", "\"reason\""), 0);
+}
+
+// RunnerTasksTest.AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOffProcess on MariaDB:
+// append mode over a source keyed by the group key keeps its open windows per task; partitions
+// move, a process is cut off after a commit (it stalls, then reads on and is fenced) and a new
+// one takes over. Every (k, window) is written by one commit, with the counts of the
+// recomputation (group_test::KeyedAppendData), and exactly the late records are dead-lettered.
+TEST_F(MysqlRunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOffProcess) {
+  const group_test::KeyedAppendData data = group_test::KeyedAppendData::Make(240, 16);
+  auto produce = [&](int part) {
+    for (int32_t p : {0, 1}) Produce(p, data.Part(p, part));
+  };
+  StartKeyed("a");
+  StartKeyed("b");
+  Command("a", 'a', 0);
+  Command("a", 'a', 1);
+  produce(0);
+  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 0)));
+  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 0)));
+  Command("a", 'r', 1);
+  Command("b", 'a', 1);
+  produce(1);
+  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 1)));
+  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 1)));
+  Command("a", 'b', 3000);  // a stalls after its last commit
+  Command("b", 'a', 0);
+  produce(2);
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the cut-off process was not fenced";
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  runs_.at("a").thread.join();
+  runs_.at("a").runner.reset();
+  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 2)));
+  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 2)));
+  StartKeyed("a2");
+  Command("b", 'r', 1);
+  Command("a2", 'a', 1);
+  produce(3);
+  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 3)));
+  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 3)));
+  EXPECT_TRUE(WaitFor([&] { return Q("SELECT COUNT(*) FROM w") == std::vector<std::string>{std::to_string(data.expected_rows.size())}; }))
+      << ::testing::PrintToString(Rows());
+  ASSERT_TRUE(Stop("a2").ok());
+  ASSERT_TRUE(Stop("b").ok());
+  EXPECT_EQ(Rows(), data.expected_rows);
+  {
+    std::lock_guard<std::mutex> lock(observed_mu_);
+    EXPECT_EQ(observed_.size(), data.expected_rows.size());
+    for (const auto& [key, times] : observed_) EXPECT_EQ(times, 1) << key << " written by " << times << " commits";
+  }
+  EXPECT_EQ(Q("SELECT `partition`, `offset` FROM _sluice_dead_letters WHERE reason = 'late' ORDER BY `partition`, `offset`"),
+            data.expected_late);
+  EXPECT_EQ(Q("SELECT COUNT(*) FROM _sluice_dead_letters WHERE reason <> 'late'"), std::vector<std::string>{"0"});
+  EXPECT_EQ(Q("SELECT `partition`, owner, LENGTH(state) > 0 FROM _sluice_tasks WHERE pipeline = 'keyed' ORDER BY `partition`"),
+            (std::vector<std::string>{"0||1", "1||1"}));
 }
 
 }  // namespace
