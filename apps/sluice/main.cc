@@ -401,7 +401,9 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
     endpoint = {};
     runner.reset();
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 500 * restarts)));
-    runner = Prepare(path, *vars, options, [](const std::vector<sluice::VariableUse>&) {}, &exit_code);
+    sluice::RunOptions again = options;
+    again.fenced_restarts = restarts;  // sluice_fenced_restarts_total goes on counting
+    runner = Prepare(path, *vars, again, [](const std::vector<sluice::VariableUse>&) {}, &exit_code);
     if (!runner) return exit_code == kExitDone ? kExitFailure : exit_code;
     if (!http.address.empty()) {
       auto again = sluice::cli::StartHttp(runner.get(), http.address);

@@ -359,6 +359,14 @@ void WriteCheckpointMetrics(PrometheusWriter& w, const PipelineSnapshot& s, cons
   Counter(w, "sluice_checkpoints_total", "Checkpoints committed to the sink.", l.p, s.checkpoints);
   Counter(w, "sluice_checkpoint_failures_total", "Checkpoint commits that failed (then retried).",
           l.p, s.checkpoint_failures);
+  Counter(w, "sluice_partitions_lost_total",
+          "Source partitions the consumer group took away without a revoke (lost assignment), dropped "
+          "uncommitted: their next owner reads again what was not committed.",
+          l.ps, s.partitions_lost);
+  Counter(w, "sluice_fenced_restarts_total",
+          "Times `sluice run` started the pipeline again from the committed state after another process "
+          "claimed partitions it still held (its commit was fenced).",
+          l.p, s.fenced_restarts);
   w.Family("sluice_checkpoint_duration_seconds", "summary",
            "Time to write and commit a checkpoint, over the committed checkpoints.");
   w.Sample("sluice_checkpoint_duration_seconds_sum", l.p,

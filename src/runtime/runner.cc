@@ -311,6 +311,9 @@ Status Runner::Start() {
       workers_.back()->SetHeldPerPartition(tasks_);
       workers_.back()->SetAggregatePerPartition(append_tasks_);
     }
+    // A lost partition's task is dropped uncommitted (its next owner's claim has its last
+    // commit); without tasks nothing fences a commit, and a loss takes the revoke way.
+    workers_.back()->SetDropsLost(tasks_ && group_managed_.load());
   }
   // Every worker applies the restored closed bound from its first record on.
   reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false, {}, {}});
@@ -332,6 +335,7 @@ Status Runner::Start() {
     stats_.state = "running";
     stats_.started_micros = WallClockMicros();
     stats_.workers = static_cast<int>(workers_.size());
+    stats_.fenced_restarts = options_.fenced_restarts;
   }
   spdlog::info("pipeline {}: {} worker(s), {} committed position(s) in the sink, dead letters to {}",
                config_.name, workers_.size(), loaded_.size(), dead_letter_location());
@@ -879,6 +883,91 @@ void Runner::FoldRemoteProgress() {
   }
 }
 
+Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
+  // The commit in flight may carry them, under the fence they were claimed with: committed
+  // (their next owner's claim came after it and takes it over) or fenced (the run ends as before).
+  if (commit_.valid()) RETURN_IF_ERROR(commit_.get());
+  const std::string& source = config_.source.name;
+  auto held_of = [&](const std::string& blob) {
+    std::vector<std::pair<int32_t, int64_t>> out;
+    auto st = TaskState::Parse(blob, plan_->aggregate.get());
+    if (st.ok()) {
+      for (const HeldRecord& h : st->held) out.emplace_back(h.partition, h.offset);
+    }
+    return out;
+  };
+  std::string unsafe;
+  {
+    std::lock_guard<std::mutex> lock(sink_mu_);
+    for (int32_t p : lost) {
+      // Records handed over since the last commit (their position moved), or held records
+      // applied or expired since (the held set changed): their results are merged into the
+      // pending checkpoint's.
+      auto handed = positions_.find({source, p});
+      auto committed = committed_.find({source, p});
+      bool uncommitted = handed != positions_.end() &&
+                         (committed == committed_.end() || committed->second != handed->second);
+      auto owned = owned_.find(p);
+      if (!uncommitted && pending_ && owned != owned_.end()) {
+        auto st = pending_->task_states.find(p);
+        // With open windows per task (append mode, keyed_by) any change of the state may be a
+        // window written into the pending checkpoint's rows: those rows cannot be taken out.
+        uncommitted = st != pending_->task_states.end() && st->second != owned->second.committed_state &&
+                      (append_tasks_ || held_of(st->second) != held_of(owned->second.committed_state));
+      }
+      if (uncommitted) unsafe += (unsafe.empty() ? "" : ", ") + std::to_string(p);
+    }
+    if (unsafe.empty()) {
+      for (int32_t p : lost) {
+        owned_.erase(p);
+        committed_.erase({source, p});
+        committed_.erase({source, kGenerationPartitionBase + p});
+      }
+    }
+  }
+  if (!unsafe.empty()) {
+    return Status::Fenced("partition(s) " + unsafe + " of " + source +
+                          " were taken away by the group (lost) while records read of them were handed to a "
+                          "checkpoint not committed yet");
+  }
+  {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    for (int32_t p : lost) owned_partitions_.erase(p);
+  }
+  for (int32_t p : lost) {
+    for (const std::pair<std::string, int32_t>& key :
+         {std::pair(source, p), std::pair(source, kGenerationPartitionBase + p)}) {
+      positions_.erase(key);
+      if (pending_) pending_->positions.erase(key);
+    }
+    if (pending_) {
+      pending_->task_states.erase(p);
+      pending_->task_progress.erase(p);
+    }
+    last_task_states_.erase(p);
+    partition_progress_.erase(p);
+    // Append mode on tasks: its open windows are its next owner's now (claimed as committed).
+    task_open_.erase(p);
+    task_emitted_.erase(p);
+    if (pending_) pending_->partition_deltas.erase(p);
+  }
+  {
+    std::lock_guard<std::mutex> lock(claimed_held_mu_);
+    const std::set<int32_t> gone(lost.begin(), lost.end());
+    for (auto& batches : claimed_held_) {
+      for (auto& [batch, list] : batches) {
+        std::erase_if(list, [&](const HeldRecord& h) { return gone.count(h.partition) > 0; });
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.partitions_lost += static_cast<int64_t>(lost.size());
+  }
+  spdlog::debug("pipeline {}: {} lost partition(s) dropped uncommitted", config_.name, lost.size());
+  return Status::OK();
+}
+
 std::map<int32_t, int64_t> Runner::LookupAllCommitted(const std::string& source) {
   std::map<int32_t, int64_t> out;
   std::lock_guard<std::mutex> lock(sink_mu_);
@@ -998,6 +1087,7 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
       }
     }
     for (int32_t p : h.revoked) work->revoked.push_back(p);
+    for (int32_t p : h.lost) work->lost.push_back(p);
   }
   if (!parts.empty() && plan_->aggregate) MergeParts(std::move(parts), work);
   return Status::OK();
@@ -1268,6 +1358,7 @@ Status Runner::CollectPending() {
   CheckpointWork work;
   work.epoch = epoch_;
   RETURN_IF_ERROR(CollectHandoffs(&work));
+  if (!work.lost.empty()) RETURN_IF_ERROR(DropLostTasks(work.lost));
   // The revoked partitions' last positions go with this checkpoint, and with no later one:
   // another process may own them by then.
   work.positions = positions_;

@@ -37,6 +37,9 @@ struct RunOptions {
   /// `sluice verify`: wraps each source instance, to read it only up to the positions the
   /// pipeline's sink committed. Unset: the sources as they are.
   std::function<std::unique_ptr<Source>(std::unique_ptr<Source>)> wrap_source = {};
+  /// How many times `sluice run` built a new runner for this pipeline after kFenced (reported
+  /// as sluice_fenced_restarts_total, which counts on across those runners).
+  int64_t fenced_restarts = 0;
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
@@ -149,6 +152,7 @@ class Runner : public CheckpointRequester {
     std::vector<std::vector<Value>> rows;
     std::vector<DeadLetter> letters;
     std::vector<int32_t> revoked;  ///< partitions workers gave up since the last checkpoint
+    std::vector<int32_t> lost;     ///< partitions the group took away (Handoff::lost)
     bool held_changed = false;     ///< the held records changed
     bool state_changed = false;    ///< the serialized state differs from the last commit's
     std::string state;             ///< the WindowState to store (needs_state_)
@@ -231,6 +235,12 @@ class Runner : public CheckpointRequester {
   void ReadRemoteProgress();
   /// Tasks: feeds the other processes' committed progress read since into the clock.
   void FoldRemoteProgress();
+  /// Tasks: partitions a worker lost (SourceContext::drop_lost). Waits for the commit in
+  /// flight, then forgets their tasks, positions and states, so no later checkpoint carries
+  /// them. kFenced when what was handed over of them is not all committed (their records are
+  /// merged into the pending checkpoint's results and cannot be taken out alone): the run then
+  /// starts again from the committed state, as after a fenced commit.
+  Status DropLostTasks(const std::vector<int32_t>& lost);
   /// Tasks: the progress and state of each task in `owned` (as read under claims_mu_) and of
   /// each task `work` releases, into `work`.
   void CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned);

@@ -74,6 +74,15 @@ struct SourceContext {
   /// rebalance, or Close() giving up the source's partitions): hands over everything processed so far and returns once it is committed,
   /// together with the final positions of `revoked`, which later checkpoints no longer carry.
   std::function<Status(const std::vector<int32_t>& revoked)> checkpoint_before_revoke;
+  /// Called on the worker thread instead of checkpoint_before_revoke when the group took
+  /// partitions away without a revoke this member could answer (a lost assignment: its session
+  /// expired, or it did not poll in time, so they are another member's already and a commit
+  /// for them would be fenced): drops everything read of `lost` since their last commit (its
+  /// results, held records and progress; their next owner reads it again from that commit) and
+  /// returns true once no checkpoint of this process carries them any more. False: what was
+  /// read of them cannot be told apart from other partitions' (the worker reads others too),
+  /// so the caller takes the revoke way. An error: the run is failing. May be null.
+  std::function<Result<bool>(const std::vector<int32_t>& lost)> drop_lost;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
   /// With until_caught_up: how long a source may go without progress (no record read, no

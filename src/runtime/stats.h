@@ -60,6 +60,12 @@ struct PipelineSnapshot {
   int64_t late_windows = 0;  ///< windows skipped as late by records that other windows took
   int64_t backpressure_waits = 0;  ///< times a worker paused because the sink was behind
   int64_t checkpoints = 0, checkpoint_failures = 0, sink_retries = 0, rows_written = 0;
+  /// Source partitions the group took away without a revoke (a lost assignment), dropped
+  /// uncommitted: their next owner reads again what was not committed.
+  int64_t partitions_lost = 0;
+  /// How often `sluice run` started this pipeline again after its commits were fenced
+  /// (RunOptions::fenced_restarts, carried across those restarts).
+  int64_t fenced_restarts = 0;
   /// Result rows the sink refused and dead-lettered (reason "sink_rejected"); also counted in
   /// dead_lettered and dead_lettered_by_reason.
   int64_t sink_rejected = 0;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 #include "core/time.h"
 #include "runtime/columnar.h"
@@ -31,6 +32,7 @@ Worker::Worker(int index, const Plan* plan, std::string source_name, std::unique
   context_.checkpoint_before_revoke = [this](const std::vector<int32_t>& revoked) {
     return CheckpointBeforeRevoke(revoked);
   };
+  context_.drop_lost = [this](const std::vector<int32_t>& lost) { return DropLost(lost); };
 }
 
 Worker::~Worker() {
@@ -198,6 +200,81 @@ Status Worker::CheckpointBeforeRevoke(const std::vector<int32_t>& revoked) {
   std::lock_guard<std::mutex> lock(mu_);
   in_callback_ = false;
   return s;
+}
+
+Result<bool> Worker::DropLost(const std::vector<int32_t>& lost) {
+  if (!drops_lost_) return false;
+  const std::set<int32_t> gone(lost.begin(), lost.end());
+  // The identity positions (a topic's slot, a generation) are the source's, not a partition's.
+  auto ours = [&](int32_t p) { return p >= kIdentityPartitionBase || gone.count(p) > 0; };
+  // What the worker read since its last handoff is merged in its aggregator, whatever the
+  // partition: it can drop it only when every partition it has is lost (as with librdkafka,
+  // which loses a member's whole assignment at once).
+  for (int32_t p : source_->Partitions()) {
+    if (!ours(p)) return false;
+  }
+  for (const auto& [p, o] : pending_.positions) {
+    if (!ours(p)) return false;
+  }
+  for (const HeldRecord& h : held_) {
+    if (!ours(h.partition)) return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const HeldRecord& h : claimed_held_) {
+      if (!ours(h.partition)) return false;
+    }
+    for (const auto& [p, o] : outbox_.positions) {
+      if (!ours(p)) return false;
+    }
+  }
+  if (aggregator_) aggregator_->TakeAll();
+  partition_aggregators_.clear();  // append mode on tasks: one aggregator per partition
+  current_aggregator_ = nullptr;
+  if (plan_->aggregate) {
+    for (int32_t p : lost) clocks_->Forget(p);
+    last_partition_ = -1;
+  }
+  pending_.deltas.clear();
+  pending_.partition_deltas.clear();
+  pending_.rows.clear();
+  pending_.dead_letters.clear();
+  pending_.positions.clear();
+  held_.clear();
+  counters_->held.store(0, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // An untaken handoff holds only these partitions' work too (an earlier revoke's was
+    // committed before its callback returned).
+    outbox_.deltas.clear();
+    outbox_.partition_deltas.clear();
+    outbox_.rows.clear();
+    outbox_.dead_letters.clear();
+    outbox_.positions.clear();
+    for (int32_t p : lost) {
+      outbox_.progress.erase(p);
+      outbox_.lost.push_back(p);
+      reported_positions_.erase(p);
+    }
+    claimed_held_.clear();
+    claimed_held_waiting_.store(false);
+    claimed_taken_ = claimed_added_;
+    if (plan_->holds) {
+      outbox_.held.clear();
+      outbox_.held_reported = true;
+      outbox_.claimed_taken = claimed_taken_;
+    }
+    in_callback_ = true;
+    cv_.notify_all();
+  }
+  // The coordinator takes the loss with its next collection (it does not wait for a handoff
+  // while this callback runs); from then on no checkpoint carries these partitions.
+  const int64_t epoch = requester_->RequestCheckpoint();
+  Status s = requester_->WaitCommitted(epoch);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_callback_ = false;
+  if (!s.ok()) return s;
+  return true;
 }
 
 int64_t Worker::AddClaimedHeld(std::vector<HeldRecord> held) {

@@ -38,6 +38,9 @@ struct Handoff {
   std::vector<DeadLetter> dead_letters;
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
   std::vector<int32_t> revoked;          ///< partitions given up; commit, then forget them
+  /// Partitions the group took away without a revoke (SourceContext::drop_lost): nothing read
+  /// of them is in this or a later handoff; the coordinator drops their tasks uncommitted.
+  std::vector<int32_t> lost;
   // Event time (pipelines with an [aggregate]):
   /// Every partition the worker reads now (those in `revoked` included), with its progress up to
   /// `positions`.
@@ -106,6 +109,9 @@ class Worker {
   /// (Handoff::partition_deltas), before Start(): append mode keeps its open windows per task
   /// when the source is keyed by group key ([source] keyed_by).
   void SetAggregatePerPartition(bool on) { per_partition_ = on; }
+  /// A partition the group takes away without a revoke (SourceContext::drop_lost) is dropped
+  /// uncommitted (before Start(); tasks only). Off: the loss takes the revoke way.
+  void SetDropsLost(bool on) { drops_lost_ = on; }
   /// Adds the held records of a partition's task just claimed for this worker. Any thread; the
   /// worker takes them before its next record and its next handoff. Returns the batch's number
   /// (1, 2, ...; 0 when `held` is empty): a handoff whose `claimed_taken` is at least that
@@ -166,6 +172,10 @@ class Worker {
   void PublishReadPositions(bool force);
   size_t PendingSize() const;
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
+  /// SourceContext::drop_lost: drops what was read of `lost` since the last handoff (and an
+  /// untaken handoff), hands the loss to the coordinator and waits until it took it. False when
+  /// the worker holds work of partitions that are not lost (mixed in its aggregator).
+  Result<bool> DropLost(const std::vector<int32_t>& lost);
   /// Returns the bound a record of `partition` is judged late against: its own watermark, or
   /// the closed bound when that is higher.
   int64_t LateBefore(int32_t partition);
@@ -215,6 +225,7 @@ class Worker {
   bool input_done_ = false;  ///< the source returned kEnd (held records may still be pending)
   std::vector<HeldRecord> held_;
   bool held_per_partition_ = false;
+  bool drops_lost_ = false;
   std::atomic<bool> claimed_held_waiting_{false};
   std::vector<HeldRecord> claimed_held_;  // guarded by mu_
   int64_t claimed_added_ = 0;             // guarded by mu_: batches given by AddClaimedHeld

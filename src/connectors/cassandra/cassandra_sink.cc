@@ -572,7 +572,7 @@ Status CassandraSink::CreateSchema() {
                          " (pipeline text, source text, \"partition\" int, fence bigint, owner text, "
                          "max_event_time bigint, watermark bigint, enforced bigint, idle boolean, state blob, "
                          "\"position\" bigint, generation_position bigint, ts_limit bigint, updated_at timestamp, "
-                         "PRIMARY KEY ((pipeline), source, \"partition\"))");
+                         "legacy_state_ts bigint static, PRIMARY KEY ((pipeline), source, \"partition\"))");
   }
   const std::string table = TableCql();
   statements.push_back(table);
@@ -581,6 +581,7 @@ Status CassandraSink::CreateSchema() {
     if (!r.ok()) return r.status().WithContext("cassandra " + uri_.Display());
   }
   RETURN_IF_ERROR(MigrateDeadLetters());
+  if (ctx_.tasks) RETURN_IF_ERROR(AddLegacyMarkColumn());
   RETURN_IF_ERROR(CheckExistingTable());
   tasks_table_ = ctx_.tasks;
   return Status::OK();
@@ -620,6 +621,36 @@ Status CassandraSink::MigrateDeadLetters() {
                  uri_.Display());
   }
   legacy_dead_letter_key_ = found != "clustering";
+  return Status::OK();
+}
+
+Status CassandraSink::AddLegacyMarkColumn() {
+  cassandra::QueryOptions q;
+  q.consistency = cassandra::Consistency::kOne;
+  const std::vector<CqlValue> args = {CqlValue::Text(uri_.keyspace), CqlValue::Text("_sluice_tasks")};
+  auto has = [&]() -> Result<bool> {
+    ASSIGN_OR_RETURN(cassandra::QueryResult r,
+                     conn_->QueryAllPages("SELECT column_name FROM system_schema.columns "
+                                          "WHERE keyspace_name = ? AND table_name = ?",
+                                          args, q));
+    for (const auto& row : r.rows) {
+      if (row.size() == 1 && row[0].text() == "legacy_state_ts") return true;
+    }
+    return false;
+  };
+  ASSIGN_OR_RETURN(bool found, has());
+  if (found) return Status::OK();
+  // A task table of an earlier sluice (before the mark): one more column, static (one value per
+  // pipeline).
+  cassandra::QueryOptions ddl;
+  ddl.consistency = consistency_;
+  ddl.page_size = 0;
+  auto r = conn_->Query("ALTER TABLE " + TasksTable() + " ADD legacy_state_ts bigint static", {}, ddl);
+  ASSIGN_OR_RETURN(found, has());  // another process may have added it first
+  if (!found) {
+    return (r.ok() ? Status::Internal("the column did not appear") : r.status())
+        .WithContext("cassandra " + uri_.Display() + ": adding legacy_state_ts to _sluice_tasks");
+  }
   return Status::OK();
 }
 
@@ -964,6 +995,9 @@ Status CassandraSink::Commit(const Checkpoint& cp) {
   // and inside the range each of its tasks reserved (so below the next owner's).
   int64_t ts = 0;
   if (ctx_.tasks) {
+    // An older sluice writing the one state row again (a rolling upgrade): its row would be
+    // ignored. One read of one row, before anything of this checkpoint is written.
+    if (!cp.tasks.empty()) RETURN_IF_ERROR(CheckNoLegacyState());
     ASSIGN_OR_RETURN(ts, ReserveTimestamp(cp));
     last_write_ts_ = ts;
   }
@@ -1407,56 +1441,116 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
   return Status::OK();
 }
 
+Result<CassandraSink::LegacyRow> CassandraSink::ReadLegacyState() {
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  const std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
+  auto r = conn_->Query("SELECT state, WRITETIME(state) FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable +
+                            " WHERE pipeline = ?",
+                        args, q);
+  if (!r.ok()) return Failed(r.status());
+  LegacyRow out;
+  if (r->rows.empty() || r->rows[0].size() != 2 || r->rows[0][0].is_null() || r->rows[0][0].text().empty() ||
+      r->rows[0][1].is_null()) {
+    return out;
+  }
+  out.state = r->rows[0][0].text();
+  out.written = r->rows[0][1].int64();
+  return out;
+}
+
+Status CassandraSink::CheckNoLegacyState() {
+  ASSIGN_OR_RETURN(const LegacyRow legacy, ReadLegacyState());
+  const int64_t written = legacy.written;
+  // The row the migration moved (written at or before the mark), not deleted yet: a crash or
+  // another process's Open came between the migration's batch and its delete.
+  if (written == 0 || written <= migrated_legacy_ts_) return Status::OK();
+  return Status::FailedPrecondition(
+      "cassandra " + uri_.Display() + ": pipeline " + ctx_.pipeline +
+      " has a state row in _sluice_state next to its per-partition rows in _sluice_tasks: a process of an "
+      "older sluice (without per-partition state) wrote it after the state moved into tasks, and it would be "
+      "ignored (its held records lost, what it applied applied again): every process of a pipeline must run "
+      "a version with per-partition state: stop them all, then start; the row is left as it is (delete it "
+      "to go on from the task rows)");
+}
+
 Status CassandraSink::MigrateLegacyState() {
   cassandra::QueryOptions q;
   q.consistency = read_consistency_;
   std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline)};
-  auto any = conn_->Query("SELECT source FROM " + TasksTable() + " WHERE pipeline = ? LIMIT 1", args, q);
-  if (!any.ok()) return any.status();
-  if (!any->rows.empty()) return Status::OK();  // tasks already: nothing to move
-  ASSIGN_OR_RETURN(std::string legacy, LoadState());
-  if (legacy.empty()) return Status::OK();
-  ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(legacy, ctx_.aggregate));
-  if (!old.open.empty()) {
-    return Status::FailedPrecondition("cassandra " + uri_.Display() + ": the stored state of pipeline " +
-                                      ctx_.pipeline + " has open windows, which per-task state does not take");
+  // The task rows (if any) and the mark: the WRITETIME of the legacy row moved into them.
+  auto read_mark = [&]() -> Result<bool> {
+    auto any = conn_->Query("SELECT source, legacy_state_ts FROM " + TasksTable() + " WHERE pipeline = ? LIMIT 1",
+                            args, q);
+    if (!any.ok()) return Failed(any.status());
+    if (any->rows.empty() || any->rows[0].size() != 2 || any->rows[0][0].is_null()) return false;
+    migrated_legacy_ts_ = any->rows[0][1].is_null() ? 0 : any->rows[0][1].int64();
+    return true;
+  };
+  migrated_legacy_ts_ = 0;
+  ASSIGN_OR_RETURN(bool tasks, read_mark());
+  auto delete_legacy = [&](int64_t written) {
+    // USING TIMESTAMP of the row read: a later write (an older sluice still running) survives,
+    // and is found by the check below and by every commit.
+    return RunWithRetry(1, [&](size_t) {
+      Request del;
+      del.cql = "DELETE FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable + " USING TIMESTAMP ? WHERE pipeline = ?";
+      del.values = {CqlValue::Bigint(written), CqlValue::Text(ctx_.pipeline)};
+      del.options.consistency = consistency_;
+      del.options.page_size = 0;
+      return del;
+    });
+  };
+  if (!tasks) {
+    ASSIGN_OR_RETURN(const LegacyRow legacy, ReadLegacyState());
+    const int64_t written = legacy.written;
+    if (written == 0) return Status::OK();
+    ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(legacy.state, ctx_.aggregate));
+    if (!old.open.empty()) {
+      return Status::FailedPrecondition("cassandra " + uri_.Display() + ": the stored state of pipeline " +
+                                        ctx_.pipeline + " has open windows, which per-task state does not take");
+    }
+    const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+    const int64_t now_ms = WallClockMicros() / 1000;
+    Request batch;
+    size_t held = 0;
+    for (const auto& [id, task] : SplitLegacyState(old, ctx_.source, delay)) {
+      held += task.held.size();
+      batch.batch.push_back(
+          {"INSERT INTO " + TasksTable() +
+               " (pipeline, source, \"partition\", fence, owner, max_event_time, watermark, enforced, idle, state, "
+               "ts_limit, updated_at, legacy_state_ts) VALUES (?, ?, ?, 0, '', ?, ?, ?, false, ?, 0, ?, ?) IF NOT EXISTS",
+           nullptr,
+           {CqlValue::Text(ctx_.pipeline), CqlValue::Text(id.source), CqlValue::Int(id.partition),
+            TimeOrNull(task.progress.max_event_time), TimeOrNull(task.progress.watermark),
+            TimeOrNull(task.progress.enforced), CqlValue::Raw(CqlType::kBlob, task.Serialize(ctx_.aggregate)),
+            CqlValue::Timestamp(now_ms), CqlValue::Bigint(written)}});
+    }
+    const size_t moved = batch.batch.size();
+    bool applied = true;
+    if (!batch.batch.empty()) {
+      // All task rows or none (a conditional batch of one partition), with the mark: the
+      // WRITETIME of the legacy row they come from. Another process migrating at the same time
+      // makes this one's not apply.
+      ASSIGN_OR_RETURN(applied, RunConditional(std::move(batch)));
+    }
+    if (moved == 0) return delete_legacy(written);  // nothing in it to keep
+    if (applied) {
+      spdlog::info("cassandra {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} task(s), "
+                   "{} held record(s))", uri_.Display(), ctx_.pipeline, moved, held);
+      if (hook_) RETURN_IF_ERROR(hook_("state_moved"));
+    }
+    ASSIGN_OR_RETURN(tasks, read_mark());
   }
-  const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
-  const int64_t now_ms = WallClockMicros() / 1000;
-  Request batch;
-  size_t held = 0;
-  for (const auto& [id, task] : SplitLegacyState(old, ctx_.source, delay)) {
-    held += task.held.size();
-    batch.batch.push_back(
-        {"INSERT INTO " + TasksTable() +
-             " (pipeline, source, \"partition\", fence, owner, max_event_time, watermark, enforced, idle, state, "
-             "ts_limit, updated_at) VALUES (?, ?, ?, 0, '', ?, ?, ?, false, ?, 0, ?) IF NOT EXISTS",
-         nullptr,
-         {CqlValue::Text(ctx_.pipeline), CqlValue::Text(id.source), CqlValue::Int(id.partition),
-          TimeOrNull(task.progress.max_event_time), TimeOrNull(task.progress.watermark),
-          TimeOrNull(task.progress.enforced), CqlValue::Raw(CqlType::kBlob, task.Serialize(ctx_.aggregate)),
-          CqlValue::Timestamp(now_ms)}});
-  }
-  const size_t moved = batch.batch.size();
-  bool applied = true;
-  if (!batch.batch.empty()) {
-    // All task rows or none (a conditional batch of one partition): another process migrating
-    // at the same time makes this one's not apply.
-    ASSIGN_OR_RETURN(applied, RunConditional(std::move(batch)));
-  }
-  // Then the legacy row goes. A crash in between leaves it, and the next open, finding task
-  // rows, leaves it alone (it is never read again in task mode).
-  RETURN_IF_ERROR(RunWithRetry(1, [&](size_t) {
-    Request del;
-    del.cql = "DELETE FROM " + QuoteIdentifier(uri_.keyspace) + "." + kStateTable + " WHERE pipeline = ?";
-    del.values = args;
-    del.options.consistency = consistency_;
-    del.options.page_size = 0;
-    return del;
-  }));
-  if (applied && moved > 0) {
-    spdlog::info("cassandra {}: pipeline {}: the stored state now lives per partition in _sluice_tasks ({} task(s), "
-                 "{} held record(s))", uri_.Display(), ctx_.pipeline, moved, held);
+  // Then the legacy row goes, if it is the one moved (at or before the mark). A crash before
+  // this delete leaves it, and the next Open deletes it here; a row written after the mark is an
+  // older sluice still running, and refused.
+  RETURN_IF_ERROR(CheckNoLegacyState());
+  ASSIGN_OR_RETURN(const LegacyRow left, ReadLegacyState());
+  if (left.written != 0) {
+    RETURN_IF_ERROR(delete_legacy(left.written));
+    spdlog::info("cassandra {}: pipeline {}: deleted the legacy state row already moved into _sluice_tasks",
+                 uri_.Display(), ctx_.pipeline);
   }
   return Status::OK();
 }

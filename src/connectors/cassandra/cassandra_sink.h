@@ -90,8 +90,9 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
 
   /// Called with "rows_written" after the rows of a checkpoint are acknowledged and before its
   /// positions are written, and (tasks) with "tasks_committed" after the tasks' conditional
-  /// batch and before the positions are mirrored into _sluice_positions; a non-OK status aborts
-  /// the Commit there (a crash simulation).
+  /// batch and before the positions are mirrored into _sluice_positions, and with "state_moved"
+  /// after Open's migration moved a legacy state into task rows and before it deletes the legacy
+  /// row; a non-OK status aborts the Commit (or Open) there (a crash simulation).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
 
@@ -122,8 +123,21 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   Status PrepareStatements();
   Status CheckExistingTable();
   /// With SinkContext::tasks: moves a legacy _sluice_state row of the pipeline into task rows
-  /// (one conditional batch, only when the pipeline has no task rows), then deletes it.
+  /// (one conditional batch, only when the pipeline has no task rows, that also sets the mark:
+  /// the legacy row's WRITETIME), then deletes it (USING TIMESTAMP of that row). Reads the mark
+  /// into migrated_legacy_ts_; refuses a legacy row written after it (CheckNoLegacyState).
   Status MigrateLegacyState();
+  /// Adds the mark column (legacy_state_ts, static) to a task table of an earlier sluice.
+  Status AddLegacyMarkColumn();
+  /// The pipeline's legacy _sluice_state row: its state and WRITETIME (0 when it holds none).
+  struct LegacyRow {
+    std::string state;
+    int64_t written = 0;
+  };
+  Result<LegacyRow> ReadLegacyState();
+  /// kFailedPrecondition when the pipeline's legacy _sluice_state row holds a state written
+  /// after the migration's mark (an older sluice still running next to the task rows).
+  Status CheckNoLegacyState();
   /// Runs one conditional request (an LWT or a conditional batch) with retries; returns whether
   /// it was applied (the `[applied]` column of its answer).
   Result<bool> RunConditional(cassandra::Request request);
@@ -187,6 +201,9 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// The write timestamp (microseconds) of this sink's last checkpoint in task mode: each
   /// checkpoint uses a larger one, so a later checkpoint's upserts win over an earlier one's.
   int64_t last_write_ts_ = 0;
+  /// The WRITETIME of the legacy state row moved into the task rows (their static column
+  /// legacy_state_ts; 0: none was): a legacy row written later is an older sluice's.
+  int64_t migrated_legacy_ts_ = 0;
   std::atomic<bool> healthy_{true};
   int64_t rows_rejected_ = 0;
   TestHook hook_;

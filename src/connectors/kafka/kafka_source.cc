@@ -542,7 +542,30 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
     std::set<int32_t> gone(revoked.begin(), revoked.end());
     in_flight_->RemoveIf([&](const RawRecord& r) { return gone.count(r.partition) > 0; });
   }
-  if (err == RdKafka::ERR__REVOKE_PARTITIONS && !revoked.empty() && ctx_.checkpoint_before_revoke) {
+  // A lost assignment (this member's session expired, or it did not poll within
+  // max.poll.interval.ms): the group has given the partitions to another member already, and a
+  // commit for them would be fenced. What was read of them and not committed is dropped; their
+  // new owner reads it again from the last commit.
+  bool dropped = false;
+  if (err == RdKafka::ERR__REVOKE_PARTITIONS && !revoked.empty() && consumer->assignment_lost() &&
+      ctx_.drop_lost) {
+    Result<bool> d = ctx_.drop_lost(revoked);
+    if (!d.ok()) {
+      spdlog::error("kafka {}: dropping the lost partitions failed: {}", settings_.client_id, d.status().ToString());
+      callback_error_ = d.status();
+      dropped = true;  // the run is failing: no checkpoint either
+    } else if (*d) {
+      std::string names;
+      for (int32_t p : revoked) names += (names.empty() ? "" : ", ") + Label(p);
+      spdlog::warn("kafka {}: lost {} (group {} gave them to another member: this member's session expired or it "
+                   "did not poll within max.poll.interval.ms); nothing more is committed for them here, and what "
+                   "was read of them since their last commit is dropped, to be read again by their new owner; "
+                   "going on with the other partitions",
+                   settings_.client_id, names, settings_.group);
+      dropped = true;
+    }
+  }
+  if (!dropped && err == RdKafka::ERR__REVOKE_PARTITIONS && !revoked.empty() && ctx_.checkpoint_before_revoke) {
     Status s = ctx_.checkpoint_before_revoke(revoked);
     if (!s.ok()) {
       spdlog::error("kafka {}: checkpoint before giving up partitions failed: {}",

@@ -29,7 +29,10 @@ const OptionTable& KafkaSourceOptions();
 /// the group assigns a partition, the source seeks to the sink's committed position (or the
 /// beginning); Kafka's own committed offsets are only informational. Before partitions are
 /// revoked, and in Close() before the consumer leaves the group, the worker's state is
-/// checkpointed (SourceContext::checkpoint_before_revoke).
+/// checkpointed (SourceContext::checkpoint_before_revoke). A lost assignment (this member's
+/// session expired, or it did not poll within max.poll.interval.ms: the partitions are another
+/// member's already) goes to SourceContext::drop_lost instead, which drops what was read of them
+/// uncommitted; when the engine cannot drop them alone, the revoke way is taken.
 /// With until_caught_up the source stops at the end offsets seen when it opened, once every
 /// partition of the topic has reached them: its own by reading, the others by the sink's
 /// committed positions (whoever read them: another member, another process, this one before a

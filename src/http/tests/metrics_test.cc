@@ -114,6 +114,20 @@ TEST(MetricsTest, ExportsTheContractNamesWithLabels) {
   EXPECT_EQ(m.find(R"(partition="1"} -1)"), std::string::npos);
 }
 
+TEST(MetricsTest, LostPartitionsAndFencedRestarts) {
+  PipelineSnapshot s = Sample();
+  std::string m = RenderMetrics(s, Info(), Process(), 1'700'000'010'000'000);
+  EXPECT_TRUE(Has(m, R"(sluice_partitions_lost_total{pipeline="recruitment",source="tracking"} 0)")) << m;
+  EXPECT_TRUE(Has(m, R"(sluice_fenced_restarts_total{pipeline="recruitment"} 0)")) << m;
+  s.partitions_lost = 3;
+  s.fenced_restarts = 2;
+  m = RenderMetrics(s, Info(), Process(), 1'700'000'010'000'000);
+  EXPECT_TRUE(Has(m, "# TYPE sluice_partitions_lost_total counter")) << m;
+  EXPECT_TRUE(Has(m, R"(sluice_partitions_lost_total{pipeline="recruitment",source="tracking"} 3)")) << m;
+  EXPECT_TRUE(Has(m, "# TYPE sluice_fenced_restarts_total counter")) << m;
+  EXPECT_TRUE(Has(m, R"(sluice_fenced_restarts_total{pipeline="recruitment"} 2)")) << m;
+}
+
 TEST(MetricsTest, WatermarkSeriesOnlyWhenKnown) {
   const int64_t now = 1'700'000'010'000'000;
   PipelineSnapshot s = Sample();

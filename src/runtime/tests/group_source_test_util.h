@@ -25,7 +25,7 @@ struct Group {
   std::condition_variable cv;
   std::map<int32_t, std::vector<std::string>> topic;
   struct Member {
-    std::vector<std::pair<char, int32_t>> commands;  ///< ('a'ssign | 'r'evoke | 'l'ose, partition)
+    std::vector<std::pair<char, int32_t>> commands;  ///< ('a'ssign | 'r'evoke | 'l'ose | 'b'usy, partition)
     int done = 0;                                    ///< commands carried out
   };
   std::map<std::string, Member> members;
@@ -53,7 +53,15 @@ class GroupSource : public Source {
         RETURN_IF_ERROR(ctx_.checkpoint_before_revoke({p}));
         next_.erase(p);
       } else if (what == 'l') {
-        next_.erase(p);  // lost: taken away without a checkpoint (its rows are stale now)
+        // Lost (the group took it away without a revoke this member could answer, as a Kafka
+        // member whose session expired): dropped uncommitted when the engine can, else the
+        // revoke way (as KafkaSource::rebalance_cb does).
+        bool dropped = false;
+        if (ctx_.drop_lost) {
+          ASSIGN_OR_RETURN(dropped, ctx_.drop_lost({p}));
+        }
+        if (!dropped) RETURN_IF_ERROR(ctx_.checkpoint_before_revoke({p}));
+        next_.erase(p);
       } else if (what == 'b') {
         // busy: this Poll() takes p ms (reported done first), so the worker hands over late
         ++done_;

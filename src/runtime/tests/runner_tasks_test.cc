@@ -120,11 +120,12 @@ class RunnerTasksTest : public ::testing::Test {
   /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
   /// unknown jobs held for a minute) on a thread.
   Runner* Start(const std::string& member, const std::string& scheme = "group",
-                const std::string& idle_timeout = "1h", bool append = false) {
+                const std::string& idle_timeout = "1h", bool append = false,
+                const std::string& checkpoint_interval = "5ms") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
-        "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"5ms\"\n"
+        "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"" + checkpoint_interval + "\"\n"
         "[source]\nname = \"in\"\nuri = \"" + scheme + ":" + member + "\"\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
@@ -415,6 +416,48 @@ TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedStat
   ASSERT_TRUE(Stop("b").ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
   EXPECT_EQ(Lines("a", "\"reason\"") + Lines("a2", "\"reason\"") + Lines("b", "\"reason\""), 0);
+}
+
+// A member whose session expired loses its partition (the group gave it to another process,
+// which claimed it): the worker drops what it read of it since the last commit — the result of
+// one record and a held record — and the run goes on with its other partition, without being
+// fenced. The next owner reads the partition from its last commit, so each record counts once.
+TEST_F(RunnerTasksTest, ALostPartitionIsDroppedUncommittedAndTheRunGoesOn) {
+  // Checkpoints only when asked for (a revoke, a loss, the end): what a reads stays uncommitted.
+  Runner* a = Start("a", "group2", "1h", false, "1h");
+  Command("a/0", 'a', 0);
+  Command("a/1", 'a', 1);
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:01", 7, 2)});  // job 7: held
+  Produce(1, {Rec("y", "00:05:02", 1, 8)});
+  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().records_in == 3 && a->Snapshot().held == 1; }));
+  // The group gives partition 0 to b (a's member was cut off); b claims it and reads it from
+  // its last commit (none: the beginning).
+  Runner* b = Start("b");
+  Command("b", 'a', 0);
+  ASSERT_TRUE(WaitPosition(0, 2));
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  // a's member finds its assignment lost.
+  Command("a/0", 'l', 0);
+  EXPECT_EQ(a->Snapshot().partitions_lost, 1);
+  EXPECT_EQ(a->Snapshot().held, 0);
+  // a goes on with partition 1, and commits it.
+  Produce(1, {Rec("y", "00:05:03", 1, 4)});
+  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().records_in == 4; }));
+  Command("a/1", 'r', 1);
+  ASSERT_TRUE(WaitPosition(1, 2));
+  EXPECT_FALSE(runs_.at("a").done.load()) << RunEnded("a");
+  WriteJobs("1,10\n7,70\n");
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
+  // x: 1 + 2 (b, the held record applied once); y: 8 + 4 (a).
+  const std::vector<std::string> want = {"2024-01-01 00:05:00|x|2|3", "2024-01-01 00:05:00|y|2|12"};
+  ASSERT_TRUE(WaitFor([&] { return Rows() == want; })) << ::testing::PrintToString(Rows());
+  Status sa = Stop("a");
+  EXPECT_TRUE(sa.ok()) << sa.ToString();
+  ASSERT_TRUE(Stop("b").ok());
+  EXPECT_EQ(Rows(), want);
+  EXPECT_EQ(Query(db_, "SELECT partition, fence FROM _sluice_tasks ORDER BY partition"),
+            (std::vector<std::string>{"0|2", "1|1"}));
+  EXPECT_EQ(Lines("a", "\"reason\"") + Lines("b", "\"reason\""), 0);
 }
 
 // A task claimed by one worker of a process while the checkpoint coordinator still waits for

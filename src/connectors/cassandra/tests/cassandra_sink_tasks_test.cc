@@ -330,5 +330,92 @@ TEST_F(CassandraSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
             (std::vector<std::string>{"0|0", "1|1"}));
 }
 
+// An older sluice (one state row per pipeline) still running after the state moved into task
+// rows — a rolling upgrade: its row would be ignored (its held records lost, what it applied
+// applied again). Refused at Open and in every commit of tasks, as the SQL sinks do; the row is
+// left for the operator. The migration's own row, left by a crash before its delete (written at
+// the mark), is deleted at the next Open instead.
+TEST_F(CassandraSinkTasksTest, ALegacyStateRowWrittenAfterTheMigrationIsRefusedAtOpenAndCommit) {
+  WindowState old;
+  old.max_event_times[{"in", 0}] = 100;
+  old.held.push_back(HeldRecord{"p0-a", 0, 7, 0});
+  const std::string blob = old.Serialize(nullptr);
+  auto legacy = OpenSink(false);
+  ASSERT_TRUE(legacy);
+  {
+    Checkpoint cp;
+    cp.positions = {{"in", 0, 8}};
+    cp.state = &blob;
+    ASSERT_TRUE(legacy->Commit(cp).ok());
+  }
+  const std::string state_written =
+      "SELECT WRITETIME(state) FROM " + Table("\"_sluice_state\"") + " WHERE pipeline = ?";
+  const std::vector<std::string> written = Lines(state_written);
+  ASSERT_EQ(written.size(), 1u);
+  auto make = [&] {
+    SinkConfig c;
+    c.uri = "cassandra://" + cassandra_test::ServerHostPort() + "/" + kKeyspace;
+    c.table = "tasks_rows";
+    c.options.Set("key", Option{"id", {"test.toml", 7, 1}});
+    auto made = CassandraSink::Make(c);
+    EXPECT_TRUE(made.ok()) << made.status().ToString();
+    return std::unique_ptr<CassandraSink>(made.ok() ? static_cast<CassandraSink*>(made->release()) : nullptr);
+  };
+  {
+    // The migration crashes after its batch, before deleting the legacy row.
+    auto crashing = make();
+    ASSERT_TRUE(crashing);
+    crashing->SetTestHook([](std::string_view stage) {
+      return stage == "state_moved" ? Status::Aborted("crash after moving the state") : Status::OK();
+    });
+    EXPECT_FALSE(crashing->Open(ctx_).ok());
+  }
+  // The mark is the moved row's WRITETIME; the row is still there.
+  EXPECT_EQ(Lines("SELECT legacy_state_ts FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ? LIMIT 1"),
+            written);
+  EXPECT_EQ(Lines(state_written), written);
+  // The next Open finds the row at the mark: the one already moved, deleted now, not refused.
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(Lines(state_written).empty());
+  auto claim = a->ClaimTask(TaskId{"in", 0}, Owner("a"));
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{0, 8}}));
+  ASSERT_EQ(TaskState::Parse(claim->state, nullptr).value().held.size(), 1u);
+  Checkpoint ok;
+  ok.positions = {{"in", 0, 9}};
+  ok.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
+  ASSERT_TRUE(a->Commit(ok).ok());
+
+  // The older sluice commits again: its row is newer than the mark.
+  {
+    Checkpoint cp;
+    cp.positions = {{"in", 0, 12}};
+    cp.state = &blob;
+    ASSERT_TRUE(legacy->Commit(cp).ok());
+  }
+  Checkpoint next;
+  next.positions = {{"in", 0, 10}};
+  next.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
+  Status s = a->Commit(next);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state: stop them "
+                             "all, then start"),
+            std::string::npos)
+      << s.ToString();
+  // Nothing of the refused commit: the task row keeps the position of the last commit.
+  EXPECT_EQ(Lines("SELECT \"position\" FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?"),
+            std::vector<std::string>{"9"});
+  {
+    auto b = make();
+    ASSERT_TRUE(b);
+    Status open = b->Open(ctx_);
+    EXPECT_EQ(open.code(), StatusCode::kFailedPrecondition) << open.ToString();
+    EXPECT_NE(open.message().find("_sluice_state next to its per-partition rows"), std::string::npos)
+        << open.ToString();
+  }
+  // The row is left as it is.
+  EXPECT_EQ(Lines(state_written).size(), 1u);
+}
 }  // namespace
 }  // namespace sluice

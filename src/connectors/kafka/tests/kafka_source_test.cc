@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafkacpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -228,6 +229,65 @@ TEST(KafkaSource, SeveralTopicsKeepTheFirstTopicsPositions) {
   for (const auto& [p, v] : source->PositionsPastRecords()) past[p] = v;
   EXPECT_EQ(past[kTopicSlotBase], Fingerprint64(a));
   EXPECT_EQ(past[kTopicSlotBase + DefaultTopicSlot(b)], Fingerprint64(b));
+  source->Close();
+}
+
+/// A member that stops polling past max.poll.interval.ms is put out of the group (librdkafka
+/// leaves on its own; the group hands its partitions out again): at its next poll the revoke comes
+/// as a lost assignment, which goes to drop_lost instead of checkpoint_before_revoke (a commit for
+/// partitions another member owns would be fenced). The member then rejoins, is assigned the
+/// partition again (claimed again) and goes on reading from its committed position.
+TEST(KafkaSource, ALostAssignmentIsDroppedNotCheckpointed) {
+  const std::string topic = UniqueName("lost");
+  if (!Publish(topic, 4, 0)) SLUICE_SKIP_OR_FAIL("no Kafka broker at " + Brokers() + " (run `make services`)");
+  KafkaSource::Settings settings = SettingsFor({topic}, UniqueName("lost-group"));
+  settings.properties["session.timeout.ms"] = "6000";
+  settings.properties["max.poll.interval.ms"] = "6000";
+  auto source = std::make_unique<KafkaSource>(settings, DecoderOptions{});
+  int claims = 0, revokes = 0;
+  std::vector<int32_t> lost;
+  SourceContext ctx;
+  ctx.committed_position = [](int32_t) { return std::optional<int64_t>(); };
+  // The sink's committed position: 2 (the records before were committed, those after not).
+  ctx.claim_position = [&](int32_t p) {
+    if (p != 0) return std::optional<int64_t>();  // the broker's default partition count: no records there
+    ++claims;
+    return std::optional<int64_t>(2);
+  };
+  ctx.checkpoint_before_revoke = [&](const std::vector<int32_t>&) {
+    ++revokes;
+    return Status::OK();
+  };
+  ctx.drop_lost = [&](const std::vector<int32_t>& partitions) -> Result<bool> {
+    lost.insert(lost.end(), partitions.begin(), partitions.end());
+    return true;
+  };
+  ASSERT_TRUE(source->Open(ctx).ok());
+  std::vector<Read> first = ReadUntil(source.get(), 2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].offset, 2);
+  EXPECT_EQ(claims, 1);
+  const std::vector<int32_t> assigned = source->Partitions();
+  std::this_thread::sleep_for(std::chrono::seconds(9));  // no poll: the member is put out after 6 s
+  std::vector<Read> again;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while ((claims < 2 || again.size() < 2) && std::chrono::steady_clock::now() < deadline) {
+    RawBatch batch;
+    auto state = source->Poll(&batch, 100, std::chrono::milliseconds(200));
+    // The consumer may report the exceeded poll interval once (the worker retries such errors).
+    ASSERT_TRUE(state.ok() || state.status().code() == StatusCode::kUnavailable) << state.status().ToString();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      again.push_back({batch.record(i).partition, batch.record(i).offset, std::string(batch.payload(i))});
+    }
+  }
+  std::sort(lost.begin(), lost.end());
+  EXPECT_EQ(lost, assigned);  // the whole assignment is lost at once
+  EXPECT_EQ(revokes, 0) << "a lost assignment went through checkpoint_before_revoke";
+  EXPECT_EQ(claims, 2) << "the member was not assigned the partition again";
+  // Read again from the committed position, after the claim.
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].offset, 2);
+  EXPECT_EQ(again[1].offset, 3);
   source->Close();
 }
 
