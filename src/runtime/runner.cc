@@ -865,7 +865,6 @@ void Runner::ReportEventTime(size_t i, const Handoff& h) {
     for (const auto& [p, progress] : h.progress) r.reading.insert(p);
     for (int32_t p : h.revoked) r.reading.erase(p);
     r.input.insert(h.input_partitions.begin(), h.input_partitions.end());
-    WarnIfSplitWithOneState(now);
   }
 }
 
@@ -938,6 +937,9 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     }
     for (int32_t p : h.revoked) work->revoked.push_back(p);
   }
+  // Judged once every worker has reported: between two reports of one collection, a partition
+  // moving from one worker to another was read by neither.
+  if (needs_state_ && clock_ && !tasks_ && group_managed_.load()) WarnIfSplitWithOneState(SteadyClockMicros());
   if (!parts.empty() && plan_->aggregate) MergeParts(std::move(parts), work);
   return Status::OK();
 }

@@ -172,6 +172,22 @@ class GroupRuns {
     ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }));
   }
 
+  /// Gives `member` a command without waiting for it (carried out in its next Poll()); returns
+  /// how many commands `member` has to have carried out for it to be done (see CarriedOut).
+  int Enqueue(const std::string& member, char what, int32_t p) {
+    std::lock_guard<std::mutex> lock(group_->mu);
+    auto& m = group_->members[member];
+    m.commands.emplace_back(what, p);
+    group_->cv.notify_all();
+    return static_cast<int>(m.commands.size());
+  }
+  /// Waits (20 s at most) until `member` has carried out `count` commands.
+  bool CarriedOut(const std::string& member, int count) {
+    std::unique_lock<std::mutex> lock(group_->mu);
+    auto& m = group_->members[member];
+    return group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= count; });
+  }
+
   /// Why `member`'s run ended, when it did ("" while it runs): a command it never carried out
   /// then says so.
   std::string RunEnded(const std::string& member) {

@@ -402,5 +402,34 @@ TEST_F(RunnerTasksTest, AppendModeSplitOverProcessesWarns) {
   ASSERT_TRUE(Stop("a").ok());
 }
 
+// Whether a process reads only part of its input is judged on the reports of all its workers
+// from one checkpoint collection, not after each worker's: a partition that moves from one
+// worker of the process to another within one collection was read by the process all along.
+// Here partition 1 is read by another member from the start, and partition 0 moves between the
+// process's two workers 4 s later: the warning comes 10 s after the split began. (Judged after
+// each worker's report, worker 0's report without partition 0 next to worker 1's last one
+// looked like a process reading nothing, which started the 10 s again: about 15 s.)
+TEST_F(RunnerTasksTest, AppendModeSplitIsJudgedOnWholeCollections) {
+  Runner* a = Start("a", "group2", "1h", /*append=*/true);
+  Command("a/0", 'a', 0);
+  const auto split = std::chrono::steady_clock::now();
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(a->split_with_one_state_warnings(), 0);
+  // Worker 1 is busy for a second, so the collection under way waits for its handoff; worker 0
+  // has handed over. Then worker 0 gives partition 0 up (its handoff goes to the next
+  // collection) and worker 1 takes it in the Poll() after its busy one, before that handoff.
+  Command("a/1", 'b', 1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int taken = Enqueue("a/1", 'a', 0);
+  Command("a/0", 'r', 0);
+  ASSERT_TRUE(CarriedOut("a/1", taken));
+  ASSERT_TRUE(WaitFor([&] { return a->split_with_one_state_warnings() == 1; }));
+  const auto after = std::chrono::steady_clock::now() - split;
+  EXPECT_GE(after, std::chrono::seconds(10));
+  EXPECT_LT(after, std::chrono::milliseconds(13'500)) << "the move started the 10 s again";
+  ASSERT_TRUE(Stop("a").ok());
+}
+
 }  // namespace
 }  // namespace sluice
