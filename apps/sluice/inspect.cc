@@ -10,6 +10,7 @@
 #include "connectors/file/file_source.h"
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/table/table_util.h"
+#include "core/iso_time.h"
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "core/uri.h"
@@ -92,8 +93,6 @@ std::string Ago(int64_t micros, int64_t now) {
   return std::to_string(s / 86400) + " days ago";
 }
 
-std::string Iso(int64_t micros) { return FormatTimestamp(micros, "%Y-%m-%dT%H:%M:%SZ"); }
-
 /// Says what a source's positions are: a file's offset with its identity, a table cursor, or
 /// partitions with offsets.
 void DescribeSourceText(const SourcePositions& s, std::ostream& out) {
@@ -139,7 +138,8 @@ void RenderText(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
     out << "\npipeline " << p.pipeline << "\n";
     out << "  last checkpoint    ";
     if (p.last_checkpoint_micros > 0) {
-      out << Iso(p.last_checkpoint_micros) << " (" << Ago(p.last_checkpoint_micros, now) << ")\n";
+      out << FormatIsoTimestamp(p.last_checkpoint_micros) << " (" << Ago(p.last_checkpoint_micros, now)
+          << ")\n";
     } else {
       out << "unknown\n";
     }
@@ -202,7 +202,7 @@ void RenderJson(const SinkInventory& inv, const InspectCliOptions& o, std::ostre
     j.BeginObject();
     j.Key("pipeline").String(p.pipeline);
     j.Key("last_checkpoint");
-    p.last_checkpoint_micros > 0 ? j.String(Iso(p.last_checkpoint_micros)) : j.Null();
+    p.last_checkpoint_micros > 0 ? j.String(FormatIsoTimestamp(p.last_checkpoint_micros)) : j.Null();
     j.Key("last_checkpoint_micros");
     p.last_checkpoint_micros > 0 ? j.Int(p.last_checkpoint_micros) : j.Null();
     j.Key("state_bytes");

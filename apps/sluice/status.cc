@@ -14,6 +14,7 @@
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/kafka/kafka_uri.h"
+#include "core/iso_time.h"
 #include "core/json_builder.h"
 #include "core/status.h"
 #include "core/time.h"
@@ -38,15 +39,10 @@ struct Row {
   const TaskRow* task = nullptr;  ///< the partition's task in the sink; null: none stored
 };
 
-/// A time as UTC ISO 8601, as `sluice inspect` prints them (with the microseconds when not 0).
-std::string Iso(int64_t micros) {
-  return FormatTimestamp(micros, micros % 1'000'000 == 0 ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%dT%H:%M:%S.%fZ");
-}
-
 void TimeJson(JsonBuilder& j, const std::string& key, int64_t micros) {
   const bool known = micros != kNoWatermark;
   j.Key(key);
-  known ? j.String(Iso(micros)) : j.Null();
+  known ? j.String(FormatIsoTimestamp(micros)) : j.Null();
   j.Key(key + "_micros");
   known ? j.Int(micros) : j.Null();
 }
@@ -64,7 +60,7 @@ void TaskJson(JsonBuilder& j, const TaskRow& t) {
 }
 
 std::string TaskText(const TaskRow& t) {
-  auto time = [](int64_t micros) { return micros == kNoWatermark ? std::string("-") : Iso(micros); };
+  auto time = [](int64_t micros) { return micros == kNoWatermark ? std::string("-") : FormatIsoTimestamp(micros); };
   return "task owner " + (t.owner.empty() ? std::string("-") : t.owner) + "  fence " + std::to_string(t.fence) +
          "  watermark " + time(t.progress.watermark) + "  max event time " + time(t.progress.max_event_time) +
          "  idle " + (t.progress.idle ? "yes" : "no") + "  updated " +

@@ -319,6 +319,7 @@ Status Runner::Start() {
   reports_.assign(workers_.size(), WorkerReport{window_.closed_before, false, {}, {}});
   held_by_worker_.assign(workers_.size(), {});
   {
+    // One entry per worker before any starts (its source claims tasks from then on).
     std::lock_guard<std::mutex> lock(claimed_held_mu_);
     claimed_held_.resize(workers_.size());
   }
@@ -734,10 +735,7 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           std::lock_guard<std::mutex> held(claimed_held_mu_);
           std::vector<HeldRecord> copy = state->held;
           const int64_t batch = workers_[worker]->AddClaimedHeld(std::move(state->held));
-          if (batch > 0) {
-            if (claimed_held_.size() <= worker) claimed_held_.resize(worker + 1);
-            claimed_held_[worker].emplace_back(batch, std::move(copy));
-          }
+          if (batch > 0) claimed_held_[worker].emplace_back(batch, std::move(copy));
         }
         break;
       }
@@ -1010,7 +1008,6 @@ void Runner::ReportEventTime(size_t i, const Handoff& h) {
     for (const auto& [p, progress] : h.progress) r.reading.insert(p);
     for (int32_t p : h.revoked) r.reading.erase(p);
     r.input.insert(h.input_partitions.begin(), h.input_partitions.end());
-    WarnIfSplitWithOneState(now);
   }
 }
 
@@ -1058,9 +1055,7 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
       work->held_changed = work->held_changed || !h.held.empty() || !held_by_worker_[i].empty();
       held_by_worker_[i] = std::move(h.held);
       std::lock_guard<std::mutex> lock(claimed_held_mu_);
-      if (i < claimed_held_.size()) {
-        std::erase_if(claimed_held_[i], [&](const auto& b) { return b.first <= h.claimed_taken; });
-      }
+      std::erase_if(claimed_held_[i], [&](const auto& b) { return b.first <= h.claimed_taken; });
     }
     ReportEventTime(i, h);
     if (tasks_) {
@@ -1089,6 +1084,9 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     for (int32_t p : h.revoked) work->revoked.push_back(p);
     for (int32_t p : h.lost) work->lost.push_back(p);
   }
+  // Judged once every worker has reported: between two reports of one collection, a partition
+  // moving from one worker to another was read by neither.
+  if (needs_state_ && clock_ && !tasks_ && group_managed_.load()) WarnIfSplitWithOneState(SteadyClockMicros());
   if (!parts.empty() && plan_->aggregate) MergeParts(std::move(parts), work);
   return Status::OK();
 }

@@ -127,6 +127,13 @@ def iso_seconds(text):
     return text.replace(" ", "T") + "Z" if text else None
 
 
+def iso_micros(micros):
+    """Microseconds since the epoch -> UTC ISO 8601 as sluice shows a time: with the six digits
+    of the fraction only when it is not zero."""
+    t = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=micros)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ" if micros % 1_000_000 == 0 else "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def json_positions(p):
     """Every (source, partition, offset) the inspect JSON of pipeline `p` describes."""
     out = set()
@@ -438,9 +445,10 @@ def part_parquet(sluice, tmp):
     check("parquet: dead-letter files counted", p["details"].get("dead-letter files") == f"{len(files):,}",
           p["details"])
     state_file = os.path.join(out, "_sluice", "viewlog.state")
-    mtime = datetime.datetime.fromtimestamp(int(os.path.getmtime(state_file)), datetime.timezone.utc)
-    check("parquet: last checkpoint = the state file's mtime",
-          p["last_checkpoint"] == mtime.strftime("%Y-%m-%dT%H:%M:%SZ"), (p["last_checkpoint"], mtime))
+    mtime = os.stat(state_file).st_mtime_ns // 1000
+    check("parquet: last checkpoint = the state file's mtime (to the microsecond)",
+          p["last_checkpoint"] == iso_micros(mtime) and p["last_checkpoint_micros"] == mtime,
+          (p["last_checkpoint"], p["last_checkpoint_micros"], mtime))
     check("parquet: state size within the state file",
           p["state_bytes"] is not None and 0 < p["state_bytes"] < os.path.getsize(state_file), p["state_bytes"])
     r = inspect(sluice, f"parquet:{out}", "--reasons", "100")
@@ -532,9 +540,8 @@ def _part_cassandra(sluice, tmp, session, ks):
     check("cassandra: samples are each reason's newest letters", not problems, problems)
     times = [x[0] for x in session.execute(f'SELECT WRITETIME("offset") FROM {ks}."_sluice_positions" '
                                            "WHERE pipeline = %s", ["cass_inspect"])]
-    last = datetime.datetime.fromtimestamp(max(times) // 1_000_000, datetime.timezone.utc)
-    check("cassandra: last checkpoint = the newest WRITETIME of its positions",
-          p["last_checkpoint"] == last.strftime("%Y-%m-%dT%H:%M:%SZ"), (p["last_checkpoint"], last))
+    check("cassandra: last checkpoint = the newest WRITETIME of its positions (to the microsecond)",
+          p["last_checkpoint"] == iso_micros(max(times)), (p["last_checkpoint"], max(times)))
     r = inspect(sluice, f"cassandra://{CASSANDRA.address}/{ks}_missing")
     check("cassandra: a keyspace that does not exist exits 2", r.returncode == 2, (r.returncode, r.stderr[-300:]))
 

@@ -383,42 +383,36 @@ std::vector<SourceCounter> KafkaSource::Counters() const {
            "", missing_checks_.load(std::memory_order_relaxed)}};
 }
 
-void KafkaSource::CheckMissingTopics() {
-  next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
-  auto topics = MetadataTopics(2000);
-  if (topics.ok()) {
-    spdlog::info("kafka {}: found {} now; reading from the next metadata refresh", settings_.client_id, What());
-    ListPartitions();
-    return;
-  }
-  if (topics.status().code() == StatusCode::kFailedPrecondition) {
-    missing_ = topics.status().message();
-    missing_checks_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("kafka {}: {}; still waiting for it to be created", settings_.client_id, missing_);
-  }
-}
-
 void KafkaSource::ListPartitions() {
   topic_partitions_.clear();
   if (!end_offsets_.empty()) {
     for (const auto& [p, end] : end_offsets_) topic_partitions_.push_back(p);
     return;
   }
+  // At open, and then (Poll) every kMissingTopicRecheck while a topic is missing.
+  const bool waiting = !missing_.empty();
+  next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
   // Best effort: without the list, a partition holds the watermark back once it is assigned.
-  auto topics = MetadataTopics(5000);
+  auto topics = MetadataTopics(waiting ? 2000 : 5000);
   if (!topics.ok()) {
     if (topics.status().code() == StatusCode::kFailedPrecondition) {
       // A producer may create it later: read it from the first metadata refresh that shows it.
       missing_ = topics.status().message();
       missing_checks_.fetch_add(1, std::memory_order_relaxed);
-      next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
-      spdlog::warn("kafka {}: {}; waiting for it to be created (asked again every {} s)", settings_.client_id,
-                   missing_, kMissingTopicRecheck.count());
+      if (waiting) {
+        spdlog::warn("kafka {}: {}; still waiting for it to be created", settings_.client_id, missing_);
+      } else {
+        spdlog::warn("kafka {}: {}; waiting for it to be created (asked again every {} s)", settings_.client_id,
+                     missing_, kMissingTopicRecheck.count());
+      }
       return;
     }
     spdlog::debug("kafka {}: cannot list the partitions of {}: {}", settings_.client_id, What(),
                   topics.status().ToString());
     return;
+  }
+  if (waiting) {
+    spdlog::info("kafka {}: found {} now; reading from the next metadata refresh", settings_.client_id, What());
   }
   missing_.clear();
   for (const auto& [topic, n] : *topics) {
@@ -716,7 +710,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
     }
   } clear{this};
   RETURN_IF_ERROR(CheckProgress());
-  if (!missing_.empty() && now >= next_missing_check_) CheckMissingTopics();
+  if (!missing_.empty() && now >= next_missing_check_) ListPartitions();
   while (out->size() < max_records) {
     if (ctx_.until_caught_up && CaughtUp()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

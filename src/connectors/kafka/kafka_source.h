@@ -98,11 +98,10 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
-  /// Reads the topics' partitions into topic_partitions_ (best effort). A topic that does not
-  /// exist (or a pattern matching none) is logged as a warning and kept in missing_.
+  /// Reads the topics' partitions into topic_partitions_ (best effort): at open, then every
+  /// 30 s while missing_ is set. A topic that does not exist (or a pattern matching none) is
+  /// logged as a warning each time and kept in missing_; found, it is logged and missing_ cleared.
   void ListPartitions();
-  /// With missing_: asks the brokers again, warns again or clears it.
-  void CheckMissingTopics();
   /// True when the source reads more than one topic, or a pattern.
   bool Several() const { return settings_.topics.size() > 1 || !settings_.pattern.empty(); }
   /// The topics to read now with their partition counts (a pattern: those matching it in the

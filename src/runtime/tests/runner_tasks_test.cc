@@ -23,17 +23,15 @@
 
 #include "runtime/registry.h"
 #include "runtime/runner.h"
-#include "runtime/tests/group_source_test_util.h"
+#include "runtime/tests/group_runner_test_util.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-using group_test::g_group;
-using group_test::Group;
-using group_test::GroupSource;
 using group_test::Rec;
+using group_test::WaitFor;
 
 std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
   std::vector<std::string> out;
@@ -58,217 +56,24 @@ std::vector<std::string> Query(const std::string& db_path, const std::string& sq
   return out;
 }
 
-
-class RunnerTasksTest : public ::testing::Test {
+class RunnerTasksTest : public ::testing::Test, protected group_test::GroupRuns {
  protected:
   void SetUp() override {
     RegisterBuiltins();
-    ConnectorRegistry::Instance().AddSource(
-        "group", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
-          std::vector<std::unique_ptr<Source>> out;
-          out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
-          return out;
-        },
-        OptionTable{"group:MEMBER", "A scripted consumer-group member (test only)."});
+    group_test::RegisterGroupSource("group");
     // Two members (workers) in one process: MEMBER/0 and MEMBER/1.
-    ConnectorRegistry::Instance().AddSource(
-        "group2", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
-          std::vector<std::unique_ptr<Source>> out;
-          const std::string member = config.uri.substr(config.uri.find(':') + 1);
-          out.push_back(std::make_unique<GroupSource>(member + "/0"));
-          out.push_back(std::make_unique<GroupSource>(member + "/1"));
-          return out;
-        },
-        OptionTable{"group2:MEMBER", "A scripted consumer-group member (test only)."});
-    dir_ = fs::temp_directory_path() / ("sluice_runner_tasks_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    group_test::RegisterGroupSource("group2", 2);
+    SetUpGroup("sluice_runner_tasks");
     db_ = (dir_ / "out.db").string();
-    jobs_ = (dir_ / "jobs.csv").string();
-    group_ = std::make_unique<Group>();
-    g_group = group_.get();
-    WriteJobs("1,10\n");
+    scheme_ = "group";
+    sink_uri_ = "sqlite:" + db_;
   }
-  void TearDown() override {
-    {
-      std::lock_guard<std::mutex> lock(group_->mu);
-      group_->finish = true;
-    }
-    group_->cv.notify_all();
-    for (auto& [name, run] : runs_) {
-      if (run.thread.joinable()) run.thread.join();
-    }
-    runs_.clear();
-    g_group = nullptr;
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { TearDownGroup(); }
 
-  void WriteJobs(const std::string& rows) {
-    const std::string tmp = jobs_ + ".tmp";
-    std::ofstream(tmp) << "id,company\n" << rows;
-    fs::rename(tmp, jobs_);
-  }
+  std::vector<std::string> Q(const std::string& sql) override { return Query(db_, sql); }
 
-  struct Run {
-    std::unique_ptr<Runner> runner;
-    std::thread thread;
-    Status status;
-    std::atomic<bool> done{false};
-  };
 
-  /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
-  /// unknown jobs held for a minute) on a thread.
-  Runner* Start(const std::string& member, const std::string& scheme = "group",
-                const std::string& idle_timeout = "1h", bool append = false,
-                const std::string& checkpoint_interval = "5ms") {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"" + checkpoint_interval + "\"\n"
-        "[source]\nname = \"in\"\nuri = \"" + scheme + ":" + member + "\"\n"
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
-        "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
-        "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nallowed_lateness = \"0s\"\n"
-        "idle_timeout = \"" + idle_timeout + "\"\n" + (append ? "mode = \"append\"\n" : "") + "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" + db_ + "." + member +
-        ".dlq\"\n";
-    auto cfg = ParsePipelineConfig(text, "tasks.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    Run& run = runs_[member];
-    if (run.thread.joinable()) run.thread.join();
-    run.runner = std::move(runner).value();
-    run.done = false;
-    EXPECT_EQ(run.runner->uses_tasks(), !append);
-    Run* r = &run;
-    run.thread = std::thread([r] {
-      r->status = r->runner->Run();
-      r->done = true;
-    });
-    return run.runner.get();
-  }
-
-  /// Tells `member` to assign ('a'), revoke ('r') or lose ('l') partition `p`; waits until done.
-  void Command(const std::string& member, char what, int32_t p) {
-    std::unique_lock<std::mutex> lock(group_->mu);
-    auto& m = group_->members[member];
-    m.commands.emplace_back(what, p);
-    const int want = static_cast<int>(m.commands.size());
-    group_->cv.notify_all();
-    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
-        << member << " did not carry out " << what << " " << p << RunEnded(member);
-  }
-
-  /// Why `member`'s run ended, when it did ("" while it runs): a command it never carried out
-  /// then says so.
-  std::string RunEnded(const std::string& member) {
-    auto it = runs_.find(member);
-    if (it == runs_.end() || !it->second.done) return "";
-    return " (its run ended: " + it->second.status.ToString() + ")";
-  }
-
-  /// Gives `member` several commands at once (carried out in one Poll()); waits until done.
-  void Commands(const std::string& member, std::vector<std::pair<char, int32_t>> list) {
-    std::unique_lock<std::mutex> lock(group_->mu);
-    auto& m = group_->members[member];
-    for (const auto& c : list) m.commands.push_back(c);
-    const int want = static_cast<int>(m.commands.size());
-    group_->cv.notify_all();
-    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }));
-  }
-
-  void Produce(int32_t p, std::vector<std::string> records) {
-    std::lock_guard<std::mutex> lock(group_->mu);
-    for (auto& r : records) group_->topic[p].push_back(std::move(r));
-    group_->cv.notify_all();
-  }
-
-  /// Waits (20 s at most) until `pred` holds.
-  template <typename Pred>
-  bool WaitFor(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-  }
-  bool WaitPosition(int32_t p, int64_t offset) {
-    const std::string sql = "SELECT offset FROM _sluice_positions WHERE source = 'in' AND partition = " +
-                            std::to_string(p);
-    return WaitFor([&] {
-      auto got = Query(db_, sql);
-      return !got.empty() && got[0] == std::to_string(offset);
-    });
-  }
-  std::vector<std::string> Rows() { return Query(db_, "SELECT window_start, k, n, s FROM w ORDER BY window_start, k"); }
-  std::vector<std::string> HeldIn(int32_t p) {
-    return Query(db_, "SELECT length(state) > 0 FROM _sluice_tasks WHERE source = 'in' AND partition = " +
-                          std::to_string(p));
-  }
-  int64_t Lines(const std::string& member, const std::string& needle) {
-    std::ifstream in(db_ + "." + member + ".dlq");
-    int64_t n = 0;
-    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
-    return n;
-  }
-  Status Stop(const std::string& member) {
-    Run& run = runs_.at(member);
-    run.runner->RequestStop();
-    run.thread.join();
-    return run.status;
-  }
-
-  /// Starts member `member` of the keyed append-mode pipeline (1-minute windows, delay 10 s,
-  /// lateness 0, [source] keyed_by = ["k"], dead letters in the sink) on a thread; every row a
-  /// commit of it writes is added to observed_.
-  Runner* StartKeyed(const std::string& member) {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\nkeyed_by = [\"k\"]\n"
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
-        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
-    auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    Run& run = runs_[member];
-    if (run.thread.joinable()) run.thread.join();
-    run.runner = std::move(runner).value();
-    run.done = false;
-    EXPECT_TRUE(run.runner->uses_tasks());
-    EXPECT_TRUE(run.runner->append_on_tasks());
-    run.runner->SetCommitObserver([this](const std::vector<DeltaRow>&, const std::vector<std::vector<Value>>& rows) {
-      std::lock_guard<std::mutex> lock(observed_mu_);
-      // [window_start, window_end, k, n, s]
-      for (const auto& r : rows) ++observed_[r[0].ToString() + "|" + r[2].ToString()];
-    });
-    Run* r = &run;
-    run.thread = std::thread([r] {
-      r->status = r->runner->Run();
-      r->done = true;
-    });
-    return run.runner.get();
-  }
-
-  std::mutex observed_mu_;
-  std::map<std::string, int> observed_;  ///< (window_start, k) -> how many commits wrote it
-
-  fs::path dir_;
-  std::string db_, jobs_;
-  std::unique_ptr<Group> group_;
-  std::map<std::string, Run> runs_;
+  std::string db_;
 };
 
 TEST_F(RunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong) {
@@ -296,7 +101,7 @@ TEST_F(RunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong) {
   // for the window 00:03 (ends 00:04:00) is late at b, though b never read partition 0 before.
   Produce(0, {Rec("x", "00:03:30", 1, 1000)});
   ASSERT_TRUE(WaitPosition(0, 3));
-  ASSERT_TRUE(WaitFor([&] { return Lines("b", "\"reason\":\"late\"") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return DeadLetters("b", "\"reason\":\"late\"") == 1; }));
   // Job 5 becomes known: b applies the held record, once.
   WriteJobs("1,10\n5,50\n");
   ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
@@ -309,8 +114,8 @@ TEST_F(RunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong) {
   // Nothing was applied twice, and nothing is held any more in any task.
   EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|2|11", "2024-01-01 00:05:00|y|1|100"}));
   EXPECT_EQ(a->Snapshot().held + b->Snapshot().held, 0);
-  EXPECT_EQ(Lines("a", "\"reason\""), 0);
-  EXPECT_EQ(Lines("b", "\"reason\""), 1);
+  EXPECT_EQ(DeadLetters("a", "\"reason\""), 0);
+  EXPECT_EQ(DeadLetters("b", "\"reason\""), 1);
   auto progress = Query(db_, "SELECT partition, max_event_time FROM _sluice_tasks ORDER BY partition");
   // 00:05:10 and 00:05:20 on 2024-01-01 in microseconds since the epoch.
   EXPECT_EQ(progress, (std::vector<std::string>{"0|1704067510000000", "1|1704067520000000"}));
@@ -383,39 +188,7 @@ TEST_F(RunnerTasksTest, ARevokeWithNothingNewReleasesTheTask) {
 }
 
 TEST_F(RunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedState) {
-  Runner* a = Start("a");
-  Start("b");
-  Command("a", 'a', 0);
-  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:01", 7, 2)});  // job 7: held
-  ASSERT_TRUE(WaitPosition(0, 2));
-  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().held == 1; }));
-  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
-  // a is cut off; the group gives partition 0 to b, which claims it. a still reads it.
-  Command("b", 'a', 0);
-  Runner* b = runs_.at("b").runner.get();
-  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
-  Produce(0, {Rec("x", "00:05:02", 1, 4)});
-  // a's next commit carries partition 0 with its old fence: refused, and its run ends.
-  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); }));
-  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
-  EXPECT_TRUE(a->RestartsWhenFenced());
-  ASSERT_TRUE(WaitPosition(0, 3));
-  // a starts again (as `sluice run` does: a new runner, a new member of the group) and gets
-  // partition 1; job 7 becomes known.
-  Start("a2");
-  Command("a2", 'a', 1);
-  Produce(1, {Rec("y", "00:05:03", 1, 8)});
-  ASSERT_TRUE(WaitPosition(1, 1));
-  WriteJobs("1,10\n7,70\n");
-  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
-  // x: 1 (a, committed before the claim) + 4 (b) + 2 (the held record, applied by b, once).
-  ASSERT_TRUE(WaitFor([&] {
-    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"};
-  })) << ::testing::PrintToString(Rows());
-  ASSERT_TRUE(Stop("a2").ok());
-  ASSERT_TRUE(Stop("b").ok());
-  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
-  EXPECT_EQ(Lines("a", "\"reason\"") + Lines("a2", "\"reason\"") + Lines("b", "\"reason\""), 0);
+  ProcessCutOffIsFencedAndStartsAgain();
 }
 
 // A member whose session expired loses its partition (the group gave it to another process,
@@ -457,7 +230,7 @@ TEST_F(RunnerTasksTest, ALostPartitionIsDroppedUncommittedAndTheRunGoesOn) {
   EXPECT_EQ(Rows(), want);
   EXPECT_EQ(Query(db_, "SELECT partition, fence FROM _sluice_tasks ORDER BY partition"),
             (std::vector<std::string>{"0|2", "1|1"}));
-  EXPECT_EQ(Lines("a", "\"reason\"") + Lines("b", "\"reason\""), 0);
+  EXPECT_EQ(DeadLetters("a", "\"reason\"") + DeadLetters("b", "\"reason\""), 0);
 }
 
 // A task claimed by one worker of a process while the checkpoint coordinator still waits for
@@ -595,7 +368,7 @@ TEST_F(RunnerTasksTest, ASilentPartitionGoesIdleAfterARestartToo) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the closed bound follows
   Produce(1, {Rec("y", "00:15:30", 1, 7)});
   ASSERT_TRUE(WaitPosition(1, 1));
-  EXPECT_TRUE(WaitFor([&] { return Lines("a2", "\"reason\":\"late\"") == 1; })) << Lines("a2", "\"reason\"");
+  EXPECT_TRUE(WaitFor([&] { return DeadLetters("a2", "\"reason\":\"late\"") == 1; })) << DeadLetters("a2", "\"reason\"");
   ASSERT_TRUE(Stop("a2").ok());
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM w WHERE k = 'y'"), std::vector<std::string>{"0"});
 }
@@ -826,6 +599,35 @@ TEST_F(RunnerTasksTest, AppendModeKeyedByRefusesALegacyStateWithOpenWindows) {
       << s.message();
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM _sluice_state WHERE pipeline = 'legacy'"), std::vector<std::string>{"1"});
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM w"), std::vector<std::string>{"0"});
+}
+
+// Whether a process reads only part of its input is judged on the reports of all its workers
+// from one checkpoint collection, not after each worker's: a partition that moves from one
+// worker of the process to another within one collection was read by the process all along.
+// Here partition 1 is read by another member from the start, and partition 0 moves between the
+// process's two workers 4 s later: the warning comes 10 s after the split began. (Judged after
+// each worker's report, worker 0's report without partition 0 next to worker 1's last one
+// looked like a process reading nothing, which started the 10 s again: about 15 s.)
+TEST_F(RunnerTasksTest, AppendModeSplitIsJudgedOnWholeCollections) {
+  Runner* a = Start("a", "group2", "1h", /*append=*/true);
+  Command("a/0", 'a', 0);
+  const auto split = std::chrono::steady_clock::now();
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(a->split_with_one_state_warnings(), 0);
+  // Worker 1 is busy for a second, so the collection under way waits for its handoff; worker 0
+  // has handed over. Then worker 0 gives partition 0 up (its handoff goes to the next
+  // collection) and worker 1 takes it in the Poll() after its busy one, before that handoff.
+  Command("a/1", 'b', 1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int taken = Enqueue("a/1", 'a', 0);
+  Command("a/0", 'r', 0);
+  ASSERT_TRUE(CarriedOut("a/1", taken));
+  ASSERT_TRUE(WaitFor([&] { return a->split_with_one_state_warnings() == 1; }));
+  const auto after = std::chrono::steady_clock::now() - split;
+  EXPECT_GE(after, std::chrono::seconds(10));
+  EXPECT_LT(after, std::chrono::milliseconds(13'500)) << "the move started the 10 s again";
+  ASSERT_TRUE(Stop("a").ok());
 }
 
 }  // namespace

@@ -15,14 +15,18 @@
 #include "connectors/cassandra/tests/cassandra_test_util.h"
 #include "core/time.h"
 #include "runtime/source.h"
-#include "runtime/task_state.h"
-#include "runtime/window_state.h"
+#include "runtime/tests/task_sink_test_util.h"
 
 namespace sluice {
 namespace {
 
 using cassandra::CqlValue;
 using cassandra_test::kKeyspace;
+using task_sink_test::HeldState;
+using task_sink_test::LegacyState;
+using task_sink_test::Owner;
+using task_sink_test::ReleasedProgress;
+using task_sink_test::TaskCheckpoint;
 using Row = std::vector<Value>;
 
 class CassandraSinkTasksTest : public ::testing::Test {
@@ -33,10 +37,7 @@ class CassandraSinkTasksTest : public ::testing::Test {
     static int counter = 0;
     pipeline_ = "tasks_" + std::to_string(::getpid()) + "_" + std::to_string(WallClockMicros() / 1000000) + "_" +
                 std::to_string(++counter);
-    ctx_.pipeline = pipeline_;
-    ctx_.source = "in";
-    ctx_.tasks = true;
-    ctx_.output = Schema({{"id", Type::kString, ""}, {"n", Type::kInt64, ""}});
+    ctx_ = task_sink_test::TasksContext(pipeline_);
   }
 
   std::unique_ptr<CassandraSink> OpenSink(bool tasks = true) {
@@ -53,14 +54,6 @@ class CassandraSinkTasksTest : public ::testing::Test {
     Status open = sink->Open(ctx);
     EXPECT_TRUE(open.ok()) << open.ToString();
     return open.ok() ? std::move(sink) : nullptr;
-  }
-
-  static OwnerInfo Owner(const std::string& name) {
-    OwnerInfo o;
-    o.host = "h";
-    o.pid = 1;
-    o.client_id = name;
-    return o;
   }
 
   /// The rows of `cql` (`?` bound to the pipeline name) as "a|b" lines (null as empty), sorted.
@@ -110,16 +103,10 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
   EXPECT_TRUE(first->positions.empty());
 
   // A commits the task: a row, positions 10 (and its generation 2), one held record.
-  TaskState st;
-  st.progress.max_event_time = 100;
-  st.held.push_back(HeldRecord{"held-1", 3, 9, 0});
+  const TaskState st = HeldState(100);
   const std::string blob = st.Serialize(nullptr);
   const std::vector<Row> rows = {R("k", 1), R("x", 1)};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 3, 10}, {"in", gen, 2}};
-  cp.tasks.push_back(TaskCommit{task, first->fence, st.progress, &blob, false});
-  Status s = a->Commit(cp);
+  Status s = a->Commit(TaskCheckpoint(&rows, {{"in", 3, 10}, {"in", gen, 2}}, 3, first->fence, st.progress, &blob));
   ASSERT_TRUE(s.ok()) << s.ToString();
 
   // B claims it: fence 2, with A's state and positions as committed.
@@ -133,11 +120,7 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
 
   // B re-reads from 10 and commits k = 2 at position 20 (state unchanged: null).
   const std::vector<Row> newer = {R("k", 2)};
-  Checkpoint by_b;
-  by_b.rows = &newer;
-  by_b.positions = {{"in", 3, 20}};
-  by_b.tasks.push_back(TaskCommit{task, second->fence, TaskProgress{}, nullptr, false});
-  s = b->Commit(by_b);
+  s = b->Commit(TaskCheckpoint(&newer, {{"in", 3, 20}}, 3, second->fence));
   ASSERT_TRUE(s.ok()) << s.ToString();
 
   // A, cut off, still believes it owns the task and commits an older k after B's write: refused
@@ -146,11 +129,8 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
   other.progress.max_event_time = 999;
   const std::string stale_blob = other.Serialize(nullptr);
   const std::vector<Row> stale_rows = {R("k", 1), R("y", 1)};
-  Checkpoint stale;
-  stale.rows = &stale_rows;
-  stale.positions = {{"in", 3, 15}, {"in", gen, 3}};
-  stale.tasks.push_back(TaskCommit{task, first->fence, other.progress, &stale_blob, true});
-  s = a->Commit(stale);
+  s = a->Commit(
+      TaskCheckpoint(&stale_rows, {{"in", 3, 15}, {"in", gen, 3}}, 3, first->fence, other.progress, &stale_blob, true));
   EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
   // y is a row A read and wrote; B writes it too when it reads that far (README "Tasks").
   EXPECT_EQ(Rows(), (std::vector<std::string>{Id("k") + "|2", Id("x") + "|1", Id("y") + "|1"}));
@@ -161,14 +141,8 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
             std::vector<std::string>{"b@h pid 1|2|20|2|"});
 
   // B releases it with its progress: the owner is cleared, a state left out (null) stays.
-  TaskProgress later;
-  later.max_event_time = 200;
-  later.enforced = 50;
-  later.idle = true;
-  Checkpoint release;
-  release.positions = {{"in", 3, 21}};
-  release.tasks.push_back(TaskCommit{task, second->fence, later, nullptr, true});
-  s = b->Commit(release);
+  const TaskProgress later = ReleasedProgress();
+  s = b->Commit(TaskCheckpoint(nullptr, {{"in", 3, 21}}, 3, second->fence, later, nullptr, true));
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Lines("SELECT owner, max_event_time, watermark, enforced, idle FROM " + Table("\"_sluice_tasks\"") +
                   " WHERE pipeline = ?"),
@@ -190,11 +164,7 @@ TEST_F(CassandraSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseLateWritesLose) {
   EXPECT_EQ(third->positions, (std::map<int32_t, int64_t>{{3, 21}, {gen, 2}}));
   // Its next write of k wins over B's: the claim started above B's range.
   const std::vector<Row> newest = {R("k", 3)};
-  Checkpoint again;
-  again.rows = &newest;
-  again.positions = {{"in", 3, 22}};
-  again.tasks.push_back(TaskCommit{task, third->fence, TaskProgress{}, nullptr, false});
-  s = a->Commit(again);
+  s = a->Commit(TaskCheckpoint(&newest, {{"in", 3, 22}}, 3, third->fence));
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Rows(), (std::vector<std::string>{Id("k") + "|3", Id("x") + "|1", Id("y") + "|1"}));
 }
@@ -216,10 +186,7 @@ TEST_F(CassandraSinkTasksTest, ALaterClaimMovesTheOtherTasksLimitsBeforeTheRowsA
   auto c1 = a->ClaimTask(t1, Owner("a"));
   ASSERT_TRUE(c1.ok()) << c1.status().ToString();
   const std::vector<Row> rows = {R("x", 1)};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 5}, {"in", 1, 6}};
-  cp.tasks.push_back(TaskCommit{t0, c0->fence, TaskProgress{}, nullptr, false});
+  Checkpoint cp = TaskCheckpoint(&rows, {{"in", 0, 5}, {"in", 1, 6}}, 0, c0->fence);
   cp.tasks.push_back(TaskCommit{t1, c1->fence, TaskProgress{}, nullptr, false});
   Status s = a->Commit(cp);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -237,10 +204,7 @@ TEST_F(CassandraSinkTasksTest, ALaterClaimMovesTheOtherTasksLimitsBeforeTheRowsA
   auto c2 = a->ClaimTask(t2, Owner("a"));
   ASSERT_TRUE(c2.ok()) << c2.status().ToString();
   const std::vector<Row> late = {R("z", 1)};
-  Checkpoint stale;
-  stale.rows = &late;
-  stale.positions = {{"in", 1, 9}, {"in", 2, 1}};
-  stale.tasks.push_back(TaskCommit{t1, c1->fence, TaskProgress{}, nullptr, false});
+  Checkpoint stale = TaskCheckpoint(&late, {{"in", 1, 9}, {"in", 2, 1}}, 1, c1->fence);
   stale.tasks.push_back(TaskCommit{t2, c2->fence, TaskProgress{}, nullptr, false});
   s = a->Commit(stale);
   EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
@@ -254,11 +218,7 @@ TEST_F(CassandraSinkTasksTest, ACommitWithAnUnclaimedTaskIsFencedBeforeWritingAn
   auto a = OpenSink();
   ASSERT_TRUE(a);
   const std::vector<Row> rows = {R("z", 1)};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 1}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, 1, TaskProgress{}, nullptr, false});
-  Status s = a->Commit(cp);
+  Status s = a->Commit(TaskCheckpoint(&rows, {{"in", 0, 1}}, 0, 1));
   EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
   EXPECT_TRUE(Rows().empty());
   EXPECT_TRUE(Lines("SELECT \"offset\" FROM " + Table("\"_sluice_positions\"") + " WHERE pipeline = ?").empty());
@@ -269,9 +229,7 @@ TEST_F(CassandraSinkTasksTest, TheTaskRowsHoldThePositionsWhenTheMirrorWasNotWri
   ASSERT_TRUE(a);
   auto claim = a->ClaimTask(TaskId{"in", 0}, Owner("a"));
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
-  Checkpoint cp;
-  cp.positions = {{"in", 0, 30}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
+  const Checkpoint cp = TaskCheckpoint(nullptr, {{"in", 0, 30}}, 0, claim->fence);
   a->SetTestHook([](std::string_view stage) {
     return stage == "tasks_committed" ? Status::Aborted("crash after the tasks") : Status::OK();
   });
@@ -286,21 +244,11 @@ TEST_F(CassandraSinkTasksTest, TheTaskRowsHoldThePositionsWhenTheMirrorWasNotWri
 
 TEST_F(CassandraSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   // A run of an older sluice: one state row for the pipeline.
-  WindowState old;
-  old.closed_before = 70;
-  old.max_event_times[{"in", 0}] = 100;
-  old.max_event_times[{"in", 1}] = 90;
-  old.held.push_back(HeldRecord{"p1-a", 1, 4, 0});
-  old.held.push_back(HeldRecord{"p0-a", 0, 7, 0});
-  old.held.push_back(HeldRecord{"p1-b", 1, 5, 0});
-  const std::string blob = old.Serialize(nullptr);
+  const std::string blob = LegacyState().Serialize(nullptr);
   {
     auto legacy = OpenSink(false);
     ASSERT_TRUE(legacy);
-    Checkpoint cp;
-    cp.positions = {{"in", 0, 8}, {"in", 1, 6}};
-    cp.state = &blob;
-    Status s = legacy->Commit(cp);
+    Status s = legacy->Commit(task_sink_test::LegacyCheckpoint({{"in", 0, 8}, {"in", 1, 6}}, &blob));
     ASSERT_TRUE(s.ok()) << s.ToString();
     // A sink that is not told to use tasks leaves the legacy state alone.
     auto again = OpenSink(false);
@@ -317,12 +265,7 @@ TEST_F(CassandraSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
   EXPECT_EQ(claim->fence, 1);
   EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{1, 6}}));  // from _sluice_positions
-  auto st = TaskState::Parse(claim->state, nullptr);
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
-  ASSERT_EQ(st->held.size(), 2u);
-  EXPECT_EQ(st->held[0].payload, "p1-a");
-  EXPECT_EQ(st->held[1].payload, "p1-b");
-  EXPECT_EQ(st->progress.max_event_time, 90);
+  ASSERT_NO_FATAL_FAILURE(task_sink_test::ExpectLegacyPartitionOne(claim->state));
   // A second open (another process) finds the tasks and migrates nothing again.
   auto b = OpenSink();
   ASSERT_TRUE(b);

@@ -28,17 +28,20 @@
 #include "connectors/mysql/mysql_sink.h"
 #include "core/tests/ci_rule.h"
 #include "operators/tests/aggregate_test_util.h"
-#include "runtime/tests/group_source_test_util.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/source.h"
-#include "runtime/task_state.h"
-#include "runtime/window_state.h"
+#include "runtime/tests/group_runner_test_util.h"
+#include "runtime/tests/task_sink_test_util.h"
 
 namespace sluice {
 namespace {
 
-namespace fs = std::filesystem;
+using task_sink_test::HeldState;
+using task_sink_test::LegacyState;
+using task_sink_test::Owner;
+using task_sink_test::ReleasedProgress;
+using task_sink_test::TaskCheckpoint;
 using Row = std::vector<Value>;
 
 std::string ServerUri() {
@@ -49,14 +52,6 @@ std::string ServerUri() {
 std::string DatabasePrefix() {
   const char* env = std::getenv("SLUICE_TEST_MYSQL_TASKS_DB_PREFIX");
   return env && *env ? env : "sluice_tasks_";
-}
-
-OwnerInfo Owner(const std::string& name) {
-  OwnerInfo o;
-  o.host = "h";
-  o.pid = 1;
-  o.client_id = name;
-  return o;
 }
 
 /// Makes a database of its own for each test (dropped after it) and an admin connection to it.
@@ -113,10 +108,7 @@ class MysqlSinkTasksTest : public MysqlTasksBase {
  protected:
   void SetUp() override {
     MysqlTasksBase::SetUp();
-    ctx_.pipeline = "orders";
-    ctx_.source = "in";
-    ctx_.tasks = true;
-    ctx_.output = Schema({{"id", Type::kString, ""}, {"n", Type::kInt64, ""}});
+    ctx_ = task_sink_test::TasksContext("orders");
   }
 
   Result<std::unique_ptr<MysqlSink>> OpenSink(const SinkContext& ctx) {
@@ -148,17 +140,13 @@ TEST_F(MysqlSinkTasksTest, AClaimBumpsTheFenceAndAZombieCommitIsRefusedWhole) {
   EXPECT_TRUE(first->positions.empty());
 
   // A commits the task: a row, position 10 (and its generation partition's), a held record.
-  TaskState st;
-  st.progress.max_event_time = 100;
+  TaskState st = HeldState(100);
   st.progress.watermark = 90;
-  st.held.push_back(HeldRecord{"held-1", 3, 9, 0});
   const std::string blob = st.Serialize(nullptr);
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 3, 10}, {"in", kGenerationPartitionBase + 3, 2}, {"in", 4, 77}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, st.progress, &blob, false});
-  Status s = (*a)->Commit(cp);
+  Status s = (*a)->Commit(TaskCheckpoint(
+      &rows, {{"in", 3, 10}, {"in", kGenerationPartitionBase + 3, 2}, {"in", 4, 77}}, 3, first->fence, st.progress,
+      &blob));
   ASSERT_TRUE(s.ok()) << s.ToString();
 
   // B claims it: fence 2, with A's state and the positions of partition 3 (not of 4).
@@ -171,11 +159,7 @@ TEST_F(MysqlSinkTasksTest, AClaimBumpsTheFenceAndAZombieCommitIsRefusedWhole) {
 
   // A, cut off, commits again with its old fence: nothing of it lands.
   const std::vector<Row> more = {{Value::String("y"), Value::Int(2)}};
-  Checkpoint stale;
-  stale.rows = &more;
-  stale.positions = {{"in", 3, 20}};
-  stale.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, TaskProgress{}, &blob, false});
-  s = (*a)->Commit(stale);
+  s = (*a)->Commit(TaskCheckpoint(&more, {{"in", 3, 20}}, 3, first->fence, TaskProgress{}, &blob));
   EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
   EXPECT_EQ(Lines("SELECT id FROM `out` ORDER BY id"), std::vector<std::string>{"x"});
   EXPECT_EQ(Lines("SELECT `offset` FROM _sluice_positions WHERE `partition` = 3"), std::vector<std::string>{"10"});
@@ -186,15 +170,8 @@ TEST_F(MysqlSinkTasksTest, AClaimBumpsTheFenceAndAZombieCommitIsRefusedWhole) {
   EXPECT_EQ(other->positions, (std::map<int32_t, int64_t>{{4, 77}}));
 
   // B commits with its fence; a release clears the owner, and a state left out (null) stays.
-  TaskProgress later;
-  later.max_event_time = 200;
-  later.enforced = 50;
-  later.idle = true;
-  Checkpoint ok;
-  ok.rows = &more;
-  ok.positions = {{"in", 3, 20}};
-  ok.tasks.push_back(TaskCommit{TaskId{"in", 3}, second->fence, later, nullptr, true});
-  s = (*b)->Commit(ok);
+  const TaskProgress later = ReleasedProgress();
+  s = (*b)->Commit(TaskCheckpoint(&more, {{"in", 3, 20}}, 3, second->fence, later, nullptr, true));
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Lines("SELECT id FROM `out` ORDER BY id"), (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(Lines("SELECT owner, max_event_time, watermark, enforced, idle, LENGTH(state) FROM _sluice_tasks "
@@ -222,11 +199,7 @@ TEST_F(MysqlSinkTasksTest, ACommitWithAnUnclaimedTaskIsFenced) {
   auto a = OpenSink();
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 1}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, 1, TaskProgress{}, nullptr, false});
-  EXPECT_EQ((*a)->Commit(cp).code(), StatusCode::kFenced);
+  EXPECT_EQ((*a)->Commit(TaskCheckpoint(&rows, {{"in", 0, 1}}, 0, 1)).code(), StatusCode::kFenced);
   EXPECT_TRUE(Lines("SELECT * FROM _sluice_positions").empty());
   EXPECT_TRUE(Lines("SELECT * FROM `out`").empty());
 }
@@ -242,10 +215,7 @@ TEST_F(MysqlSinkTasksTest, ACommitInDoubtIsFencedWhenTheTaskWasClaimedMeanwhile)
   auto claim = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 5}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
+  const Checkpoint cp = TaskCheckpoint(&rows, {{"in", 0, 5}}, 0, claim->fence);
   bool fired = false;
   (*a)->SetTestHook([&](std::string_view stage) {
     if (stage != "at_commit" || fired) return Status::OK();
@@ -274,10 +244,7 @@ TEST_F(MysqlSinkTasksTest, ACommitInDoubtThatWasAppliedIsNotWrittenTwice) {
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
   TaskProgress p1;
   p1.max_event_time = 1000;
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 5}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, p1, nullptr, false});
+  const Checkpoint cp = TaskCheckpoint(&rows, {{"in", 0, 5}}, 0, claim->fence, p1);
   bool fired = false;
   (*a)->SetTestHook([&](std::string_view stage) {
     if (stage != "after_commit" || fired) return Status::OK();
@@ -294,10 +261,7 @@ TEST_F(MysqlSinkTasksTest, ACommitInDoubtThatWasAppliedIsNotWrittenTwice) {
   const std::vector<Row> more = {{Value::String("y"), Value::Int(2)}};
   TaskProgress p2 = p1;
   p2.idle = true;
-  Checkpoint next;
-  next.rows = &more;
-  next.positions = {{"in", 0, 5}};
-  next.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, p2, nullptr, false});
+  const Checkpoint next = TaskCheckpoint(&more, {{"in", 0, 5}}, 0, claim->fence, p2);
   fired = false;
   (*a)->SetTestHook([&](std::string_view stage) {
     if (stage != "at_commit" || fired) return Status::OK();
@@ -323,10 +287,7 @@ TEST_F(MysqlSinkTasksTest, AClaimWaitsForACommitOfTheTaskInFlight) {
   auto claim = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 0, 5}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
+  const Checkpoint cp = TaskCheckpoint(&rows, {{"in", 0, 5}}, 0, claim->fence);
   std::future<Result<TaskClaim>> taken;
   bool waited = false;
   (*a)->SetTestHook([&](std::string_view stage) {
@@ -389,23 +350,13 @@ TEST_F(MysqlSinkTasksTest, ClaimsRacingForOneTaskEachGetTheirOwnFence) {
 
 TEST_F(MysqlSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   // A run of an older sluice: one state row for the pipeline.
-  WindowState old;
-  old.closed_before = 70;
-  old.max_event_times[{"in", 0}] = 100;
-  old.max_event_times[{"in", 1}] = 90;
-  old.held.push_back(HeldRecord{"p1-a", 1, 4, 0});
-  old.held.push_back(HeldRecord{"p0-a", 0, 7, 0});
-  old.held.push_back(HeldRecord{"p1-b", 1, 5, 0});
-  const std::string blob = old.Serialize(nullptr);
+  const std::string blob = LegacyState().Serialize(nullptr);
   {
     SinkContext legacy_ctx = ctx_;
     legacy_ctx.tasks = false;
     auto sink = OpenSink(legacy_ctx);
     ASSERT_TRUE(sink.ok()) << sink.status().ToString();
-    Checkpoint cp;
-    cp.positions = {{"in", 0, 8}, {"in", 1, 6}};
-    cp.state = &blob;
-    ASSERT_TRUE((*sink)->Commit(cp).ok());
+    ASSERT_TRUE((*sink)->Commit(task_sink_test::LegacyCheckpoint({{"in", 0, 8}, {"in", 1, 6}}, &blob)).ok());
     // A sink that is not told to use tasks leaves the legacy state alone.
     auto again = OpenSink(legacy_ctx);
     ASSERT_TRUE(again.ok());
@@ -421,13 +372,8 @@ TEST_F(MysqlSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
   EXPECT_EQ(claim->fence, 1);
   EXPECT_EQ(claim->positions.at(1), 6);
-  auto st = TaskState::Parse(claim->state, nullptr);
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
-  ASSERT_EQ(st->held.size(), 2u);
-  EXPECT_EQ(st->held[0].payload, "p1-a");
-  EXPECT_EQ(st->held[1].payload, "p1-b");
-  EXPECT_EQ(st->progress.max_event_time, 90);
-  EXPECT_EQ(st->progress.enforced, 70);
+  ASSERT_NO_FATAL_FAILURE(task_sink_test::ExpectLegacyPartitionOne(claim->state));
+  EXPECT_EQ(TaskState::Parse(claim->state, nullptr)->progress.enforced, 70);
   // A second open (another process) finds the tasks and migrates nothing again.
   {
     auto b = OpenSink();
@@ -440,10 +386,7 @@ TEST_F(MysqlSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   TaskState later;
   later.progress.max_event_time = 95;
   const std::string later_blob = later.Serialize(nullptr);
-  Checkpoint cp;
-  cp.positions = {{"in", 1, 9}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 1}, claim->fence, later.progress, &later_blob, false});
-  Status s = (*a)->Commit(cp);
+  Status s = (*a)->Commit(TaskCheckpoint(nullptr, {{"in", 1, 9}}, 1, claim->fence, later.progress, &later_blob));
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state"),
             std::string::npos)
@@ -496,197 +439,31 @@ TEST_F(MysqlSinkTasksTest, ALegacyStateWithOpenWindowsIsRefused) {
 // ---------------------------------------------------------------------------------------------
 // Two Runners on one MariaDB database sharing a fake group source (as RunnerTasksTest).
 
-using group_test::g_group;
-using group_test::Group;
-using group_test::GroupSource;
 using group_test::Rec;
+using group_test::WaitFor;
 
-
-class MysqlRunnerTasksTest : public MysqlTasksBase {
+class MysqlRunnerTasksTest : public MysqlTasksBase, protected group_test::GroupRuns {
  protected:
   void SetUp() override {
     MysqlTasksBase::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     RegisterBuiltins();
-    ConnectorRegistry::Instance().AddSource(
-        "mysqltasksgroup", [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
-          std::vector<std::unique_ptr<Source>> out;
-          out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
-          return out;
-        },
-        OptionTable{"mysqltasksgroup:MEMBER", "A scripted consumer-group member (test only)."});
-    dir_ = fs::temp_directory_path() / ("sluice_mysql_runner_tasks_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    jobs_ = (dir_ / "jobs.csv").string();
-    group_ = std::make_unique<Group>();
-    g_group = group_.get();
-    WriteJobs("1,10\n");
+    group_test::RegisterGroupSource("mysqltasksgroup");
+    SetUpGroup("sluice_mysql_runner_tasks");
+    scheme_ = "mysqltasksgroup";
+    sink_uri_ = SinkUri();
   }
   void TearDown() override {
-    if (group_) {
-      {
-        std::lock_guard<std::mutex> lock(group_->mu);
-        group_->finish = true;
-      }
-      group_->cv.notify_all();
-      for (auto& [name, run] : runs_) {
-        if (run.thread.joinable()) run.thread.join();
-      }
-      runs_.clear();
-      g_group = nullptr;
-    }
-    if (!dir_.empty()) fs::remove_all(dir_);
+    TearDownGroup();
     MysqlTasksBase::TearDown();
   }
 
-  void WriteJobs(const std::string& rows) {
-    const std::string tmp = jobs_ + ".tmp";
-    std::ofstream(tmp) << "id,company\n" << rows;
-    fs::rename(tmp, jobs_);
-  }
-
-  struct Run {
-    std::unique_ptr<Runner> runner;
-    std::thread thread;
-    Status status;
-    std::atomic<bool> done{false};
-  };
-
-  /// Starts member `member` (update mode, 1-minute windows, delay 10 s, lateness 0, records of
-  /// unknown jobs held for a minute) into the test's database on a thread.
-  Runner* Start(const std::string& member) {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"tasks\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"mysqltasksgroup:" + member + "\"\n"
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
-        "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
-        "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nallowed_lateness = \"0s\"\n"
-        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"" + SinkUri() + "\"\ntable = \"w\"\n[dead_letter]\npath = \"" +
-        (dir_ / (member + ".dlq")).string() + "\"\n";
-    auto cfg = ParsePipelineConfig(text, "tasks.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    Run& run = runs_[member];
-    if (run.thread.joinable()) run.thread.join();
-    run.runner = std::move(runner).value();
-    run.done = false;
-    EXPECT_TRUE(run.runner->uses_tasks());
-    Run* r = &run;
-    run.thread = std::thread([r] {
-      r->status = r->runner->Run();
-      r->done = true;
-    });
-    return run.runner.get();
-  }
-
-  /// Starts member `member` of the keyed append-mode pipeline (RunnerTasksTest::StartKeyed's:
-  /// [source] keyed_by = ["k"], dead letters in the sink); every row a commit of it writes is
-  /// counted in observed_.
-  Runner* StartKeyed(const std::string& member) {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"mysqltasksgroup:" + member + "\"\nkeyed_by = [\"k\"]\n"
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
-        "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"" + SinkUri() + "\"\ntable = \"w\"\n";
-    auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    Run& run = runs_[member];
-    if (run.thread.joinable()) run.thread.join();
-    run.runner = std::move(runner).value();
-    run.done = false;
-    EXPECT_TRUE(run.runner->append_on_tasks());
-    run.runner->SetCommitObserver([this](const std::vector<DeltaRow>&, const std::vector<std::vector<Value>>& rows) {
-      std::lock_guard<std::mutex> lock(observed_mu_);
-      for (const auto& r : rows) ++observed_[r[0].ToString() + "|" + r[2].ToString()];
-    });
-    Run* r = &run;
-    run.thread = std::thread([r] {
-      r->status = r->runner->Run();
-      r->done = true;
-    });
-    return run.runner.get();
-  }
-  std::mutex observed_mu_;
-  std::map<std::string, int> observed_;  ///< (window_start, k) -> how many commits wrote it
-
-  /// Tells `member` to assign ('a') or revoke ('r') partition `p`; waits until done.
-  void Command(const std::string& member, char what, int32_t p) {
-    std::unique_lock<std::mutex> lock(group_->mu);
-    auto& m = group_->members[member];
-    m.commands.emplace_back(what, p);
-    const int want = static_cast<int>(m.commands.size());
-    group_->cv.notify_all();
-    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
-        << member << " did not carry out " << what << " " << p;
-  }
-
-  void Produce(int32_t p, std::vector<std::string> records) {
-    std::lock_guard<std::mutex> lock(group_->mu);
-    for (auto& r : records) group_->topic[p].push_back(std::move(r));
-    group_->cv.notify_all();
-  }
-
-  template <typename Pred>
-  bool WaitFor(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }
-  /// Reads with a connection of its own (the admin's is used by the test thread only).
-  std::vector<std::string> Q(const std::string& sql) {
+  /// Reads with the admin connection, which the test thread alone uses (one query at a time).
+  std::vector<std::string> Q(const std::string& sql) override {
     std::lock_guard<std::mutex> lock(admin_mu_);
     return Lines(sql);
   }
-  bool WaitPosition(int32_t p, int64_t offset) {
-    const std::string sql = "SELECT `offset` FROM _sluice_positions WHERE source = 'in' AND `partition` = " +
-                            std::to_string(p);
-    return WaitFor([&] {
-      auto got = Q(sql);
-      return !got.empty() && got[0] == std::to_string(offset);
-    });
-  }
-  std::vector<std::string> Rows() { return Q("SELECT window_start, k, n, s FROM w ORDER BY window_start, k"); }
-  std::vector<std::string> HeldIn(int32_t p) {
-    return Q("SELECT LENGTH(state) > 0 FROM _sluice_tasks WHERE source = 'in' AND `partition` = " +
-             std::to_string(p));
-  }
-  int64_t DeadLetters(const std::string& member, const std::string& needle) {
-    std::ifstream in(dir_ / (member + ".dlq"));
-    int64_t n = 0;
-    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
-    return n;
-  }
-  Status Stop(const std::string& member) {
-    Run& run = runs_.at(member);
-    run.runner->RequestStop();
-    run.thread.join();
-    return run.status;
-  }
 
-  fs::path dir_;
-  std::string jobs_;
-  std::unique_ptr<Group> group_;
-  std::map<std::string, Run> runs_;
   std::mutex admin_mu_;
 };
 
@@ -739,38 +516,7 @@ TEST_F(MysqlRunnerTasksTest, AMovedPartitionTakesItsHeldRecordsAndProgressAlong)
 }
 
 TEST_F(MysqlRunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommittedState) {
-  Runner* a = Start("a");
-  Start("b");
-  Command("a", 'a', 0);
-  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:01", 7, 2)});  // job 7: held
-  ASSERT_TRUE(WaitPosition(0, 2));
-  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().held == 1; }));
-  ASSERT_TRUE(WaitFor([&] { return HeldIn(0) == std::vector<std::string>{"1"}; }));
-  // a is cut off; the group gives partition 0 to b, which claims it. a still reads it.
-  Command("b", 'a', 0);
-  Runner* b = runs_.at("b").runner.get();
-  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
-  Produce(0, {Rec("x", "00:05:02", 1, 4)});
-  // a's next commit carries partition 0 with its old fence: refused, and its run ends.
-  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); }));
-  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
-  EXPECT_TRUE(a->RestartsWhenFenced());
-  ASSERT_TRUE(WaitPosition(0, 3));
-  // a starts again (a new runner, a new member) and gets partition 1; job 7 becomes known.
-  Start("a2");
-  Command("a2", 'a', 1);
-  Produce(1, {Rec("y", "00:05:03", 1, 8)});
-  ASSERT_TRUE(WaitPosition(1, 1));
-  WriteJobs("1,10\n7,70\n");
-  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
-  // x: 1 (a, committed before the claim) + 4 (b) + 2 (the held record, applied by b, once).
-  ASSERT_TRUE(WaitFor([&] {
-    return Rows() == std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"};
-  })) << ::testing::PrintToString(Rows());
-  ASSERT_TRUE(Stop("a2").ok());
-  ASSERT_TRUE(Stop("b").ok());
-  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
-  EXPECT_EQ(DeadLetters("a", "\"reason\"") + DeadLetters("a2", "\"reason\"") + DeadLetters("b", "\"reason\""), 0);
+  ProcessCutOffIsFencedAndStartsAgain();
 }
 
 // RunnerTasksTest.AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOffProcess on MariaDB:

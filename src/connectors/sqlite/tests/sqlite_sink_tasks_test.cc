@@ -9,13 +9,17 @@
 
 #include "connectors/sqlite/sqlite_sink.h"
 #include "runtime/source.h"
-#include "runtime/task_state.h"
-#include "runtime/window_state.h"
+#include "runtime/tests/task_sink_test_util.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+using task_sink_test::HeldState;
+using task_sink_test::LegacyState;
+using task_sink_test::Owner;
+using task_sink_test::ReleasedProgress;
+using task_sink_test::TaskCheckpoint;
 using Row = std::vector<Value>;
 
 class SqliteSinkTasksTest : public ::testing::Test {
@@ -27,29 +31,26 @@ class SqliteSinkTasksTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     db_ = (dir_ / "out.db").string();
-    ctx_.pipeline = "orders";
-    ctx_.source = "in";
-    ctx_.tasks = true;
-    ctx_.output = Schema({{"id", Type::kString, ""}, {"n", Type::kInt64, ""}});
+    ctx_ = task_sink_test::TasksContext("orders");
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Result<std::unique_ptr<Sink>> OpenSink() {
+  /// Opens a sink on the test's file with `ctx` (the test's context: with tasks).
+  Result<std::unique_ptr<Sink>> OpenSink(const SinkContext& ctx) {
     SinkConfig c;
     c.uri = "sqlite:" + db_;
     c.table = "out";
     c.options.section_location = {"test.toml", 1, 1};
     ASSIGN_OR_RETURN(auto sink, SqliteSink::Make(c));
-    RETURN_IF_ERROR(sink->Open(ctx_));
+    RETURN_IF_ERROR(sink->Open(ctx));
     return sink;
   }
-
-  static OwnerInfo Owner(const std::string& name) {
-    OwnerInfo o;
-    o.host = "h";
-    o.pid = 1;
-    o.client_id = name;
-    return o;
+  Result<std::unique_ptr<Sink>> OpenSink() { return OpenSink(ctx_); }
+  /// Opens a sink as an older sluice does: one state for the pipeline, no tasks.
+  Result<std::unique_ptr<Sink>> OpenLegacySink() {
+    SinkContext legacy_ctx = ctx_;
+    legacy_ctx.tasks = false;
+    return OpenSink(legacy_ctx);
   }
 
   std::vector<std::string> Query(const std::string& sql) const {
@@ -89,16 +90,10 @@ TEST_F(SqliteSinkTasksTest, TwoSinksOnOneFileAClaimFencesTheEarlierOwner) {
   EXPECT_TRUE(first->positions.empty());
 
   // A commits the task: rows, position 10, one held record in the state.
-  TaskState st;
-  st.progress.max_event_time = 100;
-  st.held.push_back(HeldRecord{"held-1", 3, 9, 0});
+  const TaskState st = HeldState(100);
   const std::string blob = st.Serialize(nullptr);
   const std::vector<Row> rows = {{Value::String("x"), Value::Int(1)}};
-  Checkpoint cp;
-  cp.rows = &rows;
-  cp.positions = {{"in", 3, 10}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, st.progress, &blob, false});
-  ASSERT_TRUE((*a)->Commit(cp).ok());
+  ASSERT_TRUE((*a)->Commit(TaskCheckpoint(&rows, {{"in", 3, 10}}, 3, first->fence, st.progress, &blob)).ok());
 
   // B claims it: fence 2, with A's state and position as committed.
   auto second = (*b)->ClaimTask(TaskId{"in", 3}, Owner("b"));
@@ -110,26 +105,15 @@ TEST_F(SqliteSinkTasksTest, TwoSinksOnOneFileAClaimFencesTheEarlierOwner) {
 
   // A, cut off, commits again with its old fence: nothing of it lands.
   const std::vector<Row> more = {{Value::String("y"), Value::Int(2)}};
-  Checkpoint stale;
-  stale.rows = &more;
-  stale.positions = {{"in", 3, 20}};
-  stale.tasks.push_back(TaskCommit{TaskId{"in", 3}, first->fence, TaskProgress{}, &blob, false});
-  Status s = (*a)->Commit(stale);
+  Status s = (*a)->Commit(TaskCheckpoint(&more, {{"in", 3, 20}}, 3, first->fence, TaskProgress{}, &blob));
   EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
   EXPECT_EQ(Query("SELECT id FROM out ORDER BY id"), std::vector<std::string>{"x"});
   EXPECT_EQ(Query("SELECT offset FROM _sluice_positions WHERE partition = 3"), std::vector<std::string>{"10"});
   EXPECT_EQ(Query("SELECT max_event_time FROM _sluice_tasks"), std::vector<std::string>{"100"});
 
   // B commits with its fence; a release clears the owner, and a state left out (null) stays.
-  TaskProgress later;
-  later.max_event_time = 200;
-  later.enforced = 50;
-  later.idle = true;
-  Checkpoint ok;
-  ok.rows = &more;
-  ok.positions = {{"in", 3, 20}};
-  ok.tasks.push_back(TaskCommit{TaskId{"in", 3}, second->fence, later, nullptr, true});
-  ASSERT_TRUE((*b)->Commit(ok).ok());
+  const TaskProgress later = ReleasedProgress();
+  ASSERT_TRUE((*b)->Commit(TaskCheckpoint(&more, {{"in", 3, 20}}, 3, second->fence, later, nullptr, true)).ok());
   EXPECT_EQ(Query("SELECT id FROM out ORDER BY id"), (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(Query("SELECT owner, max_event_time, watermark, enforced, idle FROM _sluice_tasks"),
             std::vector<std::string>{"|200|∅|50|1"});
@@ -149,40 +133,20 @@ TEST_F(SqliteSinkTasksTest, TwoSinksOnOneFileAClaimFencesTheEarlierOwner) {
 TEST_F(SqliteSinkTasksTest, ACommitWithAnUnclaimedTaskIsFenced) {
   auto a = OpenSink();
   ASSERT_TRUE(a.ok());
-  Checkpoint cp;
-  cp.positions = {{"in", 0, 1}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, 1, TaskProgress{}, nullptr, false});
-  EXPECT_EQ((*a)->Commit(cp).code(), StatusCode::kFenced);
+  EXPECT_EQ((*a)->Commit(TaskCheckpoint(nullptr, {{"in", 0, 1}}, 0, 1)).code(), StatusCode::kFenced);
   EXPECT_TRUE(Query("SELECT * FROM _sluice_positions").empty());
 }
 
 TEST_F(SqliteSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   // A run of an older sluice: one state row for the pipeline.
   {
-    SinkContext legacy_ctx = ctx_;
-    legacy_ctx.tasks = false;
-    SinkConfig c;
-    c.uri = "sqlite:" + db_;
-    c.table = "out";
-    c.options.section_location = {"test.toml", 1, 1};
-    auto sink = SqliteSink::Make(c);
+    auto sink = OpenLegacySink();
     ASSERT_TRUE(sink.ok());
-    ASSERT_TRUE((*sink)->Open(legacy_ctx).ok());
-    WindowState old;
-    old.closed_before = 70;
-    old.max_event_times[{"in", 0}] = 100;
-    old.max_event_times[{"in", 1}] = 90;
-    old.held.push_back(HeldRecord{"p1-a", 1, 4, 0});
-    old.held.push_back(HeldRecord{"p0-a", 0, 7, 0});
-    old.held.push_back(HeldRecord{"p1-b", 1, 5, 0});
-    const std::string blob = old.Serialize(nullptr);
-    Checkpoint cp;
-    cp.positions = {{"in", 0, 8}, {"in", 1, 6}};
-    cp.state = &blob;
-    ASSERT_TRUE((*sink)->Commit(cp).ok());
+    const std::string blob = LegacyState().Serialize(nullptr);
+    ASSERT_TRUE((*sink)->Commit(task_sink_test::LegacyCheckpoint({{"in", 0, 8}, {"in", 1, 6}}, &blob)).ok());
     // A sink that is not told to use tasks leaves the legacy state alone.
-    auto again = SqliteSink::Make(c);
-    ASSERT_TRUE((*again)->Open(legacy_ctx).ok());
+    auto again = OpenLegacySink();
+    ASSERT_TRUE(again.ok());
     EXPECT_EQ((*again)->LoadState().value(), blob);
   }
   auto a = OpenSink();
@@ -194,12 +158,7 @@ TEST_F(SqliteSinkTasksTest, TheLegacyStateMovesIntoTaskRows) {
   ASSERT_TRUE(claim.ok());
   EXPECT_EQ(claim->fence, 1);
   EXPECT_EQ(claim->positions.at(1), 6);
-  auto st = TaskState::Parse(claim->state, nullptr);
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
-  ASSERT_EQ(st->held.size(), 2u);
-  EXPECT_EQ(st->held[0].payload, "p1-a");
-  EXPECT_EQ(st->held[1].payload, "p1-b");
-  EXPECT_EQ(st->progress.max_event_time, 90);
+  ASSERT_NO_FATAL_FAILURE(task_sink_test::ExpectLegacyPartitionOne(claim->state));
   // A second open (another process) finds the tasks and migrates nothing again.
   auto b = OpenSink();
   ASSERT_TRUE(b.ok());
@@ -214,15 +173,8 @@ TEST_F(SqliteSinkTasksTest, ALegacyStateRowNextToTaskRowsIsRefusedAtOpenAndCommi
   ASSERT_TRUE(claim.ok()) << claim.status().ToString();
   // ...when an older sluice, still running (a rolling upgrade), commits its one state row.
   {
-    SinkContext legacy_ctx = ctx_;
-    legacy_ctx.tasks = false;
-    SinkConfig c;
-    c.uri = "sqlite:" + db_;
-    c.table = "out";
-    c.options.section_location = {"test.toml", 1, 1};
-    auto old = SqliteSink::Make(c);
+    auto old = OpenLegacySink();
     ASSERT_TRUE(old.ok());
-    ASSERT_TRUE((*old)->Open(legacy_ctx).ok());
     WindowState ws;
     ws.max_event_times[{"in", 0}] = 100;
     ws.held.push_back(HeldRecord{"held-by-old", 0, 4, 0});
@@ -235,10 +187,7 @@ TEST_F(SqliteSinkTasksTest, ALegacyStateRowNextToTaskRowsIsRefusedAtOpenAndCommi
   // The new process's next commit refuses, and so does a start of another one.
   TaskState st;
   const std::string blob = st.Serialize(nullptr);
-  Checkpoint cp;
-  cp.positions = {{"in", 0, 9}};
-  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, st.progress, &blob, false});
-  Status s = (*a)->Commit(cp);
+  Status s = (*a)->Commit(TaskCheckpoint(nullptr, {{"in", 0, 9}}, 0, claim->fence, st.progress, &blob));
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state"),
             std::string::npos)
