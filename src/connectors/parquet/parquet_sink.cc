@@ -1152,6 +1152,10 @@ Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
 Result<std::vector<StoredPosition>> ParquetSink::LoadPositions() {
   std::vector<StoredPosition> out;
   if (task_mode_) {
+    std::shared_ptr<void> hold;
+    if (opened_) {
+      ASSIGN_OR_RETURN(hold, LockTasks());  // a pending intent is applied first
+    }
     ASSIGN_OR_RETURN(auto files, ReadTaskFiles());
     for (const auto& [id, f] : files) commit_number_ = std::max(commit_number_, f.commit_number);
     out = MergedTaskPositions(files);
@@ -1191,7 +1195,45 @@ Result<std::shared_ptr<void>> ParquetSink::LockTasks() {
       return Status::IOError("parquet sink: cannot lock " + TaskDir() + "/tasks.lock: " + Errno());
     }
   }
-  return std::shared_ptr<void>(std::make_shared<FlockHold>(tasks_lock_fd_));
+  auto hold = std::shared_ptr<void>(std::make_shared<FlockHold>(tasks_lock_fd_));
+  // A commit of several tasks that passed its commit point (the intent) but not the renames of
+  // its task files is finished first, whoever committed it.
+  RETURN_IF_ERROR(ApplyCommitIntent());
+  return hold;
+}
+
+std::string ParquetSink::IntentPath() const {
+  return (fs::path(TaskDir()) / "commit.intent").string();
+}
+
+Status ParquetSink::ApplyCommitIntent() {
+  const std::string path = IntentPath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::OK();
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto intent = DecodeParquetCommitIntent(data, ctx_.pipeline);
+  if (!intent.ok()) {
+    return Status::Internal("parquet commit intent " + path + ": " + intent.status().message());
+  }
+  // A task's commit numbers only grow (its owner commits above what it read at the claim), so an
+  // entry not above the task file's number is applied already (the intent is removed without a
+  // sync, and may come back after a crash).
+  std::vector<const ParquetTaskFile*> apply;
+  for (const ParquetTaskFile& f : *intent) {
+    ASSIGN_OR_RETURN(std::optional<ParquetTaskFile> current, ReadTaskFile(f.task));
+    if (!current || current->commit_number < f.commit_number) apply.push_back(&f);
+  }
+  size_t renamed = 0;
+  RETURN_IF_ERROR(WriteTaskFiles(apply, &renamed));
+  for (const ParquetTaskFile* f : apply) task_files_[f->task] = *f;
+  if (!apply.empty()) {
+    spdlog::info("parquet sink {}: pipeline {}: finished a commit of {} task(s) from its intent",
+                 settings_.dir, ctx_.pipeline, apply.size());
+  }
+  if (!fs::remove(path, ec) && ec) {
+    return Status::IOError("parquet sink: cannot remove " + path + ": " + ec.message());
+  }
+  return Status::OK();
 }
 
 Result<std::optional<ParquetTaskFile>> ParquetSink::ReadTaskFile(const TaskId& task) const {
@@ -1358,13 +1400,6 @@ Status ParquetSink::MigrateLegacyState() {
   }
   const std::string what = "parquet sink " + settings_.dir + ": the stored state of pipeline " +
                            ctx_.pipeline + " (" + path + ") ";
-  if (!legacy.rows.empty()) {
-    return Status::FailedPrecondition(
-        what + "holds " + std::to_string(legacy.rows.size()) +
-        " rows not written to Parquet files yet, which per-partition state does not take: stop "
-        "the pipeline cleanly once with the sluice that wrote it (a clean stop writes every "
-        "buffered row), then start this one");
-  }
   WindowState old;
   if (!legacy.engine_state.empty()) {
     ASSIGN_OR_RETURN(old, WindowState::Parse(legacy.engine_state, ctx_.aggregate));
@@ -1380,6 +1415,23 @@ Status ParquetSink::MigrateLegacyState() {
   seq_ = legacy.seq;
   dead_letter_seq_ = legacy.dead_letter_seq;
   RETURN_IF_ERROR(RemoveOrphans());
+  if (!legacy.rows.empty()) {
+    // Rows buffered by the one state (a run killed before its final checkpoint): written first
+    // as that state would write them, in commits of max_files_per_checkpoint files each (a
+    // process killed meanwhile goes on from the last), so the task files start with none.
+    RETURN_IF_ERROR(ReadState());
+    Checkpoint drain;
+    drain.positions = legacy.positions;
+    while (!buffer_.empty()) {
+      Status s = CommitStep(drain, /*roll=*/true, {}, "", {}, clock_());
+      if (!s.ok()) return s.WithContext(what + "writing its buffered rows before the move");
+    }
+    spdlog::info("{}: its buffered rows are written (sequence number {})", what, seq_);
+    ASSIGN_OR_RETURN(std::string drained, ReadWholeFile(path));
+    ASSIGN_OR_RETURN(legacy, DecodeParquetSinkState(drained, ctx_.pipeline));
+    positions_.clear();
+    engine_state_.clear();
+  }
   seq_ = 0;
   dead_letter_seq_ = 0;
 
@@ -1472,6 +1524,10 @@ Result<TaskClaim> ParquetSink::ClaimTask(const TaskId& task, const OwnerInfo& ow
 
 Result<std::vector<TaskRow>> ParquetSink::LoadTaskProgress() {
   std::vector<TaskRow> out;
+  std::shared_ptr<void> hold;
+  if (opened_ && task_mode_) {
+    ASSIGN_OR_RETURN(hold, LockTasks());
+  }
   ASSIGN_OR_RETURN(auto files, ReadTaskFiles());
   for (const auto& [id, f] : files) {
     TaskRow row;
@@ -1489,14 +1545,22 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   const size_t row_count = cp.rows ? cp.rows->size() : 0;
   const size_t letter_count = cp.dead_letters ? cp.dead_letters->size() : 0;
   if (cp.tasks.empty()) {
-    if (row_count > 0 || letter_count > 0) {
-      return Status::Internal("parquet sink: a checkpoint with rows or dead letters but no task");
+    bool task_positions = false;
+    for (const auto& p : cp.positions) task_positions = task_positions || TaskOfPosition(p).has_value();
+    if (row_count > 0 || letter_count > 0 || task_positions) {
+      return Status::Internal("parquet sink: a checkpoint with rows, dead letters or positions of "
+                              "partitions but no task: with tasks they are stored by task");
     }
     return Status::OK();  // nothing of this process to commit
   }
-  if (row_count > 0 && (!cp.row_tasks || cp.row_tasks->size() != row_count)) {
-    return Status::Internal("parquet sink: a checkpoint of tasks without the task of each row");
+  if (row_count > 0 && cp.row_tasks && cp.row_tasks->size() != row_count) {
+    return Status::Internal("parquet sink: a checkpoint of tasks with " +
+                            std::to_string(cp.row_tasks->size()) + " row tasks for " +
+                            std::to_string(row_count) + " rows");
   }
+  // Without row_tasks (the runner does not tell, e.g. a select pipeline) every row goes with the
+  // first task: exact too, since a commit applies all its tasks or none (the intent).
+  auto task_of_row = [&](size_t i) -> uint32_t { return cp.row_tasks ? (*cp.row_tasks)[i] : 0; };
   std::map<TaskId, size_t> index;
   for (size_t t = 0; t < cp.tasks.size(); ++t) index.emplace(cp.tasks[t].task, t);
 
@@ -1511,7 +1575,7 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   std::vector<RejectedItem> rejected;
   for (size_t i = 0; i < row_count; ++i) {
     const auto& row = (*cp.rows)[i];
-    const uint32_t t = (*cp.row_tasks)[i];
+    const uint32_t t = task_of_row(i);
     if (t >= cp.tasks.size()) return Status::Internal("parquet sink: a row's task is out of range");
     RETURN_IF_ERROR(CheckRow(row));
     if (Status p = CheckPartitionPath(row); !p.ok()) {
@@ -1528,7 +1592,7 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
     std::vector<DeadLetter> refused = RejectedLetters(ctx_, cp, {}, rejected, wall, wall);
     LogRejected("parquet", cp.id, refused);
     for (size_t k = 0; k < refused.size() && k < rejected.size(); ++k) {
-      work[(*cp.row_tasks)[rejected[k].index]].letters.push_back(std::move(refused[k]));
+      work[task_of_row(rejected[k].index)].letters.push_back(std::move(refused[k]));
     }
   }
   for (size_t i = 0; i < letter_count; ++i) {
@@ -1564,7 +1628,9 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   }
   if (task_write_failed_) RETURN_IF_ERROR(RemoveTaskOrphans(current));
 
-  const int64_t number = commit_number_ + 1;
+  int64_t number = commit_number_;
+  for (const auto& [id, f] : current) number = std::max(number, f.commit_number);
+  ++number;
   const int64_t now = WallClockMicros();
   std::vector<ParquetTaskFile> next;
   next.reserve(cp.tasks.size());
@@ -1628,6 +1694,26 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   }
   // One sync for every part file, rename and new directory, before the task files commit them.
   if (files_written > 0 && kSyncWholeFileSystem) RETURN_IF_ERROR(SyncFileSystem(settings_.dir));
+  if (next.size() > 1) {
+    // Several tasks: their task files are renamed one by one, so the commit point is the rename
+    // of one intent holding them all; the renames follow, now or at the next lock (LockTasks).
+    RETURN_IF_ERROR(WriteAtomically(IntentPath(), TempPathFor(IntentPath()),
+                                    EncodeParquetCommitIntent(ctx_.pipeline, next)));
+    for (const auto& f : next) {
+      committed_in_[f.task] = cp.id;
+      task_files_[f.task] = f;
+    }
+    task_write_failed_ = false;
+    commit_number_ = number;
+    rows_rejected_ += static_cast<int64_t>(rejected.size());
+    if (fail_before_task_files_) return Status::IOError("parquet sink: stopping after the intent (test)");
+    if (Status s = ApplyCommitIntent(); !s.ok()) {
+      spdlog::warn("parquet sink {}: checkpoint {} is committed, but its task files are not all "
+                   "written yet ({}); the next claim or commit finishes them",
+                   settings_.dir, cp.id, s.ToString());
+    }
+    return Status::OK();
+  }
   if (fail_before_task_files_) return Status::IOError("parquet sink: failing before the task files (test)");
   std::vector<const ParquetTaskFile*> ptrs;
   for (const auto& f : next) ptrs.push_back(&f);

@@ -100,7 +100,8 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   /// Returns how many fsync(2) and syncfs(2) calls Parquet sinks of this process have made.
   static int64_t SyncCountForTesting();
   /// Makes the next commits of tasks fail after their part and dead-letter files are written
-  /// and before any task file is renamed (a crash between the two, as the files see it).
+  /// and before any task file is renamed (a crash between the two, as the files see it); a
+  /// commit of several tasks fails after its intent is renamed (committed, task files not).
   void FailBeforeTaskFilesForTesting(bool fail) { fail_before_task_files_ = fail; }
   /// Returns the number of rows buffered and not yet written to a Parquet file.
   size_t buffered_rows() const { return buffer_.size(); }
@@ -161,6 +162,10 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   /// Takes the exclusive lock of DIR/_sluice/<pipeline>/tasks.lock (waits for it); the returned
   /// object releases it.
   Result<std::shared_ptr<void>> LockTasks();
+  std::string IntentPath() const;
+  /// Under the tasks lock: writes the task files a commit intent holds (those not newer on
+  /// disk already), then removes it. Nothing when there is none.
+  Status ApplyCommitIntent();
   /// Reads the task file of `task`; nullopt when there is none.
   Result<std::optional<ParquetTaskFile>> ReadTaskFile(const TaskId& task) const;
   /// Reads every task file of the pipeline (none when the folder does not exist).

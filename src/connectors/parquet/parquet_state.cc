@@ -14,6 +14,7 @@ constexpr int64_t kCarryVersion = 3;        ///< the first with `carried`
 constexpr int64_t kMovedVersion = 4;
 constexpr std::string_view kTaskMagic = "SLUICEPT";
 constexpr int64_t kTaskFormatVersion = 1;
+constexpr std::string_view kIntentMagic = "SLUICEPI";
 constexpr size_t kChecksumSize = 8;
 
 uint64_t Checksum(std::string_view data) {
@@ -216,6 +217,53 @@ Result<ParquetTaskFile> DecodeParquetTaskFile(std::string_view data, std::string
   f.progress.idle = idle == 1;
   if (!r.done()) return Status::Internal("unexpected bytes after the task's state");
   return f;
+}
+
+std::string EncodeParquetCommitIntent(std::string_view pipeline,
+                                      const std::vector<ParquetTaskFile>& files) {
+  BinaryWriter w;
+  w.PutI64(kTaskFormatVersion);
+  w.PutString(pipeline);
+  w.PutI64(static_cast<int64_t>(files.size()));
+  for (const auto& f : files) w.PutString(EncodeParquetTaskFile(pipeline, f));
+  std::string out(kIntentMagic);
+  out += w.data();
+  BinaryWriter sum;
+  sum.PutI64(static_cast<int64_t>(Checksum(out)));
+  out += sum.data();
+  return out;
+}
+
+Result<std::vector<ParquetTaskFile>> DecodeParquetCommitIntent(std::string_view data,
+                                                               std::string_view pipeline) {
+  if (data.size() < kIntentMagic.size() + 8 + kChecksumSize ||
+      data.substr(0, kIntentMagic.size()) != kIntentMagic) {
+    return Status::Internal("not a sluice parquet commit intent (bad magic)");
+  }
+  BinaryReader sum_reader(data.substr(data.size() - kChecksumSize));
+  int64_t stored_sum = 0;
+  if (!sum_reader.GetI64(&stored_sum) ||
+      static_cast<uint64_t>(stored_sum) != Checksum(data.substr(0, data.size() - kChecksumSize))) {
+    return Status::Internal("checksum mismatch: the file is truncated or corrupt");
+  }
+  BinaryReader r(data.substr(kIntentMagic.size(), data.size() - kIntentMagic.size() - kChecksumSize));
+  int64_t version = 0, n = 0;
+  std::string stored_pipeline;
+  if (!r.GetI64(&version) || !r.GetString(&stored_pipeline) || !r.GetI64(&n)) return r.status();
+  if (version != kTaskFormatVersion) {
+    return Status::Internal("commit intent format version " + std::to_string(version) +
+                            ", but this build reads version " + std::to_string(kTaskFormatVersion));
+  }
+  if (stored_pipeline != pipeline || n < 0) return Status::Internal("a commit intent of another pipeline");
+  std::vector<ParquetTaskFile> out;
+  for (int64_t i = 0; i < n; ++i) {
+    std::string entry;
+    if (!r.GetString(&entry)) return r.status();
+    ASSIGN_OR_RETURN(ParquetTaskFile f, DecodeParquetTaskFile(entry, pipeline));
+    out.push_back(std::move(f));
+  }
+  if (!r.done()) return Status::Internal("unexpected bytes after the commit intent's tasks");
+  return out;
 }
 
 }  // namespace sluice

@@ -73,6 +73,15 @@ struct ParquetTaskFile {
 /// Encodes a task file: magic, format version, the fields, and a trailing checksum.
 std::string EncodeParquetTaskFile(std::string_view pipeline, const ParquetTaskFile& file);
 
+/// Encodes the commit intent of a commit of several tasks (`DIR/_sluice/<pipeline>/commit.intent`):
+/// every new task file, whole; its rename is the commit point of all of them.
+std::string EncodeParquetCommitIntent(std::string_view pipeline,
+                                      const std::vector<ParquetTaskFile>& files);
+
+/// Decodes what EncodeParquetCommitIntent wrote (a checksum mismatch or malformed content fails).
+Result<std::vector<ParquetTaskFile>> DecodeParquetCommitIntent(std::string_view data,
+                                                               std::string_view pipeline);
+
 /// Decodes what EncodeParquetTaskFile wrote; fails on a wrong magic or version, a checksum
 /// mismatch, another pipeline's name or malformed content.
 Result<ParquetTaskFile> DecodeParquetTaskFile(std::string_view data, std::string_view pipeline);
