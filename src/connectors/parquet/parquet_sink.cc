@@ -12,17 +12,17 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
 
-#include "core/time.h"
 #include "connectors/parquet/parquet_file.h"
 #include "connectors/parquet/parquet_naming.h"
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
+#include "core/time.h"
 #include "core/uri.h"
 #include "runtime/sink_rejection.h"
 #include "runtime/source.h"
@@ -76,7 +76,8 @@ std::string TaskDeadLetterFileName(std::string_view pipeline, const TaskId& task
 /// Returns the task a position belongs to: partition p and its generation partition
 /// kGenerationPartitionBase + p are task p's; the other identity partitions are no task's.
 std::optional<TaskId> TaskOfPosition(const StoredPosition& p) {
-  if (p.partition >= 0 && p.partition < kIdentityPartitionBase) return TaskId{p.source, p.partition};
+  if (p.partition >= 0 && p.partition < kIdentityPartitionBase)
+    return TaskId{p.source, p.partition};
   if (p.partition >= kGenerationPartitionBase) {
     return TaskId{p.source, p.partition - kGenerationPartitionBase};
   }
@@ -855,7 +856,8 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
       // A pipeline that started on tasks has only its task folder.
       std::error_code dir_ec;
       if (it->is_directory(dir_ec)) {
-        for (fs::directory_iterator t(it->path(), dir_ec), tend; !dir_ec && t != tend; t.increment(dir_ec)) {
+        for (fs::directory_iterator t(it->path(), dir_ec), tend; !dir_ec && t != tend;
+             t.increment(dir_ec)) {
           if (ParseTaskFileName(t->path().filename().string())) {
             names.push_back(HiveUnescape(file));
             break;
@@ -926,9 +928,9 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
   return out;
 }
 
-Result<PipelineInventory> ParquetSink::TasksInventory(const std::string& name,
-                                                      const std::map<TaskId, ParquetTaskFile>& tasks,
-                                                      const InventoryOptions& options) const {
+Result<PipelineInventory> ParquetSink::TasksInventory(
+    const std::string& name, const std::map<TaskId, ParquetTaskFile>& tasks,
+    const InventoryOptions& options) const {
   PipelineInventory p;
   p.pipeline = name;
   p.positions = MergedTaskPositions(tasks);
@@ -945,7 +947,8 @@ Result<PipelineInventory> ParquetSink::TasksInventory(const std::string& name,
   // marker's sequence number) and each task's up to its own.
   int64_t files = 0, bytes = 0;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(settings_.dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::recursive_directory_iterator it(settings_.dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
     std::error_code type_ec;
     if (!it->is_regular_file(type_ec)) continue;
     const std::string file = it->path().filename().string();
@@ -962,7 +965,8 @@ Result<PipelineInventory> ParquetSink::TasksInventory(const std::string& name,
   }
   if (ec) return Status::IOError("cannot list " + settings_.dir + ": " + ec.message());
   p.details.emplace_back("tasks", WithThousands(static_cast<int64_t>(tasks.size())));
-  p.details.emplace_back("part files", WithThousands(files) + " (" + WithThousands(bytes) + " bytes)");
+  p.details.emplace_back("part files",
+                         WithThousands(files) + " (" + WithThousands(bytes) + " bytes)");
   p.details.emplace_back("dead-letter files", WithThousands(dead_letter_files));
   p.dead_letters_stored = true;
   RETURN_IF_ERROR(TallyTaskDeadLetters(tasks, options.samples_per_reason, &p.dead_letters));
@@ -1171,7 +1175,6 @@ Result<std::string> ParquetSink::LoadState() { return engine_state_; }
 // ---------------------------------------------------------------------------------------------
 // Tasks (README "Tasks")
 
-
 std::string ParquetSink::TaskDir() const {
   return (fs::path(settings_.dir) / kStateDir / HiveEscape(ctx_.pipeline)).string();
 }
@@ -1261,7 +1264,8 @@ Result<std::map<TaskId, ParquetTaskFile>> ParquetSink::ReadTaskFiles() const {
     ASSIGN_OR_RETURN(std::string data, ReadWholeFile(it->path().string()));
     auto f = DecodeParquetTaskFile(data, ctx_.pipeline);
     if (!f.ok()) {
-      return Status::Internal("parquet task file " + it->path().string() + ": " + f.status().message());
+      return Status::Internal("parquet task file " + it->path().string() + ": " +
+                              f.status().message());
     }
     TaskId id = f->task;
     out.emplace(std::move(id), std::move(f).value());
@@ -1337,7 +1341,8 @@ Status ParquetSink::RemoveTaskOrphans(const std::map<TaskId, ParquetTaskFile>& c
           // orphan (and its temporary file); the one after it is checked for safety.
           const std::string file = TaskDeadLetterFileName(ctx_.pipeline, id, n);
           if (name == file || name == "." + file + ".tmp") {
-            doomed.emplace_back(it->path(), "dead letters of a commit of the task that never happened");
+            doomed.emplace_back(it->path(),
+                                "dead letters of a commit of the task that never happened");
           }
         }
       }
@@ -1351,7 +1356,8 @@ Status ParquetSink::RemoveTaskOrphans(const std::map<TaskId, ParquetTaskFile>& c
       }
     }
   }
-  if (ec) return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
+  if (ec)
+    return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
   for (const auto& [path, why] : doomed) {
     if (!fs::remove(path, ec) && ec) {
       return Status::IOError("parquet sink: cannot remove " + path.string() + ": " + ec.message());
@@ -1369,8 +1375,8 @@ Status ParquetSink::CheckNoLegacyState() const {
   auto state = DecodeParquetSinkState(data, ctx_.pipeline);
   if (state.ok() && state->moved) return Status::OK();
   return Status::FailedPrecondition(
-      "parquet sink " + settings_.dir + ": pipeline " + ctx_.pipeline + " has a state file " + path +
-      " next to its per-partition task files in " + TaskDir() +
+      "parquet sink " + settings_.dir + ": pipeline " + ctx_.pipeline + " has a state file " +
+      path + " next to its per-partition task files in " + TaskDir() +
       ": a process of an older sluice (without per-partition state) wrote it after the state moved "
       "into tasks, and it would be ignored (what it wrote written again): every process of a "
       "pipeline must run a version with per-partition state: stop them all, then start; the file "
@@ -1466,14 +1472,15 @@ Status ParquetSink::MigrateLegacyState() {
   // The marker replaces the state last: the move commits with it (an interrupted move is done
   // again, task files of fence 0 rewritten).
   legacy.moved = true;
-  RETURN_IF_ERROR(WriteStateFile(EncodeParquetSinkState(
-      ctx_.pipeline, legacy.seq, legacy.dead_letter_seq, legacy.positions, "", ctx_.output.fields(),
-      0, "", false, /*moved=*/true)));
+  RETURN_IF_ERROR(WriteStateFile(
+      EncodeParquetSinkState(ctx_.pipeline, legacy.seq, legacy.dead_letter_seq, legacy.positions,
+                             "", ctx_.output.fields(), 0, "", false, /*moved=*/true)));
   legacy.engine_state.clear();
   moved_ = std::move(legacy);
-  spdlog::info("parquet sink {}: pipeline {}: the stored state now lives per partition in {} ({} "
-               "task(s), {} held record(s))",
-               settings_.dir, ctx_.pipeline, TaskDir(), files.size(), held);
+  spdlog::info(
+      "parquet sink {}: pipeline {}: the stored state now lives per partition in {} ({} "
+      "task(s), {} held record(s))",
+      settings_.dir, ctx_.pipeline, TaskDir(), files.size(), held);
   return Status::OK();
 }
 
@@ -1486,7 +1493,8 @@ Status ParquetSink::OpenTasks() {
   ASSIGN_OR_RETURN(auto hold, LockTasks());
   RETURN_IF_ERROR(MigrateLegacyState());
   ASSIGN_OR_RETURN(task_files_, ReadTaskFiles());
-  for (const auto& [id, f] : task_files_) commit_number_ = std::max(commit_number_, f.commit_number);
+  for (const auto& [id, f] : task_files_)
+    commit_number_ = std::max(commit_number_, f.commit_number);
   opened_ = true;
   return Status::OK();
 }
@@ -1546,10 +1554,12 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   const size_t letter_count = cp.dead_letters ? cp.dead_letters->size() : 0;
   if (cp.tasks.empty()) {
     bool task_positions = false;
-    for (const auto& p : cp.positions) task_positions = task_positions || TaskOfPosition(p).has_value();
+    for (const auto& p : cp.positions)
+      task_positions = task_positions || TaskOfPosition(p).has_value();
     if (row_count > 0 || letter_count > 0 || task_positions) {
-      return Status::Internal("parquet sink: a checkpoint with rows, dead letters or positions of "
-                              "partitions but no task: with tasks they are stored by task");
+      return Status::Internal(
+          "parquet sink: a checkpoint with rows, dead letters or positions of "
+          "partitions but no task: with tasks they are stored by task");
     }
     return Status::OK();  // nothing of this process to commit
   }
@@ -1620,7 +1630,8 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
     ASSIGN_OR_RETURN(std::optional<ParquetTaskFile> f, ReadTaskFile(t.task));
     if (!f || f->fence != t.fence) {
       return Status::Fenced("parquet sink " + settings_.dir + ": " + TaskName(t.task) +
-                            " of pipeline " + ctx_.pipeline + " was claimed by another process (fence " +
+                            " of pipeline " + ctx_.pipeline +
+                            " was claimed by another process (fence " +
                             (f ? std::to_string(f->fence) : std::string("none")) +
                             ", this one holds " + std::to_string(t.fence) + ")");
     }
@@ -1640,17 +1651,21 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
     const TaskCommit& tc = cp.tasks[t];
     const ParquetTaskFile& old = current.at(tc.task);
     // The retry of a checkpoint whose commit renamed this task's file already.
-    if (auto c = committed_in_.find(tc.task); c != committed_in_.end() && c->second == cp.id) continue;
+    if (auto c = committed_in_.find(tc.task); c != committed_in_.end() && c->second == cp.id)
+      continue;
     ParquetTaskFile f = old;
     const Work& w = work[t];
     if (!w.dirs.empty()) {
       f.seq = old.seq + 1;
       for (const std::string& rel : w.dirs) {
-        const fs::path dir = rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / fs::path(rel);
+        const fs::path dir =
+            rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / fs::path(rel);
         RETURN_IF_ERROR(CreateDirectories(dir, !kSyncWholeFileSystem));
         const std::string hash = PartFileHash(ctx_.pipeline, rel, w.positions);
-        const std::string tmp = (dir / TaskPartTempFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
-        const std::string final_path = (dir / TaskPartFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
+        const std::string tmp =
+            (dir / TaskPartTempFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
+        const std::string final_path =
+            (dir / TaskPartFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
         RETURN_IF_ERROR(WriteParquetFile(tmp, ctx_.output, data_slots_, w.rows.at(rel),
                                          settings_.compression, !kSyncWholeFileSystem));
         if (!kSyncWholeFileSystem) ++g_syncs;
@@ -1671,20 +1686,23 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
         AppendDeadLetterJson(ctx_.pipeline, d, &content);
         content.push_back('\n');
       }
-      const std::string path =
-          (fs::path(DeadLetterDir()) / TaskDeadLetterFileName(ctx_.pipeline, tc.task, f.dead_letter_seq)).string();
+      const std::string path = (fs::path(DeadLetterDir()) /
+                                TaskDeadLetterFileName(ctx_.pipeline, tc.task, f.dead_letter_seq))
+                                   .string();
       RETURN_IF_ERROR(WriteAtomically(path, TempPathFor(path), content));
     }
     // Positions: the task's own from the checkpoint, the others (no task's) replaced by this
     // commit's when it has any.
     std::map<std::pair<std::string, int32_t>, int64_t> positions;
     for (const auto& p : old.positions) {
-      if (TaskOfPosition(p) == tc.task || shared.empty()) positions[{p.source, p.partition}] = p.offset;
+      if (TaskOfPosition(p) == tc.task || shared.empty())
+        positions[{p.source, p.partition}] = p.offset;
     }
     for (const auto& p : w.positions) positions[{p.source, p.partition}] = p.offset;
     for (const auto& p : shared) positions[{p.source, p.partition}] = p.offset;
     f.positions.clear();
-    for (const auto& [key, offset] : positions) f.positions.push_back({key.first, key.second, offset});
+    for (const auto& [key, offset] : positions)
+      f.positions.push_back({key.first, key.second, offset});
     f.progress = tc.progress;
     if (tc.state) f.state = *tc.state;
     if (tc.release) f.owner.clear();
@@ -1706,15 +1724,18 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
     task_write_failed_ = false;
     commit_number_ = number;
     rows_rejected_ += static_cast<int64_t>(rejected.size());
-    if (fail_before_task_files_) return Status::IOError("parquet sink: stopping after the intent (test)");
+    if (fail_before_task_files_)
+      return Status::IOError("parquet sink: stopping after the intent (test)");
     if (Status s = ApplyCommitIntent(); !s.ok()) {
-      spdlog::warn("parquet sink {}: checkpoint {} is committed, but its task files are not all "
-                   "written yet ({}); the next claim or commit finishes them",
-                   settings_.dir, cp.id, s.ToString());
+      spdlog::warn(
+          "parquet sink {}: checkpoint {} is committed, but its task files are not all "
+          "written yet ({}); the next claim or commit finishes them",
+          settings_.dir, cp.id, s.ToString());
     }
     return Status::OK();
   }
-  if (fail_before_task_files_) return Status::IOError("parquet sink: failing before the task files (test)");
+  if (fail_before_task_files_)
+    return Status::IOError("parquet sink: failing before the task files (test)");
   std::vector<const ParquetTaskFile*> ptrs;
   for (const auto& f : next) ptrs.push_back(&f);
   size_t renamed = 0;
@@ -1735,7 +1756,8 @@ Status ParquetSink::TallyTaskDeadLetters(const std::map<TaskId, ParquetTaskFile>
   // The files written before the state moved into tasks, then each task's, in its order.
   if (moved_) {
     for (int64_t n = 1; n <= moved_->dead_letter_seq; ++n) {
-      const std::string path = (fs::path(DeadLetterDir()) / DeadLetterFileName(ctx_.pipeline, n)).string();
+      const std::string path =
+          (fs::path(DeadLetterDir()) / DeadLetterFileName(ctx_.pipeline, n)).string();
       ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
       Status s = TallyDeadLetterLines(data, ctx_.pipeline, samples_per_reason, tally);
       if (!s.ok()) return s.WithContext(path);

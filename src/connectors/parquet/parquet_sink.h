@@ -48,8 +48,9 @@ const OptionTable& ParquetSinkOptions();
 /// buffered, so every commit's work is bounded and a process killed often still advances.
 ///
 /// Options (`[sink]`): partition_by ("a,b" or ["a", "b"]), compression (zstd, snappy, gzip,
-/// none), roll_rows, roll_interval, max_files_per_checkpoint. Needs rows (append mode or select); update-mode deltas are
-/// refused. One process per pipeline and directory (a lock file enforces it).
+/// none), roll_rows, roll_interval, max_files_per_checkpoint. Needs rows (append mode or select);
+/// update-mode deltas are refused. One process per pipeline and directory (a lock file enforces
+/// it).
 ///
 /// Tasks (SinkContext::tasks; README "Tasks"): the state lives per task in
 /// `DIR/_sluice/<pipeline>/task-<source>-<p>.state` (fence, owner, positions, progress, state,

@@ -28,8 +28,7 @@ uint64_t Checksum(std::string_view data) {
 
 }  // namespace
 
-std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
-                                   int64_t dead_letter_seq,
+std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq, int64_t dead_letter_seq,
                                    const std::vector<StoredPosition>& positions,
                                    std::string_view engine_state, const std::vector<Field>& columns,
                                    int64_t row_count, std::string_view encoded_rows, bool carried,
@@ -246,7 +245,8 @@ Result<std::vector<ParquetTaskFile>> DecodeParquetCommitIntent(std::string_view 
       static_cast<uint64_t>(stored_sum) != Checksum(data.substr(0, data.size() - kChecksumSize))) {
     return Status::Internal("checksum mismatch: the file is truncated or corrupt");
   }
-  BinaryReader r(data.substr(kIntentMagic.size(), data.size() - kIntentMagic.size() - kChecksumSize));
+  BinaryReader r(
+      data.substr(kIntentMagic.size(), data.size() - kIntentMagic.size() - kChecksumSize));
   int64_t version = 0, n = 0;
   std::string stored_pipeline;
   if (!r.GetI64(&version) || !r.GetString(&stored_pipeline) || !r.GetI64(&n)) return r.status();
@@ -254,7 +254,8 @@ Result<std::vector<ParquetTaskFile>> DecodeParquetCommitIntent(std::string_view 
     return Status::Internal("commit intent format version " + std::to_string(version) +
                             ", but this build reads version " + std::to_string(kTaskFormatVersion));
   }
-  if (stored_pipeline != pipeline || n < 0) return Status::Internal("a commit intent of another pipeline");
+  if (stored_pipeline != pipeline || n < 0)
+    return Status::Internal("a commit intent of another pipeline");
   std::vector<ParquetTaskFile> out;
   for (int64_t i = 0; i < n; ++i) {
     std::string entry;

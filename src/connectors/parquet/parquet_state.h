@@ -37,8 +37,7 @@ struct ParquetSinkState {
 /// Encodes a state file: magic, format version, the fields, and a trailing checksum.
 /// `encoded_rows` holds `row_count` rows, each written by BinaryWriter::PutRow, so a commit
 /// does not encode rows buffered by earlier commits again.
-std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq,
-                                   int64_t dead_letter_seq,
+std::string EncodeParquetSinkState(std::string_view pipeline, int64_t seq, int64_t dead_letter_seq,
                                    const std::vector<StoredPosition>& positions,
                                    std::string_view engine_state, const std::vector<Field>& columns,
                                    int64_t row_count, std::string_view encoded_rows, bool carried,

@@ -38,8 +38,8 @@ class ParquetSinkTasksTest : public ::testing::Test {
     ctx_.pipeline = "views";
     ctx_.source = "in";
     ctx_.tasks = true;
-    ctx_.output = Schema({{"network_id", Type::kInt64, ""}, {"minute", Type::kString, ""},
-                          {"n", Type::kInt64, ""}});
+    ctx_.output = Schema(
+        {{"network_id", Type::kInt64, ""}, {"minute", Type::kString, ""}, {"n", Type::kInt64, ""}});
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -54,8 +54,8 @@ class ParquetSinkTasksTest : public ::testing::Test {
     return ParquetSink::Make(c);
   }
 
-  Result<std::unique_ptr<Sink>> OpenSink(bool tasks = true,
-                                         const std::vector<std::pair<std::string, std::string>>& options = {}) {
+  Result<std::unique_ptr<Sink>> OpenSink(
+      bool tasks = true, const std::vector<std::pair<std::string, std::string>>& options = {}) {
     ASSIGN_OR_RETURN(auto sink, MakeSink(options));
     SinkContext ctx = ctx_;
     ctx.tasks = tasks;
@@ -109,8 +109,10 @@ class ParquetSinkTasksTest : public ::testing::Test {
       EXPECT_TRUE(reader.ok());
       auto table = (*reader)->ReadTable();
       EXPECT_TRUE(table.ok());
-      auto minute = std::static_pointer_cast<arrow::StringArray>((*table)->GetColumnByName("minute")->chunk(0));
-      auto n = std::static_pointer_cast<arrow::Int64Array>((*table)->GetColumnByName("n")->chunk(0));
+      auto minute = std::static_pointer_cast<arrow::StringArray>(
+          (*table)->GetColumnByName("minute")->chunk(0));
+      auto n =
+          std::static_pointer_cast<arrow::Int64Array>((*table)->GetColumnByName("n")->chunk(0));
       for (int64_t i = 0; i < (*table)->num_rows(); ++i) {
         out.push_back(network + "|" + minute->GetString(i) + "|" + std::to_string(n->Value(i)));
       }
@@ -121,7 +123,8 @@ class ParquetSinkTasksTest : public ::testing::Test {
 
   static std::vector<std::string> AsText(const std::vector<Row>& rows) {
     std::vector<std::string> out;
-    for (const auto& r : rows) out.push_back(r[0].ToString() + "|" + r[1].ToString() + "|" + r[2].ToString());
+    for (const auto& r : rows)
+      out.push_back(r[0].ToString() + "|" + r[1].ToString() + "|" + r[2].ToString());
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -158,8 +161,9 @@ TEST_F(ParquetSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseCommitThenWritesNot
   Status s = (*a)->Commit(cp);
   ASSERT_TRUE(s.ok()) << s.ToString();
   // One file per partition directory, numbered 1 for the task, named after it.
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
-                                               "network_id=2/part-views-0000000001-HASH-in-3.parquet"}));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
+                                      "network_id=2/part-views-0000000001-HASH-in-3.parquet"}));
   EXPECT_EQ(DatasetRows(), (std::vector<std::string>{"1|m1|10", "1|m2|11", "2|m1|20"}));
 
   // B claims: fence 2, with A's state and position as committed.
@@ -198,9 +202,10 @@ TEST_F(ParquetSinkTasksTest, AClaimFencesTheEarlierOwnerWhoseCommitThenWritesNot
   ok.tasks.push_back(TaskCommit{TaskId{"in", 3}, second->fence, later, nullptr, true});
   s = (*b)->Commit(ok);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
-                                               "network_id=2/part-views-0000000001-HASH-in-3.parquet",
-                                               "network_id=3/part-views-0000000002-HASH-in-3.parquet"}));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
+                                      "network_id=2/part-views-0000000001-HASH-in-3.parquet",
+                                      "network_id=3/part-views-0000000002-HASH-in-3.parquet"}));
   auto progress = (*a)->LoadTaskProgress();
   ASSERT_TRUE(progress.ok());
   ASSERT_EQ(progress->size(), 1u);
@@ -283,7 +288,9 @@ TEST_F(ParquetSinkTasksTest, EachTaskNumbersItsOwnFilesAndDeadLetters) {
   cp.rows = &rows;
   cp.row_tasks = &row_tasks;
   cp.dead_letters = &letters;
-  cp.positions = {{"in", 0, 5}, {"in", 1, 6}, {"in", kGenerationPartitionBase + 1, 2},
+  cp.positions = {{"in", 0, 5},
+                  {"in", 1, 6},
+                  {"in", kGenerationPartitionBase + 1, 2},
                   {"in", kIdentityPartitionBase + 3, 77}};
   cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, c0->fence, TaskProgress{}, nullptr, false});
   cp.tasks.push_back(TaskCommit{TaskId{"in", 1}, c1->fence, TaskProgress{}, nullptr, false});
@@ -298,10 +305,11 @@ TEST_F(ParquetSinkTasksTest, EachTaskNumbersItsOwnFilesAndDeadLetters) {
   cp2.positions = {{"in", 1, 8}};
   cp2.tasks.push_back(TaskCommit{TaskId{"in", 1}, c1->fence, TaskProgress{}, nullptr, false});
   ASSERT_TRUE((*a)->Commit(cp2).ok());
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-0.parquet",
-                                               "network_id=1/part-views-0000000001-HASH-in-1.parquet",
-                                               "network_id=1/part-views-0000000002-HASH-in-1.parquet",
-                                               "network_id=2/part-views-0000000001-HASH-in-1.parquet"}));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-0.parquet",
+                                      "network_id=1/part-views-0000000001-HASH-in-1.parquet",
+                                      "network_id=1/part-views-0000000002-HASH-in-1.parquet",
+                                      "network_id=2/part-views-0000000001-HASH-in-1.parquet"}));
   EXPECT_EQ(DatasetRows(), (std::vector<std::string>{"1|m1|1", "1|m1|2", "1|m2|4", "2|m1|3"}));
   const fs::path dl = dir_ / "_sluice" / "dead_letters";
   EXPECT_TRUE(fs::exists(dl / "dead-letters-views-0000000001-in-0.ndjson"));  // "late"
@@ -378,12 +386,14 @@ TEST_F(ParquetSinkTasksTest, ACrashBetweenDataFilesAndTaskFileLeavesNothingAfter
   dynamic_cast<ParquetSink*>(a->get())->FailBeforeTaskFilesForTesting(true);
   EXPECT_FALSE((*a)->Commit(crash).ok());
   // A reader listing the dataset now sees the uncommitted files (as with the legacy state).
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-2.parquet",
-                                               "network_id=1/part-views-0000000002-HASH-in-2.parquet",
-                                               "network_id=4/part-views-0000000002-HASH-in-2.parquet"}));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-2.parquet",
+                                      "network_id=1/part-views-0000000002-HASH-in-2.parquet",
+                                      "network_id=4/part-views-0000000002-HASH-in-2.parquet"}));
   // Another task's orphan-looking file (a seq its own task file has not committed) is not this
   // task's to remove.
-  std::ofstream(dir_ / "network_id=1" / "part-views-0000000001-0123456789abcdef-in-5.parquet") << "x";
+  std::ofstream(dir_ / "network_id=1" / "part-views-0000000001-0123456789abcdef-in-5.parquet")
+      << "x";
   a->reset();  // the process dies
 
   auto b = OpenSink();
@@ -391,16 +401,19 @@ TEST_F(ParquetSinkTasksTest, ACrashBetweenDataFilesAndTaskFileLeavesNothingAfter
   auto claim = (*b)->ClaimTask(TaskId{"in", 2}, Owner("b"));
   ASSERT_TRUE(claim.ok());
   EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{2, 3}}));
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-2.parquet",
-                                               "network_id=1/part-views-0000000001-HASH-in-5.parquet"}));
-  EXPECT_FALSE(fs::exists(dir_ / "_sluice" / "dead_letters" / "dead-letters-views-0000000001-in-2.ndjson"));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-2.parquet",
+                                      "network_id=1/part-views-0000000001-HASH-in-5.parquet"}));
+  EXPECT_FALSE(
+      fs::exists(dir_ / "_sluice" / "dead_letters" / "dead-letters-views-0000000001-in-2.ndjson"));
   fs::remove(dir_ / "network_id=1" / "part-views-0000000001-0123456789abcdef-in-5.parquet");
   // The replay from position 3 brings the rows again: each once.
   crash.tasks[0].fence = claim->fence;
   crash.id = 1;
   ASSERT_TRUE((*b)->Commit(crash).ok());
   EXPECT_EQ(DatasetRows(), (std::vector<std::string>{"1|m1|1", "1|m2|2", "4|m2|3"}));
-  EXPECT_TRUE(fs::exists(dir_ / "_sluice" / "dead_letters" / "dead-letters-views-0000000001-in-2.ndjson"));
+  EXPECT_TRUE(
+      fs::exists(dir_ / "_sluice" / "dead_letters" / "dead-letters-views-0000000001-in-2.ndjson"));
 }
 
 TEST_F(ParquetSinkTasksTest, AFailedCommitRetriedOrFollowedLeavesEachRowOnce) {
@@ -514,8 +527,9 @@ TEST_F(ParquetSinkTasksTest, RowsWithoutTheirTaskGoWithTheFirstTask) {
   cp.tasks.push_back(TaskCommit{TaskId{"in", 3}, c3->fence, TaskProgress{}, nullptr, false});
   cp.tasks.push_back(TaskCommit{TaskId{"in", 1}, c1->fence, TaskProgress{}, nullptr, false});
   ASSERT_TRUE((*a)->Commit(cp).ok());
-  EXPECT_EQ(Names(), (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
-                                               "network_id=2/part-views-0000000001-HASH-in-3.parquet"}));
+  EXPECT_EQ(Names(),
+            (std::vector<std::string>{"network_id=1/part-views-0000000001-HASH-in-3.parquet",
+                                      "network_id=2/part-views-0000000001-HASH-in-3.parquet"}));
   EXPECT_EQ(*(*a)->LoadPositions(), (std::vector<StoredPosition>{{"in", 1, 2}, {"in", 3, 4}}));
 }
 
@@ -536,7 +550,9 @@ TEST_F(ParquetSinkTasksTest, TheLegacyStateMovesIntoTaskFiles) {
     Checkpoint cp;
     cp.id = 1;
     cp.rows = &rows;
-    cp.positions = {{"in", 0, 8}, {"in", 1, 6}, {"in", kGenerationPartitionBase + 1, 2},
+    cp.positions = {{"in", 0, 8},
+                    {"in", 1, 6},
+                    {"in", kGenerationPartitionBase + 1, 2},
                     {"in", kIdentityPartitionBase + 3, 77}};
     cp.state = &blob;
     cp.final = true;
@@ -565,7 +581,8 @@ TEST_F(ParquetSinkTasksTest, TheLegacyStateMovesIntoTaskFiles) {
   auto claim = (*a)->ClaimTask(TaskId{"in", 1}, Owner("a"));
   ASSERT_TRUE(claim.ok());
   EXPECT_EQ(claim->fence, 1);
-  EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{1, 6}, {kGenerationPartitionBase + 1, 2}}));
+  EXPECT_EQ(claim->positions,
+            (std::map<int32_t, int64_t>{{1, 6}, {kGenerationPartitionBase + 1, 2}}));
   auto st = TaskState::Parse(claim->state, nullptr);
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   ASSERT_EQ(st->held.size(), 2u);
@@ -596,7 +613,8 @@ TEST_F(ParquetSinkTasksTest, TheLegacyStateMovesIntoTaskFiles) {
 }
 
 TEST_F(ParquetSinkTasksTest, ALegacyStateWithBufferedRowsWritesThemBeforeTheMove) {
-  const std::vector<std::pair<std::string, std::string>> one_file = {{"max_files_per_checkpoint", "1"}};
+  const std::vector<std::pair<std::string, std::string>> one_file = {
+      {"max_files_per_checkpoint", "1"}};
   {
     // A run killed with rows buffered (roll_rows and roll_interval not reached).
     auto legacy = OpenSink(/*tasks=*/false, one_file);
@@ -643,7 +661,8 @@ TEST_F(ParquetSinkTasksTest, ALegacyStateFileNextToTaskFilesIsRefusedAtOpenAndCo
   // An older sluice (no tasks, no shared lock: e.g. on another machine) writes its state file.
   {
     std::ofstream out(dir_ / "_sluice" / "views.state", std::ios::binary);
-    out << EncodeParquetSinkState("views", 1, 0, {{"in", 0, 5}}, "", ctx_.output.fields(), 0, "", false);
+    out << EncodeParquetSinkState("views", 1, 0, {{"in", 0, 5}}, "", ctx_.output.fields(), 0, "",
+                                  false);
   }
   const std::vector<Row> rows = {R(1, "m1", 1)};
   const std::vector<uint32_t> row_tasks = {0};
@@ -654,14 +673,16 @@ TEST_F(ParquetSinkTasksTest, ALegacyStateFileNextToTaskFilesIsRefusedAtOpenAndCo
   cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, claim->fence, TaskProgress{}, nullptr, false});
   Status s = (*a)->Commit(cp);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
-  EXPECT_NE(s.message().find("every process of a pipeline must run a version with per-partition state"),
-            std::string::npos)
+  EXPECT_NE(
+      s.message().find("every process of a pipeline must run a version with per-partition state"),
+      std::string::npos)
       << s.message();
   EXPECT_TRUE(Files().empty());
   auto b = OpenSink();
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(b.status().message().find("stop them all, then start"), std::string::npos) << b.status().message();
+  EXPECT_NE(b.status().message().find("stop them all, then start"), std::string::npos)
+      << b.status().message();
   EXPECT_TRUE(fs::exists(dir_ / "_sluice" / "views.state"));  // left for the operator
 }
 
