@@ -6,10 +6,16 @@
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <parquet/arrow/reader.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -265,6 +271,79 @@ TEST_F(ParquetSinkTasksTest, ClaimsRacingFromTwoSinksEachGetTheirOwnFence) {
   auto progress = (*a)->LoadTaskProgress();
   ASSERT_TRUE(progress.ok());
   EXPECT_EQ((*progress)[0].fence, 2 * kClaims);
+}
+
+TEST_F(ParquetSinkTasksTest, TwoProcessesClaimingOneTaskEachGetTheirOwnFence) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok());
+  constexpr int kClaims = 30;
+  const fs::path out = dir_ / "child-fences";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The other process: its own sink on the directory, claims only (no Arrow after fork).
+    auto b = OpenSink();
+    if (!b.ok()) ::_exit(2);
+    std::ofstream fences(out);
+    for (int i = 0; i < kClaims; ++i) {
+      auto c = (*b)->ClaimTask(TaskId{"in", 0}, Owner("child"));
+      if (!c.ok()) ::_exit(3);
+      fences << c->fence << "\n";
+    }
+    fences.close();
+    ::_exit(0);
+  }
+  std::vector<int64_t> mine;
+  for (int i = 0; i < kClaims; ++i) {
+    auto c = (*a)->ClaimTask(TaskId{"in", 0}, Owner("parent"));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    mine.push_back(c->fence);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  std::set<int64_t> all(mine.begin(), mine.end());
+  std::ifstream in(out);
+  for (int64_t f; in >> f;) all.insert(f);
+  EXPECT_EQ(all.size(), static_cast<size_t>(2 * kClaims));
+  EXPECT_EQ(*all.rbegin(), 2 * kClaims);
+}
+
+TEST_F(ParquetSinkTasksTest, AClaimWaitsForTheLockHolderAndAKillReleasesIt) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A process in the middle of a commit: it holds the tasks lock.
+    const int fd = ::open((dir_ / "_sluice" / "views" / "tasks.lock").c_str(), O_RDWR);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0) ::_exit(2);
+    char c = 'x';
+    if (::write(ready[1], &c, 1) != 1) ::_exit(3);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  std::atomic<bool> done{false};
+  Result<TaskClaim> claim = Status::Internal("not yet");
+  std::thread t([&] {
+    claim = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(done.load());  // waits for the holder
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  t.join();
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  EXPECT_EQ(claim->fence, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
 }
 
 TEST_F(ParquetSinkTasksTest, EachTaskNumbersItsOwnFilesAndDeadLetters) {
