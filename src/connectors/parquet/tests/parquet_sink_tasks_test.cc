@@ -273,6 +273,47 @@ TEST_F(ParquetSinkTasksTest, ClaimsRacingFromTwoSinksEachGetTheirOwnFence) {
   EXPECT_EQ((*progress)[0].fence, 2 * kClaims);
 }
 
+TEST_F(ParquetSinkTasksTest, AClaimRacingCommitsSeesExactlyTheCommitsBeforeIt) {
+  auto a = OpenSink();
+  auto b = OpenSink();
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto first = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
+  ASSERT_TRUE(first.ok());
+  constexpr int kCommits = 40;
+  std::vector<StatusCode> codes(kCommits, StatusCode::kOk);
+  std::thread committer([&] {
+    for (int i = 0; i < kCommits; ++i) {
+      const std::vector<Row> rows = {R(i % 3 + 1, "m", i)};
+      const std::vector<uint32_t> row_tasks = {0};
+      Checkpoint cp;
+      cp.id = i + 1;
+      cp.rows = &rows;
+      cp.row_tasks = &row_tasks;
+      cp.positions = {{"in", 0, i + 1}};
+      cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, first->fence, TaskProgress{}, nullptr, false});
+      codes[i] = (*a)->Commit(cp).code();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  auto claim = (*b)->ClaimTask(TaskId{"in", 0}, Owner("b"));
+  committer.join();
+  ASSERT_TRUE(claim.ok());
+  // The commits before the claim succeeded, every one after it was fenced: k of them, and the
+  // claim saw position k and the dataset holds exactly rows 0 .. k-1.
+  int k = 0;
+  while (k < kCommits && codes[k] == StatusCode::kOk) ++k;
+  for (int i = k; i < kCommits; ++i) EXPECT_EQ(codes[i], StatusCode::kFenced) << i;
+  std::vector<std::string> expected;
+  for (int i = 0; i < k; ++i) expected.push_back(std::to_string(i % 3 + 1) + "|m|" + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(DatasetRows(), expected);
+  if (k == 0) {
+    EXPECT_TRUE(claim->positions.empty());
+  } else {
+    EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{0, k}}));
+  }
+}
+
 TEST_F(ParquetSinkTasksTest, TwoProcessesClaimingOneTaskEachGetTheirOwnFence) {
   auto a = OpenSink();
   ASSERT_TRUE(a.ok());
