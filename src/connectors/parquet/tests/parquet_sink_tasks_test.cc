@@ -304,7 +304,8 @@ TEST_F(ParquetSinkTasksTest, AClaimRacingCommitsSeesExactlyTheCommitsBeforeIt) {
   while (k < kCommits && codes[k] == StatusCode::kOk) ++k;
   for (int i = k; i < kCommits; ++i) EXPECT_EQ(codes[i], StatusCode::kFenced) << i;
   std::vector<std::string> expected;
-  for (int i = 0; i < k; ++i) expected.push_back(std::to_string(i % 3 + 1) + "|m|" + std::to_string(i));
+  for (int i = 0; i < k; ++i)
+    expected.push_back(std::to_string(i % 3 + 1) + "|m|" + std::to_string(i));
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(DatasetRows(), expected);
   if (k == 0) {
