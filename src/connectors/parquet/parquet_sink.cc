@@ -1736,6 +1736,12 @@ Status ParquetSink::CommitTasks(const Checkpoint& cp) {
   }
   if (fail_before_task_files_)
     return Status::IOError("parquet sink: failing before the task files (test)");
+  // The retry of a checkpoint whose task file was renamed but whose folder sync failed.
+  if (next.empty()) {
+    RETURN_IF_ERROR(FsyncDir(TaskDir()));
+    task_write_failed_ = false;
+    return Status::OK();
+  }
   std::vector<const ParquetTaskFile*> ptrs;
   for (const auto& f : next) ptrs.push_back(&f);
   size_t renamed = 0;
