@@ -55,6 +55,15 @@ struct Checkpoint {
   /// legacy single state): one for every task the process owns whose partition has a position
   /// in `positions` or that it releases. Every fence is checked inside the transaction.
   std::vector<TaskCommit> tasks;
+  /// For each row of `rows`, the index into `tasks` of the task it belongs to (the task whose
+  /// records produced it): a sink that stores output per task (Parquet) writes a row with its
+  /// task's files. Null when `tasks` is empty (the legacy single state), or when the runner
+  /// does not tell (today: always; a select pipeline on tasks for its held records): the
+  /// Parquet sink then writes every row with the checkpoint's first task, which stays exact
+  /// because it commits all tasks of a checkpoint or none. Sinks whose transaction covers
+  /// every task at once (SQL) ignore it. Dead letters belong to the task of their (source,
+  /// partition).
+  const std::vector<uint32_t>* row_tasks = nullptr;
   /// Set on the last checkpoint of a run (end of input, caught up, or a stop): a sink that
   /// buffers output (Parquet roll size/interval) writes everything it holds.
   bool final = false;

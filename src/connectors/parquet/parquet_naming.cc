@@ -1,5 +1,6 @@
 #include "connectors/parquet/parquet_naming.h"
 
+#include <cstdint>
 #include <cstdio>
 
 #include "core/serialize.h"
@@ -129,6 +130,53 @@ std::optional<int64_t> ParsePartFileName(std::string_view pipeline, std::string_
   }
   return ParseSeqAndHash(
       file_name.substr(prefix.size(), file_name.size() - prefix.size() - kSuffix.size()));
+}
+
+std::string TaskPartFileName(std::string_view pipeline, const TaskId& task, int64_t seq,
+                             std::string_view hash) {
+  return Stem(pipeline, seq, hash) + "-" + HiveEscape(task.source) + "-" +
+         std::to_string(task.partition) + ".parquet";
+}
+
+std::string TaskPartTempFileName(std::string_view pipeline, const TaskId& task, int64_t seq,
+                                 std::string_view hash) {
+  return "." + Stem(pipeline, seq, hash) + "-" + HiveEscape(task.source) + "-" +
+         std::to_string(task.partition) + ".tmp";
+}
+
+std::optional<TaskPartName> ParseTaskPartFileName(std::string_view pipeline,
+                                                  std::string_view file_name) {
+  TaskPartName out;
+  std::string_view rest = file_name;
+  if (rest.starts_with(".")) {
+    out.temporary = true;
+    rest.remove_prefix(1);
+    if (!rest.ends_with(".tmp")) return std::nullopt;
+    rest.remove_suffix(4);
+  } else {
+    if (!rest.ends_with(".parquet")) return std::nullopt;
+    rest.remove_suffix(8);
+  }
+  const std::string prefix = "part-" + HiveEscape(pipeline) + "-";
+  if (!rest.starts_with(prefix)) return std::nullopt;
+  rest.remove_prefix(prefix.size());
+  // <seq>-<hash>-<source>-<partition>
+  constexpr size_t kSeqHash = kSeqDigits + 1 + kHashDigits;
+  if (rest.size() < kSeqHash + 4 || rest[kSeqHash] != '-') return std::nullopt;
+  auto seq = ParseSeqAndHash(rest.substr(0, kSeqHash));
+  if (!seq) return std::nullopt;
+  rest.remove_prefix(kSeqHash + 1);
+  const size_t dash = rest.rfind('-');
+  if (dash == std::string_view::npos || dash == 0) return std::nullopt;
+  std::string_view digits = rest.substr(dash + 1);
+  if (digits.empty() || digits.size() > 10 || !AllOf(digits, IsDigit)) return std::nullopt;
+  int64_t partition = 0;
+  for (char c : digits) partition = partition * 10 + (c - '0');
+  if (partition > INT32_MAX) return std::nullopt;
+  out.escaped_source = std::string(rest.substr(0, dash));
+  out.partition = static_cast<int32_t>(partition);
+  out.seq = *seq;
+  return out;
 }
 
 bool IsPartTempFileName(std::string_view pipeline, std::string_view file_name) {

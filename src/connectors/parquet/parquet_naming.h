@@ -8,6 +8,7 @@
 
 #include "core/value.h"
 #include "runtime/sink.h"
+#include "runtime/task_state.h"
 
 namespace sluice {
 
@@ -42,5 +43,29 @@ std::optional<int64_t> ParsePartFileName(std::string_view pipeline, std::string_
 
 /// Tells whether `file_name` is a temporary part file of `pipeline`.
 bool IsPartTempFileName(std::string_view pipeline, std::string_view file_name);
+
+/// Returns the part file name of a task's roll (README "Tasks"):
+/// `part-<pipeline>-<seq, 10 digits>-<hash>-<source>-<partition>.parquet`, pipeline and source
+/// escaped with HiveEscape. Its last `-` is followed by at most 10 digits, a legacy name's by 16
+/// hex digits, so neither is ever taken for the other.
+std::string TaskPartFileName(std::string_view pipeline, const TaskId& task, int64_t seq,
+                             std::string_view hash);
+
+/// Returns the temporary name of a task's part file: `.` + the stem + `.tmp`.
+std::string TaskPartTempFileName(std::string_view pipeline, const TaskId& task, int64_t seq,
+                                 std::string_view hash);
+
+/// What a task's part (or temporary part) file name says.
+struct TaskPartName {
+  std::string escaped_source;  ///< HiveEscape of the task's source
+  int32_t partition = 0;
+  int64_t seq = 0;
+  bool temporary = false;
+};
+
+/// Parses a part file name of any task of `pipeline` (a temporary one too); nullopt for
+/// anything else, legacy part files included.
+std::optional<TaskPartName> ParseTaskPartFileName(std::string_view pipeline,
+                                                  std::string_view file_name);
 
 }  // namespace sluice

@@ -12,19 +12,20 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
 
-#include "core/time.h"
 #include "connectors/parquet/parquet_file.h"
 #include "connectors/parquet/parquet_naming.h"
 #include "connectors/parquet/parquet_state.h"
 #include "core/serialize.h"
+#include "core/time.h"
 #include "core/uri.h"
 #include "runtime/sink_rejection.h"
+#include "runtime/source.h"
 
 namespace sluice {
 namespace {
@@ -64,6 +65,81 @@ std::optional<int64_t> ParseDeadLetterFileName(std::string_view pipeline, std::s
   }
   return std::stoll(digits);
 }
+/// Returns `dead-letters-<pipeline>-<n, 10 digits>-<source>-<partition>.ndjson`: the dead
+/// letters of one commit of a task (its n-th).
+std::string TaskDeadLetterFileName(std::string_view pipeline, const TaskId& task, int64_t n) {
+  std::string name = DeadLetterFileName(pipeline, n);
+  name.resize(name.size() - 7);  // ".ndjson"
+  return name + "-" + HiveEscape(task.source) + "-" + std::to_string(task.partition) + ".ndjson";
+}
+
+/// Returns the task a position belongs to: partition p and its generation partition
+/// kGenerationPartitionBase + p are task p's; the other identity partitions are no task's.
+std::optional<TaskId> TaskOfPosition(const StoredPosition& p) {
+  if (p.partition >= 0 && p.partition < kIdentityPartitionBase)
+    return TaskId{p.source, p.partition};
+  if (p.partition >= kGenerationPartitionBase) {
+    return TaskId{p.source, p.partition - kGenerationPartitionBase};
+  }
+  return std::nullopt;
+}
+
+/// Returns the positions the task files hold together: every task's own (its partition and
+/// generation partition) from its file, the positions of no task from the newest commit (the
+/// highest commit number).
+std::vector<StoredPosition> MergedTaskPositions(const std::map<TaskId, ParquetTaskFile>& files) {
+  std::map<std::pair<std::string, int32_t>, int64_t> merged;
+  const ParquetTaskFile* newest = nullptr;
+  for (const auto& [id, f] : files) {
+    if (!newest || f.commit_number > newest->commit_number) newest = &f;
+  }
+  if (newest) {
+    for (const auto& p : newest->positions) merged[{p.source, p.partition}] = p.offset;
+  }
+  for (const auto& [id, f] : files) {
+    for (const auto& p : f.positions) {
+      if (TaskOfPosition(p) == id) merged[{p.source, p.partition}] = p.offset;
+    }
+  }
+  std::vector<StoredPosition> out;
+  for (const auto& [key, offset] : merged) out.push_back({key.first, key.second, offset});
+  return out;
+}
+
+constexpr char kTaskFilePrefix[] = "task-";
+constexpr char kTaskFileSuffix[] = ".state";
+
+/// Returns the task a task file's name names, given the pipeline's source names are unknown:
+/// `task-<escaped source>-<partition>.state` (the partition after the last '-').
+std::optional<std::pair<std::string, int32_t>> ParseTaskFileName(std::string_view name) {
+  if (!name.starts_with(kTaskFilePrefix) || !name.ends_with(kTaskFileSuffix)) return std::nullopt;
+  name.remove_prefix(sizeof kTaskFilePrefix - 1);
+  name.remove_suffix(sizeof kTaskFileSuffix - 1);
+  const size_t dash = name.rfind('-');
+  if (dash == std::string_view::npos || dash == 0 || dash + 1 == name.size()) return std::nullopt;
+  const std::string_view digits = name.substr(dash + 1);
+  if (digits.size() > 10 || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const int64_t p = std::stoll(std::string(digits));
+  if (p > INT32_MAX) return std::nullopt;
+  return std::make_pair(std::string(name.substr(0, dash)), static_cast<int32_t>(p));
+}
+
+/// Holds an exclusive flock(2) until destroyed.
+class FlockHold {
+ public:
+  explicit FlockHold(int fd) : fd_(fd) {}
+  FlockHold(const FlockHold&) = delete;
+  FlockHold& operator=(const FlockHold&) = delete;
+  ~FlockHold() { ::flock(fd_, LOCK_UN); }
+
+ private:
+  int fd_;
+};
+
+std::string TaskName(const TaskId& t) { return t.source + "[" + std::to_string(t.partition) + "]"; }
+
 constexpr char kNeedsAppendMode[] =
     "the parquet sink needs [aggregate] mode = \"append\" (or a pipeline without [aggregate])";
 
@@ -262,6 +338,8 @@ void ParquetSink::Close() {
   // Nothing to flush: buffered rows are in the state file since the commit that took them.
   if (lock_fd_ >= 0) ::close(lock_fd_);
   lock_fd_ = -1;
+  if (tasks_lock_fd_ >= 0) ::close(tasks_lock_fd_);
+  tasks_lock_fd_ = -1;
   opened_ = false;
 }
 
@@ -334,7 +412,12 @@ Status ParquetSink::OpenForReading(const SinkContext& ctx) {
   if (!fs::is_directory(settings_.dir, ec)) {
     return Status::NotFound("parquet sink directory " + settings_.dir + " does not exist");
   }
-  return ReadState();
+  RETURN_IF_ERROR(ReadState());
+  // A pipeline on tasks: what it holds is in the task files (and the files the state marker
+  // counts from before the move).
+  ASSIGN_OR_RETURN(task_files_, ReadTaskFiles());
+  task_mode_ = moved_.has_value() || !task_files_.empty();
+  return Status::OK();
 }
 
 Result<std::vector<std::vector<Value>>> ParquetSink::ReadOutput() {
@@ -353,6 +436,9 @@ Result<std::vector<std::vector<Value>>> ParquetSink::ReadOutput() {
       continue;
     }
     if (ParsePartFileName(ctx_.pipeline, name)) files.push_back(it->path());
+    if (auto t = ParseTaskPartFileName(ctx_.pipeline, name); t && !t->temporary) {
+      files.push_back(it->path());
+    }
   }
   std::sort(files.begin(), files.end());
   for (const auto& file : files) {
@@ -399,8 +485,20 @@ Status ParquetSink::Open(const SinkContext& ctx) {
     return Status::IOError("parquet sink directory " + settings_.dir +
                            " is not writable: " + Errno());
   }
+  if (ctx.tasks) return OpenTasks();
   RETURN_IF_ERROR(LockDirectory());
   RETURN_IF_ERROR(ReadState());
+  {
+    // The state moved into task files: going on from the marker would start the pipeline over.
+    ASSIGN_OR_RETURN(auto tasks, ReadTaskFiles());
+    if (moved_ || !tasks.empty()) {
+      return Status::FailedPrecondition(
+          "parquet sink " + settings_.dir + ": pipeline " + ctx_.pipeline +
+          " keeps its state per partition in " + TaskDir() +
+          ", and this run would keep one state for the pipeline (start over); run it with a "
+          "sluice and a pipeline that keep state per partition");
+    }
+  }
   RETURN_IF_ERROR(RemoveOrphans());
   last_roll_micros_ = clock_();
   opened_ = true;
@@ -447,16 +545,23 @@ Status ParquetSink::SetContext(const SinkContext& ctx) {
   roll_failed_ = false;
   carried_ = false;
   draining_checkpoint_.reset();
+  task_mode_ = false;
+  task_files_.clear();
+  moved_.reset();
+  commit_number_ = 0;
+  committed_in_.clear();
+  task_write_failed_ = false;
   return Status::OK();
 }
 
-Status ParquetSink::LockDirectory() {
+Status ParquetSink::LockDirectory(bool shared) {
   const std::string path =
       (fs::path(settings_.dir) / kStateDir / (HiveEscape(ctx_.pipeline) + ".lock")).string();
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("parquet sink: cannot open " + path + ": " + Errno());
-  // Two processes of one pipeline would each delete the other's files in flight as orphans.
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // Two processes of one pipeline would each delete the other's files in flight as orphans,
+  // unless both keep state per task (shared: their claims and commits take the tasks lock).
+  if (::flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     ::close(fd);
     return Status::InvalidArgument("parquet sink directory " + settings_.dir +
                                    " is in use by another process running pipeline '" +
@@ -479,6 +584,11 @@ Status ParquetSink::ReadState() {
     return Status::Internal("parquet sink state file " + path + ": " + state.status().message() +
                             "; refusing to start over (moving the file away restarts the "
                             "pipeline from scratch and may write rows twice)");
+  }
+  if (state->moved) {
+    // The state lives in task files; this file only counts the files written before.
+    moved_ = std::move(state).value();
+    return Status::OK();
   }
   if (!state->rows.empty()) {
     bool same = state->columns.size() == ctx_.output.size();
@@ -686,6 +796,11 @@ Status ParquetSink::TallyDeadLetters(int64_t committed, size_t samples_per_reaso
 Result<std::map<std::string, int64_t>> ParquetSink::CountDeadLetters() {
   if (!opened_) return Status::Internal("parquet sink: CountDeadLetters() before Open()");
   DeadLetterTally tally;
+  if (task_mode_) {
+    ASSIGN_OR_RETURN(auto files, ReadTaskFiles());
+    RETURN_IF_ERROR(TallyTaskDeadLetters(files, 0, &tally));
+    return tally.by_reason;
+  }
   RETURN_IF_ERROR(TallyDeadLetters(dead_letter_seq_, 0, &tally));
   return tally.by_reason;
 }
@@ -738,19 +853,46 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
       if (file.size() > 6 && file.ends_with(".state") && file.front() != '.') {
         names.push_back(HiveUnescape(std::string_view(file).substr(0, file.size() - 6)));
       }
+      // A pipeline that started on tasks has only its task folder.
+      std::error_code dir_ec;
+      if (it->is_directory(dir_ec)) {
+        for (fs::directory_iterator t(it->path(), dir_ec), tend; !dir_ec && t != tend;
+             t.increment(dir_ec)) {
+          if (ParseTaskFileName(t->path().filename().string())) {
+            names.push_back(HiveUnescape(file));
+            break;
+          }
+        }
+      }
     }
     if (ec) return Status::IOError("cannot list " + state_dir.string() + ": " + ec.message());
   }
   std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   const SinkContext saved = ctx_;
   Result<SinkInventory> out = [&]() -> Result<SinkInventory> {
     for (const auto& name : names) {
       if (!options.pipeline.empty() && name != options.pipeline) continue;
       ctx_.pipeline = name;
+      moved_.reset();
+      ASSIGN_OR_RETURN(auto tasks, ReadTaskFiles());
       const std::string path = StatePath();
+      if (!tasks.empty() && !fs::exists(path, ec)) {
+        ASSIGN_OR_RETURN(PipelineInventory p, TasksInventory(name, tasks, options));
+        inv.pipelines.push_back(std::move(p));
+        continue;
+      }
       ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
       auto state = DecodeParquetSinkState(data, name);
       if (!state.ok()) return Status::Internal("parquet state file " + path + ": " + state.status().message());
+      if (state->moved || !tasks.empty()) {
+        if (state->moved) moved_ = std::move(state).value();
+        auto p = TasksInventory(name, tasks, options);
+        moved_.reset();
+        if (!p.ok()) return p.status();
+        inv.pipelines.push_back(std::move(p).value());
+        continue;
+      }
       PipelineInventory p;
       p.pipeline = name;
       p.positions = state->positions;
@@ -782,7 +924,54 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
     return inv;
   }();
   ctx_ = saved;
+  moved_.reset();
   return out;
+}
+
+Result<PipelineInventory> ParquetSink::TasksInventory(
+    const std::string& name, const std::map<TaskId, ParquetTaskFile>& tasks,
+    const InventoryOptions& options) const {
+  PipelineInventory p;
+  p.pipeline = name;
+  p.positions = MergedTaskPositions(tasks);
+  p.state_bytes = 0;
+  int64_t dead_letter_files = moved_ ? moved_->dead_letter_seq : 0;
+  std::map<std::pair<std::string, int32_t>, int64_t> task_seq;
+  for (const auto& [id, f] : tasks) {
+    p.state_bytes += static_cast<int64_t>(f.state.size());
+    p.last_checkpoint_micros = std::max(p.last_checkpoint_micros, f.updated_micros);
+    dead_letter_files += f.dead_letter_seq;
+    task_seq[{HiveEscape(id.source), id.partition}] = f.seq;
+  }
+  // The committed part files: those written before the state moved into tasks (up to the
+  // marker's sequence number) and each task's up to its own.
+  int64_t files = 0, bytes = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(settings_.dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    const std::string file = it->path().filename().string();
+    bool committed = false;
+    if (auto seq = ParsePartFileName(name, file)) {
+      committed = moved_ && *seq <= moved_->seq;
+    } else if (auto t = ParseTaskPartFileName(name, file); t && !t->temporary) {
+      auto s = task_seq.find({t->escaped_source, t->partition});
+      committed = s != task_seq.end() && t->seq <= s->second;
+    }
+    if (!committed) continue;
+    ++files;
+    bytes += static_cast<int64_t>(it->file_size(type_ec));
+  }
+  if (ec) return Status::IOError("cannot list " + settings_.dir + ": " + ec.message());
+  p.details.emplace_back("tasks", WithThousands(static_cast<int64_t>(tasks.size())));
+  p.details.emplace_back("part files",
+                         WithThousands(files) + " (" + WithThousands(bytes) + " bytes)");
+  p.details.emplace_back("dead-letter files", WithThousands(dead_letter_files));
+  p.dead_letters_stored = true;
+  RETURN_IF_ERROR(TallyTaskDeadLetters(tasks, options.samples_per_reason, &p.dead_letters));
+  p.dead_letters.PruneSamples(options.sample_reasons);
+  return p;
 }
 
 Status ParquetSink::WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& letters) {
@@ -800,6 +989,7 @@ Status ParquetSink::WriteDeadLetters(int64_t n, const std::vector<DeadLetter>& l
 Status ParquetSink::Commit(const Checkpoint& cp) {
   if (!opened_) return Status::Internal("parquet sink: Commit before Open");
   if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsAppendMode);
+  if (task_mode_) return CommitTasks(cp);
   // The retry of a final checkpoint whose first commit succeeded but whose drain failed: its
   // rows are in the buffer already; take them again and they would be written twice.
   if (draining_checkpoint_ && *draining_checkpoint_ == cp.id && cp.final) return Drain(cp);
@@ -965,10 +1155,631 @@ Status ParquetSink::CommitStep(const Checkpoint& cp, bool roll,
 
 Result<std::vector<StoredPosition>> ParquetSink::LoadPositions() {
   std::vector<StoredPosition> out;
+  if (task_mode_) {
+    std::shared_ptr<void> hold;
+    if (opened_) {
+      ASSIGN_OR_RETURN(hold, LockTasks());  // a pending intent is applied first
+    }
+    ASSIGN_OR_RETURN(auto files, ReadTaskFiles());
+    for (const auto& [id, f] : files) commit_number_ = std::max(commit_number_, f.commit_number);
+    out = MergedTaskPositions(files);
+    task_files_ = std::move(files);
+    return out;
+  }
   for (const auto& [key, offset] : positions_) out.push_back({key.first, key.second, offset});
   return out;
 }
 
 Result<std::string> ParquetSink::LoadState() { return engine_state_; }
+
+// ---------------------------------------------------------------------------------------------
+// Tasks (README "Tasks")
+
+std::string ParquetSink::TaskDir() const {
+  return (fs::path(settings_.dir) / kStateDir / HiveEscape(ctx_.pipeline)).string();
+}
+
+std::string ParquetSink::TaskFilePath(const TaskId& task) const {
+  return (fs::path(TaskDir()) / (kTaskFilePrefix + HiveEscape(task.source) + "-" +
+                                 std::to_string(task.partition) + kTaskFileSuffix))
+      .string();
+}
+
+Result<std::shared_ptr<void>> ParquetSink::LockTasks() {
+  if (tasks_lock_fd_ < 0) {
+    const std::string path = (fs::path(TaskDir()) / "tasks.lock").string();
+    tasks_lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (tasks_lock_fd_ < 0) {
+      return Status::IOError("parquet sink: cannot open " + path + ": " + Errno());
+    }
+  }
+  while (::flock(tasks_lock_fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      return Status::IOError("parquet sink: cannot lock " + TaskDir() + "/tasks.lock: " + Errno());
+    }
+  }
+  auto hold = std::shared_ptr<void>(std::make_shared<FlockHold>(tasks_lock_fd_));
+  // A commit of several tasks that passed its commit point (the intent) but not the renames of
+  // its task files is finished first, whoever committed it.
+  RETURN_IF_ERROR(ApplyCommitIntent());
+  return hold;
+}
+
+std::string ParquetSink::IntentPath() const {
+  return (fs::path(TaskDir()) / "commit.intent").string();
+}
+
+Status ParquetSink::ApplyCommitIntent() {
+  const std::string path = IntentPath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::OK();
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto intent = DecodeParquetCommitIntent(data, ctx_.pipeline);
+  if (!intent.ok()) {
+    return Status::Internal("parquet commit intent " + path + ": " + intent.status().message());
+  }
+  // A task's commit numbers only grow (its owner commits above what it read at the claim), so an
+  // entry not above the task file's number is applied already (the intent is removed without a
+  // sync, and may come back after a crash).
+  std::vector<const ParquetTaskFile*> apply;
+  for (const ParquetTaskFile& f : *intent) {
+    ASSIGN_OR_RETURN(std::optional<ParquetTaskFile> current, ReadTaskFile(f.task));
+    if (!current || current->commit_number < f.commit_number) apply.push_back(&f);
+  }
+  size_t renamed = 0;
+  RETURN_IF_ERROR(WriteTaskFiles(apply, &renamed));
+  for (const ParquetTaskFile* f : apply) task_files_[f->task] = *f;
+  if (!apply.empty()) {
+    spdlog::info("parquet sink {}: pipeline {}: finished a commit of {} task(s) from its intent",
+                 settings_.dir, ctx_.pipeline, apply.size());
+  }
+  if (!fs::remove(path, ec) && ec) {
+    return Status::IOError("parquet sink: cannot remove " + path + ": " + ec.message());
+  }
+  return Status::OK();
+}
+
+Result<std::optional<ParquetTaskFile>> ParquetSink::ReadTaskFile(const TaskId& task) const {
+  const std::string path = TaskFilePath(task);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    if (ec) return Status::IOError("parquet sink: cannot stat " + path + ": " + ec.message());
+    return std::optional<ParquetTaskFile>();
+  }
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto f = DecodeParquetTaskFile(data, ctx_.pipeline);
+  if (!f.ok()) return Status::Internal("parquet task file " + path + ": " + f.status().message());
+  if (f->task != task) return Status::Internal("parquet task file " + path + " holds another task");
+  return std::optional<ParquetTaskFile>(std::move(f).value());
+}
+
+Result<std::map<TaskId, ParquetTaskFile>> ParquetSink::ReadTaskFiles() const {
+  std::map<TaskId, ParquetTaskFile> out;
+  std::error_code ec;
+  const std::string dir = TaskDir();
+  if (!fs::is_directory(dir, ec)) return out;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!ParseTaskFileName(name)) continue;
+    ASSIGN_OR_RETURN(std::string data, ReadWholeFile(it->path().string()));
+    auto f = DecodeParquetTaskFile(data, ctx_.pipeline);
+    if (!f.ok()) {
+      return Status::Internal("parquet task file " + it->path().string() + ": " +
+                              f.status().message());
+    }
+    TaskId id = f->task;
+    out.emplace(std::move(id), std::move(f).value());
+  }
+  if (ec) return Status::IOError("parquet sink: cannot list " + dir + ": " + ec.message());
+  return out;
+}
+
+Status ParquetSink::WriteTaskFiles(const std::vector<const ParquetTaskFile*>& files,
+                                   size_t* renamed) {
+  *renamed = 0;
+  std::vector<std::pair<std::string, std::string>> moves;  // tmp -> path
+  for (const ParquetTaskFile* f : files) {
+    const std::string path = TaskFilePath(f->task);
+    const std::string tmp = TempPathFor(path);
+    const std::string content = EncodeParquetTaskFile(ctx_.pipeline, *f);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::IOError("parquet sink: cannot create " + tmp + ": " + Errno());
+    size_t done = 0;
+    while (done < content.size()) {
+      ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        Status s = Status::IOError("parquet sink: writing " + tmp + ": " + Errno());
+        ::close(fd);
+        return s;
+      }
+      done += static_cast<size_t>(n);
+    }
+    ++g_syncs;
+    if (::fsync(fd) != 0) {
+      Status s = Status::IOError("parquet sink: fsync " + tmp + ": " + Errno());
+      ::close(fd);
+      return s;
+    }
+    if (::close(fd) != 0) return Status::IOError("parquet sink: closing " + tmp + ": " + Errno());
+    moves.emplace_back(tmp, path);
+  }
+  for (const auto& [tmp, path] : moves) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      return Status::IOError("parquet sink: rename " + tmp + " to " + path + ": " + Errno());
+    }
+    ++*renamed;
+  }
+  return moves.empty() ? Status::OK() : FsyncDir(TaskDir());
+}
+
+Status ParquetSink::RemoveTaskOrphans(const std::map<TaskId, ParquetTaskFile>& committed) {
+  if (committed.empty()) return Status::OK();
+  // By escaped source and partition, as the file names hold them.
+  std::map<std::pair<std::string, int32_t>, const ParquetTaskFile*> by_name;
+  for (const auto& [id, f] : committed) by_name[{HiveEscape(id.source), id.partition}] = &f;
+  std::vector<std::pair<fs::path, const char*>> doomed;
+  std::error_code ec;
+  const fs::path dead_letter_dir(DeadLetterDir());
+  for (fs::recursive_directory_iterator it(settings_.dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    const std::string name = it->path().filename().string();
+    if (auto t = ParseTaskPartFileName(ctx_.pipeline, name)) {
+      auto f = by_name.find({t->escaped_source, t->partition});
+      if (f == by_name.end()) continue;
+      if (t->temporary) {
+        doomed.emplace_back(it->path(), "temporary file of an interrupted write");
+      } else if (t->seq > f->second->seq) {
+        doomed.emplace_back(it->path(), "written by a commit of the task that never happened");
+      }
+    } else if (it->path().parent_path() == dead_letter_dir) {
+      for (const auto& [id, f] : committed) {
+        for (int64_t n : {f.dead_letter_seq + 1, f.dead_letter_seq + 2}) {
+          // A commit writes one dead-letter file per task: only the next number can be an
+          // orphan (and its temporary file); the one after it is checked for safety.
+          const std::string file = TaskDeadLetterFileName(ctx_.pipeline, id, n);
+          if (name == file || name == "." + file + ".tmp") {
+            doomed.emplace_back(it->path(),
+                                "dead letters of a commit of the task that never happened");
+          }
+        }
+      }
+    } else if (it->path().parent_path() == fs::path(TaskDir()) && name.front() == '.' &&
+               name.ends_with(".tmp")) {
+      const std::string inner = name.substr(1, name.size() - 5);
+      for (const auto& [id, f] : committed) {
+        if (inner == fs::path(TaskFilePath(id)).filename().string()) {
+          doomed.emplace_back(it->path(), "temporary task file of an interrupted commit");
+        }
+      }
+    }
+  }
+  if (ec)
+    return Status::IOError("parquet sink: cannot list " + settings_.dir + ": " + ec.message());
+  for (const auto& [path, why] : doomed) {
+    if (!fs::remove(path, ec) && ec) {
+      return Status::IOError("parquet sink: cannot remove " + path.string() + ": " + ec.message());
+    }
+    spdlog::info("parquet sink: removed {} ({})", path.string(), why);
+  }
+  return Status::OK();
+}
+
+Status ParquetSink::CheckNoLegacyState() const {
+  const std::string path = StatePath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::OK();
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto state = DecodeParquetSinkState(data, ctx_.pipeline);
+  if (state.ok() && state->moved) return Status::OK();
+  return Status::FailedPrecondition(
+      "parquet sink " + settings_.dir + ": pipeline " + ctx_.pipeline + " has a state file " +
+      path + " next to its per-partition task files in " + TaskDir() +
+      ": a process of an older sluice (without per-partition state) wrote it after the state moved "
+      "into tasks, and it would be ignored (what it wrote written again): every process of a "
+      "pipeline must run a version with per-partition state: stop them all, then start; the file "
+      "is left as it is");
+}
+
+Status ParquetSink::MigrateLegacyState() {
+  const std::string path = StatePath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::OK();
+  ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+  auto decoded = DecodeParquetSinkState(data, ctx_.pipeline);
+  if (!decoded.ok()) {
+    return Status::Internal("parquet sink state file " + path + ": " + decoded.status().message() +
+                            "; refusing to start over");
+  }
+  ParquetSinkState legacy = std::move(decoded).value();
+  if (legacy.moved) {
+    moved_ = std::move(legacy);
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(auto existing, ReadTaskFiles());
+  for (const auto& [id, f] : existing) {
+    // Files of an interrupted migration have fence 0 (no claim yet); a claimed task means the
+    // state file came back after the move.
+    if (f.fence > 0) return CheckNoLegacyState();
+  }
+  const std::string what = "parquet sink " + settings_.dir + ": the stored state of pipeline " +
+                           ctx_.pipeline + " (" + path + ") ";
+  WindowState old;
+  if (!legacy.engine_state.empty()) {
+    ASSIGN_OR_RETURN(old, WindowState::Parse(legacy.engine_state, ctx_.aggregate));
+  }
+  if (!old.open.empty()) {
+    return Status::FailedPrecondition(
+        what + "has " + std::to_string(old.open.size()) +
+        " open windows, which per-partition state does not take: run the pipeline with the "
+        "sluice that wrote it until its windows are emitted (to the end of a bounded input), "
+        "or move the directory's _sluice folder away to start from scratch");
+  }
+  // The files of a roll that never committed go first, as a legacy Open would remove them.
+  seq_ = legacy.seq;
+  dead_letter_seq_ = legacy.dead_letter_seq;
+  RETURN_IF_ERROR(RemoveOrphans());
+  if (!legacy.rows.empty()) {
+    // Rows buffered by the one state (a run killed before its final checkpoint): written first
+    // as that state would write them, in commits of max_files_per_checkpoint files each (a
+    // process killed meanwhile goes on from the last), so the task files start with none.
+    RETURN_IF_ERROR(ReadState());
+    Checkpoint drain;
+    drain.positions = legacy.positions;
+    while (!buffer_.empty()) {
+      Status s = CommitStep(drain, /*roll=*/true, {}, "", {}, clock_());
+      if (!s.ok()) return s.WithContext(what + "writing its buffered rows before the move");
+    }
+    spdlog::info("{}: its buffered rows are written (sequence number {})", what, seq_);
+    ASSIGN_OR_RETURN(std::string drained, ReadWholeFile(path));
+    ASSIGN_OR_RETURN(legacy, DecodeParquetSinkState(drained, ctx_.pipeline));
+    positions_.clear();
+    engine_state_.clear();
+  }
+  seq_ = 0;
+  dead_letter_seq_ = 0;
+
+  const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+  std::map<TaskId, TaskState> split = SplitLegacyState(old, ctx_.source, delay);
+  std::map<TaskId, ParquetTaskFile> files;
+  std::vector<StoredPosition> shared;
+  for (const auto& p : legacy.positions) {
+    if (auto t = TaskOfPosition(p)) {
+      files[*t].positions.push_back(p);
+    } else {
+      shared.push_back(p);
+    }
+  }
+  for (const auto& [id, st] : split) files[id];
+  const int64_t now = WallClockMicros();
+  std::vector<const ParquetTaskFile*> ptrs;
+  size_t held = 0;
+  for (auto& [id, f] : files) {
+    f.task = id;
+    f.positions.insert(f.positions.end(), shared.begin(), shared.end());
+    f.updated_micros = now;
+    if (auto st = split.find(id); st != split.end()) {
+      f.progress = st->second.progress;
+      f.state = st->second.Serialize(ctx_.aggregate);
+      held += st->second.held.size();
+    }
+    ptrs.push_back(&f);
+  }
+  size_t renamed = 0;
+  RETURN_IF_ERROR(WriteTaskFiles(ptrs, &renamed));
+  // The marker replaces the state last: the move commits with it (an interrupted move is done
+  // again, task files of fence 0 rewritten).
+  legacy.moved = true;
+  RETURN_IF_ERROR(WriteStateFile(
+      EncodeParquetSinkState(ctx_.pipeline, legacy.seq, legacy.dead_letter_seq, legacy.positions,
+                             "", ctx_.output.fields(), 0, "", false, /*moved=*/true)));
+  legacy.engine_state.clear();
+  moved_ = std::move(legacy);
+  spdlog::info(
+      "parquet sink {}: pipeline {}: the stored state now lives per partition in {} ({} "
+      "task(s), {} held record(s))",
+      settings_.dir, ctx_.pipeline, TaskDir(), files.size(), held);
+  return Status::OK();
+}
+
+Status ParquetSink::OpenTasks() {
+  Status s = CreateDirectories(TaskDir());
+  if (!s.ok()) return s.WithContext("parquet sink " + settings_.dir);
+  // Shared by the processes on tasks; a process without tasks (exclusive) cannot run next to them.
+  RETURN_IF_ERROR(LockDirectory(/*shared=*/true));
+  task_mode_ = true;
+  ASSIGN_OR_RETURN(auto hold, LockTasks());
+  RETURN_IF_ERROR(MigrateLegacyState());
+  ASSIGN_OR_RETURN(task_files_, ReadTaskFiles());
+  for (const auto& [id, f] : task_files_)
+    commit_number_ = std::max(commit_number_, f.commit_number);
+  opened_ = true;
+  return Status::OK();
+}
+
+Result<TaskClaim> ParquetSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+  if (!opened_ || !task_mode_) {
+    return Status::Internal("parquet sink: ClaimTask() before Open() with tasks");
+  }
+  ASSIGN_OR_RETURN(auto hold, LockTasks());
+  ASSIGN_OR_RETURN(std::optional<ParquetTaskFile> read, ReadTaskFile(task));
+  ParquetTaskFile f;
+  if (read) {
+    f = std::move(*read);
+  } else {
+    f.task = task;
+  }
+  // What a commit of the task wrote without renaming its task file (a crash in between, or a
+  // process fenced meanwhile) goes before anyone writes the task's next files.
+  RETURN_IF_ERROR(RemoveTaskOrphans({{task, f}}));
+  f.fence += 1;
+  f.owner = owner.ToString();
+  f.updated_micros = WallClockMicros();
+  size_t renamed = 0;
+  RETURN_IF_ERROR(WriteTaskFiles({&f}, &renamed));
+  commit_number_ = std::max(commit_number_, f.commit_number);
+  TaskClaim claim;
+  claim.fence = f.fence;
+  claim.state = f.state;
+  for (const auto& p : f.positions) {
+    if (TaskOfPosition(p) == task) claim.positions[p.partition] = p.offset;
+  }
+  task_files_[task] = std::move(f);
+  return claim;
+}
+
+Result<std::vector<TaskRow>> ParquetSink::LoadTaskProgress() {
+  std::vector<TaskRow> out;
+  std::shared_ptr<void> hold;
+  if (opened_ && task_mode_) {
+    ASSIGN_OR_RETURN(hold, LockTasks());
+  }
+  ASSIGN_OR_RETURN(auto files, ReadTaskFiles());
+  for (const auto& [id, f] : files) {
+    TaskRow row;
+    row.task = id;
+    row.fence = f.fence;
+    row.owner = f.owner;
+    row.progress = f.progress;
+    row.updated_micros = f.updated_micros;
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+Status ParquetSink::CommitTasks(const Checkpoint& cp) {
+  const size_t row_count = cp.rows ? cp.rows->size() : 0;
+  const size_t letter_count = cp.dead_letters ? cp.dead_letters->size() : 0;
+  if (cp.tasks.empty()) {
+    bool task_positions = false;
+    for (const auto& p : cp.positions)
+      task_positions = task_positions || TaskOfPosition(p).has_value();
+    if (row_count > 0 || letter_count > 0 || task_positions) {
+      return Status::Internal(
+          "parquet sink: a checkpoint with rows, dead letters or positions of "
+          "partitions but no task: with tasks they are stored by task");
+    }
+    return Status::OK();  // nothing of this process to commit
+  }
+  if (row_count > 0 && cp.row_tasks && cp.row_tasks->size() != row_count) {
+    return Status::Internal("parquet sink: a checkpoint of tasks with " +
+                            std::to_string(cp.row_tasks->size()) + " row tasks for " +
+                            std::to_string(row_count) + " rows");
+  }
+  // Without row_tasks (the runner does not tell, e.g. a select pipeline) every row goes with the
+  // first task: exact too, since a commit applies all its tasks or none (the intent).
+  auto task_of_row = [&](size_t i) -> uint32_t { return cp.row_tasks ? (*cp.row_tasks)[i] : 0; };
+  std::map<TaskId, size_t> index;
+  for (size_t t = 0; t < cp.tasks.size(); ++t) index.emplace(cp.tasks[t].task, t);
+
+  // Each task's rows (by partition directory) and dead letters.
+  struct Work {
+    std::vector<std::string> dirs;  ///< partition directories, in order of first row
+    std::map<std::string, std::vector<const std::vector<Value>*>> rows;
+    std::vector<DeadLetter> letters;
+    std::vector<StoredPosition> positions;  ///< the task's own, from the checkpoint
+  };
+  std::vector<Work> work(cp.tasks.size());
+  std::vector<RejectedItem> rejected;
+  for (size_t i = 0; i < row_count; ++i) {
+    const auto& row = (*cp.rows)[i];
+    const uint32_t t = task_of_row(i);
+    if (t >= cp.tasks.size()) return Status::Internal("parquet sink: a row's task is out of range");
+    RETURN_IF_ERROR(CheckRow(row));
+    if (Status p = CheckPartitionPath(row); !p.ok()) {
+      rejected.push_back({i, p.message()});
+      continue;
+    }
+    std::string dir = PartitionDir(row);
+    auto [it, inserted] = work[t].rows.try_emplace(dir);
+    if (inserted) work[t].dirs.push_back(dir);
+    it->second.push_back(&row);
+  }
+  if (!rejected.empty()) {
+    const int64_t wall = WallClockMicros();
+    std::vector<DeadLetter> refused = RejectedLetters(ctx_, cp, {}, rejected, wall, wall);
+    LogRejected("parquet", cp.id, refused);
+    for (size_t k = 0; k < refused.size() && k < rejected.size(); ++k) {
+      work[task_of_row(rejected[k].index)].letters.push_back(std::move(refused[k]));
+    }
+  }
+  for (size_t i = 0; i < letter_count; ++i) {
+    const DeadLetter& d = (*cp.dead_letters)[i];
+    // A dead letter of no task of the checkpoint goes with its first task.
+    auto it = index.find(TaskId{d.source, d.partition});
+    work[it == index.end() ? 0 : it->second].letters.push_back(d);
+  }
+  std::vector<StoredPosition> shared;  // positions of no task of the checkpoint
+  for (const auto& p : cp.positions) {
+    auto t = TaskOfPosition(p);
+    auto it = t ? index.find(*t) : index.end();
+    if (it == index.end()) {
+      shared.push_back(p);
+    } else {
+      work[it->second].positions.push_back(p);
+    }
+  }
+
+  ASSIGN_OR_RETURN(auto hold, LockTasks());
+  RETURN_IF_ERROR(CheckNoLegacyState());
+  // Every fence first: a process that lost a task writes nothing, not even a data file.
+  std::map<TaskId, ParquetTaskFile> current;
+  for (const TaskCommit& t : cp.tasks) {
+    ASSIGN_OR_RETURN(std::optional<ParquetTaskFile> f, ReadTaskFile(t.task));
+    if (!f || f->fence != t.fence) {
+      return Status::Fenced("parquet sink " + settings_.dir + ": " + TaskName(t.task) +
+                            " of pipeline " + ctx_.pipeline +
+                            " was claimed by another process (fence " +
+                            (f ? std::to_string(f->fence) : std::string("none")) +
+                            ", this one holds " + std::to_string(t.fence) + ")");
+    }
+    current.emplace(t.task, std::move(*f));
+  }
+  if (task_write_failed_) RETURN_IF_ERROR(RemoveTaskOrphans(current));
+
+  int64_t number = commit_number_;
+  for (const auto& [id, f] : current) number = std::max(number, f.commit_number);
+  ++number;
+  const int64_t now = WallClockMicros();
+  std::vector<ParquetTaskFile> next;
+  next.reserve(cp.tasks.size());
+  int64_t files_written = 0;
+  task_write_failed_ = true;  // until the task files are renamed
+  for (size_t t = 0; t < cp.tasks.size(); ++t) {
+    const TaskCommit& tc = cp.tasks[t];
+    const ParquetTaskFile& old = current.at(tc.task);
+    // The retry of a checkpoint whose commit renamed this task's file already.
+    if (auto c = committed_in_.find(tc.task); c != committed_in_.end() && c->second == cp.id)
+      continue;
+    ParquetTaskFile f = old;
+    const Work& w = work[t];
+    if (!w.dirs.empty()) {
+      f.seq = old.seq + 1;
+      for (const std::string& rel : w.dirs) {
+        const fs::path dir =
+            rel.empty() ? fs::path(settings_.dir) : fs::path(settings_.dir) / fs::path(rel);
+        RETURN_IF_ERROR(CreateDirectories(dir, !kSyncWholeFileSystem));
+        const std::string hash = PartFileHash(ctx_.pipeline, rel, w.positions);
+        const std::string tmp =
+            (dir / TaskPartTempFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
+        const std::string final_path =
+            (dir / TaskPartFileName(ctx_.pipeline, tc.task, f.seq, hash)).string();
+        RETURN_IF_ERROR(WriteParquetFile(tmp, ctx_.output, data_slots_, w.rows.at(rel),
+                                         settings_.compression, !kSyncWholeFileSystem));
+        if (!kSyncWholeFileSystem) ++g_syncs;
+        if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+          Status s = Status::IOError("rename " + tmp + " to " + final_path + ": " + Errno());
+          ::unlink(tmp.c_str());
+          return s;
+        }
+        if (!kSyncWholeFileSystem) RETURN_IF_ERROR(FsyncDir(dir.string()));
+        ++files_written;
+      }
+    }
+    if (!w.letters.empty()) {
+      f.dead_letter_seq = old.dead_letter_seq + 1;
+      RETURN_IF_ERROR(CreateDirectories(DeadLetterDir()));
+      std::string content;
+      for (const DeadLetter& d : w.letters) {
+        AppendDeadLetterJson(ctx_.pipeline, d, &content);
+        content.push_back('\n');
+      }
+      const std::string path = (fs::path(DeadLetterDir()) /
+                                TaskDeadLetterFileName(ctx_.pipeline, tc.task, f.dead_letter_seq))
+                                   .string();
+      RETURN_IF_ERROR(WriteAtomically(path, TempPathFor(path), content));
+    }
+    // Positions: the task's own from the checkpoint, the others (no task's) replaced by this
+    // commit's when it has any.
+    std::map<std::pair<std::string, int32_t>, int64_t> positions;
+    for (const auto& p : old.positions) {
+      if (TaskOfPosition(p) == tc.task || shared.empty())
+        positions[{p.source, p.partition}] = p.offset;
+    }
+    for (const auto& p : w.positions) positions[{p.source, p.partition}] = p.offset;
+    for (const auto& p : shared) positions[{p.source, p.partition}] = p.offset;
+    f.positions.clear();
+    for (const auto& [key, offset] : positions)
+      f.positions.push_back({key.first, key.second, offset});
+    f.progress = tc.progress;
+    if (tc.state) f.state = *tc.state;
+    if (tc.release) f.owner.clear();
+    f.commit_number = number;
+    f.updated_micros = now;
+    next.push_back(std::move(f));
+  }
+  // One sync for every part file, rename and new directory, before the task files commit them.
+  if (files_written > 0 && kSyncWholeFileSystem) RETURN_IF_ERROR(SyncFileSystem(settings_.dir));
+  if (next.size() > 1) {
+    // Several tasks: their task files are renamed one by one, so the commit point is the rename
+    // of one intent holding them all; the renames follow, now or at the next lock (LockTasks).
+    RETURN_IF_ERROR(WriteAtomically(IntentPath(), TempPathFor(IntentPath()),
+                                    EncodeParquetCommitIntent(ctx_.pipeline, next)));
+    for (const auto& f : next) {
+      committed_in_[f.task] = cp.id;
+      task_files_[f.task] = f;
+    }
+    task_write_failed_ = false;
+    commit_number_ = number;
+    rows_rejected_ += static_cast<int64_t>(rejected.size());
+    if (fail_before_task_files_)
+      return Status::IOError("parquet sink: stopping after the intent (test)");
+    if (Status s = ApplyCommitIntent(); !s.ok()) {
+      spdlog::warn(
+          "parquet sink {}: checkpoint {} is committed, but its task files are not all "
+          "written yet ({}); the next claim or commit finishes them",
+          settings_.dir, cp.id, s.ToString());
+    }
+    return Status::OK();
+  }
+  if (fail_before_task_files_)
+    return Status::IOError("parquet sink: failing before the task files (test)");
+  // The retry of a checkpoint whose task file was renamed but whose folder sync failed.
+  if (next.empty()) {
+    RETURN_IF_ERROR(FsyncDir(TaskDir()));
+    task_write_failed_ = false;
+    return Status::OK();
+  }
+  std::vector<const ParquetTaskFile*> ptrs;
+  for (const auto& f : next) ptrs.push_back(&f);
+  size_t renamed = 0;
+  Status s = WriteTaskFiles(ptrs, &renamed);
+  for (size_t i = 0; i < renamed; ++i) {
+    committed_in_[next[i].task] = cp.id;
+    task_files_[next[i].task] = next[i];
+  }
+  if (!s.ok()) return s;
+  task_write_failed_ = false;
+  commit_number_ = number;
+  rows_rejected_ += static_cast<int64_t>(rejected.size());
+  return Status::OK();
+}
+
+Status ParquetSink::TallyTaskDeadLetters(const std::map<TaskId, ParquetTaskFile>& files,
+                                         size_t samples_per_reason, DeadLetterTally* tally) const {
+  // The files written before the state moved into tasks, then each task's, in its order.
+  if (moved_) {
+    for (int64_t n = 1; n <= moved_->dead_letter_seq; ++n) {
+      const std::string path =
+          (fs::path(DeadLetterDir()) / DeadLetterFileName(ctx_.pipeline, n)).string();
+      ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+      Status s = TallyDeadLetterLines(data, ctx_.pipeline, samples_per_reason, tally);
+      if (!s.ok()) return s.WithContext(path);
+    }
+  }
+  for (const auto& [id, f] : files) {
+    for (int64_t n = 1; n <= f.dead_letter_seq; ++n) {
+      const std::string path =
+          (fs::path(DeadLetterDir()) / TaskDeadLetterFileName(ctx_.pipeline, id, n)).string();
+      ASSIGN_OR_RETURN(std::string data, ReadWholeFile(path));
+      Status s = TallyDeadLetterLines(data, ctx_.pipeline, samples_per_reason, tally);
+      if (!s.ok()) return s.WithContext(path);
+    }
+  }
+  for (auto& [reason, samples] : tally->samples) std::reverse(samples.begin(), samples.end());
+  return Status::OK();
+}
 
 }  // namespace sluice

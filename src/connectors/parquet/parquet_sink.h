@@ -11,6 +11,7 @@
 
 #include "config/option_spec.h"
 #include "connectors/parquet/parquet_file.h"
+#include "connectors/parquet/parquet_state.h"
 #include "runtime/sink.h"
 #include "runtime/sink_explain.h"
 #include "runtime/sink_inventory.h"
@@ -47,10 +48,20 @@ const OptionTable& ParquetSinkOptions();
 /// buffered, so every commit's work is bounded and a process killed often still advances.
 ///
 /// Options (`[sink]`): partition_by ("a,b" or ["a", "b"]), compression (zstd, snappy, gzip,
-/// none), roll_rows, roll_interval, max_files_per_checkpoint. Needs rows (append mode or select); update-mode deltas are
-/// refused. One process per pipeline and directory (a lock file enforces it).
+/// none), roll_rows, roll_interval, max_files_per_checkpoint. Needs rows (append mode or select);
+/// update-mode deltas are refused. One process per pipeline and directory (a lock file enforces
+/// it).
 ///
-/// Lifecycle as Sink: every call from the checkpoint coordinator's thread.
+/// Tasks (SinkContext::tasks; README "Tasks"): the state lives per task in
+/// `DIR/_sluice/<pipeline>/task-<source>-<p>.state` (fence, owner, positions, progress, state,
+/// the task's own file numbering), several processes of the pipeline share the directory, and
+/// an exclusive flock(2) of `DIR/_sluice/<pipeline>/tasks.lock`, held for a whole claim and a
+/// whole commit, makes the fences hold. A commit writes each task's rows into files of its own
+/// (`part-<pipeline>-<seq>-<hash>-<source>-<p>.parquet`) at that commit: nothing is buffered
+/// across checkpoints, roll_rows, roll_interval and max_files_per_checkpoint do not apply.
+///
+/// Lifecycle as Sink: every call from the checkpoint coordinator's thread (tasks: the runner's
+/// sink mutex serializes ClaimTask, LoadTaskProgress, LoadPositions and Commit).
 class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
  public:
   static Result<std::unique_ptr<Sink>> Make(const SinkConfig& config);
@@ -62,6 +73,12 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
+  bool SupportsTasks() const override { return true; }
+  /// Under the tasks lock: removes the task's orphans (files of a seq above the committed one),
+  /// bumps its fence and writes its task file.
+  Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  /// Reads every task file of the pipeline (none: an empty list, also after OpenForReading).
+  Result<std::vector<TaskRow>> LoadTaskProgress() override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
   std::string DeadLetterLocation() const override;
@@ -83,6 +100,10 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   void SetClockForTesting(std::function<int64_t()> clock) { clock_ = std::move(clock); }
   /// Returns how many fsync(2) and syncfs(2) calls Parquet sinks of this process have made.
   static int64_t SyncCountForTesting();
+  /// Makes the next commits of tasks fail after their part and dead-letter files are written
+  /// and before any task file is renamed (a crash between the two, as the files see it); a
+  /// commit of several tasks fails after its intent is renamed (committed, task files not).
+  void FailBeforeTaskFilesForTesting(bool fail) { fail_before_task_files_ = fail; }
   /// Returns the number of rows buffered and not yet written to a Parquet file.
   size_t buffered_rows() const { return buffer_.size(); }
 
@@ -102,7 +123,9 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   /// What Open() and OpenForReading() share: the context, the partition and data columns.
   Status SetContext(const SinkContext& ctx);
   std::string StatePath() const;
-  Status LockDirectory();
+  /// Takes the pipeline's lock file: exclusively without tasks (one process), shared with
+  /// tasks (every process of the pipeline on tasks, none without).
+  Status LockDirectory(bool shared = false);
   Status ReadState();
   Status RemoveOrphans();
   Status CheckRow(const std::vector<Value>& row) const;
@@ -132,6 +155,42 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   Status WriteAtomically(const std::string& path, const std::string& tmp,
                          const std::string& content);
   std::string DeadLetterDir() const;
+
+  // Tasks (parquet_tasks.cc).
+  std::string TaskDir() const;
+  std::string TaskFilePath(const TaskId& task) const;
+  Status OpenTasks();
+  /// Takes the exclusive lock of DIR/_sluice/<pipeline>/tasks.lock (waits for it); the returned
+  /// object releases it.
+  Result<std::shared_ptr<void>> LockTasks();
+  std::string IntentPath() const;
+  /// Under the tasks lock: writes the task files a commit intent holds (those not newer on
+  /// disk already), then removes it. Nothing when there is none.
+  Status ApplyCommitIntent();
+  /// Reads the task file of `task`; nullopt when there is none.
+  Result<std::optional<ParquetTaskFile>> ReadTaskFile(const TaskId& task) const;
+  /// Reads every task file of the pipeline (none when the folder does not exist).
+  Result<std::map<TaskId, ParquetTaskFile>> ReadTaskFiles() const;
+  /// Writes task files: each to a temporary file, fsynced, then each renamed, then one fsync
+  /// of the folder. `renamed` counts the files renamed into place.
+  Status WriteTaskFiles(const std::vector<const ParquetTaskFile*>& files, size_t* renamed);
+  /// Removes the files of `committed`'s tasks that no commit of theirs took: part files of a
+  /// seq above the task's, dead-letter files above its count, temporary files.
+  Status RemoveTaskOrphans(const std::map<TaskId, ParquetTaskFile>& committed);
+  /// Under the tasks lock: refuses a legacy state file next to task files; moves a legacy
+  /// state into task files (fence 0) and leaves the state file as a `moved` marker.
+  Status MigrateLegacyState();
+  /// Fails with kFailedPrecondition when `<pipeline>.state` holds a state that did not move
+  /// into the task files (an older sluice wrote it).
+  Status CheckNoLegacyState() const;
+  Status CommitTasks(const Checkpoint& cp);
+  /// Dead-letter counts by reason over the legacy files the marker counts and every task's.
+  /// What Inventory() shows of a pipeline on tasks (moved_ set to its marker, if any).
+  Result<PipelineInventory> TasksInventory(const std::string& name,
+                                           const std::map<TaskId, ParquetTaskFile>& tasks,
+                                           const InventoryOptions& options) const;
+  Status TallyTaskDeadLetters(const std::map<TaskId, ParquetTaskFile>& files,
+                              size_t samples_per_reason, DeadLetterTally* tally) const;
   /// Counts the dead letters of ctx_.pipeline in the committed dead-letter files (numbers 1 to
   /// `committed`), keeping `samples_per_reason` samples each, newest first.
   Status TallyDeadLetters(int64_t committed, size_t samples_per_reason, DeadLetterTally* tally) const;
@@ -165,6 +224,22 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   /// The id of a final checkpoint that is committed but whose Drain() failed: a retry of it
   /// drains, without taking its rows a second time.
   std::optional<int64_t> draining_checkpoint_;
+
+  // Tasks.
+  bool task_mode_ = false;  ///< opened with SinkContext::tasks, or read with task files present
+  int tasks_lock_fd_ = -1;
+  /// The task files as last read or written by this sink.
+  std::map<TaskId, ParquetTaskFile> task_files_;
+  /// The legacy state file's `moved` marker, when the state moved into task files.
+  std::optional<ParquetSinkState> moved_;
+  int64_t commit_number_ = 0;  ///< the highest commit number this sink knows of
+  /// The checkpoint each task was last committed in by this sink: a retry of a checkpoint whose
+  /// commit stopped after some task files were renamed skips those tasks.
+  std::map<TaskId, int64_t> committed_in_;
+  /// Set when a commit of tasks failed after it may have written files: the next one removes
+  /// its tasks' orphans first.
+  bool task_write_failed_ = false;
+  bool fail_before_task_files_ = false;
 };
 
 }  // namespace sluice
