@@ -240,6 +240,18 @@ Status Runner::Start() {
     }
   }
   if (!options_.reset_source.empty()) RETURN_IF_ERROR(ForgetSourcePositions());
+  if (open_ && !tasks_ && sink_->SupportsTasks()) {
+    // Append mode on the one state of the pipeline: task rows of it hold open windows (a run
+    // with [source] keyed_by) or held records that this run would never read.
+    Result<std::vector<TaskRow>> rows = sink_->LoadTaskProgress();
+    if (rows.ok() && !rows->empty()) {
+      return Status::FailedPrecondition(
+          "pipeline " + config_.name + ": " + config_.sink.uri +
+          " keeps this pipeline's state per partition (an earlier run with [source] keyed_by, or in "
+          "update mode with allowed_lateness or a hold lookup), which this run would not read: run it "
+          "as it was, or give it another name to start over");
+    }
+  }
   if (needs_state_ && !tasks_) RETURN_IF_ERROR(RestoreWindowState());
   // positions_ and committed_ start empty: a checkpoint carries only the partitions this
   // process has read. Writing back positions it merely loaded would move another process's
@@ -692,9 +704,28 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
     Result<TaskClaim> claim = Status::Unavailable("not claimed yet");
     {
       std::lock_guard<std::mutex> lock(sink_mu_);
+      if (auto held = owned_.find(partition); held != owned_.end() && held->second.worker != worker) {
+        // Another worker (consumer) of this process still holds the task: its member lost the
+        // partition without having reported it yet. Its uncommitted work and this claim's
+        // cannot be told apart any more: start again from the committed state.
+        std::lock_guard<std::mutex> epoch(epoch_mu_);
+        if (claim_error_.ok()) {
+          claim_error_ = Status::Fenced(source + "[" + std::to_string(partition) + "] was assigned to worker " +
+                                        std::to_string(worker) + " while worker " +
+                                        std::to_string(held->second.worker) +
+                                        " of this process still held it (its member lost it)");
+        }
+        positions_uncertain_.store(true);  // nothing of this run may be committed
+        return std::nullopt;
+      }
       claim = sink_->ClaimTask(TaskId{source, partition}, owner);
       if (claim.ok()) {
         auto state = TaskState::Parse(claim->state, plan_->aggregate.get());
+        if (state.ok() && !append_tasks_ && !state->open.empty()) {
+          state = Status::FailedPrecondition(
+              "the task holds open windows of an append-mode run with [source] keyed_by, which this "
+              "pipeline would not read: run it as it was, or give it another name to start over");
+        }
         if (!state.ok()) {
           std::lock_guard<std::mutex> epoch(epoch_mu_);
           if (claim_error_.ok()) {
@@ -930,7 +961,10 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
   }
   {
     std::lock_guard<std::mutex> lock(claims_mu_);
-    for (int32_t p : lost) owned_partitions_.erase(p);
+    for (int32_t p : lost) {
+      owned_partitions_.erase(p);
+      claimed_windows_.erase(p);
+    }
   }
   for (int32_t p : lost) {
     for (const std::pair<std::string, int32_t>& key :
@@ -1142,6 +1176,14 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
   std::set<int32_t> owned;  // the tasks this process owns, as of this collection
   if (tasks_) {
     std::map<int32_t, ClaimedWindows> claimed;
+    // The committed epoch is read before the owned tasks: MarkCommitted drops a released task
+    // from owned_partitions_ before it raises committed_epoch_, so a release committed between
+    // the two reads is seen in one of them.
+    int64_t committed_epoch = 0;
+    {
+      std::lock_guard<std::mutex> lock(epoch_mu_);
+      committed_epoch = committed_epoch_;
+    }
     {
       std::lock_guard<std::mutex> lock(claims_mu_);
       owned = owned_partitions_;
@@ -1150,9 +1192,8 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
     {
       // A task released by a collection whose commit has not landed yet is no longer this
       // process's to write or emit (it stays in owned_partitions_ until that commit).
-      std::lock_guard<std::mutex> lock(epoch_mu_);
       for (auto it = released_at_.begin(); it != released_at_.end();) {
-        if (it->second <= committed_epoch_) {
+        if (it->second <= committed_epoch) {
           it = released_at_.erase(it);
         } else {
           owned.erase(it->first);
@@ -1161,9 +1202,13 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
       }
     }
     for (auto& [p, c] : claimed) {
+      // The claim's windows are the task's, as committed: they replace what this process may
+      // still hold of an earlier ownership. A task lost or released since is not ours.
+      task_open_.erase(p);
+      task_emitted_.erase(p);
+      if (owned.count(p) == 0) continue;
       TaskOpen(p).Merge(std::move(c.open));
-      int64_t& emitted = task_emitted_.try_emplace(p, kNoWatermark).first->second;
-      emitted = std::max(emitted, c.emitted_before);
+      task_emitted_[p] = c.emitted_before;
     }
     for (auto& [p, parts] : work->partition_deltas) {
       for (auto& d : parts) TaskOpen(p).Merge(std::move(d));
@@ -1390,6 +1435,12 @@ Status Runner::StartCommit() {
     return Status::OK();
   }
   if (positions_uncertain_.load()) {
+    {
+      // A claim that failed says why itself (a state that cannot be used, a task another
+      // worker of this process still holds).
+      std::lock_guard<std::mutex> lock(epoch_mu_);
+      if (!claim_error_.ok()) return claim_error_;
+    }
     // A partition was assigned while the sink could not be read: what was read of it may
     // start behind the committed position. The next run starts from the sink's positions.
     return Status::Aborted("a partition was assigned while the sink could not be read; this "

@@ -70,6 +70,30 @@ class RunnerTasksTest : public ::testing::Test, protected group_test::GroupRuns 
   }
   void TearDown() override { TearDownGroup(); }
 
+  /// Makes a run of append-mode pipeline `name` over the file `in` into the test's database,
+  /// with `[source] keyed_by = ["k"]` when `keyed`, that stops when caught up (its open windows
+  /// stay in the state).
+  std::unique_ptr<Runner> MakeAppendUntilCaughtUp(const std::string& name, const std::string& in, bool keyed) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"" + name + "\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" +
+        in + "\"\n" + (keyed ? "keyed_by = [\"k\"]\n" : "") +
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "keys = [\"k\"]\nmetrics = [\"n = count()\"]\n"
+        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, name + ".toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    RunOptions options;
+    options.until_caught_up = true;
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    EXPECT_EQ((*runner)->uses_tasks(), keyed);
+    return std::move(runner).value();
+  }
+
   std::vector<std::string> Q(const std::string& sql) override { return Query(db_, sql); }
 
 
@@ -570,26 +594,7 @@ TEST_F(RunnerTasksTest, AppendModeKeyedByRemembersTheWindowsWrittenAtTheEndOfABo
 TEST_F(RunnerTasksTest, AppendModeKeyedByRefusesALegacyStateWithOpenWindows) {
   const std::string in = (dir_ / "in.ndjson").string();
   std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n";
-  auto make = [&](bool keyed) {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"legacy\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in + "\"\n" +
-        (keyed ? "keyed_by = [\"k\"]\n" : "") +
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
-        "keys = [\"k\"]\nmetrics = [\"n = count()\"]\n"
-        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
-    auto cfg = ParsePipelineConfig(text, "legacy.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    RunOptions options;
-    options.until_caught_up = true;  // open windows stay in the state
-    auto runner = Runner::Make(std::move(cfg).value(), options);
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    EXPECT_EQ((*runner)->uses_tasks(), keyed);
-    return std::move(runner).value();
-  };
+  auto make = [&](bool keyed) { return MakeAppendUntilCaughtUp("legacy", in, keyed); };
   ASSERT_TRUE(make(false)->Run().ok());
   ASSERT_EQ(Query(db_, "SELECT count(*) FROM _sluice_state WHERE pipeline = 'legacy'"), std::vector<std::string>{"1"});
   Status s = make(true)->Run();
@@ -598,6 +603,40 @@ TEST_F(RunnerTasksTest, AppendModeKeyedByRefusesALegacyStateWithOpenWindows) {
             std::string::npos)
       << s.message();
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM _sluice_state WHERE pipeline = 'legacy'"), std::vector<std::string>{"1"});
+  EXPECT_EQ(Query(db_, "SELECT count(*) FROM w"), std::vector<std::string>{"0"});
+}
+
+
+// Each worker of a process is its own member of the group. One whose member was put out (it did
+// not poll in time) has not reported the loss yet when the group gives its partition to another
+// worker of the same process: the claim is refused and the run ends fenced (sluice run starts
+// it again from the committed state), rather than two workers holding one task.
+TEST_F(RunnerTasksTest, APartitionAssignedToAnotherWorkerWhileOneStillHoldsItEndsTheRunFenced) {
+  Runner* a = Start("a", "group2");
+  Command("a/0", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  Enqueue("a/1", 'a', 0);
+  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the second claim was taken";
+  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+  EXPECT_NE(runs_.at("a").status.message().find("still held it"), std::string::npos) << runs_.at("a").status.message();
+  EXPECT_TRUE(a->RestartsWhenFenced());
+  EXPECT_EQ(Query(db_, "SELECT partition, fence FROM _sluice_tasks"), std::vector<std::string>{"0|1"});
+}
+// The other way round: a pipeline that ran with keyed_by keeps its open windows per partition;
+// started without keyed_by (one state for the pipeline) it would not read them and would go on
+// from the task's position, so it is refused with what to do, and nothing is changed.
+TEST_F(RunnerTasksTest, AppendModeWithoutKeyedByRefusesTheTasksOfAKeyedRun) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n";
+  auto make = [&](bool keyed) { return MakeAppendUntilCaughtUp("keyed", in, keyed); };
+  ASSERT_TRUE(make(true)->Run().ok());
+  ASSERT_EQ(Query(db_, "SELECT count(*) FROM _sluice_tasks WHERE pipeline = 'keyed'"), std::vector<std::string>{"1"});
+  Status s = make(false)->Run();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("keeps this pipeline's state per partition"), std::string::npos) << s.message();
+  EXPECT_EQ(Query(db_, "SELECT count(*), sum(length(state) > 0) FROM _sluice_tasks WHERE pipeline = 'keyed'"),
+            std::vector<std::string>{"1|1"});
   EXPECT_EQ(Query(db_, "SELECT count(*) FROM w"), std::vector<std::string>{"0"});
 }
 

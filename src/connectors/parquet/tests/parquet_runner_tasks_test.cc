@@ -18,118 +18,61 @@
 #include "connectors/parquet/parquet_sink.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
-#include "runtime/tests/group_source_test_util.h"
+#include "runtime/tests/group_runner_test_util.h"
 
 namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
 
-using group_test::g_group;
-using group_test::Group;
-using group_test::GroupSource;
 using group_test::Rec;
+using group_test::WaitFor;
 
-class ParquetRunnerTasksTest : public ::testing::Test {
+class ParquetRunnerTasksTest : public ::testing::Test, protected group_test::GroupRuns {
  protected:
   void SetUp() override {
     RegisterBuiltins();
-    ConnectorRegistry::Instance().AddSource(
-        "group",
-        [](const SourceConfig& config, int) -> Result<std::vector<std::unique_ptr<Source>>> {
-          std::vector<std::unique_ptr<Source>> out;
-          out.push_back(std::make_unique<GroupSource>(config.uri.substr(config.uri.find(':') + 1)));
-          return out;
-        },
-        OptionTable{"group:MEMBER", "A scripted consumer-group member (test only)."});
-    dir_ = fs::temp_directory_path() /
-           ("sluice_parquet_runner_tasks_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    group_test::RegisterGroupSource("group");
+    SetUpGroup("sluice_parquet_runner_tasks");
     out_ = (dir_ / "out").string();
-    jobs_ = (dir_ / "jobs.csv").string();
-    group_ = std::make_unique<Group>();
-    g_group = group_.get();
-    WriteJobs("1,10\n");
+    scheme_ = "group";
+    sink_uri_ = "parquet:" + out_;
   }
-  void TearDown() override {
-    {
-      std::lock_guard<std::mutex> lock(group_->mu);
-      group_->finish = true;
-    }
-    group_->cv.notify_all();
-    for (auto& [name, run] : runs_) {
-      if (run.thread.joinable()) run.thread.join();
-    }
-    runs_.clear();
-    g_group = nullptr;
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { TearDownGroup(); }
 
-  void WriteJobs(const std::string& rows) {
-    const std::string tmp = jobs_ + ".tmp";
-    std::ofstream(tmp) << "id,company\n" << rows;
-    fs::rename(tmp, jobs_);
-  }
+  /// The sink holds no SQL tables: the test reads it back with ReadBack() instead.
+  std::vector<std::string> Q(const std::string&) override { return {}; }
 
-  struct Run {
-    std::unique_ptr<Runner> runner;
-    std::thread thread;
-    Status status;
-  };
-
-  /// Starts member `member`: rows k, job, company, v, records of unknown jobs held for a minute.
-  Runner* Start(const std::string& member) {
+  /// Starts member `member` of the select pipeline: rows k, job, company, v, records of unknown
+  /// jobs held for a minute.
+  Runner* StartSelect(const std::string& member) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "select = [\"k\", \"job\", \"company\", \"v\"]\n"
         "[pipeline]\nname = \"ptasks\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"group:" + member + "\"\n"
+        "[source]\nname = \"in\"\nuri = \"" + scheme_ + ":" + member + "\"\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
         "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
         "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
         "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
-        "[sink]\nuri = \"parquet:" + out_ + "\"\npartition_by = \"k\"\n";
+        "[sink]\nuri = \"" + sink_uri_ + "\"\npartition_by = \"k\"\n";
     auto cfg = ParsePipelineConfig(text, "ptasks.toml", vars);
     EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
     auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    Run& run = runs_[member];
+    GroupRuns::Run& run = runs_[member];
+    if (run.thread.joinable()) run.thread.join();
     run.runner = std::move(runner).value();
+    run.done = false;
     EXPECT_TRUE(run.runner->uses_tasks());
-    Run* r = &run;
-    run.thread = std::thread([r] { r->status = r->runner->Run(); });
+    GroupRuns::Run* r = &run;
+    run.thread = std::thread([r] {
+      r->status = r->runner->Run();
+      r->done = true;
+    });
     return run.runner.get();
-  }
-
-  /// Tells `member` to assign ('a') or revoke ('r') partition `p`; waits until done.
-  void Command(const std::string& member, char what, int32_t p) {
-    std::unique_lock<std::mutex> lock(group_->mu);
-    auto& m = group_->members[member];
-    m.commands.emplace_back(what, p);
-    const int want = static_cast<int>(m.commands.size());
-    group_->cv.notify_all();
-    ASSERT_TRUE(group_->cv.wait_for(lock, std::chrono::seconds(20), [&] { return m.done >= want; }))
-        << member << " did not carry out " << what << " " << p;
-  }
-
-  void Produce(int32_t p, std::vector<std::string> records) {
-    std::lock_guard<std::mutex> lock(group_->mu);
-    for (auto& r : records) group_->topic[p].push_back(std::move(r));
-    group_->cv.notify_all();
-  }
-
-  template <typename Pred>
-  bool WaitFor(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
   }
 
   /// Reads the directory as `sluice verify` does: positions, rows ("k|job|company|v", sorted)
@@ -175,22 +118,12 @@ class ParquetRunnerTasksTest : public ::testing::Test {
     return -1;
   }
 
-  Status Stop(const std::string& member) {
-    Run& run = runs_.at(member);
-    run.runner->RequestStop();
-    run.thread.join();
-    return run.status;
-  }
-
-  fs::path dir_;
-  std::string out_, jobs_;
-  std::unique_ptr<Group> group_;
-  std::map<std::string, Run> runs_;
+  std::string out_;
 };
 
 TEST_F(ParquetRunnerTasksTest, AMovedPartitionTakesItsHeldRecordAndEachRowLandsOnce) {
-  Runner* a = Start("a");
-  Runner* b = Start("b");
+  Runner* a = StartSelect("a");
+  Runner* b = StartSelect("b");
   Command("a", 'a', 0);
   Command("a", 'a', 1);
   // Partition 0: job 1 (known) and job 5 (unknown: held); partition 1: job 1.
