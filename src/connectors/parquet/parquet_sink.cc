@@ -744,8 +744,7 @@ Status ParquetSink::WriteStateFile(const std::string& content) {
   return WriteAtomically(StatePath(), StatePath() + ".tmp", content);
 }
 
-Status ParquetSink::WriteAtomically(const std::string& path, const std::string& tmp,
-                                    const std::string& content) {
+Status ParquetSink::WriteAndSync(const std::string& tmp, const std::string& content) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError("parquet sink: cannot create " + tmp + ": " + Errno());
   size_t done = 0;
@@ -766,6 +765,12 @@ Status ParquetSink::WriteAtomically(const std::string& path, const std::string& 
     return s;
   }
   if (::close(fd) != 0) return Status::IOError("parquet sink: closing " + tmp + ": " + Errno());
+  return Status::OK();
+}
+
+Status ParquetSink::WriteAtomically(const std::string& path, const std::string& tmp,
+                                    const std::string& content) {
+  RETURN_IF_ERROR(WriteAndSync(tmp, content));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     return Status::IOError("parquet sink: rename " + tmp + " to " + path + ": " + Errno());
   }
@@ -1282,26 +1287,7 @@ Status ParquetSink::WriteTaskFiles(const std::vector<const ParquetTaskFile*>& fi
     const std::string path = TaskFilePath(f->task);
     const std::string tmp = TempPathFor(path);
     const std::string content = EncodeParquetTaskFile(ctx_.pipeline, *f);
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::IOError("parquet sink: cannot create " + tmp + ": " + Errno());
-    size_t done = 0;
-    while (done < content.size()) {
-      ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        Status s = Status::IOError("parquet sink: writing " + tmp + ": " + Errno());
-        ::close(fd);
-        return s;
-      }
-      done += static_cast<size_t>(n);
-    }
-    ++g_syncs;
-    if (::fsync(fd) != 0) {
-      Status s = Status::IOError("parquet sink: fsync " + tmp + ": " + Errno());
-      ::close(fd);
-      return s;
-    }
-    if (::close(fd) != 0) return Status::IOError("parquet sink: closing " + tmp + ": " + Errno());
+    RETURN_IF_ERROR(WriteAndSync(tmp, content));
     moves.emplace_back(tmp, path);
   }
   for (const auto& [tmp, path] : moves) {

@@ -152,6 +152,8 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   Status Drain(const Checkpoint& cp);
   Status WriteStateFile(const std::string& content);
   /// Writes `content` to `path` through the temporary file `tmp`, fsync and rename.
+  /// Writes `content` to `tmp` (created or truncated) and fsyncs it; no rename.
+  Status WriteAndSync(const std::string& tmp, const std::string& content);
   Status WriteAtomically(const std::string& path, const std::string& tmp,
                          const std::string& content);
   std::string DeadLetterDir() const;
