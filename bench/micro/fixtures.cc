@@ -8,6 +8,7 @@
 #include "connectors/generator/generator_source.h"
 #include "expr/expr.h"
 #include "runtime/registry.h"
+#include "sluice_test_paths.h"
 
 namespace sluice::bench {
 

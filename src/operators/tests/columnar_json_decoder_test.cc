@@ -17,6 +17,7 @@
 #include "operators/batch.h"
 #include "operators/columnar_json_decoder.h"
 #include "operators/decoder.h"
+#include "sluice_test_paths.h"
 
 #ifndef SLUICE_SEED_DIR
 #define SLUICE_SEED_DIR "../shared/seed-data"

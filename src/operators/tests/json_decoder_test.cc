@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "core/value.h"
 #include "operators/decoder.h"
+#include "sluice_test_paths.h"
 
 #ifndef SLUICE_SEED_DIR
 #define SLUICE_SEED_DIR "../shared/seed-data"

@@ -13,6 +13,7 @@
 #include "operators/dimension.h"
 #include "core/uri.h"
 #include "runtime/registry.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

@@ -12,6 +12,7 @@
 #include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/runner.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

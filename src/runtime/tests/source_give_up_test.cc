@@ -11,6 +11,7 @@
 
 #include "runtime/registry.h"
 #include "runtime/runner.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

@@ -20,6 +20,7 @@
 #include "runtime/runner.h"
 #include "runtime/watermark.h"
 #include "runtime/window_state.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

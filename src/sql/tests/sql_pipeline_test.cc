@@ -7,6 +7,7 @@
 #include "runtime/plan.h"
 #include "runtime/registry.h"
 #include "sql/load_pipeline.h"
+#include "sluice_test_paths.h"
 
 namespace sluice::sql {
 namespace {

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/time.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

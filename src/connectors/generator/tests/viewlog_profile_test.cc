@@ -7,6 +7,7 @@
 
 #include "connectors/generator/generator_source.h"
 #include "core/time.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "connectors/generator/generator_source.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {
