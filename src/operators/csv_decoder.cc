@@ -41,48 +41,16 @@ class CsvDecoder final : public Decoder {
 
   /// Maps schema fields to the named columns; fails when one is missing.
   Status MapColumns(const std::vector<std::string>& names) {
-    std::unordered_map<std::string_view, size_t> index;
-    index.reserve(names.size());
-    for (size_t i = 0; i < names.size(); ++i) index.emplace(names[i], i);  // first one wins
-
-    std::vector<size_t> column_of_slot(schema_.size());
-    std::string missing;
-    size_t missing_count = 0;
-    for (size_t slot = 0; slot < schema_.size(); ++slot) {
-      const std::string& path = schema_.field(slot).source_path();
-      auto it = index.find(path);
-      if (it == index.end()) {
-        if (missing_count++ > 0) missing += ", ";
-        missing += path;
-        continue;
-      }
-      column_of_slot[slot] = it->second;
-    }
-    if (missing_count > 0) {
-      std::string m = missing_count == 1 ? "CSV column missing: " : "CSV columns missing: ";
-      m += missing;
-      m += " (available: ";
-      for (size_t i = 0; i < names.size() && i < kMaxListedColumns; ++i) {
-        if (i > 0) m += ", ";
-        m += names[i];
-      }
-      if (names.size() > kMaxListedColumns) m += ", ...";
-      m += ')';
-      return Status::InvalidArgument(std::move(m));
-    }
-    column_of_slot_ = std::move(column_of_slot);
-    num_columns_ = names.size();
+    ASSIGN_OR_RETURN(CsvColumnMap map, MapCsvColumns(names, schema_));
+    column_of_slot_ = std::move(map.column_of_slot);
+    num_columns_ = map.num_columns;
     mapped_ = true;
     return Status::OK();
   }
 
   Status SetHeader(std::string_view header_payload) override {
     if (!has_header_) return Status::OK();
-    if (header_payload.starts_with(kUtf8Bom)) header_payload.remove_prefix(kUtf8Bom.size());
-    std::vector<std::string> names;
-    Status st = SplitCsvRecord(header_payload, delimiter_, &names);
-    if (!st.ok()) return st.WithContext("CSV header");
-    for (std::string& name : names) name = std::string(TrimName(name));
+    ASSIGN_OR_RETURN(std::vector<std::string> names, CsvHeaderNames(header_payload, delimiter_));
     return MapColumns(names);
   }
 
@@ -113,6 +81,50 @@ class CsvDecoder final : public Decoder {
 };
 
 }  // namespace
+
+Result<CsvColumnMap> MapCsvColumns(const std::vector<std::string>& names, const Schema& schema) {
+  std::unordered_map<std::string_view, size_t> index;
+  index.reserve(names.size());
+  for (size_t i = 0; i < names.size(); ++i) index.emplace(names[i], i);  // first one wins
+
+  CsvColumnMap map;
+  map.column_of_slot.resize(schema.size());
+  std::string missing;
+  size_t missing_count = 0;
+  for (size_t slot = 0; slot < schema.size(); ++slot) {
+    const std::string& path = schema.field(slot).source_path();
+    auto it = index.find(path);
+    if (it == index.end()) {
+      if (missing_count++ > 0) missing += ", ";
+      missing += path;
+      continue;
+    }
+    map.column_of_slot[slot] = it->second;
+  }
+  if (missing_count > 0) {
+    std::string m = missing_count == 1 ? "CSV column missing: " : "CSV columns missing: ";
+    m += missing;
+    m += " (available: ";
+    for (size_t i = 0; i < names.size() && i < kMaxListedColumns; ++i) {
+      if (i > 0) m += ", ";
+      m += names[i];
+    }
+    if (names.size() > kMaxListedColumns) m += ", ...";
+    m += ')';
+    return Status::InvalidArgument(std::move(m));
+  }
+  map.num_columns = names.size();
+  return map;
+}
+
+Result<std::vector<std::string>> CsvHeaderNames(std::string_view header_payload, char delimiter) {
+  if (header_payload.starts_with(kUtf8Bom)) header_payload.remove_prefix(kUtf8Bom.size());
+  std::vector<std::string> names;
+  Status st = SplitCsvRecord(header_payload, delimiter, &names);
+  if (!st.ok()) return st.WithContext("CSV header");
+  for (std::string& name : names) name = std::string(TrimName(name));
+  return names;
+}
 
 size_t CsvRecordLength(std::string_view buffer, bool at_eof) {
   const char* const begin = buffer.data();
