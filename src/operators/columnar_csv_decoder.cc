@@ -1,18 +1,43 @@
 #include "operators/columnar_csv_decoder.h"
 
+#include <bit>
 #include <cstring>
 #include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "operators/csv_decoder.h"
 
 namespace sluice {
 namespace {
 
-/// Returns the first `c` in [p, end), or `end`.
-const char* FindOrEnd(const char* p, const char* end, char c) {
-  if (p >= end) return end;
-  const void* found = std::memchr(p, c, static_cast<size_t>(end - p));
-  return found == nullptr ? end : static_cast<const char*>(found);
+/// Writes the offsets of every `delimiter` and '"' of `s` to `out`, ascending, and returns how
+/// many: sixteen bytes at a time with SSE2 (part of every x86-64 target), a byte at a time
+/// elsewhere and for the tail.
+size_t IndexDelimitersAndQuotes(std::string_view s, char delimiter, uint32_t* out) {
+  const char* const data = s.data();
+  const size_t size = s.size();
+  size_t n = 0;
+  size_t at = 0;
+#if defined(__SSE2__)
+  const __m128i delimiters = _mm_set1_epi8(delimiter);
+  const __m128i quotes = _mm_set1_epi8('"');
+  for (; at + 16 <= size; at += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at));
+    unsigned hits = static_cast<unsigned>(_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(block, delimiters), _mm_cmpeq_epi8(block, quotes))));
+    while (hits != 0) {
+      out[n++] = static_cast<uint32_t>(at + static_cast<size_t>(std::countr_zero(hits)));
+      hits &= hits - 1;
+    }
+  }
+#endif
+  for (; at < size; ++at) {
+    if (data[at] == delimiter || data[at] == '"') out[n++] = static_cast<uint32_t>(at);
+  }
+  return n;
 }
 
 /// Parses an optional '-' and 1 to 18 digits, the common case of ParseStrictInt64() (which
@@ -75,7 +100,6 @@ void ColumnarCsvDecoder::Fallback(size_t i, std::string_view payload, ColumnBatc
 bool ColumnarCsvDecoder::Store(size_t i, size_t column, std::string_view text, bool doubled,
                                ColumnBatch* out) {
   uint32_t slot = first_slot_of_column_[column];
-  if (slot == kNone) return true;
   if (doubled) {
     // "" inside a quoted field is one quote.
     unescaped_.clear();
@@ -120,43 +144,57 @@ bool ColumnarCsvDecoder::DecodeFast(size_t i, std::string_view record, ColumnBat
   // As SplitCsvRecordViews(): a trailing \n, \r\n or \r is not part of the last field.
   if (!record.empty() && record.back() == '\n') record.remove_suffix(1);
   if (!record.empty() && record.back() == '\r') record.remove_suffix(1);
-  const char* p = record.data();
-  const char* const end = p + record.size();
-  // The next quote at or after p (end: none): an unquoted field holds a quote when this comes
-  // before its delimiter, so the record is searched for quotes once, not field by field.
-  const char* quote = FindOrEnd(p, end, '"');
+  const size_t n = record.size();
+  if (index_.size() < n + 1) index_.resize(n + 1);
+  uint32_t* const idx = index_.data();
+  // Every delimiter and quote, then the end as a last delimiter: the fields are read from this
+  // index instead of searching the record field by field.
+  const size_t m = IndexDelimitersAndQuotes(record, delimiter_, idx);
+  idx[m] = static_cast<uint32_t>(n);
+  const char* const s = record.data();
+  size_t k = 0;  // idx[k] is the first delimiter or quote at or after p (or the end)
+  size_t p = 0;
   size_t column = 0;
   while (true) {
     if (column == num_columns_) return false;  // more fields than the header has
-    if (p < end && *p == '"') {
-      const char* close = FindOrEnd(p + 1, end, '"');
-      if (close == end) return false;  // unterminated
+    if (p < n && s[p] == '"') {
+      // idx[k] == p: the closing quote is the next quote not followed by another.
+      size_t j = k + 1;
       bool doubled = false;
-      while (close + 1 < end && close[1] == '"') {
-        doubled = true;
-        close = FindOrEnd(close + 2, end, '"');
-        if (close == end) return false;
+      while (true) {
+        while (j < m && s[idx[j]] != '"') ++j;
+        if (j == m) return false;  // unterminated
+        if (idx[j] + 1 < n && s[idx[j] + 1] == '"') {
+          doubled = true;
+          j += 2;
+          continue;
+        }
+        break;
       }
-      if (!Store(i, column, std::string_view(p + 1, static_cast<size_t>(close - p - 1)), doubled,
-                 out)) {
+      const size_t close = idx[j];
+      if (first_slot_of_column_[column] != kNone &&
+          !Store(i, column, std::string_view(s + p + 1, close - p - 1), doubled, out)) {
         return false;
       }
       ++column;
       p = close + 1;
-      if (p == end) break;
-      if (*p != delimiter_) return false;  // text after the closing quote
+      k = j + 1;
+      if (p == n) break;
+      if (s[p] != delimiter_) return false;  // text after the closing quote
       ++p;
-      quote = FindOrEnd(p, end, '"');
+      ++k;
       continue;
     }
-    const char* delim = FindOrEnd(p, end, delimiter_);
-    if (quote < delim) return false;  // a stray quote in an unquoted field
-    if (!Store(i, column, std::string_view(p, static_cast<size_t>(delim - p)), false, out)) {
+    const size_t d = idx[k];
+    if (d < n && s[d] == '"') return false;  // a stray quote in an unquoted field
+    if (first_slot_of_column_[column] != kNone &&
+        !Store(i, column, std::string_view(s + p, d - p), false, out)) {
       return false;
     }
     ++column;
-    if (delim == end) break;
-    p = delim + 1;
+    if (d == n) break;
+    p = d + 1;
+    ++k;
   }
   return column == num_columns_;
 }

@@ -46,8 +46,8 @@ class ColumnarCsvDecoder final : public ColumnarDecoder {
   explicit ColumnarCsvDecoder(const Schema& schema) : schema_(schema) {}
   /// Splits and converts record `i` on the fast path; false when the row decoder must decide.
   bool DecodeFast(size_t i, std::string_view payload, ColumnBatch* out);
-  /// Converts the text of column `column` (quoted with doubled quotes when `doubled`) into
-  /// every field that reads it; false when a value does not convert.
+  /// Converts the text of column `column`, which a field reads (quoted with doubled quotes
+  /// when `doubled`), into every field that reads it; false when a value does not convert.
   bool Store(size_t i, size_t column, std::string_view text, bool doubled, ColumnBatch* out);
   void Fallback(size_t i, std::string_view payload, ColumnBatch* out);
 
@@ -62,6 +62,7 @@ class ColumnarCsvDecoder final : public ColumnarDecoder {
   std::vector<Value> row_;
   Value scratch_;
   std::string unescaped_;
+  std::vector<uint32_t> index_;  ///< a record's delimiter and quote offsets (DecodeFast)
   int64_t fallbacks_ = 0;
 };
 
