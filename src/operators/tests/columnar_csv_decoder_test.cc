@@ -215,6 +215,28 @@ TEST(ColumnarCsvDecoderTest, PlainAndQuotedRecordsTakeTheFastPath) {
   EXPECT_EQ(decoder->fallbacks(), 3);
 }
 
+TEST(ColumnarCsvDecoderTest, FieldsAcrossSixteenByteBlocks) {
+  // The fields are found from an index built sixteen bytes at a time: quotes, doubled quotes
+  // and delimiters at every offset around the block boundaries, then the byte-by-byte tail.
+  DecoderOptions options = Csv();
+  options.header = false;
+  options.columns = {"id", "name", "skip", "price", "flag", "when"};
+  const Schema schema = AllTypes();
+  auto decoder = MakeColumnar(options, schema, std::nullopt);
+  ASSERT_NE(decoder, nullptr);
+  std::vector<std::string> records;
+  for (size_t pad = 0; pad < 40; ++pad) {
+    const std::string x(pad, 'x');
+    records.push_back("1," + x + ",s,2.5,,");
+    records.push_back("2,\"" + x + "\"\"q\"\"\",\",\",,,");
+    records.push_back("3,\"" + x + ",\",,1,yes,");
+  }
+  EXPECT_EQ(ExpectSame(options, schema, std::nullopt, records, decoder.get()), records.size());
+  EXPECT_EQ(decoder->fallbacks(), 0);
+  const auto got = DecodeColumnar(decoder.get(), schema, {"2,\"xxxxxxxxxxxxxxx\"\"q\"\"\",\",\",,,"});
+  EXPECT_EQ(got[0], Row(Value::Int(2), Str("xxxxxxxxxxxxxxx\"q\""), N, N, N, Str("2")));
+}
+
 TEST(ColumnarCsvDecoderTest, SemicolonsAndColumnsWithoutHeader) {
   DecoderOptions options = Csv(';');
   options.header = false;
