@@ -1,11 +1,16 @@
 #include "operators/csv_decoder.h"
 
+#include <bit>
 #include <cstring>
 #include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace sluice {
 namespace {
@@ -127,27 +132,40 @@ Result<std::vector<std::string>> CsvHeaderNames(std::string_view header_payload,
 }
 
 size_t CsvRecordLength(std::string_view buffer, bool at_eof) {
-  const char* const begin = buffer.data();
-  const char* const end = begin + buffer.size();
-  const char* p = begin;
   // A newline ends the record when an even number of quotes precede it: a doubled quote inside
   // a quoted field closes and reopens it, so counting parity is enough for RFC 4180 framing.
-  const char* newline = nullptr;  // first '\n' at or after p, when newline >= p
-  while (p < end) {
-    if (newline == nullptr || newline < p) {
-      newline = Find(p, end, '\n');
-      if (newline == nullptr) newline = end;  // none: stays valid for the rest of the scan
+  const char* const data = buffer.data();
+  const size_t size = buffer.size();
+  bool quoted = false;
+  size_t at = 0;
+#if defined(__SSE2__)
+  // Sixteen bytes at a time (SSE2 is part of every x86-64 target): most blocks hold neither.
+  const __m128i newlines = _mm_set1_epi8('\n');
+  const __m128i quotes = _mm_set1_epi8('"');
+  for (; at + 16 <= size; at += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + at));
+    const unsigned nl = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, newlines)));
+    const unsigned q = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, quotes)));
+    unsigned hits = nl | q;
+    while (hits != 0) {
+      const unsigned bit = hits & (0u - hits);
+      if (q & bit) {
+        quoted = !quoted;
+      } else if (!quoted) {
+        return at + static_cast<size_t>(std::countr_zero(bit)) + 1;
+      }
+      hits &= hits - 1;
     }
-    const char* quote = Find(p, newline, '"');
-    if (quote == nullptr) {
-      if (newline < end) return static_cast<size_t>(newline - begin) + 1;
-      break;
-    }
-    const char* close = Find(quote + 1, end, '"');
-    if (close == nullptr) break;
-    p = close + 1;
   }
-  return at_eof ? buffer.size() : 0;
+#endif
+  for (; at < size; ++at) {
+    if (data[at] == '"') {
+      quoted = !quoted;
+    } else if (data[at] == '\n' && !quoted) {
+      return at + 1;
+    }
+  }
+  return at_eof ? size : 0;
 }
 
 Status SplitCsvRecordViews(std::string_view record, char delimiter,
