@@ -5,9 +5,8 @@
 
 namespace sluice {
 
-Result<std::unique_ptr<ColumnarDecoder>> MakeColumnarDecoder(const DecoderOptions& options,
-                                                             const Schema& schema,
-                                                             std::optional<std::string_view> header) {
+Result<std::unique_ptr<ColumnarDecoder>> MakeColumnarDecoder(
+    const DecoderOptions& options, const Schema& schema, std::optional<std::string_view> header) {
   switch (options.format) {
     case DecoderOptions::Format::kNdjson: {
       ASSIGN_OR_RETURN(std::unique_ptr<ColumnarJsonDecoder> d, ColumnarJsonDecoder::Make(schema));

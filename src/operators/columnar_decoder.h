@@ -37,8 +37,7 @@ class ColumnarDecoder {
 /// Creates the columnar decoder for `options.format` and `schema`, or null (not an error) when
 /// there is none: a format other than NDJSON and CSV, an NDJSON schema that is not flat, CSV
 /// with a header that was not given. `header` is the source's header record (CSV).
-Result<std::unique_ptr<ColumnarDecoder>> MakeColumnarDecoder(const DecoderOptions& options,
-                                                             const Schema& schema,
-                                                             std::optional<std::string_view> header);
+Result<std::unique_ptr<ColumnarDecoder>> MakeColumnarDecoder(
+    const DecoderOptions& options, const Schema& schema, std::optional<std::string_view> header);
 
 }  // namespace sluice

@@ -167,9 +167,10 @@ Status Worker::Setup() {
     row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
     if (row_path_reason.empty()) {
       const std::optional<std::string> header = source_->Header();
-      ASSIGN_OR_RETURN(columnar_, MakeColumnarDecoder(source_->decoder_options(), plan_->input,
-                                                      header ? std::optional<std::string_view>(*header)
-                                                             : std::nullopt));
+      std::optional<std::string_view> header_view;
+      if (header) header_view = *header;
+      ASSIGN_OR_RETURN(columnar_,
+                       MakeColumnarDecoder(source_->decoder_options(), plan_->input, header_view));
       if (columnar_) column_filters_ = ColumnFilterPrefix(*plan_);
       if (!columnar_) row_path_reason = "no columnar decoder for this input";
     }
