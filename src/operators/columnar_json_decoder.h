@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "core/value.h"
 #include "operators/batch.h"
+#include "operators/columnar_decoder.h"
 #include "operators/decoder.h"
 
 namespace sluice {
@@ -25,7 +26,7 @@ namespace sluice {
 /// a non-integral number for int64, a NUL byte, trailing content) to the row decoder, whose
 /// values or error message the batch then receives. Only flat schemas are supported (no dotted
 /// path, no two fields reading one key): Make() returns null for the others.
-class ColumnarJsonDecoder {
+class ColumnarJsonDecoder final : public ColumnarDecoder {
  public:
   /// Returns null (not an error) when the schema is not flat; an error when the row decoder
   /// cannot be built for it.
@@ -33,12 +34,12 @@ class ColumnarJsonDecoder {
 
   /// Decodes every record of `batch` into `out` (reset to the batch's size first). A record the
   /// row decoder would reject gets that decoder's message as its error.
-  void Decode(const RawBatch& batch, ColumnBatch* out);
+  void Decode(const RawBatch& batch, ColumnBatch* out) override;
 
   /// Counts records handed to the row decoder since construction (tests, profiling).
-  int64_t fallbacks() const { return fallbacks_; }
+  int64_t fallbacks() const override { return fallbacks_; }
 
-  ~ColumnarJsonDecoder();
+  ~ColumnarJsonDecoder() override;
 
  private:
   struct Impl;

@@ -7,8 +7,12 @@
 namespace sluice {
 
 std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& options) {
-  if (options.format != DecoderOptions::Format::kNdjson) return "the input is not NDJSON";
+  if (options.format != DecoderOptions::Format::kNdjson &&
+      options.format != DecoderOptions::Format::kCsv) {
+    return "the input is neither NDJSON nor CSV";
+  }
   if (plan.holds) return "a lookup holds records (on_missing = \"hold\")";
+  if (options.format == DecoderOptions::Format::kCsv) return "";  // columns are matched by name
   std::set<std::string_view> paths;
   for (size_t i = 0; i < plan.input.size(); ++i) {
     const std::string& path = plan.input.field(i).source_path();

@@ -9,11 +9,11 @@
 
 namespace sluice {
 
-/// Says why a plan cannot take the columnar path (a ColumnBatch decoded by
-/// ColumnarJsonDecoder, its leading filters evaluated over the columns, then the other steps
+/// Says why a plan cannot take the columnar path (a ColumnBatch decoded by the format's
+/// ColumnarDecoder, its leading filters evaluated over the columns, then the other steps
 /// and the aggregate per row as on the row path), or ""
-/// when it can: NDJSON input, no lookup that holds records, and a flat field list (no dotted
-/// path, no two fields reading one key).
+/// when it can: NDJSON or CSV input, no lookup that holds records, and for NDJSON a flat field
+/// list (no dotted path, no two fields reading one key).
 std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& options);
 
 /// Compiles the plan's leading ignore_if / filter steps whose conditions ColumnCondition can

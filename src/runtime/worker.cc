@@ -166,8 +166,13 @@ Status Worker::Setup() {
   if (ColumnarWanted()) {
     row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
     if (row_path_reason.empty()) {
-      ASSIGN_OR_RETURN(columnar_, ColumnarJsonDecoder::Make(plan_->input));
+      const std::optional<std::string> header = source_->Header();
+      std::optional<std::string_view> header_view;
+      if (header) header_view = *header;
+      ASSIGN_OR_RETURN(columnar_,
+                       MakeColumnarDecoder(source_->decoder_options(), plan_->input, header_view));
       if (columnar_) column_filters_ = ColumnFilterPrefix(*plan_);
+      if (!columnar_) row_path_reason = "no columnar decoder for this input";
     }
   }
   spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",

@@ -18,7 +18,7 @@
 #include "operators/aggregator.h"
 #include "operators/batch.h"
 #include "operators/column_filter.h"
-#include "operators/columnar_json_decoder.h"
+#include "operators/columnar_decoder.h"
 #include "runtime/plan.h"
 #include "runtime/source.h"
 #include "runtime/stats.h"
@@ -122,6 +122,8 @@ class Worker {
   bool finished() const { return finished_.load(); }
   /// True when the source's Open() failed: nothing was read.
   bool setup_failed() const { return setup_failed_.load(); }
+  /// True when the worker took the columnar path (runtime/columnar.h); read after finished().
+  bool columnar() const { return columnar_ != nullptr; }
   /// Returns the error that stopped the worker, if any.
   Status error() const;
   /// Returns per-partition positions and lag, for monitoring: the source's ReadPositions()
@@ -207,7 +209,7 @@ class Worker {
   Aggregator* current_aggregator_ = nullptr;  ///< of current_aggregator_partition_
   int32_t current_aggregator_partition_ = -1;
   /// Set when the plan takes the columnar path (runtime/columnar.h); null on the row path.
-  std::unique_ptr<ColumnarJsonDecoder> columnar_;
+  std::unique_ptr<ColumnarDecoder> columnar_;
   ColumnBatch columns_;
   std::vector<ColumnFilterStep> column_filters_;  ///< the leading filters, over the columns
   RawBatch batch_;

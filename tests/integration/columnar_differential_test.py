@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Columnar differential test (issue 19): the NDJSON example pipelines, on messy input, give
+"""Columnar differential test (issue 19): the example pipelines, on messy input, give
 the same output through the row path (SLUICE_COLUMNAR=0) and the columnar path
 (SLUICE_COLUMNAR=1): the same sink rows, the same dead letters (reason, payload, partition,
 offset) and the same counters of the run summary.
 
-    columnar_differential_test.py --sluice build/sluice [--only recruitment,ysb,viewlog]
+    columnar_differential_test.py --sluice build/sluice [--only recruitment,ysb,viewlog,recruitment_csv]
                                   [--records N] [--seed S] [--keep]
 
 Inputs: `sluice generate` output for each pipeline with about one line in six replaced by a
 messy variant of itself (a declared field missing, of the wrong type, null, a huge or
 fractional number, escaped, bad UTF-8, a NUL byte, truncated, an array or object, spaces and a
 CR, an empty line), and for recruitment the seed tracking log (real data) as JSON lines too.
+recruitment_csv reads CSV with the seed log's header: the seed log's records and generated ones,
+one in six messy (a field missing or extra, a stray quote, text after a closing quote, doubled
+quotes, an embedded line break, a CR, blanks, empty and wrong-typed values, every field quoted).
 Neither path is the reference here: the other tests compare the row path with independent
 recomputations; this one proves the columnar path changes nothing. Exit 1 on any difference;
 viewlog (Parquet) is skipped without pyarrow (a FAIL under CI=true).
@@ -39,6 +42,8 @@ PIPELINES = {
     "recruitment": ("examples/recruitment.toml", "recruitment", "TRACKING", "sqlite"),
     "ysb": ("examples/ysb.toml", "ysb", "EVENTS", "sqlite"),
     "viewlog": ("examples/viewlog.toml", "viewlog", "VIEWS", "parquet"),
+    # The same pipeline reading CSV (build_csv_input): the columnar CSV decoder.
+    "recruitment_csv": ("examples/recruitment.toml", "recruitment", "TRACKING", "sqlite"),
 }
 
 
@@ -122,6 +127,104 @@ def seed_tracking_lines(limit):
                     obj[k] = v
             out.append(json.dumps(obj).encode())
     return out
+
+
+def csv_field(v):
+    """One CSV cell as Python's csv module writes it: quoted only when it must be."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        v = "TRUE" if v else "FALSE"
+    v = str(v)
+    if any(c in v for c in ',"\r\n'):
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+def mess_csv(cells, rng):
+    """Returns a messy variant of one CSV record (its cells unquoted), without terminator."""
+    cells = list(cells)
+    at = rng.randrange(len(cells))
+    kind = rng.randrange(20)
+    plain = lambda: ",".join(csv_field(c) for c in cells)  # noqa: E731
+    if kind == 0:
+        del cells[at]  # a field missing
+    elif kind == 1:
+        cells.append("extra")
+    elif kind == 2:
+        return plain().replace(",", ',ab"c"d,', 1)  # stray quotes (and one field more)
+    elif kind == 3:
+        out = [csv_field(c) for c in cells]
+        out[at] = '"%s"x' % cells[at].replace('"', '""')  # text after the closing quote
+        return ",".join(out)
+    elif kind == 4:
+        cells[at] = "abc"
+    elif kind == 5:
+        cells[at] = " 42 "
+    elif kind == 6:
+        cells[at] = 'say "hi", ok'
+    elif kind == 7:
+        cells[at] = "two\nlines"
+    elif kind == 8:
+        return plain() + "\r"  # CRLF once the source takes the \n
+    elif kind == 9:
+        cells = [""] * len(cells)
+    elif kind == 10:
+        return ""
+    elif kind == 11:
+        cells[at] = "99999999999999999999"
+    elif kind == 12:
+        cells[at] = "12.5"
+    elif kind == 13:
+        return ",".join('"%s"' % c.replace('"', '""') for c in cells)  # every field quoted
+    elif kind == 14:
+        cells[at] = "nul\x00byte"
+    elif kind == 15:
+        cells[at] = " "
+    elif kind == 16:
+        cells[at] = "-0"
+    elif kind == 17:
+        cells[at] = "+7"
+    elif kind == 18:
+        cells[at] = '"'
+    else:
+        cells[at] = "caf\u00e9 \t"
+    return plain()
+
+
+def build_csv_input(sluice, records, seed, path):
+    """The recruitment pipeline's input as CSV with the seed log's header: generated events and
+    the seed log's records, about one in six replaced by a messy variant."""
+    raw = path + ".ndjson"
+    subprocess.run([sluice, "generate", "--profile", "recruitment", "--count", str(records), "--rate", "0",
+                    "--seed", str(seed), "--to", raw], check=True, cwd=REPO,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not os.path.exists(SEED_TRACKING):
+        raise Skip("seed tracking.csv not found at " + SEED_TRACKING)
+    with open(SEED_TRACKING, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], [r for r in rows[1:] if r]
+    with open(raw, encoding="utf-8") as f:
+        for ln in f:
+            obj = json.loads(ln)
+            body.append(["" if obj.get(k) is None else obj[k] for k in header])
+    os.remove(raw)
+    rng = random.Random(seed)
+    rng.shuffle(body)
+    lines = []
+    for cells in body:
+        cells = [c if isinstance(c, str) else csv_field(c) for c in cells]
+        if rng.random() < 1 / 6:
+            lines.append(mess_csv(cells, rng))
+        else:
+            lines.append(",".join(csv_field(c) for c in cells))
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(header) + "\n" + "\n".join(lines) + "\n")
+    return len(lines)
+
+
+class Skip(Exception):
+    pass
 
 
 def build_input(sluice, profile, records, seed, path):
@@ -270,8 +373,16 @@ def main(argv=None):
                 except ImportError:
                     skipped.append(name + " (no pyarrow)")
                     continue
-            path = os.path.join(work, name + ".ndjson")
-            n = build_input(sluice, PIPELINES[name][1], args.records, args.seed, path)
+            try:
+                if name.endswith("_csv"):
+                    path = os.path.join(work, name + ".csv")
+                    n = build_csv_input(sluice, args.records, args.seed, path)
+                else:
+                    path = os.path.join(work, name + ".ndjson")
+                    n = build_input(sluice, PIPELINES[name][1], args.records, args.seed, path)
+            except Skip as e:
+                skipped.append("%s (%s)" % (name, e))
+                continue
             try:
                 row = run(sluice, name, work, path, columnar=False)
                 col = run(sluice, name, work, path, columnar=True)

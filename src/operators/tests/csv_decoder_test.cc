@@ -85,7 +85,8 @@ TEST(CsvRecordLengthTest, MatchesTheReferenceOnRandomText) {
   std::mt19937 rng(7);
   const std::string alphabet = "ab,;\"\"\n\r ";
   for (int iteration = 0; iteration < 20000; ++iteration) {
-    std::string buffer(rng() % 40, ' ');
+    // Up to six of the sixteen-byte blocks the fast version reads at once, and a tail.
+    std::string buffer(rng() % (iteration % 2 == 0 ? 40 : 100), ' ');
     for (char& c : buffer) c = alphabet[rng() % alphabet.size()];
     for (bool at_eof : {false, true}) {
       ASSERT_EQ(CsvRecordLength(buffer, at_eof), ReferenceRecordLength(buffer, at_eof))
