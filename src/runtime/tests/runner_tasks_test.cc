@@ -486,37 +486,10 @@ TEST_F(RunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOf
 }
 
 // A bounded input writes every open window at its end, and a task remembers up to where its
-// windows were written (TaskState::emitted_before): a later run over more of the file finds a
-// record of such a window late instead of writing the window again, though the partition's own
-// watermark alone would still take it. Expected by hand: the first run writes 00:05 and 00:09
-// (everything, at the end); 00:09:55 is then late, 00:12:00 opens a new window.
+// windows were written: a later run finds a record of such a window late
+// (GroupRuns::KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput, shared with Parquet).
 TEST_F(RunnerTasksTest, AppendModeKeyedByRemembersTheWindowsWrittenAtTheEndOfABoundedInput) {
-  const std::string in = (dir_ / "in.ndjson").string();
-  std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n" << Rec("x", "00:09:30", 1, 2) << "\n";
-  auto make = [&]() {
-    Variables vars;
-    vars.use_environment = false;
-    const std::string text =
-        "[pipeline]\nname = \"bounded\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in +
-        "\"\nkeyed_by = [\"k\"]\n"
-        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
-        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
-        "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"sqlite:" + db_ + "\"\ntable = \"w\"\n";
-    auto cfg = ParsePipelineConfig(text, "bounded.toml", vars);
-    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
-    auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    EXPECT_TRUE((*runner)->append_on_tasks());
-    return std::move(runner).value();
-  };
-  ASSERT_TRUE(make()->Run().ok());
-  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2"}));
-  std::ofstream(in, std::ios::app) << Rec("x", "00:09:55", 1, 100) << "\n" << Rec("x", "00:12:00", 1, 4) << "\n";
-  ASSERT_TRUE(make()->Run().ok());
-  EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2",
-                                              "2024-01-01 00:12:00|x|1|4"}));
+  KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput();
   EXPECT_EQ(Query(db_, "SELECT reason, payload LIKE '%00:09:55%' FROM _sluice_dead_letters"),
             std::vector<std::string>{"late|1"});
 }

@@ -356,5 +356,14 @@ TEST_F(ParquetRunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAn
   EXPECT_EQ(KeyedTasks(), (std::vector<std::string>{"0||1", "1||1"}));
 }
 
+// A bounded input writes every open window at its end, and the task file remembers up to where
+// its windows were written: a later run over more of the file finds a record of such a window
+// late (its partition's watermark alone would take it) and writes that window no second file
+// (GroupRuns::KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput).
+TEST_F(ParquetRunnerTasksTest, AppendModeKeyedByRemembersTheWindowsWrittenAtTheEndOfABoundedInput) {
+  KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput();
+  EXPECT_EQ(KeyedTasks(), std::vector<std::string>{"0||1"});
+}
+
 }  // namespace
 }  // namespace sluice
