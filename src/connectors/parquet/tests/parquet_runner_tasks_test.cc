@@ -159,7 +159,9 @@ class ParquetRunnerTasksTest : public ::testing::Test, protected group_test::Gro
   std::vector<std::string> KeyedTasks() override {
     std::vector<std::string> out;
     for (int32_t p : {0, 1}) {
-      if (auto f = KeyedTask(p)) out.push_back(std::to_string(p) + "|" + f->owner + "|" + (f->state.empty() ? "0" : "1"));
+      if (auto f = KeyedTask(p)) {
+        out.push_back(std::to_string(p) + "|" + f->owner + "|" + (f->state.empty() ? "0" : "1"));
+      }
     }
     return out;
   }
