@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <queue>
 #include <thread>
 #include <tuple>
 
@@ -519,7 +520,8 @@ Status Runner::RestoreWindowState() {
 }
 
 std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended,
-                                                       const std::set<int32_t>& close_tasks) {
+                                                       const std::set<int32_t>& close_tasks,
+                                                       std::vector<int32_t>* row_partitions) {
   const AggregateSpec& spec = *plan_->aggregate;
   // Workers whose bounded input is exhausted hold nothing back; when every one is, all open
   // windows are emitted.
@@ -550,28 +552,30 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
       closed = open_->TakeClosed(bounds.emit - spec.allowed_lateness_micros);
     }
   }
+  // Append mode on tasks: each task's closed windows, sorted, by partition.
+  std::vector<std::pair<int32_t, std::vector<DeltaRow>>> by_task;
   if (append_tasks_) {
     // Each task emits its own windows: with the source keyed by the group key, no other task
     // holds a part of them. Only tasks this process owns (or releases now) emit.
     for (int32_t p : close_tasks) {
       int64_t& emitted = task_emitted_.try_emplace(p, kNoWatermark).first->second;
       auto it = task_open_.find(p);
+      std::vector<DeltaRow> mine;
       if (*all_ended) {
         if (it == task_open_.end()) continue;
-        for (auto& d : it->second->TakeAll()) {
+        mine = it->second->TakeAll();
+        for (const auto& d : mine) {
           const int64_t bound = d.window_start + spec.window_micros + spec.allowed_lateness_micros;
           window_.closed_before = std::max(window_.closed_before, bound);
           emitted = std::max(emitted, bound);
-          closed.push_back(std::move(d));
         }
       } else if (bounds.any && bounds.emit != kNoWatermark) {
-        if (it != task_open_.end()) {
-          for (auto& d : it->second->TakeClosed(bounds.emit - spec.allowed_lateness_micros)) {
-            closed.push_back(std::move(d));
-          }
-        }
+        if (it != task_open_.end()) mine = it->second->TakeClosed(bounds.emit - spec.allowed_lateness_micros);
         emitted = std::max(emitted, bounds.emit);
       }
+      if (mine.empty()) continue;
+      SortDeltas(&mine);
+      by_task.emplace_back(p, std::move(mine));
     }
   }
   if (bounds.any && bounds.release != kNoWatermark) {
@@ -580,10 +584,33 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
   // A task claimed from another process keeps at least the bound that process enforced on it.
   window_.closed_before = std::max(window_.closed_before, claimed_enforced_.load());
   for (auto& w : workers_) w->PublishClosedBound(window_.closed_before);
-  SortDeltas(&closed);
   std::vector<std::vector<Value>> rows;
-  rows.reserve(closed.size());
-  for (const auto& d : closed) rows.push_back(FinalRow(spec, d));
+  if (by_task.empty()) {
+    SortDeltas(&closed);
+    rows.reserve(closed.size());
+    for (const auto& d : closed) rows.push_back(FinalRow(spec, d));
+    return rows;
+  }
+  // The tasks' rows in one DeltaLess order, as one sorted list would give them, each row
+  // remembering its task (a sink that writes rows per task needs it: Checkpoint::row_tasks).
+  // open_ is null on tasks, so `closed` holds nothing here.
+  size_t total = 0;
+  for (const auto& [p, list] : by_task) total += list.size();
+  rows.reserve(total);
+  if (row_partitions) row_partitions->reserve(row_partitions->size() + total);
+  using Head = std::pair<size_t, size_t>;  // (index into by_task, index into its list)
+  auto after = [&](const Head& a, const Head& b) {
+    return DeltaLess(by_task[b.first].second[b.second], by_task[a.first].second[a.second]);
+  };
+  std::priority_queue<Head, std::vector<Head>, decltype(after)> heads(after);
+  for (size_t t = 0; t < by_task.size(); ++t) heads.emplace(t, 0);
+  while (!heads.empty()) {
+    const auto [t, i] = heads.top();
+    heads.pop();
+    rows.push_back(FinalRow(spec, by_task[t].second[i]));
+    if (row_partitions) row_partitions->push_back(by_task[t].first);
+    if (i + 1 < by_task[t].second.size()) heads.emplace(t, i + 1);
+  }
   return rows;
 }
 
@@ -863,7 +890,8 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   }
 }
 
-void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp) {
+void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                            std::vector<uint32_t>* row_tasks) {
   std::set<int32_t> released(work.revoked.begin(), work.revoked.end());
   for (const auto& [p, state] : work.task_states) {
     auto owned = owned_.find(p);
@@ -878,6 +906,22 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     t.release = released.count(p) > 0 || cp->final;
     cp->tasks.push_back(std::move(t));
   }
+  // Append mode on tasks: each row goes with the task whose windows it is (the Parquet sink
+  // writes it under that task's files). A row whose task is not committed here cannot be (its
+  // windows left with the task's release, or the task was lost with nothing of it uncommitted);
+  // should one be, it goes with the first task, which the sink commits atomically with the rest.
+  row_tasks->clear();
+  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty() || work.row_partitions.size() != work.rows.size()) {
+    return;
+  }
+  std::map<int32_t, uint32_t> index;
+  for (size_t i = 0; i < cp->tasks.size(); ++i) index.emplace(cp->tasks[i].task.partition, static_cast<uint32_t>(i));
+  row_tasks->reserve(work.rows.size());
+  for (int32_t p : work.row_partitions) {
+    auto it = index.find(p);
+    row_tasks->push_back(it == index.end() ? 0 : it->second);
+  }
+  cp->row_tasks = row_tasks;
 }
 
 void Runner::ReadRemoteProgress() {
@@ -1156,6 +1200,7 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
     MergeParts(std::move(parts), into);
   }
   for (auto& r : later.rows) into->rows.push_back(std::move(r));
+  into->row_partitions.insert(into->row_partitions.end(), later.row_partitions.begin(), later.row_partitions.end());
   for (auto& d : later.letters) into->letters.push_back(std::move(d));
   for (int32_t p : later.revoked) into->revoked.push_back(p);
   into->held_changed = into->held_changed || later.held_changed;
@@ -1218,13 +1263,16 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
   if (plan_->aggregate) {
     std::set<int32_t> close = owned;
     close.insert(work->revoked.begin(), work->revoked.end());
+    std::vector<int32_t> closed_partitions;
     std::vector<std::vector<Value>> closed =
-        AdvanceWindows(open_ ? std::move(work->deltas) : std::vector<DeltaRow>(), &all_ended, close);
+        AdvanceWindows(open_ ? std::move(work->deltas) : std::vector<DeltaRow>(), &all_ended, close,
+                       append_tasks_ ? &closed_partitions : nullptr);
     if (open_) work->deltas.clear();
     work->state_changed = work->state_changed || !closed.empty() ||
                           window_.watermark != watermark_before ||
                           (open_ && open_->size() != open_before);
     for (auto& r : closed) work->rows.push_back(std::move(r));
+    work->row_partitions.insert(work->row_partitions.end(), closed_partitions.begin(), closed_partitions.end());
   }
   if (tasks_) {
     CollectTaskStates(work, std::move(owned));
@@ -1307,8 +1355,9 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
     }
     if (letters_written) {
       ::sluice::Checkpoint cp = MakeSinkCheckpoint(work, final, dead_letter_length);
+      std::vector<uint32_t> row_tasks;
       std::lock_guard<std::mutex> lock(sink_mu_);
-      if (tasks_) AddTaskCommits(*work, &cp);
+      if (tasks_) AddTaskCommits(*work, &cp, &row_tasks);
       s = sink_->Commit(cp);
       if (s.ok()) {
         *sink_rejected_total = sink_->RowsRejected();

@@ -150,6 +150,9 @@ class Runner : public CheckpointRequester {
     std::vector<DeltaRow> deltas;  ///< merged (update mode); sorted before the commit
     bool deltas_sorted = false;    ///< `deltas` are in DeltaLess order already (merged in order)
     std::vector<std::vector<Value>> rows;
+    /// Append mode on tasks: for each row of `rows`, the partition whose task's windows it is
+    /// (Checkpoint::row_tasks is made from it). Empty otherwise.
+    std::vector<int32_t> row_partitions;
     std::vector<DeadLetter> letters;
     std::vector<int32_t> revoked;  ///< partitions workers gave up since the last checkpoint
     std::vector<int32_t> lost;     ///< partitions the group took away (Handoff::lost)
@@ -212,9 +215,10 @@ class Runner : public CheckpointRequester {
   /// windows the minimum over all partitions' watermarks allows (append mode; all of them at the
   /// end of a bounded input), publishes the closed bound to the workers and returns the rows.
   /// Append mode on tasks: the windows of the tasks in `close_tasks` only (those this process
-  /// owns, or releases with this checkpoint).
+  /// owns, or releases with this checkpoint), and `row_partitions` gets each row's partition.
   std::vector<std::vector<Value>> AdvanceWindows(std::vector<DeltaRow>&& deltas, bool* all_ended,
-                                                 const std::set<int32_t>& close_tasks = {});
+                                                 const std::set<int32_t>& close_tasks = {},
+                                                 std::vector<int32_t>* row_partitions = nullptr);
   /// Reads the committed position of one partition from the sink (worker threads, on
   /// assignment). While the sink cannot be read it waits and retries, never guesses: another
   /// process may have moved the position. Only a stop ends the wait (positions_uncertain_).
@@ -228,8 +232,10 @@ class Runner : public CheckpointRequester {
   /// sink cannot be read, like LookupCommitted.
   std::optional<int64_t> ClaimPartition(size_t worker, const std::string& source, int32_t partition);
   /// Tasks: adds to `cp` a TaskCommit for every task of `work` this process owns (under
-  /// sink_mu_).
-  void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp);
+  /// sink_mu_). Append mode on tasks: fills `row_tasks` with each row's index into cp->tasks
+  /// and points cp->row_tasks at it.
+  void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                      std::vector<uint32_t>* row_tasks);
   /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
   /// remote_progress_, for the tasks other processes own.
   void ReadRemoteProgress();

@@ -57,12 +57,12 @@ struct Checkpoint {
   std::vector<TaskCommit> tasks;
   /// For each row of `rows`, the index into `tasks` of the task it belongs to (the task whose
   /// records produced it): a sink that stores output per task (Parquet) writes a row with its
-  /// task's files. Null when `tasks` is empty (the legacy single state), or when the runner
-  /// does not tell (today: always; a select pipeline on tasks for its held records): the
-  /// Parquet sink then writes every row with the checkpoint's first task, which stays exact
-  /// because it commits all tasks of a checkpoint or none. Sinks whose transaction covers
-  /// every task at once (SQL) ignore it. Dead letters belong to the task of their (source,
-  /// partition).
+  /// task's files. The runner sets it in append mode on tasks (`[source] keyed_by`: a row is a
+  /// window closed by one task). Null when `tasks` is empty (the legacy single state), or when
+  /// the runner does not tell (a select pipeline on tasks for its held records): the Parquet
+  /// sink then writes every row with the checkpoint's first task, which stays exact because it
+  /// commits all tasks of a checkpoint or none. Sinks whose transaction covers every task at
+  /// once (SQL) ignore it. Dead letters belong to the task of their (source, partition).
   const std::vector<uint32_t>* row_tasks = nullptr;
   /// Set on the last checkpoint of a run (end of input, caught up, or a stop): a sink that
   /// buffers output (Parquet roll size/interval) writes everything it holds.
@@ -149,7 +149,8 @@ class Sink {
   virtual bool SupportsTasks() const { return false; }
   /// True when a task's state may also hold append mode's open windows (any size, stored with
   /// the rows it emits in one transaction): append mode over a source declared `keyed_by` then
-  /// keeps its open windows per task. Only with SupportsTasks().
+  /// keeps its open windows per task, and each checkpoint's rows come with Checkpoint::row_tasks.
+  /// Only with SupportsTasks().
   virtual bool StoresTaskWindows() const { return false; }
   /// Claims `task` for this process: in one transaction, bumps the task's fence (creating the
   /// task when new), records `owner`, and returns the new fence with the task's state and

@@ -496,7 +496,8 @@ Status ParquetSink::Open(const SinkContext& ctx) {
           "parquet sink " + settings_.dir + ": pipeline " + ctx_.pipeline +
           " keeps its state per partition in " + TaskDir() +
           ", and this run would keep one state for the pipeline (start over); run it with a "
-          "sluice and a pipeline that keep state per partition");
+          "sluice and a pipeline that keep state per partition (append mode: with the [source] "
+          "keyed_by of the run that wrote them)");
     }
   }
   RETURN_IF_ERROR(RemoveOrphans());
@@ -1399,9 +1400,10 @@ Status ParquetSink::MigrateLegacyState() {
   if (!old.open.empty()) {
     return Status::FailedPrecondition(
         what + "has " + std::to_string(old.open.size()) +
-        " open windows, which per-partition state does not take: run the pipeline with the "
-        "sluice that wrote it until its windows are emitted (to the end of a bounded input), "
-        "or move the directory's _sluice folder away to start from scratch");
+        " open windows kept by one process (append mode without [source] keyed_by), which "
+        "cannot be split by partition: run it without keyed_by until those windows are "
+        "written (a bounded input read to its end writes them all), then start it with "
+        "keyed_by, or move the directory's _sluice folder away to start from scratch");
   }
   // The files of a roll that never committed go first, as a legacy Open would remove them.
   seq_ = legacy.seq;

@@ -74,6 +74,8 @@ class ParquetSink : public Sink, public SinkReader, public SinkExplainer {
   bool SupportsState() const override { return true; }
   Status Commit(const Checkpoint& checkpoint) override;
   bool SupportsTasks() const override { return true; }
+  /// A task file holds any state, and its rows (Checkpoint::row_tasks) are written with it.
+  bool StoresTaskWindows() const override { return true; }
   /// Under the tasks lock: removes the task's orphans (files of a seq above the committed one),
   /// bumps its fence and writes its task file.
   Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;

@@ -150,30 +150,38 @@ class GroupRuns {
     return run.runner.get();
   }
 
-  /// Starts member `member` of the keyed append-mode pipeline (1-minute windows, delay 10 s,
-  /// lateness 0, [source] keyed_by = ["k"], dead letters in the sink) on a thread; every row a
-  /// commit of it writes is counted in observed_.
-  Runner* StartKeyed(const std::string& member) {
+  /// Makes a run of the keyed append-mode pipeline "keyed" (1-minute windows, delay 10 s,
+  /// lateness 0, [source] keyed_by = ["k"], dead letters in the sink) reading `source_uri`.
+  std::unique_ptr<Runner> MakeKeyed(const std::string& source_uri) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"" + scheme_ + ":" + member + "\"\nkeyed_by = [\"k\"]\n"
+        "[source]\nname = \"in\"\nuri = \"" + source_uri + "\"\nkeyed_by = [\"k\"]\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
         "idle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
-        "[sink]\nuri = \"" + sink_uri_ + "\"\ntable = \"w\"\n";
+        "[sink]\nuri = \"" + sink_uri_ + "\"\n" + KeyedSinkOptions();
     auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
     EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    if (!cfg.ok()) return nullptr;
     auto runner = Runner::Make(std::move(cfg).value(), RunOptions{});
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    if (!runner.ok()) return nullptr;
+    EXPECT_TRUE((*runner)->uses_tasks());
+    EXPECT_TRUE((*runner)->append_on_tasks());
+    return std::move(runner).value();
+  }
+
+  /// Starts member `member` of the keyed append-mode pipeline (MakeKeyed) on a thread; every
+  /// row a commit of it writes is counted in observed_.
+  Runner* StartKeyed(const std::string& member) {
     Run& run = runs_[member];
     if (run.thread.joinable()) run.thread.join();
-    run.runner = std::move(runner).value();
+    run.runner = MakeKeyed(scheme_ + ":" + member);
+    if (!run.runner) return nullptr;
     run.done = false;
-    EXPECT_TRUE(run.runner->uses_tasks());
-    EXPECT_TRUE(run.runner->append_on_tasks());
     run.runner->SetCommitObserver([this](const std::vector<DeltaRow>&, const std::vector<std::vector<Value>>& rows) {
       std::lock_guard<std::mutex> lock(observed_mu_);
       // [window_start, window_end, k, n, s]
@@ -260,12 +268,35 @@ class GroupRuns {
 
   /// Waits until the sink holds position `offset` for partition `p` of source "in".
   bool WaitPosition(int32_t p, int64_t offset) {
-    const std::string sql =
-        "SELECT `offset` FROM _sluice_positions WHERE source = 'in' AND `partition` = " + std::to_string(p);
     return WaitFor([&] {
-      auto got = Q(sql);
+      auto got = PositionOf(p);
       return !got.empty() && got[0] == std::to_string(offset);
     });
+  }
+
+  // How a test reads its sink back; the defaults query an SQL sink (SQLite and MySQL alike).
+
+  /// The committed position of partition `p` of source "in" ({} when none).
+  virtual std::vector<std::string> PositionOf(int32_t p) {
+    return Q("SELECT `offset` FROM _sluice_positions WHERE source = 'in' AND `partition` = " + std::to_string(p));
+  }
+  /// What follows `uri` in the keyed pipeline's [sink] section.
+  virtual std::string KeyedSinkOptions() const { return "table = \"w\"\n"; }
+  /// The keyed pipeline's output: "window_start|k|n|s" lines by window start, then key.
+  virtual std::vector<std::string> KeyedRows() { return Rows(); }
+  /// "partition|offset" of every `late` dead letter, by partition, then offset.
+  virtual std::vector<std::string> LateLetters() {
+    return Q("SELECT `partition`, `offset` FROM _sluice_dead_letters WHERE reason = 'late' "
+             "ORDER BY `partition`, `offset`");
+  }
+  /// How many dead letters have another reason than `late` ({"N"}).
+  virtual std::vector<std::string> OtherLetters() {
+    return Q("SELECT COUNT(*) FROM _sluice_dead_letters WHERE reason <> 'late'");
+  }
+  /// "partition|owner|1 when it holds a state" of each task of the keyed pipeline, by partition.
+  virtual std::vector<std::string> KeyedTasks() {
+    return Q("SELECT `partition`, owner, LENGTH(state) > 0 FROM _sluice_tasks WHERE pipeline = 'keyed' "
+             "ORDER BY `partition`");
   }
   /// The output table: "window_start|k|n|s" lines in order.
   std::vector<std::string> Rows() { return Q("SELECT window_start, k, n, s FROM w ORDER BY window_start, k"); }
@@ -313,6 +344,94 @@ class GroupRuns {
     EXPECT_EQ(Rows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|3|7", "2024-01-01 00:05:00|y|1|8"}));
     EXPECT_EQ(DeadLetters("a", "\"reason\"") + DeadLetters("a2", "\"reason\"") + DeadLetters("b", "\"reason\""),
               0);
+  }
+
+  /// Append mode over a source keyed by the group key ([source] keyed_by): each partition's
+  /// task keeps its own open windows, committed with its position, so the pipeline may be split
+  /// over processes. Two processes share the partitions, which move between them; one is cut
+  /// off and goes on reading (as a process killed with -9 right after a commit would have, had
+  /// it lived): its later commits are refused. A new process takes over. Every (k, window) row
+  /// is written by exactly one commit, with the counts of its records that were not late, and
+  /// exactly the late records are dead-lettered. The expectation `data` is computed from the
+  /// generated records by the rule (KeyedAppendData): a record is late when its window's end is
+  /// at or before its own partition's watermark (the highest event time of that partition's
+  /// earlier records, minus 10 s). Leaves both tasks released, with their open windows.
+  void KeyedAppendAcrossMovesAndACutOffProcess(const KeyedAppendData& data) {
+    ASSERT_GT(data.expected_late.size(), 10u);  // the data has late records to count
+    ASSERT_GT(data.expected_rows.size(), 40u);
+    // Four parts of each partition, played between moves.
+    auto produce = [&](int part) {
+      for (int32_t p : {0, 1}) Produce(p, data.Part(p, part));
+    };
+    auto reached = [&](int part) {
+      return WaitPosition(0, data.EndOf(0, part)) && WaitPosition(1, data.EndOf(1, part));
+    };
+    StartKeyed("a");
+    StartKeyed("b");
+    Command("a", 'a', 0);
+    Command("a", 'a', 1);
+    produce(0);
+    ASSERT_TRUE(reached(0));
+    // Partition 1 moves to b with its open windows.
+    Command("a", 'r', 1);
+    Command("b", 'a', 1);
+    produce(1);
+    ASSERT_TRUE(reached(1));
+    // a stalls after its last commit (no handoff, no commit for 3 s) and the group gives
+    // partition 0 to b, which claims it from what a committed. a then reads on and emits in
+    // memory what b emits too: its commit is refused and its run ends.
+    Command("a", 'b', 3000);
+    Command("b", 'a', 0);
+    produce(2);
+    ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the cut-off process was not fenced";
+    EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
+    runs_.at("a").thread.join();
+    runs_.at("a").runner.reset();  // gone, as after kill -9
+    ASSERT_TRUE(reached(2));
+    // A new process takes partition 1 over from b.
+    StartKeyed("a2");
+    Command("b", 'r', 1);
+    Command("a2", 'a', 1);
+    produce(3);
+    ASSERT_TRUE(reached(3));
+    EXPECT_TRUE(WaitFor([&] { return KeyedRows().size() == data.expected_rows.size(); }))
+        << ::testing::PrintToString(KeyedRows());
+    ASSERT_TRUE(Stop("a2").ok());
+    ASSERT_TRUE(Stop("b").ok());
+
+    EXPECT_EQ(KeyedRows(), data.expected_rows);
+    {
+      std::lock_guard<std::mutex> lock(observed_mu_);
+      EXPECT_EQ(observed_.size(), data.expected_rows.size());
+      for (const auto& [key, times] : observed_) EXPECT_EQ(times, 1) << key << " written by " << times << " commits";
+    }
+    EXPECT_EQ(LateLetters(), data.expected_late);
+    EXPECT_EQ(OtherLetters(), std::vector<std::string>{"0"});
+    // Each task holds its open windows (the last hour's) and no owner after the clean stops.
+    EXPECT_EQ(KeyedTasks(), (std::vector<std::string>{"0||1", "1||1"}));
+  }
+
+  /// A bounded input writes every open window at its end, and a task remembers up to where its
+  /// windows were written (TaskState::emitted_before): a later run over more of the file finds
+  /// a record of such a window late instead of writing the window again, though the partition's
+  /// own watermark alone would still take it. Expected by hand: the first run writes 00:05 and
+  /// 00:09 (everything, at the end); 00:09:55 is then late, 00:12:00 opens a new window.
+  void KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput() {
+    const std::string in = (dir_ / "in.ndjson").string();
+    std::ofstream(in) << Rec("x", "00:05:00", 1, 1) << "\n" << Rec("x", "00:09:30", 1, 2) << "\n";
+    std::unique_ptr<Runner> first = MakeKeyed(in);
+    ASSERT_NE(first, nullptr);
+    ASSERT_TRUE(first->Run().ok());
+    EXPECT_EQ(KeyedRows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2"}));
+    EXPECT_EQ(LateLetters().size(), 0u);
+    std::ofstream(in, std::ios::app) << Rec("x", "00:09:55", 1, 100) << "\n" << Rec("x", "00:12:00", 1, 4) << "\n";
+    std::unique_ptr<Runner> second = MakeKeyed(in);
+    ASSERT_NE(second, nullptr);
+    ASSERT_TRUE(second->Run().ok());
+    EXPECT_EQ(KeyedRows(), (std::vector<std::string>{"2024-01-01 00:05:00|x|1|1", "2024-01-01 00:09:00|x|1|2",
+                                                     "2024-01-01 00:12:00|x|1|4"}));
+    EXPECT_EQ(LateLetters().size(), 1u);
+    EXPECT_EQ(OtherLetters(), std::vector<std::string>{"0"});
   }
 
   std::string scheme_;

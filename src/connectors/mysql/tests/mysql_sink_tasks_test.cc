@@ -525,52 +525,7 @@ TEST_F(MysqlRunnerTasksTest, AProcessCutOffIsFencedAndStartsAgainFromTheCommitte
 // one takes over. Every (k, window) is written by one commit, with the counts of the
 // recomputation (group_test::KeyedAppendData), and exactly the late records are dead-lettered.
 TEST_F(MysqlRunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMovesAndACutOffProcess) {
-  const group_test::KeyedAppendData data = group_test::KeyedAppendData::Make(240, 16);
-  auto produce = [&](int part) {
-    for (int32_t p : {0, 1}) Produce(p, data.Part(p, part));
-  };
-  StartKeyed("a");
-  StartKeyed("b");
-  Command("a", 'a', 0);
-  Command("a", 'a', 1);
-  produce(0);
-  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 0)));
-  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 0)));
-  Command("a", 'r', 1);
-  Command("b", 'a', 1);
-  produce(1);
-  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 1)));
-  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 1)));
-  Command("a", 'b', 3000);  // a stalls after its last commit
-  Command("b", 'a', 0);
-  produce(2);
-  ASSERT_TRUE(WaitFor([&] { return runs_.at("a").done.load(); })) << "the cut-off process was not fenced";
-  EXPECT_EQ(runs_.at("a").status.code(), StatusCode::kFenced) << runs_.at("a").status.ToString();
-  runs_.at("a").thread.join();
-  runs_.at("a").runner.reset();
-  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 2)));
-  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 2)));
-  StartKeyed("a2");
-  Command("b", 'r', 1);
-  Command("a2", 'a', 1);
-  produce(3);
-  ASSERT_TRUE(WaitPosition(0, data.EndOf(0, 3)));
-  ASSERT_TRUE(WaitPosition(1, data.EndOf(1, 3)));
-  EXPECT_TRUE(WaitFor([&] { return Q("SELECT COUNT(*) FROM w") == std::vector<std::string>{std::to_string(data.expected_rows.size())}; }))
-      << ::testing::PrintToString(Rows());
-  ASSERT_TRUE(Stop("a2").ok());
-  ASSERT_TRUE(Stop("b").ok());
-  EXPECT_EQ(Rows(), data.expected_rows);
-  {
-    std::lock_guard<std::mutex> lock(observed_mu_);
-    EXPECT_EQ(observed_.size(), data.expected_rows.size());
-    for (const auto& [key, times] : observed_) EXPECT_EQ(times, 1) << key << " written by " << times << " commits";
-  }
-  EXPECT_EQ(Q("SELECT `partition`, `offset` FROM _sluice_dead_letters WHERE reason = 'late' ORDER BY `partition`, `offset`"),
-            data.expected_late);
-  EXPECT_EQ(Q("SELECT COUNT(*) FROM _sluice_dead_letters WHERE reason <> 'late'"), std::vector<std::string>{"0"});
-  EXPECT_EQ(Q("SELECT `partition`, owner, LENGTH(state) > 0 FROM _sluice_tasks WHERE pipeline = 'keyed' ORDER BY `partition`"),
-            (std::vector<std::string>{"0||1", "1||1"}));
+  KeyedAppendAcrossMovesAndACutOffProcess(group_test::KeyedAppendData::Make(240, 16));
 }
 
 }  // namespace
