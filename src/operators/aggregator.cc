@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "core/time.h"
+#include "expr/shape.h"
 #include "operators/aggregate_function.h"
 
 namespace sluice {
@@ -73,6 +74,19 @@ void EncodeKeyValue(const Value& v, std::string* out) {
   }
 }
 
+/// Returns true when `x` and `y` are the same comparison of a string field with constants
+/// (`f = 'a'`, `f <> 'a'`, `f in (...)`, `f not in (...)` of the same field and constants), so
+/// that they are true, false or null on the same rows.
+bool SameFieldCondition(const expr::Expr& x, const expr::Expr& y) {
+  using Kind = expr::Shape::Kind;
+  const expr::Shape a = expr::Describe(x), b = expr::Describe(y);
+  if (a.kind != b.kind || (a.kind != Kind::kStringEq && a.kind != Kind::kStringIn)) return false;
+  if (a.negate != b.negate || a.has_null != b.has_null || a.strings != b.strings) return false;
+  if (a.a == nullptr || b.a == nullptr) return false;
+  const expr::Shape fa = expr::Describe(*a.a), fb = expr::Describe(*b.a);
+  return fa.kind == Kind::kField && fb.kind == Kind::kField && fa.slot == fb.slot;
+}
+
 }  // namespace
 
 Aggregator::Aggregator(const AggregateSpec* spec)
@@ -104,6 +118,18 @@ Aggregator::Aggregator(const AggregateSpec* spec)
   stage_args_.resize(stage_capacity_ * num_metrics_);
   fold_keys_.resize(num_keys_);
   fold_args_.resize(num_metrics_);
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    where_from_.push_back(i);
+    const MetricSpec& m = spec_->metrics[i];
+    if (!m.where) continue;
+    for (size_t j = 0; j < i; ++j) {
+      const MetricSpec& earlier = spec_->metrics[j];
+      if (earlier.where && where_from_[j] == j && SameFieldCondition(*m.where, *earlier.where)) {
+        where_from_[i] = j;
+        break;
+      }
+    }
+  }
   for (const MetricSpec& m : spec_->metrics) {
     const AggregateFunction::State kind = FunctionOf(m).state;
     const bool numeric =
@@ -266,7 +292,8 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
   if (!WindowKeyValues(row, first, null_key_name)) return AddResult::kNullKey;
   for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
-    matched_[i] = !m.where || m.where->EvalTrue(row);
+    const size_t from = where_from_[i];
+    matched_[i] = !m.where || (from != i ? matched_[from] : m.where->EvalTrue(row));
     metric_args_[i] = matched_[i] && m.arg ? &m.arg->EvalRef(row, metric_scratch_[i]) : &null_;
   }
   if (!Stage(row, first, last, event_time, null_key_name)) return AddResult::kNullKey;

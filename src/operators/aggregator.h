@@ -183,6 +183,9 @@ class Aggregator {
   /// null in every window before any window is updated.
   bool check_window_keys_first_ = false;
   std::vector<char> matched_;               ///< per metric: the record matched its `where`
+  /// Per metric: an earlier metric whose `where` is the same comparison of a string field with
+  /// constants (its result is reused: recruitment's three `custom_track = 'click'`), else itself.
+  std::vector<size_t> where_from_;
   std::vector<const Value*> metric_args_;  ///< per metric: the record's argument
   std::vector<Value> metric_scratch_;      ///< per metric: storage for computed arguments
   Value window_row_[2];

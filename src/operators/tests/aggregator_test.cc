@@ -370,6 +370,60 @@ TEST(AggregatorKeysTest, LongAndShortKeysSurviveCompaction) {
   EXPECT_EQ(count_of(agg.TakeAll()), (Counts{{{m, long1}, 2}, {{m, "s"}, 2}, {{m, long2}, 2}}));
 }
 
+// Metrics whose `where` is the same comparison of a string field share one evaluation per
+// record; different comparisons (`<>`, `in`) keep their own. Worked out by hand over
+// (s, x) = (a, 1), (b, 2), (null, 4), (a, 8), (a, 32): s = 'a' matches 3 records (x sum 41),
+// s <> 'a' 1 (b; null is not true), s in ('a', 'b') 4.
+TEST(AggregatorKeysTest, RepeatedWhereConditionsAgreeWithTheirOwnEvaluation) {
+  Schema schema({{"t", Type::kTimestamp, ""}, {"s", Type::kString, ""}, {"x", Type::kInt64, ""},
+                 {"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+  AggregateSpec spec;
+  spec.time = expr::Compile("t", schema).value();
+  spec.window_micros = kMicrosPerMinute;
+  spec.window_start_slot = 3;
+  spec.window_end_slot = 4;
+  spec.emit_window_start = spec.emit_window_end = false;
+  KeySpec k;
+  k.name = "one";
+  k.expr = expr::Compile("1", schema).value();
+  k.type = Type::kInt64;
+  k.uses_window = false;
+  spec.keys.push_back(std::move(k));
+  auto metric = [&](const std::string& name, AggFn fn, const std::string& arg, const std::string& where) {
+    MetricSpec m;
+    m.name = name;
+    m.fn = fn;
+    if (!arg.empty()) {
+      m.arg = expr::Compile(arg, schema).value();
+      m.arg_type = m.arg->type();
+    }
+    m.where = expr::Compile(where, schema).value();
+    spec.metrics.push_back(std::move(m));
+  };
+  metric("n_a", AggFn::kCount, "", "s = 'a'");
+  metric("n_not_a", AggFn::kCount, "", "s <> 'a'");
+  metric("sum_a", AggFn::kSum, "x", "s = 'a'");
+  metric("n_in", AggFn::kCount, "", "s in ('a', 'b')");
+  metric("n_in_again", AggFn::kCount, "", "s in ('a', 'b')");
+  metric("n_a_again", AggFn::kCount, "", "s = 'a'");
+  Aggregator agg(&spec);
+  std::string null_key;
+  const std::vector<std::pair<Value, int64_t>> input = {
+      {Value::String("a"), 1}, {Value::String("b"), 2}, {Value::Null(), 4}, {Value::String("a"), 8},
+      {Value::String("a"), 32}};
+  for (const auto& [str, x] : input) {
+    std::vector<Value> row = {Value::TimeMicros(1), str, Value::Int(x), Value(), Value()};
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  auto rows = agg.TakeAll();
+  ASSERT_EQ(rows.size(), 1u);
+  const std::vector<int64_t> counts = {rows[0].metrics[0].count, rows[0].metrics[1].count,
+                                       rows[0].metrics[2].count, rows[0].metrics[3].count,
+                                       rows[0].metrics[4].count, rows[0].metrics[5].count};
+  EXPECT_EQ(counts, (std::vector<int64_t>{3, 1, 3, 4, 4, 3}));
+  EXPECT_EQ(rows[0].metrics[2].isum, 41);
+}
+
 // Hopping windows: 10-minute windows every 5 minutes (two per record), checked against
 // window starts and counts worked out by hand.
 TEST_F(AggregatorTest, HoppingWindowStartsOldestFirst) {
