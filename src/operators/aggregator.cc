@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "core/time.h"
+#include "expr/shape.h"
 #include "operators/aggregate_function.h"
 
 namespace sluice {
@@ -13,6 +14,7 @@ namespace {
 
 constexpr size_t kWindowCacheSize = 16;  // power of two
 constexpr size_t kMinTableSize = 1024;   // power of two
+constexpr uint64_t kTagMask = 0xffffffff00000000ULL;
 
 uint64_t Mix(uint64_t h) {
   h ^= h >> 33;
@@ -72,6 +74,19 @@ void EncodeKeyValue(const Value& v, std::string* out) {
   }
 }
 
+/// Returns true when `x` and `y` are the same comparison of a string field with constants
+/// (`f = 'a'`, `f <> 'a'`, `f in (...)`, `f not in (...)` of the same field and constants), so
+/// that they are true, false or null on the same rows.
+bool SameFieldCondition(const expr::Expr& x, const expr::Expr& y) {
+  using Kind = expr::Shape::Kind;
+  const expr::Shape a = expr::Describe(x), b = expr::Describe(y);
+  if (a.kind != b.kind || (a.kind != Kind::kStringEq && a.kind != Kind::kStringIn)) return false;
+  if (a.negate != b.negate || a.has_null != b.has_null || a.strings != b.strings) return false;
+  if (a.a == nullptr || b.a == nullptr) return false;
+  const expr::Shape fa = expr::Describe(*a.a), fb = expr::Describe(*b.a);
+  return fa.kind == Kind::kField && fb.kind == Kind::kField && fa.slot == fb.slot;
+}
+
 }  // namespace
 
 Aggregator::Aggregator(const AggregateSpec* spec)
@@ -83,7 +98,6 @@ Aggregator::Aggregator(const AggregateSpec* spec)
   for (const KeySpec& k : spec_->keys) {
     if (k.window_expr) has_window_keys_ = true;
     if (k.uses_window) any_uses_window = true;
-    if (k.uses_window && !k.window_expr) encode_per_window_ = true;
   }
   check_window_keys_first_ = any_uses_window && windows_per_record_ > 1;
   if (has_window_keys_) {
@@ -97,6 +111,25 @@ Aggregator::Aggregator(const AggregateSpec* spec)
   metric_args_.resize(num_metrics_);
   metric_scratch_.resize(num_metrics_);
   table_.assign(kMinTableSize, 0);
+  stage_capacity_ = std::max(kStageSize, static_cast<size_t>(windows_per_record_));
+  staged_.reserve(stage_capacity_);
+  stage_keys_.resize(stage_capacity_ * num_keys_);
+  stage_matched_.resize(stage_capacity_ * num_metrics_);
+  stage_args_.resize(stage_capacity_ * num_metrics_);
+  fold_keys_.resize(num_keys_);
+  fold_args_.resize(num_metrics_);
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    where_from_.push_back(i);
+    const MetricSpec& m = spec_->metrics[i];
+    if (!m.where) continue;
+    for (size_t j = 0; j < i; ++j) {
+      const MetricSpec& earlier = spec_->metrics[j];
+      if (earlier.where && where_from_[j] == j && SameFieldCondition(*m.where, *earlier.where)) {
+        where_from_[i] = j;
+        break;
+      }
+    }
+  }
   for (const MetricSpec& m : spec_->metrics) {
     const AggregateFunction::State kind = FunctionOf(m).state;
     const bool numeric =
@@ -146,28 +179,36 @@ void Aggregator::Rehash(size_t capacity) {
   }
 }
 
-size_t Aggregator::FindOrAdd(int64_t window_start, uint64_t hash, const Value* const* keys) {
+size_t Aggregator::FindOrAdd(int64_t window_start, uint64_t hash, std::string_view key,
+                             const Value* const* keys) {
   const size_t mask = table_.size() - 1;
-  const uint64_t tag = hash & 0xffffffff00000000ULL;
+  const uint64_t tag = hash & kTagMask;
   size_t pos = hash & mask;
   while (true) {
     const uint64_t e = table_[pos];
     if (e == 0) break;
-    if ((e & 0xffffffff00000000ULL) == tag) {
+    if ((e & kTagMask) == tag) {
       const size_t g = static_cast<size_t>(e & 0xffffffffULL) - 1;
       const Group& group = groups_[g];
-      if (group.hash == hash && group.window_start == window_start &&
-          group.key_size == key_scratch_.size() &&
-          std::memcmp(key_bytes_.data() + group.key_begin, key_scratch_.data(),
-                      key_scratch_.size()) == 0) {
+      if (group.hash == hash && group.window_start == window_start && group.key_size == key.size() &&
+          std::memcmp(group.KeyData(key_bytes_), key.data(), key.size()) == 0) {
         return g;
       }
     }
     pos = (pos + 1) & mask;
   }
   const size_t g = groups_.size();
-  groups_.push_back(Group{window_start, hash, key_bytes_.size(), key_scratch_.size()});
-  key_bytes_.append(key_scratch_);
+  Group& group = groups_.emplace_back();
+  group.window_start = window_start;
+  group.hash = hash;
+  group.key_size = static_cast<uint32_t>(key.size());
+  if (key.size() <= kInlineKey) {
+    std::memcpy(group.key, key.data(), key.size());
+  } else {
+    const size_t offset = key_bytes_.size();
+    std::memcpy(group.key, &offset, sizeof offset);
+    key_bytes_.append(key);
+  }
   for (size_t i = 0; i < num_keys_; ++i) key_values_.push_back(*keys[i]);
   nums_.resize(nums_.size() + num_numeric_);
   states_.resize(states_.size() + num_values_);
@@ -251,38 +292,121 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
   if (!WindowKeyValues(row, first, null_key_name)) return AddResult::kNullKey;
   for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
-    matched_[i] = !m.where || m.where->EvalTrue(row);
+    const size_t from = where_from_[i];
+    matched_[i] = !m.where || (from != i ? matched_[from] : m.where->EvalTrue(row));
     metric_args_[i] = matched_[i] && m.arg ? &m.arg->EvalRef(row, metric_scratch_[i]) : &null_;
   }
-  if (!encode_per_window_) {
-    key_scratch_.clear();
-    for (size_t i = 0; i < num_keys_; ++i) {
-      if (!spec_->keys[i].window_expr) EncodeKeyValue(*key_pointers_[i], &key_scratch_);
-    }
-  }
-  for (int64_t start = first; start <= last; start += slide) {
-    if (start != first && !WindowKeyValues(row, start, null_key_name)) return AddResult::kNullKey;
-    if (encode_per_window_) {
-      key_scratch_.clear();
-      for (size_t i = 0; i < num_keys_; ++i) {
-        if (!spec_->keys[i].window_expr) EncodeKeyValue(*key_pointers_[i], &key_scratch_);
-      }
-    }
-    const uint64_t hash = HashKey(start, key_scratch_);
-    const size_t g = FindOrAdd(start, hash, key_pointers_.data());
-    UpdateGroup(g, event_time);
-  }
+  if (!Stage(row, first, last, event_time, null_key_name)) return AddResult::kNullKey;
   if (late_windows) *late_windows = skipped;
   return AddResult::kAdded;
 }
 
-void Aggregator::UpdateGroup(size_t g, int64_t event_time) {
+bool Aggregator::Stage(std::span<Value> row, int64_t first, int64_t last, int64_t event_time,
+                       std::string* null_key_name) {
+  const int64_t slide = spec_->slide();
+  const size_t windows = static_cast<size_t>((last - first) / slide + 1);
+  if (staged_.size() + windows > stage_capacity_) FoldStaged();
+  const size_t record = staged_records_++;
+  char* matched = stage_matched_.data() + record * num_metrics_;
+  Value* args = stage_args_.data() + record * num_metrics_;
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    matched[i] = matched_[i];
+    if (matched_[i] && spec_->metrics[i].arg) args[i] = *metric_args_[i];
+  }
+  const size_t mask = table_.size() - 1;
+  for (int64_t start = first; start <= last; start += slide) {
+    if (start != first && !WindowKeyValues(row, start, null_key_name)) return false;
+    Value* keys = stage_keys_.data() + staged_.size() * num_keys_;
+    const size_t key_begin = stage_key_bytes_.size();
+    for (size_t i = 0; i < num_keys_; ++i) {
+      if (spec_->keys[i].window_expr) continue;
+      keys[i] = *key_pointers_[i];
+      EncodeKeyValue(*key_pointers_[i], &stage_key_bytes_);
+    }
+    const size_t key_size = stage_key_bytes_.size() - key_begin;
+    const uint64_t hash =
+        HashKey(start, std::string_view(stage_key_bytes_.data() + key_begin, key_size));
+    __builtin_prefetch(&table_[hash & mask]);
+    staged_.push_back(Staged{start, hash, event_time, static_cast<uint32_t>(key_begin),
+                             static_cast<uint32_t>(key_size), static_cast<uint32_t>(record), 0});
+  }
+  return true;
+}
+
+void Aggregator::FoldStaged() {
+  // The table slots were prefetched when the records were staged. The first group along a
+  // record's probe sequence with its hash's tag is most likely its group (a 32-bit tag): its
+  // entry and states are prefetched kFar records
+  // ahead of the one being folded, its key bytes (which need the entry) kNear records ahead.
+  constexpr size_t kFar = 16;
+  constexpr size_t kNear = 8;
+  const size_t n = staged_.size();
+  auto prefetch_range = [](const void* p, size_t bytes) {
+    const char* c = static_cast<const char*>(p);
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+    if (bytes > 0) __builtin_prefetch(c + bytes - 1);
+  };
+  auto prefetch_group = [&](size_t e) {
+    Staged& s = staged_[e];
+    s.candidate = 0;
+    const size_t mask = table_.size() - 1;
+    size_t pos = s.hash & mask;
+    uint64_t t;
+    while ((t = table_[pos]) != 0 && (t & kTagMask) != (s.hash & kTagMask)) pos = (pos + 1) & mask;
+    if (t == 0) return;
+    const size_t g = static_cast<size_t>(t & 0xffffffffULL) - 1;
+    s.candidate = static_cast<uint32_t>(g + 1);
+    __builtin_prefetch(&groups_[g]);
+    prefetch_range(nums_.data() + g * num_numeric_, num_numeric_ * sizeof(NumState));
+    prefetch_range(states_.data() + g * num_values_, num_values_ * sizeof(MetricState));
+  };
+  auto prefetch_key = [&](size_t e) {
+    const Staged& s = staged_[e];
+    if (s.candidate == 0 || s.candidate > groups_.size()) return;
+    const Group& group = groups_[s.candidate - 1];
+    if (group.key_size > kInlineKey) prefetch_range(key_bytes_.data() + group.KeyOffset(), group.key_size);
+  };
+  for (size_t e = 0; e < std::min(kFar, n); ++e) prefetch_group(e);
+  for (size_t e = 0; e < std::min(kNear, n); ++e) prefetch_key(e);
+  size_t args_of = staged_records_;  // the record whose arguments fold_args_ points at
+  const std::vector<Value>* window_keys = nullptr;
+  int64_t window_keys_of = 0;
+  for (size_t e = 0; e < n; ++e) {
+    if (e + kFar < n) prefetch_group(e + kFar);
+    if (e + kNear < n) prefetch_key(e + kNear);
+    const Staged& s = staged_[e];
+    const std::string_view key(stage_key_bytes_.data() + s.key_begin, s.key_size);
+    const Value* keys = stage_keys_.data() + e * num_keys_;
+    if (has_window_keys_ && (window_keys == nullptr || window_keys_of != s.window_start)) {
+      window_keys = &KeysOfWindow(s.window_start);
+      window_keys_of = s.window_start;
+    }
+    for (size_t i = 0; i < num_keys_; ++i) {
+      fold_keys_[i] = spec_->keys[i].window_expr ? &(*window_keys)[i] : &keys[i];
+    }
+    const size_t g = FindOrAdd(s.window_start, s.hash, key, fold_keys_.data());
+    if (s.record != args_of) {
+      args_of = s.record;
+      const Value* args = stage_args_.data() + s.record * num_metrics_;
+      for (size_t i = 0; i < num_metrics_; ++i) {
+        fold_args_[i] = spec_->metrics[i].arg ? &args[i] : &null_;
+      }
+    }
+    UpdateGroup(g, s.event_time, stage_matched_.data() + s.record * num_metrics_, fold_args_.data());
+  }
+  staged_.clear();
+  stage_key_bytes_.clear();
+  staged_records_ = 0;
+}
+
+void Aggregator::UpdateGroup(size_t g, int64_t event_time, const char* matched,
+                             const Value* const* args) {
   NumState* nums = nums_.data() + g * num_numeric_;
   MetricState* states = states_.data() + g * num_values_;
   for (size_t i = 0; i < num_metrics_; ++i) {
     const MetricSpec& m = spec_->metrics[i];
-    if (!matched_[i]) continue;
-    const Value& arg = *metric_args_[i];
+    if (!matched[i]) continue;
+    const Value& arg = *args[i];
     if (!IsNumeric(i)) {
       UpdateMetric(m, states[state_slot_[i]], arg, event_time);
       continue;
@@ -316,6 +440,7 @@ void Aggregator::Clear() {
 }
 
 std::vector<DeltaRow> Aggregator::TakeAll() {
+  Flush();
   std::vector<DeltaRow> out;
   out.reserve(groups_.size());
   for (size_t g = 0; g < groups_.size(); ++g) out.push_back(MoveOut(g));
@@ -332,8 +457,11 @@ void Aggregator::Compact(const std::vector<bool>& keep) {
   for (size_t g = 0; g < groups_.size(); ++g) {
     if (!keep[g]) continue;
     Group group = groups_[g];
-    group.key_begin = key_bytes.size();
-    key_bytes.append(key_bytes_, groups_[g].key_begin, groups_[g].key_size);
+    if (group.key_size > kInlineKey) {
+      const size_t offset = key_bytes.size();
+      std::memcpy(group.key, &offset, sizeof offset);
+      key_bytes.append(key_bytes_, groups_[g].KeyOffset(), groups_[g].key_size);
+    }
     groups.push_back(group);
     for (size_t i = 0; i < num_keys_; ++i) key_values.push_back(std::move(key_values_[g * num_keys_ + i]));
     for (size_t i = 0; i < num_numeric_; ++i) nums.push_back(nums_[g * num_numeric_ + i]);
@@ -350,6 +478,7 @@ void Aggregator::Compact(const std::vector<bool>& keep) {
 }
 
 std::vector<DeltaRow> Aggregator::TakeClosed(int64_t watermark) {
+  Flush();
   std::vector<DeltaRow> out;
   std::vector<bool> keep(groups_.size(), true);
   bool any = false;
@@ -365,6 +494,7 @@ std::vector<DeltaRow> Aggregator::TakeClosed(int64_t watermark) {
 }
 
 void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
+  Flush();
   for (auto& r : rows) {
     key_scratch_.clear();
     for (size_t i = 0; i < num_keys_; ++i) {
@@ -372,7 +502,7 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
       if (!spec_->keys[i].window_expr) EncodeKeyValue(r.keys[i], &key_scratch_);
     }
     const size_t before = groups_.size();
-    const size_t g = FindOrAdd(r.window_start, HashKey(r.window_start, key_scratch_),
+    const size_t g = FindOrAdd(r.window_start, HashKey(r.window_start, key_scratch_), key_scratch_,
                                key_pointers_.data());
     const bool added = groups_.size() > before;
     NumState* nums = nums_.data() + g * num_numeric_;
@@ -390,7 +520,8 @@ void Aggregator::Merge(std::vector<DeltaRow>&& rows) {
   }
 }
 
-std::vector<DeltaRow> Aggregator::Snapshot() const {
+std::vector<DeltaRow> Aggregator::Snapshot() {
+  Flush();
   std::vector<DeltaRow> out;
   out.reserve(groups_.size());
   for (size_t g = 0; g < groups_.size(); ++g) {

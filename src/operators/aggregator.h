@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <string>
@@ -20,6 +21,13 @@ namespace sluice {
 /// Groups live in flat arrays indexed by an open-addressing table over a compact byte encoding
 /// of their key values, so adding a record to an existing group allocates nothing. Keys that
 /// depend on the window alone (KeySpec::window_expr) are computed once per window.
+///
+/// Add() evaluates a record and stages it (its key bytes, hash, metric arguments); the staged
+/// records are folded into their groups, in the order they were added, when the stage is full
+/// or before anything reads the groups (TakeAll, TakeClosed, Merge, Snapshot, size). Folding a
+/// stage at once lets the table slots and group states of the next records be prefetched while
+/// the current ones are updated: the table is larger than the caches at high cardinality. The
+/// groups and their states are the same as with one record at a time, by construction.
 class Aggregator {
  public:
   explicit Aggregator(const AggregateSpec* spec);
@@ -57,17 +65,42 @@ class Aggregator {
   /// Merges rows taken from another aggregator (or a restored snapshot) into this one.
   void Merge(std::vector<DeltaRow>&& rows);
   /// Copies every group out, leaving the state as it is (checkpointing open windows).
-  std::vector<DeltaRow> Snapshot() const;
+  std::vector<DeltaRow> Snapshot();
 
-  size_t size() const { return groups_.size(); }
+  /// Returns the number of groups (folding the staged records first).
+  size_t size() {
+    Flush();
+    return groups_.size();
+  }
+  /// Folds the staged records into their groups.
+  void Flush() {
+    if (!staged_.empty()) FoldStaged();
+  }
+
+  /// How many (record, window) pairs Add() stages before it folds them.
+  static constexpr size_t kStageSize = 64;
 
  private:
-  struct Group {
+  /// Encoded keys up to this size live in their group's entry, so that finding a group reads
+  /// one cache line (the entry) rather than two; longer ones in key_bytes_.
+  static constexpr size_t kInlineKey = 44;
+  struct alignas(64) Group {
     int64_t window_start = 0;
     uint64_t hash = 0;
-    size_t key_begin = 0;  ///< offset of the encoded key in key_bytes_
-    size_t key_size = 0;
+    uint32_t key_size = 0;
+    /// The encoded key when key_size <= kInlineKey, else its offset in key_bytes_ (a size_t).
+    char key[kInlineKey] = {};
+
+    size_t KeyOffset() const {
+      size_t offset;
+      std::memcpy(&offset, key, sizeof offset);
+      return offset;
+    }
+    const char* KeyData(const std::string& key_bytes) const {
+      return key_size <= kInlineKey ? key : key_bytes.data() + KeyOffset();
+    }
   };
+  static_assert(sizeof(Group) == 64);
   /// The values of the window-only keys of one window (null for the other keys).
   struct WindowKeys {
     bool valid = false;
@@ -81,11 +114,30 @@ class Aggregator {
   /// key_pointers_ of the keys that read the window at their values. Returns false (setting
   /// `*null_key_name`) when one of them is null.
   bool WindowKeyValues(std::span<Value> row, int64_t window_start, std::string* null_key_name);
-  /// Finds the group of (window_start, key_scratch_) with hash `hash`, or adds it with
-  /// `keys` as its key values (one per KeySpec). Returns its index.
-  size_t FindOrAdd(int64_t window_start, uint64_t hash, const Value* const* keys);
-  /// Folds the record's metric arguments (matched_, metric_args_) into group `g`.
-  void UpdateGroup(size_t g, int64_t event_time);
+  /// One (record, window) pair waiting to be folded into its group.
+  struct Staged {
+    int64_t window_start = 0;
+    uint64_t hash = 0;
+    int64_t event_time = 0;
+    uint32_t key_begin = 0;  ///< offset of the encoded key in stage_key_bytes_
+    uint32_t key_size = 0;
+    uint32_t record = 0;     ///< the record's block in stage_matched_ / stage_args_
+    uint32_t candidate = 0;  ///< a group whose tag the table holds at the hash's slot, + 1; 0 none
+  };
+
+  /// Finds the group of (window_start, key) with hash `hash`, or adds it with `keys` as its key
+  /// values (one per KeySpec). Returns its index.
+  size_t FindOrAdd(int64_t window_start, uint64_t hash, std::string_view key,
+                   const Value* const* keys);
+  /// Folds one record's metric arguments into group `g`: `matched` and `args` per metric (an
+  /// argument is read only when its metric matched and has one).
+  void UpdateGroup(size_t g, int64_t event_time, const char* matched, const Value* const* args);
+  /// Stages the record's windows first..last (key_pointers_ of the keys that do not read the
+  /// window are set; metric arguments are in matched_ / metric_args_).
+  bool Stage(std::span<Value> row, int64_t first, int64_t last, int64_t event_time,
+             std::string* null_key_name);
+  /// Folds every staged record into its group, in the order they were staged.
+  void FoldStaged();
   /// Builds a delta row from group `g`, moving its values out.
   DeltaRow MoveOut(size_t g);
   void Rehash(size_t capacity);
@@ -98,7 +150,7 @@ class Aggregator {
   const size_t num_metrics_;
   bool has_window_keys_ = false;
   std::vector<Group> groups_;
-  std::string key_bytes_;
+  std::string key_bytes_;  ///< encoded keys longer than kInlineKey
   std::vector<Value> key_values_;  ///< num_keys_ per group
   /// Functions whose catalog state is kCount or kCountSum (count, sum, avg) need no Value: their
   /// state is three numbers, kept apart from the min/max/last states so that a group's state is compact (the table is cache-bound).
@@ -127,17 +179,27 @@ class Aggregator {
   std::vector<WindowKeys> window_cache_;  ///< indexed by window_start / slide
   size_t window_cache_mask_ = 0;
   int64_t windows_per_record_ = 1;
-  /// True when a key other than a window-only one reads the window, so the encoded key differs
-  /// between a record's windows.
-  bool encode_per_window_ = false;
   /// True when some key reads the window and a record has several windows: keys are checked for
   /// null in every window before any window is updated.
   bool check_window_keys_first_ = false;
   std::vector<char> matched_;               ///< per metric: the record matched its `where`
+  /// Per metric: an earlier metric whose `where` is the same comparison of a string field with
+  /// constants (its result is reused: recruitment's three `custom_track = 'click'`), else itself.
+  std::vector<size_t> where_from_;
   std::vector<const Value*> metric_args_;  ///< per metric: the record's argument
   std::vector<Value> metric_scratch_;      ///< per metric: storage for computed arguments
   Value window_row_[2];
   Value null_;
+
+  std::vector<Staged> staged_;
+  std::string stage_key_bytes_;
+  std::vector<Value> stage_keys_;    ///< num_keys_ per stage entry (window-only keys unset)
+  std::vector<char> stage_matched_;  ///< num_metrics_ per staged record
+  std::vector<Value> stage_args_;    ///< num_metrics_ per staged record
+  size_t staged_records_ = 0;
+  size_t stage_capacity_ = kStageSize;  ///< stage entries (at least one record's windows)
+  std::vector<const Value*> fold_keys_;  ///< per key, while folding
+  std::vector<const Value*> fold_args_;  ///< per metric, while folding
 };
 
 /// Merges several workers' deltas into one list, combining rows of the same group.
