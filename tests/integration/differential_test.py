@@ -630,7 +630,8 @@ class Test(harness.Checks):
     def variant_kill(self, pl, ctx):
         pipeline = self.pipeline_with_interval(pl, "25ms")
         problems, notes = [], []
-        landed = startup = mid_input = early = 0
+        landed = startup = mid_input = early = resets = 0
+        soon = False  # after a reset: kill within a few milliseconds of a commit
         consumed = False  # a run has exited 0: the input is read; later kills hit restarts
         attempts = 0
         # On a fast, idle machine a run can end before its kill; try again (bounded).
@@ -655,7 +656,7 @@ class Test(harness.Checks):
                         break
                     time.sleep(0.01)
                 if rc is None:
-                    hi = max(0.05, 0.6 * pl.clean_secs / (self.kills + 1))
+                    hi = 0.005 if soon else max(0.05, 0.6 * pl.clean_secs / (self.kills + 1))
                     try:
                         rc = p.wait(timeout=self.rng.uniform(0.0, hi))
                     except subprocess.TimeoutExpired:
@@ -666,6 +667,17 @@ class Test(harness.Checks):
                     problems.append(f"kill: run exited {rc} before its kill\n{self.tail(p)}")
                     return problems, notes
                 early += 1
+                if not during_startup and landed - startup == 0 and resets < self.kills:
+                    # The whole input was read before a kill after a commit could land (a fast
+                    # run): start the variant again on an empty sink, killing sooner after the
+                    # first commit, rather than only killing restarts from here on.
+                    resets += 1
+                    soon = True
+                    shutil.rmtree(ctx["dir"], ignore_errors=True)
+                    os.makedirs(ctx["dir"])
+                    pl.add_sink(ctx)
+                    landed = startup = mid_input = 0
+                    continue
                 consumed = True
                 continue
             p.send_signal(signal.SIGKILL)
@@ -689,7 +701,7 @@ class Test(harness.Checks):
                             "(a bigger input is needed)")
         notes.append(f"{landed} kills: {landed - startup} after a commit of their run, {startup} "
                      f"during start-up; {mid_input} before the input was read; {early} run(s) "
-                     "finished before their kill")
+                     f"finished before their kill; {resets} restart(s) of the variant on an empty sink")
         return problems, notes
 
     # -------------------------------------------------------------------------- one pipeline
