@@ -911,15 +911,23 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
   // windows left with the task's release, or the task was lost with nothing of it uncommitted);
   // should one be, it goes with the first task, which the sink commits atomically with the rest.
   row_tasks->clear();
-  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty() || work.row_partitions.size() != work.rows.size()) {
+  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty()) return;
+  if (work.row_partitions.size() != work.rows.size()) {
+    spdlog::warn("checkpoint {}: {} rows but {} row partitions; every row goes with the first task", cp->id,
+                 work.rows.size(), work.row_partitions.size());
     return;
   }
   std::map<int32_t, uint32_t> index;
   for (size_t i = 0; i < cp->tasks.size(); ++i) index.emplace(cp->tasks[i].task.partition, static_cast<uint32_t>(i));
   row_tasks->reserve(work.rows.size());
+  size_t strays = 0;
   for (int32_t p : work.row_partitions) {
     auto it = index.find(p);
+    strays += it == index.end();
     row_tasks->push_back(it == index.end() ? 0 : it->second);
+  }
+  if (strays > 0) {
+    spdlog::warn("checkpoint {}: {} rows of tasks it does not commit go with the first task", cp->id, strays);
   }
   cp->row_tasks = row_tasks;
 }

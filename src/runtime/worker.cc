@@ -136,7 +136,7 @@ void Worker::PublishReadPositions(bool force) {
   read_positions_ = std::move(out);
 }
 
-size_t Worker::PendingSize() const {
+size_t Worker::PendingSize() {
   size_t groups = aggregator_ ? aggregator_->size() : 0;
   for (const auto& [p, a] : partition_aggregators_) groups += a->size();
   return groups + pending_.rows.size() + pending_.dead_letters.size();

@@ -172,7 +172,8 @@ class Worker {
   void HandOver(const std::vector<int32_t>& revoked = {});
   /// Publishes source_->ReadPositions() for Partitions(), at most every 200 ms unless forced.
   void PublishReadPositions(bool force);
-  size_t PendingSize() const;
+  /// Folds the aggregators' staged records (Aggregator::size()): worker thread only.
+  size_t PendingSize();
   Status CheckpointBeforeRevoke(const std::vector<int32_t>& revoked);
   /// SourceContext::drop_lost: drops what was read of `lost` since the last handoff (and an
   /// untaken handoff), hands the loss to the coordinator and waits until it took it. False when
