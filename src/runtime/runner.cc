@@ -763,10 +763,12 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           return std::nullopt;
         }
         owned_[partition] = OwnedTask{claim->fence, worker, claim->state};
+        size_t open_rows = 0;  // the task's open windows (append mode), for the log line
         {
           // One critical section: a collection that sees the task owned also takes its windows.
           std::lock_guard<std::mutex> claims(claims_mu_);
           if (append_tasks_) {
+            open_rows = state->open.size();
             claimed_windows_[partition] = ClaimedWindows{std::move(state->open), state->emitted_before};
           }
           owned_partitions_.insert(partition);
@@ -785,8 +787,9 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           }
           workers_[worker]->PublishClosedBound(claimed_bound);
         }
-        spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
-                     claim->fence, state->held.size(),
+        spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), {} open window row(s), "
+                     "event time {}",
+                     source, partition, claim->fence, state->held.size(), open_rows,
                      pr.max_event_time == kNoWatermark ? std::string("none") : FormatTimestamp(pr.max_event_time));
         {
           // Kept here too until the worker's handoff includes them (CollectTaskStates).
