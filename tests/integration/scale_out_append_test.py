@@ -542,6 +542,7 @@ class Test(harness.SluiceTest):
             raise RuntimeError(f"keys in more than one partition: {dict(list(split.items())[:5])}")
         res, self.expected_dead = recompute(recs, self.campaigns)
         self.expected_rows = res["rows"]
+        self.expected_watermarks = res["watermarks"]
         st = Counter(self.expected_dead.values())
         self.say(f"{total} records on {self.topic} ({PARTITIONS} partitions); recomputation: "
                  f"{res['aggregated']} aggregated into {len(res['rows'])} rows written and "
@@ -692,8 +693,8 @@ class Test(harness.SluiceTest):
             if writes is not None:
                 twice = sorted(k for k, n in writes.items() if n > 1)
                 if twice:
-                    problems.append(f"{label}: {len(twice)} windows written by more than one "
-                                    "committed transaction, e.g. "
+                    problems.append(f"{label}: {len(twice)} windows written more than once "
+                                    "(committed inserts and upserts), e.g. "
                                     + ", ".join(f"{k} x{writes[k]}" for k in twice[:5]))
                 want = {tuple(r[c] for c in KEY) for r in self.expected_rows}
                 if set(writes) != want:
@@ -726,6 +727,34 @@ class Test(harness.SluiceTest):
         if wrong:
             problems.append(f"{label}: {len(wrong)} dead letters with another reason, e.g. "
                             + ", ".join(f"{k} {have[k]} (expected {exp[k]})" for k in wrong[:5]))
+        return problems
+
+    def check_status(self, label, sink):
+        """`sluice status --format json` after the last process stopped: every partition
+        committed to its end, its task released, with the recomputation's watermark."""
+        rc, out, err = harness.run_split(harness.sluice_args(
+            self.args.sluice, "status", self.pipeline_for(sink), self.variables(sink, False),
+            ["--format", "json"]), timeout=60)
+        try:
+            parts = json.loads(out)["partitions"]
+        except (ValueError, KeyError):
+            return [f"{label}: sluice status exited {rc}: {(out + err)[-600:]}"]
+        problems = []
+        if sorted(x["partition"] for x in parts) != list(range(PARTITIONS)):
+            problems.append(f"{label}: sluice status shows partitions "
+                            f"{sorted(x['partition'] for x in parts)}")
+        for x in sorted(parts, key=lambda x: x["partition"]):
+            p, task = x["partition"], x.get("task") or {}
+            want = self.expected_watermarks.get(p)
+            if x.get("committed") != x.get("end"):
+                problems.append(f"{label}: partition {p} committed {x.get('committed')} of {x.get('end')}")
+            if task.get("owner") is not None:
+                problems.append(f"{label}: partition {p}'s task is still owned by {task['owner']} "
+                                "after every process stopped")
+            if task.get("watermark_micros") != want:
+                problems.append(f"{label}: partition {p}'s committed watermark "
+                                f"{task.get('watermark')} != the recomputation's "
+                                f"{rv.format_micros(want) if want is not None else None}")
         return problems
 
     def report(self, name, problems, notes, sink):
@@ -788,6 +817,7 @@ class Test(harness.SluiceTest):
             problems.append("no claim handed over an open window: the test did not exercise open "
                             "windows moving between processes")
         problems += self.check_sink("a", sink, watch)
+        problems += self.check_status("a", sink)
         if not problems:
             self.rows_a = sorted(sink.rows(), key=lambda r: tuple(r[k] for k in KEY))
         self.report(f"a: 3 processes (join, kill -9 x2 after commits, rejoin, SIGTERM) + "
@@ -808,6 +838,7 @@ class Test(harness.SluiceTest):
             problems.append(f"one process --until-caught-up exited {rc}\n{self.tail(pr)}")
         watch.committed()
         problems += self.check_sink("b", sink, watch)
+        problems += self.check_status("b", sink)
         if self.rows_a is not None:
             rows_b = sorted(sink.rows(), key=lambda r: tuple(r[k] for k in KEY))
             if rows_b != self.rows_a:
@@ -856,6 +887,7 @@ class Test(harness.SluiceTest):
         for pr in steady:
             self.stop_proc(pr, problems)
         problems += self.check_sink("c", sink, watch)
+        problems += self.check_status("c", sink)
         self.report(f"c: rebalance storm (2 processes + one joining and leaving every 2-5 s) "
                     f"loses nothing ({time.monotonic() - t0:.0f}s)", problems, notes, sink)
 
