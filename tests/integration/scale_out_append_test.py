@@ -3,7 +3,7 @@
 `[source] keyed_by` (issue 16, "Tests"): each window written exactly once, with the same values
 whoever reads which partition.
 
-    scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet] [--only a,b,c]
+    scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet] [--only a,b,c,d]
                              [--seed N] [--per-partition 5000] [--storm-seconds 30] [--keep]
 
 Pipeline: tests/integration/scale_out_viewlog.toml, the viewlog pipeline (examples/viewlog.toml)
@@ -51,6 +51,11 @@ Scenarios (all on the one topic; each with its own consumer group, pipeline name
     leaves every 2-5 s (seeded; SIGTERM, every third time kill -9) for --storm-seconds; then the
     two go on until every window the final watermarks close is written, and are stopped with
     SIGTERM: checks above, exits 0.
+ d  a scheduler's batches: a fresh topic scaleview_<run>_batches gets the first half of each
+    partition's records (another seed, half as many); two throttled --until-caught-up runs start
+    at once and must both exit 0; then the second half is produced and two more run. After each
+    pair: checks above against the recomputation of what the topic held then (windows the first
+    pair wrote are written once; their records in the second half are late).
 
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
 scaleview_<run>_<scenario> each). A sink that wrote no _sluice_tasks rows fails (its state must
@@ -421,7 +426,7 @@ class ParquetSink:
         self._status = None
 
     def section(self):
-        return f'[sink]\nuri = "{self.uri}"\npartition_by = ["network_id", "minute_timestamp"]\n'
+        return '[sink]\nuri = "${SINK}"\npartition_by = ["network_id", "minute_timestamp"]\n'
 
     def prepare(self, test):
         pass
@@ -543,6 +548,7 @@ class Test(harness.SluiceTest):
         res, self.expected_dead = recompute(recs, self.campaigns)
         self.expected_rows = res["rows"]
         self.expected_watermarks = res["watermarks"]
+        self.expected = (self.expected_rows, self.expected_dead, self.expected_watermarks)
         st = Counter(self.expected_dead.values())
         self.say(f"{total} records on {self.topic} ({PARTITIONS} partitions); recomputation: "
                  f"{res['aggregated']} aggregated into {len(res['rows'])} rows written and "
@@ -559,7 +565,8 @@ class Test(harness.SluiceTest):
         self.say(f"records behind their partition's watermark but not late: {near}")
 
     def pipeline_for(self, sink):
-        """The pipeline file for sink: the repository's, or a copy with sink's [sink] section."""
+        """The pipeline file for sink: the repository's, or a copy with the sink kind's [sink]
+        section (which names its sink ${SINK} too)."""
         section = sink.section()
         if section is None:
             return PIPELINE
@@ -589,10 +596,9 @@ class Test(harness.SluiceTest):
 
     def variables(self, sink, throttled, name=None, topic=None):
         name = name or sink.pipeline
-        v = {"NAME": name, "GROUP": name, "VIEWS": f"kafka://{BROKER}/{topic or self.topic}",
-             "CAMPAIGNS": self.campaigns}
-        if sink.section() is None:
-            v["SINK"] = sink.uri
+        topic = topic or getattr(sink, "topic", None) or self.topic
+        v = {"NAME": name, "GROUP": name, "VIEWS": f"kafka://{BROKER}/{topic}",
+             "CAMPAIGNS": self.campaigns, "SINK": sink.uri}
         if throttled:
             v.update({"FETCH_WAIT_MS": str(self.args.fetch_wait_ms),
                       "FETCH_MIN_BYTES": "100000000", "PARTITION_FETCH_BYTES": "1"})
@@ -680,12 +686,15 @@ class Test(harness.SluiceTest):
         return rc
 
     # ---------------------------------------------------------------- checks
-    def check_sink(self, label, sink, watch):
+    def check_sink(self, label, sink, watch, expected=None):
+        """Problems of sink's rows, writes and dead letters against expected (rows, dead
+        letters, watermarks; default: the whole topic's recomputation)."""
+        exp_rows, exp, _ = expected or self.expected
         problems = [f"{label}: {x}" for x in watch.regressions]
         try:
             rows = sink.rows()
             problems += [f"{label}: {x}" for x in
-                         rv.compare_rows(rows, self.expected_rows, rel_tol=0, label=label)]
+                         rv.compare_rows(rows, exp_rows, rel_tol=0, label=label)]
         except (ValueError, RuntimeError, sqlite3.Error) as e:
             problems.append(f"{label}: cannot read the sink's rows: {e}")
         try:
@@ -696,7 +705,7 @@ class Test(harness.SluiceTest):
                     problems.append(f"{label}: {len(twice)} windows written more than once "
                                     "(committed inserts and upserts), e.g. "
                                     + ", ".join(f"{k} x{writes[k]}" for k in twice[:5]))
-                want = {tuple(r[c] for c in KEY) for r in self.expected_rows}
+                want = {tuple(r[c] for c in KEY) for r in exp_rows}
                 if set(writes) != want:
                     problems.append(f"{label}: the audit saw writes of {len(writes)} windows, "
                                     f"expected {len(want)}")
@@ -712,7 +721,6 @@ class Test(harness.SluiceTest):
             problems.append(f"{label}: {len(dups)} records dead-lettered more than once, e.g. "
                             f"{sorted(dups)[:5]}")
         have = {(p, o): rv.reason_class(r) for p, o, r in got}
-        exp = self.expected_dead
         missing = sorted(k for k in exp if k not in have)
         extra = sorted(k for k in have if k not in exp)
         wrong = sorted(k for k in have if k in exp and have[k] != exp[k])
@@ -729,7 +737,7 @@ class Test(harness.SluiceTest):
                             + ", ".join(f"{k} {have[k]} (expected {exp[k]})" for k in wrong[:5]))
         return problems
 
-    def check_status(self, label, sink):
+    def check_status(self, label, sink, expected=None):
         """`sluice status --format json` after the last process stopped: every partition
         committed to its end, its task released, with the recomputation's watermark."""
         rc, out, err = harness.run_split(harness.sluice_args(
@@ -745,7 +753,7 @@ class Test(harness.SluiceTest):
                             f"{sorted(x['partition'] for x in parts)}")
         for x in sorted(parts, key=lambda x: x["partition"]):
             p, task = x["partition"], x.get("task") or {}
-            want = self.expected_watermarks.get(p)
+            want = (expected or self.expected)[2].get(p)
             if x.get("committed") != x.get("end"):
                 problems.append(f"{label}: partition {p} committed {x.get('committed')} of {x.get('end')}")
             if task.get("owner") is not None:
@@ -892,11 +900,57 @@ class Test(harness.SluiceTest):
                     f"loses nothing ({time.monotonic() - t0:.0f}s)", problems, notes, sink)
 
 
+    def scenario_d(self):
+        """A scheduler running two --until-caught-up processes at once, twice: over the first
+        half of each partition of a fresh topic, then, after the second half is produced, over
+        all of it. Both runs of each pair exit 0; after each pair the sink == the recomputation
+        of what the topic held (windows the first pair wrote are not written again; records of
+        them that come with the second half are late by their own partition's watermark)."""
+        t0 = time.monotonic()
+        topic = f"scaleview_{self.token}_batches"
+        create_topic(topic, PARTITIONS)
+        records = make_records(random.Random(self.args.seed + 1), self.args.per_partition // 2)
+        half = {p: len(v) // 2 for p, v in records.items()}
+        sink = self.new_sink("d")
+        sink.topic = topic
+        watch = Watch(sink)
+        problems, notes = [], []
+        v = self.variables(sink, throttled=True)
+        for stage, (label, part) in enumerate([("first half", lambda p: records[p][:half[p]]),
+                                               ("second half", lambda p: records[p][half[p]:])]):
+            for p in range(PARTITIONS):
+                kcat_produce(topic, p, part(p))
+            recs = read_topic(topic)
+            res, dead = recompute(recs, self.campaigns)
+            expected = (res["rows"], dead, res["watermarks"])
+            runs = [self.start(sink, v, f"d-{stage + 1}{x}", ["--until-caught-up"]) for x in "PQ"]
+            for pr in runs:
+                try:
+                    rc = pr.wait(timeout=self.args.run_timeout)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                if rc != 0:
+                    problems.append(f"{pr.label} (--until-caught-up, {label}) exited {rc}\n"
+                                    f"{self.tail(pr)}")
+            watch.committed()
+            if (watch.committed() or 0) != len(recs):
+                problems.append(f"{label}: committed {watch.committed()} of {len(recs)} records")
+            notes.append(f"{label}: {len(recs)} records, {len(res['rows'])} windows written, "
+                         f"{res['open_windows']} open; runs took "
+                         + ", ".join(f"{pr.label} {time.monotonic() - pr.started:.0f}s" for pr in runs))
+            problems += self.check_sink(f"d {label}", sink, watch, expected)
+            problems += self.check_status(f"d {label}", sink, expected)
+        n, windows = self.claims_with_windows(self.procs[-2:])
+        notes.append(f"claims of the second pair that took over open windows: {n} ({windows} rows)")
+        self.report(f"d: two --until-caught-up runs at once, twice (a scheduler's batches) == "
+                    f"recomputation ({time.monotonic() - t0:.0f}s)", problems, notes, sink)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sluice", required=True)
     ap.add_argument("--sink", choices=SINKS, default="sqlite")
-    ap.add_argument("--only", help="comma-separated scenarios (a, b, c)")
+    ap.add_argument("--only", help="comma-separated scenarios (a, b, c, d)")
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--per-partition", type=int, default=5000, help="records per partition")
     ap.add_argument("--fetch-wait-ms", type=int, default=250,
@@ -929,7 +983,7 @@ def main(argv=None):
         except RuntimeError as e:
             t.result("setup", [str(e)])
             return t.finish()
-        t.run_scenarios(["a", "b", "c"], args.only)
+        t.run_scenarios(["a", "b", "c", "d"], args.only)
     finally:
         t.kill_leftovers()
         if not args.keep:
