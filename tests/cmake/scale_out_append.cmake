@@ -14,14 +14,7 @@ sluice_python_test(scale_out_append_sqlite tests/integration/scale_out_append_te
 # The same into MariaDB (a database scaleview_* per scenario).
 sluice_python_test(scale_out_append_mysql tests/integration/scale_out_append_test.py SERIAL
                    TIMEOUT 360 ARGS --sink mysql LABELS python integration kafka mysql)
-# The same into a Parquet dataset read with pyarrow (the venv's interpreter). Registered only
-# once the Parquet sink keeps append mode's open windows per task (it overrides
-# StoresTaskWindows() in parquet_sink.h); before that, keyed_by has no effect there and the
-# processes would share one state.
-file(READ ${PROJECT_SOURCE_DIR}/src/connectors/parquet/parquet_sink.h SLUICE_PARQUET_SINK_H)
-set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-             ${PROJECT_SOURCE_DIR}/src/connectors/parquet/parquet_sink.h)
-if(SLUICE_PARQUET_SINK_H MATCHES "StoresTaskWindows")
-  sluice_python_test(scale_out_append_parquet tests/integration/scale_out_append_test.py VENV
-                     SERIAL TIMEOUT 360 ARGS --sink parquet LABELS python integration kafka parquet)
-endif()
+# The same into a Parquet dataset partitioned as examples/viewlog.toml, read with pyarrow (the
+# venv's interpreter); positions and owners from `sluice status --format json`.
+sluice_python_test(scale_out_append_parquet tests/integration/scale_out_append_test.py VENV SERIAL
+                   TIMEOUT 360 ARGS --sink parquet LABELS python integration kafka parquet)

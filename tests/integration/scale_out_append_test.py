@@ -11,8 +11,7 @@ in append mode with allowed_lateness 30s, watermark_delay 10s, idle_timeout 1h (
 ever counts as idle) and `keyed_by = ["campaign_id"]`, into the sink's table `events` (dead
 letters in the sink). --sink parquet replaces the [sink] section by a Parquet dataset
 partitioned by network_id and minute_timestamp (as examples/viewlog.toml), read back with
-pyarrow (the project venv's interpreter); it needs Parquet append mode on tasks, so ctest
-registers it only when the Parquet sink stores task windows (tests/cmake/scale_out_append.cmake).
+pyarrow (the project venv's interpreter; ctest scale_out_append_parquet).
 
 Input (seeded, written here, produced once with kcat -p to each of the 8 partitions of a fresh
 topic scaleview_<run>_views, in batches of 100, keyed by campaign_id): campaigns 1-40 (network
