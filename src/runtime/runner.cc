@@ -763,10 +763,12 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           return std::nullopt;
         }
         owned_[partition] = OwnedTask{claim->fence, worker, claim->state};
+        size_t open_rows = 0;  // the task's open windows (append mode), for the log line
         {
           // One critical section: a collection that sees the task owned also takes its windows.
           std::lock_guard<std::mutex> claims(claims_mu_);
           if (append_tasks_) {
+            open_rows = state->open.size();
             claimed_windows_[partition] = ClaimedWindows{std::move(state->open), state->emitted_before};
           }
           owned_partitions_.insert(partition);
@@ -785,8 +787,9 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           }
           workers_[worker]->PublishClosedBound(claimed_bound);
         }
-        spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), event time {}", source, partition,
-                     claim->fence, state->held.size(),
+        spdlog::info("{}[{}]: task claimed (fence {}): {} held record(s), {} open window row(s), "
+                     "event time {}",
+                     source, partition, claim->fence, state->held.size(), open_rows,
                      pr.max_event_time == kNoWatermark ? std::string("none") : FormatTimestamp(pr.max_event_time));
         {
           // Kept here too until the worker's handoff includes them (CollectTaskStates).
@@ -1463,6 +1466,7 @@ Status Runner::CollectPending() {
   // another process may own them by then.
   work.positions = positions_;
   for (int32_t p : work.revoked) positions_.erase({config_.source.name, p});
+  if (!work.revoked.empty()) ReadRemoteProgressBeforeRelease();
   if (tasks_) FoldRemoteProgress();
   if (needs_state_) AdvanceEventTime(&work);
   if (!pending_) {
@@ -1515,8 +1519,22 @@ Status Runner::WaitForCommit() {
   return commit_.get();
 }
 
+void Runner::ReadRemoteProgressBeforeRelease() {
+  if (!append_tasks_ || !group_managed_.load()) return;
+  // A released task's windows that the pipeline's bound closes now are written by this
+  // collection, the others go to its next owner. The bound counts the other processes'
+  // progress as committed now, not as read after this process's last commit (or a checkpoint
+  // interval ago): an --until-caught-up run releases its tasks when it sees the others'
+  // positions at the end offsets, and the progress committed with them can be newer than
+  // what it read last; with the older one, windows the final watermarks close stayed open in
+  // the released tasks until the next run.
+  std::lock_guard<std::mutex> lock(sink_mu_);
+  ReadRemoteProgress();
+}
+
 Status Runner::FinalCheckpoint() {
   RETURN_IF_ERROR(WaitForCommit());
+  ReadRemoteProgressBeforeRelease();  // the final checkpoint releases every task
   RETURN_IF_ERROR(CollectPending());
   std::unique_ptr<CheckpointWork> work = std::move(pending_);
   // The last checkpoint of a run is always committed: a sink that buffers output flushes it.

@@ -239,6 +239,10 @@ class Runner : public CheckpointRequester {
   /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
   /// remote_progress_, for the tasks other processes own.
   void ReadRemoteProgress();
+  /// Append mode on tasks with a group-managed source: ReadRemoteProgress() (taking sink_mu_)
+  /// before a collection that releases tasks (a revoke, the final checkpoint), so their
+  /// windows close by the others' progress as committed now.
+  void ReadRemoteProgressBeforeRelease();
   /// Tasks: feeds the other processes' committed progress read since into the clock.
   void FoldRemoteProgress();
   /// Tasks: partitions a worker lost (SourceContext::drop_lost). Waits for the commit in

@@ -28,15 +28,22 @@ alone (Python standard library; no sluice code):
     Dead-lettered records do not move W.
   * Output: a bounded input (a file) ends with every window emitted once; with --open-at-end
     (an unbounded source stopped when caught up) only windows with we + allowed_lateness <= W.
+  * --by-partition (a Kafka topic read by several processes, issue 16): the input is the topic
+    as `kcat -C -e -f '%p\t%o\t%s\n'` prints it (partition, offset, payload per line). Each
+    partition is judged on its own, in offset order, with its own W as above (a record is late
+    iff we + allowed_lateness <= its own partition's W); a window is emitted iff we +
+    allowed_lateness <= the minimum of all partitions' final W (none while a partition has no
+    W); the others stay open. Dead letters carry their partition and offset.
 
     recompute_viewlog.py VIEWS.ndjson [MORE.ndjson ...] --campaigns CAMPAIGNS.csv
-        [--open-at-end] [--watermark-delay 10] [--allowed-lateness 0]
+        [--open-at-end | --by-partition] [--watermark-delay 10] [--allowed-lateness 0]
         [--out rows.csv] [--dlq dead_letters.ndjson]
 
 prints records read / aggregated / dead letters per reason / rows (and open windows); --out
 writes the rows as CSV (network_id, minute_timestamp, campaign_id, window_start, window_end,
 avg_duration, total_count; times as 'YYYY-MM-DD HH:MM:SS' UTC), --dlq the dead letters as NDJSON
-({"reason", "payload", "offset"}; offset = byte offset in its file).
+({"reason", "payload", "offset"}; offset = byte offset in its file; with --by-partition also
+"partition", and offset is the record's offset).
 """
 
 import argparse
@@ -223,6 +230,18 @@ def check(obj, campaigns):
             "network_id": network}, None
 
 
+def judge(raw, campaigns):
+    """Decodes and checks one record (bytes): (fields, None) or (None, dead-letter reason)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "decode: malformed JSON: invalid UTF-8"
+    obj, reason = decode_json(text)
+    if obj is None:
+        return None, reason
+    return check(obj, campaigns)
+
+
 def reason_class(reason):
     """Groups reasons for comparison: every 'decode: ...' message is one class."""
     return "decode:" if reason.startswith("decode:") else reason
@@ -247,15 +266,7 @@ def recompute(paths, campaigns_path, open_at_end=False, watermark_delay=10.0,
     for path, offset, raw in read_records(paths):
         read += 1
         payload = raw.decode("utf-8", "replace")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            dead.append(("decode: malformed JSON: invalid UTF-8", payload, path, offset))
-            continue
-        obj, reason = decode_json(text)
-        rec = None
-        if obj is not None:
-            rec, reason = check(obj, campaigns)
+        rec, reason = judge(raw, campaigns)
         if rec is None:
             dead.append((reason, payload, path, offset))
             continue
@@ -287,6 +298,79 @@ def recompute(paths, campaigns_path, open_at_end=False, watermark_delay=10.0,
             "reasons": Counter(reason_class(d[0]) for d in dead), "read": read,
             "aggregated": aggregated, "late": late, "open_windows": len(open_windows),
             "open_records": open_records, "watermark": wm}
+
+
+def recompute_by_partition(partitions, campaigns_path, watermark_delay=10.0,
+                           allowed_lateness=0.0):
+    """The rule of a topic read by any number of processes (issue 16): partitions is
+    {partition: [(offset, payload bytes), ...]}, each list in offset order (every partition of
+    the topic, empty ones too: a partition without a watermark holds every window open).
+    Returns recompute()'s dict, with dead_letters as (reason, payload, partition, offset), the
+    watermark the minimum over the partitions (None while one has none), watermarks
+    {partition: W or None}, and not_late_behind: records counted although their window's end
+    was at or before their partition's watermark (kept by allowed_lateness alone)."""
+    campaigns = load_campaigns(campaigns_path)
+    delay = round(watermark_delay * MICROS)
+    lateness = round(allowed_lateness * MICROS)
+    windows = {}  # (window_start, network_id, campaign_id) -> [sum, count]
+    dead = []
+    read = aggregated = late = behind = 0
+    watermarks = {}
+    for p in sorted(partitions):
+        max_t = wm = None  # None: -infinity
+        for offset, raw in partitions[p]:
+            read += 1
+            rec, reason = judge(raw, campaigns)
+            if rec is None:
+                dead.append((reason, raw.decode("utf-8", "replace"), p, offset))
+                continue
+            t = rec["start"]
+            ws = t // WINDOW * WINDOW
+            we = ws + WINDOW
+            if wm is not None and we + lateness <= wm:
+                late += 1
+                dead.append(("late", raw.decode("utf-8", "replace"), p, offset))
+                continue
+            if wm is not None and we <= wm:
+                behind += 1
+            aggregated += 1
+            acc = windows.setdefault((ws, rec["network_id"], rec["campaign_id"]), [0.0, 0])
+            acc[0] += rec["duration"]
+            acc[1] += 1
+            max_t = t if max_t is None else max(max_t, t)
+            wm = max_t - delay
+        watermarks[p] = wm
+    bound = None if not watermarks or None in watermarks.values() else min(watermarks.values())
+    rows, open_windows, open_records = [], set(), 0
+    for (ws, network, campaign), (total, count) in sorted(windows.items()):
+        we = ws + WINDOW
+        if bound is None or we + lateness > bound:
+            open_windows.add((ws, network, campaign))
+            open_records += count
+            continue
+        rows.append({"network_id": network, "minute_timestamp": format_micros(ws, "%Y-%m-%d-%H-%M"),
+                     "campaign_id": campaign, "window_start": ws, "window_end": we,
+                     "avg_duration": total / count, "total_count": count})
+    rows.sort(key=lambda r: tuple(r[k] for k in KEY))
+    return {"rows": rows, "dead_letters": dead,
+            "reasons": Counter(reason_class(d[0]) for d in dead), "read": read,
+            "aggregated": aggregated, "late": late, "open_windows": len(open_windows),
+            "open_records": open_records, "watermark": bound, "watermarks": watermarks,
+            "not_late_behind": behind}
+
+
+def read_partitioned(paths):
+    """{partition: [(offset, payload bytes)]} from files of kcat lines 'PARTITION\tOFFSET\t
+    PAYLOAD', each partition sorted by offset."""
+    out = {}
+    for path, _, raw in read_records(paths):
+        parts = raw.split(b"\t", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise ValueError(f"{path}: not a 'PARTITION<TAB>OFFSET<TAB>PAYLOAD' line: {raw[:80]!r}")
+        out.setdefault(int(parts[0]), []).append((int(parts[1]), parts[2]))
+    for recs in out.values():
+        recs.sort(key=lambda r: r[0])
+    return out
 
 
 def write_rows(rows, path):
@@ -354,23 +438,36 @@ def main(argv=None):
     ap.add_argument("--campaigns", required=True)
     ap.add_argument("--open-at-end", action="store_true",
                     help="unbounded input stopped caught up: only windows the watermark closed")
+    ap.add_argument("--by-partition", action="store_true",
+                    help="the input is a topic as kcat -f '%%p\\t%%o\\t%%s\\n' prints it: "
+                         "lateness by each partition's own watermark, windows closed by the "
+                         "minimum of the partitions' watermarks")
     ap.add_argument("--watermark-delay", type=float, default=10.0, help="seconds")
     ap.add_argument("--allowed-lateness", type=float, default=0.0, help="seconds")
     ap.add_argument("--out", help="write the rows as CSV")
     ap.add_argument("--dlq", help="write the dead letters as NDJSON")
     args = ap.parse_args(argv)
-    res = recompute(args.views, args.campaigns, args.open_at_end, args.watermark_delay,
-                    args.allowed_lateness)
+    if args.by_partition and args.open_at_end:
+        ap.error("--by-partition keeps windows open by itself: leave --open-at-end out")
+    if args.by_partition:
+        res = recompute_by_partition(read_partitioned(args.views), args.campaigns,
+                                     args.watermark_delay, args.allowed_lateness)
+    else:
+        res = recompute(args.views, args.campaigns, args.open_at_end, args.watermark_delay,
+                        args.allowed_lateness)
     if args.out:
         write_rows(res["rows"], args.out)
     if args.dlq:
         with open(args.dlq, "w", encoding="utf-8") as f:
-            for reason, payload, _, offset in res["dead_letters"]:
-                f.write(json.dumps({"reason": reason, "payload": payload, "offset": offset}) + "\n")
+            for reason, payload, where, offset in res["dead_letters"]:
+                d = {"reason": reason, "payload": payload, "offset": offset}
+                if args.by_partition:
+                    d["partition"] = where
+                f.write(json.dumps(d) + "\n")
     print(f"read {res['read']}, aggregated {res['aggregated']}, dead-lettered "
           f"{len(res['dead_letters'])} (late {res['late']}), rows {len(res['rows'])}"
           + (f", open windows {res['open_windows']} ({res['open_records']} records)"
-             if args.open_at_end else ""))
+             if args.open_at_end or args.by_partition else ""))
     for reason, n in sorted(res["reasons"].items()):
         print(f"  {n:8d}  {reason}")
     if not args.out:
