@@ -11,10 +11,10 @@
 # FAIL when CI=true. About 2.5 min; RUN_SERIAL (timing-sensitive on a loaded machine).
 sluice_python_test(scale_out_append_sqlite tests/integration/scale_out_append_test.py SERIAL
                    TIMEOUT 360 ARGS --sink sqlite LABELS python integration kafka)
-# The same into MariaDB (a database scaleview_* per scenario).
+# The same into MariaDB (a database scaleview_* per scenario); a 15-s storm (the suite's time).
 sluice_python_test(scale_out_append_mysql tests/integration/scale_out_append_test.py SERIAL
-                   TIMEOUT 360 ARGS --sink mysql LABELS python integration kafka mysql)
+                   TIMEOUT 360 ARGS --sink mysql --storm-seconds 15 LABELS python integration kafka mysql)
 # The same into a Parquet dataset partitioned as examples/viewlog.toml, read with pyarrow (the
-# venv's interpreter); positions and owners from `sluice status --format json`.
+# venv's interpreter); positions and owners from `sluice status --format json`; a 15-s storm.
 sluice_python_test(scale_out_append_parquet tests/integration/scale_out_append_test.py VENV SERIAL
-                   TIMEOUT 360 ARGS --sink parquet LABELS python integration kafka parquet)
+                   TIMEOUT 360 ARGS --sink parquet --storm-seconds 15 LABELS python integration kafka parquet)
