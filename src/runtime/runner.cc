@@ -1456,7 +1456,7 @@ void Runner::RecordCheckpointStats(const CheckpointWork& work, int64_t sink_reje
   stats_.sink_healthy = true;
 }
 
-Status Runner::CollectPending() {
+Status Runner::CollectPending(bool releases_every_task) {
   RequestHandoffs();
   CheckpointWork work;
   work.epoch = epoch_;
@@ -1466,7 +1466,7 @@ Status Runner::CollectPending() {
   // another process may own them by then.
   work.positions = positions_;
   for (int32_t p : work.revoked) positions_.erase({config_.source.name, p});
-  if (!work.revoked.empty()) ReadRemoteProgressBeforeRelease();
+  if (releases_every_task || !work.revoked.empty()) ReadRemoteProgressBeforeRelease();
   if (tasks_) FoldRemoteProgress();
   if (needs_state_) AdvanceEventTime(&work);
   if (!pending_) {
@@ -1534,8 +1534,7 @@ void Runner::ReadRemoteProgressBeforeRelease() {
 
 Status Runner::FinalCheckpoint() {
   RETURN_IF_ERROR(WaitForCommit());
-  ReadRemoteProgressBeforeRelease();  // the final checkpoint releases every task
-  RETURN_IF_ERROR(CollectPending());
+  RETURN_IF_ERROR(CollectPending(/*releases_every_task=*/true));
   std::unique_ptr<CheckpointWork> work = std::move(pending_);
   // The last checkpoint of a run is always committed: a sink that buffers output flushes it.
   if (positions_uncertain_.load()) {

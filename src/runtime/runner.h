@@ -131,8 +131,10 @@ class Runner : public CheckpointRequester {
   /// The final checkpoint: waits for the commit in flight, collects the rest and commits it on
   /// the calling thread. Returns the commit status.
   Status FinalCheckpoint();
-  /// Collects a checkpoint into pending_ (merged with what it already holds).
-  Status CollectPending();
+  /// Collects a checkpoint into pending_ (merged with what it already holds). A collection that
+  /// releases tasks (a revoke, or `releases_every_task` for the final checkpoint) reads the
+  /// other processes' committed progress first (ReadRemoteProgressBeforeRelease).
+  Status CollectPending(bool releases_every_task = false);
   /// Starts committing pending_ on the committer thread (commit_), or marks it committed at
   /// once when it holds nothing new. No commit may be in flight.
   Status StartCommit();

@@ -72,7 +72,6 @@ import json
 import os
 import random
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -83,14 +82,13 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
-sys.path.insert(0, HERE)
 import dead_letters  # noqa: E402
 import harness  # noqa: E402
 import mysql_client  # noqa: E402
 import recompute_viewlog as rv  # noqa: E402
-from harness import BROKER, run  # noqa: E402
+import scale_out  # noqa: E402
+from harness import BROKER  # noqa: E402
 from kafka_util import create_topic, delete_topics, end_offsets, ensure_kcat, kafka_missing  # noqa: E402
-from scale_out_test import Watch  # noqa: E402
 
 PIPELINE = os.path.join(HERE, "scale_out_viewlog.toml")
 PARTITIONS = 8
@@ -186,32 +184,13 @@ def campaigns_csv(path):
 
 def kcat_produce(topic, partition, records, batch=BATCH):
     """Produces (key, payload) pairs to one partition, in order."""
-    lines = []
-    for key, payload in records:
-        if "\t" in key or "\t" in payload or "\n" in payload:
-            raise RuntimeError(f"the test's record cannot go through kcat -K: {payload!r}")
-        lines.append(f"{key}\t{payload}")
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    p = subprocess.run(["kcat", "-P", "-b", BROKER, "-t", topic, "-p", str(partition), "-K", "\t",
-                        "-z", "none", "-X", f"batch.num.messages={batch}", "-X", "linger.ms=50"],
-                       input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError(f"kcat -P {topic}[{partition}] exited {p.returncode}: "
-                           f"{p.stdout.decode('utf-8', 'replace')[-800:]}")
+    scale_out.kcat_produce(topic, partition, [v for _, v in records], batch,
+                           keys=[k for k, _ in records])
 
 
 def read_topic(topic):
     """[(partition, offset, key, payload)] of every record, read back with kcat."""
-    rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-f", "%p\t%o\t%k\t%s\n"],
-                  timeout=180)
-    if rc != 0:
-        raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-    recs = []
-    for ln in out.split("\n"):
-        if ln:
-            p, o, k, s = ln.split("\t", 3)
-            recs.append((int(p), int(o), k, s))
-    return recs
+    return scale_out.read_topic(topic, keys=True)
 
 
 # ------------------------------------------------------------------------------ sinks
@@ -240,29 +219,12 @@ ROW_SQL = ", ".join(rv.ROW_COLUMNS)
 AUDIT = "_test_window_writes"
 
 
-class SqliteSink:
-    kind = "sqlite"
-
+class SqliteSink(scale_out.SqliteTasks):
     def __init__(self, workdir, name):
-        self.path = os.path.join(workdir, f"{name}.db")
-        self.pipeline = name
-        self.uri = f"sqlite:{self.path}"
-        self.tasks_seen = False
+        scale_out.SqliteTasks.__init__(self, workdir, name, SOURCE, IDENTITY_BASE)
 
     def section(self):
         return None
-
-    def _query(self, sql, args=()):
-        if not os.path.exists(self.path):
-            return None
-        try:
-            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2)
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return None
 
     def prepare(self, test):
         """The table as sluice creates it (a run of the pipeline under another name over an
@@ -283,31 +245,6 @@ class SqliteSink:
         finally:
             con.close()
 
-    def positions(self):
-        rows = self._query("SELECT partition, offset FROM _sluice_positions WHERE pipeline = ? "
-                           "AND source = ? AND partition < ?", (self.pipeline, SOURCE, IDENTITY_BASE))
-        return None if rows is None else {int(p): int(o) for p, o in rows}
-
-    def owned_positions(self, pid):
-        rows = self._query(
-            "SELECT p.partition, p.offset FROM _sluice_positions p JOIN _sluice_tasks t ON "
-            "t.pipeline = p.pipeline AND t.source = p.source AND t.partition = p.partition "
-            "WHERE p.pipeline = ? AND t.owner LIKE ?", (self.pipeline, f"% pid {pid}"))
-        return None if rows is None else {int(p): int(o) for p, o in rows}
-
-    def has_tasks(self):
-        if not self.tasks_seen:
-            rows = self._query("SELECT COUNT(*) FROM _sluice_tasks WHERE pipeline = ?",
-                               (self.pipeline,))
-            self.tasks_seen = bool(rows and rows[0][0])
-        return self.tasks_seen
-
-    def letters(self):
-        entries, problems = dead_letters.load_sqlite(self.path, self.pipeline)
-        if problems:
-            raise RuntimeError("; ".join(problems[:5]))
-        return [(e["partition"], e["offset"], e["reason"]) for e in entries]
-
     def rows(self):
         rows = self._query(f"SELECT {ROW_SQL} FROM events")
         if rows is None:
@@ -324,29 +261,14 @@ class SqliteSink:
             raise RuntimeError(f"cannot read {AUDIT} in {self.path}")
         return Counter({(int(r[0]), str(r[1]), int(r[2])): int(r[3]) for r in rows})
 
-    def cleanup(self):
-        pass
 
-
-class MysqlSink:
-    kind = "mysql"
-
+class MysqlSink(scale_out.MysqlTasks):
     def __init__(self, server, token, scenario, name):
-        self.server = server
-        self.db = f"scaleview_{token}_{scenario}"[:64]
-        self.pipeline = name
-        self.uri = server.uri(self.db)
-        self.tasks_seen = False
-        server.run(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
+        scale_out.MysqlTasks.__init__(self, server, f"scaleview_{token}_{scenario}", name, SOURCE,
+                                      IDENTITY_BASE)
 
     def section(self):
         return None
-
-    def _rows(self, sql):
-        try:
-            return self.server.run(sql, self.db, timeout=30)
-        except (RuntimeError, subprocess.TimeoutExpired):
-            return None
 
     def prepare(self, test):
         test.probe(self)
@@ -365,30 +287,6 @@ class MysqlSink:
         if n:
             raise RuntimeError(f"the probe run wrote {n} rows into events")
 
-    def positions(self):
-        rows = self._rows("SELECT `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = "
-                          f"'{self.pipeline}' AND `source` = '{SOURCE}' AND `partition` < {IDENTITY_BASE}")
-        return None if rows is None else {int(p): int(o) for p, o in rows[1:]}
-
-    def has_tasks(self):
-        if not self.tasks_seen:
-            rows = self._rows("SELECT COUNT(*) FROM `_sluice_tasks` WHERE `pipeline` = "
-                              f"'{self.pipeline}'")
-            self.tasks_seen = bool(rows and len(rows) > 1 and int(rows[1][0]) > 0)
-        return self.tasks_seen
-
-    def owned_positions(self, pid):
-        rows = self._rows(
-            "SELECT p.`partition`, p.`offset` FROM `_sluice_positions` p JOIN `_sluice_tasks` t ON "
-            "t.`pipeline` = p.`pipeline` AND t.`source` = p.`source` AND t.`partition` = "
-            f"p.`partition` WHERE p.`pipeline` = '{self.pipeline}' AND t.`owner` LIKE '% pid {pid}'")
-        return None if rows is None else {int(p): int(o) for p, o in rows[1:]}
-
-    def letters(self):
-        rows = self.server.run("SELECT `partition`, `offset`, `reason` FROM `_sluice_dead_letters` "
-                               f"WHERE `pipeline` = '{self.pipeline}'", self.db)
-        return [(int(p), int(o), r) for p, o, r in rows[1:]]
-
     def rows(self):
         rows = self.server.run(f"SELECT {ROW_SQL} FROM `events`", self.db)
         return [row_dict(r) for r in rows[1:]]
@@ -402,11 +300,6 @@ class MysqlSink:
                                f"{', '.join(KEY)}", self.db)
         return Counter({(int(r[0]), str(r[1]), int(r[2])): int(r[3]) for r in rows[1:]})
 
-    def cleanup(self):
-        try:
-            self.server.run(f"DROP DATABASE IF EXISTS `{self.db}`")
-        except RuntimeError as e:
-            print(f"     note: dropping {self.db}: {e}")
 
 
 class ParquetSink:
@@ -510,7 +403,7 @@ def recompute(records, campaigns_path):
 
 # ------------------------------------------------------------------------------ the test
 
-class Test(harness.SluiceTest):
+class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
     def __init__(self, args, tmp):
         harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
@@ -623,66 +516,12 @@ class Test(harness.SluiceTest):
         return p
 
     # ---------------------------------------------------------------- waiting
-    def wait_commit_of(self, proc, sink, watch, timeout):
-        """Waits until proc has committed positions of its own: a partition whose task it owns
-        moved on while it owned it. True when seen."""
-        base = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            watch.committed()
-            own = sink.owned_positions(proc.pid)
-            if own:
-                if any(p in base and o > base[p] for p, o in own.items()):
-                    return True
-                base = dict(own)  # a partition it no longer owns is dropped
-        return False
-
-    def dwell(self, watch, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            watch.committed()
-            time.sleep(0.2)
-
-    def kill_after_commit(self, proc, sink, watch, problems, notes):
-        if not self.wait_commit_of(proc, sink, watch, 40):
-            problems.append(f"{proc.label} committed nothing of its own within 40s\n"
-                            f"{self.tail(proc)}")
-            return
-        delay = self.rng.uniform(0.2, 2.0)
-        landed = harness.kill9_at_random(proc, self.rng, delay, delay + 0.001)
-        at = watch.committed()
-        notes.append(f"{proc.label} killed -9 {delay:.2f}s after a commit of its own "
-                     f"(committed {at} of {self.total})")
-        if not landed:
-            problems.append(f"{proc.label} had exited before its kill -9\n{self.tail(proc)}")
-        if at is not None and at >= self.total:
-            problems.append(f"{proc.label} was killed after all the work was committed: the test "
-                            "did not exercise a kill mid-run (raise --per-partition)")
-
-    def wait_done(self, watch, procs, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            c = watch.committed()
-            if c is not None and c >= self.total:
-                return True
-            if all(p.poll() is not None for p in procs):
-                return False
-            time.sleep(0.3)
-        return False
-
     def wait_rows(self, sink, watch, timeout):
         """Waits until the sink holds as many rows as the recomputation writes (the processes
         close windows by each other's committed progress, a checkpoint interval apart)."""
         want = len(self.expected_rows)
         return harness.wait_for(lambda: (watch.committed(), sink.row_count())[1] == want or None,
                                 timeout, 0.5)
-
-    def stop_proc(self, proc, problems, timeout=40):
-        rc = harness.stop(proc, signal.SIGTERM, timeout)
-        if rc != 0:
-            problems.append(f"{proc.label}: exit {rc} after SIGTERM (expected 0)\n{self.tail(proc)}")
-        return rc
 
     # ---------------------------------------------------------------- checks
     def check_sink(self, label, sink, watch, expected=None):
@@ -779,7 +618,7 @@ class Test(harness.SluiceTest):
     def scenario_a(self):
         t0 = time.monotonic()
         sink = self.new_sink("a")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         v = self.variables(sink, throttled=True)
         a = self.start(sink, v, "a-A")
@@ -834,7 +673,7 @@ class Test(harness.SluiceTest):
     def scenario_b(self):
         t0 = time.monotonic()
         sink = self.new_sink("b")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems = []
         pr = self.start(sink, self.variables(sink, throttled=False), "b-one", ["--until-caught-up"])
         try:
@@ -860,7 +699,7 @@ class Test(harness.SluiceTest):
     def scenario_c(self):
         t0 = time.monotonic()
         sink = self.new_sink("c")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         # Slower than scenario a: the work must outlast the storm.
         v = dict(self.variables(sink, throttled=True), FETCH_WAIT_MS=str(2 * self.args.fetch_wait_ms))
@@ -912,7 +751,7 @@ class Test(harness.SluiceTest):
         half = {p: len(v) // 2 for p, v in records.items()}
         sink = self.new_sink("d")
         sink.topic = topic
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         v = self.variables(sink, throttled=True)
         for stage, (label, part) in enumerate([("first half", lambda p: records[p][:half[p]]),

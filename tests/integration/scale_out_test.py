@@ -73,7 +73,6 @@ import json
 import os
 import random
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -86,12 +85,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import compare_tables  # noqa: E402
-import dead_letters  # noqa: E402
 import harness  # noqa: E402
 import mysql_client  # noqa: E402
 import recompute_recruitment as rr  # noqa: E402
+import scale_out  # noqa: E402
 import timeuuid  # noqa: E402
-from harness import BROKER, run  # noqa: E402
+from harness import BROKER  # noqa: E402
 from kafka_util import create_topic, delete_topics, end_offsets, ensure_kcat, kafka_missing  # noqa: E402
 
 PIPELINE = os.path.join(HERE, "scale_out_recruitment.toml")
@@ -176,13 +175,7 @@ def make_records(rng, per_partition):
 
 
 def kcat_produce(topic, partition, lines, batch=BATCH):
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    p = subprocess.run(["kcat", "-P", "-b", BROKER, "-t", topic, "-p", str(partition), "-z", "none",
-                        "-X", f"batch.num.messages={batch}", "-X", "linger.ms=50"],
-                       input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError(f"kcat -P {topic}[{partition}] exited {p.returncode}: "
-                           f"{p.stdout.decode('utf-8', 'replace')[-800:]}")
+    scale_out.kcat_produce(topic, partition, lines, batch)
 
 
 def job_rows(jobs):
@@ -191,17 +184,7 @@ def job_rows(jobs):
 
 def read_topic(topic):
     """[(partition, offset, payload)] of every record, read back with kcat."""
-    rc, out = run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q", "-f", "%p\t%o\t%s\n"],
-                  timeout=180)
-    if rc != 0:
-        raise RuntimeError(f"kcat -C {topic} exited {rc}: {out[-800:]}")
-    recs = []
-    for ln in out.split("\n"):
-        if not ln:
-            continue
-        p, o, s = ln.split("\t", 2)
-        recs.append((int(p), int(o), s))
-    return recs
+    return scale_out.read_topic(topic)
 
 
 # ------------------------------------------------------------------------------ recomputation
@@ -267,52 +250,9 @@ def letter_kind(reason):
 
 # ------------------------------------------------------------------------------ sinks
 
-class SqliteSink:
-    kind = "sqlite"
-
+class SqliteSink(scale_out.SqliteTasks):
     def __init__(self, workdir, name):
-        self.path = os.path.join(workdir, f"{name}.db")
-        self.pipeline = name
-        self.uri = f"sqlite:{self.path}"
-        self.tasks_seen = False
-
-    def _query(self, sql, args=()):
-        if not os.path.exists(self.path):
-            return None
-        try:
-            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2)
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return None
-
-    def positions(self):
-        rows = self._query("SELECT partition, offset FROM _sluice_positions WHERE pipeline = ? "
-                           "AND source = ? AND partition < ?", (self.pipeline, SOURCE, IDENTITY_BASE))
-        return None if rows is None else {int(p): int(o) for p, o in rows}
-
-    def owned_positions(self, pid):
-        """{partition: committed position} of the tasks the process pid owns (None: unreadable)."""
-        rows = self._query(
-            "SELECT p.partition, p.offset FROM _sluice_positions p JOIN _sluice_tasks t ON "
-            "t.pipeline = p.pipeline AND t.source = p.source AND t.partition = p.partition "
-            "WHERE p.pipeline = ? AND t.owner LIKE ?", (self.pipeline, f"% pid {pid}"))
-        return None if rows is None else {int(p): int(o) for p, o in rows}
-
-    def has_tasks(self):
-        if not self.tasks_seen:  # once seen, a locked or busy file does not unsee them
-            rows = self._query("SELECT COUNT(*) FROM _sluice_tasks WHERE pipeline = ?",
-                               (self.pipeline,))
-            self.tasks_seen = bool(rows and rows[0][0])
-        return self.tasks_seen
-
-    def letters(self):
-        entries, problems = dead_letters.load_sqlite(self.path, self.pipeline)
-        if problems:
-            raise RuntimeError("; ".join(problems[:5]))
-        return [(e["partition"], e["offset"], e["reason"]) for e in entries]
+        scale_out.SqliteTasks.__init__(self, workdir, name, SOURCE, IDENTITY_BASE)
 
     def table(self):
         con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
@@ -326,53 +266,12 @@ class SqliteSink:
     def comparable(self):
         return self.path
 
-    def cleanup(self):
-        pass
 
-
-class MysqlSink:
-    kind = "mysql"
-
+class MysqlSink(scale_out.MysqlTasks):
     def __init__(self, server, token, name):
-        self.server = server
-        self.db = f"scaleout_{token}_{name}"[:64]
-        self.pipeline = name
-        self.uri = server.uri(self.db)
+        scale_out.MysqlTasks.__init__(self, server, f"scaleout_{token}_{name}", name, SOURCE,
+                                      IDENTITY_BASE)
         self.workdir = None
-        self.tasks_seen = False
-        server.run(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
-
-    def _rows(self, sql):
-        try:
-            return self.server.run(sql, self.db, timeout=30)
-        except (RuntimeError, subprocess.TimeoutExpired):
-            return None
-
-    def positions(self):
-        rows = self._rows("SELECT `partition`, `offset` FROM `_sluice_positions` WHERE `pipeline` = "
-                          f"'{self.pipeline}' AND `source` = '{SOURCE}' AND `partition` < {IDENTITY_BASE}")
-        return None if rows is None else {int(p): int(o) for p, o in rows[1:]}
-
-    def has_tasks(self):
-        if not self.tasks_seen:
-            rows = self._rows("SELECT COUNT(*) FROM `_sluice_tasks` WHERE `pipeline` = "
-                              f"'{self.pipeline}'")
-            self.tasks_seen = bool(rows and len(rows) > 1 and int(rows[1][0]) > 0)
-        return self.tasks_seen
-
-    def owned_positions(self, pid):
-        if not self.has_tasks():
-            return None
-        rows = self._rows(
-            "SELECT p.`partition`, p.`offset` FROM `_sluice_positions` p JOIN `_sluice_tasks` t ON "
-            "t.`pipeline` = p.`pipeline` AND t.`source` = p.`source` AND t.`partition` = "
-            f"p.`partition` WHERE p.`pipeline` = '{self.pipeline}' AND t.`owner` LIKE '% pid {pid}'")
-        return None if rows is None else {int(p): int(o) for p, o in rows[1:]}
-
-    def letters(self):
-        rows = self.server.run("SELECT `partition`, `offset`, `reason` FROM `_sluice_dead_letters` "
-                               f"WHERE `pipeline` = '{self.pipeline}'", self.db)
-        return [(int(p), int(o), r) for p, o, r in rows[1:]]
 
     def table(self):
         rows = self.server.run("SELECT * FROM `events` ORDER BY " + ", ".join(f"`{k}`" for k in KEY),
@@ -384,38 +283,10 @@ class MysqlSink:
         mysql_client.dump_csv(self.server, self.db, "events", path)
         return path
 
-    def cleanup(self):
-        try:
-            self.server.run(f"DROP DATABASE IF EXISTS `{self.db}`")
-        except RuntimeError as e:
-            print(f"     note: dropping {self.db}: {e}")
-
-
-class Watch:
-    """Polls a sink's committed positions: their sum, and that none ever goes back."""
-
-    def __init__(self, sink):
-        self.sink = sink
-        self.seen = {}
-        self.regressions = []
-
-    def committed(self):
-        pos = self.sink.positions()
-        if not pos:
-            return None
-        for p, o in pos.items():
-            hi = self.seen.get(p)
-            if hi is not None and o < hi and len(self.regressions) < 20:
-                self.regressions.append(f"partition {p}: the committed position went back from "
-                                        f"{hi} to {o}")
-            if hi is None or o > hi:
-                self.seen[p] = o
-        return sum(pos.values())
-
 
 # ------------------------------------------------------------------------------ the test
 
-class Test(harness.SluiceTest):
+class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
     def __init__(self, args, tmp):
         harness.SluiceTest.__init__(self, args, tmp)
         self.rng = random.Random(args.seed)
@@ -486,61 +357,6 @@ class Test(harness.SluiceTest):
         return p
 
     # ---------------------------------------------------------------- waiting
-    def wait_commit_of(self, proc, sink, watch, timeout):
-        """Waits until proc has committed positions of its own: a partition whose task it owns
-        (claimed, owner ... pid N) moved on while it owned it. A sink without task rows (MySQL
-        before issue 16 C2) tells no owners: then until any commit moved the positions.
-        True when seen."""
-        base = {}
-        any_first = watch.committed()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            now_any = watch.committed()
-            own = sink.owned_positions(proc.pid)
-            if own:
-                if any(p in base and o > base[p] for p, o in own.items()):
-                    return True
-                base = {p: o for p, o in own.items()}  # a partition it no longer owns is dropped
-            elif own is None and not sink.has_tasks() and now_any is not None \
-                    and (any_first is None or now_any > any_first):
-                return True
-        return False
-
-    def dwell(self, watch, seconds):
-        """Lets the processes work for a while, watching the committed positions."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            watch.committed()
-            time.sleep(0.2)
-
-    def kill_after_commit(self, proc, sink, watch, problems, notes):
-        if not self.wait_commit_of(proc, sink, watch, 40):
-            problems.append(f"{proc.label} committed nothing of its own within 40s\n"
-                            f"{self.tail(proc)}")
-            return
-        delay = self.rng.uniform(0.2, 2.0)
-        landed = harness.kill9_at_random(proc, self.rng, delay, delay + 0.001)
-        at = watch.committed()
-        notes.append(f"{proc.label} killed -9 {delay:.2f}s after a commit of its own "
-                     f"(committed {at} of {self.total})")
-        if not landed:
-            problems.append(f"{proc.label} had exited before its kill -9\n{self.tail(proc)}")
-        if at is not None and at >= self.total:
-            problems.append(f"{proc.label} was killed after all the work was committed: the test "
-                            "did not exercise a kill mid-run (raise --per-partition)")
-
-    def wait_done(self, watch, procs, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            c = watch.committed()
-            if c is not None and c >= self.total:
-                return True
-            if all(p.poll() is not None for p in procs):
-                return False
-            time.sleep(0.3)
-        return False
-
     def wait_letters(self, sink, timeout):
         """Waits until the sink holds as many dead letters as expected (the held records of
         jobs that never arrive are dead-lettered hold_for after they were first held)."""
@@ -553,12 +369,6 @@ class Test(harness.SluiceTest):
                 pass
             time.sleep(0.5)
         return False
-
-    def stop_proc(self, proc, problems, timeout=40):
-        rc = harness.stop(proc, signal.SIGTERM, timeout)
-        if rc != 0:
-            problems.append(f"{proc.label}: exit {rc} after SIGTERM (expected 0)\n{self.tail(proc)}")
-        return rc
 
     # ---------------------------------------------------------------- checks
     def check_sink(self, label, sink, watch):
@@ -604,7 +414,7 @@ class Test(harness.SluiceTest):
     def scenario_a(self):
         t0 = time.monotonic()
         sink = self.new_sink("a")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         v = self.variables(sink, throttled=True)
         timer = threading.Timer(self.args.held_after,
@@ -672,7 +482,7 @@ class Test(harness.SluiceTest):
         t0 = time.monotonic()
         self.add_held_rows("before the one-process run")
         sink = self.new_sink("b")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems = []
         pr = self.start(self.variables(sink, throttled=False, hold_for="3s"), "b-one",
                         ["--until-caught-up"])
@@ -702,7 +512,7 @@ class Test(harness.SluiceTest):
         t0 = time.monotonic()
         self.add_held_rows("before the storm")
         sink = self.new_sink("c")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         # Slower than scenario a: the work must outlast the storm.
         v = dict(self.variables(sink, throttled=True, hold_for="5s"),
@@ -761,7 +571,7 @@ class Test(harness.SluiceTest):
                 json.dumps({"custom_track": "click", "job_id": NEVER_JOBS[0],
                             "ts": "2026-03-01 00:00:02"})])
         sink = self.new_sink("d")
-        watch = Watch(sink)
+        watch = scale_out.Watch(sink)
         problems, notes = [], []
         v = dict(self.variables(sink, throttled=False, hold_for="8s"),
                  TRACKING=f"kafka://{BROKER}/{topic}")

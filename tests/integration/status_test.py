@@ -299,7 +299,9 @@ class Test(harness.SluiceTest):
                 problems.append(f"--format text: [{p}] task line {m.groups() if m else None}, expected "
                                 f"pid {want[0]} watermark {want[1]}:\n{frozen_text[-1200:]}")
         for p in procs:
-            harness.stop(p, signal.SIGTERM, 60)
+            rc = harness.stop(p, signal.SIGTERM, 60)
+            if rc != 0:  # then its tasks cannot have been released: say why
+                problems.append(f"{p.label}: exit {rc} after SIGTERM (expected 0)\n{self.tail(p)}")
         # After a clean stop every task is released, its progress that of the last commit.
         st = subprocess.run(status_args + ["--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, timeout=60)
