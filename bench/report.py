@@ -83,17 +83,19 @@ def render(doc):
     if scale:
         out.append("Viewlog from Kafka over several processes of one group (8 partitions, `[source] "
                    "keyed_by`, Parquet; bench/scale_out.py): events/CPU-s sums the CPU of all "
-                   "processes:")
+                   "processes; each row is the median run by CPU:")
         out.append("")
         out.append("| run | processes | variant | events | wall | events/s | events/CPU-s | CPU "
-                   "per process | peak RSS (sum) | partitions claimed per process | load average "
-                   "at start | result check |")
-        out.append("|---|---:|---|---:|---:|---:|---:|---|---:|---|---:|---|")
+                   "per process | CPU-s of each run | peak RSS (sum) | partitions claimed per "
+                   "process | load average at start | result check |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---|---|---:|---|---:|---|")
         for r in scale:
-            out.append("| %s | %d | %s | %s | %.2f s | %s | %s | %s s | %.0f MiB | %s | %.1f | %s |" % (
+            out.append("| %s | %d | %s | %s | %.2f s | %s | %s | %s s | %s | %.0f MiB | %s | %.1f "
+                       "| %s |" % (
                 r["name"], r["processes"], r["variant"], fmt_int(r["events"]), r["wall_s"],
                 fmt_rate(r["events_per_s"]), fmt_rate(r["events_per_cpu_s"]),
-                " + ".join("%.2f" % x for x in r.get("cpu_s_each", [])), r["peak_rss_mib"],
+                " + ".join("%.2f" % x for x in r.get("cpu_s_each", [])),
+                ", ".join("%.2f" % x for x in r.get("cpu_s_runs", [])) or "-", r["peak_rss_mib"],
                 " / ".join(",".join(map(str, c)) for c in r.get("partitions_claimed", [])),
                 (r.get("load_average_at_start") or [0])[0], r["check"]))
         out.append("")
