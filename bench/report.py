@@ -53,11 +53,13 @@ def render(doc):
     if doc.get("aborted"):
         out.append("**ABORTED (wrong result): %s**" % doc["aborted"])
         out.append("")
-    if doc.get("throughput"):
+    if any(not r.get("processes") for r in doc.get("throughput", [])):
         out.append("| run | source | sink | events | events/s | events/CPU-s | peak RSS | "
                    "result check |")
         out.append("|---|---|---|---:|---:|---:|---:|---|")
         for r in doc["throughput"]:
+            if r.get("processes"):
+                continue  # in the scale-out table below
             out.append("| %s | %s | %s | %s | %s | %s | %.0f MiB | %s |" % (
                 r["name"], r["source"], r["sink"], fmt_int(r["events"]), fmt_rate(r["events_per_s"]),
                 fmt_rate(r["events_per_cpu_s"]), r["peak_rss_mib"], r["check"]))
@@ -76,6 +78,41 @@ def render(doc):
                 r["p50_ms"], r["p99_ms"], r["max_ms"], r["sluice_cpu_s"], 100 * r["cpu_share"],
                 "%s (%.2f s)" % (r.get("checkpoints"), mean) if mean is not None else "-",
                 r["peak_rss_mib"], r["check"]))
+        out.append("")
+    scale = [r for r in doc.get("throughput", []) if r.get("processes")]
+    if scale:
+        out.append("Viewlog from Kafka over several processes of one group (8 partitions, `[source] "
+                   "keyed_by`, Parquet; bench/scale_out.py): events/CPU-s sums the CPU of all "
+                   "processes; each row is the median run by CPU:")
+        out.append("")
+        out.append("| run | processes | variant | events | wall | events/s | events/CPU-s | CPU "
+                   "per process | CPU-s of each run | peak RSS (sum) | partitions claimed per "
+                   "process | load average at start | result check |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---|---|---:|---|---:|---|")
+        for r in scale:
+            out.append("| %s | %d | %s | %s | %.2f s | %s | %s | %s s | %s | %.0f MiB | %s | %.1f "
+                       "| %s |" % (
+                r["name"], r["processes"], r["variant"], fmt_int(r["events"]), r["wall_s"],
+                fmt_rate(r["events_per_s"]), fmt_rate(r["events_per_cpu_s"]),
+                " + ".join("%.2f" % x for x in r.get("cpu_s_each", [])),
+                ", ".join("%.2f" % x for x in r.get("cpu_s_runs", [])) or "-", r["peak_rss_mib"],
+                " / ".join(",".join(map(str, c)) for c in r.get("partitions_claimed", [])),
+                (r.get("load_average_at_start") or [0])[0], r["check"]))
+        out.append("")
+    if doc.get("scale_out_freshness"):
+        out.append("Window freshness, the same pipeline fed live (file first seen - the window's "
+                   "earliest possible time, over the windows written):")
+        out.append("")
+        out.append("| run | processes | offered rate | seconds | records | windows | p50 | p99 | "
+                   "max | sluice CPU (share of a core) | load average at start | check |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in doc["scale_out_freshness"]:
+            out.append("| %s | %d | %s/s | %d | %s | %d | %.0f ms | %.0f ms | %.0f ms | "
+                       "%.1f s (%.0f%%) | %.1f | %s |" % (
+                           r["name"], r["processes"], fmt_rate(r["offered_rate"]),
+                           r["duration_s"], fmt_int(r["produced"]), r["windows"], r["p50_ms"],
+                           r["p99_ms"], r["max_ms"], r["sluice_cpu_s"], 100 * r["cpu_share"],
+                           r["load_average_at_start"][0], r["check"]))
         out.append("")
     by_name = {r["name"]: r for r in doc.get("throughput", [])}
     rows = []

@@ -172,10 +172,18 @@ class Bench:
         self.freshness = []
         self.micro = []
         self.parquet_files = []
+        self.scale_out_freshness = []
         self.skipped = {}
         self.ysb_expected = {}
         self.topics = []
         os.makedirs(self.work, exist_ok=True)
+
+    def log(self, msg):
+        log(msg)
+
+    @staticmethod
+    def peak_rss(pid):
+        return PeakRss(pid, interval=0.05)
 
     def size(self, name):
         return SIZES[name][1 if self.quick else 0]
@@ -593,6 +601,29 @@ class Bench:
                         % ("Avro, registry" if fmt == "avro" else "JSON"), "sqlite", n, wall, u, s,
                         rss, check)
 
+    def run_viewlog_scale_out(self):
+        """The viewlog pipeline from Kafka over 1, 2 and 3 processes of one group: catch-up
+        throughput and window freshness, each run checked (bench/scale_out.py)."""
+        self.need_kafka()
+        if shutil.which("kcat") is None:
+            raise Skipped("kcat is needed to produce and read back the keyed topic")
+        try:
+            import pyarrow  # noqa: F401
+            import scale_out
+        except ImportError as e:
+            raise Skipped("viewlog_scale_out needs pyarrow (run with .venv/bin/python): %s" % e)
+        try:
+            n_procs = [int(x) for x in self.args.scale_out_processes.split(",")]
+            for name, why in scale_out.NOT_BUILT.items():
+                self.skipped["viewlog_scale_out_" + name] = why
+            so = scale_out.ScaleOut(self, fault=self.args.scale_out_fault)
+            so.prepare_load()
+            for variant in scale_out.VARIANTS:
+                so.throughput(n_procs, variant)
+            self.scale_out_freshness += so.freshness(n_procs)
+        except scale_out.CheckFailed as e:
+            raise WrongResult(str(e))
+
     # ---------------------------------------------------------------- freshness
     def clean_recruitment(self, count):
         """`count` generated recruitment events that each count exactly once in COUNT_SQL
@@ -773,7 +804,8 @@ class Bench:
                  ("ysb_generator", self.run_ysb_generator), ("ysb_file", self.run_ysb_file),
                  ("ysb_kafka", self.run_ysb_kafka), ("recruitment_kafka", self.run_recruitment_kafka),
                  ("recruitment_avro", self.run_recruitment_avro),
-                 ("freshness", self.run_freshness)]
+                 ("freshness", self.run_freshness),
+                 ("viewlog_scale_out", self.run_viewlog_scale_out)]
         aborted = None
         started = time.monotonic()
         for name, fn in steps:
@@ -797,6 +829,7 @@ class Bench:
                "duration_s": round(time.monotonic() - started, 1),
                "throughput": self.results, "freshness": self.freshness, "micro": self.micro,
                "parquet_files": self.parquet_files,
+               "scale_out_freshness": self.scale_out_freshness,
                "skipped": self.skipped, "aborted": aborted}
         os.makedirs(self.args.out_dir, exist_ok=True)
         base = os.path.join(self.args.out_dir, "%s-%s%s" % (
@@ -812,6 +845,9 @@ class Bench:
                             r["events_per_cpu_s"], r["peak_rss_mib"], "", "", "", r["check"]])
             for r in self.freshness:
                 w.writerow(["freshness", r["name"], r["produced"], r["offered_rate"], "",
+                            r["peak_rss_mib"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["check"]])
+            for r in self.scale_out_freshness:
+                w.writerow(["scale_out_freshness", r["name"], r["produced"], r["offered_rate"], "",
                             r["peak_rss_mib"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["check"]])
             for r in self.micro:
                 w.writerow(["micro", r["name"], "", r["items_per_s"], "", "", "", "", "", ""])
@@ -842,6 +878,11 @@ def main():
     ap.add_argument("--sluice-arg", action="append", default=[],
                     help="an extra argument for sluice in the freshness runs (repeatable), "
                          "e.g. --sluice-arg=--log-level --sluice-arg=debug")
+    ap.add_argument("--scale-out-processes", default="1,2,3",
+                    help="process counts of the viewlog_scale_out runs (default 1,2,3)")
+    ap.add_argument("--scale-out-fault", choices=("drop-row", "drop-dead-letter"),
+                    help="damage each viewlog_scale_out output before its check, to show the "
+                         "check fails (the run then aborts: exit 1)")
     args = ap.parse_args()
     if args.fresh_intervals is None:
         args.fresh_intervals = "200ms" if args.quick else "1s,200ms"
