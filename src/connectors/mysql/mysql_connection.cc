@@ -84,7 +84,7 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Options& options) {
   mysql_optionsv(m.get(), MYSQL_SET_CHARSET_NAME, "utf8mb4");
   // LOAD DATA LOCAL INFILE for the sink's bulk path; the callbacks installed below serve only
   // the buffer of a LoadLocal call, never a file.
-  unsigned local_infile = 1;
+  unsigned local_infile = options.local_infile ? 1 : 0;
   mysql_optionsv(m.get(), MYSQL_OPT_LOCAL_INFILE, &local_infile);
   // The client's own limit (error 2020) as high as it goes: the server's is the one that counts,
   // read below, and statements over it are refused here before they are sent.

@@ -786,28 +786,35 @@ Result<bool> MysqlSink::WriteDeltasBulk(std::span<const DeltaRow> deltas,
   // A stage left by an attempt that failed after creating it (DDL is not rolled back).
   RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
   Status s = conn_->Execute(bulk.create);
-  Result<mysql::Connection::Affected> loaded = s;
-  if (s.ok()) loaded = conn_->LoadLocal(bulk.load, bulk.data);
-  if (!loaded.ok()) {
+  mysql::Connection::Affected loaded;
+  if (s.ok()) {
+    auto l = conn_->LoadLocal(bulk.load, bulk.data);
+    if (l.ok()) {
+      loaded = *l;
+    } else {
+      s = l.status();
+    }
+  }
+  if (!s.ok()) {
     const mysql::ErrorKind kind = mysql::ClassifyError(conn_->last_error());
     // Lost connection, deadlock (InnoDB rolled the transaction back): the checkpoint fails.
-    if (conn_->broken() || kind == mysql::ErrorKind::kTransient) return loaded.status();
+    if (conn_->broken() || kind == mysql::ErrorKind::kTransient) return s;
     if (kind != mysql::ErrorKind::kData) {
       // LOCAL INFILE disabled (MySQL 8's default), no privilege for temporary tables, ...: the
       // statements still work.
       bulk_off_ = true;
       spdlog::warn("mysql sink: bulk loads are not possible on {} ({}); writing multi-row INSERT "
                    "statements from now on",
-                   conn_->display(), loaded.status().message());
+                   conn_->display(), s.message());
     }
     RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
     return false;
   }
-  if (loaded->warnings > 0 || loaded->rows != static_cast<int64_t>(bulk.rows)) {
+  if (loaded.warnings > 0 || loaded.rows != static_cast<int64_t>(bulk.rows)) {
     // A value the stage did not hold as it is (invalid UTF-8, say): LOCAL makes that a warning,
     // where the statements get an error for the row; they decide.
     spdlog::debug("mysql sink: the bulk load of {} rows gave {} warnings; writing statements instead",
-                  bulk.rows, loaded->warnings);
+                  bulk.rows, loaded.warnings);
     RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
     return false;
   }

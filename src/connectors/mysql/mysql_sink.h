@@ -98,6 +98,11 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   /// being isolated (after the rollback to the savepoint).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+  /// Makes the next connection not offer LOCAL INFILE, as a server that refuses it would.
+  void DisableLocalInfileForTesting() {
+    options_.local_infile = false;
+    conn_.reset();
+  }
   /// Returns how many ranges of deltas went through the bulk path (LOAD DATA into the stage).
   int64_t BulkLoadsForTesting() const { return bulk_loads_; }
   /// Returns the server's id of the current connection, or 0 when there is none.

@@ -766,12 +766,23 @@ bool AppendField(const Value& v, std::string* out) {
     case Type::kString:
       for (char c : v.string_value()) {
         switch (c) {
-          case '\\': *out += "\\\\"; break;
-          case '\t': *out += "\\t"; break;
-          case '\n': *out += "\\n"; break;
-          case '\r': *out += "\\r"; break;
-          case '\0': *out += "\\0"; break;
-          default: *out += c;
+          case '\\':
+            *out += "\\\\";
+            break;
+          case '\t':
+            *out += "\\t";
+            break;
+          case '\n':
+            *out += "\\n";
+            break;
+          case '\r':
+            *out += "\\r";
+            break;
+          case '\0':
+            *out += "\\0";
+            break;
+          default:
+            *out += c;
         }
       }
       return true;

@@ -1146,6 +1146,26 @@ TEST_F(MysqlSinkBulkTest, RefusedRowsAreIsolatedAsWithStatements) {
   EXPECT_EQ(twin_reasons.size(), 2u);
 }
 
+TEST_F(MysqlSinkBulkTest, WithoutLocalInfileTheStatementsAreWritten) {
+  // The server refuses LOAD DATA LOCAL (here: the client does not offer it, so the server
+  // answers as a server with local_infile=OFF does): the commit still succeeds, by statements,
+  // and the sink stops trying.
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  bulk_->DisableLocalInfileForTesting();
+  std::vector<DeltaRow> d;
+  for (int i = 0; i < 30; ++i) {
+    d.push_back(MakeDelta(*spec, kT, {Value::String("k" + std::to_string(100 + i))},
+                          {Rec({N, I(i), N, D(i / 4.0), D(i / 8.0), S("v"), I(i), Ts(kT)}, kT)}));
+  }
+  ASSERT_TRUE(CommitBoth(1, d, 10).ok());
+  ASSERT_TRUE(CommitBoth(2, d, 20).ok());
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 0);
+  EXPECT_TRUE(bulk_->Healthy());
+  EXPECT_EQ(One("SELECT COUNT(*), SUM(total), SUM(n) FROM " + T()), "30|870|60");
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+}
+
 class MysqlDimensionTest : public MysqlSinkTest {};
 
 TEST_F(MysqlDimensionTest, LoadsTheDeclaredFields) {
