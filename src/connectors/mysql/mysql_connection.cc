@@ -1,5 +1,7 @@
 #include "connectors/mysql/mysql_connection.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -80,6 +82,10 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Options& options) {
   mysql_optionsv(m.get(), MYSQL_OPT_PROTOCOL, &protocol);
   mysql_optionsv(m.get(), MYSQL_OPT_RECONNECT, &reconnect);
   mysql_optionsv(m.get(), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  // LOAD DATA LOCAL INFILE for the sink's bulk path; the callbacks installed below serve only
+  // the buffer of a LoadLocal call, never a file.
+  unsigned local_infile = options.local_infile ? 1 : 0;
+  mysql_optionsv(m.get(), MYSQL_OPT_LOCAL_INFILE, &local_infile);
   // The client's own limit (error 2020) as high as it goes: the server's is the one that counts,
   // read below, and statements over it are refused here before they are sent.
   unsigned long client_packet = 1UL << 30;
@@ -90,6 +96,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Options& options) {
     return ErrorStatus(mysql_errno(m.get()), mysql_error(m.get()), display, "");
   }
   std::unique_ptr<Connection> c(new Connection(m.release(), display));
+  mysql_set_local_infile_handler(c->mysql_, &Connection::InfileInit, &Connection::InfileRead,
+                                 &Connection::InfileEnd, &Connection::InfileError, c.get());
   const unsigned lock_wait = timeout > 2 ? timeout - 2 : 1;
   RETURN_IF_ERROR(
       c->Execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
@@ -155,6 +163,40 @@ Result<Connection::Affected> Connection::ExecuteCounted(std::string_view sql) {
     }
   }
   return out;
+}
+
+Result<Connection::Affected> Connection::LoadLocal(std::string_view sql, std::string_view data) {
+  infile_ = data;
+  infile_read_ = 0;
+  Status s = Execute(sql);
+  infile_.reset();
+  RETURN_IF_ERROR(s);
+  Affected out;
+  out.rows = static_cast<int64_t>(mysql_affected_rows(mysql_));
+  out.warnings = mysql_warning_count(mysql_);
+  return out;
+}
+
+int Connection::InfileInit(void** ptr, const char*, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  *ptr = c;
+  return c->infile_ ? 0 : 1;
+}
+
+int Connection::InfileRead(void* ptr, char* buf, unsigned int size) {
+  auto* c = static_cast<Connection*>(ptr);
+  if (!c->infile_) return -1;
+  const size_t n = std::min<size_t>(size, c->infile_->size() - c->infile_read_);
+  std::memcpy(buf, c->infile_->data() + c->infile_read_, n);
+  c->infile_read_ += n;
+  return static_cast<int>(n);
+}
+
+void Connection::InfileEnd(void*) {}
+
+int Connection::InfileError(void*, char* message, unsigned int size) {
+  std::snprintf(message, size, "%s", "sluice sends no file but the rows of a bulk load");
+  return 2000;  // CR_UNKNOWN_ERROR
 }
 
 Status Connection::Query(std::string_view sql, const std::function<Status(RowView)>& row) {

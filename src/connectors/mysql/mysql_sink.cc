@@ -62,6 +62,11 @@ const OptionTable& MysqlSinkOptions() {
           {.name = "timeout", .type = OptionType::kDuration, .default_value = "10s", .help = "Connect, read and write timeout; at least 1s."},
           {.name = "batch_rows", .type = OptionType::kInt, .default_value = "1000", .help = "Rows per multi-row INSERT."},
           {.name = "batch_bytes", .type = OptionType::kInt, .default_value = "1048576", .help = "Bytes per multi-row INSERT."},
+          {.name = "bulk_rows",
+           .type = OptionType::kInt,
+           .default_value = "1000",
+           .help = "A checkpoint of at least this many groups is loaded with LOAD DATA LOCAL INFILE into a "
+                   "temporary table and merged by one INSERT ... SELECT (faster); 0: always multi-row INSERTs."},
       }};
   return kTable;
 }
@@ -95,6 +100,9 @@ Result<std::unique_ptr<Sink>> MysqlSink::Make(const SinkConfig& config) {
     return Status::InvalidArgument(o.Where(batch_rows < 1 ? "batch_rows" : "batch_bytes") +
                                    ": batch_rows and batch_bytes must be positive");
   }
+  ASSIGN_OR_RETURN(int64_t bulk_rows, o.Int("bulk_rows"));
+  if (bulk_rows < 0) return Status::InvalidArgument(o.Where("bulk_rows") + ": bulk_rows must not be negative");
+  sink->bulk_rows_ = static_cast<size_t>(bulk_rows);
   sink->batch_rows_ = static_cast<size_t>(batch_rows);
   sink->batch_bytes_ = static_cast<size_t>(batch_bytes);
   RETURN_IF_ERROR(o.Finish());
@@ -156,8 +164,12 @@ Result<SinkExplanation> MysqlSink::Explain(const SinkContext& ctx) {
   }
   e.facts.push_back({"per checkpoint",
                      "one InnoDB transaction: the upserts (up to " + std::to_string(batch_rows_) +
-                         " rows per statement), the dead letters and the positions in "
-                         "_sluice_positions" +
+                         " rows per statement" +
+                         (bulk_rows_ > 0 ? "; from " + std::to_string(bulk_rows_) +
+                                               " groups LOAD DATA LOCAL INFILE into a temporary table and "
+                                               "one INSERT ... SELECT"
+                                         : std::string()) +
+                         "), the dead letters and the positions in _sluice_positions" +
                          std::string(ctx.tasks ? "; first the fences of its tasks are checked (SELECT ... FOR "
                                                  "UPDATE), then their progress and state go to _sluice_tasks"
                                                : "")});
@@ -767,6 +779,51 @@ Result<std::vector<RejectedItem>> MysqlSink::WriteIsolatingRows(
   return WriteIsolatingRejects(n, attempt, [&](const Status&) { return rejection; });
 }
 
+Result<bool> MysqlSink::WriteDeltasBulk(std::span<const DeltaRow> deltas,
+                                         const std::function<Status(const std::string&, size_t)>& run) {
+  mysql::BulkLoad bulk;
+  if (!sql_->BulkDeltas(deltas, &bulk)) return false;
+  // A stage left by an attempt that failed after creating it (DDL is not rolled back).
+  RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
+  Status s = conn_->Execute(bulk.create);
+  mysql::Connection::Affected loaded;
+  if (s.ok()) {
+    auto l = conn_->LoadLocal(bulk.load, bulk.data);
+    if (l.ok()) {
+      loaded = *l;
+    } else {
+      s = l.status();
+    }
+  }
+  if (!s.ok()) {
+    const mysql::ErrorKind kind = mysql::ClassifyError(conn_->last_error());
+    // Lost connection, deadlock (InnoDB rolled the transaction back): the checkpoint fails.
+    if (conn_->broken() || kind == mysql::ErrorKind::kTransient) return s;
+    if (kind != mysql::ErrorKind::kData) {
+      // LOCAL INFILE disabled (MySQL 8's default), no privilege for temporary tables, ...: the
+      // statements still work.
+      bulk_off_ = true;
+      spdlog::warn("mysql sink: bulk loads are not possible on {} ({}); writing multi-row INSERT "
+                   "statements from now on",
+                   conn_->display(), s.message());
+    }
+    RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
+    return false;
+  }
+  if (loaded.warnings > 0 || loaded.rows != static_cast<int64_t>(bulk.rows)) {
+    // A value the stage did not hold as it is (invalid UTF-8, say): LOCAL makes that a warning,
+    // where the statements get an error for the row; they decide.
+    spdlog::debug("mysql sink: the bulk load of {} rows gave {} warnings; writing statements instead",
+                  bulk.rows, loaded.warnings);
+    RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
+    return false;
+  }
+  RETURN_IF_ERROR(run(bulk.merge, bulk.rows));
+  RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
+  ++bulk_loads_;
+  return true;
+}
+
 bool MysqlSink::IsRowRejection(const Status& s) const {
   if (!conn_ || conn_->broken() || s.code() != StatusCode::kInvalidArgument) return false;
   // A value the column cannot hold (server), or one no column can (a non-finite double, refused
@@ -859,7 +916,12 @@ Status MysqlSink::Commit(const Checkpoint& cp) {
       const std::span<const DeltaRow> all(*cp.deltas);
       ASSIGN_OR_RETURN(rejected_deltas, WriteIsolatingRows(all.size(), [&](size_t b, size_t e) {
                          return counting([&] {
-                           return sql_->ForEachDeltaStatement(all.subspan(b, e - b), batch_rows_,
+                           const auto range = all.subspan(b, e - b);
+                           if (bulk_rows_ > 0 && !bulk_off_ && range.size() >= bulk_rows_) {
+                             ASSIGN_OR_RETURN(bool bulk, WriteDeltasBulk(range, counted));
+                             if (bulk) return Status::OK();
+                           }
+                           return sql_->ForEachDeltaStatement(range, batch_rows_,
                                                               StatementBytes(), counted);
                          });
                        }));

@@ -98,6 +98,13 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   /// being isolated (after the rollback to the savepoint).
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+  /// Makes the next connection not offer LOCAL INFILE, as a server that refuses it would.
+  void DisableLocalInfileForTesting() {
+    options_.local_infile = false;
+    conn_.reset();
+  }
+  /// Returns how many ranges of deltas went through the bulk path (LOAD DATA into the stage).
+  int64_t BulkLoadsForTesting() const { return bulk_loads_; }
   /// Returns the server's id of the current connection, or 0 when there is none.
   unsigned long ConnectionIdForTesting() const { return conn_ ? conn_->id() : 0; }
 
@@ -134,6 +141,13 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   /// items with the server's message.
   Result<std::vector<RejectedItem>> WriteIsolatingRows(
       size_t n, const std::function<Status(size_t begin, size_t end)>& write);
+  /// Writes `deltas` by the bulk path (BulkDeltas: LOAD DATA LOCAL INFILE into a temporary
+  /// table, one INSERT ... SELECT ... ON DUPLICATE KEY UPDATE), sending the merge through `run`.
+  /// Returns false, having written nothing, when the path does not apply: the stage could not
+  /// hold the values exactly (the server warned while loading), or the server refuses LOCAL
+  /// INFILE or temporary tables (then bulk_off_, for the rest of the sink's life).
+  Result<bool> WriteDeltasBulk(std::span<const DeltaRow> deltas,
+                               const std::function<Status(const std::string&, size_t)>& run);
   /// Returns true when `s`, the failure of a write, is a permanent refusal of its values (a
   /// value the column cannot hold, or one row whose statement alone is over max_allowed_packet).
   bool IsRowRejection(const Status& s) const;
@@ -148,6 +162,10 @@ class MysqlSink : public Sink, public SinkReader, public SinkExplainer {
   std::string column_types_where_;
   size_t batch_rows_ = 1000;
   size_t batch_bytes_ = 1 << 20;
+  /// A range of at least this many deltas goes by the bulk path (0: never).
+  size_t bulk_rows_ = 1000;
+  bool bulk_off_ = false;
+  int64_t bulk_loads_ = 0;
   SinkContext ctx_;
   std::optional<mysql::TableSql> sql_;
   std::unique_ptr<mysql::Connection> conn_;

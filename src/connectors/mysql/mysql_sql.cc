@@ -641,7 +641,8 @@ Result<TableSql> TableSql::Make(const SinkContext& ctx, std::string table,
     }
     it->type = type;
   }
-  t.insert_prefix_ = "INSERT INTO " + QuoteIdentifier(t.physical_) + " (" + cols + ") VALUES ";
+  t.insert_into_ = "INSERT INTO " + QuoteIdentifier(t.physical_) + " (" + cols + ") ";
+  t.insert_prefix_ = t.insert_into_ + "VALUES ";
   if (!updates.empty()) t.update_suffix_ = " ON DUPLICATE KEY UPDATE " + updates;
   return t;
 }
@@ -730,6 +731,134 @@ Status TableSql::AppendDeltaTuple(const DeltaRow& row, std::string* out) const {
   }
   *out += ')';
   return Status::OK();
+}
+
+void TableSql::DeltaValues(const DeltaRow& row, std::vector<Value>* out) const {
+  const AggregateSpec& a = *aggregate_;
+  if (a.emit_window_start) out->push_back(Value::TimeMicros(row.window_start));
+  if (a.emit_window_end) out->push_back(Value::TimeMicros(row.window_start + a.window_micros));
+  for (const auto& k : row.keys) out->push_back(k);
+  for (size_t i = 0; i < a.metrics.size(); ++i) {
+    FunctionOf(a.metrics[i]).stored_values(a.metrics[i], row.metrics[i], out);
+  }
+}
+
+namespace {
+
+constexpr char kStage[] = "`_sluice_stage`";
+
+/// The name of the stage's column `i`: unlike every column of the table, so that the merge's
+/// ON DUPLICATE KEY UPDATE assignments name the table's columns only.
+std::string StageColumn(size_t i) { return "`_v" + std::to_string(i) + "`"; }
+
+/// Appends `v` as a field of LOAD DATA's default format (tab-separated, backslash escapes,
+/// \N for NULL): the text of its literal without quotes. False for a non-finite double.
+bool AppendField(const Value& v, std::string* out) {
+  switch (v.type()) {
+    case Type::kNull:
+      *out += "\\N";
+      return true;
+    case Type::kBool:
+    case Type::kInt64:
+    case Type::kDouble:
+      if (v.type() == Type::kDouble && !std::isfinite(v.double_value())) return false;
+      return AppendLiteral(v, out).ok();
+    case Type::kString:
+      for (char c : v.string_value()) {
+        switch (c) {
+          case '\\':
+            *out += "\\\\";
+            break;
+          case '\t':
+            *out += "\\t";
+            break;
+          case '\n':
+            *out += "\\n";
+            break;
+          case '\r':
+            *out += "\\r";
+            break;
+          case '\0':
+            *out += "\\0";
+            break;
+          default:
+            *out += c;
+        }
+      }
+      return true;
+    case Type::kTimestamp:
+      *out += FormatTimestamp(v.time_value().micros, "%Y-%m-%d %H:%M:%S");
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string DropStageSql() { return std::string("DROP TEMPORARY TABLE IF EXISTS ") + kStage; }
+
+bool TableSql::BulkDeltas(std::span<const DeltaRow> deltas, BulkLoad* out) const {
+  if (!aggregate_ || deltas.empty()) return false;
+  const AggregateSpec& a = *aggregate_;
+  std::vector<Value> values;
+  std::vector<Type> types;  // per stage column: the type of its values (kNull: none seen yet)
+  out->data.clear();
+  for (const DeltaRow& row : deltas) {
+    values.clear();
+    DeltaValues(row, &values);
+    if (types.empty()) types.assign(values.size(), Type::kNull);
+    if (values.size() != types.size()) return false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const Type t = values[i].type() == Type::kBool ? Type::kInt64 : values[i].type();
+      if (t != Type::kNull) {
+        if (types[i] == Type::kNull) types[i] = t;
+        if (types[i] != t) return false;
+      }
+      if (i > 0) out->data += '\t';
+      if (!AppendField(values[i], &out->data)) return false;
+    }
+    out->data += '\n';
+  }
+  std::string columns, list;
+  for (size_t i = 0; i < types.size(); ++i) {
+    const char* type = "BIGINT";
+    if (types[i] == Type::kDouble) type = "DOUBLE";
+    if (types[i] == Type::kString) type = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+    if (types[i] == Type::kTimestamp) type = "VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+    columns += (i ? ", " : "") + StageColumn(i) + " " + type;
+    list += (i ? ", " : "") + StageColumn(i);
+  }
+  out->create = std::string("CREATE TEMPORARY TABLE ") + kStage + " (" + columns +
+                ") DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+  // LOAD DATA's default format, spelled out; the name is not opened (Connection::LoadLocal).
+  out->load = std::string("LOAD DATA LOCAL INFILE 'sluice-stage.tsv' INTO TABLE ") + kStage +
+              " CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY "
+              "'\\\\' LINES TERMINATED BY '\\n' STARTING BY '' (" +
+              list + ")";
+  // The SELECT list is the tuple of the chunked upserts with the stage's columns in place of
+  // the literals: what the catalog inserts as it is, or its expression (an average) of them.
+  std::string select;
+  size_t next = 0;
+  auto add = [&](const std::string& expr) { select += (select.empty() ? "" : ", ") + expr; };
+  const size_t fixed = (a.emit_window_start ? 1 : 0) + (a.emit_window_end ? 1 : 0) + a.keys.size();
+  for (; next < fixed; ++next) add(StageColumn(next));
+  for (size_t i = 0; i < a.metrics.size(); ++i) {
+    const MetricSpec& m = a.metrics[i];
+    const AggregateFunction& f = FunctionOf(m);
+    std::vector<SqlInput> inputs(f.inputs);
+    for (auto& in : inputs) in.text = StageColumn(next++);
+    if (inserts_inputs_[i]) {
+      for (const auto& in : inputs) add(in.text);
+      continue;
+    }
+    auto inserted = f.insert_sql(m, kSpelling, inputs);
+    if (!inserted.ok()) return false;
+    for (const std::string& v : *inserted) add(v);
+  }
+  if (next != types.size()) return false;
+  out->merge = insert_into_ + "SELECT " + select + " FROM " + kStage + update_suffix_;
+  out->rows = deltas.size();
+  return true;
 }
 
 Status TableSql::AppendRowTuple(const std::vector<Value>& row, std::string* out) const {

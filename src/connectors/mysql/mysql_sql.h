@@ -163,6 +163,19 @@ struct Column {
   std::string attributes;  ///< e.g. " NOT NULL DEFAULT 0"
 };
 
+/// One range of deltas as a bulk load: the rows go into a temporary table by LOAD DATA LOCAL
+/// INFILE and one INSERT ... SELECT ... ON DUPLICATE KEY UPDATE merges them into the table
+/// with the same assignments as the chunked upserts.
+struct BulkLoad {
+  std::string create;  ///< CREATE TEMPORARY TABLE of the stage, a column per value of a tuple
+  std::string load;    ///< LOAD DATA LOCAL INFILE into the stage
+  std::string data;    ///< the rows, one line each, tab-separated, in the order of the deltas
+  std::string merge;   ///< INSERT INTO the table (...) SELECT ... FROM the stage ON DUPLICATE ...
+  size_t rows = 0;
+};
+/// Returns the statement that drops the bulk load's temporary table when it exists.
+std::string DropStageSql();
+
 /// Renders the SQL the MySQL sink sends for its results table: the DDL and the chunked
 /// INSERT ... ON DUPLICATE KEY UPDATE statements whose merge rules match MergeMetric().
 ///
@@ -202,6 +215,15 @@ class TableSql {
   /// Same, also giving `run` the number of rows in each statement.
   Status ForEachDeltaStatement(std::span<const DeltaRow> deltas, size_t max_rows, size_t max_bytes,
                                const std::function<Status(const std::string&, size_t)>& run) const;
+  /// Renders `deltas` as one bulk load into `out`. Returns false (and leaves the deltas to
+  /// ForEachDeltaStatement) when the stage could not hold them as the statements' literals
+  /// would: a column whose values are of different types, or a number no column can hold.
+  ///
+  /// The stage's columns take each value as the literal of the chunked upserts does: integers
+  /// and booleans BIGINT, doubles DOUBLE (written with 17 significant digits, read back to the
+  /// same double), strings utf8mb4 LONGTEXT, timestamps their 'YYYY-MM-DD HH:MM:SS' text; so
+  /// the server converts each into its column exactly as it converts the literal.
+  bool BulkDeltas(std::span<const DeltaRow> deltas, BulkLoad* out) const;
   /// Same for final rows (no aggregate): INSERT, or upsert replacing non-key columns.
   Status ForEachRowStatement(std::span<const std::vector<Value>> rows, size_t max_rows,
                              size_t max_bytes,
@@ -213,6 +235,8 @@ class TableSql {
  private:
   TableSql() = default;
   Status AppendDeltaTuple(const DeltaRow& row, std::string* out) const;
+  /// Appends the values a delta's tuple is made of (keys, then each metric's stored values).
+  void DeltaValues(const DeltaRow& row, std::vector<Value>* out) const;
   Status AppendRowTuple(const std::vector<Value>& row, std::string* out) const;
   template <typename T, typename F>
   Status Chunk(std::span<const T> items, size_t max_rows, size_t max_bytes, F&& append,
@@ -228,6 +252,7 @@ class TableSql {
   /// Per metric: the catalog inserts the values a delta sends as they are (no expression), so
   /// a tuple appends their literals directly.
   std::vector<bool> inserts_inputs_;
+  std::string insert_into_;    ///< "INSERT INTO `t` (`a`, `b`) "
   std::string insert_prefix_;  ///< "INSERT INTO `t` (`a`, `b`) VALUES "
   std::string update_suffix_;  ///< " ON DUPLICATE KEY UPDATE ..." (may be empty)
   size_t tuple_columns_ = 0;   ///< values per row tuple

@@ -881,6 +881,291 @@ TEST_F(MysqlSinkTest, CommitsFiftyThousandDeltas) {
             "50000|100000|" + std::to_string(2 * 49'500 * 50));
 }
 
+// The bulk path (LOAD DATA LOCAL INFILE into a temporary table, one INSERT ... SELECT ... ON
+// DUPLICATE KEY UPDATE; bulk_rows = 1 so that every checkpoint takes it) against values worked
+// out by hand and against a twin table written by the multi-row INSERT statements
+// (bulk_rows = 0) with the same checkpoints.
+class MysqlSinkBulkTest : public MysqlSinkTest {
+ protected:
+  void SetUp() override {
+    MysqlSinkTest::SetUp();
+    twin_table_ = table_ + "_s";
+    twin_pipeline_ = pipeline_ + "_s";
+  }
+  void TearDown() override {
+    MysqlSinkTest::TearDown();
+    SwapTwin();
+    MysqlSinkTest::TearDown();
+    SwapTwin();
+  }
+  void SwapTwin() {
+    std::swap(table_, twin_table_);
+    std::swap(pipeline_, twin_pipeline_);
+  }
+  /// Opens the bulk sink on table_ and the statements' sink on the twin.
+  void OpenBoth(const AggregateSpec& spec, std::map<std::string, std::string> options = {}) {
+    auto bulk = options;
+    bulk["bulk_rows"] = "1";
+    bulk_ = OpenSink(spec, bulk);
+    SwapTwin();
+    options["bulk_rows"] = "0";
+    statements_ = OpenSink(spec, options);
+    SwapTwin();
+    ASSERT_TRUE(bulk_ && statements_);
+  }
+  /// Commits `deltas` to both sinks; the statuses must agree.
+  Status CommitBoth(int64_t id, const std::vector<DeltaRow>& deltas, int64_t offset) {
+    Status a = bulk_->Commit(Cp(id, &deltas, offset));
+    Status b = statements_->Commit(Cp(id, &deltas, offset));
+    EXPECT_EQ(a.code(), b.code()) << a.ToString() << " / " << b.ToString();
+    return a;
+  }
+  /// Every column of the rows of table_ (internal columns included), in key order, as text.
+  std::vector<std::string> AllRows(size_t keys) {
+    std::string order;
+    for (size_t i = 1; i <= keys; ++i) order += (i > 1 ? ", " : "") + std::to_string(i);
+    return Lines("SELECT * FROM " + Internal() + " ORDER BY " + order);
+  }
+  /// The same of the twin.
+  std::vector<std::string> TwinRows(size_t keys) {
+    SwapTwin();
+    auto rows = AllRows(keys);
+    SwapTwin();
+    return rows;
+  }
+
+  std::string twin_table_, twin_pipeline_;
+  std::unique_ptr<MysqlSink> bulk_, statements_;
+};
+
+TEST_F(MysqlSinkBulkTest, MergesLikeTheStatementsAndByHand) {
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  const auto& a = *spec;
+  // The checkpoints of MergesDeltasAcrossCheckpointsLikeMergeMetric, same expected rows.
+  std::vector<DeltaRow> cp1 = {
+      MakeDelta(
+          a, kT, {S("a")},
+          {Rec({N, I(5), I(1), D(0.5), D(2.5), S("b"), I(7), Ts(kT + 10 * kSec)}, kT + 10 * kSec),
+           Rec({N, I(3), I(2), D(0.25), D(-1), S("a"), I(9), Ts(kT + 20 * kSec)}, kT + 5 * kSec)}),
+      MakeDelta(a, kT, {S("b")},
+                {Rec({N, I(1), I(1), N, N, N, N, Ts(kT + kSec)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, Ts(kT + kSec)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, Ts(kT)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT + kSec)}),
+  };
+  ASSERT_TRUE(CommitBoth(1, cp1, 10).ok());
+  std::vector<DeltaRow> cp2 = {
+      MakeDelta(a, kT, {S("A")}, {Rec({N, I(1), I(1), D(2), D(1.5), S("z"), I(3), Ts(kT)}, kT)}),
+      MakeDelta(
+          a, kT, {S("a")},
+          {Rec({N, I(2), I(2), D(1), D(0.5), S("c"), I(100), Ts(kT + 15 * kSec)}, kT + 5 * kSec)}),
+      MakeDelta(a, kT, {S("b")},
+                {Rec({N, I(1), I(0), N, D(-3), S("x"), I(5), Ts(kT)}, kT + kSec),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT), Rec({N, I(1), I(0), N, N, N, N, N}, kT),
+                 Rec({N, I(1), I(0), N, N, N, N, N}, kT)}),
+  };
+  ASSERT_TRUE(CommitBoth(2, cp2, 20).ok());
+  const std::string select =
+      "SELECT window_start, window_end, k, n, total, mean, dmean, lo, hi, latest, seen FROM " +
+      T() + " ORDER BY window_start, k";
+  const std::string w = "2024-05-01 10:00:00|2024-05-01 11:00:00|";
+  EXPECT_EQ(Lines(select), (std::vector<std::string>{
+                               w + "A|1|1|1|2|1.5|z|3|2024-05-01 10:00:00",
+                               w + "a|3|10|1.67|0.5833333333333334|-1|c|7|2024-05-01 10:00:20",
+                               w + "b|8|8|0.13|NULL|-3|x|5|2024-05-01 10:00:01"}));
+  std::vector<DeltaRow> cp3 = {
+      MakeDelta(a, kT, {S("a")}, {Rec({N, N, I(2), N, N, N, I(9), N}, kT + 10 * kSec)})};
+  ASSERT_TRUE(CommitBoth(3, cp3, 30).ok());
+  std::vector<DeltaRow> cp4 = {
+      MakeDelta(a, kT, {S("a")}, {Rec({N, N, N, N, N, N, I(8), N}, kT + 10 * kSec)})};
+  ASSERT_TRUE(CommitBoth(4, cp4, 40).ok());
+  EXPECT_EQ(One(select + " LIMIT 1 OFFSET 1"),
+            w + "a|5|10|1.75|0.5833333333333334|-1|c|9|2024-05-01 10:00:20");
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 4);
+  EXPECT_EQ(statements_->BulkLoadsForTesting(), 0);
+  // The rows counted the same way (the last commit: one row updated).
+  ASSERT_TRUE(bulk_->LastCommitRowCounts() && statements_->LastCommitRowCounts());
+  EXPECT_EQ(bulk_->LastCommitRowCounts()->updated, 1);
+  EXPECT_EQ(statements_->LastCommitRowCounts()->updated, 1);
+}
+
+TEST_F(MysqlSinkBulkTest, StringsNullsAndDoublesAreStoredExactly) {
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  const std::vector<std::string> keys = {"a",
+                                         "A",
+                                         "a ",
+                                         "",
+                                         "it's \"quoted\"",
+                                         "back\\slash\\",
+                                         "\\N",
+                                         "N",
+                                         "tab\there",
+                                         "line\nbreak\r\n",
+                                         std::string("nul\0byte", 8),
+                                         "ctrl-z \x1a",
+                                         "Hà Nội ✓ 🙂",
+                                         "x'); DROP TABLE t; --"};
+  const std::vector<double> doubles = {0.1, -0.0, 1e300, 5e-324, 1.0 / 3, -2.5, 123456789.125};
+  std::vector<DeltaRow> deltas;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    // Every other key leaves the double and string metrics NULL.
+    const bool nulls = i % 2 == 1;
+    const Value d = nulls ? N : D(doubles[i % doubles.size()]);
+    deltas.push_back(MakeDelta(*spec, kT, {Value::String(keys[i])},
+                               {Rec({N, I(static_cast<int64_t>(i)), N, d, d,
+                                     nulls ? N : Value::String(keys[i]), N, N},
+                                    kT)}));
+  }
+  std::sort(deltas.begin(), deltas.end(),
+            [](const DeltaRow& x, const DeltaRow& y) { return x.keys < y.keys; });
+  ASSERT_TRUE(CommitBoth(1, deltas, 10).ok());
+  ASSERT_TRUE(CommitBoth(2, deltas, 20).ok());
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 2);
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+  // By hand: each key once, with its own bytes, counted twice; the strings equal to the keys.
+  std::vector<std::string> got;
+  ASSERT_TRUE(admin_
+                  ->Query("SELECT k, hi, n, HEX(k) FROM " + T(),
+                          [&](mysql::RowView r) {
+                            if (r[1]) {
+                              EXPECT_EQ(*r[0], *r[1]);
+                            }
+                            EXPECT_EQ(*r[2], "2") << *r[3];
+                            got.emplace_back(*r[0]);
+                            return Status::OK();
+                          })
+                  .ok());
+  std::sort(got.begin(), got.end());
+  auto want = keys;
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(One("SELECT COUNT(*) FROM " + T() + " WHERE hi IS NULL AND lo IS NULL"),
+            std::to_string(keys.size() / 2));
+  // Doubles read back as the same doubles (the sums of two checkpoints: 2x, exact).
+  EXPECT_EQ(One("SELECT lo FROM " + T() + " WHERE k = 'a'"), "0.1");
+  EXPECT_EQ(One("SELECT lo FROM " + T() + " WHERE k = 'a '"), "1e300");
+}
+
+TEST_F(MysqlSinkBulkTest, DecimalAveragesRoundHalfAwayFromZero) {
+  auto spec = RecruitmentSpec();
+  OpenBoth(*spec, {{"column_types", "dates:DATE,hours:TINYINT,bid_set:DECIMAL(10,2),"
+                                    "latest_update_time:DATETIME"}});
+  const auto& a = *spec;
+  const std::vector<bool> click = {true, true, true, true, false, false, false, true, true};
+  // Bids per group whose exact average ends in 5 at the third decimal, either sign.
+  const std::vector<std::vector<int64_t>> bids = {
+      {1, 0, 0, 0, 0, 0, 0, 0},      // 0.125 -> 0.13
+      {-1, 0, 0, 0, 0, 0, 0, 0},     // -0.125 -> -0.13
+      {5, 0, 0, 0, 0, 0, 0, 0},      // 0.625 -> 0.63
+      {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0, 0},   // 1/40 = 0.025 -> 0.03
+      {2, 1, 2},                      // 1.666.. -> 1.67
+      {7}};                           // 7.00
+  std::vector<DeltaRow> deltas;
+  for (size_t g = 0; g < bids.size(); ++g) {
+    std::vector<Rec> recs;
+    for (int64_t b : bids[g]) {
+      recs.push_back(Rec({I(1), N, I(b), I(b), N, N, N, S("kafka"), Ts(kT + kSec)}, kT + kSec, click));
+    }
+    deltas.push_back(MakeDelta(
+        a, kT, {I(static_cast<int64_t>(g)), S("2024-05-01"), I(10), I(1), I(2), I(3)}, recs));
+  }
+  ASSERT_TRUE(CommitBoth(1, deltas, 10).ok());
+  const std::string select = "SELECT job_id, bid_set FROM " + T() + " ORDER BY job_id";
+  EXPECT_EQ(Lines(select), (std::vector<std::string>{"0|0.13", "1|-0.13", "2|0.63", "3|0.03",
+                                                     "4|1.67", "5|7.00"}));
+  // Merged with a second checkpoint (the average of both, recomputed by the server).
+  ASSERT_TRUE(CommitBoth(2, deltas, 20).ok());
+  EXPECT_EQ(Lines(select), (std::vector<std::string>{"0|0.13", "1|-0.13", "2|0.63", "3|0.03",
+                                                     "4|1.67", "5|7.00"}));
+  EXPECT_EQ(One("SELECT dates, hours, sources, latest_update_time FROM " + T() + " WHERE job_id = 0"),
+            "2024-05-01|10|kafka|2024-05-01 10:00:01");
+  EXPECT_EQ(AllRows(6), TwinRows(6));
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 2);
+}
+
+TEST_F(MysqlSinkBulkTest, AFailedCommitLeavesNothingAndTheRetryAppliesOnce) {
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  std::vector<DeltaRow> d;
+  for (int i = 0; i < 50; ++i) {
+    d.push_back(MakeDelta(*spec, kT, {Value::String("k" + std::to_string(100 + i))},
+                          {Rec({N, I(i), N, N, N, N, N, N}, kT)}));
+  }
+  // Everything sent, the connection lost before COMMIT: the server rolls it all back.
+  bulk_->SetTestHook([&](std::string_view stage) -> Status {
+    if (stage != "before_commit") return Status::OK();
+    Kill(bulk_->ConnectionIdForTesting());
+    return Status::Unavailable("simulated: lost the connection before COMMIT");
+  });
+  Status s = bulk_->Commit(Cp(1, &d, 10));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 1);
+  EXPECT_EQ(One("SELECT COUNT(*) FROM " + T()), "0");
+  EXPECT_EQ(One("SELECT COUNT(*) FROM _sluice_positions WHERE pipeline = '" + pipeline_ + "'"), "0");
+  bulk_->SetTestHook(nullptr);
+  ASSERT_TRUE(bulk_->Commit(Cp(1, &d, 10)).ok());
+  ASSERT_TRUE(statements_->Commit(Cp(1, &d, 10)).ok());
+  EXPECT_EQ(One("SELECT COUNT(*), SUM(total), SUM(n) FROM " + T()), "50|1225|50");
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+}
+
+TEST_F(MysqlSinkBulkTest, RefusedRowsAreIsolatedAsWithStatements) {
+  // A key over VARCHAR(255) fails the merge: the range is halved (down to the statements below
+  // bulk_rows) and only that group is dead-lettered. Invalid UTF-8 in a TEXT column: the load
+  // only warns (LOCAL), so the range goes to the statements, whose server refuses the row.
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  std::vector<DeltaRow> d;
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = i == 7 ? std::string(300, 'p') : "k" + std::to_string(100 + i);
+    const Value hi = i == 23 ? Value::String("bad \xff\xfe utf-8") : N;
+    d.push_back(MakeDelta(*spec, kT, {Value::String(key)}, {Rec({N, I(i), N, N, N, hi, N, N}, kT)}));
+  }
+  std::sort(d.begin(), d.end(),
+            [](const DeltaRow& x, const DeltaRow& y) { return x.keys < y.keys; });
+  ASSERT_TRUE(CommitBoth(1, d, 10).ok());
+  EXPECT_EQ(One("SELECT COUNT(*) FROM " + T()), "38");
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+  EXPECT_GT(bulk_->BulkLoadsForTesting(), 0);
+  EXPECT_EQ(bulk_->RowsRejected(), 2);
+  EXPECT_EQ(statements_->RowsRejected(), 2);
+  const std::string reasons = "SELECT reason FROM _sluice_dead_letters WHERE pipeline = '";
+  SwapTwin();
+  auto twin_reasons = Lines(reasons + pipeline_ + "' ORDER BY seq");
+  SwapTwin();
+  // The messages name the table; the twin's has another name.
+  for (auto& r : twin_reasons) {
+    const std::string twin = InternalTableName(twin_table_);
+    if (auto at = r.find(twin); at != std::string::npos) r.replace(at, twin.size(), InternalTableName(table_));
+  }
+  EXPECT_EQ(Lines(reasons + pipeline_ + "' ORDER BY seq"), twin_reasons);
+  EXPECT_EQ(twin_reasons.size(), 2u);
+}
+
+TEST_F(MysqlSinkBulkTest, WithoutLocalInfileTheStatementsAreWritten) {
+  // The server refuses LOAD DATA LOCAL (here: the client does not offer it, so the server
+  // answers as a server with local_infile=OFF does): the commit still succeeds, by statements,
+  // and the sink stops trying.
+  auto spec = AllKindsSpec();
+  OpenBoth(*spec);
+  bulk_->DisableLocalInfileForTesting();
+  std::vector<DeltaRow> d;
+  for (int i = 0; i < 30; ++i) {
+    d.push_back(MakeDelta(*spec, kT, {Value::String("k" + std::to_string(100 + i))},
+                          {Rec({N, I(i), N, D(i / 4.0), D(i / 8.0), S("v"), I(i), Ts(kT)}, kT)}));
+  }
+  ASSERT_TRUE(CommitBoth(1, d, 10).ok());
+  ASSERT_TRUE(CommitBoth(2, d, 20).ok());
+  EXPECT_EQ(bulk_->BulkLoadsForTesting(), 0);
+  EXPECT_TRUE(bulk_->Healthy());
+  EXPECT_EQ(One("SELECT COUNT(*), SUM(total), SUM(n) FROM " + T()), "30|870|60");
+  EXPECT_EQ(AllRows(3), TwinRows(3));
+}
+
 class MysqlDimensionTest : public MysqlSinkTest {};
 
 TEST_F(MysqlDimensionTest, LoadsTheDeclaredFields) {

@@ -338,6 +338,73 @@ std::vector<std::string> Statements(const mysql::TableSql& t, const std::vector<
   return out;
 }
 
+TEST(MysqlSqlTest, BulkLoadsDeltasThroughAStageWithTheUpsertsAssignments) {
+  auto spec = AllKindsSpec();
+  auto t = mysql::TableSql::Make(Context(spec.get()), "t", {});
+  ASSERT_TRUE(t.ok());
+  const int64_t w = At("2024-05-01 10:00:00");
+  const Value N;
+  std::vector<DeltaRow> d = {
+      MakeDelta(*spec, w, {Value::String("it's")},
+                {{{N, Value::Int(5), Value::Int(1), Value::Double(0.5), Value::Double(2.5),
+                   Value::String("b"), Value::Int(7), Value::TimeMicros(w + 10)},
+                  w + 10},
+                 {{N, Value::Int(3), Value::Int(2), Value::Double(0.25), Value::Double(-1),
+                   Value::String("a"), Value::Int(9), Value::TimeMicros(w + 20)},
+                  w + 5}}),
+      MakeDelta(*spec, w, {Value::String(std::string("a\tb\\c\nd\0", 8))},
+                {{{N, Value::Int(1), N, N, N, N, N, N}, w}})};
+  mysql::BulkLoad b;
+  ASSERT_TRUE(t->BulkDeltas(d, &b));
+  EXPECT_EQ(b.rows, 2u);
+  // Per tuple value: window start and end, k, n, total, mean's sum and count, dmean's sum and
+  // count, lo, hi, latest and its time, seen.
+  EXPECT_EQ(b.create,
+            "CREATE TEMPORARY TABLE `_sluice_stage` (`_v0` VARCHAR(64) CHARACTER SET utf8mb4 COLLATE "
+            "utf8mb4_bin, `_v1` VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, `_v2` LONGTEXT "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, `_v3` BIGINT, `_v4` BIGINT, `_v5` BIGINT, `_v6` "
+            "BIGINT, `_v7` DOUBLE, `_v8` BIGINT, `_v9` DOUBLE, `_v10` LONGTEXT CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_bin, `_v11` BIGINT, `_v12` BIGINT, `_v13` VARCHAR(64) CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_bin) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin");
+  const std::string window = "2024-05-01 10:00:00\t2024-05-01 11:00:00\t";
+  const std::string first = window + "it's\t2\t8\t3\t2\t0.75e0\t2\t-1e0\tb\t7\t" +
+                            std::to_string(w + 10) + "\t2024-05-01 10:00:00\n";
+  ASSERT_EQ(b.data.substr(0, first.size()), first);
+  // Tab, backslash, newline and NUL escaped; lo, hi, latest and seen without a value: \N.
+  const std::string second = b.data.substr(first.size());
+  EXPECT_EQ(second.substr(0, window.size() + 15), window + "a\\tb\\\\c\\nd\\0\t1\t");
+  EXPECT_EQ(Count(second, "\\N"), 4u) << second;
+  EXPECT_EQ(Count(b.data, "\n"), 2u);
+  EXPECT_EQ(b.load,
+            "LOAD DATA LOCAL INFILE 'sluice-stage.tsv' INTO TABLE `_sluice_stage` CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+            "STARTING BY '' (`_v0`, `_v1`, `_v2`, `_v3`, `_v4`, `_v5`, `_v6`, `_v7`, `_v8`, `_v9`, "
+            "`_v10`, `_v11`, `_v12`, `_v13`)");
+  // The upsert's column list and ON DUPLICATE KEY UPDATE tail; a SELECT where its VALUES were,
+  // the averages computed from the stage's sums and counts.
+  const std::string upsert = Statements(*t, {d[0]})[0];
+  const size_t values = upsert.find("VALUES (");
+  const size_t tail = upsert.find(" ON DUPLICATE KEY UPDATE ");
+  ASSERT_NE(values, std::string::npos);
+  ASSERT_NE(tail, std::string::npos);
+  EXPECT_EQ(b.merge, upsert.substr(0, values) +
+                         "SELECT `_v0`, `_v1`, `_v2`, `_v3`, `_v4`, CASE WHEN `_v6` > 0 THEN "
+                         "ROUND(CAST(`_v5` AS DECIMAL(65,20)) / `_v6`, 2) ELSE 0e0 END, `_v5`, `_v6`, "
+                         "CASE WHEN `_v8` > 0 THEN CAST(`_v7` AS DOUBLE) / `_v8` ELSE NULL END, `_v7`, "
+                         "`_v8`, `_v9`, `_v10`, `_v11`, `_v12`, `_v13` FROM `_sluice_stage`" +
+                         upsert.substr(tail));
+  EXPECT_EQ(mysql::DropStageSql(), "DROP TEMPORARY TABLE IF EXISTS `_sluice_stage`");
+
+  // Not for the stage: a column whose values differ in type, a number no column holds.
+  std::vector<DeltaRow> mixed = {d[0], d[0]};
+  mixed[1].keys[0] = Value::Int(1);
+  EXPECT_FALSE(t->BulkDeltas(mixed, &b));
+  std::vector<DeltaRow> nan = {MakeDelta(
+      *spec, w, {Value::String("x")},
+      {{{N, N, N, N, Value::Double(std::numeric_limits<double>::quiet_NaN()), N, N, N}, w}})};
+  EXPECT_FALSE(t->BulkDeltas(nan, &b));
+}
+
 TEST(MysqlSqlTest, UpsertsOneDelta) {
   auto spec = AllKindsSpec();
   auto t = mysql::TableSql::Make(Context(spec.get()), "t", {});
