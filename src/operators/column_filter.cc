@@ -195,6 +195,17 @@ int ColumnValue::Add(const expr::Expr& e, Type want, std::span<const Type> colum
   return index;
 }
 
+bool ColumnValue::FieldOrConstant(uint32_t* slot, int64_t* constant) const {
+  const Node& top = nodes_[0];
+  if (top.op != Op::kCoalesce || top.args.size() != 2) return false;
+  const Node& field = nodes_[top.args[0]];
+  const Node& fallback = nodes_[top.args[1]];
+  if (field.op != Op::kField || fallback.op != Op::kConstant) return false;
+  *slot = field.slot;
+  *constant = fallback.constant;
+  return true;
+}
+
 bool ColumnValue::Eval(const ColumnBatch& batch, size_t i, uint32_t node, int64_t* out) const {
   const Node& n = nodes_[node];
   switch (n.op) {
@@ -238,6 +249,16 @@ void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch) 
   for (const ColumnStep& s : steps) {
     if (s.kind == ColumnStep::Kind::kLet) {
       Column& column = batch->column(s.slot);
+      uint32_t from;
+      int64_t constant;
+      if (s.value->FieldOrConstant(&from, &constant)) {
+        const Column& source = batch->column(from);  // may be `column` itself
+        for (uint32_t i : selection) {
+          const int64_t v = source.valid[i] ? source.ints[i] : constant;
+          column.SetInt(i, v);
+        }
+        continue;
+      }
       for (uint32_t i : selection) {
         int64_t v;
         if (s.value->Eval(*batch, i, &v)) {

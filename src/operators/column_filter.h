@@ -62,6 +62,9 @@ class ColumnValue {
   /// Computes the value of record `i` into `*out`; returns false when it is null.
   bool Eval(const ColumnBatch& batch, size_t i, int64_t* out) const { return Eval(batch, i, 0, out); }
   Type type() const { return type_; }
+  /// True when the value is `coalesce(field, constant)` (recruitment's `coalesce(bid, 0)`),
+  /// which ApplyColumnSteps computes in one loop without walking the nodes.
+  bool FieldOrConstant(uint32_t* slot, int64_t* constant) const;
 
  private:
   enum class Op : uint8_t { kField, kConstant, kCoalesce, kTimeUuidTime, kParseTime };
