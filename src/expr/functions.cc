@@ -51,6 +51,7 @@ class Unary final : public Node {
     F(a, scratch);
     return scratch;
   }
+  const Node& arg() const { return *arg_; }
 
  private:
   NodePtr arg_;
@@ -492,6 +493,7 @@ class Coalesce final : public Node {
     }
     return scratch = Value();
   }
+  const std::vector<NodePtr>& args() const { return args_; }
 
  private:
   std::vector<NodePtr> args_;
@@ -847,5 +849,29 @@ const FunctionSpec* FindFunction(std::string_view lower_name) {
 }
 
 std::span<const FunctionSpec> AllFunctions() { return kFunctions; }
+
+bool DescribeCall(const Node& n, Shape* out) {
+  if (const auto* c = dynamic_cast<const Coalesce*>(&n)) {
+    out->kind = Shape::Kind::kCoalesce;
+    for (const NodePtr& a : c->args()) out->args.push_back(a.get());
+    return true;
+  }
+  const Node* arg = nullptr;
+  if (const auto* u = dynamic_cast<const Unary<TimeUuidTimeFn>*>(&n)) {
+    out->kind = Shape::Kind::kTimeUuidTime;
+    arg = &u->arg();
+  } else if (const auto* p = dynamic_cast<const Unary<ParseTimeFn>*>(&n)) {
+    out->kind = Shape::Kind::kParseTime;
+    arg = &p->arg();
+  } else {
+    return false;
+  }
+  if (arg->type() != Type::kString) {
+    *out = Shape();
+    return false;
+  }
+  out->a = arg;
+  return true;
+}
 
 }  // namespace sluice::expr::internal

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "core/value.h"
 #include "expr/expr.h"
+#include "expr/shape.h"
 
 namespace sluice::expr::internal {
 
@@ -154,5 +155,9 @@ Result<Operand> BuildIn(Operand x, std::vector<Operand> items, bool negate, cons
 Result<Operand> BuildAnd(Operand lhs, Operand rhs, const Diag& diag);
 Result<Operand> BuildOr(Operand lhs, Operand rhs, const Diag& diag);
 Result<Operand> BuildNot(Operand operand, size_t op_pos, const Diag& diag);
+
+/// Describes a function call node for Describe() (coalesce, timeuuid_time, one-argument
+/// parse_time); returns false, leaving `*out` kOther, for any other node.
+bool DescribeCall(const Node& n, Shape* out);
 
 }  // namespace sluice::expr::internal

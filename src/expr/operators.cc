@@ -703,6 +703,11 @@ Shape DescribeNode(const Node& n) {
   } else if (const auto* t = dynamic_cast<const Not*>(&n)) {
     out.kind = Shape::Kind::kNot;
     out.a = &t->arg();
+  } else if (const auto* l = dynamic_cast<const Literal*>(&n)) {
+    out.kind = Shape::Kind::kLiteral;
+    out.value = l->value();
+  } else {
+    DescribeCall(n, &out);
   }
   return out;
 }

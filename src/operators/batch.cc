@@ -1,5 +1,7 @@
 #include "operators/batch.h"
 
+#include <algorithm>
+
 namespace sluice {
 
 void Column::Reset(Type t, size_t n) {
@@ -67,8 +69,12 @@ void Column::Load(size_t i, Value* out) const {
 
 void ColumnBatch::Reset(const Schema& schema, size_t n) {
   size_ = n;
-  columns_.resize(schema.size());
-  for (size_t c = 0; c < schema.size(); ++c) columns_[c].Reset(schema.field(c).type, n);
+  declared_ = schema.size();
+  size_t width = declared_;
+  for (const auto& [slot, type] : derived_) width = std::max(width, slot + 1);
+  columns_.resize(width);
+  for (size_t c = 0; c < declared_; ++c) columns_[c].Reset(schema.field(c).type, n);
+  for (const auto& [slot, type] : derived_) columns_[slot].Reset(type, n);
   selection_.resize(n);
   for (size_t i = 0; i < n; ++i) selection_[i] = static_cast<uint32_t>(i);
   failed_.assign(n, 0);

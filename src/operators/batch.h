@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/schema.h"
@@ -47,17 +48,22 @@ struct Column {
 };
 
 /// A batch of records decoded column by column: one Column per declared field (in schema
-/// order), a per-record decode error (empty when the record decoded), and the selection vector
-/// of the records still alive. Reused from batch to batch; views stay valid until the next
-/// Reset() of the batch or of the decoder that filled it.
+/// order), the derived columns (SetDerived), a per-record decode error (empty when the record
+/// decoded), and the selection vector of the records still alive. Reused from batch to batch;
+/// views stay valid until the next Reset() of the batch or of the decoder that filled it.
 class ColumnBatch {
  public:
   /// Prepares for `n` records of `schema`: every value null, every record selected, no errors.
   void Reset(const Schema& schema, size_t n);
+  /// Adds columns for working-row slots past the declared fields, which `let` steps over the
+  /// columns fill (operators/column_filter.h): (slot, type) pairs, kept across Reset().
+  void SetDerived(std::vector<std::pair<size_t, Type>> derived) { derived_ = std::move(derived); }
 
   size_t size() const { return size_; }
   Column& column(size_t field) { return columns_[field]; }
   const Column& column(size_t field) const { return columns_[field]; }
+  /// The declared fields' columns and room up to the last derived slot (columns between them
+  /// are empty, of type kNull).
   size_t num_columns() const { return columns_.size(); }
 
   /// The indexes of the records still alive, ascending.
@@ -79,13 +85,18 @@ class ColumnBatch {
   /// Storage for strings that are not views into the input (unescaped, from a fallback).
   std::deque<std::string>* arena() { return &arena_; }
 
-  /// Writes record `i`'s declared fields into `row[0 .. num_columns())`.
+  /// Writes record `i`'s declared fields into `row[0 .. num_declared())` and its derived
+  /// columns into their slots.
   void LoadRow(size_t i, std::span<Value> row) const {
-    for (size_t c = 0; c < columns_.size(); ++c) columns_[c].Load(i, &row[c]);
+    for (size_t c = 0; c < declared_; ++c) columns_[c].Load(i, &row[c]);
+    for (const auto& [slot, type] : derived_) columns_[slot].Load(i, &row[slot]);
   }
+  size_t num_declared() const { return declared_; }
 
  private:
   size_t size_ = 0;
+  size_t declared_ = 0;
+  std::vector<std::pair<size_t, Type>> derived_;
   std::vector<Column> columns_;
   std::vector<uint32_t> selection_;
   std::vector<uint8_t> failed_;

@@ -1,17 +1,38 @@
 #include "operators/column_filter.h"
 
+#include <optional>
+
+#include "core/time.h"
 #include "expr/shape.h"
 
 namespace sluice {
 
+namespace {
+
+std::vector<Type> DeclaredColumns(const Schema& input) {
+  std::vector<Type> out;
+  for (size_t i = 0; i < input.size(); ++i) out.push_back(input.field(i).type);
+  return out;
+}
+
+bool IntsColumn(Type t) { return t == Type::kInt64 || t == Type::kTimestamp; }
+
+}  // namespace
+
 std::unique_ptr<ColumnCondition> ColumnCondition::Make(const expr::Expr& condition,
-                                                       const Schema& input) {
+                                                       std::span<const Type> columns) {
   std::unique_ptr<ColumnCondition> c(new ColumnCondition());
-  if (c->Add(condition, input) != 0) return nullptr;
+  if (c->Add(condition, columns) != 0) return nullptr;
   return c;
 }
 
-int ColumnCondition::Add(const expr::Expr& e, const Schema& input) {
+std::unique_ptr<ColumnCondition> ColumnCondition::Make(const expr::Expr& condition,
+                                                       const Schema& input) {
+  const std::vector<Type> columns = DeclaredColumns(input);
+  return Make(condition, columns);
+}
+
+int ColumnCondition::Add(const expr::Expr& e, std::span<const Type> columns) {
   const expr::Shape shape = expr::Describe(e);
   using Kind = expr::Shape::Kind;
   const int index = static_cast<int>(nodes_.size());
@@ -19,8 +40,10 @@ int ColumnCondition::Add(const expr::Expr& e, const Schema& input) {
   auto field_of = [&](const expr::Expr* operand, Type want, uint32_t* slot) {
     if (operand == nullptr) return false;
     const expr::Shape s = expr::Describe(*operand);
-    if (s.kind != Kind::kField || s.slot >= input.size()) return false;
-    if (want != Type::kNull && input.field(s.slot).type != want) return false;
+    if (s.kind != Kind::kField || s.slot >= columns.size() || columns[s.slot] == Type::kNull) {
+      return false;
+    }
+    if (want != Type::kNull && columns[s.slot] != want) return false;
     *slot = static_cast<uint32_t>(s.slot);
     return true;
   };
@@ -41,9 +64,9 @@ int ColumnCondition::Add(const expr::Expr& e, const Schema& input) {
     case Kind::kAnd:
     case Kind::kOr: {
       n.op = shape.kind == Kind::kAnd ? Op::kAnd : Op::kOr;
-      const int a = Add(*shape.a, input);
+      const int a = Add(*shape.a, columns);
       if (a < 0) return -1;
-      const int b = Add(*shape.b, input);
+      const int b = Add(*shape.b, columns);
       if (b < 0) return -1;
       n.a = static_cast<uint32_t>(a);
       n.b = static_cast<uint32_t>(b);
@@ -51,7 +74,7 @@ int ColumnCondition::Add(const expr::Expr& e, const Schema& input) {
     }
     case Kind::kNot: {
       n.op = Op::kNot;
-      const int a = Add(*shape.a, input);
+      const int a = Add(*shape.a, columns);
       if (a < 0) return -1;
       n.a = static_cast<uint32_t>(a);
       break;
@@ -110,22 +133,153 @@ ColumnCondition::Tri ColumnCondition::Eval(const ColumnBatch& batch, size_t i, u
   return kNull;
 }
 
-void ApplyColumnFilters(const std::vector<ColumnFilterStep>& steps, ColumnBatch* batch) {
+std::unique_ptr<ColumnValue> ColumnValue::Make(const expr::Expr& value,
+                                               std::span<const Type> columns) {
+  if (!IntsColumn(value.type())) return nullptr;
+  std::unique_ptr<ColumnValue> v(new ColumnValue());
+  v->type_ = value.type();
+  if (v->Add(value, value.type(), columns) != 0) return nullptr;
+  return v;
+}
+
+int ColumnValue::Add(const expr::Expr& e, Type want, std::span<const Type> columns) {
+  if (e.type() != want) return -1;  // a conversion would be needed
+  const expr::Shape shape = expr::Describe(e);
+  using Kind = expr::Shape::Kind;
+  const int index = static_cast<int>(nodes_.size());
+  nodes_.emplace_back();
+  auto column_of = [&](const expr::Expr* operand, Type type, uint32_t* slot) {
+    if (operand == nullptr) return false;
+    const expr::Shape s = expr::Describe(*operand);
+    if (s.kind != Kind::kField || s.slot >= columns.size() || columns[s.slot] != type) return false;
+    if (operand->type() != type) return false;
+    *slot = static_cast<uint32_t>(s.slot);
+    return true;
+  };
+  Node n;
+  switch (shape.kind) {
+    case Kind::kField:
+      n.op = Op::kField;
+      if (!column_of(&e, want, &n.slot)) return -1;
+      break;
+    case Kind::kLiteral:
+      // A typed null never reaches here: coalesce() drops null constants, and a null `let`
+      // value is of type kNull.
+      n.op = Op::kConstant;
+      if (shape.value.type() == Type::kInt64 && want == Type::kInt64) {
+        n.constant = shape.value.int_value();
+      } else if (shape.value.type() == Type::kTimestamp && want == Type::kTimestamp) {
+        n.constant = shape.value.time_value().micros;
+      } else {
+        return -1;
+      }
+      break;
+    case Kind::kCoalesce:
+      n.op = Op::kCoalesce;
+      for (const expr::Expr* arg : shape.args) {
+        const int a = Add(*arg, want, columns);
+        if (a < 0) return -1;
+        n.args.push_back(static_cast<uint32_t>(a));
+      }
+      break;
+    case Kind::kTimeUuidTime:
+    case Kind::kParseTime:
+      if (want != Type::kTimestamp) return -1;
+      n.op = shape.kind == Kind::kTimeUuidTime ? Op::kTimeUuidTime : Op::kParseTime;
+      if (!column_of(shape.a, Type::kString, &n.slot)) return -1;
+      break;
+    default:
+      return -1;
+  }
+  nodes_[static_cast<size_t>(index)] = std::move(n);
+  return index;
+}
+
+bool ColumnValue::FieldOrConstant(uint32_t* slot, int64_t* constant) const {
+  const Node& top = nodes_[0];
+  if (top.op != Op::kCoalesce || top.args.size() != 2) return false;
+  const Node& field = nodes_[top.args[0]];
+  const Node& fallback = nodes_[top.args[1]];
+  if (field.op != Op::kField || fallback.op != Op::kConstant) return false;
+  *slot = field.slot;
+  *constant = fallback.constant;
+  return true;
+}
+
+bool ColumnValue::Eval(const ColumnBatch& batch, size_t i, uint32_t node, int64_t* out) const {
+  const Node& n = nodes_[node];
+  switch (n.op) {
+    case Op::kField: {
+      const Column& c = batch.column(n.slot);
+      if (c.valid[i] == 0) return false;
+      *out = c.ints[i];
+      return true;
+    }
+    case Op::kConstant:
+      *out = n.constant;
+      return true;
+    case Op::kCoalesce:
+      for (uint32_t a : n.args) {
+        if (Eval(batch, i, a, out)) return true;
+      }
+      return false;
+    case Op::kTimeUuidTime:
+    case Op::kParseTime: {
+      const Column& c = batch.column(n.slot);
+      if (c.valid[i] == 0) return false;
+      const std::optional<int64_t> t =
+          n.op == Op::kTimeUuidTime ? ParseTimeUuid(c.strings[i]) : ParseTimestamp(c.strings[i]);
+      if (!t) return false;
+      *out = *t;
+      return true;
+    }
+  }
+  return false;
+}
+
+void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch) {
   std::vector<uint32_t>& selection = batch->selection();
   size_t kept = 0;
   for (uint32_t i : selection) {
-    if (batch->failed(i)) continue;
-    bool keep = true;
-    for (const ColumnFilterStep& s : steps) {
-      if (s.condition->True(*batch, i) == s.drop_when_true) {
-        batch->MarkDropped(i, static_cast<int32_t>(s.step));
-        keep = false;
-        break;
-      }
-    }
-    if (keep) selection[kept++] = i;
+    if (!batch->failed(i)) selection[kept++] = i;
   }
   selection.resize(kept);
+  // Step by step over the records still selected: a record's steps run in order, and no step
+  // reads another record, so this is the row path's order for each record.
+  for (const ColumnStep& s : steps) {
+    if (s.kind == ColumnStep::Kind::kLet) {
+      Column& column = batch->column(s.slot);
+      uint32_t from;
+      int64_t constant;
+      if (s.value->FieldOrConstant(&from, &constant)) {
+        const Column& source = batch->column(from);  // may be `column` itself
+        for (uint32_t i : selection) {
+          const int64_t v = source.valid[i] ? source.ints[i] : constant;
+          column.SetInt(i, v);
+        }
+        continue;
+      }
+      for (uint32_t i : selection) {
+        int64_t v;
+        if (s.value->Eval(*batch, i, &v)) {
+          column.SetInt(i, v);
+        } else {
+          column.SetNull(i);
+        }
+      }
+      continue;
+    }
+    const bool drop_when_true = s.kind != ColumnStep::Kind::kFilter;
+    kept = 0;
+    for (uint32_t i : selection) {
+      if (s.condition->True(*batch, i) == drop_when_true) {
+        batch->MarkDropped(i, static_cast<int32_t>(s.step));
+      } else {
+        selection[kept++] = i;
+      }
+    }
+    selection.resize(kept);
+  }
 }
 
 }  // namespace sluice

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,11 +16,15 @@ namespace sluice {
 /// node kinds expr::Describe() names (is null / is not null of a field, a string field = or <>
 /// a constant, in / not in a list of constant strings, and, or, not), three-valued exactly as
 /// the row path's EvalTrue() (null compares to null; `in` with a null item and no match is
-/// null), reading declared fields only (the batch's columns).
+/// null), reading the batch's columns (declared fields, and fields derived over the columns).
 class ColumnCondition {
  public:
-  /// Returns null when a node of `condition` is of another kind or reads a slot that is not a
-  /// declared field of `input` (the columns of the batches it will read).
+  /// Returns null when a node of `condition` is of another kind or reads a slot that has no
+  /// column: `columns[slot]` is the type of the column the batches will hold for a working-row
+  /// slot, kNull for none.
+  static std::unique_ptr<ColumnCondition> Make(const expr::Expr& condition,
+                                               std::span<const Type> columns);
+  /// The same with the columns of the declared fields of `input` alone.
   static std::unique_ptr<ColumnCondition> Make(const expr::Expr& condition, const Schema& input);
 
   /// The condition for record `i`: true only when it holds (not null, not false), as EvalTrue().
@@ -37,23 +42,68 @@ class ColumnCondition {
     std::vector<std::string> strings;
   };
   /// Appends the node for `e` (and its operands); returns its index or -1 when unsupported.
-  int Add(const expr::Expr& e, const Schema& input);
+  int Add(const expr::Expr& e, std::span<const Type> columns);
   Tri Eval(const ColumnBatch& batch, size_t i, uint32_t node) const;
 
   std::vector<Node> nodes_;  ///< nodes_[0] is the top
 };
 
-/// One leading filter step evaluated over the columns: the step's index in the plan, its
-/// condition, and whether a true condition drops the record (ignore_if) or keeps it (filter).
-struct ColumnFilterStep {
+/// An int64 or timestamp value computed over a ColumnBatch's columns instead of rows (issue
+/// 19): the node kinds a `let` of the recruitment kind needs (expr::Describe: a field, a
+/// constant, coalesce() without conversions, timeuuid_time() and one-argument parse_time() of
+/// a string field), each exactly as the row path's evaluator computes it (the same parsing
+/// functions, on the same bytes).
+class ColumnValue {
+ public:
+  /// Returns null when `value` is not of type int64 or timestamp, or a node of it is of another
+  /// kind or reads a slot without a column of its type (`columns` as for ColumnCondition).
+  static std::unique_ptr<ColumnValue> Make(const expr::Expr& value, std::span<const Type> columns);
+
+  /// Computes the value of record `i` into `*out`; returns false when it is null.
+  bool Eval(const ColumnBatch& batch, size_t i, int64_t* out) const { return Eval(batch, i, 0, out); }
+  Type type() const { return type_; }
+  /// True when the value is `coalesce(field, constant)` (recruitment's `coalesce(bid, 0)`),
+  /// which ApplyColumnSteps computes in one loop without walking the nodes.
+  bool FieldOrConstant(uint32_t* slot, int64_t* constant) const;
+
+ private:
+  enum class Op : uint8_t { kField, kConstant, kCoalesce, kTimeUuidTime, kParseTime };
+  struct Node {
+    Op op = Op::kField;
+    uint32_t slot = 0;        ///< kField, kTimeUuidTime, kParseTime: the column read
+    int64_t constant = 0;     ///< kConstant
+    std::vector<uint32_t> args;  ///< kCoalesce: operand nodes
+  };
+  /// Appends the node for `e` (and its operands) of result type `want`; returns its index or
+  /// -1 when unsupported.
+  int Add(const expr::Expr& e, Type want, std::span<const Type> columns);
+  bool Eval(const ColumnBatch& batch, size_t i, uint32_t node, int64_t* out) const;
+
+  Type type_ = Type::kNull;
+  std::vector<Node> nodes_;  ///< nodes_[0] is the top
+};
+
+/// One leading step evaluated over the columns: the step's index in the plan and what it does.
+struct ColumnStep {
+  enum class Kind : uint8_t {
+    kIgnoreIf,      ///< a true condition drops the record (counted as ignored)
+    kFilter,        ///< a condition not true drops the record (counted as ignored)
+    kDeadLetterIf,  ///< a true condition dead-letters the record with `reason`
+    kLet,           ///< sets column `slot` to `value`
+  };
   size_t step = 0;
-  bool drop_when_true = true;
-  std::unique_ptr<ColumnCondition> condition;
+  Kind kind = Kind::kIgnoreIf;
+  std::unique_ptr<ColumnCondition> condition;  ///< the condition kinds
+  std::unique_ptr<ColumnValue> value;          ///< kLet
+  size_t slot = 0;                             ///< kLet: the working-row slot it sets
+  std::string reason;                          ///< kDeadLetterIf
 };
 
 /// Runs `steps` in order over the records of `batch` that decoded and are still selected: a
-/// record a step drops is marked with that step's index (ColumnBatch::dropped_at) and leaves
-/// the selection vector, as the row path would have ignored it at that step.
-void ApplyColumnFilters(const std::vector<ColumnFilterStep>& steps, ColumnBatch* batch);
+/// record a condition step drops is marked with that step's index (ColumnBatch::dropped_at)
+/// and leaves the selection vector, as the row path would have ignored or dead-lettered it at
+/// that step; a `let` sets its column for the records still selected. The columns a `let`
+/// sets must exist in the batch (ColumnBatch::SetDerived for slots past the declared fields).
+void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch);
 
 }  // namespace sluice

@@ -1,6 +1,7 @@
 #include "runtime/columnar.h"
 
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <string_view>
 
@@ -24,20 +25,52 @@ std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& option
   return "";
 }
 
-std::vector<ColumnFilterStep> ColumnFilterPrefix(const Plan& plan) {
-  std::vector<ColumnFilterStep> out;
+ColumnPrefix ColumnStepPrefix(const Plan& plan) {
+  ColumnPrefix out;
   if (plan.config == nullptr) return out;
-  // The conditions are compiled again from the pipeline's text against the declared fields
-  // alone (the slots they read are the same in the working row): one that reads anything else
-  // (_source, a derived field) does not compile here and ends the prefix.
+  // The type of the column each working-row slot has at this point of the steps (kNull: none).
+  std::vector<Type> columns(plan.schema.size(), Type::kNull);
+  for (size_t i = 0; i < plan.input.size(); ++i) columns[i] = plan.input.field(i).type;
+  // The steps are compiled again from the pipeline's text against the working row (a field
+  // resolves to the slot it had when the plan compiled the step, since fields are only ever
+  // added); what reads a slot without a column (_source, a field a later or per-row step sets)
+  // or uses another kind of node does not compile here and ends the prefix.
   for (size_t k = 0; k < plan.config->steps.size(); ++k) {
     const StepConfig& step = plan.config->steps[k];
-    if (step.kind != StepConfig::Kind::kIgnoreIf && step.kind != StepConfig::Kind::kFilter) break;
-    auto compiled = expr::Compile(step.expr, plan.input, step.where);
-    if (!compiled.ok() || (*compiled)->type() != Type::kBool) break;
-    std::unique_ptr<ColumnCondition> condition = ColumnCondition::Make(**compiled, plan.input);
-    if (!condition) break;
-    out.push_back(ColumnFilterStep{k, step.kind == StepConfig::Kind::kIgnoreIf, std::move(condition)});
+    ColumnStep s;
+    s.step = k;
+    switch (step.kind) {
+      case StepConfig::Kind::kIgnoreIf: s.kind = ColumnStep::Kind::kIgnoreIf; break;
+      case StepConfig::Kind::kFilter: s.kind = ColumnStep::Kind::kFilter; break;
+      case StepConfig::Kind::kDeadLetterIf: s.kind = ColumnStep::Kind::kDeadLetterIf; break;
+      case StepConfig::Kind::kLet: s.kind = ColumnStep::Kind::kLet; break;
+      case StepConfig::Kind::kLookup: return out;
+    }
+    auto compiled = expr::Compile(step.expr, plan.schema, step.where);
+    if (!compiled.ok()) return out;
+    if (s.kind == ColumnStep::Kind::kLet) {
+      const std::optional<size_t> slot = plan.schema.IndexOf(step.target);
+      if (!slot || *slot == plan.source_slot || *slot == plan.partition_slot ||
+          *slot == plan.offset_slot || plan.schema.field(*slot).type != (*compiled)->type()) {
+        return out;
+      }
+      s.value = ColumnValue::Make(**compiled, columns);
+      if (!s.value) return out;
+      if (columns[*slot] == Type::kNull) {
+        if (*slot < plan.input.size()) return out;
+        out.derived.emplace_back(*slot, s.value->type());
+        columns[*slot] = s.value->type();
+      } else if (columns[*slot] != s.value->type()) {
+        return out;
+      }
+      s.slot = *slot;
+    } else {
+      if ((*compiled)->type() != Type::kBool) return out;
+      s.condition = ColumnCondition::Make(**compiled, columns);
+      if (!s.condition) return out;
+      s.reason = step.reason;
+    }
+    out.steps.push_back(std::move(s));
   }
   return out;
 }

@@ -10,16 +10,28 @@
 namespace sluice {
 
 /// Says why a plan cannot take the columnar path (a ColumnBatch decoded by the format's
-/// ColumnarDecoder, its leading filters evaluated over the columns, then the other steps
-/// and the aggregate per row as on the row path), or ""
+/// ColumnarDecoder, its leading steps evaluated over the columns, then the other steps and the
+/// aggregate per row as on the row path), or ""
 /// when it can: NDJSON or CSV input, no lookup that holds records, and for NDJSON a flat field
 /// list (no dotted path, no two fields reading one key).
 std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& options);
 
-/// Compiles the plan's leading ignore_if / filter steps whose conditions ColumnCondition can
-/// evaluate over the declared fields' columns, in order, up to the first step that is not one
-/// (the columnar path drops their records before making rows of them).
-std::vector<ColumnFilterStep> ColumnFilterPrefix(const Plan& plan);
+/// The plan's leading steps that run over the columns (ApplyColumnSteps), and the columns the
+/// batch needs for them besides the declared fields.
+struct ColumnPrefix {
+  std::vector<ColumnStep> steps;  ///< the plan's steps 0 .. steps.size()-1, in order
+  /// The working-row slots past the declared fields that `let` steps set, with their types
+  /// (ColumnBatch::SetDerived).
+  std::vector<std::pair<size_t, Type>> derived;
+};
+
+/// Compiles the plan's leading steps that can run over the columns, in order, up to the first
+/// step that cannot: ignore_if / filter / dead_letter_if whose conditions ColumnCondition can
+/// evaluate, and `let`s of int64 or timestamp values ColumnValue can compute into a column
+/// (the declared field's own, or a derived one), each reading only columns (declared fields,
+/// or fields the `let`s before it derived). The columnar path runs them before making rows and
+/// starts the row steps after them.
+ColumnPrefix ColumnStepPrefix(const Plan& plan);
 
 /// Reads SLUICE_COLUMNAR: "0" forces the row path, "1" the columnar path where eligible; unset
 /// or anything else gives the default (kColumnarByDefault).

@@ -171,12 +171,17 @@ Status Worker::Setup() {
       if (header) header_view = *header;
       ASSIGN_OR_RETURN(columnar_,
                        MakeColumnarDecoder(source_->decoder_options(), plan_->input, header_view));
-      if (columnar_) column_filters_ = ColumnFilterPrefix(*plan_);
+      if (columnar_) {
+        ColumnPrefix prefix = ColumnStepPrefix(*plan_);
+        column_steps_ = std::move(prefix.steps);
+        columns_.SetDerived(std::move(prefix.derived));
+        first_row_step_ = column_steps_.size();
+      }
       if (!columnar_) row_path_reason = "no columnar decoder for this input";
     }
   }
   spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",
-                columnar_ ? " (" + std::to_string(column_filters_.size()) + " filter step(s) over columns)"
+                columnar_ ? " (" + std::to_string(column_steps_.size()) + " step(s) over columns)"
                           : " (" + row_path_reason + ")");
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
@@ -512,7 +517,7 @@ void Worker::ProcessBatch() {
   }
   if (columnar_) {
     columnar_->Decode(batch_, &columns_);
-    ApplyColumnFilters(column_filters_, &columns_);
+    ApplyColumnSteps(column_steps_, &columns_);
   }
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
@@ -590,7 +595,14 @@ void Worker::ProcessColumnar(size_t i, const Current& rec) {
     return;
   }
   if (const int32_t k = columns_.dropped_at(i); k >= 0) {
-    Divert(static_cast<size_t>(k), Step::Outcome::kIgnored, rec);  // a leading filter dropped it over the columns
+    // A leading step over the columns ignored or dead-lettered it.
+    const ColumnStep& step = column_steps_[static_cast<size_t>(k)];
+    if (step.kind == ColumnStep::Kind::kDeadLetterIf) {
+      step_context_.reason = step.reason;
+      Divert(static_cast<size_t>(k), Step::Outcome::kDeadLetter, rec);
+    } else {
+      Divert(static_cast<size_t>(k), Step::Outcome::kIgnored, rec);
+    }
     return;
   }
   std::span<Value> row(row_);
@@ -598,7 +610,7 @@ void Worker::ProcessColumnar(size_t i, const Current& rec) {
   row[plan_->source_slot] = source_kind_;
   row[plan_->partition_slot] = Value::Int(rec.partition);
   row[plan_->offset_slot] = Value::Int(rec.offset);
-  if (!RunSteps(rec, row)) return;
+  if (!RunSteps(rec, row, first_row_step_)) return;
   if (aggregator_) {
     AddToAggregate(rec, row);
   } else {
@@ -619,12 +631,12 @@ bool Worker::DecodeInto(const Current& rec, std::span<Value> row) {
   return true;
 }
 
-bool Worker::RunSteps(const Current& rec, std::span<Value> row) {
+bool Worker::RunSteps(const Current& rec, std::span<Value> row, size_t first) {
   StepContext& ctx = step_context_;
   ctx.retrying = retrying_;
   ctx.retry_deadline_micros = retry_deadline_;
   const auto& steps = plan_->steps;
-  for (size_t k = 0; k < steps.size(); ++k) {
+  for (size_t k = first; k < steps.size(); ++k) {
     ctx.snapshot = snapshots_[k].get();
     const Step::Outcome outcome = steps[k]->Apply(row, ctx);
     if (outcome != Step::Outcome::kContinue && !Divert(k, outcome, rec)) return false;

@@ -154,8 +154,8 @@ class Worker {
   // dead-lettered or held; counted).
   /// Decodes the record's declared fields into `row` and sets _source, _partition, _offset.
   bool DecodeInto(const Current& record, std::span<Value> row);
-  /// Applies the plan's steps (operators/step.h) to `row` in order.
-  bool RunSteps(const Current& record, std::span<Value> row);
+  /// Applies the plan's steps (operators/step.h) from step `first` on to `row` in order.
+  bool RunSteps(const Current& record, std::span<Value> row, size_t first = 0);
   /// Counts and carries out what step `k` said other than kContinue (ignore, dead-letter,
   /// hold, a lookup's miss); returns whether the record goes on.
   bool Divert(size_t k, Step::Outcome outcome, const Current& record);
@@ -212,7 +212,8 @@ class Worker {
   /// Set when the plan takes the columnar path (runtime/columnar.h); null on the row path.
   std::unique_ptr<ColumnarDecoder> columnar_;
   ColumnBatch columns_;
-  std::vector<ColumnFilterStep> column_filters_;  ///< the leading filters, over the columns
+  std::vector<ColumnStep> column_steps_;  ///< the leading steps, over the columns
+  size_t first_row_step_ = 0;             ///< the columnar path: the first step run per row
   RawBatch batch_;
   std::vector<Value> row_;
   Value source_kind_;

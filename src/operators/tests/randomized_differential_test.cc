@@ -1,5 +1,6 @@
 // Randomized differential checks of the staged aggregator (against a naive
-// oracle) and of the columnar CSV decoder (against the row decoder).
+// oracle), of the columnar CSV decoder (against the row decoder) and of steps over columns
+// (against the same steps on rows).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -16,8 +17,11 @@
 #include "expr/expr.h"
 #include "operators/aggregator.h"
 #include "operators/batch.h"
+#include "operators/column_filter.h"
 #include "operators/columnar_csv_decoder.h"
+#include "operators/columnar_json_decoder.h"
 #include "operators/decoder.h"
+#include "operators/step.h"
 
 namespace sluice {
 namespace {
@@ -304,6 +308,175 @@ TEST(RandomizedDifferential, StagedEqualsFlushedWithLateness) {
   EXPECT_GT(lates, 100);
   EXPECT_GT(partly, 100);
   std::printf("late %d, partly late %d\n", lates, partly);
+}
+
+// A recruitment-like run of leading steps (ignore_if, a derived event time from a TimeUUID
+// with a timestamp fallback, dead_letter_if on it, coalesce() lets over declared fields and
+// over a derived one) over columns (ApplyColumnSteps) against the steps MakeStep builds, run on
+// the row decoder's rows: the same records ignored or dead-lettered (at the same step, with the
+// same reason) and the same values for the others, on random messy records.
+TEST(RandomizedDifferential, ColumnStepsMatchRowSteps) {
+  const Schema input({Field{"kind", Type::kString, ""}, Field{"create_time", Type::kString, ""},
+                      Field{"ts", Type::kString, ""}, Field{"bid", Type::kInt64, ""},
+                      Field{"group_id", Type::kInt64, ""}});
+  auto config = [](StepConfig::Kind kind, std::string target, std::string text, std::string reason) {
+    StepConfig c;
+    c.kind = kind;
+    c.target = std::move(target);
+    c.expr = std::move(text);
+    c.reason = std::move(reason);
+    return c;
+  };
+  const std::vector<StepConfig> configs = {
+      config(StepConfig::Kind::kIgnoreIf, "", "kind is null or kind not in ('click', 'view')", "not counted"),
+      config(StepConfig::Kind::kLet, "event_time", "coalesce(timeuuid_time(create_time), parse_time(ts))", ""),
+      config(StepConfig::Kind::kDeadLetterIf, "", "event_time is null", "no event time"),
+      config(StepConfig::Kind::kLet, "bid", "coalesce(bid, 0)", ""),
+      config(StepConfig::Kind::kLet, "fallback", "coalesce(parse_time(ts), event_time)", ""),
+      config(StepConfig::Kind::kLet, "group_id", "coalesce(group_id, bid)", ""),
+      config(StepConfig::Kind::kFilter, "", "kind = 'click' or create_time is not null", "dropped"),
+  };
+  Schema schema = input;
+  DimensionMap dimensions;
+  std::vector<std::unique_ptr<Step>> steps;
+  for (const StepConfig& c : configs) {
+    auto made = MakeStep(c, &schema, dimensions);
+    ASSERT_TRUE(made.ok()) << c.expr << ": " << made.status().ToString();
+    steps.push_back(std::move(made).value());
+  }
+  // The same steps over the columns, compiled against the whole working row.
+  std::vector<Type> columns(schema.size(), Type::kNull);
+  for (size_t c = 0; c < input.size(); ++c) columns[c] = input.field(c).type;
+  std::vector<ColumnStep> column_steps;
+  std::vector<std::pair<size_t, Type>> derived;
+  for (size_t k = 0; k < configs.size(); ++k) {
+    auto compiled = expr::Compile(configs[k].expr, schema);
+    ASSERT_TRUE(compiled.ok()) << configs[k].expr;
+    ColumnStep s;
+    s.step = k;
+    s.reason = configs[k].reason;
+    switch (configs[k].kind) {
+      case StepConfig::Kind::kLet: {
+        s.kind = ColumnStep::Kind::kLet;
+        s.slot = *schema.IndexOf(configs[k].target);
+        s.value = ColumnValue::Make(**compiled, columns);
+        ASSERT_NE(s.value, nullptr) << configs[k].expr;
+        if (s.slot >= input.size() && columns[s.slot] == Type::kNull) derived.emplace_back(s.slot, s.value->type());
+        columns[s.slot] = s.value->type();
+        break;
+      }
+      case StepConfig::Kind::kIgnoreIf: s.kind = ColumnStep::Kind::kIgnoreIf; break;
+      case StepConfig::Kind::kFilter: s.kind = ColumnStep::Kind::kFilter; break;
+      case StepConfig::Kind::kDeadLetterIf: s.kind = ColumnStep::Kind::kDeadLetterIf; break;
+      case StepConfig::Kind::kLookup: FAIL();
+    }
+    if (!s.value) {
+      s.condition = ColumnCondition::Make(**compiled, columns);
+      ASSERT_NE(s.condition, nullptr) << configs[k].expr;
+    }
+    column_steps.push_back(std::move(s));
+  }
+  ASSERT_EQ(derived.size(), 2u);
+
+  DecoderOptions options;
+  options.format = DecoderOptions::Format::kNdjson;
+  auto row_decoder = MakeDecoder(options, input);
+  ASSERT_TRUE(row_decoder.ok());
+  auto columnar = ColumnarJsonDecoder::Make(input);
+  ASSERT_TRUE(columnar.ok());
+  std::mt19937_64 rng(1919);
+  auto timeuuid = [&](int64_t unix_micros, int version) {
+    const uint64_t t = static_cast<uint64_t>(unix_micros) * 10 + 0x01B21DD213814000ULL;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%08llx-%04llx-%04llx-%04llx-%012llx",
+                  static_cast<unsigned long long>(t & 0xffffffffULL),
+                  static_cast<unsigned long long>((t >> 32) & 0xffff),
+                  static_cast<unsigned long long>(((t >> 48) & 0x0fff) | (static_cast<uint64_t>(version) << 12)),
+                  static_cast<unsigned long long>(0x8000 | (rng() & 0x3fff)),
+                  static_cast<unsigned long long>(rng() & 0xffffffffffffULL));
+    return std::string(buf);
+  };
+  auto pick = [&](std::vector<std::string> options_list) { return options_list[rng() % options_list.size()]; };
+  size_t ignored = 0, dead = 0, kept = 0, from_uuid = 0, from_ts = 0;
+  ColumnBatch batch;
+  batch.SetDerived(derived);
+  for (int b = 0; b < 200; ++b) {
+    RawBatch raw;
+    std::vector<std::string> records;
+    const int count = 1 + static_cast<int>(rng() % 64);
+    for (int i = 0; i < count; ++i) {
+      const int64_t micros = 1767225600000000LL + static_cast<int64_t>(rng() % 86400000000ULL);
+      std::string r = "{";
+      auto add = [&](const std::string& key, const std::string& value) {
+        if (r.size() > 1) r += ",";
+        r += "\"" + key + "\":" + value;
+      };
+      if (rng() % 8) add("kind", pick({"\"click\"", "\"view\"", "\"other\"", "null", "\"Click\"", "3"}));
+      switch (rng() % 6) {
+        case 0: break;
+        case 1: add("create_time", "null"); break;
+        case 2: add("create_time", "\"" + timeuuid(micros, 4) + "\""); break;
+        case 3: add("create_time", pick({"\"not a uuid\"", "\"\"", "\"0000\""})); break;
+        default: add("create_time", "\"" + timeuuid(micros, 1) + "\""); break;
+      }
+      switch (rng() % 5) {
+        case 0: break;
+        case 1: add("ts", pick({"null", "\"corrupt\"", "\"2026-13-01 00:00:00\"", "\"\"", "12"})); break;
+        default:
+          add("ts", pick({"\"2026-01-02 03:04:05\"", "\"2026-01-02T03:04:05Z\"",
+                          "\"2026-01-02 03:04:05.250\"", "\"1767225600\""}));
+          break;
+      }
+      if (rng() % 3) add("bid", pick({"1", "0", "-5", "null", "\"x\"", "9223372036854775807", "2.5"}));
+      if (rng() % 3) add("group_id", pick({"7", "null", "-1"}));
+      r += "}";
+      records.push_back(r);
+      raw.Append(r);
+    }
+    (*columnar)->Decode(raw, &batch);
+    ApplyColumnSteps(column_steps, &batch);
+    std::vector<uint32_t> expected_selection;
+    std::vector<Value> row(schema.size()), got(schema.size());
+    StepContext ctx;
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Status s = (*row_decoder)->Decode(records[i], std::span<Value>(row).first(input.size()));
+      ASSERT_EQ(s.ok(), !batch.failed(i)) << records[i];
+      if (!s.ok()) continue;
+      int32_t stopped = -1;
+      std::string reason;
+      for (size_t k = 0; k < steps.size(); ++k) {
+        const Step::Outcome o = steps[k]->Apply(row, ctx);
+        if (o == Step::Outcome::kContinue) continue;
+        stopped = static_cast<int32_t>(k);
+        reason = o == Step::Outcome::kDeadLetter ? ctx.reason : "ignored";
+        break;
+      }
+      ASSERT_EQ(batch.dropped_at(i), stopped) << records[i];
+      if (stopped >= 0) {
+        const ColumnStep& cs = column_steps[static_cast<size_t>(stopped)];
+        EXPECT_EQ(cs.kind == ColumnStep::Kind::kDeadLetterIf ? cs.reason : "ignored", reason);
+        (reason == "ignored" ? ignored : dead) += 1;
+        continue;
+      }
+      ++kept;
+      expected_selection.push_back(static_cast<uint32_t>(i));
+      batch.LoadRow(i, got);
+      for (size_t c = 0; c < schema.size(); ++c) {
+        EXPECT_TRUE(got[c].type() == row[c].type() && got[c] == row[c])
+            << records[i] << " field " << schema.field(c).name << ": " << got[c].ToString()
+            << " vs " << row[c].ToString();
+      }
+      const Value& ct = row[*input.IndexOf("create_time")];
+      (!ct.is_null() && ParseTimeUuid(ct.string_value()) ? from_uuid : from_ts) += 1;
+    }
+    EXPECT_EQ(batch.selection(), expected_selection);
+  }
+  // Every outcome occurs, so a wrong one would show.
+  EXPECT_GT(ignored, 100u);
+  EXPECT_GT(dead, 100u);
+  EXPECT_GT(kept, 100u);
+  EXPECT_GT(from_uuid, 100u);
+  EXPECT_GT(from_ts, 100u);
 }
 
 }  // namespace
