@@ -35,6 +35,12 @@ const OptionTable& KafkaSinkOptions();
 /// next call by re-initialising the producer and reading the commit marker back. A producer
 /// fenced by a newer process with the same transactional.id fails with kInternal.
 ///
+/// Tasks (SupportsTasks()): each source partition's state, progress, fence and owner in a
+/// `["task", pipeline, source, p]` record of the positions topic, all in its partition 0, whose
+/// order serializes claims and commits of tasks: each waits until the transactions before its
+/// first record there are resolved and reads up to it, so a commit of a task claimed meanwhile
+/// fails with kFenced (README "Tasks").
+///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
 class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
  public:
