@@ -17,11 +17,13 @@
 #include "connectors/kafka/kafka_uri.h"
 #include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/tests/kafka_test_broker.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 namespace {
 
 using kafkatest::Brokers;
+using namespace std::string_literals;
 
 SinkContext TaskContext(const std::string& pipeline) {
   SinkContext ctx;
@@ -32,8 +34,9 @@ SinkContext TaskContext(const std::string& pipeline) {
   return ctx;
 }
 
-/// A sink on `topic` with its own transactional id `tid` (one process of the pipeline).
-std::unique_ptr<KafkaSink> OpenTaskSink(const std::string& topic, const std::string& tid) {
+/// A sink on `topic` with its own transactional id `tid` (one process of the pipeline), told to
+/// keep state per task unless `legacy` (an older sluice: one state record).
+std::unique_ptr<KafkaSink> OpenTaskSink(const std::string& topic, const std::string& tid, bool legacy = false) {
   SinkConfig c;
   c.uri = "kafka://" + Brokers() + "/" + topic;
   c.options.Set("key", {"id", {}});
@@ -43,7 +46,9 @@ std::unique_ptr<KafkaSink> OpenTaskSink(const std::string& topic, const std::str
   EXPECT_TRUE(made.ok()) << made.status().ToString();
   if (!made.ok()) return nullptr;
   std::unique_ptr<KafkaSink> sink(static_cast<KafkaSink*>(made->release()));
-  Status s = sink->Open(TaskContext("p"));
+  SinkContext ctx = TaskContext("p");
+  ctx.tasks = !legacy;
+  Status s = sink->Open(ctx);
   EXPECT_TRUE(s.ok()) << s.ToString();
   if (!s.ok()) return nullptr;
   return sink;
@@ -142,7 +147,7 @@ TEST(KafkaSinkTasks, ATaskMovedToAnotherInstanceLoadsExactlyTheCommittedStateAnd
   EXPECT_EQ(claim->state, "");
   EXPECT_TRUE(claim->positions.empty());
 
-  const std::string s1("one\n\0held", 10), s2("two\n\0\xff held records", 21);
+  const std::string s1 = "one\n\0held"s, s2 = "two\n\0\xff held records"s;
   TaskCheckpoint c1(1, {0, 1, 2}, 3, claim->fence, s1, 1000);
   ASSERT_TRUE(a->Commit(c1.cp).ok());
   TaskCheckpoint c2(2, {3}, 4, claim->fence, s2, 2000);
@@ -293,6 +298,73 @@ TEST(KafkaSinkTasks, ClaimsRacingForOneTaskEachGetTheirOwnFence) {
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].fence, 6);
+}
+
+// A state record of an older sluice is moved into task records (held records and event-time
+// progress by partition) at the first Open on tasks; an older sluice's state record written next
+// to task records afterwards is refused at the next commit of tasks and at Open.
+TEST(KafkaSinkTasks, TheLegacyStateMovesIntoTaskRecordsAndALaterOneIsRefused) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string topic = kafkatest::Unique("ksink_tasks_legacy");
+  WindowState ws;
+  ws.closed_before = 70;
+  ws.max_event_times[{"src", 0}] = 100;
+  ws.max_event_times[{"src", 1}] = 90;
+  ws.held.push_back(HeldRecord{"held-in-1", 1, 4, 0});
+  const std::string blob = ws.Serialize(nullptr);
+  {
+    auto old = OpenTaskSink(topic, topic + "-old", /*legacy=*/true);
+    ASSERT_TRUE(old);
+    Checkpoint cp;
+    cp.id = 1;
+    cp.positions = {{"src", 0, 8}, {"src", 1, 6}};
+    cp.state = &blob;
+    ASSERT_TRUE(old->Commit(cp).ok());
+  }
+  auto a = OpenTaskSink(topic, topic + "-a");
+  ASSERT_TRUE(a);
+  auto rows = a->LoadTaskProgress();
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].task, (TaskId{"src", 0}));
+  EXPECT_EQ((*rows)[0].fence, 0);
+  EXPECT_EQ((*rows)[0].progress.max_event_time, 100);
+  EXPECT_EQ((*rows)[0].progress.enforced, 70);
+  EXPECT_EQ((*rows)[1].progress.max_event_time, 90);
+  auto claim = a->ClaimTask(TaskId{"src", 1}, Owner("a"));
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  EXPECT_EQ(claim->fence, 1);
+  EXPECT_EQ(claim->positions, (std::map<int32_t, int64_t>{{1, 6}}));
+  auto state = TaskState::Parse(claim->state, nullptr);
+  ASSERT_TRUE(state.ok()) << state.status().ToString();
+  ASSERT_EQ(state->held.size(), 1u);
+  EXPECT_EQ(state->held[0].payload, "held-in-1");
+  EXPECT_EQ(state->held[0].offset, 4);
+  // The state record is gone: a legacy sink reads none.
+  {
+    auto old = OpenTaskSink(topic, topic + "-old2", /*legacy=*/true);
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->LoadState().value(), "");
+    // ...and then an older sluice, still running, commits its one state record.
+    Checkpoint cp;
+    cp.id = 2;
+    cp.positions = {{"src", 1, 7}};
+    cp.state = &blob;
+    ASSERT_TRUE(old->Commit(cp).ok());
+  }
+  TaskCheckpoint next(2, {9}, 7, claim->fence, "s", 200);
+  next.cp.positions = {{"src", 1, 7}};
+  next.cp.tasks[0].task = TaskId{"src", 1};
+  Status s = a->Commit(next.cp);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("stop them all, then start"), std::string::npos) << s.message();
+  SinkConfig c;
+  c.uri = "kafka://" + Brokers() + "/" + topic;
+  c.options.Set("transactional_id", {topic + "-b", {}});
+  auto b = KafkaSink::Make(c);
+  ASSERT_TRUE(b.ok());
+  Status opened = (*b)->Open(TaskContext("p"));
+  EXPECT_EQ(opened.code(), StatusCode::kFailedPrecondition) << opened.ToString();
 }
 
 }  // namespace
