@@ -33,6 +33,7 @@ constexpr char kNeedsRows[] =
     "[aggregate] (a topic cannot merge the partial aggregates of update mode)";
 /// Room for large engine state in the positions topic (the producer's and the topic's limit).
 constexpr int kMaxMessageBytes = 16 << 20;
+const std::string kNoState;
 
 void AppendJsonValue(const Value& v, std::string* out) {
   switch (v.type()) {
@@ -1048,9 +1049,15 @@ Status KafkaSink::ProduceCheckpoint(const Checkpoint& cp, const std::string& mar
   for (const TaskCommit& t : cp.tasks) {
     if (!s.ok()) break;
     auto owner = claimed_owner_.find(t.task);
+    // Every record holds the task's whole state: compaction keeps only the latest one.
+    const std::string* state = t.state;
+    if (!state) {
+      auto known = tasks_.find(t.task);
+      state = known == tasks_.end() ? &kNoState : &known->second.state;
+    }
     s = ProduceTaskRecord(t.task, t.fence,
                           t.release || owner == claimed_owner_.end() ? std::string() : owner->second,
-                          &t.progress, t.state);
+                          &t.progress, state);
   }
   if (s.ok()) s = ProduceRows(cp);
   const std::vector<DeadLetter> letters = LettersToWrite(cp);
@@ -1284,14 +1291,22 @@ Result<TaskClaim> KafkaSink::ClaimTask(const TaskId& task, const OwnerInfo& owne
   // A commit in doubt is settled by the next Commit(), by its marker: keep it.
   const std::string in_doubt = pending_marker_;
   for (int attempt = 1;; ++attempt) {
-    auto known = tasks_.find(task);
-    const int64_t fence = (known == tasks_.end() ? 0 : known->second.max_fence) + 1;
+    // The claim's record carries the task's progress and state as last committed (compaction
+    // keeps only the latest record of a key), read before the record took its place: checked
+    // again below against what came before it.
+    const StoredTask before = tasks_.count(task) ? tasks_[task] : StoredTask();
+    const int64_t fence = before.max_fence + 1;
     delivery_->Reset();
     RETURN_IF_ERROR(BeginTransaction());
-    Status s = ProduceTaskRecord(task, fence, owner_text, nullptr, nullptr);
+    Status s = ProduceTaskRecord(task, fence, owner_text, &before.progress, &before.state);
     if (s.ok()) s = ReadUpToOwnRecords();
-    // Another claim of the task came first in partition 0: take the next fence.
-    const bool raced = s.ok() && tasks_.count(task) && tasks_[task].max_fence >= fence;
+    // Another claim of the task came first in partition 0 (take the next fence), or a commit
+    // of it (carry what it stored).
+    bool raced = false;
+    if (s.ok()) {
+      const StoredTask now = tasks_.count(task) ? tasks_[task] : StoredTask();
+      raced = now.max_fence >= fence || now.progress != before.progress || now.state != before.state;
+    }
     if (s.ok() && !raced && hook_) s = hook_("claim_before_commit");
     if (!s.ok() || raced) {
       if (!fatal_.empty()) return s;
@@ -1299,7 +1314,7 @@ Result<TaskClaim> KafkaSink::ClaimTask(const TaskId& task, const OwnerInfo& owne
       if (!s.ok()) return s.WithContext("claiming task " + task.source + "[" + std::to_string(task.partition) + "]");
       if (attempt >= 20) {
         return Status::Unavailable("kafka sink: claiming task " + task.source + "[" +
-                                   std::to_string(task.partition) + "]: other claims came first 20 times");
+                                   std::to_string(task.partition) + "]: other claims or commits of it came first 20 times");
       }
       continue;
     }

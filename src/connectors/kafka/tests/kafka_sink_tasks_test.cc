@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -233,6 +234,13 @@ TEST(KafkaSinkTasks, AClaimDuringAnOpenCommitOfTheTaskReturnsWhatThatCommitStore
   TaskCheckpoint c3(3, {3}, 4, claim->fence, "third", 3000);
   EXPECT_EQ(a->Commit(c3.cp).code(), StatusCode::kFenced);
   EXPECT_EQ(CommittedKeys(topic), (std::multiset<std::string>{"0", "1", "2"}));
+  // The claim's own record carries what that commit stored: the next claim finds it too.
+  auto c = OpenTaskSink(topic, topic + "-c");
+  ASSERT_TRUE(c);
+  auto again = c->ClaimTask(TaskId{"src", 0}, Owner("c"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->fence, 3);
+  EXPECT_EQ(again->state, "second");
 }
 
 // A commit that starts while another process's claim of the task is open (the claim's record
@@ -298,6 +306,112 @@ TEST(KafkaSinkTasks, ClaimsRacingForOneTaskEachGetTheirOwnFence) {
   ASSERT_TRUE(rows.ok());
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].fence, 6);
+}
+
+/// What compaction of `topic`'s positions topic would leave (the latest record of each key,
+/// tombstones dropped), copied into a new compacted topic; a new sink instance reading that copy
+/// as its positions topic then claims task (src, 0) (fence, state and positions).
+Result<TaskClaim> ClaimFromACompactedCopy(const std::string& topic, const std::string& copy) {
+  const std::string positions = topic + ".sluice-positions";
+  std::string error;
+  kafkatest::Handle c = kafkatest::NewHandle(RD_KAFKA_CONSUMER,
+                                             {{"group.id", kafkatest::Unique("ksink_tasks_copy")},
+                                              {"isolation.level", "read_committed"},
+                                              {"enable.partition.eof", "true"},
+                                              {"enable.auto.commit", "false"}},
+                                             &error);
+  if (!c) return Status::Internal(error);
+  rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(parts, positions.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(c.get(), parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  std::map<std::string, std::optional<std::string>> latest;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  bool eof = false;
+  while (!eof && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(c.get(), 500);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      eof = true;
+    } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->key) {
+      std::string key(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) {
+        latest[key] = std::string(static_cast<const char*>(m->payload), m->len);
+      } else {
+        latest[key] = std::nullopt;
+      }
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(c.get());
+  if (!eof) return Status::Internal("did not reach the end of " + positions);
+  // A sink on another output topic with the copy as its positions topic creates it (compacted).
+  auto open = [&](const std::string& tid) -> std::unique_ptr<KafkaSink> {
+    SinkConfig sc;
+    sc.uri = "kafka://" + Brokers() + "/" + copy;
+    sc.options.Set("timeout", {"15s", {}});
+    sc.options.Set("transactional_id", {tid, {}});
+    sc.options.Set("positions_topic", {copy + ".positions", {}});
+    auto made = KafkaSink::Make(sc);
+    if (!made.ok()) return nullptr;
+    std::unique_ptr<KafkaSink> sink(static_cast<KafkaSink*>(made->release()));
+    if (!sink->Open(TaskContext("p")).ok()) return nullptr;
+    return sink;
+  };
+  if (!open(copy + "-create")) return Status::Internal("cannot create " + copy + ".positions");
+  kafkatest::Handle p = kafkatest::NewHandle(RD_KAFKA_PRODUCER, {}, &error);
+  if (!p) return Status::Internal(error);
+  const std::string target = copy + ".positions";
+  for (const auto& [key, value] : latest) {
+    if (!value) continue;
+    if (rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC(target.c_str()), RD_KAFKA_V_PARTITION(0),
+                          RD_KAFKA_V_KEY(key.data(), key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(value->data()), value->size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Internal("produce to " + target);
+    }
+  }
+  if (rd_kafka_flush(p.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Internal("flush " + target);
+  auto reader = open(copy + "-claim");
+  if (!reader) return Status::Internal("cannot open a sink on " + target);
+  return reader->ClaimTask(TaskId{"src", 0}, Owner("c"));
+}
+
+// Compaction keeps only the latest record of each key: every task record (a commit whose state
+// did not change, a claim) carries the task's whole state and progress, so what compaction
+// leaves claims exactly as the whole topic does.
+TEST(KafkaSinkTasks, EveryTaskRecordHoldsTheWholeStateSoCompactionLosesNothing) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string topic = kafkatest::Unique("ksink_tasks_compact");
+  auto a = OpenTaskSink(topic, topic + "-a");
+  ASSERT_TRUE(a);
+  auto claim = a->ClaimTask(TaskId{"src", 0}, Owner("a"));
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  TaskCheckpoint c1(1, {0}, 1, claim->fence, "held state", 1000);
+  ASSERT_TRUE(a->Commit(c1.cp).ok());
+  // A commit that does not change the state (TaskCommit::state null).
+  TaskCheckpoint c2(2, {1}, 2, claim->fence, "", 2000);
+  c2.cp.tasks[0].state = nullptr;
+  ASSERT_TRUE(a->Commit(c2.cp).ok());
+  auto copied = ClaimFromACompactedCopy(topic, topic + "-copy1");
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_EQ(copied->fence, 2);
+  EXPECT_EQ(copied->state, "held state");
+  EXPECT_EQ(copied->positions, (std::map<int32_t, int64_t>{{0, 2}}));
+  // Another process claims the task: its claim record is now the latest.
+  auto b = OpenTaskSink(topic, topic + "-b");
+  ASSERT_TRUE(b);
+  auto moved = b->ClaimTask(TaskId{"src", 0}, Owner("b"));
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(moved->state, "held state");
+  copied = ClaimFromACompactedCopy(topic, topic + "-copy2");
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_EQ(copied->fence, 3);
+  EXPECT_EQ(copied->state, "held state");
+  auto rows = b->LoadTaskProgress();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].progress, Progress(2000));
 }
 
 // A state record of an older sluice is moved into task records (held records and event-time
