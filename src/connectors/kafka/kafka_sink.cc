@@ -805,7 +805,9 @@ Status KafkaSink::ReadBack() {
         tasks_.erase(id);
         continue;
       }
-      ParseTaskRecord(value, &tasks_[id]);
+      auto known = tasks_.find(id);
+      StoredTask parsed = known == tasks_.end() ? StoredTask() : known->second;
+      if (ParseTaskRecord(value, &parsed)) tasks_[id] = std::move(parsed);
     } else if (kind == "commit" && items.size() == 3) {
       std::string_view id;
       if (!items[2].get_string().get(id) && id == settings_.transactional_id)
@@ -1159,9 +1161,9 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
 
 // Tasks. A task record's key is ["task", pipeline, source, partition]; its value a JSON header
 // line ({"v":1,"fence":F,"owner":"...","updated":MICROS[,"progress":[max_event_time, watermark,
-// enforced, idle]][,"state":true]}), then '\n', then the state bytes when "state" is true. A
-// claim's record carries fence and owner only; a commit's carries its progress, and its state
-// when the state changed.
+// enforced, idle]][,"state":true]}), then '\n', then the state bytes when "state" is true. This
+// sink writes every record with the task's whole progress and state (compaction keeps only the
+// latest record of a key): a claim's with those of the task's last commit.
 
 std::string KafkaSink::TaskKey(const TaskId& task) const {
   std::string k = "[\"task\",";
@@ -1172,20 +1174,20 @@ std::string KafkaSink::TaskKey(const TaskId& task) const {
   return k;
 }
 
-void KafkaSink::ParseTaskRecord(const std::string& value, StoredTask* t) {
+bool KafkaSink::ParseTaskRecord(const std::string& value, StoredTask* t) {
   const size_t nl = value.find('\n');
   simdjson::dom::parser parser;
   simdjson::dom::object header;
   if (nl == std::string::npos ||
       parser.parse(value.data(), nl).get_object().get(header) != simdjson::SUCCESS) {
     spdlog::warn("kafka sink: skipping a task record it cannot read ({} bytes)", value.size());
-    return;
+    return false;
   }
   int64_t fence = 0, updated = 0;
   std::string_view owner;
   if (header["fence"].get_int64().get(fence) || header["owner"].get_string().get(owner)) {
     spdlog::warn("kafka sink: skipping a task record without fence or owner");
-    return;
+    return false;
   }
   if (header["updated"].get_int64().get(updated)) updated = 0;
   t->fence = fence;
@@ -1203,6 +1205,7 @@ void KafkaSink::ParseTaskRecord(const std::string& value, StoredTask* t) {
   }
   bool has_state = false;
   if (!header["state"].get_bool().get(has_state) && has_state) t->state = value.substr(nl + 1);
+  return true;
 }
 
 Status KafkaSink::ProduceTaskRecord(const TaskId& task, int64_t fence, const std::string& owner,

@@ -143,8 +143,8 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
     int64_t updated_micros = 0;
   };
   /// Folds one task record's value (a JSON header line, then the state bytes) into `t`;
-  /// a value it cannot read is skipped (logged).
-  static void ParseTaskRecord(const std::string& value, StoredTask* t);
+  /// returns false (logged) for a value it cannot read.
+  static bool ParseTaskRecord(const std::string& value, StoredTask* t);
   /// Produces a task record to partition 0 of the positions topic (every task record goes
   /// there: the order of that partition decides which of two racing writers came first).
   Status ProduceTaskRecord(const TaskId& task, int64_t fence, const std::string& owner,
