@@ -1360,7 +1360,11 @@ Result<std::vector<TaskRow>> KafkaSink::LoadTaskProgress() {
 
 Status KafkaSink::MigrateLegacyState() {
   // Every record a claim or a commit of tasks reads must be ordered by partition 0.
-  if (const int n = KafkaPartitionCount(settings_.brokers, settings_.positions_topic); n != 1) {
+  const int n = KafkaPartitionCount(settings_.brokers, settings_.positions_topic);
+  if (n <= 0) {
+    return Status::Unavailable("kafka sink: cannot read the partitions of " + settings_.positions_topic);
+  }
+  if (n != 1) {
     return Status::FailedPrecondition(
         "kafka sink: positions topic " + settings_.positions_topic + " has " + std::to_string(n) +
         " partitions; a pipeline with per-partition state (tasks) needs one (the sink creates it so): "

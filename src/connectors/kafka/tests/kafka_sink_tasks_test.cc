@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "connectors/kafka/kafka_uri.h"
+#include "connectors/kafka/kafka_admin.h"
 #include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/tests/kafka_test_broker.h"
 #include "runtime/window_state.h"
@@ -479,6 +480,28 @@ TEST(KafkaSinkTasks, TheLegacyStateMovesIntoTaskRecordsAndALaterOneIsRefused) {
   ASSERT_TRUE(b.ok());
   Status opened = (*b)->Open(TaskContext("p"));
   EXPECT_EQ(opened.code(), StatusCode::kFailedPrecondition) << opened.ToString();
+}
+
+// Claims and commits are ordered by partition 0 of the positions topic: a pipeline on tasks
+// refuses one with more partitions (one the sink did not create), naming it.
+TEST(KafkaSinkTasks, APositionsTopicOfSeveralPartitionsIsRefused) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string topic = kafkatest::Unique("ksink_tasks_parts");
+  auto admin = KafkaAdmin::Make(Brokers(), 10000);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  ASSERT_TRUE((*admin)->CreateTopic(topic + ".sluice-positions", 2, {{"cleanup.policy", "compact"}}).ok());
+  SinkConfig c;
+  c.uri = "kafka://" + Brokers() + "/" + topic;
+  c.options.Set("transactional_id", {topic + "-a", {}});
+  auto sink = KafkaSink::Make(c);
+  ASSERT_TRUE(sink.ok());
+  Status opened = (*sink)->Open(TaskContext("p"));
+  EXPECT_EQ(opened.code(), StatusCode::kFailedPrecondition) << opened.ToString();
+  EXPECT_NE(opened.message().find("has 2 partitions"), std::string::npos) << opened.message();
+  // Without tasks it is used as before.
+  SinkContext legacy = TaskContext("p");
+  legacy.tasks = false;
+  EXPECT_TRUE((*sink)->Open(legacy).ok());
 }
 
 }  // namespace
