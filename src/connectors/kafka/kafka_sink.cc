@@ -23,6 +23,7 @@
 #include "core/time.h"
 #include "core/uri.h"
 #include "runtime/sink_rejection.h"
+#include "runtime/window_state.h"
 
 namespace sluice {
 namespace {
@@ -32,6 +33,7 @@ constexpr char kNeedsRows[] =
     "[aggregate] (a topic cannot merge the partial aggregates of update mode)";
 /// Room for large engine state in the positions topic (the producer's and the topic's limit).
 constexpr int kMaxMessageBytes = 16 << 20;
+const std::string kNoState;
 
 void AppendJsonValue(const Value& v, std::string* out) {
   switch (v.type()) {
@@ -80,7 +82,13 @@ bool IsFencing(rd_kafka_resp_err_t code) {
 class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& m) override {
-    if (m.err() == RdKafka::ERR_NO_ERROR) return;
+    if (m.err() == RdKafka::ERR_NO_ERROR) {
+      if (m.partition() == 0 && m.topic_name() == watch_topic &&
+          (first_watched < 0 || m.offset() < first_watched)) {
+        first_watched = m.offset();
+      }
+      return;
+    }
     const auto r = reinterpret_cast<uintptr_t>(m.msg_opaque());
     if (m.err() == RdKafka::ERR_MSG_SIZE_TOO_LARGE && r != 0 && m.len() >= too_large_bytes) {
       // The broker refuses a whole batch: only its largest row is surely too large.
@@ -97,7 +105,15 @@ class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
     size = m.len();
     if (m.key()) key = *m.key();
   }
-  void Reset() { *this = DeliveryReport(); }
+  void Reset() {
+    std::string topic = std::move(watch_topic);
+    *this = DeliveryReport();
+    watch_topic = std::move(topic);
+  }
+
+  /// The positions topic: the smallest offset delivered to its partition 0 since Reset().
+  std::string watch_topic;
+  int64_t first_watched = -1;
 
   bool failed = false;
   RdKafka::ErrorCode code = RdKafka::ERR_NO_ERROR;
@@ -538,6 +554,10 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   positions_.clear();
   read_next_.clear();
   state_.clear();
+  tasks_.clear();
+  claimed_owner_.clear();
+  reading_only_ = false;
+  no_positions_topic_ = false;
   commit_marker_.clear();
   pending_marker_.clear();
   fatal_.clear();
@@ -546,6 +566,14 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   RETURN_IF_ERROR(EnsureTopic(settings_.topic, false));
   RETURN_IF_ERROR(EnsureTopic(settings_.dead_letter_topic, false));
 
+  RETURN_IF_ERROR(MakeReader());
+  if (ctx_.tasks) RETURN_IF_ERROR(MigrateLegacyState());
+  spdlog::info("kafka sink: topic {} (positions in {}), transactional.id {} ({})", settings_.topic,
+               settings_.positions_topic, settings_.transactional_id, settings_.brokers);
+  return Status::OK();
+}
+
+Status KafkaSink::MakeReader() {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "group.id", settings_.transactional_id + ".reader"));
@@ -560,8 +588,30 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   std::string err;
   reader_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!reader_) return Status::InvalidArgument("kafka sink reader: " + err);
-  spdlog::info("kafka sink: topic {} (positions in {}), transactional.id {} ({})", settings_.topic,
-               settings_.positions_topic, settings_.transactional_id, settings_.brokers);
+  return Status::OK();
+}
+
+Status KafkaSink::OpenForReading(const SinkContext& ctx) {
+  Close();
+  ctx_ = ctx;
+  if (settings_.transactional_id.empty()) {
+    settings_.transactional_id = "sluice-" + ctx_.pipeline + "-" + settings_.topic;
+  }
+  if (settings_.positions_topic.empty())
+    settings_.positions_topic = settings_.topic + ".sluice-positions";
+  positions_.clear();
+  read_next_.clear();
+  state_.clear();
+  tasks_.clear();
+  claimed_owner_.clear();
+  fatal_.clear();
+  reading_only_ = true;
+  no_positions_topic_ = false;
+  RETURN_IF_ERROR(MakeReader());
+  auto existing = KafkaPartitionCounts(reader_->c_ptr(), settings_.brokers, static_cast<int>(settings_.timeout_ms));
+  if (!existing.ok()) return Status(existing.status().code(), "kafka sink: " + existing.status().message());
+  auto it = existing->find(settings_.positions_topic);
+  no_positions_topic_ = it == existing->end() || it->second <= 0;
   return Status::OK();
 }
 
@@ -569,6 +619,7 @@ Status KafkaSink::InitProducer() {
   producer_.reset();
   needs_init_ = true;
   delivery_ = std::make_unique<DeliveryReport>();
+  delivery_->watch_topic = settings_.positions_topic;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "bootstrap.servers", settings_.brokers));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "client.id", "sluice-" + ctx_.pipeline + "-sink"));
@@ -745,6 +796,18 @@ Status KafkaSink::ReadBack() {
       }
     } else if (kind == "state") {
       state_ = std::move(value);
+    } else if (kind == "task" && items.size() == 4) {
+      std::string_view source;
+      int64_t partition = 0;
+      if (items[2].get_string().get(source) || items[3].get_int64().get(partition)) continue;
+      const TaskId id{std::string(source), static_cast<int32_t>(partition)};
+      if (tombstone) {
+        tasks_.erase(id);
+        continue;
+      }
+      auto known = tasks_.find(id);
+      StoredTask parsed = known == tasks_.end() ? StoredTask() : known->second;
+      if (ParseTaskRecord(value, &parsed)) tasks_[id] = std::move(parsed);
     } else if (kind == "commit" && items.size() == 3) {
       std::string_view id;
       if (!items[2].get_string().get(id) && id == settings_.transactional_id)
@@ -757,6 +820,7 @@ Status KafkaSink::ReadBack() {
 
 Result<std::vector<StoredPosition>> KafkaSink::LoadPositions() {
   if (!fatal_.empty()) return Status::Internal(fatal_);
+  if (no_positions_topic_) return std::vector<StoredPosition>();
   RETURN_IF_ERROR(ReadBack());
   std::vector<StoredPosition> out;
   for (const auto& [k, offset] : positions_) out.push_back({k.first, k.second, offset});
@@ -833,10 +897,10 @@ Status KafkaSink::BeginTransaction() {
 }
 
 Status KafkaSink::Produce(const std::string& topic, const std::string& key,
-                          const std::string* payload, uintptr_t row) {
+                          const std::string* payload, uintptr_t row, int32_t partition) {
   while (true) {
     RdKafka::ErrorCode rc = producer_->produce(
-        topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+        topic, partition, RdKafka::Producer::RK_MSG_COPY,
         payload ? const_cast<char*>(payload->data()) : nullptr, payload ? payload->size() : 0,
         key.empty() && row != 0 ? nullptr : key.data(), key.size(), 0,
         reinterpret_cast<void*>(row));
@@ -981,11 +1045,31 @@ Status KafkaSink::SendConsumedOffsets(const Checkpoint& cp) {
 }
 
 Status KafkaSink::ProduceCheckpoint(const Checkpoint& cp, const std::string& marker) {
-  Status s = ProduceRows(cp);
+  Status s;
+  // Task records first: with them this transaction takes its place in partition 0 of the
+  // positions topic, the order that decides which of two racing writers of a task came first.
+  for (const TaskCommit& t : cp.tasks) {
+    if (!s.ok()) break;
+    auto owner = claimed_owner_.find(t.task);
+    // Every record holds the task's whole state: compaction keeps only the latest one.
+    const std::string* state = t.state;
+    if (!state) {
+      auto known = tasks_.find(t.task);
+      state = known == tasks_.end() ? &kNoState : &known->second.state;
+    }
+    s = ProduceTaskRecord(t.task, t.fence,
+                          t.release || owner == claimed_owner_.end() ? std::string() : owner->second,
+                          &t.progress, state);
+  }
+  if (s.ok()) s = ProduceRows(cp);
   const std::vector<DeadLetter> letters = LettersToWrite(cp);
   if (s.ok()) s = ProduceDeadLetters(letters);
   if (s.ok()) s = ProducePositionsStateAndMarker(cp, marker);
   if (s.ok() && !settings_.consumer_group.empty()) s = SendConsumedOffsets(cp);
+  if (s.ok() && !cp.tasks.empty()) {
+    s = ReadUpToOwnRecords();
+    if (s.ok()) s = CheckFences(cp);
+  }
   if (s.ok() && hook_) s = hook_("before_commit");
   return s;
 }
@@ -1021,10 +1105,23 @@ void KafkaSink::RecordCommitted(const Checkpoint& cp, const std::string& marker)
   for (const auto& p : cp.positions) positions_[{p.source, p.partition}] = p.offset;
   if (cp.state) state_ = *cp.state;
   commit_marker_ = marker;
+  const int64_t now = WallClockMicros();
+  for (const TaskCommit& t : cp.tasks) {
+    StoredTask& st = tasks_[t.task];
+    st.fence = t.fence;
+    st.max_fence = std::max(st.max_fence, t.fence);
+    auto owner = claimed_owner_.find(t.task);
+    st.owner = t.release || owner == claimed_owner_.end() ? std::string() : owner->second;
+    st.progress = t.progress;
+    if (t.state) st.state = *t.state;
+    st.updated_micros = now;
+    if (t.release) claimed_owner_.erase(t.task);
+  }
 }
 
 Status KafkaSink::Commit(const Checkpoint& cp) {
   if (!fatal_.empty()) return Status::Internal(fatal_);
+  if (reading_only_) return Status::FailedPrecondition("kafka sink: opened for reading only");
   if (cp.deltas && !cp.deltas->empty()) return Status::InvalidArgument(kNeedsRows);
   if (needs_init_) RETURN_IF_ERROR(InitProducer());
   if (!pending_marker_.empty()) {
@@ -1059,6 +1156,267 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
     }
   }
   RecordCommitted(cp, marker);
+  return Status::OK();
+}
+
+// Tasks. A task record's key is ["task", pipeline, source, partition]; its value a JSON header
+// line ({"v":1,"fence":F,"owner":"...","updated":MICROS[,"progress":[max_event_time, watermark,
+// enforced, idle]][,"state":true]}), then '\n', then the state bytes when "state" is true. This
+// sink writes every record with the task's whole progress and state (compaction keeps only the
+// latest record of a key): a claim's with those of the task's last commit.
+
+std::string KafkaSink::TaskKey(const TaskId& task) const {
+  std::string k = "[\"task\",";
+  AppendJsonString(ctx_.pipeline, &k);
+  k += ',';
+  AppendJsonString(task.source, &k);
+  k += ',' + std::to_string(task.partition) + ']';
+  return k;
+}
+
+bool KafkaSink::ParseTaskRecord(const std::string& value, StoredTask* t) {
+  const size_t nl = value.find('\n');
+  simdjson::dom::parser parser;
+  simdjson::dom::object header;
+  if (nl == std::string::npos ||
+      parser.parse(value.data(), nl).get_object().get(header) != simdjson::SUCCESS) {
+    spdlog::warn("kafka sink: skipping a task record it cannot read ({} bytes)", value.size());
+    return false;
+  }
+  int64_t fence = 0, updated = 0;
+  std::string_view owner;
+  if (header["fence"].get_int64().get(fence) || header["owner"].get_string().get(owner)) {
+    spdlog::warn("kafka sink: skipping a task record without fence or owner");
+    return false;
+  }
+  if (header["updated"].get_int64().get(updated)) updated = 0;
+  t->fence = fence;
+  t->max_fence = std::max(t->max_fence, fence);
+  t->owner = std::string(owner);
+  t->updated_micros = updated;
+  simdjson::dom::array progress;
+  if (!header["progress"].get_array().get(progress)) {
+    std::vector<simdjson::dom::element> p(progress.begin(), progress.end());
+    TaskProgress tp;
+    if (p.size() == 4 && !p[0].get_int64().get(tp.max_event_time) && !p[1].get_int64().get(tp.watermark) &&
+        !p[2].get_int64().get(tp.enforced) && !p[3].get_bool().get(tp.idle)) {
+      t->progress = tp;
+    }
+  }
+  bool has_state = false;
+  if (!header["state"].get_bool().get(has_state) && has_state) t->state = value.substr(nl + 1);
+  return true;
+}
+
+Status KafkaSink::ProduceTaskRecord(const TaskId& task, int64_t fence, const std::string& owner,
+                                    const TaskProgress* progress, const std::string* state) {
+  std::string value = "{\"v\":1,\"fence\":" + std::to_string(fence) + ",\"owner\":";
+  AppendJsonString(owner, &value);
+  value += ",\"updated\":" + std::to_string(WallClockMicros());
+  if (progress) {
+    value += ",\"progress\":[" + std::to_string(progress->max_event_time) + ',' +
+             std::to_string(progress->watermark) + ',' + std::to_string(progress->enforced) + ',' +
+             (progress->idle ? "true" : "false") + ']';
+  }
+  if (state) value += ",\"state\":true";
+  value += "}\n";
+  if (state) value += *state;
+  return Produce(settings_.positions_topic, TaskKey(task), &value, 0, 0);
+}
+
+Status KafkaSink::ReadUpToOwnRecords() {
+  const int timeout_ms = static_cast<int>(settings_.timeout_ms);
+  if (RdKafka::ErrorCode rc = producer_->flush(timeout_ms); rc != RdKafka::ERR_NO_ERROR) {
+    return Status::Unavailable("kafka sink: flushing a transaction to " + settings_.positions_topic + ": " +
+                               RdKafka::err2str(rc));
+  }
+  producer_->poll(0);
+  if (delivery_->failed) {
+    return Status::Unavailable("kafka sink: delivery failed: " + delivery_->text);
+  }
+  const int64_t first = delivery_->first_watched;
+  if (first < 0) {
+    return Status::Internal("kafka sink: no record of this transaction reached partition 0 of " +
+                            settings_.positions_topic);
+  }
+  // The last stable offset stops at the first record of the oldest open transaction: once it is
+  // this transaction's first record, every transaction that wrote there before it is resolved.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool logged = false;
+  while (true) {
+    int64_t low = 0, high = 0;
+    RdKafka::ErrorCode rc =
+        reader_->query_watermark_offsets(settings_.positions_topic, 0, &low, &high, std::min(timeout_ms, 5000));
+    if (rc == RdKafka::ERR_NO_ERROR && high >= first) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::Unavailable(
+          "kafka sink: another transaction on " + settings_.positions_topic + "[0] stayed open for " +
+          std::to_string(timeout_ms / 1000) + "s (" +
+          (rc == RdKafka::ERR_NO_ERROR ? "last stable offset " + std::to_string(high) + ", this transaction's first record " + std::to_string(first)
+                                       : RdKafka::err2str(rc)) +
+          "); a process that stopped in the middle of a commit holds it until its transaction.timeout.ms");
+    }
+    if (!logged && rc == RdKafka::ERR_NO_ERROR) {
+      spdlog::info("kafka sink: waiting for another transaction on {}[0] (last stable offset {}, ours {})",
+                   settings_.positions_topic, high, first);
+      logged = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ReadBack();
+}
+
+Status KafkaSink::CheckFences(const Checkpoint& cp) const {
+  if (!state_.empty()) {
+    return Status::FailedPrecondition(
+        "kafka sink: " + settings_.positions_topic + " holds a state record of pipeline " + ctx_.pipeline +
+        " (written by a version without per-partition state) next to its task records: every process of a "
+        "pipeline must run a version with per-partition state: stop them all, then start");
+  }
+  for (const TaskCommit& t : cp.tasks) {
+    auto it = tasks_.find(t.task);
+    if (it == tasks_.end() || it->second.fence != t.fence) {
+      return Status::Fenced("kafka sink: task " + t.task.source + "[" + std::to_string(t.task.partition) +
+                            "] was claimed by another process (fence " +
+                            (it == tasks_.end() ? std::string("none") : std::to_string(it->second.fence)) +
+                            ", this one holds " + std::to_string(t.fence) + (it == tasks_.end() || it->second.owner.empty() ? std::string() : ", owner " + it->second.owner) + ")");
+    }
+  }
+  return Status::OK();
+}
+
+Result<TaskClaim> KafkaSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  if (reading_only_) return Status::FailedPrecondition("kafka sink: opened for reading only");
+  if (needs_init_) RETURN_IF_ERROR(InitProducer());
+  RETURN_IF_ERROR(ReadBack());
+  const std::string owner_text = owner.ToString();
+  // A commit in doubt is settled by the next Commit(), by its marker: keep it.
+  const std::string in_doubt = pending_marker_;
+  for (int attempt = 1;; ++attempt) {
+    // The claim's record carries the task's progress and state as last committed (compaction
+    // keeps only the latest record of a key), read before the record took its place: checked
+    // again below against what came before it.
+    const StoredTask before = tasks_.count(task) ? tasks_[task] : StoredTask();
+    const int64_t fence = before.max_fence + 1;
+    delivery_->Reset();
+    RETURN_IF_ERROR(BeginTransaction());
+    Status s = ProduceTaskRecord(task, fence, owner_text, &before.progress, &before.state);
+    if (s.ok()) s = ReadUpToOwnRecords();
+    // Another claim of the task came first in partition 0 (take the next fence), or a commit
+    // of it (carry what it stored).
+    bool raced = false;
+    if (s.ok()) {
+      const StoredTask now = tasks_.count(task) ? tasks_[task] : StoredTask();
+      raced = now.max_fence >= fence || now.progress != before.progress || now.state != before.state;
+    }
+    if (s.ok() && !raced && hook_) s = hook_("claim_before_commit");
+    if (!s.ok() || raced) {
+      if (!fatal_.empty()) return s;
+      Abort();
+      if (!s.ok()) return s.WithContext("claiming task " + task.source + "[" + std::to_string(task.partition) + "]");
+      if (attempt >= 20) {
+        return Status::Unavailable("kafka sink: claiming task " + task.source + "[" +
+                                   std::to_string(task.partition) + "]: other claims or commits of it came first 20 times");
+      }
+      continue;
+    }
+    bool retry = false;
+    s = CommitTransaction(&retry);
+    pending_marker_ = in_doubt;
+    if (!s.ok()) return s.WithContext("claiming task " + task.source + "[" + std::to_string(task.partition) + "]");
+    StoredTask& st = tasks_[task];
+    st.fence = fence;
+    st.max_fence = fence;
+    st.owner = owner_text;
+    st.updated_micros = WallClockMicros();
+    claimed_owner_[task] = owner_text;
+    TaskClaim claim;
+    claim.fence = fence;
+    claim.state = st.state;
+    for (int32_t p : {task.partition, kGenerationPartitionBase + task.partition}) {
+      if (auto it = positions_.find({task.source, p}); it != positions_.end()) claim.positions[p] = it->second;
+    }
+    return claim;
+  }
+}
+
+Result<std::vector<TaskRow>> KafkaSink::LoadTaskProgress() {
+  if (!fatal_.empty()) return Status::Internal(fatal_);
+  std::vector<TaskRow> out;
+  if (no_positions_topic_) return out;
+  RETURN_IF_ERROR(ReadBack());
+  for (const auto& [id, t] : tasks_) {
+    TaskRow row;
+    row.task = id;
+    row.fence = t.fence;
+    row.owner = t.owner;
+    row.progress = t.progress;
+    row.updated_micros = t.updated_micros;
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+Status KafkaSink::MigrateLegacyState() {
+  // Every record a claim or a commit of tasks reads must be ordered by partition 0.
+  const int n = KafkaPartitionCount(settings_.brokers, settings_.positions_topic);
+  if (n <= 0) {
+    return Status::Unavailable("kafka sink: cannot read the partitions of " + settings_.positions_topic);
+  }
+  if (n != 1) {
+    return Status::FailedPrecondition(
+        "kafka sink: positions topic " + settings_.positions_topic + " has " + std::to_string(n) +
+        " partitions; a pipeline with per-partition state (tasks) needs one (the sink creates it so): "
+        "name another positions_topic");
+  }
+  RETURN_IF_ERROR(ReadBack());
+  if (state_.empty()) return Status::OK();
+  if (!tasks_.empty()) {
+    return Status::FailedPrecondition(
+        "kafka sink: " + settings_.positions_topic + " holds a state record of pipeline " + ctx_.pipeline +
+        " (written by a version without per-partition state) next to its task records: every process of a "
+        "pipeline must run a version with per-partition state: stop them all, then start");
+  }
+  const std::string legacy = state_;
+  ASSIGN_OR_RETURN(WindowState old, WindowState::Parse(legacy, ctx_.aggregate));
+  if (!old.open.empty()) {
+    return Status::FailedPrecondition(
+        "kafka sink: the stored state of pipeline " + ctx_.pipeline + " in " + settings_.positions_topic +
+        " holds open windows (" + std::to_string(old.open.size()) +
+        " groups) kept by one process, which cannot be split by partition: run it as before until those "
+        "windows are written");
+  }
+  const int64_t delay = ctx_.aggregate ? ctx_.aggregate->watermark_delay_micros : 0;
+  const auto split = SplitLegacyState(old, ctx_.source, delay);
+  delivery_->Reset();
+  RETURN_IF_ERROR(BeginTransaction());
+  size_t held = 0;
+  Status s;
+  for (const auto& [id, task] : split) {
+    if (!s.ok()) break;
+    const std::string blob = task.Serialize(ctx_.aggregate);
+    s = ProduceTaskRecord(id, 0, std::string(), &task.progress, &blob);
+    held += task.held.size();
+  }
+  std::string pipeline_json;
+  AppendJsonString(ctx_.pipeline, &pipeline_json);
+  if (s.ok()) s = Produce(settings_.positions_topic, "[\"state\"," + pipeline_json + "]", nullptr, 0);
+  if (s.ok()) s = ReadUpToOwnRecords();
+  // Another process moved it first (or changed it): start over from what it left.
+  const bool changed = s.ok() && (!tasks_.empty() || state_ != legacy);
+  if (!s.ok() || changed) {
+    if (!fatal_.empty()) return s;
+    Abort();
+    if (!s.ok()) return s.WithContext("moving the stored state into task records");
+    return MigrateLegacyState();
+  }
+  bool retry = false;
+  RETURN_IF_ERROR(CommitTransaction(&retry).WithContext("moving the stored state into task records"));
+  RETURN_IF_ERROR(ReadBack());
+  spdlog::info("kafka sink: pipeline {}: the stored state now lives per partition in task records of {} ({} "
+               "task(s), {} held record(s))",
+               ctx_.pipeline, settings_.positions_topic, split.size(), held);
   return Status::OK();
 }
 

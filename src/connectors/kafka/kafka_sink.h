@@ -35,6 +35,12 @@ const OptionTable& KafkaSinkOptions();
 /// next call by re-initialising the producer and reading the commit marker back. A producer
 /// fenced by a newer process with the same transactional.id fails with kInternal.
 ///
+/// Tasks (SupportsTasks()): each source partition's state, progress, fence and owner in a
+/// `["task", pipeline, source, p]` record of the positions topic, all in its partition 0, whose
+/// order serializes claims and commits of tasks: each waits until the transactions before its
+/// first record there are resolved and reads up to it, so a commit of a task claimed meanwhile
+/// fails with kFenced (README "Tasks").
+///
 /// Lifecycle and threading as Sink; Healthy() may be called from any thread.
 class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
  public:
@@ -46,6 +52,18 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::vector<StoredPosition>> LoadPositions() override;
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
+  /// Tasks: `["task", pipeline, source, p]` records in the positions topic (README "Tasks").
+  bool SupportsTasks() const override { return true; }
+  Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  Result<std::vector<TaskRow>> LoadTaskProgress() override;
+  /// Opens only the read_committed reader of the positions topic (no producer, no topic
+  /// created): LoadPositions() and LoadTaskProgress() may follow (`sluice status`); a missing
+  /// positions topic reads as empty.
+  Status OpenForReading(const SinkContext& ctx) override;
+  /// The output topic is not read back: `sluice verify` cannot check this sink.
+  Result<std::vector<std::vector<Value>>> ReadOutput() override {
+    return Status::InvalidArgument("the kafka sink's output topic cannot be read back, so sluice verify cannot check it");
+  }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
@@ -95,6 +113,8 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
  private:
   class DeliveryReport;
 
+  /// Creates the read_committed consumer that reads the positions topic back.
+  Status MakeReader();
   /// Creates the producer and calls init_transactions (which fences older producers).
   Status InitProducer();
   /// Creates `topic` when the broker does not have it (compacted when `compact`).
@@ -110,6 +130,36 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   Status TxnError(const std::string& what, int code, std::string text, bool fatal);
   Status TxnError(const std::string& what, RdKafka::Error* e);
   std::string PositionKey(const std::string& source, int32_t partition) const;
+  std::string TaskKey(const TaskId& task) const;
+
+  /// One task as the positions topic holds it: `fence`, `max_fence` and `owner` from its latest
+  /// record (a claim or a commit), progress and state from its latest record that carried them.
+  struct StoredTask {
+    int64_t fence = 0;
+    int64_t max_fence = 0;
+    std::string owner;
+    TaskProgress progress;
+    std::string state;
+    int64_t updated_micros = 0;
+  };
+  /// Folds one task record's value (a JSON header line, then the state bytes) into `t`;
+  /// returns false (logged) for a value it cannot read.
+  static bool ParseTaskRecord(const std::string& value, StoredTask* t);
+  /// Produces a task record to partition 0 of the positions topic (every task record goes
+  /// there: the order of that partition decides which of two racing writers came first).
+  Status ProduceTaskRecord(const TaskId& task, int64_t fence, const std::string& owner,
+                           const TaskProgress* progress, const std::string* state);
+  /// With this sink's transaction open and its task records produced: flushes them, waits until
+  /// every transaction that wrote to partition 0 before them is resolved (the last stable offset
+  /// reaches this transaction's first record there), then reads the positions topic up to that
+  /// point. What ReadBack() leaves in tasks_ is then exactly what was committed before this
+  /// transaction, whatever commits after it.
+  Status ReadUpToOwnRecords();
+  /// Moves a legacy `["state", pipeline]` record into task records (Open with SinkContext::tasks).
+  Status MigrateLegacyState();
+  /// The checks of a commit of tasks, after ReadUpToOwnRecords(): every task's latest fence is
+  /// the checkpoint's (else kFenced), no legacy state next to task records.
+  Status CheckFences(const Checkpoint& cp) const;
 
   // The steps of Commit(), in order.
 
@@ -121,7 +171,7 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   /// `row` is 1 + the row's index in the checkpoint (0: not a result row); a result row the
   /// producer refuses as too large is recorded in rejected_ instead of failing.
   Status Produce(const std::string& topic, const std::string& key, const std::string* payload,
-                 uintptr_t row);
+                 uintptr_t row, int32_t partition = RdKafka::Topic::PARTITION_UA);
   /// Produces everything a checkpoint writes, in order: result rows, dead letters, positions,
   /// state, the commit marker, the consumed offsets; then the "before_commit" hook.
   Status ProduceCheckpoint(const Checkpoint& cp, const std::string& marker);
@@ -148,6 +198,10 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   std::unique_ptr<RdKafka::KafkaConsumer> reader_;
   std::map<int32_t, int64_t> read_next_;  ///< positions topic: next offset to read, per partition
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;
+  std::map<TaskId, StoredTask> tasks_;  ///< this pipeline's tasks, as read back
+  std::map<TaskId, std::string> claimed_owner_;  ///< owner text of the tasks this instance claimed
+  bool reading_only_ = false;  ///< OpenForReading: no producer
+  bool no_positions_topic_ = false;  ///< OpenForReading found no positions topic
   std::string state_;
   std::string commit_marker_;
   /// The marker of a transaction whose commit outcome is unknown; resolved by the next Commit().
