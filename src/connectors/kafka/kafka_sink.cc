@@ -83,9 +83,10 @@ class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& m) override {
     if (m.err() == RdKafka::ERR_NO_ERROR) {
-      if (m.partition() == 0 && m.topic_name() == watch_topic &&
-          (first_watched < 0 || m.offset() < first_watched)) {
-        first_watched = m.offset();
+      if (m.partition() == 0 && m.topic_name() == watch_topic) {
+        if (first_watched < 0 || m.offset() < first_watched) first_watched = m.offset();
+        if (m.offset() > last_watched) last_watched = m.offset();
+        ++count_watched;
       }
       return;
     }
@@ -111,9 +112,12 @@ class KafkaSink::DeliveryReport : public RdKafka::DeliveryReportCb {
     watch_topic = std::move(topic);
   }
 
-  /// The positions topic: the smallest offset delivered to its partition 0 since Reset().
+  /// The positions topic: the smallest and largest offsets delivered to its partition 0 since
+  /// Reset(), and how many records went there.
   std::string watch_topic;
   int64_t first_watched = -1;
+  int64_t last_watched = -1;
+  int64_t count_watched = 0;
 
   bool failed = false;
   RdKafka::ErrorCode code = RdKafka::ERR_NO_ERROR;
@@ -722,7 +726,7 @@ Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
   return Status::OK();
 }
 
-Status KafkaSink::ReadBack() {
+Status KafkaSink::ReadBack(int64_t partition0_end) {
   if (!reader_) return Status::Internal("kafka sink: not open");
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(settings_.timeout_ms);
@@ -762,6 +766,8 @@ Status KafkaSink::ReadBack() {
         reader_->consume(static_cast<int>(std::min<int64_t>(left.count(), 500))));
     if (m->err() == RdKafka::ERR__TIMED_OUT) continue;
     if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      // An end below the one the caller knows (a fetch from a lagging leader) is not the end.
+      if (m->partition() == 0 && m->offset() < partition0_end) continue;
       pending.erase(m->partition());
       continue;
     }
@@ -1061,13 +1067,23 @@ Status KafkaSink::ProduceCheckpoint(const Checkpoint& cp, const std::string& mar
                           t.release || owner == claimed_owner_.end() ? std::string() : owner->second,
                           &t.progress, state);
   }
+  // The positions, state and marker right after them, before the rows: the records of this
+  // transaction in partition 0 then usually go in one batch, with no other transaction's
+  // record between them (ReadUpToOwnRecords checks that none is).
+  if (s.ok() && hook_) s = hook_("after_task_records");
+  if (s.ok()) s = ProducePositionsStateAndMarker(cp, marker);
   if (s.ok()) s = ProduceRows(cp);
   const std::vector<DeadLetter> letters = LettersToWrite(cp);
   if (s.ok()) s = ProduceDeadLetters(letters);
-  if (s.ok()) s = ProducePositionsStateAndMarker(cp, marker);
   if (s.ok() && !settings_.consumer_group.empty()) s = SendConsumedOffsets(cp);
   if (s.ok() && !cp.tasks.empty()) {
-    s = ReadUpToOwnRecords();
+    bool interleaved = false;
+    s = ReadUpToOwnRecords(&interleaved);
+    if (s.ok() && interleaved) {
+      interleaved_ = true;
+      return Status::Aborted("kafka sink: another transaction's record came between this commit's records in " +
+                             settings_.positions_topic + "[0]");
+    }
     if (s.ok()) s = CheckFences(cp);
   }
   if (s.ok() && hook_) s = hook_("before_commit");
@@ -1140,6 +1156,14 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
   if (Status s = ProduceCheckpoint(cp, marker); !s.ok()) {
     if (!fatal_.empty()) return s;
     Abort();
+    if (interleaved_) {
+      // What this commit read stopped at its first record; a claim between its records sees
+      // only part of it. Aborted, and written again after that claim (which may fence it).
+      interleaved_ = false;
+      if (++interleaved_retries_ <= kInterleavedRetries) return Commit(cp);
+      interleaved_retries_ = 0;
+      return s.WithContext(std::to_string(kInterleavedRetries) + " times");
+    }
     // A row the broker refused as too large already broke this transaction (later produce
     // calls fail with "erroneous state"): written again without that row.
     if (RetryWithoutRefusedRow()) return Commit(cp);
@@ -1155,6 +1179,7 @@ Status KafkaSink::Commit(const Checkpoint& cp) {
       return h;
     }
   }
+  interleaved_retries_ = 0;
   RecordCommitted(cp, marker);
   return Status::OK();
 }
@@ -1224,7 +1249,8 @@ Status KafkaSink::ProduceTaskRecord(const TaskId& task, int64_t fence, const std
   return Produce(settings_.positions_topic, TaskKey(task), &value, 0, 0);
 }
 
-Status KafkaSink::ReadUpToOwnRecords() {
+Status KafkaSink::ReadUpToOwnRecords(bool* interleaved) {
+  *interleaved = false;
   const int timeout_ms = static_cast<int>(settings_.timeout_ms);
   if (RdKafka::ErrorCode rc = producer_->flush(timeout_ms); rc != RdKafka::ERR_NO_ERROR) {
     return Status::Unavailable("kafka sink: flushing a transaction to " + settings_.positions_topic + ": " +
@@ -1238,6 +1264,12 @@ Status KafkaSink::ReadUpToOwnRecords() {
   if (first < 0) {
     return Status::Internal("kafka sink: no record of this transaction reached partition 0 of " +
                             settings_.positions_topic);
+  }
+  // Another transaction's record (or marker) between this one's first and last: a claim there
+  // would read this transaction's records before it but not those after it. The caller aborts.
+  if (delivery_->last_watched - first + 1 != delivery_->count_watched) {
+    *interleaved = true;
+    return Status::OK();
   }
   // The last stable offset stops at the first record of the oldest open transaction: once it is
   // this transaction's first record, every transaction that wrote there before it is resolved.
@@ -1263,7 +1295,7 @@ Status KafkaSink::ReadUpToOwnRecords() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return ReadBack();
+  return ReadBack(first);
 }
 
 Status KafkaSink::CheckFences(const Checkpoint& cp) const {
@@ -1302,11 +1334,12 @@ Result<TaskClaim> KafkaSink::ClaimTask(const TaskId& task, const OwnerInfo& owne
     delivery_->Reset();
     RETURN_IF_ERROR(BeginTransaction());
     Status s = ProduceTaskRecord(task, fence, owner_text, &before.progress, &before.state);
-    if (s.ok()) s = ReadUpToOwnRecords();
+    bool interleaved = false;
+    if (s.ok()) s = ReadUpToOwnRecords(&interleaved);
     // Another claim of the task came first in partition 0 (take the next fence), or a commit
     // of it (carry what it stored).
-    bool raced = false;
-    if (s.ok()) {
+    bool raced = interleaved;
+    if (s.ok() && !raced) {
       const StoredTask now = tasks_.count(task) ? tasks_[task] : StoredTask();
       raced = now.max_fence >= fence || now.progress != before.progress || now.state != before.state;
     }
@@ -1402,9 +1435,10 @@ Status KafkaSink::MigrateLegacyState() {
   std::string pipeline_json;
   AppendJsonString(ctx_.pipeline, &pipeline_json);
   if (s.ok()) s = Produce(settings_.positions_topic, "[\"state\"," + pipeline_json + "]", nullptr, 0);
-  if (s.ok()) s = ReadUpToOwnRecords();
+  bool interleaved = false;
+  if (s.ok()) s = ReadUpToOwnRecords(&interleaved);
   // Another process moved it first (or changed it): start over from what it left.
-  const bool changed = s.ok() && (!tasks_.empty() || state_ != legacy);
+  const bool changed = s.ok() && (interleaved || !tasks_.empty() || state_ != legacy);
   if (!s.ok() || changed) {
     if (!fatal_.empty()) return s;
     Abort();

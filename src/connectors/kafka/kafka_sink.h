@@ -120,7 +120,9 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   /// Creates `topic` when the broker does not have it (compacted when `compact`).
   Status EnsureTopic(const std::string& topic, bool compact);
   /// Reads the positions topic from where the last read stopped up to its end (read_committed).
-  Status ReadBack();
+  /// `partition0_end`: read partition 0 at least to this offset (an end reported below it is
+  /// not taken as the end).
+  Status ReadBack(int64_t partition0_end = -1);
   /// Aborts the open transaction; when that fails the producer is re-initialised next time.
   void Abort();
   /// After an aborted transaction: returns true when the broker refused a row of it as too
@@ -153,8 +155,10 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   /// every transaction that wrote to partition 0 before them is resolved (the last stable offset
   /// reaches this transaction's first record there), then reads the positions topic up to that
   /// point. What ReadBack() leaves in tasks_ is then exactly what was committed before this
-  /// transaction, whatever commits after it.
-  Status ReadUpToOwnRecords();
+  /// transaction, whatever commits after it. Sets *interleaved instead (reads nothing) when a
+  /// record of another transaction lies between this transaction's records in partition 0:
+  /// a claim there reads part of this transaction, so the caller aborts it and tries again.
+  Status ReadUpToOwnRecords(bool* interleaved);
   /// Moves a legacy `["state", pipeline]` record into task records (Open with SinkContext::tasks).
   Status MigrateLegacyState();
   /// The checks of a commit of tasks, after ReadUpToOwnRecords(): every task's latest fence is
@@ -206,6 +210,11 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   std::string commit_marker_;
   /// The marker of a transaction whose commit outcome is unknown; resolved by the next Commit().
   std::string pending_marker_;
+  /// A commit of tasks found another transaction's record between its own in partition 0
+  /// (ReadUpToOwnRecords); Commit() aborts and writes it again, up to kInterleavedRetries times.
+  bool interleaved_ = false;
+  int interleaved_retries_ = 0;
+  static constexpr int kInterleavedRetries = 20;
   bool needs_init_ = true;
   /// The rows of checkpoint `rejected_cp_` that the producer or the broker refused as too
   /// large (index -> message): later attempts of that checkpoint leave them out and

@@ -783,9 +783,11 @@ Result<bool> MysqlSink::WriteDeltasBulk(std::span<const DeltaRow> deltas,
                                          const std::function<Status(const std::string&, size_t)>& run) {
   mysql::BulkLoad bulk;
   if (!sql_->BulkDeltas(deltas, &bulk)) return false;
-  // A stage left by an attempt that failed after creating it (DDL is not rolled back).
-  RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
-  Status s = conn_->Execute(bulk.create);
+  // A stage left by an attempt that failed after creating it (DDL is not rolled back). Some
+  // servers refuse temporary-table DDL inside a transaction (GTID consistency, statement-based
+  // binary logs): classified below like a refused load.
+  Status s = conn_->Execute(mysql::DropStageSql());
+  if (s.ok()) s = conn_->Execute(bulk.create);
   mysql::Connection::Affected loaded;
   if (s.ok()) {
     auto l = conn_->LoadLocal(bulk.load, bulk.data);
@@ -800,12 +802,15 @@ Result<bool> MysqlSink::WriteDeltasBulk(std::span<const DeltaRow> deltas,
     // Lost connection, deadlock (InnoDB rolled the transaction back): the checkpoint fails.
     if (conn_->broken() || kind == mysql::ErrorKind::kTransient) return s;
     if (kind != mysql::ErrorKind::kData) {
-      // LOCAL INFILE disabled (MySQL 8's default), no privilege for temporary tables, ...: the
-      // statements still work.
+      // LOCAL INFILE disabled (MySQL 8's default), no privilege for temporary tables, DDL
+      // refused in a transaction, ...: the statements still work. This attempt fails (an
+      // unexpected error may have rolled the whole transaction back, and what follows would
+      // then be written outside it); the runner's retry writes statements.
       bulk_off_ = true;
       spdlog::warn("mysql sink: bulk loads are not possible on {} ({}); writing multi-row INSERT "
-                   "statements from now on",
+                   "statements from now on, starting with this checkpoint's retry",
                    conn_->display(), s.message());
+      return s.WithContext("bulk load (the checkpoint is retried with statements)");
     }
     RETURN_IF_ERROR(conn_->Execute(mysql::DropStageSql()));
     return false;

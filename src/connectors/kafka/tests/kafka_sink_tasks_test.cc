@@ -244,6 +244,45 @@ TEST(KafkaSinkTasks, AClaimDuringAnOpenCommitOfTheTaskReturnsWhatThatCommitStore
   EXPECT_EQ(again->state, "second");
 }
 
+// A claim whose record lands between a commit's own records in partition 0 (here between its
+// task record and its positions) reads the commit's task record but not its positions. The
+// commit sees the other record among its own, aborts and is written again after the claim,
+// which fences it: the claim returns the positions committed, never half of a commit.
+TEST(KafkaSinkTasks, AClaimBetweenTheRecordsOfACommitSeesAllOfItOrNone) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string topic = kafkatest::Unique("ksink_tasks_between");
+  auto a = OpenTaskSink(topic, topic + "-a");
+  auto b = OpenTaskSink(topic, topic + "-b");
+  ASSERT_TRUE(a && b);
+  auto claim = a->ClaimTask(TaskId{"src", 0}, Owner("a"));
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  TaskCheckpoint c1(1, {0}, 1, claim->fence, "first", 1000);
+  ASSERT_TRUE(a->Commit(c1.cp).ok());
+
+  Result<TaskClaim> moved = Status::Internal("not claimed");
+  std::thread claimer;
+  a->SetTestHook([&](std::string_view stage) {
+    if (stage == "after_task_records" && !claimer.joinable()) {
+      // The task record leaves in a batch of its own (linger.ms), then the claim's record
+      // lands after it, before this commit's positions.
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      claimer = std::thread([&] { moved = b->ClaimTask(TaskId{"src", 0}, Owner("b")); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    }
+    return Status::OK();
+  });
+  // Progress and state as before: only the positions tell this commit from the last one.
+  TaskCheckpoint c2(2, {1, 2}, 3, claim->fence, "first", 1000);
+  const Status second = a->Commit(c2.cp);
+  claimer.join();
+  a->SetTestHook(nullptr);
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(moved->fence, 2);
+  EXPECT_EQ(second.code(), StatusCode::kFenced) << second.ToString();
+  EXPECT_EQ(moved->positions, (std::map<int32_t, int64_t>{{0, 1}}));
+  EXPECT_EQ(CommittedKeys(topic), (std::multiset<std::string>{"0"}));
+}
+
 // A commit that starts while another process's claim of the task is open (the claim's record
 // comes first in the positions topic) is fenced, even when it reads before the claim commits:
 // a zombie's transaction never lands after the task moved.

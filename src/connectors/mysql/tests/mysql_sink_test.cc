@@ -1148,8 +1148,9 @@ TEST_F(MysqlSinkBulkTest, RefusedRowsAreIsolatedAsWithStatements) {
 
 TEST_F(MysqlSinkBulkTest, WithoutLocalInfileTheStatementsAreWritten) {
   // The server refuses LOAD DATA LOCAL (here: the client does not offer it, so the server
-  // answers as a server with local_infile=OFF does): the commit still succeeds, by statements,
-  // and the sink stops trying.
+  // answers as a server with local_infile=OFF does): that attempt fails with nothing written
+  // (an unexpected error may have rolled its transaction back), the sink stops trying, and the
+  // retry (the runner's) writes statements.
   auto spec = AllKindsSpec();
   OpenBoth(*spec);
   bulk_->DisableLocalInfileForTesting();
@@ -1158,6 +1159,10 @@ TEST_F(MysqlSinkBulkTest, WithoutLocalInfileTheStatementsAreWritten) {
     d.push_back(MakeDelta(*spec, kT, {Value::String("k" + std::to_string(100 + i))},
                           {Rec({N, I(i), N, D(i / 4.0), D(i / 8.0), S("v"), I(i), Ts(kT)}, kT)}));
   }
+  Status refused = bulk_->Commit(Cp(1, &d, 10));
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("retried with statements"), std::string::npos) << refused.ToString();
+  EXPECT_EQ(One("SELECT COUNT(*) FROM " + T()), "0");
   ASSERT_TRUE(CommitBoth(1, d, 10).ok());
   ASSERT_TRUE(CommitBoth(2, d, 20).ok());
   EXPECT_EQ(bulk_->BulkLoadsForTesting(), 0);
