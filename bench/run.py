@@ -687,7 +687,8 @@ class Bench:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError("sluice exited %d before consuming" % proc.returncode)
+                raise RuntimeError("sluice exited %d before consuming (see %s)" % (
+                    proc.returncode, getattr(proc, "stderr_path", "its stderr")))
             try:
                 with urllib.request.urlopen("http://127.0.0.1:%d/api/status" % port, timeout=2) as r:
                     st = json.loads(r.read())
@@ -721,13 +722,21 @@ class Bench:
                 topic = self.kafka_topic("fresh_%d_%s" % (rate, interval), 1)
                 database = self.mysql_database("fresh")
                 port = 19000 + (os.getpid() % 1000)
+                # A dead-letter file belongs to one sink (sluice refuses another's): the file of
+                # an earlier run (another --prefix, or this database before it was made again)
+                # goes.
+                dlq = os.path.join(self.work, label + ".dlq")
+                for stale in (dlq, dlq + ".owner"):
+                    if os.path.exists(stale):
+                        os.remove(stale)
                 cmd = [self.sluice, "run", pipeline, "--var", "TRACKING=kafka://%s/%s" % (BROKER, topic),
                        "--var", "JOBS=" + JOBS, "--var", "SINK=mysql://root@%s/%s" % (MYSQL, database),
-                       "--var", "DLQ=" + os.path.join(self.work, label + ".dlq"),
+                       "--var", "DLQ=" + dlq,
                        "--http", "127.0.0.1:%d" % port] + self.args.sluice_arg
                 err = open(os.path.join(self.work, label + ".stderr"), "w")
                 start = time.monotonic()
                 proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+                proc.stderr_path = err.name
                 peak = PeakRss(proc.pid, interval=0.05)
                 try:
                     self.wait_ready(port, proc)
@@ -738,8 +747,9 @@ class Bench:
                                           interval_ms=self.args.fresh_poll_ms)
                     checkpoints = self.checkpoint_stats(port)
                 finally:
-                    proc.send_signal(signal.SIGTERM)
-                    _, status, ru = os.wait4(proc.pid, 0)
+                    if proc.returncode is None:  # else reaped by wait_ready, which says why
+                        proc.send_signal(signal.SIGTERM)
+                        _, status, ru = os.wait4(proc.pid, 0)
                     rss = peak.stop()
                     err.close()
                 wall = time.monotonic() - start
