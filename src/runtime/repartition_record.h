@@ -1,0 +1,73 @@
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dead_letter.h"
+#include "core/status.h"
+#include "core/value.h"
+#include "operators/aggregate_spec.h"
+#include "runtime/watermark.h"
+
+namespace sluice {
+
+/// The records of a repartitioned pipeline's internal topic `<pipeline>-repartition`: stage one
+/// (one task per source partition) writes them, stage two (one task per repartition partition)
+/// reads them read_committed. Design: docs/notes-16/repartition.md ("Records", "Watermarks").
+/// Not wired into the runner yet.
+
+/// A stage-one task: one partition of one of the source's topics (the topic by its index in the
+/// source's topic list, so a record does not repeat the name).
+struct UpstreamId {
+  int32_t topic_index = 0;
+  int32_t partition = 0;
+  friend auto operator<=>(const UpstreamId&, const UpstreamId&) = default;
+  friend bool operator==(const UpstreamId&, const UpstreamId&) = default;
+};
+
+/// How far a stage-one task's event time has come, sent to every repartition partition at each
+/// checkpoint after that task's partials of the checkpoint, in the same transaction.
+struct RepartitionControl {
+  UpstreamId upstream;
+  int64_t watermark = kNoWatermark;       ///< the task's watermark (max_event_time - delay)
+  int64_t max_event_time = kNoWatermark;  ///< highest event time the task has read
+  bool idle = false;  ///< no record for idle_timeout: leave the task out of the minimum
+  bool end = false;   ///< --until-caught-up: the task reached the end offsets seen at start
+  friend bool operator==(const RepartitionControl&, const RepartitionControl&) = default;
+};
+
+/// One record of the repartition topic (its value; see EncodeRepartitionKey for the key).
+struct RepartitionRecord {
+  enum class Kind : uint8_t {
+    kPartial = 'P',     ///< mergeable metric states of one (window, group) from one task
+    kControl = 'C',     ///< a RepartitionControl
+    kDeadLetter = 'D',  ///< a dead letter of stage one, stored by stage two's sink
+  };
+  Kind kind = Kind::kPartial;
+  DeltaRow partial;            ///< kPartial
+  RepartitionControl control;  ///< kControl
+  DeadLetter dead_letter;      ///< kDeadLetter
+};
+
+/// The Kafka key of a partial: the group key values in a stable binary form (equal keys give
+/// equal bytes in every process and version). Controls and dead letters have an empty key.
+std::string EncodeRepartitionKey(const std::vector<Value>& keys);
+
+/// The repartition partition of an encoded key, in [0, partitions): stable across processes,
+/// machines and versions (not std::hash).
+int32_t RepartitionPartitionOf(std::string_view encoded_key, int32_t partitions);
+
+/// The value: a header (magic, version, the AggregateFingerprint of `spec`), the kind, the body.
+std::string EncodeRepartitionValue(const RepartitionRecord& record, const AggregateSpec& spec);
+
+/// Parses what EncodeRepartitionValue wrote. Refuses, with what to do, a record written for a
+/// different [aggregate] (a changed pipeline over an old topic: reset the pipeline); refuses
+/// truncated, oversized or trailing bytes, an unknown kind or version. Never crashes on any input
+/// (fuzzed).
+Result<RepartitionRecord> DecodeRepartitionValue(std::string_view value, const AggregateSpec& spec);
+
+}  // namespace sluice
