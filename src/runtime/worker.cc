@@ -91,7 +91,7 @@ Status Worker::error() const {
 std::optional<Handoff> Worker::TakeHandoff(int64_t epoch, const std::function<bool()>& give_up) {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::milliseconds(50),
-                       [&] { return handed_epoch_ >= epoch || finished_.load() || in_callback_; })) {
+                       [&] { return handed_epoch_ >= epoch || finished_.load() || in_callback_ || closing_; })) {
     if (give_up()) return std::nullopt;
   }
   Handoff out = std::move(outbox_);
@@ -495,6 +495,14 @@ void Worker::Run() {
   if (input_done_ && held_.empty()) input_ended_ = source_->EndIsFinal();
   PublishReadPositions(true);  // where it ended, kept after Close()
   HandOver();
+  {
+    // All it read is handed over: a close that blocks (a Kafka consumer's close() waits for a
+    // rebalance that another worker of this process may hold up in its revoke callback, which
+    // waits for a checkpoint) must not hold up the checkpoints, the final one included.
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+    cv_.notify_all();
+  }
   source_->Close();
   std::lock_guard<std::mutex> lock(mu_);
   finished_.store(true);

@@ -84,7 +84,8 @@ class Worker {
   void Start();
   /// Asks the worker to hand over its state for checkpoint `epoch` at its next batch boundary.
   void RequestHandoff(int64_t epoch);
-  /// Waits until the worker has handed over `epoch` (or finished), then takes its handoff.
+  /// Waits until the worker has handed over `epoch` (or finished, or handed over all it read and
+  /// is closing its source, or waits in a rebalance callback), then takes its handoff.
   /// Returns nullopt, taking nothing, when `give_up` (checked every 50 ms) says so first.
   std::optional<Handoff> TakeHandoff(int64_t epoch, const std::function<bool()>& give_up);
   /// Tells the worker what the sink now holds; it passes its own partitions on to the source
@@ -249,8 +250,9 @@ class Worker {
   std::condition_variable cv_;
   std::atomic<int64_t> requested_epoch_{0};
   int64_t handed_epoch_ = 0;  // guarded by mu_
-  bool in_callback_ = false;
-  std::map<int32_t, int64_t> committed_to_report_;  // guarded by mu_  // guarded by mu_: waiting inside a rebalance callback
+  bool in_callback_ = false;  // guarded by mu_: waiting inside a rebalance callback
+  bool closing_ = false;  // guarded by mu_; all read is handed over, the source is closing
+  std::map<int32_t, int64_t> committed_to_report_;  // guarded by mu_
   Handoff outbox_;            // guarded by mu_
   std::map<int32_t, int64_t> reported_positions_;  // guarded by mu_
   std::vector<std::pair<int32_t, int64_t>> reported_lag_;  // guarded by mu_

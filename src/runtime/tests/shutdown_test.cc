@@ -87,6 +87,75 @@ class FailingSource : public Source {
   DecoderOptions decoder_options() const override { return DecoderOptions{}; }
 };
 
+/// Two workers of one process, as two Kafka consumers in a rebalance. Worker 0's input ends after
+/// one record, and its Close() does not return until worker 1 has answered its revoke (a
+/// consumer's close() waits for the rebalance, and the rebalance for every member's revoke
+/// callback). Worker 1 reads a record each time the test allows one more; after its second it
+/// is revoked its partition, and its callback waits for the checkpoint of what it read.
+std::atomic<bool> g_close_entered{false};
+std::atomic<bool> g_revoke_answered{false};
+std::atomic<int> g_trickle_allowed{0};
+class EndingSource : public Source {
+ public:
+  Status Open(const SourceContext&) override { return Status::OK(); }
+  Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds) override {
+    if (sent_) return PollState::kEnd;
+    sent_ = true;
+    RawRecord& r = out->Append(R"({"create_time":"2024-01-01 00:00:00","job_id":1,"custom_track":"click"})");
+    r.partition = 0;
+    r.next_offset = 1;
+    return PollState::kData;
+  }
+  void Close() override {
+    g_close_entered = true;
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (!g_revoke_answered.load() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  bool EndIsFinal() const override { return false; }
+  std::string_view kind() const override { return "ending"; }
+  DecoderOptions decoder_options() const override { return DecoderOptions{}; }
+
+ private:
+  bool sent_ = false;
+};
+class TrickleSource : public Source {
+ public:
+  Status Open(const SourceContext& ctx) override {
+    ctx_ = ctx;
+    return Status::OK();
+  }
+  Result<PollState> Poll(RawBatch* out, size_t, std::chrono::milliseconds) override {
+    if (sent_ == 2 && !revoked_) {
+      revoked_ = true;
+      Status s = ctx_.checkpoint_before_revoke({1});
+      g_revoke_answered = true;
+      RETURN_IF_ERROR(s);
+    }
+    if (revoked_ || sent_ >= g_trickle_allowed.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return PollState::kIdle;
+    }
+    RawRecord& r = out->Append(R"({"create_time":"2024-01-01 00:00:01","job_id":1,"custom_track":"click"})");
+    r.partition = 1;
+    r.offset = sent_;
+    r.next_offset = ++sent_;
+    return PollState::kData;
+  }
+  std::vector<int32_t> Partitions() const override {
+    if (revoked_) return {};
+    return {1};
+  }
+  std::string_view kind() const override { return "trickle"; }
+  DecoderOptions decoder_options() const override { return DecoderOptions{}; }
+
+ private:
+  SourceContext ctx_;
+  int64_t sent_ = 0;
+  bool revoked_ = false;
+};
+
 class ShutdownTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -101,6 +170,12 @@ class ShutdownTest : public ::testing::Test {
     reg.AddSource("stuck", [](const SourceConfig&, int) -> Result<std::vector<std::unique_ptr<Source>>> {
       std::vector<std::unique_ptr<Source>> v;
       v.push_back(std::make_unique<StuckSource>());
+      return v;
+    });
+    reg.AddSource("closing", [](const SourceConfig&, int) -> Result<std::vector<std::unique_ptr<Source>>> {
+      std::vector<std::unique_ptr<Source>> v;
+      v.push_back(std::make_unique<EndingSource>());
+      v.push_back(std::make_unique<TrickleSource>());
       return v;
     });
     reg.AddSource("failing", [](const SourceConfig&, int) -> Result<std::vector<std::unique_ptr<Source>>> {
@@ -253,6 +328,49 @@ TEST_F(ShutdownTest, FailingReadsWithoutUntilCaughtUpAreRetried) {
   ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   Status s = result.get();
   EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+// A worker that has handed over all it read and is closing its source holds nothing back: the
+// checkpoint another worker's revoke callback waits for is committed while the close blocks, so
+// the rebalance completes and the close returns (seen under load: a SIGTERM during a Kafka
+// rebalance ended "worker 0 did not hand over its work", without the final checkpoint).
+TEST_F(ShutdownTest, AWorkerClosingItsSourceDoesNotHoldUpTheCheckpointOfAnotherWorkersRevoke) {
+  g_close_entered = false;
+  g_revoke_answered = false;
+  g_trickle_allowed = 1;
+  const std::string db = (dir_ / "x.db").string();
+  PipelineConfig cfg = Config("closing:", "sqlite:" + db);
+  cfg.shutdown_timeout_micros = 3'000'000;
+  auto runner = Runner::Make(std::move(cfg), RunOptions{});
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  Runner* r = runner->get();
+  auto result = std::async(std::launch::async, [r] { return r->Run(); });
+  auto position = [&](int partition) {
+    return Count(db, "SELECT offset FROM _sluice_positions WHERE partition = " + std::to_string(partition));
+  };
+  auto wait = [](auto pred) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!pred() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return pred();
+  };
+  const bool closing = wait([] { return g_close_entered.load(); });
+  bool answered = false;
+  if (closing) {
+    g_trickle_allowed = 2;  // worker 1 reads one more record, then is revoked its partition
+    answered = wait([] { return g_revoke_answered.load(); });
+  }
+  const int64_t after_revoke = position(1);
+  r->RequestStop();
+  const bool ended = result.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  g_revoke_answered = true;  // lets worker 0 end in any case, so the runner can be destroyed
+  ASSERT_TRUE(closing) << "worker 0 never closed its source";
+  EXPECT_TRUE(answered) << "worker 1's revoke callback did not return while worker 0's close blocked";
+  EXPECT_EQ(after_revoke, 2) << "the revoke's checkpoint did not commit worker 1's records";
+  ASSERT_TRUE(ended) << "Run() did not return 10 s after the stop";
+  Status s = result.get();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(r->abandoned());
+  EXPECT_EQ(position(0), 1);
 }
 
 }  // namespace
