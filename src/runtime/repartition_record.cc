@@ -57,7 +57,9 @@ Status Corrupt(const std::string& why) {
 bool GetInt32(BinaryReader* r, int32_t* out) {
   int64_t v = 0;
   if (!r->GetI64(&v)) return false;
-  if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) return false;
+  if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) {
+    return false;
+  }
   *out = static_cast<int32_t>(v);
   return true;
 }
@@ -165,7 +167,8 @@ std::string EncodeRepartitionValue(const RepartitionRecord& record, const Aggreg
   return w.Take();
 }
 
-Result<RepartitionRecord> DecodeRepartitionValue(std::string_view value, const AggregateSpec& spec) {
+Result<RepartitionRecord> DecodeRepartitionValue(std::string_view value,
+                                                 const AggregateSpec& spec) {
   BinaryReader r(value);
   Status header = ReadStateHeader(&r, kMagic, kVersion, &spec, std::string(kWhat));
   if (header.code() == StatusCode::kInvalidArgument) {

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "core/serialize.h"
 #include "runtime/delta_codec.h"
 #include "runtime/repartition_record.h"
+#include "sluice_test_paths.h"
 
 namespace sluice {
 namespace {
@@ -329,6 +332,71 @@ TEST(RepartitionRecordTest, KeysAreTypeTaggedAndSelfDelimiting) {
   EXPECT_EQ(EncodeRepartitionKey({Value::Double(-0.0)}), EncodeRepartitionKey({Value::Double(0.0)}));
   EXPECT_EQ(EncodeRepartitionKey({Value::Double(std::nan("1"))}),
             EncodeRepartitionKey({Value::Double(-std::nan(""))}));
+}
+
+// The fuzz target's seeds are written by tests/fuzz/make_repartition_seeds.py from the documented
+// layout, not by this encoder: the valid ones decode to what that script wrote, for the
+// [aggregate] of repartition_fuzz.cc, and the refused ones are refused.
+TEST(RepartitionRecordTest, TheFuzzSeedsWrittenInPythonDecode) {
+  AggregateSpec spec;
+  spec.window_micros = 60 * kSec;
+  for (const auto& [name, type] : {std::pair{"network_id", Type::kInt64}, std::pair{"campaign", Type::kString}}) {
+    KeySpec k;
+    k.name = name;
+    k.type = type;
+    spec.keys.push_back(std::move(k));
+  }
+  spec.metrics.push_back(Metric("views", AggFn::kCount, Type::kNull, Type::kInt64));
+  spec.metrics.push_back(Metric("spend", AggFn::kSum, Type::kDouble, Type::kDouble));
+  spec.metrics.push_back(Metric("top", AggFn::kMax, Type::kString, Type::kString));
+  spec.metrics.push_back(Metric("price", AggFn::kLast, Type::kDouble, Type::kDouble));
+  auto read = [&](const std::string& name) {
+    std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/tests/fuzz/corpus/repartition/" + name, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    EXPECT_FALSE(bytes.str().empty()) << name;
+    return DecodeRepartitionValue(bytes.str(), spec);
+  };
+
+  auto partial = read("partial_every_metric");
+  ASSERT_TRUE(partial.ok()) << partial.status().ToString();
+  EXPECT_EQ(partial->partial.window_start, 120 * kSec);
+  EXPECT_EQ(partial->partial.keys, (std::vector<Value>{Value::Int(7), Value::String("caf\xc3\xa9 \xe2\x82\xac")}));
+  ExpectSameMetric(partial->partial.metrics[1], State(2, 0, -1.25, Value::Null(), kMin64), 1);
+  ExpectSameMetric(partial->partial.metrics[2], State(1, 0, 0, Value::String("zeta"), kMin64), 2);
+  ExpectSameMetric(partial->partial.metrics[3], State(4, 0, 0, Value::Double(9.5), 59 * kSec), 3);
+  auto nulls = read("partial_null_keys_negative_window");
+  ASSERT_TRUE(nulls.ok()) << nulls.status().ToString();
+  EXPECT_EQ(nulls->partial.window_start, -60 * kSec);
+  EXPECT_EQ(nulls->partial.keys, (std::vector<Value>{Value::Null(), Value::Null()}));
+  EXPECT_TRUE(read("partial_time_and_bool_values").ok());
+
+  auto idle = read("control_idle");
+  ASSERT_TRUE(idle.ok()) << idle.status().ToString();
+  EXPECT_EQ(idle->control, (RepartitionControl{UpstreamId{1, 0}, 50 * kSec, 60 * kSec, true, false}));
+  auto end = read("control_end_no_watermark");
+  ASSERT_TRUE(end.ok()) << end.status().ToString();
+  EXPECT_EQ(end->control, (RepartitionControl{UpstreamId{0, 7}, kNoWatermark, kNoWatermark, false, true}));
+  EXPECT_TRUE(read("control_plain").ok());
+
+  auto dead = read("dead_letter");
+  ASSERT_TRUE(dead.ok()) << dead.status().ToString();
+  EXPECT_EQ(dead->dead_letter.reason, "late: window closed");
+  EXPECT_EQ(dead->dead_letter.payload, "{\"a\":1}");
+  EXPECT_EQ(dead->dead_letter.source, "view_log");
+  EXPECT_EQ(dead->dead_letter.partition, 5);
+  EXPECT_EQ(dead->dead_letter.offset, 123);
+  EXPECT_EQ(dead->dead_letter.time_micros, 1'700'000'000'000'000);
+  EXPECT_EQ(dead->dead_letter.seq, 0);
+  EXPECT_EQ(dead->dead_letter.generation, 1);
+  auto binary = read("dead_letter_binary_payload");
+  ASSERT_TRUE(binary.ok()) << binary.status().ToString();
+  EXPECT_EQ(binary->dead_letter.payload, std::string("\xff\0\xfe", 3));
+
+  EXPECT_EQ(read("other_aggregate").status().code(), StatusCode::kInvalidArgument);
+  for (const char* refused : {"newer_version", "truncated_partial", "unknown_kind"}) {
+    EXPECT_FALSE(read(refused).ok()) << refused;
+  }
 }
 
 // The pinned values come from this independent Python (3) computation:
