@@ -55,10 +55,21 @@ struct RepartitionRecord {
 
 /// The Kafka key of a partial: the group key values in a stable binary form (equal keys give
 /// equal bytes in every process and version). Controls and dead letters have an empty key.
+/// Each value is a tag byte and its bytes, so the form is self-delimiting and the int 1, the
+/// string "1" and the timestamp 1 differ: 'n' null; 'b' bool, one byte 0/1; 'i' int64, 8 bytes
+/// little-endian; 'd' double, its IEEE 754 bits little-endian (-0.0 as 0.0, every NaN as
+/// 0x7ff8000000000000); 's' string, LEB128 byte length then the bytes; 't' timestamp,
+/// microseconds as 'i'. Part of the stored form: never change it within a version.
 std::string EncodeRepartitionKey(const std::vector<Value>& keys);
 
-/// The repartition partition of an encoded key, in [0, partitions): stable across processes,
-/// machines and versions (not std::hash).
+/// The hash RepartitionPartitionOf uses: FNV-1a 64 over the bytes (offset basis
+/// 0xcbf29ce484222325, prime 0x100000001b3), then MurmurHash3's 64-bit finalizer (fmix64), so
+/// that every input bit reaches the low bits a modulo keeps.
+uint64_t RepartitionKeyHash(std::string_view encoded_key);
+
+/// The repartition partition of an encoded key, in [0, partitions): RepartitionKeyHash modulo
+/// `partitions`, stable across processes, machines and versions (not std::hash). 0 when
+/// `partitions` is 1 or less (no topic has fewer than one partition; the caller checks R).
 int32_t RepartitionPartitionOf(std::string_view encoded_key, int32_t partitions);
 
 /// The value: a header (magic, version, the AggregateFingerprint of `spec`), the kind, the body.

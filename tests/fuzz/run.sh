@@ -14,7 +14,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 build_dir="$root/build-fuzz"
 seconds=""
 runs=""
-targets="decoder columnar_json columnar_csv pipeline_config expr cql http_body kafka_cdc avro protobuf sql"
+targets="decoder columnar_json columnar_csv pipeline_config expr cql http_body kafka_cdc avro protobuf sql repartition"
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;

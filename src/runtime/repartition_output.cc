@@ -1,0 +1,33 @@
+#include "runtime/repartition_output.h"
+
+namespace sluice {
+
+Result<std::vector<RepartitionMessage>> BuildStageOneCheckpoint(const std::vector<DeltaRow>& drained,
+                                                                const RepartitionControl& control,
+                                                                int32_t partitions,
+                                                                const AggregateSpec& spec) {
+  if (partitions < 1) {
+    return Status::InvalidArgument("the repartition topic needs at least one partition, not " +
+                                   std::to_string(partitions));
+  }
+  std::vector<RepartitionMessage> out;
+  out.reserve(drained.size() + static_cast<size_t>(partitions));
+  RepartitionRecord record;
+  record.kind = RepartitionRecord::Kind::kPartial;
+  for (const DeltaRow& row : drained) {
+    RepartitionMessage m;
+    m.key = EncodeRepartitionKey(row.keys);
+    m.partition = RepartitionPartitionOf(m.key, partitions);
+    record.partial = row;
+    m.value = EncodeRepartitionValue(record, spec);
+    out.push_back(std::move(m));
+  }
+  record.kind = RepartitionRecord::Kind::kControl;
+  record.partial = DeltaRow{};
+  record.control = control;
+  const std::string value = EncodeRepartitionValue(record, spec);
+  for (int32_t r = 0; r < partitions; ++r) out.push_back(RepartitionMessage{r, "", value});
+  return out;
+}
+
+}  // namespace sluice
