@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -107,6 +108,31 @@ class CassandraRunnerTasksTest : public ::testing::Test, protected group_test::G
     return out;
   }
 
+  /// The append-mode pipeline "keyed" over file `in` (with or without keyed_by), run until
+  /// caught up.
+  std::unique_ptr<Runner> MakeAppend(const std::string& in, bool keyed) {
+    Variables vars;
+    vars.use_environment = false;
+    const std::string text =
+        "[pipeline]\nname = \"keyed\"\ncheckpoint_interval = \"5ms\"\n[source]\nname = \"in\"\nuri = \"" + in +
+        "\"\n" + (keyed ? "keyed_by = [\"k\"]\n" : "") +
+        "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
+        "keys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "[sink]\nuri = \"" + sink_uri_ + "\"\ntable = \"w\"\n";
+    auto cfg = ParsePipelineConfig(text, "keyed.toml", vars);
+    EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
+    if (!cfg.ok()) return nullptr;
+    RunOptions options;
+    options.until_caught_up = true;
+    auto runner = Runner::Make(std::move(cfg).value(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    if (!runner.ok()) return nullptr;
+    EXPECT_EQ((*runner)->append_on_tasks(), keyed);
+    return std::move(runner).value();
+  }
+
   std::unique_ptr<cassandra::Connection> conn_;
   std::mutex mu_;
   std::string keyspace_;
@@ -125,6 +151,26 @@ TEST_F(CassandraRunnerTasksTest, AppendModeKeyedByEmitsEachWindowOnceAcrossMoves
 TEST_F(CassandraRunnerTasksTest, AppendModeKeyedByRemembersTheWindowsWrittenAtTheEndOfABoundedInput) {
   KeyedAppendRemembersTheWindowsWrittenAtTheEndOfABoundedInput();
   EXPECT_EQ(KeyedTasks(), std::vector<std::string>{"0||1"});
+}
+
+// A run without keyed_by after a keyed one would keep one state and never read the tasks' open
+// windows: it is refused at start (the sink, opened without tasks, still lists the task rows),
+// and writes nothing.
+TEST_F(CassandraRunnerTasksTest, AppendModeWithoutKeyedByRefusesTheTasksOfAKeyedRun) {
+  const std::string in = (dir_ / "in.ndjson").string();
+  std::ofstream(in) << group_test::Rec("x", "00:05:00", 1, 1) << "\n";
+  auto keyed = MakeAppend(in, true);
+  ASSERT_NE(keyed, nullptr);
+  ASSERT_TRUE(keyed->Run().ok());
+  ASSERT_EQ(KeyedTasks(), std::vector<std::string>{"0||1"});
+  const std::vector<std::string> rows = KeyedRows();
+  std::ofstream(in, std::ios::app) << group_test::Rec("x", "00:07:00", 1, 2) << "\n";
+  auto plain = MakeAppend(in, false);
+  ASSERT_NE(plain, nullptr);
+  Status s = plain->Run();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("keeps this pipeline's state per partition"), std::string::npos) << s.message();
+  EXPECT_EQ(KeyedRows(), rows);
 }
 
 }  // namespace
