@@ -51,6 +51,8 @@ constexpr const char* kPositionsTable = "\"_sluice_positions\"";
 constexpr const char* kStateTable = "\"_sluice_state\"";
 constexpr const char* kDeadLettersTable = "\"_sluice_dead_letters\"";
 constexpr const char* kTasksTable = "\"_sluice_tasks\"";
+// Task states too large for the tasks' conditional batch, in chunks, one partition per task.
+constexpr const char* kTaskStateTable = "\"_sluice_task_state\"";
 
 std::string Join(const std::vector<std::string>& names) {
   std::string out;
@@ -305,6 +307,7 @@ void CassandraSink::Close() {
   insert_ts_.reset();
   insert_dead_letter_ts_.reset();
   insert_position_ts_.reset();
+  insert_state_chunk_.reset();
   conn_.reset();
 }
 
@@ -316,6 +319,7 @@ Status CassandraSink::Failed(Status s) {
     insert_ts_.reset();
     insert_dead_letter_ts_.reset();
     insert_position_ts_.reset();
+    insert_state_chunk_.reset();
     conn_.reset();
     healthy_ = false;
   }
@@ -398,9 +402,14 @@ Status CassandraSink::PrepareStatements() {
       for (auto* r : {&insert_ts, &position_ts, &dead_letter_ts}) {
         if (!r->ok()) return Failed(r->status());
       }
+      auto chunk = conn_->Prepare("INSERT INTO " + ks + kTaskStateTable +
+                                  " (pipeline, source, \"partition\", version, chunk, data) VALUES (?, ?, ?, ?, ?, ?) "
+                                  "USING TIMESTAMP ?");
+      if (!chunk.ok()) return Failed(chunk.status());
       insert_ts_ = *insert_ts;
       insert_position_ts_ = *position_ts;
       insert_dead_letter_ts_ = *dead_letter_ts;
+      insert_state_chunk_ = *chunk;
     }
   }
   return Status::OK();
@@ -517,10 +526,34 @@ Status CassandraSink::Open(const SinkContext& ctx) {
     s = PrepareStatements();
   }
   if (s.ok() && ctx_.tasks) s = MigrateLegacyState();
+  reading_only_ = false;
+  task_rows_readable_ = ctx_.tasks;
+  if (s.ok() && !ctx_.tasks) {
+    // Read by the runner's check that an append-mode run without keyed_by finds no task rows
+    // of a keyed run of the pipeline.
+    auto exists = TableExists("_sluice_tasks");
+    if (exists.ok()) {
+      task_rows_readable_ = *exists;
+    } else {
+      s = exists.status();
+    }
+  }
   if (!s.ok()) return Failed(s);
   // Task mode: every checkpoint writes at a larger timestamp than the last (see Commit).
   owned_.clear();
   last_write_ts_ = ctx_.tasks ? WallClockMicros() : 0;
+  return Status::OK();
+}
+
+Status CassandraSink::OpenForReading(const SinkContext& ctx) {
+  RETURN_IF_ERROR(SetLayout(ctx));
+  schema_ready_ = false;  // no statement is prepared: nothing is written
+  reading_only_ = true;
+  owned_.clear();
+  RETURN_IF_ERROR(Connect());
+  ASSIGN_OR_RETURN(task_rows_readable_, TableExists("_sluice_tasks"));
+  // Positions as a run of the pipeline reads them: the task rows' over the mirror.
+  tasks_table_ = task_rows_readable_;
   return Status::OK();
 }
 
@@ -572,7 +605,13 @@ Status CassandraSink::CreateSchema() {
                          " (pipeline text, source text, \"partition\" int, fence bigint, owner text, "
                          "max_event_time bigint, watermark bigint, enforced bigint, idle boolean, state blob, "
                          "\"position\" bigint, generation_position bigint, ts_limit bigint, updated_at timestamp, "
+                         "state_version bigint, state_chunks int, state_bytes bigint, "
                          "legacy_state_ts bigint static, PRIMARY KEY ((pipeline), source, \"partition\"))");
+    // A state too large for the conditional batch: its chunks under a version (the write
+    // timestamp of the commit that wrote them), which the task row names once committed.
+    statements.push_back("CREATE TABLE IF NOT EXISTS " + ks + "." + kTaskStateTable +
+                         " (pipeline text, source text, \"partition\" int, version bigint, chunk int, data blob, "
+                         "PRIMARY KEY ((pipeline, source, \"partition\"), version, chunk))");
   }
   const std::string table = TableCql();
   statements.push_back(table);
@@ -581,7 +620,7 @@ Status CassandraSink::CreateSchema() {
     if (!r.ok()) return r.status().WithContext("cassandra " + uri_.Display());
   }
   RETURN_IF_ERROR(MigrateDeadLetters());
-  if (ctx_.tasks) RETURN_IF_ERROR(AddLegacyMarkColumn());
+  if (ctx_.tasks) RETURN_IF_ERROR(AddTaskColumns());
   RETURN_IF_ERROR(CheckExistingTable());
   tasks_table_ = ctx_.tasks;
   return Status::OK();
@@ -624,34 +663,51 @@ Status CassandraSink::MigrateDeadLetters() {
   return Status::OK();
 }
 
-Status CassandraSink::AddLegacyMarkColumn() {
+Status CassandraSink::AddTaskColumns() {
   cassandra::QueryOptions q;
   q.consistency = cassandra::Consistency::kOne;
   const std::vector<CqlValue> args = {CqlValue::Text(uri_.keyspace), CqlValue::Text("_sluice_tasks")};
-  auto has = [&]() -> Result<bool> {
+  auto columns = [&]() -> Result<std::set<std::string>> {
     ASSIGN_OR_RETURN(cassandra::QueryResult r,
                      conn_->QueryAllPages("SELECT column_name FROM system_schema.columns "
                                           "WHERE keyspace_name = ? AND table_name = ?",
                                           args, q));
+    std::set<std::string> out;
     for (const auto& row : r.rows) {
-      if (row.size() == 1 && row[0].text() == "legacy_state_ts") return true;
+      if (row.size() == 1) out.insert(row[0].text());
     }
-    return false;
+    return out;
   };
-  ASSIGN_OR_RETURN(bool found, has());
-  if (found) return Status::OK();
-  // A task table of an earlier sluice (before the mark): one more column, static (one value per
-  // pipeline).
+  ASSIGN_OR_RETURN(std::set<std::string> have, columns());
+  // A task table of an earlier sluice: the mark (static: one value per pipeline), then the
+  // pointer to a chunked state.
+  const std::vector<std::pair<std::string, std::string>> wanted = {{"legacy_state_ts", "bigint static"},
+                                                                   {"state_version", "bigint"},
+                                                                   {"state_chunks", "int"},
+                                                                   {"state_bytes", "bigint"}};
   cassandra::QueryOptions ddl;
   ddl.consistency = consistency_;
   ddl.page_size = 0;
-  auto r = conn_->Query("ALTER TABLE " + TasksTable() + " ADD legacy_state_ts bigint static", {}, ddl);
-  ASSIGN_OR_RETURN(found, has());  // another process may have added it first
-  if (!found) {
-    return (r.ok() ? Status::Internal("the column did not appear") : r.status())
-        .WithContext("cassandra " + uri_.Display() + ": adding legacy_state_ts to _sluice_tasks");
+  for (const auto& [name, type] : wanted) {
+    if (have.count(name)) continue;
+    auto r = conn_->Query("ALTER TABLE " + TasksTable() + " ADD " + name + " " + type, {}, ddl);
+    ASSIGN_OR_RETURN(have, columns());  // another process may have added it first
+    if (!have.count(name)) {
+      return (r.ok() ? Status::Internal("the column did not appear") : r.status())
+          .WithContext("cassandra " + uri_.Display() + ": adding " + name + " to _sluice_tasks");
+    }
   }
   return Status::OK();
+}
+
+Result<bool> CassandraSink::TableExists(const std::string& name) {
+  cassandra::QueryOptions q;
+  q.consistency = cassandra::Consistency::kOne;
+  const std::vector<CqlValue> args = {CqlValue::Text(uri_.keyspace), CqlValue::Text(name)};
+  auto r = conn_->QueryAllPages("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+                                args, q);
+  if (!r.ok()) return Failed(r.status());
+  return !r->rows.empty();
 }
 
 Status CassandraSink::CheckExistingTable() {
@@ -915,14 +971,20 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
         }
       }
       if (tasks_table_) {
-        // State kept per partition (tasks): its size is the sum of the tasks' states.
-        ASSIGN_OR_RETURN(cassandra::QueryResult r,
-                         conn_->QueryAllPages("SELECT state, updated_at FROM " + ks + kTasksTable +
-                                                  " WHERE pipeline = ?",
-                                              arg, q));
-        for (const auto& row : r.rows) {
-          if (row.size() != 2) continue;
-          if (!row[0].is_null()) {
+        // State kept per partition (tasks): its size is the sum of the tasks' states (a chunked
+        // one's size is in state_bytes; a table of an earlier sluice has no such column).
+        auto r = conn_->QueryAllPages("SELECT state, updated_at, state_bytes FROM " + ks + kTasksTable +
+                                          " WHERE pipeline = ?",
+                                      arg, q);
+        if (!r.ok()) {
+          r = conn_->QueryAllPages("SELECT state, updated_at FROM " + ks + kTasksTable + " WHERE pipeline = ?", arg, q);
+        }
+        if (!r.ok()) return r.status();
+        for (const auto& row : r->rows) {
+          if (row.size() < 2) continue;
+          if (row.size() == 3 && !row[2].is_null()) {
+            p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + row[2].int64();
+          } else if (!row[0].is_null()) {
             p.state_bytes = std::max<int64_t>(p.state_bytes, 0) + static_cast<int64_t>(row[0].text().size());
           }
           if (!row[1].is_null()) written = std::max(written, row[1].int64() * 1000);
@@ -986,7 +1048,7 @@ std::string CassandraSink::DeadLetterLocation() const {
 }
 
 Status CassandraSink::Commit(const Checkpoint& cp) {
-  if (columns_.empty()) return Status::Internal("cassandra sink: Commit() before Open()");
+  if (columns_.empty() || reading_only_) return Status::Internal("cassandra sink: Commit() before Open()");
   if (cp.deltas && !cp.deltas->empty()) {
     return Status::Internal("cassandra sink: received update-mode deltas");
   }
@@ -1231,7 +1293,9 @@ Result<bool> CassandraSink::RunConditional(Request request) {
 }
 
 Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& owner) {
-  if (!schema_ready_ || !ctx_.tasks) return Status::Internal("cassandra sink: ClaimTask() before Open() with tasks");
+  if (!schema_ready_ || !ctx_.tasks || reading_only_) {
+    return Status::Internal("cassandra sink: ClaimTask() before Open() with tasks");
+  }
   if (!conn_) RETURN_IF_ERROR(Connect());
   const std::vector<CqlValue> key = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source),
                                      CqlValue::Int(task.partition)};
@@ -1244,13 +1308,13 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
     // Read the row (SERIAL: also finishes a commit still in flight), then bump the fence only if
     // nothing changed it since: every commit moves ts_limit, so the state and positions read
     // here are exactly those the claim takes over.
-    auto r = conn_->Query("SELECT fence, ts_limit, state, \"position\", generation_position FROM " + TasksTable() +
-                              where,
+    auto r = conn_->Query("SELECT fence, ts_limit, state, \"position\", generation_position, state_version, "
+                          "state_chunks, state_bytes FROM " + TasksTable() + where,
                           key, serial);
     if (!r.ok()) return Failed(r.status());
     TaskClaim claim;
     CqlValue fence = CqlValue::Bigint(0), limit = CqlValue::Bigint(0);
-    const bool exists = !r->rows.empty() && r->rows[0].size() == 5;
+    const bool exists = !r->rows.empty() && r->rows[0].size() == 8;
     if (exists) {
       const auto& row = r->rows[0];
       fence = row[0];
@@ -1258,6 +1322,13 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
       if (!row[2].is_null()) claim.state = row[2].text();
       if (!row[3].is_null()) claim.positions[task.partition] = row[3].int64();
       if (!row[4].is_null()) claim.positions[kGenerationPartitionBase + task.partition] = row[4].int64();
+      if (!row[5].is_null()) {
+        // A chunked state: the version the row names is complete (its chunks were acknowledged
+        // before the commit that named it) and stays until a later commit names another one,
+        // which would make the claim below not apply.
+        ASSIGN_OR_RETURN(claim.state, ReadStateChunks(task, row[5].int64(), row[6].is_null() ? 0 : row[6].int32(),
+                                                      row[7].is_null() ? 0 : row[7].int64()));
+      }
     }
     const int64_t now = WallClockMicros();
     // Rows of earlier owners were written below `limit`: this owner's start above it.
@@ -1300,7 +1371,15 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
         if (row.size() == 2 && !row[1].is_null()) claim.positions.try_emplace(row[0].int32(), row[1].int64());
       }
     }
-    owned_[task] = OwnedTask{claim.fence, base, base + kTaskTimestampRange};
+    // Chunks left by earlier owners (a chunked state, or a commit that wrote chunks and was
+    // refused): this owner's first commit with a state deletes them.
+    cassandra::QueryOptions q;
+    q.consistency = read_consistency_;
+    auto chunks = conn_->Query("SELECT version FROM " + QuoteIdentifier(uri_.keyspace) + "." + kTaskStateTable +
+                                   where + " LIMIT 1",
+                               key, q);
+    if (!chunks.ok()) return Failed(chunks.status());
+    owned_[task] = OwnedTask{claim.fence, base, base + kTaskTimestampRange, !chunks->rows.empty()};
     return claim;
   }
   return Status::Unavailable("cassandra " + uri_.Display() + ": the claim of " + TaskName(task) +
@@ -1308,7 +1387,8 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
 }
 
 Result<std::vector<TaskRow>> CassandraSink::LoadTaskProgress() {
-  if (!schema_ready_ || !ctx_.tasks) return Status::Internal("cassandra sink: LoadTaskProgress() before Open()");
+  if (ctx_.pipeline.empty()) return Status::Internal("cassandra sink: LoadTaskProgress() before Open()");
+  if (!task_rows_readable_) return std::vector<TaskRow>{};  // no task was ever claimed here
   if (!conn_) RETURN_IF_ERROR(Connect());
   cassandra::QueryOptions q;
   q.consistency = read_consistency_;
@@ -1359,7 +1439,7 @@ Result<int64_t> CassandraSink::ReserveTimestamp(const Checkpoint& cp) {
     }
     if (r->rows[0][0].int64() != t.fence) return fenced(t.task, std::to_string(r->rows[0][0].int64()), t.fence);
     const int64_t limit = r->rows[0][1].is_null() ? 0 : r->rows[0][1].int64();
-    owned_[t.task] = OwnedTask{t.fence, limit, limit};
+    owned_[t.task] = OwnedTask{t.fence, limit, limit, /*sweep=*/true};
   }
   int64_t ts = last_write_ts_ + 1;
   for (const TaskCommit& t : cp.tasks) ts = std::max(ts, owned_[t.task].floor + 1);
@@ -1393,15 +1473,40 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
   // One above what an extension for this T set: every write that changes a task row moves its
   // ts_limit, so a claim conditioned on the ts_limit it read fails if a commit came in between.
   const int64_t commit_limit = ts + kTaskTimestampRange + 1;
+  // Which states go inline into the batch and which in chunks, written first under version ts
+  // (named by nothing until the batch applies: a refused commit leaves only unnamed chunks).
+  std::vector<bool> chunked(cp.tasks.size(), false);
+  size_t inline_bytes = 0;
+  for (size_t i = 0; i < cp.tasks.size(); ++i) {
+    const TaskCommit& t = cp.tasks[i];
+    if (!t.state) continue;
+    if (t.state->size() <= kTaskStateInlineBytes && inline_bytes + t.state->size() <= kTaskStateInlineBudget) {
+      inline_bytes += t.state->size();
+      continue;
+    }
+    chunked[i] = true;
+    owned_[t.task].sweep = true;  // written below, named only if the batch applies
+    RETURN_IF_ERROR(WriteStateChunks(t.task, ts, *t.state));
+  }
+  if (hook_ && std::find(chunked.begin(), chunked.end(), true) != chunked.end()) {
+    RETURN_IF_ERROR(hook_("state_chunks_written"));
+  }
   Request req;
-  for (const TaskCommit& t : cp.tasks) {
+  for (size_t i = 0; i < cp.tasks.size(); ++i) {
+    const TaskCommit& t = cp.tasks[i];
     std::string set = "max_event_time = ?, watermark = ?, enforced = ?, idle = ?, ts_limit = ?, updated_at = ?";
     std::vector<CqlValue> v = {TimeOrNull(t.progress.max_event_time), TimeOrNull(t.progress.watermark),
                                TimeOrNull(t.progress.enforced), CqlValue::Boolean(t.progress.idle),
                                CqlValue::Bigint(commit_limit), CqlValue::Timestamp(now_ms)};
-    if (t.state) {
-      set += ", state = ?";
+    if (t.state && chunked[i]) {
+      set += ", state = null, state_version = ?, state_chunks = ?, state_bytes = ?";
+      v.push_back(CqlValue::Bigint(ts));
+      v.push_back(CqlValue::Int(static_cast<int32_t>((t.state->size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes)));
+      v.push_back(CqlValue::Bigint(static_cast<int64_t>(t.state->size())));
+    } else if (t.state) {
+      set += ", state = ?, state_version = null, state_chunks = null, state_bytes = ?";
       v.push_back(CqlValue::Raw(CqlType::kBlob, *t.state));
+      v.push_back(CqlValue::Bigint(static_cast<int64_t>(t.state->size())));
     }
     if (t.release) set += ", owner = ''";
     for (const StoredPosition& p : cp.positions) {
@@ -1431,14 +1536,83 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
                           ": a task of this checkpoint (" + names +
                           ") was claimed by another process; nothing of the tasks was committed");
   }
-  for (const TaskCommit& t : cp.tasks) {
+  for (size_t i = 0; i < cp.tasks.size(); ++i) {
+    const TaskCommit& t = cp.tasks[i];
+    OwnedTask& owned = owned_[t.task];
+    if (t.state && owned.sweep) {
+      // The task row names version ts (or an inline state) now: every chunk below ts is of an
+      // earlier state or of a refused commit. The delete carries ts, so chunks a fenced earlier
+      // owner writes late (below ts: its range is below this owner's) are deleted too. A failure
+      // leaves garbage that the next commit with a state deletes; the commit stands.
+      Status swept = RunWithRetry(1, [&](size_t) {
+        Request del;
+        del.cql = "DELETE FROM " + QuoteIdentifier(uri_.keyspace) + "." + kTaskStateTable +
+                  " USING TIMESTAMP ? WHERE pipeline = ? AND source = ? AND \"partition\" = ? AND version < ?";
+        del.values = {CqlValue::Bigint(ts), CqlValue::Text(ctx_.pipeline), CqlValue::Text(t.task.source),
+                      CqlValue::Int(t.task.partition), CqlValue::Bigint(ts)};
+        del.options.consistency = consistency_;
+        del.options.page_size = 0;
+        return del;
+      });
+      if (!swept.ok()) {
+        spdlog::warn("cassandra {}: pipeline {}: older state chunks of {} not deleted yet ({}); the next commit "
+                     "tries again", uri_.Display(), ctx_.pipeline, TaskName(t.task), swept.message());
+      }
+      owned.sweep = chunked[i] || !swept.ok();
+    } else if (t.state) {
+      owned.sweep = chunked[i];
+    }
     if (t.release) {
       owned_.erase(t.task);
     } else {
-      owned_[t.task].limit = commit_limit;
+      owned.limit = commit_limit;
     }
   }
   return Status::OK();
+}
+
+Status CassandraSink::WriteStateChunks(const TaskId& task, int64_t ts, const std::string& state) {
+  const size_t chunks = (state.size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes;
+  return RunWithRetry(chunks, [&](size_t c) {
+    Request req;
+    req.options.consistency = consistency_;
+    req.options.page_size = 0;
+    req.prepared = insert_state_chunk_;
+    req.values = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source), CqlValue::Int(task.partition),
+                  CqlValue::Bigint(ts), CqlValue::Int(static_cast<int32_t>(c)),
+                  CqlValue::Raw(CqlType::kBlob, state.substr(c * kTaskStateChunkBytes, kTaskStateChunkBytes)),
+                  CqlValue::Bigint(ts)};
+    return req;
+  });
+}
+
+Result<std::string> CassandraSink::ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks,
+                                                   int64_t bytes) {
+  cassandra::QueryOptions q;
+  q.consistency = read_consistency_;
+  q.page_size = 8;  // chunks of 256 KiB: pages of 2 MiB
+  const std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source),
+                                      CqlValue::Int(task.partition), CqlValue::Bigint(version)};
+  auto r = conn_->QueryAllPages("SELECT chunk, data FROM " + QuoteIdentifier(uri_.keyspace) + "." + kTaskStateTable +
+                                    " WHERE pipeline = ? AND source = ? AND \"partition\" = ? AND version = ?",
+                                args, q);
+  if (!r.ok()) return Failed(r.status());
+  std::string out;
+  out.reserve(static_cast<size_t>(std::max<int64_t>(bytes, 0)));
+  int64_t next = 0;
+  for (const auto& row : r->rows) {
+    if (row.size() != 2 || row[0].is_null() || row[0].int32() != next) break;
+    if (!row[1].is_null()) out += row[1].text();
+    ++next;
+  }
+  if (next != chunks || static_cast<int64_t>(out.size()) != bytes) {
+    return Status::Unavailable("cassandra " + uri_.Display() + ": the state of " + TaskName(task) + " of pipeline " +
+                               ctx_.pipeline + " (version " + std::to_string(version) + ", " + std::to_string(chunks) +
+                               " chunk(s), " + std::to_string(bytes) + " bytes) reads back as " +
+                               std::to_string(next) + " chunk(s), " + std::to_string(out.size()) +
+                               " bytes at read_consistency; trying again later");
+  }
+  return out;
 }
 
 Result<CassandraSink::LegacyRow> CassandraSink::ReadLegacyState() {

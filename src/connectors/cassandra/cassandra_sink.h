@@ -71,8 +71,21 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   Result<std::string> LoadState() override;
   bool SupportsState() const override { return true; }
   bool SupportsTasks() const override { return true; }
+  /// Append mode's open windows go into the task states: a state too large for the tasks'
+  /// conditional batch is written in chunks first (`_sluice_task_state`), and the batch points
+  /// the task row at them (README "Large task states").
+  bool StoresTaskWindows() const override { return true; }
   Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
+  /// Returns the task rows of the pipeline (no state); an empty list when the keyspace or
+  /// `_sluice_tasks` does not exist. After Open() or OpenForReading().
   Result<std::vector<TaskRow>> LoadTaskProgress() override;
+  /// Connects without creating or changing anything (`sluice status`, `sluice verify`):
+  /// LoadPositions() and LoadTaskProgress() may follow.
+  Status OpenForReading(const SinkContext& ctx) override;
+  /// Not implemented: `sluice verify` cannot check a Cassandra table yet (says so).
+  Result<std::vector<std::vector<Value>>> ReadOutput() override {
+    return Status::InvalidArgument("the cassandra sink cannot read its table back yet, so sluice verify cannot check it");
+  }
   Status Commit(const Checkpoint& checkpoint) override;
   bool StoresDeadLetters() const override { return true; }
   int64_t RowsRejected() const override { return rows_rejected_; }
@@ -127,8 +140,17 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// the legacy row's WRITETIME), then deletes it (USING TIMESTAMP of that row). Reads the mark
   /// into migrated_legacy_ts_; refuses a legacy row written after it (CheckNoLegacyState).
   Status MigrateLegacyState();
-  /// Adds the mark column (legacy_state_ts, static) to a task table of an earlier sluice.
-  Status AddLegacyMarkColumn();
+  /// Adds the columns a task table of an earlier sluice lacks: the mark (legacy_state_ts,
+  /// static) and the pointer to a chunked state (state_version, state_chunks, state_bytes).
+  Status AddTaskColumns();
+  /// Whether table `name` of the keyspace exists (a missing keyspace: false).
+  Result<bool> TableExists(const std::string& name);
+  /// Writes the chunks of a task state too large for the conditional batch under version `ts`
+  /// (USING TIMESTAMP ts), before the batch that points the task row at them.
+  Status WriteStateChunks(const TaskId& task, int64_t ts, const std::string& state);
+  /// Reads the `chunks` chunks (`bytes` in all) of version `version` of a task's state;
+  /// kUnavailable when some are not readable (yet) at read_consistency.
+  Result<std::string> ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks, int64_t bytes);
   /// The pipeline's legacy _sluice_state row: its state and WRITETIME (0 when it holds none).
   struct LegacyRow {
     std::string state;
@@ -190,12 +212,22 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   std::shared_ptr<const cassandra::Prepared> insert_ts_;          ///< rows USING TIMESTAMP
   std::shared_ptr<const cassandra::Prepared> insert_dead_letter_ts_;
   std::shared_ptr<const cassandra::Prepared> insert_position_ts_;
+  std::shared_ptr<const cassandra::Prepared> insert_state_chunk_;  ///< USING TIMESTAMP
+  /// Opened by OpenForReading(): nothing is created, Commit() and ClaimTask() refuse.
+  bool reading_only_ = false;
+  /// `_sluice_tasks` exists, so LoadTaskProgress() reads it (also without SinkContext::tasks).
+  bool task_rows_readable_ = false;
   /// What this sink knows of each task it claimed: the fence, the first timestamp its rows may
   /// use (`floor`, above every earlier owner's) and the ts_limit stored in its row.
   struct OwnedTask {
     int64_t fence = 0;
     int64_t floor = 0;
     int64_t limit = 0;
+    /// Chunks of other versions than the one a state commit writes may exist in
+    /// `_sluice_task_state` (the committed state is chunked, or a claim found chunks, or a
+    /// commit wrote chunks and failed): the next commit with a state deletes the versions
+    /// below its own.
+    bool sweep = false;
   };
   std::map<TaskId, OwnedTask> owned_;
   /// The write timestamp (microseconds) of this sink's last checkpoint in task mode: each
@@ -212,6 +244,16 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
 /// How far above a task's write timestamp its row's ts_limit is set (microseconds): a checkpoint
 /// whose timestamp reaches a task's limit extends it first with one more conditional write.
 inline constexpr int64_t kTaskTimestampRange = 1'000'000;
+
+/// A task state of at most this many bytes goes inline into the tasks' conditional batch (as
+/// long as the checkpoint's inline states stay within kTaskStateInlineBudget); a larger one is
+/// written in chunks of kTaskStateChunkBytes into `_sluice_task_state` first. The server takes
+/// a single-partition conditional batch up to its frame limit (16 MiB, measured on Cassandra
+/// 5.0: batch_size_fail_threshold applies to multi-partition batches only), and every claim and
+/// commit goes through Paxos on the pipeline's one partition: it is kept small.
+inline constexpr size_t kTaskStateInlineBytes = 16 * 1024;
+inline constexpr size_t kTaskStateInlineBudget = 1024 * 1024;
+inline constexpr size_t kTaskStateChunkBytes = 256 * 1024;
 
 /// The largest key component (partition or clustering column value) Cassandra stores.
 inline constexpr size_t kMaxKeyComponentBytes = 65535;

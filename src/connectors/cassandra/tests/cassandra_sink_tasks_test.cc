@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "connectors/cassandra/cassandra_sink.h"
@@ -360,5 +361,259 @@ TEST_F(CassandraSinkTasksTest, ALegacyStateRowWrittenAfterTheMigrationIsRefusedA
   // The row is left as it is.
   EXPECT_EQ(Lines(state_written).size(), 1u);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Large task states (append mode's open windows): chunks in _sluice_task_state, named by the
+// task row under the fence.
+
+constexpr int64_t kMinute = 60'000'000;
+
+/// count() by a string key over one-minute windows: the aggregate the open windows below are of.
+AggregateSpec CountByUser() {
+  AggregateSpec spec;
+  spec.window_micros = kMinute;
+  spec.append_mode = true;
+  KeySpec k;
+  k.name = "user";
+  k.type = Type::kString;
+  spec.keys.push_back(std::move(k));
+  MetricSpec m;
+  m.name = "n";
+  m.fn = AggFn::kCount;
+  spec.metrics.push_back(std::move(m));
+  return spec;
+}
+
+/// A task state with `windows` open windows: window i starts at minute i % 60, key
+/// "user-<i>-" padded to 48 bytes, count i * 10 + salt (so states of other salts differ in
+/// every window).
+TaskState OpenWindows(int windows, int salt) {
+  TaskState st;
+  st.progress.max_event_time = 3600 * 1'000'000LL + salt;
+  st.emitted_before = kMinute;
+  for (int i = 0; i < windows; ++i) {
+    DeltaRow row;
+    row.window_start = (i % 60) * kMinute;
+    std::string key = "user-" + std::to_string(i) + "-";
+    key.resize(48, 'x');
+    row.keys = {Value::String(key)};
+    row.metrics.resize(1);
+    row.metrics[0].count = i * 10 + salt;
+    st.open.push_back(std::move(row));
+  }
+  return st;
+}
+
+/// The versions of partition 3's state chunks in _sluice_task_state, each with its chunk count.
+std::map<std::string, int> ChunkVersions(const std::vector<std::string>& lines) {
+  std::map<std::string, int> out;
+  for (const auto& l : lines) ++out[l.substr(0, l.find('|'))];
+  return out;
+}
+
+// A task whose state holds 30,000 open windows (about 2 MB: far over Cassandra's batch warn
+// and fail thresholds, 5 KiB and 50 KiB by default, which the services' cassandra.yaml leaves
+// as they are) is committed, claimed, fenced and claimed again: each claim reads exactly the
+// state of the last commit that applied; a zombie's commit (old fence) and a commit that died
+// after writing its chunks leave chunks nobody names, deleted by the next commit with a state.
+TEST_F(CassandraSinkTasksTest, ATaskStateWithManyOpenWindowsIsWrittenInChunksNamedUnderTheFence) {
+  const AggregateSpec spec = CountByUser();
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  auto b = OpenSink();
+  ASSERT_TRUE(b);
+  const TaskId task{"in", 3};
+  const std::string tasks = "SELECT state, state_version, state_chunks, state_bytes, \"position\" FROM " +
+                            Table("\"_sluice_tasks\"") + " WHERE pipeline = ?";
+  const std::string chunks = "SELECT version, chunk FROM " + Table("\"_sluice_task_state\"") +
+                             " WHERE pipeline = ? AND source = 'in' AND \"partition\" = 3";
+
+  auto first = a->ClaimTask(task, Owner("a"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const TaskState s1 = OpenWindows(30'000, 1);
+  const std::string blob1 = s1.Serialize(&spec);
+  ASSERT_GT(blob1.size(), 4 * kTaskStateChunkBytes);  // several chunks
+  const size_t chunks1 = (blob1.size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes;
+  const std::vector<Row> rows = {R("k", 1)};
+  Status s = a->Commit(TaskCheckpoint(&rows, {{"in", 3, 10}}, 3, first->fence, s1.progress, &blob1));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // The row names one version of chunks (no inline state), which are all there is.
+  auto row = Lines(tasks);
+  ASSERT_EQ(row.size(), 1u);
+  const std::string v1 = row[0].substr(1, row[0].find('|', 1) - 1);
+  EXPECT_EQ(row[0], "|" + v1 + "|" + std::to_string(chunks1) + "|" + std::to_string(blob1.size()) + "|10");
+  EXPECT_EQ(ChunkVersions(Lines(chunks)), (std::map<std::string, int>{{v1, static_cast<int>(chunks1)}}));
+
+  // B claims it: exactly that state, byte for byte, and its windows parse.
+  auto second = b->ClaimTask(task, Owner("b"));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->fence, 2);
+  ASSERT_EQ(second->state.size(), blob1.size());
+  EXPECT_TRUE(second->state == blob1);
+  auto parsed = TaskState::Parse(second->state, &spec);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ASSERT_EQ(parsed->open.size(), 30'000u);
+  EXPECT_EQ(parsed->open[29'999].metrics[0].count, 299'991);
+  EXPECT_EQ(parsed->emitted_before, kMinute);
+
+  // A, cut off, commits a larger state under its old fence: refused, and nothing of it is
+  // visible: the row still names v1 at position 10 (its chunks are there, named by nothing).
+  const TaskState zombie = OpenWindows(35'000, 2);
+  const std::string zombie_blob = zombie.Serialize(&spec);
+  s = a->Commit(TaskCheckpoint(&rows, {{"in", 3, 15}}, 3, first->fence, zombie.progress, &zombie_blob));
+  EXPECT_EQ(s.code(), StatusCode::kFenced) << s.ToString();
+  EXPECT_EQ(Lines(tasks), row);
+  EXPECT_EQ(ChunkVersions(Lines(chunks)).size(), 2u);  // v1 and the zombie's
+
+  // B commits a new state, but dies after writing its chunks (before the batch naming them).
+  const TaskState s3 = OpenWindows(20'000, 3);
+  const std::string blob3 = s3.Serialize(&spec);
+  b->SetTestHook([](std::string_view stage) {
+    return stage == "state_chunks_written" ? Status::IOError("crash") : Status::OK();
+  });
+  s = b->Commit(TaskCheckpoint(&rows, {{"in", 3, 20}}, 3, second->fence, s3.progress, &blob3));
+  EXPECT_EQ(s.code(), StatusCode::kIOError) << s.ToString();
+  b->SetTestHook(nullptr);
+  EXPECT_EQ(Lines(tasks), row);
+  EXPECT_EQ(ChunkVersions(Lines(chunks)).size(), 3u);
+  // Its retry applies: the row names the new version, and every other version's chunks are gone
+  // (v1's, the zombie's, the dead attempt's).
+  s = b->Commit(TaskCheckpoint(&rows, {{"in", 3, 20}}, 3, second->fence, s3.progress, &blob3));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  row = Lines(tasks);
+  ASSERT_EQ(row.size(), 1u);
+  const std::string v3 = row[0].substr(1, row[0].find('|', 1) - 1);
+  EXPECT_NE(v3, v1);
+  EXPECT_GT(std::stoll(v3), std::stoll(v1));
+  const size_t chunks3 = (blob3.size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes;
+  EXPECT_EQ(row[0], "|" + v3 + "|" + std::to_string(chunks3) + "|" + std::to_string(blob3.size()) + "|20");
+  EXPECT_EQ(ChunkVersions(Lines(chunks)), (std::map<std::string, int>{{v3, static_cast<int>(chunks3)}}));
+
+  // A claim after that commit reads exactly its state.
+  auto c = OpenSink();
+  ASSERT_TRUE(c);
+  auto third = c->ClaimTask(task, Owner("c"));
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  EXPECT_EQ(third->fence, 3);
+  EXPECT_TRUE(third->state == blob3);
+  EXPECT_EQ(third->positions, (std::map<int32_t, int64_t>{{3, 20}}));
+
+  // A small state goes inline again, and the chunks go.
+  const TaskState small = OpenWindows(3, 4);
+  const std::string small_blob = small.Serialize(&spec);
+  ASSERT_LT(small_blob.size(), kTaskStateInlineBytes);
+  s = c->Commit(TaskCheckpoint(nullptr, {{"in", 3, 21}}, 3, third->fence, small.progress, &small_blob, true));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Lines("SELECT state_version, state_chunks, state_bytes, \"position\" FROM " + Table("\"_sluice_tasks\"") +
+                  " WHERE pipeline = ?"),
+            std::vector<std::string>{"||" + std::to_string(small_blob.size()) + "|21"});
+  EXPECT_EQ(Lines(chunks), std::vector<std::string>{});
+  auto fourth = a->ClaimTask(task, Owner("a"));
+  ASSERT_TRUE(fourth.ok()) << fourth.status().ToString();
+  EXPECT_EQ(fourth->state, small_blob);
+}
+
+// Several tasks with states each under the inline limit but together over the checkpoint's
+// inline budget: the ones past the budget go in chunks, and each claim reads its own.
+TEST_F(CassandraSinkTasksTest, StatesPastTheInlineBudgetOfACheckpointGoInChunks) {
+  const AggregateSpec spec = CountByUser();
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  // Windows per state for about 7/8 of kTaskStateInlineBytes, and 10 tasks more than the
+  // budget takes of such states.
+  const size_t per_window = OpenWindows(100, 0).Serialize(&spec).size() / 100;
+  const int windows = static_cast<int>(kTaskStateInlineBytes * 7 / 8 / per_window);
+  const int tasks = static_cast<int>(kTaskStateInlineBudget / OpenWindows(windows, 0).Serialize(&spec).size()) + 10;
+  std::vector<std::string> blobs;
+  Checkpoint cp;
+  for (int p = 0; p < tasks; ++p) {
+    auto claim = a->ClaimTask(TaskId{"in", p}, Owner("a"));
+    ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+    TaskState st = OpenWindows(windows, p);
+    blobs.push_back(st.Serialize(&spec));
+    ASSERT_LE(blobs.back().size(), kTaskStateInlineBytes);
+    ASSERT_GT(blobs.back().size(), kTaskStateInlineBytes * 3 / 4);
+    cp.positions.push_back({"in", p, 100 + p});
+  }
+  for (int p = 0; p < tasks; ++p) {
+    cp.tasks.push_back(TaskCommit{TaskId{"in", p}, 1, TaskProgress{}, &blobs[static_cast<size_t>(p)], false});
+  }
+  Status s = a->Commit(cp);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto lines = Lines("SELECT state_version FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?");
+  const auto chunked = std::count_if(lines.begin(), lines.end(), [](const std::string& l) { return !l.empty(); });
+  EXPECT_GE(chunked, 8);
+  EXPECT_LT(chunked, tasks);
+  auto b = OpenSink();
+  ASSERT_TRUE(b);
+  for (int p = 0; p < tasks; ++p) {
+    auto claim = b->ClaimTask(TaskId{"in", p}, Owner("b"));
+    ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+    EXPECT_TRUE(claim->state == blobs[static_cast<size_t>(p)]) << "task " << p;
+    EXPECT_EQ(claim->positions.at(p), 100 + p);
+  }
+}
+
+// `sluice status` reads the task rows through a sink opened for reading: it lists them, and
+// creates nothing where nothing is (no keyspace, no table).
+TEST_F(CassandraSinkTasksTest, OpenForReadingListsTheTasksAndCreatesNothing) {
+  auto reader = [&](const std::string& keyspace) -> std::unique_ptr<Sink> {
+    SinkConfig c;
+    c.uri = "cassandra://" + cassandra_test::ServerHostPort() + "/" + keyspace;
+    c.table = "tasks_rows";
+    c.options.Set("key", Option{"id", {"test.toml", 7, 1}});
+    auto s = CassandraSink::Make(c);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return nullptr;
+    SinkContext ctx = ctx_;
+    ctx.tasks = false;  // as status builds it: the plan's context
+    Status open = (*s)->OpenForReading(ctx);
+    EXPECT_TRUE(open.ok()) << open.ToString();
+    return open.ok() ? std::move(s).value() : nullptr;
+  };
+  // A keyspace that does not exist: no tasks, and still no keyspace.
+  const std::string none = "casstasks_none_" + std::to_string(::getpid());
+  {
+    auto r = reader(none);
+    ASSERT_TRUE(r);
+    auto rows = r->LoadTaskProgress();
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_TRUE(rows->empty());
+    EXPECT_FALSE(r->Commit(Checkpoint{}).ok());
+  }
+  EXPECT_EQ(Lines("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = '" + none + "'"),
+            std::vector<std::string>{});
+
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  auto claim = a->ClaimTask(TaskId{"in", 3}, Owner("a"));
+  ASSERT_TRUE(claim.ok());
+  auto other = a->ClaimTask(TaskId{"in", 4}, Owner("a"));
+  ASSERT_TRUE(other.ok());
+  TaskProgress progress;
+  progress.max_event_time = 200;
+  progress.watermark = 190;
+  Checkpoint cp = TaskCheckpoint(nullptr, {{"in", 3, 10}, {"in", 4, 7}}, 3, claim->fence, progress);
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 4}, other->fence, TaskProgress{}, nullptr, true});
+  ASSERT_TRUE(a->Commit(cp).ok());
+
+  auto r = reader(kKeyspace);
+  ASSERT_TRUE(r);
+  auto rows = r->LoadTaskProgress();
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  std::vector<std::string> got;
+  for (const TaskRow& t : *rows) {
+    got.push_back(t.task.source + "[" + std::to_string(t.task.partition) + "] " + (t.owner.empty() ? "-" : t.owner) + " fence " + std::to_string(t.fence) +
+                  " max " + std::to_string(t.progress.max_event_time) + " wm " + std::to_string(t.progress.watermark) +
+                  (t.updated_micros > 0 ? " updated" : ""));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"in[3] a@h pid 1 fence 1 max 200 wm 190 updated",
+                                           "in[4] - fence 1 max " + std::to_string(kNoWatermark) + " wm " +
+                                               std::to_string(kNoWatermark) + " updated"}));
+  auto positions = r->LoadPositions();
+  ASSERT_TRUE(positions.ok()) << positions.status().ToString();
+  EXPECT_EQ(*positions, (std::vector<StoredPosition>{{"in", 3, 10}, {"in", 4, 7}}));
+}
+
 }  // namespace
 }  // namespace sluice
