@@ -10,8 +10,16 @@
 
 namespace sluice::cli {
 
+/// Blocks SIGINT/SIGTERM in the calling thread, and so in every thread it starts later, and
+/// watches them while a run is being prepared (pipeline, dimensions, sink, source): a signal then
+/// ends the process at once with exit 0 and a log line (nothing was read or committed yet), so a
+/// stop during start-up neither kills the process by the signal's default action nor waits for
+/// the start to finish. Call it first in `sluice run`; WatchSignals takes over.
+void WatchSignalsDuringStartup();
+/// Ends that start-up watch (WatchSignals does; a signal sent meanwhile stays pending for it).
+void StopStartupSignalWatch();
 /// Installs SIGINT/SIGTERM handling: the first signal drains `runner` (workers stop, a final
-/// checkpoint is written), a second one exits at once. Returns a function that uninstalls it.
+/// checkpoint is written), a second one exits at once.
 void WatchSignals(Runner* runner);
 /// Ends the watching. After a stop signal the watcher stays armed as a backstop (the process
 /// ends 3 s after shutdown_timeout if it is still winding down) and a second signal still exits.

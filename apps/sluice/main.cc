@@ -333,8 +333,18 @@ Status WriteSummaryJson(const std::string& path, const std::string& json) {
   return Status::OK();
 }
 
+/// Ends the start-up signal watch on every way out of Run() (a joinable thread must not be
+/// destroyed).
+struct StartupSignalWatchEnd {
+  ~StartupSignalWatchEnd() { sluice::cli::StopStartupSignalWatch(); }
+};
+
 int Run(const std::string& path, const std::vector<std::string>& var_items,
         const sluice::RunOptions& options, const HttpOptions& http, const RunCliOptions& cli) {
+  // First: every thread started from here on (dimension loads, clients, HTTP) inherits the
+  // blocked stop signals, so only the watchers ever take them.
+  sluice::cli::WatchSignalsDuringStartup();
+  StartupSignalWatchEnd end_startup_watch;
   auto vars = ParseVars(var_items);
   if (!vars.ok()) {
     ReportError(vars.status().message());

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <thread>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -16,9 +17,48 @@ std::atomic<bool> g_watching{false};
 std::atomic<bool> g_stopping{false};  ///< a stop signal was received
 std::atomic<int> g_received{0};       ///< the first SIGINT/SIGTERM seen (0: none)
 
+std::thread g_startup_thread;  ///< the start-up watch (WatchSignalsDuringStartup)
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);  // wakes a watcher that is to end
+  return set;
+}
+
 }  // namespace
 
+void WatchSignalsDuringStartup() {
+  if (g_startup_thread.joinable()) return;
+  sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  g_startup_thread = std::thread([set] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGUSR1) return;
+      LogSignalNotice(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                          " received while starting: exiting before reading anything (exit 0; "
+                          "nothing of this run was committed)",
+                      sig, false);
+      std::fflush(nullptr);
+      _exit(0);
+    }
+  });
+}
+
+void StopStartupSignalWatch() {
+  if (!g_startup_thread.joinable()) return;
+  // Directed at the watcher's thread, so no other thread can take it; the stop signals stay
+  // blocked, and one sent meanwhile stays pending for the next watcher.
+  pthread_kill(g_startup_thread.native_handle(), SIGUSR1);
+  g_startup_thread.join();
+}
+
 void WatchSignals(Runner* runner) {
+  StopStartupSignalWatch();
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

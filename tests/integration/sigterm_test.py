@@ -20,6 +20,9 @@ Cases (name: pipeline / source -> sink):
   recruitment-kafka-rebalance
                          recruitment / the same topic, two processes: A is stopped while B
                          joins the group (a rebalance under way), then B; exact after restarts
+  startup                recruitment / file -> SQLite with a large job dimension: SIGTERM while
+                         the run is being prepared ends it at once with exit 0; exact after
+                         restarts
   recruitment-table      recruitment / SQLite table source (generated records in a table) ->
                          SQLite; exact after restarts
   viewlog-file, viewlog-generator, viewlog-kafka
@@ -64,6 +67,18 @@ REPO = kr.REPO
 MYSQL = harness.MYSQL
 EX = os.path.join(REPO, "examples")
 LEGACY = False  # --legacy: binaries without shutdown_timeout (to hunt hangs in older builds)
+
+
+def blocks_sigterm(pid):
+    """Whether process `pid`'s main thread blocks SIGTERM (its SigBlk mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except OSError:
+        pass
+    return False
 
 
 def with_bound(src, dst, bound, extra_source=()):
@@ -334,6 +349,53 @@ class Test(harness.SluiceTest):
         notes = [f"{len(times)} stop(s), exit after {min(times):.1f}-{max(times):.1f}s"] if times else []
         return problems, notes
 
+    def case_startup(self):
+        """SIGTERM while the run is still being prepared (a large job dimension loading, as a
+        pipeline's start-up takes on a loaded machine): the process ends at once with exit 0
+        and says so, instead of dying by the signal's default action; nothing is committed, and
+        a later run is exact. The signal is sent once `sluice run` has blocked it (its first
+        step, read from /proc), so it always lands in the start-up, never before main()."""
+        src = self.generate("recruitment", 20000, "su.ndjson", ["--jobs", kr.JOBS])
+        jobs = os.path.join(self.tmp, "su-jobs.csv")
+        with open(kr.JOBS, encoding="utf-8") as f:
+            header, *rows = f.read().splitlines()
+        with open(jobs, "w", encoding="utf-8") as f:
+            f.write(header + "\n")
+            f.write("\n".join(rows) + "\n")  # the real jobs, then copies under other ids
+            for k in range(1, 150):
+                for r in rows:
+                    first, rest = r.split(";", 1)
+                    f.write(f"{int(first) + k * 1_000_000};{rest}\n")
+        pipe = with_bound(os.path.join(EX, "recruitment.toml"), os.path.join(self.tmp, "su.toml"),
+                          self.args.bound)
+        db = os.path.join(self.tmp, "su.db")
+        v = {"TRACKING": src, "JOBS": jobs, "SINK": f"sqlite:{db}",
+             "DLQ": os.path.join(self.tmp, "su.dlq")}
+        problems, during, times = [], 0, []
+        for i in range(max(2, self.args.rounds)):
+            p = self.start(pipe, v, f"startup-{i}")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not blocks_sigterm(p.pid) and p.poll() is None:
+                time.sleep(0.001)
+            time.sleep(self.rng.uniform(0.0, 0.05))
+            pr, secs = self.term(p)
+            problems += [f"run {i}: {x}" for x in pr]
+            if secs is not None:
+                times.append(secs)
+            if "received while starting" in self.text(p):
+                during += 1
+        if during == 0:
+            problems.append("no signal landed in the start-up (the dimension loaded too fast?)")
+        if os.path.exists(db) and sqlite3.connect(db).execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = '_sluice_positions'").fetchone()[0]:
+            if sqlite3.connect(db).execute("SELECT count(*) FROM _sluice_positions").fetchone()[0]:
+                if during == max(2, self.args.rounds):
+                    problems.append("positions were committed by runs stopped in their start-up")
+        problems += self.finish_and_compare(pipe, dict(v, JOBS=kr.JOBS), db, src, "file", "su")
+        notes = [f"{during} of {max(2, self.args.rounds)} signal(s) in the start-up, exit after "
+                 f"{min(times):.1f}-{max(times):.1f}s"] if times else []
+        return problems, notes
+
     def case_recruitment_table(self):
         import json
         src = self.generate("recruitment", 40000, "rt.ndjson", ["--jobs", kr.JOBS])
@@ -457,6 +519,7 @@ CASES = [
     ("recruitment-file", "case_recruitment_file", None),
     ("recruitment-generator", "case_recruitment_generator", None),
     ("recruitment-table", "case_recruitment_table", None),
+    ("startup", "case_startup", None),
     ("recruitment-kafka", "case_recruitment_kafka", "kafka"),
     ("recruitment-kafka-rebalance", "case_recruitment_kafka_rebalance", "kafka"),
     ("viewlog-file", "case_viewlog_file", None),
