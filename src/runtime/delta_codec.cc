@@ -59,15 +59,25 @@ void WriteStateHeader(std::string_view magic, int64_t version, const AggregateSp
 
 Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t version, const AggregateSpec* spec,
                        const std::string& what) {
+  int64_t read_version = 0;
+  return ReadStateHeader(r, magic, version, version, spec, what, &read_version);
+}
+
+Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t min_version, int64_t max_version,
+                       const AggregateSpec* spec, const std::string& what, int64_t* version) {
   std::string read_magic, fingerprint;
   int64_t read_version = 0;
   if (!r->GetString(&read_magic) || read_magic != magic || !r->GetI64(&read_version)) {
     return Status::Internal("the stored " + what + " is not a sluice " + what);
   }
-  if (read_version != version) {
+  if (read_version < min_version || read_version > max_version) {
     return Status::Internal("the stored " + what + " has version " + std::to_string(read_version) +
-                            "; this build reads version " + std::to_string(version));
+                            "; this build reads version" +
+                            (min_version == max_version ? " " + std::to_string(max_version)
+                                                        : "s " + std::to_string(min_version) + " to " +
+                                                              std::to_string(max_version)));
   }
+  *version = read_version;
   if (!r->GetString(&fingerprint)) return r->status();
   if (fingerprint != AggregateFingerprint(spec)) {
     return Status::InvalidArgument(

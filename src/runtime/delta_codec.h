@@ -31,6 +31,10 @@ void WriteStateHeader(std::string_view magic, int64_t version, const AggregateSp
 /// different [aggregate]. `what` names the state in the messages ("window state", "task state").
 Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t version, const AggregateSpec* spec,
                        const std::string& what);
+/// The same for a state whose layout grew: accepts any version in [min_version, max_version] and
+/// puts the one read in `*version`, so the caller parses the fields that version has.
+Status ReadStateHeader(BinaryReader* r, std::string_view magic, int64_t min_version, int64_t max_version,
+                       const AggregateSpec* spec, const std::string& what, int64_t* version);
 
 /// Appends the held records (count first) to `w`; DecodeHeldRecords appends what it wrote to `out`.
 void EncodeHeldRecords(const std::vector<HeldRecord>& held, BinaryWriter* w);

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "operators/aggregate_spec.h"
+#include "runtime/repartition_record.h"
 #include "runtime/watermark.h"
 #include "runtime/window_state.h"
 
@@ -36,7 +37,8 @@ struct TaskProgress {
   friend bool operator==(const TaskProgress&, const TaskProgress&) = default;
 };
 
-/// The state of one task, stored as a blob with its progress ("sluice-task-state" v1).
+/// The state of one task, stored as a blob with its progress ("sluice-task-state" v2; v1, which
+/// had no `upstreams`, is still read).
 struct TaskState {
   TaskProgress progress;
   /// Records held by lookups whose partition is the task's (their positions are committed).
@@ -45,6 +47,10 @@ struct TaskState {
   std::vector<DeltaRow> open;
   /// Windows emitted up to here (tasks that keep their own windows).
   int64_t emitted_before = kNoWatermark;
+  /// A stage-two task of a repartitioned pipeline: the latest control record of every upstream
+  /// (stage-one) task, one per upstream in UpstreamId order (UpstreamWatermarks keeps them).
+  /// Empty for every other task, and in a v1 state.
+  std::vector<RepartitionControl> upstreams;
 
   /// `spec` is null for a pipeline without [aggregate].
   std::string Serialize(const AggregateSpec* spec) const;

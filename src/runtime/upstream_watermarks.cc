@@ -1,0 +1,68 @@
+#include "runtime/upstream_watermarks.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace sluice {
+
+RepartitionControl& UpstreamWatermarks::Entry(const UpstreamId& id) {
+  auto it = std::lower_bound(latest_.begin(), latest_.end(), id,
+                             [](const RepartitionControl& c, const UpstreamId& u) { return c.upstream < u; });
+  if (it == latest_.end() || it->upstream != id) {
+    RepartitionControl fresh;
+    fresh.upstream = id;
+    it = latest_.insert(it, fresh);
+  }
+  return *it;
+}
+
+void UpstreamWatermarks::Expect(const std::vector<UpstreamId>& expected) {
+  for (const auto& id : expected) Entry(id);
+}
+
+bool UpstreamWatermarks::Apply(const RepartitionControl& control) {
+  RepartitionControl& held = Entry(control.upstream);
+  if (control.watermark < held.watermark) {
+    if (!control.idle) held.idle = false;
+    if (!control.end) held.end = false;
+    return false;
+  }
+  held.watermark = control.watermark;
+  held.max_event_time = std::max(held.max_event_time, control.max_event_time);
+  held.idle = control.idle;
+  held.end = control.end;
+  return true;
+}
+
+int64_t UpstreamWatermarks::Minimum() const {
+  int64_t active_min = std::numeric_limits<int64_t>::max();
+  int64_t idle_max = kNoWatermark;
+  bool any_active = false;
+  for (const auto& c : latest_) {
+    if (c.idle) {
+      idle_max = std::max(idle_max, c.watermark);
+    } else {
+      any_active = true;
+      active_min = std::min(active_min, c.watermark);
+    }
+  }
+  if (latest_.empty()) return kNoWatermark;
+  return any_active ? active_min : idle_max;
+}
+
+int64_t UpstreamWatermarks::MaxEventTime() const {
+  int64_t out = kNoWatermark;
+  for (const auto& c : latest_) out = std::max(out, c.max_event_time);
+  return out;
+}
+
+bool UpstreamWatermarks::AllEnded() const {
+  return !latest_.empty() &&
+         std::all_of(latest_.begin(), latest_.end(), [](const RepartitionControl& c) { return c.end; });
+}
+
+void UpstreamWatermarks::Restore(const std::vector<RepartitionControl>& stored) {
+  for (const auto& c : stored) Apply(c);
+}
+
+}  // namespace sluice

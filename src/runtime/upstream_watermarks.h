@@ -1,0 +1,71 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/repartition_record.h"
+
+namespace sluice {
+
+/// A stage-two task's view of the event time of its upstream (stage-one) tasks: the latest
+/// control record of each, from which the task's windows are emitted
+/// (docs/notes-16/repartition.md, "Watermarks").
+///
+/// The set of upstream tasks is given by the caller from the source topics' metadata, not from
+/// what arrived: an upstream that never sent a control counts at kNoWatermark and holds the
+/// minimum back, so a window is never emitted before every stage-one task has said it is past
+/// it. A control of an upstream not in the set (a topic that gained partitions since) adds it.
+///
+/// The rule for the minimum is the pipeline clock's (PipelineClock, watermark.h): the minimum
+/// over the upstreams that are not idle; an idle one holds nothing back until a control without
+/// `idle` arrives from it; when every upstream is idle the highest watermark counts (Flink's
+/// valve does the same: with all its inputs idle it forwards the highest of their watermarks).
+/// `end` (the upstream reached the end offsets of a --until-caught-up run) is kept but does not
+/// release the upstream: it sent its watermark, not +infinity, so windows past it stay open for
+/// the next run.
+///
+/// Owned by one stage-two task; not thread-safe.
+class UpstreamWatermarks {
+ public:
+  UpstreamWatermarks() = default;
+  /// Starts with every upstream in `expected` at kNoWatermark, not idle.
+  explicit UpstreamWatermarks(const std::vector<UpstreamId>& expected) { Expect(expected); }
+
+  /// Adds the upstreams of `expected` not known yet (at kNoWatermark, not idle).
+  void Expect(const std::vector<UpstreamId>& expected);
+
+  /// Takes a control record. Returns false when its watermark is below the one already held
+  /// for its upstream: the watermark and the max event time then stay where they are, and of
+  /// its flags only a cleared one counts (idle or end cleared; never set).
+  ///
+  /// Why a lower control is not applied: an upstream's watermark never goes back. A new owner of
+  /// a stage-one task restarts from the task's committed watermark, which was committed in the
+  /// same transaction as the controls it sent, so it never sends a lower one; a lower control is
+  /// therefore a duplicate or a replay (an older copy read again), and moving the watermark back
+  /// would not undo a window already emitted by the higher one. Its flags are stale too: setting
+  /// `idle` from it could leave the upstream out of the minimum while it still sends partials,
+  /// whereas clearing it only holds emission back until the upstream's next control.
+  bool Apply(const RepartitionControl& control);
+
+  /// Returns the watermark up to which every upstream has come: the minimum over the upstreams
+  /// that are not idle, the highest watermark when all are idle, kNoWatermark with no upstream.
+  int64_t Minimum() const;
+  /// Returns the highest max event time of any upstream (kNoWatermark when none has one).
+  int64_t MaxEventTime() const;
+  /// Returns true when there is an upstream and every upstream's latest control has `end`.
+  bool AllEnded() const;
+
+  /// Returns the latest control of every upstream, in UpstreamId order (what TaskState keeps;
+  /// one never heard from has the default control with its id).
+  const std::vector<RepartitionControl>& latest() const { return latest_; }
+  /// Takes the controls a stored state kept (TaskState::upstreams) as if they had been applied.
+  void Restore(const std::vector<RepartitionControl>& stored);
+
+ private:
+  /// Returns the entry of `id`, adding it (at kNoWatermark) when it is new.
+  RepartitionControl& Entry(const UpstreamId& id);
+
+  std::vector<RepartitionControl> latest_;  ///< sorted by upstream, one per upstream
+};
+
+}  // namespace sluice
