@@ -12,7 +12,8 @@ namespace sluice {
 
 /// Says why a plan cannot take the columnar path (a ColumnBatch decoded by the format's
 /// ColumnarDecoder, its leading steps evaluated over the columns, then the other steps and the
-/// aggregate per row as on the row path), or ""
+/// aggregate per row as on the row path, or the aggregate from the columns when no step is
+/// left; AggregateColumnsOf), or ""
 /// when it can: NDJSON or CSV input, no lookup that holds records, and for NDJSON a flat field
 /// list (no dotted path, no two fields reading one key).
 std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& options);
