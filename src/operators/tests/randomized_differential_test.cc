@@ -691,6 +691,7 @@ TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
         const Status s = (*row_decoder)->Decode(records[i], std::span<Value>(row).first(input.size()));
         ASSERT_EQ(s.ok(), !batch.failed(i)) << records[i];
         if (!s.ok()) {
+          EXPECT_EQ(batch.error(i), s.message()) << records[i];  // the dead letter's reason
           ++outcomes["decode error"];
           continue;
         }
