@@ -248,15 +248,8 @@ bool Aggregator::WindowKeyValues(std::span<Value> row, int64_t start, std::strin
   return true;
 }
 
-Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
-                                      int64_t* event_time_out, std::string* null_key_name,
-                                      int64_t* late_windows) {
-  Value time_scratch;
-  const Value& t = spec_->time->EvalRef(row, time_scratch);
-  if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
-  const int64_t event_time = t.time_value().micros;
-  *event_time_out = event_time;
-  if (late_windows) *late_windows = 0;
+bool Aggregator::Windows(int64_t event_time, int64_t late_before, int64_t* first_out,
+                         int64_t* last_out, int64_t* skipped_out) const {
   // The record's windows, oldest first; the oldest are the ones that can be late.
   const int64_t slide = spec_->slide();
   const int64_t last = WindowStart(event_time);
@@ -269,7 +262,23 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
       ++skipped;
     }
   }
-  if (first > last) return AddResult::kLate;
+  *first_out = first;
+  *last_out = last;
+  *skipped_out = skipped;
+  return first <= last;
+}
+
+Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
+                                      int64_t* event_time_out, std::string* null_key_name,
+                                      int64_t* late_windows) {
+  Value time_scratch;
+  const Value& t = spec_->time->EvalRef(row, time_scratch);
+  if (t.type() != Type::kTimestamp) return AddResult::kNoTime;
+  const int64_t event_time = t.time_value().micros;
+  *event_time_out = event_time;
+  if (late_windows) *late_windows = 0;
+  int64_t first, last, skipped;
+  if (!Windows(event_time, late_before, &first, &last, &skipped)) return AddResult::kLate;
 
   // Keys that do not read the window have one value for all of the record's windows.
   for (size_t i = 0; i < num_keys_; ++i) {
@@ -283,7 +292,7 @@ Aggregator::AddResult Aggregator::Add(std::span<Value> row, int64_t late_before,
     key_pointers_[i] = v;
   }
   if (check_window_keys_first_) {
-    for (int64_t start = first; start <= last; start += slide) {
+    for (int64_t start = first; start <= last; start += spec_->slide()) {
       if (!WindowKeyValues(row, start, null_key_name)) return AddResult::kNullKey;
     }
   }
@@ -331,6 +340,94 @@ bool Aggregator::Stage(std::span<Value> row, int64_t first, int64_t last, int64_
                              static_cast<uint32_t>(key_size), static_cast<uint32_t>(record), 0});
   }
   return true;
+}
+
+Aggregator::AddResult Aggregator::AddColumns(const ColumnBatch& batch, size_t r,
+                                             const AggregateColumns& in, int64_t late_before,
+                                             int64_t* event_time_out, std::string* null_key_name,
+                                             int64_t* late_windows) {
+  const Column& time = batch.column(in.time);
+  if (!time.valid[r]) return AddResult::kNoTime;
+  const int64_t event_time = time.ints[r];
+  *event_time_out = event_time;
+  if (late_windows) *late_windows = 0;
+  int64_t first, last, skipped;
+  if (!Windows(event_time, late_before, &first, &last, &skipped)) return AddResult::kLate;
+  // Null keys in Add()'s order: the column keys, then the window keys of each window in turn.
+  for (size_t i = 0; i < num_keys_; ++i) {
+    if (in.keys[i] >= 0 && !batch.column(static_cast<size_t>(in.keys[i])).valid[r]) {
+      *null_key_name = spec_->keys[i].name;
+      return AddResult::kNullKey;
+    }
+  }
+  const int64_t slide = spec_->slide();
+  if (has_window_keys_) {
+    for (int64_t start = first; start <= last; start += slide) {
+      const std::vector<Value>& window_keys = KeysOfWindow(start);
+      for (size_t i = 0; i < num_keys_; ++i) {
+        if (in.keys[i] < 0 && window_keys[i].is_null()) {
+          *null_key_name = spec_->keys[i].name;
+          return AddResult::kNullKey;
+        }
+      }
+    }
+  }
+  const size_t windows = static_cast<size_t>((last - first) / slide + 1);
+  if (staged_.size() + windows > stage_capacity_) FoldStaged();
+  const size_t record = staged_records_++;
+  char* matched = stage_matched_.data() + record * num_metrics_;
+  Value* args = stage_args_.data() + record * num_metrics_;
+  for (size_t i = 0; i < num_metrics_; ++i) {
+    const size_t from = where_from_[i];
+    const ColumnCondition* where = in.where[i].get();
+    matched[i] = where == nullptr || (from != i ? matched[from] : where->True(batch, r));
+    if (!matched[i] || !spec_->metrics[i].arg) continue;
+    if (in.args[i] >= 0) {
+      batch.column(static_cast<size_t>(in.args[i])).Load(r, &args[i]);
+    } else {
+      args[i] = in.constants[i];
+    }
+  }
+  // The key bytes are the same in every window of the record: encoded once, from the columns.
+  const size_t key_begin = stage_key_bytes_.size();
+  for (size_t i = 0; i < num_keys_; ++i) {
+    if (in.keys[i] < 0) continue;
+    const Column& c = batch.column(static_cast<size_t>(in.keys[i]));
+    stage_key_bytes_.push_back(static_cast<char>(c.type));
+    switch (c.type) {
+      case Type::kNull: break;
+      case Type::kBool: stage_key_bytes_.push_back(c.ints[r] != 0 ? 1 : 0); break;
+      case Type::kInt64:
+      case Type::kTimestamp: AppendWord(static_cast<uint64_t>(c.ints[r]), &stage_key_bytes_); break;
+      case Type::kDouble: {
+        double d = c.doubles[r];
+        if (d == 0) d = 0;  // -0.0 == 0.0
+        uint64_t w;
+        std::memcpy(&w, &d, 8);
+        AppendWord(w, &stage_key_bytes_);
+        break;
+      }
+      case Type::kString:
+        AppendWord(c.strings[r].size(), &stage_key_bytes_);
+        stage_key_bytes_.append(c.strings[r]);
+        break;
+    }
+  }
+  const size_t key_size = stage_key_bytes_.size() - key_begin;
+  const std::string_view key(stage_key_bytes_.data() + key_begin, key_size);
+  const size_t mask = table_.size() - 1;
+  for (int64_t start = first; start <= last; start += slide) {
+    Value* keys = stage_keys_.data() + staged_.size() * num_keys_;
+    for (size_t i = 0; i < num_keys_; ++i) {
+      if (in.keys[i] >= 0) batch.column(static_cast<size_t>(in.keys[i])).Load(r, &keys[i]);
+    }
+    const uint64_t hash = HashKey(start, key);
+    __builtin_prefetch(&table_[hash & mask]);
+    staged_.push_back(Staged{start, hash, event_time, static_cast<uint32_t>(key_begin),
+                             static_cast<uint32_t>(key_size), static_cast<uint32_t>(record), 0});
+  }
+  if (late_windows) *late_windows = skipped;
+  return AddResult::kAdded;
 }
 
 void Aggregator::FoldStaged() {

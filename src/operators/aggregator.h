@@ -10,8 +10,22 @@
 #include "core/value.h"
 #include "core/time.h"
 #include "operators/aggregate_spec.h"
+#include "operators/batch.h"
+#include "operators/column_filter.h"
 
 namespace sluice {
+
+/// Where an aggregate's inputs are in a ColumnBatch (Aggregator::AddColumns): the columns of its
+/// time, keys and metric arguments, and its metrics' conditions over the columns.
+struct AggregateColumns {
+  size_t time = 0;                 ///< a timestamp column
+  std::vector<int> keys;           ///< per key: its column, or -1 for a key of the window alone
+  /// Per metric: its `where` over the columns, or null when it has none.
+  std::vector<std::unique_ptr<ColumnCondition>> where;
+  std::vector<int> args;           ///< per metric: its argument's column, or -1
+  /// Per metric with an argument and no column (args[i] < 0): its value for every record.
+  std::vector<Value> constants;
+};
 
 /// Keeps one worker's partial aggregates per (window, key).
 ///
@@ -50,6 +64,13 @@ class Aggregator {
     return Add(row, kNoLateness, &t, null_key_name);
   }
   static constexpr int64_t kNoLateness = std::numeric_limits<int64_t>::min();
+
+  /// The same as Add() for record `r` of `batch`, reading its time, keys, conditions and
+  /// arguments from the columns `in` names instead of a row: the same result, the same groups
+  /// and states (the key bytes and hash are computed from the column values once per window).
+  AddResult AddColumns(const ColumnBatch& batch, size_t r, const AggregateColumns& in,
+                       int64_t late_before, int64_t* event_time, std::string* null_key_name,
+                       int64_t* late_windows = nullptr);
 
   /// Computes the start of the newest window holding an event time (for tumbling windows, the
   /// one window holding it).
@@ -132,6 +153,9 @@ class Aggregator {
   /// Folds one record's metric arguments into group `g`: `matched` and `args` per metric (an
   /// argument is read only when its metric matched and has one).
   void UpdateGroup(size_t g, int64_t event_time, const char* matched, const Value* const* args);
+  /// Computes the record's windows, oldest first: false (kLate) when every one is late.
+  bool Windows(int64_t event_time, int64_t late_before, int64_t* first, int64_t* last,
+               int64_t* skipped) const;
   /// Stages the record's windows first..last (key_pointers_ of the keys that do not read the
   /// window are set; metric arguments are in matched_ / metric_args_).
   bool Stage(std::span<Value> row, int64_t first, int64_t last, int64_t event_time,

@@ -237,7 +237,47 @@ bool ColumnValue::Eval(const ColumnBatch& batch, size_t i, uint32_t node, int64_
   return false;
 }
 
-void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch) {
+namespace {
+
+/// Copies found rows' fields into their columns; moves a record whose key is null or missing out
+/// of the selection, marked with the step (the worker runs the lookup on its row).
+void LookupOverColumns(const ColumnStep& s, const DimensionTable& table, ColumnBatch* batch) {
+  std::vector<uint32_t>& selection = batch->selection();
+  const Column& key = batch->column(s.slot);
+  Value scratch;
+  size_t kept = 0;
+  for (uint32_t i : selection) {
+    const std::vector<Value>* found = nullptr;
+    if (key.valid[i]) {
+      if (key.type == Type::kString) {
+        scratch.SetString(key.strings[i]);
+      } else {
+        key.Load(i, &scratch);
+      }
+      found = table.Find(scratch);
+    }
+    if (found == nullptr) {
+      batch->MarkDropped(i, static_cast<int32_t>(s.step));
+      continue;
+    }
+    for (const ColumnStep::LookupField& f : s.fields) {
+      Column& column = batch->column(f.slot);
+      const Value& v = (*found)[f.column];
+      if (v.type() == Type::kString && column.type == Type::kString) {
+        column.SetString(i, v.string_value());  // a view into the snapshot
+      } else {
+        column.Set(i, v, batch->arena());
+      }
+    }
+    selection[kept++] = i;
+  }
+  selection.resize(kept);
+}
+
+}  // namespace
+
+void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch,
+                      std::span<const std::shared_ptr<const DimensionTable>> snapshots) {
   std::vector<uint32_t>& selection = batch->selection();
   size_t kept = 0;
   for (uint32_t i : selection) {
@@ -247,6 +287,10 @@ void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch) 
   // Step by step over the records still selected: a record's steps run in order, and no step
   // reads another record, so this is the row path's order for each record.
   for (const ColumnStep& s : steps) {
+    if (s.kind == ColumnStep::Kind::kLookup) {
+      LookupOverColumns(s, *snapshots[s.step], batch);
+      continue;
+    }
     if (s.kind == ColumnStep::Kind::kLet) {
       Column& column = batch->column(s.slot);
       uint32_t from;

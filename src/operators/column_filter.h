@@ -9,6 +9,7 @@
 #include "core/schema.h"
 #include "expr/expr.h"
 #include "operators/batch.h"
+#include "operators/dimension.h"
 
 namespace sluice {
 
@@ -90,13 +91,25 @@ struct ColumnStep {
     kFilter,        ///< a condition not true drops the record (counted as ignored)
     kDeadLetterIf,  ///< a true condition dead-letters the record with `reason`
     kLet,           ///< sets column `slot` to `value`
+    /// Looks column `slot`'s value up in the step's dimension snapshot and copies the found
+    /// row's `fields` into their columns. A record whose key is null or not found leaves the
+    /// selection marked with the step (ColumnBatch::dropped_at), like a dropped one: the worker
+    /// runs this step and the ones after it on the record's row, so a miss (its count, default,
+    /// drop or dead letter and reason) is the row path's by construction.
+    kLookup,
+  };
+  /// kLookup: one field copied, from the dimension row's `column` into the batch's `slot`.
+  struct LookupField {
+    size_t slot = 0;
+    size_t column = 0;
   };
   size_t step = 0;
   Kind kind = Kind::kIgnoreIf;
   std::unique_ptr<ColumnCondition> condition;  ///< the condition kinds
   std::unique_ptr<ColumnValue> value;          ///< kLet
-  size_t slot = 0;                             ///< kLet: the working-row slot it sets
+  size_t slot = 0;  ///< kLet: the working-row slot it sets; kLookup: the key's column
   std::string reason;                          ///< kDeadLetterIf
+  std::vector<LookupField> fields;             ///< kLookup
 };
 
 /// Runs `steps` in order over the records of `batch` that decoded and are still selected: a
@@ -104,6 +117,9 @@ struct ColumnStep {
 /// and leaves the selection vector, as the row path would have ignored or dead-lettered it at
 /// that step; a `let` sets its column for the records still selected. The columns a `let`
 /// sets must exist in the batch (ColumnBatch::SetDerived for slots past the declared fields).
-void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch);
+/// A lookup reads `snapshots[step]`, the snapshot the row path would use for this batch; the
+/// string columns it fills view that snapshot's values, so it must outlive the batch's use.
+void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch,
+                      std::span<const std::shared_ptr<const DimensionTable>> snapshots = {});
 
 }  // namespace sluice

@@ -5,6 +5,8 @@
 #include <set>
 #include <string_view>
 
+#include "expr/shape.h"
+
 namespace sluice {
 
 std::string ColumnarIneligibility(const Plan& plan, const DecoderOptions& options) {
@@ -31,6 +33,7 @@ ColumnPrefix ColumnStepPrefix(const Plan& plan) {
   // The type of the column each working-row slot has at this point of the steps (kNull: none).
   std::vector<Type> columns(plan.schema.size(), Type::kNull);
   for (size_t i = 0; i < plan.input.size(); ++i) columns[i] = plan.input.field(i).type;
+  out.columns = columns;
   // The steps are compiled again from the pipeline's text against the working row (a field
   // resolves to the slot it had when the plan compiled the step, since fields are only ever
   // added); what reads a slot without a column (_source, a field a later or per-row step sets)
@@ -44,10 +47,49 @@ ColumnPrefix ColumnStepPrefix(const Plan& plan) {
       case StepConfig::Kind::kFilter: s.kind = ColumnStep::Kind::kFilter; break;
       case StepConfig::Kind::kDeadLetterIf: s.kind = ColumnStep::Kind::kDeadLetterIf; break;
       case StepConfig::Kind::kLet: s.kind = ColumnStep::Kind::kLet; break;
-      case StepConfig::Kind::kLookup: return out;
+      case StepConfig::Kind::kLookup: s.kind = ColumnStep::Kind::kLookup; break;
     }
     auto compiled = expr::Compile(step.expr, plan.schema, step.where);
     if (!compiled.ok()) return out;
+    if (s.kind == ColumnStep::Kind::kLookup) {
+      // The key a field with a column of the dimension's key type; each field copied into a
+      // column of its type (a new one, or the field's own).
+      const Dimension* dimension = k < plan.steps.size() ? plan.steps[k]->dimension() : nullptr;
+      if (dimension == nullptr || step.on_missing == "hold") return out;
+      const std::shared_ptr<const DimensionTable> table = dimension->snapshot();
+      const expr::Shape key = expr::Describe(**compiled);
+      if (key.kind != expr::Shape::Kind::kField || key.slot >= columns.size() ||
+          columns[key.slot] != table->key_type() ||
+          (table->key_type() != Type::kInt64 && table->key_type() != Type::kString)) {
+        return out;
+      }
+      s.slot = key.slot;
+      std::vector<Type> after = columns;
+      std::vector<std::pair<size_t, Type>> derived;
+      for (const std::string& f : step.fields) {
+        const std::optional<size_t> column = table->fields().IndexOf(f);
+        const std::optional<size_t> slot = plan.schema.IndexOf(f);
+        if (!column || !slot || *slot == plan.source_slot || *slot == plan.partition_slot ||
+            *slot == plan.offset_slot) {
+          return out;
+        }
+        const Type type = table->fields().field(*column).type;
+        if (type == Type::kNull || plan.schema.field(*slot).type != type) return out;
+        if (after[*slot] == Type::kNull) {
+          if (*slot < plan.input.size()) return out;
+          derived.emplace_back(*slot, type);
+          after[*slot] = type;
+        } else if (after[*slot] != type) {
+          return out;
+        }
+        s.fields.push_back({*slot, *column});
+      }
+      columns = std::move(after);
+      for (auto& d : derived) out.derived.push_back(d);
+      out.columns = columns;
+      out.steps.push_back(std::move(s));
+      continue;
+    }
     if (s.kind == ColumnStep::Kind::kLet) {
       const std::optional<size_t> slot = plan.schema.IndexOf(step.target);
       if (!slot || *slot == plan.source_slot || *slot == plan.partition_slot ||
@@ -71,6 +113,58 @@ ColumnPrefix ColumnStepPrefix(const Plan& plan) {
       s.reason = step.reason;
     }
     out.steps.push_back(std::move(s));
+    out.columns = columns;
+  }
+  return out;
+}
+
+std::unique_ptr<AggregateColumns> AggregateColumnsOf(const Plan& plan, const ColumnPrefix& prefix,
+                                                     const Value& source_kind) {
+  if (!plan.aggregate || prefix.steps.size() != plan.steps.size()) return nullptr;
+  const AggregateSpec& spec = *plan.aggregate;
+  const std::vector<Type>& columns = prefix.columns;
+  // The column a plain field reference reads, or -1.
+  auto column_of = [&](const expr::Expr& e) -> int {
+    const expr::Shape shape = expr::Describe(e);
+    if (shape.kind != expr::Shape::Kind::kField || shape.slot >= columns.size() ||
+        columns[shape.slot] == Type::kNull || columns[shape.slot] != e.type()) {
+      return -1;
+    }
+    return static_cast<int>(shape.slot);
+  };
+  auto out = std::make_unique<AggregateColumns>();
+  const int time = column_of(*spec.time);
+  if (time < 0 || columns[static_cast<size_t>(time)] != Type::kTimestamp) return nullptr;
+  out->time = static_cast<size_t>(time);
+  for (const KeySpec& k : spec.keys) {
+    if (k.window_expr) {
+      out->keys.push_back(-1);
+      continue;
+    }
+    if (k.uses_window || !k.expr) return nullptr;
+    const int c = column_of(*k.expr);
+    if (c < 0) return nullptr;
+    out->keys.push_back(c);
+  }
+  for (const MetricSpec& m : spec.metrics) {
+    std::unique_ptr<ColumnCondition> where;
+    if (m.where) {
+      where = ColumnCondition::Make(*m.where, columns);
+      if (!where) return nullptr;
+    }
+    out->where.push_back(std::move(where));
+    int arg = -1;
+    Value constant;
+    if (m.arg) {
+      arg = column_of(*m.arg);
+      if (arg < 0) {
+        const expr::Shape shape = expr::Describe(*m.arg);
+        if (shape.kind != expr::Shape::Kind::kField || shape.slot != plan.source_slot) return nullptr;
+        constant = source_kind;
+      }
+    }
+    out->args.push_back(arg);
+    out->constants.push_back(std::move(constant));
   }
   return out;
 }

@@ -173,6 +173,8 @@ Status Worker::Setup() {
                        MakeColumnarDecoder(source_->decoder_options(), plan_->input, header_view));
       if (columnar_) {
         ColumnPrefix prefix = ColumnStepPrefix(*plan_);
+        source_kind_ = Value::String(std::string(source_->kind()));
+        aggregate_columns_ = AggregateColumnsOf(*plan_, prefix, source_kind_);
         column_steps_ = std::move(prefix.steps);
         columns_.SetDerived(std::move(prefix.derived));
         first_row_step_ = column_steps_.size();
@@ -181,7 +183,8 @@ Status Worker::Setup() {
     }
   }
   spdlog::debug("source {} (worker {}): the {} path{}", source_name_, index_, columnar_ ? "columnar" : "row",
-                columnar_ ? " (" + std::to_string(column_steps_.size()) + " step(s) over columns)"
+                columnar_ ? " (" + std::to_string(column_steps_.size()) + " step(s) over columns" +
+                                (aggregate_columns_ ? ", the aggregate over columns)" : ")")
                           : " (" + row_path_reason + ")");
   if (plan_->aggregate) {
     const AggregateSpec& spec = *plan_->aggregate;
@@ -525,7 +528,7 @@ void Worker::ProcessBatch() {
   }
   if (columnar_) {
     columnar_->Decode(batch_, &columns_);
-    ApplyColumnSteps(column_steps_, &columns_);
+    ApplyColumnSteps(column_steps_, &columns_, snapshots_);
   }
   int64_t* position = nullptr;  // std::map values stay put while others are inserted
   int32_t position_partition = 0;
@@ -603,8 +606,13 @@ void Worker::ProcessColumnar(size_t i, const Current& rec) {
     return;
   }
   if (const int32_t k = columns_.dropped_at(i); k >= 0) {
-    // A leading step over the columns ignored or dead-lettered it.
+    // A leading step over the columns ignored or dead-lettered it, or is a lookup that missed:
+    // the record runs that step and the ones after it on its row.
     const ColumnStep& step = column_steps_[static_cast<size_t>(k)];
+    if (step.kind == ColumnStep::Kind::kLookup) {
+      ProcessRow(i, rec, static_cast<size_t>(k));
+      return;
+    }
     if (step.kind == ColumnStep::Kind::kDeadLetterIf) {
       step_context_.reason = step.reason;
       Divert(static_cast<size_t>(k), Step::Outcome::kDeadLetter, rec);
@@ -613,12 +621,28 @@ void Worker::ProcessColumnar(size_t i, const Current& rec) {
     }
     return;
   }
+  if (aggregate_columns_) {
+    // Every step ran over the columns and the aggregate reads them: no row.
+    std::string null_key;
+    int64_t event_time = 0;
+    int64_t late_windows = 0;
+    if (rec.partition != last_partition_) TrackPartition(rec.partition);
+    const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
+    const Aggregator::AddResult result = AggregatorFor(rec.partition)->AddColumns(
+        columns_, i, *aggregate_columns_, late_before, &event_time, &null_key, &late_windows);
+    Aggregated(rec, result, event_time, null_key, late_windows);
+    return;
+  }
+  ProcessRow(i, rec, first_row_step_);
+}
+
+void Worker::ProcessRow(size_t i, const Current& rec, size_t first) {
   std::span<Value> row(row_);
   columns_.LoadRow(i, row);
   row[plan_->source_slot] = source_kind_;
   row[plan_->partition_slot] = Value::Int(rec.partition);
   row[plan_->offset_slot] = Value::Int(rec.offset);
-  if (!RunSteps(rec, row, first_row_step_)) return;
+  if (!RunSteps(rec, row, first)) return;
   if (aggregator_) {
     AddToAggregate(rec, row);
   } else {
@@ -693,7 +717,14 @@ void Worker::AddToAggregate(const Current& rec, std::span<Value> row) {
   if (rec.partition != last_partition_) TrackPartition(rec.partition);
   // Judged before its own event time counts: a record is never late by itself.
   const int64_t late_before = lateness_ ? LateBefore(rec.partition) : Aggregator::kNoLateness;
-  switch (AggregatorFor(rec.partition)->Add(row, late_before, &event_time, &null_key, &late_windows)) {
+  const Aggregator::AddResult result =
+      AggregatorFor(rec.partition)->Add(row, late_before, &event_time, &null_key, &late_windows);
+  Aggregated(rec, result, event_time, null_key, late_windows);
+}
+
+void Worker::Aggregated(const Current& rec, Aggregator::AddResult result, int64_t event_time,
+                        const std::string& null_key, int64_t late_windows) {
+  switch (result) {
     case Aggregator::AddResult::kAdded:
       // A record of hopping windows that some of its windows took is not dead-lettered; the
       // windows it missed are counted.

@@ -149,6 +149,12 @@ class Worker {
   /// The columnar path (runtime/columnar.h): record `i` of a batch that ProcessBatch() decoded
   /// into columns_ runs the steps and the aggregate like Process(const Current&).
   void ProcessColumnar(size_t i, const Current& record);
+  /// Makes record `i`'s row from the columns and runs the steps from `first` on, then the
+  /// aggregate or the output (the columnar path's records that need a row).
+  void ProcessRow(size_t i, const Current& record, size_t first);
+  /// Counts, dead-letters or observes what adding a record to the aggregate gave.
+  void Aggregated(const Current& record, Aggregator::AddResult result, int64_t event_time,
+                  const std::string& null_key, int64_t late_windows);
   /// Runs one record through the pipeline: decode, steps, then the aggregate or the output.
   void Process(const Current& record);
   // The steps of Process(). Each returns false when the record goes no further (ignored,
@@ -215,6 +221,9 @@ class Worker {
   ColumnBatch columns_;
   std::vector<ColumnStep> column_steps_;  ///< the leading steps, over the columns
   size_t first_row_step_ = 0;             ///< the columnar path: the first step run per row
+  /// Set when every step runs over the columns and the aggregate reads them too: such records
+  /// make no row (Aggregator::AddColumns).
+  std::unique_ptr<AggregateColumns> aggregate_columns_;
   RawBatch batch_;
   std::vector<Value> row_;
   Value source_kind_;

@@ -126,8 +126,8 @@ TEST(ColumnConditionTest, FiltersRunInOrderAndMarkTheirStep) {
   auto ignore = expr::CompilePredicate("s is null", schema);
   auto keep = expr::CompilePredicate("s in ('click', 'a', 'b')", schema);
   ASSERT_TRUE(ignore.ok() && keep.ok());
-  steps.push_back(ColumnStep{3, ColumnStep::Kind::kIgnoreIf, ColumnCondition::Make(**ignore, schema), nullptr, 0, ""});
-  steps.push_back(ColumnStep{5, ColumnStep::Kind::kFilter, ColumnCondition::Make(**keep, schema), nullptr, 0, ""});
+  steps.push_back(ColumnStep{3, ColumnStep::Kind::kIgnoreIf, ColumnCondition::Make(**ignore, schema), nullptr, 0, "", {}});
+  steps.push_back(ColumnStep{5, ColumnStep::Kind::kFilter, ColumnCondition::Make(**keep, schema), nullptr, 0, "", {}});
   ApplyColumnSteps(steps, &batch);
   std::vector<Value> row(schema.size());
   std::vector<uint32_t> expected_selection;
@@ -270,10 +270,10 @@ TEST(ColumnValueTest, LetsAndDeadLettersRunInOrder) {
   auto a = expr::Compile("coalesce(a, 0)", schema);
   ASSERT_TRUE(t.ok() && no_time.ok() && a.ok());
   std::vector<ColumnStep> steps;
-  steps.push_back(ColumnStep{0, ColumnStep::Kind::kLet, nullptr, ColumnValue::Make(**t, columns), t_slot, ""});
+  steps.push_back(ColumnStep{0, ColumnStep::Kind::kLet, nullptr, ColumnValue::Make(**t, columns), t_slot, "", {}});
   steps.push_back(ColumnStep{1, ColumnStep::Kind::kDeadLetterIf, ColumnCondition::Make(**no_time, columns),
-                             nullptr, 0, "no time"});
-  steps.push_back(ColumnStep{2, ColumnStep::Kind::kLet, nullptr, ColumnValue::Make(**a, columns), 2, ""});
+                             nullptr, 0, "no time", {}});
+  steps.push_back(ColumnStep{2, ColumnStep::Kind::kLet, nullptr, ColumnValue::Make(**a, columns), 2, "", {}});
   for (const ColumnStep& s : steps) ASSERT_TRUE(s.condition || s.value) << s.step;
   ApplyColumnSteps(steps, &batch);
 

@@ -1,10 +1,13 @@
 // Randomized differential checks of the staged aggregator (against a naive
-// oracle), of the columnar CSV decoder (against the row decoder) and of steps over columns
-// (against the same steps on rows).
+// oracle), of the columnar CSV decoder (against the row decoder), of steps over columns
+// (against the same steps on rows) and of a lookup and the aggregate over columns (against the
+// lookup step and Aggregator::Add on rows).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <random>
@@ -15,12 +18,15 @@
 #include "core/raw_batch.h"
 #include "core/time.h"
 #include "expr/expr.h"
+#include "expr/shape.h"
+#include "operators/aggregate_function.h"
 #include "operators/aggregator.h"
 #include "operators/batch.h"
 #include "operators/column_filter.h"
 #include "operators/columnar_csv_decoder.h"
 #include "operators/columnar_json_decoder.h"
 #include "operators/decoder.h"
+#include "operators/dimension.h"
 #include "operators/step.h"
 
 namespace sluice {
@@ -477,6 +483,278 @@ TEST(RandomizedDifferential, ColumnStepsMatchRowSteps) {
   EXPECT_GT(kept, 100u);
   EXPECT_GT(from_uuid, 100u);
   EXPECT_GT(from_ts, 100u);
+}
+
+
+// A lookup over columns (ColumnStep::kLookup) and the aggregate reading its time, keys,
+// conditions and arguments from the columns (Aggregator::AddColumns) against the lookup step
+// MakeStep builds and Aggregator::Add on the row decoder's rows, as the worker runs them (a
+// record whose key the lookup misses runs the lookup step and Add on its row): on random
+// messy NDJSON records (absent, null and wrong-typed fields, unicode and empty keys, -0.0 and
+// 0.0, long keys), every aggregate function of the catalog with and without `where`, tumbling
+// and hopping windows, window keys, lateness: the same result per record (time, null key
+// name, late windows) and the same groups, in the same order, with the same states.
+TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
+  const Schema input({Field{"k", Type::kString, ""}, Field{"n", Type::kInt64, ""},
+                      Field{"d", Type::kDouble, ""}, Field{"t", Type::kTimestamp, ""},
+                      Field{"ad", Type::kString, ""}});
+  auto table = std::make_shared<DimensionTable>(
+      "ads", Schema({{"ad", Type::kString, ""}, {"campaign", Type::kString, ""}, {"weight", Type::kInt64, ""}}), 0);
+  table->Put({Value::String("a1"), Value::String("camp-1"), Value::Int(3)});
+  table->Put({Value::String("a2"), Value::String("camp-2"), Value::Null()});
+  table->Put({Value::String("ключ"), Value::String("кампания"), Value::Int(-7)});
+  table->Put({Value::String(std::string(50, 'x')), Value::Null(), Value::Int(0)});
+  table->Put({Value::String(""), Value::String("empty"), Value::Int(1)});
+  DimensionConfig dc;
+  dc.name = "ads";
+  dc.key = "ad";
+  DimensionMap dimensions;
+  dimensions["ads"] = std::make_shared<Dimension>(dc, DimensionRefresh{}, table);
+  const int64_t m = kMicrosPerMinute;
+  for (int variant = 0; variant < 6; ++variant) {
+    SCOPED_TRACE("variant " + std::to_string(variant));
+    // The working row: the input, _src (no column: a constant argument), the lookup's fields,
+    // then the window slots.
+    Schema schema = input;
+    const size_t src_slot = schema.Add({"_src", Type::kString, ""});
+    StepConfig lookup;
+    lookup.kind = StepConfig::Kind::kLookup;
+    lookup.target = "ads";
+    lookup.expr = "ad";
+    lookup.fields = {"campaign", "weight"};
+    lookup.on_missing = variant % 3 == 0 ? "dead_letter" : (variant % 3 == 1 ? "default" : "drop");
+    if (lookup.on_missing == "default") lookup.defaults = {{"campaign", "'none'"}};
+    auto step = MakeStep(lookup, &schema, dimensions);
+    ASSERT_TRUE(step.ok()) << step.status().ToString();
+    const size_t ws = schema.Add({"window_start", Type::kTimestamp, ""});
+    const size_t we = schema.Add({"window_end", Type::kTimestamp, ""});
+    Schema window_row({{"window_start", Type::kTimestamp, ""}, {"window_end", Type::kTimestamp, ""}});
+
+    AggregateSpec spec;
+    spec.time = expr::Compile("t", schema).value();
+    spec.window_micros = 10 * m;
+    spec.slide_micros = variant % 2 == 1 ? 5 * m : 0;
+    spec.window_start_slot = ws;
+    spec.window_end_slot = we;
+    if (variant >= 4) spec.allowed_lateness_micros = 2 * m;
+    auto key = [&](const std::string& name, const std::string& text) {
+      KeySpec k;
+      k.name = name;
+      k.expr = expr::Compile(text, schema).value();
+      k.type = k.expr->type();
+      const expr::Shape shape = expr::Describe(*k.expr);
+      if (shape.kind == expr::Shape::Kind::kField) {
+        k.slot = static_cast<int>(shape.slot);
+        k.uses_window = false;
+      } else {
+        k.window_expr = expr::Compile(text, window_row).value();
+      }
+      spec.keys.push_back(std::move(k));
+    };
+    switch (variant) {
+      case 0: key("k", "k"); break;
+      case 1: key("k", "k"); key("wm", "minute(window_start)"); key("n", "n"); break;
+      case 2: key("campaign", "campaign"); key("wd", "date(window_start)"); break;
+      case 3: key("d", "d"); break;
+      case 4: key("weight", "weight"); key("k", "k"); break;
+      default: key("wm", "minute(window_start)"); key("campaign", "campaign"); break;
+    }
+    auto metric = [&](AggFn fn, const std::string& arg, const std::string& where) {
+      MetricSpec mm;
+      mm.name = "m" + std::to_string(spec.metrics.size());
+      mm.fn = fn;
+      if (!arg.empty()) {
+        mm.arg = expr::Compile(arg, schema).value();
+        mm.arg_type = mm.arg->type();
+      }
+      if (!where.empty()) mm.where = expr::Compile(where, schema).value();
+      mm.result_type = AggregateFunctionOf(fn).result_type(mm.arg_type);
+      spec.metrics.push_back(std::move(mm));
+    };
+    metric(AggFn::kCount, "", "");
+    metric(AggFn::kCount, "n", "");
+    metric(AggFn::kSum, "n", "k = 'aa'");
+    metric(AggFn::kSum, "d", "");
+    metric(AggFn::kAvg, "d", "k = 'aa'");  // the same condition: evaluated once
+    metric(AggFn::kAvg, "n", "k in ('b', 'ключ') or n is null");
+    metric(AggFn::kMin, "k", "");
+    metric(AggFn::kMax, "n", "not (k = 'b')");
+    metric(AggFn::kMin, "d", "");
+    metric(AggFn::kMax, "t", "");
+    metric(AggFn::kLast, "k", "");
+    metric(AggFn::kLast, "campaign", "");
+    metric(AggFn::kLast, "weight", "k <> 'aa'");
+    metric(AggFn::kLast, "_src", "");
+    metric(AggFn::kCount, "", "k not in ('aa', '😀')");
+    for (const AggregateFunction& f : AllAggregateFunctions()) {
+      EXPECT_TRUE(std::any_of(spec.metrics.begin(), spec.metrics.end(),
+                              [&](const MetricSpec& mm) { return mm.fn == f.id; }))
+          << f.name << " is not tested";
+    }
+
+    // Where each input is in the columns (as runtime/columnar.cc's AggregateColumnsOf says).
+    std::vector<Type> columns(schema.size(), Type::kNull);
+    for (size_t c = 0; c < input.size(); ++c) columns[c] = input.field(c).type;
+    columns[*schema.IndexOf("campaign")] = Type::kString;
+    columns[*schema.IndexOf("weight")] = Type::kInt64;
+    AggregateColumns in;
+    in.time = *schema.IndexOf("t");
+    for (const KeySpec& k : spec.keys) in.keys.push_back(k.window_expr ? -1 : k.slot);
+    const Value src = Value::String("file");
+    for (const MetricSpec& mm : spec.metrics) {
+      in.where.push_back(mm.where ? ColumnCondition::Make(*mm.where, columns) : nullptr);
+      if (mm.where) { ASSERT_NE(in.where.back(), nullptr); }
+      int arg = -1;
+      if (mm.arg) arg = static_cast<int>(expr::Describe(*mm.arg).slot);
+      in.constants.push_back(arg == static_cast<int>(src_slot) ? src : Value());
+      in.args.push_back(arg == static_cast<int>(src_slot) ? -1 : arg);
+    }
+    ColumnStep column_lookup;
+    column_lookup.step = 0;
+    column_lookup.kind = ColumnStep::Kind::kLookup;
+    column_lookup.slot = *schema.IndexOf("ad");
+    column_lookup.fields = {{*schema.IndexOf("campaign"), 1}, {*schema.IndexOf("weight"), 2}};
+    std::vector<ColumnStep> column_steps;
+    column_steps.push_back(std::move(column_lookup));
+    const std::vector<std::shared_ptr<const DimensionTable>> snapshots = {table};
+
+    DecoderOptions options;
+    options.format = DecoderOptions::Format::kNdjson;
+    auto row_decoder = MakeDecoder(options, input);
+    ASSERT_TRUE(row_decoder.ok());
+    auto columnar = ColumnarJsonDecoder::Make(input);
+    ASSERT_TRUE(columnar.ok());
+    ColumnBatch batch;
+    batch.SetDerived({{*schema.IndexOf("campaign"), Type::kString}, {*schema.IndexOf("weight"), Type::kInt64}});
+    Aggregator by_row(&spec), by_columns(&spec);
+    std::mt19937_64 rng(4242 + variant);
+    auto pick = [&](std::vector<std::string> list) { return list[rng() % list.size()]; };
+    std::map<std::string, int> outcomes;
+    auto same = [&](std::vector<DeltaRow> a, std::vector<DeltaRow> b) {
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t g = 0; g < a.size(); ++g) {
+        ASSERT_EQ(a[g].window_start, b[g].window_start);
+        ASSERT_EQ(a[g].keys.size(), b[g].keys.size());
+        for (size_t i = 0; i < a[g].keys.size(); ++i) {
+          ASSERT_TRUE(a[g].keys[i].type() == b[g].keys[i].type() && a[g].keys[i] == b[g].keys[i])
+              << a[g].keys[i].ToString() << " vs " << b[g].keys[i].ToString();
+        }
+        for (size_t i = 0; i < a[g].metrics.size(); ++i) {
+          const MetricState &x = a[g].metrics[i], &y = b[g].metrics[i];
+          EXPECT_EQ(x.count, y.count) << spec.metrics[i].name;
+          EXPECT_EQ(x.isum, y.isum) << spec.metrics[i].name;
+          EXPECT_EQ(std::memcmp(&x.dsum, &y.dsum, sizeof x.dsum), 0) << spec.metrics[i].name;
+          EXPECT_TRUE(x.value.type() == y.value.type() && x.value.ToString() == y.value.ToString())
+              << spec.metrics[i].name << ": " << x.value.ToString() << " vs " << y.value.ToString();
+          EXPECT_EQ(x.at, y.at) << spec.metrics[i].name;
+        }
+      }
+      outcomes["groups"] += static_cast<int>(a.size());
+    };
+    int64_t late_before = Aggregator::kNoLateness;
+    const int64_t base = 1767225600000LL;  // 2026-01-01, milliseconds
+    for (int b = 0; b < 150; ++b) {
+      RawBatch raw;
+      std::vector<std::string> records;
+      const int count = 1 + static_cast<int>(rng() % 80);
+      for (int i = 0; i < count; ++i) {
+        std::string r = "{";
+        auto add = [&](const std::string& name, const std::string& value) {
+          if (r.size() > 1) r += ",";
+          r += "\"" + name + "\":" + value;
+        };
+        if (rng() % 10) {
+          add("k", pick({"\"aa\"", "\"b\"", "\"\"", "null", "\"ключ\"", "\"日本語\"", "\"😀\"", "\"e\\u0301\"",
+                         "\"a\\\"q\"", "3", "\"" + std::string(45 + rng() % 20, 'y') + "\"", "\"aa\"", "\"b\""}));
+        }
+        if (rng() % 6) add("n", pick({"1", "0", "-5", "null", "\"x\"", "9223372036854775807", "2.5", "7", "7", "42"}));
+        if (rng() % 6) add("d", pick({"0.0", "-0.0", "1.5", "-2.25", "null", "1e300", "3", "true", "0.1", "0.1"}));
+        switch (rng() % 10) {
+          case 0: break;
+          case 1: add("t", pick({"null", "\"2026-01-01T00:00:00Z\"", "\"soon\"", "1.5e3"})); break;
+          default:
+            add("t", std::to_string(base + b * 60000 + static_cast<int64_t>(rng() % (30 * 60000)) - 15 * 60000));
+            break;
+        }
+        if (rng() % 8) add("ad", pick({"\"a1\"", "\"a2\"", "\"ключ\"", "\"" + std::string(50, 'x') + "\"", "\"\"",
+                                      "\"missing\"", "null", "5", "\"a1\""}));
+        r += "}";
+        records.push_back(r);
+        raw.Append(r);
+      }
+      (*columnar)->Decode(raw, &batch);
+      ApplyColumnSteps(column_steps, &batch, snapshots);
+      std::vector<Value> row(schema.size()), col_row(schema.size());
+      StepContext ctx;
+      ctx.snapshot = table.get();
+      for (size_t i = 0; i < records.size(); ++i) {
+        const Status s = (*row_decoder)->Decode(records[i], std::span<Value>(row).first(input.size()));
+        ASSERT_EQ(s.ok(), !batch.failed(i)) << records[i];
+        if (!s.ok()) {
+          EXPECT_EQ(batch.error(i), s.message()) << records[i];  // the dead letter's reason
+          ++outcomes["decode error"];
+          continue;
+        }
+        row[src_slot] = src;
+        const Step::Outcome o = (*step)->Apply(row, ctx);
+        const std::string reason = ctx.reason;
+        // The columnar side, as the worker runs it.
+        Aggregator::AddResult got = Aggregator::AddResult::kAdded;
+        int64_t got_time = -1, got_late = -1;
+        std::string got_key;
+        bool got_row = false;
+        if (batch.dropped_at(i) == 0) {
+          batch.LoadRow(i, col_row);
+          col_row[src_slot] = src;
+          ctx.reason.clear();
+          const Step::Outcome co = (*step)->Apply(col_row, ctx);
+          ASSERT_EQ(co, o) << records[i];
+          ASSERT_NE(o, Step::Outcome::kContinue) << records[i];
+          EXPECT_EQ(ctx.reason, reason);
+          got_row = co == Step::Outcome::kDefaulted;
+          if (got_row) got = by_columns.Add(col_row, late_before, &got_time, &got_key, &got_late);
+        } else {
+          ASSERT_EQ(batch.dropped_at(i), -1);
+          ASSERT_EQ(o, Step::Outcome::kContinue) << records[i];
+          got = by_columns.AddColumns(batch, i, in, late_before, &got_time, &got_key, &got_late);
+        }
+        if (o == Step::Outcome::kIgnored || o == Step::Outcome::kDeadLetter) {
+          ++outcomes["lookup dropped"];
+          continue;
+        }
+        ++outcomes[got_row ? "lookup defaulted" : "over columns"];
+        int64_t want_time = -1, want_late = -1;
+        std::string want_key;
+        const Aggregator::AddResult want = by_row.Add(row, late_before, &want_time, &want_key, &want_late);
+        ASSERT_EQ(got, want) << records[i];
+        EXPECT_EQ(got_key, want_key) << records[i];
+        if (want != Aggregator::AddResult::kNoTime) { EXPECT_EQ(got_time, want_time) << records[i]; }
+        if (want == Aggregator::AddResult::kAdded) { EXPECT_EQ(got_late, want_late) << records[i]; }
+        ++outcomes[want == Aggregator::AddResult::kAdded     ? "added"
+                   : want == Aggregator::AddResult::kNullKey ? "null key"
+                   : want == Aggregator::AddResult::kNoTime  ? "no time"
+                                                             : "late"];
+      }
+      if (spec.allowed_lateness_micros >= 0 && rng() % 4 == 0) {
+        late_before = (base + b * 60000) * 1000 - 12 * m;
+        same(by_row.TakeClosed(late_before), by_columns.TakeClosed(late_before));
+      }
+      if (rng() % 10 == 0) same(by_row.Snapshot(), by_columns.Snapshot());
+      if (rng() % 25 == 0) same(by_row.TakeAll(), by_columns.TakeAll());
+    }
+    same(by_row.TakeAll(), by_columns.TakeAll());
+    for (const auto& [what, n] : outcomes) std::printf("variant %d: %s %d\n", variant, what.c_str(), n);
+    // Every path and outcome occurs, so a wrong one would show.
+    EXPECT_GT(outcomes["over columns"], 1000);
+    EXPECT_GT(outcomes["added"], 1000);
+    EXPECT_GT(outcomes["null key"], 50);
+    EXPECT_GT(outcomes["no time"], 50);
+    EXPECT_GT(outcomes["decode error"], 50);
+    EXPECT_GT(outcomes["groups"], 100);
+    if (lookup.on_missing == "default") { EXPECT_GT(outcomes["lookup defaulted"], 50); }
+    if (lookup.on_missing != "default") { EXPECT_GT(outcomes["lookup dropped"], 50); }
+    if (spec.allowed_lateness_micros >= 0) { EXPECT_GT(outcomes["late"], 10); }
+  }
 }
 
 }  // namespace
