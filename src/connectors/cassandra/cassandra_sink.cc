@@ -1303,6 +1303,9 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
   cassandra::QueryOptions serial;
   serial.consistency = cassandra::Consistency::kSerial;
   serial.page_size = 0;
+  // The row a read of state chunks did not match (fence, ts_limit, version): the same row read
+  // again with chunks that still do not match is corrupt, not a commit the read raced.
+  std::optional<std::vector<CqlValue>> mismatched;
   for (int attempt = 0; attempt < 20; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
     // Read the row (SERIAL: also finishes a commit still in flight), then bump the fence only if
@@ -1322,12 +1325,44 @@ Result<TaskClaim> CassandraSink::ClaimTask(const TaskId& task, const OwnerInfo& 
       if (!row[2].is_null()) claim.state = row[2].text();
       if (!row[3].is_null()) claim.positions[task.partition] = row[3].int64();
       if (!row[4].is_null()) claim.positions[kGenerationPartitionBase + task.partition] = row[4].int64();
+      if (!row[2].is_null() && !row[5].is_null()) {
+        // This sluice clears one when it writes the other (an inline commit the version, a
+        // chunked one the inline state); a sluice from before chunked states commits inline
+        // over a chunked state and leaves the version, and its positions go with the inline one.
+        return Status::FailedPrecondition(
+            "cassandra " + uri_.Display() + ": the row of " + TaskName(task) + " of pipeline " + ctx_.pipeline +
+            " in _sluice_tasks holds both an inline state and a chunked one (state_version " +
+            std::to_string(row[5].int64()) +
+            "): a process of an older sluice (without chunked task states) committed this task; every process "
+            "of a pipeline must run a version with chunked states: stop them all, then start only this version; "
+            "the row is left as it is");
+      }
+      if (hook_) RETURN_IF_ERROR(hook_("task_row_read"));
       if (!row[5].is_null()) {
         // A chunked state: the version the row names is complete (its chunks were acknowledged
         // before the commit that named it) and stays until a later commit names another one,
         // which would make the claim below not apply.
-        ASSIGN_OR_RETURN(claim.state, ReadStateChunks(task, row[5].int64(), row[6].is_null() ? 0 : row[6].int32(),
-                                                      row[7].is_null() ? 0 : row[7].int64()));
+        std::string mismatch;
+        ASSIGN_OR_RETURN(std::optional<std::string> state,
+                         ReadStateChunks(task, row[5].int64(), row[6].is_null() ? -1 : row[6].int32(),
+                                         row[7].is_null() ? -1 : row[7].int64(), &mismatch));
+        if (!state) {
+          // A commit that named a later version may have deleted these chunks after the row was
+          // read: read the row again. The same row with chunks that still do not match is not
+          // going to change by itself.
+          std::vector<CqlValue> seen = {row[0], row[1], row[5], row[6], row[7]};
+          if (mismatched && *mismatched == seen) {
+            return Status::FailedPrecondition(
+                "cassandra " + uri_.Display() + ": the state of " + TaskName(task) + " of pipeline " +
+                ctx_.pipeline + " is corrupt: its row in _sluice_tasks names " + mismatch +
+                " (read twice at " + std::string(cassandra::ConsistencyName(StateChunkConsistency().second)) +
+                "); the task cannot be claimed: restore the keyspace from a backup, or delete the task's row "
+                "(its open windows and position are lost: it starts over from the stored positions)");
+          }
+          mismatched = std::move(seen);
+          continue;
+        }
+        claim.state = std::move(*state);
       }
     }
     const int64_t now = WallClockMicros();
@@ -1542,8 +1577,10 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
     if (t.state && owned.sweep) {
       // The task row names version ts (or an inline state) now: every chunk below ts is of an
       // earlier state or of a refused commit. The delete carries ts, so chunks a fenced earlier
-      // owner writes late (below ts: its range is below this owner's) are deleted too. A failure
-      // leaves garbage that the next commit with a state deletes; the commit stands.
+      // owner writes after it (below ts: its range is below this owner's) are shadowed by it;
+      // ones it writes after a claim that found none, while this owner's states stay inline,
+      // stay until a chunked commit or a later claim's sweep. A failure leaves garbage that the
+      // next commit with a state deletes; the commit stands.
       Status swept = RunWithRetry(1, [&](size_t) {
         Request del;
         del.cql = "DELETE FROM " + QuoteIdentifier(uri_.keyspace) + "." + kTaskStateTable +
@@ -1573,9 +1610,10 @@ Status CassandraSink::CommitTasks(const Checkpoint& cp, int64_t ts) {
 
 Status CassandraSink::WriteStateChunks(const TaskId& task, int64_t ts, const std::string& state) {
   const size_t chunks = (state.size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes;
+  const cassandra::Consistency level = StateChunkConsistency().first;
   return RunWithRetry(chunks, [&](size_t c) {
     Request req;
-    req.options.consistency = consistency_;
+    req.options.consistency = level;
     req.options.page_size = 0;
     req.prepared = insert_state_chunk_;
     req.values = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source), CqlValue::Int(task.partition),
@@ -1586,10 +1624,26 @@ Status CassandraSink::WriteStateChunks(const TaskId& task, int64_t ts, const std
   });
 }
 
-Result<std::string> CassandraSink::ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks,
-                                                   int64_t bytes) {
+std::pair<cassandra::Consistency, cassandra::Consistency> CassandraSink::StateChunkConsistency() const {
+  using C = cassandra::Consistency;
+  const C write = consistency_ == C::kAll || consistency_ == C::kEachQuorum ? consistency_ : C::kQuorum;
+  const C read = read_consistency_ == C::kAll ? read_consistency_ : C::kQuorum;
+  return {write, read};
+}
+
+Result<std::optional<std::string>> CassandraSink::ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks,
+                                                                  int64_t bytes, std::string* mismatch) {
+  const std::string named = "version " + std::to_string(version) + " of " + std::to_string(chunks) +
+                            " chunk(s), " + std::to_string(bytes) + " bytes";
+  // A state of `chunks` chunks has more than chunks - 1 of them in bytes and at most chunks.
+  const int64_t chunk = static_cast<int64_t>(kTaskStateChunkBytes);
+  if (chunks < 1 || chunks > kTaskStateMaxChunks || bytes <= (chunks - 1) * chunk || bytes > chunks * chunk) {
+    *mismatch = named + ", which no state is (at most " + std::to_string(kTaskStateMaxChunks) + " chunks of " +
+                std::to_string(chunk) + " bytes, all but the last full)";
+    return std::optional<std::string>();
+  }
   cassandra::QueryOptions q;
-  q.consistency = read_consistency_;
+  q.consistency = StateChunkConsistency().second;
   q.page_size = 8;  // chunks of 256 KiB: pages of 2 MiB
   const std::vector<CqlValue> args = {CqlValue::Text(ctx_.pipeline), CqlValue::Text(task.source),
                                       CqlValue::Int(task.partition), CqlValue::Bigint(version)};
@@ -1598,21 +1652,24 @@ Result<std::string> CassandraSink::ReadStateChunks(const TaskId& task, int64_t v
                                 args, q);
   if (!r.ok()) return Failed(r.status());
   std::string out;
-  out.reserve(static_cast<size_t>(std::max<int64_t>(bytes, 0)));
+  out.reserve(static_cast<size_t>(bytes));
   int64_t next = 0;
+  bool in_order = true;
   for (const auto& row : r->rows) {
-    if (row.size() != 2 || row[0].is_null() || row[0].int32() != next) break;
+    if (row.size() != 2 || row[0].is_null() || row[0].int32() != next || next == chunks) {
+      in_order = false;
+      break;
+    }
     if (!row[1].is_null()) out += row[1].text();
     ++next;
   }
-  if (next != chunks || static_cast<int64_t>(out.size()) != bytes) {
-    return Status::Unavailable("cassandra " + uri_.Display() + ": the state of " + TaskName(task) + " of pipeline " +
-                               ctx_.pipeline + " (version " + std::to_string(version) + ", " + std::to_string(chunks) +
-                               " chunk(s), " + std::to_string(bytes) + " bytes) reads back as " +
-                               std::to_string(next) + " chunk(s), " + std::to_string(out.size()) +
-                               " bytes at read_consistency; trying again later");
+  if (!in_order || next != chunks || static_cast<int64_t>(out.size()) != bytes) {
+    *mismatch = named + ", whose chunks read back as " + std::to_string(r->rows.size()) + " chunk(s), " +
+                (in_order ? std::to_string(out.size()) + " bytes"
+                          : "not numbered 0 to " + std::to_string(chunks - 1));
+    return std::optional<std::string>();
   }
-  return out;
+  return std::optional<std::string>(std::move(out));
 }
 
 Result<CassandraSink::LegacyRow> CassandraSink::ReadLegacyState() {

@@ -5,8 +5,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/option_spec.h"
@@ -106,8 +108,17 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// batch and before the positions are mirrored into _sluice_positions, and with "state_moved"
   /// after Open's migration moved a legacy state into task rows and before it deletes the legacy
   /// row; a non-OK status aborts the Commit (or Open) there (a crash simulation).
+  /// With tasks also "task_row_read" in ClaimTask, after it read the task row and before it
+  /// reads the row's state chunks.
   using TestHook = std::function<Status(std::string_view stage)>;
   void SetTestHook(TestHook hook) { hook_ = std::move(hook); }
+
+  /// The levels state chunks are written and read at: the sink's `consistency` and
+  /// `read_consistency`, raised to QUORUM when weaker (ONE, LOCAL_QUORUM, ...). The task row
+  /// that names the chunks is written and read through Paxos at SERIAL (a majority of all
+  /// replicas), and only QUORUM writes and reads overlap that in every data center: a state the
+  /// row names stays readable while a minority of its replicas is lost.
+  std::pair<cassandra::Consistency, cassandra::Consistency> StateChunkConsistency() const;
 
   /// One column of the results table.
   struct Column {
@@ -148,9 +159,13 @@ class CassandraSink : public Sink, public SinkReader, public SinkExplainer {
   /// Writes the chunks of a task state too large for the conditional batch under version `ts`
   /// (USING TIMESTAMP ts), before the batch that points the task row at them.
   Status WriteStateChunks(const TaskId& task, int64_t ts, const std::string& state);
-  /// Reads the `chunks` chunks (`bytes` in all) of version `version` of a task's state;
-  /// kUnavailable when some are not readable (yet) at read_consistency.
-  Result<std::string> ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks, int64_t bytes);
+  /// Reads the `chunks` chunks (`bytes` in all) of version `version` of a task's state (at
+  /// StateChunkConsistency().second). std::nullopt, with what differs in `*mismatch`, when the
+  /// chunks read do not make that state or the row's numbers cannot be one (chunks or bytes out
+  /// of bounds, checked before anything is allocated): the caller re-reads the row to tell a
+  /// commit it raced from a corrupt row.
+  Result<std::optional<std::string>> ReadStateChunks(const TaskId& task, int64_t version, int64_t chunks,
+                                                     int64_t bytes, std::string* mismatch);
   /// The pipeline's legacy _sluice_state row: its state and WRITETIME (0 when it holds none).
   struct LegacyRow {
     std::string state;
@@ -254,6 +269,8 @@ inline constexpr int64_t kTaskTimestampRange = 1'000'000;
 inline constexpr size_t kTaskStateInlineBytes = 16 * 1024;
 inline constexpr size_t kTaskStateInlineBudget = 1024 * 1024;
 inline constexpr size_t kTaskStateChunkBytes = 256 * 1024;
+/// The most chunks a task row may name (4 GiB of state): a row naming more is corrupt.
+inline constexpr int64_t kTaskStateMaxChunks = 16 * 1024;
 
 /// The largest key component (partition or clustering column value) Cassandra stores.
 inline constexpr size_t kMaxKeyComponentBytes = 65535;

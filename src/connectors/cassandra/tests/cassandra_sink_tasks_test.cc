@@ -41,11 +41,12 @@ class CassandraSinkTasksTest : public ::testing::Test {
     ctx_ = task_sink_test::TasksContext(pipeline_);
   }
 
-  std::unique_ptr<CassandraSink> OpenSink(bool tasks = true) {
+  std::unique_ptr<CassandraSink> OpenSink(bool tasks = true, const std::map<std::string, std::string>& options = {}) {
     SinkConfig c;
     c.uri = "cassandra://" + cassandra_test::ServerHostPort() + "/" + kKeyspace;
     c.table = "tasks_rows";
     c.options.Set("key", Option{"id", {"test.toml", 7, 1}});
+    for (const auto& [k, v] : options) c.options.Set(k, Option{v, {"test.toml", 8, 1}});
     auto s = CassandraSink::Make(c);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     if (!s.ok()) return nullptr;
@@ -511,6 +512,168 @@ TEST_F(CassandraSinkTasksTest, ATaskStateWithManyOpenWindowsIsWrittenInChunksNam
   auto fourth = a->ClaimTask(task, Owner("a"));
   ASSERT_TRUE(fourth.ok()) << fourth.status().ToString();
   EXPECT_EQ(fourth->state, small_blob);
+}
+
+// What an older sluice (before chunked states) leaves when it commits inline over a chunked
+// state: `state` set and the `state_version` it never clears. This sluice never writes both (an
+// inline commit clears the version, a chunked one the inline state); a claim refuses such a row
+// rather than take the stale chunks with the newer positions.
+TEST_F(CassandraSinkTasksTest, ARowWithBothAnInlineAndAChunkedStateIsRefusedAtClaim) {
+  const AggregateSpec spec = CountByUser();
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  const TaskId task{"in", 3};
+  const std::string tasks =
+      "SELECT state, state_version, state_chunks, \"position\" FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?";
+  auto first = a->ClaimTask(task, Owner("a"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::string small = OpenWindows(3, 1).Serialize(&spec);
+  const std::string large = OpenWindows(30'000, 2).Serialize(&spec);
+  const std::string small_hex = CqlValue::Raw(cassandra::CqlType::kBlob, small).ToString();
+  // Inline, then chunked: the inline state is cleared.
+  ASSERT_TRUE(a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 10}}, 3, first->fence, {}, &small)).ok());
+  auto row = Lines(tasks);
+  ASSERT_EQ(row.size(), 1u);
+  EXPECT_EQ(row[0], small_hex + "|||10");
+  Status s = a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 11}}, 3, first->fence, {}, &large));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  row = Lines(tasks);
+  ASSERT_EQ(row.size(), 1u);
+  EXPECT_EQ(row[0].substr(0, 1), "|") << row[0];
+  EXPECT_EQ(row[0].substr(row[0].size() - 3), "|11") << row[0];
+  // Chunked, then inline: the version and the chunk count are cleared.
+  ASSERT_TRUE(a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 12}}, 3, first->fence, {}, &small)).ok());
+  EXPECT_EQ(Lines(tasks), std::vector<std::string>{small_hex + "|||12"});
+  s = a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 13}}, 3, first->fence, {}, &large));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // An older sluice's inline commit: state and position, the version left as it is.
+  Lines("UPDATE " + Table("\"_sluice_tasks\"") + " SET state = " + small_hex +
+        ", \"position\" = 14 WHERE pipeline = ? AND source = 'in' AND \"partition\" = 3");
+  auto b = OpenSink();
+  ASSERT_TRUE(b);
+  auto claim = b->ClaimTask(task, Owner("b"));
+  ASSERT_FALSE(claim.ok()) << "took " << claim->state.size() << " bytes at position " << claim->positions[3];
+  EXPECT_EQ(claim.status().code(), StatusCode::kFailedPrecondition) << claim.status().ToString();
+  EXPECT_NE(claim.status().message().find("older sluice"), std::string::npos) << claim.status().ToString();
+  EXPECT_NE(claim.status().message().find("in[3]"), std::string::npos) << claim.status().ToString();
+  // The row is left as it is: still fenced by A's claim.
+  EXPECT_EQ(Lines("SELECT fence FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?"),
+            std::vector<std::string>{"1"});
+}
+
+// Chunks are written and read at QUORUM at least, whatever the sink's levels: the row naming
+// them is written through Paxos (SERIAL, a majority of the replicas), and a chunk written at ONE
+// could be on a replica that is then lost. A sink at consistency = one still commits and claims
+// a chunked state on the test server (one node: QUORUM is that node).
+TEST_F(CassandraSinkTasksTest, StateChunksAreWrittenAndReadAtQuorumAtLeast) {
+  using C = cassandra::Consistency;
+  using Levels = std::pair<C, C>;
+  const std::vector<std::pair<std::map<std::string, std::string>, Levels>> cases = {
+      {{{"consistency", "one"}}, {C::kQuorum, C::kQuorum}},
+      {{{"consistency", "any"}}, {C::kQuorum, C::kQuorum}},
+      {{{"consistency", "local_quorum"}}, {C::kQuorum, C::kQuorum}},
+      {{{"consistency", "local_one"}, {"read_consistency", "one"}}, {C::kQuorum, C::kQuorum}},
+      {{{"consistency", "all"}}, {C::kAll, C::kAll}},
+      {{{"consistency", "each_quorum"}}, {C::kEachQuorum, C::kQuorum}},
+      {{{"consistency", "quorum"}, {"read_consistency", "all"}}, {C::kQuorum, C::kAll}},
+  };
+  for (const auto& [options, levels] : cases) {
+    auto sink = OpenSink(true, options);
+    ASSERT_TRUE(sink);
+    EXPECT_EQ(sink->StateChunkConsistency(), levels) << options.begin()->second;
+  }
+  const AggregateSpec spec = CountByUser();
+  auto a = OpenSink(true, {{"consistency", "one"}});
+  ASSERT_TRUE(a);
+  auto first = a->ClaimTask(TaskId{"in", 3}, Owner("a"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::string large = OpenWindows(30'000, 2).Serialize(&spec);
+  Status s = a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 10}}, 3, first->fence, {}, &large));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto b = OpenSink(true, {{"consistency", "one"}});
+  ASSERT_TRUE(b);
+  auto second = b->ClaimTask(TaskId{"in", 3}, Owner("b"));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_TRUE(second->state == large);
+}
+
+// A row whose chunks do not make the state it names: a claim reads the row again, and the same
+// row with the same chunks is corrupt (kFailedPrecondition naming the task and what to do), not
+// "unavailable" forever; numbers no state has (a size of 10^15 bytes) are refused before
+// anything is allocated. A claim whose read raced a commit that replaced the chunks reads the
+// row again and takes the new state.
+TEST_F(CassandraSinkTasksTest, CorruptChunkedStatesAreRefusedAndARacedCommitIsReadAgain) {
+  const AggregateSpec spec = CountByUser();
+  auto a = OpenSink();
+  ASSERT_TRUE(a);
+  const TaskId task{"in", 3};
+  auto first = a->ClaimTask(task, Owner("a"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::string blob1 = OpenWindows(30'000, 1).Serialize(&spec);
+  const std::string blob2 = OpenWindows(25'000, 2).Serialize(&spec);
+  ASSERT_GT(blob1.size(), 4 * kTaskStateChunkBytes);
+  Status s = a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 10}}, 3, first->fence, {}, &blob1));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+
+  // Raced: the claim reads the row naming blob1, then A commits blob2 (deleting blob1's chunks)
+  // before the claim reads the chunks.
+  auto c = OpenSink();
+  ASSERT_TRUE(c);
+  int reads = 0;
+  c->SetTestHook([&](std::string_view stage) {
+    if (stage != "task_row_read" || ++reads > 1) return Status::OK();
+    return a->Commit(TaskCheckpoint(nullptr, {{"in", 3, 11}}, 3, first->fence, {}, &blob2));
+  });
+  auto raced = c->ClaimTask(task, Owner("c"));
+  ASSERT_TRUE(raced.ok()) << raced.status().ToString();
+  EXPECT_EQ(reads, 2);
+  EXPECT_TRUE(raced->state == blob2);
+  EXPECT_EQ(raced->positions.at(3), 11);
+  c->SetTestHook(nullptr);
+
+  const std::string row_where = " WHERE pipeline = ? AND source = 'in' AND \"partition\" = 3";
+  const std::string version =
+      Lines("SELECT state_version FROM " + Table("\"_sluice_tasks\"") + " WHERE pipeline = ?").at(0);
+  auto refused = [&](const std::string& what) {
+    auto sink = OpenSink();
+    ASSERT_TRUE(sink);
+    auto claim = sink->ClaimTask(task, Owner("d"));
+    ASSERT_FALSE(claim.ok()) << what;
+    EXPECT_EQ(claim.status().code(), StatusCode::kFailedPrecondition) << what << ": " << claim.status().ToString();
+    EXPECT_NE(claim.status().message().find("in[3]"), std::string::npos) << claim.status().ToString();
+    EXPECT_NE(claim.status().message().find("corrupt"), std::string::npos) << claim.status().ToString();
+  };
+  const std::string chunks = Table("\"_sluice_task_state\"");
+  const int64_t count = static_cast<int64_t>((blob2.size() + kTaskStateChunkBytes - 1) / kTaskStateChunkBytes);
+  // A chunk missing.
+  Lines("DELETE FROM " + chunks + row_where + " AND version = " + version + " AND chunk = 1");
+  refused("a missing chunk");
+  // An extra chunk (the missing one back, from blob2).
+  const std::string hex1 =
+      CqlValue::Raw(cassandra::CqlType::kBlob, blob2.substr(kTaskStateChunkBytes, kTaskStateChunkBytes)).ToString();
+  Lines("INSERT INTO " + chunks + " (pipeline, source, \"partition\", version, chunk, data) VALUES (?, 'in', 3, " +
+        version + ", 1, " + hex1 + ")");
+  Lines("INSERT INTO " + chunks + " (pipeline, source, \"partition\", version, chunk, data) VALUES (?, 'in', 3, " +
+        version + ", " + std::to_string(count) + ", 0x00)");
+  refused("an extra chunk");
+  Lines("DELETE FROM " + chunks + row_where + " AND version = " + version + " AND chunk = " + std::to_string(count));
+  {
+    auto sink = OpenSink();
+    ASSERT_TRUE(sink);
+    auto claim = sink->ClaimTask(task, Owner("e"));  // whole again
+    ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+    EXPECT_TRUE(claim->state == blob2);
+  }
+  // Numbers no state has.
+  const std::string tasks = Table("\"_sluice_tasks\"");
+  Lines("UPDATE " + tasks + " SET state_bytes = 1000000000000000" + row_where);
+  refused("10^15 bytes");
+  Lines("UPDATE " + tasks + " SET state_bytes = " + std::to_string(blob2.size() + 1) + row_where);
+  refused("a size one byte off");
+  Lines("UPDATE " + tasks + " SET state_bytes = " + std::to_string(blob2.size()) + ", state_chunks = null" + row_where);
+  refused("no chunk count");
+  Lines("UPDATE " + tasks + " SET state_chunks = 1000000" + row_where);
+  refused("a million chunks");
 }
 
 // Several tasks with states each under the inline limit but together over the checkpoint's
