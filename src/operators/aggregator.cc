@@ -353,9 +353,16 @@ Aggregator::AddResult Aggregator::AddColumns(const ColumnBatch& batch, size_t r,
   if (late_windows) *late_windows = 0;
   int64_t first, last, skipped;
   if (!Windows(event_time, late_before, &first, &last, &skipped)) return AddResult::kLate;
-  // Null keys in Add()'s order: the column keys, then the window keys of each window in turn.
+  // Null keys in Add()'s order: the keys that do not read the window in key order (a column,
+  // or a constant, whose value every window shares), then the window keys of each window.
   for (size_t i = 0; i < num_keys_; ++i) {
-    if (in.keys[i] >= 0 && !batch.column(static_cast<size_t>(in.keys[i])).valid[r]) {
+    bool null = false;
+    if (in.keys[i] >= 0) {
+      null = !batch.column(static_cast<size_t>(in.keys[i])).valid[r];
+    } else if (!spec_->keys[i].uses_window && spec_->keys[i].window_expr) {
+      null = KeysOfWindow(first)[i].is_null();
+    }
+    if (null) {
       *null_key_name = spec_->keys[i].name;
       return AddResult::kNullKey;
     }

@@ -511,7 +511,7 @@ TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
   DimensionMap dimensions;
   dimensions["ads"] = std::make_shared<Dimension>(dc, DimensionRefresh{}, table);
   const int64_t m = kMicrosPerMinute;
-  for (int variant = 0; variant < 6; ++variant) {
+  for (int variant = 0; variant < 7; ++variant) {
     SCOPED_TRACE("variant " + std::to_string(variant));
     // The working row: the input, _src (no column: a constant argument), the lookup's fields,
     // then the window slots.
@@ -548,6 +548,9 @@ TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
         k.uses_window = false;
       } else {
         k.window_expr = expr::Compile(text, window_row).value();
+        // As the planner marks it: a key that reads neither the record nor the window (a
+        // constant) has one value for all of a record's windows.
+        k.uses_window = text.find("window_") != std::string::npos;
       }
       spec.keys.push_back(std::move(k));
     };
@@ -557,7 +560,9 @@ TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
       case 2: key("campaign", "campaign"); key("wd", "date(window_start)"); break;
       case 3: key("d", "d"); break;
       case 4: key("weight", "weight"); key("k", "k"); break;
-      default: key("wm", "minute(window_start)"); key("campaign", "campaign"); break;
+      case 5: key("wm", "minute(window_start)"); key("campaign", "campaign"); break;
+      // A constant key that is always NULL, before a column key: the row path names it first.
+      default: key("kc", "if(false, 'x', null)"); key("k", "k"); break;
     }
     auto metric = [&](AggFn fn, const std::string& arg, const std::string& where) {
       MetricSpec mm;
@@ -746,6 +751,12 @@ TEST(RandomizedDifferential, AggregateOverColumnsMatchesRows) {
     for (const auto& [what, n] : outcomes) std::printf("variant %d: %s %d\n", variant, what.c_str(), n);
     // Every path and outcome occurs, so a wrong one would show.
     EXPECT_GT(outcomes["over columns"], 1000);
+    if (variant == 6) {
+      // The constant NULL key refuses every record that reaches the keys (named first).
+      EXPECT_EQ(outcomes["added"], 0);
+      EXPECT_GT(outcomes["null key"], 1000);
+      continue;
+    }
     EXPECT_GT(outcomes["added"], 1000);
     EXPECT_GT(outcomes["null key"], 50);
     EXPECT_GT(outcomes["no time"], 50);
