@@ -684,7 +684,8 @@ Shape::Cmp ShapeCmp(CmpOp op) {
 template <typename D>
 void DescribeCompareConst(const CompareConst<D>& c, Type domain, Shape* out) {
   const Type t = c.rhs().type();
-  const bool fits = domain == Type::kDouble ? (t == Type::kInt64 || t == Type::kDouble) : t == domain;
+  const bool fits =
+      domain == Type::kDouble ? (t == Type::kInt64 || t == Type::kDouble) : t == domain;
   if (!fits) return;
   out->kind = Shape::Kind::kCompareConst;
   out->cmp = ShapeCmp(c.op());

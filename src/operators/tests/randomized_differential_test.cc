@@ -1,7 +1,7 @@
 // Randomized differential checks of the staged aggregator (against a naive
 // oracle), of the columnar CSV decoder (against the row decoder), of steps over columns
-// (against the same steps on rows; recruitment's kind and viewlog's) and of a lookup and the aggregate over columns (against the
-// lookup step and Aggregator::Add on rows).
+// (against the same steps on rows; recruitment's kind and viewlog's) and of a lookup and the
+// aggregate over columns (against the lookup step and Aggregator::Add on rows).
 #include <gtest/gtest.h>
 
 #include <algorithm>
