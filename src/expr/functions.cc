@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "core/time.h"
+#include "expr/shape.h"
 
 namespace sluice::expr::internal {
 namespace {
@@ -164,13 +165,11 @@ class SecondsBetween final : public Node {
     if (a.is_null()) return scratch = Value();
     const Value& b = to_->Ref(row, tb);
     if (b.is_null()) return scratch = Value();
-    int64_t diff;
-    if (__builtin_sub_overflow(b.time_value().micros, a.time_value().micros, &diff)) {
-      return scratch = Value::Double(MicrosToSeconds(b.time_value().micros) -
-                                     MicrosToSeconds(a.time_value().micros));
-    }
-    return scratch = Value::Double(MicrosToSeconds(diff));
+    return scratch =
+               Value::Double(SecondsBetweenMicros(a.time_value().micros, b.time_value().micros));
   }
+  const Node& from() const { return *from_; }
+  const Node& to() const { return *to_; }
 
  private:
   NodePtr from_, to_;
@@ -300,12 +299,7 @@ void UpperFn(const Value& in, Value& out) {
 bool IsTrimmed(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
-void TrimFn(const Value& in, Value& out) {
-  std::string_view s = in.string_value();
-  while (!s.empty() && IsTrimmed(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsTrimmed(s.back())) s.remove_suffix(1);
-  out = Value::String(s);
-}
+void TrimFn(const Value& in, Value& out) { out = Value::String(TrimSpaces(in.string_value())); }
 void LengthFn(const Value& in, Value& out) {
   // Count UTF-8 characters: every byte that is not a continuation byte (10xxxxxx).
   int64_t n = 0;
@@ -863,6 +857,23 @@ bool DescribeCall(const Node& n, Shape* out) {
   } else if (const auto* p = dynamic_cast<const Unary<ParseTimeFn>*>(&n)) {
     out->kind = Shape::Kind::kParseTime;
     arg = &p->arg();
+  } else if (const auto* iso = dynamic_cast<const Unary<ParseIsoTimeFn>*>(&n)) {
+    out->kind = Shape::Kind::kParseTime;
+    out->time_format = Shape::TimeFormat::kIso;
+    arg = &iso->arg();
+  } else if (const auto* us = dynamic_cast<const Unary<ParseUsTimeFn>*>(&n)) {
+    out->kind = Shape::Kind::kParseTime;
+    out->time_format = Shape::TimeFormat::kUs;
+    arg = &us->arg();
+  } else if (const auto* t = dynamic_cast<const Unary<TrimFn>*>(&n)) {
+    out->kind = Shape::Kind::kTrim;
+    arg = &t->arg();
+  } else if (const auto* sb = dynamic_cast<const SecondsBetween*>(&n)) {
+    if (sb->from().type() != Type::kTimestamp || sb->to().type() != Type::kTimestamp) return false;
+    out->kind = Shape::Kind::kSecondsBetween;
+    out->a = &sb->from();
+    out->b = &sb->to();
+    return true;
   } else {
     return false;
   }
@@ -875,3 +886,21 @@ bool DescribeCall(const Node& n, Shape* out) {
 }
 
 }  // namespace sluice::expr::internal
+
+namespace sluice::expr {
+
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && internal::IsTrimmed(s.front())) s.remove_prefix(1);
+  while (!s.empty() && internal::IsTrimmed(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+double SecondsBetweenMicros(int64_t from, int64_t to) {
+  int64_t diff;
+  if (__builtin_sub_overflow(to, from, &diff)) {
+    return internal::MicrosToSeconds(to) - internal::MicrosToSeconds(from);
+  }
+  return internal::MicrosToSeconds(diff);
+}
+
+}  // namespace sluice::expr

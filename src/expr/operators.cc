@@ -667,6 +667,33 @@ Result<Operand> BuildNot(Operand operand, size_t op_pos, const Diag& diag) {
   return Finish(std::make_unique<Not>(std::move(operand.node)), op_pos, operand.constant);
 }
 
+Shape::Cmp ShapeCmp(CmpOp op) {
+  switch (op) {
+    case CmpOp::kEq: return Shape::Cmp::kEq;
+    case CmpOp::kNe: return Shape::Cmp::kNe;
+    case CmpOp::kLt: return Shape::Cmp::kLt;
+    case CmpOp::kLe: return Shape::Cmp::kLe;
+    case CmpOp::kGt: return Shape::Cmp::kGt;
+    case CmpOp::kGe: return Shape::Cmp::kGe;
+  }
+  return Shape::Cmp::kEq;
+}
+
+/// A comparison with a constant in the int64, double or timestamp domain; the constant is of a
+/// type the domain reads (int64 or double for kDouble), or the shape stays kOther.
+template <typename D>
+void DescribeCompareConst(const CompareConst<D>& c, Type domain, Shape* out) {
+  const Type t = c.rhs().type();
+  const bool fits =
+      domain == Type::kDouble ? (t == Type::kInt64 || t == Type::kDouble) : t == domain;
+  if (!fits) return;
+  out->kind = Shape::Kind::kCompareConst;
+  out->cmp = ShapeCmp(c.op());
+  out->domain = domain;
+  out->a = &c.lhs();
+  out->value = c.rhs();
+}
+
 Shape DescribeNode(const Node& n) {
   Shape out;
   if (const auto* f = dynamic_cast<const FieldRef*>(&n)) {
@@ -683,6 +710,12 @@ Shape DescribeNode(const Node& n) {
       out.a = &c->lhs();
       out.strings.push_back(c->rhs().string_value());
     }
+  } else if (const auto* ci = dynamic_cast<const CompareConst<IntDomain>*>(&n)) {
+    DescribeCompareConst(*ci, Type::kInt64, &out);
+  } else if (const auto* cd = dynamic_cast<const CompareConst<DoubleDomain>*>(&n)) {
+    DescribeCompareConst(*cd, Type::kDouble, &out);
+  } else if (const auto* ct = dynamic_cast<const CompareConst<TimeDomain>*>(&n)) {
+    DescribeCompareConst(*ct, Type::kTimestamp, &out);
   } else if (const auto* in = dynamic_cast<const InConst<StringDomain>*>(&n)) {
     out.kind = Shape::Kind::kStringIn;
     out.negate = in->negate();

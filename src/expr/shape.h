@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "expr/expr.h"
@@ -24,8 +26,16 @@ struct Shape {
     kLiteral,       ///< a constant: `value`
     kCoalesce,      ///< `coalesce(args...)` with no conversion of its arguments
     kTimeUuidTime,  ///< `timeuuid_time(a)` with a string argument
-    kParseTime,     ///< `parse_time(a)` (one argument) with a string argument
+    kParseTime,     ///< `parse_time(a[, format])` with a string argument: `time_format`
+    kTrim,          ///< `trim(a)` with a string argument (TrimSpaces)
+    kSecondsBetween,  ///< `seconds_between(a, b)` of two timestamps (SecondsBetweenMicros)
+    /// `a <op> value` with a non-null constant on the right (written on either side) in the
+    /// int64, double or timestamp domain: `cmp`, `domain`, `value`
+    kCompareConst,
   };
+  /// kParseTime: the format, as parse_time()'s second argument names it (none: kAuto).
+  enum class TimeFormat { kAuto, kIso, kUs };
+  enum class Cmp { kEq, kNe, kLt, kLe, kGt, kGe };
   Kind kind = Kind::kOther;
   size_t slot = 0;
   bool negate = false;
@@ -34,10 +44,24 @@ struct Shape {
   const Expr* b = nullptr;
   std::vector<std::string> strings;
   std::vector<const Expr*> args;  ///< kCoalesce: the arguments, in order
-  Value value;                    ///< kLiteral
+  Value value;                    ///< kLiteral; kCompareConst: the constant
+  TimeFormat time_format = TimeFormat::kAuto;  ///< kParseTime
+  Cmp cmp = Cmp::kEq;                          ///< kCompareConst
+  /// kCompareConst: how the operands compare: kInt64 (both int64), kDouble (numbers as
+  /// doubles, an int64 converted), kTimestamp (microseconds).
+  Type domain = Type::kNull;
 };
 
 /// Returns the shape of `e`'s top node (kOther for any node not listed in Shape::Kind).
 Shape Describe(const Expr& e);
+
+/// What trim() returns for `s` (the row path's own function): `s` without the spaces, tabs,
+/// line breaks (\n, \r), form feeds and vertical tabs at both ends; no other byte (no Unicode
+/// space such as U+00A0) is stripped.
+std::string_view TrimSpaces(std::string_view s);
+
+/// What seconds_between(a, b) returns for timestamps `from` and `to` in microseconds (the row
+/// path's own function): `to - from` in seconds, negative when `to` is earlier.
+double SecondsBetweenMicros(int64_t from, int64_t to);
 
 }  // namespace sluice::expr

@@ -1,9 +1,10 @@
 #include "operators/column_filter.h"
 
+#include <compare>
 #include <optional>
+#include <string_view>
 
 #include "core/time.h"
-#include "expr/shape.h"
 
 namespace sluice {
 
@@ -16,6 +17,20 @@ std::vector<Type> DeclaredColumns(const Schema& input) {
 }
 
 bool IntsColumn(Type t) { return t == Type::kInt64 || t == Type::kTimestamp; }
+
+/// The row path's comparison result for `c` (expr's Holds()): unordered (NaN) holds for <> only.
+bool Holds(expr::Shape::Cmp op, std::partial_ordering c) {
+  using Cmp = expr::Shape::Cmp;
+  switch (op) {
+    case Cmp::kEq: return c == 0;
+    case Cmp::kNe: return c != 0;
+    case Cmp::kLt: return c < 0;
+    case Cmp::kLe: return c <= 0;
+    case Cmp::kGt: return c > 0;
+    case Cmp::kGe: return c >= 0;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -56,11 +71,40 @@ int ColumnCondition::Add(const expr::Expr& e, std::span<const Type> columns) {
       if (!field_of(shape.a, Type::kNull, &n.slot)) return -1;
       break;
     case Kind::kStringEq:
-    case Kind::kStringIn:
+    case Kind::kStringIn: {
       n.op = shape.kind == Kind::kStringEq ? Op::kStringEq : Op::kStringIn;
-      if (!field_of(shape.a, Type::kString, &n.slot)) return -1;
+      const expr::Expr* operand = shape.a;
+      if (operand != nullptr) {
+        const expr::Shape inner = expr::Describe(*operand);
+        if (inner.kind == Kind::kTrim) {  // trim(field) = 'x': the field's string, trimmed
+          n.trim = true;
+          operand = inner.a;
+        }
+      }
+      if (!field_of(operand, Type::kString, &n.slot)) return -1;
       n.strings = shape.strings;
       break;
+    }
+    case Kind::kCompareConst: {
+      n.op = Op::kCompare;
+      n.cmp = shape.cmp;
+      n.domain = shape.domain;
+      if (!field_of(shape.a, Type::kNull, &n.slot)) return -1;
+      const Type column = columns[n.slot];
+      if (column != shape.a->type()) return -1;
+      if (shape.domain == Type::kDouble) {
+        if (column != Type::kInt64 && column != Type::kDouble) return -1;
+        n.number = shape.value.type() == Type::kInt64 ? static_cast<double>(shape.value.int_value())
+                                                      : shape.value.double_value();
+      } else if (shape.domain == Type::kInt64 && column == Type::kInt64) {
+        n.ints = shape.value.int_value();
+      } else if (shape.domain == Type::kTimestamp && column == Type::kTimestamp) {
+        n.ints = shape.value.time_value().micros;
+      } else {
+        return -1;
+      }
+      break;
+    }
     case Kind::kAnd:
     case Kind::kOr: {
       n.op = shape.kind == Kind::kAnd ? Op::kAnd : Op::kOr;
@@ -96,17 +140,31 @@ ColumnCondition::Tri ColumnCondition::Eval(const ColumnBatch& batch, size_t i, u
     case Op::kStringEq: {
       const Column& c = batch.column(n.slot);
       if (c.valid[i] == 0) return kNull;
-      const bool equal = c.strings[i] == n.strings[0];
+      const std::string_view v = n.trim ? expr::TrimSpaces(c.strings[i]) : c.strings[i];
+      const bool equal = v == n.strings[0];
       return equal != n.negate ? kTrue : kFalse;
     }
     case Op::kStringIn: {
       const Column& c = batch.column(n.slot);
       if (c.valid[i] == 0) return kNull;
+      const std::string_view v = n.trim ? expr::TrimSpaces(c.strings[i]) : c.strings[i];
       for (const std::string& s : n.strings) {
-        if (c.strings[i] == s) return n.negate ? kFalse : kTrue;
+        if (v == s) return n.negate ? kFalse : kTrue;
       }
       if (n.has_null) return kNull;
       return n.negate ? kTrue : kFalse;
+    }
+    case Op::kCompare: {
+      const Column& c = batch.column(n.slot);
+      if (c.valid[i] == 0) return kNull;
+      std::partial_ordering order = std::partial_ordering::equivalent;
+      if (n.domain == Type::kDouble) {
+        const double v = c.type == Type::kInt64 ? static_cast<double>(c.ints[i]) : c.doubles[i];
+        order = v <=> n.number;
+      } else {
+        order = c.ints[i] <=> n.ints;
+      }
+      return Holds(n.cmp, order) ? kTrue : kFalse;
     }
     case Op::kAnd: {
       const Tri a = Eval(batch, i, n.a);
@@ -135,7 +193,7 @@ ColumnCondition::Tri ColumnCondition::Eval(const ColumnBatch& batch, size_t i, u
 
 std::unique_ptr<ColumnValue> ColumnValue::Make(const expr::Expr& value,
                                                std::span<const Type> columns) {
-  if (!IntsColumn(value.type())) return nullptr;
+  if (!IntsColumn(value.type()) && value.type() != Type::kDouble) return nullptr;
   std::unique_ptr<ColumnValue> v(new ColumnValue());
   v->type_ = value.type();
   if (v->Add(value, value.type(), columns) != 0) return nullptr;
@@ -146,6 +204,8 @@ int ColumnValue::Add(const expr::Expr& e, Type want, std::span<const Type> colum
   if (e.type() != want) return -1;  // a conversion would be needed
   const expr::Shape shape = expr::Describe(e);
   using Kind = expr::Shape::Kind;
+  // The one double value computed over columns is seconds_between() (EvalDouble).
+  if (want == Type::kDouble && shape.kind != Kind::kSecondsBetween) return -1;
   const int index = static_cast<int>(nodes_.size());
   nodes_.emplace_back();
   auto column_of = [&](const expr::Expr* operand, Type type, uint32_t* slot) {
@@ -185,9 +245,28 @@ int ColumnValue::Add(const expr::Expr& e, Type want, std::span<const Type> colum
     case Kind::kTimeUuidTime:
     case Kind::kParseTime:
       if (want != Type::kTimestamp) return -1;
-      n.op = shape.kind == Kind::kTimeUuidTime ? Op::kTimeUuidTime : Op::kParseTime;
+      if (shape.kind == Kind::kTimeUuidTime) {
+        n.op = Op::kTimeUuidTime;
+      } else if (shape.time_format == expr::Shape::TimeFormat::kIso) {
+        n.op = Op::kParseIsoTime;
+      } else if (shape.time_format == expr::Shape::TimeFormat::kUs) {
+        n.op = Op::kParseUsTime;
+      } else {
+        n.op = Op::kParseTime;
+      }
       if (!column_of(shape.a, Type::kString, &n.slot)) return -1;
       break;
+    case Kind::kSecondsBetween: {
+      // Only as the top node: the one double value computed over columns.
+      if (want != Type::kDouble || index != 0) return -1;
+      n.op = Op::kSecondsBetween;
+      for (const expr::Expr* arg : {shape.a, shape.b}) {
+        const int a = Add(*arg, Type::kTimestamp, columns);
+        if (a < 0) return -1;
+        n.args.push_back(static_cast<uint32_t>(a));
+      }
+      break;
+    }
     default:
       return -1;
   }
@@ -224,17 +303,37 @@ bool ColumnValue::Eval(const ColumnBatch& batch, size_t i, uint32_t node, int64_
       }
       return false;
     case Op::kTimeUuidTime:
-    case Op::kParseTime: {
+    case Op::kParseTime:
+    case Op::kParseIsoTime:
+    case Op::kParseUsTime: {
       const Column& c = batch.column(n.slot);
       if (c.valid[i] == 0) return false;
-      const std::optional<int64_t> t =
-          n.op == Op::kTimeUuidTime ? ParseTimeUuid(c.strings[i]) : ParseTimestamp(c.strings[i]);
+      std::optional<int64_t> t;
+      switch (n.op) {
+        case Op::kTimeUuidTime: t = ParseTimeUuid(c.strings[i]); break;
+        case Op::kParseIsoTime: t = ParseIsoTimestamp(c.strings[i]); break;
+        case Op::kParseUsTime: t = ParseUsTimestamp(c.strings[i]); break;
+        default: t = ParseTimestamp(c.strings[i]); break;
+      }
       if (!t) return false;
       *out = *t;
       return true;
     }
+    case Op::kSecondsBetween:
+      return false;  // a double: EvalDouble
   }
   return false;
+}
+
+bool ColumnValue::EvalDouble(const ColumnBatch& batch, size_t i, double* out) const {
+  const Node& top = nodes_[0];
+  if (top.op != Op::kSecondsBetween) return false;
+  // As the row node: the start first (null: null), then the end.
+  int64_t from, to;
+  if (!Eval(batch, i, top.args[0], &from)) return false;
+  if (!Eval(batch, i, top.args[1], &to)) return false;
+  *out = expr::SecondsBetweenMicros(from, to);
+  return true;
 }
 
 namespace {
@@ -300,6 +399,17 @@ void ApplyColumnSteps(const std::vector<ColumnStep>& steps, ColumnBatch* batch,
         for (uint32_t i : selection) {
           const int64_t v = source.valid[i] ? source.ints[i] : constant;
           column.SetInt(i, v);
+        }
+        continue;
+      }
+      if (s.value->type() == Type::kDouble) {
+        for (uint32_t i : selection) {
+          double v;
+          if (s.value->EvalDouble(*batch, i, &v)) {
+            column.SetDouble(i, v);
+          } else {
+            column.SetNull(i);
+          }
         }
         continue;
       }

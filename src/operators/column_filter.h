@@ -8,16 +8,19 @@
 
 #include "core/schema.h"
 #include "expr/expr.h"
+#include "expr/shape.h"
 #include "operators/batch.h"
 #include "operators/dimension.h"
 
 namespace sluice {
 
 /// A condition evaluated over a ColumnBatch's typed columns instead of rows (issue 19): the
-/// node kinds expr::Describe() names (is null / is not null of a field, a string field = or <>
-/// a constant, in / not in a list of constant strings, and, or, not), three-valued exactly as
-/// the row path's EvalTrue() (null compares to null; `in` with a null item and no match is
-/// null), reading the batch's columns (declared fields, and fields derived over the columns).
+/// node kinds expr::Describe() names (is null / is not null of a field, a string field or
+/// trim() of one = or <> a constant, in / not in a list of constant strings, an int64, double
+/// or timestamp field compared with a constant, and, or, not), three-valued exactly as the row
+/// path's EvalTrue() (null compares to null; `in` with a null item and no match is null; NaN
+/// compares unordered), reading the batch's columns (declared fields, and fields derived over
+/// the columns).
 class ColumnCondition {
  public:
   /// Returns null when a node of `condition` is of another kind or reads a slot that has no
@@ -33,14 +36,21 @@ class ColumnCondition {
 
  private:
   enum Tri : uint8_t { kFalse, kTrue, kNull };
-  enum class Op : uint8_t { kIsNull, kStringEq, kStringIn, kAnd, kOr, kNot };
+  enum class Op : uint8_t { kIsNull, kStringEq, kStringIn, kCompare, kAnd, kOr, kNot };
   struct Node {
     Op op = Op::kIsNull;
     bool negate = false;
     bool has_null = false;
-    uint32_t slot = 0;      ///< kIsNull, kStringEq, kStringIn: the column read
+    bool trim = false;      ///< kStringEq, kStringIn: compare trim() of the column's string
+    uint32_t slot = 0;      ///< kIsNull, kStringEq, kStringIn, kCompare: the column read
     uint32_t a = 0, b = 0;  ///< kAnd, kOr, kNot: operand nodes
     std::vector<std::string> strings;
+    /// kCompare: the operator, the domain (kInt64, kDouble, kTimestamp) and the constant in
+    /// it (ints for kInt64 and kTimestamp, number for kDouble)
+    expr::Shape::Cmp cmp = expr::Shape::Cmp::kEq;
+    Type domain = Type::kNull;
+    int64_t ints = 0;
+    double number = 0;
   };
   /// Appends the node for `e` (and its operands); returns its index or -1 when unsupported.
   int Add(const expr::Expr& e, std::span<const Type> columns);
@@ -49,31 +59,45 @@ class ColumnCondition {
   std::vector<Node> nodes_;  ///< nodes_[0] is the top
 };
 
-/// An int64 or timestamp value computed over a ColumnBatch's columns instead of rows (issue
-/// 19): the node kinds a `let` of the recruitment kind needs (expr::Describe: a field, a
-/// constant, coalesce() without conversions, timeuuid_time() and one-argument parse_time() of
-/// a string field), each exactly as the row path's evaluator computes it (the same parsing
-/// functions, on the same bytes).
+/// An int64, timestamp or double value computed over a ColumnBatch's columns instead of rows
+/// (issue 19): the node kinds the `let`s of recruitment and viewlog need (expr::Describe: a
+/// field, a constant, coalesce() without conversions, timeuuid_time() and parse_time() in any
+/// of its formats of a string field; a double only as seconds_between() of two such timestamp
+/// values), each exactly as the row path's evaluator computes it (the same parsing and
+/// arithmetic functions, on the same bytes).
 class ColumnValue {
  public:
-  /// Returns null when `value` is not of type int64 or timestamp, or a node of it is of another
-  /// kind or reads a slot without a column of its type (`columns` as for ColumnCondition).
+  /// Returns null when `value` is not of type int64, timestamp or double, or a node of it is of
+  /// another kind or reads a slot without a column of its type (`columns` as for
+  /// ColumnCondition).
   static std::unique_ptr<ColumnValue> Make(const expr::Expr& value, std::span<const Type> columns);
 
-  /// Computes the value of record `i` into `*out`; returns false when it is null.
+  /// Computes the value of record `i` into `*out`; returns false when it is null. For an int64
+  /// or timestamp value (type()).
   bool Eval(const ColumnBatch& batch, size_t i, int64_t* out) const { return Eval(batch, i, 0, out); }
+  /// The same for a double value (type() kDouble).
+  bool EvalDouble(const ColumnBatch& batch, size_t i, double* out) const;
   Type type() const { return type_; }
   /// True when the value is `coalesce(field, constant)` (recruitment's `coalesce(bid, 0)`),
   /// which ApplyColumnSteps computes in one loop without walking the nodes.
   bool FieldOrConstant(uint32_t* slot, int64_t* constant) const;
 
  private:
-  enum class Op : uint8_t { kField, kConstant, kCoalesce, kTimeUuidTime, kParseTime };
+  enum class Op : uint8_t {
+    kField,
+    kConstant,
+    kCoalesce,
+    kTimeUuidTime,
+    kParseTime,       ///< either format (ParseTimestamp)
+    kParseIsoTime,    ///< parse_time(s, 'iso')
+    kParseUsTime,     ///< parse_time(s, 'us')
+    kSecondsBetween,  ///< the top node of a double value
+  };
   struct Node {
     Op op = Op::kField;
-    uint32_t slot = 0;        ///< kField, kTimeUuidTime, kParseTime: the column read
+    uint32_t slot = 0;        ///< kField, kTimeUuidTime, kParseTime...: the column read
     int64_t constant = 0;     ///< kConstant
-    std::vector<uint32_t> args;  ///< kCoalesce: operand nodes
+    std::vector<uint32_t> args;  ///< kCoalesce, kSecondsBetween: operand nodes
   };
   /// Appends the node for `e` (and its operands) of result type `want`; returns its index or
   /// -1 when unsupported.

@@ -31,7 +31,7 @@ struct ColumnPrefix {
 
 /// Compiles the plan's leading steps that can run over the columns, in order, up to the first
 /// step that cannot: ignore_if / filter / dead_letter_if whose conditions ColumnCondition can
-/// evaluate, `let`s of int64 or timestamp values ColumnValue can compute into a column
+/// evaluate, `let`s of int64, timestamp or double values ColumnValue can compute into a column
 /// (the declared field's own, or a derived one), and lookups whose key is a field with a column
 /// (their fields become columns), each reading only columns (declared fields, or fields the
 /// steps before it derived). The columnar path runs them before making rows and starts the row

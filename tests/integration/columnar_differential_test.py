@@ -10,7 +10,9 @@ offset) and the same counters of the run summary.
 Inputs: `sluice generate` output for each pipeline with about one line in six replaced by a
 messy variant of itself (a declared field missing, of the wrong type, null, a huge or
 fractional number, escaped, bad UTF-8, a NUL byte, truncated, an array or object, spaces and a
-CR, an empty line), and for recruitment the seed tracking log (real data) as JSON lines too.
+CR, an empty line), for viewlog one in four (half of them blank, padded or edge-case ISO
+strings, or an end before the start), and for recruitment the seed tracking log (real data) as
+JSON lines too.
 recruitment_csv reads CSV with the seed log's header: the seed log's records and generated ones,
 one in six messy (a field missing or extra, a stray quote, text after a closing quote, doubled
 quotes, an embedded line break, a CR, blanks, empty and wrong-typed values, every field quoted).
@@ -50,9 +52,12 @@ PIPELINES = {
 # How many leading steps the columnar run must evaluate over the columns (the worker logs it):
 # all of them: recruitment's two filters, its event-time `let`, the dead_letter_if on it, its
 # four coalesce() `let`s, the job lookup and `let company_id`; ysb's filter, its dead_letter_if
-# and the ads lookup. Then their aggregates read the columns too (no row per record).
-COLUMN_STEPS = {"recruitment": 10, "recruitment_csv": 10, "ysb": 3}
-AGGREGATE_OVER_COLUMNS = {"recruitment", "recruitment_csv", "ysb"}
+# and the ads lookup; viewlog's four dead_letter_ifs (trim(x) = '', is null), its two
+# parse_time(x, 'iso') `let`s and their dead_letter_ifs, `let view_duration` (seconds_between),
+# the dead_letter_if on it and the campaign lookup. Then their aggregates read the columns too
+# (no row per record).
+COLUMN_STEPS = {"recruitment": 10, "recruitment_csv": 10, "ysb": 3, "viewlog": 11}
+AGGREGATE_OVER_COLUMNS = {"recruitment", "recruitment_csv", "ysb", "viewlog"}
 
 # Dead letters each run must have for the test to prove anything about a step over columns
 # (ysb's lookup misses run the lookup step on a row: its dead letters must be the row path's).
@@ -60,7 +65,23 @@ MUST_DEAD_LETTER = {
     "recruitment": ["no event time"],
     "recruitment_csv": ["no event time"],
     "ysb": ["no event_time", "no ads for key"],
+    "viewlog": ["missing view_id", "missing start_timestamp", "missing end_timestamp",
+                "missing campaign_id", "unparseable start_timestamp", "unparseable end_timestamp",
+                "end_timestamp before start_timestamp", "no campaign for key"],
 }
+
+# viewlog's own messy values (mess_viewlog): blank strings of every byte trim() strips and of
+# Unicode spaces it keeps, padded values, and ISO timestamps at the edges. A start time is only
+# ever made earlier (late, one record), never later, so the watermark stays where it was.
+BLANKS = ["", " ", "\t", "\n", "\r\n", "\f", "\x0b", " \t\n\r\f\x0b ", "\u00a0", " \u00a0 ",
+          "\u2003", "\u3000", "\u0085", "\u200b"]
+START_EDGES = ["2026-02-29T00:00:00", "2024-02-29T00:00:00", "2024-02-29T23:59:59.999999+02:00",
+               "2025-12-31T23:59:60", "0000-01-01T00:00:00", "1/1/2026 00:00", "2026-01-01",
+               "2026-1-1T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+25:00",
+               "2025-12-31T23:59:59+0100", "2026-01-01t00:00:00", "yesterday"]
+END_EDGES = ["9999-12-31T23:59:59.999999Z", "2026-01-01T24:00:00", "2026-01-01T00:00:00.1234567",
+             "2028-02-29T00:00:00-12:00", "2026-13-01T00:00:00", "2026-01-01T00:00:00+14:00",
+             "2025-12-31T23:59:59.999999"]
 
 
 def mess(line, rng):
@@ -121,6 +142,28 @@ def mess(line, rng):
     else:
         obj[key] = "1e3" if rng.random() < 0.5 else "2026-01-01T00:00:00Z"
     return json.dumps(obj).encode()
+
+
+def mess_viewlog(line, rng):
+    """Returns a variant of one viewlog JSON line (bytes) with a blank, padded or edge-case
+    string in view_id, start_timestamp or end_timestamp, or its end before its start."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return line
+    key = rng.choice(["view_id", "start_timestamp", "end_timestamp"])
+    kind = rng.randrange(5)
+    if kind == 0:
+        obj[key] = rng.choice(BLANKS)
+    elif kind == 1 and isinstance(obj.get(key), str):
+        obj[key] = rng.choice(BLANKS) + obj[key] + rng.choice(BLANKS)
+    elif kind == 2:
+        obj["start_timestamp"] = rng.choice(START_EDGES)
+    elif kind == 3:
+        obj["end_timestamp"] = rng.choice(END_EDGES)
+    else:
+        obj["end_timestamp"] = "2025-12-31T23:59:59"  # before every generated start
+    return json.dumps(obj, ensure_ascii=rng.random() < 0.5).encode()
 
 
 def seed_tracking_lines(limit):
@@ -253,7 +296,11 @@ def build_input(sluice, profile, records, seed, path):
         lines = f.read().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    out = [mess(ln, rng) if rng.random() < 1 / 6 else ln for ln in lines]
+    if profile == "viewlog":
+        out = [(mess(ln, rng) if rng.random() < 0.5 else mess_viewlog(ln, rng))
+               if rng.random() < 1 / 4 else ln for ln in lines]
+    else:
+        out = [mess(ln, rng) if rng.random() < 1 / 6 else ln for ln in lines]
     if profile == "recruitment":
         extra = seed_tracking_lines(2000)
         for ln in extra:

@@ -1,7 +1,7 @@
 // Randomized differential checks of the staged aggregator (against a naive
 // oracle), of the columnar CSV decoder (against the row decoder), of steps over columns
-// (against the same steps on rows) and of a lookup and the aggregate over columns (against the
-// lookup step and Aggregator::Add on rows).
+// (against the same steps on rows; recruitment's kind and viewlog's) and of a lookup and the
+// aggregate over columns (against the lookup step and Aggregator::Add on rows).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -485,6 +485,225 @@ TEST(RandomizedDifferential, ColumnStepsMatchRowSteps) {
   EXPECT_GT(from_ts, 100u);
 }
 
+
+// viewlog's kind of prefix over columns: trim(x) = '' and `is null` conditions, parse_time(x,
+// 'iso') into timestamp columns, seconds_between() into a double column and comparisons of the
+// derived values with constants, against the same steps on rows, on random messy NDJSON:
+// absent, null and wrong-typed fields, empty and whitespace-only strings (every byte trim()
+// strips, and Unicode spaces it does not), ISO timestamps with offsets, fractions, leap days,
+// out-of-range parts, far years, and ends before starts.
+TEST(RandomizedDifferential, ViewlogStepsMatchRowSteps) {
+  const Schema input({Field{"view_id", Type::kString, ""}, Field{"start_timestamp", Type::kString, ""},
+                      Field{"end_timestamp", Type::kString, ""}, Field{"campaign_id", Type::kInt64, ""}});
+  auto config = [](StepConfig::Kind kind, std::string target, std::string text, std::string reason) {
+    StepConfig c;
+    c.kind = kind;
+    c.target = std::move(target);
+    c.expr = std::move(text);
+    c.reason = std::move(reason);
+    return c;
+  };
+  using K = StepConfig::Kind;
+  const std::vector<StepConfig> configs = {
+      config(K::kDeadLetterIf, "", "view_id is null or trim(view_id) = ''", "missing view_id"),
+      config(K::kDeadLetterIf, "", "start_timestamp is null or trim(start_timestamp) = ''", "missing start"),
+      config(K::kIgnoreIf, "", "trim(view_id) in ('skip', 'x y')", "ignored"),
+      config(K::kDeadLetterIf, "", "end_timestamp is null or trim(end_timestamp) = ''", "missing end"),
+      config(K::kDeadLetterIf, "", "campaign_id is null", "missing campaign_id"),
+      config(K::kLet, "start_time", "parse_time(start_timestamp, 'iso')", ""),
+      config(K::kDeadLetterIf, "", "start_time is null", "unparseable start"),
+      config(K::kLet, "end_time", "parse_time(end_timestamp, 'iso')", ""),
+      config(K::kDeadLetterIf, "", "end_time is null", "unparseable end"),
+      config(K::kLet, "us_time", "parse_time(end_timestamp, 'us')", ""),
+      config(K::kLet, "view_duration", "seconds_between(start_time, end_time)", ""),
+      config(K::kDeadLetterIf, "", "view_duration < 0", "end before start"),
+      config(K::kDeadLetterIf, "", "view_duration >= 86400.5 or campaign_id > 900", "too long"),
+      config(K::kIgnoreIf, "", "start_time < '2000-01-01' or 7 = campaign_id", "ignored"),
+      config(K::kFilter, "", "view_duration <> 3 and trim(view_id) <> 'drop'", "dropped"),
+  };
+  Schema schema = input;
+  DimensionMap dimensions;
+  std::vector<std::unique_ptr<Step>> steps;
+  for (const StepConfig& c : configs) {
+    auto made = MakeStep(c, &schema, dimensions);
+    ASSERT_TRUE(made.ok()) << c.expr << ": " << made.status().ToString();
+    steps.push_back(std::move(made).value());
+  }
+  std::vector<Type> columns(schema.size(), Type::kNull);
+  for (size_t c = 0; c < input.size(); ++c) columns[c] = input.field(c).type;
+  std::vector<ColumnStep> column_steps;
+  std::vector<std::pair<size_t, Type>> derived;
+  for (size_t k = 0; k < configs.size(); ++k) {
+    auto compiled = expr::Compile(configs[k].expr, schema);
+    ASSERT_TRUE(compiled.ok()) << configs[k].expr;
+    ColumnStep s;
+    s.step = k;
+    s.reason = configs[k].reason;
+    switch (configs[k].kind) {
+      case K::kLet: {
+        s.kind = ColumnStep::Kind::kLet;
+        s.slot = *schema.IndexOf(configs[k].target);
+        s.value = ColumnValue::Make(**compiled, columns);
+        ASSERT_NE(s.value, nullptr) << configs[k].expr;
+        EXPECT_EQ(s.value->type(), (*compiled)->type()) << configs[k].expr;
+        if (s.slot >= input.size() && columns[s.slot] == Type::kNull) derived.emplace_back(s.slot, s.value->type());
+        columns[s.slot] = s.value->type();
+        break;
+      }
+      case K::kIgnoreIf: s.kind = ColumnStep::Kind::kIgnoreIf; break;
+      case K::kFilter: s.kind = ColumnStep::Kind::kFilter; break;
+      case K::kDeadLetterIf: s.kind = ColumnStep::Kind::kDeadLetterIf; break;
+      case K::kLookup: FAIL();
+    }
+    if (!s.value) {
+      s.condition = ColumnCondition::Make(**compiled, columns);
+      ASSERT_NE(s.condition, nullptr) << configs[k].expr;
+    }
+    column_steps.push_back(std::move(s));
+  }
+  ASSERT_EQ(derived.size(), 4u);
+  ASSERT_EQ(columns[*schema.IndexOf("view_duration")], Type::kDouble);
+
+  DecoderOptions options;
+  options.format = DecoderOptions::Format::kNdjson;
+  auto row_decoder = MakeDecoder(options, input);
+  ASSERT_TRUE(row_decoder.ok());
+  auto columnar = ColumnarJsonDecoder::Make(input);
+  ASSERT_TRUE(columnar.ok());
+  std::mt19937_64 rng(2019);
+  auto pick = [&](const std::vector<std::string>& list) { return list[rng() % list.size()]; };
+  // JSON string bodies: blank ones (each byte trim() strips; Unicode spaces it keeps), padded
+  // ones, ordinary ones.
+  const std::vector<std::string> blanks = {
+      "", " ", "  ", "\\t", "\\n", "\\r\\n", "\\f", "\\u000b", " \\t\\n\\r\\f\\u000b ",
+      "\\u00a0", " \\u00a0 ", "\\u2003", "\\u3000", "\\u0000", "\\u0085", "\\u200b"};
+  auto text = [&](const std::string& body) {
+    switch (rng() % 4) {
+      case 0: return pick(blanks) + body;
+      case 1: return body + pick(blanks);
+      default: return body;
+    }
+  };
+  auto iso = [&](bool far) {
+    char buf[96];
+    const int year = far ? static_cast<int>(rng() % 10000) : 2023 + static_cast<int>(rng() % 3);
+    const int month = 1 + static_cast<int>(rng() % (far ? 14 : 12));
+    const int day = 1 + static_cast<int>(rng() % (far ? 32 : 28));
+    const int hour = static_cast<int>(rng() % (far ? 26 : 24));
+    const int minute = static_cast<int>(rng() % (far ? 61 : 60));
+    const int second = static_cast<int>(rng() % (far ? 62 : 60));
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02d%c%02d:%02d:%02d", year, month, day,
+                  rng() % 2 ? 'T' : ' ', hour, minute, second);
+    std::string out = buf;
+    switch (rng() % 8) {
+      case 0: out += "." + std::to_string(rng() % 1000); break;
+      case 1: out += "." + std::to_string(rng() % 1000000000); break;
+      case 2: out += "Z"; break;
+      case 3: out += pick({"+02:00", "-05:30", "+14:00", "-12:00", "+0100", "+25:00", "+02", "z"}); break;
+      case 4: out += ".5Z"; break;
+      default: break;
+    }
+    return out;
+  };
+  auto timestamp = [&]() -> std::string {
+    switch (rng() % 12) {
+      case 0: return "null";
+      case 1: return pick({"12", "true", "[1]", "{}", "1.5"});
+      case 2: return "\"" + pick(blanks) + "\"";
+      case 3:
+        return "\"" + pick({"2024-02-29T00:00:00", "2023-02-29 00:00:00", "2000-02-29T12:00:00Z",
+                            "1900-02-29T00:00:00", "2024-12-31T23:59:60", "2024-01-01T24:00:00",
+                            "0000-01-01T00:00:00", "9999-12-31T23:59:59.999999", "2024-01-01",
+                            "2024-01-01T", "2024-1-1T00:00:00", "20240101T000000", "1/2/2024 03:04",
+                            "1/2/2024 03:04:05", "2024-01-02T03:04", "2024-01-02T03:04:05+00:00",
+                            "2024-01-02t03:04:05", "yesterday", "2024-01-02T03:04:05.Z",
+                            "2024-01-02T03:04:05.1234567"}) + "\"";
+      case 4: return "\"" + text(iso(true)) + "\"";
+      default: return "\"" + text(iso(false)) + "\"";
+    }
+  };
+  size_t ignored = 0, dead = 0, kept = 0;
+  std::map<std::string, size_t> reasons;
+  ColumnBatch batch;
+  batch.SetDerived(derived);
+  for (int b = 0; b < 300; ++b) {
+    RawBatch raw;
+    std::vector<std::string> records;
+    const int count = 1 + static_cast<int>(rng() % 64);
+    for (int i = 0; i < count; ++i) {
+      std::string r = "{";
+      auto add = [&](const std::string& key, const std::string& value) {
+        if (r.size() > 1) r += ",";
+        r += "\"" + key + "\":" + value;
+      };
+      if (rng() % 10) {
+        switch (rng() % 6) {
+          case 0: add("view_id", pick({"null", "7", "\"" + pick(blanks) + "\""})); break;
+          case 1: add("view_id", "\"" + text(pick({"skip", "x y", "drop", "caf\\u00e9"})) + "\""); break;
+          default: add("view_id", "\"" + text("v" + std::to_string(rng() % 1000)) + "\""); break;
+        }
+      }
+      // End near the start (before it too), or unrelated.
+      std::string start = timestamp(), end;
+      if (start.size() > 20 && rng() % 3 && start.find("2024") == std::string::npos) {
+        end = start;
+      } else {
+        end = timestamp();
+      }
+      if (rng() % 12) add("start_timestamp", start);
+      if (rng() % 12) add("end_timestamp", end);
+      if (rng() % 8) add("campaign_id", pick({"1", "7", "950", "null", "\"5\"", "2.5", "-3", "\"\""}));
+      r += "}";
+      records.push_back(r);
+      raw.Append(r);
+    }
+    (*columnar)->Decode(raw, &batch);
+    ApplyColumnSteps(column_steps, &batch);
+    std::vector<uint32_t> expected_selection;
+    std::vector<Value> row(schema.size()), got(schema.size());
+    StepContext ctx;
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Status s = (*row_decoder)->Decode(records[i], std::span<Value>(row).first(input.size()));
+      ASSERT_EQ(s.ok(), !batch.failed(i)) << records[i];
+      if (!s.ok()) continue;
+      for (size_t c = input.size(); c < row.size(); ++c) row[c] = Value();
+      int32_t stopped = -1;
+      std::string reason;
+      for (size_t k = 0; k < steps.size(); ++k) {
+        const Step::Outcome o = steps[k]->Apply(row, ctx);
+        if (o == Step::Outcome::kContinue) continue;
+        stopped = static_cast<int32_t>(k);
+        reason = o == Step::Outcome::kDeadLetter ? ctx.reason : "ignored";
+        break;
+      }
+      ASSERT_EQ(batch.dropped_at(i), stopped) << records[i];
+      if (stopped >= 0) {
+        const ColumnStep& cs = column_steps[static_cast<size_t>(stopped)];
+        EXPECT_EQ(cs.kind == ColumnStep::Kind::kDeadLetterIf ? cs.reason : "ignored", reason);
+        (reason == "ignored" ? ignored : dead) += 1;
+        reasons[reason] += 1;
+        continue;
+      }
+      ++kept;
+      expected_selection.push_back(static_cast<uint32_t>(i));
+      batch.LoadRow(i, got);
+      for (size_t c = 0; c < schema.size(); ++c) {
+        EXPECT_TRUE(got[c].type() == row[c].type() && got[c] == row[c])
+            << records[i] << " field " << schema.field(c).name << ": " << got[c].ToString()
+            << " vs " << row[c].ToString();
+      }
+    }
+    EXPECT_EQ(batch.selection(), expected_selection);
+  }
+  // Every outcome occurs, so a wrong one would show.
+  EXPECT_GT(kept, 200u);
+  EXPECT_GT(ignored, 20u);
+  for (const char* r : {"missing view_id", "missing start", "missing end", "missing campaign_id",
+                        "unparseable start", "unparseable end", "end before start", "too long"}) {
+    EXPECT_GT(reasons[r], 10u) << r;
+  }
+  (void)dead;
+}
 
 // A lookup over columns (ColumnStep::kLookup) and the aggregate reading its time, keys,
 // conditions and arguments from the columns (Aggregator::AddColumns) against the lookup step
