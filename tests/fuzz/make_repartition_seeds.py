@@ -38,8 +38,15 @@ def value(tag, v=None):
     return bytes([STRING]) + string(v)
 
 
+def fnv1a64(text):
+    h = 14695981039346656037
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) % 2**64
+    return h
+
+
 def header(fingerprint=FINGERPRINT, version=1):
-    return string("sluice-repartition") + i64(version) + string(fingerprint)
+    return b"SR" + bytes([version]) + struct.pack("<Q", fnv1a64(fingerprint))
 
 
 def metric(count=0, isum=0, dsum=0.0, val=(NULL,), at=-(2**63)):
