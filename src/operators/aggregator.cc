@@ -1,8 +1,10 @@
 #include "operators/aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iterator>
+#include <limits>
 
 #include "core/time.h"
 #include "expr/shape.h"
@@ -49,7 +51,8 @@ void AppendWord(uint64_t w, std::string* out) {
 }
 
 /// Appends a self-delimiting encoding of a non-null value: equal values (as Value's ==, with
-/// 0.0 equal to -0.0) encode to equal bytes, and different values to different bytes.
+/// 0.0 equal to -0.0, and every NaN equal to every other, as GROUP BY has it) encode to equal
+/// bytes, and different values to different bytes.
 void EncodeKeyValue(const Value& v, std::string* out) {
   out->push_back(static_cast<char>(v.type()));
   switch (v.type()) {
@@ -60,6 +63,7 @@ void EncodeKeyValue(const Value& v, std::string* out) {
     case Type::kDouble: {
       double d = v.double_value();
       if (d == 0) d = 0;  // -0.0 == 0.0
+      if (std::isnan(d)) d = std::numeric_limits<double>::quiet_NaN();  // one group for every NaN
       uint64_t w;
       std::memcpy(&w, &d, 8);
       AppendWord(w, out);
@@ -409,6 +413,7 @@ Aggregator::AddResult Aggregator::AddColumns(const ColumnBatch& batch, size_t r,
       case Type::kDouble: {
         double d = c.doubles[r];
         if (d == 0) d = 0;  // -0.0 == 0.0
+        if (std::isnan(d)) d = std::numeric_limits<double>::quiet_NaN();  // one group for every NaN
         uint64_t w;
         std::memcpy(&w, &d, 8);
         AppendWord(w, &stage_key_bytes_);

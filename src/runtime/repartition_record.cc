@@ -6,12 +6,14 @@
 
 #include "core/serialize.h"
 #include "runtime/delta_codec.h"
+#include "runtime/source.h"
 
 namespace sluice {
 namespace {
 
-constexpr std::string_view kMagic = "sluice-repartition";
-constexpr int64_t kVersion = 1;
+constexpr char kMagic0 = 'S';
+constexpr char kMagic1 = 'R';
+constexpr uint8_t kVersion = 1;
 constexpr std::string_view kWhat = "repartition record";
 
 // Control flags: bit 0 idle, bit 1 end; any other bit is refused (a newer writer's meaning).
@@ -48,6 +50,13 @@ uint64_t CanonicalDoubleBits(double d) {
   uint64_t bits;
   std::memcpy(&bits, &d, sizeof bits);
   return bits;
+}
+
+void WriteHeader(const AggregateSpec& spec, BinaryWriter* w) {
+  w->PutU8(static_cast<uint8_t>(kMagic0));
+  w->PutU8(static_cast<uint8_t>(kMagic1));
+  w->PutU8(kVersion);
+  w->PutI64(Fingerprint64(AggregateFingerprint(&spec)));
 }
 
 Status Corrupt(const std::string& why) {
@@ -143,9 +152,15 @@ int32_t RepartitionPartitionOf(std::string_view encoded_key, int32_t partitions)
   return static_cast<int32_t>(RepartitionKeyHash(encoded_key) % static_cast<uint64_t>(partitions));
 }
 
+std::string RepartitionValueHeader(const AggregateSpec& spec) {
+  BinaryWriter w;
+  WriteHeader(spec, &w);
+  return w.Take();
+}
+
 std::string EncodeRepartitionValue(const RepartitionRecord& record, const AggregateSpec& spec) {
   BinaryWriter w;
-  WriteStateHeader(kMagic, kVersion, &spec, &w);
+  WriteHeader(spec, &w);
   w.PutU8(static_cast<uint8_t>(record.kind));
   switch (record.kind) {
     case RepartitionRecord::Kind::kPartial:
@@ -170,17 +185,25 @@ std::string EncodeRepartitionValue(const RepartitionRecord& record, const Aggreg
 Result<RepartitionRecord> DecodeRepartitionValue(std::string_view value,
                                                  const AggregateSpec& spec) {
   BinaryReader r(value);
-  Status header = ReadStateHeader(&r, kMagic, kVersion, &spec, std::string(kWhat));
-  if (header.code() == StatusCode::kInvalidArgument) {
-    // ReadStateHeader's only InvalidArgument: the fingerprint differs. Its advice is about
-    // stored state; here the old records sit in the topic, so say what clears them too.
+  uint8_t magic0 = 0, magic1 = 0, version = 0;
+  int64_t fingerprint = 0;
+  if (!r.GetU8(&magic0) || !r.GetU8(&magic1) || magic0 != kMagic0 || magic1 != kMagic1) {
+    return Status::Internal("the " + std::string(kWhat) + " is not a sluice repartition record");
+  }
+  if (!r.GetU8(&version)) return r.status();
+  if (version != kVersion) {
+    return Status::Internal("the " + std::string(kWhat) + " has version " + std::to_string(version) +
+                            "; this build reads version " + std::to_string(kVersion));
+  }
+  if (!r.GetI64(&fingerprint)) return r.status();
+  if (fingerprint != Fingerprint64(AggregateFingerprint(&spec))) {
+    // The old records sit in the topic: say what clears them too.
     return Status::InvalidArgument(
         "a record of the repartition topic was written for a different [aggregate] (window, "
         "slide, keys or metrics changed since it was written); reset the pipeline: stop all its "
         "processes, delete the topic <pipeline>-repartition and clear the sink's output and "
         "stored positions, or give the changed pipeline a new name");
   }
-  RETURN_IF_ERROR(header);
   uint8_t kind = 0;
   if (!r.GetU8(&kind)) return r.status();
   RepartitionRecord record;

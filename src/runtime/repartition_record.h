@@ -72,8 +72,14 @@ uint64_t RepartitionKeyHash(std::string_view encoded_key);
 /// `partitions` is 1 or less (no topic has fewer than one partition; the caller checks R).
 int32_t RepartitionPartitionOf(std::string_view encoded_key, int32_t partitions);
 
-/// The value: a header (magic, version, the AggregateFingerprint of `spec`), the kind, the body.
+/// The value: an 11-byte header — the magic "SR", the version (1 byte, 1), and
+/// Fingerprint64(AggregateFingerprint(&spec)) as 8 bytes little-endian, so that every record
+/// names the [aggregate] it was written for without repeating its text — then the kind byte and
+/// the body (core/serialize.h's little-endian forms).
 std::string EncodeRepartitionValue(const RepartitionRecord& record, const AggregateSpec& spec);
+
+/// The header EncodeRepartitionValue starts every value for `spec` with.
+std::string RepartitionValueHeader(const AggregateSpec& spec);
 
 /// Parses what EncodeRepartitionValue wrote. Refuses, with what to do, a record written for a
 /// different [aggregate] (a changed pipeline over an old topic: reset the pipeline); refuses

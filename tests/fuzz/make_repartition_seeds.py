@@ -38,8 +38,15 @@ def value(tag, v=None):
     return bytes([STRING]) + string(v)
 
 
+def fnv1a64(text):
+    h = 14695981039346656037
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) % 2**64
+    return h
+
+
 def header(fingerprint=FINGERPRINT, version=1):
-    return string("sluice-repartition") + i64(version) + string(fingerprint)
+    return b"SR" + bytes([version]) + struct.pack("<Q", fnv1a64(fingerprint))
 
 
 def metric(count=0, isum=0, dsum=0.0, val=(NULL,), at=-(2**63)):
@@ -83,8 +90,7 @@ SEEDS = {
     "dead_letter": dead_letter("late: window closed", b'{"a":1}', "view_log", 5, 123, 1_700_000_000_000_000, 0, 1),
     "dead_letter_binary_payload": dead_letter("decode", b"\xff\x00\xfe", "s", 0, 0, 0, 3, 0),
     # Refused ones: another [aggregate], a newer version, a truncated partial, an unknown kind.
-    "other_aggregate": string("sluice-repartition") + i64(1) + string("60000000|k:user|m:n:count") + b"C"
-    + i64(0) * 4 + b"\x00",
+    "other_aggregate": header(fingerprint="60000000|k:user|m:n:count") + b"C" + i64(0) * 4 + b"\x00",
     "newer_version": header(version=2) + b"C" + i64(0) * 4 + b"\x00",
     "truncated_partial": partial(0, [(INT, 1), (STRING, "x")], EVERY_METRIC)[:-5],
     "unknown_kind": header() + b"Z",

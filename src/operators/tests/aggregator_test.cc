@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 #include <tuple>
@@ -195,6 +198,57 @@ TEST(AggregatorKeysTest, WindowKeysAndStringKeysGroupLikeTheirValues) {
   };
   EXPECT_EQ(got, want);
   EXPECT_EQ(agg.size(), 0u);
+}
+
+// NaN keys group together whatever their bits (as SQL GROUP BY and Spark do), as -0.0 with 0.0.
+TEST(AggregatorKeysTest, EveryNaNIsOneGroupAndNegativeZeroIsZero) {
+  Schema schema({{"t", Type::kTimestamp, ""}, {"d", Type::kDouble, ""}});
+  AggregateSpec spec;
+  spec.time = expr::Compile("t", schema).value();
+  spec.window_micros = kMicrosPerHour;
+  spec.emit_window_start = spec.emit_window_end = false;
+  KeySpec k;
+  k.name = "d";
+  k.expr = expr::Compile("d", schema).value();
+  k.type = Type::kDouble;
+  k.slot = 1;
+  k.uses_window = false;
+  spec.keys.push_back(std::move(k));
+  MetricSpec n;
+  n.name = "n";
+  n.fn = AggFn::kCount;
+  spec.metrics.push_back(std::move(n));
+  Aggregator agg(&spec);
+  std::string null_key;
+  auto nan_with_bits = [](uint64_t bits) {
+    double d;
+    std::memcpy(&d, &bits, 8);
+    return d;
+  };
+  const std::vector<double> keys = {std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::quiet_NaN(),
+                                    nan_with_bits(0x7ff800000000007bULL), nan_with_bits(0x7ff0000000000001ULL),
+                                    0.0, -0.0, 1.5};
+  for (double d : keys) {
+    ASSERT_TRUE(std::isnan(d) || d == 0.0 || d == 1.5);
+    std::vector<Value> row = {Value::TimeMicros(7), Value::Double(d)};
+    ASSERT_EQ(agg.Add(row, &null_key), Aggregator::AddResult::kAdded);
+  }
+  int64_t nan_groups = 0, zero = 0, other = 0;
+  for (const DeltaRow& r : agg.TakeAll()) {
+    const double d = r.keys[0].double_value();
+    if (std::isnan(d)) {
+      ++nan_groups;
+      EXPECT_EQ(r.metrics[0].count, 4);
+    } else if (d == 0.0) {
+      ++zero;
+      EXPECT_EQ(r.metrics[0].count, 2);
+    } else {
+      ++other;
+    }
+  }
+  EXPECT_EQ(nan_groups, 1);
+  EXPECT_EQ(zero, 1);
+  EXPECT_EQ(other, 1);
 }
 
 // Many groups force the table to grow; every group must keep its own count.

@@ -115,11 +115,10 @@ DeltaRow EveryMetricRow() {
   return row;
 }
 
-// Byte positions in a value written for `spec`: the header is the magic "sluice-repartition"
-// (8-byte length + 18 bytes), the version (8 bytes), the fingerprint (8-byte length + bytes);
-// then the kind byte.
-constexpr size_t kVersionAt = 8 + 18;
-size_t KindAt(const AggregateSpec& spec) { return kVersionAt + 8 + 8 + AggregateFingerprint(&spec).size(); }
+// Byte positions in a value: the header is the magic "SR" (2 bytes), the version (1 byte) and
+// the aggregate's fingerprint hash (8 bytes); then the kind byte.
+constexpr size_t kVersionAt = 2;
+constexpr size_t kKindAt = 11;
 
 TEST(RepartitionRecordTest, APartialRoundTripsWithNullAndUnicodeKeysAndEveryMetric) {
   const AggregateSpec spec = EveryMetricSpec();
@@ -141,10 +140,15 @@ TEST(RepartitionRecordTest, AControlHasTheDocumentedBytes) {
     return s;
   };
   const std::string fingerprint = "60000000|k:user|m:n:count";
-  const std::string expected = le(18) + "sluice-repartition" + le(1) + le(fingerprint.size()) + fingerprint +
-                               "C" + le(2) + le(3) + le(0x8000000000000000ULL) + le(300) + "\x02";
+  // FNV-1a 64 of the fingerprint, by Python:
+  //   h = 14695981039346656037
+  //   for c in b"60000000|k:user|m:n:count": h = ((h ^ c) * 1099511628211) % 2**64
+  //   hex(h) == '0x89669ba30a72e875'
+  const std::string expected = std::string("SR\x01", 3) + le(0x89669ba30a72e875ULL) + "C" + le(2) + le(3) +
+                               le(0x8000000000000000ULL) + le(300) + "\x02";
   const AggregateSpec spec = CountSpec("user");
   ASSERT_EQ(AggregateFingerprint(&spec), fingerprint);
+  EXPECT_EQ(RepartitionValueHeader(spec), expected.substr(0, 11));
   EXPECT_EQ(EncodeRepartitionValue(Control({UpstreamId{2, 3}, kNoWatermark, 300, false, true}), spec), expected);
 }
 
@@ -233,10 +237,10 @@ TEST(RepartitionRecordTest, EveryTruncationAndATrailingByteAreRefused) {
 TEST(RepartitionRecordTest, AnUnknownKindVersionOrFlagIsRefused) {
   const AggregateSpec spec = CountSpec("user");
   const std::string v = EncodeRepartitionValue(Control({UpstreamId{0, 0}, 1, 2, false, false}), spec);
-  ASSERT_EQ(v[KindAt(spec)], 'C');
+  ASSERT_EQ(v[kKindAt], 'C');
 
   std::string kind = v;
-  kind[KindAt(spec)] = 'X';
+  kind[kKindAt] = 'X';
   auto unknown = DecodeRepartitionValue(kind, spec);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unknown kind 88"), std::string::npos) << unknown.status().ToString();
@@ -249,7 +253,7 @@ TEST(RepartitionRecordTest, AnUnknownKindVersionOrFlagIsRefused) {
   EXPECT_NE(newer.status().message().find("version 2"), std::string::npos) << newer.status().ToString();
 
   std::string magic = v;
-  magic[8] = 'S';
+  magic[1] = 'X';
   EXPECT_FALSE(DecodeRepartitionValue(magic, spec).ok());
 
   std::string flags = v;
@@ -263,7 +267,7 @@ TEST(RepartitionRecordTest, HostileCountsAndLengthsAreRefused) {
   const AggregateSpec spec = CountSpec("user");
   auto header = [&](char kind) {
     BinaryWriter w;
-    WriteStateHeader("sluice-repartition", 1, &spec, &w);
+    for (char c : RepartitionValueHeader(spec)) w.PutU8(static_cast<uint8_t>(c));
     w.PutU8(static_cast<uint8_t>(kind));
     return w;
   };
