@@ -42,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
 import harness  # noqa: E402
 from harness import BROKER, run_split as run  # noqa: E402
-from kafka_util import delete_topics, kafka_missing, topics_tool  # noqa: E402
+from kafka_util import delete_topics, kafka_missing, slow_consumer, topics_tool  # noqa: E402
 VIEWLOG = os.path.join(REPO, "examples", "viewlog.toml")
 CAMPAIGNS = os.path.join(REPO, "examples", "data", "campaigns1.csv")
 PARTITIONS = 3
@@ -79,10 +79,11 @@ class Test(harness.Checks):
         text, n = re.subn(r'(?m)^name = "viewlog"$', f'name = "{self.name}"', text)
         if n != 1:
             raise RuntimeError("examples/viewlog.toml: no `name = \"viewlog\"` line")
-        # Small fetches: on an idle machine the backlog would otherwise be read in about half a
-        # second, before a progress line or a redraw of the bar (every 250 ms) sees a lag.
+        # A slow consumer (one record batch per partition per 100 ms fetch): with viewlog over
+        # the columns the backlog was read before the first progress line (or a redraw of the
+        # bar, every 250 ms) could see a lag, even with small fetches alone.
         text, n = re.subn(r"(?m)^\[source\]$",
-                          '[source]\n"kafka.max.partition.fetch.bytes" = "1024"', text)
+                          lambda _: "[source]\n" + "\n".join(slow_consumer(100)), text)
         if n != 1:
             raise RuntimeError("examples/viewlog.toml: no [source] line")
         path = os.path.join(self.tmp, "viewlog-lag.toml")
