@@ -82,7 +82,7 @@ def render(doc):
     scale = [r for r in doc.get("throughput", []) if r.get("processes")]
     if scale:
         out.append("Viewlog from Kafka over several processes of one group (8 partitions, `[source] "
-                   "keyed_by`, Parquet; bench/scale_out.py): events/CPU-s sums the CPU of all "
+                   "keyed_by`, Parquet; bench/viewlog_scale_out.py): events/CPU-s sums the CPU of all "
                    "processes; each row is the median run by CPU:")
         out.append("")
         out.append("| run | processes | variant | events | wall | events/s | events/CPU-s | CPU "

@@ -603,13 +603,13 @@ class Bench:
 
     def run_viewlog_scale_out(self):
         """The viewlog pipeline from Kafka over 1, 2 and 3 processes of one group: catch-up
-        throughput and window freshness, each run checked (bench/scale_out.py)."""
+        throughput and window freshness, each run checked (bench/viewlog_scale_out.py)."""
         self.need_kafka()
         if shutil.which("kcat") is None:
             raise Skipped("kcat is needed to produce and read back the keyed topic")
         try:
             import pyarrow  # noqa: F401
-            import scale_out
+            import viewlog_scale_out as scale_out
         except ImportError as e:
             raise Skipped("viewlog_scale_out needs pyarrow (run with .venv/bin/python): %s" % e)
         try:

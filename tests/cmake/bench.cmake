@@ -4,6 +4,7 @@
 #                    the in-process generator == tests/tools/recompute_ysb.py
 #   bench_freshness  the freshness arithmetic of bench/lib/freshness.py on a hand-worked case
 #   bench_micro      every micro-benchmark runs once (smoke: they still build and work)
+#   bench_modules    no bench/ module is shadowed on bench/run.py's sys.path
 # Run: ctest --test-dir build -L bench --output-on-failure
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 
@@ -18,3 +19,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/bench/CMakeLists.txt)
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(bench_micro PROPERTIES TIMEOUT 300 LABELS "bench")
 endif()
+
+# bench_modules: no module of bench/ is shadowed on bench/run.py's sys.path by one of bench/lib,
+# tests/tools or tests/integration (bench/lib/modules_selftest.py)
+sluice_python_test(bench_modules bench/lib/modules_selftest.py NO_SLUICE TIMEOUT 60 LABELS python bench)
