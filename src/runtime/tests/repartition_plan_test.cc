@@ -150,8 +150,10 @@ TEST_F(RepartitionPlanTest, RepartitionPartitionsIsAPositiveInteger) {
   EXPECT_EQ(Refusal(with("0")), at + rule + "\"0\"");
   EXPECT_EQ(Refusal(with("-3")), at + rule + "\"-3\"");
   EXPECT_EQ(Refusal(with("2.5")), at + rule + "\"2.5\"");
-  EXPECT_EQ(Refusal(with("\"six\"")), at + rule + "\"six\"");
-  EXPECT_EQ(Refusal(with("\"\"")), at + rule + "\"\"");
+  // A string's location is its first character inside the quotes: column 27.
+  const std::string in_quotes = File() + ":5:27: ";
+  EXPECT_EQ(Refusal(with("\"six\"")), in_quotes + rule + "\"six\"");
+  EXPECT_EQ(Refusal(with("\"\"")), in_quotes + rule + "\"\"");
   EXPECT_EQ(Refusal(with("100001")), at + rule + "\"100001\"");
   EXPECT_EQ(Refusal(with("99999999999999999999")).find(File() + ":5:"), 0u);
 }
@@ -368,11 +370,12 @@ TEST_F(ViewlogSplitTest, SplitsIntoTheTwoStages) {
   EXPECT_TRUE(c.steps.empty());
   EXPECT_EQ(c.sink.uri, "parquet:" + (dir_ / "out").string());
   EXPECT_EQ(c.dead_letter_store, PipelineConfig::DeadLetterStore::kDefault);
-  // Its fields: the view's four, the engine's columns left out, then what the steps made.
+  // Its fields: the view's four (in the order the TOML table gives them: by name), the
+  // engine's columns left out, then what the steps made, in their order.
   std::vector<std::string> fields;
   for (const Field& f : c.source.fields) fields.push_back(f.name + " " + std::string(TypeName(f.type)));
-  EXPECT_EQ(fields, (std::vector<std::string>{"view_id string", "start_timestamp string", "end_timestamp string",
-                                              "campaign_id int64", "start_time timestamp",
+  EXPECT_EQ(fields, (std::vector<std::string>{"campaign_id int64", "end_timestamp string",
+                                              "start_timestamp string", "view_id string", "start_time timestamp",
                                               "end_time timestamp", "view_duration double",
                                               "network_id int64"}));
 
