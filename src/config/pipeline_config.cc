@@ -1,6 +1,7 @@
 #include "config/pipeline_config.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,9 @@
 
 namespace sluice {
 namespace {
+/// The most partitions `[source] repartition_partitions` may ask for (a guard against a typo,
+/// far above what a cluster serves for one topic).
+constexpr int64_t kMaxRepartitionPartitions = 100000;
 
 std::string Loc(const expr::SourceLocation& w) {
   return w.file + ":" + std::to_string(w.line) + ":" + std::to_string(w.column);
@@ -554,7 +558,22 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
       cfg.source.keyed_by_where.push_back(LocationOf(item, file));
     }
   }
-  ASSIGN_OR_RETURN(cfg.source.options, r.CollectOptions(s, {"name", "uri", "fields", "keyed_by"}, *sn));
+  if (const toml::node* rp = s.get("repartition_partitions")) {
+    // Read here, not by the connector: the planner decides whether the pipeline repartitions.
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*rp, "repartition_partitions"));
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(t.c_str(), &end, 10);
+    if (t.empty() || *end != '\0' || errno != 0 || v < 1 || v > kMaxRepartitionPartitions) {
+      return r.Fail(*rp, "[source] repartition_partitions must be a positive integer (the partitions of the "
+                         "internal topic <pipeline>-repartition, at most " +
+                             std::to_string(kMaxRepartitionPartitions) + "), not \"" + t + "\"");
+    }
+    cfg.source.repartition_partitions = static_cast<int32_t>(v);
+    cfg.source.repartition_partitions_where = LocationOf(*rp, file);
+  }
+  ASSIGN_OR_RETURN(cfg.source.options,
+                   r.CollectOptions(s, {"name", "uri", "fields", "keyed_by", "repartition_partitions"}, *sn));
 
   // [dimension.NAME]
   if (const toml::node* dn = root.get("dimension")) {

@@ -67,6 +67,11 @@ struct SourceConfig {
   std::vector<std::string> keyed_by;
   std::vector<expr::SourceLocation> keyed_by_where;  ///< where each entry is written
   expr::SourceLocation keyed_by_list_where;          ///< where the list is written
+  /// `repartition_partitions`: the partition count of the internal topic
+  /// `<pipeline>-repartition` (0: not set, the source's partition count). The planner refuses
+  /// it for a pipeline that does not repartition (runtime/repartition_plan.h).
+  int32_t repartition_partitions = 0;
+  expr::SourceLocation repartition_partitions_where;  ///< where it is written
   Options options;  ///< everything else under [source], for the connector
 };
 

@@ -7,6 +7,7 @@
 #include "core/time.h"
 #include "core/uri.h"
 #include "operators/aggregate_function.h"
+#include "runtime/repartition_plan.h"
 
 namespace sluice {
 namespace {
@@ -246,6 +247,13 @@ Result<PipelineExplanation> ExplainPipeline(const Plan& plan, ::sluice::Sink* si
     e.sink.explained = true;
   }
   e.dead_letters = dead_letters;
+  const RepartitionDecision rd = DecideRepartition(c);
+  e.repartition.would = rd.would;
+  e.repartition.reason = RepartitionReasonName(rd.reason);
+  e.repartition.why = rd.why;
+  e.repartition.topic = rd.topic;
+  e.repartition.partitions = rd.partitions;
+  e.repartition.built = kRepartitionBuilt;
   return e;
 }
 
@@ -349,6 +357,20 @@ std::string FormatExplanation(const PipelineExplanation& e) {
   }
   out << "      dead letters -> " << e.dead_letters << "\n";
   if (!e.state_needed.empty()) out << "      keeps engine state for " << e.state_needed << "\n";
+  const auto& rp = e.repartition;
+  if (!rp.would) {
+    out << "repartition: no, " << rp.why << "\n";
+  } else {
+    out << "repartition: when the source's topics have more than one partition in all, " << rp.why << "\n";
+    out << "      stage one (a task per source partition): source, steps, lookups, partial aggregates -> topic "
+        << rp.topic << " ("
+        << (rp.partitions > 0 ? std::to_string(rp.partitions) + " partitions"
+                              : std::string("as many partitions as the source's topics in all"))
+        << ")\n";
+    out << "      stage two (a task per partition of " << rp.topic
+        << "): merge, a window emitted once when every upstream's watermark has passed it -> the sink\n";
+    if (!rp.built) out << "      not built yet: sluice run reads this pipeline in one stage, as before (one process)\n";
+  }
   return out.str();
 }
 
@@ -468,6 +490,19 @@ std::string ExplanationJson(const PipelineExplanation& e) {
   } else {
     j.Key("state_needed").String(e.state_needed);
   }
+  j.Key("repartition").BeginObject();
+  j.Key("would").Bool(e.repartition.would).Key("reason").String(e.repartition.reason);
+  j.Key("why").String(e.repartition.why);
+  if (e.repartition.would) {
+    j.Key("topic").String(e.repartition.topic);
+    if (e.repartition.partitions > 0) {
+      j.Key("partitions").Int(e.repartition.partitions);
+    } else {
+      j.Key("partitions").Null();
+    }
+  }
+  j.Key("built").Bool(e.repartition.built);
+  j.EndObject();
   j.EndObject();
   return j.Take();
 }

@@ -91,6 +91,17 @@ struct PipelineExplanation {
     bool explained = false;  ///< the sink kind says what it runs (SinkExplainer)
   };
 
+  /// Whether the pipeline repartitions through `<pipeline>-repartition` (DecideRepartition,
+  /// runtime/repartition_plan.h) and why, as far as the file says.
+  struct Repartition {
+    bool would = false;  ///< when the source's topics have more than one partition in all
+    std::string reason;  ///< RepartitionReasonName: append_unkeyed, keyed_by, update_mode, ...
+    std::string why;     ///< the reason in words
+    std::string topic;   ///< would: the internal topic
+    int32_t partitions = 0;  ///< would: R as set ([source] repartition_partitions); 0: the source's count
+    bool built = false;      ///< `sluice run` runs the two stages (false: one stage, as before)
+  };
+
   std::string name;
   std::string file;
   std::string language = "toml";
@@ -103,6 +114,7 @@ struct PipelineExplanation {
   std::vector<Column> output;  ///< what the sink receives per row
   Sink sink;
   std::string dead_letters;  ///< where dead-lettered records go
+  Repartition repartition;
   /// Why the engine keeps state across checkpoints ("mode = \"append\""), "" when it keeps none.
   std::string state_needed;
 };

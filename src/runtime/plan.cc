@@ -7,6 +7,7 @@
 #include "core/time.h"
 #include "operators/aggregate_function.h"
 #include "runtime/registry.h"
+#include "runtime/repartition_plan.h"
 
 namespace sluice {
 namespace {
@@ -465,6 +466,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PipelineConfig& config) {
     RETURN_IF_ERROR(CompileSelect(config, plan.get()));
   }
   RETURN_IF_ERROR(CheckKeyedBy(config, *plan));
+  RETURN_IF_ERROR(CheckRepartitionPartitions(config));
   return plan;
 }
 
@@ -521,6 +523,7 @@ std::string DescribePlan(const Plan& plan) {
     out << "\n";
     for (const auto& m : a.metrics) out << "    metric  " << m.name << " = " << m.text << "\n";
   }
+  out << DescribeRepartition(DecideRepartition(c));
   Schema output = plan.OutputSchema();
   out << "  output   ";
   for (size_t i = 0; i < output.size(); ++i) {

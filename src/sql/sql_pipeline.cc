@@ -1,6 +1,8 @@
 #include "sql/sql_pipeline.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -892,6 +894,20 @@ Status Translator::SourceOptions() {
         src.keyed_by_where.push_back(where);
         from = comma + 1;
       }
+      continue;
+    }
+    if (key == "repartition_partitions") {
+      // The partitions of the internal topic <pipeline>-repartition (checked by the planner).
+      ASSIGN_OR_RETURN(std::string v, OptionValue(o));
+      char* end = nullptr;
+      errno = 0;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || errno != 0 || n < 1 || n > 100000) {
+        return ctx_.Error(o.Location(), "repartition_partitions must be a positive integer (the partitions of the "
+                                        "internal topic <pipeline>-repartition, at most 100000), not '" + v + "'");
+      }
+      src.repartition_partitions = static_cast<int32_t>(n);
+      src.repartition_partitions_where = where;
       continue;
     }
     ASSIGN_OR_RETURN(std::string v, OptionValue(o, IsPathOption(key) ? PathKind::kPath : PathKind::kNone));
