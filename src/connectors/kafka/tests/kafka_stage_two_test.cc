@@ -212,6 +212,7 @@ class KafkaStageTwoTest : public ::testing::Test {
     EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
     options.stage_two.enabled = true;
     options.stage_two.upstreams = StageTwoUpstreams({{0, 3}});
+    options.workers = 1;  // one group member per process
     auto runner = Runner::Make(std::move(cfg).value(), options);
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
     if (!runner.ok()) return nullptr;
@@ -299,6 +300,12 @@ TEST_F(KafkaStageTwoTest, TwoProcessesInOneGroupReadCommittedRecordsOnly) {
   std::map<int32_t, int64_t> ends = Ends();
   ASSERT_TRUE(WaitFor([&] { return AtEnds(ends); })) << "a did not read the first half";
   ASSERT_NE(Start("b"), nullptr);
+  // The group moves partitions to b (eager rebalance: every task is claimed again, b's with the
+  // open windows and upstream vectors a committed) before the rest is produced.
+  ASSERT_TRUE(WaitFor([&] {
+    return Q("SELECT COUNT(*) FROM _sluice_tasks WHERE pipeline = 'rp' AND fence >= 2") ==
+           std::vector<std::string>{std::to_string(kPartitions)};
+  })) << "no rebalance after b joined";
   for (size_t i = half; i < data.transactions.size(); ++i) ProduceTransaction(data.transactions[i]);
   ends = Ends();
   ASSERT_TRUE(WaitFor([&] { return AtEnds(ends) && Rows().size() >= data.expected_rows.size(); }, 90))
