@@ -104,10 +104,32 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
       // each task can keep and emit its own open windows, where the sink stores them.
       runner->append_tasks_ = !runner->config_.source.keyed_by.empty() && runner->sink_->SupportsTasks() &&
                               runner->sink_->StoresTaskWindows();
+      // Stage two: the repartition topic is keyed by the group key by construction, so it is
+      // append mode on tasks with partials merged instead of records aggregated.
+      if (runner->options_.stage_two.enabled) {
+        if (!runner->sink_->SupportsTasks() || !runner->sink_->StoresTaskWindows()) {
+          return Status::InvalidArgument(runner->config_.sink.options.Where("uri") + ": sink " +
+                                         runner->config_.sink.uri +
+                                         " does not keep open windows per task, which the repartition stage "
+                                         "needs; use an sqlite:, mysql:, parquet: or cassandra: sink");
+        }
+        // An aborted transaction of stage one (a fenced or crashed process) must never count.
+        const Options& so = runner->config_.source.options;
+        if (so.Has("kafka.isolation.level") && so.GetString("kafka.isolation.level") != "read_committed") {
+          return Status::InvalidArgument(so.Where("kafka.isolation.level") +
+                                         ": the repartition stage reads its topic read_committed only");
+        }
+        runner->append_tasks_ = true;
+        runner->stage_two_ = true;
+      }
       if (!runner->append_tasks_) runner->open_ = std::make_unique<Aggregator>(spec);
     } else if (spec->allowed_lateness_micros >= 0) {
       needs = "allowed_lateness";
     }
+  }
+  if (runner->options_.stage_two.enabled && !runner->stage_two_) {
+    return Status::InvalidArgument("pipeline " + runner->config_.name +
+                                   ": the repartition stage needs an [aggregate] with mode = \"append\"");
   }
   if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
@@ -289,6 +311,7 @@ Status Runner::Start() {
   for (size_t i = 0; i < sources.size(); ++i) {
     SourceContext sc;
     sc.until_caught_up = options_.until_caught_up;
+    if (stage_two_ && options_.until_caught_up) sc.take_end_offsets_when = options_.stage_two.take_end_offsets_when;
     sc.catch_up_timeout = std::chrono::microseconds(config_.catch_up_timeout_micros);
     sc.follow = options_.follow;
     sc.instance = static_cast<int>(i);
@@ -323,6 +346,7 @@ Status Runner::Start() {
       workers_.back()->PublishClosedBound(window_.closed_before);
       workers_.back()->SetHeldPerPartition(tasks_);
       workers_.back()->SetAggregatePerPartition(append_tasks_);
+      if (stage_two_) workers_.back()->SetStageTwo(plan_->aggregate.get());
     }
     // A lost partition's task is dropped uncommitted (its next owner's claim has its last
     // commit); without tasks nothing fences a commit, and a loss takes the revoke way.
@@ -561,7 +585,12 @@ std::vector<std::vector<Value>> Runner::AdvanceWindows(std::vector<DeltaRow>&& d
       int64_t& emitted = task_emitted_.try_emplace(p, kNoWatermark).first->second;
       auto it = task_open_.find(p);
       std::vector<DeltaRow> mine;
-      if (*all_ended) {
+      if (stage_two_) {
+        // Emitted by the upstreams' minimum watermark, not by this process's clock; never all
+        // at the end (the repartition topic is never exhausted for good).
+        auto merge = stage_two_tasks_.find(p);
+        if (merge != stage_two_tasks_.end()) mine = merge->second->Emit();
+      } else if (*all_ended) {
         if (it == task_open_.end()) continue;
         mine = it->second->TakeAll();
         for (const auto& d : mine) {
@@ -769,7 +798,8 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
           std::lock_guard<std::mutex> claims(claims_mu_);
           if (append_tasks_) {
             open_rows = state->open.size();
-            claimed_windows_[partition] = ClaimedWindows{std::move(state->open), state->emitted_before};
+            claimed_windows_[partition] =
+                ClaimedWindows{std::move(state->open), state->emitted_before, std::move(state->upstreams)};
           }
           owned_partitions_.insert(partition);
         }
@@ -822,6 +852,38 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
   return LookupCommitted(source, partition);
 }
 
+StageTwoMerge& Runner::StageTwoFor(int32_t partition) {
+  std::unique_ptr<StageTwoMerge>& m = stage_two_tasks_[partition];
+  if (!m) {
+    m = std::make_unique<StageTwoMerge>(
+        StageTwoOptions{plan_->aggregate.get(), options_.stage_two.upstreams, config_.source.name, partition});
+  }
+  return *m;
+}
+
+Status Runner::FeedStageTwo(CheckpointWork* work) {
+  for (auto& [p, list] : work->stage_two) {
+    StageTwoMerge& merge = StageTwoFor(p);
+    for (auto& in : list) {
+      Status s = merge.Add(std::move(in.record), in.offset);
+      if (!s.ok()) {
+        return s.WithContext("pipeline " + config_.name + ": " + config_.source.name + "[" + std::to_string(p) +
+                             "] offset " + std::to_string(in.offset));
+      }
+    }
+  }
+  work->stage_two.clear();
+  const int64_t now = WallClockMicros();
+  for (auto& [p, merge] : stage_two_tasks_) {
+    for (DeadLetter& d : merge->TakeDeadLetters()) {
+      // Stage one's keep the time they were dead-lettered there; late partials get this one.
+      if (d.time_micros == 0) d.time_micros = now;
+      work->letters.push_back(std::move(d));
+    }
+  }
+  return Status::OK();
+}
+
 Aggregator& Runner::TaskOpen(int32_t partition) {
   std::unique_ptr<Aggregator>& a = task_open_[partition];
   if (!a) a = std::make_unique<Aggregator>(plan_->aggregate.get());
@@ -872,7 +934,11 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
     }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
-    if (append_tasks_) {
+    if (stage_two_) {
+      // The merge's own state: open windows, emitted bound, the upstream vector, and as
+      // progress the upstreams' minimum watermark and highest event time.
+      st = StageTwoFor(p).State();  // pr refers to st.progress
+    } else if (append_tasks_) {
       if (auto it = task_open_.find(p); it != task_open_.end()) st.open = it->second->Snapshot();
       if (auto it = task_emitted_.find(p); it != task_emitted_.end()) st.emitted_before = it->second;
     }
@@ -889,6 +955,7 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
     // be emitted here any more (the next owner emits them).
     task_open_.erase(p);
     task_emitted_.erase(p);
+    stage_two_tasks_.erase(p);
     released_at_[p] = work->epoch;
   }
 }
@@ -1036,7 +1103,11 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
     // Append mode on tasks: its open windows are its next owner's now (claimed as committed).
     task_open_.erase(p);
     task_emitted_.erase(p);
-    if (pending_) pending_->partition_deltas.erase(p);
+    stage_two_tasks_.erase(p);
+    if (pending_) {
+      pending_->partition_deltas.erase(p);
+      pending_->stage_two.erase(p);
+    }
   }
   {
     std::lock_guard<std::mutex> lock(claimed_held_mu_);
@@ -1154,6 +1225,10 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
     for (auto& [p, list] : h.partition_deltas) {
       if (!list.empty()) work->partition_deltas[p].push_back(std::move(list));
     }
+    for (auto& [p, list] : h.stage_two) {
+      std::vector<RepartitionInput>& to = work->stage_two[p];
+      for (auto& r : list) to.push_back(std::move(r));
+    }
     for (auto& r : h.rows) work->rows.push_back(std::move(r));
     for (auto& d : h.dead_letters) work->letters.push_back(std::move(d));
     for (const auto& [p, o] : h.positions) positions_[{config_.source.name, p}] = o;
@@ -1262,7 +1337,24 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
       // still hold of an earlier ownership. A task lost or released since is not ours.
       task_open_.erase(p);
       task_emitted_.erase(p);
+      stage_two_tasks_.erase(p);
       if (owned.count(p) == 0) continue;
+      if (stage_two_) {
+        TaskState st;
+        st.open = std::move(c.open);
+        st.emitted_before = c.emitted_before;
+        st.upstreams = std::move(c.upstreams);
+        if (Status s = StageTwoFor(p).Restore(std::move(st)); !s.ok()) {
+          stage_two_tasks_.erase(p);
+          std::lock_guard<std::mutex> lock(epoch_mu_);
+          if (claim_error_.ok()) {
+            claim_error_ = s.WithContext("pipeline " + config_.name + ": " + config_.source.name + "[" +
+                                         std::to_string(p) + "] in " + config_.sink.uri);
+          }
+          positions_uncertain_.store(true);  // nothing of this run may be committed
+        }
+        continue;
+      }
       TaskOpen(p).Merge(std::move(c.open));
       task_emitted_[p] = c.emitted_before;
     }
@@ -1270,6 +1362,13 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
       for (auto& d : parts) TaskOpen(p).Merge(std::move(d));
     }
     work->partition_deltas.clear();
+    if (stage_two_) {
+      if (Status s = FeedStageTwo(work); !s.ok()) {
+        std::lock_guard<std::mutex> lock(epoch_mu_);
+        if (claim_error_.ok()) claim_error_ = s;
+        positions_uncertain_.store(true);  // nothing of this run may be committed
+      }
+    }
   }
   if (plan_->aggregate) {
     std::set<int32_t> close = owned;
@@ -1289,6 +1388,7 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
     CollectTaskStates(work, std::move(owned));
     int64_t open_windows = 0;
     for (const auto& [p, a] : task_open_) open_windows += static_cast<int64_t>(a->size());
+    for (const auto& [p, m] : stage_two_tasks_) open_windows += static_cast<int64_t>(m->open_groups());
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.watermark_micros = window_.watermark;
     stats_.open_windows = open_windows;

@@ -16,12 +16,34 @@
 #include "runtime/plan.h"
 #include "runtime/sink.h"
 #include "runtime/sink_inventory.h"
+#include "runtime/stage_two.h"
 #include "runtime/stats.h"
 #include "runtime/task_state.h"
 #include "runtime/window_state.h"
 #include "runtime/worker.h"
 
 namespace sluice {
+
+/// Makes a Runner stage two of a repartitioned pipeline (docs/notes-16/repartition.md): its
+/// source is the repartition topic `<pipeline>-repartition` (a Kafka source, read_committed),
+/// one task per partition of it. The pipeline's [aggregate] must be append mode and its sink
+/// one that stores task windows (SQLite, MySQL, Parquet, Cassandra). Each record bypasses the
+/// decoder, the steps and the worker's aggregate (Worker::SetStageTwo); the coordinator keeps
+/// a StageTwoMerge per task in place of append mode's per-task aggregator: claim -> Restore
+/// from the task's TaskState, each record -> Add, each checkpoint -> Emit() (rows into the
+/// sink), the dead letters (stage one's, late partials) and State() (the task's state), all
+/// in the commit that carries the repartition topic's positions.
+struct StageTwoRunOptions {
+  bool enabled = false;
+  /// Every stage-one task, from the source topics' metadata (StageTwoUpstreams): a window is
+  /// emitted only when each of them has sent a control past it.
+  std::vector<UpstreamId> upstreams;
+  /// --until-caught-up: when set, the source takes the repartition topic's end offsets (last
+  /// stable offsets) only once this returns true — after stage one ended — instead of at
+  /// start (SourceContext::take_end_offsets_when). Called on worker threads; must be cheap
+  /// and thread-safe (an atomic flag).
+  std::function<bool()> take_end_offsets_when;
+};
 
 /// How a run behaves, from the command line.
 struct RunOptions {
@@ -40,6 +62,8 @@ struct RunOptions {
   /// How many times `sluice run` built a new runner for this pipeline after kFenced (reported
   /// as sluice_fenced_restarts_total, which counts on across those runners).
   int64_t fenced_restarts = 0;
+  /// Stage two of a repartitioned pipeline (set by the planner's split, never by a flag).
+  StageTwoRunOptions stage_two = {};
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
@@ -107,6 +131,8 @@ class Runner : public CheckpointRequester {
   bool uses_tasks() const { return tasks_; }
   /// True when append mode keeps its open windows per task ([source] keyed_by). Set by Make().
   bool append_on_tasks() const { return append_tasks_; }
+  /// True when this runner is stage two of a repartitioned pipeline (RunOptions::stage_two).
+  bool stage_two() const { return stage_two_; }
   /// How often this run warned that other members of its group read part of its input while
   /// its state is one for all processes (append mode, or a sink without tasks).
   int64_t split_with_one_state_warnings() const { return split_with_one_state_warnings_.load(); }
@@ -169,6 +195,9 @@ class Runner : public CheckpointRequester {
     /// Append mode on tasks: the workers' deltas by partition, merged into task_open_ when the
     /// checkpoint is collected.
     std::map<int32_t, std::vector<std::vector<DeltaRow>>> partition_deltas;
+    /// Stage two: the repartition records read, by partition, fed to the tasks' merges when the
+    /// checkpoint is collected.
+    std::map<int32_t, std::vector<RepartitionInput>> stage_two;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -356,10 +385,20 @@ class Runner : public CheckpointRequester {
   /// releases it.
   std::map<int32_t, std::unique_ptr<Aggregator>> task_open_;
   std::map<int32_t, int64_t> task_emitted_;
+  /// Stage two (RunOptions::stage_two; append_tasks_ is true too): each task's merge, in place
+  /// of task_open_ and task_emitted_ (coordinator thread).
+  bool stage_two_ = false;
+  std::map<int32_t, std::unique_ptr<StageTwoMerge>> stage_two_tasks_;
+  /// Stage two: the merge of `partition`'s task (created empty).
+  StageTwoMerge& StageTwoFor(int32_t partition);
+  /// Stage two: feeds the records of `work` to their tasks' merges and takes their dead
+  /// letters into `work`. An error (a record the merge refuses) fails the run.
+  Status FeedStageTwo(CheckpointWork* work);
   /// A task's open windows and emitted bound as claimed, until the coordinator takes them.
   struct ClaimedWindows {
     std::vector<DeltaRow> open;
     int64_t emitted_before = kNoWatermark;
+    std::vector<RepartitionControl> upstreams;  ///< stage two: the upstream vector
   };
   std::map<int32_t, ClaimedWindows> claimed_windows_;  // guarded by claims_mu_
   /// Coordinator: partition -> the epoch of the collection that released its task, until that

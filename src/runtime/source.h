@@ -85,6 +85,12 @@ struct SourceContext {
   std::function<Result<bool>(const std::vector<int32_t>& lost)> drop_lost;
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
+  /// With until_caught_up: when set, the end offsets are taken not at Open but at the first
+  /// poll after this returns true (a Kafka source: each partition's last stable offset), and
+  /// the source reads on until then, never ending before. Stage two of a repartitioned pipeline
+  /// takes the repartition topic's ends after stage one ended (docs/notes-16/repartition.md,
+  /// "--until-caught-up"). Called on the worker thread between polls; must be cheap.
+  std::function<bool()> take_end_offsets_when;
   /// With until_caught_up: how long a source may go without progress (no record read, no
   /// committed position of the input moving, or every read failing) before it gives up.
   std::chrono::microseconds catch_up_timeout{300'000'000};

@@ -9,6 +9,15 @@
 #include "operators/delta_order.h"
 
 namespace sluice {
+
+std::vector<UpstreamId> StageTwoUpstreams(const std::map<int32_t, int32_t>& partitions_by_topic) {
+  std::vector<UpstreamId> out;
+  for (const auto& [topic, count] : partitions_by_topic) {
+    for (int32_t p = 0; p < count; ++p) out.push_back(UpstreamId{topic, p});
+  }
+  return out;
+}
+
 namespace {
 
 /// a + b, held within int64 (a window start read from a record can be anything).

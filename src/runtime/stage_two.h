@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,10 @@ struct StageTwoOptions {
   std::string source;
   int32_t partition = 0;
 };
+
+/// Returns every stage-one task of a source from its topics' metadata: topic index (the
+/// UpstreamId's, the Kafka source's topic slot) -> that topic's partition count.
+std::vector<UpstreamId> StageTwoUpstreams(const std::map<int32_t, int32_t>& partitions_by_topic);
 
 /// The merge of one stage-two task (one partition of `<pipeline>-repartition`), without Kafka:
 /// fed that partition's records in topic order, it merges the partials of each (window, group)

@@ -139,6 +139,7 @@ void Worker::PublishReadPositions(bool force) {
 size_t Worker::PendingSize() {
   size_t groups = aggregator_ ? aggregator_->size() : 0;
   for (const auto& [p, a] : partition_aggregators_) groups += a->size();
+  for (const auto& [p, list] : pending_.stage_two) groups += list.size();
   return groups + pending_.rows.size() + pending_.dead_letters.size();
 }
 
@@ -163,7 +164,9 @@ Status Worker::Setup() {
     if (!s.ok()) return s.WithContext("source " + source_name_);
   }
   std::string row_path_reason = "SLUICE_COLUMNAR=0";
-  if (ColumnarWanted()) {
+  if (stage_two_spec_) {
+    row_path_reason = "stage two: records bypass decoding";
+  } else if (ColumnarWanted()) {
     row_path_reason = ColumnarIneligibility(*plan_, source_->decoder_options());
     if (row_path_reason.empty()) {
       const std::optional<std::string> header = source_->Header();
@@ -250,6 +253,7 @@ Result<bool> Worker::DropLost(const std::vector<int32_t>& lost) {
   }
   pending_.deltas.clear();
   pending_.partition_deltas.clear();
+  pending_.stage_two.clear();
   pending_.rows.clear();
   pending_.dead_letters.clear();
   pending_.positions.clear();
@@ -261,6 +265,7 @@ Result<bool> Worker::DropLost(const std::vector<int32_t>& lost) {
     // committed before its callback returned).
     outbox_.deltas.clear();
     outbox_.partition_deltas.clear();
+    outbox_.stage_two.clear();
     outbox_.rows.clear();
     outbox_.dead_letters.clear();
     outbox_.positions.clear();
@@ -360,6 +365,11 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     for (auto& d : list) to.push_back(std::move(d));
   }
   pending_.partition_deltas.clear();
+  for (auto& [p, list] : pending_.stage_two) {
+    std::vector<RepartitionInput>& to = outbox_.stage_two[p];
+    for (auto& r : list) to.push_back(std::move(r));
+  }
+  pending_.stage_two.clear();
   for (auto& r : pending_.rows) outbox_.rows.push_back(std::move(r));
   for (auto& d : pending_.dead_letters) outbox_.dead_letters.push_back(std::move(d));
   for (const auto& [p, o] : pending_.positions) outbox_.positions[p] = o;
@@ -484,6 +494,12 @@ void Worker::Run() {
     backoff_ms = 100;
     failing_since_.reset();
     if (!batch_.empty() || !batch_.dead_letters().empty()) ProcessBatch();
+    if (!stage_two_error_.ok()) {
+      counters_->source_errors.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = stage_two_error_;
+      break;
+    }
     for (const auto& [p, o] : source_->PositionsPastRecords()) {
       auto it = pending_.positions.find(p);
       if (it == pending_.positions.end() || it->second < o) pending_.positions[p] = o;
@@ -534,6 +550,8 @@ void Worker::ProcessBatch() {
   int32_t position_partition = 0;
   for (size_t i = 0; i < batch_.size(); ++i) {
     Process(i);
+    // A repartition record that does not decode: nothing from it on is handed over.
+    if (!stage_two_error_.ok()) return;
     const RawRecord& r = batch_.record(i);
     if (position == nullptr || r.partition != position_partition) {
       position = &pending_.positions[r.partition];
@@ -589,7 +607,24 @@ void Worker::RetryHeld() {
   counters_->held.store(static_cast<int64_t>(held_.size()), std::memory_order_relaxed);
 }
 
+void Worker::ProcessStageTwo(size_t i) {
+  const RawRecord& rec = batch_.record(i);
+  Result<RepartitionRecord> decoded = DecodeRepartitionValue(batch_.payload(i), *stage_two_spec_);
+  if (!decoded.ok()) {
+    stage_two_error_ = decoded.status().WithContext("source " + source_name_ + " partition " +
+                                                    std::to_string(rec.partition) + " offset " +
+                                                    std::to_string(rec.offset));
+    return;
+  }
+  pending_.stage_two[rec.partition].push_back(RepartitionInput{std::move(decoded).value(), rec.offset});
+  ++unflushed_aggregated_;
+}
+
 void Worker::Process(size_t i) {
+  if (stage_two_spec_) {
+    ProcessStageTwo(i);
+    return;
+  }
   const RawRecord& rec = batch_.record(i);
   const Current current{batch_.payload(i), rec.partition, rec.offset};
   if (columnar_) {

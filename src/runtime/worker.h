@@ -20,12 +20,20 @@
 #include "operators/column_filter.h"
 #include "operators/columnar_decoder.h"
 #include "runtime/plan.h"
+#include "runtime/repartition_record.h"
 #include "runtime/source.h"
 #include "runtime/stats.h"
 #include "runtime/watermark.h"
 #include "runtime/window_state.h"
 
 namespace sluice {
+
+/// A record of a repartition topic read by a stage-two worker (Worker::SetStageTwo), decoded,
+/// with its offset in its partition.
+struct RepartitionInput {
+  RepartitionRecord record;
+  int64_t offset = 0;
+};
 
 /// What a worker hands to the checkpoint coordinator: everything it produced since its previous
 /// handoff, and the positions just after the last record that went into it.
@@ -34,6 +42,8 @@ struct Handoff {
   /// With Worker::SetAggregatePerPartition: the deltas by the partition of their records
   /// (`deltas` stays empty).
   std::map<int32_t, std::vector<DeltaRow>> partition_deltas;
+  /// With Worker::SetStageTwo: the repartition records read, by partition, in topic order.
+  std::map<int32_t, std::vector<RepartitionInput>> stage_two;
   std::vector<std::vector<Value>> rows;
   std::vector<DeadLetter> dead_letters;
   std::map<int32_t, int64_t> positions;  ///< partition -> next offset
@@ -110,6 +120,12 @@ class Worker {
   /// (Handoff::partition_deltas), before Start(): append mode keeps its open windows per task
   /// when the source is keyed by group key ([source] keyed_by).
   void SetAggregatePerPartition(bool on) { per_partition_ = on; }
+  /// Stage two of a repartitioned pipeline (before Start()): the source is the repartition
+  /// topic, whose records bypass decoding, the steps and the aggregate: each is decoded with
+  /// DecodeRepartitionValue for `spec` and handed over by partition (Handoff::stage_two). A
+  /// record that does not decode (another [aggregate]'s, or corrupt) ends the worker with the
+  /// codec's error, before the record's position is handed over.
+  void SetStageTwo(const AggregateSpec* spec) { stage_two_spec_ = spec; }
   /// A partition the group takes away without a revoke (SourceContext::drop_lost) is dropped
   /// uncommitted (before Start(); tasks only). Off: the loss takes the revoke way.
   void SetDropsLost(bool on) { drops_lost_ = on; }
@@ -146,6 +162,8 @@ class Worker {
     int64_t offset;
   };
   void Process(size_t i);
+  /// SetStageTwo: decodes record `i` into pending_.stage_two, or sets stage_two_error_.
+  void ProcessStageTwo(size_t i);
   /// The columnar path (runtime/columnar.h): record `i` of a batch that ProcessBatch() decoded
   /// into columns_ runs the steps and the aggregate like Process(const Current&).
   void ProcessColumnar(size_t i, const Current& record);
@@ -213,6 +231,8 @@ class Worker {
   std::unique_ptr<Aggregator> aggregator_;
   /// per_partition_: one aggregator per partition read since the last handoff.
   bool per_partition_ = false;
+  const AggregateSpec* stage_two_spec_ = nullptr;
+  Status stage_two_error_;  ///< the first record SetStageTwo could not decode
   std::map<int32_t, std::unique_ptr<Aggregator>> partition_aggregators_;
   Aggregator* current_aggregator_ = nullptr;  ///< of current_aggregator_partition_
   int32_t current_aggregator_partition_ = -1;

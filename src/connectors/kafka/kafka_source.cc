@@ -271,7 +271,7 @@ Status KafkaSource::Open(const SourceContext& ctx) {
     }
   }
   for (const auto& [slot, topic] : slots_.topics()) RETURN_IF_ERROR(Slot(topic).status());
-  if (ctx_.until_caught_up) RETURN_IF_ERROR(FetchEndOffsets());
+  if (ctx_.until_caught_up && !ctx_.take_end_offsets_when) RETURN_IF_ERROR(FetchEndOffsets());
   ListPartitions();
   std::vector<std::string> subscription = settings_.topics;
   if (!settings_.pattern.empty()) subscription = {settings_.pattern};
@@ -457,7 +457,9 @@ Status KafkaSource::FetchEndOffsets() {
                          "partition ({}): the topic was deleted and recreated; the partition is "
                          "read again from its beginning", settings_.client_id, Label(id), *c, high);
           }
-          next_[id] = low;  // replaced by the committed position on assignment
+          // Replaced by the committed position on assignment; taken late
+          // (take_end_offsets_when), a partition read already keeps where it is.
+          next_.try_emplace(id, low);
         }
       }
       if (ok) return Status::OK();
@@ -606,8 +608,20 @@ int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* rec
   return committed;
 }
 
+Status KafkaSource::TakeDeferredEndOffsets() {
+  if (!ctx_.until_caught_up || !EndOffsetsDeferred() || !ctx_.take_end_offsets_when()) return Status::OK();
+  RETURN_IF_ERROR(FetchEndOffsets());
+  end_offsets_taken_ = true;
+  last_progress_ = std::chrono::steady_clock::now();
+  std::string ends;
+  for (const auto& [p, end] : end_offsets_) ends += (ends.empty() ? "" : ", ") + Label(p) + " at " + std::to_string(end);
+  spdlog::info("kafka {}: reading {} up to the end offsets taken now: {}", settings_.client_id, What(), ends);
+  return Status::OK();
+}
+
 bool KafkaSource::CaughtUp() {
   if (caught_up_) return true;
+  if (EndOffsetsDeferred()) return false;  // no end yet
   // A partition's task state (records held by a `hold` lookup, parked there by a revoke or by an
   // earlier run) comes back only with the claim on assignment: until this member has taken the
   // group's assignment (at start, or since a revoke) it is not caught up, else the run would end
@@ -668,6 +682,11 @@ bool KafkaSource::CaughtUp() {
 
 Status KafkaSource::CheckProgress() {
   if (!ctx_.until_caught_up || caught_up_) return Status::OK();
+  if (EndOffsetsDeferred()) {
+    // Waiting for the word to take the ends is not standing still.
+    last_progress_ = std::chrono::steady_clock::now();
+    return Status::OK();
+  }
   const auto stalled = std::chrono::steady_clock::now() - last_progress_;
   if (stalled < ctx_.catch_up_timeout) return Status::OK();
   std::string own;
@@ -709,6 +728,7 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
       self->last_poll_end_ = std::chrono::steady_clock::now();
     }
   } clear{this};
+  RETURN_IF_ERROR(TakeDeferredEndOffsets());
   RETURN_IF_ERROR(CheckProgress());
   if (!missing_.empty() && now >= next_missing_check_) ListPartitions();
   while (out->size() < max_records) {

@@ -98,6 +98,10 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
  private:
   /// Reads the end offsets of every partition (for until_caught_up).
   Status FetchEndOffsets();
+  /// SourceContext::take_end_offsets_when: takes the end offsets once it says so.
+  Status TakeDeferredEndOffsets();
+  /// True while the end offsets wait for SourceContext::take_end_offsets_when.
+  bool EndOffsetsDeferred() const { return ctx_.take_end_offsets_when && !end_offsets_taken_; }
   /// Reads the topics' partitions into topic_partitions_ (best effort): at open, then every
   /// 30 s while missing_ is set. A topic that does not exist (or a pattern matching none) is
   /// logged as a warning each time and kept in missing_; found, it is logged and missing_ cleared.
@@ -156,6 +160,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::chrono::steady_clock::time_point last_poll_end_;  ///< when Poll() last returned
   std::chrono::steady_clock::time_point next_wait_log_;
   bool caught_up_ = false;
+  bool end_offsets_taken_ = false;  ///< take_end_offsets_when said so and they were read
   /// True until the group's first assignment, and from a revoke to the next assignment. With
   /// task state (claim_position) a member in between is not caught up: records held for a
   /// partition's task come back only with the claim on assignment.
