@@ -129,12 +129,15 @@ class KafkaStageOneTest : public ::testing::Test, protected group_test::GroupRun
   void TearDown() override { TearDownGroup(); }
   std::vector<std::string> Q(const std::string&) override { return {}; }
 
-  PipelineConfig Config(const std::string& member) {
+  /// The pipeline over `source_uri` (default: member `member` of the group source).
+  PipelineConfig Config(const std::string& member, const std::string& source_uri = "",
+                        const std::string& source_options = "") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "[pipeline]\nname = \"rp\"\ncheckpoint_interval = \"5ms\"\n"
-        "[source]\nname = \"in\"\nuri = \"" + scheme_ + ":" + member + "\"\n"
+        "[source]\nname = \"in\"\nuri = \"" + (source_uri.empty() ? scheme_ + ":" + member : source_uri) + "\"\n" +
+        source_options +
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
         "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
@@ -251,7 +254,8 @@ class KafkaStageOneTest : public ::testing::Test, protected group_test::GroupRun
 
   /// Checks the repartition topic against `data`: partials merged per (window, key), late dead
   /// letters, controls.
-  void ExpectTopicHolds(const RawData& data, const AggregateSpec& spec) {
+  void ExpectTopicHolds(const RawData& data, const AggregateSpec& spec,
+                        std::map<std::pair<int32_t, UpstreamId>, RepartitionControl>* last_controls = nullptr) {
     std::map<std::string, std::pair<int64_t, int64_t>> merged;
     std::map<std::string, int> late;
     int64_t partials = 0, controls = 0, other_letters = 0;
@@ -274,6 +278,7 @@ class KafkaStageOneTest : public ::testing::Test, protected group_test::GroupRun
           ++controls;
           const RepartitionControl& c = record->control;
           EXPECT_TRUE(c.upstream == (UpstreamId{0, 0}) || c.upstream == (UpstreamId{0, 1}));
+          if (last_controls) (*last_controls)[{r.partition, c.upstream}] = c;
           auto [it, fresh] = last_watermark.try_emplace({r.partition, c.upstream}, c.watermark);
           if (!fresh) {
             EXPECT_GE(c.watermark, it->second) << "a control of upstream " << c.upstream.partition
@@ -378,6 +383,56 @@ TEST_F(KafkaStageOneTest, AnExistingTopicWithAnotherPartitionCountIsRefused) {
   EXPECT_NE(s.message().find("has 3 partitions"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("repartition_partitions = 3"), std::string::npos) << s.message();
   (*other)->Close();
+}
+
+// Stage one over a real 2-partition topic of raw records with the Kafka source and
+// --until-caught-up: the run ends at the end offsets, the repartition topic holds the brute
+// force of the records, and each upstream's last control in every partition carries `end`.
+TEST_F(KafkaStageOneTest, AnUntilCaughtUpRunOfARealTopicEndsWithEndControls) {
+  SLUICE_REQUIRE_KAFKA();
+  const std::string raw = kafkatest::Unique("s1-raw");
+  {
+    auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    auto created = (*admin)->CreateTopic(raw, 2);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+  }
+  const RawData data = RawData::Make(60, 7);
+  {
+    std::string error;
+    kafkatest::Handle producer = kafkatest::NewHandle(RD_KAFKA_PRODUCER, {}, &error);
+    ASSERT_TRUE(producer) << error;
+    for (int32_t p : {0, 1}) {
+      for (int part = 0; part < 4; ++part) {
+        for (const std::string& v : data.Part(p, part)) {
+          ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(raw.c_str()), RD_KAFKA_V_PARTITION(p),
+                                      RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+      }
+    }
+    ASSERT_EQ(rd_kafka_flush(producer.get(), 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  RunOptions options;
+  options.stage_one = true;
+  options.until_caught_up = true;
+  options.workers = 2;
+  const StageOneSinkOptions sink = SinkOptions();
+  options.sink_override = [sink] { return MakeStageOneSink(sink); };
+  auto runner = Runner::Make(Config("", "kafka://" + kafkatest::Brokers() + "/" + raw,
+                                    "group = \"" + kafkatest::Unique("s1-group") + "\"\n"),
+                             options);
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  const Status run = (*runner)->Run();
+  ASSERT_TRUE(run.ok()) << run.ToString();
+  std::map<std::pair<int32_t, UpstreamId>, RepartitionControl> last;
+  ExpectTopicHolds(data, *(*runner)->plan().aggregate, &last);
+  ASSERT_EQ(last.size(), static_cast<size_t>(2 * kR));
+  for (const auto& [where, control] : last) {
+    EXPECT_TRUE(control.end) << "upstream " << where.second.partition << " in partition " << where.first;
+    EXPECT_FALSE(control.idle);
+  }
 }
 
 }  // namespace
