@@ -291,6 +291,7 @@ void KafkaSink::Close() {
 }
 
 std::string KafkaSink::DeadLetterLocation() const {
+  if (TakesStageOne()) return "the repartition topic " + settings_.topic + " ('D' records, stored by stage two)";
   // Before Open() the default name is not filled in yet (sluice explain, validate).
   return "topic " + (settings_.dead_letter_topic.empty() ? settings_.topic + ".sluice-dead-letters"
                                                          : settings_.dead_letter_topic);

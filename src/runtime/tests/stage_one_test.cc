@@ -146,14 +146,19 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
 
   /// The append-mode pipeline "rp" (1-minute windows, delay 10 s, lateness 0, count and sum of
   /// v by k) as stage one, member `member`.
-  std::unique_ptr<Runner> MakeStageOne(const std::string& member, RunOptions options = {}) {
+  std::unique_ptr<Runner> MakeStageOne(const std::string& member, RunOptions options = {}, bool hold = false) {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
         "[pipeline]\nname = \"rp\"\ncheckpoint_interval = \"5ms\"\n"
         "[source]\nname = \"in\"\nuri = \"" + scheme_ + ":" + member + "\"\n"
         "[source.fields]\nk = \"string\"\nt = \"string\"\njob = \"int64\"\nv = \"int64\"\n"
-        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
+        "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n" +
+        (hold ? "[dimension.job]\nuri = \"" + jobs_ + "\"\nkey = \"id\"\n"
+                "fields = { id = \"int64\", company = \"int64\" }\nrefresh = \"20ms\"\n"
+                "[[step]]\nlookup = \"job\"\nkey = \"job\"\nfields = [\"company\"]\n"
+                "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
+              : std::string()) +
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
         "allowed_lateness = \"0s\"\nidle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
         "[sink]\nuri = \"sqlite:/nonexistent/unused.db\"\ntable = \"w\"\n";
@@ -173,10 +178,10 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
     EXPECT_FALSE((*runner)->append_on_tasks());
     return std::move(runner).value();
   }
-  Runner* StartStageOne(const std::string& member, RunOptions options = {}) {
+  Runner* StartStageOne(const std::string& member, RunOptions options = {}, bool hold = false) {
     GroupRuns::Run& run = runs_[member];
     if (run.thread.joinable()) run.thread.join();
-    run.runner = MakeStageOne(member, options);
+    run.runner = MakeStageOne(member, options, hold);
     if (!run.runner) return nullptr;
     run.done = false;
     GroupRuns::Run* r = &run;
@@ -376,6 +381,40 @@ TEST_F(StageOneTest, AMovedTaskGoesOnFromItsCommittedProgressAndCaughtUpControls
   }
   EXPECT_EQ(Controls(1, before).back().watermark, At("00:06:20"));
   EXPECT_EQ(Between(before, Commits()).partials[1], (std::vector<std::string>{"00:06:00|y|1|5"}));
+}
+
+// A record held by a lookup (its job unknown yet) belongs to its task's state: it moves with the
+// partition to the next owner, which counts it once when the job appears.
+TEST_F(StageOneTest, AHeldRecordMovesWithItsTaskAndIsCountedOnce) {
+  Runner* a = StartStageOne("a", {}, /*hold=*/true);
+  ASSERT_NE(a, nullptr);
+  spec_ = a->plan().aggregate.get();
+  Runner* b = StartStageOne("b", {}, /*hold=*/true);
+  ASSERT_NE(b, nullptr);
+  Command("a", 'a', 0);
+  Produce(0, {Rec("x", "00:05:00", 1, 1), Rec("x", "00:05:10", 5, 10)});  // job 5: held
+  ASSERT_TRUE(WaitPosition(0, 2));
+  ASSERT_TRUE(WaitFor([&] { return a->Snapshot().held == 1; }));
+  Command("a", 'r', 0);
+  {
+    std::lock_guard<std::mutex> lock(store_.mu);
+    auto st = TaskState::Parse(store_.tasks[0].state, spec_);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    ASSERT_EQ(st->held.size(), 1u);
+    EXPECT_EQ(st->held[0].offset, 1);
+    EXPECT_TRUE(st->open.empty());
+  }
+  Command("b", 'a', 0);
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 1; }));
+  WriteJobs("1,10\n5,50\n");
+  ASSERT_TRUE(WaitFor([&] { return b->Snapshot().held == 0; }));
+  ASSERT_TRUE(Stop("b").ok());
+  ASSERT_TRUE(Stop("a").ok());
+  EXPECT_EQ(Between(0, Commits()).partials[0], (std::vector<std::string>{"00:05:00|x|2|11"}));
+  std::lock_guard<std::mutex> lock(store_.mu);
+  auto st = TaskState::Parse(store_.tasks[0].state, spec_);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->held.empty());
 }
 
 }  // namespace
