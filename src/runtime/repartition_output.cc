@@ -30,4 +30,27 @@ Result<std::vector<RepartitionMessage>> BuildStageOneCheckpoint(const std::vecto
   return out;
 }
 
+Result<std::vector<RepartitionMessage>> BuildStageOneMessages(const std::vector<StageOneOutput>& tasks,
+                                                              const std::vector<DeadLetter>& letters,
+                                                              int32_t partitions, const AggregateSpec& spec) {
+  if (partitions < 1) {
+    return Status::InvalidArgument("the repartition topic needs at least one partition, not " +
+                                   std::to_string(partitions));
+  }
+  std::vector<RepartitionMessage> out;
+  RepartitionRecord record;
+  record.kind = RepartitionRecord::Kind::kDeadLetter;
+  for (const DeadLetter& d : letters) {
+    record.dead_letter = d;
+    const int32_t p = d.partition < 0 ? 0 : d.partition % partitions;
+    out.push_back(RepartitionMessage{p, "", EncodeRepartitionValue(record, spec)});
+  }
+  for (const StageOneOutput& t : tasks) {
+    ASSIGN_OR_RETURN(std::vector<RepartitionMessage> one,
+                     BuildStageOneCheckpoint(t.partials, t.control, partitions, spec));
+    for (auto& m : one) out.push_back(std::move(m));
+  }
+  return out;
+}
+
 }  // namespace sluice

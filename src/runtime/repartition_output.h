@@ -4,11 +4,24 @@
 #include <string>
 #include <vector>
 
+#include "core/dead_letter.h"
 #include "core/status.h"
 #include "operators/aggregate_spec.h"
 #include "runtime/repartition_record.h"
 
 namespace sluice {
+
+/// The internal topic of a repartitioned pipeline: `<pipeline>-repartition`.
+inline std::string RepartitionTopicName(const std::string& pipeline) { return pipeline + "-repartition"; }
+
+/// What one stage-one task (one source partition) produces at one checkpoint: its aggregator's
+/// deltas drained since the last checkpoint, merged per (window, group) in DeltaLess order, and
+/// its progress as a control record. The runner in stage-one mode fills one per task it commits
+/// (Checkpoint::stage_one).
+struct StageOneOutput {
+  RepartitionControl control;
+  std::vector<DeltaRow> partials;
+};
 
 /// One message stage one produces to the repartition topic: its partition, key and value.
 struct RepartitionMessage {
@@ -28,5 +41,13 @@ Result<std::vector<RepartitionMessage>> BuildStageOneCheckpoint(const std::vecto
                                                                 const RepartitionControl& control,
                                                                 int32_t partitions,
                                                                 const AggregateSpec& spec);
+
+/// Builds every message of one stage-one transaction, in the order they must be produced: each
+/// dead letter as a 'D' record (empty key; partition = its source partition mod `partitions`, so
+/// a task's letters come before its control there), then each task's BuildStageOneCheckpoint
+/// (its partials, then its control to every partition), tasks in the order given. Pure.
+Result<std::vector<RepartitionMessage>> BuildStageOneMessages(const std::vector<StageOneOutput>& tasks,
+                                                              const std::vector<DeadLetter>& letters,
+                                                              int32_t partitions, const AggregateSpec& spec);
 
 }  // namespace sluice

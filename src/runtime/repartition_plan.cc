@@ -6,6 +6,7 @@
 
 #include "core/uri.h"
 #include "runtime/delta_codec.h"
+#include "runtime/repartition_output.h"
 #include "runtime/source.h"
 
 namespace sluice {
@@ -64,7 +65,7 @@ RepartitionDecision DecideRepartition(const PipelineConfig& config) {
     d.would = true;
     d.reason = RepartitionReason::kAppendUnkeyed;
     d.why = "append-mode windows over a Kafka source not declared keyed by the group key ([source] keyed_by)";
-    d.topic = config.name + "-repartition";  // stage one's RepartitionTopicName
+    d.topic = RepartitionTopicName(config.name);
   }
   return d;
 }

@@ -19,6 +19,7 @@
 #include "operators/dimension.h"
 #include "core/uri.h"
 #include "runtime/registry.h"
+#include "runtime/repartition_upstream.h"
 
 namespace sluice {
 namespace {
@@ -100,29 +101,44 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
     if (spec->append_mode) {
       needs = "mode = \"append\"";
-      // A source keyed by (part of) the group key puts every group's records in one partition:
-      // each task can keep and emit its own open windows, where the sink stores them.
-      runner->append_tasks_ = !runner->config_.source.keyed_by.empty() && runner->sink_->SupportsTasks() &&
-                              runner->sink_->StoresTaskWindows();
-      // Stage two: the repartition topic is keyed by the group key by construction, so it is
-      // append mode on tasks with partials merged instead of records aggregated.
-      if (runner->options_.stage_two.enabled) {
-        if (!runner->sink_->SupportsTasks() || !runner->sink_->StoresTaskWindows()) {
-          return Status::InvalidArgument(runner->config_.sink.options.Where("uri") + ": sink " +
-                                         runner->config_.sink.uri +
-                                         " does not keep open windows per task, which the repartition stage "
-                                         "needs; use an sqlite:, mysql:, parquet: or cassandra: sink");
-        }
-        // An aborted transaction of stage one (a fenced or crashed process) must never count.
-        const Options& so = runner->config_.source.options;
-        if (so.Has("kafka.isolation.level") && so.GetString("kafka.isolation.level") != "read_committed") {
-          return Status::InvalidArgument(so.Where("kafka.isolation.level") +
-                                         ": the repartition stage reads its topic read_committed only");
-        }
-        runner->append_tasks_ = true;
-        runner->stage_two_ = true;
+      if (runner->options_.stage_one && runner->options_.stage_two.enabled) {
+        return Status::InvalidArgument("pipeline " + runner->config_.name +
+                                       ": a runner is stage one or stage two of a repartitioned pipeline, not both");
       }
-      if (!runner->append_tasks_) runner->open_ = std::make_unique<Aggregator>(spec);
+      if (runner->options_.stage_one) {
+        // Stage one keeps no windows: each task's deltas leave with every checkpoint.
+        if (!runner->sink_->TakesStageOne() || !runner->sink_->SupportsTasks()) {
+          return Status::InvalidArgument("pipeline " + runner->config_.name + ": stage one of a repartitioned "
+                                         "pipeline needs the repartition topic's sink, not " +
+                                         runner->config_.sink.uri);
+        }
+        runner->stage_one_ = true;
+      } else {
+        // A source keyed by (part of) the group key puts every group's records in one
+        // partition: each task can keep and emit its own open windows, where the sink stores
+        // them.
+        runner->append_tasks_ = !runner->config_.source.keyed_by.empty() && runner->sink_->SupportsTasks() &&
+                                runner->sink_->StoresTaskWindows();
+        // Stage two: the repartition topic is keyed by the group key by construction, so it is
+        // append mode on tasks with partials merged instead of records aggregated.
+        if (runner->options_.stage_two.enabled) {
+          if (!runner->sink_->SupportsTasks() || !runner->sink_->StoresTaskWindows()) {
+            return Status::InvalidArgument(runner->config_.sink.options.Where("uri") + ": sink " +
+                                           runner->config_.sink.uri +
+                                           " does not keep open windows per task, which the repartition stage "
+                                           "needs; use an sqlite:, mysql:, parquet: or cassandra: sink");
+          }
+          // An aborted transaction of stage one (a fenced or crashed process) must never count.
+          const Options& so = runner->config_.source.options;
+          if (so.Has("kafka.isolation.level") && so.GetString("kafka.isolation.level") != "read_committed") {
+            return Status::InvalidArgument(so.Where("kafka.isolation.level") +
+                                           ": the repartition stage reads its topic read_committed only");
+          }
+          runner->append_tasks_ = true;
+          runner->stage_two_ = true;
+        }
+        if (!runner->append_tasks_) runner->open_ = std::make_unique<Aggregator>(spec);
+      }
     } else if (spec->allowed_lateness_micros >= 0) {
       needs = "allowed_lateness";
     }
@@ -130,6 +146,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   if (runner->options_.stage_two.enabled && !runner->stage_two_) {
     return Status::InvalidArgument("pipeline " + runner->config_.name +
                                    ": the repartition stage needs an [aggregate] with mode = \"append\"");
+  }
+  if (runner->options_.stage_one && !runner->stage_one_) {
+    return Status::InvalidArgument("pipeline " + runner->config_.name +
+                                   ": stage one of a repartitioned pipeline needs an [aggregate] in mode = \"append\"");
   }
   if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
@@ -158,6 +178,14 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   }
   using Store = PipelineConfig::DeadLetterStore;
   const Store store = runner->config_.dead_letter_store;
+  if (runner->stage_one_) {
+    // Stage one's dead letters go with its checkpoints to the repartition topic; stage two
+    // stores them where the pipeline's [dead_letter] says.
+    if (!runner->sink_->StoresDeadLetters()) {
+      return Status::InvalidArgument("pipeline " + runner->config_.name + ": stage one's sink must store dead letters");
+    }
+    return runner;
+  }
   if (store == Store::kSink && !runner->sink_->StoresDeadLetters()) {
     return Status::InvalidArgument(runner->config_.dead_letter_where + ": sink " +
                                    runner->config_.sink.uri +
@@ -345,7 +373,7 @@ Status Runner::Start() {
       // before the restart are late, as they would have been without it.
       workers_.back()->PublishClosedBound(window_.closed_before);
       workers_.back()->SetHeldPerPartition(tasks_);
-      workers_.back()->SetAggregatePerPartition(append_tasks_);
+      workers_.back()->SetAggregatePerPartition(append_tasks_ || stage_one_);
       if (stage_two_) workers_.back()->SetStageTwo(plan_->aggregate.get());
     }
     // A lost partition's task is dropped uncommitted (its next owner's claim has its last
@@ -961,7 +989,7 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
 }
 
 void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                            std::vector<uint32_t>* row_tasks) {
+                            std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one) {
   std::set<int32_t> released(work.revoked.begin(), work.revoked.end());
   for (const auto& [p, state] : work.task_states) {
     auto owned = owned_.find(p);
@@ -975,6 +1003,35 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     // again, so the sink shows them without an owner (sluice status) until the next claim.
     t.release = released.count(p) > 0 || cp->final;
     cp->tasks.push_back(std::move(t));
+  }
+  if (stage_one_) {
+    // Each task's partials of this checkpoint and its progress, in the order of cp->tasks. A
+    // task's partials are only ever here: should the commit be fenced, the run starts again
+    // from the committed positions and reads them again.
+    stage_one->clear();
+    stage_one->reserve(cp->tasks.size());
+    for (const TaskCommit& t : cp->tasks) {
+      StageOneOutput out;
+      // A Kafka source's partition id holds its topic's slot and the partition (kafka_ids.h).
+      out.control.upstream = UpstreamOfPartitionId(t.task.partition);
+      out.control.watermark = t.progress.watermark;
+      out.control.max_event_time = t.progress.max_event_time;
+      out.control.idle = t.progress.idle;
+      out.control.end = options_.until_caught_up && ended_partitions_.count(t.task.partition) > 0;
+      if (auto it = work.stage_one_partials.find(t.task.partition); it != work.stage_one_partials.end()) {
+        out.partials = it->second;
+        SortDeltas(&out.partials);
+      }
+      stage_one->push_back(std::move(out));
+    }
+    size_t strays = 0;
+    for (const auto& [p, partials] : work.stage_one_partials) {
+      if (!owned_.count(p) && !partials.empty()) ++strays;
+    }
+    if (strays > 0) {
+      spdlog::warn("checkpoint {}: partials of {} task(s) this process does not own are left out", cp->id, strays);
+    }
+    cp->stage_one = stage_one;
   }
   // Append mode on tasks: each row goes with the task whose windows it is (the Parquet sink
   // writes it under that task's files). A row whose task is not committed here cannot be (its
@@ -1107,6 +1164,7 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
     if (pending_) {
       pending_->partition_deltas.erase(p);
       pending_->stage_two.erase(p);
+      pending_->stage_one_partials.erase(p);
     }
   }
   {
@@ -1218,6 +1276,17 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
       std::erase_if(claimed_held_[i], [&](const auto& b) { return b.first <= h.claimed_taken; });
     }
     ReportEventTime(i, h);
+    if (stage_one_ && options_.until_caught_up) {
+      // Its source reached the end offsets seen at start: its tasks' controls say so, until a
+      // worker that reads on hands one of them over.
+      for (const auto& [p, pr] : h.progress) {
+        if (h.input_done) {
+          ended_partitions_.insert(p);
+        } else {
+          ended_partitions_.erase(p);
+        }
+      }
+    }
     if (tasks_) {
       for (const auto& [p, pr] : h.progress) partition_progress_[p] = {pr, h.enforced};
     }
@@ -1284,6 +1353,17 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
     parts.push_back(std::move(into->deltas));
     parts.push_back(std::move(later.deltas));
     MergeParts(std::move(parts), into);
+  }
+  for (auto& [p, partials] : later.stage_one_partials) {
+    std::vector<DeltaRow>& have = into->stage_one_partials[p];
+    if (have.empty()) {
+      have = std::move(partials);
+    } else if (!partials.empty()) {
+      std::vector<std::vector<DeltaRow>> both;
+      both.push_back(std::move(have));
+      both.push_back(std::move(partials));
+      have = MergeDeltas(*plan_->aggregate, std::move(both));
+    }
   }
   for (auto& r : later.rows) into->rows.push_back(std::move(r));
   into->row_partitions.insert(into->row_partitions.end(), later.row_partitions.begin(), later.row_partitions.end());
@@ -1359,6 +1439,12 @@ void Runner::AdvanceEventTime(CheckpointWork* work) {
       task_emitted_[p] = c.emitted_before;
     }
     for (auto& [p, parts] : work->partition_deltas) {
+      if (stage_one_) {
+        // Drained: what this checkpoint read of the task leaves with it as partials.
+        work->stage_one_partials[p] = MergeDeltas(*plan_->aggregate, std::move(parts));
+        work->state_changed = true;
+        continue;
+      }
       for (auto& d : parts) TaskOpen(p).Merge(std::move(d));
     }
     work->partition_deltas.clear();
@@ -1467,8 +1553,9 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
     if (letters_written) {
       ::sluice::Checkpoint cp = MakeSinkCheckpoint(work, final, dead_letter_length);
       std::vector<uint32_t> row_tasks;
+      std::vector<StageOneOutput> stage_one;
       std::lock_guard<std::mutex> lock(sink_mu_);
-      if (tasks_) AddTaskCommits(*work, &cp, &row_tasks);
+      if (tasks_) AddTaskCommits(*work, &cp, &row_tasks, &stage_one);
       s = sink_->Commit(cp);
       if (s.ok()) {
         *sink_rejected_total = sink_->RowsRejected();
@@ -1583,7 +1670,7 @@ Status Runner::StartCommit() {
   if (!work) return Status::OK();
   // Nothing new since the last commit (no commit is in flight, so committed_ is current). A
   // revoke with nothing new still commits when tasks are kept: it releases them in the sink.
-  if (work->deltas.empty() && work->rows.empty() && work->letters.empty() &&
+  if (work->deltas.empty() && work->rows.empty() && work->letters.empty() && work->stage_one_partials.empty() &&
       work->positions == committed_ && !work->state_changed && (!tasks_ || work->revoked.empty())) {
     MarkCommitted(*work);
     if (append_tasks_ && group_managed_.load()) {

@@ -64,6 +64,17 @@ struct RunOptions {
   int64_t fenced_restarts = 0;
   /// Stage two of a repartitioned pipeline (set by the planner's split, never by a flag).
   StageTwoRunOptions stage_two = {};
+  /// Runs the pipeline as stage one of a repartitioned pipeline (docs/notes-16/repartition.md):
+  /// the plan must be an append-mode [aggregate] and the sink one whose TakesStageOne() is true
+  /// (the Kafka sink of MakeStageOneSink). Each worker aggregates each partition apart, as
+  /// append mode with keyed_by does; at every checkpoint each task's deltas are drained into
+  /// Checkpoint::stage_one with the task's progress as its control record, instead of being kept
+  /// as open windows. A task's state is its progress and its held records. Records are judged
+  /// late by their own partition's watermark (or the closed bound where that is higher, as on
+  /// tasks) and dead-lettered `late`; the dead letters go to the sink with the checkpoint
+  /// ('D' records), whatever [dead_letter] says. With until_caught_up, the controls of tasks
+  /// whose worker's source reached its end carry `end`.
+  bool stage_one = false;
 };
 
 /// Runs one pipeline: starts its workers, and as checkpoint coordinator periodically collects
@@ -133,6 +144,8 @@ class Runner : public CheckpointRequester {
   bool append_on_tasks() const { return append_tasks_; }
   /// True when this runner is stage two of a repartitioned pipeline (RunOptions::stage_two).
   bool stage_two() const { return stage_two_; }
+  /// True when the run is stage one of a repartitioned pipeline (RunOptions::stage_one).
+  bool stage_one() const { return stage_one_; }
   /// How often this run warned that other members of its group read part of its input while
   /// its state is one for all processes (append mode, or a sink without tasks).
   int64_t split_with_one_state_warnings() const { return split_with_one_state_warnings_.load(); }
@@ -198,6 +211,9 @@ class Runner : public CheckpointRequester {
     /// Stage two: the repartition records read, by partition, fed to the tasks' merges when the
     /// checkpoint is collected.
     std::map<int32_t, std::vector<RepartitionInput>> stage_two;
+    /// Stage one: each task's deltas drained by the collections of this checkpoint, merged per
+    /// (window, group); they go to the sink as Checkpoint::stage_one and are kept nowhere else.
+    std::map<int32_t, std::vector<DeltaRow>> stage_one_partials;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -266,7 +282,7 @@ class Runner : public CheckpointRequester {
   /// sink_mu_). Append mode on tasks: fills `row_tasks` with each row's index into cp->tasks
   /// and points cp->row_tasks at it.
   void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                      std::vector<uint32_t>* row_tasks);
+                      std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one);
   /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
   /// remote_progress_, for the tasks other processes own.
   void ReadRemoteProgress();
@@ -380,6 +396,12 @@ class Runner : public CheckpointRequester {
   /// Append mode on tasks ([source] keyed_by): every group's records are in one partition, so
   /// each task keeps its own open windows and emits them; open_ is null then.
   bool append_tasks_ = false;
+  /// Stage one of a repartitioned pipeline (RunOptions::stage_one): tasks, per-partition
+  /// aggregates drained at every checkpoint; open_ is null and append_tasks_ false.
+  bool stage_one_ = false;
+  /// Stage one with until_caught_up: partitions whose worker's source reached its end (their
+  /// controls carry `end`). Coordinator thread.
+  std::set<int32_t> ended_partitions_;
   /// Coordinator: each task's open windows, and the bound up to which its windows are emitted
   /// (TaskState::emitted_before). A released task's are dropped with the collection that
   /// releases it.

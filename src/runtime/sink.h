@@ -14,6 +14,7 @@
 #include "core/value.h"
 #include "operators/aggregate_function.h"
 #include "operators/aggregate_spec.h"
+#include "runtime/repartition_output.h"
 #include "runtime/task_state.h"
 
 namespace sluice {
@@ -71,6 +72,12 @@ struct Checkpoint {
   /// given to a sink whose StoresDeadLetters() is true. Besides the records the workers
   /// dead-lettered, a sink may add letters of its own (rows it rejects) through the same path.
   const std::vector<DeadLetter>* dead_letters = nullptr;
+  /// Stage one of a repartitioned pipeline (RunOptions::stage_one; only given to a sink whose
+  /// TakesStageOne() is true): for each entry of `tasks`, in the same order, the task's partials
+  /// drained at this checkpoint and its control record (docs/notes-16/repartition.md). Written
+  /// in the same transaction as the task records; `rows` and `deltas` are empty then. Null
+  /// otherwise.
+  const std::vector<StageOneOutput>* stage_one = nullptr;
 };
 
 /// What one Commit() did to the rows of the results table (SQL sinks; others leave it zero).
@@ -152,6 +159,10 @@ class Sink {
   /// keeps its open windows per task, and each checkpoint's rows come with Checkpoint::row_tasks.
   /// Only with SupportsTasks().
   virtual bool StoresTaskWindows() const { return false; }
+  /// True when the sink is stage one's internal sink of a repartitioned pipeline: it writes
+  /// Checkpoint::stage_one (partials, controls) and the dead letters to the repartition topic
+  /// (the Kafka sink made by MakeStageOneSink). Only with SupportsTasks().
+  virtual bool TakesStageOne() const { return false; }
   /// Claims `task` for this process: in one transaction, bumps the task's fence (creating the
   /// task when new), records `owner`, and returns the new fence with the task's state and
   /// positions as they stand after the bump. From then on a Commit() carrying the task with an

@@ -380,6 +380,7 @@ void Worker::HandOver(const std::vector<int32_t>& revoked) {
     outbox_.enforced = pending_.enforced;
   }
   outbox_.input_ended = input_ended_;
+  outbox_.input_done = input_done_;
   if (plan_->holds) {
     outbox_.held = held_;
     outbox_.held_reported = true;

@@ -62,6 +62,9 @@ struct Handoff {
   /// partitions is judged late against at least this.
   int64_t enforced = kNoWatermark;
   bool input_ended = false;  ///< its bounded input is exhausted: it will never hold back windows
+  /// The source said kEnd (a bounded input's end, or --until-caught-up's end offsets reached),
+  /// whether or not that end is final (Source::EndIsFinal).
+  bool input_done = false;
   /// Lookups with on_missing = "hold": every record the worker holds now (all of them, each
   /// handoff), which the checkpoint stores since their positions are committed.
   std::vector<HeldRecord> held;

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -22,6 +23,8 @@
 #include "core/json_writer.h"
 #include "core/time.h"
 #include "core/uri.h"
+#include "runtime/repartition_output.h"
+#include "runtime/repartition_upstream.h"
 #include "runtime/sink_rejection.h"
 #include "runtime/window_state.h"
 
@@ -227,6 +230,42 @@ Result<std::unique_ptr<Sink>> KafkaSink::Make(const SinkConfig& config) {
   return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
 }
 
+// Stage one names its upstream tasks by the partition ids of the Kafka source (runtime code,
+// which cannot include kafka_ids.h, splits them so).
+static_assert(kUpstreamPartitionBits == kKafkaPartitionBits);
+
+std::string StageOneTransactionalId(const std::string& pipeline) {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  char random[16];
+  std::snprintf(random, sizeof(random), "%08x", static_cast<unsigned>(rd()));
+  return "sluice-" + pipeline + "-repartition-" + (host[0] ? std::string(host) : std::string("host")) + "-" +
+         std::to_string(::getpid()) + "-" + random;
+}
+
+Result<std::unique_ptr<Sink>> MakeStageOneSink(const StageOneSinkOptions& options) {
+  if (options.partitions < 1) {
+    return Status::InvalidArgument("the repartition topic needs at least one partition, not " +
+                                   std::to_string(options.partitions));
+  }
+  if (options.brokers.empty() || options.pipeline.empty()) {
+    return Status::InvalidArgument("stage one's sink needs the brokers and the pipeline's name");
+  }
+  KafkaSink::Settings s;
+  s.brokers = options.brokers;
+  s.topic = options.topic.empty() ? RepartitionTopicName(options.pipeline) : options.topic;
+  s.positions_topic = options.positions_topic;
+  s.timeout_ms = std::max<int64_t>(1000, options.timeout_ms);
+  s.properties = options.properties;
+  s.transactional_id =
+      options.transactional_id.empty() ? StageOneTransactionalId(options.pipeline) : options.transactional_id;
+  s.repartition_partitions = options.partitions;
+  // Never used: stage one's dead letters go to the repartition topic ('D' records).
+  s.dead_letter_topic = s.topic + ".sluice-dead-letters";
+  return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
+}
+
 KafkaSink::KafkaSink(Settings settings) : settings_(std::move(settings)) {
   // Here rather than in Open(): DeadLetterLocation() may be called from any thread, also while
   // Open() runs, so what it reads is fixed before.
@@ -252,6 +291,7 @@ void KafkaSink::Close() {
 }
 
 std::string KafkaSink::DeadLetterLocation() const {
+  if (TakesStageOne()) return "the repartition topic " + settings_.topic + " ('D' records, stored by stage two)";
   // Before Open() the default name is not filled in yet (sluice explain, validate).
   return "topic " + (settings_.dead_letter_topic.empty() ? settings_.topic + ".sluice-dead-letters"
                                                          : settings_.dead_letter_topic);
@@ -518,6 +558,17 @@ std::string KafkaSink::PositionKey(const std::string& source, int32_t partition)
 }
 
 Status KafkaSink::Check(const SinkContext& ctx) const {
+  if (TakesStageOne()) {
+    if (!ctx.aggregate || !ctx.aggregate->append_mode) {
+      return Status::InvalidArgument("kafka sink: the repartition topic " + settings_.topic +
+                                     " takes the partials of an [aggregate] in mode = \"append\"");
+    }
+    if (!ctx.tasks) {
+      return Status::InvalidArgument("kafka sink: the repartition topic " + settings_.topic +
+                                     " is written by stage one on tasks only");
+    }
+    return Status::OK();
+  }
   if (ctx.aggregate && !ctx.aggregate->append_mode) return Status::InvalidArgument(kNeedsRows);
   if (!settings_.key.empty() && !ctx.output.IndexOf(settings_.key)) {
     std::string names;
@@ -567,8 +618,12 @@ Status KafkaSink::Open(const SinkContext& ctx) {
   fatal_.clear();
   RETURN_IF_ERROR(InitProducer());
   RETURN_IF_ERROR(EnsureTopic(settings_.positions_topic, true));
-  RETURN_IF_ERROR(EnsureTopic(settings_.topic, false));
-  RETURN_IF_ERROR(EnsureTopic(settings_.dead_letter_topic, false));
+  if (TakesStageOne()) {
+    RETURN_IF_ERROR(EnsureRepartitionTopic());
+  } else {
+    RETURN_IF_ERROR(EnsureTopic(settings_.topic, false));
+    RETURN_IF_ERROR(EnsureTopic(settings_.dead_letter_topic, false));
+  }
 
   RETURN_IF_ERROR(MakeReader());
   if (ctx_.tasks) RETURN_IF_ERROR(MigrateLegacyState());
@@ -723,6 +778,65 @@ Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
   auto created = CreateKafkaTopic(rk, settings_.brokers, timeout_ms, topic, compact ? 1 : -1, config);
   if (!created.ok()) return Status(created.status().code(), "kafka sink: " + created.status().message());
   if (*created) spdlog::info("kafka sink: created topic {}{}", topic, compact ? " (compacted)" : "");
+  return Status::OK();
+}
+
+Status KafkaSink::EnsureRepartitionTopic() {
+  rd_kafka_t* rk = producer_->c_ptr();
+  const int timeout_ms = static_cast<int>(settings_.timeout_ms);
+  const int32_t want = settings_.repartition_partitions;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto existing = KafkaPartitionCounts(rk, settings_.brokers, timeout_ms);
+    if (!existing.ok()) return Status(existing.status().code(), "kafka sink: " + existing.status().message());
+    if (auto it = existing->find(settings_.topic); it != existing->end() && it->second > 0) {
+      if (it->second == want) return Status::OK();
+      return Status::FailedPrecondition(
+          "kafka sink: the repartition topic " + settings_.topic + " has " + std::to_string(it->second) +
+          " partitions, but pipeline " + ctx_.pipeline + " repartitions into " + std::to_string(want) +
+          " ([source] repartition_partitions, else the source's partition count); its records are spread by "
+          "their key over the partitions, so the count cannot change under a pipeline: set "
+          "repartition_partitions = " + std::to_string(it->second) +
+          " to keep the topic, or reset the pipeline (stop its processes, delete the topic " + settings_.topic +
+          " and clear the sink's output and stored positions; there is no sluice reset command), or give the "
+          "changed pipeline a new name");
+    }
+    if (attempt > 0) break;
+    auto created = CreateKafkaTopic(rk, settings_.brokers, timeout_ms, settings_.topic, want,
+                                    {{"cleanup.policy", "delete"}});
+    if (!created.ok()) return Status(created.status().code(), "kafka sink: " + created.status().message());
+    if (*created) {
+      spdlog::info("kafka sink: created the repartition topic {} ({} partitions)", settings_.topic, want);
+      return Status::OK();
+    }
+    // Another process created it first: check its count.
+  }
+  return Status::Unavailable("kafka sink: the repartition topic " + settings_.topic +
+                             " exists but its partitions cannot be read yet");
+}
+
+Status KafkaSink::ProduceStageOne(const Checkpoint& cp) {
+  const std::vector<DeadLetter> letters = LettersToWrite(cp);
+  static const std::vector<StageOneOutput> kNone;
+  const std::vector<StageOneOutput>& outputs = cp.stage_one ? *cp.stage_one : kNone;
+  if (outputs.size() != cp.tasks.size()) {
+    return Status::Internal("kafka sink: stage one's checkpoint " + std::to_string(cp.id) + " has " +
+                            std::to_string(outputs.size()) + " task outputs for " + std::to_string(cp.tasks.size()) +
+                            " tasks");
+  }
+  // Only a commit of tasks is fenced (its task records in partition 0 of the positions topic):
+  // nothing reaches the repartition topic without one.
+  if (cp.tasks.empty()) {
+    if (!letters.empty()) {
+      return Status::Internal("kafka sink: stage one's checkpoint " + std::to_string(cp.id) +
+                              " has dead letters but no task to fence them");
+    }
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(std::vector<RepartitionMessage> messages,
+                   BuildStageOneMessages(outputs, letters, settings_.repartition_partitions, *ctx_.aggregate));
+  for (const RepartitionMessage& m : messages) {
+    RETURN_IF_ERROR(Produce(settings_.topic, m.key, &m.value, 0, m.partition));
+  }
   return Status::OK();
 }
 
@@ -1072,9 +1186,13 @@ Status KafkaSink::ProduceCheckpoint(const Checkpoint& cp, const std::string& mar
   // record between them (ReadUpToOwnRecords checks that none is).
   if (s.ok() && hook_) s = hook_("after_task_records");
   if (s.ok()) s = ProducePositionsStateAndMarker(cp, marker);
-  if (s.ok()) s = ProduceRows(cp);
-  const std::vector<DeadLetter> letters = LettersToWrite(cp);
-  if (s.ok()) s = ProduceDeadLetters(letters);
+  if (TakesStageOne()) {
+    if (s.ok()) s = ProduceStageOne(cp);
+  } else {
+    if (s.ok()) s = ProduceRows(cp);
+    const std::vector<DeadLetter> letters = LettersToWrite(cp);
+    if (s.ok()) s = ProduceDeadLetters(letters);
+  }
   if (s.ok() && !settings_.consumer_group.empty()) s = SendConsumedOffsets(cp);
   if (s.ok() && !cp.tasks.empty()) {
     bool interleaved = false;

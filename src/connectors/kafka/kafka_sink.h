@@ -54,6 +54,8 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   bool SupportsState() const override { return true; }
   /// Tasks: `["task", pipeline, source, p]` records in the positions topic (README "Tasks").
   bool SupportsTasks() const override { return true; }
+  /// Stage one's internal sink (Settings::repartition_partitions > 0, MakeStageOneSink).
+  bool TakesStageOne() const override { return settings_.repartition_partitions > 0; }
   Result<TaskClaim> ClaimTask(const TaskId& task, const OwnerInfo& owner) override;
   Result<std::vector<TaskRow>> LoadTaskProgress() override;
   /// Opens only the read_committed reader of the positions topic (no producer, no topic
@@ -98,6 +100,11 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
     /// format = "avro": the registry the value schema is registered in, and the record's name.
     std::optional<SchemaRegistrySettings> avro;
     std::string avro_record_name = "sluice.Row";
+    /// Above 0: stage one's internal sink of a repartitioned pipeline (MakeStageOneSink):
+    /// `topic` is the repartition topic, created with this many partitions (an existing one with
+    /// another count is refused), and each commit writes Checkpoint::stage_one and the dead
+    /// letters there as repartition records (runtime/repartition_output.h) instead of rows.
+    int32_t repartition_partitions = 0;
   };
   explicit KafkaSink(Settings settings);
 
@@ -119,6 +126,12 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   Status InitProducer();
   /// Creates `topic` when the broker does not have it (compacted when `compact`).
   Status EnsureTopic(const std::string& topic, bool compact);
+  /// Stage one: creates the repartition topic with repartition_partitions partitions
+  /// (cleanup.policy=delete), or checks that the existing one has that many.
+  Status EnsureRepartitionTopic();
+  /// Stage one: produces BuildStageOneMessages of the checkpoint (its dead letters, then each
+  /// task's partials and control) to the repartition topic.
+  Status ProduceStageOne(const Checkpoint& cp);
   /// Reads the positions topic from where the last read stopped up to its end (read_committed).
   /// `partition0_end`: read partition 0 at least to this offset (an end reported below it is
   /// not taken as the end).
@@ -228,5 +241,27 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
   std::atomic<bool> healthy_{true};
   TestHook hook_;
 };
+
+/// What stage one's internal sink needs (docs/notes-16/repartition.md, "Exactly once").
+struct StageOneSinkOptions {
+  std::string brokers;
+  std::string pipeline;
+  int32_t partitions = 0;  ///< R: the repartition topic's partition count
+  std::string topic;       ///< empty: RepartitionTopicName(pipeline)
+  std::string positions_topic;  ///< empty: `<topic>.sluice-positions` (task records, positions)
+  int64_t timeout_ms = 30'000;
+  std::map<std::string, std::string> properties;  ///< extra librdkafka producer settings
+  /// Empty: `sluice-<pipeline>-repartition-<host>-<pid>-<8 random hex digits>`, unique per
+  /// process and per sink instance (no user-set id is needed; StageOneTransactionalId).
+  std::string transactional_id;
+};
+
+/// The transactional.id a stage-one sink takes when none is given: unique per call.
+std::string StageOneTransactionalId(const std::string& pipeline);
+
+/// Makes stage one's internal sink: a KafkaSink on the repartition topic with
+/// Settings::repartition_partitions = options.partitions (refused below 1). Give it to the stage-one
+/// runner through RunOptions::sink_override with RunOptions::stage_one.
+Result<std::unique_ptr<Sink>> MakeStageOneSink(const StageOneSinkOptions& options);
 
 }  // namespace sluice

@@ -99,5 +99,47 @@ TEST(RepartitionOutputTest, OnePartitionTakesEverythingAndFewerAreRefused) {
   }
 }
 
+// A whole stage-one transaction: the dead letters first ('D', empty key, in their source
+// partition mod R: 7 mod 3 = 1, 3 mod 3 = 0), then each task's BuildStageOneCheckpoint (partials,
+// control to every partition) in the order given.
+TEST(RepartitionOutputTest, AStageOneTransactionHasTheDeadLettersThenEachTasksPartialsAndControl) {
+  const AggregateSpec spec = CountSpec();
+  DeadLetter late{"late", "{\"user\":\"a\"}", "in", 7, 12, 1000, 0, 0};
+  DeadLetter bad{"decode: x", "x", "in", 3, 5, 2000, 1, 2};
+  StageOneOutput t4{kControl, {Row(60 * kSec, "a", 2)}};
+  RepartitionControl c5 = kControl;
+  c5.upstream = UpstreamId{0, 5};
+  c5.idle = true;
+  StageOneOutput t5{c5, {}};
+  auto out = BuildStageOneMessages({t4, t5}, {late, bad}, 3, spec);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 2u + (1u + 3u) + 3u);
+  for (size_t i = 0; i < 2; ++i) {
+    const DeadLetter& want = i == 0 ? late : bad;
+    EXPECT_EQ((*out)[i].partition, i == 0 ? 1 : 0);
+    EXPECT_TRUE((*out)[i].key.empty());
+    auto d = DecodeRepartitionValue((*out)[i].value, spec);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ASSERT_EQ(d->kind, RepartitionRecord::Kind::kDeadLetter);
+    EXPECT_EQ(d->dead_letter.reason, want.reason);
+    EXPECT_EQ(d->dead_letter.payload, want.payload);
+    EXPECT_EQ(d->dead_letter.partition, want.partition);
+    EXPECT_EQ(d->dead_letter.offset, want.offset);
+    EXPECT_EQ(d->dead_letter.seq, want.seq);
+    EXPECT_EQ(d->dead_letter.generation, want.generation);
+  }
+  auto one = BuildStageOneCheckpoint(t4.partials, t4.control, 3, spec);
+  auto two = BuildStageOneCheckpoint({}, c5, 3, spec);
+  ASSERT_TRUE(one.ok() && two.ok());
+  std::vector<RepartitionMessage> rest(out->begin() + 2, out->end());
+  std::vector<RepartitionMessage> want = *one;
+  want.insert(want.end(), two->begin(), two->end());
+  EXPECT_EQ(rest, want);
+  auto last = DecodeRepartitionValue(out->back().value, spec);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->control, c5);
+  EXPECT_FALSE(BuildStageOneMessages({t4}, {}, 0, spec).ok());
+}
+
 }  // namespace
 }  // namespace sluice
