@@ -801,8 +801,11 @@ Status KafkaSink::EnsureRepartitionTopic() {
           "changed pipeline a new name");
     }
     if (attempt > 0) break;
+    // Records up to the producer's limit: a dead letter carries its record's whole payload (up
+    // to the source topic's own limit), which the broker's default of 1 MB per record would
+    // refuse, failing every retry of the commit.
     auto created = CreateKafkaTopic(rk, settings_.brokers, timeout_ms, settings_.topic, want,
-                                    {{"cleanup.policy", "delete"}});
+                                    {{"cleanup.policy", "delete"}, {"max.message.bytes", std::to_string(kMaxMessageBytes)}});
     if (!created.ok()) return Status(created.status().code(), "kafka sink: " + created.status().message());
     if (*created) {
       spdlog::info("kafka sink: created the repartition topic {} ({} partitions)", settings_.topic, want);

@@ -376,6 +376,16 @@ TEST_F(KafkaStageOneTest, AnExistingTopicWithAnotherPartitionCountIsRefused) {
   ASSERT_TRUE((*sink)->Open(ctx).ok());
   (*sink)->Close();
   EXPECT_EQ(KafkaPartitionCount(kafkatest::Brokers(), topic_), kR);
+  // Created for records up to the producer's 16 MiB (a dead letter carries its whole record),
+  // not the broker's default of 1 MB, which would refuse a large dead letter at every retry.
+  {
+    auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    auto config = (*admin)->TopicConfig(topic_);
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    EXPECT_EQ((*config)["max.message.bytes"], std::to_string(16 << 20));
+    EXPECT_EQ((*config)["cleanup.policy"], "delete");
+  }
   auto other = MakeStageOneSink(SinkOptions(kR + 2));
   ASSERT_TRUE(other.ok());
   const Status s = (*other)->Open(ctx);
