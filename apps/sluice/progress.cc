@@ -263,7 +263,8 @@ void ProgressReporter::Loop() {
       last_records = s.records_in;
     }
     const double elapsed = std::chrono::duration<double>(now - started_).count();
-    const Progress p = MeasureProgress(s, runner_->config(), elapsed, rate);
+    Progress p = MeasureProgress(s, runner_->config(), elapsed, rate);
+    if (!options_.stage.empty()) p.pipeline += " (" + options_.stage + ")";
     if (options_.bar) {
       std::fprintf(stderr, "\r\033[K%s", BarLine(p).c_str());
       std::fflush(stderr);
