@@ -48,6 +48,16 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
     }
     return std::optional<TwoStages>();
   }
+  // Stage two keeps its windows per task in the user's sink: one that cannot (stdout:, kafka:,
+  // ...) runs the pipeline in one stage as before, exact over one process only.
+  auto user_sink = ConnectorRegistry::Instance().MakeSink(runner.config().sink);
+  if (!user_sink.ok()) return user_sink.status();
+  if (!(*user_sink)->SupportsTasks() || !(*user_sink)->StoresTaskWindows()) {
+    spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
+                 "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
+                 runner.config().sink.uri, runner.config().name);
+    return std::optional<TwoStages>();
+  }
   auto split = SplitPlan(runner.plan(), topics);
   if (!split.ok()) return split.status();
 

@@ -23,7 +23,12 @@ Cases (each with its own pipeline name, consumer group and SQLite file):
  one  one `sluice run --until-caught-up` process: exit 0; the table equals the recomputation,
       one row per window; the dead letters (stage one's, stored through stage two) are exactly
       the recomputation's as (partition, offset, reason); the progress/summary name the stages.
- two  two `--until-caught-up` processes started at once: both exit 0, the same checks.
+ two  two `--until-caught-up` processes started at once, reading slowly (about 100 records per
+      partition per 300 ms fetch): both exit 0, each one's stage one read part of the source,
+      the same checks. (sluice before package 4, which ran this pipeline in one stage, fails it:
+      both processes wrote some windows, each with its own partitions' share.)
+ stop one process without --until-caught-up (reading slowly) gets SIGTERM once stage two wrote
+      rows: exit 0 after both stages' summaries; then an --until-caught-up run: the same checks.
 
 Needs the broker of `make services` and kcat: without them a loud SKIP (exit 77), a FAIL when
 CI=true. Prints PASS/FAIL per check; exit 1 on any failure.
@@ -34,6 +39,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import sqlite3
 import sys
 import tempfile
@@ -121,9 +127,14 @@ class Test(harness.SluiceTest):
         with open(self.pipeline, "w", encoding="utf-8") as f:
             f.write(text.replace('keyed_by = ["campaign_id"]\n', ""))
 
-    def variables(self, name, db):
-        return {"NAME": name, "VIEWS": f"kafka://{harness.BROKER}/{self.topic}",
-                "GROUP": f"{name}-group", "CAMPAIGNS": self.campaigns, "SINK": f"sqlite:{db}"}
+    def variables(self, name, db, throttled):
+        v = {"NAME": name, "VIEWS": f"kafka://{harness.BROKER}/{self.topic}",
+             "GROUP": f"{name}-group", "CAMPAIGNS": self.campaigns, "SINK": f"sqlite:{db}"}
+        if throttled:
+            # A slow consumer (about one producer batch per partition per fetch wait): both
+            # processes join while the source is still being read, so each reads part of it.
+            v.update({"FETCH_WAIT_MS": "300", "FETCH_MIN_BYTES": "100000000", "PARTITION_FETCH_BYTES": "1"})
+        return v
 
     def check_table(self, label, name, db, res, dead):
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -155,13 +166,15 @@ class Test(harness.SluiceTest):
         name = f"repart_{self.run_id}_{label}"
         db = os.path.join(self.work, f"{name}.db")
         procs = []
+        started = []
         for i in range(processes):
             procs.append(harness.start_sluice(
                 self.sluice, self.pipeline, os.path.join(self.work, f"{label}_{i}.log"),
-                self.variables(name, db), extra=["--until-caught-up", "--progress-interval", "2"]))
+                self.variables(name, db, processes > 1), extra=["--until-caught-up", "--progress-interval", "2"]))
         try:
             for p in procs:
                 p.wait(timeout=240)
+            started = [harness.read_text(p.logpath) for p in procs]
         except Exception:  # noqa: BLE001
             harness.kill_all(procs)
         finally:
@@ -174,7 +187,53 @@ class Test(harness.SluiceTest):
             self.check(f"{label}: process {i} ran both stages",
                        "repartitions through topic" in log and "(stage one)" in log and "(stage two)" in log,
                        harness.log_tail(p.logpath, 25))
+        if processes > 1 and started:
+            # Each process read part of the source (else the case tests one process again).
+            read = [sum(int(n.replace(",", "")) for n in re.findall(r"\(stage one\): ([\d,]+) records in", t))
+                    for t in started]
+            self.check(f"{label}: every process's stage one read part of the source", all(read), f"{read}")
         if all(p.returncode == 0 for p in procs):
+            self.check_table(label, name, db, res, dead)
+
+    def run_stop_case(self, res, dead):
+        """A run without --until-caught-up stopped by SIGTERM once stage two wrote rows: exit 0
+        after both stages' final checkpoints; then an --until-caught-up run goes on from what
+        both stages committed."""
+        label = "stop"
+        name = f"repart_{self.run_id}_{label}"
+        db = os.path.join(self.work, f"{name}.db")
+        v = self.variables(name, db, True)
+        p = harness.start_sluice(self.sluice, self.pipeline, os.path.join(self.work, f"{label}_0.log"), v,
+                                 extra=["--progress-interval", "2"])
+
+        def rows():
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+                try:
+                    return con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                return 0
+        try:
+            harness.wait_for(lambda: rows() > 0 or p.poll() is not None, 120)
+            self.check(f"{label}: stage two wrote rows while the run goes on",
+                       p.poll() is None and rows() > 0, harness.log_tail(p.logpath, 20))
+            rc = harness.stop(p)
+        finally:
+            harness.kill_all([p])
+        log = harness.read_text(p.logpath)
+        self.check(f"{label}: SIGTERM stops both stages, exit 0", rc == 0 and "SIGTERM received" in log and
+                   "(stage one): " in log and "(stage two): " in log, f"exit {rc}: {harness.log_tail(p.logpath, 20)}")
+        q = harness.start_sluice(self.sluice, self.pipeline, os.path.join(self.work, f"{label}_1.log"), v,
+                                 extra=["--until-caught-up"])
+        try:
+            q.wait(timeout=240)
+        finally:
+            harness.kill_all([q])
+        self.check(f"{label}: the --until-caught-up run after it exits 0", q.returncode == 0,
+                   harness.log_tail(q.logpath, 20))
+        if q.returncode == 0:
             self.check_table(label, name, db, res, dead)
 
     def main(self):
@@ -186,7 +245,7 @@ class Test(harness.SluiceTest):
         create_topic(self.topic, PARTITIONS)
         try:
             for p in range(PARTITIONS):
-                scale_out.kcat_produce(self.topic, p, [v for _, v in records[p]], 200,
+                scale_out.kcat_produce(self.topic, p, [v for _, v in records[p]], base.BATCH,
                                        keys=[k for k, _ in records[p]])
             back = base.read_topic(self.topic)
             self.check("the topic holds every record", len(back) == PARTITIONS * self.args.per_partition,
@@ -194,10 +253,13 @@ class Test(harness.SluiceTest):
             res, dead = recompute(back, self.campaigns)
             print(f"recomputation: {len(res['rows'])} rows, {res['open_windows']} open windows, "
                   f"{res['late']} late, {dict(res['reasons'])}")
+            only = self.args.only.split(",") if self.args.only else None
             for label, n in (("one", 1), ("two", 2)):
-                if self.args.only and label not in self.args.only.split(","):
+                if only and label not in only:
                     continue
                 self.run_case(label, n, res, dead)
+            if not only or "stop" in only:
+                self.run_stop_case(res, dead)
         finally:
             if not self.args.keep:
                 delete_topics(f"repart_{self.run_id}_.*")
