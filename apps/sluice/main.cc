@@ -486,10 +486,14 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
                             std::max(one.config.shutdown_timeout_micros, two.config.shutdown_timeout_micros));
   const auto started = std::chrono::steady_clock::now();
   sluice::cli::ProgressOptions progress = cli.progress;
-  progress.bar = false;  // two stages: log lines, each naming its stage
+  // On a terminal the live bar shows stage one (the source's progress and lag) and stage two
+  // logs no progress lines (they would break the bar); otherwise each logs lines naming it.
+  progress.bar = !progress.quiet && isatty(STDERR_FILENO) && !sluice::cli::JsonLogs();
   sluice::cli::ProgressOptions progress_one = progress, progress_two = progress;
   progress_one.stage = one.name;
   progress_two.stage = two.name;
+  progress_two.bar = false;
+  if (progress.bar) progress_two.interval_seconds = 0;
   one.reporter = std::make_unique<sluice::cli::ProgressReporter>(one.runner.get(), progress_one, started);
   two.reporter = std::make_unique<sluice::cli::ProgressReporter>(two.runner.get(), progress_two, started);
   one.reporter->Start();
@@ -510,17 +514,18 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
     end.until_caught_up = until_caught_up;
     end.follow = st->options.follow;
     end.seconds = seconds;
+    end.stage = st->name;
     end.exit_code = st->status.ok() ? kExitDone
                     : st->runner->FailedOpeningSource() && CheckExitCode(st->status) == kExitConfig ? kExitConfig
                                                                                                     : kExitFailure;
     if (end.exit_code != kExitDone && exit_code == kExitDone) exit_code = end.exit_code;
     // The summary names the stage; stage one's output is the repartition topic.
     sluice::PipelineConfig shown = st->runner->config();
-    shown.name += " (" + st->name + ")";
     if (st == &one) shown.sink.uri = "kafka://" + plan.brokers + "/" + plan.topic;
     const sluice::PipelineSnapshot snapshot = st->runner->Snapshot();
     const std::string location = st == &one ? plan.topic : st->runner->dead_letter_location();
-    jsons.push_back(sluice::cli::SummaryJson(snapshot, shown, location, end));
+    jsons.push_back(sluice::cli::SummaryJson(snapshot, shown, location, end));  // with "stage"
+    shown.name += " (" + st->name + ")";
     if (!st->status.ok()) {
       ReportError(sluice::cli::FailureSummary(shown.name, snapshot, seconds) + ": " + st->status.ToString());
     } else if (!cli.progress.quiet && cli.summary_json != "-") {

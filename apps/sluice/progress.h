@@ -81,6 +81,7 @@ struct RunEnd {
   bool follow = false;
   double seconds = 0;
   int exit_code = 0;
+  std::string stage;  ///< a repartitioned pipeline's stage ("stage one"), else ""
 };
 
 /// The run's summary as text (stdout): what happened (done / caught up / interrupted at X% /

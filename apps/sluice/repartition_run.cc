@@ -8,6 +8,7 @@
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/kafka_source.h"
+#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/repartition_plan.h"
 
@@ -56,6 +57,16 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
     spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
                  "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
                  runner.config().sink.uri, runner.config().name);
+    return std::optional<TwoStages>();
+  }
+  // Into Parquet stage two's commits fail at the end of an --until-caught-up run with a
+  // dead-letter file ("a checkpoint with ... positions of partitions but no task", seen with
+  // tests/integration/kafka_lag_test.py; the keyed_by path shows the same): not repartitioned
+  // until that is fixed.
+  if (SplitUri(runner.config().sink.uri).first == "parquet") {
+    spdlog::warn("repartition: not yet into Parquet: running pipeline {} in one stage, whose windows are exact over "
+                 "one process only",
+                 runner.config().name);
     return std::optional<TwoStages>();
   }
   auto split = SplitPlan(runner.plan(), topics);
