@@ -29,6 +29,8 @@ Cases (each with its own pipeline name, consumer group and SQLite file):
       both processes wrote some windows, each with its own partitions' share.)
  stop one process without --until-caught-up (reading slowly) gets SIGTERM once stage two wrote
       rows: exit 0 after both stages' summaries; then an --until-caught-up run: the same checks.
+ fail the repartition topic exists with 2 partitions: stage one refuses it, the run exits 1 and
+      stage two is stopped (its summary printed).
 
 Needs the broker of `make services` and kcat: without them a loud SKIP (exit 77), a FAIL when
 CI=true. Prints PASS/FAIL per check; exit 1 on any failure.
@@ -236,6 +238,18 @@ class Test(harness.SluiceTest):
         if q.returncode == 0:
             self.check_table(label, name, db, res, dead)
 
+    def run_fail_case(self):
+        """A stage that fails ends the run: the repartition topic exists with another partition
+        count, so stage one's sink refuses to open; exit 1 naming stage one, stage two stopped."""
+        name = f"repart_{self.run_id}_fail"
+        create_topic(f"{name}-repartition", 2)
+        db = os.path.join(self.work, f"{name}.db")
+        r = harness.run_sluice(self.sluice, self.pipeline, self.variables(name, db, False),
+                               extra=["--until-caught-up"], timeout=120)
+        self.check("fail: a failed stage one ends the run with exit 1 and stops stage two",
+                   r.returncode == 1 and "(stage one) failed" in r.stderr and "has 2 partitions" in r.stderr and
+                   "(stage two): " in r.stdout, f"exit {r.returncode}: {r.stderr[-1200:]} {r.stdout[-400:]}")
+
     def main(self):
         why = kafka_missing() or ensure_kcat()
         if why:
@@ -260,6 +274,8 @@ class Test(harness.SluiceTest):
                 self.run_case(label, n, res, dead)
             if not only or "stop" in only:
                 self.run_stop_case(res, dead)
+            if not only or "fail" in only:
+                self.run_fail_case()
         finally:
             if not self.args.keep:
                 delete_topics(f"repart_{self.run_id}_.*")
