@@ -508,6 +508,13 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
   int exit_code = kExitDone;
   std::vector<std::string> jsons;
   for (StageRun* st : {&one, &two}) {
+    if (!st->runner) {
+      // A fenced restart could not make the stage's runner again.
+      ReportError("pipeline " + st->config.name + " (" + st->name + ") failed: " + st->status.ToString());
+      exit_code = kExitFailure;
+      jsons.push_back("{\"event\":\"summary\",\"stage\":\"" + st->name + "\",\"outcome\":\"failed\"}");
+      continue;
+    }
     sluice::cli::RunEnd end;
     end.status = st->status;
     end.signal = sluice::cli::ReceivedSignal();
@@ -550,7 +557,7 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
     Linger(endpoint, http.linger_seconds);
   }
   if (endpoint.server) endpoint.server->Stop();
-  if (one.runner->abandoned() || two.runner->abandoned()) {
+  if ((one.runner && one.runner->abandoned()) || (two.runner && two.runner->abandoned())) {
     spdlog::shutdown();
     std::fflush(nullptr);
     std::_Exit(kExitFailure);
