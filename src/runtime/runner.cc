@@ -105,6 +105,18 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
         return Status::InvalidArgument("pipeline " + runner->config_.name +
                                        ": a runner is stage one or stage two of a repartitioned pipeline, not both");
       }
+      if (runner->options_.stage_two.enabled && runner->options_.stage_two.upstreams.empty()) {
+        // Without the expected upstream tasks a window would be emitted once the first control
+        // passed it, and the other upstreams' partials of it would all be late.
+        return Status::InvalidArgument("pipeline " + runner->config_.name +
+                                       ": stage two needs the upstream tasks it waits for (the source topics' "
+                                       "partitions), none given");
+      }
+      if (runner->options_.stage_one && !runner->config_.source.keyed_by.empty()) {
+        return Status::InvalidArgument("pipeline " + runner->config_.name +
+                                       ": [source] keyed_by says the source is keyed by the group key, so it "
+                                       "needs no repartition stage");
+      }
       if (runner->options_.stage_one) {
         // Stage one keeps no windows: each task's deltas leave with every checkpoint.
         if (!runner->sink_->TakesStageOne() || !runner->sink_->SupportsTasks()) {
@@ -1017,7 +1029,7 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
       out.control.watermark = t.progress.watermark;
       out.control.max_event_time = t.progress.max_event_time;
       out.control.idle = t.progress.idle;
-      out.control.end = options_.until_caught_up && ended_partitions_.count(t.task.partition) > 0;
+      out.control.end = options_.until_caught_up && work.stage_one_ended.count(t.task.partition) > 0;
       if (auto it = work.stage_one_partials.find(t.task.partition); it != work.stage_one_partials.end()) {
         out.partials = it->second;
         SortDeltas(&out.partials);
@@ -1286,6 +1298,7 @@ Status Runner::CollectHandoffs(CheckpointWork* work) {
           ended_partitions_.erase(p);
         }
       }
+      work->stage_one_ended = ended_partitions_;
     }
     if (tasks_) {
       for (const auto& [p, pr] : h.progress) partition_progress_[p] = {pr, h.enforced};
@@ -1369,6 +1382,7 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   into->row_partitions.insert(into->row_partitions.end(), later.row_partitions.begin(), later.row_partitions.end());
   for (auto& d : later.letters) into->letters.push_back(std::move(d));
   for (int32_t p : later.revoked) into->revoked.push_back(p);
+  if (stage_one_ && options_.until_caught_up) into->stage_one_ended = std::move(later.stage_one_ended);
   into->held_changed = into->held_changed || later.held_changed;
   into->state_changed = into->state_changed || later.state_changed;
   // The state is the engine's as of the later collection, which includes the earlier one.
@@ -1534,9 +1548,16 @@ void Runner::MarkCommitted(const CheckpointWork& work) {
 
 Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink_rejected_total) {
   int64_t backoff_ms = 100;
-  // Several dead letters of one record are told apart by their order (the sink's key).
+  // Several dead letters of one record are told apart by their order (the sink's key). Stage
+  // two forwards stage one's dead letters ('D' records, named by stage one's source) with the
+  // order stage one gave them: two letters of one record can arrive in different checkpoints
+  // of stage two, and numbering them again per checkpoint would give both seq 0, so the sink
+  // would keep one of them.
   std::map<std::tuple<std::string, int32_t, int64_t>, int32_t> seen;
-  for (auto& d : work->letters) d.seq = seen[{d.source, d.partition, d.offset}]++;
+  for (auto& d : work->letters) {
+    if (stage_two_ && d.source != config_.source.name) continue;
+    d.seq = seen[{d.source, d.partition, d.offset}]++;
+  }
   int64_t dead_letter_length = dead_letters_ ? dead_letters_->length() : 0;
   bool letters_written = !dead_letters_;
   while (true) {

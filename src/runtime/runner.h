@@ -214,6 +214,10 @@ class Runner : public CheckpointRequester {
     /// Stage one: each task's deltas drained by the collections of this checkpoint, merged per
     /// (window, group); they go to the sink as Checkpoint::stage_one and are kept nowhere else.
     std::map<int32_t, std::vector<DeltaRow>> stage_one_partials;
+    /// Stage one with until_caught_up: the tasks whose worker's source had reached its end when
+    /// this work was collected (a copy of ended_partitions_ then): their controls carry `end`.
+    /// Taken at collection, so a commit (on its own thread) never reads the coordinator's set.
+    std::set<int32_t> stage_one_ended;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();

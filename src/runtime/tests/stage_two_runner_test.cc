@@ -213,6 +213,47 @@ TEST_F(StageTwoRunnerTest, ARecordOfAnotherAggregateEndsTheRunWithTheCodecsMessa
   EXPECT_EQ(PositionOf(0), std::vector<std::string>{"1"});
 }
 
+// Stage one's dead letters keep the order stage one gave them: two letters of one record (seq 0
+// and 1) that reach stage two in different checkpoints are both stored, not both as seq 0 (the
+// sink keeps the first of two letters with one identity and drops the other).
+TEST_F(StageTwoRunnerTest, TwoDeadLettersOfOneRecordInTwoCheckpointsAreBothStored) {
+  auto letter = [&](int32_t seq, const std::string& reason) {
+    RepartitionRecord r;
+    r.kind = RepartitionRecord::Kind::kDeadLetter;
+    r.dead_letter.reason = reason;
+    r.dead_letter.payload = "{\"k\":\"x\"}";
+    r.dead_letter.source = "views";
+    r.dead_letter.partition = 2;
+    r.dead_letter.offset = 42;
+    r.dead_letter.time_micros = 1;
+    r.dead_letter.seq = seq;
+    return EncodeRepartitionValue(r, *plan_->aggregate);
+  };
+  StartStageTwo("a");
+  Command("a", 'a', 0);
+  Produce(0, {letter(0, "first")});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  Produce(0, {letter(1, "second")});
+  ASSERT_TRUE(WaitPosition(0, 2));
+  ASSERT_TRUE(Stop("a").ok());
+  EXPECT_EQ(Q("SELECT source, `partition`, `offset`, seq, reason FROM _sluice_dead_letters ORDER BY seq"),
+            (std::vector<std::string>{"views|2|42|0|first", "views|2|42|1|second"}));
+}
+
+// Without the upstream tasks it waits for, stage two would emit a window once the first control
+// passed it: refused.
+TEST_F(StageTwoRunnerTest, NeedsTheUpstreamTasksItWaitsFor) {
+  Variables vars;
+  vars.use_environment = false;
+  RunOptions options;
+  options.stage_two.enabled = true;
+  auto cfg = ParsePipelineConfig(StageTwoPipeline("s2group:x", sink_uri_), "rp.toml", vars);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto runner = Runner::Make(std::move(cfg).value(), options);
+  ASSERT_FALSE(runner.ok());
+  EXPECT_NE(runner.status().message().find("upstream tasks"), std::string::npos) << runner.status().ToString();
+}
+
 // Without the sink's task windows there is no stage two.
 TEST_F(StageTwoRunnerTest, NeedsAnAppendModeAggregateAndASinkThatStoresTaskWindows) {
   Variables vars;
