@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,9 @@ void StopStartupSignalWatch();
 /// Installs SIGINT/SIGTERM handling: the first signal drains `runner` (workers stop, a final
 /// checkpoint is written), a second one exits at once.
 void WatchSignals(Runner* runner);
+/// The same for a run of several runners (a repartitioned pipeline's two stages): the first
+/// signal calls `request_stop`; the backstop counts from `shutdown_timeout_micros`.
+void WatchSignals(std::function<void()> request_stop, int64_t shutdown_timeout_micros);
 /// Ends the watching. After a stop signal the watcher stays armed as a backstop (the process
 /// ends 3 s after shutdown_timeout if it is still winding down) and a second signal still exits.
 void StopWatchingSignals();
@@ -28,6 +33,25 @@ void StopWatchingSignals();
 void DisarmSignalBackstop();
 /// "SIGINT" or "SIGTERM" when WatchSignals saw one (the run was asked to stop), else "".
 std::string ReceivedSignal();
+
+/// The two runners of a repartitioned pipeline (docs/notes-16/repartition.md, "Shape"): stage
+/// one (the user's source, steps and [aggregate] in partial mode into the repartition topic) and
+/// stage two (the repartition topic into the user's sink).
+struct TwoStages {
+  std::string brokers;     ///< of the source and the repartition topic
+  std::string topic;       ///< `<pipeline>-repartition`
+  int32_t partitions = 0;  ///< R
+  PipelineConfig one_config;
+  RunOptions one_options;  ///< stage_one, sink_override = the stage-one Kafka sink
+  PipelineConfig two_config;
+  RunOptions two_options;  ///< stage_two with the split's upstreams (take_end_offsets_when: the caller's)
+};
+
+/// When `runner`'s pipeline repartitions (DecideRepartition, then RepartitionsWith on the source
+/// topics' partitions read from the brokers), the two stages' configurations from SplitPlan;
+/// nullopt for a pipeline run as one stage. Fails when the brokers cannot be asked or the split
+/// is refused.
+Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options);
 
 /// Prints a one-line run summary to stdout (for a run that finished).
 /// Prints the one-line run summary to `out` (stderr when stdout carries the rows: `stdout:`).

@@ -12,7 +12,10 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "commands.h"
 #include "status.h"
@@ -339,6 +342,229 @@ struct StartupSignalWatchEnd {
   ~StartupSignalWatchEnd() { sluice::cli::StopStartupSignalWatch(); }
 };
 
+/// One stage of a repartitioned pipeline as `sluice run` drives it: its runner (replaced by a
+/// fenced restart), its progress lines and how it ended.
+struct StageRun {
+  std::string name;  ///< "stage one", "stage two"
+  sluice::PipelineConfig config;
+  sluice::RunOptions options;
+  std::unique_ptr<sluice::Runner> runner;  ///< guarded by TwoStageRun::mu
+  bool stop_sent = false;                  ///< RequestStop called on `runner` (guarded by mu)
+  std::unique_ptr<sluice::cli::ProgressReporter> reporter;
+  Status status;
+};
+
+/// What both stages' threads share.
+struct TwoStageRun {
+  std::mutex mu;
+  bool stopping = false;  ///< a signal or a failed stage asked both to stop (guarded by mu)
+  std::atomic<bool> stage_one_ended{false};  ///< stage one's Run() returned OK: its end controls are committed
+  StageRun stages[2];
+
+  /// Asks both stages' runners to stop (each once: a second RequestStop forces the stop).
+  void StopAll() {
+    std::lock_guard<std::mutex> lock(mu);
+    stopping = true;
+    for (StageRun& st : stages) {
+      if (st.runner && !st.stop_sent) {
+        st.stop_sent = true;
+        st.runner->RequestStop();
+      }
+    }
+  }
+};
+
+/// Runs one stage to its end, restarting it from the committed state when it was fenced (the
+/// single-runner loop's rules), and serving --http for stage two.
+void DriveStage(TwoStageRun& run, int index, const HttpOptions& http, sluice::cli::HttpEndpoint* endpoint,
+                const sluice::cli::ProgressOptions& progress, std::chrono::steady_clock::time_point started) {
+  StageRun& st = run.stages[index];
+  Status s = st.runner->Run();
+  sluice::RestartBudget fenced_restarts(kMaxFencedRestarts, kFencedRestartWindowSeconds * 1000000);
+  for (int restarts = 1; s.code() == sluice::StatusCode::kFenced && st.runner->RestartsWhenFenced() &&
+                         !st.runner->abandoned() && sluice::cli::ReceivedSignal().empty();
+       ++restarts) {
+    {
+      std::lock_guard<std::mutex> lock(run.mu);
+      if (run.stopping) break;
+    }
+    if (!fenced_restarts.Allow(sluice::SteadyClockMicros())) {
+      s = Status::FailedPrecondition(
+          st.name + " fenced " + std::to_string(kMaxFencedRestarts + 1) + " times within " +
+          std::to_string(kFencedRestartWindowSeconds) +
+          " s: another process keeps claiming this pipeline's partitions (is another process of pipeline " +
+          st.config.name + " reading other topics or another consumer group? give it another pipeline name); "
+          "not restarting again (last: " + s.message() + ")");
+      break;
+    }
+    spdlog::warn("{}: {}; restarting from the committed state", st.name, s.message());
+    st.reporter->Stop();
+    st.reporter.reset();
+    if (endpoint && endpoint->server) endpoint->server->Stop();
+    if (endpoint) *endpoint = {};
+    {
+      std::lock_guard<std::mutex> lock(run.mu);
+      st.runner.reset();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 500 * restarts)));
+    sluice::RunOptions again = st.options;
+    again.fenced_restarts = restarts;
+    auto made = sluice::Runner::Make(st.config, again);
+    if (!made.ok()) {
+      s = made.status();
+      break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(run.mu);
+      st.runner = std::move(made).value();
+      st.stop_sent = run.stopping;
+      if (run.stopping) st.runner->RequestStop();
+    }
+    if (endpoint && !http.address.empty()) {
+      auto again_http = sluice::cli::StartHttp(st.runner.get(), http.address);
+      if (!again_http.ok()) {
+        s = Status::IOError("--http: " + again_http.status().message());
+        break;
+      }
+      *endpoint = std::move(again_http).value();
+    }
+    st.reporter = std::make_unique<sluice::cli::ProgressReporter>(st.runner.get(), progress, started);
+    st.reporter->Start();
+    s = st.runner->Run();
+  }
+  if (st.reporter) st.reporter->Stop();
+  st.status = s;
+  if (index == 0 && s.ok()) run.stage_one_ended = true;
+  // A stage that failed (or was stopped short by a failure) ends the other: stage two cannot
+  // go on without stage one, and stage one's output is useless without stage two.
+  if (!s.ok()) {
+    spdlog::error("{} failed: {}; stopping the other stage", st.name, s.message());
+    run.StopAll();
+  }
+}
+
+/// `sluice run` of a repartitioned pipeline: stage one and stage two as two runners in this
+/// process (docs/notes-16/repartition.md, "Shape"). A signal stops both; a failure of either
+/// stops the other and exits 1 (2 when a source refused to open for a configuration reason);
+/// each is restarted alone when fenced. --until-caught-up: stage one ends at the end offsets
+/// seen at its start with its `end` controls committed (its Run() returned OK); only then does
+/// stage two take the repartition topic's last stable offsets and end there.
+int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const RunCliOptions& cli) {
+  spdlog::info("pipeline {} repartitions through topic {} ({} partitions): stage one and stage two in this process",
+               plan.one_config.name, plan.topic, plan.partitions);
+  auto run = std::make_unique<TwoStageRun>();
+  const bool until_caught_up = plan.one_options.until_caught_up;
+  TwoStageRun* shared = run.get();
+  plan.two_options.stage_two.take_end_offsets_when = [shared] { return shared->stage_one_ended.load(); };
+  StageRun& one = run->stages[0];
+  StageRun& two = run->stages[1];
+  one.name = "stage one";
+  one.config = plan.one_config;
+  one.options = plan.one_options;
+  two.name = "stage two";
+  two.config = plan.two_config;
+  two.options = plan.two_options;
+  for (StageRun* st : {&one, &two}) {
+    auto made = sluice::Runner::Make(st->config, st->options);
+    if (!made.ok()) {
+      ReportError(st->name + ": " + made.status().message());
+      return CheckExitCode(made.status());
+    }
+    st->runner = std::move(made).value();
+  }
+  sluice::cli::HttpEndpoint endpoint;
+  if (!http.address.empty()) {
+    // /metrics and /api/status describe stage two: the user's sink and its windows.
+    auto started_http = sluice::cli::StartHttp(two.runner.get(), http.address);
+    if (!started_http.ok()) {
+      ReportError("--http: " + started_http.status().message());
+      return started_http.status().code() == sluice::StatusCode::kInvalidArgument ? kExitConfig : kExitFailure;
+    }
+    endpoint = std::move(started_http).value();
+  }
+  sluice::cli::WatchSignals([shared] { shared->StopAll(); },
+                            std::max(one.config.shutdown_timeout_micros, two.config.shutdown_timeout_micros));
+  const auto started = std::chrono::steady_clock::now();
+  sluice::cli::ProgressOptions progress = cli.progress;
+  // On a terminal the live bar shows stage one (the source's progress and lag) and stage two
+  // logs no progress lines (they would break the bar); otherwise each logs lines naming it.
+  progress.bar = !progress.quiet && isatty(STDERR_FILENO) && !sluice::cli::JsonLogs();
+  sluice::cli::ProgressOptions progress_one = progress, progress_two = progress;
+  progress_one.stage = one.name;
+  progress_two.stage = two.name;
+  progress_two.bar = false;
+  if (progress.bar) progress_two.interval_seconds = 0;
+  one.reporter = std::make_unique<sluice::cli::ProgressReporter>(one.runner.get(), progress_one, started);
+  two.reporter = std::make_unique<sluice::cli::ProgressReporter>(two.runner.get(), progress_two, started);
+  one.reporter->Start();
+  two.reporter->Start();
+  std::thread stage_one_thread(
+      [&] { DriveStage(*run, 0, HttpOptions{}, nullptr, progress_one, started); });
+  DriveStage(*run, 1, http, &endpoint, progress_two, started);
+  stage_one_thread.join();
+  sluice::cli::StopWatchingSignals();
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  int exit_code = kExitDone;
+  std::vector<std::string> jsons;
+  for (StageRun* st : {&one, &two}) {
+    if (!st->runner) {
+      // A fenced restart could not make the stage's runner again.
+      ReportError("pipeline " + st->config.name + " (" + st->name + ") failed: " + st->status.ToString());
+      exit_code = kExitFailure;
+      jsons.push_back("{\"event\":\"summary\",\"stage\":\"" + st->name + "\",\"outcome\":\"failed\"}");
+      continue;
+    }
+    sluice::cli::RunEnd end;
+    end.status = st->status;
+    end.signal = sluice::cli::ReceivedSignal();
+    end.until_caught_up = until_caught_up;
+    end.follow = st->options.follow;
+    end.seconds = seconds;
+    end.stage = st->name;
+    end.exit_code = st->status.ok() ? kExitDone
+                    : st->runner->FailedOpeningSource() && CheckExitCode(st->status) == kExitConfig ? kExitConfig
+                                                                                                    : kExitFailure;
+    if (end.exit_code != kExitDone && exit_code == kExitDone) exit_code = end.exit_code;
+    // The summary names the stage; stage one's output is the repartition topic.
+    sluice::PipelineConfig shown = st->runner->config();
+    if (st == &one) shown.sink.uri = "kafka://" + plan.brokers + "/" + plan.topic;
+    const sluice::PipelineSnapshot snapshot = st->runner->Snapshot();
+    const std::string location = st == &one ? plan.topic : st->runner->dead_letter_location();
+    jsons.push_back(sluice::cli::SummaryJson(snapshot, shown, location, end));  // with "stage"
+    shown.name += " (" + st->name + ")";
+    if (!st->status.ok()) {
+      ReportError(sluice::cli::FailureSummary(shown.name, snapshot, seconds) + ": " + st->status.ToString());
+    } else if (!cli.progress.quiet && cli.summary_json != "-") {
+      const bool rows_on_stdout = sluice::SplitUri(two.config.sink.uri).first == "stdout";
+      std::ostream& out = rows_on_stdout ? std::cerr : std::cout;
+      if (sluice::cli::JsonLogs()) {
+        out << jsons.back() << "\n" << std::flush;
+      } else {
+        out << sluice::cli::SummaryText(snapshot, shown, location, end) << "\n" << std::flush;
+      }
+    }
+  }
+  if (!cli.summary_json.empty()) {
+    // One object per stage, one per line: stage one's, then stage two's.
+    if (Status w = WriteSummaryJson(cli.summary_json, jsons[0] + "\n" + jsons[1]); !w.ok()) {
+      ReportError(w.message());
+      if (exit_code == kExitDone) exit_code = kExitFailure;
+    }
+  }
+  if (endpoint.server && http.linger_seconds > 0) {
+    sluice::cli::DisarmSignalBackstop();
+    Linger(endpoint, http.linger_seconds);
+  }
+  if (endpoint.server) endpoint.server->Stop();
+  if ((one.runner && one.runner->abandoned()) || (two.runner && two.runner->abandoned())) {
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(kExitFailure);
+  }
+  return exit_code;
+}
+
 int Run(const std::string& path, const std::vector<std::string>& var_items,
         const sluice::RunOptions& options, const HttpOptions& http, const RunCliOptions& cli) {
   // First: every thread started from here on (dimension loads, clients, HTTP) inherits the
@@ -365,6 +591,17 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   };
   auto runner = Prepare(path, *vars, options, show, &exit_code);
   if (!runner) return exit_code;
+  // A pipeline that repartitions (append-mode windows over an unkeyed Kafka source of several
+  // partitions) runs as its two stages; every other one as one runner, below.
+  auto stages = sluice::cli::PlanTwoStages(*runner, options);
+  if (!stages.ok()) {
+    ReportError(stages.status().message());
+    return CheckExitCode(stages.status());
+  }
+  if (stages->has_value()) {
+    runner.reset();
+    return RunTwoStages(std::move(**stages), http, cli);
+  }
   sluice::cli::HttpEndpoint endpoint;
   if (!http.address.empty()) {
     auto started_http = sluice::cli::StartHttp(runner.get(), http.address);

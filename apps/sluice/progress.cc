@@ -269,7 +269,16 @@ void ProgressReporter::Loop() {
       std::fflush(stderr);
       drawn = true;
     } else {
-      LogWithFields(spdlog::level::info, ProgressText(p), ProgressFields(p, s));
+      if (options_.stage.empty()) {
+        LogWithFields(spdlog::level::info, ProgressText(p), ProgressFields(p, s));
+      } else {
+        // A repartitioned pipeline's stage: named in the text and as the field `stage`.
+        Progress named = p;
+        named.pipeline += " (" + options_.stage + ")";
+        JsonFields fields = ProgressFields(p, s);
+        fields.Add("stage", options_.stage);
+        LogWithFields(spdlog::level::info, ProgressText(named), fields);
+      }
     }
   }
   if (drawn) {
@@ -343,6 +352,7 @@ std::string SummaryJson(const PipelineSnapshot& s, const PipelineConfig& config,
   const Progress p = FinalProgress(s, config, end);
   JsonFields f;
   f.Add("event", "summary").Add("pipeline", config.name).Add("outcome", Outcome(s, end));
+  if (!end.stage.empty()) f.Add("stage", end.stage);
   if (!end.signal.empty()) f.Add("signal", end.signal);
   if (!end.status.ok()) f.Add("error", end.status.ToString());
   f.Add("exit_code", end.exit_code).Add("seconds", end.seconds);

@@ -47,6 +47,9 @@ struct ProgressOptions {
   bool quiet = false;             ///< no bar, no progress lines, no text summary
   double interval_seconds = 10;   ///< a progress log line this often (0: never) when not a tty
   bool bar = false;               ///< a live bar on stderr (stderr is a terminal, text logs)
+  /// A repartitioned pipeline's stage ("stage one", "stage two"): named after the pipeline in
+  /// each progress line; "" for a pipeline run as one stage.
+  std::string stage;
 };
 
 /// Shows a run's progress while it runs: a live bar redrawn on stderr, or a log line (with the
@@ -78,6 +81,7 @@ struct RunEnd {
   bool follow = false;
   double seconds = 0;
   int exit_code = 0;
+  std::string stage;  ///< a repartitioned pipeline's stage ("stage one"), else ""
 };
 
 /// The run's summary as text (stdout): what happened (done / caught up / interrupted at X% /

@@ -58,6 +58,10 @@ void StopStartupSignalWatch() {
 }
 
 void WatchSignals(Runner* runner) {
+  WatchSignals([runner] { runner->RequestStop(); }, runner->config().shutdown_timeout_micros);
+}
+
+void WatchSignals(std::function<void()> request_stop, int64_t shutdown_timeout_micros) {
   StopStartupSignalWatch();
   sigset_t set;
   sigemptyset(&set);
@@ -70,8 +74,8 @@ void WatchSignals(Runner* runner) {
   // never returns (a sink or source blocked in I/O): 3 s later the process ends without
   // the final checkpoint, which is as safe as a kill -9 (the next run replays what was not
   // committed).
-  const int64_t backstop_micros = runner->config().shutdown_timeout_micros + 3'000'000;
-  g_signal_thread = std::thread([runner, set, backstop_micros] {
+  const int64_t backstop_micros = shutdown_timeout_micros + 3'000'000;
+  g_signal_thread = std::thread([request_stop = std::move(request_stop), set, backstop_micros] {
     int seen = 0;
     while (true) {
       int sig = 0;
@@ -99,7 +103,7 @@ void WatchSignals(Runner* runner) {
         LogSignalNotice(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") +
                             " received, draining and checkpointing (send again to exit at once)",
                         sig, true);
-        runner->RequestStop();
+        request_stop();
       } else {
         // Exit 1, like a drain that runs out of time: the run ended without its final
         // checkpoint (nothing is lost; the next run reads again what was not committed).

@@ -16,12 +16,12 @@ namespace sluice {
 
 /// The planner's part of the repartition stage (docs/notes-16/repartition.md, "When it runs",
 /// "Shape", "--until-caught-up"): whether a pipeline repartitions, and the split of its plan
-/// into stage one's and stage two's. Not wired into `sluice run` yet: `run` reads such a
-/// pipeline in one stage, as before; validate and explain say so.
+/// into stage one's and stage two's. `sluice run` (apps/sluice: PlanTwoStages, RunTwoStages)
+/// runs such a pipeline as its two stages in one process.
 
-/// Whether `sluice run` runs a repartitioning pipeline as two stages. False until both stages
-/// are wired into the runner; validate and explain say "not built yet" while it is.
-inline constexpr bool kRepartitionBuilt = false;
+/// Whether `sluice run` runs a repartitioning pipeline as two stages (true since both stages
+/// are wired into `sluice run`); validate and explain say "not built yet" while it is false.
+inline constexpr bool kRepartitionBuilt = true;
 
 /// Why a pipeline does or does not repartition, as far as its file says.
 enum class RepartitionReason {

@@ -212,19 +212,17 @@ TEST_F(RepartitionPlanTest, SqlSetsRepartitionPartitionsInTheSourcesWith) {
 }
 
 // `sluice validate`: one line for every pipeline, and for one that would repartition its topic,
-// its partitions and that `run` does not do it yet.
+// and its partitions.
 TEST_F(RepartitionPlanTest, ValidateSaysWhetherAndWhy) {
   const std::string kafka = "kafka://localhost:9092/clicks";
   EXPECT_EQ(ValidateLines(Pipeline(kafka, "append")),
             "  repartition when the source's topics have more than one partition in all: append-mode windows "
             "over a Kafka source not declared keyed by the group key ([source] keyed_by)\n"
-            "    topic clicks-repartition, as many partitions as the source's topics in all\n"
-            "    not built yet: sluice run reads this pipeline in one stage, as before (one process)\n");
+            "    topic clicks-repartition, as many partitions as the source's topics in all\n");
   EXPECT_EQ(ValidateLines(Pipeline(kafka, "append", "repartition_partitions = 12\n")),
             "  repartition when the source's topics have more than one partition in all: append-mode windows "
             "over a Kafka source not declared keyed by the group key ([source] keyed_by)\n"
-            "    topic clicks-repartition, 12 partitions (repartition_partitions)\n"
-            "    not built yet: sluice run reads this pipeline in one stage, as before (one process)\n");
+            "    topic clicks-repartition, 12 partitions (repartition_partitions)\n");
   EXPECT_EQ(ValidateLines(Pipeline(kafka, "append", "keyed_by = [\"k\"]\n")),
             "  repartition no: [source] keyed_by = [k] says the records of a group are in one partition already\n");
   EXPECT_EQ(ValidateLines(Pipeline(kafka, "update")),
@@ -248,11 +246,10 @@ TEST_F(RepartitionPlanTest, ExplainSaysWhetherAndWhy) {
             "      stage one (a task per source partition): source, steps, lookups, partial aggregates -> topic "
             "clicks-repartition (as many partitions as the source's topics in all)\n"
             "      stage two (a task per partition of clicks-repartition): merge, a window emitted once when every "
-            "upstream's watermark has passed it -> the sink\n"
-            "      not built yet: sluice run reads this pipeline in one stage, as before (one process)\n");
+            "upstream's watermark has passed it -> the sink\n");
   EXPECT_NE(json.find("\"repartition\":{\"would\":true,\"reason\":\"append_unkeyed\",\"why\":\"append-mode windows "
                       "over a Kafka source not declared keyed by the group key ([source] keyed_by)\",\"topic\":"
-                      "\"clicks-repartition\",\"partitions\":null,\"built\":false}"),
+                      "\"clicks-repartition\",\"partitions\":null,\"built\":true}"),
             std::string::npos)
       << json;
   EXPECT_EQ(ExplainLines(Pipeline(kafka, "append", "repartition_partitions = 3\n"), &json),
@@ -261,14 +258,13 @@ TEST_F(RepartitionPlanTest, ExplainSaysWhetherAndWhy) {
             "      stage one (a task per source partition): source, steps, lookups, partial aggregates -> topic "
             "clicks-repartition (3 partitions)\n"
             "      stage two (a task per partition of clicks-repartition): merge, a window emitted once when every "
-            "upstream's watermark has passed it -> the sink\n"
-            "      not built yet: sluice run reads this pipeline in one stage, as before (one process)\n");
-  EXPECT_NE(json.find("\"topic\":\"clicks-repartition\",\"partitions\":3,\"built\":false}"), std::string::npos)
+            "upstream's watermark has passed it -> the sink\n");
+  EXPECT_NE(json.find("\"topic\":\"clicks-repartition\",\"partitions\":3,\"built\":true}"), std::string::npos)
       << json;
   EXPECT_EQ(ExplainLines(Pipeline(kafka, "append", "keyed_by = [\"k\"]\n"), &json),
             "repartition: no, [source] keyed_by = [k] says the records of a group are in one partition already\n");
   EXPECT_NE(json.find("\"repartition\":{\"would\":false,\"reason\":\"keyed_by\",\"why\":\"[source] keyed_by = [k] "
-                      "says the records of a group are in one partition already\",\"built\":false}"),
+                      "says the records of a group are in one partition already\",\"built\":true}"),
             std::string::npos)
       << json;
   EXPECT_EQ(ExplainLines(Pipeline(kafka, "update"), &json),
