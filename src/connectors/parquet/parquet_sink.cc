@@ -76,6 +76,9 @@ std::string TaskDeadLetterFileName(std::string_view pipeline, const TaskId& task
 /// Returns the task a position belongs to: partition p and its generation partition
 /// kGenerationPartitionBase + p are task p's; the other identity partitions are no task's.
 std::optional<TaskId> TaskOfPosition(const StoredPosition& p) {
+  // A dead-letter file's committed length (the runner's "__dead_letters:PATH", partition 0) is
+  // no task's: it is the process's own, kept with the commit's shared positions.
+  if (p.source.rfind("__dead_letters", 0) == 0) return std::nullopt;
   if (p.partition >= 0 && p.partition < kIdentityPartitionBase)
     return TaskId{p.source, p.partition};
   if (p.partition >= kGenerationPartitionBase) {

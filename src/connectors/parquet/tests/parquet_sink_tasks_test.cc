@@ -474,6 +474,39 @@ TEST_F(ParquetSinkTasksTest, EachTaskNumbersItsOwnFilesAndDeadLetters) {
   EXPECT_EQ(read_progress->size(), 2u);
 }
 
+// A dead-letter file's committed length ("__dead_letters:PATH", partition 0) is the process's,
+// no task's: it is kept with a commit's shared positions, and a checkpoint after the tasks were
+// released (the last one of an --until-caught-up run) that carries only it commits nothing and
+// is no error. It was taken for task 0's position, which failed that last checkpoint with "a
+// checkpoint with rows, dead letters or positions of partitions but no task" (exit 1).
+TEST_F(ParquetSinkTasksTest, ADeadLetterFilesLengthIsNoTasksPosition) {
+  auto a = OpenSink();
+  ASSERT_TRUE(a.ok());
+  auto c0 = (*a)->ClaimTask(TaskId{"in", 0}, Owner("a"));
+  ASSERT_TRUE(c0.ok());
+  const std::vector<Row> rows = {R(1, "m1", 1)};
+  const std::vector<uint32_t> row_tasks = {0};
+  Checkpoint cp;
+  cp.id = 1;
+  cp.rows = &rows;
+  cp.row_tasks = &row_tasks;
+  cp.positions = {{"in", 0, 5}, {"__dead_letters:/x/dl.ndjson", 0, 42}};
+  cp.tasks.push_back(TaskCommit{TaskId{"in", 0}, c0->fence, TaskProgress{}, nullptr, false});
+  ASSERT_TRUE((*a)->Commit(cp).ok());
+  auto positions = (*a)->LoadPositions();
+  ASSERT_TRUE(positions.ok()) << positions.status().ToString();
+  std::map<std::string, int64_t> by_source;
+  for (const auto& p : *positions) by_source[p.source + "/" + std::to_string(p.partition)] = p.offset;
+  EXPECT_EQ(by_source, (std::map<std::string, int64_t>{{"__dead_letters:/x/dl.ndjson/0", 42}, {"in/0", 5}}));
+
+  Checkpoint last;
+  last.id = 2;
+  last.final = true;
+  last.positions = {{"__dead_letters:/x/dl.ndjson", 0, 42}};
+  const Status s = (*a)->Commit(last);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
 TEST_F(ParquetSinkTasksTest, ACrashBetweenDataFilesAndTaskFileLeavesNothingAfterTheNextClaim) {
   auto a = OpenSink();
   ASSERT_TRUE(a.ok());
