@@ -4,7 +4,6 @@
 // plus the allowed lateness. A scripted two-partition source plays a fast partition 0 and a slow
 // partition 1, step by step, and the test looks at the sink after each step.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +18,7 @@
 
 #include "runtime/registry.h"
 #include "runtime/runner.h"
+#include "runtime/tests/sqlite_query_test_util.h"
 
 namespace sluice {
 namespace {
@@ -136,28 +136,7 @@ std::string Rec(const std::string& t, int v) {
   return R"({"k":"a","t":"2024-01-01 )" + t + R"(","v":)" + std::to_string(v) + "}";
 }
 
-std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;
-  }
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::string line;
-      for (int c = 0; c < sqlite3_column_count(st); ++c) {
-        const unsigned char* t = sqlite3_column_text(st, c);
-        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
-      }
-      out.push_back(line);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return out;
-}
+using sqlite_test::Query;
 
 class PartitionWatermarkTest : public ::testing::Test {
  protected:

@@ -24,6 +24,7 @@
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/tests/group_runner_test_util.h"
+#include "runtime/tests/sqlite_query_test_util.h"
 
 namespace sluice {
 namespace {
@@ -33,28 +34,7 @@ namespace fs = std::filesystem;
 using group_test::Rec;
 using group_test::WaitFor;
 
-std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;
-  }
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::string line;
-      for (int c = 0; c < sqlite3_column_count(st); ++c) {
-        const unsigned char* t = sqlite3_column_text(st, c);
-        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
-      }
-      out.push_back(line);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return out;
-}
+using sqlite_test::Query;
 
 class RunnerTasksTest : public ::testing::Test, protected group_test::GroupRuns {
  protected:

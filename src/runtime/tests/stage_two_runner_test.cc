@@ -5,7 +5,6 @@
 // checkpoint -> its closed windows, dead letters and state in one commit. The results are
 // compared with a brute-force aggregation of the raw records the partials stand for.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <map>
 #include <string>
@@ -16,6 +15,7 @@
 #include "runtime/runner.h"
 #include "runtime/tests/group_runner_test_util.h"
 #include "runtime/tests/stage_two_test_util.h"
+#include "runtime/tests/sqlite_query_test_util.h"
 
 namespace sluice {
 namespace {
@@ -23,28 +23,7 @@ namespace {
 using group_test::WaitFor;
 using stage_two_test::StageTwoData;
 
-std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;
-  }
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::string line;
-      for (int c = 0; c < sqlite3_column_count(st); ++c) {
-        const unsigned char* t = sqlite3_column_text(st, c);
-        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
-      }
-      out.push_back(line);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return out;
-}
+using sqlite_test::Query;
 
 /// The stage-two pipeline as the planner's split gives it: the user's [aggregate] (append mode,
 /// 1-minute windows, delay 10 s, lateness 0) over the repartition topic, here the fake source

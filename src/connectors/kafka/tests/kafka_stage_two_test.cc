@@ -7,7 +7,6 @@
 // (stage_two_test_util.h). Task moves and a cut-off process: stage_two_runner_test.cc.
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +25,7 @@
 #include "runtime/registry.h"
 #include "runtime/runner.h"
 #include "runtime/tests/stage_two_test_util.h"
+#include "runtime/tests/sqlite_query_test_util.h"
 
 namespace sluice {
 namespace {
@@ -36,28 +36,7 @@ using stage_two_test::Transaction;
 
 constexpr int32_t kPartitions = 4;
 
-std::vector<std::string> Query(const std::string& db_path, const std::string& sql) {
-  std::vector<std::string> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;
-  }
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::string line;
-      for (int c = 0; c < sqlite3_column_count(st); ++c) {
-        const unsigned char* t = sqlite3_column_text(st, c);
-        line += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
-      }
-      out.push_back(line);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return out;
-}
+using sqlite_test::Query;
 
 template <typename Pred>
 bool WaitFor(Pred pred, int seconds = 60) {
