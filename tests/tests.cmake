@@ -205,3 +205,9 @@ sluice_python_test(sql_twin_recruitment tests/integration/sql_twin_test.py TIMEO
 # == tests/tools/recompute_viewlog.py, and the same rows (read with pyarrow) and dead letters.
 sluice_python_test(sql_twin_viewlog tests/integration/sql_viewlog_test.py VENV TIMEOUT 300
                    LABELS python integration golden)
+
+# A MariaDB sink whose disk is full when `sluice run` starts (a database on a filled tmpfs):
+# the run waits and says why, then writes the hand-worked sums and exits 0 once space is freed.
+# No tmpfs mount permission: SKIP. About 10 s.
+sluice_python_test(mysql_disk_full tests/integration/mysql_disk_full_test.py TIMEOUT 120
+                   LABELS python integration mysql)

@@ -287,7 +287,7 @@ Status Runner::Start() {
     Status s = sink_->Open(ctx);
     if (s.ok()) break;
     if (s.code() != StatusCode::kUnavailable || stop_.load()) return s.WithContext("sink");
-    spdlog::warn("sink not reachable ({}); retrying in {} ms", s.message(), backoff_ms);
+    spdlog::warn("sink not available ({}); retrying in {} ms", s.message(), backoff_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
   }

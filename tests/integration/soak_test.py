@@ -824,7 +824,7 @@ class Soak:
                     if "checkpoint" in ln and "failed" in ln:
                         n["checkpoint_failures_disk_full" if "error 1114" in ln
                           else "checkpoint_failures_other"] += 1
-                    elif "sink not reachable" in ln:
+                    elif "sink not available" in ln or "sink not reachable" in ln:
                         n["sink_unreachable_retries"] += 1
                     elif "reading positions from the sink failed" in ln:
                         n["position_reads_failed"] += 1

@@ -26,7 +26,7 @@ std::string Brief(std::string_view sql) {
 
 Status ErrorStatus(unsigned number, std::string_view message, const std::string& display,
                    std::string_view sql) {
-  const ErrorKind kind = ClassifyError(number);
+  const ErrorKind kind = ClassifyError(number, message);
   std::string text =
       "mysql " + display + ": error " + std::to_string(number) + ": " + std::string(message);
   if (!sql.empty()) text += " (in: " + Brief(sql) + ")";
@@ -63,6 +63,7 @@ Status ErrorStatus(unsigned number, std::string_view message, const std::string&
       break;
   }
   if (kind == ErrorKind::kData) text += " (a value the column cannot hold; see column_types)";
+  if (IsDiskFull(number, message)) text += " (the server's disk is full: retried until space is freed)";
   return Status(StatusCodeFor(kind), std::move(text));
 }
 

@@ -798,8 +798,9 @@ Result<bool> MysqlSink::WriteDeltasBulk(std::span<const DeltaRow> deltas,
     }
   }
   if (!s.ok()) {
-    const mysql::ErrorKind kind = mysql::ClassifyError(conn_->last_error());
-    // Lost connection, deadlock (InnoDB rolled the transaction back): the checkpoint fails.
+    const mysql::ErrorKind kind = mysql::ClassifyError(conn_->last_error(), conn_->last_message());
+    // Lost connection, deadlock (InnoDB rolled the transaction back), a full disk: the
+    // checkpoint fails and is retried, with bulk loads still on.
     if (conn_->broken() || kind == mysql::ErrorKind::kTransient) return s;
     if (kind != mysql::ErrorKind::kData) {
       // LOCAL INFILE disabled (MySQL 8's default), no privilege for temporary tables, DDL

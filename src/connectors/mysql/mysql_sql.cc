@@ -112,6 +112,21 @@ ErrorKind ClassifyError(unsigned n) {
   return ErrorKind::kOther;
 }
 
+bool IsDiskFull(unsigned n, std::string_view message) {
+  // ER_DISK_FULL, ER_RECORD_FILE_FULL; otherwise the OS error in the text (ER_CANT_CREATE_TABLE
+  // "(errno: 28 ...)", ER_GET_ERRNO "Got error 28 ...", EE_WRITE "(Errcode: 28 ...)").
+  if (n == 1021 || n == 1114) return true;
+  for (std::string_view mark : {"No space left on device", "Errcode: 28", "errno: 28", "error 28 "}) {
+    if (message.find(mark) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+ErrorKind ClassifyError(unsigned n, std::string_view message) {
+  if (IsDiskFull(n, message)) return ErrorKind::kTransient;
+  return ClassifyError(n);
+}
+
 StatusCode StatusCodeFor(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::kConnection:

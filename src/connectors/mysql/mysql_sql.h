@@ -22,11 +22,18 @@ enum class ErrorKind {
   kConfig,      ///< wrong credentials, database, privileges: fatal until someone fixes it
   kData,        ///< a value the column cannot hold: fatal
   kBug,         ///< SQL that sluice should never have sent: fatal
-  kOther,       ///< anything else (disk full, ...): retried
+  kOther,       ///< anything else: retried at commit
 };
 
 /// Classifies a server (1xxx-4xxx) or client (2xxx, 5xxx) error number.
 ErrorKind ClassifyError(unsigned error_number);
+/// Classifies an error by its number and message: a full disk on the server (ER_DISK_FULL,
+/// "The table is full", or any error whose message carries errno 28, as CREATE TABLE's and
+/// the storage engine's do) is kTransient, since space freed on the server ends it; the rest
+/// as ClassifyError(error_number).
+ErrorKind ClassifyError(unsigned error_number, std::string_view message);
+/// True when the error says the server's disk is full.
+bool IsDiskFull(unsigned error_number, std::string_view message);
 /// Returns the Status code the runner expects for `kind` (kUnavailable and kIOError retry).
 StatusCode StatusCodeFor(ErrorKind kind);
 

@@ -198,6 +198,24 @@ TEST(MysqlSqlTest, ClassifiesErrors) {
   EXPECT_EQ(mysql::ClassifyError(1406), K::kData);
   EXPECT_EQ(mysql::ClassifyError(1064), K::kBug);
   EXPECT_EQ(mysql::ClassifyError(1114), K::kOther);
+  // A full disk, by number or by the OS error in the server's text, is retried like a deadlock
+  // (at start too, where only kUnavailable is retried): these are MariaDB's own messages.
+  EXPECT_EQ(mysql::ClassifyError(1114, "The table 'events' is full"), K::kTransient);
+  EXPECT_EQ(mysql::ClassifyError(1021, "Disk full (./soak_sink/events.ibd); waiting for someone to free some space..."),
+            K::kTransient);
+  EXPECT_EQ(mysql::ClassifyError(1005, "Can't create table `soak_sink`.`events` (errno: 28 \"No space left on device\")"),
+            K::kTransient);
+  EXPECT_EQ(mysql::ClassifyError(1030, "Got error 28 \"No space left on device\" from storage engine InnoDB"),
+            K::kTransient);
+  EXPECT_EQ(mysql::ClassifyError(3, "Error writing file './soak_sink/x' (Errcode: 28 \"No space left on device\")"),
+            K::kTransient);
+  EXPECT_EQ(mysql::StatusCodeFor(mysql::ClassifyError(1005, "(errno: 28 \"No space left on device\")")),
+            StatusCode::kUnavailable);
+  // Others keep their kind whatever the text.
+  EXPECT_EQ(mysql::ClassifyError(1045, "Access denied for user 'root'@'localhost'"), K::kConfig);
+  EXPECT_EQ(mysql::ClassifyError(1005, "Can't create table `d`.`t` (errno: 150 \"Foreign key constraint is incorrectly formed\")"),
+            K::kOther);
+  EXPECT_FALSE(mysql::IsDiskFull(1030, "Got error 280 from storage engine"));
   EXPECT_EQ(mysql::StatusCodeFor(K::kConnection), StatusCode::kUnavailable);
   EXPECT_EQ(mysql::StatusCodeFor(K::kTransient), StatusCode::kUnavailable);
   EXPECT_EQ(mysql::StatusCodeFor(K::kConfig), StatusCode::kInvalidArgument);
