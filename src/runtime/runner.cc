@@ -974,6 +974,21 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
     }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
+    if (stage_one_) {
+      // The task's control: its own watermark, or the closed bound its worker had applied at its
+      // last handoff where that is higher (an idle task's, once the others passed it). Not
+      // pr.enforced, which also holds bounds of tasks claimed since that the worker may not
+      // have applied yet. A task claimed and not handed over since has only its own (restored)
+      // watermark here, which its worker enforces from the claim on.
+      int64_t control = pr.watermark;
+      if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
+        control = std::max(control, it->second.second);
+      }
+      auto [last, inserted] = last_control_watermarks_.try_emplace(p, control);
+      if (inserted || last->second != control) work->state_changed = true;
+      last->second = control;
+      work->stage_one_watermarks[p] = control;
+    }
     if (stage_two_) {
       // The merge's own state: open windows, emitted bound, the upstream vector, and as
       // progress the upstreams' minimum watermark and highest event time.
@@ -991,6 +1006,7 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   }
   for (int32_t p : work->revoked) {
     last_task_states_.erase(p);
+    last_control_watermarks_.erase(p);
     // Its open windows leave with this checkpoint, which releases the task: nothing of them may
     // be emitted here any more (the next owner emits them).
     task_open_.erase(p);
@@ -1026,7 +1042,9 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
       StageOneOutput out;
       // A Kafka source's partition id holds its topic's slot and the partition (kafka_ids.h).
       out.control.upstream = UpstreamOfPartitionId(t.task.partition);
-      out.control.watermark = t.progress.watermark;
+      // Not only an idle task's: whatever its worker already judges late, stage two may emit.
+      auto w = work.stage_one_watermarks.find(t.task.partition);
+      out.control.watermark = w != work.stage_one_watermarks.end() ? w->second : t.progress.watermark;
       out.control.max_event_time = t.progress.max_event_time;
       out.control.idle = t.progress.idle;
       out.control.end = options_.until_caught_up && work.stage_one_ended.count(t.task.partition) > 0;
@@ -1166,8 +1184,10 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
     if (pending_) {
       pending_->task_states.erase(p);
       pending_->task_progress.erase(p);
+      pending_->stage_one_watermarks.erase(p);
     }
     last_task_states_.erase(p);
+    last_control_watermarks_.erase(p);
     partition_progress_.erase(p);
     // Append mode on tasks: its open windows are its next owner's now (claimed as committed).
     task_open_.erase(p);
@@ -1390,6 +1410,7 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   into->event_times = std::move(later.event_times);
   // A task released by the earlier collection keeps its (last) state in it.
   for (auto& [p, pr] : later.task_progress) into->task_progress[p] = pr;
+  for (const auto& [p, w] : later.stage_one_watermarks) into->stage_one_watermarks[p] = w;
   for (auto& [p, st] : later.task_states) into->task_states[p] = std::move(st);
 }
 

@@ -218,6 +218,11 @@ class Runner : public CheckpointRequester {
     /// this work was collected (a copy of ended_partitions_ then): their controls carry `end`.
     /// Taken at collection, so a commit (on its own thread) never reads the coordinator's set.
     std::set<int32_t> stage_one_ended;
+    /// Stage one: each task's control watermark, as of the collection: the highest of its own
+    /// watermark and the closed bound its worker had applied at its last handoff (every later
+    /// record of the task is judged late against at least this, so stage two may emit up to it
+    /// whether or not the task is idle). By partition, like task_progress.
+    std::map<int32_t, int64_t> stage_one_watermarks;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -447,6 +452,9 @@ class Runner : public CheckpointRequester {
   /// enforced then.
   std::map<int32_t, std::pair<PartitionProgress, int64_t>> partition_progress_;
   std::map<int32_t, std::string> last_task_states_;  ///< coordinator: as last collected
+  /// Stage one, coordinator: each task's control watermark as last collected
+  /// (CheckpointWork::stage_one_watermarks); a change is committed even with nothing else new.
+  std::map<int32_t, int64_t> last_control_watermarks_;
   /// Other processes' tasks' committed progress, read after each commit.
   std::vector<TaskRow> remote_progress_;  // guarded by remote_mu_
   bool remote_progress_fresh_ = false;    // guarded by remote_mu_

@@ -41,11 +41,11 @@ std::vector<UpstreamId> StageTwoUpstreams(const std::map<int32_t, int32_t>& part
 /// of the upstreams' watermarks has passed its end plus the allowed lateness
 /// (docs/notes-16/repartition.md, "Watermarks").
 ///
-/// A partial for a window already emitted is impossible by the design (an upstream sends
-/// partials of a window only while the window is open at its own watermark, and its control
-/// that passes the window comes after them) except where the design leaves a decision open: an
-/// upstream that announced `idle` and then reads a record of a window the others have already
-/// passed. Such a partial is not merged — emitting the window a second time would write a
+/// A partial for a window already emitted is impossible by the design: an upstream sends
+/// partials of a window only while the window is open at its control's watermark (its own, or
+/// the closed bound its worker enforces: an idle upstream's records of windows the others
+/// passed are late in stage one), and its control that passes the window comes after them. As
+/// a backstop, should one come anyway, such a partial is not merged — emitting the window a second time would write a
 /// second row for it in an append-mode sink — but dead-lettered with reason "late" (its window
 /// and keys as the payload; the original records are stage one's) and counted in
 /// late_partials(). Windows are judged emitted by `emitted_before` (the minimum at the last

@@ -35,19 +35,10 @@ bool UpstreamWatermarks::Apply(const RepartitionControl& control) {
 }
 
 int64_t UpstreamWatermarks::Minimum() const {
-  int64_t active_min = std::numeric_limits<int64_t>::max();
-  int64_t idle_max = kNoWatermark;
-  bool any_active = false;
-  for (const auto& c : latest_) {
-    if (c.idle) {
-      idle_max = std::max(idle_max, c.watermark);
-    } else {
-      any_active = true;
-      active_min = std::min(active_min, c.watermark);
-    }
-  }
   if (latest_.empty()) return kNoWatermark;
-  return any_active ? active_min : idle_max;
+  int64_t out = std::numeric_limits<int64_t>::max();
+  for (const auto& c : latest_) out = std::min(out, c.watermark);
+  return out;
 }
 
 int64_t UpstreamWatermarks::MaxEventTime() const {

@@ -16,10 +16,13 @@ namespace sluice {
 /// minimum back, so a window is never emitted before every stage-one task has said it is past
 /// it. A control of an upstream not in the set (a topic that gained partitions since) adds it.
 ///
-/// The rule for the minimum is the pipeline clock's (PipelineClock, watermark.h): the minimum
-/// over the upstreams that are not idle; an idle one holds nothing back until a control without
-/// `idle` arrives from it; when every upstream is idle the highest watermark counts (Flink's
-/// valve does the same: with all its inputs idle it forwards the highest of their watermarks).
+/// The minimum is over every upstream, idle or not. Idleness is stage one's business: an idle
+/// stage-one task's control carries the closed bound its worker already enforces where that is
+/// above its own watermark (the pipeline clock's idle floor, PipelineClock in watermark.h), so
+/// an idle upstream holds the minimum back only as far as its worker still accepts records.
+/// Leaving an idle upstream out here, as Flink's valve does, would let the minimum pass what its
+/// worker has not applied yet: a record it reads in between would not be late in stage one, and
+/// its partial would come after the window was emitted. `idle` is kept for status only.
 /// `end` (the upstream reached the end offsets of a --until-caught-up run) is kept but does not
 /// release the upstream: it sent its watermark, not +infinity, so windows past it stay open for
 /// the next run.
@@ -42,13 +45,12 @@ class UpstreamWatermarks {
   /// a stage-one task restarts from the task's committed watermark, which was committed in the
   /// same transaction as the controls it sent, so it never sends a lower one; a lower control is
   /// therefore a duplicate or a replay (an older copy read again), and moving the watermark back
-  /// would not undo a window already emitted by the higher one. Its flags are stale too: setting
-  /// `idle` from it could leave the upstream out of the minimum while it still sends partials,
-  /// whereas clearing it only holds emission back until the upstream's next control.
+  /// would not undo a window already emitted by the higher one. Its flags are stale too, so they
+  /// are only ever cleared from it.
   bool Apply(const RepartitionControl& control);
 
-  /// Returns the watermark up to which every upstream has come: the minimum over the upstreams
-  /// that are not idle, the highest watermark when all are idle, kNoWatermark with no upstream.
+  /// Returns the watermark up to which every upstream has come: the minimum over all upstreams
+  /// (idle ones included), kNoWatermark with no upstream.
   int64_t Minimum() const;
   /// Returns the highest max event time of any upstream (kNoWatermark when none has one).
   int64_t MaxEventTime() const;
