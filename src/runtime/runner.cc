@@ -1016,8 +1016,8 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   }
 }
 
-void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                            std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one) {
+Status Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                              std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one) {
   std::set<int32_t> released(work.revoked.begin(), work.revoked.end());
   for (const auto& [p, state] : work.task_states) {
     auto owned = owned_.find(p);
@@ -1038,6 +1038,8 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     // from the committed positions and reads them again.
     stage_one->clear();
     stage_one->reserve(cp->tasks.size());
+    std::vector<int32_t> partitions;
+    partitions.reserve(cp->tasks.size());
     for (const TaskCommit& t : cp->tasks) {
       StageOneOutput out;
       // A Kafka source's partition id holds its topic's slot and the partition (kafka_ids.h).
@@ -1048,19 +1050,13 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
       out.control.max_event_time = t.progress.max_event_time;
       out.control.idle = t.progress.idle;
       out.control.end = options_.until_caught_up && work.stage_one_ended.count(t.task.partition) > 0;
-      if (auto it = work.stage_one_partials.find(t.task.partition); it != work.stage_one_partials.end()) {
-        out.partials = it->second;
-        SortDeltas(&out.partials);
-      }
       stage_one->push_back(std::move(out));
+      partitions.push_back(t.task.partition);
     }
-    size_t strays = 0;
-    for (const auto& [p, partials] : work.stage_one_partials) {
-      if (!owned_.count(p) && !partials.empty()) ++strays;
-    }
-    if (strays > 0) {
-      spdlog::warn("checkpoint {}: partials of {} task(s) this process does not own are left out", cp->id, strays);
-    }
+    // Partials of a task not committed here cannot be left out while the positions (which go
+    // with every checkpoint) pass their records: the checkpoint fails instead.
+    RETURN_IF_ERROR(AssignStageOnePartials(partitions, work.stage_one_partials, stage_one)
+                        .WithContext("checkpoint " + std::to_string(cp->id)));
     cp->stage_one = stage_one;
   }
   // Append mode on tasks: each row goes with the task whose windows it is (the Parquet sink
@@ -1068,11 +1064,11 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
   // windows left with the task's release, or the task was lost with nothing of it uncommitted);
   // should one be, it goes with the first task, which the sink commits atomically with the rest.
   row_tasks->clear();
-  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty()) return;
+  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty()) return Status::OK();
   if (work.row_partitions.size() != work.rows.size()) {
     spdlog::warn("checkpoint {}: {} rows but {} row partitions; every row goes with the first task", cp->id,
                  work.rows.size(), work.row_partitions.size());
-    return;
+    return Status::OK();
   }
   std::map<int32_t, uint32_t> index;
   for (size_t i = 0; i < cp->tasks.size(); ++i) index.emplace(cp->tasks[i].task.partition, static_cast<uint32_t>(i));
@@ -1087,6 +1083,7 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     spdlog::warn("checkpoint {}: {} rows of tasks it does not commit go with the first task", cp->id, strays);
   }
   cp->row_tasks = row_tasks;
+  return Status::OK();
 }
 
 void Runner::ReadRemoteProgress() {
@@ -1597,8 +1594,8 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
       std::vector<uint32_t> row_tasks;
       std::vector<StageOneOutput> stage_one;
       std::lock_guard<std::mutex> lock(sink_mu_);
-      if (tasks_) AddTaskCommits(*work, &cp, &row_tasks, &stage_one);
-      s = sink_->Commit(cp);
+      if (tasks_) s = AddTaskCommits(*work, &cp, &row_tasks, &stage_one);
+      if (s.ok()) s = sink_->Commit(cp);
       if (s.ok()) {
         *sink_rejected_total = sink_->RowsRejected();
         for (const TaskCommit& t : cp.tasks) {

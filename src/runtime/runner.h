@@ -289,9 +289,11 @@ class Runner : public CheckpointRequester {
   std::optional<int64_t> ClaimPartition(size_t worker, const std::string& source, int32_t partition);
   /// Tasks: adds to `cp` a TaskCommit for every task of `work` this process owns (under
   /// sink_mu_). Append mode on tasks: fills `row_tasks` with each row's index into cp->tasks
-  /// and points cp->row_tasks at it.
-  void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                      std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one);
+  /// and points cp->row_tasks at it. Stage one: fills `stage_one` (one output per task) and
+  /// points cp->stage_one at it; fails (kInternal) when `work` holds partials of a task not
+  /// committed here (AssignStageOnePartials): the checkpoint is not committed.
+  Status AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                        std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one);
   /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
   /// remote_progress_, for the tasks other processes own.
   void ReadRemoteProgress();
