@@ -166,6 +166,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
     runner->clock_ = std::make_unique<PipelineClock>(spec->watermark_delay_micros, spec->idle_timeout_micros);
+    // Stage two waits for every upstream task's first control, however long it takes: stage
+    // one's closed bound waits for each partition's first report just as long, so that it
+    // never judges a record late for a window stage two has not emitted and will.
+    if (runner->stage_one_) runner->clock_->HoldUnreported();
   }
   runner->needs_state_ = !needs.empty();
   if (runner->needs_state_ && !runner->sink_->SupportsState()) {

@@ -458,6 +458,42 @@ TEST_F(StageOneTest, AnIdleTasksControlCarriesTheClosedBoundItsWorkerEnforces) {
   EXPECT_EQ(late_partials, 0);
 }
 
+// A partition of the input that nobody has reported (partition 1 of 0..2, never assigned: no
+// worker reads it, no task progress of it is committed) holds stage one's closed bound back for
+// good, as stage two waits for its task's first control for good; it does not count idle after
+// the idle timeout (300 ms). Partitions 0 (00:06:10, watermark 00:06:00) and 2 (00:05:00,
+// watermark 00:04:50) go idle: were partition 1 idle too, every partition would be, the closed
+// bound would rise to the highest watermark, 00:06:00, and partition 2's next record, of window
+// 00:05 (ends 00:06:00), would be late in stage one while stage two has not emitted that window
+// (and will, once partition 1 reports). By its own partition's watermark it is not late.
+TEST_F(StageOneTest, AnInputPartitionNobodyReportedHoldsTheClosedBoundBack) {
+  group_test::g_group->input_partitions = {0, 1, 2};
+  Runner* a = StartStageOne("a", {}, false, "300ms");
+  ASSERT_NE(a, nullptr);
+  spec_ = a->plan().aggregate.get();
+  Command("a", 'a', 0);
+  Command("a", 'a', 2);
+  Produce(0, {Rec("x", "00:06:10", 1, 1)});
+  Produce(2, {Rec("y", "00:05:00", 1, 2)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  ASSERT_TRUE(WaitPosition(2, 1));
+  ASSERT_TRUE(WaitFor([&] {
+    const std::vector<RepartitionControl> c0 = Controls(0), c2 = Controls(2);
+    return !c0.empty() && !c2.empty() && c0.back().idle && c2.back().idle;
+  }));
+  // Many idle timeouts and checkpoints later the bound has not moved.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Controls(2).back().watermark, At("00:04:50"));
+  Produce(2, {Rec("y", "00:05:30", 1, 4)});
+  ASSERT_TRUE(WaitPosition(2, 2));
+  ASSERT_TRUE(Stop("a").ok());
+  Drained all = Between(0, Commits());
+  EXPECT_EQ(all.partials[0], (std::vector<std::string>{"00:06:00|x|1|1"}));
+  EXPECT_EQ(all.partials[2], (std::vector<std::string>{"00:05:00|y|2|6"}));
+  EXPECT_TRUE(all.late.empty()) << ::testing::PrintToString(all.late);
+  EXPECT_EQ(a->Snapshot().late, 0);
+}
+
 // A record held by a lookup (its job unknown yet) belongs to its task's state: it moves with the
 // partition to the next owner, which counts it once when the job appears.
 TEST_F(StageOneTest, AHeldRecordMovesWithItsTaskAndIsCountedOnce) {
