@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,11 @@ class StageTwoMerge {
   int64_t late_partials() const { return late_partials_; }
   /// Controls whose watermark was below their upstream's (ignored).
   int64_t stale_controls() const { return stale_controls_; }
+  /// Upstreams not in StageTwoOptions::upstreams that sent a control (each counted once, and
+  /// logged as a warning: a topic that gained partitions since the set was taken, or a wrong set).
+  int64_t unexpected_upstreams() const { return static_cast<int64_t>(unexpected_.size()); }
+  /// Upstreams of a restored state dropped since their topic is no longer read (logged).
+  int64_t dropped_upstreams() const { return dropped_upstreams_; }
   /// Returns the number of open (window, group) rows.
   size_t open_groups();
 
@@ -106,6 +112,8 @@ class StageTwoMerge {
   bool added_ = false;
   int64_t late_partials_ = 0;
   int64_t stale_controls_ = 0;
+  std::set<UpstreamId> unexpected_;
+  int64_t dropped_upstreams_ = 0;
 };
 
 }  // namespace sluice

@@ -14,7 +14,10 @@ namespace sluice {
 /// The set of upstream tasks is given by the caller from the source topics' metadata, not from
 /// what arrived: an upstream that never sent a control counts at kNoWatermark and holds the
 /// minimum back, so a window is never emitted before every stage-one task has said it is past
-/// it. A control of an upstream not in the set (a topic that gained partitions since) adds it.
+/// it. A control of an upstream not in the set (a topic that gained partitions since) adds it
+/// (Expected() tells the caller, which says so). A stored state's upstreams of a topic the set
+/// has none of (a topic no longer read) are dropped when restored; those of a topic in the set
+/// are kept even beyond its partition count (partitions only grow: the set may be older).
 ///
 /// The minimum is over every upstream, idle or not. Idleness is stage one's business: an idle
 /// stage-one task's control carries the closed bound its worker already enforces where that is
@@ -34,8 +37,11 @@ class UpstreamWatermarks {
   /// Starts with every upstream in `expected` at kNoWatermark, not idle.
   explicit UpstreamWatermarks(const std::vector<UpstreamId>& expected) { Expect(expected); }
 
-  /// Adds the upstreams of `expected` not known yet (at kNoWatermark, not idle).
+  /// Adds the upstreams of `expected` not known yet (at kNoWatermark, not idle), and counts them
+  /// as expected.
   void Expect(const std::vector<UpstreamId>& expected);
+  /// True when `id` was given to Expect (or the constructor).
+  bool Expected(const UpstreamId& id) const;
 
   /// Takes a control record. Returns false when its watermark is below the one already held
   /// for its upstream: the watermark and the max event time then stay where they are, and of
@@ -60,14 +66,17 @@ class UpstreamWatermarks {
   /// Returns the latest control of every upstream, in UpstreamId order (what TaskState keeps;
   /// one never heard from has the default control with its id).
   const std::vector<RepartitionControl>& latest() const { return latest_; }
-  /// Takes the controls a stored state kept (TaskState::upstreams) as if they had been applied.
-  void Restore(const std::vector<RepartitionControl>& stored);
+  /// Takes the controls a stored state kept (TaskState::upstreams) as if they had been applied,
+  /// except those of a topic index no expected upstream has (a topic no longer read; with no
+  /// expected upstream at all, none is dropped): returns the upstreams dropped.
+  std::vector<UpstreamId> Restore(const std::vector<RepartitionControl>& stored);
 
  private:
   /// Returns the entry of `id`, adding it (at kNoWatermark) when it is new.
   RepartitionControl& Entry(const UpstreamId& id);
 
   std::vector<RepartitionControl> latest_;  ///< sorted by upstream, one per upstream
+  std::vector<UpstreamId> expected_;        ///< sorted, unique
 };
 
 }  // namespace sluice

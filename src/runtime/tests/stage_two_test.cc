@@ -187,6 +187,33 @@ TEST(StageTwoTest, AnIdleUpstreamHoldsWindowsBackAtItsControlAndALatePartialIsAD
   EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{120, "a"}, {2, 43, 40}}}));
 }
 
+// A control of an upstream outside the set is counted once (and logged) and holds windows back;
+// a restored state's upstream of a topic no longer read is dropped and counted.
+TEST(StageTwoTest, UnexpectedUpstreamsAreCountedAndStoredOnesOfATopicNoLongerReadDropped) {
+  const AggregateSpec spec = Spec(60, 60, 0);
+  const UpstreamId kV0{1, 0};
+  Feeder f(&spec, {kU0, kU1});
+  f.Add(Partial(0, "a", 1, 1, 1));
+  f.Add(Control(kU0, 100));
+  f.Add(Control(kV0, 30));
+  f.Add(Control(kU1, 100));
+  EXPECT_TRUE(f.unit().Emit().empty());  // v0 at 30
+  f.Add(Control(kV0, 40));
+  EXPECT_EQ(f.unit().unexpected_upstreams(), 1);
+  f.Add(Control(kV0, 100));
+  EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{0, "a"}, {1, 1, 1}}}));
+
+  // Its state restored where topic 1 is no longer read: v0 goes, u0 and u1 stay.
+  StageTwoMerge again(StageTwoOptions{&spec, {kU0, kU1}, "rp", 3});
+  TaskState st = f.unit().State();
+  ASSERT_EQ(st.upstreams.size(), 3u);
+  ASSERT_TRUE(again.Restore(std::move(st)).ok());
+  EXPECT_EQ(again.dropped_upstreams(), 1);
+  ASSERT_EQ(again.watermarks().latest().size(), 2u);
+  EXPECT_EQ(again.watermarks().Minimum(), 100);
+  EXPECT_EQ(again.unexpected_upstreams(), 0);
+}
+
 TEST(StageTwoTest, AReplayedLowerControlDoesNotMoveTheMinimumBack) {
   const AggregateSpec spec = Spec(60, 60, 0);
   Feeder f(&spec, {kU0, kU1});
