@@ -657,7 +657,8 @@ Status KafkaSource::TakeDeferredEndOffsets() {
     auto end = end_offsets_.find(id);
     const int64_t stable = end == end_offsets_.end() ? -1 : end->second;
     if (stable < high) {
-      behind += (behind.empty() ? "" : ", ") + Label(id) + " at " + std::to_string(stable) + " of " + std::to_string(high);
+      behind += (behind.empty() ? "" : ", ") + Label(id) + " at " + std::to_string(stable) + " of " +
+                std::to_string(high);
     }
   }
   if (!behind.empty()) {

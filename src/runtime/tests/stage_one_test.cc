@@ -417,18 +417,18 @@ TEST_F(StageOneTest, AMovedTaskGoesOnFromItsCommittedProgressAndCaughtUpControls
   EXPECT_EQ(Between(before, Commits()).partials[1], (std::vector<std::string>{"00:06:00|y|1|5"}));
 }
 
-// Idle tasks (idle_timeout 300 ms). Partition 0 is at 00:06:10 (watermark 00:06:00), partition 1
-// at 00:05:00 (watermark 00:04:50); then both go idle. With every partition idle the pipeline's
-// clock releases the highest watermark, 00:06:00, as the closed bound, and partition 1's worker
-// judges its records against it: its control says so (idle, watermark 00:06:00, not its own
-// 00:04:50). Stage two therefore passes 00:04:50 only as far as partition 1's worker already
-// enforces: were the control's watermark its own while stage two left idle upstreams out, a
-// record read before the worker saw the raised bound would reach stage two after the window.
-// Partition 1's next record, of window 00:05 (ends 00:06:00), is late in stage one (a dead letter
-// with its offset) and no partial; stage two, fed every commit, emits window 00:05 once, with
-// no late partial.
+// Idle tasks (idle_timeout 1 s: their first records come well before it). Partition 0 is at
+// 00:06:10 (watermark 00:06:00), partition 1 at 00:05:00 (watermark 00:04:50); then both go idle.
+// With every partition idle the pipeline's clock releases the highest watermark, 00:06:00, as the
+// closed bound, and partition 1's worker judges its records against it: its control says so (idle,
+// watermark 00:06:00, not its own 00:04:50). Stage two therefore passes 00:04:50 only as far as
+// partition 1's worker already enforces: were the control's watermark its own while stage two left
+// idle upstreams out, a record read before the worker saw the raised bound would reach stage two
+// after the window. Partition 1's next record, of window 00:05 (ends 00:06:00), is late in stage
+// one (a dead letter with its offset) and no partial; stage two, fed every commit, emits window
+// 00:05 once, with no late partial.
 TEST_F(StageOneTest, AnIdleTasksControlCarriesTheClosedBoundItsWorkerEnforces) {
-  Runner* a = StartStageOne("a", {}, false, "300ms");
+  Runner* a = StartStageOne("a", {}, false, "1s");
   ASSERT_NE(a, nullptr);
   spec_ = a->plan().aggregate.get();
   Command("a", 'a', 0);
@@ -461,14 +461,14 @@ TEST_F(StageOneTest, AnIdleTasksControlCarriesTheClosedBoundItsWorkerEnforces) {
 // A partition of the input that nobody has reported (partition 1 of 0..2, never assigned: no
 // worker reads it, no task progress of it is committed) holds stage one's closed bound back for
 // good, as stage two waits for its task's first control for good; it does not count idle after
-// the idle timeout (300 ms). Partitions 0 (00:06:10, watermark 00:06:00) and 2 (00:05:00,
+// the idle timeout (1 s). Partitions 0 (00:06:10, watermark 00:06:00) and 2 (00:05:00,
 // watermark 00:04:50) go idle: were partition 1 idle too, every partition would be, the closed
 // bound would rise to the highest watermark, 00:06:00, and partition 2's next record, of window
 // 00:05 (ends 00:06:00), would be late in stage one while stage two has not emitted that window
 // (and will, once partition 1 reports). By its own partition's watermark it is not late.
 TEST_F(StageOneTest, AnInputPartitionNobodyReportedHoldsTheClosedBoundBack) {
   group_test::g_group->input_partitions = {0, 1, 2};
-  Runner* a = StartStageOne("a", {}, false, "300ms");
+  Runner* a = StartStageOne("a", {}, false, "1s");
   ASSERT_NE(a, nullptr);
   spec_ = a->plan().aggregate.get();
   Command("a", 'a', 0);
@@ -481,8 +481,8 @@ TEST_F(StageOneTest, AnInputPartitionNobodyReportedHoldsTheClosedBoundBack) {
     const std::vector<RepartitionControl> c0 = Controls(0), c2 = Controls(2);
     return !c0.empty() && !c2.empty() && c0.back().idle && c2.back().idle;
   }));
-  // Many idle timeouts and checkpoints later the bound has not moved.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Several idle timeouts and many checkpoints later the bound has not moved.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(Controls(2).back().watermark, At("00:04:50"));
   Produce(2, {Rec("y", "00:05:30", 1, 4)});
   ASSERT_TRUE(WaitPosition(2, 2));
