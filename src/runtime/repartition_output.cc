@@ -1,6 +1,36 @@
 #include "runtime/repartition_output.h"
 
+#include <algorithm>
+
+#include "operators/delta_order.h"
+
 namespace sluice {
+
+Status AssignStageOnePartials(const std::vector<int32_t>& tasks,
+                              const std::map<int32_t, std::vector<DeltaRow>>& partials,
+                              std::vector<StageOneOutput>* outputs) {
+  if (outputs->size() != tasks.size()) {
+    return Status::Internal("stage one: " + std::to_string(outputs->size()) + " outputs for " +
+                            std::to_string(tasks.size()) + " tasks");
+  }
+  std::string strays;
+  for (const auto& [p, list] : partials) {
+    if (list.empty() || std::find(tasks.begin(), tasks.end(), p) != tasks.end()) continue;
+    strays += (strays.empty() ? "" : ", ") + std::to_string(p);
+  }
+  if (!strays.empty()) {
+    return Status::Internal("stage one: partials of partition(s) " + strays +
+                            " whose task this checkpoint does not commit; the checkpoint is refused so that "
+                            "their records are read again from the committed positions");
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto it = partials.find(tasks[i]);
+    if (it == partials.end()) continue;
+    (*outputs)[i].partials = it->second;
+    SortDeltas(&(*outputs)[i].partials);
+  }
+  return Status::OK();
+}
 
 Result<std::vector<RepartitionMessage>> BuildStageOneCheckpoint(const std::vector<DeltaRow>& drained,
                                                                 const RepartitionControl& control,

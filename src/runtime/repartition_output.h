@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,16 @@ struct StageOneOutput {
   RepartitionControl control;
   std::vector<DeltaRow> partials;
 };
+
+/// Gives each task of one stage-one checkpoint its partials: `outputs[i]` (its control filled in
+/// by the caller) belongs to the task of source partition `tasks[i]`, and gets a copy of
+/// `partials[tasks[i]]` in DeltaLess order. Refuses (kInternal, naming the partitions) partials
+/// of a partition that is not among `tasks`: they would be left out of a commit that may carry
+/// that partition's position past their records, and so be lost; the checkpoint must fail
+/// instead (the next run reads them again from the committed position). Pure.
+Status AssignStageOnePartials(const std::vector<int32_t>& tasks,
+                              const std::map<int32_t, std::vector<DeltaRow>>& partials,
+                              std::vector<StageOneOutput>* outputs);
 
 /// One message stage one produces to the repartition topic: its partition, key and value.
 struct RepartitionMessage {

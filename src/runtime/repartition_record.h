@@ -33,9 +33,11 @@ struct UpstreamId {
 /// checkpoint after that task's partials of the checkpoint, in the same transaction.
 struct RepartitionControl {
   UpstreamId upstream;
-  int64_t watermark = kNoWatermark;       ///< the task's watermark (max_event_time - delay)
+  /// The task's watermark (max_event_time - delay), or the closed bound its worker already
+  /// enforces where that is higher: the task sends no partial of a window at or before it.
+  int64_t watermark = kNoWatermark;
   int64_t max_event_time = kNoWatermark;  ///< highest event time the task has read
-  bool idle = false;  ///< no record for idle_timeout: leave the task out of the minimum
+  bool idle = false;  ///< no record for idle_timeout (for status; `watermark` says the rest)
   bool end = false;   ///< --until-caught-up: the task reached the end offsets seen at start
   friend bool operator==(const RepartitionControl&, const RepartitionControl&) = default;
 };

@@ -166,6 +166,10 @@ Result<std::unique_ptr<Runner>> Runner::Make(PipelineConfig config, RunOptions o
   if (needs.empty() && runner->plan_->holds) needs = "on_missing = \"hold\"";
   if (const AggregateSpec* spec = runner->plan_->aggregate.get()) {
     runner->clock_ = std::make_unique<PipelineClock>(spec->watermark_delay_micros, spec->idle_timeout_micros);
+    // Stage two waits for every upstream task's first control, however long it takes: stage
+    // one's closed bound waits for each partition's first report just as long, so that it
+    // never judges a record late for a window stage two has not emitted and will.
+    if (runner->stage_one_) runner->clock_->HoldUnreported();
   }
   runner->needs_state_ = !needs.empty();
   if (runner->needs_state_ && !runner->sink_->SupportsState()) {
@@ -974,6 +978,21 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
     }
     pr.enforced = std::max(pr.enforced, claimed_enforced_.load());
     if (pr.max_event_time != kNoWatermark) pr.watermark = pr.max_event_time - delay;
+    if (stage_one_) {
+      // The task's control: its own watermark, or the closed bound its worker had applied at its
+      // last handoff where that is higher (an idle task's, once the others passed it). Not
+      // pr.enforced, which also holds bounds of tasks claimed since that the worker may not
+      // have applied yet. A task claimed and not handed over since has only its own (restored)
+      // watermark here, which its worker enforces from the claim on.
+      int64_t control = pr.watermark;
+      if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
+        control = std::max(control, it->second.second);
+      }
+      auto [last, inserted] = last_control_watermarks_.try_emplace(p, control);
+      if (inserted || last->second != control) work->state_changed = true;
+      last->second = control;
+      work->stage_one_watermarks[p] = control;
+    }
     if (stage_two_) {
       // The merge's own state: open windows, emitted bound, the upstream vector, and as
       // progress the upstreams' minimum watermark and highest event time.
@@ -991,6 +1010,7 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   }
   for (int32_t p : work->revoked) {
     last_task_states_.erase(p);
+    last_control_watermarks_.erase(p);
     // Its open windows leave with this checkpoint, which releases the task: nothing of them may
     // be emitted here any more (the next owner emits them).
     task_open_.erase(p);
@@ -1000,8 +1020,8 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   }
 }
 
-void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                            std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one) {
+Status Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                              std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one) {
   std::set<int32_t> released(work.revoked.begin(), work.revoked.end());
   for (const auto& [p, state] : work.task_states) {
     auto owned = owned_.find(p);
@@ -1022,27 +1042,25 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     // from the committed positions and reads them again.
     stage_one->clear();
     stage_one->reserve(cp->tasks.size());
+    std::vector<int32_t> partitions;
+    partitions.reserve(cp->tasks.size());
     for (const TaskCommit& t : cp->tasks) {
       StageOneOutput out;
       // A Kafka source's partition id holds its topic's slot and the partition (kafka_ids.h).
       out.control.upstream = UpstreamOfPartitionId(t.task.partition);
-      out.control.watermark = t.progress.watermark;
+      // Not only an idle task's: whatever its worker already judges late, stage two may emit.
+      auto w = work.stage_one_watermarks.find(t.task.partition);
+      out.control.watermark = w != work.stage_one_watermarks.end() ? w->second : t.progress.watermark;
       out.control.max_event_time = t.progress.max_event_time;
       out.control.idle = t.progress.idle;
       out.control.end = options_.until_caught_up && work.stage_one_ended.count(t.task.partition) > 0;
-      if (auto it = work.stage_one_partials.find(t.task.partition); it != work.stage_one_partials.end()) {
-        out.partials = it->second;
-        SortDeltas(&out.partials);
-      }
       stage_one->push_back(std::move(out));
+      partitions.push_back(t.task.partition);
     }
-    size_t strays = 0;
-    for (const auto& [p, partials] : work.stage_one_partials) {
-      if (!owned_.count(p) && !partials.empty()) ++strays;
-    }
-    if (strays > 0) {
-      spdlog::warn("checkpoint {}: partials of {} task(s) this process does not own are left out", cp->id, strays);
-    }
+    // Partials of a task not committed here cannot be left out while the positions (which go
+    // with every checkpoint) pass their records: the checkpoint fails instead.
+    RETURN_IF_ERROR(AssignStageOnePartials(partitions, work.stage_one_partials, stage_one)
+                        .WithContext("checkpoint " + std::to_string(cp->id)));
     cp->stage_one = stage_one;
   }
   // Append mode on tasks: each row goes with the task whose windows it is (the Parquet sink
@@ -1050,11 +1068,11 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
   // windows left with the task's release, or the task was lost with nothing of it uncommitted);
   // should one be, it goes with the first task, which the sink commits atomically with the rest.
   row_tasks->clear();
-  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty()) return;
+  if (!append_tasks_ || work.rows.empty() || cp->tasks.empty()) return Status::OK();
   if (work.row_partitions.size() != work.rows.size()) {
     spdlog::warn("checkpoint {}: {} rows but {} row partitions; every row goes with the first task", cp->id,
                  work.rows.size(), work.row_partitions.size());
-    return;
+    return Status::OK();
   }
   std::map<int32_t, uint32_t> index;
   for (size_t i = 0; i < cp->tasks.size(); ++i) index.emplace(cp->tasks[i].task.partition, static_cast<uint32_t>(i));
@@ -1069,6 +1087,7 @@ void Runner::AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp
     spdlog::warn("checkpoint {}: {} rows of tasks it does not commit go with the first task", cp->id, strays);
   }
   cp->row_tasks = row_tasks;
+  return Status::OK();
 }
 
 void Runner::ReadRemoteProgress() {
@@ -1166,8 +1185,10 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
     if (pending_) {
       pending_->task_states.erase(p);
       pending_->task_progress.erase(p);
+      pending_->stage_one_watermarks.erase(p);
     }
     last_task_states_.erase(p);
+    last_control_watermarks_.erase(p);
     partition_progress_.erase(p);
     // Append mode on tasks: its open windows are its next owner's now (claimed as committed).
     task_open_.erase(p);
@@ -1390,6 +1411,7 @@ void Runner::Absorb(CheckpointWork* into, CheckpointWork&& later) const {
   into->event_times = std::move(later.event_times);
   // A task released by the earlier collection keeps its (last) state in it.
   for (auto& [p, pr] : later.task_progress) into->task_progress[p] = pr;
+  for (const auto& [p, w] : later.stage_one_watermarks) into->stage_one_watermarks[p] = w;
   for (auto& [p, st] : later.task_states) into->task_states[p] = std::move(st);
 }
 
@@ -1576,8 +1598,8 @@ Status Runner::CommitWithRetries(CheckpointWork* work, bool final, int64_t* sink
       std::vector<uint32_t> row_tasks;
       std::vector<StageOneOutput> stage_one;
       std::lock_guard<std::mutex> lock(sink_mu_);
-      if (tasks_) AddTaskCommits(*work, &cp, &row_tasks, &stage_one);
-      s = sink_->Commit(cp);
+      if (tasks_) s = AddTaskCommits(*work, &cp, &row_tasks, &stage_one);
+      if (s.ok()) s = sink_->Commit(cp);
       if (s.ok()) {
         *sink_rejected_total = sink_->RowsRejected();
         for (const TaskCommit& t : cp.tasks) {

@@ -218,6 +218,11 @@ class Runner : public CheckpointRequester {
     /// this work was collected (a copy of ended_partitions_ then): their controls carry `end`.
     /// Taken at collection, so a commit (on its own thread) never reads the coordinator's set.
     std::set<int32_t> stage_one_ended;
+    /// Stage one: each task's control watermark, as of the collection: the highest of its own
+    /// watermark and the closed bound its worker had applied at its last handoff (every later
+    /// record of the task is judged late against at least this, so stage two may emit up to it
+    /// whether or not the task is idle). By partition, like task_progress.
+    std::map<int32_t, int64_t> stage_one_watermarks;
   };
   /// Starts a new epoch and asks every worker to hand over its work for it.
   void RequestHandoffs();
@@ -284,9 +289,11 @@ class Runner : public CheckpointRequester {
   std::optional<int64_t> ClaimPartition(size_t worker, const std::string& source, int32_t partition);
   /// Tasks: adds to `cp` a TaskCommit for every task of `work` this process owns (under
   /// sink_mu_). Append mode on tasks: fills `row_tasks` with each row's index into cp->tasks
-  /// and points cp->row_tasks at it.
-  void AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
-                      std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one);
+  /// and points cp->row_tasks at it. Stage one: fills `stage_one` (one output per task) and
+  /// points cp->stage_one at it; fails (kInternal) when `work` holds partials of a task not
+  /// committed here (AssignStageOnePartials): the checkpoint is not committed.
+  Status AddTaskCommits(const CheckpointWork& work, ::sluice::Checkpoint* cp,
+                        std::vector<uint32_t>* row_tasks, std::vector<StageOneOutput>* stage_one);
   /// Tasks: reads every task's committed progress from the sink (under sink_mu_) into
   /// remote_progress_, for the tasks other processes own.
   void ReadRemoteProgress();
@@ -447,6 +454,9 @@ class Runner : public CheckpointRequester {
   /// enforced then.
   std::map<int32_t, std::pair<PartitionProgress, int64_t>> partition_progress_;
   std::map<int32_t, std::string> last_task_states_;  ///< coordinator: as last collected
+  /// Stage one, coordinator: each task's control watermark as last collected
+  /// (CheckpointWork::stage_one_watermarks); a change is committed even with nothing else new.
+  std::map<int32_t, int64_t> last_control_watermarks_;
   /// Other processes' tasks' committed progress, read after each commit.
   std::vector<TaskRow> remote_progress_;  // guarded by remote_mu_
   bool remote_progress_fresh_ = false;    // guarded by remote_mu_

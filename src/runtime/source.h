@@ -86,8 +86,11 @@ struct SourceContext {
   /// Stops consumption at the end offsets seen at start (--until-caught-up).
   bool until_caught_up = false;
   /// With until_caught_up: when set, the end offsets are taken not at Open but at the first
-  /// poll after this returns true (a Kafka source: each partition's last stable offset), and
-  /// the source reads on until then, never ending before. Stage two of a repartitioned pipeline
+  /// poll after this returns true (a Kafka source: each partition's last stable offset, once
+  /// it has reached the partition's high watermark as of that moment, so that every record
+  /// written before — a transaction committed just before, whose markers the broker may not
+  /// have written yet — lies below the ends), and the source reads on until then, never ending
+  /// before. Stage two of a repartitioned pipeline
   /// takes the repartition topic's ends after stage one ended (docs/notes-16/repartition.md,
   /// "--until-caught-up"). Called on the worker thread between polls; must be cheap.
   std::function<bool()> take_end_offsets_when;

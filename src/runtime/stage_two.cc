@@ -1,5 +1,7 @@
 #include "runtime/stage_two.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cassert>
 #include <limits>
@@ -54,7 +56,12 @@ Status StageTwoMerge::Restore(TaskState state) {
   }
   if (!state.open.empty()) Open().Merge(std::move(state.open));
   emitted_before_ = std::max(emitted_before_, state.emitted_before);
-  watermarks_.Restore(state.upstreams);
+  for (const UpstreamId& u : watermarks_.Restore(state.upstreams)) {
+    ++dropped_upstreams_;
+    spdlog::warn("stage two {}[{}]: the stored watermark of upstream task (topic {}, partition {}) is dropped: "
+                 "the pipeline no longer reads that topic",
+                 options_.source, options_.partition, u.topic_index, u.partition);
+  }
   return Status::OK();
 }
 
@@ -77,9 +84,17 @@ Status StageTwoMerge::Add(RepartitionRecord record, int64_t offset) {
       Open().Merge(std::move(one));
       return Status::OK();
     }
-    case RepartitionRecord::Kind::kControl:
+    case RepartitionRecord::Kind::kControl: {
+      const UpstreamId& u = record.control.upstream;
+      if (!watermarks_.Expected(u) && unexpected_.insert(u).second) {
+        spdlog::warn("stage two {}[{}]: a control of upstream task (topic {}, partition {}), which is not among "
+                     "the {} upstream task(s) the source topics' metadata gave, holds windows back from now on "
+                     "(a topic that gained partitions since the start; else the upstream set is wrong)",
+                     options_.source, options_.partition, u.topic_index, u.partition, options_.upstreams.size());
+      }
       if (!watermarks_.Apply(record.control)) ++stale_controls_;
       return Status::OK();
+    }
     case RepartitionRecord::Kind::kDeadLetter:
       dead_letters_.push_back(std::move(record.dead_letter));
       return Status::OK();

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,11 +42,11 @@ std::vector<UpstreamId> StageTwoUpstreams(const std::map<int32_t, int32_t>& part
 /// of the upstreams' watermarks has passed its end plus the allowed lateness
 /// (docs/notes-16/repartition.md, "Watermarks").
 ///
-/// A partial for a window already emitted is impossible by the design (an upstream sends
-/// partials of a window only while the window is open at its own watermark, and its control
-/// that passes the window comes after them) except where the design leaves a decision open: an
-/// upstream that announced `idle` and then reads a record of a window the others have already
-/// passed. Such a partial is not merged — emitting the window a second time would write a
+/// A partial for a window already emitted is impossible by the design: an upstream sends
+/// partials of a window only while the window is open at its control's watermark (its own, or
+/// the closed bound its worker enforces: an idle upstream's records of windows the others
+/// passed are late in stage one), and its control that passes the window comes after them. As
+/// a backstop, should one come anyway, such a partial is not merged — emitting the window a second time would write a
 /// second row for it in an append-mode sink — but dead-lettered with reason "late" (its window
 /// and keys as the payload; the original records are stage one's) and counted in
 /// late_partials(). Windows are judged emitted by `emitted_before` (the minimum at the last
@@ -88,6 +89,11 @@ class StageTwoMerge {
   int64_t late_partials() const { return late_partials_; }
   /// Controls whose watermark was below their upstream's (ignored).
   int64_t stale_controls() const { return stale_controls_; }
+  /// Upstreams not in StageTwoOptions::upstreams that sent a control (each counted once, and
+  /// logged as a warning: a topic that gained partitions since the set was taken, or a wrong set).
+  int64_t unexpected_upstreams() const { return static_cast<int64_t>(unexpected_.size()); }
+  /// Upstreams of a restored state dropped since their topic is no longer read (logged).
+  int64_t dropped_upstreams() const { return dropped_upstreams_; }
   /// Returns the number of open (window, group) rows.
   size_t open_groups();
 
@@ -106,6 +112,8 @@ class StageTwoMerge {
   bool added_ = false;
   int64_t late_partials_ = 0;
   int64_t stale_controls_ = 0;
+  std::set<UpstreamId> unexpected_;
+  int64_t dropped_upstreams_ = 0;
 };
 
 }  // namespace sluice

@@ -17,7 +17,15 @@ RepartitionControl& UpstreamWatermarks::Entry(const UpstreamId& id) {
 }
 
 void UpstreamWatermarks::Expect(const std::vector<UpstreamId>& expected) {
-  for (const auto& id : expected) Entry(id);
+  for (const auto& id : expected) {
+    Entry(id);
+    auto it = std::lower_bound(expected_.begin(), expected_.end(), id);
+    if (it == expected_.end() || *it != id) expected_.insert(it, id);
+  }
+}
+
+bool UpstreamWatermarks::Expected(const UpstreamId& id) const {
+  return std::binary_search(expected_.begin(), expected_.end(), id);
 }
 
 bool UpstreamWatermarks::Apply(const RepartitionControl& control) {
@@ -35,19 +43,10 @@ bool UpstreamWatermarks::Apply(const RepartitionControl& control) {
 }
 
 int64_t UpstreamWatermarks::Minimum() const {
-  int64_t active_min = std::numeric_limits<int64_t>::max();
-  int64_t idle_max = kNoWatermark;
-  bool any_active = false;
-  for (const auto& c : latest_) {
-    if (c.idle) {
-      idle_max = std::max(idle_max, c.watermark);
-    } else {
-      any_active = true;
-      active_min = std::min(active_min, c.watermark);
-    }
-  }
   if (latest_.empty()) return kNoWatermark;
-  return any_active ? active_min : idle_max;
+  int64_t out = std::numeric_limits<int64_t>::max();
+  for (const auto& c : latest_) out = std::min(out, c.watermark);
+  return out;
 }
 
 int64_t UpstreamWatermarks::MaxEventTime() const {
@@ -61,8 +60,20 @@ bool UpstreamWatermarks::AllEnded() const {
          std::all_of(latest_.begin(), latest_.end(), [](const RepartitionControl& c) { return c.end; });
 }
 
-void UpstreamWatermarks::Restore(const std::vector<RepartitionControl>& stored) {
-  for (const auto& c : stored) Apply(c);
+std::vector<UpstreamId> UpstreamWatermarks::Restore(const std::vector<RepartitionControl>& stored) {
+  std::vector<UpstreamId> dropped;
+  for (const auto& c : stored) {
+    const bool topic_read =
+        expected_.empty() || std::any_of(expected_.begin(), expected_.end(), [&](const UpstreamId& u) {
+          return u.topic_index == c.upstream.topic_index;
+        });
+    if (!topic_read) {
+      dropped.push_back(c.upstream);
+      continue;
+    }
+    Apply(c);
+  }
+  return dropped;
 }
 
 }  // namespace sluice

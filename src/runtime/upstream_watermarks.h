@@ -14,12 +14,18 @@ namespace sluice {
 /// The set of upstream tasks is given by the caller from the source topics' metadata, not from
 /// what arrived: an upstream that never sent a control counts at kNoWatermark and holds the
 /// minimum back, so a window is never emitted before every stage-one task has said it is past
-/// it. A control of an upstream not in the set (a topic that gained partitions since) adds it.
+/// it. A control of an upstream not in the set (a topic that gained partitions since) adds it
+/// (Expected() tells the caller, which says so). A stored state's upstreams of a topic the set
+/// has none of (a topic no longer read) are dropped when restored; those of a topic in the set
+/// are kept even beyond its partition count (partitions only grow: the set may be older).
 ///
-/// The rule for the minimum is the pipeline clock's (PipelineClock, watermark.h): the minimum
-/// over the upstreams that are not idle; an idle one holds nothing back until a control without
-/// `idle` arrives from it; when every upstream is idle the highest watermark counts (Flink's
-/// valve does the same: with all its inputs idle it forwards the highest of their watermarks).
+/// The minimum is over every upstream, idle or not. Idleness is stage one's business: an idle
+/// stage-one task's control carries the closed bound its worker already enforces where that is
+/// above its own watermark (the pipeline clock's idle floor, PipelineClock in watermark.h), so
+/// an idle upstream holds the minimum back only as far as its worker still accepts records.
+/// Leaving an idle upstream out here, as Flink's valve does, would let the minimum pass what its
+/// worker has not applied yet: a record it reads in between would not be late in stage one, and
+/// its partial would come after the window was emitted. `idle` is kept for status only.
 /// `end` (the upstream reached the end offsets of a --until-caught-up run) is kept but does not
 /// release the upstream: it sent its watermark, not +infinity, so windows past it stay open for
 /// the next run.
@@ -31,8 +37,11 @@ class UpstreamWatermarks {
   /// Starts with every upstream in `expected` at kNoWatermark, not idle.
   explicit UpstreamWatermarks(const std::vector<UpstreamId>& expected) { Expect(expected); }
 
-  /// Adds the upstreams of `expected` not known yet (at kNoWatermark, not idle).
+  /// Adds the upstreams of `expected` not known yet (at kNoWatermark, not idle), and counts them
+  /// as expected.
   void Expect(const std::vector<UpstreamId>& expected);
+  /// True when `id` was given to Expect (or the constructor).
+  bool Expected(const UpstreamId& id) const;
 
   /// Takes a control record. Returns false when its watermark is below the one already held
   /// for its upstream: the watermark and the max event time then stay where they are, and of
@@ -42,13 +51,12 @@ class UpstreamWatermarks {
   /// a stage-one task restarts from the task's committed watermark, which was committed in the
   /// same transaction as the controls it sent, so it never sends a lower one; a lower control is
   /// therefore a duplicate or a replay (an older copy read again), and moving the watermark back
-  /// would not undo a window already emitted by the higher one. Its flags are stale too: setting
-  /// `idle` from it could leave the upstream out of the minimum while it still sends partials,
-  /// whereas clearing it only holds emission back until the upstream's next control.
+  /// would not undo a window already emitted by the higher one. Its flags are stale too, so they
+  /// are only ever cleared from it.
   bool Apply(const RepartitionControl& control);
 
-  /// Returns the watermark up to which every upstream has come: the minimum over the upstreams
-  /// that are not idle, the highest watermark when all are idle, kNoWatermark with no upstream.
+  /// Returns the watermark up to which every upstream has come: the minimum over all upstreams
+  /// (idle ones included), kNoWatermark with no upstream.
   int64_t Minimum() const;
   /// Returns the highest max event time of any upstream (kNoWatermark when none has one).
   int64_t MaxEventTime() const;
@@ -58,14 +66,17 @@ class UpstreamWatermarks {
   /// Returns the latest control of every upstream, in UpstreamId order (what TaskState keeps;
   /// one never heard from has the default control with its id).
   const std::vector<RepartitionControl>& latest() const { return latest_; }
-  /// Takes the controls a stored state kept (TaskState::upstreams) as if they had been applied.
-  void Restore(const std::vector<RepartitionControl>& stored);
+  /// Takes the controls a stored state kept (TaskState::upstreams) as if they had been applied,
+  /// except those of a topic index no expected upstream has (a topic no longer read; with no
+  /// expected upstream at all, none is dropped): returns the upstreams dropped.
+  std::vector<UpstreamId> Restore(const std::vector<RepartitionControl>& stored);
 
  private:
   /// Returns the entry of `id`, adding it (at kNoWatermark) when it is new.
   RepartitionControl& Entry(const UpstreamId& id);
 
   std::vector<RepartitionControl> latest_;  ///< sorted by upstream, one per upstream
+  std::vector<UpstreamId> expected_;        ///< sorted, unique
 };
 
 }  // namespace sluice

@@ -138,7 +138,7 @@ PipelineClock::Bounds PipelineClock::Compute(int64_t now, int64_t enforced) cons
     const int64_t wm = part.max_event_time == kNoWatermark ? kNoWatermark : part.max_event_time - delay_;
     const bool idle = owned         ? part.idle
                       : part.remote ? part.remote_idle
-                                    : idle_timeout_ > 0 && now - part.since >= idle_timeout_;
+                                    : !hold_unreported_ && idle_timeout_ > 0 && now - part.since >= idle_timeout_;
     if (idle) {
       idle_max = std::max(idle_max, wm);
       // What a record of this partition is judged against from now on, at the least (by its

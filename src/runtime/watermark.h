@@ -118,6 +118,11 @@ class PipelineClock {
               const std::vector<int32_t>& revoked, int64_t now);
   /// Marks worker `worker`'s bounded input as exhausted: its partitions hold nothing back.
   void WorkerEnded(int worker);
+  /// From now on a partition known here that nobody reads here and nobody committed progress
+  /// of (Committed) holds the watermark back for good instead of counting idle after the idle
+  /// timeout. Stage one of a repartitioned pipeline: stage two waits for such a partition's
+  /// task's first control (sent with its first committed progress) for good too.
+  void HoldUnreported() { hold_unreported_ = true; }
 
   struct Bounds {
     bool any = false;  ///< false: no partition is read here, nothing may close
@@ -153,6 +158,7 @@ class PipelineClock {
   const int64_t idle_timeout_;
   std::map<Key, Part> parts_;
   std::vector<bool> ended_;  ///< per worker
+  bool hold_unreported_ = false;
 };
 
 }  // namespace sluice

@@ -6,6 +6,7 @@
 #include <regex>
 #include <thread>
 
+#include "connectors/kafka/kafka_admin.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "connectors/kafka/schema_registry.h"
 #include "core/uri.h"
@@ -271,7 +272,7 @@ Status KafkaSource::Open(const SourceContext& ctx) {
     }
   }
   for (const auto& [slot, topic] : slots_.topics()) RETURN_IF_ERROR(Slot(topic).status());
-  if (ctx_.until_caught_up && !ctx_.take_end_offsets_when) RETURN_IF_ERROR(FetchEndOffsets());
+  if (ctx_.until_caught_up && !ctx_.take_end_offsets_when) RETURN_IF_ERROR(FetchEndOffsets(30));
   ListPartitions();
   std::vector<std::string> subscription = settings_.topics;
   if (!settings_.pattern.empty()) subscription = {settings_.pattern};
@@ -421,10 +422,10 @@ void KafkaSource::ListPartitions() {
   }
 }
 
-Status KafkaSource::FetchEndOffsets() {
-  // Retry for a while: a broker that is still starting is not a reason to give up a batch run.
+Status KafkaSource::FetchEndOffsets(int attempts) {
   std::string why;
-  for (int attempt = 0; attempt < 30; ++attempt) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
     auto topics = MetadataTopics(5000);
     if (!topics.ok() && topics.status().code() == StatusCode::kInvalidArgument) return topics.status();
     // A topic missing from a broker that answers: ask twice more (a topic created just now may
@@ -451,7 +452,7 @@ Status KafkaSource::FetchEndOffsets() {
           // only grow): it says nothing about this one until someone rewrites it.
           if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(id)
                                                                  : std::nullopt;
-              c && *c > high) {
+              c && *c > high && !stale_.count(id)) {
             stale_[id] = *c;
             spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
                          "partition ({}): the topic was deleted and recreated; the partition is "
@@ -466,7 +467,6 @@ Status KafkaSource::FetchEndOffsets() {
     } else {
       why = topics.status().message();
     }
-    std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   return Status::Unavailable("kafka: cannot read the end offsets of " + What() + " from " + settings_.brokers +
                              (why.empty() ? "" : ": " + why));
@@ -608,9 +608,69 @@ int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* rec
   return committed;
 }
 
+Result<std::map<int32_t, int64_t>> KafkaSource::HighWatermarks() {
+  // The consumer reads read_committed, so its own queries give last stable offsets: the high
+  // watermark needs a read_uncommitted handle (KafkaAdmin's).
+  std::map<std::string, std::string> conf = settings_.properties;
+  for (const char* k : {"isolation.level", "group.id", "group.instance.id", "enable.auto.commit"}) conf.erase(k);
+  ASSIGN_OR_RETURN(std::unique_ptr<KafkaAdmin> admin, KafkaAdmin::Make(settings_.brokers, 5000, conf));
+  ASSIGN_OR_RETURN(auto topics, MetadataTopics(5000));
+  std::map<int32_t, int64_t> out;
+  for (const auto& [topic, n] : topics) {
+    const int32_t slot = *slots_.Find(topic);
+    ASSIGN_OR_RETURN(std::vector<KafkaPartitionEnds> ends, admin->EndOffsets(topic));
+    for (const KafkaPartitionEnds& e : ends) out[KafkaPartitionId(slot, e.partition)] = e.high_watermark;
+  }
+  return out;
+}
+
 Status KafkaSource::TakeDeferredEndOffsets() {
-  if (!ctx_.until_caught_up || !EndOffsetsDeferred() || !ctx_.take_end_offsets_when()) return Status::OK();
-  RETURN_IF_ERROR(FetchEndOffsets());
+  if (!ctx_.until_caught_up || !EndOffsetsDeferred()) return Status::OK();
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_end_query_) return Status::OK();
+  if (!end_floor_ && !ctx_.take_end_offsets_when()) return Status::OK();
+  next_end_query_ = now + std::chrono::milliseconds(200);
+  if (!end_floor_) {
+    Result<std::map<int32_t, int64_t>> floor = HighWatermarks();
+    if (!floor.ok()) {
+      if (floor.status().code() == StatusCode::kInvalidArgument) return floor.status();
+      // Asked again at a later poll; the source reads on meanwhile, never ending before.
+      last_error_ = floor.status().message();
+      spdlog::warn("kafka {}: reading the high watermarks of {} failed: {}; asking again", settings_.client_id,
+                   What(), floor.status().ToString());
+      next_end_query_ = now + std::chrono::seconds(1);
+      return Status::OK();
+    }
+    end_floor_ = std::move(floor).value();
+    // From here on the wait counts against catch_up_timeout (CheckProgress).
+    last_progress_ = now;
+  }
+  if (Status s = FetchEndOffsets(1); !s.ok()) {
+    if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kFailedPrecondition) return s;
+    last_error_ = s.message();
+    spdlog::warn("kafka {}: {}; asking again", settings_.client_id, s.message());
+    next_end_query_ = now + std::chrono::seconds(1);
+    return Status::OK();
+  }
+  std::string behind;
+  for (const auto& [id, high] : *end_floor_) {
+    auto end = end_offsets_.find(id);
+    const int64_t stable = end == end_offsets_.end() ? -1 : end->second;
+    if (stable < high) {
+      behind += (behind.empty() ? "" : ", ") + Label(id) + " at " + std::to_string(stable) + " of " +
+                std::to_string(high);
+    }
+  }
+  if (!behind.empty()) {
+    if (behind != end_behind_) {
+      spdlog::info("kafka {}: waiting for the last stable offsets of {} to reach the high watermarks of when "
+                   "the end was asked for (a transaction's markers not written yet): {}",
+                   settings_.client_id, What(), behind);
+    }
+    end_behind_ = behind;
+    return Status::OK();
+  }
+  end_behind_.clear();
   end_offsets_taken_ = true;
   last_progress_ = std::chrono::steady_clock::now();
   std::string ends;
@@ -682,13 +742,21 @@ bool KafkaSource::CaughtUp() {
 
 Status KafkaSource::CheckProgress() {
   if (!ctx_.until_caught_up || caught_up_) return Status::OK();
-  if (EndOffsetsDeferred()) {
+  if (EndOffsetsDeferred() && !end_floor_) {
     // Waiting for the word to take the ends is not standing still.
     last_progress_ = std::chrono::steady_clock::now();
     return Status::OK();
   }
   const auto stalled = std::chrono::steady_clock::now() - last_progress_;
   if (stalled < ctx_.catch_up_timeout) return Status::OK();
+  if (EndOffsetsDeferred()) {
+    return Status::Aborted("--until-caught-up gave up on " + What() + ": the last stable offsets did not reach " +
+                           "the high watermarks of when the end was asked for within " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(stalled).count()) +
+                           " s (catch_up_timeout): " + end_behind_ +
+                           " (a transaction left open by a producer that died ends at its transaction timeout)" +
+                           (last_error_.empty() ? std::string() : "; last error from Kafka: " + last_error_));
+  }
   std::string own;
   for (int32_t p : assigned_) {
     auto end = end_offsets_.find(p);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -96,10 +97,19 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   const Settings& settings() const { return settings_; }
 
  private:
-  /// Reads the end offsets of every partition (for until_caught_up).
-  Status FetchEndOffsets();
-  /// SourceContext::take_end_offsets_when: takes the end offsets once it says so.
+  /// Reads the end offsets of every partition (for until_caught_up), trying up to `attempts`
+  /// times a second apart (a broker that is still starting is no reason to give up a batch run;
+  /// inside Poll() one attempt, so that a broker's hiccup cannot hold the poll loop for minutes).
+  Status FetchEndOffsets(int attempts);
+  /// SourceContext::take_end_offsets_when: takes the end offsets once it says so, and once every
+  /// partition's last stable offset has reached its high watermark as it was when the hook said
+  /// so: every record written before then (stage one's last transaction, whose commit marker the
+  /// broker may not have written yet when commit_transaction returned) is then decided and
+  /// below the ends. Asks at most every 200 ms, one attempt per poll; while it waits for the
+  /// last stable offsets, catch_up_timeout runs.
   Status TakeDeferredEndOffsets();
+  /// The high watermark (committed or not) of every partition of the topics read now.
+  Result<std::map<int32_t, int64_t>> HighWatermarks();
   /// True while the end offsets wait for SourceContext::take_end_offsets_when.
   bool EndOffsetsDeferred() const { return ctx_.take_end_offsets_when && !end_offsets_taken_; }
   /// Reads the topics' partitions into topic_partitions_ (best effort): at open, then every
@@ -161,6 +171,11 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::chrono::steady_clock::time_point next_wait_log_;
   bool caught_up_ = false;
   bool end_offsets_taken_ = false;  ///< take_end_offsets_when said so and they were read
+  /// take_end_offsets_when said so: the high watermarks then, which the last stable offsets
+  /// must reach before they are taken as the ends (TakeDeferredEndOffsets).
+  std::optional<std::map<int32_t, int64_t>> end_floor_;
+  std::chrono::steady_clock::time_point next_end_query_;  ///< TakeDeferredEndOffsets: not before
+  std::string end_behind_;  ///< the partitions whose last stable offset is below end_floor_
   /// True until the group's first assignment, and from a revoke to the next assignment. With
   /// task state (claim_position) a member in between is not caught up: records held for a
   /// partition's task come back only with the claim on assignment.

@@ -30,6 +30,9 @@ struct Group {
   };
   std::map<std::string, Member> members;
   bool finish = false;
+  /// Every partition of the input (Source::InputPartitions), assigned or not; set before the
+  /// runners start.
+  std::vector<int32_t> input_partitions = {0, 1};
 };
 /// The group of the running test (set in its SetUp, cleared in its TearDown).
 inline Group* g_group = nullptr;
@@ -109,7 +112,7 @@ class GroupSource : public Source {
     for (const auto& [p, next] : next_) out.push_back(p);
     return out;
   }
-  std::vector<int32_t> InputPartitions() const override { return {0, 1}; }
+  std::vector<int32_t> InputPartitions() const override { return g_group->input_partitions; }
 
  private:
   std::string member_;

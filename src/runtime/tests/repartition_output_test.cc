@@ -141,5 +141,31 @@ TEST(RepartitionOutputTest, AStageOneTransactionHasTheDeadLettersThenEachTasksPa
   EXPECT_FALSE(BuildStageOneMessages({t4}, {}, 0, spec).ok());
 }
 
+// Each committed task gets its own partials, sorted; partials of a partition whose task is not
+// in the checkpoint are refused rather than left out (review finding "partials of a task not
+// committed": the commit would carry that partition's position past their records).
+TEST(RepartitionOutputTest, PartialsOfATaskTheCheckpointDoesNotCommitAreRefused) {
+  std::map<int32_t, std::vector<DeltaRow>> partials;
+  partials[4] = {Row(120 * kSec, "a", 3), Row(60 * kSec, "q", 1)};
+  partials[7] = {};  // nothing drained: no task needed
+  std::vector<StageOneOutput> outputs(2);
+  outputs[0].control = kControl;
+  ASSERT_TRUE(AssignStageOnePartials({4, 5}, partials, &outputs).ok());
+  ASSERT_EQ(outputs[0].partials.size(), 2u);
+  EXPECT_EQ(outputs[0].partials[0].window_start, 60 * kSec);
+  EXPECT_EQ(outputs[0].partials[1].window_start, 120 * kSec);
+  EXPECT_EQ(outputs[0].control, kControl);
+  EXPECT_TRUE(outputs[1].partials.empty());
+  EXPECT_EQ(partials[4].size(), 2u);  // copied: a retried commit assigns them again
+
+  partials[9] = {Row(60 * kSec, "a", 1)};
+  std::vector<StageOneOutput> again(2);
+  const Status s = AssignStageOnePartials({4, 5}, partials, &again);
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_NE(s.message().find("partition(s) 9 "), std::string::npos) << s.ToString();
+  std::vector<StageOneOutput> one(1);
+  EXPECT_EQ(AssignStageOnePartials({4, 5}, {}, &one).code(), StatusCode::kInternal);  // one per task
+}
+
 }  // namespace
 }  // namespace sluice

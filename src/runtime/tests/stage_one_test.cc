@@ -17,6 +17,7 @@
 #include "operators/aggregator.h"
 #include "runtime/repartition_output.h"
 #include "runtime/runner.h"
+#include "runtime/stage_two.h"
 #include "runtime/tests/group_runner_test_util.h"
 
 namespace sluice {
@@ -146,7 +147,8 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
 
   /// The append-mode pipeline "rp" (1-minute windows, delay 10 s, lateness 0, count and sum of
   /// v by k) as stage one, member `member`.
-  std::unique_ptr<Runner> MakeStageOne(const std::string& member, RunOptions options = {}, bool hold = false) {
+  std::unique_ptr<Runner> MakeStageOne(const std::string& member, RunOptions options = {}, bool hold = false,
+                                       const std::string& idle_timeout = "1h") {
     Variables vars;
     vars.use_environment = false;
     const std::string text =
@@ -160,7 +162,7 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
                 "on_missing = \"hold\"\nhold_for = \"60s\"\nthen = \"dead_letter\"\n"
               : std::string()) +
         "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
-        "allowed_lateness = \"0s\"\nidle_timeout = \"1h\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
+        "allowed_lateness = \"0s\"\nidle_timeout = \"" + idle_timeout + "\"\nkeys = [\"k\"]\nmetrics = [\"n = count()\", \"s = sum(v)\"]\n"
         "[sink]\nuri = \"sqlite:/nonexistent/unused.db\"\ntable = \"w\"\n";
     auto cfg = ParsePipelineConfig(text, "rp.toml", vars);
     EXPECT_TRUE(cfg.ok()) << cfg.status().ToString();
@@ -178,10 +180,11 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
     EXPECT_FALSE((*runner)->append_on_tasks());
     return std::move(runner).value();
   }
-  Runner* StartStageOne(const std::string& member, RunOptions options = {}, bool hold = false) {
+  Runner* StartStageOne(const std::string& member, RunOptions options = {}, bool hold = false,
+                        const std::string& idle_timeout = "1h") {
     GroupRuns::Run& run = runs_[member];
     if (run.thread.joinable()) run.thread.join();
-    run.runner = MakeStageOne(member, options, hold);
+    run.runner = MakeStageOne(member, options, hold, idle_timeout);
     if (!run.runner) return nullptr;
     run.done = false;
     GroupRuns::Run* r = &run;
@@ -248,6 +251,37 @@ class StageOneTest : public ::testing::Test, protected group_test::GroupRuns {
       }
     }
     return out;
+  }
+
+  /// Stage two's view of the commits so far: every task's partials and controls, in commit
+  /// order, through one StageTwoMerge (one repartition partition that gets every partial: the
+  /// union of what the R partitions get, each control going to every partition anyway).
+  /// Returns the windows it emitted after each commit as "HH:MM:SS|k|n|s", and its late partials.
+  std::pair<std::vector<std::string>, int64_t> StageTwo(const std::vector<UpstreamId>& upstreams) {
+    std::lock_guard<std::mutex> lock(store_.mu);
+    StageTwoMerge merge(StageTwoOptions{spec_, upstreams, "rp-repartition", 0});
+    std::vector<std::string> rows;
+    int64_t offset = 0;
+    for (const StageOneStore::Commit& c : store_.commits) {
+      for (const StageOneOutput& out : c.outputs) {
+        for (const DeltaRow& d : out.partials) {
+          RepartitionRecord r;
+          r.kind = RepartitionRecord::Kind::kPartial;
+          r.partial = d;
+          EXPECT_TRUE(merge.Add(std::move(r), offset++).ok());
+        }
+        RepartitionRecord r;
+        r.kind = RepartitionRecord::Kind::kControl;
+        r.control = out.control;
+        EXPECT_TRUE(merge.Add(std::move(r), offset++).ok());
+      }
+      for (const DeltaRow& d : merge.Emit()) {
+        const std::vector<Value> row = FinalRow(*spec_, d);
+        rows.push_back(FormatTimestamp(d.window_start, "%H:%M:%S") + "|" + row[2].ToString() + "|" +
+                       std::to_string(row[3].int_value()) + "|" + std::to_string(row[4].int_value()));
+      }
+    }
+    return {rows, merge.late_partials()};
   }
 
   StageOneStore store_;
@@ -381,6 +415,83 @@ TEST_F(StageOneTest, AMovedTaskGoesOnFromItsCommittedProgressAndCaughtUpControls
   }
   EXPECT_EQ(Controls(1, before).back().watermark, At("00:06:20"));
   EXPECT_EQ(Between(before, Commits()).partials[1], (std::vector<std::string>{"00:06:00|y|1|5"}));
+}
+
+// Idle tasks (idle_timeout 1 s: their first records come well before it). Partition 0 is at
+// 00:06:10 (watermark 00:06:00), partition 1 at 00:05:00 (watermark 00:04:50); then both go idle.
+// With every partition idle the pipeline's clock releases the highest watermark, 00:06:00, as the
+// closed bound, and partition 1's worker judges its records against it: its control says so (idle,
+// watermark 00:06:00, not its own 00:04:50). Stage two therefore passes 00:04:50 only as far as
+// partition 1's worker already enforces: were the control's watermark its own while stage two left
+// idle upstreams out, a record read before the worker saw the raised bound would reach stage two
+// after the window. Partition 1's next record, of window 00:05 (ends 00:06:00), is late in stage
+// one (a dead letter with its offset) and no partial; stage two, fed every commit, emits window
+// 00:05 once, with no late partial.
+TEST_F(StageOneTest, AnIdleTasksControlCarriesTheClosedBoundItsWorkerEnforces) {
+  Runner* a = StartStageOne("a", {}, false, "1s");
+  ASSERT_NE(a, nullptr);
+  spec_ = a->plan().aggregate.get();
+  Command("a", 'a', 0);
+  Command("a", 'a', 1);
+  Produce(0, {Rec("x", "00:06:10", 1, 1)});
+  Produce(1, {Rec("y", "00:05:00", 1, 2)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  ASSERT_TRUE(WaitPosition(1, 1));
+  ASSERT_TRUE(WaitFor([&] {
+    const std::vector<RepartitionControl> c = Controls(1);
+    return !c.empty() && c.back().idle && c.back().watermark == At("00:06:00");
+  })) << "partition 1's controls: " << Controls(1).size();
+  EXPECT_EQ(Controls(1).back().max_event_time, At("00:05:00"));
+  Produce(1, {Rec("y", "00:05:30", 1, 4)});
+  ASSERT_TRUE(WaitPosition(1, 2));
+  ASSERT_TRUE(Stop("a").ok());
+  Drained all = Between(0, Commits());
+  EXPECT_EQ(all.partials[0], (std::vector<std::string>{"00:06:00|x|1|1"}));
+  EXPECT_EQ(all.partials[1], (std::vector<std::string>{"00:05:00|y|1|2"}));
+  EXPECT_EQ(all.late, (std::vector<std::string>{"1|1"}));
+  // Controls never go back; partition 1's last keeps 00:06:00 (a late record is no activity).
+  const std::vector<RepartitionControl> c1 = Controls(1);
+  for (size_t i = 1; i < c1.size(); ++i) EXPECT_GE(c1[i].watermark, c1[i - 1].watermark);
+  EXPECT_EQ(c1.back().watermark, At("00:06:00"));
+  const auto [rows, late_partials] = StageTwo({UpstreamId{0, 0}, UpstreamId{0, 1}});
+  EXPECT_EQ(rows, (std::vector<std::string>{"00:05:00|y|1|2"}));
+  EXPECT_EQ(late_partials, 0);
+}
+
+// A partition of the input that nobody has reported (partition 1 of 0..2, never assigned: no
+// worker reads it, no task progress of it is committed) holds stage one's closed bound back for
+// good, as stage two waits for its task's first control for good; it does not count idle after
+// the idle timeout (1 s). Partitions 0 (00:06:10, watermark 00:06:00) and 2 (00:05:00,
+// watermark 00:04:50) go idle: were partition 1 idle too, every partition would be, the closed
+// bound would rise to the highest watermark, 00:06:00, and partition 2's next record, of window
+// 00:05 (ends 00:06:00), would be late in stage one while stage two has not emitted that window
+// (and will, once partition 1 reports). By its own partition's watermark it is not late.
+TEST_F(StageOneTest, AnInputPartitionNobodyReportedHoldsTheClosedBoundBack) {
+  group_test::g_group->input_partitions = {0, 1, 2};
+  Runner* a = StartStageOne("a", {}, false, "1s");
+  ASSERT_NE(a, nullptr);
+  spec_ = a->plan().aggregate.get();
+  Command("a", 'a', 0);
+  Command("a", 'a', 2);
+  Produce(0, {Rec("x", "00:06:10", 1, 1)});
+  Produce(2, {Rec("y", "00:05:00", 1, 2)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  ASSERT_TRUE(WaitPosition(2, 1));
+  ASSERT_TRUE(WaitFor([&] {
+    const std::vector<RepartitionControl> c0 = Controls(0), c2 = Controls(2);
+    return !c0.empty() && !c2.empty() && c0.back().idle && c2.back().idle;
+  }));
+  // Several idle timeouts and many checkpoints later the bound has not moved.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_EQ(Controls(2).back().watermark, At("00:04:50"));
+  Produce(2, {Rec("y", "00:05:30", 1, 4)});
+  ASSERT_TRUE(WaitPosition(2, 2));
+  ASSERT_TRUE(Stop("a").ok());
+  Drained all = Between(0, Commits());
+  EXPECT_EQ(all.partials[0], (std::vector<std::string>{"00:06:00|x|1|1"}));
+  EXPECT_EQ(all.partials[2], (std::vector<std::string>{"00:05:00|y|2|6"}));
+  EXPECT_TRUE(all.late.empty()) << ::testing::PrintToString(all.late);
+  EXPECT_EQ(a->Snapshot().late, 0);
 }
 
 // A record held by a lookup (its job unknown yet) belongs to its task's state: it moves with the

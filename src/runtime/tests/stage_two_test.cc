@@ -148,10 +148,12 @@ TEST(StageTwoTest, AnUpstreamThatNeverSentAControlHoldsEverythingBack) {
   EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{0, "a"}, {1, 4, 4}}, {{60, "a"}, {1, 6, 6}}}));
 }
 
-// u1 goes idle: the minimum is u0's alone. It comes back with a control without idle and holds
-// the minimum back again; its partial for a window emitted meanwhile is a dead letter, not a
-// second row.
-TEST(StageTwoTest, AnIdleUpstreamIsLeftOutUntilItComesBackAndItsLatePartialIsADeadLetter) {
+// u1 goes idle at 30 (its worker enforcing nothing higher yet): the minimum stays at 30 however
+// far u0 goes, so u1's partial of [60, 120) read after its idle control is merged, not late. Once
+// u1's control carries the bound its worker enforces (130, still idle), both windows close with
+// u1's partial in them. Should a partial come for a window emitted already (a stage one that
+// broke its word), it is a dead letter, not a second row.
+TEST(StageTwoTest, AnIdleUpstreamHoldsWindowsBackAtItsControlAndALatePartialIsADeadLetter) {
   const AggregateSpec spec = Spec(60, 60, 0);
   Feeder f(&spec, {kU0, kU1});
   f.Add(Partial(0, "a", 1, 1, 1));
@@ -159,25 +161,57 @@ TEST(StageTwoTest, AnIdleUpstreamIsLeftOutUntilItComesBackAndItsLatePartialIsADe
   f.Add(Partial(120, "a", 1, 3, 3));
   f.Add(Control(kU1, 30, /*idle=*/true));
   f.Add(Control(kU0, 130));
-  EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{0, "a"}, {1, 1, 1}}, {{60, "a"}, {1, 2, 2}}}));
+  EXPECT_TRUE(f.unit().Emit().empty());  // u1 at 30
+  EXPECT_EQ(f.unit().emitted_before(), 30);
+  f.Add(Partial(60, "a", 1, 50, 50));  // u1's record read before its worker saw the others' bound
+  f.Add(Control(kU1, 130, /*idle=*/true));
+  EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{0, "a"}, {1, 1, 1}}, {{60, "a"}, {2, 52, 50}}}));
   EXPECT_EQ(f.unit().emitted_before(), 130);
-  // u1 reads again: a record of [60, 120) (emitted) and one of [120, 180) (open).
-  f.Add(Partial(60, "a", 1, 50, 50));  // offset 5
+  EXPECT_EQ(f.unit().late_partials(), 0);
+  // The backstop: a partial of [60, 120) now (offset 7) and one of [120, 180) (open).
+  f.Add(Partial(60, "a", 1, 9, 9));
   f.Add(Partial(120, "a", 1, 40, 40));
-  f.Add(Control(kU1, 100));
+  f.Add(Control(kU1, 140));
   f.Add(Control(kU0, 400));
-  EXPECT_TRUE(f.unit().Emit().empty());  // u1 at 100 holds [120, 180) back
+  EXPECT_TRUE(f.unit().Emit().empty());  // u1 at 140 holds [120, 180) back
   EXPECT_EQ(f.unit().late_partials(), 1);
   const auto letters = f.unit().TakeDeadLetters();
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].reason, "late");
   EXPECT_EQ(letters[0].source, "rp");
   EXPECT_EQ(letters[0].partition, 3);
-  EXPECT_EQ(letters[0].offset, 5);
+  EXPECT_EQ(letters[0].offset, 7);
   EXPECT_EQ(letters[0].payload, R"({"partial":{"window_start":60,"keys":["a"],"counts":[1,1,1]}})");
   EXPECT_TRUE(f.unit().TakeDeadLetters().empty());
-  f.Add(Control(kU1, 180));
+  f.Add(Control(kU1, 180, /*idle=*/true));
   EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{120, "a"}, {2, 43, 40}}}));
+}
+
+// A control of an upstream outside the set is counted once (and logged) and holds windows back;
+// a restored state's upstream of a topic no longer read is dropped and counted.
+TEST(StageTwoTest, UnexpectedUpstreamsAreCountedAndStoredOnesOfATopicNoLongerReadDropped) {
+  const AggregateSpec spec = Spec(60, 60, 0);
+  const UpstreamId kV0{1, 0};
+  Feeder f(&spec, {kU0, kU1});
+  f.Add(Partial(0, "a", 1, 1, 1));
+  f.Add(Control(kU0, 100));
+  f.Add(Control(kV0, 30));
+  f.Add(Control(kU1, 100));
+  EXPECT_TRUE(f.unit().Emit().empty());  // v0 at 30
+  f.Add(Control(kV0, 40));
+  EXPECT_EQ(f.unit().unexpected_upstreams(), 1);
+  f.Add(Control(kV0, 100));
+  EXPECT_EQ(Read(spec, f.unit().Emit()), (Groups{{{0, "a"}, {1, 1, 1}}}));
+
+  // Its state restored where topic 1 is no longer read: v0 goes, u0 and u1 stay.
+  StageTwoMerge again(StageTwoOptions{&spec, {kU0, kU1}, "rp", 3});
+  TaskState st = f.unit().State();
+  ASSERT_EQ(st.upstreams.size(), 3u);
+  ASSERT_TRUE(again.Restore(std::move(st)).ok());
+  EXPECT_EQ(again.dropped_upstreams(), 1);
+  ASSERT_EQ(again.watermarks().latest().size(), 2u);
+  EXPECT_EQ(again.watermarks().Minimum(), 100);
+  EXPECT_EQ(again.unexpected_upstreams(), 0);
 }
 
 TEST(StageTwoTest, AReplayedLowerControlDoesNotMoveTheMinimumBack) {

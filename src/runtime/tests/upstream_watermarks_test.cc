@@ -42,10 +42,13 @@ TEST(UpstreamWatermarksTest, AControlOfAnUnexpectedUpstreamAddsIt) {
   UpstreamWatermarks w({kU0});
   w.Apply(Control(kU0, 100));
   EXPECT_EQ(w.Minimum(), 100);
+  EXPECT_TRUE(w.Expected(kU0));
+  EXPECT_FALSE(w.Expected(kV0));
   w.Apply(Control(kV0, 30));
   EXPECT_EQ(w.Minimum(), 30);
   ASSERT_EQ(w.latest().size(), 2u);
   EXPECT_EQ(w.latest()[1].upstream, kV0);
+  EXPECT_FALSE(w.Expected(kV0));  // added, still not expected (the caller says so)
   // Expect adds the missing ones only, in order.
   w.Expect({kU1, kU0});
   ASSERT_EQ(w.latest().size(), 3u);
@@ -54,26 +57,30 @@ TEST(UpstreamWatermarksTest, AControlOfAnUnexpectedUpstreamAddsIt) {
   EXPECT_EQ(w.Minimum(), kNoWatermark);
 }
 
-TEST(UpstreamWatermarksTest, AnIdleUpstreamIsLeftOutUntilAControlWithoutIdle) {
+// An idle upstream is not left out: stage one's control of an idle task carries the closed
+// bound its worker already enforces (when above its own watermark), and the minimum may not pass
+// that, or a record the worker reads before it applies a higher bound would come as a partial
+// for an emitted window (repartition.md, review finding "idle controls vs. partials in flight").
+TEST(UpstreamWatermarksTest, AnIdleUpstreamHoldsTheMinimumAtItsControlsWatermark) {
   UpstreamWatermarks w({kU0, kU1});
   w.Apply(Control(kU0, 100));
   w.Apply(Control(kU1, 40, /*idle=*/true));
+  EXPECT_EQ(w.Minimum(), 40);
+  // Still idle, its worker now enforcing 100 (the others' watermark): it holds nothing back.
+  w.Apply(Control(kU1, 100, /*idle=*/true));
   EXPECT_EQ(w.Minimum(), 100);
-  // Back from idle at 60: it holds the minimum back again.
-  w.Apply(Control(kU1, 60));
-  EXPECT_EQ(w.Minimum(), 60);
-  // An upstream idle before it ever had a record does not hold the others back either.
+  // An upstream idle before it ever had a record, whose worker enforces nothing yet.
   UpstreamWatermarks fresh({kU0, kU1});
   fresh.Apply(Control(kU0, 100));
   fresh.Apply(Control(kU1, kNoWatermark, /*idle=*/true));
-  EXPECT_EQ(fresh.Minimum(), 100);
+  EXPECT_EQ(fresh.Minimum(), kNoWatermark);
 }
 
-TEST(UpstreamWatermarksTest, WhenEveryUpstreamIsIdleTheHighestWatermarkCounts) {
+TEST(UpstreamWatermarksTest, WhenEveryUpstreamIsIdleTheLowestStillCounts) {
   UpstreamWatermarks w({kU0, kU1});
   w.Apply(Control(kU0, 100, /*idle=*/true));
   w.Apply(Control(kU1, 40, /*idle=*/true));
-  EXPECT_EQ(w.Minimum(), 100);
+  EXPECT_EQ(w.Minimum(), 40);
 }
 
 TEST(UpstreamWatermarksTest, ALowerControlIsIgnoredAndCanOnlyClearFlags) {
@@ -91,10 +98,33 @@ TEST(UpstreamWatermarksTest, ALowerControlIsIgnoredAndCanOnlyClearFlags) {
   EXPECT_EQ(w.Minimum(), 80);
   // An equal watermark is applied with its flags.
   EXPECT_TRUE(w.Apply(Control(kU1, 80, /*idle=*/true)));
-  EXPECT_EQ(w.Minimum(), 100);
-  // A lower control without idle clears it: u1 holds back again at its own (higher) watermark.
-  EXPECT_FALSE(w.Apply(Control(kU1, 10)));
+  EXPECT_TRUE(w.latest()[1].idle);
   EXPECT_EQ(w.Minimum(), 80);
+  // A lower control without idle clears it; the watermark stays.
+  EXPECT_FALSE(w.Apply(Control(kU1, 10)));
+  EXPECT_FALSE(w.latest()[1].idle);
+  EXPECT_EQ(w.Minimum(), 80);
+}
+
+// A stored state of a run that read topics 0 and 1 (v0), restored where only topic 0 is read:
+// v0's watermark is dropped (it would hold every window back for ever, never updated again),
+// u2 is kept though the set has partitions 0 and 1 of topic 0 only (its topic gained it).
+TEST(UpstreamWatermarksTest, RestoreDropsUpstreamsOfATopicNoLongerRead) {
+  const UpstreamId kU2{0, 2};
+  UpstreamWatermarks w({kU0, kU1});
+  const std::vector<UpstreamId> dropped = w.Restore({Control(kU0, 100), Control(kU2, 60), Control(kV0, 10)});
+  EXPECT_EQ(dropped, (std::vector<UpstreamId>{kV0}));
+  ASSERT_EQ(w.latest().size(), 3u);
+  EXPECT_EQ(w.latest()[0].upstream, kU0);
+  EXPECT_EQ(w.latest()[1].upstream, kU1);
+  EXPECT_EQ(w.latest()[2].upstream, kU2);
+  EXPECT_EQ(w.latest()[2].watermark, 60);
+  w.Apply(Control(kU1, 200));
+  EXPECT_EQ(w.Minimum(), 60);
+  // No expected set at all: nothing is dropped.
+  UpstreamWatermarks none;
+  EXPECT_TRUE(none.Restore({Control(kV0, 10)}).empty());
+  EXPECT_EQ(none.Minimum(), 10);
 }
 
 TEST(UpstreamWatermarksTest, EndIsRecordedButDoesNotReleaseTheUpstream) {
