@@ -21,6 +21,7 @@
 #include "status.h"
 #include "logging.h"
 #include "progress.h"
+#include "repartition_purge.h"
 #include "serve.h"
 #include "config/pipeline_config.h"
 #include "sql/load_pipeline.h"
@@ -497,6 +498,27 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
     }
     endpoint = std::move(started_http).value();
   }
+  // Records of the repartition topic stage two has committed past are deleted from time to
+  // time, best effort (a purger that cannot be made only means they stay until retention).
+  std::unique_ptr<sluice::cli::RepartitionPurger> purger;
+  {
+    sluice::cli::RepartitionPurger::Options purge;
+    purge.brokers = plan.brokers;
+    purge.topic = plan.topic;
+    purge.properties = plan.properties;
+    auto made = sluice::cli::RepartitionPurger::Make(purge, [shared] {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      const StageRun& st = shared->stages[1];
+      return st.runner ? st.runner->Snapshot().committed_positions : std::vector<std::pair<int32_t, int64_t>>();
+    });
+    if (made.ok()) {
+      purger = std::move(made).value();
+      purger->Start();
+    } else {
+      spdlog::warn("repartition: the records of {} stage two has committed past are not deleted: {}", plan.topic,
+                   made.status().message());
+    }
+  }
   sluice::cli::WatchSignals([shared] { shared->StopAll(); },
                             std::max(one.config.shutdown_timeout_micros, two.config.shutdown_timeout_micros));
   const auto started = std::chrono::steady_clock::now();
@@ -518,6 +540,7 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
   DriveStage(*run, 1, &endpoint, progress_two, started);
   stage_one_thread.join();
   sluice::cli::StopWatchingSignals();
+  if (purger) purger->Stop();  // once more, up to stage two's last commit
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   int exit_code = kExitDone;
