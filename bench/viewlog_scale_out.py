@@ -390,10 +390,13 @@ class ScaleOut:
         records = sat.make_records(random.Random(16), events // PARTITIONS)
         # keyed: campaign c in partition c % 8; repartition: the same records spread over every
         # partition, keyed by view id (producers that do not key by the group key).
+        # Record by record in time order (index i of every partition before index i + 1), so
+        # each partition of the spread topic stays as much in event-time order as the keyed one.
         spread = {p: [] for p in range(PARTITIONS)}
-        for p, recs in records.items():
-            for i, (_, payload) in enumerate(recs):
-                spread[(p + i) % PARTITIONS].append(("v%d-%d" % (p, i), payload))
+        for i in range(max(len(recs) for recs in records.values())):
+            for p, recs in sorted(records.items()):
+                if i < len(recs):
+                    spread[(p + i) % PARTITIONS].append(("v%d-%d" % (p, i), recs[i][1]))
         for variant, layout in (("keyed", records), ("repartition", spread)):
             if variant not in VARIANTS:
                 continue
