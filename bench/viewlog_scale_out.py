@@ -5,11 +5,16 @@ The pipeline is tests/integration/scale_out_viewlog.toml with examples/viewlog.t
 sink (partitioned by network_id and minute_timestamp): append mode, 1-minute windows,
 watermark_delay 10s, allowed_lateness 30s, idle_timeout 1h, and `[source] keyed_by =
 ["campaign_id"]` over an 8-partition topic where each campaign is in one partition (campaign c
-in partition c % 8). That is how the pipeline runs over several processes today: each window
-belongs to one partition's task. The repartition stage (issue 16, for topics not keyed by the
-group key) does not exist yet; VARIANTS names it, so that a later "repartition" variant (the same
-input without keyed_by, through `<pipeline>-repartition`) adds rows whose CPU per event minus the
-keyed rows' is the repartition stage's cost per event.
+in partition c % 8): each window belongs to one partition's task (variant "keyed"). The
+"repartition" variant runs the same records without `keyed_by` from a second 8-partition topic
+whose producers do not key by the group key (record i of the keyed topic's partition p goes to
+partition (p + i) % 8, keyed by its view id, so every campaign is in every partition): each
+process runs both stages of issue 16 (stage one into `<pipeline>-repartition`, stage two from
+it into the Parquet sink), and its CPU per event minus the keyed row's is the repartition
+stage's cost per event (logged, and as `extra_cpu_us_per_event_vs_keyed` in its rows). A
+repartition run whose log does not say it repartitioned (a build that runs such a pipeline into
+Parquet in one stage) lists the variant as not measured rather than measuring one stage under
+its name.
 
 Two measurements per process count N:
 
@@ -63,9 +68,10 @@ import dead_letters  # noqa: E402
 
 PROCESSES = (1, 2, 3)
 PARTITIONS = sat.PARTITIONS
-# The only variant that exists: keyed_by, no repartition stage. "repartition" is the hook.
-VARIANTS = {"keyed": "keyed_by campaign_id (no repartition stage)"}
-NOT_BUILT = {"repartition": "the repartition stage (issue 16) does not exist yet"}
+VARIANTS = {"keyed": "keyed_by campaign_id (no repartition stage)",
+            "repartition": "no keyed_by, producers keyed by view id: both stages of the repartition "
+                           "stage in each process"}
+NOT_BUILT = {}
 # Throughput load, records (full, quick): per partition a eighth of it.
 EVENTS = (320_000, 40_000)
 # Catch-up runs per process count (full, quick): a single run on the busy 2-core machine varies
@@ -79,10 +85,16 @@ SPEED = 6
 FAULTS = ("drop-row", "drop-dead-letter")
 SINK_SECTION = sat.ParquetSink.section(None)
 CLAIM = re.compile(r"(\w+)\[(\d+)\]: task claimed \(fence \d+\)")
+SOURCE = "views"  # the pipeline's [source] name (stage two's is views_repartition)
 
 
 class CheckFailed(Exception):
     """The output differs from the recomputation (bench/run.py turns it into WrongResult)."""
+
+
+class NotRepartitioned(Exception):
+    """A repartition run went in one stage (a build that does not repartition into Parquet):
+    the variant is listed as not measured."""
 
 
 def pipeline_file(work, variant="keyed"):
@@ -240,8 +252,17 @@ class Procs:
         out = []
         for err in self.errs:
             with open(err, errors="replace") as f:
-                out.append(sorted({int(m.group(2)) for m in CLAIM.finditer(f.read())}))
+                out.append(sorted({int(m.group(2)) for m in CLAIM.finditer(f.read())
+                                   if m.group(1) == SOURCE}))
         return out
+
+    def repartitioned(self):
+        """True when every process's log says it ran the two stages of a repartitioned run."""
+        for err in self.errs:
+            with open(err, errors="replace") as f:
+                if "repartitions through topic" not in f.read():
+                    return False
+        return True
 
     def tail(self, i):
         with open(self.errs[i], errors="replace") as f:
@@ -283,14 +304,17 @@ class ScaleOut:
         shutil.rmtree(out, ignore_errors=True)
         load = os.getloadavg()
         procs = Procs(self.bench, "scaleview-catchup-%s-%dp" % (variant, n), n,
-                      lambda i: self.cmd(name, self.topic, out, ["--until-caught-up"], variant))
+                      lambda i: self.cmd(name, self.topics[variant], out, ["--until-caught-up"], variant))
         codes = procs.wait(900)
         bad = {i: c for i, c in codes.items() if c != 0}
         if bad:
             i = sorted(bad)[0]
             raise RuntimeError("viewlog scale-out %dp: process %d exited %s:\n%s" % (
                 n, i, bad[i], procs.tail(i)))
-        chk = self.checked(out, self.expected, "viewlog_kafka_%dp_%s" % (n, variant))
+        if variant == "repartition" and not procs.repartitioned():
+            raise NotRepartitioned("this build runs the pipeline without keyed_by into Parquet in one "
+                                   "stage (no 'repartitions through topic' in its log)")
+        chk = self.checked(out, self.expected_by[variant], "viewlog_kafka_%dp_%s" % (n, variant))
         claimed = procs.claimed()
         if any(not c for c in claimed):
             # Every process must have read something, or n processes were not measured.
@@ -312,7 +336,12 @@ class ScaleOut:
         runs = {n: [] for n in n_procs}
         for round_ in range(REPEATS[1 if self.bench.quick else 0]):
             for n in n_procs:
-                runs[n].append(self.catch_up(n, variant, round_))
+                try:
+                    runs[n].append(self.catch_up(n, variant, round_))
+                except NotRepartitioned as e:
+                    self.bench.skipped["viewlog_scale_out_" + variant] = str(e)
+                    self.bench.log("viewlog_kafka_%s: not measured: %s" % (variant, e))
+                    return []
                 m = runs[n][-1]
                 self.bench.log("viewlog_kafka_%dp_%s round %d: %.2f CPU-s, %.2f s" % (
                     n, variant, round_ + 1, m["cpu"], m["wall"]))
@@ -337,23 +366,53 @@ class ScaleOut:
                       "load_average_at_start": [round(x, 2) for x in m["load"]],
                       "peak_rss_mib_each": [round(x, 1) for x in m["rss"]]})
             rows.append(r)
+        if variant == "repartition":
+            self.repartition_cost(n_procs, events)
         return rows
+
+    def repartition_cost(self, n_procs, events):
+        """Logs and records the repartition rows' CPU per event minus the keyed rows'."""
+        by_name = {r["name"]: r for r in self.bench.results if "name" in r}
+        for n in n_procs:
+            keyed = by_name.get("viewlog_kafka_%dp_keyed" % n)
+            rep = by_name.get("viewlog_kafka_%dp_repartition" % n)
+            if not keyed or not rep:
+                continue
+            cpu = lambda r: r["cpu_user_s"] + r["cpu_sys_s"]  # noqa: E731
+            extra = (cpu(rep) - cpu(keyed)) / events * 1e6
+            rep["extra_cpu_us_per_event_vs_keyed"] = round(extra, 2)
+            self.bench.log("viewlog_kafka_%dp: the repartition stage costs %.2f CPU-us per event "
+                           "(%.2f vs %.2f CPU-s for %d events)" % (n, extra, cpu(rep), cpu(keyed), events))
 
     def prepare_load(self):
         events = EVENTS[1 if self.bench.quick else 0]
-        self.topic = self.bench.kafka_topic("scaleview", PARTITIONS)
-        self.bench.log("pre-loading %d viewlog records (scale_out_append_test's generator, "
-                       "campaign c in partition c %% 8) into %s" % (events, self.topic))
+        self.topics, self.expected_by = {}, {}
         records = sat.make_records(random.Random(16), events // PARTITIONS)
-        for p, recs in records.items():
-            sat.kcat_produce(self.topic, p, recs, batch=1000)
-        back = read_back(self.topic)
-        if len(back) != events:
-            raise RuntimeError("%s holds %d records, produced %d" % (self.topic, len(back), events))
-        self.expected = recompute(back, self.campaigns)
-        self.bench.log("recomputation: %d rows written, %d windows open, dead letters %s" % (
-            len(self.expected["rows"]), self.expected["open_windows"],
-            dict(self.expected["reasons"])))
+        # keyed: campaign c in partition c % 8; repartition: the same records spread over every
+        # partition, keyed by view id (producers that do not key by the group key).
+        # Record by record in time order (index i of every partition before index i + 1), so
+        # each partition of the spread topic stays as much in event-time order as the keyed one.
+        spread = {p: [] for p in range(PARTITIONS)}
+        for i in range(max(len(recs) for recs in records.values())):
+            for p, recs in sorted(records.items()):
+                if i < len(recs):
+                    spread[(p + i) % PARTITIONS].append(("v%d-%d" % (p, i), recs[i][1]))
+        for variant, layout in (("keyed", records), ("repartition", spread)):
+            if variant not in VARIANTS:
+                continue
+            topic = self.bench.kafka_topic("scaleview" if variant == "keyed" else "scaleview_unkeyed", PARTITIONS)
+            self.bench.log("pre-loading %d viewlog records (scale_out_append_test's generator, %s) into %s" % (
+                events, "campaign c in partition c % 8" if variant == "keyed" else "keyed by view id", topic))
+            for p, recs in layout.items():
+                sat.kcat_produce(topic, p, recs, batch=1000)
+            back = read_back(topic)
+            if len(back) != events:
+                raise RuntimeError("%s holds %d records, produced %d" % (topic, len(back), events))
+            self.topics[variant] = topic
+            self.expected_by[variant] = recompute(back, self.campaigns)
+            e = self.expected_by[variant]
+            self.bench.log("recomputation (%s): %d rows written, %d windows open, dead letters %s" % (
+                variant, len(e["rows"]), e["open_windows"], dict(e["reasons"])))
 
     # ------------------------------------------------------------ freshness
     def freshness(self, n_procs):

@@ -41,6 +41,7 @@ struct TwoStages {
   std::string brokers;     ///< of the source and the repartition topic
   std::string topic;       ///< `<pipeline>-repartition`
   int32_t partitions = 0;  ///< R
+  std::map<std::string, std::string> properties;  ///< librdkafka connection settings (security)
   PipelineConfig one_config;
   RunOptions one_options;  ///< stage_one, sink_override = the stage-one Kafka sink
   PipelineConfig two_config;

@@ -21,6 +21,7 @@
 #include "status.h"
 #include "logging.h"
 #include "progress.h"
+#include "repartition_purge.h"
 #include "serve.h"
 #include "config/pipeline_config.h"
 #include "sql/load_pipeline.h"
@@ -375,8 +376,9 @@ struct TwoStageRun {
 };
 
 /// Runs one stage to its end, restarting it from the committed state when it was fenced (the
-/// single-runner loop's rules), and serving --http for stage two.
-void DriveStage(TwoStageRun& run, int index, const HttpOptions& http, sluice::cli::HttpEndpoint* endpoint,
+/// single-runner loop's rules). `endpoint` (stage two's, with --http): its result view follows
+/// the runner made again; the server itself reads whichever runner a stage has.
+void DriveStage(TwoStageRun& run, int index, sluice::cli::HttpEndpoint* endpoint,
                 const sluice::cli::ProgressOptions& progress, std::chrono::steady_clock::time_point started) {
   StageRun& st = run.stages[index];
   Status s = st.runner->Run();
@@ -400,8 +402,6 @@ void DriveStage(TwoStageRun& run, int index, const HttpOptions& http, sluice::cl
     spdlog::warn("{}: {}; restarting from the committed state", st.name, s.message());
     st.reporter->Stop();
     st.reporter.reset();
-    if (endpoint && endpoint->server) endpoint->server->Stop();
-    if (endpoint) *endpoint = {};
     {
       std::lock_guard<std::mutex> lock(run.mu);
       st.runner.reset();
@@ -420,14 +420,7 @@ void DriveStage(TwoStageRun& run, int index, const HttpOptions& http, sluice::cl
       st.stop_sent = run.stopping;
       if (run.stopping) st.runner->RequestStop();
     }
-    if (endpoint && !http.address.empty()) {
-      auto again_http = sluice::cli::StartHttp(st.runner.get(), http.address);
-      if (!again_http.ok()) {
-        s = Status::IOError("--http: " + again_http.status().message());
-        break;
-      }
-      *endpoint = std::move(again_http).value();
-    }
+    if (endpoint && endpoint->server) sluice::cli::ObserveCommits(*endpoint, st.runner.get());
     st.reporter = std::make_unique<sluice::cli::ProgressReporter>(st.runner.get(), progress, started);
     st.reporter->Start();
     s = st.runner->Run();
@@ -474,13 +467,57 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
   }
   sluice::cli::HttpEndpoint endpoint;
   if (!http.address.empty()) {
-    // /metrics and /api/status describe stage two: the user's sink and its windows.
-    auto started_http = sluice::cli::StartHttp(two.runner.get(), http.address);
+    // Both stages: /metrics with a `stage` label, /api/status with `stages` (the top level and
+    // the dashboard's results are stage two's: the user's sink and its windows). The server
+    // reads each stage's runner under the lock a fenced restart replaces it under.
+    std::vector<sluice::cli::HttpStage> served;
+    for (int i = 0; i < 2; ++i) {
+      sluice::cli::HttpStage h;
+      h.name = i == 0 ? "one" : "two";
+      h.runner = run->stages[i].runner.get();
+      if (i == 0) h.sink = plan.topic;
+      h.snapshot = [shared, i] {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        const StageRun& st = shared->stages[i];
+        sluice::PipelineSnapshot s;
+        if (st.runner) s = st.runner->Snapshot();  // none while a fenced restart makes it again
+        if (s.pipeline.empty()) s.pipeline = st.config.name;
+        return s;
+      };
+      h.stored_dead_letters = [shared, i] {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        const StageRun& st = shared->stages[i];
+        return st.runner ? st.runner->StoredDeadLetters() : sluice::StoredDeadLetterCounts{};
+      };
+      served.push_back(std::move(h));
+    }
+    auto started_http = sluice::cli::StartHttpStages(two.runner.get(), std::move(served), http.address);
     if (!started_http.ok()) {
       ReportError("--http: " + started_http.status().message());
       return started_http.status().code() == sluice::StatusCode::kInvalidArgument ? kExitConfig : kExitFailure;
     }
     endpoint = std::move(started_http).value();
+  }
+  // Records of the repartition topic stage two has committed past are deleted from time to
+  // time, best effort (a purger that cannot be made only means they stay until retention).
+  std::unique_ptr<sluice::cli::RepartitionPurger> purger;
+  {
+    sluice::cli::RepartitionPurger::Options purge;
+    purge.brokers = plan.brokers;
+    purge.topic = plan.topic;
+    purge.properties = plan.properties;
+    auto made = sluice::cli::RepartitionPurger::Make(purge, [shared] {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      const StageRun& st = shared->stages[1];
+      return st.runner ? st.runner->Snapshot().committed_positions : std::vector<std::pair<int32_t, int64_t>>();
+    });
+    if (made.ok()) {
+      purger = std::move(made).value();
+      purger->Start();
+    } else {
+      spdlog::warn("repartition: the records of {} stage two has committed past are not deleted: {}", plan.topic,
+                   made.status().message());
+    }
   }
   sluice::cli::WatchSignals([shared] { shared->StopAll(); },
                             std::max(one.config.shutdown_timeout_micros, two.config.shutdown_timeout_micros));
@@ -499,10 +536,11 @@ int RunTwoStages(sluice::cli::TwoStages plan, const HttpOptions& http, const Run
   one.reporter->Start();
   two.reporter->Start();
   std::thread stage_one_thread(
-      [&] { DriveStage(*run, 0, HttpOptions{}, nullptr, progress_one, started); });
-  DriveStage(*run, 1, http, &endpoint, progress_two, started);
+      [&] { DriveStage(*run, 0, nullptr, progress_one, started); });
+  DriveStage(*run, 1, &endpoint, progress_two, started);
   stage_one_thread.join();
   sluice::cli::StopWatchingSignals();
+  if (purger) purger->Stop();  // once more, up to stage two's last commit
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   int exit_code = kExitDone;

@@ -76,6 +76,7 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
   stages.brokers = split->one.brokers;
   stages.topic = split->one.topic;
   stages.partitions = split->one.partitions;
+  stages.properties = split->one.properties;
   stages.one_config = runner.config();
   stages.one_options = options;
   stages.one_options.stage_one = true;

@@ -1,17 +1,23 @@
 // `sluice status PIPELINE`: who reads which partition of a Kafka source, and how far behind;
 // with a sink that keeps state per task, which process holds each partition's task and the
-// event-time progress committed with its position.
+// event-time progress committed with its position. A repartitioned pipeline shows both stages:
+// the source (positions in stage one's Kafka sink) and the repartition topic (positions in the
+// user's sink).
 
 #include "status.h"
 
 #include <algorithm>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 #include "logging.h"
 #include "connectors/kafka/kafka_group.h"
 #include "connectors/kafka/kafka_ids.h"
+#include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/kafka_source.h"
 #include "connectors/kafka/kafka_uri.h"
 #include "core/iso_time.h"
@@ -22,6 +28,7 @@
 #include "runtime/explain.h"
 #include "runtime/plan.h"
 #include "runtime/registry.h"
+#include "runtime/repartition_plan.h"
 #include "runtime/sink_inventory.h"
 #include "runtime/task_state.h"
 #include "runtime/watermark.h"
@@ -33,11 +40,26 @@ struct Row {
   std::string topic;
   int32_t partition = 0;
   int32_t id = 0;           ///< the id positions are stored under
-  const KafkaGroupMember* owner = nullptr;
+  std::optional<KafkaGroupMember> owner;
   int64_t committed = -1;   ///< -1: none stored
   int64_t end = -1;
-  const TaskRow* task = nullptr;  ///< the partition's task in the sink; null: none stored
+  std::optional<TaskRow> task;  ///< the partition's task in the sink; none: none stored
 };
+
+/// What one stage reads and where its positions are: a pipeline of one stage has one; a
+/// repartitioned one two (stage one: the source, positions in the stage-one Kafka sink; stage
+/// two: the repartition topic, positions in the user's sink).
+struct StageView {
+  std::string stage;   ///< "": one stage; "one", "two"
+  std::string source;  ///< the [source] name positions are stored under
+  std::string group;
+  std::string sink;    ///< where the positions are (the sink's location)
+  size_t members = 0;
+  std::vector<Row> rows;
+};
+
+/// Makes the sink a stage's positions and tasks are read from (a new one per call).
+using SinkFactory = std::function<Result<std::unique_ptr<Sink>>()>;
 
 void TimeJson(JsonBuilder& j, const std::string& key, int64_t micros) {
   const bool known = micros != kNoWatermark;
@@ -72,9 +94,9 @@ std::string TaskText(const TaskRow& t) {
 /// pipeline has none (a pipeline without state, or one that never committed). The positions
 /// were read already: a sink whose task rows cannot be read is shown without them, with a
 /// warning, rather than not at all.
-std::map<int32_t, TaskRow> LoadTasks(const PipelineConfig& config, const SinkConfig& sink_config) {
+std::map<int32_t, TaskRow> LoadTasks(const PipelineConfig& config, const SinkFactory& make_sink) {
   std::map<int32_t, TaskRow> out;
-  auto sink = ConnectorRegistry::Instance().MakeSink(sink_config);
+  auto sink = make_sink();
   if (!sink.ok() || !(*sink)->SupportsTasks()) return out;
   Result<std::vector<TaskRow>> rows = [&]() -> Result<std::vector<TaskRow>> {
     auto plan = BuildPlan(config);
@@ -101,12 +123,103 @@ int Fail(const std::string& message, int code) {
   return code;
 }
 
-void RenderJson(const PipelineConfig& config, const std::string& group, const std::string& sink,
-                const std::vector<Row>& rows, std::ostream& out) {
-  JsonBuilder j;
-  j.BeginObject();
-  j.Key("pipeline").String(config.name).Key("source").String(config.source.name);
-  j.Key("group").String(group).Key("sink").String(sink);
+/// An error of the pipeline file or of what it names: exit 2 (every other one: exit 1).
+Status ConfigError(const std::string& message) { return Status::InvalidArgument(message); }
+Status ReadError(const std::string& message) { return Status::IOError(message); }
+
+/// The Kafka source of `config` (its own reading of the [source] section).
+Result<KafkaSource::Settings> KafkaSettings(const SourceConfig& source) {
+  if (SplitUri(source.uri).first != "kafka") {
+    return ConfigError("sluice status reads Kafka sources; " + source.name + " is " + source.uri);
+  }
+  auto sources = ConnectorRegistry::Instance().MakeSources(source, 1);
+  if (!sources.ok()) return ConfigError(sources.status().message());
+  const auto* kafka = sources->empty() ? nullptr : dynamic_cast<const KafkaSource*>(sources->front().get());
+  if (!kafka) return ConfigError("the source " + source.name + " is no Kafka source");
+  return kafka->settings();
+}
+
+/// Reads one stage: the partitions of `config`'s source with their ends, who reads each (the
+/// group's members), the positions committed in the sink `make_sink` makes (`sink_uri` names
+/// it in messages) and the tasks stored there. `missing_positions_ok`: a sink whose positions
+/// are not there yet (stage one's positions topic before its first commit) shows none.
+Result<StageView> ReadStage(const PipelineConfig& config, const SinkFactory& make_sink, const std::string& sink_uri,
+                            bool missing_positions_ok) {
+  ASSIGN_OR_RETURN(const KafkaSource::Settings ks, KafkaSettings(config.source));
+  StageView view;
+  view.source = config.source.name;
+  view.group = ks.group;
+  view.sink = sink_uri;
+
+  // The sink's committed positions of this pipeline's source.
+  auto sink = make_sink();
+  if (!sink.ok()) return ConfigError(sink.status().message());
+  auto* reader = dynamic_cast<SinkReader*>(sink->get());
+  if (!reader) return ConfigError("the sink " + sink_uri + " cannot be read back (see sluice inspect)");
+  InventoryOptions inventory_options;
+  inventory_options.pipeline = config.name;
+  inventory_options.samples_per_reason = 0;
+  auto inv = reader->Inventory(inventory_options);
+  std::map<int32_t, int64_t> committed;
+  if (inv.ok()) {
+    view.sink = inv->location;
+    for (const auto& p : inv->pipelines) {
+      if (p.pipeline != config.name) continue;
+      for (const auto& pos : p.positions) {
+        if (pos.source == config.source.name && pos.offset != kForgottenPosition) committed[pos.partition] = pos.offset;
+      }
+    }
+  } else if (!(missing_positions_ok && inv.status().code() == StatusCode::kNotFound)) {
+    return ReadError(sink_uri + ": " + inv.status().message());
+  }
+
+  // The topics with their ends, and the group's members.
+  auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
+  if (!ends.ok()) return ReadError(ends.status().message());
+  // A listed topic that does not exist has no rows: say why (a run waits for it to be created).
+  for (const std::string& topic : ks.topics) {
+    if (ends->count(topic)) continue;
+    auto all = KafkaTopicList(ks.brokers, 10000);
+    std::cerr << "sluice: status: warning: "
+              << (all.ok() ? MissingKafkaTopic(topic, ks.brokers, *all) : "topic \"" + topic + "\" does not exist on " + ks.brokers)
+              << "\n";
+  }
+  // Which process holds each partition's task, and its committed event-time progress.
+  const std::map<int32_t, TaskRow> tasks = LoadTasks(config, make_sink);
+  auto members = DescribeKafkaGroup(ks.brokers, ks.group, 10000);
+  if (!members.ok()) return ReadError(members.status().message());
+  view.members = members->size();
+  auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);
+  if (!slots.ok()) return ConfigError(slots.status().message());
+  std::vector<std::string> order = ks.topics;  // a list in its order; a pattern's topics by name
+  for (const auto& [topic, e] : *ends) {
+    if (std::find(order.begin(), order.end(), topic) == order.end()) order.push_back(topic);
+  }
+  for (const std::string& topic : order) {
+    auto e = ends->find(topic);
+    if (e == ends->end()) continue;
+    auto slot = slots->SlotFor(topic);
+    if (!slot.ok()) return ConfigError(slot.status().message());
+    for (size_t p = 0; p < e->second.size(); ++p) {
+      Row r;
+      r.topic = topic;
+      r.partition = static_cast<int32_t>(p);
+      r.id = KafkaPartitionId(*slot, r.partition);
+      r.end = e->second[p];
+      if (auto c = committed.find(r.id); c != committed.end()) r.committed = c->second;
+      if (auto t = tasks.find(r.id); t != tasks.end()) r.task = t->second;
+      for (const auto& m : *members) {
+        for (const auto& [t, mp] : m.assignment) {
+          if (t == topic && mp == r.partition) r.owner = m;
+        }
+      }
+      view.rows.push_back(std::move(r));
+    }
+  }
+  return view;
+}
+
+void PartitionsJson(JsonBuilder& j, const std::vector<Row>& rows) {
   j.Key("partitions").BeginArray();
   for (const Row& r : rows) {
     j.BeginObject().Key("topic").String(r.topic).Key("partition").Int(r.partition);
@@ -132,14 +245,42 @@ void RenderJson(const PipelineConfig& config, const std::string& group, const st
     }
     j.EndObject();
   }
-  j.EndArray().EndObject();
+  j.EndArray();
+}
+
+/// The repartition topic of a pipeline run in two stages.
+struct Repartition {
+  std::string topic;
+  int32_t partitions = 0;
+};
+
+void RenderJson(const PipelineConfig& config, const std::optional<Repartition>& repartition,
+                const std::vector<StageView>& stages, std::ostream& out) {
+  JsonBuilder j;
+  j.BeginObject();
+  j.Key("pipeline").String(config.name).Key("source").String(config.source.name);
+  if (!repartition) {
+    const StageView& v = stages.front();
+    j.Key("group").String(v.group).Key("sink").String(v.sink);
+    PartitionsJson(j, v.rows);
+  } else {
+    j.Key("repartition").BeginObject();
+    j.Key("topic").String(repartition->topic).Key("partitions").Int(repartition->partitions);
+    j.EndObject();
+    j.Key("stages").BeginArray();
+    for (const StageView& v : stages) {
+      j.BeginObject().Key("stage").String(v.stage).Key("source").String(v.source);
+      j.Key("group").String(v.group).Key("sink").String(v.sink);
+      PartitionsJson(j, v.rows);
+      j.EndObject();
+    }
+    j.EndArray();
+  }
+  j.EndObject();
   out << j.str() << "\n";
 }
 
-void RenderText(const PipelineConfig& config, const std::string& group, const std::string& sink,
-                size_t members, const std::vector<Row>& rows, std::ostream& out) {
-  out << "pipeline " << config.name << ", source " << config.source.name << ", group " << group << " ("
-      << members << " member" << (members == 1 ? "" : "s") << "), sink " << sink << "\n";
+void RowsText(const std::vector<Row>& rows, std::ostream& out) {
   for (const Row& r : rows) {
     out << "  " << r.topic << "[" << r.partition << "]  owner "
         << (r.owner ? r.owner->client_id + "@" + r.owner->host + " (member " + r.owner->member_id + ")"
@@ -152,88 +293,116 @@ void RenderText(const PipelineConfig& config, const std::string& group, const st
   }
 }
 
+std::string MembersText(size_t members) {
+  return std::to_string(members) + " member" + (members == 1 ? "" : "s");
+}
+
+void RenderText(const PipelineConfig& config, const std::optional<Repartition>& repartition,
+                const std::vector<StageView>& stages, std::ostream& out) {
+  if (!repartition) {
+    const StageView& v = stages.front();
+    out << "pipeline " << config.name << ", source " << config.source.name << ", group " << v.group << " ("
+        << MembersText(v.members) << "), sink " << v.sink << "\n";
+    RowsText(v.rows, out);
+    return;
+  }
+  out << "pipeline " << config.name << " repartitions through topic " << repartition->topic << " ("
+      << repartition->partitions << " partitions)\n";
+  for (const StageView& v : stages) {
+    out << "stage " << v.stage << ": source " << v.source << ", group " << v.group << " ("
+        << MembersText(v.members) << "), positions in " << v.sink << "\n";
+    RowsText(v.rows, out);
+  }
+}
+
+/// The repartition topic and the stage-two configuration when `config` runs in two stages as
+/// `sluice run` decides it (PlanTwoStages in repartition_run.cc; keep the two in step): an
+/// append-mode pipeline over an unkeyed Kafka source of several partitions in all, into a sink
+/// that keeps stage two's windows per task, not Parquet yet. The user's sink is `user_sink`.
+Result<std::optional<RepartitionSplit>> SplitIfRepartitioned(const PipelineConfig& config,
+                                                              const SinkConfig& user_sink, const Plan& plan) {
+  const RepartitionDecision decision = DecideRepartition(config);
+  if (!decision.would) return std::optional<RepartitionSplit>();
+  ASSIGN_OR_RETURN(const KafkaSource::Settings ks, KafkaSettings(config.source));
+  auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
+  if (!ends.ok()) return ReadError(ends.status().message());
+  auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);
+  if (!slots.ok()) return ConfigError(slots.status().message());
+  SourceTopics topics;
+  topics.brokers = ks.brokers;
+  int64_t in_all = 0;
+  for (const auto& [topic, offsets] : *ends) {
+    if (offsets.empty()) continue;
+    auto slot = slots->SlotFor(topic);
+    if (!slot.ok()) return ConfigError(slot.status().message());
+    topics.topics.push_back({topic, *slot, static_cast<int32_t>(offsets.size())});
+    in_all += static_cast<int64_t>(offsets.size());
+  }
+  if (!RepartitionsWith(decision, in_all)) return std::optional<RepartitionSplit>();
+  auto sink = ConnectorRegistry::Instance().MakeSink(user_sink);
+  if (!sink.ok()) return ConfigError(sink.status().message());
+  if (!(*sink)->SupportsTasks() || !(*sink)->StoresTaskWindows() || SplitUri(user_sink.uri).first == "parquet") {
+    return std::optional<RepartitionSplit>();
+  }
+  auto split = SplitPlan(plan, topics);
+  if (!split.ok()) return ConfigError(split.status().message());
+  return std::optional<RepartitionSplit>(std::move(split).value());
+}
+
+Status StatusOf(const PipelineConfig& config, const StatusCliOptions& o, std::ostream& out) {
+  SinkConfig sink_config = config.sink;
+  if (!o.sink.empty()) sink_config.uri = o.sink;
+  const SinkFactory user_sink = [sink_config] { return ConnectorRegistry::Instance().MakeSink(sink_config); };
+  RETURN_IF_ERROR(KafkaSettings(config.source).status());
+  std::optional<Repartition> repartition;
+  std::vector<StageView> stages;
+  std::unique_ptr<Plan> plan;
+  std::optional<RepartitionSplit> split;
+  if (DecideRepartition(config).would) {
+    ASSIGN_OR_RETURN(plan, BuildPlan(config));
+    ASSIGN_OR_RETURN(split, SplitIfRepartitioned(config, sink_config, *plan));
+  }
+  if (!split) {
+    ASSIGN_OR_RETURN(StageView one, ReadStage(config, user_sink, sink_config.uri, false));
+    stages.push_back(std::move(one));
+  } else {
+    // Stage one's positions and tasks are in its internal Kafka sink (the repartition topic's
+    // positions topic); stage two's, of the repartition topic, in the user's sink.
+    repartition = Repartition{split->one.topic, split->one.partitions};
+    StageOneSinkOptions so;
+    so.brokers = split->one.brokers;
+    so.pipeline = split->one.pipeline;
+    so.partitions = split->one.partitions;
+    so.topic = split->one.topic;
+    so.properties = split->one.properties;
+    const SinkFactory stage_one_sink = [so] { return MakeStageOneSink(so); };
+    ASSIGN_OR_RETURN(StageView one,
+                     ReadStage(config, stage_one_sink, "kafka://" + so.brokers + "/" + so.topic, true));
+    one.stage = "one";
+    PipelineConfig two_config = split->two.config;
+    two_config.sink = sink_config;
+    ASSIGN_OR_RETURN(StageView two, ReadStage(two_config, user_sink, sink_config.uri, false));
+    two.stage = "two";
+    stages.push_back(std::move(one));
+    stages.push_back(std::move(two));
+  }
+  if (o.json) {
+    RenderJson(config, repartition, stages, out);
+  } else {
+    RenderText(config, repartition, stages, out);
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 int RunStatus(const PipelineConfig& config, const StatusCliOptions& o) {
-  if (SplitUri(config.source.uri).first != "kafka") {
-    return Fail("sluice status reads Kafka sources; " + config.source.name + " is " + config.source.uri, 2);
-  }
-  auto sources = ConnectorRegistry::Instance().MakeSources(config.source, 1);
-  if (!sources.ok()) return Fail(sources.status().message(), 2);
-  const auto* kafka = sources->empty() ? nullptr : dynamic_cast<const KafkaSource*>(sources->front().get());
-  if (!kafka) return Fail("the source " + config.source.name + " is no Kafka source", 2);
-  const KafkaSource::Settings& ks = kafka->settings();
-
-  // The sink's committed positions of this pipeline's source.
-  SinkConfig sink_config = config.sink;
-  if (!o.sink.empty()) sink_config.uri = o.sink;
-  auto sink = ConnectorRegistry::Instance().MakeSink(sink_config);
-  if (!sink.ok()) return Fail(sink.status().message(), 2);
-  auto* reader = dynamic_cast<SinkReader*>(sink->get());
-  if (!reader) return Fail("the sink " + sink_config.uri + " cannot be read back (see sluice inspect)", 2);
-  InventoryOptions inventory_options;
-  inventory_options.pipeline = config.name;
-  inventory_options.samples_per_reason = 0;
-  auto inv = reader->Inventory(inventory_options);
-  if (!inv.ok()) return Fail(sink_config.uri + ": " + inv.status().message(), 1);
-  std::map<int32_t, int64_t> committed;
-  for (const auto& p : inv->pipelines) {
-    if (p.pipeline != config.name) continue;
-    for (const auto& pos : p.positions) {
-      if (pos.source == config.source.name && pos.offset != kForgottenPosition) committed[pos.partition] = pos.offset;
-    }
-  }
-
-  // The topics with their ends, and the group's members.
-  auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
-  if (!ends.ok()) return Fail(ends.status().message(), 1);
-  // A listed topic that does not exist has no rows: say why (a run waits for it to be created).
-  for (const std::string& topic : ks.topics) {
-    if (ends->count(topic)) continue;
-    auto all = KafkaTopicList(ks.brokers, 10000);
-    std::cerr << "sluice: status: warning: "
-              << (all.ok() ? MissingKafkaTopic(topic, ks.brokers, *all) : "topic \"" + topic + "\" does not exist on " + ks.brokers)
-              << "\n";
-  }
-  // Which process holds each partition's task, and its committed event-time progress.
-  const std::map<int32_t, TaskRow> tasks = LoadTasks(config, sink_config);
-  auto members = DescribeKafkaGroup(ks.brokers, ks.group, 10000);
-  if (!members.ok()) return Fail(members.status().message(), 1);
-  auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);
-  if (!slots.ok()) return Fail(slots.status().message(), 2);
-  std::vector<Row> rows;
-  std::vector<std::string> order = ks.topics;  // a list in its order; a pattern's topics by name
-  for (const auto& [topic, e] : *ends) {
-    if (std::find(order.begin(), order.end(), topic) == order.end()) order.push_back(topic);
-  }
-  for (const std::string& topic : order) {
-    auto e = ends->find(topic);
-    if (e == ends->end()) continue;
-    auto slot = slots->SlotFor(topic);
-    if (!slot.ok()) return Fail(slot.status().message(), 2);
-    for (size_t p = 0; p < e->second.size(); ++p) {
-      Row r;
-      r.topic = topic;
-      r.partition = static_cast<int32_t>(p);
-      r.id = KafkaPartitionId(*slot, r.partition);
-      r.end = e->second[p];
-      if (auto c = committed.find(r.id); c != committed.end()) r.committed = c->second;
-      if (auto t = tasks.find(r.id); t != tasks.end()) r.task = &t->second;
-      for (const auto& m : *members) {
-        for (const auto& [t, mp] : m.assignment) {
-          if (t == topic && mp == r.partition) r.owner = &m;
-        }
-      }
-      rows.push_back(std::move(r));
-    }
-  }
-
   std::ostringstream out;
-  if (o.json) {
-    RenderJson(config, ks.group, inv->location, rows, out);
-  } else {
-    RenderText(config, ks.group, inv->location, members->size(), rows, out);
-  }
+  Status s = StatusOf(config, o, out);
+  // The file or what it names is wrong: 2; a server or the sink could not be read: 1.
+  const bool config_error = s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kNotFound ||
+                            s.code() == StatusCode::kParseError;
+  if (!s.ok()) return Fail(s.message(), config_error ? 2 : 1);
   std::cout << out.str() << std::flush;
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "core/json_writer.h"
 #include "core/time.h"
 #include "http/assets.h"
 #include "http/process_stats.h"
@@ -100,14 +101,41 @@ Result<ListenAddress> ParseListenAddress(const std::string& text) {
   return a;
 }
 
+std::vector<PipelineSnapshot> HttpServer::Snapshots() const {
+  std::vector<PipelineSnapshot> out;
+  out.reserve(stages_.size());
+  for (const auto& st : stages_) out.push_back(st->served.snapshot());
+  return out;
+}
+
+Readiness HttpServer::ReadinessOf(const std::vector<PipelineSnapshot>& snaps, int64_t now) const {
+  Readiness all;
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    const Stage& st = *stages_[i];
+    Readiness r = CheckReadiness(snaps[i], now, st.served.info.checkpoint_interval_micros,
+                                 st.history.records_at_last_checkpoint());
+    for (auto& reason : r.reasons) {
+      all.reasons.push_back(stages_.size() > 1 ? "stage " + st.served.name + ": " + reason : std::move(reason));
+    }
+  }
+  all.ready = all.reasons.empty();
+  return all;
+}
+
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& address,
                                                       ServerContext context) {
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->context_ = std::move(context);
-  s->metrics_info_.pipeline = s->context_.info.pipeline;
-  s->metrics_info_.source = s->context_.info.source;
-  s->metrics_info_.sink = s->context_.info.sink;
-  s->metrics_info_.version = s->context_.info.version;
+  std::vector<ServerStage> stages = std::move(s->context_.stages);
+  if (stages.empty()) {
+    stages.push_back({"", s->context_.info, s->context_.snapshot, s->context_.stored_dead_letters});
+  }
+  for (ServerStage& served : stages) {
+    auto st = std::make_unique<Stage>();
+    st->metrics = {served.info.pipeline, served.info.source, served.info.sink, served.info.version};
+    st->served = std::move(served);
+    s->stages_.push_back(std::move(st));
+  }
   s->router_ = std::make_unique<Router>();
   Router& srv = *s->router_;
   const ServerLimits limits = s->context_.limits;
@@ -116,18 +144,35 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
 
   HttpServer* self = s.get();
   srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
-    const PipelineSnapshot snap = self->context_.snapshot();
-    res.set_content(RenderMetrics(snap, self->metrics_info_, ReadProcessStats(), WallClockMicros(),
-                                  self->StoredDeadLetters()),
+    const std::vector<PipelineSnapshot> snaps = self->Snapshots();
+    std::vector<MetricsStage> stages;
+    for (size_t i = 0; i < snaps.size(); ++i) {
+      const Stage& st = *self->stages_[i];
+      stages.push_back({&snaps[i], st.metrics, st.served.name, st.StoredDeadLetters()});
+    }
+    res.set_content(RenderMetrics(stages, ReadProcessStats(), WallClockMicros()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
-  srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  srv.Get("/healthz", [self](const httplib::Request&, httplib::Response& res) {
+    // Several stages: one that failed leaves the process without its other half's purpose
+    // (the run stops both); one stage answers ok while the process serves.
+    if (self->stages_.size() > 1) {
+      const std::vector<PipelineSnapshot> snaps = self->Snapshots();
+      std::string failed;
+      for (size_t i = 0; i < snaps.size(); ++i) {
+        if (snaps[i].state == "failed") failed += " stage " + self->stages_[i]->served.name + " failed;";
+      }
+      if (!failed.empty()) {
+        failed.back() = '\n';
+        res.status = 503;
+        res.set_content("not healthy:" + failed, "text/plain; charset=utf-8");
+        return;
+      }
+    }
     res.set_content("ok\n", "text/plain; charset=utf-8");
   });
   srv.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
-    const PipelineSnapshot snap = self->context_.snapshot();
-    Readiness r = CheckReadiness(snap, WallClockMicros(), self->context_.info.checkpoint_interval_micros,
-                                 self->history_.records_at_last_checkpoint());
+    Readiness r = self->ReadinessOf(self->Snapshots(), WallClockMicros());
     std::string body = r.ready ? "ready\n" : "not ready:";
     for (const auto& reason : r.reasons) body += " " + reason + ";";
     if (!r.ready) body.back() = '\n';
@@ -135,14 +180,33 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ListenAddress& addre
     res.set_content(body, "text/plain; charset=utf-8");
   });
   srv.Get("/api/status", [self](const httplib::Request&, httplib::Response& res) {
-    const PipelineSnapshot snap = self->context_.snapshot();
+    const std::vector<PipelineSnapshot> snaps = self->Snapshots();
     const int64_t now = WallClockMicros();
-    Readiness r = CheckReadiness(snap, now, self->context_.info.checkpoint_interval_micros,
-                                 self->history_.records_at_last_checkpoint());
+    const Readiness all = self->ReadinessOf(snaps, now);
+    const Stage& last = *self->stages_.back();
+    std::string body = RenderStatusJson(snaps.back(), last.served.info, last.history.Samples(), all, now, 300,
+                                        last.StoredDeadLetters());
+    if (self->stages_.size() > 1) {
+      // Each stage in full as `stages` (its own readiness, a shorter history), after the last
+      // stage's fields at the top, which the dashboard reads.
+      std::string stages = ",\"stages\":[";
+      for (size_t i = 0; i < snaps.size(); ++i) {
+        const Stage& st = *self->stages_[i];
+        const Readiness r = CheckReadiness(snaps[i], now, st.served.info.checkpoint_interval_micros,
+                                           st.history.records_at_last_checkpoint());
+        const std::string one = RenderStatusJson(snaps[i], st.served.info, st.history.Samples(), r, now, 60,
+                                                 st.StoredDeadLetters());
+        if (i > 0) stages += ',';
+        stages += "{\"stage\":";
+        AppendJsonString(st.served.name, &stages);
+        stages += "," + one.substr(1);
+      }
+      stages += "]}";
+      body.pop_back();  // the closing brace
+      body += stages;
+    }
     res.set_header("Cache-Control", "no-store");
-    res.set_content(RenderStatusJson(snap, self->context_.info, self->history_.Samples(), r, now,
-                                     300, self->StoredDeadLetters()),
-                    "application/json");
+    res.set_content(body, "application/json");
   });
   srv.Get("/api/results", [self](const httplib::Request& req, httplib::Response& res) {
     if (self->context_.results == nullptr) {
@@ -196,7 +260,7 @@ void HttpServer::Sample() {
   int64_t reported = 0;  // clients turned away, as of the last warning
   int64_t last_warning = 0;
   while (!stop_.load()) {
-    history_.Add(context_.snapshot(), WallClockMicros());
+    for (auto& st : stages_) st->history.Add(st->served.snapshot(), WallClockMicros());
     const ConnectionLoopCounters& c = loop_->counters();
     const int64_t turned_away = c.deadline_closed.load() + c.evicted.load() + c.too_large.load() +
                                 c.write_timeouts.load();

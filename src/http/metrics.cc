@@ -51,45 +51,66 @@ std::string PrometheusWriter::FormatValue(double v) {
 }
 
 void PrometheusWriter::Family(std::string_view name, std::string_view type, std::string_view help) {
-  out_ += "# HELP ";
-  out_ += name;
-  out_ += ' ';
-  out_ += EscapeHelp(help);
-  out_ += "\n# TYPE ";
-  out_ += name;
-  out_ += ' ';
-  out_ += type;
-  out_ += '\n';
+  for (auto& [n, text] : families_) {
+    if (n == name) {
+      out_ = &text;
+      return;
+    }
+  }
+  families_.emplace_back(std::string(name), std::string());
+  out_ = &families_.back().second;
+  *out_ += "# HELP ";
+  *out_ += name;
+  *out_ += ' ';
+  *out_ += EscapeHelp(help);
+  *out_ += "\n# TYPE ";
+  *out_ += name;
+  *out_ += ' ';
+  *out_ += type;
+  *out_ += '\n';
 }
 
 void PrometheusWriter::Begin(std::string_view name, const Labels& labels) {
-  out_ += name;
+  if (out_ == nullptr) {
+    families_.emplace(families_.begin(), std::string(), std::string());
+    out_ = &families_.front().second;
+  }
+  *out_ += name;
   if (!labels.empty()) {
-    out_ += '{';
+    *out_ += '{';
     bool first = true;
     for (const auto& [k, v] : labels) {
-      if (!first) out_ += ',';
+      if (!first) *out_ += ',';
       first = false;
-      out_ += k;
-      out_ += "=\"";
-      out_ += EscapeLabel(v);
-      out_ += '"';
+      *out_ += k;
+      *out_ += "=\"";
+      *out_ += EscapeLabel(v);
+      *out_ += '"';
     }
-    out_ += '}';
+    *out_ += '}';
   }
-  out_ += ' ';
+  *out_ += ' ';
 }
 
 void PrometheusWriter::Sample(std::string_view name, const Labels& labels, double value) {
   Begin(name, labels);
-  out_ += FormatValue(value);
-  out_ += '\n';
+  *out_ += FormatValue(value);
+  *out_ += '\n';
 }
 
 void PrometheusWriter::Sample(std::string_view name, const Labels& labels, int64_t value) {
   Begin(name, labels);
-  out_ += std::to_string(value);
-  out_ += '\n';
+  *out_ += std::to_string(value);
+  *out_ += '\n';
+}
+
+std::string PrometheusWriter::str() const {
+  size_t size = 0;
+  for (const auto& [name, text] : families_) size += text.size();
+  std::string out;
+  out.reserve(size);
+  for (const auto& [name, text] : families_) out += text;
+  return out;
 }
 
 namespace {
@@ -97,22 +118,30 @@ namespace {
 using Labels = PrometheusWriter::Labels;
 constexpr double kMicros = 1e6;
 
-/// The label sets most series carry: the pipeline, with its source or its sink.
+/// The label sets most series carry: the pipeline, with its source or its sink, and the stage
+/// (last; none for a pipeline of one stage).
 struct PipelineLabels {
   std::string_view pipeline;
   std::string_view source;
+  std::string_view stage;  ///< "": no stage label
   Labels p;   ///< pipeline
   Labels ps;  ///< pipeline, source
   Labels pk;  ///< pipeline, sink
+  /// `labels` with the stage label added.
+  Labels With(Labels labels) const {
+    if (!stage.empty()) labels.emplace_back("stage", stage);
+    return labels;
+  }
 };
 
-PipelineLabels LabelsFor(const MetricsInfo& info) {
+PipelineLabels LabelsFor(const MetricsInfo& info, std::string_view stage) {
   PipelineLabels l;
   l.pipeline = info.pipeline;
   l.source = info.source;
-  l.p = {{"pipeline", l.pipeline}};
-  l.ps = {{"pipeline", l.pipeline}, {"source", info.source}};
-  l.pk = {{"pipeline", l.pipeline}, {"sink", info.sink}};
+  l.stage = stage;
+  l.p = l.With({{"pipeline", l.pipeline}});
+  l.ps = l.With({{"pipeline", l.pipeline}, {"source", info.source}});
+  l.pk = l.With({{"pipeline", l.pipeline}, {"sink", info.sink}});
   return l;
 }
 
@@ -130,16 +159,19 @@ void Gauge(PrometheusWriter& w, std::string_view name, std::string_view help,
   w.Sample(name, labels, v);
 }
 
-/// Writes the binary's version, the pipeline's state and its worker count.
-void WritePipelineInfo(PrometheusWriter& w, const PipelineSnapshot& s, const MetricsInfo& info,
-                       const PipelineLabels& l) {
+/// Writes the binary's version.
+void WriteBuildInfo(PrometheusWriter& w, const MetricsInfo& info) {
   w.Family("sluice_build_info", "gauge", "Version of the sluice binary (always 1).");
   w.Sample("sluice_build_info", {{"version", info.version}}, int64_t{1});
+}
+
+/// Writes the pipeline's state and its worker count.
+void WritePipelineInfo(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
   w.Family("sluice_pipeline_state", "gauge",
            "1 for the pipeline's current state (starting, running, draining, finished, failed).");
   const std::string state = s.state.empty() ? "starting" : s.state;
   for (const char* st : {"starting", "running", "draining", "finished", "failed"}) {
-    w.Sample("sluice_pipeline_state", {{"pipeline", l.pipeline}, {"state", st}},
+    w.Sample("sluice_pipeline_state", l.With({{"pipeline", l.pipeline}, {"state", st}}),
              int64_t{state == st ? 1 : 0});
   }
   Gauge(w, "sluice_pipeline_workers", "Worker threads of the pipeline.", l.p, s.workers);
@@ -167,9 +199,9 @@ void WriteSourceCounters(PrometheusWriter& w, const PipelineSnapshot& s, const P
       if (c.name != family) continue;
       if (first) w.Family(name, "counter", c.help);
       first = false;
-      Labels labels = l.ps;
+      Labels labels{{"pipeline", l.pipeline}, {"source", l.source}};
       if (!c.kind.empty()) labels.emplace_back("kind", c.kind);
-      w.Sample(name, labels, c.value);
+      w.Sample(name, l.With(std::move(labels)), c.value);
     }
   }
 }
@@ -180,11 +212,11 @@ void WriteIgnoredRecords(PrometheusWriter& w, const PipelineSnapshot& s, const P
            "Records ignored on purpose (ignore_if and filter steps), by reason.");
   int64_t by_reason = 0;
   for (const auto& [reason, n] : s.ignored_by_reason) {
-    w.Sample("sluice_records_ignored_total", {{"pipeline", l.pipeline}, {"reason", reason}}, n);
+    w.Sample("sluice_records_ignored_total", l.With({{"pipeline", l.pipeline}, {"reason", reason}}), n);
     by_reason += n;
   }
   if (s.ignored > by_reason || s.ignored_by_reason.empty()) {
-    w.Sample("sluice_records_ignored_total", {{"pipeline", l.pipeline}, {"reason", "other"}},
+    w.Sample("sluice_records_ignored_total", l.With({{"pipeline", l.pipeline}, {"reason", "other"}}),
              s.ignored - by_reason);
   }
 }
@@ -203,13 +235,13 @@ void WriteStoredDeadLetters(PrometheusWriter& w, const StoredDeadLetterCounts& s
   for (size_t i = 0; i < stored.by_reason.size(); ++i) {
     const auto& [reason, n] = stored.by_reason[i];
     if (i < kMaxStoredReasons) {
-      w.Sample("sluice_dead_letters_stored", {{"pipeline", l.pipeline}, {"reason", reason}}, n);
+      w.Sample("sluice_dead_letters_stored", l.With({{"pipeline", l.pipeline}, {"reason", reason}}), n);
     } else {
       rest += n;
     }
   }
   if (stored.by_reason.size() > kMaxStoredReasons) {
-    w.Sample("sluice_dead_letters_stored", {{"pipeline", l.pipeline}, {"reason", "(other reasons)"}},
+    w.Sample("sluice_dead_letters_stored", l.With({{"pipeline", l.pipeline}, {"reason", "(other reasons)"}}),
              rest);
   }
 }
@@ -264,8 +296,8 @@ void WriteSinkMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const Pipe
 /// several topics the topic, with the topic's partition number in place of the internal id.
 PrometheusWriter::Labels PartitionLabels(const PipelineSnapshot::PartitionInfo& part, const std::string& id,
                                          const PipelineLabels& l) {
-  if (part.input.empty()) return {{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}};
-  return {{"pipeline", l.pipeline}, {"source", l.source}, {"topic", part.input}, {"partition", id}};
+  if (part.input.empty()) return l.With({{"pipeline", l.pipeline}, {"source", l.source}, {"partition", id}});
+  return l.With({{"pipeline", l.pipeline}, {"source", l.source}, {"topic", part.input}, {"partition", id}});
 }
 
 /// The partition label's value: the id, or the topic's partition number (see PartitionLabels).
@@ -287,6 +319,23 @@ void WritePartitionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const
     if (part.lag < 0) continue;
     const std::string id = PartitionNumber(part);
     w.Sample("sluice_source_partition_lag_records", PartitionLabels(part, id, l), part.lag);
+  }
+  w.Family("sluice_source_partition_committed_position", "gauge",
+           "Position committed in the sink for each source partition this process reads (when "
+           "this process committed one).");
+  for (const auto& part : s.partitions) {
+    if (part.committed < 0) continue;
+    const std::string id = PartitionNumber(part);
+    w.Sample("sluice_source_partition_committed_position", PartitionLabels(part, id, l), part.committed);
+  }
+  w.Family("sluice_source_partition_watermark_timestamp_seconds", "gauge",
+           "Each source partition's own event-time watermark as last committed (Unix seconds; "
+           "stage two: the lowest of its upstream partitions').");
+  for (const auto& part : s.partitions) {
+    if (part.watermark_micros == INT64_MIN) continue;
+    const std::string id = PartitionNumber(part);
+    w.Sample("sluice_source_partition_watermark_timestamp_seconds", PartitionLabels(part, id, l),
+             part.watermark_micros / kMicros);
   }
 }
 
@@ -318,37 +367,37 @@ void WriteEventTimeMetrics(PrometheusWriter& w, const PipelineSnapshot& s, int64
 /// Writes one family with a series per [dimension.NAME]: `value(d)` of each dimension for which
 /// `present` (when given) is true.
 template <typename ValueOf>
-void WriteDimensionFamily(PrometheusWriter& w, const PipelineSnapshot& s, std::string_view pipeline,
+void WriteDimensionFamily(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l,
                           std::string_view name, std::string_view type, std::string_view help,
                           ValueOf value, bool (*present)(const PipelineSnapshot::DimensionInfo&)) {
   w.Family(name, type, help);
   for (const auto& d : s.dimensions) {
     if (present && !present(d)) continue;
-    w.Sample(name, {{"pipeline", pipeline}, {"dimension", d.name}}, value(d));
+    w.Sample(name, l.With({{"pipeline", l.pipeline}, {"dimension", d.name}}), value(d));
   }
 }
 
 /// Writes each dimension's size, changes, refresh errors, misses, last update and lag.
-void WriteDimensionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, std::string_view pipeline) {
-  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_rows", "gauge",
+void WriteDimensionMetrics(PrometheusWriter& w, const PipelineSnapshot& s, const PipelineLabels& l) {
+  WriteDimensionFamily(w, s, l, "sluice_dimension_rows", "gauge",
                        "Keys in the dimension's current snapshot.",
                        [](const auto& d) { return d.size; }, nullptr);
-  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_updates_total", "counter",
+  WriteDimensionFamily(w, s, l, "sluice_dimension_updates_total", "counter",
                        "Dimension rows added, changed or deleted since the start.",
                        [](const auto& d) { return d.changes; }, nullptr);
-  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_refresh_errors_total", "counter",
+  WriteDimensionFamily(w, s, l, "sluice_dimension_refresh_errors_total", "counter",
                        "Dimension refreshes that failed, and change records skipped.",
                        [](const auto& d) { return d.refresh_errors; }, nullptr);
-  WriteDimensionFamily(w, s, pipeline, "sluice_dimension_lookup_misses_total", "counter",
+  WriteDimensionFamily(w, s, l, "sluice_dimension_lookup_misses_total", "counter",
                        "Lookups in the dimension that found no row.",
                        [](const auto& d) { return d.misses; }, nullptr);
   WriteDimensionFamily(
-      w, s, pipeline, "sluice_dimension_last_update_timestamp_seconds", "gauge",
+      w, s, l, "sluice_dimension_last_update_timestamp_seconds", "gauge",
       "Wall-clock time the dimension last changed (Unix seconds).",
       [](const auto& d) { return d.last_update_micros / kMicros; },
       [](const PipelineSnapshot::DimensionInfo& d) { return d.last_update_micros > 0; });
   WriteDimensionFamily(
-      w, s, pipeline, "sluice_dimension_lag_seconds", "gauge",
+      w, s, l, "sluice_dimension_lag_seconds", "gauge",
       "How far the newest change seen in the dimension's source is behind now.",
       [](const auto& d) { return d.lag_micros / kMicros; },
       [](const PipelineSnapshot::DimensionInfo& d) { return d.lag_micros >= 0; });
@@ -415,16 +464,25 @@ void WriteProcessMetrics(PrometheusWriter& w, const ProcessStats& process) {
 std::string RenderMetrics(const PipelineSnapshot& s, const MetricsInfo& info,
                           const ProcessStats& process, int64_t now_micros,
                           const StoredDeadLetterCounts& stored) {
+  return RenderMetrics({MetricsStage{&s, info, "", stored}}, process, now_micros);
+}
+
+std::string RenderMetrics(const std::vector<MetricsStage>& stages, const ProcessStats& process,
+                          int64_t now_micros) {
   PrometheusWriter w;
-  const PipelineLabels l = LabelsFor(info);
-  WritePipelineInfo(w, s, info, l);
-  WriteSourceCounters(w, s, l);
-  WriteRecordOutcomes(w, s, stored, l);
-  WriteSinkMetrics(w, s, l);
-  WritePartitionMetrics(w, s, l);
-  WriteEventTimeMetrics(w, s, now_micros, l);
-  WriteDimensionMetrics(w, s, l.pipeline);
-  WriteCheckpointMetrics(w, s, l);
+  if (!stages.empty()) WriteBuildInfo(w, stages.front().info);
+  for (const MetricsStage& stage : stages) {
+    const PipelineSnapshot& s = *stage.snapshot;
+    const PipelineLabels l = LabelsFor(stage.info, stage.stage);
+    WritePipelineInfo(w, s, l);
+    WriteSourceCounters(w, s, l);
+    WriteRecordOutcomes(w, s, stage.stored, l);
+    WriteSinkMetrics(w, s, l);
+    WritePartitionMetrics(w, s, l);
+    WriteEventTimeMetrics(w, s, now_micros, l);
+    WriteDimensionMetrics(w, s, l);
+    WriteCheckpointMetrics(w, s, l);
+  }
   WriteProcessMetrics(w, process);
   return w.str();
 }

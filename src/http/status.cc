@@ -182,6 +182,11 @@ std::string RenderStatusJson(const PipelineSnapshot& s, const StatusInfo& info,
     } else {
       j.Null();
     }
+    // What this process committed for it last, and the partition's own watermark then.
+    j.Key("committed");
+    p.committed >= 0 ? j.Int(p.committed) : j.Null();
+    j.Key("watermark_micros");
+    p.watermark_micros != INT64_MIN ? j.Int(p.watermark_micros) : j.Null();
     j.EndObject();
   }
   j.EndArray();

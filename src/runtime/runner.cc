@@ -1680,6 +1680,24 @@ void Runner::RecordCheckpointStats(const CheckpointWork& work, int64_t sink_reje
     stats_.rows_updated += c->updated;
     stats_.rows_unchanged += c->unchanged;
   }
+  // Each partition's committed position and watermark, for /api/status and /metrics.
+  for (const auto& [key, offset] : work.positions) {
+    if (key.first != config_.source.name || offset < 0) continue;
+    committed_partitions_.try_emplace(key.second, -1, kNoWatermark).first->second.first = offset;
+  }
+  // Tasks commit each partition's watermark with its progress (stage two: its upstreams'
+  // lowest); otherwise the state stores each partition's highest event time.
+  const int64_t delay = plan_->aggregate ? plan_->aggregate->watermark_delay_micros : 0;
+  for (const auto& [key, t] : work.event_times) {
+    if (tasks_ || key.first != config_.source.name || t == kNoWatermark) continue;
+    int64_t& w = committed_partitions_.try_emplace(key.second, -1, kNoWatermark).first->second.second;
+    w = std::max(w, t - delay);
+  }
+  for (const auto& [p, progress] : work.task_progress) {
+    if (progress.watermark == kNoWatermark) continue;
+    int64_t& w = committed_partitions_.try_emplace(p, -1, kNoWatermark).first->second.second;
+    w = std::max(w, progress.watermark);
+  }
   stats_.last_checkpoint_micros = WallClockMicros();
   stats_.last_checkpoint_duration_micros = duration_micros;
   stats_.checkpoint_duration_total_micros += duration_micros;
@@ -1878,9 +1896,11 @@ bool Runner::FailedOpeningSource() const {
 
 PipelineSnapshot Runner::Snapshot() const {
   PipelineSnapshot s;
+  std::map<int32_t, std::pair<int64_t, int64_t>> committed;
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s = stats_;
+    committed = committed_partitions_;
   }
   // A sink that watches its connection says so before the next commit fails (Healthy() may be
   // called from any thread).
@@ -1925,7 +1945,16 @@ PipelineSnapshot Runner::Snapshot() const {
     }
     AddSourceCounters(w->SourceCounters(), &s.source_counters);
   }
-  for (const auto& [id, p] : partitions) s.partitions.push_back(p);
+  for (const auto& [id, c] : committed) {
+    if (c.first >= 0) s.committed_positions.emplace_back(id, c.first);
+  }
+  for (auto& [id, p] : partitions) {
+    if (auto c = committed.find(id); c != committed.end()) {
+      p.committed = c->second.first;
+      p.watermark_micros = c->second.second;
+    }
+    s.partitions.push_back(p);
+  }
   for (const auto& [name, dim] : plan_->dimensions) {
     const Dimension::Stats d = dim->stats();
     s.dimensions.push_back({name, d.size, d.versions, d.changes, d.last_update_micros, d.lag_micros,

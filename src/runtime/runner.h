@@ -476,6 +476,9 @@ class Runner : public CheckpointRequester {
   mutable std::mutex topology_mu_;
   mutable std::mutex stats_mu_;
   PipelineSnapshot stats_;  // guarded by stats_mu_ (coordinator-owned fields)
+  /// Partition of the source -> the position and the watermark committed for it last
+  /// (PipelineSnapshot::PartitionInfo::committed, watermark_micros). Guarded by stats_mu_.
+  std::map<int32_t, std::pair<int64_t, int64_t>> committed_partitions_;
 };
 
 /// Records in `PATH.owner` that the dead-letter file `path` belongs to this pipeline and sink,

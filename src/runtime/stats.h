@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -95,8 +96,19 @@ struct PipelineSnapshot {
     /// partition number, shown instead of the id. Empty when the id is the partition number.
     std::string input{};
     int32_t input_partition = 0;
+    /// The position this process last committed for the partition (-1: none yet, or a source
+    /// that stores none).
+    int64_t committed = -1;
+    /// The partition's own event-time watermark as this process last committed it (INT64_MIN:
+    /// unknown; a stage-two partition: the lowest watermark of its upstream partitions).
+    int64_t watermark_micros = INT64_MIN;
   };
   std::vector<PartitionInfo> partitions;
+  /// Every source partition this process committed a position for, with the last one it
+  /// committed, whether it reads the partition now or not (a partition another process took
+  /// over may be further by now: never less). Repartitioning purges the records stage two has
+  /// committed past by it.
+  std::vector<std::pair<int32_t, int64_t>> committed_positions;
   struct DimensionInfo {
     std::string name;
     int64_t size;                ///< keys in the current snapshot

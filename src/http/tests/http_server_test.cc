@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <simdjson.h>
 
 #include <atomic>
 #include <mutex>
@@ -124,6 +125,102 @@ TEST_F(HttpServerTest, StopsRightAfterStart) {
     ASSERT_NE(server, nullptr);
     server->Stop();
   }
+}
+
+/// A repartitioned pipeline: one server for both stages.
+TEST_F(HttpServerTest, ServesBothStagesOfARepartitionedPipeline) {
+  PipelineSnapshot one, two;
+  one.pipeline = two.pipeline = "views";
+  one.state = two.state = "running";
+  one.workers = two.workers = 1;
+  one.records_in = 600;
+  one.partitions = {{0, 300, 0}, {1, 300, 4}};
+  one.partitions[0].committed = 300;
+  one.partitions[0].watermark_micros = 1'700'000'000'000'000;
+  two.records_in = 55;
+  two.partitions = {{0, 20, 0}};
+  two.partitions[0].committed = 18;
+  std::mutex mu;
+  auto snapshot_of = [&mu](PipelineSnapshot* s) {
+    return [&mu, s] {
+      std::lock_guard<std::mutex> lock(mu);
+      return *s;
+    };
+  };
+  ServerContext ctx;
+  ctx.stages.push_back({"one", {"views", "views", "views-repartition", "0.1.0", 1'000'000}, snapshot_of(&one), nullptr});
+  ctx.stages.push_back({"two", {"views", "views_repartition", "events", "0.1.0", 1'000'000}, snapshot_of(&two), nullptr});
+  auto started = HttpServer::Start({"127.0.0.1", 0}, std::move(ctx));
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  std::unique_ptr<HttpServer> server = std::move(started).value();
+  httplib::Client c("127.0.0.1", server->port());
+
+  auto r = c.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("sluice_source_records_total{pipeline=\"views\",source=\"views\",stage=\"one\"} 600\n"),
+            std::string::npos)
+      << r->body;
+  EXPECT_NE(r->body.find("sluice_source_records_total{pipeline=\"views\",source=\"views_repartition\",stage=\"two\"} 55\n"),
+            std::string::npos)
+      << r->body;
+
+  r = c.Get("/api/status");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(r->body);
+  // The top level is the last stage's (the dashboard shows the sink's results)...
+  EXPECT_EQ(std::string_view(doc["source"]), "views_repartition");
+  EXPECT_EQ(int64_t(doc["counts"]["records_in"]), 55);
+  EXPECT_TRUE(bool(doc["ready"]));
+  // ... and each stage is there in full.
+  simdjson::dom::array stages = doc["stages"];
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(std::string_view(stages.at(0)["stage"]), "one");
+  EXPECT_EQ(std::string_view(stages.at(0)["sink"]), "views-repartition");
+  EXPECT_EQ(int64_t(stages.at(0)["counts"]["records_in"]), 600);
+  simdjson::dom::array parts = stages.at(0)["partitions"];
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(int64_t(parts.at(0)["committed"]), 300);
+  EXPECT_EQ(int64_t(parts.at(0)["watermark_micros"]), 1'700'000'000'000'000);
+  EXPECT_TRUE(parts.at(1)["committed"].is_null());
+  EXPECT_EQ(int64_t(parts.at(1)["lag"]), 4);
+  EXPECT_EQ(std::string_view(stages.at(1)["stage"]), "two");
+  EXPECT_EQ(int64_t(stages.at(1)["partitions"].at(0)["committed"]), 18);
+
+  r = c.Get("/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = c.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+
+  // Stage one draining: the process is not ready, and says which stage.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    one.state = "draining";
+  }
+  r = c.Get("/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "not ready: stage one: pipeline is draining\n");
+  r = c.Get("/api/status");
+  ASSERT_TRUE(r);
+  doc = parser.parse(r->body);
+  EXPECT_FALSE(bool(doc["ready"]));
+  EXPECT_EQ(std::string_view(doc["not_ready_reasons"].at(0)), "stage one: pipeline is draining");
+  EXPECT_TRUE(bool(doc["stages"].at(1)["ready"]));
+
+  // Stage two failed: not healthy either.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    two.state = "failed";
+  }
+  r = c.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->body, "not healthy: stage two failed\n");
+  server->Stop();
 }
 
 TEST(ListenAddressTest, Parses) {

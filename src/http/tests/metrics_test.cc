@@ -177,10 +177,7 @@ TEST(MetricsTest, FormatsValues) {
 
 // The text format's structure: every sample belongs to the family whose HELP and TYPE lines came
 // last, each family is declared once, and sample lines are `name{labels} value`.
-TEST(MetricsTest, EachFamilyDeclaredOnceBeforeItsSamples) {
-  PipelineSnapshot s = Sample();
-  s.watermark_micros = 5;
-  const std::string m = RenderMetrics(s, Info(), ReadProcessStats(), 10);
+void ExpectWellFormed(const std::string& m) {
   std::istringstream in(m);
   std::string line, family;
   std::set<std::string> declared;
@@ -213,6 +210,76 @@ TEST(MetricsTest, EachFamilyDeclaredOnceBeforeItsSamples) {
   EXPECT_TRUE(declared.count("process_resident_memory_bytes"));
   EXPECT_TRUE(declared.count("process_cpu_seconds_total"));
   EXPECT_TRUE(declared.count("process_start_time_seconds"));
+}
+
+TEST(MetricsTest, EachFamilyDeclaredOnceBeforeItsSamples) {
+  PipelineSnapshot s = Sample();
+  s.watermark_micros = 5;
+  ExpectWellFormed(RenderMetrics(s, Info(), ReadProcessStats(), 10));
+}
+
+/// How many lines of `text` start with `prefix`.
+int LinesStartingWith(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  std::string l;
+  int n = 0;
+  while (std::getline(in, l)) n += l.rfind(prefix, 0) == 0 ? 1 : 0;
+  return n;
+}
+
+/// A repartitioned pipeline: both stages' series, told apart by `stage`, each family declared
+/// once with the samples of both; the one-stage names and labels unchanged otherwise.
+TEST(MetricsTest, TwoStagesCarryAStageLabelAndEachFamilyOnce) {
+  const int64_t now = 1'700'000'010'000'000;
+  PipelineSnapshot one = Sample();
+  one.partitions[0].committed = 480;
+  one.partitions[0].watermark_micros = 1'700'000'000'000'000;
+  one.dimensions.push_back({"campaign", 40, 0, 0, 0, -1, 0, 2});
+  PipelineSnapshot two = Sample();
+  two.records_in = 77;
+  two.state = "draining";
+  two.partitions = {{2, 35, 1}};
+  two.partitions[0].committed = 30;
+  StoredDeadLetterCounts stored;
+  stored.known = true;
+  stored.by_reason = {{"late", 7}};
+  const MetricsInfo info_one{"recruitment", "tracking", "recruitment-repartition", "0.1.0"};
+  const MetricsInfo info_two{"recruitment", "tracking_repartition", "events", "0.1.0"};
+  const std::string m =
+      RenderMetrics({{&one, info_one, "one", {}}, {&two, info_two, "two", stored}}, Process(), now);
+  ExpectWellFormed(m);
+  for (const char* line : {
+           R"(sluice_source_records_total{pipeline="recruitment",source="tracking",stage="one"} 1000)",
+           R"(sluice_source_records_total{pipeline="recruitment",source="tracking_repartition",stage="two"} 77)",
+           R"(sluice_pipeline_state{pipeline="recruitment",state="running",stage="one"} 1)",
+           R"(sluice_pipeline_state{pipeline="recruitment",state="draining",stage="two"} 1)",
+           R"(sluice_records_aggregated_total{pipeline="recruitment",stage="one"} 900)",
+           R"(sluice_records_ignored_total{pipeline="recruitment",reason="blank job_id",stage="two"} 15)",
+           R"(sluice_sink_rows_written_total{pipeline="recruitment",sink="recruitment-repartition",stage="one"} 77)",
+           R"(sluice_sink_rows_written_total{pipeline="recruitment",sink="events",stage="two"} 77)",
+           R"(sluice_dead_letters_stored{pipeline="recruitment",reason="late",stage="two"} 7)",
+           R"(sluice_source_partition_position{pipeline="recruitment",source="tracking",partition="1",stage="one"} 480)",
+           R"(sluice_source_partition_position{pipeline="recruitment",source="tracking_repartition",partition="2",stage="two"} 35)",
+           R"(sluice_source_partition_committed_position{pipeline="recruitment",source="tracking",partition="0",stage="one"} 480)",
+           R"(sluice_source_partition_committed_position{pipeline="recruitment",source="tracking_repartition",partition="2",stage="two"} 30)",
+           R"(sluice_source_partition_watermark_timestamp_seconds{pipeline="recruitment",source="tracking",partition="0",stage="one"} 1700000000)",
+           R"(sluice_dimension_rows{pipeline="recruitment",dimension="campaign",stage="one"} 40)",
+           R"(sluice_checkpoints_total{pipeline="recruitment",stage="two"} 4)",
+           R"(sluice_checkpoint_duration_seconds_count{pipeline="recruitment",stage="one"} 4)",
+       }) {
+    EXPECT_TRUE(Has(m, line)) << "missing: " << line << "\n" << m;
+  }
+  // Once per process, not per stage.
+  EXPECT_EQ(LinesStartingWith(m, "sluice_build_info{"), 1) << m;
+  EXPECT_EQ(LinesStartingWith(m, "process_cpu_seconds_total "), 1) << m;
+  // A partition nobody committed has no committed series.
+  EXPECT_EQ(m.find(R"(sluice_source_partition_committed_position{pipeline="recruitment",source="tracking",partition="1")"),
+            std::string::npos);
+  // One stage: no stage label anywhere.
+  const std::string single = RenderMetrics(one, info_one, Process(), now);
+  EXPECT_EQ(single.find("stage="), std::string::npos) << single;
+  EXPECT_TRUE(Has(single, R"(sluice_source_partition_committed_position{pipeline="recruitment",source="tracking",partition="0"} 480)"))
+      << single;
 }
 
 TEST(MetricsTest, ReadsThisProcessFromProc) {

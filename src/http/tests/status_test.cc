@@ -114,6 +114,9 @@ TEST(StatusJsonTest, RendersSnapshotRatesAndHistory) {
   simdjson::dom::array parts = doc["partitions"];
   ASSERT_EQ(parts.size(), 2u);
   EXPECT_TRUE(parts.at(1)["lag"].is_null());
+  // Nothing committed by this process yet, no watermark: null.
+  EXPECT_TRUE(parts.at(1)["committed"].is_null());
+  EXPECT_TRUE(parts.at(1)["watermark_micros"].is_null());
   EXPECT_EQ(double(doc["watermark"]["delay_seconds"]), 2.0);
   EXPECT_EQ(double(doc["checkpoints"]["mean_duration_seconds"]), 0.25);
   EXPECT_EQ(std::string_view(doc["ignored_by_reason"].at(0)["reason"]), "noise \"x\"");
@@ -121,6 +124,28 @@ TEST(StatusJsonTest, RendersSnapshotRatesAndHistory) {
   EXPECT_EQ(t.size(), 2u);
   simdjson::dom::array delay = doc["history"]["watermark_delay_seconds"];
   EXPECT_EQ(double(delay.at(1)), 2.0);
+}
+
+/// Each partition shows what this process committed for it last and its own watermark then.
+TEST(StatusJsonTest, PartitionsShowTheirCommittedPositionAndWatermark) {
+  const int64_t now = 1000 * kSecond;
+  PipelineSnapshot s = Running(now);
+  s.partitions = {{0, 10, 5}, {3, 40, 0}};
+  s.partitions[0].committed = 8;
+  s.partitions[0].watermark_micros = now - 30 * kSecond;
+  StatusHistory h;
+  StatusInfo info{"p", "src", "events", "0.1.0", kSecond};
+  const std::string text = RenderStatusJson(s, info, h.Samples(), Readiness{true, {}}, now);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(text);
+  simdjson::dom::array parts = doc["partitions"];
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(int64_t(parts.at(0)["position"]), 10);
+  EXPECT_EQ(int64_t(parts.at(0)["committed"]), 8);
+  EXPECT_EQ(int64_t(parts.at(0)["watermark_micros"]), now - 30 * kSecond);
+  EXPECT_EQ(int64_t(parts.at(1)["partition"]), 3);
+  EXPECT_TRUE(parts.at(1)["committed"].is_null());
+  EXPECT_TRUE(parts.at(1)["watermark_micros"].is_null());
 }
 
 /// A source reading several topics: each partition shows its topic and the topic's partition.

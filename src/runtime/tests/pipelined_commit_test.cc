@@ -248,6 +248,47 @@ TEST_F(PipelinedCommitTest, NextCheckpointIsCollectedWhileACommitRuns) {
   EXPECT_EQ(Dump(db), expected);
 }
 
+/// The snapshot's committed positions (for /api/status, /metrics and the repartition topic's
+/// purge) are what the sink committed: a commit in flight does not show, a failed one neither.
+TEST_F(PipelinedCommitTest, SnapshotShowsOnlyCommittedPositions) {
+  const std::string db = (dir_ / "x.db").string();
+  gate.hold_at = 2;
+  gate.fail_at = {1};
+  auto cfg = Config("gated:" + db, 20'000);
+  cfg.max_pending = 1000;
+  auto runner = Runner::Make(std::move(cfg), RunOptions{});
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  auto committed = [&]() -> int64_t {
+    for (const auto& [p, offset] : (*runner)->Snapshot().committed_positions) {
+      if (p == 0) return offset;
+    }
+    return -1;
+  };
+  EXPECT_EQ(committed(), -1);
+  Status result;
+  std::thread run([&] { result = (*runner)->Run(); });
+  ASSERT_TRUE(gate.WaitHolding(std::chrono::seconds(20)));
+  std::vector<Attempt> attempts = gate.Attempts();
+  ASSERT_EQ(attempts.size(), 3u);
+  ASSERT_TRUE(attempts[0].ok);
+  ASSERT_FALSE(attempts[1].ok);
+  // Attempt 1 failed and its retry (attempt 2) is held: only attempt 0 is committed.
+  ASSERT_GT(attempts[2].position, attempts[0].position);
+  EXPECT_EQ(committed(), attempts[0].position);
+  const PipelineSnapshot held = (*runner)->Snapshot();
+  for (const auto& part : held.partitions) {
+    if (part.partition == 0) {
+      EXPECT_EQ(part.committed, attempts[0].position);
+    }
+  }
+  gate.Release();
+  run.join();
+  ASSERT_TRUE(result.ok()) << result.ToString();
+  attempts = gate.Attempts();
+  ASSERT_TRUE(attempts.back().ok);
+  EXPECT_EQ(committed(), attempts.back().position);
+}
+
 TEST_F(PipelinedCommitTest, SlowCommitsRunBackToBackInOrder) {
   const auto expected = Reference();
   const std::string db = (dir_ / "x.db").string();
