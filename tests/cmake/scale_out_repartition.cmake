@@ -12,8 +12,8 @@
 # still 40 s at most. b: the same topic through 1 process gives the same table. c: a 15-s
 # rebalance storm (every third leave by kill -9). d: two --until-caught-up runs at once, twice,
 # over a topic produced in two halves. No broker or kcat: SKIP (exit 77), a FAIL when CI=true.
-# RUN_SERIAL (timing-sensitive). About 6.5 min for the three.
-# SQLite: a, b, c (about 2.8 min).
+# RUN_SERIAL (timing-sensitive). About 6.5 min for the three (measured 179 + 136 + 78 s).
+# SQLite: a, b, c (about 3 min).
 sluice_python_test(scale_out_repartition_sqlite tests/integration/scale_out_append_test.py SERIAL
                    TIMEOUT 420 ARGS --sink sqlite --repartition --only a,b,c --storm-seconds 15
                    LABELS python integration kafka)
@@ -22,7 +22,7 @@ sluice_python_test(scale_out_repartition_sqlite tests/integration/scale_out_appe
 sluice_python_test(scale_out_repartition_parquet tests/integration/scale_out_append_test.py VENV SERIAL
                    TIMEOUT 360 ARGS --sink parquet --repartition --only a,d
                    LABELS python integration kafka parquet)
-# MariaDB (a database scaleview_* for the scenario): a (about 1.5 min).
+# MariaDB (a database scaleview_* for the scenario): a (about 1.3 min).
 sluice_python_test(scale_out_repartition_mysql tests/integration/scale_out_append_test.py SERIAL
                    TIMEOUT 300 ARGS --sink mysql --repartition --only a
                    LABELS python integration kafka mysql)

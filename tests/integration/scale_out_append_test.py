@@ -72,8 +72,8 @@ two's tasks in an SQL sink released. Scenario a also kills -9 a fourth process D
 its start (a member that dies while joining the groups and claiming) and measures how long stage
 one's committed positions stood still after each kill -9 (a process killed in a commit holds
 the positions topic's last stable offset until its transaction times out): over STALL_LIMIT is
-a failure. Defaults then: 2,500 records per partition, one batch per partition per 1.5 s
-(scenarios c and d: per 0.5 s).
+a failure. Defaults then: 2,500 records per partition, one batch per partition per 2 s
+(scenario c: per 1 s; d: per 0.67 s).
 
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
 scaleview_<run>_<scenario> each). A sink that wrote no _sluice_tasks rows fails (its state must
@@ -944,9 +944,10 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         sink = self.new_sink("c")
         watch = scale_out.Watch(sink)
         problems, notes = [], []
-        # Slower than scenario a: the work must outlast the storm (--repartition: a third of
-        # scenario a's wait, whose rebalances of two groups per join or leave slow it enough).
-        wait = self.args.fetch_wait_ms // 3 if self.args.repartition else 2 * self.args.fetch_wait_ms
+        # Slower than scenario a: the work must outlast the storm (--repartition: half scenario
+        # a's wait; the rebalances of two groups per join or leave slow it enough: 1 s left 9,200
+        # of 20,000 records to do after a 15-s storm, 0.67 s none, 1.5 s took 157 s).
+        wait = self.args.fetch_wait_ms // 2 if self.args.repartition else 2 * self.args.fetch_wait_ms
         v = dict(self.variables(sink, throttled=True), FETCH_WAIT_MS=str(max(1, wait)))
         steady = [self.start(sink, v, "c-S1")]
         if not self.wait_commit_of(steady[0], sink, watch, 40):
@@ -1046,7 +1047,7 @@ def main(argv=None):
                     help="records per partition (default 5000; 2500 with --repartition)")
     ap.add_argument("--fetch-wait-ms", type=int, default=None,
                     help="throttled consumers read one batch of 100 records per partition this "
-                    "often (default 250 ms; 1500 with --repartition)")
+                    "often (default 250 ms; 2000 with --repartition)")
     ap.add_argument("--storm-seconds", type=float, default=30)
     ap.add_argument("--run-timeout", type=float, default=150)
     ap.add_argument("--keep", action="store_true", help="keep the work dir, topics and sinks")
@@ -1054,7 +1055,7 @@ def main(argv=None):
     if args.per_partition is None:
         args.per_partition = 2500 if args.repartition else 5000
     if args.fetch_wait_ms is None:
-        args.fetch_wait_ms = 1500 if args.repartition else 250
+        args.fetch_wait_ms = 2000 if args.repartition else 250
     args.sluice = os.path.abspath(args.sluice)
     args.only = [x.strip() for x in args.only.split(",")] if args.only else None
     tmp = tempfile.mkdtemp(prefix="sluice-scaleview-")
