@@ -8,7 +8,6 @@
 #include "connectors/kafka/kafka_ids.h"
 #include "connectors/kafka/kafka_sink.h"
 #include "connectors/kafka/kafka_source.h"
-#include "core/uri.h"
 #include "runtime/registry.h"
 #include "runtime/repartition_plan.h"
 
@@ -57,16 +56,6 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
     spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
                  "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
                  runner.config().sink.uri, runner.config().name);
-    return std::optional<TwoStages>();
-  }
-  // Not into Parquet yet: its stage two is not tested end to end. (Its first try failed at the
-  // end of an --until-caught-up run with a dead-letter file, "a checkpoint with ... positions of
-  // partitions but no task": the Parquet sink took the file's committed length for a task's
-  // position, on the keyed_by path too; that is fixed, the test of this path is still to come.)
-  if (SplitUri(runner.config().sink.uri).first == "parquet") {
-    spdlog::warn("repartition: not yet into Parquet: running pipeline {} in one stage, whose windows are exact over "
-                 "one process only",
-                 runner.config().name);
     return std::optional<TwoStages>();
   }
   auto split = SplitPlan(runner.plan(), topics);

@@ -6,7 +6,10 @@
 A 3-partition topic gets a backlog (`sluice generate --profile viewlog`, nothing is written to
 it after that); kcat -Q reads each partition's end offset (the independent side). The viewlog
 pipeline (a copy of examples/viewlog.toml with its own name, so its own consumer group) then
-reads it with --until-caught-up --workers 1 --log-format json --progress-interval 0.1:
+reads it with --until-caught-up --workers 1 --log-format json --progress-interval 0.1. Over 3
+partitions viewlog repartitions (two stages in the process): stage one reads the source, so its
+progress lines and its summary (field `stage`: "stage one"; stage two's are about the repartition
+topic) are the ones checked:
 
  1. every progress line is one JSON object; each partition it lists has `end` == kcat's end
     offset and `lag` == end - position; the line's `lag` == the sum of the partitions' lags
@@ -14,14 +17,15 @@ reads it with --until-caught-up --workers 1 --log-format json --progress-interva
  2. the lag goes down and only down: a lag above 0 is seen (the backlog; how many lines see it
     shrink depends on read speed), each line's lag <= the one before; a line with a lag above 0 and a
     rate has an `eta_seconds`;
- 3. the summary (stdout, one JSON object) lists every partition at kcat's end offset with
+ 3. stage one's summary (stdout: one JSON object per stage and line) lists every partition at kcat's end offset with
     lag 0;
  4. a second run, with nothing new, says `nothing_new` and still lists every partition at its
     end with lag 0 (the partitions are reported from their assignment, before any record).
  5. on a terminal (stderr a pty, text logs) the live bar shows the lag (`... rec/s ETA 2s lag
     189,408`), from the beginning of the topic again (another sink, so no positions); a run
     that reads the backlog between two redraws shows none by timing alone, so up to three runs,
-    each into a fresh sink, and one must show it.
+    each into a fresh sink under a pipeline name of its own (stage one's positions are in Kafka
+    under the pipeline's name), and one must show it.
 
 No broker or no kcat: SKIP (exit 77), a FAIL when CI=true. The topic is deleted at the end
 unless --keep.
@@ -72,11 +76,13 @@ class Test(harness.Checks):
         self.topic = f"{args.prefix}_{token}"
         self.name = f"{args.prefix.replace('_', '-')}-{token}"
 
-    def pipeline(self):
-        """examples/viewlog.toml under its own name (its own consumer group)."""
+    def pipeline(self, name=None):
+        """examples/viewlog.toml under its own name (its own consumer group, and its own stage-one
+        positions: the topic <name>-repartition.sluice-positions)."""
+        name = name or self.name
         with open(VIEWLOG, encoding="utf-8") as f:
             text = f.read()
-        text, n = re.subn(r'(?m)^name = "viewlog"$', f'name = "{self.name}"', text)
+        text, n = re.subn(r'(?m)^name = "viewlog"$', f'name = "{name}"', text)
         if n != 1:
             raise RuntimeError("examples/viewlog.toml: no `name = \"viewlog\"` line")
         # A slow consumer (one record batch per partition per 100 ms fetch): with viewlog over
@@ -86,7 +92,7 @@ class Test(harness.Checks):
                           lambda _: "[source]\n" + "\n".join(slow_consumer(100)), text)
         if n != 1:
             raise RuntimeError("examples/viewlog.toml: no [source] line")
-        path = os.path.join(self.tmp, "viewlog-lag.toml")
+        path = os.path.join(self.tmp, f"{name}.toml")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
@@ -135,13 +141,20 @@ class Test(harness.Checks):
             except ValueError:
                 problems.append(f"a stderr line that is not JSON: {line[:200]!r}")
                 continue
-            if obj.get("event") == "progress":
+            # viewlog repartitions over the 3 partitions: stage one reads the source (its lag);
+            # stage two's lines are about the repartition topic.
+            if obj.get("event") == "progress" and obj.get("stage") in (None, "stage one"):
                 progress.append(obj)
-        try:
-            summary = json.loads(out)
-        except ValueError:
-            summary = {}
-            problems.append(f"stdout is not one JSON object: {out[-500:]!r}")
+        summaries = []
+        for line in out.splitlines():
+            try:
+                summaries.append(json.loads(line))
+            except ValueError:
+                problems.append(f"a stdout line that is not a JSON object: {line[:300]!r}")
+        mine = [x for x in summaries if x.get("stage") in (None, "stage one")]
+        summary = mine[0] if len(mine) == 1 else {}
+        if len(mine) != 1:
+            problems.append(f"stdout holds {len(mine)} summaries of the source's stage: {out[-500:]!r}")
         return rc, progress, summary, problems
 
     def check_partitions(self, where, parts, ends):
@@ -174,6 +187,7 @@ class Test(harness.Checks):
         finally:
             if not self.args.keep:
                 delete_topics(self.topic)
+                delete_topics(f"{self.name}.*-repartition.*")
                 shutil.rmtree(self.tmp, ignore_errors=True)
             else:
                 print(f"kept {self.tmp} and topic {self.topic}")
@@ -253,7 +267,9 @@ class Test(harness.Checks):
         # before its end offsets are known shows no lag by timing alone (seen once in CI on a
         # busy machine), so up to three runs, each over the whole backlog; one must show it.
         for attempt in range(3):
-            rc, bars = self.bar_run(pipeline, attempt)
+            # Each under its own name: stage one keeps its positions in Kafka by pipeline name,
+            # not in the fresh sink.
+            rc, bars = self.bar_run(self.pipeline(f"{self.name}-bar{attempt}"), attempt)
             lagged = [int(m.group(1).replace(",", "")) for b in bars
                       for m in [re.search(r"rec/s(?: ETA \S+)? lag ([\d,]+)", b)] if m]
             problems = [] if rc == 0 else [f"exit {rc}"]

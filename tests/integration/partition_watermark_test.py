@@ -169,6 +169,16 @@ def main(argv=None):
             f'group = "{group}"', '"kafka.session.timeout.ms" = "6000"',
             '"kafka.fetch.wait.max.ms" = "100"', '"kafka.fetch.min.bytes" = "100000000"',
             '"kafka.max.partition.fetch.bytes" = "1"'))
+        # A name of its own: viewlog repartitions over the 6 partitions, and its stage one keeps its
+        # positions in the Kafka topic <name>-repartition.sluice-positions, where the shipped
+        # name would meet other runs' (another topic, another partition count).
+        with open(pipe, encoding="utf-8") as f:
+            text = f.read()
+        text, n = re.subn(r'(?m)^name = "viewlog"$', f'name = "{group}"', text)
+        if n != 1:
+            raise RuntimeError(f"{pipe}: no name = \"viewlog\" line")
+        with open(pipe, "w", encoding="utf-8") as f:
+            f.write(text)
         out_dir = os.path.join(tmp, "out")
         log_path = os.path.join(tmp, "sluice.log")
         member_log = open(os.path.join(tmp, "members.log"), "w")
@@ -234,6 +244,8 @@ def main(argv=None):
             m.wait()
         if not args.keep:
             topics_tool("--delete", "--topic", topic)
+            # The repartition stage's topics (the pipeline runs under a name of its own).
+            topics_tool("--delete", "--topic", f"{group}-repartition.*")
         if args.keep or problems:
             print(f"     kept {tmp}")
         else:

@@ -4,7 +4,8 @@
 whoever reads which partition.
 
     scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet] [--only a,b,c,d]
-                             [--seed N] [--per-partition 5000] [--storm-seconds 30] [--keep]
+                             [--repartition] [--seed N] [--per-partition 5000]
+                             [--storm-seconds 30] [--keep]
 
 Pipeline: tests/integration/scale_out_viewlog.toml, the viewlog pipeline (examples/viewlog.toml)
 in append mode with allowed_lateness 30s, watermark_delay 10s, idle_timeout 1h (no partition
@@ -56,6 +57,24 @@ Scenarios (all on the one topic; each with its own consumer group, pipeline name
     pair: checks above against the recomputation of what the topic held then (windows the first
     pair wrote are written once; their records in the second half are late).
 
+--repartition (ctests scale_out_repartition_*): the same pipeline WITHOUT its keyed_by line, over
+a topic whose producers do not key by the group key: every record keyed by its view id, every
+campaign (and 77, 88) in every partition (checked on what the broker holds). `sluice run` then
+repartitions: in every process stage one reads the source's partitions (its positions, task
+records and watermarks in the Kafka topic <pipeline>-repartition.sluice-positions) and writes
+partials and watermark records to <pipeline>-repartition; stage two merges them and writes each
+window once into the sink with stage one's dead letters. The same scenarios and checks, with
+the same recomputation (the rule is per source partition, whoever reads it); the committed
+positions the scenarios watch ("a commit of its own", "every record committed", "never went
+back") are stage one's, read back with kcat; the status check reads stage one's task records
+(every partition at its end, released, its watermark the recomputation's) and wants stage
+two's tasks in an SQL sink released. Scenario a also kills -9 a fourth process D 0.5-3 s after
+its start (a member that dies while joining the groups and claiming) and measures how long stage
+one's committed positions stood still after each kill -9 (a process killed in a commit holds
+the positions topic's last stable offset until its transaction times out): over STALL_LIMIT is
+a failure. Defaults then: 2,500 records per partition, one batch per partition per 2 s
+(scenario c: per 1 s; d: per 0.67 s).
+
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
 scaleview_<run>_<scenario> each). A sink that wrote no _sluice_tasks rows fails (its state must
 be per partition).
@@ -103,6 +122,8 @@ NO_NETWORK = 88                   # in the CSV with a blank network_id
 UNKNOWN = 77                      # not in the CSV
 BATCH = 100                       # records per producer batch (the throttled fetch unit)
 KEY = list(rv.KEY)
+KEYED_BY = 'keyed_by = ["campaign_id"]\n'
+STALL_LIMIT = 40.0                # --repartition: longest stand-still of stage one after a kill -9
 CLAIM_WINDOWS = re.compile(r"task claimed \(fence \d+\): \d+ held record\(s\), (\d+) open window")
 
 
@@ -130,13 +151,15 @@ def iso(t, rng):
         f".{t.microsecond:06d}" if t.microsecond else "") + "+01:00"
 
 
-def make_records(rng, per_partition):
-    """{partition: [(key, payload text), ...]} in produce order (see the module docstring)."""
+def make_records(rng, per_partition, spread=False):
+    """{partition: [(key, payload text), ...]} in produce order (see the module docstring).
+    spread (--repartition): every campaign in every partition, each record keyed by its view id
+    (producers that do not key by the group key)."""
     out = {p: [] for p in range(PARTITIONS)}
     n = 0
     for p in range(PARTITIONS):
-        mine = [c for c in CAMPAIGNS if partition_of(c) == p]
-        specials = [c for c in (NO_NETWORK, UNKNOWN) if partition_of(c) == p]
+        mine = [c for c in CAMPAIGNS if spread or partition_of(c) == p]
+        specials = [c for c in (NO_NETWORK, UNKNOWN) if spread or partition_of(c) == p]
         for i in range(per_partition):
             n += 1
             base = T0 + dt.timedelta(seconds=7 * p) + (i / per_partition) * SPAN
@@ -151,7 +174,7 @@ def make_records(rng, per_partition):
             if 0.02 <= r < 0.045:
                 kind = rng.randrange(9)
                 if kind == 0:
-                    out[p].append((str(campaign), f"not JSON {n}"))
+                    out[p].append((f"v{p}-{i}" if spread else str(campaign), f"not JSON {n}"))
                     continue
                 if kind == 1:
                     obj["campaign_id"] = "abc"                  # decode
@@ -169,8 +192,12 @@ def make_records(rng, per_partition):
                     obj["campaign_id"] = rng.choice(specials)   # unknown / no network
                 else:
                     obj["view_id"] = None
-            out[p].append((str(obj["campaign_id"]) if isinstance(obj.get("campaign_id"), int)
-                           else str(campaign), json.dumps(obj, separators=(",", ":"))))
+            if spread:
+                key = f"v{p}-{i}"
+            else:
+                key = (str(obj["campaign_id"]) if isinstance(obj.get("campaign_id"), int)
+                       else str(campaign))
+            out[p].append((key, json.dumps(obj, separators=(",", ":"))))
     return out
 
 
@@ -387,6 +414,118 @@ class ParquetSink:
 SINKS = ("sqlite", "mysql", "parquet")
 
 
+class StageOneView:
+    """A sink of a repartitioning run (--repartition) as the scenarios watch it: the committed
+    positions and the owners of the source's partitions are stage one's, read back from its
+    Kafka positions topic <pipeline>-repartition.sluice-positions (kcat, read_committed: what
+    is committed; a position key ["position", pipeline, "views", p] holds the offset, a task key
+    ["task", pipeline, "views", p] a JSON line with the owner and the progress [max event time,
+    watermark, enforced, idle], then the task's state); everything else (rows, dead letters,
+    task rows, the audit) is the sink's, where stage two writes. Each time the committed
+    positions grew is kept (moves): how long they stood still after a kill -9 is the stall."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.topic_ready = False
+        self._at = 0.0
+        self._last = None
+        self._sum = None
+        self.moves = []
+
+    def __getattr__(self, name):
+        return getattr(self.sink, name)
+
+    def positions_topic(self):
+        return f"{self.sink.pipeline}-repartition.sluice-positions"
+
+    def read(self, fresh=False):
+        """({partition: offset}, {partition: task record dict}) of stage one, None when the
+        topic is not there (yet) or kcat failed. At most twice a second unless fresh."""
+        if not fresh and time.monotonic() - self._at < 0.5:
+            return self._last
+        self._at = time.monotonic()
+        topic = self.positions_topic()
+        if not self.topic_ready:
+            # Only a topic that exists is read: reading a missing one could make the broker
+            # (auto.create.topics.enable) create it, not compacted, before the sink does.
+            rc, out = harness.run(["kcat", "-b", BROKER, "-L"], timeout=30)
+            if rc != 0 or f'topic "{topic}"' not in out:
+                return self._last
+            self.topic_ready = True
+        try:
+            p = subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic, "-e", "-q",
+                                "-X", "isolation.level=read_committed",
+                                "-f", "%p %o %K %S\\n%k%s\\n"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        except subprocess.TimeoutExpired:
+            return self._last
+        if p.returncode != 0:
+            return self._last
+        data, at = p.stdout, 0
+        latest = {}
+        while at < len(data):
+            nl = data.index(b"\n", at)
+            _, _, klen, vlen = (int(x) for x in data[at:nl].split())
+            at = nl + 1
+            key = data[at:at + max(klen, 0)]
+            at += max(klen, 0)
+            value = data[at:at + vlen] if vlen >= 0 else None
+            at += max(vlen, 0) + 1
+            latest[key] = value   # in offset order per partition: the last one wins
+        positions, tasks = {}, {}
+        for key, value in latest.items():
+            try:
+                k = json.loads(key.decode("utf-8"))
+            except ValueError:
+                continue
+            if not isinstance(k, list) or len(k) != 4 or k[1] != self.sink.pipeline or k[2] != SOURCE:
+                continue
+            if value is None or k[3] >= IDENTITY_BASE:
+                continue
+            if k[0] == "position":
+                positions[int(k[3])] = int(value.decode("ascii"))
+            elif k[0] == "task":
+                tasks[int(k[3])] = json.loads(value.split(b"\n", 1)[0].decode("utf-8"))
+        self._last = (positions, tasks)
+        total = sum(positions.values())
+        if self._sum is not None and total > self._sum:
+            self.moves.append(time.monotonic())
+        if self._sum is None or total > self._sum:
+            self._sum = total
+        return self._last
+
+    def positions(self):
+        got = self.read()
+        return None if got is None else dict(got[0])
+
+    def owned_positions(self, pid):
+        got = self.read()
+        if got is None:
+            return None
+        positions, tasks = got
+        return {p: o for p, o in positions.items()
+                if str((tasks.get(p) or {}).get("owner") or "").endswith(f" pid {pid}")}
+
+    def stall_after(self, at):
+        """Seconds from monotonic time `at` to the first growth of the committed positions after
+        it (None: none seen)."""
+        later = [t for t in self.moves if t > at]
+        return later[0] - at if later else None
+
+    def stage_two_owned(self):
+        """How many of stage two's tasks in an SQL sink are still owned (None: not an SQL sink
+        or unreadable)."""
+        if self.sink.kind == "sqlite":
+            rows = self.sink._query("SELECT COUNT(*) FROM _sluice_tasks WHERE pipeline = ? AND "
+                                    "owner IS NOT NULL AND owner != ''", (self.sink.pipeline,))
+            return None if rows is None else int(rows[0][0])
+        if self.sink.kind == "mysql":
+            rows = self.sink._rows("SELECT COUNT(*) FROM `_sluice_tasks` WHERE `pipeline` = "
+                                   f"'{self.sink.pipeline}' AND `owner` IS NOT NULL AND `owner` != ''")
+            return None if rows is None or len(rows) < 2 else int(rows[1][0])
+        return None
+
+
 # ------------------------------------------------------------------------------ recomputation
 
 def recompute(records, campaigns_path):
@@ -409,6 +548,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         self.rng = random.Random(args.seed)
         self.sinks = []
         self.rows_a = None   # scenario a's rows, for the differential
+        self.mode = "repartitioned (no keyed_by)" if args.repartition else "keyed_by"
         self.pipelines = {}
 
     # ---------------------------------------------------------------- setup
@@ -419,7 +559,8 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         create_topic(self.probe_topic, 1)
         self.campaigns = os.path.join(self.tmp, "campaigns.csv")
         campaigns_csv(self.campaigns)
-        records = make_records(random.Random(self.args.seed), self.args.per_partition)
+        records = make_records(random.Random(self.args.seed), self.args.per_partition,
+                               self.args.repartition)
         for p, recs in records.items():
             kcat_produce(self.topic, p, recs)
         total = sum(len(v) for v in records.values())
@@ -430,13 +571,27 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         recs = read_topic(self.topic)
         if len(recs) != total:
             raise RuntimeError(f"read back {len(recs)} records of {self.topic}, produced {total}")
-        # keyed_by's promise, checked on what the broker holds: a campaign in one partition.
-        where = {}
-        for p, _, key, _ in recs:
-            where.setdefault(key, set()).add(p)
-        split = {k: v for k, v in where.items() if len(v) > 1}
-        if split:
-            raise RuntimeError(f"keys in more than one partition: {dict(list(split.items())[:5])}")
+        if self.args.repartition:
+            # The producers do not key by the group key: every campaign is in every partition.
+            where = {}
+            for p, _, _, payload in recs:
+                try:
+                    c = json.loads(payload).get("campaign_id")
+                except ValueError:
+                    continue
+                if c in CAMPAIGNS:
+                    where.setdefault(c, set()).add(p)
+            narrow = {c: v for c, v in where.items() if len(v) < PARTITIONS}
+            if narrow or len(where) != len(CAMPAIGNS):
+                raise RuntimeError(f"campaigns not in every partition: {dict(list(narrow.items())[:5])}")
+        else:
+            # keyed_by's promise, checked on what the broker holds: a campaign in one partition.
+            where = {}
+            for p, _, key, _ in recs:
+                where.setdefault(key, set()).add(p)
+            split = {k: v for k, v in where.items() if len(v) > 1}
+            if split:
+                raise RuntimeError(f"keys in more than one partition: {dict(list(split.items())[:5])}")
         res, self.expected_dead = recompute(recs, self.campaigns)
         self.expected_rows = res["rows"]
         self.expected_watermarks = res["watermarks"]
@@ -460,17 +615,24 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         """The pipeline file for sink: the repository's, or a copy with the sink kind's [sink]
         section (which names its sink ${SINK} too)."""
         section = sink.section()
-        if section is None:
+        if section is None and not self.args.repartition:
             return PIPELINE
         if sink.kind not in self.pipelines:
             with open(PIPELINE, encoding="utf-8") as f:
                 text = f.read()
-            head, sep, _ = text.partition("\n[sink]\n")
-            if not sep:
-                raise RuntimeError(f"{PIPELINE} has no [sink] section to replace")
+            if self.args.repartition:
+                # Without keyed_by: sluice run repartitions (both stages in every process).
+                if KEYED_BY not in text:
+                    raise RuntimeError(f"{PIPELINE} has no line {KEYED_BY!r} to drop")
+                text = text.replace(KEYED_BY, "")
+            if section is not None:
+                head, sep, _ = text.partition("\n[sink]\n")
+                if not sep:
+                    raise RuntimeError(f"{PIPELINE} has no [sink] section to replace")
+                text = head + "\n" + section
             path = os.path.join(self.tmp, f"scale_out_viewlog_{sink.kind}.toml")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(head + "\n" + section)
+                f.write(text)
             self.pipelines[sink.kind] = path
         return self.pipelines[sink.kind]
 
@@ -484,7 +646,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             sink = ParquetSink(self, self.tmp, name)
         self.sinks.append(sink)
         sink.prepare(self)
-        return sink
+        return StageOneView(sink) if self.args.repartition else sink
 
     def variables(self, sink, throttled, name=None, topic=None):
         name = name or sink.pipeline
@@ -577,7 +739,11 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
 
     def check_status(self, label, sink, expected=None):
         """`sluice status --format json` after the last process stopped: every partition
-        committed to its end, its task released, with the recomputation's watermark."""
+        committed to its end, its task released, with the recomputation's watermark.
+        --repartition: the same of stage one's tasks, from its positions topic, and stage two's
+        tasks in an SQL sink released."""
+        if self.args.repartition:
+            return self.check_stage_one(label, sink, expected)
         rc, out, err = harness.run_split(harness.sluice_args(
             self.args.sluice, "status", self.pipeline_for(sink), self.variables(sink, False),
             ["--format", "json"]), timeout=60)
@@ -603,12 +769,68 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
                                 f"{rv.format_micros(want) if want is not None else None}")
         return problems
 
+    def check_stage_one(self, label, view, expected=None):
+        got = view.read(fresh=True)
+        if got is None:
+            return [f"{label}: cannot read stage one's positions topic {view.positions_topic()}"]
+        positions, tasks = got
+        topic = getattr(view, "topic", None) or self.topic
+        ends = end_offsets(topic, PARTITIONS)
+        problems = []
+        for p in range(PARTITIONS):
+            task = tasks.get(p)
+            want = (expected or self.expected)[2].get(p)
+            if positions.get(p) != ends[p]:
+                problems.append(f"{label}: stage one committed partition {p} up to {positions.get(p)} "
+                                f"of {ends[p]}")
+            if task is None:
+                problems.append(f"{label}: stage one has no task record of partition {p}")
+                continue
+            if task.get("owner"):
+                problems.append(f"{label}: stage one's task of partition {p} is still owned by "
+                                f"{task['owner']} after every process stopped")
+            progress = task.get("progress") or [None, None]
+            if progress[1] != want:
+                problems.append(f"{label}: stage one's committed watermark of partition {p} "
+                                f"{rv.format_micros(progress[1]) if isinstance(progress[1], int) else progress[1]}"
+                                f" != the recomputation's "
+                                f"{rv.format_micros(want) if want is not None else None}")
+        owned = view.stage_two_owned()
+        if owned:
+            problems.append(f"{label}: {owned} of stage two's tasks are still owned after every "
+                            "process stopped")
+        return problems
+
     def report(self, name, problems, notes, sink):
         """A result; a sink that kept no task rows cannot have been exact by design: a failure."""
         if not sink.has_tasks():
             problems = list(problems) + [f"the {sink.kind} sink wrote no task rows (append mode "
-                                         "with keyed_by must keep its state per partition)"]
+                                         f"{self.mode} must keep its state per partition)"]
         self.result(name, problems, notes)
+
+    def two_stages(self, proc):
+        """--repartition: proc ran the pipeline as its two stages (not one, with a warning)."""
+        if not self.args.repartition:
+            return []
+        text = self.text(proc)
+        if "repartitions through topic" in text and "(stage two)" in text:
+            return []
+        return [f"{proc.label} did not run the pipeline as two stages\n{self.tail(proc)}"]
+
+    def stalls(self, view, kills, notes):
+        """--repartition: how long stage one's committed positions stood still after each kill
+        -9 (a process killed in a commit holds the positions topic's last stable offset until its
+        transaction times out); problems when longer than STALL_LIMIT."""
+        problems, seen = [], []
+        for label, at in kills:
+            stall = view.stall_after(at)
+            seen.append(f"{label} {stall:.1f}s" if stall is not None else f"{label} never")
+            if stall is None or stall > STALL_LIMIT:
+                problems.append(f"stage one's committed positions stood still "
+                                f"{'to the end' if stall is None else f'{stall:.1f}s'} after the kill "
+                                f"-9 of {label} (limit {STALL_LIMIT:.0f}s)")
+        notes.append("stage one's positions moved again after the kills -9: " + ", ".join(seen))
+        return problems
 
     def claims_with_windows(self, procs):
         counts = [int(n) for pr in procs for n in CLAIM_WINDOWS.findall(self.text(pr))]
@@ -631,10 +853,27 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         self.dwell(watch, 2)
         c = self.start(sink, v, "a-C")
         self.dwell(watch, 3)
+        kills = []
         self.kill_after_commit(b, sink, watch, problems, notes)
+        kills.append(("B", time.monotonic()))
         self.dwell(watch, 2)
         self.kill_after_commit(c, sink, watch, problems, notes)
+        kills.append(("C", time.monotonic()))
         self.dwell(watch, 2)
+        if self.args.repartition:
+            # A member that dies while it starts (joining both groups, creating its producers,
+            # claiming): the group keeps it until its session times out, and a claim it had
+            # begun stays an open transaction until its timeout.
+            d = self.start(sink, v, "a-D")
+            delay = self.rng.uniform(0.5, 3.0)
+            landed = harness.kill9_at_random(d, self.rng, delay, delay + 0.001)
+            kills.append(("D (start-up)", time.monotonic()))
+            notes.append(f"D killed -9 {delay:.2f}s after its start" + ("" if landed else
+                         " (it had exited already)") + f"; the log's last line: "
+                         f"{(self.text(d).strip().splitlines() or [''])[-1][:160]}")
+            if not landed:
+                problems.append(f"D exited before its kill -9 during start-up\n{self.tail(d)}")
+            self.dwell(watch, 2)
         b2 = self.start(sink, v, "a-B2")
         if not self.wait_commit_of(b2, sink, watch, 40):
             problems.append(f"B2 (B rejoining) committed nothing within 40s\n{self.tail(b2)}")
@@ -655,10 +894,13 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             rc = None
         if rc != 0:
             problems.append(f"the --until-caught-up run exited {rc} (expected 0)\n{self.tail(final)}")
+        problems += self.two_stages(final)
         if (watch.committed() or 0) != self.total:
             problems.append(f"committed {watch.committed()} of {self.total} records at the end")
         n, windows = self.claims_with_windows(self.procs)
         notes.append(f"claims that handed over open windows: {n} ({windows} open window rows)")
+        if self.args.repartition:
+            problems += self.stalls(sink, kills, notes)
         if sink.has_tasks() and n == 0:
             problems.append("no claim handed over an open window: the test did not exercise open "
                             "windows moving between processes")
@@ -667,7 +909,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         if not problems:
             self.rows_a = sorted(sink.rows(), key=lambda r: tuple(r[k] for k in KEY))
         self.report(f"a: 3 processes (join, kill -9 x2 after commits, rejoin, SIGTERM) + "
-                    f"--until-caught-up, append mode keyed_by == recomputation "
+                    f"--until-caught-up, append mode {self.mode} == recomputation "
                     f"({time.monotonic() - t0:.0f}s)", problems, notes, sink)
 
     def scenario_b(self):
@@ -682,6 +924,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             rc = None
         if rc != 0:
             problems.append(f"one process --until-caught-up exited {rc}\n{self.tail(pr)}")
+        problems += self.two_stages(pr)
         watch.committed()
         problems += self.check_sink("b", sink, watch)
         problems += self.check_status("b", sink)
@@ -701,8 +944,11 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         sink = self.new_sink("c")
         watch = scale_out.Watch(sink)
         problems, notes = [], []
-        # Slower than scenario a: the work must outlast the storm.
-        v = dict(self.variables(sink, throttled=True), FETCH_WAIT_MS=str(2 * self.args.fetch_wait_ms))
+        # Slower than scenario a: the work must outlast the storm (--repartition: half scenario
+        # a's wait; the rebalances of two groups per join or leave slow it enough: 1 s left 9,200
+        # of 20,000 records to do after a 15-s storm, 0.67 s none, 1.5 s took 157 s).
+        wait = self.args.fetch_wait_ms // 2 if self.args.repartition else 2 * self.args.fetch_wait_ms
+        v = dict(self.variables(sink, throttled=True), FETCH_WAIT_MS=str(max(1, wait)))
         steady = [self.start(sink, v, "c-S1")]
         if not self.wait_commit_of(steady[0], sink, watch, 40):
             raise RuntimeError(f"S1 committed nothing within 40s\n{self.tail(steady[0])}")
@@ -747,13 +993,17 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         t0 = time.monotonic()
         topic = f"scaleview_{self.token}_batches"
         create_topic(topic, PARTITIONS)
-        records = make_records(random.Random(self.args.seed + 1), self.args.per_partition // 2)
+        records = make_records(random.Random(self.args.seed + 1), self.args.per_partition // 2,
+                               self.args.repartition)
         half = {p: len(v) // 2 for p, v in records.items()}
         sink = self.new_sink("d")
         sink.topic = topic
         watch = scale_out.Watch(sink)
         problems, notes = [], []
         v = self.variables(sink, throttled=True)
+        if self.args.repartition:
+            # Two runs at once need only read at the same time, not as slowly as scenario a.
+            v["FETCH_WAIT_MS"] = str(max(1, self.args.fetch_wait_ms // 3))
         for stage, (label, part) in enumerate([("first half", lambda p: records[p][:half[p]]),
                                                ("second half", lambda p: records[p][half[p]:])]):
             for p in range(PARTITIONS):
@@ -790,18 +1040,28 @@ def main(argv=None):
     ap.add_argument("--sink", choices=SINKS, default="sqlite")
     ap.add_argument("--only", help="comma-separated scenarios (a, b, c, d)")
     ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--per-partition", type=int, default=5000, help="records per partition")
-    ap.add_argument("--fetch-wait-ms", type=int, default=250,
-                    help="throttled consumers read one batch of 100 records per partition this often")
+    ap.add_argument("--repartition", action="store_true",
+                    help="the pipeline without keyed_by, producers keyed by view id: sluice run "
+                    "repartitions (stage one and stage two in every process)")
+    ap.add_argument("--per-partition", type=int, default=None,
+                    help="records per partition (default 5000; 2500 with --repartition)")
+    ap.add_argument("--fetch-wait-ms", type=int, default=None,
+                    help="throttled consumers read one batch of 100 records per partition this "
+                    "often (default 250 ms; 2000 with --repartition)")
     ap.add_argument("--storm-seconds", type=float, default=30)
     ap.add_argument("--run-timeout", type=float, default=150)
     ap.add_argument("--keep", action="store_true", help="keep the work dir, topics and sinks")
     args = ap.parse_args(argv)
+    if args.per_partition is None:
+        args.per_partition = 2500 if args.repartition else 5000
+    if args.fetch_wait_ms is None:
+        args.fetch_wait_ms = 2000 if args.repartition else 250
     args.sluice = os.path.abspath(args.sluice)
     args.only = [x.strip() for x in args.only.split(",")] if args.only else None
     tmp = tempfile.mkdtemp(prefix="sluice-scaleview-")
     t = Test(args, tmp)
-    print(f"     work dir {tmp}, seed {args.seed}, run {t.token}, sink {args.sink}", flush=True)
+    print(f"     work dir {tmp}, seed {args.seed}, run {t.token}, sink {args.sink}"
+          + (", repartitioned" if args.repartition else ""), flush=True)
     try:
         why = ensure_kcat() or kafka_missing()
         if why:
@@ -828,7 +1088,9 @@ def main(argv=None):
             for s in t.sinks:
                 s.cleanup()
             if getattr(t, "topic", None):
-                delete_topics(f"scaleview_{t.token}_.*")
+                # The source topics, and with --repartition each pipeline's
+                # scaleview_<sink>_<scenario>_<run>-repartition and its positions topic.
+                delete_topics(f"scaleview_.*{t.token}.*")
         t.keep_or_remove(tmp, args.keep)
     return t.finish()
 

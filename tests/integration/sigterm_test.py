@@ -424,6 +424,15 @@ class Test(harness.SluiceTest):
     def viewlog(self, case, views, max_delay, args=()):
         pipe = with_bound(os.path.join(EX, "viewlog.toml"), os.path.join(self.tmp, f"{case}.toml"),
                           self.args.bound)
+        if views.startswith("kafka://"):
+            # A name of its own: viewlog repartitions over several partitions, and its stage one
+            # keeps its positions in the Kafka topic <name>-repartition.sluice-positions (deleted
+            # with the test's topics), where the shipped name would meet other runs'.
+            with open(pipe, encoding="utf-8") as f:
+                text = f.read()
+            text = re.sub(r'(?m)^name = "viewlog"$', f'name = "{self.args.prefix}-{self.token}-viewlog"', text)
+            with open(pipe, "w", encoding="utf-8") as f:
+                f.write(text)
         v = {"VIEWS": views, "OUT": f"parquet:{os.path.join(self.tmp, case + '-out')}",
              "CAMPAIGNS": os.path.join(EX, "data", "campaigns1.csv"),
              "DLQ": os.path.join(self.tmp, f"{case}.dlq")}

@@ -261,6 +261,8 @@ Result<std::unique_ptr<Sink>> MakeStageOneSink(const StageOneSinkOptions& option
   s.transactional_id =
       options.transactional_id.empty() ? StageOneTransactionalId(options.pipeline) : options.transactional_id;
   s.repartition_partitions = options.partitions;
+  s.transaction_timeout_ms =
+      options.transaction_timeout_ms > 0 ? options.transaction_timeout_ms : kStageOneTransactionTimeoutMs;
   // Never used: stage one's dead letters go to the repartition topic ('D' records).
   s.dead_letter_topic = s.topic + ".sluice-dead-letters";
   return std::unique_ptr<Sink>(new KafkaSink(std::move(s)));
@@ -685,9 +687,17 @@ Status KafkaSink::InitProducer() {
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "message.max.bytes", std::to_string(kMaxMessageBytes)));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "linger.ms", "5"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "log_level", "4"));
-  RETURN_IF_ERROR(
-      SetKafkaConf(conf.get(), "transaction.timeout.ms",
-                   std::to_string(std::max<int64_t>(60'000, 2 * settings_.timeout_ms))));
+  int64_t transaction_timeout_ms = std::max<int64_t>(60'000, 2 * settings_.timeout_ms);
+  if (settings_.transaction_timeout_ms > 0) {
+    transaction_timeout_ms = settings_.transaction_timeout_ms;
+    // librdkafka refuses a socket.timeout.ms above transaction.timeout.ms + 100.
+    if (auto it = settings_.properties.find("socket.timeout.ms"); it != settings_.properties.end()) {
+      int64_t socket_ms = 0;
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), socket_ms);
+      transaction_timeout_ms = std::max(transaction_timeout_ms, socket_ms - 100);
+    }
+  }
+  RETURN_IF_ERROR(SetKafkaConf(conf.get(), "transaction.timeout.ms", std::to_string(transaction_timeout_ms)));
   for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(SetKafkaConf(conf.get(), k, v));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "enable.idempotence", "true"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "acks", "all"));

@@ -105,6 +105,9 @@ class KafkaSink : public Sink, public SinkReader, public SinkExplainer {
     /// another count is refused), and each commit writes Checkpoint::stage_one and the dead
     /// letters there as repartition records (runtime/repartition_output.h) instead of rows.
     int32_t repartition_partitions = 0;
+    /// Above 0: the producer's transaction.timeout.ms (unless `properties` sets it); 0: max(60 s,
+    /// 2 x timeout_ms). Stage one's sink takes a short one (StageOneSinkOptions).
+    int64_t transaction_timeout_ms = 0;
   };
   explicit KafkaSink(Settings settings);
 
@@ -251,10 +254,23 @@ struct StageOneSinkOptions {
   std::string positions_topic;  ///< empty: `<topic>.sluice-positions` (task records, positions)
   int64_t timeout_ms = 30'000;
   std::map<std::string, std::string> properties;  ///< extra librdkafka producer settings
+  /// The producer's transaction.timeout.ms (kStageOneTransactionTimeoutMs unless set; see there).
+  int64_t transaction_timeout_ms = 0;
   /// Empty: `sluice-<pipeline>-repartition-<host>-<pid>-<8 random hex digits>`, unique per
   /// process and per sink instance (no user-set id is needed; StageOneTransactionalId).
   std::string transactional_id;
 };
+
+/// Stage one's transaction.timeout.ms by default: 10 s. Its transactional id is unique per
+/// process, so when a process dies in the middle of a commit (kill -9, a crash, a lost machine)
+/// no restarted producer aborts its open transaction: the coordinator does, after this timeout
+/// (and its next abort scan, every 10 s by default). Until then the last stable offset of every
+/// repartition partition (each commit writes a control to each) and of partition 0 of the
+/// positions topic stays before that transaction: every stage two and every stage-one claim and
+/// commit of the pipeline waits. A stage-one transaction lasts one commit (begun and committed
+/// by Commit(), which writes a checkpoint's small partials, controls and task records), so 10 s
+/// is ample; Kafka's 60 s default made each such death a stall of 60-70 s.
+inline constexpr int64_t kStageOneTransactionTimeoutMs = 10'000;
 
 /// The transactional.id a stage-one sink takes when none is given: unique per call.
 std::string StageOneTransactionalId(const std::string& pipeline);

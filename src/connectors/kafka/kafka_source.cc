@@ -958,6 +958,12 @@ std::vector<Source::ReadPosition> KafkaSource::ReadPositions() const {
         high < 0) {
       high = -1;
     }
+    // No fetch answered yet (a re-run with nothing new that took its assignment, as a run that
+    // claims tasks does, ends before one): the end offset read at start, which --until-caught-up
+    // ends at.
+    if (high < 0) {
+      if (auto e = end_offsets_.find(p); e != end_offsets_.end()) high = e->second;
+    }
     out.push_back({p, position, high});
   }
   // --until-caught-up found every other partition at its end in the sink (a re-run with nothing

@@ -12,8 +12,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -179,6 +182,30 @@ class KafkaStageOneTest : public ::testing::Test, protected group_test::GroupRun
       r->done = true;
     });
     return run.runner.get();
+  }
+
+  /// Creates the 2-partition topic `raw` and produces data's records to it, in order.
+  static void ProduceRaw(const std::string& raw, const RawData& data) {
+    {
+      auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+      ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+      auto created = (*admin)->CreateTopic(raw, 2);
+      ASSERT_TRUE(created.ok()) << created.status().ToString();
+    }
+    std::string error;
+    kafkatest::Handle producer = kafkatest::NewHandle(RD_KAFKA_PRODUCER, {}, &error);
+    ASSERT_TRUE(producer) << error;
+    for (int32_t p : {0, 1}) {
+      for (int part = 0; part < 4; ++part) {
+        for (const std::string& v : data.Part(p, part)) {
+          ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(raw.c_str()), RD_KAFKA_V_PARTITION(p),
+                                      RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+      }
+    }
+    ASSERT_EQ(rd_kafka_flush(producer.get(), 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
 
   /// The committed positions of source "in", as `sluice status` reads them.
@@ -401,29 +428,8 @@ TEST_F(KafkaStageOneTest, AnExistingTopicWithAnotherPartitionCountIsRefused) {
 TEST_F(KafkaStageOneTest, AnUntilCaughtUpRunOfARealTopicEndsWithEndControls) {
   SLUICE_REQUIRE_KAFKA();
   const std::string raw = kafkatest::Unique("s1-raw");
-  {
-    auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
-    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
-    auto created = (*admin)->CreateTopic(raw, 2);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-  }
   const RawData data = RawData::Make(60, 7);
-  {
-    std::string error;
-    kafkatest::Handle producer = kafkatest::NewHandle(RD_KAFKA_PRODUCER, {}, &error);
-    ASSERT_TRUE(producer) << error;
-    for (int32_t p : {0, 1}) {
-      for (int part = 0; part < 4; ++part) {
-        for (const std::string& v : data.Part(p, part)) {
-          ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(raw.c_str()), RD_KAFKA_V_PARTITION(p),
-                                      RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-                    RD_KAFKA_RESP_ERR_NO_ERROR);
-        }
-      }
-    }
-    ASSERT_EQ(rd_kafka_flush(producer.get(), 15000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  }
+  ASSERT_NO_FATAL_FAILURE(ProduceRaw(raw, data));
   RunOptions options;
   options.stage_one = true;
   options.until_caught_up = true;
@@ -443,6 +449,90 @@ TEST_F(KafkaStageOneTest, AnUntilCaughtUpRunOfARealTopicEndsWithEndControls) {
     EXPECT_TRUE(control.end) << "upstream " << where.second.partition << " in partition " << where.first;
     EXPECT_FALSE(control.idle);
   }
+}
+
+// A stage-one process that stops in the middle of a commit (kill -9: nothing aborts its
+// transaction, its transactional id being its own) holds the last stable offset of every
+// repartition partition until the coordinator aborts the transaction at its timeout: stage two
+// of every process reads nothing new meanwhile. Stage one's short transaction.timeout.ms
+// (kStageOneTransactionTimeoutMs, 10 s; plus the broker's abort scan, every 10 s) bounds that
+// stall; with Kafka's 60 s it lasted 60-70 s. Here the commit is held open by the test hook (the
+// producer stays alive but silent, as a killed one is) and the test watches the offsets.
+TEST_F(KafkaStageOneTest, ACommitLeftOpenHoldsTheRepartitionTopicForTheShortTimeoutOnly) {
+  SLUICE_REQUIRE_KAFKA();
+  EXPECT_EQ(kStageOneTransactionTimeoutMs, 10'000);
+  const std::string raw = kafkatest::Unique("s1-open");
+  ASSERT_NO_FATAL_FAILURE(ProduceRaw(raw, RawData::Make(40, 11)));
+  struct Hold {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+  };
+  auto hold = std::make_shared<Hold>();
+  RunOptions options;
+  options.stage_one = true;
+  const StageOneSinkOptions sink = SinkOptions();
+  options.sink_override = [sink, hold]() -> Result<std::unique_ptr<Sink>> {
+    auto made = MakeStageOneSink(sink);
+    if (!made.ok()) return made;
+    static_cast<KafkaSink*>(made->get())->SetTestHook([hold](std::string_view stage) {
+      if (stage != "before_commit") return Status::OK();
+      std::unique_lock<std::mutex> lock(hold->mu);
+      if (hold->entered) return Status::OK();
+      hold->entered = true;
+      hold->cv.notify_all();
+      hold->cv.wait_for(lock, std::chrono::seconds(90), [&] { return hold->released; });
+      return Status::Unavailable("test: a commit held open, then given up");
+    });
+    return made;
+  };
+  auto runner = Runner::Make(Config("", "kafka://" + kafkatest::Brokers() + "/" + raw,
+                                    "group = \"" + kafkatest::Unique("s1-open-group") + "\"\n"),
+                             options);
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+  std::thread thread([&] { (void)(*runner)->Run(); });
+  auto release = [&] {
+    {
+      std::lock_guard<std::mutex> lock(hold->mu);
+      hold->released = true;
+    }
+    hold->cv.notify_all();
+    (*runner)->RequestStop();
+    thread.join();
+  };
+  {
+    std::unique_lock<std::mutex> lock(hold->mu);
+    hold->cv.wait_for(lock, std::chrono::seconds(60), [&] { return hold->entered; });
+    if (!hold->entered) {
+      lock.unlock();
+      release();
+      FAIL() << "no commit reached before_commit within 60 s";
+    }
+  }
+  const auto entered = std::chrono::steady_clock::now();
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  // Held: some partition's last stable offset stays before its high watermark, then every one
+  // reaches it (the transaction aborted), within the timeout, the abort scan and some slack.
+  bool held = false, free = false;
+  double seconds = 0;
+  while (!free) {
+    auto ends = (*admin)->EndOffsets(topic_);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - entered).count();
+    if (ends.ok() && ends->size() == static_cast<size_t>(kR)) {
+      bool all = true;
+      for (const KafkaPartitionEnds& e : *ends) all = all && e.last_stable == e.high_watermark;
+      held = held || !all;
+      free = all && held;
+    }
+    if (seconds > 45) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  release();
+  std::cout << "[ stall   ] the open transaction held " << topic_ << " for " << seconds << " s\n";
+  EXPECT_TRUE(held) << "the open commit never held the repartition topic's last stable offsets";
+  EXPECT_TRUE(free) << "the repartition topic was still held " << seconds << " s after the commit stopped";
+  EXPECT_LT(seconds, 30.0);
 }
 
 }  // namespace
