@@ -318,7 +318,7 @@ void RenderText(const PipelineConfig& config, const std::optional<Repartition>& 
 /// The repartition topic and the stage-two configuration when `config` runs in two stages as
 /// `sluice run` decides it (PlanTwoStages in repartition_run.cc; keep the two in step): an
 /// append-mode pipeline over an unkeyed Kafka source of several partitions in all, into a sink
-/// that keeps stage two's windows per task, not Parquet yet. The user's sink is `user_sink`.
+/// that keeps stage two's windows per task. The user's sink is `user_sink`.
 Result<std::optional<RepartitionSplit>> SplitIfRepartitioned(const PipelineConfig& config,
                                                               const SinkConfig& user_sink, const Plan& plan) {
   const RepartitionDecision decision = DecideRepartition(config);
@@ -341,7 +341,7 @@ Result<std::optional<RepartitionSplit>> SplitIfRepartitioned(const PipelineConfi
   if (!RepartitionsWith(decision, in_all)) return std::optional<RepartitionSplit>();
   auto sink = ConnectorRegistry::Instance().MakeSink(user_sink);
   if (!sink.ok()) return ConfigError(sink.status().message());
-  if (!(*sink)->SupportsTasks() || !(*sink)->StoresTaskWindows() || SplitUri(user_sink.uri).first == "parquet") {
+  if (!(*sink)->SupportsTasks() || !(*sink)->StoresTaskWindows()) {
     return std::optional<RepartitionSplit>();
   }
   auto split = SplitPlan(plan, topics);

@@ -13,8 +13,10 @@ alone (Python standard library; no sluice code):
       unparseable start_timestamp / unparseable end_timestamp
       end_timestamp before start_timestamp   view_duration = end - start (seconds) < 0
       no campaign for key N                  campaign_id not in the campaigns CSV
-      group key network_id is null           the campaign's network_id is blank
       late                                   see the watermark below
+      group key network_id is null           the campaign's network_id is blank
+    (late before the null group key, as sluice's aggregate judges a record's window before
+    the key it computes for that window; a record dead-lettered for either does not move W)
   * Timestamps: ISO 8601 'YYYY-MM-DD', optionally followed by 'T'/'t'/' ' and 'HH:MM[:SS[.f]]'
     ('.' or ','; digits past microseconds truncated), an optional space and zone ('Z', '+HH:MM',
     '+HHMM', '+HH'); no zone is UTC; surrounding spaces/tabs ignored; fields range-checked
@@ -223,15 +225,25 @@ def check(obj, campaigns):
         return None, "end_timestamp before start_timestamp"
     if campaign not in campaigns:
         return None, f"no campaign for key {campaign}"
-    network = campaigns[campaign]
-    if network is None:
-        return None, "group key network_id is null"
-    return {"start": start, "duration": (end - start) / MICROS, "campaign_id": campaign,
-            "network_id": network}, None
+    rec = {"start": start, "duration": (end - start) / MICROS, "campaign_id": campaign,
+           "network_id": campaigns[campaign]}
+    if rec["network_id"] is None:
+        return rec, NULL_NETWORK  # dead-lettered, unless late (judge_record)
+    return rec, None
+
+
+NULL_NETWORK = "group key network_id is null"
 
 
 def judge(raw, campaigns):
     """Decodes and checks one record (bytes): (fields, None) or (None, dead-letter reason)."""
+    rec, reason = judge_record(raw, campaigns)
+    return (None, reason) if reason else (rec, None)
+
+
+def judge_record(raw, campaigns):
+    """As judge(), but a record whose only fault is its null network_id comes with its fields
+    and that reason: late or not is judged first (the callers' watermark)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -266,7 +278,7 @@ def recompute(paths, campaigns_path, open_at_end=False, watermark_delay=10.0,
     for path, offset, raw in read_records(paths):
         read += 1
         payload = raw.decode("utf-8", "replace")
-        rec, reason = judge(raw, campaigns)
+        rec, reason = judge_record(raw, campaigns)
         if rec is None:
             dead.append((reason, payload, path, offset))
             continue
@@ -276,6 +288,9 @@ def recompute(paths, campaigns_path, open_at_end=False, watermark_delay=10.0,
         if wm is not None and we + lateness <= wm:
             late += 1
             dead.append(("late", payload, path, offset))
+        elif reason:
+            dead.append((reason, payload, path, offset))
+            continue
         else:
             aggregated += 1
             acc = windows.setdefault((ws, rec["network_id"], rec["campaign_id"]), [0.0, 0])
@@ -320,7 +335,7 @@ def recompute_by_partition(partitions, campaigns_path, watermark_delay=10.0,
         max_t = wm = None  # None: -infinity
         for offset, raw in partitions[p]:
             read += 1
-            rec, reason = judge(raw, campaigns)
+            rec, reason = judge_record(raw, campaigns)
             if rec is None:
                 dead.append((reason, raw.decode("utf-8", "replace"), p, offset))
                 continue
@@ -330,6 +345,9 @@ def recompute_by_partition(partitions, campaigns_path, watermark_delay=10.0,
             if wm is not None and we + lateness <= wm:
                 late += 1
                 dead.append(("late", raw.decode("utf-8", "replace"), p, offset))
+                continue
+            if reason:
+                dead.append((reason, raw.decode("utf-8", "replace"), p, offset))
                 continue
             if wm is not None and we <= wm:
                 behind += 1
