@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/repartition_plan.h"
 #include "runtime/runner.h"
 
 namespace sluice::cli {
@@ -47,6 +48,15 @@ struct TwoStages {
   PipelineConfig two_config;
   RunOptions two_options;  ///< stage_two with the split's upstreams (take_end_offsets_when: the caller's)
 };
+
+/// The planner's split of `config` when it repartitions as `sluice run` runs it: DecideRepartition,
+/// the source topics' partitions read from the brokers (10 s), RepartitionsWith, a user sink
+/// (`user_sink`) that keeps stage two's windows per task, then SplitPlan; nullopt for a pipeline
+/// run as one stage (with a warning for the run-time reasons when `warn`). Fails with kIOError when
+/// the brokers cannot be asked, else with the refusal. `sluice run` and `sluice status` both decide
+/// through it.
+Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig& config, const SinkConfig& user_sink,
+                                                            const Plan& plan, bool warn);
 
 /// When `runner`'s pipeline repartitions (DecideRepartition, then RepartitionsWith on the source
 /// topics' partitions read from the brokers), the two stages' configurations from SplitPlan;

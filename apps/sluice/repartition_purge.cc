@@ -9,6 +9,7 @@
 
 #include "connectors/kafka/kafka_ids.h"
 #include "core/time.h"
+#include "runtime/source.h"
 
 namespace sluice::cli {
 
@@ -53,6 +54,9 @@ void RepartitionPurger::Stop() {
 void RepartitionPurger::PurgeOnce() {
   std::map<int32_t, int64_t> before;
   for (const auto& [id, offset] : committed_()) {
+    // Identity entries (a recreated topic's generation, kGenerationPartitionBase + p) are no
+    // positions: masked to p they would delete records stage two has not read.
+    if (id >= kIdentityPartitionBase) continue;
     const int32_t p = KafkaPartitionOfId(id);
     if (offset <= 0) continue;
     auto it = purged_.find(p);

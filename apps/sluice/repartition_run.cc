@@ -13,15 +13,16 @@
 
 namespace sluice::cli {
 
-Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options) {
-  const RepartitionDecision decision = DecideRepartition(runner.config());
-  if (!decision.would || options.stage_one || options.stage_two.enabled) return std::optional<TwoStages>();
+Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig& config, const SinkConfig& user_sink_config,
+                                                            const Plan& plan, bool warn) {
+  const RepartitionDecision decision = DecideRepartition(config);
+  if (!decision.would) return std::optional<RepartitionSplit>();
   // The source's topics and their partitions, from the brokers (the Kafka source's own reading
   // of the [source] section: topics, pattern, slots).
-  auto sources = ConnectorRegistry::Instance().MakeSources(runner.config().source, 1);
+  auto sources = ConnectorRegistry::Instance().MakeSources(config.source, 1);
   if (!sources.ok()) return sources.status();
   const auto* kafka = sources->empty() ? nullptr : dynamic_cast<const KafkaSource*>(sources->front().get());
-  if (!kafka) return Status::Internal("repartition: the source " + runner.config().source.name + " is no Kafka source");
+  if (!kafka) return Status::Internal("repartition: the source " + config.source.name + " is no Kafka source");
   const KafkaSource::Settings& ks = kafka->settings();
   auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
   if (!ends.ok()) {
@@ -41,45 +42,56 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
     in_all += static_cast<int64_t>(offsets.size());
   }
   if (!RepartitionsWith(decision, in_all)) {
-    if (in_all == 0) {
+    if (warn && in_all == 0) {
       spdlog::warn("repartition: the source's topics have no partitions yet on {}: running in one stage "
                    "(windows are exact over one process only)",
                    ks.brokers);
     }
-    return std::optional<TwoStages>();
+    return std::optional<RepartitionSplit>();
   }
   // Stage two keeps its windows per task in the user's sink: one that cannot (stdout:, kafka:,
   // ...) runs the pipeline in one stage as before, exact over one process only.
-  auto user_sink = ConnectorRegistry::Instance().MakeSink(runner.config().sink);
+  auto user_sink = ConnectorRegistry::Instance().MakeSink(user_sink_config);
   if (!user_sink.ok()) return user_sink.status();
   if (!(*user_sink)->SupportsTasks() || !(*user_sink)->StoresTaskWindows()) {
-    spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
-                 "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
-                 runner.config().sink.uri, runner.config().name);
-    return std::optional<TwoStages>();
+    if (warn) {
+      spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
+                   "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
+                   user_sink_config.uri, config.name);
+    }
+    return std::optional<RepartitionSplit>();
   }
-  auto split = SplitPlan(runner.plan(), topics);
+  auto split = SplitPlan(plan, topics);
   if (!split.ok()) return split.status();
+  return std::optional<RepartitionSplit>(std::move(split).value());
+}
+
+Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options) {
+  if (options.stage_one || options.stage_two.enabled) return std::optional<TwoStages>();
+  auto planned = RepartitionSplitFor(runner.config(), runner.config().sink, runner.plan(), true);
+  if (!planned.ok()) return planned.status();
+  if (!*planned) return std::optional<TwoStages>();
+  RepartitionSplit& split = **planned;
 
   TwoStages stages;
-  stages.brokers = split->one.brokers;
-  stages.topic = split->one.topic;
-  stages.partitions = split->one.partitions;
-  stages.properties = split->one.properties;
+  stages.brokers = split.one.brokers;
+  stages.topic = split.one.topic;
+  stages.partitions = split.one.partitions;
+  stages.properties = split.one.properties;
   stages.one_config = runner.config();
   stages.one_options = options;
   stages.one_options.stage_one = true;
   StageOneSinkOptions sink;
-  sink.brokers = split->one.brokers;
-  sink.pipeline = split->one.pipeline;
-  sink.partitions = split->one.partitions;
-  sink.topic = split->one.topic;
-  sink.properties = split->one.properties;
+  sink.brokers = split.one.brokers;
+  sink.pipeline = split.one.pipeline;
+  sink.partitions = split.one.partitions;
+  sink.topic = split.one.topic;
+  sink.properties = split.one.properties;
   stages.one_options.sink_override = [sink] { return MakeStageOneSink(sink); };
-  stages.two_config = std::move(split->two.config);
+  stages.two_config = std::move(split.two.config);
   stages.two_options = options;
   stages.two_options.stage_two.enabled = true;
-  stages.two_options.stage_two.upstreams = split->two.upstreams;
+  stages.two_options.stage_two.upstreams = split.two.upstreams;
   // --reset-source names the user's source: stage one's. Stage two keeps its positions (partials
   // of windows it already wrote come back and are dead-lettered `late` by its backstop).
   stages.two_options.reset_source.clear();

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 
+#include "commands.h"
 #include "logging.h"
 #include "connectors/kafka/kafka_group.h"
 #include "connectors/kafka/kafka_ids.h"
@@ -316,37 +317,13 @@ void RenderText(const PipelineConfig& config, const std::optional<Repartition>& 
 }
 
 /// The repartition topic and the stage-two configuration when `config` runs in two stages as
-/// `sluice run` decides it (PlanTwoStages in repartition_run.cc; keep the two in step): an
-/// append-mode pipeline over an unkeyed Kafka source of several partitions in all, into a sink
-/// that keeps stage two's windows per task. The user's sink is `user_sink`.
+/// `sluice run` decides it (RepartitionSplitFor, shared with PlanTwoStages). The user's sink is
+/// `user_sink`.
 Result<std::optional<RepartitionSplit>> SplitIfRepartitioned(const PipelineConfig& config,
                                                               const SinkConfig& user_sink, const Plan& plan) {
-  const RepartitionDecision decision = DecideRepartition(config);
-  if (!decision.would) return std::optional<RepartitionSplit>();
-  ASSIGN_OR_RETURN(const KafkaSource::Settings ks, KafkaSettings(config.source));
-  auto ends = KafkaEndOffsets(ks.brokers, ks.topics, ks.pattern, 10000);
-  if (!ends.ok()) return ReadError(ends.status().message());
-  auto slots = TopicSlots::Make(ks.topics, ks.legacy_topic, ks.slot_pins);
-  if (!slots.ok()) return ConfigError(slots.status().message());
-  SourceTopics topics;
-  topics.brokers = ks.brokers;
-  int64_t in_all = 0;
-  for (const auto& [topic, offsets] : *ends) {
-    if (offsets.empty()) continue;
-    auto slot = slots->SlotFor(topic);
-    if (!slot.ok()) return ConfigError(slot.status().message());
-    topics.topics.push_back({topic, *slot, static_cast<int32_t>(offsets.size())});
-    in_all += static_cast<int64_t>(offsets.size());
-  }
-  if (!RepartitionsWith(decision, in_all)) return std::optional<RepartitionSplit>();
-  auto sink = ConnectorRegistry::Instance().MakeSink(user_sink);
-  if (!sink.ok()) return ConfigError(sink.status().message());
-  if (!(*sink)->SupportsTasks() || !(*sink)->StoresTaskWindows()) {
-    return std::optional<RepartitionSplit>();
-  }
-  auto split = SplitPlan(plan, topics);
-  if (!split.ok()) return ConfigError(split.status().message());
-  return std::optional<RepartitionSplit>(std::move(split).value());
+  auto split = RepartitionSplitFor(config, user_sink, plan, false);
+  if (!split.ok() && split.status().code() != StatusCode::kIOError) return ConfigError(split.status().message());
+  return split;
 }
 
 Status StatusOf(const PipelineConfig& config, const StatusCliOptions& o, std::ostream& out) {

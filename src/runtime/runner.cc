@@ -1734,10 +1734,13 @@ Status Runner::StartCommit() {
   if (work->deltas.empty() && work->rows.empty() && work->letters.empty() && work->stage_one_partials.empty() &&
       work->positions == committed_ && !work->state_changed && (!tasks_ || work->revoked.empty())) {
     MarkCommitted(*work);
-    if (append_tasks_ && group_managed_.load()) {
+    if ((append_tasks_ || stage_one_) && group_managed_.load()) {
       // Its windows close by the other processes' progress too: a process with nothing new to
       // commit still reads it (after a commit it is read anyway), or its windows would wait for
-      // its own next record.
+      // its own next record. Stage one likewise: an idle task's control carries the bound its
+      // worker enforces, which rises only with the others' progress, and stage two's minimum
+      // counts idle upstreams, so a process whose partitions stay empty would hold every window
+      // back for good if it stopped reading that progress.
       std::lock_guard<std::mutex> lock(sink_mu_);
       ReadRemoteProgress();
     }
