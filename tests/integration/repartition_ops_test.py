@@ -29,10 +29,8 @@ Needs the broker of `make services` and kcat: without them a loud SKIP (exit 77)
 CI=true. Prints PASS/FAIL per check; exit 1 on any failure.
 """
 
-import argparse
 import json
 import os
-import random
 import re
 import sqlite3
 import subprocess
@@ -45,9 +43,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import http_util  # noqa: E402
 import repartition_run_test as rr  # noqa: E402  (input, recomputation, table checks)
-import scale_out  # noqa: E402
-import scale_out_append_test as base  # noqa: E402
-from kafka_util import create_topic, delete_topics, end_offsets, ensure_kcat, kafka_missing  # noqa: E402
+from kafka_util import delete_topics, end_offsets, ensure_kcat, kafka_missing  # noqa: E402
 
 PARTITIONS = rr.PARTITIONS
 
@@ -131,17 +127,8 @@ class Test(rr.Test):
         why = kafka_missing() or ensure_kcat()
         if why:
             return self.missing(why)
-        rng = random.Random(self.args.seed)
-        records = rr.make_records(rng, self.args.per_partition)
-        create_topic(self.topic, PARTITIONS)
         try:
-            for p in range(PARTITIONS):
-                scale_out.kcat_produce(self.topic, p, [v for _, v in records[p]], base.BATCH,
-                                       keys=[k for k, _ in records[p]])
-            back = base.read_topic(self.topic)
-            self.check("the topic holds every record", len(back) == PARTITIONS * self.args.per_partition,
-                       f"{len(back)} records")
-            res, dead = rr.recompute(back, self.campaigns)
+            res, dead = self.produce()
             wms = res["watermarks"]
             name = f"repart_{self.run_id}_ops"
             db = os.path.join(self.work, f"{name}.db")
@@ -245,13 +232,7 @@ class Test(rr.Test):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sluice", default=os.path.join(REPO, "build", "sluice"))
-    ap.add_argument("--per-partition", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--only", default="")
-    ap.add_argument("--keep", action="store_true")
-    return Test(ap.parse_args(argv)).main()
+    return rr.main(argv, Test, __doc__)
 
 
 if __name__ == "__main__":

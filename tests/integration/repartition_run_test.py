@@ -250,21 +250,25 @@ class Test(harness.SluiceTest):
                    r.returncode == 1 and "(stage one) failed" in r.stderr and "has 2 partitions" in r.stderr and
                    "(stage two): " in r.stdout, f"exit {r.returncode}: {r.stderr[-1200:]} {r.stdout[-400:]}")
 
+    def produce(self):
+        """Creates the topic and fills it with make_records' records (--seed, --per-partition),
+        checks the broker holds them all, and returns recompute()'s (res, dead) of what it holds."""
+        records = make_records(random.Random(self.args.seed), self.args.per_partition)
+        create_topic(self.topic, PARTITIONS)
+        for p in range(PARTITIONS):
+            scale_out.kcat_produce(self.topic, p, [v for _, v in records[p]], base.BATCH,
+                                   keys=[k for k, _ in records[p]])
+        back = base.read_topic(self.topic)
+        self.check("the topic holds every record", len(back) == PARTITIONS * self.args.per_partition,
+                   f"{len(back)} records")
+        return recompute(back, self.campaigns)
+
     def main(self):
         why = kafka_missing() or ensure_kcat()
         if why:
             return self.missing(why)
-        rng = random.Random(self.args.seed)
-        records = make_records(rng, self.args.per_partition)
-        create_topic(self.topic, PARTITIONS)
         try:
-            for p in range(PARTITIONS):
-                scale_out.kcat_produce(self.topic, p, [v for _, v in records[p]], base.BATCH,
-                                       keys=[k for k, _ in records[p]])
-            back = base.read_topic(self.topic)
-            self.check("the topic holds every record", len(back) == PARTITIONS * self.args.per_partition,
-                       f"{len(back)} records")
-            res, dead = recompute(back, self.campaigns)
+            res, dead = self.produce()
             print(f"recomputation: {len(res['rows'])} rows, {res['open_windows']} open windows, "
                   f"{res['late']} late, {dict(res['reasons'])}")
             only = self.args.only.split(",") if self.args.only else None
@@ -283,14 +287,15 @@ class Test(harness.SluiceTest):
         return self.finish()
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, test=Test, doc=__doc__):
+    """Runs `test` (this file's Test or a subclass) with this file's options."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", default=os.path.join(REPO, "build", "sluice"))
     ap.add_argument("--per-partition", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--only", default="")
     ap.add_argument("--keep", action="store_true")
-    return Test(ap.parse_args(argv)).main()
+    return test(ap.parse_args(argv)).main()
 
 
 if __name__ == "__main__":
