@@ -411,7 +411,114 @@ class ParquetSink:
         pass
 
 
-SINKS = ("sqlite", "mysql", "parquet")
+class CassandraSink:
+    """A Cassandra keyspace of its own (cassandra://HOST:PORT/scaleview_<run>_<scenario>, made by
+    the sink, dropped at the end unless --keep), read with the project venv's cassandra-driver:
+    the table `events` (primary key (network_id, minute_timestamp, campaign_id), each row its own
+    partition), `_sluice_dead_letters`, and the task rows `_sluice_tasks` (positions, owners).
+
+    Cassandra has no triggers and the sink's rows are upserts by primary key, so a second write
+    of a window with the same values leaves no trace in the table. What is checked instead is the
+    node's own count of writes into `events`: the virtual table
+    system_views.local_write_latency counts every mutation of one partition (an unlogged batch
+    of one partition counts once; every row of `events` is a partition of its own), so on a
+    single node, with the keyspace fresh, the count is the number of window writes the server
+    applied (write_count; None when the cluster has more than one node or the table is not
+    listed). A crash between a checkpoint's rows and its tasks' conditional batch makes the next
+    owner write those rows again (the sink's exactly-once is by idempotence, README "Exactly
+    once"), so after a kill -9 the count may exceed the windows, but not without one."""
+    kind = "cassandra"
+
+    def __init__(self, test, token, scenario, name):
+        self.test = test
+        self.keyspace = f"scaleview_{token}_{scenario}"[:48]
+        self.pipeline = name
+        self.uri = f"cassandra://{harness.CASSANDRA.address}/{self.keyspace}"
+        self.tasks_seen = False
+
+    def section(self):
+        return None   # the file's own [sink]: uri = "${SINK}", table = "events"
+
+    def prepare(self, test):
+        pass          # no probe: nothing is added to the table; the sink makes the keyspace
+
+    def _query(self, cql, args=()):
+        """Rows of cql, None when the keyspace or table does not exist (yet) or the read failed."""
+        try:
+            return list(self.test.cassandra().execute(cql, args))
+        except Exception:  # noqa: BLE001 - the driver raises InvalidRequest, timeouts and more
+            return None
+
+    def _tasks(self):
+        return self._query(f'SELECT source, "partition", owner, "position" FROM '
+                           f'{self.keyspace}."_sluice_tasks" WHERE pipeline = %s', (self.pipeline,))
+
+    def positions(self):
+        """{partition: committed position} from the task rows (the sink's positions: the mirror
+        _sluice_positions may lag them after a crash)."""
+        rows = self._tasks()
+        if rows is None:
+            return None
+        return {int(r.partition): int(r.position) for r in rows
+                if r.source == SOURCE and r.position is not None and r.partition < IDENTITY_BASE}
+
+    def owned_positions(self, pid):
+        rows = self._tasks()
+        if rows is None:
+            return None
+        return {int(r.partition): int(r.position) for r in rows
+                if r.source == SOURCE and r.position is not None and r.partition < IDENTITY_BASE
+                and str(r.owner or "").endswith(f" pid {pid}")}
+
+    def owned_tasks(self):
+        """How many of the pipeline's task rows still name an owner (None: unreadable)."""
+        rows = self._tasks()
+        return None if rows is None else sum(1 for r in rows if r.owner)
+
+    def has_tasks(self):
+        if not self.tasks_seen:
+            self.tasks_seen = bool(self._tasks())
+        return self.tasks_seen
+
+    def letters(self):
+        rows = self._query(f'SELECT pipeline, "partition", "offset", reason FROM '
+                           f'{self.keyspace}."_sluice_dead_letters"')
+        if rows is None:
+            raise RuntimeError(f"cannot read {self.keyspace}._sluice_dead_letters")
+        return [(int(r.partition), int(r.offset), r.reason) for r in rows
+                if r.pipeline == self.pipeline]
+
+    def rows(self):
+        rows = self._query(f"SELECT {ROW_SQL} FROM {self.keyspace}.events")
+        if rows is None:
+            raise RuntimeError(f"cannot read {self.keyspace}.events")
+        # timestamps come back as naive UTC datetimes (milliseconds)
+        return [row_dict([r[0], r[1], r[2], r[3].isoformat() + "Z", r[4].isoformat() + "Z",
+                          r[5], r[6]]) for r in rows]
+
+    def row_count(self):
+        rows = self._query(f"SELECT COUNT(*) FROM {self.keyspace}.events")
+        return None if rows is None else int(rows[0][0])
+
+    def writes(self):
+        return None   # per window: not observable (an upsert hides a second write); write_count
+
+    def write_count(self):
+        """Mutations of `events` the node applied (see the class), None when not countable."""
+        if self._query("SELECT peer FROM system.peers"):
+            return None   # several nodes: this node's count is only its share
+        rows = self._query("SELECT count FROM system_views.local_write_latency WHERE "
+                           "keyspace_name = %s AND table_name = 'events'", (self.keyspace,))
+        return int(rows[0].count) if rows else None
+
+    def cleanup(self):
+        try:
+            self.test.cassandra().execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
+        except Exception as e:  # noqa: BLE001 - best effort
+            print(f"     note: dropping keyspace {self.keyspace}: {e}")
+
+
+SINKS = ("sqlite", "mysql", "parquet", "cassandra")
 
 
 class StageOneView:
@@ -523,6 +630,8 @@ class StageOneView:
             rows = self.sink._rows("SELECT COUNT(*) FROM `_sluice_tasks` WHERE `pipeline` = "
                                    f"'{self.sink.pipeline}' AND `owner` IS NOT NULL AND `owner` != ''")
             return None if rows is None or len(rows) < 2 else int(rows[1][0])
+        if self.sink.kind == "cassandra":
+            return self.sink.owned_tasks()
         return None
 
 
@@ -550,6 +659,15 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         self.rows_a = None   # scenario a's rows, for the differential
         self.mode = "repartitioned (no keyed_by)" if args.repartition else "keyed_by"
         self.pipelines = {}
+        self.cassandra_cluster = None
+        self.cassandra_session = None
+
+    def cassandra(self):
+        """The driver's session (--sink cassandra), made on first use."""
+        if self.cassandra_session is None:
+            import cassandra_util  # noqa: PLC0415 - only --sink cassandra needs the driver
+            self.cassandra_cluster, self.cassandra_session = cassandra_util.session()
+        return self.cassandra_session
 
     # ---------------------------------------------------------------- setup
     def setup(self):
@@ -642,6 +760,8 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             sink = SqliteSink(self.tmp, name)
         elif self.args.sink == "mysql":
             sink = MysqlSink(self.mysql, self.token, scenario, name)
+        elif self.args.sink == "cassandra":
+            sink = CassandraSink(self, self.token, scenario, name)
         else:
             sink = ParquetSink(self, self.tmp, name)
         self.sinks.append(sink)
@@ -686,11 +806,14 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
                                 timeout, 0.5)
 
     # ---------------------------------------------------------------- checks
-    def check_sink(self, label, sink, watch, expected=None):
+    def check_sink(self, label, sink, watch, expected=None, killed=False):
         """Problems of sink's rows, writes and dead letters against expected (rows, dead
-        letters, watermarks; default: the whole topic's recomputation)."""
+        letters, watermarks; default: the whole topic's recomputation). killed: a process was
+        killed -9 (a Cassandra sink may then have written a window again, see CassandraSink)."""
         exp_rows, exp, _ = expected or self.expected
         problems = [f"{label}: {x}" for x in watch.regressions]
+        if sink.kind == "cassandra":
+            problems += self.check_write_count(label, sink, len(exp_rows), killed)
         try:
             rows = sink.rows()
             problems += [f"{label}: {x}" for x in
@@ -736,6 +859,28 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             problems.append(f"{label}: {len(wrong)} dead letters with another reason, e.g. "
                             + ", ".join(f"{k} {have[k]} (expected {exp[k]})" for k in wrong[:5]))
         return problems
+
+    def check_write_count(self, label, sink, windows, killed):
+        """Cassandra: the node's count of writes into `events` against the windows written. Fewer
+        cannot be (the rows are checked too); more is a window written more than once: a failure
+        when no process was killed -9, else (a replay after a crash between a checkpoint's rows
+        and its tasks' batch) said in the log."""
+        n = sink.write_count()
+        if n is None:
+            self.say(f"{label}: the writes into {sink.keyspace}.events cannot be counted (more "
+                     "than one node, or the table is not in system_views.local_write_latency)")
+            return []
+        if n == windows:
+            self.say(f"{label}: {n} writes into events == {windows} windows (each written once)")
+            return []
+        if n > windows and killed:
+            self.say(f"{label}: {n} writes into events for {windows} windows: {n - windows} "
+                     "written again after a kill -9 (a replay of rows written before a commit "
+                     "that did not land; the values are checked)")
+            return []
+        return [f"{label}: the node counted {n} writes into events for {windows} windows "
+                f"({'more' if n > windows else 'fewer'} than one write per window"
+                + (", with no process killed -9)" if n > windows else ")")]
 
     def check_status(self, label, sink, expected=None):
         """`sluice status --format json` after the last process stopped: every partition
@@ -904,7 +1049,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         if sink.has_tasks() and n == 0:
             problems.append("no claim handed over an open window: the test did not exercise open "
                             "windows moving between processes")
-        problems += self.check_sink("a", sink, watch)
+        problems += self.check_sink("a", sink, watch, killed=True)
         problems += self.check_status("a", sink)
         if not problems:
             self.rows_a = sorted(sink.rows(), key=lambda r: tuple(r[k] for k in KEY))
@@ -978,7 +1123,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
                             f"({sink.row_count()} rows)")
         for pr in steady:
             self.stop_proc(pr, problems)
-        problems += self.check_sink("c", sink, watch)
+        problems += self.check_sink("c", sink, watch, killed=kills > 0)
         problems += self.check_status("c", sink)
         self.report(f"c: rebalance storm (2 processes + one joining and leaving every 2-5 s) "
                     f"loses nothing ({time.monotonic() - t0:.0f}s)", problems, notes, sink)
@@ -1071,6 +1216,11 @@ def main(argv=None):
             why = t.mysql.reachable()
             if why:
                 return t.missing(why)
+        if args.sink == "cassandra":
+            try:
+                t.cassandra()
+            except harness.Missing as e:
+                return t.missing(str(e))
         if args.sink == "parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -1092,6 +1242,8 @@ def main(argv=None):
                 # scaleview_<sink>_<scenario>_<run>-repartition and its positions topic.
                 delete_topics(f"scaleview_.*{t.token}.*")
         t.keep_or_remove(tmp, args.keep)
+        if t.cassandra_cluster is not None:
+            t.cassandra_cluster.shutdown()
     return t.finish()
 
 
