@@ -6,7 +6,7 @@ whoever reads which partition.
     scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet|cassandra]
                              [--only a,b,c,d]
                              [--repartition] [--seed N] [--per-partition 5000]
-                             [--storm-seconds 30] [--keep]
+                             [--storm-seconds 30] [--extra-campaigns N] [--keep]
 
 Pipeline: tests/integration/scale_out_viewlog.toml, the viewlog pipeline (examples/viewlog.toml)
 in append mode with allowed_lateness 30s, watermark_delay 10s, idle_timeout 1h (no partition
@@ -74,7 +74,10 @@ its start (a member that dies while joining the groups and claiming) and measure
 one's committed positions stood still after each kill -9 (a process killed in a commit holds
 the positions topic's last stable offset until its transaction times out): over STALL_LIMIT is
 a failure. Defaults then: 2,500 records per partition, one batch per partition per 2 s
-(scenario c: per 1 s; d: per 0.67 s).
+(scenario c: per 1 s; d: per 0.67 s). --extra-campaigns N (with --repartition) sends 90% of the
+records to one of N more campaigns (1001.., in the CSV): many groups, so stage two's task states
+grow (N = 8000 with 5,000 records a partition: 24-31 KB a task, past the Cassandra sink's 16 KiB
+inline limit, so written in chunks; the Cassandra check says how many task rows name chunks).
 
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
 scaleview_<run>_<scenario> each). A sink that wrote no _sluice_tasks rows fails (its state must
@@ -141,6 +144,7 @@ SPAN = dt.timedelta(minutes=30)   # start times of a partition's records
 LATENESS = 30.0                   # allowed_lateness of the pipeline file, seconds
 DELAY = 10.0                      # watermark_delay, seconds
 CAMPAIGNS = list(range(1, 41))    # in the CSV, each with a network
+EXTRA_BASE = 1001                 # --extra-campaigns N: campaigns 1001..1000+N, in the CSV too
 NO_NETWORK = 88                   # in the CSV with a blank network_id
 UNKNOWN = 77                      # not in the CSV
 BATCH = 100                       # records per producer batch (the throttled fetch unit)
@@ -174,10 +178,12 @@ def iso(t, rng):
         f".{t.microsecond:06d}" if t.microsecond else "") + "+01:00"
 
 
-def make_records(rng, per_partition, spread=False):
+def make_records(rng, per_partition, spread=False, extra=0):
     """{partition: [(key, payload text), ...]} in produce order (see the module docstring).
     spread (--repartition): every campaign in every partition, each record keyed by its view id
-    (producers that do not key by the group key)."""
+    (producers that do not key by the group key). extra (--repartition only): 90% of the records
+    go to one of campaigns EXTRA_BASE.. instead (many groups: large task states)."""
+    more = list(range(EXTRA_BASE, EXTRA_BASE + extra))
     out = {p: [] for p in range(PARTITIONS)}
     n = 0
     for p in range(PARTITIONS):
@@ -186,7 +192,7 @@ def make_records(rng, per_partition, spread=False):
         for i in range(per_partition):
             n += 1
             base = T0 + dt.timedelta(seconds=7 * p) + (i / per_partition) * SPAN
-            campaign = rng.choice(mine)
+            campaign = rng.choice(more if more and rng.random() < 0.9 else mine)
             start = base - dt.timedelta(seconds=rng.randint(0, 8), milliseconds=125 * rng.randint(0, 7))
             r = rng.random()
             if r < 0.02:
@@ -224,10 +230,10 @@ def make_records(rng, per_partition, spread=False):
     return out
 
 
-def campaigns_csv(path):
+def campaigns_csv(path, extra=0):
     with open(path, "w", encoding="utf-8") as f:
         f.write("campaign_id,network_id,campaign_name\n")
-        for c in CAMPAIGNS:
+        for c in CAMPAIGNS + list(range(EXTRA_BASE, EXTRA_BASE + extra)):
             f.write(f"{c},{network(c)},campaign {c}\n")
         f.write(f"{NO_NETWORK},,campaign without a network\n")
 
@@ -493,6 +499,12 @@ class CassandraSink:
                 if r.source == SOURCE and r.position is not None and r.partition < IDENTITY_BASE
                 and str(r.owner or "").endswith(f" pid {pid}")}
 
+    def chunked_tasks(self):
+        """How many of the pipeline's task rows name a state in chunks (None: unreadable)."""
+        rows = self._query(f'SELECT state_chunks FROM {self.keyspace}."_sluice_tasks" WHERE '
+                           'pipeline = %s', (self.pipeline,))
+        return None if rows is None else sum(1 for r in rows if r.state_chunks)
+
     def owned_tasks(self):
         """How many of the pipeline's task rows still name an owner (None: unreadable)."""
         rows = self._tasks()
@@ -699,9 +711,9 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         create_topic(self.topic, PARTITIONS)
         create_topic(self.probe_topic, 1)
         self.campaigns = os.path.join(self.tmp, "campaigns.csv")
-        campaigns_csv(self.campaigns)
+        campaigns_csv(self.campaigns, self.args.extra_campaigns)
         records = make_records(random.Random(self.args.seed), self.args.per_partition,
-                               self.args.repartition)
+                               self.args.repartition, self.args.extra_campaigns)
         for p, recs in records.items():
             kcat_produce(self.topic, p, recs)
         total = sum(len(v) for v in records.values())
@@ -888,6 +900,8 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         cannot be (the rows are checked too); more is a window written more than once: a failure
         when no process was killed -9, else (a replay after a crash between a checkpoint's rows
         and its tasks' batch) said in the log."""
+        self.say(f"{label}: {sink.chunked_tasks()} task rows name a state in chunks "
+                 "(_sluice_task_state)")
         n = sink.write_count()
         if n is None:
             self.say(f"{label}: the writes into {sink.keyspace}.events cannot be counted (more "
@@ -1162,7 +1176,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         topic = f"scaleview_{self.token}_batches"
         create_topic(topic, PARTITIONS)
         records = make_records(random.Random(self.args.seed + 1), self.args.per_partition // 2,
-                               self.args.repartition)
+                               self.args.repartition, self.args.extra_campaigns)
         half = {p: len(v) // 2 for p, v in records.items()}
         sink = self.new_sink("d")
         sink.topic = topic
@@ -1217,9 +1231,15 @@ def main(argv=None):
                     help="throttled consumers read one batch of 100 records per partition this "
                     "often (default 250 ms; 2000 with --repartition)")
     ap.add_argument("--storm-seconds", type=float, default=30)
+    ap.add_argument("--extra-campaigns", type=int, default=0,
+                    help="with --repartition: 90%% of the records go to one of N more campaigns "
+                    "(many groups, so stage two's task states grow past the Cassandra sink's "
+                    "16 KiB inline limit: about 8000 for chunked states)")
     ap.add_argument("--run-timeout", type=float, default=150)
     ap.add_argument("--keep", action="store_true", help="keep the work dir, topics and sinks")
     args = ap.parse_args(argv)
+    if args.extra_campaigns and not args.repartition:
+        ap.error("--extra-campaigns needs --repartition (keyed_by puts a campaign in one partition)")
     if args.per_partition is None:
         args.per_partition = 2500 if args.repartition else 5000
     if args.fetch_wait_ms is None:
