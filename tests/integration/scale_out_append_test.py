@@ -444,7 +444,8 @@ class CassandraSink:
     """A Cassandra keyspace of its own (cassandra://HOST:PORT/scaleview_<run>_<scenario>, made by
     the sink, dropped at the end unless --keep), read with the project venv's cassandra-driver:
     the table `events` (the aggregate's keys and window columns are its primary key, all of it
-    the partition key: each row a partition of its own), `_sluice_dead_letters`, and the task rows `_sluice_tasks` (positions, owners).
+    the partition key: each row a partition of its own), `_sluice_dead_letters`, and the task
+    rows `_sluice_tasks` (positions, owners).
 
     Cassandra has no triggers and the sink's rows are upserts by primary key, so a second write
     of a window with the same values leaves no trace in the table. What is checked instead is the
@@ -469,7 +470,8 @@ class CassandraSink:
         return None   # the file's own [sink]: uri = "${SINK}", table = "events"
 
     def prepare(self, test):
-        pass          # no probe: nothing is added to the table; the sink makes the keyspace
+        # No probe: nothing is added to the table; the sink makes the keyspace.
+        test.say(f"{self.pipeline}: keyspace {self.keyspace}")
 
     def _query(self, cql, args=()):
         """Rows of cql, None when the keyspace or table does not exist (yet) or the read failed."""
