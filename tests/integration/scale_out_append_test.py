@@ -102,7 +102,8 @@ once by idempotence, so rows written before a commit that never landed are writt
 the next owner (same values, checked) — so in scenarios with a kill -9 (a, c) an excess is
 reported in the log, not a failure. Shown able to fail (scenario b, by hand): one window
 upserted again with the same values (the count), one with another total_count (the rows), one
-dead letter deleted, one stage-two task given an owner — each reported.
+dead letter deleted, one stage-two task given an owner — each reported; with stage two's claim
+dropping the task's open windows (runner.cc, by hand) scenario a fails on the rows and the count.
 
 Needs the broker of `make services` (127.0.0.1:9092; SLUICE_TEST_KAFKA) and kcat (and for
 --sink mysql MariaDB and its client, for --sink parquet pyarrow, for --sink cassandra
