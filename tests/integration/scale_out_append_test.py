@@ -3,9 +3,10 @@
 `[source] keyed_by` (issue 16, "Tests"): each window written exactly once, with the same values
 whoever reads which partition.
 
-    scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet] [--only a,b,c,d]
+    scale_out_append_test.py --sluice build/sluice [--sink sqlite|mysql|parquet|cassandra]
+                             [--only a,b,c,d]
                              [--repartition] [--seed N] [--per-partition 5000]
-                             [--storm-seconds 30] [--keep]
+                             [--storm-seconds 30] [--extra-campaigns N] [--keep]
 
 Pipeline: tests/integration/scale_out_viewlog.toml, the viewlog pipeline (examples/viewlog.toml)
 in append mode with allowed_lateness 30s, watermark_delay 10s, idle_timeout 1h (no partition
@@ -73,14 +74,40 @@ its start (a member that dies while joining the groups and claiming) and measure
 one's committed positions stood still after each kill -9 (a process killed in a commit holds
 the positions topic's last stable offset until its transaction times out): over STALL_LIMIT is
 a failure. Defaults then: 2,500 records per partition, one batch per partition per 2 s
-(scenario c: per 1 s; d: per 0.67 s).
+(scenario c: per 1 s; d: per 0.67 s). --extra-campaigns N (with --repartition) sends 90% of the
+records to one of N more campaigns (1001.., in the CSV): many groups, so stage two's task states
+grow (N = 8000 with 5,000 records a partition: 24-31 KB a task, past the Cassandra sink's 16 KiB
+inline limit, so written in chunks; the Cassandra check says how many task rows name chunks).
 
 --sink mysql runs the same against MariaDB (127.0.0.1:3306, root; a fresh database
 scaleview_<run>_<scenario> each). A sink that wrote no _sluice_tasks rows fails (its state must
 be per partition).
 
+--sink cassandra (the project venv's interpreter, for cassandra-driver; ctest
+scale_out_repartition_cassandra) runs the same into the Cassandra of `make services`
+(127.0.0.1:9042; SLUICE_TEST_CASSANDRA), the pipeline file's own [sink] with
+SINK=cassandra://HOST:PORT/scaleview_<run>_<scenario>: a keyspace of its own per scenario,
+made by the sink, dropped at the end unless --keep. Read back with the driver: `events`, the
+dead letters from `_sluice_dead_letters`, positions and owners from `_sluice_tasks` (with
+--repartition stage two's tasks, which must all be released). What cannot be checked there:
+Cassandra has no triggers and the sink's rows are upserts by primary key, so the table cannot
+show which window was written twice (a second write of the same values leaves the same row).
+Instead the node's own count of mutations of `events` (system_views.local_write_latency; each
+row is a partition of its own, and an unlogged batch of one partition counts once) must equal
+the number of windows written: more is a window written more than once, fewer cannot be with
+the rows right. That count says how many extra writes there were, not which windows; it is
+exact only on a single node with a fresh keyspace (with more nodes the check is skipped and
+says so), and after a kill -9 it may legitimately exceed the windows — the sink is exactly
+once by idempotence, so rows written before a commit that never landed are written again by
+the next owner (same values, checked) — so in scenarios with a kill -9 (a, c) an excess is
+reported in the log, not a failure. Shown able to fail (scenario b, by hand): one window
+upserted again with the same values (the count), one with another total_count (the rows), one
+dead letter deleted, one stage-two task given an owner — each reported; with stage two's claim
+dropping the task's open windows (runner.cc, by hand) scenario a fails on the rows and the count.
+
 Needs the broker of `make services` (127.0.0.1:9092; SLUICE_TEST_KAFKA) and kcat (and for
---sink mysql MariaDB and its client, for --sink parquet pyarrow): without them a loud SKIP
+--sink mysql MariaDB and its client, for --sink parquet pyarrow, for --sink cassandra
+Cassandra and cassandra-driver): without them a loud SKIP
 (exit 77), a FAIL when CI=true. Prints PASS/FAIL per check; exit 1 on any failure.
 """
 
@@ -118,6 +145,7 @@ SPAN = dt.timedelta(minutes=30)   # start times of a partition's records
 LATENESS = 30.0                   # allowed_lateness of the pipeline file, seconds
 DELAY = 10.0                      # watermark_delay, seconds
 CAMPAIGNS = list(range(1, 41))    # in the CSV, each with a network
+EXTRA_BASE = 1001                 # --extra-campaigns N: campaigns 1001..1000+N, in the CSV too
 NO_NETWORK = 88                   # in the CSV with a blank network_id
 UNKNOWN = 77                      # not in the CSV
 BATCH = 100                       # records per producer batch (the throttled fetch unit)
@@ -151,10 +179,12 @@ def iso(t, rng):
         f".{t.microsecond:06d}" if t.microsecond else "") + "+01:00"
 
 
-def make_records(rng, per_partition, spread=False):
+def make_records(rng, per_partition, spread=False, extra=0):
     """{partition: [(key, payload text), ...]} in produce order (see the module docstring).
     spread (--repartition): every campaign in every partition, each record keyed by its view id
-    (producers that do not key by the group key)."""
+    (producers that do not key by the group key). extra (--repartition only): 90% of the records
+    go to one of campaigns EXTRA_BASE.. instead (many groups: large task states)."""
+    more = list(range(EXTRA_BASE, EXTRA_BASE + extra))
     out = {p: [] for p in range(PARTITIONS)}
     n = 0
     for p in range(PARTITIONS):
@@ -163,7 +193,7 @@ def make_records(rng, per_partition, spread=False):
         for i in range(per_partition):
             n += 1
             base = T0 + dt.timedelta(seconds=7 * p) + (i / per_partition) * SPAN
-            campaign = rng.choice(mine)
+            campaign = rng.choice(more if more and rng.random() < 0.9 else mine)
             start = base - dt.timedelta(seconds=rng.randint(0, 8), milliseconds=125 * rng.randint(0, 7))
             r = rng.random()
             if r < 0.02:
@@ -201,10 +231,10 @@ def make_records(rng, per_partition, spread=False):
     return out
 
 
-def campaigns_csv(path):
+def campaigns_csv(path, extra=0):
     with open(path, "w", encoding="utf-8") as f:
         f.write("campaign_id,network_id,campaign_name\n")
-        for c in CAMPAIGNS:
+        for c in CAMPAIGNS + list(range(EXTRA_BASE, EXTRA_BASE + extra)):
             f.write(f"{c},{network(c)},campaign {c}\n")
         f.write(f"{NO_NETWORK},,campaign without a network\n")
 
@@ -411,7 +441,122 @@ class ParquetSink:
         pass
 
 
-SINKS = ("sqlite", "mysql", "parquet")
+class CassandraSink:
+    """A Cassandra keyspace of its own (cassandra://HOST:PORT/scaleview_<run>_<scenario>, made by
+    the sink, dropped at the end unless --keep), read with the project venv's cassandra-driver:
+    the table `events` (the aggregate's keys and window columns are its primary key, all of it
+    the partition key: each row a partition of its own), `_sluice_dead_letters`, and the task
+    rows `_sluice_tasks` (positions, owners).
+
+    Cassandra has no triggers and the sink's rows are upserts by primary key, so a second write
+    of a window with the same values leaves no trace in the table. What is checked instead is the
+    node's own count of writes into `events`: the virtual table
+    system_views.local_write_latency counts every mutation of one partition (an unlogged batch
+    of one partition counts once; every row of `events` is a partition of its own), so on a
+    single node, with the keyspace fresh, the count is the number of window writes the server
+    applied (write_count; None when the cluster has more than one node or the table is not
+    listed). A crash between a checkpoint's rows and its tasks' conditional batch makes the next
+    owner write those rows again (the sink's exactly-once is by idempotence, README "Exactly
+    once"), so after a kill -9 the count may exceed the windows, but not without one."""
+    kind = "cassandra"
+
+    def __init__(self, test, token, scenario, name):
+        self.test = test
+        self.keyspace = f"scaleview_{token}_{scenario}"[:48]
+        self.pipeline = name
+        self.uri = f"cassandra://{harness.CASSANDRA.address}/{self.keyspace}"
+        self.tasks_seen = False
+
+    def section(self):
+        return None   # the file's own [sink]: uri = "${SINK}", table = "events"
+
+    def prepare(self, test):
+        # No probe: nothing is added to the table; the sink makes the keyspace.
+        test.say(f"{self.pipeline}: keyspace {self.keyspace}")
+
+    def _query(self, cql, args=()):
+        """Rows of cql, None when the keyspace or table does not exist (yet) or the read failed."""
+        try:
+            return list(self.test.cassandra().execute(cql, args))
+        except Exception:  # noqa: BLE001 - the driver raises InvalidRequest, timeouts and more
+            return None
+
+    def _tasks(self):
+        return self._query(f'SELECT source, "partition", owner, "position" FROM '
+                           f'{self.keyspace}."_sluice_tasks" WHERE pipeline = %s', (self.pipeline,))
+
+    def positions(self):
+        """{partition: committed position} from the task rows (the sink's positions: the mirror
+        _sluice_positions may lag them after a crash)."""
+        rows = self._tasks()
+        if rows is None:
+            return None
+        return {int(r.partition): int(r.position) for r in rows
+                if r.source == SOURCE and r.position is not None and r.partition < IDENTITY_BASE}
+
+    def owned_positions(self, pid):
+        rows = self._tasks()
+        if rows is None:
+            return None
+        return {int(r.partition): int(r.position) for r in rows
+                if r.source == SOURCE and r.position is not None and r.partition < IDENTITY_BASE
+                and str(r.owner or "").endswith(f" pid {pid}")}
+
+    def chunked_tasks(self):
+        """How many of the pipeline's task rows name a state in chunks (None: unreadable)."""
+        rows = self._query(f'SELECT state_chunks FROM {self.keyspace}."_sluice_tasks" WHERE '
+                           'pipeline = %s', (self.pipeline,))
+        return None if rows is None else sum(1 for r in rows if r.state_chunks)
+
+    def owned_tasks(self):
+        """How many of the pipeline's task rows still name an owner (None: unreadable)."""
+        rows = self._tasks()
+        return None if rows is None else sum(1 for r in rows if r.owner)
+
+    def has_tasks(self):
+        if not self.tasks_seen:
+            self.tasks_seen = bool(self._tasks())
+        return self.tasks_seen
+
+    def letters(self):
+        rows = self._query(f'SELECT pipeline, "partition", "offset", reason FROM '
+                           f'{self.keyspace}."_sluice_dead_letters"')
+        if rows is None:
+            raise RuntimeError(f"cannot read {self.keyspace}._sluice_dead_letters")
+        return [(int(r.partition), int(r.offset), r.reason) for r in rows
+                if r.pipeline == self.pipeline]
+
+    def rows(self):
+        rows = self._query(f"SELECT {ROW_SQL} FROM {self.keyspace}.events")
+        if rows is None:
+            raise RuntimeError(f"cannot read {self.keyspace}.events")
+        # timestamps come back as naive UTC datetimes (milliseconds)
+        return [row_dict([r[0], r[1], r[2], r[3].isoformat() + "Z", r[4].isoformat() + "Z",
+                          r[5], r[6]]) for r in rows]
+
+    def row_count(self):
+        rows = self._query(f"SELECT COUNT(*) FROM {self.keyspace}.events")
+        return None if rows is None else int(rows[0][0])
+
+    def writes(self):
+        return None   # per window: not observable (an upsert hides a second write); write_count
+
+    def write_count(self):
+        """Mutations of `events` the node applied (see the class), None when not countable."""
+        if self._query("SELECT peer FROM system.peers"):
+            return None   # several nodes: this node's count is only its share
+        rows = self._query("SELECT count FROM system_views.local_write_latency WHERE "
+                           "keyspace_name = %s AND table_name = 'events'", (self.keyspace,))
+        return int(rows[0].count) if rows else None
+
+    def cleanup(self):
+        try:
+            self.test.cassandra().execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
+        except Exception as e:  # noqa: BLE001 - best effort
+            print(f"     note: dropping keyspace {self.keyspace}: {e}")
+
+
+SINKS = ("sqlite", "mysql", "parquet", "cassandra")
 
 
 class StageOneView:
@@ -523,6 +668,8 @@ class StageOneView:
             rows = self.sink._rows("SELECT COUNT(*) FROM `_sluice_tasks` WHERE `pipeline` = "
                                    f"'{self.sink.pipeline}' AND `owner` IS NOT NULL AND `owner` != ''")
             return None if rows is None or len(rows) < 2 else int(rows[1][0])
+        if self.sink.kind == "cassandra":
+            return self.sink.owned_tasks()
         return None
 
 
@@ -550,6 +697,15 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         self.rows_a = None   # scenario a's rows, for the differential
         self.mode = "repartitioned (no keyed_by)" if args.repartition else "keyed_by"
         self.pipelines = {}
+        self.cassandra_cluster = None
+        self.cassandra_session = None
+
+    def cassandra(self):
+        """The driver's session (--sink cassandra), made on first use."""
+        if self.cassandra_session is None:
+            import cassandra_util  # noqa: PLC0415 - only --sink cassandra needs the driver
+            self.cassandra_cluster, self.cassandra_session = cassandra_util.session()
+        return self.cassandra_session
 
     # ---------------------------------------------------------------- setup
     def setup(self):
@@ -558,9 +714,9 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         create_topic(self.topic, PARTITIONS)
         create_topic(self.probe_topic, 1)
         self.campaigns = os.path.join(self.tmp, "campaigns.csv")
-        campaigns_csv(self.campaigns)
+        campaigns_csv(self.campaigns, self.args.extra_campaigns)
         records = make_records(random.Random(self.args.seed), self.args.per_partition,
-                               self.args.repartition)
+                               self.args.repartition, self.args.extra_campaigns)
         for p, recs in records.items():
             kcat_produce(self.topic, p, recs)
         total = sum(len(v) for v in records.values())
@@ -642,6 +798,8 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             sink = SqliteSink(self.tmp, name)
         elif self.args.sink == "mysql":
             sink = MysqlSink(self.mysql, self.token, scenario, name)
+        elif self.args.sink == "cassandra":
+            sink = CassandraSink(self, self.token, scenario, name)
         else:
             sink = ParquetSink(self, self.tmp, name)
         self.sinks.append(sink)
@@ -686,11 +844,14 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
                                 timeout, 0.5)
 
     # ---------------------------------------------------------------- checks
-    def check_sink(self, label, sink, watch, expected=None):
+    def check_sink(self, label, sink, watch, expected=None, killed=False):
         """Problems of sink's rows, writes and dead letters against expected (rows, dead
-        letters, watermarks; default: the whole topic's recomputation)."""
+        letters, watermarks; default: the whole topic's recomputation). killed: a process was
+        killed -9 (a Cassandra sink may then have written a window again, see CassandraSink)."""
         exp_rows, exp, _ = expected or self.expected
         problems = [f"{label}: {x}" for x in watch.regressions]
+        if sink.kind == "cassandra":
+            problems += self.check_write_count(label, sink, len(exp_rows), killed)
         try:
             rows = sink.rows()
             problems += [f"{label}: {x}" for x in
@@ -736,6 +897,30 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
             problems.append(f"{label}: {len(wrong)} dead letters with another reason, e.g. "
                             + ", ".join(f"{k} {have[k]} (expected {exp[k]})" for k in wrong[:5]))
         return problems
+
+    def check_write_count(self, label, sink, windows, killed):
+        """Cassandra: the node's count of writes into `events` against the windows written. Fewer
+        cannot be (the rows are checked too); more is a window written more than once: a failure
+        when no process was killed -9, else (a replay after a crash between a checkpoint's rows
+        and its tasks' batch) said in the log."""
+        self.say(f"{label}: {sink.chunked_tasks()} task rows name a state in chunks "
+                 "(_sluice_task_state)")
+        n = sink.write_count()
+        if n is None:
+            self.say(f"{label}: the writes into {sink.keyspace}.events cannot be counted (more "
+                     "than one node, or the table is not in system_views.local_write_latency)")
+            return []
+        if n == windows:
+            self.say(f"{label}: {n} writes into events == {windows} windows (each written once)")
+            return []
+        if n > windows and killed:
+            self.say(f"{label}: {n} writes into events for {windows} windows: {n - windows} "
+                     "written again after a kill -9 (a replay of rows written before a commit "
+                     "that did not land; the values are checked)")
+            return []
+        return [f"{label}: the node counted {n} writes into events for {windows} windows "
+                f"({'more' if n > windows else 'fewer'} than one write per window"
+                + (", with no process killed -9)" if n > windows else ")")]
 
     def check_status(self, label, sink, expected=None):
         """`sluice status --format json` after the last process stopped: every partition
@@ -904,7 +1089,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         if sink.has_tasks() and n == 0:
             problems.append("no claim handed over an open window: the test did not exercise open "
                             "windows moving between processes")
-        problems += self.check_sink("a", sink, watch)
+        problems += self.check_sink("a", sink, watch, killed=True)
         problems += self.check_status("a", sink)
         if not problems:
             self.rows_a = sorted(sink.rows(), key=lambda r: tuple(r[k] for k in KEY))
@@ -978,7 +1163,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
                             f"({sink.row_count()} rows)")
         for pr in steady:
             self.stop_proc(pr, problems)
-        problems += self.check_sink("c", sink, watch)
+        problems += self.check_sink("c", sink, watch, killed=kills > 0)
         problems += self.check_status("c", sink)
         self.report(f"c: rebalance storm (2 processes + one joining and leaving every 2-5 s) "
                     f"loses nothing ({time.monotonic() - t0:.0f}s)", problems, notes, sink)
@@ -994,7 +1179,7 @@ class Test(scale_out.ScaleOutSteps, harness.SluiceTest):
         topic = f"scaleview_{self.token}_batches"
         create_topic(topic, PARTITIONS)
         records = make_records(random.Random(self.args.seed + 1), self.args.per_partition // 2,
-                               self.args.repartition)
+                               self.args.repartition, self.args.extra_campaigns)
         half = {p: len(v) // 2 for p, v in records.items()}
         sink = self.new_sink("d")
         sink.topic = topic
@@ -1049,9 +1234,15 @@ def main(argv=None):
                     help="throttled consumers read one batch of 100 records per partition this "
                     "often (default 250 ms; 2000 with --repartition)")
     ap.add_argument("--storm-seconds", type=float, default=30)
+    ap.add_argument("--extra-campaigns", type=int, default=0,
+                    help="with --repartition: 90%% of the records go to one of N more campaigns "
+                    "(many groups, so stage two's task states grow past the Cassandra sink's "
+                    "16 KiB inline limit: about 8000 for chunked states)")
     ap.add_argument("--run-timeout", type=float, default=150)
     ap.add_argument("--keep", action="store_true", help="keep the work dir, topics and sinks")
     args = ap.parse_args(argv)
+    if args.extra_campaigns and not args.repartition:
+        ap.error("--extra-campaigns needs --repartition (keyed_by puts a campaign in one partition)")
     if args.per_partition is None:
         args.per_partition = 2500 if args.repartition else 5000
     if args.fetch_wait_ms is None:
@@ -1071,6 +1262,11 @@ def main(argv=None):
             why = t.mysql.reachable()
             if why:
                 return t.missing(why)
+        if args.sink == "cassandra":
+            try:
+                t.cassandra()
+            except harness.Missing as e:
+                return t.missing(str(e))
         if args.sink == "parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -1092,6 +1288,8 @@ def main(argv=None):
                 # scaleview_<sink>_<scenario>_<run>-repartition and its positions topic.
                 delete_topics(f"scaleview_.*{t.token}.*")
         t.keep_or_remove(tmp, args.keep)
+        if t.cassandra_cluster is not None:
+            t.cassandra_cluster.shutdown()
     return t.finish()
 
 
