@@ -71,7 +71,8 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
 /// docs/notes-16/repartition.md, "A pipeline that ran in one stage before"). Reads the sink's
 /// stored positions of the pipeline, read-only (SinkReader::Inventory, positions only), only
 /// for an append-mode aggregate over Kafka into a sink that keeps windows per task (the sinks
-/// stage two writes to); a sink that does not exist yet holds none. Fails with the refusal
+/// stage two writes to); a sink that does not exist yet holds none, and a server not available
+/// yet is asked again (backoff up to 5 s, as the runner opens its sink). Fails with the refusal
 /// (kInvalidArgument: exit 2) or when the sink cannot be read.
 Status CheckSinkStageShape(const PipelineConfig& config, bool two_stages, const std::string& why);
 

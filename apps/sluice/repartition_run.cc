@@ -1,6 +1,10 @@
 // `sluice run` of a repartitioned pipeline: the source's partition counts from the brokers, the
 // planner's split, and the two runners' configurations (docs/notes-16/repartition.md, "Shape").
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
@@ -108,16 +112,25 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
 
 Status CheckSinkStageShape(const PipelineConfig& config, bool two_stages, const std::string& why) {
   if (!StageShapeMatters(config)) return Status::OK();
-  // Only a sink stage two writes to can hold stage two's positions, or be written by it.
-  ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, ConnectorRegistry::Instance().MakeSink(config.sink));
-  if (!sink->SupportsTasks() || !sink->StoresTaskWindows()) return Status::OK();
-  auto* reader = dynamic_cast<SinkReader*>(sink.get());
-  if (reader == nullptr) return Status::OK();
   InventoryOptions options;
   options.pipeline = config.name;
   options.samples_per_reason = 0;
   options.positions_only = true;
-  auto inventory = reader->Inventory(options);
+  // A server that is still starting is retried, as the runner retries opening the sink (a stop
+  // signal meanwhile ends the process: sluice run's start-up watch).
+  Result<SinkInventory> inventory = Status::Unavailable("not read yet");
+  for (int64_t backoff_ms = 200;; backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000)) {
+    // Only a sink stage two writes to can hold stage two's positions, or be written by it.
+    ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, ConnectorRegistry::Instance().MakeSink(config.sink));
+    if (!sink->SupportsTasks() || !sink->StoresTaskWindows()) return Status::OK();
+    auto* reader = dynamic_cast<SinkReader*>(sink.get());
+    if (reader == nullptr) return Status::OK();
+    inventory = reader->Inventory(options);
+    if (inventory.ok() || inventory.status().code() != StatusCode::kUnavailable) break;
+    spdlog::warn("sink not available to read its stored positions ({}); retrying in {} ms",
+                 inventory.status().message(), backoff_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
   // Nothing at the sink's URI yet: a first run, whatever its shape.
   if (!inventory.ok() && inventory.status().code() == StatusCode::kNotFound) return Status::OK();
   if (!inventory.ok()) {
