@@ -54,15 +54,27 @@ struct TwoStages {
 /// (`user_sink`) that keeps stage two's windows per task, then SplitPlan; nullopt for a pipeline
 /// run as one stage (with a warning for the run-time reasons when `warn`). Fails with kIOError when
 /// the brokers cannot be asked, else with the refusal. `sluice run` and `sluice status` both decide
-/// through it.
+/// through it. `why`, when given, is set to why the pipeline runs in the shape decided (the
+/// decision's why, or the run-time reason that keeps it in one stage).
 Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig& config, const SinkConfig& user_sink,
-                                                            const Plan& plan, bool warn);
+                                                            const Plan& plan, bool warn, std::string* why = nullptr);
 
 /// When `runner`'s pipeline repartitions (DecideRepartition, then RepartitionsWith on the source
 /// topics' partitions read from the brokers), the two stages' configurations from SplitPlan;
 /// nullopt for a pipeline run as one stage. Fails when the brokers cannot be asked or the split
-/// is refused.
-Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options);
+/// is refused. `why` as RepartitionSplitFor's.
+Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options,
+                                               std::string* why = nullptr);
+
+/// Refuses to run `config` in the shape decided (`two_stages`, for the reason `why`) when the
+/// positions its sink holds were written by the other shape (CheckStoredShape;
+/// docs/notes-16/repartition.md, "A pipeline that ran in one stage before"). Reads the sink's
+/// stored positions of the pipeline, read-only (SinkReader::Inventory, positions only), only
+/// for an append-mode aggregate over Kafka into a sink that keeps windows per task (the sinks
+/// stage two writes to); a sink that does not exist yet holds none, and a server not available
+/// yet is asked again (backoff up to 5 s, as the runner opens its sink). Fails with the refusal
+/// (kInvalidArgument: exit 2) or when the sink cannot be read.
+Status CheckSinkStageShape(const PipelineConfig& config, bool two_stages, const std::string& why);
 
 /// Prints a one-line run summary to stdout (for a run that finished).
 /// Prints the one-line run summary to `out` (stderr when stdout carries the rows: `stdout:`).

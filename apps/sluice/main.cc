@@ -48,7 +48,8 @@ using sluice::Status;
 ///   2  bad pipeline file or arguments, found before any data is read: an unknown option or key,
 ///      a --var the pipeline does not reference, a variable without a value, a missing pipeline
 ///      or input file, a source path that is a directory, a sink that cannot take the pipeline's
-///      output (update mode into parquet:)
+///      output (update mode into parquet:), a pipeline that would run in one stage where its
+///      sink's positions were written by two or the reverse (CheckSinkStageShape)
 ///
 /// `sluice validate` runs the same checks as the start of `sluice run` (Runner::Make), so
 /// whatever validate passes, run does not reject for its configuration.
@@ -631,10 +632,20 @@ int Run(const std::string& path, const std::vector<std::string>& var_items,
   if (!runner) return exit_code;
   // A pipeline that repartitions (append-mode windows over an unkeyed Kafka source of several
   // partitions) runs as its two stages; every other one as one runner, below.
-  auto stages = sluice::cli::PlanTwoStages(*runner, options);
+  std::string shape_why;
+  auto stages = sluice::cli::PlanTwoStages(*runner, options, &shape_why);
   if (!stages.ok()) {
     ReportError(stages.status().message());
     return CheckExitCode(stages.status());
+  }
+  // A pipeline whose sink holds positions written by the other shape (it ran in one stage and
+  // would run in two now, or the reverse) is refused before either shape reads anything.
+  if (options.sink_override == nullptr && !options.stage_one && !options.stage_two.enabled) {
+    Status shape = sluice::cli::CheckSinkStageShape(runner->config(), stages->has_value(), shape_why);
+    if (!shape.ok()) {
+      ReportError(shape.message());
+      return CheckExitCode(shape);
+    }
   }
   if (stages->has_value()) {
     runner.reset();

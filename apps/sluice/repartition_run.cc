@@ -1,6 +1,10 @@
 // `sluice run` of a repartitioned pipeline: the source's partition counts from the brokers, the
 // planner's split, and the two runners' configurations (docs/notes-16/repartition.md, "Shape").
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
@@ -10,12 +14,16 @@
 #include "connectors/kafka/kafka_source.h"
 #include "runtime/registry.h"
 #include "runtime/repartition_plan.h"
+#include "runtime/sink_inventory.h"
 
 namespace sluice::cli {
 
 Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig& config, const SinkConfig& user_sink_config,
-                                                            const Plan& plan, bool warn) {
+                                                            const Plan& plan, bool warn, std::string* why) {
+  std::string unused;
+  if (why == nullptr) why = &unused;
   const RepartitionDecision decision = DecideRepartition(config);
+  *why = decision.why;
   if (!decision.would) return std::optional<RepartitionSplit>();
   // The source's topics and their partitions, from the brokers (the Kafka source's own reading
   // of the [source] section: topics, pattern, slots).
@@ -42,6 +50,8 @@ Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig
     in_all += static_cast<int64_t>(offsets.size());
   }
   if (!RepartitionsWith(decision, in_all)) {
+    *why = in_all == 0 ? "the source's topics have no partitions yet on " + ks.brokers
+                       : "the source's topics have one partition in all, which one task reads whole";
     if (warn && in_all == 0) {
       spdlog::warn("repartition: the source's topics have no partitions yet on {}: running in one stage "
                    "(windows are exact over one process only)",
@@ -54,6 +64,7 @@ Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig
   auto user_sink = ConnectorRegistry::Instance().MakeSink(user_sink_config);
   if (!user_sink.ok()) return user_sink.status();
   if (!(*user_sink)->SupportsTasks() || !(*user_sink)->StoresTaskWindows()) {
+    *why = "the sink " + user_sink_config.uri + " cannot keep stage two's windows per task";
     if (warn) {
       spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "
                    "Cassandra can): running pipeline {} in one stage, whose windows are exact over one process only",
@@ -63,12 +74,13 @@ Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig
   }
   auto split = SplitPlan(plan, topics);
   if (!split.ok()) return split.status();
+  *why = decision.why + ", of " + std::to_string(in_all) + " partitions in all";
   return std::optional<RepartitionSplit>(std::move(split).value());
 }
 
-Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options) {
+Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOptions& options, std::string* why) {
   if (options.stage_one || options.stage_two.enabled) return std::optional<TwoStages>();
-  auto planned = RepartitionSplitFor(runner.config(), runner.config().sink, runner.plan(), true);
+  auto planned = RepartitionSplitFor(runner.config(), runner.config().sink, runner.plan(), true, why);
   if (!planned.ok()) return planned.status();
   if (!*planned) return std::optional<TwoStages>();
   RepartitionSplit& split = **planned;
@@ -96,6 +108,42 @@ Result<std::optional<TwoStages>> PlanTwoStages(const Runner& runner, const RunOp
   // of windows it already wrote come back and are dead-lettered `late` by its backstop).
   stages.two_options.reset_source.clear();
   return std::optional<TwoStages>(std::move(stages));
+}
+
+Status CheckSinkStageShape(const PipelineConfig& config, bool two_stages, const std::string& why) {
+  if (!StageShapeMatters(config)) return Status::OK();
+  InventoryOptions options;
+  options.pipeline = config.name;
+  options.samples_per_reason = 0;
+  options.positions_only = true;
+  // A server that is still starting is retried, as the runner retries opening the sink (a stop
+  // signal meanwhile ends the process: sluice run's start-up watch).
+  Result<SinkInventory> inventory = Status::Unavailable("not read yet");
+  for (int64_t backoff_ms = 200;; backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000)) {
+    // Only a sink stage two writes to can hold stage two's positions, or be written by it.
+    ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, ConnectorRegistry::Instance().MakeSink(config.sink));
+    if (!sink->SupportsTasks() || !sink->StoresTaskWindows()) return Status::OK();
+    auto* reader = dynamic_cast<SinkReader*>(sink.get());
+    if (reader == nullptr) return Status::OK();
+    inventory = reader->Inventory(options);
+    if (inventory.ok() || inventory.status().code() != StatusCode::kUnavailable) break;
+    spdlog::warn("sink not available to read its stored positions ({}); retrying in {} ms",
+                 inventory.status().message(), backoff_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+  }
+  // Nothing at the sink's URI yet: a first run, whatever its shape.
+  if (!inventory.ok() && inventory.status().code() == StatusCode::kNotFound) return Status::OK();
+  if (!inventory.ok()) {
+    return inventory.status().WithContext("pipeline " + config.name +
+                                          ": reading the positions the sink holds (to check they were written by a "
+                                          "run of the same shape, one stage or two)");
+  }
+  std::vector<std::pair<std::string, int32_t>> stored;
+  for (const PipelineInventory& p : inventory->pipelines) {
+    if (p.pipeline != config.name) continue;
+    for (const StoredPosition& pos : p.positions) stored.emplace_back(pos.source, pos.partition);
+  }
+  return CheckStoredShape(config, two_stages, why, stored, inventory->location);
 }
 
 }  // namespace sluice::cli

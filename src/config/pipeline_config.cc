@@ -572,8 +572,20 @@ Result<PipelineConfig> ParsePipelineConfig(const std::string& text, const std::s
     cfg.source.repartition_partitions = static_cast<int32_t>(v);
     cfg.source.repartition_partitions_where = LocationOf(*rp, file);
   }
+  if (const toml::node* rn = s.get("repartition")) {
+    // Read here, not by the connector: the planner decides whether the pipeline repartitions.
+    ASSIGN_OR_RETURN(std::string t, r.Scalar(*rn, "repartition"));
+    if (t != "true" && t != "false") {
+      return r.Fail(*rn, "[source] repartition must be true or false (false: run in one stage, whose windows are "
+                         "exact over one process only), not \"" + t + "\"");
+    }
+    cfg.source.repartition = t == "true";
+    cfg.source.repartition_set = true;
+    cfg.source.repartition_where = LocationOf(*rn, file);
+  }
   ASSIGN_OR_RETURN(cfg.source.options,
-                   r.CollectOptions(s, {"name", "uri", "fields", "keyed_by", "repartition_partitions"}, *sn));
+                   r.CollectOptions(s, {"name", "uri", "fields", "keyed_by", "repartition_partitions", "repartition"},
+                                    *sn));
 
   // [dimension.NAME]
   if (const toml::node* dn = root.get("dimension")) {

@@ -72,6 +72,12 @@ struct SourceConfig {
   /// it for a pipeline that does not repartition (runtime/repartition_plan.h).
   int32_t repartition_partitions = 0;
   expr::SourceLocation repartition_partitions_where;  ///< where it is written
+  /// `repartition`: false keeps a pipeline that would repartition in one stage (exact over one
+  /// process only), so a pipeline that ran in one stage into a sink can go on doing so. The
+  /// planner refuses the key where nothing repartitions anyway (runtime/repartition_plan.h).
+  bool repartition = true;
+  bool repartition_set = false;                // written in the file
+  expr::SourceLocation repartition_where;      ///< where it is written
   Options options;  ///< everything else under [source], for the connector
 };
 

@@ -37,6 +37,7 @@ const char* RepartitionReasonName(RepartitionReason reason) {
     case RepartitionReason::kFileSource: return "file_source";
     case RepartitionReason::kOtherSource: return "other_source";
     case RepartitionReason::kKeyedBy: return "keyed_by";
+    case RepartitionReason::kOptedOut: return "opted_out";
   }
   return "unknown";
 }
@@ -61,6 +62,9 @@ RepartitionDecision DecideRepartition(const PipelineConfig& config) {
     d.reason = RepartitionReason::kKeyedBy;
     d.why = "[source] keyed_by = [" + Join(config.source.keyed_by) +
             "] says the records of a group are in one partition already";
+  } else if (!config.source.repartition) {
+    d.reason = RepartitionReason::kOptedOut;
+    d.why = "[source] repartition = false: one stage, whose windows are exact over one process only";
   } else {
     d.would = true;
     d.reason = RepartitionReason::kAppendUnkeyed;
@@ -75,13 +79,62 @@ bool RepartitionsWith(const RepartitionDecision& decision, int64_t source_partit
 }
 
 Status CheckRepartitionPartitions(const PipelineConfig& config) {
-  if (config.source.repartition_partitions == 0) return Status::OK();
   const RepartitionDecision d = DecideRepartition(config);
+  if (config.source.repartition_set && !d.would && d.reason != RepartitionReason::kOptedOut) {
+    return Status::InvalidArgument(expr::Locate(config.source.repartition_where) +
+                                   ": [source] repartition chooses whether a pipeline that would repartition "
+                                   "does so, and this pipeline does not repartition anyway (" + d.why +
+                                   "); leave repartition out");
+  }
+  if (config.source.repartition_partitions == 0) return Status::OK();
   if (d.would) return Status::OK();
   return Status::InvalidArgument(expr::Locate(config.source.repartition_partitions_where) +
                                  ": [source] repartition_partitions sets the partitions of the internal topic "
                                  "<pipeline>-repartition, and this pipeline does not repartition (" + d.why +
                                  "); leave repartition_partitions out");
+}
+
+std::string StageTwoSourceName(const std::string& source) { return source + "_repartition"; }
+
+bool StageShapeMatters(const PipelineConfig& config) {
+  return config.aggregate && config.aggregate->mode == "append" && SplitUri(config.source.uri).first == "kafka";
+}
+
+Status CheckStoredShape(const PipelineConfig& config, bool two_stages, const std::string& why,
+                        const std::vector<std::pair<std::string, int32_t>>& stored, const std::string& sink) {
+  if (!StageShapeMatters(config)) return Status::OK();
+  const std::string one_name = config.source.name;
+  const std::string two_name = StageTwoSourceName(one_name);
+  // Only the source's partitions count: identity entries (a recreated topic's generation) come
+  // with them, never alone.
+  bool one = false, two = false;
+  for (const auto& [source, partition] : stored) {
+    if (partition < 0 || partition >= kIdentityPartitionBase) continue;
+    one = one || source == one_name;
+    two = two || source == two_name;
+  }
+  const std::string head = "pipeline " + config.name + ": the sink " + sink + " holds ";
+  const std::string fresh =
+      "or give the pipeline a new name ([pipeline] name) and a new table or directory in [sink]: it then reads "
+      "the source from its `start`";
+  if (two_stages && one && !two) {
+    return Status::InvalidArgument(
+        head + "positions of source " + one_name + " and none of " + two_name +
+        ": it ran in one stage, and would run in two now (" + why +
+        "). Stage one has no positions of its own: it would read the source again from the group's offsets "
+        "or its start, writing windows the sink holds a second time, and the open windows of the one-stage "
+        "state would be lost. Run it in one stage as before (restore [source] keyed_by if it had one, or set "
+        "[source] repartition = false), " + fresh);
+  }
+  if (!two_stages && two && !one) {
+    return Status::InvalidArgument(
+        head + "positions of source " + two_name + " (stage two of a repartitioned run) and none of " + one_name +
+        ": it ran in two stages, and would run in one now (" + why +
+        "). The source would be read from its start and every window written again. Run it in two stages as "
+        "before (remove [source] keyed_by or repartition = false, keep the sink and the source's partitions), " +
+        fresh);
+  }
+  return Status::OK();
 }
 
 std::string DescribeRepartition(const RepartitionDecision& d) {
@@ -181,7 +234,7 @@ Result<RepartitionSplit> SplitPlan(const Plan& plan, const SourceTopics& topics)
   c.catch_up_timeout_micros = config.catch_up_timeout_micros;
   c.shutdown_timeout_micros = config.shutdown_timeout_micros;
   c.source.pipeline = config.name;
-  c.source.name = config.source.name + "_repartition";
+  c.source.name = StageTwoSourceName(config.source.name);
   c.source.uri = "kafka://" + topics.brokers + "/" + d.topic;
   const expr::SourceLocation& at = config.source.options.section_location;
   c.source.options.section_location = at;

@@ -33,10 +33,11 @@ enum class RepartitionReason {
   kOtherSource,    ///< a source no consumer group shares out (http, generator, a table): one
                    ///< process reads all of it
   kKeyedBy,        ///< `[source] keyed_by` says the messages are keyed by the group key
+  kOptedOut,       ///< `[source] repartition = false`: one stage, exact over one process only
 };
 
 /// Returns the reason's name in explain's JSON: append_unkeyed, no_aggregate, update_mode,
-/// file_source, other_source, keyed_by.
+/// file_source, other_source, keyed_by, opted_out.
 const char* RepartitionReasonName(RepartitionReason reason);
 
 /// What the pipeline file says about repartitioning. The rest is known only at run time: a
@@ -52,18 +53,45 @@ struct RepartitionDecision {
 };
 
 /// Decides from the file alone: a pipeline would repartition iff it has an [aggregate] in
-/// append mode, reads a Kafka source (whose partitions a consumer group hands out) and does not
-/// declare `[source] keyed_by`. When several reasons keep it from repartitioning, names the
-/// first of: no [aggregate], update mode, the source's kind, keyed_by.
+/// append mode, reads a Kafka source (whose partitions a consumer group hands out), does not
+/// declare `[source] keyed_by` and does not set `[source] repartition = false`. When several
+/// reasons keep it from repartitioning, names the first of: no [aggregate], update mode, the
+/// source's kind, keyed_by, repartition = false.
 RepartitionDecision DecideRepartition(const PipelineConfig& config);
 
 /// The run-time half: true when `decision.would` and the source's topics have more than one
 /// partition in all (`source_partitions`, from their metadata).
 bool RepartitionsWith(const RepartitionDecision& decision, int64_t source_partitions);
 
-/// Refuses `[source] repartition_partitions` on a pipeline that does not repartition, naming
-/// the key, where it is written and why it has no meaning there (BuildPlan calls it).
+/// Refuses `[source] repartition_partitions` on a pipeline that does not repartition, and
+/// `[source] repartition` (either value) on one that would not repartition without it (no
+/// [aggregate], update mode, a source no consumer group shares out, keyed_by), naming the key,
+/// where it is written and why it has no meaning there (BuildPlan calls it).
 Status CheckRepartitionPartitions(const PipelineConfig& config);
+
+/// The source name stage two stores its positions under in the user's sink:
+/// `<source>_repartition` (StageTwoPlan::config's [source] name).
+std::string StageTwoSourceName(const std::string& source);
+
+/// Whether this run's shape matters for what the sink holds: an append-mode [aggregate] over a
+/// Kafka source, the pipelines that run in one stage or two depending on keyed_by,
+/// `repartition`, the topics' partitions and the sink (sluice run's RepartitionSplitFor).
+bool StageShapeMatters(const PipelineConfig& config);
+
+/// Refuses a run whose shape differs from the one the sink's stored positions were written by
+/// (docs/notes-16/repartition.md, "A pipeline that ran in one stage before"): `two_stages` but
+/// the sink holds positions of `[source]`'s name and none of `<source>_repartition` (it ran in
+/// one stage: stage one, with no positions of its own, would count again what the sink holds or
+/// drop its open windows), or one stage but the sink holds positions of `<source>_repartition`
+/// and none of the source's (it ran in two stages: the source would be read from its start
+/// again). `stored` are the pipeline's positions as the sink holds them (LoadPositions; none:
+/// a new sink); `sink` names it and `why` says why the run is of its shape now (the decision's
+/// why, or why the run-time half keeps it in one stage). kInvalidArgument (the file no longer
+/// fits what the sink holds: exit 2, found before any data is read) naming the pipeline, the
+/// sink, both shapes and what to do; OK for a pipeline whose shape does not matter
+/// (StageShapeMatters).
+Status CheckStoredShape(const PipelineConfig& config, bool two_stages, const std::string& why,
+                        const std::vector<std::pair<std::string, int32_t>>& stored, const std::string& sink);
 
 /// Renders the decision for `sluice validate`: one "  repartition ..." line, plus, when the
 /// pipeline would repartition, its topic and partitions and whether `run` does it yet.

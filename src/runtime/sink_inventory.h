@@ -64,6 +64,10 @@ struct InventoryOptions {
   std::string pipeline;           ///< "": every pipeline in the sink
   size_t samples_per_reason = 3;  ///< dead-letter samples per reason (the newest)
   size_t sample_reasons = 10;     ///< reasons (most frequent first) that get samples
+  /// Reads the stored positions of `pipeline` (which must be named) and nothing else: no state,
+  /// no dead letters, no details (`sluice run`'s check at start of what shape the sink's
+  /// positions were written by). A store without the pipeline's positions gives no pipeline.
+  bool positions_only = false;
 };
 
 /// Everything a sink holds about the pipelines that wrote to it.

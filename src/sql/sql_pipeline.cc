@@ -910,6 +910,18 @@ Status Translator::SourceOptions() {
       src.repartition_partitions_where = where;
       continue;
     }
+    if (key == "repartition") {
+      // false: one stage even where the pipeline would repartition (checked by the planner).
+      ASSIGN_OR_RETURN(std::string v, OptionValue(o));
+      if (v != "true" && v != "false") {
+        return ctx_.Error(o.Location(), "repartition must be 'true' or 'false' (false: run in one stage, whose "
+                                        "windows are exact over one process only), not '" + v + "'");
+      }
+      src.repartition = v == "true";
+      src.repartition_set = true;
+      src.repartition_where = where;
+      continue;
+    }
     ASSIGN_OR_RETURN(std::string v, OptionValue(o, IsPathOption(key) ? PathKind::kPath : PathKind::kNone));
     src.options.Set(key, Option{std::move(v), where});
   }

@@ -926,6 +926,19 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
     for (const auto& row : tables.rows) {
       if (!row.empty()) have.insert(row[0].text());
     }
+    if (options.positions_only) {
+      // The named pipeline's positions only (with its task rows', as LoadPositions merges
+      // them): no scan of the tables for pipeline names, no state read.
+      if (options.pipeline.empty()) return Status::Internal("cassandra sink: positions_only without a pipeline");
+      if (!have.count("_sluice_positions")) return inv;
+      tasks_table_ = have.count("_sluice_tasks") > 0;
+      ctx_.pipeline = options.pipeline;
+      PipelineInventory p;
+      p.pipeline = options.pipeline;
+      ASSIGN_OR_RETURN(p.positions, LoadPositions());
+      if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
+      return inv;
+    }
     std::set<std::string> names;
     auto collect = [&](const std::string& cql) -> Status {
       ASSIGN_OR_RETURN(cassandra::QueryResult r, conn_->QueryAllPages(cql, {}, q));

@@ -906,6 +906,10 @@ Result<SinkInventory> ParquetSink::Inventory(const InventoryOptions& options) {
       p.pipeline = name;
       p.positions = state->positions;
       p.state_bytes = static_cast<int64_t>(state->engine_state.size());
+      if (options.positions_only) {
+        inv.pipelines.push_back(std::move(p));
+        continue;
+      }
       const auto mtime = fs::last_write_time(path, ec);
       if (!ec) {
         const auto since_epoch = std::chrono::file_clock::to_sys(mtime).time_since_epoch();
@@ -943,6 +947,7 @@ Result<PipelineInventory> ParquetSink::TasksInventory(
   PipelineInventory p;
   p.pipeline = name;
   p.positions = MergedTaskPositions(tasks);
+  if (options.positions_only) return p;
   p.state_bytes = 0;
   int64_t dead_letter_files = moved_ ? moved_->dead_letter_seq : 0;
   std::map<std::pair<std::string, int32_t>, int64_t> task_seq;

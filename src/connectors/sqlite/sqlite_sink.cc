@@ -855,6 +855,17 @@ Result<SinkInventory> SqliteSink::Inventory(const InventoryOptions& options) {
       // "file is not a database" and the like: the URI names something that is no sluice sink.
       return Status::InvalidArgument(path_ + " is not an SQLite database sluice can read: " + s.message());
     }
+    if (options.positions_only) {
+      // The named pipeline's positions only: no scan of the other tables for pipeline names.
+      if (options.pipeline.empty()) return Status::Internal("sqlite sink: positions_only without a pipeline");
+      if (std::find(tables.begin(), tables.end(), "_sluice_positions") == tables.end()) return inv;
+      ctx_.pipeline = options.pipeline;
+      PipelineInventory p;
+      p.pipeline = options.pipeline;
+      ASSIGN_OR_RETURN(p.positions, LoadPositions());
+      if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
+      return inv;
+    }
     std::string union_sql;
     for (const auto& t : tables) {
       union_sql += (union_sql.empty() ? "" : " UNION ") + std::string("SELECT pipeline FROM ") + t;

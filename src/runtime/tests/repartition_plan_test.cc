@@ -107,6 +107,8 @@ TEST_F(RepartitionPlanTest, DecisionFollowsModeSourceAndKeyedBy) {
            {Pipeline("file:in.csv", "append"), false, RepartitionReason::kFileSource},
            {Pipeline("generator:", "append"), false, RepartitionReason::kOtherSource},
            {Pipeline(kafka, "append", "keyed_by = [\"k\"]\n"), false, RepartitionReason::kKeyedBy},
+           {Pipeline(kafka, "append", "repartition = false\n"), false, RepartitionReason::kOptedOut},
+           {Pipeline(kafka, "append", "repartition = true\n"), true, RepartitionReason::kAppendUnkeyed},
            // The first reason wins: update mode over a file.
            {Pipeline("in.ndjson", "update"), false, RepartitionReason::kUpdateMode},
        }) {
@@ -211,6 +213,143 @@ TEST_F(RepartitionPlanTest, SqlSetsRepartitionPartitionsInTheSourcesWith) {
       << zero.status().message();
 }
 
+// `[source] repartition`: a boolean (or a variable's text true/false), read by the planner and
+// not the connector, located, and refused where nothing would repartition without it.
+TEST_F(RepartitionPlanTest, RepartitionIsABooleanTheConnectorNeverSees) {
+  const std::string kafka = "kafka://localhost:9092/clicks";
+  auto with = [&](const std::string& value) { return Pipeline(kafka, "append", "repartition = " + value + "\n"); };
+  ASSERT_EQ(Refusal(with("false")), "accepted");
+  EXPECT_FALSE(config_.source.repartition);
+  EXPECT_TRUE(config_.source.repartition_set);
+  EXPECT_EQ(config_.source.repartition_where.line, 5);
+  EXPECT_EQ(config_.source.repartition_where.column, 15);
+  EXPECT_FALSE(config_.source.options.Has("repartition"));
+  EXPECT_EQ(DecideRepartition(config_).why,
+            "[source] repartition = false: one stage, whose windows are exact over one process only");
+  ASSERT_EQ(Refusal(with("true")), "accepted");
+  EXPECT_TRUE(config_.source.repartition);
+  ASSERT_EQ(Refusal(with("\"${R:-false}\"")), "accepted");
+  EXPECT_FALSE(config_.source.repartition);
+  ASSERT_EQ(Refusal(Pipeline(kafka, "append")), "accepted");
+  EXPECT_TRUE(config_.source.repartition);
+  EXPECT_FALSE(config_.source.repartition_set);
+
+  const std::string rule = "[source] repartition must be true or false (false: run in one stage, whose windows are "
+                           "exact over one process only), not ";
+  EXPECT_EQ(Refusal(with("0")), File() + ":5:15: " + rule + "\"0\"");
+  EXPECT_EQ(Refusal(with("\"no\"")), File() + ":5:16: " + rule + "\"no\"");
+}
+
+TEST_F(RepartitionPlanTest, RepartitionIsRefusedWhereNothingWouldRepartitionAndWithPartitions) {
+  const std::string kafka = "kafka://localhost:9092/clicks";
+  const std::string head = "[source] repartition chooses whether a pipeline that would repartition does so, and "
+                           "this pipeline does not repartition anyway (";
+  const std::string tail = "); leave repartition out";
+  EXPECT_EQ(Refusal(Pipeline(kafka, "update", "repartition = false\n")),
+            File() + ":5:15: " + head +
+                "update mode merges each partition's changes into the stored rows, exact without it" + tail);
+  EXPECT_EQ(Refusal(Pipeline("in.ndjson", "append", "repartition = true\n")),
+            File() + ":5:15: " + head + "the source is a file, a bounded input one process reads whole" + tail);
+  EXPECT_EQ(Refusal(Pipeline(kafka, "append", "keyed_by = [\"k\"]\nrepartition = false\n")),
+            File() + ":6:15: " + head +
+                "[source] keyed_by = [k] says the records of a group are in one partition already" + tail);
+  EXPECT_EQ(Refusal(Pipeline(kafka, "", "repartition = false\n")),
+            File() + ":6:15: " + head + "a pipeline without [aggregate] keeps no windows" + tail);
+  // The partitions of a topic that is not made.
+  EXPECT_EQ(Refusal(Pipeline(kafka, "append", "repartition = false\nrepartition_partitions = 4\n")),
+            File() + ":6:26: [source] repartition_partitions sets the partitions of the internal topic "
+                     "<pipeline>-repartition, and this pipeline does not repartition ([source] repartition = false: "
+                     "one stage, whose windows are exact over one process only); leave repartition_partitions out");
+  EXPECT_EQ(Refusal(Pipeline(kafka, "append", "repartition = true\nrepartition_partitions = 4\n")), "accepted");
+}
+
+TEST_F(RepartitionPlanTest, SqlSetsRepartitionInTheSourcesWith) {
+  auto parse = [&](const std::string& value) {
+    const std::string text =
+        "CREATE TABLE src (a bigint, t timestamp) WITH (uri = 'kafka://localhost:9092/clicks', "
+        "repartition = " + value + ");\n"
+        "CREATE MATERIALIZED VIEW v WITH (uri = 'sqlite:o.db', mode = 'append') AS\n"
+        "SELECT window_start, a, count(*) AS n\n"
+        "FROM tumble(src, t, INTERVAL '1 minute') GROUP BY window_start, a;\n";
+    Variables vars;
+    vars.use_environment = false;
+    return sql::ParseSqlPipeline(text, (dir_ / "p.sql").string(), vars);
+  };
+  for (const std::string v : {"false", "'false'"}) {
+    auto cfg = parse(v);
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    EXPECT_FALSE(cfg->source.repartition) << v;
+    EXPECT_TRUE(cfg->source.repartition_set) << v;
+    EXPECT_FALSE(cfg->source.options.Has("repartition")) << v;
+    ASSERT_TRUE(BuildPlan(*cfg).ok()) << v;
+    EXPECT_EQ(DecideRepartition(*cfg).reason, RepartitionReason::kOptedOut) << v;
+  }
+  auto yes = parse("true");
+  ASSERT_TRUE(yes.ok()) << yes.status().ToString();
+  EXPECT_TRUE(DecideRepartition(*yes).would);
+  auto bad = parse("'maybe'");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("p.sql:1:"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("repartition must be 'true' or 'false'"), std::string::npos)
+      << bad.status().message();
+}
+
+// `sluice run`'s check at start: the sink's stored positions must have been written by a run of
+// the shape decided now. Positions as (source, partition), as LoadPositions gives them.
+TEST_F(RepartitionPlanTest, StoredPositionsOfTheOtherShapeAreRefused) {
+  const std::string kafka = "kafka://localhost:9092/clicks";
+  ASSERT_EQ(Refusal(Pipeline(kafka, "append")), "accepted");
+  const PipelineConfig config = config_;  // source "source", pipeline "clicks"
+  using Stored = std::vector<std::pair<std::string, int32_t>>;
+  const Stored none;
+  const Stored one_stage = {{"source", 0}, {"source", 1}};
+  const Stored two_stage = {{"source_repartition", 0}, {"source_repartition", 1}};
+  const Stored both = {{"source", 0}, {"source_repartition", 0}};
+  // Identity entries (a recreated topic's generation) and another source's positions: no shape.
+  const Stored identity_only = {{"source", kGenerationPartitionBase + 1}, {"source_repartition", kIdentityPartitionBase}};
+  const Stored other = {{"views", 0}, {"views_repartition", 0}};
+  const std::string sink = "sqlite:out.db";
+  for (bool two : {true, false}) {
+    for (const Stored* s : {&none, &both, &identity_only, &other}) {
+      EXPECT_TRUE(CheckStoredShape(config, two, "why", *s, sink).ok()) << two;
+    }
+  }
+  EXPECT_TRUE(CheckStoredShape(config, false, "why", one_stage, sink).ok());
+  EXPECT_TRUE(CheckStoredShape(config, true, "why", two_stage, sink).ok());
+
+  Status to_two = CheckStoredShape(config, true, "WHY-TWO", one_stage, sink);
+  EXPECT_EQ(to_two.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(to_two.message(),
+            "pipeline clicks: the sink sqlite:out.db holds positions of source source and none of source_repartition: "
+            "it ran in one stage, and would run in two now (WHY-TWO). Stage one has no positions of its own: it "
+            "would read the source again from the group's offsets or its start, writing windows the sink holds a "
+            "second time, and the open windows of the one-stage state would be lost. Run it in one stage as before "
+            "(restore [source] keyed_by if it had one, or set [source] repartition = false), or give the pipeline "
+            "a new name ([pipeline] name) and a new table or directory in [sink]: it then reads the source from "
+            "its `start`");
+  Status to_one = CheckStoredShape(config, false, "WHY-ONE", two_stage, sink);
+  EXPECT_EQ(to_one.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(to_one.message(),
+            "pipeline clicks: the sink sqlite:out.db holds positions of source source_repartition (stage two of a "
+            "repartitioned run) and none of source: it ran in two stages, and would run in one now (WHY-ONE). The "
+            "source would be read from its start and every window written again. Run it in two stages as before "
+            "(remove [source] keyed_by or repartition = false, keep the sink and the source's partitions), or give "
+            "the pipeline a new name ([pipeline] name) and a new table or directory in [sink]: it then reads the "
+            "source from its `start`");
+
+  // Pipelines whose shape never changes are not checked: update mode, a select, a file source.
+  for (const std::string& text :
+       {Pipeline(kafka, "update"), Pipeline(kafka, ""), Pipeline("in.ndjson", "append")}) {
+    ASSERT_EQ(Refusal(text), "accepted") << text;
+    EXPECT_FALSE(StageShapeMatters(config_)) << text;
+    EXPECT_TRUE(CheckStoredShape(config_, false, "why", two_stage, sink).ok()) << text;
+  }
+  // keyed_by and repartition = false do matter: they choose one stage for such a pipeline.
+  ASSERT_EQ(Refusal(Pipeline(kafka, "append", "keyed_by = [\"k\"]\n")), "accepted");
+  EXPECT_TRUE(StageShapeMatters(config_));
+  EXPECT_FALSE(CheckStoredShape(config_, false, "why", two_stage, sink).ok());
+}
+
 // `sluice validate`: one line for every pipeline, and for one that would repartition its topic,
 // and its partitions.
 TEST_F(RepartitionPlanTest, ValidateSaysWhetherAndWhy) {
@@ -234,6 +373,9 @@ TEST_F(RepartitionPlanTest, ValidateSaysWhetherAndWhy) {
   EXPECT_EQ(ValidateLines(Pipeline("generator:", "append")),
             "  repartition no: the source (generator) is read whole by one process, not shared out by a Kafka "
             "consumer group\n");
+  EXPECT_EQ(ValidateLines(Pipeline(kafka, "append", "repartition = false\n")),
+            "  repartition no: [source] repartition = false: one stage, whose windows are exact over one process "
+            "only\n");
 }
 
 // `sluice explain`: the same decision after the sink's block, and in the JSON.
@@ -276,6 +418,13 @@ TEST_F(RepartitionPlanTest, ExplainSaysWhetherAndWhy) {
   EXPECT_EQ(ExplainLines(Pipeline("in.ndjson", "append"), &json),
             "repartition: no, the source is a file, a bounded input one process reads whole\n");
   EXPECT_NE(json.find("\"reason\":\"file_source\""), std::string::npos) << json;
+  EXPECT_EQ(ExplainLines(Pipeline(kafka, "append", "repartition = false\n"), &json),
+            "repartition: no, [source] repartition = false: one stage, whose windows are exact over one process "
+            "only\n");
+  EXPECT_NE(json.find("\"repartition\":{\"would\":false,\"reason\":\"opted_out\",\"why\":\"[source] "
+                      "repartition = false: one stage, whose windows are exact over one process only\",\"built\":true}"),
+            std::string::npos)
+      << json;
 }
 
 /// The shipped viewlog pipeline, reading a Kafka topic (it declares no keyed_by).

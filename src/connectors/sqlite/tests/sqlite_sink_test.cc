@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -176,6 +177,81 @@ TEST(SqliteSinkOpenTest, SeveralOpeningOneNewFileTogetherAllOpenIt) {
     }
     for (auto& sink : sinks) sink->Close();
   }
+  fs::remove_all(dir);
+}
+
+// `sluice run`'s check of what shape wrote the sink (positions_only): the named pipeline's
+// positions and nothing else, from a sink never opened; nothing at the path is kNotFound, and a
+// database without sluice's tables holds no pipeline.
+TEST(SqliteSinkInventoryTest, PositionsOnlyReadsTheNamedPipelinesPositions) {
+  const fs::path dir = fs::temp_directory_path() / ("sluice_sqlite_inv_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "out.db").string();
+  SinkConfig config;
+  config.uri = "sqlite:" + path;
+  config.table = "out";
+  InventoryOptions options;
+  options.pipeline = "p";
+  options.positions_only = true;
+  {
+    auto fresh = SqliteSink::Make(config);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_EQ(dynamic_cast<SinkReader&>(**fresh).Inventory(options).status().code(), StatusCode::kNotFound);
+    EXPECT_FALSE(fs::exists(path));  // nothing created
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE other (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    auto bare = SqliteSink::Make(config);
+    ASSERT_TRUE(bare.ok());
+    auto inv = dynamic_cast<SinkReader&>(**bare).Inventory(options);
+    ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+    EXPECT_TRUE(inv->pipelines.empty());
+  }
+  for (const std::string pipeline : {"p", "q"}) {
+    auto sink = SqliteSink::Make(config);
+    ASSERT_TRUE(sink.ok());
+    SinkContext ctx;
+    ctx.pipeline = pipeline;
+    ctx.output = Schema({{"k", Type::kString, ""}});
+    ctx.key_columns = {"k"};
+    ASSERT_TRUE((*sink)->Open(ctx).ok());
+    const std::vector<std::vector<Value>> rows = {{Value::String("r")}};
+    const std::vector<DeadLetter> letters = {{"late", "x", "views", 0, 3, 0, 0}};
+    Checkpoint cp;
+    cp.rows = &rows;
+    cp.positions = {{"views_repartition", 1, pipeline == "p" ? 5 : 9}, {"views", 0, 4}};
+    cp.dead_letters = &letters;
+    ASSERT_TRUE((*sink)->Commit(cp).ok());
+    (*sink)->Close();
+  }
+  auto sink = SqliteSink::Make(config);
+  ASSERT_TRUE(sink.ok());
+  auto inv = dynamic_cast<SinkReader&>(**sink).Inventory(options);
+  ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+  EXPECT_EQ(inv->location, "sqlite:" + path);
+  ASSERT_EQ(inv->pipelines.size(), 1u);
+  const PipelineInventory& p = inv->pipelines[0];
+  EXPECT_EQ(p.pipeline, "p");
+  std::vector<StoredPosition> positions = p.positions;
+  std::sort(positions.begin(), positions.end(),
+            [](const StoredPosition& a, const StoredPosition& b) { return a.source < b.source; });
+  EXPECT_EQ(positions, (std::vector<StoredPosition>{{"views", 0, 4}, {"views_repartition", 1, 5}}));
+  // Positions only: no dead letters counted, no state size, no details.
+  EXPECT_FALSE(p.dead_letters_stored);
+  EXPECT_EQ(p.dead_letters.total(), 0);
+  EXPECT_EQ(p.state_bytes, -1);
+  EXPECT_TRUE(p.details.empty());
+  // The full inventory of the same sink does count them.
+  options.positions_only = false;
+  auto full = dynamic_cast<SinkReader&>(**sink).Inventory(options);
+  ASSERT_TRUE(full.ok());
+  ASSERT_EQ(full->pipelines.size(), 1u);
+  EXPECT_TRUE(full->pipelines[0].dead_letters_stored);
+  EXPECT_EQ(full->pipelines[0].dead_letters.total(), 1);
   fs::remove_all(dir);
 }
 
