@@ -857,9 +857,7 @@ Status KafkaSink::EnsureRepartitionTopic() {
           " ([source] repartition_partitions, else the source's partition count); its records are spread by "
           "their key over the partitions, so the count cannot change under a pipeline: set "
           "repartition_partitions = " + std::to_string(it->second) +
-          " to keep the topic, or reset the pipeline (stop its processes, delete the topic " + settings_.topic +
-          " and clear the sink's output and stored positions; there is no sluice reset command), or give the "
-          "changed pipeline a new name");
+          " to keep the topic, or " + RepartitionResetAdvice(ctx_.pipeline));
     }
     if (attempt > 0) break;
     // Records up to the producer's limit: a dead letter carries its record's whole payload (up
