@@ -465,5 +465,46 @@ TEST_F(KafkaStageTwoTest, PositionsBeyondTheEndOfARecreatedTopicFail) {
   EXPECT_EQ(Rows(), rows);
 }
 
+// Records deleted under a running stage two (retention while it reads behind) stop it too: its
+// consumer's fetch position is then out of range, which a gapless source does not skip. Here the
+// run has read the first half; the second is produced in a transaction left open (invisible to
+// read_committed, so it cannot be read first) and deleted with it.
+TEST_F(KafkaStageTwoTest, RecordsDeletedUnderARunningReaderStopIt) {
+  const StageTwoData data = StageTwoData::Make(*plan_->aggregate, 3, kPartitions, 60, 4, 5);
+  const size_t half = data.transactions.size() / 2;
+  for (size_t i = 0; i < half; ++i) ProduceTransaction(data.transactions[i]);
+  ASSERT_NE(Start("a"), nullptr);
+  const std::map<int32_t, int64_t> ends = Ends();
+  ASSERT_TRUE(WaitFor([&] { return AtEnds(ends); })) << "a did not read the first half";
+  Transaction rest;
+  for (size_t i = half; i < data.transactions.size(); ++i) {
+    for (const auto& [p, values] : data.transactions[i].values) {
+      rest.values[p].insert(rest.values[p].end(), values.begin(), values.end());
+      const auto& keys = data.transactions[i].keys.at(p);
+      rest.keys[p].insert(rest.keys[p].end(), keys.begin(), keys.end());
+    }
+  }
+  BeginAndProduce(producer_->get(), rest);
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok());
+  auto high = (*admin)->EndOffsets(topic_);
+  ASSERT_TRUE(high.ok()) << high.status().ToString();
+  std::map<int32_t, int64_t> before;
+  for (const KafkaPartitionEnds& e : *high) {
+    EXPECT_GT(e.high_watermark, ends.at(e.partition));
+    before[e.partition] = e.high_watermark;
+  }
+  Status deleted = (*admin)->DeleteRecordsBefore(topic_, before);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  const bool ended = WaitFor([&] { return runs_.at("a")->done.load(); }, 30);
+  EXPECT_NO_TXN_ERROR("abort_transaction", rd_kafka_abort_transaction(producer_->get(), 30000));
+  ASSERT_TRUE(ended) << "a read on past the deleted records";
+  runs_.at("a")->thread.join();
+  const Status& s = runs_.at("a")->status;
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("records were deleted before they were read"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rp-repartition.sluice-positions"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace sluice
