@@ -15,6 +15,16 @@ namespace sluice {
 /// The internal topic of a repartitioned pipeline: `<pipeline>-repartition`.
 inline std::string RepartitionTopicName(const std::string& pipeline) { return pipeline + "-repartition"; }
 
+/// What to do when a repartitioned pipeline's two stages no longer fit together (stage two's
+/// positions in the user's sink, stage one's and the repartition topic in Kafka under the
+/// pipeline's name): start it again from nothing, or under another name.
+inline std::string RepartitionResetAdvice(const std::string& pipeline) {
+  const std::string topic = RepartitionTopicName(pipeline);
+  return "reset pipeline " + pipeline + " whole: stop all its processes, delete the topics " + topic + " and " +
+         topic + ".sluice-positions, and clear the sink's output and stored positions (there is no sluice reset "
+         "command); or run the pipeline under a new name";
+}
+
 /// What one stage-one task (one source partition) produces at one checkpoint: its aggregator's
 /// deltas drained since the last checkpoint, merged per (window, group) in DeltaLess order, and
 /// its progress as a control record. The runner in stage-one mode fills one per task it commits

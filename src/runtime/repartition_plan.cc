@@ -242,6 +242,9 @@ Result<RepartitionSplit> SplitPlan(const Plan& plan, const SourceTopics& topics)
       config.source.options.Has("group") ? config.source.options.GetString("group") : std::string();
   c.source.options.Set("group", Option{(group.empty() ? config.name : group) + "-repartition", at});
   for (const auto& [name, value] : one.properties) c.source.options.Set("kafka." + name, Option{value, at});
+  // The topic holds partial counts nobody else has: records deleted unread (a purge by a run
+  // into another sink, retention) or a recreated topic must stop the run, never be skipped.
+  c.source.options.Set("gapless", Option{"true", at});
   // The columns the [aggregate] reads: every field of stage one's working row but the ones the
   // engine adds (_source, _partition, _offset) and the window's, which the aggregate adds.
   const AggregateSpec& spec = *plan.aggregate;

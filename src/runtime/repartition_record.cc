@@ -201,8 +201,9 @@ Result<RepartitionRecord> DecodeRepartitionValue(std::string_view value,
     return Status::InvalidArgument(
         "a record of the repartition topic was written for a different [aggregate] (window, "
         "slide, keys or metrics changed since it was written); reset the pipeline: stop all its "
-        "processes, delete the topic <pipeline>-repartition and clear the sink's output and "
-        "stored positions, or give the changed pipeline a new name");
+        "processes, delete the topics <pipeline>-repartition and "
+        "<pipeline>-repartition.sluice-positions and clear the sink's output and stored positions, "
+        "or give the changed pipeline a new name");
   }
   uint8_t kind = 0;
   if (!r.GetU8(&kind)) return r.status();

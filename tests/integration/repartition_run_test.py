@@ -29,6 +29,13 @@ Cases (each with its own pipeline name, consumer group and SQLite file):
       both processes wrote some windows, each with its own partitions' share.)
  stop one process without --until-caught-up (reading slowly) gets SIGTERM once stage two wrote
       rows: exit 0 after both stages' summaries; then an --until-caught-up run: the same checks.
+ gap  after case one (whose end purged the repartition topic up to its sink's positions), the
+      same pipeline name into a fresh SQLite file: stage two's partitions start past offset 0,
+      so the run fails at start (exit 1, naming what was deleted and how to reset the pipeline)
+      and writes no row; then the repartition topic deleted and created again (by hand, with the
+      broker's default retention: warned about) under case one's file, whose positions lie
+      beyond the new topic's ends: exit 1 too. (Before the fix the first run read on from the
+      first offset left and wrote windows without the purged counts, with no message.)
  fail the repartition topic exists with 2 partitions: stage one refuses it, the run exits 1 and
       stage two is stopped (its summary printed).
 
@@ -196,6 +203,53 @@ class Test(harness.SluiceTest):
             self.check(f"{label}: every process's stage one read part of the source", all(read), f"{read}")
         if all(p.returncode == 0 for p in procs):
             self.check_table(label, name, db, res, dead)
+            return True
+        return False
+
+    @staticmethod
+    def rows(db):
+        """The rows of the events table of the SQLite file `db` (0 without it)."""
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                return con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+
+    def run_gap_case(self):
+        """Case one's pipeline name again (its repartition topic purged up to its sink's
+        positions at its end): into a fresh sink, then, the topic recreated, into case one's."""
+        name = f"repart_{self.run_id}_one"
+        reset = f"delete the topics {name}-repartition and {name}-repartition.sluice-positions"
+        fresh = os.path.join(self.work, f"{name}_fresh.db")
+        r = harness.run_sluice(self.sluice, self.pipeline, self.variables(name, fresh, False),
+                               extra=["--until-caught-up"], timeout=120)
+        self.check("gap: a fresh sink after the purge fails at start with exit 1 and what to do",
+                   r.returncode == 1 and "were deleted before this sink read them" in r.stderr and reset in r.stderr,
+                   f"exit {r.returncode}: {r.stderr[-1500:]}")
+        self.check("gap: nothing written to the fresh sink", self.rows(fresh) == 0, f"{self.rows(fresh)} rows")
+        topic = f"{name}-repartition"
+        delete_topics(topic)
+        for attempt in range(30):
+            try:
+                create_topic(topic, PARTITIONS)
+                break
+            except RuntimeError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)  # still being deleted
+        db = os.path.join(self.work, f"{name}.db")
+        before = self.rows(db)
+        r = harness.run_sluice(self.sluice, self.pipeline, self.variables(name, db, False),
+                               extra=["--until-caught-up"], timeout=120)
+        self.check("gap: the recreated repartition topic under the old sink fails with exit 1 and what to do",
+                   r.returncode == 1 and "is beyond the partition's end" in r.stderr and reset in r.stderr,
+                   f"exit {r.returncode}: {r.stderr[-1500:]}")
+        self.check("gap: the recreated topic's finite retention is warned about with the fix",
+                   "--add-config retention.ms=-1" in r.stderr, r.stderr[-1500:])
+        self.check("gap: the old sink keeps its rows", self.rows(db) == before, f"{before} -> {self.rows(db)}")
 
     def run_stop_case(self, res, dead):
         """A run without --until-caught-up stopped by SIGTERM once stage two wrote rows: exit 0
@@ -275,7 +329,8 @@ class Test(harness.SluiceTest):
             for label, n in (("one", 1), ("two", 2)):
                 if only and label not in only:
                     continue
-                self.run_case(label, n, res, dead)
+                if self.run_case(label, n, res, dead) and label == "one" and (not only or "gap" in only):
+                    self.run_gap_case()
             if not only or "stop" in only:
                 self.run_stop_case(res, dead)
             if not only or "fail" in only:

@@ -737,17 +737,35 @@ Status KafkaSink::InitProducer() {
   return Status::OK();
 }
 
+/// The settings of an existing topic as the broker applies them; nullopt (logged at debug) when
+/// they cannot be read, which is no error: they only decide a warning.
+static std::optional<std::map<std::string, std::string>> ReadTopicSettings(rd_kafka_t* rk, const std::string& brokers,
+                                                                         const std::string& topic, int timeout_ms) {
+  auto config = KafkaTopicConfig(rk, brokers, timeout_ms, topic);
+  if (!config.ok()) {
+    spdlog::debug("kafka sink: cannot read the settings of {}: {}", topic, config.status().message());
+    return std::nullopt;
+  }
+  return std::move(config).value();
+}
+
+/// The command that gives `topic` the settings `fixes` (NAME=VALUE each).
+static std::string FixCommand(const std::string& brokers, const std::string& topic,
+                              const std::vector<std::string>& fixes) {
+  std::string joined;
+  for (const auto& f : fixes) joined += (joined.empty() ? "" : ",") + f;
+  return "kafka-configs.sh --bootstrap-server " + brokers + " --alter --entity-type topics --entity-name " + topic +
+         " --add-config " + joined;
+}
+
 /// An existing positions topic is used as it is, but one that is not compacted grows without end
 /// (and is read from its start at every Open), and one whose max.message.bytes is below what the
 /// sink writes refuses large state records: say so, with the command that fixes it. (Older
 /// versions could leave such a topic behind on a broker that creates topics when asked about
-/// them.) Not being able to read the settings is not an error.
+/// them.)
 static void WarnIfNotCompacted(rd_kafka_t* rk, const std::string& brokers, const std::string& topic, int timeout_ms) {
-  auto config = KafkaTopicConfig(rk, brokers, timeout_ms, topic);
-  if (!config.ok()) {
-    spdlog::debug("kafka sink: cannot read the settings of {}: {}", topic, config.status().message());
-    return;
-  }
+  auto config = ReadTopicSettings(rk, brokers, topic, timeout_ms);
+  if (!config) return;
   std::vector<std::string> fixes;
   const std::string policy = (*config)["cleanup.policy"];
   if (policy.find("compact") == std::string::npos) fixes.push_back("cleanup.policy=compact");
@@ -758,15 +776,45 @@ static void WarnIfNotCompacted(rd_kafka_t* rk, const std::string& brokers, const
     fixes.push_back("max.message.bytes=" + std::to_string(kMaxMessageBytes));
   }
   if (fixes.empty()) return;
-  std::string joined;
-  for (const auto& f : fixes) joined += (joined.empty() ? "" : ",") + f;
   spdlog::warn(
       "kafka sink: topic {} has cleanup.policy={} and max.message.bytes={}: it keeps every position "
       "record (and is read from its start at every start) and refuses state records over {} bytes; "
-      "fix it with: kafka-configs.sh --bootstrap-server {} --alter --entity-type topics --entity-name {} "
-      "--add-config {}",
+      "fix it with: {}",
       topic, policy.empty() ? "?" : policy, bytes.empty() ? "?" : bytes, bytes.empty() ? "?" : bytes,
-      brokers, topic, joined);
+      FixCommand(brokers, topic, fixes));
+}
+
+std::map<std::string, std::string> RepartitionTopicSettings() {
+  return {{"cleanup.policy", "delete"},
+          {"max.message.bytes", std::to_string(kMaxMessageBytes)},
+          {"retention.ms", "-1"},
+          {"retention.bytes", "-1"}};
+}
+
+std::vector<std::string> RepartitionRetentionFixes(const std::map<std::string, std::string>& config) {
+  std::vector<std::string> fixes;
+  for (const char* name : {"retention.ms", "retention.bytes"}) {
+    auto it = config.find(name);
+    if (it == config.end() || it->second != "-1") fixes.push_back(std::string(name) + "=-1");
+  }
+  return fixes;
+}
+
+/// An existing repartition topic (created by an older version, or by hand) with a finite
+/// retention: the broker may delete records stage two has not read yet, and stage two then
+/// refuses to go on (KafkaSource's option `gapless`). Say so, with the fix.
+static void WarnIfRetained(rd_kafka_t* rk, const std::string& brokers, const std::string& topic, int timeout_ms) {
+  auto config = ReadTopicSettings(rk, brokers, topic, timeout_ms);
+  if (!config) return;
+  const std::vector<std::string> fixes = RepartitionRetentionFixes(*config);
+  if (fixes.empty()) return;
+  spdlog::warn(
+      "kafka sink: the repartition topic {} has retention.ms={} and retention.bytes={}: the broker may delete "
+      "records stage two has not read yet (a pipeline stopped or reading behind for longer), and stage two then "
+      "stops with an error instead of leaving their counts out; stage two deletes what it has read itself, so "
+      "the topic needs no retention: fix it with: {}",
+      topic, (*config)["retention.ms"].empty() ? "?" : (*config)["retention.ms"],
+      (*config)["retention.bytes"].empty() ? "?" : (*config)["retention.bytes"], FixCommand(brokers, topic, fixes));
 }
 
 Status KafkaSink::EnsureTopic(const std::string& topic, bool compact) {
@@ -799,23 +847,24 @@ Status KafkaSink::EnsureRepartitionTopic() {
     auto existing = KafkaPartitionCounts(rk, settings_.brokers, timeout_ms);
     if (!existing.ok()) return Status(existing.status().code(), "kafka sink: " + existing.status().message());
     if (auto it = existing->find(settings_.topic); it != existing->end() && it->second > 0) {
-      if (it->second == want) return Status::OK();
+      if (it->second == want) {
+        WarnIfRetained(rk, settings_.brokers, settings_.topic, timeout_ms);
+        return Status::OK();
+      }
       return Status::FailedPrecondition(
           "kafka sink: the repartition topic " + settings_.topic + " has " + std::to_string(it->second) +
           " partitions, but pipeline " + ctx_.pipeline + " repartitions into " + std::to_string(want) +
           " ([source] repartition_partitions, else the source's partition count); its records are spread by "
           "their key over the partitions, so the count cannot change under a pipeline: set "
           "repartition_partitions = " + std::to_string(it->second) +
-          " to keep the topic, or reset the pipeline (stop its processes, delete the topic " + settings_.topic +
-          " and clear the sink's output and stored positions; there is no sluice reset command), or give the "
-          "changed pipeline a new name");
+          " to keep the topic, or " + RepartitionResetAdvice(ctx_.pipeline));
     }
     if (attempt > 0) break;
     // Records up to the producer's limit: a dead letter carries its record's whole payload (up
     // to the source topic's own limit), which the broker's default of 1 MB per record would
-    // refuse, failing every retry of the commit.
+    // refuse, failing every retry of the commit. No retention: stage two purges it.
     auto created = CreateKafkaTopic(rk, settings_.brokers, timeout_ms, settings_.topic, want,
-                                    {{"cleanup.policy", "delete"}, {"max.message.bytes", std::to_string(kMaxMessageBytes)}});
+                                    RepartitionTopicSettings());
     if (!created.ok()) return Status(created.status().code(), "kafka sink: " + created.status().message());
     if (*created) {
       spdlog::info("kafka sink: created the repartition topic {} ({} partitions)", settings_.topic, want);

@@ -272,6 +272,18 @@ struct StageOneSinkOptions {
 /// is ample; Kafka's 60 s default made each such death a stall of 60-70 s.
 inline constexpr int64_t kStageOneTransactionTimeoutMs = 10'000;
 
+/// The settings stage one's sink creates the repartition topic with: records up to the
+/// producer's limit (a dead letter carries its record's whole payload), and no retention
+/// (retention.ms and retention.bytes -1): stage two must read every record, and deletes what it
+/// has read itself (apps/sluice/repartition_purge.h), as Kafka Streams does with its
+/// repartition topics.
+std::map<std::string, std::string> RepartitionTopicSettings();
+
+/// The fixes (`NAME=VALUE`, for kafka-configs --add-config) an existing repartition topic whose
+/// settings are `config` needs so that the broker never deletes its records unread: its
+/// retention.ms and retention.bytes -1. Empty: none. Pure.
+std::vector<std::string> RepartitionRetentionFixes(const std::map<std::string, std::string>& config);
+
 /// The transactional.id a stage-one sink takes when none is given: unique per call.
 std::string StageOneTransactionalId(const std::string& pipeline);
 

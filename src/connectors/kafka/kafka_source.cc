@@ -10,6 +10,7 @@
 #include "connectors/kafka/kafka_uri.h"
 #include "connectors/kafka/schema_registry.h"
 #include "core/uri.h"
+#include "runtime/repartition_output.h"
 
 namespace sluice {
 
@@ -53,6 +54,15 @@ const OptionTable& KafkaSourceOptions() {
              .help = "`format = \"csv\"`: the columns in order (`\"a,b,c\"`; CSV messages have no header)."},
             {.name = "delimiter", .default_value = ",", .allowed = {",", ";"}, .help = "`format = \"csv\"`: field separator."},
             {.name = "header", .help = "Ignored (a file source's setting; Kafka CSV messages never have a header)."},
+            {.name = "gapless",
+             .type = OptionType::kBool,
+             .default_value = "false",
+             .help = "Read the topic without a gap or fail: a partition starts exactly at its committed "
+                     "position, or at offset 0 without one, and records deleted before they were read "
+                     "(retention, a purge) or a recreated topic (a position beyond its end) stop the run "
+                     "(exit 1) instead of being skipped. Set by `sluice run` on the source of a repartitioned "
+                     "pipeline's second stage (the internal topic `<pipeline>-repartition`), whose error says "
+                     "how to reset the pipeline; not meant for a pipeline file."},
             {.name = "kafka.*",
              .help = "Any librdkafka consumer setting, `\"kafka.NAME\" = \"VALUE\"` (quoted: TOML reads a bare "
                      "dotted key as a table)."},
@@ -203,6 +213,8 @@ Result<std::vector<std::unique_ptr<Source>>> KafkaSource::Make(const SourceConfi
   for (const auto& key : o.KeysWithPrefix("kafka.")) {
     s.properties[key.substr(6)] = o.String(key);
   }
+  ASSIGN_OR_RETURN(bool gapless, o.Bool("gapless"));
+  if (gapless) s.gapless_remedy = RepartitionResetAdvice(config.pipeline);
   o.String("header");  // a file source's setting; Kafka CSV messages never have a header
   RETURN_IF_ERROR(o.Finish());
 
@@ -252,6 +264,9 @@ Status KafkaSource::Open(const SourceContext& ctx) {
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "allow.auto.create.topics", "false"));
   RETURN_IF_ERROR(SetKafkaConf(conf.get(), "topic.metadata.refresh.interval.ms", "10000"));
   for (const auto& [k, v] : settings_.properties) RETURN_IF_ERROR(SetKafkaConf(conf.get(), k, v));
+  // An input to read without a gap: a fetch position whose records are gone is an error (Poll),
+  // never a jump to the earliest record left.
+  if (!settings_.gapless_remedy.empty()) RETURN_IF_ERROR(SetKafkaConf(conf.get(), "auto.offset.reset", "error"));
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
     return Status::Internal("kafka rebalance_cb: " + err);
@@ -454,9 +469,12 @@ Status KafkaSource::FetchEndOffsets(int attempts) {
                                                                  : std::nullopt;
               c && *c > high && !stale_.count(id)) {
             stale_[id] = *c;
-            spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
-                         "partition ({}): the topic was deleted and recreated; the partition is "
-                         "read again from its beginning", settings_.client_id, Label(id), *c, high);
+            // Read without a gap, the partition is not read again but refused on assignment.
+            if (settings_.gapless_remedy.empty()) {
+              spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
+                           "partition ({}): the topic was deleted and recreated; the partition is "
+                           "read again from its beginning", settings_.client_id, Label(id), *c, high);
+            }
           }
           // Replaced by the committed position on assignment; taken late
           // (take_end_offsets_when), a partition read already keeps where it is.
@@ -480,6 +498,16 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
       // read: the error ends the run at the next Poll().
       const int32_t id = IdOf(tp->topic(), tp->partition());
       if (id < 0) continue;
+      if (!settings_.gapless_remedy.empty()) {
+        // Checked before the claim: a partition refused is neither read nor claimed (a claim
+        // here would leave its task to a member that never reads it, and fence the member the
+        // group gives it to next, whose own check then ends the run the same way).
+        if (Status gap = CheckNoGap(id, ctx_.committed_position(id)); !gap.ok()) {
+          // The error ends the run at the next Poll().
+          if (callback_error_.ok()) callback_error_ = gap;
+          continue;
+        }
+      }
       std::optional<int64_t> committed =
           ctx_.claim_position ? ctx_.claim_position(id) : ctx_.committed_position(id);
       bool recreated = false;
@@ -576,6 +604,46 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
     if (!ctx_.until_caught_up) next_.erase(p);
   }
   consumer->unassign();
+}
+
+Status KafkaSource::CheckNoGap(int32_t id, std::optional<int64_t> committed) {
+  int64_t low = 0, high = 0;
+  RdKafka::ErrorCode rc = RdKafka::ERR_NO_ERROR;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    rc = consumer_->query_watermark_offsets(TopicOf(id), KafkaPartitionOfId(id), &low, &high, 5000);
+    if (rc == RdKafka::ERR_NO_ERROR) break;
+  }
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    // Unchecked, a partition without a position would start at whatever its first offset is.
+    return Status::Aborted("kafka " + settings_.client_id + ": cannot read the offsets of " + Label(id) +
+                           " to check that it can be read without a gap (" + RdKafka::err2str(rc) + ")");
+  }
+  const std::string what = "kafka " + settings_.client_id + ": " + Label(id) + " (the pipeline's own data, " +
+                           "which must be read without a gap): ";
+  if (!committed) {
+    if (low == 0) return Status::OK();
+    return Status::FailedPrecondition(
+        what + "the sink holds no position of it, but its first offset is " + std::to_string(low) + ", not 0: " +
+        std::to_string(low) + " record(s) were deleted before this sink read them (read and purged by an earlier "
+        "run of the pipeline into another sink, or deleted by retention); their counts would be missing from "
+        "this sink's results. To fix it, " + settings_.gapless_remedy);
+  }
+  if (*committed < low) {
+    return Status::FailedPrecondition(
+        what + "the sink's committed position " + std::to_string(*committed) + " is before the partition's first "
+        "offset " + std::to_string(low) + ": " + std::to_string(low - *committed) + " record(s) were deleted "
+        "before this sink read them (purged by a run of the pipeline into another sink, or deleted by "
+        "retention); their counts would be missing from the results. To fix it, " + settings_.gapless_remedy);
+  }
+  if (*committed > high) {
+    return Status::FailedPrecondition(
+        what + "the sink's committed position " + std::to_string(*committed) + " is beyond the partition's end " +
+        std::to_string(high) + ": the topic was deleted and recreated after the sink committed it, so the "
+        "sink's positions and open windows belong to the old topic, and what a restarted first stage writes "
+        "again would be counted twice. To fix it, " + settings_.gapless_remedy);
+  }
+  return Status::OK();
 }
 
 int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* recreated) {
@@ -873,6 +941,21 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
       case RdKafka::ERR__TIMED_OUT:
         return out->empty() ? (ctx_.until_caught_up && CaughtUp() ? PollState::kEnd : PollState::kIdle)
                             : PollState::kData;
+      case RdKafka::ERR__AUTO_OFFSET_RESET:
+        // auto.offset.reset=error, set only for an input read without a gap (Open): the records
+        // at the fetch position are gone (retention deleted them while the run read behind).
+        if (!settings_.gapless_remedy.empty()) {
+          return Status::FailedPrecondition("kafka " + settings_.client_id + ": " +
+                                            (msg->topic_name().empty()
+                                                 ? std::string("a partition")
+                                                 : msg->topic_name() + "[" + std::to_string(msg->partition()) + "]") +
+                                            " (the pipeline's own data, which must be read without a gap): " +
+                                            msg->errstr() + ": records were deleted before they were read. To fix "
+                                            "it, " + settings_.gapless_remedy);
+        }
+        last_error_ = msg->errstr();
+        transient = Status::Unavailable("kafka: " + msg->errstr());
+        break;
       case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
       case RdKafka::ERR__UNKNOWN_TOPIC:
         // A subscribed topic that does not exist yet: warned about every kMissingTopicRecheck.

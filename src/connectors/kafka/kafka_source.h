@@ -45,7 +45,8 @@ const OptionTable& KafkaSourceOptions();
 /// partition be read from its beginning, and one below its start (records deleted by retention)
 /// from its start; both are logged as warnings. A recreated topic's partition is the next
 /// generation of the input (Generation(), stored as kGenerationPartitionBase + partition), so its
-/// dead letters keep apart from the old topic's at the same offsets.
+/// dead letters keep apart from the old topic's at the same offsets. An input read without a gap
+/// (option `gapless`: stage two's repartition topic) has neither: each is an error.
 ///
 /// Each instance is one group member owned by one worker thread; librdkafka calls the rebalance
 /// callback on that thread, inside Poll().
@@ -90,6 +91,14 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
     std::string legacy_topic;                 ///< with `pattern`: the topic in slot 0, if any
     std::map<std::string, int32_t> slot_pins; ///< topic_slots
     std::map<std::string, std::string> properties;  ///< extra librdkafka settings
+    /// Non-empty (option `gapless`): the topic is the pipeline's own data, to be read without
+    /// a gap (stage two's repartition topic, whose records are partial counts nobody else
+    /// has). A partition starts exactly at its committed position, or at offset 0 without one;
+    /// records deleted unread (the position before the first offset, or none and a first
+    /// offset above 0: retention, or a purge by a run into another sink) or a recreated topic
+    /// (the position beyond the end) fail the run with kFailedPrecondition, whose message ends
+    /// with this text: what to do.
+    std::string gapless_remedy;
   };
   KafkaSource(Settings settings, DecoderOptions decoder)
       : settings_(std::move(settings)), decoder_(std::move(decoder)) {}
@@ -140,6 +149,11 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// the committed position, unless it lies outside the partition's offsets. Sets `recreated`
   /// when the position lies beyond the end (another life of the topic).
   int64_t StartOffset(int32_t partition, int64_t committed, bool* recreated);
+  /// Settings::gapless_remedy: fails (kFailedPrecondition, saying what to do) unless the
+  /// assigned partition `id` can be read from exactly `committed`, or from offset 0 without a
+  /// committed position: records deleted unread, or a position beyond the end (the topic was
+  /// recreated). kAborted when its offsets cannot be read.
+  Status CheckNoGap(int32_t id, std::optional<int64_t> committed);
 
   Settings settings_;
   DecoderOptions decoder_;

@@ -509,6 +509,8 @@ TEST_F(ViewlogSplitTest, SplitsIntoTheTwoStages) {
   EXPECT_EQ(c.source.options.GetString("kafka.sasl.mechanism"), "PLAIN");
   EXPECT_FALSE(c.source.options.Has("kafka.fetch.max.bytes"));
   EXPECT_FALSE(c.source.options.Has("profile"));  // the generator settings of the shipped file
+  // Records deleted unread or a recreated topic stop stage two (KafkaSource's gapless).
+  EXPECT_EQ(c.source.options.GetString("gapless"), "true");
   EXPECT_TRUE(c.source.keyed_by.empty());
   EXPECT_EQ(c.source.repartition_partitions, 0);
   EXPECT_TRUE(c.dimensions.empty());

@@ -387,6 +387,20 @@ TEST_F(KafkaStageOneTest, PartialsMergedEqualTheRawRecordsAcrossMovesAndACutOffP
   ExpectTopicHolds(data, *runs_.at("b").runner->plan().aggregate);
 }
 
+// An existing repartition topic with the broker's default retention (7 days) is warned about
+// with the settings that keep every record until stage two purges it; one without is not.
+TEST(RepartitionTopicSettingsTest, AFiniteRetentionNeedsBothSettingsAtMinusOne) {
+  EXPECT_EQ(RepartitionRetentionFixes({{"retention.ms", "604800000"}, {"retention.bytes", "-1"}}),
+            (std::vector<std::string>{"retention.ms=-1"}));
+  EXPECT_EQ(RepartitionRetentionFixes({{"retention.ms", "-1"}, {"retention.bytes", "1073741824"}}),
+            (std::vector<std::string>{"retention.bytes=-1"}));
+  EXPECT_EQ(RepartitionRetentionFixes({}), (std::vector<std::string>{"retention.ms=-1", "retention.bytes=-1"}));
+  EXPECT_TRUE(RepartitionRetentionFixes({{"retention.ms", "-1"}, {"retention.bytes", "-1"}}).empty());
+  // What the topic is created with passes its own check.
+  EXPECT_TRUE(RepartitionRetentionFixes(RepartitionTopicSettings()).empty());
+  EXPECT_EQ(RepartitionTopicSettings().at("cleanup.policy"), "delete");
+}
+
 // The topic is created with R partitions; a run that repartitions into another count is
 // refused at start, saying what to do.
 TEST_F(KafkaStageOneTest, AnExistingTopicWithAnotherPartitionCountIsRefused) {
@@ -412,6 +426,10 @@ TEST_F(KafkaStageOneTest, AnExistingTopicWithAnotherPartitionCountIsRefused) {
     ASSERT_TRUE(config.ok()) << config.status().ToString();
     EXPECT_EQ((*config)["max.message.bytes"], std::to_string(16 << 20));
     EXPECT_EQ((*config)["cleanup.policy"], "delete");
+    // Kept until stage two purges it: no record is deleted unread.
+    EXPECT_EQ((*config)["retention.ms"], "-1");
+    EXPECT_EQ((*config)["retention.bytes"], "-1");
+    EXPECT_TRUE(RepartitionRetentionFixes(*config).empty());
   }
   auto other = MakeStageOneSink(SinkOptions(kR + 2));
   ASSERT_TRUE(other.ok());

@@ -99,6 +99,7 @@ class KafkaStageTwoTest : public ::testing::Test {
     return "[pipeline]\nname = \"rp\"\ncheckpoint_interval = \"50ms\"\n"
            "[source]\nname = \"in\"\nuri = \"kafka://" + kafkatest::Brokers() + "/" + topic_ + "\"\n"
            "group = \"" + group_ + "\"\n"
+           "gapless = true\n"  // as SplitPlan sets it on stage two's source
            "[source.fields]\nk = \"string\"\nt = \"string\"\nv = \"int64\"\n"
            "[[step]]\nlet = \"et\"\nexpr = \"parse_time(t)\"\n"
            "[aggregate]\ntime = \"et\"\nwindow = \"1m\"\nwatermark_delay = \"10s\"\nmode = \"append\"\n"
@@ -219,6 +220,28 @@ class KafkaStageTwoTest : public ::testing::Test {
     run.runner->RequestStop();
     run.thread.join();
     return run.status;
+  }
+
+  /// Runs stage two with --until-caught-up (ends taken at once) into the current db_ to its end.
+  Status RunToEnd(const std::string& name) {
+    RunOptions options;
+    options.until_caught_up = true;
+    options.stage_two.take_end_offsets_when = [] { return true; };
+    if (Start(name, options) == nullptr) return Status::Internal("not started");
+    Run& run = *runs_.at(name);
+    if (!WaitFor([&] { return run.done.load(); }, 90)) return Status::Internal(name + " did not end");
+    run.thread.join();
+    return run.status;
+  }
+  /// Stage two's committed positions in db_, by partition of the repartition topic.
+  std::map<int32_t, int64_t> Positions() {
+    std::map<int32_t, int64_t> out;
+    for (const std::string& row : Q("SELECT `partition`, `offset` FROM _sluice_positions WHERE source = 'in' AND "
+                                    "`partition` < " + std::to_string(kPartitions))) {
+      const size_t bar = row.find('|');
+      out[std::stoi(row.substr(0, bar))] = std::stoll(row.substr(bar + 1));
+    }
+    return out;
   }
 
   /// The read_committed end (last stable offset) of every partition.
@@ -370,6 +393,117 @@ TEST_F(KafkaStageTwoTest, UntilCaughtUpWaitsForTheRecordsWrittenBeforeItWasTold)
   EXPECT_EQ(Rows(), data.expected_rows);
   ExpectEachWindowOnce(data);
   EXPECT_EQ(LateLetters(), data.expected_late);
+}
+
+// Stage two's positions are in the user's sink; the repartition topic (and stage one's
+// positions) are in Kafka under the pipeline's name. A run into a fresh sink reads the topic
+// from offset 0: intact, that is every partial, and the fresh sink gets the whole result. Once
+// the records before the first sink's positions are deleted (its purger, or retention), a fresh
+// sink would miss their counts with no word: the run fails at start instead (kFailedPrecondition,
+// naming the partition and what to do) and writes no row, while the first sink, whose positions
+// are where the deleted records end, goes on.
+TEST_F(KafkaStageTwoTest, AFreshSinkReadsTheWholeTopicOrFailsWhenRecordsBeforeItWereDeleted) {
+  const StageTwoData data = StageTwoData::Make(*plan_->aggregate, 3, kPartitions, 60, 4, 5);
+  for (const Transaction& t : data.transactions) ProduceTransaction(t);
+  const std::string first = db_;
+  Status a = RunToEnd("a");
+  ASSERT_TRUE(a.ok()) << a.ToString();
+  EXPECT_EQ(Rows(), data.expected_rows);
+  const std::map<int32_t, int64_t> positions = Positions();
+  ASSERT_EQ(positions.size(), static_cast<size_t>(kPartitions));
+
+  db_ = (dir_ / "fresh.db").string();
+  Status b = RunToEnd("b");
+  EXPECT_TRUE(b.ok()) << b.ToString();
+  EXPECT_EQ(Rows(), data.expected_rows);
+  EXPECT_EQ(LateLetters(), data.expected_late);
+
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok());
+  Status deleted = (*admin)->DeleteRecordsBefore(topic_, positions);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  db_ = (dir_ / "after_purge.db").string();
+  Status c = RunToEnd("c");
+  EXPECT_EQ(c.code(), StatusCode::kFailedPrecondition) << c.ToString();
+  EXPECT_NE(c.message().find("the sink holds no position of it, but its first offset is"), std::string::npos)
+      << c.message();
+  EXPECT_NE(c.message().find("deleted before this sink read them"), std::string::npos) << c.message();
+  EXPECT_NE(c.message().find("delete the topics rp-repartition and rp-repartition.sluice-positions"),
+            std::string::npos)
+      << c.message();
+  EXPECT_TRUE(Rows().empty()) << ::testing::PrintToString(Rows());
+
+  db_ = first;
+  Status again = RunToEnd("a2");
+  EXPECT_TRUE(again.ok()) << again.ToString();
+  EXPECT_EQ(Rows(), data.expected_rows);
+  EXPECT_EQ(Positions(), positions);
+}
+
+// A sink whose positions lie beyond the ends of the repartition topic it finds (the topic was
+// deleted and created again under the same name, here: the sink's pipeline pointed at a new
+// topic with fewer records) holds positions and open windows of another life of the topic:
+// stage two fails at start rather than reading the new one from its start.
+TEST_F(KafkaStageTwoTest, PositionsBeyondTheEndOfARecreatedTopicFail) {
+  const StageTwoData data = StageTwoData::Make(*plan_->aggregate, 3, kPartitions, 60, 4, 5);
+  for (const Transaction& t : data.transactions) ProduceTransaction(t);
+  Status a = RunToEnd("a");
+  ASSERT_TRUE(a.ok()) << a.ToString();
+  const std::vector<std::string> rows = Rows();
+  EXPECT_EQ(rows, data.expected_rows);
+
+  topic_ = kafkatest::Unique("s2-rp-repartition-again");
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok());
+  auto created = (*admin)->CreateTopic(topic_, kPartitions);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ProduceTransaction(data.transactions.front());
+  Status b = RunToEnd("b");
+  EXPECT_EQ(b.code(), StatusCode::kFailedPrecondition) << b.ToString();
+  EXPECT_NE(b.message().find("is beyond the partition's end"), std::string::npos) << b.message();
+  EXPECT_NE(b.message().find("deleted and recreated"), std::string::npos) << b.message();
+  EXPECT_EQ(Rows(), rows);
+}
+
+// Records deleted under a running stage two (retention while it reads behind) stop it too: its
+// consumer's fetch position is then out of range, which a gapless source does not skip. Here the
+// run has read the first half; the second is produced in a transaction left open (invisible to
+// read_committed, so it cannot be read first) and deleted with it.
+TEST_F(KafkaStageTwoTest, RecordsDeletedUnderARunningReaderStopIt) {
+  const StageTwoData data = StageTwoData::Make(*plan_->aggregate, 3, kPartitions, 60, 4, 5);
+  const size_t half = data.transactions.size() / 2;
+  for (size_t i = 0; i < half; ++i) ProduceTransaction(data.transactions[i]);
+  ASSERT_NE(Start("a"), nullptr);
+  const std::map<int32_t, int64_t> ends = Ends();
+  ASSERT_TRUE(WaitFor([&] { return AtEnds(ends); })) << "a did not read the first half";
+  Transaction rest;
+  for (size_t i = half; i < data.transactions.size(); ++i) {
+    for (const auto& [p, values] : data.transactions[i].values) {
+      rest.values[p].insert(rest.values[p].end(), values.begin(), values.end());
+      const auto& keys = data.transactions[i].keys.at(p);
+      rest.keys[p].insert(rest.keys[p].end(), keys.begin(), keys.end());
+    }
+  }
+  BeginAndProduce(producer_->get(), rest);
+  auto admin = KafkaAdmin::Make(kafkatest::Brokers(), 10000);
+  ASSERT_TRUE(admin.ok());
+  auto high = (*admin)->EndOffsets(topic_);
+  ASSERT_TRUE(high.ok()) << high.status().ToString();
+  std::map<int32_t, int64_t> before;
+  for (const KafkaPartitionEnds& e : *high) {
+    EXPECT_GT(e.high_watermark, ends.at(e.partition));
+    before[e.partition] = e.high_watermark;
+  }
+  Status deleted = (*admin)->DeleteRecordsBefore(topic_, before);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  const bool ended = WaitFor([&] { return runs_.at("a")->done.load(); }, 30);
+  EXPECT_NO_TXN_ERROR("abort_transaction", rd_kafka_abort_transaction(producer_->get(), 30000));
+  ASSERT_TRUE(ended) << "a read on past the deleted records";
+  runs_.at("a")->thread.join();
+  const Status& s = runs_.at("a")->status;
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("records were deleted before they were read"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("rp-repartition.sluice-positions"), std::string::npos) << s.message();
 }
 
 }  // namespace
