@@ -494,6 +494,52 @@ TEST_F(StageOneTest, AnInputPartitionNobodyReportedHoldsTheClosedBoundBack) {
   EXPECT_EQ(a->Snapshot().late, 0);
 }
 
+// Two stage-one processes; b's partition (1) never gets a record. Its task goes idle, and its
+// controls carry the bound b's worker enforces, which rises only with a's progress (partition
+// 0), known to b only by reading the tasks' committed progress. With nothing new to commit b
+// must still read it (StartCommit's "nothing new" path): were it read only after a commit of
+// b's own, b's controls would stay at 00:04:50 for good once both tasks went idle, and stage
+// two's minimum, which counts idle upstreams, would hold every window back. Partition 0 moves
+// to 00:07:10 (watermark 00:07:00) after b has settled: b's idle control follows it to
+// 00:07:00 and stage two emits window 00:05 (ends 00:06:00), not 00:07.
+TEST_F(StageOneTest, AProcessWhosePartitionsStayEmptyKeepsItsControlsRisingWithTheOthersProgress) {
+  Runner* a = StartStageOne("a", {}, false, "1s");
+  ASSERT_NE(a, nullptr);
+  spec_ = a->plan().aggregate.get();
+  Runner* b = StartStageOne("b", {}, false, "1s");
+  ASSERT_NE(b, nullptr);
+  Command("a", 'a', 0);
+  Command("b", 'a', 1);
+  Produce(0, {Rec("x", "00:05:00", 1, 1)});
+  ASSERT_TRUE(WaitPosition(0, 1));
+  // Both tasks idle, b's control at a's watermark then (00:04:50), and b settled: every change
+  // it had to commit is committed, so from here on it has nothing new.
+  ASSERT_TRUE(WaitFor([&] {
+    const std::vector<RepartitionControl> c0 = Controls(0), c1 = Controls(1);
+    return !c0.empty() && !c1.empty() && c0.back().idle && c1.back().idle && c1.back().watermark == At("00:04:50");
+  })) << "partition 1's controls: " << Controls(1).size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const size_t settled = Commits();
+  Produce(0, {Rec("x", "00:07:10", 1, 2)});
+  ASSERT_TRUE(WaitPosition(0, 2));
+  EXPECT_TRUE(WaitFor([&] {
+    const std::vector<RepartitionControl> c1 = Controls(1, settled);
+    return !c1.empty() && c1.back().watermark == At("00:07:00");
+  })) << "partition 1's control stayed at "
+      << (Controls(1).empty() ? std::string("none") : FormatTimestamp(Controls(1).back().watermark, "%H:%M:%S"));
+  ASSERT_TRUE(Stop("a").ok());
+  ASSERT_TRUE(Stop("b").ok());
+  for (const RepartitionControl& c : Controls(1)) {
+    EXPECT_EQ(c.max_event_time, kNoWatermark);  // b never read a record
+  }
+  const std::vector<RepartitionControl> c1 = Controls(1);
+  for (size_t i = 1; i < c1.size(); ++i) EXPECT_GE(c1[i].watermark, c1[i - 1].watermark);
+  const auto [rows, late_partials] = StageTwo({UpstreamId{0, 0}, UpstreamId{0, 1}});
+  EXPECT_EQ(rows, (std::vector<std::string>{"00:05:00|x|1|1"}));
+  EXPECT_EQ(late_partials, 0);
+  EXPECT_EQ(Between(0, Commits()).partials[0], (std::vector<std::string>{"00:05:00|x|1|1", "00:07:00|x|1|2"}));
+}
+
 // A record held by a lookup (its job unknown yet) belongs to its task's state: it moves with the
 // partition to the next owner, which counts it once when the job appears.
 TEST_F(StageOneTest, AHeldRecordMovesWithItsTaskAndIsCountedOnce) {
