@@ -7,9 +7,8 @@
 
 #include <chrono>
 
-#include "connectors/kafka/kafka_ids.h"
+#include "connectors/kafka/purge_targets.h"
 #include "core/time.h"
-#include "runtime/source.h"
 
 namespace sluice::cli {
 
@@ -52,17 +51,7 @@ void RepartitionPurger::Stop() {
 }
 
 void RepartitionPurger::PurgeOnce() {
-  std::map<int32_t, int64_t> before;
-  for (const auto& [id, offset] : committed_()) {
-    // Identity entries (a recreated topic's generation, kGenerationPartitionBase + p) are no
-    // positions: masked to p they would delete records stage two has not read.
-    if (id >= kIdentityPartitionBase) continue;
-    const int32_t p = KafkaPartitionOfId(id);
-    if (offset <= 0) continue;
-    auto it = purged_.find(p);
-    if (it != purged_.end() && it->second >= offset) continue;
-    before[p] = offset;
-  }
+  const std::map<int32_t, int64_t> before = RepartitionPurgeTargets(committed_(), purged_);
   if (before.empty()) return;
   Status s = admin_->DeleteRecordsBefore(options_.topic, before);
   if (!s.ok()) {

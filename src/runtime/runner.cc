@@ -845,6 +845,10 @@ std::optional<int64_t> Runner::ClaimPartition(size_t worker, const std::string& 
             claimed_windows_[partition] =
                 ClaimedWindows{std::move(state->open), state->emitted_before, std::move(state->upstreams)};
           }
+          if (stage_one_) {
+            // Published to the worker below, before it reads any record of the task.
+            claimed_control_floor_[partition] = std::max(state->progress.enforced, state->emitted_before);
+          }
           owned_partitions_.insert(partition);
         }
         const TaskProgress& pr = state->progress;
@@ -982,11 +986,21 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
       // The task's control: its own watermark, or the closed bound its worker had applied at its
       // last handoff where that is higher (an idle task's, once the others passed it). Not
       // pr.enforced, which also holds bounds of tasks claimed since that the worker may not
-      // have applied yet. A task claimed and not handed over since has only its own (restored)
-      // watermark here, which its worker enforces from the claim on.
+      // have applied yet. And at least the bound its claim published to the worker, which the
+      // worker enforces from the claim on: the last owner's controls may have carried it, and
+      // a task claimed after its worker's last handoff (the worker handed over, then its Poll
+      // claimed the task, then this collection saw it owned) has only its own restored
+      // watermark here; lower than the last owner's control, it was stale to stage two
+      // (ignored and counted; its `end` could never count).
       int64_t control = pr.watermark;
       if (auto it = partition_progress_.find(p); it != partition_progress_.end()) {
         control = std::max(control, it->second.second);
+      }
+      {
+        std::lock_guard<std::mutex> lock(claims_mu_);
+        if (auto it = claimed_control_floor_.find(p); it != claimed_control_floor_.end()) {
+          control = std::max(control, it->second);
+        }
       }
       auto [last, inserted] = last_control_watermarks_.try_emplace(p, control);
       if (inserted || last->second != control) work->state_changed = true;
@@ -1011,6 +1025,10 @@ void Runner::CollectTaskStates(CheckpointWork* work, std::set<int32_t> owned) {
   for (int32_t p : work->revoked) {
     last_task_states_.erase(p);
     last_control_watermarks_.erase(p);
+    if (stage_one_) {
+      std::lock_guard<std::mutex> lock(claims_mu_);
+      claimed_control_floor_.erase(p);
+    }
     // Its open windows leave with this checkpoint, which releases the task: nothing of them may
     // be emitted here any more (the next owner emits them).
     task_open_.erase(p);
@@ -1174,6 +1192,7 @@ Status Runner::DropLostTasks(const std::vector<int32_t>& lost) {
     for (int32_t p : lost) {
       owned_partitions_.erase(p);
       claimed_windows_.erase(p);
+      claimed_control_floor_.erase(p);
     }
   }
   for (int32_t p : lost) {

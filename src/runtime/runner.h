@@ -434,6 +434,10 @@ class Runner : public CheckpointRequester {
     std::vector<RepartitionControl> upstreams;  ///< stage two: the upstream vector
   };
   std::map<int32_t, ClaimedWindows> claimed_windows_;  // guarded by claims_mu_
+  /// Stage one: the bound each task's claim published to its worker (its last owner's enforced
+  /// bound, which that owner's controls may have carried): the floor of the task's controls
+  /// from the claim on, also before the worker's first handoff that reports the task.
+  std::map<int32_t, int64_t> claimed_control_floor_;  // guarded by claims_mu_
   /// Coordinator: partition -> the epoch of the collection that released its task, until that
   /// epoch is committed.
   std::map<int32_t, int64_t> released_at_;

@@ -15,8 +15,16 @@
 namespace sluice {
 
 namespace {
-/// How often a run waiting for a missing topic asks again and repeats its warning.
+/// How often a run waiting for a missing topic repeats its warning, and the longest wait
+/// between two of its checks.
 constexpr std::chrono::seconds kMissingTopicRecheck{30};
+/// The first check after open comes this soon, and the wait doubles up to kMissingTopicRecheck.
+/// Each check is a metadata request, whose answer also makes the consumer subscribe a topic
+/// that appeared: a topic created just after the source opened (stage two's repartition topic,
+/// created by stage one's sink in the same process) is read a second later instead of at
+/// librdkafka's next metadata refresh (10 s), or, under --until-caught-up, only once the end
+/// offsets are taken (a group formed after stage one ended: seconds of every such run).
+constexpr std::chrono::seconds kMissingTopicFirstRecheck{1};
 }  // namespace
 
 const OptionTable& KafkaSourceOptions() {
@@ -394,8 +402,8 @@ Result<std::vector<std::pair<std::string, int>>> KafkaSource::MetadataTopics(int
 
 std::vector<SourceCounter> KafkaSource::Counters() const {
   return {{"kafka_missing_topic_checks",
-           "Metadata checks that found a topic the Kafka source reads missing (at start, then every 30 s "
-           "while the run waits for it).",
+           "Metadata checks that found a topic the Kafka source reads missing (at start, then after 1, 2, "
+           "4, ... s, at most every 30 s, while the run waits for it).",
            "", missing_checks_.load(std::memory_order_relaxed)}};
 }
 
@@ -405,9 +413,13 @@ void KafkaSource::ListPartitions() {
     for (const auto& [p, end] : end_offsets_) topic_partitions_.push_back(p);
     return;
   }
-  // At open, and then (Poll) every kMissingTopicRecheck while a topic is missing.
+  // At open, and then (Poll) while a topic is missing: after kMissingTopicFirstRecheck, the wait
+  // doubling up to kMissingTopicRecheck; the warning is repeated every kMissingTopicRecheck.
   const bool waiting = !missing_.empty();
-  next_missing_check_ = std::chrono::steady_clock::now() + kMissingTopicRecheck;
+  const auto now = std::chrono::steady_clock::now();
+  missing_recheck_ = waiting ? std::min<std::chrono::seconds>(2 * missing_recheck_, kMissingTopicRecheck)
+                             : kMissingTopicFirstRecheck;
+  next_missing_check_ = now + missing_recheck_;
   // Best effort: without the list, a partition holds the watermark back once it is assigned.
   auto topics = MetadataTopics(waiting ? 2000 : 5000);
   if (!topics.ok()) {
@@ -416,10 +428,14 @@ void KafkaSource::ListPartitions() {
       missing_ = topics.status().message();
       missing_checks_.fetch_add(1, std::memory_order_relaxed);
       if (waiting) {
+        if (now < next_missing_warning_) return;
+        next_missing_warning_ = now + kMissingTopicRecheck;
         spdlog::warn("kafka {}: {}; still waiting for it to be created", settings_.client_id, missing_);
       } else {
-        spdlog::warn("kafka {}: {}; waiting for it to be created (asked again every {} s)", settings_.client_id,
-                     missing_, kMissingTopicRecheck.count());
+        next_missing_warning_ = now + kMissingTopicRecheck;
+        spdlog::warn("kafka {}: {}; waiting for it to be created (asked again after {} s, then less often, "
+                     "at most every {} s)",
+                     settings_.client_id, missing_, kMissingTopicFirstRecheck.count(), kMissingTopicRecheck.count());
       }
       return;
     }
@@ -428,7 +444,10 @@ void KafkaSource::ListPartitions() {
     return;
   }
   if (waiting) {
-    spdlog::info("kafka {}: found {} now; reading from the next metadata refresh", settings_.client_id, What());
+    // This answer updates the consumer's metadata too: it subscribes the topic at once. An
+    // unknown-topic error it queued before is stale meanwhile.
+    spdlog::info("kafka {}: found {} now; reading it", settings_.client_id, What());
+    found_at_ = now;
   }
   missing_.clear();
   for (const auto& [topic, n] : *topics) {
@@ -461,24 +480,7 @@ Status KafkaSource::FetchEndOffsets(int attempts) {
             ok = false;
             break;
           }
-          end_offsets_[id] = high;
-          low_offsets_[id] = low;
-          // A position committed beyond the end was taken in another life of the topic (offsets
-          // only grow): it says nothing about this one until someone rewrites it.
-          if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(id)
-                                                                 : std::nullopt;
-              c && *c > high && !stale_.count(id)) {
-            stale_[id] = *c;
-            // Read without a gap, the partition is not read again but refused on assignment.
-            if (settings_.gapless_remedy.empty()) {
-              spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
-                           "partition ({}): the topic was deleted and recreated; the partition is "
-                           "read again from its beginning", settings_.client_id, Label(id), *c, high);
-            }
-          }
-          // Replaced by the committed position on assignment; taken late
-          // (take_end_offsets_when), a partition read already keeps where it is.
-          next_.try_emplace(id, low);
+          TakeEnd(id, low, high);
         }
       }
       if (ok) return Status::OK();
@@ -488,6 +490,26 @@ Status KafkaSource::FetchEndOffsets(int attempts) {
   }
   return Status::Unavailable("kafka: cannot read the end offsets of " + What() + " from " + settings_.brokers +
                              (why.empty() ? "" : ": " + why));
+}
+
+void KafkaSource::TakeEnd(int32_t id, int64_t low, int64_t high) {
+  end_offsets_[id] = high;
+  low_offsets_[id] = low;
+  // A position committed beyond the end was taken in another life of the topic (offsets
+  // only grow): it says nothing about this one until someone rewrites it.
+  if (std::optional<int64_t> c = ctx_.committed_position ? ctx_.committed_position(id) : std::nullopt;
+      c && *c > high && !stale_.count(id)) {
+    stale_[id] = *c;
+    // Read without a gap, the partition is not read again but refused on assignment.
+    if (settings_.gapless_remedy.empty()) {
+      spdlog::warn("kafka {}: {}: the committed position {} is beyond the end of the "
+                   "partition ({}): the topic was deleted and recreated; the partition is "
+                   "read again from its beginning", settings_.client_id, Label(id), *c, high);
+    }
+  }
+  // Replaced by the committed position on assignment; taken late
+  // (take_end_offsets_when), a partition read already keeps where it is.
+  next_.try_emplace(id, low);
 }
 
 void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
@@ -676,18 +698,28 @@ int64_t KafkaSource::StartOffset(int32_t partition, int64_t committed, bool* rec
   return committed;
 }
 
-Result<std::map<int32_t, int64_t>> KafkaSource::HighWatermarks() {
-  // The consumer reads read_committed, so its own queries give last stable offsets: the high
-  // watermark needs a read_uncommitted handle (KafkaAdmin's).
-  std::map<std::string, std::string> conf = settings_.properties;
-  for (const char* k : {"isolation.level", "group.id", "group.instance.id", "enable.auto.commit"}) conf.erase(k);
-  ASSIGN_OR_RETURN(std::unique_ptr<KafkaAdmin> admin, KafkaAdmin::Make(settings_.brokers, 5000, conf));
-  ASSIGN_OR_RETURN(auto topics, MetadataTopics(5000));
-  std::map<int32_t, int64_t> out;
-  for (const auto& [topic, n] : topics) {
-    const int32_t slot = *slots_.Find(topic);
-    ASSIGN_OR_RETURN(std::vector<KafkaPartitionEnds> ends, admin->EndOffsets(topic));
-    for (const KafkaPartitionEnds& e : ends) out[KafkaPartitionId(slot, e.partition)] = e.high_watermark;
+Result<std::map<int32_t, KafkaPartitionEnds>> KafkaSource::DeferredEnds() {
+  // Asked on handles of their own (KafkaAdmin's: read_uncommitted for the high watermarks,
+  // read_committed for the last stable offsets), not the consumer's: its connection carries its
+  // fetches, which the broker holds for up to fetch.wait.max.ms when there is nothing new, and
+  // a request queued behind one waits as long (measured: 2.5 s for the metadata and four
+  // partitions' offsets of a stage-two consumer, at every --until-caught-up end).
+  if (!end_admin_) {
+    std::map<std::string, std::string> conf = settings_.properties;
+    for (const char* k : {"isolation.level", "group.id", "group.instance.id", "enable.auto.commit"}) conf.erase(k);
+    ASSIGN_OR_RETURN(end_admin_, KafkaAdmin::Make(settings_.brokers, 5000, conf));
+  }
+  std::vector<std::string> topics = settings_.topics;
+  if (!settings_.pattern.empty()) {
+    topics.clear();
+    ASSIGN_OR_RETURN(auto matched, MetadataTopics(5000));
+    for (const auto& [topic, n] : matched) topics.push_back(topic);
+  }
+  std::map<int32_t, KafkaPartitionEnds> out;
+  for (const std::string& topic : topics) {
+    ASSIGN_OR_RETURN(int32_t slot, Slot(topic));
+    ASSIGN_OR_RETURN(std::vector<KafkaPartitionEnds> ends, end_admin_->EndOffsets(topic));
+    for (const KafkaPartitionEnds& e : ends) out[KafkaPartitionId(slot, e.partition)] = e;
   }
   return out;
 }
@@ -698,32 +730,26 @@ Status KafkaSource::TakeDeferredEndOffsets() {
   if (now < next_end_query_) return Status::OK();
   if (!end_floor_ && !ctx_.take_end_offsets_when()) return Status::OK();
   next_end_query_ = now + std::chrono::milliseconds(200);
-  if (!end_floor_) {
-    Result<std::map<int32_t, int64_t>> floor = HighWatermarks();
-    if (!floor.ok()) {
-      if (floor.status().code() == StatusCode::kInvalidArgument) return floor.status();
-      // Asked again at a later poll; the source reads on meanwhile, never ending before.
-      last_error_ = floor.status().message();
-      spdlog::warn("kafka {}: reading the high watermarks of {} failed: {}; asking again", settings_.client_id,
-                   What(), floor.status().ToString());
-      next_end_query_ = now + std::chrono::seconds(1);
-      return Status::OK();
-    }
-    end_floor_ = std::move(floor).value();
-    // From here on the wait counts against catch_up_timeout (CheckProgress).
-    last_progress_ = now;
-  }
-  if (Status s = FetchEndOffsets(1); !s.ok()) {
-    if (s.code() == StatusCode::kInvalidArgument || s.code() == StatusCode::kFailedPrecondition) return s;
-    last_error_ = s.message();
-    spdlog::warn("kafka {}: {}; asking again", settings_.client_id, s.message());
+  Result<std::map<int32_t, KafkaPartitionEnds>> ends = DeferredEnds();
+  if (!ends.ok()) {
+    if (ends.status().code() == StatusCode::kInvalidArgument) return ends.status();
+    // Asked again at a later poll; the source reads on meanwhile, never ending before.
+    last_error_ = ends.status().message();
+    spdlog::warn("kafka {}: reading the end offsets of {} failed: {}; asking again", settings_.client_id, What(),
+                 ends.status().ToString());
     next_end_query_ = now + std::chrono::seconds(1);
     return Status::OK();
   }
+  if (!end_floor_) {
+    end_floor_.emplace();
+    for (const auto& [id, e] : *ends) (*end_floor_)[id] = e.high_watermark;
+    // From here on the wait counts against catch_up_timeout (CheckProgress).
+    last_progress_ = now;
+  }
   std::string behind;
   for (const auto& [id, high] : *end_floor_) {
-    auto end = end_offsets_.find(id);
-    const int64_t stable = end == end_offsets_.end() ? -1 : end->second;
+    auto end = ends->find(id);
+    const int64_t stable = end == ends->end() ? -1 : end->second.last_stable;
     if (stable < high) {
       behind += (behind.empty() ? "" : ", ") + Label(id) + " at " + std::to_string(stable) + " of " +
                 std::to_string(high);
@@ -739,11 +765,12 @@ Status KafkaSource::TakeDeferredEndOffsets() {
     return Status::OK();
   }
   end_behind_.clear();
+  for (const auto& [id, e] : *ends) TakeEnd(id, e.low, e.last_stable);
   end_offsets_taken_ = true;
   last_progress_ = std::chrono::steady_clock::now();
-  std::string ends;
-  for (const auto& [p, end] : end_offsets_) ends += (ends.empty() ? "" : ", ") + Label(p) + " at " + std::to_string(end);
-  spdlog::info("kafka {}: reading {} up to the end offsets taken now: {}", settings_.client_id, What(), ends);
+  std::string taken;
+  for (const auto& [p, end] : end_offsets_) taken += (taken.empty() ? "" : ", ") + Label(p) + " at " + std::to_string(end);
+  spdlog::info("kafka {}: reading {} up to the end offsets taken now: {}", settings_.client_id, What(), taken);
   return Status::OK();
 }
 
@@ -959,7 +986,11 @@ Result<PollState> KafkaSource::Poll(RawBatch* out, size_t max_records,
       case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
       case RdKafka::ERR__UNKNOWN_TOPIC:
         // A subscribed topic that does not exist yet: warned about every kMissingTopicRecheck.
-        if (!missing_.empty()) break;
+        // Just found, the consumer may still deliver an error it queued before.
+        if (!missing_.empty() || (found_at_ != std::chrono::steady_clock::time_point() &&
+                                  std::chrono::steady_clock::now() - found_at_ < kMissingTopicRecheck)) {
+          break;
+        }
         last_error_ = msg->errstr();
         transient = Status::Unavailable("kafka: " + msg->errstr());
         break;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/option_spec.h"
+#include "connectors/kafka/kafka_admin.h"
 #include "connectors/kafka/kafka_ids.h"
 #include "runtime/source.h"
 
@@ -76,7 +77,8 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// With several topics: the topic and Kafka partition of an id.
   std::optional<PartitionName> NamePartition(int32_t id) const override;
   /// `kafka_missing_topic_checks`: the metadata checks that found a topic (or every topic of
-  /// the pattern) missing, at open and every 30 s after; growing while the run waits for it.
+  /// the pattern) missing, at open and after 1, 2, 4, ... s (at most 30 s apart); growing while
+  /// the run waits for it.
   std::vector<SourceCounter> Counters() const override;
 
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
@@ -117,12 +119,16 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// below the ends. Asks at most every 200 ms, one attempt per poll; while it waits for the
   /// last stable offsets, catch_up_timeout runs.
   Status TakeDeferredEndOffsets();
-  /// The high watermark (committed or not) of every partition of the topics read now.
-  Result<std::map<int32_t, int64_t>> HighWatermarks();
+  /// The low offset, high watermark (committed or not) and last stable offset of every
+  /// partition of the topics read now, asked on end_admin_'s handles.
+  Result<std::map<int32_t, KafkaPartitionEnds>> DeferredEnds();
+  /// Takes `high` as partition `id`'s end offset for --until-caught-up and `low` as its first
+  /// (FetchEndOffsets, TakeDeferredEndOffsets).
+  void TakeEnd(int32_t id, int64_t low, int64_t high);
   /// True while the end offsets wait for SourceContext::take_end_offsets_when.
   bool EndOffsetsDeferred() const { return ctx_.take_end_offsets_when && !end_offsets_taken_; }
-  /// Reads the topics' partitions into topic_partitions_ (best effort): at open, then every
-  /// 30 s while missing_ is set. A topic that does not exist (or a pattern matching none) is
+  /// Reads the topics' partitions into topic_partitions_ (best effort): at open, then while
+  /// missing_ is set after 1 s and twice as long each time, at most every 30 s. A topic that does not exist (or a pattern matching none) is
   /// logged as a warning each time and kept in missing_; found, it is logged and missing_ cleared.
   void ListPartitions();
   /// True when the source reads more than one topic, or a pattern.
@@ -190,6 +196,7 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   std::optional<std::map<int32_t, int64_t>> end_floor_;
   std::chrono::steady_clock::time_point next_end_query_;  ///< TakeDeferredEndOffsets: not before
   std::string end_behind_;  ///< the partitions whose last stable offset is below end_floor_
+  std::unique_ptr<KafkaAdmin> end_admin_;  ///< DeferredEnds' handles, made when first told
   /// True until the group's first assignment, and from a revoke to the next assignment. With
   /// task state (claim_position) a member in between is not caught up: records held for a
   /// partition's task come back only with the claim on assignment.
@@ -207,7 +214,13 @@ class KafkaSource : public Source, public RdKafka::RebalanceCb {
   /// A plain run whose topic does not exist yet: the message (did-you-mean included), repeated
   /// as a warning every 30 s until the topic appears.
   std::string missing_;
+  /// When to check again (after 1 s, then twice as long each time, at most 30 s apart), and
+  /// when to repeat the warning.
   std::chrono::steady_clock::time_point next_missing_check_;
+  std::chrono::seconds missing_recheck_{0};
+  std::chrono::steady_clock::time_point next_missing_warning_;
+  /// When a missing topic was found (the consumer's unknown-topic errors are stale for a while).
+  std::chrono::steady_clock::time_point found_at_;
   std::atomic<int64_t> missing_checks_{0};  ///< Counters(), read by the monitoring thread
 };
 
