@@ -49,9 +49,23 @@ Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig
     topics.topics.push_back({topic, *slot, static_cast<int32_t>(offsets.size())});
     in_all += static_cast<int64_t>(offsets.size());
   }
+  // Stage two keeps its windows per task in the user's sink: one that cannot (stdout:, kafka:,
+  // ...) runs the pipeline in one stage as before, exact over one process only.
+  auto user_sink = ConnectorRegistry::Instance().MakeSink(user_sink_config);
+  if (!user_sink.ok()) return user_sink.status();
+  const bool keeps_task_windows = (*user_sink)->SupportsTasks() && (*user_sink)->StoresTaskWindows();
   if (!RepartitionsWith(decision, in_all)) {
     *why = in_all == 0 ? "the source's topics have no partitions yet on " + ks.brokers
                        : "the source's topics have one partition in all, which one task reads whole";
+    if (warn && in_all == 0 && keeps_task_windows) {
+      // Run in one stage now, the pipeline's sink would hold one-stage positions once the topics
+      // appear, and the next start (two stages) would be refused (CheckStoredShape): its shape
+      // is chosen once its topics exist.
+      return Status::Unavailable("pipeline " + config.name + ": the source's topics have no partitions yet on " +
+                                 ks.brokers + ", and a pipeline that repartitions (" + decision.why +
+                                 ") chooses between one stage and two by their partitions: create the topics "
+                                 "first, then start it again");
+    }
     if (warn && in_all == 0) {
       spdlog::warn("repartition: the source's topics have no partitions yet on {}: running in one stage "
                    "(windows are exact over one process only)",
@@ -59,11 +73,7 @@ Result<std::optional<RepartitionSplit>> RepartitionSplitFor(const PipelineConfig
     }
     return std::optional<RepartitionSplit>();
   }
-  // Stage two keeps its windows per task in the user's sink: one that cannot (stdout:, kafka:,
-  // ...) runs the pipeline in one stage as before, exact over one process only.
-  auto user_sink = ConnectorRegistry::Instance().MakeSink(user_sink_config);
-  if (!user_sink.ok()) return user_sink.status();
-  if (!(*user_sink)->SupportsTasks() || !(*user_sink)->StoresTaskWindows()) {
+  if (!keeps_task_windows) {
     *why = "the sink " + user_sink_config.uri + " cannot keep stage two's windows per task";
     if (warn) {
       spdlog::warn("repartition: the sink {} cannot keep stage two's windows per task (SQLite, MySQL, Parquet and "

@@ -116,13 +116,13 @@ Status CheckStoredShape(const PipelineConfig& config, bool two_stages, const std
   const std::string head = "pipeline " + config.name + ": the sink " + sink + " holds ";
   const std::string fresh =
       "or give the pipeline a new name ([pipeline] name) and a new table or directory in [sink]: it then reads "
-      "the source from its `start`";
+      "the source's topics from their beginning";
   if (two_stages && one && !two) {
     return Status::InvalidArgument(
         head + "positions of source " + one_name + " and none of " + two_name +
         ": it ran in one stage, and would run in two now (" + why +
-        "). Stage one has no positions of its own: it would read the source again from the group's offsets "
-        "or its start, writing windows the sink holds a second time, and the open windows of the one-stage "
+        "). Stage one has no positions of its own: it would read the source's topics again from their "
+        "beginning, writing windows the sink holds a second time, and the open windows of the one-stage "
         "state would be lost. Run it in one stage as before (restore [source] keyed_by if it had one, or set "
         "[source] repartition = false), " + fresh);
   }
@@ -130,9 +130,20 @@ Status CheckStoredShape(const PipelineConfig& config, bool two_stages, const std
     return Status::InvalidArgument(
         head + "positions of source " + two_name + " (stage two of a repartitioned run) and none of " + one_name +
         ": it ran in two stages, and would run in one now (" + why +
-        "). The source would be read from its start and every window written again. Run it in two stages as "
+        "). The source's topics would be read from their beginning and every window written again. Run it in two stages as "
         "before (remove [source] keyed_by or repartition = false, keep the sink and the source's partitions), " +
         fresh);
+  }
+  if (one && two) {
+    // Never written by one shape alone: a sluice without this check switched the pipeline's
+    // shape. Which positions are current cannot be told, and either shape reads again what the
+    // other wrote.
+    return Status::InvalidArgument(
+        head + "positions of both source " + one_name + " (one stage) and " + two_name +
+        " (stage two of a repartitioned run): it ran in both shapes, and either would read again what the "
+        "other wrote, writing windows the sink holds a second time. Reset the pipeline (stop its processes, "
+        "delete the topics " + RepartitionTopicName(config.name) + " and " + RepartitionTopicName(config.name) +
+        ".sluice-positions, clear the sink's output and stored positions), " + fresh);
   }
   return Status::OK();
 }

@@ -159,9 +159,11 @@ class Test(harness.SluiceTest):
         self.check(f"{label}: nothing was read (no stage started)",
                    "(stage one)" not in r.stdout + err and "records in" not in r.stdout, r.stdout[-600:])
         if now == "two":
-            listed = harness.run(["kcat", "-b", harness.BROKER, "-L"], timeout=30)[1]
-            self.check(f"{label}: the repartition topic was not made", f'"{name}-repartition"' not in listed,
-                       f"{name}-repartition listed")
+            rc, listed = harness.run(["kcat", "-b", harness.BROKER, "-L"], timeout=30)
+            # A listing that failed would hold no topic: it proves nothing, so it fails the check.
+            self.check(f"{label}: the repartition topic was not made",
+                       rc == 0 and " topics:" in listed and f'"{name}-repartition"' not in listed,
+                       f"kcat -L exit {rc}; {name}-repartition listed or no listing: {listed[-300:]}")
 
     def case_keyed(self, expected):
         name, db = f"repswitch_{self.run_id}_keyed", os.path.join(self.work, "keyed.db")

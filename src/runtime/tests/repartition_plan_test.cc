@@ -310,9 +310,19 @@ TEST_F(RepartitionPlanTest, StoredPositionsOfTheOtherShapeAreRefused) {
   const Stored other = {{"views", 0}, {"views_repartition", 0}};
   const std::string sink = "sqlite:out.db";
   for (bool two : {true, false}) {
-    for (const Stored* s : {&none, &both, &identity_only, &other}) {
+    for (const Stored* s : {&none, &identity_only, &other}) {
       EXPECT_TRUE(CheckStoredShape(config, two, "why", *s, sink).ok()) << two;
     }
+    // Both shapes' positions (a sluice without this check switched the shape): neither shape
+    // can tell which are current, so both are refused, with the reset.
+    Status mixed = CheckStoredShape(config, two, "why", both, sink);
+    EXPECT_EQ(mixed.code(), StatusCode::kInvalidArgument) << two;
+    EXPECT_NE(mixed.message().find("holds positions of both source source (one stage) and source_repartition"),
+              std::string::npos)
+        << mixed.message();
+    EXPECT_NE(mixed.message().find("delete the topics clicks-repartition and clicks-repartition.sluice-positions"),
+              std::string::npos)
+        << mixed.message();
   }
   EXPECT_TRUE(CheckStoredShape(config, false, "why", one_stage, sink).ok());
   EXPECT_TRUE(CheckStoredShape(config, true, "why", two_stage, sink).ok());
@@ -322,20 +332,20 @@ TEST_F(RepartitionPlanTest, StoredPositionsOfTheOtherShapeAreRefused) {
   EXPECT_EQ(to_two.message(),
             "pipeline clicks: the sink sqlite:out.db holds positions of source source and none of source_repartition: "
             "it ran in one stage, and would run in two now (WHY-TWO). Stage one has no positions of its own: it "
-            "would read the source again from the group's offsets or its start, writing windows the sink holds a "
+            "would read the source's topics again from their beginning, writing windows the sink holds a "
             "second time, and the open windows of the one-stage state would be lost. Run it in one stage as before "
             "(restore [source] keyed_by if it had one, or set [source] repartition = false), or give the pipeline "
-            "a new name ([pipeline] name) and a new table or directory in [sink]: it then reads the source from "
-            "its `start`");
+            "a new name ([pipeline] name) and a new table or directory in [sink]: it then reads the source's topics "
+            "from their beginning");
   Status to_one = CheckStoredShape(config, false, "WHY-ONE", two_stage, sink);
   EXPECT_EQ(to_one.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(to_one.message(),
             "pipeline clicks: the sink sqlite:out.db holds positions of source source_repartition (stage two of a "
             "repartitioned run) and none of source: it ran in two stages, and would run in one now (WHY-ONE). The "
-            "source would be read from its start and every window written again. Run it in two stages as before "
+            "source's topics would be read from their beginning and every window written again. Run it in two stages as before "
             "(remove [source] keyed_by or repartition = false, keep the sink and the source's partitions), or give "
             "the pipeline a new name ([pipeline] name) and a new table or directory in [sink]: it then reads the "
-            "source from its `start`");
+            "source's topics from their beginning");
 
   // Pipelines whose shape never changes are not checked: update mode, a select, a file source.
   for (const std::string& text :
