@@ -5,6 +5,7 @@
 
 #include "connectors/mysql/mysql_sink.h"
 #include "runtime/registry.h"
+#include "runtime/sink_inventory.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -358,6 +359,29 @@ TEST_F(MysqlSinkTest, PositionsRoundTrip) {
   EXPECT_EQ(One("SELECT COUNT(*) FROM _sluice_positions WHERE pipeline = '" + pipeline_ +
                 "' AND updated_at > UTC_TIMESTAMP() - INTERVAL 1 HOUR"),
             "3");
+  again->Close();
+
+  // `sluice run`'s shape check (positions_only), from a sink never opened: the named pipeline's
+  // positions and nothing else (no dead letters, state or details); another name finds none.
+  auto reader = MysqlSink::Make(Config());
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  InventoryOptions only;
+  only.pipeline = pipeline_;
+  only.positions_only = true;
+  auto shape = dynamic_cast<SinkReader&>(**reader).Inventory(only);
+  ASSERT_TRUE(shape.ok()) << shape.status().ToString();
+  ASSERT_EQ(shape->pipelines.size(), 1u);
+  std::vector<StoredPosition> positions = shape->pipelines[0].positions;
+  std::sort(positions.begin(), positions.end(), [](const StoredPosition& x, const StoredPosition& y) {
+    return std::tie(x.source, x.partition) < std::tie(y.source, y.partition);
+  });
+  EXPECT_EQ(positions, *loaded);
+  EXPECT_TRUE(shape->pipelines[0].details.empty());
+  EXPECT_FALSE(shape->pipelines[0].dead_letters_stored);
+  only.pipeline = pipeline_ + "_other";
+  auto other = dynamic_cast<SinkReader&>(**reader).Inventory(only);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_TRUE(other->pipelines.empty());
 }
 
 TEST_F(MysqlSinkTest, RetryAfterAnAmbiguousCommitDoesNotApplyTwice) {

@@ -463,6 +463,22 @@ TEST_F(ParquetSinkTasksTest, EachTaskNumbersItsOwnFilesAndDeadLetters) {
   EXPECT_EQ(inv->pipelines[0].details[1].first, "part files");
   EXPECT_EQ(inv->pipelines[0].details[1].second.substr(0, 2), "4 ");
   EXPECT_EQ(inv->pipelines[0].dead_letters.total(), 2);
+  // `sluice run`'s shape check (positions_only): the named pipeline's positions, nothing else;
+  // another pipeline name finds none.
+  InventoryOptions only;
+  only.pipeline = "views";
+  only.positions_only = true;
+  auto shape = dynamic_cast<SinkReader*>(fresh->get())->Inventory(only);
+  ASSERT_TRUE(shape.ok()) << shape.status().ToString();
+  ASSERT_EQ(shape->pipelines.size(), 1u);
+  EXPECT_EQ(shape->pipelines[0].positions, *positions);
+  EXPECT_TRUE(shape->pipelines[0].details.empty());
+  EXPECT_FALSE(shape->pipelines[0].dead_letters_stored);
+  EXPECT_EQ(shape->pipelines[0].dead_letters.total(), 0);
+  only.pipeline = "clicks";
+  auto other = dynamic_cast<SinkReader*>(fresh->get())->Inventory(only);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_TRUE(other->pipelines.empty());
   // sluice verify's reading: the rows of every part file.
   auto reading = MakeSink();
   ASSERT_TRUE((*reading)->OpenForReading(ctx_).ok());
