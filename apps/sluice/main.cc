@@ -52,7 +52,8 @@ using sluice::Status;
 ///      sink's positions were written by two or the reverse (CheckSinkStageShape)
 ///
 /// `sluice validate` runs the same checks as the start of `sluice run` (Runner::Make), so
-/// whatever validate passes, run does not reject for its configuration.
+/// whatever validate passes, run does not reject for its configuration alone (run also compares
+/// it with what the sink holds, CheckSinkStageShape, which validate does not read).
 constexpr int kExitDone = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;

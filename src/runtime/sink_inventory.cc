@@ -24,6 +24,18 @@ void DeadLetterTally::PruneSamples(size_t max_reasons) {
   for (size_t i = max_reasons; i < ranked.size(); ++i) samples.erase(ranked[i].first);
 }
 
+Result<SinkInventory> PositionsOnlyInventory(SinkInventory inv, const InventoryOptions& options,
+                                             const std::string& what, bool has_positions,
+                                             const std::function<Result<std::vector<StoredPosition>>()>& load) {
+  if (options.pipeline.empty()) return Status::Internal(what + ": positions_only without a pipeline");
+  if (!has_positions) return inv;
+  PipelineInventory p;
+  p.pipeline = options.pipeline;
+  ASSIGN_OR_RETURN(p.positions, load());
+  if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
+  return inv;
+}
+
 Status TallyDeadLetterLines(std::string_view ndjson, std::string_view pipeline,
                             size_t samples_per_reason, DeadLetterTally* tally) {
   simdjson::dom::parser parser;

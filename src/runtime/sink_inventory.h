@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -76,6 +77,14 @@ struct SinkInventory {
   std::string dead_letter_location;  ///< where its dead letters are
   std::vector<PipelineInventory> pipelines;  ///< by name
 };
+
+/// InventoryOptions::positions_only's answer of a store (`what`, for the error) that keeps its
+/// positions in a table: `inv` with the named pipeline's positions as read by `load` (the
+/// store's LoadPositions for that pipeline), as one pipeline when it has any; `inv` unchanged
+/// when the store has no positions table (`has_positions`). kInternal without a pipeline name.
+Result<SinkInventory> PositionsOnlyInventory(SinkInventory inv, const InventoryOptions& options,
+                                             const std::string& what, bool has_positions,
+                                             const std::function<Result<std::vector<StoredPosition>>()>& load);
 
 /// Reads back what a sink stores, for `sluice inspect`, /metrics and the dashboard. A sink
 /// that can (SQLite, MySQL, Parquet) implements it next to Sink; find it with

@@ -929,15 +929,12 @@ Result<SinkInventory> CassandraSink::Inventory(const InventoryOptions& options) 
     if (options.positions_only) {
       // The named pipeline's positions only (with its task rows', as LoadPositions merges
       // them): no scan of the tables for pipeline names, no state read.
-      if (options.pipeline.empty()) return Status::Internal("cassandra sink: positions_only without a pipeline");
-      if (!have.count("_sluice_positions")) return inv;
-      tasks_table_ = have.count("_sluice_tasks") > 0;
-      ctx_.pipeline = options.pipeline;
-      PipelineInventory p;
-      p.pipeline = options.pipeline;
-      ASSIGN_OR_RETURN(p.positions, LoadPositions());
-      if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
-      return inv;
+      return PositionsOnlyInventory(std::move(inv), options, "cassandra sink", have.count("_sluice_positions") > 0,
+                                    [&] {
+                                      tasks_table_ = have.count("_sluice_tasks") > 0;
+                                      ctx_.pipeline = options.pipeline;
+                                      return LoadPositions();
+                                    });
     }
     std::set<std::string> names;
     auto collect = [&](const std::string& cql) -> Status {

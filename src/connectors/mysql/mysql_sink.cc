@@ -450,14 +450,10 @@ Result<SinkInventory> MysqlSink::Inventory(const InventoryOptions& options) {
     auto has = [&](const char* t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
     if (options.positions_only) {
       // The named pipeline's positions only: no scan of the other tables for pipeline names.
-      if (options.pipeline.empty()) return Status::Internal("mysql sink: positions_only without a pipeline");
-      if (!has("_sluice_positions")) return inv;
-      ctx_.pipeline = options.pipeline;
-      PipelineInventory p;
-      p.pipeline = options.pipeline;
-      ASSIGN_OR_RETURN(p.positions, LoadPositions());
-      if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
-      return inv;
+      return PositionsOnlyInventory(std::move(inv), options, "mysql sink", has("_sluice_positions"), [&] {
+        ctx_.pipeline = options.pipeline;
+        return LoadPositions();
+      });
     }
     std::set<std::string> names;
     if (!tables.empty()) {

@@ -857,14 +857,11 @@ Result<SinkInventory> SqliteSink::Inventory(const InventoryOptions& options) {
     }
     if (options.positions_only) {
       // The named pipeline's positions only: no scan of the other tables for pipeline names.
-      if (options.pipeline.empty()) return Status::Internal("sqlite sink: positions_only without a pipeline");
-      if (std::find(tables.begin(), tables.end(), "_sluice_positions") == tables.end()) return inv;
-      ctx_.pipeline = options.pipeline;
-      PipelineInventory p;
-      p.pipeline = options.pipeline;
-      ASSIGN_OR_RETURN(p.positions, LoadPositions());
-      if (!p.positions.empty()) inv.pipelines.push_back(std::move(p));
-      return inv;
+      const bool has_positions = std::find(tables.begin(), tables.end(), "_sluice_positions") != tables.end();
+      return PositionsOnlyInventory(std::move(inv), options, "sqlite sink", has_positions, [&] {
+        ctx_.pipeline = options.pipeline;
+        return LoadPositions();
+      });
     }
     std::string union_sql;
     for (const auto& t : tables) {
