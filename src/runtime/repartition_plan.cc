@@ -141,9 +141,7 @@ Status CheckStoredShape(const PipelineConfig& config, bool two_stages, const std
     return Status::InvalidArgument(
         head + "positions of both source " + one_name + " (one stage) and " + two_name +
         " (stage two of a repartitioned run): it ran in both shapes, and either would read again what the "
-        "other wrote, writing windows the sink holds a second time. Reset the pipeline (stop its processes, "
-        "delete the topics " + RepartitionTopicName(config.name) + " and " + RepartitionTopicName(config.name) +
-        ".sluice-positions, clear the sink's output and stored positions), " + fresh);
+        "other wrote, writing windows the sink holds a second time. To go on, " + RepartitionResetAdvice(config.name));
   }
   return Status::OK();
 }
